@@ -1,0 +1,2 @@
+"""Readers of real formats, synthetic generators and torch Datasets."""
+__all__ = []

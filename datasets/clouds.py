@@ -1,0 +1,213 @@
+"""Synthetic cloud masks and DINCAE/DINEOF-style withholding of valid pixels for cross-validation.
+
+Clouds are thresholded smooth random fields: white noise filtered in Fourier space to a red
+spectrum (coherent blobs with ragged edges), evolved day to day by an AR(1) process so a cloud
+system lasts a few days, and cut per day at a quantile so each day has a chosen cover.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+
+from oceandl.errors import InputError
+
+__all__ = ["cloud_masks", "withhold_by_cloud_transfer", "spectral_noise_filter"]
+
+
+def spectral_noise_filter(ny: int, nx: int, scale: float, slope: float = 4.0) -> np.ndarray:
+    """Amplitude filter, shape ``(ny, nx // 2 + 1)``, for ``np.fft.rfft2`` of white noise.
+
+    The filtered field has a 2-D power spectrum ``(1 + (2 pi k scale)^2)^(-slope / 2)``: flat at
+    scales longer than ``scale`` (in pixels) and a power law ``k^-slope`` below it. The filter is
+    normalised so the filtered field has unit variance.
+    """
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    k2 = kx**2 + ky**2
+    power = (1.0 + (2.0 * np.pi) ** 2 * k2 * scale**2) ** (-slope / 2.0)
+    power[0, 0] = 0.0  # no mean: each day's field is centred
+    # Parseval over the half spectrum: the rfft columns 1..nx/2-1 stand for two columns each.
+    weight = np.full(kx.shape, 2.0)
+    weight[0, 0] = 1.0
+    if nx % 2 == 0:
+        weight[0, -1] = 1.0
+    var = (power * weight).sum() / (ny * nx)
+    return np.sqrt(power / max(var, 1e-300))
+
+
+def _daily_covers(n_time: int, cover: float, rng: np.random.Generator, sd: float = 0.5) -> np.ndarray:
+    """Day-to-day cover fractions around ``cover``, with mean ``cover`` (shape ``(n_time,)``).
+
+    An AR(1) series in logit space (cloudy spells last a few days), shifted by bisection so the
+    mean of the daily covers equals ``cover``.
+    """
+    rho = math.exp(-1.0 / 4.0)
+    e = np.empty(n_time)
+    e[0] = rng.standard_normal() * sd
+    for t in range(1, n_time):
+        e[t] = rho * e[t - 1] + math.sqrt(1 - rho**2) * sd * rng.standard_normal()
+    e -= e.mean()
+
+    def covers(shift: float) -> np.ndarray:
+        logit = math.log(cover / (1.0 - cover)) + shift + e
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    lo, hi = -20.0, 20.0
+    for _ in range(60):  # mean cover is increasing in the shift
+        mid = 0.5 * (lo + hi)
+        if covers(mid).mean() < cover:
+            lo = mid
+        else:
+            hi = mid
+    return covers(0.5 * (lo + hi))
+
+
+def cloud_masks(
+    n_time: int,
+    ny: int,
+    nx: int,
+    cover: float = 0.5,
+    seed: int = 0,
+    persistence_days: float = 3.0,
+    scale: float = 12.0,
+) -> np.ndarray:
+    """Spatially coherent, persistent synthetic cloud masks.
+
+    Parameters
+    ----------
+    n_time, ny, nx : int
+        Shape of the output ``(time, y, x)``; ``y`` index increases northward.
+    cover : float
+        Mean cloud cover over all days and pixels, in ``(0, 1)`` (realistic: 0.2 to 0.9). Each
+        day's cover varies around it; the mean of the daily covers equals ``cover``.
+    seed : int
+        Seed; the same arguments give the same masks.
+    persistence_days : float
+        e-folding time, in days, of the mask's autocorrelation at a fixed pixel (0 = no memory).
+    scale : float
+        Correlation length of the cloud systems, in pixels (about 200 km / grid spacing).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape ``(n_time, ny, nx)``
+        True where a pixel is under cloud.
+    """
+    if not 0.0 < cover < 1.0:
+        raise InputError(f"cloud cover {cover!r}: must be between 0 and 1 (exclusive)")
+    if min(n_time, ny, nx) < 1:
+        raise InputError(f"cloud_masks shape ({n_time}, {ny}, {nx}): every size must be >= 1")
+    if persistence_days < 0 or scale <= 0:
+        raise InputError(
+            f"cloud_masks persistence_days={persistence_days}, scale={scale}: must be >= 0 and > 0"
+        )
+    rng = np.random.default_rng(seed)
+    filt = spectral_noise_filter(ny, nx, scale, slope=4.0)
+    # The mask of a thresholded Gaussian field has correlation (2/pi) arcsin(rho) (median
+    # threshold); pick rho so the mask itself decorrelates with e-folding time persistence_days.
+    target = math.exp(-1.0 / persistence_days) if persistence_days > 0 else 0.0
+    rho = math.sin(0.5 * math.pi * target)
+    innov = math.sqrt(1.0 - rho**2)
+    covers = _daily_covers(n_time, cover, rng)
+    # A weak poleward increase of cloudiness (a feature of mid-latitude climatologies).
+    trend = 0.3 * np.linspace(-1.0, 1.0, ny)[:, None]
+
+    out = np.empty((n_time, ny, nx), dtype=bool)
+    field = None
+    for t in range(n_time):
+        noise = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((ny, nx))) * filt, s=(ny, nx))
+        field = noise if field is None else rho * field + innov * noise
+        day = field + trend
+        # Per-day threshold at the quantile that gives this day's cover.
+        thr = np.quantile(day, 1.0 - covers[t])
+        out[t] = day > thr
+    return out
+
+
+def _as_valid(valid) -> tuple[np.ndarray, xr.DataArray | None, tuple | None]:
+    """Bool ``(time, y, x)`` array from ``valid``; the DataArray and its dim order if given one."""
+    template = order = None
+    if isinstance(valid, xr.DataArray):
+        template = valid
+        order = valid.dims
+        if "time" in valid.dims:
+            valid = valid.transpose("time", ...)
+        valid = valid.values
+    arr = np.asarray(valid)
+    if arr.ndim != 3:
+        raise InputError(f"valid mask: has {arr.ndim} dims; expected 3 (time, y, x)")
+    if arr.dtype != bool:
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(
+                f"valid mask: dtype {arr.dtype}; expected booleans (e.g. np.isfinite(sst))"
+            )
+        arr = arr != 0
+    return arr, template, order
+
+
+def withhold_by_cloud_transfer(valid, fraction: float = 0.1, seed: int = 0):
+    """Pixels to withhold for validation by transferring real cloud patterns to clean days.
+
+    As in DINEOF/DINCAE cross-validation: take the days with the most valid pixels first; on each,
+    impose the cloud (invalid ocean) pattern of another day drawn at random, and withhold the valid
+    pixels that fall under it; stop once at least ``fraction`` of all valid pixels are withheld.
+    The withheld pixels therefore have the size and shape of real gaps.
+
+    Parameters
+    ----------
+    valid : numpy.ndarray or xarray.DataArray of bool, shape ``(time, y, x)``
+        True where a value is observed. Pixels never valid (land) are never withheld.
+    fraction : float
+        Share of the valid pixels to withhold, in ``[0, 1)``.
+    seed : int
+        Seed of the choice of donor days.
+
+    Returns
+    -------
+    numpy.ndarray or xarray.DataArray of bool, shape ``(time, y, x)``
+        True where a valid pixel is withheld (a subset of ``valid``); a DataArray with the
+        input's dims and coords when given one.
+    """
+    arr, template, order = _as_valid(valid)
+    if not 0.0 <= fraction < 1.0:
+        raise InputError(f"withholding fraction {fraction!r}: must be in [0, 1)")
+    n_time = arr.shape[0]
+    ocean = arr.any(axis=0)  # pixels never valid are land (or never seen): never withheld
+    cloud = ~arr & ocean  # the gaps a donor day can lend
+    total = int(arr.sum())
+    target = math.ceil(fraction * total)
+    withheld = np.zeros_like(arr)
+    if target > 0:
+        if n_time < 2 or not cloud.any():
+            raise InputError(
+                "valid mask: no cloud pattern to transfer (needs >= 2 days and some gaps over ocean)"
+            )
+        rng = np.random.default_rng(seed)
+        counts = arr.reshape(n_time, -1).sum(axis=1)
+        cleanest = np.argsort(-counts, kind="stable")
+        done = 0
+        # Later passes stack a second donor's clouds on the same days, for large fractions.
+        for _ in range(20):
+            for d in cleanest:
+                donor = int(rng.integers(n_time - 1))
+                donor += donor >= d  # any day but d
+                new = arr[d] & ~withheld[d] & cloud[donor]
+                withheld[d] |= new
+                done += int(new.sum())
+                if done >= target:
+                    break
+            if done >= target:
+                break
+        else:
+            raise InputError(
+                f"valid mask: cannot withhold {fraction:.0%} of valid pixels by cloud transfer "
+                f"(reached {done / total:.0%})"
+            )
+    if template is None:
+        return withheld
+    dims = ("time",) + tuple(d for d in template.dims if d != "time") if "time" in order else order
+    out = xr.DataArray(withheld, dims=dims, coords=template.coords, name="withheld")
+    out.attrs["long_name"] = "valid pixels withheld for validation (cloud transfer)"
+    out.attrs["fraction"] = float(fraction)
+    return out.transpose(*order)

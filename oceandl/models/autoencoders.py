@@ -1,0 +1,123 @@
+"""The course's auto-encoders: dense, linear (no activations; spans the PCA subspace) and convolutional.
+
+Auto-encoders take ``(in_channels, out_channels=in_channels, **options)`` and map
+(N, in_channels, H, W) to a reconstruction (N, out_channels, H, W); ``encode`` gives the code.
+``noise_std > 0`` makes them denoising: Gaussian noise is added to the input in training mode only.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .blocks import ConvBNAct
+
+__all__ = ["DenseAE", "LinearAE", "ConvAE"]
+
+
+class _AEBase(nn.Module):
+    task = "reconstruction"
+    noise_std: float = 0.0
+
+    def _corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.noise_std > 0:
+            return x + self.noise_std * torch.randn_like(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(self._corrupt(x)))
+
+
+class DenseAE(_AEBase):
+    """Dense auto-encoder: flatten -> hidden layers (ReLU) -> latent -> mirrored decoder.
+
+    ``output="sigmoid"`` suits images in [0, 1]; ``"linear"`` suits anomalies.
+    """
+
+    example_shape = (1, 28, 28)
+
+    def __init__(self, in_channels: int = 1, out_channels: int | None = None, *, input_size=28,
+                 hidden: Sequence[int] = (256,), latent: int = 32, output: str = "sigmoid",
+                 noise_std: float = 0.0, activation: bool = True):
+        super().__init__()
+        out_channels = out_channels or in_channels
+        h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        self.out_shape = (out_channels, h, w)
+        self.noise_std = noise_std
+        act = (lambda: nn.ReLU(inplace=True)) if activation else nn.Identity
+        dims = [in_channels * h * w, *hidden, latent]
+        enc: list[nn.Module] = [nn.Flatten()]
+        for i in range(len(dims) - 1):
+            enc.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < len(dims) - 2:
+                enc.append(act())
+        dec_dims = [latent, *reversed(hidden), out_channels * h * w]
+        dec: list[nn.Module] = []
+        for i in range(len(dec_dims) - 1):
+            dec.append(nn.Linear(dec_dims[i], dec_dims[i + 1]))
+            if i < len(dec_dims) - 2:
+                dec.append(act())
+        if output == "sigmoid":
+            dec.append(nn.Sigmoid())
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, latent)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, latent) -> (N, C_out, H, W)."""
+        return self.decoder(z).view(z.shape[0], *self.out_shape)
+
+
+class LinearAE(DenseAE):
+    """Linear auto-encoder: one linear encoder and decoder, no activation.
+
+    Trained with a squared loss on centred data, its decoder spans the leading ``latent``-dimensional
+    PCA subspace (Baldi & Hornik 1989); oceandl's tests check the principal angles.
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int | None = None, *, input_size=28,
+                 latent: int = 16, noise_std: float = 0.0):
+        super().__init__(in_channels, out_channels, input_size=input_size, hidden=(), latent=latent,
+                         output="linear", noise_std=noise_std, activation=False)
+
+
+class ConvAE(_AEBase):
+    """Fully convolutional auto-encoder: ``depth`` stride-2 stages down, transposed convs up.
+
+    Works on any H, W divisible by ``2**depth``; the code is (N, latent_channels, H/2**depth, W/2**depth).
+    """
+
+    example_shape = (1, 28, 28)
+
+    def __init__(self, in_channels: int = 1, out_channels: int | None = None, *, width: int = 32, depth: int = 2,
+                 latent_channels: int = 8, output: str = "sigmoid", noise_std: float = 0.0):
+        super().__init__()
+        out_channels = out_channels or in_channels
+        self.noise_std = noise_std
+        enc: list[nn.Module] = []
+        cin = in_channels
+        for i in range(depth):
+            cout = width * 2**i
+            enc += [ConvBNAct(cin, cout), ConvBNAct(cout, cout, stride=2)]
+            cin = cout
+        enc.append(nn.Conv2d(cin, latent_channels, 1))
+        dec: list[nn.Module] = [nn.Conv2d(latent_channels, cin, 1), nn.ReLU(inplace=True)]
+        for i in reversed(range(depth)):
+            cout = width * 2 ** max(i - 1, 0)
+            dec += [nn.ConvTranspose2d(cin, cout, 2, stride=2), nn.ReLU(inplace=True), ConvBNAct(cout, cout)]
+            cin = cout
+        dec.append(nn.Conv2d(cin, out_channels, 3, padding=1))
+        if output == "sigmoid":
+            dec.append(nn.Sigmoid())
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)

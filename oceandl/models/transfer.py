@@ -1,0 +1,130 @@
+"""Transfer learning from torchvision backbones with locally stored pretrained weights.
+
+The backbone's first convolution is adapted to ``in_channels`` (for 1-channel SAR or plankton
+images the RGB filters are summed, which keeps their response to a grey image), its classifier is
+replaced by a ``num_classes`` head, and ``freeze`` chooses what is trained.
+Weights are never downloaded: pass ``weights=PATH`` or put torchvision's file where
+``torch.hub.get_dir()/checkpoints`` points, and the error says so when it is missing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, InputError, MissingResourceError
+
+__all__ = ["TransferClassifier", "BACKBONES", "pretrained_weights_path"]
+
+# backbone -> (torchvision builder name, weights enum name, default min input size)
+BACKBONES = {
+    "resnet18": ("resnet18", "ResNet18_Weights", 32),
+    "vgg16": ("vgg16", "VGG16_Weights", 32),
+    "alexnet": ("alexnet", "AlexNet_Weights", 63),
+    "inception_v3": ("inception_v3", "Inception_V3_Weights", 75),
+}
+
+
+def pretrained_weights_path(backbone: str) -> Path:
+    """Where torchvision would cache the ImageNet weights of ``backbone`` (no download)."""
+    import torchvision.models as tvm
+
+    enum = getattr(tvm, BACKBONES[backbone][1]).IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+
+
+def _load_state_dict(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        # torchvision ships .pth files; weights_only=True refuses arbitrary pickled objects
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a bad weights file
+        raise CheckpointError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
+
+
+def _first_conv(model: nn.Module, backbone: str) -> tuple[nn.Module, str]:
+    if backbone == "resnet18":
+        return model, "conv1"
+    if backbone in ("vgg16", "alexnet"):
+        return model.features, "0"
+    return model.Conv2d_1a_3x3, "conv"  # inception_v3
+
+
+class TransferClassifier(nn.Module):
+    """A torchvision backbone fine-tuned for ``num_classes`` on ``in_channels`` images.
+
+    Parameters
+    ----------
+    in_channels, num_classes : int
+    backbone : {"resnet18", "vgg16", "alexnet", "inception_v3"}
+    pretrained : bool
+        Load ImageNet weights from ``weights`` or torchvision's cache folder (never downloads).
+    weights : str or Path, optional
+        A local ``.pth`` (torchvision) or ``.safetensors`` file of the backbone's ImageNet weights.
+    freeze : {"none", "backbone", "all_but_last"}
+        ``backbone``: train only the new head; ``all_but_last``: also train the last block.
+    """
+
+    task = "classification"
+    example_shape = (1, 64, 64)
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, *, backbone: str = "resnet18",
+                 pretrained: bool = False, weights: str | os.PathLike | None = None, freeze: str = "none"):
+        super().__init__()
+        import torchvision.models as tvm
+
+        if backbone not in BACKBONES:
+            raise InputError(f"unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}")
+        if freeze not in ("none", "backbone", "all_but_last"):
+            raise InputError(f"freeze={freeze!r}: use none, backbone or all_but_last")
+        self.backbone_name = backbone
+        kwargs = {"aux_logits": False, "init_weights": False} if backbone == "inception_v3" else {}
+        net = getattr(tvm, BACKBONES[backbone][0])(weights=None, **kwargs)
+        if pretrained or weights:
+            path = Path(weights) if weights else pretrained_weights_path(backbone)
+            if not path.is_file():
+                raise MissingResourceError(
+                    f"pretrained weights for {backbone} not found at {path}: download them once "
+                    f"(torchvision: {BACKBONES[backbone][0]}(weights='IMAGENET1K_V1')) and put the file "
+                    f"there, or pass weights=PATH (--set weights=PATH)"
+                )
+            state = _load_state_dict(path)
+            state = {k: v for k, v in state.items() if not k.startswith("AuxLogits")}
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            if unexpected or [k for k in missing if "AuxLogits" not in k]:
+                raise CheckpointError(f"{path}: weights do not fit torchvision {backbone} "
+                                      f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+        # adapt the first conv: average RGB filters x3/in_channels keeps the activation scale
+        parent, attr = _first_conv(net, backbone)
+        old: nn.Conv2d = getattr(parent, attr)
+        if in_channels != old.in_channels:
+            new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
+                            bias=old.bias is not None)
+            with torch.no_grad():
+                w = old.weight.sum(dim=1, keepdim=True) / in_channels
+                new.weight.copy_(w.repeat(1, in_channels, 1, 1))
+                if old.bias is not None:
+                    new.bias.copy_(old.bias)
+            setattr(parent, attr, new)
+        # new head
+        if backbone in ("resnet18", "inception_v3"):
+            net.fc = nn.Linear(net.fc.in_features, num_classes)
+            head, last_block = [net.fc], [net.layer4 if backbone == "resnet18" else net.Mixed_7c]
+        else:
+            net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, num_classes)
+            head, last_block = [net.classifier[-1]], [net.classifier]
+        self.net = net
+        if freeze != "none":
+            for p in self.net.parameters():
+                p.requires_grad_(False)
+            for m in head + (last_block if freeze == "all_but_last" else []):
+                for p in m.parameters():
+                    p.requires_grad_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
