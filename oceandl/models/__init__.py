@@ -16,6 +16,7 @@ from ..errors import InputError
 from .autoencoders import ConvAE, DenseAE, LinearAE
 from .blocks import BasicBlock, ConvBNAct
 from .classifiers import MLP, CourseCNN, ResNet, VGGNet
+from .reconstruction import ResAE, SMPUnet, UNet
 from .transfer import BACKBONES, TransferClassifier
 
 __all__ = [
@@ -44,6 +45,10 @@ MODELS: dict = {
     "dense_ae": DenseAE,
     "linear_ae": LinearAE,
     "conv_ae": ConvAE,
+    # reconstruction (gap filling)
+    "unet": UNet,
+    "resae": ResAE,
+    "smp_unet": SMPUnet,
 }
 
 

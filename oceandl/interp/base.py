@@ -1,0 +1,401 @@
+"""The interface every gap-filling method shares (climatology, EOF, DINEOF, neural networks).
+
+The base class :class:`Interpolator` owns everything that is not maths: it validates the
+DataArray, finds its (time, lat, lon) dims by name, computes dask input, normalises the field
+(per-pixel temporal mean of the observations, one global scale), hides the withheld pixels,
+undoes the normalisation, keeps land NaN and the observed values, labels the result with the
+input's coords and attrs, adds provenance, and scores the withheld pixels. A method implements
+only :meth:`Interpolator._fit` and :meth:`Interpolator._reconstruct` on plain NumPy arrays.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+import xarray as xr
+
+from oceandl.errors import InputError
+
+__all__ = ["Interpolator", "canonical_dims", "as_dataarray", "oceandl_version"]
+
+# Lower-case dimension names recognised for each role.
+_ALIASES = {
+    "time": ("time", "t"),
+    "lat": ("lat", "latitude", "y"),
+    "lon": ("lon", "longitude", "x"),
+}
+# Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
+_MIN_PIXEL_OBS = 2
+
+
+def oceandl_version() -> str:
+    """Version string of oceandl (``"unknown"`` when it is neither imported nor installed)."""
+    import sys
+
+    pkg = sys.modules.get("oceandl")
+    ver = getattr(pkg, "__version__", None)
+    if ver:
+        return str(ver)
+    from importlib import metadata
+
+    try:
+        return metadata.version("oceandl")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _label(da) -> str:
+    name = getattr(da, "name", None)
+    return f"variable {name!r}" if name is not None else "input"
+
+
+def as_dataarray(obj, what: str = "input") -> xr.DataArray:
+    """Return ``obj`` as a DataArray.
+
+    A Dataset with one data variable gives that variable; a NumPy or dask array of 3 dims is
+    labelled (time, lat, lon).
+
+    Raises
+    ------
+    InputError
+        For other types, or a Dataset with several variables.
+    """
+    if isinstance(obj, xr.DataArray):
+        return obj
+    if isinstance(obj, xr.Dataset):
+        names = list(obj.data_vars)
+        if len(names) == 1:
+            return obj[names[0]]
+        raise InputError(f"{what}: a Dataset with variables {names}; pass one DataArray, e.g. ds[{names[0]!r}]")
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__array_function__"):
+        ndim = getattr(obj, "ndim", None)
+        if ndim != 3:
+            raise InputError(f"{what}: expected 3 dims (time, lat, lon), got an array of {ndim} dims")
+        return xr.DataArray(obj, dims=("time", "lat", "lon"))
+    raise InputError(f"{what}: expected an xarray.DataArray, got {type(obj).__name__}")
+
+
+def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
+    """Names of the (time, lat, lon) dims of a 3-D DataArray.
+
+    Dims are recognised by name (case-insensitive): ``time``/``t``, ``lat``/``latitude``/``y``,
+    ``lon``/``longitude``/``x``. Dims not recognised take the remaining roles in their order, so
+    an unlabelled array is read as (time, lat, lon).
+
+    Raises
+    ------
+    InputError
+        If ``da`` is not 3-D or two dims claim one role.
+    """
+    if da.ndim != 3:
+        raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
+    found: dict[str, Any] = {}
+    for role, names in _ALIASES.items():
+        hits = [d for d in da.dims if str(d).lower() in names]
+        if len(hits) > 1:
+            raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
+        if hits:
+            found[role] = hits[0]
+    rest = iter(d for d in da.dims if d not in found.values())
+    return tuple(found[r] if r in found else next(rest) for r in _ALIASES)  # type: ignore[return-value]
+
+
+def _netcdf_safe(value):
+    """Attribute values that netCDF can store: bool -> int, containers -> JSON."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=_json_default)
+    if value is None:
+        return "none"
+    return value
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+class Interpolator:
+    """Abstract gap-filling method, fitted on one gappy field (xeofs-style).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of every random choice of the method (CV points, randomised SVD, weights init).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` for methods that use torch.
+    progress : bool
+        Show progress bars.
+    keep_observed : bool
+        Observed (not withheld) pixels keep their input values in the output (default); if False
+        the output is the method's reconstruction everywhere on the ocean.
+    **options
+        Method options; the valid names and defaults are ``option_defaults``.
+
+    Notes
+    -----
+    A subclass sets ``name``, ``option_defaults`` (and ``gives_sigma``) and implements
+    :meth:`_fit` and :meth:`_reconstruct` on normalised NumPy arrays; it may override
+    :meth:`_check_options` (raise :class:`InputError` on bad values) and :meth:`_fit_attrs`
+    (extra output attrs). During ``_fit`` these are set: ``ocean_`` (lat, lon), ``scale_``,
+    ``mean_`` (lat, lon), ``da_`` (the input, transposed to (time, lat, lon)).
+    """
+
+    name: ClassVar[str] = "base"
+    gives_sigma: ClassVar[bool] = False
+    option_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *, seed: int = 0, device: str = "auto", progress: bool = False,
+                 keep_observed: bool = True, **options):
+        unknown = sorted(set(options) - set(self.option_defaults))
+        if unknown:
+            valid = ", ".join(sorted(self.option_defaults)) or "none"
+            raise InputError(f"method {self.name!r}: unknown option {unknown[0]!r} (valid options: {valid})")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise InputError(f"method {self.name!r}: seed must be an integer, got {seed!r}")
+        self.seed = int(seed)
+        self.device = device
+        self.progress = bool(progress)
+        self.keep_observed = bool(keep_observed)
+        self.options: dict[str, Any] = {**self.option_defaults, **options}
+        self._check_options()
+        self._fitted = False
+
+    # ----------------------------------------------------------------- hooks for subclasses
+    def _check_options(self) -> None:
+        """Validate ``self.options`` (raise :class:`InputError` naming the option)."""
+
+    def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
+        """Fit the method.
+
+        Parameters
+        ----------
+        x : float32 ndarray (time, lat, lon)
+            Normalised anomaly: input minus the per-pixel mean of the observations, divided by
+            one global std; 0 where not observed.
+        obs : bool ndarray (time, lat, lon)
+            True where observed and not withheld.
+        ocean : bool ndarray (lat, lon)
+            True where the pixel is observed at some time (land is never observed).
+        """
+        raise NotImplementedError
+
+    def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Normalised filled anomaly (time, lat, lon) and its error std (same units) or None."""
+        raise NotImplementedError
+
+    def _fit_attrs(self) -> dict[str, Any]:
+        """Extra attrs describing the fit (e.g. the number of modes); added to the output."""
+        return {}
+
+    # ----------------------------------------------------------------- helpers for subclasses
+    def _to_matrix(self, a: np.ndarray) -> np.ndarray:
+        """(time, lat, lon) -> (time, n_ocean), the ocean pixels in C order."""
+        return a[:, self.ocean_]
+
+    def _from_matrix(self, m: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """(time, n_ocean) -> (time, lat, lon), ``fill`` on land."""
+        out = np.full((m.shape[0],) + self.ocean_.shape, fill, dtype=m.dtype)
+        out[:, self.ocean_] = m
+        return out
+
+    def _progress(self, iterable: Iterable, desc: str, total: int | None = None):
+        """Wrap ``iterable`` in a tqdm bar when ``progress`` is on."""
+        if not self.progress:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=f"{self.name}: {desc}", total=total, leave=False)
+
+    @property
+    def torch_device(self):
+        """The :class:`torch.device` of ``device`` (raises InputError if unavailable)."""
+        from oceandl.utils import resolve_device
+
+        return resolve_device(self.device)
+
+    # ----------------------------------------------------------------- public API
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}(seed={self.seed}{', ' if opts else ''}{opts})"
+
+    def fit(self, da: xr.DataArray, withheld=None) -> "Interpolator":
+        """Fit the method on a gappy field.
+
+        Parameters
+        ----------
+        da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
+            The field; NaN marks missing values; pixels never observed are land.
+        withheld : bool array-like, same shape (or a DataArray with the same dims), optional
+            Observed pixels hidden from the method and used to score the result (``val_*`` attrs
+            of :meth:`reconstruct`). Missing pixels in ``withheld`` are ignored.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        InputError
+            If ``da`` is not 3-D, has fewer than 2 time steps, is all NaN, constant, contains
+            infinities, or ``withheld`` does not match it or hides every observation.
+        """
+        da = as_dataarray(da)
+        label = _label(da)
+        dims = canonical_dims(da)
+        self.input_dims_ = tuple(da.dims)
+        da_c = da.transpose(*dims)
+        if da_c.sizes[dims[0]] < 2:
+            raise InputError(f"{label}: needs at least 2 time steps along {dims[0]!r}, got {da_c.sizes[dims[0]]}")
+        if not np.issubdtype(da_c.dtype, np.number) or np.issubdtype(da_c.dtype, np.complexfloating):
+            raise InputError(f"{label}: values must be real numbers, got dtype {da_c.dtype}")
+        values = np.asarray(da_c.values, dtype=np.float64)  # computes dask input
+        if np.isinf(values).any():
+            raise InputError(f"{label}: contains infinite values; mark missing values with NaN")
+        observed = np.isfinite(values)
+        if not observed.any():
+            raise InputError(f"{label}: all values are NaN")
+        vmin, vmax = values[observed].min(), values[observed].max()
+        if vmin == vmax:
+            raise InputError(f"{label}: all observed values are equal ({vmin}); nothing to interpolate from")
+
+        held = self._withheld_mask(withheld, da, dims, label) & observed
+        obs = observed & ~held
+        if obs.sum() < 3 or np.count_nonzero(obs.any(axis=(1, 2))) < 2:
+            raise InputError(f"{label}: too few observations left to fit (need observations at 2 time steps or more)")
+        ocean = observed.any(axis=0)
+
+        # Normalisation: per-pixel mean of the fitting observations (global mean where a pixel has
+        # fewer than 2), one global scale so that all methods see unit-variance anomalies.
+        count = obs.sum(axis=0)
+        total = np.where(obs, values, 0.0).sum(axis=0)
+        global_mean = values[obs].mean()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
+        mean[~ocean] = np.nan
+        anom = np.where(obs, values - mean, 0.0)
+        scale = float(np.sqrt(np.sum(anom**2) / obs.sum()))
+        if not np.isfinite(scale) or scale <= 1e-12 * max(abs(vmin), abs(vmax), 1.0):
+            scale = 1.0  # the observations equal their pixel means: anomalies are all zero
+
+        self.da_ = da_c
+        self.values_ = values
+        self.observed_ = observed
+        self.withheld_ = held
+        self.obs_ = obs
+        self.ocean_ = ocean
+        self.mean_ = mean
+        self.scale_ = scale
+        x = (anom / scale).astype(np.float32)
+        self._fit(x, obs, ocean)
+        self._fitted = True
+        return self
+
+    def _withheld_mask(self, withheld, da: xr.DataArray, dims, label: str) -> np.ndarray:
+        """The withheld mask as a bool ndarray in (time, lat, lon) order."""
+        shape = tuple(da.sizes[d] for d in dims)
+        if withheld is None:
+            return np.zeros(shape, dtype=bool)
+        if isinstance(withheld, xr.DataArray):
+            if set(withheld.dims) != set(da.dims):
+                raise InputError(f"{label}: withheld has dims {tuple(withheld.dims)}, expected {tuple(da.dims)}")
+            w = np.asarray(withheld.transpose(*dims).values)
+        else:
+            w = np.asarray(withheld)
+            if w.shape != tuple(da.shape):
+                raise InputError(f"{label}: withheld has shape {w.shape}, expected {tuple(da.shape)}")
+            w = np.transpose(w, [da.dims.index(d) for d in dims])
+        if w.shape != shape:
+            raise InputError(f"{label}: withheld has shape {w.shape}, expected {shape}")
+        if w.dtype != bool:
+            if not np.issubdtype(w.dtype, np.number) or not np.isin(w, (0, 1)).all():
+                raise InputError(f"{label}: withheld must be a boolean mask (True = withheld)")
+            w = w.astype(bool)
+        return w
+
+    def reconstruct(self) -> xr.Dataset:
+        """The filled field, its flags (and error std), labelled like the input.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims and coords of the input (same dim order). Variables: the filled field (named like
+            the input, or ``"filled"``), ``sigma`` (only if ``gives_sigma``), ``missing_flag``
+            (int8: 0 observed or land, 1 originally missing ocean pixel, 2 withheld). Land stays
+            NaN. Attrs (on the Dataset and the filled variable): the input's attrs plus
+            ``oceandl_version``, ``method``, ``options`` (JSON), ``history``, the method's fit
+            attrs and, when pixels were withheld, ``val_rmse``, ``val_mae``, ``val_bias``,
+            ``val_corr``, ``val_std_ratio``, ``val_n`` (and ``val_frac_within_*sigma``).
+
+        Raises
+        ------
+        InputError
+            If called before :meth:`fit`.
+        """
+        if not self._fitted:
+            raise InputError(f"method {self.name!r}: call fit() before reconstruct()")
+        filled_n, sigma_n = self._reconstruct()
+        shape = self.values_.shape
+        if np.shape(filled_n) != shape or (sigma_n is not None and np.shape(sigma_n) != shape):
+            raise RuntimeError(f"method {self.name!r} returned shape {np.shape(filled_n)}, expected {shape}")
+
+        land = ~self.ocean_
+        filled = np.asarray(filled_n, dtype=np.float64) * self.scale_ + self.mean_
+        filled[:, land] = np.nan
+        if self.keep_observed:
+            filled[self.obs_] = self.values_[self.obs_]
+        sigma = None
+        if self.gives_sigma and sigma_n is not None:
+            sigma = np.asarray(sigma_n, dtype=np.float64) * self.scale_
+            sigma[:, land] = np.nan
+        flag = np.zeros(shape, dtype=np.int8)
+        flag[~self.observed_ & self.ocean_[None]] = 1
+        flag[self.withheld_] = 2
+
+        from oceandl.metrics.interpolation import interp_metrics
+
+        attrs: dict[str, Any] = {
+            "oceandl_version": oceandl_version(),
+            "method": self.name,
+            "options": json.dumps({**self.options, "seed": self.seed, "keep_observed": self.keep_observed},
+                                  sort_keys=True, default=_json_default),
+        }
+        attrs.update({k: _netcdf_safe(v) for k, v in self._fit_attrs().items()})
+        self.val_metrics_: dict[str, Any] = {}
+        if self.withheld_.any():
+            self.val_metrics_ = interp_metrics(filled, self.values_, mask=self.withheld_, sigma=sigma)
+            attrs.update({f"val_{k}": v for k, v in self.val_metrics_.items()})
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        line = f"{stamp} oceandl {attrs['oceandl_version']}: gaps filled with method {self.name} {attrs['options']}"
+        old = self.da_.attrs.get("history")
+        attrs["history"] = f"{old}\n{line}" if old else line
+
+        name = self.da_.name if self.da_.name not in (None, "sigma", "missing_flag") else "filled"
+        dtype = np.result_type(self.da_.dtype, np.float32)
+        tmpl = self.da_
+        coords = {k: v for k, v in tmpl.coords.items()}
+        dims = tmpl.dims
+        data_vars = {
+            name: xr.DataArray(filled.astype(dtype), dims=dims, coords=coords, attrs={**tmpl.attrs, **attrs}),
+            "missing_flag": xr.DataArray(flag, dims=dims, coords=coords, attrs={
+                "long_name": "gap-filling flag",
+                "flag_values": np.array([0, 1, 2], dtype=np.int8),
+                "flag_meanings": "observed_or_land originally_missing withheld_for_validation",
+            }),
+        }
+        if sigma is not None:
+            sattrs = {"long_name": f"estimated error standard deviation of {name}"}
+            if "units" in tmpl.attrs:
+                sattrs["units"] = tmpl.attrs["units"]
+            data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
+        ds = xr.Dataset(data_vars, attrs=attrs).transpose(*self.input_dims_)
+        self.output_name_ = name
+        return ds

@@ -1,0 +1,297 @@
+"""EOF (PCA) analysis of a complete field, and gap filling by projection on EOFs.
+
+:func:`eof` / :class:`EOF` follow the conventions of the ``eofs`` package (Dawson 2016): the data
+are centred in time, multiplied by area weights (``sqrt(cos(lat))`` for ``weights="coslat"``),
+land columns (NaN) are dropped; with the SVD ``A = U S V^T`` of the weighted anomaly
+(time, space), the EOFs are the rows of ``V^T`` (still weighted, unit norm), the PCs ``U S``
+(unscaled), the eigenvalues ``S^2 / (n_time - 1)``.
+
+:class:`EOFInterpolator` (method ``"eof"``) fills gaps with the gappy-EOF projection of
+Everson & Sirovich (1995): EOFs of the zero-filled anomaly, then for each time step the
+amplitudes that best fit its observed pixels (ridge-regularised least squares), optionally
+repeated (EM: refill, recompute the EOFs, re-project).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import xarray as xr
+
+from oceandl.errors import InputError
+
+from .base import Interpolator, as_dataarray, canonical_dims, oceandl_version
+
+__all__ = ["EOF", "eof", "EOFInterpolator"]
+
+
+def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
+    """Area weights of shape (lat, lon) (ones when ``weights`` is None)."""
+    _, lat, lon = dims
+    shape = (da.sizes[lat], da.sizes[lon])
+    if weights is None:
+        return np.ones(shape)
+    if isinstance(weights, str):
+        if weights != "coslat":
+            raise InputError(f"eof: weights must be 'coslat', None or an array, got {weights!r}")
+        if lat not in da.coords:
+            raise InputError(f"eof: weights='coslat' needs a coordinate {lat!r} (latitude in degrees)")
+        latv = np.asarray(da[lat].values, dtype=np.float64)
+        if np.abs(latv).max() > 90:
+            raise InputError(f"eof: coordinate {lat!r} has values beyond +-90; it is not a latitude in degrees")
+        w = np.sqrt(np.clip(np.cos(np.deg2rad(latv)), 0.0, None))
+        return np.broadcast_to(w[:, None], shape).copy()
+    if isinstance(weights, xr.DataArray):
+        w = weights.broadcast_like(da.isel({dims[0]: 0}, drop=True)).transpose(lat, lon).values
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim == 1 and w.shape[0] == shape[0]:
+            w = w[:, None]
+        try:
+            w = np.broadcast_to(w, shape)
+        except ValueError:
+            raise InputError(f"eof: weights of shape {np.shape(weights)} do not fit the grid {shape}") from None
+    w = np.asarray(w, dtype=np.float64)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise InputError("eof: weights must be finite and non-negative")
+    return w.copy()
+
+
+class EOF:
+    """EOF analysis of a (time, lat, lon) field; see :func:`eof`.
+
+    Attributes
+    ----------
+    eofs : DataArray (mode, lat, lon)
+        Spatial patterns, weighted, unit norm over the ocean; NaN on land.
+    pcs : DataArray (time, mode)
+        Principal components (unscaled: ``U S``).
+    eigenvalues : DataArray (mode,)
+        Variance of each PC, ``S^2 / (n_time - 1)``.
+    variance_fraction : DataArray (mode,)
+        Eigenvalue over the total variance (all modes, not only the ones kept).
+    mean : DataArray (lat, lon)
+        Time mean removed (zeros if ``center=False``).
+    weights : DataArray (lat, lon)
+        Weights applied to the data.
+    total_variance : float
+        Sum of all eigenvalues.
+    """
+
+    def __init__(self, da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = True):
+        da = as_dataarray(da, "eof")
+        dims = canonical_dims(da)
+        label = f"variable {da.name!r}" if da.name is not None else "input"
+        if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 1:
+            raise InputError(f"eof: n_modes must be a positive integer, got {n_modes!r}")
+        da = da.transpose(*dims)
+        nt = da.sizes[dims[0]]
+        if nt < 2:
+            raise InputError(f"{label}: EOF analysis needs at least 2 time steps, got {nt}")
+        values = np.asarray(da.values, dtype=np.float64)
+        if np.isinf(values).any():
+            raise InputError(f"{label}: contains infinite values")
+        w = _weights(da, dims, weights)
+
+        nan = np.isnan(values)
+        land = nan.all(axis=0)
+        partial = nan.any(axis=0) & ~land
+        if partial.any():
+            warnings.warn(
+                f"eof: {int(partial.sum())} pixels of {label} are missing at some times only; they are left out "
+                "like land (fill the gaps first, e.g. with oceandl.interp.interpolate)", stacklevel=2)
+        ocean = ~(land | partial)
+        if not ocean.any():
+            raise InputError(f"{label}: no pixel is observed at every time step; nothing to analyse")
+
+        X = values[:, ocean]
+        mean = X.mean(axis=0) if center else np.zeros(X.shape[1])
+        A = (X - mean) * w[ocean]
+        if not np.any(A):
+            raise InputError(f"{label}: the (centred, weighted) field is zero everywhere; no variance to analyse")
+        U, S, Vt = np.linalg.svd(A, full_matrices=False)
+        k = int(min(n_modes, S.size))
+        eig_all = S**2 / (nt - 1)
+
+        self.n_modes = k
+        self.center = bool(center)
+        self.total_variance = float(eig_all.sum())
+        self._dims = dims
+        self._ocean = ocean
+        self._w = w
+        self._mean_flat = mean
+        self._E = Vt[:k]  # (k, n_ocean)
+        self._P = U[:, :k] * S[:k]  # (time, k)
+        self._name = da.name
+
+        tdim, ydim, xdim = dims
+        mode = np.arange(1, k + 1)
+        space_coords = {c: v for c, v in da.coords.items() if tdim not in v.dims}
+        time_coords = {c: v for c, v in da.coords.items() if set(v.dims) <= {tdim}}
+        prov = {
+            "oceandl_version": oceandl_version(),
+            "method": "eof",
+            "options": json.dumps({"n_modes": int(n_modes), "center": bool(center),
+                                   "weights": weights if isinstance(weights, str) or weights is None else "array"}),
+        }
+        self.attrs = prov
+        self._input_attrs = dict(da.attrs)
+
+        eofs = np.full((k,) + ocean.shape, np.nan)
+        eofs[:, ocean] = self._E
+        self.eofs = xr.DataArray(eofs, dims=("mode", ydim, xdim), coords={"mode": mode, **space_coords},
+                                 name="eofs", attrs={**prov, "long_name": "empirical orthogonal functions"})
+        self.pcs = xr.DataArray(self._P, dims=(tdim, "mode"), coords={"mode": mode, **time_coords},
+                                name="pcs", attrs={**prov, "long_name": "principal components (unscaled)"})
+        self.eigenvalues = xr.DataArray(eig_all[:k], dims="mode", coords={"mode": mode}, name="eigenvalues",
+                                        attrs={**prov, "long_name": "eigenvalues (variance of each PC)"})
+        self.variance_fraction = xr.DataArray(eig_all[:k] / eig_all.sum(), dims="mode", coords={"mode": mode},
+                                              name="variance_fraction",
+                                              attrs={**prov, "long_name": "fraction of the total variance"})
+        meanmap = np.full(ocean.shape, np.nan)
+        meanmap[ocean] = mean
+        self.mean = xr.DataArray(meanmap, dims=(ydim, xdim), coords=space_coords, name="mean", attrs=prov)
+        self.weights = xr.DataArray(w, dims=(ydim, xdim), coords=space_coords, name="weights")
+        self._template = da.isel({tdim: slice(0, 0)})
+
+    def __repr__(self) -> str:
+        vf = float(self.variance_fraction.sum())
+        return f"EOF(n_modes={self.n_modes}, variance explained={vf:.3f})"
+
+    def reconstruct(self, k: int | None = None) -> xr.DataArray:
+        """Field rebuilt from the first ``k`` modes (all kept modes by default).
+
+        Returns
+        -------
+        DataArray (time, lat, lon)
+            ``(PCs[:, :k] @ EOFs[:k]) / weights + mean``, NaN on land and where a weight is 0.
+        """
+        if k is None:
+            k = self.n_modes
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.n_modes:
+            raise InputError(f"eof: reconstruct(k) needs 1 <= k <= {self.n_modes}, got {k!r}")
+        w = self._w[self._ocean]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            flat = (self._P[:, :k] @ self._E[:k]) / w + self._mean_flat
+        flat[:, w == 0] = np.nan
+        out = np.full((self._P.shape[0],) + self._ocean.shape, np.nan)
+        out[:, self._ocean] = flat
+        tdim = self._dims[0]
+        coords = {c: v for c, v in self.pcs.coords.items() if c != "mode"}
+        coords.update({c: v for c, v in self.eofs.coords.items() if c != "mode"})
+        return xr.DataArray(out, dims=self._dims, coords=coords, name=self._name,
+                            attrs={**self._input_attrs, **self.attrs, "n_modes_used": int(k)})
+
+    def project(self, da: xr.DataArray) -> xr.DataArray:
+        """Pseudo-PCs of another field on these EOFs.
+
+        Parameters
+        ----------
+        da : DataArray (time, lat, lon) on the same grid, complete over this analysis' ocean
+
+        Returns
+        -------
+        DataArray (time, mode)
+            ``((da - mean) * weights) @ EOFs^T``; equals :attr:`pcs` for the analysed field.
+        """
+        da = as_dataarray(da, "eof.project")
+        dims = canonical_dims(da)
+        da = da.transpose(*dims)
+        if da.shape[1:] != self._ocean.shape:
+            raise InputError(f"eof.project: grid {da.shape[1:]} differs from the analysis grid {self._ocean.shape}")
+        X = np.asarray(da.values, dtype=np.float64)[:, self._ocean]
+        if not np.isfinite(X).all():
+            raise InputError("eof.project: the field has missing values over the analysed ocean pixels")
+        P = ((X - self._mean_flat) * self._w[self._ocean]) @ self._E.T
+        coords = {c: v for c, v in da.coords.items() if set(v.dims) <= {dims[0]}}
+        return xr.DataArray(P, dims=(dims[0], "mode"), coords={"mode": self.pcs["mode"].values, **coords},
+                            name="pseudo_pcs", attrs=self.attrs)
+
+
+def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = True) -> EOF:
+    """EOF analysis of a (time, lat, lon) field with NaN-masked land.
+
+    Parameters
+    ----------
+    da : DataArray (time, lat, lon), dims found by name, NumPy or dask backed
+        Complete field (NaN only on land; pixels missing at some times are left out with a warning).
+    n_modes : int
+        Number of modes kept (at most min(n_time, n_ocean)).
+    weights : "coslat", None, or array (lat,) / (lat, lon) / DataArray
+        Multiplies the data before the SVD; ``"coslat"`` is ``sqrt(cos(lat))`` (area weighting of
+        the covariance), as in the ``eofs`` package.
+    center : bool
+        Remove the time mean first.
+
+    Returns
+    -------
+    EOF
+        With ``eofs`` (mode, lat, lon), ``pcs`` (time, mode), ``eigenvalues``,
+        ``variance_fraction``, ``reconstruct(k)``, ``project(da)``; provenance in ``attrs``.
+
+    Raises
+    ------
+    InputError
+        For a non 3-D field, fewer than 2 time steps, no complete pixel, bad weights.
+    """
+    return EOF(da, n_modes=n_modes, weights=weights, center=center)
+
+
+class EOFInterpolator(Interpolator):
+    """Gap filling by projection on EOFs (gappy EOF; Everson & Sirovich 1995).
+
+    1. EOFs of the normalised anomaly with the gaps set to 0 (its SVD; the leading patterns
+       survive the zeros, their amplitudes are damped).
+    2. For each time step t with observed pixels o, the amplitudes ``a_t`` solve
+       ``(E_o E_o^T + ridge * (n_o / n) I) a_t = E_o x_o`` (least squares on the observed pixels;
+       the ridge, relative to the observed fraction, damps modes the observations do not
+       constrain); the gaps are ``a_t E``. A time step with no observation gets anomaly 0.
+    3. With ``em_iter > 0``: replace the gaps by the projection, recompute the EOFs, re-project,
+       ``em_iter`` times.
+
+    Options
+    -------
+    n_modes : int, default 5
+    ridge : float >= 0, default 0.01
+    em_iter : int >= 0, default 0
+    """
+
+    name: ClassVar[str] = "eof"
+    option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 0}
+
+    def _check_options(self) -> None:
+        o = self.options
+        for key in ("n_modes", "em_iter"):
+            v = o[key]
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if key == "n_modes" else 0):
+                raise InputError(f"method 'eof': option {key} must be an integer >= {1 if key == 'n_modes' else 0}, "
+                                 f"got {v!r}")
+        if not isinstance(o["ridge"], (int, float)) or not np.isfinite(o["ridge"]) or o["ridge"] < 0:
+            raise InputError(f"method 'eof': option ridge must be a number >= 0, got {o['ridge']!r}")
+
+    def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
+        X = self._to_matrix(x).astype(np.float64)  # (time, n), 0 at gaps
+        M = self._to_matrix(obs)
+        n = X.shape[1]
+        k = int(min(self.options["n_modes"], *X.shape))
+        filled = X
+        for _ in self._progress(range(self.options["em_iter"] + 1), "EM"):
+            _, _, Vt = np.linalg.svd(filled, full_matrices=False)
+            E = Vt[:k]  # (k, n), orthonormal rows
+            G = np.einsum("kn,tn,jn->tkj", E, M.astype(np.float64), E)  # E_o E_o^T per time step
+            b = X @ E.T  # E_o x_o (X is 0 at gaps)
+            frac = M.sum(axis=1) / n
+            G += (self.options["ridge"] * frac + 1e-12)[:, None, None] * np.eye(k)
+            A = np.linalg.solve(G, b[..., None])[..., 0]
+            recon = A @ E
+            filled = np.where(M, X, recon)
+        self.n_modes_ = k
+        self._filled = self._from_matrix(recon.astype(np.float32))
+
+    def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._filled, None
+
+    def _fit_attrs(self) -> dict[str, Any]:
+        return {"n_modes": self.n_modes_}

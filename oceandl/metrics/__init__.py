@@ -1,0 +1,6 @@
+"""Metrics: classification (held-out test set) and interpolation (withheld pixels)."""
+from .classification import (classification_metrics, confusion_matrix, expected_calibration_error, log_loss,
+                             top_k_accuracy)
+
+__all__ = ["classification_metrics", "confusion_matrix", "expected_calibration_error", "log_loss",
+           "top_k_accuracy"]

@@ -1,0 +1,104 @@
+"""Classification metrics on a held-out set, from true labels and predicted probabilities."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["confusion_matrix", "classification_metrics", "expected_calibration_error", "top_k_accuracy",
+           "log_loss"]
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts; rows are true classes, columns predictions."""
+    idx = np.asarray(y_true, np.int64) * num_classes + np.asarray(y_pred, np.int64)
+    return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Fraction of samples whose true class is among the ``k`` most probable."""
+    k = min(k, probs.shape[1])
+    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
+
+
+def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-15) -> float:
+    """Mean negative log-likelihood of the true class (probabilities clipped and renormalised)."""
+    p = np.clip(probs, eps, 1 - eps)
+    p = p / p.sum(axis=1, keepdims=True)
+    return float(-np.mean(np.log(p[np.arange(len(p)), np.asarray(y_true)])))
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> tuple[float, dict]:
+    """Expected calibration error (Guo et al. 2017) of the top-class confidence, and the diagram data.
+
+    Returns
+    -------
+    ece : float
+    bins : dict with ``confidence``, ``accuracy`` and ``count`` per bin (for a reliability diagram).
+    """
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    acc = np.bincount(which, weights=correct, minlength=n_bins) / np.maximum(count, 1)
+    mean_conf = np.bincount(which, weights=conf, minlength=n_bins) / np.maximum(count, 1)
+    ece = float(np.sum(count / max(len(conf), 1) * np.abs(acc - mean_conf)))
+    return ece, {"edges": edges.tolist(), "confidence": mean_conf.tolist(), "accuracy": acc.tolist(),
+                 "count": count.tolist()}
+
+
+def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str] | None = None,
+                           top_k: Sequence[int] = (2, 3)) -> dict:
+    """Every metric the course and the SAR/plankton literature report, in one dict.
+
+    Parameters
+    ----------
+    y_true : (N,) int labels.
+    probs : (N, C) predicted class probabilities.
+    classes : C class names (default ``"0".."C-1"``).
+
+    Returns
+    -------
+    dict with ``accuracy``, ``macro_accuracy`` (mean per-class recall), ``macro_precision``,
+    ``macro_recall``, ``macro_f1``, ``top{k}_accuracy``, ``log_loss``, ``ece``, ``n``,
+    ``per_class`` ({name: precision, recall, f1, accuracy, support}), ``confusion_matrix`` (C x C list)
+    and ``reliability`` (diagram data).
+    """
+    y_true = np.asarray(y_true, np.int64)
+    probs = np.asarray(probs, np.float64)
+    n_classes = probs.shape[1]
+    classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
+    y_pred = probs.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    # sklearn's zero_division=0 convention: undefined precision/recall count as 0
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = support > 0
+    ece, reliability = expected_calibration_error(y_true, probs)
+    out = {
+        "n": int(len(y_true)),
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "macro_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        **{f"top{k}_accuracy": top_k_accuracy(y_true, probs, k) for k in top_k if k < n_classes},
+        "log_loss": log_loss(y_true, probs),
+        "ece": ece,
+        "per_class": {
+            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                "accuracy": float(recall[i]), "support": int(support[i])}
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": cm.tolist(),
+        "classes": classes,
+        "reliability": reliability,
+    }
+    return out

@@ -1,0 +1,210 @@
+"""Checkpoints: ``weights.safetensors`` + ``config.json`` in one folder, loaded without unpickling.
+
+The folder given to ``-o`` is what ``--model`` takes back. ``config.json`` holds the model name and
+options, the task, class names, preprocessing, metrics and versions; a resumable training state
+(optimizer, scheduler, RNG, epoch) lives beside it in ``training_state.safetensors`` + ``.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..utils import atomic_path, provenance
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "save_training_state",
+           "load_training_state", "flatten_state", "unflatten_state", "FORMAT"]
+
+FORMAT = "oceandl-checkpoint/1"
+WEIGHTS, CONFIG, STATE = "weights.safetensors", "config.json", "training_state"
+_PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # protocol-2+ pickle, torch zip archive
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, model_options: dict,
+                    task: str, model_args: list | tuple = (), classes: list[str] | None = None, preprocessing: dict | None = None,
+                    metrics: dict | None = None, extra: dict | None = None, overwrite: bool = False,
+                    training_state: tuple[dict, dict] | None = None) -> Path:
+    """Write a checkpoint folder atomically.
+
+    Parameters
+    ----------
+    path : folder to create (replaced only when ``overwrite``).
+    model : the module; its ``state_dict`` goes to safetensors.
+    model_name, model_args, model_options : registry name, positional arguments
+        (``(in_channels, num_classes)`` or ``(in_channels, out_channels)``) and options it was built with.
+    task : ``"classification"`` or ``"reconstruction"`` (or ``"interpolation"``).
+    classes, preprocessing, metrics, extra : JSON-able metadata.
+    training_state : optional ``(tensors, meta)`` from :func:`flatten_state` for ``--resume``.
+    """
+    from safetensors.torch import save_file
+
+    config = {
+        "format": FORMAT, "model": model_name, "model_args": list(model_args), "model_options": model_options, "task": task,
+        "classes": classes, "preprocessing": preprocessing or {}, "metrics": metrics or {},
+        **(extra or {}), "provenance": provenance(),
+    }
+    json.dumps(config)  # fail before touching the disk if something is not JSON-able
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str))
+        if training_state is not None:
+            tensors, meta = training_state
+            save_file(tensors, str(tmp / f"{STATE}.safetensors"))
+            (tmp / f"{STATE}.json").write_text(json.dumps(meta))
+    return Path(path)
+
+
+def _check_folder(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.is_file():
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if path.suffix in _PICKLE_SUFFIXES or head[:1] == b"\x80" or head == b"PK\x03\x04":
+            raise CheckpointError(
+                f"{path}: refused, this is a pickle-based file (loading it could run arbitrary code); "
+                "oceandl checkpoints are folders with weights.safetensors + config.json")
+        if path.name == CONFIG or path.name == WEIGHTS:
+            path = path.parent
+        else:
+            raise CheckpointError(f"{path}: not an oceandl checkpoint (expected a folder with {WEIGHTS} and {CONFIG})")
+    for name in (CONFIG, WEIGHTS):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path}: not an oceandl checkpoint ({name} is missing)")
+    return path
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """The JSON metadata of a checkpoint folder (validated)."""
+    path = _check_folder(path)
+    try:
+        config = json.loads((path / CONFIG).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path / CONFIG}: corrupt JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT or "model" not in config:
+        raise CheckpointError(f"{path / CONFIG}: not an oceandl checkpoint config (format {FORMAT!r} expected)")
+    return config
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    expect_task: str | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model from its registry name and options and load its weights.
+
+    Returns
+    -------
+    model : nn.Module in eval mode on ``device``.
+    config : dict, the checkpoint's metadata.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or corrupt files, a pickle, a task other than ``expect_task``, or weights that do
+        not fit the declared architecture (the message names the first mismatching tensor).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..models import get_model
+
+    folder = _check_folder(path)
+    config = read_config(folder)
+    if expect_task and config.get("task") != expect_task:
+        raise CheckpointError(f"{path}: a {config.get('task')} checkpoint, but a {expect_task} model is needed")
+    try:
+        state = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder / WEIGHTS}: corrupt weights ({exc})") from None
+    args = config.get("model_args", [])
+    try:
+        model = get_model(config["model"], *args, **config.get("model_options", {}))
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot rebuild model {config['model']!r} ({exc})") from None
+    own = model.state_dict()
+    for k, v in state.items():
+        if k not in own:
+            raise CheckpointError(f"{path}: weights do not fit model {config['model']!r} (unexpected tensor {k})")
+        if own[k].shape != v.shape:
+            raise CheckpointError(f"{path}: weights do not fit model {config['model']!r} "
+                                  f"({k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)})")
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: weights do not fit model {config['model']!r} (missing tensor {missing[0]})")
+    model.load_state_dict(state)
+    return model.to(device).eval(), config
+
+
+def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a nested state (optimizer/scheduler state dicts, RNG states) into tensors and JSON.
+
+    Tensors go to a flat ``{key: tensor}`` dict (for safetensors); the structure with tensor
+    placeholders ``{"__tensor__": key}`` is JSON-able.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(o, key):
+        if isinstance(o, torch.Tensor):
+            tensors[key] = o.detach().contiguous().cpu()
+            return {"__tensor__": key}
+        if isinstance(o, dict):
+            return {"__dict__": [[walk(k, f"{key}.k{i}"), walk(v, f"{key}.{i}")] for i, (k, v) in enumerate(o.items())]}
+        if isinstance(o, (list, tuple)):
+            return {"__list__" if isinstance(o, list) else "__tuple__": [walk(v, f"{key}.{i}") for i, v in enumerate(o)]}
+        if hasattr(o, "item") and hasattr(o, "dtype"):  # numpy scalar
+            return o.item()
+        return o
+
+    return tensors, walk(obj, prefix or "s")
+
+
+def unflatten_state(tensors: dict[str, torch.Tensor], meta: Any) -> Any:
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(meta, dict):
+        if "__tensor__" in meta:
+            return tensors[meta["__tensor__"]]
+        if "__dict__" in meta:
+            return {unflatten_state(tensors, k): unflatten_state(tensors, v) for k, v in meta["__dict__"]}
+        if "__list__" in meta:
+            return [unflatten_state(tensors, v) for v in meta["__list__"]]
+        if "__tuple__" in meta:
+            return tuple(unflatten_state(tensors, v) for v in meta["__tuple__"])
+    return meta
+
+
+def save_training_state(folder: str | os.PathLike, state: dict) -> None:
+    """Write (or replace) the resumable training state inside an existing checkpoint folder."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tensors, meta = flatten_state(state)
+    tmp = folder / f".{STATE}.part"
+    tmp.mkdir(exist_ok=True)
+    save_file(tensors, str(tmp / f"{STATE}.safetensors"))
+    (tmp / f"{STATE}.json").write_text(json.dumps(meta))
+    for name in (f"{STATE}.safetensors", f"{STATE}.json"):
+        os.replace(tmp / name, folder / name)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_training_state(folder: str | os.PathLike) -> dict | None:
+    """The resumable training state of a checkpoint folder, or ``None`` when it has none."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / f"{STATE}.json").is_file():
+        return None
+    try:
+        meta = json.loads((folder / f"{STATE}.json").read_text())
+        tensors = load_file(str(folder / f"{STATE}.safetensors"))
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{folder}: corrupt training state ({exc})") from None
+    return unflatten_state(tensors, meta)

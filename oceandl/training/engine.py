@@ -1,0 +1,435 @@
+"""The training engine: the course's nine steps in one loop.
+
+1 data -> 2 seeded train/val/test split -> 3 preprocessing (in the dataset) -> 4 model from the
+registry -> 5 loss, optimiser, penalties -> 6 training with augmentation -> 7 best model kept on
+validation, early stopping -> 8 the test set touched once -> 9 checkpoint, log and curves.
+Small data sets are materialised once as tensors on the device and batched there; larger ones
+stream through a DataLoader with workers and pinned memory.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import InputError
+from ..utils import resolve_device
+from .augment import BatchAugment
+from .checkpoint import load_training_state, save_checkpoint, save_training_state
+
+__all__ = ["TrainConfig", "TrainResult", "fit", "predict", "split_indices", "materialize", "TensorData",
+           "evaluate_classifier"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (written beside its results).
+
+    ``l1``/``l2`` are explicit penalty terms ``l1 * sum|w| + l2 * sum w**2`` on the weights (the
+    course's regularised objective), distinct from the optimiser's decoupled ``weight_decay``.
+    ``augment`` names batch augmentations (see :class:`~oceandl.training.augment.BatchAugment`).
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adamw"          # sgd | adam | adamw
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    l2: float = 0.0
+    scheduler: str = "cosine"         # none | cosine | step | plateau | onecycle
+    early_stopping: int = 0           # patience in epochs; 0 = off
+    label_smoothing: float = 0.0
+    class_weights: str = "none"       # none | balanced
+    augment: tuple[str, ...] = ()
+    translate: float = 0.1
+    degrees: float = 10.0
+    scale: float = 0.1
+    noise: float = 0.05
+    amp: bool = True                  # bf16/fp16 autocast, used on CUDA only
+    channels_last: bool = False
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    max_materialize_mb: int = 4096
+    progress: bool = True
+
+    def __post_init__(self):
+        checks = {
+            "optimizer": (self.optimizer, ("sgd", "adam", "adamw")),
+            "scheduler": (self.scheduler, ("none", "cosine", "step", "plateau", "onecycle")),
+            "class_weights": (self.class_weights, ("none", "balanced")),
+        }
+        for name, (val, ok) in checks.items():
+            if val not in ok:
+                raise InputError(f"{name}={val!r}: use one of {', '.join(ok)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise InputError(f"lr must be > 0, got {self.lr}")
+
+    def update(self, **kw) -> "TrainConfig":
+        """A copy with some fields replaced (unknown names are an error)."""
+        names = {f.name for f in fields(self)}
+        bad = [k for k in kw if k not in names]
+        if bad:
+            raise InputError(f"unknown training option {bad[0]!r}")
+        return replace(self, **kw)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns: the best model (loaded), its epoch and the per-epoch log."""
+
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val: float = math.inf
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+
+
+class TensorData(Dataset):
+    """Images (N, C, H, W) float32 and targets (N,) as a map-style dataset of dicts."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: Sequence[str] | None = None):
+        self.x = x
+        self.y = y if y is not None else torch.full((len(x),), -1, dtype=torch.long)
+        self.targets = self.y.numpy() if self.y.device.type == "cpu" else self.y.cpu().numpy()
+        self.classes = list(classes) if classes is not None else None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.x[i], "label": self.y[i]}
+
+
+def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress: bool = False,
+                desc: str = "loading") -> tuple[torch.Tensor, torch.Tensor]:
+    """Read every sample once into two tensors: images (N, C, H, W) float32, labels (N,) int64."""
+    if isinstance(dataset, TensorData):
+        idx = torch.as_tensor(np.arange(len(dataset)) if indices is None else np.asarray(indices))
+        return dataset.x[idx], dataset.y[idx]
+    from tqdm.auto import tqdm
+
+    indices = range(len(dataset)) if indices is None else indices
+    xs, ys = [], []
+    for i in tqdm(indices, desc=desc, disable=not progress, leave=False):
+        s = dataset[int(i)]
+        xs.append(torch.as_tensor(s["image"], dtype=torch.float32))
+        ys.append(int(s.get("label", -1)))
+    if not xs:
+        raise InputError("no samples to load (empty split)")
+    shapes = {tuple(x.shape) for x in xs}
+    if len(shapes) > 1:
+        raise InputError(f"images of different shapes {sorted(shapes)[:3]}: resize them (size option)")
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+
+
+def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+                  stratify: np.ndarray | None = None) -> list[np.ndarray]:
+    """Seeded split of ``range(n)`` into parts of the given fractions (stratified by label if given)."""
+    fr = np.asarray(fractions, float)
+    if (fr < 0).any() or not np.isclose(fr.sum(), 1.0):
+        raise InputError(f"split fractions {tuple(fractions)} must be >= 0 and sum to 1")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if stratify is None else [np.flatnonzero(stratify == c) for c in np.unique(stratify)]
+    parts: list[list[np.ndarray]] = [[] for _ in fr]
+    for g in groups:
+        g = rng.permutation(g)
+        cuts = np.round(np.cumsum(fr)[:-1] * len(g)).astype(int)
+        for p, chunk in zip(parts, np.split(g, cuts)):
+            p.append(chunk)
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def _penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | float:
+    if not (l1 or l2):
+        return 0.0
+    ws = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]  # weights, not biases/norms
+    out = 0.0
+    if l1:
+        out = out + l1 * sum(w.abs().sum() for w in ws)
+    if l2:
+        out = out + l2 * sum(w.pow(2).sum() for w in ws)
+    return out
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    sched = {
+        "none": None,
+        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total),
+        "step": lambda: torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, total // 3), gamma=0.1),
+        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total),
+        "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=2),
+    }[cfg.scheduler]
+    return opt, (sched() if sched else None)
+
+
+class _Batches:
+    """Batches of (x, y) on the device: from materialised tensors when they fit, else a DataLoader."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, cfg: TrainConfig,
+                 shuffle: bool, desc: str):
+        self.batch_size, self.device, self.shuffle = batch_size, device, shuffle
+        self.n = len(dataset)
+        first = dataset[0]["image"]
+        mb = self.n * torch.as_tensor(first).numel() * 4 / 2**20
+        self.loader = None
+        if mb <= cfg.max_materialize_mb:
+            x, y = materialize(dataset, progress=cfg.progress and self.n > 5000, desc=desc)
+            self.x, self.y = x.to(device), y.to(device)
+        else:
+            self.dataset, self.cfg = dataset, cfg
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def epoch(self, generator: torch.Generator):
+        if getattr(self, "x", None) is not None:
+            order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
+            order = order.to(self.device)
+            for i in range(0, self.n, self.batch_size):
+                idx = order[i:i + self.batch_size]
+                yield self.x[idx], self.y[idx]
+            return
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, generator=generator,
+                            num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
+                            persistent_workers=False)
+        for b in loader:
+            yield (b["image"].to(self.device, non_blocking=True).float(),
+                   b["label"].to(self.device, non_blocking=True).long())
+
+
+def _loss_fn(task: str, cfg: TrainConfig, weights: torch.Tensor | None) -> Callable:
+    if task == "classification":
+        return lambda out, x, y: F.cross_entropy(out, y, weight=weights, label_smoothing=cfg.label_smoothing)
+    return lambda out, x, y: F.mse_loss(out, x)
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    if cfg.amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def _run_eval(model, batches: _Batches, loss_fn, device, cfg) -> dict:
+    model.eval()
+    tot, correct, n = 0.0, 0, 0
+    g = torch.Generator().manual_seed(0)
+    for x, y in batches.epoch(g):
+        with _autocast(device, cfg):
+            out = model(x)
+        tot += float(loss_fn(out.float(), x, y)) * len(x)
+        if out.ndim == 2:
+            correct += int((out.argmax(1) == y).sum())
+        n += len(x)
+    res = {"loss": tot / max(n, 1)}
+    if correct or (n and out.ndim == 2):
+        res["accuracy"] = correct / max(n, 1)
+    return res
+
+
+def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConfig = TrainConfig(), *,
+        task: str = "classification", out: str | Path | None = None, checkpoint_meta: dict | None = None,
+        resume: bool = False, overwrite: bool = False, log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train ``model`` and keep the best weights on ``val`` (or the last epoch without it).
+
+    Parameters
+    ----------
+    model : a registry model.
+    train, val : datasets of ``{"image": (C, H, W), "label": int}`` dicts.
+    config : :class:`TrainConfig`.
+    task : ``"classification"`` (cross-entropy on labels) or ``"reconstruction"`` (MSE on the image).
+    out : checkpoint folder; written after each epoch (best weights, ``config.json``, ``log.csv``,
+        ``curves.png`` and the resumable state), so a killed run can go on with ``resume=True``.
+    checkpoint_meta : ``save_checkpoint`` keywords (model_name, model_args, model_options, classes, ...).
+    resume : continue from the training state in ``out``.
+
+    Returns
+    -------
+    TrainResult with the best model loaded.
+    """
+    cfg = config
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_b = _Batches(train, cfg.batch_size, device, cfg, shuffle=True, desc="loading train")
+    val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
+    weights = None
+    if task == "classification" and cfg.class_weights == "balanced":
+        counts = np.bincount(np.asarray(train.targets), minlength=getattr(model, "num_classes", 0) or None)
+        weights = torch.tensor(len(train.targets) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32,
+                               device=device)
+    loss_fn = _loss_fn(task, cfg, weights)
+    opt, sched = _make_optimizer(model, cfg, len(train_b))
+    aug = BatchAugment(tuple(cfg.augment), cfg.translate, cfg.degrees, cfg.scale, cfg.noise)
+    result = TrainResult(model=model)
+    start_epoch, bad_epochs = 1, 0
+    best_state = None
+    if resume:
+        state = load_training_state(out) if out and Path(out).exists() else None
+        if state is None:
+            raise InputError(f"{out}: nothing to resume (no training state in that folder)")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler") is not None:
+            sched.load_state_dict(state["scheduler"])
+        result.history, result.best_epoch, result.best_val = state["history"], state["best_epoch"], state["best_val"]
+        best_state, bad_epochs = state["best_model"], state["bad_epochs"]
+        start_epoch = state["epoch"] + 1
+    elif out is not None and Path(out).exists() and not overwrite:
+        raise InputError(f"{out}: already exists (use --overwrite to replace it, or --resume to go on)")
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    seen = 0
+    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training", disable=not cfg.progress,
+               initial=start_epoch - 1, total=cfg.epochs)
+    for epoch in bar:
+        # per-epoch seeding: the data order, dropout and augmentation of epoch e depend only on
+        # (seed, e), so a resumed run replays exactly what an uninterrupted one would have done
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        model.train()
+        tot, correct, n = 0.0, 0, 0
+        te = time.perf_counter()
+        for x, y in train_b.epoch(gen):
+            x = aug(x)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, cfg):
+                out_t = model(x)
+                loss = loss_fn(out_t.float(), x, y)
+            total = loss + _penalty(model, cfg.l1, cfg.l2)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            if sched is not None and cfg.scheduler != "plateau":
+                sched.step()
+            tot += float(loss.detach()) * len(x)
+            if task == "classification":
+                correct += int((out_t.argmax(1) == y).sum())
+            n += len(x)
+        seen += n
+        row = {"epoch": epoch, "train_loss": tot / n, "lr": opt.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - te}
+        if task == "classification":
+            row["train_accuracy"] = correct / n
+        if val_b is not None:
+            ev = _run_eval(model, val_b, loss_fn, device, cfg)
+            row.update({f"val_{k}": v for k, v in ev.items()})
+        result.history.append(row)
+        score = row.get("val_loss", row["train_loss"])
+        if sched is not None and cfg.scheduler == "plateau":
+            sched.step(score)
+        if score < result.best_val:
+            result.best_val, result.best_epoch, bad_epochs = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_"))})
+        if log:
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        stop = cfg.early_stopping and bad_epochs >= cfg.early_stopping
+        if out is not None:
+            _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
+                        checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1)
+        if stop:
+            break
+    result.seconds = time.perf_counter() - t0
+    result.samples_per_s = seen / max(result.seconds, 1e-9)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result
+
+
+def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, bad_epochs, cfg, task, meta,
+                overwrite):
+    out = Path(out)
+    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    meta = dict(meta)
+    meta.setdefault("model_name", type(model).__name__.lower())
+    meta.setdefault("model_options", {})
+    extra = dict(meta.pop("extra", {}) or {})
+    extra.update({"training": asdict(cfg), "best_epoch": result.best_epoch, "epochs_done": epoch})
+    save_checkpoint(out, model, task=task, overwrite=overwrite, extra=extra, **meta)
+    model.load_state_dict(live)
+    save_training_state(out, {
+        "model": live, "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
+        "history": result.history, "best_epoch": result.best_epoch, "best_val": result.best_val,
+        "best_model": best_state, "bad_epochs": bad_epochs, "epoch": epoch,
+    })
+    with open(out / "log.csv", "w", newline="") as fh:
+        keys = list(dict.fromkeys(k for h in result.history for k in h))
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(result.history)
+    try:
+        from ..plotting import plot_history
+
+        plot_history(result.history, out / "curves.png")
+    except Exception:  # noqa: BLE001 - a figure must never kill a training run
+        pass
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int = 512, device: str = "auto",
+            tta: bool = False, progress: bool = False) -> np.ndarray:
+    """Class probabilities (N, num_classes) for images (N, C, H, W) or a dataset of dicts.
+
+    ``tta=True`` averages the probabilities over the 8 flips/90-degree rotations (square images).
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device)
+    x = data if isinstance(data, torch.Tensor) else materialize(data)[0]
+    model = model.to(dev).eval()
+    outs = []
+    for i in tqdm(range(0, len(x), batch_size), desc="classifying", disable=not progress, leave=False):
+        xb = x[i:i + batch_size].to(dev).float()
+        views = [xb]
+        if tta:
+            views = [torch.rot90(v, k, (-2, -1)) for v in (xb, xb.flip(-1)) for k in range(4)]
+        p = sum(torch.softmax(model(v).float(), dim=1) for v in views) / len(views)
+        outs.append(p.cpu())
+    return torch.cat(outs).numpy() if outs else np.zeros((0, 0))
+
+
+def evaluate_classifier(model: nn.Module, data: Dataset, classes: Sequence[str] | None = None,
+                        batch_size: int = 512, device: str = "auto", tta: bool = False) -> dict:
+    """Test-set metrics (see :func:`oceandl.metrics.classification_metrics`) of a classifier."""
+    from ..metrics import classification_metrics
+
+    x, y = materialize(data)
+    probs = predict(model, x, batch_size=batch_size, device=device, tta=tta)
+    return classification_metrics(y.numpy(), probs, classes or getattr(data, "classes", None))
