@@ -1,0 +1,77 @@
+"""Gap filling of (time, lat, lon) fields: one interface, several methods.
+
+``METHODS`` maps a method name to its :class:`~oceandl.interp.base.Interpolator` subclass;
+:func:`interpolate` is the one-call entry point. :func:`~oceandl.interp.eof.eof` is the EOF
+analysis of complete fields.
+"""
+from __future__ import annotations
+
+import xarray as xr
+
+from oceandl.errors import InputError
+
+from .base import Interpolator
+from .climatology import Climatology
+from .dineof import DINEOF
+from .eof import EOF, EOFInterpolator, eof
+
+__all__ = [
+    "Interpolator", "Climatology", "EOFInterpolator", "DINEOF", "EOF", "eof",
+    "METHODS", "get_method", "interpolate",
+]
+
+METHODS: dict[str, type[Interpolator]] = {
+    "climatology": Climatology,
+    "eof": EOFInterpolator,
+    "dineof": DINEOF,
+}
+
+
+def get_method(name: str) -> type[Interpolator]:
+    """The Interpolator class registered as ``name`` in :data:`METHODS`.
+
+    Raises
+    ------
+    InputError
+        If ``name`` is not registered; the message lists the valid names.
+    """
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise InputError(f"unknown interpolation method {name!r} (valid: {', '.join(sorted(METHODS))})") from None
+
+
+def interpolate(da: xr.DataArray, method: str = "dineof", *, withheld=None, return_dataset: bool = False,
+                seed: int = 0, device: str = "auto", progress: bool = False, **options):
+    """Fill the gaps (NaN) of a (time, lat, lon) field.
+
+    Parameters
+    ----------
+    da : xarray.DataArray (time, lat, lon), dims found by name, NumPy or dask backed
+        NaN marks gaps; pixels never observed are land and stay NaN.
+    method : str
+        A key of :data:`METHODS` (``"climatology"``, ``"eof"``, ``"dineof"``, ...).
+    withheld : bool array-like of ``da``'s shape, optional
+        Observed pixels hidden from the method and used for the ``val_*`` scores.
+    return_dataset : bool
+        Return the whole :class:`xarray.Dataset` (field, ``missing_flag``, ``sigma`` if the method
+        gives one) instead of the filled DataArray.
+    seed, device, progress
+        See :class:`~oceandl.interp.base.Interpolator`.
+    **options
+        Method options (``keep_observed`` and the method's ``option_defaults``).
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        Same dims, coords and attrs as ``da`` plus provenance (and ``val_*`` metrics) attrs.
+
+    Raises
+    ------
+    InputError
+        Unknown method or option, or bad input (see :meth:`Interpolator.fit`).
+    """
+    cls = get_method(method)
+    model = cls(seed=seed, device=device, progress=progress, **options)
+    ds = model.fit(da, withheld=withheld).reconstruct()
+    return ds if return_dataset else ds[model.output_name_]

@@ -1,0 +1,302 @@
+"""DINEOF: Data Interpolating Empirical Orthogonal Functions.
+
+Beckers & Rixen (2003), Alvera-Azcarate et al. (2005): the gaps of the anomaly matrix
+(time, ocean pixels) start at 0 and are repeatedly replaced by its rank-k truncated SVD until they
+stop changing. The number of modes k is chosen by cross-validation on a set of observed points
+hidden from the fit; the optional temporal filter of Alvera-Azcarate et al. (2009) smooths the
+temporal covariance before the modes are extracted.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from oceandl.errors import InputError
+
+from .base import Interpolator
+
+__all__ = ["DINEOF", "cv_points"]
+
+# Up to this many time steps (or pixels) the modes come from the eigendecomposition of the small
+# covariance matrix (exact, and much faster than a LAPACK SVD of the data); beyond, randomised SVD.
+_GRAM_MAX = 4096
+
+
+def cv_points(obs: np.ndarray, fraction: float, radius: int, rng: np.random.Generator) -> np.ndarray:
+    """Spatially clustered cross-validation points among the observations.
+
+    Squares of side ``2 * radius + 1`` pixels, centred on random observed pixels of random time
+    steps, are hidden (only their observed pixels) until ``fraction`` of the observations are
+    taken. Clustered points test the filling of cloud-like gaps, which isolated points would not.
+
+    Parameters
+    ----------
+    obs : bool ndarray (time, lat, lon)
+    fraction : float in (0, 1)
+    radius : int >= 0 (0 gives scattered single points)
+    rng : numpy Generator
+
+    Returns
+    -------
+    bool ndarray (time, lat, lon), a subset of ``obs``
+    """
+    cv = np.zeros_like(obs)
+    idx = np.flatnonzero(obs)
+    target = max(1, int(round(fraction * idx.size)))
+    if radius == 0:
+        cv.flat[rng.choice(idx, size=min(target, idx.size), replace=False)] = True
+        return cv
+    _, ny, nx = obs.shape
+    taken = 0
+    for flat in rng.permutation(idx):
+        t, i, j = np.unravel_index(flat, obs.shape)
+        sl = (t, slice(max(i - radius, 0), min(i + radius + 1, ny)), slice(max(j - radius, 0), min(j + radius + 1, nx)))
+        new = obs[sl] & ~cv[sl]
+        cv[sl] |= new
+        taken += int(new.sum())
+        if taken >= target:
+            break
+    return cv
+
+
+def _laplacian_filter(nt: int, alpha: float, n_apply: int):
+    """(I + alpha L)^n_apply with L the second difference in time (reflecting ends), (nt, nt)."""
+    L = np.zeros((nt, nt))
+    i = np.arange(nt)
+    L[i, i] = -2.0
+    L[i[1:], i[:-1]] = 1.0
+    L[i[:-1], i[1:]] = 1.0
+    L[0, 0] = L[-1, -1] = -1.0  # no flux through the ends
+    F = np.eye(nt) + alpha * L
+    return np.linalg.matrix_power(F, n_apply)
+
+
+class DINEOF(Interpolator):
+    """Iterative truncated-SVD gap filling with the number of modes chosen by cross-validation.
+
+    Algorithm (on the normalised anomaly matrix X, time x ocean pixels):
+
+    1. Hide ``cv_fraction`` of the observed points as a CV set (clustered in squares of radius
+       ``cv_radius``; see :func:`cv_points`).
+    2. Gaps (and CV points) start at 0. For k = 1, 2, ...: repeat {rank-k SVD of X; gaps <- the
+       reconstruction} until the relative change of the gap values (L2) is below ``tol`` or
+       ``max_iter`` iterations; record the CV RMSE (in the input's units). Each k starts from the
+       k-1 solution. Stop after ``patience`` modes without improvement, or at ``max_modes``.
+    3. Put the CV points back and iterate to convergence with the best k, from its CV solution.
+
+    With ``n_modes`` set, steps 1 and 3 are skipped and k grows from 1 to ``n_modes``.
+
+    With ``temporal_filter=alpha`` (Alvera-Azcarate et al. 2009) the temporal modes are the
+    leading eigenvectors of the filtered temporal covariance ``F X X^T F^T``,
+    ``F = (I + alpha L)^filter_iter`` (L: second difference in time, equally spaced steps
+    assumed; 0 < alpha <= 0.25 keeps the explicit filter stable), and the reconstruction is the
+    projection of X on them.
+
+    Options
+    -------
+    max_modes : int, default 20
+    n_modes : int or None, default None (choose by CV)
+    tol : float, default 1e-3
+    max_iter : int, default 100
+    cv_fraction : float, default 0.03
+    cv_radius : int, default 1 (3 x 3 pixel clusters)
+    patience : int, default 3
+    temporal_filter : float or None, default None
+    filter_iter : int, default 1
+    dtype : "float32" or "float64", default "float32"
+    svd : "auto", "full" or "lowrank", default "auto" (exact SVD up to 4e6 matrix elements)
+
+    Attributes (after fit)
+    ----------------------
+    n_modes_ : int, n_iter_ : int (iterations of the final fit), converged_ : bool,
+    cv_curve_ : list of (k, cv_rmse) (empty with fixed ``n_modes``), cv_rmse_ : float or None.
+    """
+
+    name: ClassVar[str] = "dineof"
+    option_defaults: ClassVar[dict[str, Any]] = {
+        "max_modes": 20,
+        "n_modes": None,
+        "tol": 1e-3,
+        "max_iter": 100,
+        "cv_fraction": 0.03,
+        "cv_radius": 1,
+        "patience": 3,
+        "temporal_filter": None,
+        "filter_iter": 1,
+        "dtype": "float32",
+        "svd": "auto",
+        "center": True,
+    }
+
+    def _check_options(self) -> None:
+        o = self.options
+
+        def integer(key, low, allow_none=False):
+            v = o[key]
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise InputError(f"method 'dineof': option {key} must be an integer >= {low}, got {v!r}")
+
+        def number(key, low, high, allow_none=False):
+            v = o[key]
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low < v <= high):
+                raise InputError(f"method 'dineof': option {key} must be a number in ({low}, {high}], got {v!r}")
+
+        integer("max_modes", 1)
+        integer("n_modes", 1, allow_none=True)
+        integer("max_iter", 1)
+        integer("cv_radius", 0)
+        integer("patience", 1)
+        integer("filter_iter", 1)
+        number("tol", 0.0, math.inf)
+        number("cv_fraction", 0.0, 0.5)
+        number("temporal_filter", 0.0, 0.25, allow_none=True)
+        if o["dtype"] not in ("float32", "float64"):
+            raise InputError(f"method 'dineof': option dtype must be 'float32' or 'float64', got {o['dtype']!r}")
+        if o["svd"] not in ("auto", "gram", "full", "lowrank"):
+            raise InputError(f"method 'dineof': option svd must be 'auto', 'gram', 'full' or 'lowrank', "
+                             f"got {o['svd']!r}")
+        if not isinstance(o["center"], (bool, np.bool_)):
+            raise InputError(f"method 'dineof': option center must be True or False, got {o['center']!r}")
+
+    # ------------------------------------------------------------------ maths
+    def _lowrank(self, A, k: int):
+        """Rank-k reconstruction of A (time, n), column means removed first when ``center``.
+
+        Without a temporal filter this is the truncated SVD; with it, the projection of A on the
+        leading eigenvectors of the filtered temporal covariance ``F A A^T F^T``.
+        """
+        import torch
+
+        mean = A.mean(dim=0, keepdim=True) if self.options["center"] else None
+        if mean is not None:
+            A = A - mean
+        method = self.options["svd"]
+        if method == "auto":
+            method = "gram" if min(A.shape) <= _GRAM_MAX else "lowrank"
+        if self._F is not None and method != "full":
+            method = "gram_time"
+        if method == "gram" and A.shape[0] > A.shape[1]:
+            # Fewer pixels than time steps: the (n, n) spatial covariance is the small one.
+            _, V = torch.linalg.eigh(A.T @ A)
+            V = V[:, -k:]
+            R = (A @ V) @ V.T
+        elif method in ("gram", "gram_time"):
+            B = A if self._F is None else self._F @ A
+            _, U = torch.linalg.eigh(B @ B.T)  # ascending eigenvalues
+            U = U[:, -k:]
+            R = U @ (U.T @ A)
+        elif method == "full":
+            B = A if self._F is None else self._F @ A
+            U, S, Vh = torch.linalg.svd(B, full_matrices=False)
+            R = (U[:, :k] * S[:k]) @ Vh[:k] if self._F is None else U[:, :k] @ (U[:, :k].T @ A)
+        else:
+            U, S, V = torch.svd_lowrank(A, q=min(k + 10, *A.shape), niter=4)
+            R = (U[:, :k] * S[:k]) @ V[:, :k].T
+        return R if mean is None else R + mean
+
+    def _iterate(self, filled, mask, k: int):
+        """Gaps of ``filled`` (where ``~mask``) <- rank-k reconstruction, until converged."""
+        import torch
+
+        gaps = ~mask
+        prev = filled[gaps]
+        if prev.numel() == 0:
+            return filled, 0, True
+        tol, max_iter = self.options["tol"], self.options["max_iter"]
+        for it in range(1, max_iter + 1):
+            R = self._lowrank(filled, k)
+            new = R[gaps]
+            filled = torch.where(mask, filled, R)
+            change = torch.linalg.vector_norm(new - prev) / torch.clamp(torch.linalg.vector_norm(new), min=1e-12)
+            prev = new
+            if float(change) < tol:
+                return filled, it, True
+        return filled, max_iter, False
+
+    def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
+        import torch
+
+        device = self.torch_device
+        dtype = torch.float64 if self.options["dtype"] == "float64" else torch.float32
+        rng = np.random.default_rng(self.seed)
+        nt = x.shape[0]
+        X = torch.from_numpy(self._to_matrix(x)).to(device=device, dtype=dtype)
+        M = torch.from_numpy(self._to_matrix(obs)).to(device)
+        n = X.shape[1]
+        kmax = max(1, min(self.options["max_modes"], min(nt, n) - 1))
+        F = self.options["temporal_filter"]
+        self._F = None if F is None else torch.as_tensor(
+            _laplacian_filter(nt, F, self.options["filter_iter"]), dtype=dtype, device=device)
+
+        # Randomised SVD draws from torch's global generator: seed it in a private copy of the state.
+        fork = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork):
+            torch.manual_seed(self.seed)
+            if self.options["n_modes"] is not None:
+                self._fit_fixed(X, M, min(self.options["n_modes"], min(nt, n)))
+            else:
+                cv = cv_points(obs, self.options["cv_fraction"], self.options["cv_radius"], rng)
+                self._fit_cv(X, M, torch.from_numpy(self._to_matrix(cv)).to(device), kmax)
+        self._F = None
+        self._filled = self._from_matrix(self._filled_m.to("cpu", torch.float32).numpy())
+        del self._filled_m
+
+    def _fit_fixed(self, X, M, k: int) -> None:
+        filled = X * M
+        total = 0
+        for kk in self._progress(range(1, k + 1), "modes"):
+            filled, it, conv = self._iterate(filled, M, kk)
+            total += it
+        self.cv_curve_: list[tuple[int, float]] = []
+        self.cv_rmse_ = None
+        self.n_modes_, self.n_iter_, self.converged_, self.n_iter_total_ = k, it, conv, total
+        self._filled_m = filled
+
+    def _fit_cv(self, X, M, CV, kmax: int) -> None:
+        import torch
+
+        fit_mask = M & ~CV
+        filled = X * fit_mask
+        xcv = X[CV]
+        curve: list[tuple[int, float]] = []
+        best_err, best_k, best = math.inf, 1, None
+        total = 0
+        for k in self._progress(range(1, kmax + 1), "modes"):
+            filled, it, _ = self._iterate(filled, fit_mask, k)
+            total += it
+            err = float(torch.sqrt(torch.mean((filled[CV] - xcv) ** 2))) * self.scale_
+            curve.append((k, err))
+            if err < best_err:
+                best_err, best_k, best = err, k, filled.clone()
+            elif k - best_k >= self.options["patience"]:
+                break
+        # Final fit: the CV points rejoin the observations; start from the best CV solution.
+        filled = torch.where(M, X, best)
+        filled, it, conv = self._iterate(filled, M, best_k)
+        self.cv_curve_ = curve
+        self.cv_rmse_ = best_err
+        self.n_modes_, self.n_iter_, self.converged_ = best_k, it, conv
+        self.n_iter_total_ = total + it
+        self._filled_m = filled
+
+    def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._filled, None
+
+    def _fit_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "n_modes": self.n_modes_,
+            "n_iter": self.n_iter_,
+            "n_iter_total": self.n_iter_total_,
+            "converged": bool(self.converged_),
+        }
+        if self.cv_curve_:
+            attrs["cv_curve"] = json.dumps([[k, round(e, 8)] for k, e in self.cv_curve_])
+            attrs["cv_rmse"] = self.cv_rmse_
+        return attrs

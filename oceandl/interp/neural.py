@@ -1,0 +1,380 @@
+"""Neural gap filling (DINCAE-style), trained self-supervised on the gappy cube itself.
+
+Each time step ``t`` is filled by a fully convolutional network whose input channels are
+
+* the normalised anomaly times the observation mask, and the mask, for day ``t`` and (with
+  ``neighbours=n``) for days ``t-n .. t+n`` (zeros beyond the ends of the series);
+* the grid position: row and column scaled to [-1, 1] (``latlon=True``);
+* the season: cos and sin of the day of year (``seasonal=True`` and the time coordinate is a date).
+
+The output is the anomaly (1 channel) or, with ``nll=True``, a mean and a log-variance trained
+with the Gaussian negative log-likelihood (Barth et al. 2020), which gives an error ``sigma``.
+
+Training (no clean truth needed): at each step a batch of (day, patch) samples is drawn and the
+cloud mask of another random day is laid over each day's observations (mask transfer); the loss is
+taken on the observed pixels that this hid (plus ``visible_weight`` times the loss on the pixels
+still visible). Pixels withheld by the caller are never seen. Inference runs over overlapping
+tiles blended with Hann weights, so any grid size works and the memory of one forward pass does not
+grow with the grid.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from oceandl.errors import CheckpointError, InputError
+
+from .base import Interpolator
+
+__all__ = ["NeuralInterpolator", "ConvAEInterpolator", "UNetInterpolator", "ResAEInterpolator",
+           "SMPUnetInterpolator", "tile_starts", "blend_window"]
+
+_LOGVAR_RANGE = (-12.0, 6.0)  # clamp of the predicted log-variance (normalised units) for stability
+
+
+def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Start indices of tiles of length ``min(tile, n)`` covering ``range(n)`` with >= ``overlap`` shared."""
+    if n <= tile:
+        return [0]
+    step = max(tile - overlap, 1)
+    starts = list(range(0, n - tile, step))
+    return starts + [n - tile]
+
+
+def blend_window(n: int, overlap: int) -> np.ndarray:
+    """1-D blending weights (n,): a Hann (sin^2) ramp over ``overlap`` pixels at each end, 1 inside.
+
+    The ramp never reaches 0 (half-pixel offset) so a grid edge covered by one tile keeps a weight.
+    """
+    w = np.ones(n, dtype=np.float64)
+    r = min(overlap, n // 2)
+    if r > 0:
+        ramp = np.sin(0.5 * np.pi * (np.arange(r) + 0.5) / r) ** 2
+        w[:r] = ramp
+        w[n - r:] = np.minimum(w[n - r:], ramp[::-1])
+    return w
+
+
+class NeuralInterpolator(Interpolator):
+    """Base class of the neural gap-filling methods (see the module docstring).
+
+    Options
+    -------
+    neighbours : int
+        Days on each side given as extra input channels (0: the day alone).
+    nll : bool
+        Predict mean and log-variance with a Gaussian NLL loss; the output then has ``sigma``.
+    seasonal, latlon : bool
+        Add day-of-year cos/sin (only when the time coordinate holds dates) and position channels.
+    patch : int
+        Side of the random training patches (the whole grid when smaller).
+    steps, epochs : int or None
+        Optimiser steps; ``epochs`` instead counts passes over all (day, patch) positions.
+        Default (both None): the class's ``default_steps``.
+    batch_size, lr, weight_decay : training batch, AdamW learning rate (cosine-decayed) and decay.
+    visible_weight : float
+        Weight of the loss on pixels still visible to the network (the hidden ones weigh 1).
+    tile, overlap : int
+        Inference tile side (None: the whole grid in one pass) and overlap between tiles.
+    infer_batch : int
+        Time steps per forward pass at inference.
+    model_options : dict or None
+        Options of the network (see ``oceandl.models.model_options(model_name)``), over the
+        class's ``default_model_options``.
+    checkpoint : str or None
+        A folder written by :meth:`save`: load that network instead of training one (its
+        ``neighbours``, ``nll``, ``seasonal``, ``latlon`` and model options are used).
+    """
+
+    model_name: ClassVar[str] = ""
+    default_model_options: ClassVar[dict[str, Any]] = {}
+    default_steps: ClassVar[int] = 600
+    multiple: ClassVar[int] = 1  # the network needs H, W divisible by this (padded here)
+    option_defaults: ClassVar[dict[str, Any]] = {
+        "neighbours": 1, "nll": False, "seasonal": True, "latlon": True,
+        "patch": 64, "steps": None, "epochs": None, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-4,
+        "visible_weight": 0.1, "tile": 128, "overlap": 32, "infer_batch": 8,
+        "model_options": None, "checkpoint": None,
+    }
+
+    # ------------------------------------------------------------------ options
+    def _check_options(self) -> None:
+        o = self.options
+
+        def need(key: str, ok: bool, what: str) -> None:
+            if not ok:
+                raise InputError(f"method {self.name!r}: option {key}={o[key]!r} {what}")
+
+        def is_int(v) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        need("neighbours", is_int(o["neighbours"]) and 0 <= o["neighbours"] <= 10, "must be an integer in 0..10")
+        for key in ("patch", "batch_size", "infer_batch"):
+            need(key, is_int(o[key]) and o[key] >= 1, "must be a positive integer")
+        for key in ("steps", "epochs"):
+            need(key, o[key] is None or (is_int(o[key]) and o[key] >= 0), "must be None or an integer >= 0")
+        need("tile", o["tile"] is None or (is_int(o["tile"]) and o["tile"] >= 8), "must be None or an integer >= 8")
+        need("overlap", is_int(o["overlap"]) and o["overlap"] >= 0
+             and (o["tile"] is None or o["overlap"] < o["tile"]), "must be an integer in [0, tile)")
+        for key in ("lr", "weight_decay", "visible_weight"):
+            need(key, isinstance(o[key], (int, float)) and not isinstance(o[key], bool) and o[key] >= 0,
+                 "must be a number >= 0")
+        need("lr", o["lr"] > 0, "must be > 0")
+        need("model_options", o["model_options"] is None or isinstance(o["model_options"], dict), "must be a dict")
+        for key in ("nll", "seasonal", "latlon"):
+            need(key, isinstance(o[key], (bool, np.bool_)), "must be True or False")
+        if o["model_options"]:
+            from oceandl.models import model_options
+
+            valid = model_options(self.model_name)
+            bad = [k for k in o["model_options"] if k not in valid]
+            need("model_options", not bad, f"has unknown key {bad[:1]}; valid: {', '.join(valid)}")
+
+    @property
+    def gives_sigma(self) -> bool:  # type: ignore[override]
+        """True when the network predicts a log-variance (``nll=True``)."""
+        return bool(self._cfg["nll"] if hasattr(self, "_cfg") else self.options["nll"])
+
+    # ------------------------------------------------------------------ inputs
+    def _setup_inputs(self, x: np.ndarray, obs: np.ndarray) -> None:
+        """Pad the cube in time and prepare the static/seasonal channels."""
+        n = self._cfg["neighbours"]
+        t, h, w = x.shape
+        self._xp = np.zeros((t + 2 * n, h, w), np.float32)
+        self._mp = np.zeros((t + 2 * n, h, w), np.float32)
+        self._xp[n:n + t] = x
+        self._mp[n:n + t] = obs
+        # Centre first, then the neighbours outward.
+        self._offsets = np.array([0] + [s * k for k in range(1, n + 1) for s in (-1, 1)], dtype=np.int64)
+        yy, xx = np.meshgrid(np.linspace(-1, 1, h, dtype=np.float32), np.linspace(-1, 1, w, dtype=np.float32),
+                             indexing="ij")
+        self._pos = np.stack([yy, xx]) if self._cfg["latlon"] else np.zeros((0, h, w), np.float32)
+        doy = self._day_of_year()
+        if self._cfg["seasonal"] and doy is None and "trained_seasonal" in self._cfg:
+            raise InputError(f"method {self.name!r}: checkpoint {self.options['checkpoint']} was trained with "
+                             "seasonal channels but the input's time coordinate holds no dates")
+        self._season = (np.stack([np.cos(2 * np.pi * doy / 365.25), np.sin(2 * np.pi * doy / 365.25)], 1)
+                        .astype(np.float32) if self._cfg["seasonal"] and doy is not None else None)
+        self._cfg["seasonal"] = self._season is not None
+
+    def _day_of_year(self) -> np.ndarray | None:
+        """Day of year (time,) from the input's time coordinate, or None if it holds no dates."""
+        tdim = self.da_.dims[0]
+        if tdim not in self.da_.coords:
+            return None
+        try:
+            return np.asarray(self.da_[tdim].dt.dayofyear.values, dtype=np.float64)
+        except (TypeError, AttributeError):
+            return None
+
+    def _n_inputs(self) -> int:
+        return 2 * (1 + 2 * self._cfg["neighbours"]) + 2 * self._cfg["latlon"] + 2 * self._cfg["seasonal"]
+
+    def _inputs(self, times: np.ndarray, ys: slice, xs: slice,
+                centre_mask: np.ndarray | None = None) -> np.ndarray:
+        """Network input (B, C, h, w) float32 for days ``times`` over the window ``(ys, xs)``.
+
+        ``centre_mask`` (B, h, w) replaces the observation mask of the centre day (mask transfer).
+        """
+        idx = times[:, None] + self._offsets[None, :] + self._cfg["neighbours"]  # into the padded cube
+        data = self._xp[idx, ys, xs]  # (B, K, h, w)
+        mask = self._mp[idx, ys, xs]
+        if centre_mask is not None:
+            mask[:, 0] = centre_mask
+            data[:, 0] *= centre_mask
+        b, k, h, w = data.shape
+        chans = [np.stack([data, mask], 2).reshape(b, 2 * k, h, w),
+                 np.broadcast_to(self._pos[:, ys, xs], (b, self._pos.shape[0], h, w))]
+        if self._season is not None:
+            chans.append(np.broadcast_to(self._season[times][:, :, None, None], (b, 2, h, w)))
+        return np.ascontiguousarray(np.concatenate(chans, 1))
+
+    def _forward(self, inp: np.ndarray) -> torch.Tensor:
+        """Run the network on (B, C, h, w) inputs; pads to ``multiple`` and crops back."""
+        from oceandl.models.reconstruction import pad_to_multiple
+
+        xt, (h, w) = pad_to_multiple(torch.from_numpy(inp).to(self._device), self.multiple)
+        out = self.model_(xt)[..., :h, :w]
+        if self._cfg["nll"]:
+            out = torch.cat([out[:, :1], out[:, 1:2].clamp(*_LOGVAR_RANGE)], 1)
+        return out
+
+    # ------------------------------------------------------------------ fit
+    def _build_model(self, in_channels: int) -> nn.Module:
+        from oceandl.models import get_model
+
+        return get_model(self.model_name, in_channels, 2 if self._cfg["nll"] else 1, **self._model_opts)
+
+    def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
+        o = self.options
+        self._device = self.torch_device
+        self._cfg = {k: o[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
+        self._model_opts = {**self.default_model_options, **(o["model_options"] or {})}
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        if o["checkpoint"] is not None:
+            self._load(o["checkpoint"])
+            self._setup_inputs(x, obs)
+            if self._in_channels != self._n_inputs():
+                raise InputError(f"method {self.name!r}: checkpoint {o['checkpoint']} expects "
+                                 f"{self._in_channels} input channels, this input gives {self._n_inputs()}")
+            self.steps_ = 0
+            return
+        self._setup_inputs(x, obs)
+        self._in_channels = self._n_inputs()
+        self.model_ = self._build_model(self._in_channels).to(self._device)
+        self.steps_ = self._train(obs, rng)
+
+    def _n_steps(self, shape: tuple[int, int, int]) -> int:
+        o = self.options
+        if o["epochs"] is not None:
+            t, h, w = shape
+            per_epoch = t * math.ceil(h / o["patch"]) * math.ceil(w / o["patch"])
+            return int(o["epochs"]) * math.ceil(per_epoch / o["batch_size"])
+        return self.default_steps if o["steps"] is None else int(o["steps"])
+
+    def _train(self, obs: np.ndarray, rng: np.random.Generator) -> int:
+        """Self-supervised training by mask transfer; returns the number of steps taken."""
+        o, nll = self.options, self._cfg["nll"]
+        t_all, h, w = obs.shape
+        steps, bs, ph, pw = self._n_steps(obs.shape), o["batch_size"], min(o["patch"], h), min(o["patch"], w)
+        days = np.flatnonzero(obs.any(axis=(1, 2)))  # days with something to hide
+        opt = torch.optim.AdamW(self.model_.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.02 * o["lr"])
+        self.model_.train()
+        self.loss_history_: list[float] = []
+        for _ in self._progress(range(steps), "training", total=steps):
+            t = rng.choice(days, bs)
+            donor = (t + rng.integers(1, t_all, bs)) % t_all  # any other day
+            corner = zip(rng.integers(0, h - ph + 1, bs), rng.integers(0, w - pw + 1, bs))
+            win = [(slice(i, i + ph), slice(j, j + pw)) for i, j in corner]
+            seen = np.stack([obs[ti, ys, xs] for ti, (ys, xs) in zip(t, win)])
+            keep = seen & np.stack([obs[d, ys, xs] for d, (ys, xs) in zip(donor, win)])  # donor clouds hide
+            inp = np.concatenate([self._inputs(t[k:k + 1], ys, xs, keep[k:k + 1].astype(np.float32))
+                                  for k, (ys, xs) in enumerate(win)])
+            target = torch.from_numpy(np.stack([self._xp[ti + self._cfg["neighbours"], ys, xs]
+                                                for ti, (ys, xs) in zip(t, win)])).to(self._device)
+            weight = torch.from_numpy((seen & ~keep) + o["visible_weight"] * keep).float().to(self._device)
+            out = self._forward(inp)
+            err2 = (out[:, 0] - target) ** 2
+            pix = 0.5 * (out[:, 1] + err2 * torch.exp(-out[:, 1])) if nll else err2
+            loss = (weight * pix).sum() / weight.sum().clamp_min(1.0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            self.loss_history_.append(float(loss))
+        self.model_.eval()
+        return steps
+
+    # ------------------------------------------------------------------ reconstruct
+    @torch.inference_mode()
+    def _predict(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Tiled inference: (time, lat, lon) mean and, with ``nll``, sigma (normalised units)."""
+        o = self.options
+        t_all, h, w = self._xp.shape[0] - 2 * self._cfg["neighbours"], *self._xp.shape[1:]
+        th, tw = (h, w) if o["tile"] is None else (min(o["tile"], h), min(o["tile"], w))
+        ov = o["overlap"]
+        self.model_.eval()
+        n_out = 2 if self._cfg["nll"] else 1
+        acc = np.zeros((n_out, t_all, h, w), np.float64)
+        wsum = np.zeros((h, w), np.float64)
+        win = np.outer(blend_window(th, ov), blend_window(tw, ov))
+        tiles = [(i, j) for i in tile_starts(h, th, ov) for j in tile_starts(w, tw, ov)]
+        batches = [np.arange(s, min(s + o["infer_batch"], t_all)) for s in range(0, t_all, o["infer_batch"])]
+        for i, j in self._progress(tiles, "inference", total=len(tiles)):
+            ys, xs = slice(i, i + th), slice(j, j + tw)
+            wsum[ys, xs] += win
+            for times in batches:
+                out = self._forward(self._inputs(times, ys, xs)).double().cpu().numpy()
+                if self._cfg["nll"]:
+                    out[:, 1] = np.exp(out[:, 1])  # blend variances, not log-variances
+                acc[:, times, ys, xs] += win * out.transpose(1, 0, 2, 3)
+        acc /= wsum
+        return acc[0].astype(np.float32), (np.sqrt(acc[1]).astype(np.float32) if self._cfg["nll"] else None)
+
+    def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._predict()
+
+    def _fit_attrs(self) -> dict[str, Any]:
+        attrs = {"model": self.model_name, "model_options": self._model_opts, "train_steps": self.steps_,
+                 "input_channels": self._in_channels, "seasonal_channels": self._cfg["seasonal"]}
+        if getattr(self, "loss_history_", None):
+            attrs["final_train_loss"] = float(np.mean(self.loss_history_[-20:]))
+        return attrs
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path, overwrite: bool = False):
+        """Write the trained network as an oceandl checkpoint folder (reuse with ``checkpoint=path``).
+
+        Returns the path. Raises :class:`InputError` before :meth:`fit` or if ``path`` exists and
+        not ``overwrite``.
+        """
+        from oceandl.training.checkpoint import save_checkpoint
+
+        if not self._fitted:
+            raise InputError(f"method {self.name!r}: call fit() before save()")
+        extra = {"interpolator": {"method": self.name, **self._cfg, "in_channels": self._in_channels,
+                                  "multiple": self.multiple}}
+        return save_checkpoint(path, self.model_, model_name=self.model_name, model_options=self._model_opts,
+                               model_args=[self._in_channels, 2 if self._cfg["nll"] else 1],
+                               task="interpolation", extra=extra, overwrite=overwrite)
+
+    def _load(self, path) -> None:
+        from oceandl.training.checkpoint import load_checkpoint
+
+        model, config = load_checkpoint(path, device=self._device, expect_task="interpolation")
+        meta = config.get("interpolator") or {}
+        if meta.get("method") != self.name:
+            raise CheckpointError(f"{path}: a checkpoint of method {meta.get('method')!r}, not {self.name!r}")
+        self.model_ = model
+        self._model_opts = dict(config.get("model_options", {}))
+        self._cfg = {k: meta[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
+        if self._cfg["seasonal"]:
+            self._cfg["trained_seasonal"] = True
+        self._in_channels = int(meta["in_channels"])
+
+
+class ConvAEInterpolator(NeuralInterpolator):
+    """Convolutional auto-encoder (``conv_ae``, linear output, no skips) as a gap filler."""
+
+    name = "convae"
+    model_name = "conv_ae"
+    default_model_options = {"width": 32, "depth": 3, "latent_channels": 32, "output": "linear"}
+    multiple = 8  # 2**depth of the default; _fit updates it for other depths
+
+    def _build_model(self, in_channels: int) -> nn.Module:
+        self.multiple = 2 ** int(self._model_opts.get("depth", 2))
+        return super()._build_model(in_channels)
+
+    def _load(self, path) -> None:
+        super()._load(path)
+        self.multiple = 2 ** int(self._model_opts.get("depth", 2))
+
+
+class UNetInterpolator(NeuralInterpolator):
+    """U-Net (``unet``) gap filler."""
+
+    name = "unet"
+    model_name = "unet"
+    default_model_options = {"width": 24, "depth": 3}
+
+
+class ResAEInterpolator(NeuralInterpolator):
+    """Residual auto-encoder with additive skips (``resae``, DINCAE-like) gap filler."""
+
+    name = "resae"
+    model_name = "resae"
+    default_model_options = {"width": 24, "depth": 3, "skip": True}
+
+
+class SMPUnetInterpolator(NeuralInterpolator):
+    """segmentation_models_pytorch U-Net (``smp_unet``, random-init ResNet-18 encoder) gap filler."""
+
+    name = "smp_unet"
+    model_name = "smp_unet"
+    default_model_options = {"encoder_name": "resnet18", "encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}

@@ -1,0 +1,502 @@
+"""netCDF field I/O: read any gridded SST-like file into a clean ``(time, lat, lon)`` DataArray.
+
+:func:`open_field` finds the variable and its coordinates from CF attributes or common names,
+decodes fill values and packed integers (xarray's CF decoding), turns longitudes into
+-180..180, sorts latitudes and longitudes ascending and checks the things that would otherwise
+break a reconstruction later (dims, time order, all-missing or constant data). Every problem is
+an :class:`~oceandl.errors.InputError` whose one-line message names the file and the variable.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Hashable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import InputError
+from .utils import atomic_path
+
+__all__ = ["open_field", "write_netcdf", "find_variable", "normalize_longitude", "DIMS"]
+
+DIMS = ("time", "lat", "lon")
+
+# Common names of coordinates, lower case, most specific first.
+_COORD_NAMES = {
+    "time": ("time", "t", "times", "date", "time_counter"),
+    "lat": ("lat", "latitude", "nav_lat", "lats", "y"),
+    "lon": ("lon", "longitude", "nav_lon", "lons", "long", "x"),
+}
+_AXIS = {"T": "time", "Y": "lat", "X": "lon"}
+_STANDARD_NAMES = {
+    "time": "time",
+    "latitude": "lat",
+    "grid_latitude": "lat",
+    "longitude": "lon",
+    "grid_longitude": "lon",
+}
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+# sea_surface_temperature and its skin / subskin / foundation variants.
+_SST_STANDARD_NAME = re.compile(r"^sea_surface(_[a-z]+)?_temperature$")
+_SST_NAMES = ("sst", "analysed_sst", "sea_surface_temperature", "sst_obs", "sst_observed", "tos")
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _dims_text(obj) -> str:
+    return "(" + ", ".join(map(str, obj.dims)) + ")"
+
+
+# --------------------------------------------------------------------------------------------
+# Variable and coordinate discovery
+# --------------------------------------------------------------------------------------------
+
+
+def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "dataset") -> str:
+    """Name of the field variable of ``ds``.
+
+    With ``var`` given, that variable (an :class:`InputError` suggesting close names if absent).
+    Otherwise, in order: a variable whose CF ``standard_name`` is ``sea_surface_temperature``
+    (or its skin/subskin/foundation variants), then any ``sea_surface_*`` standard name, then the
+    only 3-D data variable. Ties are broken by common SST names (``sst``, ``analysed_sst``...).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    var : str, optional
+    label : str
+        How error messages name the source (a file path).
+
+    Returns
+    -------
+    str
+    """
+    names = [str(n) for n in ds.data_vars]
+    if var is not None:
+        if var in ds.variables:
+            return var
+        lower = {n.lower(): n for n in names}
+        close = difflib.get_close_matches(var.lower(), list(lower), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(lower[c]) for c in close)}?" if close else ""
+        raise InputError(
+            f"{label}: variable '{var}' not found{hint} (variables: {', '.join(names) or 'none'})"
+        )
+
+    def pick(cands: list[str], why: str) -> str | None:
+        if len(cands) <= 1:
+            return cands[0] if cands else None
+        preferred = [c for c in cands if c.lower() in _SST_NAMES]
+        if preferred:
+            return min(preferred, key=lambda c: _SST_NAMES.index(c.lower()))
+        raise InputError(
+            f"{label}: several {why} variables ({', '.join(cands)}); choose one with var= (--var)"
+        )
+
+    std = {n: str(ds[n].attrs.get("standard_name", "")).lower() for n in names}
+    for cands, why in (
+        ([n for n in names if _SST_STANDARD_NAME.match(std[n])], "sea_surface_temperature"),
+        ([n for n in names if std[n].startswith("sea_surface_")], "sea_surface_*"),
+        ([n for n in names if ds[n].ndim == 3], "3-D"),
+    ):
+        found = pick(cands, why)
+        if found is not None:
+            return found
+    listing = ", ".join(f"{n} {_dims_text(ds[n])}" for n in names) or "none"
+    raise InputError(f"{label}: no 3-D (time, lat, lon) variable (variables: {listing})")
+
+
+def _role_from_attrs(v: xr.Variable) -> str | None:
+    """time / lat / lon from CF attributes or a datetime dtype, else None."""
+    attrs = v.attrs
+    axis = str(attrs.get("axis", "")).upper()
+    if axis in _AXIS:
+        return _AXIS[axis]
+    std = str(attrs.get("standard_name", "")).lower()
+    if std in _STANDARD_NAMES:
+        return _STANDARD_NAMES[std]
+    units = str(attrs.get("units", "")).lower().replace(" ", "")
+    if units in _LAT_UNITS:
+        return "lat"
+    if units in _LON_UNITS:
+        return "lon"
+    if " since " in str(attrs.get("units", "")).lower() or np.issubdtype(v.dtype, np.datetime64):
+        return "time"
+    if v.dtype == object and v.size and hasattr(v.values.flat[0], "calendar"):  # cftime dates
+        return "time"
+    return None
+
+
+def _role_from_name(name: Hashable) -> str | None:
+    low = str(name).lower()
+    for role, names in _COORD_NAMES.items():
+        if low in names:
+            return role
+    return None
+
+
+def _coordinate_values(v: xr.Variable, dim: Hashable, role: str, where: str) -> np.ndarray:
+    """1-D values of coordinate ``v`` along ``dim`` (a 2-D lat/lon must be a regular grid)."""
+    if v.ndim == 1:
+        return np.asarray(v.values)
+    other = [d for d in v.dims if d != dim]
+    vals = np.asarray(v.transpose(dim, *other).values, dtype=float).reshape(v.sizes[dim], -1)
+    if not np.allclose(vals, vals[:, :1], equal_nan=True):
+        raise InputError(
+            f"{where}: {role} varies in 2-D (a curvilinear grid); regrid to a regular lat/lon grid first"
+        )
+    return vals[:, 0]
+
+
+def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str) -> dict:
+    """Map each role (time, lat, lon) to ``(dim, coordinate Variable or None)``."""
+    dims = list(da.dims)
+    found: dict[str, tuple[Hashable, xr.Variable | None]] = {}
+    for role, name in overrides.items():
+        if name is None:
+            continue
+        if name in dims:
+            found[role] = (name, ds.variables.get(name))
+            continue
+        if name not in ds.variables:
+            raise InputError(f"{where}: {role} coordinate '{name}' not found")
+        v = ds.variables[name]
+        along = [d for d in v.dims if d in dims]
+        if v.ndim == 2 and len(along) == 2:
+            # Pick the dim it varies along (a regular grid stored as 2-D lat/lon).
+            vals = np.asarray(v.values, dtype=float)
+            along = [v.dims[0]] if np.ptp(vals, axis=0).max() > np.ptp(vals, axis=1).max() else [v.dims[1]]
+        if len(along) != 1:
+            raise InputError(f"{where}: {role} coordinate '{name}' {_dims_text(v)} does not match {_dims_text(da)}")
+        found[role] = (along[0], v)
+
+    # Candidates: (priority, role, dim, variable). Priority 0 = CF attributes, 1 = variable
+    # name, 2 = dim name only. Assigned greedily so each dim gets one role.
+    cands = []
+    for name, v in ds.variables.items():
+        if not set(v.dims) <= set(dims) or v.ndim not in (1, 2):
+            continue
+        if v.ndim == 2:
+            role = _role_from_attrs(v) or _role_from_name(name)
+            if role not in ("lat", "lon"):
+                continue
+            vals = np.asarray(v.values, dtype=float)
+            vary = np.nanmax(np.abs(np.diff(vals, axis=0)), initial=0), np.nanmax(np.abs(np.diff(vals, axis=1)), initial=0)
+            dim = v.dims[0] if vary[0] >= vary[1] else v.dims[1]
+        else:
+            dim = v.dims[0]
+        by_attrs, by_name = _role_from_attrs(v), _role_from_name(name)
+        if by_attrs:
+            cands.append((0, by_attrs, dim, name))
+        elif by_name:
+            cands.append((1, by_name, dim, name))
+    for d in dims:
+        role = _role_from_name(d)
+        if role:
+            cands.append((2, role, d, None))
+    taken = {dim for dim, _ in found.values()}
+    # Within a priority, a dim's own coordinate goes before other 1-D variables along it.
+    for _, role, dim, name in sorted(cands, key=lambda c: (c[0], c[3] != c[2])):
+        if role in found or dim in taken:
+            continue
+        found[role] = (dim, ds.variables[name] if name is not None else ds.variables.get(dim))
+        taken.add(dim)
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _open_path(path: Path) -> xr.Dataset:
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a netCDF file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    engines: list[str | None] = [None]
+    if magic in (b"CDF\x01", b"CDF\x02"):
+        # netCDF-C reads past the end of a truncated classic file as fill values; scipy's
+        # reader checks the sizes, so it goes first when installed.
+        engines.insert(0, "scipy")
+    for engine in engines:
+        try:
+            return xr.open_dataset(path, engine=engine)
+        except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
+            scipy_missing = isinstance(exc, ImportError) or "unrecognized engine" in str(exc)
+            if engine == "scipy" and scipy_missing:
+                continue
+            raise InputError(f"{path}: not a readable netCDF file ({_one_line(exc)})") from exc
+    raise InputError(f"{path}: not a readable netCDF file")
+
+
+def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray:
+    """Longitudes in -180..180, sorted ascending (duplicates, e.g. 0 and 360, kept once).
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        With a 1-D coordinate ``dim`` in degrees east (0..360 or -180..180).
+    dim : str
+
+    Returns
+    -------
+    xarray.DataArray
+        Same data, reordered along ``dim`` (lazy for dask arrays).
+    """
+    lon = np.asarray(da[dim].values, dtype=float)
+    if np.nanmax(lon, initial=-np.inf) > 180.0 or np.nanmin(lon, initial=np.inf) < -180.0:
+        wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
+        da = da.assign_coords({dim: (dim, wrapped, da[dim].attrs)})
+    if not da.indexes[dim].is_monotonic_increasing:
+        da = da.sortby(dim)
+    if da.indexes[dim].has_duplicates:
+        da = da.drop_duplicates(dim)
+    return da
+
+
+def open_field(
+    source,
+    var: str | None = None,
+    *,
+    lat: str | None = None,
+    lon: str | None = None,
+    time: str | None = None,
+) -> xr.DataArray:
+    """Read a gridded field as a clean DataArray with dims ``("time", "lat", "lon")``.
+
+    Parameters
+    ----------
+    source : str, pathlib.Path, xarray.Dataset or xarray.DataArray
+        A netCDF file or an in-memory object (a dask-backed one stays lazy, apart from one pass
+        that checks the values).
+    var : str, optional
+        Variable name; found from CF attributes when omitted (see :func:`find_variable`).
+    lat, lon, time : str, optional
+        Names of the coordinates (variables or dims) when they cannot be recognised from CF
+        attributes (``axis``, ``standard_name``, ``units``) or common names.
+
+    Returns
+    -------
+    xarray.DataArray, shape ``(time, lat, lon)``
+        Float32/64 with NaN where missing (fill values and packed integers decoded), latitude and
+        longitude ascending with longitude in -180..180, the original attributes and
+        ``name`` = the variable's name.
+
+    Raises
+    ------
+    InputError
+        Missing, empty or unreadable file; missing variable (close names suggested); wrong
+        number of dims; time not increasing or duplicated; all values missing; constant field.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        label = str(path)
+        ds = _open_path(path)
+        try:
+            return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True)
+        finally:
+            ds.close()
+    if isinstance(source, xr.DataArray):
+        name = source.name
+        label = f"DataArray '{name}'" if name is not None else "DataArray"
+        key = name if name is not None and name not in source.coords else "__oceandl_field__"
+        ds = source.to_dataset(name=key)
+        out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon})
+        out.name = name
+        return out
+    if isinstance(source, xr.Dataset):
+        label = "Dataset"
+        return _field_from_dataset(_decode(source, label), var, label, {"time": time, "lat": lat, "lon": lon})
+    raise InputError(
+        f"open_field: source of type {type(source).__name__}; expected a path, xarray.Dataset or DataArray"
+    )
+
+
+def _decode(ds: xr.Dataset, label: str) -> xr.Dataset:
+    """CF-decode an in-memory Dataset: fill values and scale/offset left as attributes."""
+    try:
+        return xr.decode_cf(ds)
+    except Exception as exc:  # noqa: BLE001 - inconsistent CF attributes are the input's fault
+        raise InputError(f"{label}: cannot decode CF attributes ({_one_line(exc)})") from exc
+
+
+def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: bool = False) -> xr.DataArray:
+    name = find_variable(ds, var, label=label)
+    da = ds[name]
+    where = f"{label}: variable '{name}'" if not label.startswith("DataArray") else label
+    if da.ndim < 3:
+        raise InputError(f"{where}: has {da.ndim} dims {_dims_text(da)}; expected 3 (time, lat, lon)")
+    roles = _assign_roles(ds, da, overrides, where)
+    # Singleton extra dims (a depth level, a band) carry no information: drop them.
+    extra = [d for d in da.dims if d not in {dim for dim, _ in roles.values()}]
+    squeeze = [d for d in extra if da.sizes[d] == 1]
+    if squeeze and da.ndim - len(squeeze) >= 3:
+        da = da.isel({d: 0 for d in squeeze}, drop=True)
+        extra = [d for d in extra if d not in squeeze]
+    if da.ndim != 3:
+        raise InputError(f"{where}: has {da.ndim} dims {_dims_text(da)}; expected 3 (time, lat, lon)")
+    missing = [r for r in DIMS if r not in roles]
+    if len(missing) == 1 and len(extra) == 1:
+        roles[missing[0]] = (extra[0], ds.variables.get(extra[0]))
+    elif missing:
+        raise InputError(
+            f"{where}: cannot tell which of the dims {_dims_text(da)} is {' / '.join(missing)}; "
+            f"name them time, lat, lon or pass {', '.join(m + '=' for m in missing)}"
+        )
+    if not np.issubdtype(da.dtype, np.number) and da.dtype != bool:
+        raise InputError(f"{where}: dtype {da.dtype} is not numeric")
+
+    coords = {}
+    for role in DIMS:
+        dim, v = roles[role]
+        if v is None:
+            vals, attrs = np.arange(da.sizes[dim], dtype=float), {}
+        else:
+            vals, attrs = _coordinate_values(v, dim, role, where), dict(v.attrs)
+        if role != "time":
+            vals = np.asarray(vals, dtype=float)
+        coords[role] = (role, vals, attrs)
+    _check_time(coords["time"][1], where)
+
+    if load:
+        try:
+            da = da.load()
+        except Exception as exc:  # noqa: BLE001 - a truncated file fails only when read
+            raise InputError(f"{where}: cannot read the data ({_one_line(exc)})") from exc
+    data = da.transpose(roles["time"][0], roles["lat"][0], roles["lon"][0]).variable.data
+    if not np.issubdtype(data.dtype, np.floating) or data.dtype == np.float16:
+        data = data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64)
+    attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value")}
+    out = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=name)
+    for role, std, units, axis in (("lat", "latitude", "degrees_north", "Y"), ("lon", "longitude", "degrees_east", "X")):
+        out[role].attrs.update({"standard_name": std, "units": units, "axis": axis})
+    out["time"].attrs.setdefault("axis", "T")
+    out = out.where(np.isfinite(out))  # inf is as good as missing
+    if not out.indexes["lat"].is_monotonic_increasing:
+        out = out.sortby("lat")
+    out = normalize_longitude(out)
+    _check_values(out, where)
+    return out
+
+
+def _check_time(values: np.ndarray, where: str) -> None:
+    idx = pd.Index(values)
+    if idx.has_duplicates:
+        dup = idx[idx.duplicated()][0]
+        raise InputError(f"{where}: time has duplicate values (e.g. {dup})")
+    if not idx.is_monotonic_increasing:
+        i = int(np.flatnonzero(~np.asarray(idx[1:] > idx[:-1]))[0]) + 1
+        raise InputError(f"{where}: time is not increasing (step {i}: {idx[i - 1]} then {idx[i]})")
+
+
+def _check_values(da: xr.DataArray, where: str) -> None:
+    """All-missing and constant fields are refused (one pass, also for dask)."""
+    if da.size == 0:
+        raise InputError(f"{where}: is empty (shape {da.shape})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        lo, hi = da.min(skipna=True), da.max(skipna=True)
+        if da.chunks is not None:
+            import dask
+
+            lo, hi = dask.compute(lo, hi)
+        lo, hi = float(lo), float(hi)
+    if np.isnan(lo):
+        raise InputError(f"{where}: all values are missing (NaN or fill value)")
+    if lo == hi:
+        raise InputError(f"{where}: constant field (every valid value is {lo:g})")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def _attr_value(v):
+    """An attribute value netCDF can store: bools as ints, mappings and mixed lists as JSON."""
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (str, int, float, np.number, np.ndarray)):
+        return v
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return list(v)
+    return json.dumps(v, default=str)
+
+
+def _clean_attrs(attrs: dict) -> dict:
+    return {k: _attr_value(v) for k, v in attrs.items() if v is not None}
+
+
+def write_netcdf(
+    obj: xr.Dataset | xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    encoding: dict | None = None,
+) -> Path:
+    """Write ``obj`` to a netCDF-4 file atomically, float variables zlib-compressed.
+
+    The file is written under a temporary name in the target folder and renamed at the end, so
+    a failure leaves no partial file and an existing file is only replaced with ``overwrite``.
+    Attributes netCDF cannot store (bools, dicts, None) are converted (int, JSON) or dropped.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        A DataArray is written as a variable named after it (``field`` if unnamed).
+    path : str or pathlib.Path
+    overwrite : bool
+    encoding : dict, optional
+        Per-variable netCDF encoding, merged over the defaults (``zlib=True, complevel=4``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        If ``path`` exists (without ``overwrite``), its folder is missing, or writing fails.
+    """
+    path = Path(path)
+    if isinstance(obj, xr.DataArray):
+        name = obj.name if obj.name is not None and obj.name not in obj.coords else "field"
+        ds = obj.to_dataset(name=name)
+    elif isinstance(obj, xr.Dataset):
+        ds = obj.copy()
+    else:
+        raise InputError(f"{path}: cannot write a {type(obj).__name__}; expected an xarray Dataset or DataArray")
+    ds.attrs = _clean_attrs(ds.attrs)
+    for v in ds.variables.values():
+        v.attrs = _clean_attrs(v.attrs)
+    enc = {
+        n: {"zlib": True, "complevel": 4}
+        for n, v in ds.data_vars.items()
+        if np.issubdtype(v.dtype, np.floating)
+    }
+    for n, e in (encoding or {}).items():
+        enc[n] = {**enc.get(n, {}), **e}
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        try:
+            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc)
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            raise InputError(f"{path}: cannot write netCDF ({_one_line(exc)})") from exc
+    return path

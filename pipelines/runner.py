@@ -1,0 +1,165 @@
+"""The benchmark runner: resolve a config, run a pipeline, write its run folder atomically.
+
+A run folder holds ``results.json`` (each model/method name mapped to its metrics), ``results.md``
+(the table, then the resolved config, seed, versions and git commit), ``run.json`` (the same
+provenance as JSON) and the pipeline's figures. It is written under a temporary name and renamed
+when complete, so an interrupted run leaves no half-written folder and never replaces an old one
+without ``overwrite``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import tomllib
+import typing
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from oceandl.errors import InputError
+from oceandl.utils import atomic_path, provenance, resolve_device, write_json
+
+__all__ = ["RunContext", "Pipeline", "apply_overrides", "run_pipeline", "markdown_table", "PIPELINES"]
+
+
+@dataclass
+class RunContext:
+    """What a pipeline gets besides its config: the folder to write into, the device and a logger."""
+
+    folder: Path
+    device: str
+    progress: bool = True
+    log: Callable[[str], None] = print
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """A remark that goes into results.md (e.g. which data were used) and the log."""
+        self.notes.append(text)
+        self.log(text)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A benchmark: a config dataclass, a function ``run(config, ctx) -> {name: metrics}`` and the
+    metric columns its Markdown table shows."""
+
+    name: str
+    config_cls: type
+    run: Callable[[Any, RunContext], dict]
+    columns: tuple[str, ...]
+    description: str = ""
+
+
+def _coerce(value: str, typ) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if origin is tuple:
+        inner = typing.get_args(typ)[0] if typing.get_args(typ) else str
+        return tuple(_coerce(v.strip(), inner) for v in value.split(",") if v.strip())
+    if typ in (int, float, str):
+        return typ(value)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        for t in typing.get_args(typ):
+            if t is type(None):
+                if value.lower() in ("none", "null"):
+                    return None
+                continue
+            try:
+                return _coerce(value, t)
+            except ValueError:
+                pass
+        raise ValueError(value)
+    return value
+
+
+def apply_overrides(config, overrides: dict[str, Any] | list[str] | None = None, toml_path: str | None = None):
+    """A copy of a frozen dataclass ``config`` with values from a TOML file and ``key=value`` strings."""
+    hints = typing.get_type_hints(type(config))
+    names = {f.name for f in fields(config)}
+    changes: dict[str, Any] = {}
+    if toml_path:
+        try:
+            data = tomllib.loads(Path(toml_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InputError(f"{toml_path}: cannot read TOML config ({exc})") from None
+        for k, v in data.items():
+            if k not in names:
+                raise InputError(f"{toml_path}: unknown config key {k!r}; keys: {', '.join(sorted(names))}")
+            changes[k] = tuple(v) if isinstance(v, list) else v
+    items = overrides.items() if isinstance(overrides, dict) else [
+        tuple(s.split("=", 1)) if "=" in s else (s, None) for s in (overrides or [])]
+    for k, v in items:
+        if v is None:
+            raise InputError(f"--set {k}: expected key=value")
+        k = k.strip().replace("-", "_")
+        if k not in names:
+            raise InputError(f"--set {k}: unknown config key; keys: {', '.join(sorted(names))}")
+        if isinstance(v, str):
+            try:
+                v = _coerce(v, hints[k])
+            except ValueError:
+                raise InputError(f"--set {k}={v}: not a valid {hints[k]}") from None
+        changes[k] = v
+    return dataclasses.replace(config, **changes)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def markdown_table(results: dict[str, dict], columns: tuple[str, ...]) -> str:
+    """A Markdown table: one row per name, one column per metric present in some row."""
+    cols = [c for c in columns if any(c in r for r in results.values())]
+    lines = ["| name | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=None, toml_path=None,
+                 overwrite: bool = False, device: str = "auto", progress: bool = True,
+                 log: Callable[[str], None] = print) -> tuple[Path, dict]:
+    """Run a benchmark into the folder ``out``; returns the folder and the results dict."""
+    config = apply_overrides(config or pipeline.config_cls(), overrides, toml_path)
+    dev = str(resolve_device(device))
+    t0 = time.perf_counter()
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        ctx = RunContext(folder=tmp, device=dev, progress=progress, log=log)
+        results = pipeline.run(config, ctx)
+        seconds = time.perf_counter() - t0
+        prov = provenance()
+        run = {"pipeline": pipeline.name, "config": asdict(config), "seed": getattr(config, "seed", None),
+               "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
+        write_json(results, tmp / "results.json")
+        write_json(run, tmp / "run.json")
+        figures = sorted(p.name for p in tmp.glob("*.png"))
+        md = [f"# oceandl benchmark: {pipeline.name}", "", pipeline.description, "",
+              markdown_table(results, pipeline.columns), ""]
+        md += [f"- {n}" for n in ctx.notes]
+        md += ["", "## Run", "", f"- seed: {run['seed']}", f"- device: {dev}", f"- wall time: {seconds:.1f} s",
+               f"- git commit: {prov['git_commit']}",
+               "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
+               f"- python {prov['python']} on {prov['platform']}", "", "## Resolved config", "", "```json",
+               json.dumps(asdict(config), indent=2, default=str), "```", ""]
+        if figures:
+            md += ["## Figures", ""] + [f"![{f}]({f})" for f in figures]
+        (tmp / "results.md").write_text("\n".join(md) + "\n")
+    return Path(out), results
+
+
+PIPELINES: dict[str, str] = {
+    # name -> module defining PIPELINE (imported lazily: each pulls in its own data code)
+    "mnist": "oceandl.pipelines.mnist",
+    "sst": "oceandl.pipelines.sst",
+    "sar": "oceandl.pipelines.sar",
+    "plankton": "oceandl.pipelines.plankton",
+}
