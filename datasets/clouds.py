@@ -16,15 +16,18 @@ from oceandl.errors import InputError
 __all__ = ["cloud_masks", "withhold_by_cloud_transfer", "spectral_noise_filter"]
 
 
-def spectral_noise_filter(ny: int, nx: int, scale: float, slope: float = 4.0) -> np.ndarray:
+def spectral_noise_filter(
+    ny: int, nx: int, scale: float, slope: float = 4.0, dy: float = 1.0, dx: float = 1.0
+) -> np.ndarray:
     """Amplitude filter, shape ``(ny, nx // 2 + 1)``, for ``np.fft.rfft2`` of white noise.
 
     The filtered field has a 2-D power spectrum ``(1 + (2 pi k scale)^2)^(-slope / 2)``: flat at
-    scales longer than ``scale`` (in pixels) and a power law ``k^-slope`` below it. The filter is
-    normalised so the filtered field has unit variance.
+    scales longer than ``scale`` and a power law ``k^-slope`` below it (a 1-D, along-track
+    spectrum ``k^-(slope - 1)``). ``scale`` is in the units of the grid spacings ``dy``, ``dx``
+    (pixels by default). The filter is normalised so the filtered field has unit variance.
     """
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.rfftfreq(nx)[None, :]
+    ky = np.fft.fftfreq(ny, d=dy)[:, None]
+    kx = np.fft.rfftfreq(nx, d=dx)[None, :]
     k2 = kx**2 + ky**2
     power = (1.0 + (2.0 * np.pi) ** 2 * k2 * scale**2) ** (-slope / 2.0)
     power[0, 0] = 0.0  # no mean: each day's field is centred

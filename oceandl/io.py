@@ -158,6 +158,13 @@ def _coordinate_values(v: xr.Variable, dim: Hashable, role: str, where: str) -> 
     return vals[:, 0]
 
 
+def _varying_dim(v: xr.Variable) -> Hashable:
+    """The dim along which a 2-D coordinate (``nav_lat(y, x)``) varies most."""
+    vals = np.asarray(v.values, dtype=float)
+    spread = [np.nanmax(np.abs(np.diff(vals, axis=i)), initial=0.0) for i in (0, 1)]
+    return v.dims[0] if spread[0] >= spread[1] else v.dims[1]
+
+
 def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str) -> dict:
     """Map each role (time, lat, lon) to ``(dim, coordinate Variable or None)``."""
     dims = list(da.dims)
@@ -172,10 +179,8 @@ def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str)
             raise InputError(f"{where}: {role} coordinate '{name}' not found")
         v = ds.variables[name]
         along = [d for d in v.dims if d in dims]
-        if v.ndim == 2 and len(along) == 2:
-            # Pick the dim it varies along (a regular grid stored as 2-D lat/lon).
-            vals = np.asarray(v.values, dtype=float)
-            along = [v.dims[0]] if np.ptp(vals, axis=0).max() > np.ptp(vals, axis=1).max() else [v.dims[1]]
+        if v.ndim == 2 and len(along) == 2 and np.issubdtype(v.dtype, np.number):
+            along = [_varying_dim(v)]
         if len(along) != 1:
             raise InputError(f"{where}: {role} coordinate '{name}' {_dims_text(v)} does not match {_dims_text(da)}")
         found[role] = (along[0], v)
@@ -187,12 +192,11 @@ def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str)
         if not set(v.dims) <= set(dims) or v.ndim not in (1, 2):
             continue
         if v.ndim == 2:
+            # Only lat/lon come in 2-D (nav_lat(y, x)); a regular grid's ones vary along one dim.
             role = _role_from_attrs(v) or _role_from_name(name)
-            if role not in ("lat", "lon"):
+            if role not in ("lat", "lon") or not np.issubdtype(v.dtype, np.number):
                 continue
-            vals = np.asarray(v.values, dtype=float)
-            vary = np.nanmax(np.abs(np.diff(vals, axis=0)), initial=0), np.nanmax(np.abs(np.diff(vals, axis=1)), initial=0)
-            dim = v.dims[0] if vary[0] >= vary[1] else v.dims[1]
+            dim = _varying_dim(v)
         else:
             dim = v.dims[0]
         by_attrs, by_name = _role_from_attrs(v), _role_from_name(name)
@@ -231,11 +235,13 @@ def _open_path(path: Path) -> xr.Dataset:
     engines: list[str | None] = [None]
     if magic in (b"CDF\x01", b"CDF\x02"):
         # netCDF-C reads past the end of a truncated classic file as fill values; scipy's
-        # reader checks the sizes, so it goes first when installed.
+        # reader checks the sizes, so it goes first when installed (without mmap, which would
+        # warn when a failed open is collected).
         engines.insert(0, "scipy")
     for engine in engines:
         try:
-            return xr.open_dataset(path, engine=engine)
+            kwargs = {"mmap": False} if engine == "scipy" else {}
+            return xr.open_dataset(path, engine=engine, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
             scipy_missing = isinstance(exc, ImportError) or "unrecognized engine" in str(exc)
             if engine == "scipy" and scipy_missing:

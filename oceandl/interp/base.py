@@ -257,13 +257,15 @@ class Interpolator:
             raise InputError(f"{label}: needs at least 2 time steps along {dims[0]!r}, got {da_c.sizes[dims[0]]}")
         if not np.issubdtype(da_c.dtype, np.number) or np.issubdtype(da_c.dtype, np.complexfloating):
             raise InputError(f"{label}: values must be real numbers, got dtype {da_c.dtype}")
-        values = np.asarray(da_c.values, dtype=np.float64)  # computes dask input
+        values = np.asarray(da_c.values)  # computes dask input
+        if not np.issubdtype(values.dtype, np.floating):
+            values = values.astype(np.float64)
         if np.isinf(values).any():
             raise InputError(f"{label}: contains infinite values; mark missing values with NaN")
         observed = np.isfinite(values)
         if not observed.any():
             raise InputError(f"{label}: all values are NaN")
-        vmin, vmax = values[observed].min(), values[observed].max()
+        vmin, vmax = float(values[observed].min()), float(values[observed].max())
         if vmin == vmax:
             raise InputError(f"{label}: all observed values are equal ({vmin}); nothing to interpolate from")
 
@@ -276,8 +278,8 @@ class Interpolator:
         # Normalisation: per-pixel mean of the fitting observations (global mean where a pixel has
         # fewer than 2), one global scale so that all methods see unit-variance anomalies.
         count = obs.sum(axis=0)
-        total = np.where(obs, values, 0.0).sum(axis=0)
-        global_mean = values[obs].mean()
+        total = np.where(obs, values, 0.0).sum(axis=0, dtype=np.float64)
+        global_mean = values[obs].mean(dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
         mean[~ocean] = np.nan

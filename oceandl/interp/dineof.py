@@ -86,6 +86,7 @@ class DINEOF(Interpolator):
        ``max_iter`` iterations; record the CV RMSE (in the input's units). Each k starts from the
        k-1 solution. Stop after ``patience`` modes without improvement, or at ``max_modes``.
     3. Put the CV points back and iterate to convergence with the best k, from its CV solution.
+       At the observed points the output (with ``keep_observed=False``) is the rank-k fit.
 
     With ``n_modes`` set, steps 1 and 3 are skipped and k grows from 1 to ``n_modes``.
 
@@ -107,7 +108,15 @@ class DINEOF(Interpolator):
     temporal_filter : float or None, default None
     filter_iter : int, default 1
     dtype : "float32" or "float64", default "float32"
-    svd : "auto", "full" or "lowrank", default "auto" (exact SVD up to 4e6 matrix elements)
+    svd : "auto", "gram", "full" or "lowrank", default "auto"
+        How the leading modes are computed: ``"gram"`` eigendecomposes the small covariance
+        matrix (time x time, or pixel x pixel if fewer pixels), exact and fastest for moderate
+        sizes; ``"full"`` is ``torch.linalg.svd``; ``"lowrank"`` is ``torch.svd_lowrank``
+        (randomised, seeded). ``"auto"``: gram when the smaller side is at most 4096, else lowrank.
+    center : bool, default True
+        Remove the column (pixel) means of the filled matrix before each SVD and add them back:
+        the temporal means of the observations alone are biased by the gaps, which otherwise
+        costs one extra mode.
 
     Attributes (after fit)
     ----------------------
@@ -205,17 +214,16 @@ class DINEOF(Interpolator):
         """Gaps of ``filled`` (where ``~mask``) <- rank-k reconstruction, until converged."""
         import torch
 
-        gaps = ~mask
-        prev = filled[gaps]
-        if prev.numel() == 0:
+        # Float 0/1 mask of the gaps: multiplying is much cheaper than boolean gathers.
+        gaps = (~mask).to(filled.dtype)
+        if not bool(gaps.any()):
             return filled, 0, True
         tol, max_iter = self.options["tol"], self.options["max_iter"]
         for it in range(1, max_iter + 1):
             R = self._lowrank(filled, k)
-            new = R[gaps]
-            filled = torch.where(mask, filled, R)
-            change = torch.linalg.vector_norm(new - prev) / torch.clamp(torch.linalg.vector_norm(new), min=1e-12)
-            prev = new
+            step = (R - filled) * gaps  # change of the gap values; 0 at the observations
+            filled = filled + step
+            change = torch.linalg.vector_norm(step) / torch.clamp(torch.linalg.vector_norm(R * gaps), min=1e-12)
             if float(change) < tol:
                 return filled, it, True
         return filled, max_iter, False
@@ -257,7 +265,7 @@ class DINEOF(Interpolator):
         self.cv_curve_: list[tuple[int, float]] = []
         self.cv_rmse_ = None
         self.n_modes_, self.n_iter_, self.converged_, self.n_iter_total_ = k, it, conv, total
-        self._filled_m = filled
+        self._filled_m = self._final(filled, M, k)
 
     def _fit_cv(self, X, M, CV, kmax: int) -> None:
         import torch
@@ -277,6 +285,8 @@ class DINEOF(Interpolator):
                 best_err, best_k, best = err, k, filled.clone()
             elif k - best_k >= self.options["patience"]:
                 break
+        if best is None:  # CV error not finite (no usable CV point): keep the last fit
+            best_k, best = k, filled
         # Final fit: the CV points rejoin the observations; start from the best CV solution.
         filled = torch.where(M, X, best)
         filled, it, conv = self._iterate(filled, M, best_k)
@@ -284,7 +294,16 @@ class DINEOF(Interpolator):
         self.cv_rmse_ = best_err
         self.n_modes_, self.n_iter_, self.converged_ = best_k, it, conv
         self.n_iter_total_ = total + it
-        self._filled_m = filled
+        self._filled_m = self._final(filled, M, best_k)
+
+    def _final(self, filled, M, k: int):
+        """Converged gap values, and the rank-k reconstruction at the observed points.
+
+        (The base puts the observed values back unless ``keep_observed=False``.)
+        """
+        import torch
+
+        return torch.where(M, self._lowrank(filled, k), filled)
 
     def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self._filled, None

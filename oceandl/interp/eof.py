@@ -154,7 +154,6 @@ class EOF:
         meanmap[ocean] = mean
         self.mean = xr.DataArray(meanmap, dims=(ydim, xdim), coords=space_coords, name="mean", attrs=prov)
         self.weights = xr.DataArray(w, dims=(ydim, xdim), coords=space_coords, name="weights")
-        self._template = da.isel({tdim: slice(0, 0)})
 
     def __repr__(self) -> str:
         vf = float(self.variance_fraction.sum())
@@ -239,6 +238,23 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
     return EOF(da, n_modes=n_modes, weights=weights, center=center)
 
 
+def _leading_eofs(A: np.ndarray, k: int) -> np.ndarray:
+    """Leading k right singular vectors of A (time, n) as rows (k, n), from the smaller Gram matrix.
+
+    Much faster than an SVD of A when one side is small; modes of (numerically) zero variance
+    are left out, so fewer than k rows may come back.
+    """
+    if A.shape[0] <= A.shape[1]:
+        w, U = np.linalg.eigh(A @ A.T)  # ascending
+        w, U = w[::-1][:k], U[:, ::-1][:, :k]
+        keep = w > 1e-12 * max(w[0], 1e-300)
+        return (U[:, keep].T @ A) / np.sqrt(w[keep])[:, None]
+    w, V = np.linalg.eigh(A.T @ A)
+    w, V = w[::-1][:k], V[:, ::-1][:, :k]
+    keep = w > 1e-12 * max(w[0], 1e-300)
+    return V[:, keep].T
+
+
 class EOFInterpolator(Interpolator):
     """Gap filling by projection on EOFs (gappy EOF; Everson & Sirovich 1995).
 
@@ -248,18 +264,19 @@ class EOFInterpolator(Interpolator):
        ``(E_o E_o^T + ridge * (n_o / n) I) a_t = E_o x_o`` (least squares on the observed pixels;
        the ridge, relative to the observed fraction, damps modes the observations do not
        constrain); the gaps are ``a_t E``. A time step with no observation gets anomaly 0.
-    3. With ``em_iter > 0``: replace the gaps by the projection, recompute the EOFs, re-project,
-       ``em_iter`` times.
+    3. EM (``em_iter`` times): replace the gaps by the projection, re-centre the filled matrix on
+       its column means, recompute the EOFs, re-project. ``em_iter=0`` is the classic one-pass
+       gappy EOF.
 
     Options
     -------
     n_modes : int, default 5
     ridge : float >= 0, default 0.01
-    em_iter : int >= 0, default 0
+    em_iter : int >= 0, default 10
     """
 
     name: ClassVar[str] = "eof"
-    option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 0}
+    option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 10}
 
     def _check_options(self) -> None:
         o = self.options
@@ -278,16 +295,18 @@ class EOFInterpolator(Interpolator):
         k = int(min(self.options["n_modes"], *X.shape))
         filled = X
         for _ in self._progress(range(self.options["em_iter"] + 1), "EM"):
-            _, _, Vt = np.linalg.svd(filled, full_matrices=False)
-            E = Vt[:k]  # (k, n), orthonormal rows
-            G = np.einsum("kn,tn,jn->tkj", E, M.astype(np.float64), E)  # E_o E_o^T per time step
-            b = X @ E.T  # E_o x_o (X is 0 at gaps)
+            # Re-centre on the filled matrix: the base's mean of the observations alone is biased
+            # where gaps are not random in time (zero for the first pass).
+            mu = filled.mean(axis=0)
+            E = _leading_eofs(filled - mu, k)  # (k, n), orthonormal rows
+            G = np.einsum("kn,tn,jn->tkj", E, M.astype(np.float64), E, optimize=True)  # E_o E_o^T per step
+            b = (np.where(M, X - mu, 0.0)) @ E.T  # E_o (x_o - mu_o)
             frac = M.sum(axis=1) / n
-            G += (self.options["ridge"] * frac + 1e-12)[:, None, None] * np.eye(k)
+            G += (self.options["ridge"] * frac + 1e-12)[:, None, None] * np.eye(E.shape[0])
             A = np.linalg.solve(G, b[..., None])[..., 0]
-            recon = A @ E
+            recon = mu + A @ E
             filled = np.where(M, X, recon)
-        self.n_modes_ = k
+        self.n_modes_ = int(E.shape[0])
         self._filled = self._from_matrix(recon.astype(np.float32))
 
     def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:

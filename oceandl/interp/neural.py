@@ -267,7 +267,7 @@ class NeuralInterpolator(Interpolator):
             loss.backward()
             opt.step()
             sched.step()
-            self.loss_history_.append(float(loss))
+            self.loss_history_.append(float(loss.detach()))
         self.model_.eval()
         return steps
 

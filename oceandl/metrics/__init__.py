@@ -4,3 +4,6 @@ from .classification import (classification_metrics, confusion_matrix, expected_
 
 __all__ = ["classification_metrics", "confusion_matrix", "expected_calibration_error", "log_loss",
            "top_k_accuracy"]
+from .interpolation import interp_metrics  # noqa: E402
+
+__all__ += ["interp_metrics"]

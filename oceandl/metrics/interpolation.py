@@ -8,7 +8,7 @@ from oceandl.errors import InputError
 __all__ = ["interp_metrics"]
 
 
-def _values(a, ref=None, label: str = "array") -> np.ndarray:
+def _values(a, ref=None) -> np.ndarray:
     """NumPy values of ``a``; a DataArray is first transposed to the dims of ``ref`` when both are labelled."""
     import xarray as xr
 
@@ -46,8 +46,8 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
     InputError
         If the shapes differ.
     """
-    p = _values(pred, label="pred").astype(np.float64, copy=False)
-    t = _values(truth, ref=pred, label="truth").astype(np.float64, copy=False)
+    p = _values(pred).astype(np.float64, copy=False)
+    t = _values(truth, ref=pred).astype(np.float64, copy=False)
     if p.shape != t.shape:
         raise InputError(f"interp_metrics: pred has shape {p.shape} but truth has shape {t.shape}")
     valid = np.isfinite(p) & np.isfinite(t)

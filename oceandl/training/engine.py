@@ -256,7 +256,8 @@ def _run_eval(model, batches: _Batches, loss_fn, device, cfg) -> dict:
 
 def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConfig = TrainConfig(), *,
         task: str = "classification", out: str | Path | None = None, checkpoint_meta: dict | None = None,
-        resume: bool = False, overwrite: bool = False, log: Callable[[str], None] | None = None) -> TrainResult:
+        resume: bool = False, overwrite: bool = False, log: Callable[[str], None] | None = None,
+        stop_after_epoch: int | None = None) -> TrainResult:
     """Train ``model`` and keep the best weights on ``val`` (or the last epoch without it).
 
     Parameters
@@ -269,6 +270,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
         ``curves.png`` and the resumable state), so a killed run can go on with ``resume=True``.
     checkpoint_meta : ``save_checkpoint`` keywords (model_name, model_args, model_options, classes, ...).
     resume : continue from the training state in ``out``.
+    stop_after_epoch : end this call after that epoch, as an interrupted run would (the state in
+        ``out`` then resumes it).
 
     Returns
     -------
@@ -361,7 +364,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
         if out is not None:
             _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
                         checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1)
-        if stop:
+        if stop or (stop_after_epoch is not None and epoch >= stop_after_epoch):
             break
     result.seconds = time.perf_counter() - t0
     result.samples_per_s = seen / max(result.seconds, 1e-9)

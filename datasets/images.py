@@ -1,0 +1,931 @@
+"""Readers of labelled image collections as torch Datasets of ``{"image", "label", "index", "path"}``.
+
+* :class:`TenGeoPDataset` — TenGeoP-SARwv (Wang et al. 2019, SEANOE doi:10.17882/56796): Sentinel-1
+  wave-mode vignettes as GeoTIFFs in one folder per class letter ``F``..``O`` (the archive unpacks to
+  ``GeoTIFF/<letter>/*.tiff``), with an optional per-image metadata table (filename, class,
+  latitude, longitude, time).
+* :class:`ImageFolderDataset` — one folder per class (PNG, JPEG, TIFF, grey or RGB, any size):
+  WHOI-Plankton (``<year>/<class>/*.png``: pass the year folder), ZooScanNet, Kaggle NDSB
+  (``train/<class>/*.jpg``: the ``train`` level is found by itself).
+* :class:`NetCDFImageDataset` — an xarray/netCDF stack ``image(sample, y, x)`` + ``label(sample)``.
+* :class:`ImageFilesDataset` / :func:`list_images` — unlabelled images to classify (label -1).
+* :func:`open_image_dataset` — picks one of the above from what a path is.
+
+Common rules
+------------
+Pixels: unsigned-integer images are divided by their type's maximum (to [0, 1]); signed-integer and
+float images (e.g. linear SAR intensities) are kept as stored; non-finite pixels are replaced by the
+image's finite median (an all-NaN image is an error). Images come out as float32 ``(C, H, W)``.
+
+Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
+non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
+by reading the last row); ``verify="full"`` decodes
+every file at construction (catches truncated pixel data too, at the cost of reading everything).
+Unreadable files are skipped with one warning listing them and recorded in ``dataset.skipped``
+(``on_error="skip"``, the default) or raise :class:`InputError` naming the file
+(``on_error="raise"``). A file that fails later, when a sample is read, always raises InputError
+naming it.
+
+Classes: a class folder with no images is dropped with a warning (generic folders); TenGeoP always
+keeps its ten classes so labels mean the same thing on every subset, and warns about absent ones.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
+
+from oceandl.errors import InputError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "TENGEOP_CLASSES",
+    "read_image",
+    "list_images",
+    "TenGeoPDataset",
+    "ImageFolderDataset",
+    "ImageFilesDataset",
+    "NetCDFImageDataset",
+    "open_image_dataset",
+    "is_tengeop_root",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+_TIFF = (".tif", ".tiff")
+
+#: TenGeoP-SARwv class letters and names (label = position in this order).
+TENGEOP_CLASSES = {
+    "F": "Pure Ocean Waves",
+    "G": "Wind Streaks",
+    "H": "Micro Convective Cells",
+    "I": "Rain Cells",
+    "J": "Biological Slicks",
+    "K": "Sea Ice",
+    "L": "Iceberg",
+    "M": "Low Wind Area",
+    "N": "Atmospheric Front",
+    "O": "Oceanic Front",
+}
+
+# PIL modes -> number of bands after our conversion (alpha dropped, palette expanded to RGB).
+_PIL_BANDS = {"1": 1, "L": 1, "LA": 1, "I": 1, "F": 1, "P": 3, "RGB": 3, "RGBA": 3, "CMYK": 3, "YCbCr": 3}
+
+
+class _Unreadable(Exception):
+    """Internal: a file that cannot be read; str() is the reason."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading single files
+# --------------------------------------------------------------------------------------------
+def _pil_bands(mode: str) -> int:
+    if mode.startswith("I;16") or mode.startswith("I"):
+        return 1
+    if mode not in _PIL_BANDS:
+        raise _Unreadable(f"unsupported PIL image mode {mode}")
+    return _PIL_BANDS[mode]
+
+
+def _probe(path: Path, full: bool) -> tuple[int, int, int]:
+    """``(bands, height, width)`` from the header (``full``: decode the pixels as well)."""
+    if path.suffix.lower() in _TIFF:
+        import rasterio
+        from rasterio.windows import Window
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # GDAL chatter; failures are reported by name
+            try:
+                src = rasterio.open(path)
+            except Exception as exc:  # not a TIFF GDAL can open: PIL may still read it
+                try:
+                    return _probe_pil(path, full)
+                except _Unreadable:
+                    raise _Unreadable(_short(exc)) from None
+            try:
+                with src:
+                    if full:
+                        src.read()
+                    else:
+                        # The last row lives at the end of a striped file: reading it catches
+                        # truncation for the price of one strip.
+                        src.read(1, window=Window(0, src.height - 1, src.width, 1))
+                    return src.count, src.height, src.width
+            except Exception as exc:  # GDAL read errors come in several types
+                raise _Unreadable(_short(exc)) from None
+    return _probe_pil(path, full)
+
+
+def _short(exc: BaseException) -> str:
+    """First line of an exception message; for rasterio's "See previous exception", its cause's."""
+    while "previous exception" in str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            bands = _pil_bands(img.mode)
+            if full:
+                img.load()
+            elif img.format == "PNG":
+                img.verify()  # chunk CRCs, without decompressing
+    except _Unreadable:
+        raise
+    except Exception as exc:  # PIL raises OSError, SyntaxError, struct.error, ...
+        raise _Unreadable(_short(exc)) from None
+    return bands, h, w
+
+
+def _scale_and_fill(arr: np.ndarray, path: str) -> np.ndarray:
+    """Unsigned ints to [0, 1]; non-finite pixels to the finite median; float32 out."""
+    if arr.dtype == bool:
+        out = arr.astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.unsignedinteger):
+        out = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    else:
+        out = arr.astype(np.float32, copy=False)
+    if np.issubdtype(out.dtype, np.floating):
+        bad = ~np.isfinite(out)
+        if bad.any():
+            if bad.all():
+                raise InputError(f"{path}: image has no finite pixel (all NaN/inf)")
+            out = np.where(bad, np.median(out[~bad]), out).astype(np.float32)
+    return out
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        mode = img.mode
+        if mode in ("P", "RGBA", "CMYK", "YCbCr"):
+            img = img.convert("RGB")
+        elif mode == "LA":
+            img = img.convert("L")
+        arr = np.asarray(img)
+    if mode == "I" or (mode.startswith("I;16")):
+        # 16-bit grey PNG/TIFF: PIL may hand it out as int32 'I'; scale by the 16-bit range.
+        arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = np.moveaxis(arr, -1, 0)
+    return arr
+
+
+def _read_raster(path: Path) -> np.ndarray | None:
+    """All bands ``(C, H, W)``; None when GDAL cannot open the file (PIL may)."""
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GDAL chatter; failures are reported by name
+        try:
+            src = rasterio.open(path)
+        except Exception:
+            return None
+        try:
+            with src:
+                return src.read()
+        except Exception as exc:
+            raise _Unreadable(_short(exc)) from None
+
+
+def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
+    """Read one image file as float32 ``(C, H, W)``.
+
+    TIFFs are read with rasterio (all bands, any dtype, GeoTIFF or plain), falling back to PIL;
+    other formats with PIL. Pixel scaling follows the module rules (unsigned ints to [0, 1]).
+
+    Parameters
+    ----------
+    path
+        Image file (.png, .jpg, .jpeg, .tif, .tiff, .bmp, .gif).
+    channels
+        Convert to 1 (grey: ITU-R 601 luma of RGB) or 3 (grey repeated) bands; ``None`` keeps them.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read or decoded (message names it).
+    """
+    path = Path(path)
+    try:
+        arr = _read_raster(path) if path.suffix.lower() in _TIFF else None
+        if arr is None:
+            try:
+                arr = _read_pil(path)
+            except Exception as exc:  # PIL raises OSError, SyntaxError, struct.error, ...
+                raise _Unreadable(_short(exc)) from None
+    except _Unreadable as exc:
+        raise InputError(f"{path}: cannot read image ({exc})") from None
+    arr = _scale_and_fill(arr, str(path))
+    return _convert_channels(arr, channels, str(path)) if channels else arr
+
+
+def _convert_channels(arr: np.ndarray, channels: int, path: str) -> np.ndarray:
+    c = arr.shape[0]
+    if channels == c:
+        return arr
+    if channels == 1:
+        if c >= 3:
+            w = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            return np.tensordot(w, arr[:3], axes=1)[None].astype(np.float32)
+        return arr[:1]
+    if channels == 3:
+        if c == 1:
+            return np.repeat(arr, 3, axis=0)
+        if c > 3:
+            return arr[:3]
+    raise InputError(f"{path}: cannot convert {c} bands to {channels}")
+
+
+def _fit_size(x: torch.Tensor, size: tuple[int, int], fit: str) -> torch.Tensor:
+    """Resize ``(C, H, W)`` to ``size``: ``stretch``, ``crop`` (cover, centre-crop) or ``pad`` (fit, pad)."""
+    h, w = x.shape[-2:]
+    th, tw = size
+    if (h, w) == (th, tw):
+        return x
+    if fit == "stretch":
+        return TF.resize(x, [th, tw], antialias=True)
+    if fit == "crop":
+        s = max(th / h, tw / w)
+        nh, nw = max(th, round(h * s)), max(tw, round(w * s))
+        x = TF.resize(x, [nh, nw], antialias=True)
+        return TF.center_crop(x, [th, tw])
+    # pad: keep the aspect ratio, fill the margins with the border mean (the background).
+    s = min(th / h, tw / w)
+    nh, nw = min(th, max(1, round(h * s))), min(tw, max(1, round(w * s)))
+    x = TF.resize(x, [nh, nw], antialias=True)
+    border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1).mean(dim=1)
+    out = border[:, None, None].expand(x.shape[0], th, tw).clone()
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    out[:, top : top + nh, left : left + nw] = x
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Base dataset over files
+# --------------------------------------------------------------------------------------------
+class _FileImageDataset(Dataset):
+    """Files + labels -> samples; header check, channel/size harmonisation (see module docstring)."""
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        labels: Sequence[int],
+        classes: list[str],
+        *,
+        channels: int | None = None,
+        size: int | tuple[int, int] | None = None,
+        fit: str = "stretch",
+        transform: Callable[[dict], dict] | None = None,
+        on_error: str = "skip",
+        verify: str = "header",
+        where: str = "",
+    ) -> None:
+        if on_error not in ("skip", "raise"):
+            raise InputError(f"on_error={on_error!r}: use 'skip' or 'raise'")
+        if verify not in ("header", "full"):
+            raise InputError(f"verify={verify!r}: use 'header' or 'full'")
+        if fit not in ("stretch", "crop", "pad"):
+            raise InputError(f"fit={fit!r}: use 'stretch', 'crop' or 'pad'")
+        if channels not in (None, 1, 3):
+            raise InputError(f"channels={channels!r}: use 1, 3 or None (keep)")
+        self.classes = list(classes)
+        self.transform = transform
+        self.fit = fit
+        self.skipped: list[Path] = []
+        self.skip_reasons: dict[str, str] = {}
+
+        keep_files, keep_labels, shapes = [], [], []
+        for f, lab in zip(files, labels):
+            try:
+                shape = _probe(Path(f), full=verify == "full")
+            except _Unreadable as exc:
+                if on_error == "raise":
+                    raise InputError(f"{f}: unreadable image ({exc})") from None
+                self.skipped.append(Path(f))
+                self.skip_reasons[str(f)] = str(exc)
+                continue
+            keep_files.append(Path(f))
+            keep_labels.append(int(lab))
+            shapes.append(shape)
+        if self.skipped:
+            shown = ", ".join(f"{p.name} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
+            more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
+            warnings.warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}", stacklevel=3)
+        if not keep_files:
+            raise InputError(f"{where}: no readable images")
+        self.files: list[Path] = keep_files
+        self.targets = np.asarray(keep_labels, dtype=np.int64)
+
+        # One channel count and one size, so that the default collate can stack samples.
+        bands = Counter(s[0] for s in shapes)
+        if channels is None:
+            channels = next(iter(bands)) if len(bands) == 1 else (3 if max(bands) >= 3 else 1)
+        self.channels = int(channels)
+        if size is None:
+            sizes = Counter((s[1], s[2]) for s in shapes)
+            size = sizes.most_common(1)[0][0]
+            if len(sizes) > 1:
+                warnings.warn(
+                    f"{where}: images of {len(sizes)} different sizes; resizing all to {size[0]}x{size[1]} "
+                    f"(the most common; pass size= to choose)",
+                    stacklevel=3,
+                )
+        elif isinstance(size, int):
+            size = (size, size)
+        self.size: tuple[int, int] = (int(size[0]), int(size[1]))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> torch.Tensor:
+        """The image of sample ``index`` as float32 ``(C, H, W)`` (channels and size harmonised)."""
+        arr = read_image(self.files[index], self.channels)
+        return _fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
+
+    def metadata(self, index: int) -> dict:
+        """Per-sample metadata (empty for plain image folders)."""
+        return {}
+
+    def __getitem__(self, index: int) -> dict:
+        sample = {
+            "image": self.load(index),
+            "label": torch.tensor(self.targets[index], dtype=torch.int64),
+            "index": int(index),
+            "path": str(self.files[index]),
+        }
+        return self.transform(sample) if self.transform is not None else sample
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self)} images, {len(self.classes)} classes, "
+            f"{self.channels}x{self.size[0]}x{self.size[1]})"
+        )
+
+
+def _is_image(p: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:
+    return p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
+
+
+def _images_in(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    # Recursive and sorted, so the order (and hence seeded splits) is the same on every machine.
+    return sorted(p for p in folder.rglob("*") if _is_image(p, extensions))
+
+
+def _check_dir(root: str | os.PathLike) -> Path:
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# TenGeoP-SARwv
+# --------------------------------------------------------------------------------------------
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+def _tengeop_folders(root: Path) -> dict[str, Path]:
+    """Class letter -> folder, for folders named by letter, full name, or ``F_Pure_Ocean_Waves``."""
+    found: dict[str, Path] = {}
+    names = {_norm(v): k for k, v in TENGEOP_CLASSES.items()}
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        n = _norm(d.name)
+        letter = None
+        if d.name.upper() in TENGEOP_CLASSES:
+            letter = d.name.upper()
+        elif n in names:
+            letter = names[n]
+        elif len(n) > 1 and n[0].upper() in TENGEOP_CLASSES and n[1:] == _norm(TENGEOP_CLASSES[n[0].upper()]):
+            letter = n[0].upper()
+        if letter is not None and letter not in found:
+            found[letter] = d
+    return found
+
+
+def _tengeop_root(root: Path) -> Path | None:
+    # The SEANOE archive unpacks to GeoTIFF/<letter>/; accept its parent too.
+    for cand in (root, root / "GeoTIFF", root / "geotiff"):
+        if cand.is_dir() and len(_tengeop_folders(cand)) >= 2:
+            return cand
+    return None
+
+
+def is_tengeop_root(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (or its ``GeoTIFF`` sub-folder) holds at least two TenGeoP class folders."""
+    path = Path(path)
+    return path.is_dir() and _tengeop_root(path) is not None
+
+
+_META_COLUMNS = {
+    "filename": ("filename", "file", "file_name", "fn", "name", "image", "vignette", "path"),
+    "class": ("class", "label", "class_name", "category"),
+    "latitude": ("latitude", "lat"),
+    "longitude": ("longitude", "lon", "long"),
+    "time": ("time", "date", "datetime", "acquisition_time", "timestamp"),
+}
+
+
+def _read_metadata_table(path: Path) -> dict[str, dict] | None:
+    """Parse a CSV/TSV/whitespace table with a filename column: ``{file stem: row}`` or None."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if len(lines) < 2:
+        return None
+    first = lines[0]
+    if "," in first or "\t" in first or ";" in first:
+        delim = "," if "," in first else ("\t" if "\t" in first else ";")
+        rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
+    else:
+        rows = [ln.split() for ln in lines]
+    header = [h.strip().lower() for h in rows[0]]
+    cols = {}
+    for key, aliases in _META_COLUMNS.items():
+        for a in aliases:
+            if a in header:
+                cols[key] = header.index(a)
+                break
+    if "filename" not in cols:
+        return None
+    table = {}
+    for row in rows[1:]:
+        if len(row) <= cols["filename"]:
+            continue
+        rec = {}
+        for key in ("latitude", "longitude"):
+            try:
+                rec[key] = float(row[cols[key]]) if key in cols else None
+            except (ValueError, IndexError):
+                rec[key] = None
+        rec["time"] = row[cols["time"]].strip() if "time" in cols and cols["time"] < len(row) else None
+        name = Path(row[cols["filename"]].strip()).name
+        table[Path(name).stem] = rec
+    return table
+
+
+class TenGeoPDataset(_FileImageDataset):
+    """TenGeoP-SARwv vignettes: ``{"image": float32 (C, H, W), "label", "index", "path"}``.
+
+    Parameters
+    ----------
+    root
+        Folder holding the class folders (``F``..``O``, or the full class names, or
+        ``F_Pure_Ocean_Waves``), or its parent with a ``GeoTIFF`` sub-folder (the archive layout).
+        Vignettes are found recursively in each class folder (``.tiff``/``.tif``; PNG/JPEG accepted).
+    metadata
+        ``True``: look for a metadata table (``*.csv``/``*.txt`` with a filename column, and
+        latitude/longitude/time columns) in the class root and its parent; a path: that table;
+        ``False``: none.
+    channels, size, fit, transform, on_error, verify
+        See :class:`ImageFolderDataset`. ``channels`` defaults to 1 (band 1 of the GeoTIFF).
+
+    Attributes
+    ----------
+    classes : list[str]
+        The ten class names in F..O order (label = index), always all ten.
+    codes : list[str]
+        The class letters ``["F", ..., "O"]``.
+    targets : numpy.ndarray
+        ``int64 (N,)``.
+    metadata_file : Path or None
+        The table read, if any.
+
+    Notes
+    -----
+    Samples hold tensors and the path only, so the default collate works; per-image latitude,
+    longitude and time come from :meth:`metadata`. Pixel values are the stored linear intensities
+    (float GeoTIFFs); apply :class:`~oceandl.datasets.transforms.ToDecibel` if wanted.
+    """
+
+    codes = list(TENGEOP_CLASSES)
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        metadata: bool | str | os.PathLike = True,
+        channels: int | None = 1,
+        size: int | tuple[int, int] | None = None,
+        fit: str = "stretch",
+        transform: Callable[[dict], dict] | None = None,
+        on_error: str = "skip",
+        verify: str = "header",
+    ) -> None:
+        root = _check_dir(root)
+        class_root = _tengeop_root(root)
+        folders = _tengeop_folders(class_root) if class_root is not None else {}
+        if class_root is None or not folders:
+            raise InputError(
+                f"{root}: no TenGeoP-SARwv class folders (expected sub-folders F..O or the class names, "
+                f"or GeoTIFF/F..O)"
+            )
+        self.root = class_root
+        files, labels, absent = [], [], []
+        for label, letter in enumerate(self.codes):
+            found = _images_in(folders[letter]) if letter in folders else []
+            if not found:
+                absent.append(letter)
+            files += found
+            labels += [label] * len(found)
+        if absent:
+            warnings.warn(
+                f"{class_root}: no vignettes for class(es) {', '.join(absent)}; "
+                f"keeping all ten classes so labels stay F..O = 0..9",
+                stacklevel=2,
+            )
+        if not files:
+            raise InputError(f"{class_root}: the class folders hold no images")
+        super().__init__(
+            files,
+            labels,
+            list(TENGEOP_CLASSES.values()),
+            channels=channels,
+            size=size,
+            fit=fit,
+            transform=transform,
+            on_error=on_error,
+            verify=verify,
+            where=str(class_root),
+        )
+        self.metadata_file, self._meta = self._load_metadata(metadata, root)
+
+    def _load_metadata(self, metadata, root: Path) -> tuple[Path | None, dict]:
+        if metadata is False:
+            return None, {}
+        if metadata is not True:
+            path = Path(metadata)
+            if not path.is_file():
+                raise InputError(f"{path}: metadata file not found")
+            table = _read_metadata_table(path)
+            if table is None:
+                raise InputError(f"{path}: not a metadata table (needs a header with a filename column)")
+            return path, table
+        cands = []
+        for d in dict.fromkeys([self.root, root, self.root.parent]):
+            cands += sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".txt"))
+        for path in cands:
+            table = _read_metadata_table(path)
+            if table:
+                return path, table
+        return None, {}
+
+    def metadata(self, index: int) -> dict:
+        """``{"latitude", "longitude", "time"}`` of sample ``index`` (empty dict when unknown)."""
+        return dict(self._meta.get(self.files[index].stem, {}))
+
+
+# --------------------------------------------------------------------------------------------
+# Generic class folders
+# --------------------------------------------------------------------------------------------
+def _has_images(folder: Path) -> bool:
+    return any(_is_image(p) for p in folder.rglob("*"))
+
+
+def _class_root(root: Path) -> Path:
+    """Descend into ``train/`` (Kaggle NDSB) or a single wrapping folder when that is where classes are."""
+    subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    direct = any(_is_image(p) for p in root.iterdir())
+    for d in subs:
+        if d.name.lower() == "train" and any(
+            s.is_dir() and any(_is_image(p) for p in s.iterdir()) for s in d.iterdir()
+        ):
+            return d
+    if (
+        len(subs) == 1
+        and not direct
+        and not any(_is_image(p) for p in subs[0].iterdir())
+        and any(s.is_dir() and _has_images(s) for s in subs[0].iterdir())
+    ):
+        return _class_root(subs[0])
+    return root
+
+
+class ImageFolderDataset(_FileImageDataset):
+    """One folder per class: ``root/<class>/**/*.{png,jpg,jpeg,tif,tiff,bmp,gif}``.
+
+    Parameters
+    ----------
+    root
+        Folder of class folders. A ``train/`` sub-folder holding the class folders (Kaggle NDSB) or a
+        single wrapping folder is descended into. Images are found recursively inside each class.
+    channels
+        1 or 3 converts every image (grey = ITU-R 601 luma; RGB = grey repeated); ``None`` keeps the
+        band count when all files agree, else 3 when any file is colour, else 1.
+    size
+        ``(H, W)`` or int for every sample; ``None`` keeps the native size when all files agree,
+        else resizes to the most common size (with a warning).
+    fit
+        How a differently shaped image reaches ``size``: ``"stretch"`` (resize), ``"crop"`` (resize to
+        cover, centre-crop) or ``"pad"`` (resize to fit, pad with the border mean).
+    transform
+        Called on each sample dict.
+    on_error
+        ``"skip"`` (warn once, list the files in ``.skipped``) or ``"raise"`` (InputError naming the file).
+    verify
+        ``"header"`` (open each header at construction) or ``"full"`` (decode each file).
+
+    Attributes
+    ----------
+    classes : list[str]
+        Class folder names, sorted (label = index); empty folders dropped with a warning.
+    targets : numpy.ndarray
+        ``int64 (N,)``.
+    files : list[Path]
+        One per sample.
+    skipped : list[Path]
+        Unreadable files left out (reasons in ``skip_reasons``).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        channels: int | None = None,
+        size: int | tuple[int, int] | None = None,
+        fit: str = "stretch",
+        transform: Callable[[dict], dict] | None = None,
+        on_error: str = "skip",
+        verify: str = "header",
+    ) -> None:
+        root = _check_dir(root)
+        self.root = _class_root(root)
+        subs = sorted(d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        classes, files, labels, empty = [], [], [], []
+        for d in subs:
+            found = _images_in(d)
+            if not found:
+                empty.append(d.name)
+                continue
+            files += found
+            labels += [len(classes)] * len(found)
+            classes.append(d.name)
+        if not classes:
+            loose = any(_is_image(p) for p in self.root.iterdir())
+            hint = " (images lie directly in it: use ImageFilesDataset for unlabelled images)" if loose else ""
+            hint += f" (empty: {', '.join(empty)})" if empty else ""
+            raise InputError(f"{self.root}: no class sub-folders with images (expected <class>/*.png|jpg|tif){hint}")
+        if empty:
+            warnings.warn(f"{self.root}: dropped empty class folder(s): {', '.join(empty)}", stacklevel=2)
+        super().__init__(
+            files,
+            labels,
+            classes,
+            channels=channels,
+            size=size,
+            fit=fit,
+            transform=transform,
+            on_error=on_error,
+            verify=verify,
+            where=str(self.root),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Unlabelled files
+# --------------------------------------------------------------------------------------------
+def list_images(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Image files from a folder (searched recursively, sorted), a file, or a list of both.
+
+    Raises
+    ------
+    InputError
+        A path that does not exist, a file that is not an image type, or no images at all.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += _images_in(p)
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise InputError(f"{p}: not an image file (extensions {', '.join(IMAGE_EXTENSIONS)})")
+            out.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    if not out:
+        raise InputError(f"{', '.join(map(str, paths))}: no image files found")
+    return list(dict.fromkeys(out))
+
+
+class ImageFilesDataset(_FileImageDataset):
+    """Unlabelled images to classify: ``{"image", "label": -1, "index", "path"}``.
+
+    Parameters
+    ----------
+    files
+        A folder, a file, or a list of them (see :func:`list_images`).
+    channels, size, fit, transform, on_error, verify
+        As for :class:`ImageFolderDataset`; set ``channels`` and ``size`` to what the model expects.
+    """
+
+    def __init__(
+        self,
+        files: str | os.PathLike | Iterable[str | os.PathLike],
+        *,
+        channels: int | None = None,
+        size: int | tuple[int, int] | None = None,
+        fit: str = "stretch",
+        transform: Callable[[dict], dict] | None = None,
+        on_error: str = "skip",
+        verify: str = "header",
+    ) -> None:
+        found = list_images(files)
+        super().__init__(
+            found,
+            [-1] * len(found),
+            [],
+            channels=channels,
+            size=size,
+            fit=fit,
+            transform=transform,
+            on_error=on_error,
+            verify=verify,
+            where=str(files) if isinstance(files, (str, os.PathLike)) else f"{len(found)} files",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# netCDF stacks
+# --------------------------------------------------------------------------------------------
+def _class_names_from_attrs(attrs: dict) -> list[str] | None:
+    names = attrs.get("classes", attrs.get("class_names"))
+    if names is None:
+        return None
+    if isinstance(names, str):
+        parts = [s.strip() for s in names.split(",")] if "," in names else names.split()
+        return [s for s in parts if s]
+    return [str(s) for s in np.atleast_1d(names)]
+
+
+class NetCDFImageDataset(Dataset):
+    """A stack of images in a netCDF file or xarray Dataset: ``var(sample, [channel,] y, x)``.
+
+    Parameters
+    ----------
+    path_or_ds
+        netCDF file or an open :class:`xarray.Dataset`. The data is loaded into memory.
+    var
+        Image variable, 3-D ``(sample, y, x)`` or 4-D ``(sample, channel, y, x)``; the first dim is
+        the sample dim.
+    label_var
+        Label variable or coordinate along the sample dim: integers (class names from its attrs
+        ``classes`` — a list or comma/space separated string — or ``flag_values``/``flag_meanings``,
+        else the dataset's ``classes`` attribute, else ``"0"..str(max)``) or strings (classes = the
+        sorted distinct values). ``None``: unlabelled, label -1.
+    transform
+        Called on each sample dict.
+
+    Notes
+    -----
+    Non-finite pixels are replaced by the image's finite median (all-NaN image: InputError).
+    """
+
+    def __init__(
+        self,
+        path_or_ds,
+        var: str = "image",
+        label_var: str | None = "label",
+        transform: Callable[[dict], dict] | None = None,
+    ) -> None:
+        import xarray as xr
+
+        if isinstance(path_or_ds, xr.Dataset):
+            ds, where = path_or_ds, "dataset"
+        else:
+            where = str(path_or_ds)
+            if not Path(path_or_ds).is_file():
+                raise InputError(f"{where}: no such file")
+            try:
+                ds = xr.open_dataset(path_or_ds)
+            except Exception as exc:  # netCDF4/h5netcdf/xarray raise many types for a bad file
+                raise InputError(f"{where}: cannot open as netCDF ({_short(exc)})") from None
+        self.source = where
+        if var not in ds.variables:
+            raise InputError(f"{where}: no variable {var!r} (variables: {', '.join(map(str, ds.variables))})")
+        da = ds[var]
+        if da.ndim not in (3, 4):
+            raise InputError(f"{where}: variable {var!r} has dims {da.dims}; expected (sample, y, x) or (sample, channel, y, x)")
+        images = np.asarray(da.values, dtype=np.float32)
+        if images.ndim == 3:
+            images = images[:, None]
+        if len(images) == 0:
+            raise InputError(f"{where}: variable {var!r} holds no images")
+        bad = ~np.isfinite(images)
+        if bad.any():
+            for i in np.flatnonzero(bad.reshape(len(images), -1).all(axis=1))[:1]:
+                raise InputError(f"{where}: {var}[{i}] has no finite pixel (all NaN/inf)")
+            med = np.nanmedian(np.where(bad, np.nan, images), axis=(1, 2, 3), keepdims=True)
+            images = np.where(bad, med, images).astype(np.float32)
+        self._images = torch.from_numpy(np.ascontiguousarray(images))
+        self.targets, self.classes = self._labels(ds, da, label_var, where, len(images))
+        self.transform = transform
+        self.var = var
+        if ds is not path_or_ds:  # we opened it, the values are in memory now
+            ds.close()
+
+    @staticmethod
+    def _labels(ds, da, label_var, where, n) -> tuple[np.ndarray, list[str]]:
+        if label_var is None:
+            return np.full(n, -1, dtype=np.int64), []
+        if label_var not in ds.variables:
+            raise InputError(f"{where}: no label variable {label_var!r} (variables: {', '.join(map(str, ds.variables))})")
+        lab = ds[label_var]
+        if lab.dims != (da.dims[0],):
+            raise InputError(f"{where}: label {label_var!r} has dims {lab.dims}; expected ({da.dims[0]},)")
+        values = lab.values
+        if values.dtype.kind in "USO":
+            strings = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
+            classes = sorted(set(strings.tolist()))
+            return np.searchsorted(classes, strings).astype(np.int64), classes
+        if values.dtype.kind == "f":
+            if not np.isfinite(values).all() or (values != np.round(values)).any():
+                raise InputError(f"{where}: label {label_var!r} has missing or non-integer values")
+        elif values.dtype.kind not in "iub":
+            raise InputError(f"{where}: label {label_var!r} of type {values.dtype} is neither integer nor string")
+        values = values.astype(np.int64)
+        if "flag_values" in lab.attrs and "flag_meanings" in lab.attrs:
+            flags = np.atleast_1d(lab.attrs["flag_values"]).astype(np.int64)
+            names = str(lab.attrs["flag_meanings"]).split()
+            if len(names) != len(flags):
+                raise InputError(f"{where}: label {label_var!r} flag_values and flag_meanings differ in length")
+            unknown = np.setdiff1d(values, flags)
+            if unknown.size:
+                raise InputError(f"{where}: label {label_var!r} value {unknown[0]} not in flag_values")
+            order = np.argsort(flags)
+            return order[np.searchsorted(flags[order], values)].astype(np.int64), names
+        classes = _class_names_from_attrs(lab.attrs) or _class_names_from_attrs(ds.attrs)
+        if values.min() < 0:
+            raise InputError(f"{where}: label {label_var!r} has negative value {values.min()}")
+        if classes is None:
+            classes = [str(i) for i in range(int(values.max()) + 1)]
+        elif values.max() >= len(classes):
+            raise InputError(f"{where}: label {label_var!r} value {values.max()} but only {len(classes)} class names")
+        return values, classes
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def metadata(self, index: int) -> dict:
+        """Per-sample metadata (empty)."""
+        return {}
+
+    def __getitem__(self, index: int) -> dict:
+        sample = {
+            "image": self._images[index].clone(),
+            "label": torch.tensor(self.targets[index], dtype=torch.int64),
+            "index": int(index),
+        }
+        return self.transform(sample) if self.transform is not None else sample
+
+
+# --------------------------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------------------------
+def open_image_dataset(path: str | os.PathLike, **kw) -> Dataset:
+    """Open a labelled image collection from what ``path`` is.
+
+    * a ``.nc``/``.nc4``/``.netcdf`` file -> :class:`NetCDFImageDataset` (``var``, ``label_var``)
+    * a folder with TenGeoP class folders (``F``..``O``, or ``GeoTIFF/F..O``) -> :class:`TenGeoPDataset`
+    * any other folder -> :class:`ImageFolderDataset`
+
+    ``kw`` goes to the chosen class.
+
+    Raises
+    ------
+    InputError
+        A path that does not exist or is a file of another kind.
+    """
+    p = Path(path)
+    if p.is_file():
+        if p.suffix.lower() in (".nc", ".nc4", ".netcdf", ".cdf"):
+            return NetCDFImageDataset(p, **kw)
+        raise InputError(f"{p}: not a netCDF file (.nc) nor a folder of class folders")
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if is_tengeop_root(p):
+        return TenGeoPDataset(p, **kw)
+    return ImageFolderDataset(p, **kw)

@@ -1,0 +1,241 @@
+"""DINEOF: reconstruction quality, choice of the number of modes, determinism, options."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from oceandl.errors import InputError
+from oceandl.interp import DINEOF, interpolate
+from oceandl.interp.dineof import _laplacian_filter, cv_points
+from oceandl.metrics.interpolation import interp_metrics
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # The matrices here are tiny: OpenMP synchronisation dominates, badly so on a busy 2-core machine.
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def blob_clouds(rng, nt, ny, nx, cover, width=2.5):
+    """Smooth random field thresholded at its ``cover`` quantile per frame: blob-shaped clouds."""
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    kernel = np.exp(-2 * (np.pi * width) ** 2 * (ky**2 + kx**2))
+    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((nt, ny, nx))) * kernel, s=(ny, nx))
+    thr = np.quantile(field.reshape(nt, -1), cover, axis=1)[:, None, None]
+    return field < thr
+
+
+def make_cube(nt=60, ny=32, nx=40, rank=3, noise=0.1, cover=0.5, seed=0):
+    """Rank-``rank`` field + mean + white noise, land patch, blob clouds: (gappy, truth) (time, lat, lon)."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, ny)[:, None]
+    x = np.linspace(0, 1, nx)[None, :]
+    t = np.arange(nt)
+    truth = 20.0 + 4.0 * y + np.zeros((nt, 1, 1))
+    for i in range(rank):
+        pattern = (np.sin(np.pi * (i + 1) * x) * np.cos(np.pi * (i + 0.5) * y)
+                   + 0.3 * np.cos(2 * np.pi * (i + 1) * (x + y)))
+        amp = 3.0 / (i + 1) * np.sin(2 * np.pi * t / (nt / (i + 1.5)) + i)
+        truth = truth + amp[:, None, None] * pattern
+    truth = truth + noise * rng.standard_normal(truth.shape)
+    truth[:, 3:9, 4:12] = np.nan  # land
+    gappy = np.where(blob_clouds(rng, nt, ny, nx, cover), np.nan, truth)
+    coords = {"time": np.arange(nt), "lat": np.linspace(40.0, 47.75, ny), "lon": np.linspace(-10.0, 0.0, nx)}
+    return (xr.DataArray(gappy, dims=("time", "lat", "lon"), coords=coords, name="sst"),
+            xr.DataArray(truth, dims=("time", "lat", "lon"), coords=coords, name="sst"))
+
+
+def cloud_transfer(gappy: xr.DataArray, fraction_of_frames=0.35, shift=7, seed=1) -> np.ndarray:
+    """Withhold observed pixels under the clouds of another frame, on a random subset of frames."""
+    rng = np.random.default_rng(seed)
+    obs = gappy.notnull().values
+    frames = rng.random(obs.shape[0]) < fraction_of_frames
+    return obs & np.roll(~obs, shift, axis=0) & frames[:, None, None]
+
+
+@pytest.fixture(scope="module")
+def rank3():
+    return make_cube(rank=3)
+
+
+@pytest.fixture(scope="module")
+def rank3_result(rank3):
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gappy, _ = rank3
+        return interpolate(gappy, "dineof", withheld=cloud_transfer(gappy), return_dataset=True, seed=0, device="cpu")
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_beats_climatology_on_withheld_clouds(rank3, rank3_result):
+    gappy, truth = rank3
+    held = cloud_transfer(gappy)
+    assert held.sum() > 1000
+    clim = interpolate(gappy, "climatology", withheld=held, return_dataset=True)
+    ds = rank3_result
+    assert ds.attrs["val_n"] == held.sum()
+    # Rank-3 signal of std ~1.5 and white noise 0.1: DINEOF is limited by the noise only.
+    assert ds.attrs["val_rmse"] < 0.3 * clim.attrs["val_rmse"]
+    assert ds.attrs["val_rmse"] < 0.2
+    assert ds.attrs["val_corr"] > 0.99
+    assert 0.95 < ds.attrs["val_std_ratio"] < 1.05
+    # Against the noisy truth on the real gaps (clouds), too.
+    gaps = (gappy.isnull() & truth.notnull()).values
+    m = interp_metrics(ds["sst"], truth, mask=gaps)
+    assert m["rmse"] < 0.2 and m["n"] > 20000
+
+
+def test_picks_the_rank_and_reports_convergence(rank3_result):
+    attrs = rank3_result.attrs
+    assert attrs["n_modes"] == 3
+    assert attrs["converged"] == 1
+    assert 1 <= attrs["n_iter"] <= 100 and attrs["n_iter_total"] > attrs["n_iter"]
+    curve = json.loads(attrs["cv_curve"])
+    ks = [k for k, _ in curve]
+    errs = [e for _, e in curve]
+    # Grown one mode at a time; stopped 3 modes after the best one.
+    assert ks == list(range(1, len(ks) + 1)) and ks[-1] == 3 + 3
+    assert int(np.argmin(errs)) + 1 == 3
+    assert errs[0] > 2 * errs[2]  # each real mode lowers the CV error a lot
+    assert attrs["cv_rmse"] == pytest.approx(min(errs), rel=1e-6)
+
+
+@pytest.mark.parametrize("rank", [1, 5])
+def test_picks_other_ranks(rank):
+    gappy, _ = make_cube(rank=rank, seed=rank, nt=50, ny=24, nx=30)
+    model = DINEOF(seed=0, device="cpu").fit(gappy)
+    assert model.n_modes_ == rank
+    assert len(model.cv_curve_) == rank + 3
+
+
+def test_same_seed_same_output_other_seed_other_cv_set(rank3):
+    gappy, _ = rank3
+    small = gappy.isel(time=slice(0, 30))
+    a = interpolate(small, "dineof", seed=3, return_dataset=True)
+    b = interpolate(small, "dineof", seed=3, return_dataset=True)
+    c = interpolate(small, "dineof", seed=4, return_dataset=True)
+    np.testing.assert_array_equal(a["sst"].values, b["sst"].values)
+    assert a.attrs["cv_curve"] == b.attrs["cv_curve"]
+    assert a.attrs["cv_curve"] != c.attrs["cv_curve"]
+
+
+def test_fixed_n_modes_skips_cross_validation(rank3):
+    gappy, truth = rank3
+    model = DINEOF(n_modes=3).fit(gappy)
+    ds = model.reconstruct()
+    assert model.n_modes_ == 3 and model.cv_curve_ == []
+    assert "cv_curve" not in ds.attrs and ds.attrs["n_modes"] == 3
+    gaps = (gappy.isnull() & truth.notnull()).values
+    assert interp_metrics(ds["sst"], truth, mask=gaps)["rmse"] < 0.2
+    # Too few modes is clearly worse: the CV curve measures something real.
+    one = interpolate(gappy, "dineof", n_modes=1)
+    assert interp_metrics(one, truth, mask=gaps)["rmse"] > 2 * interp_metrics(ds["sst"], truth, mask=gaps)["rmse"]
+
+
+def test_svd_backends_and_float64_agree(rank3):
+    gappy, _ = rank3
+    small = gappy.isel(time=slice(0, 30))
+    ref = interpolate(small, "dineof", n_modes=3, svd="gram").values
+    for opts in ({"svd": "full"}, {"svd": "lowrank"}, {"dtype": "float64"}):
+        out = interpolate(small, "dineof", n_modes=3, **opts).values
+        np.testing.assert_allclose(out, ref, atol=5e-3, err_msg=str(opts))
+
+
+def test_iteration_limits(rank3):
+    gappy, _ = rank3
+    small = gappy.isel(time=slice(0, 30))
+    m = DINEOF(n_modes=3, max_iter=2).fit(small)
+    assert m.n_iter_ == 2 and not m.converged_
+    assert m.reconstruct().attrs["converged"] == 0
+    loose = DINEOF(n_modes=3, tol=0.5).fit(small)
+    strict = DINEOF(n_modes=3, tol=1e-5).fit(small)
+    assert loose.n_iter_total_ < strict.n_iter_total_
+
+
+def test_keep_observed_false_gives_the_low_rank_fit(rank3):
+    gappy, _ = rank3
+    small = gappy.isel(time=slice(0, 30))
+    out = interpolate(small, "dineof", n_modes=3, keep_observed=False).values
+    obs = np.isfinite(small.values)
+    resid = out[obs] - small.values[obs]
+    assert 0.05 < np.sqrt(np.mean(resid**2)) < 0.15  # the noise (0.1) is what the 3 modes leave out
+
+
+def test_temporal_filter_prefers_smooth_modes():
+    # Two modes of nearly equal variance: a slow one and a rough (alternating) one, slightly stronger.
+    nt, ny, nx = 40, 10, 12
+    t = np.arange(nt)
+    yy, xx = np.meshgrid(np.linspace(0, 1, ny), np.linspace(0, 1, nx), indexing="ij")
+    p_slow, p_rough = np.sin(np.pi * xx), np.cos(np.pi * yy)
+    slow = np.sin(2 * np.pi * t / nt)[:, None, None] * p_slow
+    rough = 0.8 * (-1.0) ** t[:, None, None] * p_rough
+    field = xr.DataArray(10 + slow + rough, dims=("time", "lat", "lon"))
+    field[5, 2:5, 3:6] = np.nan  # a small gap so that the field is gappy at all
+
+    def rank1(**opts):
+        out = interpolate(field, "dineof", n_modes=1, keep_observed=False, **opts).values - 10
+        return np.corrcoef(np.nan_to_num(out).ravel(), slow.ravel())[0, 1]
+
+    assert abs(rank1()) < 0.3  # the rough mode wins without the filter
+    assert rank1(temporal_filter=0.25, filter_iter=2) > 0.95
+
+
+def test_laplacian_filter_properties():
+    F = _laplacian_filter(9, 0.2, 3)
+    np.testing.assert_allclose(F.sum(axis=1), 1.0)  # constants pass unchanged
+    np.testing.assert_allclose(F, F.T)
+    alternating = (-1.0) ** np.arange(9)
+    # Away from the ends the shortest period is damped by (1 - 4 alpha) per application.
+    np.testing.assert_allclose((F @ alternating)[3:-3], (1 - 4 * 0.2) ** 3 * alternating[3:-3])
+
+
+def test_cv_points_are_clustered_observed_subset():
+    rng = np.random.default_rng(0)
+    obs = rng.random((20, 30, 30)) < 0.6
+    for radius in (0, 1, 2):
+        cv = cv_points(obs, 0.03, radius, np.random.default_rng(1))
+        assert not (cv & ~obs).any()
+        assert cv.sum() == pytest.approx(0.03 * obs.sum(), rel=0.15)
+    # Clustered: CV points have many CV neighbours; scattered: almost none.
+    def neighbours(cv):
+        pad = np.pad(cv, ((0, 0), (1, 1), (1, 1)))
+        n = sum(np.roll(np.roll(pad, a, 1), b, 2) for a in (-1, 0, 1) for b in (-1, 0, 1))[:, 1:-1, 1:-1] - cv
+        return n[cv].mean()
+
+    assert neighbours(cv_points(obs, 0.03, 1, np.random.default_rng(1))) > 2.5
+    assert neighbours(cv_points(obs, 0.03, 0, np.random.default_rng(1))) < 0.5
+
+
+@pytest.mark.parametrize("opts,word", [
+    ({"temporal_filter": 0.5}, "temporal_filter"),
+    ({"max_modes": 0}, "max_modes"),
+    ({"cv_fraction": 0.9}, "cv_fraction"),
+    ({"dtype": "float16"}, "dtype"),
+    ({"svd": "magic"}, "svd"),
+    ({"modes": 3}, "modes"),
+])
+def test_bad_options(opts, word):
+    with pytest.raises(InputError, match=word):
+        DINEOF(**opts)
+
+
+def test_device_that_is_not_there(rank3):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(InputError, match="CUDA"):
+        interpolate(rank3[0].isel(time=slice(0, 10)), "dineof", device="cuda")

@@ -1,0 +1,172 @@
+"""EOF analysis (parity with the eofs package, exact reconstruction, land) and the 'eof' gap-filling method."""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from oceandl.errors import InputError
+from oceandl.interp import interpolate
+from oceandl.interp.eof import EOF, eof
+
+
+@pytest.fixture(scope="module")
+def example_sst():
+    pytest.importorskip("eofs", reason="the eofs package (reference implementation) is not installed")
+    from eofs.examples import example_data_path
+
+    try:
+        path = example_data_path("sst_ndjfm_anom.nc")
+    except Exception as exc:  # the example data are an optional part of the package
+        pytest.skip(f"eofs example data not available: {exc}")
+    with xr.open_dataset(path) as ds:
+        return ds["sst"].load()
+
+
+@pytest.fixture(scope="module")
+def field():
+    """Complete (time, lat, lon) field with land: 5 random modes + mean."""
+    rng = np.random.default_rng(0)
+    nt, ny, nx = 30, 12, 15
+    data = 15 + rng.normal(size=(nt, 5)) @ rng.normal(size=(5, ny * nx)) + 0.1 * rng.normal(size=(nt, ny * nx))
+    data = data.reshape(nt, ny, nx)
+    data[:, :3, :4] = np.nan
+    return xr.DataArray(data, dims=("time", "lat", "lon"), name="sst",
+                        coords={"time": np.arange(nt), "lat": np.linspace(-60, 60, ny), "lon": np.arange(nx) * 2.0},
+                        attrs={"units": "K"})
+
+
+def _align_signs(ref, ours, axis_sum):
+    sign = np.sign(np.nansum(ref * ours, axis=axis_sum))
+    assert (sign != 0).all()
+    return sign
+
+
+def test_parity_with_eofs_package(example_sst):
+    from eofs.xarray import Eof
+
+    sst = example_sst
+    coslat = np.cos(np.deg2rad(sst["latitude"].values.astype(np.float64))).clip(0.0, 1.0)
+    solver = Eof(sst, weights=np.sqrt(coslat)[..., None])
+    k = 8
+    ref_eofs = solver.eofs(neofs=k).values  # eofscaling=0: unscaled, weights not removed
+    ref_pcs = solver.pcs(npcs=k).values  # pcscaling=0: unscaled
+    ours = eof(sst, n_modes=k, weights="coslat")
+    assert ours.eofs.dims == ("mode", "latitude", "longitude") and ours.pcs.dims == ("time", "mode")
+    sign = _align_signs(ref_eofs, ours.eofs.values, (1, 2))
+    np.testing.assert_array_equal(np.isnan(ours.eofs.values), np.isnan(ref_eofs))  # land where eofs has it
+    np.testing.assert_allclose(sign[:, None, None] * ours.eofs.values, ref_eofs, atol=1e-6)
+    np.testing.assert_allclose(sign * ours.pcs.values, ref_pcs, atol=1e-6)
+    np.testing.assert_allclose(ours.variance_fraction.values, solver.varianceFraction(neigs=k).values, atol=1e-6)
+    np.testing.assert_allclose(ours.eigenvalues.values, solver.eigenvalues(neigs=k).values, rtol=1e-6)
+    assert ours.total_variance == pytest.approx(float(solver.totalAnomalyVariance()), rel=1e-9)
+    # eofs reconstructs anomalies (no mean added back).
+    np.testing.assert_allclose((ours.reconstruct(3) - ours.mean).values, solver.reconstructedField(3).values,
+                               atol=1e-6)
+    np.testing.assert_array_equal(ours.eofs["latitude"].values, sst["latitude"].values)
+    np.testing.assert_array_equal(ours.pcs["time"].values, sst["time"].values)
+
+
+def test_reconstruct_all_modes_is_exact_and_keeps_land(field):
+    res = eof(field, n_modes=100)
+    assert res.n_modes == 30  # min(n_time, n_ocean)
+    rec = res.reconstruct()
+    assert rec.dims == field.dims and rec.name == "sst" and rec.attrs["units"] == "K"
+    np.testing.assert_array_equal(np.isnan(rec.values), np.isnan(field.values))
+    np.testing.assert_allclose(rec.values, field.values, atol=1e-10)
+    assert np.isnan(res.eofs.values[:, :3, :4]).all() and np.isnan(res.mean.values[:3, :4]).all()
+    # Fewer modes: a worse but close fit (5 real modes + small noise).
+    err5 = float(np.sqrt(((res.reconstruct(5) - field) ** 2).mean()))
+    assert 0.05 < err5 < 0.12
+
+
+def test_variance_bookkeeping(field):
+    res = eof(field, n_modes=30)
+    vf = res.variance_fraction.values
+    assert vf.sum() == pytest.approx(1.0, abs=1e-12)
+    assert (np.diff(vf) <= 0).all()
+    assert vf[:5].sum() > 0.99
+    # Eigenvalues are the PC variances; PCs are orthogonal, EOFs orthonormal over the ocean.
+    np.testing.assert_allclose(res.pcs.var("time", ddof=1).values, res.eigenvalues.values, rtol=1e-9,
+                               atol=1e-12 * float(res.eigenvalues[0]))  # the last one is 0 (centred data)
+    E = res.eofs.values.reshape(30, -1)
+    E = E[:, np.isfinite(E[0])]
+    np.testing.assert_allclose(E[:10] @ E[:10].T, np.eye(10), atol=1e-10)
+    P = res.pcs.values[:, :10]
+    off = P.T @ P - np.diag(np.diag(P.T @ P))
+    assert np.abs(off).max() < 1e-8 * np.abs(P).max() ** 2
+    few = eof(field, n_modes=3)
+    np.testing.assert_allclose(few.variance_fraction.values, vf[:3])  # fraction of the total, not of 3 modes
+
+
+def test_weights_project_and_provenance(field):
+    plain = eof(field, n_modes=4, weights=None)
+    coslat = eof(field, n_modes=4)
+    assert not np.allclose(plain.eigenvalues.values, coslat.eigenvalues.values)
+    explicit = eof(field, n_modes=4, weights=np.sqrt(np.cos(np.deg2rad(field["lat"].values))))
+    np.testing.assert_allclose(explicit.eigenvalues.values, coslat.eigenvalues.values)
+    np.testing.assert_allclose(coslat.project(field).values, coslat.pcs.values, atol=1e-9)
+    for da in (coslat.eofs, coslat.pcs, coslat.variance_fraction):
+        assert da.attrs["method"] == "eof" and "oceandl_version" in da.attrs
+    uncentred = eof(field, n_modes=2, center=False)
+    assert float(np.abs(uncentred.mean).max()) == 0.0
+    # The mean (15) becomes the first mode.
+    assert uncentred.variance_fraction.values[0] > 0.9 > 2 * coslat.variance_fraction.values[0]
+
+
+def test_dask_and_transposed_input(field):
+    pytest.importorskip("dask")
+    ref = eof(field, n_modes=3)
+    lazy = eof(field.chunk({"time": 10}).transpose("lon", "lat", "time"), n_modes=3)
+    np.testing.assert_allclose(lazy.eigenvalues.values, ref.eigenvalues.values, rtol=1e-10)
+    assert lazy.eofs.dims == ("mode", "lat", "lon")
+
+
+def test_partial_gaps_are_dropped_with_a_warning(field):
+    gappy = field.copy()
+    gappy[3, 8, 10] = np.nan
+    with pytest.warns(UserWarning, match="1 pixels"):
+        res = eof(gappy, n_modes=3)
+    assert np.isnan(res.eofs.values[:, 8, 10]).all()
+    assert np.isnan(res.reconstruct().values[:, 8, 10]).all()
+
+
+def test_bad_input(field):
+    with pytest.raises(InputError, match="3 dims"):
+        eof(field.isel(time=0))
+    with pytest.raises(InputError, match="no pixel"):
+        eof(xr.full_like(field, np.nan))
+    with pytest.raises(InputError, match="no variance"):
+        eof(xr.full_like(field, 2.0))
+    with pytest.raises(InputError, match="coordinate 'lat'"):
+        eof(field.drop_vars("lat"))
+    with pytest.raises(InputError, match="weights"):
+        eof(field, weights="area")
+    with pytest.raises(InputError, match="n_modes"):
+        eof(field, n_modes=0)
+    res = eof(field, n_modes=3)
+    with pytest.raises(InputError, match="k"):
+        res.reconstruct(4)
+    with pytest.raises(InputError, match="grid"):
+        res.project(field.isel(lat=slice(0, 5)))
+    assert isinstance(res, EOF)
+
+
+# ----------------------------------------------------------------------------- gap filling by EOF projection
+def test_eof_method_fills_gaps_better_than_climatology(field):
+    rng = np.random.default_rng(1)
+    gaps = rng.random(field.shape) < 0.4
+    gappy = field.where(~gaps)
+    truth_gaps = gaps & np.isfinite(field.values)
+    clim = interpolate(gappy, "climatology").values
+    rmse_clim = np.sqrt(np.mean((clim[truth_gaps] - field.values[truth_gaps]) ** 2))
+    zero = interpolate(gappy, "eof", em_iter=0).values
+    rmse_zero = np.sqrt(np.mean((zero[truth_gaps] - field.values[truth_gaps]) ** 2))
+    assert rmse_zero < 0.6 * rmse_clim
+    # EM iterations (the default) sharpen the EOFs that the zero-filled gaps blurred.
+    out = interpolate(gappy, "eof", return_dataset=True)
+    assert out.attrs["n_modes"] == 5
+    filled = out["sst"].values
+    rmse = np.sqrt(np.mean((filled[truth_gaps] - field.values[truth_gaps]) ** 2))
+    assert rmse < 0.2 * rmse_clim and rmse < 0.5 * rmse_zero

@@ -1,0 +1,389 @@
+"""Image readers (TenGeoP GeoTIFF trees, class folders, netCDF stacks, loose files) and transforms."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import xarray as xr
+from PIL import Image
+from rasterio.transform import Affine
+
+from oceandl.datasets import transforms as T
+from oceandl.datasets.images import (
+    TENGEOP_CLASSES,
+    ImageFilesDataset,
+    ImageFolderDataset,
+    NetCDFImageDataset,
+    TenGeoPDataset,
+    list_images,
+    open_image_dataset,
+    read_image,
+)
+from oceandl.errors import InputError
+
+NAMES = list(TENGEOP_CLASSES.values())
+QUIET_ABSENT = pytest.mark.filterwarnings("ignore:.*no vignettes for class")
+
+
+def write_tiff(path, arr, georef=True):
+    """Write a (bands, H, W) array as a (Geo)TIFF."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kw = dict(transform=Affine(0.001, 0, -30, 0, -0.001, 45), crs="EPSG:4326") if georef else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(
+            path, "w", driver="GTiff", count=arr.shape[0], dtype=arr.dtype.name,
+            height=arr.shape[1], width=arr.shape[2], **kw,
+        ) as dst:
+            dst.write(arr)
+
+
+def write_png(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, **({"quality": 95} if path.suffix == ".jpg" else {}))
+
+
+@pytest.fixture
+def tengeop(tmp_path):
+    """F (2 vignettes), G (1, nested one level), K under its full name, and a metadata table."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tengeop"
+    arrays = {}
+    for folder, names in {"F": ["a", "b"], "G": ["sub/c"], "Sea_Ice": ["d"]}.items():
+        for n in names:
+            arr = rng.gamma(2.0, 0.05, (1, 24, 24)).astype(np.float32)
+            p = root / folder / f"{n}.tiff"
+            write_tiff(p, arr)
+            arrays[p.stem] = arr
+    (root / "metadata.csv").write_text(
+        "filename,class,latitude,longitude,time\n"
+        "a.tiff,F,10.5,-20.25,2016-03-01T10:00:00Z\n"
+        "c.tiff,G,-33.0,150.0,2016-07-02T01:02:03Z\n"
+        "d.tiff,K,70.1,5.5,2017-01-05T00:00:00Z\n"
+    )
+    return root, arrays
+
+
+def test_tengeop_classes_labels_values_metadata(tengeop):
+    root, arrays = tengeop
+    with pytest.warns(UserWarning, match="no vignettes for class.*H, I, J, L, M, N, O"):
+        ds = TenGeoPDataset(root)
+    assert ds.classes == NAMES and ds.codes == list("FGHIJKLMNO")
+    assert len(ds) == 4
+    assert ds.targets.tolist() == [0, 0, 1, 5]
+    assert ds.targets.dtype == np.int64
+    assert [p.stem for p in ds.files] == ["a", "b", "c", "d"]
+    for i in range(4):
+        s = ds[i]
+        assert s["image"].dtype == torch.float32 and s["image"].shape == (1, 24, 24)
+        np.testing.assert_array_equal(s["image"].numpy(), arrays[ds.files[i].stem])
+        assert s["label"].dtype == torch.int64 and int(s["label"]) == ds.targets[i]
+        assert s["path"] == str(ds.files[i])
+    assert ds.metadata_file == root / "metadata.csv"
+    assert ds.metadata(0) == {"latitude": 10.5, "longitude": -20.25, "time": "2016-03-01T10:00:00Z"}
+    assert ds.metadata(1) == {}
+    assert ds.metadata(3)["latitude"] == 70.1
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert batch["image"].shape == (4, 1, 24, 24) and batch["label"].tolist() == [0, 0, 1, 5]
+
+
+def test_tengeop_archive_layout_and_dispatch(tmp_path):
+    root = tmp_path / "archive"
+    for letter in "FO":
+        write_tiff(root / "GeoTIFF" / letter / f"{letter}1.tif", np.full((1, 8, 8), 0.5, np.float32), georef=False)
+    (root / "labels.txt").write_text("fn\tlat\tlon\tdate\nF1.tif\t1\t2\t2016-01-01\n")
+    with pytest.warns(UserWarning, match="no vignettes"):
+        ds = open_image_dataset(root)
+    assert isinstance(ds, TenGeoPDataset)
+    assert ds.targets.tolist() == [0, 9]
+    assert ds.metadata(0) == {"latitude": 1.0, "longitude": 2.0, "time": "2016-01-01"}
+    with pytest.warns(UserWarning):
+        assert TenGeoPDataset(root, metadata=False).metadata(0) == {}
+
+
+@QUIET_ABSENT
+def test_tengeop_errors(tmp_path, tengeop):
+    with pytest.raises(InputError, match="no TenGeoP-SARwv class folders"):
+        TenGeoPDataset(tmp_path)
+    with pytest.raises(InputError, match="no such folder"):
+        TenGeoPDataset(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    for letter in "FG":
+        (empty / letter).mkdir(parents=True)
+    with pytest.warns(UserWarning), pytest.raises(InputError, match="hold no images"):
+        TenGeoPDataset(empty)
+    root, _ = tengeop
+    with pytest.raises(InputError, match="nometa.csv: metadata file not found"):
+        TenGeoPDataset(root, metadata=tmp_path / "nometa.csv")
+
+
+@QUIET_ABSENT
+@pytest.mark.parametrize("cut", [0.9, 0.3])
+def test_truncated_tiff_skipped_or_raised_by_name(tengeop, cut):
+    root, _ = tengeop
+    bad = root / "F" / "b.tiff"
+    bad.write_bytes(bad.read_bytes()[: int(bad.stat().st_size * cut)])
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\): b\.tiff"):
+        ds = TenGeoPDataset(root, on_error="skip")
+    assert ds.skipped == [bad] and str(bad) in ds.skip_reasons
+    assert [p.stem for p in ds.files] == ["a", "c", "d"] and ds.targets.tolist() == [0, 1, 5]
+    with pytest.raises(InputError, match=r"b\.tiff: unreadable image"):
+        TenGeoPDataset(root, on_error="raise")
+    with pytest.raises(InputError, match=r"b\.tiff: cannot read image"):
+        read_image(bad)
+
+
+@pytest.fixture
+def plankton(tmp_path):
+    """Class folders: grey PNGs, an RGB PNG, a grey JPEG of another size."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "plankton"
+    grey = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    write_png(root / "copepod" / "c1.png", grey)
+    write_png(root / "copepod" / "c2.png", rng.integers(0, 256, (20, 30), dtype=np.uint8))
+    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    write_png(root / "diatom" / "d1.png", rgb)
+    write_png(root / "diatom" / "d2.jpg", rng.integers(0, 256, (40, 25), dtype=np.uint8))
+    return root, grey, rgb
+
+
+def test_image_folder_classes_channels_sizes(plankton):
+    root, grey, rgb = plankton
+    (root / "empty_class").mkdir()
+    with pytest.warns(UserWarning) as rec:
+        ds = ImageFolderDataset(root)
+    msgs = " | ".join(str(w.message) for w in rec)
+    assert "dropped empty class folder(s): empty_class" in msgs
+    assert "2 different sizes; resizing all to 20x30" in msgs
+    assert ds.classes == ["copepod", "diatom"]
+    assert ds.targets.tolist() == [0, 0, 1, 1]
+    assert ds.channels == 3 and ds.size == (20, 30)  # one RGB file -> 3 channels for all
+    s0 = ds[0]
+    assert s0["image"].shape == (3, 20, 30)
+    np.testing.assert_allclose(s0["image"][1].numpy(), grey / 255.0, atol=1e-6)  # grey repeated
+    np.testing.assert_allclose(ds[2]["image"].numpy(), np.moveaxis(rgb, -1, 0) / 255.0, atol=1e-6)
+    assert ds[3]["image"].shape == (3, 20, 30)  # the 40x25 JPEG resized
+
+    (root / "empty_class").rmdir()
+    g = ImageFolderDataset(root, channels=1, size=(16, 16))
+    luma = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 255.0
+    np.testing.assert_allclose(
+        ImageFolderDataset(root, channels=1, size=(20, 30))[2]["image"][0].numpy(), luma, atol=1e-5
+    )
+    batch = torch.utils.data.default_collate([g[i] for i in range(4)])
+    assert batch["image"].shape == (4, 1, 16, 16)
+    for fit in ("crop", "pad"):
+        assert ImageFolderDataset(root, channels=1, size=12, fit=fit)[3]["image"].shape == (1, 12, 12)
+    # pad keeps the aspect: the 40x25 image becomes 12 high and ~8 wide, margins = border mean.
+    padded = ImageFolderDataset(root, channels=1, size=12, fit="pad")[3]["image"][0]
+    assert torch.allclose(padded[:, 0], padded[:, -1])
+
+
+def test_ndsb_train_level_and_loose_files(tmp_path):
+    rng = np.random.default_rng(2)
+    root = tmp_path / "ndsb"
+    for cls in ("acantharia", "shrimp"):
+        write_png(root / "train" / cls / f"{cls}.jpg", rng.integers(0, 256, (10, 10), dtype=np.uint8))
+    write_png(root / "test" / "1.jpg", rng.integers(0, 256, (10, 10), dtype=np.uint8))
+    ds = ImageFolderDataset(root)
+    assert ds.root == root / "train" and ds.classes == ["acantharia", "shrimp"]
+    assert isinstance(open_image_dataset(root), ImageFolderDataset)
+    with pytest.raises(InputError, match="no class sub-folders.*ImageFilesDataset"):
+        ImageFolderDataset(root / "test")
+
+
+def test_corrupt_png_skipped_or_raised_by_name(plankton):
+    root, _, _ = plankton
+    bad = root / "copepod" / "broken.png"
+    good = (root / "copepod" / "c2.png").read_bytes()
+    bad.write_bytes(good[: len(good) // 2])  # truncated PNG: header fine, data cut
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\): broken\.png"):
+        ds = ImageFolderDataset(root, channels=1, size=8)
+    assert ds.skipped == [bad] and len(ds) == 4
+    with pytest.raises(InputError, match=r"broken\.png: unreadable image"):
+        ImageFolderDataset(root, channels=1, size=8, on_error="raise")
+    (root / "copepod" / "noise.jpg").write_bytes(b"not an image at all")
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable.*broken\.png.*noise\.jpg"):
+        ImageFolderDataset(root, channels=1, size=8)
+
+
+def test_truncated_jpeg_caught_by_full_verify_or_at_access(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "jpg"
+    for cls in "ab":
+        write_png(root / cls / "x.jpg", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    p = root / "a" / "x.jpg"
+    p.write_bytes(p.read_bytes()[:-600])
+    with pytest.warns(UserWarning, match=r"x\.jpg"):
+        assert ImageFolderDataset(root, verify="full").classes == ["a", "b"]
+    lazy = ImageFolderDataset(root)  # the header is intact: found only when read
+    with pytest.raises(InputError, match=r"x\.jpg: cannot read image"):
+        lazy[0]
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(InputError, match="no such folder"):
+        ImageFolderDataset(tmp_path / "nope")
+    (tmp_path / "a").mkdir()
+    with pytest.raises(InputError, match=r"no class sub-folders with images.*\(empty: a\)"):
+        ImageFolderDataset(tmp_path)
+    only_bad = tmp_path / "bad"
+    (only_bad / "x").mkdir(parents=True)
+    (only_bad / "x" / "1.png").write_bytes(b"junk")
+    with pytest.warns(UserWarning), pytest.raises(InputError, match="no readable images"):
+        ImageFolderDataset(only_bad)
+    with pytest.raises(InputError, match="on_error"):
+        ImageFolderDataset(only_bad, on_error="ignore")
+
+
+def test_geotiff_multiband_and_integer_scaling(tmp_path):
+    u16 = np.array([[[0, 65535], [32768, 1]]], dtype=np.uint16)
+    write_tiff(tmp_path / "u16.tif", u16, georef=False)
+    np.testing.assert_allclose(read_image(tmp_path / "u16.tif")[0], u16[0] / 65535.0)
+    f = np.array([[[1.0, np.nan], [3.0, 5.0]]], dtype=np.float32)
+    write_tiff(tmp_path / "nan.tif", f)
+    np.testing.assert_array_equal(read_image(tmp_path / "nan.tif")[0], [[1, 3], [3, 5]])  # NaN -> median
+    write_tiff(tmp_path / "allnan.tif", np.full((1, 2, 2), np.nan, np.float32))
+    with pytest.raises(InputError, match="allnan.tif: image has no finite pixel"):
+        read_image(tmp_path / "allnan.tif")
+    rgb = np.stack([np.full((4, 4), v, np.uint8) for v in (10, 20, 30)])
+    write_tiff(tmp_path / "rgb.tif", rgb)
+    assert read_image(tmp_path / "rgb.tif").shape == (3, 4, 4)
+    np.testing.assert_allclose(read_image(tmp_path / "rgb.tif", channels=1), (0.299 * 10 + 0.587 * 20 + 0.114 * 30) / 255, rtol=1e-5)
+
+
+def test_netcdf_stack_int_string_and_flag_labels(tmp_path):
+    rng = np.random.default_rng(4)
+    img = rng.random((5, 8, 8)).astype(np.float32)
+    ds = xr.Dataset(
+        {"image": (("sample", "y", "x"), img), "label": ("sample", np.array([0, 2, 1, 2, 0]))},
+        attrs={"classes": "ocean, ice, slick"},
+    )
+    path = tmp_path / "stack.nc"
+    ds.to_netcdf(path)
+    d = open_image_dataset(path)
+    assert isinstance(d, NetCDFImageDataset)
+    assert d.classes == ["ocean", "ice", "slick"] and d.targets.tolist() == [0, 2, 1, 2, 0]
+    s = d[1]
+    assert s["image"].shape == (1, 8, 8) and s["image"].dtype == torch.float32
+    np.testing.assert_array_equal(s["image"][0].numpy(), img[1])
+
+    strings = ds.assign(label=("sample", np.array(["K", "F", "K", "O", "F"])))
+    d = NetCDFImageDataset(strings)
+    assert d.classes == ["F", "K", "O"] and d.targets.tolist() == [1, 0, 1, 2, 0]
+
+    flags = ds.drop_attrs().assign(label=("sample", np.array([10, 30, 20, 30, 10])))
+    flags["label"].attrs.update(flag_values=np.array([10, 20, 30]), flag_meanings="waves streaks ice")
+    d = NetCDFImageDataset(flags)
+    assert d.classes == ["waves", "streaks", "ice"] and d.targets.tolist() == [0, 2, 1, 2, 0]
+
+    plain = ds.drop_attrs()
+    assert NetCDFImageDataset(plain).classes == ["0", "1", "2"]
+    assert NetCDFImageDataset(plain, label_var=None).targets.tolist() == [-1] * 5
+
+    four = xr.Dataset({"img": (("n", "band", "y", "x"), rng.random((3, 2, 4, 4))), "cls": ("n", [0, 1, 1])})
+    assert NetCDFImageDataset(four, var="img", label_var="cls")[0]["image"].shape == (2, 4, 4)
+
+
+def test_netcdf_errors(tmp_path):
+    ds = xr.Dataset({"image": (("s", "y", "x"), np.zeros((2, 4, 4), np.float32)), "label": ("s", [0, 1])})
+    path = tmp_path / "s.nc"
+    ds.to_netcdf(path)
+    with pytest.raises(InputError, match=r"s\.nc: no variable 'sigma0' \(variables: image, label"):
+        NetCDFImageDataset(path, var="sigma0")
+    with pytest.raises(InputError, match="no label variable 'class'"):
+        NetCDFImageDataset(path, label_var="class")
+    with pytest.raises(InputError, match="dims"):
+        NetCDFImageDataset(ds.assign(image=(("y", "x"), np.zeros((4, 4)))))
+    with pytest.raises(InputError, match="negative"):
+        NetCDFImageDataset(ds.assign(label=("s", [0, -1])))
+    nan = ds.assign(image=(("s", "y", "x"), np.stack([np.zeros((4, 4)), np.full((4, 4), np.nan)])))
+    with pytest.raises(InputError, match=r"image\[1\] has no finite pixel"):
+        NetCDFImageDataset(nan)
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"not netcdf")
+    with pytest.raises(InputError, match="junk.nc: cannot open as netCDF"):
+        open_image_dataset(junk)
+    with pytest.raises(InputError, match="no such file or folder"):
+        open_image_dataset(tmp_path / "absent.nc")
+
+
+def test_unlabelled_files(plankton, tmp_path):
+    root, grey, _ = plankton
+    files = list_images(root / "copepod")
+    assert [p.name for p in files] == ["c1.png", "c2.png"]
+    both = list_images([root / "copepod" / "c1.png", root / "diatom"])
+    assert [p.name for p in both] == ["c1.png", "d1.png", "d2.jpg"]
+    ds = ImageFilesDataset(root / "copepod", channels=1)
+    s = ds[0]
+    assert int(s["label"]) == -1 and s["path"].endswith("c1.png") and ds.classes == []
+    np.testing.assert_allclose(s["image"][0].numpy(), grey / 255.0, atol=1e-6)
+    with pytest.raises(InputError, match="no such file or folder"):
+        list_images(tmp_path / "none")
+    with pytest.raises(InputError, match="no image files found"):
+        list_images((root / "empty_class").mkdir() or root / "empty_class")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="notes.txt: not an image file"):
+        list_images(tmp_path / "notes.txt")
+
+
+# ----------------------------------------------------------------------------------- transforms
+def sample(x):
+    return {"image": torch.as_tensor(x, dtype=torch.float32), "label": torch.tensor(3)}
+
+
+def test_decibel_normalize_resize():
+    s = sample([[[1.0, 10.0], [100.0, 0.0]]])
+    db = T.ToDecibel()(s)["image"]
+    assert db.flatten().tolist() == pytest.approx([0.0, 10.0, 20.0, -60.0])
+    assert s["image"][0, 0, 1] == 10.0  # input dict untouched
+    n = T.PerImageNormalize()(sample(torch.arange(8.0).reshape(2, 2, 2)))["image"]
+    assert float(n.mean()) == pytest.approx(0, abs=1e-6) and float(n.std(unbiased=False)) == pytest.approx(1, abs=1e-5)
+    assert T.Resize((4, 6))(sample(torch.ones(1, 8, 8)))["image"].shape == (1, 4, 6)
+    out = T.Compose([T.ToDecibel(), T.Resize(1)])(sample(torch.full((1, 4, 4), 10.0)))
+    assert out["image"].shape == (1, 1, 1) and float(out["image"]) == pytest.approx(10.0) and int(out["label"]) == 3
+
+
+def test_random_transforms_seeded_and_shape_preserving():
+    x = torch.rand(1, 16, 16)
+    aug = T.Compose([
+        T.RandomFlip(), T.RandomRot90(), T.RandomRotation(30), T.RandomAffine(10, (0.1, 0.1), (0.9, 1.1)),
+        T.RandomResizedCrop(12), T.SpeckleNoise((1, 4)), T.GaussianNoise(0.01),
+    ])
+    torch.manual_seed(0)
+    a = aug(sample(x))["image"]
+    torch.manual_seed(0)
+    b = aug(sample(x))["image"]
+    c = aug(sample(x))["image"]
+    assert a.shape == (1, 12, 12) and torch.equal(a, b) and not torch.equal(a, c)
+    assert T.RandomCrop(5)(sample(x))["image"].shape == (1, 5, 5)
+    with pytest.raises(InputError, match="smaller than the crop"):
+        T.RandomCrop(20)(sample(x))
+    # Rot90 and flips only permute pixels.
+    torch.manual_seed(1)
+    r = T.Compose([T.RandomFlip(), T.RandomRot90()])(sample(x))["image"]
+    assert torch.equal(r.flatten().sort().values, x.flatten().sort().values)
+
+
+def test_speckle_statistics():
+    torch.manual_seed(0)
+    ones = sample(torch.ones(1, 200, 200))
+    g = T.SpeckleNoise(4)(ones)["image"]
+    assert float(g.mean()) == pytest.approx(1.0, abs=0.01)
+    assert float(g.var()) == pytest.approx(0.25, abs=0.01)  # Gamma(L, 1/L): variance 1/L
+    assert float(g.min()) > 0
+    shifted = T.RandomAffine(translate=(0.25, 0.0))
+    img = torch.zeros(1, 8, 8)
+    img[0, 4, 4] = 1.0
+    shifts = set()
+    for seed in range(20):
+        torch.manual_seed(seed)
+        moved = shifted(sample(img))["image"]
+        # A pure integer shift along x by at most 0.25 * 8 = 2 pixels.
+        match = [tx for tx in range(-2, 3) if torch.allclose(moved, torch.roll(img, tx, dims=-1), atol=1e-5)]
+        assert len(match) == 1
+        shifts.add(match[0])
+    assert len(shifts) > 1

@@ -1,0 +1,322 @@
+"""The interface every interpolation method shares (parametrised over METHODS), interp_metrics, the accessor."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from oceandl.errors import InputError
+from oceandl.interp import METHODS, Interpolator, get_method, interpolate
+from oceandl.metrics.interpolation import interp_metrics
+
+# Options that keep each method fast on the tiny cube; methods not listed use their defaults.
+FAST_OPTIONS: dict[str, dict] = {"dineof": {"max_modes": 6}}
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # The matrices here are tiny: OpenMP synchronisation dominates, badly so on a busy 2-core machine.
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def blob_clouds(rng, nt, ny, nx, cover, width=2.5):
+    """Smooth random field thresholded at its ``cover`` quantile per frame: blob-shaped clouds."""
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    kernel = np.exp(-2 * (np.pi * width) ** 2 * (ky**2 + kx**2))
+    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((nt, ny, nx))) * kernel, s=(ny, nx))
+    thr = np.quantile(field.reshape(nt, -1), cover, axis=1)[:, None, None]
+    return field < thr
+
+
+def make_cube(nt=24, ny=16, nx=20, rank=3, noise=0.05, cover=0.4, seed=0):
+    """Gappy low-rank SST-like cube with a land patch: (gappy, truth) DataArrays (time, lat, lon)."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, ny)[:, None]
+    x = np.linspace(0, 1, nx)[None, :]
+    t = np.arange(nt)
+    truth = 20.0 + 4.0 * y + np.zeros((nt, 1, 1))
+    for i in range(rank):
+        pattern = (np.sin(np.pi * (i + 1) * x) * np.cos(np.pi * (i + 0.5) * y)
+                   + 0.3 * np.cos(2 * np.pi * (i + 1) * (x + y)))
+        amp = 3.0 / (i + 1) * np.sin(2 * np.pi * t / (nt / (i + 1.5)) + i)
+        truth = truth + amp[:, None, None] * pattern
+    truth = truth + noise * rng.standard_normal(truth.shape)
+    truth[:, 2:6, 3:8] = np.nan  # land
+    gappy = np.where(blob_clouds(rng, nt, ny, nx, cover), np.nan, truth)
+    coords = {
+        "time": np.datetime64("2020-01-01") + np.arange(nt).astype("timedelta64[D]"),
+        "lat": np.linspace(40.0, 47.5, ny),
+        "lon": np.linspace(-10.0, 0.0, nx),
+    }
+    attrs = {"units": "degC", "long_name": "sea surface temperature"}
+    return (xr.DataArray(gappy.astype(np.float32), dims=("time", "lat", "lon"), coords=coords, name="sst", attrs=attrs),
+            xr.DataArray(truth, dims=("time", "lat", "lon"), coords=coords, name="sst"))
+
+
+@pytest.fixture(scope="module")
+def cube():
+    return make_cube()
+
+
+@pytest.fixture(scope="module")
+def withheld(cube):
+    gappy, _ = cube
+    rng = np.random.default_rng(1)
+    obs = gappy.notnull().values
+    # Cloud-shaped: the clouds of another frame laid on a third of the frames.
+    shifted = np.roll(gappy.isnull().values, 5, axis=0)
+    frames = rng.random(obs.shape[0]) < 0.35
+    return obs & shifted & frames[:, None, None]
+
+
+def run(method, da, **kw):
+    return interpolate(da, method, seed=0, device="cpu", **{**FAST_OPTIONS.get(method, {}), **kw})
+
+
+@pytest.fixture(scope="module", params=sorted(METHODS))
+def result(request, cube, withheld):
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ds = run(request.param, cube[0], withheld=withheld, return_dataset=True)
+    finally:
+        torch.set_num_threads(n)
+    return request.param, ds
+
+
+# ----------------------------------------------------------------------------- the shared interface
+def test_registry_entries_are_interpolators():
+    assert {"climatology", "eof", "dineof"} <= set(METHODS)
+    for name, cls in METHODS.items():
+        assert issubclass(cls, Interpolator) and cls.name == name
+        assert get_method(name) is cls
+
+
+def test_output_keeps_shape_coords_attrs(result, cube):
+    method, ds = result
+    gappy, _ = cube
+    out = ds["sst"]
+    assert out.dims == gappy.dims and out.shape == gappy.shape
+    for c in gappy.coords:
+        np.testing.assert_array_equal(out[c].values, gappy[c].values)
+    assert out.attrs["units"] == "degC" and out.attrs["long_name"] == "sea surface temperature"
+    assert out.dtype == np.float32
+    for attrs in (out.attrs, ds.attrs):
+        assert attrs["method"] == method
+        assert attrs["oceandl_version"]
+        opts = json.loads(attrs["options"])
+        assert opts["seed"] == 0
+        assert method in attrs["history"]
+    assert ("sigma" in ds) == METHODS[method].gives_sigma
+
+
+def test_land_nan_observed_kept_gaps_filled(result, cube, withheld):
+    _, ds = result
+    gappy, _ = cube
+    out, g = ds["sst"].values, gappy.values
+    land = np.isnan(g).all(axis=0)
+    assert land.sum() == 20
+    assert np.isnan(out[:, land]).all()
+    assert np.isfinite(out[:, ~land]).all()
+    kept = np.isfinite(g) & ~withheld
+    np.testing.assert_array_equal(out[kept], g[kept])
+    flag = ds["missing_flag"].values
+    assert flag.dtype == np.int8
+    np.testing.assert_array_equal(flag == 2, withheld)
+    np.testing.assert_array_equal(flag == 1, np.isnan(g) & ~land[None])
+    assert (flag[:, land] == 0).all()
+    if "sigma" in ds:
+        s = ds["sigma"].values
+        assert np.isnan(s[:, land]).all() and (s[:, ~land] > 0).all()
+
+
+def test_withheld_metrics_present_and_correct(result, cube, withheld):
+    method, ds = result
+    gappy, truth = cube
+    for key in ("val_rmse", "val_mae", "val_bias", "val_corr", "val_std_ratio", "val_n"):
+        assert key in ds.attrs and key in ds["sst"].attrs
+    assert ds.attrs["val_n"] == withheld.sum()
+    err = ds["sst"].values[withheld] - gappy.values[withheld]
+    assert ds.attrs["val_rmse"] == pytest.approx(np.sqrt(np.mean(err.astype(np.float64) ** 2)), rel=1e-6)
+    # Every method beats a constant guess of the global mean (std of the withheld values).
+    assert ds.attrs["val_rmse"] < np.std(gappy.values[withheld])
+    if METHODS[method].gives_sigma:
+        assert 0.3 < ds.attrs["val_frac_within_2sigma"] <= 1.0
+
+
+def test_dataset_writes_to_netcdf(result, tmp_path):
+    method, ds = result
+    path = tmp_path / f"{method}.nc"
+    ds.to_netcdf(path)
+    with xr.open_dataset(path) as back:
+        assert back.attrs["method"] == method
+        np.testing.assert_array_equal(back["missing_flag"].values, ds["missing_flag"].values)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_dask_and_transposed_input_give_the_same_result(method, cube):
+    pytest.importorskip("dask")
+    gappy, _ = cube
+    ref = run(method, gappy)
+    lazy = run(method, gappy.chunk({"time": 5}))
+    np.testing.assert_allclose(lazy.values, ref.values, rtol=1e-6, atol=1e-6)
+    renamed = gappy.rename(lat="latitude", lon="longitude").transpose("longitude", "time", "latitude")
+    out = run(method, renamed)
+    assert out.dims == ("longitude", "time", "latitude")
+    np.testing.assert_allclose(out.transpose("time", "latitude", "longitude").values, ref.values, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_return_types(method, cube):
+    gappy, _ = cube
+    da = run(method, gappy)
+    assert isinstance(da, xr.DataArray) and da.name == "sst"
+    unnamed = run(method, gappy.rename(None), return_dataset=True)
+    assert isinstance(unnamed, xr.Dataset) and "filled" in unnamed
+
+
+def test_keep_observed_false_changes_observed_values(cube):
+    gappy, _ = cube
+    out = run("eof", gappy, keep_observed=False).values
+    obs = np.isfinite(gappy.values)
+    assert not np.array_equal(out[obs], gappy.values[obs])
+    assert np.sqrt(np.mean((out[obs] - gappy.values[obs]) ** 2)) < 0.3  # still a close fit
+    assert np.isnan(out[:, np.isnan(gappy.values).all(axis=0)]).all()
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+def test_climatology_is_the_pixel_mean(cube):
+    gappy, _ = cube
+    out = run("climatology", gappy).values
+    g = gappy.values.astype(np.float64)
+    mean = np.nanmean(g, axis=0)
+    gap = np.isnan(g) & np.isfinite(mean)[None]
+    np.testing.assert_allclose(out[gap], np.broadcast_to(mean, g.shape)[gap], rtol=1e-5)
+
+
+def test_pixel_with_one_observation_uses_global_mean(cube):
+    gappy, _ = cube
+    g = gappy.copy()
+    g[:, 10, 15] = np.nan
+    g[0, 10, 15] = 30.0
+    out = run("climatology", g).values
+    global_mean = np.nanmean(g.values.astype(np.float64))
+    np.testing.assert_allclose(out[1:, 10, 15], global_mean, rtol=1e-5)
+    assert out[0, 10, 15] == 30.0
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_bad_inputs_raise_input_error(method, cube):
+    gappy, _ = cube
+    with pytest.raises(InputError, match="3 dims"):
+        run(method, gappy.isel(time=0))
+    with pytest.raises(InputError, match="all values are NaN"):
+        run(method, xr.full_like(gappy, np.nan))
+    with pytest.raises(InputError, match="equal"):
+        run(method, xr.full_like(gappy, 3.0).where(gappy.notnull()))
+    with pytest.raises(InputError, match="2 time steps"):
+        run(method, gappy.isel(time=slice(0, 1)))
+    with pytest.raises(InputError, match="infinite"):
+        run(method, gappy.where(gappy.notnull(), np.inf))
+    with pytest.raises(InputError, match="withheld has shape"):
+        run(method, gappy, withheld=np.zeros((2, 3, 4), bool))
+    with pytest.raises(InputError, match="not_an_option"):
+        run(method, gappy, not_an_option=1)
+
+
+def test_unknown_method_lists_valid_names(cube):
+    with pytest.raises(InputError, match="kriging") as err:
+        interpolate(cube[0], "kriging")
+    for name in METHODS:
+        assert name in str(err.value)
+
+
+def test_reconstruct_before_fit_and_bad_option_values():
+    with pytest.raises(InputError, match="fit"):
+        METHODS["dineof"]().reconstruct()
+    with pytest.raises(InputError, match="n_modes"):
+        METHODS["eof"](n_modes=0)
+    with pytest.raises(InputError, match="tol"):
+        METHODS["dineof"](tol=-1)
+    with pytest.raises(InputError, match="Dataset with variables"):
+        interpolate(xr.Dataset({"a": ("t", [1.0]), "b": ("t", [2.0])}), "climatology")
+
+
+def test_unlabelled_numpy_input_and_ambiguous_dims(cube):
+    gappy, _ = cube
+    out = interpolate(gappy.values, "climatology")
+    assert out.dims == ("time", "lat", "lon") and out.name == "filled"
+    aliased = gappy.rename(time="t", lon="longitude").transpose("longitude", "lat", "t")
+    np.testing.assert_array_equal(interpolate(aliased, "climatology").transpose("t", "lat", "longitude").values,
+                                  interpolate(gappy, "climatology").values)
+    with pytest.raises(InputError, match="read as lat"):
+        interpolate(gappy.rename(lon="y"), "climatology")
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_interp_metrics_numbers():
+    pred = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
+    truth = np.array([1.5, 2.0, 2.0, 5.0, 1.0])
+    m = interp_metrics(pred, truth)
+    err = np.array([-0.5, 0.0, 1.0, -1.0])
+    assert m["n"] == 4
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean(err**2)))
+    assert m["mae"] == pytest.approx(0.625)
+    assert m["bias"] == pytest.approx(-0.125)
+    assert m["corr"] == pytest.approx(np.corrcoef(pred[:4], truth[:4])[0, 1])
+    assert m["std_ratio"] == pytest.approx(np.std(pred[:4]) / np.std(truth[:4]))
+    masked = interp_metrics(pred, truth, mask=np.array([1, 1, 0, 0, 1], bool))
+    assert masked["n"] == 2 and masked["rmse"] == pytest.approx(np.sqrt(0.125))
+    empty = interp_metrics(pred, truth, mask=np.zeros(5, bool))
+    assert empty["n"] == 0 and np.isnan(empty["rmse"])
+    with pytest.raises(InputError, match="shape"):
+        interp_metrics(pred, truth[:3])
+
+
+def test_interp_metrics_agrees_with_sklearn_and_sigma_calibration():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(20, 30, 40))
+    sigma = rng.uniform(0.5, 2.0, size=truth.shape)
+    pred = truth + sigma * rng.standard_normal(truth.shape)
+    m = interp_metrics(pred, truth, sigma=sigma)
+    assert m["rmse"] == pytest.approx(np.sqrt(sklearn_metrics.mean_squared_error(truth.ravel(), pred.ravel())))
+    assert m["mae"] == pytest.approx(sklearn_metrics.mean_absolute_error(truth.ravel(), pred.ravel()))
+    assert m["frac_within_1sigma"] == pytest.approx(0.6827, abs=0.01)
+    assert m["frac_within_2sigma"] == pytest.approx(0.9545, abs=0.005)
+    assert m["frac_within_3sigma"] == pytest.approx(0.9973, abs=0.002)
+    smooth = interp_metrics(0.5 * truth, truth)
+    assert smooth["std_ratio"] == pytest.approx(0.5) and smooth["corr"] == pytest.approx(1.0)
+
+
+def test_interp_metrics_aligns_dataarrays_by_dim_name():
+    rng = np.random.default_rng(0)
+    truth = xr.DataArray(rng.normal(size=(3, 4, 5)), dims=("time", "lat", "lon"))
+    pred = truth + 0.1
+    m = interp_metrics(pred.transpose("lon", "time", "lat"), truth)
+    assert m["bias"] == pytest.approx(0.1) and m["rmse"] == pytest.approx(0.1)
+
+
+# ----------------------------------------------------------------------------- accessor
+def test_accessor_matches_functions(cube):
+    import oceandl.accessor  # noqa: F401  (registers .oceandl)
+    from oceandl.interp.eof import eof
+
+    gappy, truth = cube
+    via = gappy.oceandl.interpolate("climatology")
+    np.testing.assert_array_equal(via.values, interpolate(gappy, "climatology").values)
+    full = truth.fillna(0.0).where(truth.notnull())
+    e = full.oceandl.eof(n_modes=3)
+    np.testing.assert_allclose(e.eigenvalues.values, eof(full, n_modes=3).eigenvalues.values)
+    assert vars(gappy.oceandl).keys() == {"_obj"}  # nothing fitted is kept on the accessor

@@ -1,0 +1,407 @@
+"""oceandl.io: open_field on the shapes real netCDF files come in, its errors, atomic writes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from oceandl.errors import InputError
+from oceandl.io import find_variable, normalize_longitude, open_field, write_netcdf
+
+NT, NY, NX = 5, 6, 8
+
+
+@pytest.fixture
+def values() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    v = (15.0 + rng.standard_normal((NT, NY, NX))).astype(np.float32)
+    v[1, 2, 3] = np.nan
+    return v
+
+
+def _coords():
+    return (
+        pd.date_range("2021-03-01", periods=NT, freq="D"),
+        np.linspace(30.0, 35.0, NY),
+        np.linspace(-60.0, -53.0, NX),
+    )
+
+
+def _dataset(values, name="sst", **attrs) -> xr.Dataset:
+    time, lat, lon = _coords()
+    return xr.Dataset(
+        {name: (("time", "lat", "lon"), values, {"units": "degree_Celsius", **attrs})},
+        coords={"time": time, "lat": lat, "lon": lon},
+    )
+
+
+def _raw_nc(path: Path, values: np.ndarray, dims=("time", "lat", "lon"), dtype="f4", fill=None, **var_attrs):
+    """A netCDF file written with netCDF4 directly (no xarray encoding in the way)."""
+    time, lat, lon = _coords()
+    with netCDF4.Dataset(path, "w") as nc:
+        for name, size in zip(dims, values.shape):
+            nc.createDimension(name, size)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units, t[:] = "days since 2021-03-01", np.arange(NT)
+        la = nc.createVariable("lat", "f8", ("lat",))
+        la.units, la[:] = "degrees_north", lat
+        lo = nc.createVariable("lon", "f8", ("lon",))
+        lo.units, lo[:] = "degrees_east", lon
+        v = nc.createVariable("sst", dtype, dims, fill_value=fill)
+        v.set_auto_maskandscale(False)
+        for k, a in var_attrs.items():
+            v.setncattr(k, a)
+        v[:] = values
+    return path
+
+
+def _assert_message(exc_info, *parts):
+    msg = str(exc_info.value)
+    assert "\n" not in msg
+    for p in parts:
+        assert str(p) in msg, msg
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading
+# ------------------------------------------------------------------------------------------------
+
+
+def test_roundtrip_through_write_netcdf(tmp_path, values):
+    ds = _dataset(values, long_name="sea surface temperature")
+    path = write_netcdf(ds, tmp_path / "a.nc")
+    assert path == tmp_path / "a.nc"
+    with xr.open_dataset(path) as back:
+        assert back.sst.encoding["zlib"] is True  # float variables compressed
+    da = open_field(path)
+    assert da.dims == ("time", "lat", "lon") and da.name == "sst"
+    assert da.dtype == np.float32
+    np.testing.assert_array_equal(da.values, values)
+    assert da.attrs["long_name"] == "sea surface temperature"
+    np.testing.assert_array_equal(da.time.values, _coords()[0].values)
+    assert da.lat.attrs["units"] == "degrees_north" and da.lon.attrs["axis"] == "X"
+
+
+def test_lat_lon_as_data_variables(tmp_path, values):
+    time, lat, lon = _coords()
+    ds = xr.Dataset(
+        {"sst": (("time", "y", "x"), values), "lat": ("y", lat), "lon": ("x", lon)},
+        coords={"time": time},
+    )
+    path = write_netcdf(ds, tmp_path / "datavars.nc")
+    with xr.open_dataset(path) as check:
+        assert "lat" in check.data_vars  # the case under test
+    da = open_field(path)
+    np.testing.assert_allclose(da.lat.values, lat)
+    np.testing.assert_allclose(da.lon.values, lon)
+    np.testing.assert_array_equal(da.values, values)
+
+
+def test_longitudes_0_360_become_minus180_180_sorted(tmp_path, values):
+    ds = _dataset(values).assign_coords(lon=np.arange(NX) * 45.0)  # 0, 45, ..., 315
+    da = open_field(write_netcdf(ds, tmp_path / "lon360.nc"))
+    np.testing.assert_allclose(da.lon.values, [-135, -90, -45, 0, 45, 90, 135, 180])
+    # The column at 315 E now sits at -45.
+    np.testing.assert_array_equal(da.sel(lon=-45.0).values, values[:, :, 7])
+    np.testing.assert_array_equal(da.sel(lon=180.0).values, values[:, :, 4])
+
+
+def test_normalize_longitude_drops_duplicate_meridian(values):
+    da = _dataset(values).sst.assign_coords(lon=np.linspace(0.0, 360.0, NX))
+    out = normalize_longitude(da)
+    assert out.sizes["lon"] == NX - 1 and np.all(np.diff(out.lon) > 0)
+    assert out.lon.min() >= -180 and out.lon.max() <= 180
+
+
+def test_fill_values_without_nan_are_masked(tmp_path, values):
+    raw = np.nan_to_num(values, nan=-999.0)
+    raw[0, 0, 0] = -999.0
+    path = _raw_nc(tmp_path / "fill.nc", raw, fill=-999.0)
+    da = open_field(path)
+    assert np.isnan(da.values[0, 0, 0]) and np.isnan(da.values[1, 2, 3])
+    assert np.isnan(da.values).sum() == 2 and (da.values != -999.0).all()
+    # missing_value (no _FillValue) too
+    path = _raw_nc(tmp_path / "missing.nc", raw, missing_value=np.float32(-999.0))
+    assert np.isnan(open_field(path).values).sum() == 2
+
+
+def test_fill_value_left_as_attribute_in_memory(values):
+    raw = np.nan_to_num(values, nan=-999.0)
+    da = _dataset(raw).sst
+    da.attrs["_FillValue"] = -999.0
+    out = open_field(da)
+    assert np.isnan(out.values).sum() == 1 and np.isnan(out.values[1, 2, 3])
+    assert "_FillValue" not in out.attrs
+
+
+def test_int16_with_scale_factor_and_offset(tmp_path, values):
+    packed = np.round((values - 20.0) / 0.01)
+    packed = np.where(np.isnan(packed), -32768, packed).astype(np.int16)
+    path = _raw_nc(
+        tmp_path / "packed.nc", packed, dtype="i2", fill=np.int16(-32768),
+        scale_factor=np.float32(0.01), add_offset=np.float32(20.0),
+    )
+    da = open_field(path)
+    assert np.issubdtype(da.dtype, np.floating)
+    np.testing.assert_allclose(da.values, values, atol=0.006, equal_nan=True)
+    # The same packed data handed over in memory, undecoded, is decoded too.
+    with xr.open_dataset(path, mask_and_scale=False) as raw:
+        assert raw.sst.dtype == np.int16
+        np.testing.assert_allclose(open_field(raw.load()).values, values, atol=0.006, equal_nan=True)
+
+
+def test_transposed_dims(tmp_path, values):
+    path = _raw_nc(tmp_path / "transposed.nc", values.transpose(2, 1, 0), dims=("lon", "lat", "time"))
+    da = open_field(path)
+    assert da.dims == ("time", "lat", "lon")
+    np.testing.assert_array_equal(da.values, values)
+
+
+def test_other_names_and_descending_latitude(tmp_path, values):
+    time, lat, lon = _coords()
+    ds = xr.Dataset(
+        {"temp": (("t", "latitude", "longitude"), values[:, ::-1])},
+        coords={"t": time, "latitude": lat[::-1], "longitude": lon},
+    )
+    da = open_field(write_netcdf(ds, tmp_path / "names.nc"))
+    assert da.dims == ("time", "lat", "lon") and da.name == "temp"
+    np.testing.assert_allclose(da.lat.values, lat)  # sorted ascending
+    np.testing.assert_array_equal(da.values, values)
+
+
+def test_cf_only_detection(tmp_path, values):
+    time, lat, lon = _coords()
+    ds = xr.Dataset(
+        {
+            "noise": (("a", "b", "c"), values * 0 + np.arange(NX)),
+            "foo": (("a", "b", "c"), values, {"standard_name": "sea_surface_foundation_temperature"}),
+        },
+        coords={
+            "a": ("a", time, {"axis": "T"}),
+            "b": ("b", lat, {"standard_name": "latitude"}),
+            "c": ("c", lon, {"units": "degrees_east"}),
+        },
+    )
+    da = open_field(write_netcdf(ds, tmp_path / "cf.nc"))
+    assert da.name == "foo" and da.dims == ("time", "lat", "lon")
+    np.testing.assert_array_equal(da.values, values)
+    np.testing.assert_allclose(da.lon.values, lon)
+    assert find_variable(ds) == "foo"
+
+
+def test_nemo_style_2d_coordinates(values):
+    time, lat, lon = _coords()
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    ds = xr.Dataset(
+        {"sst": (("time_counter", "y", "x"), values)},
+        coords={"time_counter": time, "nav_lat": (("y", "x"), lat2), "nav_lon": (("y", "x"), lon2)},
+    )
+    da = open_field(ds)
+    np.testing.assert_allclose(da.lat.values, lat)
+    np.testing.assert_allclose(da.lon.values, lon)
+    np.testing.assert_array_equal(da.values, values)
+    curvilinear = ds.assign_coords(nav_lat=(("y", "x"), lat2 + 0.1 * lon2))
+    with pytest.raises(InputError, match="curvilinear") as e:
+        open_field(curvilinear)
+    _assert_message(e, "'sst'")
+
+
+def test_explicit_coordinate_names_and_singleton_level(values):
+    time, lat, lon = _coords()
+    da = xr.DataArray(
+        values[:, None], dims=("when", "depth", "row", "col"),
+        coords={"when": time, "depth": [0.5], "row": lat, "col": lon}, name="x",
+    )
+    out = open_field(da, time="when", lat="row", lon="col")
+    assert out.dims == ("time", "lat", "lon") and out.name == "x"
+    np.testing.assert_array_equal(out.values, values)
+
+
+def test_synthetic_dataset_picks_observed_sst(values):
+    ds = _dataset(values, standard_name="sea_surface_temperature")
+    ds["sst_true"] = ds.sst.fillna(0.0).assign_attrs(standard_name="sea_surface_temperature")
+    assert open_field(ds).name == "sst"
+    assert open_field(ds, "sst_true").name == "sst_true"
+
+
+def test_dask_input_stays_lazy(values):
+    da = _dataset(values).sst.chunk({"time": 2})
+    out = open_field(da.transpose("lon", "lat", "time"))
+    assert out.chunks is not None
+    np.testing.assert_array_equal(out.values, values)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading: errors
+# ------------------------------------------------------------------------------------------------
+
+
+def test_missing_empty_text_and_truncated_files(tmp_path, values):
+    with pytest.raises(InputError, match="not found") as e:
+        open_field(tmp_path / "nope.nc")
+    _assert_message(e, tmp_path / "nope.nc")
+    empty = tmp_path / "empty.nc"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty") as e:
+        open_field(empty)
+    _assert_message(e, empty)
+    for name in ("notes.txt", "fake.nc"):
+        text = tmp_path / name
+        text.write_text("time,lat,lon,sst\n1,2,3,4\n")
+        with pytest.raises(InputError, match="not a readable netCDF") as e:
+            open_field(text)
+        _assert_message(e, text)
+    good = write_netcdf(_dataset(values), tmp_path / "whole.nc")
+    cut = tmp_path / "cut.nc"
+    data = good.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as e:
+        open_field(cut)
+    _assert_message(e, cut)
+
+
+def test_netcdf3_truncated_fails_on_read(tmp_path, values):
+    good = tmp_path / "classic.nc"
+    _dataset(values).to_netcdf(good, format="NETCDF3_CLASSIC")
+    np.testing.assert_array_equal(open_field(good).values, values)
+    cut = tmp_path / "classic_cut.nc"
+    data = good.read_bytes()
+    cut.write_bytes(data[: len(data) - 400])
+    with pytest.raises(InputError) as e:
+        open_field(cut)
+    _assert_message(e, cut)
+    pytest.importorskip("scipy")
+    assert "not a readable netCDF" in str(e.value)  # the sizes are checked, not read as fill
+
+
+@pytest.mark.filterwarnings("ignore:Unable to decode time axis")  # a corrupted time unit
+@pytest.mark.parametrize("fmt", ["NETCDF4", "NETCDF3_CLASSIC"])
+def test_any_truncation_or_corruption_is_an_input_error(tmp_path, fmt):
+    """Fuzz: cut or corrupt a valid file anywhere; only InputError may come out."""
+    rng = np.random.default_rng(1)
+    good = tmp_path / "good.nc"
+    _dataset(rng.standard_normal((NT, NY, NX)).astype("f4")).to_netcdf(good, format=fmt)
+    data = good.read_bytes()
+    path = tmp_path / "bad.nc"
+    for cut, flip in zip(rng.integers(1, len(data), 25), rng.integers(0, len(data), 25)):
+        for blob in (data[:cut], data[:flip] + bytes([data[flip] ^ 0xFF]) + data[flip + 1 :]):
+            path.write_bytes(blob)
+            try:
+                open_field(path)
+            except InputError as exc:
+                assert str(path) in str(exc) and "\n" not in str(exc)
+
+
+def test_misspelled_variable_suggests_close_names(tmp_path, values):
+    path = write_netcdf(_dataset(values), tmp_path / "a.nc")
+    with pytest.raises(InputError) as e:
+        open_field(path, "SST_obs")
+    _assert_message(e, path, "'SST_obs'", "did you mean 'sst'")
+    with pytest.raises(InputError) as e:
+        open_field(path, "chlorophyll")
+    _assert_message(e, path, "'chlorophyll' not found", "variables: sst")
+
+
+def test_two_dimensional_and_no_3d_variable(tmp_path, values):
+    time, lat, lon = _coords()
+    ds = xr.Dataset({"mask": (("lat", "lon"), values[0])}, coords={"lat": lat, "lon": lon})
+    path = write_netcdf(ds, tmp_path / "flat.nc")
+    with pytest.raises(InputError) as e:
+        open_field(path, "mask")
+    _assert_message(e, path, "'mask'", "2 dims")
+    with pytest.raises(InputError) as e:
+        open_field(path)
+    _assert_message(e, path, "no 3-D", "mask (lat, lon)")
+
+
+def test_four_dims_is_refused(values):
+    four = xr.DataArray(np.stack([values, values], axis=1), dims=("time", "depth", "lat", "lon"), name="t4")
+    with pytest.raises(InputError) as e:
+        open_field(four)
+    _assert_message(e, "'t4'", "4 dims")
+
+
+@pytest.mark.parametrize(
+    "days, problem",
+    [([0, 1, 3, 2, 4], "not increasing"), ([0, 1, 1, 2, 3], "duplicate")],
+)
+def test_bad_time_axis(tmp_path, values, days, problem):
+    ds = _dataset(values).assign_coords(time=pd.Timestamp("2021-03-01") + pd.to_timedelta(days, "D"))
+    path = write_netcdf(ds, tmp_path / "time.nc")
+    with pytest.raises(InputError) as e:
+        open_field(path)
+    _assert_message(e, path, "'sst'", problem)
+
+
+def test_all_nan_and_constant_fields(tmp_path, values):
+    nan = write_netcdf(_dataset(np.full_like(values, np.nan)), tmp_path / "nan.nc")
+    with pytest.raises(InputError) as e:
+        open_field(nan)
+    _assert_message(e, nan, "'sst'", "all values are missing")
+    const = np.full_like(values, 7.5)
+    const[0, 0, 0] = np.nan
+    path = write_netcdf(_dataset(const), tmp_path / "const.nc")
+    with pytest.raises(InputError) as e:
+        open_field(path)
+    _assert_message(e, path, "'sst'", "constant", "7.5")
+    # Lazy input is checked too.
+    with pytest.raises(InputError, match="all values are missing"):
+        open_field(_dataset(np.full_like(values, np.nan)).sst.chunk({"time": 1}))
+
+
+def test_unrecognisable_dims(values):
+    with pytest.raises(InputError) as e:
+        open_field(xr.DataArray(values, name="blob"))
+    _assert_message(e, "'blob'", "dim_0", "lat=")
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------------
+
+
+def test_existing_file_is_kept_without_overwrite(tmp_path, values):
+    path = tmp_path / "out.nc"
+    path.write_bytes(b"precious")
+    with pytest.raises(InputError, match="already exists") as e:
+        write_netcdf(_dataset(values), path)
+    _assert_message(e, path)
+    assert path.read_bytes() == b"precious"
+    write_netcdf(_dataset(values), path, overwrite=True)
+    np.testing.assert_array_equal(open_field(path).values, values)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_failure_mid_write_leaves_no_partial_file(tmp_path, values, monkeypatch, existing):
+    path = tmp_path / "out.nc"
+    if existing:
+        path.write_bytes(b"old")
+
+    def broken(self, target, *args, **kwargs):
+        Path(target).write_bytes(b"CDF\x01 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", broken)
+    with pytest.raises(InputError, match="disk full") as e:
+        write_netcdf(_dataset(values), path, overwrite=True)
+    _assert_message(e, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["out.nc"] if existing else [])
+    if existing:
+        assert path.read_bytes() == b"old"
+
+
+def test_write_dataarray_attrs_and_encoding(tmp_path, values):
+    da = _dataset(values).sst.assign_attrs(options={"rank": 3}, fitted=True, note=None)
+    path = write_netcdf(da, tmp_path / "da.nc", encoding={"sst": {"complevel": 9}})
+    with xr.open_dataset(path) as back:
+        assert back.sst.encoding["complevel"] == 9 and back.sst.encoding["zlib"] is True
+        assert back.sst.attrs["fitted"] == 1
+        assert back.sst.attrs["options"] == '{"rank": 3}'
+        assert "note" not in back.sst.attrs
+    assert da.attrs["fitted"] is True  # the caller's object is untouched
+    with pytest.raises(InputError, match="folder"):
+        write_netcdf(da, tmp_path / "missing_dir" / "x.nc")

@@ -1,0 +1,163 @@
+"""MNIST IDX reader: exact round trips in both layouts, validation errors, the real test set."""
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from oceandl.datasets.mnist import (
+    MNISTDataset,
+    find_mnist_files,
+    load_mnist,
+    read_idx,
+)
+from oceandl.errors import InputError, MissingResourceError
+from oceandl.utils import data_root
+
+
+def idx_bytes(arr: np.ndarray, magic: int) -> bytes:
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_split(folder, images, labels, split="test", gz=True):
+    stems = {"test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+             "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")}[split]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, arr, magic in zip(stems, (images, labels), (2051, 2049)):
+        data = idx_bytes(arr, magic)
+        path = folder / (stem + (".gz" if gz else ""))
+        path.write_bytes(gzip.compress(data) if gz else data)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def digits():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 9, 9, 5], dtype=np.uint8)
+    return images, labels
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("layout", ["", "mnist", "MNIST/raw"])
+def test_round_trip_layouts(tmp_path, digits, gz, layout):
+    images, labels = digits
+    folder = tmp_path / layout if layout else tmp_path
+    write_split(folder, images, labels, "test", gz=gz)
+    x, y = load_mnist(tmp_path, "test")
+    assert x.dtype == np.uint8 and x.shape == (7, 28, 28)
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(x, images)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_train_split_and_missing_other_split(tmp_path, digits):
+    images, labels = digits
+    write_split(tmp_path, images[:3], labels[:3], "train", gz=False)
+    x, y = load_mnist(tmp_path, "train")
+    np.testing.assert_array_equal(y, labels[:3])
+    with pytest.raises(MissingResourceError) as err:
+        load_mnist(tmp_path, "test")
+    msg = str(err.value)
+    assert "t10k-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg
+    assert str(tmp_path / "MNIST" / "raw") in msg and "--download" in msg
+    assert "\n" not in msg
+
+
+def test_missing_is_input_error(tmp_path):
+    with pytest.raises(InputError):
+        find_mnist_files(tmp_path / "nowhere", "test")
+    with pytest.raises(InputError, match="split"):
+        find_mnist_files(tmp_path, "validation")
+
+
+def test_bad_magic_names_file(tmp_path, digits):
+    images, labels = digits
+    img, lbl = write_split(tmp_path, images, labels, gz=False)
+    # Swap the files' roles: images where labels are expected.
+    lbl.write_bytes(idx_bytes(labels, 2051))
+    with pytest.raises(InputError, match=r"t10k-labels-idx1-ubyte: bad IDX magic number 2051 \(expected 2049\)"):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_truncated_names_file(tmp_path, digits, gz):
+    images, labels = digits
+    img, _ = write_split(tmp_path, images, labels, gz=False)
+    data = idx_bytes(images, 2051)[:-100]
+    if gz:
+        img.unlink()
+        img = img.with_name(img.name + ".gz")
+        img.write_bytes(gzip.compress(data))
+    else:
+        img.write_bytes(data)
+    with pytest.raises(InputError, match=rf"{img.name}: truncated IDX data"):
+        load_mnist(tmp_path)
+
+
+def test_truncated_gzip_stream(tmp_path, digits):
+    images, labels = digits
+    img, _ = write_split(tmp_path, images, labels, gz=True)
+    img.write_bytes(img.read_bytes()[:200])
+    with pytest.raises(InputError, match=rf"{img.name}: corrupt or truncated gzip"):
+        load_mnist(tmp_path)
+
+
+def test_count_mismatch_and_header_checks(tmp_path, digits):
+    images, labels = digits
+    write_split(tmp_path, images, labels[:5], gz=False)
+    with pytest.raises(InputError, match="7 images but t10k-labels-idx1-ubyte has 5 labels"):
+        load_mnist(tmp_path)
+    short = tmp_path / "short"
+    short.write_bytes(b"\x00\x00\x08")
+    with pytest.raises(InputError, match="short: truncated IDX file"):
+        read_idx(short)
+    trailing = tmp_path / "trailing"
+    trailing.write_bytes(idx_bytes(labels, 2049) + b"\x00\x00")
+    with pytest.raises(InputError, match="2 unexpected bytes"):
+        read_idx(trailing, 2049)
+
+
+def test_dataset_samples(digits):
+    images, labels = digits
+    ds = MNISTDataset(images, labels.astype(np.int64))
+    assert len(ds) == 7 and ds.classes == [str(i) for i in range(10)]
+    s = ds[4]
+    assert s["image"].dtype == torch.float32 and s["image"].shape == (1, 28, 28)
+    assert s["label"].dtype == torch.int64 and s["label"].ndim == 0 and int(s["label"]) == 9
+    np.testing.assert_allclose(s["image"][0].numpy(), images[4] / 255.0, rtol=1e-6)
+    # A transform that writes in place must not corrupt the stored data.
+    ds.transform = lambda d: {**d, "image": d["image"].mul_(0)}
+    assert ds[4]["image"].sum() == 0
+    ds.transform = None
+    assert ds[4]["image"].sum() > 0
+    batch = torch.utils.data.default_collate([ds[i] for i in range(3)])
+    assert batch["image"].shape == (3, 1, 28, 28) and batch["label"].tolist() == [0, 1, 2]
+
+
+def test_dataset_from_root(tmp_path, digits):
+    images, labels = digits
+    write_split(tmp_path / "MNIST" / "raw", images, labels)
+    ds = MNISTDataset.from_root(tmp_path, "test")
+    np.testing.assert_array_equal(ds.targets, labels)
+
+
+def test_real_mnist_test_set():
+    root = data_root()
+    if root is None or not (root / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("real MNIST test set absent (set OCEANDL_DATA or provide ../shared/data/mnist)")
+    x, y = load_mnist(root, "test")
+    assert x.shape == (10000, 28, 28) and y.shape == (10000,)
+    counts = np.bincount(y, minlength=10)
+    assert counts.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert counts.sum() == 10000
+    assert x.min() == 0 and x.max() == 255
+    assert y[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first test digits
+    ds = MNISTDataset(x, y)
+    assert float(ds[0]["image"].max()) == 1.0 and int(ds[0]["label"]) == 7

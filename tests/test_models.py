@@ -1,0 +1,122 @@
+"""One generic test over the whole model registry, plus the models' specific contracts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from oceandl.errors import InputError, MissingResourceError
+from oceandl.models import MODELS, count_parameters, get_model, model_options, model_task
+
+HEAVY = {"vgg16", "alexnet", "inception_v3"}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_registry_forward_backward(name):
+    ctor = MODELS[name]
+    c, h, w = ctor.example_shape
+    torch.manual_seed(0)
+    if model_task(name) == "classification":
+        model = get_model(name, c, 7)
+        expect = (2, 7)
+    else:
+        model = get_model(name, c)
+        expect = (2, c, h, w)
+    x = torch.randn(2, c, h, w)
+    out = model(x)
+    assert tuple(out.shape) == expect
+    assert torch.isfinite(out).all()
+    out.float().pow(2).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+    assert count_parameters(model) > 0
+
+
+def test_unknown_model_and_option_errors():
+    with pytest.raises(InputError, match="unknown model 'nope'.*valid names: .*cnn"):
+        get_model("nope", 1, 10)
+    with pytest.raises(InputError, match="has no option 'depthh'"):
+        get_model("vgg", 1, 10, depthh=3)
+
+
+def test_course_mlp_is_784_512_256_10():
+    m = get_model("mlp", 1, 10)
+    linears = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(784, 512), (512, 256), (256, 10)]
+    drops = [l.p for l in m.modules() if isinstance(l, torch.nn.Dropout)]
+    assert drops == [0.2, 0.2]
+    assert count_parameters(m) == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+
+
+@pytest.mark.parametrize("size", [28, 64, 100])
+def test_vgg_resnet_cnn_work_on_28_and_larger(size):
+    for name in ("vgg", "resnet", "cnn"):
+        m = get_model(name, 1, 10, **({"input_size": size} if name == "vgg" else {}))
+        assert m(torch.randn(2, 1, size, size)).shape == (2, 10)
+
+
+def test_linear_ae_has_no_activation():
+    m = get_model("linear_ae", 1, latent=8)
+    kinds = {type(l).__name__ for l in m.modules()}
+    assert not kinds & {"ReLU", "Sigmoid", "Tanh"}
+    x = torch.randn(3, 1, 28, 28)
+    # linearity: f(a x + b y) - f(0) = a (f(x) - f(0)) + b (f(y) - f(0))
+    f0 = m(torch.zeros_like(x))
+    lhs = m(2 * x + 3 * x.flip(0)) - f0
+    rhs = 2 * (m(x) - f0) + 3 * (m(x.flip(0)) - f0)
+    assert torch.allclose(lhs, rhs, atol=1e-4)
+
+
+def test_denoising_option_only_in_training():
+    m = get_model("dense_ae", 1, noise_std=0.5)
+    x = torch.rand(4, 1, 28, 28)
+    m.eval()
+    assert torch.equal(m(x), m(x))
+    m.train()
+    torch.manual_seed(0)
+    a = m(x)
+    torch.manual_seed(1)
+    b = m(x)
+    assert not torch.equal(a, b)
+
+
+def test_transfer_first_conv_and_freeze():
+    m = get_model("resnet18", 1, 5, freeze="backbone")
+    assert m.net.conv1.in_channels == 1
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable == {"net.fc.weight", "net.fc.bias"}
+    m2 = get_model("resnet18", 1, 5, freeze="all_but_last")
+    t2 = {n.split(".")[1] for n, p in m2.named_parameters() if p.requires_grad}
+    assert t2 == {"layer4", "fc"}
+    m3 = get_model("vgg16", 1, 5, freeze="none")
+    assert all(p.requires_grad for p in m3.parameters())
+
+
+def test_transfer_missing_weights_says_where(tmp_path):
+    with pytest.raises(MissingResourceError, match="resnet18.*not found at .*put the file"):
+        get_model("resnet18", 1, 5, weights=tmp_path / "missing.pth")
+
+
+def test_transfer_loads_local_weights_and_adapts_conv(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    m = get_model("resnet18", 1, 3, weights=str(path))
+    # the 1-channel filter is the mean of the RGB filters times 3 / in_channels: the sum
+    assert torch.allclose(m.net.conv1.weight, ref.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(m.net.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
+    # the same weights through safetensors
+    from safetensors.torch import save_file
+
+    save_file(ref.state_dict(), str(tmp_path / "r.safetensors"))
+    m2 = get_model("resnet18", 1, 3, weights=str(tmp_path / "r.safetensors"))
+    assert torch.equal(m2.net.conv1.weight, m.net.conv1.weight)
+
+
+def test_model_options_lists_keywords():
+    opts = model_options("vgg")
+    assert opts["depth"] == 11 and "batch_norm" in opts
+    assert "backbone" not in model_options("resnet18")

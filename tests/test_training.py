@@ -1,0 +1,241 @@
+"""Training engine, checkpoints and classification metrics."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from oceandl.errors import CheckpointError, InputError
+from oceandl.metrics import classification_metrics
+from oceandl.models import get_model
+from oceandl.training import (TensorData, TrainConfig, evaluate_classifier, fit, load_checkpoint, predict,
+                              save_checkpoint, split_indices)
+from oceandl.training.checkpoint import flatten_state, unflatten_state
+
+FAST = dict(batch_size=32, progress=False, device="cpu")
+
+
+def _sets(digits):
+    x, y = digits
+    tr, va = split_indices(len(x), (0.75, 0.25), seed=0, stratify=y.numpy())
+    return TensorData(x[tr], y[tr]), TensorData(x[va], y[va])
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    y = np.repeat(np.arange(3), [50, 30, 20])
+    a = split_indices(100, (0.6, 0.2, 0.2), seed=1, stratify=y)
+    b = split_indices(100, (0.6, 0.2, 0.2), seed=1, stratify=y)
+    c = split_indices(100, (0.6, 0.2, 0.2), seed=2, stratify=y)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+    assert sorted(np.concatenate(a).tolist()) == list(range(100))
+    assert np.bincount(y[a[2]]).tolist() == [10, 6, 4]
+    with pytest.raises(InputError, match="sum to 1"):
+        split_indices(10, (0.5, 0.2))
+
+
+def test_fit_learns_and_keeps_best_on_validation(digits, tmp_path):
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=4, lr=3e-3, augment=("translate", "noise"), **FAST)
+    meta = dict(model_name="cnn", model_args=[1, 4], model_options={"channels": [8, 16]}, classes=list("abcd"))
+    res = fit(get_model("cnn", 1, 4, channels=(8, 16)), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta)
+    assert len(res.history) == 4
+    vals = [h["val_loss"] for h in res.history]
+    assert res.best_epoch == int(np.argmin(vals)) + 1
+    assert evaluate_classifier(res.model, val)["accuracy"] > 0.9
+    files = {p.name for p in (tmp_path / "ck").iterdir()}
+    assert {"weights.safetensors", "config.json", "log.csv", "curves.png", "training_state.json"} <= files
+    model, cfg_json = load_checkpoint(tmp_path / "ck")
+    assert cfg_json["classes"] == list("abcd") and cfg_json["best_epoch"] == res.best_epoch
+    x = val.x[:8]
+    assert torch.allclose(model(x), res.model.cpu()(x), atol=1e-5)
+
+
+def test_existing_output_is_refused_without_overwrite(digits, tmp_path):
+    train, val = _sets(digits)
+    (tmp_path / "ck").mkdir()
+    with pytest.raises(InputError, match="already exists"):
+        fit(get_model("mlp", 1, 4), train, val, TrainConfig(epochs=1, **FAST), out=tmp_path / "ck")
+
+
+def test_resume_is_bit_identical(digits, tmp_path):
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=4, lr=2e-3, augment=("rotate",), **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    torch.manual_seed(0)
+    full = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
+    torch.manual_seed(0)
+    fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, stop_after_epoch=2)
+    # resume with the full config: epochs 3 and 4 continue from the saved state
+    torch.manual_seed(123)  # a different global state must not matter
+    resumed = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, resume=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_l1_l2_penalties_shrink_weights(digits):
+    train, val = _sets(digits)
+    norms = {}
+    for l2 in (0.0, 0.1):
+        torch.manual_seed(0)
+        r = fit(get_model("mlp", 1, 4, hidden=(32,)), train, None, TrainConfig(epochs=5, lr=3e-3, l2=l2, **FAST))
+        norms[l2] = sum(float(p.detach().pow(2).sum()) for p in r.model.parameters() if p.ndim > 1)
+    assert norms[0.1] < 0.5 * norms[0.0]
+    torch.manual_seed(0)
+    r = fit(get_model("mlp", 1, 4, hidden=(32,)), train, None, TrainConfig(epochs=5, lr=3e-3, l1=1e-3, **FAST))
+    w = r.model.net[1].weight.detach().abs()
+    assert float((w < 1e-3).float().mean()) > 0.2  # L1 drives many weights towards zero
+
+
+def test_reconstruction_task_trains_autoencoder(digits):
+    x, _ = digits
+    data = TensorData(x)
+    with torch.no_grad():
+        before = float(torch.mean((get_model("dense_ae", 1, latent=8)(x) - x) ** 2))
+    torch.manual_seed(0)
+    r = fit(get_model("dense_ae", 1, latent=8), data, None, TrainConfig(epochs=8, lr=3e-3, **FAST),
+            task="reconstruction")
+    with torch.no_grad():
+        after = float(torch.mean((r.model(x) - x) ** 2))
+    assert after < 0.5 * before
+
+
+def test_early_stopping_stops(digits):
+    train, val = _sets(digits)
+    r = fit(get_model("mlp", 1, 4), train, val,
+            TrainConfig(epochs=30, lr=0.5, optimizer="sgd", early_stopping=2, scheduler="none", **FAST))
+    assert len(r.history) < 30
+
+
+def test_bad_config_is_input_error():
+    with pytest.raises(InputError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(InputError, match="unknown training option"):
+        TrainConfig().update(nope=1)
+    with pytest.raises(InputError, match="unknown augmentation"):
+        from oceandl.training import BatchAugment
+
+        BatchAugment(("warp",))
+
+
+def test_linear_ae_spans_pca_subspace():
+    from oceandl.pipelines.mnist import principal_angles
+
+    rng = np.random.default_rng(0)
+    # data with a clear 4-dimensional principal subspace in 64 dims
+    basis = np.linalg.qr(rng.normal(size=(64, 4)))[0]
+    z = rng.normal(size=(600, 4)) * np.array([5.0, 4.0, 3.0, 2.0])
+    data = z @ basis.T + 0.1 * rng.normal(size=(600, 64)) + 1.5
+    # the equivalence holds for centred data (uncentred, the mean direction captures a code unit)
+    data = data - data.mean(0)
+    x = torch.tensor(data, dtype=torch.float32).reshape(600, 1, 8, 8)
+    torch.manual_seed(0)
+    r = fit(get_model("linear_ae", 1, input_size=8, latent=4), TensorData(x), None,
+            TrainConfig(epochs=40, lr=1e-2, batch_size=64, progress=False, device="cpu"), task="reconstruction")
+    dec = r.model.decoder[0].weight.detach().numpy()
+    pcs = np.linalg.svd(data, full_matrices=False)[2][:4].T
+    ang = principal_angles(dec, pcs)
+    assert ang.max() < 3.0
+    # and a random subspace is far from it (the test can fail)
+    assert principal_angles(rng.normal(size=(64, 4)), pcs).max() > 45
+
+
+def test_checkpoint_refuses_pickles_and_mismatches(tmp_path):
+    torch.save({"a": torch.ones(2)}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(tmp_path / "model.pt")
+    (tmp_path / "renamed").write_bytes((tmp_path / "model.pt").read_bytes())
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(tmp_path / "renamed")
+    m = get_model("cnn", 1, 10, channels=(8, 16))
+    save_checkpoint(tmp_path / "ck", m, model_name="cnn", model_args=[1, 10], model_options={"channels": [8, 16]},
+                    task="classification")
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["model_args"] = [1, 5]  # a checkpoint claiming another number of classes
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not fit model 'cnn'.*head.*shape"):
+        load_checkpoint(tmp_path / "ck")
+    cfg["model"], cfg["model_args"] = "resnet", [1, 10]
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="cannot rebuild model 'resnet'.*no option 'channels'"):
+        load_checkpoint(tmp_path / "ck")
+    cfg["model_options"] = {}  # another architecture: the tensors do not match
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not fit model 'resnet'"):
+        load_checkpoint(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt JSON"):
+        load_checkpoint(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="already exists"):
+        save_checkpoint(tmp_path / "ck", m, model_name="cnn", model_options={}, task="classification")
+
+
+def test_checkpoint_task_check(tmp_path):
+    m = get_model("conv_ae", 1)
+    save_checkpoint(tmp_path / "ae", m, model_name="conv_ae", model_args=[1], model_options={}, task="reconstruction")
+    with pytest.raises(CheckpointError, match="reconstruction checkpoint.*classification"):
+        load_checkpoint(tmp_path / "ae", expect_task="classification")
+
+
+def test_flatten_state_roundtrip():
+    opt = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters())
+    opt.zero_grad()
+    state = {"opt": opt.state_dict(), "rng": torch.get_rng_state(), "t": (1, 2.5, "x"), "n": None}
+    tensors, meta = flatten_state(state)
+    back = unflatten_state(tensors, json.loads(json.dumps(meta)))
+    assert torch.equal(back["rng"], state["rng"]) and back["t"] == (1, 2.5, "x") and back["n"] is None
+    assert back["opt"]["param_groups"][0]["lr"] == opt.state_dict()["param_groups"][0]["lr"]
+
+
+def test_predict_tta_rotation_invariant_model_is_unchanged():
+    class Mean(torch.nn.Module):
+        def forward(self, x):
+            return torch.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], 1)
+
+    x = torch.rand(5, 1, 8, 8)
+    assert np.allclose(predict(Mean(), x, device="cpu"), predict(Mean(), x, device="cpu", tta=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_classification_metrics_match_sklearn(seed):
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    n, c = 300, 5
+    y = rng.integers(0, c, n)
+    logits = rng.normal(size=(n, c)) + 2.0 * np.eye(c)[y] * rng.random((n, 1))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    m = classification_metrics(y, p)
+    pred = p.argmax(1)
+    assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, pred))
+    assert m["macro_f1"] == pytest.approx(sk.f1_score(y, pred, average="macro", zero_division=0))
+    assert m["macro_precision"] == pytest.approx(sk.precision_score(y, pred, average="macro", zero_division=0))
+    assert m["macro_recall"] == pytest.approx(sk.recall_score(y, pred, average="macro", zero_division=0))
+    assert m["macro_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y, pred))
+    assert m["log_loss"] == pytest.approx(sk.log_loss(y, p, labels=list(range(c))))
+    assert m["top2_accuracy"] == pytest.approx(sk.top_k_accuracy_score(y, p, k=2, labels=list(range(c))))
+    assert np.array_equal(np.array(m["confusion_matrix"]), sk.confusion_matrix(y, pred, labels=list(range(c))))
+    per = sk.precision_recall_fscore_support(y, pred, labels=list(range(c)), zero_division=0)
+    for i in range(c):
+        pc = m["per_class"][str(i)]
+        assert (pc["precision"], pc["recall"], pc["f1"], pc["support"]) == pytest.approx(
+            (per[0][i], per[1][i], per[2][i], per[3][i]))
+
+
+def test_ece_perfectly_calibrated_and_overconfident():
+    from oceandl.metrics import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    conf = rng.uniform(0.5, 1.0, n)
+    correct = rng.random(n) < conf  # calibrated by construction
+    y = np.where(correct, 0, 1)
+    p = np.stack([conf, 1 - conf], 1)
+    assert expected_calibration_error(y, p)[0] < 0.02
+    over = np.stack([np.full(n, 0.99), np.full(n, 0.01)], 1)
+    y2 = (rng.random(n) < 0.3).astype(int)  # right 70 % of the time at 99 % confidence
+    assert expected_calibration_error(y2, over)[0] == pytest.approx(0.29, abs=0.02)
