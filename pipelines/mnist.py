@@ -39,6 +39,12 @@ class MNISTConfig:
     latent: int = 16
     val_fraction: float = 0.1
     augment: tuple[str, ...] = ("translate", "rotate", "scale")
+    translate: float = 0.08
+    degrees: float = 8.0
+    scale: float = 0.08
+    cnn_channels: tuple[int, ...] = (16, 32)
+    resnet_width: int = 16
+    resnet_blocks: tuple[int, ...] = (1, 1, 1)
 
 
 def load_mnist_splits(root: str | Path | None, seed: int = 0, fast: bool = False, log=print):
@@ -105,10 +111,16 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
         task = model_task(name)
         opts = {} if task == "classification" else {"latent": cfg.latent}
         if name == "conv_ae":
-            # a (latent_channels, 7, 7) code: pick channels so the code size is close to `latent`
-            opts = {"latent_channels": max(1, round(cfg.latent / 49)), "width": 16}
+            # a dense bottleneck of `latent` units: compares with PCA(latent) at the same code size
+            opts = {"latent": cfg.latent, "input_size": 28, "width": 16, "latent_channels": 8}
         if name == "linear_ae":
             opts = {"latent": cfg.latent}
+        if name == "mlp":
+            opts = {}
+        if name == "cnn":
+            opts = {"channels": cfg.cnn_channels, "hidden": 64}
+        if name == "resnet":
+            opts = {"width": cfg.resnet_width, "blocks": cfg.resnet_blocks}
         if cfg.fast:
             opts.update({"mlp": {"hidden": (64,)}, "cnn": {"channels": (8, 16), "hidden": 32},
                          "resnet": {"blocks": (1, 1), "width": 8}}.get(name, {}))
@@ -117,7 +129,8 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
         epochs = 1 if cfg.fast else (cfg.epochs if task == "classification" else cfg.ae_epochs)
         tcfg = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                            device=ctx.device, progress=ctx.progress, scheduler="onecycle",
-                           augment=cfg.augment if task == "classification" and name != "mlp" else (),
+                           augment=cfg.augment if task == "classification" else (),
+                           translate=cfg.translate, degrees=cfg.degrees, scale=cfg.scale,
                            weight_decay=1e-4 if task == "classification" else 0.0)
         if name == "linear_ae":
             tcfg = tcfg.update(scheduler="cosine", lr=5e-3)

@@ -89,12 +89,15 @@ class ConvAE(_AEBase):
     """Fully convolutional auto-encoder: ``depth`` stride-2 stages down, transposed convs up.
 
     Works on any H, W divisible by ``2**depth``; the code is (N, latent_channels, H/2**depth, W/2**depth).
+    With ``latent=k`` (and ``input_size``) a dense bottleneck makes the code a k-vector, so the
+    model compares with PCA(k) at the same code size.
     """
 
     example_shape = (1, 28, 28)
 
     def __init__(self, in_channels: int = 1, out_channels: int | None = None, *, width: int = 32, depth: int = 2,
-                 latent_channels: int = 8, output: str = "sigmoid", noise_std: float = 0.0):
+                 latent_channels: int = 8, output: str = "sigmoid", noise_std: float = 0.0,
+                 latent: int | None = None, input_size=None):
         super().__init__()
         out_channels = out_channels or in_channels
         self.noise_std = noise_std
@@ -115,9 +118,21 @@ class ConvAE(_AEBase):
             dec.append(nn.Sigmoid())
         self.encoder = nn.Sequential(*enc)
         self.decoder = nn.Sequential(*dec)
+        self.bottleneck = None
+        if latent:
+            if input_size is None:
+                raise ValueError("ConvAE(latent=k) needs input_size=(H, W)")
+            h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+            self.code_shape = (latent_channels, h // 2**depth, w // 2**depth)
+            n = latent_channels * self.code_shape[1] * self.code_shape[2]
+            self.bottleneck = nn.ModuleDict({"down": nn.Linear(n, latent), "up": nn.Linear(latent, n)})
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        """(N, C, H, W) -> code (N, latent_channels, h, w), or (N, latent) with a bottleneck."""
+        z = self.encoder(x)
+        return self.bottleneck["down"](z.flatten(1)) if self.bottleneck is not None else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        if self.bottleneck is not None:
+            z = torch.relu(self.bottleneck["up"](z)).view(z.shape[0], *self.code_shape)
         return self.decoder(z)

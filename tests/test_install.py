@@ -1,0 +1,45 @@
+"""The package installs as a wheel into a fresh virtual environment and its console script runs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_installs_in_fresh_venv_and_cli_runs(tmp_path):
+    # --system-site-packages: the heavy dependencies (torch ...) come from the host, so no network
+    # is needed; oceandl itself is installed from a wheel built from this checkout.
+    wheel_dir = tmp_path / "dist"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(wheel_dir), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheels = list(wheel_dir.glob("oceandl-*.whl"))
+    assert len(wheels) == 1
+    import zipfile
+
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    tops = {n.split("/")[0] for n in names if not n.startswith("oceandl-")}
+    assert tops == {"oceandl"}, f"only the oceandl import name may be installed, got {tops}"
+    assert "oceandl/datasets/__init__.py" in names and "oceandl/cli/main.py" in names
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    inst = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
+                           str(wheels[0])], capture_output=True, text=True, timeout=300)
+    if inst.returncode != 0 and "no such option: --python" in inst.stderr:
+        pytest.skip("pip too old for --python")
+    assert inst.returncode == 0, inst.stderr[-2000:]
+    out = subprocess.run([str(env_dir / "bin" / "oceandl"), "--version"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("oceandl, version ")
+    # the installed package is the one in the venv, not the checkout
+    where = subprocess.run([str(py), "-c", "import oceandl.cli, oceandl.datasets; print(oceandl.datasets.__file__)"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert where.returncode == 0, where.stderr
+    assert str(env_dir) in where.stdout
