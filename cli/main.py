@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -32,7 +33,10 @@ class OceandlGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                # warnings (skipped files, dropped classes, resized images) as one line each
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except OceanDLError as exc:
@@ -48,12 +52,26 @@ class OceandlGroup(click.Group):
             raise _Failure(f"{type(exc).__name__}: {msg} (set OCEANDL_DEBUG=1 for the traceback)", 1) from None
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = str(message).strip().splitlines()
+    click.echo(f"warning: {text[0] if text else category.__name__}", err=True)
+
+
+def _check_device(ctx, param, value):
+    """Refuse an unavailable device before any work (reading data, making --demo data)."""
+    if value and value != "auto" and not ctx.resilient_parsing:
+        from oceandl.utils import resolve_device
+
+        resolve_device(value)
+    return value
+
+
 def common(f=None, *, output: str | None = "output file", seed: bool = True, device: bool = True):
     """Add the shared options: -o/--output, --overwrite, --seed, --device."""
 
     def deco(fn):
         if device:
-            fn = click.option("--device", default="auto", show_default=True,
+            fn = click.option("--device", default="auto", show_default=True, callback=_check_device,
                               type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute.")(fn)
         if seed:
             fn = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")(fn)
@@ -161,22 +179,22 @@ def train():
 
 
 def _open_labelled(data: Path, size, channels, on_error):
-    from oceandl.datasets import open_image_dataset
+    from oceandl.datasets.images import open_image_dataset
     from oceandl.datasets.mnist import MNISTDataset, find_mnist_files
 
     if data.is_dir():
-        try:
-            find_mnist_files(data, "test")
-            is_mnist = True
-        except InputError:
-            is_mnist = False
-        if is_mnist:
+        splits = []
+        for split in ("train", "test"):
+            try:
+                find_mnist_files(data, split)
+                splits.append(split)
+            except InputError:
+                pass
+        if splits:
             from oceandl.datasets.mnist import load_mnist
 
-            try:
-                x, y = load_mnist(data, "train")
-            except InputError:
-                x, y = load_mnist(data, "test")
+            # the training split when present; a corrupt file is an error, never a silent fallback
+            x, y = load_mnist(data, splits[0])
             return MNISTDataset(x, y)
         return open_image_dataset(data, size=size, channels=channels, on_error=on_error)
     return open_image_dataset(data)
@@ -247,7 +265,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                       augment=tuple(a for a in augment.split(",") if a), progress=not quiet)
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing={"intensity": intensity, "normalize": normalize},
-                           model_options=_kv(options), figures=None)
+                           model_options=_kv(options), figures=output)
     t = res["test"]
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "
           f"split {res['split_sizes']}")
@@ -311,7 +329,7 @@ def _classify_demo(seed, device, quiet):
     import tempfile
 
     from oceandl.datasets.synthetic_images import make_sar_vignettes
-    from oceandl.datasets import open_image_dataset
+    from oceandl.datasets.images import open_image_dataset
     from oceandl.training import TrainConfig
     from oceandl.training.classifier import train_classifier
 

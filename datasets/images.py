@@ -77,9 +77,8 @@ TENGEOP_CLASSES = {
     "O": "Oceanic Front",
 }
 
-# PIL modes -> number of bands after our conversion (alpha dropped, palette expanded to RGB).
-_PIL_BANDS = {"1": 1, "L": 1, "LA": 1, "I": 1, "F": 1, "P": 3, "RGB": 3, "RGBA": 3, "CMYK": 3, "YCbCr": 3}
-
+# PIL modes read as one band; every other mode is converted to RGB (alpha dropped).
+_PIL_GREY = ("1", "L", "LA", "F")
 
 class _Unreadable(Exception):
     """Internal: a file that cannot be read; str() is the reason."""
@@ -89,11 +88,7 @@ class _Unreadable(Exception):
 # Reading single files
 # --------------------------------------------------------------------------------------------
 def _pil_bands(mode: str) -> int:
-    if mode.startswith("I;16") or mode.startswith("I"):
-        return 1
-    if mode not in _PIL_BANDS:
-        raise _Unreadable(f"unsupported PIL image mode {mode}")
-    return _PIL_BANDS[mode]
+    return 1 if mode in _PIL_GREY or mode.startswith("I") else 3
 
 
 def _probe(path: Path, full: bool) -> tuple[int, int, int]:
@@ -173,10 +168,10 @@ def _read_pil(path: Path) -> np.ndarray:
 
     with Image.open(path) as img:
         mode = img.mode
-        if mode in ("P", "RGBA", "CMYK", "YCbCr"):
-            img = img.convert("RGB")
-        elif mode == "LA":
+        if mode == "LA":
             img = img.convert("L")
+        elif _pil_bands(mode) == 3 and mode != "RGB":
+            img = img.convert("RGB")  # palette, RGBA, CMYK, YCbCr, ...
         arr = np.asarray(img)
     if mode == "I" or (mode.startswith("I;16")):
         # 16-bit grey PNG/TIFF: PIL may hand it out as int32 'I'; scale by the 16-bit range.
@@ -592,6 +587,12 @@ class TenGeoPDataset(_FileImageDataset):
                 return path, table
         return None, {}
 
+    def load(self, index: int) -> torch.Tensor:
+        """Band 1 of vignette ``index`` (all bands when ``channels`` is None), float32 ``(C, H, W)``."""
+        arr = read_image(self.files[index])
+        arr = arr[:1] if self.channels == 1 else _convert_channels(arr, self.channels, str(self.files[index]))
+        return _fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
+
     def metadata(self, index: int) -> dict:
         """``{"latitude", "longitude", "time"}`` of sample ``index`` (empty dict when unknown)."""
         return dict(self._meta.get(self.files[index].stem, {}))
@@ -631,6 +632,9 @@ class ImageFolderDataset(_FileImageDataset):
     root
         Folder of class folders. A ``train/`` sub-folder holding the class folders (Kaggle NDSB) or a
         single wrapping folder is descended into. Images are found recursively inside each class.
+    classes
+        Fixed class names (label = position), e.g. a trained model's, for a test folder: folders of
+        other names are an error, missing ones a warning. ``None``: the sorted folder names.
     channels
         1 or 3 converts every image (grey = ITU-R 601 luma; RGB = grey repeated); ``None`` keeps the
         band count when all files agree, else 3 when any file is colour, else 1.
@@ -650,7 +654,8 @@ class ImageFolderDataset(_FileImageDataset):
     Attributes
     ----------
     classes : list[str]
-        Class folder names, sorted (label = index); empty folders dropped with a warning.
+        Class folder names, sorted (label = index); empty folders dropped with a warning
+        (unless ``classes`` was given).
     targets : numpy.ndarray
         ``int64 (N,)``.
     files : list[Path]
@@ -663,6 +668,7 @@ class ImageFolderDataset(_FileImageDataset):
         self,
         root: str | os.PathLike,
         *,
+        classes: Sequence[str] | None = None,
         channels: int | None = None,
         size: int | tuple[int, int] | None = None,
         fit: str = "stretch",
@@ -673,26 +679,38 @@ class ImageFolderDataset(_FileImageDataset):
         root = _check_dir(root)
         self.root = _class_root(root)
         subs = sorted(d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        classes, files, labels, empty = [], [], [], []
+        if classes is not None:
+            # Fixed class list (e.g. a trained model's): labels follow it; absent classes are kept.
+            fixed = list(classes)
+            unknown = [d.name for d in subs if d.name not in fixed and _has_images(d)]
+            if unknown:
+                raise InputError(f"{self.root}: class folder(s) {', '.join(unknown)} not among the classes {fixed}")
+            subs = [self.root / c for c in fixed if (self.root / c).is_dir()]
+        found_classes, files, labels, empty = [], [], [], []
         for d in subs:
             found = _images_in(d)
             if not found:
                 empty.append(d.name)
                 continue
             files += found
-            labels += [len(classes)] * len(found)
-            classes.append(d.name)
-        if not classes:
+            labels += [fixed.index(d.name) if classes is not None else len(found_classes)] * len(found)
+            found_classes.append(d.name)
+        if not found_classes:
             loose = any(_is_image(p) for p in self.root.iterdir())
             hint = " (images lie directly in it: use ImageFilesDataset for unlabelled images)" if loose else ""
             hint += f" (empty: {', '.join(empty)})" if empty else ""
             raise InputError(f"{self.root}: no class sub-folders with images (expected <class>/*.png|jpg|tif){hint}")
-        if empty:
+        if classes is not None:
+            absent = [c for c in fixed if c not in found_classes]
+            if absent:
+                warnings.warn(f"{self.root}: no images for class(es) {', '.join(absent)}", stacklevel=2)
+            found_classes = fixed
+        elif empty:
             warnings.warn(f"{self.root}: dropped empty class folder(s): {', '.join(empty)}", stacklevel=2)
         super().__init__(
             files,
             labels,
-            classes,
+            found_classes,
             channels=channels,
             size=size,
             fit=fit,
@@ -828,7 +846,9 @@ class NetCDFImageDataset(Dataset):
             raise InputError(f"{where}: no variable {var!r} (variables: {', '.join(map(str, ds.variables))})")
         da = ds[var]
         if da.ndim not in (3, 4):
-            raise InputError(f"{where}: variable {var!r} has dims {da.dims}; expected (sample, y, x) or (sample, channel, y, x)")
+            raise InputError(
+                f"{where}: variable {var!r} has dims {da.dims}; expected (sample, y, x) or (sample, channel, y, x)"
+            )
         images = np.asarray(da.values, dtype=np.float32)
         if images.ndim == 3:
             images = images[:, None]
@@ -852,7 +872,8 @@ class NetCDFImageDataset(Dataset):
         if label_var is None:
             return np.full(n, -1, dtype=np.int64), []
         if label_var not in ds.variables:
-            raise InputError(f"{where}: no label variable {label_var!r} (variables: {', '.join(map(str, ds.variables))})")
+            names = ", ".join(map(str, ds.variables))
+            raise InputError(f"{where}: no label variable {label_var!r} (variables: {names})")
         lab = ds[label_var]
         if lab.dims != (da.dims[0],):
             raise InputError(f"{where}: label {label_var!r} has dims {lab.dims}; expected ({da.dims[0]},)")

@@ -139,11 +139,12 @@ def _sar_pattern(code: str, rng: np.random.Generator, n: int) -> np.ndarray:
                 ring = np.exp(-(((d - 1.5 * r) / (0.35 * r)) ** 2))
                 m = m * (1 - 0.3 * ring)
     elif code == "J":  # biological slicks: thin dark meandering filaments (level sets of a smooth field)
-        m = m * (1 + 0.08 * _oriented(rng, n, rng.uniform(100, 400) / (FOOTPRINT_M / n), rng.uniform(0, np.pi), 0.15, 0.3))
+        wl = rng.uniform(100, 400) / (FOOTPRINT_M / n)  # a little swell under the slicks
+        m = m * (1 + 0.08 * _oriented(rng, n, wl, rng.uniform(0, np.pi), 0.15, 0.3))
         for _ in range(rng.integers(1, 3)):
             f = _lowpass(rng, n, rng.uniform(20, 40) * s)
             lvl = rng.uniform(-0.6, 0.6)
-            fil = np.exp(-(((f - lvl) / rng.uniform(0.06, 0.12)) ** 2))
+            fil = np.exp(-(((f - lvl) / rng.uniform(0.12, 0.22)) ** 2))
             m = m * (1 - rng.uniform(0.6, 0.85) * fil)
     elif code == "K":  # sea ice: bright floes (Voronoi cells) separated by dark leads
         k = rng.integers(5, 16)
@@ -340,7 +341,8 @@ def _plankton_shape(name: str, rng: np.random.Generator, u: np.ndarray, v: np.nd
     if name == "copepod":  # oval prosome, thin urosome, two long antennae swept back
         a, b = rng.uniform(0.17, 0.24), rng.uniform(0.07, 0.1)
         m = _ellipse(u, v, 0.05, 0, a, b, e)
-        m = np.maximum(m, _line(u, v, (0.05 - a, 0), (0.05 - a - rng.uniform(0.12, 0.2), 0), rng.uniform(0.03, 0.045), e))
+        tail = (0.05 - a - rng.uniform(0.12, 0.2), 0)
+        m = np.maximum(m, _line(u, v, (0.05 - a, 0), tail, rng.uniform(0.03, 0.045), e))
         head = 0.05 + 0.8 * a
         for sgn in (-1, 1):
             ang = np.radians(rng.uniform(95, 150))

@@ -234,8 +234,9 @@ class SpeckleNoise:
     def __call__(self, sample: dict) -> dict:
         x = sample["image"]
         L = _uniform(*self.looks)
-        # torch._standard_gamma draws from the global torch generator.
-        g = torch._standard_gamma(torch.full_like(x, L)) / L
+        # Gamma(shape=L, rate=L): mean 1, variance 1/L; sampled from the global torch generator.
+        L_t = torch.tensor(L, dtype=x.dtype)
+        g = torch.distributions.Gamma(L_t, L_t).sample(x.shape)
         return _with_image(sample, x * g)
 
 

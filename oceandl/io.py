@@ -231,7 +231,10 @@ def _open_path(path: Path) -> xr.Dataset:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
     with open(path, "rb") as fh:
-        magic = fh.read(4)
+        head = fh.read(8)
+    magic = head[:4]
+    # netCDF-3 starts with "CDF" + version; netCDF-4 is HDF5 (signature at 0, or after a user block).
+    signed = magic in (b"CDF\x01", b"CDF\x02", b"CDF\x05") or _has_hdf5_signature(path, head)
     engines: list[str | None] = [None]
     if magic in (b"CDF\x01", b"CDF\x02"):
         # netCDF-C reads past the end of a truncated classic file as fill values; scipy's
@@ -246,8 +249,24 @@ def _open_path(path: Path) -> xr.Dataset:
             scipy_missing = isinstance(exc, ImportError) or "unrecognized engine" in str(exc)
             if engine == "scipy" and scipy_missing:
                 continue
-            raise InputError(f"{path}: not a readable netCDF file ({_one_line(exc)})") from exc
+            if not signed:
+                raise InputError(
+                    f"{path}: not a netCDF file (no netCDF-3 or netCDF-4/HDF5 signature; starts with {head[:8]!r})"
+                ) from exc
+            raise InputError(f"{path}: not a readable netCDF file, truncated or corrupt ({_one_line(exc)})") from exc
     raise InputError(f"{path}: not a readable netCDF file")
+
+
+def _has_hdf5_signature(path: Path, head: bytes) -> bool:
+    sig = b"\x89HDF\r\n\x1a\n"
+    if head.startswith(sig):
+        return True
+    with open(path, "rb") as fh:  # user blocks of 512, 1024, 2048... bytes
+        for off in (512, 1024, 2048, 4096):
+            fh.seek(off)
+            if fh.read(8) == sig:
+                return True
+    return False
 
 
 def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray:

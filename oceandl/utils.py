@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import random
+import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,12 +15,13 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, OceanDLError
 
 __all__ = [
     "seed_everything",
     "resolve_device",
     "atomic_path",
+    "clean_stale_parts",
     "check_output_path",
     "provenance",
     "git_commit",
@@ -69,35 +72,106 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return path
 
 
+def _tmp_tag() -> str:
+    """``host-pid``: which process owns a temporary name (stale ones are cleaned by that host)."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", platform.node() or "host")[:40]
+    return f"{host}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but is someone else's (or unknown): leave its files alone
+    return True
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def clean_stale_parts(path: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of ``path`` left by killed writers of this host; return them.
+
+    :func:`atomic_path` names its temporaries ``.<name>.<host>-<pid>-<random>.part`` (and
+    ``.old`` for the previous folder while it is swapped out). Only entries whose host is this
+    machine and whose process is gone are removed, so a writer still running (here or on
+    another node of a shared file system) keeps its files.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    host = _tmp_tag().rsplit("-", 1)[0]
+    pat = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(host)}-(\d+)-[^.]*\.(part|old)$")
+    removed = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = pat.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            _remove(p)
+            removed.append(p)
+    return removed
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
-    A failure (or a kill) mid-write leaves any existing ``path`` untouched and no partial file.
-    Works for files and folders (the temporary name is a fresh name in the same folder, so the
-    final rename is atomic on POSIX file systems).
+    The temporary is ``.<name>.<host>-<pid>-<random>.part`` in the target folder (same file
+    system, so the final rename is atomic). An exception in the block removes it and leaves any
+    existing ``path`` untouched. A kill (SIGKILL, node failure) mid-write also leaves ``path``
+    untouched, but the ``.part`` stays behind; the next ``atomic_path`` on the same target
+    removes such leftovers of dead processes of this host (:func:`clean_stale_parts`).
+
+    Files replace files with ``os.replace``. A folder is swapped in with one atomic
+    ``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere the old folder is first renamed to
+    ``.<name>.<host>-<pid>-<random>.old`` (so a kill between the two renames loses nothing).
     """
     path = check_output_path(path, overwrite)
     parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
+    clean_stale_parts(path)
+    stem = f".{path.name}.{_tmp_tag()}-"
+    fd, tmp = tempfile.mkstemp(prefix=stem, suffix=".part", dir=parent)
     os.close(fd)
     os.unlink(tmp)  # the writer creates it (file or folder)
     tmp = Path(tmp)
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
-            import shutil
-
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if not (tmp.exists() or tmp.is_symlink()):
+            raise OceanDLError(f"{path}: nothing was written")
+        old_is_dir = path.is_dir() and not path.is_symlink()
+        if old_is_dir or (tmp.is_dir() and path.exists()):
+            if not _exchange(tmp, path):
+                old = tmp.with_name(tmp.name[: -len(".part")] + ".old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                tmp = old
+            # tmp now holds the previous output; the finally clause removes it
+        else:
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            if tmp.is_dir():
-                import shutil
-
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
 
 
 def git_commit(start: str | os.PathLike | None = None) -> str | None:

@@ -252,7 +252,8 @@ def test_geotiff_multiband_and_integer_scaling(tmp_path):
     rgb = np.stack([np.full((4, 4), v, np.uint8) for v in (10, 20, 30)])
     write_tiff(tmp_path / "rgb.tif", rgb)
     assert read_image(tmp_path / "rgb.tif").shape == (3, 4, 4)
-    np.testing.assert_allclose(read_image(tmp_path / "rgb.tif", channels=1), (0.299 * 10 + 0.587 * 20 + 0.114 * 30) / 255, rtol=1e-5)
+    luma = (0.299 * 10 + 0.587 * 20 + 0.114 * 30) / 255
+    np.testing.assert_allclose(read_image(tmp_path / "rgb.tif", channels=1), luma, rtol=1e-5)
 
 
 def test_netcdf_stack_int_string_and_flag_labels(tmp_path):
@@ -387,3 +388,14 @@ def test_speckle_statistics():
         assert len(match) == 1
         shifts.add(match[0])
     assert len(shifts) > 1
+
+
+def test_fixed_class_list(plankton):
+    root, _, _ = plankton
+    with pytest.warns(UserWarning, match="no images for class.*radiolarian"):
+        ds = ImageFolderDataset(root, classes=["diatom", "radiolarian", "copepod"], channels=1, size=8)
+    assert ds.classes == ["diatom", "radiolarian", "copepod"]
+    assert ds.targets.tolist() == [0, 0, 2, 2]
+    assert [p.name for p in ds.files] == ["d1.png", "d2.jpg", "c1.png", "c2.png"]
+    with pytest.raises(InputError, match="class folder.*diatom not among"):
+        ImageFolderDataset(root, classes=["copepod"])

@@ -15,7 +15,6 @@ from oceandl.datasets.mnist import (
     read_idx,
 )
 from oceandl.errors import InputError, MissingResourceError
-from oceandl.utils import data_root
 
 
 def idx_bytes(arr: np.ndarray, magic: int) -> bytes:
@@ -37,7 +36,7 @@ def write_split(folder, images, labels, split="test", gz=True):
 
 
 @pytest.fixture
-def digits():
+def idx_digits():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8)
     labels = np.array([0, 1, 2, 3, 9, 9, 5], dtype=np.uint8)
@@ -46,8 +45,8 @@ def digits():
 
 @pytest.mark.parametrize("gz", [True, False])
 @pytest.mark.parametrize("layout", ["", "mnist", "MNIST/raw"])
-def test_round_trip_layouts(tmp_path, digits, gz, layout):
-    images, labels = digits
+def test_round_trip_layouts(tmp_path, idx_digits, gz, layout):
+    images, labels = idx_digits
     folder = tmp_path / layout if layout else tmp_path
     write_split(folder, images, labels, "test", gz=gz)
     x, y = load_mnist(tmp_path, "test")
@@ -57,8 +56,8 @@ def test_round_trip_layouts(tmp_path, digits, gz, layout):
     np.testing.assert_array_equal(y, labels)
 
 
-def test_train_split_and_missing_other_split(tmp_path, digits):
-    images, labels = digits
+def test_train_split_and_missing_other_split(tmp_path, idx_digits):
+    images, labels = idx_digits
     write_split(tmp_path, images[:3], labels[:3], "train", gz=False)
     x, y = load_mnist(tmp_path, "train")
     np.testing.assert_array_equal(y, labels[:3])
@@ -77,8 +76,8 @@ def test_missing_is_input_error(tmp_path):
         find_mnist_files(tmp_path, "validation")
 
 
-def test_bad_magic_names_file(tmp_path, digits):
-    images, labels = digits
+def test_bad_magic_names_file(tmp_path, idx_digits):
+    images, labels = idx_digits
     img, lbl = write_split(tmp_path, images, labels, gz=False)
     # Swap the files' roles: images where labels are expected.
     lbl.write_bytes(idx_bytes(labels, 2051))
@@ -87,8 +86,8 @@ def test_bad_magic_names_file(tmp_path, digits):
 
 
 @pytest.mark.parametrize("gz", [True, False])
-def test_truncated_names_file(tmp_path, digits, gz):
-    images, labels = digits
+def test_truncated_names_file(tmp_path, idx_digits, gz):
+    images, labels = idx_digits
     img, _ = write_split(tmp_path, images, labels, gz=False)
     data = idx_bytes(images, 2051)[:-100]
     if gz:
@@ -101,16 +100,16 @@ def test_truncated_names_file(tmp_path, digits, gz):
         load_mnist(tmp_path)
 
 
-def test_truncated_gzip_stream(tmp_path, digits):
-    images, labels = digits
+def test_truncated_gzip_stream(tmp_path, idx_digits):
+    images, labels = idx_digits
     img, _ = write_split(tmp_path, images, labels, gz=True)
     img.write_bytes(img.read_bytes()[:200])
     with pytest.raises(InputError, match=rf"{img.name}: corrupt or truncated gzip"):
         load_mnist(tmp_path)
 
 
-def test_count_mismatch_and_header_checks(tmp_path, digits):
-    images, labels = digits
+def test_count_mismatch_and_header_checks(tmp_path, idx_digits):
+    images, labels = idx_digits
     write_split(tmp_path, images, labels[:5], gz=False)
     with pytest.raises(InputError, match="7 images but t10k-labels-idx1-ubyte has 5 labels"):
         load_mnist(tmp_path)
@@ -124,8 +123,8 @@ def test_count_mismatch_and_header_checks(tmp_path, digits):
         read_idx(trailing, 2049)
 
 
-def test_dataset_samples(digits):
-    images, labels = digits
+def test_dataset_samples(idx_digits):
+    images, labels = idx_digits
     ds = MNISTDataset(images, labels.astype(np.int64))
     assert len(ds) == 7 and ds.classes == [str(i) for i in range(10)]
     s = ds[4]
@@ -141,23 +140,21 @@ def test_dataset_samples(digits):
     assert batch["image"].shape == (3, 1, 28, 28) and batch["label"].tolist() == [0, 1, 2]
 
 
-def test_dataset_from_root(tmp_path, digits):
-    images, labels = digits
+def test_dataset_from_root(tmp_path, idx_digits):
+    images, labels = idx_digits
     write_split(tmp_path / "MNIST" / "raw", images, labels)
     ds = MNISTDataset.from_root(tmp_path, "test")
     np.testing.assert_array_equal(ds.targets, labels)
 
 
-def test_real_mnist_test_set():
-    root = data_root()
-    if root is None or not (root / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip("real MNIST test set absent (set OCEANDL_DATA or provide ../shared/data/mnist)")
+def test_real_mnist_test_set(mnist_root):
+    root = mnist_root  # skips with the reason when the real files are absent
     x, y = load_mnist(root, "test")
     assert x.shape == (10000, 28, 28) and y.shape == (10000,)
     counts = np.bincount(y, minlength=10)
     assert counts.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert counts.sum() == 10000
     assert x.min() == 0 and x.max() == 255
-    assert y[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first test digits
+    assert y[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first test idx_digits
     ds = MNISTDataset(x, y)
     assert float(ds[0]["image"].max()) == 1.0 and int(ds[0]["label"]) == 7

@@ -14,6 +14,7 @@ from .base import Interpolator
 from .climatology import Climatology
 from .dineof import DINEOF
 from .eof import EOF, EOFInterpolator, eof
+from .neural import ConvAEInterpolator, ResAEInterpolator, SMPUnetInterpolator, UNetInterpolator
 
 __all__ = [
     "Interpolator", "Climatology", "EOFInterpolator", "DINEOF", "EOF", "eof",
@@ -24,6 +25,10 @@ METHODS: dict[str, type[Interpolator]] = {
     "climatology": Climatology,
     "eof": EOFInterpolator,
     "dineof": DINEOF,
+    "convae": ConvAEInterpolator,
+    "unet": UNetInterpolator,
+    "resae": ResAEInterpolator,
+    "smp_unet": SMPUnetInterpolator,
 }
 
 

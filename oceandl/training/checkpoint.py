@@ -63,14 +63,21 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
     return Path(path)
 
 
+def _is_pickle(path: Path) -> bool:
+    """A pickle (protocol 2+) or torch zip archive, told from safetensors (8-byte size, then '{')."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) == 9 and head[8:9] == b"{":
+        return False
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") or head[:4] == b"PK\x03\x04"
+
+
 def _check_folder(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_file():
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-        if path.suffix in _PICKLE_SUFFIXES or head[:1] == b"\x80" or head == b"PK\x03\x04":
+        if path.suffix in _PICKLE_SUFFIXES or _is_pickle(path):
             raise CheckpointError(
                 f"{path}: refused, this is a pickle-based file (loading it could run arbitrary code); "
                 "oceandl checkpoints are folders with weights.safetensors + config.json")
@@ -80,7 +87,15 @@ def _check_folder(path: str | os.PathLike) -> Path:
             raise CheckpointError(f"{path}: not an oceandl checkpoint (expected a folder with {WEIGHTS} and {CONFIG})")
     for name in (CONFIG, WEIGHTS):
         if not (path / name).is_file():
+            pickles = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in _PICKLE_SUFFIXES)
+            if pickles:
+                raise CheckpointError(
+                    f"{path}: not an oceandl checkpoint ({name} is missing); {pickles[0]} is pickle-based and "
+                    "refused (loading it could run arbitrary code): convert it to weights.safetensors + config.json")
             raise CheckpointError(f"{path}: not an oceandl checkpoint ({name} is missing)")
+    if _is_pickle(path / WEIGHTS):
+        raise CheckpointError(f"{path / WEIGHTS}: refused, this is a pickle-based file under a safetensors name "
+                              "(loading it could run arbitrary code)")
     return path
 
 

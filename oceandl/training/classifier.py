@@ -14,22 +14,38 @@ from ..models import count_parameters, get_model, model_task
 from ..preprocess import check_spec, preprocess_batch
 from .engine import TensorData, TrainConfig, evaluate_classifier, fit, materialize, split_indices
 
-__all__ = ["train_classifier", "prepare_tensors"]
+__all__ = ["train_classifier", "prepare_tensors", "compare_classifiers", "subsample_per_class"]
 
 
-def prepare_tensors(dataset: Dataset, preprocessing: dict | None, progress: bool = False) -> TensorData:
-    """Read a dataset once, apply the preprocessing spec, return a :class:`TensorData`."""
-    x, y = materialize(dataset, progress=progress, desc="reading images")
+def prepare_tensors(dataset: Dataset, preprocessing: dict | None, progress: bool = False,
+                    indices: Sequence[int] | None = None) -> TensorData:
+    """Read a dataset once (only ``indices`` when given), apply the preprocessing spec (``None``:
+    keep the pixels as read), return a :class:`TensorData` with the dataset's ``classes``."""
+    x, y = materialize(dataset, indices, progress=progress, desc="reading images")
     return TensorData(preprocess_batch(x, preprocessing), y, getattr(dataset, "classes", None))
+
+
+def subsample_per_class(targets: Sequence[int], max_per_class: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices keeping at most ``max_per_class`` samples of each label (seeded pick; 0 = all)."""
+    targets = np.asarray(targets)
+    if max_per_class <= 0:
+        return np.arange(len(targets))
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(targets == c))[:max_per_class] for c in np.unique(targets)]
+    return np.sort(np.concatenate(keep))
 
 
 def train_classifier(dataset: Dataset, model: str, out: str | Path | None, config: TrainConfig = TrainConfig(),
                      *, split: Sequence[float] = (0.7, 0.15, 0.15), preprocessing: dict | None = None,
                      model_options: dict | None = None, classes: Sequence[str] | None = None,
                      resume: bool = False, overwrite: bool = False, figures: str | Path | None = None,
-                     tta: bool = False, log=None) -> dict:
+                     figure_tag: str = "", tta: bool = False, log=None) -> dict:
     """Split ``dataset`` (seeded, stratified), train ``model`` with the best weights on validation,
     test once, and write the checkpoint folder ``out`` (metrics and preprocessing in its config).
+
+    ``figures``: a folder for the test confusion matrices (counts and row-normalised), the reliability
+    diagram and the training curves, named ``confusion[_TAG].png``, ``confusion_normalized[_TAG].png``,
+    ``reliability[_TAG].png`` and ``curves[_TAG].png`` with ``figure_tag``.
 
     Returns
     -------
@@ -61,7 +77,9 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     res = fit(net, train, val, config, task="classification", out=out, checkpoint_meta=meta, resume=resume,
               overwrite=overwrite, log=log)
     test_metrics = evaluate_classifier(res.model, test, classes, device=config.device, tta=tta)
-    if out is not None:
+    from .distributed import is_main_process
+
+    if out is not None and is_main_process():  # under torchrun, rank 0 writes
         # record the test metrics in the checkpoint's config (the weights are already the best ones)
         from .checkpoint import read_config, save_checkpoint, CONFIG
 
@@ -73,15 +91,64 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         tmp = Path(out) / f".{CONFIG}.part"
         tmp.write_text(json.dumps(cfg, indent=2, default=str))
         tmp.replace(Path(out) / CONFIG)
-    if figures is not None:
+    if figures is not None and is_main_process():
         from ..plotting import plot_confusion, plot_history, plot_reliability
 
         fig = Path(figures)
+        tag = f"_{figure_tag}" if figure_tag else ""
+        title = f"{figure_tag or model}: test accuracy {test_metrics['accuracy']:.3f}"
         cm = np.array(test_metrics["confusion_matrix"])
-        plot_confusion(cm, classes, fig / "confusion.png")
-        plot_confusion(cm, classes, fig / "confusion_normalized.png", normalize=True)
-        plot_reliability(test_metrics["reliability"], fig / "reliability.png", test_metrics["ece"])
-        plot_history(res.history, fig / "curves.png")
+        plot_confusion(cm, classes, fig / f"confusion{tag}.png", title=title + " (counts)")
+        plot_confusion(cm, classes, fig / f"confusion_normalized{tag}.png", normalize=True,
+                       title=title + " (row-normalised)")
+        plot_reliability(test_metrics["reliability"], fig / f"reliability{tag}.png", test_metrics["ece"])
+        plot_history(res.history, fig / f"curves{tag}.png")
     return {"test": test_metrics, "history": res.history, "params": count_parameters(res.model),
             "seconds": res.seconds, "samples_per_s": res.samples_per_s, "best_epoch": res.best_epoch,
             "split_sizes": [len(p) for p in parts], "model": res.model, "config": asdict(config)}
+
+
+#: metric keys of :func:`classification_metrics` reported per model by :func:`compare_classifiers`.
+_REPORTED = ("accuracy", "macro_accuracy", "macro_f1", "top2_accuracy", "top3_accuracy", "log_loss", "ece")
+
+
+def compare_classifiers(data: TensorData, models: Sequence[str], config: TrainConfig = TrainConfig(), *,
+                        split: Sequence[float] = (0.7, 0.15, 0.15), preprocessing: dict | None = None,
+                        model_options: dict[str, dict] | None = None, figures: str | Path | None = None,
+                        tta: bool = False, log=print) -> dict[str, dict]:
+    """Train and test several registry classifiers on the same seeded split of ``data``.
+
+    Parameters
+    ----------
+    data : raw images (N, C, H, W) and labels (N,) with ``classes``; read once by the caller, the
+        ``preprocessing`` spec is applied here (as a checkpoint would apply it).
+    models : registry names.
+    config : training settings shared by every model (same seed, hence the same split).
+    model_options : per model name, its registry options.
+    figures : folder for each model's ``confusion_NAME.png``, ``confusion_normalized_NAME.png``,
+        ``reliability_NAME.png`` and ``curves_NAME.png``.
+
+    Returns
+    -------
+    ``{name: row}`` with ``test_<metric>`` for accuracy, macro accuracy, macro F1, top-2/3 accuracy,
+    log-loss and ECE, then ``params``, ``epochs``, ``best_epoch``, ``train_seconds``,
+    ``train_samples_per_s``, ``n_train``/``n_val``/``n_test`` and ``device``.
+    """
+    from ..utils import resolve_device
+
+    device = str(resolve_device(config.device))
+    results: dict[str, dict] = {}
+    for name in models:
+        opts = dict((model_options or {}).get(name, {}))
+        res = train_classifier(data, name, None, config, split=split, preprocessing=preprocessing,
+                               model_options=opts, figures=figures, figure_tag=name, tta=tta, log=log)
+        t = res["test"]
+        row = {f"test_{k}": t[k] for k in _REPORTED if k in t}
+        row.update({"params": res["params"], "epochs": len(res["history"]), "best_epoch": res["best_epoch"],
+                    "train_seconds": round(res["seconds"], 2), "train_samples_per_s": round(res["samples_per_s"], 1),
+                    **dict(zip(("n_train", "n_val", "n_test"), res["split_sizes"])), "device": device})
+        results[name] = row
+        if log:
+            log(f"{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in row.items()))
+    return results

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError
 from ..utils import resolve_device
+from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import load_training_state, save_checkpoint, save_training_state
 
@@ -191,7 +192,8 @@ class _Batches:
 
     def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, cfg: TrainConfig,
                  shuffle: bool, desc: str):
-        self.batch_size, self.device, self.shuffle = batch_size, device, shuffle
+        # under torchrun batch_size is the global batch: each rank takes its share (distributed.py)
+        self.batch_size, self.device, self.shuffle = _dist.local_batch_size(batch_size), device, shuffle
         self.n = len(dataset)
         first = dataset[0]["image"]
         mb = self.n * torch.as_tensor(first).numel() * 4 / 2**20
@@ -203,17 +205,21 @@ class _Batches:
             self.dataset, self.cfg = dataset, cfg
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return math.ceil(len(_dist.shard(torch.arange(self.n), pad=self.shuffle)) / self.batch_size)
 
     def epoch(self, generator: torch.Generator):
         if getattr(self, "x", None) is not None:
             order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
-            order = order.to(self.device)
+            order = _dist.shard(order, pad=self.shuffle).to(self.device)  # this rank's share (all of it alone)
             for i in range(0, self.n, self.batch_size):
                 idx = order[i:i + self.batch_size]
                 yield self.x[idx], self.y[idx]
             return
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, generator=generator,
+        sampling = {"shuffle": self.shuffle, "generator": generator}
+        if _dist.current() is not None:  # the same seeded permutation on every rank, then this rank's share
+            order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
+            sampling = {"sampler": _dist.shard(order, pad=self.shuffle).tolist()}
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, **sampling,
                             num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
                             persistent_workers=False)
         for b in loader:
@@ -248,6 +254,8 @@ def _run_eval(model, batches: _Batches, loss_fn, device, cfg) -> dict:
         if out.ndim == 2:
             correct += int((out.argmax(1) == y).sum())
         n += len(x)
+    tot, correct, n = _dist.all_reduce_sum(tot, correct, n)
+    correct, n = int(correct), int(n)
     res = {"loss": tot / max(n, 1)}
     if correct or (n and out.ndim == 2):
         res["accuracy"] = correct / max(n, 1)
@@ -278,11 +286,13 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     TrainResult with the best model loaded.
     """
     cfg = config
-    device = resolve_device(cfg.device)
+    dctx = _dist.init_distributed(cfg.device)  # None unless launched by torchrun with WORLD_SIZE > 1
+    device = dctx.device if dctx is not None else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model, net = _dist.wrap_model(model)  # net: DDP for the training steps; model: evaluated and saved
     train_b = _Batches(train, cfg.batch_size, device, cfg, shuffle=True, desc="loading train")
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
     weights = None
@@ -313,13 +323,16 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
 
     t0 = time.perf_counter()
     seen = 0
-    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training", disable=not cfg.progress,
+    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training",
+               disable=not cfg.progress or not _dist.is_main_process(),
                initial=start_epoch - 1, total=cfg.epochs)
     for epoch in bar:
         # per-epoch seeding: the data order, dropout and augmentation of epoch e depend only on
         # (seed, e), so a resumed run replays exactly what an uninterrupted one would have done
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        if dctx is not None:  # dropout/augmentation draws differ per rank; the data order (gen) does not
+            torch.manual_seed(_dist.rank_seed(cfg.seed * 100_003 + epoch))
         model.train()
         tot, correct, n = 0.0, 0, 0
         te = time.perf_counter()
@@ -328,7 +341,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg):
-                out_t = model(x)
+                out_t = net(x)
                 loss = loss_fn(out_t.float(), x, y)
             total = loss + _penalty(model, cfg.l1, cfg.l2)
             opt.zero_grad(set_to_none=True)
@@ -340,12 +353,15 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
             if task == "classification":
                 correct += int((out_t.argmax(1) == y).sum())
             n += len(x)
+        tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
+        correct, n = int(correct), int(n)
         seen += n
         row = {"epoch": epoch, "train_loss": tot / n, "lr": opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - te}
         if task == "classification":
             row["train_accuracy"] = correct / n
         if val_b is not None:
+            _dist.broadcast_buffers(model)
             ev = _run_eval(model, val_b, loss_fn, device, cfg)
             row.update({f"val_{k}": v for k, v in ev.items()})
         result.history.append(row)
@@ -358,12 +374,13 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
         else:
             bad_epochs += 1
         bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_"))})
-        if log:
+        if log and _dist.is_main_process():
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         stop = cfg.early_stopping and bad_epochs >= cfg.early_stopping
-        if out is not None:
+        if out is not None and _dist.is_main_process():
             _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
                         checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1)
+        _dist.barrier()  # the other ranks wait for rank 0's checkpoint
         if stop or (stop_after_epoch is not None and epoch >= stop_after_epoch):
             break
     result.seconds = time.perf_counter() - t0

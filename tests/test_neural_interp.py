@@ -1,0 +1,207 @@
+"""Neural gap filling: reconstruction models (U-Net, ResAE, smp U-Net) and the neural interpolators."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+from oceandl.errors import CheckpointError, InputError
+from oceandl.interp import METHODS
+from oceandl.interp.neural import NeuralInterpolator, blend_window, tile_starts
+from oceandl.models import get_model
+
+NEURAL = ["convae", "unet", "resae", "smp_unet"]
+# Small networks so a few steps run in well under a second on 2 cores.
+TINY = {
+    "convae": {"width": 8, "depth": 2, "latent_channels": 8},
+    "unet": {"width": 8, "depth": 2},
+    "resae": {"width": 8, "depth": 2},
+    "smp_unet": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]},
+}
+
+
+def _cube(n_time: int, ny: int, nx: int, cover: float, seed: int, smooth: bool = False) -> xr.DataArray:
+    """Gappy (time, lat, lon) field with a land corner: moving large-scale waves + noise, blob clouds."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_time)[:, None, None]
+    y = np.linspace(0, 1, ny)[None, :, None]
+    x = np.linspace(0, 1, nx)[None, None, :]
+    field = 20 + 4 * y + np.sin(2 * np.pi * (x + 0.03 * t)) * np.cos(np.pi * y) \
+        + 0.8 * np.cos(2 * np.pi * (y - 0.02 * t) + 1.0) * np.sin(np.pi * x)
+    if not smooth:
+        field = field + 0.3 * rng.standard_normal(field.shape)
+    # Clouds: random discs, a few per day (spatially coherent gaps as in real data).
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    cloud = np.zeros(field.shape, bool)
+    for k in range(n_time):
+        while cloud[k].mean() < cover * rng.uniform(0.5, 1.5):
+            cy, cx, r = rng.uniform(0, ny), rng.uniform(0, nx), rng.uniform(3, max(ny, nx) / 4)
+            cloud[k] |= (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    land = (yy < ny // 5) & (xx < nx // 4)
+    values = np.where(cloud | land[None], np.nan, field).astype(np.float32)
+    da = xr.DataArray(values, dims=("time", "lat", "lon"), name="sst",
+                      coords={"time": pd.date_range("2021-03-01", periods=n_time),
+                              "lat": np.linspace(30, 40, ny), "lon": np.linspace(-60, -50, nx)})
+    da.attrs["truth"] = "see _cube"
+    return da
+
+
+def _withhold(da: xr.DataArray, fraction: float, seed: int) -> np.ndarray:
+    """Withhold observed pixels under the clouds of other days (cloud transfer)."""
+    obs = np.isfinite(da.values)
+    rng = np.random.default_rng(seed)
+    held = np.zeros_like(obs)
+    ocean = obs.any(0)
+    for k in rng.permutation(len(obs)):
+        donor = (k + rng.integers(1, len(obs))) % len(obs)
+        held[k] |= obs[k] & ~obs[donor] & ocean
+        if held.sum() >= fraction * obs.sum():
+            break
+    return held
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _cube(16, 32, 32, 0.4, seed=0)
+
+
+def _fit(name, da, withheld=None, seed=0, **options):
+    opts = {"steps": 4, "batch_size": 4, "patch": 32, "model_options": TINY[name], **options}
+    return METHODS[name](seed=seed, device="cpu", **opts).fit(da, withheld=withheld)
+
+
+# ----------------------------------------------------------------------------- models
+@pytest.mark.parametrize("name", ["unet", "resae", "smp_unet"])
+def test_models_keep_odd_shapes_and_backprop(name):
+    torch.manual_seed(0)
+    opts = {"smp_unet": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}}.get(name, {"width": 8})
+    model = get_model(name, 5, 2, **opts)
+    assert model.task == "reconstruction"
+    x = torch.randn(2, 5, 30, 44, requires_grad=True)
+    y = model(x)
+    assert y.shape == (2, 2, 30, 44)
+    y.square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_resae_without_skip_and_unet_bilinear():
+    for model in (get_model("resae", 3, 1, width=8, skip=False), get_model("unet", 3, width=8, bilinear=True)):
+        assert model(torch.randn(1, 3, 17, 23)).shape[-2:] == (17, 23)
+
+
+def test_model_bad_options():
+    with pytest.raises(InputError, match="depth"):
+        get_model("unet", 3, depth=0)
+    with pytest.raises(InputError, match="encoder_name"):
+        get_model("smp_unet", 3, encoder_name="no_such_encoder")
+
+
+# ----------------------------------------------------------------------------- tiling helpers
+def test_tile_starts_and_window():
+    assert tile_starts(30, 64, 16) == [0]
+    starts = tile_starts(100, 32, 8)
+    assert starts[0] == 0 and starts[-1] == 68
+    assert all(b - a <= 24 for a, b in zip(starts, starts[1:]))  # every pair shares >= 8 pixels
+    w = blend_window(32, 8)
+    assert w.min() > 0 and w[8:24].min() == 1.0 and np.allclose(w, w[::-1])
+    assert np.all(np.diff(w[:8]) > 0)
+
+
+# ----------------------------------------------------------------------------- interpolators
+@pytest.mark.parametrize("name", NEURAL)
+def test_methods_fill_a_tiny_cube(name, tiny):
+    assert issubclass(METHODS[name], NeuralInterpolator)
+    ds = _fit(name, tiny).reconstruct()
+    out = ds["sst"]
+    assert out.dims == tiny.dims and out.shape == tiny.shape
+    land = np.isnan(tiny.values).all(0)
+    assert land.any() and np.isnan(out.values[:, land]).all()
+    assert np.isfinite(out.values[:, ~land]).all()
+    observed = np.isfinite(tiny.values)
+    np.testing.assert_array_equal(out.values[observed], tiny.values[observed])
+    assert ds.attrs["method"] == name and ds.attrs["train_steps"] == 4
+    assert "sigma" not in ds
+
+
+def test_training_beats_climatology_on_withheld():
+    da = _cube(48, 32, 32, 0.4, seed=1, smooth=True)
+    held = _withhold(da, 0.1, seed=2)
+    clim = METHODS["climatology"]().fit(da, withheld=held)
+    clim.reconstruct()
+    unet = METHODS["unet"](seed=0, device="cpu", steps=150, batch_size=8, patch=32, lr=3e-3,
+                           model_options={"width": 12, "depth": 2}).fit(da, withheld=held)
+    unet.reconstruct()
+    assert held.sum() > 500
+    assert unet.val_metrics_["rmse"] < 0.5 * clim.val_metrics_["rmse"]
+    assert unet.loss_history_[-1] < unet.loss_history_[0]
+
+
+def test_nll_gives_positive_sigma(tiny):
+    held = _withhold(tiny, 0.1, seed=3)
+    model = _fit("resae", tiny, withheld=held, nll=True, steps=10)
+    assert model.gives_sigma and not METHODS["resae"]().gives_sigma
+    ds = model.reconstruct()
+    sigma = ds["sigma"].values
+    land = np.isnan(tiny.values).all(0)
+    assert np.isnan(sigma[:, land]).all()
+    assert np.isfinite(sigma[:, ~land]).all() and (sigma[:, ~land] > 0).all()
+    assert "val_frac_within_1sigma" in ds.attrs
+
+
+def test_tiled_inference_matches_untiled(tiny):
+    model = _fit("unet", tiny, steps=3, tile=None)
+    whole = model.reconstruct()["sst"].values
+    model.options["tile"], model.options["overlap"] = 32, 8  # one tile covering the grid
+    np.testing.assert_allclose(model.reconstruct()["sst"].values, whole, rtol=0, atol=1e-5)
+    model.options["tile"], model.options["overlap"], model.options["infer_batch"] = 16, 8, 3
+    tiled = model.reconstruct()["sst"].values
+    gap = np.isnan(tiny.values) & ~np.isnan(whole)
+    diff = np.abs(tiled[gap] - whole[gap])
+    assert diff.max() > 0  # tiles really were used
+    # Overlapping Hann-blended tiles: close to the whole-grid pass relative to the filled signal.
+    assert np.sqrt(np.mean(diff**2)) < 0.15 * np.std(whole[gap])
+
+
+def test_same_seed_same_result_on_cpu(tiny):
+    a = _fit("unet", tiny, seed=5, steps=3).reconstruct()["sst"].values
+    b = _fit("unet", tiny, seed=5, steps=3).reconstruct()["sst"].values
+    c = _fit("unet", tiny, seed=6, steps=3).reconstruct()["sst"].values
+    np.testing.assert_array_equal(a, b)
+    gap = np.isnan(tiny.values) & ~np.isnan(a)
+    assert np.abs(a[gap] - c[gap]).max() > 1e-4
+
+
+def test_neighbours_and_channels(tiny):
+    model = _fit("resae", tiny, neighbours=2, steps=1)
+    # (data, mask) x 5 days + lat/lon + cos/sin of the day of year
+    assert model._in_channels == 2 * 5 + 2 + 2
+    no_dates = tiny.drop_vars("time")
+    model = _fit("resae", no_dates, neighbours=0, latlon=False, steps=1)
+    assert model._in_channels == 2
+
+
+def test_checkpoint_roundtrip(tiny, tmp_path):
+    model = _fit("convae", tiny, nll=True, steps=3)
+    first = model.reconstruct()
+    path = model.save(tmp_path / "ckpt")
+    with pytest.raises(InputError, match="exists"):
+        model.save(path)
+    again = METHODS["convae"](device="cpu", checkpoint=str(path)).fit(tiny).reconstruct()
+    np.testing.assert_allclose(again["sst"].values, first["sst"].values, atol=1e-5)
+    np.testing.assert_allclose(again["sigma"].values, first["sigma"].values, rtol=1e-5)
+    assert again.attrs["train_steps"] == 0
+    with pytest.raises(CheckpointError, match="convae"):
+        METHODS["unet"](device="cpu", checkpoint=str(path)).fit(tiny)
+
+
+@pytest.mark.parametrize("options, word", [
+    ({"neighbours": -1}, "neighbours"), ({"patch": 0}, "patch"), ({"tile": 16, "overlap": 16}, "overlap"),
+    ({"model_options": {"nope": 1}}, "model_options"), ({"nll": "yes"}, "nll"), ({"lr": 0}, "lr"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_bad_options_raise_input_error(options, word):
+    with pytest.raises(InputError, match=word):
+        METHODS["unet"](**options)
