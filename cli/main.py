@@ -247,7 +247,11 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     if demo:
         from oceandl.datasets.synthetic_images import make_sar_vignettes
 
+        import shutil
+
         tmp = tempfile.mkdtemp(prefix="oceandl-demo-")
+        # the vignettes are read once; remove them however the command ends
+        click.get_current_context().call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
         _echo(f"--demo: writing synthetic SAR vignettes (TenGeoP layout) to {tmp}")
         data = make_sar_vignettes(Path(tmp) / "sar", n_per_class=40, size=48, seed=seed)
         intensity = "db"
@@ -283,13 +287,16 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.option("--var", default="image", show_default=True, help="Image variable of a netCDF stack.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")
+@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @common(output="predictions (.csv or .nc)")
-def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, quiet, output, overwrite, seed, device):
+def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_error, quiet, output, overwrite, seed,
+             device):
     """Classify images (folders, files or a netCDF stack) with a trained checkpoint.
 
-    Writes one row per image: the predicted class, its probability, every class's probability and
-    the image's metadata when known.
+    Writes one row per image: the predicted class, its probability, every class's probability
+    (p_<class>) and, for TenGeoP-SARwv vignettes with a metadata table beside them, their latitude,
+    longitude and time. Images below --min-confidence are 'unassigned'.
 
     \b
     Examples:
@@ -304,49 +311,104 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, qui
         raise InputError(f"{output}: the output must end in .csv or .nc")
     check_output_path(output, overwrite)
     from oceandl.classification import classify as run_classify
+    from oceandl.errors import CheckpointError
+    from oceandl.training import read_config
 
-    if demo:
-        model_path, inputs = _classify_demo(seed, device, quiet)
-    if model_path is None:
-        raise click.UsageError("--model CHECKPOINT is required (or --demo)")
-    if not inputs:
-        raise click.UsageError("give the images to classify: folders, files or a .nc stack")
-    data, meta = _open_unlabelled(inputs, var)
-    ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
-                      tta=tta, progress=not quiet)
-    if meta:
-        for key in ("latitude", "longitude", "time"):
-            vals = [m.get(key) if m else None for m in meta]
-            if any(v is not None for v in vals):
-                ds[key] = ("sample", [str(v) if v is not None else "" for v in vals])
-    _write_predictions(ds, output, overwrite)
+    if not 0 <= min_confidence <= 1:
+        raise InputError(f"--min-confidence {min_confidence}: must be within [0, 1]")
+    tmp = None
+    try:
+        if demo:
+            model_path, inputs, tmp = _classify_demo(seed, device, quiet)
+        if model_path is None:
+            raise click.UsageError("--model CHECKPOINT is required (or --demo)")
+        if not inputs:
+            raise click.UsageError("give the images to classify: folders, files or a .nc stack")
+        # a wrong --model fails before any image is read
+        config = read_config(model_path)
+        if config.get("task") != "classification":
+            raise CheckpointError(f"{model_path}: a {config.get('task')} checkpoint, not a classifier "
+                                  "(train one with `oceandl train classifier`)")
+        data, meta = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
+        ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
+                          tta=tta, progress=not quiet)
+        if meta:
+            import numpy as np
+
+            for key, units in (("latitude", "degrees_north"), ("longitude", "degrees_east")):
+                vals = [np.nan if m.get(key) is None else m[key] for m in meta]
+                ds[key] = ("sample", np.array(vals, dtype=np.float64), {"units": units})
+            ds["time"] = ("sample", np.array([m.get("time") or "" for m in meta], dtype=str))
+        _write_predictions(ds, output, overwrite)
+    finally:
+        if tmp is not None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
     counts = ds["predicted"].to_series().value_counts()
     _echo(f"{ds.sizes['sample']} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     _echo(f"predictions written to {output}")
 
 
-def _classify_demo(seed, device, quiet):
+def _classify_demo(seed, device, quiet, n_per_class: int = 30, size: int = 48, epochs: int = 10):
+    """Train a narrow CNN on synthetic TenGeoP vignettes (seconds on a CPU) in a temporary folder;
+    return the checkpoint, the held-out vignettes (with their metadata table) and the folder."""
     import tempfile
 
-    from oceandl.datasets.synthetic_images import make_sar_vignettes
     from oceandl.datasets.images import open_image_dataset
+    from oceandl.datasets.synthetic_images import make_sar_vignettes
     from oceandl.training import TrainConfig
     from oceandl.training.classifier import train_classifier
 
     tmp = Path(tempfile.mkdtemp(prefix="oceandl-demo-"))
     _echo(f"--demo: training a small CNN on synthetic SAR vignettes in {tmp}")
-    train_dir = make_sar_vignettes(tmp / "train", n_per_class=40, size=48, seed=seed)
-    test_dir = make_sar_vignettes(tmp / "heldout", n_per_class=5, size=48, seed=seed + 1)
-    cfg = TrainConfig(epochs=6, batch_size=64, lr=2e-3, seed=seed, device=device, augment=("flip", "rot90"),
-                      progress=not quiet)
+    train_dir = make_sar_vignettes(tmp / "train", n_per_class=n_per_class, size=size, seed=seed)
+    test_dir = make_sar_vignettes(tmp / "heldout", n_per_class=3, size=size, seed=seed + 1)
+    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed, device=device, augment=("flip", "rot90"),
+                      scheduler="onecycle", progress=not quiet)
     res = train_classifier(open_image_dataset(train_dir), "cnn", tmp / "model", cfg,
-                           preprocessing={"intensity": "db", "normalize": "per_image"})
-    _echo(f"--demo: model test accuracy {res['test']['accuracy']:.3f}; classifying {test_dir}")
-    files = sorted(p for p in test_dir.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
-    return tmp / "model", tuple(files)
+                           preprocessing={"intensity": "db", "normalize": "per_image"},
+                           model_options={"channels": (16, 32), "hidden": 64})
+    _echo(f"--demo: model test accuracy {res['test']['accuracy']:.3f} (chance 0.1); classifying {test_dir}")
+    return tmp / "model", (test_dir,), tmp
 
 
-def _open_unlabelled(inputs, var):
+def _image_metadata(files) -> list[dict] | None:
+    """Latitude, longitude and time of each file from a TenGeoP-SARwv metadata table beside it.
+
+    Tables (CSV/TXT with a filename column) are looked for in the file's folder and, when that
+    folder is a TenGeoP class folder, in the class root and its parent (the archive layout), as
+    :class:`~oceandl.datasets.images.TenGeoPDataset` does. ``None`` when no file is found in one.
+    """
+    from oceandl.datasets.images import _read_metadata_table, is_tengeop_root
+
+    tables: dict[Path, list[dict]] = {}
+    roots: dict[Path, bool] = {}
+
+    def tables_in(folder: Path) -> list[dict]:
+        if folder not in tables:
+            try:
+                cands = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".txt"))
+            except OSError:  # an unlistable folder just has no metadata
+                cands = []
+            tables[folder] = [t for t in map(_read_metadata_table, cands) if t]
+        return tables[folder]
+
+    out = []
+    for f in map(Path, files):
+        folders = [f.parent]
+        up = f.parent.parent
+        if up not in roots:
+            roots[up] = is_tengeop_root(up)
+        if roots[up]:
+            folders += [up, up.parent]
+        rec = next((t[f.stem] for d in folders for t in tables_in(d) if f.stem in t), {})
+        out.append(rec)
+    return out if any(out) else None
+
+
+def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
+    """The dataset to classify (images at the checkpoint's size and channels) and per-image metadata."""
     from oceandl.datasets.images import ImageFilesDataset, NetCDFImageDataset
 
     paths = [Path(p) for p in inputs]
@@ -354,11 +416,10 @@ def _open_unlabelled(inputs, var):
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
     if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
-        ds = NetCDFImageDataset(paths[0], var=var, label_var=None)
-        return ds, None
-    ds = ImageFilesDataset(paths)
-    meta = None
-    return ds, meta
+        return NetCDFImageDataset(paths[0], var=var, label_var=None), None
+    channels = spec.get("channels") if spec.get("channels") in (1, 3) else None  # else preprocessing converts
+    ds = ImageFilesDataset(paths, size=spec.get("size"), channels=channels, on_error=on_error)
+    return ds, _image_metadata(ds.files)
 
 
 def _write_predictions(ds, output: Path, overwrite: bool) -> None:
@@ -453,7 +514,7 @@ def eof(input_path, var, n_modes, weights, output, overwrite):
 
 # -------------------------------------------------------------------------------------- benchmark
 @cli.command()
-@click.argument("name", type=click.Choice(["mnist", "sst", "sar", "plankton"]))
+@click.argument("name", type=click.Choice(["mnist", "sst", "sar", "plankton", "perf"]))
 @click.option("--data-root", type=click.Path(path_type=Path), help="MNIST: folder with the IDX files (default $OCEANDL_DATA or ../shared/data).")
 @click.option("--data", type=click.Path(path_type=Path), help="SAR/plankton: run on a real data set folder instead of the synthetic one.")
 @click.option("--fast", is_flag=True, help="A seconds-long smoke run.")
@@ -470,6 +531,7 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
       oceandl benchmark mnist --data-root ../shared/data -o runs/mnist
       oceandl benchmark sst -o runs/sst
       oceandl benchmark sar --data TenGeoP-SARwv/GeoTIFF -o runs/sar_real
+      oceandl benchmark perf --device cpu -o runs/perf_cpu
     """
     from oceandl.pipelines import get_pipeline, run_pipeline
 

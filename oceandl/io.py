@@ -250,9 +250,8 @@ def _open_path(path: Path) -> xr.Dataset:
             if engine == "scipy" and scipy_missing:
                 continue
             if not signed:
-                raise InputError(
-                    f"{path}: not a netCDF file (no netCDF-3 or netCDF-4/HDF5 signature; starts with {head[:8]!r})"
-                ) from exc
+                raise InputError(f"{path}: not a readable netCDF file (no netCDF-3 or netCDF-4/HDF5 "
+                                 f"signature; it starts with {head[:8]!r})") from exc
             raise InputError(f"{path}: not a readable netCDF file, truncated or corrupt ({_one_line(exc)})") from exc
     raise InputError(f"{path}: not a readable netCDF file")
 

@@ -64,22 +64,36 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
     else:
         da = open_field(input_path, var)
+    where = "--demo" if demo else str(input_path)
     valid = np.isfinite(da.values)
     withheld = None
     if withhold > 0:
-        withheld = withhold_by_cloud_transfer(valid, fraction=withhold, seed=seed)
-        log(f"withheld {withheld.sum():,} of {valid.sum():,} valid pixels ({withheld.sum() / valid.sum():.1%}) "
-            f"by cloud-mask transfer for validation")
+        if valid.shape[0] < 2 or not (~valid & valid.any(axis=0)).any():
+            # nothing to copy: a complete field (or one day) is filled without a validation score
+            log(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation")
+        else:
+            withheld = withhold_by_cloud_transfer(valid, fraction=withhold, seed=seed)
+            log(f"withheld {withheld.sum():,} of {valid.sum():,} valid pixels "
+                f"({withheld.sum() / valid.sum():.1%}) by cloud-mask transfer for validation")
+
+    def fill(**kw):
+        try:
+            return interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
+                               **kw, **(options or {}))
+        except InputError as exc:
+            # the method names the variable; the user also needs the file (a checkpoint error names its own)
+            if type(exc) is InputError and where not in str(exc):
+                raise InputError(f"{where}: {exc}") from None
+            raise
+
     t0 = time.perf_counter()
-    res = interpolate(da, method, withheld=withheld, return_dataset=True, seed=seed, device=device,
-                      progress=progress, **(options or {}))
+    res = fill(withheld=withheld)
     seconds = time.perf_counter() - t0
     name = [v for v in res.data_vars if v not in ("sigma", "missing_flag")][0]
     val = {k: v for k, v in res[name].attrs.items() if k.startswith("val_")}
     if refit and withheld is not None:
         log("refitting on every observation (the validation scores above stay in the attributes)")
-        res = interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
-                          **(options or {}))
+        res = fill()
         res[name].attrs.update(val)
         res.attrs.update(val)
     res[name].attrs["seconds"] = round(seconds, 3)

@@ -101,7 +101,8 @@ def run(cfg: PlanktonConfig, ctx: RunContext) -> dict:
         raise InputError("models: give at least one classifier name")
     seed_everything(cfg.seed)
     if cfg.fast:
-        ctx.note("--fast smoke run: sizes and epochs reduced")
+        ctx.note(f"--fast smoke run: n_per_class {cfg.n_per_class}, size {cfg.size}, epochs {cfg.epochs}, "
+                 f"batch {cfg.batch_size}, width {cfg.width}" + (f", max_per_class {cfg.max_per_class}" if cfg.data else ""))
     with tempfile.TemporaryDirectory(prefix="oceandl-plankton-") as tmp:
         data = load_plankton(cfg, ctx, Path(tmp))
     return run_benchmark(data, cfg, ctx, {"normalize": cfg.normalize})

@@ -162,4 +162,5 @@ PIPELINES: dict[str, str] = {
     "sst": "oceandl.pipelines.sst",
     "sar": "oceandl.pipelines.sar",
     "plankton": "oceandl.pipelines.plankton",
+    "perf": "oceandl.pipelines.perf",
 }

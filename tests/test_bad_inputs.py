@@ -132,7 +132,7 @@ NETCDF_REFUSED = [
     ("truncated-netcdf4", _truncated4, None, ["truncated or corrupt"]),
     ("truncated-netcdf3", _truncated3, None, ["truncated or corrupt"]),
     ("empty", _empty, None, ["empty file (0 bytes)"]),
-    ("not-netcdf", _text, None, ["not a netCDF file", "no netCDF-3 or netCDF-4/HDF5 signature"]),
+    ("not-netcdf", _text, None, ["not a readable netCDF file", "no netCDF-3 or netCDF-4/HDF5 signature"]),
     ("misspelled-var", None, "sts", ["variable 'sts' not found", "did you mean 'sst'"]),
     ("no-field-var", _no_field, None, ["no 3-D (time, lat, lon) variable", "land (lat, lon)"]),
     ("two-dims", _two_dims, "sst", ["variable 'sst'", "has 2 dims (lat, lon)", "expected 3"]),
@@ -180,6 +180,39 @@ def test_netcdf_refused_api(refused_nc, tmp_path):
     with pytest.raises(InputError):
         run_interpolation(path, out, var=var, method="climatology", progress=False, log=lambda m: None)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_one_time_step(tmp_path, sst):
+    """Readable, but nothing to interpolate from: refused by the method, the file named by the pipeline."""
+    from oceandl import interpolate
+    from oceandl.io import open_field
+    from oceandl.pipelines.interpolate import run_interpolation
+
+    path, out = tmp_path / "one_day.nc", tmp_path / "filled.nc"
+    sst.isel(time=[0]).to_netcdf(path)
+    for method in ("climatology", "dineof"):
+        res = invoke("interpolate", path, "--method", method, "-o", out, "--quiet")
+        assert_cli_error(res, 2, str(path), "variable 'sst'", "needs at least 2 time steps")
+        assert not out.exists() and leftovers(tmp_path) == []
+    with pytest.raises(InputError) as info:
+        run_interpolation(path, out, method="climatology", progress=False, log=lambda m: None)
+    assert_one_line(info, str(path), "variable 'sst'", "needs at least 2 time steps")
+    with pytest.raises(InputError) as info:
+        interpolate(open_field(path), "climatology")
+    assert_one_line(info, "variable 'sst'", "needs at least 2 time steps")
+    assert not out.exists()
+
+
+def test_field_without_gaps(tmp_path, sst):
+    """Nothing to copy for validation: filled without withholding (one line says so), not refused."""
+    path, out = tmp_path / "complete.nc", tmp_path / "filled.nc"
+    sst.assign(sst=sst.sst_true).to_netcdf(path)
+    res = invoke("interpolate", path, "--var", "sst", "--method", "climatology", "-o", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "no pixels withheld for validation" in res.stderr
+    filled = _filled(out)
+    _check_filled(filled, sst.sst_true.values)
+    assert not any(k.startswith("val_") for k in filled.attrs)
 
 
 def test_missing_variable_lists_names(good_nc):
@@ -504,18 +537,23 @@ def test_bad_image_file(tmp_path, kind):
     assert ds.skipped == [bad] and len(ds) == n_files - 1
 
 
-def test_bad_image_skipped_by_default(tmp_path):
-    """The default --on-error skip: training goes on, one warning line names the file."""
-    tree = make_tree(tmp_path / "tree")
+def test_handled_image_tree(tmp_path):
+    """Unreadable files skipped (default --on-error skip), an empty class dropped, mixed sizes resized
+    with --size: training goes on and each event is one ``warning:`` line."""
+    tree = make_tree(tmp_path / "tree", sizes=(16, 20, 24))
     bad_png_truncated(tree / "a")
     (tree / "b" / "1.png").write_text("not an image")
+    (tree / "d_empty").mkdir()
     out = tmp_path / "model"
-    res = invoke("train", "classifier", "--data", tree, "-o", out, "--epochs", "1", "--device", "cpu", "--quiet",
-                 "--batch-size", "8")
+    res = invoke("train", "classifier", "--data", tree, "--size", "12", "-o", out, "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--batch-size", "8")
     assert res.exit_code == 0, res.output
     warn = [ln for ln in res.stderr.splitlines() if ln.startswith("warning: ")]
-    assert len(warn) == 1 and "skipped 2 unreadable image(s)" in warn[0] and "0.png" in warn[0] and "1.png" in warn[0]
+    assert len(warn) == 2, res.stderr
+    assert "skipped 2 unreadable image(s)" in warn[1] and "0.png" in warn[1] and "1.png" in warn[1]
+    assert "dropped empty class folder(s): d_empty" in warn[0]
     cfg = json.loads((out / "config.json").read_text())
+    assert cfg["classes"] == ["a", "b", "c"] and cfg["preprocessing"]["size"] == [12, 12]
     assert sum(cfg["split_sizes"]) == 16
 
 
@@ -559,25 +597,15 @@ def test_empty_class_is_dropped(tmp_path):
 
     tree = make_tree(tmp_path / "tree")
     (tree / "d_empty").mkdir()
-    out = tmp_path / "model"
-    res = invoke("train", "classifier", "--data", tree, "-o", out, "--epochs", "1", "--device", "cpu", "--quiet")
-    assert res.exit_code == 0, res.output
-    assert "warning: " in res.stderr and "dropped empty class folder(s): d_empty" in res.stderr
-    assert json.loads((out / "config.json").read_text())["classes"] == ["a", "b", "c"]
-    with pytest.warns(UserWarning, match="d_empty"):
+    with pytest.warns(UserWarning, match="dropped empty class folder.*d_empty"):
         ds = ImageFolderDataset(tree)
-    assert ds.classes == ["a", "b", "c"] and len(ds) == 18
+    assert ds.classes == ["a", "b", "c"] and len(ds) == 18 and sorted(set(ds.targets)) == [0, 1, 2]
 
 
-def test_mixed_sizes_with_size(tmp_path):
+def test_mixed_sizes(tmp_path):
     from oceandl.datasets.images import ImageFolderDataset
 
     tree = make_tree(tmp_path / "tree", sizes=(16, 20, 24))
-    out = tmp_path / "model"
-    res = invoke("train", "classifier", "--data", tree, "--size", "12", "-o", out, "--epochs", "1",
-                 "--device", "cpu", "--quiet")
-    assert res.exit_code == 0, res.output
-    assert json.loads((out / "config.json").read_text())["preprocessing"]["size"] == [12, 12]
     ds = ImageFolderDataset(tree, size=12)
     assert {tuple(ds[i]["image"].shape) for i in range(len(ds))} == {(1, 12, 12)}
     # without size: the most common size, with a warning saying so
@@ -594,7 +622,7 @@ def _idx(path: Path, arr: np.ndarray, magic: int) -> None:
     path.write_bytes(header + arr.astype(np.uint8).tobytes())
 
 
-def make_mnist(root: Path, n: int = 30) -> Path:
+def make_mnist(root: Path, n: int = 60) -> Path:
     rng = np.random.default_rng(0)
     root.mkdir()
     for split, (img, lbl) in {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

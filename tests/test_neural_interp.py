@@ -44,7 +44,6 @@ def _cube(n_time: int, ny: int, nx: int, cover: float, seed: int, smooth: bool =
     da = xr.DataArray(values, dims=("time", "lat", "lon"), name="sst",
                       coords={"time": pd.date_range("2021-03-01", periods=n_time),
                               "lat": np.linspace(30, 40, ny), "lon": np.linspace(-60, -50, nx)})
-    da.attrs["truth"] = "see _cube"
     return da
 
 
@@ -131,8 +130,9 @@ def test_training_beats_climatology_on_withheld():
     held = _withhold(da, 0.1, seed=2)
     clim = METHODS["climatology"]().fit(da, withheld=held)
     clim.reconstruct()
-    unet = METHODS["unet"](seed=0, device="cpu", steps=150, batch_size=8, patch=32, lr=3e-3,
-                           model_options={"width": 12, "depth": 2}).fit(da, withheld=held)
+    # 60 steps of a tiny U-Net: measured ratio 0.26 (seed 0)
+    unet = METHODS["unet"](seed=0, device="cpu", steps=60, batch_size=8, patch=32, lr=5e-3,
+                           model_options={"width": 8, "depth": 2}).fit(da, withheld=held)
     unet.reconstruct()
     assert held.sum() > 500
     assert unet.val_metrics_["rmse"] < 0.5 * clim.val_metrics_["rmse"]

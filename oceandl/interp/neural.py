@@ -20,15 +20,17 @@ grow with the grid.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from oceandl.errors import CheckpointError, InputError
 
 from .base import Interpolator
+
+if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
+    import torch
+    from torch import nn
 
 __all__ = ["NeuralInterpolator", "ConvAEInterpolator", "UNetInterpolator", "ResAEInterpolator",
            "SMPUnetInterpolator", "tile_starts", "blend_window"]
@@ -96,7 +98,7 @@ class NeuralInterpolator(Interpolator):
     multiple: ClassVar[int] = 1  # the network needs H, W divisible by this (padded here)
     option_defaults: ClassVar[dict[str, Any]] = {
         "neighbours": 1, "nll": False, "seasonal": True, "latlon": True,
-        "patch": 64, "steps": None, "epochs": None, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-4,
+        "patch": 64, "steps": None, "epochs": None, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4,
         "visible_weight": 0.1, "tile": 128, "overlap": 32, "infer_batch": 8,
         "model_options": None, "checkpoint": None,
     }
@@ -193,8 +195,10 @@ class NeuralInterpolator(Interpolator):
             chans.append(np.broadcast_to(self._season[times][:, :, None, None], (b, 2, h, w)))
         return np.ascontiguousarray(np.concatenate(chans, 1))
 
-    def _forward(self, inp: np.ndarray) -> torch.Tensor:
+    def _forward(self, inp: np.ndarray) -> "torch.Tensor":
         """Run the network on (B, C, h, w) inputs; pads to ``multiple`` and crops back."""
+        import torch
+
         from oceandl.models.reconstruction import pad_to_multiple
 
         xt, (h, w) = pad_to_multiple(torch.from_numpy(inp).to(self._device), self.multiple)
@@ -204,12 +208,14 @@ class NeuralInterpolator(Interpolator):
         return out
 
     # ------------------------------------------------------------------ fit
-    def _build_model(self, in_channels: int) -> nn.Module:
+    def _build_model(self, in_channels: int) -> "nn.Module":
         from oceandl.models import get_model
 
         return get_model(self.model_name, in_channels, 2 if self._cfg["nll"] else 1, **self._model_opts)
 
     def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
+        import torch
+
         o = self.options
         self._device = self.torch_device
         self._cfg = {k: o[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
@@ -239,6 +245,8 @@ class NeuralInterpolator(Interpolator):
 
     def _train(self, obs: np.ndarray, rng: np.random.Generator) -> int:
         """Self-supervised training by mask transfer; returns the number of steps taken."""
+        import torch
+
         o, nll = self.options, self._cfg["nll"]
         t_all, h, w = obs.shape
         steps, bs, ph, pw = self._n_steps(obs.shape), o["batch_size"], min(o["patch"], h), min(o["patch"], w)
@@ -272,9 +280,14 @@ class NeuralInterpolator(Interpolator):
         return steps
 
     # ------------------------------------------------------------------ reconstruct
-    @torch.inference_mode()
     def _predict(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Tiled inference: (time, lat, lon) mean and, with ``nll``, sigma (normalised units)."""
+        import torch
+
+        with torch.inference_mode():
+            return self._predict_tiles()
+
+    def _predict_tiles(self) -> tuple[np.ndarray, np.ndarray | None]:
         o = self.options
         t_all, h, w = self._xp.shape[0] - 2 * self._cfg["neighbours"], *self._xp.shape[1:]
         th, tw = (h, w) if o["tile"] is None else (min(o["tile"], h), min(o["tile"], w))
@@ -318,7 +331,8 @@ class NeuralInterpolator(Interpolator):
 
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before save()")
-        extra = {"interpolator": {"method": self.name, **self._cfg, "in_channels": self._in_channels,
+        cfg = {k: self._cfg[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
+        extra = {"interpolator": {"method": self.name, **cfg, "in_channels": self._in_channels,
                                   "multiple": self.multiple}}
         return save_checkpoint(path, self.model_, model_name=self.model_name, model_options=self._model_opts,
                                model_args=[self._in_channels, 2 if self._cfg["nll"] else 1],
@@ -344,10 +358,10 @@ class ConvAEInterpolator(NeuralInterpolator):
 
     name = "convae"
     model_name = "conv_ae"
-    default_model_options = {"width": 32, "depth": 3, "latent_channels": 32, "output": "linear"}
+    default_model_options = {"width": 16, "depth": 3, "latent_channels": 32, "output": "linear"}
     multiple = 8  # 2**depth of the default; _fit updates it for other depths
 
-    def _build_model(self, in_channels: int) -> nn.Module:
+    def _build_model(self, in_channels: int) -> "nn.Module":
         self.multiple = 2 ** int(self._model_opts.get("depth", 2))
         return super()._build_model(in_channels)
 
@@ -361,7 +375,7 @@ class UNetInterpolator(NeuralInterpolator):
 
     name = "unet"
     model_name = "unet"
-    default_model_options = {"width": 24, "depth": 3}
+    default_model_options = {"width": 16, "depth": 3}
 
 
 class ResAEInterpolator(NeuralInterpolator):
@@ -369,7 +383,7 @@ class ResAEInterpolator(NeuralInterpolator):
 
     name = "resae"
     model_name = "resae"
-    default_model_options = {"width": 24, "depth": 3, "skip": True}
+    default_model_options = {"width": 16, "depth": 3, "skip": True}
 
 
 class SMPUnetInterpolator(NeuralInterpolator):
@@ -378,3 +392,4 @@ class SMPUnetInterpolator(NeuralInterpolator):
     name = "smp_unet"
     model_name = "smp_unet"
     default_model_options = {"encoder_name": "resnet18", "encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
+    default_steps = 400  # ~3x the cost per step of the 16-wide U-Net

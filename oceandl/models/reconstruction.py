@@ -180,6 +180,12 @@ class SMPUnet(nn.Module):
         except KeyError as exc:
             raise InputError(f"encoder_name={encoder_name!r}: not an encoder of segmentation_models_pytorch "
                              f"(e.g. resnet18, resnet34, efficientnet-b0)") from exc
+        enc = self.net.encoder
+        if type(enc).__name__ == "ResNetEncoder":
+            # A shallow ResNet encoder never runs its deeper stages: drop their unused weights.
+            for k in range(encoder_depth, 5):
+                if isinstance(getattr(enc, f"layer{k}", None), nn.Module):
+                    delattr(enc, f"layer{k}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(x, self.multiple)

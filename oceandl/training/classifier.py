@@ -71,6 +71,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     opts = dict(model_options or {})
     if model in ("mlp",) and "input_size" not in opts:
         opts["input_size"] = list(data.x.shape[-2:])
+    torch.manual_seed(config.seed)  # the initial weights follow --seed (torch's own seed is random per process)
     net = get_model(model, int(data.x.shape[1]), len(classes), **opts)
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,
             "classes": classes, "preprocessing": spec}

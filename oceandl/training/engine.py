@@ -58,7 +58,9 @@ class TrainConfig:
     scale: float = 0.1
     noise: float = 0.05
     amp: bool = True                  # bf16/fp16 autocast, used on CUDA only
+    amp_cpu: bool = False             # with amp: bf16 autocast on CPU too (slower without native bf16)
     channels_last: bool = False
+    compile: str = "none"             # none | default | reduce-overhead (CUDA graphs) | max-autotune
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
@@ -70,6 +72,7 @@ class TrainConfig:
             "optimizer": (self.optimizer, ("sgd", "adam", "adamw")),
             "scheduler": (self.scheduler, ("none", "cosine", "step", "plateau", "onecycle")),
             "class_weights": (self.class_weights, ("none", "balanced")),
+            "compile": (self.compile, ("none", "default", "reduce-overhead", "max-autotune")),
         }
         for name, (val, ok) in checks.items():
             if val not in ok:
@@ -211,7 +214,7 @@ class _Batches:
         if getattr(self, "x", None) is not None:
             order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
             order = _dist.shard(order, pad=self.shuffle).to(self.device)  # this rank's share (all of it alone)
-            for i in range(0, self.n, self.batch_size):
+            for i in range(0, len(order), self.batch_size):
                 idx = order[i:i + self.batch_size]
                 yield self.x[idx], self.y[idx]
             return
@@ -237,6 +240,8 @@ def _autocast(device: torch.device, cfg: TrainConfig):
     if cfg.amp and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
+    if cfg.amp and cfg.amp_cpu and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     import contextlib
 
     return contextlib.nullcontext()
@@ -293,6 +298,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model, net = _dist.wrap_model(model)  # net: DDP for the training steps; model: evaluated and saved
+    if cfg.compile != "none":  # compiled on the first step; shares its parameters with `model`
+        net = torch.compile(net, mode=cfg.compile)
     train_b = _Batches(train, cfg.batch_size, device, cfg, shuffle=True, desc="loading train")
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
     weights = None
@@ -349,10 +356,12 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
             opt.step()
             if sched is not None and cfg.scheduler != "plateau":
                 sched.step()
-            tot += float(loss.detach()) * len(x)
+            # summed on the device: a float()/int() here would wait for the GPU at every step
+            tot += loss.detach() * len(x)
             if task == "classification":
-                correct += int((out_t.argmax(1) == y).sum())
+                correct += (out_t.argmax(1) == y).sum()
             n += len(x)
+        tot, correct = float(tot), int(correct)
         tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
         correct, n = int(correct), int(n)
         seen += n

@@ -1,0 +1,745 @@
+"""Gap filling of cubes larger than memory: block by block on dask, written chunk by chunk to netCDF.
+
+:func:`interpolate_chunked` opens the input lazily (dask), cuts the (time, lat, lon) cube into
+*core* blocks of ``chunks``, reads each core widened by a ``halo`` on every side (clipped at the
+cube's edges), fills it on a dask worker (any :mod:`dask` scheduler: threads by default, or the
+active :class:`distributed.Client`), and writes the core into a netCDF file created up front.
+At most ``max_in_flight`` blocks are in flight, so the memory held is a few blocks, never the
+cube. The statistics that must be global are dask reductions over the whole cube first.
+
+Strategies by method
+--------------------
+``climatology``
+    Exact: the per-pixel mean (and std) are dask reductions over all time steps; each block
+    then only fills its gaps with them (no halo).
+neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
+    One network for the whole cube: loaded from ``checkpoint=`` or trained in memory on
+    ``train_region`` (default: the first time chunk of a central spatial block). Its input
+    is normalised with the *global* per-pixel mean and scale (dask reductions) and gets the
+    global grid position, so a block sees what the in-memory path sees. Halo: ``neighbours``
+    days in time (exact: day t only reads days t-n..t+n) and the inference ``overlap`` in space,
+    where each block's lower halo is blended into the already written neighbour (below).
+``dineof`` (and ``eof``)
+    The global SVD becomes *per-region fits on overlapping blocks*: each block (default: the
+    whole time series over a 128 x 128 px core plus a 32 px halo) is filled by its own DINEOF
+    (its own modes and cross-validated number of modes), and neighbouring blocks are blended
+    over the halo. Trade-off: modes are local (basin-scale patterns wider than a block are
+    represented only piecewise, and a block too small or too cloudy to fit falls back to the
+    climatology, counted in ``fallback_blocks``), but memory per task is bounded by one block
+    (time x (core + 2 halo)^2) and blocks run in parallel; the halo costs
+    ((core + 2 halo) / core)^2 more work. A randomised SVD accumulated over time chunks would keep
+    global modes but needs the full spatial field per iteration (many passes over the cube per
+    DINEOF iteration), which is I/O-bound at the global scale.
+
+Blending
+    Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
+    its *lower* halo (the part of its read region that lies in earlier blocks' cores, already
+    written), replaces the written reconstruction by ``(1 - r) * old + r * new`` with ``r`` a
+    sin^2 ramp rising from ~0 at the halo's outer edge to ~1 at the core: no seam at the core
+    edge, and the earlier block's values at the halo's outer edge. Observed pixels keep their
+    values (``keep_observed``). Out-of-order results wait (at most ``max_in_flight``).
+
+The output has the variables of :meth:`Interpolator.reconstruct` (the filled field, ``missing_flag``,
+``sigma`` when the method gives one) and the attributes ``method``, ``options``, ``chunked``
+(chunks, halo, blend, blocks).
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import itertools
+import json
+import math
+import os
+import time as _time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import xarray as xr
+
+from oceandl.errors import InputError
+
+from .base import _MIN_PIXEL_OBS, Interpolator, _json_default, _netcdf_safe, oceandl_version
+
+__all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
+
+_AXES = ("time", "lat", "lon")
+_NEURAL = ("convae", "unet", "resae", "smp_unet")
+#: default core chunk sizes (-1: the whole axis) and halos by strategy
+_DEFAULT_CHUNKS = {"climatology": {"time": 64, "lat": 256, "lon": 256},
+                   "neural": {"time": 64, "lat": 256, "lon": 256},
+                   "fit": {"time": -1, "lat": 128, "lon": 128}}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of the plan: ``core`` is written by it, ``ext`` (core + halo, clipped) is read.
+
+    Slices are in (time, lat, lon) order; ``index`` is the block's chunk index along each axis.
+    """
+
+    index: tuple[int, int, int]
+    core: tuple[slice, slice, slice]
+    ext: tuple[slice, slice, slice]
+
+    @property
+    def ext_shape(self) -> tuple[int, int, int]:
+        return tuple(s.stop - s.start for s in self.ext)  # type: ignore[return-value]
+
+    def core_in_ext(self) -> tuple[slice, slice, slice]:
+        """The core as slices into the ext array."""
+        return tuple(slice(c.start - e.start, c.stop - e.start) for c, e in zip(self.core, self.ext))  # type: ignore
+
+
+@dataclass
+class ChunkedResult:
+    """What :func:`interpolate_chunked` did: output, plan, time and memory figures."""
+
+    path: Path
+    method: str
+    shape: tuple[int, int, int]
+    chunks: dict[str, int]
+    halo: dict[str, int]
+    n_blocks: int
+    seconds: float
+    stats_seconds: float
+    max_block_bytes: int        # float32 bytes of the largest block read (core + halo)
+    max_in_flight: int
+    fallback_blocks: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mpx_per_s(self) -> float:
+        """Throughput in millions of (time x lat x lon) pixels per second, statistics included."""
+        return float(np.prod(self.shape)) / 1e6 / max(self.seconds, 1e-9)
+
+
+def parse_chunks(spec: str | Mapping[str, int] | None, what: str = "--chunks") -> dict[str, int]:
+    """``"time=100,lat=256,lon=256"`` (or a dict) -> ``{"time": 100, "lat": 256, "lon": 256}``.
+
+    Axes not given are left out; ``-1`` (or ``all``) means the whole axis. An int is taken as
+    both spatial axes (``halo=16``).
+
+    Raises
+    ------
+    InputError
+        Unknown axis names, non-integers or negative values other than -1.
+    """
+    if spec is None:
+        return {}
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        spec = {"lat": int(spec), "lon": int(spec)}
+    if isinstance(spec, str):
+        out: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            if "=" not in part:
+                raise InputError(f"{what} {spec!r}: expected axis=size pairs like time=100,lat=256,lon=256")
+            k, v = (s.strip() for s in part.split("=", 1))
+            out[k] = -1 if v.lower() in ("all", "-1") else v
+        spec = out
+    if not isinstance(spec, Mapping):
+        raise InputError(f"{what}: expected axis=size pairs or a dict, got {type(spec).__name__}")
+    res = {}
+    for k, v in spec.items():
+        key = {"latitude": "lat", "longitude": "lon", "t": "time"}.get(str(k).lower(), str(k).lower())
+        if key not in _AXES:
+            raise InputError(f"{what}: unknown axis {k!r} (use time, lat, lon)")
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            raise InputError(f"{what}: {k}={v!r} is not an integer") from None
+        if n < -1 or (n == 0 and what.startswith("--chunks")):
+            raise InputError(f"{what}: {k}={n} must be a positive integer (or -1 for the whole axis)")
+        res[key] = n
+    return res
+
+
+def plan_blocks(shape: tuple[int, int, int], chunks: Mapping[str, int], halo: Mapping[str, int]) -> list[Block]:
+    """Cut a (time, lat, lon) cube into core blocks with halos, in raster order.
+
+    Parameters
+    ----------
+    shape : (time, lat, lon) sizes.
+    chunks : core size per axis (-1 or absent: the whole axis).
+    halo : halo per axis (absent: 0), clipped at the cube's edges.
+
+    Returns
+    -------
+    list of :class:`Block`, time slowest, lon fastest.
+    """
+    cores, halos = [], []
+    for ax, n in zip(_AXES, shape):
+        c = chunks.get(ax, -1)
+        c = n if c is None or c < 0 else min(int(c), n)
+        cores.append(c)
+        halos.append(max(0, int(halo.get(ax, 0))))
+    blocks = []
+    for idx in np.ndindex(*[math.ceil(n / c) for n, c in zip(shape, cores)]):
+        core, ext = [], []
+        for i, n, c, h in zip(idx, shape, cores, halos):
+            a, b = i * c, min((i + 1) * c, n)
+            core.append(slice(a, b))
+            ext.append(slice(max(a - h, 0), min(b + h, n)))
+        blocks.append(Block(tuple(int(i) for i in idx), tuple(core), tuple(ext)))  # type: ignore[arg-type]
+    return blocks
+
+
+# ------------------------------------------------------------------------------------------ input
+def _read_chunk(core: int, halo: int) -> int:
+    """Input chunk along an axis: a divisor of the core, >= the halo and >= core/4.
+
+    dask reads whole input chunks, so a block reading core + 2 halo touches neighbouring chunks;
+    chunks of a quarter core bound that over-read to 1.5x per axis.
+    """
+    if halo <= 0:
+        return core
+    low = max(halo, math.ceil(core / 4))
+    return next((d for d in range(low, core + 1) if core % d == 0), core)
+
+
+def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple[str, dict]:
+    """Open ``path`` lazily (no data read) and map ``sizes`` (by role) onto the variable's dims."""
+    from oceandl.io import find_variable
+
+    from .base import canonical_dims
+
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a netCDF file")
+    try:
+        ds = xr.open_dataset(path)  # lazy, nothing read
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
+        raise InputError(f"{path}: not a readable netCDF file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    try:
+        name = find_variable(ds, var, label=str(path))
+        v = ds[name]
+        v3 = v.isel({d: 0 for d in v.dims if v.sizes[d] == 1}) if v.ndim > 3 else v
+        if v3.ndim != 3:  # open_field gives the full message
+            return name, {}
+        return name, {d: sizes[ax] for d, ax in zip(canonical_dims(v3), _AXES)}
+    finally:
+        ds.close()
+
+
+def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None) -> xr.DataArray:
+    """The (time, lat, lon) field of ``source`` as a dask-backed DataArray (nothing loaded).
+
+    Parameters
+    ----------
+    source : path of a netCDF file, or an xarray Dataset/DataArray (NumPy or dask backed).
+    var : variable name (found from CF attributes when omitted).
+    chunks : dask chunk size per axis (``time``/``lat``/``lon``; -1 = whole axis).
+
+    Returns
+    -------
+    xarray.DataArray (time, lat, lon), cleaned like :func:`oceandl.io.open_field` (CF decoding,
+    ascending lat, lon in -180..180), backed by dask.
+
+    Raises
+    ------
+    InputError
+        As :func:`oceandl.io.open_field` (missing file or variable, bad dims, all NaN...).
+    """
+    from oceandl.io import open_field
+
+    sizes = {ax: -1 for ax in _AXES}
+    sizes.update(chunks or {})
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        name, dim_chunks = _file_chunks(path, var, sizes)
+        with warnings.catch_warnings():  # "chunks separate the stored chunks": chosen on purpose (halos)
+            warnings.simplefilter("ignore", UserWarning)
+            ds = xr.open_dataset(path, chunks=dim_chunks)
+        da = open_field(ds, name)  # stays lazy: one streaming min/max pass checks the values
+    else:
+        da = open_field(source, var)
+    return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
+
+
+# ------------------------------------------------------------------------------------------ stats
+@dataclass
+class _Stats:
+    """Global per-pixel statistics of the observations, as the in-memory base class computes them."""
+
+    count: np.ndarray      # (lat, lon) observations per pixel
+    mean: np.ndarray       # (lat, lon) float64, NaN on land, the global mean where count < 2
+    global_mean: float
+    scale: float = 1.0
+    sq: np.ndarray | None = None  # (lat, lon) sum of squared anomalies
+
+    @property
+    def ocean(self) -> np.ndarray:
+        return self.count > 0
+
+
+def _compute(*arrays):
+    import dask
+
+    return dask.compute(*arrays)
+
+
+def _global_stats(da: xr.DataArray, second_pass: bool) -> _Stats:
+    """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions."""
+    import dask.array as dsa
+
+    v = da.data
+    obs = dsa.isfinite(v)
+    count, total = _compute(obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0))
+    count = np.asarray(count)
+    n_obs = int(count.sum())
+    if n_obs == 0:
+        raise InputError(f"variable {da.name!r}: all values are NaN")
+    global_mean = float(np.asarray(total).sum() / n_obs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
+    mean[count == 0] = np.nan
+    st = _Stats(count, mean, global_mean)
+    if second_pass:
+        m = np.nan_to_num(mean)
+        (sq,) = _compute(dsa.where(obs, v.astype(np.float64) - m, 0.0).__pow__(2).sum(axis=0))
+        st.sq = np.asarray(sq)
+        scale = float(np.sqrt(st.sq.sum() / n_obs))
+        vmax = float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else 1.0
+        st.scale = scale if np.isfinite(scale) and scale > 1e-12 * max(vmax, 1.0) else 1.0
+    return st
+
+
+# ------------------------------------------------------------------------------------------ blocks
+def _finish(filled: np.ndarray, values: np.ndarray, mean: np.ndarray, ocean: np.ndarray,
+            keep_observed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Land NaN, the global mean where a block gave nothing, observations kept; and the gap flag."""
+    obs = np.isfinite(values)
+    filled = np.where(np.isfinite(filled), filled, mean[None])
+    if keep_observed:
+        filled = np.where(obs, values, filled)
+    filled[:, ~ocean] = np.nan
+    flag = (~obs & ocean[None]).astype(np.int8)
+    return filled, flag
+
+
+class _ClimatologyBlock:
+    """Gaps <- the global per-pixel mean; sigma <- the per-pixel std (exactly the in-memory method)."""
+
+    def __init__(self, stats: _Stats, keep_observed: bool):
+        self.keep_observed = keep_observed
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.sigma = np.where(stats.count >= 2, np.sqrt(stats.sq / (stats.count - 1)), stats.scale)
+
+    def __call__(self, values, ext, coords, mean, ocean):
+        filled, flag = _finish(np.broadcast_to(mean, values.shape), values, mean, ocean, self.keep_observed)
+        sigma = np.broadcast_to(self.sigma[ext[1], ext[2]], values.shape).copy()
+        sigma[:, ~ocean] = np.nan
+        return {"filled": filled, "flag": flag, "sigma": sigma, "fallback": False}
+
+
+class _FitBlock:
+    """A fresh in-memory method fitted on each block (DINEOF, EOF): per-region fits."""
+
+    def __init__(self, cls, seed, device, keep_observed, options, dims):
+        self.cls, self.seed, self.device, self.keep_observed, self.options = cls, seed, device, keep_observed, options
+        self.dims = dims
+
+    def __call__(self, values, ext, coords, mean, ocean):
+        da = xr.DataArray(values, dims=self.dims, coords=coords)
+        fallback = False
+        try:
+            model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
+            ds = model.fit(da).reconstruct()
+            filled = np.asarray(ds[model.output_name_].values, dtype=np.float64)
+        except InputError:  # a block too small or too cloudy to fit (options were checked up front)
+            filled, fallback = np.full(values.shape, np.nan), True
+        filled, flag = _finish(filled, values, mean, ocean, self.keep_observed)
+        return {"filled": filled, "flag": flag, "fallback": fallback}
+
+
+class _NeuralBlock:
+    """Inference of one trained network on a block, normalised with the global statistics.
+
+    Uses the network's own tiled inference (``NeuralInterpolator._predict``) on a shallow copy
+    of the fitted interpolator whose inputs are replaced by the block's.
+    """
+
+    def __init__(self, fitted, stats: _Stats, grid: tuple[int, int], keep_observed: bool):
+        self.fitted, self.scale, self.keep_observed = fitted, stats.scale, keep_observed
+        self.ny, self.nx = grid
+
+    def __call__(self, values, ext, coords, mean, ocean):
+        m = copy.copy(self.fitted)  # shares the network; the per-block inputs live on the copy
+        m._cfg = dict(self.fitted._cfg)
+        m.progress = False
+        m.da_ = xr.DataArray(values, dims=("time", "lat", "lon"), coords=coords)
+        obs = np.isfinite(values)
+        x = np.where(obs, (values - np.nan_to_num(mean)[None]) / self.scale, 0.0).astype(np.float32)
+        m._setup_inputs(x, obs)
+        if m._cfg["latlon"]:  # positions on the whole grid, as the in-memory path gives them
+            yy = np.linspace(-1, 1, self.ny, dtype=np.float32)[ext[1]]
+            xx = np.linspace(-1, 1, self.nx, dtype=np.float32)[ext[2]]
+            m._pos = np.stack(np.meshgrid(yy, xx, indexing="ij"))
+        mean_n, sigma_n = m._predict()
+        filled = mean_n.astype(np.float64) * self.scale + np.nan_to_num(mean)[None]
+        filled, flag = _finish(filled, values, mean, ocean, self.keep_observed)
+        out = {"filled": filled, "flag": flag, "fallback": False}
+        if sigma_n is not None:
+            sigma = sigma_n.astype(np.float64) * self.scale
+            sigma[:, ~ocean] = np.nan
+            out["sigma"] = sigma
+        return out
+
+
+class _Reader:
+    """Reads one block of the lazy input inside the task (dask's synchronous scheduler, only the
+    chunks the block touches), so that no task graph of the whole cube travels with each block."""
+
+    def __init__(self, da: xr.DataArray):
+        self.data = da.data
+
+    def __call__(self, ext: tuple[slice, slice, slice]) -> np.ndarray:
+        return np.asarray(self.data[ext].compute(scheduler="synchronous"))
+
+
+def _run_block(fn, reader: _Reader, ext, coords, mean, ocean):
+    """The task a worker runs: read the block (core + halo), fill it."""
+    return fn(reader(ext), ext, coords, mean, ocean)
+
+
+# ------------------------------------------------------------------------------------------ writer
+def _ramp(n: int) -> np.ndarray:
+    """sin^2 weights (n,) rising from ~0 (outer edge of a lower halo) to ~1 (next to the core)."""
+    return np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
+
+
+def _hdf5_lock():
+    """xarray's lock around the netCDF-C/HDF5 library: dask threads read the input through it, and
+    HDF5 is not thread-safe, so the writes here take it too."""
+    try:
+        from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
+
+        return NETCDF4_PYTHON_LOCK
+    except ImportError:  # pragma: no cover - other xarray layouts
+        import threading
+
+        return threading.Lock()
+
+
+class _Writer:
+    """Region writes into a netCDF file whose variables were created up front."""
+
+    def __init__(self, path: Path, names: dict[str, str], keep_observed: bool, blend: Mapping[str, bool]):
+        import netCDF4
+
+        self.lock = _hdf5_lock()
+        with self.lock:
+            self.nc = netCDF4.Dataset(path, "r+")
+            self.nc.set_auto_maskandscale(False)  # raw values: NaN stays NaN, flags stay int8
+        self.names, self.keep_observed = names, keep_observed
+        self.blend = [bool(blend.get(ax, False)) for ax in _AXES]
+
+    def commit(self, block: Block, res: dict) -> None:
+        with self.lock:
+            self._commit(block, res)
+
+    def setattr(self, key: str, value) -> None:
+        with self.lock:
+            self.nc.setncattr(key, value)
+
+    def _commit(self, block: Block, res: dict) -> None:
+        ci = block.core_in_ext()
+        var = self.nc[self.names["filled"]]
+        var[block.core] = res["filled"][ci].astype(var.dtype)
+        self.nc[self.names["flag"]][block.core] = res["flag"][ci]
+        if "sigma" in res and "sigma" in self.names:
+            self.nc[self.names["sigma"]][block.core] = res["sigma"][ci].astype(var.dtype)
+        # lower halo: the part of the read region inside earlier (already written) cores
+        lo = [c.start - e.start if b else 0 for c, e, b in zip(block.core, block.ext, self.blend)]
+        if not any(lo):
+            return
+        region = tuple(slice(c.start - n, c.stop) for c, n in zip(block.core, lo))
+        sub = tuple(slice(ci_.start - n, ci_.stop) for ci_, n in zip(ci, lo))
+        r = np.ones(1)
+        for n, c in zip(lo, block.core):
+            w = np.concatenate([_ramp(n), np.ones(c.stop - c.start)]) if n else np.ones(c.stop - c.start)
+            r = np.multiply.outer(r, w)
+        r = r[0]
+        # pixels whose value is a reconstruction (all ocean ones without keep_observed)
+        upd = (res["flag"][sub] == 1) if self.keep_observed else np.isfinite(res["filled"][sub])
+        upd &= r < 1
+        for key in ("filled", "sigma"):
+            if key not in res or key not in self.names:
+                continue
+            v = self.nc[self.names[key]]
+            old = np.asarray(v[region], dtype=np.float64)
+            new = res[key][sub]
+            ok = upd & np.isfinite(old) & np.isfinite(new)
+            old[ok] = (1 - r[ok]) * old[ok] + r[ok] * new[ok]
+            v[region] = old.astype(v.dtype)
+
+    def close(self) -> None:
+        with self.lock:
+            self.nc.close()
+
+
+def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: dict, var_attrs: dict,
+              chunksizes: tuple[int, int, int], dtype) -> None:
+    """Create ``path`` with the coords (xarray encodes the time) and empty, compressed, chunked variables."""
+    coords = {ax: da[ax].variable.to_base_variable() for ax in _AXES}
+    xr.Dataset(coords=coords, attrs=attrs).to_netcdf(path, engine="netcdf4", format="NETCDF4")
+    with _hdf5_lock():
+        _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"))
+
+
+def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units) -> None:
+    import netCDF4
+
+    sigma_attrs = {"long_name": f"estimated error standard deviation of {name}",
+                   **({"units": units} if units is not None else {})}
+    with netCDF4.Dataset(path, "r+") as nc:
+        specs = [(name, dtype, np.nan, var_attrs), ("missing_flag", np.int8, None, {
+            "long_name": "gap-filling flag", "flag_values": np.array([0, 1, 2], dtype=np.int8),
+            "flag_meanings": "observed_or_land originally_missing withheld_for_validation"})]
+        if with_sigma:
+            specs.append(("sigma", dtype, np.nan, sigma_attrs))
+        for vname, dt, fill, vattrs in specs:
+            v = nc.createVariable(vname, dt, _AXES, zlib=True, complevel=4, chunksizes=chunksizes,
+                                  fill_value=fill if fill is not None else False)
+            v.setncatts({k: val for k, val in vattrs.items() if k not in ("_FillValue",)})
+
+
+# ------------------------------------------------------------------------------------------ scheduling
+def _client():
+    """The active :class:`distributed.Client`, or None."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _stream(fn, reader: _Reader, args: list[tuple], window: int) -> Iterator[tuple[int, Any]]:
+    """Run ``_run_block(fn, reader, *args[i])`` with at most ``window`` blocks in flight.
+
+    Yields ``(i, result)`` as blocks complete: on the active :class:`distributed.Client` when there
+    is one (``fn`` and ``reader`` scattered once to every worker), else on a local thread pool.
+    """
+    todo = iter(enumerate(args))
+    client = _client()
+    if client is None:
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        with ThreadPoolExecutor(max_workers=max(1, min(window, os.cpu_count() or 1))) as ex:
+            running = {ex.submit(_run_block, fn, reader, *a): i for i, a in itertools.islice(todo, window)}
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield running.pop(f), f.result()
+                    for i, a in itertools.islice(todo, 1):
+                        running[ex.submit(_run_block, fn, reader, *a)] = i
+        return
+    from distributed import as_completed
+
+    fn_f, reader_f = client.scatter([fn, reader], broadcast=True, hash=False)
+    keys: dict = {}
+
+    def submit(i, a):
+        fut = client.submit(_run_block, fn_f, reader_f, *a, pure=False)
+        keys[fut.key] = i
+        return fut
+
+    ac = as_completed([submit(i, a) for i, a in itertools.islice(todo, window)], with_results=True)
+    for fut, res in ac:
+        yield keys.pop(fut.key), res
+        fut.release()
+        for i, a in itertools.islice(todo, 1):
+            ac.add(submit(i, a))
+
+
+def _default_window() -> int:
+    try:
+        from distributed import get_client
+
+        return 2 * max(1, sum(get_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return 2 * max(1, os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------------------------------ main
+def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof", *, var: str | None = None,
+                        chunks: str | Mapping[str, int] | None = None, halo: str | int | Mapping[str, int] | None = None,
+                        blend: bool = True, seed: int = 0, device: str = "auto", keep_observed: bool = True,
+                        train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
+                        overwrite: bool = False, progress: bool = False,
+                        log: Callable[[str], None] | None = None, **options) -> ChunkedResult:
+    """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
+
+    Parameters
+    ----------
+    source : netCDF path (opened lazily with dask), or an xarray Dataset/DataArray (NumPy or dask).
+    output : the netCDF file to write (atomically: a temporary beside it, renamed at the end).
+    method : ``"climatology"``, ``"dineof"``, ``"eof"`` or a neural method (``"unet"``, ``"resae"``,
+        ``"convae"``, ``"smp_unet"``); see the module docstring for each strategy.
+    var : the variable (found from CF attributes when omitted).
+    chunks : core block size per axis, ``"time=100,lat=256,lon=256"`` or a dict (-1: whole axis).
+        Defaults: climatology and neural ``time=64,lat=256,lon=256``; DINEOF/EOF
+        ``time=-1,lat=128,lon=128``.
+    halo : halo per axis (an int: both spatial axes). Defaults: climatology 0; neural
+        ``time=neighbours`` and ``overlap`` px in space; DINEOF/EOF a quarter of the spatial core
+        (and of the time core when time is chunked).
+    blend : blend each block's lower halo into the neighbours already written (see the module
+        docstring); False crops every block to its core. The neural time halo is never blended
+        (it is exact).
+    seed, device, keep_observed : as for :class:`~oceandl.interp.base.Interpolator`.
+    train_region : neural methods without ``checkpoint``: ``{"time": slice, "lat": slice, "lon":
+        slice}`` (index slices) loaded in memory to train the network.
+    max_in_flight : blocks computed at once (default: twice the worker threads).
+    overwrite, progress, log : replace ``output``; a progress bar; a callable for one-line notes.
+    **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``).
+
+    Returns
+    -------
+    ChunkedResult
+
+    Raises
+    ------
+    InputError
+        Bad input (see :func:`open_lazy`), unknown method or option, bad chunks or halo, output
+        that exists without ``overwrite``.
+    """
+    from oceandl.utils import atomic_path, check_output_path
+
+    from . import get_method
+
+    t_start = _time.perf_counter()
+    say = log or (lambda _msg: None)
+    output = Path(output)
+    if output.suffix.lower() not in (".nc", ".nc4"):
+        raise InputError(f"{output}: the output must be a netCDF file (.nc)")
+    check_output_path(output, overwrite)
+    cls = get_method(method)
+    cls(seed=seed, device=device, keep_observed=keep_observed, **options)  # options checked before reading
+    from .neural import NeuralInterpolator
+
+    kind = "climatology" if method == "climatology" else "neural" if issubclass(cls, NeuralInterpolator) else "fit"
+    core = {**_DEFAULT_CHUNKS[kind], **parse_chunks(chunks)}
+    user_halo = parse_chunks(halo, "halo")
+    if max_in_flight is not None and max_in_flight < 1:
+        raise InputError(f"max_in_flight={max_in_flight}: must be >= 1")
+
+    da = open_lazy(source, var, core)  # stats pass chunks: the cores
+    shape = tuple(int(n) for n in da.shape)
+    if shape[0] < 2:
+        raise InputError(f"variable {da.name!r}: needs at least 2 time steps, got {shape[0]}")
+    core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
+
+    t0 = _time.perf_counter()
+    stats = _global_stats(da, second_pass=kind != "fit")
+    stats_seconds = _time.perf_counter() - t0
+    say(f"global statistics of {shape} in {stats_seconds:.1f} s "
+        f"({int(stats.ocean.sum()):,} ocean pixels, scale {stats.scale:.4g})")
+
+    # ---- the block function and the halos
+    dims = ("time", "lat", "lon")
+    blend_axes = {ax: blend for ax in _AXES}
+    if kind == "climatology":
+        fn: Callable = _ClimatologyBlock(stats, keep_observed)
+        hal = {ax: 0 for ax in _AXES}
+    elif kind == "fit":
+        fn = _FitBlock(cls, seed, device, keep_observed, options, dims)
+        hal = {ax: (0 if core[ax] >= n else max(1, core[ax] // 4)) for ax, n in zip(_AXES, shape)}
+    else:
+        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say)
+        fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed)
+        ov = int(fitted.options["overlap"])
+        hal = {"time": int(fitted._cfg["neighbours"]), "lat": ov, "lon": ov}
+        blend_axes["time"] = False  # day t depends on days t-n..t+n only: the time halo is exact
+    hal.update(user_halo)
+    if kind == "neural" and hal["time"] < int(fn.fitted._cfg["neighbours"]):
+        warnings.warn(f"halo time={hal['time']} < neighbours={fn.fitted._cfg['neighbours']}: days at "
+                      "time-chunk edges lose neighbour context", stacklevel=2)
+
+    blocks = plan_blocks(shape, core, hal)
+    read = {ax: _read_chunk(core[ax], hal[ax]) for ax in _AXES}
+    src = da if read == core else open_lazy(source, var, read)  # finer input chunks: halos over-read less
+    window = max_in_flight or _default_window()
+    max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4
+    say(f"{len(blocks)} blocks of core {core}, halo {hal}, at most {window} in flight "
+        f"(largest read {max_block / 2**20:.1f} MiB as float32)")
+
+    # ---- output skeleton, then blocks streamed into it
+    name = str(da.name) if da.name is not None and da.name not in ("sigma", "missing_flag") else "filled"
+    dtype = np.result_type(da.dtype, np.float32)
+    with_sigma = kind == "climatology" or (kind == "neural" and bool(fn.fitted._cfg["nll"]))
+    opts_json = json.dumps({**options, "seed": seed, "keep_observed": keep_observed}, sort_keys=True,
+                           default=_json_default)
+    plan = {"chunks": core, "halo": hal, "blend": {k: int(v) for k, v in blend_axes.items()},
+            "blocks": len(blocks), "strategy": {"climatology": "global per-pixel statistics",
+                                                "fit": "per-region fits on overlapping blocks",
+                                                "neural": "one network, tiled inference per block"}[kind]}
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    attrs = {"oceandl_version": oceandl_version(), "method": method, "options": opts_json,
+             "chunked": json.dumps(plan, sort_keys=True)}
+    line = f"{stamp} oceandl {attrs['oceandl_version']}: gaps filled with method {method} {opts_json} (chunked)"
+    attrs["history"] = f"{da.attrs['history']}\n{line}" if da.attrs.get("history") else line
+    var_attrs = {k: _netcdf_safe(v) for k, v in {**da.attrs, **attrs}.items()}
+    file_attrs = {k: _netcdf_safe(v) for k, v in attrs.items()}
+    csize = (1, core["lat"], core["lon"])
+    names = {"filled": name, "flag": "missing_flag", **({"sigma": "sigma"} if with_sigma else {})}
+
+    coords_of = {ax: da[ax].values for ax in _AXES}
+
+    def block_args(b: Block) -> tuple:
+        ys, xs = b.ext[1], b.ext[2]
+        coords = {"time": coords_of["time"][b.ext[0]], "lat": coords_of["lat"][ys], "lon": coords_of["lon"][xs]}
+        return b.ext, coords, stats.mean[ys, xs], stats.ocean[ys, xs]
+
+    fallback = 0
+    with atomic_path(output, overwrite=overwrite) as tmp:
+        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype)
+        writer = _Writer(tmp, names, keep_observed, blend_axes)
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(blocks), desc=f"{method}: blocks", disable=not progress, leave=False)
+            waiting: dict[int, dict] = {}
+            nxt = 0
+            for i, res in _stream(fn, _Reader(src), [block_args(b) for b in blocks], window):
+                waiting[i] = res
+                while nxt in waiting:  # commit in raster order: lower halos blend into written cores
+                    r = waiting.pop(nxt)
+                    fallback += bool(r.get("fallback"))
+                    writer.commit(blocks[nxt], r)
+                    nxt += 1
+                    bar.update()
+            bar.close()
+            writer.setattr("chunked_fallback_blocks", fallback)
+        finally:
+            writer.close()
+    if fallback:
+        warnings.warn(f"{fallback} of {len(blocks)} blocks could not be fitted (too few observations) and "
+                      "took the climatology", stacklevel=2)
+    seconds = _time.perf_counter() - t_start
+    res = ChunkedResult(output, method, shape, core, hal, len(blocks), seconds, stats_seconds, max_block, window,
+                        fallback, attrs)
+    say(f"{method}: {np.prod(shape) / 1e6:.1f} Mpx in {seconds:.1f} s ({res.mpx_per_s:.2f} Mpx/s) -> {output}")
+    return res
+
+
+def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say):
+    """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region."""
+    if train_region is None:  # the first time chunk of the central spatial block
+        train_region = {"time": slice(0, core["time"])}
+        for ax, n in zip(("lat", "lon"), shape[1:]):
+            c = core[ax]
+            start = max(0, min(n - c, (n // 2) // c * c))
+            train_region[ax] = slice(start, start + c)
+    bad = set(train_region) - set(_AXES)
+    if bad:
+        raise InputError(f"train_region: unknown axis {sorted(bad)[0]!r} (use time, lat, lon)")
+    region = da.isel(train_region).load()
+    what = "loading the network" if options.get("checkpoint") else "training the network"
+    say(f"{what} on region {dict(region.sizes)}")
+    return cls(seed=seed, device=device, **options).fit(region)

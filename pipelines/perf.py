@@ -1,0 +1,632 @@
+"""Speed benchmark: the oceandl engine against the course's loop and the raw model step, in one run.
+
+Every case runs in this process, interleaved with the others and repeated (``repeats``); the
+median throughput is reported, so a machine shared with other jobs slows all cases alike and the
+ratios stay meaningful. Cases:
+
+* ``mnist_<model>_course``: a faithful re-implementation of the course's loop on MNIST-shaped
+  synthetic data: a torchvision-style dataset that turns each uint8 array into a PIL image and
+  then a tensor (``ToTensor`` + ``Normalize``), a ``DataLoader`` of single items with batch 20,
+  SGD, ``loss.item()`` and the accuracy count every step.
+* ``mnist_<model>_raw``: the bare step (forward, loss, backward, optimiser step) over pre-made
+  device tensors at the engine's batch size: the ceiling of any training loop.
+* ``mnist_<model>_engine``: :func:`oceandl.training.fit` with the same model, optimiser, batch
+  size and epochs (fp32), timed around the whole call (data loading included); then its switches
+  (``_bf16`` autocast, ``_channels_last``, ``_compile`` with its compile time reported apart,
+  ``_cuda_graphs`` on CUDA only), each compared with the fp32 engine.
+* ``interp_<method>_train`` against ``interp_<method>_raw``: the neural interpolator's training
+  (random patches, mask transfer) against the raw step of the same network at the same batch and
+  patch size.
+* ``interp_infer_model`` (Mpx/s of model compute on pre-made tiles), ``interp_infer_tiled``
+  (the interpolator's tiled, blended inference over the cube) and ``interp_end_to_end``
+  (netCDF in, trained checkpoint, netCDF out).
+* ``tiled_memory_<G>``: tiled inference of a (time, G, G) cube at two grid sizes, each in a fresh
+  subprocess: the peak memory added by inference, less the output arrays, does not grow with G.
+* ``dineof``: DINEOF with a fixed number of modes on a cube; on CUDA also on the CPU, with the
+  GPU/CPU speed ratio and the largest difference of the results.
+
+``results.json`` maps each case to ``throughput``, ``unit``, ``reference``, ``ratio``
+(throughput / the reference's), ``peak_host_mb`` (the process's peak resident memory during the
+case), ``peak_device_mb`` (CUDA), ``device`` and case-specific extras.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oceandl.errors import InputError
+
+from .runner import Pipeline, RunContext
+
+__all__ = ["PerfConfig", "PIPELINE", "run", "course_loop", "raw_step_loop", "peak_rss_mb", "reset_peak_rss"]
+
+
+@dataclass(frozen=True)
+class PerfConfig:
+    """Sizes and switches of the speed benchmark (``--set key=value`` overrides any of them).
+
+    ``fast=True`` shrinks everything to a seconds-long smoke run (tiny models, no torch.compile).
+    """
+
+    seed: int = 0
+    fast: bool = False
+    repeats: int = 3                      # timed passes per case (median reported)
+    threads: int = 0                      # torch intra-op threads; 0 = the machine's default
+    # MNIST-shaped classification
+    classifiers: tuple[str, ...] = ("mlp", "cnn")
+    n_samples: int = 2048                 # images per timed pass
+    epochs: int = 1
+    batch_size: int = 256                 # engine and raw step
+    course_batch_size: int = 20
+    lr: float = 0.01
+    # engine switches, each a measured case
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = True
+    cuda_graphs: bool = True              # CUDA only (torch.compile mode="reduce-overhead")
+    # neural interpolation
+    interp_methods: tuple[str, ...] = ("unet", "smp_unet")
+    interp_steps: int = 8
+    interp_batch: int = 16
+    patch: int = 64
+    cube: tuple[int, ...] = (32, 128, 128)  # (time, lat, lon) of the interpolation cube
+    tile: int = 128
+    overlap: int = 32
+    infer_batch: int = 8
+    memory_grids: tuple[int, ...] = (128, 256)
+    memory_time: int = 8
+    # DINEOF
+    dineof_cube: tuple[int, ...] = (365, 64, 64)
+    dineof_modes: int = 8
+
+
+_FAST = {
+    "n_samples": 200, "batch_size": 50, "repeats": 1, "compile": False, "interp_steps": 2, "interp_batch": 4,
+    "patch": 32, "cube": (6, 40, 40), "tile": 32, "overlap": 8, "infer_batch": 4, "memory_grids": (32, 64),
+    "memory_time": 3, "dineof_cube": (24, 16, 16), "dineof_modes": 3, "interp_methods": ("unet",),
+}
+_FAST_MODELS = {"mlp": {"hidden": (64,)}, "cnn": {"channels": (8, 16), "hidden": 32},
+                "unet": {"width": 8, "depth": 2}, "resae": {"width": 8, "depth": 2},
+                "convae": {"width": 8, "depth": 2, "latent_channels": 8},
+                "smp_unet": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}}
+
+
+# ----------------------------------------------------------------------------------- measurement
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (Linux ``clear_refs``); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (since the last :func:`reset_peak_rss`)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Case:
+    """One timed case: its runs (throughputs), peak memory and extras."""
+
+    def __init__(self, name: str, unit: str, reference: str | None, fn: Callable[[], dict]):
+        self.name, self.unit, self.reference, self.fn = name, unit, reference, fn
+        self.runs: list[float] = []
+        self.peak_host, self.peak_dev = 0.0, 0.0
+        self.extra: dict = {}
+
+
+def _measure(case: _Case, device: torch.device) -> None:
+    """Run ``case.fn`` once; it returns ``{"throughput": ..., **extras}``."""
+    reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    out = case.fn()
+    _sync(device)
+    case.runs.append(float(out.pop("throughput")))
+    # a case run in a subprocess reports that process's peak
+    case.peak_host = max(case.peak_host, float(out.pop("peak_host_mb", None) or peak_rss_mb()))
+    if device.type == "cuda":
+        case.peak_dev = max(case.peak_dev, torch.cuda.max_memory_allocated(device) / 2**20)
+    for k, v in out.items():  # extras: keep every run's value, reported as the median
+        case.extra.setdefault(k, []).append(v)
+
+
+# ------------------------------------------------------------------------------- MNIST: the loops
+class _CourseMNIST(torch.utils.data.Dataset):
+    """The course's data path: uint8 arrays -> PIL image -> ToTensor -> Normalize, one item at a time
+    (what ``torchvision.datasets.MNIST(transform=...)`` does in ``__getitem__``)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        from torchvision import transforms
+
+        self.data, self.targets = images, labels
+        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = Image.fromarray(self.data[i], mode="L")
+        return self.transform(img), int(self.targets[i])
+
+
+def course_loop(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device,
+                batch_size: int = 20, lr: float = 0.01, epochs: int = 1) -> float:
+    """The course's training loop; returns samples/s.
+
+    Parameters
+    ----------
+    model : a classifier of (N, 1, 28, 28) images.
+    images : uint8 (N, 28, 28); labels : int (N,).
+    """
+    loader = torch.utils.data.DataLoader(_CourseMNIST(images, labels), batch_size=batch_size, shuffle=True)
+    model = model.to(device)
+    criterion = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        running_loss, correct, total = 0.0, 0, 0
+        for data, target in loader:
+            data, target = data.to(device), target.to(device)
+            optimizer.zero_grad()
+            output = model(data)
+            loss = criterion(output, target)
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item() * data.size(0)
+            _, pred = torch.max(output, 1)
+            correct += (pred == target).sum().item()
+            total += target.size(0)
+    _sync(device)
+    return epochs * len(images) / (time.perf_counter() - t0)
+
+
+def raw_step_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                  optimizer: torch.optim.Optimizer, loss_fn: Callable, epochs: int = 1) -> float:
+    """The bare step over pre-made device tensors ``x`` (N, ...) and ``y`` (N, ...); returns samples/s."""
+    model.train()
+    _sync(x.device)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for i in range(0, len(x), batch_size):
+            loss = loss_fn(model(x[i:i + batch_size]), y[i:i + batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    _sync(x.device)
+    return epochs * len(x) / (time.perf_counter() - t0)
+
+
+def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext) -> list[_Case]:
+    from oceandl.models import get_model
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    rng = np.random.default_rng(cfg.seed)
+    images = rng.integers(0, 256, (cfg.n_samples, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, cfg.n_samples)
+    x_cpu = ((torch.from_numpy(images).float() / 255 - 0.1307) / 0.3081)[:, None]
+    y_cpu = torch.from_numpy(labels)
+    x_dev, y_dev = x_cpu.to(device), y_cpu.to(device)
+    data = TensorData(x_cpu, y_cpu)
+    cuda = device.type == "cuda"
+    cases: list[_Case] = []
+
+    def model_of(name):
+        torch.manual_seed(cfg.seed)
+        return get_model(name, 1, 10, **(_FAST_MODELS.get(name, {}) if cfg.fast else {}))
+
+    for name in cfg.classifiers:
+        base = f"mnist_{name}"
+
+        def course(name=name):
+            return {"throughput": course_loop(model_of(name), images, labels, device, cfg.course_batch_size,
+                                              cfg.lr, cfg.epochs)}
+
+        def raw(name=name):
+            m = model_of(name).to(device)
+            opt = torch.optim.SGD(m.parameters(), lr=cfg.lr, momentum=0.9)
+            return {"throughput": raw_step_loop(m, x_dev, y_dev, cfg.batch_size, opt, F.cross_entropy, cfg.epochs)}
+
+        def engine(name=name, **switch):
+            tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="sgd",
+                             momentum=0.9, scheduler="none", amp=False, seed=cfg.seed, device=str(device),
+                             progress=False).update(**switch)
+            m = model_of(name)
+            t0 = time.perf_counter()
+            res = fit(m, data, None, tc)
+            _sync(device)
+            return {"throughput": cfg.epochs * cfg.n_samples / (time.perf_counter() - t0),
+                    "final_train_loss": res.history[-1]["train_loss"]}
+
+        def engine_compiled(name=name, mode="default"):
+            # two epochs: the first compiles, the second is the steady state
+            tc = TrainConfig(epochs=2, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="sgd", momentum=0.9,
+                             scheduler="none", amp=False, seed=cfg.seed, device=str(device), progress=False,
+                             compile=mode)
+            res = fit(model_of(name), data, None, tc)
+            first, second = res.history[0]["seconds"], res.history[1]["seconds"]
+            return {"throughput": cfg.n_samples / second, "compile_seconds": max(first - second, 0.0)}
+
+        cases += [
+            _Case(f"{base}_course", "samples/s", None, course),
+            _Case(f"{base}_raw", "samples/s", f"{base}_course", raw),
+            _Case(f"{base}_engine", "samples/s", f"{base}_course", engine),
+        ]
+        if cfg.bf16 and (not cuda or torch.cuda.is_bf16_supported()):
+            cases.append(_Case(f"{base}_engine_bf16", "samples/s", f"{base}_engine",
+                               lambda e=engine: e(amp=True, amp_cpu=True)))
+        if cfg.channels_last and name != "mlp":
+            cases.append(_Case(f"{base}_engine_channels_last", "samples/s", f"{base}_engine",
+                               lambda e=engine: e(channels_last=True)))
+        if cfg.compile:
+            cases.append(_Case(f"{base}_engine_compile", "samples/s", f"{base}_engine", engine_compiled))
+        if cfg.cuda_graphs and cuda:
+            cases.append(_Case(f"{base}_engine_cuda_graphs", "samples/s", f"{base}_engine",
+                               lambda e=engine_compiled: e(mode="reduce-overhead")))
+    if cfg.compile and not cuda:
+        ctx.note("torch.compile on CPU: its steady-state speed is the second epoch; compile_seconds is the extra "
+                 "time of the first")
+    if cfg.cuda_graphs and not cuda:
+        ctx.note("CUDA graphs: not measured (no CUDA device)")
+    return cases
+
+
+# ------------------------------------------------------------------------- neural interpolation
+def _gappy_cube(shape: tuple[int, int, int], seed: int):
+    """A cheap gappy SST-like cube (time, lat, lon) DataArray: drifting waves, blob clouds, a land corner.
+
+    (Speed does not depend on realism; :func:`oceandl.datasets.sst.synthetic_sst` is much slower
+    to make at large sizes.)
+    """
+    import pandas as pd
+    import xarray as xr
+
+    t, ny, nx = shape
+    rng = np.random.default_rng(seed)
+    tt = np.arange(t, dtype=np.float32)[:, None, None]
+    yy = np.linspace(0, 1, ny, dtype=np.float32)[None, :, None]
+    xx = np.linspace(0, 1, nx, dtype=np.float32)[None, None, :]
+    field = (20 - 6 * yy + np.sin(2 * np.pi * (3 * xx + 0.02 * tt)) * np.cos(3 * np.pi * yy)
+             + 0.1 * rng.standard_normal((t, ny, nx), dtype=np.float32))
+    # clouds: coarse random fields upsampled to blobs of ~8 pixels, about half of the ocean covered
+    coarse = rng.standard_normal((t, -(-ny // 8) + 1, -(-nx // 8) + 1)).astype(np.float32)
+    cloud = np.repeat(np.repeat(coarse, 8, 1), 8, 2)[:, :ny, :nx] > 0
+    land = (yy[0] < 0.2) & (xx[0] < 0.25)
+    field[cloud | land[None]] = np.nan
+    return xr.DataArray(field, dims=("time", "lat", "lon"), name="sst",
+                        coords={"time": pd.date_range("2020-01-01", periods=t), "lat": np.linspace(25, 45, ny),
+                                "lon": np.linspace(-70, -50, nx)})
+
+
+def _interp_options(cfg: PerfConfig, method: str, steps: int) -> dict:
+    opts = {"steps": steps, "batch_size": cfg.interp_batch, "patch": cfg.patch, "tile": cfg.tile,
+            "overlap": cfg.overlap, "infer_batch": cfg.infer_batch}
+    if cfg.fast and method in _FAST_MODELS:
+        opts["model_options"] = dict(_FAST_MODELS[method])
+    return opts
+
+
+def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple[list[_Case], Callable[[], Path]]:
+    from oceandl.interp import get_method
+    from oceandl.models import get_model
+
+    da = _gappy_cube(tuple(cfg.cube), cfg.seed)
+    t, ny, nx = da.shape
+    cases: list[_Case] = []
+    fitted: dict = {}
+    for method in cfg.interp_methods:
+        cls = get_method(method)
+        if not hasattr(cls, "model_name"):
+            raise InputError(f"interp_methods: {method!r} is not a neural interpolation method")
+
+        def train(method=method, cls=cls):
+            interp = cls(seed=cfg.seed, device=str(device), **_interp_options(cfg, method, cfg.interp_steps))
+            t0 = time.perf_counter()
+            interp.fit(da)
+            _sync(device)
+            fitted[method] = interp
+            return {"throughput": cfg.interp_steps * cfg.interp_batch / (time.perf_counter() - t0)}
+
+        def raw(method=method, cls=cls):
+            interp = fitted.get(method)
+            if interp is None:  # the raw case needs the channel count and options of a fitted one
+                train(method, cls)
+                interp = fitted[method]
+            torch.manual_seed(cfg.seed)
+            net = get_model(interp.model_name, interp._in_channels, 1, **interp._model_opts).to(device)
+            p = min(cfg.patch, ny, nx)
+            n = cfg.interp_steps * cfg.interp_batch
+            gen = torch.Generator().manual_seed(cfg.seed)
+            x = torch.randn(n, interp._in_channels, p, p, generator=gen).to(device)
+            y = torch.randn(n, 1, p, p, generator=gen).to(device)
+            opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+            return {"throughput": raw_step_loop(net, x, y, cfg.interp_batch, opt, F.mse_loss)}
+
+        cases += [_Case(f"interp_{method}_train", "samples/s", f"interp_{method}_raw", train),
+                  _Case(f"interp_{method}_raw", "samples/s", None, raw)]
+
+    method = cfg.interp_methods[0]
+    ckpt, nc_in = workdir / "perf_ckpt", workdir / "perf_in.nc"
+    da.to_dataset(name="sst").to_netcdf(nc_in)
+
+    def checkpoint() -> Path:
+        """The first method's trained network as a checkpoint folder (written once)."""
+        if not ckpt.exists():
+            fitted[method].save(ckpt)
+        return ckpt
+
+    def infer_model():
+        interp = fitted[method]
+        net = interp.model_.eval()
+        x = torch.randn(cfg.infer_batch, interp._in_channels, cfg.tile, cfg.tile).to(device)
+        n = max(3, cfg.repeats)
+        with torch.inference_mode():
+            net(x)  # warm-up (first-call kernel selection)
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                net(x)
+            _sync(device)
+        return {"throughput": n * x.shape[0] * cfg.tile**2 / 1e6 / (time.perf_counter() - t0)}
+
+    def infer_tiled():
+        interp = fitted[method]
+        t0 = time.perf_counter()
+        interp._predict()
+        _sync(device)
+        return {"throughput": t * ny * nx / 1e6 / (time.perf_counter() - t0)}
+
+    def end_to_end():
+        from oceandl.pipelines.interpolate import run_interpolation
+
+        out = workdir / "perf_out.nc"
+        opts = {k: v for k, v in _interp_options(cfg, method, 0).items() if k in ("tile", "overlap", "infer_batch")}
+        t0 = time.perf_counter()
+        run_interpolation(nc_in, out, var="sst", method=method, withhold=0.0, options={"checkpoint": str(checkpoint()),
+                          **opts}, seed=cfg.seed, device=str(device), overwrite=True, progress=False,
+                          log=lambda s: None)
+        return {"throughput": t * ny * nx / 1e6 / (time.perf_counter() - t0)}
+
+    cases += [_Case("interp_infer_model", "Mpx/s", None, infer_model),
+              _Case("interp_infer_tiled", "Mpx/s", "interp_infer_model", infer_tiled),
+              _Case("interp_end_to_end", "Mpx/s", "interp_infer_model", end_to_end)]
+    return cases, checkpoint
+
+
+# ------------------------------------------------------------------------- tiled inference memory
+def _memory_probe(args: dict) -> dict:
+    """Run in a fresh process: tiled inference of a (time, G, G) cube from a checkpoint.
+
+    Returns the peak memory the inference adds (host; and device on CUDA) and the size of the
+    arrays that must grow with the grid (the blended accumulator and the result).
+    """
+    from oceandl.interp import get_method
+
+    torch.set_num_threads(args["threads"])
+    device = torch.device(args["device"])
+    t, g = args["time"], args["grid"]
+    da = _gappy_cube((t, g, g), args["seed"])
+    interp = get_method(args["method"])(seed=args["seed"], device=args["device"], checkpoint=args["checkpoint"],
+                                        tile=args["tile"], overlap=args["overlap"], infer_batch=args["infer_batch"])
+    interp.fit(da)
+    interp._predict()  # warm-up: allocator and kernel caches are not part of the grid's cost
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        dev0 = torch.cuda.memory_allocated(device)
+    base = _rss_mb()
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    interp._predict()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    added = max(peak_rss_mb() - base, 0.0)
+    n_out = 2 if interp.gives_sigma else 1
+    grid_arrays = t * g * g * (8 * n_out + 4 * n_out) / 2**20  # float64 accumulator + float32 results
+    res = {"seconds": seconds, "mpx": t * g * g / 1e6, "added_host_mb": added, "grid_arrays_mb": grid_arrays,
+           "working_host_mb": max(added - grid_arrays, 0.0), "peak_host_mb": peak_rss_mb()}
+    if device.type == "cuda":
+        res["peak_device_mb"] = (torch.cuda.max_memory_allocated(device) - dev0) / 2**20
+    return res
+
+
+def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[], Path]) -> list[_Case]:
+    cases = []
+    grids = list(cfg.memory_grids)
+    for g in grids:
+        def probe(g=g):
+            args = {"threads": torch.get_num_threads(), "device": str(device), "time": cfg.memory_time, "grid": g,
+                    "seed": cfg.seed, "method": cfg.interp_methods[0], "checkpoint": str(checkpoint()),
+                    "tile": cfg.tile, "overlap": cfg.overlap, "infer_batch": cfg.infer_batch}
+            code = ("import json, sys; from oceandl.pipelines.perf import _memory_probe; "
+                    "print('RESULT ' + json.dumps(_memory_probe(json.loads(sys.argv[1]))))")
+            proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": str(args["threads"])})
+            line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
+            if proc.returncode != 0 or not line:
+                raise RuntimeError(f"memory probe at grid {g} failed: {proc.stderr.strip()[-400:]}")
+            r = json.loads(line[0][len("RESULT "):])
+            out = {"throughput": r["mpx"] / r["seconds"], "grid": f"{cfg.memory_time}x{g}x{g}",
+                   "added_host_mb": r["added_host_mb"], "grid_arrays_mb": r["grid_arrays_mb"],
+                   "working_host_mb": r["working_host_mb"], "peak_host_mb": r["peak_host_mb"]}
+            if "peak_device_mb" in r:
+                out["inference_device_mb"] = r["peak_device_mb"]
+            return out
+
+        cases.append(_Case(f"tiled_memory_{g}", "Mpx/s", f"tiled_memory_{grids[0]}" if g != grids[0] else None,
+                           probe))
+    return cases
+
+
+# ----------------------------------------------------------------------------------------- DINEOF
+def _dineof_cases(cfg: PerfConfig, device: torch.device) -> list[_Case]:
+    from oceandl.interp import DINEOF
+
+    da = _gappy_cube(tuple(cfg.dineof_cube), cfg.seed + 1)
+    mpx = da.size / 1e6
+    filled: dict = {}
+
+    def run_on(dev: torch.device, key: str):
+        m = DINEOF(seed=cfg.seed, device=str(dev), n_modes=cfg.dineof_modes)
+        _sync(dev)
+        t0 = time.perf_counter()
+        m.fit(da)
+        _sync(dev)
+        s = time.perf_counter() - t0
+        filled[key] = m._filled
+        return {"throughput": mpx / s, "seconds": s, "n_iter_total": m.n_iter_total_}
+
+    cases = [_Case("dineof_cpu", "Mpx/s", None, lambda: run_on(torch.device("cpu"), "cpu"))]
+    if device.type == "cuda":
+        def gpu():
+            r = run_on(device, "cuda")
+            if "cpu" in filled:
+                r["max_abs_diff_vs_cpu"] = float(np.nanmax(np.abs(filled["cuda"] - filled["cpu"])))
+            return r
+
+        cases.append(_Case("dineof_cuda", "Mpx/s", "dineof_cpu", gpu))
+    return cases
+
+
+# ------------------------------------------------------------------------------------------ run
+def _environment(device: torch.device) -> dict:
+    import platform
+
+    env = {"torch": torch.__version__, "numpy": np.__version__, "threads": torch.get_num_threads(),
+           "interop_threads": torch.get_num_interop_threads(), "cpu": platform.processor() or platform.machine(),
+           "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)(),
+           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        env["cpu"] = names[0] if names else env["cpu"]
+        env["cpu_cores"] = os.cpu_count()
+    except OSError:
+        pass
+    return env
+
+
+def run(cfg: PerfConfig, ctx: RunContext) -> dict:
+    """Time every case (interleaved, ``repeats`` times) and return ``{case: metrics}``."""
+    if cfg.fast:  # smaller sizes, except where the user set a value of their own
+        from dataclasses import fields, replace
+
+        defaults = {f.name: f.default for f in fields(PerfConfig)}
+        cfg = replace(cfg, **{k: v for k, v in _FAST.items() if getattr(cfg, k) == defaults[k]})
+    if cfg.repeats < 1 or cfg.n_samples < 1 or cfg.batch_size < 1:
+        raise InputError("repeats, n_samples and batch_size must be >= 1")
+    if len(cfg.cube) != 3 or len(cfg.dineof_cube) != 3:
+        raise InputError("cube and dineof_cube need 3 sizes (time, lat, lon)")
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg, ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
+    device = torch.device(ctx.device)
+    env = _environment(device)
+    ctx.note(f"device {env['device_name']}, CPU {env.get('cpu')} ({env['cpu_capability']}), torch {env['torch']}, "
+             f"numpy {env['numpy']}, {env['threads']} torch threads; median of {cfg.repeats} interleaved passes")
+    with tempfile.TemporaryDirectory(prefix="oceandl_perf_") as tmp:
+        workdir = Path(tmp)
+        cases = _mnist_cases(cfg, device, ctx)
+        interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
+        cases += interp + _dineof_cases(cfg, device)
+        for r in range(cfg.repeats):
+            for case in cases:
+                ctx.log(f"[{r + 1}/{cfg.repeats}] {case.name}")
+                _measure(case, device)
+        if checkpoint is not None and cfg.memory_grids:
+            mem = _memory_cases(cfg, device, checkpoint)
+            for case in mem:  # one subprocess each: their peak memories are independent
+                ctx.log(f"{case.name}")
+                _measure(case, device)
+            cases += mem
+    results = _table(cases, device, env)
+    _log_table(results, ctx)
+    return results
+
+
+def _table(cases: list[_Case], device: torch.device, env: dict) -> dict:
+    med = {c.name: statistics.median(c.runs) for c in cases if c.runs}
+    out: dict[str, dict] = {}
+    for c in cases:
+        if not c.runs:
+            continue
+        row = {"throughput": med[c.name], "unit": c.unit, "reference": c.reference,
+               "ratio": med[c.name] / med[c.reference] if c.reference in med else None,
+               "peak_host_mb": round(c.peak_host, 1), "device": env["device_name"], "runs": c.runs}
+        if device.type == "cuda":
+            row["peak_device_mb"] = round(c.peak_dev, 1)
+        raw = c.name.replace("_engine", "_raw").split("_raw")[0] + "_raw" if "_engine" in c.name else None
+        if raw in med:
+            row["ratio_to_raw"] = med[c.name] / med[raw]
+        for k, vals in c.extra.items():
+            row[k] = statistics.median(vals) if all(isinstance(v, (int, float)) for v in vals) else vals[-1]
+        row.update({k: env[k] for k in ("torch", "numpy", "threads", "cpu")})
+        out[c.name] = row
+    return out
+
+
+def _log_table(results: dict, ctx: RunContext) -> None:
+    for name, r in results.items():
+        ratio = f"  x{r['ratio']:.2f} vs {r['reference']}" if r.get("ratio") is not None else ""
+        raw = f"  ({r['ratio_to_raw']:.0%} of raw)" if r.get("ratio_to_raw") is not None else ""
+        ctx.log(f"{name:<36} {r['throughput']:>10.4g} {r['unit']}{ratio}{raw}")
+
+
+PIPELINE = Pipeline(
+    name="perf", config_cls=PerfConfig, run=run,
+    columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "compile_seconds", "working_host_mb",
+             "peak_host_mb", "peak_device_mb", "device"),
+    description="Speed: the oceandl engine against the course loop and the raw model step, neural "
+                "interpolation training and inference, tiled-inference memory and DINEOF, in one run "
+                "(medians of interleaved passes; ratio = throughput / the reference's).",
+)

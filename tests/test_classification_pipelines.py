@@ -1,0 +1,144 @@
+"""SAR (TenGeoP-SARwv) and plankton benchmark pipelines: run folders, metrics, figures, real layouts."""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from PIL import Image
+
+from oceandl.errors import InputError
+from oceandl.pipelines import get_pipeline, run_pipeline
+from oceandl.utils import git_commit
+
+METRICS = ("test_accuracy", "test_macro_accuracy", "test_macro_f1", "test_top2_accuracy", "test_log_loss",
+           "test_ece", "params", "train_seconds", "train_samples_per_s", "device")  # + top-3 with > 3 classes
+# a small, quickly trained setting for the learnable trees below
+SMALL = {"models": ("cnn",), "size": 32, "width": 8, "epochs": 10, "batch_size": 8, "lr": 3e-3}
+
+
+def _pattern(kind: str, rng: np.random.Generator, n: int = 32) -> np.ndarray:
+    """Clearly different textures: stripes, checkerboard, one bright blob (random phase/position)."""
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    if kind == "stripes":
+        f = np.sin(2 * np.pi * xx / 8 + rng.uniform(0, 2 * np.pi))
+    elif kind == "checks":
+        f = np.sign(np.sin(2 * np.pi * xx / 8 + rng.uniform(0, 6))) * np.sign(np.sin(2 * np.pi * yy / 8 + rng.uniform(0, 6)))
+    else:
+        cy, cx = rng.uniform(8, n - 8, 2)
+        f = 4 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 12) - 0.5
+    return f.astype(np.float32)
+
+
+@pytest.fixture
+def learnable_tengeop(tmp_path):
+    """A TenGeoP-SARwv archive tree (GeoTIFF/<letter>/*.tiff, linear float32) with 3 easy classes."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "TenGeoP-SARwv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not georeferenced
+        for letter, kind in zip("FGH", ("stripes", "checks", "blob")):
+            (root / "GeoTIFF" / letter).mkdir(parents=True)
+            for i in range(16):
+                sigma0 = 0.05 * 10 ** (0.3 * _pattern(kind, rng)) * rng.gamma(8, 1 / 8, (32, 32))
+                with rasterio.open(root / "GeoTIFF" / letter / f"s1a-wv1-{letter}{i:03d}.tiff", "w", driver="GTiff",
+                                   count=1, dtype="float32", height=32, width=32) as dst:
+                    dst.write(sigma0.astype(np.float32), 1)
+    return root
+
+
+@pytest.fixture
+def learnable_plankton(tmp_path):
+    """Class folders of grey PNGs of jittered sizes: stripes, checks and blobs as 'organisms'."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "plankton"
+    for kind in ("stripes", "checks", "blob"):
+        (root / kind).mkdir(parents=True)
+        for i in range(16):
+            n = int(rng.integers(28, 40))
+            img = np.clip(128 + 40 * _pattern(kind, rng, n) + rng.normal(0, 8, (n, n)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / kind / f"{kind}_{i:03d}.png")
+    return root
+
+
+def _check_run_folder(folder, results, models, seed=0):
+    on_disk = json.loads((folder / "results.json").read_text())
+    assert set(on_disk) == set(models) == set(results)
+    for name in models:
+        row = on_disk[name]
+        assert all(k in row for k in METRICS), sorted(set(METRICS) - set(row))
+        for k in ("test_accuracy", "test_macro_accuracy", "test_macro_f1", "test_top2_accuracy", "test_ece"):
+            assert 0.0 <= row[k] <= 1.0, (name, k, row[k])
+        assert row["test_top2_accuracy"] >= row["test_accuracy"]
+        if "test_top3_accuracy" in row:  # only with more than 3 classes
+            assert 1.0 >= row["test_top3_accuracy"] >= row["test_top2_accuracy"]
+        assert row["test_log_loss"] > 0 and row["params"] > 1000 and row["device"] == "cpu"
+        for fig in ("confusion", "confusion_normalized", "reliability", "curves"):
+            assert (folder / f"{fig}_{name}.png").stat().st_size > 1000
+    assert (folder / "samples.png").is_file()
+    run = json.loads((folder / "run.json").read_text())
+    assert run["seed"] == seed and run["config"]["seed"] == seed
+    assert run["git_commit"] == git_commit()
+    if run["git_commit"] is not None:
+        assert re.fullmatch(r"[0-9a-f]{40}", run["git_commit"])
+    md = (folder / "results.md").read_text()
+    assert "| name | test_accuracy |" in md and all(f"| {m} |" in md for m in models)
+    assert "## Resolved config" in md
+    return on_disk
+
+
+@pytest.mark.parametrize("name, classes", [("sar", 10), ("plankton", 6)])
+def test_fast_synthetic_run_writes_a_complete_run_folder(tmp_path, name, classes):
+    pipe = get_pipeline(name)
+    out, results = run_pipeline(pipe, tmp_path / "run", overrides={"fast": True, "seed": 3}, device="cpu",
+                                progress=False, log=lambda s: None)
+    on_disk = _check_run_folder(out, results, ("cnn", "resnet"), seed=3)
+    assert all("test_top3_accuracy" in r for r in on_disk.values())
+    # the split is the same for both models and counts every synthetic image (20 per class when fast)
+    sizes = {(r["n_train"], r["n_val"], r["n_test"]) for r in on_disk.values()}
+    assert len(sizes) == 1 and sum(sizes.pop()) == 20 * classes
+    run = json.loads((out / "run.json").read_text())
+    assert any("synthetic" in n for n in run["notes"]) and any("--fast" in n for n in run["notes"])
+    assert not list(tmp_path.glob(".run.*"))  # no temporary folder left beside the run
+
+
+def test_sar_real_layout_through_the_cli_learns_above_chance(tmp_path, learnable_tengeop):
+    from oceandl.cli.main import cli
+
+    args = ["benchmark", "sar", "--data", str(learnable_tengeop), "-o", str(tmp_path / "run"), "--device", "cpu",
+            "--quiet", "--seed", "0"] + [x for k, v in SMALL.items()
+                                         for x in ("--set", f"{k}={','.join(v) if isinstance(v, tuple) else v}")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "run"
+    results = _check_run_folder(folder, json.loads((folder / "results.json").read_text()), ("cnn",))
+    # 3 classes present out of TenGeoP's ten: the absent ones are left out, chance is 1/3
+    assert results["cnn"]["test_accuracy"] >= 0.66
+    notes = json.loads((folder / "run.json").read_text())["notes"]
+    assert any("TenGeoP-SARwv vignettes from" in n and "GeoTIFF" in n for n in notes)
+    assert any("left out" in n for n in notes)
+
+
+def test_plankton_real_layout_learns_above_chance(tmp_path, learnable_plankton):
+    out, results = run_pipeline(get_pipeline("plankton"), tmp_path / "run",
+                                overrides={**SMALL, "data": str(learnable_plankton), "max_per_class": 15},
+                                device="cpu", progress=False, log=lambda s: None)
+    _check_run_folder(out, results, ("cnn",))
+    r = results["cnn"]
+    assert r["n_train"] + r["n_val"] + r["n_test"] == 45  # max_per_class of the 16 per class
+    assert r["test_accuracy"] >= 0.66  # chance 1/3
+
+
+def test_bad_data_folder_is_one_input_error_and_leaves_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="TenGeoP"):
+        run_pipeline(get_pipeline("sar"), tmp_path / "run", overrides={"data": str(tmp_path / "empty")},
+                     device="cpu", progress=False, log=lambda s: None)
+    with pytest.raises(InputError, match="size"):
+        run_pipeline(get_pipeline("plankton"), tmp_path / "run", overrides={"size": 8}, device="cpu",
+                     progress=False, log=lambda s: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

@@ -1,0 +1,215 @@
+"""`oceandl train classifier` and `oceandl classify` end to end (in-process with CliRunner, and once
+through the installed console script)."""
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from click.testing import CliRunner
+
+from oceandl.cli.main import cli
+from oceandl.datasets.images import TENGEOP_CLASSES
+from oceandl.datasets.synthetic_images import PLANKTON_CLASSES, make_plankton_images, make_sar_vignettes
+
+SAR_NAMES = list(TENGEOP_CLASSES.values())
+cli_main = importlib.import_module("oceandl.cli.main")  # the module (oceandl.cli.main is also a function name)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_one_line_error(res, *words):
+    """Exit code 2, one 'Error:' line naming ``words``, no traceback."""
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in res.output, res.output
+    for w in words:
+        assert w in errors[0], errors[0]
+
+
+def train(data, out, *extra):
+    res = invoke("train", "classifier", "--data", data, "--model", "cnn", "-o", out, "--epochs", 1, "--device", "cpu",
+                 "--quiet", "--set", "channels=4,8", "--set", "hidden=8", *extra)
+    assert res.exit_code == 0, res.output
+    assert "test accuracy" in res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def sar_tree(tmp_path_factory):
+    """Synthetic TenGeoP-SARwv archive layout: GeoTIFF/<F..O>/*.tiff + GeoTIFF/metadata.csv."""
+    root = tmp_path_factory.mktemp("tengeop") / "GeoTIFF"
+    return make_sar_vignettes(root, n_per_class=6, size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sar_model(sar_tree, tmp_path_factory):
+    return train(sar_tree.parent, tmp_path_factory.mktemp("ck") / "sar_cnn", "--intensity", "db")
+
+
+@pytest.fixture(scope="module")
+def plankton_model(tmp_path_factory):
+    root = make_plankton_images(tmp_path_factory.mktemp("pk") / "plankton", n_per_class=6, size=32, seed=0)
+    return root, train(root, tmp_path_factory.mktemp("ck") / "pk_cnn", "--size", 32)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A netCDF stack image(sample, y, x) + label(sample) with class names in the attributes."""
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 3
+    img = rng.normal(0, 1, (30, 16, 16)).astype(np.float32) + y[:, None, None]
+    path = tmp_path_factory.mktemp("nc") / "stack.nc"
+    xr.Dataset({"image": (("sample", "y", "x"), img), "label": ("sample", y, {"classes": "calm front eddy"})}).to_netcdf(path)
+    return path
+
+
+def test_train_writes_a_checkpoint_that_classify_takes_back(sar_model):
+    cfg = json.loads((sar_model / "config.json").read_text())
+    assert cfg["task"] == "classification" and cfg["classes"] == SAR_NAMES
+    assert cfg["preprocessing"]["intensity"] == "db" and cfg["preprocessing"]["size"] == [32, 32]
+    assert 0 <= cfg["metrics"]["accuracy"] <= 1
+
+
+def test_classify_tengeop_tree_to_csv_with_metadata(sar_tree, sar_model, tmp_path):
+    out = tmp_path / "preds.csv"
+    res = invoke("classify", "--model", sar_model, sar_tree, "-o", out, "--device", "cpu", "--quiet")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert len(df) == 60  # one row per vignette
+    pcols = [f"p_{c}" for c in SAR_NAMES]
+    assert {"predicted", "probability", "path", "latitude", "longitude", "time", *pcols} <= set(df.columns)
+    p = df[pcols].to_numpy()
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-3)
+    np.testing.assert_allclose(df["probability"], p.max(1), atol=1e-5)
+    assert (df["predicted"] == [SAR_NAMES[i] for i in p.argmax(1)]).all()
+    # metadata joined by file name from the table beside the class folders
+    meta = pd.read_csv(sar_tree / "metadata.csv").set_index("filename")
+    names = df["path"].map(lambda s: Path(s).name)
+    np.testing.assert_allclose(df["latitude"], meta.loc[names, "latitude"], atol=1e-4)
+    np.testing.assert_allclose(df["longitude"], meta.loc[names, "longitude"], atol=1e-4)
+    assert (df["time"].to_numpy() == meta.loc[names, "time"].to_numpy()).all()
+
+
+def test_classify_to_netcdf_and_min_confidence(sar_tree, sar_model, tmp_path):
+    files = sorted((sar_tree / "F").glob("*.tiff"))[:3] + sorted((sar_tree / "K").glob("*.tiff"))[:2]
+    out = tmp_path / "preds.nc"
+    res = invoke("classify", "--model", sar_model, *files, "-o", out, "--min-confidence", 0.99, "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as ds:
+        assert ds.sizes["sample"] == 5 and list(ds["class"].values) == SAR_NAMES
+        assert ds["probabilities"].dims == ("sample", "class")
+        low = ds["probability"].values < 0.99
+        assert low.any()  # one epoch on 60 vignettes is far from confident
+        assert ((ds["predicted"].values == "unassigned") == low).all()
+        assert (ds["label"].values[low] == -1).all()
+        assert np.isfinite(ds["latitude"].values).all()
+
+
+def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
+    root, model = plankton_model
+    files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]
+    out = tmp_path / "preds.csv"
+    res = invoke("classify", "--model", model, *files, "-o", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert len(df) == 2 and "latitude" not in df.columns
+    assert set(df["predicted"]) <= set(PLANKTON_CLASSES)
+    assert [c for c in df.columns if c.startswith("p_")] == [f"p_{c}" for c in PLANKTON_CLASSES]
+
+
+def test_netcdf_stack_train_and_classify(stack, tmp_path):
+    model = train(stack, tmp_path / "nc_cnn")
+    assert json.loads((model / "config.json").read_text())["classes"] == ["calm", "front", "eddy"]
+    out = tmp_path / "preds.csv"
+    res = invoke("classify", "--model", model, stack, "-o", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
+
+
+def test_classify_errors_are_one_line(sar_tree, sar_model, tmp_path):
+    one = next((sar_tree / "F").glob("*.tiff"))
+    res = invoke("classify", one, "-o", tmp_path / "p.csv")
+    assert_one_line_error(res, "--model")
+    # a checkpoint folder of another task
+    from oceandl.models import get_model
+    from oceandl.training import save_checkpoint
+
+    ae = save_checkpoint(tmp_path / "ae", get_model("conv_ae", 1), model_name="conv_ae", model_options={},
+                         model_args=[1], task="reconstruction")
+    assert_one_line_error(invoke("classify", "--model", ae, one, "-o", tmp_path / "p.csv"), str(ae), "classifier")
+    # a pickle is refused before anything is unpickled
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "model.pt")
+    assert_one_line_error(invoke("classify", "--model", tmp_path / "model.pt", one, "-o", tmp_path / "p.csv"),
+                          "model.pt", "pickle")
+    assert not (tmp_path / "p.csv").exists()
+    # an existing output is left untouched without --overwrite
+    (tmp_path / "p.csv").write_text("keep me\n")
+    assert_one_line_error(invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv"),
+                          "p.csv", "--overwrite")
+    assert (tmp_path / "p.csv").read_text() == "keep me\n"
+    assert invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv", "--overwrite",
+                  "--quiet").exit_code == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 1
+
+
+def test_unreadable_image_raise_or_skip(sar_tree, sar_model, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for f in sorted((sar_tree / "G").glob("*.tiff"))[:2]:
+        shutil.copy(f, folder / f.name)
+    (folder / "broken.tiff").write_bytes(b"II*\x00 definitely not a tiff")
+    res = invoke("classify", "--model", sar_model, folder, "-o", tmp_path / "p.csv", "--on-error", "raise")
+    assert_one_line_error(res, "broken.tiff")
+    assert not (tmp_path / "p.csv").exists()
+    res = invoke("classify", "--model", sar_model, folder, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "broken.tiff" in res.output  # the skipped file is named in a warning
+    df = pd.read_csv(tmp_path / "p.csv")
+    assert len(df) == 2 and not df["path"].str.contains("broken").any()
+
+
+def test_classify_demo_end_to_end_small(tmp_path, monkeypatch):
+    # the same code path as --demo, with a smaller training set so that it runs in seconds
+    monkeypatch.setattr(cli_main, "_classify_demo",
+                        functools.partial(cli_main._classify_demo, n_per_class=6, size=32, epochs=1))
+    out = tmp_path / "demo.csv"
+    res = invoke("classify", "--demo", "-o", out, "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert len(df) == 30 and df["latitude"].notna().all()  # 3 held-out vignettes per class, with metadata
+    tmp = Path(df["path"][0]).parents[2]
+    assert tmp.name.startswith("oceandl-demo-") and not tmp.exists()  # the temporary folder is removed
+
+
+@pytest.mark.slow
+def test_classify_demo_full(tmp_path):
+    out = tmp_path / "demo.nc"
+    res = invoke("classify", "--demo", "-o", out, "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as ds:
+        assert ds.sizes["sample"] == 30
+        # trained for real: better than the 10 % of chance on the held-out vignettes
+        truth = [SAR_NAMES["FGHIJKLMNO".index(Path(p).parent.name)] for p in ds["path"].values]
+        assert np.mean(ds["predicted"].values == np.array(truth)) > 0.2
+
+
+def test_console_script_help():
+    exe = Path(sys.executable).parent / "oceandl"
+    exe = str(exe) if exe.exists() else shutil.which("oceandl")
+    assert exe, "the oceandl console script is not installed (pip install -e .)"
+    res = subprocess.run([exe, "classify", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "--min-confidence" in res.stdout and "--model" in res.stdout and "--on-error" in res.stdout

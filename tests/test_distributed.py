@@ -1,0 +1,153 @@
+"""Data-parallel training under torchrun (gloo, CPU): sharding, and 2 processes against 1."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from oceandl.errors import InputError
+from oceandl.training import distributed as dd
+
+
+@pytest.fixture
+def fake_rank(monkeypatch):
+    """Pretend to be rank r of w (no process group: only the sharding helpers read it)."""
+
+    def set_ctx(rank: int, world: int):
+        monkeypatch.setattr(dd, "_CTX", dd.DistContext(rank, world, rank, "gloo", torch.device("cpu")))
+
+    yield set_ctx
+
+
+def test_shards_of_a_global_batch_are_the_single_process_batch(fake_rank):
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(0))
+    world, global_batch = 2, 8
+    shards = []
+    for r in range(world):
+        fake_rank(r, world)
+        shards.append(dd.shard(order))
+        assert dd.local_batch_size(global_batch) == 4
+    assert [len(s) for s in shards] == [12, 12]  # padded to a multiple of the world size
+    padded = torch.cat([order, order[:1]])
+    for k in range(3):  # global batch k = the per-rank batches k of all ranks
+        got = torch.cat([s[4 * k:4 * k + 4] for s in shards])
+        assert sorted(got.tolist()) == sorted(padded[8 * k:8 * k + 8].tolist())
+    fake_rank(1, 2)
+    assert dd.shard(order, pad=False).tolist() == order[1::2].tolist()  # evaluation: no duplicates
+    with pytest.raises(InputError, match="global batch"):
+        dd.local_batch_size(1)
+
+
+def test_plain_run_is_untouched(monkeypatch):
+    for v in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(v, raising=False)
+    assert dd.env_world() is None and dd.init_distributed("cpu") is None
+    order = torch.arange(5)
+    assert dd.shard(order) is order and dd.all_reduce_sum(1.5, 2) == (1.5, 2) and dd.is_main_process()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert dd.env_world() == (1, 2, 1) and not dd.is_main_process()
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(InputError, match="RANK"):
+        dd.env_world()
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(InputError, match="MASTER_ADDR"):
+        dd.init_distributed("cpu")
+
+
+# Runs the CLI with an audit hook that records every file this process opens for writing,
+# creates, renames or removes under the output folder (Python-level I/O: open, os.replace...).
+_WRAPPER = textwrap.dedent("""
+    import json, os, sys
+    out, log = os.path.realpath(sys.argv[1]), sys.argv[2]
+    seen = []
+    W = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    def hook(event, args):
+        paths = []
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            mode, flags = args[1] or "", args[2] or 0
+            if any(c in mode for c in "wax+") or flags & W:
+                paths = [args[0]]
+        elif event in ("os.rename", "os.mkdir", "os.remove", "os.rmdir", "shutil.rmtree"):
+            paths = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
+        for p in paths:
+            if os.path.realpath(os.fsdecode(p)).startswith(out):
+                seen.append(os.path.basename(os.fsdecode(p)))
+    sys.addaudithook(hook)
+    from oceandl.cli.main import main
+    code = main(sys.argv[3:])
+    with open(log + "." + os.environ.get("RANK", "single"), "w") as fh:
+        json.dump(seen, fh)
+    sys.exit(code)
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_and_only_rank0_writes(tmp_path):
+    """torchrun --nproc_per_node 2 (gloo) against one process, same command and global batch.
+
+    A CNN without batch norm and dropout: DDP's averaged gradient over two equal shards of a
+    global batch is the single-process gradient, so the runs differ only by float summation
+    order. Tolerance: logged losses within 1e-5 relative, weights within 1e-4 absolute after
+    2 epochs of AdamW (measured ~1e-6).
+    """
+    from oceandl.datasets.synthetic_images import make_sar_vignettes
+
+    data = make_sar_vignettes(tmp_path / "sar", n_per_class=6, size=24, seed=0, metadata=False)
+    wrapper = tmp_path / "wrap.py"
+    wrapper.write_text(_WRAPPER)
+    args = ["train", "classifier", "--data", str(data), "--model", "cnn", "--set", "batch_norm=false",
+            "--set", "dropout=0", "--set", "channels=4,8", "--epochs", "2", "--batch-size", "8", "--lr", "3e-3",
+            "--quiet", "--device", "cpu", "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OCEANDL_DEBUG": "1"}
+    for v in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(v, None)
+    one, two = tmp_path / "one", tmp_path / "two"
+    from oceandl.cli.main import main
+
+    torch.set_num_threads(1)  # the same thread count as each torchrun worker
+    try:
+        assert main([*args, "-o", str(one)]) == 0
+    finally:
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(wrapper), str(two), str(tmp_path / "w2"), *args, "-o", str(two)]
+    multi = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+
+    # only rank 0 wrote under the output folder; rank 1 wrote nothing there
+    w0 = json.loads((tmp_path / "w2.0").read_text())
+    w1 = json.loads((tmp_path / "w2.1").read_text())
+    assert w1 == []
+    assert any("config.json" in p for p in w0) and any("log.csv" in p for p in w0)
+    names = {p.name for p in two.iterdir()}
+    assert names == {p.name for p in one.iterdir()}
+    assert {"weights.safetensors", "config.json", "log.csv", "curves.png"} <= names
+    assert not [n for n in names if n.endswith((".part", ".old"))]
+
+    from safetensors.torch import load_file
+
+    a, b = load_file(one / "weights.safetensors"), load_file(two / "weights.safetensors")
+    assert set(a) == set(b) and not any(k.startswith("module.") for k in b)  # the unwrapped module's keys
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert diff < 1e-4, diff
+    log1 = np.genfromtxt(one / "log.csv", delimiter=",", names=True)
+    log2 = np.genfromtxt(two / "log.csv", delimiter=",", names=True)
+    for col in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr"):
+        np.testing.assert_allclose(log2[col], log1[col], rtol=1e-5, atol=1e-7, err_msg=col)
+    cfg1, cfg2 = (json.loads((p / "config.json").read_text()) for p in (one, two))
+    assert cfg2["best_epoch"] == cfg1["best_epoch"]
+    assert cfg2["metrics"]["accuracy"] == pytest.approx(cfg1["metrics"]["accuracy"], abs=1e-6)

@@ -1,0 +1,115 @@
+"""The speed benchmark (``oceandl benchmark perf``): structure of its results, never timing thresholds."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from oceandl.errors import InputError
+from oceandl.pipelines import PIPELINES, get_pipeline, run_pipeline
+from oceandl.pipelines.perf import PerfConfig, _gappy_cube, course_loop, peak_rss_mb, raw_step_loop, reset_peak_rss
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("perf") / "run"
+    folder, results = run_pipeline(get_pipeline("perf"), out, overrides={"fast": True, "threads": 1, "seed": 3},
+                                   device="cpu", progress=False, log=lambda s: None)
+    return folder, results
+
+
+def test_registered():
+    assert PIPELINES["perf"] == "oceandl.pipelines.perf"
+    assert get_pipeline("perf").config_cls is PerfConfig
+
+
+def test_fast_run_cases_and_ratios(fast_run):
+    folder, results = fast_run
+    on_disk = json.loads((folder / "results.json").read_text())
+    assert on_disk.keys() == results.keys()
+    expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
+    expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",
+                 "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64"}
+    assert set(results) == expected  # fast: no torch.compile; CPU: no CUDA graphs, no GPU DINEOF
+    for name, row in on_disk.items():
+        assert row["unit"] in ("samples/s", "Mpx/s"), name
+        assert math.isfinite(row["throughput"]) and row["throughput"] > 0, name
+        assert row["device"] == "cpu" and row["threads"] == 1 and row["torch"] == torch.__version__
+        assert row["peak_host_mb"] > 10, name  # a Python process with torch loaded
+        assert len(row["runs"]) == 1  # fast: one pass
+        if row["reference"] is None:
+            assert row["ratio"] is None
+        else:
+            ref = on_disk[row["reference"]]
+            assert row["ratio"] > 0
+            assert row["ratio"] == pytest.approx(row["throughput"] / ref["throughput"])
+            assert ref["unit"] == row["unit"]
+    assert on_disk["mnist_cnn_engine"]["reference"] == "mnist_cnn_course"
+    assert on_disk["mnist_cnn_engine"]["ratio_to_raw"] == pytest.approx(
+        on_disk["mnist_cnn_engine"]["throughput"] / on_disk["mnist_cnn_raw"]["throughput"])
+    assert on_disk["mnist_cnn_engine_bf16"]["reference"] == "mnist_cnn_engine"
+    assert on_disk["interp_unet_train"]["reference"] == "interp_unet_raw"
+    assert math.isfinite(on_disk["mnist_mlp_engine"]["final_train_loss"])
+    # tiled inference memory: two grids, the second compared with the first, each in its own process
+    small, big = on_disk["tiled_memory_32"], on_disk["tiled_memory_64"]
+    assert big["reference"] == "tiled_memory_32" and small["grid"] == "3x32x32" and big["grid"] == "3x64x64"
+    assert big["grid_arrays_mb"] == pytest.approx(4 * small["grid_arrays_mb"])
+    assert small["working_host_mb"] >= 0 and big["working_host_mb"] >= 0
+    assert on_disk["dineof_cpu"]["n_iter_total"] >= 1
+    md = (folder / "results.md").read_text()
+    assert "mnist_cnn_engine" in md and "torch threads" in md
+    run = json.loads((folder / "run.json").read_text())
+    assert run["config"]["fast"] is True and run["seed"] == 3
+
+
+def test_course_and_raw_loops_train():
+    """Both reference loops really train: the loss on a learnable toy task goes down."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 120)
+    images = (np.where(labels[:, None, None] == 1, 60, 30) + rng.integers(0, 20, (120, 28, 28))).astype(np.uint8)
+    x = (torch.from_numpy(images[:, None] / 255.0).float() - 0.1307) / 0.3081  # what the course's transform gives
+    y = torch.from_numpy(labels)
+    ce = torch.nn.functional.cross_entropy
+
+    def loss(m):
+        with torch.no_grad():
+            return float(ce(m(x), y))
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2))
+    before = loss(model)
+    assert course_loop(model, images, labels, torch.device("cpu"), batch_size=20, lr=0.01, epochs=5) > 0
+    assert loss(model) < 0.5 * before
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    assert raw_step_loop(model, x, y, 20, opt, ce, epochs=5) > 0
+    assert loss(model) < 0.5 * before
+
+
+def test_peak_rss_tracks_an_allocation():
+    reset_peak_rss()
+    base = peak_rss_mb()
+    a = np.ones(40 * 2**20 // 8)  # 40 MiB, touched
+    assert peak_rss_mb() >= base + 30
+    del a
+
+
+def test_gappy_cube_has_gaps_land_and_dates():
+    da = _gappy_cube((5, 24, 32), seed=1)
+    assert da.dims == ("time", "lat", "lon") and da.shape == (5, 24, 32)
+    v = da.values
+    land = np.isnan(v).all(0)
+    assert land.any() and not land.all()
+    assert 0.2 < np.isnan(v[:, ~land]).mean() < 0.8
+    np.testing.assert_array_equal(v, _gappy_cube((5, 24, 32), seed=1).values)
+
+
+def test_bad_config_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="dineof_cube"):
+        run_pipeline(get_pipeline("perf"), tmp_path / "bad", overrides={"fast": True, "dineof_cube": (4, 4)},
+                     device="cpu", progress=False, log=lambda s: None)
+    assert not (tmp_path / "bad").exists()
