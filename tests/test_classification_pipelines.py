@@ -18,7 +18,7 @@ from oceandl.utils import git_commit
 METRICS = ("test_accuracy", "test_macro_accuracy", "test_macro_f1", "test_top2_accuracy", "test_log_loss",
            "test_ece", "params", "train_seconds", "train_samples_per_s", "device")  # + top-3 with > 3 classes
 # a small, quickly trained setting for the learnable trees below
-SMALL = {"models": ("cnn",), "size": 32, "width": 8, "epochs": 10, "batch_size": 8, "lr": 3e-3}
+SMALL = {"models": ("cnn",), "size": 32, "width": 8, "epochs": 6, "batch_size": 8, "lr": 3e-3}
 
 
 def _pattern(kind: str, rng: np.random.Generator, n: int = 32) -> np.ndarray:

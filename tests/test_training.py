@@ -239,3 +239,19 @@ def test_ece_perfectly_calibrated_and_overconfident():
     over = np.stack([np.full(n, 0.99), np.full(n, 0.01)], 1)
     y2 = (rng.random(n) < 0.3).astype(int)  # right 70 % of the time at 99 % confidence
     assert expected_calibration_error(y2, over)[0] == pytest.approx(0.29, abs=0.02)
+
+
+def test_balanced_class_weights_learn_the_rare_class(digits):
+    x, y = digits
+    keep = (y != 3) | (torch.arange(len(y)) % 5 == 3)  # class 3 becomes rare (12 of 192)
+    x, y = x[keep], y[keep]
+    data = TensorData(x, y, list("abcd"))
+    recall = {}
+    for cw in ("none", "balanced"):
+        torch.manual_seed(0)
+        r = fit(get_model("mlp", 1, 4, hidden=(16,)), data, None,
+                TrainConfig(epochs=4, lr=1e-2, class_weights=cw, **FAST))
+        pred = predict(r.model, x, device="cpu").argmax(1)
+        recall[cw] = float((pred[y.numpy() == 3] == 3).mean())
+    assert recall["balanced"] >= recall["none"]
+    assert recall["balanced"] > 0.5

@@ -304,7 +304,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
     weights = None
     if task == "classification" and cfg.class_weights == "balanced":
-        counts = np.bincount(np.asarray(train.targets), minlength=getattr(model, "num_classes", 0) or None)
+        counts = np.bincount(np.asarray(train.targets), minlength=len(getattr(train, "classes", None) or []))
         weights = torch.tensor(len(train.targets) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32,
                                device=device)
     loss_fn = _loss_fn(task, cfg, weights)
