@@ -53,6 +53,7 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert on_disk["mnist_cnn_engine_bf16"]["reference"] == "mnist_cnn_engine"
     assert on_disk["interp_unet_train"]["reference"] == "interp_unet_raw"
     assert math.isfinite(on_disk["mnist_mlp_engine"]["final_train_loss"])
+    assert math.isfinite(on_disk["mnist_cnn_engine_bf16"]["final_train_loss"])  # bf16 autocast on CPU trains
     # tiled inference memory: two grids, the second compared with the first, each in its own process
     small, big = on_disk["tiled_memory_32"], on_disk["tiled_memory_64"]
     assert big["reference"] == "tiled_memory_32" and small["grid"] == "3x32x32" and big["grid"] == "3x64x64"
@@ -113,3 +114,29 @@ def test_bad_config_is_an_input_error(tmp_path):
         run_pipeline(get_pipeline("perf"), tmp_path / "bad", overrides={"fast": True, "dineof_cube": (4, 4)},
                      device="cpu", progress=False, log=lambda s: None)
     assert not (tmp_path / "bad").exists()
+
+
+def test_engine_switch_options_are_checked():
+    from oceandl.training import TrainConfig
+
+    assert TrainConfig().compile == "none" and TrainConfig().amp_cpu is False
+    with pytest.raises(InputError, match="compile"):
+        TrainConfig(compile="fastest")
+
+
+@pytest.mark.slow
+def test_engine_compiled_training_matches_eager_loss():
+    """torch.compile (measured by the benchmark) trains the same model to the same loss (no dropout:
+    compiled code draws other random numbers)."""
+    from oceandl.models import get_model
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorData(torch.rand(256, 1, 28, 28, generator=g), torch.randint(0, 10, (256,), generator=g))
+    losses = []
+    for mode in ("none", "default"):
+        torch.manual_seed(0)
+        tc = TrainConfig(epochs=2, batch_size=64, optimizer="sgd", scheduler="none", device="cpu", progress=False,
+                         compile=mode)
+        losses.append(fit(get_model("mlp", 1, 10, hidden=(32,), dropout=0.0), data, None, tc).history[-1]["train_loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)

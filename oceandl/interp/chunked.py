@@ -403,8 +403,14 @@ class _Reader:
 
 
 def _run_block(fn, reader: _Reader, ext, coords, mean, ocean):
-    """The task a worker runs: read the block (core + halo), fill it."""
-    return fn(reader(ext), ext, coords, mean, ocean)
+    """The task a worker runs: read the block (core + halo), fill it (results in the output dtype)."""
+    values = reader(ext)
+    out = fn(values, ext, coords, mean, ocean)
+    dtype = np.result_type(values.dtype, np.float32)  # float32 data: half the bytes held and sent
+    for key in ("filled", "sigma"):
+        if key in out:
+            out[key] = out[key].astype(dtype, copy=False)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ writer

@@ -61,6 +61,16 @@ def blend_window(n: int, overlap: int) -> np.ndarray:
     return w
 
 
+class _GivesSigma:
+    """``gives_sigma`` per instance (``nll`` option, or the checkpoint's); False on the class (default)."""
+
+    def __get__(self, obj, objtype=None) -> bool:
+        if obj is None:
+            return False
+        cfg = getattr(obj, "_cfg", None) or obj.options
+        return bool(cfg["nll"])
+
+
 class NeuralInterpolator(Interpolator):
     """Base class of the neural gap-filling methods (see the module docstring).
 
@@ -136,10 +146,7 @@ class NeuralInterpolator(Interpolator):
             bad = [k for k in o["model_options"] if k not in valid]
             need("model_options", not bad, f"has unknown key {bad[:1]}; valid: {', '.join(valid)}")
 
-    @property
-    def gives_sigma(self) -> bool:  # type: ignore[override]
-        """True when the network predicts a log-variance (``nll=True``)."""
-        return bool(self._cfg["nll"] if hasattr(self, "_cfg") else self.options["nll"])
+    gives_sigma = _GivesSigma()  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ inputs
     def _setup_inputs(self, x: np.ndarray, obs: np.ndarray) -> None:
