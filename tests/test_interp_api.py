@@ -12,7 +12,15 @@ from oceandl.interp import METHODS, Interpolator, get_method, interpolate
 from oceandl.metrics.interpolation import interp_metrics
 
 # Options that keep each method fast on the tiny cube; methods not listed use their defaults.
-FAST_OPTIONS: dict[str, dict] = {"dineof": {"max_modes": 6}}
+FAST_OPTIONS: dict[str, dict] = {
+    "dineof": {"max_modes": 6},
+    # a few training steps: these tests check the interface, not the skill
+    "convae": {"steps": 3, "patch": 16, "tile": 32, "overlap": 8},
+    "unet": {"steps": 3, "patch": 16, "tile": 32, "overlap": 8},
+    "resae": {"steps": 3, "patch": 16, "tile": 32, "overlap": 8},
+    "smp_unet": {"steps": 3, "patch": 32, "tile": 32, "overlap": 8,
+                 "model_options": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}},
+}
 
 
 @pytest.fixture(autouse=True)
