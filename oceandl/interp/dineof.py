@@ -103,7 +103,7 @@ class DINEOF(Interpolator):
     tol : float, default 1e-3
     max_iter : int, default 100
     cv_fraction : float, default 0.03
-    cv_radius : int, default 1 (3 x 3 pixel clusters)
+    cv_radius : int, default 4 (9 x 9 pixel clusters: cloud-sized CV gaps; 3 x 3 squares picked too many modes on the synthetic SST, held-out RMSE 1.19 vs 0.99)
     patience : int, default 3
     temporal_filter : float or None, default None
     filter_iter : int, default 1
@@ -131,7 +131,7 @@ class DINEOF(Interpolator):
         "tol": 1e-3,
         "max_iter": 100,
         "cv_fraction": 0.03,
-        "cv_radius": 1,
+        "cv_radius": 4,
         "patience": 3,
         "temporal_filter": None,
         "filter_iter": 1,
