@@ -445,11 +445,13 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day.")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
+@click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis).")
+@click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @training_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, options, checkpoint, figure, demo, epochs, batch_size, lr, quiet,
-                output, overwrite, seed, device):
+                output, overwrite, seed, device, chunks=None, halo=None):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
@@ -460,6 +462,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
       oceandl interpolate --demo -o demo.nc
       oceandl interpolate sst.nc --var analysed_sst --method unet --epochs 30 -o filled.nc
       oceandl interpolate sst.nc --method dineof --set max_modes=30 -o filled.nc
+      oceandl interpolate big.nc --method dineof --chunks time=-1,lat=128,lon=128 -o filled.nc
     """
     from oceandl.pipelines.interpolate import run_interpolation
 
@@ -472,6 +475,19 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
             opts[k] = v
     if checkpoint is not None:
         opts["checkpoint"] = str(checkpoint)
+    if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
+        if demo or figure is not None:
+            raise click.UsageError("--chunks reads an INPUT file; it does not take --demo or --figure")
+        src = click.get_current_context().get_parameter_source("withhold")
+        if withhold > 0 and src is not None and src.name != "DEFAULT":
+            raise InputError("--withhold: not available with --chunks (withholding needs the whole cube in memory)")
+        from oceandl.interp.chunked import interpolate_chunked
+
+        res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
+                                  device=device, overwrite=overwrite, progress=not quiet, log=_echo, **opts)
+        click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
+                   f"-> {output}")
+        return
     if demo and figure is None:
         figure = output.with_suffix(".png")
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, options=opts,

@@ -1,6 +1,7 @@
 """Chunked gap filling of cubes larger than memory (dask), against the in-memory path."""
 from __future__ import annotations
 
+import json
 import tracemalloc
 import warnings
 
@@ -64,7 +65,7 @@ def test_plan_partitions_the_cube_and_clips_halos():
     assert (cover == 1).all()
     assert blocks[1].ext[1] == slice(3, 9) and blocks[0].ext[0] == slice(0, 5)
     assert parse_chunks("time=100, lat=256,lon=all") == {"time": 100, "lat": 256, "lon": -1}
-    assert parse_chunks(16, "halo") == {"lat": 16, "lon": 16}
+    assert parse_chunks(16, "--halo") == parse_chunks("16", "--halo") == {"lat": 16, "lon": 16}
     for bad in ("depth=3", "lat=x", "lat=0", "lat"):
         with pytest.raises(InputError, match="--chunks"):
             parse_chunks(bad)
@@ -81,7 +82,7 @@ def test_bad_input_is_one_line(cube, tmp_path):
     assert not (tmp_path / "o.nc").exists()
 
 
-def test_cluster_climatology_exact_dineof_close_and_memory_bounded(cube, cluster, tmp_path):
+def test_cluster_climatology_exact_dineof_close_and_memory_bounded(cube, cluster, tmp_path, one_torch_thread):
     """On a LocalCluster whose workers' limit (200 kB) is below the cube (369 kB as float32).
 
     Tolerances: climatology exact (filled field and flags bit-identical; sigma to 1e-6 relative,
@@ -138,7 +139,8 @@ def test_numpy_peak_of_a_large_cube_stays_below_half_of_it(cube, tmp_path):
         big = ds.load()
     v = np.tile(big["sst"].values, (4, 5, 5))  # (192, 200, 240)
     big = xr.Dataset({"sst": (("time", "lat", "lon"), v)},
-                     coords={"time": np.arange(192), "lat": np.linspace(20, 40, 200), "lon": np.linspace(-60, -30, 240)})
+                     coords={"time": np.arange(192), "lat": np.linspace(20, 40, 200),
+                             "lon": np.linspace(-60, -30, 240)})
     write_netcdf(big, tmp_path / "big.nc", encoding={"sst": {"chunksizes": (1, 200, 240)}})
     tracemalloc.start()
     try:
@@ -176,3 +178,19 @@ def test_neural_blocks_match_in_memory_inference(cube, tmp_path, one_torch_threa
     std = float(np.std(ref[gap]))
     assert np.sqrt(np.mean(d ** 2)) < 0.01 * std and d.max() < 0.1 * std, (np.sqrt(np.mean(d ** 2)), d.max(), std)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+
+
+def test_cli_chunks_passes_through(cube, tmp_path, capsys):
+    from oceandl.cli.main import main
+
+    path, _ = cube
+    out = tmp_path / "cli.nc"
+    assert main(["interpolate", str(path), "--method", "climatology", "--chunks", "time=16,lat=20,lon=24",
+                 "--quiet", "-o", str(out)]) == 0
+    assert "12 blocks" in capsys.readouterr().out
+    with xr.open_dataset(out) as ds:
+        assert json.loads(ds.attrs["chunked"])["chunks"] == {"time": 16, "lat": 20, "lon": 24}
+        assert int(ds["missing_flag"].sum()) > 0 and np.isfinite(ds["sst"].values).any()
+    bad = ["interpolate", str(path), "--chunks", "lat=20", "--withhold", "0.2", "-o", str(tmp_path / "x.nc")]
+    assert main(bad) == 2
+    assert "--withhold" in capsys.readouterr().err

@@ -356,18 +356,19 @@ def test_kill_between_checkpoint_and_state(tmp_path, monkeypatch):
         return get_model("mlp", 1, 3, input_size=[8, 8])
 
     ref = fit(net(), train, val, cfg, out=tmp_path / "ref", checkpoint_meta=meta)
-    real, calls = engine.save_training_state, []
+    real, calls = engine.save_checkpoint, []
 
-    def dies_on_second(folder, state):
+    def dies_after_second(*a, **k):
+        out = real(*a, **k)
         calls.append(1)
         if len(calls) == 2:
-            raise _Killed  # epoch 2's weights are written, its training state is not
-        real(folder, state)
+            raise _Killed  # the process dies right after epoch 2's checkpoint folder is in place
+        return out
 
-    monkeypatch.setattr(engine, "save_training_state", dies_on_second)
+    monkeypatch.setattr(engine, "save_checkpoint", dies_after_second)
     with pytest.raises(_Killed):
         fit(net(), train, val, cfg, out=tmp_path / "ckpt", checkpoint_meta=meta)
-    monkeypatch.setattr(engine, "save_training_state", real)
+    monkeypatch.setattr(engine, "save_checkpoint", real)
     res = fit(net(), train, val, cfg, out=tmp_path / "ckpt", checkpoint_meta=meta, resume=True)
     assert all(torch.equal(a, b) for a, b in zip(ref.model.state_dict().values(), res.model.state_dict().values()))
 

@@ -11,6 +11,7 @@ import xarray as xr
 from oceandl.errors import InputError
 
 from .base import Interpolator
+from .chunked import interpolate_chunked
 from .climatology import Climatology
 from .dineof import DINEOF
 from .eof import EOF, EOFInterpolator, eof
@@ -18,7 +19,7 @@ from .neural import ConvAEInterpolator, ResAEInterpolator, SMPUnetInterpolator, 
 
 __all__ = [
     "Interpolator", "Climatology", "EOFInterpolator", "DINEOF", "EOF", "eof",
-    "METHODS", "get_method", "interpolate",
+    "METHODS", "get_method", "interpolate", "interpolate_chunked",
 ]
 
 METHODS: dict[str, type[Interpolator]] = {

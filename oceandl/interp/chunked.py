@@ -62,7 +62,7 @@ import xarray as xr
 
 from oceandl.errors import InputError
 
-from .base import _MIN_PIXEL_OBS, Interpolator, _json_default, _netcdf_safe, oceandl_version
+from .base import _MIN_PIXEL_OBS, _json_default, _netcdf_safe, oceandl_version
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
 
@@ -120,8 +120,8 @@ class ChunkedResult:
 def parse_chunks(spec: str | Mapping[str, int] | None, what: str = "--chunks") -> dict[str, int]:
     """``"time=100,lat=256,lon=256"`` (or a dict) -> ``{"time": 100, "lat": 256, "lon": 256}``.
 
-    Axes not given are left out; ``-1`` (or ``all``) means the whole axis. An int is taken as
-    both spatial axes (``halo=16``).
+    Axes not given are left out; ``-1`` (or ``all``) means the whole axis. An int (or ``"16"``) is
+    taken as both spatial axes (``halo=16``).
 
     Raises
     ------
@@ -131,6 +131,8 @@ def parse_chunks(spec: str | Mapping[str, int] | None, what: str = "--chunks") -
     if spec is None:
         return {}
     if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        spec = {"lat": int(spec), "lon": int(spec)}
+    if isinstance(spec, str) and spec.strip().lstrip("-").isdigit():
         spec = {"lat": int(spec), "lon": int(spec)}
     if isinstance(spec, str):
         out: dict[str, Any] = {}
@@ -575,7 +577,8 @@ def _default_window() -> int:
 
 # ------------------------------------------------------------------------------------------ main
 def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof", *, var: str | None = None,
-                        chunks: str | Mapping[str, int] | None = None, halo: str | int | Mapping[str, int] | None = None,
+                        chunks: str | Mapping[str, int] | None = None,
+                        halo: str | int | Mapping[str, int] | None = None,
                         blend: bool = True, seed: int = 0, device: str = "auto", keep_observed: bool = True,
                         train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
                         overwrite: bool = False, progress: bool = False,
@@ -631,7 +634,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     kind = "climatology" if method == "climatology" else "neural" if issubclass(cls, NeuralInterpolator) else "fit"
     core = {**_DEFAULT_CHUNKS[kind], **parse_chunks(chunks)}
-    user_halo = parse_chunks(halo, "halo")
+    user_halo = parse_chunks(halo, "--halo")
     if max_in_flight is not None and max_in_flight < 1:
         raise InputError(f"max_in_flight={max_in_flight}: must be >= 1")
 
