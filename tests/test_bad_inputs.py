@@ -91,6 +91,14 @@ def _empty(path, ds):
     path.write_bytes(b"")
 
 
+def _missing(path, ds):
+    pass
+
+
+def _folder(path, ds):
+    path.mkdir()
+
+
 def _text(path, ds):
     path.write_text("time,lat,lon,sst\n0,30,-60,15.2\n")
 
@@ -132,6 +140,8 @@ NETCDF_REFUSED = [
     ("truncated-netcdf4", _truncated4, None, ["truncated or corrupt"]),
     ("truncated-netcdf3", _truncated3, None, ["truncated or corrupt"]),
     ("empty", _empty, None, ["empty file (0 bytes)"]),
+    ("missing-file", _missing, None, ["file not found"]),
+    ("a-folder", _folder, None, ["is a folder, not a netCDF file"]),
     ("not-netcdf", _text, None, ["not a readable netCDF file", "no netCDF-3 or netCDF-4/HDF5 signature"]),
     ("misspelled-var", None, "sts", ["variable 'sts' not found", "did you mean 'sst'"]),
     ("no-field-var", _no_field, None, ["no 3-D (time, lat, lon) variable", "land (lat, lon)"]),
@@ -734,6 +744,9 @@ CHECKPOINT_CASES = {
     "truncated-weights": (lambda good, d: (shutil.copytree(good, d / "trunc"),
                                            _truncate(d / "trunc" / "weights.safetensors"))[0] and d / "trunc",
                           ["corrupt weights"]),
+    "corrupt-config": (lambda good, d: (shutil.copytree(good, d / "cfg"),
+                                        (d / "cfg" / "config.json").write_text("{not json"))[0] and d / "cfg",
+                       ["config.json: corrupt JSON"]),
     "not-a-checkpoint": (lambda good, d: (d / "empty").mkdir() or d / "empty",
                          ["not an oceandl checkpoint", "config.json is missing"]),
 }

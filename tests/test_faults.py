@@ -337,9 +337,6 @@ class _Killed(BaseException):
     """Stands for SIGKILL inside the process (nothing after it runs)."""
 
 
-@pytest.mark.xfail(strict=True, reason="engine._save_epoch writes the checkpoint folder (atomically replacing it, "
-                   "training state included) and only then save_training_state: a kill between the two leaves a "
-                   "folder with no training state, and --resume answers 'nothing to resume'")
 def test_kill_between_checkpoint_and_state(tmp_path, monkeypatch):
     from oceandl.models import get_model
     from oceandl.training import TrainConfig, engine

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..utils import resolve_device
 from . import distributed as _dist
 from .augment import BatchAugment
-from .checkpoint import load_training_state, save_checkpoint, save_training_state
+from .checkpoint import flatten_state, load_training_state, save_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "predict", "split_indices", "materialize", "TensorData",
            "evaluate_classifier"]
@@ -411,13 +411,15 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
     meta.setdefault("model_options", {})
     extra = dict(meta.pop("extra", {}) or {})
     extra.update({"training": asdict(cfg), "best_epoch": result.best_epoch, "epochs_done": epoch})
-    save_checkpoint(out, model, task=task, overwrite=overwrite, extra=extra, **meta)
-    model.load_state_dict(live)
-    save_training_state(out, {
+    # the resumable state goes into the same atomic folder write: a kill can never leave a
+    # checkpoint without the state that resumes it
+    state = flatten_state({
         "model": live, "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
         "history": result.history, "best_epoch": result.best_epoch, "best_val": result.best_val,
         "best_model": best_state, "bad_epochs": bad_epochs, "epoch": epoch,
     })
+    save_checkpoint(out, model, task=task, overwrite=overwrite, extra=extra, training_state=state, **meta)
+    model.load_state_dict(live)
     with open(out / "log.csv", "w", newline="") as fh:
         keys = list(dict.fromkeys(k for h in result.history for k in h))
         w = csv.DictWriter(fh, fieldnames=keys)
