@@ -8,6 +8,7 @@ MNIST images have the magic number 2051 (``0x00000803``: ubyte, 3 dims ``(N, 28,
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -98,7 +99,7 @@ def read_idx(path: str | os.PathLike, magic: int | None = None) -> np.ndarray:
     if len(data) < header:
         raise InputError(f"{path}: truncated IDX header ({len(data)} bytes, {header} needed)")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # Python ints: a forged header cannot overflow to a small size
     got = len(data) - header
     if got < expected:
         raise InputError(
