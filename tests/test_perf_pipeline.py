@@ -32,7 +32,8 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert on_disk.keys() == results.keys()
     expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
     expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",
-                 "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64"}
+                 "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64",
+                 "untiled_memory_64"}
     assert set(results) == expected  # fast: no torch.compile; CPU: no CUDA graphs, no GPU DINEOF
     for name, row in on_disk.items():
         assert row["unit"] in ("samples/s", "Mpx/s"), name
@@ -59,6 +60,7 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert big["reference"] == "tiled_memory_32" and small["grid"] == "3x32x32" and big["grid"] == "3x64x64"
     assert big["grid_arrays_mb"] == pytest.approx(4 * small["grid_arrays_mb"])
     assert small["working_host_mb"] >= 0 and big["working_host_mb"] >= 0
+    assert on_disk["untiled_memory_64"]["reference"] == "tiled_memory_64"
     assert on_disk["dineof_cpu"]["n_iter_total"] >= 1
     md = (folder / "results.md").read_text()
     assert "mnist_cnn_engine" in md and "torch threads" in md
