@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ from oceandl.errors import InputError
 
 from .runner import Pipeline, RunContext
 
-__all__ = ["PerfConfig", "PIPELINE", "run", "course_loop", "raw_step_loop", "peak_rss_mb", "reset_peak_rss"]
+__all__ = ["PerfConfig", "PIPELINE", "run", "course_loop", "raw_step_loop", "peak_rss_mb", "reset_peak_rss", "PeakRSS"]
 
 
 @dataclass(frozen=True)
@@ -107,38 +108,101 @@ _FAST_MODELS = {"mlp": {"hidden": (64,)}, "cnn": {"channels": (8, 16), "hidden":
 
 # ----------------------------------------------------------------------------------- measurement
 def reset_peak_rss() -> bool:
-    """Reset this process's peak resident memory (Linux ``clear_refs``); False where unsupported."""
+    """Reset this process's peak resident memory (Linux ``clear_refs``).
+
+    Returns True only when the reset took effect: some sandboxes accept the write to
+    ``/proc/self/clear_refs`` and ignore it, so the high-water mark is checked afterwards.
+    """
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
-        return True
     except OSError:
         return False
+    hwm, rss = _status_mb("VmHWM:"), _status_mb("VmRSS:")
+    return hwm == hwm and rss == rss and hwm - rss < 2.0  # NaN-safe: unknown means not reset
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (since the last :func:`reset_peak_rss`)."""
+def _status_mb(key: str) -> float:
+    """One ``/proc/self/status`` memory line in MiB; NaN where unavailable."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (since the last effective :func:`reset_peak_rss`)."""
+    hwm = _status_mb("VmHWM:")
+    if hwm == hwm:
+        return hwm
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    return _status_mb("VmRSS:")
+
+
+class PeakRSS:
+    """Peak resident memory (MiB) of this process inside a ``with`` block.
+
+    Uses the kernel's high-water mark when it can be reset; otherwise a daemon thread samples
+    ``VmRSS`` every ``interval`` seconds (``exact`` is then False: spikes shorter than the
+    interval can be missed, which the report says).
+
+    Examples
+    --------
+    >>> with PeakRSS() as m:
+    ...     a = np.ones(2**20)
+    >>> m.peak >= m.base
+    True
+    """
+
+    def __init__(self, interval: float = 0.002):
+        self.interval = interval
+        self.base = self.peak = float("nan")
+        self.exact = False
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "PeakRSS":
+        self.base = _rss_mb()
+        self.exact = reset_peak_rss()
+        self.peak = self.base
+        if not self.exact:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        assert self._stop is not None
+        while not self._stop.is_set():
+            rss = _rss_mb()
+            if rss == rss:
+                self.peak = max(self.peak, rss)
+            self._stop.wait(self.interval)
+
+    def __exit__(self, *exc) -> None:
+        if self.exact:
+            self.peak = peak_rss_mb()
+        else:
+            assert self._stop is not None and self._thread is not None
+            self._stop.set()
+            self._thread.join()
+            rss = _rss_mb()
+            if rss == rss:
+                self.peak = max(self.peak, rss)
+
+    @property
+    def added(self) -> float:
+        """Peak minus the resident memory at entry, MiB (>= 0)."""
+        return max(self.peak - self.base, 0.0)
 
 
 def _sync(device: torch.device) -> None:
@@ -158,14 +222,14 @@ class _Case:
 
 def _measure(case: _Case, device: torch.device) -> None:
     """Run ``case.fn`` once; it returns ``{"throughput": ..., **extras}``."""
-    reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    out = case.fn()
-    _sync(device)
+    with PeakRSS() as mem:
+        out = case.fn()
+        _sync(device)
     case.runs.append(float(out.pop("throughput")))
     # a case run in a subprocess reports that process's peak
-    case.peak_host = max(case.peak_host, float(out.pop("peak_host_mb", None) or peak_rss_mb()))
+    case.peak_host = max(case.peak_host, float(out.pop("peak_host_mb", None) or mem.peak))
     if device.type == "cuda":
         case.peak_dev = max(case.peak_dev, torch.cuda.max_memory_allocated(device) / 2**20)
     for k, v in out.items():  # extras: keep every run's value, reported as the median
@@ -467,18 +531,18 @@ def _memory_probe(args: dict) -> dict:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         dev0 = torch.cuda.memory_allocated(device)
-    base = _rss_mb()
-    reset_peak_rss()
-    t0 = time.perf_counter()
-    interp._predict()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
-    added = max(peak_rss_mb() - base, 0.0)
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        interp._predict()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+    added = mem.added
     n_out = 2 if interp.gives_sigma else 1
     grid_arrays = t * g * g * (8 * n_out + 4 * n_out) / 2**20  # float64 accumulator + float32 results
     res = {"seconds": seconds, "mpx": t * g * g / 1e6, "added_host_mb": added, "grid_arrays_mb": grid_arrays,
-           "working_host_mb": max(added - grid_arrays, 0.0), "peak_host_mb": peak_rss_mb()}
+           "working_host_mb": max(added - grid_arrays, 0.0), "peak_host_mb": mem.peak,
+           "peak_exact": mem.exact}
     if device.type == "cuda":
         res["peak_device_mb"] = (torch.cuda.max_memory_allocated(device) - dev0) / 2**20
     return res
@@ -504,7 +568,8 @@ def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[]
             r = json.loads(line[0][len("RESULT "):])
             out = {"throughput": r["mpx"] / r["seconds"], "grid": f"{cfg.memory_time}x{g}x{g}",
                    "added_host_mb": r["added_host_mb"], "grid_arrays_mb": r["grid_arrays_mb"],
-                   "working_host_mb": r["working_host_mb"], "peak_host_mb": r["peak_host_mb"]}
+                   "working_host_mb": r["working_host_mb"], "peak_host_mb": r["peak_host_mb"],
+                   "memory_sampled": not r.get("peak_exact", True)}
             if "peak_device_mb" in r:
                 out["inference_device_mb"] = r["peak_device_mb"]
             return out
