@@ -320,12 +320,16 @@ class _FileImageDataset(Dataset):
             keep_files.append(Path(f))
             keep_labels.append(int(lab))
             shapes.append(shape)
+        if not keep_files:
+            if self.skipped:  # say which files and why: "no readable images" alone leaves the user guessing
+                named = "; ".join(f"{p} ({self.skip_reasons[str(p)]})" for p in self.skipped[:3])
+                more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+                raise InputError(f"{where}: no readable images: {len(self.skipped)} unreadable: {named}{more}")
+            raise InputError(f"{where}: no readable images")
         if self.skipped:
             shown = ", ".join(f"{p.name} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
             warnings.warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}", stacklevel=3)
-        if not keep_files:
-            raise InputError(f"{where}: no readable images")
         self.files: list[Path] = keep_files
         self.targets = np.asarray(keep_labels, dtype=np.int64)
 

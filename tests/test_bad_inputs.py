@@ -567,8 +567,6 @@ def test_handled_image_tree(tmp_path):
     assert sum(cfg["split_sizes"]) == 16
 
 
-@pytest.mark.xfail(strict=True, reason="datasets/images.py: with on_error='skip' (the default) and every file "
-                   "unreadable, the error reads '1 files: no readable images' without the file name or reason")
 def test_only_unreadable_images_named(tmp_path):
     from oceandl.datasets.images import ImageFilesDataset
     from oceandl.training.checkpoint import save_checkpoint
