@@ -4,6 +4,10 @@ Every case runs in this process, interleaved with the others and repeated (``rep
 median throughput is reported, so a machine shared with other jobs slows all cases alike and the
 ratios stay meaningful. Cases:
 
+* ``matmul_peak``: GFLOP/s of a large fp32 matmul on the device, the arithmetic ceiling. Every
+  MNIST case also reports ``gflops`` (samples/s x the training FLOPs per sample, counted by
+  ``torch.utils.flop_counter``) and ``fraction_of_peak``; a ``_course`` case reports
+  ``ceiling_ratio`` = peak / its GFLOP/s, the most any fp32 loop could gain over it here.
 * ``mnist_<model>_course``: a faithful re-implementation of the course's loop on MNIST-shaped
   synthetic data: a torchvision-style dataset that turns each uint8 array into a PIL image and
   then a tensor (``ToTensor`` + ``Normalize``), a ``DataLoader`` of single items with batch 20,
@@ -79,6 +83,7 @@ class PerfConfig:
     channels_last: bool = True
     compile: bool = True
     cuda_graphs: bool = True              # CUDA only (torch.compile mode="reduce-overhead")
+    matmul_size: int = 2048               # the fp32 matmul that measures the machine's arithmetic ceiling
     # neural interpolation
     interp_methods: tuple[str, ...] = ("unet", "smp_unet")
     interp_steps: int = 8
@@ -99,6 +104,7 @@ _FAST = {
     "n_samples": 200, "batch_size": 50, "repeats": 1, "compile": False, "interp_steps": 2, "interp_batch": 4,
     "patch": 32, "cube": (6, 40, 40), "tile": 32, "overlap": 8, "infer_batch": 4, "memory_grids": (32, 64),
     "memory_time": 3, "dineof_cube": (24, 16, 16), "dineof_modes": 3, "interp_methods": ("unet",),
+    "matmul_size": 256,
 }
 _FAST_MODELS = {"mlp": {"hidden": (64,)}, "cnn": {"channels": (8, 16), "hidden": 32},
                 "unet": {"width": 8, "depth": 2}, "resae": {"width": 8, "depth": 2},
@@ -305,7 +311,44 @@ def raw_step_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
     return epochs * len(x) / (time.perf_counter() - t0)
 
 
-def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext) -> list[_Case]:
+def train_flops_per_sample(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Floating-point operations of one training step (forward + backward) per sample.
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, the
+    arithmetic that bounds a step; element-wise layers are memory-bound and not counted).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(x)
+
+
+def _matmul_case(cfg: PerfConfig, device: torch.device) -> _Case:
+    """``matmul_peak``: GFLOP/s of a large fp32 matmul, the ceiling of any fp32 training loop here."""
+    n = cfg.matmul_size
+    g = torch.Generator().manual_seed(cfg.seed)
+    a = torch.randn(n, n, generator=g).to(device)
+    b = torch.randn(n, n, generator=g).to(device)
+
+    def peak():
+        a @ b  # warm-up: thread pool and kernel selection
+        _sync(device)
+        reps, t0 = 0, time.perf_counter()
+        while reps < 3 or time.perf_counter() - t0 < 0.5:
+            a @ b
+            reps += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        return {"throughput": 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9}
+
+    return _Case("matmul_peak", "GFLOP/s", None, peak)
+
+
+def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext, flops: dict[str, float]) -> list[_Case]:
+    """The MNIST cases; fills ``flops`` with each classifier's training FLOPs per sample."""
     from oceandl.models import get_model
     from oceandl.training import TensorData, TrainConfig, fit
 
@@ -325,6 +368,8 @@ def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext) -> list
 
     for name in cfg.classifiers:
         base = f"mnist_{name}"
+        n = min(cfg.batch_size, cfg.n_samples)
+        flops[base] = train_flops_per_sample(model_of(name).to(device), x_dev[:n], y_dev[:n])
 
         def course(name=name):
             return {"throughput": course_loop(model_of(name), images, labels, device, cfg.course_batch_size,
@@ -657,7 +702,8 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
              f"numpy {env['numpy']}, {env['threads']} torch threads; median of {cfg.repeats} interleaved passes")
     with tempfile.TemporaryDirectory(prefix="oceandl_perf_") as tmp:
         workdir = Path(tmp)
-        cases = _mnist_cases(cfg, device, ctx)
+        flops: dict[str, float] = {}
+        cases = [_matmul_case(cfg, device)] + _mnist_cases(cfg, device, ctx, flops)
         interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
         cases += interp + _dineof_cases(cfg, device)
         for r in range(cfg.repeats):
@@ -673,8 +719,32 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
                 _measure(case, device)
             cases += mem
     results = _table(cases, device, env)
+    _roofline(results, flops, ctx)
     _log_table(results, ctx)
     return results
+
+
+def _roofline(results: dict, flops: dict[str, float], ctx: RunContext) -> None:
+    """Achieved GFLOP/s of every MNIST case, as a fraction of the measured matmul peak.
+
+    ``ceiling_ratio`` of a ``_course`` case is peak / its GFLOP/s: no loop doing the same fp32
+    arithmetic on this machine can beat the course loop by more than that.
+    """
+    peak = results.get("matmul_peak", {}).get("throughput")
+    for name, row in results.items():
+        base = next((b for b in flops if name.startswith(b + "_")), None)
+        if base is None or row["unit"] != "samples/s":
+            continue
+        row["train_mflop_per_sample"] = flops[base] / 1e6
+        row["gflops"] = row["throughput"] * flops[base] / 1e9
+        if peak:
+            row["fraction_of_peak"] = row["gflops"] / peak
+        if name == base + "_course" and peak:
+            row["ceiling_ratio"] = peak / row["gflops"]
+            ctx.note(f"{base}: {flops[base] / 1e6:.1f} MFLOP per training sample; the course loop runs at "
+                     f"{row['gflops']:.1f} GFLOP/s = {row['fraction_of_peak']:.0%} of the measured fp32 matmul "
+                     f"peak ({peak:.0f} GFLOP/s), so no fp32 loop can beat it by more than "
+                     f"{row['ceiling_ratio']:.1f}x here")
 
 
 def _table(cases: list[_Case], device: torch.device, env: dict) -> dict:
@@ -718,7 +788,8 @@ def _log_table(results: dict, ctx: RunContext) -> None:
 
 PIPELINE = Pipeline(
     name="perf", config_cls=PerfConfig, run=run,
-    columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "compile_seconds", "working_host_mb",
+    columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
+             "ceiling_ratio", "compile_seconds", "working_host_mb",
              "peak_host_mb", "peak_device_mb", "device"),
     description="Speed: the oceandl engine against the course loop and the raw model step, neural "
                 "interpolation training and inference, tiled-inference memory and DINEOF, in one run "

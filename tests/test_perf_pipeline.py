@@ -34,10 +34,10 @@ def test_fast_run_cases_and_ratios(fast_run):
     expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
     expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",
                  "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64",
-                 "untiled_memory_64"}
+                 "untiled_memory_64", "matmul_peak"}
     assert set(results) == expected  # fast: no torch.compile; CPU: no CUDA graphs, no GPU DINEOF
     for name, row in on_disk.items():
-        assert row["unit"] in ("samples/s", "Mpx/s"), name
+        assert row["unit"] in ("samples/s", "Mpx/s", "GFLOP/s"), name
         assert math.isfinite(row["throughput"]) and row["throughput"] > 0, name
         assert row["device"] == "cpu" and row["threads"] == 1 and row["torch"] == torch.__version__
         assert row["peak_host_mb"] > 10, name  # a Python process with torch loaded
@@ -50,6 +50,18 @@ def test_fast_run_cases_and_ratios(fast_run):
             assert row["ratio"] == pytest.approx(row["throughput"] / ref["throughput"])
             assert ref["unit"] == row["unit"]
     assert on_disk["mnist_cnn_engine"]["reference"] == "mnist_cnn_course"
+    # roofline: achieved GFLOP/s = samples/s x counted FLOPs, against the measured matmul peak
+    peak = on_disk["matmul_peak"]["throughput"]
+    for name, row in on_disk.items():
+        if name.startswith("mnist_"):
+            assert row["gflops"] == pytest.approx(row["throughput"] * row["train_mflop_per_sample"] * 1e-3, rel=1e-3)
+            assert row["fraction_of_peak"] == pytest.approx(row["gflops"] / peak)
+        else:
+            assert "gflops" not in row, name
+    course = on_disk["mnist_cnn_course"]
+    assert course["ceiling_ratio"] == pytest.approx(1 / course["fraction_of_peak"])
+    assert "ceiling_ratio" not in on_disk["mnist_cnn_engine"]
+    assert "GFLOP/s" in (folder / "results.md").read_text()
     assert on_disk["mnist_cnn_engine"]["ratio_to_raw"] == pytest.approx(
         on_disk["mnist_cnn_engine"]["throughput"] / on_disk["mnist_cnn_raw"]["throughput"])
     assert on_disk["mnist_cnn_engine_bf16"]["reference"] == "mnist_cnn_engine"
@@ -111,6 +123,21 @@ def test_peak_rss_tracks_an_allocation(monkeypatch, force_sampling):
         time.sleep(0.01)
     # a block that allocates nothing adds (almost) nothing, even after the 40 MiB block above
     assert idle.added < 10, (idle.base, idle.peak, idle.exact)
+
+
+def test_train_flops_per_sample_counts_matmuls_exactly():
+    # forward 2*(784*16 + 16*10); backward: the same again for the weight gradients, plus the
+    # input gradient of the second layer only (the images need no gradient)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    assert perf.train_flops_per_sample(model, x, y) == 2 * 2 * (784 * 16 + 16 * 10) + 2 * 16 * 10
+    assert all(p.grad is None for p in model.parameters())  # counting leaves no gradients behind
+    # the course CNN: 3x3 convs 1-32-32 at 28x28 and 32-64-64 at 14x14 dominate (~110 MFLOP)
+    from oceandl.models import get_model
+
+    cnn = perf.train_flops_per_sample(get_model("cnn", 1, 10), x, y)
+    convs = 2 * (784 * 32 * 9 + 784 * 32 * 288 + 196 * 64 * 288 + 196 * 64 * 576)
+    assert 2.9 * convs < cnn < 3.05 * convs
 
 
 def test_gappy_cube_has_gaps_land_and_dates():
