@@ -28,6 +28,15 @@ def mnist_root() -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: on tiny matrices OpenMP synchronisation dominates (badly on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

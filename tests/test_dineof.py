@@ -12,54 +12,15 @@ from oceandl.interp import DINEOF, interpolate
 from oceandl.interp.dineof import _laplacian_filter, cv_points
 from oceandl.metrics.interpolation import interp_metrics
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # The matrices here are tiny: OpenMP synchronisation dominates, badly so on a busy 2-core machine.
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from fakes import cloud_transfer, lowrank_cube, torch_threads
 
 
-def blob_clouds(rng, nt, ny, nx, cover, width=2.5):
-    """Smooth random field thresholded at its ``cover`` quantile per frame: blob-shaped clouds."""
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.rfftfreq(nx)[None, :]
-    kernel = np.exp(-2 * (np.pi * width) ** 2 * (ky**2 + kx**2))
-    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((nt, ny, nx))) * kernel, s=(ny, nx))
-    thr = np.quantile(field.reshape(nt, -1), cover, axis=1)[:, None, None]
-    return field < thr
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_cube(nt=60, ny=32, nx=40, rank=3, noise=0.1, cover=0.5, seed=0):
     """Rank-``rank`` field + mean + white noise, land patch, blob clouds: (gappy, truth) (time, lat, lon)."""
-    rng = np.random.default_rng(seed)
-    y = np.linspace(0, 1, ny)[:, None]
-    x = np.linspace(0, 1, nx)[None, :]
-    t = np.arange(nt)
-    truth = 20.0 + 4.0 * y + np.zeros((nt, 1, 1))
-    for i in range(rank):
-        pattern = (np.sin(np.pi * (i + 1) * x) * np.cos(np.pi * (i + 0.5) * y)
-                   + 0.3 * np.cos(2 * np.pi * (i + 1) * (x + y)))
-        amp = 3.0 / (i + 1) * np.sin(2 * np.pi * t / (nt / (i + 1.5)) + i)
-        truth = truth + amp[:, None, None] * pattern
-    truth = truth + noise * rng.standard_normal(truth.shape)
-    truth[:, 3:9, 4:12] = np.nan  # land
-    gappy = np.where(blob_clouds(rng, nt, ny, nx, cover), np.nan, truth)
-    coords = {"time": np.arange(nt), "lat": np.linspace(40.0, 47.75, ny), "lon": np.linspace(-10.0, 0.0, nx)}
-    return (xr.DataArray(gappy, dims=("time", "lat", "lon"), coords=coords, name="sst"),
-            xr.DataArray(truth, dims=("time", "lat", "lon"), coords=coords, name="sst"))
-
-
-def cloud_transfer(gappy: xr.DataArray, fraction_of_frames=0.35, shift=7, seed=1) -> np.ndarray:
-    """Withhold observed pixels under the clouds of another frame, on a random subset of frames."""
-    rng = np.random.default_rng(seed)
-    obs = gappy.notnull().values
-    frames = rng.random(obs.shape[0]) < fraction_of_frames
-    return obs & np.roll(~obs, shift, axis=0) & frames[:, None, None]
+    return lowrank_cube(nt, ny, nx, rank=rank, noise=noise, cover=cover, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +30,9 @@ def rank3():
 
 @pytest.fixture(scope="module")
 def rank3_result(rank3):
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         gappy, _ = rank3
         return interpolate(gappy, "dineof", withheld=cloud_transfer(gappy), return_dataset=True, seed=0, device="cpu")
-    finally:
-        torch.set_num_threads(n)
 
 
 def test_beats_climatology_on_withheld_clouds(rank3, rank3_result):

@@ -11,6 +11,8 @@ from oceandl.errors import InputError
 from oceandl.interp import METHODS, Interpolator, get_method, interpolate
 from oceandl.metrics.interpolation import interp_metrics
 
+from fakes import cloud_transfer, lowrank_cube, torch_threads
+
 # Options that keep each method fast on the tiny cube; methods not listed use their defaults.
 FAST_OPTIONS: dict[str, dict] = {
     "dineof": {"max_modes": 6},
@@ -23,50 +25,13 @@ FAST_OPTIONS: dict[str, dict] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # The matrices here are tiny: OpenMP synchronisation dominates, badly so on a busy 2-core machine.
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def blob_clouds(rng, nt, ny, nx, cover, width=2.5):
-    """Smooth random field thresholded at its ``cover`` quantile per frame: blob-shaped clouds."""
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.rfftfreq(nx)[None, :]
-    kernel = np.exp(-2 * (np.pi * width) ** 2 * (ky**2 + kx**2))
-    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((nt, ny, nx))) * kernel, s=(ny, nx))
-    thr = np.quantile(field.reshape(nt, -1), cover, axis=1)[:, None, None]
-    return field < thr
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_cube(nt=24, ny=16, nx=20, rank=3, noise=0.05, cover=0.4, seed=0):
-    """Gappy low-rank SST-like cube with a land patch: (gappy, truth) DataArrays (time, lat, lon)."""
-    rng = np.random.default_rng(seed)
-    y = np.linspace(0, 1, ny)[:, None]
-    x = np.linspace(0, 1, nx)[None, :]
-    t = np.arange(nt)
-    truth = 20.0 + 4.0 * y + np.zeros((nt, 1, 1))
-    for i in range(rank):
-        pattern = (np.sin(np.pi * (i + 1) * x) * np.cos(np.pi * (i + 0.5) * y)
-                   + 0.3 * np.cos(2 * np.pi * (i + 1) * (x + y)))
-        amp = 3.0 / (i + 1) * np.sin(2 * np.pi * t / (nt / (i + 1.5)) + i)
-        truth = truth + amp[:, None, None] * pattern
-    truth = truth + noise * rng.standard_normal(truth.shape)
-    truth[:, 2:6, 3:8] = np.nan  # land
-    gappy = np.where(blob_clouds(rng, nt, ny, nx, cover), np.nan, truth)
-    coords = {
-        "time": np.datetime64("2020-01-01") + np.arange(nt).astype("timedelta64[D]"),
-        "lat": np.linspace(40.0, 47.5, ny),
-        "lon": np.linspace(-10.0, 0.0, nx),
-    }
-    attrs = {"units": "degC", "long_name": "sea surface temperature"}
-    return (xr.DataArray(gappy.astype(np.float32), dims=("time", "lat", "lon"), coords=coords, name="sst", attrs=attrs),
-            xr.DataArray(truth, dims=("time", "lat", "lon"), coords=coords, name="sst"))
+    """Gappy low-rank SST-like cube (float32, daily dates, CF attributes) with a land patch: (gappy, truth)."""
+    return lowrank_cube(nt, ny, nx, rank=rank, noise=noise, cover=cover, seed=seed, land=(2, 6, 3, 8),
+                        lat=(40.0, 47.5), dates=True, dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +41,8 @@ def cube():
 
 @pytest.fixture(scope="module")
 def withheld(cube):
-    gappy, _ = cube
-    rng = np.random.default_rng(1)
-    obs = gappy.notnull().values
-    # Cloud-shaped: the clouds of another frame laid on a third of the frames.
-    shifted = np.roll(gappy.isnull().values, 5, axis=0)
-    frames = rng.random(obs.shape[0]) < 0.35
-    return obs & shifted & frames[:, None, None]
+    # cloud-shaped: the clouds of another frame laid on a third of the frames
+    return cloud_transfer(cube[0], fraction_of_frames=0.35, shift=5, seed=1)
 
 
 def run(method, da, **kw):
@@ -91,14 +51,8 @@ def run(method, da, **kw):
 
 @pytest.fixture(scope="module", params=sorted(METHODS))
 def result(request, cube, withheld):
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         ds = run(request.param, cube[0], withheld=withheld, return_dataset=True)
-    finally:
-        torch.set_num_threads(n)
     return request.param, ds
 
 

@@ -1,0 +1,74 @@
+"""Tiny fake data shared by the tests (torchgeo style: made here, deterministic from a seed).
+
+Gappy low-rank SST-like cubes with blob clouds and a land patch, cloud-mask transfer, and a
+context manager for the torch thread count.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["blob_clouds", "lowrank_cube", "cloud_transfer", "torch_threads"]
+
+
+def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
+    """Smooth random field thresholded at its ``cover`` quantile per frame: blob-shaped clouds (nt, ny, nx) bool."""
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    kernel = np.exp(-2 * (np.pi * width) ** 2 * (ky**2 + kx**2))
+    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((nt, ny, nx))) * kernel, s=(ny, nx))
+    thr = np.quantile(field.reshape(nt, -1), cover, axis=1)[:, None, None]
+    return field < thr
+
+
+def lowrank_cube(nt: int, ny: int, nx: int, *, rank: int = 3, noise: float = 0.1, cover: float = 0.5, seed: int = 0,
+                 land: tuple[int, int, int, int] = (3, 9, 4, 12), lat: tuple[float, float] = (40.0, 47.75),
+                 dates: bool = False, dtype=np.float64) -> tuple[xr.DataArray, xr.DataArray]:
+    """Rank-``rank`` field + meridional gradient + white noise, a land patch, blob clouds.
+
+    Returns ``(gappy, truth)``, DataArrays on (time, lat, lon); ``land`` = (y0, y1, x0, x1), ``lat`` the first and last latitudes;
+    ``dates`` gives daily datetime64 times (else integers) and, with them, CF-style attributes.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, ny)[:, None]
+    x = np.linspace(0, 1, nx)[None, :]
+    t = np.arange(nt)
+    truth = 20.0 + 4.0 * y + np.zeros((nt, 1, 1))
+    for i in range(rank):
+        pattern = (np.sin(np.pi * (i + 1) * x) * np.cos(np.pi * (i + 0.5) * y)
+                   + 0.3 * np.cos(2 * np.pi * (i + 1) * (x + y)))
+        amp = 3.0 / (i + 1) * np.sin(2 * np.pi * t / (nt / (i + 1.5)) + i)
+        truth = truth + amp[:, None, None] * pattern
+    truth = truth + noise * rng.standard_normal(truth.shape)
+    y0, y1, x0, x1 = land
+    truth[:, y0:y1, x0:x1] = np.nan
+    gappy = np.where(blob_clouds(rng, nt, ny, nx, cover), np.nan, truth)
+    time = np.datetime64("2020-01-01") + t.astype("timedelta64[D]") if dates else t
+    coords = {"time": time, "lat": np.linspace(lat[0], lat[1], ny), "lon": np.linspace(-10.0, 0.0, nx)}
+    attrs = {"units": "degC", "long_name": "sea surface temperature"} if dates else {}
+    return (xr.DataArray(gappy.astype(dtype), dims=("time", "lat", "lon"), coords=coords, name="sst", attrs=attrs),
+            xr.DataArray(truth, dims=("time", "lat", "lon"), coords=coords, name="sst"))
+
+
+def cloud_transfer(gappy: xr.DataArray, fraction_of_frames: float = 0.35, shift: int = 7, seed: int = 1) -> np.ndarray:
+    """Withhold observed pixels under the clouds of the frame ``shift`` days earlier, on a random subset of frames."""
+    rng = np.random.default_rng(seed)
+    obs = gappy.notnull().values
+    frames = rng.random(obs.shape[0]) < fraction_of_frames
+    return obs & np.roll(~obs, shift, axis=0) & frames[:, None, None]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (tiny matrices: OpenMP synchronisation would dominate)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
