@@ -6,7 +6,6 @@ Conventions (every command): ``-o/--output`` for what it writes, ``--overwrite``
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import warnings

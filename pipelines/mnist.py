@@ -7,7 +7,6 @@ explained variance), PCA(k) with the dense and convolutional AEs (explained vari
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 

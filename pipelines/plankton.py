@@ -13,54 +13,32 @@ a few minutes on a 2-core CPU. ``fast=True`` is a seconds-long smoke run.
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from oceandl.errors import InputError
 from oceandl.training import TensorData
 from oceandl.training.classifier import prepare_tensors, subsample_per_class
-from oceandl.utils import seed_everything
 
+from .imagebench import COLUMNS, ImageBenchConfig, run_image_benchmark
 from .runner import Pipeline, RunContext
-from .sar import COLUMNS, run_benchmark, shrink_for_fast
 
 __all__ = ["PlanktonConfig", "PIPELINE", "run", "load_plankton"]
 
 
 @dataclass(frozen=True)
-class PlanktonConfig:
-    """Plankton benchmark settings (``--set key=value`` overrides any of them).
+class PlanktonConfig(ImageBenchConfig):
+    """Plankton benchmark settings (``--set key=value``); the shared fields are :class:`ImageBenchConfig`'s.
 
-    ``data``: a folder of class folders (default: synthetic morphotypes, ``n_per_class`` per class
-    of about ``size`` pixels). ``max_per_class``: with ``data``, use at most that many images per
-    class (seeded pick; 0 = all); classes with fewer than 3 images are left out (noted).
-    ``width``: first-stage channels of the CNN/ResNet/VGG. ``weights``: a local ImageNet weights
-    file for ``resnet18``. ``degrees``: range of the small-rotation augmentation.
+    ``data``: a folder of class folders (WHOI-Plankton, ZooScanNet, Kaggle NDSB layouts).
+    ``fit``: how images of any shape go into ``size`` x ``size`` (``pad`` keeps the aspect ratio).
     """
 
-    data: str | None = None
-    max_per_class: int = 0
-    seed: int = 0
-    fast: bool = False
-    models: tuple[str, ...] = ("cnn", "resnet")
     n_per_class: int = 150
-    size: int = 64
-    width: int = 16
-    epochs: int = 12
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    normalize: str = "per_image"
     fit: str = "pad"
     augment: tuple[str, ...] = ("flip", "rot90", "rotate")
     degrees: float = 45.0
-    class_weights: str = "none"
-    split: tuple[float, ...] = (0.7, 0.15, 0.15)
-    tta: bool = False
-    weights: str | None = None
 
 
 def load_plankton(cfg: PlanktonConfig, ctx: RunContext, workdir: Path) -> TensorData:
@@ -92,20 +70,7 @@ def load_plankton(cfg: PlanktonConfig, ctx: RunContext, workdir: Path) -> Tensor
 
 def run(cfg: PlanktonConfig, ctx: RunContext) -> dict:
     """Run the plankton benchmark; returns ``{model: metrics}``."""
-    cfg = shrink_for_fast(cfg)
-    if cfg.size < 16:
-        raise InputError(f"size={cfg.size}: must be >= 16 pixels")
-    if cfg.n_per_class < 3:
-        raise InputError(f"n_per_class={cfg.n_per_class}: at least 3 are needed (train, validation, test)")
-    if not cfg.models:
-        raise InputError("models: give at least one classifier name")
-    seed_everything(cfg.seed)
-    if cfg.fast:
-        ctx.note(f"--fast smoke run: n_per_class {cfg.n_per_class}, size {cfg.size}, epochs {cfg.epochs}, "
-                 f"batch {cfg.batch_size}, width {cfg.width}" + (f", max_per_class {cfg.max_per_class}" if cfg.data else ""))
-    with tempfile.TemporaryDirectory(prefix="oceandl-plankton-") as tmp:
-        data = load_plankton(cfg, ctx, Path(tmp))
-    return run_benchmark(data, cfg, ctx, {"normalize": cfg.normalize})
+    return run_image_benchmark(cfg, ctx, load_plankton, {"normalize": cfg.normalize}, "plankton")
 
 
 PIPELINE = Pipeline(

@@ -1,7 +1,6 @@
 """One generic test over the whole model registry, plus the models' specific contracts."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

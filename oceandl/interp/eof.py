@@ -177,7 +177,6 @@ class EOF:
         flat[:, w == 0] = np.nan
         out = np.full((self._P.shape[0],) + self._ocean.shape, np.nan)
         out[:, self._ocean] = flat
-        tdim = self._dims[0]
         coords = {c: v for c, v in self.pcs.coords.items() if c != "mode"}
         coords.update({c: v for c, v in self.eofs.coords.items() if c != "mode"})
         return xr.DataArray(out, dims=self._dims, coords=coords, name=self._name,

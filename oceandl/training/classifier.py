@@ -82,7 +82,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
 
     if out is not None and is_main_process():  # under torchrun, rank 0 writes
         # record the test metrics in the checkpoint's config (the weights are already the best ones)
-        from .checkpoint import read_config, save_checkpoint, CONFIG
+        from .checkpoint import read_config, CONFIG
 
         cfg = read_config(out)
         cfg["metrics"] = {k: v for k, v in test_metrics.items() if k not in ("reliability",)}
