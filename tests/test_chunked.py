@@ -43,15 +43,6 @@ def cluster():
             yield client
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Blocks run on a thread pool, each calling torch: one intra-op thread each (2 cores)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_plan_partitions_the_cube_and_clips_halos():

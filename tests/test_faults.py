@@ -47,6 +47,28 @@ def child_env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "PYTHONHASHSEED": "0"}
 
 
+def sigkill_when(proc: subprocess.Popen, ready, timeout: float, why):
+    """SIGKILL ``proc`` as soon as ``ready()`` is truthy (polled every 5 ms); returns that value.
+
+    Fails with ``why()`` if the process ends first or ``timeout`` seconds pass; never leaves it running.
+    """
+    try:
+        deadline, value = time.monotonic() + timeout, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            value = ready()
+            if value:
+                break
+            time.sleep(0.005)
+        assert value and proc.poll() is None, why()
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(60) == -signal.SIGKILL
+        return value
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture
 def field() -> xr.Dataset:
     rng = np.random.default_rng(0)
@@ -181,22 +203,9 @@ def test_sigkill_while_writing_netcdf(tmp_path, field):
         print("done", flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=child_env(), cwd=ROOT)
-    try:
-        assert proc.stdout.readline().strip() == b"writing"
-        deadline = time.monotonic() + 120
-        part = []
-        while time.monotonic() < deadline and proc.poll() is None:
-            part = [p for p in tmp_path.glob(".big.nc.*.part") if p.stat().st_size > 0]
-            if part:
-                break
-            time.sleep(0.005)
-        assert part, "the writer finished (or failed) before it could be killed mid-write"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(60) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert proc.stdout.readline().strip() == b"writing"
+    part = sigkill_when(proc, lambda: [p for p in tmp_path.glob(".big.nc.*.part") if p.stat().st_size > 0], 120,
+                        lambda: "the writer finished (or failed) before it could be killed mid-write")
     assert digest(out) == before  # the old file, byte for byte
     assert leftovers(tmp_path) == [part[0].name]  # the killed writer's temporary
     with xr.open_dataset(out) as back:
@@ -294,19 +303,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, uninterrupted):
     """)
     proc = subprocess.Popen([sys.executable, "-c", script, *_train_args(data, out)], env=child_env(), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (_state_epoch(out) or 0) >= 2:
-                break
-            time.sleep(0.005)
-        assert proc.poll() is None, f"the run ended before it was killed: {proc.stderr.read().decode()[-500:]}"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(60) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    sigkill_when(proc, lambda: (_state_epoch(out) or 0) >= 2, 300,
+                 lambda: f"the run ended before it was killed: {proc.stderr.read().decode()[-500:]}")
     killed_at = _state_epoch(out)
     assert 2 <= killed_at < EPOCHS
 
