@@ -16,7 +16,7 @@ from oceandl.errors import InputError
 
 from .runner import Pipeline, RunContext
 
-__all__ = ["SSTConfig", "PIPELINE", "run", "parse_method_options"]
+__all__ = ["SSTConfig", "PIPELINE", "run", "parse_method_options", "truth_rmse_by_day_cover", "COVER_BINS"]
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,10 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
             filled = out["sst"].values
             val = interp_metrics(filled, da.values, mask=withheld, sigma=out["sigma"].values if "sigma" in out else None)
             tru = interp_metrics(filled, truth, mask=gaps)
+            by_cover = truth_rmse_by_day_cover(filled, truth, gaps)
             row = {"method": method, "cloud_cover": cover, "observed_cover": float(1 - valid.sum() / np.isfinite(truth).sum()),
-                   **{f"val_{k}": v for k, v in val.items()}, "truth_rmse": tru["rmse"], "seconds": round(seconds, 2),
+                   **{f"val_{k}": v for k, v in val.items()}, "truth_rmse": tru["rmse"], **by_cover,
+                   "seconds": round(seconds, 2),
                    "device": ctx.device, "options": opts[method]}
             for k in ("n_modes", "cv_rmse"):
                 if k in out["sst"].attrs:
@@ -111,6 +113,42 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
                     error_keys=[k for k in panels if k.endswith("error")])
         _summary(results, cover, cfg.methods, ctx)
     return results
+
+
+# Days binned by their gap fraction (clouds + withheld, over the ocean): what a fill is worth on a
+# nearly clear day and on a nearly overcast one differs, and the all-gaps RMSE mixes them.
+COVER_BINS = ((0.0, 0.5), (0.5, 0.8), (0.8, 0.95), (0.95, 1.0))
+
+
+def _bin_name(lo: float, hi: float) -> str:
+    return f"truth_rmse_days_{int(round(lo * 100))}_{int(round(hi * 100))}"
+
+
+def truth_rmse_by_day_cover(filled: np.ndarray, truth: np.ndarray, gaps: np.ndarray) -> dict[str, float]:
+    """RMSE against the truth on the gaps, for the days of each gap-fraction bin of :data:`COVER_BINS`.
+
+    Parameters
+    ----------
+    filled, truth : float (time, lat, lon)
+    gaps : bool (time, lat, lon); the pixels scored (ocean pixels not seen by the method)
+
+    Returns
+    -------
+    dict
+        ``truth_rmse_days_<lo>_<hi>`` (percent bounds; the last bin includes 100 %) -> RMSE, NaN
+        where no day falls in the bin; ``n_days_<lo>_<hi>`` -> the number of days.
+    """
+    filled, truth = np.asarray(filled, np.float64), np.asarray(truth, np.float64)
+    ocean = np.isfinite(truth)
+    cover = gaps.sum(axis=(1, 2)) / np.maximum(ocean.sum(axis=(1, 2)), 1)
+    out: dict[str, float] = {}
+    for lo, hi in COVER_BINS:
+        days = (cover >= lo) & ((cover <= hi) if hi >= 1.0 else (cover < hi))
+        err = (filled[days] - truth[days])[gaps[days] & np.isfinite(filled[days])]
+        name = _bin_name(lo, hi)
+        out[name] = float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
+        out[name.replace("truth_rmse", "n")] = int(days.sum())
+    return out
 
 
 def _summary(results: dict, cover: float, methods, ctx: RunContext) -> None:
@@ -129,6 +167,6 @@ def _summary(results: dict, cover: float, methods, ctx: RunContext) -> None:
 PIPELINE = Pipeline(
     name="sst", config_cls=SSTConfig, run=run,
     columns=("val_rmse", "val_mae", "val_bias", "val_corr", "val_std_ratio", "val_frac_within_1sigma", "truth_rmse",
-             "n_modes", "seconds", "device"),
+             *(_bin_name(lo, hi) for lo, hi in COVER_BINS), "n_modes", "seconds", "device"),
     description="Gap filling of a synthetic cloudy SST cube: every method scored on identical withheld pixels.",
 )

@@ -1,0 +1,80 @@
+"""The gappy-SST benchmark (``oceandl benchmark sst``): structure and consistency of its results."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from oceandl.errors import InputError
+from oceandl.pipelines import get_pipeline, run_pipeline
+from oceandl.pipelines.sst import COVER_BINS, parse_method_options, truth_rmse_by_day_cover
+
+METHODS = ("climatology", "eof", "dineof", "unet")
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sst") / "run"
+    folder, results = run_pipeline(get_pipeline("sst"), out,
+                                   overrides={"fast": True, "seed": 2, "cloud_covers": (0.3, 0.7), "methods": METHODS},
+                                   device="cpu", progress=False, log=lambda s: None)
+    return folder, results
+
+
+def test_fast_run_rows_metrics_and_files(fast_run):
+    folder, results = fast_run
+    on_disk = json.loads((folder / "results.json").read_text())
+    assert set(on_disk) == {f"{m}@{c:g}" for m in METHODS for c in (0.3, 0.7)}
+    for name, row in on_disk.items():
+        assert row["method"] == name.split("@")[0] and row["cloud_cover"] == float(name.split("@")[1])
+        assert math.isfinite(row["val_rmse"]) and row["val_rmse"] > 0 and row["val_n"] > 0
+        assert math.isfinite(row["truth_rmse"]) and row["truth_rmse"] > 0
+        # the day bins partition the days, and the all-gaps RMSE lies within the range of the bins'
+        n_days = [row[f"n_days_{int(lo * 100)}_{int(hi * 100)}"] for lo, hi in COVER_BINS]
+        assert sum(n_days) == 24
+        bins = [row[f"truth_rmse_days_{int(lo * 100)}_{int(hi * 100)}"] for lo, hi in COVER_BINS]
+        present = [b for b, n in zip(bins, n_days) if n]
+        assert all(math.isfinite(b) for b in present)
+        assert min(present) - 1e-9 <= row["truth_rmse"] <= max(present) + 1e-9
+    # the same withheld pixels for every method at one cover
+    for c in (0.3, 0.7):
+        assert len({on_disk[f"{m}@{c:g}"]["val_n"] for m in METHODS}) == 1
+    # more cloud, more gap days in the high bins
+    hi = lambda c: on_disk[f"climatology@{c:g}"]["n_days_80_95"] + on_disk[f"climatology@{c:g}"]["n_days_95_100"]
+    assert hi(0.7) > hi(0.3)
+    assert on_disk["dineof@0.3"]["n_modes"] >= 1
+    md = (folder / "results.md").read_text()
+    assert "truth_rmse_days_95_100" in md and "DINEOF held-out RMSE" in md
+    assert (folder / "fields_cover30.png").stat().st_size > 1000
+    assert (folder / "fields_cover70.png").stat().st_size > 1000
+
+
+def test_truth_rmse_by_day_cover_by_hand():
+    truth = np.zeros((4, 2, 5))
+    truth[:, 0, 0] = np.nan  # land: 9 ocean pixels a day
+    filled = np.ones_like(truth)
+    gaps = np.zeros(truth.shape, bool)
+    gaps[0, 1, :2] = True         # day 0: 2/9 gaps -> bin 0-50
+    gaps[1, 1, :] = True          # day 1: 5/9 -> 50-80
+    gaps[1, 0, 1:] = True         # day 1 now 9/9 -> 95-100
+    gaps[2, 1, :] = True
+    gaps[2, 0, 1:3] = True        # day 2: 7/9 = 0.78 -> 50-80
+    filled[2] = 3.0               # errors of 3 on day 2
+    out = truth_rmse_by_day_cover(filled, truth, gaps)
+    assert out["n_days_0_50"] == 2 and out["n_days_50_80"] == 1 and out["n_days_80_95"] == 0
+    assert out["n_days_95_100"] == 1  # day 3 has no gaps: bin 0-50 with no scored pixel
+    assert out["truth_rmse_days_0_50"] == pytest.approx(1.0)
+    assert out["truth_rmse_days_50_80"] == pytest.approx(3.0)
+    assert math.isnan(out["truth_rmse_days_80_95"])
+    assert out["truth_rmse_days_95_100"] == pytest.approx(1.0)
+
+
+def test_method_options_parsed_and_checked():
+    opts = parse_method_options(("unet.steps=40", "dineof.max_modes=7", "unet.nll=true"), ("dineof", "unet"))
+    assert opts == {"dineof": {"max_modes": 7}, "unet": {"steps": 40, "nll": True}}
+    with pytest.raises(InputError, match="not among the methods"):
+        parse_method_options(("resae.steps=3",), ("unet",))
+    with pytest.raises(InputError, match="method.key=value"):
+        parse_method_options(("steps=3",), ("unet",))
