@@ -194,3 +194,67 @@ def test_device_that_is_not_there(rank3):
         pytest.skip("CUDA is available here")
     with pytest.raises(InputError, match="CUDA"):
         interpolate(rank3[0].isel(time=slice(0, 10)), "dineof", device="cuda")
+
+
+# ------------------------------------------------------------------------------ shrinkage
+def test_shrink_auto_fixes_overfitting_of_rarely_observed_pixels():
+    """Realistic clouds (persistent, uneven): the classic DINEOF fits the loadings of pixels seen
+    on a few days exactly and extrapolates wildly; CV picks the threshold path, which damps them."""
+    from oceandl.datasets.clouds import withhold_by_cloud_transfer
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.io import open_field
+
+    ds = synthetic_sst(n_time=60, ny=32, nx=32, cloud_cover=0.6, seed=0)
+    da = open_field(ds, "sst")
+    truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
+    valid = np.isfinite(da.values)
+    held = withhold_by_cloud_transfer(valid, fraction=0.1, seed=0)
+    gaps = (~valid | held) & np.isfinite(truth)
+    classic = interpolate(da, "dineof", withheld=held, return_dataset=True, seed=0, device="cpu", shrink=0)
+    auto = interpolate(da, "dineof", withheld=held, return_dataset=True, seed=0, device="cpu")
+    assert classic.attrs["shrink"] == 0 and "shrink_curve" not in classic.attrs
+    assert auto.attrs["shrink"] > 0
+    lams = [lam for lam, _ in json.loads(auto.attrs["shrink_curve"])]
+    assert auto.attrs["shrink"] in lams and lams == sorted(lams, reverse=True)
+    # its CV error is the best of both paths
+    errs = [e for _, e in json.loads(auto.attrs["shrink_curve"])] + [e for _, e in json.loads(auto.attrs["cv_curve"])]
+    assert auto.attrs["cv_rmse"] == pytest.approx(min(errs))
+    assert auto.attrs["val_rmse"] < 0.85 * classic.attrs["val_rmse"]
+    t_classic = interp_metrics(classic["sst"], truth, mask=gaps)["rmse"]
+    t_auto = interp_metrics(auto["sst"], truth, mask=gaps)["rmse"]
+    assert t_auto < 0.7 * t_classic
+    # the damage was on the rarely observed pixels
+    rare = gaps & (valid.mean(axis=0) < 0.2)[None]
+    e_classic = interp_metrics(classic["sst"], truth, mask=rare)["rmse"]
+    e_auto = interp_metrics(auto["sst"], truth, mask=rare)["rmse"]
+    assert e_classic > 1.1 * t_classic and e_auto < 0.6 * e_classic, (e_classic, e_auto, t_classic, t_auto)
+
+
+def test_shrink_factors_soft_threshold():
+    import torch
+
+    m = DINEOF(shrink=0.1)
+    m._lam = 0.1
+    s = torch.tensor([10.0, 4.0, 1.5, 0.5, 0.0])
+    np.testing.assert_allclose((s * m._shrunk(s)).numpy(), [9.0, 3.0, 0.5, 0.0, 0.0], atol=1e-6)
+    m._lam = 0.0
+    assert torch.equal(m._shrunk(s), torch.ones(5))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, True, "yes", None])
+def test_shrink_option_checked(bad):
+    with pytest.raises(InputError, match="shrink"):
+        DINEOF(shrink=bad)
+
+
+def test_fixed_shrink_is_used_and_reported(rank3):
+    gappy, _ = rank3
+    ds = interpolate(gappy, "dineof", n_modes=4, shrink=0.05, return_dataset=True, seed=0, device="cpu")
+    assert ds.attrs["shrink"] == 0.05 and ds.attrs["n_modes"] == 4
+    plain = interpolate(gappy, "dineof", n_modes=4, return_dataset=True, seed=0, device="cpu")
+    assert plain.attrs["shrink"] == 0.0  # "auto" with n_modes given is the classic fit
+    # the threshold pulls the gap values towards the temporal mean
+    gap = gappy.isnull().values & np.isfinite(plain["sst"].values)
+    mean = gappy.mean("time").values
+    dev = lambda d: np.abs(d["sst"].values - mean)[gap].mean()
+    assert dev(ds) < dev(plain)
