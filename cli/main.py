@@ -15,6 +15,7 @@ import click
 
 from oceandl import __version__
 from oceandl.errors import InputError, OceanDLError
+from oceandl.pipelines.runner import PIPELINES
 
 __all__ = ["cli", "main"]
 
@@ -529,7 +530,7 @@ def eof(input_path, var, n_modes, weights, output, overwrite):
 
 # -------------------------------------------------------------------------------------- benchmark
 @cli.command()
-@click.argument("name", type=click.Choice(["mnist", "sst", "sar", "plankton", "perf"]))
+@click.argument("name", type=click.Choice(list(PIPELINES)))
 @click.option("--data-root", type=click.Path(path_type=Path), help="MNIST: folder with the IDX files (default $OCEANDL_DATA or ../shared/data).")
 @click.option("--data", type=click.Path(path_type=Path), help="SAR/plankton: run on a real data set folder instead of the synthetic one.")
 @click.option("--fast", is_flag=True, help="A seconds-long smoke run.")
@@ -547,6 +548,7 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
       oceandl benchmark sst -o runs/sst
       oceandl benchmark sar --data TenGeoP-SARwv/GeoTIFF -o runs/sar_real
       oceandl benchmark perf --device cpu -o runs/perf_cpu
+      oceandl benchmark scaling -o runs/scaling   # 1 process against torchrun
     """
     from oceandl.pipelines import get_pipeline, run_pipeline
 

@@ -163,4 +163,5 @@ PIPELINES: dict[str, str] = {
     "sar": "oceandl.pipelines.sar",
     "plankton": "oceandl.pipelines.plankton",
     "perf": "oceandl.pipelines.perf",
+    "scaling": "oceandl.pipelines.scaling",
 }

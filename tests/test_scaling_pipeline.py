@@ -1,0 +1,43 @@
+"""The data-parallel scaling benchmark (``oceandl benchmark scaling``): structure and equivalence, never timings."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from oceandl.errors import InputError
+from oceandl.pipelines import get_pipeline, run_pipeline
+from oceandl.pipelines.scaling import parse_layout
+
+
+def test_fast_run_one_process_against_two(tmp_path):
+    folder, results = run_pipeline(get_pipeline("scaling"), tmp_path / "run",
+                                   overrides={"fast": True, "layouts": ("1x1", "2x1"), "seed": 1},
+                                   device="cpu", progress=False, log=lambda s: None)
+    on_disk = json.loads((folder / "results.json").read_text())
+    assert list(on_disk) == ["1x1", "2x1"]
+    one, two = on_disk["1x1"], on_disk["2x1"]
+    assert (one["processes"], one["threads"], two["processes"], two["threads"]) == (1, 1, 2, 1)
+    for row in (one, two):
+        assert row["unit"] == "samples/s" and math.isfinite(row["throughput"]) and row["throughput"] > 0
+        assert len(row["epoch_seconds"]) == 2
+        assert row["throughput"] == pytest.approx(row["n_train"] / row["epoch_seconds"][1])
+    assert one["n_train"] == two["n_train"] and one["reference"] is None and one["ratio"] is None
+    assert two["reference"] == "1x1" and two["ratio"] == pytest.approx(two["throughput"] / one["throughput"])
+    # same global batch, no batch norm or dropout: the loss differs only by float summation order
+    assert one["loss_rel_diff"] == 0 and two["loss_rel_diff"] < 1e-5
+    assert "loss_rel_diff" in (folder / "results.md").read_text()
+
+
+@pytest.mark.parametrize("bad", ["2", "0x1", "ax2", "1x0"])
+def test_bad_layout(bad):
+    with pytest.raises(InputError, match="layout"):
+        parse_layout(bad)
+
+
+def test_batch_must_split_among_processes(tmp_path):
+    with pytest.raises(InputError, match="batch_size"):
+        run_pipeline(get_pipeline("scaling"), tmp_path / "run", overrides={"layouts": ("1x1", "3x1"), "batch_size": 16},
+                     device="cpu", progress=False, log=lambda s: None)
+    assert not (tmp_path / "run").exists()
