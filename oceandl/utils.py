@@ -25,6 +25,7 @@ __all__ = [
     "check_output_path",
     "provenance",
     "git_commit",
+    "git_dirty",
     "data_root",
     "write_json",
 ]
@@ -186,6 +187,17 @@ def git_commit(start: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def git_dirty(start: str | os.PathLike | None = None) -> bool | None:
+    """Whether tracked files of the checkout differ from its commit (``None`` outside a checkout)."""
+    where = Path(start) if start else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def provenance() -> dict:
     """Versions of oceandl and its main dependencies, the platform and the git commit."""
     from importlib import metadata
@@ -201,6 +213,7 @@ def provenance() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
     }
 
 

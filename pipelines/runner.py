@@ -130,13 +130,13 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
     """Run a benchmark into the folder ``out``; returns the folder and the results dict."""
     config = apply_overrides(config or pipeline.config_cls(), overrides, toml_path)
     dev = str(resolve_device(device))
+    prov = provenance()  # at the start: the code that runs, even if the checkout moves on during a long run
     t0 = time.perf_counter()
     with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.mkdir()
         ctx = RunContext(folder=tmp, device=dev, progress=progress, log=log)
         results = pipeline.run(config, ctx)
         seconds = time.perf_counter() - t0
-        prov = provenance()
         run = {"pipeline": pipeline.name, "config": asdict(config), "seed": getattr(config, "seed", None),
                "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
         write_json(results, tmp / "results.json")
@@ -146,7 +146,7 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
               markdown_table(results, pipeline.columns), ""]
         md += [f"- {n}" for n in ctx.notes]
         md += ["", "## Run", "", f"- seed: {run['seed']}", f"- device: {dev}", f"- wall time: {seconds:.1f} s",
-               f"- git commit: {prov['git_commit']}",
+               f"- git commit: {prov['git_commit']}" + (" (with uncommitted changes)" if prov.get("git_dirty") else ""),
                "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
                f"- python {prov['python']} on {prov['platform']}", "", "## Resolved config", "", "```json",
                json.dumps(asdict(config), indent=2, default=str), "```", ""]

@@ -1,0 +1,39 @@
+"""Provenance recorded in run folders: the git commit and whether the checkout had uncommitted changes."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from oceandl.utils import git_commit, git_dirty, provenance
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+def _git(cwd, *args):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(cwd), "PATH": "/usr/bin:/bin:/usr/local/bin"})
+
+
+def test_commit_and_dirty_flag(tmp_path):
+    assert git_commit(tmp_path) is None and git_dirty(tmp_path) is None  # not a checkout
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    _git(tmp_path, "add", "a.py")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    head = git_commit(tmp_path)
+    assert head is not None and len(head) == 40
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "b.py").write_text("untracked files do not count\n")
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_dirty(tmp_path) is True
+    assert git_commit(tmp_path) == head
+
+
+def test_provenance_keys():
+    prov = provenance()
+    assert {"versions", "python", "platform", "git_commit", "git_dirty"} <= set(prov)
+    assert prov["versions"]["oceandl"] is not None
