@@ -78,6 +78,14 @@ def _coerce(value: str, typ) -> Any:
     return value
 
 
+def _as_text(v: Any) -> str:
+    if isinstance(v, (tuple, list)):
+        return ",".join(_as_text(x) for x in v)
+    if v is None:
+        return "none"
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
 def apply_overrides(config, overrides: dict[str, Any] | list[str] | None = None, toml_path: str | None = None):
     """A copy of a frozen dataclass ``config`` with values from a TOML file and ``key=value`` strings."""
     hints = typing.get_type_hints(type(config))
@@ -100,11 +108,13 @@ def apply_overrides(config, overrides: dict[str, Any] | list[str] | None = None,
         k = k.strip().replace("-", "_")
         if k not in names:
             raise InputError(f"--set {k}: unknown config key; keys: {', '.join(sorted(names))}")
-        if isinstance(v, str):
-            try:
-                v = _coerce(v, hints[k])
-            except ValueError:
-                raise InputError(f"--set {k}={v}: not a valid {hints[k]}") from None
+        # Values the CLI already parsed (0.5, (0.3, 0.6), True) go back to text and through the same
+        # coercion as strings: a single value for a tuple field becomes a 1-tuple, types are checked.
+        text = v if isinstance(v, str) else _as_text(v)
+        try:
+            v = _coerce(text, hints[k])
+        except (ValueError, TypeError):
+            raise InputError(f"--set {k}={text}: not a valid {hints[k]}") from None
         changes[k] = v
     return dataclasses.replace(config, **changes)
 

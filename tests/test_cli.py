@@ -153,3 +153,21 @@ def test_mnist_benchmark_reaches_course_targets(runner, mnist_root, tmp_path):
     # largest angle is ill-conditioned where eigenvalues 15 and 16 are close)
     assert abs(r["linear_ae"]["test_explained_variance"] - r["pca_16"]["test_explained_variance"]) < 0.01
     assert r["linear_ae"]["mean_principal_angle_deg"] < 5
+
+
+def test_benchmark_overrides_parsed_values_coerced():
+    """--set values the CLI already parsed (numbers, lists) go through the config's types: a single
+    value for a tuple field is a 1-tuple, a wrong type is a clean input error."""
+    from oceandl.errors import InputError
+    from oceandl.pipelines.runner import apply_overrides
+    from oceandl.pipelines.sst import SSTConfig
+
+    cfg = apply_overrides(SSTConfig(), {"cloud_covers": 0.5, "methods": ("climatology", "unet"),
+                                        "method_options": "unet.steps=3", "n_time": 30, "fast": True, "seed": 4})
+    assert cfg.cloud_covers == (0.5,) and cfg.methods == ("climatology", "unet")
+    assert cfg.method_options == ("unet.steps=3",) and cfg.n_time == 30 and cfg.fast is True and cfg.seed == 4
+    assert apply_overrides(SSTConfig(), {"cloud_covers": (0.3, 0.6)}).cloud_covers == (0.3, 0.6)
+    with pytest.raises(InputError, match="n_time"):
+        apply_overrides(SSTConfig(), {"n_time": 2.5})
+    with pytest.raises(InputError, match="cloud_covers"):
+        apply_overrides(SSTConfig(), {"cloud_covers": "lots"})

@@ -26,7 +26,8 @@ def test_fast_run_one_process_against_two(tmp_path):
     assert one["n_train"] == two["n_train"] and one["reference"] is None and one["ratio"] is None
     assert two["reference"] == "1x1" and two["ratio"] == pytest.approx(two["throughput"] / one["throughput"])
     # same global batch, no batch norm or dropout: the loss differs only by float summation order
-    assert one["loss_rel_diff"] == 0 and two["loss_rel_diff"] < 1e-5
+    # (3e-5 seen at the default size after 17 steps; 1e-4 leaves room, a real bug gives 1e-2 and more)
+    assert one["loss_rel_diff"] == 0 and two["loss_rel_diff"] < 1e-4
     assert "loss_rel_diff" in (folder / "results.md").read_text()
 
 
