@@ -106,16 +106,34 @@ def test_course_and_raw_loops_train():
     assert loss(model) < 0.5 * before
 
 
+def _touched_pages(size: int):
+    """Fresh anonymous memory with every page touched: new resident memory whatever the allocators
+    have cached (a 40 MiB numpy array can reuse freed memory in a long test session)."""
+    import mmap
+
+    buf = mmap.mmap(-1, size)
+    for i in range(0, size, mmap.PAGESIZE):
+        buf[i] = 1
+    return buf
+
+
 @pytest.mark.parametrize("force_sampling", [False, True], ids=["kernel-hwm", "sampled"])
 def test_peak_rss_tracks_an_allocation(monkeypatch, force_sampling):
-    if force_sampling:  # the path taken where the kernel's high-water mark cannot be reset (sandboxes)
-        monkeypatch.setattr(perf, "reset_peak_rss", lambda: False)
     import time
 
+    size = 40 * 2**20
+    before = perf._rss_mb()
+    probe = _touched_pages(size)
+    grew = perf._rss_mb() - before
+    probe.close()
+    if not grew >= 30:  # NaN too: no /proc
+        pytest.skip(f"this platform does not report resident memory faithfully (VmRSS grew {grew} MiB for 40 MiB)")
+    if force_sampling:  # the path taken where the kernel's high-water mark cannot be reset (sandboxes)
+        monkeypatch.setattr(perf, "reset_peak_rss", lambda: False)
     with perf.PeakRSS(interval=0.001) as mem:
-        a = np.ones(40 * 2**20 // 8)  # 40 MiB, touched
+        buf = _touched_pages(size)
         time.sleep(0.02)  # the sampler sees it
-        del a
+        buf.close()
     assert mem.added >= 30, (mem.base, mem.peak, mem.exact)
     if force_sampling:
         assert not mem.exact
@@ -123,21 +141,6 @@ def test_peak_rss_tracks_an_allocation(monkeypatch, force_sampling):
         time.sleep(0.01)
     # a block that allocates nothing adds (almost) nothing, even after the 40 MiB block above
     assert idle.added < 10, (idle.base, idle.peak, idle.exact)
-
-
-def test_train_flops_per_sample_counts_matmuls_exactly():
-    # forward 2*(784*16 + 16*10); backward: the same again for the weight gradients, plus the
-    # input gradient of the second layer only (the images need no gradient)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
-    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    assert perf.train_flops_per_sample(model, x, y) == 2 * 2 * (784 * 16 + 16 * 10) + 2 * 16 * 10
-    assert all(p.grad is None for p in model.parameters())  # counting leaves no gradients behind
-    # the course CNN: 3x3 convs 1-32-32 at 28x28 and 32-64-64 at 14x14 dominate (~110 MFLOP)
-    from oceandl.models import get_model
-
-    cnn = perf.train_flops_per_sample(get_model("cnn", 1, 10), x, y)
-    convs = 2 * (784 * 32 * 9 + 784 * 32 * 288 + 196 * 64 * 288 + 196 * 64 * 576)
-    assert 2.9 * convs < cnn < 3.05 * convs
 
 
 def test_gappy_cube_has_gaps_land_and_dates():

@@ -1,6 +1,7 @@
 """Provenance recorded in run folders: the git commit and whether the checkout had uncommitted changes."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -12,9 +13,9 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not 
 
 
 def _git(cwd, *args):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                        "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(cwd), "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run([shutil.which("git"), *args], cwd=cwd, check=True, capture_output=True, env=env)
 
 
 def test_commit_and_dirty_flag(tmp_path):
