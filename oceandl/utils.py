@@ -175,27 +175,26 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
             _remove(tmp)
 
 
-def git_commit(start: str | os.PathLike | None = None) -> str | None:
-    """The git commit of the oceandl source tree (``None`` outside a checkout)."""
+def _git(args: list[str], start: str | os.PathLike | None) -> str | None:
+    """Output of ``git <args>`` run in ``start`` (default: this package's folder); None on failure."""
     where = Path(start) if start else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit(start: str | os.PathLike | None = None) -> str | None:
+    """The git commit of the oceandl source tree (``None`` outside a checkout)."""
+    out = _git(["rev-parse", "HEAD"], start)
+    return out.strip() or None if out is not None else None
 
 
 def git_dirty(start: str | os.PathLike | None = None) -> bool | None:
     """Whether tracked files of the checkout differ from its commit (``None`` outside a checkout)."""
-    where = Path(start) if start else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    out = _git(["status", "--porcelain", "--untracked-files=no"], start)
+    return bool(out.strip()) if out is not None else None
 
 
 def provenance() -> dict:

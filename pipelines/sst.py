@@ -138,15 +138,14 @@ def truth_rmse_by_day_cover(filled: np.ndarray, truth: np.ndarray, gaps: np.ndar
         ``truth_rmse_days_<lo>_<hi>`` (percent bounds; the last bin includes 100 %) -> RMSE, NaN
         where no day falls in the bin; ``n_days_<lo>_<hi>`` -> the number of days.
     """
-    filled, truth = np.asarray(filled, np.float64), np.asarray(truth, np.float64)
-    ocean = np.isfinite(truth)
-    cover = gaps.sum(axis=(1, 2)) / np.maximum(ocean.sum(axis=(1, 2)), 1)
+    from oceandl.metrics.interpolation import interp_metrics
+
+    cover = gaps.sum(axis=(1, 2)) / np.maximum(np.isfinite(truth).sum(axis=(1, 2)), 1)
     out: dict[str, float] = {}
     for lo, hi in COVER_BINS:
         days = (cover >= lo) & ((cover <= hi) if hi >= 1.0 else (cover < hi))
-        err = (filled[days] - truth[days])[gaps[days] & np.isfinite(filled[days])]
         name = _bin_name(lo, hi)
-        out[name] = float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
+        out[name] = interp_metrics(filled[days], truth[days], mask=gaps[days])["rmse"]  # NaN for no pixel
         out[name.replace("truth_rmse", "n")] = int(days.sum())
     return out
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import torch_threads
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -30,10 +31,8 @@ def mnist_root() -> Path:
 @pytest.fixture
 def one_torch_thread():
     """One torch thread for the test: on tiny matrices OpenMP synchronisation dominates (badly on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ import xarray as xr
 from oceandl.errors import InputError
 
 from .base import _MIN_PIXEL_OBS, _json_default, _netcdf_safe, oceandl_version
+from .neural import hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
 
@@ -416,11 +417,6 @@ def _run_block(fn, reader: _Reader, ext, coords, mean, ocean):
 
 
 # ------------------------------------------------------------------------------------------ writer
-def _ramp(n: int) -> np.ndarray:
-    """sin^2 weights (n,) rising from ~0 (outer edge of a lower halo) to ~1 (next to the core)."""
-    return np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
-
-
 def _hdf5_lock():
     """xarray's lock around the netCDF-C/HDF5 library: dask threads read the input through it, and
     HDF5 is not thread-safe, so the writes here take it too."""
@@ -470,7 +466,7 @@ class _Writer:
         sub = tuple(slice(ci_.start - n, ci_.stop) for ci_, n in zip(ci, lo))
         r = np.ones(1)
         for n, c in zip(lo, block.core):
-            w = np.concatenate([_ramp(n), np.ones(c.stop - c.start)]) if n else np.ones(c.stop - c.start)
+            w = np.concatenate([hann_ramp(n), np.ones(c.stop - c.start)]) if n else np.ones(c.stop - c.start)
             r = np.multiply.outer(r, w)
         r = r[0]
         # pixels whose value is a reconstruction (all ocean ones without keep_observed)

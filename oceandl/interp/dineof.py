@@ -294,6 +294,7 @@ class DINEOF(Interpolator):
                 cv = cv_points(obs, self.options["cv_fraction"], self.options["cv_radius"], rng)
                 self._fit_cv(X, M, torch.from_numpy(self._to_matrix(cv)).to(device), kmax, auto)
         self._F = None
+        self.shrink_ = self._lam
         self._filled = self._from_matrix(self._filled_m.to("cpu", torch.float32).numpy())
         del self._filled_m
 
@@ -377,7 +378,7 @@ class DINEOF(Interpolator):
             "n_iter_total": self.n_iter_total_,
             "converged": bool(self.converged_),
         }
-        attrs["shrink"] = float(self._lam)
+        attrs["shrink"] = float(self.shrink_)
         if self.cv_curve_:
             attrs["cv_curve"] = json.dumps([[k, round(e, 8)] for k, e in self.cv_curve_])
             attrs["cv_rmse"] = self.cv_rmse_

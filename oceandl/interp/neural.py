@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` sta
     from torch import nn
 
 __all__ = ["NeuralInterpolator", "ConvAEInterpolator", "UNetInterpolator", "ResAEInterpolator",
-           "SMPUnetInterpolator", "tile_starts", "blend_window"]
+           "SMPUnetInterpolator", "tile_starts", "blend_window", "hann_ramp"]
 
 _LOGVAR_RANGE = (-12.0, 6.0)  # clamp of the predicted log-variance (normalised units) for stability
 
@@ -48,6 +48,11 @@ def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     return starts + [n - tile]
 
 
+def hann_ramp(n: int) -> np.ndarray:
+    """sin^2 weights (n,) rising from ~0 to ~1 at half-pixel offsets (never exactly 0 or 1)."""
+    return np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
+
+
 def blend_window(n: int, overlap: int) -> np.ndarray:
     """1-D blending weights (n,): a Hann (sin^2) ramp over ``overlap`` pixels at each end, 1 inside.
 
@@ -56,7 +61,7 @@ def blend_window(n: int, overlap: int) -> np.ndarray:
     w = np.ones(n, dtype=np.float64)
     r = min(overlap, n // 2)
     if r > 0:
-        ramp = np.sin(0.5 * np.pi * (np.arange(r) + 0.5) / r) ** 2
+        ramp = hann_ramp(r)
         w[:r] = ramp
         w[n - r:] = np.minimum(w[n - r:], ramp[::-1])
     return w
