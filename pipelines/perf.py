@@ -93,7 +93,7 @@ class PerfConfig:
     tile: int = 128
     overlap: int = 32
     infer_batch: int = 8
-    memory_grids: tuple[int, ...] = (128, 256)
+    memory_grids: tuple[int, ...] = (128, 512)  # 16x the pixels; the largest also runs untiled
     memory_time: int = 8
     # DINEOF
     dineof_cube: tuple[int, ...] = (365, 64, 64)
@@ -556,6 +556,24 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
 
 
 # ------------------------------------------------------------------------- tiled inference memory
+def _release_freed_memory() -> None:
+    """Hand memory freed by Python and the C allocator back to the OS (glibc ``malloc_trim``).
+
+    Without it, the measured pass reuses heap pages that the warm-up pass left behind, in amounts
+    that depend on fragmentation, and the added peak it shows is noisy (20-70 MB for the same
+    work); after it, the pass's working memory is counted in full every time.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the measure is then an upper bound less tight
+        pass
+
+
 def _memory_probe(args: dict) -> dict:
     """Run in a fresh process: tiled inference of a (time, G, G) cube from a checkpoint.
 
@@ -571,7 +589,8 @@ def _memory_probe(args: dict) -> dict:
     interp = get_method(args["method"])(seed=args["seed"], device=args["device"], checkpoint=args["checkpoint"],
                                         tile=args["tile"], overlap=args["overlap"], infer_batch=args["infer_batch"])
     interp.fit(da)
-    interp._predict()  # warm-up: allocator and kernel caches are not part of the grid's cost
+    interp._predict()  # warm-up: kernel and thread-pool caches are not part of the grid's cost
+    _release_freed_memory()  # ...but what the warm-up freed must not be reused unseen by the measured pass
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -584,7 +603,7 @@ def _memory_probe(args: dict) -> dict:
         seconds = time.perf_counter() - t0
     added = mem.added
     n_out = 2 if interp.gives_sigma else 1
-    grid_arrays = t * g * g * (8 * n_out + 4 * n_out) / 2**20  # float64 accumulator + float32 results
+    grid_arrays = (t * n_out + 1) * g * g * 4 / 2**20  # float32 accumulator (becomes the result), weight sum
     res = {"seconds": seconds, "mpx": t * g * g / 1e6, "added_host_mb": added, "grid_arrays_mb": grid_arrays,
            "working_host_mb": max(added - grid_arrays, 0.0), "peak_host_mb": mem.peak,
            "peak_exact": mem.exact}
@@ -605,8 +624,12 @@ def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[]
                     "tile": tile, "overlap": cfg.overlap if tile else 0, "infer_batch": cfg.infer_batch}
             code = ("import json, sys; from oceandl.pipelines.perf import _memory_probe; "
                     "print('RESULT ' + json.dumps(_memory_probe(json.loads(sys.argv[1]))))")
+            # glibc's dynamic mmap threshold would keep freed tile-sized buffers on the heap, a
+            # retention that grows with the number of tiles up to its 32 MB cap; a fixed threshold
+            # returns them, so the probe measures what inference holds, not the allocator's habits
+            env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), "MALLOC_MMAP_THRESHOLD_": "65536"}
             proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True,
-                                  env={**os.environ, "OMP_NUM_THREADS": str(args["threads"])})
+                                  env=env)
             line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
             if proc.returncode != 0 or not line:
                 raise RuntimeError(f"memory probe at grid {g} failed: {proc.stderr.strip()[-400:]}")
