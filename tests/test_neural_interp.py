@@ -183,6 +183,31 @@ def test_neighbours_and_channels(tiny):
     assert model._in_channels == 2
 
 
+def test_training_batch_is_the_mask_transfer_of_each_patch(tiny):
+    """The batch cut by tensor gathers equals, patch by patch, the mask transfer written out in numpy."""
+    model = _fit("unet", tiny, neighbours=1, steps=1, visible_weight=0.25)
+    src = model._sources()
+    obs, xp, n = model._mp, model._xp, 1
+    t, donor = np.array([0, 7, 15]), np.array([3, 0, 8])  # day 0 and day 15 reach the padded ends
+    i, j, ph, pw = np.array([0, 5, 16]), np.array([16, 2, 0]), 16, 12
+    inp, target, weight = (a.numpy() for a in model._train_batch(src, t, donor, i, j, ph, pw))
+    assert inp.shape == (3, model._in_channels, ph, pw) and target.shape == weight.shape == (3, ph, pw)
+    for b in range(3):
+        ys, xs = slice(i[b], i[b] + ph), slice(j[b], j[b] + pw)
+        seen, donor_seen = obs[t[b] + n, ys, xs], obs[donor[b] + n, ys, xs]
+        keep = seen & donor_seen
+        np.testing.assert_array_equal(target[b], xp[t[b] + n, ys, xs])
+        np.testing.assert_array_equal(inp[b, 0], np.where(keep, xp[t[b] + n, ys, xs], 0))  # hidden: zeroed
+        np.testing.assert_array_equal(inp[b, 1], keep)
+        for c, day in ((2, t[b] - 1), (4, t[b] + 1)):  # neighbours untouched (zeros beyond the series)
+            np.testing.assert_array_equal(inp[b, c], xp[day + n, ys, xs])
+            np.testing.assert_array_equal(inp[b, c + 1], obs[day + n, ys, xs])
+        np.testing.assert_array_equal(weight[b], np.where(keep, 0.25, np.where(seen, 1.0, 0.0)).astype(np.float32))
+        np.testing.assert_array_equal(inp[b, 6:8], model._pos[:, ys, xs])  # positions of this patch
+        np.testing.assert_allclose(inp[b, 8:10], model._season[t[b]][:, None, None] * np.ones((1, ph, pw)))
+    assert (weight == 1).any() and (weight == 0.25).any()  # the donors hid something and left something
+
+
 def test_checkpoint_roundtrip(tiny, tmp_path):
     model = _fit("convae", tiny, nll=True, steps=3)
     first = model.reconstruct()

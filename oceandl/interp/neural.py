@@ -13,7 +13,9 @@ with the Gaussian negative log-likelihood (Barth et al. 2020), which gives an er
 Training (no clean truth needed): at each step a batch of (day, patch) samples is drawn and the
 cloud mask of another random day is laid over each day's observations (mask transfer); the loss is
 taken on the observed pixels that this hid (plus ``visible_weight`` times the loss on the pixels
-still visible). Pixels withheld by the caller are never seen. Inference runs over overlapping
+still visible). Pixels withheld by the caller are never seen. The cube goes to the network's device
+once (when it fits in half the free memory) and patches are cut there by tensor gathers, so the GPU
+is not fed by a per-step host loop. Inference runs over overlapping
 tiles blended with Hann weights, so any grid size works and the memory of one forward pass does not
 grow with the grid.
 """
@@ -160,7 +162,7 @@ class NeuralInterpolator(Interpolator):
         n = self._cfg["neighbours"]
         t, h, w = x.shape
         self._xp = np.zeros((t + 2 * n, h, w), np.float32)
-        self._mp = np.zeros((t + 2 * n, h, w), np.float32)
+        self._mp = np.zeros((t + 2 * n, h, w), bool)
         self._xp[n:n + t] = x
         self._mp[n:n + t] = obs
         # Centre first, then the neighbours outward.
@@ -189,32 +191,85 @@ class NeuralInterpolator(Interpolator):
     def _n_inputs(self) -> int:
         return 2 * (1 + 2 * self._cfg["neighbours"]) + 2 * self._cfg["latlon"] + 2 * self._cfg["seasonal"]
 
-    def _inputs(self, times: np.ndarray, ys: slice, xs: slice,
-                centre_mask: np.ndarray | None = None) -> np.ndarray:
-        """Network input (B, C, h, w) float32 for days ``times`` over the window ``(ys, xs)``.
+    # ------------------------------------------------------------------ patches, cut where the data lives
+    def _sources(self) -> tuple:
+        """The padded cube (float32), its mask (bool), positions, season and day offsets as tensors.
 
-        ``centre_mask`` (B, h, w) replaces the observation mask of the centre day (mask transfer).
+        They go to the network's device once when they fit in half its free memory, and every
+        training batch and inference tile is then a gather there: no per-step host work and no
+        transfer. Otherwise they stay on the host (``from_numpy``: no copy) and each batch is
+        copied over.
         """
-        idx = times[:, None] + self._offsets[None, :] + self._cfg["neighbours"]  # into the padded cube
-        data = self._xp[idx, ys, xs]  # (B, K, h, w)
-        mask = self._mp[idx, ys, xs]
-        if centre_mask is not None:
-            mask[:, 0] = centre_mask
-            data[:, 0] *= centre_mask
-        b, k, h, w = data.shape
-        chans = [np.stack([data, mask], 2).reshape(b, 2 * k, h, w),
-                 np.broadcast_to(self._pos[:, ys, xs], (b, self._pos.shape[0], h, w))]
-        if self._season is not None:
-            chans.append(np.broadcast_to(self._season[times][:, :, None, None], (b, 2, h, w)))
-        return np.ascontiguousarray(np.concatenate(chans, 1))
+        import torch
 
-    def _forward(self, inp: np.ndarray) -> "torch.Tensor":
+        dev = self._device
+        if dev.type == "cuda" and self._xp.nbytes + self._mp.nbytes > torch.cuda.mem_get_info(dev)[0] // 2:
+            dev = torch.device("cpu")
+
+        def tensor(a):
+            return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+
+        return (tensor(self._xp), tensor(self._mp), tensor(self._pos), tensor(self._season),
+                torch.as_tensor(self._offsets, device=dev))
+
+    @staticmethod
+    def _assemble(data, mask, pos, season) -> "torch.Tensor":
+        """Network input (B, C, h, w) from days' data and masks (B, K, h, w), positions (B, P, h, w)
+        and season (B, 2) or None: [data_0, mask_0, data_1, mask_1, ..., positions, season]."""
+        import torch
+
+        b, k, h, w = data.shape
+        chans = [torch.stack([data, mask], 2).reshape(b, 2 * k, h, w), pos]
+        if season is not None:
+            chans.append(season[:, :, None, None].expand(b, 2, h, w))
+        return torch.cat(chans, 1)
+
+    def _train_batch(self, src: tuple, t: np.ndarray, donor: np.ndarray, i: np.ndarray, j: np.ndarray,
+                     ph: int, pw: int) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+        """A training batch: patches (ph, pw) at corners (i, j) of days t (B,), each with the
+        cloud mask of day ``donor`` laid over its observations (mask transfer).
+
+        Returns the input (B, C, ph, pw), the target (B, ph, pw) (the day's own data) and the loss
+        weights (B, ph, pw): 1 where the donor hid an observation, ``visible_weight`` where one is
+        still visible, 0 in the gaps; all on the network's device.
+        """
+        import torch
+
+        xp, mp, pos, season, offsets = src
+        dev, n = xp.device, self._cfg["neighbours"]
+        rows = (torch.as_tensor(i, device=dev)[:, None] + torch.arange(ph, device=dev))[:, :, None]  # (B, ph, 1)
+        cols = (torch.as_tensor(j, device=dev)[:, None] + torch.arange(pw, device=dev))[:, None, :]  # (B, 1, pw)
+        t = torch.as_tensor(t, device=dev)
+        days = (t[:, None] + offsets + n)[:, :, None, None]  # (B, K, 1, 1) into the padded cube
+        data = xp[days, rows[:, None], cols[:, None]]  # (B, K, ph, pw)
+        mask = mp[days, rows[:, None], cols[:, None]].to(data.dtype)
+        target, seen = data[:, 0].clone(), mask[:, 0].clone()
+        keep = seen * mp[torch.as_tensor(donor, device=dev)[:, None, None] + n, rows, cols].to(data.dtype)
+        mask[:, 0] = keep
+        data[:, 0] *= keep
+        inp = self._assemble(data, mask, pos[:, rows, cols].transpose(0, 1), None if season is None else season[t])
+        weight = seen - keep + self.options["visible_weight"] * keep  # keep is a subset of seen
+        return tuple(a.to(self._device, non_blocking=True) for a in (inp, target, weight))  # type: ignore[return-value]
+
+    def _tile_inputs(self, src: tuple, times: slice, ys: slice, xs: slice) -> "torch.Tensor":
+        """Network input (B, C, h, w) for the days ``times`` over the window ``(ys, xs)``."""
+        import torch
+
+        xp, mp, pos, season, offsets = src
+        days = torch.arange(times.start, times.stop, device=xp.device)[:, None] + offsets + self._cfg["neighbours"]
+        data = xp[:, ys, xs][days]  # the window's view, then the days: only the tile is gathered
+        mask = mp[:, ys, xs][days].to(data.dtype)
+        inp = self._assemble(data, mask, pos[:, ys, xs][None].expand(len(days), -1, -1, -1),
+                             None if season is None else season[times])
+        return inp.to(self._device, non_blocking=True)
+
+    def _forward(self, inp: "torch.Tensor") -> "torch.Tensor":
         """Run the network on (B, C, h, w) inputs; pads to ``multiple`` and crops back."""
         import torch
 
         from oceandl.models.reconstruction import pad_to_multiple
 
-        xt, (h, w) = pad_to_multiple(torch.from_numpy(inp).to(self._device), self.multiple)
+        xt, (h, w) = pad_to_multiple(inp, self.multiple)
         out = self.model_(xt)[..., :h, :w]
         if self._cfg["nll"]:
             out = torch.cat([out[:, :1], out[:, 1:2].clamp(*_LOGVAR_RANGE)], 1)
@@ -267,20 +322,15 @@ class NeuralInterpolator(Interpolator):
         opt = torch.optim.AdamW(self.model_.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.02 * o["lr"])
         self.model_.train()
+        src = self._sources()
         losses = []
         t0 = time.perf_counter()
         for _ in self._progress(range(steps), "training", total=steps):
+            # the draws are tiny and host-side (one seeded stream); the cutting is a gather in `src`
             t = rng.choice(days, bs)
             donor = (t + rng.integers(1, t_all, bs)) % t_all  # any other day
-            corner = zip(rng.integers(0, h - ph + 1, bs), rng.integers(0, w - pw + 1, bs))
-            win = [(slice(i, i + ph), slice(j, j + pw)) for i, j in corner]
-            seen = np.stack([obs[ti, ys, xs] for ti, (ys, xs) in zip(t, win)])
-            keep = seen & np.stack([obs[d, ys, xs] for d, (ys, xs) in zip(donor, win)])  # donor clouds hide
-            inp = np.concatenate([self._inputs(t[k:k + 1], ys, xs, keep[k:k + 1].astype(np.float32))
-                                  for k, (ys, xs) in enumerate(win)])
-            target = torch.from_numpy(np.stack([self._xp[ti + self._cfg["neighbours"], ys, xs]
-                                                for ti, (ys, xs) in zip(t, win)])).to(self._device)
-            weight = torch.from_numpy((seen & ~keep) + o["visible_weight"] * keep).float().to(self._device)
+            i, j = rng.integers(0, h - ph + 1, bs), rng.integers(0, w - pw + 1, bs)
+            inp, target, weight = self._train_batch(src, t, donor, i, j, ph, pw)
             out = self._forward(inp)
             err2 = (out[:, 0] - target) ** 2
             pix = 0.5 * (out[:, 1] + err2 * torch.exp(-out[:, 1])) if nll else err2
@@ -316,13 +366,14 @@ class NeuralInterpolator(Interpolator):
         wsum = np.zeros((h, w), np.float32)
         win = np.outer(blend_window(th, ov), blend_window(tw, ov)).astype(np.float32)
         tiles = [(i, j) for i in tile_starts(h, th, ov) for j in tile_starts(w, tw, ov)]
+        src = self._sources()
         batches = [slice(s, min(s + o["infer_batch"], t_all)) for s in range(0, t_all, o["infer_batch"])]
         for i, j in self._progress(tiles, "inference", total=len(tiles)):
             ys, xs = slice(i, i + th), slice(j, j + tw)
             wsum[ys, xs] += win
             for times in batches:
                 # slices, not index arrays: the += below then adds in place, with no copy of the block
-                out = self._forward(self._inputs(np.arange(times.start, times.stop), ys, xs)).float().cpu().numpy()
+                out = self._forward(self._tile_inputs(src, times, ys, xs)).float().cpu().numpy()
                 if self._cfg["nll"]:
                     out[:, 1] = np.exp(out[:, 1])  # blend variances, not log-variances
                 acc[:, times, ys, xs] += win * out.transpose(1, 0, 2, 3)
