@@ -1,0 +1,85 @@
+"""CUDA paths against the CPU: run where a GPU is present (``pytest -m gpu``), skipped elsewhere.
+
+Every test compares what CUDA gives with what the same call gives on the CPU, so a device-specific
+bug (a tensor left on the wrong device, a dtype that autocast changed, a graph captured over a
+changing shape) shows as a failure, not as a slower benchmark.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from oceandl.interp import DINEOF, get_method
+from oceandl.models import get_model
+from oceandl.training import TensorData, TrainConfig, fit
+
+from fakes import lowrank_cube
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")]
+
+
+def _digits(n=512, seed=0):
+    """Two separable classes of 1x28x28 images: a bright left half or a bright right half, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = 0.3 * torch.randn(n, 1, 28, 28, generator=g)
+    x[y == 0, :, :, :14] += 1.0
+    x[y == 1, :, :, 14:] += 1.0
+    return TensorData(x, y)
+
+
+def _train(device, **switch):
+    torch.manual_seed(0)
+    model = get_model("cnn", 1, 2, channels=(8, 16), hidden=32)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, optimizer="sgd", scheduler="none", amp=False, seed=0,
+                      device=device, progress=False).update(**switch)
+    return fit(model, _digits(), None, cfg)
+
+
+def test_engine_cuda_fp32_matches_cpu():
+    cpu, gpu = _train("cpu"), _train("cuda")
+    assert next(gpu.model.parameters()).device.type == "cuda"
+    for a, b in zip(cpu.history, gpu.history):  # cuDNN picks other kernels: equal to float tolerance
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("switch", [{"amp": True}, {"channels_last": True}, {"compile": "reduce-overhead"}])
+def test_engine_cuda_switches_train(switch):
+    if switch.get("amp") and not torch.cuda.is_bf16_supported():
+        pytest.skip("no bf16 on this GPU (fp16 autocast is used instead; see the engine)")
+    ref, res = _train("cuda"), _train("cuda", **switch)
+    assert res.history[-1]["train_accuracy"] > 0.95  # the task is separable: every switch must learn it
+    assert res.history[-1]["train_loss"] == pytest.approx(ref.history[-1]["train_loss"], rel=0.2, abs=0.02)
+
+
+def test_dineof_cuda_matches_cpu():
+    gappy, _ = lowrank_cube(60, 24, 32, rank=3, seed=0)
+    cpu = DINEOF(seed=0, device="cpu", n_modes=4).fit(gappy).reconstruct()["sst"].values
+    gpu = DINEOF(seed=0, device="cuda", n_modes=4).fit(gappy).reconstruct()["sst"].values
+    np.testing.assert_array_equal(np.isnan(cpu), np.isnan(gpu))
+    assert np.nanmax(np.abs(cpu - gpu)) < 1e-3  # degrees; float32 on both
+
+
+def test_neural_interpolation_cuda_cuts_patches_on_the_device():
+    gappy, _ = lowrank_cube(16, 32, 32, rank=3, seed=1, dates=True, dtype=np.float32)
+    opts = {"steps": 3, "batch_size": 4, "patch": 16, "tile": 16, "overlap": 4, "infer_batch": 4,
+            "model_options": {"width": 8, "depth": 2}}
+    cpu = get_method("unet")(seed=0, device="cpu", **opts).fit(gappy)
+    gpu = get_method("unet")(seed=0, device="cuda", **opts).fit(gappy)
+    src = gpu._sources()
+    assert src[0].device.type == "cuda" and src[1].dtype == torch.bool  # the cube moved once
+    np.testing.assert_allclose(gpu.loss_history_, cpu.loss_history_, rtol=1e-3)
+    a, b = cpu.reconstruct()["sst"].values, gpu.reconstruct()["sst"].values
+    assert np.nanmax(np.abs(a - b)) < 1e-2
+
+
+def test_perf_fast_on_cuda(tmp_path):
+    from oceandl.pipelines import get_pipeline, run_pipeline
+
+    _, res = run_pipeline(get_pipeline("perf"), tmp_path / "run", overrides={"fast": True, "seed": 0},
+                          device="cuda", progress=False, log=lambda s: None)
+    assert {"dineof_cuda", "mnist_cnn_engine_cuda_graphs"} <= set(res)
+    assert res["dineof_cuda"]["max_abs_diff_vs_cpu"] < 1e-2
+    assert all(r["peak_device_mb"] >= 0 and r["device"] != "cpu" for r in res.values())
