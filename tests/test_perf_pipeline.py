@@ -184,3 +184,13 @@ def test_engine_compiled_training_matches_eager_loss():
                          compile=mode)
         losses.append(fit(get_model("mlp", 1, 10, hidden=(32,), dropout=0.0), data, None, tc).history[-1]["train_loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+
+
+def test_dineof_case_with_a_fixed_iteration_count():
+    """dineof_max_iter makes every mode run exactly that many iterations (same work on every device)."""
+    case = perf._dineof_cases(PerfConfig(dineof_cube=(40, 16, 16), dineof_modes=3, dineof_max_iter=4),
+                              torch.device("cpu"))[0]
+    out = case.fn()
+    assert out["n_iter_total"] == 3 * 4 and out["throughput"] > 0
+    default = perf._dineof_cases(PerfConfig(dineof_cube=(40, 16, 16), dineof_modes=3), torch.device("cpu"))[0].fn()
+    assert default["n_iter_total"] != 12  # to convergence: another count

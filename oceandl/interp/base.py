@@ -277,16 +277,22 @@ class Interpolator:
 
         # Normalisation: per-pixel mean of the fitting observations (global mean where a pixel has
         # fewer than 2), one global scale so that all methods see unit-variance anomalies.
+        # Written without cube-sized float64 temporaries (``where=``, ``out=``, time chunks): on a
+        # ten-year cube each one was 2 GB; the anomaly is made once, in the float32 every method takes.
         count = obs.sum(axis=0)
-        total = np.where(obs, values, 0.0).sum(axis=0, dtype=np.float64)
-        global_mean = values[obs].mean(dtype=np.float64)
+        total = values.sum(axis=0, where=obs, dtype=np.float64)
+        global_mean = float(total.sum() / count.sum())
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
         mean[~ocean] = np.nan
-        anom = np.where(obs, values - mean, 0.0)
-        scale = float(np.sqrt(np.sum(anom**2) / obs.sum()))
+        x = np.zeros(values.shape, np.float32)
+        np.subtract(values, mean, out=x, where=obs, casting="same_kind")  # in float64, stored as float32
+        step = max(1, 2**21 // max(x[0].size, 1))
+        ss = sum(float(np.square(x[i:i + step], dtype=np.float64).sum()) for i in range(0, len(x), step))
+        scale = float(np.sqrt(ss / obs.sum()))
         if not np.isfinite(scale) or scale <= 1e-12 * max(abs(vmin), abs(vmax), 1.0):
             scale = 1.0  # the observations equal their pixel means: anomalies are all zero
+        x /= np.float32(scale)
 
         self.da_ = da_c
         self.values_ = values
@@ -296,7 +302,6 @@ class Interpolator:
         self.ocean_ = ocean
         self.mean_ = mean
         self.scale_ = scale
-        x = (anom / scale).astype(np.float32)
         self._fit(x, obs, ocean)
         self._fitted = True
         return self

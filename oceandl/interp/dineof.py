@@ -236,7 +236,7 @@ class DINEOF(Interpolator):
         else:
             U, S, V = torch.svd_lowrank(A, q=min(k + 10, *A.shape), niter=4)
             R = (U[:, :k] * (S[:k] * self._shrunk(S[:k]))) @ V[:, :k].T
-        return R if mean is None else R + mean
+        return R if mean is None else R.add_(mean)  # R is a fresh tensor on every path
 
     def _shrunk(self, s):
         """Soft-threshold factors ``max(1 - shrink * max(s) / s, 0)`` of singular values ``s``
@@ -252,16 +252,19 @@ class DINEOF(Interpolator):
         """Gaps of ``filled`` (where ``~mask``) <- rank-k reconstruction, until converged."""
         import torch
 
-        # Float 0/1 mask of the gaps: multiplying is much cheaper than boolean gathers.
-        gaps = (~mask).to(filled.dtype)
-        if not bool(gaps.any()):
+        # In place (``filled`` is updated; callers pass a tensor of their own): the cube-sized
+        # tensors alive at once are the data, ``filled``, R and one temporary, where a functional
+        # update held seven. masked_fill is element-wise, no boolean gather.
+        if bool(mask.all()):
             return filled, 0, True
         tol, max_iter = self.options["tol"], self.options["max_iter"]
         for it in range(1, max_iter + 1):
             R = self._lowrank(filled, k)
-            step = (R - filled) * gaps  # change of the gap values; 0 at the observations
-            filled = filled + step
-            change = torch.linalg.vector_norm(step) / torch.clamp(torch.linalg.vector_norm(R * gaps), min=1e-12)
+            size = torch.linalg.vector_norm(R.masked_fill(mask, 0))  # of the new gap values
+            step = R.sub_(filled).masked_fill_(mask, 0)  # change of the gap values; 0 at the observations
+            filled.add_(step)
+            change = torch.linalg.vector_norm(step) / torch.clamp(size, min=1e-12)
+            del R, step
             if float(change) < tol:
                 return filled, it, True
         return filled, max_iter, False
