@@ -219,11 +219,12 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--set", "options", multiple=True, help="Model option key=value (e.g. --set freeze=backbone).")
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: as many as the cores when reading takes over a second; 0: this process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
-                         augment, optimizer, class_weights, l1, l2, early_stopping, options, resume, on_error, quiet,
-                         output, overwrite, seed, device):
+                         augment, optimizer, class_weights, l1, l2, early_stopping, options, resume, on_error,
+                         num_workers, quiet, output, overwrite, seed, device):
     """Train a classifier on labelled images; test it once on a held-out split.
 
     \b
@@ -266,7 +267,8 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         raise InputError(f"--split {split}: expected three numbers like 0.7,0.15,0.15") from None
     cfg = TrainConfig(epochs=epochs or 10, batch_size=batch_size or 64, lr=lr or 1e-3, seed=seed, device=device,
                       optimizer=optimizer, class_weights=class_weights, l1=l1, l2=l2, early_stopping=early_stopping,
-                      augment=tuple(a for a in augment.split(",") if a), progress=not quiet)
+                      augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
+                      progress=not quiet)
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing={"intensity": intensity, "normalize": normalize},
                            model_options=_kv(options), figures=output)

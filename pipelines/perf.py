@@ -27,6 +27,9 @@ ratios stay meaningful. Cases:
 * ``tiled_memory_<G>``: tiled inference of a (time, G, G) cube at two grid sizes, each in a fresh
   subprocess: the peak memory added by inference, less the output arrays (``working_host_mb``),
   does not grow with G; ``untiled_memory_<G>`` runs the largest grid in one pass for contrast.
+* ``read_files_inprocess`` and ``read_files_workers``: reading a folder of GeoTIFF vignettes
+  (TenGeoP-SARwv layout) into tensors, as ``train classifier`` and ``classify`` do, in this
+  process against the automatic choice of worker processes (``workers`` says how many it took).
 * ``dineof_cpu`` (and ``dineof_cuda`` on CUDA): DINEOF with a fixed number of modes on a cube;
   on CUDA the GPU/CPU speed ratio and the largest difference of the results.
 
@@ -95,6 +98,9 @@ class PerfConfig:
     infer_batch: int = 8
     memory_grids: tuple[int, ...] = (128, 512)  # 16x the pixels; the largest also runs untiled
     memory_time: int = 8
+    # reading image files (0 files: no such case)
+    read_files: int = 2000
+    read_size: int = 128
     # DINEOF
     dineof_cube: tuple[int, ...] = (365, 64, 64)
     dineof_modes: int = 8
@@ -107,7 +113,7 @@ _FAST = {
     "n_samples": 200, "batch_size": 50, "repeats": 1, "compile": False, "interp_steps": 2, "interp_batch": 4,
     "patch": 32, "cube": (6, 40, 40), "tile": 32, "overlap": 8, "infer_batch": 4, "memory_grids": (32, 64),
     "memory_time": 3, "dineof_cube": (24, 16, 16), "dineof_modes": 3, "interp_methods": ("unet",),
-    "matmul_size": 256,
+    "matmul_size": 256, "read_files": 200, "read_size": 32,
 }
 _FAST_MODELS = {"mlp": {"hidden": (64,)}, "cnn": {"channels": (8, 16), "hidden": 32},
                 "unet": {"width": 8, "depth": 2}, "resae": {"width": 8, "depth": 2},
@@ -653,6 +659,28 @@ def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[]
     return cases
 
 
+# ---------------------------------------------------------------------------------- reading files
+def _read_cases(cfg: PerfConfig, workdir: Path) -> list[_Case]:
+    """Reading ``read_files`` GeoTIFF vignettes into tensors: in this process, then with the
+    automatic worker count (the same code path as ``train classifier`` and ``classify``)."""
+    from oceandl.datasets import open_image_dataset
+    from oceandl.datasets.synthetic_images import make_sar_vignettes
+    from oceandl.training import materialize
+
+    root = make_sar_vignettes(workdir / "vignettes", n_per_class=max(cfg.read_files // 10, 1), size=cfg.read_size,
+                              seed=cfg.seed, metadata=False)
+    ds = open_image_dataset(root)
+
+    def read(workers: int | None):
+        stats: dict = {}
+        t0 = time.perf_counter()
+        x, _ = materialize(ds, num_workers=workers, stats=stats)
+        return {"throughput": len(x) / (time.perf_counter() - t0), "workers": stats["workers"], "files": len(x)}
+
+    return [_Case("read_files_inprocess", "samples/s", None, lambda: read(0)),
+            _Case("read_files_workers", "samples/s", "read_files_inprocess", lambda: read(None))]
+
+
 # ----------------------------------------------------------------------------------------- DINEOF
 def _dineof_cases(cfg: PerfConfig, device: torch.device) -> list[_Case]:
     from oceandl.interp import DINEOF
@@ -733,7 +761,7 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
         flops: dict[str, float] = {}
         cases = [_matmul_case(cfg, device)] + _mnist_cases(cfg, device, ctx, flops)
         interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
-        cases += interp + _dineof_cases(cfg, device)
+        cases += interp + (_read_cases(cfg, workdir) if cfg.read_files else []) + _dineof_cases(cfg, device)
         for r in range(cfg.repeats):
             for case in cases:
                 if case.once and r:  # torch.compile cases: compiling again per pass would dominate the run
@@ -817,9 +845,10 @@ def _log_table(results: dict, ctx: RunContext) -> None:
 PIPELINE = Pipeline(
     name="perf", config_cls=PerfConfig, run=run,
     columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
-             "ceiling_ratio", "compile_seconds", "working_host_mb",
+             "ceiling_ratio", "compile_seconds", "working_host_mb", "workers",
              "peak_host_mb", "peak_device_mb", "device"),
     description="Speed: the oceandl engine against the course loop and the raw model step, neural "
-                "interpolation training and inference, tiled-inference memory and DINEOF, in one run "
+                "interpolation training and inference, tiled-inference memory, reading image files and DINEOF, "
+                "in one run "
                 "(medians of interleaved passes; ratio = median per-pass throughput / the reference's).",
 )

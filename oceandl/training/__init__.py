@@ -1,7 +1,8 @@
 """Training engine, batch augmentation and checkpoints."""
 from .augment import AUGMENTATIONS, BatchAugment
 from .checkpoint import load_checkpoint, read_config, save_checkpoint
-from .engine import TensorData, TrainConfig, TrainResult, evaluate_classifier, fit, materialize, predict, split_indices
+from .engine import (TensorData, TrainConfig, TrainResult, evaluate_classifier, fit, materialize, predict,
+                     reading_workers, split_indices)
 
 __all__ = ["AUGMENTATIONS", "BatchAugment", "load_checkpoint", "read_config", "save_checkpoint", "TensorData",
-           "TrainConfig", "TrainResult", "evaluate_classifier", "fit", "materialize", "predict", "split_indices"]
+           "TrainConfig", "TrainResult", "evaluate_classifier", "fit", "materialize", "predict", "reading_workers", "split_indices"]

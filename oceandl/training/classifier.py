@@ -18,10 +18,11 @@ __all__ = ["train_classifier", "prepare_tensors", "compare_classifiers", "subsam
 
 
 def prepare_tensors(dataset: Dataset, preprocessing: dict | None, progress: bool = False,
-                    indices: Sequence[int] | None = None) -> TensorData:
-    """Read a dataset once (only ``indices`` when given), apply the preprocessing spec (``None``:
-    keep the pixels as read), return a :class:`TensorData` with the dataset's ``classes``."""
-    x, y = materialize(dataset, indices, progress=progress, desc="reading images")
+                    indices: Sequence[int] | None = None, num_workers: int | None = None) -> TensorData:
+    """Read a dataset once (only ``indices`` when given; in parallel worker processes when that
+    pays, see :func:`~oceandl.training.materialize`), apply the preprocessing spec (``None``: keep
+    the pixels as read), return a :class:`TensorData` with the dataset's ``classes``."""
+    x, y = materialize(dataset, indices, progress=progress, desc="reading images", num_workers=num_workers)
     return TensorData(preprocess_batch(x, preprocessing), y, getattr(dataset, "classes", None))
 
 
@@ -55,7 +56,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     if model_task(model) != "classification":
         raise InputError(f"model {model!r} is not a classifier")
     classes = list(classes or getattr(dataset, "classes", None) or [])
-    data = prepare_tensors(dataset, preprocessing, progress=config.progress)
+    data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers)
     if not classes:
         classes = [str(i) for i in range(int(data.y.max()) + 1)]
     counts = np.bincount(data.targets, minlength=len(classes))

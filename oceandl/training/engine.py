@@ -9,7 +9,9 @@ stream through a DataLoader with workers and pinned memory.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -28,7 +30,7 @@ from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "predict", "split_indices", "materialize", "TensorData",
-           "evaluate_classifier"]
+           "evaluate_classifier", "reading_workers"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,10 @@ class TrainConfig:
     compile: str = "none"             # none | default | reduce-overhead (CUDA graphs) | max-autotune
     seed: int = 0
     device: str = "auto"
-    num_workers: int = 0
+    # DataLoader worker processes: for the one-time read of a data set that fits in memory (None:
+    # when reading in-process would take over a second) and for streaming one that does not
+    # (None: one per core but the one that trains)
+    num_workers: int | None = None
     max_materialize_mb: int = 4096
     progress: bool = True
 
@@ -82,6 +87,8 @@ class TrainConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
+        if self.num_workers is not None and (isinstance(self.num_workers, bool) or self.num_workers < 0):
+            raise InputError(f"num_workers must be >= 0 (or None: automatic), got {self.num_workers}")
 
     def update(self, **kw) -> "TrainConfig":
         """A copy with some fields replaced (unknown names are an error)."""
@@ -120,26 +127,143 @@ class TensorData(Dataset):
         return {"image": self.x[i], "label": self.y[i]}
 
 
+class _Failed:
+    """An exception raised while reading a sample in a DataLoader worker, carried back as a value:
+    raised there, it would come back as a multi-line traceback instead of the reader's one line."""
+
+    def __init__(self, exc: BaseException):
+        self.kind, self.message, self.input_error = type(exc).__name__, str(exc), isinstance(exc, InputError)
+
+    def reraise(self):
+        if self.input_error:
+            raise InputError(self.message)
+        raise RuntimeError(f"reading a sample failed: {self.kind}: {self.message}")
+
+
+class _Reads(Dataset):
+    """``dataset[indices[j]]`` as ``(image float32, label int)``, or a :class:`_Failed`."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int):
+        try:
+            return _read_sample(self.dataset, self.indices[j])
+        except Exception as exc:  # noqa: BLE001 - carried to the main process and raised there
+            return _Failed(exc)
+
+
+def _read_sample(dataset: Dataset, i) -> tuple[torch.Tensor, int]:
+    s = dataset[int(i)]
+    return torch.as_tensor(s["image"], dtype=torch.float32), int(s.get("label", -1))
+
+
+def _stack(items: list):
+    """Collate (in the worker, when there are workers): ``(images, labels)`` stacked, so one tensor
+    per batch crosses to the main process, not one per sample (each tensor sent is a shared-memory
+    segment and a file descriptor: per sample, that cost more than decoding a small image). Items
+    that cannot be stacked (a failure, another shape) come back as they are: see :func:`_collated`."""
+    if any(isinstance(it, _Failed) for it in items) or len({tuple(x.shape) for x, _ in items}) > 1:
+        return items
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
+
+
+def _collated(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch from :func:`_stack` as ``(images, labels)``, or the error that kept it from stacking."""
+    if isinstance(batch, tuple):
+        return batch
+    for item in batch:
+        if isinstance(item, _Failed):
+            item.reraise()
+    shapes = sorted({tuple(x.shape) for x, _ in batch})
+    raise InputError(f"images of different shapes {shapes[:3]}: resize them (size option)")
+
+
+def reading_workers(per_sample_s: float, remaining: int, num_workers: int | None = None) -> int:
+    """DataLoader worker processes for reading ``remaining`` samples that take ``per_sample_s`` each.
+
+    ``num_workers`` None is automatic: none when reading in this process would take under a second
+    (in-memory data: starting workers would cost more than it saves), else one per CPU core (this
+    process only waits), at most 8, the cores shared among the ranks of a torchrun job.
+    """
+    if num_workers is not None:
+        if num_workers < 0:
+            raise InputError(f"num_workers must be >= 0 (or None: automatic), got {num_workers}")
+        return num_workers
+    cores = _cores_per_rank()
+    if cores < 2 or per_sample_s * remaining < 1.0:
+        return 0
+    return min(cores, 8)
+
+
+def _cores_per_rank() -> int:
+    """CPU cores this process may use, shared among the ranks of a torchrun job."""
+    world = _dist.current().world_size if _dist.current() is not None else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(cores // world, 1)
+
+
 def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress: bool = False,
-                desc: str = "loading") -> tuple[torch.Tensor, torch.Tensor]:
-    """Read every sample once into two tensors: images (N, C, H, W) float32, labels (N,) int64."""
+                desc: str = "loading", num_workers: int | None = None,
+                stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read every sample once into two tensors: images (N, C, H, W) float32, labels (N,) int64.
+
+    Parameters
+    ----------
+    dataset : a dataset of ``{"image": (C, H, W), "label": int}`` dicts (``label`` optional: -1).
+    indices : the samples to read (default: all), in this order.
+    num_workers : DataLoader worker processes that read (decode) samples in parallel; ``None``
+        decides from the time the first samples took (see :func:`reading_workers`). The result
+        is the same whatever the number: samples come back in order into one preallocated tensor
+        (no list of per-sample tensors beside it: peak memory is the result plus a few batches).
+    stats : a dict to receive ``workers`` (the number used) and ``per_sample_s`` (the time one
+        sample took in this process, which the automatic choice is made from).
+
+    Raises
+    ------
+    InputError
+        Empty selection, images of different shapes, or the reader's own error for a bad sample
+        (its one-line message, also when a worker read it).
+    """
     if isinstance(dataset, TensorData):
         idx = torch.as_tensor(np.arange(len(dataset)) if indices is None else np.asarray(indices))
         return dataset.x[idx], dataset.y[idx]
     from tqdm.auto import tqdm
 
-    indices = range(len(dataset)) if indices is None else indices
-    xs, ys = [], []
-    for i in tqdm(indices, desc=desc, disable=not progress, leave=False):
-        s = dataset[int(i)]
-        xs.append(torch.as_tensor(s["image"], dtype=torch.float32))
-        ys.append(int(s.get("label", -1)))
-    if not xs:
+    indices = list(range(len(dataset)) if indices is None else indices)
+    if not indices:
         raise InputError("no samples to load (empty split)")
-    shapes = {tuple(x.shape) for x in xs}
-    if len(shapes) > 1:
-        raise InputError(f"images of different shapes {sorted(shapes)[:3]}: resize them (size option)")
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+    bar = tqdm(total=len(indices), desc=desc, disable=not progress, leave=False)
+    # the first samples in this process: the shape of the result, and the time a sample takes
+    head = [_read_sample(dataset, indices[0])]  # the first read also pays one-off costs (imports, caches)
+    t0 = time.perf_counter()
+    head += [_read_sample(dataset, i) for i in indices[1:min(9, len(indices))]]
+    per_sample = (time.perf_counter() - t0) / max(len(head) - 1, 1)
+    shape = tuple(head[0][0].shape)
+    x = torch.empty((len(indices), *shape), dtype=torch.float32)
+    y = torch.empty(len(indices), dtype=torch.long)
+    rest = indices[len(head):]
+    workers = reading_workers(per_sample, len(rest), num_workers) if rest else 0
+    if stats is not None:
+        stats.update(workers=workers, per_sample_s=per_sample)
+    if workers:
+        batches = DataLoader(_Reads(dataset, rest), batch_size=32, num_workers=workers, collate_fn=_stack)
+    else:
+        batches = (_stack([_read_sample(dataset, i) for i in rest[k:k + 32]]) for k in range(0, len(rest), 32))
+    j = 0
+    for batch in itertools.chain([_stack(head)], batches):
+        imgs, labels = _collated(batch)
+        if tuple(imgs.shape[1:]) != shape:
+            raise InputError(f"images of different shapes {sorted({shape, tuple(imgs.shape[1:])})}: "
+                             "resize them (size option)")
+        x[j:j + len(imgs)], y[j:j + len(imgs)] = imgs, labels
+        j += len(imgs)
+        bar.update(len(imgs))
+    bar.close()
+    return x, y
 
 
 def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
@@ -200,34 +324,34 @@ class _Batches:
         self.n = len(dataset)
         first = dataset[0]["image"]
         mb = self.n * torch.as_tensor(first).numel() * 4 / 2**20
-        self.loader = None
+        self.x = self.y = None
         if mb <= cfg.max_materialize_mb:
-            x, y = materialize(dataset, progress=cfg.progress and self.n > 5000, desc=desc)
+            x, y = materialize(dataset, progress=cfg.progress and self.n > 5000, desc=desc,
+                               num_workers=cfg.num_workers)
             self.x, self.y = x.to(device), y.to(device)
         else:
+            # streamed: workers read the next batches while this process trains (one core left to it)
             self.dataset, self.cfg = dataset, cfg
+            self.workers = cfg.num_workers if cfg.num_workers is not None else min(_cores_per_rank() - 1, 8)
 
     def __len__(self) -> int:
         return math.ceil(len(_dist.shard(torch.arange(self.n), pad=self.shuffle)) / self.batch_size)
 
     def epoch(self, generator: torch.Generator):
-        if getattr(self, "x", None) is not None:
-            order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
-            order = _dist.shard(order, pad=self.shuffle).to(self.device)  # this rank's share (all of it alone)
+        order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
+        order = _dist.shard(order, pad=self.shuffle)  # this rank's share (all of it alone)
+        if self.x is not None:
+            order = order.to(self.device)
             for i in range(0, len(order), self.batch_size):
                 idx = order[i:i + self.batch_size]
                 yield self.x[idx], self.y[idx]
             return
-        sampling = {"shuffle": self.shuffle, "generator": generator}
-        if _dist.current() is not None:  # the same seeded permutation on every rank, then this rank's share
-            order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
-            sampling = {"sampler": _dist.shard(order, pad=self.shuffle).tolist()}
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, **sampling,
-                            num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
-                            persistent_workers=False)
+        # the generator also seeds the workers: a sample's random transform depends on (seed, epoch)
+        loader = DataLoader(_Reads(self.dataset, order.tolist()), batch_size=self.batch_size, collate_fn=_stack,
+                            num_workers=self.workers, pin_memory=self.device.type == "cuda", generator=generator)
         for b in loader:
-            yield (b["image"].to(self.device, non_blocking=True).float(),
-                   b["label"].to(self.device, non_blocking=True).long())
+            x, y = _collated(b)
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
 def _loss_fn(task: str, cfg: TrainConfig, weights: torch.Tensor | None) -> Callable:

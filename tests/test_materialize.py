@@ -1,0 +1,148 @@
+"""Reading a data set once into tensors (``materialize``), in this process or in worker processes,
+and the engine's streaming path with workers: same tensors, same errors, same training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from oceandl.datasets.images import ImageFolderDataset
+from oceandl.errors import InputError
+from oceandl.training import TensorData, TrainConfig, fit, materialize, reading_workers
+from oceandl.training import engine
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Three classes of 20 grey 16x16 PNGs (60 files), with the arrays written."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for c in "abc":
+        (tmp_path / c).mkdir()
+        for i in range(20):
+            arr = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / c / f"{i:02d}.png")
+            arrays[(c, f"{i:02d}")] = arr
+    return tmp_path, arrays
+
+
+class Shapes(Dataset):
+    """In-memory samples whose shape changes at ``odd`` (label = index)."""
+
+    def __init__(self, n: int, odd: int | None = None):
+        self.n, self.odd = n, odd
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        side = 5 if i == self.odd else 4
+        return {"image": torch.full((1, side, side), float(i)), "label": i}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_workers_read_the_same_tensors_in_order(folder, workers):
+    root, arrays = folder
+    ds = ImageFolderDataset(root)
+    order = np.random.default_rng(1).permutation(len(ds))[:50]  # a split: a subset, shuffled
+    x, y = materialize(ds, order, num_workers=workers)
+    assert x.shape == (50, 1, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.long
+    for j, i in enumerate(order):
+        ref = ds[int(i)]
+        assert torch.equal(x[j], ref["image"]) and int(y[j]) == int(ref["label"])
+    # and the pixels are the files' (the reader scales 8-bit images to [0, 1])
+    p = ds.files[int(order[0])]
+    np.testing.assert_allclose(x[0, 0].numpy(), arrays[(p.parent.name, p.stem)] / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_broken_after_opening_gives_the_readers_one_line_error(folder, workers):
+    root, _ = folder
+    ds = ImageFolderDataset(root)
+    bad = ds.files[37]
+    bad.write_bytes(bad.read_bytes()[:40])  # header intact, pixels gone: found only when read
+    with pytest.raises(InputError) as err:
+        materialize(ds, num_workers=workers)
+    msg = str(err.value)
+    assert bad.name in msg and "\n" not in msg and "Traceback" not in msg
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_different_shapes_are_named(workers):
+    with pytest.raises(InputError, match=r"different shapes \[\(1, 4, 4\), \(1, 5, 5\)\]"):
+        materialize(Shapes(80, odd=50), num_workers=workers)
+
+
+def test_empty_selection_and_bad_worker_counts():
+    with pytest.raises(InputError, match="no samples"):
+        materialize(Shapes(5), [])
+    with pytest.raises(InputError, match="num_workers"):
+        materialize(Shapes(20), num_workers=-1)
+    with pytest.raises(InputError, match="num_workers"):
+        TrainConfig(num_workers=-2)
+
+
+def test_tensor_data_is_indexed_not_read():
+    x, y = torch.randn(6, 1, 3, 3), torch.arange(6)
+    xs, ys = materialize(TensorData(x, y), [4, 1])
+    assert torch.equal(xs, x[[4, 1]]) and torch.equal(ys, y[[4, 1]])
+
+
+def test_automatic_worker_count(monkeypatch):
+    monkeypatch.setattr(engine, "_cores_per_rank", lambda: 4)
+    assert reading_workers(1e-4, 5000) == 0      # 0.5 s in this process: workers would cost more
+    assert reading_workers(1e-3, 5000) == 4      # 5 s: one worker per core
+    assert reading_workers(1e-3, 5000, num_workers=3) == 3
+    monkeypatch.setattr(engine, "_cores_per_rank", lambda: 64)
+    assert reading_workers(1e-2, 5000) == 8      # capped
+    monkeypatch.setattr(engine, "_cores_per_rank", lambda: 1)
+    assert reading_workers(1.0, 5000) == 0       # one core: nothing to gain
+
+
+def test_slow_reader_goes_to_workers_with_the_same_result(monkeypatch):
+    """A reader slow enough that the automatic choice starts workers; the result does not change."""
+    class Slow(Shapes):
+        def __getitem__(self, i):
+            import time
+
+            time.sleep(0.01)
+            return super().__getitem__(i)
+
+    monkeypatch.setattr(engine, "_cores_per_rank", lambda: 2)
+    stats = {}
+    x, y = materialize(Slow(120), stats=stats)
+    assert stats["workers"] == 2 and stats["per_sample_s"] >= 0.01
+    assert torch.equal(y, torch.arange(120)) and torch.equal(x[:, 0, 0, 0], torch.arange(120.0))
+    stats.clear()
+    materialize(Shapes(120), stats=stats)  # in memory: read here
+    assert stats["workers"] == 0
+
+
+def test_streamed_training_with_workers_matches_in_process(folder):
+    """Above max_materialize_mb the engine streams through a DataLoader: with worker processes
+    the data order and the training are those of the in-process loader."""
+    root, _ = folder
+    ds = ImageFolderDataset(root)
+    histories = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
+        cfg = TrainConfig(epochs=2, batch_size=16, lr=0.05, optimizer="sgd", scheduler="none", device="cpu",
+                          max_materialize_mb=0, num_workers=workers, progress=False, amp=False)
+        res = fit(net, ds, None, cfg)
+        histories.append([(h["train_loss"], h["train_accuracy"]) for h in res.history])
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-6)
+    assert histories[0][1][0] != histories[0][0][0]  # it trained
+
+
+def test_streamed_file_broken_after_opening_gives_one_line_error(folder):
+    root, _ = folder
+    ds = ImageFolderDataset(root)
+    ds.files[5].write_bytes(ds.files[5].read_bytes()[:40])
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
+    cfg = TrainConfig(epochs=1, batch_size=16, device="cpu", max_materialize_mb=0, num_workers=2, progress=False)
+    with pytest.raises(InputError) as err:
+        fit(net, ds, None, cfg)
+    assert ds.files[5].name in str(err.value) and "\n" not in str(err.value)
