@@ -219,7 +219,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--set", "options", multiple=True, help="Model option key=value (e.g. --set freeze=backbone).")
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
-@click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: as many as the cores when reading takes over a second; 0: this process).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,

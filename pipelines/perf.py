@@ -29,7 +29,9 @@ ratios stay meaningful. Cases:
   does not grow with G; ``untiled_memory_<G>`` runs the largest grid in one pass for contrast.
 * ``read_files_inprocess`` and ``read_files_workers``: reading a folder of GeoTIFF vignettes
   (TenGeoP-SARwv layout) into tensors, as ``train classifier`` and ``classify`` do, in this
-  process against the automatic choice of worker processes (``workers`` says how many it took).
+  process against the automatic choice of worker processes (``workers`` says how many it took);
+  ``stream_train_inprocess`` and ``stream_train_workers``: one epoch of a small CNN streamed from
+  those files (the engine's path for data sets over ``max_materialize_mb``), likewise.
 * ``dineof_cpu`` (and ``dineof_cuda`` on CUDA): DINEOF with a fixed number of modes on a cube;
   on CUDA the GPU/CPU speed ratio and the largest difference of the results.
 
@@ -660,7 +662,7 @@ def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[]
 
 
 # ---------------------------------------------------------------------------------- reading files
-def _read_cases(cfg: PerfConfig, workdir: Path) -> list[_Case]:
+def _read_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> list[_Case]:
     """Reading ``read_files`` GeoTIFF vignettes into tensors: in this process, then with the
     automatic worker count (the same code path as ``train classifier`` and ``classify``)."""
     from oceandl.datasets import open_image_dataset
@@ -677,8 +679,24 @@ def _read_cases(cfg: PerfConfig, workdir: Path) -> list[_Case]:
         x, _ = materialize(ds, num_workers=workers, stats=stats)
         return {"throughput": len(x) / (time.perf_counter() - t0), "workers": stats["workers"], "files": len(x)}
 
+    def stream(workers: int | None):
+        from oceandl.models import get_model
+        from oceandl.training import TrainConfig, fit, streaming_workers
+
+        tc = TrainConfig(epochs=1, batch_size=cfg.batch_size, optimizer="sgd", scheduler="none", amp=False,
+                         seed=cfg.seed, device=str(device), progress=False, max_materialize_mb=0, num_workers=workers)
+        torch.manual_seed(cfg.seed)
+        net = get_model("cnn", 1, 10, channels=(8, 16), hidden=32)
+        t0 = time.perf_counter()
+        fit(net, ds, None, tc)
+        _sync(device)
+        return {"throughput": len(ds) / (time.perf_counter() - t0), "files": len(ds),
+                "workers": streaming_workers(device, workers)}
+
     return [_Case("read_files_inprocess", "samples/s", None, lambda: read(0)),
-            _Case("read_files_workers", "samples/s", "read_files_inprocess", lambda: read(None))]
+            _Case("read_files_workers", "samples/s", "read_files_inprocess", lambda: read(None)),
+            _Case("stream_train_inprocess", "samples/s", None, lambda: stream(0)),
+            _Case("stream_train_workers", "samples/s", "stream_train_inprocess", lambda: stream(None))]
 
 
 # ----------------------------------------------------------------------------------------- DINEOF
@@ -761,7 +779,7 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
         flops: dict[str, float] = {}
         cases = [_matmul_case(cfg, device)] + _mnist_cases(cfg, device, ctx, flops)
         interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
-        cases += interp + (_read_cases(cfg, workdir) if cfg.read_files else []) + _dineof_cases(cfg, device)
+        cases += interp + (_read_cases(cfg, device, workdir) if cfg.read_files else []) + _dineof_cases(cfg, device)
         for r in range(cfg.repeats):
             for case in cases:
                 if case.once and r:  # torch.compile cases: compiling again per pass would dominate the run

@@ -146,3 +146,36 @@ def test_streamed_file_broken_after_opening_gives_one_line_error(folder):
     with pytest.raises(InputError) as err:
         fit(net, ds, None, cfg)
     assert ds.files[5].name in str(err.value) and "\n" not in str(err.value)
+
+
+def test_streaming_workers_by_default_on_cuda_only(folder, monkeypatch):
+    """On the CPU, workers would take cores from the training's threads; on CUDA they feed the GPU."""
+    monkeypatch.setattr(engine, "_cores_per_rank", lambda: 4)
+    ds = ImageFolderDataset(folder[0])
+    cfg = TrainConfig(max_materialize_mb=0, progress=False)
+    for device, workers in (("cpu", 0), ("cuda", 3)):
+        b = engine._Batches(ds, 16, torch.device(device), cfg, shuffle=True, desc="")
+        assert b.x is None and b.workers == workers  # streamed; nothing moved to the device yet
+    assert engine._Batches(ds, 16, torch.device("cuda"), cfg.update(num_workers=1), True, "").workers == 1
+
+
+def test_cli_num_workers(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    rng = np.random.default_rng(2)
+    root = tmp_path / "tree"
+    for c in "abc":
+        (root / c).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(root / c / f"{i}.png")
+    run = lambda *a: CliRunner().invoke(cli, ["train", "classifier", "--data", str(root), "--epochs", "1",  # noqa: E731
+                                               "--device", "cpu", "--quiet", *map(str, a)])
+    res = run("--num-workers", "2", "-o", tmp_path / "m")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["training"]["num_workers"] == 2
+    res = run("--num-workers", "-1", "-o", tmp_path / "m2")
+    assert res.exit_code == 2 and not (tmp_path / "m2").exists()

@@ -34,7 +34,8 @@ def test_fast_run_cases_and_ratios(fast_run):
     expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
     expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",
                  "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64",
-                 "untiled_memory_64", "matmul_peak", "read_files_inprocess", "read_files_workers"}
+                 "untiled_memory_64", "matmul_peak", "read_files_inprocess", "read_files_workers",
+                 "stream_train_inprocess", "stream_train_workers"}
     assert set(results) == expected  # fast: no torch.compile; CPU: no CUDA graphs, no GPU DINEOF
     for name, row in on_disk.items():
         assert row["unit"] in ("samples/s", "Mpx/s", "GFLOP/s"), name
@@ -79,6 +80,8 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert on_disk["read_files_workers"]["reference"] == "read_files_inprocess"
     assert on_disk["read_files_inprocess"]["workers"] == 0 and on_disk["read_files_workers"]["workers"] >= 0
     assert on_disk["read_files_inprocess"]["files"] == on_disk["read_files_workers"]["files"] == 200
+    assert on_disk["stream_train_workers"]["reference"] == "stream_train_inprocess"
+    assert on_disk["stream_train_workers"]["workers"] == 0  # streamed on the CPU: in this process
     md = (folder / "results.md").read_text()
     assert "mnist_cnn_engine" in md and "torch threads" in md
     run = json.loads((folder / "run.json").read_text())

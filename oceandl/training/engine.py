@@ -3,8 +3,8 @@
 1 data -> 2 seeded train/val/test split -> 3 preprocessing (in the dataset) -> 4 model from the
 registry -> 5 loss, optimiser, penalties -> 6 training with augmentation -> 7 best model kept on
 validation, early stopping -> 8 the test set touched once -> 9 checkpoint, log and curves.
-Small data sets are materialised once as tensors on the device and batched there; larger ones
-stream through a DataLoader with workers and pinned memory.
+Small data sets are read once (by worker processes when that pays) into tensors on the device and
+batched there; larger ones stream through a DataLoader, with workers and pinned memory on CUDA.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "predict", "split_indices", "materialize", "TensorData",
-           "evaluate_classifier", "reading_workers"]
+           "evaluate_classifier", "reading_workers", "streaming_workers"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class TrainConfig:
     device: str = "auto"
     # DataLoader worker processes: for the one-time read of a data set that fits in memory (None:
     # when reading in-process would take over a second) and for streaming one that does not
-    # (None: one per core but the one that trains)
+    # (None: on CUDA one per core but the one that drives the GPU; on the CPU none)
     num_workers: int | None = None
     max_materialize_mb: int = 4096
     progress: bool = True
@@ -197,6 +197,19 @@ def reading_workers(per_sample_s: float, remaining: int, num_workers: int | None
     if cores < 2 or per_sample_s * remaining < 1.0:
         return 0
     return min(cores, 8)
+
+
+def streaming_workers(device: torch.device, num_workers: int | None = None) -> int:
+    """DataLoader workers for a data set streamed while training on ``device``.
+
+    ``num_workers`` None is automatic. On CUDA, one per core but the one that drives the GPU (at
+    most 8): they read the next batches while it trains. On the CPU none: workers would take cores
+    from the training's threads (measured on 2 cores, a CNN on 3000 GeoTIFFs streamed at 608
+    samples/s with one worker, 750 without).
+    """
+    if num_workers is not None:
+        return reading_workers(0.0, 0, num_workers)  # the same check of a number given
+    return min(_cores_per_rank() - 1, 8) if torch.device(device).type == "cuda" else 0
 
 
 def _cores_per_rank() -> int:
@@ -330,9 +343,8 @@ class _Batches:
                                num_workers=cfg.num_workers)
             self.x, self.y = x.to(device), y.to(device)
         else:
-            # streamed: workers read the next batches while this process trains (one core left to it)
             self.dataset, self.cfg = dataset, cfg
-            self.workers = cfg.num_workers if cfg.num_workers is not None else min(_cores_per_rank() - 1, 8)
+            self.workers = streaming_workers(device, cfg.num_workers)
 
     def __len__(self) -> int:
         return math.ceil(len(_dist.shard(torch.arange(self.n), pad=self.shuffle)) / self.batch_size)
