@@ -556,10 +556,14 @@ def _stream(fn, reader: _Reader, args: list[tuple], window: int) -> Iterator[tup
 
     ac = as_completed([submit(i, a) for i, a in itertools.islice(todo, window)], with_results=True)
     for fut, res in ac:
-        yield keys.pop(fut.key), res
+        # the result is here: free the worker's copy before handing it on (released after the
+        # yield, it stayed on the worker while the block was written, one result set too many)
+        i = keys.pop(fut.key)
         fut.release()
-        for i, a in itertools.islice(todo, 1):
-            ac.add(submit(i, a))
+        del fut
+        for j, a in itertools.islice(todo, 1):
+            ac.add(submit(j, a))
+        yield i, res
 
 
 def _default_window() -> int:
