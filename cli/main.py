@@ -219,12 +219,13 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--set", "options", multiple=True, help="Model option key=value (e.g. --set freeze=backbone).")
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="bf16 autocast; auto: where the device computes bf16 natively (Ampere+ GPU, AVX512-BF16/AMX CPU).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
                          augment, optimizer, class_weights, l1, l2, early_stopping, options, resume, on_error,
-                         num_workers, quiet, output, overwrite, seed, device):
+                         precision, num_workers, quiet, output, overwrite, seed, device):
     """Train a classifier on labelled images; test it once on a held-out split.
 
     \b
@@ -268,6 +269,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     cfg = TrainConfig(epochs=epochs or 10, batch_size=batch_size or 64, lr=lr or 1e-3, seed=seed, device=device,
                       optimizer=optimizer, class_weights=class_weights, l1=l1, l2=l2, early_stopping=early_stopping,
                       augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
+                      amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
                       progress=not quiet)
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing={"intensity": intensity, "normalize": normalize},

@@ -19,11 +19,15 @@ ratios stay meaningful. Cases:
   (``_bf16`` autocast, ``_channels_last``, ``_compile`` with its compile time reported apart,
   ``_cuda_graphs`` on CUDA only), each compared with the fp32 engine.
 * ``interp_<method>_train`` against ``interp_<method>_raw``: the neural interpolator's training
-  loop (random patches, mask transfer) against the raw step of the same network at the same batch
-  and patch size; its setup (normalisation, building the network) is reported apart.
-* ``interp_infer_model`` (Mpx/s of model compute on pre-made tiles), ``interp_infer_tiled``
-  (the interpolator's tiled, blended inference over the cube) and ``interp_end_to_end``
-  (netCDF in, trained checkpoint, netCDF out).
+  loop (random patches, mask transfer) with its default switches (``precision="auto"``: bf16
+  where native; ``channels_last``) against the raw step of the same network at the same batch,
+  patch size, precision and layout; its setup (normalisation, building the network) is reported
+  apart. ``interp_<method>_train_plain``: the same training in fp32 and the default layout,
+  compared with the default (a ratio under 1 is what the switches gain).
+* ``interp_infer_model`` (Mpx/s of model compute on pre-made tiles, as inference runs it) and
+  ``interp_infer_model_plain`` (fp32, default layout), ``interp_infer_tiled`` (the
+  interpolator's tiled, blended inference over the cube) and ``interp_end_to_end`` (netCDF in,
+  trained checkpoint, netCDF out).
 * ``tiled_memory_<G>``: tiled inference of a (time, G, G) cube at two grid sizes, each in a fresh
   subprocess: the peak memory added by inference, less the output arrays (``working_host_mb``),
   does not grow with G; ``untiled_memory_<G>`` runs the largest grid in one pass for contrast.
@@ -307,14 +311,25 @@ def course_loop(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, 
 
 
 def raw_step_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                  optimizer: torch.optim.Optimizer, loss_fn: Callable, epochs: int = 1) -> float:
-    """The bare step over pre-made device tensors ``x`` (N, ...) and ``y`` (N, ...); returns samples/s."""
+                  optimizer: torch.optim.Optimizer, loss_fn: Callable, epochs: int = 1,
+                  amp: torch.dtype | None = None) -> float:
+    """The bare step over pre-made device tensors ``x`` (N, ...) and ``y`` (N, ...); returns samples/s.
+
+    ``amp``: autocast dtype of the forward pass (the loss in float32), or None for none.
+    """
+    import contextlib
+
+    def autocast():
+        return torch.autocast(x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
     model.train()
     _sync(x.device)
     t0 = time.perf_counter()
     for _ in range(epochs):
         for i in range(0, len(x), batch_size):
-            loss = loss_fn(model(x[i:i + batch_size]), y[i:i + batch_size])
+            with autocast():
+                out = model(x[i:i + batch_size])
+            loss = loss_fn(out.float(), y[i:i + batch_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -488,23 +503,27 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
         if not hasattr(cls, "model_name"):
             raise InputError(f"interp_methods: {method!r} is not a neural interpolation method")
 
-        def train(method=method, cls=cls):
-            interp = cls(seed=cfg.seed, device=str(device), **_interp_options(cfg, method, cfg.interp_steps))
+        def train(method=method, cls=cls, **switch):
+            opts = {**_interp_options(cfg, method, cfg.interp_steps), **switch}
+            interp = cls(seed=cfg.seed, device=str(device), **opts)
             t0 = time.perf_counter()
             interp.fit(da)
             _sync(device)
             fit_s = time.perf_counter() - t0
-            fitted[method] = interp
+            if not switch:
+                fitted[method] = interp
             # the training loop's own time: setup (normalisation, building the network) is a fixed
             # cost that a real run (hundreds of steps) amortises; it is reported apart
             return {"throughput": cfg.interp_steps * cfg.interp_batch / interp.train_seconds_,
-                    "fit_seconds": fit_s, "setup_seconds": fit_s - interp.train_seconds_}
+                    "fit_seconds": fit_s, "setup_seconds": fit_s - interp.train_seconds_,
+                    "precision": interp.precision_, "channels_last": bool(interp.options["channels_last"])}
 
         def raw(method=method, cls=cls):
             interp = fitted.get(method)
             if interp is None:  # the raw case needs the channel count and options of a fitted one
                 train(method, cls)
                 interp = fitted[method]
+            # the same network, precision and memory layout as the interpolator's training
             torch.manual_seed(cfg.seed)
             net = get_model(interp.model_name, interp._in_channels, 1, **interp._model_opts).to(device)
             p = min(cfg.patch, ny, nx)
@@ -512,11 +531,17 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
             gen = torch.Generator().manual_seed(cfg.seed)
             x = torch.randn(n, interp._in_channels, p, p, generator=gen).to(device)
             y = torch.randn(n, 1, p, p, generator=gen).to(device)
+            if interp.options["channels_last"]:
+                net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
             opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-            return {"throughput": raw_step_loop(net, x, y, cfg.interp_batch, opt, F.mse_loss)}
+            amp = torch.bfloat16 if interp.precision_ == "bf16" else None
+            return {"throughput": raw_step_loop(net, x, y, cfg.interp_batch, opt, F.mse_loss, amp=amp),
+                    "precision": interp.precision_}
 
         cases += [_Case(f"interp_{method}_train", "samples/s", f"interp_{method}_raw", train),
-                  _Case(f"interp_{method}_raw", "samples/s", None, raw)]
+                  _Case(f"interp_{method}_raw", "samples/s", None, raw),
+                  _Case(f"interp_{method}_train_plain", "samples/s", f"interp_{method}_train",
+                        lambda t=train: t(precision="fp32", channels_last=False))]
 
     method = cfg.interp_methods[0]
     ckpt, nc_in = workdir / "perf_ckpt", workdir / "perf_in.nc"
@@ -528,19 +553,29 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
             fitted[method].save(ckpt)
         return ckpt
 
-    def infer_model():
+    def infer_model(plain: bool = False):
+        """Forward passes of the trained network on tiles, as inference runs them (the
+        interpolator's precision and memory layout; ``plain``: fp32 in the default layout)."""
         interp = fitted[method]
-        net = interp.model_.eval()
+        if plain:
+            import copy
+
+            interp = copy.copy(interp)  # the same network, other switches
+            interp.options = {**interp.options, "channels_last": False}
+            interp.model_ = copy.deepcopy(interp.model_).to(memory_format=torch.contiguous_format)
+            interp.precision_ = "fp32"
+        interp.model_.eval()
         x = torch.randn(cfg.infer_batch, interp._in_channels, cfg.tile, cfg.tile).to(device)
         n = max(3, cfg.repeats)
         with torch.inference_mode():
-            net(x)  # warm-up (first-call kernel selection)
+            interp._forward(x)  # warm-up (first-call kernel selection)
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(n):
-                net(x)
+                interp._forward(x)
             _sync(device)
-        return {"throughput": n * x.shape[0] * cfg.tile**2 / 1e6 / (time.perf_counter() - t0)}
+        return {"throughput": n * x.shape[0] * cfg.tile**2 / 1e6 / (time.perf_counter() - t0),
+                "precision": interp.precision_}
 
     def infer_tiled():
         interp = fitted[method]
@@ -561,6 +596,7 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
         return {"throughput": t * ny * nx / 1e6 / (time.perf_counter() - t0)}
 
     cases += [_Case("interp_infer_model", "Mpx/s", None, infer_model),
+              _Case("interp_infer_model_plain", "Mpx/s", "interp_infer_model", lambda: infer_model(plain=True)),
               _Case("interp_infer_tiled", "Mpx/s", "interp_infer_model", infer_tiled),
               _Case("interp_end_to_end", "Mpx/s", "interp_infer_model", end_to_end)]
     return cases, checkpoint
@@ -863,7 +899,7 @@ def _log_table(results: dict, ctx: RunContext) -> None:
 PIPELINE = Pipeline(
     name="perf", config_cls=PerfConfig, run=run,
     columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
-             "ceiling_ratio", "compile_seconds", "working_host_mb", "workers",
+             "ceiling_ratio", "compile_seconds", "working_host_mb", "workers", "precision",
              "peak_host_mb", "peak_device_mb", "device"),
     description="Speed: the oceandl engine against the course loop and the raw model step, neural "
                 "interpolation training and inference, tiled-inference memory, reading image files and DINEOF, "

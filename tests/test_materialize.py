@@ -159,7 +159,7 @@ def test_streaming_workers_by_default_on_cuda_only(folder, monkeypatch):
     assert engine._Batches(ds, 16, torch.device("cuda"), cfg.update(num_workers=1), True, "").workers == 1
 
 
-def test_cli_num_workers(tmp_path):
+def test_cli_num_workers_and_precision(tmp_path):
     import json
 
     from click.testing import CliRunner
@@ -174,8 +174,10 @@ def test_cli_num_workers(tmp_path):
             Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(root / c / f"{i}.png")
     run = lambda *a: CliRunner().invoke(cli, ["train", "classifier", "--data", str(root), "--epochs", "1",  # noqa: E731
                                                "--device", "cpu", "--quiet", *map(str, a)])
-    res = run("--num-workers", "2", "-o", tmp_path / "m")
+    res = run("--num-workers", "2", "--precision", "fp32", "-o", tmp_path / "m")
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "m" / "config.json").read_text())["training"]["num_workers"] == 2
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["training"]["num_workers"] == 2 and saved["precision"] == "fp32"
+    assert run("--precision", "fp16", "-o", tmp_path / "m1").exit_code == 2
     res = run("--num-workers", "-1", "-o", tmp_path / "m2")
     assert res.exit_code == 2 and not (tmp_path / "m2").exists()

@@ -225,8 +225,44 @@ def test_checkpoint_roundtrip(tiny, tmp_path):
 @pytest.mark.parametrize("options, word", [
     ({"neighbours": -1}, "neighbours"), ({"patch": 0}, "patch"), ({"tile": 16, "overlap": 16}, "overlap"),
     ({"model_options": {"nope": 1}}, "model_options"), ({"nll": "yes"}, "nll"), ({"lr": 0}, "lr"),
-    ({"bogus": 1}, "bogus"),
+    ({"bogus": 1}, "bogus"), ({"precision": "fp16"}, "precision"), ({"channels_last": "yes"}, "channels_last"),
 ])
 def test_bad_options_raise_input_error(options, word):
     with pytest.raises(InputError, match=word):
         METHODS["unet"](**options)
+
+
+def test_precision_and_layout_switches(tiny, monkeypatch):
+    """bf16 autocast and channels_last change the arithmetic, not the method: the same training
+    from the same seed fills the gaps alike; "auto" follows the hardware; attrs say what ran."""
+    import oceandl.utils
+
+    gap = np.isnan(tiny.values) & ~np.isnan(tiny.values).all(0)
+    runs = {}
+    for prec, cl in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
+        model = _fit("unet", tiny, steps=4, precision=prec, channels_last=cl)
+        ds = model.reconstruct()
+        assert ds.attrs["precision"] == prec and model.precision_ == prec
+        if cl:
+            w = next(p for p in model.model_.parameters() if p.ndim == 4)
+            assert w.is_contiguous(memory_format=torch.channels_last)
+        runs[prec, cl] = (ds["sst"].values[gap], np.array(model.loss_history_))
+    ref, ref_loss = runs["fp32", False]
+    spread = np.std(ref)
+    for key, (got, loss) in runs.items():
+        assert np.isfinite(got).all()
+        tol = 1e-3 if key[0] == "fp32" else 0.05  # bf16 keeps 8 bits of mantissa
+        np.testing.assert_allclose(loss, ref_loss, rtol=tol * 10)
+        assert np.sqrt(np.mean((got - ref) ** 2)) < tol * spread, key
+    for native in (True, False):
+        monkeypatch.setattr(oceandl.utils, "native_bf16", lambda device, n=native: n)
+        assert _fit("unet", tiny, steps=1).precision_ == ("bf16" if native else "fp32")
+
+
+def test_channels_last_checkpoint_roundtrip(tiny, tmp_path):
+    model = _fit("unet", tiny, steps=3, channels_last=True, precision="fp32")
+    first = model.reconstruct()["sst"].values
+    path = model.save(tmp_path / "ckpt")
+    for cl in (True, False):  # the weights are stored contiguous; either layout reads them
+        again = METHODS["unet"](device="cpu", checkpoint=str(path), channels_last=cl, precision="fp32")
+        np.testing.assert_allclose(again.fit(tiny).reconstruct()["sst"].values, first, atol=1e-5)

@@ -33,6 +33,7 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert on_disk.keys() == results.keys()
     expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
     expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",
+                 "interp_unet_train_plain", "interp_infer_model_plain",
                  "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64",
                  "untiled_memory_64", "matmul_peak", "read_files_inprocess", "read_files_workers",
                  "stream_train_inprocess", "stream_train_workers"}
@@ -67,6 +68,17 @@ def test_fast_run_cases_and_ratios(fast_run):
         on_disk["mnist_cnn_engine"]["throughput"] / on_disk["mnist_cnn_raw"]["throughput"])
     assert on_disk["mnist_cnn_engine_bf16"]["reference"] == "mnist_cnn_engine"
     assert on_disk["interp_unet_train"]["reference"] == "interp_unet_raw"
+    # the switches: the default case and its raw step in one precision, the plain case fp32 NCHW
+    from oceandl.utils import native_bf16
+
+    auto = "bf16" if native_bf16("cpu") else "fp32"
+    assert on_disk["interp_unet_train"]["precision"] == on_disk["interp_unet_raw"]["precision"] == auto
+    assert on_disk["interp_unet_train"]["channels_last"] is True
+    assert on_disk["interp_unet_train_plain"]["precision"] == "fp32"
+    assert on_disk["interp_unet_train_plain"]["channels_last"] is False
+    assert on_disk["interp_unet_train_plain"]["reference"] == "interp_unet_train"
+    assert on_disk["interp_infer_model"]["precision"] == auto
+    assert on_disk["interp_infer_model_plain"]["precision"] == "fp32"
     assert math.isfinite(on_disk["mnist_mlp_engine"]["final_train_loss"])
     assert math.isfinite(on_disk["mnist_cnn_engine_bf16"]["final_train_loss"])  # bf16 autocast on CPU trains
     # tiled inference memory: two grids, the second compared with the first, each in its own process
@@ -170,7 +182,7 @@ def test_bad_config_is_an_input_error(tmp_path):
 def test_engine_switch_options_are_checked():
     from oceandl.training import TrainConfig
 
-    assert TrainConfig().compile == "none" and TrainConfig().amp_cpu is False
+    assert TrainConfig().compile == "none" and TrainConfig().amp_cpu is None  # None: bf16 where native
     with pytest.raises(InputError, match="compile"):
         TrainConfig(compile="fastest")
 

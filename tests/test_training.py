@@ -255,3 +255,33 @@ def test_balanced_class_weights_learn_the_rare_class(digits):
         recall[cw] = float((pred[y.numpy() == 3] == 3).mean())
     assert recall["balanced"] >= recall["none"]
     assert recall["balanced"] > 0.5
+
+
+def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
+    """amp: bf16 autocast where the device computes bf16 natively; amp_cpu forces the CPU either
+    way; a GPU without bf16 trains in fp32 (fp16 would need loss scaling). The checkpoint says
+    which ran, and a bf16 run learns like an fp32 one."""
+    from oceandl.training import engine, training_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(engine, "native_bf16", lambda device, n=native: n)
+        auto = "bf16" if native else "fp32"
+        assert training_precision(cpu, TrainConfig()) == auto
+        assert training_precision(cuda, TrainConfig()) == auto
+        assert training_precision(cpu, TrainConfig(amp=False)) == "fp32"
+        assert training_precision(cpu, TrainConfig(amp_cpu=True)) == "bf16"
+        assert training_precision(cpu, TrainConfig(amp_cpu=False)) == "fp32"
+        assert training_precision(cuda, TrainConfig(amp_cpu=False)) == auto  # amp_cpu is the CPU's
+    monkeypatch.undo()
+    losses = {}
+    for amp_cpu in (False, True):
+        torch.manual_seed(0)
+        model = get_model("cnn", 1, 10, channels=(8, 16), hidden=32)
+        cfg = TrainConfig(epochs=2, batch_size=32, lr=3e-3, device="cpu", amp_cpu=amp_cpu, progress=False)
+        out = tmp_path / f"bf16_{amp_cpu}"
+        res = fit(model, *_sets(digits), cfg, out=out)
+        assert json.loads((out / "config.json").read_text())["precision"] == ("bf16" if amp_cpu else "fp32")
+        losses[amp_cpu] = [h["train_loss"] for h in res.history]
+    np.testing.assert_allclose(losses[True], losses[False], rtol=0.02)
+    assert losses[True][1] < losses[True][0]

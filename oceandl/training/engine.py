@@ -24,13 +24,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError
-from ..utils import resolve_device
+from ..utils import native_bf16, resolve_device
 from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "predict", "split_indices", "materialize", "TensorData",
-           "evaluate_classifier", "reading_workers", "streaming_workers"]
+           "evaluate_classifier", "reading_workers", "streaming_workers", "training_precision"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class TrainConfig:
     degrees: float = 10.0
     scale: float = 0.1
     noise: float = 0.05
-    amp: bool = True                  # bf16/fp16 autocast, used on CUDA only
-    amp_cpu: bool = False             # with amp: bf16 autocast on CPU too (slower without native bf16)
+    amp: bool = True                  # bf16/fp16 autocast on CUDA, and on the CPU as amp_cpu says
+    amp_cpu: bool | None = None       # with amp, bf16 on the CPU; None: where it is native (utils.native_bf16)
     channels_last: bool = False
     compile: str = "none"             # none | default | reduce-overhead (CUDA graphs) | max-autotune
     seed: int = 0
@@ -372,12 +372,23 @@ def _loss_fn(task: str, cfg: TrainConfig, weights: torch.Tensor | None) -> Calla
     return lambda out, x, y: F.mse_loss(out, x)
 
 
+def training_precision(device: torch.device, cfg: TrainConfig) -> str:
+    """``"bf16"`` (autocast) or ``"fp32"``: what ``cfg.amp``/``cfg.amp_cpu`` give on ``device``.
+
+    bf16 where the device computes it natively (:func:`oceandl.utils.native_bf16`); ``amp_cpu=True``
+    forces it on any CPU. A GPU without bf16 trains in fp32: fp16 autocast would need loss scaling
+    to keep small gradients from underflowing.
+    """
+    if not cfg.amp:
+        return "fp32"
+    if device.type == "cpu" and cfg.amp_cpu is not None:
+        return "bf16" if cfg.amp_cpu else "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def _autocast(device: torch.device, cfg: TrainConfig):
-    if cfg.amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    if cfg.amp and cfg.amp_cpu and device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if training_precision(device, cfg) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     import contextlib
 
     return contextlib.nullcontext()
@@ -546,7 +557,8 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
     meta.setdefault("model_name", type(model).__name__.lower())
     meta.setdefault("model_options", {})
     extra = dict(meta.pop("extra", {}) or {})
-    extra.update({"training": asdict(cfg), "best_epoch": result.best_epoch, "epochs_done": epoch})
+    extra.update({"training": asdict(cfg), "precision": training_precision(next(model.parameters()).device, cfg),
+                  "best_epoch": result.best_epoch, "epochs_done": epoch})
     # the resumable state goes into the same atomic folder write: a kill can never leave a
     # checkpoint without the state that resumes it
     state = flatten_state({
