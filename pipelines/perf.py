@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 
 from oceandl.errors import InputError
+from oceandl.utils import native_bf16
 
 from .runner import Pipeline, RunContext
 
@@ -352,12 +353,13 @@ def train_flops_per_sample(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
     return counter.get_total_flops() / len(x)
 
 
-def _matmul_case(cfg: PerfConfig, device: torch.device) -> _Case:
-    """``matmul_peak``: GFLOP/s of a large fp32 matmul, the ceiling of any fp32 training loop here."""
+def _matmul_case(cfg: PerfConfig, device: torch.device, dtype: torch.dtype = torch.float32) -> _Case:
+    """``matmul_peak``: GFLOP/s of a large fp32 matmul, the ceiling of any fp32 training loop here
+    (``matmul_peak_bf16``: the same in bf16, where the device has it natively)."""
     n = cfg.matmul_size
     g = torch.Generator().manual_seed(cfg.seed)
-    a = torch.randn(n, n, generator=g).to(device)
-    b = torch.randn(n, n, generator=g).to(device)
+    a = torch.randn(n, n, generator=g).to(device, dtype)
+    b = torch.randn(n, n, generator=g).to(device, dtype)
 
     def peak():
         a @ b  # warm-up: thread pool and kernel selection
@@ -370,7 +372,7 @@ def _matmul_case(cfg: PerfConfig, device: torch.device) -> _Case:
                 torch.cuda.synchronize(device)
         return {"throughput": 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9}
 
-    return _Case("matmul_peak", "GFLOP/s", None, peak)
+    return _Case("matmul_peak" if dtype == torch.float32 else "matmul_peak_bf16", "GFLOP/s", None, peak)
 
 
 def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext, flops: dict[str, float]) -> list[_Case]:
@@ -442,6 +444,10 @@ def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext, flops: 
         if cfg.channels_last and name != "mlp":
             cases.append(_Case(f"{base}_engine_channels_last", "samples/s", f"{base}_engine",
                                lambda e=engine: e(channels_last=True)))
+        if cfg.bf16 and cfg.channels_last and name != "mlp" and native_bf16(device):
+            # the engine's fastest eager switches together, against the course loop (the target's ratio)
+            cases.append(_Case(f"{base}_engine_bf16_channels_last", "samples/s", f"{base}_course",
+                               lambda e=engine: e(amp=True, amp_cpu=True, channels_last=True)))
         if cfg.compile:
             cases.append(_Case(f"{base}_engine_compile", "samples/s", f"{base}_engine", engine_compiled, once=True))
         if cfg.cuda_graphs and cuda:
@@ -813,7 +819,10 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
     with tempfile.TemporaryDirectory(prefix="oceandl_perf_") as tmp:
         workdir = Path(tmp)
         flops: dict[str, float] = {}
-        cases = [_matmul_case(cfg, device)] + _mnist_cases(cfg, device, ctx, flops)
+        cases = [_matmul_case(cfg, device)]
+        if cfg.bf16 and native_bf16(device):
+            cases.append(_matmul_case(cfg, device, torch.bfloat16))
+        cases += _mnist_cases(cfg, device, ctx, flops)
         interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
         cases += interp + (_read_cases(cfg, device, workdir) if cfg.read_files else []) + _dineof_cases(cfg, device)
         for r in range(cfg.repeats):
@@ -838,9 +847,11 @@ def _roofline(results: dict, flops: dict[str, float], ctx: RunContext) -> None:
     """Achieved GFLOP/s of every MNIST case, as a fraction of the measured matmul peak.
 
     ``ceiling_ratio`` of a ``_course`` case is peak / its GFLOP/s: no loop doing the same fp32
-    arithmetic on this machine can beat the course loop by more than that.
+    arithmetic on this machine can beat the course loop by more than that; ``ceiling_ratio_bf16``
+    the same against the bf16 matmul peak, where there is one.
     """
     peak = results.get("matmul_peak", {}).get("throughput")
+    peak_bf16 = results.get("matmul_peak_bf16", {}).get("throughput")
     for name, row in results.items():
         base = next((b for b in flops if name.startswith(b + "_")), None)
         if base is None or row["unit"] != "samples/s":
@@ -855,6 +866,10 @@ def _roofline(results: dict, flops: dict[str, float], ctx: RunContext) -> None:
                      f"{row['gflops']:.1f} GFLOP/s = {row['fraction_of_peak']:.0%} of the measured fp32 matmul "
                      f"peak ({peak:.0f} GFLOP/s), so no fp32 loop can beat it by more than "
                      f"{row['ceiling_ratio']:.1f}x here")
+            if peak_bf16:
+                row["ceiling_ratio_bf16"] = peak_bf16 / row["gflops"]
+                ctx.note(f"{base}: against the bf16 matmul peak ({peak_bf16:.0f} GFLOP/s) the ceiling is "
+                         f"{row['ceiling_ratio_bf16']:.1f}x")
 
 
 def _table(cases: list[_Case], device: torch.device, env: dict) -> dict:
@@ -899,7 +914,7 @@ def _log_table(results: dict, ctx: RunContext) -> None:
 PIPELINE = Pipeline(
     name="perf", config_cls=PerfConfig, run=run,
     columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
-             "ceiling_ratio", "compile_seconds", "working_host_mb", "workers", "precision",
+             "ceiling_ratio", "ceiling_ratio_bf16", "compile_seconds", "working_host_mb", "workers", "precision",
              "peak_host_mb", "peak_device_mb", "device"),
     description="Speed: the oceandl engine against the course loop and the raw model step, neural "
                 "interpolation training and inference, tiled-inference memory, reading image files and DINEOF, "

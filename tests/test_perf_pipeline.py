@@ -37,6 +37,10 @@ def test_fast_run_cases_and_ratios(fast_run):
                  "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64",
                  "untiled_memory_64", "matmul_peak", "read_files_inprocess", "read_files_workers",
                  "stream_train_inprocess", "stream_train_workers"}
+    from oceandl.utils import native_bf16
+
+    if native_bf16("cpu"):  # a bf16 matmul peak, and the fastest eager switches against the course loop
+        expected |= {"matmul_peak_bf16", "mnist_cnn_engine_bf16_channels_last"}
     assert set(results) == expected  # fast: no torch.compile; CPU: no CUDA graphs, no GPU DINEOF
     for name, row in on_disk.items():
         assert row["unit"] in ("samples/s", "Mpx/s", "GFLOP/s"), name
@@ -62,6 +66,10 @@ def test_fast_run_cases_and_ratios(fast_run):
             assert "gflops" not in row, name
     course = on_disk["mnist_cnn_course"]
     assert course["ceiling_ratio"] == pytest.approx(1 / course["fraction_of_peak"])
+    if native_bf16("cpu"):
+        assert course["ceiling_ratio_bf16"] == pytest.approx(
+            on_disk["matmul_peak_bf16"]["throughput"] / course["gflops"])
+        assert on_disk["mnist_cnn_engine_bf16_channels_last"]["reference"] == "mnist_cnn_course"
     assert "ceiling_ratio" not in on_disk["mnist_cnn_engine"]
     assert "GFLOP/s" in (folder / "results.md").read_text()
     assert on_disk["mnist_cnn_engine"]["ratio_to_raw"] == pytest.approx(
