@@ -220,7 +220,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="bf16 autocast; auto: where the device computes bf16 natively (Ampere+ GPU, AVX512-BF16/AMX CPU).")
-@click.option("--channels-last", is_flag=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @common(output="checkpoint folder")

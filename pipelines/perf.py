@@ -409,9 +409,10 @@ def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext, flops: 
             return {"throughput": raw_step_loop(m, x_dev, y_dev, cfg.batch_size, opt, F.cross_entropy, cfg.epochs)}
 
         def engine(name=name, **switch):
+            # the plain engine (fp32, default layout); the switches are cases of their own
             tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="sgd",
-                             momentum=0.9, scheduler="none", amp=False, seed=cfg.seed, device=str(device),
-                             progress=False).update(**switch)
+                             momentum=0.9, scheduler="none", amp=False, channels_last=False, seed=cfg.seed,
+                             device=str(device), progress=False).update(**switch)
             m = model_of(name)
             t0 = time.perf_counter()
             res = fit(m, data, None, tc)
@@ -422,8 +423,8 @@ def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext, flops: 
         def engine_compiled(name=name, mode="default"):
             # three epochs: the first compiles, the last is the steady state
             tc = TrainConfig(epochs=3, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="sgd", momentum=0.9,
-                             scheduler="none", amp=False, seed=cfg.seed, device=str(device), progress=False,
-                             compile=mode)
+                             scheduler="none", amp=False, channels_last=False, seed=cfg.seed, device=str(device),
+                             progress=False, compile=mode)
             import torch._dynamo
             import torch._inductor.config
 
