@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import functools
+import json
 import os
 import platform
 import random
@@ -22,6 +22,7 @@ __all__ = [
     "seed_everything",
     "resolve_device",
     "native_bf16",
+    "bf16_autocast",
     "atomic_path",
     "clean_stale_parts",
     "check_output_path",
@@ -82,6 +83,15 @@ def native_bf16(device) -> bool:
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(bool(getattr(cpu, p, lambda: False)()) for p in probes)
     return False
+
+
+def bf16_autocast(device, enabled: bool = True):
+    """``torch.autocast`` to bfloat16 on ``device``'s type when ``enabled``, else a no-op context."""
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:

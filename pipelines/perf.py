@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 
 from oceandl.errors import InputError
-from oceandl.utils import native_bf16
+from oceandl.utils import bf16_autocast, native_bf16
 
 from .runner import Pipeline, RunContext
 
@@ -313,22 +313,17 @@ def course_loop(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, 
 
 def raw_step_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
                   optimizer: torch.optim.Optimizer, loss_fn: Callable, epochs: int = 1,
-                  amp: torch.dtype | None = None) -> float:
+                  amp: bool = False) -> float:
     """The bare step over pre-made device tensors ``x`` (N, ...) and ``y`` (N, ...); returns samples/s.
 
-    ``amp``: autocast dtype of the forward pass (the loss in float32), or None for none.
+    ``amp``: True for a bf16 autocast forward pass (the loss in float32).
     """
-    import contextlib
-
-    def autocast():
-        return torch.autocast(x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
-
     model.train()
     _sync(x.device)
     t0 = time.perf_counter()
     for _ in range(epochs):
         for i in range(0, len(x), batch_size):
-            with autocast():
+            with bf16_autocast(x.device, amp):
                 out = model(x[i:i + batch_size])
             loss = loss_fn(out.float(), y[i:i + batch_size])
             optimizer.zero_grad(set_to_none=True)
@@ -541,8 +536,8 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
             if interp.options["channels_last"]:
                 net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
             opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-            amp = torch.bfloat16 if interp.precision_ == "bf16" else None
-            return {"throughput": raw_step_loop(net, x, y, cfg.interp_batch, opt, F.mse_loss, amp=amp),
+            return {"throughput": raw_step_loop(net, x, y, cfg.interp_batch, opt, F.mse_loss,
+                                                amp=interp.precision_ == "bf16"),
                     "precision": interp.precision_}
 
         cases += [_Case(f"interp_{method}_train", "samples/s", f"interp_{method}_raw", train),

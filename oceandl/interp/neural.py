@@ -282,26 +282,17 @@ class NeuralInterpolator(Interpolator):
         import torch
 
         from oceandl.models.reconstruction import pad_to_multiple
+        from oceandl.utils import bf16_autocast
 
         xt, (h, w) = pad_to_multiple(inp, self.multiple)
         if self.options["channels_last"]:
             xt = xt.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with bf16_autocast(self._device, self.precision_ == "bf16"):
             out = self.model_(xt)[..., :h, :w]
         out = out.float()  # the loss, the blending and the variance in float32
         if self._cfg["nll"]:
             out = torch.cat([out[:, :1], out[:, 1:2].clamp(*_LOGVAR_RANGE)], 1)
         return out
-
-    def _autocast(self):
-        """bf16 autocast on the network's device when ``precision`` resolved to bf16, else nothing."""
-        import contextlib
-
-        import torch
-
-        if self.precision_ != "bf16":
-            return contextlib.nullcontext()
-        return torch.autocast(self._device.type, dtype=torch.bfloat16)
 
     def _prepare_model(self) -> None:
         """Resolve the precision and put the network in the chosen memory layout."""

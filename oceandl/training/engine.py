@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError
-from ..utils import native_bf16, resolve_device
+from ..utils import bf16_autocast, native_bf16, resolve_device
 from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint
@@ -387,11 +387,7 @@ def training_precision(device: torch.device, cfg: TrainConfig) -> str:
 
 
 def _autocast(device: torch.device, cfg: TrainConfig):
-    if training_precision(device, cfg) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    import contextlib
-
-    return contextlib.nullcontext()
+    return bf16_autocast(device, training_precision(device, cfg) == "bf16")
 
 
 @torch.no_grad()
