@@ -116,7 +116,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             panels["sigma"] = res["sigma"].values[day]
         plot_interpolation(panels, Path(figure))
         log(f"figure of day {day} written to {figure}")
-    parts = [f"{method}: filled {int((res['missing_flag'].values > 0).sum()):,} pixels in {seconds:.1f} s -> {output}"]
+    how = f" ({res.attrs['precision']})" if "precision" in res.attrs else ""  # neural methods: bf16 or fp32
+    parts = [f"{method}{how}: filled {int((res['missing_flag'].values > 0).sum()):,} pixels in {seconds:.1f} s "
+             f"-> {output}"]
     if val:
         parts.append("withheld pixels: " + ", ".join(
             f"{k[4:]} {v:.4g}" for k, v in val.items() if k in ("val_rmse", "val_mae", "val_bias", "val_corr",
