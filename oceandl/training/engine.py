@@ -59,7 +59,7 @@ class TrainConfig:
     degrees: float = 10.0
     scale: float = 0.1
     noise: float = 0.05
-    amp: bool = True                  # bf16/fp16 autocast on CUDA, and on the CPU as amp_cpu says
+    amp: bool = True                  # bf16 autocast where the device has bf16 (see training_precision)
     amp_cpu: bool | None = None       # with amp, bf16 on the CPU; None: where it is native (utils.native_bf16)
     channels_last: bool = True       # NHWC: faster convolutions (oneDNN, tensor cores); 1.34x on the course CNN, CPU
     compile: str = "none"             # none | default | reduce-overhead (CUDA graphs) | max-autotune
@@ -214,7 +214,8 @@ def streaming_workers(device: torch.device, num_workers: int | None = None) -> i
 
 def _cores_per_rank() -> int:
     """CPU cores this process may use, shared among the ranks of a torchrun job."""
-    world = _dist.current().world_size if _dist.current() is not None else 1
+    ctx = _dist.current()
+    world = ctx.world_size if ctx is not None else 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(cores // world, 1)
 
