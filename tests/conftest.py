@@ -12,6 +12,15 @@ from fakes import torch_threads
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True)
+def _seeded_torch():
+    """Every test starts from the same global torch RNG state: a network built before ``fit`` (which
+    seeds only from there on) otherwise got a random initialisation per process, and a test at the
+    edge of its threshold passed or failed by chance (0.75 vs > 0.9 in one; one run in two)."""
+    torch.manual_seed(0)
+    yield
+
+
 def _real_data_root() -> Path | None:
     from oceandl.utils import data_root
 
