@@ -36,6 +36,12 @@ ratios stay meaningful. Cases:
   process against the automatic choice of worker processes (``workers`` says how many it took);
   ``stream_train_inprocess`` and ``stream_train_workers``: one epoch of a small CNN streamed from
   those files (the engine's path for data sets over ``max_materialize_mb``), likewise.
+* ``heap_<work>_returned`` and ``heap_<work>_kept`` (CPU): the engine's CNN training epoch
+  (``cnn_train``) and the interpolator's tiled inference (``infer``), each in a fresh subprocess,
+  with the C heap returning freed memory to the system (``OCEANDL_KEEP_FREED_MEMORY=0``, glibc's
+  default) against keeping it (:func:`oceandl.utils.keep_freed_memory`, the default): what the
+  page faults of re-allocated activations cost. The setting is process-wide, so every other case
+  runs with it in force (as the library sets it on the CPU), the course loop included.
 * ``dineof_cpu`` (and ``dineof_cuda`` on CUDA): DINEOF with a fixed number of modes on a cube;
   on CUDA the GPU/CPU speed ratio and the largest difference of the results.
 
@@ -63,7 +69,7 @@ import torch
 import torch.nn.functional as F
 
 from oceandl.errors import InputError
-from oceandl.utils import bf16_autocast, native_bf16
+from oceandl.utils import bf16_autocast, keep_freed_memory, native_bf16
 
 from .runner import Pipeline, RunContext
 
@@ -661,6 +667,18 @@ def _memory_probe(args: dict) -> dict:
     return res
 
 
+def _in_subprocess(probe: str, args: dict, env: dict[str, str], what: str) -> dict:
+    """Run ``probe(args)`` (a function of this module) in a fresh Python process; return its result."""
+    code = (f"import json, sys; from oceandl.pipelines.perf import {probe}; "
+            f"print('RESULT ' + json.dumps({probe}(json.loads(sys.argv[1]))))")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), **env}
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env)
+    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"{what} failed: {proc.stderr.strip()[-400:]}")
+    return json.loads(line[0][len("RESULT "):])
+
+
 def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[], Path]) -> list[_Case]:
     """``tiled_memory_<G>`` for each grid, and ``untiled_memory_<G>`` (the whole grid in one pass)
     for the largest, the contrast that shows what tiling saves."""
@@ -671,18 +689,11 @@ def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[]
             args = {"threads": torch.get_num_threads(), "device": str(device), "time": cfg.memory_time, "grid": g,
                     "seed": cfg.seed, "method": cfg.interp_methods[0], "checkpoint": str(checkpoint()),
                     "tile": tile, "overlap": cfg.overlap if tile else 0, "infer_batch": cfg.infer_batch}
-            code = ("import json, sys; from oceandl.pipelines.perf import _memory_probe; "
-                    "print('RESULT ' + json.dumps(_memory_probe(json.loads(sys.argv[1]))))")
             # glibc's dynamic mmap threshold would keep freed tile-sized buffers on the heap, a
             # retention that grows with the number of tiles up to its 32 MB cap; a fixed threshold
             # returns them, so the probe measures what inference holds, not the allocator's habits
-            env = {**os.environ, "OMP_NUM_THREADS": str(args["threads"]), "MALLOC_MMAP_THRESHOLD_": "65536"}
-            proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True,
-                                  env=env)
-            line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
-            if proc.returncode != 0 or not line:
-                raise RuntimeError(f"memory probe at grid {g} failed: {proc.stderr.strip()[-400:]}")
-            r = json.loads(line[0][len("RESULT "):])
+            # (a MALLOC_ setting of the user's own also turns keep_freed_memory off)
+            r = _in_subprocess("_memory_probe", args, {"MALLOC_MMAP_THRESHOLD_": "65536"}, f"memory probe at grid {g}")
             out = {"throughput": r["mpx"] / r["seconds"], "grid": f"{cfg.memory_time}x{g}x{g}",
                    "added_host_mb": r["added_host_mb"], "grid_arrays_mb": r["grid_arrays_mb"],
                    "working_host_mb": r["working_host_mb"], "peak_host_mb": r["peak_host_mb"],
@@ -696,6 +707,74 @@ def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[]
         else:
             cases.append(_Case(f"tiled_memory_{g}", "Mpx/s", f"tiled_memory_{grids[0]}" if g != grids[0] else None,
                                probe))
+    return cases
+
+
+# ------------------------------------------------------------------------- the C heap (CPU)
+def _heap_probe(args: dict) -> dict:
+    """Run in a fresh process (``OCEANDL_KEEP_FREED_MEMORY`` set by the caller): one warm-up and
+    one timed pass of CNN training through the engine (``cnn_train``, samples/s of the second
+    epoch) or of tiled inference from a checkpoint (``infer``, Mpx/s of the second pass)."""
+    import resource
+
+    from oceandl.utils import keep_freed_memory
+
+    torch.set_num_threads(args["threads"])
+    if args["work"] == "cnn_train":
+        from oceandl.models import get_model
+        from oceandl.training import TensorData, TrainConfig, fit
+
+        gen = torch.Generator().manual_seed(args["seed"])
+        n = args["n_samples"]
+        data = TensorData(torch.randn(n, 1, 28, 28, generator=gen), torch.randint(0, 10, (n,), generator=gen))
+        torch.manual_seed(args["seed"])
+        model = get_model("cnn", 1, 10, **args["model_options"])
+        tc = TrainConfig(epochs=1, batch_size=args["batch_size"], optimizer="sgd", momentum=0.9, scheduler="none",
+                         seed=args["seed"], device="cpu", progress=False)
+        fit(model, data, None, tc)  # warm-up: kernel caches, thread pool
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        hist = fit(model, data, None, tc).history
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        work, seconds = n, hist[-1]["seconds"]
+    else:
+        from oceandl.interp import get_method
+
+        t, g = args["cube"][0], args["cube"][1:]
+        interp = get_method(args["method"])(seed=args["seed"], device="cpu", checkpoint=args["checkpoint"],
+                                            tile=args["tile"], overlap=args["overlap"], infer_batch=args["infer_batch"])
+        interp.fit(_gappy_cube(tuple(args["cube"]), args["seed"]))
+        interp._predict()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        interp._predict()
+        seconds = time.perf_counter() - t0
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        work = t * g[0] * g[1] / 1e6
+    return {"throughput": work / seconds, "kept": keep_freed_memory(), "page_faults": faults}
+
+
+def _heap_cases(cfg: PerfConfig, checkpoint: Callable[[], Path] | None) -> list[_Case]:
+    """``heap_<work>_returned`` / ``heap_<work>_kept``: each in a fresh subprocess, the C heap
+    returning freed memory to the system (glibc's default) or keeping it (the library's default)."""
+    cases = []
+    works = ["cnn_train"] + (["infer"] if checkpoint is not None else [])
+    for work in works:
+        for kept in (False, True):
+            def probe(work=work, kept=kept):
+                args = {"threads": torch.get_num_threads(), "work": work, "seed": cfg.seed,
+                        "n_samples": cfg.n_samples, "batch_size": cfg.batch_size,
+                        "model_options": _FAST_MODELS["cnn"] if cfg.fast else {}}
+                if work == "infer":
+                    args.update(method=cfg.interp_methods[0], checkpoint=str(checkpoint()), cube=list(cfg.cube),
+                                tile=cfg.tile, overlap=cfg.overlap, infer_batch=cfg.infer_batch)
+                r = _in_subprocess("_heap_probe", args, {"OCEANDL_KEEP_FREED_MEMORY": "1" if kept else "0"},
+                                   f"heap probe {work}")
+                r["page_faults"] = int(r["page_faults"])
+                return r
+
+            name = f"heap_{work}_{'kept' if kept else 'returned'}"
+            ref = f"heap_{work}_returned" if kept else None
+            cases.append(_Case(name, "samples/s" if work == "cnn_train" else "Mpx/s", ref, probe))
     return cases
 
 
@@ -810,6 +889,12 @@ def run(cfg: PerfConfig, ctx: RunContext) -> dict:
 def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
     device = torch.device(ctx.device)
     env = _environment(device)
+    # process-wide, so set before any case: all of them (the course loop too) run with it, as the
+    # library runs on the CPU; the heap_ cases measure what it changes, each in a fresh process
+    env["heap_kept"] = device.type == "cpu" and keep_freed_memory()
+    if env["heap_kept"]:
+        ctx.note("C heap keeps freed memory (oceandl.utils.keep_freed_memory) in every case; heap_*_returned "
+                 "measures glibc's default in a fresh process")
     ctx.note(f"device {env['device_name']}, CPU {env.get('cpu')} ({env['cpu_capability']}), torch {env['torch']}, "
              f"numpy {env['numpy']}, {env['threads']} torch threads; median of {cfg.repeats} interleaved passes")
     with tempfile.TemporaryDirectory(prefix="oceandl_perf_") as tmp:
@@ -821,6 +906,8 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
         cases += _mnist_cases(cfg, device, ctx, flops)
         interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
         cases += interp + (_read_cases(cfg, device, workdir) if cfg.read_files else []) + _dineof_cases(cfg, device)
+        if device.type == "cpu" and env["heap_kept"]:
+            cases += _heap_cases(cfg, checkpoint)
         for r in range(cfg.repeats):
             for case in cases:
                 if case.once and r:  # torch.compile cases: compiling again per pass would dominate the run
@@ -911,6 +998,7 @@ PIPELINE = Pipeline(
     name="perf", config_cls=PerfConfig, run=run,
     columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
              "ceiling_ratio", "ceiling_ratio_bf16", "compile_seconds", "working_host_mb", "workers", "precision",
+             "page_faults",
              "peak_host_mb", "peak_device_mb", "device"),
     description="Speed: the oceandl engine against the course loop and the raw model step, neural "
                 "interpolation training and inference, tiled-inference memory, reading image files and DINEOF, "

@@ -41,6 +41,10 @@ def test_fast_run_cases_and_ratios(fast_run):
 
     if native_bf16("cpu"):  # a bf16 matmul peak, and the fastest eager switches against the course loop
         expected |= {"matmul_peak_bf16", "mnist_cnn_engine_bf16_channels_last"}
+    from oceandl.utils import keep_freed_memory
+
+    if keep_freed_memory():  # glibc: the C heap's setting, each side in a fresh process
+        expected |= {f"heap_{w}_{k}" for w in ("cnn_train", "infer") for k in ("returned", "kept")}
     assert set(results) == expected  # fast: no torch.compile; CPU: no CUDA graphs, no GPU DINEOF
     for name, row in on_disk.items():
         assert row["unit"] in ("samples/s", "Mpx/s", "GFLOP/s"), name
@@ -102,6 +106,11 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert on_disk["read_files_inprocess"]["files"] == on_disk["read_files_workers"]["files"] == 200
     assert on_disk["stream_train_workers"]["reference"] == "stream_train_inprocess"
     assert on_disk["stream_train_workers"]["workers"] == 0  # streamed on the CPU: in this process
+    if keep_freed_memory():  # each side ran in its own process, with and without the setting
+        for w in ("cnn_train", "infer"):
+            assert on_disk[f"heap_{w}_kept"]["reference"] == f"heap_{w}_returned"
+            assert on_disk[f"heap_{w}_kept"]["kept"] is True and on_disk[f"heap_{w}_returned"]["kept"] is False
+            assert on_disk[f"heap_{w}_kept"]["page_faults"] >= 0
     md = (folder / "results.md").read_text()
     assert "mnist_cnn_engine" in md and "torch threads" in md
     run = json.loads((folder / "run.json").read_text())

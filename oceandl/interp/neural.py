@@ -298,8 +298,10 @@ class NeuralInterpolator(Interpolator):
         """Resolve the precision and put the network in the chosen memory layout."""
         import torch
 
-        from oceandl.utils import native_bf16
+        from oceandl.utils import keep_freed_memory, native_bf16
 
+        if self._device.type == "cpu":  # tiles and patches re-allocate the same activations every batch
+            keep_freed_memory()
         p = self.options["precision"]
         self.precision_ = "bf16" if p == "bf16" or (p == "auto" and native_bf16(self._device)) else "fp32"
         if self.options["channels_last"]:

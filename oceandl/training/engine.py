@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError
-from ..utils import bf16_autocast, native_bf16, resolve_device
+from ..utils import bf16_autocast, keep_freed_memory, native_bf16, resolve_device
 from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint
@@ -438,6 +438,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     dctx = _dist.init_distributed(cfg.device)  # None unless launched by torchrun with WORLD_SIZE > 1
     device = dctx.device if dctx is not None else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
+    if device.type == "cpu":  # every step re-allocates the same activations: keep them off the page-fault path
+        keep_freed_memory()
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -588,6 +590,8 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int = 51
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     x = data if isinstance(data, torch.Tensor) else materialize(data)[0]
     model = model.to(dev).eval()
     outs = []
