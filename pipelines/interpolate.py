@@ -51,7 +51,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     check_output_path(output, overwrite)
     if figure is not None:
         check_output_path(figure, True)
-    get_method(method)  # fail on a bad name before reading anything
+    # a bad method name or option fails before anything is read, withheld or logged
+    get_method(method)(seed=seed, device=device, **(options or {}))
     if not 0 <= withhold < 0.9:
         raise InputError(f"--withhold {withhold}: must be in [0, 0.9)")
     truth = None

@@ -86,6 +86,7 @@ def test_interpolate_bad_inputs_are_one_line_exit_2(runner, sst_file, tmp_path):
         err = res.output.strip().splitlines()
         assert err[-1].startswith("Error:") and word in err[-1], res.output
         assert "Traceback" not in res.output
+        assert "withheld" not in res.output  # options are checked before the field is read and withheld
     assert not list(tmp_path.glob("*.nc")) and not list(tmp_path.glob(".*part"))
 
 
