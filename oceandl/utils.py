@@ -109,10 +109,12 @@ def keep_freed_memory() -> bool:
     serves those from ``mmap`` or trims them off the heap once freed, so every step starts on
     pages the kernel must fault in and zero again. This sets the mmap threshold to its 32 MB cap,
     the trim threshold to 1 GiB and the top pad to 64 MB (what jemalloc/tcmalloc, which PyTorch's
-    CPU tuning guide advises to preload, do by design). Measured on a 2-core CPU: no page faults
-    left in the loop (from 2,000-5,000 per step), U-Net inference 1.3x faster, CNN and U-Net
-    training 3-5 % faster. The cost: up to 1 GiB of freed memory stays with the process, reused by
-    its next tensors rather than returned to the system.
+    CPU tuning guide advises to preload, do by design). Measured on a 2-core CPU
+    (``oceandl benchmark perf``, ``heap_*`` cases): the page faults of a training step or an
+    inference pass go to about none (from 2,000-5,000 per CNN step), tiled U-Net inference runs
+    1.1-1.6x faster and a CNN training epoch 1.1-1.5x (glibc's default trims the heap at its own
+    discretion, so its side varies from process to process). The cost: up to 1 GiB of freed
+    memory stays with the process, reused by its next tensors rather than returned to the system.
 
     It is process-wide and cannot be undone, so it does nothing when the user chose otherwise:
     ``OCEANDL_KEEP_FREED_MEMORY=0``, their own ``MALLOC_*_`` or ``GLIBC_TUNABLES`` malloc settings,
