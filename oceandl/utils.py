@@ -118,7 +118,9 @@ def keep_freed_memory() -> bool:
 
     It is process-wide and cannot be undone, so it does nothing when the user chose otherwise:
     ``OCEANDL_KEEP_FREED_MEMORY=0``, their own ``MALLOC_*_`` or ``GLIBC_TUNABLES`` malloc settings,
-    or another allocator in ``LD_PRELOAD``; and nothing off glibc (macOS, Windows, musl).
+    or another allocator in ``LD_PRELOAD``; and nothing off glibc (macOS, Windows, musl). dask's
+    nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand memory back between
+    tasks), so chunked gap filling on a dask cluster keeps dask's choice.
     Training and inference on the CPU call it (:func:`oceandl.training.fit`, the neural
     interpolators); CUDA runs do not need it.
 
