@@ -1,6 +1,8 @@
 """keep_freed_memory: the C heap keeps what freed tensors give back (glibc), unless the user said no.
 
-The setting is process-wide and cannot be undone, so each case runs in a fresh interpreter.
+The setting is process-wide and cannot be undone, so what it does to the allocator is measured in
+fresh interpreters; the cases where it stands aside return before touching the C library and run
+in this process.
 """
 from __future__ import annotations
 
@@ -79,11 +81,29 @@ def test_kept_heap_reuses_pages_instead_of_faulting_them_in_again(returned):
 
 @pytest.mark.parametrize("env", [{"MALLOC_MMAP_THRESHOLD_": "65536"}, {"MALLOC_TRIM_THRESHOLD_": "0"},
                                  {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"},
-                                 {"OCEANDL_KEEP_FREED_MEMORY": "off"}])
-def test_a_choice_of_the_users_own_is_left_alone(env, returned):
-    res = _probe(**env)
+                                 {"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"},
+                                 {"OCEANDL_KEEP_FREED_MEMORY": "off"}, {"OCEANDL_KEEP_FREED_MEMORY": "0"}])
+def test_a_choice_of_the_users_own_is_left_alone(env, monkeypatch):
+    """It returns before it touches the C library (checked in this process: nothing is set)."""
+    import ctypes
+
+    for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES", "LD_PRELOAD"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: pytest.fail("the C library was touched"))
+    oceandl.utils.keep_freed_memory.cache_clear()
+    try:
+        assert oceandl.utils.keep_freed_memory() is False
+    finally:
+        oceandl.utils.keep_freed_memory.cache_clear()
+
+
+def test_the_users_setting_holds_in_a_fresh_process(returned):
+    """End to end: with the user's own trim threshold, the first step's blocks leave the heap."""
+    res = _probe(MALLOC_TRIM_THRESHOLD_="0")
     assert res["kept"] is False
-    assert res["heap_mb"] < returned["heap_mb"] + 64  # the first step's 128 MiB were not kept
+    assert res["heap_mb"] < returned["heap_mb"] + 64
 
 
 def test_off_glibc_it_does_nothing(monkeypatch):
