@@ -30,15 +30,24 @@ def _digits(n=512, seed=0):
     return TensorData(x, y)
 
 
+@pytest.fixture
+def exact_fp32(monkeypatch):
+    """cuDNN convolutions in true fp32: PyTorch lets them use TF32 by default (10-bit mantissa), which
+    would make a CPU/GPU comparison of fp32 training test TF32's rounding, not the device paths."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 def _train(device, **switch):
+    # the plain engine (fp32, NCHW): each switch is then compared with it
     torch.manual_seed(0)
     model = get_model("cnn", 1, 2, channels=(8, 16), hidden=32)
-    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, optimizer="sgd", scheduler="none", amp=False, seed=0,
-                      device=device, progress=False).update(**switch)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, optimizer="sgd", scheduler="none", amp=False,
+                      channels_last=False, seed=0, device=device, progress=False).update(**switch)
     return fit(model, _digits(), None, cfg)
 
 
-def test_engine_cuda_fp32_matches_cpu():
+def test_engine_cuda_fp32_matches_cpu(exact_fp32):
     cpu, gpu = _train("cpu"), _train("cuda")
     assert next(gpu.model.parameters()).device.type == "cuda"
     for a, b in zip(cpu.history, gpu.history):  # cuDNN picks other kernels: equal to float tolerance
@@ -62,10 +71,11 @@ def test_dineof_cuda_matches_cpu():
     assert np.nanmax(np.abs(cpu - gpu)) < 1e-3  # degrees; float32 on both
 
 
-def test_neural_interpolation_cuda_cuts_patches_on_the_device():
+def test_neural_interpolation_cuda_cuts_patches_on_the_device(exact_fp32):
     gappy, _ = lowrank_cube(16, 32, 32, rank=3, seed=1, dates=True, dtype=np.float32)
+    # fp32 on both: with precision="auto" each device would run bf16 where native, in other kernels
     opts = {"steps": 3, "batch_size": 4, "patch": 16, "tile": 16, "overlap": 4, "infer_batch": 4,
-            "model_options": {"width": 8, "depth": 2}}
+            "precision": "fp32", "model_options": {"width": 8, "depth": 2}}
     cpu = get_method("unet")(seed=0, device="cpu", **opts).fit(gappy)
     gpu = get_method("unet")(seed=0, device="cuda", **opts).fit(gappy)
     src = gpu._sources()
