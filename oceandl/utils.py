@@ -23,6 +23,7 @@ __all__ = [
     "resolve_device",
     "native_bf16",
     "bf16_autocast",
+    "resolve_precision",
     "keep_freed_memory",
     "atomic_path",
     "clean_stale_parts",
@@ -95,13 +96,20 @@ def bf16_autocast(device, enabled: bool = True):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def resolve_precision(precision: str, device) -> str:
+    """``"auto" | "fp32" | "bf16"`` -> ``"fp32"`` or ``"bf16"`` on ``device``: auto is bf16 where it
+    is native (:func:`native_bf16`)."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _USER_HEAP_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_")
 
 
-@functools.lru_cache(maxsize=None)  # process-wide and not undoable: set once, asked at every fit/predict
-def keep_freed_memory() -> bool:
+def keep_freed_memory(device="cpu") -> bool:
     """Let the C heap keep the memory that freed tensors give back, for the next step to reuse.
 
     A CPU training step or inference batch frees and re-allocates the same large activations
@@ -121,14 +129,22 @@ def keep_freed_memory() -> bool:
     or another allocator in ``LD_PRELOAD``; and nothing off glibc (macOS, Windows, musl). dask's
     nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand memory back between
     tasks), so chunked gap filling on a dask cluster keeps dask's choice.
-    Training and inference on the CPU call it (:func:`oceandl.training.fit`, the neural
-    interpolators); CUDA runs do not need it.
+    Training and inference call it with their device (:func:`oceandl.training.fit`, ``predict``,
+    the neural interpolators); only the CPU's tensors live on the C heap, so for any other device
+    it does nothing.
 
     Returns
     -------
     bool
         True when the setting is in force for this process.
     """
+    import torch
+
+    return torch.device(device).type == "cpu" and _keep_freed_memory()
+
+
+@functools.lru_cache(maxsize=None)  # process-wide and not undoable: set once, asked at every fit/predict
+def _keep_freed_memory() -> bool:
     if os.environ.get("OCEANDL_KEEP_FREED_MEMORY", "1").strip().lower() in ("0", "false", "no", "off"):
         return False
     if any(k in os.environ for k in _USER_HEAP_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):

@@ -767,10 +767,8 @@ def _heap_cases(cfg: PerfConfig, checkpoint: Callable[[], Path] | None) -> list[
                 if work == "infer":
                     args.update(method=cfg.interp_methods[0], checkpoint=str(checkpoint()), cube=list(cfg.cube),
                                 tile=cfg.tile, overlap=cfg.overlap, infer_batch=cfg.infer_batch)
-                r = _in_subprocess("_heap_probe", args, {"OCEANDL_KEEP_FREED_MEMORY": "1" if kept else "0"},
-                                   f"heap probe {work}")
-                r["page_faults"] = int(r["page_faults"])
-                return r
+                return _in_subprocess("_heap_probe", args, {"OCEANDL_KEEP_FREED_MEMORY": "1" if kept else "0"},
+                                      f"heap probe {work}")
 
             name = f"heap_{work}_{'kept' if kept else 'returned'}"
             ref = f"heap_{work}_returned" if kept else None
@@ -891,7 +889,7 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
     env = _environment(device)
     # process-wide, so set before any case: all of them (the course loop too) run with it, as the
     # library runs on the CPU; the heap_ cases measure what it changes, each in a fresh process
-    env["heap_kept"] = device.type == "cpu" and keep_freed_memory()
+    env["heap_kept"] = keep_freed_memory(device)
     if env["heap_kept"]:
         ctx.note("C heap keeps freed memory (oceandl.utils.keep_freed_memory) in every case; heap_*_returned "
                  "measures glibc's default in a fresh process")
@@ -906,7 +904,7 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
         cases += _mnist_cases(cfg, device, ctx, flops)
         interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
         cases += interp + (_read_cases(cfg, device, workdir) if cfg.read_files else []) + _dineof_cases(cfg, device)
-        if device.type == "cpu" and env["heap_kept"]:
+        if env["heap_kept"]:
             cases += _heap_cases(cfg, checkpoint)
         for r in range(cfg.repeats):
             for case in cases:

@@ -92,11 +92,11 @@ def test_a_choice_of_the_users_own_is_left_alone(env, monkeypatch):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: pytest.fail("the C library was touched"))
-    oceandl.utils.keep_freed_memory.cache_clear()
+    oceandl.utils._keep_freed_memory.cache_clear()
     try:
         assert oceandl.utils.keep_freed_memory() is False
     finally:
-        oceandl.utils.keep_freed_memory.cache_clear()
+        oceandl.utils._keep_freed_memory.cache_clear()
 
 
 def test_the_users_setting_holds_in_a_fresh_process(returned):
@@ -107,12 +107,12 @@ def test_the_users_setting_holds_in_a_fresh_process(returned):
 
 
 def test_off_glibc_it_does_nothing(monkeypatch):
-    oceandl.utils.keep_freed_memory.cache_clear()
+    oceandl.utils._keep_freed_memory.cache_clear()
     try:
         monkeypatch.setattr(oceandl.utils.platform, "libc_ver", lambda: ("", ""))
         assert oceandl.utils.keep_freed_memory() is False
     finally:
-        oceandl.utils.keep_freed_memory.cache_clear()
+        oceandl.utils._keep_freed_memory.cache_clear()
 
 
 def test_cpu_training_and_inference_set_it(monkeypatch):
@@ -123,8 +123,8 @@ def test_cpu_training_and_inference_set_it(monkeypatch):
     from oceandl.training import TensorData, TrainConfig, engine, fit, predict
 
     calls = []
-    monkeypatch.setattr(engine, "keep_freed_memory", lambda: calls.append("engine") or True)
-    monkeypatch.setattr(oceandl.utils, "keep_freed_memory", lambda: calls.append("interp") or True)
+    monkeypatch.setattr(engine, "keep_freed_memory", lambda device: calls.append("engine") or True)
+    monkeypatch.setattr(oceandl.utils, "keep_freed_memory", lambda device: calls.append("interp") or True)
     x, y = torch.randn(16, 1, 12, 12), torch.randint(0, 3, (16,))
     model = get_model("cnn", 1, 3, channels=(4, 8), hidden=8)
     fit(model, TensorData(x, y), None, TrainConfig(epochs=1, batch_size=8, progress=False, device="cpu"))
@@ -134,3 +134,15 @@ def test_cpu_training_and_inference_set_it(monkeypatch):
     get_method("unet")(seed=0, device="cpu", steps=1, batch_size=2, patch=16, tile=16, overlap=4,
                        model_options={"width": 4, "depth": 2}).fit(_gappy_cube((4, 16, 16), 0))
     assert calls[2:] == ["interp"]
+
+
+def test_other_devices_need_nothing(monkeypatch):
+    """Only the CPU's tensors live on the C heap: for another device it returns before touching libc."""
+    import ctypes
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: pytest.fail("the C library was touched"))
+    oceandl.utils._keep_freed_memory.cache_clear()
+    try:
+        assert oceandl.utils.keep_freed_memory(torch.device("meta")) is False
+    finally:
+        oceandl.utils._keep_freed_memory.cache_clear()

@@ -261,11 +261,12 @@ def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
     """amp: bf16 autocast where the device computes bf16 natively; amp_cpu forces the CPU either
     way; a GPU without bf16 trains in fp32 (fp16 would need loss scaling). The checkpoint says
     which ran, and a bf16 run learns like an fp32 one."""
-    from oceandl.training import engine, training_precision
+    import oceandl.utils
+    from oceandl.training import training_precision
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for native in (True, False):
-        monkeypatch.setattr(engine, "native_bf16", lambda device, n=native: n)
+        monkeypatch.setattr(oceandl.utils, "native_bf16", lambda device, n=native: n)
         auto = "bf16" if native else "fp32"
         assert training_precision(cpu, TrainConfig()) == auto
         assert training_precision(cuda, TrainConfig()) == auto

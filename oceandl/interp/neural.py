@@ -298,12 +298,10 @@ class NeuralInterpolator(Interpolator):
         """Resolve the precision and put the network in the chosen memory layout."""
         import torch
 
-        from oceandl.utils import keep_freed_memory, native_bf16
+        from oceandl.utils import keep_freed_memory, resolve_precision
 
-        if self._device.type == "cpu":  # tiles and patches re-allocate the same activations every batch
-            keep_freed_memory()
-        p = self.options["precision"]
-        self.precision_ = "bf16" if p == "bf16" or (p == "auto" and native_bf16(self._device)) else "fp32"
+        keep_freed_memory(self._device)  # tiles and patches re-allocate the same activations every batch
+        self.precision_ = resolve_precision(self.options["precision"], self._device)
         if self.options["channels_last"]:
             self.model_ = self.model_.to(memory_format=torch.channels_last)
 

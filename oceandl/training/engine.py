@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError
-from ..utils import bf16_autocast, keep_freed_memory, native_bf16, resolve_device
+from ..utils import bf16_autocast, keep_freed_memory, resolve_device, resolve_precision
 from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint
@@ -178,8 +178,11 @@ def _collated(batch) -> tuple[torch.Tensor, torch.Tensor]:
     for item in batch:
         if isinstance(item, _Failed):
             item.reraise()
-    shapes = sorted({tuple(x.shape) for x, _ in batch})
-    raise InputError(f"images of different shapes {shapes[:3]}: resize them (size option)")
+    raise _different_shapes({tuple(x.shape) for x, _ in batch})
+
+
+def _different_shapes(shapes: set) -> InputError:
+    return InputError(f"images of different shapes {sorted(shapes)[:3]}: resize them (size option)")
 
 
 def reading_workers(per_sample_s: float, remaining: int, num_workers: int | None = None) -> int:
@@ -271,8 +274,7 @@ def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress
     for batch in itertools.chain([_stack(head)], batches):
         imgs, labels = _collated(batch)
         if tuple(imgs.shape[1:]) != shape:
-            raise InputError(f"images of different shapes {sorted({shape, tuple(imgs.shape[1:])})}: "
-                             "resize them (size option)")
+            raise _different_shapes({shape, tuple(imgs.shape[1:])})
         x[j:j + len(imgs)], y[j:j + len(imgs)] = imgs, labels
         j += len(imgs)
         bar.update(len(imgs))
@@ -384,7 +386,7 @@ def training_precision(device: torch.device, cfg: TrainConfig) -> str:
         return "fp32"
     if device.type == "cpu" and cfg.amp_cpu is not None:
         return "bf16" if cfg.amp_cpu else "fp32"
-    return "bf16" if native_bf16(device) else "fp32"
+    return resolve_precision("auto", device)
 
 
 def _autocast(device: torch.device, cfg: TrainConfig):
@@ -438,8 +440,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     dctx = _dist.init_distributed(cfg.device)  # None unless launched by torchrun with WORLD_SIZE > 1
     device = dctx.device if dctx is not None else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    if device.type == "cpu":  # every step re-allocates the same activations: keep them off the page-fault path
-        keep_freed_memory()
+    keep_freed_memory(device)  # every step re-allocates the same activations: keep them off the page-fault path
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -590,8 +591,7 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int = 51
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        keep_freed_memory()
+    keep_freed_memory(dev)
     x = data if isinstance(data, torch.Tensor) else materialize(data)[0]
     model = model.to(dev).eval()
     outs = []
