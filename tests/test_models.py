@@ -119,3 +119,64 @@ def test_model_options_lists_keywords():
     opts = model_options("vgg")
     assert opts["depth"] == 11 and "batch_norm" in opts
     assert "backbone" not in model_options("resnet18")
+
+
+# -------------------------------------------------------------- the CPU speed paths of the blocks
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_keeps_one_minus_p_scaled_and_routes_the_gradient(dtype):
+    from oceandl.models.blocks import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(400, 1000, dtype=dtype, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    # 400,000 Bernoulli(0.7) draws: standard error 7e-4, so 0.005 is 7 standard errors
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    # the native kernel's scale, rounded once in the input's dtype
+    assert torch.equal(y[kept], torch.full((int(kept.sum()),), 1 / 0.7, dtype=dtype))
+    y.backward(torch.full_like(y, 2.0))
+    assert torch.equal(x.grad, 2 * y)
+    # a seeded draw is reproducible
+    torch.manual_seed(0)
+    assert torch.equal(drop(x.detach()), y.detach())
+
+
+def test_dropout_edge_cases_match_nn_dropout():
+    from oceandl.models.blocks import Dropout
+
+    x = torch.randn(64, 32)
+    for p in (0.0, 1.0):
+        assert torch.equal(Dropout(p)(x), torch.nn.Dropout(p)(x))
+    assert torch.equal(Dropout(0.5).eval()(x), x)
+    z = x.clone()
+    out = Dropout(0.5, inplace=True)(z)
+    assert out.data_ptr() == z.data_ptr() and set(torch.unique(out / x.where(x != 0, 1)).tolist()) <= {0.0, 2.0}
+    # same parameters and state as nn.Dropout, so checkpoints and repr are unchanged
+    assert isinstance(Dropout(0.2), torch.nn.Dropout) and not list(Dropout(0.2).parameters())
+
+
+def test_grad_like_input_gives_a_channels_last_gradient_of_the_same_values():
+    from oceandl.models.blocks import grad_like_input
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, 7, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(16 * 16)
+    seen = {}
+
+    def run(hook):
+        x.grad = None
+        p = torch.nn.functional.adaptive_avg_pool2d(x, 4)
+        p = grad_like_input(p) if hook else p
+        p.register_hook(lambda g: seen.__setitem__(hook, g))  # runs after grad_like_input's hook
+        (p.flatten(1) @ w).sum().backward()
+        return x.grad.clone()
+
+    plain, hooked = run(False), run(True)
+    assert seen[False].is_contiguous() and not seen[False].is_contiguous(memory_format=torch.channels_last)
+    assert seen[True].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(hooked, plain, rtol=0, atol=1e-6)
+    # nothing to do for NCHW, 2-D or no-grad tensors: no hook is registered
+    for t in (torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True),
+              torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)):
+        assert grad_like_input(t) is t and not t._backward_hooks

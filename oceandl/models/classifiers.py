@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .blocks import BasicBlock, ConvBNAct
+from .blocks import BasicBlock, ConvBNAct, Dropout, grad_like_input
 
 __all__ = ["MLP", "CourseCNN", "VGGNet", "ResNet"]
 
@@ -43,7 +43,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_channels * h * w
         for n in hidden:
-            layers += [nn.Linear(width, n), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, n), nn.ReLU(inplace=True), Dropout(dropout)]
             width = n
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
@@ -73,11 +73,11 @@ class CourseCNN(nn.Module):
             cin = c
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(4)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin * 16, hidden),
-                                  nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(cin * 16, hidden),
+                                  nn.ReLU(inplace=True), Dropout(dropout), nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
+        return self.head(grad_like_input(self.pool(self.features(x))))
 
 
 _VGG_CFGS = {
@@ -127,7 +127,7 @@ class VGGNet(nn.Module):
                 cin = cout
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), Dropout(dropout),
                                   nn.Linear(cin, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +160,7 @@ class ResNet(nn.Module):
                 stages.append(BasicBlock(cin, cout, stride=2 if (j == 0 and i > 0) else 1))
                 cin = cout
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), Dropout(dropout),
                                   nn.Linear(cin, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
