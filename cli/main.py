@@ -221,12 +221,14 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="bf16 autocast; auto: where the device computes bf16 natively (Ampere+ GPU, AVX512-BF16/AMX CPU).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
+@click.option("--fused-optimizer/--no-fused-optimizer", default=True, show_default=True, help="The optimizer's step as one fused kernel (CPU, CUDA).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
                          augment, optimizer, class_weights, l1, l2, early_stopping, options, resume, on_error,
-                         precision, channels_last, num_workers, quiet, output, overwrite, seed, device):
+                         precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
+                         device):
     """Train a classifier on labelled images; test it once on a held-out split.
 
     \b
@@ -271,7 +273,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                       optimizer=optimizer, class_weights=class_weights, l1=l1, l2=l2, early_stopping=early_stopping,
                       augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
                       amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
-                      channels_last=channels_last,
+                      channels_last=channels_last, fused=fused_optimizer,
                       progress=not quiet)
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing={"intensity": intensity, "normalize": normalize},

@@ -24,6 +24,7 @@ __all__ = [
     "native_bf16",
     "bf16_autocast",
     "resolve_precision",
+    "fused_optimizer_kwargs",
     "keep_freed_memory",
     "atomic_path",
     "clean_stale_parts",
@@ -94,6 +95,19 @@ def bf16_autocast(device, enabled: bool = True):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def fused_optimizer_kwargs(params, enabled: bool = True) -> dict:
+    """``{"fused": True}`` for a torch SGD/Adam/AdamW over ``params`` where it can run fused, else ``{}``.
+
+    The fused step updates every parameter in one kernel instead of a handful of element-wise
+    passes per tensor. AdamW step on a 2-core CPU: smp U-Net (14.3 M parameters) 14.5 -> 4.3 ms,
+    U-Net (1.9 M) 2.6 -> 0.65 ms, against a 40-60 ms training step. It needs floating-point
+    parameters on the CPU or a CUDA device (the ones torch's fused kernels cover).
+    """
+    params = list(params)
+    ok = enabled and params and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return {"fused": True} if ok else {}
 
 
 def resolve_precision(precision: str, device) -> str:

@@ -13,7 +13,8 @@ ratios stay meaningful. Cases:
   then a tensor (``ToTensor`` + ``Normalize``), a ``DataLoader`` of single items with batch 20,
   SGD, ``loss.item()`` and the accuracy count every step.
 * ``mnist_<model>_raw``: the bare step (forward, loss, backward, optimiser step) over pre-made
-  device tensors at the engine's batch size: the ceiling of any training loop.
+  device tensors at the engine's batch size and with its optimiser (fused where torch has it):
+  the ceiling of any training loop.
 * ``mnist_<model>_engine``: :func:`oceandl.training.fit` with the same model, optimiser, batch
   size and epochs (fp32), timed around the whole call (data loading included); then its switches
   (``_bf16`` autocast, ``_channels_last``, ``_compile`` with its compile time reported apart,
@@ -22,8 +23,9 @@ ratios stay meaningful. Cases:
   loop (random patches, mask transfer) with its default switches (``precision="auto"``: bf16
   where native; ``channels_last``) against the raw step of the same network at the same batch,
   patch size, precision and layout; its setup (normalisation, building the network) is reported
-  apart. ``interp_<method>_train_plain``: the same training in fp32 and the default layout,
-  compared with the default (a ratio under 1 is what the switches gain).
+  apart. ``interp_<method>_train_plain``: the same training in fp32 and the default layout;
+  ``interp_<method>_train_unfused``: with AdamW's per-tensor step instead of the fused one; each
+  compared with the default (a ratio under 1 is what the switch gains).
 * ``interp_infer_model`` (Mpx/s of model compute on pre-made tiles, as inference runs it) and
   ``interp_infer_model_plain`` (fp32, default layout), ``interp_infer_tiled`` (the
   interpolator's tiled, blended inference over the cube) and ``interp_end_to_end`` (netCDF in,
@@ -69,7 +71,7 @@ import torch
 import torch.nn.functional as F
 
 from oceandl.errors import InputError
-from oceandl.utils import bf16_autocast, keep_freed_memory, native_bf16
+from oceandl.utils import bf16_autocast, fused_optimizer_kwargs, keep_freed_memory, native_bf16
 
 from .runner import Pipeline, RunContext
 
@@ -406,7 +408,7 @@ def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext, flops: 
 
         def raw(name=name):
             m = model_of(name).to(device)
-            opt = torch.optim.SGD(m.parameters(), lr=cfg.lr, momentum=0.9)
+            opt = torch.optim.SGD(m.parameters(), lr=cfg.lr, momentum=0.9, **fused_optimizer_kwargs(m.parameters()))
             return {"throughput": raw_step_loop(m, x_dev, y_dev, cfg.batch_size, opt, F.cross_entropy, cfg.epochs)}
 
         def engine(name=name, **switch):
@@ -524,7 +526,8 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
             # cost that a real run (hundreds of steps) amortises; it is reported apart
             return {"throughput": cfg.interp_steps * cfg.interp_batch / interp.train_seconds_,
                     "fit_seconds": fit_s, "setup_seconds": fit_s - interp.train_seconds_,
-                    "precision": interp.precision_, "channels_last": bool(interp.options["channels_last"])}
+                    "precision": interp.precision_, "channels_last": bool(interp.options["channels_last"]),
+                    "fused": bool(interp.options["fused"])}
 
         def raw(method=method, cls=cls):
             interp = fitted.get(method)
@@ -541,7 +544,9 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
             y = torch.randn(n, 1, p, p, generator=gen).to(device)
             if interp.options["channels_last"]:
                 net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-            opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+            # the interpolator's optimiser: the same step, so the ratio is the training loop's own cost
+            opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4,
+                                    **fused_optimizer_kwargs(net.parameters(), interp.options["fused"]))
             return {"throughput": raw_step_loop(net, x, y, cfg.interp_batch, opt, F.mse_loss,
                                                 amp=interp.precision_ == "bf16"),
                     "precision": interp.precision_}
@@ -549,7 +554,9 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
         cases += [_Case(f"interp_{method}_train", "samples/s", f"interp_{method}_raw", train),
                   _Case(f"interp_{method}_raw", "samples/s", None, raw),
                   _Case(f"interp_{method}_train_plain", "samples/s", f"interp_{method}_train",
-                        lambda t=train: t(precision="fp32", channels_last=False))]
+                        lambda t=train: t(precision="fp32", channels_last=False)),
+                  _Case(f"interp_{method}_train_unfused", "samples/s", f"interp_{method}_train",
+                        lambda t=train: t(fused=False))]
 
     method = cfg.interp_methods[0]
     ckpt, nc_in = workdir / "perf_ckpt", workdir / "perf_in.nc"

@@ -174,11 +174,12 @@ def test_cli_num_workers_and_precision(tmp_path):
             Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(root / c / f"{i}.png")
     run = lambda *a: CliRunner().invoke(cli, ["train", "classifier", "--data", str(root), "--epochs", "1",  # noqa: E731
                                                "--device", "cpu", "--quiet", *map(str, a)])
-    res = run("--num-workers", "2", "--precision", "fp32", "--no-channels-last", "-o", tmp_path / "m")
+    res = run("--num-workers", "2", "--precision", "fp32", "--no-channels-last", "--no-fused-optimizer",
+              "-o", tmp_path / "m")
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
     assert saved["training"]["num_workers"] == 2 and saved["precision"] == "fp32"
-    assert saved["training"]["channels_last"] is False  # on by default
+    assert saved["training"]["channels_last"] is False and saved["training"]["fused"] is False  # on by default
     assert run("--precision", "fp16", "-o", tmp_path / "m1").exit_code == 2
     res = run("--num-workers", "-1", "-o", tmp_path / "m2")
     assert res.exit_code == 2 and not (tmp_path / "m2").exists()

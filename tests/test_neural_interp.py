@@ -226,6 +226,7 @@ def test_checkpoint_roundtrip(tiny, tmp_path):
     ({"neighbours": -1}, "neighbours"), ({"patch": 0}, "patch"), ({"tile": 16, "overlap": 16}, "overlap"),
     ({"model_options": {"nope": 1}}, "model_options"), ({"nll": "yes"}, "nll"), ({"lr": 0}, "lr"),
     ({"bogus": 1}, "bogus"), ({"precision": "fp16"}, "precision"), ({"channels_last": "yes"}, "channels_last"),
+    ({"fused": 1}, "fused"),
 ])
 def test_bad_options_raise_input_error(options, word):
     with pytest.raises(InputError, match=word):
@@ -233,21 +234,24 @@ def test_bad_options_raise_input_error(options, word):
 
 
 def test_precision_and_layout_switches(tiny, monkeypatch):
-    """bf16 autocast and channels_last change the arithmetic, not the method: the same training
-    from the same seed fills the gaps alike; "auto" follows the hardware; attrs say what ran."""
+    """bf16 autocast, channels_last and the fused AdamW step change the arithmetic, not the method:
+    the same training from the same seed fills the gaps alike; "auto" follows the hardware; attrs
+    say what ran."""
     import oceandl.utils
 
     gap = np.isnan(tiny.values) & ~np.isnan(tiny.values).all(0)
     runs = {}
-    for prec, cl in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
-        model = _fit("unet", tiny, steps=4, precision=prec, channels_last=cl)
+    for prec, cl, fused in (("fp32", False, True), ("fp32", True, True), ("bf16", False, True), ("bf16", True, True),
+                            ("fp32", False, False)):
+        model = _fit("unet", tiny, steps=4, precision=prec, channels_last=cl, fused=fused)
+        assert model.options["fused"] is fused
         ds = model.reconstruct()
         assert ds.attrs["precision"] == prec and model.precision_ == prec
         if cl:
             w = next(p for p in model.model_.parameters() if p.ndim == 4)
             assert w.is_contiguous(memory_format=torch.channels_last)
-        runs[prec, cl] = (ds["sst"].values[gap], np.array(model.loss_history_))
-    ref, ref_loss = runs["fp32", False]
+        runs[prec, cl, fused] = (ds["sst"].values[gap], np.array(model.loss_history_))
+    ref, ref_loss = runs["fp32", False, True]
     spread = np.std(ref)
     for key, (got, loss) in runs.items():
         assert np.isfinite(got).all()

@@ -33,7 +33,7 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert on_disk.keys() == results.keys()
     expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
     expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",
-                 "interp_unet_train_plain", "interp_infer_model_plain",
+                 "interp_unet_train_plain", "interp_unet_train_unfused", "interp_infer_model_plain",
                  "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64",
                  "untiled_memory_64", "matmul_peak", "read_files_inprocess", "read_files_workers",
                  "stream_train_inprocess", "stream_train_workers"}
@@ -89,6 +89,8 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert on_disk["interp_unet_train_plain"]["precision"] == "fp32"
     assert on_disk["interp_unet_train_plain"]["channels_last"] is False
     assert on_disk["interp_unet_train_plain"]["reference"] == "interp_unet_train"
+    assert on_disk["interp_unet_train"]["fused"] is True and on_disk["interp_unet_train_unfused"]["fused"] is False
+    assert on_disk["interp_unet_train_unfused"]["reference"] == "interp_unet_train"
     assert on_disk["interp_infer_model"]["precision"] == auto
     assert on_disk["interp_infer_model_plain"]["precision"] == "fp32"
     assert math.isfinite(on_disk["mnist_mlp_engine"]["final_train_loss"])

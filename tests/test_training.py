@@ -287,3 +287,55 @@ def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
     # bf16 and fp32 runs drift apart by chance: 0.1-2.4 % over 12 seeded dropout-mask sequences
     np.testing.assert_allclose(losses[True], losses[False], rtol=0.04)
     assert losses[True][1] < losses[True][0]
+
+
+def test_fused_optimizer_where_torch_has_it_and_the_same_steps(digits):
+    """The engine steps with torch's fused SGD/Adam/AdamW (one kernel for all parameters) unless
+    ``fused=False``; the trajectory is the per-tensor one to float rounding."""
+    from oceandl.training.engine import _make_optimizer
+    from oceandl.utils import fused_optimizer_kwargs
+
+    model = get_model("mlp", 1, 4, hidden=(16,))
+    for name in ("sgd", "adam", "adamw"):
+        opt, _ = _make_optimizer(model, TrainConfig(optimizer=name), 10)
+        assert opt.defaults["fused"] is True, name
+        opt, _ = _make_optimizer(model, TrainConfig(optimizer=name, fused=False), 10)
+        assert not opt.defaults["fused"], name
+    assert fused_optimizer_kwargs([torch.zeros(2, dtype=torch.int64)]) == {}  # not floating point
+    assert fused_optimizer_kwargs([]) == {} and fused_optimizer_kwargs(model.parameters(), enabled=False) == {}
+    losses = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        cfg = TrainConfig(epochs=3, batch_size=32, lr=3e-3, device="cpu", amp=False, fused=fused, progress=False)
+        res = fit(get_model("cnn", 1, 10, channels=(8, 16), hidden=32), *_sets(digits), cfg)
+        losses[fused] = [h["train_loss"] for h in res.history]
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_resumed_optimizer_state_takes_the_parameters_layout(fused):
+    """Saved state is contiguous; a channels-last parameter's resumed step must equal the
+    uninterrupted one exactly (torch's fused AdamW pairs elements by memory position: with the
+    layouts mixed it was off by 0.04 after one step)."""
+    from oceandl.training.checkpoint import flatten_state, unflatten_state
+    from oceandl.training.engine import _state_like_params
+
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    p = torch.randn(4, 3, 2, 2).contiguous(memory_format=cl).requires_grad_()
+    grads = [torch.randn(4, 3, 2, 2).contiguous(memory_format=cl) for _ in range(2)]
+    opt = torch.optim.AdamW([p], lr=0.1, fused=fused)
+    p.grad = grads[0]
+    opt.step()
+    tensors, meta = flatten_state(opt.state_dict())
+    saved = unflatten_state({k: v.clone() for k, v in tensors.items()}, meta)  # as read back from disk
+    q = p.detach().clone().contiguous(memory_format=cl).requires_grad_()
+    resumed = torch.optim.AdamW([q], lr=0.1, fused=fused)
+    resumed.load_state_dict(saved)
+    assert not resumed.state[q]["exp_avg"].is_contiguous(memory_format=cl)  # what the fix is for
+    _state_like_params(resumed)
+    assert resumed.state[q]["exp_avg"].stride() == q.stride()
+    p.grad, q.grad = grads[1], grads[1].clone()
+    opt.step()
+    resumed.step()
+    assert torch.equal(p, q)
