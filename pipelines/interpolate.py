@@ -33,15 +33,16 @@ def plot_interpolation(panels: dict, path: Path, title: str = "") -> None:
 def run_interpolation(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
                       method: str = "dineof", withhold: float = 0.1, options: dict | None = None, seed: int = 0,
                       device: str = "auto", overwrite: bool = False, figure: str | Path | None = None,
-                      demo: bool = False, progress: bool = True, refit: bool = False,
+                      demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
                       log: Callable[[str], None] = print) -> str:
-    """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``.
+    """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
+    (float variables at zlib level ``complevel``, 0: uncompressed).
 
     Returns a one-paragraph summary (method, time, validation metrics).
     """
     from oceandl.datasets.clouds import withhold_by_cloud_transfer
     from oceandl.interp import get_method, interpolate
-    from oceandl.io import open_field, write_netcdf
+    from oceandl.io import check_complevel, open_field, write_netcdf
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.utils import check_output_path
 
@@ -49,6 +50,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
     check_output_path(output, overwrite)
+    check_complevel(complevel)
     if figure is not None:
         check_output_path(figure, True)
     # a bad method name or option fails before anything is read, withheld or logged
@@ -102,7 +104,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         miss = ~valid & np.isfinite(truth)
         m = interp_metrics(res[name].values, truth, mask=miss | (withheld if withheld is not None else False))
         res.attrs.update({f"truth_{k}": v for k, v in m.items()})
-    write_netcdf(res, output, overwrite=overwrite)
+    write_netcdf(res, output, overwrite=overwrite, complevel=complevel)
     if figure is not None:
         cover = (~valid).mean(axis=(1, 2))
         day = int(np.argsort(cover)[len(cover) // 2])  # a typical day, not the cloudiest

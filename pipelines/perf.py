@@ -29,7 +29,7 @@ ratios stay meaningful. Cases:
 * ``interp_infer_model`` (Mpx/s of model compute on pre-made tiles, as inference runs it) and
   ``interp_infer_model_plain`` (fp32, default layout), ``interp_infer_tiled`` (the
   interpolator's tiled, blended inference over the cube) and ``interp_end_to_end`` (netCDF in,
-  trained checkpoint, netCDF out).
+  trained checkpoint, netCDF out; ``_uncompressed``: the output written with ``complevel=0``).
 * ``tiled_memory_<G>``: tiled inference of a (time, G, G) cube at two grid sizes, each in a fresh
   subprocess: the peak memory added by inference, less the output arrays (``working_host_mb``),
   does not grow with G; ``untiled_memory_<G>`` runs the largest grid in one pass for contrast.
@@ -599,7 +599,7 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
         _sync(device)
         return {"throughput": t * ny * nx / 1e6 / (time.perf_counter() - t0)}
 
-    def end_to_end():
+    def end_to_end(complevel: int = 4):
         from oceandl.pipelines.interpolate import run_interpolation
 
         out = workdir / "perf_out.nc"
@@ -607,13 +607,15 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
         t0 = time.perf_counter()
         run_interpolation(nc_in, out, var="sst", method=method, withhold=0.0, options={"checkpoint": str(checkpoint()),
                           **opts}, seed=cfg.seed, device=str(device), overwrite=True, progress=False,
-                          log=lambda s: None)
+                          complevel=complevel, log=lambda s: None)
         return {"throughput": t * ny * nx / 1e6 / (time.perf_counter() - t0)}
 
     cases += [_Case("interp_infer_model", "Mpx/s", None, infer_model),
               _Case("interp_infer_model_plain", "Mpx/s", "interp_infer_model", lambda: infer_model(plain=True)),
               _Case("interp_infer_tiled", "Mpx/s", "interp_infer_model", infer_tiled),
-              _Case("interp_end_to_end", "Mpx/s", "interp_infer_model", end_to_end)]
+              _Case("interp_end_to_end", "Mpx/s", "interp_infer_model", end_to_end),
+              _Case("interp_end_to_end_uncompressed", "Mpx/s", "interp_end_to_end",
+                    lambda: end_to_end(complevel=0))]
     return cases, checkpoint
 
 

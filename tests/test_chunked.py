@@ -70,7 +70,22 @@ def test_bad_input_is_one_line(cube, tmp_path):
         interpolate_chunked(path, tmp_path / "o.nc", "dineof", bogus=1)
     with pytest.raises(InputError, match="netCDF"):
         interpolate_chunked(path, tmp_path / "o.zarr", "climatology")
+    with pytest.raises(InputError, match="complevel"):
+        interpolate_chunked(path, tmp_path / "o.nc", "climatology", complevel=12)
     assert not (tmp_path / "o.nc").exists()
+
+
+def test_complevel_zero_writes_the_same_values_uncompressed(cube, tmp_path):
+    import netCDF4
+
+    path, _ = cube
+    outs = {lvl: tmp_path / f"c{lvl}.nc" for lvl in (0, 4)}
+    for lvl, out in outs.items():
+        interpolate_chunked(path, out, "climatology", chunks="time=-1,lat=32,lon=32", complevel=lvl)
+        with netCDF4.Dataset(out) as nc:
+            assert all(nc[v].filters()["zlib"] is (lvl > 0) for v in ("sst", "missing_flag"))
+    with xr.open_dataset(outs[0]) as a, xr.open_dataset(outs[4]) as b:
+        xr.testing.assert_equal(a, b)
 
 
 def test_cluster_climatology_exact_dineof_close_and_memory_bounded(cube, cluster, tmp_path, one_torch_thread):

@@ -68,8 +68,15 @@ def test_interpolate_file_to_file(runner, sst_file, tmp_path):
     res2 = runner.invoke(cli, ["interpolate", str(sst_file), "--method", "climatology", "-o", str(out)])
     assert res2.exit_code == 2 and "already exists" in res2.output and out.read_bytes() == before
     res3 = runner.invoke(cli, ["interpolate", str(sst_file), "--method", "climatology", "-o", str(out), "--overwrite",
-                               "--quiet"])
+                               "--quiet", "--complevel", "0"])
     assert res3.exit_code == 0 and xr.open_dataset(out)["sst"].attrs["method"] == "climatology"
+    import netCDF4
+
+    with netCDF4.Dataset(out) as nc:
+        assert nc["sst"].filters()["zlib"] is False  # --complevel 0: uncompressed
+    res4 = runner.invoke(cli, ["interpolate", str(sst_file), "--method", "climatology", "-o", str(out), "--overwrite",
+                               "--complevel", "10"])
+    assert res4.exit_code == 2 and "complevel" in res4.output
 
 
 def test_interpolate_bad_inputs_are_one_line_exit_2(runner, sst_file, tmp_path):

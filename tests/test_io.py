@@ -405,3 +405,20 @@ def test_write_dataarray_attrs_and_encoding(tmp_path, values):
     assert da.attrs["fitted"] is True  # the caller's object is untouched
     with pytest.raises(InputError, match="folder"):
         write_netcdf(da, tmp_path / "missing_dir" / "x.nc")
+
+
+def test_complevel_zero_writes_uncompressed_floats_with_the_same_values(tmp_path, values):
+    import netCDF4
+
+    ds = _dataset(values)
+    plain = write_netcdf(ds, tmp_path / "c0.nc", complevel=0)
+    packed = write_netcdf(ds, tmp_path / "c4.nc")
+    with netCDF4.Dataset(plain) as a, netCDF4.Dataset(packed) as b:
+        assert a["sst"].filters()["zlib"] is False
+        assert b["sst"].filters()["zlib"] is True and b["sst"].filters()["complevel"] == 4
+    with xr.open_dataset(plain) as a, xr.open_dataset(packed) as b:
+        xr.testing.assert_identical(a, b)
+    for bad in (10, -1, 2.5, True, "4"):
+        with pytest.raises(InputError, match="complevel"):
+            write_netcdf(ds, tmp_path / "bad.nc", complevel=bad)
+    assert not (tmp_path / "bad.nc").exists()

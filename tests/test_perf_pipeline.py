@@ -34,7 +34,8 @@ def test_fast_run_cases_and_ratios(fast_run):
     expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
     expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",
                  "interp_unet_train_plain", "interp_unet_train_unfused", "interp_infer_model_plain",
-                 "interp_infer_tiled", "interp_end_to_end", "dineof_cpu", "tiled_memory_32", "tiled_memory_64",
+                 "interp_infer_tiled", "interp_end_to_end", "interp_end_to_end_uncompressed", "dineof_cpu",
+                 "tiled_memory_32", "tiled_memory_64",
                  "untiled_memory_64", "matmul_peak", "read_files_inprocess", "read_files_workers",
                  "stream_train_inprocess", "stream_train_workers"}
     from oceandl.utils import native_bf16

@@ -488,15 +488,15 @@ class _Writer:
 
 
 def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: dict, var_attrs: dict,
-              chunksizes: tuple[int, int, int], dtype) -> None:
+              chunksizes: tuple[int, int, int], dtype, complevel: int = 4) -> None:
     """Create ``path`` with the coords (xarray encodes the time) and empty, compressed, chunked variables."""
     coords = {ax: da[ax].variable.to_base_variable() for ax in _AXES}
     xr.Dataset(coords=coords, attrs=attrs).to_netcdf(path, engine="netcdf4", format="NETCDF4")
     with _hdf5_lock():
-        _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"))
+        _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"), complevel)
 
 
-def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units) -> None:
+def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, complevel: int = 4) -> None:
     import netCDF4
 
     sigma_attrs = {"long_name": f"estimated error standard deviation of {name}",
@@ -508,7 +508,7 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units) 
         if with_sigma:
             specs.append(("sigma", dtype, np.nan, sigma_attrs))
         for vname, dt, fill, vattrs in specs:
-            v = nc.createVariable(vname, dt, _AXES, zlib=True, complevel=4, chunksizes=chunksizes,
+            v = nc.createVariable(vname, dt, _AXES, zlib=complevel > 0, complevel=complevel or 4, chunksizes=chunksizes,
                                   fill_value=fill if fill is not None else False)
             v.setncatts({k: val for k, val in vattrs.items() if k not in ("_FillValue",)})
 
@@ -581,7 +581,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         halo: str | int | Mapping[str, int] | None = None,
                         blend: bool = True, seed: int = 0, device: str = "auto", keep_observed: bool = True,
                         train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
-                        overwrite: bool = False, progress: bool = False,
+                        overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
@@ -606,6 +606,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         slice}`` (index slices) loaded in memory to train the network.
     max_in_flight : blocks computed at once (default: twice the worker threads).
     overwrite, progress, log : replace ``output``; a progress bar; a callable for one-line notes.
+    complevel : zlib level of the written variables, 0 (uncompressed) to 9; see
+        :func:`oceandl.io.write_netcdf`.
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``).
 
     Returns
@@ -628,6 +630,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
     check_output_path(output, overwrite)
+    from oceandl.io import check_complevel
+
+    check_complevel(complevel)
     cls = get_method(method)
     cls(seed=seed, device=device, keep_observed=keep_observed, **options)  # options checked before reading
     from .neural import NeuralInterpolator
@@ -707,7 +712,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     fallback = 0
     with atomic_path(output, overwrite=overwrite) as tmp:
-        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype)
+        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel)
         writer = _Writer(tmp, names, keep_observed, blend_axes)
         try:
             from tqdm.auto import tqdm
