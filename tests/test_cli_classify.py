@@ -213,3 +213,16 @@ def test_console_script_help():
     res = subprocess.run([exe, "classify", "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "--min-confidence" in res.stdout and "--model" in res.stdout and "--on-error" in res.stdout
+
+
+def test_train_classifier_demo_learns(tmp_path):
+    """The README-level demo trains for real: 62-68 % on the 10 classes over seeds 0-2 (chance 10 %;
+    the old 6 epochs at batch 64, 30 steps, gave 13-22 %)."""
+    import re
+
+    res = invoke("train", "classifier", "--demo", "-o", tmp_path / "m", "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    acc = float(re.search(r"test accuracy ([0-9.]+)", res.output).group(1))
+    assert acc > 0.4, res.output
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
+    assert (saved["epochs"], saved["batch_size"]) == (12, 16)
