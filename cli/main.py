@@ -361,9 +361,12 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     _echo(f"predictions written to {output}")
 
 
-def _classify_demo(seed, device, quiet, n_per_class: int = 30, size: int = 48, epochs: int = 10):
+def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, epochs: int = 16):
     """Train a narrow CNN on synthetic TenGeoP vignettes (seconds on a CPU) in a temporary folder;
-    return the checkpoint, the held-out vignettes (with their metadata table) and the folder."""
+    return the checkpoint, the held-out vignettes (with their metadata table) and the folder.
+
+    40 per class for 16 epochs: test accuracy 0.65-0.70 over seeds 0-2 in 7.5 s on 2 cores (30 for
+    10 epochs gave 0.22-0.38 in 6.2 s)."""
     import tempfile
 
     from oceandl.datasets.images import open_image_dataset

@@ -201,9 +201,9 @@ def test_classify_demo_full(tmp_path):
     assert res.exit_code == 0, res.output
     with xr.open_dataset(out) as ds:
         assert ds.sizes["sample"] == 30
-        # trained for real: better than the 10 % of chance on the held-out vignettes
+        # trained for real: 0.70-0.73 on the 30 held-out vignettes over seeds 0-2 (chance 0.1)
         truth = [SAR_NAMES["FGHIJKLMNO".index(Path(p).parent.name)] for p in ds["path"].values]
-        assert np.mean(ds["predicted"].values == np.array(truth)) > 0.2
+        assert np.mean(ds["predicted"].values == np.array(truth)) > 0.5
 
 
 def test_console_script_help():
