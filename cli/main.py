@@ -6,6 +6,7 @@ Conventions (every command): ``-o/--output`` for what it writes, ``--overwrite``
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -106,6 +107,11 @@ def _kv(values: tuple[str, ...], what: str = "--set") -> dict:
 
 
 def _auto(v: str):
+    if v[:1] in ("{", "["):  # JSON for dicts and lists: --set 'model_options={"width": 8}'
+        try:
+            return json.loads(v)
+        except ValueError:
+            raise InputError(f"--set value {v!r}: not valid JSON (keys and strings in double quotes)") from None
     if "," in v:
         return tuple(_auto(p) for p in v.split(",") if p)
     low = v.lower()
@@ -176,6 +182,42 @@ def models(in_channels, size, num_classes):
 @cli.group(cls=OceandlGroup)
 def train():
     """Train a model and write a checkpoint folder (what --model takes back)."""
+
+
+@train.command("interpolator")
+@click.argument("input_path", required=False, type=click.Path(path_type=Path))
+@click.option("--var", default=None, help="Variable to learn from (default: found from CF attributes).")
+@click.option("--method", default="unet", show_default=True, help="A neural method: convae, unet, resae, smp_unet.")
+@click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
+@click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
+@training_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@common(output="checkpoint folder")
+def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
+                           seed, device):
+    """Train a neural gap filler on a (time, lat, lon) cube and write its checkpoint.
+
+    The network learns from every observation of the cube (self-supervised: clouds of other days
+    are laid over clear pixels); `oceandl interpolate --model` then fills other files with it,
+    without training again.
+
+    \b
+    Examples:
+      oceandl train interpolator sst_2019.nc --var sst --method unet --epochs 20 -o unet_sst
+      oceandl interpolate sst_2020.nc --method unet --model unet_sst -o filled_2020.nc
+      oceandl train interpolator --demo -o demo_unet
+    """
+    from oceandl.pipelines.interpolate import train_interpolator
+
+    output = _need_output(output, "checkpoint folder")
+    if demo == (input_path is not None):
+        raise click.UsageError("give either INPUT.nc or --demo")
+    opts = _kv(options)
+    for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if v is not None:
+            opts[k] = v
+    click.echo(train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
+                                  overwrite=overwrite, demo=demo, progress=not quiet, log=_echo))
 
 
 def _open_labelled(data: Path, size, channels, on_error):

@@ -1,7 +1,8 @@
-"""``oceandl interpolate``: read a gappy field, withhold validation pixels, fill, write, plot.
+"""``oceandl interpolate``: read a gappy field, withhold validation pixels, fill, write, plot;
+``oceandl train interpolator``: train a neural gap filler on a cube and write its checkpoint.
 
-This is the file-to-file job behind the command; from Python call
-:func:`oceandl.interpolate` on a DataArray instead.
+These are the file-to-file jobs behind the commands; from Python call
+:func:`oceandl.interpolate` on a DataArray, or fit and ``save`` an interpolator, instead.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from oceandl.errors import InputError
 
-__all__ = ["run_interpolation", "DEMO_SIZE", "plot_interpolation"]
+__all__ = ["run_interpolation", "train_interpolator", "DEMO_SIZE", "plot_interpolation"]
 
 #: the --demo cube: (time, lat, lon), cloud cover (a quarter year of a 64 x 64 basin: a minute on a laptop)
 DEMO_SIZE = {"n_time": 90, "ny": 64, "nx": 64, "cloud_cover": 0.6}
@@ -129,3 +130,53 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     if truth is not None:
         parts.append(f"all gaps vs synthetic truth: rmse {res.attrs['truth_rmse']:.4g}")
     return "\n".join(parts)
+
+
+def train_interpolator(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
+                       method: str = "unet", options: dict | None = None, seed: int = 0, device: str = "auto",
+                       overwrite: bool = False, demo: bool = False, progress: bool = True,
+                       log: Callable[[str], None] = print) -> str:
+    """Train a neural gap filler on every observation of ``input_path`` (or the demo cube) and
+    write it as a checkpoint folder ``output``: what ``interpolate --model`` (or
+    ``checkpoint=``) takes back to fill other files without training again.
+
+    Returns a one-line summary (method, precision, steps, time, loss).
+    """
+    from oceandl.interp import METHODS, get_method
+    from oceandl.interp.neural import NeuralInterpolator
+    from oceandl.io import open_field
+    from oceandl.utils import check_output_path
+
+    cls = get_method(method)
+    if not issubclass(cls, NeuralInterpolator):
+        neural = sorted(n for n, c in METHODS.items() if issubclass(c, NeuralInterpolator))
+        raise InputError(f"--method {method}: not a neural method; a checkpoint is trained for one of "
+                         f"{', '.join(neural)} (the others fit each file in `oceandl interpolate`)")
+    options = dict(options or {})
+    if "checkpoint" in options:
+        raise InputError("checkpoint: `train interpolator` writes a checkpoint; it does not start from one")
+    output = Path(output)
+    check_output_path(output, overwrite)
+    interp = cls(seed=seed, device=device, progress=progress, **options)  # options checked before reading
+    if demo:
+        from oceandl.datasets.sst import synthetic_sst
+
+        log(f"--demo: synthetic SST cube {DEMO_SIZE}")
+        da = open_field(synthetic_sst(seed=seed, **DEMO_SIZE), "sst")
+    else:
+        da = open_field(input_path, var)
+    where = "--demo" if demo else str(input_path)
+    t0 = time.perf_counter()
+    try:
+        interp.fit(da)
+    except InputError as exc:
+        if type(exc) is InputError and where not in str(exc):
+            raise InputError(f"{where}: {exc}") from None
+        raise
+    seconds = time.perf_counter() - t0
+    interp.save(output, overwrite=overwrite)
+    loss = interp.loss_history_
+    k = max(1, len(loss) // 10)  # first and last tenth of the steps: one step's loss is noisy
+    trend = f", loss {np.mean(loss[:k]):.4g} -> {np.mean(loss[-k:]):.4g}" if loss else ""
+    return (f"{method} ({interp.precision_}): {interp.steps_} steps on {where} {dict(da.sizes)} in {seconds:.1f} s"
+            f"{trend}; checkpoint written to {output} (use --method {method} --model {output})")

@@ -32,8 +32,8 @@ def test_help_lists_every_command(runner):
     assert res.exit_code == 0
     for cmd in ("benchmark", "classify", "eof", "interpolate", "models", "synth", "train"):
         assert f"  {cmd} " in res.output
-    for cmd in ("interpolate", "classify", "benchmark", "synth", "eof"):
-        sub = runner.invoke(cli, [cmd, "--help"])
+    for cmd in ("interpolate", "classify", "benchmark", "synth", "eof", "train interpolator", "train classifier"):
+        sub = runner.invoke(cli, [*cmd.split(), "--help"])
         assert sub.exit_code == 0 and "Example" in sub.output and "--output" in sub.output
 
 
@@ -179,3 +179,55 @@ def test_benchmark_overrides_parsed_values_coerced():
         apply_overrides(SSTConfig(), {"n_time": 2.5})
     with pytest.raises(InputError, match="cloud_covers"):
         apply_overrides(SSTConfig(), {"cloud_covers": "lots"})
+
+
+def test_train_interpolator_then_fill_another_file_with_it(runner, sst_file, tmp_path):
+    """`train interpolator -o CKPT` writes what `interpolate --model CKPT` takes back: the second
+    run trains nothing and fills a file the network never saw, as the in-memory one would."""
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.interp import get_method
+
+    ckpt = tmp_path / "unet_ckpt"
+    small = ["--set", "steps=4", "--set", "model_options={\"width\": 8, \"depth\": 2}", "--set", "patch=16"]
+    res = runner.invoke(cli, ["train", "interpolator", str(sst_file), "--var", "sst", "--batch-size", "4",
+                              "--quiet", *small, "-o", str(ckpt)])
+    assert res.exit_code == 0, res.output
+    assert "4 steps" in res.output and f"--model {ckpt}" in res.output
+    saved = json.loads((ckpt / "config.json").read_text())
+    assert saved["task"] == "interpolation" and saved["interpolator"]["method"] == "unet"
+    other = tmp_path / "other.nc"
+    synthetic_sst(n_time=12, ny=24, nx=28, cloud_cover=0.5, seed=9).to_netcdf(other)
+    out = tmp_path / "filled.nc"
+    res = runner.invoke(cli, ["interpolate", str(other), "--method", "unet", "--model", str(ckpt), "--withhold", "0",
+                              "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(other) as src, xr.open_dataset(out) as got:
+        again = get_method("unet")(seed=0, device="cpu", checkpoint=str(ckpt)).fit(src["sst"])
+        assert again.steps_ == 0  # loaded, not trained
+        np.testing.assert_allclose(got["sst"].values, again.reconstruct()["sst"].values, atol=1e-5)
+    # refuses an existing folder (and leaves it as it was), a non-neural method, a bad option, a start checkpoint
+    before = (ckpt / "weights.safetensors").read_bytes()
+    cases = [(["-o", str(ckpt)], "already exists"),
+             (["--method", "dineof", "-o", str(tmp_path / "a")], "not a neural method"),
+             (["--set", "bogus=1", "-o", str(tmp_path / "b")], "bogus"),
+             (["--set", f"checkpoint={ckpt}", "-o", str(tmp_path / "c")], "checkpoint")]
+    for args, words in cases:
+        res = runner.invoke(cli, ["train", "interpolator", str(sst_file), "--quiet", *args])
+        assert res.exit_code == 2 and words in res.output.strip().splitlines()[-1], (args, res.output)
+    res = runner.invoke(cli, ["train", "interpolator", str(tmp_path / "missing.nc"), "-o", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "missing.nc" in res.output
+    assert runner.invoke(cli, ["train", "interpolator", "-o", str(tmp_path / "e")]).exit_code == 2  # no input
+    assert (ckpt / "weights.safetensors").read_bytes() == before
+    assert not any((tmp_path / n).exists() for n in "abcde")
+
+
+def test_set_takes_json_for_dicts_and_lists(runner, tmp_path):
+    from oceandl.cli.main import _kv
+
+    assert _kv(('model_options={"width": 8, "depth": 2}', "tile=64", "cube=4,8,8")) == {
+        "model_options": {"width": 8, "depth": 2}, "tile": 64, "cube": (4, 8, 8)}
+    assert _kv(("decoder_channels=[32, 16]",)) == {"decoder_channels": [32, 16]}
+    res = runner.invoke(cli, ["interpolate", "--demo", "--method", "unet", "--set", "model_options={width: 8}",
+                              "-o", str(tmp_path / "x.nc")])
+    assert res.exit_code == 2 and "JSON" in res.output.strip().splitlines()[-1] and "Traceback" not in res.output
+    assert not (tmp_path / "x.nc").exists()
