@@ -127,6 +127,17 @@ def _auto(v: str):
     return v
 
 
+def _method_options(input_path, demo: bool, options, epochs, batch_size, lr) -> dict:
+    """An interpolation method's options from ``--set`` and the training flags (INPUT or --demo)."""
+    if demo == (input_path is not None):
+        raise click.UsageError("give either INPUT.nc or --demo")
+    opts = _kv(options)
+    for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+        if v is not None:
+            opts[k] = v
+    return opts
+
+
 def _need_output(output: Path | None, what: str) -> Path:
     if output is None:
         raise click.UsageError(f"-o/--output is required: where to write the {what}")
@@ -210,12 +221,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     from oceandl.pipelines.interpolate import train_interpolator
 
     output = _need_output(output, "checkpoint folder")
-    if demo == (input_path is not None):
-        raise click.UsageError("give either INPUT.nc or --demo")
-    opts = _kv(options)
-    for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
-        if v is not None:
-            opts[k] = v
+    opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     click.echo(train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
                                   overwrite=overwrite, demo=demo, progress=not quiet, log=_echo))
 
@@ -524,12 +530,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
     from oceandl.pipelines.interpolate import run_interpolation
 
     output = _need_output(output, "filled netCDF")
-    if demo == (input_path is not None):
-        raise click.UsageError("give either INPUT.nc or --demo")
-    opts = _kv(options)
-    for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
-        if v is not None:
-            opts[k] = v
+    opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None:
         opts["checkpoint"] = str(checkpoint)
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
