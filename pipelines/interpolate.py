@@ -6,6 +6,7 @@ These are the file-to-file jobs behind the commands; from Python call
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,6 +19,18 @@ __all__ = ["run_interpolation", "train_interpolator", "DEMO_SIZE", "plot_interpo
 
 #: the --demo cube: (time, lat, lon), cloud cover (a quarter year of a 64 x 64 basin: a minute on a laptop)
 DEMO_SIZE = {"n_time": 90, "ny": 64, "nx": 64, "cloud_cover": 0.6}
+
+
+@contextlib.contextmanager
+def _naming(where: str):
+    """Put ``where`` (the input file, or --demo) in front of a method's InputError: the method names
+    the variable, the user also needs the file (a checkpoint error, a subclass, names its own)."""
+    try:
+        yield
+    except InputError as exc:
+        if type(exc) is InputError and where not in str(exc):
+            raise InputError(f"{where}: {exc}") from None
+        raise
 
 
 def plot_interpolation(panels: dict, path: Path, title: str = "") -> None:
@@ -81,14 +94,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                 f"({withheld.sum() / valid.sum():.1%}) by cloud-mask transfer for validation")
 
     def fill(**kw):
-        try:
+        with _naming(where):
             return interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
                                **kw, **(options or {}))
-        except InputError as exc:
-            # the method names the variable; the user also needs the file (a checkpoint error names its own)
-            if type(exc) is InputError and where not in str(exc):
-                raise InputError(f"{where}: {exc}") from None
-            raise
 
     t0 = time.perf_counter()
     res = fill(withheld=withheld)
@@ -167,12 +175,8 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         da = open_field(input_path, var)
     where = "--demo" if demo else str(input_path)
     t0 = time.perf_counter()
-    try:
+    with _naming(where):
         interp.fit(da)
-    except InputError as exc:
-        if type(exc) is InputError and where not in str(exc):
-            raise InputError(f"{where}: {exc}") from None
-        raise
     seconds = time.perf_counter() - t0
     interp.save(output, overwrite=overwrite)
     loss = interp.loss_history_

@@ -508,7 +508,7 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, 
         if with_sigma:
             specs.append(("sigma", dtype, np.nan, sigma_attrs))
         for vname, dt, fill, vattrs in specs:
-            v = nc.createVariable(vname, dt, _AXES, zlib=complevel > 0, complevel=complevel or 4, chunksizes=chunksizes,
+            v = nc.createVariable(vname, dt, _AXES, zlib=complevel > 0, complevel=complevel, chunksizes=chunksizes,
                                   fill_value=fill if fill is not None else False)
             v.setncatts({k: val for k, val in vattrs.items() if k not in ("_FillValue",)})
 
