@@ -69,7 +69,7 @@ def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "datas
     With ``var`` given, that variable (an :class:`InputError` suggesting close names if absent).
     Otherwise, in order: a variable whose CF ``standard_name`` is ``sea_surface_temperature``
     (or its skin/subskin/foundation variants), then any ``sea_surface_*`` standard name, then the
-    only 3-D data variable. Ties are broken by common SST names (``sst``, ``analysed_sst``...).
+    only 3-D data variable (counting dims of size 1, such as a single depth level, out). Ties are broken by common SST names (``sst``, ``analysed_sst``...).
 
     Parameters
     ----------
@@ -104,10 +104,12 @@ def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "datas
         )
 
     std = {n: str(ds[n].attrs.get("standard_name", "")).lower() for n in names}
+    # 3-D once singleton dims are dropped: open_field drops a depth level or band of size 1
+    three_d = [n for n in names if ds[n].ndim >= 3 and ds[n].ndim - ds[n].shape.count(1) <= 3]
     for cands, why in (
         ([n for n in names if _SST_STANDARD_NAME.match(std[n])], "sea_surface_temperature"),
         ([n for n in names if std[n].startswith("sea_surface_")], "sea_surface_*"),
-        ([n for n in names if ds[n].ndim == 3], "3-D"),
+        (three_d, "3-D"),
     ):
         found = pick(cands, why)
         if found is not None:

@@ -221,6 +221,17 @@ def test_explicit_coordinate_names_and_singleton_level(values):
     np.testing.assert_array_equal(out.values, values)
 
 
+def test_single_depth_level_file_found_without_var(tmp_path, values):
+    # a model output with one depth level, no CF standard_name: the variable is found, not refused as "no 3-D"
+    ds = _dataset(values, name="temp")
+    ds["temp"] = ds.temp.expand_dims(depth=[0.5], axis=1)
+    path = write_netcdf(ds, tmp_path / "level.nc")
+    assert find_variable(ds) == "temp"
+    out = open_field(path)
+    assert out.dims == ("time", "lat", "lon") and out.name == "temp"
+    np.testing.assert_array_equal(out.values, values)
+
+
 def test_synthetic_dataset_picks_observed_sst(values):
     ds = _dataset(values, standard_name="sea_surface_temperature")
     ds["sst_true"] = ds.sst.fillna(0.0).assign_attrs(standard_name="sea_surface_temperature")
