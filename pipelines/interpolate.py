@@ -44,6 +44,16 @@ def plot_interpolation(panels: dict, path: Path, title: str = "") -> None:
     plot_fields(panels, path, vmin=lo, vmax=hi, error_keys=[k for k in panels if "error" in k])
 
 
+def _check_figure_format(path: Path) -> None:
+    """Refuse a figure path whose extension matplotlib cannot write (none: matplotlib's default, PNG)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = path.suffix[1:].lower()
+    if ext and ext not in formats:
+        raise InputError(f"{path}: cannot write a figure as '.{ext}' (use one of {', '.join(sorted(formats))})")
+
+
 def run_interpolation(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
                       method: str = "dineof", withhold: float = 0.1, options: dict | None = None, seed: int = 0,
                       device: str = "auto", overwrite: bool = False, figure: str | Path | None = None,
@@ -66,7 +76,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     check_output_path(output, overwrite)
     check_complevel(complevel)
     if figure is not None:
-        check_output_path(figure, True)
+        # checked before the fill: a figure that cannot be written failed after the netCDF was
+        # (exit 1, the output left behind), and an existing one was replaced without --overwrite
+        check_output_path(figure, overwrite)
+        _check_figure_format(Path(figure))
     # a bad method name or option fails before anything is read, withheld or logged
     get_method(method)(seed=seed, device=device, **(options or {}))
     if not 0 <= withhold < 0.9:

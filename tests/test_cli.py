@@ -86,7 +86,13 @@ def test_interpolate_bad_inputs_are_one_line_exit_2(runner, sst_file, tmp_path):
         (["interpolate", str(sst_file), "--method", "kriging", "-o", str(tmp_path / "c.nc")], "kriging"),
         (["interpolate", str(sst_file), "--set", "bogus=1", "-o", str(tmp_path / "d.nc")], "bogus"),
         (["interpolate", str(sst_file), "-o", str(tmp_path / "e.txt")], ".nc"),
+        # the figure is checked before the fill: a bad format failed after the netCDF was written (exit 1)
+        (["interpolate", str(sst_file), "--method", "climatology", "--figure", str(tmp_path / "f.xyz"),
+          "-o", str(tmp_path / "f.nc")], "xyz"),
+        (["interpolate", str(sst_file), "--method", "climatology", "--figure", str(tmp_path / "old.png"),
+          "-o", str(tmp_path / "g.nc")], "already exists"),
     ]
+    (tmp_path / "old.png").write_bytes(b"a figure of mine")
     for args, word in cases:
         res = runner.invoke(cli, args)
         assert res.exit_code == 2, (args, res.output)
@@ -95,6 +101,7 @@ def test_interpolate_bad_inputs_are_one_line_exit_2(runner, sst_file, tmp_path):
         assert "Traceback" not in res.output
         assert "withheld" not in res.output  # options are checked before the field is read and withheld
     assert not list(tmp_path.glob("*.nc")) and not list(tmp_path.glob(".*part"))
+    assert (tmp_path / "old.png").read_bytes() == b"a figure of mine"  # not replaced without --overwrite
 
 
 def test_usage_errors_exit_2(runner, tmp_path):
