@@ -310,8 +310,8 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         intensity = "db"
         # 280 training vignettes: at batch 64, 6 epochs were 30 steps and near chance (13-22 % on
         # 10 classes); batch 16 for 12 epochs is 216 steps, 62-68 % in about 10 s on 2 cores
-        epochs = epochs or 12
-        batch_size = batch_size or 16
+        epochs = 12 if epochs is None else epochs
+        batch_size = 16 if batch_size is None else batch_size
         augment = augment or "flip,rot90"
     if not data.exists():
         raise InputError(f"{data}: no such file or folder")
@@ -320,7 +320,9 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         fractions = tuple(float(s) for s in split.split(","))
     except ValueError:
         raise InputError(f"--split {split}: expected three numbers like 0.7,0.15,0.15") from None
-    cfg = TrainConfig(epochs=epochs or 10, batch_size=batch_size or 64, lr=lr or 1e-3, seed=seed, device=device,
+    # `is None`, not `or`: an explicit 0 is refused by TrainConfig (it was silently the default)
+    cfg = TrainConfig(epochs=10 if epochs is None else epochs, batch_size=64 if batch_size is None else batch_size,
+                      lr=1e-3 if lr is None else lr, seed=seed, device=device,
                       optimizer=optimizer, class_weights=class_weights, l1=l1, l2=l2, early_stopping=early_stopping,
                       augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
                       amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],

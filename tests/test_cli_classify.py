@@ -139,6 +139,15 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
 
 
+@pytest.mark.parametrize("flag, word", [("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr")])
+def test_train_zero_epochs_batch_or_lr_is_refused(sar_tree, tmp_path, flag, word):
+    # 0 was taken as "not given" and silently replaced by the default (--epochs 0 trained 10 epochs)
+    res = invoke("train", "classifier", "--data", sar_tree.parent, "-o", tmp_path / "m", "--device", "cpu",
+                 "--quiet", "--epochs", 1, flag, 0)
+    assert_one_line_error(res, word)
+    assert not (tmp_path / "m").exists()
+
+
 def test_classify_errors_are_one_line(sar_tree, sar_model, tmp_path):
     one = next((sar_tree / "F").glob("*.tiff"))
     res = invoke("classify", one, "-o", tmp_path / "p.csv")
