@@ -64,6 +64,9 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
 
     if not 0 <= min_confidence <= 1:
         raise InputError(f"min_confidence={min_confidence}: must be within [0, 1]")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        # else predict's range(0, n, 0) raised a bare ValueError
+        raise InputError(f"batch_size={batch_size!r}: must be a positive integer")
     net, cfg = load_checkpoint(model, device=resolve_device(device), expect_task="classification")
     x, sample, paths, dim = _as_images(images)
     if len(x) == 0:

@@ -117,6 +117,19 @@ def test_classify_to_netcdf_and_min_confidence(sar_tree, sar_model, tmp_path):
         assert np.isfinite(ds["latitude"].values).all()
 
 
+def test_batch_size_zero_is_refused(sar_tree, sar_model, tmp_path):
+    # a batch of 0 was range(0, n, 0): a bare ValueError from the API, exit 1 from the CLI
+    from oceandl.classification import classify
+    from oceandl.errors import InputError
+
+    with pytest.raises(InputError, match="batch_size=0"):
+        classify(np.ones((2, 32, 32), np.float32), sar_model, batch_size=0, device="cpu")
+    one = next((sar_tree / "F").glob("*.tiff"))
+    res = invoke("classify", "--model", sar_model, one, "--batch-size", 0, "-o", tmp_path / "p.csv", "--quiet")
+    assert_one_line_error(res, "--batch-size")
+    assert not (tmp_path / "p.csv").exists()
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]
