@@ -658,14 +658,16 @@ def synth(kind, n, size, cloud_cover, output, overwrite, seed):
         from oceandl.datasets.sst import synthetic_sst
         from oceandl.io import write_netcdf
 
-        ds = synthetic_sst(n_time=n or 365, ny=size or 128, nx=size or 128, cloud_cover=cloud_cover, seed=seed)
+        # `is None`, not `or`: an explicit --n 0 or --size 0 is refused, not replaced by the default
+        n_time, grid = 365 if n is None else n, 128 if size is None else size
+        ds = synthetic_sst(n_time=n_time, ny=grid, nx=grid, cloud_cover=cloud_cover, seed=seed)
         write_netcdf(ds, output, overwrite=overwrite)
     else:
         from oceandl.datasets import synthetic_images as si
 
         make = si.make_sar_vignettes if kind == "sar" else si.make_plankton_images
         with atomic_path(output, overwrite=overwrite) as tmp:
-            make(tmp, n_per_class=n or 20, size=size or 64, seed=seed)
+            make(tmp, n_per_class=20 if n is None else n, size=64 if size is None else size, seed=seed)
     _echo(f"{kind} written to {output}")
 
 

@@ -126,6 +126,16 @@ def test_synth_and_eof(runner, tmp_path):
     assert np.all(np.diff(vf) <= 1e-12) and 0 < vf.sum() <= 1
 
 
+@pytest.mark.parametrize("args", [["sst", "--n", "0", "--size", "8"], ["sst", "--n", "3", "--size", "0"],
+                                  ["sar", "--n", "0", "--size", "16"]])
+def test_synth_zero_sizes_are_refused(runner, tmp_path, args):
+    # 0 was taken as "not given": --n 0 wrote a 365-day cube, --size 0 a 128 x 128 grid
+    out = tmp_path / "out"
+    res = runner.invoke(cli, ["synth", *args, "-o", str(out)])
+    assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("Error:"), res.output
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_benchmark_mnist_fast(runner, mnist_root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(cli, ["benchmark", "mnist", "--data-root", str(mnist_root), "--fast", "--quiet", "-o", str(out),
