@@ -388,7 +388,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
         # a wrong --model fails before any image is read
         config = read_config(model_path)
         if config.get("task") != "classification":
-            raise CheckpointError(f"{model_path}: a {config.get('task')} checkpoint, not a classifier "
+            raise CheckpointError(f"{model_path}: a checkpoint of task {config.get('task')!r}, not a classifier "
                                   "(train one with `oceandl train classifier`)")
         data, meta = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
         ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,

@@ -253,8 +253,8 @@ def synthetic_sst(
     sst_attrs = {"standard_name": "sea_surface_temperature", "units": "degree_Celsius"}
     ds = xr.Dataset(
         {
-            "sst": (dims, observed, {**sst_attrs,
-                                     "long_name": "observed sea surface temperature (NaN under cloud and on land)"}),
+            # the long_name says what the field is, not where it is missing: a filled copy keeps it
+            "sst": (dims, observed, {**sst_attrs, "long_name": "observed sea surface temperature"}),
             "sst_true": (dims, truth, {**sst_attrs,
                                        "long_name": "true cloud-free sea surface temperature"}),
             "cloud": (dims, clouds.astype(np.int8), {"long_name": "cloud mask", "flag_values": np.int8([0, 1]),
@@ -266,6 +266,8 @@ def synthetic_sst(
         coords=coords,
         attrs={
             "title": "Synthetic gappy sea surface temperature",
+            "summary": "sst: the observation, NaN under cloud and on land; sst_true: the cloud-free truth; "
+                       "cloud, land: the masks",
             "source": "oceandl synthetic",
             "seed": int(seed),
             "cloud_cover": float(cloud_cover),

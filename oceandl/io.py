@@ -69,7 +69,8 @@ def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "datas
     With ``var`` given, that variable (an :class:`InputError` suggesting close names if absent).
     Otherwise, in order: a variable whose CF ``standard_name`` is ``sea_surface_temperature``
     (or its skin/subskin/foundation variants), then any ``sea_surface_*`` standard name, then the
-    only 3-D data variable (counting dims of size 1, such as a single depth level, out). Ties are broken by common SST names (``sst``, ``analysed_sst``...).
+    only 3-D data variable (counting dims of size 1, such as a single depth level, out). Ties are
+    broken by common SST names (``sst``, ``analysed_sst``...).
 
     Parameters
     ----------

@@ -727,7 +727,7 @@ CHECKPOINT_CASES = {
     "other-num-classes": (lambda good, d: _edit_config(good, d / "five", model_args=[1, 5], classes=list("abcde")),
                           ["weights do not fit model 'cnn'", "has shape (3,)", "expects (5,)"]),
     "reconstruction-task": (lambda good, d: _edit_config(good, d / "rec", task="reconstruction"),
-                            ["a reconstruction checkpoint"]),
+                            ["task 'reconstruction'", "classif"]),
     "pickle-file": (lambda good, d: _torch_pickle(d / "model.pt"),
                     ["refused", "pickle-based", "arbitrary code"]),
     "pickle-file-no-suffix": (lambda good, d: (d / "model").write_bytes(pickle.dumps({"w": [1, 2]})) and d / "model",
@@ -767,6 +767,21 @@ def test_bad_checkpoint(tmp_path, image, case):
     assert_one_line(info, str(ckpt), *parts)
     with pytest.raises(CheckpointError):
         classify(torch.rand(2, 1, 16, 16), ckpt, device="cpu")
+
+
+def test_classifier_checkpoint_given_to_interpolate(tmp_path, good_nc):
+    """`interpolate --model` with a classifier checkpoint fails on its JSON, before the input is
+    read (no 'withheld' line), with nothing written; likewise in Python at the method's construction."""
+    from oceandl.interp import get_method
+
+    ckpt = _checkpoint(tmp_path / "clf")
+    out = tmp_path / "filled.nc"
+    res = invoke("interpolate", good_nc, "--method", "unet", "--model", ckpt, "-o", out, "--device", "cpu", "--quiet")
+    assert_cli_error(res, 2, str(ckpt), "task 'classification'", "interpolation")
+    assert "withheld" not in res.output and not out.exists() and leftovers(tmp_path) == []
+    with pytest.raises(CheckpointError) as info:
+        get_method("resae")(device="cpu", checkpoint=str(ckpt))
+    assert_one_line(info, str(ckpt), "task 'classification'")
 
 
 def test_good_checkpoint_classifies(tmp_path, image):

@@ -219,7 +219,7 @@ def test_checkpoint_roundtrip(tiny, tmp_path):
     np.testing.assert_allclose(again["sigma"].values, first["sigma"].values, rtol=1e-5)
     assert again.attrs["train_steps"] == 0
     with pytest.raises(CheckpointError, match="convae"):
-        METHODS["unet"](device="cpu", checkpoint=str(path)).fit(tiny)
+        METHODS["unet"](device="cpu", checkpoint=str(path))  # at construction: the JSON says so
 
 
 @pytest.mark.parametrize("options, word", [

@@ -74,6 +74,8 @@ def test_cf_attributes(cube):
         assert cube[name].attrs["standard_name"] == "sea_surface_temperature"
         assert cube[name].attrs["units"] == "degree_Celsius"
         assert cube[name].attrs["long_name"]
+    # a filled copy keeps the long_name: it must not say the field has gaps (that is in summary)
+    assert "NaN" not in cube.sst.attrs["long_name"] and "NaN under cloud" in cube.attrs["summary"]
     assert cube.lat.attrs["units"] == "degrees_north" and cube.lat.attrs["axis"] == "Y"
     assert cube.lon.attrs["units"] == "degrees_east" and cube.lon.attrs["axis"] == "X"
     assert cube.time.attrs["axis"] == "T"

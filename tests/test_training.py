@@ -178,7 +178,7 @@ def test_checkpoint_refuses_pickles_and_mismatches(tmp_path):
 def test_checkpoint_task_check(tmp_path):
     m = get_model("conv_ae", 1)
     save_checkpoint(tmp_path / "ae", m, model_name="conv_ae", model_args=[1], model_options={}, task="reconstruction")
-    with pytest.raises(CheckpointError, match="reconstruction checkpoint.*classification"):
+    with pytest.raises(CheckpointError, match="task 'reconstruction'.*task 'classification'"):
         load_checkpoint(tmp_path / "ae", expect_task="classification")
 
 

@@ -166,6 +166,23 @@ class NeuralInterpolator(Interpolator):
             valid = model_options(self.model_name)
             bad = [k for k in o["model_options"] if k not in valid]
             need("model_options", not bad, f"has unknown key {bad[:1]}; valid: {', '.join(valid)}")
+        if o["checkpoint"] is not None:
+            # the JSON alone, before any input is read: a wrong checkpoint fails first, not after the fill's set-up
+            self._checkpoint_meta(o["checkpoint"])
+
+    def _checkpoint_meta(self, path) -> dict:
+        """The ``interpolator`` metadata of checkpoint ``path``; a :class:`CheckpointError` unless it
+        is an interpolation checkpoint of this method."""
+        from oceandl.training.checkpoint import read_config
+
+        config = read_config(path)
+        if config.get("task") != "interpolation":
+            raise CheckpointError(f"{path}: a checkpoint of task {config.get('task')!r}, but task 'interpolation' "
+                                  "is needed (train one with `oceandl train interpolator`)")
+        meta = config.get("interpolator") or {}
+        if meta.get("method") != self.name:
+            raise CheckpointError(f"{path}: a checkpoint of method {meta.get('method')!r}, not {self.name!r}")
+        return meta
 
     gives_sigma = _GivesSigma()  # type: ignore[assignment]
 
@@ -454,10 +471,8 @@ class NeuralInterpolator(Interpolator):
     def _load(self, path) -> None:
         from oceandl.training.checkpoint import load_checkpoint
 
+        meta = self._checkpoint_meta(path)
         model, config = load_checkpoint(path, device=self._device, expect_task="interpolation")
-        meta = config.get("interpolator") or {}
-        if meta.get("method") != self.name:
-            raise CheckpointError(f"{path}: a checkpoint of method {meta.get('method')!r}, not {self.name!r}")
         self.model_ = model
         self._model_opts = dict(config.get("model_options", {}))
         self._cfg = {k: meta[k] for k in ("neighbours", "nll", "seasonal", "latlon")}

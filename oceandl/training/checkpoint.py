@@ -134,7 +134,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     folder = _check_folder(path)
     config = read_config(folder)
     if expect_task and config.get("task") != expect_task:
-        raise CheckpointError(f"{path}: a {config.get('task')} checkpoint, but a {expect_task} model is needed")
+        raise CheckpointError(f"{path}: a checkpoint of task {config.get('task')!r}, but task {expect_task!r} "
+                              "is needed")
     try:
         state = load_file(str(folder / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as exc:
