@@ -92,8 +92,9 @@ def plot_image_grid(rows: Sequence[np.ndarray], labels: Sequence[str], path: str
 
 
 def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", vmin=None, vmax=None,
-                error_keys: Sequence[str] = ()) -> None:
-    """One 2-D field per panel (title: key); keys in ``error_keys`` get a diverging symmetric scale."""
+                error_keys: Sequence[str] = (), fmt: str | None = None) -> None:
+    """One 2-D field per panel (title: key); keys in ``error_keys`` get a diverging symmetric scale.
+    ``fmt``: the image format (default: from ``path``'s suffix; give it for a temporary name)."""
     plt = _plt()
     n = len(fields)
     ncol = min(n, 4)
@@ -112,5 +113,5 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format=fmt)
     plt.close(fig)

@@ -33,15 +33,15 @@ def _naming(where: str):
         raise
 
 
-def plot_interpolation(panels: dict, path: Path, title: str = "") -> None:
+def plot_interpolation(panels: dict, path: Path, title: str = "", fmt: str | None = None) -> None:
     """A row of maps of one day: each panel a (lat, lon) array; keys containing 'error' or
-    'sigma' get their own colour scale."""
+    'sigma' get their own colour scale. ``fmt``: the image format (default: from ``path``'s suffix)."""
     from oceandl.plotting import plot_fields
 
     vals = [np.asarray(v) for k, v in panels.items() if "error" not in k and "sigma" not in k]
     finite = np.concatenate([v[np.isfinite(v)] for v in vals]) if vals else np.array([0.0])
     lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
-    plot_fields(panels, path, vmin=lo, vmax=hi, error_keys=[k for k in panels if "error" in k])
+    plot_fields(panels, path, vmin=lo, vmax=hi, error_keys=[k for k in panels if "error" in k], fmt=fmt)
 
 
 def _check_figure_format(path: Path) -> None:
@@ -68,7 +68,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     from oceandl.interp import get_method, interpolate
     from oceandl.io import check_complevel, open_field, write_netcdf
     from oceandl.metrics.interpolation import interp_metrics
-    from oceandl.utils import check_output_path
+    from oceandl.utils import atomic_path, check_output_path
 
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
@@ -126,20 +126,24 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         miss = ~valid & np.isfinite(truth)
         m = interp_metrics(res[name].values, truth, mask=miss | (withheld if withheld is not None else False))
         res.attrs.update({f"truth_{k}": v for k, v in m.items()})
-    write_netcdf(res, output, overwrite=overwrite, complevel=complevel)
+    # the figure is drawn to a temporary name first and renamed only once the netCDF is written:
+    # a failure in either leaves neither (nor an old one replaced)
+    with (atomic_path(figure, overwrite) if figure is not None else contextlib.nullcontext()) as fig_tmp:
+        if figure is not None:
+            cover = (~valid).mean(axis=(1, 2))
+            day = int(np.argsort(cover)[len(cover) // 2])  # a typical day, not the cloudiest
+            panels = {}
+            if truth is not None:
+                panels["truth"] = truth[day]
+            panels["input (gappy)"] = np.where(valid[day], da.values[day], np.nan)
+            panels[f"{method}"] = res[name].values[day]
+            if truth is not None:
+                panels[f"{method} error"] = res[name].values[day] - truth[day]
+            if "sigma" in res:
+                panels["sigma"] = res["sigma"].values[day]
+            plot_interpolation(panels, fig_tmp, fmt=Path(figure).suffix[1:].lower() or "png")
+        write_netcdf(res, output, overwrite=overwrite, complevel=complevel)
     if figure is not None:
-        cover = (~valid).mean(axis=(1, 2))
-        day = int(np.argsort(cover)[len(cover) // 2])  # a typical day, not the cloudiest
-        panels = {}
-        if truth is not None:
-            panels["truth"] = truth[day]
-        panels["input (gappy)"] = np.where(valid[day], da.values[day], np.nan)
-        panels[f"{method}"] = res[name].values[day]
-        if truth is not None:
-            panels[f"{method} error"] = res[name].values[day] - truth[day]
-        if "sigma" in res:
-            panels["sigma"] = res["sigma"].values[day]
-        plot_interpolation(panels, Path(figure))
         log(f"figure of day {day} written to {figure}")
     how = f" ({res.attrs['precision']})" if "precision" in res.attrs else ""  # neural methods: bf16 or fp32
     parts = [f"{method}{how}: filled {int((res['missing_flag'].values > 0).sum()):,} pixels in {seconds:.1f} s "

@@ -104,6 +104,27 @@ def test_interpolate_bad_inputs_are_one_line_exit_2(runner, sst_file, tmp_path):
     assert (tmp_path / "old.png").read_bytes() == b"a figure of mine"  # not replaced without --overwrite
 
 
+@pytest.mark.parametrize("failing", ["netcdf", "figure"])
+def test_interpolate_failure_leaves_neither_output(runner, sst_file, tmp_path, monkeypatch, failing):
+    """The netCDF and the figure are written together: when either fails (a full disk, say),
+    neither is left behind, and an existing figure (with --overwrite) is not replaced."""
+    import oceandl.io
+    import oceandl.plotting
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(*((oceandl.io, "write_netcdf", fail) if failing == "netcdf" else
+                          (oceandl.plotting, "plot_fields", fail)))
+    fig = tmp_path / "day.png"
+    fig.write_bytes(b"an older figure")
+    res = runner.invoke(cli, ["interpolate", str(sst_file), "--method", "climatology", "--figure", str(fig),
+                              "--overwrite", "--quiet", "-o", str(tmp_path / "filled.nc")])
+    assert res.exit_code == 1 and "No space left" in res.output.strip().splitlines()[-1], res.output
+    assert not (tmp_path / "filled.nc").exists() and fig.read_bytes() == b"an older figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["day.png"]  # no temporaries either
+
+
 def test_usage_errors_exit_2(runner, tmp_path):
     assert runner.invoke(cli, ["interpolate", "--demo"]).exit_code == 2  # no -o
     assert runner.invoke(cli, ["interpolate", "--demo", "x.nc", "-o", "y.nc"]).exit_code == 2
