@@ -563,13 +563,17 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
 @click.option("--var", default=None, help="Variable (default: found from CF attributes).")
 @click.option("-n", "--n-modes", default=10, show_default=True, help="Number of modes.")
 @click.option("--weights", type=click.Choice(["coslat", "none"]), default="coslat", show_default=True)
-@common(output="EOF netCDF", seed=False, device=False)
-def eof(input_path, var, n_modes, weights, output, overwrite):
+@click.option("--solver", type=click.Choice(["auto", "full", "randomized"]), default="auto", show_default=True,
+              help="SVD: full, randomized (truncated; large fields), or auto (randomized when the field is large "
+                   "and few modes are kept).")
+@common(output="EOF netCDF", device=False)
+def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
     """EOF analysis of a (time, lat, lon) field: EOFs, PCs, eigenvalues, variance fractions.
 
     \b
     Example:
       oceandl eof sst_anom.nc --var sst -n 5 -o eofs.nc
+      oceandl eof sst_daily_10y.nc -n 20 --solver randomized -o eofs.nc
     """
     from oceandl.interp import eof as run_eof
     from oceandl.io import open_field, write_netcdf
@@ -579,7 +583,7 @@ def eof(input_path, var, n_modes, weights, output, overwrite):
 
     check_output_path(output, overwrite)
     da = open_field(input_path, var)
-    res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights)
+    res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
     import xarray as xr
 
     ds = xr.Dataset({"eofs": res.eofs, "pcs": res.pcs, "eigenvalues": res.eigenvalues,

@@ -46,6 +46,9 @@ ratios stay meaningful. Cases:
   runs with it in force (as the library sets it on the CPU), the course loop included.
 * ``dineof_cpu`` (and ``dineof_cuda`` on CUDA): DINEOF with a fixed number of modes on a cube;
   on CUDA the GPU/CPU speed ratio and the largest difference of the results.
+* ``eof_full`` and ``eof_randomized``: :func:`oceandl.eof` of a complete synthetic cube with
+  LAPACK's full SVD against the randomized truncated one (``solver="auto"`` on large fields), with
+  the largest relative difference of the eigenvalues and absolute difference of the EOFs.
 
 ``results.json`` maps each case to ``throughput`` (median), ``unit``, ``reference``, ``ratio``
 (median over the passes of throughput / the reference's in the same pass), ``ratio_to_raw`` (engine
@@ -122,13 +125,16 @@ class PerfConfig:
     dineof_max_iter: int = 0              # iterations per mode; 0 = the method's default (to convergence).
     # A fixed count makes both devices do the same arithmetic, so the GPU/CPU ratio of a large cube
     # (the issue's 3650 x 256 x 256) is measurable without running the CPU to convergence.
+    # EOF analysis: the randomized truncated SVD against the full one (0 time steps: no such case)
+    eof_cube: tuple[int, ...] = (730, 96, 96)
+    eof_modes: int = 10
 
 
 _FAST = {
     "n_samples": 200, "batch_size": 50, "repeats": 1, "compile": False, "interp_steps": 2, "interp_batch": 4,
     "patch": 32, "cube": (6, 40, 40), "tile": 32, "overlap": 8, "infer_batch": 4, "memory_grids": (32, 64),
     "memory_time": 3, "dineof_cube": (24, 16, 16), "dineof_modes": 3, "interp_methods": ("unet",),
-    "matmul_size": 256, "read_files": 200, "read_size": 32,
+    "matmul_size": 256, "read_files": 200, "read_size": 32, "eof_cube": (60, 24, 24), "eof_modes": 3,
 }
 _FAST_MODELS = {"mlp": {"hidden": (64,)}, "cnn": {"channels": (8, 16), "hidden": 32},
                 "unet": {"width": 8, "depth": 2}, "resae": {"width": 8, "depth": 2},
@@ -855,6 +861,34 @@ def _dineof_cases(cfg: PerfConfig, device: torch.device) -> list[_Case]:
     return cases
 
 
+def _eof_cases(cfg: PerfConfig) -> list[_Case]:
+    """``eof_full`` (LAPACK's SVD of the whole matrix) and ``eof_randomized`` (the truncated
+    randomized SVD that ``solver="auto"`` picks for large fields) on a complete synthetic cube,
+    with the largest differences of the eigenvalues (relative) and of the EOFs."""
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.interp.eof import eof
+
+    nt, ny, nx = cfg.eof_cube
+    da = synthetic_sst(n_time=nt, ny=ny, nx=nx, seed=cfg.seed)["sst_true"]
+    mpx = da.size / 1e6
+    done: dict = {}
+
+    def run_with(solver: str):
+        t0 = time.perf_counter()
+        res = eof(da, n_modes=cfg.eof_modes, solver=solver, seed=cfg.seed)
+        s = time.perf_counter() - t0
+        done[solver] = res
+        out = {"throughput": mpx / s, "seconds": s, "n_modes": res.n_modes}
+        if solver == "randomized" and "full" in done:
+            ref = done["full"]
+            out["max_eigenvalue_rel_diff"] = float(np.max(np.abs(res.eigenvalues.values / ref.eigenvalues.values - 1)))
+            out["max_eof_abs_diff"] = float(np.nanmax(np.abs(res.eofs.values - ref.eofs.values)))
+        return out
+
+    return [_Case("eof_full", "Mpx/s", None, lambda: run_with("full")),
+            _Case("eof_randomized", "Mpx/s", "eof_full", lambda: run_with("randomized"))]
+
+
 # ------------------------------------------------------------------------------------------ run
 def _environment(device: torch.device) -> dict:
     import platform
@@ -882,8 +916,8 @@ def run(cfg: PerfConfig, ctx: RunContext) -> dict:
         cfg = replace(cfg, **{k: v for k, v in _FAST.items() if getattr(cfg, k) == defaults[k]})
     if cfg.repeats < 1 or cfg.n_samples < 1 or cfg.batch_size < 1:
         raise InputError("repeats, n_samples and batch_size must be >= 1")
-    if len(cfg.cube) != 3 or len(cfg.dineof_cube) != 3:
-        raise InputError("cube and dineof_cube need 3 sizes (time, lat, lon)")
+    if len(cfg.cube) != 3 or len(cfg.dineof_cube) != 3 or len(cfg.eof_cube) != 3:
+        raise InputError("cube, dineof_cube and eof_cube need 3 sizes (time, lat, lon)")
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -913,6 +947,7 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
         cases += _mnist_cases(cfg, device, ctx, flops)
         interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
         cases += interp + (_read_cases(cfg, device, workdir) if cfg.read_files else []) + _dineof_cases(cfg, device)
+        cases += _eof_cases(cfg) if cfg.eof_cube[0] else []
         if env["heap_kept"]:
             cases += _heap_cases(cfg, checkpoint)
         for r in range(cfg.repeats):

@@ -145,6 +145,16 @@ def test_synth_and_eof(runner, tmp_path):
     assert e["eofs"].dims == ("mode", "lat", "lon") and e.sizes["mode"] == 3
     vf = e["variance_fraction"].values
     assert np.all(np.diff(vf) <= 1e-12) and 0 < vf.sum() <= 1
+    assert e["eofs"].attrs["solver"] == "full"  # auto, on a small field
+    res = runner.invoke(cli, ["eof", str(out), "--var", "sst_true", "-n", "3", "--solver", "randomized", "--seed", "5",
+                              "-o", str(tmp_path / "r.nc")])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "r.nc") as r:
+        assert r["eofs"].attrs["solver"] == "randomized" and '"seed": 5' in r["eofs"].attrs["options"]
+        np.testing.assert_allclose(r["variance_fraction"].values, vf, rtol=1e-9)
+        np.testing.assert_allclose(r["eofs"].values, e["eofs"].values, atol=1e-9)  # same signs too
+    res = runner.invoke(cli, ["eof", str(out), "--solver", "lanczos", "-o", str(tmp_path / "x.nc")])
+    assert res.exit_code == 2 and "lanczos" in res.output and not (tmp_path / "x.nc").exists()
 
 
 @pytest.mark.parametrize("args", [["sst", "--n", "0", "--size", "8"], ["sst", "--n", "3", "--size", "0"],

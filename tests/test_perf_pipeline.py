@@ -37,7 +37,7 @@ def test_fast_run_cases_and_ratios(fast_run):
                  "interp_infer_tiled", "interp_end_to_end", "interp_end_to_end_uncompressed", "dineof_cpu",
                  "tiled_memory_32", "tiled_memory_64",
                  "untiled_memory_64", "matmul_peak", "read_files_inprocess", "read_files_workers",
-                 "stream_train_inprocess", "stream_train_workers"}
+                 "stream_train_inprocess", "stream_train_workers", "eof_full", "eof_randomized"}
     from oceandl.utils import native_bf16
 
     if native_bf16("cpu"):  # a bf16 matmul peak, and the fastest eager switches against the course loop
@@ -103,6 +103,10 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert small["working_host_mb"] >= 0 and big["working_host_mb"] >= 0
     assert on_disk["untiled_memory_64"]["reference"] == "tiled_memory_64"
     assert on_disk["dineof_cpu"]["n_iter_total"] >= 1
+    # EOF: the randomized solver against the full one, the same modes (a 60-step cube: q = 19 of 60)
+    rand = on_disk["eof_randomized"]
+    assert rand["reference"] == "eof_full" and rand["n_modes"] == on_disk["eof_full"]["n_modes"] == 3
+    assert rand["max_eigenvalue_rel_diff"] < 1e-9 and rand["max_eof_abs_diff"] < 1e-6
     # reading files: the same 200 vignettes both ways; in-process by request, workers by choice
     assert on_disk["read_files_workers"]["reference"] == "read_files_inprocess"
     assert on_disk["read_files_inprocess"]["workers"] == 0 and on_disk["read_files_workers"]["workers"] >= 0
