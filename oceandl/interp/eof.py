@@ -156,9 +156,13 @@ class EOF:
         if not ocean.any():
             raise InputError(f"{label}: no pixel is observed at every time step; nothing to analyse")
 
-        X = values[:, ocean]
-        mean = X.mean(axis=0) if center else np.zeros(X.shape[1])
-        A = (X - mean) * w[ocean]
+        # centred and weighted in place: a 10-year daily 256 x 256 cube is 1.9 GB in float64, and
+        # each temporary would be another
+        A = values[:, ocean]  # a copy (boolean index)
+        del values, nan
+        mean = A.mean(axis=0) if center else np.zeros(A.shape[1])
+        A -= mean
+        A *= w[ocean]
         if not np.any(A):
             raise InputError(f"{label}: the (centred, weighted) field is zero everywhere; no variance to analyse")
         k = int(min(n_modes, *A.shape))
