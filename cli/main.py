@@ -75,7 +75,9 @@ def common(f=None, *, output: str | None = "output file", seed: bool = True, dev
             fn = click.option("--device", default="auto", show_default=True, callback=_check_device,
                               type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute.")(fn)
         if seed:
-            fn = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")(fn)
+            # NumPy refuses negative seeds with a bare ValueError (exit 1) deep in the run
+            fn = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                              help="Random seed (>= 0).")(fn)
         if output:
             fn = click.option("--overwrite", is_flag=True, help="Replace an existing output.")(fn)
             fn = click.option("-o", "--output", type=click.Path(path_type=Path), help=f"Write the {output} here.")(fn)
