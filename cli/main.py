@@ -346,7 +346,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="Checkpoint folder from `oceandl train classifier`.")
 @click.option("--min-confidence", type=float, default=0.0, show_default=True, help="Below it, the label is 'unassigned'.")
-@click.option("--tta", is_flag=True, help="Test-time augmentation (flips and 90-degree rotations).")
+@click.option("--tta", is_flag=True, help="Test-time augmentation (flips and 90-degree rotations; non-square images: flips and 180 degrees).")
 @click.option("--var", default="image", show_default=True, help="Image variable of a netCDF stack.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per forward pass.")
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")
