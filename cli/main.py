@@ -75,7 +75,9 @@ def common(f=None, *, output: str | None = "output file", seed: bool = True, dev
             fn = click.option("--device", default="auto", show_default=True, callback=_check_device,
                               type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute.")(fn)
         if seed:
-            fn = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")(fn)
+            # NumPy refuses negative seeds with a bare ValueError (exit 1) deep in the run
+            fn = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                              help="Random seed (>= 0).")(fn)
         if output:
             fn = click.option("--overwrite", is_flag=True, help="Replace an existing output.")(fn)
             fn = click.option("-o", "--output", type=click.Path(path_type=Path), help=f"Write the {output} here.")(fn)
@@ -344,7 +346,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="Checkpoint folder from `oceandl train classifier`.")
 @click.option("--min-confidence", type=float, default=0.0, show_default=True, help="Below it, the label is 'unassigned'.")
-@click.option("--tta", is_flag=True, help="Test-time augmentation (flips and 90-degree rotations).")
+@click.option("--tta", is_flag=True, help="Test-time augmentation (flips and 90-degree rotations; non-square images: flips and 180 degrees).")
 @click.option("--var", default="image", show_default=True, help="Image variable of a netCDF stack.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per forward pass.")
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")

@@ -823,7 +823,9 @@ class NetCDFImageDataset(Dataset):
 
     Notes
     -----
-    Non-finite pixels are replaced by the image's finite median (all-NaN image: InputError).
+    Unsigned-integer images (stored type, without scale_factor/add_offset) are divided by their
+    type's maximum, to [0, 1], as image files are. Non-finite pixels are replaced by the image's
+    finite median (all-NaN image: InputError).
     """
 
     def __init__(
@@ -854,6 +856,11 @@ class NetCDFImageDataset(Dataset):
                 f"{where}: variable {var!r} has dims {da.dims}; expected (sample, y, x) or (sample, channel, y, x)"
             )
         images = np.asarray(da.values, dtype=np.float32)
+        stored = np.dtype(da.encoding.get("dtype", da.dtype)) if da.dtype.kind == "f" else da.dtype
+        if stored.kind == "u" and not {"scale_factor", "add_offset"} & set(da.encoding):
+            # The module's rule for image files (a uint8 PNG is read as [0, 1]): a model trained on a
+            # folder sees the same pixels from the stack. `stored`: ints with a _FillValue decode to float.
+            images /= np.float32(np.iinfo(stored).max)
         if images.ndim == 3:
             images = images[:, None]
         if len(images) == 0:

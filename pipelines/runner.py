@@ -116,6 +116,9 @@ def apply_overrides(config, overrides: dict[str, Any] | list[str] | None = None,
         except (ValueError, TypeError):
             raise InputError(f"--set {k}={text}: not a valid {hints[k]}") from None
         changes[k] = v
+    seed = changes.get("seed")
+    if isinstance(seed, int) and seed < 0:  # else NumPy's bare "expected non-negative integer", exit 1
+        raise InputError(f"seed={seed}: must be a non-negative integer")
     return dataclasses.replace(config, **changes)
 
 

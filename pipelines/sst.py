@@ -64,6 +64,11 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.plotting import plot_fields
 
+    # an empty list ran nothing and wrote a run folder with an empty table (exit 0)
+    if not cfg.methods:
+        raise InputError("methods: give at least one interpolation method")
+    if not cfg.cloud_covers:
+        raise InputError("cloud_covers: give at least one cloud cover")
     for m in cfg.methods:
         get_method(m)
     n_time, size = (24, 32) if cfg.fast else (cfg.n_time, cfg.size)

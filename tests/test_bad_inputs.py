@@ -610,6 +610,15 @@ def test_empty_class_is_dropped(tmp_path):
     assert ds.classes == ["a", "b", "c"] and len(ds) == 18 and sorted(set(ds.targets)) == [0, 1, 2]
 
 
+def test_single_class_is_refused_for_training(tmp_path):
+    # it trained a one-class model and reported test accuracy 1.0, log-loss 0 (exit 0)
+    tree = make_tree(tmp_path / "tree", classes=("only",))
+    out = tmp_path / "model"
+    res = invoke("train", "classifier", "--data", tree, "-o", out, "--epochs", "1", "--device", "cpu", "--quiet")
+    assert_cli_error(res, 2, "'only'", "at least 2 classes")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
 def test_mixed_sizes(tmp_path):
     from oceandl.datasets.images import ImageFolderDataset
 

@@ -167,6 +167,21 @@ def test_synth_zero_sizes_are_refused(runner, tmp_path, args):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_negative_seed_is_refused(runner, tmp_path):
+    # NumPy refused it deep in the run: "ValueError: expected non-negative integer", exit 1
+    from oceandl.errors import InputError
+    from oceandl.pipelines.runner import apply_overrides
+    from oceandl.pipelines.sst import SSTConfig
+
+    res = runner.invoke(cli, ["synth", "sst", "--n", "3", "--size", "8", "--seed", "-1", "-o", str(tmp_path / "s.nc")])
+    assert res.exit_code == 2 and "--seed" in res.output.strip().splitlines()[-1], res.output
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "--set", "seed=-5", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "seed=-5" in res.output.strip().splitlines()[-1], res.output
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(InputError, match="seed"):
+        apply_overrides(SSTConfig(), {"seed": -1})
+
+
 def test_benchmark_mnist_fast(runner, mnist_root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(cli, ["benchmark", "mnist", "--data-root", str(mnist_root), "--fast", "--quiet", "-o", str(out),

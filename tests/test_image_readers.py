@@ -289,6 +289,24 @@ def test_netcdf_stack_int_string_and_flag_labels(tmp_path):
     assert NetCDFImageDataset(four, var="img", label_var="cls")[0]["image"].shape == (2, 4, 4)
 
 
+def test_netcdf_stack_unsigned_ints_scaled_like_image_files(tmp_path):
+    # a uint8 stack came out as 0..255 while the same images as PNG files are read as [0, 1]
+    rng = np.random.default_rng(5)
+    u8 = rng.integers(0, 256, (3, 6, 6), dtype=np.uint8)
+    write_png(tmp_path / "a.png", u8[0])
+    ds = xr.Dataset({"image": (("sample", "y", "x"), u8), "label": ("sample", [0, 1, 0])})
+    np.testing.assert_allclose(NetCDFImageDataset(ds)[0]["image"].numpy(), read_image(tmp_path / "a.png"))
+    masked = ds.copy()
+    masked["image"].encoding["_FillValue"] = np.uint8(255)  # decoded to float with NaN on reading
+    masked.to_netcdf(tmp_path / "u8.nc")
+    d = NetCDFImageDataset(tmp_path / "u8.nc")
+    assert 0 <= float(d[1]["image"].min()) and float(d[1]["image"].max()) <= 1
+    u16 = ds.assign(image=ds["image"].astype(np.uint16) * 257)
+    np.testing.assert_allclose(NetCDFImageDataset(u16)[2]["image"][0].numpy(), u8[2] / 255.0, rtol=1e-6)
+    signed = ds.assign(image=ds["image"].astype(np.int16))  # signed and float: kept as stored
+    np.testing.assert_array_equal(NetCDFImageDataset(signed)[0]["image"][0].numpy(), u8[0])
+
+
 def test_netcdf_errors(tmp_path):
     ds = xr.Dataset({"image": (("s", "y", "x"), np.zeros((2, 4, 4), np.float32)), "label": ("s", [0, 1])})
     path = tmp_path / "s.nc"

@@ -78,3 +78,13 @@ def test_method_options_parsed_and_checked():
         parse_method_options(("resae.steps=3",), ("unet",))
     with pytest.raises(InputError, match="method.key=value"):
         parse_method_options(("steps=3",), ("unet",))
+
+
+@pytest.mark.parametrize("key", ["methods", "cloud_covers"])
+def test_empty_methods_or_cloud_covers_are_refused(tmp_path, key):
+    # `--set methods=` ran nothing and wrote a run folder with an empty table (exit 0)
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match=key):
+        run_pipeline(get_pipeline("sst"), out, overrides={"fast": True, key: ()}, device="cpu", progress=False,
+                     log=lambda s: None)
+    assert not list(tmp_path.iterdir())

@@ -201,6 +201,23 @@ def test_predict_tta_rotation_invariant_model_is_unchanged():
     assert np.allclose(predict(Mean(), x, device="cpu"), predict(Mean(), x, device="cpu", tta=True), atol=1e-6)
 
 
+def test_predict_tta_keeps_the_shape_of_non_square_images():
+    # 90-degree turns of 4 x 6 images gave 6 x 4 views: an mlp (fixed input size) read scrambled pixels
+    shapes = []
+
+    class Record(torch.nn.Module):
+        def forward(self, x):
+            shapes.append(tuple(x.shape[-2:]))
+            return torch.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], 1)
+
+    x = torch.rand(3, 1, 4, 6)
+    p = predict(Record(), x, device="cpu", tta=True)
+    assert set(shapes) == {(4, 6)} and len(shapes) == 4 and p.shape == (3, 2)
+    shapes.clear()
+    predict(Record(), torch.rand(3, 1, 5, 5), device="cpu", tta=True)
+    assert len(shapes) == 8  # square: all 8 flips/rotations
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_classification_metrics_match_sklearn(seed):
     sk = pytest.importorskip("sklearn.metrics")

@@ -59,6 +59,9 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers)
     if not classes:
         classes = [str(i) for i in range(int(data.y.max()) + 1)]
+    if len(classes) < 2:
+        # one class trained a model that always answers it (test accuracy 1.0, log-loss 0)
+        raise InputError(f"only one class ({classes[0]!r}): a classifier needs at least 2 classes")
     counts = np.bincount(data.targets, minlength=len(classes))
     if (counts < 3).any():
         few = [c for c, n in zip(classes, counts) if n < 3]

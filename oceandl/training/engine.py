@@ -603,7 +603,8 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int = 51
             tta: bool = False, progress: bool = False) -> np.ndarray:
     """Class probabilities (N, num_classes) for images (N, C, H, W) or a dataset of dicts.
 
-    ``tta=True`` averages the probabilities over the 8 flips/90-degree rotations (square images).
+    ``tta=True`` averages the probabilities over the 8 flips/90-degree rotations of square images;
+    non-square images get the 4 views that keep their shape (identity, flips, 180-degree rotation).
     """
     from tqdm.auto import tqdm
 
@@ -616,7 +617,10 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int = 51
         xb = x[i:i + batch_size].to(dev).float()
         views = [xb]
         if tta:
-            views = [torch.rot90(v, k, (-2, -1)) for v in (xb, xb.flip(-1)) for k in range(4)]
+            # a 90-degree turn of an H x W image is W x H: a fixed-size model (mlp) read it as
+            # scrambled pixels, so non-square images keep to the shape-preserving views
+            turns = range(4) if xb.shape[-2] == xb.shape[-1] else (0, 2)
+            views = [torch.rot90(v, k, (-2, -1)) for v in (xb, xb.flip(-1)) for k in turns]
         p = sum(torch.softmax(model(v).float(), dim=1) for v in views) / len(views)
         outs.append(p.cpu())
     return torch.cat(outs).numpy() if outs else np.zeros((0, 0))
