@@ -626,6 +626,8 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
     pipe = get_pipeline(name)
     overrides = {"seed": seed, **_kv(options)}
     if fast:
+        if "fast" in overrides:  # else --fast silently replaced it, even an invalid one
+            raise InputError("--fast and --set fast=...: give one of them")
         overrides["fast"] = True
     if data_root is not None:
         if download:

@@ -5,10 +5,10 @@ import importlib
 
 from oceandl.errors import InputError
 
-from .runner import PIPELINES, Pipeline, RunContext, apply_overrides, markdown_table, run_pipeline
+from .runner import PIPELINES, Pipeline, RunContext, apply_overrides, markdown_table, resolve_fast, run_pipeline
 
-__all__ = ["PIPELINES", "Pipeline", "RunContext", "apply_overrides", "markdown_table", "run_pipeline",
-           "get_pipeline"]
+__all__ = ["PIPELINES", "Pipeline", "RunContext", "apply_overrides", "markdown_table", "resolve_fast",
+           "run_pipeline", "get_pipeline"]
 
 
 def get_pipeline(name: str) -> Pipeline:

@@ -8,7 +8,7 @@ every model on one seeded split (:func:`run_benchmark`).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -19,9 +19,9 @@ from oceandl.training import TensorData, TrainConfig
 from oceandl.training.classifier import compare_classifiers
 from oceandl.utils import seed_everything
 
-from .runner import RunContext
+from .runner import RunContext, resolve_fast
 
-__all__ = ["ImageBenchConfig", "COLUMNS", "run_image_benchmark", "run_benchmark", "classifier_options",
+__all__ = ["ImageBenchConfig", "COLUMNS", "FAST", "run_image_benchmark", "run_benchmark", "classifier_options",
            "shrink_for_fast"]
 
 
@@ -63,13 +63,13 @@ class ImageBenchConfig:
 C = TypeVar("C", bound=ImageBenchConfig)
 
 
+FAST = {"n_per_class": 20, "size": 32, "epochs": 6, "batch_size": 16, "width": 8, "max_per_class": 20}
+
+
 def shrink_for_fast(cfg: C) -> C:
-    """The seconds-long smoke-run version of a SAR or plankton config (``fast=True``)."""
-    if not cfg.fast:
-        return cfg
-    return replace(cfg, n_per_class=min(cfg.n_per_class, 20), size=min(cfg.size, 32), epochs=min(cfg.epochs, 6),
-                   batch_size=min(cfg.batch_size, 16), width=min(cfg.width, 8),
-                   max_per_class=min(cfg.max_per_class or 20, 20))
+    """The seconds-long smoke-run version of a SAR or plankton config (``fast=True``): the values
+    of :data:`FAST`, except those set by the user (see :func:`~oceandl.pipelines.resolve_fast`)."""
+    return resolve_fast(cfg, FAST)
 
 
 def classifier_options(name: str, width: int, weights: str | None = None) -> dict:

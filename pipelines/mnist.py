@@ -18,7 +18,7 @@ from oceandl.models import count_parameters, get_model, model_task
 from oceandl.training import TensorData, TrainConfig, evaluate_classifier, fit, split_indices
 from oceandl.utils import data_root, seed_everything
 
-from .runner import Pipeline, RunContext
+from .runner import Pipeline, RunContext, resolve_fast
 
 __all__ = ["MNISTConfig", "PIPELINE", "run", "principal_angles", "pca_explained_variance", "load_mnist_splits"]
 
@@ -45,6 +45,11 @@ class MNISTConfig:
     cnn_channels: tuple[int, ...] = (16, 32)
     resnet_width: int = 16
     resnet_blocks: tuple[int, ...] = (1, 1, 1)
+
+
+# the smoke run: one epoch each and small networks (the data: 1200 / 400 images, see load_mnist_splits)
+FAST = {"epochs": 1, "ae_epochs": 1, "linear_ae_epochs": 1, "cnn_channels": (8, 16), "resnet_width": 8,
+        "resnet_blocks": (1, 1)}
 
 
 def load_mnist_splits(root: str | Path | None, seed: int = 0, fast: bool = False, log=print):
@@ -98,6 +103,7 @@ def _explained(model, x: torch.Tensor, mean: torch.Tensor) -> tuple[float, float
 def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
     from oceandl.plotting import plot_confusion, plot_history, plot_image_grid
 
+    cfg = resolve_fast(cfg, FAST)
     seed_everything(cfg.seed)
     xtr, ytr, xte, yte, note = load_mnist_splits(cfg.data_root, cfg.seed, cfg.fast, ctx.log)
     ctx.note(note)
@@ -121,12 +127,11 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
             opts = {"channels": cfg.cnn_channels, "hidden": 64}
         if name == "resnet":
             opts = {"width": cfg.resnet_width, "blocks": cfg.resnet_blocks}
-        if cfg.fast:
-            opts.update({"mlp": {"hidden": (64,)}, "cnn": {"channels": (8, 16), "hidden": 32},
-                         "resnet": {"blocks": (1, 1), "width": 8}}.get(name, {}))
+        if cfg.fast:  # sizes with no config field of their own (the others are in FAST)
+            opts.update({"mlp": {"hidden": (64,)}, "cnn": {"hidden": 32}}.get(name, {}))
         args = (1, 10) if task == "classification" else (1,)
         model = get_model(name, *args, **opts)
-        epochs = 1 if cfg.fast else (cfg.epochs if task == "classification" else cfg.ae_epochs)
+        epochs = cfg.epochs if task == "classification" else cfg.ae_epochs
         tcfg = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                            device=ctx.device, progress=ctx.progress, scheduler="onecycle",
                            augment=cfg.augment if task == "classification" else (),
@@ -134,7 +139,7 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
                            weight_decay=1e-4 if task == "classification" else 0.0)
         if name == "linear_ae":
             # cheap, and the last directions (close eigenvalues) converge slowly: train it longer
-            tcfg = tcfg.update(scheduler="cosine", lr=5e-3, epochs=1 if cfg.fast else cfg.linear_ae_epochs)
+            tcfg = tcfg.update(scheduler="cosine", lr=5e-3, epochs=cfg.linear_ae_epochs)
         ctx.log(f"{name}: {count_parameters(model):,} parameters, {epochs} epochs")
         tr_set, va_set, te_x, te_mean = train, val, xte, mean
         if name == "linear_ae":
@@ -201,7 +206,7 @@ def _plot_pca_vs_ae(ev: dict, results: dict, path: Path) -> None:
 
 
 PIPELINE = Pipeline(
-    name="mnist", config_cls=MNISTConfig, run=run,
+    name="mnist", config_cls=MNISTConfig, run=run, fast=FAST,
     columns=("test_accuracy", "test_macro_f1", "test_log_loss", "test_ece", "test_explained_variance",
              "max_principal_angle_deg", "params", "epochs", "train_seconds", "train_samples_per_s"),
     description="The course's MNIST sanity checks: classifiers on a held-out test set, auto-encoders vs PCA.",

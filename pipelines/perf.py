@@ -76,7 +76,7 @@ import torch.nn.functional as F
 from oceandl.errors import InputError
 from oceandl.utils import bf16_autocast, fused_optimizer_kwargs, keep_freed_memory, native_bf16
 
-from .runner import Pipeline, RunContext
+from .runner import Pipeline, RunContext, resolve_fast
 
 __all__ = ["PerfConfig", "PIPELINE", "run", "course_loop", "raw_step_loop", "peak_rss_mb", "reset_peak_rss", "PeakRSS"]
 
@@ -909,11 +909,7 @@ def _environment(device: torch.device) -> dict:
 
 def run(cfg: PerfConfig, ctx: RunContext) -> dict:
     """Time every case (interleaved, ``repeats`` times) and return ``{case: metrics}``."""
-    if cfg.fast:  # smaller sizes, except where the user set a value of their own
-        from dataclasses import fields, replace
-
-        defaults = {f.name: f.default for f in fields(PerfConfig)}
-        cfg = replace(cfg, **{k: v for k, v in _FAST.items() if getattr(cfg, k) == defaults[k]})
+    cfg = resolve_fast(cfg, _FAST)  # smaller sizes, except where the user set a value of their own
     if cfg.repeats < 1 or cfg.n_samples < 1 or cfg.batch_size < 1:
         raise InputError("repeats, n_samples and batch_size must be >= 1")
     if len(cfg.cube) != 3 or len(cfg.dineof_cube) != 3 or len(cfg.eof_cube) != 3:
@@ -1037,7 +1033,7 @@ def _log_table(results: dict, ctx: RunContext) -> None:
 
 
 PIPELINE = Pipeline(
-    name="perf", config_cls=PerfConfig, run=run,
+    name="perf", config_cls=PerfConfig, run=run, fast=_FAST,
     columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
              "ceiling_ratio", "ceiling_ratio_bf16", "compile_seconds", "working_host_mb", "workers", "precision",
              "page_faults",

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from oceandl.errors import InputError
 from oceandl.utils import atomic_path, provenance, resolve_device, write_json
 
-__all__ = ["RunContext", "Pipeline", "apply_overrides", "run_pipeline", "markdown_table", "PIPELINES"]
+__all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pipeline", "markdown_table", "PIPELINES"]
 
 
 @dataclass
@@ -41,14 +41,35 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A benchmark: a config dataclass, a function ``run(config, ctx) -> {name: metrics}`` and the
-    metric columns its Markdown table shows."""
+    """A benchmark: a config dataclass, a function ``run(config, ctx) -> {name: metrics}``, the
+    metric columns its Markdown table shows and ``fast``, the config values of its seconds-long
+    smoke run (``fast=True``; see :func:`resolve_fast`)."""
 
     name: str
     config_cls: type
     run: Callable[[Any, RunContext], dict]
     columns: tuple[str, ...]
     description: str = ""
+    fast: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def resolve_fast(config, table: dict[str, Any], explicit: typing.AbstractSet[str] = frozenset()):
+    """The config a ``fast=True`` run uses: ``config`` with each key of ``table`` at its smoke-run
+    value, except the keys the user set: those that differ from the class's defaults, and
+    ``explicit`` (keys given with ``--set`` or TOML, even at their default value). A config without
+    ``fast`` comes back unchanged. The result is marked as resolved and comes back unchanged from a
+    second call: the runner resolves before recording the config, and ``run`` resolves again for
+    callers that call it directly without undoing an explicit value equal to a default."""
+    if not getattr(config, "fast", False) or not table or getattr(config, _RESOLVED, False):
+        return config
+    defaults = type(config)()
+    kept = set(explicit) | {k for k in table if getattr(config, k) != getattr(defaults, k)}
+    config = dataclasses.replace(config, **{k: v for k, v in table.items() if k not in kept})
+    object.__setattr__(config, _RESOLVED, True)  # not a field: asdict, == and replace() ignore it
+    return config
+
+
+_RESOLVED = "_oceandl_fast_resolved"
 
 
 def _coerce(value: str, typ) -> Any:
@@ -88,6 +109,11 @@ def _as_text(v: Any) -> str:
 
 def apply_overrides(config, overrides: dict[str, Any] | list[str] | None = None, toml_path: str | None = None):
     """A copy of a frozen dataclass ``config`` with values from a TOML file and ``key=value`` strings."""
+    return dataclasses.replace(config, **_changes(config, overrides, toml_path))
+
+
+def _changes(config, overrides, toml_path) -> dict[str, Any]:
+    """The checked ``{key: value}`` that :func:`apply_overrides` sets."""
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in fields(config)}
     changes: dict[str, Any] = {}
@@ -119,7 +145,7 @@ def apply_overrides(config, overrides: dict[str, Any] | list[str] | None = None,
     seed = changes.get("seed")
     if isinstance(seed, int) and seed < 0:  # else NumPy's bare "expected non-negative integer", exit 1
         raise InputError(f"seed={seed}: must be a non-negative integer")
-    return dataclasses.replace(config, **changes)
+    return changes
 
 
 def _fmt(v) -> str:
@@ -141,7 +167,10 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
                  overwrite: bool = False, device: str = "auto", progress: bool = True,
                  log: Callable[[str], None] = print) -> tuple[Path, dict]:
     """Run a benchmark into the folder ``out``; returns the folder and the results dict."""
-    config = apply_overrides(config or pipeline.config_cls(), overrides, toml_path)
+    config = config or pipeline.config_cls()
+    changes = _changes(config, overrides, toml_path)
+    # the config that runs, recorded as such: a smoke run's sizes, except those the user set
+    config = resolve_fast(dataclasses.replace(config, **changes), pipeline.fast, explicit=set(changes))
     dev = str(resolve_device(device))
     prov = provenance()  # at the start: the code that runs, even if the checkout moves on during a long run
     t0 = time.perf_counter()

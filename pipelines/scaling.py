@@ -22,12 +22,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from oceandl.errors import InputError, OceanDLError
 
-from .runner import Pipeline, RunContext
+from .runner import Pipeline, RunContext, resolve_fast
 
 __all__ = ["ScalingConfig", "PIPELINE", "run", "parse_layout"]
 
@@ -48,6 +48,9 @@ class ScalingConfig:
     batch_size: int = 128
     channels: tuple[int, ...] = (16, 32)
     timeout: int = 1800  # seconds per layout
+
+
+FAST = {"n_per_class": 12, "size": 24, "epochs": 2, "batch_size": 16, "channels": (4, 8)}  # the smoke run
 
 
 def parse_layout(text: str) -> tuple[int, int]:
@@ -102,9 +105,7 @@ def run(cfg: ScalingConfig, ctx: RunContext) -> dict:
     """Run every layout; returns ``{layout: metrics}``."""
     from oceandl.datasets.synthetic_images import make_sar_vignettes
 
-    if cfg.fast:
-        cfg = replace(cfg, n_per_class=min(cfg.n_per_class, 12), size=min(cfg.size, 24), epochs=min(cfg.epochs, 2),
-                      batch_size=min(cfg.batch_size, 16), channels=(4, 8))
+    cfg = resolve_fast(cfg, FAST)
     if not cfg.layouts:
         raise InputError("layouts: give at least one, e.g. 1x1,2x1")
     layouts = [f"{p}x{t}" for p, t in map(parse_layout, cfg.layouts)]
@@ -138,7 +139,7 @@ def run(cfg: ScalingConfig, ctx: RunContext) -> dict:
 
 
 PIPELINE = Pipeline(
-    name="scaling", config_cls=ScalingConfig, run=run,
+    name="scaling", config_cls=ScalingConfig, run=run, fast=FAST,
     columns=("processes", "threads", "throughput", "unit", "reference", "ratio", "first_epoch_train_loss",
              "loss_rel_diff", "final_val_accuracy"),
     description="Data-parallel training: one oceandl train command as 1 process and under torchrun, "

@@ -14,7 +14,7 @@ import numpy as np
 
 from oceandl.errors import InputError
 
-from .runner import Pipeline, RunContext
+from .runner import Pipeline, RunContext, resolve_fast
 
 __all__ = ["SSTConfig", "PIPELINE", "run", "parse_method_options", "truth_rmse_by_day_cover", "COVER_BINS"]
 
@@ -31,6 +31,9 @@ class SSTConfig:
     withhold: float = 0.1
     methods: tuple[str, ...] = ("climatology", "eof", "dineof", "convae", "unet", "resae")
     method_options: tuple[str, ...] = ()
+
+
+FAST = {"n_time": 24, "size": 32}  # the smoke run's cube; its method options are set in run() and recorded per row
 
 
 def parse_method_options(items: tuple[str, ...], methods) -> dict[str, dict]:
@@ -71,7 +74,8 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         raise InputError("cloud_covers: give at least one cloud cover")
     for m in cfg.methods:
         get_method(m)
-    n_time, size = (24, 32) if cfg.fast else (cfg.n_time, cfg.size)
+    cfg = resolve_fast(cfg, FAST)
+    n_time, size = cfg.n_time, cfg.size
     opts = parse_method_options(cfg.method_options, cfg.methods)
     if cfg.fast:
         for m in cfg.methods:
@@ -169,7 +173,7 @@ def _summary(results: dict, cover: float, methods, ctx: RunContext) -> None:
 
 
 PIPELINE = Pipeline(
-    name="sst", config_cls=SSTConfig, run=run,
+    name="sst", config_cls=SSTConfig, run=run, fast=FAST,
     columns=("val_rmse", "val_mae", "val_bias", "val_corr", "val_std_ratio", "val_frac_within_1sigma", "truth_rmse",
              *(_bin_name(lo, hi) for lo, hi in COVER_BINS), "n_modes", "seconds", "device"),
     description="Gap filling of a synthetic cloudy SST cube: every method scored on identical withheld pixels.",

@@ -182,6 +182,15 @@ def test_negative_seed_is_refused(runner, tmp_path):
         apply_overrides(SSTConfig(), {"seed": -1})
 
 
+def test_fast_flag_and_set_fast_conflict(runner, tmp_path):
+    # --fast silently replaced --set fast=..., an invalid value ('maybe') included, and ran
+    for value in ("maybe", "false"):
+        res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "--set", f"fast={value}", "--set",
+                                  "methods=climatology", "-o", str(tmp_path / "r")])
+        assert res.exit_code == 2 and "--fast" in res.output.strip().splitlines()[-1], res.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_benchmark_mnist_fast(runner, mnist_root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(cli, ["benchmark", "mnist", "--data-root", str(mnist_root), "--fast", "--quiet", "-o", str(out),

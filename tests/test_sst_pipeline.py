@@ -88,3 +88,27 @@ def test_empty_methods_or_cloud_covers_are_refused(tmp_path, key):
         run_pipeline(get_pipeline("sst"), out, overrides={"fast": True, key: ()}, device="cpu", progress=False,
                      log=lambda s: None)
     assert not list(tmp_path.iterdir())
+
+
+def test_fast_run_records_the_config_that_ran(fast_run, tmp_path):
+    """A --fast run records its smoke-run sizes as the resolved config (they are what ran), and a
+    value the user set survives --fast, even one equal to the default."""
+    from oceandl.pipelines import resolve_fast
+    from oceandl.pipelines.sst import FAST, SSTConfig
+
+    folder, _ = fast_run
+    run = json.loads((folder / "run.json").read_text())
+    assert run["config"]["n_time"] == 24 and run["config"]["size"] == 32  # not the defaults 365 x 128
+    assert '"n_time": 24' in (folder / "results.md").read_text()
+    notes = []
+    folder2, res = run_pipeline(get_pipeline("sst"), tmp_path / "run",
+                                overrides={"fast": True, "n_time": 30, "size": 128, "methods": ("climatology",),
+                                           "cloud_covers": (0.5,)}, device="cpu", progress=False, log=notes.append)
+    config = json.loads((folder2 / "run.json").read_text())["config"]
+    assert (config["n_time"], config["size"]) == (30, 128)  # 128 is the default, but given
+    assert any("30 days x 128 x 128" in n for n in notes)
+    assert sum(res["climatology@0.5"][f"n_days_{int(lo * 100)}_{int(hi * 100)}"] for lo, hi in COVER_BINS) == 30
+    # called directly (no runner), a value that differs from the default is the user's; resolving is idempotent
+    cfg = resolve_fast(SSTConfig(fast=True, n_time=40), FAST)
+    assert (cfg.n_time, cfg.size) == (40, 32) and resolve_fast(cfg, FAST) == cfg
+    assert resolve_fast(SSTConfig(n_time=40), FAST) == SSTConfig(n_time=40)  # not fast: unchanged
