@@ -586,10 +586,8 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
     check_output_path(output, overwrite)
     da = open_field(input_path, var)
     res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
-    import xarray as xr
-
-    ds = xr.Dataset({"eofs": res.eofs, "pcs": res.pcs, "eigenvalues": res.eigenvalues,
-                     "variance_fraction": res.variance_fraction})
+    ds = res.to_dataset()
+    ds.attrs["source"] = str(input_path)
     write_netcdf(ds, output, overwrite=overwrite)
     vf = res.variance_fraction.values
     click.echo("variance fractions: " + ", ".join(f"{v:.3f}" for v in vf[:10]))

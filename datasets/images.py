@@ -114,7 +114,7 @@ def _probe(path: Path, full: bool) -> tuple[int, int, int]:
                         # The last row lives at the end of a striped file: reading it catches
                         # truncation for the price of one strip.
                         src.read(1, window=Window(0, src.height - 1, src.width, 1))
-                    return src.count, src.height, src.width
+                    return len(_colour_bands(src)), src.height, src.width
             except Exception as exc:  # GDAL read errors come in several types
                 raise _Unreadable(_short(exc)) from None
     return _probe_pil(path, full)
@@ -183,8 +183,16 @@ def _read_pil(path: Path) -> np.ndarray:
     return arr
 
 
+def _colour_bands(src) -> list[int]:
+    """The 1-based bands of an open raster, less alpha (an RGBA TIFF is 3 bands, as an RGBA PNG is)."""
+    from rasterio.enums import ColorInterp
+
+    bands = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
+    return bands or list(range(1, src.count + 1))
+
+
 def _read_raster(path: Path) -> np.ndarray | None:
-    """All bands ``(C, H, W)``; None when GDAL cannot open the file (PIL may)."""
+    """All bands but alpha ``(C, H, W)``; None when GDAL cannot open the file (PIL may)."""
     import rasterio
 
     with warnings.catch_warnings():
@@ -195,7 +203,7 @@ def _read_raster(path: Path) -> np.ndarray | None:
             return None
         try:
             with src:
-                return src.read()
+                return src.read(_colour_bands(src))
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
 
@@ -204,7 +212,9 @@ def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarr
     """Read one image file as float32 ``(C, H, W)``.
 
     TIFFs are read with rasterio (all bands, any dtype, GeoTIFF or plain), falling back to PIL;
-    other formats with PIL. Pixel scaling follows the module rules (unsigned ints to [0, 1]).
+    other formats with PIL. Pixel scaling follows the module rules (unsigned ints to [0, 1]). A
+    band the file declares alpha is left out, as PIL does for an RGBA PNG (GDAL declares the 4th
+    band of a 4-band byte TIFF alpha unless it is written with ``photometric="MINISBLACK"``).
 
     Parameters
     ----------
@@ -384,8 +394,13 @@ def _is_image(p: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:
 
 
 def _images_in(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    # Recursive and sorted, so the order (and hence seeded splits) is the same on every machine.
-    return sorted(p for p in folder.rglob("*") if _is_image(p, extensions))
+    # Recursive and sorted, so the order (and hence seeded splits) is the same on every machine;
+    # hidden folders (.thumbs, .ipynb_checkpoints, .Trash) hold copies or caches, not samples.
+    return sorted(p for p in folder.rglob("*") if _is_image(p, extensions) and not _in_hidden(p, folder))
+
+
+def _in_hidden(p: Path, folder: Path) -> bool:
+    return any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
 
 
 def _check_dir(root: str | os.PathLike) -> Path:
@@ -606,7 +621,7 @@ class TenGeoPDataset(_FileImageDataset):
 # Generic class folders
 # --------------------------------------------------------------------------------------------
 def _has_images(folder: Path) -> bool:
-    return any(_is_image(p) for p in folder.rglob("*"))
+    return any(_is_image(p) and not _in_hidden(p, folder) for p in folder.rglob("*"))
 
 
 def _class_root(root: Path) -> Path:

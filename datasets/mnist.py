@@ -163,7 +163,8 @@ def load_mnist(root: str | os.PathLike, split: str = "test") -> tuple[np.ndarray
     ------
     InputError
         Missing files (:class:`MissingResourceError`), bad magic numbers, truncated files, image
-        shape not ``(N, 28, 28)``, label values outside 0..9, or image and label counts that differ.
+        shape not ``(N, 28, 28)``, no image, label values outside 0..9, or image and label counts
+        that differ.
     """
     img_path, lbl_path = find_mnist_files(root, split)
     images = read_idx(img_path, _IMAGES_MAGIC)
@@ -176,7 +177,9 @@ def load_mnist(root: str | os.PathLike, split: str = "test") -> tuple[np.ndarray
         raise InputError(
             f"{img_path}: {len(images)} images but {lbl_path.name} has {len(labels)} labels"
         )
-    if labels.size and labels.max() > 9:
+    if len(images) == 0:  # else the engine's anonymous "no samples to load" much later
+        raise InputError(f"{img_path}: holds 0 images")
+    if labels.max() > 9:
         raise InputError(f"{lbl_path}: label value {int(labels.max())} outside 0..9")
     return images, labels.astype(np.int64)
 

@@ -146,6 +146,11 @@ def test_synth_and_eof(runner, tmp_path):
     vf = e["variance_fraction"].values
     assert np.all(np.diff(vf) <= 1e-12) and 0 < vf.sum() <= 1
     assert e["eofs"].attrs["solver"] == "full"  # auto, on a small field
+    # global provenance: the input, the options, a history line, the total variance; mean and weights
+    assert e.attrs["source"] == str(out) and e.attrs["variable"] == "sst_true" and e.attrs["method"] == "eof"
+    assert "EOF analysis" in e.attrs["history"] and e.attrs["total_variance"] > 0
+    assert e["mean"].dims == ("lat", "lon") and e["weights"].dims == ("lat", "lon")
+    np.testing.assert_allclose(e["eigenvalues"].values / e.attrs["total_variance"], vf, rtol=1e-12)
     res = runner.invoke(cli, ["eof", str(out), "--var", "sst_true", "-n", "3", "--solver", "randomized", "--seed", "5",
                               "-o", str(tmp_path / "r.nc")])
     assert res.exit_code == 0, res.output

@@ -182,6 +182,37 @@ def test_image_folder_classes_channels_sizes(plankton):
     assert torch.allclose(padded[:, 0], padded[:, -1])
 
 
+def test_hidden_folders_and_alpha_bands_are_not_samples(tmp_path):
+    """Images under a hidden folder of a class (.thumbs, .ipynb_checkpoints) are not samples, and an
+    RGBA TIFF is 3 colour bands, as an RGBA PNG is (its alpha is not a band; a 4-band GeoTIFF
+    without alpha keeps its 4)."""
+    rng = np.random.default_rng(5)
+    rgba = rng.integers(0, 256, (6, 8, 4), dtype=np.uint8)
+    root = tmp_path / "classes"
+    for cls in ("a", "b"):
+        write_png(root / cls / "x.png", rgba[..., :3])
+        write_png(root / cls / ".thumbs" / "x_small.png", rgba[:3, :4, :3])
+        write_png(root / cls / "sub" / ".ipynb_checkpoints" / "y.png", rgba[..., :3])
+    Image.fromarray(rgba, "RGBA").save(root / "a" / "rgba.tif")
+    Image.fromarray(rgba, "RGBA").save(root / "b" / "rgba.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one size and one band count: nothing to warn about
+        ds = ImageFolderDataset(root)
+    assert len(ds) == 4 and ds.channels == 3 and ds.size == (6, 8)
+    expect = np.moveaxis(rgba[..., :3], -1, 0) / 255.0
+    np.testing.assert_allclose(read_image(root / "a" / "rgba.tif"), expect, atol=1e-6)
+    np.testing.assert_allclose(read_image(root / "a" / "rgba.tif"), read_image(root / "b" / "rgba.png"))
+    four = rng.integers(0, 256, (4, 5, 5), dtype=np.uint8)
+    write_tiff(tmp_path / "four.tif", four.astype(np.uint16))  # 4 grey/undefined bands
+    assert read_image(tmp_path / "four.tif").shape == (4, 5, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "four8.tif", "w", driver="GTiff", count=4, dtype="uint8", height=5, width=5,
+                           photometric="MINISBLACK") as dst:
+            dst.write(four)
+    np.testing.assert_allclose(read_image(tmp_path / "four8.tif"), four / 255.0)
+
+
 def test_ndsb_train_level_and_loose_files(tmp_path):
     rng = np.random.default_rng(2)
     root = tmp_path / "ndsb"

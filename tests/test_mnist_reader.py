@@ -121,6 +121,9 @@ def test_count_mismatch_and_header_checks(tmp_path, idx_digits):
     trailing.write_bytes(idx_bytes(labels, 2049) + b"\x00\x00")
     with pytest.raises(InputError, match="2 unexpected bytes"):
         read_idx(trailing, 2049)
+    write_split(tmp_path / "none", images[:0], labels[:0], gz=False)  # a valid header, no image
+    with pytest.raises(InputError, match="t10k-images-idx3-ubyte: holds 0 images"):
+        load_mnist(tmp_path / "none")
 
 
 def test_dataset_samples(idx_digits):

@@ -13,6 +13,7 @@ repeated (EM: refill, recompute the EOFs, re-project).
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import warnings
 from typing import Any, ClassVar
@@ -218,6 +219,27 @@ class EOF:
     def __repr__(self) -> str:
         vf = float(self.variance_fraction.sum())
         return f"EOF(n_modes={self.n_modes}, variance explained={vf:.3f})"
+
+    def to_dataset(self) -> xr.Dataset:
+        """The analysis as one Dataset, for writing to netCDF.
+
+        Returns
+        -------
+        Dataset
+            ``eofs`` (mode, lat, lon), ``pcs`` (time, mode), ``eigenvalues``,
+            ``variance_fraction`` (mode,), ``mean`` and ``weights`` (lat, lon); global attrs: the
+            provenance (version, options, solver), the total variance, the analysed variable and a
+            ``history`` line appended to the input's.
+        """
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        line = f"{stamp} oceandl {self.attrs['oceandl_version']}: EOF analysis {self.attrs['options']}"
+        old = self._input_attrs.get("history")
+        attrs = {**self.attrs, "title": f"EOF analysis of {self._name or 'a field'}", "variable": str(self._name),
+                 "total_variance": self.total_variance, "n_modes": self.n_modes,
+                 "history": f"{old}\n{line}" if old else line, "Conventions": "CF-1.8"}
+        return xr.Dataset({"eofs": self.eofs, "pcs": self.pcs, "eigenvalues": self.eigenvalues,
+                           "variance_fraction": self.variance_fraction, "mean": self.mean, "weights": self.weights},
+                          attrs=attrs)
 
     def reconstruct(self, k: int | None = None) -> xr.DataArray:
         """Field rebuilt from the first ``k`` modes (all kept modes by default).
