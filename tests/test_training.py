@@ -121,6 +121,13 @@ def test_bad_config_is_input_error():
         BatchAugment(("warp",))
 
 
+@pytest.mark.parametrize("option", ["early_stopping", "l1", "l2"])
+def test_negative_patience_and_penalties_are_refused(option):
+    # early_stopping=-1 used to stop every run after epoch 1; a negative penalty rewards big weights
+    with pytest.raises(InputError, match=f"{option} must be >= 0"):
+        TrainConfig(**{option: -1})
+
+
 def test_linear_ae_spans_pca_subspace():
     from oceandl.pipelines.mnist import principal_angles
 

@@ -88,6 +88,11 @@ class TrainConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
+        # a negative patience stopped every run after its first epoch; a negative penalty rewards
+        # large weights (the loss runs to -inf)
+        for name in ("early_stopping", "l1", "l2"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or self.num_workers < 0):
             raise InputError(f"num_workers must be >= 0 (or None: automatic), got {self.num_workers}")
 
