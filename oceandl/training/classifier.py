@@ -55,6 +55,8 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     """
     if model_task(model) != "classification":
         raise InputError(f"model {model!r} is not a classifier")
+    if len(split) != 3:  # two fractions failed as a bare ValueError (unpacking), four as "an empty part"
+        raise InputError(f"split {tuple(split)}: expected three fractions (train, validation, test)")
     classes = list(classes or getattr(dataset, "classes", None) or [])
     data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers)
     if not classes:
