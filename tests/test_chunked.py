@@ -188,6 +188,32 @@ def test_neural_blocks_match_in_memory_inference(cube, tmp_path, one_torch_threa
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
 
 
+@pytest.mark.parametrize("gap", ["land_north", "cloudy_start"])
+def test_neural_default_region_is_one_with_observations(tmp_path, gap, one_torch_thread):
+    """The default training region (first time chunk of the central block) on land or under
+    clouds failed as "variable 'sst': all values are NaN" (with a checkpoint too: the network is
+    loaded on that region)."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    ds = synthetic_sst(n_time=6, ny=16, nx=16, cloud_cover=0.3, seed=0)[["sst"]].load()
+    if gap == "land_north":
+        ds["sst"][:, 8:] = np.nan  # the central block of lat chunks of 8 starts at row 8
+    else:
+        ds["sst"][:3] = np.nan  # the first time chunk: no observation
+    path = tmp_path / "sst.nc"
+    write_netcdf(ds, path)
+    opts = dict(steps=1, patch=8, tile=8, overlap=2, model_options={"width": 4, "depth": 1}, device="cpu")
+    interpolate_chunked(path, tmp_path / "out.nc", "unet", chunks="time=3,lat=8,lon=-1", **opts)
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        ocean = np.isfinite(ds["sst"].values).any(axis=0)
+        assert np.isfinite(out["sst"].values[:, ocean]).all()
+    # a region given without observations is named in the error
+    with pytest.raises(InputError, match="region time 0:3, lat 8:16"):
+        interpolate_chunked(path, tmp_path / "x.nc", "unet", chunks="time=3,lat=8,lon=-1", **opts,
+                            train_region={"time": slice(0, 3), "lat": slice(8, 16), "lon": slice(0, 16)})
+    assert not (tmp_path / "x.nc").exists()
+
+
 def test_cli_chunks_passes_through(cube, tmp_path, capsys):
     from oceandl.cli.main import main
 

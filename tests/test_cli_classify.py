@@ -161,6 +161,25 @@ def test_train_zero_epochs_batch_or_lr_is_refused(sar_tree, tmp_path, flag, word
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("split", ["0.5,0.5", "0.7,0.15,0.15,0"])
+def test_train_split_needs_three_fractions(sar_tree, tmp_path, split):
+    # two fractions failed with 'ValueError: not enough values to unpack' (exit 1)
+    res = invoke("train", "classifier", "--data", sar_tree.parent, "-o", tmp_path / "m", "--device", "cpu",
+                 "--quiet", "--epochs", 1, "--split", split)
+    assert_one_line_error(res, "expected three fractions")
+    assert not (tmp_path / "m").exists()
+
+
+def test_config_records_the_split_and_resume_keeps_it(sar_tree, tmp_path):
+    # the fractions were not in config.json: a run could not be reproduced from it, and a --resume
+    # with another --split went on with other validation and test sets
+    out = train(sar_tree.parent, tmp_path / "m", "--split", "0.5,0.25,0.25")
+    assert json.loads((out / "config.json").read_text())["split"] == [0.5, 0.25, 0.25]
+    res = invoke("train", "classifier", "--data", sar_tree.parent, "--model", "cnn", "-o", out, "--epochs", 1,
+                 "--device", "cpu", "--quiet", "--set", "channels=4,8", "--set", "hidden=8", "--resume")
+    assert_one_line_error(res, "--resume with split=[0.7, 0.15, 0.15]")
+
+
 def test_classify_errors_are_one_line(sar_tree, sar_model, tmp_path):
     one = next((sar_tree / "F").glob("*.tiff"))
     res = invoke("classify", one, "-o", tmp_path / "p.csv")

@@ -76,6 +76,28 @@ def test_resume_is_bit_identical(digits, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_resume_with_other_settings_is_refused(digits, tmp_path):
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta, stop_after_epoch=1)
+    before = (tmp_path / "ck" / "training_state.safetensors").read_bytes()
+    # another model failed as a bare RuntimeError (state dict); other epochs or batch size went on
+    # with the saved cosine schedule of the old length (its learning rate climbing again)
+    other = dict(meta, model_name="cnn", model_options={"channels": [4], "hidden": 8})
+    cases = [(get_model("cnn", 1, 4, channels=[4], hidden=8), cfg, other, "model='cnn'"),
+             (get_model("mlp", 1, 4), cfg.update(epochs=5), meta, "epochs=5"),
+             (get_model("mlp", 1, 4), cfg.update(batch_size=8), meta, "batch_size=8")]
+    for net, c, m, words in cases:
+        with pytest.raises(InputError, match=f"--resume with {words}, but the run in that folder was started"):
+            fit(net, train, val, c, out=tmp_path / "ck", checkpoint_meta=m, resume=True)
+    assert (tmp_path / "ck" / "training_state.safetensors").read_bytes() == before
+    # what does not change the numbers may change
+    res = fit(get_model("mlp", 1, 4), train, val, cfg.update(num_workers=0, device="auto"), out=tmp_path / "ck",
+              checkpoint_meta=meta, resume=True)
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+
+
 def test_l1_l2_penalties_shrink_weights(digits):
     train, val = _sets(digits)
     norms = {}
@@ -119,6 +141,13 @@ def test_bad_config_is_input_error():
         from oceandl.training import BatchAugment
 
         BatchAugment(("warp",))
+
+
+@pytest.mark.parametrize("option", ["early_stopping", "l1", "l2"])
+def test_negative_patience_and_penalties_are_refused(option):
+    # early_stopping=-1 used to stop every run after epoch 1; a negative penalty rewards big weights
+    with pytest.raises(InputError, match=f"{option} must be >= 0"):
+        TrainConfig(**{option: -1})
 
 
 def test_linear_ae_spans_pca_subspace():

@@ -14,7 +14,8 @@ Strategies by method
     then only fills its gaps with them (no halo).
 neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     One network for the whole cube: loaded from ``checkpoint=`` or trained in memory on
-    ``train_region`` (default: the first time chunk of a central spatial block). Its input
+    ``train_region`` (default: the first time chunk of a central spatial block; where that has
+    fewer than 2 observed days, the block and time chunk with the most observations). Its input
     is normalised with the *global* per-pixel mean and scale (dask reductions) and gets the
     global grid position, so a block sees what the in-memory path sees. Halo: ``neighbours``
     days in time (exact: day t only reads days t-n..t+n) and the inference ``overlap`` in space,
@@ -665,7 +666,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         fn = _FitBlock(cls, seed, device, keep_observed, options, dims)
         hal = {ax: (0 if core[ax] >= n else max(1, core[ax] // 4)) for ax, n in zip(_AXES, shape)}
     else:
-        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say)
+        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count)
         fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed)
         ov = int(fitted.options["overlap"])
         hal = {"time": int(fitted._cfg["neighbours"]), "lat": ov, "lon": ov}
@@ -742,18 +743,43 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     return res
 
 
-def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say):
+def _default_region(da: xr.DataArray, core, shape, count: np.ndarray) -> dict[str, slice]:
+    """The first time chunk of the central spatial block or, when that has fewer than 2 observed
+    days (land there, or a cloudy start), the spatial block with the most observations over its
+    time chunk with the most: the central block alone failed as 'all values are NaN' (even with a
+    checkpoint, which only needs a region to load the network on), naming no region."""
+    region = {"time": slice(0, core["time"])}
+    for ax, n in zip(("lat", "lon"), shape[1:]):
+        c = core[ax]
+        start = max(0, min(n - c, (n // 2) // c * c))
+        region[ax] = slice(start, start + c)
+    if int(da.isel(region).notnull().any(("lat", "lon")).sum()) >= 2:
+        return region
+    spatial = plan_blocks((1, *shape[1:]), {"lat": core["lat"], "lon": core["lon"]}, {})
+    best = max(spatial, key=lambda b: int(count[b.core[1], b.core[2]].sum()))
+    region.update(lat=best.core[1], lon=best.core[2])
+    per_day = np.asarray(da.isel(lat=best.core[1], lon=best.core[2]).notnull().sum(("lat", "lon")).values)
+    starts = range(0, shape[0], core["time"])
+    t0 = max(starts, key=lambda t: int(np.count_nonzero(per_day[t:t + core["time"]])))
+    region["time"] = slice(t0, t0 + core["time"])
+    return region
+
+
+def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say,
+                 count: np.ndarray | None = None):
     """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region."""
-    if train_region is None:  # the first time chunk of the central spatial block
-        train_region = {"time": slice(0, core["time"])}
-        for ax, n in zip(("lat", "lon"), shape[1:]):
-            c = core[ax]
-            start = max(0, min(n - c, (n // 2) // c * c))
-            train_region[ax] = slice(start, start + c)
+    if train_region is None:
+        train_region = _default_region(da, core, shape, count if count is not None else np.ones(shape[1:]))
     bad = set(train_region) - set(_AXES)
     if bad:
         raise InputError(f"train_region: unknown axis {sorted(bad)[0]!r} (use time, lat, lon)")
     region = da.isel(train_region).load()
     what = "loading the network" if options.get("checkpoint") else "training the network"
-    say(f"{what} on region {dict(region.sizes)}")
-    return cls(seed=seed, device=device, **options).fit(region)
+    where = ", ".join(f"{ax} {s.start}:{s.stop}" for ax, s in train_region.items() if isinstance(s, slice))
+    say(f"{what} on region {dict(region.sizes)} ({where})")
+    try:
+        return cls(seed=seed, device=device, **options).fit(region)
+    except InputError as exc:  # the region's fault, not the whole variable's: say which region
+        if type(exc) is not InputError:
+            raise
+        raise InputError(f"{what} on region {where}: {exc}") from None

@@ -55,6 +55,8 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     """
     if model_task(model) != "classification":
         raise InputError(f"model {model!r} is not a classifier")
+    if len(split) != 3:  # two fractions failed as a bare ValueError (unpacking), four as "an empty part"
+        raise InputError(f"split {tuple(split)}: expected three fractions (train, validation, test)")
     classes = list(classes or getattr(dataset, "classes", None) or [])
     data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers)
     if not classes:
@@ -77,8 +79,10 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         opts["input_size"] = list(data.x.shape[-2:])
     torch.manual_seed(config.seed)  # the initial weights follow --seed (torch's own seed is random per process)
     net = get_model(model, int(data.x.shape[1]), len(classes), **opts)
+    # the split fractions too: with the seed they give the test set (a --resume with another split
+    # silently mixed earlier training images into it)
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,
-            "classes": classes, "preprocessing": spec}
+            "classes": classes, "preprocessing": spec, "extra": {"split": [float(f) for f in split]}}
     res = fit(net, train, val, config, task="classification", out=out, checkpoint_meta=meta, resume=resume,
               overwrite=overwrite, log=log)
     test_metrics = evaluate_classifier(res.model, test, classes, device=config.device, tta=tta)

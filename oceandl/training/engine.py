@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 import os
 import time
@@ -88,6 +89,11 @@ class TrainConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
+        # a negative patience stopped every run after its first epoch; a negative penalty rewards
+        # large weights (the loss runs to -inf)
+        for name in ("early_stopping", "l1", "l2"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or self.num_workers < 0):
             raise InputError(f"num_workers must be >= 0 (or None: automatic), got {self.num_workers}")
 
@@ -480,6 +486,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
         state = load_training_state(out) if out and Path(out).exists() else None
         if state is None:
             raise InputError(f"{out}: nothing to resume (no training state in that folder)")
+        _check_same_run(out, model, cfg, checkpoint_meta or {})
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         _state_like_params(opt)
@@ -562,6 +569,33 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
         model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+#: settings a resumed run may change: they do not change its numbers
+_FREE_ON_RESUME = ("progress", "num_workers", "device", "max_materialize_mb", "compile")
+
+
+def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: dict) -> None:
+    """Refuse to resume the run in ``out`` with other settings than those it was started with.
+
+    The saved weights, optimizer, scheduler and data order only continue that run: another model
+    failed as a bare state-dict error (exit 1), and other epochs or batch size silently bent the
+    saved learning-rate schedule (a cosine over the old length, climbing again past its end).
+    """
+    from .checkpoint import read_config
+
+    saved = read_config(out)
+    meta = dict(meta)
+    new = {"model": meta.pop("model_name", type(model).__name__.lower()), **(meta.pop("extra", None) or {}), **meta}
+    new["training"] = {k: v for k, v in asdict(cfg).items() if k not in _FREE_ON_RESUME}
+    new = json.loads(json.dumps(new, default=str))  # tuples as lists, as the saved config has them
+    old_training = saved.get("training") or {}
+    pairs = [(k, v, saved[k]) for k, v in new.items() if k != "training" and k in saved]
+    pairs += [(k, v, old_training[k]) for k, v in new["training"].items() if k in old_training]
+    for key, value, before in pairs:
+        if value != before:
+            raise InputError(f"{out}: --resume with {key}={value!r}, but the run in that folder was started with "
+                             f"{key}={before!r} (resume with the same options, or start over with --overwrite)")
 
 
 def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, bad_epochs, cfg, task, meta,
