@@ -46,6 +46,8 @@ ratios stay meaningful. Cases:
   runs with it in force (as the library sets it on the CPU), the course loop included.
 * ``dineof_cpu`` (and ``dineof_cuda`` on CUDA): DINEOF with a fixed number of modes on a cube;
   on CUDA the GPU/CPU speed ratio and the largest difference of the results.
+  ``dineof_cpu_subspace``: the same with ``svd="subspace"`` against the default, with the largest
+  difference of the fills (``max_abs_diff_vs_auto``).
 * ``eof_full`` and ``eof_randomized``: :func:`oceandl.eof` of a complete synthetic cube with
   LAPACK's full SVD against the randomized truncated one (``solver="auto"`` on large fields), with
   the largest relative difference of the eigenvalues and absolute difference of the EOFs.
@@ -122,6 +124,7 @@ class PerfConfig:
     # DINEOF
     dineof_cube: tuple[int, ...] = (365, 64, 64)
     dineof_modes: int = 8
+    dineof_subspace: bool = True          # also time svd="subspace" on the CPU (dineof_cpu_subspace)
     dineof_max_iter: int = 0              # iterations per mode; 0 = the method's default (to convergence).
     # A fixed count makes both devices do the same arithmetic, so the GPU/CPU ratio of a large cube
     # (the 3650 x 256 x 256) is measurable without running the CPU to convergence.
@@ -837,19 +840,26 @@ def _dineof_cases(cfg: PerfConfig, device: torch.device) -> list[_Case]:
     mpx = da.size / 1e6
     filled: dict = {}
 
-    def run_on(dev: torch.device, key: str):
+    def run_on(dev: torch.device, key: str, svd: str = "auto"):
         # tol out of reach: every mode runs exactly max_iter iterations on both devices
         opts = {"max_iter": cfg.dineof_max_iter, "tol": 1e-30} if cfg.dineof_max_iter else {}
-        m = DINEOF(seed=cfg.seed, device=str(dev), n_modes=cfg.dineof_modes, **opts)
+        m = DINEOF(seed=cfg.seed, device=str(dev), n_modes=cfg.dineof_modes, svd=svd, **opts)
         _sync(dev)
         t0 = time.perf_counter()
         m.fit(da)
         _sync(dev)
         s = time.perf_counter() - t0
         filled[key] = m._filled
-        return {"throughput": mpx / s, "seconds": s, "n_iter_total": m.n_iter_total_}
+        out = {"throughput": mpx / s, "seconds": s, "n_iter_total": m.n_iter_total_,
+               "ms_per_iteration": 1e3 * s / max(m.n_iter_total_, 1)}
+        if svd == "subspace" and "cpu" in filled:
+            out["max_abs_diff_vs_auto"] = float(np.nanmax(np.abs(m._filled - filled["cpu"])))
+        return out
 
     cases = [_Case("dineof_cpu", "Mpx/s", None, lambda: run_on(torch.device("cpu"), "cpu"))]
+    if cfg.dineof_subspace:  # one warm-started subspace step per iteration instead of the Gram eigendecomposition
+        cases.append(_Case("dineof_cpu_subspace", "Mpx/s", "dineof_cpu",
+                           lambda: run_on(torch.device("cpu"), "cpu_subspace", "subspace")))
     if device.type == "cuda":
         def gpu():
             r = run_on(device, "cuda")

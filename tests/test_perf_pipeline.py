@@ -34,7 +34,7 @@ def test_fast_run_cases_and_ratios(fast_run):
     expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
     expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",
                  "interp_unet_train_plain", "interp_unet_train_unfused", "interp_infer_model_plain",
-                 "interp_infer_tiled", "interp_end_to_end", "interp_end_to_end_uncompressed", "dineof_cpu",
+                 "interp_infer_tiled", "interp_end_to_end", "interp_end_to_end_uncompressed", "dineof_cpu", "dineof_cpu_subspace",
                  "tiled_memory_32", "tiled_memory_64",
                  "untiled_memory_64", "matmul_peak", "read_files_inprocess", "read_files_workers",
                  "stream_train_inprocess", "stream_train_workers", "eof_full", "eof_randomized"}
@@ -103,6 +103,9 @@ def test_fast_run_cases_and_ratios(fast_run):
     assert small["working_host_mb"] >= 0 and big["working_host_mb"] >= 0
     assert on_disk["untiled_memory_64"]["reference"] == "tiled_memory_64"
     assert on_disk["dineof_cpu"]["n_iter_total"] >= 1
+    sub = on_disk["dineof_cpu_subspace"]
+    assert sub["reference"] == "dineof_cpu" and sub["n_iter_total"] >= 1 and sub["ms_per_iteration"] > 0
+    assert sub["max_abs_diff_vs_auto"] < 0.05  # the same fixed point, to the convergence tolerance
     # EOF: the randomized solver against the full one, the same modes (a 60-step cube: q = 19 of 60)
     rand = on_disk["eof_randomized"]
     assert rand["reference"] == "eof_full" and rand["n_modes"] == on_disk["eof_full"]["n_modes"] == 3

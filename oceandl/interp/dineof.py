@@ -206,17 +206,23 @@ class DINEOF(Interpolator):
             raise InputError(f"method 'dineof': option center must be True or False, got {o['center']!r}")
 
     # ------------------------------------------------------------------ maths
-    def _lowrank(self, A, k: int):
+    def _lowrank(self, A, k: int, out=None, work=None):
         """Rank-k reconstruction of A (time, n), column means removed first when ``center``.
 
         Without a temporal filter this is the truncated SVD; with it, the projection of A on the
-        leading eigenvectors of the filtered temporal covariance ``F A A^T F^T``.
+        leading eigenvectors of the filtered temporal covariance ``F A A^T F^T``. ``out`` (the
+        result) and ``work`` (the centred A): tensors like A to write into, so that an iteration
+        allocates no cube-sized tensor (above glibc's 32 MB mmap cap, every allocation is pages
+        the kernel faults in and zeroes again).
         """
         import torch
 
+        def mm(x, y):  # the reconstruction, into ``out`` when given
+            return x @ y if out is None else torch.matmul(x, y, out=out)
+
         mean = A.mean(dim=0, keepdim=True) if self.options["center"] else None
         if mean is not None:
-            A = A - mean
+            A = A - mean if work is None else torch.sub(A, mean, out=work)
         method = self.options["svd"]
         if method == "auto":
             method = "gram" if min(A.shape) <= _GRAM_MAX else "lowrank"
@@ -226,27 +232,29 @@ class DINEOF(Interpolator):
             # Fewer pixels than time steps: the (n, n) spatial covariance is the small one.
             w, V = torch.linalg.eigh(A.T @ A)  # ascending eigenvalues
             V = V[:, -k:]
-            R = (A @ V * self._shrunk(w[-k:].clamp(min=0).sqrt())) @ V.T
+            R = mm(A @ V * self._shrunk(w[-k:].clamp(min=0).sqrt()), V.T)
         elif method in ("gram", "gram_time"):
             B = A if self._F is None else self._F @ A
             w, U = torch.linalg.eigh(B @ B.T)
             U = U[:, -k:]
-            R = (U * self._shrunk(w[-k:].clamp(min=0).sqrt())) @ (U.T @ A)
+            R = mm(U * self._shrunk(w[-k:].clamp(min=0).sqrt()), U.T @ A)
         elif method == "full":
             B = A if self._F is None else self._F @ A
             U, S, Vh = torch.linalg.svd(B, full_matrices=False)
             f = self._shrunk(S[:k])
-            R = (U[:, :k] * (S[:k] * f)) @ Vh[:k] if self._F is None else (U[:, :k] * f) @ (U[:, :k].T @ A)
+            R = mm(U[:, :k] * (S[:k] * f), Vh[:k]) if self._F is None else mm(U[:, :k] * f, U[:, :k].T @ A)
         elif method == "subspace":
-            R = self._subspace(A, k)
+            U, S, Vh = self._subspace(A, k)
+            R = mm(U * (S * self._shrunk(S)), Vh)
         else:
             U, S, V = torch.svd_lowrank(A, q=min(k + 10, *A.shape), niter=4)
-            R = (U[:, :k] * (S[:k] * self._shrunk(S[:k]))) @ V[:, :k].T
-        return R if mean is None else R.add_(mean)  # R is a fresh tensor on every path
+            R = mm(U[:, :k] * (S[:k] * self._shrunk(S[:k])), V[:, :k].T)
+        return R if mean is None else R.add_(mean)  # R is a fresh tensor (or ``out``) on every path
 
     def _subspace(self, A, k: int):
-        """Rank-k reconstruction of A (time, n) by one step of subspace iteration from the previous
-        call's leading left singular vectors (``self._basis``), then Rayleigh-Ritz.
+        """Leading k singular triplets of A (time, n), ``U (time, k), S (k,), Vh (k, n)``, by one
+        step of subspace iteration from the previous call's leading left singular vectors
+        (``self._basis``), then Rayleigh-Ritz.
 
         DINEOF changes A a little per iteration, so last iteration's vectors are nearly right:
         one step (three products with k + 5 columns) replaces a full Gram eigendecomposition, and
@@ -270,7 +278,7 @@ class DINEOF(Interpolator):
         Ub, S, Vh = torch.linalg.svd(Q.T @ A, full_matrices=False)  # (q, n): small
         U = Q @ Ub
         self._basis = U
-        return (U[:, :k] * (S[:k] * self._shrunk(S[:k]))) @ Vh[:k]
+        return U[:, :k], S[:k], Vh[:k]
 
     def _shrunk(self, s):
         """Soft-threshold factors ``max(1 - shrink * max(s) / s, 0)`` of singular values ``s``
@@ -287,18 +295,20 @@ class DINEOF(Interpolator):
         import torch
 
         # In place (``filled`` is updated; callers pass a tensor of their own): the cube-sized
-        # tensors alive at once are the data, ``filled``, R and one temporary, where a functional
-        # update held seven. masked_fill is element-wise, no boolean gather.
+        # tensors alive at once are the data, ``filled``, R and one work tensor, where a functional
+        # update held seven; R and work are allocated once per call, not per iteration.
+        # masked_fill is element-wise, no boolean gather.
         if bool(mask.all()):
             return filled, 0, True
         tol, max_iter = self.options["tol"], self.options["max_iter"]
+        R, work = torch.empty_like(filled), torch.empty_like(filled)  # reused by every iteration
         for it in range(1, max_iter + 1):
-            R = self._lowrank(filled, k)
-            size = torch.linalg.vector_norm(R.masked_fill(mask, 0))  # of the new gap values
+            R = self._lowrank(filled, k, out=R, work=work)
+            size = torch.linalg.vector_norm(work.copy_(R).masked_fill_(mask, 0))  # of the new gap values
             step = R.sub_(filled).masked_fill_(mask, 0)  # change of the gap values; 0 at the observations
             filled.add_(step)
             change = torch.linalg.vector_norm(step) / torch.clamp(size, min=1e-12)
-            del R, step
+            del step  # R (``step`` is R) and work are written over by the next iteration
             if float(change) < tol:
                 return filled, it, True
         return filled, max_iter, False
