@@ -187,6 +187,8 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise InputError(f"{path}: folder {parent} does not exist")
+    if not parent.is_dir():  # else NotADirectoryError (exit 1) at write time, after the work
+        raise InputError(f"{path}: {parent} is a file, not a folder")
     return path
 
 

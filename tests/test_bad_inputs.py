@@ -441,6 +441,14 @@ def test_output_folder_missing(tmp_path, good_nc, sst):
     with pytest.raises(InputError) as info:
         write_netcdf(sst, out)
     assert_one_line(info, "does not exist")
+    # a file where the folder should be: refused before the work (it was NotADirectoryError, exit 1,
+    # at write time)
+    (tmp_path / "a_file").write_text("not a folder")
+    for args in (["interpolate", good_nc, "--method", "climatology"], ["synth", "sst", "--n", "3", "--size", "8"]):
+        res = invoke(*args, "-o", tmp_path / "a_file" / "x.nc", "--quiet" if args[0] == "interpolate" else "--seed=0")
+        assert_cli_error(res, 2, "a_file is a file, not a folder")
+        assert "withheld" not in res.output
+    assert (tmp_path / "a_file").read_text() == "not a folder"
 
 
 def test_existing_output_needs_overwrite(tmp_path, good_nc, sst):
