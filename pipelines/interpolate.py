@@ -195,7 +195,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     with _naming(where):
         interp.fit(da)
     seconds = time.perf_counter() - t0
-    interp.save(output, overwrite=overwrite)
+    interp.save(output, overwrite=overwrite, source=where)
     loss = interp.loss_history_
     k = max(1, len(loss) // 10)  # first and last tenth of the steps: one step's loss is noisy
     trend = f", loss {np.mean(loss[:k]):.4g} -> {np.mean(loss[-k:]):.4g}" if loss else ""

@@ -272,6 +272,12 @@ def test_train_interpolator_then_fill_another_file_with_it(runner, sst_file, tmp
     assert "4 steps" in res.output and f"--model {ckpt}" in res.output
     saved = json.loads((ckpt / "config.json").read_text())
     assert saved["task"] == "interpolation" and saved["interpolator"]["method"] == "unet"
+    # how it was trained, enough to train it again: the options, seed, steps, input and its grid
+    tr = saved["training"]
+    assert tr["options"]["steps"] == 4 and tr["options"]["patch"] == 16 and tr["options"]["batch_size"] == 4
+    assert tr["seed"] == 0 and tr["train_steps"] == 4 and tr["source"] == str(sst_file) and tr["variable"] == "sst"
+    assert tr["sizes"] == {"time": 20, "lat": 24, "lon": 28} and tr["final_train_loss"] > 0
+    assert saved["provenance"]["versions"]["torch"]
     other = tmp_path / "other.nc"
     synthetic_sst(n_time=12, ny=24, nx=28, cloud_cover=0.5, seed=9).to_netcdf(other)
     out = tmp_path / "filled.nc"

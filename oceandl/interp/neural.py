@@ -21,6 +21,7 @@ grow with the grid.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -451,19 +452,31 @@ class NeuralInterpolator(Interpolator):
         return attrs
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path, overwrite: bool = False):
+    def save(self, path, overwrite: bool = False, source: str | None = None):
         """Write the trained network as an oceandl checkpoint folder (reuse with ``checkpoint=path``).
 
-        Returns the path. Raises :class:`InputError` before :meth:`fit` or if ``path`` exists and
-        not ``overwrite``.
+        Its ``config.json`` also says how it was trained (``training``: every option, the seed,
+        steps, final loss, precision, the input variable and grid, ``source`` when given), with the
+        versions and git commit. Returns the path. Raises :class:`InputError` before :meth:`fit` or
+        if ``path`` exists and not ``overwrite``.
         """
         from oceandl.training.checkpoint import save_checkpoint
+
+        from .base import _json_default
 
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before save()")
         cfg = {k: self._cfg[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
+        # what it takes to train it again: the options alone were not recorded
+        training = {"options": json.loads(json.dumps(self.options, default=_json_default)), "seed": self.seed,
+                    "train_steps": self.steps_, "precision": self.precision_, "variable": str(self.da_.name),
+                    "sizes": {str(k): int(v) for k, v in self.da_.sizes.items()}}
+        if getattr(self, "loss_history_", None):
+            training["final_train_loss"] = float(np.mean(self.loss_history_[-20:]))
+        if source is not None:
+            training["source"] = str(source)
         extra = {"interpolator": {"method": self.name, **cfg, "in_channels": self._in_channels,
-                                  "multiple": self.multiple}}
+                                  "multiple": self.multiple}, "training": training}
         return save_checkpoint(path, self.model_, model_name=self.model_name, model_options=self._model_opts,
                                model_args=[self._in_channels, 2 if self._cfg["nll"] else 1],
                                task="interpolation", extra=extra, overwrite=overwrite)
