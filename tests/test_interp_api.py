@@ -270,6 +270,23 @@ def test_interp_metrics_aligns_dataarrays_by_dim_name():
     assert m["bias"] == pytest.approx(0.1) and m["rmse"] == pytest.approx(0.1)
 
 
+def test_interp_metrics_aligns_dataarrays_by_coordinate_order():
+    """A truth with latitudes descending against oceandl's ascending output (open_field sorts them)
+    used to be compared position by position: identical fields scored an RMSE of 3."""
+    rng = np.random.default_rng(0)
+    lat = np.linspace(-10.0, 10.0, 5)
+    pred = xr.DataArray(rng.normal(size=(3, 5, 4)), dims=("time", "lat", "lon"),
+                        coords={"time": [0, 1, 2], "lat": lat, "lon": np.arange(4.0)})
+    truth = (pred - 0.1).isel(lat=slice(None, None, -1))
+    m = interp_metrics(pred, truth.transpose("lon", "lat", "time"))
+    assert m["bias"] == pytest.approx(0.1) and m["rmse"] == pytest.approx(0.1)
+    # the same latitudes stored as float32 are the same grid
+    m32 = interp_metrics(pred, truth.assign_coords(lat=truth.lat.astype(np.float32)))
+    assert m32["rmse"] == pytest.approx(0.1)
+    mask = (pred > 0).isel(lat=slice(None, None, -1))
+    assert interp_metrics(pred, pred + 1, mask=mask)["n"] == int((pred > 0).sum())
+
+
 # ----------------------------------------------------------------------------- accessor
 def test_accessor_matches_functions(cube):
     import oceandl.accessor  # noqa: F401  (registers .oceandl)
