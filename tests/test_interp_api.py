@@ -116,6 +116,15 @@ def test_withheld_metrics_present_and_correct(result, cube, withheld):
         assert 0.3 < ds.attrs["val_frac_within_2sigma"] <= 1.0
 
 
+def test_withheld_dataarray_matched_by_coordinate(cube, withheld):
+    # a mask with latitudes in the other order was applied position by position: mirrored pixels withheld
+    gappy = cube[0]
+    mask = xr.DataArray(withheld, dims=gappy.dims, coords=gappy.coords)
+    flipped = mask.isel(lat=slice(None, None, -1)).transpose("lon", "lat", "time")
+    ds = run("climatology", gappy, withheld=flipped, return_dataset=True)
+    np.testing.assert_array_equal(ds["missing_flag"].values == 2, withheld)
+
+
 def test_dataset_writes_to_netcdf(result, tmp_path):
     method, ds = result
     path = tmp_path / f"{method}.nc"
