@@ -12,10 +12,12 @@ from .errors import InputError
 __all__ = ["classify", "UNASSIGNED"]
 
 UNASSIGNED = "unassigned"
+#: names of the variables and coords of :func:`classify`'s Dataset (input coords of these names are not kept).
+_OUTPUT_NAMES = ("predicted", "label", "probability", "probabilities", "class", "path")
 
 
 def _as_images(images):
-    """(N, C, H, W) float tensor, sample coordinate and paths from the accepted inputs."""
+    """(N, C, H, W) float tensor, sample coordinate, paths, sample dim and the other coords on it."""
     import torch
     import xarray as xr
 
@@ -23,18 +25,21 @@ def _as_images(images):
         if images.ndim not in (3, 4):
             raise InputError(f"DataArray {images.name!r} has dims {images.dims}: expected (sample, y, x)")
         dim = images.dims[0]
-        return torch.as_tensor(np.asarray(images.values, np.float32)), images[dim].values, None, dim
+        # per-image coords (time, lat, lon of each vignette) go to the predictions; they were dropped
+        extra = {c: v.variable for c, v in images.coords.items()
+                 if c != dim and v.dims == (dim,) and c not in _OUTPUT_NAMES}
+        return torch.as_tensor(np.asarray(images.values, np.float32)), images[dim].values, None, dim, extra
     if isinstance(images, (np.ndarray, torch.Tensor)):
         x = torch.as_tensor(np.asarray(images, np.float32) if isinstance(images, np.ndarray) else images).float()
         if x.ndim == 2:
             x = x[None]
-        return x, np.arange(len(x)), None, "sample"
+        return x, np.arange(len(x)), None, "sample", {}
     if hasattr(images, "__getitem__") and hasattr(images, "__len__"):
         from .training.engine import materialize
 
         x, _ = materialize(images, desc="reading images")
         paths = [str(p) for p in getattr(images, "files", [])] or None
-        return x, np.arange(len(x)), paths, "sample"
+        return x, np.arange(len(x)), paths, "sample", {}
     raise InputError(f"cannot classify a {type(images).__name__}: pass an array, DataArray or dataset")
 
 
@@ -53,7 +58,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
     Returns
     -------
     xarray.Dataset on ``sample`` with ``predicted`` (class name), ``label`` (index, -1 unassigned),
-    ``probability`` (top class) and ``probabilities`` (sample, class); ``path`` when known.
+    ``probability`` (top class) and ``probabilities`` (sample, class); ``path`` when known. A
+    DataArray's other coordinates along its sample dim (e.g. each image's time) are kept.
     """
     import xarray as xr
 
@@ -68,7 +74,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
         # else predict's range(0, n, 0) raised a bare ValueError
         raise InputError(f"batch_size={batch_size!r}: must be a positive integer")
     net, cfg = load_checkpoint(model, device=resolve_device(device), expect_task="classification")
-    x, sample, paths, dim = _as_images(images)
+    x, sample, paths, dim, extra = _as_images(images)
     if len(x) == 0:
         raise InputError("no images to classify")
     x = preprocess_batch(x, cfg.get("preprocessing"))
@@ -82,7 +88,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
         {"predicted": (dim, names.astype(str)), "label": (dim, np.where(keep, top, -1)),
          "probability": (dim, conf.astype(np.float32)),
          "probabilities": ((dim, "class"), probs.astype(np.float32))},
-        coords={dim: sample, "class": [str(c) for c in classes]},
+        coords={dim: sample, **extra, "class": [str(c) for c in classes]},
         attrs={"model": str(Path(model)), "architecture": cfg["model"], "min_confidence": min_confidence,
                "tta": int(tta)},
     )

@@ -130,6 +130,20 @@ def test_batch_size_zero_is_refused(sar_tree, sar_model, tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_classify_dataarray_keeps_its_per_image_coords(sar_model):
+    # the time and position of each vignette were dropped: only the sample coordinate was kept
+    from oceandl.classification import classify
+
+    rng = np.random.default_rng(0)
+    images = xr.DataArray(rng.random((3, 32, 32), np.float32), dims=("vignette", "y", "x"),
+                          coords={"vignette": ["a", "b", "c"], "lat": ("vignette", [1.0, 2.0, 3.0]),
+                                  "label": ("vignette", [0, 1, 2]), "y": np.arange(32)})
+    ds = classify(images, sar_model, device="cpu")
+    assert list(ds["lat"].values) == [1.0, 2.0, 3.0] and ds["lat"].dims == ("vignette",)
+    assert "y" not in ds.coords  # not along the sample dim
+    assert ds["label"].dims == ("vignette",) and set(ds["label"].values) <= set(range(-1, 10))  # ours, not the input's
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]

@@ -116,6 +116,15 @@ def test_withheld_metrics_present_and_correct(result, cube, withheld):
         assert 0.3 < ds.attrs["val_frac_within_2sigma"] <= 1.0
 
 
+def test_withheld_dataarray_matched_by_coordinate(cube, withheld):
+    # a mask with latitudes in the other order was applied position by position: mirrored pixels withheld
+    gappy = cube[0]
+    mask = xr.DataArray(withheld, dims=gappy.dims, coords=gappy.coords)
+    flipped = mask.isel(lat=slice(None, None, -1)).transpose("lon", "lat", "time")
+    ds = run("climatology", gappy, withheld=flipped, return_dataset=True)
+    np.testing.assert_array_equal(ds["missing_flag"].values == 2, withheld)
+
+
 def test_dataset_writes_to_netcdf(result, tmp_path):
     method, ds = result
     path = tmp_path / f"{method}.nc"
@@ -268,6 +277,23 @@ def test_interp_metrics_aligns_dataarrays_by_dim_name():
     pred = truth + 0.1
     m = interp_metrics(pred.transpose("lon", "time", "lat"), truth)
     assert m["bias"] == pytest.approx(0.1) and m["rmse"] == pytest.approx(0.1)
+
+
+def test_interp_metrics_aligns_dataarrays_by_coordinate_order():
+    """A truth with latitudes descending against oceandl's ascending output (open_field sorts them)
+    used to be compared position by position: identical fields scored an RMSE of 3."""
+    rng = np.random.default_rng(0)
+    lat = np.linspace(-10.0, 10.0, 5)
+    pred = xr.DataArray(rng.normal(size=(3, 5, 4)), dims=("time", "lat", "lon"),
+                        coords={"time": [0, 1, 2], "lat": lat, "lon": np.arange(4.0)})
+    truth = (pred - 0.1).isel(lat=slice(None, None, -1))
+    m = interp_metrics(pred, truth.transpose("lon", "lat", "time"))
+    assert m["bias"] == pytest.approx(0.1) and m["rmse"] == pytest.approx(0.1)
+    # the same latitudes stored as float32 are the same grid
+    m32 = interp_metrics(pred, truth.assign_coords(lat=truth.lat.astype(np.float32)))
+    assert m32["rmse"] == pytest.approx(0.1)
+    mask = (pred > 0).isel(lat=slice(None, None, -1))
+    assert interp_metrics(pred, pred + 1, mask=mask)["n"] == int((pred > 0).sum())
 
 
 # ----------------------------------------------------------------------------- accessor

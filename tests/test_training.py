@@ -272,6 +272,29 @@ def test_classification_metrics_match_sklearn(seed):
             (per[0][i], per[1][i], per[2][i], per[3][i]))
 
 
+def test_classification_metrics_refuse_labels_outside_the_classes():
+    """An out-of-range label used to be miscounted silently: a prediction 2 of 2 classes landed in
+    the next row of the confusion matrix, and log_loss read the label -1 as the last class."""
+    from oceandl.metrics import confusion_matrix, log_loss, top_k_accuracy
+
+    p = np.array([[0.6, 0.4], [0.3, 0.7]])
+    with pytest.raises(InputError, match="y_pred: labels must be .* integers in 0..1"):
+        confusion_matrix([0, 0], [1, 2], 2)
+    with pytest.raises(InputError, match=r"y_true: .*got \[0, -1\]"):
+        log_loss([0, -1], p)
+    with pytest.raises(InputError, match="y_true"):
+        top_k_accuracy([0, 2], p, 1)
+    with pytest.raises(InputError, match="y_true"):
+        classification_metrics([0, 2], p)
+    with pytest.raises(InputError, match="y_true"):
+        classification_metrics([0.0, 0.5], p)
+    with pytest.raises(InputError, match="3 labels but probs has 2 rows"):
+        classification_metrics([0, 1, 1], p)
+    with pytest.raises(InputError, match="1 class names for 2 columns"):
+        classification_metrics([0, 1], p, classes=["a"])
+    assert classification_metrics(np.array([1.0, 1.0]), p)["accuracy"] == 0.5  # integral floats are labels
+
+
 def test_ece_perfectly_calibrated_and_overconfident():
     from oceandl.metrics import expected_calibration_error
 

@@ -234,7 +234,8 @@ class Interpolator:
         ----------
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
             The field; NaN marks missing values; pixels never observed are land.
-        withheld : bool array-like, same shape (or a DataArray with the same dims), optional
+        withheld : bool array-like, same shape (or a DataArray with the same dims, matched by coordinate
+            where its coordinates are ``da``'s in another order), optional
             Observed pixels hidden from the method and used to score the result (``val_*`` attrs
             of :meth:`reconstruct`). Missing pixels in ``withheld`` are ignored.
 
@@ -314,7 +315,10 @@ class Interpolator:
         if isinstance(withheld, xr.DataArray):
             if set(withheld.dims) != set(da.dims):
                 raise InputError(f"{label}: withheld has dims {tuple(withheld.dims)}, expected {tuple(da.dims)}")
-            w = np.asarray(withheld.transpose(*dims).values)
+            from oceandl.metrics.interpolation import _reorder_like
+
+            # matched by coordinate too: a mask with latitudes in the other order withheld mirrored pixels
+            w = np.asarray(_reorder_like(withheld, da).transpose(*dims).values)
         else:
             w = np.asarray(withheld)
             if w.shape != tuple(da.shape):

@@ -5,18 +5,57 @@ from typing import Sequence
 
 import numpy as np
 
+from oceandl.errors import InputError
+
 __all__ = ["confusion_matrix", "classification_metrics", "expected_calibration_error", "top_k_accuracy",
            "log_loss"]
 
 
+def _labels(y, num_classes: int, what: str = "y_true") -> np.ndarray:
+    """``y`` as a 1-D int64 array of class indices in ``0..num_classes-1``.
+
+    Raises
+    ------
+    InputError
+        If a label is not an integer in that range.
+    """
+    # An out-of-range label was miscounted without a word (confusion_matrix folded it into another
+    # cell, log_loss read -1 as the last class, top-k counted it a miss) or failed as a NumPy error.
+    y = np.asarray(y)
+    yi = y.astype(np.int64) if np.issubdtype(y.dtype, np.number) else None
+    bad = y.ndim != 1 or yi is None or not np.array_equal(yi, y)
+    if not bad and y.size:
+        bad = yi.min() < 0 or yi.max() >= num_classes
+    if bad:
+        shown = y.ravel()[:5].tolist()
+        raise InputError(f"{what}: labels must be a 1-D array of integers in 0..{num_classes - 1}, "
+                         f"got {shown}{'...' if y.size > 5 else ''}")
+    return yi
+
+
+def _probs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
+    """Checked labels and (N, C) float64 probabilities; one label per row of ``probs``."""
+    p = np.asarray(probs, np.float64)
+    if p.ndim != 2:
+        raise InputError(f"probs: expected an (N, C) array of class probabilities, got shape {p.shape}")
+    y = _labels(y_true, p.shape[1])
+    if len(y) != len(p):
+        raise InputError(f"y_true has {len(y)} labels but probs has {len(p)} rows")
+    return y, p
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """(num_classes, num_classes) counts; rows are true classes, columns predictions."""
-    idx = np.asarray(y_true, np.int64) * num_classes + np.asarray(y_pred, np.int64)
+    y_true, y_pred = _labels(y_true, num_classes), _labels(y_pred, num_classes, "y_pred")
+    if len(y_true) != len(y_pred):
+        raise InputError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+    idx = y_true * num_classes + y_pred
     return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
     """Fraction of samples whose true class is among the ``k`` most probable."""
+    y_true, probs = _probs(y_true, probs)
     k = min(k, probs.shape[1])
     top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
     return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
@@ -24,9 +63,10 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
 
 def log_loss(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-15) -> float:
     """Mean negative log-likelihood of the true class (probabilities clipped and renormalised)."""
+    y_true, probs = _probs(y_true, probs)
     p = np.clip(probs, eps, 1 - eps)
     p = p / p.sum(axis=1, keepdims=True)
-    return float(-np.mean(np.log(p[np.arange(len(p)), np.asarray(y_true)])))
+    return float(-np.mean(np.log(p[np.arange(len(p)), y_true])))
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> tuple[float, dict]:
@@ -37,8 +77,9 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     ece : float
     bins : dict with ``confidence``, ``accuracy`` and ``count`` per bin (for a reliability diagram).
     """
+    y_true, probs = _probs(y_true, probs)
     conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(y_true)
+    correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0, 1, n_bins + 1)
     which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
     count = np.bincount(which, minlength=n_bins)
@@ -66,10 +107,11 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
     ``per_class`` ({name: precision, recall, f1, accuracy, support}), ``confusion_matrix`` (C x C list)
     and ``reliability`` (diagram data).
     """
-    y_true = np.asarray(y_true, np.int64)
-    probs = np.asarray(probs, np.float64)
+    y_true, probs = _probs(y_true, probs)
     n_classes = probs.shape[1]
     classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
+    if len(classes) != n_classes:  # else per_class silently named and kept only the first ones
+        raise InputError(f"{len(classes)} class names for {n_classes} columns of probs")
     y_pred = probs.argmax(axis=1)
     cm = confusion_matrix(y_true, y_pred, n_classes)
     tp = np.diag(cm).astype(float)

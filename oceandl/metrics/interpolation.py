@@ -8,13 +8,38 @@ from oceandl.errors import InputError
 __all__ = ["interp_metrics"]
 
 
+def _reorder_like(a, ref):
+    """``a`` with each dim whose coordinate holds ``ref``'s values in another order put in ``ref``'s order."""
+    # Positions used to be compared whatever the coordinates said: a truth stored with latitudes
+    # descending (as many L3 files are) against oceandl's output (sorted ascending) scored each
+    # pixel against its mirror image. Coordinates that are not a reordering are left as they are.
+    for d in ref.dims:
+        if d not in a.indexes or d not in ref.indexes or a.indexes[d].equals(ref.indexes[d]):
+            continue
+        ia, ir = a.indexes[d], ref.indexes[d]
+        if not ia.is_unique or len(ia) != len(ir):
+            continue
+        pos = ia.get_indexer(ir)
+        numeric = np.issubdtype(ia.dtype, np.number) and np.issubdtype(ir.dtype, np.number)
+        if (pos < 0).any() and numeric and len(ia) > 1 and (ia.is_monotonic_increasing or ia.is_monotonic_decreasing):
+            # the same grid in float32 in one and float64 in the other: match within 1e-3 of the spacing
+            tol = 1e-3 * float(np.min(np.abs(np.diff(np.asarray(ia, np.float64)))))
+            pos = ia.get_indexer(ir, method="nearest", tolerance=tol)
+        if (pos >= 0).all() and len(np.unique(pos)) == len(pos):
+            a = a.isel({d: pos})
+    return a
+
+
 def _values(a, ref=None) -> np.ndarray:
-    """NumPy values of ``a``; a DataArray is first transposed to the dims of ``ref`` when both are labelled."""
+    """NumPy values of ``a``; a DataArray is first transposed to the dims of ``ref`` and put in the
+    order of its coordinates when both are labelled."""
     import xarray as xr
 
     if isinstance(a, xr.DataArray):
-        if isinstance(ref, xr.DataArray) and set(a.dims) == set(ref.dims) and a.dims != ref.dims:
-            a = a.transpose(*ref.dims)
+        if isinstance(ref, xr.DataArray) and set(a.dims) == set(ref.dims):
+            if a.dims != ref.dims:
+                a = a.transpose(*ref.dims)
+            a = _reorder_like(a, ref)
         return np.asarray(a.values)
     return np.asarray(a)
 
@@ -25,7 +50,9 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
     Parameters
     ----------
     pred, truth : array-like or xarray.DataArray, same shape (any dims, e.g. (time, lat, lon))
-        Prediction and reference. Labelled inputs are aligned by dimension name.
+        Prediction and reference. Labelled inputs are aligned by dimension name, and along a dimension
+        whose coordinate holds the same values in another order (e.g. latitudes descending in one
+        and ascending in the other), by coordinate.
     mask : bool array-like, same shape, optional
         Pixels to score (e.g. the withheld pixels). Default: every pixel. Pixels where ``pred``,
         ``truth`` (or ``sigma``) is not finite are always left out.
