@@ -44,6 +44,11 @@ class OceandlGroup(click.Group):
             raise _Failure(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
         except KeyboardInterrupt:
             raise _Failure("interrupted", 130) from None
+        except BrokenPipeError:
+            # the reader went away (`oceandl models | head`): stop quietly, as other Unix tools do;
+            # stdout to /dev/null so that flushing it at exit does not raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except MemoryError:
             raise _Failure("out of memory (try a smaller --batch-size or tile)", 1) from None
         except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked

@@ -125,6 +125,18 @@ def test_interpolate_failure_leaves_neither_output(runner, sst_file, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["day.png"]  # no temporaries either
 
 
+def test_closed_pipe_stops_quietly():
+    """`oceandl models | head`: the reader is gone before oceandl writes; no 'Error: BrokenPipeError'."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from oceandl.cli.main import main; sys.exit(main())",
+                          "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before the interpreter has started: every write meets a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1 and err == "", err
+
+
 def test_usage_errors_exit_2(runner, tmp_path):
     assert runner.invoke(cli, ["interpolate", "--demo"]).exit_code == 2  # no -o
     assert runner.invoke(cli, ["interpolate", "--demo", "x.nc", "-o", "y.nc"]).exit_code == 2
