@@ -150,6 +150,24 @@ def test_negative_patience_and_penalties_are_refused(option):
         TrainConfig(**{option: -1})
 
 
+def test_diverged_training_stops_with_the_epoch_named(tmp_path):
+    """A learning rate that blows the loss up stops the run (exit 1 on the command line), instead of
+    training on NaN and saving a model whose predictions are argmax(NaN), i.e. class 0."""
+    from oceandl.errors import OceanDLError
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+    cfg = TrainConfig(epochs=3, lr=1e12, batch_size=16, optimizer="sgd", scheduler="none", progress=False, device="cpu")
+    torch.manual_seed(0)
+    with pytest.raises(OceanDLError, match="training diverged: (train|val)_loss is not finite in epoch") as info:
+        fit(get_model("mlp", 1, 3, hidden=(16,), input_size=8), TensorData(x[:48], y[:48]),
+            TensorData(x[48:], y[48:]), cfg, out=tmp_path / "m")
+    assert not isinstance(info.value, InputError) and "1e+12" in str(info.value)
+    ok = fit(get_model("mlp", 1, 3, hidden=(16,), input_size=8), TensorData(x[:48], y[:48]),
+             TensorData(x[48:], y[48:]), cfg.update(lr=1e-2))  # the control: a sane rate trains
+    assert all(np.isfinite(r["val_loss"]) for r in ok.history)
+
+
 def test_linear_ae_spans_pca_subspace():
     from oceandl.pipelines.mnist import principal_angles
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import InputError
+from ..errors import InputError, OceanDLError
 from ..utils import bf16_autocast, fused_optimizer_kwargs, keep_freed_memory, resolve_device, resolve_precision
 from . import distributed as _dist
 from .augment import BatchAugment
@@ -544,6 +544,12 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
             _dist.broadcast_buffers(model)
             ev = _run_eval(model, val_b, loss_fn, device, cfg)
             row.update({f"val_{k}": v for k, v in ev.items()})
+        bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
+        if bad:
+            # else the later epochs trained on NaN and the "best" model's predictions were argmax(NaN)
+            kept = f"; {out} holds epoch {epoch - 1}" if out is not None and epoch > 1 else ""
+            raise OceanDLError(f"training diverged: {bad[0]} is not finite in epoch {epoch} (lower the learning "
+                               f"rate, now {cfg.lr:g}, or train in fp32){kept}")
         result.history.append(row)
         score = row.get("val_loss", row["train_loss"])
         if sched is not None and cfg.scheduler == "plateau":
