@@ -71,6 +71,22 @@ def _fit(name, da, withheld=None, seed=0, **options):
     return METHODS[name](seed=seed, device="cpu", **opts).fit(da, withheld=withheld)
 
 
+def test_diverged_training_is_an_error_not_a_nan_fill(tiny):
+    """A learning rate that blows the loss up is reported with the step, instead of filling the gaps
+    with NaN and reporting success; and the base class refuses any method's non-finite ocean values."""
+    from oceandl.errors import OceanDLError
+    from oceandl.interp import Climatology
+
+    with pytest.raises(OceanDLError, match=r"method 'unet': training diverged: the loss is not finite from step \d+ of 12"):
+        _fit("unet", tiny, steps=12, lr=1e9)
+    assert _fit("unet", tiny, steps=12).reconstruct()["sst"].notnull().sum() > 0  # the control trains
+
+    m = Climatology().fit(tiny)
+    m._reconstruct = lambda: (np.full(tiny.shape, np.nan), None)  # what a diverged fit hands back
+    with pytest.raises(OceanDLError, match="method 'climatology' produced .* non-finite values over the ocean"):
+        m.reconstruct()
+
+
 # ----------------------------------------------------------------------------- models
 @pytest.mark.parametrize("name", ["unet", "resae", "smp_unet"])
 def test_models_keep_odd_shapes_and_backprop(name):

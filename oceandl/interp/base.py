@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, OceanDLError
 
 __all__ = ["Interpolator", "canonical_dims", "as_dataarray", "oceandl_version"]
 
@@ -361,6 +361,10 @@ class Interpolator:
         land = ~self.ocean_
         filled = np.asarray(filled_n, dtype=np.float64) * self.scale_ + self.mean_
         filled[:, land] = np.nan
+        nonfinite = int((~np.isfinite(filled[:, self.ocean_])).sum())
+        if nonfinite:  # a diverged fit: never write NaN gaps as a successful fill
+            raise OceanDLError(f"method {self.name!r} produced {nonfinite} non-finite values over the ocean "
+                               "(a diverged fit)")
         if self.keep_observed:
             filled[self.obs_] = self.values_[self.obs_]
         sigma = None

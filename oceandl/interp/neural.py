@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from oceandl.errors import CheckpointError, InputError
+from oceandl.errors import CheckpointError, InputError, OceanDLError
 
 from .base import Interpolator
 
@@ -400,6 +400,11 @@ class NeuralInterpolator(Interpolator):
             losses.append(loss.detach())  # no float() here: it would wait for the GPU at every step
         self.loss_history_: list[float] = torch.stack(losses).tolist() if losses else []
         self.train_seconds_ = time.perf_counter() - t0  # the training loop alone (benchmarks)
+        bad = [i for i, v in enumerate(self.loss_history_) if not math.isfinite(v)]
+        if bad:  # else the gaps were filled with NaN and the run reported success
+            raise OceanDLError(f"method {self.name!r}: training diverged: the loss is not finite from step "
+                               f"{bad[0] + 1} of {steps} (lower lr, now {self.options['lr']:g}, or set "
+                               "precision=fp32)")
         self.model_.eval()
         return steps
 
