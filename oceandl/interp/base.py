@@ -341,10 +341,11 @@ class Interpolator:
             Dims and coords of the input (same dim order). Variables: the filled field (named like
             the input, or ``"filled"``), ``sigma`` (only if ``gives_sigma``), ``missing_flag``
             (int8: 0 observed or land, 1 originally missing ocean pixel, 2 withheld). Land stays
-            NaN. Attrs (on the Dataset and the filled variable): the input's attrs plus
-            ``oceandl_version``, ``method``, ``options`` (JSON), ``history``, the method's fit
-            attrs and, when pixels were withheld, ``val_rmse``, ``val_mae``, ``val_bias``,
-            ``val_corr``, ``val_std_ratio``, ``val_n`` (and ``val_frac_within_*sigma``).
+            NaN. Attrs of the filled variable: the input's attrs plus ``oceandl_version``,
+            ``method``, ``options`` (JSON), ``history``, the method's fit attrs and, when pixels
+            were withheld, ``val_rmse``, ``val_mae``, ``val_bias``, ``val_corr``,
+            ``val_std_ratio``, ``val_n`` (and ``val_frac_within_*sigma``). The Dataset's attrs:
+            the same without the input's (its units and names describe the variable, not the file).
 
         Raises
         ------
