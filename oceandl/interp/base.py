@@ -18,7 +18,7 @@ import xarray as xr
 
 from oceandl.errors import InputError, OceanDLError
 
-__all__ = ["Interpolator", "canonical_dims", "as_dataarray", "oceandl_version"]
+__all__ = ["Interpolator", "canonical_dims", "as_dataarray", "append_history", "oceandl_version"]
 
 # Lower-case dimension names recognised for each role.
 _ALIASES = {
@@ -28,6 +28,14 @@ _ALIASES = {
 }
 # Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
 _MIN_PIXEL_OBS = 2
+
+
+def append_history(old: str | None, text: str) -> str:
+    """A CF ``history`` attribute: ``old`` (the input's, if any) and a new line
+    ``"<UTC time> oceandl <version>: <text>"``."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{stamp} oceandl {oceandl_version()}: {text}"
+    return f"{old}\n{line}" if old else line
 
 
 def oceandl_version() -> str:
@@ -389,10 +397,8 @@ class Interpolator:
         if self.withheld_.any():
             self.val_metrics_ = interp_metrics(filled, self.values_, mask=self.withheld_, sigma=sigma)
             attrs.update({f"val_{k}": v for k, v in self.val_metrics_.items()})
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        line = f"{stamp} oceandl {attrs['oceandl_version']}: gaps filled with method {self.name} {attrs['options']}"
-        old = self.da_.attrs.get("history")
-        attrs["history"] = f"{old}\n{line}" if old else line
+        attrs["history"] = append_history(self.da_.attrs.get("history"),
+                                          f"gaps filled with method {self.name} {attrs['options']}")
 
         name = self.da_.name if self.da_.name not in (None, "sigma", "missing_flag") else "filled"
         dtype = np.result_type(self.da_.dtype, np.float32)

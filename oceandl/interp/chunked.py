@@ -47,7 +47,6 @@ The output has the variables of :meth:`Interpolator.reconstruct` (the filled fie
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import itertools
 import json
 import math
@@ -63,7 +62,7 @@ import xarray as xr
 
 from oceandl.errors import InputError
 
-from .base import _MIN_PIXEL_OBS, _json_default, _netcdf_safe, oceandl_version
+from .base import _MIN_PIXEL_OBS, _json_default, _netcdf_safe, append_history, oceandl_version
 from .neural import hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
@@ -694,11 +693,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             "blocks": len(blocks), "strategy": {"climatology": "global per-pixel statistics",
                                                 "fit": "per-region fits on overlapping blocks",
                                                 "neural": "one network, tiled inference per block"}[kind]}
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     attrs = {"oceandl_version": oceandl_version(), "method": method, "options": opts_json,
-             "chunked": json.dumps(plan, sort_keys=True)}
-    line = f"{stamp} oceandl {attrs['oceandl_version']}: gaps filled with method {method} {opts_json} (chunked)"
-    attrs["history"] = f"{da.attrs['history']}\n{line}" if da.attrs.get("history") else line
+             "chunked": json.dumps(plan, sort_keys=True),
+             "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
+                                                                "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**da.attrs, **attrs}.items()}
     file_attrs = {k: _netcdf_safe(v) for k, v in attrs.items()}
     csize = (1, core["lat"], core["lon"])

@@ -264,15 +264,12 @@ class DINEOF(Interpolator):
         import torch
 
         q = min(k + 5, *A.shape)
-        Q = self._basis
-        steps = 1
-        if Q is None or Q.shape[1] < q or Q.shape[0] != A.shape[0]:
-            have = 0 if Q is None or Q.shape[0] != A.shape[0] else Q.shape[1]
-            fresh = torch.randn(A.shape[0], q - have, dtype=A.dtype, device=A.device)
-            Q = fresh if have == 0 else torch.cat([Q, fresh], dim=1)
-            steps = 4
+        Q = self._basis  # None at the start of each fit (_fit resets it)
+        if Q is not None and Q.shape[1] >= q:
+            Q, steps = Q[:, :q], 1
         else:
-            Q = Q[:, :q]
+            fresh = torch.randn(A.shape[0], q - (0 if Q is None else Q.shape[1]), dtype=A.dtype, device=A.device)
+            Q, steps = (fresh if Q is None else torch.cat([Q, fresh], dim=1)), 4
         for _ in range(steps):
             Q = torch.linalg.qr(A @ (A.T @ Q)).Q
         Ub, S, Vh = torch.linalg.svd(Q.T @ A, full_matrices=False)  # (q, n): small

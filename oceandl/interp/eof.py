@@ -13,7 +13,6 @@ repeated (EM: refill, recompute the EOFs, re-project).
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import warnings
 from typing import Any, ClassVar
@@ -23,7 +22,7 @@ import xarray as xr
 
 from oceandl.errors import InputError
 
-from .base import Interpolator, as_dataarray, canonical_dims, oceandl_version
+from .base import Interpolator, append_history, as_dataarray, canonical_dims, oceandl_version
 
 __all__ = ["EOF", "eof", "EOFInterpolator"]
 
@@ -67,8 +66,8 @@ _RANDOMIZED_MIN_SIDE = 500  # below it a full SVD takes well under a second
 def _solver_for(shape: tuple[int, int], k: int, solver: str) -> str:
     """``"full"`` or ``"randomized"``: ``auto`` takes the randomized one for a large matrix of
     which few modes are kept (min side over 500 and k at most a tenth of it), as scikit-learn's
-    and xeofs' ``auto`` do; there it is tens of times faster and exact to rounding for modes
-    whose singular values are separated from the rest."""
+    and xeofs' ``auto`` do; there it is faster, the more so the longer the series (2.3x at 730
+    x 96^2, 6.5-9.4x at 3650 x 128^2 on 2 cores), and agrees with the full SVD to about 1e-7."""
     if solver not in _SOLVERS:
         raise InputError(f"eof: solver must be one of {', '.join(_SOLVERS)}, got {solver!r}")
     if solver != "auto":
@@ -231,12 +230,10 @@ class EOF:
             provenance (version, options, solver), the total variance, the analysed variable and a
             ``history`` line appended to the input's.
         """
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        line = f"{stamp} oceandl {self.attrs['oceandl_version']}: EOF analysis {self.attrs['options']}"
-        old = self._input_attrs.get("history")
         attrs = {**self.attrs, "title": f"EOF analysis of {self._name or 'a field'}", "variable": str(self._name),
                  "total_variance": self.total_variance, "n_modes": self.n_modes,
-                 "history": f"{old}\n{line}" if old else line, "Conventions": "CF-1.8"}
+                 "history": append_history(self._input_attrs.get("history"), f"EOF analysis {self.attrs['options']}"),
+                 "Conventions": "CF-1.8"}
         return xr.Dataset({"eofs": self.eofs, "pcs": self.pcs, "eigenvalues": self.eigenvalues,
                            "variance_fraction": self.variance_fraction, "mean": self.mean, "weights": self.weights},
                           attrs=attrs)

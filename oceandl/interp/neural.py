@@ -473,11 +473,10 @@ class NeuralInterpolator(Interpolator):
             raise InputError(f"method {self.name!r}: call fit() before save()")
         cfg = {k: self._cfg[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
         # what it takes to train it again: the options alone were not recorded
+        fit = self._fit_attrs()
         training = {"options": json.loads(json.dumps(self.options, default=_json_default)), "seed": self.seed,
-                    "train_steps": self.steps_, "precision": self.precision_, "variable": str(self.da_.name),
-                    "sizes": {str(k): int(v) for k, v in self.da_.sizes.items()}}
-        if getattr(self, "loss_history_", None):
-            training["final_train_loss"] = float(np.mean(self.loss_history_[-20:]))
+                    **{k: fit[k] for k in ("train_steps", "precision", "final_train_loss") if k in fit},
+                    "variable": str(self.da_.name), "sizes": {str(k): int(v) for k, v in self.da_.sizes.items()}}
         if source is not None:
             training["source"] = str(source)
         extra = {"interpolator": {"method": self.name, **cfg, "in_channels": self._in_channels,
