@@ -300,6 +300,11 @@ def test_train_interpolator_then_fill_another_file_with_it(runner, sst_file, tmp
         again = get_method("unet")(seed=0, device="cpu", checkpoint=str(ckpt)).fit(src["sst"])
         assert again.steps_ == 0  # loaded, not trained
         np.testing.assert_allclose(got["sst"].values, again.reconstruct()["sst"].values, atol=1e-5)
+    # a training flag with --model is refused, not ignored; the output is not written
+    res = runner.invoke(cli, ["interpolate", str(other), "--method", "unet", "--model", str(ckpt), "--epochs", "5",
+                              "--quiet", "-o", str(tmp_path / "f.nc")])
+    assert res.exit_code == 2 and "epochs=5 has no effect with checkpoint" in res.output, res.output
+    assert not (tmp_path / "f.nc").exists()
     # refuses an existing folder (and leaves it as it was), a non-neural method, a bad option, a start checkpoint
     before = (ckpt / "weights.safetensors").read_bytes()
     cases = [(["-o", str(ckpt)], "already exists"),

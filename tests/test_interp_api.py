@@ -156,6 +156,17 @@ def test_return_types(method, cube):
     assert isinstance(unnamed, xr.Dataset) and "filled" in unnamed
 
 
+def test_variable_named_like_its_own_coordinate(cube):
+    """A DataArray named like one of its coordinates (here a scalar depth) failed with xarray's
+    MergeError when the result Dataset was built; it is now written as 'filled'."""
+    gappy, _ = cube
+    da = gappy.assign_coords(depth=0.5).rename("depth")
+    out = run("climatology", da, return_dataset=True)
+    assert {"filled", "missing_flag"} <= set(out.data_vars) and float(out["depth"]) == 0.5
+    assert np.isfinite(out["filled"].values[:, np.isfinite(gappy.values).any(0)]).all()
+    assert run("climatology", gappy.rename("time")).name == "filled"  # a dim's name too
+
+
 def test_keep_observed_false_changes_observed_values(cube):
     gappy, _ = cube
     out = run("eof", gappy, keep_observed=False).values

@@ -238,6 +238,23 @@ def test_checkpoint_roundtrip(tiny, tmp_path):
         METHODS["unet"](device="cpu", checkpoint=str(path))  # at construction: the JSON says so
 
 
+def test_options_a_checkpoint_cannot_honour_are_refused(tiny, tmp_path):
+    """With checkpoint= the training options (epochs, lr, ...) and input options other than the
+    checkpoint's were ignored without a word, and steps with epochs let epochs win silently."""
+    path = _fit("unet", tiny, steps=2, neighbours=0, model_options={"width": 8, "depth": 2}).save(tmp_path / "c")
+    for opts, words in [({"epochs": 3}, "epochs=3 has no effect with checkpoint"),
+                        ({"lr": 1e-2}, "lr=0.01 has no effect"),
+                        ({"model_options": {"width": 16}}, "model_options"),
+                        ({"neighbours": 1}, "neighbours=1 differs from checkpoint .* neighbours=0")]:
+        with pytest.raises(InputError, match=words):
+            METHODS["unet"](device="cpu", checkpoint=str(path), **opts)
+    # what the checkpoint says, or what inference reads, is accepted
+    again = METHODS["unet"](device="cpu", checkpoint=str(path), neighbours=0, tile=16, overlap=4).fit(tiny)
+    assert again.steps_ == 0 and again._cfg["neighbours"] == 0 and np.isfinite(again.reconstruct()["sst"]).any()
+    with pytest.raises(InputError, match=r"epochs=2 and steps=5 are both set: give one"):
+        METHODS["unet"](steps=5, epochs=2)
+
+
 @pytest.mark.parametrize("options, word", [
     ({"neighbours": -1}, "neighbours"), ({"patch": 0}, "patch"), ({"tile": 16, "overlap": 16}, "overlap"),
     ({"model_options": {"nope": 1}}, "model_options"), ({"nll": "yes"}, "nll"), ({"lr": 0}, "lr"),

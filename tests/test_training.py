@@ -313,6 +313,21 @@ def test_classification_metrics_refuse_labels_outside_the_classes():
     assert classification_metrics(np.array([1.0, 1.0]), p)["accuracy"] == 0.5  # integral floats are labels
 
 
+def test_metrics_refuse_non_finite_probabilities_and_empty_sets():
+    """A NaN row argmaxed to class 0 and was scored as a prediction (a diverged model read as a
+    guess), and an empty test set reported macro scores of 0 as if measured."""
+    from oceandl.metrics import log_loss
+
+    p = np.array([[0.6, 0.4], [np.nan, np.nan], [0.2, 0.8]])
+    with pytest.raises(InputError, match=r"probs: 1 of 3 rows hold NaN .*row 1"):
+        classification_metrics([0, 0, 1], p)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        log_loss([0, 1], np.array([[np.inf, 0.0], [0.5, 0.5]]))
+    with pytest.raises(InputError, match="no samples to score"):
+        classification_metrics(np.zeros(0, int), np.zeros((0, 3)), classes=["a", "b", "c"])
+    assert classification_metrics([0, 1, 1], np.nan_to_num(p))["accuracy"] == pytest.approx(2 / 3)
+
+
 def test_ece_perfectly_calibrated_and_overconfident():
     from oceandl.metrics import expected_calibration_error
 

@@ -174,6 +174,7 @@ class Interpolator:
         self.progress = bool(progress)
         self.keep_observed = bool(keep_observed)
         self.options: dict[str, Any] = {**self.option_defaults, **options}
+        self._given_options = frozenset(options)  # what the caller set, for options that conflict
         self._check_options()
         self._fitted = False
 
@@ -400,11 +401,14 @@ class Interpolator:
         attrs["history"] = append_history(self.da_.attrs.get("history"),
                                           f"gaps filled with method {self.name} {attrs['options']}")
 
-        name = self.da_.name if self.da_.name not in (None, "sigma", "missing_flag") else "filled"
         dtype = np.result_type(self.da_.dtype, np.float32)
         tmpl = self.da_
         coords = {k: v for k, v in tmpl.coords.items()}
         dims = tmpl.dims
+        # a DataArray may share its name with one of its own coordinates (da.rename("depth") with a
+        # scalar depth coord); as a Dataset variable that name would clash (xarray MergeError)
+        taken = {"sigma", "missing_flag", *map(str, coords), *map(str, dims)}
+        name = self.da_.name if self.da_.name is not None and str(self.da_.name) not in taken else "filled"
         data_vars = {
             name: xr.DataArray(filled.astype(dtype), dims=dims, coords=coords, attrs={**tmpl.attrs, **attrs}),
             "missing_flag": xr.DataArray(flag, dims=dims, coords=coords, attrs={

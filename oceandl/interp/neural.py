@@ -70,6 +70,13 @@ def blend_window(n: int, overlap: int) -> np.ndarray:
     return w
 
 
+# Options a checkpoint fixes (its inputs) and options only training reads: with checkpoint= the
+# first must agree with it and the second must not be given.
+_FROM_CHECKPOINT = ("neighbours", "nll", "seasonal", "latlon")
+_TRAINING_ONLY = ("patch", "steps", "epochs", "batch_size", "lr", "weight_decay", "visible_weight",
+                  "model_options", "fused")
+
+
 class _GivesSigma:
     """``gives_sigma`` per instance (``nll`` option, or the checkpoint's); False on the class (default)."""
 
@@ -167,9 +174,21 @@ class NeuralInterpolator(Interpolator):
             valid = model_options(self.model_name)
             bad = [k for k in o["model_options"] if k not in valid]
             need("model_options", not bad, f"has unknown key {bad[:1]}; valid: {', '.join(valid)}")
+        # both were accepted and epochs silently won
+        need("epochs", o["steps"] is None or o["epochs"] is None,
+             f"and steps={o['steps']!r} are both set: give one (steps counts optimiser steps, epochs passes "
+             "over every (day, patch) position)")
         if o["checkpoint"] is not None:
             # the JSON alone, before any input is read: a wrong checkpoint fails first, not after the fill's set-up
-            self._checkpoint_meta(o["checkpoint"])
+            meta = self._checkpoint_meta(o["checkpoint"])
+            # options a loaded network cannot honour were ignored without a word (--model with --epochs)
+            for key in sorted(self._given_options & set(_TRAINING_ONLY)):
+                need(key, False, f"has no effect with checkpoint {o['checkpoint']} (the network is loaded, not "
+                                 "trained): drop it, or train without a checkpoint")
+            for key in sorted(self._given_options & set(_FROM_CHECKPOINT)):
+                need(key, key not in meta or bool(o[key] == meta[key]),
+                     f"differs from checkpoint {o['checkpoint']}, trained with {key}={meta.get(key)!r} "
+                     "(a loaded network keeps its inputs): drop it")
 
     def _checkpoint_meta(self, path) -> dict:
         """The ``interpolator`` metadata of checkpoint ``path``; a :class:`CheckpointError` unless it
@@ -338,7 +357,7 @@ class NeuralInterpolator(Interpolator):
 
         o = self.options
         self._device = self.torch_device
-        self._cfg = {k: o[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
+        self._cfg = {k: o[k] for k in _FROM_CHECKPOINT}
         self._model_opts = {**self.default_model_options, **(o["model_options"] or {})}
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -471,7 +490,7 @@ class NeuralInterpolator(Interpolator):
 
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before save()")
-        cfg = {k: self._cfg[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
+        cfg = {k: self._cfg[k] for k in _FROM_CHECKPOINT}
         # what it takes to train it again: the options alone were not recorded
         fit = self._fit_attrs()
         training = {"options": json.loads(json.dumps(self.options, default=_json_default)), "seed": self.seed,
@@ -492,7 +511,7 @@ class NeuralInterpolator(Interpolator):
         model, config = load_checkpoint(path, device=self._device, expect_task="interpolation")
         self.model_ = model
         self._model_opts = dict(config.get("model_options", {}))
-        self._cfg = {k: meta[k] for k in ("neighbours", "nll", "seasonal", "latlon")}
+        self._cfg = {k: meta[k] for k in _FROM_CHECKPOINT}
         if self._cfg["seasonal"]:
             self._cfg["trained_seasonal"] = True
         self._in_channels = int(meta["in_channels"])

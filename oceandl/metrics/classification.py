@@ -41,6 +41,11 @@ def _probs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
     y = _labels(y_true, p.shape[1])
     if len(y) != len(p):
         raise InputError(f"y_true has {len(y)} labels but probs has {len(p)} rows")
+    # NaN rows argmax to class 0 and count as predictions; a diverged model would score as a guess
+    bad = ~np.isfinite(p).all(axis=1)
+    if bad.any():
+        raise InputError(f"probs: {int(bad.sum())} of {len(p)} rows hold NaN or infinite values "
+                         f"(first at row {int(np.argmax(bad))}); the model's outputs are not usable")
     return y, p
 
 
@@ -108,6 +113,8 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
     and ``reliability`` (diagram data).
     """
     y_true, probs = _probs(y_true, probs)
+    if len(y_true) == 0:  # every score would be 0 or NaN, reported as if measured
+        raise InputError("no samples to score: y_true and probs are empty")
     n_classes = probs.shape[1]
     classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
     if len(classes) != n_classes:  # else per_class silently named and kept only the first ones
