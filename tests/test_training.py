@@ -36,6 +36,27 @@ def test_split_is_seeded_stratified_and_disjoint():
         split_indices(10, (0.5, 0.2))
 
 
+def test_small_classes_get_an_image_in_every_part():
+    """With the minimum 3 images a class, 70/15/15 rounded to 2/1/0: no test image, and training
+    stopped at 'leaves an empty part' after the check that had let 3 through. Parts the rounding
+    does not empty are unchanged (the same split as before for every larger class)."""
+    for n in (3, 4, 5, 6):
+        y = np.repeat(np.arange(4), n)
+        parts = split_indices(len(y), (0.7, 0.15, 0.15), seed=0, stratify=y)
+        assert all(np.bincount(y[p], minlength=4).min() >= 1 for p in parts), n
+        assert sorted(np.concatenate(parts).tolist()) == list(range(len(y)))
+    assert [len(p) for p in split_indices(3, (0.7, 0.15, 0.15))] == [1, 1, 1]
+    assert [len(p) for p in split_indices(3, (0.8, 0.2, 0.0))] == [2, 1, 0]  # a zero fraction stays empty
+    assert [len(p) for p in split_indices(2, (0.7, 0.15, 0.15))] == [1, 1, 0]  # too few to give each one
+    rng = np.random.default_rng(0)
+    for n in range(7, 200):  # the rounding rule itself is unchanged
+        fr = rng.dirichlet([4, 1, 1])
+        cuts = np.round(np.cumsum(fr)[:-1] * n).astype(int)
+        sizes = np.diff(cuts, prepend=0, append=n)
+        if (sizes > 0).all():
+            assert [len(p) for p in split_indices(n, fr / fr.sum())] == sizes.tolist()
+
+
 def test_fit_learns_and_keeps_best_on_validation(digits, tmp_path):
     train, val = _sets(digits)
     cfg = TrainConfig(epochs=4, lr=3e-3, augment=("translate", "noise"), **FAST)

@@ -301,6 +301,14 @@ def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: in
     for g in groups:
         g = rng.permutation(g)
         cuts = np.round(np.cumsum(fr)[:-1] * len(g)).astype(int)
+        sizes = np.diff(cuts, prepend=0, append=len(g))
+        # rounding can leave a part with a positive fraction empty (3 images at 70/15/15 went 2/1/0,
+        # so a class with the minimum 3 had no test image): give it one from the largest part
+        if len(g) >= np.count_nonzero(fr):
+            for i in np.flatnonzero((fr > 0) & (sizes == 0)):
+                sizes[np.argmax(sizes)] -= 1
+                sizes[i] += 1
+        cuts = np.cumsum(sizes)[:-1]
         for p, chunk in zip(parts, np.split(g, cuts)):
             p.append(chunk)
     return [np.sort(np.concatenate(p)) for p in parts]
