@@ -101,8 +101,8 @@ class NeuralInterpolator(Interpolator):
     patch : int
         Side of the random training patches (the whole grid when smaller).
     steps, epochs : int or None
-        Optimiser steps; ``epochs`` instead counts passes over all (day, patch) positions.
-        Default (both None): the class's ``default_steps``.
+        Optimiser steps; ``epochs`` instead counts passes over all (day, patch) positions (give
+        one, not both). Default (both None): the class's ``default_steps``.
     batch_size, lr, weight_decay : training batch, AdamW learning rate (cosine-decayed) and decay.
     visible_weight : float
         Weight of the loss on pixels still visible to the network (the hidden ones weigh 1).
@@ -115,7 +115,8 @@ class NeuralInterpolator(Interpolator):
         class's ``default_model_options``.
     checkpoint : str or None
         A folder written by :meth:`save`: load that network instead of training one (its
-        ``neighbours``, ``nll``, ``seasonal``, ``latlon`` and model options are used).
+        ``neighbours``, ``nll``, ``seasonal``, ``latlon`` and model options are used: giving one of
+        them with another value, or a training option such as ``epochs`` or ``lr``, is an error).
     precision : "auto", "fp32" or "bf16"
         Arithmetic of the network's forward pass (training and inference; weights, optimiser and
         loss stay float32). ``"auto"``: bf16 autocast where the device computes bf16 natively
