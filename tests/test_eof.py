@@ -143,6 +143,8 @@ def test_bad_input(field):
         eof(field.drop_vars("lat"))
     with pytest.raises(InputError, match="weights"):
         eof(field, weights="area")
+    with pytest.raises(InputError, match=r"weights has dims \('depth',\)"):  # was xarray's bare ValueError
+        eof(field, weights=xr.DataArray(np.ones(4), dims="depth"))
     with pytest.raises(InputError, match="n_modes"):
         eof(field, n_modes=0)
     with pytest.raises(InputError, match="solver must be one of auto, full, randomized, got 'arpack'"):

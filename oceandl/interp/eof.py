@@ -44,6 +44,8 @@ def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
         w = np.sqrt(np.clip(np.cos(np.deg2rad(latv)), 0.0, None))
         return np.broadcast_to(w[:, None], shape).copy()
     if isinstance(weights, xr.DataArray):
+        if not set(weights.dims) <= {lat, lon}:  # else a bare ValueError from xarray's transpose
+            raise InputError(f"eof: weights has dims {tuple(weights.dims)}; expected a subset of ({lat!r}, {lon!r})")
         w = weights.broadcast_like(da.isel({dims[0]: 0}, drop=True)).transpose(lat, lon).values
     else:
         w = np.asarray(weights, dtype=np.float64)
