@@ -97,6 +97,23 @@ def test_resume_is_bit_identical(digits, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_fit_leaves_the_global_torch_rng_alone(digits):
+    """fit seeds its run (dropout, augmentation) on a private copy of torch's random state; it
+    used to leave the global generator reset to the seed of its last epoch."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=2, augment=("noise",), **FAST)
+    torch.manual_seed(7)
+    model = get_model("cnn", 1, 4, channels=(8, 16))
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    model = get_model("cnn", 1, 4, channels=(8, 16))
+    first = fit(model, train, val, cfg).history
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(7)
+    again = fit(get_model("cnn", 1, 4, channels=(8, 16)), train, val, cfg).history
+    assert [h["train_loss"] for h in again] == [h["train_loss"] for h in first]
+
+
 def test_resume_with_other_settings_is_refused(digits, tmp_path):
     train, val = _sets(digits)
     cfg = TrainConfig(epochs=3, **FAST)
