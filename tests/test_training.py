@@ -260,6 +260,22 @@ def test_checkpoint_refuses_pickles_and_mismatches(tmp_path):
         save_checkpoint(tmp_path / "ck", m, model_name="cnn", model_options={}, task="classification")
 
 
+def test_load_checkpoint_resolves_the_device(tmp_path, monkeypatch):
+    """device='auto' (as everywhere else) loads; 'cuda' without CUDA is one InputError. They were
+    torch's bare RuntimeErrors ('Expected one of cpu, cuda, ...', 'Found no NVIDIA driver')."""
+    save_checkpoint(tmp_path / "ck", get_model("mlp", 1, 4), model_name="mlp", model_options={},
+                    model_args=[1, 4], task="classification")
+    model, _ = load_checkpoint(str(tmp_path / "ck"), device="auto")
+    assert next(model.parameters()).device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    model, _ = load_checkpoint(tmp_path / "ck", device=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="CUDA is not available"):
+        load_checkpoint(tmp_path / "ck", device="cuda")
+    with pytest.raises(InputError, match="not a device name"):
+        load_checkpoint(tmp_path / "ck", device="gpu")
+
+
 def test_checkpoint_task_check(tmp_path):
     m = get_model("conv_ae", 1)
     save_checkpoint(tmp_path / "ae", m, model_name="conv_ae", model_args=[1], model_options={}, task="reconstruction")
