@@ -302,6 +302,21 @@ def test_predict_tta_rotation_invariant_model_is_unchanged():
     assert np.allclose(predict(Mean(), x, device="cpu"), predict(Mean(), x, device="cpu", tta=True), atol=1e-6)
 
 
+def test_predict_takes_numpy_images_and_refuses_bad_arguments():
+    """A NumPy batch is classified like the same tensor (it failed as a bare IndexError, read as a
+    dataset); a bad batch size or data type is one InputError."""
+    torch.manual_seed(0)
+    model = get_model("cnn", 1, 3, channels=(4, 8))
+    x = torch.randn(5, 1, 16, 16)
+    ref = predict(model, x, device="cpu")
+    np.testing.assert_allclose(predict(model, x.numpy(), device="cpu"), ref, atol=1e-6)
+    np.testing.assert_allclose(predict(model, x.numpy().astype(np.float64), device="cpu"), ref, atol=1e-6)
+    with pytest.raises(InputError, match="batch_size=0"):
+        predict(model, x, batch_size=0, device="cpu")
+    with pytest.raises(InputError, match="cannot classify a int"):
+        predict(model, 3, device="cpu")
+
+
 def test_predict_tta_keeps_the_shape_of_non_square_images():
     # 90-degree turns of 4 x 6 images gave 6 x 4 views: an mlp (fixed input size) read scrambled pixels
     shapes = []

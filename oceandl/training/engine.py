@@ -664,17 +664,31 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int = 512, device: str = "auto",
-            tta: bool = False, progress: bool = False) -> np.ndarray:
-    """Class probabilities (N, num_classes) for images (N, C, H, W) or a dataset of dicts.
+def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_size: int = 512,
+            device: str = "auto", tta: bool = False, progress: bool = False) -> np.ndarray:
+    """Class probabilities (N, num_classes) for images (N, C, H, W) (a tensor or NumPy array) or a
+    dataset of dicts.
 
     ``tta=True`` averages the probabilities over the 8 flips/90-degree rotations of square images;
     non-square images get the 4 views that keep their shape (identity, flips, 180-degree rotation).
+
+    Raises
+    ------
+    InputError
+        ``batch_size`` not a positive integer, or ``data`` of another type.
     """
     from tqdm.auto import tqdm
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}: must be a positive integer")
     dev = resolve_device(device)
     keep_freed_memory(dev)
+    if isinstance(data, np.ndarray):  # was read as a dataset: a bare IndexError from materialize
+        if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+            raise InputError(f"predict: images of dtype {data.dtype}; expected numbers (N, C, H, W)")
+        data = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    elif not isinstance(data, torch.Tensor) and not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise InputError(f"predict: cannot classify a {type(data).__name__}; pass images (N, C, H, W) or a dataset")
     x = data if isinstance(data, torch.Tensor) else materialize(data)[0]
     model = model.to(dev).eval()
     outs = []
