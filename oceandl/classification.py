@@ -16,14 +16,50 @@ UNASSIGNED = "unassigned"
 _OUTPUT_NAMES = ("predicted", "label", "probability", "probabilities", "class", "path")
 
 
+#: dim names (lower case) read as an image's rows, columns and channels in a DataArray
+_ROW_DIMS = ("y", "lat", "latitude", "row", "rows", "line", "height")
+_COL_DIMS = ("x", "lon", "longitude", "col", "cols", "column", "columns", "width")
+_CHANNEL_DIMS = ("channel", "channels", "band", "bands", "c")
+
+
+def _images_order(images):
+    """``images`` with its row and column dims (found by name) last and a channel dim before
+    them, so that the first dim is the sample; unchanged when the names say nothing."""
+    def find(names):
+        hits = [d for d in images.dims if str(d).lower() in names]
+        return hits[0] if len(hits) == 1 else None
+
+    row, col = find(_ROW_DIMS), find(_COL_DIMS)
+    if row is None or col is None:
+        return images
+    rest = [d for d in images.dims if d not in (row, col)]
+    chan = find(_CHANNEL_DIMS) if len(rest) == 2 else None
+    if chan is not None:
+        rest = [d for d in rest if d != chan] + [chan]
+    return images.transpose(*rest, row, col)
+
+
 def _as_images(images):
     """(N, C, H, W) float tensor, sample coordinate, paths, sample dim and the other coords on it."""
     import torch
     import xarray as xr
 
+    if isinstance(images, (str, os.PathLike)):
+        # else a bare TypeError (a str) or AttributeError (a path) from the dataset reader
+        raise InputError(f"images={str(images)!r} is a path: pass oceandl.datasets.ImageFilesDataset(path, "
+                         "size=..., channels=...) (a folder, a file or a list of them), or the arrays")
+    if isinstance(images, (list, tuple)) and images and all(isinstance(i, (np.ndarray, torch.Tensor)) for i in images):
+        shapes = {tuple(i.shape) for i in images}
+        if len(shapes) > 1:
+            raise InputError(f"images of different shapes {sorted(shapes)[:2]}: resize them to one size first")
+        images = torch.stack([torch.as_tensor(np.asarray(i, np.float32) if isinstance(i, np.ndarray) else i)
+                              for i in images])
     if isinstance(images, xr.DataArray):
         if images.ndim not in (3, 4):
             raise InputError(f"DataArray {images.name!r} has dims {images.dims}: expected (sample, y, x)")
+        # dims named y/x (lat/lon, row/col) are the image's wherever they are: (y, x, time) was read as
+        # 32 images of 32 x 30 along y, a silent wrong answer
+        images = _images_order(images)
         dim = images.dims[0]
         # per-image coords (time, lat, lon of each vignette) go to the predictions; they were dropped
         extra = {c: v.variable for c, v in images.coords.items()
@@ -49,9 +85,14 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
 
     Parameters
     ----------
-    images : array (N, H, W) / (N, C, H, W), torch tensor, ``xarray.DataArray`` (sample, y, x), or a
-        dataset of ``{"image"}`` dicts (e.g. :class:`oceandl.datasets.ImageFilesDataset`).
-    model : checkpoint folder written by ``oceandl train classifier`` (or its ``-o`` path).
+    images : array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays,
+        ``xarray.DataArray`` (sample, y, x) or (sample, channel, y, x), or a dataset of ``{"image"}``
+        dicts (e.g. :class:`oceandl.datasets.ImageFilesDataset`, which reads a folder or files).
+        A DataArray's dims named ``y``/``x`` (``lat``/``lon``, ``row``/``col``) and
+        ``channel``/``band`` are found by name; otherwise the first dim is the sample.
+    model : str or path
+        Checkpoint folder written by ``oceandl train classifier`` (or its ``-o`` path). A model
+        in memory goes to :func:`oceandl.training.predict` instead.
     min_confidence : images whose top probability is below it are labelled ``"unassigned"``.
     tta : average over flips and 90-degree rotations.
 
@@ -60,6 +101,15 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
     xarray.Dataset on ``sample`` with ``predicted`` (class name), ``label`` (index, -1 unassigned),
     ``probability`` (top class) and ``probabilities`` (sample, class); ``path`` when known. A
     DataArray's other coordinates along its sample dim (e.g. each image's time) are kept.
+
+    Raises
+    ------
+    InputError
+        Bad ``images``, ``model`` not a path, ``min_confidence`` or ``batch_size`` out of range, CUDA
+        asked for and absent.
+    CheckpointError
+        ``model`` missing, corrupt, not a classifier, or with another number of class names than
+        outputs.
     """
     import xarray as xr
 
@@ -68,8 +118,12 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
     from .training.engine import predict
     from .utils import resolve_device
 
-    if not 0 <= min_confidence <= 1:
-        raise InputError(f"min_confidence={min_confidence}: must be within [0, 1]")
+    if not isinstance(model, (str, os.PathLike)):  # a module or None failed as a bare TypeError in Path()
+        raise InputError(f"model: expected a checkpoint folder (str or path), got {type(model).__name__}; "
+                         "for a model in memory use oceandl.training.predict(model, images)")
+    if (isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float, np.number))
+            or not 0 <= min_confidence <= 1):
+        raise InputError(f"min_confidence={min_confidence!r}: must be a number within [0, 1]")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         # else predict's range(0, n, 0) raised a bare ValueError
         raise InputError(f"batch_size={batch_size!r}: must be a positive integer")
@@ -80,6 +134,11 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
     x = preprocess_batch(x, cfg.get("preprocessing"))
     probs = predict(net, x, batch_size=batch_size, device=device, tta=tta, progress=progress)
     classes = list(cfg.get("classes") or range(probs.shape[1]))
+    if len(classes) != probs.shape[1]:  # else a bare IndexError, or names shifted onto the wrong outputs
+        from .errors import CheckpointError
+
+        raise CheckpointError(f"{model}: config.json names {len(classes)} classes but the model has "
+                              f"{probs.shape[1]} outputs")
     top = probs.argmax(1)
     conf = probs.max(1)
     keep = conf >= min_confidence

@@ -20,6 +20,8 @@ from .errors import InputError, OceanDLError
 
 __all__ = [
     "seed_everything",
+    "torch_rng_scope",
+    "seed_torch",
     "resolve_device",
     "native_bf16",
     "bf16_autocast",
@@ -45,6 +47,46 @@ def seed_everything(seed: int) -> np.random.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+def _cuda_index(device) -> int | None:
+    """The GPU index of a CUDA ``device`` (the current one for plain ``"cuda"``), None for others."""
+    import torch
+
+    dev = torch.device(device if device is not None else "cpu")
+    if dev.type != "cuda":
+        return None
+    return dev.index if dev.index is not None else torch.cuda.current_device()
+
+
+@contextlib.contextmanager
+def torch_rng_scope(device=None) -> Iterator[None]:
+    """Run a block on a private copy of torch's random state: the CPU generator's and, for a
+    CUDA ``device``, that GPU's; the caller's states are put back after it.
+
+    A seeded fit (weights init, dropout, data order) used to reset the global generator: a
+    notebook's next ``torch.rand`` then depended on which oceandl calls came before.
+    """
+    import torch
+
+    idx = _cuda_index(device)
+    with torch.random.fork_rng(devices=[] if idx is None else [idx]):
+        yield
+
+
+def seed_torch(seed: int, device=None) -> None:
+    """Seed torch's CPU generator and, for a CUDA ``device``, that GPU's generator.
+
+    Unlike ``torch.manual_seed`` it leaves the other GPUs' generators alone (and queues no seed
+    for a CUDA that is not initialised), so within :func:`torch_rng_scope` nothing leaks.
+    """
+    import torch
+
+    torch.default_generator.manual_seed(seed)
+    idx = _cuda_index(device)
+    if idx is not None:
+        with torch.cuda.device(idx):
+            torch.cuda.manual_seed(seed)
 
 
 def resolve_device(device: str | None = "auto"):

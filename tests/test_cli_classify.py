@@ -144,6 +144,47 @@ def test_classify_dataarray_keeps_its_per_image_coords(sar_model):
     assert ds["label"].dims == ("vignette",) and set(ds["label"].values) <= set(range(-1, 10))  # ours, not the input's
 
 
+def test_classify_api_inputs_and_one_line_errors(sar_model, tmp_path):
+    """What a notebook passes: a DataArray with its image dims first is read by dim name (it was
+    split along y: 32 'images' of 32 x 3, no error), a list of arrays is stacked (a bare IndexError);
+    a model object, a path as images, a text min_confidence and a config naming another number of
+    classes than the model has outputs are one-line errors (bare TypeError / IndexError)."""
+    import shutil
+
+    from oceandl.classification import classify
+    from oceandl.errors import CheckpointError, InputError
+
+    rng = np.random.default_rng(0)
+    arr = rng.random((3, 32, 32), np.float32)
+    ref = classify(arr, sar_model, device="cpu")
+    da = xr.DataArray(arr, dims=("time", "y", "x"), coords={"time": [10, 11, 12]})
+    moved = classify(da.transpose("y", "x", "time"), sar_model, device="cpu")
+    assert moved["predicted"].dims == ("time",) and list(moved["time"].values) == [10, 11, 12]
+    np.testing.assert_allclose(moved["probabilities"].values, ref["probabilities"].values, atol=1e-6)
+    chans = xr.DataArray(arr[:, None], dims=("time", "band", "lat", "lon")).transpose("lat", "band", "lon", "time")
+    np.testing.assert_allclose(classify(chans, sar_model, device="cpu")["probabilities"].values,
+                               ref["probabilities"].values, atol=1e-6)
+    np.testing.assert_allclose(classify(list(arr), sar_model, device="cpu")["probabilities"].values,
+                               ref["probabilities"].values, atol=1e-6)
+    with pytest.raises(InputError, match="different shapes"):
+        classify([arr[0], arr[1, :16]], sar_model, device="cpu")
+    from oceandl.training import load_checkpoint
+
+    with pytest.raises(InputError, match="model: expected a checkpoint folder.*predict"):
+        classify(arr, load_checkpoint(sar_model)[0], device="cpu")
+    with pytest.raises(InputError, match="is a path: pass oceandl.datasets.ImageFilesDataset"):
+        classify(str(tmp_path), sar_model, device="cpu")
+    with pytest.raises(InputError, match="min_confidence='0.5'"):
+        classify(arr, sar_model, min_confidence="0.5", device="cpu")
+    bad = tmp_path / "bad"
+    shutil.copytree(sar_model, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["classes"] = cfg["classes"][:2]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="names 2 classes but the model has"):
+        classify(arr, bad, device="cpu")
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]

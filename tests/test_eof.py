@@ -143,6 +143,8 @@ def test_bad_input(field):
         eof(field.drop_vars("lat"))
     with pytest.raises(InputError, match="weights"):
         eof(field, weights="area")
+    with pytest.raises(InputError, match=r"weights has dims \('depth',\)"):  # was xarray's bare ValueError
+        eof(field, weights=xr.DataArray(np.ones(4), dims="depth"))
     with pytest.raises(InputError, match="n_modes"):
         eof(field, n_modes=0)
     with pytest.raises(InputError, match="solver must be one of auto, full, randomized, got 'arpack'"):
@@ -212,3 +214,17 @@ def test_eof_method_fills_gaps_better_than_climatology(field):
     filled = out["sst"].values
     rmse = np.sqrt(np.mean((filled[truth_gaps] - field.values[truth_gaps]) ** 2))
     assert rmse < 0.2 * rmse_clim and rmse < 0.5 * rmse_zero
+
+
+def test_project_matches_pixels_by_coordinate(field):
+    """A field with latitudes descending is projected pixel for pixel onto the same EOFs (it was
+    projected by position onto the mirrored ones: other pseudo-PCs, no error); another grid of the
+    same shape is refused."""
+    full = field.fillna(15.0)  # no land: the mirrored field has no gap to give the mistake away
+    res = eof(full, n_modes=3)
+    flipped = full.isel(lat=slice(None, None, -1))
+    np.testing.assert_allclose(res.project(flipped).values, res.pcs.values, atol=1e-9)
+    np.testing.assert_allclose(res.project(flipped.astype(np.float32).assign_coords(
+        lat=flipped["lat"].astype(np.float32))).values, res.pcs.values, rtol=1e-5, atol=1e-4)
+    with pytest.raises(InputError, match="coordinate 'lon' differs"):
+        res.project(full.assign_coords(lon=full["lon"] + 1.0))

@@ -1,6 +1,7 @@
 """One generic test over the whole model registry, plus the models' specific contracts."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,6 +38,16 @@ def test_unknown_model_and_option_errors():
         get_model("nope", 1, 10)
     with pytest.raises(InputError, match="has no option 'depthh'"):
         get_model("vgg", 1, 10, depthh=3)
+
+
+@pytest.mark.parametrize("args, word", [(("1", 10), "in_channels"), ((1, 0), "num_classes"),
+                                        ((1, 2.5), "num_classes"), ((1, 10, 3), "3 positional")])
+def test_bad_positional_arguments_are_input_errors(args, word):
+    """A text channel count failed deep in torch as a bare TypeError; 0 classes built a model with
+    no outputs (a warning only)."""
+    with pytest.raises(InputError, match=word):
+        get_model("cnn", *args)
+    assert get_model("cnn", np.int64(1), 3) is not None  # numbers read from JSON or NumPy are fine
 
 
 def test_course_mlp_is_784_512_256_10():

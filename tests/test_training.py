@@ -97,6 +97,23 @@ def test_resume_is_bit_identical(digits, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_fit_leaves_the_global_torch_rng_alone(digits):
+    """fit seeds its run (dropout, augmentation) on a private copy of torch's random state; it
+    used to leave the global generator reset to the seed of its last epoch."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=2, augment=("noise",), **FAST)
+    torch.manual_seed(7)
+    model = get_model("cnn", 1, 4, channels=(8, 16))
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    model = get_model("cnn", 1, 4, channels=(8, 16))
+    first = fit(model, train, val, cfg).history
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(7)
+    again = fit(get_model("cnn", 1, 4, channels=(8, 16)), train, val, cfg).history
+    assert [h["train_loss"] for h in again] == [h["train_loss"] for h in first]
+
+
 def test_resume_with_other_settings_is_refused(digits, tmp_path):
     train, val = _sets(digits)
     cfg = TrainConfig(epochs=3, **FAST)
@@ -243,6 +260,22 @@ def test_checkpoint_refuses_pickles_and_mismatches(tmp_path):
         save_checkpoint(tmp_path / "ck", m, model_name="cnn", model_options={}, task="classification")
 
 
+def test_load_checkpoint_resolves_the_device(tmp_path, monkeypatch):
+    """device='auto' (as everywhere else) loads; 'cuda' without CUDA is one InputError. They were
+    torch's bare RuntimeErrors ('Expected one of cpu, cuda, ...', 'Found no NVIDIA driver')."""
+    save_checkpoint(tmp_path / "ck", get_model("mlp", 1, 4), model_name="mlp", model_options={},
+                    model_args=[1, 4], task="classification")
+    model, _ = load_checkpoint(str(tmp_path / "ck"), device="auto")
+    assert next(model.parameters()).device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    model, _ = load_checkpoint(tmp_path / "ck", device=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="CUDA is not available"):
+        load_checkpoint(tmp_path / "ck", device="cuda")
+    with pytest.raises(InputError, match="not a device name"):
+        load_checkpoint(tmp_path / "ck", device="gpu")
+
+
 def test_checkpoint_task_check(tmp_path):
     m = get_model("conv_ae", 1)
     save_checkpoint(tmp_path / "ae", m, model_name="conv_ae", model_args=[1], model_options={}, task="reconstruction")
@@ -267,6 +300,21 @@ def test_predict_tta_rotation_invariant_model_is_unchanged():
 
     x = torch.rand(5, 1, 8, 8)
     assert np.allclose(predict(Mean(), x, device="cpu"), predict(Mean(), x, device="cpu", tta=True), atol=1e-6)
+
+
+def test_predict_takes_numpy_images_and_refuses_bad_arguments():
+    """A NumPy batch is classified like the same tensor (it failed as a bare IndexError, read as a
+    dataset); a bad batch size or data type is one InputError."""
+    torch.manual_seed(0)
+    model = get_model("cnn", 1, 3, channels=(4, 8))
+    x = torch.randn(5, 1, 16, 16)
+    ref = predict(model, x, device="cpu")
+    np.testing.assert_allclose(predict(model, x.numpy(), device="cpu"), ref, atol=1e-6)
+    np.testing.assert_allclose(predict(model, x.numpy().astype(np.float64), device="cpu"), ref, atol=1e-6)
+    with pytest.raises(InputError, match="batch_size=0"):
+        predict(model, x, batch_size=0, device="cpu")
+    with pytest.raises(InputError, match="cannot classify a int"):
+        predict(model, 3, device="cpu")
 
 
 def test_predict_tta_keeps_the_shape_of_non_square_images():

@@ -44,6 +44,8 @@ def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
         w = np.sqrt(np.clip(np.cos(np.deg2rad(latv)), 0.0, None))
         return np.broadcast_to(w[:, None], shape).copy()
     if isinstance(weights, xr.DataArray):
+        if not set(weights.dims) <= {lat, lon}:  # else a bare ValueError from xarray's transpose
+            raise InputError(f"eof: weights has dims {tuple(weights.dims)}; expected a subset of ({lat!r}, {lon!r})")
         w = weights.broadcast_like(da.isel({dims[0]: 0}, drop=True)).transpose(lat, lon).values
     else:
         w = np.asarray(weights, dtype=np.float64)
@@ -101,6 +103,18 @@ def _truncated_svd(A: np.ndarray, k: int, solver: str, seed: int) -> tuple[np.nd
     flip = np.sign(Vt[np.arange(len(Vt)), np.abs(Vt).argmax(axis=1)])
     flip[flip == 0] = 1
     return U * flip, S, Vt * flip[:, None]
+
+
+def _same_axis(a, b) -> bool:
+    """Whether two coordinate indexes hold the same values (numbers within 1e-3 of the spacing:
+    float32 and float64 copies of one grid agree)."""
+    if a.equals(b):
+        return True
+    if len(a) != len(b) or not (np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
+        return False
+    av, bv = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    step = float(np.min(np.abs(np.diff(bv)))) if len(bv) > 1 else 1.0
+    return bool(np.allclose(av, bv, rtol=0.0, atol=1e-3 * step))
 
 
 class EOF:
@@ -267,17 +281,32 @@ class EOF:
         Parameters
         ----------
         da : DataArray (time, lat, lon) on the same grid, complete over this analysis' ocean
+            Dims in any order; along a spatial dim whose coordinate holds the analysis' values in
+            another order (latitudes descending), pixels are matched by coordinate.
 
         Returns
         -------
         DataArray (time, mode)
             ``((da - mean) * weights) @ EOFs^T``; equals :attr:`pcs` for the analysed field.
+
+        Raises
+        ------
+        InputError
+            For another grid (shape or coordinate values), or missing values over the analysed ocean.
         """
+        from oceandl.metrics.interpolation import _reorder_like
+
         da = as_dataarray(da, "eof.project")
         dims = canonical_dims(da)
         da = da.transpose(*dims)
         if da.shape[1:] != self._ocean.shape:
             raise InputError(f"eof.project: grid {da.shape[1:]} differs from the analysis grid {self._ocean.shape}")
+        # matched by coordinate, not position: a field with latitudes descending (as many L3 files
+        # store them) was projected pixel by pixel onto the mirrored EOFs, a silent wrong answer
+        da = _reorder_like(da, self.eofs)
+        for d, ref in zip(dims[1:], self._dims[1:]):
+            if d in da.indexes and ref in self.eofs.indexes and not _same_axis(da.indexes[d], self.eofs.indexes[ref]):
+                raise InputError(f"eof.project: coordinate {d!r} differs from the analysis grid's {ref!r}")
         X = np.asarray(da.values, dtype=np.float64)[:, self._ocean]
         if not np.isfinite(X).all():
             raise InputError("eof.project: the field has missing values over the analysed ocean pixels")

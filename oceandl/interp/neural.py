@@ -354,13 +354,18 @@ class NeuralInterpolator(Interpolator):
         return get_model(self.model_name, in_channels, 2 if self._cfg["nll"] else 1, **self._model_opts)
 
     def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
-        import torch
+        from oceandl.utils import seed_torch, torch_rng_scope
 
-        o = self.options
         self._device = self.torch_device
+        # seeded on a private copy of torch's random state: the caller's global generator is left as it was
+        with torch_rng_scope(self._device):
+            seed_torch(self.seed, self._device)
+            self._fit_seeded(x, obs)
+
+    def _fit_seeded(self, x: np.ndarray, obs: np.ndarray) -> None:
+        o = self.options
         self._cfg = {k: o[k] for k in _FROM_CHECKPOINT}
         self._model_opts = {**self.default_model_options, **(o["model_options"] or {})}
-        torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         if o["checkpoint"] is not None:
             self._load(o["checkpoint"])

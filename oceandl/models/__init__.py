@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+import numpy as np
 from torch import nn
 
 from ..errors import InputError
@@ -89,9 +90,17 @@ def get_model(name: str, *args, **options) -> nn.Module:
     Raises
     ------
     InputError
-        Unknown name or option.
+        Unknown name or option, more than two positional arguments, or one that is not a
+        positive integer.
     """
     ctor = _lookup(name)
+    # a text or zero channel count failed deep in torch (bare TypeError) or built a model with no outputs
+    if len(args) > 2:
+        raise InputError(f"model {name!r}: expected (in_channels, num_classes or out_channels), got {len(args)} "
+                         "positional arguments")
+    for what, v in zip(("in_channels", "num_classes / out_channels"), args):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(f"model {name!r}: {what} must be a positive integer, got {v!r}")
     valid = model_options(name)
     bad = [k for k in options if k not in valid]
     if bad:

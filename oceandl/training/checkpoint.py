@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..utils import atomic_path, provenance
+from ..utils import atomic_path, provenance, resolve_device
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_config", "save_training_state",
            "load_training_state", "flatten_state", "unflatten_state", "FORMAT"]
@@ -115,6 +115,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     expect_task: str | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model from its registry name and options and load its weights.
 
+    Parameters
+    ----------
+    path : the checkpoint folder (or its ``config.json`` / ``weights.safetensors``), str or path.
+    device : ``"cpu"``, ``"auto"``, ``"cuda"``, ``"cuda:N"`` or a :class:`torch.device`.
+    expect_task : refuse a checkpoint of another task (``"classification"``, ...).
+
     Returns
     -------
     model : nn.Module in eval mode on ``device``.
@@ -125,12 +131,16 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     CheckpointError
         Missing or corrupt files, a pickle, a task other than ``expect_task``, or weights that do
         not fit the declared architecture (the message names the first mismatching tensor).
+    InputError
+        A device that is not a device name, or CUDA on a machine without it.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from ..models import get_model
 
+    # "auto" was a bare RuntimeError from torch, "cuda" without CUDA one from the driver, after the read
+    device = resolve_device(str(device) if isinstance(device, torch.device) else device)
     folder = _check_folder(path)
     config = read_config(folder)
     if expect_task and config.get("task") != expect_task:

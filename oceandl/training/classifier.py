@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..models import count_parameters, get_model, model_task
 from ..preprocess import check_spec, preprocess_batch
+from ..utils import seed_torch, torch_rng_scope
 from .engine import TensorData, TrainConfig, evaluate_classifier, fit, materialize, split_indices
 
 __all__ = ["train_classifier", "prepare_tensors", "compare_classifiers", "subsample_per_class"]
@@ -77,8 +77,9 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     opts = dict(model_options or {})
     if model in ("mlp",) and "input_size" not in opts:
         opts["input_size"] = list(data.x.shape[-2:])
-    torch.manual_seed(config.seed)  # the initial weights follow --seed (torch's own seed is random per process)
-    net = get_model(model, int(data.x.shape[1]), len(classes), **opts)
+    with torch_rng_scope():  # the initial weights follow --seed; the caller's global generator is left alone
+        seed_torch(config.seed)
+        net = get_model(model, int(data.x.shape[1]), len(classes), **opts)
     # the split fractions too: with the seed they give the test set (a --resume with another split
     # silently mixed earlier training images into it)
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,

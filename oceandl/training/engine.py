@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError, OceanDLError
-from ..utils import bf16_autocast, fused_optimizer_kwargs, keep_freed_memory, resolve_device, resolve_precision
+from ..utils import (bf16_autocast, fused_optimizer_kwargs, keep_freed_memory, resolve_device, resolve_precision,
+                     seed_torch, torch_rng_scope)
 from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint
@@ -465,11 +466,27 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     Returns
     -------
     TrainResult with the best model loaded.
+
+    Notes
+    -----
+    The run is seeded from ``config.seed`` on a private copy of torch's random state: the global
+    generator is the same after the call as before it.
     """
     cfg = config
     dctx = _dist.init_distributed(cfg.device)  # None unless launched by torchrun with WORLD_SIZE > 1
     device = dctx.device if dctx is not None else resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    # the run's seeds (dropout, augmentation) go to a private copy of torch's random state: the
+    # caller's global generator is left as it was
+    with torch_rng_scope(device):
+        return _fit(model, train, val, cfg, dctx, device, task=task, out=out, checkpoint_meta=checkpoint_meta,
+                    resume=resume, overwrite=overwrite, log=log, stop_after_epoch=stop_after_epoch)
+
+
+def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig, dctx, device: torch.device, *,
+         task: str, out: str | Path | None, checkpoint_meta: dict | None, resume: bool, overwrite: bool,
+         log: Callable[[str], None] | None, stop_after_epoch: int | None) -> TrainResult:
+    """:func:`fit` within its private random state."""
+    seed_torch(cfg.seed, device)
     keep_freed_memory(device)  # every step re-allocates the same activations: keep them off the page-fault path
     model = model.to(device)
     if cfg.channels_last:
@@ -515,10 +532,10 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     for epoch in bar:
         # per-epoch seeding: the data order, dropout and augmentation of epoch e depend only on
         # (seed, e), so a resumed run replays exactly what an uninterrupted one would have done
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        seed_torch(cfg.seed * 100_003 + epoch, device)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         if dctx is not None:  # dropout/augmentation draws differ per rank; the data order (gen) does not
-            torch.manual_seed(_dist.rank_seed(cfg.seed * 100_003 + epoch))
+            seed_torch(_dist.rank_seed(cfg.seed * 100_003 + epoch), device)
         model.train()
         tot, correct, n = 0.0, 0, 0
         te = time.perf_counter()
@@ -647,17 +664,31 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Dataset | torch.Tensor, batch_size: int = 512, device: str = "auto",
-            tta: bool = False, progress: bool = False) -> np.ndarray:
-    """Class probabilities (N, num_classes) for images (N, C, H, W) or a dataset of dicts.
+def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_size: int = 512,
+            device: str = "auto", tta: bool = False, progress: bool = False) -> np.ndarray:
+    """Class probabilities (N, num_classes) for images (N, C, H, W) (a tensor or NumPy array) or a
+    dataset of dicts.
 
     ``tta=True`` averages the probabilities over the 8 flips/90-degree rotations of square images;
     non-square images get the 4 views that keep their shape (identity, flips, 180-degree rotation).
+
+    Raises
+    ------
+    InputError
+        ``batch_size`` not a positive integer, or ``data`` of another type.
     """
     from tqdm.auto import tqdm
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}: must be a positive integer")
     dev = resolve_device(device)
     keep_freed_memory(dev)
+    if isinstance(data, np.ndarray):  # was read as a dataset: a bare IndexError from materialize
+        if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+            raise InputError(f"predict: images of dtype {data.dtype}; expected numbers (N, C, H, W)")
+        data = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    elif not isinstance(data, torch.Tensor) and not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise InputError(f"predict: cannot classify a {type(data).__name__}; pass images (N, C, H, W) or a dataset")
     x = data if isinstance(data, torch.Tensor) else materialize(data)[0]
     model = model.to(dev).eval()
     outs = []
