@@ -112,3 +112,36 @@ def test_fast_run_records_the_config_that_ran(fast_run, tmp_path):
     cfg = resolve_fast(SSTConfig(fast=True, n_time=40), FAST)
     assert (cfg.n_time, cfg.size) == (40, 32) and resolve_fast(cfg, FAST) == cfg
     assert resolve_fast(SSTConfig(n_time=40), FAST) == SSTConfig(n_time=40)  # not fast: unchanged
+
+
+TINY = {"fast": True, "methods": ("climatology", "eof"), "cloud_covers": (0.5,)}
+
+
+def _scores(folder):
+    """results.json without the timings (the only fields that differ between identical runs)."""
+    rows = json.loads((folder / "results.json").read_text())
+    return {name: {k: v for k, v in row.items() if k != "seconds"} for name, row in rows.items()}
+
+
+def test_recorded_command_runs_the_same_benchmark_again(tmp_path):
+    """run.json and results.md record the command that runs the benchmark again and the start date;
+    that command, run as is (-o aside), reproduces the resolved config and every score. Before, no
+    command (nor date) was recorded, only the config."""
+    import shlex
+
+    from oceandl.cli.main import main
+
+    first, _ = run_pipeline(get_pipeline("sst"), tmp_path / "first", overrides={**TINY, "seed": 1, "size": 128,
+                            "n_time": 20}, device="cpu", progress=False, log=lambda s: None)
+    run = json.loads((first / "run.json").read_text())
+    assert run["started"][:2] == "20" and f"- started: {run['started']}" in (first / "results.md").read_text()
+    assert f"- re-run: `{run['command']}`" in (first / "results.md").read_text()
+    args = shlex.split(run["command"])
+    assert args[:3] == ["oceandl", "benchmark", "sst"] and args[-2:] == ["-o", str(first)]
+    # size=128 is the default but was set: the command keeps it against --fast's 32
+    assert "size=128" in args and "n_time=20" in args
+    again = tmp_path / "again"
+    assert main([*args[1:-1], str(again), "--quiet"]) == 0
+    assert json.loads((again / "run.json").read_text())["config"] == run["config"]
+    assert _scores(again) == _scores(first)
+
