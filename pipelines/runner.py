@@ -189,6 +189,20 @@ def rerun_command(pipeline: Pipeline, config, device: str, out: str | Path) -> s
     return shlex.join(args)
 
 
+def _check_run_folder(out: Path) -> None:
+    """Refuse, even with ``overwrite``, an ``out`` that is not a previous run folder: a file, a
+    folder with other content (replacing it deleted that content) or the current folder."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: is a file, not a run folder; choose another -o")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise InputError(f"{out}: holds the current folder; choose another -o")
+    if any(out.iterdir()) and not (out / "run.json").is_file():
+        raise InputError(f"{out}: not a run folder (no run.json), so --overwrite does not replace it; "
+                         f"choose another -o or remove it yourself")
+
+
 def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=None, toml_path=None,
                  overwrite: bool = False, device: str = "auto", progress: bool = True,
                  log: Callable[[str], None] = print) -> tuple[Path, dict]:
@@ -198,6 +212,8 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
     # the config that runs, recorded as such: a smoke run's sizes, except those the user set
     config = resolve_fast(dataclasses.replace(config, **changes), pipeline.fast, explicit=set(changes))
     dev = str(resolve_device(device))
+    if overwrite:  # without it atomic_path refuses any existing out
+        _check_run_folder(Path(out))
     command = rerun_command(pipeline, config, dev, out)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     prov = provenance()  # at the start: the code that runs, even if the checkout moves on during a long run

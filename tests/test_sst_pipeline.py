@@ -145,3 +145,25 @@ def test_recorded_command_runs_the_same_benchmark_again(tmp_path):
     assert json.loads((again / "run.json").read_text())["config"] == run["config"]
     assert _scores(again) == _scores(first)
 
+
+def test_overwrite_replaces_only_a_run_folder(tmp_path):
+    """--overwrite replaced whatever -o named: a folder of someone's files was deleted and a file
+    became a run folder. Now only a previous run folder (or an empty folder) is replaced; anything
+    else is an InputError that leaves it as it was."""
+    pipe = get_pipeline("sst")
+    kw = dict(overrides=TINY, device="cpu", progress=False, log=lambda s: None, overwrite=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(InputError, match="not a run folder"):
+        run_pipeline(pipe, mine, **kw)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    with pytest.raises(InputError, match="is a file"):
+        run_pipeline(pipe, a_file, **kw)
+    assert a_file.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "notes.txt"]
+    run_folder, _ = run_pipeline(pipe, tmp_path / "run", **kw)  # new, then replaced: both fine
+    run_pipeline(pipe, run_folder, **kw)
+    assert (run_folder / "results.json").is_file()
