@@ -167,3 +167,40 @@ def test_overwrite_replaces_only_a_run_folder(tmp_path):
     run_folder, _ = run_pipeline(pipe, tmp_path / "run", **kw)  # new, then replaced: both fine
     run_pipeline(pipe, run_folder, **kw)
     assert (run_folder / "results.json").is_file()
+
+
+@pytest.mark.parametrize("key, value, match", [("withhold", 0.0, "withhold"), ("methods", ("eof", "eof"), "repeated"),
+                                               ("cloud_covers", (0.5, 0.5), "repeated")])
+def test_settings_that_score_nothing_or_overwrite_rows_are_refused(tmp_path, key, value, match):
+    # withhold=0 wrote a table of NaN val_* (exit 0); a repeated method or cover ran twice and kept one row
+    with pytest.raises(InputError, match=match):
+        run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, key: value}, device="cpu",
+                     progress=False, log=lambda s: None)
+    assert not list(tmp_path.iterdir())
+
+
+def test_truth_rmse_counts_the_pixels_it_scores(tmp_path):
+    """truth_rmse leaves out the gap pixels a method cannot fill (never observed in the cube: 'land'
+    to it); the rows now say how many were scored of how many gaps, and a note says so, and the
+    RMSE recomputed from the field equals the reported one."""
+    from oceandl.datasets.clouds import withhold_by_cloud_transfer
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.interp import interpolate
+    from oceandl.io import open_field
+
+    notes = []
+    _, res = run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, "cloud_covers": (0.85,),
+                          "methods": ("climatology",)}, device="cpu", progress=False, log=notes.append)
+    row = res["climatology@0.85"]
+    ds = synthetic_sst(n_time=24, ny=32, nx=32, cloud_cover=0.85, seed=0)
+    da = open_field(ds, "sst")
+    truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
+    valid = np.isfinite(da.values)
+    withheld = withhold_by_cloud_transfer(valid, fraction=0.1, seed=0)
+    gaps = (~valid | withheld) & np.isfinite(truth)
+    filled = interpolate(da, "climatology", withheld=withheld, seed=0, device="cpu", progress=False).values
+    scored = gaps & np.isfinite(filled)
+    assert row["gap_n"] == gaps.sum() and row["truth_n"] == scored.sum() < row["gap_n"]  # 85 %: many never seen
+    assert row["truth_rmse"] == pytest.approx(np.sqrt(np.mean((filled[scored] - truth[scored]) ** 2)), rel=1e-5)
+    assert row["val_rmse"] == pytest.approx(np.sqrt(np.mean((filled[withheld] - da.values[withheld]) ** 2)), rel=1e-5)
+    assert any(f"climatology {row['gap_n'] - row['truth_n']} of {row['gap_n']}" in n for n in notes)
