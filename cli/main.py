@@ -29,6 +29,14 @@ class _Failure(click.ClickException):
         self.exit_code = exit_code
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that cleanups run as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 class OceandlGroup(click.Group):
     """Turns oceandl's exceptions (and unexpected ones) into one-line errors with the right code."""
 
@@ -42,6 +50,8 @@ class OceandlGroup(click.Group):
             raise
         except OceanDLError as exc:
             raise _Failure(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
+        except _Terminated:
+            raise _Failure("terminated", 143) from None
         except KeyboardInterrupt:
             raise _Failure("interrupted", 130) from None
         except BrokenPipeError:
@@ -684,6 +694,13 @@ def synth(kind, n, size, cloud_cover, output, overwrite, seed):
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
+    import signal
+    import threading
+
+    # SIGTERM (a scheduler's time limit, `timeout`, `kill`) killed the process at once: a benchmark
+    # left its hidden .part run folder behind. As an exception, temporaries are removed as for Ctrl-C.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="oceandl", standalone_mode=True)
     except SystemExit as exc:

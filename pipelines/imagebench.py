@@ -93,6 +93,15 @@ def check_config(cfg: ImageBenchConfig) -> None:
         raise InputError(f"n_per_class={cfg.n_per_class}: at least 3 are needed (train, validation, test)")
     if not cfg.models:
         raise InputError("models: give at least one classifier name")
+    if len(set(cfg.models)) < len(cfg.models):  # rows are keyed by name: one run was lost
+        raise InputError(f"models={','.join(cfg.models)}: a name is repeated")
+    # width=0 failed in torch (RuntimeError, exit 1); negative values ran as if valid
+    if cfg.width < 1:
+        raise InputError(f"width={cfg.width}: must be >= 1 channel")
+    if cfg.max_per_class < 0:
+        raise InputError(f"max_per_class={cfg.max_per_class}: must be >= 0 (0 = all)")
+    if cfg.noise < 0 or cfg.degrees < 0:
+        raise InputError(f"noise={cfg.noise}, degrees={cfg.degrees}: must be >= 0")
 
 
 def run_image_benchmark(cfg: ImageBenchConfig, ctx: RunContext, load: Callable[..., TensorData],

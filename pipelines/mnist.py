@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oceandl.errors import MissingResourceError
+from oceandl.errors import InputError, MissingResourceError
 from oceandl.models import count_parameters, get_model, model_task
 from oceandl.training import TensorData, TrainConfig, evaluate_classifier, fit, split_indices
 from oceandl.utils import data_root, seed_everything
@@ -100,10 +100,22 @@ def _explained(model, x: torch.Tensor, mean: torch.Tensor) -> tuple[float, float
     return mse, float(1 - torch.sum((rec - x) ** 2) / torch.sum((x - mean) ** 2))
 
 
+def check_config(cfg: MNISTConfig) -> None:
+    """Refuse settings that run nothing or fail deep in the run (:class:`InputError`)."""
+    # `--set models=` wrote a run folder with an empty table (exit 0); a repeated name kept one row
+    if not cfg.models:
+        raise InputError("models: give at least one model name")
+    if len(set(cfg.models)) < len(cfg.models):
+        raise InputError(f"models={','.join(cfg.models)}: a name is repeated")
+    if cfg.latent < 1:  # else a bare ValueError from the principal angles (exit 1)
+        raise InputError(f"latent={cfg.latent}: the code size must be >= 1")
+
+
 def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
     from oceandl.plotting import plot_confusion, plot_history, plot_image_grid
 
     cfg = resolve_fast(cfg, FAST)
+    check_config(cfg)
     seed_everything(cfg.seed)
     xtr, ytr, xte, yte, note = load_mnist_splits(cfg.data_root, cfg.seed, cfg.fast, ctx.log)
     ctx.note(note)

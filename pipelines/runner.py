@@ -1,15 +1,17 @@
 """The benchmark runner: resolve a config, run a pipeline, write its run folder atomically.
 
 A run folder holds ``results.json`` (each model/method name mapped to its metrics), ``results.md``
-(the table, then the resolved config, seed, versions and git commit), ``run.json`` (the same
-provenance as JSON) and the pipeline's figures. It is written under a temporary name and renamed
+(the table, then the command that runs it again, the start date, the resolved config, seed,
+versions and git commit), ``run.json`` (the same provenance as JSON) and the pipeline's figures. It is written under a temporary name and renamed
 when complete, so an interrupted run leaves no half-written folder and never replaces an old one
 without ``overwrite``.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import shlex
 import time
 import tomllib
 import typing
@@ -20,7 +22,8 @@ from typing import Any, Callable
 from oceandl.errors import InputError
 from oceandl.utils import atomic_path, provenance, resolve_device, write_json
 
-__all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pipeline", "markdown_table", "PIPELINES"]
+__all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pipeline", "markdown_table",
+           "rerun_command", "PIPELINES"]
 
 
 @dataclass
@@ -163,6 +166,43 @@ def markdown_table(results: dict[str, dict], columns: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def rerun_command(pipeline: Pipeline, config, device: str, out: str | Path) -> str:
+    """The ``oceandl benchmark`` command line that runs ``config`` (a resolved config) again into ``out``.
+
+    Every field that differs from the class's defaults is given with ``--set``, and with ``fast``
+    every key of the pipeline's smoke-run table too: a value the user set equal to a default is
+    then not replaced by the smoke-run value, and a later change of that table does not change
+    what the command runs.
+    """
+    defaults = type(config)()
+    fast = bool(getattr(config, "fast", False))
+    args = ["oceandl", "benchmark", pipeline.name] + (["--fast"] if fast else [])
+    if hasattr(config, "seed"):
+        args += ["--seed", str(config.seed)]
+    for f in fields(config):
+        if f.name in ("seed", "fast"):
+            continue
+        value = getattr(config, f.name)
+        if value != getattr(defaults, f.name) or (fast and f.name in pipeline.fast):
+            args += ["--set", f"{f.name}={_as_text(value)}"]
+    args += ["--device", str(device).split(":")[0], "-o", str(out)]
+    return shlex.join(args)
+
+
+def _check_run_folder(out: Path) -> None:
+    """Refuse, even with ``overwrite``, an ``out`` that is not a previous run folder: a file, a
+    folder with other content (replacing it deleted that content) or the current folder."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: is a file, not a run folder; choose another -o")
+    if Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise InputError(f"{out}: holds the current folder; choose another -o")
+    if any(out.iterdir()) and not (out / "run.json").is_file():
+        raise InputError(f"{out}: not a run folder (no run.json), so --overwrite does not replace it; "
+                         f"choose another -o or remove it yourself")
+
+
 def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=None, toml_path=None,
                  overwrite: bool = False, device: str = "auto", progress: bool = True,
                  log: Callable[[str], None] = print) -> tuple[Path, dict]:
@@ -172,6 +212,10 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
     # the config that runs, recorded as such: a smoke run's sizes, except those the user set
     config = resolve_fast(dataclasses.replace(config, **changes), pipeline.fast, explicit=set(changes))
     dev = str(resolve_device(device))
+    if overwrite:  # without it atomic_path refuses any existing out
+        _check_run_folder(Path(out))
+    command = rerun_command(pipeline, config, dev, out)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     prov = provenance()  # at the start: the code that runs, even if the checkout moves on during a long run
     t0 = time.perf_counter()
     with atomic_path(out, overwrite=overwrite) as tmp:
@@ -179,15 +223,16 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
         ctx = RunContext(folder=tmp, device=dev, progress=progress, log=log)
         results = pipeline.run(config, ctx)
         seconds = time.perf_counter() - t0
-        run = {"pipeline": pipeline.name, "config": asdict(config), "seed": getattr(config, "seed", None),
-               "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
+        run = {"pipeline": pipeline.name, "command": command, "started": started, "config": asdict(config),
+               "seed": getattr(config, "seed", None), "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
         write_json(results, tmp / "results.json")
         write_json(run, tmp / "run.json")
         figures = sorted(p.name for p in tmp.glob("*.png"))
         md = [f"# oceandl benchmark: {pipeline.name}", "", pipeline.description, "",
               markdown_table(results, pipeline.columns), ""]
         md += [f"- {n}" for n in ctx.notes]
-        md += ["", "## Run", "", f"- seed: {run['seed']}", f"- device: {dev}", f"- wall time: {seconds:.1f} s",
+        md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}", f"- seed: {run['seed']}",
+               f"- device: {dev}", f"- wall time: {seconds:.1f} s",
                f"- git commit: {prov['git_commit']}" + (" (with uncommitted changes)" if prov.get("git_dirty") else ""),
                "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
                f"- python {prov['python']} on {prov['platform']}", "", "## Resolved config", "", "```json",

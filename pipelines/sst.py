@@ -3,7 +3,9 @@
 Default size: a year of daily fields (365 days) on a 128 x 128 basin, at three cloud-cover levels
 (30 %, 60 %, 85 %); 10 % of the valid pixels are withheld by cloud-mask transfer (DINCAE/DINEOF
 style) and every method is scored on exactly those pixels (``val_*``), and also against the
-synthetic truth on every gap (``truth_rmse``). ``fast=True`` runs a tiny cube in seconds.
+synthetic truth on the gaps (``truth_rmse`` over ``truth_n`` of the ``gap_n`` gap pixels: a pixel
+never observed in the cube is land to the methods and stays unfilled; a note gives the count).
+``fast=True`` runs a tiny cube in seconds.
 """
 from __future__ import annotations
 
@@ -72,6 +74,14 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         raise InputError("methods: give at least one interpolation method")
     if not cfg.cloud_covers:
         raise InputError("cloud_covers: give at least one cloud cover")
+    # withhold=0 scored nothing: every val_* was NaN in a table that looked complete (exit 0)
+    if not 0 < cfg.withhold < 1:
+        raise InputError(f"withhold={cfg.withhold}: the fraction of valid pixels scored must be in (0, 1)")
+    # rows are keyed method@cover: a repeated entry ran twice and kept one row
+    for key in ("methods", "cloud_covers"):
+        values = getattr(cfg, key)
+        if len(set(values)) < len(values):
+            raise InputError(f"{key}={','.join(map(str, values))}: an entry is repeated")
     for m in cfg.methods:
         get_method(m)
     cfg = resolve_fast(cfg, FAST)
@@ -106,7 +116,8 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
             tru = interp_metrics(filled, truth, mask=gaps)
             by_cover = truth_rmse_by_day_cover(filled, truth, gaps)
             row = {"method": method, "cloud_cover": cover, "observed_cover": float(1 - valid.sum() / np.isfinite(truth).sum()),
-                   **{f"val_{k}": v for k, v in val.items()}, "truth_rmse": tru["rmse"], **by_cover,
+                   **{f"val_{k}": v for k, v in val.items()}, "truth_rmse": tru["rmse"],
+                   "truth_n": tru["n"], "gap_n": int(gaps.sum()), **by_cover,
                    "seconds": round(seconds, 2),
                    "device": ctx.device, "options": opts[method]}
             for k in ("n_modes", "cv_rmse"):
@@ -116,6 +127,10 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
             panels[method] = filled[day]
             panels[f"{method} error"] = filled[day] - truth[day]
             ctx.log(f"  val_rmse {val['rmse']:.4f}  truth_rmse {tru['rmse']:.4f}  {seconds:.1f} s")
+        unscored = {m: results[f"{m}@{cover:g}"]["gap_n"] - results[f"{m}@{cover:g}"]["truth_n"] for m in cfg.methods}
+        if any(unscored.values()):  # else truth_rmse reads as "every gap" while it left these out
+            ctx.note(f"cover {cover:.0%}: gap pixels left unfilled, hence out of truth_rmse (pixels never observed "
+                     f"are land to the methods): " + ", ".join(f"{m} {n} of {int(gaps.sum())}" for m, n in unscored.items()))
         finite = truth[day][np.isfinite(truth[day])]
         plot_fields(panels, ctx.folder / f"fields_cover{int(round(cover * 100))}.png",
                     vmin=float(np.percentile(finite, 1)), vmax=float(np.percentile(finite, 99)),

@@ -142,3 +142,18 @@ def test_bad_data_folder_is_one_input_error_and_leaves_nothing(tmp_path):
         run_pipeline(get_pipeline("plankton"), tmp_path / "run", overrides={"size": 8}, device="cpu",
                      progress=False, log=lambda s: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+@pytest.mark.parametrize("name, key, value, match", [
+    ("mnist", "models", (), "at least one"), ("mnist", "models", ("mlp", "mlp"), "repeated"),
+    ("mnist", "latent", 0, "latent"), ("sar", "width", 0, "width"), ("sar", "models", ("cnn", "cnn"), "repeated"),
+    ("plankton", "max_per_class", -3, "max_per_class"), ("sar", "noise", -1.0, "noise")])
+def test_settings_that_run_nothing_or_fail_late_are_input_errors(tmp_path, name, key, value, match):
+    """MNIST with no model wrote an empty table (exit 0) and latent=0 ended in a bare ValueError;
+    width=0 ended in a torch RuntimeError (exit 1); a repeated model kept one row; negative
+    max_per_class or noise ran as if valid. Each is now one InputError, before any data is read."""
+    with pytest.raises(InputError, match=match):
+        run_pipeline(get_pipeline(name), tmp_path / "run", overrides={"fast": True, key: value,
+                     **({"data_root": str(tmp_path / "no_mnist")} if name == "mnist" else {})},
+                     device="cpu", progress=False, log=lambda s: None)
+    assert not list(tmp_path.iterdir())

@@ -399,3 +399,24 @@ def test_every_documented_command_line_parses(runner, monkeypatch):
             except InputError as e:
                 bad.append(f"{where}: {line}\n    -> {e}")
     assert not bad, "\n".join(bad)
+
+
+def test_sigterm_mid_benchmark_leaves_nothing_behind(tmp_path):
+    """SIGTERM killed a benchmark at once and left its hidden '.run.<host>-<pid>-*.part' folder (with
+    some figures) beside the target; now it ends as 'Error: terminated' (exit 143) and removes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = "import sys; from oceandl.cli.main import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "benchmark", "sst", "--fast", "--quiet", "--set",
+                             "cloud_covers=0.3,0.5,0.7,0.9", "-o", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not list(tmp_path.glob(".run.*.part")):  # the run has started writing
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Error: terminated" in err
+    assert list(tmp_path.iterdir()) == []

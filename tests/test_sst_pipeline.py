@@ -112,3 +112,95 @@ def test_fast_run_records_the_config_that_ran(fast_run, tmp_path):
     cfg = resolve_fast(SSTConfig(fast=True, n_time=40), FAST)
     assert (cfg.n_time, cfg.size) == (40, 32) and resolve_fast(cfg, FAST) == cfg
     assert resolve_fast(SSTConfig(n_time=40), FAST) == SSTConfig(n_time=40)  # not fast: unchanged
+
+
+TINY = {"fast": True, "methods": ("climatology", "eof"), "cloud_covers": (0.5,)}
+
+
+def _scores(folder):
+    """results.json without the timings (the only fields that differ between identical runs)."""
+    rows = json.loads((folder / "results.json").read_text())
+    return {name: {k: v for k, v in row.items() if k != "seconds"} for name, row in rows.items()}
+
+
+def test_recorded_command_runs_the_same_benchmark_again(tmp_path):
+    """run.json and results.md record the command that runs the benchmark again and the start date;
+    that command, run as is (-o aside), reproduces the resolved config and every score. Before, no
+    command (nor date) was recorded, only the config."""
+    import shlex
+
+    from oceandl.cli.main import main
+
+    first, _ = run_pipeline(get_pipeline("sst"), tmp_path / "first", overrides={**TINY, "seed": 1, "size": 128,
+                            "n_time": 20}, device="cpu", progress=False, log=lambda s: None)
+    run = json.loads((first / "run.json").read_text())
+    assert run["started"][:2] == "20" and f"- started: {run['started']}" in (first / "results.md").read_text()
+    assert f"- re-run: `{run['command']}`" in (first / "results.md").read_text()
+    args = shlex.split(run["command"])
+    assert args[:3] == ["oceandl", "benchmark", "sst"] and args[-2:] == ["-o", str(first)]
+    # size=128 is the default but was set: the command keeps it against --fast's 32
+    assert "size=128" in args and "n_time=20" in args
+    again = tmp_path / "again"
+    assert main([*args[1:-1], str(again), "--quiet"]) == 0
+    assert json.loads((again / "run.json").read_text())["config"] == run["config"]
+    assert _scores(again) == _scores(first)
+
+
+def test_overwrite_replaces_only_a_run_folder(tmp_path):
+    """--overwrite replaced whatever -o named: a folder of someone's files was deleted and a file
+    became a run folder. Now only a previous run folder (or an empty folder) is replaced; anything
+    else is an InputError that leaves it as it was."""
+    pipe = get_pipeline("sst")
+    kw = dict(overrides=TINY, device="cpu", progress=False, log=lambda s: None, overwrite=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(InputError, match="not a run folder"):
+        run_pipeline(pipe, mine, **kw)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    with pytest.raises(InputError, match="is a file"):
+        run_pipeline(pipe, a_file, **kw)
+    assert a_file.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "notes.txt"]
+    run_folder, _ = run_pipeline(pipe, tmp_path / "run", **kw)  # new, then replaced: both fine
+    run_pipeline(pipe, run_folder, **kw)
+    assert (run_folder / "results.json").is_file()
+
+
+@pytest.mark.parametrize("key, value, match", [("withhold", 0.0, "withhold"), ("methods", ("eof", "eof"), "repeated"),
+                                               ("cloud_covers", (0.5, 0.5), "repeated")])
+def test_settings_that_score_nothing_or_overwrite_rows_are_refused(tmp_path, key, value, match):
+    # withhold=0 wrote a table of NaN val_* (exit 0); a repeated method or cover ran twice and kept one row
+    with pytest.raises(InputError, match=match):
+        run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, key: value}, device="cpu",
+                     progress=False, log=lambda s: None)
+    assert not list(tmp_path.iterdir())
+
+
+def test_truth_rmse_counts_the_pixels_it_scores(tmp_path):
+    """truth_rmse leaves out the gap pixels a method cannot fill (never observed in the cube: 'land'
+    to it); the rows now say how many were scored of how many gaps, and a note says so, and the
+    RMSE recomputed from the field equals the reported one."""
+    from oceandl.datasets.clouds import withhold_by_cloud_transfer
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.interp import interpolate
+    from oceandl.io import open_field
+
+    notes = []
+    _, res = run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, "cloud_covers": (0.85,),
+                          "methods": ("climatology",)}, device="cpu", progress=False, log=notes.append)
+    row = res["climatology@0.85"]
+    ds = synthetic_sst(n_time=24, ny=32, nx=32, cloud_cover=0.85, seed=0)
+    da = open_field(ds, "sst")
+    truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
+    valid = np.isfinite(da.values)
+    withheld = withhold_by_cloud_transfer(valid, fraction=0.1, seed=0)
+    gaps = (~valid | withheld) & np.isfinite(truth)
+    filled = interpolate(da, "climatology", withheld=withheld, seed=0, device="cpu", progress=False).values
+    scored = gaps & np.isfinite(filled)
+    assert row["gap_n"] == gaps.sum() and row["truth_n"] == scored.sum() < row["gap_n"]  # 85 %: many never seen
+    assert row["truth_rmse"] == pytest.approx(np.sqrt(np.mean((filled[scored] - truth[scored]) ** 2)), rel=1e-5)
+    assert row["val_rmse"] == pytest.approx(np.sqrt(np.mean((filled[withheld] - da.values[withheld]) ** 2)), rel=1e-5)
+    assert any(f"climatology {row['gap_n'] - row['truth_n']} of {row['gap_n']}" in n for n in notes)
