@@ -2,9 +2,10 @@
 
 :func:`open_field` finds the variable and its coordinates from CF attributes or common names,
 decodes fill values and packed integers (xarray's CF decoding), turns longitudes into
--180..180, sorts latitudes and longitudes ascending and checks the things that would otherwise
-break a reconstruction later (dims, time order, all-missing or constant data). Every problem is
-an :class:`~oceandl.errors.InputError` whose one-line message names the file and the variable.
+-180..180 (0..360 for a regional grid across the dateline), sorts latitudes and longitudes
+ascending and checks the things that would otherwise break a reconstruction later (dims, time
+order, all-missing or constant data). Every problem is an :class:`~oceandl.errors.InputError`
+whose one-line message names the file and the variable.
 """
 from __future__ import annotations
 
@@ -271,8 +272,23 @@ def _has_hdf5_signature(path: Path, head: bytes) -> bool:
     return False
 
 
+def _splits_grid(lon: np.ndarray) -> bool:
+    """Whether sorted longitudes ``lon`` have a hole much wider than their spacing (a regional grid
+    cut in two, its halves at either end of the axis)."""
+    s = np.unique(lon[np.isfinite(lon)])
+    if s.size < 3:
+        return False
+    step = np.diff(s)
+    return bool(step.max() > 2.0 * np.median(step))
+
+
 def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray:
     """Longitudes in -180..180, sorted ascending (duplicates, e.g. 0 and 360, kept once).
+
+    A regional grid that crosses the dateline (160..200 E, or 160..180 then -180..-160) would be
+    cut in two by that: its eastern half would come first, away from its western half. Such a
+    grid gets longitudes in 0..360 instead, so neighbouring columns stay neighbours (what the
+    spatial methods and the ``--chunks`` blocks rely on).
 
     Parameters
     ----------
@@ -286,9 +302,11 @@ def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray
         Same data, reordered along ``dim`` (lazy for dask arrays).
     """
     lon = np.asarray(da[dim].values, dtype=float)
-    if np.nanmax(lon, initial=-np.inf) > 180.0 or np.nanmin(lon, initial=np.inf) < -180.0:
-        wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
-        da = da.assign_coords({dim: (dim, wrapped, da[dim].attrs)})
+    wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
+    east = np.mod(lon, 360.0)
+    new = east if _splits_grid(wrapped) and not _splits_grid(east) else wrapped
+    if not np.array_equal(new, lon, equal_nan=True):
+        da = da.assign_coords({dim: (dim, new, da[dim].attrs)})
     if not da.indexes[dim].is_monotonic_increasing:
         da = da.sortby(dim)
     if da.indexes[dim].has_duplicates:
@@ -321,7 +339,8 @@ def open_field(
     -------
     xarray.DataArray, shape ``(time, lat, lon)``
         Float32/64 with NaN where missing (fill values and packed integers decoded), latitude and
-        longitude ascending with longitude in -180..180, the original attributes and
+        longitude ascending with longitude in -180..180 (in 0..360 for a regional grid across the
+        dateline, which -180..180 would cut in two), the original attributes and
         ``name`` = the variable's name.
 
     Raises

@@ -110,6 +110,20 @@ def test_longitudes_0_360_become_minus180_180_sorted(tmp_path, values):
     np.testing.assert_array_equal(da.sel(lon=180.0).values, values[:, :, 4])
 
 
+@pytest.mark.parametrize("stored", ["0..360", "-180..180"])
+def test_grid_across_the_dateline_stays_in_one_piece(tmp_path, values, stored):
+    # a Pacific box 170E..200E: as -180..180 sorted, its eastern half came first, away from its
+    # western half (a seam in the middle of the array for U-Net convolutions and --chunks blocks)
+    east = np.linspace(170.0, 200.0, NX)
+    lon = east if stored == "0..360" else np.where(east > 180.0, east - 360.0, east)
+    da = open_field(write_netcdf(_dataset(values).assign_coords(lon=lon), tmp_path / "pacific.nc"))
+    np.testing.assert_allclose(da.lon.values, east)
+    np.testing.assert_array_equal(da.values, values)  # columns in their order, none moved
+    # a grid that does not cross it keeps the -180..180 convention
+    atlantic = _dataset(values).assign_coords(lon=np.linspace(290.0, 300.0, NX))
+    np.testing.assert_allclose(open_field(atlantic).lon.values, np.linspace(-70.0, -60.0, NX))
+
+
 def test_normalize_longitude_drops_duplicate_meridian(values):
     da = _dataset(values).sst.assign_coords(lon=np.linspace(0.0, 360.0, NX))
     out = normalize_longitude(da)
