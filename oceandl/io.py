@@ -155,11 +155,17 @@ def _coordinate_values(v: xr.Variable, dim: Hashable, role: str, where: str) -> 
         return np.asarray(v.values)
     other = [d for d in v.dims if d != dim]
     vals = np.asarray(v.transpose(dim, *other).values, dtype=float).reshape(v.sizes[dim], -1)
-    if not np.allclose(vals, vals[:, :1], equal_nan=True):
+    # compared with each row's median, not its first value: models write fill values (NaN once
+    # decoded) into nav_lat/nav_lon over land, which is no reason to call the grid curvilinear
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row of fill values only
+        ref = np.nanmedian(vals, axis=1)
+    finite = np.isfinite(vals)
+    if not np.allclose(vals[finite], np.broadcast_to(ref[:, None], vals.shape)[finite]):
         raise InputError(
             f"{where}: {role} varies in 2-D (a curvilinear grid); regrid to a regular lat/lon grid first"
         )
-    return vals[:, 0]
+    return ref
 
 
 def _varying_dim(v: xr.Variable) -> Hashable:
@@ -416,6 +422,10 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
             vals, attrs = _coordinate_values(v, dim, role, where), dict(v.attrs)
         if role != "time":
             vals = np.asarray(vals, dtype=float)
+            bad = np.flatnonzero(~np.isfinite(vals))
+            if bad.size:  # sorting would move that row or column to the end of the grid, silently
+                raise InputError(f"{where}: {role} coordinate has {bad.size} missing (NaN) value(s), "
+                                 f"the first at index {bad[0]} of {vals.size}; the grid cannot be placed")
         coords[role] = (role, vals, attrs)
     _check_time(coords["time"][1], where)
 
@@ -442,6 +452,9 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
 
 def _check_time(values: np.ndarray, where: str) -> None:
     idx = pd.Index(values)
+    if idx.hasnans:
+        i = int(np.flatnonzero(np.asarray(idx.isna()))[0])
+        raise InputError(f"{where}: time has missing values (NaT at step {i} of {len(idx)})")
     if idx.has_duplicates:
         dup = idx[idx.duplicated()][0]
         raise InputError(f"{where}: time has duplicate values (e.g. {dup})")

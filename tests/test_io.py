@@ -378,6 +378,32 @@ def test_all_nan_and_constant_fields(tmp_path, values):
         open_field(_dataset(np.full_like(values, np.nan)).sst.chunk({"time": 1}))
 
 
+@pytest.mark.parametrize("role", ["lat", "lon", "time"])
+def test_missing_coordinate_values_are_refused(tmp_path, values, role):
+    # a NaN latitude was sorted to the end: its row of data moved to the other edge of the grid
+    path = _raw_nc(tmp_path / "nan_coord.nc", values)
+    with netCDF4.Dataset(path, "a") as nc:
+        nc[role][2] = np.nan
+    with pytest.raises(InputError) as e:
+        open_field(path)
+    _assert_message(e, path, "'sst'", role, "missing", "NaT at step 2" if role == "time" else "index 2")
+
+
+def test_2d_coordinates_with_fill_values_over_land(values):
+    # nav_lat/nav_lon with fill values (NaN once decoded) over land: a regular grid, not a curvilinear one
+    time, lat, lon = _coords()
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    lat2[:2, :3] = lon2[:2, :3] = np.nan  # a land corner
+    ds = xr.Dataset({"sst": (("time_counter", "y", "x"), values)},
+                    coords={"time_counter": time, "nav_lat": (("y", "x"), lat2), "nav_lon": (("y", "x"), lon2)})
+    da = open_field(ds)
+    np.testing.assert_allclose(da.lat.values, lat)
+    np.testing.assert_allclose(da.lon.values, lon)
+    ds["nav_lon"][:, 0] = np.nan  # no longitude at all: refused, not placed
+    with pytest.raises(InputError, match="lon coordinate has .* missing"):
+        open_field(ds)
+
+
 def test_unrecognisable_dims(values):
     with pytest.raises(InputError) as e:
         open_field(xr.DataArray(values, name="blob"))
