@@ -327,6 +327,7 @@ def open_field(
     lat: str | None = None,
     lon: str | None = None,
     time: str | None = None,
+    label: str | None = None,
 ) -> xr.DataArray:
     """Read a gridded field as a clean DataArray with dims ``("time", "lat", "lon")``.
 
@@ -340,6 +341,9 @@ def open_field(
     lat, lon, time : str, optional
         Names of the coordinates (variables or dims) when they cannot be recognised from CF
         attributes (``axis``, ``standard_name``, ``units``) or common names.
+    label : str, optional
+        How error messages name an in-memory source (default ``Dataset`` / ``DataArray 'name'``):
+        the file it was opened from, when the caller opened it (lazily, with dask).
 
     Returns
     -------
@@ -365,14 +369,14 @@ def open_field(
             ds.close()
     if isinstance(source, xr.DataArray):
         name = source.name
-        label = f"DataArray '{name}'" if name is not None else "DataArray"
+        label = label or (f"DataArray '{name}'" if name is not None else "DataArray")
         key = name if name is not None and name not in source.coords else "__oceandl_field__"
         ds = source.to_dataset(name=key)
         out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon})
         out.name = name
         return out
     if isinstance(source, xr.Dataset):
-        label = "Dataset"
+        label = label or "Dataset"
         return _field_from_dataset(_decode(source, label), var, label, {"time": time, "lat": lat, "lon": lon})
     raise InputError(
         f"open_field: source of type {type(source).__name__}; expected a path, xarray.Dataset or DataArray"

@@ -241,7 +241,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     Returns
     -------
     xarray.DataArray (time, lat, lon), cleaned like :func:`oceandl.io.open_field` (CF decoding,
-    ascending lat, lon in -180..180), backed by dask.
+    ascending lat, lon as open_field gives it), backed by dask.
 
     Raises
     ------
@@ -258,7 +258,8 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
         with warnings.catch_warnings():  # "chunks separate the stored chunks": chosen on purpose (halos)
             warnings.simplefilter("ignore", UserWarning)
             ds = xr.open_dataset(path, chunks=dim_chunks)
-        da = open_field(ds, name)  # stays lazy: one streaming min/max pass checks the values
+        # stays lazy: one streaming min/max pass checks the values; errors name the file
+        da = open_field(ds, name, label=str(path))
     else:
         da = open_field(source, var)
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
