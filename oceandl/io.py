@@ -348,9 +348,10 @@ def open_field(
     Returns
     -------
     xarray.DataArray, shape ``(time, lat, lon)``
-        Float32/64 with NaN where missing (fill values and packed integers decoded), latitude and
-        longitude ascending with longitude in -180..180 (in 0..360 for a regional grid across the
-        dateline, which -180..180 would cut in two), the original attributes and
+        Float32/64 with NaN where missing (fill values and packed integers decoded, values beyond
+        ``valid_min``/``valid_max``/``valid_range`` masked), latitude and longitude ascending with
+        longitude in -180..180 (in 0..360 for a regional grid across the dateline, which -180..180
+        would cut in two), the original attributes (less the fill values and valid range) and
         ``name`` = the variable's name.
 
     Raises
@@ -441,17 +442,51 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     data = da.transpose(roles["time"][0], roles["lat"][0], roles["lon"][0]).variable.data
     if not np.issubdtype(data.dtype, np.floating) or data.dtype == np.float16:
         data = data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64)
-    attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value")}
+    # the valid range is applied here and not carried on: on the float output, packed-unit bounds
+    # mean nothing, and readers that apply them would hide filled values beyond them
+    attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", *_VALID_ATTRS)}
+    valid = _valid_range(da, where)
     out = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=name)
     for role, std, units, axis in (("lat", "latitude", "degrees_north", "Y"), ("lon", "longitude", "degrees_east", "X")):
         out[role].attrs.update({"standard_name": std, "units": units, "axis": axis})
     out["time"].attrs.setdefault("axis", "T")
-    out = out.where(np.isfinite(out))  # inf is as good as missing
+    ok = np.isfinite(out)  # inf is as good as missing
+    if valid is not None:  # so is a value outside valid_min/valid_max/valid_range (CF)
+        ok &= (out >= valid[0]) & (out <= valid[1])
+    out = out.where(ok)
     if not out.indexes["lat"].is_monotonic_increasing:
         out = out.sortby("lat")
     out = normalize_longitude(out)
     _check_values(out, where)
     return out
+
+
+_VALID_ATTRS = ("valid_min", "valid_max", "valid_range")
+
+
+def _valid_range(da: xr.DataArray, where: str) -> tuple[float, float] | None:
+    """The CF valid range of decoded ``da`` in its decoded units, or None.
+
+    ``valid_min``/``valid_max``/``valid_range`` are in the stored (packed) units when the variable
+    is packed (netCDF User Guide, CF 8.1): they are unpacked with its ``scale_factor`` and
+    ``add_offset``, which xarray's decoding moved to ``encoding``.
+    """
+    a = da.attrs
+    if not any(k in a for k in _VALID_ATTRS):
+        return None
+    try:
+        lo, hi = -np.inf, np.inf
+        if "valid_range" in a:
+            lo, hi = (float(x) for x in np.ravel(a["valid_range"])[:2])
+        lo = float(np.ravel(a["valid_min"])[0]) if "valid_min" in a else lo
+        hi = float(np.ravel(a["valid_max"])[0]) if "valid_max" in a else hi
+    except (TypeError, ValueError, IndexError):
+        raise InputError(f"{where}: valid_min/valid_max/valid_range are not numbers "
+                         f"({', '.join(f'{k}={a[k]!r}' for k in _VALID_ATTRS if k in a)})") from None
+    enc = da.encoding
+    scale, offset = float(enc.get("scale_factor", 1.0)), float(enc.get("add_offset", 0.0))
+    lo, hi = sorted((lo * scale + offset, hi * scale + offset))
+    return lo, hi
 
 
 def _check_time(values: np.ndarray, where: str) -> None:

@@ -168,6 +168,30 @@ def test_int16_with_scale_factor_and_offset(tmp_path, values):
         np.testing.assert_allclose(open_field(raw.load()).values, values, atol=0.006, equal_nan=True)
 
 
+@pytest.mark.parametrize("bounds", [{"valid_min": np.int16(-1000), "valid_max": np.int16(1000)},
+                                    {"valid_range": np.array([-1000, 1000], np.int16)}])
+def test_packed_valid_range_masks_and_is_not_carried_on(tmp_path, values, bounds):
+    # GHRSST-style: int16 in kelvin, the valid range in packed units (CF 8.1): a stored value beyond
+    # it is missing. It was read as data (313.15 K here), and the packed-unit bounds were copied
+    # onto the float output, where readers that apply them would judge the filled values by them.
+    kelvin = values + 273.15
+    packed = np.round((kelvin - 293.15) / 0.01)
+    packed = np.where(np.isnan(packed), -32768, packed).astype(np.int16)
+    packed[0, 0, 0] = 2000  # 313.15 K: beyond valid_max
+    path = _raw_nc(tmp_path / "ghrsst.nc", packed, dtype="i2", fill=np.int16(-32768), units="kelvin",
+                   scale_factor=np.float32(0.01), add_offset=np.float32(293.15), **bounds)
+    expected = kelvin.copy()
+    expected[0, 0, 0] = np.nan
+    da = open_field(path)
+    np.testing.assert_allclose(da.values, expected, atol=0.006)  # NaN in the same places
+    assert not set(da.attrs) & {"valid_min", "valid_max", "valid_range", "_FillValue"}
+    assert da.attrs["units"] == "kelvin"
+    with xr.open_dataset(path, mask_and_scale=False) as raw:  # undecoded, in memory: the same
+        np.testing.assert_allclose(open_field(raw.load()).values, expected, atol=0.006)
+    out = write_netcdf(da, tmp_path / "back.nc")  # what interpolate writes reads back the same
+    np.testing.assert_array_equal(open_field(out).values, da.values)
+
+
 def test_transposed_dims(tmp_path, values):
     path = _raw_nc(tmp_path / "transposed.nc", values.transpose(2, 1, 0), dims=("lon", "lat", "time"))
     da = open_field(path)
