@@ -630,7 +630,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    check_output_path(output, overwrite)
+    check_output_path(output, overwrite, inputs=(source,) if isinstance(source, (str, os.PathLike)) else ())
     from oceandl.io import check_complevel
 
     check_complevel(complevel)
