@@ -266,6 +266,30 @@ def _open_path(path: Path) -> xr.Dataset:
     raise InputError(f"{path}: not a readable netCDF file")
 
 
+def check_groups(ds: xr.Dataset, path: Path) -> None:
+    """Refuse a netCDF-4 file whose variables all lie in groups (only the root group is read),
+    naming the groups: it was 'no 3-D (time, lat, lon) variable (variables: none)'."""
+    if ds.data_vars:
+        return
+    try:
+        import netCDF4
+
+        with netCDF4.Dataset(path) as nc:
+            groups = [g.path for g in _walk_groups(nc) if g.variables]
+    except Exception:  # noqa: BLE001 - not netCDF-4, or unreadable: the usual message follows
+        return
+    if groups:
+        raise InputError(f"{path}: no variables in the root group, only in group(s) {', '.join(groups)}, "
+                         "which are not read; open one with xarray.open_dataset(path, group=...) and pass "
+                         "the variable to oceandl from Python")
+
+
+def _walk_groups(group):
+    for g in group.groups.values():
+        yield g
+        yield from _walk_groups(g)
+
+
 def _has_hdf5_signature(path: Path, head: bytes) -> bool:
     sig = b"\x89HDF\r\n\x1a\n"
     if head.startswith(sig):
@@ -365,6 +389,7 @@ def open_field(
         label = str(path)
         ds = _open_path(path)
         try:
+            check_groups(ds, path)
             return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True)
         finally:
             ds.close()

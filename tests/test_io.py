@@ -355,6 +355,21 @@ def test_misspelled_variable_suggests_close_names(tmp_path, values):
     _assert_message(e, path, "'chlorophyll' not found", "variables: sst")
 
 
+def test_variables_only_in_groups_are_named(tmp_path, values):
+    # a netCDF-4 file with its data in a group: only the root is read, and the message was
+    # 'no 3-D (time, lat, lon) variable (variables: none)'
+    path = tmp_path / "grouped.nc"
+    _dataset(values).to_netcdf(path, group="L3/data")
+    with pytest.raises(InputError) as e:
+        open_field(path)
+    _assert_message(e, path, "no variables in the root group", "/L3/data", "group=")
+    from oceandl.interp.chunked import open_lazy
+
+    with pytest.raises(InputError) as e:
+        open_lazy(path)
+    _assert_message(e, path, "/L3/data")
+
+
 def test_two_dimensional_and_no_3d_variable(tmp_path, values):
     time, lat, lon = _coords()
     ds = xr.Dataset({"mask": (("lat", "lon"), values[0])}, coords={"lat": lat, "lon": lon})

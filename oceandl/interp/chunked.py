@@ -205,7 +205,7 @@ def _read_chunk(core: int, halo: int) -> int:
 
 def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple[str, dict]:
     """Open ``path`` lazily (no data read) and map ``sizes`` (by role) onto the variable's dims."""
-    from oceandl.io import find_variable
+    from oceandl.io import check_groups, find_variable
 
     from .base import canonical_dims
 
@@ -219,6 +219,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
         raise InputError(f"{path}: not a readable netCDF file ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     try:
+        check_groups(ds, path)
         name = find_variable(ds, var, label=str(path))
         v = ds[name]
         v3 = v.isel({d: 0 for d in v.dims if v.sizes[d] == 1}) if v.ndim > 3 else v
