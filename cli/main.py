@@ -598,7 +598,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
     output = _need_output(output, "EOF netCDF")
     from oceandl.utils import check_output_path
 
-    check_output_path(output, overwrite)
+    check_output_path(output, overwrite, inputs=(input_path,))
     da = open_field(input_path, var)
     res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
     ds = res.to_dataset()

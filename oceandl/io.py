@@ -2,9 +2,10 @@
 
 :func:`open_field` finds the variable and its coordinates from CF attributes or common names,
 decodes fill values and packed integers (xarray's CF decoding), turns longitudes into
--180..180, sorts latitudes and longitudes ascending and checks the things that would otherwise
-break a reconstruction later (dims, time order, all-missing or constant data). Every problem is
-an :class:`~oceandl.errors.InputError` whose one-line message names the file and the variable.
+-180..180 (0..360 for a regional grid across the dateline), sorts latitudes and longitudes
+ascending and checks the things that would otherwise break a reconstruction later (dims, time
+order, all-missing or constant data). Every problem is an :class:`~oceandl.errors.InputError`
+whose one-line message names the file and the variable.
 """
 from __future__ import annotations
 
@@ -154,11 +155,17 @@ def _coordinate_values(v: xr.Variable, dim: Hashable, role: str, where: str) -> 
         return np.asarray(v.values)
     other = [d for d in v.dims if d != dim]
     vals = np.asarray(v.transpose(dim, *other).values, dtype=float).reshape(v.sizes[dim], -1)
-    if not np.allclose(vals, vals[:, :1], equal_nan=True):
+    # compared with each row's median, not its first value: models write fill values (NaN once
+    # decoded) into nav_lat/nav_lon over land, which is no reason to call the grid curvilinear
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row of fill values only
+        ref = np.nanmedian(vals, axis=1)
+    finite = np.isfinite(vals)
+    if not np.allclose(vals[finite], np.broadcast_to(ref[:, None], vals.shape)[finite]):
         raise InputError(
             f"{where}: {role} varies in 2-D (a curvilinear grid); regrid to a regular lat/lon grid first"
         )
-    return vals[:, 0]
+    return ref
 
 
 def _varying_dim(v: xr.Variable) -> Hashable:
@@ -259,6 +266,30 @@ def _open_path(path: Path) -> xr.Dataset:
     raise InputError(f"{path}: not a readable netCDF file")
 
 
+def check_groups(ds: xr.Dataset, path: Path) -> None:
+    """Refuse a netCDF-4 file whose variables all lie in groups (only the root group is read),
+    naming the groups: it was 'no 3-D (time, lat, lon) variable (variables: none)'."""
+    if ds.data_vars:
+        return
+    try:
+        import netCDF4
+
+        with netCDF4.Dataset(path) as nc:
+            groups = [g.path for g in _walk_groups(nc) if g.variables]
+    except Exception:  # noqa: BLE001 - not netCDF-4, or unreadable: the usual message follows
+        return
+    if groups:
+        raise InputError(f"{path}: no variables in the root group, only in group(s) {', '.join(groups)}, "
+                         "which are not read; open one with xarray.open_dataset(path, group=...) and pass "
+                         "the variable to oceandl from Python")
+
+
+def _walk_groups(group):
+    for g in group.groups.values():
+        yield g
+        yield from _walk_groups(g)
+
+
 def _has_hdf5_signature(path: Path, head: bytes) -> bool:
     sig = b"\x89HDF\r\n\x1a\n"
     if head.startswith(sig):
@@ -271,8 +302,23 @@ def _has_hdf5_signature(path: Path, head: bytes) -> bool:
     return False
 
 
+def _splits_grid(lon: np.ndarray) -> bool:
+    """Whether sorted longitudes ``lon`` have a hole much wider than their spacing (a regional grid
+    cut in two, its halves at either end of the axis)."""
+    s = np.unique(lon[np.isfinite(lon)])
+    if s.size < 3:
+        return False
+    step = np.diff(s)
+    return bool(step.max() > 2.0 * np.median(step))
+
+
 def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray:
     """Longitudes in -180..180, sorted ascending (duplicates, e.g. 0 and 360, kept once).
+
+    A regional grid that crosses the dateline (160..200 E, or 160..180 then -180..-160) would be
+    cut in two by that: its eastern half would come first, away from its western half. Such a
+    grid gets longitudes in 0..360 instead, so neighbouring columns stay neighbours (what the
+    spatial methods and the ``--chunks`` blocks rely on).
 
     Parameters
     ----------
@@ -286,9 +332,11 @@ def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray
         Same data, reordered along ``dim`` (lazy for dask arrays).
     """
     lon = np.asarray(da[dim].values, dtype=float)
-    if np.nanmax(lon, initial=-np.inf) > 180.0 or np.nanmin(lon, initial=np.inf) < -180.0:
-        wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
-        da = da.assign_coords({dim: (dim, wrapped, da[dim].attrs)})
+    wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
+    east = np.mod(lon, 360.0)
+    new = east if _splits_grid(wrapped) and not _splits_grid(east) else wrapped
+    if not np.array_equal(new, lon, equal_nan=True):
+        da = da.assign_coords({dim: (dim, new, da[dim].attrs)})
     if not da.indexes[dim].is_monotonic_increasing:
         da = da.sortby(dim)
     if da.indexes[dim].has_duplicates:
@@ -303,6 +351,7 @@ def open_field(
     lat: str | None = None,
     lon: str | None = None,
     time: str | None = None,
+    label: str | None = None,
 ) -> xr.DataArray:
     """Read a gridded field as a clean DataArray with dims ``("time", "lat", "lon")``.
 
@@ -316,12 +365,17 @@ def open_field(
     lat, lon, time : str, optional
         Names of the coordinates (variables or dims) when they cannot be recognised from CF
         attributes (``axis``, ``standard_name``, ``units``) or common names.
+    label : str, optional
+        How error messages name an in-memory source (default ``Dataset`` / ``DataArray 'name'``):
+        the file it was opened from, when the caller opened it (lazily, with dask).
 
     Returns
     -------
     xarray.DataArray, shape ``(time, lat, lon)``
-        Float32/64 with NaN where missing (fill values and packed integers decoded), latitude and
-        longitude ascending with longitude in -180..180, the original attributes and
+        Float32/64 with NaN where missing (fill values and packed integers decoded, values beyond
+        ``valid_min``/``valid_max``/``valid_range`` masked), latitude and longitude ascending with
+        longitude in -180..180 (in 0..360 for a regional grid across the dateline, which -180..180
+        would cut in two), the original attributes (less the fill values and valid range) and
         ``name`` = the variable's name.
 
     Raises
@@ -335,19 +389,20 @@ def open_field(
         label = str(path)
         ds = _open_path(path)
         try:
+            check_groups(ds, path)
             return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True)
         finally:
             ds.close()
     if isinstance(source, xr.DataArray):
         name = source.name
-        label = f"DataArray '{name}'" if name is not None else "DataArray"
+        label = label or (f"DataArray '{name}'" if name is not None else "DataArray")
         key = name if name is not None and name not in source.coords else "__oceandl_field__"
         ds = source.to_dataset(name=key)
         out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon})
         out.name = name
         return out
     if isinstance(source, xr.Dataset):
-        label = "Dataset"
+        label = label or "Dataset"
         return _field_from_dataset(_decode(source, label), var, label, {"time": time, "lat": lat, "lon": lon})
     raise InputError(
         f"open_field: source of type {type(source).__name__}; expected a path, xarray.Dataset or DataArray"
@@ -397,6 +452,10 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
             vals, attrs = _coordinate_values(v, dim, role, where), dict(v.attrs)
         if role != "time":
             vals = np.asarray(vals, dtype=float)
+            bad = np.flatnonzero(~np.isfinite(vals))
+            if bad.size:  # sorting would move that row or column to the end of the grid, silently
+                raise InputError(f"{where}: {role} coordinate has {bad.size} missing (NaN) value(s), "
+                                 f"the first at index {bad[0]} of {vals.size}; the grid cannot be placed")
         coords[role] = (role, vals, attrs)
     _check_time(coords["time"][1], where)
 
@@ -408,12 +467,18 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     data = da.transpose(roles["time"][0], roles["lat"][0], roles["lon"][0]).variable.data
     if not np.issubdtype(data.dtype, np.floating) or data.dtype == np.float16:
         data = data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64)
-    attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value")}
+    # the valid range is applied here and not carried on: on the float output, packed-unit bounds
+    # mean nothing, and readers that apply them would hide filled values beyond them
+    attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", *_VALID_ATTRS)}
+    valid = _valid_range(da, where)
     out = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=name)
     for role, std, units, axis in (("lat", "latitude", "degrees_north", "Y"), ("lon", "longitude", "degrees_east", "X")):
         out[role].attrs.update({"standard_name": std, "units": units, "axis": axis})
     out["time"].attrs.setdefault("axis", "T")
-    out = out.where(np.isfinite(out))  # inf is as good as missing
+    ok = np.isfinite(out)  # inf is as good as missing
+    if valid is not None:  # so is a value outside valid_min/valid_max/valid_range (CF)
+        ok &= (out >= valid[0]) & (out <= valid[1])
+    out = out.where(ok)
     if not out.indexes["lat"].is_monotonic_increasing:
         out = out.sortby("lat")
     out = normalize_longitude(out)
@@ -421,8 +486,39 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     return out
 
 
+_VALID_ATTRS = ("valid_min", "valid_max", "valid_range")
+
+
+def _valid_range(da: xr.DataArray, where: str) -> tuple[float, float] | None:
+    """The CF valid range of decoded ``da`` in its decoded units, or None.
+
+    ``valid_min``/``valid_max``/``valid_range`` are in the stored (packed) units when the variable
+    is packed (netCDF User Guide, CF 8.1): they are unpacked with its ``scale_factor`` and
+    ``add_offset``, which xarray's decoding moved to ``encoding``.
+    """
+    a = da.attrs
+    if not any(k in a for k in _VALID_ATTRS):
+        return None
+    try:
+        lo, hi = -np.inf, np.inf
+        if "valid_range" in a:
+            lo, hi = (float(x) for x in np.ravel(a["valid_range"])[:2])
+        lo = float(np.ravel(a["valid_min"])[0]) if "valid_min" in a else lo
+        hi = float(np.ravel(a["valid_max"])[0]) if "valid_max" in a else hi
+    except (TypeError, ValueError, IndexError):
+        raise InputError(f"{where}: valid_min/valid_max/valid_range are not numbers "
+                         f"({', '.join(f'{k}={a[k]!r}' for k in _VALID_ATTRS if k in a)})") from None
+    enc = da.encoding
+    scale, offset = float(enc.get("scale_factor", 1.0)), float(enc.get("add_offset", 0.0))
+    lo, hi = sorted((lo * scale + offset, hi * scale + offset))
+    return lo, hi
+
+
 def _check_time(values: np.ndarray, where: str) -> None:
     idx = pd.Index(values)
+    if idx.hasnans:
+        i = int(np.flatnonzero(np.asarray(idx.isna()))[0])
+        raise InputError(f"{where}: time has missing values (NaT at step {i} of {len(idx)})")
     if idx.has_duplicates:
         dup = idx[idx.duplicated()][0]
         raise InputError(f"{where}: time has duplicate values (e.g. {dup})")

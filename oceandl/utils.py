@@ -221,9 +221,22 @@ def _keep_freed_memory() -> bool:
                 and mallopt(_M_TOP_PAD, 64 << 20))
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse to replace an existing output unless ``overwrite``; check its folder exists."""
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, inputs=()) -> Path:
+    """Refuse to replace an existing output unless ``overwrite``; check its folder exists.
+
+    ``inputs``: paths the command reads; an output that is one of them (same file, by any
+    name) is refused even with ``overwrite``, which would replace the data with the result.
+    """
     path = Path(path)
+    for src in inputs:
+        try:
+            same = src is not None and os.path.samefile(path, src)
+        except OSError:  # either one missing: not the same file
+            same = False
+        if same:
+            named = "" if str(src) == str(path) else f" ({src})"
+            raise InputError(f"{path}: is the input file{named}; write the output to another path "
+                             "(--overwrite would replace the input with it)")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists (use --overwrite to replace it)")
     parent = path.parent if str(path.parent) else Path(".")

@@ -451,6 +451,24 @@ def test_output_folder_missing(tmp_path, good_nc, sst):
     assert (tmp_path / "a_file").read_text() == "not a folder"
 
 
+def test_output_that_is_the_input_is_refused_even_with_overwrite(tmp_path, good_nc):
+    # --overwrite replaced the input with the result (atomically, exit 0): the observations,
+    # and the file any other run would read, were gone
+    before = good_nc.read_bytes()
+    link = tmp_path / "link.nc"
+    link.symlink_to(good_nc)
+    for args in (["interpolate", good_nc, "--method", "climatology", "--quiet"],
+                 ["interpolate", good_nc, "--method", "climatology", "--quiet", "--chunks", "time=-1,lat=8,lon=8"],
+                 ["interpolate", link, "--method", "climatology", "--quiet"],
+                 ["eof", good_nc, "-n", "2"],
+                 ["train", "interpolator", good_nc, "--set", "steps=1", "--quiet"]):
+        res = invoke(*args, "-o", good_nc, "--overwrite")
+        assert_cli_error(res, 2, str(good_nc), "is the input file", "another path")
+        assert "withheld" not in res.output
+    assert good_nc.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
 def test_existing_output_needs_overwrite(tmp_path, good_nc, sst):
     out = tmp_path / "filled.nc"
     out.write_bytes(b"previous result")

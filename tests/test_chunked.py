@@ -75,6 +75,21 @@ def test_bad_input_is_one_line(cube, tmp_path):
     assert not (tmp_path / "o.nc").exists()
 
 
+def test_bad_file_content_is_named_by_the_file(cube, tmp_path):
+    # the file is opened lazily here and handed to open_field as a Dataset: its checks said
+    # 'Dataset: variable ...', naming no file
+    path, _ = cube
+    with xr.open_dataset(path) as ds:
+        bad = ds.load()
+    bad = bad.assign_coords(time=bad.time.values[[0, 0, *range(2, bad.sizes["time"])]])
+    src = write_netcdf(bad, tmp_path / "dup_times.nc")
+    with pytest.raises(InputError) as e:
+        interpolate_chunked(src, tmp_path / "o.nc", "climatology")
+    msg = str(e.value)
+    assert msg.startswith(f"{src}: variable 'sst': time has duplicate values"), msg
+    assert not (tmp_path / "o.nc").exists()
+
+
 def test_complevel_zero_writes_the_same_values_uncompressed(cube, tmp_path):
     import netCDF4
 

@@ -110,6 +110,20 @@ def test_longitudes_0_360_become_minus180_180_sorted(tmp_path, values):
     np.testing.assert_array_equal(da.sel(lon=180.0).values, values[:, :, 4])
 
 
+@pytest.mark.parametrize("stored", ["0..360", "-180..180"])
+def test_grid_across_the_dateline_stays_in_one_piece(tmp_path, values, stored):
+    # a Pacific box 170E..200E: as -180..180 sorted, its eastern half came first, away from its
+    # western half (a seam in the middle of the array for U-Net convolutions and --chunks blocks)
+    east = np.linspace(170.0, 200.0, NX)
+    lon = east if stored == "0..360" else np.where(east > 180.0, east - 360.0, east)
+    da = open_field(write_netcdf(_dataset(values).assign_coords(lon=lon), tmp_path / "pacific.nc"))
+    np.testing.assert_allclose(da.lon.values, east)
+    np.testing.assert_array_equal(da.values, values)  # columns in their order, none moved
+    # a grid that does not cross it keeps the -180..180 convention
+    atlantic = _dataset(values).assign_coords(lon=np.linspace(290.0, 300.0, NX))
+    np.testing.assert_allclose(open_field(atlantic).lon.values, np.linspace(-70.0, -60.0, NX))
+
+
 def test_normalize_longitude_drops_duplicate_meridian(values):
     da = _dataset(values).sst.assign_coords(lon=np.linspace(0.0, 360.0, NX))
     out = normalize_longitude(da)
@@ -152,6 +166,30 @@ def test_int16_with_scale_factor_and_offset(tmp_path, values):
     with xr.open_dataset(path, mask_and_scale=False) as raw:
         assert raw.sst.dtype == np.int16
         np.testing.assert_allclose(open_field(raw.load()).values, values, atol=0.006, equal_nan=True)
+
+
+@pytest.mark.parametrize("bounds", [{"valid_min": np.int16(-1000), "valid_max": np.int16(1000)},
+                                    {"valid_range": np.array([-1000, 1000], np.int16)}])
+def test_packed_valid_range_masks_and_is_not_carried_on(tmp_path, values, bounds):
+    # GHRSST-style: int16 in kelvin, the valid range in packed units (CF 8.1): a stored value beyond
+    # it is missing. It was read as data (313.15 K here), and the packed-unit bounds were copied
+    # onto the float output, where readers that apply them would judge the filled values by them.
+    kelvin = values + 273.15
+    packed = np.round((kelvin - 293.15) / 0.01)
+    packed = np.where(np.isnan(packed), -32768, packed).astype(np.int16)
+    packed[0, 0, 0] = 2000  # 313.15 K: beyond valid_max
+    path = _raw_nc(tmp_path / "ghrsst.nc", packed, dtype="i2", fill=np.int16(-32768), units="kelvin",
+                   scale_factor=np.float32(0.01), add_offset=np.float32(293.15), **bounds)
+    expected = kelvin.copy()
+    expected[0, 0, 0] = np.nan
+    da = open_field(path)
+    np.testing.assert_allclose(da.values, expected, atol=0.006)  # NaN in the same places
+    assert not set(da.attrs) & {"valid_min", "valid_max", "valid_range", "_FillValue"}
+    assert da.attrs["units"] == "kelvin"
+    with xr.open_dataset(path, mask_and_scale=False) as raw:  # undecoded, in memory: the same
+        np.testing.assert_allclose(open_field(raw.load()).values, expected, atol=0.006)
+    out = write_netcdf(da, tmp_path / "back.nc")  # what interpolate writes reads back the same
+    np.testing.assert_array_equal(open_field(out).values, da.values)
 
 
 def test_transposed_dims(tmp_path, values):
@@ -317,6 +355,21 @@ def test_misspelled_variable_suggests_close_names(tmp_path, values):
     _assert_message(e, path, "'chlorophyll' not found", "variables: sst")
 
 
+def test_variables_only_in_groups_are_named(tmp_path, values):
+    # a netCDF-4 file with its data in a group: only the root is read, and the message was
+    # 'no 3-D (time, lat, lon) variable (variables: none)'
+    path = tmp_path / "grouped.nc"
+    _dataset(values).to_netcdf(path, group="L3/data")
+    with pytest.raises(InputError) as e:
+        open_field(path)
+    _assert_message(e, path, "no variables in the root group", "/L3/data", "group=")
+    from oceandl.interp.chunked import open_lazy
+
+    with pytest.raises(InputError) as e:
+        open_lazy(path)
+    _assert_message(e, path, "/L3/data")
+
+
 def test_two_dimensional_and_no_3d_variable(tmp_path, values):
     time, lat, lon = _coords()
     ds = xr.Dataset({"mask": (("lat", "lon"), values[0])}, coords={"lat": lat, "lon": lon})
@@ -362,6 +415,32 @@ def test_all_nan_and_constant_fields(tmp_path, values):
     # Lazy input is checked too.
     with pytest.raises(InputError, match="all values are missing"):
         open_field(_dataset(np.full_like(values, np.nan)).sst.chunk({"time": 1}))
+
+
+@pytest.mark.parametrize("role", ["lat", "lon", "time"])
+def test_missing_coordinate_values_are_refused(tmp_path, values, role):
+    # a NaN latitude was sorted to the end: its row of data moved to the other edge of the grid
+    path = _raw_nc(tmp_path / "nan_coord.nc", values)
+    with netCDF4.Dataset(path, "a") as nc:
+        nc[role][2] = np.nan
+    with pytest.raises(InputError) as e:
+        open_field(path)
+    _assert_message(e, path, "'sst'", role, "missing", "NaT at step 2" if role == "time" else "index 2")
+
+
+def test_2d_coordinates_with_fill_values_over_land(values):
+    # nav_lat/nav_lon with fill values (NaN once decoded) over land: a regular grid, not a curvilinear one
+    time, lat, lon = _coords()
+    lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    lat2[:2, :3] = lon2[:2, :3] = np.nan  # a land corner
+    ds = xr.Dataset({"sst": (("time_counter", "y", "x"), values)},
+                    coords={"time_counter": time, "nav_lat": (("y", "x"), lat2), "nav_lon": (("y", "x"), lon2)})
+    da = open_field(ds)
+    np.testing.assert_allclose(da.lat.values, lat)
+    np.testing.assert_allclose(da.lon.values, lon)
+    ds["nav_lon"][:, 0] = np.nan  # no longitude at all: refused, not placed
+    with pytest.raises(InputError, match="lon coordinate has .* missing"):
+        open_field(ds)
 
 
 def test_unrecognisable_dims(values):

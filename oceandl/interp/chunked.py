@@ -205,7 +205,7 @@ def _read_chunk(core: int, halo: int) -> int:
 
 def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple[str, dict]:
     """Open ``path`` lazily (no data read) and map ``sizes`` (by role) onto the variable's dims."""
-    from oceandl.io import find_variable
+    from oceandl.io import check_groups, find_variable
 
     from .base import canonical_dims
 
@@ -219,6 +219,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
         raise InputError(f"{path}: not a readable netCDF file ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     try:
+        check_groups(ds, path)
         name = find_variable(ds, var, label=str(path))
         v = ds[name]
         v3 = v.isel({d: 0 for d in v.dims if v.sizes[d] == 1}) if v.ndim > 3 else v
@@ -241,7 +242,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     Returns
     -------
     xarray.DataArray (time, lat, lon), cleaned like :func:`oceandl.io.open_field` (CF decoding,
-    ascending lat, lon in -180..180), backed by dask.
+    ascending lat, lon as open_field gives it), backed by dask.
 
     Raises
     ------
@@ -258,7 +259,8 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
         with warnings.catch_warnings():  # "chunks separate the stored chunks": chosen on purpose (halos)
             warnings.simplefilter("ignore", UserWarning)
             ds = xr.open_dataset(path, chunks=dim_chunks)
-        da = open_field(ds, name)  # stays lazy: one streaming min/max pass checks the values
+        # stays lazy: one streaming min/max pass checks the values; errors name the file
+        da = open_field(ds, name, label=str(path))
     else:
         da = open_field(source, var)
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
@@ -629,7 +631,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    check_output_path(output, overwrite)
+    check_output_path(output, overwrite, inputs=(source,) if isinstance(source, (str, os.PathLike)) else ())
     from oceandl.io import check_complevel
 
     check_complevel(complevel)
