@@ -593,7 +593,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
       oceandl eof sst_daily_10y.nc -n 20 --solver randomized -o eofs.nc
     """
     from oceandl.interp import eof as run_eof
-    from oceandl.io import open_field, write_netcdf
+    from oceandl.io import open_field, source_grid, to_source_grid, write_netcdf
 
     output = _need_output(output, "EOF netCDF")
     from oceandl.utils import check_output_path
@@ -601,7 +601,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
     check_output_path(output, overwrite, inputs=(input_path,))
     da = open_field(input_path, var)
     res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
-    ds = res.to_dataset()
+    ds = to_source_grid(res.to_dataset(), source_grid(da))  # EOFs on the input's grid and dim names
     ds.attrs["source"] = str(input_path)
     write_netcdf(ds, output, overwrite=overwrite)
     vf = res.variance_fraction.values

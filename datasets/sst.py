@@ -203,7 +203,7 @@ def synthetic_sst(
     abslat = np.abs(lat)[:, None]
     season_amp = np.clip(3.0 + 0.1 * (abslat - 25.0), 1.0, 6.0)
     peak = np.where(lat >= 0, 235.0, 235.0 + 182.6)[:, None]
-    doy = time.dayofyear.to_numpy()
+    doy = time.day_of_year.to_numpy()
     background = np.minimum(25.0 - 0.5 * (abslat - 25.0), 28.5)  # 0.5 degC per degree of latitude
     front_step = 5.0  # degC across the front
     front_width = 40.0  # km

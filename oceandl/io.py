@@ -6,6 +6,11 @@ decodes fill values and packed integers (xarray's CF decoding), turns longitudes
 ascending and checks the things that would otherwise break a reconstruction later (dims, time
 order, all-missing or constant data). Every problem is an :class:`~oceandl.errors.InputError`
 whose one-line message names the file and the variable.
+
+The methods work on that clean grid; :func:`to_source_grid` puts their results back on the
+file's own grid (dim names, order, coordinate variables) with the :class:`SourceGrid` that
+:func:`open_field` records in ``encoding["source_grid"]``, so written results line up with their
+input.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import json
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable
 
@@ -24,7 +30,8 @@ import xarray as xr
 from .errors import InputError
 from .utils import atomic_path
 
-__all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS"]
+__all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS",
+           "SourceGrid", "source_grid", "to_source_grid"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -229,6 +236,104 @@ def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str)
 
 
 # --------------------------------------------------------------------------------------------
+# The input's grid, to write results on
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceGrid:
+    """How a field read by :func:`open_field` lay in its file, to put results back on that grid.
+
+    Attributes
+    ----------
+    dims : dict
+        Role (``time``, ``lat``, ``lon``) -> the file's dim name.
+    take : dict
+        Role -> positions along the clean axis of each position along the file's axis (``None``
+        where the order is the same): the file's order, duplicated columns (0 and 360) included.
+    coords : dict
+        Name -> the file's coordinate variables along those dims (values, dtype, attrs), loaded.
+    """
+
+    dims: dict
+    take: dict
+    coords: dict
+
+    @property
+    def is_clean(self) -> bool:
+        """Whether the file's layout is the clean one: the same names, order and coordinate values
+        (only the coordinates' dtype or attributes may differ)."""
+        return (all(self.dims[r] == r for r in DIMS) and all(t is None for t in self.take.values())
+                and set(self.coords) == set(DIMS) and all(self.coords[r].dims == (r,) for r in DIMS)
+                and self.lon_values_kept)
+
+    @property
+    def lon_values_kept(self) -> bool:
+        lon = self.coords.get("lon")
+        if lon is None or lon.ndim != 1:
+            return False
+        vals = np.asarray(lon.values, dtype=float)
+        return bool(np.array_equal(_lon_convention(vals), vals))
+
+
+def _source_grid(ds: xr.Dataset, roles: dict, coords: dict, out: xr.DataArray) -> SourceGrid:
+    """The :class:`SourceGrid` of ``out`` (the clean field) read from variable dims ``roles`` of ``ds``."""
+    take = {"time": None}
+    for role in ("lat", "lon"):
+        vals = np.asarray(coords[role][1], dtype=float)  # the file's order, as floats
+        if role == "lon":
+            vals = _lon_convention(vals)
+        idx = out.indexes[role].get_indexer(vals)
+        take[role] = None if np.array_equal(idx, np.arange(out.sizes[role])) else idx
+    dims = {role: roles[role][0] for role in DIMS}
+    names = set()
+    for dim, v in roles.values():
+        names |= {n for n, w in ds.variables.items() if w is v or n == dim}
+    # coordinates along the grid's dims only (lat(lat), nav_lat(y, x), time(time)), loaded: the file closes
+    grid_dims = set(dims.values())
+    keep = {n: ds.variables[n].load().copy() for n in sorted(names, key=str)
+            if ds.variables[n].dims and set(ds.variables[n].dims) <= grid_dims}
+    return SourceGrid(dims=dims, take=take, coords=keep)
+
+
+def source_grid(da: xr.DataArray) -> SourceGrid | None:
+    """The :class:`SourceGrid` :func:`open_field` recorded on ``da`` (``None`` for other arrays)."""
+    grid = da.encoding.get("source_grid")
+    return grid if isinstance(grid, SourceGrid) else None
+
+
+def to_source_grid(obj, grid: SourceGrid | None):
+    """Put a result on the clean ``(time, lat, lon)`` grid back on the grid of the file it came from.
+
+    The file's dim names, its order along each axis (a descending latitude, longitudes in
+    0..360) and its coordinate variables (values, dtype, attributes; 2-D ``nav_lat``/``nav_lon``
+    too) come back, so ``result - input`` aligns in xarray. Works on a Dataset or DataArray
+    holding any of the three dims (a filled field, its flags, EOFs with a ``mode`` dim); lazy
+    (dask) data stay lazy.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        On the grid :func:`open_field` gave.
+    grid : SourceGrid or None
+        From :func:`source_grid`; ``None`` returns ``obj`` as it is.
+
+    Returns
+    -------
+    Same type as ``obj``.
+    """
+    if grid is None:
+        return obj
+    present = [r for r in DIMS if r in obj.dims]
+    obj = obj.isel({r: grid.take[r] for r in present if grid.take[r] is not None})
+    # the clean coordinates go: the file's own come back under their names
+    obj = obj.drop_vars([r for r in present if r in obj.variables])
+    obj = obj.rename({r: grid.dims[r] for r in present if grid.dims[r] != r})
+    here = set(obj.dims)
+    return obj.assign_coords({n: v for n, v in grid.coords.items() if set(v.dims) <= here})
+
+
+# --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
 
@@ -312,6 +417,13 @@ def _splits_grid(lon: np.ndarray) -> bool:
     return bool(step.max() > 2.0 * np.median(step))
 
 
+def _lon_convention(lon: np.ndarray) -> np.ndarray:
+    """``lon`` (degrees east) in -180..180, or in 0..360 where -180..180 would cut the grid in two."""
+    wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
+    east = np.mod(lon, 360.0)
+    return east if _splits_grid(wrapped) and not _splits_grid(east) else wrapped
+
+
 def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray:
     """Longitudes in -180..180, sorted ascending (duplicates, e.g. 0 and 360, kept once).
 
@@ -332,9 +444,7 @@ def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray
         Same data, reordered along ``dim`` (lazy for dask arrays).
     """
     lon = np.asarray(da[dim].values, dtype=float)
-    wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
-    east = np.mod(lon, 360.0)
-    new = east if _splits_grid(wrapped) and not _splits_grid(east) else wrapped
+    new = _lon_convention(lon)
     if not np.array_equal(new, lon, equal_nan=True):
         da = da.assign_coords({dim: (dim, new, da[dim].attrs)})
     if not da.indexes[dim].is_monotonic_increasing:
@@ -375,8 +485,10 @@ def open_field(
         Float32/64 with NaN where missing (fill values and packed integers decoded, values beyond
         ``valid_min``/``valid_max``/``valid_range`` masked), latitude and longitude ascending with
         longitude in -180..180 (in 0..360 for a regional grid across the dateline, which -180..180
-        would cut in two), the original attributes (less the fill values and valid range) and
-        ``name`` = the variable's name.
+        would cut in two), the original attributes (less the fill values and valid range),
+        ``name`` = the variable's name, a dropped singleton dim (a depth level) as a scalar
+        coordinate, and ``encoding["source_grid"]``: the file's grid (:func:`source_grid`,
+        :func:`to_source_grid`).
 
     Raises
     ------
@@ -424,10 +536,13 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     if da.ndim < 3:
         raise InputError(f"{where}: has {da.ndim} dims {_dims_text(da)}; expected 3 (time, lat, lon)")
     roles = _assign_roles(ds, da, overrides, where)
-    # Singleton extra dims (a depth level, a band) carry no information: drop them.
+    # Singleton extra dims (a depth level, a band) are dropped; their coordinate stays, as a
+    # scalar, so the result still says which level it is
     extra = [d for d in da.dims if d not in {dim for dim, _ in roles.values()}]
     squeeze = [d for d in extra if da.sizes[d] == 1]
+    scalars = {}
     if squeeze and da.ndim - len(squeeze) >= 3:
+        scalars = {d: ds.variables[d].isel({d: 0}).load() for d in squeeze if d in ds.variables}
         da = da.isel({d: 0 for d in squeeze}, drop=True)
         extra = [d for d in extra if d not in squeeze]
     if da.ndim != 3:
@@ -483,6 +598,9 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
         out = out.sortby("lat")
     out = normalize_longitude(out)
     _check_values(out, where)
+    for d, v in scalars.items():
+        out = out.assign_coords({d: v})
+    out.encoding["source_grid"] = _source_grid(ds, roles, coords, out)
     return out
 
 

@@ -66,7 +66,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     """
     from oceandl.datasets.clouds import withhold_by_cloud_transfer
     from oceandl.interp import get_method, interpolate
-    from oceandl.io import check_complevel, open_field, write_netcdf
+    from oceandl.io import check_complevel, open_field, source_grid, to_source_grid, write_netcdf
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.utils import atomic_path, check_output_path
 
@@ -142,7 +142,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             if "sigma" in res:
                 panels["sigma"] = res["sigma"].values[day]
             plot_interpolation(panels, fig_tmp, fmt=Path(figure).suffix[1:].lower() or "png")
-        write_netcdf(res, output, overwrite=overwrite, complevel=complevel)
+        # on the input's grid (its dim names, latitude order, longitude convention, coordinates):
+        # `filled - observed` then lines up in xarray
+        write_netcdf(to_source_grid(res, source_grid(da)), output, overwrite=overwrite, complevel=complevel)
     if figure is not None:
         log(f"figure of day {day} written to {figure}")
     how = f" ({res.attrs['precision']})" if "precision" in res.attrs else ""  # neural methods: bf16 or fp32

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from oceandl.errors import InputError
-from oceandl.io import find_variable, normalize_longitude, open_field, write_netcdf
+from oceandl.io import DIMS, find_variable, normalize_longitude, open_field, write_netcdf
 
 NT, NY, NX = 5, 6, 8
 
@@ -512,3 +512,87 @@ def test_complevel_zero_writes_uncompressed_floats_with_the_same_values(tmp_path
         with pytest.raises(InputError, match="complevel"):
             write_netcdf(ds, tmp_path / "bad.nc", complevel=bad)
     assert not (tmp_path / "bad.nc").exists()
+
+
+@pytest.fixture
+def product(tmp_path) -> Path:
+    """A file laid out like many products: (time, depth=1, latitude, longitude), latitude descending
+    in float32, longitudes 0..360 for a box across the Greenwich meridian (stored 0..30 then 330..360)."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    ds = synthetic_sst(n_time=12, ny=24, nx=32, seed=1, lon_range=(-24.0, 24.0))
+    ds = ds[["sst"]].expand_dims(depth=[0.5], axis=1).isel(lat=slice(None, None, -1))
+    ds = ds.rename(lat="latitude", lon="longitude")
+    ds = ds.assign_coords(longitude=np.mod(ds.longitude.values, 360.0)).sortby("longitude")
+    ds = ds.assign_coords(latitude=ds.latitude.astype(np.float32))
+    ds["latitude"].attrs = {"units": "degrees_north", "long_name": "latitude (as the product says)"}
+    path = tmp_path / "product.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def test_results_are_written_on_the_input_grid(product, tmp_path):
+    """Files were written on oceandl's clean grid (dims lat/lon, latitude ascending, longitudes in
+    -180..180, the depth level gone): `filled - observed` in xarray broadcast to 6-D or aligned
+    on half the longitudes. Now the input's dims, order, coordinates and depth come back, in
+    memory, with --chunks (the same file) and for eof; the methods still see the clean grid."""
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+    from oceandl.io import source_grid, to_source_grid
+
+    inp = xr.open_dataset(product)
+    obs = inp["sst"].isel(depth=0)
+    da = open_field(product)  # the clean grid, for the methods
+    assert da.dims == DIMS and da.indexes["lat"].is_monotonic_increasing and float(da.coords["depth"]) == 0.5
+    assert da.lon.min() < 0 and da.indexes["lon"].is_monotonic_increasing
+    back = to_source_grid(da.to_dataset(), source_grid(da))
+    xr.testing.assert_equal(back["sst"].drop_vars("depth"), obs.drop_vars("depth"))
+    assert back["latitude"].dtype == np.float32 and back["latitude"].attrs == inp["latitude"].attrs
+
+    runner = CliRunner()
+    outs = {}
+    for tag, extra in (("memory", []), ("chunks", ["--chunks", "time=-1,lat=8,lon=16"])):
+        outs[tag] = tmp_path / f"{tag}.nc"
+        res = runner.invoke(cli, ["interpolate", str(product), "--method", "climatology", "--withhold", "0",
+                                  "--quiet", *extra, "-o", str(outs[tag])])
+        assert res.exit_code == 0, res.output
+    for tag, path in outs.items():
+        with xr.open_dataset(path) as out:
+            assert out["sst"].dims == ("time", "latitude", "longitude"), tag
+            for c in ("latitude", "longitude", "time"):
+                xr.testing.assert_identical(out[c].variable, inp[c].variable)
+            assert float(out["depth"]) == 0.5 and set(out["missing_flag"].dims) == set(out["sst"].dims)
+            diff = out["sst"] - obs
+            assert diff.dims == ("time", "latitude", "longitude")
+            seen = np.isfinite(obs.values)
+            np.testing.assert_array_equal(diff.values[seen], 0.0)  # observed pixels kept, where they were
+            ocean = seen.any(axis=0)
+            assert np.isfinite(out["sst"].values[:, ocean]).all() and np.isnan(out["sst"].values[:, ~ocean]).all()
+    with xr.open_dataset(outs["memory"]) as a, xr.open_dataset(outs["chunks"]) as b:
+        np.testing.assert_array_equal(a["sst"].values, b["sst"].values)
+        np.testing.assert_array_equal(a["missing_flag"].values, b["missing_flag"].values)
+
+    eofs = tmp_path / "eofs.nc"
+    res = runner.invoke(cli, ["eof", outs["memory"].as_posix(), "-n", "2", "-o", str(eofs)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(eofs) as e:
+        assert e["eofs"].dims == ("mode", "latitude", "longitude")
+        np.testing.assert_array_equal(e["longitude"].values, inp["longitude"].values)
+
+
+def test_2d_coordinates_come_back_on_the_result(values):
+    """A NEMO-style field (time_counter, y, x) with nav_lat/nav_lon: the result has its dims and
+    2-D coordinates back, latitude rows in the file's (descending) order."""
+    from oceandl.io import source_grid, to_source_grid
+
+    time, lat, lon = _coords()
+    lat2, lon2 = np.meshgrid(lat[::-1], lon, indexing="ij")
+    ds = xr.Dataset({"sst": (("time_counter", "y", "x"), values)},
+                    coords={"time_counter": time, "nav_lat": (("y", "x"), lat2), "nav_lon": (("y", "x"), lon2)})
+    da = open_field(ds)
+    np.testing.assert_array_equal(da.values, values[:, ::-1])
+    back = to_source_grid(da.to_dataset(name="sst"), source_grid(da))
+    assert back["sst"].dims == ("time_counter", "y", "x") and set(back.coords) == {"time_counter", "nav_lat", "nav_lon"}
+    np.testing.assert_array_equal(back["sst"].values, values)
+    np.testing.assert_array_equal(back["nav_lat"].values, lat2)

@@ -493,12 +493,16 @@ def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: 
               chunksizes: tuple[int, int, int], dtype, complevel: int = 4) -> None:
     """Create ``path`` with the coords (xarray encodes the time) and empty, compressed, chunked variables."""
     coords = {ax: da[ax].variable.to_base_variable() for ax in _AXES}
-    xr.Dataset(coords=coords, attrs=attrs).to_netcdf(path, engine="netcdf4", format="NETCDF4")
+    # scalar coordinates (the depth of a level read from (time, depth=1, lat, lon)) stay with the field
+    scalars = {str(k): v.variable.to_base_variable() for k, v in da.coords.items() if v.ndim == 0}
+    xr.Dataset(coords={**coords, **scalars}, attrs=attrs).to_netcdf(path, engine="netcdf4", format="NETCDF4")
     with _hdf5_lock():
-        _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"), complevel)
+        _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"), complevel,
+                       coordinates=" ".join(scalars))
 
 
-def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, complevel: int = 4) -> None:
+def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, complevel: int = 4,
+                   coordinates: str = "") -> None:
     import netCDF4
 
     sigma_attrs = {"long_name": f"estimated error standard deviation of {name}",
@@ -512,7 +516,32 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, 
         for vname, dt, fill, vattrs in specs:
             v = nc.createVariable(vname, dt, _AXES, zlib=complevel > 0, complevel=complevel, chunksizes=chunksizes,
                                   fill_value=fill if fill is not None else False)
-            v.setncatts({k: val for k, val in vattrs.items() if k not in ("_FillValue",)})
+            v.setncatts({k: val for k, val in vattrs.items() if k not in ("_FillValue", "coordinates")})
+            if coordinates:
+                v.setncattr("coordinates", coordinates)
+
+
+def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None:
+    """Rewrite the finished output ``path`` on the input's grid (:func:`oceandl.io.to_source_grid`).
+
+    The blocks are written on the clean grid (ascending latitude, one longitude convention),
+    where their cores and halos are contiguous; the input's order and names come back in one
+    streamed pass over the file's own chunks (dask: a day of a block at a time, not a whole
+    day of a global grid), with the same compression and chunks.
+    """
+    from oceandl.io import to_source_grid
+
+    other = path.with_name(path.name + ".grid")
+    try:
+        with xr.open_dataset(path, chunks=dict(zip(_AXES, chunks))) as ds:
+            out = to_source_grid(ds, grid)
+            enc = {n: {k: v for k, v in out[n].encoding.items()
+                       if k in ("zlib", "complevel", "shuffle", "chunksizes", "dtype", "_FillValue")}
+                   for n in out.data_vars}
+            out.to_netcdf(other, engine="netcdf4", format="NETCDF4", encoding=enc)
+        os.replace(other, path)
+    finally:
+        other.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------ scheduling
@@ -632,7 +661,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
     check_output_path(output, overwrite, inputs=(source,) if isinstance(source, (str, os.PathLike)) else ())
-    from oceandl.io import check_complevel
+    from oceandl.io import check_complevel, source_grid
 
     check_complevel(complevel)
     cls = get_method(method)
@@ -733,6 +762,11 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             writer.setattr("chunked_fallback_blocks", fallback)
         finally:
             writer.close()
+        grid = source_grid(da)
+        if grid is not None and not grid.is_clean:
+            say(f"putting the result on the input's grid (dims {tuple(grid.dims.values())}, its order and "
+                "coordinates): one more pass over the output")
+            _to_source_grid_file(tmp, grid, csize)
     if fallback:
         warnings.warn(f"{fallback} of {len(blocks)} blocks could not be fitted (too few observations) and "
                       "took the climatology", stacklevel=2)
