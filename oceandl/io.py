@@ -112,17 +112,29 @@ def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "datas
             f"{label}: several {why} variables ({', '.join(cands)}); choose one with var= (--var)"
         )
 
+    def chosen(name: str, why: str) -> str:
+        # a silent choice among several fields (sst and sst_true, analysed_sst and its error) read
+        # as if the file had one: say which and why, and how to take another
+        others = [n for n in three_d if n != name]
+        if others:
+            warnings.warn(f"{label}: using variable '{name}' ({why}); other 3-D variables: "
+                          f"{', '.join(others)} (choose with var= / --var)", UserWarning, stacklevel=3)
+        return name
+
     std = {n: str(ds[n].attrs.get("standard_name", "")).lower() for n in names}
     # 3-D once singleton dims are dropped: open_field drops a depth level or band of size 1
     three_d = [n for n in names if ds[n].ndim >= 3 and ds[n].ndim - ds[n].shape.count(1) <= 3]
-    for cands, why in (
-        ([n for n in names if _SST_STANDARD_NAME.match(std[n])], "sea_surface_temperature"),
-        ([n for n in names if std[n].startswith("sea_surface_")], "sea_surface_*"),
-        (three_d, "3-D"),
+    for cands, why, because in (
+        ([n for n in names if _SST_STANDARD_NAME.match(std[n])], "sea_surface_temperature",
+         "its standard_name is {std}"),
+        ([n for n in names if std[n].startswith("sea_surface_")], "sea_surface_*", "its standard_name is {std}"),
+        (three_d, "3-D", "the only 3-D variable"),
     ):
         found = pick(cands, why)
         if found is not None:
-            return found
+            if len(cands) > 1:
+                because = "a common SST name"
+            return chosen(found, because.format(std=std[found]))
     listing = ", ".join(f"{n} {_dims_text(ds[n])}" for n in names) or "none"
     raise InputError(f"{label}: no 3-D (time, lat, lon) variable (variables: {listing})")
 

@@ -273,8 +273,20 @@ def test_single_depth_level_file_found_without_var(tmp_path, values):
 def test_synthetic_dataset_picks_observed_sst(values):
     ds = _dataset(values, standard_name="sea_surface_temperature")
     ds["sst_true"] = ds.sst.fillna(0.0).assign_attrs(standard_name="sea_surface_temperature")
-    assert open_field(ds).name == "sst"
-    assert open_field(ds, "sst_true").name == "sst_true"
+    # the choice among several fields is said, with how to take the other one
+    with pytest.warns(UserWarning, match=r"using variable 'sst' \(a common SST name\); other 3-D variables: "
+                                         r"sst_true \(choose with var= / --var\)"):
+        assert open_field(ds).name == "sst"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an explicit choice, or a single field, is not warned about
+        assert open_field(ds, "sst_true").name == "sst_true"
+        assert open_field(ds[["sst"]]).name == "sst"
+    ds["err"] = ds.sst.assign_attrs(standard_name="")
+    with pytest.warns(UserWarning, match=r"using variable 'sst' \(its standard_name is sea_surface_temperature\); "
+                                         r"other 3-D variables: err"):
+        assert open_field(ds.drop_vars("sst_true")).name == "sst"
 
 
 def test_dask_input_stays_lazy(values):
