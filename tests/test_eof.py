@@ -115,6 +115,21 @@ def test_weights_project_and_provenance(field):
     assert uncentred.variance_fraction.values[0] > 0.9 > 2 * coslat.variance_fraction.values[0]
 
 
+def test_coslat_from_a_latitude_coordinate_on_y(field):
+    """On dims (time, y, x) the area weights came from a coordinate named 'y' or failed ('needs a
+    coordinate 'y''), though the latitudes were there as lat(y) or nav_lat(y, x)."""
+    ref = eof(field, n_modes=3)
+    grid = field.rename(lat="y", lon="x").drop_vars(["y", "x"])
+    lat = field["lat"].values
+    for coords in ({"lat": ("y", lat)}, {"nav_lat": (("y", "x"), np.repeat(lat[:, None], field.sizes["lon"], 1))},
+                   {"y": ("y", np.arange(lat.size) * 1e5), "latitude": ("y", lat, {"units": "degrees_north"})}):
+        got = eof(grid.assign_coords(coords), n_modes=3)
+        np.testing.assert_allclose(got.eigenvalues.values, ref.eigenvalues.values, rtol=1e-10)
+    with pytest.raises(InputError, match="needs a coordinate 'y'.*or pass weights=None"):
+        eof(grid, n_modes=3)
+    assert np.isfinite(eof(grid, n_modes=3, weights=None).eigenvalues.values).all()
+
+
 def test_dask_and_transposed_input(field):
     pytest.importorskip("dask")
     ref = eof(field, n_modes=3)

@@ -27,6 +27,21 @@ from .base import Interpolator, append_history, as_dataarray, canonical_dims, oc
 __all__ = ["EOF", "eof", "EOFInterpolator"]
 
 
+def _latitude_coord(da: xr.DataArray, lat, lon) -> str | None:
+    """The coordinate holding latitudes in degrees on the grid: the ``lat`` dim's own, or one
+    along ``lat`` (and ``lon``) named or labelled as a latitude (``lat(y)``, ``nav_lat(y, x)``)."""
+    if lat in da.coords and str(lat).lower() not in ("y", "j", "nj", "row"):
+        return lat
+    for name, c in da.coords.items():
+        if name == lat or lat not in c.dims or not set(c.dims) <= {lat, lon}:
+            continue
+        units = str(c.attrs.get("units", "")).lower()
+        if (str(name).lower() in ("lat", "latitude", "nav_lat", "lats") or units.startswith("degree")
+                and units.endswith(("north", "_n")) or c.attrs.get("standard_name") == "latitude"):
+            return str(name)
+    return lat if lat in da.coords else None
+
+
 def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
     """Area weights of shape (lat, lon) (ones when ``weights`` is None)."""
     _, lat, lon = dims
@@ -36,13 +51,16 @@ def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
     if isinstance(weights, str):
         if weights != "coslat":
             raise InputError(f"eof: weights must be 'coslat', None or an array, got {weights!r}")
-        if lat not in da.coords:
-            raise InputError(f"eof: weights='coslat' needs a coordinate {lat!r} (latitude in degrees)")
-        latv = np.asarray(da[lat].values, dtype=np.float64)
-        if np.abs(latv).max() > 90:
-            raise InputError(f"eof: coordinate {lat!r} has values beyond +-90; it is not a latitude in degrees")
-        w = np.sqrt(np.clip(np.cos(np.deg2rad(latv)), 0.0, None))
-        return np.broadcast_to(w[:, None], shape).copy()
+        name = _latitude_coord(da, lat, lon)
+        if name is None:
+            raise InputError(f"eof: weights='coslat' needs a coordinate {lat!r} (latitude in degrees), or "
+                             f"a latitude coordinate along {lat!r} (units degrees_north); or pass weights=None")
+        latv = da[name].broadcast_like(da.isel({dims[0]: 0}, drop=True)).transpose(lat, lon).values
+        latv = np.asarray(latv, dtype=np.float64)
+        if np.nanmax(np.abs(latv)) > 90:
+            raise InputError(f"eof: coordinate {name!r} has values beyond +-90; it is not a latitude in degrees")
+        # a latitude missing over land (2-D nav_lat fill values) weighs 0: those pixels are land anyway
+        return np.sqrt(np.clip(np.cos(np.deg2rad(np.nan_to_num(latv, nan=90.0))), 0.0, None))
     if isinstance(weights, xr.DataArray):
         if not set(weights.dims) <= {lat, lon}:  # else a bare ValueError from xarray's transpose
             raise InputError(f"eof: weights has dims {tuple(weights.dims)}; expected a subset of ({lat!r}, {lon!r})")
