@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import platform
 import random
@@ -400,8 +401,28 @@ def data_root() -> Path | None:
     return cand if cand.is_dir() else None
 
 
+def _strict_json(o):
+    """``o`` with NaN and infinities as ``None`` (JSON null), NumPy scalars and arrays as Python ones."""
+    if isinstance(o, np.ndarray):
+        o = o.tolist()
+    elif isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _strict_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_strict_json(v) for v in o]
+    return o
+
+
 def write_json(obj, path: str | os.PathLike) -> None:
-    """Write JSON with numpy scalars converted, atomically."""
+    """Write JSON atomically: NumPy values converted, NaN and infinities written as ``null``.
+
+    Python's ``json`` writes a bare ``NaN``, which is not JSON: ``jq``, JavaScript and strict
+    parsers refuse the whole file (a benchmark's empty bin or undefined score made its
+    results.json unreadable to them).
+    """
 
     def default(o):
         if isinstance(o, np.generic):
@@ -414,5 +435,5 @@ def write_json(obj, path: str | os.PathLike) -> None:
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=2, default=default))
+    tmp.write_text(json.dumps(_strict_json(obj), indent=2, default=default, allow_nan=False))
     os.replace(tmp, path)

@@ -38,3 +38,24 @@ def test_provenance_keys():
     prov = provenance()
     assert {"versions", "python", "platform", "git_commit", "git_dirty"} <= set(prov)
     assert prov["versions"]["oceandl"] is not None
+
+
+def test_run_files_are_strict_json(tmp_path):
+    """NaN (an empty bin, an undefined score) was written as a bare NaN, which jq, JavaScript and
+    strict parsers refuse: the whole results.json was unreadable to them. It is null now."""
+    import json
+
+    import numpy as np
+
+    from oceandl.utils import write_json
+
+    path = tmp_path / "results.json"
+    write_json({"a": {"rmse": np.float32(1.5), "corr": float("nan"), "bins": np.array([1.0, np.inf, -np.inf]),
+                      "n": np.int64(3), "ok": True, "pair": (np.nan, 2)}}, path)
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    got = json.loads(path.read_text(), parse_constant=refuse)
+    assert got == {"a": {"rmse": 1.5, "corr": None, "bins": [1.0, None, None], "n": 3, "ok": True,
+                         "pair": [None, 2]}}
