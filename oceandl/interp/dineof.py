@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from oceandl.errors import InputError
+from oceandl.utils import seed_torch, torch_rng_scope
 
 from .base import Interpolator
 
@@ -329,10 +330,10 @@ class DINEOF(Interpolator):
         self._lam = 0.0 if auto else float(self.options["shrink"])
         self._basis = None  # svd="subspace": the leading vectors carried from one iteration to the next
         self.shrink_curve_: list[tuple[float, float]] = []
-        # Randomised SVD draws from torch's global generator: seed it in a private copy of the state.
-        fork = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork):
-            torch.manual_seed(self.seed)
+        # Randomised SVD draws from torch's global generator: seed it in a private copy of the state
+        # (torch.manual_seed would also re-seed every other GPU's generator, outside the copy)
+        with torch_rng_scope(device):
+            seed_torch(self.seed, device)
             if self.options["n_modes"] is not None:
                 self._fit_fixed(X, M, min(self.options["n_modes"], min(nt, n)))
             else:

@@ -111,8 +111,10 @@ def _truncated_svd(A: np.ndarray, k: int, solver: str, seed: int) -> tuple[np.nd
         import torch
 
         q = min(3 * k + 10, *A.shape)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        from oceandl.utils import seed_torch, torch_rng_scope
+
+        with torch_rng_scope():  # seeded without touching the caller's generators (CPU or GPU)
+            seed_torch(seed)
             U, S, V = torch.svd_lowrank(torch.from_numpy(A), q=q, niter=10)
         U, S, Vt = U[:, :k].numpy(), S[:k].numpy(), V[:, :k].T.numpy()
     else:
