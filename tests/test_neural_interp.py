@@ -315,3 +315,16 @@ def test_channels_last_checkpoint_roundtrip(tiny, tmp_path):
     for cl in (True, False):  # the weights are stored contiguous; either layout reads them
         again = METHODS["unet"](device="cpu", checkpoint=str(path), channels_last=cl, precision="fp32")
         np.testing.assert_allclose(again.fit(tiny).reconstruct()["sst"].values, first, atol=1e-5)
+
+
+def test_seasonal_channels_turn_once_a_year_on_a_360_day_calendar(tiny):
+    """On a cftime 360_day calendar the day of year was divided by 365.25: day 360 stopped 5 days
+    short of a turn and day 1 jumped 6 days on. Now each day advances the season by 1/360 of a turn."""
+    times = xr.date_range("2001-12-25", periods=len(tiny.time), calendar="360_day", use_cftime=True)
+    model = _fit("unet", tiny.assign_coords(time=times), steps=0)
+    angle = np.arctan2(model._season[:, 1], model._season[:, 0])
+    step = np.mod(np.diff(angle), 2 * np.pi)  # crosses the new year after day 6
+    np.testing.assert_allclose(step, 2 * np.pi / 360, rtol=1e-4)
+    standard = _fit("unet", tiny, steps=0)._season  # other calendars keep the 365.25-day year
+    doy = tiny.time.dt.dayofyear.values
+    np.testing.assert_allclose(standard[:, 0], np.cos(2 * np.pi * doy / 365.25), atol=1e-6)

@@ -230,14 +230,23 @@ class NeuralInterpolator(Interpolator):
         self._cfg["seasonal"] = self._season is not None
 
     def _day_of_year(self) -> np.ndarray | None:
-        """Day of year (time,) from the input's time coordinate, or None if it holds no dates."""
+        """Day of year (time,) from the input's time coordinate, or None if it holds no dates.
+
+        On a 360-day calendar (cftime ``360_day``) the days are stretched to a 365.25-day year,
+        so that the seasonal channels make one full turn a year, as on every other calendar.
+        """
         tdim = self.da_.dims[0]
         if tdim not in self.da_.coords:
             return None
         try:
-            return np.asarray(self.da_[tdim].dt.dayofyear.values, dtype=np.float64)
+            doy = np.asarray(self.da_[tdim].dt.dayofyear.values, dtype=np.float64)
         except (TypeError, AttributeError):
             return None
+        # day 360 sat 5 days short of a turn, then day 1 jumped 6 days on: the season the network
+        # was told slipped by up to 5 days through the year (and the checkpoint moved with it)
+        if getattr(self.da_[tdim].dt, "calendar", None) == "360_day":
+            doy *= 365.25 / 360.0
+        return doy
 
     def _n_inputs(self) -> int:
         return 2 * (1 + 2 * self._cfg["neighbours"]) + 2 * self._cfg["latlon"] + 2 * self._cfg["seasonal"]
