@@ -377,6 +377,18 @@ def test_grid_smaller_than_patch_cli(tmp_path):
     _check_filled(_filled(out), ds.sst.values)
 
 
+def test_batch_of_one_on_a_grid_smaller_than_patch_cli(tmp_path):
+    """The same grid with --set batch_size=1: one pixel per channel under the U-Net's 3 poolings,
+    where batch norm needs two; torch's ValueError exited 1 after the set-up."""
+    ds = synthetic_sst(n_time=6, ny=5, nx=6, cloud_cover=0.3, seed=0, land=False)
+    path, out = tmp_path / "small.nc", tmp_path / "filled.nc"
+    ds.to_netcdf(path)
+    res = invoke("interpolate", path, "--method", "unet", "--set", "steps=2", "--set", "batch_size=1",
+                 "--device", "cpu", "--withhold", "0", "-o", out, "--quiet")
+    assert_cli_error(res, 2, "method 'unet'", "batch_size=1 with training patches of 5 x 6 px", "batch_size >= 2")
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # Options
 # ------------------------------------------------------------------------------------------------

@@ -328,3 +328,12 @@ def test_seasonal_channels_turn_once_a_year_on_a_360_day_calendar(tiny):
     standard = _fit("unet", tiny, steps=0)._season  # other calendars keep the 365.25-day year
     doy = tiny.time.dt.dayofyear.values
     np.testing.assert_allclose(standard[:, 0], np.cos(2 * np.pi * doy / 365.25), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NEURAL)
+def test_batch_of_one_pixel_at_the_deepest_stage_is_an_input_error(name, tiny):
+    """batch_size=1 with patches that shrink to 1 x 1 at the deepest stage failed in the first step
+    with torch's 'Expected more than 1 value per channel' ValueError (exit 1, not a bad-input line)."""
+    with pytest.raises(InputError, match=f"method '{name}': batch_size=1 with training patches of 4 x 4 px"):
+        _fit(name, tiny, batch_size=1, patch=4)
+    assert _fit(name, tiny, batch_size=2, patch=4, steps=1).steps_ == 1  # two values per channel: trains

@@ -399,6 +399,13 @@ class NeuralInterpolator(Interpolator):
             return int(o["epochs"]) * math.ceil(per_epoch / o["batch_size"])
         return self.default_steps if o["steps"] is None else int(o["steps"])
 
+    def _total_stride(self) -> int:
+        """Down-sampling factor of the network's deepest stage (2**depth, 2**encoder_depth)."""
+        o = self._model_opts
+        if "encoder_depth" in o:
+            return 2 ** int(o["encoder_depth"])
+        return 2 ** int(o["depth"]) if "depth" in o else max(self.multiple, 1)
+
     def _train(self, obs: np.ndarray, rng: np.random.Generator) -> int:
         """Self-supervised training by mask transfer; returns the number of steps taken."""
         import torch
@@ -407,6 +414,13 @@ class NeuralInterpolator(Interpolator):
         t_all, h, w = obs.shape
         steps, bs, ph, pw = self._n_steps(obs.shape), o["batch_size"], min(o["patch"], h), min(o["patch"], w)
         days = np.flatnonzero(obs.any(axis=(1, 2)))  # days with something to hide
+        s = self._total_stride()
+        if bs * math.ceil(ph / s) * math.ceil(pw / s) < 2:
+            # batch norm at the deepest stage then sees one value per channel: torch's ValueError
+            # came out of the first step instead of a line saying which option to change
+            raise InputError(f"method {self.name!r}: batch_size={bs} with training patches of {ph} x {pw} px "
+                             f"leaves one value per channel at the network's deepest stage (1/{s} of the "
+                             "patch), where batch norm needs two or more: use batch_size >= 2 or a larger patch")
         from oceandl.utils import fused_optimizer_kwargs
 
         params = list(self.model_.parameters())
