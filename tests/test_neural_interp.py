@@ -337,3 +337,15 @@ def test_batch_of_one_pixel_at_the_deepest_stage_is_an_input_error(name, tiny):
     with pytest.raises(InputError, match=f"method '{name}': batch_size=1 with training patches of 4 x 4 px"):
         _fit(name, tiny, batch_size=1, patch=4)
     assert _fit(name, tiny, batch_size=2, patch=4, steps=1).steps_ == 1  # two values per channel: trains
+
+
+def test_neighbours_need_the_days_in_time_order(tiny):
+    """A DataArray with its days shuffled (or reversed) was filled from the wrong days' data as
+    'neighbours', without a word; now that is an InputError, and neighbours=0 still fills it."""
+    shuffled = tiny.isel(time=np.r_[1, 0, 2:len(tiny.time)])
+    with pytest.raises(InputError, match=r"method 'unet': time is not increasing \(step 1: 2021-03-02 .*sortby"):
+        _fit("unet", shuffled, steps=1)
+    with pytest.raises(InputError, match="not increasing"):
+        _fit("unet", tiny.isel(time=slice(None, None, -1)), steps=1)
+    assert _fit("unet", shuffled, steps=1, neighbours=0).steps_ == 1
+    assert _fit("unet", tiny.drop_vars("time"), steps=1).steps_ == 1  # no coordinate: the array's order

@@ -212,6 +212,8 @@ class NeuralInterpolator(Interpolator):
         """Pad the cube in time and prepare the static/seasonal channels."""
         n = self._cfg["neighbours"]
         t, h, w = x.shape
+        if n:
+            self._check_time_order()
         self._xp = np.zeros((t + 2 * n, h, w), np.float32)
         self._mp = np.zeros((t + 2 * n, h, w), bool)
         self._xp[n:n + t] = x
@@ -228,6 +230,24 @@ class NeuralInterpolator(Interpolator):
         self._season = (np.stack([np.cos(2 * np.pi * doy / 365.25), np.sin(2 * np.pi * doy / 365.25)], 1)
                         .astype(np.float32) if self._cfg["seasonal"] and doy is not None else None)
         self._cfg["seasonal"] = self._season is not None
+
+    def _check_time_order(self) -> None:
+        """Refuse a time coordinate that does not increase: the neighbour channels of day ``t`` are
+        the array's steps ``t-n .. t+n``, which are its neighbouring days only in time order."""
+        tdim = self.da_.dims[0]
+        idx = self.da_.indexes.get(tdim)
+        if idx is None:  # no coordinate: the array's order is the only order there is
+            return
+        try:
+            later = np.asarray(idx[1:] > idx[:-1], dtype=bool)
+        except TypeError:  # values that do not compare (labels, not times)
+            return
+        if not later.all():
+            # a shuffled or reversed series was filled from the wrong days' data, without a word
+            i = int(np.flatnonzero(~later)[0]) + 1
+            raise InputError(f"method {self.name!r}: {tdim} is not increasing (step {i}: {idx[i - 1]} then "
+                             f"{idx[i]}); the neighbours={self._cfg['neighbours']} channels need the days in "
+                             f"order: sort them (da.sortby({str(tdim)!r})) or set neighbours=0")
 
     def _day_of_year(self) -> np.ndarray | None:
         """Day of year (time,) from the input's time coordinate, or None if it holds no dates.
