@@ -1,0 +1,210 @@
+"""Docstrings against signatures, over the public API (every name in the ``__all__`` of the public modules).
+
+- every name listed in an ``__all__`` exists;
+- every public function, class and public method defined in oceandl has a docstring;
+- every name in a numpydoc ``Parameters`` section (``name : type``, ``a, b : type``, ``*args``,
+  ``**kwargs``, or a bare ``name``) is a parameter of the signature it documents: a function's own, a
+  class's ``__init__`` (or a dataclass's generated one).
+
+Parameters that the docstring leaves out are not flagged: many docstrings describe only the options that
+need words. A renamed or removed parameter that is still described is what misleads a reader.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+
+import pytest
+
+MODULES = ["oceandl", "oceandl.io", "oceandl.interp", "oceandl.models", "oceandl.training", "oceandl.metrics",
+           "oceandl.datasets", "oceandl.utils", "oceandl.pipelines"]
+
+_SECTION = re.compile(r"^([ \t]*)([A-Z][A-Za-z ]+)\n\1-{3,}[ \t]*$", re.M)
+_NAME = re.compile(r"^\*{0,2}[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parameter_names(doc: str | None) -> list[str]:
+    """Names described in the numpydoc ``Parameters`` section of ``doc`` (entries at the section's indent).
+
+    An entry is ``names : type`` or a bare ``names``; ``names`` may group several (``seed, device``).
+    Anything else at the entry indent (a type wrapped onto a second line, say) comes back as written so that
+    the caller reports it: numpydoc renderers read it as a parameter too.
+    """
+    if not doc:
+        return []
+    doc = inspect.cleandoc(doc)
+    heads = list(_SECTION.finditer(doc))
+    names: list[str] = []
+    for i, m in enumerate(heads):
+        if m.group(2).strip() not in ("Parameters", "Other Parameters"):
+            continue
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(doc)
+        body = doc[m.end():end].split("\n")
+        indent = len(m.group(1))
+        for line in body:
+            if not line.strip():
+                continue
+            lead = len(line) - len(line.lstrip())
+            if lead < indent:  # text after the section at a lower indent: the section is over
+                break
+            if lead > indent:  # description
+                continue
+            head = line.strip().split(" : ", 1)[0].rstrip(":").strip()
+            names += [n.strip() for n in head.split(",")]
+    return names
+
+
+def _signature_names(obj) -> tuple[set[str], bool, bool] | None:
+    """(parameter names, has *args, has **kwargs) of a callable, or None when it has no signature."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    names = set(sig.parameters)
+    var_pos = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            names.add("*" + p.name)
+        elif p.kind is p.VAR_KEYWORD:
+            names.add("**" + p.name)
+    return names, var_pos, var_kw
+
+
+def check_parameters(where: str, doc: str | None, target) -> list[str]:
+    """Problems of the Parameters section of ``doc`` read against the signature of ``target``."""
+    described = parameter_names(doc)
+    if not described:
+        return []
+    sig = _signature_names(target)
+    if sig is None:
+        return []
+    names, var_pos, var_kw = sig
+    problems = []
+    for n in described:
+        if not _NAME.match(n):
+            problems.append(f"{where}: Parameters entry {n!r} is not a parameter name (a wrapped type line?)")
+            continue
+        bare = n.lstrip("*")
+        if n in names or bare in names:
+            continue
+        # `*args` / `**kwargs` described under another name than the signature's own
+        if (n.startswith("**") and var_kw) or (n.startswith("*") and not n.startswith("**") and var_pos):
+            continue
+        problems.append(f"{where}: documents parameter {n!r}, not in the signature {sorted(names)}")
+    return problems
+
+
+def _defined_here(obj) -> bool:
+    mod = getattr(obj, "__module__", None) or ""
+    return mod == "oceandl" or mod.startswith("oceandl.")
+
+
+def _public_objects():
+    """(module name, name, object) for every name of every ``__all__``, submodules listed there included."""
+    todo, seen = list(MODULES), set()
+    while todo:
+        modname = todo.pop(0)
+        if modname in seen:
+            continue
+        seen.add(modname)
+        mod = importlib.import_module(modname)
+        assert hasattr(mod, "__all__"), f"{modname} has no __all__"
+        for name in mod.__all__:
+            obj = getattr(mod, name, _MISSING)
+            if inspect.ismodule(obj) and obj.__name__.startswith("oceandl.") and hasattr(obj, "__all__"):
+                todo.append(obj.__name__)
+            yield modname, name, obj
+
+
+_MISSING = object()
+
+
+def _audit() -> list[str]:
+    problems: list[str] = []
+    done: set[int] = set()
+    for modname, name, obj in _public_objects():
+        where = f"{modname}.{name}"
+        if obj is _MISSING:
+            problems.append(f"{where}: listed in __all__ but not defined")
+            continue
+        if id(obj) in done:
+            continue
+        done.add(id(obj))
+        if inspect.ismodule(obj):
+            continue
+        if inspect.isclass(obj):
+            if not _defined_here(obj):
+                continue
+            if not (obj.__doc__ or "").strip():
+                problems.append(f"{where}: class without a docstring")
+            # the class docstring documents __init__
+            problems += check_parameters(where, obj.__doc__, obj)
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") and attr != "__init__":
+                    continue
+                func = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+                if isinstance(func, property):
+                    func = func.fget
+                if not inspect.isfunction(func):
+                    continue
+                mwhere = f"{where}.{attr}"
+                if attr != "__init__" and not (func.__doc__ or "").strip() and not _inherits_doc(obj, attr):
+                    problems.append(f"{mwhere}: public method without a docstring")
+                problems += check_parameters(mwhere, func.__doc__, getattr(obj, attr) if attr != "__init__" else func)
+        elif callable(obj) and (inspect.isfunction(obj) or _defined_here(obj)):
+            if inspect.isfunction(obj) and not _defined_here(obj):
+                continue
+            if not (getattr(obj, "__doc__", None) or "").strip():
+                problems.append(f"{where}: function without a docstring")
+            problems += check_parameters(where, obj.__doc__, obj)
+    return problems
+
+
+def _inherits_doc(cls, attr: str) -> bool:
+    """An override documented by the base class it overrides (help() shows the base's text)."""
+    return any((getattr(getattr(base, attr, None), "__doc__", None) or "").strip() for base in cls.__mro__[1:])
+
+
+def test_public_docstrings_match_signatures():
+    problems = _audit()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("doc, names", [
+    ("""Do.
+
+    Parameters
+    ----------
+    a : int
+        A.
+    lat, lon, time : str
+        Names.
+    *args
+        More.
+    **options
+        Keywords.
+
+    Returns
+    -------
+    x : int
+    """, ["a", "lat", "lon", "time", "*args", "**options"]),
+    ("No sections.", []),
+])
+def test_parameter_parser(doc, names):
+    assert parameter_names(doc) == names
+
+
+def test_checker_flags_a_stale_name():
+    def f(a, *, b=1):
+        """F.
+
+        Parameters
+        ----------
+        a : int
+        c : int
+            Renamed to b.
+        """
+
+    assert check_parameters("f", f.__doc__, f) == ["f: documents parameter 'c', not in the signature ['a', 'b']"]
