@@ -4,13 +4,16 @@
 - every public function, class and public method defined in oceandl has a docstring;
 - every name in a numpydoc ``Parameters`` section (``name : type``, ``a, b : type``, ``*args``,
   ``**kwargs``, or a bare ``name``) is a parameter of the signature it documents: a function's own, a
-  class's ``__init__`` (or a dataclass's generated one).
+  class's ``__init__`` (or a dataclass's generated one);
+- a class with ``option_defaults`` (the interpolation methods) documents each option in an ``Options``
+  section (its own or a base class's), no other name, and a ``default X`` quoted there is the default.
 
 Parameters that the docstring leaves out are not flagged: many docstrings describe only the options that
 need words. A renamed or removed parameter that is still described is what misleads a reader.
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import re
@@ -20,24 +23,25 @@ import pytest
 MODULES = ["oceandl", "oceandl.io", "oceandl.interp", "oceandl.models", "oceandl.training", "oceandl.metrics",
            "oceandl.datasets", "oceandl.utils", "oceandl.pipelines"]
 
-_SECTION = re.compile(r"^([ \t]*)([A-Z][A-Za-z ]+)\n\1-{3,}[ \t]*$", re.M)
+_SECTION = re.compile(r"^([ \t]*)([A-Z][^\n]*)\n\1-{3,}[ \t]*$", re.M)
 _NAME = re.compile(r"^\*{0,2}[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def parameter_names(doc: str | None) -> list[str]:
-    """Names described in the numpydoc ``Parameters`` section of ``doc`` (entries at the section's indent).
+def section_entries(doc: str | None, sections=("Parameters", "Other Parameters")) -> list[tuple[str, str]]:
+    """(name, type text) of each entry of the numpydoc sections ``sections`` of ``doc``.
 
-    An entry is ``names : type`` or a bare ``names``; ``names`` may group several (``seed, device``).
-    Anything else at the entry indent (a type wrapped onto a second line, say) comes back as written so that
-    the caller reports it: numpydoc renderers read it as a parameter too.
+    An entry is a line at the section's indent: ``names : type`` or a bare ``names``; ``names`` may group
+    several (``seed, device``), each comes back with the same type text. Anything else at the entry indent
+    (a type wrapped onto a second line, say) comes back as written so that the caller reports it: numpydoc
+    renderers read it as a parameter too.
     """
     if not doc:
         return []
     doc = inspect.cleandoc(doc)
     heads = list(_SECTION.finditer(doc))
-    names: list[str] = []
+    entries: list[tuple[str, str]] = []
     for i, m in enumerate(heads):
-        if m.group(2).strip() not in ("Parameters", "Other Parameters"):
+        if m.group(2).strip() not in sections:
             continue
         end = heads[i + 1].start() if i + 1 < len(heads) else len(doc)
         body = doc[m.end():end].split("\n")
@@ -50,9 +54,14 @@ def parameter_names(doc: str | None) -> list[str]:
                 break
             if lead > indent:  # description
                 continue
-            head = line.strip().split(" : ", 1)[0].rstrip(":").strip()
-            names += [n.strip() for n in head.split(",")]
-    return names
+            head, _, kind = line.strip().partition(" : ")
+            entries += [(n.strip(), kind.strip()) for n in head.rstrip(":").split(",")]
+    return entries
+
+
+def parameter_names(doc: str | None) -> list[str]:
+    """Names described in the numpydoc ``Parameters`` sections of ``doc``."""
+    return [n for n, _ in section_entries(doc)]
 
 
 def _signature_names(obj) -> tuple[set[str], bool, bool] | None:
@@ -93,6 +102,32 @@ def check_parameters(where: str, doc: str | None, target) -> list[str]:
         if (n.startswith("**") and var_kw) or (n.startswith("*") and not n.startswith("**") and var_pos):
             continue
         problems.append(f"{where}: documents parameter {n!r}, not in the signature {sorted(names)}")
+    return problems
+
+
+def check_options(where: str, cls) -> list[str]:
+    """Problems of the ``Options`` sections of an Interpolator class (its own and its bases') against
+    ``cls.option_defaults``: every option documented, no other name, and a quoted ``default X`` equal to the
+    default."""
+    defaults = cls.option_defaults
+    entries = [e for c in cls.__mro__ for e in section_entries(c.__doc__, ("Options",))]
+    problems = []
+    for name, kind in entries:
+        if name not in defaults:
+            problems.append(f"{where}: Options documents {name!r}, not an option (options: {sorted(defaults)})")
+            continue
+        m = re.search(r"default (\S+?)(?:,|\s\(|$)", kind)
+        if m:
+            try:
+                quoted = ast.literal_eval(m.group(1))
+            except (ValueError, SyntaxError):
+                problems.append(f"{where}: option {name}: cannot read the default in {kind!r}")
+                continue
+            if quoted != defaults[name] or isinstance(quoted, bool) != isinstance(defaults[name], bool):
+                problems.append(f"{where}: option {name}: documented default {quoted!r}, actual {defaults[name]!r}")
+    missing = sorted(set(defaults) - {n for n, _ in entries})
+    if missing:
+        problems.append(f"{where}: options not documented in an Options section: {missing}")
     return problems
 
 
@@ -141,6 +176,8 @@ def _audit() -> list[str]:
                 problems.append(f"{where}: class without a docstring")
             # the class docstring documents __init__
             problems += check_parameters(where, obj.__doc__, obj)
+            if isinstance(getattr(obj, "option_defaults", None), dict):
+                problems += check_options(where, obj)
             for attr, member in vars(obj).items():
                 if attr.startswith("_") and attr != "__init__":
                     continue
@@ -208,3 +245,23 @@ def test_checker_flags_a_stale_name():
         """
 
     assert check_parameters("f", f.__doc__, f) == ["f: documents parameter 'c', not in the signature ['a', 'b']"]
+
+
+def test_checker_flags_a_wrong_option_default():
+    class Method:
+        """M.
+
+        Options
+        -------
+        n_modes : int, default 5
+        tol : float, default 1e-3 (relative)
+        gone : bool
+        """
+
+        option_defaults = {"n_modes": 4, "tol": 1e-3, "center": True}
+
+    assert check_options("M", Method) == [
+        "M: option n_modes: documented default 5, actual 4",
+        "M: Options documents 'gone', not an option (options: ['center', 'n_modes', 'tol'])",
+        "M: options not documented in an Options section: ['center']",
+    ]
