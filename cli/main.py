@@ -1,8 +1,9 @@
 """``oceandl``: classify ocean images and fill gappy SST fields from the shell.
 
-Conventions (every command): ``-o/--output`` for what it writes, ``--overwrite`` to replace it,
-``--seed``, ``--device auto|cpu|cuda``; ``--demo`` where a built-in default can serve. Exit codes:
-0 success, 2 bad usage or bad input, 1 other failures; errors are one line on stderr.
+Conventions (every command that writes): ``-o/--output`` for what it writes, ``--overwrite`` to replace
+it, ``--seed``; ``--device auto|cpu|cuda`` where torch runs (not ``eof``, ``synth``); ``--demo`` where a
+built-in default can serve. Exit codes: 0 success, 2 bad usage or bad input, 1 other failures, 130
+interrupted, 143 terminated; errors are one line on stderr.
 """
 from __future__ import annotations
 
