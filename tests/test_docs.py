@@ -265,3 +265,41 @@ def test_checker_flags_a_wrong_option_default():
         "M: Options documents 'gone', not an option (options: ['center', 'n_modes', 'tol'])",
         "M: options not documented in an Options section: ['center']",
     ]
+
+
+def _commands(group, path=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*path, name))
+        else:
+            yield " ".join((*path, name)), cmd
+
+
+def test_every_cli_option_has_help():
+    """Each option of each command says what it does in --help (arguments are named in the usage line)."""
+    import click
+
+    from oceandl.cli.main import cli
+
+    missing = [f"oceandl {name} {'/'.join(p.opts)}" for name, cmd in _commands(cli) for p in cmd.params
+               if isinstance(p, click.Option) and not (p.help or "").strip()]
+    assert not missing, "options without a help text: " + ", ".join(missing)
+
+
+def test_cli_training_defaults_quoted_in_help():
+    """--epochs/--batch-size/--lr default to None and say in their help what None stands for: for
+    ``interpolate`` and ``train interpolator`` the numbers quoted are the neural methods' option defaults."""
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+    from oceandl.interp.neural import NeuralInterpolator, SMPUnetInterpolator
+
+    o = NeuralInterpolator.option_defaults
+    for cmd in (["interpolate"], ["train", "interpolator"]):
+        text = " ".join(CliRunner().invoke(cli, [*cmd, "--help"], terminal_width=1000).output.split())
+        assert f"{NeuralInterpolator.default_steps} optimiser steps (smp_unet {SMPUnetInterpolator.default_steps};" \
+            in text
+        assert f"default: {o['batch_size']} patches" in text
+        assert float(re.search(r"Learning rate \(.*?default: ([0-9.e+-]+)\)", text).group(1)) == o["lr"]
