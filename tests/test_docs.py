@@ -136,9 +136,25 @@ def _defined_here(obj) -> bool:
     return mod == "oceandl" or mod.startswith("oceandl.")
 
 
+def _public_submodules() -> list[str]:
+    """The non-underscore modules inside the packages of MODULES (``oceandl.interp.dineof``, ...): their
+    ``__all__`` is public API too (documented paths such as ``oceandl.interp.chunked.interpolate_chunked``)."""
+    import pkgutil
+
+    out = []
+    for pkg in MODULES:
+        mod = importlib.import_module(pkg)
+        for info in pkgutil.iter_modules(getattr(mod, "__path__", [])):
+            if not info.name.startswith("_"):
+                out.append(f"{pkg}.{info.name}")
+    return out
+
+
 def _public_objects():
-    """(module name, name, object) for every name of every ``__all__``, submodules listed there included."""
+    """(module name, name, object) for every name of every ``__all__``: MODULES, the modules listed in those
+    ``__all__``, and the public submodules of MODULES' packages that define one."""
     todo, seen = list(MODULES), set()
+    todo += [m for m in _public_submodules() if hasattr(importlib.import_module(m), "__all__")]
     while todo:
         modname = todo.pop(0)
         if modname in seen:
