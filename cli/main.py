@@ -1,8 +1,9 @@
 """``oceandl``: classify ocean images and fill gappy SST fields from the shell.
 
-Conventions (every command): ``-o/--output`` for what it writes, ``--overwrite`` to replace it,
-``--seed``, ``--device auto|cpu|cuda``; ``--demo`` where a built-in default can serve. Exit codes:
-0 success, 2 bad usage or bad input, 1 other failures; errors are one line on stderr.
+Conventions (every command that writes): ``-o/--output`` for what it writes, ``--overwrite`` to replace
+it, ``--seed``; ``--device auto|cpu|cuda`` where torch runs (not ``eof``, ``synth``); ``--demo`` where a
+built-in default can serve. Exit codes: 0 success, 2 bad usage or bad input, 1 other failures, 130
+interrupted, 143 terminated; errors are one line on stderr.
 """
 from __future__ import annotations
 
@@ -101,15 +102,28 @@ def common(f=None, *, output: str | None = "output file", seed: bool = True, dev
     return deco(f) if f else deco
 
 
-def training_options(fn):
-    """--epochs, --batch-size, --lr (and the rest of the training switches)."""
-    for opt in reversed([
-        click.option("--epochs", type=int, default=None, help="Training epochs."),
-        click.option("--batch-size", type=int, default=None, help="Mini-batch size."),
-        click.option("--lr", type=float, default=None, help="Learning rate."),
-    ]):
-        fn = opt(fn)
-    return fn
+_NEURAL_DEFAULTS = {
+    "epochs": "neural methods: passes over every (day, patch) position; default: a step count instead, 600 "
+              "optimiser steps (smp_unet 400; --set steps=N)",
+    "batch_size": "neural methods; default: 8 patches",
+    "lr": "neural methods, AdamW, cosine-decayed; default: 2e-3",
+}
+
+
+def training_options(fn=None, *, defaults: dict | None = None):
+    """--epochs, --batch-size, --lr; ``defaults`` says in each help text what None stands for."""
+    defaults = defaults or _NEURAL_DEFAULTS
+
+    def deco(fn):
+        for opt in reversed([
+            click.option("--epochs", type=int, default=None, help=f"Training epochs ({defaults['epochs']})."),
+            click.option("--batch-size", type=int, default=None, help=f"Mini-batch size ({defaults['batch_size']})."),
+            click.option("--lr", type=float, default=None, help=f"Learning rate ({defaults['lr']})."),
+        ]):
+            fn = opt(fn)
+        return fn
+
+    return deco(fn) if fn else deco
 
 
 def _kv(values: tuple[str, ...], what: str = "--set") -> dict:
@@ -269,18 +283,19 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--data", type=click.Path(path_type=Path), help="Class folders (TenGeoP-SARwv, plankton), a netCDF stack, or an MNIST folder.")
 @click.option("--demo", is_flag=True, help="Train on synthetic SAR vignettes made on the fly.")
 @click.option("--model", "model_name", default="cnn", show_default=True, help="Registry name (see `oceandl models`).")
-@training_options
+@training_options(defaults={"epochs": "default: 10; 12 with --demo", "batch_size": "default: 64; 16 with --demo",
+                            "lr": "default: 1e-3"})
 @click.option("--split", default="0.7,0.15,0.15", show_default=True, help="Train,validation,test fractions.")
-@click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE (needed for mixed sizes).")
+@click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE (default: their own size; mixed sizes are resized to the most common one, with a warning).")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
-@click.option("--intensity", type=click.Choice(["linear", "db"]), default="linear", show_default=True, help="SAR: linear or dB intensity.")
-@click.option("--normalize", type=click.Choice(["per_image", "none"]), default="per_image", show_default=True)
-@click.option("--augment", default="", help="Comma list: flip,rot90,rotate,translate,scale,noise,speckle.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True)
+@click.option("--intensity", type=click.Choice(["linear", "db"]), default="linear", show_default=True, help="SAR: linear or dB intensity (--demo: db).")
+@click.option("--normalize", type=click.Choice(["per_image", "none"]), default="per_image", show_default=True, help="per_image: zero mean, unit std per image and channel; none: values as read (recorded in the checkpoint, applied again by classify).")
+@click.option("--augment", default="", help="Comma list of batch augmentations: flip,rot90,rotate,translate,scale,noise,speckle (default: none; flip,rot90 with --demo).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True, help="Optimizer.")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none", show_default=True, help="Balance rare classes in the loss.")
-@click.option("--l1", type=float, default=0.0, help="L1 penalty on the weights.")
-@click.option("--l2", type=float, default=0.0, help="L2 penalty on the weights.")
-@click.option("--early-stopping", type=int, default=0, help="Stop after N epochs without validation improvement.")
+@click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the weights (0: none).")
+@click.option("--l2", type=float, default=0.0, show_default=True, help="L2 penalty on the weights (0: none).")
+@click.option("--early-stopping", type=int, default=0, show_default=True, help="Stop after N epochs without validation improvement (0: never).")
 @click.option("--set", "options", multiple=True, help="Model option key=value (e.g. --set freeze=backbone).")
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
@@ -524,7 +539,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none.")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods): fills without training, so --epochs, --lr and --batch-size do not apply.")
-@click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day.")
+@click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis).")
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
@@ -579,7 +594,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
 @click.argument("input_path", type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable (default: found from CF attributes).")
 @click.option("-n", "--n-modes", default=10, show_default=True, help="Number of modes.")
-@click.option("--weights", type=click.Choice(["coslat", "none"]), default="coslat", show_default=True)
+@click.option("--weights", type=click.Choice(["coslat", "none"]), default="coslat", show_default=True, help="Area weights: sqrt(cos(latitude)) per pixel, or none.")
 @click.option("--solver", type=click.Choice(["auto", "full", "randomized"]), default="auto", show_default=True,
               help="SVD: full, randomized (truncated; large fields), or auto (randomized when the field is large "
                    "and few modes are kept).")
@@ -588,7 +603,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
     """EOF analysis of a (time, lat, lon) field: EOFs, PCs, eigenvalues, variance fractions.
 
     \b
-    Example:
+    Examples:
       oceandl eof sst_anom.nc --var sst -n 5 -o eofs.nc
       oceandl eof sst_daily_10y.nc -n 20 --solver randomized -o eofs.nc
     """
@@ -620,7 +635,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @common(output="run folder")
 def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, output, overwrite, seed, device):
-    """Run a reproducible benchmark and write its run folder (results.json, results.md, figures).
+    """Run a reproducible benchmark and write its run folder (results.json, results.md, run.json, figures).
 
     \b
     Examples:
@@ -659,8 +674,8 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 # ------------------------------------------------------------------------------------------ synth
 @cli.command()
 @click.argument("kind", type=click.Choice(["sst", "sar", "plankton"]))
-@click.option("--n", "n", type=int, default=None, help="Time steps (sst) or images per class (sar, plankton).")
-@click.option("--size", type=int, default=None, help="Grid (sst) or image size.")
+@click.option("--n", "n", type=int, default=None, help="Time steps (sst; default 365) or images per class (sar, plankton; default 20).")
+@click.option("--size", type=int, default=None, help="Grid side (sst; default 128) or image side (default 64).")
 @click.option("--cloud-cover", type=float, default=0.5, show_default=True, help="sst: mean cloud cover.")
 @common(output="synthetic data (.nc for sst, a folder for images)", device=False)
 def synth(kind, n, size, cloud_cover, output, overwrite, seed):

@@ -281,6 +281,8 @@ class SourceGrid:
 
     @property
     def lon_values_kept(self) -> bool:
+        """Whether the file's 1-D longitudes are already in the convention :func:`open_field` gives them
+        (-180..180, or 0..360 for a grid across the dateline), so that they come back unchanged."""
         lon = self.coords.get("lon")
         if lon is None or lon.ndim != 1:
             return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -99,8 +100,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     withheld = None
     if withhold > 0:
         if valid.shape[0] < 2 or not (~valid & valid.any(axis=0)).any():
-            # nothing to copy: a complete field (or one day) is filled without a validation score
-            log(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation")
+            # nothing to copy: a complete field (or one day) is filled without a validation score. A
+            # warning (`warning: ...` on the command line), as docs/robustness.md says: the score asked
+            # for with --withhold is not there
+            warnings.warn(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation",
+                          stacklevel=2)
         else:
             withheld = withhold_by_cloud_transfer(valid, fraction=withhold, seed=seed)
             log(f"withheld {withheld.sum():,} of {valid.sum():,} valid pixels "

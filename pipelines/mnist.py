@@ -112,6 +112,8 @@ def check_config(cfg: MNISTConfig) -> None:
 
 
 def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
+    """Run the MNIST benchmark; returns ``{model: metrics}`` (and ``pca_<latent>``, the PCA reference of
+    the auto-encoders' explained variance)."""
     from oceandl.plotting import plot_confusion, plot_history, plot_image_grid
 
     cfg = resolve_fast(cfg, FAST)

@@ -62,6 +62,7 @@ def parse_method_options(items: tuple[str, ...], methods) -> dict[str, dict]:
 
 
 def run(cfg: SSTConfig, ctx: RunContext) -> dict:
+    """Run the SST benchmark; returns ``{"<method>@<cover>": metrics}`` (``val_*``, ``truth_*``)."""
     from oceandl.datasets.clouds import withhold_by_cloud_transfer
     from oceandl.datasets.sst import synthetic_sst
     from oceandl.interp import get_method, interpolate

@@ -88,6 +88,7 @@ class Block:
 
     @property
     def ext_shape(self) -> tuple[int, int, int]:
+        """(time, lat, lon) size of the block read: core plus halo, clipped to the cube."""
         return tuple(s.stop - s.start for s in self.ext)  # type: ignore[return-value]
 
     def core_in_ext(self) -> tuple[slice, slice, slice]:

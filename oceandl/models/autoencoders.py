@@ -133,6 +133,7 @@ class ConvAE(_AEBase):
         return self.bottleneck["down"](z.flatten(1)) if self.bottleneck is not None else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Code from :meth:`encode` -> (N, C_out, h * 2**depth, w * 2**depth)."""
         if self.bottleneck is not None:
             z = torch.relu(self.bottleneck["up"](z)).view(z.shape[0], *self.code_shape)
         return self.decoder(z)

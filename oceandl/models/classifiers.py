@@ -95,15 +95,20 @@ class VGGNet(nn.Module):
     Parameters
     ----------
     depth : {8, 11, 13, 16}
-        Conv layout (VGG-11/13/16; 8 = VGG-11 with fewer stages for 28x28 inputs).
+        Conv layout (VGG-11/13/16). 8 builds the same network as 11 (the number of stages is
+        ``stages`` / ``input_size``, not ``depth``); it is kept so that configs naming it still load.
     width : int
         Channels of the first stage (doubles each stage, capped at 8x).
     stages : int or None
         Number of pooling stages; default: as many as the input allows (3 for 28x28, 5 for >= 64).
     batch_norm : bool
-    input_size : int
+    input_size : int or (H, W)
         Used only to choose ``stages`` when not given.
+    dropout : float
+        Dropout before the final dense layer.
 
+    Notes
+    -----
     Global average pooling before the classifier makes it work on 28x28 and larger inputs.
     """
 

@@ -65,6 +65,7 @@ class DistContext:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that writes files."""
         return self.rank == 0
 
 
