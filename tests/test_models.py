@@ -50,6 +50,18 @@ def test_bad_positional_arguments_are_input_errors(args, word):
     assert get_model("cnn", np.int64(1), 3) is not None  # numbers read from JSON or NumPy are fine
 
 
+@pytest.mark.parametrize("name, options, word", [
+    ("vgg", {"depth": 9}, "depth=9: vgg depth must be one of"),
+    ("conv_ae", {"latent": 8}, "latent=8: ConvAE.latent=k. needs input_size"),
+    ("cnn", {"channels": "abc"}, "channels='abc'"),
+])
+def test_option_values_a_model_cannot_take_are_input_errors(name, options, word):
+    """A bad option value came out of the constructor (or deep in torch) as a bare ValueError or
+    TypeError: exit 1 on the command line, a message naming neither the model nor the option."""
+    with pytest.raises(InputError, match=f"model {name!r} cannot be built with {word}"):
+        get_model(name, 1, 10, **options)
+
+
 def test_course_mlp_is_784_512_256_10():
     m = get_model("mlp", 1, 10)
     linears = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]

@@ -91,7 +91,7 @@ def get_model(name: str, *args, **options) -> nn.Module:
     ------
     InputError
         Unknown name or option, more than two positional arguments, or one that is not a
-        positive integer.
+        positive integer, or option values the model cannot be built with.
     """
     ctor = _lookup(name)
     # a text or zero channel count failed deep in torch (bare TypeError) or built a model with no outputs
@@ -105,7 +105,14 @@ def get_model(name: str, *args, **options) -> nn.Module:
     bad = [k for k in options if k not in valid]
     if bad:
         raise InputError(f"model {name!r} has no option {bad[0]!r}; options: {', '.join(valid) or 'none'}")
-    return ctor(*args, **options)
+    try:
+        return ctor(*args, **options)
+    except (ValueError, TypeError) as exc:
+        # a bad option value (vgg depth=9, channels='abc') came out of the constructor or deep in
+        # torch as a bare ValueError/TypeError: exit 1 and a message naming neither model nor option
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "default options"
+        raise InputError(f"model {name!r} cannot be built with {shown}: {msg}") from exc
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
