@@ -349,3 +349,17 @@ def test_neighbours_need_the_days_in_time_order(tiny):
         _fit("unet", tiny.isel(time=slice(None, None, -1)), steps=1)
     assert _fit("unet", shuffled, steps=1, neighbours=0).steps_ == 1
     assert _fit("unet", tiny.drop_vars("time"), steps=1).steps_ == 1  # no coordinate: the array's order
+
+
+def test_irregular_time_steps_are_warned_about(tiny):
+    """With a day missing from the series (a file not delivered), the 'neighbour' of the day
+    before the hole is two days away; that was silent. A regular series warns nothing."""
+    import warnings
+
+    holed = tiny.isel(time=np.r_[0:3, 5:len(tiny.time)])
+    with pytest.warns(UserWarning, match=r"time steps are irregular \(1 day to 3 days\); the neighbours=1 channels"):
+        _fit("unet", holed, steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _fit("unet", tiny, steps=1)
+        _fit("unet", holed, steps=1, neighbours=0)  # no neighbour channels: nothing to warn about

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -68,6 +69,19 @@ def blend_window(n: int, overlap: int) -> np.ndarray:
         w[:r] = ramp
         w[n - r:] = np.minimum(w[n - r:], ramp[::-1])
     return w
+
+
+def _step_text(step) -> str:
+    """A time step for a message: '1 day', '5 days', '6 hours' (or the value as it is)."""
+    try:
+        seconds = float(step / np.timedelta64(1, "s")) if isinstance(step, np.timedelta64) else step.total_seconds()
+    except (AttributeError, TypeError):
+        return str(step)
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= n and seconds % n == 0:
+            k = int(seconds // n)
+            return f"{k} {unit}{'s' if k != 1 else ''}"
+    return f"{seconds:g} s"
 
 
 # Options a checkpoint fixes (its inputs) and options only training reads: with checkpoint= the
@@ -248,6 +262,18 @@ class NeuralInterpolator(Interpolator):
             raise InputError(f"method {self.name!r}: {tdim} is not increasing (step {i}: {idx[i - 1]} then "
                              f"{idx[i]}); the neighbours={self._cfg['neighbours']} channels need the days in "
                              f"order: sort them (da.sortby({str(tdim)!r})) or set neighbours=0")
+        try:
+            steps = np.diff(np.asarray(idx.values))
+            small, large = steps.min(), steps.max()
+            irregular = bool(large > 1.5 * small)
+        except (TypeError, ValueError):  # cannot be subtracted or compared: nothing to say
+            return
+        if irregular:
+            # a missing day (a file not delivered) makes a 'neighbour' two days away, silently
+            warnings.warn(f"method {self.name!r}: {tdim} steps are irregular ({_step_text(small)} to "
+                          f"{_step_text(large)}); the neighbours={self._cfg['neighbours']} channels are the "
+                          "previous and next steps, not days (reindex to a regular series to fill missing days "
+                          "as gaps)", UserWarning, stacklevel=2)
 
     def _day_of_year(self) -> np.ndarray | None:
         """Day of year (time,) from the input's time coordinate, or None if it holds no dates.
