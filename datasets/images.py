@@ -15,7 +15,8 @@ Common rules
 ------------
 Pixels: unsigned-integer images are divided by their type's maximum (to [0, 1]); signed-integer and
 float images (e.g. linear SAR intensities) are kept as stored; non-finite pixels are replaced by the
-image's finite median (an all-NaN image is an error). Images come out as float32 ``(C, H, W)``.
+image's finite median (an all-NaN image is an error), and so are the pixels equal to a TIFF's
+declared nodata value. Images come out as float32 ``(C, H, W)``.
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -146,19 +147,23 @@ def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     return bands, h, w
 
 
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    """float32 pixels by the module rule: unsigned ints to [0, 1], everything else as stored."""
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    return arr.astype(np.float32, copy=False)
+
+
 def _scale_and_fill(arr: np.ndarray, path: str) -> np.ndarray:
     """Unsigned ints to [0, 1]; non-finite pixels to the finite median; float32 out."""
-    if arr.dtype == bool:
-        out = arr.astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.unsignedinteger):
-        out = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    else:
-        out = arr.astype(np.float32, copy=False)
+    out = _to_float(arr)
     if np.issubdtype(out.dtype, np.floating):
         bad = ~np.isfinite(out)
         if bad.any():
             if bad.all():
-                raise InputError(f"{path}: image has no finite pixel (all NaN/inf)")
+                raise InputError(f"{path}: image has no finite pixel (all NaN/inf or the file's nodata value)")
             out = np.where(bad, np.median(out[~bad]), out).astype(np.float32)
     return out
 
@@ -203,9 +208,21 @@ def _read_raster(path: Path) -> np.ndarray | None:
             return None
         try:
             with src:
-                return src.read(_colour_bands(src))
+                bands = _colour_bands(src)
+                arr = src.read(bands)
+                nodata = [src.nodatavals[b - 1] for b in bands]
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
+    if any(v is not None for v in nodata):
+        # The GeoTIFF's declared fill value (e.g. -9999 or 0 off the swath) is no pixel: it was kept
+        # as data, a -60 dB floor after --intensity db that skewed the per-image normalisation.
+        # As NaN, it gets the median fill of every missing pixel.
+        out = _to_float(arr).copy()
+        for i, v in enumerate(nodata):
+            if v is not None:
+                out[i][np.isnan(arr[i]) if np.isnan(v) else arr[i] == v] = np.nan
+        return out
+    return arr
 
 
 def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
