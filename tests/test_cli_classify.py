@@ -207,6 +207,21 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
 
 
+def test_train_on_a_tengeop_subset_of_classes(sar_tree, tmp_path):
+    # the reader keeps all ten TenGeoP classes; training refused the absent ones ("class 'Rain Cells'
+    # has 0 images: at least 3 are needed"), so a subset of the archive could not be trained at all
+    sub = tmp_path / "GeoTIFF"
+    for letter in "FGH":
+        shutil.copytree(sar_tree / letter, sub / letter)
+    model = train(sub, tmp_path / "m")
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["classes"] == SAR_NAMES[:3] and cfg["model_args"][1] == 3
+    assert len(cfg["metrics"]["per_class"]) == 3
+    out = tmp_path / "p.csv"
+    assert invoke("classify", "--model", model, sub, "-o", out, "--quiet").exit_code == 0
+    assert set(pd.read_csv(out)["predicted"]) <= set(SAR_NAMES[:3])
+
+
 @pytest.mark.parametrize("flag, word", [("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr")])
 def test_train_zero_epochs_batch_or_lr_is_refused(sar_tree, tmp_path, flag, word):
     # 0 was taken as "not given" and silently replaced by the default (--epochs 0 trained 10 epochs)
