@@ -185,6 +185,39 @@ def test_classify_api_inputs_and_one_line_errors(sar_model, tmp_path):
         classify(arr, bad, device="cpu")
 
 
+def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_path):
+    # uint8 arrays (np.asarray of a PIL image) went in as 0..255 where the model learnt the files'
+    # 0..1, and one NaN pixel made an image's probabilities NaN ('unassigned'), where the readers
+    # fill it with the image's median: the API disagreed with `oceandl classify` on the same pixels
+    from PIL import Image
+
+    from oceandl.classification import classify
+    from oceandl.datasets.images import ImageFilesDataset
+    from oceandl.errors import InputError
+
+    root, _ = plankton_model
+    model = train(root, tmp_path / "raw", "--size", 32, "--normalize", "none")
+    rng = np.random.default_rng(0)
+    arr = (rng.random((3, 32, 32)) * 255).astype(np.uint8)
+    files = [tmp_path / f"{i}.png" for i in range(3)]
+    for a, f in zip(arr, files):
+        Image.fromarray(a).save(f)
+    ref = classify(ImageFilesDataset(files), model, device="cpu")["probabilities"].values
+    for images in (arr, torch.from_numpy(arr), list(arr), xr.DataArray(arr, dims=("sample", "y", "x"))):
+        np.testing.assert_allclose(classify(images, model, device="cpu")["probabilities"].values, ref, atol=1e-6)
+    x = arr / np.float32(255)
+    med = np.median(x[0, 3:])
+    x[0, :3] = np.nan
+    got = classify(x, model, device="cpu")
+    assert np.isfinite(got["probabilities"].values).all() and (got["label"].values >= 0).all()
+    filled = np.where(np.isnan(x), med, x)
+    np.testing.assert_allclose(got["probabilities"].values,
+                               classify(filled, model, device="cpu")["probabilities"].values)
+    x[1] = np.nan
+    with pytest.raises(InputError, match=r"images\[1\] has no finite pixel"):
+        classify(x, model, device="cpu")
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]
