@@ -364,6 +364,12 @@ class _FileImageDataset(Dataset):
         bands = Counter(s[0] for s in shapes)
         if channels is None:
             channels = next(iter(bands)) if len(bands) == 1 else (3 if max(bands) >= 3 else 1)
+            if len(bands) > 1:
+                # as for sizes: one stray RGB file among grey plankton images made every image (and
+                # the model trained on them) 3-channel, without a word
+                counts = ", ".join(f"{n} of {b} band(s)" for b, n in sorted(bands.items()))
+                warnings.warn(f"{where}: images of different band counts ({counts}); converting all to "
+                              f"{channels} (pass channels= / --channels to choose)", stacklevel=3)
         self.channels = int(channels)
         if size is None:
             sizes = Counter((s[1], s[2]) for s in shapes)
@@ -673,7 +679,7 @@ class ImageFolderDataset(_FileImageDataset):
         other names are an error, missing ones a warning. ``None``: the sorted folder names.
     channels
         1 or 3 converts every image (grey = ITU-R 601 luma; RGB = grey repeated); ``None`` keeps the
-        band count when all files agree, else 3 when any file is colour, else 1.
+        band count when all files agree, else 3 when any file is colour, else 1 (with a warning).
     size
         ``(H, W)`` or int for every sample; ``None`` keeps the native size when all files agree,
         else resizes to the most common size (with a warning).

@@ -184,6 +184,18 @@ def test_image_folder_classes_channels_sizes(plankton):
     assert torch.allclose(padded[:, 0], padded[:, -1])
 
 
+def test_mixed_band_counts_are_said(plankton):
+    # one RGB file among grey ones made every image (and the model) 3-channel without a word,
+    # where mixed sizes were already said
+    root, _, _ = plankton
+    with pytest.warns(UserWarning, match=r"different band counts \(3 of 1 band\(s\), 1 of 3 band\(s\)\); "
+                                         r"converting all to 3 \(pass channels="):
+        assert ImageFolderDataset(root, size=8).channels == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a chosen band count: nothing to say
+        assert ImageFolderDataset(root, channels=1, size=8).channels == 1
+
+
 def test_hidden_folders_and_alpha_bands_are_not_samples(tmp_path):
     """Images under a hidden folder of a class (.thumbs, .ipynb_checkpoints) are not samples, and an
     RGBA TIFF is 3 colour bands, as an RGBA PNG is (its alpha is not a band; a 4-band GeoTIFF
