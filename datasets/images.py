@@ -94,6 +94,12 @@ def _pil_bands(mode: str) -> int:
 
 def _probe(path: Path, full: bool) -> tuple[int, int, int]:
     """``(bands, height, width)`` from the header (``full``: decode the pixels as well)."""
+    try:
+        if path.stat().st_size == 0:
+            # an interrupted copy or download; PIL said "cannot identify image file", GDAL worse
+            raise _Unreadable("empty file (0 bytes)")
+    except OSError as exc:
+        raise _Unreadable(_short(exc)) from None
     if path.suffix.lower() in _TIFF:
         import rasterio
         from rasterio.windows import Window

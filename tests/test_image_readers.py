@@ -196,6 +196,18 @@ def test_mixed_band_counts_are_said(plankton):
         assert ImageFolderDataset(root, channels=1, size=8).channels == 1
 
 
+def test_zero_byte_files_are_named_as_empty(plankton):
+    # a 0-byte PNG, JPEG or TIFF (an interrupted copy) was skipped as "cannot identify image file"
+    root, _, _ = plankton
+    for name in ("z.png", "z.jpg", "z.tiff"):
+        (root / "copepod" / name).write_bytes(b"")
+    with pytest.warns(UserWarning, match="skipped 3 unreadable") as rec:
+        ds = ImageFolderDataset(root, channels=1, size=8)
+    assert sorted(p.name for p in ds.skipped) == ["z.jpg", "z.png", "z.tiff"]
+    assert set(ds.skip_reasons.values()) == {"empty file (0 bytes)"}
+    assert "z.png (empty file (0 bytes))" in " ".join(str(w.message) for w in rec)
+
+
 def test_hidden_folders_and_alpha_bands_are_not_samples(tmp_path):
     """Images under a hidden folder of a class (.thumbs, .ipynb_checkpoints) are not samples, and an
     RGBA TIFF is 3 colour bands, as an RGBA PNG is (its alpha is not a band; a 4-band GeoTIFF
