@@ -15,7 +15,8 @@ Common rules
 ------------
 Pixels: unsigned-integer images are divided by their type's maximum (to [0, 1]); signed-integer and
 float images (e.g. linear SAR intensities) are kept as stored; non-finite pixels are replaced by the
-image's finite median (an all-NaN image is an error). Images come out as float32 ``(C, H, W)``.
+image's finite median (an all-NaN image is an error), and so are the pixels equal to a TIFF's
+declared nodata value. Images come out as float32 ``(C, H, W)``.
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -93,6 +94,12 @@ def _pil_bands(mode: str) -> int:
 
 def _probe(path: Path, full: bool) -> tuple[int, int, int]:
     """``(bands, height, width)`` from the header (``full``: decode the pixels as well)."""
+    try:
+        if path.stat().st_size == 0:
+            # an interrupted copy or download; PIL said "cannot identify image file", GDAL worse
+            raise _Unreadable("empty file (0 bytes)")
+    except OSError as exc:
+        raise _Unreadable(_short(exc)) from None
     if path.suffix.lower() in _TIFF:
         import rasterio
         from rasterio.windows import Window
@@ -146,19 +153,23 @@ def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     return bands, h, w
 
 
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    """float32 pixels by the module rule: unsigned ints to [0, 1], everything else as stored."""
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    return arr.astype(np.float32, copy=False)
+
+
 def _scale_and_fill(arr: np.ndarray, path: str) -> np.ndarray:
     """Unsigned ints to [0, 1]; non-finite pixels to the finite median; float32 out."""
-    if arr.dtype == bool:
-        out = arr.astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.unsignedinteger):
-        out = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    else:
-        out = arr.astype(np.float32, copy=False)
+    out = _to_float(arr)
     if np.issubdtype(out.dtype, np.floating):
         bad = ~np.isfinite(out)
         if bad.any():
             if bad.all():
-                raise InputError(f"{path}: image has no finite pixel (all NaN/inf)")
+                raise InputError(f"{path}: image has no finite pixel (all NaN/inf or the file's nodata value)")
             out = np.where(bad, np.median(out[~bad]), out).astype(np.float32)
     return out
 
@@ -203,9 +214,21 @@ def _read_raster(path: Path) -> np.ndarray | None:
             return None
         try:
             with src:
-                return src.read(_colour_bands(src))
+                bands = _colour_bands(src)
+                arr = src.read(bands)
+                nodata = [src.nodatavals[b - 1] for b in bands]
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
+    if any(v is not None for v in nodata):
+        # The GeoTIFF's declared fill value (e.g. -9999 or 0 off the swath) is no pixel: it was kept
+        # as data, a -60 dB floor after --intensity db that skewed the per-image normalisation.
+        # As NaN, it gets the median fill of every missing pixel.
+        out = _to_float(arr).copy()
+        for i, v in enumerate(nodata):
+            if v is not None:
+                out[i][np.isnan(arr[i]) if np.isnan(v) else arr[i] == v] = np.nan
+        return out
+    return arr
 
 
 def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
@@ -347,6 +370,12 @@ class _FileImageDataset(Dataset):
         bands = Counter(s[0] for s in shapes)
         if channels is None:
             channels = next(iter(bands)) if len(bands) == 1 else (3 if max(bands) >= 3 else 1)
+            if len(bands) > 1:
+                # as for sizes: one stray RGB file among grey plankton images made every image (and
+                # the model trained on them) 3-channel, without a word
+                counts = ", ".join(f"{n} of {b} band(s)" for b, n in sorted(bands.items()))
+                warnings.warn(f"{where}: images of different band counts ({counts}); converting all to "
+                              f"{channels} (pass channels= / --channels to choose)", stacklevel=3)
         self.channels = int(channels)
         if size is None:
             sizes = Counter((s[1], s[2]) for s in shapes)
@@ -656,7 +685,7 @@ class ImageFolderDataset(_FileImageDataset):
         other names are an error, missing ones a warning. ``None``: the sorted folder names.
     channels
         1 or 3 converts every image (grey = ITU-R 601 luma; RGB = grey repeated); ``None`` keeps the
-        band count when all files agree, else 3 when any file is colour, else 1.
+        band count when all files agree, else 3 when any file is colour, else 1 (with a warning).
     size
         ``(H, W)`` or int for every sample; ``None`` keeps the native size when all files agree,
         else resizes to the most common size (with a warning).

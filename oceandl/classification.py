@@ -39,6 +39,41 @@ def _images_order(images):
     return images.transpose(*rest, row, col)
 
 
+def _pixels(a):
+    """A float32 tensor of raw pixels by the image readers' rule: unsigned integers (a uint8 or
+    uint16 array from PIL or a GeoTIFF) are divided by their type's maximum, to [0, 1], as
+    :func:`oceandl.datasets.read_image` does for the files a model is trained on."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        if a.dtype == torch.bool:
+            return a.float()
+        if not (a.dtype.is_floating_point or a.dtype.is_complex or a.dtype.is_signed):
+            return a.float() / float(torch.iinfo(a.dtype).max)
+        return a.float()
+    a = np.asarray(a)
+    if a.dtype.kind == "u":
+        return torch.from_numpy(a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max))
+    return torch.from_numpy(np.array(a, dtype=np.float32))
+
+
+def _fill_nonfinite(x):
+    """Non-finite pixels to their image's finite median, as the image readers do (a NaN pixel made
+    the whole image's probabilities NaN: 'unassigned' with no reason given)."""
+    import torch
+
+    bad = ~torch.isfinite(x)
+    if not bad.any():
+        return x
+    flat = x.detach().cpu().numpy().reshape(len(x), -1)
+    nan = ~np.isfinite(flat)
+    for i in np.flatnonzero(nan.all(axis=1))[:1]:
+        raise InputError(f"images[{i}] has no finite pixel (all NaN/inf)")
+    med = np.nanmedian(np.where(nan, np.nan, flat), axis=1).astype(np.float32)
+    filled = np.where(nan, med[:, None], flat).reshape(x.shape)
+    return torch.from_numpy(filled).to(x.device)
+
+
 def _as_images(images):
     """(N, C, H, W) float tensor, sample coordinate, paths, sample dim and the other coords on it."""
     import torch
@@ -52,8 +87,7 @@ def _as_images(images):
         shapes = {tuple(i.shape) for i in images}
         if len(shapes) > 1:
             raise InputError(f"images of different shapes {sorted(shapes)[:2]}: resize them to one size first")
-        images = torch.stack([torch.as_tensor(np.asarray(i, np.float32) if isinstance(i, np.ndarray) else i)
-                              for i in images])
+        images = torch.stack([_pixels(i) for i in images])
     if isinstance(images, xr.DataArray):
         if images.ndim not in (3, 4):
             raise InputError(f"DataArray {images.name!r} has dims {images.dims}: expected (sample, y, x)")
@@ -64,12 +98,12 @@ def _as_images(images):
         # per-image coords (time, lat, lon of each vignette) go to the predictions; they were dropped
         extra = {c: v.variable for c, v in images.coords.items()
                  if c != dim and v.dims == (dim,) and c not in _OUTPUT_NAMES}
-        return torch.as_tensor(np.asarray(images.values, np.float32)), images[dim].values, None, dim, extra
+        return _fill_nonfinite(_pixels(images.values)), images[dim].values, None, dim, extra
     if isinstance(images, (np.ndarray, torch.Tensor)):
-        x = torch.as_tensor(np.asarray(images, np.float32) if isinstance(images, np.ndarray) else images).float()
+        x = _pixels(images)
         if x.ndim == 2:
             x = x[None]
-        return x, np.arange(len(x)), None, "sample", {}
+        return _fill_nonfinite(x), np.arange(len(x)), None, "sample", {}
     if hasattr(images, "__getitem__") and hasattr(images, "__len__"):
         from .training.engine import materialize
 
@@ -90,6 +124,9 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
         dicts (e.g. :class:`oceandl.datasets.ImageFilesDataset`, which reads a folder or files).
         A DataArray's dims named ``y``/``x`` (``lat``/``lon``, ``row``/``col``) and
         ``channel``/``band`` are found by name; otherwise the first dim is the sample.
+        Pixels follow the image readers' rules, so that arrays get the predictions their files
+        get: unsigned integers are divided by their type's maximum (uint8 to [0, 1]) and
+        non-finite pixels take their image's finite median (an all-NaN image is an error).
     model : str or path
         Checkpoint folder written by ``oceandl train classifier`` (or its ``-o`` path). A model
         in memory goes to :func:`oceandl.training.predict` instead.

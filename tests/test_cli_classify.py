@@ -185,6 +185,39 @@ def test_classify_api_inputs_and_one_line_errors(sar_model, tmp_path):
         classify(arr, bad, device="cpu")
 
 
+def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_path):
+    # uint8 arrays (np.asarray of a PIL image) went in as 0..255 where the model learnt the files'
+    # 0..1, and one NaN pixel made an image's probabilities NaN ('unassigned'), where the readers
+    # fill it with the image's median: the API disagreed with `oceandl classify` on the same pixels
+    from PIL import Image
+
+    from oceandl.classification import classify
+    from oceandl.datasets.images import ImageFilesDataset
+    from oceandl.errors import InputError
+
+    root, _ = plankton_model
+    model = train(root, tmp_path / "raw", "--size", 32, "--normalize", "none")
+    rng = np.random.default_rng(0)
+    arr = (rng.random((3, 32, 32)) * 255).astype(np.uint8)
+    files = [tmp_path / f"{i}.png" for i in range(3)]
+    for a, f in zip(arr, files):
+        Image.fromarray(a).save(f)
+    ref = classify(ImageFilesDataset(files), model, device="cpu")["probabilities"].values
+    for images in (arr, torch.from_numpy(arr), list(arr), xr.DataArray(arr, dims=("sample", "y", "x"))):
+        np.testing.assert_allclose(classify(images, model, device="cpu")["probabilities"].values, ref, atol=1e-6)
+    x = arr / np.float32(255)
+    med = np.median(x[0, 3:])
+    x[0, :3] = np.nan
+    got = classify(x, model, device="cpu")
+    assert np.isfinite(got["probabilities"].values).all() and (got["label"].values >= 0).all()
+    filled = np.where(np.isnan(x), med, x)
+    np.testing.assert_allclose(got["probabilities"].values,
+                               classify(filled, model, device="cpu")["probabilities"].values)
+    x[1] = np.nan
+    with pytest.raises(InputError, match=r"images\[1\] has no finite pixel"):
+        classify(x, model, device="cpu")
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]
@@ -205,6 +238,21 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out)
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
+
+
+def test_train_on_a_tengeop_subset_of_classes(sar_tree, tmp_path):
+    # the reader keeps all ten TenGeoP classes; training refused the absent ones ("class 'Rain Cells'
+    # has 0 images: at least 3 are needed"), so a subset of the archive could not be trained at all
+    sub = tmp_path / "GeoTIFF"
+    for letter in "FGH":
+        shutil.copytree(sar_tree / letter, sub / letter)
+    model = train(sub, tmp_path / "m")
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["classes"] == SAR_NAMES[:3] and cfg["model_args"][1] == 3
+    assert len(cfg["metrics"]["per_class"]) == 3
+    out = tmp_path / "p.csv"
+    assert invoke("classify", "--model", model, sub, "-o", out, "--quiet").exit_code == 0
+    assert set(pd.read_csv(out)["predicted"]) <= set(SAR_NAMES[:3])
 
 
 @pytest.mark.parametrize("flag, word", [("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr")])

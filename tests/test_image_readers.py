@@ -28,10 +28,12 @@ NAMES = list(TENGEOP_CLASSES.values())
 QUIET_ABSENT = pytest.mark.filterwarnings("ignore:.*no vignettes for class")
 
 
-def write_tiff(path, arr, georef=True):
-    """Write a (bands, H, W) array as a (Geo)TIFF."""
+def write_tiff(path, arr, georef=True, nodata=None):
+    """Write a (bands, H, W) array as a (Geo)TIFF (with a declared ``nodata`` value when given)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     kw = dict(transform=Affine(0.001, 0, -30, 0, -0.001, 45), crs="EPSG:4326") if georef else {}
+    if nodata is not None:
+        kw["nodata"] = nodata
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(
@@ -182,6 +184,30 @@ def test_image_folder_classes_channels_sizes(plankton):
     assert torch.allclose(padded[:, 0], padded[:, -1])
 
 
+def test_mixed_band_counts_are_said(plankton):
+    # one RGB file among grey ones made every image (and the model) 3-channel without a word,
+    # where mixed sizes were already said
+    root, _, _ = plankton
+    with pytest.warns(UserWarning, match=r"different band counts \(3 of 1 band\(s\), 1 of 3 band\(s\)\); "
+                                         r"converting all to 3 \(pass channels="):
+        assert ImageFolderDataset(root, size=8).channels == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a chosen band count: nothing to say
+        assert ImageFolderDataset(root, channels=1, size=8).channels == 1
+
+
+def test_zero_byte_files_are_named_as_empty(plankton):
+    # a 0-byte PNG, JPEG or TIFF (an interrupted copy) was skipped as "cannot identify image file"
+    root, _, _ = plankton
+    for name in ("z.png", "z.jpg", "z.tiff"):
+        (root / "copepod" / name).write_bytes(b"")
+    with pytest.warns(UserWarning, match="skipped 3 unreadable") as rec:
+        ds = ImageFolderDataset(root, channels=1, size=8)
+    assert sorted(p.name for p in ds.skipped) == ["z.jpg", "z.png", "z.tiff"]
+    assert set(ds.skip_reasons.values()) == {"empty file (0 bytes)"}
+    assert "z.png (empty file (0 bytes))" in " ".join(str(w.message) for w in rec)
+
+
 def test_hidden_folders_and_alpha_bands_are_not_samples(tmp_path):
     """Images under a hidden folder of a class (.thumbs, .ipynb_checkpoints) are not samples, and an
     RGBA TIFF is 3 colour bands, as an RGBA PNG is (its alpha is not a band; a 4-band GeoTIFF
@@ -285,6 +311,23 @@ def test_geotiff_multiband_and_integer_scaling(tmp_path):
     assert read_image(tmp_path / "rgb.tif").shape == (3, 4, 4)
     luma = (0.299 * 10 + 0.587 * 20 + 0.114 * 30) / 255
     np.testing.assert_allclose(read_image(tmp_path / "rgb.tif", channels=1), luma, rtol=1e-5)
+
+
+def test_geotiff_nodata_pixels_are_filled_like_nan(tmp_path):
+    # A vignette with a declared fill value (-9999 off the swath, 0 in a uint16 file): those pixels
+    # were read as data, -9999 in linear intensity (a -60 dB floor after ToDecibel).
+    f = np.array([[[1.0, -9999.0], [3.0, 5.0]]], dtype=np.float32)
+    write_tiff(tmp_path / "fill.tif", f, nodata=-9999)
+    np.testing.assert_array_equal(read_image(tmp_path / "fill.tif")[0], [[1, 3], [3, 5]])  # -> median
+    u16 = np.array([[[0, 65535], [65535, 0]]], dtype=np.uint16)
+    write_tiff(tmp_path / "u16.tif", u16, nodata=0)
+    np.testing.assert_array_equal(read_image(tmp_path / "u16.tif")[0], np.ones((2, 2)))
+    write_tiff(tmp_path / "allfill.tif", np.full((1, 2, 2), -9999, np.float32), nodata=-9999)
+    with pytest.raises(InputError, match="allfill.tif: image has no finite pixel"):
+        read_image(tmp_path / "allfill.tif")
+    # without a declared nodata value the same numbers are data
+    write_tiff(tmp_path / "plain.tif", f)
+    assert read_image(tmp_path / "plain.tif").min() == -9999
 
 
 def test_netcdf_stack_int_string_and_flag_labels(tmp_path):

@@ -138,6 +138,29 @@ def test_transfer_loads_local_weights_and_adapts_conv(tmp_path):
     assert torch.equal(m2.net.conv1.weight, m.net.conv1.weight)
 
 
+def test_fine_tuned_checkpoint_loads_without_the_imagenet_file(tmp_path, monkeypatch):
+    # the checkpoint kept weights=PATH / pretrained=True and loading rebuilt the backbone from them:
+    # on a machine without that file (or torchvision's cache) classify failed with 'not found'
+    import torchvision
+
+    from oceandl.training import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    for opts in ({"weights": str(path), "freeze": "backbone"}, {"pretrained": True}):
+        monkeypatch.setattr("oceandl.models.transfer.pretrained_weights_path", lambda backbone: path)
+        m = get_model("resnet18", 1, 3, **opts)
+        ck = save_checkpoint(tmp_path / f"ck{len(opts)}", m, model_name="resnet18", model_options=opts,
+                             model_args=[1, 3], task="classification", classes=["a", "b", "c"])
+        monkeypatch.setattr("oceandl.models.transfer.pretrained_weights_path", lambda backbone: tmp_path / "no")
+        path.rename(tmp_path / "moved.pth")
+        loaded, cfg = load_checkpoint(ck, expect_task="classification")
+        assert cfg["model_options"] == opts  # still recorded
+        for k, v in m.state_dict().items():
+            assert torch.equal(loaded.state_dict()[k], v), k
+        (tmp_path / "moved.pth").rename(path)
+
+
 def test_model_options_lists_keywords():
     opts = model_options("vgg")
     assert opts["depth"] == 11 and "batch_norm" in opts

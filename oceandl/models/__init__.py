@@ -32,6 +32,7 @@ def _transfer(backbone: str):
     f.task = "classification"  # type: ignore[attr-defined]
     f.example_shape = (1, 80, 80) if backbone == "inception_v3" else (1, 64, 64)  # type: ignore[attr-defined]
     f.__doc__ = f"{backbone} from torchvision, fine-tuned (see TransferClassifier)."
+    f.init_options = TransferClassifier.init_options  # type: ignore[attr-defined]
     return f
 
 

@@ -72,6 +72,9 @@ class TransferClassifier(nn.Module):
 
     task = "classification"
     example_shape = (1, 64, 64)
+    #: options that only choose the initial weights: a checkpoint's own weights replace them, so
+    #: loading one needs neither the ImageNet file nor these options (see load_checkpoint)
+    init_options = ("pretrained", "weights")
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, *, backbone: str = "resnet18",
                  pretrained: bool = False, weights: str | os.PathLike | None = None, freeze: str = "none"):

@@ -137,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..models import get_model
+    from ..models import MODELS, get_model
 
     # "auto" was a bare RuntimeError from torch, "cuda" without CUDA one from the driver, after the read
     device = resolve_device(str(device) if isinstance(device, torch.device) else device)
@@ -151,8 +151,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{folder / WEIGHTS}: corrupt weights ({exc})") from None
     args = config.get("model_args", [])
+    options = dict(config.get("model_options", {}))
+    # Options that only pick the initial weights (a fine-tuned backbone's pretrained=True or
+    # weights=PATH) are not needed to rebuild it: the ImageNet file was read again, so a checkpoint
+    # could not be used on a machine without it ("pretrained weights for resnet18 not found").
+    for key in getattr(MODELS.get(config["model"]), "init_options", ()):
+        options.pop(key, None)
     try:
-        model = get_model(config["model"], *args, **config.get("model_options", {}))
+        model = get_model(config["model"], *args, **options)
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{path}: cannot rebuild model {config['model']!r} ({exc})") from None
     own = model.state_dict()

@@ -1,11 +1,13 @@
 """Train and evaluate a classifier on any labelled image dataset, end to end (the nine steps)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from ..errors import InputError
@@ -44,6 +46,9 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     """Split ``dataset`` (seeded, stratified), train ``model`` with the best weights on validation,
     test once, and write the checkpoint folder ``out`` (metrics and preprocessing in its config).
 
+    Classes without any image (TenGeoP keeps all ten on a subset) are left out of the model, with
+    a warning; every other class needs at least 3 images (one each for training, validation, test).
+
     ``figures``: a folder for the test confusion matrices (counts and row-normalised), the reliability
     diagram and the training curves, named ``confusion[_TAG].png``, ``confusion_normalized[_TAG].png``,
     ``reliability[_TAG].png`` and ``curves[_TAG].png`` with ``figure_tag``.
@@ -61,10 +66,23 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers)
     if not classes:
         classes = [str(i) for i in range(int(data.y.max()) + 1)]
+    counts = np.bincount(data.targets, minlength=len(classes))
+    if (counts == 0).any() and len(counts) == len(classes):
+        # TenGeoP (and a fixed class list) keep absent classes so labels mean the same on every
+        # subset, but nothing can be learnt of them: a subset of the ten failed as "class 'Rain Cells'
+        # has 0 images: at least 3 are needed". The model is trained on the classes present.
+        present = np.flatnonzero(counts)
+        absent = [c for c, n in zip(classes, counts) if n == 0]
+        warnings.warn(f"no images of class(es) {', '.join(map(str, absent))}: the model is trained on the "
+                      f"{len(present)} classes present", stacklevel=2)
+        relabel = np.full(len(classes), -1, dtype=np.int64)
+        relabel[present] = np.arange(len(present))
+        classes = [classes[i] for i in present]
+        data = TensorData(data.x, torch.from_numpy(relabel[data.targets]), classes)
+        counts = counts[present]
     if len(classes) < 2:
         # one class trained a model that always answers it (test accuracy 1.0, log-loss 0)
         raise InputError(f"only one class ({classes[0]!r}): a classifier needs at least 2 classes")
-    counts = np.bincount(data.targets, minlength=len(classes))
     if (counts < 3).any():
         few = [c for c, n in zip(classes, counts) if n < 3]
         raise InputError(f"class {few[0]!r} has {counts[classes.index(few[0])]} images: at least 3 are needed "
