@@ -13,7 +13,7 @@ import inspect
 import numpy as np
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, OceanDLError
 from .autoencoders import ConvAE, DenseAE, LinearAE
 from .blocks import BasicBlock, ConvBNAct
 from .classifiers import MLP, CourseCNN, ResNet, VGGNet
@@ -108,6 +108,8 @@ def get_model(name: str, *args, **options) -> nn.Module:
         raise InputError(f"model {name!r} has no option {bad[0]!r}; options: {', '.join(valid) or 'none'}")
     try:
         return ctor(*args, **options)
+    except OceanDLError:  # already says what is wrong (an InputError is also a ValueError)
+        raise
     except (ValueError, TypeError) as exc:
         # a bad option value (vgg depth=9, channels='abc') came out of the constructor or deep in
         # torch as a bare ValueError/TypeError: exit 1 and a message naming neither model nor option
