@@ -596,7 +596,7 @@ class TenGeoPDataset(_FileImageDataset):
         if absent:
             warnings.warn(
                 f"{class_root}: no vignettes for class(es) {', '.join(absent)}; "
-                f"keeping all ten classes so labels stay F..O = 0..9",
+                f"the labels keep their F..O = 0..9 numbering",
                 stacklevel=2,
             )
         if not files:
