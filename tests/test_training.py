@@ -510,3 +510,17 @@ def test_resumed_optimizer_state_takes_the_parameters_layout(fused):
     opt.step()
     resumed.step()
     assert torch.equal(p, q)
+
+
+def test_freezing_random_weights_is_warned_about(digits):
+    """freeze=backbone without pretrained weights froze random features and trained the head
+    alone, silently: a run that reads like fine-tuning and is not."""
+    from oceandl.training.classifier import train_classifier
+
+    x, y = digits
+    data = TensorData(x[:60], y[:60], ["a", "b", "c", "d"])
+    cfg = TrainConfig(epochs=1, batch_size=32, device="cpu", progress=False)
+    with pytest.warns(UserWarning, match=r"freeze='backbone' without pretrained weights .* freezes random weights"):
+        res = train_classifier(data, "resnet18", None, cfg, model_options={"freeze": "backbone"})
+    trainable = [n for n, p in res["model"].named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("net.fc") for n in trainable)

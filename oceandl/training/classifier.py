@@ -93,6 +93,11 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     train, val, test = (TensorData(data.x[p], data.y[p], classes) for p in parts)
     spec = check_spec({**(preprocessing or {}), "size": list(data.x.shape[-2:]), "channels": int(data.x.shape[1])})
     opts = dict(model_options or {})
+    if opts.get("freeze", "none") != "none" and not (opts.get("pretrained") or opts.get("weights")):
+        # frozen random features: only the head learns, which reads like fine-tuning and is not
+        warnings.warn(f"model {model!r}: freeze={opts['freeze']!r} without pretrained weights (pretrained=true "
+                      "or weights=PATH) freezes random weights; only the unfrozen layers learn", UserWarning,
+                      stacklevel=2)
     if model in ("mlp",) and "input_size" not in opts:
         opts["input_size"] = list(data.x.shape[-2:])
     with torch_rng_scope():  # the initial weights follow --seed; the caller's global generator is left alone
