@@ -76,6 +76,19 @@ def test_picks_other_ranks(rank):
     assert len(model.cv_curve_) == rank + 3
 
 
+def test_cv_squares_fit_small_grids():
+    """The default 9 x 9 CV squares covered whole 4 x 5 frames: every k predicted the CV points by
+    the pixel means, and the flat CV curve kept 1 mode of a rank-2 field (truth RMSE 0.66 on the
+    gaps, 0.24 now). A radius given explicitly is used as is."""
+    gappy, truth = lowrank_cube(200, 4, 5, rank=2, seed=1, land=(0, 1, 0, 1))
+    gaps = (gappy.isnull() & truth.notnull()).values
+    ds = interpolate(gappy, "dineof", return_dataset=True, seed=0, device="cpu")
+    assert interp_metrics(ds["sst"], truth, mask=gaps)["rmse"] < 0.35
+    assert ds.attrs["n_modes"] >= 2 and ds.attrs["cv_radius"] == 0
+    assert DINEOF(seed=0, device="cpu", cv_radius=4).fit(gappy).cv_radius_ == 4
+    assert DINEOF(seed=0, device="cpu").fit(make_cube(nt=20, ny=18, nx=20)[0]).cv_radius_ == 4  # unchanged
+
+
 def test_same_seed_same_output_other_seed_other_cv_set(rank3):
     gappy, _ = rank3
     small = gappy.isel(time=slice(0, 30))
