@@ -147,6 +147,17 @@ def test_iteration_limits(rank3):
     assert loose.n_iter_total_ < strict.n_iter_total_
 
 
+def test_unconverged_cv_fits_are_reported(rank3):
+    """Only the final fit's convergence was reported: on the synthetic SST (120 x 24 x 32) the CV
+    fits of 2-10 modes all stopped at max_iter=100 while the attrs said converged=1."""
+    gappy, _ = rank3
+    small = gappy.isel(time=slice(0, 30))
+    ds = interpolate(small, "dineof", max_iter=1, shrink=0, return_dataset=True, seed=0, device="cpu")
+    assert ds.attrs["cv_unconverged"] == len(json.loads(ds.attrs["cv_curve"])) and ds.attrs["converged"] == 0
+    ok = interpolate(small, "dineof", return_dataset=True, seed=0, device="cpu")
+    assert ok.attrs["cv_unconverged"] == 0 and ok.attrs["converged"] == 1
+
+
 def test_keep_observed_false_gives_the_low_rank_fit(rank3):
     gappy, _ = rank3
     small = gappy.isel(time=slice(0, 30))

@@ -152,6 +152,8 @@ class DINEOF(Interpolator):
     n_modes_ : int, n_iter_ : int (iterations of the final fit), converged_ : bool,
     cv_curve_ : list of (k, cv_rmse) (empty with fixed ``n_modes``), cv_rmse_ : float or None,
     cv_radius_ : int (the CV squares' radius used; only when CV ran),
+    cv_unconverged_ : int (CV-stage fits, of ``len(cv_curve_) + len(shrink_curve_)``, stopped by
+    ``max_iter`` before ``tol``; ``converged_`` is the final fit's),
     shrink_ : float (the threshold used; 0 = classic), shrink_curve_ : list of (lambda, cv_rmse).
     """
 
@@ -378,9 +380,11 @@ class DINEOF(Interpolator):
         curve: list[tuple[int, float]] = []
         best_err, best_k, best = math.inf, 1, None
         total = 0
+        unconverged = 0  # CV-stage fits stopped by max_iter: their CV errors are of unfinished fits
         for k in self._progress(range(1, kmax + 1), "modes"):
-            filled, it, _ = self._iterate(filled, fit_mask, k)
+            filled, it, conv = self._iterate(filled, fit_mask, k)
             total += it
+            unconverged += not conv
             err = cv_rmse(filled)
             curve.append((k, err))
             if err < best_err:
@@ -395,8 +399,9 @@ class DINEOF(Interpolator):
             filled, path_err, path_i = X * fit_mask, math.inf, 0
             for i, lam in enumerate(self._progress(_SHRINK_PATH, "shrink")):
                 self._lam = lam
-                filled, it, _ = self._iterate(filled, fit_mask, kmax)
+                filled, it, conv = self._iterate(filled, fit_mask, kmax)
                 total += it
+                unconverged += not conv
                 err = cv_rmse(filled)
                 self.shrink_curve_.append((lam, err))
                 if err < best_err:
@@ -411,6 +416,7 @@ class DINEOF(Interpolator):
         filled, it, conv = self._iterate(filled, M, best_k)
         self.cv_curve_ = curve
         self.cv_rmse_ = best_err
+        self.cv_unconverged_ = unconverged
         self.n_modes_, self.n_iter_, self.converged_ = best_k, it, conv
         self.n_iter_total_ = total + it
         self._filled_m = self._final(filled, M, best_k)
@@ -437,6 +443,7 @@ class DINEOF(Interpolator):
         attrs["shrink"] = float(self.shrink_)
         if self.cv_curve_:
             attrs["cv_radius"] = self.cv_radius_
+            attrs["cv_unconverged"] = self.cv_unconverged_
             attrs["cv_curve"] = json.dumps([[k, round(e, 8)] for k, e in self.cv_curve_])
             attrs["cv_rmse"] = self.cv_rmse_
         if self.shrink_curve_:
