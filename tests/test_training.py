@@ -524,3 +524,21 @@ def test_freezing_random_weights_is_warned_about(digits):
         res = train_classifier(data, "resnet18", None, cfg, model_options={"freeze": "backbone"})
     trainable = [n for n, p in res["model"].named_parameters() if p.requires_grad]
     assert trainable and all(n.startswith("net.fc") for n in trainable)
+
+
+def test_resuming_an_early_stopped_run_trains_no_more(digits, tmp_path):
+    """A run that stopped early is finished: --resume went on training past the stop (the loop
+    started at the next epoch, patience already spent) and replaced its checkpoint."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=30, lr=0.5, optimizer="sgd", early_stopping=2, scheduler="none", **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    torch.manual_seed(0)
+    full = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta)
+    assert len(full.history) < 30
+    before = (tmp_path / "ck" / "training_state.safetensors").read_bytes()
+    resumed = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [h["epoch"] for h in full.history]
+    assert resumed.best_epoch == full.best_epoch
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert (tmp_path / "ck" / "training_state.safetensors").read_bytes() == before

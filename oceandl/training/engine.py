@@ -520,6 +520,10 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         result.history, result.best_epoch, result.best_val = state["history"], state["best_epoch"], state["best_val"]
         best_state, bad_epochs = state["best_model"], state["bad_epochs"]
         start_epoch = state["epoch"] + 1
+        if cfg.early_stopping and bad_epochs >= cfg.early_stopping:
+            # the run had stopped early: going on trained epochs an uninterrupted run never did
+            # (and replaced its checkpoint with them)
+            start_epoch = cfg.epochs + 1
     elif out is not None and Path(out).exists() and not overwrite:
         raise InputError(f"{out}: already exists (use --overwrite to replace it, or --resume to go on)")
     from tqdm.auto import tqdm
