@@ -542,3 +542,24 @@ def test_resuming_an_early_stopped_run_trains_no_more(digits, tmp_path):
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert (tmp_path / "ck" / "training_state.safetensors").read_bytes() == before
+
+
+def test_checkpoint_config_of_wrong_types_is_named(tmp_path):
+    """An edited config.json with a key of the wrong type failed as a bare ValueError/TypeError
+    (dict('abc'), an unhashable model name); a newer format read as 'not an oceandl checkpoint'."""
+    m = get_model("cnn", 1, 4, channels=(4, 8), hidden=8)
+    save_checkpoint(tmp_path / "ck", m, model_name="cnn", model_args=[1, 4],
+                    model_options={"channels": [4, 8], "hidden": 8}, task="classification")
+    good = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cases = [({"model_options": "abc"}, "model_options must be an object"),
+             ({"model_options": None}, "model_options must be an object"),
+             ({"model": ["cnn"]}, "model must be a registry name"),
+             ({"model_args": 3}, "model_args must be a list"),
+             ({"classes": 4}, "classes must be a list of names or null"),
+             ({"format": "oceandl-checkpoint/2"}, "checkpoint format 'oceandl-checkpoint/2', this oceandl reads")]
+    for change, words in cases:
+        (tmp_path / "ck" / "config.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(CheckpointError, match=f"config.json: {words}"):
+            load_checkpoint(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text(json.dumps({**good, "from_the_future": {"a": 1}}))
+    assert load_checkpoint(tmp_path / "ck")[1]["from_the_future"] == {"a": 1}  # unknown keys are kept

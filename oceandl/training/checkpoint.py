@@ -106,9 +106,26 @@ def read_config(path: str | os.PathLike) -> dict:
         config = json.loads((path / CONFIG).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path / CONFIG}: corrupt JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT or "model" not in config:
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("oceandl-checkpoint/") and fmt != FORMAT:
+        raise CheckpointError(f"{path / CONFIG}: checkpoint format {fmt!r}, this oceandl reads {FORMAT!r} "
+                              "(upgrade oceandl)")
+    if fmt != FORMAT or "model" not in config:
         raise CheckpointError(f"{path / CONFIG}: not an oceandl checkpoint config (format {FORMAT!r} expected)")
+    # an edited or foreign config.json: a wrong type failed later as a bare TypeError/ValueError
+    # (dict("abc"), an unhashable model name) instead of naming the file and the key
+    for key, kinds, what in _CONFIG_TYPES:
+        if key in config and not isinstance(config[key], kinds):
+            raise CheckpointError(f"{path / CONFIG}: {key} must be {what}, got {type(config[key]).__name__} "
+                                  f"{config[key]!r:.60}")
     return config
+
+
+#: (key, types, in words) of the config.json entries that loading a checkpoint relies on
+_CONFIG_TYPES = (("model", str, "a registry name (string)"), ("model_args", list, "a list"),
+                 ("model_options", dict, "an object of options"), ("task", str, "a string"),
+                 ("classes", (list, type(None)), "a list of names or null"),
+                 ("preprocessing", (dict, type(None)), "an object or null"))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
