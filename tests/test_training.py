@@ -563,3 +563,38 @@ def test_checkpoint_config_of_wrong_types_is_named(tmp_path):
             load_checkpoint(tmp_path / "ck")
     (tmp_path / "ck" / "config.json").write_text(json.dumps({**good, "from_the_future": {"a": 1}}))
     assert load_checkpoint(tmp_path / "ck")[1]["from_the_future"] == {"a": 1}  # unknown keys are kept
+
+
+def test_full_disk_while_training_is_one_line_and_resumable(digits, tmp_path, monkeypatch):
+    """A full disk at a checkpoint write was safetensors' 'SafetensorError: Error while
+    serializing: I/O error: ...', without the folder; the previous epoch's checkpoint is kept."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    real, calls = safetensors.torch.save_file, []
+
+    def full_disk(tensors, filename, *a, **k):
+        calls.append(filename)
+        if len(calls) > 2:  # epoch 1 (weights and state) fits, epoch 2 does not
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return real(tensors, filename, *a, **k)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(InputError, match=r"ck: cannot write the checkpoint \(.*No space left on device.*\); "
+                                         "the previous checkpoint there is unchanged"):
+        fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no temporary left behind
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    res = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta, resume=True)
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+
+    def read_only(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", read_only)
+    with pytest.raises(InputError, match=r"new: cannot write the checkpoint \(.*Permission denied\); nothing was"):
+        save_checkpoint(tmp_path / "new", get_model("mlp", 1, 4), model_name="mlp", model_options={},
+                        task="classification")

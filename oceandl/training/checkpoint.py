@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from ..utils import atomic_path, provenance, resolve_device
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_config", "save_training_state",
@@ -43,6 +43,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
     classes, preprocessing, metrics, extra : JSON-able metadata.
     training_state : optional ``(tensors, meta)`` from :func:`flatten_state` for ``--resume``.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     config = {
@@ -51,16 +52,28 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
         **(extra or {}), "provenance": provenance(),
     }
     json.dumps(config)  # fail before touching the disk if something is not JSON-able
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.mkdir()
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str))
-        if training_state is not None:
-            tensors, meta = training_state
-            save_file(tensors, str(tmp / f"{STATE}.safetensors"))
-            (tmp / f"{STATE}.json").write_text(json.dumps(meta))
+    existed = Path(path).exists()
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            tmp.mkdir()
+            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS))
+            (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str))
+            if training_state is not None:
+                tensors, meta = training_state
+                save_file(tensors, str(tmp / f"{STATE}.safetensors"))
+                (tmp / f"{STATE}.json").write_text(json.dumps(meta))
+    except (OSError, SafetensorError) as exc:
+        # a full disk or a read-only folder: safetensors said "SafetensorError: Error while
+        # serializing: I/O error: ..." without the folder, and the CLI added a traceback hint
+        kept = "the previous checkpoint there is unchanged" if existed else "nothing was written"
+        raise InputError(f"{path}: cannot write the checkpoint ({_one_line(exc)}); {kept}") from exc
     return Path(path)
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_pickle(path: Path) -> bool:

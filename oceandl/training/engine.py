@@ -654,11 +654,15 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
     })
     save_checkpoint(out, model, task=task, overwrite=overwrite, extra=extra, training_state=state, **meta)
     model.load_state_dict(live)
-    with open(out / "log.csv", "w", newline="") as fh:
-        keys = list(dict.fromkeys(k for h in result.history for k in h))
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(result.history)
+    try:
+        with open(out / "log.csv", "w", newline="") as fh:
+            keys = list(dict.fromkeys(k for h in result.history for k in h))
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(result.history)
+    except OSError as exc:  # a full disk: one line, as for the checkpoint itself
+        raise InputError(f"{out / 'log.csv'}: cannot write ({exc.strerror or exc}); the checkpoint of epoch "
+                         f"{epoch} is written") from exc
     try:
         from ..plotting import plot_history
 
