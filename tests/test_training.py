@@ -598,3 +598,23 @@ def test_full_disk_while_training_is_one_line_and_resumable(digits, tmp_path, mo
     with pytest.raises(InputError, match=r"new: cannot write the checkpoint \(.*Permission denied\); nothing was"):
         save_checkpoint(tmp_path / "new", get_model("mlp", 1, 4), model_name="mlp", model_options={},
                         task="classification")
+
+
+def test_rot90_augments_non_square_images_by_half_turns():
+    """rot90 left non-square images as they were (a quarter turn changes their shape), silently:
+    they now turn by 0 or 180 degrees, as predict's TTA does; square images by any quarter turn."""
+    from oceandl.training import BatchAugment
+
+    aug = BatchAugment(("rot90",))
+    x = torch.arange(64 * 2 * 3, dtype=torch.float32).reshape(64, 1, 2, 3) + 100 * torch.arange(64).view(64, 1, 1, 1)
+    torch.manual_seed(0)
+    out = aug(x)
+    assert out.shape == x.shape
+    turned = [bool(torch.equal(o, torch.rot90(s, 2, (-2, -1)))) for o, s in zip(out, x)]
+    same = [bool(torch.equal(o, s)) for o, s in zip(out, x)]
+    assert all(t or s for t, s in zip(turned, same)) and 10 < sum(turned) < 54
+    sq = torch.randn(64, 1, 3, 3)
+    torch.manual_seed(0)
+    out = aug(sq)
+    turns = {next(k for k in range(4) if torch.equal(o, torch.rot90(s, k, (-2, -1)))) for o, s in zip(out, sq)}
+    assert turns == {0, 1, 2, 3}
