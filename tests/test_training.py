@@ -618,3 +618,13 @@ def test_rot90_augments_non_square_images_by_half_turns():
     out = aug(sq)
     turns = {next(k for k in range(4) if torch.equal(o, torch.rot90(s, k, (-2, -1)))) for o, s in zip(out, sq)}
     assert turns == {0, 1, 2, 3}
+
+
+def test_history_logs_the_learning_rate_each_epoch_trained_at(digits):
+    """The lr in the history (log.csv, curves) was read after the epoch's steps: the next epoch's
+    rate (a step schedule logged 1e-4 for an epoch run at 1e-3, a cosine 0 for its last epoch)."""
+    train, val = _sets(digits)  # 180 training images: 6 steps an epoch, the step schedule's period
+    res = fit(get_model("mlp", 1, 4), train, val, TrainConfig(epochs=3, lr=1e-3, scheduler="step", **FAST))
+    np.testing.assert_allclose([h["lr"] for h in res.history], [1e-3, 1e-4, 1e-5], rtol=1e-9)
+    res = fit(get_model("mlp", 1, 4), train, val, TrainConfig(epochs=2, lr=1e-3, scheduler="cosine", **FAST))
+    np.testing.assert_allclose([h["lr"] for h in res.history], [1e-3, 5e-4], rtol=1e-9)

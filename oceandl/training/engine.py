@@ -542,6 +542,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             seed_torch(_dist.rank_seed(cfg.seed * 100_003 + epoch), device)
         model.train()
         tot, correct, n = 0.0, 0, 0
+        # the rate this epoch trained at: read after it, it was the next epoch's (a step schedule
+        # logged 1e-4 for an epoch run at 1e-3, a cosine 0 for its last one)
+        lr = opt.param_groups[0]["lr"]
         te = time.perf_counter()
         for x, y in train_b.epoch(gen):
             x = aug(x)
@@ -565,7 +568,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
         correct, n = int(correct), int(n)
         seen += n
-        row = {"epoch": epoch, "train_loss": tot / n, "lr": opt.param_groups[0]["lr"],
+        row = {"epoch": epoch, "train_loss": tot / n, "lr": lr,
                "seconds": time.perf_counter() - te}
         if task == "classification":
             row["train_accuracy"] = correct / n
