@@ -628,3 +628,14 @@ def test_history_logs_the_learning_rate_each_epoch_trained_at(digits):
     np.testing.assert_allclose([h["lr"] for h in res.history], [1e-3, 1e-4, 1e-5], rtol=1e-9)
     res = fit(get_model("mlp", 1, 4), train, val, TrainConfig(epochs=2, lr=1e-3, scheduler="cosine", **FAST))
     np.testing.assert_allclose([h["lr"] for h in res.history], [1e-3, 5e-4], rtol=1e-9)
+
+
+@pytest.mark.parametrize("option, value, words", [("label_smoothing", 1.5, r"within \[0, 1\]"),
+                                                  ("label_smoothing", -0.1, r"within \[0, 1\]"),
+                                                  ("weight_decay", -0.1, ">= 0"), ("momentum", -1.0, ">= 0")])
+def test_optimizer_and_loss_settings_are_checked_up_front(option, value, words):
+    """torch refused these only once the run began (label smoothing at the first step, after the
+    data was read), as a bare RuntimeError/ValueError."""
+    with pytest.raises(InputError, match=f"{option} must be {words}, got {value}"):
+        TrainConfig(**{option: value})
+    TrainConfig(**{option: 0.0})

@@ -95,6 +95,13 @@ class TrainConfig:
         for name in ("early_stopping", "l1", "l2"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        # else torch refused them only when the run began (label smoothing at the first step, after
+        # the data was read) as a bare RuntimeError/ValueError
+        for name in ("weight_decay", "momentum"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing <= 1:
+            raise InputError(f"label_smoothing must be within [0, 1], got {self.label_smoothing}")
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or self.num_workers < 0):
             raise InputError(f"num_workers must be >= 0 (or None: automatic), got {self.num_workers}")
 
