@@ -524,3 +524,118 @@ def test_freezing_random_weights_is_warned_about(digits):
         res = train_classifier(data, "resnet18", None, cfg, model_options={"freeze": "backbone"})
     trainable = [n for n, p in res["model"].named_parameters() if p.requires_grad]
     assert trainable and all(n.startswith("net.fc") for n in trainable)
+
+
+def test_resuming_an_early_stopped_run_trains_no_more(digits, tmp_path):
+    """A run that stopped early is finished: --resume went on training past the stop (the loop
+    started at the next epoch, patience already spent) and replaced its checkpoint."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=30, lr=0.5, optimizer="sgd", early_stopping=2, scheduler="none", **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    torch.manual_seed(0)
+    full = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta)
+    assert len(full.history) < 30
+    before = (tmp_path / "ck" / "training_state.safetensors").read_bytes()
+    resumed = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [h["epoch"] for h in full.history]
+    assert resumed.best_epoch == full.best_epoch
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert (tmp_path / "ck" / "training_state.safetensors").read_bytes() == before
+
+
+def test_checkpoint_config_of_wrong_types_is_named(tmp_path):
+    """An edited config.json with a key of the wrong type failed as a bare ValueError/TypeError
+    (dict('abc'), an unhashable model name); a newer format read as 'not an oceandl checkpoint'."""
+    m = get_model("cnn", 1, 4, channels=(4, 8), hidden=8)
+    save_checkpoint(tmp_path / "ck", m, model_name="cnn", model_args=[1, 4],
+                    model_options={"channels": [4, 8], "hidden": 8}, task="classification")
+    good = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cases = [({"model_options": "abc"}, "model_options must be an object"),
+             ({"model_options": None}, "model_options must be an object"),
+             ({"model": ["cnn"]}, "model must be a registry name"),
+             ({"model_args": 3}, "model_args must be a list"),
+             ({"classes": 4}, "classes must be a list of names or null"),
+             ({"format": "oceandl-checkpoint/2"}, "checkpoint format 'oceandl-checkpoint/2', this oceandl reads")]
+    for change, words in cases:
+        (tmp_path / "ck" / "config.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(CheckpointError, match=f"config.json: {words}"):
+            load_checkpoint(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text(json.dumps({**good, "from_the_future": {"a": 1}}))
+    assert load_checkpoint(tmp_path / "ck")[1]["from_the_future"] == {"a": 1}  # unknown keys are kept
+
+
+def test_full_disk_while_training_is_one_line_and_resumable(digits, tmp_path, monkeypatch):
+    """A full disk at a checkpoint write was safetensors' 'SafetensorError: Error while
+    serializing: I/O error: ...', without the folder; the previous epoch's checkpoint is kept."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    real, calls = safetensors.torch.save_file, []
+
+    def full_disk(tensors, filename, *a, **k):
+        calls.append(filename)
+        if len(calls) > 2:  # epoch 1 (weights and state) fits, epoch 2 does not
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return real(tensors, filename, *a, **k)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(InputError, match=r"ck: cannot write the checkpoint \(.*No space left on device.*\); "
+                                         "the previous checkpoint there is unchanged"):
+        fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no temporary left behind
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    res = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta, resume=True)
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+
+    def read_only(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", read_only)
+    with pytest.raises(InputError, match=r"new: cannot write the checkpoint \(.*Permission denied\); nothing was"):
+        save_checkpoint(tmp_path / "new", get_model("mlp", 1, 4), model_name="mlp", model_options={},
+                        task="classification")
+
+
+def test_rot90_augments_non_square_images_by_half_turns():
+    """rot90 left non-square images as they were (a quarter turn changes their shape), silently:
+    they now turn by 0 or 180 degrees, as predict's TTA does; square images by any quarter turn."""
+    from oceandl.training import BatchAugment
+
+    aug = BatchAugment(("rot90",))
+    x = torch.arange(64 * 2 * 3, dtype=torch.float32).reshape(64, 1, 2, 3) + 100 * torch.arange(64).view(64, 1, 1, 1)
+    torch.manual_seed(0)
+    out = aug(x)
+    assert out.shape == x.shape
+    turned = [bool(torch.equal(o, torch.rot90(s, 2, (-2, -1)))) for o, s in zip(out, x)]
+    same = [bool(torch.equal(o, s)) for o, s in zip(out, x)]
+    assert all(t or s for t, s in zip(turned, same)) and 10 < sum(turned) < 54
+    sq = torch.randn(64, 1, 3, 3)
+    torch.manual_seed(0)
+    out = aug(sq)
+    turns = {next(k for k in range(4) if torch.equal(o, torch.rot90(s, k, (-2, -1)))) for o, s in zip(out, sq)}
+    assert turns == {0, 1, 2, 3}
+
+
+def test_history_logs_the_learning_rate_each_epoch_trained_at(digits):
+    """The lr in the history (log.csv, curves) was read after the epoch's steps: the next epoch's
+    rate (a step schedule logged 1e-4 for an epoch run at 1e-3, a cosine 0 for its last epoch)."""
+    train, val = _sets(digits)  # 180 training images: 6 steps an epoch, the step schedule's period
+    res = fit(get_model("mlp", 1, 4), train, val, TrainConfig(epochs=3, lr=1e-3, scheduler="step", **FAST))
+    np.testing.assert_allclose([h["lr"] for h in res.history], [1e-3, 1e-4, 1e-5], rtol=1e-9)
+    res = fit(get_model("mlp", 1, 4), train, val, TrainConfig(epochs=2, lr=1e-3, scheduler="cosine", **FAST))
+    np.testing.assert_allclose([h["lr"] for h in res.history], [1e-3, 5e-4], rtol=1e-9)
+
+
+@pytest.mark.parametrize("option, value, words", [("label_smoothing", 1.5, r"within \[0, 1\]"),
+                                                  ("label_smoothing", -0.1, r"within \[0, 1\]"),
+                                                  ("weight_decay", -0.1, ">= 0"), ("momentum", -1.0, ">= 0")])
+def test_optimizer_and_loss_settings_are_checked_up_front(option, value, words):
+    """torch refused these only once the run began (label smoothing at the first step, after the
+    data was read), as a bare RuntimeError/ValueError."""
+    with pytest.raises(InputError, match=f"{option} must be {words}, got {value}"):
+        TrainConfig(**{option: value})
+    TrainConfig(**{option: 0.0})

@@ -22,7 +22,8 @@ class BatchAugment:
 
     Parameters
     ----------
-    names : subset of :data:`AUGMENTATIONS`.
+    names : subset of :data:`AUGMENTATIONS`. ``rot90`` turns square images by a random multiple of
+        90 degrees, others by 0 or 180 degrees.
     translate : max shift as a fraction of the image size.
     degrees : max rotation angle.
     scale : max relative zoom (zoom in [1 - scale, 1 + scale]).
@@ -65,8 +66,11 @@ class BatchAugment:
             fv = torch.rand(n, 1, 1, 1, device=dev) < 0.5
             x = torch.where(fh, x.flip(-1), x)
             x = torch.where(fv, x.flip(-2), x)
-        if "rot90" in names and x.shape[-1] == x.shape[-2]:
-            k = torch.randint(0, 4, (n,), device=dev)
+        if "rot90" in names:
+            # a quarter turn of an H x W image is W x H: non-square images turn by 0 or 180 degrees
+            # (the shape-keeping turns, as in predict's TTA), where they were left unaugmented
+            square = x.shape[-1] == x.shape[-2]
+            k = torch.randint(0, 4, (n,), device=dev) if square else 2 * torch.randint(0, 2, (n,), device=dev)
             out = x.clone()
             for r in range(1, 4):
                 sel = k == r

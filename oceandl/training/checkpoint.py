@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from ..utils import atomic_path, provenance, resolve_device
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_config", "save_training_state",
@@ -43,6 +43,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
     classes, preprocessing, metrics, extra : JSON-able metadata.
     training_state : optional ``(tensors, meta)`` from :func:`flatten_state` for ``--resume``.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     config = {
@@ -51,16 +52,28 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
         **(extra or {}), "provenance": provenance(),
     }
     json.dumps(config)  # fail before touching the disk if something is not JSON-able
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.mkdir()
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str))
-        if training_state is not None:
-            tensors, meta = training_state
-            save_file(tensors, str(tmp / f"{STATE}.safetensors"))
-            (tmp / f"{STATE}.json").write_text(json.dumps(meta))
+    existed = Path(path).exists()
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            tmp.mkdir()
+            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS))
+            (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str))
+            if training_state is not None:
+                tensors, meta = training_state
+                save_file(tensors, str(tmp / f"{STATE}.safetensors"))
+                (tmp / f"{STATE}.json").write_text(json.dumps(meta))
+    except (OSError, SafetensorError) as exc:
+        # a full disk or a read-only folder: safetensors said "SafetensorError: Error while
+        # serializing: I/O error: ..." without the folder, and the CLI added a traceback hint
+        kept = "the previous checkpoint there is unchanged" if existed else "nothing was written"
+        raise InputError(f"{path}: cannot write the checkpoint ({_one_line(exc)}); {kept}") from exc
     return Path(path)
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_pickle(path: Path) -> bool:
@@ -106,9 +119,26 @@ def read_config(path: str | os.PathLike) -> dict:
         config = json.loads((path / CONFIG).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path / CONFIG}: corrupt JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT or "model" not in config:
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("oceandl-checkpoint/") and fmt != FORMAT:
+        raise CheckpointError(f"{path / CONFIG}: checkpoint format {fmt!r}, this oceandl reads {FORMAT!r} "
+                              "(upgrade oceandl)")
+    if fmt != FORMAT or "model" not in config:
         raise CheckpointError(f"{path / CONFIG}: not an oceandl checkpoint config (format {FORMAT!r} expected)")
+    # an edited or foreign config.json: a wrong type failed later as a bare TypeError/ValueError
+    # (dict("abc"), an unhashable model name) instead of naming the file and the key
+    for key, kinds, what in _CONFIG_TYPES:
+        if key in config and not isinstance(config[key], kinds):
+            raise CheckpointError(f"{path / CONFIG}: {key} must be {what}, got {type(config[key]).__name__} "
+                                  f"{config[key]!r:.60}")
     return config
+
+
+#: (key, types, in words) of the config.json entries that loading a checkpoint relies on
+_CONFIG_TYPES = (("model", str, "a registry name (string)"), ("model_args", list, "a list"),
+                 ("model_options", dict, "an object of options"), ("task", str, "a string"),
+                 ("classes", (list, type(None)), "a list of names or null"),
+                 ("preprocessing", (dict, type(None)), "an object or null"))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",

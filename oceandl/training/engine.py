@@ -95,6 +95,13 @@ class TrainConfig:
         for name in ("early_stopping", "l1", "l2"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        # else torch refused them only when the run began (label smoothing at the first step, after
+        # the data was read) as a bare RuntimeError/ValueError
+        for name in ("weight_decay", "momentum"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing <= 1:
+            raise InputError(f"label_smoothing must be within [0, 1], got {self.label_smoothing}")
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or self.num_workers < 0):
             raise InputError(f"num_workers must be >= 0 (or None: automatic), got {self.num_workers}")
 
@@ -520,6 +527,10 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         result.history, result.best_epoch, result.best_val = state["history"], state["best_epoch"], state["best_val"]
         best_state, bad_epochs = state["best_model"], state["bad_epochs"]
         start_epoch = state["epoch"] + 1
+        if cfg.early_stopping and bad_epochs >= cfg.early_stopping:
+            # the run had stopped early: going on trained epochs an uninterrupted run never did
+            # (and replaced its checkpoint with them)
+            start_epoch = cfg.epochs + 1
     elif out is not None and Path(out).exists() and not overwrite:
         raise InputError(f"{out}: already exists (use --overwrite to replace it, or --resume to go on)")
     from tqdm.auto import tqdm
@@ -538,6 +549,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             seed_torch(_dist.rank_seed(cfg.seed * 100_003 + epoch), device)
         model.train()
         tot, correct, n = 0.0, 0, 0
+        # the rate this epoch trained at: read after it, it was the next epoch's (a step schedule
+        # logged 1e-4 for an epoch run at 1e-3, a cosine 0 for its last one)
+        lr = opt.param_groups[0]["lr"]
         te = time.perf_counter()
         for x, y in train_b.epoch(gen):
             x = aug(x)
@@ -561,7 +575,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
         correct, n = int(correct), int(n)
         seen += n
-        row = {"epoch": epoch, "train_loss": tot / n, "lr": opt.param_groups[0]["lr"],
+        row = {"epoch": epoch, "train_loss": tot / n, "lr": lr,
                "seconds": time.perf_counter() - te}
         if task == "classification":
             row["train_accuracy"] = correct / n
@@ -650,11 +664,15 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
     })
     save_checkpoint(out, model, task=task, overwrite=overwrite, extra=extra, training_state=state, **meta)
     model.load_state_dict(live)
-    with open(out / "log.csv", "w", newline="") as fh:
-        keys = list(dict.fromkeys(k for h in result.history for k in h))
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(result.history)
+    try:
+        with open(out / "log.csv", "w", newline="") as fh:
+            keys = list(dict.fromkeys(k for h in result.history for k in h))
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(result.history)
+    except OSError as exc:  # a full disk: one line, as for the checkpoint itself
+        raise InputError(f"{out / 'log.csv'}: cannot write ({exc.strerror or exc}); the checkpoint of epoch "
+                         f"{epoch} is written") from exc
     try:
         from ..plotting import plot_history
 
