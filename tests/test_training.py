@@ -639,3 +639,22 @@ def test_optimizer_and_loss_settings_are_checked_up_front(option, value, words):
     with pytest.raises(InputError, match=f"{option} must be {words}, got {value}"):
         TrainConfig(**{option: value})
     TrainConfig(**{option: 0.0})
+
+
+def test_checkpoint_files_are_readable_like_other_new_files(digits, tmp_path):
+    """safetensors wrote the weights (and the resumable state) 0600: on a shared cluster the
+    group could read config.json but not the weights. They follow the umask now."""
+    import os
+    import stat
+
+    x, y = digits
+    model = get_model("mlp", 1, 4, input_size=28, hidden=(8,))
+    old = os.umask(0o022)
+    try:
+        fit(model, TensorData(x[:32], y[:32]), None, TrainConfig(epochs=1, batch_size=16, device="cpu",
+                                                                 progress=False), out=tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "ckpt").iterdir()}
+    assert modes and all(m == 0o644 for m in modes.values()), {k: oct(v) for k, v in modes.items()}
+    assert "weights.safetensors" in modes

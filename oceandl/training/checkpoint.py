@@ -44,7 +44,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
     training_state : optional ``(tensors, meta)`` from :func:`flatten_state` for ``--resume``.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import save_file
 
     config = {
         "format": FORMAT, "model": model_name, "model_args": list(model_args), "model_options": model_options, "task": task,
@@ -57,11 +56,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
         with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.mkdir()
             state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS))
+            _save_tensors(state, tmp / WEIGHTS)
             (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=str))
             if training_state is not None:
                 tensors, meta = training_state
-                save_file(tensors, str(tmp / f"{STATE}.safetensors"))
+                _save_tensors(tensors, tmp / f"{STATE}.safetensors")
                 (tmp / f"{STATE}.json").write_text(json.dumps(meta))
     except (OSError, SafetensorError) as exc:
         # a full disk or a read-only folder: safetensors said "SafetensorError: Error while
@@ -69,6 +68,32 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
         kept = "the previous checkpoint there is unchanged" if existed else "nothing was written"
         raise InputError(f"{path}: cannot write the checkpoint ({_one_line(exc)}); {kept}") from exc
     return Path(path)
+
+
+def _save_tensors(tensors: dict, path: Path) -> None:
+    """``safetensors`` file with the permissions of any other new file (the umask's).
+
+    safetensors creates its files 0600: on a shared cluster the weights were unreadable to the
+    group, next to a readable config.json.
+    """
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path))
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (os.umask sets it, and
+    another thread creating a file in between would get the wrong mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
@@ -244,13 +269,11 @@ def unflatten_state(tensors: dict[str, torch.Tensor], meta: Any) -> Any:
 
 def save_training_state(folder: str | os.PathLike, state: dict) -> None:
     """Write (or replace) the resumable training state inside an existing checkpoint folder."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     tensors, meta = flatten_state(state)
     tmp = folder / f".{STATE}.part"
     tmp.mkdir(exist_ok=True)
-    save_file(tensors, str(tmp / f"{STATE}.safetensors"))
+    _save_tensors(tensors, tmp / f"{STATE}.safetensors")
     (tmp / f"{STATE}.json").write_text(json.dumps(meta))
     for name in (f"{STATE}.safetensors", f"{STATE}.json"):
         os.replace(tmp / name, folder / name)
