@@ -26,6 +26,7 @@ def test_wheel_installs_in_fresh_venv_and_cli_runs(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.startswith("oceandl-")}
     assert tops == {"oceandl"}, f"only the oceandl import name may be installed, got {tops}"
     assert "oceandl/datasets/__init__.py" in names and "oceandl/cli/main.py" in names
+    assert "oceandl/__main__.py" in names  # `python -m oceandl`
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
@@ -43,3 +44,18 @@ def test_wheel_installs_in_fresh_venv_and_cli_runs(tmp_path):
                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert where.returncode == 0, where.stderr
     assert str(env_dir) in where.stdout
+
+
+def test_python_m_oceandl_is_the_command(tmp_path):
+    """`python -m oceandl` failed ('oceandl' is a package and cannot be directly executed); it is the
+    command, for a virtual environment that is not activated or a job script naming its interpreter."""
+    import oceandl
+
+    out = subprocess.run([sys.executable, "-m", "oceandl", "--version"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"oceandl, version {oceandl.__version__}"
+    bad = subprocess.run([sys.executable, "-m", "oceandl", "eof", str(tmp_path / "none.nc"), "-o",
+                          str(tmp_path / "e.nc")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("Error:") and "none.nc" in bad.stderr, bad.stderr
+
