@@ -59,3 +59,19 @@ def test_python_m_oceandl_is_the_command(tmp_path):
                           str(tmp_path / "e.nc")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("Error:") and "none.nc" in bad.stderr, bad.stderr
 
+
+def test_command_starts_without_tomllib(tmp_path):
+    """requires-python says >= 3.10, where the standard library has no tomllib: a top-level
+    `import tomllib` in the benchmark runner stopped every oceandl command from starting. Only
+    `benchmark --config` reads TOML; without a TOML reader it is a one-line error (exit 2)."""
+    code = ("import sys; sys.modules['tomllib'] = sys.modules['tomli'] = None\n"
+            "from oceandl.cli.main import main; sys.exit(main())")
+    run = [sys.executable, "-c", code]
+    ok = subprocess.run([*run, "synth", "sst", "--n", "3", "--size", "8", "-o", str(tmp_path / "s.nc")],
+                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / "c.toml").write_text("n_time = 4\n")
+    bad = subprocess.run([*run, "benchmark", "sst", "--config", str(tmp_path / "c.toml"), "-o", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert bad.returncode == 2 and "--config" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    assert not (tmp_path / "r").exists()
