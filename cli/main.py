@@ -83,6 +83,13 @@ def _check_device(ctx, param, value):
     return value
 
 
+def _check_output_option(ctx, param, value):
+    """`-o ""` (click makes it '.') or `-o .` names the current folder, never an output."""
+    if value is not None and str(value) == ".":
+        raise click.BadParameter("empty, or the current folder; name the file or folder to write", ctx, param)
+    return value
+
+
 def common(f=None, *, output: str | None = "output file", seed: bool = True, device: bool = True):
     """Add the shared options: -o/--output, --overwrite, --seed, --device."""
 
@@ -96,7 +103,8 @@ def common(f=None, *, output: str | None = "output file", seed: bool = True, dev
                               help="Random seed (>= 0).")(fn)
         if output:
             fn = click.option("--overwrite", is_flag=True, help="Replace an existing output.")(fn)
-            fn = click.option("-o", "--output", type=click.Path(path_type=Path), help=f"Write the {output} here.")(fn)
+            fn = click.option("-o", "--output", type=click.Path(path_type=Path), callback=_check_output_option,
+                              help=f"Write the {output} here.")(fn)
         return fn
 
     return deco(f) if f else deco
@@ -324,9 +332,11 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 
     output = _need_output(output, "checkpoint folder")
     if not resume:
+        from oceandl.training.checkpoint import is_checkpoint_folder
         from oceandl.utils import check_output_path
 
-        check_output_path(output, overwrite)
+        check_output_path(output, overwrite, kind="folder", replaceable=is_checkpoint_folder,
+                          what="checkpoint")
     if demo == (data is not None):
         raise click.UsageError("give either --data DIR or --demo")
     if demo:
@@ -402,7 +412,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     output = _need_output(output, "predictions")
     if output.suffix.lower() not in (".csv", ".nc"):
         raise InputError(f"{output}: the output must end in .csv or .nc")
-    check_output_path(output, overwrite)
+    check_output_path(output, overwrite, kind="file", what="predictions file")
     from oceandl.classification import classify as run_classify
     from oceandl.errors import CheckpointError
     from oceandl.training import read_config
@@ -613,7 +623,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
     output = _need_output(output, "EOF netCDF")
     from oceandl.utils import check_output_path
 
-    check_output_path(output, overwrite, inputs=(input_path,))
+    check_output_path(output, overwrite, inputs=(input_path,), kind="file", what="EOF netCDF")
     da = open_field(input_path, var)
     res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
     ds = to_source_grid(res.to_dataset(), source_grid(da))  # EOFs on the input's grid and dim names
@@ -689,7 +699,11 @@ def synth(kind, n, size, cloud_cover, output, overwrite, seed):
     from oceandl.utils import atomic_path, check_output_path
 
     output = _need_output(output, "synthetic data")
-    check_output_path(output, overwrite)
+    if kind == "sst":
+        check_output_path(output, overwrite, kind="file", what="netCDF file")
+    else:
+        check_output_path(output, overwrite, kind="folder", replaceable=_is_synth_folder(kind),
+                          what=f"synthetic {kind} image set")
     if kind == "sst":
         from oceandl.datasets.sst import synthetic_sst
         from oceandl.io import write_netcdf
@@ -705,6 +719,19 @@ def synth(kind, n, size, cloud_cover, output, overwrite, seed):
         with atomic_path(output, overwrite=overwrite) as tmp:
             make(tmp, n_per_class=20 if n is None else n, size=64 if size is None else size, seed=seed)
     _echo(f"{kind} written to {output}")
+
+
+def _is_synth_folder(kind: str):
+    """Recognise a folder `oceandl synth KIND` wrote: only its class folders (and metadata.csv)."""
+
+    def check(path: Path) -> bool:
+        from oceandl.datasets import synthetic_images as si
+        from oceandl.datasets.images import TENGEOP_CLASSES
+
+        names = set(TENGEOP_CLASSES) | {"metadata.csv"} if kind == "sar" else set(si.PLANKTON_CLASSES)
+        return all(p.name in names for p in path.iterdir())
+
+    return check
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -420,3 +420,56 @@ def test_sigterm_mid_benchmark_leaves_nothing_behind(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Error: terminated" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_never_replaces_other_things(runner, sst_file, tmp_path, monkeypatch):
+    """`-o data --overwrite` deleted a folder of the user's data (train classifier, train
+    interpolator, synth sar/plankton put their output in its place; eof and synth sst a netCDF
+    file); `-o "" --overwrite` tried to swap the current folder out (exit 1). --overwrite now
+    replaces only an earlier output of the same kind: a file a file, a checkpoint a checkpoint."""
+    import torch
+
+    from oceandl.errors import InputError
+    from oceandl.io import write_netcdf
+    from oceandl.training import save_checkpoint
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "thesis.txt").write_text("precious")
+    (tmp_path / "stack.nc").mkdir()  # a folder that looks like a file output
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["train", "classifier", "--data", str(data), "-o", "data"], "not an earlier checkpoint"),
+        (["train", "interpolator", str(sst_file), "--set", "steps=1", "-o", "data"], "not an earlier checkpoint"),
+        (["synth", "sar", "--n", "1", "--size", "16", "-o", "data"], "not an earlier synthetic sar"),
+        (["synth", "plankton", "--n", "1", "--size", "16", "-o", "data"], "not an earlier synthetic plankton"),
+        (["synth", "sst", "--n", "3", "--size", "8", "-o", "data"], "is a folder"),
+        (["eof", str(sst_file), "-o", "stack.nc"], "is a folder"),
+        (["interpolate", str(sst_file), "--method", "climatology", "-o", "stack.nc"], "is a folder"),
+        (["classify", "--model", "data", str(data), "-o", "stack.nc"], "is a folder"),
+        (["synth", "sar", "--n", "1", "--size", "16", "-o", str(sst_file)], "is a file"),
+        (["synth", "sst", "--n", "3", "--size", "8", "-o", ""], "--output"),
+        (["train", "classifier", "--demo", "-o", "."], "--output"),
+    ]
+    for args, words in cases:
+        res = runner.invoke(cli, [*args, "--overwrite", "--quiet"] if args[0] not in ("synth", "eof") else
+                            [*args, "--overwrite"])
+        assert res.exit_code == 2 and words in res.output.strip().splitlines()[-1], (args, res.output)
+    with pytest.MonkeyPatch.context() as m:  # a folder output never replaces the folder the user is in
+        m.chdir(data)
+        res = runner.invoke(cli, ["synth", "sar", "--n", "1", "--size", "16", "-o", str(data), "--overwrite"])
+        assert res.exit_code == 2 and "holds the current folder" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "stack.nc"]
+    assert [p.name for p in data.iterdir()] == ["thesis.txt"] and not any((tmp_path / "stack.nc").iterdir())
+    # the library refuses too
+    with pytest.raises(InputError, match="not an earlier checkpoint"):
+        save_checkpoint(data, torch.nn.Linear(2, 2), model_name="x", model_options={}, task="classification",
+                        overwrite=True)
+    with pytest.raises(InputError, match="is a folder"):
+        write_netcdf(xr.Dataset({"a": ("x", [1.0])}), tmp_path / "stack.nc", overwrite=True)
+    # an earlier output of the same kind (or an empty folder) is still replaced
+    for out in ("sar", "sar", "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        res = runner.invoke(cli, ["synth", "sar", "--n", "1", "--size", "16", "-o", out, "--overwrite"])
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "sar" / "metadata.csv").is_file() and (tmp_path / "empty" / "metadata.csv").is_file()
