@@ -184,7 +184,17 @@ def _need_output(output: Path | None, what: str) -> Path:
 
 
 def _echo(msg: str) -> None:
+    """A progress message on stderr; none with --quiet (results go to stdout, warnings always print)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("quiet"):
+        return
     click.echo(msg, err=True)
+
+
+def _progress(quiet: bool) -> bool:
+    """Progress bars only on a terminal: in a log file, a pipe or a batch job's output tqdm's
+    carriage-return redraws piled up on one line (an error then began mid-line after them)."""
+    return not quiet and sys.stderr.isatty()
 
 
 @click.group(cls=OceandlGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -241,7 +251,7 @@ def train():
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
 @training_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
                            seed, device):
@@ -262,7 +272,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     output = _need_output(output, "checkpoint folder")
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     click.echo(train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
-                                  overwrite=overwrite, demo=demo, progress=not quiet, log=_echo))
+                                  overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo))
 
 
 def _open_labelled(data: Path, size, channels, on_error):
@@ -311,7 +321,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
 @click.option("--fused-optimizer/--no-fused-optimizer", default=True, show_default=True, help="The optimizer's step as one fused kernel (CPU, CUDA).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
                          augment, optimizer, class_weights, l1, l2, early_stopping, options, resume, on_error,
@@ -369,7 +379,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                       augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
                       amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
                       channels_last=channels_last, fused=fused_optimizer,
-                      progress=not quiet)
+                      progress=_progress(quiet))
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing={"intensity": intensity, "normalize": normalize},
                            model_options=_kv(options), figures=output)
@@ -391,7 +401,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per forward pass.")
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="predictions (.csv or .nc)")
 def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_error, quiet, output, overwrite, seed,
              device):
@@ -434,7 +444,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
                                   "(train one with `oceandl train classifier`)")
         data, meta = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
         ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
-                          tta=tta, progress=not quiet)
+                          tta=tta, progress=_progress(quiet))
         if meta:
             import numpy as np
 
@@ -471,7 +481,7 @@ def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, e
     train_dir = make_sar_vignettes(tmp / "train", n_per_class=n_per_class, size=size, seed=seed)
     test_dir = make_sar_vignettes(tmp / "heldout", n_per_class=3, size=size, seed=seed + 1)
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed, device=device, augment=("flip", "rot90"),
-                      scheduler="onecycle", progress=not quiet)
+                      scheduler="onecycle", progress=_progress(quiet))
     res = train_classifier(open_image_dataset(train_dir), "cnn", tmp / "model", cfg,
                            preprocessing={"intensity": "db", "normalize": "per_image"},
                            model_options={"channels": (16, 32), "hidden": 64})
@@ -555,7 +565,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's float variables (0: uncompressed: written several times faster, about 1.5x larger).")
 @training_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, options, checkpoint, figure, demo, epochs, batch_size, lr, quiet,
                 output, overwrite, seed, device, chunks=None, halo=None, complevel=4):
@@ -586,7 +596,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
         from oceandl.interp.chunked import interpolate_chunked
 
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
-                                  device=device, overwrite=overwrite, progress=not quiet, complevel=complevel,
+                                  device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
                                   log=_echo, **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
                    f"-> {output}")
@@ -595,7 +605,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
         figure = output.with_suffix(".png")
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, options=opts,
                                 seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
-                                progress=not quiet, complevel=complevel, log=_echo)
+                                progress=_progress(quiet), complevel=complevel, log=_echo)
     click.echo(summary)
 
 
@@ -642,7 +652,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
 @click.option("--config", "toml_path", type=click.Path(path_type=Path), help="TOML file of config values.")
 @click.option("--set", "options", multiple=True, help="Config override key=value.")
 @click.option("--download", is_flag=True, help="MNIST: fetch the data through torchvision first (needs network).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="run folder")
 def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, output, overwrite, seed, device):
     """Run a reproducible benchmark and write its run folder (results.json, results.md, run.json, figures).
@@ -676,7 +686,7 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
     if data is not None:
         overrides["data"] = str(data)
     out, results = run_pipeline(pipe, output, overrides=overrides, toml_path=toml_path, overwrite=overwrite,
-                                device=device, progress=not quiet, log=_echo)
+                                device=device, progress=_progress(quiet), log=_echo)
     click.echo((out / "results.md").read_text().split("\n\n")[2])
     _echo(f"run folder: {out}")
 

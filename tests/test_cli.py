@@ -473,3 +473,30 @@ def test_overwrite_never_replaces_other_things(runner, sst_file, tmp_path, monke
         res = runner.invoke(cli, ["synth", "sar", "--n", "1", "--size", "16", "-o", out, "--overwrite"])
         assert res.exit_code == 0, res.output
     assert (tmp_path / "sar" / "metadata.csv").is_file() and (tmp_path / "empty" / "metadata.csv").is_file()
+
+
+def test_log_file_gets_lines_not_progress_bars_and_quiet_keeps_results(sst_file, tmp_path):
+    """`oceandl ... 2> log` (a batch job, a pipe): tqdm's carriage-return redraws piled up on one
+    line of the log, and an error then began mid-line after them. Bars are now drawn on a terminal
+    only. --quiet silenced the bars alone: the progress messages ('withheld ...', 'checkpoint
+    written to ...') still printed; now only results (stdout), warnings and errors remain."""
+    import sys
+
+    code = "import sys; from oceandl.cli.main import main; sys.exit(main())"
+    base = [sys.executable, "-c", code, "interpolate", str(sst_file), "--var", "sst", "--method", "dineof",
+            "--set", "max_modes=3"]
+    for quiet, name in ((False, "a.nc"), (True, "b.nc")):
+        with open(tmp_path / "log", "w") as log:
+            res = subprocess.run([*base, *(["--quiet"] if quiet else []), "-o", str(tmp_path / name)],
+                                 stdout=subprocess.PIPE, stderr=log, text=True, timeout=300)
+        err = (tmp_path / "log").read_text()
+        assert res.returncode == 0, err
+        assert "\r" not in err and "it/s" not in err, err
+        assert "withheld pixels: rmse" in res.stdout and f"-> {tmp_path / name}" in res.stdout
+        assert ("withheld " in err) is not quiet, err
+    from oceandl.datasets.synthetic_images import make_sar_vignettes
+
+    tree = make_sar_vignettes(tmp_path / "sar", n_per_class=3, size=16, seed=0)
+    bad = subprocess.run([sys.executable, "-c", code, "train", "classifier", "--data", str(tree), "--augment", "bogus",
+                          "-o", str(tmp_path / "ckpt")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: unknown augmentation"), bad.stderr
