@@ -214,9 +214,10 @@ def cli():
 
 # ----------------------------------------------------------------------------------------- models
 @cli.command()
-@click.option("--in-channels", default=1, show_default=True, help="Input channels.")
-@click.option("--size", default=28, show_default=True, help="Input height and width (parameters of size-dependent models).")
-@click.option("--num-classes", default=10, show_default=True, help="Classes of the classifiers.")
+@click.option("--in-channels", type=click.IntRange(min=1), default=1, show_default=True, help="Input channels.")
+@click.option("--size", type=click.IntRange(min=1), default=28, show_default=True,
+              help="Input height and width (parameters of size-dependent models).")
+@click.option("--num-classes", type=click.IntRange(min=1), default=10, show_default=True, help="Classes of the classifiers.")
 def models(in_channels, size, num_classes):
     """List every registered model with its task and parameter count.
 

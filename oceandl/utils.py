@@ -269,6 +269,8 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, inputs=(
         raise InputError(f"{path}: folder {parent} does not exist")
     if not parent.is_dir():  # else NotADirectoryError (exit 1) at write time, after the work
         raise InputError(f"{path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):  # else PermissionError (exit 1) naming a .part file, after the work
+        raise InputError(f"{path}: folder {parent} is not writable")
     return path
 
 

@@ -500,3 +500,21 @@ def test_log_file_gets_lines_not_progress_bars_and_quiet_keeps_results(sst_file,
     bad = subprocess.run([sys.executable, "-c", code, "train", "classifier", "--data", str(tree), "--augment", "bogus",
                           "-o", str(tmp_path / "ckpt")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("Error: unknown augmentation"), bad.stderr
+
+
+def test_unwritable_output_folder_and_bad_model_sizes_are_usage_errors(runner, tmp_path, monkeypatch):
+    """An output folder the user cannot write into failed after the work with 'PermissionError: ...
+    .<name>.<host>-<pid>-<random>.part' (exit 1); it is now refused first, naming the folder (exit 2).
+    `oceandl models --size 0` (or -5, or --num-classes 0) printed parameter counts of impossible models."""
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(locked) else real(p, mode, **kw))
+    res = runner.invoke(cli, ["synth", "sst", "--n", "3", "--size", "8", "-o", str(locked / "s.nc")])
+    assert res.exit_code == 2 and "is not writable" in res.output.strip().splitlines()[-1], res.output
+    assert not any(locked.iterdir())
+    for args in (["--size", "0"], ["--size", "-5"], ["--num-classes", "0"], ["--in-channels", "0"]):
+        res = runner.invoke(cli, ["models", *args])
+        assert res.exit_code == 2 and "parameters" not in res.output, (args, res.output)
