@@ -1,6 +1,7 @@
 """The package installs as a wheel into a fresh virtual environment and its console script runs."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -30,18 +31,23 @@ def test_wheel_installs_in_fresh_venv_and_cli_runs(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
-    inst = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
-                           str(wheels[0])], capture_output=True, text=True, timeout=300)
+    # --force-reinstall: where oceandl is already installed on the host (`pip install -e .`, as the
+    # README and .ci/run do first), the venv sees it through the system site-packages and pip skipped
+    # the wheel ("already installed with the same version"), leaving no console script in the venv
+    inst = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--force-reinstall",
+                           "-q", str(wheels[0])], capture_output=True, text=True, timeout=300)
     if inst.returncode != 0 and "no such option: --python" in inst.stderr:
         pytest.skip("pip too old for --python")
     assert inst.returncode == 0, inst.stderr[-2000:]
+    # the venv alone decides what is imported: no PYTHONPATH pointing at a checkout
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([str(env_dir / "bin" / "oceandl"), "--version"], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+                         timeout=120, cwd=tmp_path, env=clean)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().startswith("oceandl, version ")
+    assert out.stdout.strip() == f"oceandl, version {wheels[0].name.split('-')[1]}"  # the package's version
     # the installed package is the one in the venv, not the checkout
     where = subprocess.run([str(py), "-c", "import oceandl.cli, oceandl.datasets; print(oceandl.datasets.__file__)"],
-                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean)
     assert where.returncode == 0, where.stderr
     assert str(env_dir) in where.stdout
 
