@@ -83,6 +83,13 @@ def _check_device(ctx, param, value):
     return value
 
 
+def _check_output_option(ctx, param, value):
+    """`-o ""` (click makes it '.') or `-o .` names the current folder, never an output."""
+    if value is not None and str(value) == ".":
+        raise click.BadParameter("empty, or the current folder; name the file or folder to write", ctx, param)
+    return value
+
+
 def common(f=None, *, output: str | None = "output file", seed: bool = True, device: bool = True):
     """Add the shared options: -o/--output, --overwrite, --seed, --device."""
 
@@ -96,7 +103,8 @@ def common(f=None, *, output: str | None = "output file", seed: bool = True, dev
                               help="Random seed (>= 0).")(fn)
         if output:
             fn = click.option("--overwrite", is_flag=True, help="Replace an existing output.")(fn)
-            fn = click.option("-o", "--output", type=click.Path(path_type=Path), help=f"Write the {output} here.")(fn)
+            fn = click.option("-o", "--output", type=click.Path(path_type=Path), callback=_check_output_option,
+                              help=f"Write the {output} here.")(fn)
         return fn
 
     return deco(f) if f else deco
@@ -176,7 +184,17 @@ def _need_output(output: Path | None, what: str) -> Path:
 
 
 def _echo(msg: str) -> None:
+    """A progress message on stderr; none with --quiet (results go to stdout, warnings always print)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("quiet"):
+        return
     click.echo(msg, err=True)
+
+
+def _progress(quiet: bool) -> bool:
+    """Progress bars only on a terminal: in a log file, a pipe or a batch job's output tqdm's
+    carriage-return redraws piled up on one line (an error then began mid-line after them)."""
+    return not quiet and sys.stderr.isatty()
 
 
 @click.group(cls=OceandlGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -196,9 +214,10 @@ def cli():
 
 # ----------------------------------------------------------------------------------------- models
 @cli.command()
-@click.option("--in-channels", default=1, show_default=True, help="Input channels.")
-@click.option("--size", default=28, show_default=True, help="Input height and width (parameters of size-dependent models).")
-@click.option("--num-classes", default=10, show_default=True, help="Classes of the classifiers.")
+@click.option("--in-channels", type=click.IntRange(min=1), default=1, show_default=True, help="Input channels.")
+@click.option("--size", type=click.IntRange(min=1), default=28, show_default=True,
+              help="Input height and width (parameters of size-dependent models).")
+@click.option("--num-classes", type=click.IntRange(min=1), default=10, show_default=True, help="Classes of the classifiers.")
 def models(in_channels, size, num_classes):
     """List every registered model with its task and parameter count.
 
@@ -233,7 +252,7 @@ def train():
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
 @training_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
                            seed, device):
@@ -254,7 +273,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     output = _need_output(output, "checkpoint folder")
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     click.echo(train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
-                                  overwrite=overwrite, demo=demo, progress=not quiet, log=_echo))
+                                  overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo))
 
 
 def _open_labelled(data: Path, size, channels, on_error):
@@ -303,7 +322,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
 @click.option("--fused-optimizer/--no-fused-optimizer", default=True, show_default=True, help="The optimizer's step as one fused kernel (CPU, CUDA).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
                          augment, optimizer, class_weights, l1, l2, early_stopping, options, resume, on_error,
@@ -324,9 +343,11 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 
     output = _need_output(output, "checkpoint folder")
     if not resume:
+        from oceandl.training.checkpoint import is_checkpoint_folder
         from oceandl.utils import check_output_path
 
-        check_output_path(output, overwrite)
+        check_output_path(output, overwrite, kind="folder", replaceable=is_checkpoint_folder,
+                          what="checkpoint")
     if demo == (data is not None):
         raise click.UsageError("give either --data DIR or --demo")
     if demo:
@@ -359,7 +380,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                       augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
                       amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
                       channels_last=channels_last, fused=fused_optimizer,
-                      progress=not quiet)
+                      progress=_progress(quiet))
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing={"intensity": intensity, "normalize": normalize},
                            model_options=_kv(options), figures=output)
@@ -381,7 +402,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per forward pass.")
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="predictions (.csv or .nc)")
 def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_error, quiet, output, overwrite, seed,
              device):
@@ -402,7 +423,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     output = _need_output(output, "predictions")
     if output.suffix.lower() not in (".csv", ".nc"):
         raise InputError(f"{output}: the output must end in .csv or .nc")
-    check_output_path(output, overwrite)
+    check_output_path(output, overwrite, kind="file", what="predictions file")
     from oceandl.classification import classify as run_classify
     from oceandl.errors import CheckpointError
     from oceandl.training import read_config
@@ -424,7 +445,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
                                   "(train one with `oceandl train classifier`)")
         data, meta = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
         ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
-                          tta=tta, progress=not quiet)
+                          tta=tta, progress=_progress(quiet))
         if meta:
             import numpy as np
 
@@ -461,7 +482,7 @@ def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, e
     train_dir = make_sar_vignettes(tmp / "train", n_per_class=n_per_class, size=size, seed=seed)
     test_dir = make_sar_vignettes(tmp / "heldout", n_per_class=3, size=size, seed=seed + 1)
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed, device=device, augment=("flip", "rot90"),
-                      scheduler="onecycle", progress=not quiet)
+                      scheduler="onecycle", progress=_progress(quiet))
     res = train_classifier(open_image_dataset(train_dir), "cnn", tmp / "model", cfg,
                            preprocessing={"intensity": "db", "normalize": "per_image"},
                            model_options={"channels": (16, 32), "hidden": 64})
@@ -545,7 +566,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's float variables (0: uncompressed: written several times faster, about 1.5x larger).")
 @training_options
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, options, checkpoint, figure, demo, epochs, batch_size, lr, quiet,
                 output, overwrite, seed, device, chunks=None, halo=None, complevel=4):
@@ -576,7 +597,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
         from oceandl.interp.chunked import interpolate_chunked
 
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
-                                  device=device, overwrite=overwrite, progress=not quiet, complevel=complevel,
+                                  device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
                                   log=_echo, **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
                    f"-> {output}")
@@ -585,7 +606,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
         figure = output.with_suffix(".png")
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, options=opts,
                                 seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
-                                progress=not quiet, complevel=complevel, log=_echo)
+                                progress=_progress(quiet), complevel=complevel, log=_echo)
     click.echo(summary)
 
 
@@ -613,7 +634,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
     output = _need_output(output, "EOF netCDF")
     from oceandl.utils import check_output_path
 
-    check_output_path(output, overwrite, inputs=(input_path,))
+    check_output_path(output, overwrite, inputs=(input_path,), kind="file", what="EOF netCDF")
     da = open_field(input_path, var)
     res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
     ds = to_source_grid(res.to_dataset(), source_grid(da))  # EOFs on the input's grid and dim names
@@ -632,7 +653,7 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
 @click.option("--config", "toml_path", type=click.Path(path_type=Path), help="TOML file of config values.")
 @click.option("--set", "options", multiple=True, help="Config override key=value.")
 @click.option("--download", is_flag=True, help="MNIST: fetch the data through torchvision first (needs network).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
 @common(output="run folder")
 def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, output, overwrite, seed, device):
     """Run a reproducible benchmark and write its run folder (results.json, results.md, run.json, figures).
@@ -666,7 +687,7 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
     if data is not None:
         overrides["data"] = str(data)
     out, results = run_pipeline(pipe, output, overrides=overrides, toml_path=toml_path, overwrite=overwrite,
-                                device=device, progress=not quiet, log=_echo)
+                                device=device, progress=_progress(quiet), log=_echo)
     click.echo((out / "results.md").read_text().split("\n\n")[2])
     _echo(f"run folder: {out}")
 
@@ -689,7 +710,11 @@ def synth(kind, n, size, cloud_cover, output, overwrite, seed):
     from oceandl.utils import atomic_path, check_output_path
 
     output = _need_output(output, "synthetic data")
-    check_output_path(output, overwrite)
+    if kind == "sst":
+        check_output_path(output, overwrite, kind="file", what="netCDF file")
+    else:
+        check_output_path(output, overwrite, kind="folder", replaceable=_is_synth_folder(kind),
+                          what=f"synthetic {kind} image set")
     if kind == "sst":
         from oceandl.datasets.sst import synthetic_sst
         from oceandl.io import write_netcdf
@@ -705,6 +730,19 @@ def synth(kind, n, size, cloud_cover, output, overwrite, seed):
         with atomic_path(output, overwrite=overwrite) as tmp:
             make(tmp, n_per_class=20 if n is None else n, size=64 if size is None else size, seed=seed)
     _echo(f"{kind} written to {output}")
+
+
+def _is_synth_folder(kind: str):
+    """Recognise a folder `oceandl synth KIND` wrote: only its class folders (and metadata.csv)."""
+
+    def check(path: Path) -> bool:
+        from oceandl.datasets import synthetic_images as si
+        from oceandl.datasets.images import TENGEOP_CLASSES
+
+        names = set(TENGEOP_CLASSES) | {"metadata.csv"} if kind == "sar" else set(si.PLANKTON_CLASSES)
+        return all(p.name in names for p in path.iterdir())
+
+    return check
 
 
 def main(argv: list[str] | None = None) -> int:

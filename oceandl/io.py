@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import InputError
-from .utils import atomic_path
+from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid"]
@@ -763,6 +763,7 @@ def write_netcdf(
     }
     for n, e in (encoding or {}).items():
         enc[n] = {**enc.get(n, {}), **e}
+    check_output_path(path, overwrite, kind="file", what="netCDF file")  # never replaces a folder
     with atomic_path(path, overwrite=overwrite) as tmp:
         try:
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc)

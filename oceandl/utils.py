@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -222,13 +222,23 @@ def _keep_freed_memory() -> bool:
                 and mallopt(_M_TOP_PAD, 64 << 20))
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False, inputs=()) -> Path:
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, inputs=(), *, kind: str | None = None,
+                      replaceable: Callable[[Path], bool] | None = None, what: str = "output") -> Path:
     """Refuse to replace an existing output unless ``overwrite``; check its folder exists.
 
     ``inputs``: paths the command reads; an output that is one of them (same file, by any
     name) is refused even with ``overwrite``, which would replace the data with the result.
+
+    ``kind``: what the command writes, ``"file"`` or ``"folder"``. With ``overwrite``, a file
+    output never replaces a folder, and a folder output (a checkpoint, synthetic images) never
+    replaces a file, the current folder (or one holding it), or a non-empty folder that
+    ``replaceable`` does not recognise as an earlier ``what``: ``-o data --overwrite`` used to
+    delete a folder of data and put the result in its place.
     """
     path = Path(path)
+    if not str(path).strip() or str(path) == ".":
+        # `-o ""` is Path("."): with --overwrite it tried to swap the current folder out
+        raise InputError(f"{str(path)!r}: not a usable output path; name the {what} to write")
     for src in inputs:
         try:
             same = src is not None and os.path.samefile(path, src)
@@ -238,13 +248,29 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, inputs=(
             named = "" if str(src) == str(path) else f" ({src})"
             raise InputError(f"{path}: is the input file{named}; write the output to another path "
                              "(--overwrite would replace the input with it)")
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:
         raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+    if path.exists() and kind is not None:
+        is_dir = path.is_dir() and not path.is_symlink()
+        if kind == "file" and is_dir:
+            raise InputError(f"{path}: is a folder; --overwrite replaces a file with the {what}, never a folder; "
+                             "choose another -o")
+        if kind == "folder":
+            if not is_dir:
+                raise InputError(f"{path}: is a file; --overwrite replaces a folder with the {what}, never a file; "
+                                 "choose another -o")
+            if Path.cwd().resolve().is_relative_to(path.resolve()):
+                raise InputError(f"{path}: holds the current folder; choose another -o")
+            if any(path.iterdir()) and not (replaceable is not None and replaceable(path)):
+                raise InputError(f"{path}: not an earlier {what}, so --overwrite does not replace it (that "
+                                 "would delete what it holds); choose another -o or remove it yourself")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise InputError(f"{path}: folder {parent} does not exist")
     if not parent.is_dir():  # else NotADirectoryError (exit 1) at write time, after the work
         raise InputError(f"{path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):  # else PermissionError (exit 1) naming a .part file, after the work
+        raise InputError(f"{path}: folder {parent} is not writable")
     return path
 
 

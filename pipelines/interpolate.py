@@ -74,12 +74,12 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    check_output_path(output, overwrite, inputs=() if demo else (input_path,))
+    check_output_path(output, overwrite, inputs=() if demo else (input_path,), kind="file", what="filled netCDF")
     check_complevel(complevel)
     if figure is not None:
         # checked before the fill: a figure that cannot be written failed after the netCDF was
         # (exit 1, the output left behind), and an existing one was replaced without --overwrite
-        check_output_path(figure, overwrite, inputs=() if demo else (input_path,))
+        check_output_path(figure, overwrite, inputs=() if demo else (input_path,), kind="file", what="figure")
         _check_figure_format(Path(figure))
     # a bad method name or option fails before anything is read, withheld or logged
     get_method(method)(seed=seed, device=device, **(options or {}))
@@ -187,7 +187,10 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     if "checkpoint" in options:
         raise InputError("checkpoint: `train interpolator` writes a checkpoint; it does not start from one")
     output = Path(output)
-    check_output_path(output, overwrite, inputs=() if demo else (input_path,))
+    from oceandl.training.checkpoint import is_checkpoint_folder
+
+    check_output_path(output, overwrite, inputs=() if demo else (input_path,), kind="folder",
+                      replaceable=is_checkpoint_folder, what="checkpoint")
     interp = cls(seed=seed, device=device, progress=progress, **options)  # options checked before reading
     if demo:
         from oceandl.datasets.sst import synthetic_sst

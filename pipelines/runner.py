@@ -13,7 +13,6 @@ import datetime
 import json
 import shlex
 import time
-import tomllib
 import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -115,12 +114,28 @@ def apply_overrides(config, overrides: dict[str, Any] | list[str] | None = None,
     return dataclasses.replace(config, **_changes(config, overrides, toml_path))
 
 
+def _toml_reader():
+    """``tomllib`` (Python >= 3.11), else ``tomli`` where installed. Imported here, not at the top:
+    a top-level ``import tomllib`` stopped the whole ``oceandl`` command from starting on Python
+    3.10, which ``requires-python`` accepts, although only ``--config`` reads TOML."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise InputError("--config: reading TOML needs Python >= 3.11 (tomllib) or the tomli package; "
+                             "give the values with --set key=value instead") from None
+    return tomllib
+
+
 def _changes(config, overrides, toml_path) -> dict[str, Any]:
     """The checked ``{key: value}`` that :func:`apply_overrides` sets."""
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in fields(config)}
     changes: dict[str, Any] = {}
     if toml_path:
+        tomllib = _toml_reader()
         try:
             data = tomllib.loads(Path(toml_path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -420,3 +420,101 @@ def test_sigterm_mid_benchmark_leaves_nothing_behind(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Error: terminated" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_never_replaces_other_things(runner, sst_file, tmp_path, monkeypatch):
+    """`-o data --overwrite` deleted a folder of the user's data (train classifier, train
+    interpolator, synth sar/plankton put their output in its place; eof and synth sst a netCDF
+    file); `-o "" --overwrite` tried to swap the current folder out (exit 1). --overwrite now
+    replaces only an earlier output of the same kind: a file a file, a checkpoint a checkpoint."""
+    import torch
+
+    from oceandl.errors import InputError
+    from oceandl.io import write_netcdf
+    from oceandl.training import save_checkpoint
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "thesis.txt").write_text("precious")
+    (tmp_path / "stack.nc").mkdir()  # a folder that looks like a file output
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["train", "classifier", "--data", str(data), "-o", "data"], "not an earlier checkpoint"),
+        (["train", "interpolator", str(sst_file), "--set", "steps=1", "-o", "data"], "not an earlier checkpoint"),
+        (["synth", "sar", "--n", "1", "--size", "16", "-o", "data"], "not an earlier synthetic sar"),
+        (["synth", "plankton", "--n", "1", "--size", "16", "-o", "data"], "not an earlier synthetic plankton"),
+        (["synth", "sst", "--n", "3", "--size", "8", "-o", "data"], "is a folder"),
+        (["eof", str(sst_file), "-o", "stack.nc"], "is a folder"),
+        (["interpolate", str(sst_file), "--method", "climatology", "-o", "stack.nc"], "is a folder"),
+        (["classify", "--model", "data", str(data), "-o", "stack.nc"], "is a folder"),
+        (["synth", "sar", "--n", "1", "--size", "16", "-o", str(sst_file)], "is a file"),
+        (["synth", "sst", "--n", "3", "--size", "8", "-o", ""], "--output"),
+        (["train", "classifier", "--demo", "-o", "."], "--output"),
+    ]
+    for args, words in cases:
+        res = runner.invoke(cli, [*args, "--overwrite", "--quiet"] if args[0] not in ("synth", "eof") else
+                            [*args, "--overwrite"])
+        assert res.exit_code == 2 and words in res.output.strip().splitlines()[-1], (args, res.output)
+    with pytest.MonkeyPatch.context() as m:  # a folder output never replaces the folder the user is in
+        m.chdir(data)
+        res = runner.invoke(cli, ["synth", "sar", "--n", "1", "--size", "16", "-o", str(data), "--overwrite"])
+        assert res.exit_code == 2 and "holds the current folder" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "stack.nc"]
+    assert [p.name for p in data.iterdir()] == ["thesis.txt"] and not any((tmp_path / "stack.nc").iterdir())
+    # the library refuses too
+    with pytest.raises(InputError, match="not an earlier checkpoint"):
+        save_checkpoint(data, torch.nn.Linear(2, 2), model_name="x", model_options={}, task="classification",
+                        overwrite=True)
+    with pytest.raises(InputError, match="is a folder"):
+        write_netcdf(xr.Dataset({"a": ("x", [1.0])}), tmp_path / "stack.nc", overwrite=True)
+    # an earlier output of the same kind (or an empty folder) is still replaced
+    for out in ("sar", "sar", "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        res = runner.invoke(cli, ["synth", "sar", "--n", "1", "--size", "16", "-o", out, "--overwrite"])
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "sar" / "metadata.csv").is_file() and (tmp_path / "empty" / "metadata.csv").is_file()
+
+
+def test_log_file_gets_lines_not_progress_bars_and_quiet_keeps_results(sst_file, tmp_path):
+    """`oceandl ... 2> log` (a batch job, a pipe): tqdm's carriage-return redraws piled up on one
+    line of the log, and an error then began mid-line after them. Bars are now drawn on a terminal
+    only. --quiet silenced the bars alone: the progress messages ('withheld ...', 'checkpoint
+    written to ...') still printed; now only results (stdout), warnings and errors remain."""
+    import sys
+
+    code = "import sys; from oceandl.cli.main import main; sys.exit(main())"
+    base = [sys.executable, "-c", code, "interpolate", str(sst_file), "--var", "sst", "--method", "dineof",
+            "--set", "max_modes=3"]
+    for quiet, name in ((False, "a.nc"), (True, "b.nc")):
+        with open(tmp_path / "log", "w") as log:
+            res = subprocess.run([*base, *(["--quiet"] if quiet else []), "-o", str(tmp_path / name)],
+                                 stdout=subprocess.PIPE, stderr=log, text=True, timeout=300)
+        err = (tmp_path / "log").read_text()
+        assert res.returncode == 0, err
+        assert "\r" not in err and "it/s" not in err, err
+        assert "withheld pixels: rmse" in res.stdout and f"-> {tmp_path / name}" in res.stdout
+        assert ("withheld " in err) is not quiet, err
+    from oceandl.datasets.synthetic_images import make_sar_vignettes
+
+    tree = make_sar_vignettes(tmp_path / "sar", n_per_class=3, size=16, seed=0)
+    bad = subprocess.run([sys.executable, "-c", code, "train", "classifier", "--data", str(tree), "--augment", "bogus",
+                          "-o", str(tmp_path / "ckpt")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: unknown augmentation"), bad.stderr
+
+
+def test_unwritable_output_folder_and_bad_model_sizes_are_usage_errors(runner, tmp_path, monkeypatch):
+    """An output folder the user cannot write into failed after the work with 'PermissionError: ...
+    .<name>.<host>-<pid>-<random>.part' (exit 1); it is now refused first, naming the folder (exit 2).
+    `oceandl models --size 0` (or -5, or --num-classes 0) printed parameter counts of impossible models."""
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(locked) else real(p, mode, **kw))
+    res = runner.invoke(cli, ["synth", "sst", "--n", "3", "--size", "8", "-o", str(locked / "s.nc")])
+    assert res.exit_code == 2 and "is not writable" in res.output.strip().splitlines()[-1], res.output
+    assert not any(locked.iterdir())
+    for args in (["--size", "0"], ["--size", "-5"], ["--num-classes", "0"], ["--in-channels", "0"]):
+        res = runner.invoke(cli, ["models", *args])
+        assert res.exit_code == 2 and "parameters" not in res.output, (args, res.output)

@@ -661,7 +661,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    check_output_path(output, overwrite, inputs=(source,) if isinstance(source, (str, os.PathLike)) else ())
+    check_output_path(output, overwrite, inputs=(source,) if isinstance(source, (str, os.PathLike)) else (),
+                      kind="file", what="filled netCDF")
     from oceandl.io import check_complevel, source_grid
 
     check_complevel(complevel)

@@ -16,15 +16,21 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, InputError
-from ..utils import atomic_path, provenance, resolve_device
+from ..utils import atomic_path, check_output_path, provenance, resolve_device
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "save_training_state",
+__all__ = ["save_checkpoint", "load_checkpoint", "read_config", "save_training_state", "is_checkpoint_folder",
            "load_training_state", "flatten_state", "unflatten_state", "FORMAT"]
 
 FORMAT = "oceandl-checkpoint/1"
 WEIGHTS, CONFIG, STATE = "weights.safetensors", "config.json", "training_state"
 _PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # protocol-2+ pickle, torch zip archive
+
+
+def is_checkpoint_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder holding an oceandl checkpoint's ``config.json`` (what
+    ``--overwrite`` may replace with a new checkpoint)."""
+    return (Path(path) / CONFIG).is_file()
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, model_options: dict,
@@ -51,6 +57,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
         **(extra or {}), "provenance": provenance(),
     }
     json.dumps(config)  # fail before touching the disk if something is not JSON-able
+    # overwrite replaces an earlier checkpoint, never a folder of other things (or a file)
+    check_output_path(path, overwrite, kind="folder", replaceable=is_checkpoint_folder, what="checkpoint")
     existed = Path(path).exists()
     try:
         with atomic_path(path, overwrite=overwrite) as tmp:
