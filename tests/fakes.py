@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import xarray as xr
 
-__all__ = ["blob_clouds", "lowrank_cube", "cloud_transfer", "torch_threads"]
+__all__ = ["blob_clouds", "lowrank_cube", "cloud_transfer", "torch_threads", "synthetic_case"]
 
 
 def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
@@ -72,3 +72,22 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def synthetic_case(n_time: int, size: int, cloud_cover: float, seed: int = 0, withhold: float = 0.1):
+    """The project's synthetic SST as the pipelines score it: ``(da, truth, valid, withheld, gaps)``.
+
+    ``da`` the gappy field read by ``open_field``, ``truth`` its cloud-free values (time, lat, lon),
+    ``valid`` the observed pixels, ``withheld`` the ones hidden by cloud-mask transfer
+    (``fraction=withhold``, seeded like the pipelines) and ``gaps`` every gap with a true value.
+    """
+    from oceandl.datasets.clouds import withhold_by_cloud_transfer
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.io import open_field
+
+    ds = synthetic_sst(n_time=n_time, ny=size, nx=size, cloud_cover=cloud_cover, seed=seed)
+    da = open_field(ds, "sst")
+    truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
+    valid = np.isfinite(da.values)
+    withheld = withhold_by_cloud_transfer(valid, fraction=withhold, seed=seed)
+    return da, truth, valid, withheld, (~valid | withheld) & np.isfinite(truth)

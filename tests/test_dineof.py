@@ -238,16 +238,9 @@ def test_device_that_is_not_there(rank3):
 def test_shrink_auto_fixes_overfitting_of_rarely_observed_pixels():
     """Realistic clouds (persistent, uneven): the classic DINEOF fits the loadings of pixels seen
     on a few days exactly and extrapolates wildly; CV picks the threshold path, which damps them."""
-    from oceandl.datasets.clouds import withhold_by_cloud_transfer
-    from oceandl.datasets.sst import synthetic_sst
-    from oceandl.io import open_field
+    from fakes import synthetic_case
 
-    ds = synthetic_sst(n_time=60, ny=32, nx=32, cloud_cover=0.6, seed=0)
-    da = open_field(ds, "sst")
-    truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
-    valid = np.isfinite(da.values)
-    held = withhold_by_cloud_transfer(valid, fraction=0.1, seed=0)
-    gaps = (~valid | held) & np.isfinite(truth)
+    da, truth, valid, held, gaps = synthetic_case(60, 32, 0.6)
     classic = interpolate(da, "dineof", withheld=held, return_dataset=True, seed=0, device="cpu", shrink=0)
     auto = interpolate(da, "dineof", withheld=held, return_dataset=True, seed=0, device="cpu")
     assert classic.attrs["shrink"] == 0 and "shrink_curve" not in classic.attrs

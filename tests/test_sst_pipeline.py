@@ -183,21 +183,15 @@ def test_truth_rmse_counts_the_pixels_it_scores(tmp_path):
     """truth_rmse leaves out the gap pixels a method cannot fill (never observed in the cube: 'land'
     to it); the rows now say how many were scored of how many gaps, and a note says so, and the
     RMSE recomputed from the field equals the reported one."""
-    from oceandl.datasets.clouds import withhold_by_cloud_transfer
-    from oceandl.datasets.sst import synthetic_sst
+    from fakes import synthetic_case
+
     from oceandl.interp import interpolate
-    from oceandl.io import open_field
 
     notes = []
     _, res = run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, "cloud_covers": (0.85,),
                           "methods": ("climatology",)}, device="cpu", progress=False, log=notes.append)
     row = res["climatology@0.85"]
-    ds = synthetic_sst(n_time=24, ny=32, nx=32, cloud_cover=0.85, seed=0)
-    da = open_field(ds, "sst")
-    truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
-    valid = np.isfinite(da.values)
-    withheld = withhold_by_cloud_transfer(valid, fraction=0.1, seed=0)
-    gaps = (~valid | withheld) & np.isfinite(truth)
+    da, truth, valid, withheld, gaps = synthetic_case(24, 32, 0.85)
     filled = interpolate(da, "climatology", withheld=withheld, seed=0, device="cpu", progress=False).values
     scored = gaps & np.isfinite(filled)
     assert row["gap_n"] == gaps.sum() and row["truth_n"] == scored.sum() < row["gap_n"]  # 85 %: many never seen
