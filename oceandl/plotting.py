@@ -1,6 +1,7 @@
 """Figures written by the engine and the pipelines (matplotlib, Agg backend, imported lazily)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Sequence
 
@@ -18,21 +19,43 @@ def _plt():
     return plt
 
 
+# CF spellings of temperature units, written as a reader expects them on a colour bar
+_UNIT_LABELS = {"degree_Celsius": "°C", "degrees_Celsius": "°C", "degree_C": "°C", "degC": "°C", "Celsius": "°C",
+                "celsius": "°C"}
+
+
+@contextlib.contextmanager
+def _closing(plt, fig):
+    """Close ``fig`` however the drawing ends: a failure (caught by the engine, which never lets a
+    figure kill a run) otherwise left the figure open in pyplot, and a long benchmark piled them up."""
+    try:
+        yield fig
+    finally:
+        plt.close(fig)
+
+
 def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
     """Training curves (loss and, when present, accuracy) per epoch."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     ep = [h["epoch"] for h in history]
-    keys = [k for k in ("loss", "accuracy") if any(f"train_{k}" in h for h in history)]
+    # a metric logged for either split gets a panel (one with none: an empty "loss" panel, not a crash)
+    keys = [k for k in ("loss", "accuracy") if any(f"{s}_{k}" in h for h in history for s in ("train", "val"))]
+    keys = keys or ["loss"]
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
-    for ax, k in zip(axes[0], keys):
-        for split in ("train", "val"):
-            vals = [h.get(f"{split}_{k}") for h in history]
-            if any(v is not None for v in vals):
-                ax.plot(ep, vals, marker="o", label=split)
-        ax.set_xlabel("epoch"), ax.set_ylabel(k), ax.grid(alpha=0.3), ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _closing(plt, fig):
+        for ax, k in zip(axes[0], keys):
+            for split in ("train", "val"):
+                vals = [h.get(f"{split}_{k}") for h in history]
+                if any(v is not None for v in vals):
+                    ax.plot(ep, vals, marker="o", label=split)
+            ax.set_xlabel("epoch"), ax.set_ylabel(k), ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25, 1.5 ticks
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike, normalize: bool = False,
@@ -44,6 +67,13 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLi
         cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    with _closing(plt, fig):
+        _draw_confusion(fig, ax, cm, classes, normalize, title)
+        fig.savefig(path, dpi=110)
+
+
+def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: bool, title: str) -> None:
+    n = len(classes)
     im = ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), classes, fontsize=8)
@@ -55,8 +85,6 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLi
                     color="white" if cm[i, j] > cm.max() / 2 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_reliability(reliability: dict, path: str | os.PathLike, ece: float | None = None) -> None:
@@ -66,13 +94,13 @@ def plot_reliability(reliability: dict, path: str | os.PathLike, ece: float | No
     centers = (edges[:-1] + edges[1:]) / 2
     acc, count = np.asarray(reliability["accuracy"]), np.asarray(reliability["count"])
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.bar(centers[count > 0], acc[count > 0], width=np.diff(edges)[0], edgecolor="k", alpha=0.7)
-    ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.set_xlabel("confidence"), ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability (ECE {ece:.3f})" if ece is not None else "reliability")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _closing(plt, fig):
+        ax.bar(centers[count > 0], acc[count > 0], width=np.diff(edges)[0], edgecolor="k", alpha=0.7)
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set_xlabel("confidence"), ax.set_ylabel("accuracy")
+        ax.set_title(f"reliability (ECE {ece:.3f})" if ece is not None else "reliability")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
 
 
 def plot_image_grid(rows: Sequence[np.ndarray], labels: Sequence[str], path: str | os.PathLike,
@@ -81,37 +109,99 @@ def plot_image_grid(rows: Sequence[np.ndarray], labels: Sequence[str], path: str
     plt = _plt()
     n = len(rows[0])
     fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
-    for r, (imgs, lab) in enumerate(zip(rows, labels)):
-        for c in range(n):
-            axes[r, c].imshow(imgs[c], cmap=cmap)
-            axes[r, c].axis("off")
-        axes[r, 0].set_title(lab, fontsize=7, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _closing(plt, fig):
+        for r, (imgs, lab) in enumerate(zip(rows, labels)):
+            for c in range(n):
+                axes[r, c].imshow(imgs[c], cmap=cmap)
+                axes[r, c].axis("off")
+            axes[r, 0].set_title(lab, fontsize=7, loc="left")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
 
 
 def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", vmin=None, vmax=None,
-                error_keys: Sequence[str] = (), fmt: str | None = None) -> None:
-    """One 2-D field per panel (title: key); keys in ``error_keys`` get a diverging symmetric scale.
-    ``fmt``: the image format (default: from ``path``'s suffix; give it for a temporary name)."""
+                error_keys: Sequence[str] = (), fmt: str | None = None, *, own_scale_keys: Sequence[str] = (),
+                land: np.ndarray | None = None, units: str | None = None, title: str = "",
+                extent: Sequence[float] | None = None) -> None:
+    """One 2-D field per panel (title: key), ``origin="lower"`` (row 0 is the southern edge).
+
+    Parameters
+    ----------
+    fields : dict
+        Panel title -> 2-D array; NaN is drawn as missing (white).
+    path : str or os.PathLike
+        Image file.
+    cmap, vmin, vmax
+        Colour map and limits of the value panels (shared by all of them: input, filled and truth
+        compare by colour).
+    error_keys : sequence of str
+        Panels drawn on a diverging map centred on 0, all on one scale symmetric at the 99th
+        percentile of their ``|f|``.
+    fmt : str, optional
+        Image format (default: from ``path``'s suffix; give it for a temporary name).
+    own_scale_keys : sequence of str
+        Panels of another quantity (an uncertainty ``sigma``) on their own sequential scale from 0.
+    land : numpy.ndarray of bool, optional
+        Land mask (same shape as the fields), drawn grey on every panel so that it reads apart from
+        missing (cloudy, white) pixels.
+    units : str, optional
+        Label of the colour bars (also of the error and ``own_scale_keys`` panels: same units).
+    title : str
+        Figure title (e.g. the date shown).
+    extent : sequence of 4 float, optional
+        ``(lon_min, lon_max, lat_min, lat_max)`` of the cell edges: axes in degrees, labelled;
+        without it the panels have no axes.
+    """
     plt = _plt()
     n = len(fields)
+    if n == 0:
+        raise ValueError("plot_fields: no field to draw")
     ncol = min(n, 4)
     nrow = -(-n // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.0 * nrow), squeeze=False)
-    for ax, (k, f) in zip(axes.flat, fields.items()):
-        f = np.asarray(f)
-        if k in error_keys:
-            lim = np.nanpercentile(np.abs(f), 99) if np.isfinite(f).any() else 1
-            im = ax.imshow(f, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
-        else:
-            im = ax.imshow(f, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax)
-        ax.set_title(k, fontsize=9)
-        ax.axis("off")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, format=fmt)
-    plt.close(fig)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.0 * nrow + (0.3 if title else 0)), squeeze=False)
+    with _closing(plt, fig):
+        land_rgba = None
+        if land is not None:
+            # grey where land, transparent elsewhere, over each panel: NaN alone draws land and clouds alike
+            land_rgba = np.zeros(np.shape(land) + (4,))
+            land_rgba[np.asarray(land, bool)] = (0.55, 0.55, 0.55, 1.0)
+        # one symmetric scale for all the error panels: the benchmark compares methods by them (each
+        # on its own 99th percentile, the same red was 8 degC in one panel and 6 in the next)
+        errors = [np.abs(np.asarray(fields[k], dtype=float)) for k in fields if k in error_keys]
+        errors = np.concatenate([e[np.isfinite(e)] for e in errors]) if errors else np.array([])
+        lim = float(np.percentile(errors, 99)) if errors.size else 1.0
+        lim = lim if lim > 0 else 1.0  # all zero: a visible white panel, not a degenerate scale
+        kw = {"origin": "lower", "interpolation": "nearest"}
+        if extent is not None:
+            kw["extent"] = tuple(float(e) for e in extent)
+            kw["aspect"] = "auto"
+        for idx, (ax, (k, f)) in enumerate(zip(axes.flat, fields.items())):
+            f = np.asarray(f, dtype=float)
+            finite = np.isfinite(f)
+            if k in error_keys:
+                im = ax.imshow(f, cmap="RdBu_r", vmin=-lim, vmax=lim, **kw)
+            elif k in own_scale_keys:
+                hi = float(np.nanpercentile(f, 99)) if finite.any() else 1.0
+                im = ax.imshow(f, cmap="viridis", vmin=0.0, vmax=hi if hi > 0 else 1.0, **kw)
+            else:
+                im = ax.imshow(f, cmap=cmap, vmin=vmin, vmax=vmax, **kw)
+            if land_rgba is not None and land_rgba.shape[:2] == f.shape:
+                ax.imshow(land_rgba, **kw)
+            ax.set_title(k, fontsize=9)
+            if extent is None:
+                ax.axis("off")
+            else:
+                ax.tick_params(labelsize=7)
+                if idx + ncol >= n:  # the lowest panel of its column
+                    ax.set_xlabel("longitude (°E)", fontsize=8)
+                if idx % ncol == 0:
+                    ax.set_ylabel("latitude (°N)", fontsize=8)
+            cb = fig.colorbar(im, ax=ax, fraction=0.046)
+            if units:
+                cb.set_label(_UNIT_LABELS.get(units, units), fontsize=8)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100, format=fmt)

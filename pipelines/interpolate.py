@@ -34,15 +34,34 @@ def _naming(where: str):
         raise
 
 
-def plot_interpolation(panels: dict, path: Path, title: str = "", fmt: str | None = None) -> None:
-    """A row of maps of one day: each panel a (lat, lon) array; keys containing 'error' or
-    'sigma' get their own colour scale. ``fmt``: the image format (default: from ``path``'s suffix)."""
+def plot_interpolation(panels: dict, path: Path, title: str = "", fmt: str | None = None, *,
+                       land=None, units: str | None = None, extent=None) -> None:
+    """A row of maps of one day: each panel a (lat, lon) array on one colour scale, but for keys
+    containing 'error' (diverging, centred on 0) or 'sigma' (their own scale from 0). ``land``
+    (bool (lat, lon)) is drawn grey, apart from the missing (white) pixels; ``units`` labels the
+    colour bars, ``title`` heads the figure, ``extent`` (lon0, lon1, lat0, lat1) gives the axes in
+    degrees. ``fmt``: the image format (default: from ``path``'s suffix)."""
     from oceandl.plotting import plot_fields
 
     vals = [np.asarray(v) for k, v in panels.items() if "error" not in k and "sigma" not in k]
-    finite = np.concatenate([v[np.isfinite(v)] for v in vals]) if vals else np.array([0.0])
+    finite = np.concatenate([v[np.isfinite(v)] for v in vals]) if vals else np.array([])
     lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
-    plot_fields(panels, path, vmin=lo, vmax=hi, error_keys=[k for k in panels if "error" in k], fmt=fmt)
+    # sigma was drawn on the SST scale (lo..hi, e.g. 6..22 degC) although it is 0..2 degC: one flat colour
+    plot_fields(panels, path, vmin=lo, vmax=hi, error_keys=[k for k in panels if "error" in k], fmt=fmt,
+                own_scale_keys=[k for k in panels if "sigma" in k and "error" not in k], land=land, units=units,
+                title=title, extent=extent)
+
+
+def _map_extent(da) -> tuple[float, float, float, float] | None:
+    """(lon0, lon1, lat0, lat1) of the cell edges of ``da``'s regular lat/lon grid, else None."""
+    try:
+        lat, lon = (np.asarray(da[c].values, dtype=float) for c in ("lat", "lon"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if lat.ndim != 1 or lon.ndim != 1 or lat.size < 2 or lon.size < 2:
+        return None
+    dlat, dlon = (lat[-1] - lat[0]) / (lat.size - 1), (lon[-1] - lon[0]) / (lon.size - 1)
+    return lon[0] - dlon / 2, lon[-1] + dlon / 2, lat[0] - dlat / 2, lat[-1] + dlat / 2
 
 
 def _check_figure_format(path: Path) -> None:
@@ -145,7 +164,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                 panels[f"{method} error"] = res[name].values[day] - truth[day]
             if "sigma" in res:
                 panels["sigma"] = res["sigma"].values[day]
-            plot_interpolation(panels, fig_tmp, fmt=Path(figure).suffix[1:].lower() or "png")
+            when = str(da["time"].values[day])[:10] if "time" in da.coords else f"step {day}"
+            plot_interpolation(panels, fig_tmp, title=f"{method}: {da.name or 'field'} on {when}",
+                               fmt=Path(figure).suffix[1:].lower() or "png",
+                               land=~valid.any(axis=0),  # never observed: land to the methods
+                               units=da.attrs.get("units"), extent=_map_extent(da))
         # on the input's grid (its dim names, latitude order, longitude convention, coordinates):
         # `filled - observed` then lines up in xarray
         write_netcdf(to_source_grid(res, source_grid(da)), output, overwrite=overwrite, complevel=complevel)

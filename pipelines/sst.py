@@ -70,6 +70,8 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.plotting import plot_fields
 
+    from .interpolate import _map_extent
+
     # an empty list ran nothing and wrote a run folder with an empty table (exit 0)
     if not cfg.methods:
         raise InputError("methods: give at least one interpolation method")
@@ -135,7 +137,10 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         finite = truth[day][np.isfinite(truth[day])]
         plot_fields(panels, ctx.folder / f"fields_cover{int(round(cover * 100))}.png",
                     vmin=float(np.percentile(finite, 1)), vmax=float(np.percentile(finite, 99)),
-                    error_keys=[k for k in panels if k.endswith("error")])
+                    error_keys=[k for k in panels if k.endswith("error")],
+                    land=ds.land.values.astype(bool), units=ds.sst.attrs.get("units"),
+                    title=f"cloud cover {cover:.0%}: {str(ds.time.values[day])[:10]}",
+                    extent=_map_extent(da))
         _summary(results, cover, cfg.methods, ctx)
     return results
 

@@ -1,0 +1,154 @@
+"""Figures: colour scales, land, units and titles of the maps; robustness of every plot function."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from oceandl import plotting  # noqa: E402
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures saved during the test (inspected after the plot function closed them)."""
+    figures = []
+    save = Figure.savefig
+
+    def record(self, *args, **kwargs):
+        figures.append(self)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return figures
+
+
+def _panels(fig) -> dict:
+    """Panel title -> Axes (colour-bar axes have no title)."""
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+
+
+def _day():
+    rng = np.random.default_rng(0)
+    yy = np.linspace(0, 1, 16)[:, None]
+    truth = 25.0 - 15.0 * yy + rng.normal(0, 0.5, (16, 16))
+    land = np.zeros((16, 16), bool)
+    land[:, :3] = True
+    truth[land] = np.nan
+    gappy = truth.copy()
+    gappy[5:10, 6:12] = np.nan  # a cloud
+    filled = truth + rng.normal(0, 0.3, truth.shape)
+    sigma = np.abs(rng.normal(0.5, 0.2, truth.shape))
+    sigma[land] = np.nan
+    return truth, gappy, filled, sigma, land
+
+
+def test_interpolation_figure_scales_land_units_title(tmp_path, drawn):
+    from oceandl.pipelines.interpolate import plot_interpolation
+
+    truth, gappy, filled, sigma, land = _day()
+    panels = {"truth": truth, "input (gappy)": gappy, "dineof": filled, "dineof error": filled - truth,
+              "sigma": sigma}
+    plot_interpolation(panels, tmp_path / "day.png", title="dineof: sst on 2020-01-14", land=land,
+                       units="degree_Celsius", extent=(-70, -50, 25, 45))
+    assert plt.get_fignums() == []
+    (fig,) = drawn
+    axes = _panels(fig)
+    clim = {k: ax.images[0].get_clim() for k, ax in axes.items()}
+    # input, filled and truth compare by colour: one scale
+    assert clim["truth"] == clim["input (gappy)"] == clim["dineof"]
+    lo, hi = clim["truth"]
+    assert 9.0 < lo < hi < 26.0
+    # the error: diverging, centred on 0
+    elo, ehi = clim["dineof error"]
+    assert elo == -ehi and ehi > 0 and axes["dineof error"].images[0].get_cmap().name == "RdBu_r"
+    # sigma is not on the SST scale (it was: one flat colour at the bottom of 10..25 degC)
+    slo, shi = clim["sigma"]
+    assert slo == 0.0 and 0.5 < shi < 2.0
+    # land drawn (grey, opaque) over every panel, apart from the cloud's NaN (transparent)
+    for ax in axes.values():
+        overlay = ax.images[-1].get_array()
+        assert overlay.shape == (16, 16, 4)
+        assert (overlay[land, 3] == 1).all() and (overlay[~land, 3] == 0).all()
+    assert fig._suptitle.get_text() == "dineof: sst on 2020-01-14"
+    assert {ax.images[0].colorbar.ax.get_ylabel() for ax in axes.values()} == {"°C"}
+    assert axes["truth"].get_ylabel() == "latitude (°N)" and axes["sigma"].get_ylabel() == "latitude (°N)"
+    assert axes["dineof error"].get_xlabel() == "longitude (°E)"  # the lowest panel of its column
+    assert axes["truth"].images[0].get_extent() == [-70, -50, 25, 45]
+
+
+def test_interpolate_command_figure_has_date_land_and_sigma_scale(tmp_path, drawn):
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.pipelines.interpolate import run_interpolation
+
+    ds = synthetic_sst(n_time=12, ny=16, nx=16, cloud_cover=0.4, seed=0)
+    ds.drop_vars(["sst_true", "cloud"]).to_netcdf(tmp_path / "in.nc")
+    run_interpolation(tmp_path / "in.nc", tmp_path / "out.nc", method="climatology", device="cpu",
+                      figure=tmp_path / "day.png", progress=False, log=lambda *a: None)
+    (fig,) = drawn
+    axes = _panels(fig)
+    assert set(axes) == {"input (gappy)", "climatology", "sigma"}
+    assert fig._suptitle.get_text().startswith("climatology: sst on 2020-01-")
+    assert axes["sigma"].images[0].get_clim()[0] == 0.0
+    assert axes["sigma"].images[0].get_clim() != axes["climatology"].images[0].get_clim()
+    overlay = axes["input (gappy)"].images[-1].get_array()
+    assert (overlay[ds.land.values.astype(bool), 3] == 1).all()
+
+
+def test_error_panels_of_two_methods_share_one_scale(tmp_path, drawn):
+    truth, _, filled, _, land = _day()
+    big = filled + 3.0 * (filled - truth)
+    plotting.plot_fields({"truth": truth, "a": filled, "a error": filled - truth, "b": big, "b error": big - truth},
+                         tmp_path / "f.png", vmin=10, vmax=25, error_keys=["a error", "b error"], land=land)
+    axes = _panels(drawn[0])
+    assert axes["a error"].images[0].get_clim() == axes["b error"].images[0].get_clim()
+    assert axes["truth"].images[0].get_clim() == axes["a"].images[0].get_clim() == (10, 25)
+
+
+def test_nan_only_panels_and_formats_by_suffix(tmp_path):
+    nan = np.full((6, 6), np.nan)
+    plotting.plot_fields({"a": nan, "a error": nan, "s": nan}, tmp_path / "nan.png", error_keys=["a error"],
+                         own_scale_keys=["s"], land=np.zeros((6, 6), bool), units="K")
+    plotting.plot_fields({"e": np.zeros((4, 4))}, tmp_path / "zero.png", error_keys=["e"])
+    plotting.plot_fields({"a": np.ones((4, 4))}, tmp_path / "f.svg")
+    plotting.plot_fields({"a": np.ones((4, 4))}, tmp_path / "f.pdf")
+    assert (tmp_path / "nan.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (tmp_path / "f.svg").read_bytes()[:400]
+    assert (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
+    assert plt.get_fignums() == []
+
+
+def test_history_whole_epochs_empty_history_and_no_figure_left_open(tmp_path, drawn):
+    plotting.plot_history([{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e} for e in (1, 2, 3)],
+                          tmp_path / "c.png")
+    ticks = drawn[0].axes[0].get_xticks()
+    assert np.allclose(ticks, np.round(ticks))  # no 1.25, 1.5 epochs
+    # no epoch logged (or only validation metrics): a figure, not a ValueError with the figure left open
+    plotting.plot_history([], tmp_path / "e.png")
+    plotting.plot_history([{"epoch": 1, "val_loss": 1.0}], tmp_path / "v.png")
+    assert (tmp_path / "e.png").is_file() and (tmp_path / "v.png").is_file()
+    # a failure while drawing (here: no such folder) leaves no figure behind in pyplot
+    for call in (lambda p: plotting.plot_fields({"a": np.ones((3, 3))}, p),
+                 lambda p: plotting.plot_confusion(np.eye(3), list("abc"), p),
+                 lambda p: plotting.plot_history([{"epoch": 1, "train_loss": 1.0}], p),
+                 lambda p: plotting.plot_reliability({"edges": np.linspace(0, 1, 11), "accuracy": np.zeros(10),
+                                                      "count": np.zeros(10)}, p),
+                 lambda p: plotting.plot_image_grid([np.zeros((2, 4, 4))], ["x"], p)):
+        with pytest.raises(OSError):
+            call(tmp_path / "missing" / "x.png")
+    assert plt.get_fignums() == []
+
+
+def test_confusion_readable_with_ten_class_names(tmp_path, drawn):
+    names = ["Pure Ocean Waves", "Wind Streaks", "Micro Convective Cells", "Rain Cells", "Biological Slicks",
+             "Sea Ice", "Iceberg", "Low Wind Area", "Atmospheric Front", "Oceanic Front"]
+    cm = np.diag(np.arange(1, 11)) + 1
+    plotting.plot_confusion(cm, names, tmp_path / "cm.png", normalize=True, title="t")
+    ax = drawn[0].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
+    assert len(ax.texts) == 100
