@@ -111,7 +111,8 @@ def run(cfg: ScalingConfig, ctx: RunContext) -> dict:
     layouts = [f"{p}x{t}" for p, t in map(parse_layout, cfg.layouts)]
     if cfg.epochs < 2:
         raise InputError(f"epochs={cfg.epochs}: at least 2 (the first is a warm-up, left out of the timing)")
-    if cfg.batch_size % max(parse_layout(x)[0] for x in layouts):
+    # every layout, not only the largest: 8 among 4 and 3 processes made the 3-process run's global batch 6
+    if any(cfg.batch_size % parse_layout(x)[0] for x in layouts):
         raise InputError(f"batch_size={cfg.batch_size}: must divide among the processes of every layout")
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="oceandl-scaling-") as tmp:

@@ -243,3 +243,30 @@ def test_cli_chunks_passes_through(cube, tmp_path, capsys):
     bad = ["interpolate", str(path), "--chunks", "lat=20", "--withhold", "0.2", "-o", str(tmp_path / "x.nc")]
     assert main(bad) == 2
     assert "--withhold" in capsys.readouterr().err
+
+
+def test_source_grid_pass_is_written_by_the_client_not_the_workers(cube, cluster, tmp_path):
+    """Latitude descending: the output is rewritten on the input's grid in one more pass. Under a
+    distributed Client that pass ran on the workers (store tasks writing the file under a
+    cluster-wide lock, reopening it for each chunk: 21 s against 1 s threaded). It now runs in the
+    client process, as the blocks' writes do; the result is the in-memory one on the input's grid."""
+    from dask.utils import key_split
+    from distributed import get_task_stream
+
+    from oceandl.io import source_grid, to_source_grid
+
+    path, _ = cube
+    with xr.open_dataset(path) as ds:
+        flipped = ds.load().isel(lat=slice(None, None, -1))
+    src = write_netcdf(flipped, tmp_path / "desc.nc")
+    da = open_field(src, "sst")
+    ref = to_source_grid(interpolate(da, "climatology", return_dataset=True), source_grid(da))
+    with get_task_stream(cluster) as ts:
+        interpolate_chunked(src, tmp_path / "dist.nc", "climatology", chunks="time=16,lat=20,lon=24",
+                            max_in_flight=2)
+    prefixes = {key_split(t["key"]) for t in ts.data}
+    assert "run_block" in prefixes and not [p for p in prefixes if "store" in p], prefixes
+    with xr.open_dataset(tmp_path / "dist.nc") as out:
+        np.testing.assert_array_equal(out["lat"].values, flipped["lat"].values)
+        for name in ("sst", "missing_flag"):
+            np.testing.assert_array_equal(out[name].values, ref[name].values)

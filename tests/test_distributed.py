@@ -151,3 +151,35 @@ def test_two_processes_match_one_and_only_rank0_writes(tmp_path):
     cfg1, cfg2 = (json.loads((p / "config.json").read_text()) for p in (one, two))
     assert cfg2["best_epoch"] == cfg1["best_epoch"]
     assert cfg2["metrics"]["accuracy"] == pytest.approx(cfg1["metrics"]["accuracy"], abs=1e-6)
+
+
+_TINY_VAL = textwrap.dedent("""
+    import json, os, sys, torch
+    from torch import nn
+    from oceandl.training.engine import TensorData, TrainConfig, fit
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(9, 1, 6, 6, generator=g), torch.zeros(9, dtype=torch.long)
+    cfg = TrainConfig(epochs=1, batch_size=4, device="cpu", progress=False, amp=False)
+    rows = {}
+    for task, net in (("reconstruction", nn.Conv2d(1, 1, 3, padding=1)),
+                      ("classification", nn.Sequential(nn.Flatten(), nn.Linear(36, 2)))):
+        res = fit(net, TensorData(x[1:], y[1:]), TensorData(x[:1], 1 - y[:1]), cfg, task=task)
+        rows[task] = sorted(k for k in res.history[0] if k.startswith("val_"))
+    with open(sys.argv[1] + "." + os.environ["RANK"], "w") as fh:
+        json.dump(rows, fh)
+""")
+
+
+def test_validation_set_smaller_than_the_processes(tmp_path):
+    """One validation sample, two processes: rank 1 has no validation batch. It failed with
+    UnboundLocalError (the accuracy was decided from its own last output), and rank 0 with
+    'Connection closed by peer'. Now both log the same validation columns."""
+    script = tmp_path / "tiny_val.py"
+    script.write_text(_TINY_VAL)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(script), str(tmp_path / "cols")]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    cols = [json.loads((tmp_path / f"cols.{r}").read_text()) for r in (0, 1)]
+    assert cols[0] == cols[1] == {"reconstruction": ["val_loss"], "classification": ["val_accuracy", "val_loss"]}

@@ -42,3 +42,17 @@ def test_batch_must_split_among_processes(tmp_path):
         run_pipeline(get_pipeline("scaling"), tmp_path / "run", overrides={"layouts": ("1x1", "3x1"), "batch_size": 16},
                      device="cpu", progress=False, log=lambda s: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_batch_must_split_among_the_processes_of_every_layout(tmp_path, monkeypatch):
+    """Only the largest process count was checked: batch 8 passed for layouts 4x1 and 3x1, and the
+    3-process run trained on a global batch of 6, so the layouts were not the same training."""
+    from oceandl.datasets import synthetic_images
+
+    def never(*a, **k):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(synthetic_images, "make_sar_vignettes", never)
+    with pytest.raises(InputError, match="batch_size=8"):
+        run_pipeline(get_pipeline("scaling"), tmp_path / "run", overrides={"layouts": ("4x1", "3x1"), "batch_size": 8},
+                     device="cpu", progress=False, log=lambda s: None)

@@ -432,7 +432,7 @@ def _autocast(device: torch.device, cfg: TrainConfig):
 
 
 @torch.no_grad()
-def _run_eval(model, batches: _Batches, loss_fn, device, cfg) -> dict:
+def _run_eval(model, batches: _Batches, loss_fn, device, cfg, classification: bool) -> dict:
     model.eval()
     tot, correct, n = 0.0, 0, 0
     g = torch.Generator().manual_seed(0)
@@ -440,13 +440,15 @@ def _run_eval(model, batches: _Batches, loss_fn, device, cfg) -> dict:
         with _autocast(device, cfg):
             out = model(x)
         tot += float(loss_fn(out.float(), x, y)) * len(x)
-        if out.ndim == 2:
+        if classification:
             correct += int((out.argmax(1) == y).sum())
         n += len(x)
     tot, correct, n = _dist.all_reduce_sum(tot, correct, n)
     correct, n = int(correct), int(n)
     res = {"loss": tot / max(n, 1)}
-    if correct or (n and out.ndim == 2):
+    # from the task, not this rank's outputs: under torchrun a validation set smaller than the
+    # number of processes leaves a rank without a batch
+    if classification and n:
         res["accuracy"] = correct / max(n, 1)
     return res
 
@@ -581,7 +583,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             row["train_accuracy"] = correct / n
         if val_b is not None:
             _dist.broadcast_buffers(model)
-            ev = _run_eval(model, val_b, loss_fn, device, cfg)
+            ev = _run_eval(model, val_b, loss_fn, device, cfg, task == "classification")
             row.update({f"val_{k}": v for k, v in ev.items()})
         bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
         if bad:
