@@ -340,10 +340,11 @@ def to_source_grid(obj, grid: SourceGrid | None):
         return obj
     present = [r for r in DIMS if r in obj.dims]
     obj = obj.isel({r: grid.take[r] for r in present if grid.take[r] is not None})
-    # the clean coordinates go: the file's own come back under their names
-    obj = obj.drop_vars([r for r in present if r in obj.variables])
-    obj = obj.rename({r: grid.dims[r] for r in present if grid.dims[r] != r})
+    obj = obj.rename({r: grid.dims[r] for r in present if grid.dims[r] != r})  # dims and their coordinates
     here = set(obj.dims)
+    # the clean coordinates go (now under the file's dim names), the file's own come back: values,
+    # dtype, attrs, 2-D nav_lat/nav_lon; a dim the file had no coordinate for keeps none
+    obj = obj.drop_vars([grid.dims[r] for r in present if grid.dims[r] in obj.variables])
     return obj.assign_coords({n: v for n, v in grid.coords.items() if set(v.dims) <= here})
 
 
