@@ -109,7 +109,10 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
             "classes": classes, "preprocessing": spec, "extra": {"split": [float(f) for f in split]}}
     res = fit(net, train, val, config, task="classification", out=out, checkpoint_meta=meta, resume=resume,
               overwrite=overwrite, log=log)
-    test_metrics = evaluate_classifier(res.model, test, classes, device=config.device, tta=tta)
+    # on the device the model trained on: under torchrun that is each rank's own GPU (LOCAL_RANK),
+    # where --device cuda:0 would have put every rank's evaluation on GPU 0
+    where = next(res.model.parameters(), torch.empty(0)).device
+    test_metrics = evaluate_classifier(res.model, test, classes, device=str(where), tta=tta)
     from .distributed import is_main_process
 
     if out is not None and is_main_process():  # under torchrun, rank 0 writes
