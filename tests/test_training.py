@@ -658,3 +658,26 @@ def test_checkpoint_files_are_readable_like_other_new_files(digits, tmp_path):
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "ckpt").iterdir()}
     assert modes and all(m == 0o644 for m in modes.values()), {k: oct(v) for k, v in modes.items()}
     assert "weights.safetensors" in modes
+
+
+def test_denoising_target_is_the_clean_image(digits):
+    """With augment noise on a reconstruction, the noise went on the target too: an auto-encoder
+    learnt to reproduce it. An identity network now scores the noise's variance, not 0; the
+    geometric augmentations still move input and target together (flip: loss 0)."""
+    from torch import nn
+
+    class Identity(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x + 0 * self.w
+
+    x, y = digits
+    data = TensorData(x[:64], y[:64])
+    base = dict(epochs=1, batch_size=32, device="cpu", progress=False, amp=False, channels_last=False)
+    noisy = fit(Identity(), data, None, TrainConfig(augment=("noise",), noise=0.5, **base), task="reconstruction")
+    assert noisy.history[0]["train_loss"] == pytest.approx(0.25, rel=0.05)
+    flipped = fit(Identity(), data, None, TrainConfig(augment=("flip",), **base), task="reconstruction")
+    assert flipped.history[0]["train_loss"] == 0.0

@@ -46,7 +46,13 @@ class BatchAugment:
             raise InputError(f"unknown augmentation {bad[0]!r}; valid: {', '.join(AUGMENTATIONS)}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Augment ``x`` (N, C, H, W) with the global torch RNG (seeded per epoch by the engine)."""
+        """Augment ``x`` (N, C, H, W) with the global torch RNG (seeded per epoch by the engine):
+        :meth:`geometric`, then :meth:`corrupt`."""
+        return self.corrupt(self.geometric(x))
+
+    def geometric(self, x: torch.Tensor) -> torch.Tensor:
+        """The geometric augmentations (translate, rotate, scale, flip, rot90) of ``x`` (N, C, H, W):
+        what an auto-encoder's target follows too."""
         if not self.names:
             return x
         n, dev = x.shape[0], x.device
@@ -77,6 +83,15 @@ class BatchAugment:
                 if sel.any():
                     out[sel] = torch.rot90(x[sel], r, dims=(-2, -1))
             x = out
+        return x
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """The corruptions (speckle, noise) of ``x`` (N, C, H, W): on the input only; an
+        auto-encoder learns to remove them, not to reproduce them."""
+        names = set(self.names)
+        if not names & {"speckle", "noise"}:
+            return x
+        dev = x.device
         if "speckle" in names:
             gamma = torch.distributions.Gamma(torch.tensor(self.looks, device=dev), torch.tensor(self.looks, device=dev))
             x = x * gamma.sample(x.shape)

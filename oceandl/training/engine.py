@@ -556,11 +556,14 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         lr = opt.param_groups[0]["lr"]
         te = time.perf_counter()
         for x, y in train_b.epoch(gen):
-            x = aug(x)
+            # the target of a reconstruction follows the geometric augmentations; noise and speckle
+            # go on the input only (on both, the auto-encoder learnt to reproduce the noise)
+            x = aug.geometric(x)
+            inp = aug.corrupt(x)
             if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+                inp = inp.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg):
-                out_t = net(x)
+                out_t = net(inp)
                 loss = loss_fn(out_t.float(), x, y)
             total = loss + _penalty(model, cfg.l1, cfg.l2)
             opt.zero_grad(set_to_none=True)
