@@ -158,7 +158,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             panels = {}
             if truth is not None:
                 panels["truth"] = truth[day]
-            panels["input (gappy)"] = np.where(valid[day], da.values[day], np.nan)
+            # what the method saw: pixels withheld for validation (unless refitted on every one) are gaps to it
+            seen = valid[day] & ~(withheld[day] if withheld is not None and not refit else False)
+            panels["input (gappy)"] = np.where(seen, da.values[day], np.nan)
             panels[f"{method}"] = res[name].values[day]
             if truth is not None:
                 panels[f"{method} error"] = res[name].values[day] - truth[day]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import xarray as xr
 import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -86,7 +87,7 @@ def test_interpolate_command_figure_has_date_land_and_sigma_scale(tmp_path, draw
 
     ds = synthetic_sst(n_time=12, ny=16, nx=16, cloud_cover=0.4, seed=0)
     ds.drop_vars(["sst_true", "cloud"]).to_netcdf(tmp_path / "in.nc")
-    run_interpolation(tmp_path / "in.nc", tmp_path / "out.nc", method="climatology", device="cpu",
+    run_interpolation(tmp_path / "in.nc", tmp_path / "out.nc", method="climatology", device="cpu", withhold=0.5,
                       figure=tmp_path / "day.png", progress=False, log=lambda *a: None)
     (fig,) = drawn
     axes = _panels(fig)
@@ -96,6 +97,13 @@ def test_interpolate_command_figure_has_date_land_and_sigma_scale(tmp_path, draw
     assert axes["sigma"].images[0].get_clim() != axes["climatology"].images[0].get_clim()
     overlay = axes["input (gappy)"].images[-1].get_array()
     assert (overlay[ds.land.values.astype(bool), 3] == 1).all()
+    # the input panel is what the method saw: the pixels withheld for validation are gaps in it
+    day = fig._suptitle.get_text().rsplit(" on ", 1)[1]
+    observed = int(np.isfinite(ds["sst"].sel(time=day).values).sum())
+    shown = np.ma.masked_invalid(axes["input (gappy)"].images[0].get_array()).count()
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        withheld = int((out["missing_flag"].sel(time=day).values == 2).sum())
+    assert withheld > 0 and shown == observed - withheld
 
 
 def test_error_panels_of_two_methods_share_one_scale(tmp_path, drawn):
