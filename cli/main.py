@@ -695,9 +695,11 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 # ------------------------------------------------------------------------------------------ synth
 @cli.command()
 @click.argument("kind", type=click.Choice(["sst", "sar", "plankton"]))
-@click.option("--n", "n", type=int, default=None, help="Time steps (sst; default 365) or images per class (sar, plankton; default 20).")
-@click.option("--size", type=int, default=None, help="Grid side (sst; default 128) or image side (default 64).")
-@click.option("--cloud-cover", type=float, default=0.5, show_default=True, help="sst: mean cloud cover.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=None,
+              help="Time steps (sst; default 365) or images per class (sar, plankton; default 20).")
+@click.option("--size", type=click.IntRange(min=4), default=None, help="Grid side (sst; default 128) or image side (default 64).")
+@click.option("--cloud-cover", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="sst: mean cloud cover, in (0, 1).")
 @common(output="synthetic data (.nc for sst, a folder for images)", device=False)
 def synth(kind, n, size, cloud_cover, output, overwrite, seed):
     """Write a synthetic data set (deterministic from --seed) in the real formats.

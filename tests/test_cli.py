@@ -174,13 +174,17 @@ def test_synth_and_eof(runner, tmp_path):
     assert res.exit_code == 2 and "lanczos" in res.output and not (tmp_path / "x.nc").exists()
 
 
-@pytest.mark.parametrize("args", [["sst", "--n", "0", "--size", "8"], ["sst", "--n", "3", "--size", "0"],
-                                  ["sar", "--n", "0", "--size", "16"]])
-def test_synth_zero_sizes_are_refused(runner, tmp_path, args):
-    # 0 was taken as "not given": --n 0 wrote a 365-day cube, --size 0 a 128 x 128 grid
+@pytest.mark.parametrize("args, flag", [(["sst", "--n", "0", "--size", "8"], "--n"),
+                                        (["sst", "--n", "3", "--size", "0"], "--size"),
+                                        (["sar", "--n", "0", "--size", "16"], "--n"),
+                                        (["sst", "--n", "3", "--size", "8", "--cloud-cover", "1.5"], "--cloud-cover")])
+def test_synth_zero_sizes_are_refused(runner, tmp_path, args, flag):
+    # 0 was taken as "not given": --n 0 wrote a 365-day cube, --size 0 a 128 x 128 grid; the
+    # messages named the Python arguments (cloud_cover, synthetic_sst shape) instead of the flags
     out = tmp_path / "out"
     res = runner.invoke(cli, ["synth", *args, "-o", str(out)])
-    assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("Error:"), res.output
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code == 2 and last.startswith("Error:") and f"'{flag}'" in last, res.output
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
