@@ -243,3 +243,11 @@ def test_project_matches_pixels_by_coordinate(field):
         lat=flipped["lat"].astype(np.float32))).values, res.pcs.values, rtol=1e-5, atol=1e-4)
     with pytest.raises(InputError, match="coordinate 'lon' differs"):
         res.project(full.assign_coords(lon=full["lon"] + 1.0))
+
+
+def test_fewer_modes_than_asked_are_warned_about(field):
+    """eof -n 1000 kept min(time, pixels) modes without a word."""
+    short = field.isel(time=slice(0, 6))
+    with pytest.warns(UserWarning, match=r"n_modes=50, but 6 time steps x \d+ complete pixels give at most 6"):
+        res = eof(short, n_modes=50)
+    assert res.eofs.sizes["mode"] == 6

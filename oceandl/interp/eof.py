@@ -200,6 +200,9 @@ class EOF:
         if not np.any(A):
             raise InputError(f"{label}: the (centred, weighted) field is zero everywhere; no variance to analyse")
         k = int(min(n_modes, *A.shape))
+        if k < n_modes:  # the result had fewer modes than asked, without a word
+            warnings.warn(f"{label}: n_modes={n_modes}, but {A.shape[0]} time steps x {A.shape[1]} complete "
+                          f"pixels give at most {k}; keeping {k}", UserWarning, stacklevel=3)
         solver_used = _solver_for(A.shape, k, solver)
         U, S, Vt = _truncated_svd(A, k, solver_used, seed)
         # the total variance from the data, not from all eigenvalues: a truncated SVD has only k
