@@ -307,6 +307,31 @@ def test_interp_metrics_aligns_dataarrays_by_coordinate_order():
     assert interp_metrics(pred, pred + 1, mask=mask)["n"] == int((pred > 0).sum())
 
 
+def test_interp_metrics_constant_field_has_no_correlation():
+    """The std of a constant 0.1 (or a sea-ice SST of 271.35 K) is ~1e-17 in floating point, not 0:
+    corr came out 0.0 and std_ratio 1e17 instead of NaN."""
+    pred = np.arange(7.0)
+    for c in (0.1, 0.3, 271.35):
+        m = interp_metrics(pred, np.full(7, c))
+        assert np.isnan(m["corr"]) and np.isnan(m["std_ratio"]), (c, m)
+        assert m["rmse"] == pytest.approx(np.sqrt(np.mean((pred - c) ** 2)))
+    flat = interp_metrics(np.full(7, 0.1), pred)
+    assert np.isnan(flat["corr"]) and flat["std_ratio"] == 0.0
+
+
+def test_interp_metrics_refuses_other_coordinates():
+    """A truth on a grid shifted by one row (or other times) was scored position by position: a
+    field against its shifted copy scored RMSE 0."""
+    rng = np.random.default_rng(0)
+    pred = xr.DataArray(rng.normal(size=(2, 4, 3)), dims=("time", "lat", "lon"),
+                        coords={"time": [0, 1], "lat": np.arange(4.0), "lon": np.arange(3.0)})
+    with pytest.raises(InputError, match="'lat' coordinates .*lat=0.0 where truth has 1.0"):
+        interp_metrics(pred, pred.assign_coords(lat=pred.lat + 1))
+    with pytest.raises(InputError, match="mask and pred have other 'time'"):
+        interp_metrics(pred, pred, mask=(pred > 0).assign_coords(time=[5, 6]))
+    assert interp_metrics(pred, pred.values + 1)["rmse"] == pytest.approx(1.0)  # unlabelled: by position
+
+
 # ----------------------------------------------------------------------------- accessor
 def test_accessor_matches_functions(cube):
     import oceandl.accessor  # noqa: F401  (registers .oceandl)

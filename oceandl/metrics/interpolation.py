@@ -8,38 +8,52 @@ from oceandl.errors import InputError
 __all__ = ["interp_metrics"]
 
 
-def _reorder_like(a, ref):
-    """``a`` with each dim whose coordinate holds ``ref``'s values in another order put in ``ref``'s order."""
+def _reorder_like(a, ref, name: str = "truth"):
+    """``a`` with each dim whose coordinate holds ``ref``'s values in another order put in ``ref``'s order.
+
+    Raises InputError when a dim of the same length has other coordinate values in ``a`` than in
+    ``ref`` (another grid or other times): positions would be compared that are not the same pixels.
+    """
     # Positions used to be compared whatever the coordinates said: a truth stored with latitudes
     # descending (as many L3 files are) against oceandl's output (sorted ascending) scored each
-    # pixel against its mirror image. Coordinates that are not a reordering are left as they are.
+    # pixel against its mirror image.
     for d in ref.dims:
         if d not in a.indexes or d not in ref.indexes or a.indexes[d].equals(ref.indexes[d]):
             continue
         ia, ir = a.indexes[d], ref.indexes[d]
-        if not ia.is_unique or len(ia) != len(ir):
-            continue
-        pos = ia.get_indexer(ir)
+        if len(ia) != len(ir):
+            continue  # the shape check names both shapes
+        pos = ia.get_indexer(ir) if ia.is_unique else np.full(len(ir), -1)
         numeric = np.issubdtype(ia.dtype, np.number) and np.issubdtype(ir.dtype, np.number)
-        if (pos < 0).any() and numeric and len(ia) > 1 and (ia.is_monotonic_increasing or ia.is_monotonic_decreasing):
+        if (ia.is_unique and (pos < 0).any() and numeric and len(ia) > 1
+                and (ia.is_monotonic_increasing or ia.is_monotonic_decreasing)):
             # the same grid in float32 in one and float64 in the other: match within 1e-3 of the spacing
             tol = 1e-3 * float(np.min(np.abs(np.diff(np.asarray(ia, np.float64)))))
             pos = ia.get_indexer(ir, method="nearest", tolerance=tol)
         if (pos >= 0).all() and len(np.unique(pos)) == len(pos):
             a = a.isel({d: pos})
+            continue
+        # A shifted or other grid was scored position by position, silently (a field against its
+        # neighbour one row up gave a near-perfect score).
+        try:
+            i = int(np.argmax(np.asarray(ia) != np.asarray(ir)))
+        except TypeError:  # e.g. datetimes against numbers
+            i = 0
+        raise InputError(f"interp_metrics: {name} and pred have other {d!r} coordinates (pred has {d}={ir[i]} "
+                         f"where {name} has {ia[i]}); pass .values to compare position by position")
     return a
 
 
-def _values(a, ref=None) -> np.ndarray:
+def _values(a, ref=None, name: str = "truth") -> np.ndarray:
     """NumPy values of ``a``; a DataArray is first transposed to the dims of ``ref`` and put in the
-    order of its coordinates when both are labelled."""
+    order of its coordinates when both are labelled (InputError when those coordinates differ)."""
     import xarray as xr
 
     if isinstance(a, xr.DataArray):
         if isinstance(ref, xr.DataArray) and set(a.dims) == set(ref.dims):
             if a.dims != ref.dims:
                 a = a.transpose(*ref.dims)
-            a = _reorder_like(a, ref)
+            a = _reorder_like(a, ref, name)
         return np.asarray(a.values)
     return np.asarray(a)
 
@@ -52,7 +66,8 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
     pred, truth : array-like or xarray.DataArray, same shape (any dims, e.g. (time, lat, lon))
         Prediction and reference. Labelled inputs are aligned by dimension name, and along a dimension
         whose coordinate holds the same values in another order (e.g. latitudes descending in one
-        and ascending in the other), by coordinate.
+        and ascending in the other), by coordinate; other coordinate values (another grid, other
+        times) are an error.
     mask : bool array-like, same shape, optional
         Pixels to score (e.g. the withheld pixels). Default: every pixel. Pixels where ``pred``,
         ``truth`` (or ``sigma``) is not finite are always left out.
@@ -66,12 +81,13 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
         (std(pred) / std(truth); below 1 means the prediction is over-smoothed), ``n`` (pixels
         scored) and, with ``sigma``, ``frac_within_1sigma``, ``frac_within_2sigma``,
         ``frac_within_3sigma`` (fractions of |pred - truth| <= k sigma; a calibrated Gaussian error
-        gives about 0.683, 0.954, 0.997). Statistics are NaN when ``n`` is 0.
+        gives about 0.683, 0.954, 0.997). Statistics are NaN when ``n`` is 0; ``corr`` is NaN when
+        pred or truth is constant over the pixels scored, ``std_ratio`` when truth is.
 
     Raises
     ------
     InputError
-        If the shapes differ.
+        If the shapes differ, or labelled inputs have other coordinates along a dim.
     """
     p = _values(pred).astype(np.float64, copy=False)
     t = _values(truth, ref=pred).astype(np.float64, copy=False)
@@ -79,13 +95,13 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
         raise InputError(f"interp_metrics: pred has shape {p.shape} but truth has shape {t.shape}")
     valid = np.isfinite(p) & np.isfinite(t)
     if mask is not None:
-        m = _values(mask, ref=pred)
+        m = _values(mask, ref=pred, name="mask")
         if m.shape != p.shape:
             raise InputError(f"interp_metrics: mask has shape {m.shape} but pred has shape {p.shape}")
         valid &= m.astype(bool)
     s = None
     if sigma is not None:
-        s = _values(sigma, ref=pred).astype(np.float64, copy=False)
+        s = _values(sigma, ref=pred, name="sigma").astype(np.float64, copy=False)
         if s.shape != p.shape:
             raise InputError(f"interp_metrics: sigma has shape {s.shape} but pred has shape {p.shape}")
         valid &= np.isfinite(s)
@@ -103,10 +119,13 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
     out["mae"] = float(np.mean(np.abs(err)))
     out["bias"] = float(err.mean())
     # Correlation and std ratio are undefined for a constant reference; leave them NaN then.
-    if sp > 0 and st > 0:
+    # Constant means all values equal: the std of a constant 0.1 or 271.35 is ~1e-17, not 0, in
+    # floating point, which gave corr 0.0 and a std_ratio of 1e17.
+    p_const, t_const = pv.min() == pv.max(), tv.min() == tv.max()
+    if not (p_const or t_const):
         out["corr"] = float(np.corrcoef(pv, tv)[0, 1])
-    if st > 0:
-        out["std_ratio"] = float(sp / st)
+    if not t_const:
+        out["std_ratio"] = 0.0 if p_const else float(sp / st)
     if s is not None:
         aerr, sv = np.abs(err), s[valid]
         for k in (1, 2, 3):
