@@ -491,3 +491,25 @@ def test_fixed_class_list(plankton):
     assert [p.name for p in ds.files] == ["d1.png", "d2.jpg", "c1.png", "c2.png"]
     with pytest.raises(InputError, match="class folder.*diatom not among"):
         ImageFolderDataset(root, classes=["copepod"])
+
+
+def test_preprocessing_converts_channels_as_the_readers_do(tmp_path):
+    """A model trained from Python with preprocessing channels=1 on RGB files, then run by
+    `oceandl classify` (which reads the files at the checkpoint's channels), saw other pixels: RGB
+    to grey was the plain mean in preprocess_batch and the luminance in the readers. size=int
+    failed as a bare TypeError."""
+    from oceandl.preprocess import check_spec, preprocess_batch
+    from oceandl.training import materialize
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    spec = {"size": 16, "channels": 1, "intensity": "db", "normalize": "per_image"}
+    assert check_spec(spec)["size"] == [16, 16]
+    trained = preprocess_batch(materialize(ImageFilesDataset([tmp_path / "a.png"]))[0], spec)
+    read = materialize(ImageFilesDataset([tmp_path / "a.png"], size=16, channels=1))[0]
+    assert torch.allclose(trained, preprocess_batch(read, spec), atol=1e-5)
+    two = torch.rand(1, 2, 4, 4)
+    assert torch.equal(preprocess_batch(two, {"channels": 1}), two[:, :1])  # band 1, as the GeoTIFF readers
+    assert preprocess_batch(torch.rand(1, 4, 4, 4), {"channels": 3}).shape == (1, 3, 4, 4)
+    with pytest.raises(InputError, match="size=0"):
+        check_spec({"size": 0})
