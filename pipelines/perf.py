@@ -962,11 +962,15 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
                     continue
                 ctx.log(f"[{r + 1}/{cfg.repeats}] {case.name}")
                 _measure(case, device)
+                # as it comes: results.json is written only at the end, so a run stopped by a time limit
+                # (the GPU script's steps) still leaves what it measured in its log
+                ctx.log(f"    {case.runs[-1]:.4g} {case.unit}")
         if checkpoint is not None and cfg.memory_grids:
             mem = _memory_cases(cfg, device, checkpoint)
             for case in mem:  # one subprocess each: their peak memories are independent
                 ctx.log(f"{case.name}")
                 _measure(case, device)
+                ctx.log(f"    {case.runs[-1]:.4g} {case.unit}")
             cases += mem
     results = _table(cases, device, env)
     _roofline(results, flops, ctx)
