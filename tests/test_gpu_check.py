@@ -36,7 +36,7 @@ def test_budget_spent_still_packs_at_most_eight_files(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "OUT": str(out), "GPU_CHECK_DEVICE": "cpu",
            "GPU_CHECK_FAST": "1", "GPU_CHECK_BUDGET": "1", "GPU_CHECK_SITE": str(tmp_path / "site"),
-           "TMPDIR": str(tmp_path)}
+           "TMPDIR": str(tmp_path), "GPU_CHECK_WHEELS": str(tmp_path / "no-wheels")}  # not a checkout's .whl
     proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
     text = proc.stdout + proc.stderr
     assert "failed" not in text and "after the install" not in text, text[-2000:]
