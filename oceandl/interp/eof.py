@@ -326,7 +326,7 @@ class EOF:
             raise InputError(f"eof.project: grid {da.shape[1:]} differs from the analysis grid {self._ocean.shape}")
         # matched by coordinate, not position: a field with latitudes descending (as many L3 files
         # store them) was projected pixel by pixel onto the mirrored EOFs, a silent wrong answer
-        da = _reorder_like(da, self.eofs)
+        da = _reorder_like(da, self.eofs, strict=False)  # another grid: the error below names it
         for d, ref in zip(dims[1:], self._dims[1:]):
             if d in da.indexes and ref in self.eofs.indexes and not _same_axis(da.indexes[d], self.eofs.indexes[ref]):
                 raise InputError(f"eof.project: coordinate {d!r} differs from the analysis grid's {ref!r}")

@@ -8,11 +8,12 @@ from oceandl.errors import InputError
 __all__ = ["interp_metrics"]
 
 
-def _reorder_like(a, ref, name: str = "truth"):
+def _reorder_like(a, ref, name: str = "truth", strict: bool = True):
     """``a`` with each dim whose coordinate holds ``ref``'s values in another order put in ``ref``'s order.
 
     Raises InputError when a dim of the same length has other coordinate values in ``a`` than in
     ``ref`` (another grid or other times): positions would be compared that are not the same pixels.
+    ``strict=False`` leaves such a dim as it is, for a caller that words its own error.
     """
     # Positions used to be compared whatever the coordinates said: a truth stored with latitudes
     # descending (as many L3 files are) against oceandl's output (sorted ascending) scored each
@@ -32,6 +33,8 @@ def _reorder_like(a, ref, name: str = "truth"):
             pos = ia.get_indexer(ir, method="nearest", tolerance=tol)
         if (pos >= 0).all() and len(np.unique(pos)) == len(pos):
             a = a.isel({d: pos})
+            continue
+        if not strict:
             continue
         # A shifted or other grid was scored position by position, silently (a field against its
         # neighbour one row up gave a near-perfect score).
