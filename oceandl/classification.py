@@ -190,6 +190,15 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
     )
     if paths is not None and len(paths) == len(sample):
         ds["path"] = (dim, np.array(paths, dtype=str))
+    # a netCDF of predictions read without this code: what each variable is, and what -1 means
+    ds["predicted"].attrs = {"long_name": "predicted class name",
+                             "comment": f"'{UNASSIGNED}' where the top probability is below min_confidence"}
+    ds["label"].attrs = {"long_name": "predicted class index into the class coordinate",
+                         "flag_values": np.int64(-1), "flag_meanings": UNASSIGNED}
+    ds["probability"].attrs = {"long_name": "probability of the most probable class", "units": "1"}
+    ds["probabilities"].attrs = {"long_name": "probability of each class", "units": "1"}
+    if "path" in ds:
+        ds["path"].attrs = {"long_name": "image file"}
     from . import __version__
 
     ds.attrs["oceandl_version"] = __version__

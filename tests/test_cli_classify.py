@@ -115,6 +115,10 @@ def test_classify_to_netcdf_and_min_confidence(sar_tree, sar_model, tmp_path):
         assert ((ds["predicted"].values == "unassigned") == low).all()
         assert (ds["label"].values[low] == -1).all()
         assert np.isfinite(ds["latitude"].values).all()
+        # readable without this code: each variable says what it is, and what label -1 means
+        assert ds["label"].attrs["flag_values"] == -1 and ds["label"].attrs["flag_meanings"] == "unassigned"
+        assert all(ds[v].attrs.get("long_name") for v in ("predicted", "label", "probability", "probabilities"))
+        assert ds["probability"].attrs["units"] == "1"
 
 
 def test_batch_size_zero_is_refused(sar_tree, sar_model, tmp_path):
