@@ -47,6 +47,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from oceandl.errors import InputError
+from oceandl.preprocess import convert_channels, pixels_to_float
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -153,18 +154,9 @@ def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     return bands, h, w
 
 
-def _to_float(arr: np.ndarray) -> np.ndarray:
-    """float32 pixels by the module rule: unsigned ints to [0, 1], everything else as stored."""
-    if arr.dtype == bool:
-        return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.unsignedinteger):
-        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    return arr.astype(np.float32, copy=False)
-
-
 def _scale_and_fill(arr: np.ndarray, path: str) -> np.ndarray:
     """Unsigned ints to [0, 1]; non-finite pixels to the finite median; float32 out."""
-    out = _to_float(arr)
+    out = pixels_to_float(arr)
     if np.issubdtype(out.dtype, np.floating):
         bad = ~np.isfinite(out)
         if bad.any():
@@ -223,7 +215,7 @@ def _read_raster(path: Path) -> np.ndarray | None:
         # The GeoTIFF's declared fill value (e.g. -9999 or 0 off the swath) is no pixel: it was kept
         # as data, a -60 dB floor after --intensity db that skewed the per-image normalisation.
         # As NaN, it gets the median fill of every missing pixel.
-        out = _to_float(arr).copy()
+        out = pixels_to_float(arr).copy()
         for i, v in enumerate(nodata):
             if v is not None:
                 out[i][np.isnan(arr[i]) if np.isnan(v) else arr[i] == v] = np.nan
@@ -266,20 +258,9 @@ def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarr
 
 
 def _convert_channels(arr: np.ndarray, channels: int, path: str) -> np.ndarray:
-    c = arr.shape[0]
-    if channels == c:
-        return arr
-    if channels == 1:
-        if c >= 3:
-            w = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-            return np.tensordot(w, arr[:3], axes=1)[None].astype(np.float32)
-        return arr[:1]
-    if channels == 3:
-        if c == 1:
-            return np.repeat(arr, 3, axis=0)
-        if c > 3:
-            return arr[:3]
-    raise InputError(f"{path}: cannot convert {c} bands to {channels}")
+    """(C, H, W) pixels with ``channels`` bands, by :func:`oceandl.preprocess.convert_channels`."""
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None]
+    return convert_channels(x, channels, path)[0].contiguous().numpy()
 
 
 def _fit_size(x: torch.Tensor, size: tuple[int, int], fit: str) -> torch.Tensor:

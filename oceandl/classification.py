@@ -40,9 +40,8 @@ def _images_order(images):
 
 
 def _pixels(a):
-    """A float32 tensor of raw pixels by the image readers' rule: unsigned integers (a uint8 or
-    uint16 array from PIL or a GeoTIFF) are divided by their type's maximum, to [0, 1], as
-    :func:`oceandl.datasets.read_image` does for the files a model is trained on."""
+    """A float32 tensor of raw pixels by the image readers' rule (:func:`oceandl.preprocess.pixels_to_float`:
+    unsigned integers to [0, 1]), as for the files a model is trained on; tensors by the same rule."""
     import torch
 
     if isinstance(a, torch.Tensor):
@@ -51,10 +50,9 @@ def _pixels(a):
         if not (a.dtype.is_floating_point or a.dtype.is_complex or a.dtype.is_signed):
             return a.float() / float(torch.iinfo(a.dtype).max)
         return a.float()
-    a = np.asarray(a)
-    if a.dtype.kind == "u":
-        return torch.from_numpy(a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max))
-    return torch.from_numpy(np.array(a, dtype=np.float32))
+    from .preprocess import pixels_to_float
+
+    return torch.from_numpy(np.array(pixels_to_float(np.asarray(a)), dtype=np.float32))  # a writable copy
 
 
 def _fill_nonfinite(x):

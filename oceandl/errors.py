@@ -6,7 +6,7 @@ and name the file, variable or option at fault.
 """
 from __future__ import annotations
 
-__all__ = ["OceanDLError", "InputError", "CheckpointError", "MissingResourceError"]
+__all__ = ["OceanDLError", "InputError", "CheckpointError", "MissingResourceError", "one_line"]
 
 
 class OceanDLError(Exception):
@@ -30,3 +30,13 @@ class MissingResourceError(InputError):
 
     The message says where to put it.
     """
+
+
+def one_line(exc: BaseException, limit: int = 160, with_type: bool = True) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters, for a one-line error that
+    wraps it: ``"TypeName: text"`` (``with_type``), else the text; the type name when it is empty."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if with_type else text

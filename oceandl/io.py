@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import InputError
+from .errors import InputError, one_line
 from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS",
@@ -54,12 +54,6 @@ _LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee",
 # sea_surface_temperature and its skin / subskin / foundation variants.
 _SST_STANDARD_NAME = re.compile(r"^sea_surface(_[a-z]+)?_temperature$")
 _SST_NAMES = ("sst", "analysed_sst", "sea_surface_temperature", "sst_obs", "sst_observed", "tos")
-
-
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _dims_text(obj) -> str:
@@ -382,7 +376,7 @@ def _open_path(path: Path) -> xr.Dataset:
             if not signed:
                 raise InputError(f"{path}: not a readable netCDF file (no netCDF-3 or netCDF-4/HDF5 "
                                  f"signature; it starts with {head[:8]!r})") from exc
-            raise InputError(f"{path}: not a readable netCDF file, truncated or corrupt ({_one_line(exc)})") from exc
+            raise InputError(f"{path}: not a readable netCDF file, truncated or corrupt ({one_line(exc)})") from exc
     raise InputError(f"{path}: not a readable netCDF file")
 
 
@@ -541,7 +535,7 @@ def _decode(ds: xr.Dataset, label: str) -> xr.Dataset:
     try:
         return xr.decode_cf(ds)
     except Exception as exc:  # noqa: BLE001 - inconsistent CF attributes are the input's fault
-        raise InputError(f"{label}: cannot decode CF attributes ({_one_line(exc)})") from exc
+        raise InputError(f"{label}: cannot decode CF attributes ({one_line(exc)})") from exc
 
 
 def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: bool = False) -> xr.DataArray:
@@ -593,7 +587,7 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
         try:
             da = da.load()
         except Exception as exc:  # noqa: BLE001 - a truncated file fails only when read
-            raise InputError(f"{where}: cannot read the data ({_one_line(exc)})") from exc
+            raise InputError(f"{where}: cannot read the data ({one_line(exc)})") from exc
     data = da.transpose(roles["time"][0], roles["lat"][0], roles["lon"][0]).variable.data
     if not np.issubdtype(data.dtype, np.floating) or data.dtype == np.float16:
         data = data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64)
@@ -769,5 +763,5 @@ def write_netcdf(
         try:
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc)
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
-            raise InputError(f"{path}: cannot write netCDF ({_one_line(exc)})") from exc
+            raise InputError(f"{path}: cannot write netCDF ({one_line(exc)})") from exc
     return path

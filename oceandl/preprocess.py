@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-__all__ = ["DEFAULT_PREPROCESSING", "preprocess_batch", "check_spec"]
+__all__ = ["DEFAULT_PREPROCESSING", "preprocess_batch", "check_spec", "convert_channels", "pixels_to_float"]
 
 DEFAULT_PREPROCESSING = {"size": None, "channels": None, "intensity": "linear", "normalize": "none"}
 
@@ -34,6 +34,40 @@ def check_spec(spec: dict | None) -> dict:
     return out
 
 
+def pixels_to_float(arr: np.ndarray) -> np.ndarray:
+    """float32 pixels by the image readers' rule: unsigned integers (uint8 from PIL, uint16
+    GeoTIFFs) to [0, 1] by their type's maximum, booleans to 0/1, everything else as stored."""
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    return arr.astype(np.float32, copy=False)
+
+
+def convert_channels(x: torch.Tensor, channels: int, what: str) -> torch.Tensor:
+    """Images (N, C, H, W) with ``channels`` bands: RGB to grey by luminance (0.299 R + 0.587 G +
+    0.114 B), two bands to one by the first, one to three repeated, more than three to three by the
+    first three.
+
+    The one rule of the image readers and of :func:`preprocess_batch`, so that arrays and the files
+    a model is trained on or ``oceandl classify`` reads give the same tensor (RGB to grey was the
+    plain mean here and luminance in the readers). ``what`` names the images in the error.
+    """
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if channels == 1:
+        if c >= 3:
+            w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype)
+            return torch.einsum("c,nchw->nhw", w, x[:, :3])[:, None]
+        return x[:, :1]
+    if channels == 3 and c == 1:
+        return x.expand(-1, 3, -1, -1)
+    if channels == 3 and c > 3:
+        return x[:, :3]
+    raise InputError(f"{what}: cannot convert {c} bands to {channels}")
+
+
 def preprocess_batch(x: torch.Tensor, spec: dict | None) -> torch.Tensor:
     """Apply ``spec`` to images (N, C, H, W) (or (N, H, W)) and return float32 (N, C', H', W').
 
@@ -48,24 +82,8 @@ def preprocess_batch(x: torch.Tensor, spec: dict | None) -> torch.Tensor:
         x = x[:, None]
     if x.ndim != 4:
         raise InputError(f"images of shape {tuple(x.shape)}: expected (N, H, W) or (N, C, H, W)")
-    ch = spec["channels"]
-    if ch and x.shape[1] != ch:
-        # The image readers' rule (datasets.images._convert_channels), so that arrays and the files a
-        # model is trained on or `oceandl classify` reads give the same tensor: RGB to grey was the
-        # plain mean here and the 0.299/0.587/0.114 luminance in the readers, 2 bands the mean of
-        # both here and band 1 there.
-        if ch == 1:
-            if x.shape[1] >= 3:
-                w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype)
-                x = torch.einsum("c,nchw->nhw", w, x[:, :3])[:, None]
-            else:
-                x = x[:, :1]
-        elif ch == 3 and x.shape[1] == 1:
-            x = x.expand(-1, ch, -1, -1)
-        elif ch == 3 and x.shape[1] > 3:
-            x = x[:, :3]
-        else:
-            raise InputError(f"images have {x.shape[1]} channels, the model expects {ch}")
+    if spec["channels"]:
+        x = convert_channels(x, spec["channels"], "images")
     if spec["size"] and tuple(x.shape[-2:]) != tuple(spec["size"]):
         x = F.interpolate(x, size=tuple(spec["size"]), mode="bilinear", align_corners=False, antialias=True)
     if spec["intensity"] == "db":

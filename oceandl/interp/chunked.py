@@ -60,7 +60,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, one_line
 
 from .base import _MIN_PIXEL_OBS, _json_default, _netcdf_safe, append_history, oceandl_version
 from .neural import hann_ramp
@@ -217,8 +217,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
     try:
         ds = xr.open_dataset(path)  # lazy, nothing read
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        raise InputError(f"{path}: not a readable netCDF file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise InputError(f"{path}: not a readable netCDF file ({one_line(exc)})") from exc
     try:
         check_groups(ds, path)
         name = find_variable(ds, var, label=str(path))
@@ -539,8 +538,7 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
     from oceandl.io import to_source_grid
 
     # a temporary name clean_stale_parts recognises (a SIGKILL mid-pass leaves nothing for good)
-    other = path.with_name(path.name[: -len(".part")] + "g.part") if path.name.endswith(".part") \
-        else path.with_name(path.name + ".grid.part")
+    other = path.with_name(path.name.removesuffix(".part") + "g.part")
     try:
         with xr.open_dataset(path) as ds:
             coords = to_source_grid(ds.coords.to_dataset(), grid).load()  # the file closes below

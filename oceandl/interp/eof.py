@@ -125,18 +125,6 @@ def _truncated_svd(A: np.ndarray, k: int, solver: str, seed: int) -> tuple[np.nd
     return U * flip, S, Vt * flip[:, None]
 
 
-def _same_axis(a, b) -> bool:
-    """Whether two coordinate indexes hold the same values (numbers within 1e-3 of the spacing:
-    float32 and float64 copies of one grid agree)."""
-    if a.equals(b):
-        return True
-    if len(a) != len(b) or not (np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
-        return False
-    av, bv = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    step = float(np.min(np.abs(np.diff(bv)))) if len(bv) > 1 else 1.0
-    return bool(np.allclose(av, bv, rtol=0.0, atol=1e-3 * step))
-
-
 class EOF:
     """EOF analysis of a (time, lat, lon) field; see :func:`eof`.
 
@@ -317,7 +305,7 @@ class EOF:
         InputError
             For another grid (shape or coordinate values), or missing values over the analysed ocean.
         """
-        from oceandl.metrics.interpolation import _reorder_like
+        from oceandl.metrics.interpolation import match_axis
 
         da = as_dataarray(da, "eof.project")
         dims = canonical_dims(da)
@@ -326,10 +314,12 @@ class EOF:
             raise InputError(f"eof.project: grid {da.shape[1:]} differs from the analysis grid {self._ocean.shape}")
         # matched by coordinate, not position: a field with latitudes descending (as many L3 files
         # store them) was projected pixel by pixel onto the mirrored EOFs, a silent wrong answer
-        da = _reorder_like(da, self.eofs, strict=False)  # another grid: the error below names it
         for d, ref in zip(dims[1:], self._dims[1:]):
-            if d in da.indexes and ref in self.eofs.indexes and not _same_axis(da.indexes[d], self.eofs.indexes[ref]):
-                raise InputError(f"eof.project: coordinate {d!r} differs from the analysis grid's {ref!r}")
+            if d in da.indexes and ref in self.eofs.indexes:
+                pos = match_axis(da.indexes[d], self.eofs.indexes[ref])
+                if pos is None:
+                    raise InputError(f"eof.project: coordinate {d!r} differs from the analysis grid's {ref!r}")
+                da = da.isel({d: pos})
         X = np.asarray(da.values, dtype=np.float64)[:, self._ocean]
         if not np.isfinite(X).all():
             raise InputError("eof.project: the field has missing values over the analysed ocean pixels")

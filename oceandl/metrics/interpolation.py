@@ -8,33 +8,40 @@ from oceandl.errors import InputError
 __all__ = ["interp_metrics"]
 
 
-def _reorder_like(a, ref, name: str = "truth", strict: bool = True):
+def match_axis(ia, ir) -> np.ndarray | None:
+    """Positions in index ``ia`` of each value of index ``ir`` (numbers within 1e-3 of the spacing:
+    float32 and float64 copies of one grid match), or None when they do not hold the same values."""
+    if len(ia) != len(ir):
+        return None
+    if ia.equals(ir):
+        return np.arange(len(ia))
+    pos = ia.get_indexer(ir) if ia.is_unique else np.full(len(ir), -1)
+    numeric = np.issubdtype(ia.dtype, np.number) and np.issubdtype(ir.dtype, np.number)
+    if (ia.is_unique and (pos < 0).any() and numeric and len(ia) > 1
+            and (ia.is_monotonic_increasing or ia.is_monotonic_decreasing)):
+        tol = 1e-3 * float(np.min(np.abs(np.diff(np.asarray(ia, np.float64)))))
+        pos = ia.get_indexer(ir, method="nearest", tolerance=tol)
+    return pos if (pos >= 0).all() and len(np.unique(pos)) == len(pos) else None
+
+
+def _reorder_like(a, ref, name: str = "truth"):
     """``a`` with each dim whose coordinate holds ``ref``'s values in another order put in ``ref``'s order.
 
     Raises InputError when a dim of the same length has other coordinate values in ``a`` than in
     ``ref`` (another grid or other times): positions would be compared that are not the same pixels.
-    ``strict=False`` leaves such a dim as it is, for a caller that words its own error.
     """
     # Positions used to be compared whatever the coordinates said: a truth stored with latitudes
     # descending (as many L3 files are) against oceandl's output (sorted ascending) scored each
     # pixel against its mirror image.
     for d in ref.dims:
-        if d not in a.indexes or d not in ref.indexes or a.indexes[d].equals(ref.indexes[d]):
+        if d not in a.indexes or d not in ref.indexes:
             continue
         ia, ir = a.indexes[d], ref.indexes[d]
         if len(ia) != len(ir):
             continue  # the shape check names both shapes
-        pos = ia.get_indexer(ir) if ia.is_unique else np.full(len(ir), -1)
-        numeric = np.issubdtype(ia.dtype, np.number) and np.issubdtype(ir.dtype, np.number)
-        if (ia.is_unique and (pos < 0).any() and numeric and len(ia) > 1
-                and (ia.is_monotonic_increasing or ia.is_monotonic_decreasing)):
-            # the same grid in float32 in one and float64 in the other: match within 1e-3 of the spacing
-            tol = 1e-3 * float(np.min(np.abs(np.diff(np.asarray(ia, np.float64)))))
-            pos = ia.get_indexer(ir, method="nearest", tolerance=tol)
-        if (pos >= 0).all() and len(np.unique(pos)) == len(pos):
-            a = a.isel({d: pos})
-            continue
-        if not strict:
+        pos = match_axis(ia, ir)
+        if pos is not None:
+            a = a.isel({d: pos}) if not ia.equals(ir) else a
             continue
         # A shifted or other grid was scored position by position, silently (a field against its
         # neighbour one row up gave a near-perfect score).

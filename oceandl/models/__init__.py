@@ -13,7 +13,7 @@ import inspect
 import numpy as np
 from torch import nn
 
-from ..errors import InputError, OceanDLError
+from ..errors import InputError, OceanDLError, one_line
 from .autoencoders import ConvAE, DenseAE, LinearAE
 from .blocks import BasicBlock, ConvBNAct
 from .classifiers import MLP, CourseCNN, ResNet, VGGNet
@@ -113,9 +113,8 @@ def get_model(name: str, *args, **options) -> nn.Module:
     except (ValueError, TypeError) as exc:
         # a bad option value (vgg depth=9, channels='abc') came out of the constructor or deep in
         # torch as a bare ValueError/TypeError: exit 1 and a message naming neither model nor option
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "default options"
-        raise InputError(f"model {name!r} cannot be built with {shown}: {msg}") from exc
+        raise InputError(f"model {name!r} cannot be built with {shown}: {one_line(exc, with_type=False)}") from exc
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

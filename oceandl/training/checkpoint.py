@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, one_line
 from ..utils import atomic_path, check_output_path, provenance, resolve_device
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_config", "save_training_state", "is_checkpoint_folder",
@@ -74,7 +74,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
         # a full disk or a read-only folder: safetensors said "SafetensorError: Error while
         # serializing: I/O error: ..." without the folder, and the CLI added a traceback hint
         kept = "the previous checkpoint there is unchanged" if existed else "nothing was written"
-        raise InputError(f"{path}: cannot write the checkpoint ({_one_line(exc)}); {kept}") from exc
+        raise InputError(f"{path}: cannot write the checkpoint ({one_line(exc, with_type=False)}); {kept}") from exc
     return Path(path)
 
 
@@ -102,11 +102,6 @@ def _umask() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return umask
-
-
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_pickle(path: Path) -> bool:
