@@ -758,9 +758,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="oceandl", standalone_mode=True)
+        code = 0
     except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    return 0
+        code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    dist = sys.modules.get("oceandl.training.distributed")  # imported only by training commands
+    if dist is not None and dist.current() is not None:
+        dist.destroy(sync=code == 0)  # on failure a peer may be stuck in a collective: do not wait
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -183,3 +183,49 @@ def test_validation_set_smaller_than_the_processes(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     cols = [json.loads((tmp_path / f"cols.{r}").read_text()) for r in (0, 1)]
     assert cols[0] == cols[1] == {"reconstruction": ["val_loss"], "classification": ["val_accuracy", "val_loss"]}
+
+
+_FAILING_RANK = textwrap.dedent("""
+    from oceandl.training import distributed as dd
+    ctx = dd.init_distributed("cpu")
+    if ctx.rank == 1:
+        raise RuntimeError("rank 1 fails before the collective")
+    dd.all_reduce_sum(1.0)  # rank 0 waits here for a peer that will never come
+""")
+
+
+def test_a_failing_rank_does_not_hang_its_peer(tmp_path):
+    """Ranks meet at a barrier before leaving a clean run (gloo tore down one rank while its peer
+    still was, ~1 run in 35). After an unhandled exception a rank must not wait there: its peer
+    is stuck in a collective, and both would hang for the 30-min collective timeout."""
+    script = tmp_path / "fail_rank.py"
+    script.write_text(_FAILING_RANK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(script)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=50)  # the exit barrier waits 60 s
+    assert run.returncode == 1 and "rank 1 fails before the collective" in run.stderr
+
+
+def test_destroy_waits_for_peers_only_on_a_clean_exit(fake_rank, monkeypatch):
+    import torch.distributed as dist
+
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "monitored_barrier", lambda timeout: calls.append(("barrier", timeout.total_seconds())))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    for sync, expected in ((True, [("barrier", dd._EXIT_SYNC_S), "destroy"]), (False, ["destroy"])):
+        fake_rank(0, 2)
+        calls.clear()
+        dd.destroy(sync=sync)
+        assert calls == expected and dd.current() is None
+    fake_rank(1, 2)
+    calls.clear()
+    monkeypatch.setattr(dist, "monitored_barrier", lambda timeout: (_ for _ in ()).throw(RuntimeError("peer gone")))
+    dd.destroy()  # a peer already gone: the group is still destroyed
+    assert calls == ["destroy"] and dd.current() is None
+    monkeypatch.setattr("sys.last_value", RuntimeError("unhandled"), raising=False)
+    fake_rank(0, 2)
+    calls.clear()
+    dd._destroy_at_exit()
+    assert calls == ["destroy"]

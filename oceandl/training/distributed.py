@@ -20,15 +20,18 @@ does nothing in a plain run (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) and otherwis
   early stopping are identical on every rank;
 * checkpoints, logs and figures are written by rank 0 only (:func:`is_main_process`), the others
   wait at a :func:`barrier`;
-* the process group is destroyed at exit (:func:`destroy`, registered with :mod:`atexit`).
+* the process group is destroyed at exit (:func:`destroy`, registered with :mod:`atexit`), after
+  the ranks meet at a barrier on a clean exit (gloo).
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import datetime as _dt
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Iterator
@@ -71,6 +74,7 @@ class DistContext:
 
 _CTX: DistContext | None = None
 _ATEXIT = False
+_EXIT_SYNC_S = 60.0  # how long a rank waits for its peers when leaving
 
 
 def _env_int(name: str) -> int | None:
@@ -154,7 +158,7 @@ def init_distributed(device: str | None = "auto", timeout_s: float = 1800.0) -> 
                                 timeout=_dt.timedelta(seconds=timeout_s), **kwargs)
     _CTX = DistContext(rank, world, local, backend, dev)
     if not _ATEXIT:
-        atexit.register(destroy)
+        atexit.register(_destroy_at_exit)
         _ATEXIT = True
     return _CTX
 
@@ -274,24 +278,48 @@ def rank_seed(seed: int) -> int:
     return seed if _CTX is None else seed + 7_919 * _CTX.rank
 
 
-def destroy() -> None:
-    """Leave and destroy the process group (no-op when none); registered at exit."""
+def destroy(sync: bool = True) -> None:
+    """Leave and destroy the process group (no-op when none); registered at exit.
+
+    Parameters
+    ----------
+    sync : wait for the other ranks first (gloo: at most ``_EXIT_SYNC_S`` seconds). Pass False
+        on an error path, where a peer may be blocked in a collective that will never complete.
+    """
     global _CTX
     try:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
+            # DDP's reducer keeps the gloo group and its threads alive until the process ends
+            # (torch 2.x; destroy_process_group does not stop them). A rank that exited while
+            # its peer was still tearing down aborted that peer ('terminate called without an
+            # active exception', ~1 run in 35 on 2 CPU cores): leave together. gloo's monitored
+            # barrier has a timeout, so a peer that failed costs seconds, not a hang.
+            gc.collect()
+            if sync and _CTX is not None and _CTX.backend == "gloo":
+                try:
+                    dist.monitored_barrier(timeout=_dt.timedelta(seconds=_EXIT_SYNC_S))
+                except Exception:  # a peer failed or already left: release this rank anyway
+                    pass
             dist.destroy_process_group()
     finally:
         _CTX = None
+
+
+def _destroy_at_exit() -> None:
+    # an unhandled exception (sys.last_value) means the peers may be stuck: do not wait for them
+    destroy(sync=getattr(sys, "last_value", None) is None)
 
 
 @contextlib.contextmanager
 def distributed(device: str | None = "auto") -> Iterator[DistContext | None]:
     """``with distributed() as ctx:`` for scripts: init from the torchrun environment, destroy after."""
     ctx = init_distributed(device)
+    ok = False
     try:
         yield ctx
+        ok = True
     finally:
         if ctx is not None:
-            destroy()
+            destroy(sync=ok)
