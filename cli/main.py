@@ -38,8 +38,31 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+class _Usage(click.UsageError):
+    """click's usage error on one line: click printed the usage and a hint before it (4 lines)."""
+
+    def __init__(self, exc: click.UsageError):
+        super().__init__(exc.format_message(), exc.ctx)
+        self.exit_code = exc.exit_code
+
+    def show(self, file=None) -> None:
+        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{where}", err=True if file is None else False, file=file)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    # 'oceandl' alone prints the help (NoArgsIsHelpError): that is what it is for
+    return exc if isinstance(exc, (_Usage, click.exceptions.NoArgsIsHelpError)) else _Usage(exc)
+
+
 class OceandlGroup(click.Group):
     """Turns oceandl's exceptions (and unexpected ones) into one-line errors with the right code."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # 'oceandl --bogus'
+            raise _one_line(exc) from None
 
     def invoke(self, ctx):
         try:
@@ -47,6 +70,8 @@ class OceandlGroup(click.Group):
                 # warnings (skipped files, dropped classes, resized images) as one line each
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's own: 'oceandl interpolate --bogus'
+            raise _one_line(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except OceanDLError as exc:

@@ -145,6 +145,29 @@ def test_usage_errors_exit_2(runner, tmp_path):
     assert res.exit_code == 2 and "epochz" in res.output
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--bogus"], "No such option '--bogus'. (see 'oceandl --help')"),
+    (["nosuchcmd"], "No such command 'nosuchcmd'. (see 'oceandl --help')"),
+    (["benchmark", "nope"], "'nope' is not one of 'mnist'"),
+    (["interpolate", "--bogus", "x"], "(see 'oceandl interpolate --help')"),
+    (["train", "classifier", "--epochs", "abc", "--demo", "-o", "x"], "'abc' is not a valid integer"),
+    (["train", "classifier", "--epoch", "3"], "Did you mean"),
+    (["interpolate", "--demo"], "-o/--output is required"),
+])
+def test_usage_errors_are_one_line(argv, says):
+    """click printed usage errors on four lines (usage, hint, blank, error); the CLI's errors are one line."""
+    res = CliRunner().invoke(cli, argv, prog_name="oceandl")
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and says in lines[0], res.stderr
+    assert "Usage:" not in res.output
+
+
+def test_no_arguments_still_prints_the_help():
+    res = CliRunner().invoke(cli, [], prog_name="oceandl")
+    assert "Usage: oceandl" in res.output and "interpolate" in res.output
+
+
 def test_synth_and_eof(runner, tmp_path):
     out = tmp_path / "s.nc"
     res = runner.invoke(cli, ["synth", "sst", "--n", "12", "--size", "16", "-o", str(out), "--seed", "4"])
