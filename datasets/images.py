@@ -406,11 +406,39 @@ def _is_image(p: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:
 def _images_in(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
     # Recursive and sorted, so the order (and hence seeded splits) is the same on every machine;
     # hidden folders (.thumbs, .ipynb_checkpoints, .Trash) hold copies or caches, not samples.
-    return sorted(p for p in folder.rglob("*") if _is_image(p, extensions) and not _in_hidden(p, folder))
+    return sorted(_walk_images(folder, extensions))
 
 
-def _in_hidden(p: Path, folder: Path) -> bool:
-    return any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
+def _walk_images(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, _seen: frozenset = frozenset()):
+    """The image files under ``folder``, following symlinked sub-folders (not into a loop).
+
+    Path.rglob does not follow them before Python 3.13: a class folder made of links to year
+    folders (``Chaetoceros/2014 -> /data/whoi/2014/Chaetoceros``) was "empty" and dropped, and
+    ``classify`` missed the images behind such a link, with no word.
+    """
+    try:
+        st = folder.stat()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:  # an unreadable or vanished sub-folder holds no samples we can read
+        return
+    seen = _seen | {(st.st_dev, st.st_ino)}
+    for e in entries:
+        p = Path(e.path)
+        if e.name.startswith("."):
+            continue
+        try:
+            is_dir = e.is_dir()  # follows links
+        except OSError:
+            continue
+        if is_dir:
+            try:
+                sub = p.stat()
+            except OSError:
+                continue
+            if (sub.st_dev, sub.st_ino) not in seen:  # a link to a folder above: a loop
+                yield from _walk_images(p, extensions, seen)
+        elif _is_image(p, extensions):
+            yield p
 
 
 def _check_dir(root: str | os.PathLike) -> Path:
@@ -631,7 +659,7 @@ class TenGeoPDataset(_FileImageDataset):
 # Generic class folders
 # --------------------------------------------------------------------------------------------
 def _has_images(folder: Path) -> bool:
-    return any(_is_image(p) and not _in_hidden(p, folder) for p in folder.rglob("*"))
+    return next(iter(_walk_images(folder)), None) is not None
 
 
 def _class_root(root: Path) -> Path:

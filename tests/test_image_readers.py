@@ -239,6 +239,32 @@ def test_hidden_folders_and_alpha_bands_are_not_samples(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "four8.tif"), four / 255.0)
 
 
+def test_symlinked_sub_folders_are_followed_without_looping(tmp_path):
+    """A class folder made of links to year folders (WHOI-Plankton ``<class>/2014 -> /data/2014/<class>``)
+    was "empty" and dropped with a warning, and classify missed the images behind such a link:
+    Path.rglob does not follow symlinked folders before Python 3.13. A link back up is no loop."""
+    rng = np.random.default_rng(7)
+    data = tmp_path / "data"
+    for year in ("2013", "2014"):
+        for cls in ("Chaetoceros", "Ditylum"):
+            for i in range(2):
+                write_png(data / year / cls / f"{i}.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    root = tmp_path / "train"
+    for cls in ("Chaetoceros", "Ditylum"):
+        (root / cls).mkdir(parents=True)
+        for year in ("2013", "2014"):
+            (root / cls / year).symlink_to(data / year / cls, target_is_directory=True)
+    (root / "Ditylum" / "2014" / "loop").symlink_to(root / "Ditylum", target_is_directory=True)  # a cycle
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "dropped empty class folder(s)"
+        ds = ImageFolderDataset(root)
+    assert ds.classes == ["Chaetoceros", "Ditylum"]
+    assert np.bincount(ds.targets).tolist() == [4, 4]  # the cycle is not walked again
+    assert str(ds.files[0]) == str(root / "Chaetoceros" / "2013" / "0.png")
+    assert len(list_images(root / "Chaetoceros")) == 4
+    assert len(ImageFilesDataset(root / "Chaetoceros")) == 4
+
+
 def test_ndsb_train_level_and_loose_files(tmp_path):
     rng = np.random.default_rng(2)
     root = tmp_path / "ndsb"
