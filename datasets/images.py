@@ -501,7 +501,9 @@ _META_COLUMNS = {
 def _read_metadata_table(path: Path) -> dict[str, dict] | None:
     """Parse a CSV/TSV/whitespace table with a filename column: ``{file stem: row}`` or None."""
     try:
-        text = path.read_text(errors="replace")
+        # utf-8-sig: a table saved by Excel starts with a byte-order mark, which made the first
+        # header "\ufefffilename": no filename column, so the metadata was silently not read
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError:
         return None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]

@@ -92,6 +92,19 @@ def test_tengeop_classes_labels_values_metadata(tengeop):
     assert batch["image"].shape == (4, 1, 24, 24) and batch["label"].tolist() == [0, 0, 1, 5]
 
 
+@QUIET_ABSENT
+def test_metadata_table_saved_with_a_byte_order_mark_is_read(tengeop):
+    # Excel's "CSV UTF-8" starts with a BOM: the first header was "\ufefffilename", the table had no
+    # filename column and every vignette's latitude, longitude and time were silently missing
+    root, _ = tengeop
+    table = root / "metadata.csv"
+    table.write_text(table.read_text(), encoding="utf-8-sig")
+    assert table.read_bytes().startswith(b"\xef\xbb\xbf")
+    ds = TenGeoPDataset(root)
+    assert ds.metadata_file == table
+    assert ds.metadata(0) == {"latitude": 10.5, "longitude": -20.25, "time": "2016-03-01T10:00:00Z"}
+
+
 def test_tengeop_archive_layout_and_dispatch(tmp_path):
     root = tmp_path / "archive"
     for letter in "FO":
