@@ -483,6 +483,13 @@ def _tengeop_root(root: Path) -> Path | None:
     return None
 
 
+def _other_image_folders(class_root: Path) -> list[str]:
+    """Sub-folders of a TenGeoP class root that hold images but are no (first) TenGeoP class folder."""
+    classes = set(_tengeop_folders(class_root).values())
+    return [d.name for d in sorted(class_root.iterdir())
+            if d.is_dir() and not d.name.startswith(".") and d not in classes and _has_images(d)]
+
+
 def is_tengeop_root(path: str | os.PathLike) -> bool:
     """Whether ``path`` (or its ``GeoTIFF`` sub-folder) holds at least two TenGeoP class folders."""
     path = Path(path)
@@ -597,6 +604,10 @@ class TenGeoPDataset(_FileImageDataset):
                 f"or GeoTIFF/F..O)"
             )
         self.root = class_root
+        others = _other_image_folders(class_root)
+        if others:  # else their images were left out without a word
+            warnings.warn(f"{class_root}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: their "
+                          "images are left out", stacklevel=2)
         files, labels, absent = [], [], []
         for label, letter in enumerate(self.codes):
             found = _images_in(folders[letter]) if letter in folders else []
@@ -996,7 +1007,8 @@ def open_image_dataset(path: str | os.PathLike, **kw) -> Dataset:
     """Open a labelled image collection from what ``path`` is.
 
     * a ``.nc``/``.nc4``/``.netcdf`` file -> :class:`NetCDFImageDataset` (``var``, ``label_var``)
-    * a folder with TenGeoP class folders (``F``..``O``, or ``GeoTIFF/F..O``) -> :class:`TenGeoPDataset`
+    * a folder with TenGeoP class folders (``F``..``O``, or ``GeoTIFF/F..O``) and no other folder of
+      images -> :class:`TenGeoPDataset`
     * any other folder -> :class:`ImageFolderDataset`
 
     ``kw`` goes to the chosen class.
@@ -1014,5 +1026,11 @@ def open_image_dataset(path: str | os.PathLike, **kw) -> Dataset:
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
     if is_tengeop_root(p):
-        return TenGeoPDataset(p, **kw)
+        # a collection of one's own with two folders named like TenGeoP classes ("Sea Ice", "Iceberg")
+        # beside others ("Ship") was read as TenGeoP: the other classes were left out without a word
+        others = _other_image_folders(_tengeop_root(p))
+        if not others or "metadata" in kw:
+            return TenGeoPDataset(p, **kw)
+        warnings.warn(f"{p}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: every folder is read "
+                      "as a class (labels in sorted folder order)", stacklevel=2)
     return ImageFolderDataset(p, **kw)

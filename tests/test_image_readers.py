@@ -120,6 +120,23 @@ def test_tengeop_archive_layout_and_dispatch(tmp_path):
 
 
 @QUIET_ABSENT
+@QUIET_ABSENT
+def test_own_sar_classes_named_like_some_tengeop_ones_are_all_kept(tmp_path):
+    # "Sea Ice" and "Iceberg" made the folder TenGeoP: "Ship" and "Open water" were left out silently
+    # and a model was trained on 2 of the 4 classes
+    rng = np.random.default_rng(4)
+    root = tmp_path / "mysar"
+    for cls in ("Iceberg", "Open water", "Sea Ice", "Ship"):
+        for i in range(2):
+            write_png(root / cls / f"{i}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    with pytest.warns(UserWarning, match="Open water, Ship are not TenGeoP-SARwv classes"):
+        ds = open_image_dataset(root)
+    assert isinstance(ds, ImageFolderDataset)
+    assert ds.classes == ["Iceberg", "Open water", "Sea Ice", "Ship"] and len(ds) == 8
+    with pytest.warns(UserWarning, match="Open water, Ship are not TenGeoP-SARwv classes: their images are left out"):
+        TenGeoPDataset(root)
+
+
 def test_tengeop_errors(tmp_path, tengeop):
     with pytest.raises(InputError, match="no TenGeoP-SARwv class folders"):
         TenGeoPDataset(tmp_path)
