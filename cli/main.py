@@ -560,7 +560,9 @@ def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
     if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
         return NetCDFImageDataset(paths[0], var=var, label_var=None), None
     channels = spec.get("channels") if spec.get("channels") in (1, 3) else None  # else preprocessing converts
-    ds = ImageFilesDataset(paths, size=spec.get("size"), channels=channels, on_error=on_error)
+    # fit: a model trained on padded or cropped images (the readers' fit=) gets its images so
+    ds = ImageFilesDataset(paths, size=spec.get("size"), channels=channels, fit=spec.get("fit") or "stretch",
+                           on_error=on_error)
     return ds, _image_metadata(ds.files)
 
 

@@ -406,11 +406,39 @@ def _is_image(p: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:
 def _images_in(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
     # Recursive and sorted, so the order (and hence seeded splits) is the same on every machine;
     # hidden folders (.thumbs, .ipynb_checkpoints, .Trash) hold copies or caches, not samples.
-    return sorted(p for p in folder.rglob("*") if _is_image(p, extensions) and not _in_hidden(p, folder))
+    return sorted(_walk_images(folder, extensions))
 
 
-def _in_hidden(p: Path, folder: Path) -> bool:
-    return any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
+def _walk_images(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, _seen: frozenset = frozenset()):
+    """The image files under ``folder``, following symlinked sub-folders (not into a loop).
+
+    Path.rglob does not follow them before Python 3.13: a class folder made of links to year
+    folders (``Chaetoceros/2014 -> /data/whoi/2014/Chaetoceros``) was "empty" and dropped, and
+    ``classify`` missed the images behind such a link, with no word.
+    """
+    try:
+        st = folder.stat()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:  # an unreadable or vanished sub-folder holds no samples we can read
+        return
+    seen = _seen | {(st.st_dev, st.st_ino)}
+    for e in entries:
+        p = Path(e.path)
+        if e.name.startswith("."):
+            continue
+        try:
+            is_dir = e.is_dir()  # follows links
+        except OSError:
+            continue
+        if is_dir:
+            try:
+                sub = p.stat()
+            except OSError:
+                continue
+            if (sub.st_dev, sub.st_ino) not in seen:  # a link to a folder above: a loop
+                yield from _walk_images(p, extensions, seen)
+        elif _is_image(p, extensions):
+            yield p
 
 
 def _check_dir(root: str | os.PathLike) -> Path:
@@ -455,6 +483,13 @@ def _tengeop_root(root: Path) -> Path | None:
     return None
 
 
+def _other_image_folders(class_root: Path) -> list[str]:
+    """Sub-folders of a TenGeoP class root that hold images but are no (first) TenGeoP class folder."""
+    classes = set(_tengeop_folders(class_root).values())
+    return [d.name for d in sorted(class_root.iterdir())
+            if d.is_dir() and not d.name.startswith(".") and d not in classes and _has_images(d)]
+
+
 def is_tengeop_root(path: str | os.PathLike) -> bool:
     """Whether ``path`` (or its ``GeoTIFF`` sub-folder) holds at least two TenGeoP class folders."""
     path = Path(path)
@@ -473,7 +508,9 @@ _META_COLUMNS = {
 def _read_metadata_table(path: Path) -> dict[str, dict] | None:
     """Parse a CSV/TSV/whitespace table with a filename column: ``{file stem: row}`` or None."""
     try:
-        text = path.read_text(errors="replace")
+        # utf-8-sig: a table saved by Excel starts with a byte-order mark, which made the first
+        # header "\ufefffilename": no filename column, so the metadata was silently not read
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError:
         return None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
@@ -567,6 +604,10 @@ class TenGeoPDataset(_FileImageDataset):
                 f"or GeoTIFF/F..O)"
             )
         self.root = class_root
+        others = _other_image_folders(class_root)
+        if others:  # else their images were left out without a word
+            warnings.warn(f"{class_root}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: their "
+                          "images are left out", stacklevel=2)
         files, labels, absent = [], [], []
         for label, letter in enumerate(self.codes):
             found = _images_in(folders[letter]) if letter in folders else []
@@ -631,7 +672,7 @@ class TenGeoPDataset(_FileImageDataset):
 # Generic class folders
 # --------------------------------------------------------------------------------------------
 def _has_images(folder: Path) -> bool:
-    return any(_is_image(p) and not _in_hidden(p, folder) for p in folder.rglob("*"))
+    return next(iter(_walk_images(folder)), None) is not None
 
 
 def _class_root(root: Path) -> Path:
@@ -966,7 +1007,8 @@ def open_image_dataset(path: str | os.PathLike, **kw) -> Dataset:
     """Open a labelled image collection from what ``path`` is.
 
     * a ``.nc``/``.nc4``/``.netcdf`` file -> :class:`NetCDFImageDataset` (``var``, ``label_var``)
-    * a folder with TenGeoP class folders (``F``..``O``, or ``GeoTIFF/F..O``) -> :class:`TenGeoPDataset`
+    * a folder with TenGeoP class folders (``F``..``O``, or ``GeoTIFF/F..O``) and no other folder of
+      images -> :class:`TenGeoPDataset`
     * any other folder -> :class:`ImageFolderDataset`
 
     ``kw`` goes to the chosen class.
@@ -984,5 +1026,11 @@ def open_image_dataset(path: str | os.PathLike, **kw) -> Dataset:
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
     if is_tengeop_root(p):
-        return TenGeoPDataset(p, **kw)
+        # a collection of one's own with two folders named like TenGeoP classes ("Sea Ice", "Iceberg")
+        # beside others ("Ship") was read as TenGeoP: the other classes were left out without a word
+        others = _other_image_folders(_tengeop_root(p))
+        if not others or "metadata" in kw:
+            return TenGeoPDataset(p, **kw)
+        warnings.warn(f"{p}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: every folder is read "
+                      "as a class (labels in sorted folder order)", stacklevel=2)
     return ImageFolderDataset(p, **kw)

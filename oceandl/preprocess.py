@@ -2,7 +2,8 @@
 
 The spec is stored in every classifier checkpoint, so ``oceandl classify`` applies exactly what
 training applied: ``{"size": [H, W], "channels": C, "intensity": "linear" | "db",
-"normalize": "per_image" | "none"}``.
+"normalize": "per_image" | "none"}``, and ``"fit": "crop" | "pad"`` when the images were brought to
+that size so (absent: ``"stretch"``).
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def check_spec(spec: dict | None) -> dict:
         raise InputError(f"intensity={out['intensity']!r}: use linear or db")
     if out["normalize"] not in ("per_image", "none"):
         raise InputError(f"normalize={out['normalize']!r}: use per_image or none")
+    # how images of another shape reach `size` (the readers' fit=); absent: stretch, as before it was kept
+    if out.get("fit", "stretch") not in ("stretch", "crop", "pad"):
+        raise InputError(f"fit={out['fit']!r}: use stretch, crop or pad")
     return out
 
 
@@ -85,7 +89,13 @@ def preprocess_batch(x: torch.Tensor, spec: dict | None) -> torch.Tensor:
     if spec["channels"]:
         x = convert_channels(x, spec["channels"], "images")
     if spec["size"] and tuple(x.shape[-2:]) != tuple(spec["size"]):
-        x = F.interpolate(x, size=tuple(spec["size"]), mode="bilinear", align_corners=False, antialias=True)
+        if spec.get("fit", "stretch") != "stretch":
+            # a model trained on padded (or cropped) images was given them stretched
+            from oceandl.datasets.images import _fit_size
+
+            x = torch.stack([_fit_size(xi, tuple(spec["size"]), spec["fit"]) for xi in x])
+        else:
+            x = F.interpolate(x, size=tuple(spec["size"]), mode="bilinear", align_corners=False, antialias=True)
     if spec["intensity"] == "db":
         x = 10 * torch.log10(x.clamp_min(1e-6))
     if spec["normalize"] == "per_image":

@@ -222,6 +222,35 @@ def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_
         classify(x, model, device="cpu")
 
 
+def test_a_model_trained_on_padded_images_classifies_padded_images(tmp_path):
+    # ImageFolderDataset(fit="pad") (aspect ratio kept: plankton) trained a model, but the checkpoint
+    # did not say so: `oceandl classify` and classify(arrays) stretched the same files to the size
+    from PIL import Image
+
+    from oceandl.classification import classify
+    from oceandl.datasets import ImageFolderDataset
+    from oceandl.training import TrainConfig
+    from oceandl.training.classifier import train_classifier
+
+    rng = np.random.default_rng(3)
+    for ci, (c, shape) in enumerate((("long", (10, 40)), ("round", (30, 30)))):
+        for i in range(4):
+            (tmp_path / "pl" / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random(shape) * 100 + 80 * ci).astype(np.uint8)).save(tmp_path / "pl" / c / f"{i}.png")
+    ds = ImageFolderDataset(tmp_path / "pl", size=16, fit="pad")
+    model = tmp_path / "m"
+    train_classifier(ds, "cnn", model, TrainConfig(epochs=1, batch_size=4, device="cpu", progress=False),
+                     preprocessing={"normalize": "per_image"}, model_options={"channels": (4, 8), "hidden": 8})
+    assert json.loads((model / "config.json").read_text())["preprocessing"]["fit"] == "pad"
+    ref = classify(ds, model, device="cpu")["probabilities"].values
+    out = tmp_path / "p.csv"
+    res = invoke("classify", "--model", model, tmp_path / "pl", "-o", out, "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_allclose(pd.read_csv(out)[["p_long", "p_round"]].values, ref, atol=1e-5)
+    wide = np.asarray(Image.open(tmp_path / "pl" / "long" / "0.png"))
+    np.testing.assert_allclose(classify(wide[None], model, device="cpu")["probabilities"].values, ref[:1], atol=1e-5)
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]

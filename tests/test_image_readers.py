@@ -92,6 +92,19 @@ def test_tengeop_classes_labels_values_metadata(tengeop):
     assert batch["image"].shape == (4, 1, 24, 24) and batch["label"].tolist() == [0, 0, 1, 5]
 
 
+@QUIET_ABSENT
+def test_metadata_table_saved_with_a_byte_order_mark_is_read(tengeop):
+    # Excel's "CSV UTF-8" starts with a BOM: the first header was "\ufefffilename", the table had no
+    # filename column and every vignette's latitude, longitude and time were silently missing
+    root, _ = tengeop
+    table = root / "metadata.csv"
+    table.write_text(table.read_text(), encoding="utf-8-sig")
+    assert table.read_bytes().startswith(b"\xef\xbb\xbf")
+    ds = TenGeoPDataset(root)
+    assert ds.metadata_file == table
+    assert ds.metadata(0) == {"latitude": 10.5, "longitude": -20.25, "time": "2016-03-01T10:00:00Z"}
+
+
 def test_tengeop_archive_layout_and_dispatch(tmp_path):
     root = tmp_path / "archive"
     for letter in "FO":
@@ -107,6 +120,23 @@ def test_tengeop_archive_layout_and_dispatch(tmp_path):
 
 
 @QUIET_ABSENT
+@QUIET_ABSENT
+def test_own_sar_classes_named_like_some_tengeop_ones_are_all_kept(tmp_path):
+    # "Sea Ice" and "Iceberg" made the folder TenGeoP: "Ship" and "Open water" were left out silently
+    # and a model was trained on 2 of the 4 classes
+    rng = np.random.default_rng(4)
+    root = tmp_path / "mysar"
+    for cls in ("Iceberg", "Open water", "Sea Ice", "Ship"):
+        for i in range(2):
+            write_png(root / cls / f"{i}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    with pytest.warns(UserWarning, match="Open water, Ship are not TenGeoP-SARwv classes"):
+        ds = open_image_dataset(root)
+    assert isinstance(ds, ImageFolderDataset)
+    assert ds.classes == ["Iceberg", "Open water", "Sea Ice", "Ship"] and len(ds) == 8
+    with pytest.warns(UserWarning, match="Open water, Ship are not TenGeoP-SARwv classes: their images are left out"):
+        TenGeoPDataset(root)
+
+
 def test_tengeop_errors(tmp_path, tengeop):
     with pytest.raises(InputError, match="no TenGeoP-SARwv class folders"):
         TenGeoPDataset(tmp_path)
@@ -237,6 +267,32 @@ def test_hidden_folders_and_alpha_bands_are_not_samples(tmp_path):
                            photometric="MINISBLACK") as dst:
             dst.write(four)
     np.testing.assert_allclose(read_image(tmp_path / "four8.tif"), four / 255.0)
+
+
+def test_symlinked_sub_folders_are_followed_without_looping(tmp_path):
+    """A class folder made of links to year folders (WHOI-Plankton ``<class>/2014 -> /data/2014/<class>``)
+    was "empty" and dropped with a warning, and classify missed the images behind such a link:
+    Path.rglob does not follow symlinked folders before Python 3.13. A link back up is no loop."""
+    rng = np.random.default_rng(7)
+    data = tmp_path / "data"
+    for year in ("2013", "2014"):
+        for cls in ("Chaetoceros", "Ditylum"):
+            for i in range(2):
+                write_png(data / year / cls / f"{i}.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    root = tmp_path / "train"
+    for cls in ("Chaetoceros", "Ditylum"):
+        (root / cls).mkdir(parents=True)
+        for year in ("2013", "2014"):
+            (root / cls / year).symlink_to(data / year / cls, target_is_directory=True)
+    (root / "Ditylum" / "2014" / "loop").symlink_to(root / "Ditylum", target_is_directory=True)  # a cycle
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "dropped empty class folder(s)"
+        ds = ImageFolderDataset(root)
+    assert ds.classes == ["Chaetoceros", "Ditylum"]
+    assert np.bincount(ds.targets).tolist() == [4, 4]  # the cycle is not walked again
+    assert str(ds.files[0]) == str(root / "Chaetoceros" / "2013" / "0.png")
+    assert len(list_images(root / "Chaetoceros")) == 4
+    assert len(ImageFilesDataset(root / "Chaetoceros")) == 4
 
 
 def test_ndsb_train_level_and_loose_files(tmp_path):

@@ -138,6 +138,21 @@ def test_transfer_loads_local_weights_and_adapts_conv(tmp_path):
     assert torch.equal(m2.net.conv1.weight, m.net.conv1.weight)
 
 
+def test_transfer_corrupt_safetensors_weights_are_a_checkpoint_error(tmp_path):
+    # a truncated .safetensors raised safetensors' own SafetensorError (exit 1, "set OCEANDL_DEBUG")
+    import torchvision
+    from safetensors.torch import save_file
+
+    from oceandl.errors import CheckpointError
+
+    good = tmp_path / "r.safetensors"
+    save_file(torchvision.models.resnet18(weights=None).state_dict(), str(good))
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="cut.safetensors: not a readable weights file"):
+        get_model("resnet18", 1, 3, weights=str(bad))
+
+
 def test_fine_tuned_checkpoint_loads_without_the_imagenet_file(tmp_path, monkeypatch):
     # the checkpoint kept weights=PATH / pretrained=True and loading rebuilt the backbone from them:
     # on a machine without that file (or torchvision's cache) classify failed with 'not found'

@@ -37,9 +37,15 @@ def pretrained_weights_path(backbone: str) -> Path:
 
 def _load_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            # a truncated or foreign file: SafetensorError is no ValueError, so it came out as an
+            # unexpected error (exit 1, "set OCEANDL_DEBUG=1") instead of naming the file
+            raise CheckpointError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
     try:
         # torchvision ships .pth files; weights_only=True refuses arbitrary pickled objects
         return torch.load(path, map_location="cpu", weights_only=True)

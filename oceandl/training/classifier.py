@@ -91,7 +91,10 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     if any(len(p) == 0 for p in parts):
         raise InputError(f"split {tuple(split)} of {len(data)} images leaves an empty part")
     train, val, test = (TensorData(data.x[p], data.y[p], classes) for p in parts)
-    spec = check_spec({**(preprocessing or {}), "size": list(data.x.shape[-2:]), "channels": int(data.x.shape[1])})
+    # the reader's fit (crop, pad) too: classify stretched images of a model trained on padded ones
+    fitted = getattr(dataset, "fit", None)
+    spec = check_spec({**(preprocessing or {}), **({"fit": fitted} if fitted in ("crop", "pad") else {}),
+                       "size": list(data.x.shape[-2:]), "channels": int(data.x.shape[1])})
     opts = dict(model_options or {})
     if opts.get("freeze", "none") != "none" and not (opts.get("pretrained") or opts.get("weights")):
         # frozen random features: only the head learns, which reads like fine-tuning and is not
