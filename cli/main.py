@@ -673,7 +673,11 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 
     check_output_path(output, overwrite)
     pipe = get_pipeline(name)
-    overrides = {"seed": seed, **_kv(options)}
+    # --seed's default (0) went in as an override even when not given, so a --config file's seed
+    # was silently replaced by 0 (and a run.json's config did not reproduce its run): only an
+    # explicit --seed overrides now; without one the config's (TOML or the class default 0) stands.
+    given = click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
+    overrides = {**({"seed": seed} if given else {}), **_kv(options)}
     if fast:
         if "fast" in overrides:  # else --fast silently replaced it, even an invalid one
             raise InputError("--fast and --set fast=...: give one of them")

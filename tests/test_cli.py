@@ -212,6 +212,22 @@ def test_fast_flag_and_set_fast_conflict(runner, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_benchmark_config_file_seed_is_kept(runner, tmp_path):
+    """--seed's default 0 went in as an override even when not given: a --config file's seed was
+    silently replaced by 0 (run.json said seed 0, and its scores were seed 0's)."""
+    toml = tmp_path / "c.toml"
+    toml.write_text('seed = 3\nfast = true\nn_time = 4\nsize = 8\nmethods = ["climatology"]\ncloud_covers = [0.5]\n')
+    out = tmp_path / "r"
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(toml), "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 3 and run["config"]["seed"] == 3 and "--seed 3" in run["command"]
+    assert run["config"]["methods"] == ["climatology"] and run["config"]["cloud_covers"] == [0.5]
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(toml), "--seed", "0", "--quiet", "-o",
+                              str(tmp_path / "r0")])  # an explicit --seed still wins
+    assert res.exit_code == 0 and json.loads((tmp_path / "r0" / "run.json").read_text())["seed"] == 0, res.output
+
+
 def test_benchmark_mnist_fast(runner, mnist_root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(cli, ["benchmark", "mnist", "--data-root", str(mnist_root), "--fast", "--quiet", "-o", str(out),
