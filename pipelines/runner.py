@@ -143,7 +143,20 @@ def _changes(config, overrides, toml_path) -> dict[str, Any]:
         for k, v in data.items():
             if k not in names:
                 raise InputError(f"{toml_path}: unknown config key {k!r}; keys: {', '.join(sorted(names))}")
-            changes[k] = tuple(v) if isinstance(v, list) else v
+            # TOML values were taken as they came, unchecked: size = "abc" failed deep in the run as a
+            # TypeError (exit 1), fast = "yes" ran and was recorded as the string "yes". They go
+            # through the same coercion and checks as --set now (a list element by element).
+            try:
+                if isinstance(v, list) and typing.get_origin(hints[k]) is tuple:
+                    inner = (typing.get_args(hints[k]) or (str,))[0]
+                    v = tuple(_coerce(_as_text(x), inner) for x in v)
+                elif isinstance(v, (dict, list)):
+                    raise ValueError(v)
+                else:
+                    v = _coerce(_as_text(v), hints[k])
+            except (ValueError, TypeError):
+                raise InputError(f"{toml_path}: {k} = {v!r}: not a valid {hints[k]}") from None
+            changes[k] = v
     items = overrides.items() if isinstance(overrides, dict) else [
         tuple(s.split("=", 1)) if "=" in s else (s, None) for s in (overrides or [])]
     for k, v in items:

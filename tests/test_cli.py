@@ -228,6 +228,19 @@ def test_benchmark_config_file_seed_is_kept(runner, tmp_path):
     assert res.exit_code == 0 and json.loads((tmp_path / "r0" / "run.json").read_text())["seed"] == 0, res.output
 
 
+def test_benchmark_config_file_values_are_type_checked(runner, tmp_path):
+    """TOML values were taken unchecked: size = "abc" ended in a TypeError deep in the run (exit 1),
+    fast = "yes" ran and was recorded as the string "yes". Now the same checks as --set (exit 2)."""
+    toml = tmp_path / "c.toml"
+    for line, key in (('size = "abc"', "size"), ("n_time = 2.5", "n_time"), ('fast = "maybe"', "fast"),
+                      ('cloud_covers = [0.3, "a"]', "cloud_covers"), ("seed = 1.5", "seed")):
+        toml.write_text(line + "\n")
+        res = runner.invoke(cli, ["benchmark", "sst", "--config", str(toml), "--quiet", "-o", str(tmp_path / "bad")])
+        last = res.output.strip().splitlines()[-1]
+        assert res.exit_code == 2 and key in last and "c.toml" in last and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_benchmark_mnist_fast(runner, mnist_root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(cli, ["benchmark", "mnist", "--data-root", str(mnist_root), "--fast", "--quiet", "-o", str(out),
