@@ -245,6 +245,12 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
     command = rerun_command(pipeline, config, dev, out)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     prov = provenance()  # at the start: the code that runs, even if the checkout moves on during a long run
+    import torch
+
+    # The thread count changes the float summation order, so the scores (e.g. a neural method's
+    # val_rmse in its 4th digit, 1 against 2 threads) and it was not recorded anywhere: a run could
+    # not be reproduced bit for bit from its folder.
+    prov["torch_threads"] = torch.get_num_threads()
     t0 = time.perf_counter()
     with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -260,7 +266,7 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
               markdown_table(results, pipeline.columns), ""]
         md += [f"- {n}" for n in ctx.notes]
         md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}", f"- seed: {run['seed']}",
-               f"- device: {dev}", f"- wall time: {seconds:.1f} s",
+               f"- device: {dev}, torch threads: {prov['torch_threads']}", f"- wall time: {seconds:.1f} s",
                f"- git commit: {prov['git_commit']}" + (" (with uncommitted changes)" if prov.get("git_dirty") else ""),
                "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
                f"- python {prov['python']} on {prov['platform']}", "", "## Resolved config", "", "```json",

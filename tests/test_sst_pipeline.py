@@ -146,6 +146,22 @@ def test_recorded_command_runs_the_same_benchmark_again(tmp_path):
     assert _scores(again) == _scores(first)
 
 
+def test_run_folder_records_the_thread_count(tmp_path):
+    """The torch thread count changes the scores (float summation order: a neural method's val_rmse
+    in its 4th digit between 1 and 2 threads) but was recorded nowhere in the run folder."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        folder, _ = run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, "methods": ("climatology",)},
+                                 device="cpu", progress=False, log=lambda s: None)
+    finally:
+        torch.set_num_threads(before)
+    assert json.loads((folder / "run.json").read_text())["torch_threads"] == 1
+    assert "- device: cpu, torch threads: 1" in (folder / "results.md").read_text()
+
+
 def test_overwrite_replaces_only_a_run_folder(tmp_path):
     """--overwrite replaced whatever -o named: a folder of someone's files was deleted and a file
     became a run folder. Now only a previous run folder (or an empty folder) is replaced; anything
