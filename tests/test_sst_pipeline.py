@@ -47,6 +47,15 @@ def test_fast_run_rows_metrics_and_files(fast_run):
     assert on_disk["dineof@0.3"]["n_modes"] >= 1
     md = (folder / "results.md").read_text()
     assert "truth_rmse_days_95_100" in md and "DINEOF held-out RMSE" in md
+    # the errors' unit is stated (it was not), and the table holds results.json's numbers at 4 digits
+    assert "- units: val_rmse, val_mae, val_bias and truth_rmse* in degree_Celsius" in md
+    lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    for ln in lines[1:]:
+        cells = dict(zip(header, (c.strip() for c in ln.strip("|").split("|"))))
+        row = on_disk[cells["name"]]
+        for col in ("val_rmse", "val_bias", "truth_rmse"):
+            assert cells[col] == f"{row[col]:.4g}"
     assert (folder / "fields_cover30.png").stat().st_size > 1000
     assert (folder / "fields_cover70.png").stat().st_size > 1000
 
