@@ -88,10 +88,12 @@ def _coerce(value: str, typ) -> Any:
     if typ in (int, float, str):
         return typ(value)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        # None first: `str | None` tried str first, so `--set weights=none` (and the "none" that
+        # rerun_command writes for None) became the string 'none', a file name that does not exist
+        if type(None) in typing.get_args(typ) and value.lower() in ("none", "null"):
+            return None
         for t in typing.get_args(typ):
             if t is type(None):
-                if value.lower() in ("none", "null"):
-                    return None
                 continue
             try:
                 return _coerce(value, t)

@@ -299,6 +299,12 @@ def test_benchmark_overrides_parsed_values_coerced():
     assert apply_overrides(SSTConfig(), {"cloud_covers": (0.3, 0.6)}).cloud_covers == (0.3, 0.6)
     with pytest.raises(InputError, match="n_time"):
         apply_overrides(SSTConfig(), {"n_time": 2.5})
+    # an optional field's "none" is None (it was the string 'none': str was tried before None)
+    from oceandl.pipelines.sar import SARConfig
+
+    assert apply_overrides(SARConfig(weights="w.safetensors"), ["weights=none"]).weights is None
+    assert apply_overrides(SARConfig(), {"data": "null"}).data is None
+    assert apply_overrides(SARConfig(), ["data=some/folder"]).data == "some/folder"
     with pytest.raises(InputError, match="cloud_covers"):
         apply_overrides(SSTConfig(), {"cloud_covers": "lots"})
 
