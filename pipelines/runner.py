@@ -131,17 +131,38 @@ def _toml_reader():
     return tomllib
 
 
-def _changes(config, overrides, toml_path) -> dict[str, Any]:
+def _read_run_json(path, pipeline: str | None) -> dict:
+    """The resolved config of a run folder's ``run.json`` (or a JSON file of config values)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read JSON config ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object of config values or a run folder's run.json")
+    if isinstance(data.get("config"), dict) and "pipeline" in data:  # a run.json
+        if pipeline is not None and data["pipeline"] != pipeline:
+            raise InputError(f"{path}: a run of benchmark {data['pipeline']!r}, not {pipeline!r}")
+        data = data["config"]
+    return data
+
+
+def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[str, Any]:
     """The checked ``{key: value}`` that :func:`apply_overrides` sets."""
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in fields(config)}
     changes: dict[str, Any] = {}
-    if toml_path:
+    if toml_path and Path(toml_path).suffix == ".json":
+        # The run folder holds its resolved config only as JSON (run.json), which --config, reading
+        # TOML only, refused: the recorded config could not be fed back. A .json file is read as
+        # JSON now, a run.json's "config" taken (null is None), then checked like TOML values.
+        data = _read_run_json(toml_path, pipeline)
+    elif toml_path:
         tomllib = _toml_reader()
         try:
             data = tomllib.loads(Path(toml_path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InputError(f"{toml_path}: cannot read TOML config ({exc})") from None
+    if toml_path:
         for k, v in data.items():
             if k not in names:
                 raise InputError(f"{toml_path}: unknown config key {k!r}; keys: {', '.join(sorted(names))}")
@@ -238,7 +259,7 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
                  log: Callable[[str], None] = print) -> tuple[Path, dict]:
     """Run a benchmark into the folder ``out``; returns the folder and the results dict."""
     config = config or pipeline.config_cls()
-    changes = _changes(config, overrides, toml_path)
+    changes = _changes(config, overrides, toml_path, pipeline.name)
     # the config that runs, recorded as such: a smoke run's sizes, except those the user set
     config = resolve_fast(dataclasses.replace(config, **changes), pipeline.fast, explicit=set(changes))
     dev = str(resolve_device(device))

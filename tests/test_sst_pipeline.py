@@ -171,6 +171,35 @@ def test_run_folder_records_the_thread_count(tmp_path):
     assert "- device: cpu, torch threads: 1" in (folder / "results.md").read_text()
 
 
+def test_run_json_fed_back_with_config_reproduces_the_run(tmp_path):
+    """The run folder holds its resolved config only as JSON (run.json), and --config read TOML only:
+    `--config run.json` was refused, so the recorded config could not be fed back. It is read now
+    (its "config"), reproduces the config and every score, and a run.json of another benchmark is
+    refused. Every pipeline's config survives the round trip through run.json."""
+    import dataclasses
+
+    from oceandl.cli.main import main
+    from oceandl.pipelines import PIPELINES
+    from oceandl.pipelines.runner import _changes
+    from oceandl.utils import write_json
+
+    first, _ = run_pipeline(get_pipeline("sst"), tmp_path / "first", overrides={**TINY, "seed": 3, "n_time": 20},
+                            device="cpu", progress=False, log=lambda s: None)
+    again = tmp_path / "again"
+    assert main(["benchmark", "sst", "--config", str(first / "run.json"), "--quiet", "-o", str(again)]) == 0
+    assert json.loads((again / "run.json").read_text())["config"] == json.loads((first / "run.json").read_text())["config"]
+    assert _scores(again) == _scores(first)
+    with pytest.raises(InputError, match="a run of benchmark 'sst', not 'sar'"):
+        run_pipeline(get_pipeline("sar"), tmp_path / "sar", toml_path=first / "run.json", device="cpu",
+                     progress=False, log=lambda s: None)
+    assert not (tmp_path / "sar").exists()
+    for name in PIPELINES:
+        pipe = get_pipeline(name)
+        cfg = pipe.config_cls()
+        write_json({"pipeline": name, "config": dataclasses.asdict(cfg)}, tmp_path / f"{name}.json")
+        assert dataclasses.replace(cfg, **_changes(cfg, None, tmp_path / f"{name}.json", name)) == cfg, name
+
+
 def test_overwrite_replaces_only_a_run_folder(tmp_path):
     """--overwrite replaced whatever -o named: a folder of someone's files was deleted and a file
     became a run folder. Now only a previous run folder (or an empty folder) is replaced; anything
