@@ -677,7 +677,8 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
 @click.option("--data-root", type=click.Path(path_type=Path), help="MNIST: folder with the IDX files (default $OCEANDL_DATA or ../shared/data).")
 @click.option("--data", type=click.Path(path_type=Path), help="SAR/plankton: run on a real data set folder instead of the synthetic one.")
 @click.option("--fast", is_flag=True, help="A seconds-long smoke run.")
-@click.option("--config", "toml_path", type=click.Path(path_type=Path), help="TOML file of config values.")
+@click.option("--config", "toml_path", type=click.Path(path_type=Path),
+              help="TOML file of config values, or a run folder's run.json (its resolved config).")
 @click.option("--set", "options", multiple=True, help="Config override key=value.")
 @click.option("--download", is_flag=True, help="MNIST: fetch the data through torchvision first (needs network).")
 @click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
@@ -700,7 +701,11 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 
     check_output_path(output, overwrite)
     pipe = get_pipeline(name)
-    overrides = {"seed": seed, **_kv(options)}
+    # --seed's default (0) went in as an override even when not given, so a --config file's seed
+    # was silently replaced by 0 (and a run.json's config did not reproduce its run): only an
+    # explicit --seed overrides now; without one the config's (TOML or the class default 0) stands.
+    given = click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
+    overrides = {**({"seed": seed} if given else {}), **_kv(options)}
     if fast:
         if "fast" in overrides:  # else --fast silently replaced it, even an invalid one
             raise InputError("--fast and --set fast=...: give one of them")

@@ -379,6 +379,15 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
 def _git(args: list[str], start: str | os.PathLike | None) -> str | None:
     """Output of ``git <args>`` run in ``start`` (default: this package's folder); None on failure."""
     where = Path(start) if start else Path(__file__).resolve().parent
+    if not start and _run_git(["ls-files", "--error-unmatch", Path(__file__).name], where) is None:
+        # An installed oceandl (site-packages of a virtualenv inside some project's repository) is
+        # not a checkout, but git found the enclosing repository and its commit and dirty flag were
+        # recorded as oceandl's. Only a repository that tracks this very file is oceandl's source.
+        return None
+    return _run_git(args, where)
+
+
+def _run_git(args: list[str], where: Path) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):

@@ -88,10 +88,12 @@ def _coerce(value: str, typ) -> Any:
     if typ in (int, float, str):
         return typ(value)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        # None first: `str | None` tried str first, so `--set weights=none` (and the "none" that
+        # rerun_command writes for None) became the string 'none', a file name that does not exist
+        if type(None) in typing.get_args(typ) and value.lower() in ("none", "null"):
+            return None
         for t in typing.get_args(typ):
             if t is type(None):
-                if value.lower() in ("none", "null"):
-                    return None
                 continue
             try:
                 return _coerce(value, t)
@@ -129,21 +131,55 @@ def _toml_reader():
     return tomllib
 
 
-def _changes(config, overrides, toml_path) -> dict[str, Any]:
+def _read_run_json(path, pipeline: str | None) -> dict:
+    """The resolved config of a run folder's ``run.json`` (or a JSON file of config values)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read JSON config ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object of config values or a run folder's run.json")
+    if isinstance(data.get("config"), dict) and "pipeline" in data:  # a run.json
+        if pipeline is not None and data["pipeline"] != pipeline:
+            raise InputError(f"{path}: a run of benchmark {data['pipeline']!r}, not {pipeline!r}")
+        data = data["config"]
+    return data
+
+
+def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[str, Any]:
     """The checked ``{key: value}`` that :func:`apply_overrides` sets."""
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in fields(config)}
     changes: dict[str, Any] = {}
-    if toml_path:
+    if toml_path and Path(toml_path).suffix == ".json":
+        # The run folder holds its resolved config only as JSON (run.json), which --config, reading
+        # TOML only, refused: the recorded config could not be fed back. A .json file is read as
+        # JSON now, a run.json's "config" taken (null is None), then checked like TOML values.
+        data = _read_run_json(toml_path, pipeline)
+    elif toml_path:
         tomllib = _toml_reader()
         try:
             data = tomllib.loads(Path(toml_path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InputError(f"{toml_path}: cannot read TOML config ({exc})") from None
+    if toml_path:
         for k, v in data.items():
             if k not in names:
                 raise InputError(f"{toml_path}: unknown config key {k!r}; keys: {', '.join(sorted(names))}")
-            changes[k] = tuple(v) if isinstance(v, list) else v
+            # TOML values were taken as they came, unchecked: size = "abc" failed deep in the run as a
+            # TypeError (exit 1), fast = "yes" ran and was recorded as the string "yes". They go
+            # through the same coercion and checks as --set now (a list element by element).
+            try:
+                if isinstance(v, list) and typing.get_origin(hints[k]) is tuple:
+                    inner = (typing.get_args(hints[k]) or (str,))[0]
+                    v = tuple(_coerce(_as_text(x), inner) for x in v)
+                elif isinstance(v, (dict, list)):
+                    raise ValueError(v)
+                else:
+                    v = _coerce(_as_text(v), hints[k])
+            except (ValueError, TypeError):
+                raise InputError(f"{toml_path}: {k} = {v!r}: not a valid {hints[k]}") from None
+            changes[k] = v
     items = overrides.items() if isinstance(overrides, dict) else [
         tuple(s.split("=", 1)) if "=" in s else (s, None) for s in (overrides or [])]
     for k, v in items:
@@ -223,7 +259,7 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
                  log: Callable[[str], None] = print) -> tuple[Path, dict]:
     """Run a benchmark into the folder ``out``; returns the folder and the results dict."""
     config = config or pipeline.config_cls()
-    changes = _changes(config, overrides, toml_path)
+    changes = _changes(config, overrides, toml_path, pipeline.name)
     # the config that runs, recorded as such: a smoke run's sizes, except those the user set
     config = resolve_fast(dataclasses.replace(config, **changes), pipeline.fast, explicit=set(changes))
     dev = str(resolve_device(device))
@@ -232,6 +268,12 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
     command = rerun_command(pipeline, config, dev, out)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     prov = provenance()  # at the start: the code that runs, even if the checkout moves on during a long run
+    import torch
+
+    # The thread count changes the float summation order, so the scores (e.g. a neural method's
+    # val_rmse in its 4th digit, 1 against 2 threads) and it was not recorded anywhere: a run could
+    # not be reproduced bit for bit from its folder.
+    prov["torch_threads"] = torch.get_num_threads()
     t0 = time.perf_counter()
     with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.mkdir()
@@ -247,7 +289,7 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
               markdown_table(results, pipeline.columns), ""]
         md += [f"- {n}" for n in ctx.notes]
         md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}", f"- seed: {run['seed']}",
-               f"- device: {dev}", f"- wall time: {seconds:.1f} s",
+               f"- device: {dev}, torch threads: {prov['torch_threads']}", f"- wall time: {seconds:.1f} s",
                f"- git commit: {prov['git_commit']}" + (" (with uncommitted changes)" if prov.get("git_dirty") else ""),
                "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
                f"- python {prov['python']} on {prov['platform']}", "", "## Resolved config", "", "```json",

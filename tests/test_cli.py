@@ -235,6 +235,35 @@ def test_fast_flag_and_set_fast_conflict(runner, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_benchmark_config_file_seed_is_kept(runner, tmp_path):
+    """--seed's default 0 went in as an override even when not given: a --config file's seed was
+    silently replaced by 0 (run.json said seed 0, and its scores were seed 0's)."""
+    toml = tmp_path / "c.toml"
+    toml.write_text('seed = 3\nfast = true\nn_time = 4\nsize = 8\nmethods = ["climatology"]\ncloud_covers = [0.5]\n')
+    out = tmp_path / "r"
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(toml), "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 3 and run["config"]["seed"] == 3 and "--seed 3" in run["command"]
+    assert run["config"]["methods"] == ["climatology"] and run["config"]["cloud_covers"] == [0.5]
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(toml), "--seed", "0", "--quiet", "-o",
+                              str(tmp_path / "r0")])  # an explicit --seed still wins
+    assert res.exit_code == 0 and json.loads((tmp_path / "r0" / "run.json").read_text())["seed"] == 0, res.output
+
+
+def test_benchmark_config_file_values_are_type_checked(runner, tmp_path):
+    """TOML values were taken unchecked: size = "abc" ended in a TypeError deep in the run (exit 1),
+    fast = "yes" ran and was recorded as the string "yes". Now the same checks as --set (exit 2)."""
+    toml = tmp_path / "c.toml"
+    for line, key in (('size = "abc"', "size"), ("n_time = 2.5", "n_time"), ('fast = "maybe"', "fast"),
+                      ('cloud_covers = [0.3, "a"]', "cloud_covers"), ("seed = 1.5", "seed")):
+        toml.write_text(line + "\n")
+        res = runner.invoke(cli, ["benchmark", "sst", "--config", str(toml), "--quiet", "-o", str(tmp_path / "bad")])
+        last = res.output.strip().splitlines()[-1]
+        assert res.exit_code == 2 and key in last and "c.toml" in last and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_benchmark_mnist_fast(runner, mnist_root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(cli, ["benchmark", "mnist", "--data-root", str(mnist_root), "--fast", "--quiet", "-o", str(out),
@@ -293,6 +322,12 @@ def test_benchmark_overrides_parsed_values_coerced():
     assert apply_overrides(SSTConfig(), {"cloud_covers": (0.3, 0.6)}).cloud_covers == (0.3, 0.6)
     with pytest.raises(InputError, match="n_time"):
         apply_overrides(SSTConfig(), {"n_time": 2.5})
+    # an optional field's "none" is None (it was the string 'none': str was tried before None)
+    from oceandl.pipelines.sar import SARConfig
+
+    assert apply_overrides(SARConfig(weights="w.safetensors"), ["weights=none"]).weights is None
+    assert apply_overrides(SARConfig(), {"data": "null"}).data is None
+    assert apply_overrides(SARConfig(), ["data=some/folder"]).data == "some/folder"
     with pytest.raises(InputError, match="cloud_covers"):
         apply_overrides(SSTConfig(), {"cloud_covers": "lots"})
 

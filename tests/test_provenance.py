@@ -34,6 +34,29 @@ def test_commit_and_dirty_flag(tmp_path):
     assert git_commit(tmp_path) == head
 
 
+def test_installed_package_inside_another_repository_is_not_a_checkout(tmp_path, monkeypatch):
+    """oceandl installed in a virtualenv inside some project's git repository: git found that
+    enclosing repository, and its commit and dirty flag were recorded as oceandl's. Only a
+    repository that tracks oceandl's own files counts now."""
+    from oceandl import utils
+
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "project.py").write_text("x = 1\n")
+    _git(tmp_path, "add", "project.py")
+    _git(tmp_path, "commit", "-q", "-m", "project")
+    (tmp_path / "project.py").write_text("x = 2\n")  # the project is dirty, not oceandl
+    pkg = tmp_path / ".venv" / "lib" / "site-packages" / "oceandl"
+    pkg.mkdir(parents=True)
+    (pkg / "utils.py").write_text("# installed copy\n")
+    monkeypatch.setattr(utils, "__file__", str(pkg / "utils.py"))
+    assert utils.git_commit() is None and utils.git_dirty() is None
+    prov = utils.provenance()
+    assert prov["git_commit"] is None and prov["git_dirty"] is None
+    _git(tmp_path, "add", "-f", str(pkg / "utils.py"))  # a checkout that holds the package: its commit
+    _git(tmp_path, "commit", "-q", "-m", "vendored")
+    assert utils.git_commit() == utils.git_commit(tmp_path) and utils.git_dirty() is True
+
+
 def test_provenance_keys():
     prov = provenance()
     assert {"versions", "python", "platform", "git_commit", "git_dirty"} <= set(prov)

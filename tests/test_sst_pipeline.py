@@ -47,6 +47,15 @@ def test_fast_run_rows_metrics_and_files(fast_run):
     assert on_disk["dineof@0.3"]["n_modes"] >= 1
     md = (folder / "results.md").read_text()
     assert "truth_rmse_days_95_100" in md and "DINEOF held-out RMSE" in md
+    # the errors' unit is stated (it was not), and the table holds results.json's numbers at 4 digits
+    assert "- units: val_rmse, val_mae, val_bias and truth_rmse* in degree_Celsius" in md
+    lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    for ln in lines[1:]:
+        cells = dict(zip(header, (c.strip() for c in ln.strip("|").split("|"))))
+        row = on_disk[cells["name"]]
+        for col in ("val_rmse", "val_bias", "truth_rmse"):
+            assert cells[col] == f"{row[col]:.4g}"
     assert (folder / "fields_cover30.png").stat().st_size > 1000
     assert (folder / "fields_cover70.png").stat().st_size > 1000
 
@@ -144,6 +153,51 @@ def test_recorded_command_runs_the_same_benchmark_again(tmp_path):
     assert main([*args[1:-1], str(again), "--quiet"]) == 0
     assert json.loads((again / "run.json").read_text())["config"] == run["config"]
     assert _scores(again) == _scores(first)
+
+
+def test_run_folder_records_the_thread_count(tmp_path):
+    """The torch thread count changes the scores (float summation order: a neural method's val_rmse
+    in its 4th digit between 1 and 2 threads) but was recorded nowhere in the run folder."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        folder, _ = run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, "methods": ("climatology",)},
+                                 device="cpu", progress=False, log=lambda s: None)
+    finally:
+        torch.set_num_threads(before)
+    assert json.loads((folder / "run.json").read_text())["torch_threads"] == 1
+    assert "- device: cpu, torch threads: 1" in (folder / "results.md").read_text()
+
+
+def test_run_json_fed_back_with_config_reproduces_the_run(tmp_path):
+    """The run folder holds its resolved config only as JSON (run.json), and --config read TOML only:
+    `--config run.json` was refused, so the recorded config could not be fed back. It is read now
+    (its "config"), reproduces the config and every score, and a run.json of another benchmark is
+    refused. Every pipeline's config survives the round trip through run.json."""
+    import dataclasses
+
+    from oceandl.cli.main import main
+    from oceandl.pipelines import PIPELINES
+    from oceandl.pipelines.runner import _changes
+    from oceandl.utils import write_json
+
+    first, _ = run_pipeline(get_pipeline("sst"), tmp_path / "first", overrides={**TINY, "seed": 3, "n_time": 20},
+                            device="cpu", progress=False, log=lambda s: None)
+    again = tmp_path / "again"
+    assert main(["benchmark", "sst", "--config", str(first / "run.json"), "--quiet", "-o", str(again)]) == 0
+    assert json.loads((again / "run.json").read_text())["config"] == json.loads((first / "run.json").read_text())["config"]
+    assert _scores(again) == _scores(first)
+    with pytest.raises(InputError, match="a run of benchmark 'sst', not 'sar'"):
+        run_pipeline(get_pipeline("sar"), tmp_path / "sar", toml_path=first / "run.json", device="cpu",
+                     progress=False, log=lambda s: None)
+    assert not (tmp_path / "sar").exists()
+    for name in PIPELINES:
+        pipe = get_pipeline(name)
+        cfg = pipe.config_cls()
+        write_json({"pipeline": name, "config": dataclasses.asdict(cfg)}, tmp_path / f"{name}.json")
+        assert dataclasses.replace(cfg, **_changes(cfg, None, tmp_path / f"{name}.json", name)) == cfg, name
 
 
 def test_overwrite_replaces_only_a_run_folder(tmp_path):

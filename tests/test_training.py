@@ -359,6 +359,28 @@ def test_classification_metrics_match_sklearn(seed):
             (per[0][i], per[1][i], per[2][i], per[3][i]))
 
 
+def test_macro_scores_leave_out_classes_absent_from_the_test_set():
+    """A class neither in y_true nor predicted counted as F1 = precision = recall = 0 in the macro
+    means: 3 classes of a 10-class model, every image right, gave macro-F1 0.3. sklearn's macro
+    average (and oceandl's own macro_accuracy) leaves such classes out; a predicted class that is
+    not in y_true still counts, as in sklearn."""
+    y = np.array([0, 0, 1, 1, 2, 2])
+    p = np.full((6, 10), 0.01)
+    p[np.arange(6), y] = 0.91
+    m = classification_metrics(y, p)
+    assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0 and m["macro_precision"] == 1.0 and m["macro_recall"] == 1.0
+    assert m["macro_accuracy"] == 1.0
+    p[5] = 0.01
+    p[5, 7] = 0.91  # one image of class 2 predicted as 7, a class with no test image
+    m = classification_metrics(y, p)
+    pred = p.argmax(1)
+    sk = pytest.importorskip("sklearn.metrics")
+    assert m["macro_f1"] == pytest.approx(sk.f1_score(y, pred, average="macro", zero_division=0))
+    assert m["macro_precision"] == pytest.approx(sk.precision_score(y, pred, average="macro", zero_division=0))
+    assert m["macro_recall"] == pytest.approx(sk.recall_score(y, pred, average="macro", zero_division=0))
+    assert m["macro_f1"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)
+
+
 def test_classification_metrics_refuse_labels_outside_the_classes():
     """An out-of-range label used to be miscounted silently: a prediction 2 of 2 classes landed in
     the next row of the confusion matrix, and log_loss read the label -1 as the last class."""

@@ -107,8 +107,9 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
 
     Returns
     -------
-    dict with ``accuracy``, ``macro_accuracy`` (mean per-class recall), ``macro_precision``,
-    ``macro_recall``, ``macro_f1``, ``top{k}_accuracy``, ``log_loss``, ``ece``, ``n``,
+    dict with ``accuracy``, ``macro_accuracy`` (mean per-class recall over the classes in
+    ``y_true``), ``macro_precision``, ``macro_recall``, ``macro_f1`` (means over the classes in
+    ``y_true`` or predicted, as sklearn's ``average="macro"``), ``top{k}_accuracy``, ``log_loss``, ``ece``, ``n``,
     ``per_class`` ({name: precision, recall, f1, accuracy, support}), ``confusion_matrix`` (C x C list)
     and ``reliability`` (diagram data).
     """
@@ -130,14 +131,18 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     present = support > 0
+    # sklearn's average="macro" (labels from the data): a class neither in y_true nor predicted has
+    # no precision, recall or F1 to average. It counted as 0, so a test set without some of the
+    # model's classes (e.g. 3 of 10) scored macro-F1 at most 0.3 with every image right.
+    seen = present | (predicted > 0)
     ece, reliability = expected_calibration_error(y_true, probs)
     out = {
         "n": int(len(y_true)),
         "accuracy": float(np.mean(y_pred == y_true)),
         "macro_accuracy": float(recall[present].mean()) if present.any() else 0.0,
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
+        "macro_precision": float(precision[seen].mean()),
+        "macro_recall": float(recall[seen].mean()),
+        "macro_f1": float(f1[seen].mean()),
         **{f"top{k}_accuracy": top_k_accuracy(y_true, probs, k) for k in top_k if k < n_classes},
         "log_loss": log_loss(y_true, probs),
         "ece": ece,
