@@ -338,7 +338,8 @@ def to_source_grid(obj, grid: SourceGrid | None):
     here = set(obj.dims)
     # the clean coordinates go (now under the file's dim names), the file's own come back: values,
     # dtype, attrs, 2-D nav_lat/nav_lon; a dim the file had no coordinate for keeps none
-    obj = obj.drop_vars([grid.dims[r] for r in present if grid.dims[r] in obj.variables])
+    # obj.coords, not obj.variables: a DataArray (what oceandl.interpolate returns) has no .variables
+    obj = obj.drop_vars([grid.dims[r] for r in present if grid.dims[r] in obj.coords])
     return obj.assign_coords({n: v for n, v in grid.coords.items() if set(v.dims) <= here})
 
 

@@ -608,3 +608,22 @@ def test_2d_coordinates_come_back_on_the_result(values):
     assert back["sst"].dims == ("time_counter", "y", "x") and set(back.coords) == {"time_counter", "nav_lat", "nav_lon"}
     np.testing.assert_array_equal(back["sst"].values, values)
     np.testing.assert_array_equal(back["nav_lat"].values, lat2)
+
+
+def test_to_source_grid_takes_the_dataarray_interpolate_returns(product):
+    """to_source_grid says it works on a DataArray, and oceandl.interpolate returns one; on a
+    renamed grid (latitude/longitude) it raised AttributeError ('DataArray' has no 'variables')."""
+    import oceandl
+    from oceandl.io import source_grid, to_source_grid
+
+    inp = xr.open_dataset(product)
+    obs = inp["sst"].isel(depth=0)
+    da = open_field(product)
+    filled = oceandl.interpolate(da, "climatology")
+    assert isinstance(filled, xr.DataArray)
+    back = to_source_grid(filled, source_grid(da))
+    assert back.dims == ("time", "latitude", "longitude")
+    for c in ("latitude", "longitude", "time"):
+        xr.testing.assert_identical(back[c].variable, inp[c].variable)
+    seen = np.isfinite(obs.values)
+    np.testing.assert_array_equal((back - obs).values[seen], 0.0)  # observed pixels, where they were
