@@ -490,9 +490,14 @@ class _Writer:
 
 
 def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: dict, var_attrs: dict,
-              chunksizes: tuple[int, int, int], dtype, complevel: int = 4) -> None:
+              chunksizes: tuple[int, int, int], dtype, complevel: int = 4, grid=None) -> None:
     """Create ``path`` with the coords (xarray encodes the time) and empty, compressed, chunked variables."""
     coords = {ax: da[ax].variable.to_base_variable() for ax in _AXES}
+    if grid is not None and grid.is_clean:
+        # the file's own coordinate variables (their dtype, attributes and time encoding): a clean
+        # grid gets no rewrite pass, and the clean ones wrote a GHRSST 'seconds since 1981-01-01'
+        # time as 'days since <first day>' and float32 latitudes as float64, unlike the in-memory path
+        coords = {ax: grid.coords[ax] for ax in _AXES}
     # scalar coordinates (the depth of a level read from (time, depth=1, lat, lon)) stay with the field
     scalars = {str(k): v.variable.to_base_variable() for k, v in da.coords.items() if v.ndim == 0}
     xr.Dataset(coords={**coords, **scalars}, attrs=attrs).to_netcdf(path, engine="netcdf4", format="NETCDF4")
@@ -774,8 +779,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         return b.ext, coords, stats.mean[ys, xs], stats.ocean[ys, xs]
 
     fallback = 0
+    grid = source_grid(da)
     with atomic_path(output, overwrite=overwrite) as tmp:
-        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel)
+        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid)
         writer = _Writer(tmp, names, keep_observed, blend_axes)
         try:
             from tqdm.auto import tqdm
@@ -795,7 +801,6 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             writer.setattr("chunked_fallback_blocks", fallback)
         finally:
             writer.close()
-        grid = source_grid(da)
         if grid is not None and not grid.is_clean:
             say(f"putting the result on the input's grid (dims {tuple(grid.dims.values())}, its order and "
                 "coordinates): one more pass over the output")
