@@ -369,7 +369,7 @@ def _open_path(path: Path) -> xr.Dataset:
     for engine in engines:
         try:
             kwargs = {"mmap": False} if engine == "scipy" else {}
-            return xr.open_dataset(path, engine=engine, **kwargs)
+            return open_netcdf(path, engine=engine, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
             scipy_missing = isinstance(exc, ImportError) or "unrecognized engine" in str(exc)
             if engine == "scipy" and scipy_missing:
@@ -379,6 +379,26 @@ def _open_path(path: Path) -> xr.Dataset:
                                  f"signature; it starts with {head[:8]!r})") from exc
             raise InputError(f"{path}: not a readable netCDF file, truncated or corrupt ({one_line(exc)})") from exc
     raise InputError(f"{path}: not a readable netCDF file")
+
+
+def open_netcdf(path, *, warn: bool = True, **kwargs) -> xr.Dataset:
+    """``xr.open_dataset(path, **kwargs)``; a time whose units xarray cannot decode ('months since
+    2000-01-01' on a standard calendar, as monthly products write it) is read as its numbers.
+
+    Such a file was refused as 'not a readable netCDF file, truncated or corrupt', with no way to
+    pass decode_times=False from the command line. Its time is still recognised (the units say
+    'since'), checked for order, and written back as the same numbers with the same units.
+    """
+    try:
+        return xr.open_dataset(path, **kwargs)
+    except ValueError as exc:
+        if "decode time" not in str(exc):
+            raise
+        ds = xr.open_dataset(path, decode_times=False, **kwargs)
+        if warn:
+            warnings.warn(f"{path}: {str(exc).split('. ')[0]}; time is read as plain numbers in those units "
+                          "(and written back so)", UserWarning, stacklevel=2)
+        return ds
 
 
 def check_groups(ds: xr.Dataset, path: Path) -> None:
@@ -534,7 +554,14 @@ def open_field(
 def _decode(ds: xr.Dataset, label: str) -> xr.Dataset:
     """CF-decode an in-memory Dataset: fill values and scale/offset left as attributes."""
     try:
-        return xr.decode_cf(ds)
+        try:
+            return xr.decode_cf(ds)
+        except ValueError as exc:
+            if "decode time" not in str(exc):
+                raise
+            # a time left as numbers (open_dataset(decode_times=False), as xarray advises for
+            # 'months since ...'; the --chunks reader): it stays numbers, as in open_netcdf
+            return xr.decode_cf(ds, decode_times=False)
     except Exception as exc:  # noqa: BLE001 - inconsistent CF attributes are the input's fault
         raise InputError(f"{label}: cannot decode CF attributes ({one_line(exc)})") from exc
 

@@ -627,3 +627,43 @@ def test_to_source_grid_takes_the_dataarray_interpolate_returns(product):
         xr.testing.assert_identical(back[c].variable, inp[c].variable)
     seen = np.isfinite(obs.values)
     np.testing.assert_array_equal((back - obs).values[seen], 0.0)  # observed pixels, where they were
+
+
+def test_time_units_xarray_cannot_decode_are_read_as_numbers(values, tmp_path):
+    """'months since 2000-01-01' (monthly products) on a standard calendar: xarray cannot decode it,
+    and the file was refused as 'not a readable netCDF file, truncated or corrupt', with --chunks
+    too; from Python, open_dataset(decode_times=False), as xarray advises, then failed in
+    open_field's CF decoding. The time is now read as its numbers (a warning says so for a file)
+    and written back as the same numbers and units."""
+    from oceandl.cli.main import main
+
+    _, lat, lon = _coords()
+    path = tmp_path / "monthly.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        for d, n in (("time", NT), ("lat", NY), ("lon", NX)):
+            nc.createDimension(d, n)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.setncatts({"units": "months since 2000-01-01", "calendar": "standard"})
+        t[:] = np.arange(NT)
+        nc.createVariable("lat", "f8", ("lat",))[:] = lat
+        nc.createVariable("lon", "f8", ("lon",))[:] = lon
+        v = nc.createVariable("sst", "f4", ("time", "lat", "lon"), fill_value=np.float32(-999.0))
+        v.units = "degree_Celsius"
+        v[:] = np.where(np.isnan(values), -999.0, values)
+    with pytest.warns(UserWarning, match="months since 2000-01-01.*plain numbers"):
+        da = open_field(path)
+    np.testing.assert_array_equal(da["time"].values, np.arange(NT))
+    np.testing.assert_array_equal(da.values, values)
+    with xr.open_dataset(path, decode_times=False) as ds:
+        np.testing.assert_array_equal(open_field(ds)["time"].values, np.arange(NT))
+    for tag, extra in (("memory", []), ("chunks", ["--chunks", "time=-1,lat=3,lon=4"])):
+        out = tmp_path / f"{tag}.nc"
+        assert main(["interpolate", str(path), "--method", "climatology", "--withhold", "0", "--quiet", *extra,
+                     "-o", str(out)]) == 0, tag
+        with netCDF4.Dataset(out) as nc:
+            assert nc["time"].units == "months since 2000-01-01", tag
+            np.testing.assert_array_equal(nc["time"][:], np.arange(NT))
+            got = np.asarray(nc["sst"][:], dtype=np.float64)
+            seen = np.isfinite(values)
+            np.testing.assert_array_equal(got[seen], values[seen])
+            assert np.isfinite(got).all()

@@ -206,7 +206,7 @@ def _read_chunk(core: int, halo: int) -> int:
 
 def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple[str, dict]:
     """Open ``path`` lazily (no data read) and map ``sizes`` (by role) onto the variable's dims."""
-    from oceandl.io import check_groups, find_variable
+    from oceandl.io import check_groups, find_variable, open_netcdf
 
     from .base import canonical_dims
 
@@ -215,7 +215,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a netCDF file")
     try:
-        ds = xr.open_dataset(path)  # lazy, nothing read
+        ds = open_netcdf(path)  # lazy, nothing read (a time xarray cannot decode: its numbers, with a warning)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
         raise InputError(f"{path}: not a readable netCDF file ({one_line(exc)})") from exc
     try:
@@ -249,7 +249,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     InputError
         As :func:`oceandl.io.open_field` (missing file or variable, bad dims, all NaN...).
     """
-    from oceandl.io import open_field
+    from oceandl.io import open_field, open_netcdf
 
     sizes = {ax: -1 for ax in _AXES}
     sizes.update(chunks or {})
@@ -258,7 +258,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
         name, dim_chunks = _file_chunks(path, var, sizes)
         with warnings.catch_warnings():  # "chunks separate the stored chunks": chosen on purpose (halos)
             warnings.simplefilter("ignore", UserWarning)
-            ds = xr.open_dataset(path, chunks=dim_chunks)
+            ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
         da = open_field(ds, name, label=str(path))
     else:
@@ -540,12 +540,12 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
     """
     import netCDF4
 
-    from oceandl.io import to_source_grid
+    from oceandl.io import open_netcdf, to_source_grid
 
     # a temporary name clean_stale_parts recognises (a SIGKILL mid-pass leaves nothing for good)
     other = path.with_name(path.name.removesuffix(".part") + "g.part")
     try:
-        with xr.open_dataset(path) as ds:
+        with open_netcdf(path, warn=False) as ds:  # the input's time units, undecodable ones too
             coords = to_source_grid(ds.coords.to_dataset(), grid).load()  # the file closes below
             coords.attrs = dict(ds.attrs)
             names = list(ds.data_vars)
