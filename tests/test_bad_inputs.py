@@ -203,6 +203,7 @@ def test_one_time_step(tmp_path, sst):
     for method in ("climatology", "dineof"):
         res = invoke("interpolate", path, "--method", method, "-o", out, "--quiet")
         assert_cli_error(res, 2, str(path), "variable 'sst'", "needs at least 2 time steps")
+        assert "no gaps" not in res.stderr  # it said 'no gaps over the ocean to copy', then refused the day
         assert not out.exists() and leftovers(tmp_path) == []
     with pytest.raises(InputError) as info:
         run_interpolation(path, out, method="climatology", progress=False, log=lambda m: None)
