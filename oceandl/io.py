@@ -118,6 +118,14 @@ def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "datas
     std = {n: str(ds[n].attrs.get("standard_name", "")).lower() for n in names}
     # 3-D once singleton dims are dropped: open_field drops a depth level or band of size 1
     three_d = [n for n in names if ds[n].ndim >= 3 and ds[n].ndim - ds[n].shape.count(1) <= 3]
+    # CF flag variables (flag_values / flag_masks: a GHRSST mask or quality_level, oceandl's own
+    # missing_flag) and the ancillary variables a field names (its sigma) are not fields: counted,
+    # they made oceandl's own output unreadable without --var ('several 3-D variables (temp,
+    # missing_flag, sigma)'). Kept only when nothing else is 3-D
+    ancillary = {a for n in names for a in str(ds[n].attrs.get("ancillary_variables", "")).split()}
+    fields = [n for n in three_d if n not in ancillary
+              and not {"flag_values", "flag_masks"} & set(ds[n].attrs)]
+    three_d = fields or three_d
     for cands, why, because in (
         ([n for n in names if _SST_STANDARD_NAME.match(std[n])], "sea_surface_temperature",
          "its standard_name is {std}"),

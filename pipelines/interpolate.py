@@ -146,6 +146,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         res[name].attrs.update(val)
         res.attrs.update(val)
     res[name].attrs["seconds"] = round(seconds, 3)
+    # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
+    res[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in res)
     if truth is not None:
         miss = ~valid & np.isfinite(truth)
         m = interp_metrics(res[name].values, truth, mask=miss | (withheld if withheld is not None else False))

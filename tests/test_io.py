@@ -667,3 +667,38 @@ def test_time_units_xarray_cannot_decode_are_read_as_numbers(values, tmp_path):
             seen = np.isfinite(values)
             np.testing.assert_array_equal(got[seen], values[seen])
             assert np.isfinite(got).all()
+
+
+def test_flags_and_ancillary_variables_are_not_fields(values, tmp_path):
+    """oceandl's own output (temp, missing_flag, sigma) could not be read back without --var:
+    'several 3-D variables (temp, missing_flag, sigma)'; a GHRSST mask (flag_values) drew a warning.
+    CF flag variables and the ancillary variables a field names are no longer candidates, and the
+    written field names its flag and sigma (ancillary_variables), in memory and with --chunks."""
+    import warnings
+
+    from oceandl.cli.main import main
+
+    ds = _dataset(values, name="temp")
+    ds["mask"] = (("time", "lat", "lon"), np.ones(values.shape, np.int8), {"flag_values": np.int8(1),
+                                                                          "flag_meanings": "water"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert find_variable(ds) == "temp"
+    ds["err"] = ds["temp"] * 0 + 0.1
+    with pytest.raises(InputError, match="several 3-D variables"):
+        find_variable(ds)
+    ds["temp"].attrs["ancillary_variables"] = "err mask"
+    assert find_variable(ds) == "temp"
+    only_flag = ds[["mask"]]
+    assert find_variable(only_flag) == "mask"  # nothing else: still found (and refused later as it may be)
+
+    src = tmp_path / "temp.nc"
+    _dataset(values, name="temp").to_netcdf(src)
+    for tag, extra in (("memory", []), ("chunks", ["--chunks", "lat=3"])):
+        out = tmp_path / f"{tag}.nc"
+        assert main(["interpolate", str(src), "--method", "climatology", "--withhold", "0", "--quiet", *extra,
+                     "-o", str(out)]) == 0
+        with xr.open_dataset(out) as res:
+            assert set(res.data_vars) == {"temp", "missing_flag", "sigma"}
+            assert res["temp"].attrs["ancillary_variables"] == "missing_flag sigma"
+        assert main(["eof", str(out), "-n", "2", "-o", str(tmp_path / f"eof_{tag}.nc")]) == 0, tag

@@ -767,6 +767,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**da.attrs, **attrs}.items()}
+    # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
+    var_attrs["ancillary_variables"] = "missing_flag sigma" if with_sigma else "missing_flag"
     file_attrs = {k: _netcdf_safe(v) for k, v in attrs.items()}
     csize = (1, core["lat"], core["lon"])
     names = {"filled": name, "flag": "missing_flag", **({"sigma": "sigma"} if with_sigma else {})}
