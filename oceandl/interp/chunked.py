@@ -62,7 +62,7 @@ import xarray as xr
 
 from oceandl.errors import InputError, one_line
 
-from .base import _MIN_PIXEL_OBS, _json_default, _netcdf_safe, append_history, oceandl_version
+from .base import _MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, oceandl_version
 from .neural import hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
@@ -766,7 +766,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
              "chunked": json.dumps(plan, sort_keys=True),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
-    var_attrs = {k: _netcdf_safe(v) for k, v in {**da.attrs, **attrs}.items()}
+    var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}
     # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
     var_attrs["ancillary_variables"] = "missing_flag sigma" if with_sigma else "missing_flag"
     file_attrs = {k: _netcdf_safe(v) for k, v in attrs.items()}
