@@ -303,3 +303,16 @@ def test_a_clean_grid_keeps_the_files_coordinates(tmp_path):
                 assert out["time"].encoding["units"] == "seconds since 1981-01-01", tag
                 seen = np.isfinite(inp["analysed_sst"].values)
                 np.testing.assert_array_equal(out["analysed_sst"].values[seen], inp["analysed_sst"].values[seen])
+
+
+def test_the_files_warnings_are_given_once(tmp_path):
+    """With halos the file is opened a second time with finer chunks, and each warning about it
+    ('using variable ...') came twice."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    src = tmp_path / "sst.nc"
+    synthetic_sst(n_time=6, ny=12, nx=12, seed=0).to_netcdf(src)
+    with pytest.warns(UserWarning) as record:
+        interpolate_chunked(src, tmp_path / "out.nc", "dineof", chunks="lat=8,lon=8", max_modes=2)
+    using = [str(w.message) for w in record if "using variable" in str(w.message)]
+    assert len(using) == 1, using

@@ -746,7 +746,12 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     blocks = plan_blocks(shape, core, hal)
     read = {ax: _read_chunk(core[ax], hal[ax]) for ax in _AXES}
-    src = da if read == core else open_lazy(source, var, read)  # finer input chunks: halos over-read less
+    if read == core:
+        src = da
+    else:  # finer input chunks: halos over-read less. The same file again: its warnings were given
+        with warnings.catch_warnings():  # ('using variable ...' twice on stderr)
+            warnings.simplefilter("ignore", UserWarning)
+            src = open_lazy(source, var, read)
     window = max_in_flight or _default_window()
     max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4
     say(f"{len(blocks)} blocks of core {core}, halo {hal}, at most {window} in flight "
