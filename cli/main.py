@@ -662,8 +662,11 @@ def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
     from oceandl.utils import check_output_path
 
     check_output_path(output, overwrite, inputs=(input_path,), kind="file", what="EOF netCDF")
+    from oceandl.pipelines.interpolate import _naming
+
     da = open_field(input_path, var)
-    res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
+    with _naming(str(input_path)):  # the analysis names the variable only: 'Error: variable 'sst': ...' said no file
+        res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
     ds = to_source_grid(res.to_dataset(), source_grid(da))  # EOFs on the input's grid and dim names
     ds.attrs["source"] = str(input_path)
     write_netcdf(ds, output, overwrite=overwrite)

@@ -118,6 +118,14 @@ def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "datas
     std = {n: str(ds[n].attrs.get("standard_name", "")).lower() for n in names}
     # 3-D once singleton dims are dropped: open_field drops a depth level or band of size 1
     three_d = [n for n in names if ds[n].ndim >= 3 and ds[n].ndim - ds[n].shape.count(1) <= 3]
+    # CF flag variables (flag_values / flag_masks: a GHRSST mask or quality_level, oceandl's own
+    # missing_flag) and the ancillary variables a field names (its sigma) are not fields: counted,
+    # they made oceandl's own output unreadable without --var ('several 3-D variables (temp,
+    # missing_flag, sigma)'). Kept only when nothing else is 3-D
+    ancillary = {a for n in names for a in str(ds[n].attrs.get("ancillary_variables", "")).split()}
+    fields = [n for n in three_d if n not in ancillary
+              and not {"flag_values", "flag_masks"} & set(ds[n].attrs)]
+    three_d = fields or three_d
     for cands, why, because in (
         ([n for n in names if _SST_STANDARD_NAME.match(std[n])], "sea_surface_temperature",
          "its standard_name is {std}"),
@@ -338,7 +346,8 @@ def to_source_grid(obj, grid: SourceGrid | None):
     here = set(obj.dims)
     # the clean coordinates go (now under the file's dim names), the file's own come back: values,
     # dtype, attrs, 2-D nav_lat/nav_lon; a dim the file had no coordinate for keeps none
-    obj = obj.drop_vars([grid.dims[r] for r in present if grid.dims[r] in obj.variables])
+    # obj.coords, not obj.variables: a DataArray (what oceandl.interpolate returns) has no .variables
+    obj = obj.drop_vars([grid.dims[r] for r in present if grid.dims[r] in obj.coords])
     return obj.assign_coords({n: v for n, v in grid.coords.items() if set(v.dims) <= here})
 
 
@@ -368,7 +377,7 @@ def _open_path(path: Path) -> xr.Dataset:
     for engine in engines:
         try:
             kwargs = {"mmap": False} if engine == "scipy" else {}
-            return xr.open_dataset(path, engine=engine, **kwargs)
+            return open_netcdf(path, engine=engine, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
             scipy_missing = isinstance(exc, ImportError) or "unrecognized engine" in str(exc)
             if engine == "scipy" and scipy_missing:
@@ -378,6 +387,26 @@ def _open_path(path: Path) -> xr.Dataset:
                                  f"signature; it starts with {head[:8]!r})") from exc
             raise InputError(f"{path}: not a readable netCDF file, truncated or corrupt ({one_line(exc)})") from exc
     raise InputError(f"{path}: not a readable netCDF file")
+
+
+def open_netcdf(path, *, warn: bool = True, **kwargs) -> xr.Dataset:
+    """``xr.open_dataset(path, **kwargs)``; a time whose units xarray cannot decode ('months since
+    2000-01-01' on a standard calendar, as monthly products write it) is read as its numbers.
+
+    Such a file was refused as 'not a readable netCDF file, truncated or corrupt', with no way to
+    pass decode_times=False from the command line. Its time is still recognised (the units say
+    'since'), checked for order, and written back as the same numbers with the same units.
+    """
+    try:
+        return xr.open_dataset(path, **kwargs)
+    except ValueError as exc:
+        if "decode time" not in str(exc):
+            raise
+        ds = xr.open_dataset(path, decode_times=False, **kwargs)
+        if warn:
+            warnings.warn(f"{path}: {str(exc).split('. ')[0]}; time is read as plain numbers in those units "
+                          "(and written back so)", UserWarning, stacklevel=2)
+        return ds
 
 
 def check_groups(ds: xr.Dataset, path: Path) -> None:
@@ -533,7 +562,14 @@ def open_field(
 def _decode(ds: xr.Dataset, label: str) -> xr.Dataset:
     """CF-decode an in-memory Dataset: fill values and scale/offset left as attributes."""
     try:
-        return xr.decode_cf(ds)
+        try:
+            return xr.decode_cf(ds)
+        except ValueError as exc:
+            if "decode time" not in str(exc):
+                raise
+            # a time left as numbers (open_dataset(decode_times=False), as xarray advises for
+            # 'months since ...'; the --chunks reader): it stays numbers, as in open_netcdf
+            return xr.decode_cf(ds, decode_times=False)
     except Exception as exc:  # noqa: BLE001 - inconsistent CF attributes are the input's fault
         raise InputError(f"{label}: cannot decode CF attributes ({one_line(exc)})") from exc
 

@@ -117,9 +117,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     where = "--demo" if demo else str(input_path)
     valid = np.isfinite(da.values)
     withheld = None
-    if withhold > 0:
-        if valid.shape[0] < 2 or not (~valid & valid.any(axis=0)).any():
-            # nothing to copy: a complete field (or one day) is filled without a validation score. A
+    # one time step: every method refuses it (one Error line); a 'no gaps' warning before it was noise
+    if withhold > 0 and valid.shape[0] >= 2:
+        if not (~valid & valid.any(axis=0)).any():
+            # nothing to copy: a complete field is filled without a validation score. A
             # warning (`warning: ...` on the command line), as docs/robustness.md says: the score asked
             # for with --withhold is not there
             warnings.warn(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation",
@@ -145,6 +146,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         res[name].attrs.update(val)
         res.attrs.update(val)
     res[name].attrs["seconds"] = round(seconds, 3)
+    # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
+    res[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in res)
     if truth is not None:
         miss = ~valid & np.isfinite(truth)
         m = interp_metrics(res[name].values, truth, mask=miss | (withheld if withheld is not None else False))

@@ -203,6 +203,7 @@ def test_one_time_step(tmp_path, sst):
     for method in ("climatology", "dineof"):
         res = invoke("interpolate", path, "--method", method, "-o", out, "--quiet")
         assert_cli_error(res, 2, str(path), "variable 'sst'", "needs at least 2 time steps")
+        assert "no gaps" not in res.stderr  # it said 'no gaps over the ocean to copy', then refused the day
         assert not out.exists() and leftovers(tmp_path) == []
     with pytest.raises(InputError) as info:
         run_interpolation(path, out, method="climatology", progress=False, log=lambda m: None)
@@ -211,6 +212,22 @@ def test_one_time_step(tmp_path, sst):
         interpolate(open_field(path), "climatology")
     assert_one_line(info, "variable 'sst'", "needs at least 2 time steps")
     assert not out.exists()
+
+
+def test_eof_refusals_name_the_file(tmp_path, sst):
+    """The EOF analysis refuses a field (one day, a gap at every pixel) naming the variable only;
+    `oceandl eof` printed `Error: variable 'sst': ...` with no file, unlike every other refusal."""
+    one, cloudy, out = tmp_path / "one_day.nc", tmp_path / "cloudy.nc", tmp_path / "eofs.nc"
+    sst.isel(time=[0]).to_netcdf(one)
+    gappy = sst.sst.values.copy()
+    day_missing = np.arange(NY * NX).reshape(NY, NX) % NT  # each pixel is cloudy on one day
+    for t in range(NT):
+        gappy[t][day_missing == t] = np.nan
+    sst.assign(sst=(sst.sst.dims, gappy, sst.sst.attrs)).to_netcdf(cloudy)
+    for path, why in ((one, "needs at least 2 time steps"), (cloudy, "no pixel is observed at every time step")):
+        res = invoke("eof", path, "-n", "2", "-o", out)
+        assert_cli_error(res, 2, str(path), "variable 'sst'", why)
+        assert not out.exists() and leftovers(tmp_path) == []
 
 
 def test_field_without_gaps(tmp_path, sst):

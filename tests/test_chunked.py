@@ -270,3 +270,49 @@ def test_source_grid_pass_is_written_by_the_client_not_the_workers(cube, cluster
         np.testing.assert_array_equal(out["lat"].values, flipped["lat"].values)
         for name in ("sst", "missing_flag"):
             np.testing.assert_array_equal(out[name].values, ref[name].values)
+
+
+def test_a_clean_grid_keeps_the_files_coordinates(tmp_path):
+    """A GHRSST-like file already on the clean grid (time, lat, lon ascending, -180..180) gets no
+    rewrite pass; its blocks' file was made from open_field's coordinates, so --chunks wrote a time in
+    'seconds since 1981-01-01' as 'days since <first day>' and float32 lat/lon as float64 (with an
+    added axis attribute), where the in-memory path keeps the file's. Both now keep them."""
+    from oceandl.cli.main import main
+
+    rng = np.random.default_rng(0)
+    sst = 290.0 + rng.standard_normal((8, 12, 16))
+    sst[rng.random(sst.shape) < 0.3] = np.nan
+    ds = xr.Dataset({"analysed_sst": (("time", "lat", "lon"), sst, {"units": "kelvin"})},
+                    coords={"time": np.datetime64("2020-01-01") + np.arange(8).astype("timedelta64[D]"),
+                            "lat": ("lat", np.linspace(30, 40, 12, dtype=np.float32), {"units": "degrees_north"}),
+                            "lon": ("lon", np.linspace(-20, -8, 16, dtype=np.float32), {"units": "degrees_east"})})
+    src = tmp_path / "l4.nc"
+    ds.to_netcdf(src, encoding={"analysed_sst": {"dtype": "int16", "scale_factor": 0.01, "add_offset": 273.15,
+                                                 "_FillValue": -32768},
+                                "time": {"units": "seconds since 1981-01-01 00:00:00", "dtype": "int32"}})
+    outs = {}
+    for tag, extra in (("memory", []), ("chunks", ["--chunks", "time=-1,lat=6,lon=8"])):
+        outs[tag] = tmp_path / f"{tag}.nc"
+        assert main(["interpolate", str(src), "--method", "climatology", "--withhold", "0", "--quiet", *extra,
+                     "-o", str(outs[tag])]) == 0
+    with xr.open_dataset(src) as inp:
+        for tag, path in outs.items():
+            with xr.open_dataset(path) as out:
+                for c in ("time", "lat", "lon"):
+                    xr.testing.assert_identical(out[c].variable, inp[c].variable)
+                assert out["time"].encoding["units"] == "seconds since 1981-01-01", tag
+                seen = np.isfinite(inp["analysed_sst"].values)
+                np.testing.assert_array_equal(out["analysed_sst"].values[seen], inp["analysed_sst"].values[seen])
+
+
+def test_the_files_warnings_are_given_once(tmp_path):
+    """With halos the file is opened a second time with finer chunks, and each warning about it
+    ('using variable ...') came twice."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    src = tmp_path / "sst.nc"
+    synthetic_sst(n_time=6, ny=12, nx=12, seed=0).to_netcdf(src)
+    with pytest.warns(UserWarning) as record:
+        interpolate_chunked(src, tmp_path / "out.nc", "dineof", chunks="lat=8,lon=8", max_modes=2)
+    using = [str(w.message) for w in record if "using variable" in str(w.message)]
+    assert len(using) == 1, using

@@ -251,3 +251,20 @@ def test_fewer_modes_than_asked_are_warned_about(field):
     with pytest.warns(UserWarning, match=r"n_modes=50, but 6 time steps x \d+ complete pixels give at most 6"):
         res = eof(short, n_modes=50)
     assert res.eofs.sizes["mode"] == 6
+
+
+def test_the_written_mean_says_its_units(field, tmp_path):
+    """`oceandl eof` writes the removed time mean in the field's units, but the variable had no
+    units (nor long_name): kelvin or degC could not be told from the file. It now has the input's."""
+    from oceandl.cli.main import main
+
+    src = tmp_path / "sst.nc"
+    field.to_dataset().to_netcdf(src)
+    out = tmp_path / "eofs.nc"
+    assert main(["eof", str(src), "-n", "2", "-o", str(out)]) == 0
+    with xr.open_dataset(out) as e:
+        assert e["mean"].attrs["units"] == "K" and "mean" in e["mean"].attrs["long_name"]
+        np.testing.assert_allclose(e["mean"].values, field.mean("time", skipna=False).values)
+    bare = field.copy()
+    bare.attrs = {}
+    assert "units" not in eof(bare, n_modes=2).mean.attrs

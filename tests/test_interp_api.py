@@ -344,3 +344,22 @@ def test_accessor_matches_functions(cube):
     e = full.oceandl.eof(n_modes=3)
     np.testing.assert_allclose(e.eigenvalues.values, eof(full, n_modes=3).eigenvalues.values)
     assert vars(gappy.oceandl).keys() == {"_obj"}  # nothing fitted is kept on the accessor
+
+
+def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_path):
+    """A filled field carries its val_* scores; filled again without withholding (a complete field),
+    the new result kept them from the input's attrs, and `oceandl interpolate` printed them as this
+    run's 'withheld pixels: rmse ...' (with --chunks too, in the file). Scores are now this run's only."""
+    from oceandl.cli.main import main
+
+    first = run("climatology", cube[0], withheld=withheld)
+    assert "val_rmse" in first.attrs
+    again = run("climatology", first)
+    assert not [k for k in again.attrs if k.startswith(("val_", "truth_"))]
+    src = tmp_path / "filled.nc"
+    first.to_dataset(name="sst").to_netcdf(src)
+    for extra in ([], ["--chunks", "lat=8"]):
+        out = tmp_path / f"again{len(extra)}.nc"
+        assert main(["interpolate", str(src), "--method", "climatology", "--quiet", *extra, "-o", str(out)]) == 0
+        with xr.open_dataset(out) as ds:
+            assert not [k for k in ds["sst"].attrs if k.startswith("val_")], extra

@@ -608,3 +608,97 @@ def test_2d_coordinates_come_back_on_the_result(values):
     assert back["sst"].dims == ("time_counter", "y", "x") and set(back.coords) == {"time_counter", "nav_lat", "nav_lon"}
     np.testing.assert_array_equal(back["sst"].values, values)
     np.testing.assert_array_equal(back["nav_lat"].values, lat2)
+
+
+def test_to_source_grid_takes_the_dataarray_interpolate_returns(product):
+    """to_source_grid says it works on a DataArray, and oceandl.interpolate returns one; on a
+    renamed grid (latitude/longitude) it raised AttributeError ('DataArray' has no 'variables')."""
+    import oceandl
+    from oceandl.io import source_grid, to_source_grid
+
+    inp = xr.open_dataset(product)
+    obs = inp["sst"].isel(depth=0)
+    da = open_field(product)
+    filled = oceandl.interpolate(da, "climatology")
+    assert isinstance(filled, xr.DataArray)
+    back = to_source_grid(filled, source_grid(da))
+    assert back.dims == ("time", "latitude", "longitude")
+    for c in ("latitude", "longitude", "time"):
+        xr.testing.assert_identical(back[c].variable, inp[c].variable)
+    seen = np.isfinite(obs.values)
+    np.testing.assert_array_equal((back - obs).values[seen], 0.0)  # observed pixels, where they were
+
+
+def test_time_units_xarray_cannot_decode_are_read_as_numbers(values, tmp_path):
+    """'months since 2000-01-01' (monthly products) on a standard calendar: xarray cannot decode it,
+    and the file was refused as 'not a readable netCDF file, truncated or corrupt', with --chunks
+    too; from Python, open_dataset(decode_times=False), as xarray advises, then failed in
+    open_field's CF decoding. The time is now read as its numbers (a warning says so for a file)
+    and written back as the same numbers and units."""
+    from oceandl.cli.main import main
+
+    _, lat, lon = _coords()
+    path = tmp_path / "monthly.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        for d, n in (("time", NT), ("lat", NY), ("lon", NX)):
+            nc.createDimension(d, n)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.setncatts({"units": "months since 2000-01-01", "calendar": "standard"})
+        t[:] = np.arange(NT)
+        nc.createVariable("lat", "f8", ("lat",))[:] = lat
+        nc.createVariable("lon", "f8", ("lon",))[:] = lon
+        v = nc.createVariable("sst", "f4", ("time", "lat", "lon"), fill_value=np.float32(-999.0))
+        v.units = "degree_Celsius"
+        v[:] = np.where(np.isnan(values), -999.0, values)
+    with pytest.warns(UserWarning, match="months since 2000-01-01.*plain numbers"):
+        da = open_field(path)
+    np.testing.assert_array_equal(da["time"].values, np.arange(NT))
+    np.testing.assert_array_equal(da.values, values)
+    with xr.open_dataset(path, decode_times=False) as ds:
+        np.testing.assert_array_equal(open_field(ds)["time"].values, np.arange(NT))
+    for tag, extra in (("memory", []), ("chunks", ["--chunks", "time=-1,lat=3,lon=4"])):
+        out = tmp_path / f"{tag}.nc"
+        assert main(["interpolate", str(path), "--method", "climatology", "--withhold", "0", "--quiet", *extra,
+                     "-o", str(out)]) == 0, tag
+        with netCDF4.Dataset(out) as nc:
+            assert nc["time"].units == "months since 2000-01-01", tag
+            np.testing.assert_array_equal(nc["time"][:], np.arange(NT))
+            got = np.asarray(nc["sst"][:], dtype=np.float64)
+            seen = np.isfinite(values)
+            np.testing.assert_array_equal(got[seen], values[seen])
+            assert np.isfinite(got).all()
+
+
+def test_flags_and_ancillary_variables_are_not_fields(values, tmp_path):
+    """oceandl's own output (temp, missing_flag, sigma) could not be read back without --var:
+    'several 3-D variables (temp, missing_flag, sigma)'; a GHRSST mask (flag_values) drew a warning.
+    CF flag variables and the ancillary variables a field names are no longer candidates, and the
+    written field names its flag and sigma (ancillary_variables), in memory and with --chunks."""
+    import warnings
+
+    from oceandl.cli.main import main
+
+    ds = _dataset(values, name="temp")
+    ds["mask"] = (("time", "lat", "lon"), np.ones(values.shape, np.int8), {"flag_values": np.int8(1),
+                                                                          "flag_meanings": "water"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert find_variable(ds) == "temp"
+    ds["err"] = ds["temp"] * 0 + 0.1
+    with pytest.raises(InputError, match="several 3-D variables"):
+        find_variable(ds)
+    ds["temp"].attrs["ancillary_variables"] = "err mask"
+    assert find_variable(ds) == "temp"
+    only_flag = ds[["mask"]]
+    assert find_variable(only_flag) == "mask"  # nothing else: still found (and refused later as it may be)
+
+    src = tmp_path / "temp.nc"
+    _dataset(values, name="temp").to_netcdf(src)
+    for tag, extra in (("memory", []), ("chunks", ["--chunks", "lat=3"])):
+        out = tmp_path / f"{tag}.nc"
+        assert main(["interpolate", str(src), "--method", "climatology", "--withhold", "0", "--quiet", *extra,
+                     "-o", str(out)]) == 0
+        with xr.open_dataset(out) as res:
+            assert set(res.data_vars) == {"temp", "missing_flag", "sigma"}
+            assert res["temp"].attrs["ancillary_variables"] == "missing_flag sigma"
+        assert main(["eof", str(out), "-n", "2", "-o", str(tmp_path / f"eof_{tag}.nc")]) == 0, tag

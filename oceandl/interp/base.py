@@ -123,6 +123,13 @@ def _netcdf_safe(value):
     return value
 
 
+def _input_attrs(attrs: dict) -> dict:
+    """The input's attrs to carry onto a result, less the scores of an earlier fill (``val_*``,
+    ``truth_*``): refilling an oceandl output without withholding kept them, and `oceandl
+    interpolate` reported them as this run's validation."""
+    return {k: v for k, v in attrs.items() if not str(k).startswith(("val_", "truth_"))}
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
@@ -410,7 +417,7 @@ class Interpolator:
         taken = {"sigma", "missing_flag", *map(str, coords), *map(str, dims)}
         name = self.da_.name if self.da_.name is not None and str(self.da_.name) not in taken else "filled"
         data_vars = {
-            name: xr.DataArray(filled.astype(dtype), dims=dims, coords=coords, attrs={**tmpl.attrs, **attrs}),
+            name: xr.DataArray(filled.astype(dtype), dims=dims, coords=coords, attrs={**_input_attrs(tmpl.attrs), **attrs}),
             "missing_flag": xr.DataArray(flag, dims=dims, coords=coords, attrs={
                 "long_name": "gap-filling flag",
                 "flag_values": np.array([0, 1, 2], dtype=np.int8),

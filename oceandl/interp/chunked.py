@@ -62,7 +62,7 @@ import xarray as xr
 
 from oceandl.errors import InputError, one_line
 
-from .base import _MIN_PIXEL_OBS, _json_default, _netcdf_safe, append_history, oceandl_version
+from .base import _MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, oceandl_version
 from .neural import hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
@@ -206,7 +206,7 @@ def _read_chunk(core: int, halo: int) -> int:
 
 def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple[str, dict]:
     """Open ``path`` lazily (no data read) and map ``sizes`` (by role) onto the variable's dims."""
-    from oceandl.io import check_groups, find_variable
+    from oceandl.io import check_groups, find_variable, open_netcdf
 
     from .base import canonical_dims
 
@@ -215,7 +215,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a netCDF file")
     try:
-        ds = xr.open_dataset(path)  # lazy, nothing read
+        ds = open_netcdf(path)  # lazy, nothing read (a time xarray cannot decode: its numbers, with a warning)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
         raise InputError(f"{path}: not a readable netCDF file ({one_line(exc)})") from exc
     try:
@@ -249,7 +249,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     InputError
         As :func:`oceandl.io.open_field` (missing file or variable, bad dims, all NaN...).
     """
-    from oceandl.io import open_field
+    from oceandl.io import open_field, open_netcdf
 
     sizes = {ax: -1 for ax in _AXES}
     sizes.update(chunks or {})
@@ -258,7 +258,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
         name, dim_chunks = _file_chunks(path, var, sizes)
         with warnings.catch_warnings():  # "chunks separate the stored chunks": chosen on purpose (halos)
             warnings.simplefilter("ignore", UserWarning)
-            ds = xr.open_dataset(path, chunks=dim_chunks)
+            ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
         da = open_field(ds, name, label=str(path))
     else:
@@ -490,9 +490,14 @@ class _Writer:
 
 
 def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: dict, var_attrs: dict,
-              chunksizes: tuple[int, int, int], dtype, complevel: int = 4) -> None:
+              chunksizes: tuple[int, int, int], dtype, complevel: int = 4, grid=None) -> None:
     """Create ``path`` with the coords (xarray encodes the time) and empty, compressed, chunked variables."""
     coords = {ax: da[ax].variable.to_base_variable() for ax in _AXES}
+    if grid is not None and grid.is_clean:
+        # the file's own coordinate variables (their dtype, attributes and time encoding): a clean
+        # grid gets no rewrite pass, and the clean ones wrote a GHRSST 'seconds since 1981-01-01'
+        # time as 'days since <first day>' and float32 latitudes as float64, unlike the in-memory path
+        coords = {ax: grid.coords[ax] for ax in _AXES}
     # scalar coordinates (the depth of a level read from (time, depth=1, lat, lon)) stay with the field
     scalars = {str(k): v.variable.to_base_variable() for k, v in da.coords.items() if v.ndim == 0}
     xr.Dataset(coords={**coords, **scalars}, attrs=attrs).to_netcdf(path, engine="netcdf4", format="NETCDF4")
@@ -535,12 +540,12 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
     """
     import netCDF4
 
-    from oceandl.io import to_source_grid
+    from oceandl.io import open_netcdf, to_source_grid
 
     # a temporary name clean_stale_parts recognises (a SIGKILL mid-pass leaves nothing for good)
     other = path.with_name(path.name.removesuffix(".part") + "g.part")
     try:
-        with xr.open_dataset(path) as ds:
+        with open_netcdf(path, warn=False) as ds:  # the input's time units, undecodable ones too
             coords = to_source_grid(ds.coords.to_dataset(), grid).load()  # the file closes below
             coords.attrs = dict(ds.attrs)
             names = list(ds.data_vars)
@@ -741,7 +746,12 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     blocks = plan_blocks(shape, core, hal)
     read = {ax: _read_chunk(core[ax], hal[ax]) for ax in _AXES}
-    src = da if read == core else open_lazy(source, var, read)  # finer input chunks: halos over-read less
+    if read == core:
+        src = da
+    else:  # finer input chunks: halos over-read less. The same file again: its warnings were given
+        with warnings.catch_warnings():  # ('using variable ...' twice on stderr)
+            warnings.simplefilter("ignore", UserWarning)
+            src = open_lazy(source, var, read)
     window = max_in_flight or _default_window()
     max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4
     say(f"{len(blocks)} blocks of core {core}, halo {hal}, at most {window} in flight "
@@ -761,7 +771,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
              "chunked": json.dumps(plan, sort_keys=True),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
-    var_attrs = {k: _netcdf_safe(v) for k, v in {**da.attrs, **attrs}.items()}
+    var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}
+    # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
+    var_attrs["ancillary_variables"] = "missing_flag sigma" if with_sigma else "missing_flag"
     file_attrs = {k: _netcdf_safe(v) for k, v in attrs.items()}
     csize = (1, core["lat"], core["lon"])
     names = {"filled": name, "flag": "missing_flag", **({"sigma": "sigma"} if with_sigma else {})}
@@ -774,8 +786,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         return b.ext, coords, stats.mean[ys, xs], stats.ocean[ys, xs]
 
     fallback = 0
+    grid = source_grid(da)
     with atomic_path(output, overwrite=overwrite) as tmp:
-        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel)
+        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid)
         writer = _Writer(tmp, names, keep_observed, blend_axes)
         try:
             from tqdm.auto import tqdm
@@ -795,7 +808,6 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             writer.setattr("chunked_fallback_blocks", fallback)
         finally:
             writer.close()
-        grid = source_grid(da)
         if grid is not None and not grid.is_clean:
             say(f"putting the result on the input's grid (dims {tuple(grid.dims.values())}, its order and "
                 "coordinates): one more pass over the output")

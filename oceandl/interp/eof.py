@@ -237,7 +237,12 @@ class EOF:
                                               attrs={**prov, "long_name": "fraction of the total variance"})
         meanmap = np.full(ocean.shape, np.nan)
         meanmap[ocean] = mean
-        self.mean = xr.DataArray(meanmap, dims=(ydim, xdim), coords=space_coords, name="mean", attrs=prov)
+        # the mean is in the field's units: without them a written EOF file did not say (kelvin or degC?)
+        mattrs = {"long_name": (f"time mean of {da.name if da.name is not None else 'the field'}, removed before "
+                                "the analysis" if center else "zero (center=False: no mean removed)"),
+                  **({"units": da.attrs["units"]} if "units" in da.attrs else {})}
+        self.mean = xr.DataArray(meanmap, dims=(ydim, xdim), coords=space_coords, name="mean",
+                                 attrs={**prov, **mattrs})
         self.weights = xr.DataArray(w, dims=(ydim, xdim), coords=space_coords, name="weights")
 
     def __repr__(self) -> str:
