@@ -614,6 +614,12 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
     output = _need_output(output, "filled netCDF")
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None:
+        from oceandl.interp import METHODS, get_method
+
+        if "checkpoint" not in get_method(method).option_defaults:  # else: "unknown option 'checkpoint'"
+            neural = ", ".join(m for m, c in METHODS.items() if "checkpoint" in c.option_defaults)
+            raise InputError(f"--model: method {method!r} fits the file itself and takes no checkpoint "
+                             f"(--model is for the neural methods: {neural})")
         opts["checkpoint"] = str(checkpoint)
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
         if demo or figure is not None:

@@ -91,6 +91,9 @@ def test_interpolate_bad_inputs_are_one_line_exit_2(runner, sst_file, tmp_path):
           "-o", str(tmp_path / "f.nc")], "xyz"),
         (["interpolate", str(sst_file), "--method", "climatology", "--figure", str(tmp_path / "old.png"),
           "-o", str(tmp_path / "g.nc")], "already exists"),
+        # said "unknown option 'checkpoint'", an option the user never typed
+        (["interpolate", str(sst_file), "--method", "dineof", "--model", str(tmp_path / "m"),
+          "-o", str(tmp_path / "h.nc")], "--model: method 'dineof' fits the file itself"),
     ]
     (tmp_path / "old.png").write_bytes(b"a figure of mine")
     for args, word in cases:
