@@ -267,17 +267,20 @@ class SourceGrid:
         where the order is the same): the file's order, duplicated columns (0 and 360) included.
     coords : dict
         Name -> the file's coordinate variables along those dims (values, dtype, attrs), loaded.
+    order : tuple
+        The roles in the order of the file variable's dims (``("time", "lat", "lon")`` mostly).
     """
 
     dims: dict
     take: dict
     coords: dict
+    order: tuple = DIMS  # the roles in the file variable's dim order: ("lon", "lat", "time") for some files
 
     @property
     def is_clean(self) -> bool:
-        """Whether the file's layout is the clean one: the same names, order and coordinate values
+        """Whether the file's layout is the clean one: the same names, dim order, coordinate order and values
         (only the coordinates' dtype or attributes may differ)."""
-        return (all(self.dims[r] == r for r in DIMS) and all(t is None for t in self.take.values())
+        return (self.order == DIMS and all(self.dims[r] == r for r in DIMS) and all(t is None for t in self.take.values())
                 and set(self.coords) == set(DIMS) and all(self.coords[r].dims == (r,) for r in DIMS)
                 and self.lon_values_kept)
 
@@ -292,8 +295,9 @@ class SourceGrid:
         return bool(np.array_equal(_lon_convention(vals), vals))
 
 
-def _source_grid(ds: xr.Dataset, roles: dict, coords: dict, out: xr.DataArray) -> SourceGrid:
-    """The :class:`SourceGrid` of ``out`` (the clean field) read from variable dims ``roles`` of ``ds``."""
+def _source_grid(ds: xr.Dataset, roles: dict, coords: dict, out: xr.DataArray, file_dims: tuple) -> SourceGrid:
+    """The :class:`SourceGrid` of ``out`` (the clean field) read from variable dims ``roles`` of ``ds``
+    (``file_dims``: that variable's dims, in the file's order)."""
     take = {"time": None}
     for role in ("lat", "lon"):
         vals = np.asarray(coords[role][1], dtype=float)  # the file's order, as floats
@@ -309,7 +313,9 @@ def _source_grid(ds: xr.Dataset, roles: dict, coords: dict, out: xr.DataArray) -
     grid_dims = set(dims.values())
     keep = {n: ds.variables[n].load().copy() for n in sorted(names, key=str)
             if ds.variables[n].dims and set(ds.variables[n].dims) <= grid_dims}
-    return SourceGrid(dims=dims, take=take, coords=keep)
+    role_of = {dim: role for role, dim in dims.items()}
+    order = tuple(role_of[d] for d in file_dims if d in role_of)
+    return SourceGrid(dims=dims, take=take, coords=keep, order=order if len(order) == 3 else DIMS)
 
 
 def source_grid(da: xr.DataArray) -> SourceGrid | None:
@@ -321,7 +327,7 @@ def source_grid(da: xr.DataArray) -> SourceGrid | None:
 def to_source_grid(obj, grid: SourceGrid | None):
     """Put a result on the clean ``(time, lat, lon)`` grid back on the grid of the file it came from.
 
-    The file's dim names, its order along each axis (a descending latitude, longitudes in
+    The file's dim names and dim order, its order along each axis (a descending latitude, longitudes in
     0..360) and its coordinate variables (values, dtype, attributes; 2-D ``nav_lat``/``nav_lon``
     too) come back, so ``result - input`` aligns in xarray. Works on a Dataset or DataArray
     holding any of the three dims (a filled field, its flags, EOFs with a ``mode`` dim); lazy
@@ -348,7 +354,28 @@ def to_source_grid(obj, grid: SourceGrid | None):
     # dtype, attrs, 2-D nav_lat/nav_lon; a dim the file had no coordinate for keeps none
     # obj.coords, not obj.variables: a DataArray (what oceandl.interpolate returns) has no .variables
     obj = obj.drop_vars([grid.dims[r] for r in present if grid.dims[r] in obj.coords])
-    return obj.assign_coords({n: v for n, v in grid.coords.items() if set(v.dims) <= here})
+    obj = obj.assign_coords({n: v for n, v in grid.coords.items() if set(v.dims) <= here})
+    if grid.order == DIMS:
+        return obj
+    if isinstance(obj, xr.DataArray):
+        return _in_file_order(obj, grid)
+    return obj.assign({n: _in_file_order(obj[n], grid) for n in obj.data_vars})
+
+
+def _in_file_order(da: xr.DataArray, grid: SourceGrid) -> xr.DataArray:
+    """``da`` with the grid's dims it holds in the file's order (a tool that reads by position, MATLAB's
+    ``ncread``, sees the input's layout); other dims (``mode``) stay where they are."""
+    perm = _file_dim_order(da.dims, grid)
+    return da.transpose(*[da.dims[i] for i in perm]) if perm != tuple(range(da.ndim)) else da
+
+
+def _file_dim_order(dims: tuple, grid: SourceGrid) -> tuple[int, ...]:
+    """Positions into ``dims`` (a variable's dims, on the file's names) that put the grid's dims in
+    the file's order, leaving the others in place."""
+    names = [grid.dims[r] for r in grid.order]
+    held = iter([d for d in names if d in dims])
+    new = [next(held) if d in names else d for d in dims]
+    return tuple(dims.index(d) for d in new)
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,7 +672,7 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     _check_values(out, where)
     for d, v in scalars.items():
         out = out.assign_coords({d: v})
-    out.encoding["source_grid"] = _source_grid(ds, roles, coords, out)
+    out.encoding["source_grid"] = _source_grid(ds, roles, coords, out, tuple(da.dims))
     return out
 
 

@@ -593,6 +593,53 @@ def test_results_are_written_on_the_input_grid(product, tmp_path):
         np.testing.assert_array_equal(e["longitude"].values, inp["longitude"].values)
 
 
+def test_results_keep_the_files_dim_order(product, tmp_path):
+    """A file stored (longitude, latitude, depth, time), as some MATLAB/Fortran-written products are:
+    results came back (time, latitude, longitude), so a tool reading by position (MATLAB's ncread)
+    saw another layout than its input's. Now the file's order comes back, in memory, with --chunks
+    (the netCDF variable's dims and chunks too) and for eof."""
+    import netCDF4
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+    from oceandl.io import source_grid, to_source_grid
+
+    inp = xr.open_dataset(product).transpose("longitude", "latitude", "depth", "time")
+    path = tmp_path / "lonlat.nc"
+    inp.to_netcdf(path)
+    obs = inp["sst"].isel(depth=0)
+    da = open_field(path)
+    assert da.dims == DIMS and source_grid(da).order == ("lon", "lat", "time") and not source_grid(da).is_clean
+    back = to_source_grid(da, source_grid(da))
+    assert back.dims == ("longitude", "latitude", "time")
+    xr.testing.assert_equal(back.drop_vars("depth"), obs.drop_vars("depth"))
+    runner = CliRunner()
+    outs = {}
+    for tag, extra in (("memory", []), ("chunks", ["--chunks", "time=-1,lat=8,lon=16"])):
+        outs[tag] = tmp_path / f"{tag}.nc"
+        res = runner.invoke(cli, ["interpolate", str(path), "--method", "climatology", "--withhold", "0",
+                                  "--quiet", *extra, "-o", str(outs[tag])])
+        assert res.exit_code == 0, res.output
+    for tag, out_path in outs.items():
+        with netCDF4.Dataset(out_path) as nc:
+            for n in ("sst", "missing_flag"):
+                assert nc[n].dimensions == ("longitude", "latitude", "time"), (tag, n)
+            if tag == "chunks":
+                assert nc["sst"].chunking() == [16, 8, 1]  # a day's block of 8 rows x 16 columns, transposed
+        with xr.open_dataset(out_path) as out:
+            seen = np.isfinite(obs.values)
+            np.testing.assert_array_equal(out["sst"].values[seen], obs.values[seen])
+            assert np.isfinite(out["sst"].values[seen.any(axis=-1)]).all()
+    with xr.open_dataset(outs["memory"]) as a, xr.open_dataset(outs["chunks"]) as b:
+        np.testing.assert_array_equal(a["sst"].values, b["sst"].values)
+        np.testing.assert_array_equal(a["missing_flag"].values, b["missing_flag"].values)
+    eofs = tmp_path / "eofs.nc"
+    res = runner.invoke(cli, ["eof", str(path), "-n", "2", "-o", str(eofs)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(eofs) as e:
+        assert e["eofs"].dims == ("mode", "longitude", "latitude")
+
+
 def test_2d_coordinates_come_back_on_the_result(values):
     """A NEMO-style field (time_counter, y, x) with nav_lat/nav_lon: the result has its dims and
     2-D coordinates back, latitude rows in the file's (descending) order."""

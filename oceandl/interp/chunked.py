@@ -540,7 +540,7 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
     """
     import netCDF4
 
-    from oceandl.io import open_netcdf, to_source_grid
+    from oceandl.io import _file_dim_order, open_netcdf, to_source_grid
 
     # a temporary name clean_stale_parts recognises (a SIGKILL mid-pass leaves nothing for good)
     other = path.with_name(path.name.removesuffix(".part") + "g.part")
@@ -549,7 +549,10 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
             coords = to_source_grid(ds.coords.to_dataset(), grid).load()  # the file closes below
             coords.attrs = dict(ds.attrs)
             names = list(ds.data_vars)
-            new_dims = {n: tuple(grid.dims.get(str(d), d) for d in ds[n].dims) for n in names}
+            renamed = {n: tuple(grid.dims.get(str(d), d) for d in ds[n].dims) for n in names}
+            # the file's dim order too ((lon, lat, time) for some files): perm[n][k] = clean axis of file axis k
+            perm = {n: _file_dim_order(renamed[n], grid) for n in names}
+            new_dims = {n: tuple(renamed[n][i] for i in perm[n]) for n in names}
         coords.to_netcdf(other, engine="netcdf4", format="NETCDF4")  # takes xarray's HDF5 lock itself
         take_lat, take_lon = grid.take["lat"], grid.take["lon"]
         band = max(1, int(chunks[1]))
@@ -560,9 +563,11 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
             for n in names:
                 v = src[n]
                 filt = v.filters() or {}
+                p = perm[n]
+                chunking = v.chunking()
                 w = dst.createVariable(n, v.dtype, new_dims[n], zlib=bool(filt.get("zlib")),
                                        complevel=int(filt.get("complevel") or 4), shuffle=bool(filt.get("shuffle")),
-                                       chunksizes=v.chunking() if v.chunking() != "contiguous" else None,
+                                       chunksizes=[chunking[i] for i in p] if chunking != "contiguous" else None,
                                        fill_value=v.getncattr("_FillValue") if "_FillValue" in v.ncattrs() else False)
                 w.setncatts({k: v.getncattr(k) for k in v.ncattrs() if k not in ("_FillValue", "coordinates")})
                 # the coordinates xarray should attach (a scalar depth, nav_lat/nav_lon)
@@ -575,7 +580,10 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
                         rows = take_lat[r0:r0 + band] if take_lat is not None else np.arange(r0, min(ny, r0 + band))
                         lo, hi = int(rows.min()), int(rows.max()) + 1
                         block = np.asarray(v[t, lo:hi, :])[rows - lo]
-                        w[t, r0:r0 + len(rows), :] = block[:, take_lon] if take_lon is not None else block
+                        block = block[:, take_lon] if take_lon is not None else block
+                        where = (t, slice(r0, r0 + len(rows)), slice(None))  # clean (time, lat, lon) axes
+                        # on the file's axes: the day's (lat, lon) block transposed if lon comes first there
+                        w[tuple(where[i] for i in p)] = block.T if p.index(1) > p.index(2) else block
         os.replace(other, path)
     finally:
         other.unlink(missing_ok=True)
