@@ -123,6 +123,10 @@ def test_withheld_dataarray_matched_by_coordinate(cube, withheld):
     flipped = mask.isel(lat=slice(None, None, -1)).transpose("lon", "lat", "time")
     ds = run("climatology", gappy, withheld=flipped, return_dataset=True)
     np.testing.assert_array_equal(ds["missing_flag"].values == 2, withheld)
+    # a mask on other times is refused in the caller's words (it spoke of interp_metrics' truth and pred)
+    shifted = mask.assign_coords(lat=mask["lat"] + 100.0)
+    with pytest.raises(InputError, match=r"^variable 'sst': withheld and the field have other 'lat' coordinates"):
+        run("climatology", gappy, withheld=shifted)
 
 
 def test_dataset_writes_to_netcdf(result, tmp_path):

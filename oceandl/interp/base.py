@@ -327,7 +327,9 @@ class Interpolator:
             from oceandl.metrics.interpolation import _reorder_like
 
             # matched by coordinate too: a mask with latitudes in the other order withheld mirrored pixels
-            w = np.asarray(_reorder_like(withheld, da).transpose(*dims).values)
+            # named as what it is: the message spoke of interp_metrics' 'truth and pred', which the caller never passed
+            w = np.asarray(_reorder_like(withheld, da, name="withheld", where=label, other="the field")
+                           .transpose(*dims).values)
         else:
             w = np.asarray(withheld)
             if w.shape != tuple(da.shape):
