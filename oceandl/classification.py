@@ -86,6 +86,14 @@ def _as_images(images):
         if len(shapes) > 1:
             raise InputError(f"images of different shapes {sorted(shapes)[:2]}: resize them to one size first")
         images = torch.stack([_pixels(i) for i in images])
+    if isinstance(images, xr.Dataset):
+        # an xarray Dataset has __getitem__ and __len__: it was read as a dataset of samples and
+        # failed as a bare KeyError ('No variable named 0'); one variable is that DataArray
+        names = list(images.data_vars)
+        if len(names) != 1:
+            raise InputError(f"images: an xarray.Dataset with variables {names}; pass one DataArray"
+                             + (f", e.g. ds[{names[0]!r}]" if names else ""))
+        images = images[names[0]]
     if isinstance(images, xr.DataArray):
         if images.ndim not in (3, 4):
             raise InputError(f"DataArray {images.name!r} has dims {images.dims}: expected (sample, y, x)")

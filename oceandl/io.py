@@ -612,9 +612,11 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     # scalar, so the result still says which level it is
     extra = [d for d in da.dims if d not in {dim for dim, _ in roles.values()}]
     squeeze = [d for d in extra if da.sizes[d] == 1]
-    scalars = {}
+    # the variable's own scalar coordinates (a DataArray's depth=5.0) stay with it too: they were
+    # dropped, so the chunked fill of a DataArray lost what the in-memory fill kept
+    scalars = {k: v.variable.load() for k, v in da.coords.items() if v.ndim == 0 and k not in DIMS and k != name}
     if squeeze and da.ndim - len(squeeze) >= 3:
-        scalars = {d: ds.variables[d].isel({d: 0}).load() for d in squeeze if d in ds.variables}
+        scalars.update({d: ds.variables[d].isel({d: 0}).load() for d in squeeze if d in ds.variables})
         da = da.isel({d: 0 for d in squeeze}, drop=True)
         extra = [d for d in extra if d not in squeeze]
     if da.ndim != 3:

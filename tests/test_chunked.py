@@ -103,6 +103,20 @@ def test_complevel_zero_writes_the_same_values_uncompressed(cube, tmp_path):
         xr.testing.assert_equal(a, b)
 
 
+def test_scalar_coordinate_named_like_an_output_variable(tmp_path):
+    """A (time, sigma=1, lat, lon) level: its scalar 'sigma' coordinate and the error-std variable
+    'sigma' failed as netCDF's 'String match to name in use' (exit 1 from the CLI)."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    src = tmp_path / "level.nc"
+    synthetic_sst(n_time=8, ny=8, nx=10, seed=0)[["sst"]].expand_dims(sigma=[-0.5], axis=1).to_netcdf(src)
+    with pytest.warns(UserWarning, match="'sigma' named like output variables; kept as 'sigma_coord'"):
+        interpolate_chunked(src, tmp_path / "out.nc", "climatology", chunks="time=4")
+    with xr.open_dataset(tmp_path / "out.nc") as ds:
+        assert float(ds["sigma_coord"]) == -0.5 and ds["sigma"].dims == ("time", "lat", "lon")
+        assert np.isfinite(ds["sigma"].values).any()
+
+
 def test_cluster_climatology_exact_dineof_close_and_memory_bounded(cube, cluster, tmp_path, one_torch_thread):
     """On a LocalCluster whose workers' limit (250 kB) is below the cube (369 kB as float32).
 

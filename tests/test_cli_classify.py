@@ -146,6 +146,13 @@ def test_classify_dataarray_keeps_its_per_image_coords(sar_model):
     assert list(ds["lat"].values) == [1.0, 2.0, 3.0] and ds["lat"].dims == ("vignette",)
     assert "y" not in ds.coords  # not along the sample dim
     assert ds["label"].dims == ("vignette",) and set(ds["label"].values) <= set(range(-1, 10))  # ours, not the input's
+    # an xarray Dataset was read as a dataset of samples: a bare KeyError ('No variable named 0')
+    from oceandl.errors import InputError
+
+    one = classify(images.rename("sigma0").to_dataset(), sar_model, device="cpu")
+    np.testing.assert_array_equal(one["probabilities"].values, ds["probabilities"].values)
+    with pytest.raises(InputError, match=r"xarray.Dataset with variables \['a', 'b'\]; pass one DataArray"):
+        classify(xr.Dataset({"a": images, "b": images}), sar_model, device="cpu")
 
 
 def test_classify_api_inputs_and_one_line_errors(sar_model, tmp_path):

@@ -115,6 +115,24 @@ def test_weights_project_and_provenance(field):
     assert uncentred.variance_fraction.values[0] > 0.9 > 2 * coslat.variance_fraction.values[0]
 
 
+def test_weights_dataarray_matched_by_coordinate(field):
+    """Weights as a DataArray on latitudes ascending, for a field stored with them descending, were
+    put in sorted order by broadcast_like and labelled with the field's latitudes: each row got its
+    mirror's weight (other EOFs, no error). Weights on part of the grid failed as 'not finite'."""
+    w = np.sqrt(np.cos(np.deg2rad(field["lat"])))
+    ref = eof(field, n_modes=3)
+    flipped = field.isel(lat=slice(None, None, -1))
+    got = eof(flipped, n_modes=3, weights=w)
+    np.testing.assert_allclose(got.weights.values, np.sqrt(np.cos(np.deg2rad(flipped["lat"].values)))[:, None]
+                               * np.ones(field.sizes["lon"]))
+    np.testing.assert_allclose(got.eigenvalues.values, ref.eigenvalues.values, rtol=1e-10)
+    np.testing.assert_allclose(got.eofs.sel(lat=field["lat"]).values, ref.eofs.values, atol=1e-10)
+    with pytest.raises(InputError, match="weights has 5 values along 'lat', the field 12"):
+        eof(field, weights=w.isel(lat=slice(0, 5)))
+    with pytest.raises(InputError, match="weights' coordinate 'lat' differs"):
+        eof(field, weights=w.assign_coords(lat=w["lat"] + 1.0))
+
+
 def test_coslat_from_a_latitude_coordinate_on_y(field):
     """On dims (time, y, x) the area weights came from a coordinate named 'y' or failed ('needs a
     coordinate 'y''), though the latitudes were there as lat(y) or nav_lat(y, x)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -123,6 +124,26 @@ def test_withheld_dataarray_matched_by_coordinate(cube, withheld):
     flipped = mask.isel(lat=slice(None, None, -1)).transpose("lon", "lat", "time")
     ds = run("climatology", gappy, withheld=flipped, return_dataset=True)
     np.testing.assert_array_equal(ds["missing_flag"].values == 2, withheld)
+    # a mask on other times is refused in the caller's words (it spoke of interp_metrics' truth and pred)
+    shifted = mask.assign_coords(lat=mask["lat"] + 100.0)
+    with pytest.raises(InputError, match=r"^variable 'sst': withheld and the field have other 'lat' coordinates"):
+        run("climatology", gappy, withheld=shifted)
+
+
+def test_coordinate_named_like_an_output_variable(cube):
+    """A scalar 'sigma' coordinate (the model level of a (time, sigma=1, lat, lon) file, which
+    open_field keeps) made reconstruct() fail as xarray's bare MergeError against the error-std
+    variable 'sigma' (also 'missing_flag', with every method)."""
+    gappy = cube[0].assign_coords(sigma=-0.5, missing_flag="x")
+    with pytest.warns(UserWarning, match=r"'sigma', 'missing_flag' named like output variables; kept as "
+                                         r"'sigma_coord', 'missing_flag_coord'"):
+        ds = run("climatology", gappy, return_dataset=True)
+    assert ds["sigma"].dims == gappy.dims and float(ds["sigma_coord"]) == -0.5 and ds["missing_flag"].dtype == np.int8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the DataArray gets its coordinates back under their own names
+        out = run("climatology", gappy)
+    assert float(out["sigma"]) == -0.5 and str(out["missing_flag"].values) == "x" and "sigma_coord" not in out.coords
+    np.testing.assert_array_equal(out.values, ds["sst"].values)
 
 
 def test_dataset_writes_to_netcdf(result, tmp_path):

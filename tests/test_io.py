@@ -296,6 +296,22 @@ def test_dask_input_stays_lazy(values):
     np.testing.assert_array_equal(out.values, values)
 
 
+def test_scalar_coordinates_stay_with_the_field(tmp_path, values):
+    """A DataArray's scalar coordinates (depth=5.0, the sensor) were dropped by open_field, so the
+    chunked fill of a DataArray lost what the in-memory fill keeps; a file's scalar coordinate too."""
+    da = _dataset(values).sst.assign_coords(depth=5.0, sensor="MODIS")
+    out = open_field(da.chunk({"time": 2}))
+    assert float(out["depth"]) == 5.0 and str(out["sensor"].values) == "MODIS" and out.dims == ("time", "lat", "lon")
+    path = tmp_path / "scalar.nc"
+    da.to_dataset().to_netcdf(path)
+    assert float(open_field(path)["depth"]) == 5.0
+    from oceandl.interp.chunked import interpolate_chunked
+
+    interpolate_chunked(da, tmp_path / "filled.nc", "climatology", chunks="time=3")
+    with xr.open_dataset(tmp_path / "filled.nc") as filled:
+        assert float(filled["depth"]) == 5.0 and str(filled["sensor"].values) == "MODIS"
+
+
 # ------------------------------------------------------------------------------------------------
 # Reading: errors
 # ------------------------------------------------------------------------------------------------

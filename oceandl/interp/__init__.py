@@ -79,5 +79,13 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withheld=None, retu
     """
     cls = get_method(method)
     model = cls(seed=seed, device=device, progress=progress, **options)
-    ds = model.fit(da, withheld=withheld).reconstruct()
-    return ds if return_dataset else ds[model.output_name_]
+    model.fit(da, withheld=withheld)
+    if return_dataset:
+        return model.reconstruct()
+    import warnings
+
+    with warnings.catch_warnings():  # the renaming of a coordinate named like an output variable is undone here
+        warnings.filterwarnings("ignore", message=".*named like output variables", category=UserWarning)
+        ds = model.reconstruct()
+    out = ds[model.output_name_]
+    return out.rename({new: old for old, new in model.renamed_coords_.items()}) if model.renamed_coords_ else out

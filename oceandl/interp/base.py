@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import warnings
 from typing import Any, ClassVar, Iterable
 
 import numpy as np
@@ -108,6 +109,16 @@ def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
             found[role] = hits[0]
     rest = iter(d for d in da.dims if d not in found.values())
     return tuple(found[r] if r in found else next(rest) for r in _ALIASES)  # type: ignore[return-value]
+
+
+def output_coord_name(name, taken) -> str:
+    """The name under which an input coordinate called like an output variable (``sigma``,
+    ``missing_flag``) is kept: ``<name>_coord`` (with ``_`` added while that is taken too)."""
+    new = f"{name}_coord"
+    taken = set(map(str, taken))
+    while new in taken:
+        new += "_"
+    return new
 
 
 def _netcdf_safe(value):
@@ -334,7 +345,9 @@ class Interpolator:
             from oceandl.metrics.interpolation import _reorder_like
 
             # matched by coordinate too: a mask with latitudes in the other order withheld mirrored pixels
-            w = np.asarray(_reorder_like(withheld, da).transpose(*dims).values)
+            # named as what it is: the message spoke of interp_metrics' 'truth and pred', which the caller never passed
+            w = np.asarray(_reorder_like(withheld, da, name="withheld", where=label, other="the field")
+                           .transpose(*dims).values)
         else:
             w = np.asarray(withheld)
             if w.shape != tuple(da.shape):
@@ -362,6 +375,9 @@ class Interpolator:
             were withheld, ``val_rmse``, ``val_mae``, ``val_bias``, ``val_corr``,
             ``val_std_ratio``, ``val_n`` (and ``val_frac_within_*sigma``). The Dataset's attrs:
             the same without the input's (its units and names describe the variable, not the file).
+            An input coordinate named like one of these variables (a scalar ``sigma`` level) is
+            kept as ``<name>_coord``, with a warning (:func:`~oceandl.interp.interpolate` gives the
+            filled DataArray back its own name).
 
         Raises
         ------
@@ -410,8 +426,18 @@ class Interpolator:
 
         dtype = np.result_type(self.da_.dtype, np.float32)
         tmpl = self.da_
-        coords = {k: v for k, v in tmpl.coords.items()}
         dims = tmpl.dims
+        # a coordinate named like one of the Dataset's own variables (the scalar 'sigma' of a
+        # (time, sigma=1, lat, lon) model level, which open_field keeps) made xr.Dataset fail with
+        # xarray's bare MergeError; it is kept under another name (interpolate() gives it back its own)
+        outputs = {"missing_flag", *(("sigma",) if sigma is not None else ())}
+        self.renamed_coords_ = {k: output_coord_name(k, [*tmpl.coords, *dims]) for k in tmpl.coords
+                                if str(k) in outputs and k not in dims}
+        if self.renamed_coords_:
+            warnings.warn(f"{_label(tmpl)}: coordinate(s) {', '.join(map(repr, self.renamed_coords_))} named like "
+                          f"output variables; kept as {', '.join(map(repr, self.renamed_coords_.values()))}",
+                          UserWarning, stacklevel=2)
+        coords = {self.renamed_coords_.get(k, k): v.variable for k, v in tmpl.coords.items()}
         # a DataArray may share its name with one of its own coordinates (da.rename("depth") with a
         # scalar depth coord); as a Dataset variable that name would clash (xarray MergeError)
         taken = {"sigma", "missing_flag", *map(str, coords), *map(str, dims)}

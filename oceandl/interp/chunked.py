@@ -62,7 +62,8 @@ import xarray as xr
 
 from oceandl.errors import InputError, one_line
 
-from .base import _MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, oceandl_version
+from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, oceandl_version,
+                   output_coord_name)
 from .neural import hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
@@ -500,6 +501,13 @@ def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: 
         coords = {ax: grid.coords[ax] for ax in _AXES}
     # scalar coordinates (the depth of a level read from (time, depth=1, lat, lon)) stay with the field
     scalars = {str(k): v.variable.to_base_variable() for k, v in da.coords.items() if v.ndim == 0}
+    # one named like an output variable (a 'sigma' level) failed as netCDF's 'name in use': renamed as in memory
+    outputs = {"missing_flag", *(("sigma",) if with_sigma else ())}
+    renamed = {k: output_coord_name(k, [*scalars, *_AXES]) for k in sorted(outputs & set(scalars))}
+    scalars = {renamed.get(k, k): v for k, v in scalars.items()}
+    if renamed:
+        warnings.warn(f"variable {da.name!r}: coordinate(s) {', '.join(map(repr, renamed))} named like output "
+                      f"variables; kept as {', '.join(map(repr, renamed.values()))}", UserWarning, stacklevel=3)
     xr.Dataset(coords={**coords, **scalars}, attrs=attrs).to_netcdf(path, engine="netcdf4", format="NETCDF4")
     with _hdf5_lock():
         _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"), complevel,

@@ -64,7 +64,21 @@ def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
     if isinstance(weights, xr.DataArray):
         if not set(weights.dims) <= {lat, lon}:  # else a bare ValueError from xarray's transpose
             raise InputError(f"eof: weights has dims {tuple(weights.dims)}; expected a subset of ({lat!r}, {lon!r})")
-        w = weights.broadcast_like(da.isel({dims[0]: 0}, drop=True)).transpose(lat, lon).values
+        from oceandl.metrics.interpolation import match_axis
+
+        # matched by coordinate, then broadcast by position: broadcast_like's outer join put weights
+        # with latitudes ascending on a field with them descending in sorted order, while the
+        # result labelled them with the field's (each row weighted with its mirror's weight), and
+        # weights on part of the grid became NaN ("must be finite")
+        for d in weights.dims:
+            if weights.sizes[d] != da.sizes[d]:
+                raise InputError(f"eof: weights has {weights.sizes[d]} values along {d!r}, the field {da.sizes[d]}")
+            if d in weights.indexes and d in da.indexes:
+                pos = match_axis(weights.indexes[d], da.indexes[d])
+                if pos is None:
+                    raise InputError(f"eof: the weights' coordinate {d!r} differs from the field's")
+                weights = weights.isel({d: pos})
+        w = weights.variable.set_dims({lat: shape[0], lon: shape[1]}).transpose(lat, lon).values
     else:
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim == 1 and w.shape[0] == shape[0]:

@@ -24,11 +24,12 @@ def match_axis(ia, ir) -> np.ndarray | None:
     return pos if (pos >= 0).all() and len(np.unique(pos)) == len(pos) else None
 
 
-def _reorder_like(a, ref, name: str = "truth"):
+def _reorder_like(a, ref, name: str = "truth", where: str = "interp_metrics", other: str = "pred"):
     """``a`` with each dim whose coordinate holds ``ref``'s values in another order put in ``ref``'s order.
 
     Raises InputError when a dim of the same length has other coordinate values in ``a`` than in
     ``ref`` (another grid or other times): positions would be compared that are not the same pixels.
+    The message reads ``"{where}: {name} and {other} have other ... coordinates"``.
     """
     # Positions used to be compared whatever the coordinates said: a truth stored with latitudes
     # descending (as many L3 files are) against oceandl's output (sorted ascending) scored each
@@ -49,7 +50,7 @@ def _reorder_like(a, ref, name: str = "truth"):
             i = int(np.argmax(np.asarray(ia) != np.asarray(ir)))
         except TypeError:  # e.g. datetimes against numbers
             i = 0
-        raise InputError(f"interp_metrics: {name} and pred have other {d!r} coordinates (pred has {d}={ir[i]} "
+        raise InputError(f"{where}: {name} and {other} have other {d!r} coordinates ({other} has {d}={ir[i]} "
                          f"where {name} has {ia[i]}); pass .values to compare position by position")
     return a
 
