@@ -450,6 +450,24 @@ def test_balanced_class_weights_learn_the_rare_class(digits):
     assert recall["balanced"] > 0.5
 
 
+def test_weighted_validation_loss_does_not_depend_on_the_batching():
+    """With class_weights='balanced' the validation loss is the weighted mean over the whole set,
+    sum(w_y * l) / sum(w_y). Batch means were weighed by batch size, so on a class-sorted validation
+    set larger than one batch (256) the weights cancelled: 5 % off here, and the best epoch and the
+    plateau schedule followed that other number."""
+    g = torch.Generator().manual_seed(0)
+    yv = torch.repeat_interleave(torch.tensor([0, 1]), torch.tensor([250, 50]))  # sorted, as splits are
+    yt = torch.repeat_interleave(torch.tensor([0, 1]), torch.tensor([40, 8]))
+    xv, xt = torch.randn(300, 1, 4, 4, generator=g), torch.randn(48, 1, 4, 4, generator=g)
+    cfg = TrainConfig(epochs=1, class_weights="balanced", label_smoothing=0.1, amp=False, **FAST)
+    res = fit(get_model("mlp", 1, 2, input_size=4, hidden=(8,)), TensorData(xt, yt, ["a", "b"]),
+              TensorData(xv, yv, ["a", "b"]), cfg)
+    w = torch.tensor(48 / (2 * np.array([40.0, 8.0])), dtype=torch.float32)
+    with torch.no_grad():
+        expected = float(torch.nn.functional.cross_entropy(res.model.cpu()(xv), yv, weight=w, label_smoothing=0.1))
+    assert res.history[0]["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
     """amp: bf16 autocast where the device computes bf16 natively; amp_cpu forces the CPU either
     way; a GPU without bf16 trains in fp32 (fp16 would need loss scaling). The checkpoint says
