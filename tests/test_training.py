@@ -566,6 +566,22 @@ def test_freezing_random_weights_is_warned_about(digits):
     assert trainable and all(n.startswith("net.fc") for n in trainable)
 
 
+def test_images_too_small_for_the_model_are_an_input_error(digits, tmp_path):
+    """alexnet on 28 px images (it needs 63) failed at the first training step as torch's bare
+    RuntimeError ('Output size is too small', exit 1), after the data was read; now an InputError
+    naming the model, the image size and the size to resize to, before any training or output."""
+    from oceandl.training.classifier import train_classifier
+
+    x, y = digits
+    data = TensorData(x[:40], y[:40], ["a", "b", "c", "d"])
+    cfg = TrainConfig(epochs=1, batch_size=16, device="cpu", progress=False)
+    with pytest.raises(InputError, match=r"model 'alexnet' cannot take images of 1 x 28 x 28 .*at least 63 px"):
+        train_classifier(data, "alexnet", tmp_path / "ck", cfg)
+    assert not (tmp_path / "ck").exists()
+    with pytest.raises(InputError, match=r"model 'cnn' cannot take images of 1 x 3 x 3 .*resize them \("):
+        train_classifier(TensorData(x[:40, :, :3, :3], y[:40], list("abcd")), "cnn", None, cfg)
+
+
 def test_resuming_an_early_stopped_run_trains_no_more(digits, tmp_path):
     """A run that stopped early is finished: --resume went on training past the stop (the loop
     started at the next epoch, patience already spent) and replaced its checkpoint."""
