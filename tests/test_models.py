@@ -90,6 +90,24 @@ def test_linear_ae_has_no_activation():
     assert torch.allclose(lhs, rhs, atol=1e-4)
 
 
+@pytest.mark.parametrize("options, size", [({}, 17), ({"depth": 3}, 28), ({"depth": 2}, (30, 22)),
+                                           ({"latent": 5, "input_size": 30}, 30)])
+def test_conv_ae_gives_back_the_input_size(options, size):
+    """conv_ae on sizes that are not multiples of 2**depth gave another shape (17 -> 20; MNIST's 28
+    at depth 3 -> 32), against the registry's (N, out_channels, H, W), and fit's loss then failed on
+    the shapes; with a bottleneck (latent=k) on such an input_size, encode failed (code shape H // 4
+    where the stride-2 stages give ceil(H / 4)). It now pads and crops back like the U-Net."""
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    h, w = (size, size) if isinstance(size, int) else size
+    model = get_model("conv_ae", 2, **options)
+    x = torch.randn(3, 2, h, w)
+    assert tuple(model(x).shape) == (3, 2, h, w)
+    res = fit(model, TensorData(x), None, TrainConfig(epochs=1, batch_size=3, device="cpu", progress=False),
+              task="reconstruction")
+    assert np.isfinite(res.history[0]["train_loss"])
+
+
 def test_denoising_option_only_in_training():
     m = get_model("dense_ae", 1, noise_std=0.5)
     x = torch.rand(4, 1, 28, 28)
