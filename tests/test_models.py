@@ -133,6 +133,31 @@ def test_transfer_first_conv_and_freeze():
     assert all(p.requires_grad for p in m3.parameters())
 
 
+@pytest.mark.parametrize("freeze", ["backbone", "all_but_last"])
+def test_frozen_backbone_comes_out_of_training_unchanged(freeze):
+    """freeze= stopped the gradient but not batch norm's running statistics: one epoch of
+    freeze=backbone changed 60 tensors of the resnet18 backbone (running means and variances).
+    Frozen batch norms now stay in eval mode; the trainable part still trains and keeps them in
+    training mode."""
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    torch.manual_seed(0)
+    m = get_model("resnet18", 1, 2, freeze=freeze)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x, y = torch.randn(8, 1, 32, 32), torch.arange(8) % 2
+    m.train()
+    assert m.net.bn1.training is False and m.net.layer4[0].bn1.training is (freeze == "all_but_last")
+    res = fit(m, TensorData(x, y, ["a", "b"]), None, TrainConfig(epochs=1, batch_size=4, device="cpu",
+                                                                  progress=False))
+    after = {k: v.cpu() for k, v in res.model.state_dict().items()}
+    trained = ("net.fc",) + (("net.layer4",) if freeze == "all_but_last" else ())
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith(trained))
+    assert not torch.equal(before["net.fc.weight"], after["net.fc.weight"])
+    if freeze == "all_but_last":
+        assert not torch.equal(before["net.layer4.0.bn1.running_mean"], after["net.layer4.0.bn1.running_mean"])
+    assert not res.model.training and not res.model.net.bn1.training  # eval() still reaches everything
+
+
 def test_transfer_missing_weights_says_where(tmp_path):
     with pytest.raises(MissingResourceError, match="resnet18.*not found at .*put the file"):
         get_model("resnet18", 1, 5, weights=tmp_path / "missing.pth")
