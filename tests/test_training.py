@@ -468,6 +468,22 @@ def test_weighted_validation_loss_does_not_depend_on_the_batching():
     assert res.history[0]["val_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_balanced_class_weights_on_a_dataset_without_targets(digits):
+    """class_weights='balanced' read train.targets: a torch Subset (or any dataset of dicts, as fit
+    documents) failed as a bare AttributeError. The labels read with the images are used; the
+    weights are those of the same images as a TensorData."""
+    from torch.utils.data import Subset
+
+    x, y = digits
+    keep = np.flatnonzero((y.numpy() != 3) | (np.arange(len(y)) % 5 == 3))
+    cfg = TrainConfig(epochs=1, lr=1e-2, class_weights="balanced", **FAST)
+    torch.manual_seed(0)
+    a = fit(get_model("mlp", 1, 4, hidden=(16,)), Subset(TensorData(x, y), keep), None, cfg)
+    torch.manual_seed(0)
+    b = fit(get_model("mlp", 1, 4, hidden=(16,)), TensorData(x[keep], y[keep]), None, cfg)
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+
+
 def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
     """amp: bf16 autocast where the device computes bf16 natively; amp_cpu forces the CPU either
     way; a GPU without bf16 trains in fp32 (fp16 would need loss scaling). The checkpoint says

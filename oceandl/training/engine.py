@@ -514,8 +514,15 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
     weights = None
     if task == "classification" and cfg.class_weights == "balanced":
-        counts = np.bincount(np.asarray(train.targets), minlength=len(getattr(train, "classes", None) or []))
-        weights = torch.tensor(len(train.targets) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32,
+        # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
+        # any dataset of dicts, as documented) failed as a bare AttributeError
+        labels = train_b.y.cpu().numpy() if train_b.y is not None else getattr(train, "targets", None)
+        if labels is None:
+            raise InputError("class_weights='balanced' needs the training labels: this data set is streamed "
+                             "(larger than max_materialize_mb) and has no `targets` attribute listing them")
+        labels = np.asarray(labels)
+        counts = np.bincount(labels, minlength=len(getattr(train, "classes", None) or []))
+        weights = torch.tensor(len(labels) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32,
                                device=device)
     loss_fn = _loss_fn(task, cfg, weights)
     opt, sched = _make_optimizer(model, cfg, len(train_b))
