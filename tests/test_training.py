@@ -74,6 +74,18 @@ def test_fit_learns_and_keeps_best_on_validation(digits, tmp_path):
     assert torch.allclose(model(x), res.model.cpu()(x), atol=1e-5)
 
 
+def test_without_validation_the_lowest_training_loss_is_kept(digits):
+    """fit's docstring said it kept the last epoch without a validation set; it keeps (and early
+    stopping watches) the epoch of the lowest training loss. The docstring now says so."""
+    x, y = digits
+    torch.manual_seed(1)
+    res = fit(get_model("mlp", 1, 4, hidden=(16,)), TensorData(x, y), None,
+              TrainConfig(epochs=5, lr=0.3, scheduler="none", seed=1, **FAST))  # best: epoch 4 here
+    losses = [h["train_loss"] for h in res.history]
+    assert res.best_epoch == int(np.argmin(losses)) + 1 and res.best_val == min(losses)
+    assert "lowest training loss" in " ".join(fit.__doc__.split())
+
+
 def test_existing_output_is_refused_without_overwrite(digits, tmp_path):
     train, val = _sets(digits)
     (tmp_path / "ck").mkdir()

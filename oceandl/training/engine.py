@@ -464,7 +464,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
         task: str = "classification", out: str | Path | None = None, checkpoint_meta: dict | None = None,
         resume: bool = False, overwrite: bool = False, log: Callable[[str], None] | None = None,
         stop_after_epoch: int | None = None) -> TrainResult:
-    """Train ``model`` and keep the best weights on ``val`` (or the last epoch without it).
+    """Train ``model`` and keep the best weights on ``val`` (without it: the epoch of the lowest
+    training loss, which early stopping then also watches).
 
     Parameters
     ----------
