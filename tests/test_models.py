@@ -90,6 +90,24 @@ def test_linear_ae_has_no_activation():
     assert torch.allclose(lhs, rhs, atol=1e-4)
 
 
+@pytest.mark.parametrize("options, size", [({}, 17), ({"depth": 3}, 28), ({"depth": 2}, (30, 22)),
+                                           ({"latent": 5, "input_size": 30}, 30)])
+def test_conv_ae_gives_back_the_input_size(options, size):
+    """conv_ae on sizes that are not multiples of 2**depth gave another shape (17 -> 20; MNIST's 28
+    at depth 3 -> 32), against the registry's (N, out_channels, H, W), and fit's loss then failed on
+    the shapes; with a bottleneck (latent=k) on such an input_size, encode failed (code shape H // 4
+    where the stride-2 stages give ceil(H / 4)). It now pads and crops back like the U-Net."""
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    h, w = (size, size) if isinstance(size, int) else size
+    model = get_model("conv_ae", 2, **options)
+    x = torch.randn(3, 2, h, w)
+    assert tuple(model(x).shape) == (3, 2, h, w)
+    res = fit(model, TensorData(x), None, TrainConfig(epochs=1, batch_size=3, device="cpu", progress=False),
+              task="reconstruction")
+    assert np.isfinite(res.history[0]["train_loss"])
+
+
 def test_denoising_option_only_in_training():
     m = get_model("dense_ae", 1, noise_std=0.5)
     x = torch.rand(4, 1, 28, 28)
@@ -113,6 +131,31 @@ def test_transfer_first_conv_and_freeze():
     assert t2 == {"layer4", "fc"}
     m3 = get_model("vgg16", 1, 5, freeze="none")
     assert all(p.requires_grad for p in m3.parameters())
+
+
+@pytest.mark.parametrize("freeze", ["backbone", "all_but_last"])
+def test_frozen_backbone_comes_out_of_training_unchanged(freeze):
+    """freeze= stopped the gradient but not batch norm's running statistics: one epoch of
+    freeze=backbone changed 60 tensors of the resnet18 backbone (running means and variances).
+    Frozen batch norms now stay in eval mode; the trainable part still trains and keeps them in
+    training mode."""
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    torch.manual_seed(0)
+    m = get_model("resnet18", 1, 2, freeze=freeze)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x, y = torch.randn(8, 1, 32, 32), torch.arange(8) % 2
+    m.train()
+    assert m.net.bn1.training is False and m.net.layer4[0].bn1.training is (freeze == "all_but_last")
+    res = fit(m, TensorData(x, y, ["a", "b"]), None, TrainConfig(epochs=1, batch_size=4, device="cpu",
+                                                                  progress=False))
+    after = {k: v.cpu() for k, v in res.model.state_dict().items()}
+    trained = ("net.fc",) + (("net.layer4",) if freeze == "all_but_last" else ())
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith(trained))
+    assert not torch.equal(before["net.fc.weight"], after["net.fc.weight"])
+    if freeze == "all_but_last":
+        assert not torch.equal(before["net.layer4.0.bn1.running_mean"], after["net.layer4.0.bn1.running_mean"])
+    assert not res.model.training and not res.model.net.bn1.training  # eval() still reaches everything
 
 
 def test_transfer_missing_weights_says_where(tmp_path):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .blocks import ConvBNAct
+from .reconstruction import pad_to_multiple
 
 __all__ = ["DenseAE", "LinearAE", "ConvAE"]
 
@@ -88,8 +89,10 @@ class LinearAE(DenseAE):
 class ConvAE(_AEBase):
     """Fully convolutional auto-encoder: ``depth`` stride-2 stages down, transposed convs up.
 
-    Works on any H, W divisible by ``2**depth``; the code is (N, latent_channels, H/2**depth, W/2**depth).
-    With ``latent=k`` (and ``input_size``) a dense bottleneck makes the code a k-vector, so the
+    (N, in_channels, H, W) -> (N, out_channels, H, W) for any H, W: the input is zero-padded
+    (bottom/right) to a multiple of ``2**depth`` and the output cropped back, as the reconstruction
+    models do. The code is (N, latent_channels, ceil(H/2**depth), ceil(W/2**depth)). With
+    ``latent=k`` (and ``input_size``) a dense bottleneck makes the code a k-vector, so the
     model compares with PCA(k) at the same code size.
     """
 
@@ -101,6 +104,7 @@ class ConvAE(_AEBase):
         super().__init__()
         out_channels = out_channels or in_channels
         self.noise_std = noise_std
+        self.multiple = 2**depth
         enc: list[nn.Module] = []
         cin = in_channels
         for i in range(depth):
@@ -123,13 +127,21 @@ class ConvAE(_AEBase):
             if input_size is None:
                 raise ValueError("ConvAE(latent=k) needs input_size=(H, W)")
             h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-            self.code_shape = (latent_channels, h // 2**depth, w // 2**depth)
+            # ceil: the stride-2 stages of a padded input (h // 2**depth did not fit the encoder's output)
+            self.code_shape = (latent_channels, -(-h // 2**depth), -(-w // 2**depth))
             n = latent_channels * self.code_shape[1] * self.code_shape[2]
             self.bottleneck = nn.ModuleDict({"down": nn.Linear(n, latent), "up": nn.Linear(latent, n)})
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # H, W not multiples of 2**depth (17 x 17, or 28 x 28 at depth 3) came back 20 x 20 / 32 x 32:
+        # not the registry's (N, out_channels, H, W), and fit's loss failed on the shapes
+        h, w = x.shape[-2:]
+        return self.decode(self.encode(self._corrupt(x)))[..., :h, :w]
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> code (N, latent_channels, h, w), or (N, latent) with a bottleneck."""
-        z = self.encoder(x)
+        """(N, C, H, W) -> code (N, latent_channels, h, w), or (N, latent) with a bottleneck; H, W are
+        zero-padded to multiples of ``2**depth``."""
+        z = self.encoder(pad_to_multiple(x, self.multiple)[0])
         return self.bottleneck["down"](z.flatten(1)) if self.bottleneck is not None else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

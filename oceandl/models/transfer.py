@@ -73,7 +73,8 @@ class TransferClassifier(nn.Module):
     weights : str or Path, optional
         A local ``.pth`` (torchvision) or ``.safetensors`` file of the backbone's ImageNet weights.
     freeze : {"none", "backbone", "all_but_last"}
-        ``backbone``: train only the new head; ``all_but_last``: also train the last block.
+        ``backbone``: train only the new head; ``all_but_last``: also train the last block. Frozen
+        layers stay as they are, batch-norm statistics included (see :meth:`train`).
     """
 
     task = "classification"
@@ -134,6 +135,23 @@ class TransferClassifier(nn.Module):
             for m in head + (last_block if freeze == "all_but_last" else []):
                 for p in m.parameters():
                     p.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> "TransferClassifier":
+        """As :meth:`nn.Module.train`, but frozen batch norms stay in eval mode.
+
+        ``requires_grad=False`` stops the gradient, not batch norm's running statistics: in
+        training mode the frozen backbone's means and variances followed the new data (momentum
+        0.1 a step), so a "frozen" resnet18 or inception_v3 came out of training with other
+        features. As Keras (trainable=False) and torchvision's FrozenBatchNorm2d do, a batch norm
+        whose parameters are all frozen normalises with its stored statistics and keeps them.
+        """
+        super().train(mode)
+        if mode:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine and not any(
+                        p.requires_grad for p in m.parameters()):
+                    m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -106,6 +106,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     with torch_rng_scope():  # the initial weights follow --seed; the caller's global generator is left alone
         seed_torch(config.seed)
         net = get_model(model, int(data.x.shape[1]), len(classes), **opts)
+    _check_takes_images(net, model, data.x[:1])
     # the split fractions too: with the seed they give the test set (a --resume with another split
     # silently mixed earlier training images into it)
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,
@@ -145,6 +146,29 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     return {"test": test_metrics, "history": res.history, "params": count_parameters(res.model),
             "seconds": res.seconds, "samples_per_s": res.samples_per_s, "best_epoch": res.best_epoch,
             "split_sizes": [len(p) for p in parts], "model": res.model, "config": asdict(config)}
+
+
+def _check_takes_images(net: torch.nn.Module, name: str, x: torch.Tensor) -> None:
+    """One image through ``net`` (eval mode: no dropout draw, no batch-norm update) before training.
+
+    Images too small for the network (alexnet needs 63 px, inception_v3 75, vgg16 32: 'train
+    classifier --demo --model alexnet' on 48 px) failed at the first training step, after the
+    data was read, as torch's bare RuntimeError ('Output size is too small', exit 1).
+    """
+    from ..errors import one_line
+    from ..models.transfer import BACKBONES
+
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            net.eval()(x.float())
+    except RuntimeError as exc:
+        least = f" to at least {BACKBONES[name][2]} px" if name in BACKBONES else ""
+        raise InputError(f"model {name!r} cannot take images of {' x '.join(map(str, x.shape[1:]))} "
+                         f"(channels x height x width): {one_line(exc, with_type=False)}; resize them{least} "
+                         "(--size, or size= in the reader)") from None
+    finally:
+        net.train(was_training)
 
 
 #: metric keys of :func:`classification_metrics` reported per model by :func:`compare_classifiers`.

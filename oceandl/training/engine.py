@@ -432,20 +432,27 @@ def _autocast(device: torch.device, cfg: TrainConfig):
 
 
 @torch.no_grad()
-def _run_eval(model, batches: _Batches, loss_fn, device, cfg, classification: bool) -> dict:
+def _run_eval(model, batches: _Batches, loss_fn, device, cfg, classification: bool,
+              weights: torch.Tensor | None = None) -> dict:
     model.eval()
-    tot, correct, n = 0.0, 0, 0
+    tot, correct, n, den = 0.0, 0, 0, 0.0
     g = torch.Generator().manual_seed(0)
     for x, y in batches.epoch(g):
         with _autocast(device, cfg):
             out = model(x)
-        tot += float(loss_fn(out.float(), x, y)) * len(x)
+        # a class-weighted mean is sum(w_y * l) / sum(w_y): each batch's mean weighs by its sum of
+        # weights, not its size. By size, the validation loss depended on the batching (batches of
+        # the class-sorted validation set hold one class each, which cancels the weights: 0.825 for
+        # 600 images at batch 256, 0.789 in one batch), and so did the best epoch and the plateau
+        b = float(weights[y].sum()) if classification and weights is not None else float(len(x))
+        tot += float(loss_fn(out.float(), x, y)) * b
+        den += b
         if classification:
             correct += int((out.argmax(1) == y).sum())
         n += len(x)
-    tot, correct, n = _dist.all_reduce_sum(tot, correct, n)
+    tot, correct, n, den = _dist.all_reduce_sum(tot, correct, n, den)
     correct, n = int(correct), int(n)
-    res = {"loss": tot / max(n, 1)}
+    res = {"loss": tot / den if den > 0 else 0.0}
     # from the task, not this rank's outputs: under torchrun a validation set smaller than the
     # number of processes leaves a rank without a batch
     if classification and n:
@@ -457,7 +464,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
         task: str = "classification", out: str | Path | None = None, checkpoint_meta: dict | None = None,
         resume: bool = False, overwrite: bool = False, log: Callable[[str], None] | None = None,
         stop_after_epoch: int | None = None) -> TrainResult:
-    """Train ``model`` and keep the best weights on ``val`` (or the last epoch without it).
+    """Train ``model`` and keep the best weights on ``val`` (without it: the epoch of the lowest
+    training loss, which early stopping then also watches).
 
     Parameters
     ----------
@@ -507,8 +515,15 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
     weights = None
     if task == "classification" and cfg.class_weights == "balanced":
-        counts = np.bincount(np.asarray(train.targets), minlength=len(getattr(train, "classes", None) or []))
-        weights = torch.tensor(len(train.targets) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32,
+        # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
+        # any dataset of dicts, as documented) failed as a bare AttributeError
+        labels = train_b.y.cpu().numpy() if train_b.y is not None else getattr(train, "targets", None)
+        if labels is None:
+            raise InputError("class_weights='balanced' needs the training labels: this data set is streamed "
+                             "(larger than max_materialize_mb) and has no `targets` attribute listing them")
+        labels = np.asarray(labels)
+        counts = np.bincount(labels, minlength=len(getattr(train, "classes", None) or []))
+        weights = torch.tensor(len(labels) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32,
                                device=device)
     loss_fn = _loss_fn(task, cfg, weights)
     opt, sched = _make_optimizer(model, cfg, len(train_b))
@@ -586,7 +601,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             row["train_accuracy"] = correct / n
         if val_b is not None:
             _dist.broadcast_buffers(model)
-            ev = _run_eval(model, val_b, loss_fn, device, cfg, task == "classification")
+            ev = _run_eval(model, val_b, loss_fn, device, cfg, task == "classification", weights)
             row.update({f"val_{k}": v for k, v in ev.items()})
         bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
         if bad:
