@@ -100,6 +100,24 @@ def test_same_seed_same_output_other_seed_other_cv_set(rank3):
     assert a.attrs["cv_curve"] != c.attrs["cv_curve"]
 
 
+def test_cv_set_does_not_depend_on_the_grid_orientation():
+    """The CV squares were drawn on the grid as given: the same field with latitudes descending (or
+    longitudes in 0..360) got another CV set and another fit than with them ascending, which is
+    what the CLI (open_field sorts the grid) gives (synthetic SST 16 x 24 x 24, seed 1: 15 modes,
+    truth RMSE 1.05 ascending, 3 modes and 2.36 descending). They are drawn on the clean grid now."""
+    gappy, _ = lowrank_cube(30, 20, 24, rank=3, seed=2)
+    gappy = gappy.assign_coords(lon=np.linspace(-6.0, 6.0, 24))  # across Greenwich: 0..360 reorders it
+    ref = interpolate(gappy, "dineof", seed=0, device="cpu", shrink=0)
+    for other in (gappy.isel(lat=slice(None, None, -1)),
+                  gappy.assign_coords(lon=gappy.lon % 360).sortby("lon").isel(lat=slice(None, None, -1))):
+        out = interpolate(other, "dineof", seed=0, device="cpu", shrink=0)
+        assert out.attrs["n_modes"] == ref.attrs["n_modes"]
+        np.testing.assert_allclose(np.array(json.loads(out.attrs["cv_curve"])),
+                                   np.array(json.loads(ref.attrs["cv_curve"])), rtol=1e-3)
+        back = out.assign_coords(lon=(out.lon + 180) % 360 - 180).sortby("lon").sortby("lat")
+        np.testing.assert_allclose(back.values, ref.values, atol=1e-3)
+
+
 def test_fixed_n_modes_skips_cross_validation(rank3):
     gappy, truth = rank3
     model = DINEOF(n_modes=3).fit(gappy)
