@@ -118,6 +118,23 @@ def test_cv_set_does_not_depend_on_the_grid_orientation():
         np.testing.assert_allclose(back.values, ref.values, atol=1e-3)
 
 
+def test_a_cv_set_of_few_squares_is_reported(rank3):
+    """On a short small cube the CV set was 2-3 squares on 2-3 days (16 x 24 x 24 synthetic SST): the
+    mode count it picked was noise (1 to 15 modes by seed, truth RMSE 1.2 to 2.0), unsaid. The
+    squares are counted (attrs cv_squares) and fewer than 10 are warned about."""
+    gappy, _ = make_cube(nt=16, ny=24, nx=24, seed=1)
+    with pytest.warns(UserWarning, match=r"cross-validation set is \d squares of 9 x 9 px .* too few"):
+        small = interpolate(gappy, "dineof", seed=0, device="cpu", shrink=0)
+    assert 1 <= small.attrs["cv_squares"] < 10
+    # the usual cubes keep quiet: the rank-3 one (60 x 32 x 40) has 20-odd squares
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = DINEOF(seed=0, device="cpu", shrink=0, max_modes=4).fit(rank3[0])
+    assert model.cv_squares_ >= 10 and model.reconstruct()["sst"].attrs["cv_squares"] == model.cv_squares_
+
+
 def test_fixed_n_modes_skips_cross_validation(rank3):
     gappy, truth = rank3
     model = DINEOF(n_modes=3).fit(gappy)
