@@ -330,3 +330,18 @@ def test_the_files_warnings_are_given_once(tmp_path):
         interpolate_chunked(src, tmp_path / "out.nc", "dineof", chunks="lat=8,lon=8", max_modes=2)
     using = [str(w.message) for w in record if "using variable" in str(w.message)]
     assert len(using) == 1, using
+
+
+def test_blocks_too_small_for_dineofs_cross_validation_are_warned_about(tmp_path):
+    """Each block cross-validates its own mode count: 12 x 12 px cores (3 px halo) of a 16-day cube
+    held 1-2 CV squares each, their choice was noise and gap errors reached 21 degC where the
+    in-memory fit had 8 (synthetic SST 16 x 24 x 24, seed 1), without a word."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    src = tmp_path / "sst.nc"
+    synthetic_sst(n_time=16, ny=24, nx=24, seed=1)[["sst"]].to_netcdf(src)
+    with pytest.warns(UserWarning, match=r"4 of 4 blocks chose their number of modes on fewer than 10 "
+                                         r"cross-validation squares .* blocks of \(16, 15, 15\)"):
+        interpolate_chunked(src, tmp_path / "out.nc", "dineof", chunks="lat=12,lon=12", max_modes=3)
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        assert out.attrs["chunked_small_cv_blocks"] == 4

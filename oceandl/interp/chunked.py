@@ -64,6 +64,7 @@ from oceandl.errors import InputError, one_line
 
 from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, oceandl_version,
                    output_coord_name)
+from .dineof import _MIN_CV_SQUARES
 from .neural import hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
@@ -352,15 +353,17 @@ class _FitBlock:
 
     def __call__(self, values, ext, coords, mean, ocean):
         da = xr.DataArray(values, dims=self.dims, coords=coords)
-        fallback = False
+        fallback, squares = False, None
         try:
             model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
+            model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
             ds = model.fit(da).reconstruct()
             filled = np.asarray(ds[model.output_name_].values, dtype=np.float64)
+            squares = getattr(model, "cv_squares_", None)
         except InputError:  # a block too small or too cloudy to fit (options were checked up front)
             filled, fallback = np.full(values.shape, np.nan), True
         filled, flag = _finish(filled, values, mean, ocean, self.keep_observed)
-        return {"filled": filled, "flag": flag, "fallback": fallback}
+        return {"filled": filled, "flag": flag, "fallback": fallback, "cv_squares": squares}
 
 
 class _NeuralBlock:
@@ -802,6 +805,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         return b.ext, coords, stats.mean[ys, xs], stats.ocean[ys, xs]
 
     fallback = 0
+    squares: list[int] = []  # DINEOF: each block's CV squares
     grid = source_grid(da)
     with atomic_path(output, overwrite=overwrite) as tmp:
         _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid)
@@ -817,17 +821,31 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                 while nxt in waiting:  # commit in raster order: lower halos blend into written cores
                     r = waiting.pop(nxt)
                     fallback += bool(r.get("fallback"))
+                    if r.get("cv_squares") is not None:
+                        squares.append(int(r["cv_squares"]))
                     writer.commit(blocks[nxt], r)
                     nxt += 1
                     bar.update()
             bar.close()
             writer.setattr("chunked_fallback_blocks", fallback)
+            small_cv = sum(q < _MIN_CV_SQUARES for q in squares)
+            if squares:
+                writer.setattr("chunked_small_cv_blocks", small_cv)
         finally:
             writer.close()
         if grid is not None and not grid.is_clean:
             say(f"putting the result on the input's grid (dims {tuple(grid.dims.values())}, its order and "
                 "coordinates): one more pass over the output")
             _to_source_grid_file(tmp, grid, csize)
+    if squares and small_cv:
+        # Each block chooses its own mode count by CV: on small blocks (16 x 12 x 12 px cores with a
+        # 3 px halo) the CV set was 1-2 squares on 1-2 days, the choice noise, and gap errors reached
+        # 21 degC where the in-memory fit of the whole 16 x 24 x 24 cube had 8; this went unsaid.
+        warnings.warn(f"{small_cv} of {len(squares)} blocks chose their number of modes on fewer than "
+                      f"{_MIN_CV_SQUARES} cross-validation squares (the fewest: {min(squares)}): blocks of "
+                      f"{max((b.ext_shape for b in blocks), key=np.prod)} (time, lat, lon) are too small for DINEOF's "
+                      "cross-validation; use larger --chunks (default lat=128,lon=128) or fill in memory",
+                      UserWarning, stacklevel=2)
     if fallback:
         warnings.warn(f"{fallback} of {len(blocks)} blocks could not be fitted (too few observations) and "
                       "took the climatology", stacklevel=2)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +38,10 @@ __all__ = ["DINEOF", "cv_points"]
 _GRAM_MAX = 4096
 # The thresholds (fractions of the leading singular value) that shrink="auto" tries, strongest first.
 _SHRINK_PATH = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
+# Fewer CV squares than this: the CV error of each k is that of a few cloud-sized patches on a few
+# days, and the mode count (and threshold) it picks is noise (16 x 24 x 24 synthetic SST: 3 squares,
+# 1 to 15 modes by seed, truth RMSE 1.2 to 2.0; 12 x 12 px --chunks blocks: 1-2 squares each).
+_MIN_CV_SQUARES = 10
 
 
 def cv_points(obs: np.ndarray, fraction: float, radius: int, rng: np.random.Generator) -> np.ndarray:
@@ -57,23 +62,47 @@ def cv_points(obs: np.ndarray, fraction: float, radius: int, rng: np.random.Gene
     -------
     bool ndarray (time, lat, lon), a subset of ``obs``
     """
+    return _cv_points(obs, fraction, radius, rng)[0]
+
+
+def _cv_points(obs: np.ndarray, fraction: float, radius: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """:func:`cv_points` and the number of squares (points with ``radius=0``) that hold them."""
     cv = np.zeros_like(obs)
     idx = np.flatnonzero(obs)
     target = max(1, int(round(fraction * idx.size)))
     if radius == 0:
         cv.flat[rng.choice(idx, size=min(target, idx.size), replace=False)] = True
-        return cv
+        return cv, int(min(target, idx.size))
     _, ny, nx = obs.shape
-    taken = 0
+    taken = squares = 0
     for flat in rng.permutation(idx):
         t, i, j = np.unravel_index(flat, obs.shape)
         sl = (t, slice(max(i - radius, 0), min(i + radius + 1, ny)), slice(max(j - radius, 0), min(j + radius + 1, nx)))
         new = obs[sl] & ~cv[sl]
         cv[sl] |= new
         taken += int(new.sum())
+        squares += bool(new.any())
         if taken >= target:
             break
-    return cv
+    return cv, squares
+
+
+def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays ``(iy, ix)`` that put the (time, lat, lon) DataArray ``da``'s grid in the clean
+    orientation open_field gives (latitude ascending, longitude ascending in -180..180, or 0..360
+    across the dateline); ``arange`` along an axis without numeric 1-D coordinates."""
+    from oceandl.io import _lon_convention
+
+    out = []
+    for k, dim in enumerate(da.dims[1:]):
+        n = da.sizes[dim]
+        idx = da.indexes.get(dim)
+        if idx is None or not np.issubdtype(idx.dtype, np.number):
+            out.append(np.arange(n))
+            continue
+        v = np.asarray(idx, dtype=np.float64)
+        out.append(np.argsort(_lon_convention(v) if k == 1 else v, kind="stable"))
+    return out[0], out[1]
 
 
 def _laplacian_filter(nt: int, alpha: float, n_apply: int):
@@ -152,12 +181,15 @@ class DINEOF(Interpolator):
     n_modes_ : int, n_iter_ : int (iterations of the final fit), converged_ : bool,
     cv_curve_ : list of (k, cv_rmse) (empty with fixed ``n_modes``), cv_rmse_ : float or None,
     cv_radius_ : int (the CV squares' radius used; only when CV ran),
+    cv_squares_ : int (the squares, or points with radius 0, holding the CV set; under 10 a warning
+    says the mode count is uncertain),
     cv_unconverged_ : int (CV-stage fits, of ``len(cv_curve_) + len(shrink_curve_)``, stopped by
     ``max_iter`` before ``tol``; ``converged_`` is the final fit's),
     shrink_ : float (the threshold used; 0 = classic), shrink_curve_ : list of (lambda, cv_rmse).
     """
 
     name: ClassVar[str] = "dineof"
+    _warn_small_cv: ClassVar[bool] = True  # interpolate_chunked sums the blocks' up in one warning
     option_defaults: ClassVar[dict[str, Any]] = {
         "max_modes": 20,
         "n_modes": None,
@@ -349,7 +381,22 @@ class DINEOF(Interpolator):
                     # noise (k = 1 on 4 x 5 pixels, truth RMSE 0.66 against 0.24 with radius 0)
                     radius = min(radius, max((min(obs.shape[1:]) // 2 - 1) // 2, 0))
                 self.cv_radius_ = radius
-                cv = cv_points(obs, self.options["cv_fraction"], radius, rng)
+                # Drawn on the clean grid (latitude ascending, longitude in one convention), then
+                # put back: drawn on the grid as given, the same field with latitudes descending
+                # (or longitudes 0..360) got another CV set, and another mode count than the CLI
+                # (open_field sorts the grid) gave (15 -> 3 modes, truth RMSE 1.05 -> 2.36).
+                iy, ix = _clean_axes(self.da_)
+                cv = np.empty_like(obs)
+                cv[:, iy[:, None], ix[None, :]], self.cv_squares_ = _cv_points(
+                    obs[:, iy][:, :, ix], self.options["cv_fraction"], radius, rng)
+                if self.cv_squares_ < _MIN_CV_SQUARES and self._warn_small_cv:
+                    side = 2 * radius + 1
+                    warnings.warn(
+                        f"method 'dineof': the cross-validation set is {self.cv_squares_} "
+                        f"{'squares of %d x %d px' % (side, side) if radius else 'points'} ({int(cv.sum())} "
+                        f"observations on {int(cv.any(axis=(1, 2)).sum())} of {nt} time steps), too few to choose "
+                        f"the number of modes reliably; it is uncertain (use a longer or larger field)",
+                        UserWarning, stacklevel=4)
                 self._fit_cv(X, M, torch.from_numpy(self._to_matrix(cv)).to(device), kmax, auto)
         self._F = self._basis = None
         self.shrink_ = self._lam
@@ -443,6 +490,7 @@ class DINEOF(Interpolator):
         attrs["shrink"] = float(self.shrink_)
         if self.cv_curve_:
             attrs["cv_radius"] = self.cv_radius_
+            attrs["cv_squares"] = self.cv_squares_
             attrs["cv_unconverged"] = self.cv_unconverged_
             attrs["cv_curve"] = json.dumps([[k, round(e, 8)] for k, e in self.cv_curve_])
             attrs["cv_rmse"] = self.cv_rmse_
