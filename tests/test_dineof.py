@@ -221,6 +221,39 @@ def test_temporal_filter_prefers_smooth_modes():
     assert rank1(temporal_filter=0.25, filter_iter=2) > 0.95
 
 
+@pytest.mark.parametrize("kind", ["datetime64", "cftime", "numbers"])
+def test_temporal_filter_warns_on_uneven_time_steps(kind, recwarn):
+    """The filter treats consecutive steps as equally spaced: on a series with dropped days it
+    smoothed across the gap as if the days were adjacent, unsaid. It now says so; a regular
+    series stays quiet."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    nt = 24
+    values = 10 + rng.standard_normal((nt, 8, 9))
+    values[3, 2:5, 2:5] = np.nan
+    days = np.arange(nt, dtype=float)
+    uneven = np.concatenate([days[:10], days[10:] + 5.0])  # 5 days dropped after day 9
+
+    def times(d):
+        if kind == "datetime64":
+            return np.datetime64("2020-01-01") + (d * 86400).astype("timedelta64[s]")
+        if kind == "cftime":
+            return xr.cftime_range("2020-01-01", periods=int(d[-1]) + 1, freq="D", calendar="noleap")[d.astype(int)]
+        return d
+
+    def run(d):
+        field = xr.DataArray(values, dims=("time", "lat", "lon"), coords={"time": times(d)})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            interpolate(field, "dineof", n_modes=2, temporal_filter=0.1)
+        return [str(w.message) for w in caught if "temporal_filter" in str(w.message)]
+
+    assert run(days) == []
+    said = run(uneven)
+    assert len(said) == 1 and "uneven (1 of 23" in said[0] and "6x the shortest" in said[0], said
+
+
 def test_laplacian_filter_properties():
     F = _laplacian_filter(9, 0.2, 3)
     np.testing.assert_allclose(F.sum(axis=1), 1.0)  # constants pass unchanged

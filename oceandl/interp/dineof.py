@@ -105,6 +105,36 @@ def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
+def _time_steps_seconds(values: np.ndarray) -> np.ndarray | None:
+    """The steps between consecutive times in seconds (datetime64, cftime) or in the coordinate's
+    own units (numbers); None when they cannot be told."""
+    try:
+        if np.issubdtype(values.dtype, np.datetime64):
+            return np.diff(values).astype("timedelta64[ns]").astype(np.float64) / 1e9
+        if np.issubdtype(values.dtype, np.number):
+            return np.diff(values.astype(np.float64))
+        return np.array([d.total_seconds() for d in np.diff(values)], dtype=np.float64)  # cftime
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _warn_uneven_steps(da, time_dim: str) -> None:
+    """Warn when the temporal filter, which treats consecutive steps as equally spaced, is applied
+    to a series with gaps (days dropped, several passes a day): it then smooths across the gap as
+    if the days were adjacent (Alvera-Azcarate et al. 2009 assume a regular series)."""
+    if time_dim not in da.coords or da.sizes[time_dim] < 3:
+        return
+    steps = _time_steps_seconds(np.asarray(da[time_dim].values))
+    if steps is None or not np.all(np.isfinite(steps)) or steps.min() <= 0:
+        return
+    if steps.max() > 1.5 * steps.min():
+        n_odd = int(np.count_nonzero(~np.isclose(steps, np.median(steps), rtol=0.1)))
+        warnings.warn(f"temporal_filter: the time steps are uneven ({n_odd} of {steps.size} differ from the "
+                      f"median by over 10 %, the longest {steps.max() / steps.min():.3g}x the shortest); the "
+                      "filter treats consecutive steps as equally spaced (insert the missing days as "
+                      "all-NaN steps to keep them apart)", stacklevel=4)
+
+
 def _laplacian_filter(nt: int, alpha: float, n_apply: int):
     """(I + alpha L)^n_apply with L the second difference in time (reflecting ends), (nt, nt)."""
     L = np.zeros((nt, nt))
@@ -140,7 +170,7 @@ class DINEOF(Interpolator):
     With ``temporal_filter=alpha`` (Alvera-Azcarate et al. 2009) the temporal modes are the
     leading eigenvectors of the filtered temporal covariance ``F X X^T F^T``,
     ``F = (I + alpha L)^filter_iter`` (L: second difference in time, equally spaced steps
-    assumed; 0 < alpha <= 0.25 keeps the explicit filter stable), and the reconstruction is the
+    assumed, with a warning when the time coordinate says otherwise; 0 < alpha <= 0.25 keeps the explicit filter stable), and the reconstruction is the
     projection of X on them.
 
     Options
@@ -360,6 +390,8 @@ class DINEOF(Interpolator):
         n = X.shape[1]
         kmax = max(1, min(self.options["max_modes"], min(nt, n) - 1))
         F = self.options["temporal_filter"]
+        if F is not None:
+            _warn_uneven_steps(self.da_, self.da_.dims[0])
         self._F = None if F is None else torch.as_tensor(
             _laplacian_filter(nt, F, self.options["filter_iter"]), dtype=dtype, device=device)
 
