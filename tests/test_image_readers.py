@@ -386,6 +386,26 @@ def test_geotiff_nodata_pixels_are_filled_like_nan(tmp_path):
     assert read_image(tmp_path / "plain.tif").min() == -9999
 
 
+def test_complex_geotiff_is_read_as_intensity(tmp_path):
+    # A Sentinel-1 SLC pixel (CInt16 / CFloat32) 3+4j has intensity |z|^2 = 25; the float cast kept
+    # the real part (3, and a negative "intensity" for half the phases).
+    z = np.array([[[3 + 4j, -3 - 4j], [0.1j, -0.1]]], dtype=np.complex64)
+    for dtype in ("complex64", "complex_int16"):
+        path = tmp_path / f"{dtype}.tif"
+        with rasterio.open(path, "w", driver="GTiff", count=1, dtype=dtype, height=2, width=2,
+                           transform=Affine(0.001, 0, -30, 0, -0.001, 45), crs="EPSG:4326") as dst:
+            dst.write(z if dtype == "complex64" else np.round(z * 10).astype(np.complex64))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no ComplexWarning: nothing discarded
+            x = read_image(path)
+        want = [[25, 25], [0.01, 0.01]] if dtype == "complex64" else [[2500, 2500], [1, 1]]
+        np.testing.assert_allclose(x[0], want, rtol=1e-5)
+    from oceandl.classification import _pixels
+
+    np.testing.assert_allclose(_pixels(torch.from_numpy(z)).numpy()[0], [[25, 25], [0.01, 0.01]], rtol=1e-5)
+    np.testing.assert_allclose(_pixels(z).numpy()[0], [[25, 25], [0.01, 0.01]], rtol=1e-5)
+
+
 def test_netcdf_stack_int_string_and_flag_labels(tmp_path):
     rng = np.random.default_rng(4)
     img = rng.random((5, 8, 8)).astype(np.float32)
