@@ -334,7 +334,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
 @click.option("--intensity", type=click.Choice(["linear", "db"]), default="linear", show_default=True, help="SAR: linear or dB intensity (--demo: db).")
 @click.option("--normalize", type=click.Choice(["per_image", "none"]), default="per_image", show_default=True, help="per_image: zero mean, unit std per image and channel; none: values as read (recorded in the checkpoint, applied again by classify).")
-@click.option("--augment", default="", help="Comma list of batch augmentations: flip,rot90,rotate,translate,scale,noise,speckle (default: none; flip,rot90 with --demo).")
+@click.option("--augment", default="", help="Comma list of batch augmentations: flip,rot90,rotate,translate,scale,noise,speckle (speckle: linear intensities only, --intensity linear --normalize none; default: none; flip,rot90 with --demo).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True, help="Optimizer.")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none", show_default=True, help="Balance rare classes in the loss.")
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the weights (0: none).")
