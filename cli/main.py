@@ -708,7 +708,7 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
     output = _need_output(output, "run folder")
     from oceandl.utils import check_output_path
 
-    check_output_path(output, overwrite)
+    check_output_path(output, overwrite, parents=True)  # -o runs/NAME: run_pipeline makes runs/
     pipe = get_pipeline(name)
     # --seed's default (0) went in as an override even when not given, so a --config file's seed
     # was silently replaced by 0 (and a run.json's config did not reproduce its run): only an

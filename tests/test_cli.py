@@ -487,6 +487,39 @@ def test_sigterm_mid_benchmark_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_benchmark_makes_the_runs_folder_of_its_documented_examples(runner, tmp_path, monkeypatch):
+    """Every benchmark example (--help, README, docs) writes `-o runs/NAME`, which failed in a fresh
+    folder: 'Error: runs/sst: folder runs does not exist'. The folders above the run folder are made
+    once the settings are checked, and a failed run removes those it made."""
+    from oceandl.pipelines import get_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "--set", "methods=climatology",
+                              "-o", "runs/sst"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "sst" / "results.json").is_file()
+    # bad settings: refused before anything is made
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "--set", "methods=nonesuch", "-o", "new/a/sst"])
+    assert res.exit_code == 2 and not (tmp_path / "new").exists()
+    # a run that fails midway leaves neither the run folder nor the folders made for it
+    import dataclasses
+    import importlib
+
+    def boom(cfg, ctx):
+        raise RuntimeError("disk on fire")
+
+    module = importlib.import_module(get_pipeline("sst").run.__module__)
+    monkeypatch.setattr(module, "PIPELINE", dataclasses.replace(module.PIPELINE, run=boom))
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "-o", "new/a/sst"])
+    assert res.exit_code == 1 and "disk on fire" in res.output and not (tmp_path / "new").exists()
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "-o", "runs/b/sst"])
+    assert res.exit_code == 1 and sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["sst"]
+    # a file on the way is still refused before the work
+    (tmp_path / "afile").write_text("x")
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "-o", "afile/b/sst"])
+    assert res.exit_code == 2 and "afile is a file, not a folder" in res.output
+
+
 def test_overwrite_never_replaces_other_things(runner, sst_file, tmp_path, monkeypatch):
     """`-o data --overwrite` deleted a folder of the user's data (train classifier, train
     interpolator, synth sar/plankton put their output in its place; eof and synth sst a netCDF
