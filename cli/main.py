@@ -267,7 +267,14 @@ def models(in_channels, size, num_classes):
 # ------------------------------------------------------------------------------------------ train
 @cli.group(cls=OceandlGroup)
 def train():
-    """Train a model and write a checkpoint folder (what --model takes back)."""
+    """Train a model and write a checkpoint folder (what --model takes back).
+
+    \b
+    Examples:
+      oceandl train classifier --demo -o sar_model
+      oceandl classify --model sar_model vignettes/ -o predictions.csv
+      oceandl train interpolator --demo -o demo_unet
+    """
 
 
 @train.command("interpolator")

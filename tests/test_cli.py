@@ -35,6 +35,10 @@ def test_help_lists_every_command(runner):
     for cmd in ("interpolate", "classify", "benchmark", "synth", "eof", "train interpolator", "train classifier"):
         sub = runner.invoke(cli, [*cmd.split(), "--help"])
         assert sub.exit_code == 0 and "Example" in sub.output and "--output" in sub.output
+    # the groups and the commands that write nothing have examples too ('oceandl train --help' had none)
+    for cmd in ("models", "train"):
+        sub = runner.invoke(cli, [*cmd.split(), "--help"])
+        assert sub.exit_code == 0 and "Example" in sub.output, cmd
 
 
 def test_models_prints_parameter_counts(runner):
