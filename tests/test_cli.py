@@ -204,6 +204,29 @@ def test_synth_and_eof(runner, tmp_path):
     assert res.exit_code == 2 and "lanczos" in res.output and not (tmp_path / "x.nc").exists()
 
 
+def test_eof_demo(runner, tmp_path):
+    """eof had no --demo (the convention where a built-in default can serve): it runs on the demo
+    SST cube's gap-free field, and takes either INPUT or --demo."""
+    out = tmp_path / "e.nc"
+    res = runner.invoke(cli, ["eof", "--demo", "-n", "4", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as e:
+        assert e.attrs["variable"] == "sst_true" and e.attrs["source"].startswith("--demo")
+        assert e.sizes["mode"] == 4 and e["eofs"].dims == ("mode", "lat", "lon")
+        from oceandl.datasets.sst import synthetic_sst
+        from oceandl.pipelines.interpolate import DEMO_SIZE
+
+        ocean = np.isfinite(synthetic_sst(seed=0, **DEMO_SIZE)["sst_true"].values).all(axis=0)
+        # every ocean pixel of the clear field is analysed (the cloudy one would leave most out)
+        np.testing.assert_array_equal(np.isfinite(e["eofs"].values[0]), ocean)
+        vf = e["variance_fraction"].values
+        assert np.all(np.diff(vf) <= 1e-12) and 0 < vf.sum() <= 1
+    for args in (["eof", "-o", str(tmp_path / "x.nc")], ["eof", str(out), "--demo", "-o", str(tmp_path / "x.nc")]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 2 and "give either INPUT.nc or --demo" in res.output
+    assert not (tmp_path / "x.nc").exists()
+
+
 @pytest.mark.parametrize("args, flag", [(["sst", "--n", "0", "--size", "8"], "--n"),
                                         (["sst", "--n", "3", "--size", "0"], "--size"),
                                         (["sar", "--n", "0", "--size", "16"], "--n"),
