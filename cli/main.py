@@ -772,6 +772,8 @@ def synth(kind, n, size, cloud_cover, output, overwrite, seed):
     from oceandl.utils import atomic_path, check_output_path
 
     output = _need_output(output, "synthetic data")
+    if kind != "sst" and size is not None and size < 16:  # else "size=8: must be >= 16", the Python name
+        raise click.BadParameter(f"{size}: {kind} images need at least 16 pixels", param_hint="'--size'")
     if kind == "sst":
         check_output_path(output, overwrite, kind="file", what="netCDF file")
     else:

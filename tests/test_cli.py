@@ -230,6 +230,8 @@ def test_eof_demo(runner, tmp_path):
 @pytest.mark.parametrize("args, flag", [(["sst", "--n", "0", "--size", "8"], "--n"),
                                         (["sst", "--n", "3", "--size", "0"], "--size"),
                                         (["sar", "--n", "0", "--size", "16"], "--n"),
+                                        (["sar", "--n", "1", "--size", "8"], "--size"),
+                                        (["plankton", "--n", "1", "--size", "15"], "--size"),
                                         (["sst", "--n", "3", "--size", "8", "--cloud-cover", "1.5"], "--cloud-cover")])
 def test_synth_zero_sizes_are_refused(runner, tmp_path, args, flag):
     # 0 was taken as "not given": --n 0 wrote a 365-day cube, --size 0 a 128 x 128 grid; the
