@@ -267,7 +267,14 @@ def models(in_channels, size, num_classes):
 # ------------------------------------------------------------------------------------------ train
 @cli.group(cls=OceandlGroup)
 def train():
-    """Train a model and write a checkpoint folder (what --model takes back)."""
+    """Train a model and write a checkpoint folder (what --model takes back).
+
+    \b
+    Examples:
+      oceandl train classifier --demo -o sar_model
+      oceandl classify --model sar_model vignettes/ -o predictions.csv
+      oceandl train interpolator --demo -o demo_unet
+    """
 
 
 @train.command("interpolator")
@@ -334,7 +341,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
 @click.option("--intensity", type=click.Choice(["linear", "db"]), default="linear", show_default=True, help="SAR: linear or dB intensity (--demo: db).")
 @click.option("--normalize", type=click.Choice(["per_image", "none"]), default="per_image", show_default=True, help="per_image: zero mean, unit std per image and channel; none: values as read (recorded in the checkpoint, applied again by classify).")
-@click.option("--augment", default="", help="Comma list of batch augmentations: flip,rot90,rotate,translate,scale,noise,speckle (default: none; flip,rot90 with --demo).")
+@click.option("--augment", default="", help="Comma list of batch augmentations: flip,rot90,rotate,translate,scale,noise,speckle (speckle: linear intensities only, --intensity linear --normalize none; default: none; flip,rot90 with --demo).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True, help="Optimizer.")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none", show_default=True, help="Balance rare classes in the loss.")
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the weights (0: none).")
@@ -645,32 +652,44 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
 
 # -------------------------------------------------------------------------------------------- eof
 @cli.command()
-@click.argument("input_path", type=click.Path(path_type=Path))
-@click.option("--var", default=None, help="Variable (default: found from CF attributes).")
+@click.argument("input_path", required=False, type=click.Path(path_type=Path))
+@click.option("--var", default=None, help="Variable (default: found from CF attributes; --demo: sst_true).")
+@click.option("--demo", is_flag=True, help="Analyse the built-in synthetic SST cube (its gap-free field).")
 @click.option("-n", "--n-modes", default=10, show_default=True, help="Number of modes.")
 @click.option("--weights", type=click.Choice(["coslat", "none"]), default="coslat", show_default=True, help="Area weights: sqrt(cos(latitude)) per pixel, or none.")
 @click.option("--solver", type=click.Choice(["auto", "full", "randomized"]), default="auto", show_default=True,
               help="SVD: full, randomized (truncated; large fields), or auto (randomized when the field is large "
                    "and few modes are kept).")
 @common(output="EOF netCDF", device=False)
-def eof(input_path, var, n_modes, weights, solver, output, overwrite, seed):
+def eof(input_path, var, demo, n_modes, weights, solver, output, overwrite, seed):
     """EOF analysis of a (time, lat, lon) field: EOFs, PCs, eigenvalues, variance fractions.
 
     \b
     Examples:
       oceandl eof sst_anom.nc --var sst -n 5 -o eofs.nc
       oceandl eof sst_daily_10y.nc -n 20 --solver randomized -o eofs.nc
+      oceandl eof --demo -n 5 -o demo_eofs.nc
     """
     from oceandl.interp import eof as run_eof
     from oceandl.io import open_field, source_grid, to_source_grid, write_netcdf
 
     output = _need_output(output, "EOF netCDF")
+    # --demo, as interpolate and train have it: the one command that reads a field had no built-in one
+    if demo == (input_path is not None):
+        raise click.UsageError("give either INPUT.nc or --demo")
     from oceandl.utils import check_output_path
 
-    check_output_path(output, overwrite, inputs=(input_path,), kind="file", what="EOF netCDF")
-    from oceandl.pipelines.interpolate import _naming
+    check_output_path(output, overwrite, inputs=() if demo else (input_path,), kind="file", what="EOF netCDF")
+    from oceandl.pipelines.interpolate import DEMO_SIZE, _naming
 
-    da = open_field(input_path, var)
+    if demo:
+        from oceandl.datasets.sst import synthetic_sst
+
+        # the clear-sky truth: EOFs need every pixel at every time (the cloudy 'sst' would leave most out)
+        da = open_field(synthetic_sst(seed=seed, **DEMO_SIZE), var or "sst_true", label="--demo")
+        input_path = "--demo (synthetic SST cube)"
+    else:
+        da = open_field(input_path, var)
     with _naming(str(input_path)):  # the analysis names the variable only: 'Error: variable 'sst': ...' said no file
         res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
     ds = to_source_grid(res.to_dataset(), source_grid(da))  # EOFs on the input's grid and dim names
@@ -708,7 +727,7 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
     output = _need_output(output, "run folder")
     from oceandl.utils import check_output_path
 
-    check_output_path(output, overwrite)
+    check_output_path(output, overwrite, parents=True)  # -o runs/NAME: run_pipeline makes runs/
     pipe = get_pipeline(name)
     # --seed's default (0) went in as an override even when not given, so a --config file's seed
     # was silently replaced by 0 (and a run.json's config did not reproduce its run): only an
@@ -753,6 +772,8 @@ def synth(kind, n, size, cloud_cover, output, overwrite, seed):
     from oceandl.utils import atomic_path, check_output_path
 
     output = _need_output(output, "synthetic data")
+    if kind != "sst" and size is not None and size < 16:  # else "size=8: must be >= 16", the Python name
+        raise click.BadParameter(f"{size}: {kind} images need at least 16 pixels", param_hint="'--size'")
     if kind == "sst":
         check_output_path(output, overwrite, kind="file", what="netCDF file")
     else:

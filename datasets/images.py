@@ -16,7 +16,8 @@ Common rules
 Pixels: unsigned-integer images are divided by their type's maximum (to [0, 1]); signed-integer and
 float images (e.g. linear SAR intensities) are kept as stored; non-finite pixels are replaced by the
 image's finite median (an all-NaN image is an error), and so are the pixels equal to a TIFF's
-declared nodata value. Images come out as float32 ``(C, H, W)``.
+declared nodata value or masked by its GDAL mask band. Complex images (SAR SLC) are read as the
+intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``.
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -197,6 +198,7 @@ def _colour_bands(src) -> list[int]:
 def _read_raster(path: Path) -> np.ndarray | None:
     """All bands but alpha ``(C, H, W)``; None when GDAL cannot open the file (PIL may)."""
     import rasterio
+    from rasterio.enums import MaskFlags
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GDAL chatter; failures are reported by name
@@ -209,9 +211,15 @@ def _read_raster(path: Path) -> np.ndarray | None:
                 bands = _colour_bands(src)
                 arr = src.read(bands)
                 nodata = [src.nodatavals[b - 1] for b in bands]
+                # A GDAL mask band (internal .msk / GDAL_TIFF_INTERNAL_MASK, e.g. off-swath or land) is
+                # the other way a GeoTIFF declares missing pixels: they were read as data (0 -> the
+                # -60 dB floor), as the nodata value was. Alpha stays dropped, as PIL does for a PNG.
+                masked = [MaskFlags.per_dataset in src.mask_flag_enums[b - 1]
+                          and MaskFlags.alpha not in src.mask_flag_enums[b - 1] for b in bands]
+                masks = src.read_masks(bands) if any(masked) else None
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
-    if any(v is not None for v in nodata):
+    if masks is not None or any(v is not None for v in nodata):
         # The GeoTIFF's declared fill value (e.g. -9999 or 0 off the swath) is no pixel: it was kept
         # as data, a -60 dB floor after --intensity db that skewed the per-image normalisation.
         # As NaN, it gets the median fill of every missing pixel.
@@ -219,6 +227,8 @@ def _read_raster(path: Path) -> np.ndarray | None:
         for i, v in enumerate(nodata):
             if v is not None:
                 out[i][np.isnan(arr[i]) if np.isnan(v) else arr[i] == v] = np.nan
+            if masks is not None and masked[i]:
+                out[i][masks[i] == 0] = np.nan
         return out
     return arr
 

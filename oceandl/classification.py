@@ -47,6 +47,8 @@ def _pixels(a):
     if isinstance(a, torch.Tensor):
         if a.dtype == torch.bool:
             return a.float()
+        if a.dtype.is_complex:  # as pixels_to_float: the intensity |z|^2, not the real part
+            return a.abs().float() ** 2
         if not (a.dtype.is_floating_point or a.dtype.is_complex or a.dtype.is_signed):
             return a.float() / float(torch.iinfo(a.dtype).max)
         return a.float()

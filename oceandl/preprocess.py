@@ -40,7 +40,13 @@ def check_spec(spec: dict | None) -> dict:
 
 def pixels_to_float(arr: np.ndarray) -> np.ndarray:
     """float32 pixels by the image readers' rule: unsigned integers (uint8 from PIL, uint16
-    GeoTIFFs) to [0, 1] by their type's maximum, booleans to 0/1, everything else as stored."""
+    GeoTIFFs) to [0, 1] by their type's maximum, booleans to 0/1, complex (SAR SLC: CInt16,
+    CFloat32) to the detected intensity |z|^2, everything else as stored."""
+    if np.iscomplexobj(arr):
+        # the cast kept the real part (with a ComplexWarning): a signed amplitude, not an
+        # intensity, so a Sentinel-1 SLC pixel 3+4j became 3 (not 25) and half of them were
+        # negative, i.e. the -60 dB floor after --intensity db
+        return (arr.real.astype(np.float32) ** 2 + arr.imag.astype(np.float32) ** 2)
     if arr.dtype == bool:
         return arr.astype(np.float32)
     if np.issubdtype(arr.dtype, np.unsignedinteger):

@@ -223,7 +223,8 @@ def _keep_freed_memory() -> bool:
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False, inputs=(), *, kind: str | None = None,
-                      replaceable: Callable[[Path], bool] | None = None, what: str = "output") -> Path:
+                      replaceable: Callable[[Path], bool] | None = None, what: str = "output",
+                      parents: bool = False) -> Path:
     """Refuse to replace an existing output unless ``overwrite``; check its folder exists.
 
     ``inputs``: paths the command reads; an output that is one of them (same file, by any
@@ -234,6 +235,10 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, inputs=(
     replaces a file, the current folder (or one holding it), or a non-empty folder that
     ``replaceable`` does not recognise as an earlier ``what``: ``-o data --overwrite`` used to
     delete a folder of data and put the result in its place.
+
+    ``parents``: missing folders above ``path`` are allowed (the caller creates them, as
+    :func:`~oceandl.pipelines.run_pipeline` does for ``runs/NAME``) when the nearest existing one is
+    a writable folder.
     """
     path = Path(path)
     if not str(path).strip() or str(path) == ".":
@@ -265,6 +270,9 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, inputs=(
                 raise InputError(f"{path}: not an earlier {what}, so --overwrite does not replace it (that "
                                  "would delete what it holds); choose another -o or remove it yourself")
     parent = path.parent if str(path.parent) else Path(".")
+    if parents:
+        while not (parent.exists() or parent.is_symlink()) and parent != parent.parent:
+            parent = parent.parent
     if not parent.exists():
         raise InputError(f"{path}: folder {parent} does not exist")
     if not parent.is_dir():  # else NotADirectoryError (exit 1) at write time, after the work

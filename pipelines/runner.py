@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from oceandl.errors import InputError
-from oceandl.utils import atomic_path, provenance, resolve_device, write_json
+from oceandl.utils import atomic_path, check_output_path, provenance, resolve_device, write_json
 
 __all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pipeline", "markdown_table",
            "rerun_command", "PIPELINES"]
@@ -275,6 +275,26 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
     # not be reproduced bit for bit from its folder.
     prov["torch_threads"] = torch.get_num_threads()
     t0 = time.perf_counter()
+    # The documented `-o runs/NAME` failed in a fresh folder ("folder runs does not exist"): the
+    # folders above the run folder are made now, after the config is checked, and removed again
+    # (those made here, if still empty) when the run fails, so a failed run leaves nothing.
+    check_output_path(out, overwrite, parents=True)
+    made = [p for p in reversed(Path(out).parents) if not (p.exists() or p.is_symlink())]
+    for p in made:
+        p.mkdir()
+    try:
+        return _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0, progress, log)
+    except BaseException:
+        for p in reversed(made):
+            try:
+                p.rmdir()
+            except OSError:  # not empty (something else wrote there meanwhile): keep it
+                break
+        raise
+
+
+def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0, progress, log):
+    """run_pipeline's run and its writing of the folder ``out`` (its parent exists)."""
     with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.mkdir()
         ctx = RunContext(folder=tmp, device=dev, progress=progress, log=log)

@@ -35,6 +35,10 @@ def test_help_lists_every_command(runner):
     for cmd in ("interpolate", "classify", "benchmark", "synth", "eof", "train interpolator", "train classifier"):
         sub = runner.invoke(cli, [*cmd.split(), "--help"])
         assert sub.exit_code == 0 and "Example" in sub.output and "--output" in sub.output
+    # the groups and the commands that write nothing have examples too ('oceandl train --help' had none)
+    for cmd in ("models", "train"):
+        sub = runner.invoke(cli, [*cmd.split(), "--help"])
+        assert sub.exit_code == 0 and "Example" in sub.output, cmd
 
 
 def test_models_prints_parameter_counts(runner):
@@ -200,9 +204,34 @@ def test_synth_and_eof(runner, tmp_path):
     assert res.exit_code == 2 and "lanczos" in res.output and not (tmp_path / "x.nc").exists()
 
 
+def test_eof_demo(runner, tmp_path):
+    """eof had no --demo (the convention where a built-in default can serve): it runs on the demo
+    SST cube's gap-free field, and takes either INPUT or --demo."""
+    out = tmp_path / "e.nc"
+    res = runner.invoke(cli, ["eof", "--demo", "-n", "4", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as e:
+        assert e.attrs["variable"] == "sst_true" and e.attrs["source"].startswith("--demo")
+        assert e.sizes["mode"] == 4 and e["eofs"].dims == ("mode", "lat", "lon")
+        from oceandl.datasets.sst import synthetic_sst
+        from oceandl.pipelines.interpolate import DEMO_SIZE
+
+        ocean = np.isfinite(synthetic_sst(seed=0, **DEMO_SIZE)["sst_true"].values).all(axis=0)
+        # every ocean pixel of the clear field is analysed (the cloudy one would leave most out)
+        np.testing.assert_array_equal(np.isfinite(e["eofs"].values[0]), ocean)
+        vf = e["variance_fraction"].values
+        assert np.all(np.diff(vf) <= 1e-12) and 0 < vf.sum() <= 1
+    for args in (["eof", "-o", str(tmp_path / "x.nc")], ["eof", str(out), "--demo", "-o", str(tmp_path / "x.nc")]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 2 and "give either INPUT.nc or --demo" in res.output
+    assert not (tmp_path / "x.nc").exists()
+
+
 @pytest.mark.parametrize("args, flag", [(["sst", "--n", "0", "--size", "8"], "--n"),
                                         (["sst", "--n", "3", "--size", "0"], "--size"),
                                         (["sar", "--n", "0", "--size", "16"], "--n"),
+                                        (["sar", "--n", "1", "--size", "8"], "--size"),
+                                        (["plankton", "--n", "1", "--size", "15"], "--size"),
                                         (["sst", "--n", "3", "--size", "8", "--cloud-cover", "1.5"], "--cloud-cover")])
 def test_synth_zero_sizes_are_refused(runner, tmp_path, args, flag):
     # 0 was taken as "not given": --n 0 wrote a 365-day cube, --size 0 a 128 x 128 grid; the
@@ -485,6 +514,39 @@ def test_sigterm_mid_benchmark_leaves_nothing_behind(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Error: terminated" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_benchmark_makes_the_runs_folder_of_its_documented_examples(runner, tmp_path, monkeypatch):
+    """Every benchmark example (--help, README, docs) writes `-o runs/NAME`, which failed in a fresh
+    folder: 'Error: runs/sst: folder runs does not exist'. The folders above the run folder are made
+    once the settings are checked, and a failed run removes those it made."""
+    from oceandl.pipelines import get_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "--set", "methods=climatology",
+                              "-o", "runs/sst"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "sst" / "results.json").is_file()
+    # bad settings: refused before anything is made
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "--set", "methods=nonesuch", "-o", "new/a/sst"])
+    assert res.exit_code == 2 and not (tmp_path / "new").exists()
+    # a run that fails midway leaves neither the run folder nor the folders made for it
+    import dataclasses
+    import importlib
+
+    def boom(cfg, ctx):
+        raise RuntimeError("disk on fire")
+
+    module = importlib.import_module(get_pipeline("sst").run.__module__)
+    monkeypatch.setattr(module, "PIPELINE", dataclasses.replace(module.PIPELINE, run=boom))
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "-o", "new/a/sst"])
+    assert res.exit_code == 1 and "disk on fire" in res.output and not (tmp_path / "new").exists()
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "-o", "runs/b/sst"])
+    assert res.exit_code == 1 and sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["sst"]
+    # a file on the way is still refused before the work
+    (tmp_path / "afile").write_text("x")
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "-o", "afile/b/sst"])
+    assert res.exit_code == 2 and "afile is a file, not a folder" in res.output
 
 
 def test_overwrite_never_replaces_other_things(runner, sst_file, tmp_path, monkeypatch):

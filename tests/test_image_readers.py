@@ -386,6 +386,55 @@ def test_geotiff_nodata_pixels_are_filled_like_nan(tmp_path):
     assert read_image(tmp_path / "plain.tif").min() == -9999
 
 
+def test_geotiff_mask_band_pixels_are_filled_like_nodata(tmp_path):
+    # Off-swath pixels declared by a GDAL mask band (no nodata tag) were read as data: 0 linear
+    # intensity, the -60 dB floor after --intensity db, which skewed the per-image normalisation.
+    from oceandl.preprocess import preprocess_batch
+
+    f = np.full((1, 4, 4), 0.01, np.float32)
+    f[0, 0, 0] = 0.04
+    f[0, 3] = 0.0  # off the swath
+    path = tmp_path / "masked.tif"
+    write_tiff(path, f)
+    with rasterio.open(path, "r+") as dst:
+        dst.write_mask(np.where(f[0] > 0, 255, 0).astype(np.uint8))
+    x = read_image(path)
+    np.testing.assert_allclose(x[0, 3], 0.01)  # the median of the valid pixels
+    db = preprocess_batch(torch.from_numpy(x)[None], {"intensity": "db"})[0, 0]
+    np.testing.assert_allclose(db[0, :2].numpy(), [10 * np.log10(0.04), -20.0], rtol=1e-5)
+    assert db.min() > -21  # no -60 dB floor
+    # the same numbers, only valid pixels, normalise to the same image where it is valid
+    clean = read_image(path)[None]
+    clean[0, 0, 3] = 0.01
+    a = preprocess_batch(torch.from_numpy(x)[None], {"intensity": "db", "normalize": "per_image"})
+    b = preprocess_batch(torch.from_numpy(clean), {"intensity": "db", "normalize": "per_image"})
+    torch.testing.assert_close(a, b)
+    # an alpha band is still only dropped (as PIL does for an RGBA PNG), its pixels kept
+    rgba = np.stack([np.full((2, 2), v, np.uint8) for v in (10, 20, 30, 0)])
+    write_tiff(tmp_path / "rgba.tif", rgba)
+    np.testing.assert_allclose(read_image(tmp_path / "rgba.tif")[:, 0, 0], np.array([10, 20, 30]) / 255)
+
+
+def test_complex_geotiff_is_read_as_intensity(tmp_path):
+    # A Sentinel-1 SLC pixel (CInt16 / CFloat32) 3+4j has intensity |z|^2 = 25; the float cast kept
+    # the real part (3, and a negative "intensity" for half the phases).
+    z = np.array([[[3 + 4j, -3 - 4j], [0.1j, -0.1]]], dtype=np.complex64)
+    for dtype in ("complex64", "complex_int16"):
+        path = tmp_path / f"{dtype}.tif"
+        with rasterio.open(path, "w", driver="GTiff", count=1, dtype=dtype, height=2, width=2,
+                           transform=Affine(0.001, 0, -30, 0, -0.001, 45), crs="EPSG:4326") as dst:
+            dst.write(z if dtype == "complex64" else np.round(z * 10).astype(np.complex64))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no ComplexWarning: nothing discarded
+            x = read_image(path)
+        want = [[25, 25], [0.01, 0.01]] if dtype == "complex64" else [[2500, 2500], [1, 1]]
+        np.testing.assert_allclose(x[0], want, rtol=1e-5)
+    from oceandl.classification import _pixels
+
+    np.testing.assert_allclose(_pixels(torch.from_numpy(z)).numpy()[0], [[25, 25], [0.01, 0.01]], rtol=1e-5)
+    np.testing.assert_allclose(_pixels(z).numpy()[0], [[25, 25], [0.01, 0.01]], rtol=1e-5)
+
+
 def test_netcdf_stack_int_string_and_flag_labels(tmp_path):
     rng = np.random.default_rng(4)
     img = rng.random((5, 8, 8)).astype(np.float32)

@@ -765,3 +765,22 @@ def test_denoising_target_is_the_clean_image(digits):
     assert noisy.history[0]["train_loss"] == pytest.approx(0.25, rel=0.05)
     flipped = fit(Identity(), data, None, TrainConfig(augment=("flip",), **base), task="reconstruction")
     assert flipped.history[0]["train_loss"] == 0.0
+
+
+def test_speckle_augmentation_only_on_linear_unnormalised_intensities(digits, tmp_path):
+    """'speckle' multiplies the batch by gamma noise, on the preprocessed tensors: with dB or per-image
+    normalisation (the CLI default) it multiplied zero-mean values, rescaling each image's contrast
+    about its mean, which is no speckle. Refused there before any image is read or written; on linear
+    intensities (normalize none) it trains as before."""
+    from oceandl.training.classifier import train_classifier
+
+    x, y = digits
+    data = TensorData(x[:40].clamp_min(0) + 0.01, y[:40], ["a", "b", "c", "d"])
+    cfg = TrainConfig(epochs=1, batch_size=16, device="cpu", progress=False, augment=("speckle",))
+    for spec in ({"intensity": "db", "normalize": "none"}, {"intensity": "linear", "normalize": "per_image"},
+                 {"intensity": "db", "normalize": "per_image"}):
+        with pytest.raises(InputError, match=r"'speckle' multiplies linear intensities.*or 'noise'"):
+            train_classifier(data, "cnn", tmp_path / "ck", cfg, preprocessing=spec)
+        assert not (tmp_path / "ck").exists()
+    res = train_classifier(data, "cnn", None, cfg, preprocessing={"intensity": "linear", "normalize": "none"})
+    assert len(res["history"]) == 1

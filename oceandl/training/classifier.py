@@ -62,6 +62,13 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         raise InputError(f"model {model!r} is not a classifier")
     if len(split) != 3:  # two fractions failed as a bare ValueError (unpacking), four as "an empty part"
         raise InputError(f"split {tuple(split)}: expected three fractions (train, validation, test)")
+    spec_in = check_spec(preprocessing)
+    if "speckle" in config.augment and (spec_in["intensity"], spec_in["normalize"]) != ("linear", "none"):
+        # the augmentation runs on the preprocessed tensors: gamma speckle multiplied zero-mean dB (or
+        # normalised) values, which rescales the contrast about the image mean: no speckle at all
+        raise InputError(f"augmentation 'speckle' multiplies linear intensities, but the images are preprocessed "
+                         f"(intensity={spec_in['intensity']}, normalize={spec_in['normalize']}): use intensity "
+                         f"linear with normalize none, or 'noise' (additive, as speckle is in dB)")
     classes = list(classes or getattr(dataset, "classes", None) or [])
     data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers)
     if not classes:
