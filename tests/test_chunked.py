@@ -210,6 +210,10 @@ def test_neural_blocks_match_in_memory_inference(cube, tmp_path, one_torch_threa
     assert res.halo == {"time": 1, "lat": 6, "lon": 6}
     with xr.open_dataset(tmp_path / "unet.nc") as out:
         got = out["sst"].values
+        # the loaded network is named by its weights' hash, as in memory
+        import hashlib
+        sha = hashlib.sha256((tmp_path / "unet" / "weights.safetensors").read_bytes()).hexdigest()
+        assert out["sst"].attrs["checkpoint_sha256"] == sha == out.attrs["checkpoint_sha256"]
     gap = np.isnan(da.values) & np.isfinite(ref)
     d = np.abs(got - ref)[gap]
     std = float(np.std(ref[gap]))

@@ -250,6 +250,30 @@ def test_checkpoint_roundtrip(tiny, tmp_path):
         METHODS["unet"](device="cpu", checkpoint=str(path))  # at construction: the JSON says so
 
 
+def test_a_fill_from_a_checkpoint_names_its_weights_and_training(tiny, tmp_path):
+    """The output said which folder (a path, which can be retrained in place), train_steps 0 and
+    this run's default training options (patch 64, steps None), not the network that filled it:
+    it now carries the SHA-256 of the weights file and the checkpoint's training record."""
+    import hashlib
+    import json
+
+    path = _fit("unet", tiny, steps=3, patch=16).save(tmp_path / "ckpt")
+    sha = hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()
+    out = METHODS["unet"](device="cpu", checkpoint=str(path)).fit(tiny).reconstruct()
+    attrs = out["sst"].attrs
+    assert attrs["checkpoint"] == str(path) and attrs["checkpoint_sha256"] == sha
+    assert out.attrs["checkpoint_sha256"] == sha
+    training = json.loads(attrs["checkpoint_training"])
+    assert training["train_steps"] == 3 and training["options"]["patch"] == 16 and training["seed"] == 0
+    assert training["variable"] == "sst" and training["sizes"] == {"time": 16, "lat": 32, "lon": 32}
+    # retrained into the same folder: the same path, other weights, another hash
+    _fit("unet", tiny, steps=3, patch=16, seed=1).save(path, overwrite=True)
+    again = METHODS["unet"](device="cpu", checkpoint=str(path)).fit(tiny).reconstruct()["sst"].attrs
+    assert again["checkpoint"] == str(path) and again["checkpoint_sha256"] != sha
+    # a network trained in this run names no checkpoint
+    assert not any(k.startswith("checkpoint") for k in _fit("unet", tiny).reconstruct()["sst"].attrs)
+
+
 def test_options_a_checkpoint_cannot_honour_are_refused(tiny, tmp_path):
     """With checkpoint= the training options (epochs, lr, ...) and input options other than the
     checkpoint's were ignored without a word, and steps with epochs let epochs win silently."""

@@ -788,6 +788,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                                                 "neural": "one network, tiled inference per block"}[kind]}
     attrs = {"oceandl_version": oceandl_version(), "method": method, "options": opts_json,
              "chunked": json.dumps(plan, sort_keys=True),
+             # the loaded network's identity (path, weights' SHA-256, how it was trained), as in memory
+             **(getattr(fn.fitted, "checkpoint_attrs_", {}) if kind == "neural" else {}),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}

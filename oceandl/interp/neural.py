@@ -548,6 +548,7 @@ class NeuralInterpolator(Interpolator):
                  "precision": self.precision_}
         if getattr(self, "loss_history_", None):
             attrs["final_train_loss"] = float(np.mean(self.loss_history_[-20:]))
+        attrs.update(getattr(self, "checkpoint_attrs_", {}))
         return attrs
 
     # ------------------------------------------------------------------ checkpoints
@@ -590,6 +591,29 @@ class NeuralInterpolator(Interpolator):
         if self._cfg["seasonal"]:
             self._cfg["trained_seasonal"] = True
         self._in_channels = int(meta["in_channels"])
+        # which weights filled the file: the output said only `checkpoint` (a path, whose folder can be
+        # retrained and overwritten), train_steps 0 and this run's default training options (patch 64,
+        # steps None), not those that trained the network
+        self.checkpoint_attrs_ = _checkpoint_provenance(path, config)
+
+
+def _checkpoint_provenance(path, config: dict) -> dict[str, Any]:
+    """Output attrs naming a loaded checkpoint: its path, the SHA-256 of its weights file and its
+    ``training`` record (JSON: options, seed, steps, final loss, input variable and grid, source)."""
+    import hashlib
+
+    from oceandl.training.checkpoint import WEIGHTS, _check_folder
+
+    digest = hashlib.sha256()
+    with open(_check_folder(path) / WEIGHTS, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    attrs: dict[str, Any] = {"checkpoint": str(path), "checkpoint_sha256": digest.hexdigest()}
+    if isinstance(config.get("training"), dict):
+        attrs["checkpoint_training"] = json.dumps(config["training"], sort_keys=True)
+    if isinstance(config.get("provenance"), dict) and config["provenance"].get("git_commit"):
+        attrs["checkpoint_git_commit"] = str(config["provenance"]["git_commit"])
+    return attrs
 
 
 class ConvAEInterpolator(NeuralInterpolator):
