@@ -387,3 +387,23 @@ def test_irregular_time_steps_are_warned_about(tiny):
         warnings.simplefilter("error")
         _fit("unet", tiny, steps=1)
         _fit("unet", holed, steps=1, neighbours=0)  # no neighbour channels: nothing to warn about
+
+
+def test_a_checkpoint_of_another_quantity_is_warned_about(tiny, tmp_path):
+    """An SST network given a chlorophyll field filled it without a word. Each file is normalised by
+    its own mean and scale, so kelvin vs degree_Celsius is the same fill (no warning); another CF
+    standard_name is warned about, naming both."""
+    import warnings
+
+    sst = tiny.assign_attrs(standard_name="sea_surface_temperature", units="degree_Celsius")
+    path = _fit("unet", sst, steps=3).save(tmp_path / "ckpt")
+    ref = METHODS["unet"](device="cpu", checkpoint=str(path), precision="fp32").fit(sst).reconstruct()["sst"].values
+    kelvin = (sst + 273.15).assign_attrs(standard_name="sea_surface_temperature", units="K")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = METHODS["unet"](device="cpu", checkpoint=str(path), precision="fp32").fit(kelvin).reconstruct()
+    np.testing.assert_allclose(got["sst"].values - 273.15, ref, atol=2e-3)
+    chl = sst.rename("chlor_a").assign_attrs(standard_name="mass_concentration_of_chlorophyll_a_in_sea_water",
+                                             units="mg m-3")
+    with pytest.warns(UserWarning, match="trained on 'sea_surface_temperature'.*'mass_concentration_of_chloro"):
+        METHODS["unet"](device="cpu", checkpoint=str(path)).fit(chl)
