@@ -147,6 +147,7 @@ def test_cluster_climatology_exact_dineof_close_and_memory_bounded(cube, cluster
         np.testing.assert_array_equal(out["sst"].values, ref["sst"].values)
         np.testing.assert_array_equal(out["missing_flag"].values, ref["missing_flag"].values)
         np.testing.assert_allclose(out["sigma"].values, ref["sigma"].values, rtol=1e-6)
+        assert out["sigma"].attrs["comment"] == ref["sigma"].attrs["comment"]  # sigma at observed pixels, said
         assert out.attrs["method"] == "climatology" and "chunked" in out.attrs
         assert out["sst"].encoding["chunksizes"] == (1, 20, 24)
 

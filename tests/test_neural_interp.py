@@ -165,6 +165,8 @@ def test_nll_gives_positive_sigma(tiny):
     assert np.isnan(sigma[:, land]).all()
     assert np.isfinite(sigma[:, ~land]).all() and (sigma[:, ~land] > 0).all()
     assert "val_frac_within_1sigma" in ds.attrs
+    # observed pixels keep the observation while sigma is the network's own there: said, not left to guess
+    assert "missing_flag 0" in ds["sigma"].attrs["comment"] and "observation" in ds["sigma"].attrs["comment"]
 
 
 def test_tiled_inference_matches_untiled(tiny):

@@ -521,8 +521,9 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, 
                    coordinates: str = "") -> None:
     import netCDF4
 
-    sigma_attrs = {"long_name": f"estimated error standard deviation of {name}",
-                   **({"units": units} if units is not None else {})}
+    from .base import sigma_attrs as _sigma_attrs
+
+    sigma_attrs = _sigma_attrs(name, units)
     with netCDF4.Dataset(path, "r+") as nc:
         specs = [(name, dtype, np.nan, var_attrs), ("missing_flag", np.int8, None, {
             "long_name": "gap-filling flag", "flag_values": np.array([0, 1, 2], dtype=np.int8),
