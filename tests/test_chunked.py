@@ -147,6 +147,7 @@ def test_cluster_climatology_exact_dineof_close_and_memory_bounded(cube, cluster
         np.testing.assert_array_equal(out["sst"].values, ref["sst"].values)
         np.testing.assert_array_equal(out["missing_flag"].values, ref["missing_flag"].values)
         np.testing.assert_allclose(out["sigma"].values, ref["sigma"].values, rtol=1e-6)
+        assert out["sigma"].attrs["comment"] == ref["sigma"].attrs["comment"]  # sigma at observed pixels, said
         assert out.attrs["method"] == "climatology" and "chunked" in out.attrs
         assert out["sst"].encoding["chunksizes"] == (1, 20, 24)
 
@@ -210,6 +211,10 @@ def test_neural_blocks_match_in_memory_inference(cube, tmp_path, one_torch_threa
     assert res.halo == {"time": 1, "lat": 6, "lon": 6}
     with xr.open_dataset(tmp_path / "unet.nc") as out:
         got = out["sst"].values
+        # the loaded network is named by its weights' hash, as in memory
+        import hashlib
+        sha = hashlib.sha256((tmp_path / "unet" / "weights.safetensors").read_bytes()).hexdigest()
+        assert out["sst"].attrs["checkpoint_sha256"] == sha == out.attrs["checkpoint_sha256"]
     gap = np.isnan(da.values) & np.isfinite(ref)
     d = np.abs(got - ref)[gap]
     std = float(np.std(ref[gap]))

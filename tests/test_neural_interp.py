@@ -165,6 +165,8 @@ def test_nll_gives_positive_sigma(tiny):
     assert np.isnan(sigma[:, land]).all()
     assert np.isfinite(sigma[:, ~land]).all() and (sigma[:, ~land] > 0).all()
     assert "val_frac_within_1sigma" in ds.attrs
+    # observed pixels keep the observation while sigma is the network's own there: said, not left to guess
+    assert "missing_flag 0" in ds["sigma"].attrs["comment"] and "observation" in ds["sigma"].attrs["comment"]
 
 
 def test_tiled_inference_matches_untiled(tiny):
@@ -248,6 +250,30 @@ def test_checkpoint_roundtrip(tiny, tmp_path):
     assert again.attrs["train_steps"] == 0
     with pytest.raises(CheckpointError, match="convae"):
         METHODS["unet"](device="cpu", checkpoint=str(path))  # at construction: the JSON says so
+
+
+def test_a_fill_from_a_checkpoint_names_its_weights_and_training(tiny, tmp_path):
+    """The output said which folder (a path, which can be retrained in place), train_steps 0 and
+    this run's default training options (patch 64, steps None), not the network that filled it:
+    it now carries the SHA-256 of the weights file and the checkpoint's training record."""
+    import hashlib
+    import json
+
+    path = _fit("unet", tiny, steps=3, patch=16).save(tmp_path / "ckpt")
+    sha = hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()
+    out = METHODS["unet"](device="cpu", checkpoint=str(path)).fit(tiny).reconstruct()
+    attrs = out["sst"].attrs
+    assert attrs["checkpoint"] == str(path) and attrs["checkpoint_sha256"] == sha
+    assert out.attrs["checkpoint_sha256"] == sha
+    training = json.loads(attrs["checkpoint_training"])
+    assert training["train_steps"] == 3 and training["options"]["patch"] == 16 and training["seed"] == 0
+    assert training["variable"] == "sst" and training["sizes"] == {"time": 16, "lat": 32, "lon": 32}
+    # retrained into the same folder: the same path, other weights, another hash
+    _fit("unet", tiny, steps=3, patch=16, seed=1).save(path, overwrite=True)
+    again = METHODS["unet"](device="cpu", checkpoint=str(path)).fit(tiny).reconstruct()["sst"].attrs
+    assert again["checkpoint"] == str(path) and again["checkpoint_sha256"] != sha
+    # a network trained in this run names no checkpoint
+    assert not any(k.startswith("checkpoint") for k in _fit("unet", tiny).reconstruct()["sst"].attrs)
 
 
 def test_options_a_checkpoint_cannot_honour_are_refused(tiny, tmp_path):
@@ -363,3 +389,23 @@ def test_irregular_time_steps_are_warned_about(tiny):
         warnings.simplefilter("error")
         _fit("unet", tiny, steps=1)
         _fit("unet", holed, steps=1, neighbours=0)  # no neighbour channels: nothing to warn about
+
+
+def test_a_checkpoint_of_another_quantity_is_warned_about(tiny, tmp_path):
+    """An SST network given a chlorophyll field filled it without a word. Each file is normalised by
+    its own mean and scale, so kelvin vs degree_Celsius is the same fill (no warning); another CF
+    standard_name is warned about, naming both."""
+    import warnings
+
+    sst = tiny.assign_attrs(standard_name="sea_surface_temperature", units="degree_Celsius")
+    path = _fit("unet", sst, steps=3).save(tmp_path / "ckpt")
+    ref = METHODS["unet"](device="cpu", checkpoint=str(path), precision="fp32").fit(sst).reconstruct()["sst"].values
+    kelvin = (sst + 273.15).assign_attrs(standard_name="sea_surface_temperature", units="K")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = METHODS["unet"](device="cpu", checkpoint=str(path), precision="fp32").fit(kelvin).reconstruct()
+    np.testing.assert_allclose(got["sst"].values - 273.15, ref, atol=2e-3)
+    chl = sst.rename("chlor_a").assign_attrs(standard_name="mass_concentration_of_chlorophyll_a_in_sea_water",
+                                             units="mg m-3")
+    with pytest.warns(UserWarning, match="trained on 'sea_surface_temperature'.*'mass_concentration_of_chloro"):
+        METHODS["unet"](device="cpu", checkpoint=str(path)).fit(chl)

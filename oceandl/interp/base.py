@@ -141,6 +141,19 @@ def _input_attrs(attrs: dict) -> dict:
     return {k: v for k, v in attrs.items() if not str(k).startswith(("val_", "truth_"))}
 
 
+#: ``comment`` of the ``sigma`` output: sigma at observed pixels was undocumented; there the field holds
+#: the observation (keep_observed) while sigma is the error std of the method's own reconstruction
+#: (for the U-Net with nll, 0.35 degC at observed pixels against 0.53 at withheld ones)
+SIGMA_COMMENT = ("error std of the method's reconstruction; at observed pixels (missing_flag 0) the field "
+                 "keeps the observation (keep_observed, the default), whose error this is not")
+
+
+def sigma_attrs(name, units=None) -> dict:
+    """Attrs of the ``sigma`` variable of a filled field ``name`` (with ``units`` when known)."""
+    return {"long_name": f"estimated error standard deviation of {name}", "comment": SIGMA_COMMENT,
+            **({"units": units} if units is not None else {})}
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
@@ -451,9 +464,7 @@ class Interpolator:
             }),
         }
         if sigma is not None:
-            sattrs = {"long_name": f"estimated error standard deviation of {name}"}
-            if "units" in tmpl.attrs:
-                sattrs["units"] = tmpl.attrs["units"]
+            sattrs = sigma_attrs(name, tmpl.attrs.get("units"))
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
         ds = xr.Dataset(data_vars, attrs=attrs).transpose(*self.input_dims_)
         self.output_name_ = name

@@ -521,8 +521,9 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, 
                    coordinates: str = "") -> None:
     import netCDF4
 
-    sigma_attrs = {"long_name": f"estimated error standard deviation of {name}",
-                   **({"units": units} if units is not None else {})}
+    from .base import sigma_attrs as _sigma_attrs
+
+    sigma_attrs = _sigma_attrs(name, units)
     with netCDF4.Dataset(path, "r+") as nc:
         specs = [(name, dtype, np.nan, var_attrs), ("missing_flag", np.int8, None, {
             "long_name": "gap-filling flag", "flag_values": np.array([0, 1, 2], dtype=np.int8),
@@ -788,6 +789,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                                                 "neural": "one network, tiled inference per block"}[kind]}
     attrs = {"oceandl_version": oceandl_version(), "method": method, "options": opts_json,
              "chunked": json.dumps(plan, sort_keys=True),
+             # the loaded network's identity (path, weights' SHA-256, how it was trained), as in memory
+             **(getattr(fn.fitted, "checkpoint_attrs_", {}) if kind == "neural" else {}),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}

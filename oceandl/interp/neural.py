@@ -424,6 +424,7 @@ class NeuralInterpolator(Interpolator):
         rng = np.random.default_rng(self.seed)
         if o["checkpoint"] is not None:
             self._load(o["checkpoint"])
+            self._check_quantity(o["checkpoint"])
             self._setup_inputs(x, obs)
             if self._in_channels != self._n_inputs():
                 raise InputError(f"method {self.name!r}: checkpoint {o['checkpoint']} expects "
@@ -436,6 +437,21 @@ class NeuralInterpolator(Interpolator):
         self.model_ = self._build_model(self._in_channels).to(self._device)
         self._prepare_model()
         self.steps_ = self._train(obs, rng)
+
+    def _check_quantity(self, path) -> None:
+        """Warn when the checkpoint was trained on another quantity (CF ``standard_name``) than the input.
+
+        An SST network given a chlorophyll field filled it without a word. Units alone are not
+        compared: each file is normalised by its own mean and scale, so kelvin and degree_Celsius
+        give the same fill."""
+        from oceandl.training.checkpoint import read_config
+
+        training = read_config(path).get("training") or {}
+        theirs, ours = training.get("standard_name"), self.da_.attrs.get("standard_name")
+        if theirs and ours and str(theirs) != str(ours):
+            warnings.warn(f"method {self.name!r}: checkpoint {path} was trained on {theirs!r} (variable "
+                          f"{training.get('variable')!r}), this input is {ours!r} (variable {str(self.da_.name)!r}): "
+                          "the network fills it as if it were the same quantity", UserWarning, stacklevel=2)
 
     def _n_steps(self, shape: tuple[int, int, int]) -> int:
         o = self.options
@@ -548,6 +564,7 @@ class NeuralInterpolator(Interpolator):
                  "precision": self.precision_}
         if getattr(self, "loss_history_", None):
             attrs["final_train_loss"] = float(np.mean(self.loss_history_[-20:]))
+        attrs.update(getattr(self, "checkpoint_attrs_", {}))
         return attrs
 
     # ------------------------------------------------------------------ checkpoints
@@ -570,7 +587,9 @@ class NeuralInterpolator(Interpolator):
         fit = self._fit_attrs()
         training = {"options": json.loads(json.dumps(self.options, default=_json_default)), "seed": self.seed,
                     **{k: fit[k] for k in ("train_steps", "precision", "final_train_loss") if k in fit},
-                    "variable": str(self.da_.name), "sizes": {str(k): int(v) for k, v in self.da_.sizes.items()}}
+                    "variable": str(self.da_.name), "sizes": {str(k): int(v) for k, v in self.da_.sizes.items()},
+                    # what the field is: a checkpoint applied to another quantity is warned about
+                    **{k: str(self.da_.attrs[k]) for k in ("standard_name", "units") if k in self.da_.attrs}}
         if source is not None:
             training["source"] = str(source)
         extra = {"interpolator": {"method": self.name, **cfg, "in_channels": self._in_channels,
@@ -590,6 +609,29 @@ class NeuralInterpolator(Interpolator):
         if self._cfg["seasonal"]:
             self._cfg["trained_seasonal"] = True
         self._in_channels = int(meta["in_channels"])
+        # which weights filled the file: the output said only `checkpoint` (a path, whose folder can be
+        # retrained and overwritten), train_steps 0 and this run's default training options (patch 64,
+        # steps None), not those that trained the network
+        self.checkpoint_attrs_ = _checkpoint_provenance(path, config)
+
+
+def _checkpoint_provenance(path, config: dict) -> dict[str, Any]:
+    """Output attrs naming a loaded checkpoint: its path, the SHA-256 of its weights file and its
+    ``training`` record (JSON: options, seed, steps, final loss, input variable and grid, source)."""
+    import hashlib
+
+    from oceandl.training.checkpoint import WEIGHTS, _check_folder
+
+    digest = hashlib.sha256()
+    with open(_check_folder(path) / WEIGHTS, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    attrs: dict[str, Any] = {"checkpoint": str(path), "checkpoint_sha256": digest.hexdigest()}
+    if isinstance(config.get("training"), dict):
+        attrs["checkpoint_training"] = json.dumps(config["training"], sort_keys=True)
+    if isinstance(config.get("provenance"), dict) and config["provenance"].get("git_commit"):
+        attrs["checkpoint_git_commit"] = str(config["provenance"]["git_commit"])
+    return attrs
 
 
 class ConvAEInterpolator(NeuralInterpolator):
