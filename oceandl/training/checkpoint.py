@@ -2,7 +2,8 @@
 
 The folder given to ``-o`` is what ``--model`` takes back. ``config.json`` holds the model name and
 options, the task, class names, preprocessing, metrics and versions; a resumable training state
-(optimizer, scheduler, RNG, epoch) lives beside it in ``training_state.safetensors`` + ``.json``.
+(model, optimizer, scheduler, best model, epoch, history; no RNG state: the engine re-seeds from
+``(seed, epoch)``) lives beside it in ``training_state.safetensors`` + ``.json``.
 """
 from __future__ import annotations
 
