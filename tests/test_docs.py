@@ -319,3 +319,124 @@ def test_cli_training_defaults_quoted_in_help():
             in text
         assert f"default: {o['batch_size']} patches" in text
         assert float(re.search(r"Learning rate \(.*?default: ([0-9.e+-]+)\)", text).group(1)) == o["lr"]
+
+
+# ----------------------------------------------------------------------------------- the docs' command lines
+DOC_FILES = ("README.md", "docs/benchmarks.md", "docs/distributed.md", "docs/robustness.md")
+_PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]*$")  # NAME, FILE: a pattern, not a command to run
+
+
+def doc_command_lines(text: str, help_text: bool = False) -> list[str]:
+    """The ``oceandl ...`` command lines of a markdown text (code blocks and inline code) or of a help
+    text's examples: ``\\``-continued lines joined, a ``# comment`` dropped."""
+    text = re.sub(r"\\\n\s*", " ", text)
+    blocks = []  # code-block lines: a command may follow a launcher (torchrun ... --no-python oceandl ...)
+    for m in re.finditer(r"```[a-z]*\n(.*?)```", text, re.S):
+        blocks += m.group(1).splitlines()
+    rest = re.sub(r"```[a-z]*\n.*?```", "", text, flags=re.S)
+    # inline code: only a span that is a command (not an error message that names oceandl)
+    spans = [a or b for a, b in re.findall(r"``(.+?)``|`([^`]+)`", rest.replace("\n", " "))]
+    if help_text:  # a --help text: its example lines
+        blocks, spans = [], [s.strip() for s in text.splitlines()]
+    found = [m.group(1) for s in blocks for m in re.finditer(r"(?:^|\s)oceandl (\S.*)", s)]
+    found += [s[len("oceandl "):] for s in spans if s.startswith("oceandl ")]
+    lines = []
+    for line in found:
+        line = line.split(" #")[0].strip()
+        if line and not line.startswith("-"):
+            lines.append(line)
+    return lines
+
+
+def check_command_line(line: str) -> str | None:
+    """Why ``oceandl LINE`` would be refused before it runs (unknown command or option, bad value, a
+    ``--set`` key that the method or benchmark does not have), or None. A trailing option without its
+    value (``oceandl eof --solver`` in prose) and lines with placeholders (``NAME``) pass."""
+    import shlex
+
+    import click
+
+    from oceandl.cli.main import _kv, cli
+
+    args = shlex.split(line)
+    if any(_PLACEHOLDER.match(a) for a in args):
+        return None
+    # --device cuda is refused on a machine without CUDA: the line is still right
+    args = ["cpu" if a == "cuda" and i and args[i - 1] == "--device" else a for i, a in enumerate(args)]
+    cmd, path = cli, []
+    while isinstance(cmd, click.Group) and args and args[0] in cmd.commands:
+        cmd = cmd.commands[args[0]]
+        path.append(args.pop(0))
+    if isinstance(cmd, click.Group):
+        return f"oceandl {' '.join(path + args[:1])}: no such command"
+    try:
+        ctx = cmd.make_context(" ".join(path), list(args))
+    except click.exceptions.Exit:
+        return None
+    except click.UsageError as exc:
+        if "requires an argument" in str(exc) and args and args[-1].startswith("-"):
+            return None
+        return str(exc)
+    sets = ctx.params.get("options") or ()
+    if not sets or path[0] == "train" and path[1] == "classifier":  # model options: the model's own
+        return None
+    try:
+        if path[0] == "benchmark":
+            from oceandl.pipelines import apply_overrides, get_pipeline
+
+            apply_overrides(get_pipeline(ctx.params["name"]).config_cls(), list(sets))
+        else:
+            from oceandl.interp import get_method
+
+            get_method(ctx.params["method"])(**_kv(sets))
+    except Exception as exc:  # noqa: BLE001 (the reason is what the test reports)
+        return f"--set: {exc}"
+    return None
+
+
+def _help_texts():
+    import click
+
+    from oceandl.cli.main import cli
+
+    yield "oceandl --help", cli.help or ""
+    for name, cmd in _commands(cli):
+        yield f"oceandl {name} --help", cmd.help or ""
+    for name, group in cli.commands.items():
+        if isinstance(group, click.Group):
+            yield f"oceandl {name} --help", group.help or ""
+
+
+def test_doc_command_lines_are_accepted():
+    """Every ``oceandl ...`` command line of README.md, docs/*.md and the commands' --help examples is
+    one the CLI accepts: the command and options exist, values are of the right kind, and each
+    ``--set key=value`` is an option of the method (interpolate, train interpolator) or a config value
+    of the benchmark."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sources = [(f, (root / f).read_text(), False) for f in DOC_FILES]
+    sources += [(where, text, True) for where, text in _help_texts()]
+    problems, n = [], 0
+    for where, text, is_help in sources:
+        for line in doc_command_lines(text, is_help):
+            n += 1
+            why = check_command_line(line)
+            if why:
+                problems.append(f"{where}: oceandl {line}: {why}")
+    assert n > 40, f"only {n} command lines found: the extraction broke"
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("line, refused", [
+    ("interpolate sst.nc --method dineof --set max_modes=30 -o f.nc", False),
+    ("interpolate sst.nc --method dineof --set n_mode=3 -o f.nc", True),
+    ("interpolate sst.nc --methd unet -o f.nc", True),
+    ("benchmark perf --device cuda --set repeats=5 -o runs/p", False),
+    ("benchmark perf --set repeat=5 -o runs/p", True),
+    ("benchmark NAME --config RUN/run.json -o NEW", False),
+    ("eof --solver", False),
+    ("train classifer --demo", True),
+])
+def test_command_line_checker(line, refused):
+    assert (check_command_line(line) is not None) is refused
