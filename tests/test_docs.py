@@ -440,3 +440,55 @@ def test_doc_command_lines_are_accepted():
 ])
 def test_command_line_checker(line, refused):
     assert (check_command_line(line) is not None) is refused
+
+
+def test_doc_references_exist():
+    """What README.md and docs/*.md name in the code exists: ``oceandl.x.y`` objects, the repository's
+    files (``tests/test_faults.py``, ``pipelines/scaling.py``, ``.ci/gpu-check``), relative links,
+    ``module.function`` references to oceandl's modules (``utils.keep_freed_memory``) and the test
+    functions named (``test_kill_between_checkpoint_and_state``)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    tests_text = "\n".join(p.read_text() for p in (root / "tests").glob("test_*.py"))
+    modules = {p.stem: p for d in ("oceandl", "oceandl/interp", "oceandl/training", "oceandl/models",
+                                   "oceandl/metrics", "datasets", "pipelines", "cli") for p in (root / d).glob("*.py")}
+    problems = []
+    for f in DOC_FILES:
+        text = (root / f).read_text()
+        for name in sorted(set(re.findall(r"(?<![\w/.])oceandl(?:\.[A-Za-z_]\w*)+", text))):
+            if not _resolves(name):
+                problems.append(f"{f}: {name} does not exist")
+        for path in sorted(set(re.findall(r"(?<![\w/.-])((?:tests|pipelines|datasets|cli|oceandl|docs|\.ci)/[\w/.-]*\w)",
+                                          text))):
+            if not (root / path).exists():
+                problems.append(f"{f}: {path} does not exist")
+        for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            if not (root / f).parent.joinpath(link).exists():
+                problems.append(f"{f}: link to {link}, which does not exist")
+        for mod, attr in sorted(set(re.findall(r"`(\w+)\.(_?[a-z]\w*)`", text))):
+            if mod in modules and not re.search(rf"^(?:def|class) {attr}\b|^{attr}\s*[:=]",
+                                                modules[mod].read_text(), re.M):
+                problems.append(f"{f}: {mod}.{attr} is not defined in {modules[mod].relative_to(root)}")
+        for test in sorted(set(re.findall(r"\b(test_\w+)\b", text))):
+            if (root / "tests" / f"{test}.py").exists() or not test.islower():
+                continue
+            if f"def {test}(" not in tests_text and not re.match(r"test_(accuracy|macro_f1|log_loss|ece|"
+                                                                  r"explained_variance)$", test):
+                problems.append(f"{f}: test {test} does not exist")
+    assert not problems, "\n".join(problems)
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
