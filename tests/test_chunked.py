@@ -170,8 +170,8 @@ def test_cluster_climatology_exact_dineof_close_and_memory_bounded(cube, cluster
 
 @pytest.mark.slow
 def test_numpy_peak_of_a_large_cube_stays_below_half_of_it(cube, tmp_path):
-    """tracemalloc peak of the chunked path on a 35 MiB cube < half of it (measured ~10 MiB,
-    dominated by dask's statistics pass); the in-memory path's peak exceeds the cube (~330 MiB)."""
+    """tracemalloc peak of the chunked path on a 35 MiB cube < half of it (measured ~14 MiB,
+    dominated by dask's statistics pass); the in-memory path's peak exceeds the cube (~355 MiB)."""
     path, _ = cube
     with xr.open_dataset(path) as ds:
         big = ds.load()
