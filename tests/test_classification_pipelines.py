@@ -171,3 +171,21 @@ def test_backbone_without_weights_says_it_is_from_scratch_and_where_weights_go(t
     said = [n for n in notes if n.startswith("resnet18:")]
     assert len(said) == 1 and "from scratch" in said[0] and str(pretrained_weights_path("resnet18")) in said[0]
     assert said[0] in (out / "results.md").read_text()
+
+
+def test_imbalanced_folder_notes_the_majority_class_baseline(tmp_path):
+    """With 20 / 5 / 5 images the test split holds 3 / 1 / 1: always answering the largest class
+    scores 0.600, which the note gives beside the stated chance of 0.333 (1/K alone before)."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "plankton"
+    for kind, n in (("stripes", 20), ("checks", 5), ("blob", 5)):
+        (root / kind).mkdir(parents=True)
+        for i in range(n):
+            img = np.clip(128 + 40 * _pattern(kind, rng) + rng.normal(0, 8, (32, 32)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / kind / f"{kind}_{i:03d}.png")
+    out, results = run_pipeline(get_pipeline("plankton"), tmp_path / "run",
+                                overrides={**SMALL, "data": str(root), "epochs": 1}, device="cpu",
+                                progress=False, log=lambda s: None)
+    assert results["cnn"]["n_test"] == 5
+    note = next(n for n in json.loads((out / "run.json").read_text())["notes"] if "chance accuracy" in n)
+    assert "chance accuracy 0.333" in note and "largest class (stripes) scores 0.600" in note, note
