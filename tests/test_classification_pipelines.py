@@ -147,7 +147,8 @@ def test_bad_data_folder_is_one_input_error_and_leaves_nothing(tmp_path):
 @pytest.mark.parametrize("name, key, value, match", [
     ("mnist", "models", (), "at least one"), ("mnist", "models", ("mlp", "mlp"), "repeated"),
     ("mnist", "latent", 0, "latent"), ("sar", "width", 0, "width"), ("sar", "models", ("cnn", "cnn"), "repeated"),
-    ("plankton", "max_per_class", -3, "max_per_class"), ("sar", "noise", -1.0, "noise")])
+    ("plankton", "max_per_class", -3, "max_per_class"), ("sar", "noise", -1.0, "noise"),
+    ("sar", "weights", "resnet18.pth", "none of models=cnn,resnet takes ImageNet weights")])
 def test_settings_that_run_nothing_or_fail_late_are_input_errors(tmp_path, name, key, value, match):
     """MNIST with no model wrote an empty table (exit 0) and latent=0 ended in a bare ValueError;
     width=0 ended in a torch RuntimeError (exit 1); a repeated model kept one row; negative
@@ -157,3 +158,34 @@ def test_settings_that_run_nothing_or_fail_late_are_input_errors(tmp_path, name,
                      **({"data_root": str(tmp_path / "no_mnist")} if name == "mnist" else {})},
                      device="cpu", progress=False, log=lambda s: None)
     assert not list(tmp_path.iterdir())
+
+
+def test_backbone_without_weights_says_it_is_from_scratch_and_where_weights_go(tmp_path):
+    """A resnet18 row with no weights= is trained from scratch: the run notes say so and name the
+    file torchvision's ImageNet weights go to (the row read like a fine-tuned one, with no word)."""
+    from oceandl.models.transfer import pretrained_weights_path
+
+    out, results = run_pipeline(get_pipeline("sar"), tmp_path / "run", overrides={
+        "fast": True, "models": ("resnet18",), "epochs": 1}, device="cpu", progress=False, log=lambda s: None)
+    notes = json.loads((out / "run.json").read_text())["notes"]
+    said = [n for n in notes if n.startswith("resnet18:")]
+    assert len(said) == 1 and "from scratch" in said[0] and str(pretrained_weights_path("resnet18")) in said[0]
+    assert said[0] in (out / "results.md").read_text()
+
+
+def test_imbalanced_folder_notes_the_majority_class_baseline(tmp_path):
+    """With 20 / 5 / 5 images the test split holds 3 / 1 / 1: always answering the largest class
+    scores 0.600, which the note gives beside the stated chance of 0.333 (1/K alone before)."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "plankton"
+    for kind, n in (("stripes", 20), ("checks", 5), ("blob", 5)):
+        (root / kind).mkdir(parents=True)
+        for i in range(n):
+            img = np.clip(128 + 40 * _pattern(kind, rng) + rng.normal(0, 8, (32, 32)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / kind / f"{kind}_{i:03d}.png")
+    out, results = run_pipeline(get_pipeline("plankton"), tmp_path / "run",
+                                overrides={**SMALL, "data": str(root), "epochs": 1}, device="cpu",
+                                progress=False, log=lambda s: None)
+    assert results["cnn"]["n_test"] == 5
+    note = next(n for n in json.loads((out / "run.json").read_text())["notes"] if "chance accuracy" in n)
+    assert "chance accuracy 0.333" in note and "largest class (stripes) scores 0.600" in note, note
