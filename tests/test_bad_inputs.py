@@ -848,6 +848,39 @@ def test_classifier_checkpoint_given_to_interpolate(tmp_path, good_nc):
     assert_one_line(info, str(ckpt), "task 'classification'")
 
 
+@pytest.mark.parametrize("key,value,parts", [
+    ("neighbours", "2", ["interpolator.neighbours must be an integer in 0..10", "got '2'"]),
+    ("neighbours", -3, ["interpolator.neighbours must be an integer in 0..10", "got -3"]),
+    ("in_channels", "x", ["interpolator.in_channels must be a positive integer"]),
+    ("seasonal", "no", ["interpolator.seasonal must be true or false", "got 'no'"]),
+    ("latlon", None, ["interpolator.latlon must be true or false", "missing"]),
+])
+def test_edited_interpolation_checkpoint(tmp_path, good_nc, key, value, parts):
+    """An interpolation checkpoint whose config.json 'interpolator' entry was edited: neighbours "2",
+    -3, in_channels "x" or a missing key were a bare TypeError/ValueError/KeyError (exit 1, after the
+    input was read), seasonal "no" was taken as true. Now one line naming the file and the key."""
+    from oceandl.interp import get_method
+    from oceandl.models import get_model
+    from oceandl.training.checkpoint import save_checkpoint
+
+    meta = {"method": "unet", "neighbours": 1, "nll": False, "seasonal": True, "latlon": True, "in_channels": 10}
+    if value is None:
+        meta.pop(key)
+    else:
+        meta[key] = value
+    ckpt = save_checkpoint(tmp_path / "ck", get_model("unet", 10, 1, width=8, depth=2), model_name="unet",
+                           model_args=[10, 1], model_options={"width": 8, "depth": 2}, task="interpolation",
+                           extra={"interpolator": meta})
+    out = tmp_path / "filled.nc"
+    res = invoke("interpolate", good_nc, "--var", "sst", "--method", "unet", "--model", ckpt, "-o", out,
+                 "--device", "cpu", "--quiet")
+    assert_cli_error(res, 2, str(ckpt / "config.json"), *parts)
+    assert "withheld" not in res.output and not out.exists() and leftovers(tmp_path) == []
+    with pytest.raises(CheckpointError) as info:
+        get_method("unet")(device="cpu", checkpoint=str(ckpt))
+    assert_one_line(info, *parts)
+
+
 def test_good_checkpoint_classifies(tmp_path, image):
     """The control of the cases above: the same checkpoint, untouched, works."""
     ckpt = _checkpoint(tmp_path / "good")

@@ -208,7 +208,7 @@ class NeuralInterpolator(Interpolator):
     def _checkpoint_meta(self, path) -> dict:
         """The ``interpolator`` metadata of checkpoint ``path``; a :class:`CheckpointError` unless it
         is an interpolation checkpoint of this method."""
-        from oceandl.training.checkpoint import read_config
+        from oceandl.training.checkpoint import CONFIG, _check_folder, read_config
 
         config = read_config(path)
         if config.get("task") != "interpolation":
@@ -217,6 +217,18 @@ class NeuralInterpolator(Interpolator):
         meta = config.get("interpolator") or {}
         if meta.get("method") != self.name:
             raise CheckpointError(f"{path}: a checkpoint of method {meta.get('method')!r}, not {self.name!r}")
+        # an edited config.json (neighbours "2" or -3, a missing key, seasonal "no") failed later as a bare
+        # TypeError/ValueError/KeyError (exit 1), or a string flag was taken as true: name the file and key
+        def is_int(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        checks = {"neighbours": (lambda v: is_int(v) and 0 <= v <= 10, "an integer in 0..10"),
+                  "in_channels": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+                  **{k: (lambda v: isinstance(v, bool), "true or false") for k in ("nll", "seasonal", "latlon")}}
+        for key, (ok, what) in checks.items():
+            if key not in meta or not ok(meta[key]):
+                got = f"got {meta[key]!r:.60}" if key in meta else "missing"
+                raise CheckpointError(f"{_check_folder(path) / CONFIG}: interpolator.{key} must be {what}, {got}")
         return meta
 
     gives_sigma = _GivesSigma()  # type: ignore[assignment]
