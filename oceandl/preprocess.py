@@ -28,6 +28,10 @@ def check_spec(spec: dict | None) -> dict:
         if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in size):
             raise InputError(f"size={out['size']!r}: use a positive int or [H, W]")
         out["size"] = [int(s) for s in size]
+    ch = out["channels"]
+    if ch is not None and (isinstance(ch, bool) or not isinstance(ch, (int, np.integer)) or ch < 1):
+        # else "images: cannot convert 1 bands to x" (a string), or a bare error for 0 or -1
+        raise InputError(f"channels={ch!r}: use a positive int (1 or 3 to convert) or None")
     if out["intensity"] not in ("linear", "db"):
         raise InputError(f"intensity={out['intensity']!r}: use linear or db")
     if out["normalize"] not in ("per_image", "none"):

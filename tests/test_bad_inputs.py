@@ -809,6 +809,14 @@ CHECKPOINT_CASES = {
                        ["config.json: corrupt JSON"]),
     "not-a-checkpoint": (lambda good, d: (d / "empty").mkdir() or d / "empty",
                          ["not an oceandl checkpoint", "config.json is missing"]),
+    # an edited preprocessing spec: size "x" or 0 was a bare ValueError/RuntimeError (exit 1) in the
+    # image reader; channels "x" said "images: cannot convert 1 bands to x", naming no checkpoint
+    "preprocessing-size-text": (lambda good, d: _edit_config(good, d / "sz", preprocessing={"size": "x"}),
+                                ["config.json: preprocessing size='x'"]),
+    "preprocessing-size-zero": (lambda good, d: _edit_config(good, d / "sz0", preprocessing={"size": 0}),
+                                ["config.json: preprocessing size=0"]),
+    "preprocessing-channels-text": (lambda good, d: _edit_config(good, d / "ch", preprocessing={"channels": "x"}),
+                                    ["config.json: preprocessing channels='x'"]),
 }
 
 

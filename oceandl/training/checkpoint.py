@@ -160,6 +160,15 @@ def read_config(path: str | os.PathLike) -> dict:
         if key in config and not isinstance(config[key], kinds):
             raise CheckpointError(f"{path / CONFIG}: {key} must be {what}, got {type(config[key]).__name__} "
                                   f"{config[key]!r:.60}")
+    if config.get("preprocessing"):
+        from ..preprocess import check_spec
+
+        # an edited spec (size "x" or 0) failed in the image reader as a bare ValueError/RuntimeError
+        # (exit 1), and the other refusals ("fit='x': ...") did not name the checkpoint
+        try:
+            check_spec(config["preprocessing"])
+        except InputError as exc:
+            raise CheckpointError(f"{path / CONFIG}: preprocessing {exc}") from None
     return config
 
 
