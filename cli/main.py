@@ -124,7 +124,8 @@ def common(f=None, *, output: str | None = "output file", seed: bool = True, dev
                               type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute.")(fn)
         if seed:
             # NumPy refuses negative seeds with a bare ValueError (exit 1) deep in the run
-            fn = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+            # and torch's above 2**64 - 1 with a bare "Overflow when unpacking long long" (exit 1)
+            fn = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0, max=2**64 - 1),
                               help="Random seed (>= 0).")(fn)
         if output:
             fn = click.option("--overwrite", is_flag=True, help="Replace an existing output.")(fn)

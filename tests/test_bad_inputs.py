@@ -622,6 +622,36 @@ def test_handled_image_tree(tmp_path):
     assert sum(cfg["split_sizes"]) == 16
 
 
+def test_seed_range(tmp_path, good_nc):
+    """--seed 2**64 - 1 (torch's largest) trains; above it, a usage error (exit 2) before any work.
+    The per-epoch seed (seed * 100003 + epoch) overflowed torch for any --seed above ~1.8e14, and
+    --seed 2**64 failed as a bare 'ValueError: Overflow when unpacking long long' (exit 1)."""
+    tree = make_tree(tmp_path / "tree")
+    out = tmp_path / "model"
+    res = invoke("train", "classifier", "--data", tree, "-o", out, "--epochs", "2", "--batch-size", "8",
+                 "--device", "cpu", "--quiet", "--seed", 2**64 - 1)
+    assert res.exit_code == 0, res.output
+    for args in (["train", "classifier", "--data", tree, "--epochs", "1"], ["interpolate", good_nc],
+                 ["eof", good_nc], ["synth", "sst", "--n", "4", "--size", "8"]):
+        dst = tmp_path / ("x" if args[0] == "train" else "x.nc")
+        res = invoke(*args, "-o", dst, "--seed", 2**64)
+        assert_cli_error(res, 2, "--seed", "18446744073709551615")
+        assert not dst.exists() and leftovers(tmp_path) == []
+
+
+def test_infinite_lr_is_refused(tmp_path, good_nc):
+    """--lr inf (nan was refused) trained on NaN weights and ended in 'training diverged' (exit 1)."""
+    tree = make_tree(tmp_path / "tree")
+    res = invoke("train", "classifier", "--data", tree, "-o", tmp_path / "model", "--epochs", "1", "--lr", "inf",
+                 "--device", "cpu", "--quiet")
+    assert_cli_error(res, 2, "lr must be a finite number > 0, got inf")
+    for cmd in (["interpolate", good_nc, "--method", "unet"], ["train", "interpolator", good_nc]):
+        res = invoke(*cmd, "--var", "sst", "--set", "steps=1", "--lr", "inf", "-o", tmp_path / "o.nc",
+                     "--device", "cpu", "--quiet")
+        assert_cli_error(res, 2, "lr=inf must be a finite number > 0")
+    assert not (tmp_path / "model").exists() and not (tmp_path / "o.nc").exists()
+
+
 def test_only_unreadable_images_named(tmp_path):
     from oceandl.datasets.images import ImageFilesDataset
     from oceandl.training.checkpoint import save_checkpoint

@@ -178,7 +178,8 @@ class NeuralInterpolator(Interpolator):
         for key in ("lr", "weight_decay", "visible_weight"):
             need(key, isinstance(o[key], (int, float)) and not isinstance(o[key], bool) and o[key] >= 0,
                  "must be a number >= 0")
-        need("lr", o["lr"] > 0, "must be > 0")
+        # inf passed: the steps ran on NaN weights, then "training diverged" (exit 1)
+        need("lr", 0 < o["lr"] < float("inf"), "must be a finite number > 0")
         need("model_options", o["model_options"] is None or isinstance(o["model_options"], dict), "must be a dict")
         for key in ("nll", "seasonal", "latlon", "channels_last", "fused"):
             need(key, isinstance(o[key], (bool, np.bool_)), "must be True or False")

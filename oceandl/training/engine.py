@@ -88,8 +88,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise InputError(f"lr must be > 0, got {self.lr}")
+        # inf passed (nan did not): an epoch was trained on NaN weights, then "training diverged" (exit 1)
+        if not (self.lr > 0 and self.lr != float("inf")):
+            raise InputError(f"lr must be a finite number > 0, got {self.lr}")
         # a negative patience stopped every run after its first epoch; a negative penalty rewards
         # large weights (the loss runs to -inf)
         for name in ("early_stopping", "l1", "l2"):
@@ -560,10 +561,13 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     for epoch in bar:
         # per-epoch seeding: the data order, dropout and augmentation of epoch e depend only on
         # (seed, e), so a resumed run replays exactly what an uninterrupted one would have done
-        seed_torch(cfg.seed * 100_003 + epoch, device)
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        # (mod 2**64, torch's seed range: a --seed above ~1.8e14 overflowed it, "ValueError: Overflow when
+        # unpacking long long", exit 1; seeds below are unchanged, so are their runs)
+        epoch_seed = (cfg.seed * 100_003 + epoch) % 2**64
+        seed_torch(epoch_seed, device)
+        gen = torch.Generator().manual_seed(epoch_seed)
         if dctx is not None:  # dropout/augmentation draws differ per rank; the data order (gen) does not
-            seed_torch(_dist.rank_seed(cfg.seed * 100_003 + epoch), device)
+            seed_torch(_dist.rank_seed(epoch_seed) % 2**64, device)
         model.train()
         tot, correct, n = 0.0, 0, 0
         # the rate this epoch trained at: read after it, it was the next epoch's (a step schedule
