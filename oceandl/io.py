@@ -383,13 +383,18 @@ def _file_dim_order(dims: tuple, grid: SourceGrid) -> tuple[int, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-def _open_path(path: Path) -> xr.Dataset:
+def _check_input_path(path: Path) -> None:
+    """The refusals before a netCDF file is opened (also for the lazy reader of ``--chunks``)."""
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a netCDF file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
+
+
+def _open_path(path: Path) -> xr.Dataset:
+    _check_input_path(path)
     with open(path, "rb") as fh:
         head = fh.read(8)
     magic = head[:4]

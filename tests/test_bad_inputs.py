@@ -178,6 +178,22 @@ def test_netcdf_refused_cli(refused_nc, tmp_path):
     assert out.read_bytes() == b"previous result" and leftovers(out.parent) == []
 
 
+@pytest.mark.parametrize("case", ["empty", "missing-file", "a-folder", "truncated-netcdf4", "not-netcdf"])
+def test_file_refused_with_chunks(case, tmp_path, sst):
+    """--chunks opens the file its own (lazy) way: an empty file said 'not a readable netCDF file
+    (ValueError: did not find a match in any of xarray's currently installed IO backends...)'
+    instead of 'empty file (0 bytes)' as without --chunks."""
+    _, write, _, parts = next(c for c in NETCDF_REFUSED if c[0] == case)
+    path = tmp_path / f"{case}.nc"
+    write(path, sst)
+    if case in ("truncated-netcdf4", "not-netcdf"):
+        parts = ["not a readable netCDF file"]
+    out = tmp_path / "filled.nc"
+    assert_cli_error(invoke("interpolate", path, "--method", "climatology", "--chunks", "time=-1,lat=8,lon=8",
+                            "-o", out, "--quiet"), 2, str(path), *parts)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
 def test_netcdf_refused_api(refused_nc, tmp_path):
     from oceandl.io import open_field
     from oceandl.pipelines.interpolate import run_interpolation

@@ -208,14 +208,11 @@ def _read_chunk(core: int, halo: int) -> int:
 
 def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple[str, dict]:
     """Open ``path`` lazily (no data read) and map ``sizes`` (by role) onto the variable's dims."""
-    from oceandl.io import check_groups, find_variable, open_netcdf
+    from oceandl.io import _check_input_path, check_groups, find_variable, open_netcdf
 
     from .base import canonical_dims
 
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a netCDF file")
+    _check_input_path(path)  # an empty file said "not a readable netCDF file (ValueError: did not find...)"
     try:
         ds = open_netcdf(path)  # lazy, nothing read (a time xarray cannot decode: its numbers, with a warning)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
