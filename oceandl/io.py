@@ -280,8 +280,8 @@ class SourceGrid:
     def is_clean(self) -> bool:
         """Whether the file's layout is the clean one: the same names, dim order, coordinate order and values
         (only the coordinates' dtype or attributes may differ)."""
-        return (self.order == DIMS and all(self.dims[r] == r for r in DIMS) and all(t is None for t in self.take.values())
-                and set(self.coords) == set(DIMS) and all(self.coords[r].dims == (r,) for r in DIMS)
+        return (self.order == DIMS and all(self.dims[r] == r for r in DIMS)
+                and all(t is None for t in self.take.values()) and set(self.coords) == set(DIMS) and all(self.coords[r].dims == (r,) for r in DIMS)
                 and self.lon_values_kept)
 
     @property

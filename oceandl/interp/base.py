@@ -111,6 +111,33 @@ def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
     return tuple(found[r] if r in found else next(rest) for r in _ALIASES)  # type: ignore[return-value]
 
 
+def time_steps(da: xr.DataArray) -> np.ndarray | None:
+    """The steps between consecutive values of ``da``'s time coordinate (its first dim), when they
+    all increase: timedelta64, ``datetime.timedelta`` (cftime) or numbers. None without such a
+    coordinate, with fewer than 3 values, or values that cannot be subtracted and compared."""
+    idx = da.indexes.get(da.dims[0])
+    if idx is None or len(idx) < 3:
+        return None
+    try:
+        steps = np.diff(np.asarray(idx.values))
+        return steps if bool(np.all(steps > steps.min() * 0)) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def step_text(step) -> str:
+    """A time step for a message: '1 day', '5 days', '6 hours' (or the value as it is)."""
+    try:
+        seconds = float(step / np.timedelta64(1, "s")) if isinstance(step, np.timedelta64) else step.total_seconds()
+    except (AttributeError, TypeError):
+        return str(step)
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= n and seconds % n == 0:
+            k = int(seconds // n)
+            return f"{k} {unit}{'s' if k != 1 else ''}"
+    return f"{seconds:g} s"
+
+
 def output_coord_name(name, taken) -> str:
     """The name under which an input coordinate called like an output variable (``sigma``,
     ``missing_flag``) is kept: ``<name>_coord`` (with ``_`` added while that is taken too)."""

@@ -63,7 +63,7 @@ import xarray as xr
 from oceandl.errors import InputError, one_line
 
 from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, oceandl_version,
-                   output_coord_name)
+                   output_coord_name, sigma_attrs)
 from .dineof import _MIN_CV_SQUARES
 from .neural import hann_ramp
 
@@ -518,15 +518,12 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, 
                    coordinates: str = "") -> None:
     import netCDF4
 
-    from .base import sigma_attrs as _sigma_attrs
-
-    sigma_attrs = _sigma_attrs(name, units)
     with netCDF4.Dataset(path, "r+") as nc:
         specs = [(name, dtype, np.nan, var_attrs), ("missing_flag", np.int8, None, {
             "long_name": "gap-filling flag", "flag_values": np.array([0, 1, 2], dtype=np.int8),
             "flag_meanings": "observed_or_land originally_missing withheld_for_validation"})]
         if with_sigma:
-            specs.append(("sigma", dtype, np.nan, sigma_attrs))
+            specs.append(("sigma", dtype, np.nan, sigma_attrs(name, units)))
         for vname, dt, fill, vattrs in specs:
             v = nc.createVariable(vname, dt, _AXES, zlib=complevel > 0, complevel=complevel, chunksizes=chunksizes,
                                   fill_value=fill if fill is not None else False)

@@ -29,7 +29,7 @@ import numpy as np
 from oceandl.errors import InputError
 from oceandl.utils import seed_torch, torch_rng_scope
 
-from .base import Interpolator
+from .base import Interpolator, time_steps
 
 __all__ = ["DINEOF", "cv_points"]
 
@@ -105,32 +105,18 @@ def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def _time_steps_seconds(values: np.ndarray) -> np.ndarray | None:
-    """The steps between consecutive times in seconds (datetime64, cftime) or in the coordinate's
-    own units (numbers); None when they cannot be told."""
-    try:
-        if np.issubdtype(values.dtype, np.datetime64):
-            return np.diff(values).astype("timedelta64[ns]").astype(np.float64) / 1e9
-        if np.issubdtype(values.dtype, np.number):
-            return np.diff(values.astype(np.float64))
-        return np.array([d.total_seconds() for d in np.diff(values)], dtype=np.float64)  # cftime
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
-def _warn_uneven_steps(da, time_dim: str) -> None:
+def _warn_uneven_steps(da) -> None:
     """Warn when the temporal filter, which treats consecutive steps as equally spaced, is applied
     to a series with gaps (days dropped, several passes a day): it then smooths across the gap as
     if the days were adjacent (Alvera-Azcarate et al. 2009 assume a regular series)."""
-    if time_dim not in da.coords or da.sizes[time_dim] < 3:
+    steps = time_steps(da)
+    if steps is None:
         return
-    steps = _time_steps_seconds(np.asarray(da[time_dim].values))
-    if steps is None or not np.all(np.isfinite(steps)) or steps.min() <= 0:
-        return
-    if steps.max() > 1.5 * steps.min():
-        n_odd = int(np.count_nonzero(~np.isclose(steps, np.median(steps), rtol=0.1)))
+    ratio = np.asarray(steps / steps.min(), dtype=np.float64)  # timedelta / timedelta: a number
+    if ratio.max() > 1.5:
+        n_odd = int(np.count_nonzero(~np.isclose(ratio, np.median(ratio), rtol=0.1)))
         warnings.warn(f"temporal_filter: the time steps are uneven ({n_odd} of {steps.size} differ from the "
-                      f"median by over 10 %, the longest {steps.max() / steps.min():.3g}x the shortest); the "
+                      f"median by over 10 %, the longest {ratio.max():.3g}x the shortest); the "
                       "filter treats consecutive steps as equally spaced (insert the missing days as "
                       "all-NaN steps to keep them apart)", stacklevel=4)
 
@@ -170,8 +156,8 @@ class DINEOF(Interpolator):
     With ``temporal_filter=alpha`` (Alvera-Azcarate et al. 2009) the temporal modes are the
     leading eigenvectors of the filtered temporal covariance ``F X X^T F^T``,
     ``F = (I + alpha L)^filter_iter`` (L: second difference in time, equally spaced steps
-    assumed, with a warning when the time coordinate says otherwise; 0 < alpha <= 0.25 keeps the explicit filter stable), and the reconstruction is the
-    projection of X on them.
+    assumed, with a warning when the time coordinate says otherwise; 0 < alpha <= 0.25 keeps the
+    explicit filter stable), and the reconstruction is the projection of X on them.
 
     Options
     -------
@@ -391,7 +377,7 @@ class DINEOF(Interpolator):
         kmax = max(1, min(self.options["max_modes"], min(nt, n) - 1))
         F = self.options["temporal_filter"]
         if F is not None:
-            _warn_uneven_steps(self.da_, self.da_.dims[0])
+            _warn_uneven_steps(self.da_)
         self._F = None if F is None else torch.as_tensor(
             _laplacian_filter(nt, F, self.options["filter_iter"]), dtype=dtype, device=device)
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from oceandl.errors import CheckpointError, InputError, OceanDLError
 
-from .base import Interpolator
+from .base import Interpolator, step_text, time_steps
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
     import torch
@@ -69,19 +69,6 @@ def blend_window(n: int, overlap: int) -> np.ndarray:
         w[:r] = ramp
         w[n - r:] = np.minimum(w[n - r:], ramp[::-1])
     return w
-
-
-def _step_text(step) -> str:
-    """A time step for a message: '1 day', '5 days', '6 hours' (or the value as it is)."""
-    try:
-        seconds = float(step / np.timedelta64(1, "s")) if isinstance(step, np.timedelta64) else step.total_seconds()
-    except (AttributeError, TypeError):
-        return str(step)
-    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= n and seconds % n == 0:
-            k = int(seconds // n)
-            return f"{k} {unit}{'s' if k != 1 else ''}"
-    return f"{seconds:g} s"
 
 
 # Options a checkpoint fixes (its inputs) and options only training reads: with checkpoint= the
@@ -275,16 +262,11 @@ class NeuralInterpolator(Interpolator):
             raise InputError(f"method {self.name!r}: {tdim} is not increasing (step {i}: {idx[i - 1]} then "
                              f"{idx[i]}); the neighbours={self._cfg['neighbours']} channels need the days in "
                              f"order: sort them (da.sortby({str(tdim)!r})) or set neighbours=0")
-        try:
-            steps = np.diff(np.asarray(idx.values))
-            small, large = steps.min(), steps.max()
-            irregular = bool(large > 1.5 * small)
-        except (TypeError, ValueError):  # cannot be subtracted or compared: nothing to say
-            return
-        if irregular:
+        steps = time_steps(self.da_)
+        if steps is not None and steps.max() > 1.5 * steps.min():
             # a missing day (a file not delivered) makes a 'neighbour' two days away, silently
-            warnings.warn(f"method {self.name!r}: {tdim} steps are irregular ({_step_text(small)} to "
-                          f"{_step_text(large)}); the neighbours={self._cfg['neighbours']} channels are the "
+            warnings.warn(f"method {self.name!r}: {tdim} steps are irregular ({step_text(steps.min())} to "
+                          f"{step_text(steps.max())}); the neighbours={self._cfg['neighbours']} channels are the "
                           "previous and next steps, not days (reindex to a regular series to fill missing days "
                           "as gaps)", UserWarning, stacklevel=2)
 
