@@ -38,6 +38,9 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+_QUIET_HELP = "No progress bars or progress messages (results, warnings and errors still print)."
+
+
 class _Usage(click.UsageError):
     """click's usage error on one line: click printed the usage and a hint before it (4 lines)."""
 
@@ -47,7 +50,7 @@ class _Usage(click.UsageError):
 
     def show(self, file=None) -> None:
         where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
-        click.echo(f"Error: {self.format_message()}{where}", err=True if file is None else False, file=file)
+        click.echo(f"Error: {self.format_message()}{where}", file=file, err=file is None)
 
 
 def _one_line(exc: click.UsageError) -> click.UsageError:
@@ -285,7 +288,7 @@ def train():
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
 @training_options
-@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
                            seed, device):
@@ -355,7 +358,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
 @click.option("--fused-optimizer/--no-fused-optimizer", default=True, show_default=True, help="The optimizer's step as one fused kernel (CPU, CUDA).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
-@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
                          augment, optimizer, class_weights, l1, l2, early_stopping, options, resume, on_error,
@@ -435,7 +438,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per forward pass.")
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
-@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="predictions (.csv or .nc)")
 def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_error, quiet, output, overwrite, seed,
              device):
@@ -601,7 +604,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's float variables (0: uncompressed: written several times faster, about 1.5x larger).")
 @training_options
-@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, options, checkpoint, figure, demo, epochs, batch_size, lr, quiet,
                 output, overwrite, seed, device, chunks=None, halo=None, complevel=4):
@@ -710,7 +713,7 @@ def eof(input_path, var, demo, n_modes, weights, solver, output, overwrite, seed
               help="TOML file of config values, or a run folder's run.json (its resolved config).")
 @click.option("--set", "options", multiple=True, help="Config override key=value.")
 @click.option("--download", is_flag=True, help="MNIST: fetch the data through torchvision first (needs network).")
-@click.option("--quiet", is_flag=True, help="No progress bars or progress messages (results, warnings and errors still print).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="run folder")
 def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, output, overwrite, seed, device):
     """Run a reproducible benchmark and write its run folder (results.json, results.md, run.json, figures).
