@@ -45,10 +45,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as TF
 
 from oceandl.errors import InputError
-from oceandl.preprocess import convert_channels, pixels_to_float
+from oceandl.preprocess import convert_channels, fit_size, pixels_to_float
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -273,30 +272,6 @@ def _convert_channels(arr: np.ndarray, channels: int, path: str) -> np.ndarray:
     return convert_channels(x, channels, path)[0].contiguous().numpy()
 
 
-def _fit_size(x: torch.Tensor, size: tuple[int, int], fit: str) -> torch.Tensor:
-    """Resize ``(C, H, W)`` to ``size``: ``stretch``, ``crop`` (cover, centre-crop) or ``pad`` (fit, pad)."""
-    h, w = x.shape[-2:]
-    th, tw = size
-    if (h, w) == (th, tw):
-        return x
-    if fit == "stretch":
-        return TF.resize(x, [th, tw], antialias=True)
-    if fit == "crop":
-        s = max(th / h, tw / w)
-        nh, nw = max(th, round(h * s)), max(tw, round(w * s))
-        x = TF.resize(x, [nh, nw], antialias=True)
-        return TF.center_crop(x, [th, tw])
-    # pad: keep the aspect ratio, fill the margins with the border mean (the background).
-    s = min(th / h, tw / w)
-    nh, nw = min(th, max(1, round(h * s))), min(tw, max(1, round(w * s)))
-    x = TF.resize(x, [nh, nw], antialias=True)
-    border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1).mean(dim=1)
-    out = border[:, None, None].expand(x.shape[0], th, tw).clone()
-    top, left = (th - nh) // 2, (tw - nw) // 2
-    out[:, top : top + nh, left : left + nw] = x
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # Base dataset over files
 # --------------------------------------------------------------------------------------------
@@ -387,7 +362,7 @@ class _FileImageDataset(Dataset):
     def load(self, index: int) -> torch.Tensor:
         """The image of sample ``index`` as float32 ``(C, H, W)`` (channels and size harmonised)."""
         arr = read_image(self.files[index], self.channels)
-        return _fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
+        return fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
 
     def metadata(self, index: int) -> dict:
         """Per-sample metadata (empty for plain image folders)."""
@@ -671,7 +646,7 @@ class TenGeoPDataset(_FileImageDataset):
         """Band 1 of vignette ``index`` (all bands when ``channels`` is None), float32 ``(C, H, W)``."""
         arr = read_image(self.files[index])
         arr = arr[:1] if self.channels == 1 else _convert_channels(arr, self.channels, str(self.files[index]))
-        return _fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
+        return fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
 
     def metadata(self, index: int) -> dict:
         """``{"latitude", "longitude", "time"}`` of sample ``index`` (empty dict when unknown)."""

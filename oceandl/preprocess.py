@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-__all__ = ["DEFAULT_PREPROCESSING", "preprocess_batch", "check_spec", "convert_channels", "pixels_to_float"]
+__all__ = ["DEFAULT_PREPROCESSING", "preprocess_batch", "check_spec", "convert_channels", "pixels_to_float", "fit_size"]
 
 DEFAULT_PREPROCESSING = {"size": None, "channels": None, "intensity": "linear", "normalize": "none"}
 
@@ -101,9 +101,7 @@ def preprocess_batch(x: torch.Tensor, spec: dict | None) -> torch.Tensor:
     if spec["size"] and tuple(x.shape[-2:]) != tuple(spec["size"]):
         if spec.get("fit", "stretch") != "stretch":
             # a model trained on padded (or cropped) images was given them stretched
-            from oceandl.datasets.images import _fit_size
-
-            x = torch.stack([_fit_size(xi, tuple(spec["size"]), spec["fit"]) for xi in x])
+            x = torch.stack([fit_size(xi, tuple(spec["size"]), spec["fit"]) for xi in x])
         else:
             x = F.interpolate(x, size=tuple(spec["size"]), mode="bilinear", align_corners=False, antialias=True)
     if spec["intensity"] == "db":
@@ -113,3 +111,32 @@ def preprocess_batch(x: torch.Tensor, spec: dict | None) -> torch.Tensor:
         std = x.std((-2, -1), keepdim=True).clamp_min(1e-6)
         x = (x - mean) / std
     return x.contiguous()
+
+
+def fit_size(x: torch.Tensor, size: tuple[int, int], fit: str) -> torch.Tensor:
+    """Resize ``(C, H, W)`` to ``size``: ``stretch``, ``crop`` (cover, centre-crop) or ``pad`` (fit, pad).
+
+    The image readers' rule (their ``fit=``), also applied by :func:`preprocess_batch` to arrays.
+    """
+    from torchvision.transforms.v2 import functional as TF
+
+    h, w = x.shape[-2:]
+    th, tw = size
+    if (h, w) == (th, tw):
+        return x
+    if fit == "stretch":
+        return TF.resize(x, [th, tw], antialias=True)
+    if fit == "crop":
+        s = max(th / h, tw / w)
+        nh, nw = max(th, round(h * s)), max(tw, round(w * s))
+        x = TF.resize(x, [nh, nw], antialias=True)
+        return TF.center_crop(x, [th, tw])
+    # pad: keep the aspect ratio, fill the margins with the border mean (the background).
+    s = min(th / h, tw / w)
+    nh, nw = min(th, max(1, round(h * s))), min(tw, max(1, round(w * s)))
+    x = TF.resize(x, [nh, nw], antialias=True)
+    border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1).mean(dim=1)
+    out = border[:, None, None].expand(x.shape[0], th, tw).clone()
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    out[:, top : top + nh, left : left + nw] = x
+    return out
