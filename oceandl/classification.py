@@ -49,7 +49,7 @@ def _pixels(a):
             return a.float()
         if a.dtype.is_complex:  # as pixels_to_float: the intensity |z|^2, not the real part
             return a.abs().float() ** 2
-        if not (a.dtype.is_floating_point or a.dtype.is_complex or a.dtype.is_signed):
+        if not (a.dtype.is_floating_point or a.dtype.is_signed):  # unsigned integers
             return a.float() / float(torch.iinfo(a.dtype).max)
         return a.float()
     from .preprocess import pixels_to_float
