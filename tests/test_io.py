@@ -559,6 +559,21 @@ def product(tmp_path) -> Path:
     return path
 
 
+def _fill_in_memory_and_chunked(path: Path, tmp_path: Path) -> dict[str, Path]:
+    """``oceandl interpolate --method climatology`` of ``path``, in memory and with ``--chunks``."""
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    outs = {}
+    for tag, extra in (("memory", []), ("chunks", ["--chunks", "time=-1,lat=8,lon=16"])):
+        outs[tag] = tmp_path / f"{tag}.nc"
+        res = CliRunner().invoke(cli, ["interpolate", str(path), "--method", "climatology", "--withhold", "0",
+                                       "--quiet", *extra, "-o", str(outs[tag])])
+        assert res.exit_code == 0, res.output
+    return outs
+
+
 def test_results_are_written_on_the_input_grid(product, tmp_path):
     """Files were written on oceandl's clean grid (dims lat/lon, latitude ascending, longitudes in
     -180..180, the depth level gone): `filled - observed` in xarray broadcast to 6-D or aligned
@@ -579,12 +594,7 @@ def test_results_are_written_on_the_input_grid(product, tmp_path):
     assert back["latitude"].dtype == np.float32 and back["latitude"].attrs == inp["latitude"].attrs
 
     runner = CliRunner()
-    outs = {}
-    for tag, extra in (("memory", []), ("chunks", ["--chunks", "time=-1,lat=8,lon=16"])):
-        outs[tag] = tmp_path / f"{tag}.nc"
-        res = runner.invoke(cli, ["interpolate", str(product), "--method", "climatology", "--withhold", "0",
-                                  "--quiet", *extra, "-o", str(outs[tag])])
-        assert res.exit_code == 0, res.output
+    outs = _fill_in_memory_and_chunked(product, tmp_path)
     for tag, path in outs.items():
         with xr.open_dataset(path) as out:
             assert out["sst"].dims == ("time", "latitude", "longitude"), tag
@@ -630,12 +640,7 @@ def test_results_keep_the_files_dim_order(product, tmp_path):
     assert back.dims == ("longitude", "latitude", "time")
     xr.testing.assert_equal(back.drop_vars("depth"), obs.drop_vars("depth"))
     runner = CliRunner()
-    outs = {}
-    for tag, extra in (("memory", []), ("chunks", ["--chunks", "time=-1,lat=8,lon=16"])):
-        outs[tag] = tmp_path / f"{tag}.nc"
-        res = runner.invoke(cli, ["interpolate", str(path), "--method", "climatology", "--withhold", "0",
-                                  "--quiet", *extra, "-o", str(outs[tag])])
-        assert res.exit_code == 0, res.output
+    outs = _fill_in_memory_and_chunked(path, tmp_path)
     for tag, out_path in outs.items():
         with netCDF4.Dataset(out_path) as nc:
             for n in ("sst", "missing_flag"):
