@@ -263,6 +263,16 @@ class Interpolator:
         """Extra attrs describing the fit (e.g. the number of modes); added to the output."""
         return {}
 
+    def _given_normalisation(self, da: xr.DataArray, label: str) -> tuple[np.ndarray, float, float] | None:
+        """The statistics to normalise ``da`` with when the method brings its own, else None.
+
+        None (the default): the input's own per-pixel mean and scale. A method that returns
+        ``(mean, global_mean, scale)`` (``mean``: float64 (lat, lon), NaN where unknown) is
+        normalised with those instead (a neural checkpoint's training statistics), which also
+        lets it fill a single time step and pixels this input never observes.
+        """
+        return None
+
     # ----------------------------------------------------------------- helpers for subclasses
     def _to_matrix(self, a: np.ndarray) -> np.ndarray:
         """(time, lat, lon) -> (time, n_ocean), the ocean pixels in C order."""
@@ -321,7 +331,8 @@ class Interpolator:
         dims = canonical_dims(da)
         self.input_dims_ = tuple(da.dims)
         da_c = da.transpose(*dims)
-        if da_c.sizes[dims[0]] < 2:
+        given = self._given_normalisation(da_c, label)
+        if given is None and da_c.sizes[dims[0]] < 2:
             raise InputError(f"{label}: needs at least 2 time steps along {dims[0]!r}, got {da_c.sizes[dims[0]]}")
         if not np.issubdtype(da_c.dtype, np.number) or np.issubdtype(da_c.dtype, np.complexfloating):
             raise InputError(f"{label}: values must be real numbers, got dtype {da_c.dtype}")
@@ -334,13 +345,54 @@ class Interpolator:
         if not observed.any():
             raise InputError(f"{label}: all values are NaN")
         vmin, vmax = float(values[observed].min()), float(values[observed].max())
-        if vmin == vmax:
+        if vmin == vmax and given is None:
             raise InputError(f"{label}: all observed values are equal ({vmin}); nothing to interpolate from")
 
         held = self._withheld_mask(withheld, da, dims, label) & observed
         obs = observed & ~held
-        if obs.sum() < 3 or np.count_nonzero(obs.any(axis=(1, 2))) < 2:
-            raise InputError(f"{label}: too few observations left to fit (need observations at 2 time steps or more)")
+        if given is not None:
+            if not obs.any():
+                raise InputError(f"{label}: every observation is withheld; nothing is left to fill from")
+            mean, scale, ocean = self._normalise_given(given, values, observed)
+            x = np.zeros(values.shape, np.float32)
+            np.subtract(values, mean, out=x, where=obs, casting="same_kind")
+            x /= np.float32(scale)
+        else:
+            if obs.sum() < 3 or np.count_nonzero(obs.any(axis=(1, 2))) < 2:
+                raise InputError(f"{label}: too few observations left to fit (need observations at 2 time steps "
+                                 "or more)")
+            x, mean, scale, ocean = self._normalise_own(values, obs, observed, vmin, vmax)
+
+        self.da_ = da_c
+        self.values_ = values
+        self.observed_ = observed
+        self.withheld_ = held
+        self.obs_ = obs
+        self.ocean_ = ocean
+        self.mean_ = mean
+        self.scale_ = scale
+        self._fit(x, obs, ocean)
+        self._fitted = True
+        return self
+
+    @staticmethod
+    def _normalise_given(given, values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """Per-pixel mean, scale and ocean mask from statistics the method brings (a checkpoint's).
+
+        The ocean is where the statistics know the sea or this input observes it: a pixel under
+        cloud for the whole of a short file is still filled. Where the statistics have no mean
+        (a pixel never observed in training), their global mean stands in."""
+        mean_t, global_mean, scale = given
+        known = np.isfinite(mean_t)
+        ocean = observed.any(axis=0) | known
+        mean = np.where(known, mean_t, float(global_mean)).astype(np.float64)
+        mean[~ocean] = np.nan
+        return mean, float(scale), ocean
+
+    @staticmethod
+    def _normalise_own(values: np.ndarray, obs: np.ndarray, observed: np.ndarray, vmin: float,
+                       vmax: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        """The normalised anomaly (float32), per-pixel mean, scale and ocean mask of the input itself."""
         ocean = observed.any(axis=0)
 
         # Normalisation: per-pixel mean of the fitting observations (global mean where a pixel has
@@ -361,18 +413,7 @@ class Interpolator:
         if not np.isfinite(scale) or scale <= 1e-12 * max(abs(vmin), abs(vmax), 1.0):
             scale = 1.0  # the observations equal their pixel means: anomalies are all zero
         x /= np.float32(scale)
-
-        self.da_ = da_c
-        self.values_ = values
-        self.observed_ = observed
-        self.withheld_ = held
-        self.obs_ = obs
-        self.ocean_ = ocean
-        self.mean_ = mean
-        self.scale_ = scale
-        self._fit(x, obs, ocean)
-        self._fitted = True
-        return self
+        return x, mean, scale, ocean
 
     def _withheld_mask(self, withheld, da: xr.DataArray, dims, label: str) -> np.ndarray:
         """The withheld mask as a bool ndarray in (time, lat, lon) order."""

@@ -275,10 +275,33 @@ class _Stats:
     global_mean: float
     scale: float = 1.0
     sq: np.ndarray | None = None  # (lat, lon) sum of squared anomalies
+    known: np.ndarray | None = None  # (lat, lon) ocean of a checkpoint's training statistics
 
     @property
     def ocean(self) -> np.ndarray:
-        return self.count > 0
+        return self.count > 0 if self.known is None else (self.count > 0) | self.known
+
+
+def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[str, Any]) -> _Stats | None:
+    """The global statistics replaced by a checkpoint's training ones, when ``normalisation`` asks
+    for them and they fit the whole cube (as the in-memory path decides); else None."""
+    from .neural import _stats_mismatch, read_training_stats
+
+    ckpt, mode = options.get("checkpoint"), options.get("normalisation", "auto")
+    if ckpt is None or mode == "input":
+        return None
+    train = read_training_stats(ckpt)
+    problem = ("stores no normalisation statistics (saved by oceandl before they were kept)" if train is None
+               else _stats_mismatch(train, da, value_mean=stats.global_mean))
+    if problem is not None:
+        if mode == "training":
+            raise InputError(f"variable {da.name!r}: normalisation='training': checkpoint {ckpt} {problem}")
+        return None
+    known = np.isfinite(train["mean"])
+    mean = np.where(known, train["mean"], train["global_mean"])
+    out = _Stats(stats.count, mean, train["global_mean"], train["scale"], stats.sq, known)
+    out.mean[~out.ocean] = np.nan
+    return out
 
 
 def _compute(*arrays):
@@ -728,13 +751,15 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     da = open_lazy(source, var, core)  # stats pass chunks: the cores
     shape = tuple(int(n) for n in da.shape)
-    if shape[0] < 2:
-        raise InputError(f"variable {da.name!r}: needs at least 2 time steps, got {shape[0]}")
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
 
     t0 = _time.perf_counter()
     stats = _global_stats(da, second_pass=kind != "fit")
     stats_seconds = _time.perf_counter() - t0
+    # a checkpoint's training statistics, where they fit: a single day is then enough
+    train = _training_normalisation(da, stats, options) if kind == "neural" else None
+    if shape[0] < 2 and train is None:
+        raise InputError(f"variable {da.name!r}: needs at least 2 time steps, got {shape[0]}")
     say(f"global statistics of {shape} in {stats_seconds:.1f} s "
         f"({int(stats.ocean.sum()):,} ocean pixels, scale {stats.scale:.4g})")
 
@@ -748,7 +773,11 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         fn = _FitBlock(cls, seed, device, keep_observed, options, dims)
         hal = {ax: (0 if core[ax] >= n else max(1, core[ax] // 4)) for ax, n in zip(_AXES, shape)}
     else:
-        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count)
+        if train is not None:  # the region only loads the network; the cube is normalised as it was trained
+            stats = train
+            say(f"normalised with checkpoint {options['checkpoint']}'s training statistics (scale {stats.scale:.4g})")
+        given = None if train is None else (stats.mean, stats.global_mean, stats.scale)
+        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given)
         fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed)
         ov = int(fitted.options["overlap"])
         hal = {"time": int(fitted._cfg["neighbours"]), "lat": ov, "lon": ov}
@@ -785,6 +814,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
              "chunked": json.dumps(plan, sort_keys=True),
              # the loaded network's identity (path, weights' SHA-256, how it was trained), as in memory
              **(getattr(fn.fitted, "checkpoint_attrs_", {}) if kind == "neural" else {}),
+             **({"normalisation": fn.fitted.normalisation_} if kind == "neural" else {}),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}
@@ -876,8 +906,11 @@ def _default_region(da: xr.DataArray, core, shape, count: np.ndarray) -> dict[st
 
 
 def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say,
-                 count: np.ndarray | None = None):
-    """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region."""
+                 count: np.ndarray | None = None, given: tuple | None = None):
+    """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region.
+
+    ``given``: the whole grid's ``(mean, global_mean, scale)`` to normalise the region with (a
+    checkpoint's training statistics; the region alone is not the grid they were checked on)."""
     if train_region is None:
         train_region = _default_region(da, core, shape, count if count is not None else np.ones(shape[1:]))
     bad = set(train_region) - set(_AXES)
@@ -888,7 +921,11 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
     where = ", ".join(f"{ax} {s.start}:{s.stop}" for ax, s in train_region.items() if isinstance(s, slice))
     say(f"{what} on region {dict(region.sizes)} ({where})")
     try:
-        return cls(seed=seed, device=device, **options).fit(region)
+        model = cls(seed=seed, device=device, **options)
+        if given is not None:
+            model._given_stats = (given[0][train_region.get("lat", slice(None)), train_region.get("lon", slice(None))],
+                                  *given[1:])
+        return model.fit(region)
     except InputError as exc:  # the region's fault, not the whole variable's: say which region
         if type(exc) is not InputError:
             raise

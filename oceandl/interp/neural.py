@@ -10,6 +10,13 @@ Each time step ``t`` is filled by a fully convolutional network whose input chan
 The output is the anomaly (1 channel) or, with ``nll=True``, a mean and a log-variance trained
 with the Gaussian negative log-likelihood (Barth et al. 2020), which gives an error ``sigma``.
 
+Normalisation: the anomaly is taken from a per-pixel mean and divided by one global scale. A
+network trained here uses the input's own; a checkpoint stores those of its training data
+(``normalisation.safetensors``) and, with ``normalisation="auto"`` (the default), fills any
+input on the same grid with them: a short window (even a single day) is then normalised as the
+network was trained, and pixels it never observes are filled too. On another grid, or with
+``normalisation="input"``, each input is normalised by its own statistics.
+
 Training (no clean truth needed): at each step a batch of (day, patch) samples is drawn and the
 cloud mask of another random day is laid over each day's observations (mask transfer); the loss is
 taken on the observed pixels that this hid (plus ``visible_weight`` times the loss on the pixels
@@ -38,7 +45,7 @@ if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` sta
     from torch import nn
 
 __all__ = ["NeuralInterpolator", "ConvAEInterpolator", "UNetInterpolator", "ResAEInterpolator",
-           "SMPUnetInterpolator", "tile_starts", "blend_window", "hann_ramp"]
+           "SMPUnetInterpolator", "tile_starts", "blend_window", "hann_ramp", "read_training_stats"]
 
 _LOGVAR_RANGE = (-12.0, 6.0)  # clamp of the predicted log-variance (normalised units) for stability
 
@@ -74,6 +81,12 @@ def blend_window(n: int, overlap: int) -> np.ndarray:
 # Options a checkpoint fixes (its inputs) and options only training reads: with checkpoint= the
 # first must agree with it and the second must not be given.
 _FROM_CHECKPOINT = ("neighbours", "nll", "seasonal", "latlon")
+STATS = "normalisation.safetensors"  # a checkpoint's training statistics (per-pixel mean, grid coordinates)
+# spellings of the two temperature units of SST products (CF/UDUNITS names and common variants)
+_UNIT_ALIASES = {**dict.fromkeys(("degc", "deg_c", "degree_c", "degrees_c", "degree_celsius", "degrees_celsius",
+                                  "celsius", "°c"), "degC"),
+                 **dict.fromkeys(("k", "kelvin", "kelvins", "degree_kelvin", "degrees_kelvin"), "K")}
+_SHIFT_LIMIT = 10.0  # an input whose mean is further than this many scales from the training mean is another unit
 _TRAINING_ONLY = ("patch", "steps", "epochs", "batch_size", "lr", "weight_decay", "visible_weight",
                   "model_options", "fused")
 
@@ -129,6 +142,13 @@ class NeuralInterpolator(Interpolator):
     fused : bool
         AdamW's step as one fused kernel where torch has it (CPU, CUDA):
         :func:`oceandl.utils.fused_optimizer_kwargs`; the same arithmetic to float rounding.
+    normalisation : "auto", "training" or "input"
+        With ``checkpoint``: the per-pixel mean and scale to normalise the input with. ``"training"``:
+        the checkpoint's (its training data's; the input must be on the same grid, in the same
+        units; a single time step is then enough, and pixels the input never observes are filled);
+        ``"input"``: the input's own; ``"auto"``: the checkpoint's when it has them and they fit
+        the input, else the input's. Without a checkpoint the input's are always used. The
+        output's ``normalisation`` attribute says which.
     """
 
     model_name: ClassVar[str] = ""
@@ -140,7 +160,7 @@ class NeuralInterpolator(Interpolator):
         "patch": 64, "steps": None, "epochs": None, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4,
         "visible_weight": 0.1, "tile": 128, "overlap": 32, "infer_batch": 8,
         "model_options": None, "checkpoint": None, "precision": "auto", "channels_last": True,
-        "fused": True,
+        "fused": True, "normalisation": "auto",
     }
 
     # ------------------------------------------------------------------ options
@@ -171,6 +191,10 @@ class NeuralInterpolator(Interpolator):
         for key in ("nll", "seasonal", "latlon", "channels_last", "fused"):
             need(key, isinstance(o[key], (bool, np.bool_)), "must be True or False")
         need("precision", o["precision"] in ("auto", "fp32", "bf16"), "must be 'auto', 'fp32' or 'bf16'")
+        need("normalisation", o["normalisation"] in ("auto", "training", "input"),
+             "must be 'auto', 'training' or 'input'")
+        need("normalisation", o["normalisation"] != "training" or o["checkpoint"] is not None,
+             "needs a checkpoint (a network trained here is normalised with its input's statistics)")
         if o["model_options"]:
             from oceandl.models import model_options
 
@@ -220,6 +244,32 @@ class NeuralInterpolator(Interpolator):
         return meta
 
     gives_sigma = _GivesSigma()  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ normalisation
+    def _given_normalisation(self, da, label: str) -> tuple[np.ndarray, float, float] | None:
+        """The checkpoint's training statistics when ``normalisation`` asks for them and they fit
+        ``da`` (same grid, same units), else None (the input's own). Sets ``normalisation_``."""
+        o = self.options
+        self.normalisation_ = "input"
+        self._training_stats = None
+        if getattr(self, "_given_stats", None) is not None:  # checked on the whole grid (chunked filling)
+            self.normalisation_ = "training"
+            return self._given_stats
+        if o["checkpoint"] is None or o["normalisation"] == "input":
+            return None
+        stats = read_training_stats(o["checkpoint"])
+        problem = ("stores no normalisation statistics (saved by oceandl before they were kept)" if stats is None
+                   else _stats_mismatch(stats, da))
+        if problem is None:
+            self._training_stats = stats
+            self.normalisation_ = "training"
+            return stats["mean"], stats["global_mean"], stats["scale"]
+        if o["normalisation"] == "training":
+            raise InputError(f"{label}: normalisation='training': checkpoint {o['checkpoint']} {problem}")
+        if da.sizes[da.dims[0]] < 2:  # the input's own statistics need 2 time steps: say why they were needed
+            raise InputError(f"{label}: a single time step can be filled only with the checkpoint's training "
+                             f"statistics, but checkpoint {o['checkpoint']} {problem}")
+        return None
 
     # ------------------------------------------------------------------ inputs
     def _setup_inputs(self, x: np.ndarray, obs: np.ndarray) -> None:
@@ -436,9 +486,9 @@ class NeuralInterpolator(Interpolator):
     def _check_quantity(self, path) -> None:
         """Warn when the checkpoint was trained on another quantity (CF ``standard_name``) than the input.
 
-        An SST network given a chlorophyll field filled it without a word. Units alone are not
-        compared: each file is normalised by its own mean and scale, so kelvin and degree_Celsius
-        give the same fill."""
+        An SST network given a chlorophyll field filled it without a word. Units are compared where
+        the checkpoint's statistics are used (``normalisation``); a file normalised by its own mean
+        and scale gives the same fill in kelvin and in degree_Celsius."""
         from oceandl.training.checkpoint import read_config
 
         training = read_config(path).get("training") or {}
@@ -556,7 +606,7 @@ class NeuralInterpolator(Interpolator):
     def _fit_attrs(self) -> dict[str, Any]:
         attrs = {"model": self.model_name, "model_options": self._model_opts, "train_steps": self.steps_,
                  "input_channels": self._in_channels, "seasonal_channels": self._cfg["seasonal"],
-                 "precision": self.precision_}
+                 "precision": self.precision_, "normalisation": getattr(self, "normalisation_", "input")}
         if getattr(self, "loss_history_", None):
             attrs["final_train_loss"] = float(np.mean(self.loss_history_[-20:]))
         attrs.update(getattr(self, "checkpoint_attrs_", {}))
@@ -587,11 +637,40 @@ class NeuralInterpolator(Interpolator):
                     **{k: str(self.da_.attrs[k]) for k in ("standard_name", "units") if k in self.da_.attrs}}
         if source is not None:
             training["source"] = str(source)
+        norm, tensors = self._stats_to_save()
         extra = {"interpolator": {"method": self.name, **cfg, "in_channels": self._in_channels,
-                                  "multiple": self.multiple}, "training": training}
+                                  "multiple": self.multiple, "normalisation": norm}, "training": training}
         return save_checkpoint(path, self.model_, model_name=self.model_name, model_options=self._model_opts,
                                model_args=[self._in_channels, 2 if self._cfg["nll"] else 1],
-                               task="interpolation", extra=extra, overwrite=overwrite)
+                               task="interpolation", extra=extra, overwrite=overwrite,
+                               extra_tensors={STATS: tensors})
+
+    def _stats_to_save(self) -> tuple[dict, dict]:
+        """The statistics the network was trained with: JSON metadata and tensors for :data:`STATS`.
+
+        A loaded checkpoint saved again keeps its training statistics (not those of the file it filled)."""
+        import torch
+
+        if getattr(self, "_training_stats", None) is not None:
+            st = self._training_stats
+            mean, gmean, scale, units, coords = st["mean"], st["global_mean"], st["scale"], st["units"], st["coords"]
+        else:
+            da = self.da_
+            mean, gmean, scale = self.mean_, float(np.nanmean(self.mean_)), float(self.scale_)
+            units = da.attrs.get("units")
+            coords = {}
+            for key, dim in zip(("lat", "lon"), da.dims[1:]):
+                c = da.coords.get(dim)
+                if c is not None and c.ndim == 1 and np.issubdtype(c.dtype, np.number):
+                    coords[key] = np.asarray(c.values, dtype=np.float64)
+            if self.obs_.any():  # the training observations' own global mean (pixel means weigh pixels equally)
+                gmean = float(self.values_[self.obs_].mean(dtype=np.float64))
+        # copies: arrays read from a safetensors file are read-only, which torch warns about
+        tensors = {k: torch.from_numpy(np.array(v, dtype=np.float64, order="C"))
+                   for k, v in {"mean": mean, **coords}.items()}
+        meta = {"file": STATS, "scale": float(scale), "global_mean": float(gmean),
+                "units": None if units is None else str(units), "shape": list(np.shape(mean))}
+        return meta, tensors
 
     def _load(self, path) -> None:
         from oceandl.training.checkpoint import load_checkpoint
@@ -608,6 +687,94 @@ class NeuralInterpolator(Interpolator):
         # retrained and overwritten), train_steps 0 and this run's default training options (patch 64,
         # steps None), not those that trained the network
         self.checkpoint_attrs_ = _checkpoint_provenance(path, config)
+
+
+def read_training_stats(path) -> dict[str, Any] | None:
+    """The normalisation statistics stored in interpolation checkpoint ``path``, or None if it has none.
+
+    Returns
+    -------
+    dict or None
+        ``mean`` float64 (lat, lon), NaN where never observed; ``global_mean``, ``scale`` (floats);
+        ``units`` (str or None); ``coords``: ``{"lat": (lat,), "lon": (lon,)}`` float64, those of
+        the training grid's 1-D coordinates it had.
+
+    Raises
+    ------
+    CheckpointError
+        If the statistics file or its metadata is corrupt.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from oceandl.training.checkpoint import CONFIG, _check_folder, read_config
+
+    folder = _check_folder(path)
+    meta = (read_config(folder).get("interpolator") or {}).get("normalisation")
+    if meta is None and not (folder / STATS).exists():
+        return None
+    where = f"{folder / CONFIG}: interpolator.normalisation"
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where} is missing or not an object, but {STATS} is there")
+    try:
+        tensors = load_file(str(folder / STATS))
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise CheckpointError(f"{folder / STATS}: corrupt normalisation statistics ({exc})") from None
+    mean = tensors.get("mean")
+    if mean is None or mean.ndim != 2:
+        raise CheckpointError(f"{folder / STATS}: needs a 2-D 'mean' tensor, got "
+                              f"{'none' if mean is None else mean.shape}")
+    for key in ("scale", "global_mean"):
+        v = meta.get(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
+                or (key == "scale" and v <= 0):
+            raise CheckpointError(f"{where}.{key} must be a finite number{' > 0' if key == 'scale' else ''}, "
+                                  f"got {v!r:.60}")
+    coords = {k: tensors[k] for k in ("lat", "lon") if k in tensors}
+    for k, c in coords.items():
+        if c.shape != (mean.shape[0 if k == "lat" else 1],):
+            raise CheckpointError(f"{folder / STATS}: '{k}' has shape {c.shape}, the mean {mean.shape}")
+    return {"mean": mean.astype(np.float64), "global_mean": float(meta["global_mean"]), "scale": float(meta["scale"]),
+            "units": meta.get("units"), "coords": coords}
+
+
+def _unit(u) -> str | None:
+    if u is None:
+        return None
+    text = str(u).strip()
+    return _UNIT_ALIASES.get(text.lower().replace(" ", "_"), text)
+
+
+def _stats_mismatch(stats: dict, da, value_mean: float | None = None) -> str | None:
+    """Why a checkpoint's training statistics do not fit ``da`` (time, lat, lon), or None if they do.
+
+    ``value_mean``: the mean of ``da``'s observations when known (a lazy cube's, from its statistics
+    pass); else it is computed from ``da``."""
+    shape = tuple(stats["mean"].shape)
+    grid = tuple(da.shape[1:])
+    if shape != grid:
+        return f"was trained on a {shape[0]} x {shape[1]} grid, this input is {grid[0]} x {grid[1]}"
+    for key, ref in stats["coords"].items():
+        dim = da.dims[1 if key == "lat" else 2]
+        c = da.coords.get(dim)
+        if c is None or c.ndim != 1 or not np.issubdtype(c.dtype, np.number):
+            continue  # nothing to compare: the grid's size has to do
+        diff = float(np.max(np.abs(np.asarray(c.values, np.float64) - ref)))
+        if not diff <= 1e-4:  # about 10 m: the same grid written by another tool
+            return f"was trained on another grid ({dim} differs by up to {diff:.4g})"
+    theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
+    if theirs is not None and ours is not None and theirs != ours:
+        return f"was trained in units {stats['units']!r}, this input is in {da.attrs['units']!r}"
+    if value_mean is None:
+        values = np.asarray(da.values)
+        finite = np.isfinite(values)
+        value_mean = float(values[finite].mean(dtype=np.float64)) if finite.any() else None
+    if value_mean is not None:  # units not said (or said wrongly): kelvin against degC is 270 scales away
+        shift = abs(value_mean - stats["global_mean"]) / stats["scale"]
+        if shift > _SHIFT_LIMIT:
+            return (f"was trained on values around {stats['global_mean']:.4g}, this input's mean is "
+                    f"{shift:.0f} training scales away (other units?)")
+    return None
 
 
 def _checkpoint_provenance(path, config: dict) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def is_checkpoint_folder(path: str | os.PathLike) -> bool:
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: str, model_options: dict,
                     task: str, model_args: list | tuple = (), classes: list[str] | None = None, preprocessing: dict | None = None,
                     metrics: dict | None = None, extra: dict | None = None, overwrite: bool = False,
-                    training_state: tuple[dict, dict] | None = None) -> Path:
+                    training_state: tuple[dict, dict] | None = None,
+                    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
     """Write a checkpoint folder atomically.
 
     Parameters
@@ -49,6 +50,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
     task : ``"classification"`` or ``"reconstruction"`` (or ``"interpolation"``).
     classes, preprocessing, metrics, extra : JSON-able metadata.
     training_state : optional ``(tensors, meta)`` from :func:`flatten_state` for ``--resume``.
+    extra_tensors : optional ``{file name: {key: tensor}}``: more safetensors files in the folder
+        (an interpolation checkpoint's normalisation statistics), written in the same atomic step.
     """
     from safetensors import SafetensorError
 
@@ -71,6 +74,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
                 tensors, meta = training_state
                 _save_tensors(tensors, tmp / f"{STATE}.safetensors")
                 (tmp / f"{STATE}.json").write_text(json.dumps(meta))
+            for name, tensors in (extra_tensors or {}).items():
+                _save_tensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / name)
     except (OSError, SafetensorError) as exc:
         # a full disk or a read-only folder: safetensors said "SafetensorError: Error while
         # serializing: I/O error: ..." without the folder, and the CLI added a traceback hint
