@@ -371,6 +371,26 @@ def test_classification_metrics_match_sklearn(seed):
             (per[0][i], per[1][i], per[2][i], per[3][i]))
 
 
+def test_top_k_accuracy_breaks_ties_as_argmax_does():
+    """np.argpartition ordered tied classes arbitrarily: a row with four classes tied at 0.25,
+    whose true class 4 argmax picks (accuracy 1.0), scored top-2 accuracy 0.0 and top-3 1.0."""
+    from oceandl.metrics import top_k_accuracy
+
+    p = np.zeros((1, 10))
+    p[0, [4, 6, 7, 9]] = 0.25
+    assert classification_metrics([4], p)["accuracy"] == 1.0
+    assert [top_k_accuracy([4], p, k) for k in (1, 2, 3)] == [1.0, 1.0, 1.0]
+    assert [top_k_accuracy([7], p, k) for k in (1, 2, 3)] == [0.0, 0.0, 1.0]  # 4, 6, then 7
+    # on random tied rows: top-1 is the accuracy and no score drops as k grows
+    rng = np.random.default_rng(1)
+    p = rng.integers(0, 3, (200, 10)).astype(float) + np.eye(10)[0] * 1e-9
+    p /= p.sum(1, keepdims=True)
+    y = rng.integers(0, 10, 200)
+    scores = [top_k_accuracy(y, p, k) for k in range(1, 11)]
+    assert scores[0] == classification_metrics(y, p)["accuracy"]
+    assert all(a <= b for a, b in zip(scores, scores[1:])) and scores[-1] == 1.0
+
+
 def test_macro_scores_leave_out_classes_absent_from_the_test_set():
     """A class neither in y_true nor predicted counted as F1 = precision = recall = 0 in the macro
     means: 3 classes of a 10-class model, every image right, gave macro-F1 0.3. sklearn's macro

@@ -59,10 +59,17 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
-    """Fraction of samples whose true class is among the ``k`` most probable."""
+    """Fraction of samples whose true class is among the ``k`` most probable.
+
+    Ties are broken towards the lower class index, as ``argmax`` (hence ``accuracy``) breaks them:
+    ``k=1`` gives the accuracy and the score never decreases with ``k``. (sklearn's
+    ``top_k_accuracy_score`` breaks ties towards the higher index instead.)
+    """
     y_true, probs = _probs(y_true, probs)
     k = min(k, probs.shape[1])
-    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    # argpartition ordered tied classes arbitrarily: with four classes tied at 0.25, the class that
+    # argmax picked (scored right by accuracy) could fall outside the top 2 (top-2 below top-1)
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
 
 
