@@ -448,7 +448,28 @@ def test_metrics_refuse_non_finite_probabilities_and_empty_sets():
         log_loss([0, 1], np.array([[np.inf, 0.0], [0.5, 0.5]]))
     with pytest.raises(InputError, match="no samples to score"):
         classification_metrics(np.zeros(0, int), np.zeros((0, 3)), classes=["a", "b", "c"])
-    assert classification_metrics([0, 1, 1], np.nan_to_num(p))["accuracy"] == pytest.approx(2 / 3)
+    assert classification_metrics([0, 1, 1], np.nan_to_num(p, nan=0.5))["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_metrics_refuse_scores_that_are_not_probabilities():
+    """Logits were scored as probabilities: log_loss clipped them to [1e-15, 1] and renormalised
+    (0.2027 for these logits, whose softmax gives 0.1809), and the ECE read a logit of 2 as a
+    confidence (0.75). Rows must be distributions, as sklearn's log_loss requires."""
+    from oceandl.metrics import expected_calibration_error, log_loss, top_k_accuracy
+
+    y = [0, 1]
+    logits = np.array([[2.0, -1.0], [0.5, 1.5]])
+    for f in (log_loss, expected_calibration_error, classification_metrics):
+        with pytest.raises(InputError, match=r"probs: 2 of 2 rows are not class probabilities.*row 0 .*softmax"):
+            f(y, logits)
+    with pytest.raises(InputError, match=r"1 of 2 rows .*row 1 holds \[0.3, 0.3\], sum 0.6"):
+        top_k_accuracy(y, np.array([[0.7, 0.3], [0.3, 0.3]]), 1)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert log_loss(y, p) == pytest.approx(-np.mean(np.log([p[0, 0], p[1, 1]])))  # 0.1809
+    # float32 softmax outputs, and probabilities stored to 3 decimals, are accepted
+    rounded = np.round(np.full((2, 7), 1 / 7), 3)  # rows sum to 1.001
+    assert classification_metrics(y, rounded)["n"] == 2
+    assert log_loss(y, p.astype(np.float32)) == pytest.approx(0.1809, abs=1e-4)
 
 
 def test_ece_perfectly_calibrated_and_overconfident():

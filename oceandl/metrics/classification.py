@@ -34,7 +34,14 @@ def _labels(y, num_classes: int, what: str = "y_true") -> np.ndarray:
 
 
 def _probs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
-    """Checked labels and (N, C) float64 probabilities; one label per row of ``probs``."""
+    """Checked labels and (N, C) float64 probabilities; one label per row of ``probs``.
+
+    Raises
+    ------
+    InputError
+        If a row is not a probability distribution: non-finite, a value outside [0, 1], or a sum
+        more than 0.01 away from 1 (logits, unnormalised scores).
+    """
     p = np.asarray(probs, np.float64)
     if p.ndim != 2:
         raise InputError(f"probs: expected an (N, C) array of class probabilities, got shape {p.shape}")
@@ -46,6 +53,18 @@ def _probs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         raise InputError(f"probs: {int(bad.sum())} of {len(p)} rows hold NaN or infinite values "
                          f"(first at row {int(np.argmax(bad))}); the model's outputs are not usable")
+    # Logits or unnormalised scores were scored as probabilities without a word: log_loss clipped
+    # and renormalised them (logits [[2, -1], [0.5, 1.5]] gave a log-loss of 0.20) and the ECE read
+    # a logit of 2 as a confidence. Rows must be distributions; 1e-2 leaves room for probabilities
+    # stored rounded (sklearn refuses values above 1 and only warns about sums).
+    if p.size:
+        sums = p.sum(axis=1)
+        off = (p < -1e-6).any(axis=1) | (p > 1 + 1e-6).any(axis=1) | (np.abs(sums - 1) > 1e-2)
+        if off.any():
+            i = int(np.argmax(off))
+            raise InputError(f"probs: {int(off.sum())} of {len(p)} rows are not class probabilities (values "
+                             f"in [0, 1] summing to 1; row {i} holds {p[i, :4].round(4).tolist()}"
+                             f"{'...' if p.shape[1] > 4 else ''}, sum {sums[i]:.4g}); pass softmax(logits)")
     return y, p
 
 
