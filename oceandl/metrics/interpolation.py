@@ -79,9 +79,10 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
         whose coordinate holds the same values in another order (e.g. latitudes descending in one
         and ascending in the other), by coordinate; other coordinate values (another grid, other
         times) are an error.
-    mask : bool array-like, same shape, optional
+    mask : bool (or 0/1) array-like, same shape, optional
         Pixels to score (e.g. the withheld pixels). Default: every pixel. Pixels where ``pred``,
-        ``truth`` (or ``sigma``) is not finite are always left out.
+        ``truth`` (or ``sigma``) is not finite are always left out. Other values (NaN, 2) are an
+        error, not read as True.
     sigma : array-like, same shape, optional
         Predicted error standard deviation; adds the calibration fractions.
 
@@ -98,7 +99,8 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
     Raises
     ------
     InputError
-        If the shapes differ, or labelled inputs have other coordinates along a dim.
+        If the shapes differ, ``mask`` holds values other than 0/1, or labelled inputs have other
+        coordinates along a dim.
     """
     p = _values(pred).astype(np.float64, copy=False)
     t = _values(truth, ref=pred).astype(np.float64, copy=False)
@@ -109,6 +111,14 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
         m = _values(mask, ref=pred, name="mask")
         if m.shape != p.shape:
             raise InputError(f"interp_metrics: mask has shape {m.shape} but pred has shape {p.shape}")
+        # astype(bool) read NaN (a flag variable's _FillValue, decoded by xarray) and any non-zero
+        # value as "score this pixel": a mask [1, NaN, 0, NaN] scored 3 pixels instead of 1
+        if m.dtype != bool:
+            odd = ~np.isin(m, (0, 1)) if np.issubdtype(m.dtype, np.number) else np.ones(m.shape, bool)
+            if odd.any():
+                raise InputError(f"interp_metrics: mask must be boolean (True = scored) or 0/1; it holds "
+                                 f"{m[odd].ravel()[0].item()!r} at {int(odd.sum())} pixel(s) (a fill value? "
+                                 f".fillna(0) leaves those pixels out)")
         valid &= m.astype(bool)
     s = None
     if sigma is not None:
