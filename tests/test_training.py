@@ -391,6 +391,24 @@ def test_top_k_accuracy_breaks_ties_as_argmax_does():
     assert all(a <= b for a, b in zip(scores, scores[1:])) and scores[-1] == 1.0
 
 
+def test_top_k_and_ece_refuse_counts_below_one():
+    """k=-1 sliced every class but the last (top-k accuracy 0.667 here), k=0 scored 0.0, and
+    n_bins=0 failed as NumPy's bare ValueError."""
+    from oceandl.metrics import expected_calibration_error, top_k_accuracy
+
+    p, y = np.array([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]]), [0, 0, 1]
+    for k in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match=r"k=.*: must be a positive integer"):
+            top_k_accuracy(y, p, k)
+    with pytest.raises(InputError, match="k=0"):
+        classification_metrics(y, p, top_k=(0,))
+    for n in (0, -1, 2.5):
+        with pytest.raises(InputError, match=r"n_bins=.*: must be a positive integer"):
+            expected_calibration_error(y, p, n_bins=n)
+    assert top_k_accuracy(y, p, np.int64(1)) == pytest.approx(2 / 3)
+    assert expected_calibration_error(y, p, n_bins=1)[0] == pytest.approx(abs(2 / 3 - 0.7))
+
+
 def test_macro_scores_leave_out_classes_absent_from_the_test_set():
     """A class neither in y_true nor predicted counted as F1 = precision = recall = 0 in the macro
     means: 3 classes of a 10-class model, every image right, gave macro-F1 0.3. sklearn's macro

@@ -68,6 +68,13 @@ def _probs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
+def _count(value, name: str) -> int:
+    """``value`` as a positive int (InputError otherwise): a k of -1 sliced all classes but the last."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name}={value!r}: must be a positive integer")
+    return int(value)
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """(num_classes, num_classes) counts; rows are true classes, columns predictions."""
     y_true, y_pred = _labels(y_true, num_classes), _labels(y_pred, num_classes, "y_pred")
@@ -83,7 +90,13 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
     Ties are broken towards the lower class index, as ``argmax`` (hence ``accuracy``) breaks them:
     ``k=1`` gives the accuracy and the score never decreases with ``k``. (sklearn's
     ``top_k_accuracy_score`` breaks ties towards the higher index instead.)
+
+    Raises
+    ------
+    InputError
+        If ``k`` is not a positive integer, or the labels or probabilities are not valid.
     """
+    k = _count(k, "k")
     y_true, probs = _probs(y_true, probs)
     k = min(k, probs.shape[1])
     # argpartition ordered tied classes arbitrarily: with four classes tied at 0.25, the class that
@@ -108,6 +121,7 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     ece : float
     bins : dict with ``confidence``, ``accuracy`` and ``count`` per bin (for a reliability diagram).
     """
+    n_bins = _count(n_bins, "n_bins")
     y_true, probs = _probs(y_true, probs)
     conf = probs.max(axis=1)
     correct = probs.argmax(axis=1) == y_true
