@@ -300,6 +300,16 @@ def test_interp_metrics_refuses_a_mask_that_is_not_boolean():
     assert ok["n"] == 1 and ok["rmse"] == 0.0
 
 
+def test_interp_metrics_refuses_a_negative_sigma():
+    """A negative std counted as a miss at every k: sigma [1, -1, 1, 1] against errors of at most
+    0.5 reported 0.75 of the pixels within 1, 2 and 3 sigma (1.0 with |sigma|)."""
+    pred, truth = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.5, 3.0, 4.0])
+    with pytest.raises(InputError, match=r"sigma .* holds 1 negative value\(s\) \(min -1\)"):
+        interp_metrics(pred, truth, sigma=np.array([1.0, -1.0, 1.0, 1.0]))
+    m = interp_metrics(pred, truth, sigma=np.array([1.0, 1.0, np.nan, 0.0]))  # NaN: no sigma, 0: exact
+    assert m["n"] == 3 and m["frac_within_1sigma"] == 1.0
+
+
 def test_interp_metrics_agrees_with_sklearn_and_sigma_calibration():
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)

@@ -84,7 +84,8 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
         ``truth`` (or ``sigma``) is not finite are always left out. Other values (NaN, 2) are an
         error, not read as True.
     sigma : array-like, same shape, optional
-        Predicted error standard deviation; adds the calibration fractions.
+        Predicted error standard deviation (>= 0; NaN where there is none); adds the calibration
+        fractions.
 
     Returns
     -------
@@ -99,8 +100,8 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
     Raises
     ------
     InputError
-        If the shapes differ, ``mask`` holds values other than 0/1, or labelled inputs have other
-        coordinates along a dim.
+        If the shapes differ, ``mask`` holds values other than 0/1, ``sigma`` negative values, or
+        labelled inputs have other coordinates along a dim.
     """
     p = _values(pred).astype(np.float64, copy=False)
     t = _values(truth, ref=pred).astype(np.float64, copy=False)
@@ -125,6 +126,12 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
         s = _values(sigma, ref=pred, name="sigma").astype(np.float64, copy=False)
         if s.shape != p.shape:
             raise InputError(f"interp_metrics: sigma has shape {s.shape} but pred has shape {p.shape}")
+        # a negative std (a variance minus something, a sign error) counted as a miss at every k:
+        # sigma [1, -1, 1, 1] against errors of at most 0.5 gave within 1, 2 and 3 sigma 0.75
+        neg = s < 0  # NaN compares False
+        if neg.any():
+            raise InputError(f"interp_metrics: sigma is a standard deviation but holds {int(neg.sum())} negative "
+                             f"value(s) (min {float(s[neg].min()):.4g})")
         valid &= np.isfinite(s)
 
     n = int(valid.sum())
