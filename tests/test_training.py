@@ -371,6 +371,25 @@ def test_classification_metrics_match_sklearn(seed):
             (per[0][i], per[1][i], per[2][i], per[3][i]))
 
 
+def test_per_class_scores_of_absent_classes_follow_sklearn_zero_division_0():
+    """Pins the documented 0/0 convention: class 2 is never predicted (precision 0), class 3 is not
+    in y_true (recall 0, support 0), class 4 is neither; rows of the matrix are the true classes."""
+    sk = pytest.importorskip("sklearn.metrics")
+    y = np.array([0, 0, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 3])
+    p = np.full((5, 5), 0.05)
+    p[np.arange(5), pred] = 0.8
+    m = classification_metrics(y, p)
+    per = sk.precision_recall_fscore_support(y, pred, labels=list(range(5)), zero_division=0)
+    for i in range(5):
+        pc = m["per_class"][str(i)]
+        assert (pc["precision"], pc["recall"], pc["f1"], pc["support"]) == pytest.approx(
+            (per[0][i], per[1][i], per[2][i], per[3][i]))
+    assert m["per_class"]["2"]["precision"] == 0 and m["per_class"]["3"]["recall"] == 0
+    assert m["confusion_matrix"][2] == [0, 0, 0, 1, 0]  # true 2, predicted 3
+    assert m["macro_f1"] == pytest.approx(sk.f1_score(y, pred, average="macro", zero_division=0))  # over 0..3
+
+
 def test_top_k_accuracy_breaks_ties_as_argmax_does():
     """np.argpartition ordered tied classes arbitrarily: a row with four classes tied at 0.25,
     whose true class 4 argmax picks (accuracy 1.0), scored top-2 accuracy 0.0 and top-3 1.0."""

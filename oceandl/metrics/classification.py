@@ -150,8 +150,14 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
     dict with ``accuracy``, ``macro_accuracy`` (mean per-class recall over the classes in
     ``y_true``), ``macro_precision``, ``macro_recall``, ``macro_f1`` (means over the classes in
     ``y_true`` or predicted, as sklearn's ``average="macro"``), ``top{k}_accuracy``, ``log_loss``, ``ece``, ``n``,
-    ``per_class`` ({name: precision, recall, f1, accuracy, support}), ``confusion_matrix`` (C x C list)
-    and ``reliability`` (diagram data).
+    ``per_class`` ({name: precision, recall, f1, accuracy, support}), ``confusion_matrix`` (C x C list;
+    rows are true classes, columns predictions) and ``reliability`` (diagram data).
+
+    Undefined ratios are 0, as sklearn's ``zero_division=0``: a class never predicted has precision
+    0, a class absent from ``y_true`` (support 0) recall 0, and F1 is 0 when both are. Such a class
+    still counts in the macro means if it is in ``y_true`` or predicted, and not otherwise.
+    ``top{k}_accuracy`` (k < C) breaks ties as ``argmax`` does; ``log_loss`` clips probabilities to
+    [1e-15, 1 - 1e-15]; ``ece`` uses 15 equal-width confidence bins (lo, hi].
     """
     y_true, probs = _probs(y_true, probs)
     if len(y_true) == 0:  # every score would be 0 or NaN, reported as if measured
