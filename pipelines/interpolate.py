@@ -149,8 +149,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
     res[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in res)
     if truth is not None:
-        miss = ~valid & np.isfinite(truth)
-        m = interp_metrics(res[name].values, truth, mask=miss | (withheld if withheld is not None else False))
+        # the gaps of the field written: after a refit the withheld pixels were observations to it
+        # (kept as given, so error 0 against the noise-free demo truth), which made 'all gaps' RMSE
+        # look better (1.323 instead of 1.369 for a refitted climatology on the demo cube)
+        miss = (~valid | (withheld if withheld is not None and not refit else False)) & np.isfinite(truth)
+        m = interp_metrics(res[name].values, truth, mask=miss)
         res.attrs.update({f"truth_{k}": v for k, v in m.items()})
     # the figure is drawn to a temporary name first and renamed only once the netCDF is written:
     # a failure in either leaves neither (nor an old one replaced)

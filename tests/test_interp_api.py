@@ -287,6 +287,29 @@ def test_interp_metrics_numbers():
         interp_metrics(pred, truth[:3])
 
 
+def test_interp_metrics_refuses_a_mask_that_is_not_boolean():
+    """mask.astype(bool) read NaN as True: a cloud flag read from netCDF with a _FillValue (decoded
+    as float NaN) scored its fill pixels, here 3 pixels and RMSE 3.367 instead of 1 pixel and 0."""
+    pred, truth = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 5.0, 3.0, 9.0])
+    with pytest.raises(InputError, match=r"mask must be boolean .* holds nan at 2 pixel\(s\)"):
+        interp_metrics(pred, truth, mask=np.array([1.0, np.nan, 0.0, np.nan]))
+    with pytest.raises(InputError, match="holds 2 at 1 pixel"):
+        interp_metrics(pred, truth, mask=np.array([1, 2, 0, 0]))
+    flag = xr.DataArray(np.array([1.0, np.nan, 0.0, np.nan]), dims="x")
+    ok = interp_metrics(pred, truth, mask=flag.fillna(0))  # 0/1 numbers are a mask
+    assert ok["n"] == 1 and ok["rmse"] == 0.0
+
+
+def test_interp_metrics_refuses_a_negative_sigma():
+    """A negative std counted as a miss at every k: sigma [1, -1, 1, 1] against errors of at most
+    0.5 reported 0.75 of the pixels within 1, 2 and 3 sigma (1.0 with |sigma|)."""
+    pred, truth = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.5, 3.0, 4.0])
+    with pytest.raises(InputError, match=r"sigma .* holds 1 negative value\(s\) \(min -1\)"):
+        interp_metrics(pred, truth, sigma=np.array([1.0, -1.0, 1.0, 1.0]))
+    m = interp_metrics(pred, truth, sigma=np.array([1.0, 1.0, np.nan, 0.0]))  # NaN: no sigma, 0: exact
+    assert m["n"] == 3 and m["frac_within_1sigma"] == 1.0
+
+
 def test_interp_metrics_agrees_with_sklearn_and_sigma_calibration():
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)

@@ -371,6 +371,63 @@ def test_classification_metrics_match_sklearn(seed):
             (per[0][i], per[1][i], per[2][i], per[3][i]))
 
 
+def test_per_class_scores_of_absent_classes_follow_sklearn_zero_division_0():
+    """Pins the documented 0/0 convention: class 2 is never predicted (precision 0), class 3 is not
+    in y_true (recall 0, support 0), class 4 is neither; rows of the matrix are the true classes."""
+    sk = pytest.importorskip("sklearn.metrics")
+    y = np.array([0, 0, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 3])
+    p = np.full((5, 5), 0.05)
+    p[np.arange(5), pred] = 0.8
+    m = classification_metrics(y, p)
+    per = sk.precision_recall_fscore_support(y, pred, labels=list(range(5)), zero_division=0)
+    for i in range(5):
+        pc = m["per_class"][str(i)]
+        assert (pc["precision"], pc["recall"], pc["f1"], pc["support"]) == pytest.approx(
+            (per[0][i], per[1][i], per[2][i], per[3][i]))
+    assert m["per_class"]["2"]["precision"] == 0 and m["per_class"]["3"]["recall"] == 0
+    assert m["confusion_matrix"][2] == [0, 0, 0, 1, 0]  # true 2, predicted 3
+    assert m["macro_f1"] == pytest.approx(sk.f1_score(y, pred, average="macro", zero_division=0))  # over 0..3
+
+
+def test_top_k_accuracy_breaks_ties_as_argmax_does():
+    """np.argpartition ordered tied classes arbitrarily: a row with four classes tied at 0.25,
+    whose true class 4 argmax picks (accuracy 1.0), scored top-2 accuracy 0.0 and top-3 1.0."""
+    from oceandl.metrics import top_k_accuracy
+
+    p = np.zeros((1, 10))
+    p[0, [4, 6, 7, 9]] = 0.25
+    assert classification_metrics([4], p)["accuracy"] == 1.0
+    assert [top_k_accuracy([4], p, k) for k in (1, 2, 3)] == [1.0, 1.0, 1.0]
+    assert [top_k_accuracy([7], p, k) for k in (1, 2, 3)] == [0.0, 0.0, 1.0]  # 4, 6, then 7
+    # on random tied rows: top-1 is the accuracy and no score drops as k grows
+    rng = np.random.default_rng(1)
+    p = rng.integers(0, 3, (200, 10)).astype(float) + np.eye(10)[0] * 1e-9
+    p /= p.sum(1, keepdims=True)
+    y = rng.integers(0, 10, 200)
+    scores = [top_k_accuracy(y, p, k) for k in range(1, 11)]
+    assert scores[0] == classification_metrics(y, p)["accuracy"]
+    assert all(a <= b for a, b in zip(scores, scores[1:])) and scores[-1] == 1.0
+
+
+def test_top_k_and_ece_refuse_counts_below_one():
+    """k=-1 sliced every class but the last (top-k accuracy 0.667 here), k=0 scored 0.0, and
+    n_bins=0 failed as NumPy's bare ValueError."""
+    from oceandl.metrics import expected_calibration_error, top_k_accuracy
+
+    p, y = np.array([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]]), [0, 0, 1]
+    for k in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match=r"k=.*: must be a positive integer"):
+            top_k_accuracy(y, p, k)
+    with pytest.raises(InputError, match="k=0"):
+        classification_metrics(y, p, top_k=(0,))
+    for n in (0, -1, 2.5):
+        with pytest.raises(InputError, match=r"n_bins=.*: must be a positive integer"):
+            expected_calibration_error(y, p, n_bins=n)
+    assert top_k_accuracy(y, p, np.int64(1)) == pytest.approx(2 / 3)
+    assert expected_calibration_error(y, p, n_bins=1)[0] == pytest.approx(abs(2 / 3 - 0.7))
+
+
 def test_macro_scores_leave_out_classes_absent_from_the_test_set():
     """A class neither in y_true nor predicted counted as F1 = precision = recall = 0 in the macro
     means: 3 classes of a 10-class model, every image right, gave macro-F1 0.3. sklearn's macro
@@ -428,7 +485,28 @@ def test_metrics_refuse_non_finite_probabilities_and_empty_sets():
         log_loss([0, 1], np.array([[np.inf, 0.0], [0.5, 0.5]]))
     with pytest.raises(InputError, match="no samples to score"):
         classification_metrics(np.zeros(0, int), np.zeros((0, 3)), classes=["a", "b", "c"])
-    assert classification_metrics([0, 1, 1], np.nan_to_num(p))["accuracy"] == pytest.approx(2 / 3)
+    assert classification_metrics([0, 1, 1], np.nan_to_num(p, nan=0.5))["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_metrics_refuse_scores_that_are_not_probabilities():
+    """Logits were scored as probabilities: log_loss clipped them to [1e-15, 1] and renormalised
+    (0.2027 for these logits, whose softmax gives 0.1809), and the ECE read a logit of 2 as a
+    confidence (0.75). Rows must be distributions, as sklearn's log_loss requires."""
+    from oceandl.metrics import expected_calibration_error, log_loss, top_k_accuracy
+
+    y = [0, 1]
+    logits = np.array([[2.0, -1.0], [0.5, 1.5]])
+    for f in (log_loss, expected_calibration_error, classification_metrics):
+        with pytest.raises(InputError, match=r"probs: 2 of 2 rows are not class probabilities.*row 0 .*softmax"):
+            f(y, logits)
+    with pytest.raises(InputError, match=r"1 of 2 rows .*row 1 holds \[0.3, 0.3\], sum 0.6"):
+        top_k_accuracy(y, np.array([[0.7, 0.3], [0.3, 0.3]]), 1)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert log_loss(y, p) == pytest.approx(-np.mean(np.log([p[0, 0], p[1, 1]])))  # 0.1809
+    # float32 softmax outputs, and probabilities stored to 3 decimals, are accepted
+    rounded = np.round(np.full((2, 7), 1 / 7), 3)  # rows sum to 1.001
+    assert classification_metrics(y, rounded)["n"] == 2
+    assert log_loss(y, p.astype(np.float32)) == pytest.approx(0.1809, abs=1e-4)
 
 
 def test_ece_perfectly_calibrated_and_overconfident():

@@ -34,7 +34,14 @@ def _labels(y, num_classes: int, what: str = "y_true") -> np.ndarray:
 
 
 def _probs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
-    """Checked labels and (N, C) float64 probabilities; one label per row of ``probs``."""
+    """Checked labels and (N, C) float64 probabilities; one label per row of ``probs``.
+
+    Raises
+    ------
+    InputError
+        If a row is not a probability distribution: non-finite, a value outside [0, 1], or a sum
+        more than 0.01 away from 1 (logits, unnormalised scores).
+    """
     p = np.asarray(probs, np.float64)
     if p.ndim != 2:
         raise InputError(f"probs: expected an (N, C) array of class probabilities, got shape {p.shape}")
@@ -46,7 +53,26 @@ def _probs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         raise InputError(f"probs: {int(bad.sum())} of {len(p)} rows hold NaN or infinite values "
                          f"(first at row {int(np.argmax(bad))}); the model's outputs are not usable")
+    # Logits or unnormalised scores were scored as probabilities without a word: log_loss clipped
+    # and renormalised them (logits [[2, -1], [0.5, 1.5]] gave a log-loss of 0.20) and the ECE read
+    # a logit of 2 as a confidence. Rows must be distributions; 1e-2 leaves room for probabilities
+    # stored rounded (sklearn refuses values above 1 and only warns about sums).
+    if p.size:
+        sums = p.sum(axis=1)
+        off = (p < -1e-6).any(axis=1) | (p > 1 + 1e-6).any(axis=1) | (np.abs(sums - 1) > 1e-2)
+        if off.any():
+            i = int(np.argmax(off))
+            raise InputError(f"probs: {int(off.sum())} of {len(p)} rows are not class probabilities (values "
+                             f"in [0, 1] summing to 1; row {i} holds {p[i, :4].round(4).tolist()}"
+                             f"{'...' if p.shape[1] > 4 else ''}, sum {sums[i]:.4g}); pass softmax(logits)")
     return y, p
+
+
+def _count(value, name: str) -> int:
+    """``value`` as a positive int (InputError otherwise): a k of -1 sliced all classes but the last."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name}={value!r}: must be a positive integer")
+    return int(value)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -59,10 +85,23 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
-    """Fraction of samples whose true class is among the ``k`` most probable."""
+    """Fraction of samples whose true class is among the ``k`` most probable.
+
+    Ties are broken towards the lower class index, as ``argmax`` (hence ``accuracy``) breaks them:
+    ``k=1`` gives the accuracy and the score never decreases with ``k``. (sklearn's
+    ``top_k_accuracy_score`` breaks ties towards the higher index instead.)
+
+    Raises
+    ------
+    InputError
+        If ``k`` is not a positive integer, or the labels or probabilities are not valid.
+    """
+    k = _count(k, "k")
     y_true, probs = _probs(y_true, probs)
     k = min(k, probs.shape[1])
-    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    # argpartition ordered tied classes arbitrarily: with four classes tied at 0.25, the class that
+    # argmax picked (scored right by accuracy) could fall outside the top 2 (top-2 below top-1)
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
 
 
@@ -82,6 +121,7 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     ece : float
     bins : dict with ``confidence``, ``accuracy`` and ``count`` per bin (for a reliability diagram).
     """
+    n_bins = _count(n_bins, "n_bins")
     y_true, probs = _probs(y_true, probs)
     conf = probs.max(axis=1)
     correct = probs.argmax(axis=1) == y_true
@@ -110,8 +150,14 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
     dict with ``accuracy``, ``macro_accuracy`` (mean per-class recall over the classes in
     ``y_true``), ``macro_precision``, ``macro_recall``, ``macro_f1`` (means over the classes in
     ``y_true`` or predicted, as sklearn's ``average="macro"``), ``top{k}_accuracy``, ``log_loss``, ``ece``, ``n``,
-    ``per_class`` ({name: precision, recall, f1, accuracy, support}), ``confusion_matrix`` (C x C list)
-    and ``reliability`` (diagram data).
+    ``per_class`` ({name: precision, recall, f1, accuracy, support}), ``confusion_matrix`` (C x C list;
+    rows are true classes, columns predictions) and ``reliability`` (diagram data).
+
+    Undefined ratios are 0, as sklearn's ``zero_division=0``: a class never predicted has precision
+    0, a class absent from ``y_true`` (support 0) recall 0, and F1 is 0 when both are. Such a class
+    still counts in the macro means if it is in ``y_true`` or predicted, and not otherwise.
+    ``top{k}_accuracy`` (k < C) breaks ties as ``argmax`` does; ``log_loss`` clips probabilities to
+    [1e-15, 1 - 1e-15]; ``ece`` uses 15 equal-width confidence bins (lo, hi].
     """
     y_true, probs = _probs(y_true, probs)
     if len(y_true) == 0:  # every score would be 0 or NaN, reported as if measured

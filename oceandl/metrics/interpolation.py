@@ -79,11 +79,13 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
         whose coordinate holds the same values in another order (e.g. latitudes descending in one
         and ascending in the other), by coordinate; other coordinate values (another grid, other
         times) are an error.
-    mask : bool array-like, same shape, optional
+    mask : bool (or 0/1) array-like, same shape, optional
         Pixels to score (e.g. the withheld pixels). Default: every pixel. Pixels where ``pred``,
-        ``truth`` (or ``sigma``) is not finite are always left out.
+        ``truth`` (or ``sigma``) is not finite are always left out. Other values (NaN, 2) are an
+        error, not read as True.
     sigma : array-like, same shape, optional
-        Predicted error standard deviation; adds the calibration fractions.
+        Predicted error standard deviation (>= 0; NaN where there is none); adds the calibration
+        fractions.
 
     Returns
     -------
@@ -98,7 +100,8 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
     Raises
     ------
     InputError
-        If the shapes differ, or labelled inputs have other coordinates along a dim.
+        If the shapes differ, ``mask`` holds values other than 0/1, ``sigma`` negative values, or
+        labelled inputs have other coordinates along a dim.
     """
     p = _values(pred).astype(np.float64, copy=False)
     t = _values(truth, ref=pred).astype(np.float64, copy=False)
@@ -109,12 +112,26 @@ def interp_metrics(pred, truth, mask=None, sigma=None) -> dict:
         m = _values(mask, ref=pred, name="mask")
         if m.shape != p.shape:
             raise InputError(f"interp_metrics: mask has shape {m.shape} but pred has shape {p.shape}")
+        # astype(bool) read NaN (a flag variable's _FillValue, decoded by xarray) and any non-zero
+        # value as "score this pixel": a mask [1, NaN, 0, NaN] scored 3 pixels instead of 1
+        if m.dtype != bool:
+            odd = ~np.isin(m, (0, 1)) if np.issubdtype(m.dtype, np.number) else np.ones(m.shape, bool)
+            if odd.any():
+                raise InputError(f"interp_metrics: mask must be boolean (True = scored) or 0/1; it holds "
+                                 f"{m[odd].ravel()[0].item()!r} at {int(odd.sum())} pixel(s) (a fill value? "
+                                 f".fillna(0) leaves those pixels out)")
         valid &= m.astype(bool)
     s = None
     if sigma is not None:
         s = _values(sigma, ref=pred, name="sigma").astype(np.float64, copy=False)
         if s.shape != p.shape:
             raise InputError(f"interp_metrics: sigma has shape {s.shape} but pred has shape {p.shape}")
+        # a negative std (a variance minus something, a sign error) counted as a miss at every k:
+        # sigma [1, -1, 1, 1] against errors of at most 0.5 gave within 1, 2 and 3 sigma 0.75
+        neg = s < 0  # NaN compares False
+        if neg.any():
+            raise InputError(f"interp_metrics: sigma is a standard deviation but holds {int(neg.sum())} negative "
+                             f"value(s) (min {float(s[neg].min()):.4g})")
         valid &= np.isfinite(s)
 
     n = int(valid.sum())
