@@ -17,7 +17,8 @@ Pixels: unsigned-integer images are divided by their type's maximum (to [0, 1]);
 float images (e.g. linear SAR intensities) are kept as stored; non-finite pixels are replaced by the
 image's finite median (an all-NaN image is an error), and so are the pixels equal to a TIFF's
 declared nodata value or masked by its GDAL mask band. Complex images (SAR SLC) are read as the
-intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``.
+intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``, as displayed: an EXIF/TIFF Orientation
+tag (a camera held upright or upside down) is applied, as PIL's ``ImageOps.exif_transpose`` does.
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -122,10 +123,60 @@ def _probe(path: Path, full: bool) -> tuple[int, int, int]:
                         # The last row lives at the end of a striped file: reading it catches
                         # truncation for the price of one strip.
                         src.read(1, window=Window(0, src.height - 1, src.width, 1))
-                    return len(_colour_bands(src)), src.height, src.width
+                    h, w = src.height, src.width
+                    bands = len(_colour_bands(src))
             except Exception as exc:  # GDAL read errors come in several types
                 raise _Unreadable(_short(exc)) from None
+        return (bands, w, h) if _tiff_orientation(path) in _SWAPS_AXES else (bands, h, w)
     return _probe_pil(path, full)
+
+
+# EXIF/TIFF Orientation (tag 274) values that swap height and width (a camera held upright).
+_ORIENT_TAG = 0x0112
+_SWAPS_AXES = (5, 6, 7, 8)
+
+
+def _tiff_orientation(path: Path) -> int:
+    """The Orientation tag of a TIFF (1 when absent or unreadable): GDAL reads the stored grid and
+    ignores it, so the readers apply it themselves (PIL's header parse, no pixels decoded)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a huge TIFF's bomb warning is for the pixel read to report
+            with Image.open(path) as img:
+                return _header_orientation(img)
+    except Exception:  # not a TIFF PIL parses (e.g. BigTIFF, complex): GDAL's grid as stored
+        return 1
+
+
+def _header_orientation(img) -> int:
+    """The Orientation tag of an opened PIL image, from its header only (``getexif`` decodes a PNG
+    whose header has no eXIf chunk, looking for one after the pixels: not for a header probe)."""
+    from PIL import Image
+
+    if img.format == "TIFF":
+        return int(img.getexif().get(_ORIENT_TAG, 1))
+    raw = img.info.get("exif")
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    exif.load(raw)
+    return int(exif.get(_ORIENT_TAG, 1))
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """``(C, H, W)`` pixels as displayed for an Orientation tag, as PIL's ``ImageOps.exif_transpose``."""
+    flips = {
+        2: lambda a: a[..., ::-1],
+        3: lambda a: a[..., ::-1, ::-1],
+        4: lambda a: a[..., ::-1, :],
+        5: lambda a: a.swapaxes(-1, -2),  # PIL's TRANSPOSE
+        6: lambda a: np.rot90(a, -1, axes=(-2, -1)),  # ROTATE_270: a quarter turn clockwise
+        7: lambda a: a.swapaxes(-1, -2)[..., ::-1, ::-1],  # TRANSVERSE
+        8: lambda a: np.rot90(a, 1, axes=(-2, -1)),  # ROTATE_90: a quarter turn anticlockwise
+    }
+    return np.ascontiguousarray(flips[orientation](arr)) if orientation in flips else arr
 
 
 def _short(exc: BaseException) -> str:
@@ -142,6 +193,8 @@ def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     try:
         with Image.open(path) as img:
             w, h = img.size
+            if _header_orientation(img) in _SWAPS_AXES:
+                w, h = h, w  # read as displayed (see _read_pil)
             bands = _pil_bands(img.mode)
             if full:
                 img.load()
@@ -167,9 +220,12 @@ def _scale_and_fill(arr: np.ndarray, path: str) -> np.ndarray:
 
 
 def _read_pil(path: Path) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with Image.open(path) as img:
+        # As displayed: a camera JPEG held upright stores the sensor's landscape grid plus an
+        # Orientation tag, and was read lying on its side (and, not square, at another size).
+        ImageOps.exif_transpose(img, in_place=True)
         mode = img.mode
         if mode == "LA":
             img = img.convert("L")
@@ -218,6 +274,9 @@ def _read_raster(path: Path) -> np.ndarray | None:
                 masks = src.read_masks(bands) if any(masked) else None
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
+    orientation = _tiff_orientation(path)
+    arr = _orient(arr, orientation)
+    masks = None if masks is None else _orient(masks, orientation)
     if masks is not None or any(v is not None for v in nodata):
         # The GeoTIFF's declared fill value (e.g. -9999 or 0 off the swath) is no pixel: it was kept
         # as data, a -60 dB floor after --intensity db that skewed the per-image normalisation.

@@ -618,3 +618,33 @@ def test_preprocessing_converts_channels_as_the_readers_do(tmp_path):
     assert preprocess_batch(torch.rand(1, 4, 4, 4), {"channels": 3}).shape == (1, 3, 4, 4)
     with pytest.raises(InputError, match="size=0"):
         check_spec({"size": 0})
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_displayed(tmp_path, orientation):
+    """A camera image held upright is stored as the sensor's landscape grid plus an Orientation tag:
+    it was read lying on its side (a 20x40 JPEG of a portrait 40x20 view), and the header size
+    disagreed with the pixels. JPEG, PNG and TIFF are read as PIL's exif_transpose shows them."""
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 256, (20, 40), dtype=np.uint8)
+    stored[:4, :8] = 255  # a corner to tell the eight orientations apart
+    root = tmp_path / "cam"
+    for cls, ext in (("a", ".jpg"), ("b", ".png"), ("c", ".tif")):
+        img = Image.fromarray(stored)
+        exif = img.getexif()
+        exif[0x0112] = orientation
+        (root / cls).mkdir(parents=True)
+        img.save(root / cls / f"x{ext}", exif=exif, **({"quality": 100} if ext == ".jpg" else {}))
+    with Image.open(root / "b" / "x.png") as img:
+        shown = np.asarray(ImageOps.exif_transpose(img)) / 255.0
+    swapped = orientation >= 5
+    assert shown.shape == ((40, 20) if swapped else (20, 40))
+    np.testing.assert_allclose(read_image(root / "b" / "x.png")[0], shown, atol=1e-6)
+    np.testing.assert_allclose(read_image(root / "c" / "x.tif")[0], shown, atol=1e-6)  # GDAL's grid, turned
+    assert np.abs(read_image(root / "a" / "x.jpg")[0] - shown).mean() < 0.02  # JPEG: lossy, same place
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the headers give the displayed size: no "different sizes" resize
+        ds = ImageFolderDataset(root)
+    assert ds.size == shown.shape
