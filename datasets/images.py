@@ -19,6 +19,7 @@ image's finite median (an all-NaN image is an error), and so are the pixels equa
 declared nodata value or masked by its GDAL mask band. Complex images (SAR SLC) are read as the
 intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``, as displayed: an EXIF/TIFF Orientation
 tag (a camera held upright or upside down) is applied, as PIL's ``ImageOps.exif_transpose`` does.
+A palette TIFF is read as its colours (RGB; one band when every colour is grey, e.g. 1-bit).
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -124,7 +125,8 @@ def _probe(path: Path, full: bool) -> tuple[int, int, int]:
                         # truncation for the price of one strip.
                         src.read(1, window=Window(0, src.height - 1, src.width, 1))
                     h, w = src.height, src.width
-                    bands = len(_colour_bands(src))
+                    cmap = _palette(src)
+                    bands = len(_colour_bands(src)) if cmap is None else _palette_colours(cmap).shape[1]
             except Exception as exc:  # GDAL read errors come in several types
                 raise _Unreadable(_short(exc)) from None
         return (bands, w, h) if _tiff_orientation(path) in _SWAPS_AXES else (bands, h, w)
@@ -250,6 +252,27 @@ def _colour_bands(src) -> list[int]:
     return bands or list(range(1, src.count + 1))
 
 
+def _palette(src) -> dict | None:
+    """The colour table (index -> RGBA) of a one-band palette raster, else None."""
+    from rasterio.enums import ColorInterp
+
+    if src.count != 1 or src.colorinterp[0] != ColorInterp.palette:
+        return None
+    try:
+        return src.colormap(1)
+    except ValueError:  # declared palette without a table: the indices are all there is
+        return None
+
+
+def _palette_colours(cmap: dict) -> np.ndarray:
+    """``(K, C)`` uint8 colours of a colour table; C = 1 when every colour is grey (a 1-bit TIFF has
+    the table black, white), as PIL reads a 1-bit image as one band, else RGB (alpha dropped)."""
+    lut = np.zeros((max(cmap) + 1, 3), np.uint8)
+    for k, rgba in cmap.items():
+        lut[k] = rgba[:3]
+    return lut[:, :1] if (lut == lut[:, :1]).all() else lut
+
+
 def _read_raster(path: Path) -> np.ndarray | None:
     """All bands but alpha ``(C, H, W)``; None when GDAL cannot open the file (PIL may)."""
     import rasterio
@@ -272,8 +295,23 @@ def _read_raster(path: Path) -> np.ndarray | None:
                 masked = [MaskFlags.per_dataset in src.mask_flag_enums[b - 1]
                           and MaskFlags.alpha not in src.mask_flag_enums[b - 1] for b in bands]
                 masks = src.read_masks(bands) if any(masked) else None
+                cmap = _palette(src)
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
+    if cmap is not None:
+        # A palette TIFF stores colour-table indices, which were read as the pixels (/255: a 64-colour
+        # image came out as a dark grey ramp in [0, 0.25], a 1-bit one in [0, 1/255]). Its colours
+        # are the image, as PIL reads a palette PNG; missing indices (nodata, mask) in every colour.
+        idx = arr[0]
+        lut = _palette_colours(cmap)
+        if idx.size and idx.max() >= len(lut):  # indices past the table: black, as GDAL expands them
+            lut = np.concatenate([lut, np.zeros((int(idx.max()) + 1 - len(lut), lut.shape[1]), np.uint8)])
+        missing = np.zeros(idx.shape, bool) if nodata[0] is None else idx == nodata[0]
+        if masks is not None and masked[0]:
+            missing |= masks[0] == 0
+        arr = np.moveaxis(lut[idx], -1, 0)
+        nodata, masked = [None] * len(arr), [True] * len(arr)
+        masks = np.broadcast_to(np.where(missing, 0, 255).astype(np.uint8), arr.shape) if missing.any() else None
     orientation = _tiff_orientation(path)
     arr = _orient(arr, orientation)
     masks = None if masks is None else _orient(masks, orientation)

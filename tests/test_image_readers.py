@@ -648,3 +648,37 @@ def test_exif_orientation_is_applied_as_displayed(tmp_path, orientation):
         warnings.simplefilter("error")  # the headers give the displayed size: no "different sizes" resize
         ds = ImageFolderDataset(root)
     assert ds.size == shown.shape
+
+
+def test_palette_and_one_bit_tiffs_are_read_as_their_colours(tmp_path):
+    """A palette TIFF holds colour-table indices: they were read as the pixels (a 64-colour image
+    came out as one dark band in [0, 63/255], a 1-bit TIFF in [0, 1/255]). Now the colours, as PIL
+    reads the same image as PNG; a table of greys (1-bit: black, white) is one band."""
+    rng = np.random.default_rng(11)
+    g = rng.integers(0, 256, (16, 24), dtype=np.uint8)
+    rgb = np.dstack([g, 255 - g, np.full_like(g, 200)])
+    pal = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=64)
+    pal.save(tmp_path / "pal.tif")
+    pal.save(tmp_path / "pal.png")
+    colours = np.moveaxis(np.asarray(pal.convert("RGB")), -1, 0) / 255.0
+    np.testing.assert_allclose(read_image(tmp_path / "pal.tif"), colours, atol=1e-6)
+    np.testing.assert_allclose(read_image(tmp_path / "pal.tif"), read_image(tmp_path / "pal.png"))
+    bw = g > 128
+    Image.fromarray(bw).save(tmp_path / "bw.tif")  # PIL writes 1-bit; GDAL sees a black/white table
+    Image.fromarray(bw).save(tmp_path / "bw.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "bw.tif"), bw[None].astype(np.float32))
+    np.testing.assert_array_equal(read_image(tmp_path / "bw.tif"), read_image(tmp_path / "bw.png"))
+    for cls, name in (("a", "pal.tif"), ("b", "bw.tif")):
+        (tmp_path / "tree" / cls).mkdir(parents=True)
+        (tmp_path / name).rename(tmp_path / "tree" / cls / name)
+    with pytest.warns(UserWarning, match=r"1 of 1 band\(s\), 1 of 3 band\(s\)"):  # header bands = read bands
+        ds = ImageFolderDataset(tmp_path / "tree")
+    assert ds[0]["image"].shape == (3, 16, 24)
+    # a palette GeoTIFF's nodata index is missing in every colour (filled like NaN)
+    idx = np.array([[[0, 1], [2, 1]]], dtype=np.uint8)
+    write_tiff(tmp_path / "nd.tif", idx, nodata=0)
+    with rasterio.open(tmp_path / "nd.tif", "r+") as dst:
+        dst.write_colormap(1, {0: (255, 255, 255, 255), 1: (255, 0, 0, 255), 2: (0, 0, 255, 255)})
+    nd = read_image(tmp_path / "nd.tif")
+    np.testing.assert_allclose(nd[:, 0, 0], [0.0, 0.0, 0.0])  # not white: the image's median (3 of 9 are 1)
+    np.testing.assert_allclose(nd[:, 1, 0], [0.0, 0.0, 1.0])
