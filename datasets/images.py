@@ -19,7 +19,9 @@ image's finite median (an all-NaN image is an error), and so are the pixels equa
 declared nodata value or masked by its GDAL mask band. Complex images (SAR SLC) are read as the
 intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``, as displayed: an EXIF/TIFF Orientation
 tag (a camera held upright or upside down) is applied, as PIL's ``ImageOps.exif_transpose`` does.
-A palette TIFF is read as its colours (RGB; one band when every colour is grey, e.g. 1-bit).
+A palette TIFF is read as its colours (RGB; one band when every colour is grey, e.g. 1-bit); an
+unsigned TIFF with a declared bit depth (GDAL's ``NBITS``, e.g. 12-bit data in uint16) is divided by
+``2**NBITS - 1``.
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -296,6 +298,8 @@ def _read_raster(path: Path) -> np.ndarray | None:
                           and MaskFlags.alpha not in src.mask_flag_enums[b - 1] for b in bands]
                 masks = src.read_masks(bands) if any(masked) else None
                 cmap = _palette(src)
+                # 12-bit camera data (NBITS=12) is stored in uint16: 4095 is white, not 4095/65535
+                nbits = [src.tags(b, ns="IMAGE_STRUCTURE").get("NBITS") for b in bands]
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
     if cmap is not None:
@@ -315,18 +319,25 @@ def _read_raster(path: Path) -> np.ndarray | None:
     orientation = _tiff_orientation(path)
     arr = _orient(arr, orientation)
     masks = None if masks is None else _orient(masks, orientation)
+    out = pixels_to_float(arr)
+    if cmap is None and arr.dtype.kind == "u":
+        # unsigned ints to [0, 1] by the file's declared bit depth, not its storage type's
+        full = np.iinfo(arr.dtype).max
+        top = np.array([2.0 ** int(n) - 1 if n and n.isdigit() and 0 < int(n) < 8 * arr.itemsize else full
+                        for n in nbits], np.float32)
+        if (top != full).any():
+            out = arr.astype(np.float32) / top[:, None, None]
     if masks is not None or any(v is not None for v in nodata):
         # The GeoTIFF's declared fill value (e.g. -9999 or 0 off the swath) is no pixel: it was kept
         # as data, a -60 dB floor after --intensity db that skewed the per-image normalisation.
         # As NaN, it gets the median fill of every missing pixel.
-        out = pixels_to_float(arr).copy()
+        out = out.copy()
         for i, v in enumerate(nodata):
             if v is not None:
                 out[i][np.isnan(arr[i]) if np.isnan(v) else arr[i] == v] = np.nan
             if masks is not None and masked[i]:
                 out[i][masks[i] == 0] = np.nan
-        return out
-    return arr
+    return out
 
 
 def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:

@@ -682,3 +682,17 @@ def test_palette_and_one_bit_tiffs_are_read_as_their_colours(tmp_path):
     nd = read_image(tmp_path / "nd.tif")
     np.testing.assert_allclose(nd[:, 0, 0], [0.0, 0.0, 0.0])  # not white: the image's median (3 of 9 are 1)
     np.testing.assert_allclose(nd[:, 1, 0], [0.0, 0.0, 1.0])
+
+
+def test_tiff_declared_bit_depth_sets_the_range(tmp_path):
+    """12-bit camera data is stored in uint16 with NBITS=12: its white 4095 was read as 4095/65535 =
+    0.0625, every image of such a collection in [0, 0.0625]. Now by the declared depth, to [0, 1]."""
+    u12 = np.array([[[0, 4095], [2048, 1]]], dtype=np.uint16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "u12.tif", "w", driver="GTiff", count=1, dtype="uint16", height=2, width=2,
+                           nbits=12) as dst:
+            dst.write(u12)
+    np.testing.assert_allclose(read_image(tmp_path / "u12.tif"), u12 / 4095.0, rtol=1e-6)
+    write_tiff(tmp_path / "u16.tif", u12, georef=False)  # no NBITS: the 16-bit range, as before
+    np.testing.assert_allclose(read_image(tmp_path / "u16.tif"), u12 / 65535.0, rtol=1e-6)
