@@ -21,7 +21,7 @@ intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``, as displayed: an 
 tag (a camera held upright or upside down) is applied, as PIL's ``ImageOps.exif_transpose`` does.
 A palette TIFF is read as its colours (RGB; one band when every colour is grey, e.g. 1-bit); an
 unsigned TIFF with a declared bit depth (GDAL's ``NBITS``, e.g. 12-bit data in uint16) is divided by
-``2**NBITS - 1``.
+``2**NBITS - 1``; a MinIsWhite one (0 = white) is inverted, as PIL and viewers show it.
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -300,6 +300,9 @@ def _read_raster(path: Path) -> np.ndarray | None:
                 cmap = _palette(src)
                 # 12-bit camera data (NBITS=12) is stored in uint16: 4095 is white, not 4095/65535
                 nbits = [src.tags(b, ns="IMAGE_STRUCTURE").get("NBITS") for b in bands]
+                # PhotometricInterpretation=MinIsWhite (scanners, bilevel/fax TIFFs): 0 is white.
+                # GDAL hands out the stored values; PIL and viewers invert them.
+                white0 = src.tags(ns="IMAGE_STRUCTURE").get("MINISWHITE") == "YES"
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
     if cmap is not None:
@@ -327,6 +330,8 @@ def _read_raster(path: Path) -> np.ndarray | None:
                         for n in nbits], np.float32)
         if (top != full).any():
             out = arr.astype(np.float32) / top[:, None, None]
+        if white0:
+            out = 1 - out
     if masks is not None or any(v is not None for v in nodata):
         # The GeoTIFF's declared fill value (e.g. -9999 or 0 off the swath) is no pixel: it was kept
         # as data, a -60 dB floor after --intensity db that skewed the per-image normalisation.

@@ -696,3 +696,19 @@ def test_tiff_declared_bit_depth_sets_the_range(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "u12.tif"), u12 / 4095.0, rtol=1e-6)
     write_tiff(tmp_path / "u16.tif", u12, georef=False)  # no NBITS: the 16-bit range, as before
     np.testing.assert_allclose(read_image(tmp_path / "u16.tif"), u12 / 65535.0, rtol=1e-6)
+
+
+def test_min_is_white_tiff_is_read_as_displayed(tmp_path):
+    """A MinIsWhite TIFF (scanners: 0 is white) was read as stored, i.e. as its negative: a ramp
+    0..60 shown nearly white (PIL mean 0.88) read with mean 0.12. Now inverted, as PIL reads it."""
+    ramp = np.tile(np.linspace(0, 60, 16).astype(np.uint8), (8, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        for dtype in ("uint8", "uint16"):
+            with rasterio.open(tmp_path / f"w_{dtype}.tif", "w", driver="GTiff", count=1, dtype=dtype, height=8,
+                               width=16, photometric="MINISWHITE") as dst:
+                dst.write(ramp[None].astype(dtype))
+    with Image.open(tmp_path / "w_uint8.tif") as img:
+        shown = np.asarray(img) / 255.0
+    np.testing.assert_allclose(read_image(tmp_path / "w_uint8.tif")[0], shown, atol=1e-6)
+    np.testing.assert_allclose(read_image(tmp_path / "w_uint16.tif")[0], 1 - ramp / 65535.0, atol=1e-6)
