@@ -21,7 +21,9 @@ intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``, as displayed: an 
 tag (a camera held upright or upside down) is applied, as PIL's ``ImageOps.exif_transpose`` does.
 A palette TIFF is read as its colours (RGB; one band when every colour is grey, e.g. 1-bit); an
 unsigned TIFF with a declared bit depth (GDAL's ``NBITS``, e.g. 12-bit data in uint16) is divided by
-``2**NBITS - 1``; a MinIsWhite one (0 = white) is inverted, as PIL and viewers show it.
+``2**NBITS - 1``; a MinIsWhite one (0 = white) is inverted, as PIL and viewers show it. An image of
+more pixels than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 million;
+``None`` lifts it) is unreadable, whatever its format.
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -43,6 +45,7 @@ import os
 import re
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -120,6 +123,7 @@ def _probe(path: Path, full: bool) -> tuple[int, int, int]:
                     raise _Unreadable(_short(exc)) from None
             try:
                 with src:
+                    _check_pixels(src.width, src.height)
                     if full:
                         src.read()
                     else:
@@ -191,11 +195,45 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
+def _bomb_reason(pixels: int) -> str:
     from PIL import Image
 
+    return (f"image too large ({pixels} pixels, over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}: "
+            "raise PIL.Image.MAX_IMAGE_PIXELS to read it)")
+
+
+def _check_pixels(width: int, height: int) -> None:
+    """PIL's decompression-bomb limit, for the TIFFs GDAL reads too (a 600 kB deflated 20000 x 20000
+    TIFF was decoded to 1.6 GB of float32, for an image resized to the model's 128 x 128 anyway)."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+        raise _Unreadable(_bomb_reason(width * height))
+
+
+@contextmanager
+def _open_pil(path: Path):
+    """``PIL.Image.open`` whose decompression-bomb guard is an _Unreadable naming the size.
+
+    Over ``MAX_IMAGE_PIXELS`` PIL only warns (an error past twice that): a warning that names no
+    file, one per image (a folder of large scans flooded the terminal) and on every read, after
+    which the image was decoded all the same.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                yield img
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            n = re.search(r"\((\d+) pixels\)", str(exc))
+            raise _Unreadable(_bomb_reason(int(n.group(1))) if n else _short(exc)) from None
+
+
+def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     try:
-        with Image.open(path) as img:
+        with _open_pil(path) as img:
             w, h = img.size
             if _header_orientation(img) in _SWAPS_AXES:
                 w, h = h, w  # read as displayed (see _read_pil)
@@ -224,9 +262,9 @@ def _scale_and_fill(arr: np.ndarray, path: str) -> np.ndarray:
 
 
 def _read_pil(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    with Image.open(path) as img:
+    with _open_pil(path) as img:
         # As displayed: a camera JPEG held upright stores the sensor's landscape grid plus an
         # Orientation tag, and was read lying on its side (and, not square, at another size).
         ImageOps.exif_transpose(img, in_place=True)
@@ -288,6 +326,7 @@ def _read_raster(path: Path) -> np.ndarray | None:
             return None
         try:
             with src:
+                _check_pixels(src.width, src.height)
                 bands = _colour_bands(src)
                 arr = src.read(bands)
                 nodata = [src.nodatavals[b - 1] for b in bands]

@@ -712,3 +712,34 @@ def test_min_is_white_tiff_is_read_as_displayed(tmp_path):
         shown = np.asarray(img) / 255.0
     np.testing.assert_allclose(read_image(tmp_path / "w_uint8.tif")[0], shown, atol=1e-6)
     np.testing.assert_allclose(read_image(tmp_path / "w_uint16.tif")[0], 1 - ramp / 65535.0, atol=1e-6)
+
+
+def test_images_over_the_decompression_bomb_limit_are_refused_by_name(tmp_path, monkeypatch):
+    """Over PIL's MAX_IMAGE_PIXELS an image gave a DecompressionBombWarning naming no file, one per
+    image and per read (the CLI printed each), and was decoded anyway; GDAL read TIFFs of any size.
+    Now it is an unreadable file with the reason (skipped with the others, or the error), for every
+    format; MAX_IMAGE_PIXELS = None lifts the limit. The limit is lowered so the files stay tiny."""
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)
+    root = tmp_path / "big"
+    write_png(root / "a" / "small.png", np.zeros((20, 20), np.uint8))
+    write_png(root / "b" / "small.png", np.zeros((20, 20), np.uint8))
+    write_png(root / "a" / "over.png", np.zeros((30, 40), np.uint8))  # 1200 px: PIL warns
+    write_png(root / "a" / "far.jpg", np.zeros((50, 50), np.uint8))  # 2500 px: PIL raises
+    write_tiff(root / "b" / "over.tif", np.zeros((1, 30, 40), np.uint8), georef=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        with pytest.warns(UserWarning, match="skipped 3 unreadable") as rec:
+            ds = ImageFolderDataset(root)
+        with pytest.raises(InputError, match=r"over\.png: cannot read image \(image too large \(1200 pixels, over "
+                                             r"the decompression-bomb limit of 1000: raise PIL\.Image\.MAX_IMAGE_P"):
+            read_image(root / "a" / "over.png")
+        with pytest.raises(InputError, match=r"over\.tif: .*image too large \(1200 pixels"):
+            read_image(root / "b" / "over.tif")
+    assert sorted(p.name for p in ds.skipped) == ["far.jpg", "over.png", "over.tif"]
+    assert ds.skip_reasons[str(root / "a" / "far.jpg")].startswith("image too large (2500 pixels")
+    assert len(rec) == 1 and len(ds) == 2
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", None)
+    assert read_image(root / "a" / "far.jpg").shape == (1, 50, 50)
+    assert read_image(root / "b" / "over.tif").shape == (1, 30, 40)
