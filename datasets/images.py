@@ -23,7 +23,9 @@ A palette TIFF is read as its colours (RGB; one band when every colour is grey, 
 unsigned TIFF with a declared bit depth (GDAL's ``NBITS``, e.g. 12-bit data in uint16) is divided by
 ``2**NBITS - 1``; a MinIsWhite one (0 = white) is inverted, as PIL and viewers show it. An image of
 more pixels than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 million;
-``None`` lifts it) is unreadable, whatever its format.
+``None`` lifts it) is unreadable, whatever its format; so is a file of several frames (multi-page
+TIFF, animated GIF or PNG), rather than read as its first frame without a word (a phone's MPO JPEG
+is one picture).
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -124,6 +126,7 @@ def _probe(path: Path, full: bool) -> tuple[int, int, int]:
             try:
                 with src:
                     _check_pixels(src.width, src.height)
+                    _check_frames(_gdal_pages(src), "a TIFF")
                     if full:
                         src.read()
                     else:
@@ -211,6 +214,24 @@ def _check_pixels(width: int, height: int) -> None:
         raise _Unreadable(_bomb_reason(width * height))
 
 
+def _check_frames(frames: int, what: str) -> None:
+    """One image per file: a stack (multi-page TIFF, animated GIF/PNG) is refused, not cut to its first
+    frame without a word (which frame is "the" image, and are the others samples, is the user's call)."""
+    if frames > 1:
+        raise _Unreadable(f"{what} of {frames} frames: one image per file is read (save each frame as a file)")
+
+
+def _gdal_pages(src) -> int:
+    """Pages of a multi-page TIFF as GDAL lists them (reduced-resolution overviews and masks are not pages)."""
+    names = src.tags(ns="SUBDATASETS")
+    return sum(1 for k, v in names.items() if k.endswith("_NAME") and v.startswith("GTIFF_DIR:")) or 1
+
+
+def _pil_frames(img) -> int:
+    # An MPO (a phone's JPEG with a depth map or preview after it) is one picture: its first frame.
+    return 1 if img.format == "MPO" else int(getattr(img, "n_frames", 1))
+
+
 @contextmanager
 def _open_pil(path: Path):
     """``PIL.Image.open`` whose decompression-bomb guard is an _Unreadable naming the size.
@@ -234,6 +255,7 @@ def _open_pil(path: Path):
 def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     try:
         with _open_pil(path) as img:
+            _check_frames(_pil_frames(img), f"a {img.format} image")
             w, h = img.size
             if _header_orientation(img) in _SWAPS_AXES:
                 w, h = h, w  # read as displayed (see _read_pil)
@@ -265,6 +287,7 @@ def _read_pil(path: Path) -> np.ndarray:
     from PIL import ImageOps
 
     with _open_pil(path) as img:
+        _check_frames(_pil_frames(img), f"a {img.format} image")
         # As displayed: a camera JPEG held upright stores the sensor's landscape grid plus an
         # Orientation tag, and was read lying on its side (and, not square, at another size).
         ImageOps.exif_transpose(img, in_place=True)
@@ -327,6 +350,7 @@ def _read_raster(path: Path) -> np.ndarray | None:
         try:
             with src:
                 _check_pixels(src.width, src.height)
+                _check_frames(_gdal_pages(src), "a TIFF")
                 bands = _colour_bands(src)
                 arr = src.read(bands)
                 nodata = [src.nodatavals[b - 1] for b in bands]

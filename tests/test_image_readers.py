@@ -743,3 +743,31 @@ def test_images_over_the_decompression_bomb_limit_are_refused_by_name(tmp_path, 
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", None)
     assert read_image(root / "a" / "far.jpg").shape == (1, 50, 50)
     assert read_image(root / "b" / "over.tif").shape == (1, 30, 40)
+
+
+def test_multi_frame_files_are_refused_not_cut_to_their_first_frame(tmp_path):
+    """A multi-page TIFF or an animated GIF/PNG was read as its first frame without a word (a stack
+    of 2 read as the first alone). It is now an unreadable file with the reason; a TIFF whose extra
+    directories are overviews or a mask is one image."""
+    from rasterio.enums import Resampling
+
+    root = tmp_path / "stacks"
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (10, 200, 90)]
+    for cls, name in (("a", "s.tif"), ("a", "s.gif"), ("b", "s.png")):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        frames[0].save(root / cls / name, save_all=True, append_images=frames[1:])
+    write_png(root / "a" / "one.png", np.zeros((8, 8), np.uint8))
+    write_png(root / "b" / "one.png", np.zeros((8, 8), np.uint8))
+    with pytest.warns(UserWarning, match=r"skipped 3 unreadable.*s\.gif \(a GIF image of 3 frames: one image per "
+                                         r"file is read \(save each frame as a file\)\), s\.tif \(a TIFF of 3 frames"):
+        ds = ImageFolderDataset(root)
+    assert len(ds) == 2
+    for name in ("a/s.tif", "a/s.gif", "b/s.png"):
+        with pytest.raises(InputError, match="of 3 frames"):
+            read_image(root / name)
+    ov = np.arange(64 * 64, dtype=np.float32).reshape(1, 64, 64)
+    write_tiff(tmp_path / "ov.tif", ov)
+    with rasterio.open(tmp_path / "ov.tif", "r+") as dst:
+        dst.build_overviews([2, 4], Resampling.average)
+        dst.write_mask(np.ones((64, 64), np.uint8) * 255)
+    np.testing.assert_array_equal(read_image(tmp_path / "ov.tif"), ov)
