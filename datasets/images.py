@@ -17,7 +17,15 @@ Pixels: unsigned-integer images are divided by their type's maximum (to [0, 1]);
 float images (e.g. linear SAR intensities) are kept as stored; non-finite pixels are replaced by the
 image's finite median (an all-NaN image is an error), and so are the pixels equal to a TIFF's
 declared nodata value or masked by its GDAL mask band. Complex images (SAR SLC) are read as the
-intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``.
+intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``, as displayed: an EXIF/TIFF Orientation
+tag (a camera held upright or upside down) is applied, as PIL's ``ImageOps.exif_transpose`` does.
+A palette TIFF is read as its colours (RGB; one band when every colour is grey, e.g. 1-bit); an
+unsigned TIFF with a declared bit depth (GDAL's ``NBITS``, e.g. 12-bit data in uint16) is divided by
+``2**NBITS - 1``; a MinIsWhite one (0 = white) is inverted, as PIL and viewers show it. An image of
+more pixels than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 million;
+``None`` lifts it) is unreadable, whatever its format; so is a file of several frames (multi-page
+TIFF, animated GIF or PNG), rather than read as its first frame without a word (a phone's MPO JPEG
+is one picture).
 
 Readability: every file's header is opened at construction (``verify="header"``: cheap, catches
 non-image and corrupt-header files, for PNG bad chunk checksums and truncation, for TIFF truncation
@@ -39,6 +47,7 @@ import os
 import re
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -116,16 +125,69 @@ def _probe(path: Path, full: bool) -> tuple[int, int, int]:
                     raise _Unreadable(_short(exc)) from None
             try:
                 with src:
+                    _check_pixels(src.width, src.height)
+                    _check_frames(_gdal_pages(src), "a TIFF")
                     if full:
                         src.read()
                     else:
                         # The last row lives at the end of a striped file: reading it catches
                         # truncation for the price of one strip.
                         src.read(1, window=Window(0, src.height - 1, src.width, 1))
-                    return len(_colour_bands(src)), src.height, src.width
+                    h, w = src.height, src.width
+                    cmap = _palette(src)
+                    bands = len(_colour_bands(src)) if cmap is None else _palette_colours(cmap).shape[1]
             except Exception as exc:  # GDAL read errors come in several types
                 raise _Unreadable(_short(exc)) from None
+        return (bands, w, h) if _tiff_orientation(path) in _SWAPS_AXES else (bands, h, w)
     return _probe_pil(path, full)
+
+
+# EXIF/TIFF Orientation (tag 274) values that swap height and width (a camera held upright).
+_ORIENT_TAG = 0x0112
+_SWAPS_AXES = (5, 6, 7, 8)
+
+
+def _tiff_orientation(path: Path) -> int:
+    """The Orientation tag of a TIFF (1 when absent or unreadable): GDAL reads the stored grid and
+    ignores it, so the readers apply it themselves (PIL's header parse, no pixels decoded)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a huge TIFF's bomb warning is for the pixel read to report
+            with Image.open(path) as img:
+                return _header_orientation(img)
+    except Exception:  # not a TIFF PIL parses (e.g. BigTIFF, complex): GDAL's grid as stored
+        return 1
+
+
+def _header_orientation(img) -> int:
+    """The Orientation tag of an opened PIL image, from its header only (``getexif`` decodes a PNG
+    whose header has no eXIf chunk, looking for one after the pixels: not for a header probe)."""
+    from PIL import Image
+
+    if img.format == "TIFF":
+        return int(img.getexif().get(_ORIENT_TAG, 1))
+    raw = img.info.get("exif")
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    exif.load(raw)
+    return int(exif.get(_ORIENT_TAG, 1))
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """``(C, H, W)`` pixels as displayed for an Orientation tag, as PIL's ``ImageOps.exif_transpose``."""
+    flips = {
+        2: lambda a: a[..., ::-1],
+        3: lambda a: a[..., ::-1, ::-1],
+        4: lambda a: a[..., ::-1, :],
+        5: lambda a: a.swapaxes(-1, -2),  # PIL's TRANSPOSE
+        6: lambda a: np.rot90(a, -1, axes=(-2, -1)),  # ROTATE_270: a quarter turn clockwise
+        7: lambda a: a.swapaxes(-1, -2)[..., ::-1, ::-1],  # TRANSVERSE
+        8: lambda a: np.rot90(a, 1, axes=(-2, -1)),  # ROTATE_90: a quarter turn anticlockwise
+    }
+    return np.ascontiguousarray(flips[orientation](arr)) if orientation in flips else arr
 
 
 def _short(exc: BaseException) -> str:
@@ -136,12 +198,67 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
+def _bomb_reason(pixels: int) -> str:
     from PIL import Image
 
+    return (f"image too large ({pixels} pixels, over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}: "
+            "raise PIL.Image.MAX_IMAGE_PIXELS to read it)")
+
+
+def _check_pixels(width: int, height: int) -> None:
+    """PIL's decompression-bomb limit, for the TIFFs GDAL reads too (a 600 kB deflated 20000 x 20000
+    TIFF was decoded to 1.6 GB of float32, for an image resized to the model's 128 x 128 anyway)."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+        raise _Unreadable(_bomb_reason(width * height))
+
+
+def _check_frames(frames: int, what: str) -> None:
+    """One image per file: a stack (multi-page TIFF, animated GIF/PNG) is refused, not cut to its first
+    frame without a word (which frame is "the" image, and are the others samples, is the user's call)."""
+    if frames > 1:
+        raise _Unreadable(f"{what} of {frames} frames: one image per file is read (save each frame as a file)")
+
+
+def _gdal_pages(src) -> int:
+    """Pages of a multi-page TIFF as GDAL lists them (reduced-resolution overviews and masks are not pages)."""
+    names = src.tags(ns="SUBDATASETS")
+    return sum(1 for k, v in names.items() if k.endswith("_NAME") and v.startswith("GTIFF_DIR:")) or 1
+
+
+def _pil_frames(img) -> int:
+    # An MPO (a phone's JPEG with a depth map or preview after it) is one picture: its first frame.
+    return 1 if img.format == "MPO" else int(getattr(img, "n_frames", 1))
+
+
+@contextmanager
+def _open_pil(path: Path):
+    """``PIL.Image.open`` whose decompression-bomb guard is an _Unreadable naming the size.
+
+    Over ``MAX_IMAGE_PIXELS`` PIL only warns (an error past twice that): a warning that names no
+    file, one per image (a folder of large scans flooded the terminal) and on every read, after
+    which the image was decoded all the same.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                yield img
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            n = re.search(r"\((\d+) pixels\)", str(exc))
+            raise _Unreadable(_bomb_reason(int(n.group(1))) if n else _short(exc)) from None
+
+
+def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     try:
-        with Image.open(path) as img:
+        with _open_pil(path) as img:
+            _check_frames(_pil_frames(img), f"a {img.format} image")
             w, h = img.size
+            if _header_orientation(img) in _SWAPS_AXES:
+                w, h = h, w  # read as displayed (see _read_pil)
             bands = _pil_bands(img.mode)
             if full:
                 img.load()
@@ -167,9 +284,13 @@ def _scale_and_fill(arr: np.ndarray, path: str) -> np.ndarray:
 
 
 def _read_pil(path: Path) -> np.ndarray:
-    from PIL import Image
+    from PIL import ImageOps
 
-    with Image.open(path) as img:
+    with _open_pil(path) as img:
+        _check_frames(_pil_frames(img), f"a {img.format} image")
+        # As displayed: a camera JPEG held upright stores the sensor's landscape grid plus an
+        # Orientation tag, and was read lying on its side (and, not square, at another size).
+        ImageOps.exif_transpose(img, in_place=True)
         mode = img.mode
         if mode == "LA":
             img = img.convert("L")
@@ -194,6 +315,27 @@ def _colour_bands(src) -> list[int]:
     return bands or list(range(1, src.count + 1))
 
 
+def _palette(src) -> dict | None:
+    """The colour table (index -> RGBA) of a one-band palette raster, else None."""
+    from rasterio.enums import ColorInterp
+
+    if src.count != 1 or src.colorinterp[0] != ColorInterp.palette:
+        return None
+    try:
+        return src.colormap(1)
+    except ValueError:  # declared palette without a table: the indices are all there is
+        return None
+
+
+def _palette_colours(cmap: dict) -> np.ndarray:
+    """``(K, C)`` uint8 colours of a colour table; C = 1 when every colour is grey (a 1-bit TIFF has
+    the table black, white), as PIL reads a 1-bit image as one band, else RGB (alpha dropped)."""
+    lut = np.zeros((max(cmap) + 1, 3), np.uint8)
+    for k, rgba in cmap.items():
+        lut[k] = rgba[:3]
+    return lut[:, :1] if (lut == lut[:, :1]).all() else lut
+
+
 def _read_raster(path: Path) -> np.ndarray | None:
     """All bands but alpha ``(C, H, W)``; None when GDAL cannot open the file (PIL may)."""
     import rasterio
@@ -207,6 +349,8 @@ def _read_raster(path: Path) -> np.ndarray | None:
             return None
         try:
             with src:
+                _check_pixels(src.width, src.height)
+                _check_frames(_gdal_pages(src), "a TIFF")
                 bands = _colour_bands(src)
                 arr = src.read(bands)
                 nodata = [src.nodatavals[b - 1] for b in bands]
@@ -216,20 +360,52 @@ def _read_raster(path: Path) -> np.ndarray | None:
                 masked = [MaskFlags.per_dataset in src.mask_flag_enums[b - 1]
                           and MaskFlags.alpha not in src.mask_flag_enums[b - 1] for b in bands]
                 masks = src.read_masks(bands) if any(masked) else None
+                cmap = _palette(src)
+                # 12-bit camera data (NBITS=12) is stored in uint16: 4095 is white, not 4095/65535
+                nbits = [src.tags(b, ns="IMAGE_STRUCTURE").get("NBITS") for b in bands]
+                # PhotometricInterpretation=MinIsWhite (scanners, bilevel/fax TIFFs): 0 is white.
+                # GDAL hands out the stored values; PIL and viewers invert them.
+                white0 = src.tags(ns="IMAGE_STRUCTURE").get("MINISWHITE") == "YES"
         except Exception as exc:
             raise _Unreadable(_short(exc)) from None
+    if cmap is not None:
+        # A palette TIFF stores colour-table indices, which were read as the pixels (/255: a 64-colour
+        # image came out as a dark grey ramp in [0, 0.25], a 1-bit one in [0, 1/255]). Its colours
+        # are the image, as PIL reads a palette PNG; missing indices (nodata, mask) in every colour.
+        idx = arr[0]
+        lut = _palette_colours(cmap)
+        if idx.size and idx.max() >= len(lut):  # indices past the table: black, as GDAL expands them
+            lut = np.concatenate([lut, np.zeros((int(idx.max()) + 1 - len(lut), lut.shape[1]), np.uint8)])
+        missing = np.zeros(idx.shape, bool) if nodata[0] is None else idx == nodata[0]
+        if masks is not None and masked[0]:
+            missing |= masks[0] == 0
+        arr = np.moveaxis(lut[idx], -1, 0)
+        nodata, masked = [None] * len(arr), [True] * len(arr)
+        masks = np.broadcast_to(np.where(missing, 0, 255).astype(np.uint8), arr.shape) if missing.any() else None
+    orientation = _tiff_orientation(path)
+    arr = _orient(arr, orientation)
+    masks = None if masks is None else _orient(masks, orientation)
+    out = pixels_to_float(arr)
+    if cmap is None and arr.dtype.kind == "u":
+        # unsigned ints to [0, 1] by the file's declared bit depth, not its storage type's
+        full = np.iinfo(arr.dtype).max
+        top = np.array([2.0 ** int(n) - 1 if n and n.isdigit() and 0 < int(n) < 8 * arr.itemsize else full
+                        for n in nbits], np.float32)
+        if (top != full).any():
+            out = arr.astype(np.float32) / top[:, None, None]
+        if white0:
+            out = 1 - out
     if masks is not None or any(v is not None for v in nodata):
         # The GeoTIFF's declared fill value (e.g. -9999 or 0 off the swath) is no pixel: it was kept
         # as data, a -60 dB floor after --intensity db that skewed the per-image normalisation.
         # As NaN, it gets the median fill of every missing pixel.
-        out = pixels_to_float(arr).copy()
+        out = out.copy()
         for i, v in enumerate(nodata):
             if v is not None:
                 out[i][np.isnan(arr[i]) if np.isnan(v) else arr[i] == v] = np.nan
             if masks is not None and masked[i]:
                 out[i][masks[i] == 0] = np.nan
-        return out
-    return arr
+    return out
 
 
 def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:

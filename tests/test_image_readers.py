@@ -618,3 +618,156 @@ def test_preprocessing_converts_channels_as_the_readers_do(tmp_path):
     assert preprocess_batch(torch.rand(1, 4, 4, 4), {"channels": 3}).shape == (1, 3, 4, 4)
     with pytest.raises(InputError, match="size=0"):
         check_spec({"size": 0})
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_displayed(tmp_path, orientation):
+    """A camera image held upright is stored as the sensor's landscape grid plus an Orientation tag:
+    it was read lying on its side (a 20x40 JPEG of a portrait 40x20 view), and the header size
+    disagreed with the pixels. JPEG, PNG and TIFF are read as PIL's exif_transpose shows them."""
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 256, (20, 40), dtype=np.uint8)
+    stored[:4, :8] = 255  # a corner to tell the eight orientations apart
+    root = tmp_path / "cam"
+    for cls, ext in (("a", ".jpg"), ("b", ".png"), ("c", ".tif")):
+        img = Image.fromarray(stored)
+        exif = img.getexif()
+        exif[0x0112] = orientation
+        (root / cls).mkdir(parents=True)
+        img.save(root / cls / f"x{ext}", exif=exif, **({"quality": 100} if ext == ".jpg" else {}))
+    with Image.open(root / "b" / "x.png") as img:
+        shown = np.asarray(ImageOps.exif_transpose(img)) / 255.0
+    swapped = orientation >= 5
+    assert shown.shape == ((40, 20) if swapped else (20, 40))
+    np.testing.assert_allclose(read_image(root / "b" / "x.png")[0], shown, atol=1e-6)
+    np.testing.assert_allclose(read_image(root / "c" / "x.tif")[0], shown, atol=1e-6)  # GDAL's grid, turned
+    assert np.abs(read_image(root / "a" / "x.jpg")[0] - shown).mean() < 0.02  # JPEG: lossy, same place
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the headers give the displayed size: no "different sizes" resize
+        ds = ImageFolderDataset(root)
+    assert ds.size == shown.shape
+
+
+def test_palette_and_one_bit_tiffs_are_read_as_their_colours(tmp_path):
+    """A palette TIFF holds colour-table indices: they were read as the pixels (a 64-colour image
+    came out as one dark band in [0, 63/255], a 1-bit TIFF in [0, 1/255]). Now the colours, as PIL
+    reads the same image as PNG; a table of greys (1-bit: black, white) is one band."""
+    rng = np.random.default_rng(11)
+    g = rng.integers(0, 256, (16, 24), dtype=np.uint8)
+    rgb = np.dstack([g, 255 - g, np.full_like(g, 200)])
+    pal = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=64)
+    pal.save(tmp_path / "pal.tif")
+    pal.save(tmp_path / "pal.png")
+    colours = np.moveaxis(np.asarray(pal.convert("RGB")), -1, 0) / 255.0
+    np.testing.assert_allclose(read_image(tmp_path / "pal.tif"), colours, atol=1e-6)
+    np.testing.assert_allclose(read_image(tmp_path / "pal.tif"), read_image(tmp_path / "pal.png"))
+    bw = g > 128
+    Image.fromarray(bw).save(tmp_path / "bw.tif")  # PIL writes 1-bit; GDAL sees a black/white table
+    Image.fromarray(bw).save(tmp_path / "bw.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "bw.tif"), bw[None].astype(np.float32))
+    np.testing.assert_array_equal(read_image(tmp_path / "bw.tif"), read_image(tmp_path / "bw.png"))
+    for cls, name in (("a", "pal.tif"), ("b", "bw.tif")):
+        (tmp_path / "tree" / cls).mkdir(parents=True)
+        (tmp_path / name).rename(tmp_path / "tree" / cls / name)
+    with pytest.warns(UserWarning, match=r"1 of 1 band\(s\), 1 of 3 band\(s\)"):  # header bands = read bands
+        ds = ImageFolderDataset(tmp_path / "tree")
+    assert ds[0]["image"].shape == (3, 16, 24)
+    # a palette GeoTIFF's nodata index is missing in every colour (filled like NaN)
+    idx = np.array([[[0, 1], [2, 1]]], dtype=np.uint8)
+    write_tiff(tmp_path / "nd.tif", idx, nodata=0)
+    with rasterio.open(tmp_path / "nd.tif", "r+") as dst:
+        dst.write_colormap(1, {0: (255, 255, 255, 255), 1: (255, 0, 0, 255), 2: (0, 0, 255, 255)})
+    nd = read_image(tmp_path / "nd.tif")
+    np.testing.assert_allclose(nd[:, 0, 0], [0.0, 0.0, 0.0])  # not white: the image's median (3 of 9 are 1)
+    np.testing.assert_allclose(nd[:, 1, 0], [0.0, 0.0, 1.0])
+
+
+def test_tiff_declared_bit_depth_sets_the_range(tmp_path):
+    """12-bit camera data is stored in uint16 with NBITS=12: its white 4095 was read as 4095/65535 =
+    0.0625, every image of such a collection in [0, 0.0625]. Now by the declared depth, to [0, 1]."""
+    u12 = np.array([[[0, 4095], [2048, 1]]], dtype=np.uint16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "u12.tif", "w", driver="GTiff", count=1, dtype="uint16", height=2, width=2,
+                           nbits=12) as dst:
+            dst.write(u12)
+    np.testing.assert_allclose(read_image(tmp_path / "u12.tif"), u12 / 4095.0, rtol=1e-6)
+    write_tiff(tmp_path / "u16.tif", u12, georef=False)  # no NBITS: the 16-bit range, as before
+    np.testing.assert_allclose(read_image(tmp_path / "u16.tif"), u12 / 65535.0, rtol=1e-6)
+
+
+def test_min_is_white_tiff_is_read_as_displayed(tmp_path):
+    """A MinIsWhite TIFF (scanners: 0 is white) was read as stored, i.e. as its negative: a ramp
+    0..60 shown nearly white (PIL mean 0.88) read with mean 0.12. Now inverted, as PIL reads it."""
+    ramp = np.tile(np.linspace(0, 60, 16).astype(np.uint8), (8, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        for dtype in ("uint8", "uint16"):
+            with rasterio.open(tmp_path / f"w_{dtype}.tif", "w", driver="GTiff", count=1, dtype=dtype, height=8,
+                               width=16, photometric="MINISWHITE") as dst:
+                dst.write(ramp[None].astype(dtype))
+    with Image.open(tmp_path / "w_uint8.tif") as img:
+        shown = np.asarray(img) / 255.0
+    np.testing.assert_allclose(read_image(tmp_path / "w_uint8.tif")[0], shown, atol=1e-6)
+    np.testing.assert_allclose(read_image(tmp_path / "w_uint16.tif")[0], 1 - ramp / 65535.0, atol=1e-6)
+
+
+def test_images_over_the_decompression_bomb_limit_are_refused_by_name(tmp_path, monkeypatch):
+    """Over PIL's MAX_IMAGE_PIXELS an image gave a DecompressionBombWarning naming no file, one per
+    image and per read (the CLI printed each), and was decoded anyway; GDAL read TIFFs of any size.
+    Now it is an unreadable file with the reason (skipped with the others, or the error), for every
+    format; MAX_IMAGE_PIXELS = None lifts the limit. The limit is lowered so the files stay tiny."""
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)
+    root = tmp_path / "big"
+    write_png(root / "a" / "small.png", np.zeros((20, 20), np.uint8))
+    write_png(root / "b" / "small.png", np.zeros((20, 20), np.uint8))
+    write_png(root / "a" / "over.png", np.zeros((30, 40), np.uint8))  # 1200 px: PIL warns
+    write_png(root / "a" / "far.jpg", np.zeros((50, 50), np.uint8))  # 2500 px: PIL raises
+    write_tiff(root / "b" / "over.tif", np.zeros((1, 30, 40), np.uint8), georef=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        with pytest.warns(UserWarning, match="skipped 3 unreadable") as rec:
+            ds = ImageFolderDataset(root)
+        with pytest.raises(InputError, match=r"over\.png: cannot read image \(image too large \(1200 pixels, over "
+                                             r"the decompression-bomb limit of 1000: raise PIL\.Image\.MAX_IMAGE_P"):
+            read_image(root / "a" / "over.png")
+        with pytest.raises(InputError, match=r"over\.tif: .*image too large \(1200 pixels"):
+            read_image(root / "b" / "over.tif")
+    assert sorted(p.name for p in ds.skipped) == ["far.jpg", "over.png", "over.tif"]
+    assert ds.skip_reasons[str(root / "a" / "far.jpg")].startswith("image too large (2500 pixels")
+    assert len(rec) == 1 and len(ds) == 2
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", None)
+    assert read_image(root / "a" / "far.jpg").shape == (1, 50, 50)
+    assert read_image(root / "b" / "over.tif").shape == (1, 30, 40)
+
+
+def test_multi_frame_files_are_refused_not_cut_to_their_first_frame(tmp_path):
+    """A multi-page TIFF or an animated GIF/PNG was read as its first frame without a word (a stack
+    of 2 read as the first alone). It is now an unreadable file with the reason; a TIFF whose extra
+    directories are overviews or a mask is one image."""
+    from rasterio.enums import Resampling
+
+    root = tmp_path / "stacks"
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (10, 200, 90)]
+    for cls, name in (("a", "s.tif"), ("a", "s.gif"), ("b", "s.png")):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        frames[0].save(root / cls / name, save_all=True, append_images=frames[1:])
+    write_png(root / "a" / "one.png", np.zeros((8, 8), np.uint8))
+    write_png(root / "b" / "one.png", np.zeros((8, 8), np.uint8))
+    with pytest.warns(UserWarning, match=r"skipped 3 unreadable.*s\.gif \(a GIF image of 3 frames: one image per "
+                                         r"file is read \(save each frame as a file\)\), s\.tif \(a TIFF of 3 frames"):
+        ds = ImageFolderDataset(root)
+    assert len(ds) == 2
+    for name in ("a/s.tif", "a/s.gif", "b/s.png"):
+        with pytest.raises(InputError, match="of 3 frames"):
+            read_image(root / name)
+    ov = np.arange(64 * 64, dtype=np.float32).reshape(1, 64, 64)
+    write_tiff(tmp_path / "ov.tif", ov)
+    with rasterio.open(tmp_path / "ov.tif", "r+") as dst:
+        dst.build_overviews([2, 4], Resampling.average)
+        dst.write_mask(np.ones((64, 64), np.uint8) * 255)
+    np.testing.assert_array_equal(read_image(tmp_path / "ov.tif"), ov)
