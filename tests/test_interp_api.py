@@ -384,3 +384,36 @@ def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_pa
         assert main(["interpolate", str(src), "--method", "climatology", "--quiet", *extra, "-o", str(out)]) == 0
         with xr.open_dataset(out) as ds:
             assert not [k for k in ds["sst"].attrs if k.startswith("val_")], extra
+
+
+def test_packed_and_out_of_range_values_are_missing_from_python_too(cube, tmp_path):
+    """`oceandl interpolate` decodes a GHRSST-style int16 variable (scale_factor, add_offset,
+    _FillValue) and masks values beyond valid_min/valid_max; oceandl.interpolate and eof on the
+    same variable opened with mask_and_scale=False fitted the -32768 fills as data (fills of
+    -32768, means 355 K off), and a -999 sentinel below valid_min, opened normally, was kept
+    and averaged in. Both now give what the file reader gives, without the valid range attrs."""
+    from oceandl.interp.eof import eof
+    from oceandl.io import open_field
+
+    packing = {"dtype": "int16", "scale_factor": 0.01, "add_offset": 273.15, "_FillValue": -32768}
+
+    def packed(da, name):  # written as GHRSST L4 does, read back undecoded
+        da.to_dataset(name="analysed_sst").to_netcdf(tmp_path / name, encoding={"analysed_sst": packing})
+        return xr.open_dataset(tmp_path / name, mask_and_scale=False)["analysed_sst"]
+
+    gappy = (cube[0] + 273.15).assign_attrs(units="kelvin", valid_min=-2000, valid_max=4000)  # 253.15..313.15 K
+    raw = packed(gappy, "gappy.nc")
+    assert raw.dtype == np.int16 and (raw == -32768).any()
+    ref = interpolate(open_field(tmp_path / "gappy.nc"), "climatology")
+    for da in (raw, raw.to_dataset()):
+        out = interpolate(da, "climatology")
+        np.testing.assert_allclose(out.values, ref.values, atol=1e-9)
+        assert not {"_FillValue", "scale_factor", "valid_min"} & set(out.attrs) and out.attrs["units"] == "kelvin"
+    full = ref.fillna(300.0).where(ref.notnull())  # land stays missing: -32768 once packed
+    np.testing.assert_allclose(eof(packed(full, "full.nc"), n_modes=2).eigenvalues.values,
+                               eof(open_field(tmp_path / "full.nc"), n_modes=2).eigenvalues.values, rtol=1e-6)
+
+    sentinel = cube[0].fillna(-999.0).assign_attrs(valid_min=-5.0, valid_max=45.0)
+    out = interpolate(sentinel, "climatology")
+    np.testing.assert_allclose(out.values, interpolate(cube[0], "climatology").values)
+    assert "valid_min" not in out.attrs

@@ -17,9 +17,9 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError, OceanDLError
+from oceandl.errors import InputError, OceanDLError, one_line
 
-__all__ = ["Interpolator", "canonical_dims", "as_dataarray", "append_history", "oceandl_version"]
+__all__ = ["Interpolator", "canonical_dims", "as_dataarray", "cf_masked", "append_history", "oceandl_version"]
 
 # Lower-case dimension names recognised for each role.
 _ALIASES = {
@@ -72,11 +72,11 @@ def as_dataarray(obj, what: str = "input") -> xr.DataArray:
         For other types, or a Dataset with several variables.
     """
     if isinstance(obj, xr.DataArray):
-        return obj
+        return cf_masked(obj, what)
     if isinstance(obj, xr.Dataset):
         names = list(obj.data_vars)
         if len(names) == 1:
-            return obj[names[0]]
+            return cf_masked(obj[names[0]], what)
         raise InputError(f"{what}: a Dataset with variables {names}; pass one DataArray, e.g. ds[{names[0]!r}]")
     if isinstance(obj, np.ndarray) or hasattr(obj, "__array_function__"):
         ndim = getattr(obj, "ndim", None)
@@ -84,6 +84,47 @@ def as_dataarray(obj, what: str = "input") -> xr.DataArray:
             raise InputError(f"{what}: expected 3 dims (time, lat, lon), got an array of {ndim} dims")
         return xr.DataArray(obj, dims=("time", "lat", "lon"))
     raise InputError(f"{what}: expected an xarray.DataArray, got {type(obj).__name__}")
+
+
+#: attributes that a CF-decoded variable no longer holds (xarray moves them to ``encoding``)
+_PACKING_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset")
+
+
+def cf_masked(da: xr.DataArray, what: str = "input") -> xr.DataArray:
+    """``da`` with its CF missing values as NaN, as :func:`oceandl.io.open_field` reads a file.
+
+    A variable still holding ``_FillValue``/``missing_value``/``scale_factor``/``add_offset`` in
+    its attrs (opened with ``mask_and_scale=False``, or built by hand) is decoded by xarray's CF
+    decoder; values outside ``valid_min``/``valid_max``/``valid_range`` become NaN and those
+    attrs are dropped (on a filled field they bound nothing, and readers applying them would hide
+    filled values). Without such attrs ``da`` is returned as it is. Coordinates are left alone.
+
+    Raises
+    ------
+    InputError
+        If the attributes cannot be decoded or the valid range is not numbers.
+    """
+    from oceandl.io import _VALID_ATTRS, _valid_range
+
+    # packed int16 kelvin with its -32768 fill was fitted as data: fills of -32768, means off by 355 K
+    if any(k in da.attrs for k in _PACKING_ATTRS):
+        try:
+            var = xr.conventions.decode_cf_variable(da.name, da.variable, decode_times=False,
+                                                    decode_timedelta=False)
+        except Exception as exc:  # noqa: BLE001 - inconsistent CF attributes are the input's fault
+            raise InputError(f"{what}: cannot decode CF attributes ({one_line(exc)})") from exc
+        decoded = da.copy(data=var.data)
+        decoded.attrs, decoded.encoding = dict(var.attrs), {**da.encoding, **var.encoding}
+        da = decoded
+    # a -999 sentinel below valid_min was fitted as data, where `oceandl interpolate` masks it
+    valid = _valid_range(da, what) if any(k in da.attrs for k in _VALID_ATTRS) else None
+    if valid is not None:
+        if not np.issubdtype(da.dtype, np.floating):
+            da = da.astype(np.float32 if da.dtype.itemsize <= 2 else np.float64)
+        attrs = {k: v for k, v in da.attrs.items() if k not in _VALID_ATTRS}
+        da = da.where((da >= valid[0]) & (da <= valid[1]))
+        da.attrs = attrs
+    return da
 
 
 def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
@@ -300,7 +341,8 @@ class Interpolator:
         Parameters
         ----------
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
-            The field; NaN marks missing values; pixels never observed are land.
+            The field; NaN marks missing values (and CF fill values and values outside the valid
+            range, see :func:`cf_masked`); pixels never observed are land.
         withheld : bool array-like, same shape (or a DataArray with the same dims, matched by coordinate
             where its coordinates are ``da``'s in another order), optional
             Observed pixels hidden from the method and used to score the result (``val_*`` attrs
