@@ -166,6 +166,20 @@ def time_steps(da: xr.DataArray) -> np.ndarray | None:
         return None
 
 
+def unordered_step(da: xr.DataArray) -> int | None:
+    """The first position ``i`` where ``da``'s time coordinate (its first dim) does not increase
+    (``time[i] <= time[i - 1]``: shuffled, reversed or repeated), or None when it increases, is
+    absent or holds values that do not compare (labels)."""
+    idx = da.indexes.get(da.dims[0])
+    if idx is None:  # no coordinate: the array's order is the only order there is
+        return None
+    try:
+        later = np.asarray(idx[1:] > idx[:-1], dtype=bool)
+    except TypeError:
+        return None
+    return None if later.all() else int(np.flatnonzero(~later)[0]) + 1
+
+
 def step_text(step) -> str:
     """A time step for a message: '1 day', '5 days', '6 hours' (or the value as it is)."""
     try:
