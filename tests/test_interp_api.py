@@ -267,6 +267,30 @@ def test_unlabelled_numpy_input_and_ambiguous_dims(cube):
         interpolate(gappy.rename(lon="y"), "climatology")
 
 
+def test_dims_recognised_by_their_coordinates(cube):
+    """A time-last NEMO-style array (nj, ni, time_counter), or (row, col, when) with dates, was
+    read by position as (time, lat, lon): the climatology of each pixel was the mean over rows,
+    with land and gaps in other places (a different NaN pattern from the same field time-first).
+    Dims are now also found by the names open_field knows and by their coordinate (dates, CF
+    units or axis)."""
+    from oceandl.interp.base import canonical_dims
+
+    gappy, _ = cube
+    ref = interpolate(gappy, "climatology")
+    lat_units = {"units": "degrees_north"}
+    for names in (("time_counter", "nj", "ni"), ("when", "row", "col")):
+        named = gappy.rename(dict(zip(gappy.dims, names)))
+        named[names[1]].attrs = lat_units if names[0] == "when" else {}
+        last = named.transpose(*names[1:], names[0])
+        assert canonical_dims(last) == names
+        np.testing.assert_array_equal(interpolate(last, "climatology").transpose(*names).values, ref.values)
+    # a CF axis on the coordinate decides too; unrecognised dims still go by position
+    axes = gappy.rename(lat="a", lon="b", time="c").assign_coords(a=gappy.lat.values, b=gappy.lon.values)
+    axes["a"].attrs, axes["b"].attrs = {"axis": "Y"}, {"axis": "X"}
+    assert canonical_dims(axes.transpose("b", "a", "c")) == ("c", "a", "b")
+    assert canonical_dims(xr.DataArray(np.zeros((2, 3, 4)), dims=("p", "q", "r"))) == ("p", "q", "r")
+
+
 # ----------------------------------------------------------------------------- metrics
 def test_interp_metrics_numbers():
     pred = np.array([1.0, 2.0, 3.0, 4.0, np.nan])

@@ -21,12 +21,7 @@ from oceandl.errors import InputError, OceanDLError, one_line
 
 __all__ = ["Interpolator", "canonical_dims", "as_dataarray", "cf_masked", "append_history", "oceandl_version"]
 
-# Lower-case dimension names recognised for each role.
-_ALIASES = {
-    "time": ("time", "t"),
-    "lat": ("lat", "latitude", "y"),
-    "lon": ("lon", "longitude", "x"),
-}
+_ROLES = ("time", "lat", "lon")
 # Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
 _MIN_PIXEL_OBS = 2
 
@@ -130,26 +125,37 @@ def cf_masked(da: xr.DataArray, what: str = "input") -> xr.DataArray:
 def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
     """Names of the (time, lat, lon) dims of a 3-D DataArray.
 
-    Dims are recognised by name (case-insensitive): ``time``/``t``, ``lat``/``latitude``/``y``,
-    ``lon``/``longitude``/``x``. Dims not recognised take the remaining roles in their order, so
-    an unlabelled array is read as (time, lat, lon).
+    Dims are recognised by name (case-insensitive, the names :func:`oceandl.io.open_field`
+    knows): ``time``/``t``/``times``/``date``/``time_counter``, ``lat``/``latitude``/``y``/...,
+    ``lon``/``longitude``/``x``/...; then, for dims not named so, by their coordinate: dates
+    (datetime64, cftime, numbers in "days since ..."), CF ``axis``, ``standard_name`` or
+    ``units`` (``degrees_north``...). Dims still not recognised take the remaining roles in their
+    order, so an unlabelled array is read as (time, lat, lon).
 
     Raises
     ------
     InputError
         If ``da`` is not 3-D or two dims claim one role.
     """
+    from oceandl.io import _role_from_attrs, _role_from_name
+
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
+    # (nj, ni, time_counter) was read by position as (time, lat, lon): a fit along the wrong axis, unsaid
+    by_name = {d: _role_from_name(d) for d in da.dims}
+    by_coord = {d: _role_from_attrs(da[d].variable) if d in da.coords and by_name[d] is None else None
+                for d in da.dims}
     found: dict[str, Any] = {}
-    for role, names in _ALIASES.items():
-        hits = [d for d in da.dims if str(d).lower() in names]
-        if len(hits) > 1:
-            raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
-        if hits:
+    for how in (by_name, by_coord):
+        for role in _ROLES:
+            hits = [d for d in da.dims if how[d] == role and d not in found.values()]
+            if role in found or not hits:
+                continue
+            if len(hits) > 1:
+                raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
             found[role] = hits[0]
     rest = iter(d for d in da.dims if d not in found.values())
-    return tuple(found[r] if r in found else next(rest) for r in _ALIASES)  # type: ignore[return-value]
+    return tuple(found[r] if r in found else next(rest) for r in _ROLES)  # type: ignore[return-value]
 
 
 def time_steps(da: xr.DataArray) -> np.ndarray | None:
