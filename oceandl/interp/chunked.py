@@ -729,7 +729,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     da = open_lazy(source, var, core)  # stats pass chunks: the cores
     shape = tuple(int(n) for n in da.shape)
     if shape[0] < 2:
-        raise InputError(f"variable {da.name!r}: needs at least 2 time steps, got {shape[0]}")
+        # named by the file, as every other refusal of its content (and the in-memory fill's) is
+        where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
+        raise InputError(f"{where}variable {da.name!r}: needs at least 2 time steps, got {shape[0]}")
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
 
     t0 = _time.perf_counter()
