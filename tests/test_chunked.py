@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 import warnings
 
@@ -87,6 +88,10 @@ def test_bad_file_content_is_named_by_the_file(cube, tmp_path):
         interpolate_chunked(src, tmp_path / "o.nc", "climatology")
     msg = str(e.value)
     assert msg.startswith(f"{src}: variable 'sst': time has duplicate values"), msg
+    # one time step: 'variable 'sst': needs at least 2 time steps' named no file
+    one = write_netcdf(bad.isel(time=[0]), tmp_path / "one_day.nc")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(one))}: variable 'sst': needs at least 2 time steps"):
+        interpolate_chunked(one, tmp_path / "o.nc", "climatology")
     assert not (tmp_path / "o.nc").exists()
 
 

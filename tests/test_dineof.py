@@ -254,6 +254,32 @@ def test_temporal_filter_warns_on_uneven_time_steps(kind, recwarn):
     assert len(said) == 1 and "uneven (1 of 23" in said[0] and "6x the shortest" in said[0], said
 
 
+@pytest.mark.parametrize("kind", ["datetime64", "cftime"])
+def test_temporal_filter_refuses_unordered_time(kind):
+    """The filter smooths each step with the array's neighbouring steps: on a shuffled series it
+    smoothed unrelated days together without a word (gap RMSE against the truth 0.63 against
+    0.059 for the same days in order, rank-2 field, temporal_filter=0.25). Out-of-order,
+    reversed or repeated times are now refused; without the filter the order does not matter."""
+    rng = np.random.default_rng(1)
+    nt = 40
+    t = np.arange(nt)
+    yy, xx = np.meshgrid(np.arange(8), np.arange(9), indexing="ij")
+    truth = (np.sin(2 * np.pi * t / 30)[:, None, None] * np.cos(yy / 3)
+             + np.cos(2 * np.pi * t / 17)[:, None, None] * np.sin(xx / 4))
+    gaps = rng.random(truth.shape) < 0.4
+    days = (xr.date_range("2001-01-01", periods=nt, calendar="360_day", use_cftime=True) if kind == "cftime"
+            else np.datetime64("2001-01-01") + t.astype("timedelta64[D]"))
+    field = xr.DataArray(np.where(gaps, np.nan, truth), dims=("time", "lat", "lon"), coords={"time": days})
+    opts = dict(n_modes=2, temporal_filter=0.25, filter_iter=3)
+    ordered = interpolate(field, "dineof", **opts)
+    assert np.sqrt(np.mean((ordered.values - truth)[gaps] ** 2)) < 0.1
+    for order in (rng.permutation(nt), t[::-1], np.r_[t[:5], t[4:-1]]):
+        with pytest.raises(InputError, match=r"time is not increasing .*sortby\('time'\)"):
+            interpolate(field.isel(time=order), "dineof", **opts)
+    shuffled = interpolate(field.isel(time=rng.permutation(nt)), "dineof", n_modes=2).sortby("time")
+    np.testing.assert_allclose(shuffled.values, interpolate(field, "dineof", n_modes=2).values, atol=1e-4)
+
+
 def test_laplacian_filter_properties():
     F = _laplacian_filter(9, 0.2, 3)
     np.testing.assert_allclose(F.sum(axis=1), 1.0)  # constants pass unchanged

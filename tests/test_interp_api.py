@@ -267,6 +267,30 @@ def test_unlabelled_numpy_input_and_ambiguous_dims(cube):
         interpolate(gappy.rename(lon="y"), "climatology")
 
 
+def test_dims_recognised_by_their_coordinates(cube):
+    """A time-last NEMO-style array (nj, ni, time_counter), or (row, col, when) with dates, was
+    read by position as (time, lat, lon): the climatology of each pixel was the mean over rows,
+    with land and gaps in other places (a different NaN pattern from the same field time-first).
+    Dims are now also found by the names open_field knows and by their coordinate (dates, CF
+    units or axis)."""
+    from oceandl.interp.base import canonical_dims
+
+    gappy, _ = cube
+    ref = interpolate(gappy, "climatology")
+    lat_units = {"units": "degrees_north"}
+    for names in (("time_counter", "nj", "ni"), ("when", "row", "col")):
+        named = gappy.rename(dict(zip(gappy.dims, names)))
+        named[names[1]].attrs = lat_units if names[0] == "when" else {}
+        last = named.transpose(*names[1:], names[0])
+        assert canonical_dims(last) == names
+        np.testing.assert_array_equal(interpolate(last, "climatology").transpose(*names).values, ref.values)
+    # a CF axis on the coordinate decides too; unrecognised dims still go by position
+    axes = gappy.rename(lat="a", lon="b", time="c").assign_coords(a=gappy.lat.values, b=gappy.lon.values)
+    axes["a"].attrs, axes["b"].attrs = {"axis": "Y"}, {"axis": "X"}
+    assert canonical_dims(axes.transpose("b", "a", "c")) == ("c", "a", "b")
+    assert canonical_dims(xr.DataArray(np.zeros((2, 3, 4)), dims=("p", "q", "r"))) == ("p", "q", "r")
+
+
 # ----------------------------------------------------------------------------- metrics
 def test_interp_metrics_numbers():
     pred = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
@@ -407,3 +431,36 @@ def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_pa
         assert main(["interpolate", str(src), "--method", "climatology", "--quiet", *extra, "-o", str(out)]) == 0
         with xr.open_dataset(out) as ds:
             assert not [k for k in ds["sst"].attrs if k.startswith("val_")], extra
+
+
+def test_packed_and_out_of_range_values_are_missing_from_python_too(cube, tmp_path):
+    """`oceandl interpolate` decodes a GHRSST-style int16 variable (scale_factor, add_offset,
+    _FillValue) and masks values beyond valid_min/valid_max; oceandl.interpolate and eof on the
+    same variable opened with mask_and_scale=False fitted the -32768 fills as data (fills of
+    -32768, means 355 K off), and a -999 sentinel below valid_min, opened normally, was kept
+    and averaged in. Both now give what the file reader gives, without the valid range attrs."""
+    from oceandl.interp.eof import eof
+    from oceandl.io import open_field
+
+    packing = {"dtype": "int16", "scale_factor": 0.01, "add_offset": 273.15, "_FillValue": -32768}
+
+    def packed(da, name):  # written as GHRSST L4 does, read back undecoded
+        da.to_dataset(name="analysed_sst").to_netcdf(tmp_path / name, encoding={"analysed_sst": packing})
+        return xr.open_dataset(tmp_path / name, mask_and_scale=False)["analysed_sst"]
+
+    gappy = (cube[0] + 273.15).assign_attrs(units="kelvin", valid_min=-2000, valid_max=4000)  # 253.15..313.15 K
+    raw = packed(gappy, "gappy.nc")
+    assert raw.dtype == np.int16 and (raw == -32768).any()
+    ref = interpolate(open_field(tmp_path / "gappy.nc"), "climatology")
+    for da in (raw, raw.to_dataset()):
+        out = interpolate(da, "climatology")
+        np.testing.assert_allclose(out.values, ref.values, atol=1e-9)
+        assert not {"_FillValue", "scale_factor", "valid_min"} & set(out.attrs) and out.attrs["units"] == "kelvin"
+    full = ref.fillna(300.0).where(ref.notnull())  # land stays missing: -32768 once packed
+    np.testing.assert_allclose(eof(packed(full, "full.nc"), n_modes=2).eigenvalues.values,
+                               eof(open_field(tmp_path / "full.nc"), n_modes=2).eigenvalues.values, rtol=1e-6)
+
+    sentinel = cube[0].fillna(-999.0).assign_attrs(valid_min=-5.0, valid_max=45.0)
+    out = interpolate(sentinel, "climatology")
+    np.testing.assert_allclose(out.values, interpolate(cube[0], "climatology").values)
+    assert "valid_min" not in out.attrs

@@ -53,8 +53,12 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withheld=None, retu
 
     Parameters
     ----------
-    da : xarray.DataArray (time, lat, lon), dims found by name, NumPy or dask backed
-        NaN marks gaps; pixels never observed are land and stay NaN.
+    da : xarray.DataArray (time, lat, lon), dims found by name or coordinate (see
+        :func:`~oceandl.interp.base.canonical_dims`), NumPy or dask backed
+        NaN marks gaps; pixels never observed are land and stay NaN. A variable not CF-decoded
+        (``mask_and_scale=False``: packed integers, ``_FillValue``) is decoded, and values beyond
+        ``valid_min``/``valid_max``/``valid_range`` are gaps, as ``oceandl interpolate`` reads a
+        file (:func:`~oceandl.interp.base.cf_masked`).
     method : str
         A key of :data:`METHODS` (``"climatology"``, ``"eof"``, ``"dineof"``, ...).
     withheld : bool array-like of ``da``'s shape, optional

@@ -17,16 +17,11 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError, OceanDLError
+from oceandl.errors import InputError, OceanDLError, one_line
 
-__all__ = ["Interpolator", "canonical_dims", "as_dataarray", "append_history", "oceandl_version"]
+__all__ = ["Interpolator", "canonical_dims", "as_dataarray", "cf_masked", "append_history", "oceandl_version"]
 
-# Lower-case dimension names recognised for each role.
-_ALIASES = {
-    "time": ("time", "t"),
-    "lat": ("lat", "latitude", "y"),
-    "lon": ("lon", "longitude", "x"),
-}
+_ROLES = ("time", "lat", "lon")
 # Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
 _MIN_PIXEL_OBS = 2
 
@@ -72,11 +67,11 @@ def as_dataarray(obj, what: str = "input") -> xr.DataArray:
         For other types, or a Dataset with several variables.
     """
     if isinstance(obj, xr.DataArray):
-        return obj
+        return cf_masked(obj, what)
     if isinstance(obj, xr.Dataset):
         names = list(obj.data_vars)
         if len(names) == 1:
-            return obj[names[0]]
+            return cf_masked(obj[names[0]], what)
         raise InputError(f"{what}: a Dataset with variables {names}; pass one DataArray, e.g. ds[{names[0]!r}]")
     if isinstance(obj, np.ndarray) or hasattr(obj, "__array_function__"):
         ndim = getattr(obj, "ndim", None)
@@ -86,29 +81,81 @@ def as_dataarray(obj, what: str = "input") -> xr.DataArray:
     raise InputError(f"{what}: expected an xarray.DataArray, got {type(obj).__name__}")
 
 
+#: attributes that a CF-decoded variable no longer holds (xarray moves them to ``encoding``)
+_PACKING_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset")
+
+
+def cf_masked(da: xr.DataArray, what: str = "input") -> xr.DataArray:
+    """``da`` with its CF missing values as NaN, as :func:`oceandl.io.open_field` reads a file.
+
+    A variable still holding ``_FillValue``/``missing_value``/``scale_factor``/``add_offset`` in
+    its attrs (opened with ``mask_and_scale=False``, or built by hand) is decoded by xarray's CF
+    decoder; values outside ``valid_min``/``valid_max``/``valid_range`` become NaN and those
+    attrs are dropped (on a filled field they bound nothing, and readers applying them would hide
+    filled values). Without such attrs ``da`` is returned as it is. Coordinates are left alone.
+
+    Raises
+    ------
+    InputError
+        If the attributes cannot be decoded or the valid range is not numbers.
+    """
+    from oceandl.io import _VALID_ATTRS, _valid_range
+
+    # packed int16 kelvin with its -32768 fill was fitted as data: fills of -32768, means off by 355 K
+    if any(k in da.attrs for k in _PACKING_ATTRS):
+        try:
+            var = xr.conventions.decode_cf_variable(da.name, da.variable, decode_times=False,
+                                                    decode_timedelta=False)
+        except Exception as exc:  # noqa: BLE001 - inconsistent CF attributes are the input's fault
+            raise InputError(f"{what}: cannot decode CF attributes ({one_line(exc)})") from exc
+        decoded = da.copy(data=var.data)
+        decoded.attrs, decoded.encoding = dict(var.attrs), {**da.encoding, **var.encoding}
+        da = decoded
+    # a -999 sentinel below valid_min was fitted as data, where `oceandl interpolate` masks it
+    valid = _valid_range(da, what) if any(k in da.attrs for k in _VALID_ATTRS) else None
+    if valid is not None:
+        if not np.issubdtype(da.dtype, np.floating):
+            da = da.astype(np.float32 if da.dtype.itemsize <= 2 else np.float64)
+        attrs = {k: v for k, v in da.attrs.items() if k not in _VALID_ATTRS}
+        da = da.where((da >= valid[0]) & (da <= valid[1]))
+        da.attrs = attrs
+    return da
+
+
 def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
     """Names of the (time, lat, lon) dims of a 3-D DataArray.
 
-    Dims are recognised by name (case-insensitive): ``time``/``t``, ``lat``/``latitude``/``y``,
-    ``lon``/``longitude``/``x``. Dims not recognised take the remaining roles in their order, so
-    an unlabelled array is read as (time, lat, lon).
+    Dims are recognised by name (case-insensitive, the names :func:`oceandl.io.open_field`
+    knows): ``time``/``t``/``times``/``date``/``time_counter``, ``lat``/``latitude``/``y``/...,
+    ``lon``/``longitude``/``x``/...; then, for dims not named so, by their coordinate: dates
+    (datetime64, cftime, numbers in "days since ..."), CF ``axis``, ``standard_name`` or
+    ``units`` (``degrees_north``...). Dims still not recognised take the remaining roles in their
+    order, so an unlabelled array is read as (time, lat, lon).
 
     Raises
     ------
     InputError
         If ``da`` is not 3-D or two dims claim one role.
     """
+    from oceandl.io import _role_from_attrs, _role_from_name
+
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
+    # (nj, ni, time_counter) was read by position as (time, lat, lon): a fit along the wrong axis, unsaid
+    by_name = {d: _role_from_name(d) for d in da.dims}
+    by_coord = {d: _role_from_attrs(da[d].variable) if d in da.coords and by_name[d] is None else None
+                for d in da.dims}
     found: dict[str, Any] = {}
-    for role, names in _ALIASES.items():
-        hits = [d for d in da.dims if str(d).lower() in names]
-        if len(hits) > 1:
-            raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
-        if hits:
+    for how in (by_name, by_coord):
+        for role in _ROLES:
+            hits = [d for d in da.dims if how[d] == role and d not in found.values()]
+            if role in found or not hits:
+                continue
+            if len(hits) > 1:
+                raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
             found[role] = hits[0]
     rest = iter(d for d in da.dims if d not in found.values())
-    return tuple(found[r] if r in found else next(rest) for r in _ALIASES)  # type: ignore[return-value]
+    return tuple(found[r] if r in found else next(rest) for r in _ROLES)  # type: ignore[return-value]
 
 
 def time_steps(da: xr.DataArray) -> np.ndarray | None:
@@ -123,6 +170,20 @@ def time_steps(da: xr.DataArray) -> np.ndarray | None:
         return steps if bool(np.all(steps > steps.min() * 0)) else None
     except (TypeError, ValueError):
         return None
+
+
+def unordered_step(da: xr.DataArray) -> int | None:
+    """The first position ``i`` where ``da``'s time coordinate (its first dim) does not increase
+    (``time[i] <= time[i - 1]``: shuffled, reversed or repeated), or None when it increases, is
+    absent or holds values that do not compare (labels)."""
+    idx = da.indexes.get(da.dims[0])
+    if idx is None:  # no coordinate: the array's order is the only order there is
+        return None
+    try:
+        later = np.asarray(idx[1:] > idx[:-1], dtype=bool)
+    except TypeError:
+        return None
+    return None if later.all() else int(np.flatnonzero(~later)[0]) + 1
 
 
 def step_text(step) -> str:
@@ -310,7 +371,8 @@ class Interpolator:
         Parameters
         ----------
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
-            The field; NaN marks missing values; pixels never observed are land.
+            The field; NaN marks missing values (and CF fill values and values outside the valid
+            range, see :func:`cf_masked`); pixels never observed are land.
         withheld : bool array-like, same shape (or a DataArray with the same dims, matched by coordinate
             where its coordinates are ``da``'s in another order), optional
             Observed pixels hidden from the method and used to score the result (``val_*`` attrs

@@ -282,7 +282,8 @@ class _Stats:
         return self.count > 0 if self.known is None else (self.count > 0) | self.known
 
 
-def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[str, Any]) -> _Stats | None:
+def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[str, Any],
+                            where: str = "") -> _Stats | None:
     """The global statistics replaced by a checkpoint's training ones, when ``normalisation`` asks
     for them and they fit the whole cube (as the in-memory path decides); else None."""
     from .neural import _stats_mismatch, read_training_stats
@@ -295,7 +296,7 @@ def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[st
                else _stats_mismatch(train, da, value_mean=stats.global_mean))
     if problem is not None:
         if mode == "training":
-            raise InputError(f"variable {da.name!r}: normalisation='training': checkpoint {ckpt} {problem}")
+            raise InputError(f"{where}variable {da.name!r}: normalisation='training': checkpoint {ckpt} {problem}")
         return None
     known = np.isfinite(train["mean"])
     mean = np.where(known, train["mean"], train["global_mean"])
@@ -751,15 +752,17 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     da = open_lazy(source, var, core)  # stats pass chunks: the cores
     shape = tuple(int(n) for n in da.shape)
+    # named by the file, as every other refusal of its content (and the in-memory fill's) is
+    where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
 
     t0 = _time.perf_counter()
     stats = _global_stats(da, second_pass=kind != "fit")
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
-    train = _training_normalisation(da, stats, options) if kind == "neural" else None
+    train = _training_normalisation(da, stats, options, where) if kind == "neural" else None
     if shape[0] < 2 and train is None:
-        raise InputError(f"variable {da.name!r}: needs at least 2 time steps, got {shape[0]}")
+        raise InputError(f"{where}variable {da.name!r}: needs at least 2 time steps, got {shape[0]}")
     say(f"global statistics of {shape} in {stats_seconds:.1f} s "
         f"({int(stats.ocean.sum()):,} ocean pixels, scale {stats.scale:.4g})")
 

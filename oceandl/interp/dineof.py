@@ -29,7 +29,7 @@ import numpy as np
 from oceandl.errors import InputError
 from oceandl.utils import seed_torch, torch_rng_scope
 
-from .base import Interpolator, time_steps
+from .base import Interpolator, time_steps, unordered_step
 
 __all__ = ["DINEOF", "cv_points"]
 
@@ -105,10 +105,25 @@ def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def _warn_uneven_steps(da) -> None:
-    """Warn when the temporal filter, which treats consecutive steps as equally spaced, is applied
-    to a series with gaps (days dropped, several passes a day): it then smooths across the gap as
-    if the days were adjacent (Alvera-Azcarate et al. 2009 assume a regular series)."""
+def _check_time_steps(da) -> None:
+    """Refuse a time coordinate that does not increase, and warn when the steps are uneven (days
+    dropped, several passes a day): the temporal filter treats consecutive steps as equally
+    spaced days, so it smooths across a gap as if the days were adjacent (Alvera-Azcarate et al.
+    2009 assume a regular series), and across unrelated days when they are out of order.
+
+    Raises
+    ------
+    InputError
+        If the time coordinate is shuffled, reversed or repeated.
+    """
+    i = unordered_step(da)
+    if i is not None:
+        # shuffled days were smoothed with each other, unsaid: gap RMSE 0.63 against 0.059 sorted
+        tdim = da.dims[0]
+        idx = da.indexes[tdim]
+        raise InputError(f"method 'dineof': {tdim} is not increasing (step {i}: {idx[i - 1]} then {idx[i]}); "
+                         f"temporal_filter smooths consecutive steps: sort them (da.sortby({str(tdim)!r})) "
+                         "or leave temporal_filter unset")
     steps = time_steps(da)
     if steps is None:
         return
@@ -171,6 +186,8 @@ class DINEOF(Interpolator):
         half the grid's smaller side (radius 2 on 12 x 12, 0 on 4 x 5); a value given is used as is.
     patience : int, default 3
     temporal_filter : float or None, default None
+        Filter strength alpha; the steps must be in time order (a time coordinate that does not
+        increase is refused) and are treated as equally spaced (uneven steps are warned about).
     filter_iter : int, default 1
     dtype : "float32" or "float64", default "float32"
     svd : "auto", "gram", "full", "lowrank" or "subspace", default "auto"
@@ -377,7 +394,7 @@ class DINEOF(Interpolator):
         kmax = max(1, min(self.options["max_modes"], min(nt, n) - 1))
         F = self.options["temporal_filter"]
         if F is not None:
-            _warn_uneven_steps(self.da_)
+            _check_time_steps(self.da_)
         self._F = None if F is None else torch.as_tensor(
             _laplacian_filter(nt, F, self.options["filter_iter"]), dtype=dtype, device=device)
 

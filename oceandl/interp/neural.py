@@ -38,7 +38,7 @@ import numpy as np
 
 from oceandl.errors import CheckpointError, InputError, OceanDLError
 
-from .base import Interpolator, step_text, time_steps
+from .base import Interpolator, step_text, time_steps, unordered_step
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
     import torch
@@ -299,16 +299,10 @@ class NeuralInterpolator(Interpolator):
         """Refuse a time coordinate that does not increase: the neighbour channels of day ``t`` are
         the array's steps ``t-n .. t+n``, which are its neighbouring days only in time order."""
         tdim = self.da_.dims[0]
-        idx = self.da_.indexes.get(tdim)
-        if idx is None:  # no coordinate: the array's order is the only order there is
-            return
-        try:
-            later = np.asarray(idx[1:] > idx[:-1], dtype=bool)
-        except TypeError:  # values that do not compare (labels, not times)
-            return
-        if not later.all():
+        i = unordered_step(self.da_)
+        if i is not None:
             # a shuffled or reversed series was filled from the wrong days' data, without a word
-            i = int(np.flatnonzero(~later)[0]) + 1
+            idx = self.da_.indexes[tdim]
             raise InputError(f"method {self.name!r}: {tdim} is not increasing (step {i}: {idx[i - 1]} then "
                              f"{idx[i]}); the neighbours={self._cfg['neighbours']} channels need the days in "
                              f"order: sort them (da.sortby({str(tdim)!r})) or set neighbours=0")
