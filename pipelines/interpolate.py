@@ -117,7 +117,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     where = "--demo" if demo else str(input_path)
     valid = np.isfinite(da.values)
     withheld = None
-    # one time step: every method refuses it (one Error line); a 'no gaps' warning before it was noise
+    # one time step: the methods that fit the file refuse it (one Error line; a 'no gaps' warning before
+    # it was noise); a checkpoint fills it, without validation (said after the fill)
     if withhold > 0 and valid.shape[0] >= 2:
         if not (~valid & valid.any(axis=0)).any():
             # nothing to copy: a complete field is filled without a validation score. A
@@ -137,6 +138,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 
     t0 = time.perf_counter()
     res = fill(withheld=withheld)
+    if withhold > 0 and valid.shape[0] < 2:
+        log(f"{where}: one time step, no other day's clouds to copy: no pixels withheld for validation")
     seconds = time.perf_counter() - t0
     name = [v for v in res.data_vars if v not in ("sigma", "missing_flag")][0]
     val = {k: v for k, v in res[name].attrs.items() if k.startswith("val_")}

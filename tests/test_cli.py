@@ -399,8 +399,9 @@ def test_train_interpolator_then_fill_another_file_with_it(runner, sst_file, tmp
         src.isel(lat=slice(0, 20)).to_netcdf(tmp_path / "part.nc")
     # a single day (the file's own statistics need two) is filled with the training statistics
     res = runner.invoke(cli, ["interpolate", str(tmp_path / "day.nc"), "--method", "unet", "--model", str(ckpt),
-                              "--quiet", "-o", str(tmp_path / "day_filled.nc")])
+                              "-o", str(tmp_path / "day_filled.nc")])
     assert res.exit_code == 0, res.output
+    assert "one time step, no other day's clouds to copy: no pixels withheld" in res.output  # --withhold 0.1
     with xr.open_dataset(tmp_path / "day_filled.nc") as got:
         assert got.sizes["time"] == 1 and got["sst"].attrs["normalisation"] == "training"
     res = runner.invoke(cli, ["interpolate", str(tmp_path / "part.nc"), "--method", "unet", "--model", str(ckpt),
