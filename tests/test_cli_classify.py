@@ -75,6 +75,13 @@ def stack(tmp_path_factory):
     return path
 
 
+def test_optimisation_options_reach_the_checkpoint(sar_tree, tmp_path):
+    """--weight-decay (the optimizer's, on weights only) was not a command-line option at all."""
+    out = train(sar_tree.parent, tmp_path / "m", "--weight-decay", "0.05")
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["weight_decay"] == 0.05 and training["decay_biases"] is False
+
+
 def test_train_writes_a_checkpoint_that_classify_takes_back(sar_model):
     cfg = json.loads((sar_model / "config.json").read_text())
     assert cfg["task"] == "classification" and cfg["classes"] == SAR_NAMES

@@ -148,6 +148,29 @@ def test_resume_with_other_settings_is_refused(digits, tmp_path):
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
 
 
+def test_resuming_a_run_saved_before_the_decay_exemption(digits, tmp_path):
+    """A run saved before decay_biases existed decayed every parameter (one parameter group): it
+    resumes with decay_biases=True; with the new default it is refused by name (its optimizer
+    state did not even load: one group saved, two built). Without decay the setting is moot."""
+    train, val = _sets(digits)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    for wd in (0.1, 0.0):
+        cfg = TrainConfig(epochs=2, weight_decay=wd, decay_biases=True, **FAST)
+        out = tmp_path / f"wd{wd}"
+        fit(get_model("mlp", 1, 4), train, val, cfg, out=out, checkpoint_meta=meta, stop_after_epoch=1)
+        conf = json.loads((out / "config.json").read_text())
+        del conf["training"]["decay_biases"]  # as an older version wrote it
+        (out / "config.json").write_text(json.dumps(conf))
+        if wd:
+            with pytest.raises(InputError, match="--resume with decay_biases=False, but the run in that folder "
+                                                 "was started with decay_biases=True"):
+                fit(get_model("mlp", 1, 4), train, val, cfg.update(decay_biases=False), out=out,
+                    checkpoint_meta=meta, resume=True)
+        res = fit(get_model("mlp", 1, 4), train, val, cfg.update(decay_biases=bool(wd)), out=out,
+                  checkpoint_meta=meta, resume=True)
+        assert [h["epoch"] for h in res.history] == [1, 2]
+
+
 def test_l1_l2_penalties_shrink_weights(digits):
     train, val = _sets(digits)
     norms = {}
@@ -549,6 +572,37 @@ def test_fused_optimizer_where_torch_has_it_and_the_same_steps(digits):
         res = fit(get_model("cnn", 1, 10, channels=(8, 16), hidden=32), *_sets(digits), cfg)
         losses[fused] = [h["train_loss"] for h in res.history]
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+def test_weight_decay_spares_biases_and_normalisation_layers():
+    """weight_decay went to every parameter: with AdamW at lr 0.1, decay 0.1, a bias of 1 (or a
+    batch-norm scale) fell to 0.99 in one step of zero gradient. Only weights (ndim >= 2) decay now,
+    as the l1/l2 penalties do; decay_biases=True restores the decay of everything."""
+    from oceandl.training.engine import _make_optimizer
+
+    model = get_model("cnn", 1, 4, channels=(8, 16))
+    params = list(model.parameters())
+    assert any(p.ndim == 1 for p in params) and any(p.ndim == 4 for p in params)
+    for name in ("sgd", "adam", "adamw"):
+        opt, _ = _make_optimizer(model, TrainConfig(optimizer=name, weight_decay=0.1), 10)
+        decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+        assert len(decay) == len(params), name
+        assert [decay[id(p)] for p in params] == [0.1 if p.ndim > 1 else 0.0 for p in params], name
+        opt, _ = _make_optimizer(model, TrainConfig(optimizer=name, weight_decay=0.1, decay_biases=True), 10)
+        assert [g["weight_decay"] for g in opt.param_groups] == [0.1], name
+    # one AdamW step of zero gradient: decay alone moves a parameter, by lr * decay
+    for decay_biases, bias_after in ((False, 1.0), (True, 0.99)):
+        opt, _ = _make_optimizer(model, TrainConfig(lr=0.1, weight_decay=0.1, decay_biases=decay_biases,
+                                                    fused=False), 10)
+        with torch.no_grad():
+            for p in params:
+                p.fill_(1.0)
+                p.grad = torch.zeros_like(p)
+        opt.step()
+        bn_scale, conv = model.features[0][1].weight, model.features[0][0].weight
+        assert model.head[-1].bias[0].item() == pytest.approx(bias_after, abs=1e-7)
+        assert bn_scale[0].item() == pytest.approx(bias_after, abs=1e-7)
+        assert conv[0, 0, 0, 0].item() == pytest.approx(0.99, abs=1e-7)
 
 
 @pytest.mark.parametrize("fused", [True, False])

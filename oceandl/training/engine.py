@@ -41,6 +41,10 @@ class TrainConfig:
 
     ``l1``/``l2`` are explicit penalty terms ``l1 * sum|w| + l2 * sum w**2`` on the weights (the
     course's regularised objective), distinct from the optimiser's decoupled ``weight_decay``.
+    Both act on the weights only (parameters of two or more dimensions): biases and the scales
+    and shifts of normalisation layers are not decayed (as in nanoGPT or timm), since shrinking
+    them towards zero only pulls a layer's outputs to zero mean and unit scale; ``decay_biases=True``
+    gives ``weight_decay`` to every parameter.
     ``augment`` names batch augmentations (see :class:`~oceandl.training.augment.BatchAugment`).
     """
 
@@ -50,6 +54,7 @@ class TrainConfig:
     optimizer: str = "adamw"          # sgd | adam | adamw
     momentum: float = 0.9
     weight_decay: float = 0.0
+    decay_biases: bool = False        # weight_decay on 1-D parameters (biases, norm layers) too
     l1: float = 0.0
     l2: float = 0.0
     scheduler: str = "cosine"         # none | cosine | step | plateau | onecycle
@@ -349,15 +354,27 @@ def _state_like_params(opt: torch.optim.Optimizer) -> None:
                 st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
+def _param_groups(params: list[nn.Parameter], cfg: TrainConfig) -> list[dict]:
+    """The optimizer's parameter groups: ``weight_decay`` on the weights (``ndim >= 2``, the rule
+    of the l1/l2 penalties too), none on biases and normalisation scales/shifts unless
+    ``cfg.decay_biases``. One group when nothing is exempted (the layout of runs saved before)."""
+    if not cfg.weight_decay or cfg.decay_biases:
+        return [{"params": params, "weight_decay": cfg.weight_decay}]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
     params = [p for p in model.parameters() if p.requires_grad]
     fused = fused_optimizer_kwargs(params, cfg.fused)
+    groups = _param_groups(params, cfg)
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
     elif cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        opt = torch.optim.Adam(groups, lr=cfg.lr, **fused)
     else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, **fused)
     total = cfg.epochs * steps_per_epoch
     sched = {
         "none": None,
@@ -642,6 +659,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
 
 #: settings a resumed run may change: they do not change its numbers
 _FREE_ON_RESUME = ("progress", "num_workers", "device", "max_materialize_mb", "compile")
+#: settings added to TrainConfig later, with the value a run saved before (whose config lacks
+#: them) trained with: a resume is compared with that value
+_ADDED_SINCE = {"decay_biases": True}
 
 
 def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: dict) -> None:
@@ -661,6 +681,11 @@ def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: d
     old_training = saved.get("training") or {}
     pairs = [(k, v, saved[k]) for k, v in new.items() if k != "training" and k in saved]
     pairs += [(k, v, old_training[k]) for k, v in new["training"].items() if k in old_training]
+    if old_training:
+        added = dict(_ADDED_SINCE)
+        if not cfg.weight_decay:  # without decay, what it applies to does not matter
+            added.pop("decay_biases")
+        pairs += [(k, new["training"][k], v) for k, v in added.items() if k not in old_training]
     for key, value, before in pairs:
         if value != before:
             raise InputError(f"{out}: --resume with {key}={value!r}, but the run in that folder was started with "
