@@ -171,6 +171,70 @@ def test_resuming_a_run_saved_before_the_decay_exemption(digits, tmp_path):
         assert [h["epoch"] for h in res.history] == [1, 2]
 
 
+def test_gradient_clipping_caps_the_step(digits):
+    """grad_clip caps the global gradient norm: one full-batch SGD step at lr 1 moves the weights
+    by exactly the cap (norm of the change), where the unclipped step is far longer."""
+    x, y = digits
+    step = {}
+    for clip in (0.0, 0.05):
+        net = get_model("mlp", 1, 4, hidden=(16,), dropout=0.0)
+        before = torch.cat([p.detach().flatten().clone() for p in net.parameters()])
+        cfg = TrainConfig(epochs=1, batch_size=len(x), lr=1.0, optimizer="sgd", momentum=0.0, scheduler="none",
+                          grad_clip=clip, amp=False, progress=False, device="cpu")
+        res = fit(net, TensorData(x, y), None, cfg)
+        step[clip] = float((torch.cat([p.detach().flatten() for p in res.model.parameters()]) - before).norm())
+    assert step[0.0] > 0.5
+    assert step[0.05] == pytest.approx(0.05, rel=1e-4)
+
+
+def test_warmup_then_the_schedule_and_resume_is_bit_identical(digits, tmp_path):
+    """warmup_epochs ramps the rate linearly (lr/(W+1) ... lr over W steps), then the cosine runs
+    over the steps left; a run stopped inside the warm-up and resumed (with grad_clip on) is the
+    uninterrupted run bit for bit, and the checkpoint records both settings."""
+    from oceandl.training.engine import _make_optimizer
+
+    opt, sched = _make_optimizer(torch.nn.Linear(2, 2), TrainConfig(epochs=2, lr=1.0, warmup_epochs=0.4), 5)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    cosine = [0.5 * (1 + np.cos(np.pi * k / 8)) for k in range(8)]
+    np.testing.assert_allclose(lrs, [1 / 3, 2 / 3] + cosine, rtol=1e-12)
+
+    train, val = _sets(digits)  # 180 training images: 6 steps an epoch
+    cfg = TrainConfig(epochs=3, lr=3e-3, warmup_epochs=1.5, grad_clip=0.5, **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    torch.manual_seed(0)
+    full = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
+    # 9 warm-up steps, then a cosine over 9: epoch 3 begins 3 steps into it
+    np.testing.assert_allclose([h["lr"] for h in full.history], [3e-3 / 10, 3e-3 * 7 / 10, 3e-3 * 0.75], rtol=1e-9)
+    torch.manual_seed(0)
+    fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, stop_after_epoch=1)
+    resumed = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, resume=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    training = json.loads((tmp_path / "b" / "config.json").read_text())["training"]
+    assert training["warmup_epochs"] == 1.5 and training["grad_clip"] == 0.5
+    with pytest.raises(InputError, match="--resume with warmup_epochs=0.0, but the run in that folder was started "
+                                         "with warmup_epochs=1.5"):
+        fit(get_model("mlp", 1, 4), train, val, cfg.update(warmup_epochs=0.0), out=tmp_path / "b",
+            checkpoint_meta=meta, resume=True)
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(grad_clip=-1.0), "grad_clip must be a finite number >= 0"),
+    (dict(grad_clip=float("nan")), "grad_clip must be a finite number >= 0"),
+    (dict(warmup_epochs=-1.0), r"warmup_epochs must be >= 0 and below epochs \(10\)"),
+    (dict(warmup_epochs=10), r"warmup_epochs must be >= 0 and below epochs \(10\)"),
+    (dict(warmup_epochs=1, scheduler="onecycle"), "onecycle has a warm-up of its own"),
+    (dict(warmup_epochs=1, scheduler="plateau"), "plateau does not compose with a warm-up")])
+def test_clipping_and_warmup_settings_are_checked_up_front(options, words):
+    with pytest.raises(InputError, match=words):
+        TrainConfig(**options)
+
+
 def test_l1_l2_penalties_shrink_weights(digits):
     train, val = _sets(digits)
     norms = {}

@@ -45,6 +45,11 @@ class TrainConfig:
     and shifts of normalisation layers are not decayed (as in nanoGPT or timm), since shrinking
     them towards zero only pulls a layer's outputs to zero mean and unit scale; ``decay_biases=True``
     gives ``weight_decay`` to every parameter.
+    ``grad_clip`` caps the global norm of the gradients before each step (0: off). ``warmup_epochs``
+    (fractions allowed) ramps the learning rate linearly from ``lr / (W + 1)`` to ``lr`` over the
+    first ``W`` steps of those epochs, then ``scheduler`` runs over the steps left (a cosine ends at
+    0 on the last step as without warm-up); ``onecycle`` has a warm-up of its own and ``plateau``
+    does not compose with one (torch's SequentialLR refuses it): both refuse ``warmup_epochs``.
     ``augment`` names batch augmentations (see :class:`~oceandl.training.augment.BatchAugment`).
     """
 
@@ -59,6 +64,8 @@ class TrainConfig:
     l2: float = 0.0
     scheduler: str = "cosine"         # none | cosine | step | plateau | onecycle
     early_stopping: int = 0           # patience in epochs; 0 = off
+    grad_clip: float = 0.0            # max global gradient norm; 0 = off
+    warmup_epochs: float = 0.0        # linear learning-rate warm-up before the scheduler; 0 = none
     label_smoothing: float = 0.0
     class_weights: str = "none"       # none | balanced
     augment: tuple[str, ...] = ()
@@ -106,6 +113,14 @@ class TrainConfig:
         for name in ("weight_decay", "momentum"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.grad_clip >= 0 and self.grad_clip != float("inf")):
+            raise InputError(f"grad_clip must be a finite number >= 0 (0: off), got {self.grad_clip}")
+        if self.warmup_epochs and not 0 <= self.warmup_epochs < self.epochs:  # nan too
+            raise InputError(f"warmup_epochs must be >= 0 and below epochs ({self.epochs}), got {self.warmup_epochs}")
+        if self.warmup_epochs and self.scheduler in ("onecycle", "plateau"):
+            why = "has a warm-up of its own" if self.scheduler == "onecycle" else "does not compose with a warm-up"
+            raise InputError(f"warmup_epochs with scheduler={self.scheduler!r}: {self.scheduler} {why} "
+                             "(use cosine, step or none)")
         if not 0 <= self.label_smoothing <= 1:
             raise InputError(f"label_smoothing must be within [0, 1], got {self.label_smoothing}")
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or self.num_workers < 0):
@@ -376,14 +391,22 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
     else:
         opt = torch.optim.AdamW(groups, lr=cfg.lr, **fused)
     total = cfg.epochs * steps_per_epoch
+    # the warm-up's steps (at least one, and one short of all: the schedule after it gets a step)
+    warm = min(max(round(cfg.warmup_epochs * steps_per_epoch), 1), total - 1) if cfg.warmup_epochs else 0
+    after = total - warm  # the steps the scheduler runs over
+    lrs = torch.optim.lr_scheduler
     sched = {
         "none": None,
-        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total),
-        "step": lambda: torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, total // 3), gamma=0.1),
-        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total),
-        "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=2),
+        "cosine": lambda: lrs.CosineAnnealingLR(opt, T_max=after),
+        "step": lambda: lrs.StepLR(opt, step_size=max(1, after // 3), gamma=0.1),
+        "onecycle": lambda: lrs.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total),
+        "plateau": lambda: lrs.ReduceLROnPlateau(opt, factor=0.3, patience=2),
     }[cfg.scheduler]
-    return opt, (sched() if sched else None)
+    sched = sched() if sched else None
+    if warm:
+        ramp = lrs.LinearLR(opt, start_factor=1 / (warm + 1), end_factor=1.0, total_iters=warm)
+        sched = ramp if sched is None else lrs.SequentialLR(opt, [ramp, sched], milestones=[warm])
+    return opt, sched
 
 
 class _Batches:
@@ -545,6 +568,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                                device=device)
     loss_fn = _loss_fn(task, cfg, weights)
     opt, sched = _make_optimizer(model, cfg, len(train_b))
+    trained = [p for g in opt.param_groups for p in g["params"]]
     aug = BatchAugment(tuple(cfg.augment), cfg.translate, cfg.degrees, cfg.scale, cfg.noise)
     result = TrainResult(model=model)
     start_epoch, bad_epochs = 1, 0
@@ -604,6 +628,10 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             total = loss + _penalty(model, cfg.l1, cfg.l2)
             opt.zero_grad(set_to_none=True)
             total.backward()
+            if cfg.grad_clip:
+                # the gradients as they are: bf16 autocast needs no loss scaling (no GradScaler to
+                # unscale first); under DDP they are all-reduced already, the same norm on every rank
+                torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             opt.step()
             if sched is not None and cfg.scheduler != "plateau":
                 sched.step()
@@ -661,7 +689,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
 _FREE_ON_RESUME = ("progress", "num_workers", "device", "max_materialize_mb", "compile")
 #: settings added to TrainConfig later, with the value a run saved before (whose config lacks
 #: them) trained with: a resume is compared with that value
-_ADDED_SINCE = {"decay_biases": True}
+_ADDED_SINCE = {"decay_biases": True, "grad_clip": 0.0, "warmup_epochs": 0.0}
 
 
 def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: dict) -> None:
