@@ -562,9 +562,25 @@ def test_weighted_validation_loss_does_not_depend_on_the_batching():
     res = fit(get_model("mlp", 1, 2, input_size=4, hidden=(8,)), TensorData(xt, yt, ["a", "b"]),
               TensorData(xv, yv, ["a", "b"]), cfg)
     w = torch.tensor(48 / (2 * np.array([40.0, 8.0])), dtype=torch.float32)
-    with torch.no_grad():
-        expected = float(torch.nn.functional.cross_entropy(res.model.cpu()(xv), yv, weight=w, label_smoothing=0.1))
+    with torch.no_grad():  # without the label smoothing, which is the training's only
+        expected = float(torch.nn.functional.cross_entropy(res.model.cpu()(xv), yv, weight=w))
     assert res.history[0]["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_validation_loss_is_the_log_loss_whatever_the_label_smoothing(digits):
+    """The validation loss was the label-smoothed cross-entropy: at smoothing 0.2 a model of
+    log-loss 0.20 on the validation set was logged (and picked, and early-stopped) at 0.61, and
+    runs with other smoothing could not be compared. It is the plain cross-entropy now."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, lr=3e-3, label_smoothing=0.2, amp=False, **FAST)
+    res = fit(get_model("mlp", 1, 4, hidden=(16,)), train, val, cfg)
+    assert res.best_epoch == 3
+    with torch.no_grad():
+        out = res.model.cpu()(val.x)
+    plain = float(torch.nn.functional.cross_entropy(out, val.y))
+    smoothed = float(torch.nn.functional.cross_entropy(out, val.y, label_smoothing=0.2))
+    assert res.history[-1]["val_loss"] == pytest.approx(plain, rel=1e-5)
+    assert smoothed > plain + 0.1
 
 
 def test_balanced_class_weights_on_a_dataset_without_targets(digits):
