@@ -599,6 +599,25 @@ def test_balanced_class_weights_on_a_dataset_without_targets(digits):
     assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
 
 
+@pytest.mark.parametrize("labels, class_weights, words", [
+    (torch.arange(40) % 5, "none", r"training label 4 outside the model's 4 classes \(0 to 3\)"),
+    (torch.full((40,), -1), "none", "training label -1 outside the model's 4 classes .*-1 marks an unlabelled"),
+    (torch.arange(40) % 3, "balanced", "class_weights='balanced': no training image of class 3 "
+                                       r"\(the model scores 4 classes\)")])
+def test_labels_the_loss_cannot_take_are_refused_before_training(labels, class_weights, words):
+    """fit (the Python API) failed at the first step, after reading the data, with torch's bare
+    'IndexError: Target 4 is out of bounds', or, with balanced weights and a class absent from the
+    training labels, 'RuntimeError: weight tensor should be defined either for all 4 classes'."""
+    x = torch.randn(40, 1, 8, 8)
+    for train, val in ((TensorData(x, labels), None), (TensorData(x, torch.arange(40) % 4), TensorData(x, labels))):
+        if class_weights == "balanced" and val is not None:
+            continue  # the weights come from the training labels alone
+        part = "training" if val is None else "validation"
+        with pytest.raises(InputError, match=words.replace("training", part)):
+            fit(get_model("mlp", 1, 4, input_size=8, hidden=(8,)), train, val,
+                TrainConfig(epochs=1, class_weights=class_weights, **FAST))
+
+
 def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
     """amp: bf16 autocast where the device computes bf16 natively; amp_cpu forces the CPU either
     way; a GPU without bf16 trains in fp32 (fp16 would need loss scaling). The checkpoint says

@@ -451,6 +451,31 @@ class _Batches:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
+@torch.no_grad()
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    """The number of classes ``model`` scores: its output width for one image ``x`` (1, C, H, W),
+    in eval mode (no dropout draw, no batch-norm update: the run is unchanged)."""
+    was_training = model.training
+    try:
+        return int(model.eval()(x).shape[1])
+    finally:
+        model.train(was_training)
+
+
+def _check_labels(labels, n_classes: int, part: str) -> None:
+    """Refuse labels the loss cannot take (``None``: not known before training, left to it)."""
+    if labels is None or not len(labels):
+        return
+    labels = np.asarray(labels)
+    lo, hi = int(labels.min()), int(labels.max())
+    # else cross_entropy failed at the first step, after the data was read: "IndexError: Target 4
+    # is out of bounds" (an unlabelled sample, -1, likewise)
+    if lo < 0 or hi >= n_classes:
+        bad = lo if lo < 0 else hi
+        raise InputError(f"{part} label {bad} outside the model's {n_classes} classes (0 to {n_classes - 1})"
+                         + ("; -1 marks an unlabelled image" if bad == -1 else ""))
+
+
 def _loss_fn(task: str, weights: torch.Tensor | None, label_smoothing: float = 0.0) -> Callable:
     if task == "classification":
         return lambda out, x, y: F.cross_entropy(out, y, weight=weights, label_smoothing=label_smoothing)
@@ -558,17 +583,27 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     train_b = _Batches(train, cfg.batch_size, device, cfg, shuffle=True, desc="loading train")
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
     weights = None
+    # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
+    # any dataset of dicts, as documented) failed as a bare AttributeError
+    labels = train_b.y.cpu().numpy() if train_b.y is not None else getattr(train, "targets", None)
+    if task == "classification":
+        n_classes = _num_outputs(model, train_b.x[:1] if train_b.x is not None else
+                                 _read_sample(train, 0)[0][None].to(device))
+        for part, ys in (("training", labels), ("validation", val_b.y.cpu().numpy() if val_b and val_b.y is not None
+                                                 else None)):
+            _check_labels(ys, n_classes, part)
     if task == "classification" and cfg.class_weights == "balanced":
-        # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
-        # any dataset of dicts, as documented) failed as a bare AttributeError
-        labels = train_b.y.cpu().numpy() if train_b.y is not None else getattr(train, "targets", None)
         if labels is None:
             raise InputError("class_weights='balanced' needs the training labels: this data set is streamed "
                              "(larger than max_materialize_mb) and has no `targets` attribute listing them")
         labels = np.asarray(labels)
-        counts = np.bincount(labels, minlength=len(getattr(train, "classes", None) or []))
-        weights = torch.tensor(len(labels) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32,
-                               device=device)
+        counts = np.bincount(labels, minlength=n_classes)
+        if not counts.all():
+            # a weight for no image: the loss refused the shorter weight vector (a bare RuntimeError),
+            # or with the class named in `classes` it weighed that class's validation images n/K each
+            raise InputError(f"class_weights='balanced': no training image of class {int(np.argmin(counts))} "
+                             f"(the model scores {n_classes} classes): each class needs one to be weighed")
+        weights = torch.tensor(len(labels) / (len(counts) * counts), dtype=torch.float32, device=device)
     loss_fn = _loss_fn(task, weights, cfg.label_smoothing)
     # validated on the plain cross-entropy: label smoothing regularises the training only. With it,
     # the validation loss of a model was not its log-loss (0.61 for a model of log-loss 0.20 at
