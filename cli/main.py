@@ -347,6 +347,9 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--normalize", type=click.Choice(["per_image", "none"]), default="per_image", show_default=True, help="per_image: zero mean, unit std per image and channel; none: values as read (recorded in the checkpoint, applied again by classify).")
 @click.option("--augment", default="", help="Comma list of batch augmentations: flip,rot90,rotate,translate,scale,noise,speckle (speckle: linear intensities only, --intensity linear --normalize none; default: none; flip,rot90 with --demo).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True, help="Optimizer.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="The optimizer's weight decay, on the weights only: not on biases or normalisation layers (0: none).")
+@click.option("--grad-clip", type=float, default=0.0, show_default=True, help="Clip the global norm of the gradients to this before each step (0: no clipping).")
+@click.option("--warmup-epochs", type=float, default=0.0, show_default=True, help="Ramp the learning rate up linearly over these epochs (fractions allowed), then decay it by a cosine over the rest (0: no warm-up).")
 @click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none", show_default=True, help="Balance rare classes in the loss.")
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the weights (0: none).")
 @click.option("--l2", type=float, default=0.0, show_default=True, help="L2 penalty on the weights (0: none).")
@@ -361,8 +364,8 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
-                         augment, optimizer, class_weights, l1, l2, early_stopping, options, resume, on_error,
-                         precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
+                         augment, optimizer, weight_decay, grad_clip, warmup_epochs, class_weights, l1, l2,
+                         early_stopping, options, resume, on_error, precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
                          device):
     """Train a classifier on labelled images; test it once on a held-out split.
 
@@ -412,7 +415,8 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     # `is None`, not `or`: an explicit 0 is refused by TrainConfig (it was silently the default)
     cfg = TrainConfig(epochs=10 if epochs is None else epochs, batch_size=64 if batch_size is None else batch_size,
                       lr=1e-3 if lr is None else lr, seed=seed, device=device,
-                      optimizer=optimizer, class_weights=class_weights, l1=l1, l2=l2, early_stopping=early_stopping,
+                      optimizer=optimizer, weight_decay=weight_decay, class_weights=class_weights, l1=l1, l2=l2,
+                      early_stopping=early_stopping, grad_clip=grad_clip, warmup_epochs=warmup_epochs,
                       augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
                       amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
                       channels_last=channels_last, fused=fused_optimizer,

@@ -75,6 +75,20 @@ def stack(tmp_path_factory):
     return path
 
 
+def test_optimisation_options_reach_the_checkpoint(sar_tree, tmp_path):
+    """--weight-decay (the optimizer's, on weights only), --grad-clip and --warmup-epochs were not
+    command-line options at all; a bad value is the one-line error of TrainConfig."""
+    out = train(sar_tree.parent, tmp_path / "m", "--weight-decay", "0.05", "--grad-clip", "1",
+                "--warmup-epochs", "0.5")
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["weight_decay"] == 0.05 and training["decay_biases"] is False
+    assert training["grad_clip"] == 1.0 and training["warmup_epochs"] == 0.5
+    res = invoke("train", "classifier", "--data", sar_tree.parent, "-o", tmp_path / "m2", "--epochs", 1,
+                 "--warmup-epochs", 1, "--quiet")
+    assert_one_line_error(res, "warmup_epochs must be >= 0 and below epochs (1), got 1.0")
+    assert not (tmp_path / "m2").exists()
+
+
 def test_train_writes_a_checkpoint_that_classify_takes_back(sar_model):
     cfg = json.loads((sar_model / "config.json").read_text())
     assert cfg["task"] == "classification" and cfg["classes"] == SAR_NAMES

@@ -148,6 +148,93 @@ def test_resume_with_other_settings_is_refused(digits, tmp_path):
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
 
 
+def test_resuming_a_run_saved_before_the_decay_exemption(digits, tmp_path):
+    """A run saved before decay_biases existed decayed every parameter (one parameter group): it
+    resumes with decay_biases=True; with the new default it is refused by name (its optimizer
+    state did not even load: one group saved, two built). Without decay the setting is moot."""
+    train, val = _sets(digits)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    for wd in (0.1, 0.0):
+        cfg = TrainConfig(epochs=2, weight_decay=wd, decay_biases=True, **FAST)
+        out = tmp_path / f"wd{wd}"
+        fit(get_model("mlp", 1, 4), train, val, cfg, out=out, checkpoint_meta=meta, stop_after_epoch=1)
+        conf = json.loads((out / "config.json").read_text())
+        del conf["training"]["decay_biases"]  # as an older version wrote it
+        (out / "config.json").write_text(json.dumps(conf))
+        if wd:
+            with pytest.raises(InputError, match="--resume with decay_biases=False, but the run in that folder "
+                                                 "was started with decay_biases=True"):
+                fit(get_model("mlp", 1, 4), train, val, cfg.update(decay_biases=False), out=out,
+                    checkpoint_meta=meta, resume=True)
+        res = fit(get_model("mlp", 1, 4), train, val, cfg.update(decay_biases=bool(wd)), out=out,
+                  checkpoint_meta=meta, resume=True)
+        assert [h["epoch"] for h in res.history] == [1, 2]
+
+
+def test_gradient_clipping_caps_the_step(digits):
+    """grad_clip caps the global gradient norm: one full-batch SGD step at lr 1 moves the weights
+    by exactly the cap (norm of the change), where the unclipped step is far longer."""
+    x, y = digits
+    step = {}
+    for clip in (0.0, 0.05):
+        net = get_model("mlp", 1, 4, hidden=(16,), dropout=0.0)
+        before = torch.cat([p.detach().flatten().clone() for p in net.parameters()])
+        cfg = TrainConfig(epochs=1, batch_size=len(x), lr=1.0, optimizer="sgd", momentum=0.0, scheduler="none",
+                          grad_clip=clip, amp=False, progress=False, device="cpu")
+        res = fit(net, TensorData(x, y), None, cfg)
+        step[clip] = float((torch.cat([p.detach().flatten() for p in res.model.parameters()]) - before).norm())
+    assert step[0.0] > 0.5
+    assert step[0.05] == pytest.approx(0.05, rel=1e-4)
+
+
+def test_warmup_then_the_schedule_and_resume_is_bit_identical(digits, tmp_path):
+    """warmup_epochs ramps the rate linearly (lr/(W+1) ... lr over W steps), then the cosine runs
+    over the steps left; a run stopped inside the warm-up and resumed (with grad_clip on) is the
+    uninterrupted run bit for bit, and the checkpoint records both settings."""
+    from oceandl.training.engine import _make_optimizer
+
+    opt, sched = _make_optimizer(torch.nn.Linear(2, 2), TrainConfig(epochs=2, lr=1.0, warmup_epochs=0.4), 5)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    cosine = [0.5 * (1 + np.cos(np.pi * k / 8)) for k in range(8)]
+    np.testing.assert_allclose(lrs, [1 / 3, 2 / 3] + cosine, rtol=1e-12)
+
+    train, val = _sets(digits)  # 180 training images: 6 steps an epoch
+    cfg = TrainConfig(epochs=3, lr=3e-3, warmup_epochs=1.5, grad_clip=0.5, **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    torch.manual_seed(0)
+    full = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
+    # 9 warm-up steps, then a cosine over 9: epoch 3 begins 3 steps into it
+    np.testing.assert_allclose([h["lr"] for h in full.history], [3e-3 / 10, 3e-3 * 7 / 10, 3e-3 * 0.75], rtol=1e-9)
+    torch.manual_seed(0)
+    fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, stop_after_epoch=1)
+    resumed = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, resume=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    training = json.loads((tmp_path / "b" / "config.json").read_text())["training"]
+    assert training["warmup_epochs"] == 1.5 and training["grad_clip"] == 0.5
+    with pytest.raises(InputError, match="--resume with warmup_epochs=0.0, but the run in that folder was started "
+                                         "with warmup_epochs=1.5"):
+        fit(get_model("mlp", 1, 4), train, val, cfg.update(warmup_epochs=0.0), out=tmp_path / "b",
+            checkpoint_meta=meta, resume=True)
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(grad_clip=-1.0), "grad_clip must be a finite number >= 0"),
+    (dict(grad_clip=float("nan")), "grad_clip must be a finite number >= 0"),
+    (dict(warmup_epochs=-1.0), r"warmup_epochs must be >= 0 and below epochs \(10\)"),
+    (dict(warmup_epochs=10), r"warmup_epochs must be >= 0 and below epochs \(10\)"),
+    (dict(warmup_epochs=1, scheduler="onecycle"), "onecycle has a warm-up of its own"),
+    (dict(warmup_epochs=1, scheduler="plateau"), "plateau does not compose with a warm-up")])
+def test_clipping_and_warmup_settings_are_checked_up_front(options, words):
+    with pytest.raises(InputError, match=words):
+        TrainConfig(**options)
+
+
 def test_l1_l2_penalties_shrink_weights(digits):
     train, val = _sets(digits)
     norms = {}
@@ -553,9 +640,25 @@ def test_weighted_validation_loss_does_not_depend_on_the_batching():
     res = fit(get_model("mlp", 1, 2, input_size=4, hidden=(8,)), TensorData(xt, yt, ["a", "b"]),
               TensorData(xv, yv, ["a", "b"]), cfg)
     w = torch.tensor(48 / (2 * np.array([40.0, 8.0])), dtype=torch.float32)
-    with torch.no_grad():
-        expected = float(torch.nn.functional.cross_entropy(res.model.cpu()(xv), yv, weight=w, label_smoothing=0.1))
+    with torch.no_grad():  # without the label smoothing, which is the training's only
+        expected = float(torch.nn.functional.cross_entropy(res.model.cpu()(xv), yv, weight=w))
     assert res.history[0]["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_validation_loss_is_the_log_loss_whatever_the_label_smoothing(digits):
+    """The validation loss was the label-smoothed cross-entropy: at smoothing 0.2 a model of
+    log-loss 0.20 on the validation set was logged (and picked, and early-stopped) at 0.61, and
+    runs with other smoothing could not be compared. It is the plain cross-entropy now."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, lr=3e-3, label_smoothing=0.2, amp=False, **FAST)
+    res = fit(get_model("mlp", 1, 4, hidden=(16,)), train, val, cfg)
+    assert res.best_epoch == 3
+    with torch.no_grad():
+        out = res.model.cpu()(val.x)
+    plain = float(torch.nn.functional.cross_entropy(out, val.y))
+    smoothed = float(torch.nn.functional.cross_entropy(out, val.y, label_smoothing=0.2))
+    assert res.history[-1]["val_loss"] == pytest.approx(plain, rel=1e-5)
+    assert smoothed > plain + 0.1
 
 
 def test_balanced_class_weights_on_a_dataset_without_targets(digits):
@@ -572,6 +675,25 @@ def test_balanced_class_weights_on_a_dataset_without_targets(digits):
     torch.manual_seed(0)
     b = fit(get_model("mlp", 1, 4, hidden=(16,)), TensorData(x[keep], y[keep]), None, cfg)
     assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("labels, class_weights, words", [
+    (torch.arange(40) % 5, "none", r"training label 4 outside the model's 4 classes \(0 to 3\)"),
+    (torch.full((40,), -1), "none", "training label -1 outside the model's 4 classes .*-1 marks an unlabelled"),
+    (torch.arange(40) % 3, "balanced", "class_weights='balanced': no training image of class 3 "
+                                       r"\(the model scores 4 classes\)")])
+def test_labels_the_loss_cannot_take_are_refused_before_training(labels, class_weights, words):
+    """fit (the Python API) failed at the first step, after reading the data, with torch's bare
+    'IndexError: Target 4 is out of bounds', or, with balanced weights and a class absent from the
+    training labels, 'RuntimeError: weight tensor should be defined either for all 4 classes'."""
+    x = torch.randn(40, 1, 8, 8)
+    for train, val in ((TensorData(x, labels), None), (TensorData(x, torch.arange(40) % 4), TensorData(x, labels))):
+        if class_weights == "balanced" and val is not None:
+            continue  # the weights come from the training labels alone
+        part = "training" if val is None else "validation"
+        with pytest.raises(InputError, match=words.replace("training", part)):
+            fit(get_model("mlp", 1, 4, input_size=8, hidden=(8,)), train, val,
+                TrainConfig(epochs=1, class_weights=class_weights, **FAST))
 
 
 def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
@@ -627,6 +749,37 @@ def test_fused_optimizer_where_torch_has_it_and_the_same_steps(digits):
         res = fit(get_model("cnn", 1, 10, channels=(8, 16), hidden=32), *_sets(digits), cfg)
         losses[fused] = [h["train_loss"] for h in res.history]
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+def test_weight_decay_spares_biases_and_normalisation_layers():
+    """weight_decay went to every parameter: with AdamW at lr 0.1, decay 0.1, a bias of 1 (or a
+    batch-norm scale) fell to 0.99 in one step of zero gradient. Only weights (ndim >= 2) decay now,
+    as the l1/l2 penalties do; decay_biases=True restores the decay of everything."""
+    from oceandl.training.engine import _make_optimizer
+
+    model = get_model("cnn", 1, 4, channels=(8, 16))
+    params = list(model.parameters())
+    assert any(p.ndim == 1 for p in params) and any(p.ndim == 4 for p in params)
+    for name in ("sgd", "adam", "adamw"):
+        opt, _ = _make_optimizer(model, TrainConfig(optimizer=name, weight_decay=0.1), 10)
+        decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+        assert len(decay) == len(params), name
+        assert [decay[id(p)] for p in params] == [0.1 if p.ndim > 1 else 0.0 for p in params], name
+        opt, _ = _make_optimizer(model, TrainConfig(optimizer=name, weight_decay=0.1, decay_biases=True), 10)
+        assert [g["weight_decay"] for g in opt.param_groups] == [0.1], name
+    # one AdamW step of zero gradient: decay alone moves a parameter, by lr * decay
+    for decay_biases, bias_after in ((False, 1.0), (True, 0.99)):
+        opt, _ = _make_optimizer(model, TrainConfig(lr=0.1, weight_decay=0.1, decay_biases=decay_biases,
+                                                    fused=False), 10)
+        with torch.no_grad():
+            for p in params:
+                p.fill_(1.0)
+                p.grad = torch.zeros_like(p)
+        opt.step()
+        bn_scale, conv = model.features[0][1].weight, model.features[0][0].weight
+        assert model.head[-1].bias[0].item() == pytest.approx(bias_after, abs=1e-7)
+        assert bn_scale[0].item() == pytest.approx(bias_after, abs=1e-7)
+        assert conv[0, 0, 0, 0].item() == pytest.approx(0.99, abs=1e-7)
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -41,6 +41,18 @@ class TrainConfig:
 
     ``l1``/``l2`` are explicit penalty terms ``l1 * sum|w| + l2 * sum w**2`` on the weights (the
     course's regularised objective), distinct from the optimiser's decoupled ``weight_decay``.
+    Both act on the weights only (parameters of two or more dimensions): biases and the scales
+    and shifts of normalisation layers are not decayed (as in nanoGPT or timm), since shrinking
+    them towards zero only pulls a layer's outputs to zero mean and unit scale; ``decay_biases=True``
+    gives ``weight_decay`` to every parameter.
+    ``grad_clip`` caps the global norm of the gradients before each step (0: off). ``warmup_epochs``
+    (fractions allowed) ramps the learning rate linearly from ``lr / (W + 1)`` to ``lr`` over the
+    first ``W`` steps of those epochs, then ``scheduler`` runs over the steps left (a cosine ends at
+    0 on the last step as without warm-up); ``onecycle`` has a warm-up of its own and ``plateau``
+    does not compose with one (torch's SequentialLR refuses it): both refuse ``warmup_epochs``.
+    ``label_smoothing`` smooths the training loss only: the validation loss (which picks the best
+    epoch and drives early stopping and the plateau schedule) is the plain cross-entropy, with the
+    class weights, so runs with other smoothing are compared on the same number.
     ``augment`` names batch augmentations (see :class:`~oceandl.training.augment.BatchAugment`).
     """
 
@@ -50,10 +62,13 @@ class TrainConfig:
     optimizer: str = "adamw"          # sgd | adam | adamw
     momentum: float = 0.9
     weight_decay: float = 0.0
+    decay_biases: bool = False        # weight_decay on 1-D parameters (biases, norm layers) too
     l1: float = 0.0
     l2: float = 0.0
     scheduler: str = "cosine"         # none | cosine | step | plateau | onecycle
     early_stopping: int = 0           # patience in epochs; 0 = off
+    grad_clip: float = 0.0            # max global gradient norm; 0 = off
+    warmup_epochs: float = 0.0        # linear learning-rate warm-up before the scheduler; 0 = none
     label_smoothing: float = 0.0
     class_weights: str = "none"       # none | balanced
     augment: tuple[str, ...] = ()
@@ -101,6 +116,14 @@ class TrainConfig:
         for name in ("weight_decay", "momentum"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.grad_clip >= 0 and self.grad_clip != float("inf")):
+            raise InputError(f"grad_clip must be a finite number >= 0 (0: off), got {self.grad_clip}")
+        if self.warmup_epochs and not 0 <= self.warmup_epochs < self.epochs:  # nan too
+            raise InputError(f"warmup_epochs must be >= 0 and below epochs ({self.epochs}), got {self.warmup_epochs}")
+        if self.warmup_epochs and self.scheduler in ("onecycle", "plateau"):
+            why = "has a warm-up of its own" if self.scheduler == "onecycle" else "does not compose with a warm-up"
+            raise InputError(f"warmup_epochs with scheduler={self.scheduler!r}: {self.scheduler} {why} "
+                             "(use cosine, step or none)")
         if not 0 <= self.label_smoothing <= 1:
             raise InputError(f"label_smoothing must be within [0, 1], got {self.label_smoothing}")
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or self.num_workers < 0):
@@ -349,24 +372,44 @@ def _state_like_params(opt: torch.optim.Optimizer) -> None:
                 st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
+def _param_groups(params: list[nn.Parameter], cfg: TrainConfig) -> list[dict]:
+    """The optimizer's parameter groups: ``weight_decay`` on the weights (``ndim >= 2``, the rule
+    of the l1/l2 penalties too), none on biases and normalisation scales/shifts unless
+    ``cfg.decay_biases``. One group when nothing is exempted (the layout of runs saved before)."""
+    if not cfg.weight_decay or cfg.decay_biases:
+        return [{"params": params, "weight_decay": cfg.weight_decay}]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
     params = [p for p in model.parameters() if p.requires_grad]
     fused = fused_optimizer_kwargs(params, cfg.fused)
+    groups = _param_groups(params, cfg)
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
     elif cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        opt = torch.optim.Adam(groups, lr=cfg.lr, **fused)
     else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, **fused)
     total = cfg.epochs * steps_per_epoch
+    # the warm-up's steps (at least one, and one short of all: the schedule after it gets a step)
+    warm = min(max(round(cfg.warmup_epochs * steps_per_epoch), 1), total - 1) if cfg.warmup_epochs else 0
+    after = total - warm  # the steps the scheduler runs over
+    lrs = torch.optim.lr_scheduler
     sched = {
         "none": None,
-        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total),
-        "step": lambda: torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, total // 3), gamma=0.1),
-        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total),
-        "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=2),
+        "cosine": lambda: lrs.CosineAnnealingLR(opt, T_max=after),
+        "step": lambda: lrs.StepLR(opt, step_size=max(1, after // 3), gamma=0.1),
+        "onecycle": lambda: lrs.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total),
+        "plateau": lambda: lrs.ReduceLROnPlateau(opt, factor=0.3, patience=2),
     }[cfg.scheduler]
-    return opt, (sched() if sched else None)
+    sched = sched() if sched else None
+    if warm:
+        ramp = lrs.LinearLR(opt, start_factor=1 / (warm + 1), end_factor=1.0, total_iters=warm)
+        sched = ramp if sched is None else lrs.SequentialLR(opt, [ramp, sched], milestones=[warm])
+    return opt, sched
 
 
 class _Batches:
@@ -408,9 +451,34 @@ class _Batches:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-def _loss_fn(task: str, cfg: TrainConfig, weights: torch.Tensor | None) -> Callable:
+@torch.no_grad()
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    """The number of classes ``model`` scores: its output width for one image ``x`` (1, C, H, W),
+    in eval mode (no dropout draw, no batch-norm update: the run is unchanged)."""
+    was_training = model.training
+    try:
+        return int(model.eval()(x).shape[1])
+    finally:
+        model.train(was_training)
+
+
+def _check_labels(labels, n_classes: int, part: str) -> None:
+    """Refuse labels the loss cannot take (``None``: not known before training, left to it)."""
+    if labels is None or not len(labels):
+        return
+    labels = np.asarray(labels)
+    lo, hi = int(labels.min()), int(labels.max())
+    # else cross_entropy failed at the first step, after the data was read: "IndexError: Target 4
+    # is out of bounds" (an unlabelled sample, -1, likewise)
+    if lo < 0 or hi >= n_classes:
+        bad = lo if lo < 0 else hi
+        raise InputError(f"{part} label {bad} outside the model's {n_classes} classes (0 to {n_classes - 1})"
+                         + ("; -1 marks an unlabelled image" if bad == -1 else ""))
+
+
+def _loss_fn(task: str, weights: torch.Tensor | None, label_smoothing: float = 0.0) -> Callable:
     if task == "classification":
-        return lambda out, x, y: F.cross_entropy(out, y, weight=weights, label_smoothing=cfg.label_smoothing)
+        return lambda out, x, y: F.cross_entropy(out, y, weight=weights, label_smoothing=label_smoothing)
     return lambda out, x, y: F.mse_loss(out, x)
 
 
@@ -515,19 +583,35 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     train_b = _Batches(train, cfg.batch_size, device, cfg, shuffle=True, desc="loading train")
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
     weights = None
+    # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
+    # any dataset of dicts, as documented) failed as a bare AttributeError
+    labels = train_b.y.cpu().numpy() if train_b.y is not None else getattr(train, "targets", None)
+    if task == "classification":
+        n_classes = _num_outputs(model, train_b.x[:1] if train_b.x is not None else
+                                 _read_sample(train, 0)[0][None].to(device))
+        for part, ys in (("training", labels), ("validation", val_b.y.cpu().numpy() if val_b and val_b.y is not None
+                                                 else None)):
+            _check_labels(ys, n_classes, part)
     if task == "classification" and cfg.class_weights == "balanced":
-        # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
-        # any dataset of dicts, as documented) failed as a bare AttributeError
-        labels = train_b.y.cpu().numpy() if train_b.y is not None else getattr(train, "targets", None)
         if labels is None:
             raise InputError("class_weights='balanced' needs the training labels: this data set is streamed "
                              "(larger than max_materialize_mb) and has no `targets` attribute listing them")
         labels = np.asarray(labels)
-        counts = np.bincount(labels, minlength=len(getattr(train, "classes", None) or []))
-        weights = torch.tensor(len(labels) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32,
-                               device=device)
-    loss_fn = _loss_fn(task, cfg, weights)
+        counts = np.bincount(labels, minlength=n_classes)
+        if not counts.all():
+            # a weight for no image: the loss refused the shorter weight vector (a bare RuntimeError),
+            # or with the class named in `classes` it weighed that class's validation images n/K each
+            raise InputError(f"class_weights='balanced': no training image of class {int(np.argmin(counts))} "
+                             f"(the model scores {n_classes} classes): each class needs one to be weighed")
+        weights = torch.tensor(len(labels) / (len(counts) * counts), dtype=torch.float32, device=device)
+    loss_fn = _loss_fn(task, weights, cfg.label_smoothing)
+    # validated on the plain cross-entropy: label smoothing regularises the training only. With it,
+    # the validation loss of a model was not its log-loss (0.61 for a model of log-loss 0.20 at
+    # smoothing 0.2), runs with other smoothing could not be compared, and the best epoch was
+    # picked on a loss that penalises confident right answers
+    val_loss_fn = _loss_fn(task, weights)
     opt, sched = _make_optimizer(model, cfg, len(train_b))
+    trained = [p for g in opt.param_groups for p in g["params"]]
     aug = BatchAugment(tuple(cfg.augment), cfg.translate, cfg.degrees, cfg.scale, cfg.noise)
     result = TrainResult(model=model)
     start_epoch, bad_epochs = 1, 0
@@ -587,6 +671,10 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             total = loss + _penalty(model, cfg.l1, cfg.l2)
             opt.zero_grad(set_to_none=True)
             total.backward()
+            if cfg.grad_clip:
+                # the gradients as they are: bf16 autocast needs no loss scaling (no GradScaler to
+                # unscale first); under DDP they are all-reduced already, the same norm on every rank
+                torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             opt.step()
             if sched is not None and cfg.scheduler != "plateau":
                 sched.step()
@@ -605,7 +693,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             row["train_accuracy"] = correct / n
         if val_b is not None:
             _dist.broadcast_buffers(model)
-            ev = _run_eval(model, val_b, loss_fn, device, cfg, task == "classification", weights)
+            ev = _run_eval(model, val_b, val_loss_fn, device, cfg, task == "classification", weights)
             row.update({f"val_{k}": v for k, v in ev.items()})
         bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
         if bad:
@@ -642,6 +730,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
 
 #: settings a resumed run may change: they do not change its numbers
 _FREE_ON_RESUME = ("progress", "num_workers", "device", "max_materialize_mb", "compile")
+#: settings added to TrainConfig later, with the value a run saved before (whose config lacks
+#: them) trained with: a resume is compared with that value
+_ADDED_SINCE = {"decay_biases": True, "grad_clip": 0.0, "warmup_epochs": 0.0}
 
 
 def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: dict) -> None:
@@ -661,6 +752,11 @@ def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: d
     old_training = saved.get("training") or {}
     pairs = [(k, v, saved[k]) for k, v in new.items() if k != "training" and k in saved]
     pairs += [(k, v, old_training[k]) for k, v in new["training"].items() if k in old_training]
+    if old_training:
+        added = dict(_ADDED_SINCE)
+        if not cfg.weight_decay:  # without decay, what it applies to does not matter
+            added.pop("decay_biases")
+        pairs += [(k, new["training"][k], v) for k, v in added.items() if k not in old_training]
     for key, value, before in pairs:
         if value != before:
             raise InputError(f"{out}: --resume with {key}={value!r}, but the run in that folder was started with "
