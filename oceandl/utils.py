@@ -28,6 +28,7 @@ __all__ = [
     "bf16_autocast",
     "resolve_precision",
     "fused_optimizer_kwargs",
+    "decay_groups",
     "keep_freed_memory",
     "atomic_path",
     "clean_stale_parts",
@@ -151,6 +152,22 @@ def fused_optimizer_kwargs(params, enabled: bool = True) -> dict:
     params = list(params)
     ok = enabled and params and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     return {"fused": True} if ok else {}
+
+
+def decay_groups(params, weight_decay: float, decay_biases: bool = False) -> list[dict]:
+    """Optimizer parameter groups: ``weight_decay`` on the weights (``ndim >= 2``), none on biases
+    and normalisation scales/shifts (1-D) unless ``decay_biases``.
+
+    Decaying a bias or a batch-norm scale towards zero only pulls a layer's outputs to zero mean
+    and unit scale, not its complexity down (the rule of nanoGPT and timm). One group when
+    nothing is exempted (the layout of optimizer states saved before the split).
+    """
+    params = list(params)
+    if not weight_decay or decay_biases:
+        return [{"params": params, "weight_decay": weight_decay}]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 def resolve_precision(precision: str, device) -> str:

@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 
 from oceandl.errors import InputError
-from oceandl.utils import bf16_autocast, fused_optimizer_kwargs, keep_freed_memory, native_bf16
+from oceandl.utils import bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_freed_memory, native_bf16
 
 from .runner import Pipeline, RunContext, resolve_fast
 
@@ -554,7 +554,8 @@ def _interp_cases(cfg: PerfConfig, device: torch.device, workdir: Path) -> tuple
             if interp.options["channels_last"]:
                 net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
             # the interpolator's optimiser: the same step, so the ratio is the training loop's own cost
-            opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4,
+            opt = torch.optim.AdamW(decay_groups(net.parameters(), interp.options["weight_decay"]),
+                                    lr=interp.options["lr"],
                                     **fused_optimizer_kwargs(net.parameters(), interp.options["fused"]))
             return {"throughput": raw_step_loop(net, x, y, cfg.interp_batch, opt, F.mse_loss,
                                                 amp=interp.precision_ == "bf16"),

@@ -490,3 +490,24 @@ def test_corrupt_training_statistics_are_a_checkpoint_error(tiny, tmp_path):
     (path / "normalisation.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{nope")
     with pytest.raises(CheckpointError, match="normalisation.safetensors: corrupt normalisation statistics"):
         METHODS["unet"](device="cpu", checkpoint=str(path)).fit(tiny)
+
+
+def test_gap_filling_training_does_not_decay_biases_or_norm_layers(tiny, monkeypatch):
+    """The interpolators' AdamW decayed every parameter, biases and batch-norm scales too, unlike
+    the classifier engine: the same rule now (oceandl.utils.decay_groups)."""
+    seen = []
+
+    class Recording(torch.optim.AdamW):
+        def __init__(self, params, **kw):
+            super().__init__(params, **kw)
+            seen.append(self)
+
+    monkeypatch.setattr(torch.optim, "AdamW", Recording)
+    m = _fit("unet", tiny, steps=1, weight_decay=0.05)
+    (opt,) = seen
+    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    params = list(m.model_.parameters())
+    assert len(decay) == len(params)
+    assert {decay[id(p)] for p in params if p.ndim > 1} == {0.05}
+    assert {decay[id(p)] for p in params if p.ndim <= 1} == {0.0}
+    assert any(p.ndim <= 1 for p in params)

@@ -117,7 +117,8 @@ class NeuralInterpolator(Interpolator):
     steps, epochs : int or None
         Optimiser steps; ``epochs`` instead counts passes over all (day, patch) positions (give
         one, not both). Default (both None): the class's ``default_steps``.
-    batch_size, lr, weight_decay : training batch, AdamW learning rate (cosine-decayed) and decay.
+    batch_size, lr, weight_decay : training batch, AdamW learning rate (cosine-decayed) and decay
+        (on the weights; biases and normalisation layers are not decayed).
     visible_weight : float
         Weight of the loss on pixels still visible to the network (the hidden ones weigh 1).
     tile, overlap : int
@@ -522,10 +523,11 @@ class NeuralInterpolator(Interpolator):
             raise InputError(f"method {self.name!r}: batch_size={bs} with training patches of {ph} x {pw} px "
                              f"leaves one value per channel at the network's deepest stage (1/{s} of the "
                              "patch), where batch norm needs two or more: use batch_size >= 2 or a larger patch")
-        from oceandl.utils import fused_optimizer_kwargs
+        from oceandl.utils import decay_groups, fused_optimizer_kwargs
 
         params = list(self.model_.parameters())
-        opt = torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"],
+        # no decay on biases and norm layers, as in the classifier engine (utils.decay_groups)
+        opt = torch.optim.AdamW(decay_groups(params, o["weight_decay"]), lr=o["lr"],
                                 **fused_optimizer_kwargs(params, o["fused"]))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.02 * o["lr"])
         self.model_.train()

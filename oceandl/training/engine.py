@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError, OceanDLError
-from ..utils import (bf16_autocast, fused_optimizer_kwargs, keep_freed_memory, resolve_device, resolve_precision,
-                     seed_torch, torch_rng_scope)
+from ..utils import (bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_freed_memory, resolve_device,
+                     resolve_precision, seed_torch, torch_rng_scope)
 from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint
@@ -373,14 +373,10 @@ def _state_like_params(opt: torch.optim.Optimizer) -> None:
 
 
 def _param_groups(params: list[nn.Parameter], cfg: TrainConfig) -> list[dict]:
-    """The optimizer's parameter groups: ``weight_decay`` on the weights (``ndim >= 2``, the rule
-    of the l1/l2 penalties too), none on biases and normalisation scales/shifts unless
-    ``cfg.decay_biases``. One group when nothing is exempted (the layout of runs saved before)."""
-    if not cfg.weight_decay or cfg.decay_biases:
-        return [{"params": params, "weight_decay": cfg.weight_decay}]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+    """The optimizer's parameter groups (:func:`oceandl.utils.decay_groups`): ``weight_decay`` on
+    the weights (``ndim >= 2``, the rule of the l1/l2 penalties too), none on biases and
+    normalisation scales/shifts unless ``cfg.decay_biases``."""
+    return decay_groups(params, cfg.weight_decay, cfg.decay_biases)
 
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
