@@ -292,8 +292,14 @@ def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[st
     if ckpt is None or mode == "input":
         return None
     train = read_training_stats(ckpt)
-    problem = ("stores no normalisation statistics (saved by oceandl before they were kept)" if train is None
-               else _stats_mismatch(train, da, value_mean=stats.global_mean))
+    problem = None
+    if train is None:
+        problem = "stores no normalisation statistics (saved by oceandl before they were kept)"
+    else:  # the per-pixel shift from the statistics pass (pixels with 2+ observations have their own mean)
+        both = (stats.count >= 2) & np.isfinite(train["mean"]) if train["mean"].shape == stats.count.shape else None
+        shift = (float(np.average(stats.mean[both] - train["mean"][both], weights=stats.count[both]))
+                 if both is not None and both.any() else None)
+        problem = _stats_mismatch(train, da, shift=shift)
     if problem is not None:
         if mode == "training":
             raise InputError(f"{where}variable {da.name!r}: normalisation='training': checkpoint {ckpt} {problem}")

@@ -741,11 +741,12 @@ def _unit(u) -> str | None:
     return _UNIT_ALIASES.get(text.lower().replace(" ", "_"), text)
 
 
-def _stats_mismatch(stats: dict, da, value_mean: float | None = None) -> str | None:
+def _stats_mismatch(stats: dict, da, shift: float | None = None) -> str | None:
     """Why a checkpoint's training statistics do not fit ``da`` (time, lat, lon), or None if they do.
 
-    ``value_mean``: the mean of ``da``'s observations when known (a lazy cube's, from its statistics
-    pass); else it is computed from ``da``."""
+    ``shift``: the mean of ``da``'s observations minus the training per-pixel mean, when known (a
+    lazy cube's, from its statistics pass); else it is computed from ``da``. Per pixel, so that a
+    day observed only in the warm south of a basin is not taken for another unit."""
     shape = tuple(stats["mean"].shape)
     grid = tuple(da.shape[1:])
     if shape != grid:
@@ -761,15 +762,14 @@ def _stats_mismatch(stats: dict, da, value_mean: float | None = None) -> str | N
     theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
     if theirs is not None and ours is not None and theirs != ours:
         return f"was trained in units {stats['units']!r}, this input is in {da.attrs['units']!r}"
-    if value_mean is None:
-        values = np.asarray(da.values)
-        finite = np.isfinite(values)
-        value_mean = float(values[finite].mean(dtype=np.float64)) if finite.any() else None
-    if value_mean is not None:  # units not said (or said wrongly): kelvin against degC is 270 scales away
-        shift = abs(value_mean - stats["global_mean"]) / stats["scale"]
-        if shift > _SHIFT_LIMIT:
-            return (f"was trained on values around {stats['global_mean']:.4g}, this input's mean is "
-                    f"{shift:.0f} training scales away (other units?)")
+    if shift is None:
+        anomaly = np.asarray(da.values, dtype=np.float64) - stats["mean"][None]
+        finite = np.isfinite(anomaly)
+        shift = float(anomaly[finite].mean()) if finite.any() else None
+    # units not said (or said wrongly): kelvin against degC is hundreds of scales away, a season a few
+    if shift is not None and abs(shift) > _SHIFT_LIMIT * stats["scale"]:
+        return (f"was trained on values {abs(shift) / stats['scale']:.0f} training scales away from this input's "
+                f"(mean difference {shift:+.4g} per pixel: other units?)")
     return None
 
 
