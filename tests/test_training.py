@@ -862,3 +862,27 @@ def test_speckle_augmentation_only_on_linear_unnormalised_intensities(digits, tm
         assert not (tmp_path / "ck").exists()
     res = train_classifier(data, "cnn", None, cfg, preprocessing={"intensity": "linear", "normalize": "none"})
     assert len(res["history"]) == 1
+
+
+def test_last_training_batch_of_one_is_left_out_not_a_batch_norm_crash():
+    """65 images in batches of 64 reach a U-Net's 1 x 1 bottleneck with one sample: torch's bare
+    "Expected more than 1 value per channel when training" (exit 1). The lone sample is now left
+    out of that epoch (another one each epoch); a batch size of one is a one-line InputError."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(65, 1, 8, 8, generator=g)
+    cfg = TrainConfig(epochs=2, batch_size=64, progress=False, device="cpu")
+    torch.manual_seed(0)
+    res = fit(get_model("unet", 1, width=4, depth=3), TensorData(x), None, cfg, task="reconstruction")
+    assert [np.isfinite(r["train_loss"]) for r in res.history] == [True, True]
+    from oceandl.training.engine import _Batches
+
+    b = _Batches(TensorData(x), 64, torch.device("cpu"), cfg, shuffle=True, desc="")
+    sizes = [[len(xb) for xb, _ in b.epoch(torch.Generator().manual_seed(e))] for e in (1, 2)]
+    assert sizes == [[64], [64]] and len(b) == 1
+    b66 = _Batches(TensorData(torch.cat([x, x[:1]])), 64, torch.device("cpu"), cfg, shuffle=True, desc="")
+    assert [len(xb) for xb, _ in b66.epoch(torch.Generator().manual_seed(0))] == [64, 2]
+    val = _Batches(TensorData(x), 64, torch.device("cpu"), cfg, shuffle=False, desc="")
+    assert sum(len(xb) for xb, _ in val.epoch(torch.Generator())) == 65  # evaluation sees every sample
+    with pytest.raises(InputError, match="training batch of 1 image.*batch_size >= 2"):
+        fit(get_model("unet", 1, width=4, depth=3), TensorData(x[:4]), None, cfg.update(batch_size=1),
+            task="reconstruction")

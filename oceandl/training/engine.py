@@ -388,12 +388,24 @@ class _Batches:
             self.dataset, self.cfg = dataset, cfg
             self.workers = streaming_workers(device, cfg.num_workers)
 
+    def _trim(self, order: torch.Tensor) -> torch.Tensor:
+        """A training epoch without a last batch of one sample.
+
+        Batch norm cannot normalise one sample over a 1 x 1 map (a U-Net's or smp's bottleneck on
+        small images): 65 images in batches of 64 failed with torch's bare "Expected more than 1
+        value per channel when training". The order is reshuffled every epoch, so the sample left
+        out is another one each time (each is left out of an epoch with probability 1 / n).
+        """
+        if self.shuffle and len(order) > 1 and len(order) % self.batch_size == 1:
+            return order[:-1]
+        return order
+
     def __len__(self) -> int:
-        return math.ceil(len(_dist.shard(torch.arange(self.n), pad=self.shuffle)) / self.batch_size)
+        return math.ceil(len(self._trim(_dist.shard(torch.arange(self.n), pad=self.shuffle))) / self.batch_size)
 
     def epoch(self, generator: torch.Generator):
         order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
-        order = _dist.shard(order, pad=self.shuffle)  # this rank's share (all of it alone)
+        order = self._trim(_dist.shard(order, pad=self.shuffle))  # this rank's share (all of it alone)
         if self.x is not None:
             order = order.to(self.device)
             for i in range(0, len(order), self.batch_size):
@@ -488,7 +500,9 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     Notes
     -----
     The run is seeded from ``config.seed`` on a private copy of torch's random state: the global
-    generator is the same after the call as before it.
+    generator is the same after the call as before it. A training epoch that would end on a batch
+    of one sample leaves that sample out (another one each epoch, as the order is reshuffled):
+    batch norm cannot train on one sample over a 1 x 1 map.
     """
     cfg = config
     dctx = _dist.init_distributed(cfg.device)  # None unless launched by torchrun with WORLD_SIZE > 1
@@ -582,7 +596,15 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             if cfg.channels_last:
                 inp = inp.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg):
-                out_t = net(inp)
+                try:
+                    out_t = net(inp)
+                except ValueError as exc:
+                    if "more than 1 value per channel" not in str(exc):
+                        raise
+                    # one sample left for batch norm over a 1 x 1 map (batch_size=1, or one image)
+                    raise InputError(f"a training batch of {len(x)} image of {tuple(x.shape[-2:])} pixels: "
+                                     "batch norm needs more than one value per channel (use batch_size >= 2 "
+                                     "and more than one training image, or larger images)") from None
                 loss = loss_fn(out_t.float(), x, y)
             total = loss + _penalty(model, cfg.l1, cfg.l2)
             opt.zero_grad(set_to_none=True)
