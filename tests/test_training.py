@@ -329,6 +329,37 @@ def test_predict_takes_numpy_images_and_refuses_bad_arguments():
         predict(model, 3, device="cpu")
 
 
+def test_predict_of_a_reloaded_autoencoder_gives_its_reconstruction(tmp_path):
+    """predict ran every model's output through a softmax over dim 1: a 1-channel auto-encoder's
+    reconstruction came back as 1.0 at every pixel. A reconstruction model now gives its output
+    (N, C, H, W); with tta the views are turned back before averaging."""
+    from oceandl.training import evaluate_classifier
+
+    torch.manual_seed(0)
+    m = get_model("conv_ae", 1, width=4, output="linear")
+    save_checkpoint(tmp_path / "ae", m, model_name="conv_ae", model_args=[1], model_options={"width": 4,
+                    "output": "linear"}, task="reconstruction")
+    loaded, _ = load_checkpoint(tmp_path / "ae", expect_task="reconstruction")
+    x = torch.rand(5, 1, 12, 12)
+    with torch.no_grad():
+        ref = m.eval()(x).numpy()
+    rec = predict(loaded, x, batch_size=2, device="cpu")
+    assert rec.shape == (5, 1, 12, 12) and np.std(rec) > 0
+    np.testing.assert_allclose(rec, ref, atol=1e-5)
+
+    class Shift(torch.nn.Module):  # not equivariant: each view's output must be turned back
+        task = "reconstruction"
+
+        def forward(self, v):
+            return 2 * v + 1
+
+    for shape in ((5, 1, 6, 6), (5, 2, 4, 6)):
+        x = torch.rand(*shape)
+        np.testing.assert_allclose(predict(Shift(), x, device="cpu", tta=True), 2 * x.numpy() + 1, atol=1e-6)
+    with pytest.raises(InputError, match="reconstruction model, not a classifier"):
+        evaluate_classifier(loaded, TensorData(x[:, :1], torch.zeros(5, dtype=torch.long)), device="cpu")
+
+
 def test_predict_tta_keeps_the_shape_of_non_square_images():
     # 90-degree turns of 4 x 6 images gave 6 x 4 views: an mlp (fixed input size) read scrambled pixels
     shapes = []

@@ -731,10 +731,12 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
 def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_size: int = 512,
             device: str = "auto", tta: bool = False, progress: bool = False) -> np.ndarray:
     """Class probabilities (N, num_classes) for images (N, C, H, W) (a tensor or NumPy array) or a
-    dataset of dicts.
+    dataset of dicts; for a reconstruction model (``model.task == "reconstruction"``: the
+    auto-encoders, U-Net, ...) its output (N, C_out, H, W), e.g. the reconstructed images.
 
     ``tta=True`` averages the probabilities over the 8 flips/90-degree rotations of square images;
     non-square images get the 4 views that keep their shape (identity, flips, 180-degree rotation).
+    A reconstruction is turned back to the input's orientation before the views are averaged.
 
     Raises
     ------
@@ -755,18 +757,31 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_s
         raise InputError(f"predict: cannot classify a {type(data).__name__}; pass images (N, C, H, W) or a dataset")
     x = data if isinstance(data, torch.Tensor) else materialize(data)[0]
     model = model.to(dev).eval()
+    # an auto-encoder's output went through the softmax over its channels: a 1-channel
+    # reconstruction came back as ones everywhere
+    reconstruct = getattr(model, "task", "classification") == "reconstruction"
     outs = []
-    for i in tqdm(range(0, len(x), batch_size), desc="classifying", disable=not progress, leave=False):
+    for i in tqdm(range(0, len(x), batch_size), desc="reconstructing" if reconstruct else "classifying",
+                  disable=not progress, leave=False):
         xb = x[i:i + batch_size].to(dev).float()
-        views = [xb]
+        views = [(False, 0)]
         if tta:
             # a 90-degree turn of an H x W image is W x H: a fixed-size model (mlp) read it as
             # scrambled pixels, so non-square images keep to the shape-preserving views
             turns = range(4) if xb.shape[-2] == xb.shape[-1] else (0, 2)
-            views = [torch.rot90(v, k, (-2, -1)) for v in (xb, xb.flip(-1)) for k in turns]
-        p = sum(torch.softmax(model(v).float(), dim=1) for v in views) / len(views)
-        outs.append(p.cpu())
-    return torch.cat(outs).numpy() if outs else np.zeros((0, 0))
+            views = [(flip, k) for flip in (False, True) for k in turns]
+        p = 0
+        for flip, k in views:
+            out = model(torch.rot90(xb.flip(-1) if flip else xb, k, (-2, -1))).float()
+            if reconstruct:  # back to the input's orientation
+                out = torch.rot90(out, -k, (-2, -1))
+                p = p + (out.flip(-1) if flip else out)
+            else:
+                p = p + torch.softmax(out, dim=1)
+        outs.append((p / len(views)).cpu())
+    if not outs:
+        return np.zeros((0, 0))
+    return torch.cat(outs).numpy()
 
 
 def evaluate_classifier(model: nn.Module, data: Dataset, classes: Sequence[str] | None = None,
@@ -774,6 +789,8 @@ def evaluate_classifier(model: nn.Module, data: Dataset, classes: Sequence[str] 
     """Test-set metrics (see :func:`oceandl.metrics.classification_metrics`) of a classifier."""
     from ..metrics import classification_metrics
 
+    if getattr(model, "task", "classification") == "reconstruction":
+        raise InputError(f"evaluate_classifier: {type(model).__name__} is a reconstruction model, not a classifier")
     x, y = materialize(data)
     probs = predict(model, x, batch_size=batch_size, device=device, tta=tta)
     return classification_metrics(y.numpy(), probs, classes or getattr(data, "classes", None))
