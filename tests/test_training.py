@@ -917,3 +917,32 @@ def test_last_training_batch_of_one_is_left_out_not_a_batch_norm_crash():
     with pytest.raises(InputError, match="training batch of 1 image.*batch_size >= 2"):
         fit(get_model("unet", 1, width=4, depth=3), TensorData(x[:4]), None, cfg.update(batch_size=1),
             task="reconstruction")
+
+
+def test_reconstruction_loss_is_taken_on_the_observed_pixels_of_gappy_images():
+    """An auto-encoder trained on fields with NaN gaps stopped at once with "training diverged:
+    train_loss is not finite in epoch 1 (lower the learning rate ...)". The loss is now the MSE over
+    the finite pixels, the gaps are fed as 0, and a complete image's loss is unchanged."""
+    from oceandl.training.engine import _masked_mse
+
+    g = torch.Generator().manual_seed(0)
+    out, x = torch.randn(4, 1, 6, 6, generator=g), torch.randn(4, 1, 6, 6, generator=g)
+    assert torch.allclose(_masked_mse(out, x), torch.nn.functional.mse_loss(out, x))
+    gappy = x.clone()
+    gappy[:, :, 1:4, 2:5] = float("nan")
+    ok = torch.isfinite(gappy)
+    assert torch.allclose(_masked_mse(out, gappy), ((out - x)[ok] ** 2).mean())
+    out.requires_grad_()
+    _masked_mse(out, gappy).backward()
+    assert torch.isfinite(out.grad).all() and float(out.grad[~ok].abs().sum()) == 0
+
+    fields = torch.rand(32, 1, 12, 12, generator=g)
+    fields[::2, :, 3:8, 4:9] = float("nan")
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=3e-3, progress=False, device="cpu")
+    torch.manual_seed(0)
+    res = fit(get_model("conv_ae", 1, width=4, output="linear"), TensorData(fields[:24]), TensorData(fields[24:]),
+              cfg, task="reconstruction")
+    assert all(np.isfinite([r["train_loss"], r["val_loss"]]).all() for r in res.history)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    rec = predict(res.model, fields[24:], device="cpu")
+    assert np.isfinite(rec).all()

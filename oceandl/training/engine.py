@@ -420,10 +420,26 @@ class _Batches:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
+def _masked_mse(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the finite pixels of the target ``x`` (all of them: ``F.mse_loss``).
+
+    A gappy field (NaN under clouds) made the loss NaN and stopped the run as "training diverged
+    ... lower the learning rate". No ``.all()`` test here: it would wait for the GPU at every step.
+    """
+    ok = torch.isfinite(x)
+    d = (out - torch.where(ok, x, 0.0)) * ok
+    return d.pow(2).sum() / ok.sum().clamp_min(1)
+
+
+def _fill_gaps(x: torch.Tensor) -> torch.Tensor:
+    """A reconstruction model's input with its NaN pixels set to 0 (the mean of normalised data)."""
+    return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _loss_fn(task: str, cfg: TrainConfig, weights: torch.Tensor | None) -> Callable:
     if task == "classification":
         return lambda out, x, y: F.cross_entropy(out, y, weight=weights, label_smoothing=cfg.label_smoothing)
-    return lambda out, x, y: F.mse_loss(out, x)
+    return lambda out, x, y: _masked_mse(out, x)
 
 
 def training_precision(device: torch.device, cfg: TrainConfig) -> str:
@@ -452,7 +468,7 @@ def _run_eval(model, batches: _Batches, loss_fn, device, cfg, classification: bo
     g = torch.Generator().manual_seed(0)
     for x, y in batches.epoch(g):
         with _autocast(device, cfg):
-            out = model(x)
+            out = model(x if classification else _fill_gaps(x))
         # a class-weighted mean is sum(w_y * l) / sum(w_y): each batch's mean weighs by its sum of
         # weights, not its size. By size, the validation loss depended on the batching (batches of
         # the class-sorted validation set hold one class each, which cancels the weights: 0.825 for
@@ -486,6 +502,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     train, val : datasets of ``{"image": (C, H, W), "label": int}`` dicts.
     config : :class:`TrainConfig`.
     task : ``"classification"`` (cross-entropy on labels) or ``"reconstruction"`` (MSE on the image).
+        A reconstruction's loss is taken on the finite pixels of the image only: gaps (NaN) are
+        fed to the model as 0, the mean of normalised data, and do not count in the loss.
     out : checkpoint folder; written after each epoch (best weights, ``config.json``, ``log.csv``,
         ``curves.png`` and the resumable state), so a killed run can go on with ``resume=True``.
     checkpoint_meta : ``save_checkpoint`` keywords (model_name, model_args, model_options, classes, ...).
@@ -593,6 +611,8 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             # go on the input only (on both, the auto-encoder learnt to reproduce the noise)
             x = aug.geometric(x)
             inp = aug.corrupt(x)
+            if task != "classification":
+                inp = _fill_gaps(inp)
             if cfg.channels_last:
                 inp = inp.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg):
@@ -732,7 +752,8 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_s
             device: str = "auto", tta: bool = False, progress: bool = False) -> np.ndarray:
     """Class probabilities (N, num_classes) for images (N, C, H, W) (a tensor or NumPy array) or a
     dataset of dicts; for a reconstruction model (``model.task == "reconstruction"``: the
-    auto-encoders, U-Net, ...) its output (N, C_out, H, W), e.g. the reconstructed images.
+    auto-encoders, U-Net, ...) its output (N, C_out, H, W), e.g. the reconstructed images
+    (NaN input pixels are fed as 0, as :func:`fit` does).
 
     ``tta=True`` averages the probabilities over the 8 flips/90-degree rotations of square images;
     non-square images get the 4 views that keep their shape (identity, flips, 180-degree rotation).
@@ -764,6 +785,8 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_s
     for i in tqdm(range(0, len(x), batch_size), desc="reconstructing" if reconstruct else "classifying",
                   disable=not progress, leave=False):
         xb = x[i:i + batch_size].to(dev).float()
+        if reconstruct:  # gaps are fed as 0, as in training
+            xb = _fill_gaps(xb)
         views = [(False, 0)]
         if tta:
             # a 90-degree turn of an H x W image is W x H: a fixed-size model (mlp) read it as
