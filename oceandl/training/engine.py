@@ -546,6 +546,14 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         net = torch.compile(net, mode=cfg.compile)
     train_b = _Batches(train, cfg.batch_size, device, cfg, shuffle=True, desc="loading train")
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
+    if task != "classification" and getattr(model, "output", None) == "sigmoid" and train_b.x is not None:
+        # a sigmoid cannot reach a target outside [0, 1]: a conv_ae on standardised fields
+        # (mean 0, std 1) trained to outputs in [0.32, 1) and an explained variance of -0.15
+        lo, hi = (float(v) for v in torch.aminmax(torch.where(torch.isfinite(train_b.x), train_b.x, 0.5)))
+        if lo < 0 or hi > 1:
+            raise InputError(f"{type(model).__name__} has a sigmoid output (values in [0, 1]) but the training images "
+                             f"range over [{lo:.4g}, {hi:.4g}]: build it with output='linear' (anomalies, "
+                             "normalised data), or scale the images to [0, 1]")
     weights = None
     if task == "classification" and cfg.class_weights == "balanced":
         # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
