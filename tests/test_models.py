@@ -304,3 +304,17 @@ def test_autoencoder_output_is_checked_against_the_data():
                                                                (x - 0.5) * 3)):
         res = fit(model, TensorData(data), None, cfg, task="reconstruction")
         assert np.isfinite(res.history[0]["train_loss"])
+
+
+@pytest.mark.parametrize("name", ["dense_ae", "linear_ae"])
+def test_dense_autoencoders_name_the_input_size_they_were_built_for(name):
+    """27 x 31 images through a dense AE built for 28 x 28 failed as torch's bare RuntimeError
+    'mat1 and mat2 shapes cannot be multiplied (4x837 and 784x256)' (exit 1)."""
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    x = torch.rand(8, 1, 27, 31)
+    with pytest.raises(InputError, match=r"built for images of \(1, 28, 28\).*got \(1, 27, 31\).*input_size"):
+        fit(get_model(name, 1), TensorData(x), None, TrainConfig(epochs=1, batch_size=4, device="cpu",
+                                                                  progress=False), task="reconstruction")
+    m = get_model(name, 1, input_size=(27, 31))
+    assert m(x).shape == (8, 1, 27, 31) and m.encode(x).shape[0] == 8

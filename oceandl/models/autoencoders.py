@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .blocks import ConvBNAct
 from .reconstruction import pad_to_multiple
 
@@ -56,6 +57,7 @@ class DenseAE(_AEBase):
         out_channels = out_channels or in_channels
         h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         self.out_shape = (out_channels, h, w)
+        self.in_shape = (in_channels, h, w)
         self.noise_std = noise_std
         act = (lambda: nn.ReLU(inplace=True)) if activation else nn.Identity
         dims = [in_channels * h * w, *hidden, latent]
@@ -76,7 +78,17 @@ class DenseAE(_AEBase):
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, latent)."""
+        """(N, C, H, W) -> (N, latent).
+
+        Raises
+        ------
+        InputError
+            Images of another shape than ``(in_channels, *input_size)``.
+        """
+        if tuple(x.shape[1:]) != self.in_shape:
+            # else torch's bare "mat1 and mat2 shapes cannot be multiplied (4x837 and 784x256)"
+            raise InputError(f"{type(self).__name__} was built for images of {self.in_shape} (channels, H, W), "
+                             f"got {tuple(x.shape[1:])}: build it with input_size=(H, W) of the data")
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
