@@ -309,6 +309,7 @@ def test_benchmark_mnist_fast(runner, mnist_root, tmp_path):
     assert run["seed"] == 0 and run["config"]["fast"] is True and "torch" in run["versions"]
     md = (out / "results.md").read_text()
     assert "| mlp |" in md and "8000 / 2000 split" in md
+    assert "SST about the per-pixel mean of the training images" in md  # the metric's definition
     assert (out / "curves_mlp.png").exists() and (out / "pca_vs_ae.png").exists()
 
 

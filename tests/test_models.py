@@ -100,7 +100,7 @@ def test_conv_ae_gives_back_the_input_size(options, size):
     from oceandl.training import TensorData, TrainConfig, fit
 
     h, w = (size, size) if isinstance(size, int) else size
-    model = get_model("conv_ae", 2, **options)
+    model = get_model("conv_ae", 2, output="linear", **options)  # randn targets: a linear output
     x = torch.randn(3, 2, h, w)
     assert tuple(model(x).shape) == (3, 2, h, w)
     res = fit(model, TensorData(x), None, TrainConfig(epochs=1, batch_size=3, device="cpu", progress=False),
@@ -284,3 +284,37 @@ def test_grad_like_input_gives_a_channels_last_gradient_of_the_same_values():
     for t in (torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True),
               torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)):
         assert grad_like_input(t) is t and not t._backward_hooks
+
+
+def test_autoencoder_output_is_checked_against_the_data():
+    """output='tanh' (or 'Sigmoid') silently built a linear output; a sigmoid output trained on
+    standardised fields (mean 0, std 1) could never go below 0: outputs in [0.32, 1), explained
+    variance -0.15. The word is checked, and fit refuses a sigmoid on targets outside [0, 1]."""
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    for name in ("dense_ae", "conv_ae"):
+        with pytest.raises(InputError, match="output='tanh': must be one of sigmoid, linear"):
+            get_model(name, 1, output="tanh")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 1, 8, 8, generator=g)
+    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", progress=False)
+    with pytest.raises(InputError, match=r"sigmoid output .* range over \[-1.*output='linear'"):
+        fit(get_model("conv_ae", 1, width=4), TensorData((x - 0.5) * 3), None, cfg, task="reconstruction")
+    for model, data in ((get_model("conv_ae", 1, width=4), x), (get_model("conv_ae", 1, width=4, output="linear"),
+                                                               (x - 0.5) * 3)):
+        res = fit(model, TensorData(data), None, cfg, task="reconstruction")
+        assert np.isfinite(res.history[0]["train_loss"])
+
+
+@pytest.mark.parametrize("name", ["dense_ae", "linear_ae"])
+def test_dense_autoencoders_name_the_input_size_they_were_built_for(name):
+    """27 x 31 images through a dense AE built for 28 x 28 failed as torch's bare RuntimeError
+    'mat1 and mat2 shapes cannot be multiplied (4x837 and 784x256)' (exit 1)."""
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    x = torch.rand(8, 1, 27, 31)
+    with pytest.raises(InputError, match=r"built for images of \(1, 28, 28\).*got \(1, 27, 31\).*input_size"):
+        fit(get_model(name, 1), TensorData(x), None, TrainConfig(epochs=1, batch_size=4, device="cpu",
+                                                                  progress=False), task="reconstruction")
+    m = get_model(name, 1, input_size=(27, 31))
+    assert m(x).shape == (8, 1, 27, 31) and m.encode(x).shape[0] == 8

@@ -416,6 +416,37 @@ def test_predict_takes_numpy_images_and_refuses_bad_arguments():
         predict(model, 3, device="cpu")
 
 
+def test_predict_of_a_reloaded_autoencoder_gives_its_reconstruction(tmp_path):
+    """predict ran every model's output through a softmax over dim 1: a 1-channel auto-encoder's
+    reconstruction came back as 1.0 at every pixel. A reconstruction model now gives its output
+    (N, C, H, W); with tta the views are turned back before averaging."""
+    from oceandl.training import evaluate_classifier
+
+    torch.manual_seed(0)
+    m = get_model("conv_ae", 1, width=4, output="linear")
+    save_checkpoint(tmp_path / "ae", m, model_name="conv_ae", model_args=[1], model_options={"width": 4,
+                    "output": "linear"}, task="reconstruction")
+    loaded, _ = load_checkpoint(tmp_path / "ae", expect_task="reconstruction")
+    x = torch.rand(5, 1, 12, 12)
+    with torch.no_grad():
+        ref = m.eval()(x).numpy()
+    rec = predict(loaded, x, batch_size=2, device="cpu")
+    assert rec.shape == (5, 1, 12, 12) and np.std(rec) > 0
+    np.testing.assert_allclose(rec, ref, atol=1e-5)
+
+    class Shift(torch.nn.Module):  # not equivariant: each view's output must be turned back
+        task = "reconstruction"
+
+        def forward(self, v):
+            return 2 * v + 1
+
+    for shape in ((5, 1, 6, 6), (5, 2, 4, 6)):
+        x = torch.rand(*shape)
+        np.testing.assert_allclose(predict(Shift(), x, device="cpu", tta=True), 2 * x.numpy() + 1, atol=1e-6)
+    with pytest.raises(InputError, match="reconstruction model, not a classifier"):
+        evaluate_classifier(loaded, TensorData(x[:, :1], torch.zeros(5, dtype=torch.long)), device="cpu")
+
+
 def test_predict_tta_keeps_the_shape_of_non_square_images():
     # 90-degree turns of 4 x 6 images gave 6 x 4 views: an mlp (fixed input size) read scrambled pixels
     shapes = []
@@ -1015,3 +1046,56 @@ def test_speckle_augmentation_only_on_linear_unnormalised_intensities(digits, tm
         assert not (tmp_path / "ck").exists()
     res = train_classifier(data, "cnn", None, cfg, preprocessing={"intensity": "linear", "normalize": "none"})
     assert len(res["history"]) == 1
+
+
+def test_last_training_batch_of_one_is_left_out_not_a_batch_norm_crash():
+    """65 images in batches of 64 reach a U-Net's 1 x 1 bottleneck with one sample: torch's bare
+    "Expected more than 1 value per channel when training" (exit 1). The lone sample is now left
+    out of that epoch (another one each epoch); a batch size of one is a one-line InputError."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(65, 1, 8, 8, generator=g)
+    cfg = TrainConfig(epochs=2, batch_size=64, progress=False, device="cpu")
+    torch.manual_seed(0)
+    res = fit(get_model("unet", 1, width=4, depth=3), TensorData(x), None, cfg, task="reconstruction")
+    assert [np.isfinite(r["train_loss"]) for r in res.history] == [True, True]
+    from oceandl.training.engine import _Batches
+
+    b = _Batches(TensorData(x), 64, torch.device("cpu"), cfg, shuffle=True, desc="")
+    sizes = [[len(xb) for xb, _ in b.epoch(torch.Generator().manual_seed(e))] for e in (1, 2)]
+    assert sizes == [[64], [64]] and len(b) == 1
+    b66 = _Batches(TensorData(torch.cat([x, x[:1]])), 64, torch.device("cpu"), cfg, shuffle=True, desc="")
+    assert [len(xb) for xb, _ in b66.epoch(torch.Generator().manual_seed(0))] == [64, 2]
+    val = _Batches(TensorData(x), 64, torch.device("cpu"), cfg, shuffle=False, desc="")
+    assert sum(len(xb) for xb, _ in val.epoch(torch.Generator())) == 65  # evaluation sees every sample
+    with pytest.raises(InputError, match="training batch of 1 image.*batch_size >= 2"):
+        fit(get_model("unet", 1, width=4, depth=3), TensorData(x[:4]), None, cfg.update(batch_size=1),
+            task="reconstruction")
+
+
+def test_reconstruction_loss_is_taken_on_the_observed_pixels_of_gappy_images():
+    """An auto-encoder trained on fields with NaN gaps stopped at once with "training diverged:
+    train_loss is not finite in epoch 1 (lower the learning rate ...)". The loss is now the MSE over
+    the finite pixels, the gaps are fed as 0, and a complete image's loss is unchanged."""
+    from oceandl.training.engine import _masked_mse
+
+    g = torch.Generator().manual_seed(0)
+    out, x = torch.randn(4, 1, 6, 6, generator=g), torch.randn(4, 1, 6, 6, generator=g)
+    assert torch.allclose(_masked_mse(out, x), torch.nn.functional.mse_loss(out, x))
+    gappy = x.clone()
+    gappy[:, :, 1:4, 2:5] = float("nan")
+    ok = torch.isfinite(gappy)
+    assert torch.allclose(_masked_mse(out, gappy), ((out - x)[ok] ** 2).mean())
+    out.requires_grad_()
+    _masked_mse(out, gappy).backward()
+    assert torch.isfinite(out.grad).all() and float(out.grad[~ok].abs().sum()) == 0
+
+    fields = torch.rand(32, 1, 12, 12, generator=g)
+    fields[::2, :, 3:8, 4:9] = float("nan")
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=3e-3, progress=False, device="cpu")
+    torch.manual_seed(0)
+    res = fit(get_model("conv_ae", 1, width=4, output="linear"), TensorData(fields[:24]), TensorData(fields[24:]),
+              cfg, task="reconstruction")
+    assert all(np.isfinite([r["train_loss"], r["val_loss"]]).all() for r in res.history)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    rec = predict(res.model, fields[24:], device="cpu")
+    assert np.isfinite(rec).all()

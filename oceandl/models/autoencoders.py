@@ -11,10 +11,20 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .blocks import ConvBNAct
 from .reconstruction import pad_to_multiple
 
 __all__ = ["DenseAE", "LinearAE", "ConvAE"]
+
+OUTPUTS = ("sigmoid", "linear")
+
+
+def _check_output(output: str) -> str:
+    # any other word ("tanh", "Sigmoid") silently gave a linear output
+    if output not in OUTPUTS:
+        raise ValueError(f"output={output!r}: must be one of {', '.join(OUTPUTS)}")
+    return output
 
 
 class _AEBase(nn.Module):
@@ -33,7 +43,8 @@ class _AEBase(nn.Module):
 class DenseAE(_AEBase):
     """Dense auto-encoder: flatten -> hidden layers (ReLU) -> latent -> mirrored decoder.
 
-    ``output="sigmoid"`` suits images in [0, 1]; ``"linear"`` suits anomalies.
+    ``output="sigmoid"`` suits images in [0, 1]; ``"linear"`` suits anomalies and normalised data
+    (:func:`~oceandl.training.fit` refuses to train a sigmoid output on targets outside [0, 1]).
     """
 
     example_shape = (1, 28, 28)
@@ -42,9 +53,11 @@ class DenseAE(_AEBase):
                  hidden: Sequence[int] = (256,), latent: int = 32, output: str = "sigmoid",
                  noise_std: float = 0.0, activation: bool = True):
         super().__init__()
+        self.output = _check_output(output)
         out_channels = out_channels or in_channels
         h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         self.out_shape = (out_channels, h, w)
+        self.in_shape = (in_channels, h, w)
         self.noise_std = noise_std
         act = (lambda: nn.ReLU(inplace=True)) if activation else nn.Identity
         dims = [in_channels * h * w, *hidden, latent]
@@ -65,7 +78,17 @@ class DenseAE(_AEBase):
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, latent)."""
+        """(N, C, H, W) -> (N, latent).
+
+        Raises
+        ------
+        InputError
+            Images of another shape than ``(in_channels, *input_size)``.
+        """
+        if tuple(x.shape[1:]) != self.in_shape:
+            # else torch's bare "mat1 and mat2 shapes cannot be multiplied (4x837 and 784x256)"
+            raise InputError(f"{type(self).__name__} was built for images of {self.in_shape} (channels, H, W), "
+                             f"got {tuple(x.shape[1:])}: build it with input_size=(H, W) of the data")
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -93,7 +116,8 @@ class ConvAE(_AEBase):
     (bottom/right) to a multiple of ``2**depth`` and the output cropped back, as the reconstruction
     models do. The code is (N, latent_channels, ceil(H/2**depth), ceil(W/2**depth)). With
     ``latent=k`` (and ``input_size``) a dense bottleneck makes the code a k-vector, so the
-    model compares with PCA(k) at the same code size.
+    model compares with PCA(k) at the same code size. ``output="sigmoid"`` (the default) suits
+    images in [0, 1], ``"linear"`` anomalies and normalised data.
     """
 
     example_shape = (1, 28, 28)
@@ -102,6 +126,7 @@ class ConvAE(_AEBase):
                  latent_channels: int = 8, output: str = "sigmoid", noise_std: float = 0.0,
                  latent: int | None = None, input_size=None):
         super().__init__()
+        self.output = _check_output(output)
         out_channels = out_channels or in_channels
         self.noise_std = noise_std
         self.multiple = 2**depth

@@ -427,12 +427,24 @@ class _Batches:
             self.dataset, self.cfg = dataset, cfg
             self.workers = streaming_workers(device, cfg.num_workers)
 
+    def _trim(self, order: torch.Tensor) -> torch.Tensor:
+        """A training epoch without a last batch of one sample.
+
+        Batch norm cannot normalise one sample over a 1 x 1 map (a U-Net's or smp's bottleneck on
+        small images): 65 images in batches of 64 failed with torch's bare "Expected more than 1
+        value per channel when training". The order is reshuffled every epoch, so the sample left
+        out is another one each time (each is left out of an epoch with probability 1 / n).
+        """
+        if self.shuffle and len(order) > 1 and len(order) % self.batch_size == 1:
+            return order[:-1]
+        return order
+
     def __len__(self) -> int:
-        return math.ceil(len(_dist.shard(torch.arange(self.n), pad=self.shuffle)) / self.batch_size)
+        return math.ceil(len(self._trim(_dist.shard(torch.arange(self.n), pad=self.shuffle))) / self.batch_size)
 
     def epoch(self, generator: torch.Generator):
         order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
-        order = _dist.shard(order, pad=self.shuffle)  # this rank's share (all of it alone)
+        order = self._trim(_dist.shard(order, pad=self.shuffle))  # this rank's share (all of it alone)
         if self.x is not None:
             order = order.to(self.device)
             for i in range(0, len(order), self.batch_size):
@@ -472,10 +484,26 @@ def _check_labels(labels, n_classes: int, part: str) -> None:
                          + ("; -1 marks an unlabelled image" if bad == -1 else ""))
 
 
+def _masked_mse(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the finite pixels of the target ``x`` (all of them: ``F.mse_loss``).
+
+    A gappy field (NaN under clouds) made the loss NaN and stopped the run as "training diverged
+    ... lower the learning rate". No ``.all()`` test here: it would wait for the GPU at every step.
+    """
+    ok = torch.isfinite(x)
+    d = (out - torch.where(ok, x, 0.0)) * ok
+    return d.pow(2).sum() / ok.sum().clamp_min(1)
+
+
+def _fill_gaps(x: torch.Tensor) -> torch.Tensor:
+    """A reconstruction model's input with its NaN pixels set to 0 (the mean of normalised data)."""
+    return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _loss_fn(task: str, weights: torch.Tensor | None, label_smoothing: float = 0.0) -> Callable:
     if task == "classification":
         return lambda out, x, y: F.cross_entropy(out, y, weight=weights, label_smoothing=label_smoothing)
-    return lambda out, x, y: F.mse_loss(out, x)
+    return lambda out, x, y: _masked_mse(out, x)
 
 
 def training_precision(device: torch.device, cfg: TrainConfig) -> str:
@@ -504,7 +532,7 @@ def _run_eval(model, batches: _Batches, loss_fn, device, cfg, classification: bo
     g = torch.Generator().manual_seed(0)
     for x, y in batches.epoch(g):
         with _autocast(device, cfg):
-            out = model(x)
+            out = model(x if classification else _fill_gaps(x))
         # a class-weighted mean is sum(w_y * l) / sum(w_y): each batch's mean weighs by its sum of
         # weights, not its size. By size, the validation loss depended on the batching (batches of
         # the class-sorted validation set hold one class each, which cancels the weights: 0.825 for
@@ -538,6 +566,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     train, val : datasets of ``{"image": (C, H, W), "label": int}`` dicts.
     config : :class:`TrainConfig`.
     task : ``"classification"`` (cross-entropy on labels) or ``"reconstruction"`` (MSE on the image).
+        A reconstruction's loss is taken on the finite pixels of the image only: gaps (NaN) are
+        fed to the model as 0, the mean of normalised data, and do not count in the loss.
     out : checkpoint folder; written after each epoch (best weights, ``config.json``, ``log.csv``,
         ``curves.png`` and the resumable state), so a killed run can go on with ``resume=True``.
     checkpoint_meta : ``save_checkpoint`` keywords (model_name, model_args, model_options, classes, ...).
@@ -552,7 +582,9 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     Notes
     -----
     The run is seeded from ``config.seed`` on a private copy of torch's random state: the global
-    generator is the same after the call as before it.
+    generator is the same after the call as before it. A training epoch that would end on a batch
+    of one sample leaves that sample out (another one each epoch, as the order is reshuffled):
+    batch norm cannot train on one sample over a 1 x 1 map.
     """
     cfg = config
     dctx = _dist.init_distributed(cfg.device)  # None unless launched by torchrun with WORLD_SIZE > 1
@@ -578,6 +610,14 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         net = torch.compile(net, mode=cfg.compile)
     train_b = _Batches(train, cfg.batch_size, device, cfg, shuffle=True, desc="loading train")
     val_b = _Batches(val, max(cfg.batch_size, 256), device, cfg, shuffle=False, desc="loading val") if val else None
+    if task != "classification" and getattr(model, "output", None) == "sigmoid" and train_b.x is not None:
+        # a sigmoid cannot reach a target outside [0, 1]: a conv_ae on standardised fields
+        # (mean 0, std 1) trained to outputs in [0.32, 1) and an explained variance of -0.15
+        lo, hi = (float(v) for v in torch.aminmax(torch.where(torch.isfinite(train_b.x), train_b.x, 0.5)))
+        if lo < 0 or hi > 1:
+            raise InputError(f"{type(model).__name__} has a sigmoid output (values in [0, 1]) but the training images "
+                             f"range over [{lo:.4g}, {hi:.4g}]: build it with output='linear' (anomalies, "
+                             "normalised data), or scale the images to [0, 1]")
     weights = None
     # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
     # any dataset of dicts, as documented) failed as a bare AttributeError
@@ -659,10 +699,20 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             # go on the input only (on both, the auto-encoder learnt to reproduce the noise)
             x = aug.geometric(x)
             inp = aug.corrupt(x)
+            if task != "classification":
+                inp = _fill_gaps(inp)
             if cfg.channels_last:
                 inp = inp.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg):
-                out_t = net(inp)
+                try:
+                    out_t = net(inp)
+                except ValueError as exc:
+                    if "more than 1 value per channel" not in str(exc):
+                        raise
+                    # one sample left for batch norm over a 1 x 1 map (batch_size=1, or one image)
+                    raise InputError(f"a training batch of {len(x)} image of {tuple(x.shape[-2:])} pixels: "
+                                     "batch norm needs more than one value per channel (use batch_size >= 2 "
+                                     "and more than one training image, or larger images)") from None
                 loss = loss_fn(out_t.float(), x, y)
             total = loss + _penalty(model, cfg.l1, cfg.l2)
             opt.zero_grad(set_to_none=True)
@@ -801,10 +851,13 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
 def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_size: int = 512,
             device: str = "auto", tta: bool = False, progress: bool = False) -> np.ndarray:
     """Class probabilities (N, num_classes) for images (N, C, H, W) (a tensor or NumPy array) or a
-    dataset of dicts.
+    dataset of dicts; for a reconstruction model (``model.task == "reconstruction"``: the
+    auto-encoders, U-Net, ...) its output (N, C_out, H, W), e.g. the reconstructed images
+    (NaN input pixels are fed as 0, as :func:`fit` does).
 
     ``tta=True`` averages the probabilities over the 8 flips/90-degree rotations of square images;
     non-square images get the 4 views that keep their shape (identity, flips, 180-degree rotation).
+    A reconstruction is turned back to the input's orientation before the views are averaged.
 
     Raises
     ------
@@ -825,18 +878,33 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_s
         raise InputError(f"predict: cannot classify a {type(data).__name__}; pass images (N, C, H, W) or a dataset")
     x = data if isinstance(data, torch.Tensor) else materialize(data)[0]
     model = model.to(dev).eval()
+    # an auto-encoder's output went through the softmax over its channels: a 1-channel
+    # reconstruction came back as ones everywhere
+    reconstruct = getattr(model, "task", "classification") == "reconstruction"
     outs = []
-    for i in tqdm(range(0, len(x), batch_size), desc="classifying", disable=not progress, leave=False):
+    for i in tqdm(range(0, len(x), batch_size), desc="reconstructing" if reconstruct else "classifying",
+                  disable=not progress, leave=False):
         xb = x[i:i + batch_size].to(dev).float()
-        views = [xb]
+        if reconstruct:  # gaps are fed as 0, as in training
+            xb = _fill_gaps(xb)
+        views = [(False, 0)]
         if tta:
             # a 90-degree turn of an H x W image is W x H: a fixed-size model (mlp) read it as
             # scrambled pixels, so non-square images keep to the shape-preserving views
             turns = range(4) if xb.shape[-2] == xb.shape[-1] else (0, 2)
-            views = [torch.rot90(v, k, (-2, -1)) for v in (xb, xb.flip(-1)) for k in turns]
-        p = sum(torch.softmax(model(v).float(), dim=1) for v in views) / len(views)
-        outs.append(p.cpu())
-    return torch.cat(outs).numpy() if outs else np.zeros((0, 0))
+            views = [(flip, k) for flip in (False, True) for k in turns]
+        p = 0
+        for flip, k in views:
+            out = model(torch.rot90(xb.flip(-1) if flip else xb, k, (-2, -1))).float()
+            if reconstruct:  # back to the input's orientation
+                out = torch.rot90(out, -k, (-2, -1))
+                p = p + (out.flip(-1) if flip else out)
+            else:
+                p = p + torch.softmax(out, dim=1)
+        outs.append((p / len(views)).cpu())
+    if not outs:
+        return np.zeros((0, 0))
+    return torch.cat(outs).numpy()
 
 
 def evaluate_classifier(model: nn.Module, data: Dataset, classes: Sequence[str] | None = None,
@@ -844,6 +912,8 @@ def evaluate_classifier(model: nn.Module, data: Dataset, classes: Sequence[str] 
     """Test-set metrics (see :func:`oceandl.metrics.classification_metrics`) of a classifier."""
     from ..metrics import classification_metrics
 
+    if getattr(model, "task", "classification") == "reconstruction":
+        raise InputError(f"evaluate_classifier: {type(model).__name__} is a reconstruction model, not a classifier")
     x, y = materialize(data)
     probs = predict(model, x, batch_size=batch_size, device=device, tta=tta)
     return classification_metrics(y.numpy(), probs, classes or getattr(data, "classes", None))
