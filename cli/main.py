@@ -417,9 +417,13 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                       amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
                       channels_last=channels_last, fused=fused_optimizer,
                       progress=_progress(quiet))
+    # --size and --channels in the spec too: a netCDF stack or MNIST folder is read as stored (only the
+    # image-folder readers take them), so they were silently ignored there; after a folder reader
+    # they are already met and change nothing
+    spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
+            **({"channels": int(channels)} if channels else {})}
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
-                           overwrite=overwrite, preprocessing={"intensity": intensity, "normalize": normalize},
-                           model_options=_kv(options), figures=output)
+                           overwrite=overwrite, preprocessing=spec, model_options=_kv(options), figures=output)
     t = res["test"]
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "
           f"split {res['split_sizes']}")

@@ -280,6 +280,18 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
 
 
+def test_netcdf_stack_takes_size_and_channels(stack, tmp_path):
+    # only the folder readers took --size/--channels: a 16 x 16 grey stack trained at 16 x 16 x 1
+    # under --size 24 --channels 3 (a backbone asking for RGB got one band), without a word
+    model = train(stack, tmp_path / "nc_cnn", "--size", 24, "--channels", 3)
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["preprocessing"]["size"] == [24, 24] and cfg["preprocessing"]["channels"] == 3
+    assert cfg["model_args"] == [3, 3]
+    out = tmp_path / "preds.csv"
+    assert invoke("classify", "--model", model, stack, "-o", out, "--quiet").exit_code == 0
+    assert len(pd.read_csv(out)) == 30
+
+
 def test_train_on_a_tengeop_subset_of_classes(sar_tree, tmp_path):
     # the reader keeps all ten TenGeoP classes; training refused the absent ones ("class 'Rain Cells'
     # has 0 images: at least 3 are needed"), so a subset of the archive could not be trained at all
