@@ -450,7 +450,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
     Writes one row per image: the predicted class, its probability, every class's probability
     (p_<class>) and, for TenGeoP-SARwv vignettes with a metadata table beside them, their latitude,
-    longitude and time. Images below --min-confidence are 'unassigned'.
+    longitude and time; a netCDF stack's rows keep its sample coordinate and the variables along it
+    (each image's time, position). Images below --min-confidence are 'unassigned'.
 
     \b
     Examples:
@@ -500,7 +501,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
             shutil.rmtree(tmp, ignore_errors=True)
     counts = ds["predicted"].to_series().value_counts()
-    _echo(f"{ds.sizes['sample']} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    _echo(f"{ds['predicted'].size} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     _echo(f"predictions written to {output}")
 
 

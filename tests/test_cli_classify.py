@@ -280,6 +280,29 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
 
 
+def test_classify_netcdf_stack_keeps_its_sample_coords(stack, tmp_path):
+    # rows came out numbered 0..N-1 with the stack's sample coordinate and each image's time and
+    # latitude dropped: the predictions could not be joined back to the file (a DataArray kept them)
+    model = train(stack, tmp_path / "nc_cnn")
+    with xr.open_dataset(stack) as ds:
+        ds = ds.drop_vars("label").rename(sample="obs").load()
+    ds = ds.assign_coords(obs=np.arange(100, 130), time=("obs", pd.date_range("2020-01-01", periods=30)))
+    ds["lat"] = ("obs", np.linspace(-30, 30, 30))  # a data variable along the sample dim, as many files have
+    path = tmp_path / "u.nc"
+    ds.to_netcdf(path)
+    res = invoke("classify", "--model", model, path, "-o", tmp_path / "p.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "p.nc") as p:
+        assert p["predicted"].dims == ("obs",) and p["probabilities"].dims == ("obs", "class")
+        assert list(p["obs"].values) == list(range(100, 130))
+        assert (p["time"].values == ds["time"].values).all()
+        np.testing.assert_allclose(p["lat"].values, ds["lat"].values)
+    assert invoke("classify", "--model", model, path, "-o", tmp_path / "p.csv", "--quiet").exit_code == 0
+    df = pd.read_csv(tmp_path / "p.csv")
+    assert list(df["obs"]) == list(range(100, 130)) and df["time"].iloc[2] == "2020-01-03"
+    np.testing.assert_allclose(df["lat"], ds["lat"].values, atol=1e-5)
+
+
 def test_netcdf_stack_takes_size_and_channels(stack, tmp_path):
     # only the folder readers took --size/--channels: a 16 x 16 grey stack trained at 16 x 16 x 1
     # under --size 24 --channels 3 (a backbone asking for RGB got one band), without a word
