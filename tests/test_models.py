@@ -158,9 +158,28 @@ def test_frozen_backbone_comes_out_of_training_unchanged(freeze):
     assert not res.model.training and not res.model.net.bn1.training  # eval() still reaches everything
 
 
-def test_transfer_missing_weights_says_where(tmp_path):
-    with pytest.raises(MissingResourceError, match="resnet18.*not found at .*put the file"):
+def test_transfer_missing_weights_says_where_and_which_url(tmp_path, monkeypatch):
+    # the message said to call torchvision's resnet18(weights='IMAGENET1K_V1'), which downloads from
+    # where it runs: no help on an offline compute node, and no word of the file's URL
+    import torch.hub
+
+    url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    with pytest.raises(MissingResourceError, match=rf"^weights=.*missing.pth: no such file .*{url}"):
         get_model("resnet18", 1, 5, weights=tmp_path / "missing.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    cache = tmp_path / "th" / "hub" / "checkpoints"
+    with pytest.raises(MissingResourceError) as err:
+        get_model("resnet18", 1, 5, pretrained=True)
+    msg = str(err.value)
+    assert "\n" not in msg and f"not found at {cache / 'resnet18-f37072fd.pth'}: download {url} to that folder" in msg
+    assert "$TORCH_HOME" in msg and "--set weights=PATH" in msg
+    # the file where the message says: found there
+    import torchvision
+
+    cache.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), cache / "resnet18-f37072fd.pth")
+    assert get_model("resnet18", 1, 5, pretrained=True).net.conv1.in_channels == 1
 
 
 def test_transfer_loads_local_weights_and_adapts_conv(tmp_path):

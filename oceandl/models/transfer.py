@@ -35,6 +35,23 @@ def pretrained_weights_path(backbone: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
 
 
+def _missing_weights(backbone: str, path: Path, given: bool) -> str:
+    """One line: where the ImageNet weights of ``backbone`` were looked for, where to get them.
+
+    Compute nodes are often offline: the URL is what a user needs (``wget`` on a login node), not
+    a torchvision call that downloads from where it runs.
+    """
+    import torchvision.models as tvm
+
+    url = getattr(tvm, BACKBONES[backbone][1]).IMAGENET1K_V1.url
+    if given:
+        return (f"weights={path}: no such file (the ImageNet weights of {backbone} are {url}, a torchvision "
+                ".pth file, or the same tensors as .safetensors)")
+    return (f"pretrained weights for {backbone} not found at {path}: download {url} to that folder "
+            "(torch.hub's cache: $TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints), "
+            "or pass weights=PATH (--set weights=PATH)")
+
+
 def _load_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -98,11 +115,7 @@ class TransferClassifier(nn.Module):
         if pretrained or weights:
             path = Path(weights) if weights else pretrained_weights_path(backbone)
             if not path.is_file():
-                raise MissingResourceError(
-                    f"pretrained weights for {backbone} not found at {path}: download them once "
-                    f"(torchvision: {BACKBONES[backbone][0]}(weights='IMAGENET1K_V1')) and put the file "
-                    f"there, or pass weights=PATH (--set weights=PATH)"
-                )
+                raise MissingResourceError(_missing_weights(backbone, path, given=bool(weights)))
             state = _load_state_dict(path)
             state = {k: v for k, v in state.items() if not k.startswith("AuxLogits")}
             missing, unexpected = net.load_state_dict(state, strict=False)
