@@ -215,6 +215,30 @@ def test_transfer_corrupt_safetensors_weights_are_a_checkpoint_error(tmp_path):
         get_model("resnet18", 1, 3, weights=str(bad))
 
 
+def test_transfer_pth_that_is_no_state_dict_is_one_clear_error(tmp_path):
+    """A whole model saved with torch.save(model) was refused with torch's own text (several lines,
+    terminal escapes) advising weights_only=False, i.e. running the file's code; a list of tensors
+    was a bare AttributeError ('list' object has no attribute 'items', exit 1); a training
+    checkpoint {'state_dict': ...} 'did not fit'. Each is now one CheckpointError saying what to save."""
+    import torchvision
+
+    from oceandl.errors import CheckpointError
+
+    net = torchvision.models.resnet18(weights=None)
+    torch.save(net, tmp_path / "whole.pth")
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    torch.save({"state_dict": net.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
+    (tmp_path / "page.pth").write_text("<html>not found</html>")
+    cases = {"whole": r"holds pickled Python objects \(torchvision.models.resnet.ResNet; .*save its state_dict",
+             "list": r"not a state dict of tensors \(a list\)",
+             "wrapped": r"not a state dict of tensors \(a dict with keys \['state_dict', 'epoch'\]\)",
+             "page": r"not a readable weights file \(not a torch .pth file\)$"}
+    for name, match in cases.items():
+        with pytest.raises(CheckpointError, match=match) as err:
+            get_model("resnet18", 1, 3, weights=str(tmp_path / f"{name}.pth"))
+        assert "\n" not in str(err.value) and "\x1b" not in str(err.value) and "weights_only" not in str(err.value)
+
+
 def test_fine_tuned_checkpoint_loads_without_the_imagenet_file(tmp_path, monkeypatch):
     # the checkpoint kept weights=PATH / pretrained=True and loading rebuilt the backbone from them:
     # on a machine without that file (or torchvision's cache) classify failed with 'not found'
