@@ -582,12 +582,29 @@ def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
     return ds, _image_metadata(ds.files)
 
 
+def _cf_time(ds):
+    """``ds`` with a metadata table's ``time`` strings as datetime64 (UTC), so that the netCDF holds
+    a CF time that xarray and CF tools decode; unchanged when any of them is not ISO 8601."""
+    if "time" not in ds.data_vars or ds["time"].dtype.kind not in "US":
+        return ds
+    import pandas as pd
+
+    try:
+        t = pd.to_datetime(pd.Series(ds["time"].values).replace("", None), utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        return ds  # the table's own format, kept as written
+    return ds.assign(time=(ds["time"].dims, t.dt.tz_localize(None).to_numpy(),
+                           {"standard_name": "time", "long_name": "acquisition time (UTC), from the metadata table"}))
+
+
 def _write_predictions(ds, output: Path, overwrite: bool) -> None:
     from oceandl.utils import atomic_path
 
     with atomic_path(output, overwrite=overwrite) as tmp:
         if output.suffix.lower() == ".nc":
-            ds.to_netcdf(tmp)
+            # the metadata's time was written as text ('2016-04-10T06:30:59Z'): no time axis to
+            # match the vignettes with other data; the CSV keeps the table's text
+            _cf_time(ds).to_netcdf(tmp)
         else:
             df = ds[[v for v in ds.data_vars if v != "probabilities"]].to_dataframe()
             for c in ds["class"].values:

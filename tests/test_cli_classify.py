@@ -121,6 +121,23 @@ def test_classify_to_netcdf_and_min_confidence(sar_tree, sar_model, tmp_path):
         assert ds["probability"].attrs["units"] == "1"
 
 
+def test_classify_netcdf_time_of_the_metadata_is_a_cf_time(sar_tree, sar_model, tmp_path):
+    # the metadata table's time went into the netCDF as text ('2016-04-10T06:30:59Z'): no time axis
+    # to match the vignettes with other data; a vignette without metadata is NaT, the CSV keeps the text
+    files = sorted((sar_tree / "F").glob("*.tiff"))[:2]
+    alone = tmp_path / "alone" / "x.tiff"
+    alone.parent.mkdir()
+    shutil.copy(files[0], alone)
+    res = invoke("classify", "--model", sar_model, *files, alone, "-o", tmp_path / "p.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    meta = pd.read_csv(sar_tree / "metadata.csv").set_index("filename")
+    want = pd.to_datetime(meta.loc[[f.name for f in files], "time"]).dt.tz_localize(None).to_numpy()
+    with xr.open_dataset(tmp_path / "p.nc") as ds:
+        assert ds["time"].dtype.kind == "M" and ds["time"].attrs["standard_name"] == "time"
+        np.testing.assert_array_equal(ds["time"].values[:2], want)
+        assert np.isnat(ds["time"].values[2])
+
+
 def test_batch_size_zero_is_refused(sar_tree, sar_model, tmp_path):
     # a batch of 0 was range(0, n, 0): a bare ValueError from the API, exit 1 from the CLI
     from oceandl.classification import classify
