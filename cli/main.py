@@ -421,9 +421,13 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                       amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
                       channels_last=channels_last, fused=fused_optimizer,
                       progress=_progress(quiet))
+    # --size and --channels in the spec too: a netCDF stack or MNIST folder is read as stored (only the
+    # image-folder readers take them), so they were silently ignored there; after a folder reader
+    # they are already met and change nothing
+    spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
+            **({"channels": int(channels)} if channels else {})}
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
-                           overwrite=overwrite, preprocessing={"intensity": intensity, "normalize": normalize},
-                           model_options=_kv(options), figures=output)
+                           overwrite=overwrite, preprocessing=spec, model_options=_kv(options), figures=output)
     t = res["test"]
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "
           f"split {res['split_sizes']}")
@@ -450,7 +454,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
     Writes one row per image: the predicted class, its probability, every class's probability
     (p_<class>) and, for TenGeoP-SARwv vignettes with a metadata table beside them, their latitude,
-    longitude and time. Images below --min-confidence are 'unassigned'.
+    longitude and time; a netCDF stack's rows keep its sample coordinate and the variables along it
+    (each image's time, position). Images below --min-confidence are 'unassigned'.
 
     \b
     Examples:
@@ -500,7 +505,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
             shutil.rmtree(tmp, ignore_errors=True)
     counts = ds["predicted"].to_series().value_counts()
-    _echo(f"{ds.sizes['sample']} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    _echo(f"{ds['predicted'].size} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     _echo(f"predictions written to {output}")
 
 
@@ -581,12 +586,29 @@ def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
     return ds, _image_metadata(ds.files)
 
 
+def _cf_time(ds):
+    """``ds`` with a metadata table's ``time`` strings as datetime64 (UTC), so that the netCDF holds
+    a CF time that xarray and CF tools decode; unchanged when any of them is not ISO 8601."""
+    if "time" not in ds.data_vars or ds["time"].dtype.kind not in "US":
+        return ds
+    import pandas as pd
+
+    try:
+        t = pd.to_datetime(pd.Series(ds["time"].values).replace("", None), utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        return ds  # the table's own format, kept as written
+    return ds.assign(time=(ds["time"].dims, t.dt.tz_localize(None).to_numpy(),
+                           {"standard_name": "time", "long_name": "acquisition time (UTC), from the metadata table"}))
+
+
 def _write_predictions(ds, output: Path, overwrite: bool) -> None:
     from oceandl.utils import atomic_path
 
     with atomic_path(output, overwrite=overwrite) as tmp:
         if output.suffix.lower() == ".nc":
-            ds.to_netcdf(tmp)
+            # the metadata's time was written as text ('2016-04-10T06:30:59Z'): no time axis to
+            # match the vignettes with other data; the CSV keeps the table's text
+            _cf_time(ds).to_netcdf(tmp)
         else:
             df = ds[[v for v in ds.data_vars if v != "probabilities"]].to_dataframe()
             for c in ds["class"].values:

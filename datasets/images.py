@@ -1048,6 +1048,14 @@ class NetCDFImageDataset(Dataset):
     transform
         Called on each sample dict.
 
+    Attributes
+    ----------
+    sample_dim : str
+        The image variable's first dim.
+    sample_coords : dict of xarray.Variable
+        The file's 1-D variables along ``sample_dim`` (its coordinate, each image's time or
+        position; not ``label_var``), which :func:`oceandl.classify` keeps in its predictions.
+
     Notes
     -----
     Unsigned-integer images (stored type, without scale_factor/add_offset) are divided by their
@@ -1102,6 +1110,11 @@ class NetCDFImageDataset(Dataset):
         self.targets, self.classes = self._labels(ds, da, label_var, where, len(images))
         self.transform = transform
         self.var = var
+        # what says which image is which (the sample coordinate, each image's time, lat, lon): the
+        # predictions of a stack keep them, or rows 0..N-1 could not be joined back to the file
+        self.sample_dim = str(da.dims[0])
+        self.sample_coords = {str(k): v.load() for k, v in ds.variables.items()
+                              if v.dims == (da.dims[0],) and k != label_var}
         if ds is not path_or_ds:  # we opened it, the values are in memory now
             ds.close()
 

@@ -117,7 +117,11 @@ def _as_images(images):
 
         x, _ = materialize(images, desc="reading images")
         paths = [str(p) for p in getattr(images, "files", [])] or None
-        return x, np.arange(len(x)), paths, "sample", {}
+        # a netCDF stack's sample coordinate and per-image coords (NetCDFImageDataset.sample_coords)
+        dim = getattr(images, "sample_dim", None) or "sample"
+        coords = {k: v for k, v in (getattr(images, "sample_coords", None) or {}).items() if len(v) == len(x)}
+        sample = coords.pop(dim).values if dim in coords else np.arange(len(x))
+        return x, sample, paths, dim, {k: v for k, v in coords.items() if k not in _OUTPUT_NAMES}
     raise InputError(f"cannot classify a {type(images).__name__}: pass an array, DataArray or dataset")
 
 
@@ -145,7 +149,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int = 256, device:
     -------
     xarray.Dataset on ``sample`` with ``predicted`` (class name), ``label`` (index, -1 unassigned),
     ``probability`` (top class) and ``probabilities`` (sample, class); ``path`` when known. A
-    DataArray's other coordinates along its sample dim (e.g. each image's time) are kept.
+    DataArray's sample dim and its other coordinates along it (e.g. each image's time) are kept, and
+    so are a :class:`~oceandl.datasets.NetCDFImageDataset`'s (its ``sample_coords``).
 
     Raises
     ------

@@ -135,6 +135,23 @@ def test_classify_to_netcdf_and_min_confidence(sar_tree, sar_model, tmp_path):
         assert ds["probability"].attrs["units"] == "1"
 
 
+def test_classify_netcdf_time_of_the_metadata_is_a_cf_time(sar_tree, sar_model, tmp_path):
+    # the metadata table's time went into the netCDF as text ('2016-04-10T06:30:59Z'): no time axis
+    # to match the vignettes with other data; a vignette without metadata is NaT, the CSV keeps the text
+    files = sorted((sar_tree / "F").glob("*.tiff"))[:2]
+    alone = tmp_path / "alone" / "x.tiff"
+    alone.parent.mkdir()
+    shutil.copy(files[0], alone)
+    res = invoke("classify", "--model", sar_model, *files, alone, "-o", tmp_path / "p.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    meta = pd.read_csv(sar_tree / "metadata.csv").set_index("filename")
+    want = pd.to_datetime(meta.loc[[f.name for f in files], "time"]).dt.tz_localize(None).to_numpy()
+    with xr.open_dataset(tmp_path / "p.nc") as ds:
+        assert ds["time"].dtype.kind == "M" and ds["time"].attrs["standard_name"] == "time"
+        np.testing.assert_array_equal(ds["time"].values[:2], want)
+        assert np.isnat(ds["time"].values[2])
+
+
 def test_batch_size_zero_is_refused(sar_tree, sar_model, tmp_path):
     # a batch of 0 was range(0, n, 0): a bare ValueError from the API, exit 1 from the CLI
     from oceandl.classification import classify
@@ -292,6 +309,41 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out)
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
+
+
+def test_classify_netcdf_stack_keeps_its_sample_coords(stack, tmp_path):
+    # rows came out numbered 0..N-1 with the stack's sample coordinate and each image's time and
+    # latitude dropped: the predictions could not be joined back to the file (a DataArray kept them)
+    model = train(stack, tmp_path / "nc_cnn")
+    with xr.open_dataset(stack) as ds:
+        ds = ds.drop_vars("label").rename(sample="obs").load()
+    ds = ds.assign_coords(obs=np.arange(100, 130), time=("obs", pd.date_range("2020-01-01", periods=30)))
+    ds["lat"] = ("obs", np.linspace(-30, 30, 30))  # a data variable along the sample dim, as many files have
+    path = tmp_path / "u.nc"
+    ds.to_netcdf(path)
+    res = invoke("classify", "--model", model, path, "-o", tmp_path / "p.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "p.nc") as p:
+        assert p["predicted"].dims == ("obs",) and p["probabilities"].dims == ("obs", "class")
+        assert list(p["obs"].values) == list(range(100, 130))
+        assert (p["time"].values == ds["time"].values).all()
+        np.testing.assert_allclose(p["lat"].values, ds["lat"].values)
+    assert invoke("classify", "--model", model, path, "-o", tmp_path / "p.csv", "--quiet").exit_code == 0
+    df = pd.read_csv(tmp_path / "p.csv")
+    assert list(df["obs"]) == list(range(100, 130)) and df["time"].iloc[2] == "2020-01-03"
+    np.testing.assert_allclose(df["lat"], ds["lat"].values, atol=1e-5)
+
+
+def test_netcdf_stack_takes_size_and_channels(stack, tmp_path):
+    # only the folder readers took --size/--channels: a 16 x 16 grey stack trained at 16 x 16 x 1
+    # under --size 24 --channels 3 (a backbone asking for RGB got one band), without a word
+    model = train(stack, tmp_path / "nc_cnn", "--size", 24, "--channels", 3)
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["preprocessing"]["size"] == [24, 24] and cfg["preprocessing"]["channels"] == 3
+    assert cfg["model_args"] == [3, 3]
+    out = tmp_path / "preds.csv"
+    assert invoke("classify", "--model", model, stack, "-o", out, "--quiet").exit_code == 0
+    assert len(pd.read_csv(out)) == 30
 
 
 def test_train_on_a_tengeop_subset_of_classes(sar_tree, tmp_path):

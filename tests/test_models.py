@@ -158,9 +158,28 @@ def test_frozen_backbone_comes_out_of_training_unchanged(freeze):
     assert not res.model.training and not res.model.net.bn1.training  # eval() still reaches everything
 
 
-def test_transfer_missing_weights_says_where(tmp_path):
-    with pytest.raises(MissingResourceError, match="resnet18.*not found at .*put the file"):
+def test_transfer_missing_weights_says_where_and_which_url(tmp_path, monkeypatch):
+    # the message said to call torchvision's resnet18(weights='IMAGENET1K_V1'), which downloads from
+    # where it runs: no help on an offline compute node, and no word of the file's URL
+    import torch.hub
+
+    url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    with pytest.raises(MissingResourceError, match=rf"^weights=.*missing.pth: no such file .*{url}"):
         get_model("resnet18", 1, 5, weights=tmp_path / "missing.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    cache = tmp_path / "th" / "hub" / "checkpoints"
+    with pytest.raises(MissingResourceError) as err:
+        get_model("resnet18", 1, 5, pretrained=True)
+    msg = str(err.value)
+    assert "\n" not in msg and f"not found at {cache / 'resnet18-f37072fd.pth'}: download {url} to that folder" in msg
+    assert "$TORCH_HOME" in msg and "--set weights=PATH" in msg
+    # the file where the message says: found there
+    import torchvision
+
+    cache.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), cache / "resnet18-f37072fd.pth")
+    assert get_model("resnet18", 1, 5, pretrained=True).net.conv1.in_channels == 1
 
 
 def test_transfer_loads_local_weights_and_adapts_conv(tmp_path):
@@ -194,6 +213,30 @@ def test_transfer_corrupt_safetensors_weights_are_a_checkpoint_error(tmp_path):
     bad.write_bytes(good.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="cut.safetensors: not a readable weights file"):
         get_model("resnet18", 1, 3, weights=str(bad))
+
+
+def test_transfer_pth_that_is_no_state_dict_is_one_clear_error(tmp_path):
+    """A whole model saved with torch.save(model) was refused with torch's own text (several lines,
+    terminal escapes) advising weights_only=False, i.e. running the file's code; a list of tensors
+    was a bare AttributeError ('list' object has no attribute 'items', exit 1); a training
+    checkpoint {'state_dict': ...} 'did not fit'. Each is now one CheckpointError saying what to save."""
+    import torchvision
+
+    from oceandl.errors import CheckpointError
+
+    net = torchvision.models.resnet18(weights=None)
+    torch.save(net, tmp_path / "whole.pth")
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    torch.save({"state_dict": net.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
+    (tmp_path / "page.pth").write_text("<html>not found</html>")
+    cases = {"whole": r"holds pickled Python objects \(torchvision.models.resnet.ResNet; .*save its state_dict",
+             "list": r"not a state dict of tensors \(a list\)",
+             "wrapped": r"not a state dict of tensors \(a dict with keys \['state_dict', 'epoch'\]\)",
+             "page": r"not a readable weights file \(not a torch .pth file\)$"}
+    for name, match in cases.items():
+        with pytest.raises(CheckpointError, match=match) as err:
+            get_model("resnet18", 1, 3, weights=str(tmp_path / f"{name}.pth"))
+        assert "\n" not in str(err.value) and "\x1b" not in str(err.value) and "weights_only" not in str(err.value)
 
 
 def test_fine_tuned_checkpoint_loads_without_the_imagenet_file(tmp_path, monkeypatch):

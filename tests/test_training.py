@@ -856,6 +856,29 @@ def test_freezing_random_weights_is_warned_about(digits):
     assert trainable and all(n.startswith("net.fc") for n in trainable)
 
 
+def test_imagenet_weights_on_unnormalised_pixels_are_warned_about(digits, tmp_path):
+    """Pretrained weights with normalize='none' fed ImageNet filters and batch-norm statistics the
+    pixels as read (dB near -20), without a word; per_image (the default) standardises them."""
+    import warnings
+
+    import torchvision
+
+    from oceandl.training.classifier import train_classifier
+
+    path = tmp_path / "r.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    x, y = digits
+    data = TensorData(x[:60], y[:60], ["a", "b", "c", "d"])
+    cfg = TrainConfig(epochs=1, batch_size=32, device="cpu", progress=False)
+    opts = {"weights": str(path), "freeze": "backbone"}
+    with pytest.warns(UserWarning, match=r"ImageNet weights expect standardised inputs .*normalize='none'"):
+        train_classifier(data, "resnet18", None, cfg, model_options=opts,
+                         preprocessing={"intensity": "db", "normalize": "none"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_classifier(data, "resnet18", None, cfg, model_options=opts, preprocessing={"normalize": "per_image"})
+
+
 def test_images_too_small_for_the_model_are_an_input_error(digits, tmp_path):
     """alexnet on 28 px images (it needs 63) failed at the first training step as torch's bare
     RuntimeError ('Output size is too small', exit 1), after the data was read; now an InputError

@@ -9,6 +9,7 @@ Weights are never downloaded: pass ``weights=PATH`` or put torchvision's file wh
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -35,6 +36,23 @@ def pretrained_weights_path(backbone: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
 
 
+def _missing_weights(backbone: str, path: Path, given: bool) -> str:
+    """One line: where the ImageNet weights of ``backbone`` were looked for, where to get them.
+
+    Compute nodes are often offline: the URL is what a user needs (``wget`` on a login node), not
+    a torchvision call that downloads from where it runs.
+    """
+    import torchvision.models as tvm
+
+    url = getattr(tvm, BACKBONES[backbone][1]).IMAGENET1K_V1.url
+    if given:
+        return (f"weights={path}: no such file (the ImageNet weights of {backbone} are {url}, a torchvision "
+                ".pth file, or the same tensors as .safetensors)")
+    return (f"pretrained weights for {backbone} not found at {path}: download {url} to that folder "
+            "(torch.hub's cache: $TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints), "
+            "or pass weights=PATH (--set weights=PATH)")
+
+
 def _load_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -46,11 +64,31 @@ def _load_state_dict(path: Path) -> dict:
             # a truncated or foreign file: SafetensorError is no ValueError, so it came out as an
             # unexpected error (exit 1, "set OCEANDL_DEBUG=1") instead of naming the file
             raise CheckpointError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
+    import pickle
+
+    from ..errors import one_line
+
     try:
         # torchvision ships .pth files; weights_only=True refuses arbitrary pickled objects
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's own message (several lines, terminal escapes) advises weights_only=False, i.e.
+        # running the file's code; the safe way is to save the tensors alone
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:  # not a pickle at all (a text or HTML page saved as .pth)
+            raise CheckpointError(f"{path}: not a readable weights file (not a torch .pth file)") from None
+        raise CheckpointError(f"{path}: holds pickled Python objects ({found.group(1)}; a whole model saved "
+                              "with torch.save(model)?), which are not loaded: save its state_dict instead, "
+                              "e.g. safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')") from None
     except Exception as exc:  # noqa: BLE001 - any failure here is a bad weights file
-        raise CheckpointError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable weights file ({one_line(exc)})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        # a list or a training checkpoint failed as a bare AttributeError ('list' has no 'items')
+        # or as weights that "do not fit" with the checkpoint's keys
+        raise CheckpointError(f"{path}: not a state dict of tensors (a {type(state).__name__}"
+                              + (f" with keys {list(state)[:4]}" if isinstance(state, dict) else "")
+                              + "): save the backbone's model.state_dict()")
+    return state
 
 
 def _first_conv(model: nn.Module, backbone: str) -> tuple[nn.Module, str]:
@@ -98,11 +136,7 @@ class TransferClassifier(nn.Module):
         if pretrained or weights:
             path = Path(weights) if weights else pretrained_weights_path(backbone)
             if not path.is_file():
-                raise MissingResourceError(
-                    f"pretrained weights for {backbone} not found at {path}: download them once "
-                    f"(torchvision: {BACKBONES[backbone][0]}(weights='IMAGENET1K_V1')) and put the file "
-                    f"there, or pass weights=PATH (--set weights=PATH)"
-                )
+                raise MissingResourceError(_missing_weights(backbone, path, given=bool(weights)))
             state = _load_state_dict(path)
             state = {k: v for k, v in state.items() if not k.startswith("AuxLogits")}
             missing, unexpected = net.load_state_dict(state, strict=False)

@@ -108,6 +108,14 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         warnings.warn(f"model {model!r}: freeze={opts['freeze']!r} without pretrained weights (pretrained=true "
                       "or weights=PATH) freezes random weights; only the unfrozen layers learn", UserWarning,
                       stacklevel=2)
+    if (opts.get("pretrained") or opts.get("weights")) and spec["normalize"] == "none":
+        # ImageNet filters (first conv summed for grey) and batch-norm statistics expect standardised
+        # pixels: linear sigma0 near 0.01 or dB near -20 reach them far off that scale, and a frozen
+        # backbone cannot adapt its statistics
+        warnings.warn(f"model {model!r}: ImageNet weights expect standardised inputs (about zero mean, unit "
+                      f"variance), but normalize='none' gives them the pixels as read (intensity "
+                      f"{spec['intensity']}); use normalize per_image (--normalize per_image)", UserWarning,
+                      stacklevel=2)
     if model in ("mlp",) and "input_size" not in opts:
         opts["input_size"] = list(data.x.shape[-2:])
     with torch_rng_scope():  # the initial weights follow --seed; the caller's global generator is left alone
