@@ -361,3 +361,20 @@ def test_dense_autoencoders_name_the_input_size_they_were_built_for(name):
                                                                   progress=False), task="reconstruction")
     m = get_model(name, 1, input_size=(27, 31))
     assert m(x).shape == (8, 1, 27, 31) and m.encode(x).shape[0] == 8
+
+
+@pytest.mark.parametrize("name, shape, words", [
+    ("cnn", (1, 1, 3, 5), r"CourseCNN pools 2 times by 2: images need sides of 4 px or more, got \(3, 5\)"),
+    ("vgg", (1, 1, 5, 7), r"VGGNet pools 3 times by 2: images need sides of 8 px or more, got \(5, 7\)"),
+    ("mlp", (2, 1, 27, 31), r"MLP was built for images of \(1, 28, 28\) .*got \(1, 27, 31\): build it with input_size"),
+])
+def test_images_a_classifier_cannot_take_are_an_input_error(name, shape, words):
+    """Too small for the poolings, or another size than a dense model was built for: torch's
+    'Calculated output size: (32x0x0)' or 'mat1 and mat2 shapes cannot be multiplied' before."""
+    from oceandl.errors import InputError
+
+    model = get_model(name, 1, 10).eval()
+    with pytest.raises(InputError, match=words):
+        model(torch.zeros(shape))
+    ok = {"cnn": (1, 1, 4, 4), "vgg": (1, 1, 8, 8), "mlp": (2, 1, 28, 28)}[name]
+    assert model(torch.zeros(ok)).shape == (ok[0], 10)

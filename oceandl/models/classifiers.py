@@ -10,9 +10,19 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .blocks import BasicBlock, ConvBNAct, Dropout, grad_like_input
 
 __all__ = ["MLP", "CourseCNN", "VGGNet", "ResNet"]
+
+
+def _check_min_size(model: nn.Module, x: torch.Tensor, pools: int, option: str) -> None:
+    """Refuse images too small for ``pools`` 2x2 max-poolings (each needs a side of 2 or more):
+    torch said only "Given input size: (32x1x1). Calculated output size: (32x0x0)"."""
+    need = 2**pools
+    if x.ndim == 4 and min(x.shape[-2:]) < need:
+        raise InputError(f"{type(model).__name__} pools {pools} times by 2: images need sides of {need} px or more, "
+                         f"got {tuple(x.shape[-2:])} (resize them, or build it with fewer {option})")
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -47,8 +57,13 @@ class MLP(nn.Module):
             width = n
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
+        self.in_shape = (in_channels, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.in_shape:
+            # else torch's bare "mat1 and mat2 shapes cannot be multiplied (2x837 and 784x512)"
+            raise InputError(f"MLP was built for images of {self.in_shape} (channels, H, W), got "
+                             f"{tuple(x.shape[1:])}: build it with input_size=(H, W) of the data")
         return self.net(x)
 
 
@@ -72,11 +87,13 @@ class CourseCNN(nn.Module):
                        nn.MaxPool2d(2)]
             cin = c
         self.features = nn.Sequential(*layers)
+        self.n_pools = len(channels)
         self.pool = nn.AdaptiveAvgPool2d(4)
         self.head = nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(cin * 16, hidden),
                                   nn.ReLU(inplace=True), Dropout(dropout), nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_min_size(self, x, self.n_pools, "channels (one entry per pooling block)")
         return self.head(grad_like_input(self.pool(self.features(x))))
 
 
@@ -132,10 +149,12 @@ class VGGNet(nn.Module):
                 cin = cout
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
+        self.n_pools = len(reps[:stages])
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), Dropout(dropout),
                                   nn.Linear(cin, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_min_size(self, x, self.n_pools, "stages")
         return self.head(self.features(x))
 
 

@@ -177,7 +177,7 @@ def _check_takes_images(net: torch.nn.Module, name: str, x: torch.Tensor) -> Non
     try:
         with torch.no_grad():
             net.eval()(x.float())
-    except RuntimeError as exc:
+    except (RuntimeError, InputError) as exc:  # the models that check their input say why in their words
         least = f" to at least {BACKBONES[name][2]} px" if name in BACKBONES else ""
         raise InputError(f"model {name!r} cannot take images of {' x '.join(map(str, x.shape[1:]))} "
                          f"(channels x height x width): {one_line(exc, with_type=False)}; resize them{least} "
