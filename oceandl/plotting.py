@@ -1,7 +1,13 @@
-"""Figures written by the engine and the pipelines (matplotlib, Agg backend, imported lazily)."""
+"""Figures written by the engine and the pipelines (matplotlib, imported lazily).
+
+The figures are :class:`matplotlib.figure.Figure` objects made outside pyplot: saving one draws it
+with the renderer of the file format (Agg for PNG), with no display, whatever backend the user has
+chosen, and the user's backend is left as it was (``matplotlib.use("Agg")`` here switched a
+notebook's or a GUI session's interactive backend off as soon as a model was trained). Nothing is
+registered in pyplot, so no figure is left open however the drawing ends.
+"""
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Sequence
 
@@ -10,13 +16,11 @@ import numpy as np
 __all__ = ["plot_history", "plot_confusion", "plot_reliability", "plot_image_grid", "plot_fields"]
 
 
-def _plt():
-    import matplotlib
+def _figure(**kwargs):
+    """A new figure, not registered in pyplot (see the module docstring)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 # CF spellings of temperature units, written as a reader expects them on a colour bar
@@ -24,52 +28,40 @@ _UNIT_LABELS = {"degree_Celsius": "°C", "degrees_Celsius": "°C", "degree_C": "
                 "celsius": "°C"}
 
 
-@contextlib.contextmanager
-def _closing(plt, fig):
-    """Close ``fig`` however the drawing ends: a failure (caught by the engine, which never lets a
-    figure kill a run) otherwise left the figure open in pyplot, and a long benchmark piled them up."""
-    try:
-        yield fig
-    finally:
-        plt.close(fig)
-
-
 def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
     """Training curves (loss and, when present, accuracy) per epoch."""
-    plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
     ep = [h["epoch"] for h in history]
     # a metric logged for either split gets a panel (one with none: an empty "loss" panel, not a crash)
     keys = [k for k in ("loss", "accuracy") if any(f"{s}_{k}" in h for h in history for s in ("train", "val"))]
     keys = keys or ["loss"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
-    with _closing(plt, fig):
-        for ax, k in zip(axes[0], keys):
-            for split in ("train", "val"):
-                vals = [h.get(f"{split}_{k}") for h in history]
-                if any(v is not None for v in vals):
-                    ax.plot(ep, vals, marker="o", label=split)
-            ax.set_xlabel("epoch"), ax.set_ylabel(k), ax.grid(alpha=0.3)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25, 1.5 ticks
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend()
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
+    fig = _figure(figsize=(5 * len(keys), 3.5))
+    axes = fig.subplots(1, len(keys), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        for split in ("train", "val"):
+            vals = [h.get(f"{split}_{k}") for h in history]
+            if any(v is not None for v in vals):
+                ax.plot(ep, vals, marker="o", label=split)
+        ax.set_xlabel("epoch"), ax.set_ylabel(k), ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25, 1.5 ticks
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike, normalize: bool = False,
                    title: str = "") -> None:
     """Confusion matrix (rows: true, columns: predicted), raw counts or row-normalised."""
-    plt = _plt()
     cm = np.asarray(cm, float)
     if normalize:
         cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
-    with _closing(plt, fig):
-        _draw_confusion(fig, ax, cm, classes, normalize, title)
-        fig.savefig(path, dpi=110)
+    fig = _figure(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    ax = fig.subplots()
+    _draw_confusion(fig, ax, cm, classes, normalize, title)
+    fig.savefig(path, dpi=110)
 
 
 def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: bool, title: str) -> None:
@@ -89,34 +81,32 @@ def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: 
 
 def plot_reliability(reliability: dict, path: str | os.PathLike, ece: float | None = None) -> None:
     """Reliability diagram: accuracy against confidence per bin."""
-    plt = _plt()
     edges = np.asarray(reliability["edges"])
     centers = (edges[:-1] + edges[1:]) / 2
     acc, count = np.asarray(reliability["accuracy"]), np.asarray(reliability["count"])
-    fig, ax = plt.subplots(figsize=(4, 4))
-    with _closing(plt, fig):
-        ax.bar(centers[count > 0], acc[count > 0], width=np.diff(edges)[0], edgecolor="k", alpha=0.7)
-        ax.plot([0, 1], [0, 1], "k--", lw=1)
-        ax.set_xlabel("confidence"), ax.set_ylabel("accuracy")
-        ax.set_title(f"reliability (ECE {ece:.3f})" if ece is not None else "reliability")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
+    fig = _figure(figsize=(4, 4))
+    ax = fig.subplots()
+    ax.bar(centers[count > 0], acc[count > 0], width=np.diff(edges)[0], edgecolor="k", alpha=0.7)
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set_xlabel("confidence"), ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability (ECE {ece:.3f})" if ece is not None else "reliability")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def plot_image_grid(rows: Sequence[np.ndarray], labels: Sequence[str], path: str | os.PathLike,
                     cmap: str = "gray") -> None:
     """Rows of images (each an (n, H, W) array), e.g. originals and reconstructions."""
-    plt = _plt()
     n = len(rows[0])
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
-    with _closing(plt, fig):
-        for r, (imgs, lab) in enumerate(zip(rows, labels)):
-            for c in range(n):
-                axes[r, c].imshow(imgs[c], cmap=cmap)
-                axes[r, c].axis("off")
-            axes[r, 0].set_title(lab, fontsize=7, loc="left")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
+    fig = _figure(figsize=(1.2 * n, 1.3 * len(rows)))
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (imgs, lab) in enumerate(zip(rows, labels)):
+        for c in range(n):
+            axes[r, c].imshow(imgs[c], cmap=cmap)
+            axes[r, c].axis("off")
+        axes[r, 0].set_title(lab, fontsize=7, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", vmin=None, vmax=None,
@@ -152,56 +142,55 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
         ``(lon_min, lon_max, lat_min, lat_max)`` of the cell edges: axes in degrees, labelled;
         without it the panels have no axes.
     """
-    plt = _plt()
     n = len(fields)
     if n == 0:
         raise ValueError("plot_fields: no field to draw")
     ncol = min(n, 4)
     nrow = -(-n // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.0 * nrow + (0.3 if title else 0)), squeeze=False)
-    with _closing(plt, fig):
-        land_rgba = None
-        if land is not None:
-            # grey where land, transparent elsewhere, over each panel: NaN alone draws land and clouds alike
-            land_rgba = np.zeros(np.shape(land) + (4,))
-            land_rgba[np.asarray(land, bool)] = (0.55, 0.55, 0.55, 1.0)
-        # one symmetric scale for all the error panels: the benchmark compares methods by them (each
-        # on its own 99th percentile, the same red was 8 degC in one panel and 6 in the next)
-        errors = [np.abs(np.asarray(fields[k], dtype=float)) for k in fields if k in error_keys]
-        errors = np.concatenate([e[np.isfinite(e)] for e in errors]) if errors else np.array([])
-        lim = float(np.percentile(errors, 99)) if errors.size else 1.0
-        lim = lim if lim > 0 else 1.0  # all zero: a visible white panel, not a degenerate scale
-        kw = {"origin": "lower", "interpolation": "nearest"}
-        if extent is not None:
-            kw["extent"] = tuple(float(e) for e in extent)
-            kw["aspect"] = "auto"
-        for idx, (ax, (k, f)) in enumerate(zip(axes.flat, fields.items())):
-            f = np.asarray(f, dtype=float)
-            finite = np.isfinite(f)
-            if k in error_keys:
-                im = ax.imshow(f, cmap="RdBu_r", vmin=-lim, vmax=lim, **kw)
-            elif k in own_scale_keys:
-                hi = float(np.nanpercentile(f, 99)) if finite.any() else 1.0
-                im = ax.imshow(f, cmap="viridis", vmin=0.0, vmax=hi if hi > 0 else 1.0, **kw)
-            else:
-                im = ax.imshow(f, cmap=cmap, vmin=vmin, vmax=vmax, **kw)
-            if land_rgba is not None and land_rgba.shape[:2] == f.shape:
-                ax.imshow(land_rgba, **kw)
-            ax.set_title(k, fontsize=9)
-            if extent is None:
-                ax.axis("off")
-            else:
-                ax.tick_params(labelsize=7)
-                if idx + ncol >= n:  # the lowest panel of its column
-                    ax.set_xlabel("longitude (°E)", fontsize=8)
-                if idx % ncol == 0:
-                    ax.set_ylabel("latitude (°N)", fontsize=8)
-            cb = fig.colorbar(im, ax=ax, fraction=0.046)
-            if units:
-                cb.set_label(_UNIT_LABELS.get(units, units), fontsize=8)
-        for ax in list(axes.flat)[n:]:
+    fig = _figure(figsize=(3.3 * ncol, 3.0 * nrow + (0.3 if title else 0)))
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    land_rgba = None
+    if land is not None:
+        # grey where land, transparent elsewhere, over each panel: NaN alone draws land and clouds alike
+        land_rgba = np.zeros(np.shape(land) + (4,))
+        land_rgba[np.asarray(land, bool)] = (0.55, 0.55, 0.55, 1.0)
+    # one symmetric scale for all the error panels: the benchmark compares methods by them (each
+    # on its own 99th percentile, the same red was 8 degC in one panel and 6 in the next)
+    errors = [np.abs(np.asarray(fields[k], dtype=float)) for k in fields if k in error_keys]
+    errors = np.concatenate([e[np.isfinite(e)] for e in errors]) if errors else np.array([])
+    lim = float(np.percentile(errors, 99)) if errors.size else 1.0
+    lim = lim if lim > 0 else 1.0  # all zero: a visible white panel, not a degenerate scale
+    kw = {"origin": "lower", "interpolation": "nearest"}
+    if extent is not None:
+        kw["extent"] = tuple(float(e) for e in extent)
+        kw["aspect"] = "auto"
+    for idx, (ax, (k, f)) in enumerate(zip(axes.flat, fields.items())):
+        f = np.asarray(f, dtype=float)
+        finite = np.isfinite(f)
+        if k in error_keys:
+            im = ax.imshow(f, cmap="RdBu_r", vmin=-lim, vmax=lim, **kw)
+        elif k in own_scale_keys:
+            hi = float(np.nanpercentile(f, 99)) if finite.any() else 1.0
+            im = ax.imshow(f, cmap="viridis", vmin=0.0, vmax=hi if hi > 0 else 1.0, **kw)
+        else:
+            im = ax.imshow(f, cmap=cmap, vmin=vmin, vmax=vmax, **kw)
+        if land_rgba is not None and land_rgba.shape[:2] == f.shape:
+            ax.imshow(land_rgba, **kw)
+        ax.set_title(k, fontsize=9)
+        if extent is None:
             ax.axis("off")
-        if title:
-            fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100, format=fmt)
+        else:
+            ax.tick_params(labelsize=7)
+            if idx + ncol >= n:  # the lowest panel of its column
+                ax.set_xlabel("longitude (°E)", fontsize=8)
+            if idx % ncol == 0:
+                ax.set_ylabel("latitude (°N)", fontsize=8)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046)
+        if units:
+            cb.set_label(_UNIT_LABELS.get(units, units), fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format=fmt)

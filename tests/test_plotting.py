@@ -160,3 +160,24 @@ def test_confusion_readable_with_ten_class_names(tmp_path, drawn):
     assert [t.get_text() for t in ax.get_yticklabels()] == names
     assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
     assert len(ax.texts) == 100
+
+
+def test_figures_leave_the_users_backend_alone(tmp_path):
+    """Every plot function draws without pyplot: a user's backend (a notebook's, a GUI session's)
+    is not switched to Agg behind their back (it was, by the first figure of a training run)."""
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")  # any backend but Agg, as chosen by a user
+    try:
+        plotting.plot_fields({"a": np.ones((4, 4)), "a error": np.zeros((4, 4))}, tmp_path / "f.png",
+                             error_keys=["a error"])
+        plotting.plot_history([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}], tmp_path / "c.png")
+        plotting.plot_confusion(np.eye(3), list("abc"), tmp_path / "cm.png")
+        plotting.plot_reliability({"edges": np.linspace(0, 1, 11), "accuracy": np.linspace(0, 1, 10),
+                                   "count": np.ones(10)}, tmp_path / "r.png")
+        plotting.plot_image_grid([np.zeros((2, 4, 4))], ["x"], tmp_path / "g.png")
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
+    for name in ("f", "c", "cm", "r", "g"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"  # PNGs all the same (Agg)
+    assert plt.get_fignums() == []
