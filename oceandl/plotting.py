@@ -9,6 +9,7 @@ registered in pyplot, so no figure is left open however the drawing ends.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -21,6 +22,27 @@ def _figure(**kwargs):
     from matplotlib.figure import Figure
 
     return Figure(**kwargs)
+
+
+def _save(fig, path, dpi: int, fmt: str | None = None) -> None:
+    """Write ``fig`` to ``path`` under a temporary name, renamed once complete.
+
+    A failure part-way (a full disk; an error while drawing a PDF or SVG, which is streamed to the
+    file as it is drawn) left a half-written image at ``path`` (in place of an earlier one); it now
+    leaves ``path`` as it was. The format is ``fmt``, else ``path``'s suffix, else matplotlib's
+    default (PNG). ``path`` may also be an open binary file, written directly.
+    """
+    from matplotlib import rcParams
+
+    from .utils import atomic_path, check_output_path
+
+    if not isinstance(path, (str, os.PathLike)):
+        fig.savefig(path, dpi=dpi, format=fmt)
+        return
+    fmt = fmt or Path(path).suffix[1:].lower() or rcParams["savefig.format"]
+    check_output_path(path, overwrite=True, kind="file", what="figure")  # never a folder replaced by a figure
+    with atomic_path(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt)
 
 
 # CF spellings of temperature units, written as a reader expects them on a colour bar
@@ -48,7 +70,7 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path, dpi=110)
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike, normalize: bool = False,
@@ -61,7 +83,7 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLi
     fig = _figure(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
     ax = fig.subplots()
     _draw_confusion(fig, ax, cm, classes, normalize, title)
-    fig.savefig(path, dpi=110)
+    _save(fig, path, dpi=110)
 
 
 def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: bool, title: str) -> None:
@@ -91,7 +113,7 @@ def plot_reliability(reliability: dict, path: str | os.PathLike, ece: float | No
     ax.set_xlabel("confidence"), ax.set_ylabel("accuracy")
     ax.set_title(f"reliability (ECE {ece:.3f})" if ece is not None else "reliability")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path, dpi=110)
 
 
 def plot_image_grid(rows: Sequence[np.ndarray], labels: Sequence[str], path: str | os.PathLike,
@@ -106,7 +128,7 @@ def plot_image_grid(rows: Sequence[np.ndarray], labels: Sequence[str], path: str
             axes[r, c].axis("off")
         axes[r, 0].set_title(lab, fontsize=7, loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path, dpi=110)
 
 
 def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", vmin=None, vmax=None,
@@ -193,4 +215,4 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, format=fmt)
+    _save(fig, path, dpi=100, fmt=fmt)

@@ -210,7 +210,7 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
 
 
 def _plot_pca_vs_ae(ev: dict, results: dict, path: Path) -> None:
-    from oceandl.plotting import _figure
+    from oceandl.plotting import _figure, _save
 
     fig = _figure(figsize=(5, 3.5))
     ax = fig.subplots()
@@ -222,7 +222,7 @@ def _plot_pca_vs_ae(ev: dict, results: dict, path: Path) -> None:
     ax.set_xscale("log", base=2), ax.set_xlabel("code size k"), ax.set_ylabel("explained variance (test)")
     ax.grid(alpha=0.3), ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path, dpi=110)
 
 
 PIPELINE = Pipeline(

@@ -1,6 +1,8 @@
 """Figures: colour scales, land, units and titles of the maps; robustness of every plot function."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import xarray as xr
 import pytest
@@ -11,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from oceandl import plotting  # noqa: E402
+from oceandl.errors import InputError  # noqa: E402
 
 
 @pytest.fixture
@@ -138,14 +141,14 @@ def test_history_whole_epochs_empty_history_and_no_figure_left_open(tmp_path, dr
     plotting.plot_history([], tmp_path / "e.png")
     plotting.plot_history([{"epoch": 1, "val_loss": 1.0}], tmp_path / "v.png")
     assert (tmp_path / "e.png").is_file() and (tmp_path / "v.png").is_file()
-    # a failure while drawing (here: no such folder) leaves no figure behind in pyplot
+    # a failure while drawing (here: no such folder, an InputError naming it) leaves no figure behind in pyplot
     for call in (lambda p: plotting.plot_fields({"a": np.ones((3, 3))}, p),
                  lambda p: plotting.plot_confusion(np.eye(3), list("abc"), p),
                  lambda p: plotting.plot_history([{"epoch": 1, "train_loss": 1.0}], p),
                  lambda p: plotting.plot_reliability({"edges": np.linspace(0, 1, 11), "accuracy": np.zeros(10),
                                                       "count": np.zeros(10)}, p),
                  lambda p: plotting.plot_image_grid([np.zeros((2, 4, 4))], ["x"], p)):
-        with pytest.raises(OSError):
+        with pytest.raises((OSError, InputError), match="missing"):
             call(tmp_path / "missing" / "x.png")
     assert plt.get_fignums() == []
 
@@ -181,3 +184,47 @@ def test_figures_leave_the_users_backend_alone(tmp_path):
     for name in ("f", "c", "cm", "r", "g"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"  # PNGs all the same (Agg)
     assert plt.get_fignums() == []
+
+
+def _every_plot(path):
+    """Each plot function, writing ``path``."""
+    return [lambda: plotting.plot_fields({"a": np.ones((3, 3))}, path),
+            lambda: plotting.plot_confusion(np.eye(3), list("abc"), path),
+            lambda: plotting.plot_history([{"epoch": 1, "train_loss": 1.0}], path),
+            lambda: plotting.plot_reliability({"edges": np.linspace(0, 1, 11), "accuracy": np.zeros(10),
+                                               "count": np.zeros(10)}, path),
+            lambda: plotting.plot_image_grid([np.zeros((2, 4, 4))], ["x"], path)]
+
+
+def test_figure_written_atomically(tmp_path, monkeypatch):
+    """A write that fails part-way (a full disk) leaves neither a half-written PNG nor a temporary,
+    and an earlier figure at the path stays as it was (it was replaced by the truncated one)."""
+    import matplotlib.image
+
+    imsave = matplotlib.image.imsave
+
+    def disk_full(fname, *args, **kwargs):
+        if not isinstance(fname, (str, os.PathLike)):  # into memory
+            return imsave(fname, *args, **kwargs)
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG\r\n\x1a\n")  # the signature, then nothing
+        raise OSError(28, "No space left on device")
+
+    old = tmp_path / "day.png"
+    old.write_bytes(b"an earlier figure")
+    with monkeypatch.context() as mp:
+        mp.setattr(matplotlib.image, "imsave", disk_full)  # what Agg writes a PNG with
+        for plot in _every_plot(old):
+            with pytest.raises(OSError, match="No space"):
+                plot()
+    assert old.read_bytes() == b"an earlier figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["day.png"]
+    # a folder at the path is refused, never replaced by the figure
+    (tmp_path / "folder.png").mkdir()
+    for plot in _every_plot(tmp_path / "folder.png"):
+        with pytest.raises(InputError, match="is a folder"):
+            plot()
+    assert (tmp_path / "folder.png").is_dir()
+    for plot in _every_plot(old):  # and a good write replaces the old figure
+        plot()
+        assert old.read_bytes()[:4] == b"\x89PNG" and old.stat().st_size > 500
