@@ -228,3 +228,27 @@ def test_figure_written_atomically(tmp_path, monkeypatch):
     for plot in _every_plot(old):  # and a good write replaces the old figure
         plot()
         assert old.read_bytes()[:4] == b"\x89PNG" and old.stat().st_size > 500
+
+
+def test_huge_grid_drawn_from_a_thinned_copy(tmp_path, drawn):
+    """A grid far finer than a panel is drawn from every k-th pixel (the whole 4000 x 4000 day took
+    43 s and 6 GB): at most MAX_PANEL_PIXELS per axis, same extent, colour limits from every pixel."""
+    ny, nx = 2500, 1200
+    field = np.tile(np.linspace(0.0, 10.0, ny, dtype=np.float32)[:, None], (1, nx))
+    sigma = np.zeros((ny, nx), np.float32)
+    sigma[1::3, 1::3] = 4.0  # only on pixels the stride of 3 leaves out
+    land = np.zeros((ny, nx), bool)
+    land[:, :100] = True
+    plotting.plot_fields({"sst": field, "sst error": field - 5, "sigma": sigma}, tmp_path / "big.png",
+                         vmin=0, vmax=10, error_keys=["sst error"], own_scale_keys=["sigma"], land=land,
+                         extent=(0, 12, -5, 20))
+    axes = _panels(drawn[0])
+    for ax in axes.values():
+        shown, overlay = ax.images[0].get_array(), ax.images[-1].get_array()
+        assert shown.shape == (834, 400) and overlay.shape == (834, 400, 4)
+        assert ax.images[0].get_extent() == [0, 12, -5, 20]
+        assert (overlay[:, :33, 3] == 1).all() and (overlay[:, 34:, 3] == 0).all()
+    assert axes["sigma"].images[0].get_clim() == (0.0, 4.0)  # from every pixel, not the thinned ones
+    lim = float(np.percentile(np.abs(field - 5), 99))
+    assert axes["sst error"].images[0].get_clim() == pytest.approx((-lim, lim))
+    assert (tmp_path / "big.png").stat().st_size < 1_000_000
