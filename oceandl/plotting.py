@@ -9,6 +9,7 @@ registered in pyplot, so no figure is left open however the drawing ends.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -152,7 +153,8 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
     Parameters
     ----------
     fields : dict
-        Panel title -> 2-D array; NaN is drawn as missing (white). A grid finer than
+        Panel title -> 2-D array; NaN is drawn as missing (white); a panel with no finite value is
+        drawn blank, marked "no data", with a warning. A grid finer than
         :data:`MAX_PANEL_PIXELS` along an axis is drawn from every k-th pixel (the same k on both
         axes): the figure looks the same, drawn in seconds; the colour limits still come from every pixel.
     path : str or os.PathLike
@@ -213,6 +215,12 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
             im = ax.imshow(f, cmap=cmap, vmin=vmin, vmax=vmax, **kw)
         if land_rgba is not None and np.shape(land) == np.shape(fields[k]):
             ax.imshow(land_rgba, **kw)
+        if not np.isfinite(full).any():
+            # a blank panel read as a drawing failure (or as a field of the lowest colour): say why
+            warnings.warn(f"{os.fspath(path) if isinstance(path, (str, os.PathLike)) else 'figure'}: "
+                          f"panel {k!r} has no finite value; drawn blank", stacklevel=2)
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                    color="0.3")
         ax.set_title(k, fontsize=9)
         if extent is None:
             ax.axis("off")

@@ -119,10 +119,15 @@ def test_error_panels_of_two_methods_share_one_scale(tmp_path, drawn):
     assert axes["truth"].images[0].get_clim() == axes["a"].images[0].get_clim() == (10, 25)
 
 
-def test_nan_only_panels_and_formats_by_suffix(tmp_path):
+def test_nan_only_panels_and_formats_by_suffix(tmp_path, drawn):
     nan = np.full((6, 6), np.nan)
-    plotting.plot_fields({"a": nan, "a error": nan, "s": nan}, tmp_path / "nan.png", error_keys=["a error"],
-                         own_scale_keys=["s"], land=np.zeros((6, 6), bool), units="K")
+    # a panel with nothing to show is blank, says so, and warns (it was silent: read as a failed drawing)
+    with pytest.warns(UserWarning, match="has no finite value; drawn blank") as caught:
+        plotting.plot_fields({"a": nan, "a error": nan, "s": nan, "ok": np.ones((6, 6))}, tmp_path / "nan.png",
+                             error_keys=["a error"], own_scale_keys=["s"], land=np.zeros((6, 6), bool), units="K")
+    assert sorted(str(w.message).split("'")[1] for w in caught) == ["a", "a error", "s"]
+    axes = _panels(drawn[0])
+    assert [t.get_text() for t in axes["a"].texts] == ["no data"] and len(axes["ok"].texts) == 0
     plotting.plot_fields({"e": np.zeros((4, 4))}, tmp_path / "zero.png", error_keys=["e"])
     plotting.plot_fields({"a": np.ones((4, 4))}, tmp_path / "f.svg")
     plotting.plot_fields({"a": np.ones((4, 4))}, tmp_path / "f.pdf")
