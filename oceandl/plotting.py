@@ -161,7 +161,8 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
         Image file.
     cmap, vmin, vmax
         Colour map and limits of the value panels (shared by all of them: input, filled and truth
-        compare by colour).
+        compare by colour); a limit not given is the 1st (``vmin``) or 99th (``vmax``) percentile
+        of the finite pixels of all the value panels together.
     error_keys : sequence of str
         Panels drawn on a diverging map centred on 0, all on one scale symmetric at the 99th
         percentile of their ``|f|``.
@@ -199,6 +200,14 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
     errors = np.concatenate([e[np.isfinite(e)] for e in errors]) if errors else np.array([])
     lim = float(np.percentile(errors, 99)) if errors.size else 1.0
     lim = lim if lim > 0 else 1.0  # all zero: a visible white panel, not a degenerate scale
+    if vmin is None or vmax is None:
+        # one scale for every value panel, as given ones are: left to imshow, each panel took its own
+        # min..max (a gappy input 10..14.3 degC beside its fill 10..20, the same red 14 and 20 degC)
+        values = [np.asarray(fields[k]) for k in fields if k not in error_keys and k not in own_scale_keys]
+        values = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
+        if values.size:
+            lo, hi = np.percentile(values, [1, 99])
+            vmin, vmax = float(lo) if vmin is None else vmin, float(hi) if vmax is None else vmax
     kw = {"origin": "lower", "interpolation": "nearest"}
     if extent is not None:
         kw["extent"] = tuple(float(e) for e in extent)

@@ -257,3 +257,23 @@ def test_huge_grid_drawn_from_a_thinned_copy(tmp_path, drawn):
     lim = float(np.percentile(np.abs(field - 5), 99))
     assert axes["sst error"].images[0].get_clim() == pytest.approx((-lim, lim))
     assert (tmp_path / "big.png").stat().st_size < 1_000_000
+
+
+def test_value_panels_share_one_scale_without_limits_given(tmp_path, drawn):
+    """Without vmin/vmax the value panels still share one colour scale (each took its own min..max:
+    a gappy input 10..14.3 beside its fill 10..20), from all their pixels together."""
+    filled = np.add.outer(np.linspace(10, 20, 8), np.zeros(8))
+    observed = filled.copy()
+    observed[4:] = np.nan
+    plotting.plot_fields({"observed": observed, "filled": filled, "filled error": filled - 15,
+                          "sigma": np.full((8, 8), 0.5)}, tmp_path / "s.png", error_keys=["filled error"],
+                         own_scale_keys=["sigma"])
+    axes = _panels(drawn[0])
+    both = np.concatenate([observed[np.isfinite(observed)], filled.ravel()])
+    expected = tuple(np.percentile(both, [1, 99]))
+    assert axes["observed"].images[0].get_clim() == axes["filled"].images[0].get_clim() == pytest.approx(expected)
+    assert axes["sigma"].images[0].get_clim() == (0.0, 0.5)
+    # one limit given, the other from the data
+    plotting.plot_fields({"observed": observed, "filled": filled}, tmp_path / "t.png", vmin=0)
+    axes = _panels(drawn[1])
+    assert axes["observed"].images[0].get_clim() == axes["filled"].images[0].get_clim() == pytest.approx((0, expected[1]))
