@@ -88,7 +88,11 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike, normalize: bool = False,
                    title: str = "") -> None:
-    """Confusion matrix (rows: true, columns: predicted), raw counts or row-normalised."""
+    """Confusion matrix (rows: true, columns: predicted), raw counts or row-normalised.
+
+    The colour scale runs from 0 to the largest count, or from 0 to 1 when normalised (so that two
+    models' matrices compare by colour); the colour bar says which.
+    """
     cm = np.asarray(cm, float)
     if normalize:
         cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -101,7 +105,10 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLi
 
 def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: bool, title: str) -> None:
     n = len(classes)
-    im = ax.imshow(cm, cmap="Blues")
+    # the scale starts at 0 (left to imshow, the smallest count was white: 2 read as none) and a
+    # normalised matrix ends at 1 (else 0.6 was the darkest blue of a poor model, 1.0 of a good one)
+    top = 1.0 if normalize else max(float(np.nanmax(cm, initial=0.0)), 1.0)
+    im = ax.imshow(cm, cmap="Blues", vmin=0.0, vmax=top)
     ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), classes, fontsize=8)
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title or ("normalised" if normalize else "counts"))
@@ -109,8 +116,9 @@ def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: 
         for j in range(n):
             txt = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
             ax.text(j, i, txt, ha="center", va="center", fontsize=6,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+                    color="white" if cm[i, j] > top / 2 else "black")
+    cb = fig.colorbar(im, ax=ax, fraction=0.046)
+    cb.set_label("fraction of the true class (rows sum to 1)" if normalize else "count", fontsize=8)
     fig.tight_layout()
 
 

@@ -277,3 +277,17 @@ def test_value_panels_share_one_scale_without_limits_given(tmp_path, drawn):
     plotting.plot_fields({"observed": observed, "filled": filled}, tmp_path / "t.png", vmin=0)
     axes = _panels(drawn[1])
     assert axes["observed"].images[0].get_clim() == axes["filled"].images[0].get_clim() == pytest.approx((0, expected[1]))
+
+
+def test_confusion_colour_scale_from_zero_and_to_one_when_normalised(tmp_path, drawn):
+    """A normalised matrix is on 0..1 (it was 0..its largest fraction: 0.6 as dark as 1.0 of
+    another model), counts on 0..max (the smallest count was white), and the colour bar says which."""
+    cm = np.array([[3, 2], [2, 3]])
+    plotting.plot_confusion(cm, ["a", "b"], tmp_path / "n.png", normalize=True)
+    plotting.plot_confusion(cm, ["a", "b"], tmp_path / "c.png")
+    (norm, ax_n), (counts, ax_c) = ((f.axes[0].images[0], f.axes[0]) for f in drawn)
+    assert norm.get_clim() == (0.0, 1.0) and counts.get_clim() == (0.0, 3.0)
+    assert norm.colorbar.ax.get_ylabel() == "fraction of the true class (rows sum to 1)"
+    assert counts.colorbar.ax.get_ylabel() == "count"
+    assert [t.get_text() for t in ax_n.texts] == ["0.60", "0.40", "0.40", "0.60"]
+    assert {t.get_color() for t in ax_n.texts} == {"white", "black"}  # 0.6 > 1/2 on the 0..1 scale
