@@ -91,11 +91,15 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLi
     """Confusion matrix (rows: true, columns: predicted), raw counts or row-normalised.
 
     The colour scale runs from 0 to the largest count, or from 0 to 1 when normalised (so that two
-    models' matrices compare by colour); the colour bar says which.
+    models' matrices compare by colour); the colour bar says which. Normalised, the row of a class
+    with no sample is blank (``-``).
     """
     cm = np.asarray(cm, float)
     if normalize:
-        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        # a class with no test sample has no fraction to show: blank ('-'), not a row of 0.00 that
+        # reads as a class never recognised
+        total = cm.sum(axis=1, keepdims=True)
+        cm = np.divide(cm, total, out=np.full_like(cm, np.nan), where=total > 0)
     n = len(classes)
     fig = _figure(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
     ax = fig.subplots()
@@ -114,7 +118,7 @@ def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: 
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title or ("normalised" if normalize else "counts"))
     for i in range(n):
         for j in range(n):
-            txt = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+            txt = "-" if np.isnan(cm[i, j]) else f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
             ax.text(j, i, txt, ha="center", va="center", fontsize=6,
                     color="white" if cm[i, j] > top / 2 else "black")
     cb = fig.colorbar(im, ax=ax, fraction=0.046)

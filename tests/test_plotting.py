@@ -291,3 +291,15 @@ def test_confusion_colour_scale_from_zero_and_to_one_when_normalised(tmp_path, d
     assert counts.colorbar.ax.get_ylabel() == "count"
     assert [t.get_text() for t in ax_n.texts] == ["0.60", "0.40", "0.40", "0.60"]
     assert {t.get_color() for t in ax_n.texts} == {"white", "black"}  # 0.6 > 1/2 on the 0..1 scale
+
+
+def test_normalised_confusion_row_of_an_absent_class_is_blank(tmp_path, drawn):
+    """A class with no test sample (a small split) had a row of 0.00: read as never recognised."""
+    cm = np.array([[4, 0, 1], [0, 0, 0], [1, 1, 2]])
+    plotting.plot_confusion(cm, ["a", "b", "c"], tmp_path / "n.png", normalize=True)
+    ax = drawn[0].axes[0]
+    shown = np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
+    assert np.isnan(shown[1]).all()
+    assert np.allclose(np.nansum(shown, axis=1)[[0, 2]], 1.0)
+    assert [t.get_text() for t in ax.texts][3:6] == ["-", "-", "-"]
+    assert [t.get_text() for t in ax.texts][:3] == ["0.80", "0.00", "0.20"]
