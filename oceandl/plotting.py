@@ -64,7 +64,8 @@ _UNIT_LABELS = {"degree_Celsius": "°C", "degrees_Celsius": "°C", "degree_C": "
 
 
 def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
-    """Training curves (loss and, when present, accuracy) per epoch."""
+    """Training curves (loss and, when present, accuracy) per epoch, train and validation on the
+    same axes; the loss on a log axis when its values span more than a factor of 10."""
     from matplotlib.ticker import MaxNLocator
 
     ep = [h["epoch"] for h in history]
@@ -74,10 +75,17 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
     fig = _figure(figsize=(5 * len(keys), 3.5))
     axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, k in zip(axes[0], keys):
+        shown = []
         for split in ("train", "val"):
             vals = [h.get(f"{split}_{k}") for h in history]
             if any(v is not None for v in vals):
                 ax.plot(ep, vals, marker="o", label=split)
+                shown += [float(v) for v in vals if v is not None]
+        shown = np.asarray(shown)
+        shown = shown[np.isfinite(shown)]
+        if k == "loss" and shown.size and shown.min() > 0 and shown.max() / shown.min() > 10:
+            # a loss over a decade or more: on a linear axis every epoch after the first few is flat at 0
+            ax.set_yscale("log")
         ax.set_xlabel("epoch"), ax.set_ylabel(k), ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25, 1.5 ticks
         if ax.get_legend_handles_labels()[0]:

@@ -303,3 +303,19 @@ def test_normalised_confusion_row_of_an_absent_class_is_blank(tmp_path, drawn):
     assert np.allclose(np.nansum(shown, axis=1)[[0, 2]], 1.0)
     assert [t.get_text() for t in ax.texts][3:6] == ["-", "-", "-"]
     assert [t.get_text() for t in ax.texts][:3] == ["0.80", "0.00", "0.20"]
+
+
+def test_history_loss_on_a_log_axis_when_it_spans_decades(tmp_path, drawn):
+    """An auto-encoder's loss from 1 to 1e-4 was on a linear axis: flat at 0 after two epochs."""
+    plotting.plot_history([{"epoch": e, "train_loss": 10.0 ** -e, "val_loss": 2 * 10.0 ** -e,
+                            "train_accuracy": 0.1 * e, "val_accuracy": 0.1 * e} for e in range(5)],
+                          tmp_path / "c.png")
+    loss, acc = drawn[0].axes
+    assert (loss.get_ylabel(), loss.get_yscale()) == ("loss", "log") and acc.get_yscale() == "linear"
+    assert [ln.get_label() for ln in loss.get_lines()] == ["train", "val"]  # on the same axes
+    assert loss.get_xlabel() == "epoch"
+    # a loss within a factor of 10 (2.39 -> 2.27) and one crossing 0 (a log-likelihood) stay linear
+    plotting.plot_history([{"epoch": 1, "train_loss": 2.39, "val_loss": 2.31},
+                           {"epoch": 2, "train_loss": 2.27, "val_loss": 2.27}], tmp_path / "d.png")
+    plotting.plot_history([{"epoch": 1, "train_loss": 3.0}, {"epoch": 2, "train_loss": -1.0}], tmp_path / "e.png")
+    assert drawn[1].axes[0].get_yscale() == drawn[2].axes[0].get_yscale() == "linear"
