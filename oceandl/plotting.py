@@ -150,16 +150,28 @@ def plot_reliability(reliability: dict, path: str | os.PathLike, ece: float | No
 
 
 def plot_image_grid(rows: Sequence[np.ndarray], labels: Sequence[str], path: str | os.PathLike,
-                    cmap: str = "gray") -> None:
-    """Rows of images (each an (n, H, W) array), e.g. originals and reconstructions."""
+                    cmap: str = "gray", titles: Sequence[str] | None = None) -> None:
+    """Rows of images (each an (n, H, W) array), e.g. originals and reconstructions.
+
+    ``labels`` name the rows; ``titles`` (one per column, e.g. the class of each image) go under
+    the images of the last row, long ones wrapped onto two lines.
+    """
+    import textwrap
+
     n = len(rows[0])
-    fig = _figure(figsize=(1.2 * n, 1.3 * len(rows)))
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"plot_image_grid: {len(titles)} titles for {n} columns")
+    fig = _figure(figsize=(1.2 * n, 1.3 * len(rows) + (0.3 if titles is not None else 0)))
     axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (imgs, lab) in enumerate(zip(rows, labels)):
         for c in range(n):
             axes[r, c].imshow(imgs[c], cmap=cmap)
-            axes[r, c].axis("off")
+            axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
+            axes[r, c].set_frame_on(False)
         axes[r, 0].set_title(lab, fontsize=7, loc="left")
+    for c, t in enumerate(titles or ()):
+        # the x label (not axis("off"), which hides it) of the bottom image of the column
+        axes[-1, c].set_xlabel(textwrap.fill(str(t), 18), fontsize=6)
     fig.tight_layout()
     _save(fig, path, dpi=110)
 

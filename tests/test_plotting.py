@@ -319,3 +319,26 @@ def test_history_loss_on_a_log_axis_when_it_spans_decades(tmp_path, drawn):
                            {"epoch": 2, "train_loss": 2.27, "val_loss": 2.27}], tmp_path / "d.png")
     plotting.plot_history([{"epoch": 1, "train_loss": 3.0}, {"epoch": 2, "train_loss": -1.0}], tmp_path / "e.png")
     assert drawn[1].axes[0].get_yscale() == drawn[2].axes[0].get_yscale() == "linear"
+
+
+def test_image_grid_names_each_column(tmp_path, drawn):
+    """The SAR/plankton 'one per class' figure showed ten vignettes with no class names."""
+    names = ["Pure Ocean Waves", "Wind Streaks", "Micro Convective Cells"]
+    plotting.plot_image_grid([np.zeros((3, 4, 4)), np.ones((3, 4, 4))], ["input", "output"], tmp_path / "g.png",
+                             titles=names)
+    axes = np.array(drawn[0].axes).reshape(2, 3)
+    assert [ax.get_xlabel().replace("\n", " ") for ax in axes[-1]] == names
+    assert all(ax.get_xlabel() == "" for ax in axes[0]) and axes[0, 0].get_title(loc="left") == "input"
+    assert all(len(line) <= 18 for ax in axes[-1] for line in ax.get_xlabel().split("\n"))
+    with pytest.raises(ValueError, match="2 titles for 3 columns"):
+        plotting.plot_image_grid([np.zeros((3, 4, 4))], ["x"], tmp_path / "h.png", titles=names[:2])
+
+
+def test_image_benchmark_samples_name_their_class(tmp_path, drawn):
+    from oceandl.datasets.images import TENGEOP_CLASSES
+    from oceandl.pipelines import get_pipeline, run_pipeline
+
+    run_pipeline(get_pipeline("sar"), tmp_path / "run", overrides={"fast": True, "models": ("cnn",), "epochs": 1},
+                 device="cpu", progress=False, log=lambda s: None)
+    (samples,) = [f for f in drawn if f.axes[0].get_title(loc="left") == "one per class"]
+    assert [ax.get_xlabel().replace("\n", " ") for ax in samples.axes] == list(TENGEOP_CLASSES.values())
