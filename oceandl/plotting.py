@@ -180,7 +180,8 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
                 error_keys: Sequence[str] = (), fmt: str | None = None, *, own_scale_keys: Sequence[str] = (),
                 land: np.ndarray | None = None, units: str | None = None, title: str = "",
                 extent: Sequence[float] | None = None) -> None:
-    """One 2-D field per panel (title: key), ``origin="lower"`` (row 0 is the southern edge).
+    """One 2-D field per panel (title: key), ``origin="lower"`` (row 0 is the southern edge, unless
+    ``extent`` says the rows go north to south).
 
     Parameters
     ----------
@@ -210,8 +211,11 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
     title : str
         Figure title (e.g. the date shown).
     extent : sequence of 4 float, optional
-        ``(lon_min, lon_max, lat_min, lat_max)`` of the cell edges: axes in degrees, labelled;
-        without it the panels have no axes.
+        ``(lon0, lon1, lat0, lat1)``: the outer edges of the first and last column and of the first
+        and last row, as ``pipelines.interpolate._map_extent`` gives them: axes in degrees, labelled;
+        without it the panels have no axes. Rows stored north to south (``lat0 > lat1``: a
+        descending latitude, as in many L3/L4 products) are drawn north up, and columns stored
+        east to west east right.
     """
     n = len(fields)
     if n == 0:
@@ -220,10 +224,19 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
     nrow = -(-n // ncol)
     fig = _figure(figsize=(3.3 * ncol, 3.0 * nrow + (0.3 if title else 0)))
     axes = fig.subplots(nrow, ncol, squeeze=False)
+    kw = {"origin": "lower", "interpolation": "nearest"}
+    flip = (slice(None), slice(None))
+    if extent is not None:
+        x0, x1, y0, y1 = (float(e) for e in extent)
+        # imshow draws row 0 at lat0: with a descending latitude that put north at the bottom of the
+        # map (under an inverted axis); the rows (columns) are reversed instead, the axes ascending
+        flip = (slice(None, None, -1 if y0 > y1 else 1), slice(None, None, -1 if x0 > x1 else 1))
+        kw["extent"] = (min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1))
+        kw["aspect"] = "auto"
     land_rgba = None
     if land is not None:
         # grey where land, transparent elsewhere, over each panel: NaN alone draws land and clouds alike
-        shown = _thin(np.asarray(land, bool))
+        shown = _thin(np.asarray(land, bool))[flip]
         land_rgba = np.zeros(shown.shape + (4,))
         land_rgba[shown] = (0.55, 0.55, 0.55, 1.0)
     # one symmetric scale for all the error panels: the benchmark compares methods by them (each
@@ -240,13 +253,9 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
         if values.size:
             lo, hi = np.percentile(values, [1, 99])
             vmin, vmax = float(lo) if vmin is None else vmin, float(hi) if vmax is None else vmax
-    kw = {"origin": "lower", "interpolation": "nearest"}
-    if extent is not None:
-        kw["extent"] = tuple(float(e) for e in extent)
-        kw["aspect"] = "auto"
     for idx, (ax, (k, f)) in enumerate(zip(axes.flat, fields.items())):
         full = np.asarray(f)
-        f = _thin(full).astype(float)
+        f = _thin(full)[flip].astype(float)
         if k in error_keys:
             im = ax.imshow(f, cmap="RdBu_r", vmin=-lim, vmax=lim, **kw)
         elif k in own_scale_keys:

@@ -276,7 +276,8 @@ def test_value_panels_share_one_scale_without_limits_given(tmp_path, drawn):
     # one limit given, the other from the data
     plotting.plot_fields({"observed": observed, "filled": filled}, tmp_path / "t.png", vmin=0)
     axes = _panels(drawn[1])
-    assert axes["observed"].images[0].get_clim() == axes["filled"].images[0].get_clim() == pytest.approx((0, expected[1]))
+    clims = [axes[k].images[0].get_clim() for k in ("observed", "filled")]
+    assert clims[0] == clims[1] == pytest.approx((0, expected[1]))
 
 
 def test_confusion_colour_scale_from_zero_and_to_one_when_normalised(tmp_path, drawn):
@@ -342,3 +343,30 @@ def test_image_benchmark_samples_name_their_class(tmp_path, drawn):
                  device="cpu", progress=False, log=lambda s: None)
     (samples,) = [f for f in drawn if f.axes[0].get_title(loc="left") == "one per class"]
     assert [ax.get_xlabel().replace("\n", " ") for ax in samples.axes] == list(TENGEOP_CLASSES.values())
+
+
+def test_descending_latitude_drawn_north_up(tmp_path, drawn):
+    """Rows stored north to south (extent lat0 > lat1, what _map_extent gives for a descending
+    latitude) were drawn south up: row 0 (60 N) at the bottom of an inverted latitude axis."""
+    from oceandl.pipelines.interpolate import _map_extent
+
+    lat = np.linspace(60, 40, 21)  # descending, as in many L3/L4 files
+    lon = np.linspace(-30, -10, 11)
+    da = xr.DataArray(np.zeros((21, 11)), coords={"lat": lat, "lon": lon}, dims=("lat", "lon"))
+    da[0] = 1.0  # the northern row
+    land = np.zeros((21, 11), bool)
+    land[0, :3] = True  # land in the north-west corner
+    extent = _map_extent(da)
+    assert extent[2] > extent[3]
+    plotting.plot_fields({"sst": da.values}, tmp_path / "n.png", land=land, extent=extent)
+    ax = _panels(drawn[0])["sst"]
+    assert ax.images[0].get_extent() == [-31.0, -9.0, 39.5, 60.5] and not ax.yaxis_inverted()
+    shown = ax.images[0].get_array()
+    assert (shown[-1] == 1).all() and (shown[:-1] == 0).all()  # origin lower: the last row is the top
+    assert ax.images[-1].get_array()[-1, :3, 3].tolist() == [1, 1, 1]
+    assert ax.images[-1].get_array()[:-1, :, 3].sum() == 0
+    # an ascending grid is drawn as stored
+    ascending = da.isel(lat=slice(None, None, -1))
+    plotting.plot_fields({"sst": ascending.values}, tmp_path / "a.png", extent=_map_extent(ascending))
+    ax = _panels(drawn[1])["sst"]
+    assert ax.images[0].get_extent() == [-31.0, -9.0, 39.5, 60.5] and (ax.images[0].get_array()[-1] == 1).all()
