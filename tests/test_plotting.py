@@ -370,3 +370,24 @@ def test_descending_latitude_drawn_north_up(tmp_path, drawn):
     plotting.plot_fields({"sst": ascending.values}, tmp_path / "a.png", extent=_map_extent(ascending))
     ax = _panels(drawn[1])["sst"]
     assert ax.images[0].get_extent() == [-31.0, -9.0, 39.5, 60.5] and (ax.images[0].get_array()[-1] == 1).all()
+
+
+def test_anomaly_field_drawn_diverging_centred_on_zero(tmp_path, drawn):
+    """An anomaly file (sst_anom, 'SST anomaly') was drawn on the SST map between its 1st and 99th
+    percentiles (-0.75..2.17 here): its white was at +0.71, not at 0."""
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.pipelines.interpolate import is_anomaly, run_interpolation
+
+    ds = synthetic_sst(n_time=12, ny=16, nx=16, cloud_cover=0.4, seed=0)
+    anom = (ds["sst"] - ds["sst"].mean("time")) * 0.5 + 0.35
+    anom.attrs = {"units": "degree_Celsius", "long_name": "SST anomaly"}
+    xr.Dataset({"sst_anom": anom}).to_netcdf(tmp_path / "anom.nc")
+    run_interpolation(tmp_path / "anom.nc", tmp_path / "out.nc", method="climatology", device="cpu",
+                      figure=tmp_path / "day.png", progress=False, log=lambda *a: None)
+    axes = _panels(drawn[0])
+    for k in ("input (gappy)", "climatology"):
+        lo, hi = axes[k].images[0].get_clim()
+        assert lo == -hi and hi > 0 and axes[k].images[0].get_cmap().name == "RdBu_r"
+    assert axes["sigma"].images[0].get_cmap().name == "viridis"
+    assert is_anomaly(xr.DataArray([1.0], attrs={"standard_name": "sea_surface_temperature_anomaly"}))
+    assert not is_anomaly(ds["sst"])  # an SST (even one crossing 0 degC) keeps its sequential range
