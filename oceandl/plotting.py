@@ -186,7 +186,8 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
     Parameters
     ----------
     fields : dict
-        Panel title -> 2-D array; NaN is drawn as missing (white); a panel with no finite value is
+        Panel title -> 2-D array; NaN is drawn as missing (hatched white: apart from a value drawn
+        white, such as 0 on a diverging map); a panel with no finite value is
         drawn blank, marked "no data", with a warning. A grid finer than
         :data:`MAX_PANEL_PIXELS` along an axis is drawn from every k-th pixel (the same k on both
         axes): the figure looks the same, drawn in seconds; the colour limits still come from every pixel.
@@ -205,7 +206,7 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
         Panels of another quantity (an uncertainty ``sigma``) on their own sequential scale from 0.
     land : numpy.ndarray of bool, optional
         Land mask (same shape as the fields), drawn grey on every panel so that it reads apart from
-        missing (cloudy, white) pixels.
+        missing (cloudy, hatched) pixels.
     units : str, optional
         Label of the colour bars (also of the error and ``own_scale_keys`` panels: same units).
     title : str
@@ -265,6 +266,11 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
             im = ax.imshow(f, cmap=cmap, vmin=vmin, vmax=vmax, **kw)
         if land_rgba is not None and np.shape(land) == np.shape(fields[k]):
             ax.imshow(land_rgba, **kw)
+        # missing pixels (NaN) show the panel's background: hatched, so that a gap reads apart from
+        # a value drawn white (0 on the diverging error and anomaly maps, where they looked alike)
+        ax.patch.set_facecolor("white")
+        ax.patch.set_edgecolor("0.7")
+        ax.patch.set_hatch("////")
         if not np.isfinite(full).any():
             # a blank panel read as a drawing failure (or as a field of the lowest colour): say why
             warnings.warn(f"{os.fspath(path) if isinstance(path, (str, os.PathLike)) else 'figure'}: "

@@ -391,3 +391,16 @@ def test_anomaly_field_drawn_diverging_centred_on_zero(tmp_path, drawn):
     assert axes["sigma"].images[0].get_cmap().name == "viridis"
     assert is_anomaly(xr.DataArray([1.0], attrs={"standard_name": "sea_surface_temperature_anomaly"}))
     assert not is_anomaly(ds["sst"])  # an SST (even one crossing 0 degC) keeps its sequential range
+
+
+def test_missing_pixels_read_apart_from_zero_on_diverging_panels(tmp_path, drawn):
+    """An unfilled pixel (NaN) and a zero error were both white on the error map: gaps now show the
+    panel's hatched background."""
+    err = np.zeros((6, 6))
+    err[:2] = np.nan  # left unfilled
+    err[4:] = 1.0
+    plotting.plot_fields({"m error": err, "m": err + 20}, tmp_path / "e.png", error_keys=["m error"])
+    for ax in _panels(drawn[0]).values():
+        assert ax.patch.get_hatch() == "////" and ax.patch.get_facecolor()[:3] == (1.0, 1.0, 1.0)
+        shown = ax.images[0].get_array()
+        assert np.ma.getmaskarray(shown)[:2].all() and not np.ma.getmaskarray(shown)[2:].any()
