@@ -158,7 +158,7 @@ def run_benchmark(data: TensorData, cfg: ImageBenchConfig, ctx: RunContext, prep
     # one example per class, as the models see it (after the preprocessing)
     first = [int(np.flatnonzero(data.targets == c)[0]) for c in range(len(data.classes))]
     shown = preprocess_batch(data.x[first], preprocessing)[:, 0].numpy()
-    plot_image_grid([shown], ["one per class"], ctx.folder / "samples.png")
+    plot_image_grid([shown], ["one per class"], ctx.folder / "samples.png", titles=data.classes)
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                        scheduler="onecycle", class_weights=cfg.class_weights, augment=tuple(cfg.augment),
                        noise=cfg.noise, degrees=cfg.degrees, seed=cfg.seed,

@@ -34,20 +34,34 @@ def _naming(where: str):
         raise
 
 
+def is_anomaly(da) -> bool:
+    """Whether ``da`` is an anomaly (departure from a mean), by its name or CF ``standard_name`` /
+    ``long_name`` (``sst_anom``, ``sea_surface_temperature_anomaly``, 'SST anomaly')."""
+    names = (da.name, da.attrs.get("standard_name"), da.attrs.get("long_name"))
+    return any("anom" in str(n).lower() for n in names if n)
+
+
 def plot_interpolation(panels: dict, path: Path, title: str = "", fmt: str | None = None, *,
-                       land=None, units: str | None = None, extent=None) -> None:
+                       land=None, units: str | None = None, extent=None, anomaly: bool = False) -> None:
     """A row of maps of one day: each panel a (lat, lon) array on one colour scale, but for keys
     containing 'error' (diverging, centred on 0) or 'sigma' (their own scale from 0). ``land``
     (bool (lat, lon)) is drawn grey, apart from the missing (white) pixels; ``units`` labels the
     colour bars, ``title`` heads the figure, ``extent`` (lon0, lon1, lat0, lat1) gives the axes in
-    degrees. ``fmt``: the image format (default: from ``path``'s suffix)."""
+    degrees. ``anomaly``: the field is an anomaly, drawn like the errors on a diverging map
+    centred on 0 (a sequential range put its white at the middle of the 1st..99th percentile,
+    not at 0). ``fmt``: the image format (default: from ``path``'s suffix)."""
     from oceandl.plotting import plot_fields
 
     vals = [np.asarray(v) for k, v in panels.items() if "error" not in k and "sigma" not in k]
     finite = np.concatenate([v[np.isfinite(v)] for v in vals]) if vals else np.array([])
     lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
+    cmap = "RdYlBu_r"
+    if anomaly:
+        hi = float(np.percentile(np.abs(finite), 99)) if finite.size else 1.0
+        hi = hi if hi > 0 else 1.0
+        lo, cmap = -hi, "RdBu_r"
     # sigma was drawn on the SST scale (lo..hi, e.g. 6..22 degC) although it is 0..2 degC: one flat colour
-    plot_fields(panels, path, vmin=lo, vmax=hi, error_keys=[k for k in panels if "error" in k], fmt=fmt,
+    plot_fields(panels, path, cmap=cmap, vmin=lo, vmax=hi, error_keys=[k for k in panels if "error" in k], fmt=fmt,
                 own_scale_keys=[k for k in panels if "sigma" in k and "error" not in k], land=land, units=units,
                 title=title, extent=extent)
 
@@ -179,7 +193,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             plot_interpolation(panels, fig_tmp, title=f"{method}: {da.name or 'field'} on {when}",
                                fmt=Path(figure).suffix[1:].lower() or "png",
                                land=~valid.any(axis=0),  # never observed: land to the methods
-                               units=da.attrs.get("units"), extent=_map_extent(da))
+                               units=da.attrs.get("units"), extent=_map_extent(da), anomaly=is_anomaly(da))
         # on the input's grid (its dim names, latitude order, longitude convention, coordinates):
         # `filled - observed` then lines up in xarray
         write_netcdf(to_source_grid(res, source_grid(da)), output, overwrite=overwrite, complevel=complevel)

@@ -217,10 +217,10 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
 
 
 def _plot_pca_vs_ae(ev: dict, results: dict, path: Path) -> None:
-    from oceandl.plotting import _plt
+    from oceandl.plotting import _figure, _save
 
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = _figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ks = sorted(ev)
     ax.plot(ks, [ev[k] for k in ks], "k-o", label="PCA(k)")
     for name, r in results.items():
@@ -229,8 +229,7 @@ def _plot_pca_vs_ae(ev: dict, results: dict, path: Path) -> None:
     ax.set_xscale("log", base=2), ax.set_xlabel("code size k"), ax.set_ylabel("explained variance (test)")
     ax.grid(alpha=0.3), ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 PIPELINE = Pipeline(

@@ -1,6 +1,8 @@
 """Figures: colour scales, land, units and titles of the maps; robustness of every plot function."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import xarray as xr
 import pytest
@@ -11,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from oceandl import plotting  # noqa: E402
+from oceandl.errors import InputError  # noqa: E402
 
 
 @pytest.fixture
@@ -116,10 +119,15 @@ def test_error_panels_of_two_methods_share_one_scale(tmp_path, drawn):
     assert axes["truth"].images[0].get_clim() == axes["a"].images[0].get_clim() == (10, 25)
 
 
-def test_nan_only_panels_and_formats_by_suffix(tmp_path):
+def test_nan_only_panels_and_formats_by_suffix(tmp_path, drawn):
     nan = np.full((6, 6), np.nan)
-    plotting.plot_fields({"a": nan, "a error": nan, "s": nan}, tmp_path / "nan.png", error_keys=["a error"],
-                         own_scale_keys=["s"], land=np.zeros((6, 6), bool), units="K")
+    # a panel with nothing to show is blank, says so, and warns (it was silent: read as a failed drawing)
+    with pytest.warns(UserWarning, match="has no finite value; drawn blank") as caught:
+        plotting.plot_fields({"a": nan, "a error": nan, "s": nan, "ok": np.ones((6, 6))}, tmp_path / "nan.png",
+                             error_keys=["a error"], own_scale_keys=["s"], land=np.zeros((6, 6), bool), units="K")
+    assert sorted(str(w.message).split("'")[1] for w in caught) == ["a", "a error", "s"]
+    axes = _panels(drawn[0])
+    assert [t.get_text() for t in axes["a"].texts] == ["no data"] and len(axes["ok"].texts) == 0
     plotting.plot_fields({"e": np.zeros((4, 4))}, tmp_path / "zero.png", error_keys=["e"])
     plotting.plot_fields({"a": np.ones((4, 4))}, tmp_path / "f.svg")
     plotting.plot_fields({"a": np.ones((4, 4))}, tmp_path / "f.pdf")
@@ -138,14 +146,14 @@ def test_history_whole_epochs_empty_history_and_no_figure_left_open(tmp_path, dr
     plotting.plot_history([], tmp_path / "e.png")
     plotting.plot_history([{"epoch": 1, "val_loss": 1.0}], tmp_path / "v.png")
     assert (tmp_path / "e.png").is_file() and (tmp_path / "v.png").is_file()
-    # a failure while drawing (here: no such folder) leaves no figure behind in pyplot
+    # a failure while drawing (here: no such folder, an InputError naming it) leaves no figure behind in pyplot
     for call in (lambda p: plotting.plot_fields({"a": np.ones((3, 3))}, p),
                  lambda p: plotting.plot_confusion(np.eye(3), list("abc"), p),
                  lambda p: plotting.plot_history([{"epoch": 1, "train_loss": 1.0}], p),
                  lambda p: plotting.plot_reliability({"edges": np.linspace(0, 1, 11), "accuracy": np.zeros(10),
                                                       "count": np.zeros(10)}, p),
                  lambda p: plotting.plot_image_grid([np.zeros((2, 4, 4))], ["x"], p)):
-        with pytest.raises(OSError):
+        with pytest.raises((OSError, InputError), match="missing"):
             call(tmp_path / "missing" / "x.png")
     assert plt.get_fignums() == []
 
@@ -160,3 +168,239 @@ def test_confusion_readable_with_ten_class_names(tmp_path, drawn):
     assert [t.get_text() for t in ax.get_yticklabels()] == names
     assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
     assert len(ax.texts) == 100
+
+
+def test_figures_leave_the_users_backend_alone(tmp_path):
+    """Every plot function draws without pyplot: a user's backend (a notebook's, a GUI session's)
+    is not switched to Agg behind their back (it was, by the first figure of a training run)."""
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")  # any backend but Agg, as chosen by a user
+    try:
+        plotting.plot_fields({"a": np.ones((4, 4)), "a error": np.zeros((4, 4))}, tmp_path / "f.png",
+                             error_keys=["a error"])
+        plotting.plot_history([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}], tmp_path / "c.png")
+        plotting.plot_confusion(np.eye(3), list("abc"), tmp_path / "cm.png")
+        plotting.plot_reliability({"edges": np.linspace(0, 1, 11), "accuracy": np.linspace(0, 1, 10),
+                                   "count": np.ones(10)}, tmp_path / "r.png")
+        plotting.plot_image_grid([np.zeros((2, 4, 4))], ["x"], tmp_path / "g.png")
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
+    for name in ("f", "c", "cm", "r", "g"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"  # PNGs all the same (Agg)
+    assert plt.get_fignums() == []
+
+
+def _every_plot(path):
+    """Each plot function, writing ``path``."""
+    return [lambda: plotting.plot_fields({"a": np.ones((3, 3))}, path),
+            lambda: plotting.plot_confusion(np.eye(3), list("abc"), path),
+            lambda: plotting.plot_history([{"epoch": 1, "train_loss": 1.0}], path),
+            lambda: plotting.plot_reliability({"edges": np.linspace(0, 1, 11), "accuracy": np.zeros(10),
+                                               "count": np.zeros(10)}, path),
+            lambda: plotting.plot_image_grid([np.zeros((2, 4, 4))], ["x"], path)]
+
+
+def test_figure_written_atomically(tmp_path, monkeypatch):
+    """A write that fails part-way (a full disk) leaves neither a half-written PNG nor a temporary,
+    and an earlier figure at the path stays as it was (it was replaced by the truncated one)."""
+    import matplotlib.image
+
+    imsave = matplotlib.image.imsave
+
+    def disk_full(fname, *args, **kwargs):
+        if not isinstance(fname, (str, os.PathLike)):  # into memory
+            return imsave(fname, *args, **kwargs)
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG\r\n\x1a\n")  # the signature, then nothing
+        raise OSError(28, "No space left on device")
+
+    old = tmp_path / "day.png"
+    old.write_bytes(b"an earlier figure")
+    with monkeypatch.context() as mp:
+        mp.setattr(matplotlib.image, "imsave", disk_full)  # what Agg writes a PNG with
+        for plot in _every_plot(old):
+            with pytest.raises(OSError, match="No space"):
+                plot()
+    assert old.read_bytes() == b"an earlier figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["day.png"]
+    # a folder at the path is refused, never replaced by the figure
+    (tmp_path / "folder.png").mkdir()
+    for plot in _every_plot(tmp_path / "folder.png"):
+        with pytest.raises(InputError, match="is a folder"):
+            plot()
+    assert (tmp_path / "folder.png").is_dir()
+    for plot in _every_plot(old):  # and a good write replaces the old figure
+        plot()
+        assert old.read_bytes()[:4] == b"\x89PNG" and old.stat().st_size > 500
+
+
+def test_huge_grid_drawn_from_a_thinned_copy(tmp_path, drawn):
+    """A grid far finer than a panel is drawn from every k-th pixel (the whole 4000 x 4000 day took
+    43 s and 6 GB): at most MAX_PANEL_PIXELS per axis, same extent, colour limits from every pixel."""
+    ny, nx = 2500, 1200
+    field = np.tile(np.linspace(0.0, 10.0, ny, dtype=np.float32)[:, None], (1, nx))
+    sigma = np.zeros((ny, nx), np.float32)
+    sigma[1::3, 1::3] = 4.0  # only on pixels the stride of 3 leaves out
+    land = np.zeros((ny, nx), bool)
+    land[:, :100] = True
+    plotting.plot_fields({"sst": field, "sst error": field - 5, "sigma": sigma}, tmp_path / "big.png",
+                         vmin=0, vmax=10, error_keys=["sst error"], own_scale_keys=["sigma"], land=land,
+                         extent=(0, 12, -5, 20))
+    axes = _panels(drawn[0])
+    for ax in axes.values():
+        shown, overlay = ax.images[0].get_array(), ax.images[-1].get_array()
+        assert shown.shape == (834, 400) and overlay.shape == (834, 400, 4)
+        assert ax.images[0].get_extent() == [0, 12, -5, 20]
+        assert (overlay[:, :33, 3] == 1).all() and (overlay[:, 34:, 3] == 0).all()
+    assert axes["sigma"].images[0].get_clim() == (0.0, 4.0)  # from every pixel, not the thinned ones
+    lim = float(np.percentile(np.abs(field - 5), 99))
+    assert axes["sst error"].images[0].get_clim() == pytest.approx((-lim, lim))
+    assert (tmp_path / "big.png").stat().st_size < 1_000_000
+
+
+def test_value_panels_share_one_scale_without_limits_given(tmp_path, drawn):
+    """Without vmin/vmax the value panels still share one colour scale (each took its own min..max:
+    a gappy input 10..14.3 beside its fill 10..20), from all their pixels together."""
+    filled = np.add.outer(np.linspace(10, 20, 8), np.zeros(8))
+    observed = filled.copy()
+    observed[4:] = np.nan
+    plotting.plot_fields({"observed": observed, "filled": filled, "filled error": filled - 15,
+                          "sigma": np.full((8, 8), 0.5)}, tmp_path / "s.png", error_keys=["filled error"],
+                         own_scale_keys=["sigma"])
+    axes = _panels(drawn[0])
+    both = np.concatenate([observed[np.isfinite(observed)], filled.ravel()])
+    expected = tuple(np.percentile(both, [1, 99]))
+    assert axes["observed"].images[0].get_clim() == axes["filled"].images[0].get_clim() == pytest.approx(expected)
+    assert axes["sigma"].images[0].get_clim() == (0.0, 0.5)
+    # one limit given, the other from the data
+    plotting.plot_fields({"observed": observed, "filled": filled}, tmp_path / "t.png", vmin=0)
+    axes = _panels(drawn[1])
+    clims = [axes[k].images[0].get_clim() for k in ("observed", "filled")]
+    assert clims[0] == clims[1] == pytest.approx((0, expected[1]))
+
+
+def test_confusion_colour_scale_from_zero_and_to_one_when_normalised(tmp_path, drawn):
+    """A normalised matrix is on 0..1 (it was 0..its largest fraction: 0.6 as dark as 1.0 of
+    another model), counts on 0..max (the smallest count was white), and the colour bar says which."""
+    cm = np.array([[3, 2], [2, 3]])
+    plotting.plot_confusion(cm, ["a", "b"], tmp_path / "n.png", normalize=True)
+    plotting.plot_confusion(cm, ["a", "b"], tmp_path / "c.png")
+    (norm, ax_n), (counts, ax_c) = ((f.axes[0].images[0], f.axes[0]) for f in drawn)
+    assert norm.get_clim() == (0.0, 1.0) and counts.get_clim() == (0.0, 3.0)
+    assert norm.colorbar.ax.get_ylabel() == "fraction of the true class (rows sum to 1)"
+    assert counts.colorbar.ax.get_ylabel() == "count"
+    assert [t.get_text() for t in ax_n.texts] == ["0.60", "0.40", "0.40", "0.60"]
+    assert {t.get_color() for t in ax_n.texts} == {"white", "black"}  # 0.6 > 1/2 on the 0..1 scale
+
+
+def test_normalised_confusion_row_of_an_absent_class_is_blank(tmp_path, drawn):
+    """A class with no test sample (a small split) had a row of 0.00: read as never recognised."""
+    cm = np.array([[4, 0, 1], [0, 0, 0], [1, 1, 2]])
+    plotting.plot_confusion(cm, ["a", "b", "c"], tmp_path / "n.png", normalize=True)
+    ax = drawn[0].axes[0]
+    shown = np.ma.filled(ax.images[0].get_array().astype(float), np.nan)
+    assert np.isnan(shown[1]).all()
+    assert np.allclose(np.nansum(shown, axis=1)[[0, 2]], 1.0)
+    assert [t.get_text() for t in ax.texts][3:6] == ["-", "-", "-"]
+    assert [t.get_text() for t in ax.texts][:3] == ["0.80", "0.00", "0.20"]
+
+
+def test_history_loss_on_a_log_axis_when_it_spans_decades(tmp_path, drawn):
+    """An auto-encoder's loss from 1 to 1e-4 was on a linear axis: flat at 0 after two epochs."""
+    plotting.plot_history([{"epoch": e, "train_loss": 10.0 ** -e, "val_loss": 2 * 10.0 ** -e,
+                            "train_accuracy": 0.1 * e, "val_accuracy": 0.1 * e} for e in range(5)],
+                          tmp_path / "c.png")
+    loss, acc = drawn[0].axes
+    assert (loss.get_ylabel(), loss.get_yscale()) == ("loss", "log") and acc.get_yscale() == "linear"
+    assert [ln.get_label() for ln in loss.get_lines()] == ["train", "val"]  # on the same axes
+    assert loss.get_xlabel() == "epoch"
+    # a loss within a factor of 10 (2.39 -> 2.27) and one crossing 0 (a log-likelihood) stay linear
+    plotting.plot_history([{"epoch": 1, "train_loss": 2.39, "val_loss": 2.31},
+                           {"epoch": 2, "train_loss": 2.27, "val_loss": 2.27}], tmp_path / "d.png")
+    plotting.plot_history([{"epoch": 1, "train_loss": 3.0}, {"epoch": 2, "train_loss": -1.0}], tmp_path / "e.png")
+    assert drawn[1].axes[0].get_yscale() == drawn[2].axes[0].get_yscale() == "linear"
+
+
+def test_image_grid_names_each_column(tmp_path, drawn):
+    """The SAR/plankton 'one per class' figure showed ten vignettes with no class names."""
+    names = ["Pure Ocean Waves", "Wind Streaks", "Micro Convective Cells"]
+    plotting.plot_image_grid([np.zeros((3, 4, 4)), np.ones((3, 4, 4))], ["input", "output"], tmp_path / "g.png",
+                             titles=names)
+    axes = np.array(drawn[0].axes).reshape(2, 3)
+    assert [ax.get_xlabel().replace("\n", " ") for ax in axes[-1]] == names
+    assert all(ax.get_xlabel() == "" for ax in axes[0]) and axes[0, 0].get_title(loc="left") == "input"
+    assert all(len(line) <= 18 for ax in axes[-1] for line in ax.get_xlabel().split("\n"))
+    with pytest.raises(ValueError, match="2 titles for 3 columns"):
+        plotting.plot_image_grid([np.zeros((3, 4, 4))], ["x"], tmp_path / "h.png", titles=names[:2])
+
+
+def test_image_benchmark_samples_name_their_class(tmp_path, drawn):
+    from oceandl.datasets.images import TENGEOP_CLASSES
+    from oceandl.pipelines import get_pipeline, run_pipeline
+
+    run_pipeline(get_pipeline("sar"), tmp_path / "run", overrides={"fast": True, "models": ("cnn",), "epochs": 1},
+                 device="cpu", progress=False, log=lambda s: None)
+    (samples,) = [f for f in drawn if f.axes[0].get_title(loc="left") == "one per class"]
+    assert [ax.get_xlabel().replace("\n", " ") for ax in samples.axes] == list(TENGEOP_CLASSES.values())
+
+
+def test_descending_latitude_drawn_north_up(tmp_path, drawn):
+    """Rows stored north to south (extent lat0 > lat1, what _map_extent gives for a descending
+    latitude) were drawn south up: row 0 (60 N) at the bottom of an inverted latitude axis."""
+    from oceandl.pipelines.interpolate import _map_extent
+
+    lat = np.linspace(60, 40, 21)  # descending, as in many L3/L4 files
+    lon = np.linspace(-30, -10, 11)
+    da = xr.DataArray(np.zeros((21, 11)), coords={"lat": lat, "lon": lon}, dims=("lat", "lon"))
+    da[0] = 1.0  # the northern row
+    land = np.zeros((21, 11), bool)
+    land[0, :3] = True  # land in the north-west corner
+    extent = _map_extent(da)
+    assert extent[2] > extent[3]
+    plotting.plot_fields({"sst": da.values}, tmp_path / "n.png", land=land, extent=extent)
+    ax = _panels(drawn[0])["sst"]
+    assert ax.images[0].get_extent() == [-31.0, -9.0, 39.5, 60.5] and not ax.yaxis_inverted()
+    shown = ax.images[0].get_array()
+    assert (shown[-1] == 1).all() and (shown[:-1] == 0).all()  # origin lower: the last row is the top
+    assert ax.images[-1].get_array()[-1, :3, 3].tolist() == [1, 1, 1]
+    assert ax.images[-1].get_array()[:-1, :, 3].sum() == 0
+    # an ascending grid is drawn as stored
+    ascending = da.isel(lat=slice(None, None, -1))
+    plotting.plot_fields({"sst": ascending.values}, tmp_path / "a.png", extent=_map_extent(ascending))
+    ax = _panels(drawn[1])["sst"]
+    assert ax.images[0].get_extent() == [-31.0, -9.0, 39.5, 60.5] and (ax.images[0].get_array()[-1] == 1).all()
+
+
+def test_anomaly_field_drawn_diverging_centred_on_zero(tmp_path, drawn):
+    """An anomaly file (sst_anom, 'SST anomaly') was drawn on the SST map between its 1st and 99th
+    percentiles (-0.75..2.17 here): its white was at +0.71, not at 0."""
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.pipelines.interpolate import is_anomaly, run_interpolation
+
+    ds = synthetic_sst(n_time=12, ny=16, nx=16, cloud_cover=0.4, seed=0)
+    anom = (ds["sst"] - ds["sst"].mean("time")) * 0.5 + 0.35
+    anom.attrs = {"units": "degree_Celsius", "long_name": "SST anomaly"}
+    xr.Dataset({"sst_anom": anom}).to_netcdf(tmp_path / "anom.nc")
+    run_interpolation(tmp_path / "anom.nc", tmp_path / "out.nc", method="climatology", device="cpu",
+                      figure=tmp_path / "day.png", progress=False, log=lambda *a: None)
+    axes = _panels(drawn[0])
+    for k in ("input (gappy)", "climatology"):
+        lo, hi = axes[k].images[0].get_clim()
+        assert lo == -hi and hi > 0 and axes[k].images[0].get_cmap().name == "RdBu_r"
+    assert axes["sigma"].images[0].get_cmap().name == "viridis"
+    assert is_anomaly(xr.DataArray([1.0], attrs={"standard_name": "sea_surface_temperature_anomaly"}))
+    assert not is_anomaly(ds["sst"])  # an SST (even one crossing 0 degC) keeps its sequential range
+
+
+def test_missing_pixels_read_apart_from_zero_on_diverging_panels(tmp_path, drawn):
+    """An unfilled pixel (NaN) and a zero error were both white on the error map: gaps now show the
+    panel's hatched background."""
+    err = np.zeros((6, 6))
+    err[:2] = np.nan  # left unfilled
+    err[4:] = 1.0
+    plotting.plot_fields({"m error": err, "m": err + 20}, tmp_path / "e.png", error_keys=["m error"])
+    for ax in _panels(drawn[0]).values():
+        assert ax.patch.get_hatch() == "////" and ax.patch.get_facecolor()[:3] == (1.0, 1.0, 1.0)
+        shown = ax.images[0].get_array()
+        assert np.ma.getmaskarray(shown)[:2].all() and not np.ma.getmaskarray(shown)[2:].any()
