@@ -270,7 +270,8 @@ def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress
     Parameters
     ----------
     dataset : a dataset of ``{"image": (C, H, W), "label": int}`` dicts (``label`` optional: -1).
-    indices : the samples to read (default: all), in this order.
+    indices : the samples to read (default: all), in this order. All of a :class:`TensorData`
+        is its own tensors, not a copy.
     num_workers : DataLoader worker processes that read (decode) samples in parallel; ``None``
         decides from the time the first samples took (see :func:`reading_workers`). The result
         is the same whatever the number: samples come back in order into one preallocated tensor
@@ -285,7 +286,12 @@ def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress
         (its one-line message, also when a worker read it).
     """
     if isinstance(dataset, TensorData):
-        idx = torch.as_tensor(np.arange(len(dataset)) if indices is None else np.asarray(indices))
+        if indices is None:
+            # its own tensors, not a copy: an index of every sample copied the whole set, so
+            # training on tensors held each split twice (4000 128 x 128 images, 250 MB: the peak of
+            # train_classifier was 910 MB above the data, 450 MB without the copies)
+            return dataset.x, dataset.y
+        idx = torch.as_tensor(np.asarray(indices))
         return dataset.x[idx], dataset.y[idx]
     from tqdm.auto import tqdm
 
