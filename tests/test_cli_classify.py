@@ -260,6 +260,27 @@ def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_
         classify(x, model, device="cpu")
 
 
+def test_classify_a_folder_batch_by_batch(sar_tree, sar_model, monkeypatch):
+    """A folder is read, preprocessed and classified a batch at a time (it was read whole, then
+    preprocessed whole: memory grew with the folder), with the probabilities of the whole."""
+    from oceandl.classification import classify
+    from oceandl.datasets.images import ImageFilesDataset
+    from oceandl.preprocess import preprocess_batch
+    from oceandl.training import load_checkpoint, materialize, predict
+
+    ds = ImageFilesDataset(sorted(sar_tree.rglob("*.tiff")), size=32, channels=1)
+    net, cfg = load_checkpoint(sar_model, device="cpu")
+    whole = predict(net, preprocess_batch(materialize(ds)[0], cfg["preprocessing"]), batch_size=7, device="cpu")
+    held = []
+    monkeypatch.setattr("oceandl.preprocess.preprocess_batch",
+                        lambda x, spec: held.append(len(x)) or preprocess_batch(x, spec))
+    monkeypatch.setattr("oceandl.training.engine.materialize", lambda *a, **k: pytest.fail("read whole"))
+    got = classify(ds, sar_model, batch_size=7, device="cpu")
+    assert len(ds) == 60 and held == [7] * 8 + [4]  # 60 images: no more than a batch at a time
+    np.testing.assert_array_equal(got["probabilities"].values, whole)
+    assert got["path"].values.tolist() == [str(f) for f in ds.files]
+
+
 def test_a_model_trained_on_padded_images_classifies_padded_images(tmp_path):
     # ImageFolderDataset(fit="pad") (aspect ratio kept: plankton) trained a model, but the checkpoint
     # did not say so: `oceandl classify` and classify(arrays) stretched the same files to the size

@@ -650,6 +650,32 @@ def test_exif_orientation_is_applied_as_displayed(tmp_path, orientation):
     assert ds.size == shown.shape
 
 
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_tiff_sample_reads_open_the_file_once(tmp_path, monkeypatch, orientation):
+    """The Orientation tag of a TIFF (which GDAL does not report) is read by the header probe and
+    kept: each sample read opened the file a second time with PIL to look it up again, 1.5-1.9x
+    the time of reading a 128 x 128 float32 GeoTIFF. The pixels are the same."""
+    import PIL.Image
+
+    rng = np.random.default_rng(orientation)
+    for cls in "ab":
+        for i in range(2):
+            img = Image.fromarray(rng.random((6, 10), dtype=np.float32))
+            exif = img.getexif()
+            exif[0x0112] = orientation
+            (tmp_path / cls).mkdir(exist_ok=True)
+            img.save(tmp_path / cls / f"{i}.tif", exif=exif)
+    ds = ImageFolderDataset(tmp_path)
+    assert ds.size == ((10, 6) if orientation == 6 else (6, 10))
+    expected = [read_image(f) for f in ds.files]  # each file on its own: the tag looked up
+    opened = []
+    real_open = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    for i in range(len(ds)):
+        np.testing.assert_array_equal(ds[i]["image"].numpy(), expected[i])
+    assert opened == []  # GDAL alone reads the samples
+
+
 def test_palette_and_one_bit_tiffs_are_read_as_their_colours(tmp_path):
     """A palette TIFF holds colour-table indices: they were read as the pixels (a 64-colour image
     came out as one dark band in [0, 63/255], a 1-bit TIFF in [0, 1/255]). Now the colours, as PIL

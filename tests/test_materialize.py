@@ -90,6 +90,19 @@ def test_tensor_data_is_indexed_not_read():
     assert torch.equal(xs, x[[4, 1]]) and torch.equal(ys, y[[4, 1]])
 
 
+def test_tensor_data_in_full_is_not_copied():
+    """All of a TensorData is its own tensors: the engine's batches of a training split held a
+    second copy of it (and evaluation a second copy of the test split)."""
+    x, y = torch.randn(6, 1, 3, 3), torch.arange(6)
+    xs, ys = materialize(TensorData(x, y))
+    assert xs.data_ptr() == x.data_ptr() and ys.data_ptr() == y.data_ptr()
+    batches = engine._Batches(TensorData(x, y), 4, torch.device("cpu"), TrainConfig(progress=False),
+                              shuffle=False, desc="")
+    assert batches.x.data_ptr() == x.data_ptr()
+    got = list(batches.epoch(torch.Generator().manual_seed(0)))
+    assert torch.equal(torch.cat([b[0] for b in got]), x) and torch.equal(torch.cat([b[1] for b in got]), y)
+
+
 def test_automatic_worker_count(monkeypatch):
     monkeypatch.setattr(engine, "_cores_per_rank", lambda: 4)
     assert reading_workers(1e-4, 5000) == 0      # 0.5 s in this process: workers would cost more
