@@ -644,6 +644,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
       oceandl interpolate --demo -o demo.nc
       oceandl interpolate sst.nc --var analysed_sst --method unet --epochs 30 -o filled.nc
       oceandl interpolate sst.nc --method dineof --set max_modes=30 -o filled.nc
+      oceandl interpolate sst.nc --method climatology --set harmonics=3 -o clim.nc
       oceandl interpolate big.nc --method dineof --chunks time=-1,lat=128,lon=128 -o filled.nc
     """
     from oceandl.pipelines.interpolate import run_interpolation

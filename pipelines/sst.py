@@ -6,6 +6,10 @@ style) and every method is scored on exactly those pixels (``val_*``), and also 
 synthetic truth on the gaps (``truth_rmse`` over ``truth_n`` of the ``gap_n`` gap pixels: a pixel
 never observed in the cube is land to the methods and stays unfilled; a note gives the count).
 ``fast=True`` runs a tiny cube in seconds.
+
+A method entry may carry a label, ``NAME:LABEL``, to run one method twice with other options:
+``methods=climatology:mean,climatology,dineof method_options=climatology:mean.harmonics=0``
+scores the time mean and the seasonal climatology side by side (rows ``climatology:mean@<cover>``).
 """
 from __future__ import annotations
 
@@ -18,12 +22,13 @@ from oceandl.errors import InputError
 
 from .runner import Pipeline, RunContext, resolve_fast
 
-__all__ = ["SSTConfig", "PIPELINE", "run", "parse_method_options", "truth_rmse_by_day_cover", "COVER_BINS"]
+__all__ = ["SSTConfig", "PIPELINE", "run", "parse_method_options", "method_name", "truth_rmse_by_day_cover", "COVER_BINS"]
 
 
 @dataclass(frozen=True)
 class SSTConfig:
-    """SST benchmark settings (``--set key=value``; method options as ``method_options=unet.steps=400,...``)."""
+    """SST benchmark settings (``--set key=value``; method options as ``method_options=unet.steps=400,...``;
+    a method entry ``NAME:LABEL`` is method NAME under its own row label and options)."""
 
     seed: int = 0
     fast: bool = False
@@ -38,8 +43,14 @@ class SSTConfig:
 FAST = {"n_time": 24, "size": 32}  # the smoke run's cube; its method options are set in run() and recorded per row
 
 
+def method_name(entry: str) -> str:
+    """The interpolation method of a benchmark entry: ``"climatology:mean"`` -> ``"climatology"``."""
+    return entry.split(":", 1)[0]
+
+
 def parse_method_options(items: tuple[str, ...], methods) -> dict[str, dict]:
-    """``("unet.steps=400", "dineof.max_modes=30")`` -> ``{"unet": {"steps": 400}, ...}``."""
+    """``("unet.steps=400", "dineof.max_modes=30")`` -> ``{"unet": {"steps": 400}, ...}`` (keys: the
+    entries of ``methods``, labelled ones as they are written: ``"climatology:mean.harmonics=0"``)."""
     out: dict[str, dict] = {m: {} for m in methods}
     for item in items:
         if "=" not in item or "." not in item.split("=", 1)[0]:
@@ -86,15 +97,17 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         if len(set(values)) < len(values):
             raise InputError(f"{key}={','.join(map(str, values))}: an entry is repeated")
     for m in cfg.methods:
-        get_method(m)
+        if m.count(":") > 1 or m.endswith(":") or "." in m:
+            raise InputError(f"methods entry {m!r}: expected a method name or NAME:LABEL")
+        get_method(method_name(m))
     cfg = resolve_fast(cfg, FAST)
     n_time, size = cfg.n_time, cfg.size
     opts = parse_method_options(cfg.method_options, cfg.methods)
     if cfg.fast:
         for m in cfg.methods:
-            if m in ("convae", "unet", "resae", "smp_unet"):
+            if method_name(m) in ("convae", "unet", "resae", "smp_unet"):
                 opts[m] = {"steps": 20, "patch": 32, "tile": 32, "overlap": 8, **opts[m]}
-            if m == "dineof":
+            if method_name(m) == "dineof":
                 opts[m] = {"max_modes": 6, **opts[m]}
     ctx.note(f"synthetic SST cube: {n_time} days x {size} x {size}, cloud covers {cfg.cloud_covers}, "
              f"{cfg.withhold:.0%} of the valid pixels withheld by cloud-mask transfer (seed {cfg.seed})")
@@ -116,7 +129,7 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         for method in cfg.methods:
             ctx.log(f"cloud cover {cover:.0%}: {method} {opts[method] or ''}")
             t0 = time.perf_counter()
-            out = interpolate(da, method, withheld=withheld, return_dataset=True, seed=cfg.seed, device=ctx.device,
+            out = interpolate(da, method_name(method), withheld=withheld, return_dataset=True, seed=cfg.seed, device=ctx.device,
                               progress=ctx.progress, **opts[method])
             seconds = time.perf_counter() - t0
             filled = out["sst"].values
@@ -128,7 +141,7 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
                    "truth_n": tru["n"], "gap_n": int(gaps.sum()), **by_cover,
                    "seconds": round(seconds, 2),
                    "device": ctx.device, "options": opts[method]}
-            for k in ("n_modes", "cv_rmse"):
+            for k in ("n_modes", "cv_rmse", "harmonics"):
                 if k in out["sst"].attrs:
                     row[k] = out["sst"].attrs[k]
             results[f"{method}@{cover:g}"] = row
@@ -186,7 +199,7 @@ def truth_rmse_by_day_cover(filled: np.ndarray, truth: np.ndarray, gaps: np.ndar
 
 
 def _summary(results: dict, cover: float, methods, ctx: RunContext) -> None:
-    neural = [m for m in methods if m in ("convae", "unet", "resae", "smp_unet")]
+    neural = [m for m in methods if method_name(m) in ("convae", "unet", "resae", "smp_unet")]
     rows = {m: results[f"{m}@{cover:g}"] for m in methods}
     if "dineof" in rows and "climatology" in rows:
         d, c = rows["dineof"]["val_rmse"], rows["climatology"]["val_rmse"]
@@ -209,6 +222,6 @@ def _change(new: float, ref: float) -> str:
 PIPELINE = Pipeline(
     name="sst", config_cls=SSTConfig, run=run, fast=FAST,
     columns=("val_rmse", "val_mae", "val_bias", "val_corr", "val_std_ratio", "val_frac_within_1sigma", "truth_rmse",
-             *(_bin_name(lo, hi) for lo, hi in COVER_BINS), "n_modes", "seconds", "device"),
+             *(_bin_name(lo, hi) for lo, hi in COVER_BINS), "n_modes", "harmonics", "seconds", "device"),
     description="Gap filling of a synthetic cloudy SST cube: every method scored on identical withheld pixels.",
 )

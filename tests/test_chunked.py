@@ -173,6 +173,36 @@ def test_cluster_climatology_exact_dineof_close_and_memory_bounded(cube, cluster
     assert rmse(got) < 0.5 * float(np.std(truth[gap]))  # and it is a fill, not noise
 
 
+def test_seasonal_climatology_chunked_equals_in_memory(tmp_path):
+    """The harmonic fit's normal equations are dask sums over time: blocks of 64 days x 5 x 6 px give
+    the in-memory seasonal climatology (the same fallback pixels) to float32 rounding."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    ds = synthetic_sst(n_time=400, ny=12, nx=14, cloud_cover=0.5, seed=1)
+    write_netcdf(ds[["sst"]], tmp_path / "sst.nc")
+    da = open_field(tmp_path / "sst.nc", "sst")
+    ref = interpolate(da, "climatology", return_dataset=True)  # auto: 400 dated days are 2 harmonics
+    assert ref["sst"].attrs["harmonics"] == 2 and ref["sst"].attrs["harmonics_fallback_pixels"] > 0
+    interpolate_chunked(tmp_path / "sst.nc", tmp_path / "out.nc", "climatology", chunks="time=64,lat=5,lon=6")
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        for key in ("harmonics", "harmonics_fallback_pixels"):
+            assert out["sst"].attrs[key] == ref["sst"].attrs[key]
+        np.testing.assert_array_equal(np.isnan(out["sst"].values), np.isnan(ref["sst"].values))
+        np.testing.assert_allclose(out["sst"].values, ref["sst"].values, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(out["sigma"].values, ref["sigma"].values, rtol=1e-5)
+        np.testing.assert_array_equal(out["missing_flag"].values, ref["missing_flag"].values)
+    mean = interpolate(da, "climatology", harmonics=0).values
+    gap = np.isnan(da.values) & np.isfinite(ds["sst_true"].values)
+    truth = ds["sst_true"].values
+    rmse = lambda a: float(np.sqrt(np.mean((a[gap] - truth[gap]) ** 2)))  # noqa: E731
+    assert rmse(ref["sst"].values) < 0.6 * rmse(mean), (rmse(ref["sst"].values), rmse(mean))
+    # harmonics on a file without dates: refused up front, naming the file
+    write_netcdf(ds[["sst"]].assign_coords(time=np.arange(400)), tmp_path / "undated.nc")
+    with pytest.raises(InputError, match=r"undated.nc: variable 'sst': harmonics=1 needs the day of year"):
+        interpolate_chunked(tmp_path / "undated.nc", tmp_path / "x.nc", "climatology", harmonics=1)
+    assert not (tmp_path / "x.nc").exists()
+
+
 @pytest.mark.slow
 def test_numpy_peak_of_a_large_cube_stays_below_half_of_it(cube, tmp_path):
     """tracemalloc peak of the chunked path on a 35 MiB cube < half of it (measured ~14 MiB,

@@ -111,6 +111,39 @@ def test_interpolate_bad_inputs_are_one_line_exit_2(runner, sst_file, tmp_path):
     assert (tmp_path / "old.png").read_bytes() == b"a figure of mine"  # not replaced without --overwrite
 
 
+def test_interpolate_seasonal_climatology(runner, tmp_path):
+    """`--set harmonics=2` fits the seasonal cycle, as the API does; on a file without dates it is
+    refused in one line (exit 2), and an out-of-range value too, before anything is written."""
+    from oceandl.interp import interpolate
+    from oceandl.io import open_field
+
+    rng = np.random.default_rng(0)
+    t = np.arange(730)
+    v = 18 + 4 * np.cos(2 * np.pi * (t - 230) / 365.25)[:, None, None] + rng.standard_normal((730, 4, 5)) * 0.2
+    v[rng.random(v.shape) < 0.6] = np.nan
+    coords = {"time": np.datetime64("2018-01-01") + t.astype("timedelta64[D]"), "lat": [40.0, 41, 42, 43],
+              "lon": [1.0, 2, 3, 4, 5]}
+    xr.Dataset({"sst": (("time", "lat", "lon"), v, {"units": "degC"})}, coords=coords).to_netcdf(tmp_path / "two.nc")
+    out = tmp_path / "clim.nc"
+    res = runner.invoke(cli, ["interpolate", str(tmp_path / "two.nc"), "--method", "climatology", "--set",
+                              "harmonics=2", "--withhold", "0", "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as ds:
+        assert ds["sst"].attrs["harmonics"] == 2 and json.loads(ds["sst"].attrs["options"])["harmonics"] == 2
+        ref = interpolate(open_field(tmp_path / "two.nc"), "climatology", harmonics=2)
+        np.testing.assert_allclose(ds["sst"].values, ref.values, rtol=1e-6)
+        gap = np.isnan(v)
+        truth = np.broadcast_to(18 + 4 * np.cos(2 * np.pi * (t - 230) / 365.25)[:, None, None], v.shape)
+        assert np.sqrt(np.mean((ds["sst"].values[gap] - truth[gap]) ** 2)) < 0.1  # the time mean is ~2.8 off
+    xr.Dataset({"sst": (("time", "lat", "lon"), v)}, coords={**coords, "time": t}).to_netcdf(tmp_path / "undated.nc")
+    for args, word in ((["undated.nc", "harmonics=2"], "harmonics=2 needs the day of year"),
+                       (["two.nc", "harmonics=9"], "option harmonics must be 'auto' or an integer from 0 to 6")):
+        res = runner.invoke(cli, ["interpolate", str(tmp_path / args[0]), "--method", "climatology", "--set", args[1],
+                                  "-o", str(tmp_path / "x.nc")])
+        assert res.exit_code == 2 and word in res.output.strip().splitlines()[-1], res.output
+        assert "Traceback" not in res.output and not (tmp_path / "x.nc").exists()
+
+
 @pytest.mark.parametrize("failing", ["netcdf", "figure"])
 def test_interpolate_failure_leaves_neither_output(runner, sst_file, tmp_path, monkeypatch, failing):
     """The netCDF and the figure are written together: when either fails (a full disk, say),

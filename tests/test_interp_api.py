@@ -218,6 +218,117 @@ def test_pixel_with_one_observation_uses_global_mean(cube):
     assert out[0, 10, 15] == 30.0
 
 
+def seasonal_cube(times, frac, noise=0.0, seed=0):
+    """A (time, 3, 4) field of known harmonics on ``times`` (``frac``: their fraction of the year),
+    6 of the 12 values a day hidden at random, one pixel land: (gappy, truth, coefficients)."""
+    rng = np.random.default_rng(seed)
+    coef = np.stack([15 + rng.random((3, 4)) * 5, *(rng.standard_normal((4, 3, 4)) * [[[3]], [[2]], [[1]], [[0.5]]])])
+    arg = 2 * np.pi * np.asarray(frac)[:, None, None]
+    truth = (coef[0] + coef[1] * np.cos(arg) + coef[2] * np.sin(arg) + coef[3] * np.cos(2 * arg)
+             + coef[4] * np.sin(2 * arg) + noise * rng.standard_normal((len(frac), 3, 4)))
+    truth[:, 2, 3] = np.nan
+    gappy = truth.copy()
+    gappy[rng.random(truth.shape) < 0.5] = np.nan
+    return (xr.DataArray(gappy, dims=("time", "lat", "lon"), name="sst",
+                         coords={"time": times, "lat": [40.0, 41.0, 42.0], "lon": [0.0, 1.0, 2.0, 3.0]}), truth, coef)
+
+
+def test_climatology_recovers_known_harmonics_from_a_gappy_field():
+    """Two years of a noise-free annual + semi-annual cycle with half the values hidden: the fit gives
+    the coefficients, the gaps get the truth, and sigma (the residual std) is 0."""
+    times = xr.date_range("2019-01-01", periods=730, freq="D")
+    frac = (times.dayofyear - 1) / np.where(times.is_leap_year, 366, 365)
+    gappy, truth, coef = seasonal_cube(times, frac)
+    model = get_method("climatology")(harmonics=2).fit(gappy)
+    ds = model.reconstruct()
+    assert model.harmonics_ == 2 and ds["sst"].attrs["harmonics"] == 2 and ds["sst"].attrs["harmonics_fallback_pixels"] == 0
+    np.testing.assert_allclose(model.coefficients_[:, :2], coef[:, :2], atol=1e-4)
+    gap = np.isnan(gappy.values) & np.isfinite(truth)
+    np.testing.assert_allclose(ds["sst"].values[gap], truth[gap], atol=1e-4)
+    assert np.nanmax(ds["sigma"].values) < 1e-3
+    # the time mean misses the seasonal cycle by degrees; "auto" on two years of dates is the seasonal fit
+    mean_fill = run("climatology", gappy, harmonics=0).values
+    assert np.sqrt(np.mean((mean_fill[gap] - truth[gap]) ** 2)) > 1.0
+    np.testing.assert_array_equal(run("climatology", gappy).values, ds["sst"].values)
+
+
+def test_climatology_sigma_is_the_residual_std_with_ddof_the_parameters():
+    times = xr.date_range("2019-01-01", periods=730, freq="D")
+    frac = (times.dayofyear - 1) / np.where(times.is_leap_year, 366, 365)
+    gappy, _, _ = seasonal_cube(times, frac, noise=0.3)
+    ds = run("climatology", gappy, harmonics=1, return_dataset=True)
+    y = gappy.values[:, 1, 2]
+    ok = np.isfinite(y)
+    arg = 2 * np.pi * np.asarray(frac)[ok]
+    X = np.stack([np.ones(ok.sum()), np.cos(arg), np.sin(arg)], axis=1)
+    c, *_ = np.linalg.lstsq(X, y[ok], rcond=None)
+    resid = y[ok] - X @ c
+    np.testing.assert_allclose(float(ds["sigma"][0, 1, 2]), np.sqrt(resid @ resid / (ok.sum() - 3)), rtol=1e-4)
+    gap = ~ok
+    np.testing.assert_allclose(ds["sst"].values[gap, 1, 2], (np.stack([np.ones(len(y)), np.cos(2 * np.pi * frac),
+                               np.sin(2 * np.pi * frac)], axis=1) @ c)[gap], rtol=1e-5)
+
+
+def test_climatology_harmonics_fall_back_where_the_observed_days_do_not_span_the_year():
+    """The rule: j harmonics need 3 observations per parameter and a normal matrix (normalised) of
+    condition number <= 10: a pixel seen only in summer takes its mean, one with a 4-month gap the
+    annual harmonic alone, one seen 12 times through the year the annual alone (15 needed for 2)."""
+    times = xr.date_range("2019-01-01", periods=730, freq="D")
+    frac = np.asarray((times.dayofyear - 1) / np.where(times.is_leap_year, 366, 365))
+    gappy, truth, _ = seasonal_cube(times, frac)
+    g = np.where(np.isfinite(truth), truth, np.nan)
+    doy = np.asarray(times.dayofyear)
+    g[(doy < 152) | (doy > 243), 0, 0] = np.nan         # June-August only
+    g[(doy > 200) & (doy < 321), 0, 1] = np.nan         # 4 months never seen
+    g[:, 0, 2] = np.nan
+    g[::61, 0, 2] = truth[::61, 0, 2]                   # 12 observations over two years
+    model = get_method("climatology")(harmonics=2).fit(gappy.copy(data=g))
+    ds = model.reconstruct()
+    assert model.levels_[0, 0] == 0 and model.levels_[0, 1] == 1 and model.levels_[0, 2] == 1
+    assert model.levels_[1, 1] == 2 and model.levels_[2, 3] == -1  # a full pixel; land
+    assert ds["sst"].attrs["harmonics_fallback_pixels"] == 3
+    summer = g[:, 0, 0]
+    np.testing.assert_allclose(ds["sst"].values[np.isnan(summer), 0, 0], np.nanmean(summer), rtol=1e-6)
+    np.testing.assert_allclose(float(ds["sigma"][0, 0, 0]), np.nanstd(summer, ddof=1), rtol=1e-4)
+    # and none at all on a short record: the time mean, said in a warning
+    with pytest.warns(UserWarning, match="harmonics=2: no pixel"):
+        short = run("climatology", gappy.isel(time=slice(0, 40)), harmonics=2, return_dataset=True)
+    assert short["sst"].attrs["harmonics_fallback_pixels"] == 11
+    np.testing.assert_array_equal(short["sst"].values,
+                                  run("climatology", gappy.isel(time=slice(0, 40)), harmonics=0).values)
+
+
+def test_climatology_on_a_360_day_calendar_turns_once_in_360_days():
+    pytest.importorskip("cftime")
+    times = xr.date_range("2001-01-01", periods=720, freq="D", calendar="360_day", use_cftime=True)
+    frac = (np.asarray(times.dayofyear) - 1) / 360.0
+    gappy, truth, coef = seasonal_cube(times, frac)
+    model = get_method("climatology")().fit(gappy)  # auto: 720 days of a 360-day calendar are 2 years
+    assert model.harmonics_ == 2
+    gap = np.isnan(gappy.values) & np.isfinite(truth)
+    np.testing.assert_allclose(model.reconstruct()["sst"].values[gap], truth[gap], atol=1e-4)
+    np.testing.assert_allclose(model.coefficients_[:, :2], coef[:, :2], atol=1e-4)
+
+
+def test_climatology_harmonics_need_dates(cube):
+    gappy, _ = cube
+    undated = gappy.assign_coords(time=np.arange(gappy.sizes["time"]))
+    with pytest.raises(InputError, match=r"variable 'sst': harmonics=2 needs the day of year .* not dates"):
+        run("climatology", undated, harmonics=2)
+    with pytest.raises(InputError, match="no time coordinate"):
+        run("climatology", undated.drop_vars("time"), harmonics=1)
+    # auto, and a dated record shorter than a year: the time mean, as before
+    ref = run("climatology", gappy, harmonics=0, return_dataset=True)
+    assert ref["sst"].attrs["harmonics"] == 0 and "harmonics_fallback_pixels" not in ref["sst"].attrs
+    for da in (undated, gappy):
+        out = run("climatology", da, return_dataset=True)
+        assert out["sst"].attrs["harmonics"] == 0
+        np.testing.assert_array_equal(out["sst"].values, ref["sst"].values)
+    for bad in (-1, 7, 1.5, True, "yes"):
+        with pytest.raises(InputError, match="option harmonics must be 'auto' or an integer from 0 to 6"):
+            run("climatology", gappy, harmonics=bad)
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_bad_inputs_raise_input_error(method, cube):

@@ -89,6 +89,25 @@ def test_method_options_parsed_and_checked():
         parse_method_options(("steps=3",), ("unet",))
 
 
+def test_labelled_entries_score_the_time_mean_against_the_seasonal_climatology(tmp_path):
+    """``NAME:LABEL`` runs one method twice with other options: on 400 days the seasonal climatology
+    (the default, 2 harmonics) beats the time mean (``harmonics=0``) on the same withheld pixels."""
+    overrides = {"fast": True, "n_time": 400, "size": 16, "cloud_covers": (0.5,),
+                 "methods": ("climatology:mean", "climatology"), "method_options": ("climatology:mean.harmonics=0",)}
+    folder, res = run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides=overrides, device="cpu",
+                               progress=False, log=lambda s: None)
+    mean, seasonal = res["climatology:mean@0.5"], res["climatology@0.5"]
+    assert mean["method"] == "climatology:mean" and mean["options"] == {"harmonics": 0}
+    assert (mean["harmonics"], seasonal["harmonics"]) == (0, 2) and mean["val_n"] == seasonal["val_n"]
+    assert seasonal["val_rmse"] < 0.6 * mean["val_rmse"] and seasonal["truth_rmse"] < 0.6 * mean["truth_rmse"]
+    assert "| climatology:mean@0.5 |" in (folder / "results.md").read_text()
+    for bad, word in (("climatology:", "NAME:LABEL"), ("a:b:c", "NAME:LABEL"), ("climatology:x.y", "NAME:LABEL"),
+                      ("nonesuch:x", "unknown interpolation method 'nonesuch'")):
+        with pytest.raises(InputError, match=word):
+            run_pipeline(get_pipeline("sst"), tmp_path / bad.replace(":", "_"), overrides={**TINY, "methods": (bad,)},
+                         device="cpu", progress=False, log=lambda s: None)
+
+
 @pytest.mark.parametrize("key", ["methods", "cloud_covers"])
 def test_empty_methods_or_cloud_covers_are_refused(tmp_path, key):
     # `--set methods=` ran nothing and wrote a run folder with an empty table (exit 0)

@@ -11,7 +11,8 @@ Strategies by method
 --------------------
 ``climatology``
     Exact: the per-pixel mean (and std) are dask reductions over all time steps; each block
-    then only fills its gaps with them (no halo).
+    then only fills its gaps with them (no halo). The seasonal fit (``harmonics``) too: its
+    per-pixel normal equations are sums over time, taken in the same pass as the std.
 neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     One network for the whole cube: loaded from ``checkpoint=`` or trained in memory on
     ``train_region`` (default: the first time chunk of a central spatial block; where that has
@@ -276,6 +277,8 @@ class _Stats:
     scale: float = 1.0
     sq: np.ndarray | None = None  # (lat, lon) sum of squared anomalies
     known: np.ndarray | None = None  # (lat, lon) ocean of a checkpoint's training statistics
+    gram: np.ndarray | None = None  # (p * p, lat, lon) harmonic normal matrices (climatology with harmonics)
+    rhs: np.ndarray | None = None   # (p, lat, lon) their right-hand sides
 
     @property
     def ocean(self) -> np.ndarray:
@@ -317,8 +320,13 @@ def _compute(*arrays):
     return dask.compute(*arrays)
 
 
-def _global_stats(da: xr.DataArray, second_pass: bool) -> _Stats:
-    """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions."""
+def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None = None) -> _Stats:
+    """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions.
+
+    With a harmonic ``design`` (time, p) (see :func:`~oceandl.interp.climatology.harmonic_design`),
+    the second pass also sums each pixel's normal equations over time: ``gram`` (p * p, lat, lon)
+    ``X^T X`` over the observed steps and ``rhs`` (p, lat, lon) ``X^T (v - mean)``; exact, as in memory.
+    """
     import dask.array as dsa
 
     v = da.data
@@ -335,7 +343,18 @@ def _global_stats(da: xr.DataArray, second_pass: bool) -> _Stats:
     st = _Stats(count, mean, global_mean)
     if second_pass:
         m = np.nan_to_num(mean)
-        (sq,) = _compute(dsa.where(obs, v.astype(np.float64) - m, 0.0).__pow__(2).sum(axis=0))
+        anom = dsa.where(obs, v.astype(np.float64) - m, 0.0)
+        if design is None:
+            (sq,) = _compute(anom.__pow__(2).sum(axis=0))
+        else:  # the same pass: sums over time of the design's products with the mask and the anomaly
+            p = design.shape[1]
+            outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
+            tchunks = (v.chunks[0], -1)
+            sq, gram, rhs = _compute(
+                anom.__pow__(2).sum(axis=0),
+                dsa.tensordot(dsa.from_array(outer, chunks=tchunks), obs.astype(np.float64), axes=([0], [0])),
+                dsa.tensordot(dsa.from_array(design, chunks=tchunks), anom, axes=([0], [0])))
+            st.gram, st.rhs = np.asarray(gram), np.asarray(rhs)
         st.sq = np.asarray(sq)
         scale = float(np.sqrt(st.sq.sum() / n_obs))
         vmax = float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else 1.0
@@ -357,15 +376,39 @@ def _finish(filled: np.ndarray, values: np.ndarray, mean: np.ndarray, ocean: np.
 
 
 class _ClimatologyBlock:
-    """Gaps <- the global per-pixel mean; sigma <- the per-pixel std (exactly the in-memory method)."""
+    """Gaps <- the global per-pixel mean, or its seasonal fit; sigma <- the per-pixel std about it
+    (the in-memory method, from the global normal equations)."""
 
-    def __init__(self, stats: _Stats, keep_observed: bool):
+    def __init__(self, stats: _Stats, keep_observed: bool, design: np.ndarray | None = None):
+        from .climatology import harmonic_fit, harmonic_sigma
+
         self.keep_observed = keep_observed
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.sigma = np.where(stats.count >= 2, np.sqrt(stats.sq / (stats.count - 1)), stats.scale)
+        self.design, self.coef, self.levels = design, None, np.where(stats.count > 0, 0, -1)
+        if design is None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.sigma = np.where(stats.count >= 2, np.sqrt(stats.sq / (stats.count - 1)), stats.scale)
+            return
+        p = design.shape[1]
+        sea = stats.count > 0
+        gram = np.moveaxis(stats.gram[:, sea], -1, 0).reshape(-1, p, p)
+        coef, level, rss = harmonic_fit(gram, stats.rhs[:, sea].T, stats.sq[sea], stats.count[sea], (p - 1) // 2)
+        self.sigma = np.full(sea.shape, stats.scale)
+        self.sigma[sea] = harmonic_sigma(rss, stats.count[sea], level, stats.scale)
+        self.coef = np.zeros((p,) + sea.shape)
+        self.coef[:, sea] = coef.T
+        self.levels[sea] = level
+
+    def fit_attrs(self, label: str) -> dict[str, Any]:
+        """``harmonics`` (and ``harmonics_fallback_pixels``), as the in-memory method gives them."""
+        from .climatology import harmonic_attrs
+
+        return harmonic_attrs(0 if self.design is None else (self.design.shape[1] - 1) // 2, self.levels, label)
 
     def __call__(self, values, ext, coords, mean, ocean):
-        filled, flag = _finish(np.broadcast_to(mean, values.shape), values, mean, ocean, self.keep_observed)
+        fit = np.broadcast_to(mean, values.shape)
+        if self.design is not None:  # (time, p) x (p, lat, lon) of this block
+            fit = mean[None] + np.tensordot(self.design[ext[0]], self.coef[:, ext[1], ext[2]], axes=1)
+        filled, flag = _finish(fit, values, mean, ocean, self.keep_observed)
         sigma = np.broadcast_to(self.sigma[ext[1], ext[2]], values.shape).copy()
         sigma[:, ~ocean] = np.nan
         return {"filled": filled, "flag": flag, "sigma": sigma, "fallback": False}
@@ -762,8 +805,15 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
 
+    design = None
+    if kind == "climatology":  # the seasonal fit's design: its normal equations join the statistics pass
+        from .climatology import harmonic_design, resolve_harmonics
+
+        k, frac = resolve_harmonics(options.get("harmonics", "auto"), da["time"] if "time" in da.coords else None,
+                                    f"{where}variable {da.name!r}")
+        design = harmonic_design(frac, k) if k else None
     t0 = _time.perf_counter()
-    stats = _global_stats(da, second_pass=kind != "fit")
+    stats = _global_stats(da, second_pass=kind != "fit", design=design)
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
     train = _training_normalisation(da, stats, options, where) if kind == "neural" else None
@@ -776,7 +826,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     dims = ("time", "lat", "lon")
     blend_axes = {ax: blend for ax in _AXES}
     if kind == "climatology":
-        fn: Callable = _ClimatologyBlock(stats, keep_observed)
+        fn: Callable = _ClimatologyBlock(stats, keep_observed, design)
         hal = {ax: 0 for ax in _AXES}
     elif kind == "fit":
         fn = _FitBlock(cls, seed, device, keep_observed, options, dims)
@@ -824,6 +874,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
              # the loaded network's identity (path, weights' SHA-256, how it was trained), as in memory
              **(getattr(fn.fitted, "checkpoint_attrs_", {}) if kind == "neural" else {}),
              **({"normalisation": fn.fitted.normalisation_} if kind == "neural" else {}),
+             **(fn.fit_attrs(f"{where}variable {da.name!r}") if kind == "climatology" else {}),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}

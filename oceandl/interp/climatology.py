@@ -1,38 +1,284 @@
-"""Climatology: every gap takes the temporal mean of the observations at its pixel (the baseline)."""
+"""Climatology, the baseline: every gap takes its pixel's seasonal cycle (or its temporal mean).
+
+With ``harmonics=k`` each ocean pixel is fitted, by least squares on its observed days, with
+
+    mean + sum_j a_j cos(2 pi j f) + b_j sin(2 pi j f),   j = 1..k
+
+where ``f`` is the fraction of the year at each time step (day of year, time of day included,
+over the length of that year in the time coordinate's calendar: 365 or 366 days, 360 on a
+``360_day`` calendar, as the neural methods' seasonal inputs). The fit is vectorised: the
+per-pixel normal equations ``X^T X`` and ``X^T y`` are sums over time (accumulated in time
+chunks here, dask reductions in :func:`~oceandl.interp.chunked.interpolate_chunked`), then one
+batched solve. The functions below are shared by both paths, so they fit the same model.
+"""
 from __future__ import annotations
 
-from typing import ClassVar
+import warnings
+from typing import Any, ClassVar
 
 import numpy as np
+import xarray as xr
+
+from oceandl.errors import InputError
 
 from .base import Interpolator
 
-__all__ = ["Climatology"]
+__all__ = ["Climatology", "year_fraction", "resolve_harmonics", "harmonic_design", "harmonic_fit", "harmonic_attrs",
+           "MAX_HARMONICS", "MIN_OBS_PER_PARAM", "MAX_COND"]
+
+#: more harmonics than this (periods under 2 months) describe weather, not a seasonal cycle
+MAX_HARMONICS = 6
+#: a pixel fits j harmonics (2j + 1 parameters) only with at least this many observations per parameter
+MIN_OBS_PER_PARAM = 3
+#: ... and where the condition number of its normalised normal matrix is at most this. Observed days
+#: spread evenly through the year give 1; one unobserved stretch of the year gives 10 at about 5
+#: months for the annual harmonic alone, 3 months with the semi-annual, 2 months with 3 harmonics:
+#: about half the shortest period, beyond which that harmonic is an extrapolation across the gap.
+MAX_COND = 10.0
+#: ``harmonics="auto"`` fits this many where the time coordinate spans a year (annual + semi-annual)
+AUTO_HARMONICS = 2
+
+
+def year_fraction(time: xr.DataArray) -> np.ndarray | None:
+    """Fraction of the year (time,) in [0, 1) of a time coordinate, or None if it holds no dates.
+
+    Day of year (and time of day) over the length of that year in the coordinate's calendar:
+    365 or 366 days (``standard``, ``noleap``, ``all_leap``...), 360 on a ``360_day`` calendar, so
+    that every calendar's year makes exactly one turn (on 360_day this is what the neural methods'
+    ``doy * 365.25 / 360`` gives).
+    """
+    try:
+        dt = time.dt
+        doy = np.asarray(dt.dayofyear.values, dtype=np.float64)
+        seconds = (np.asarray(dt.hour.values, dtype=np.float64) * 3600 + np.asarray(dt.minute.values) * 60
+                   + np.asarray(dt.second.values))
+        length = np.asarray(dt.days_in_year.values, dtype=np.float64)
+    except (TypeError, AttributeError, ValueError):
+        return None
+    return (doy - 1.0 + seconds / 86400.0) / length
+
+
+def _span_days(time: xr.DataArray) -> float:
+    """Days covered by a dated time coordinate: last minus first, plus one median step."""
+    t = np.asarray(time.values)
+    if len(t) < 2:
+        return 0.0
+    steps = np.diff(t)
+    span = t[-1] - t[0] + sorted(steps)[len(steps) // 2]
+    try:
+        return float(span / np.timedelta64(1, "D"))
+    except TypeError:
+        return span.total_seconds() / 86400.0  # cftime: datetime.timedelta
+
+
+def resolve_harmonics(option, time: xr.DataArray | None, label: str = "input") -> tuple[int, np.ndarray | None]:
+    """The number of harmonics to fit and the year fraction of each time step.
+
+    ``option`` is ``"auto"`` or an integer >= 0. ``"auto"`` fits :data:`AUTO_HARMONICS` where the
+    time coordinate holds dates covering at least a year (365 days, 360 on a 360_day calendar):
+    a shorter record cannot tell a seasonal cycle from a trend, and gets the time mean (0).
+
+    Raises
+    ------
+    InputError
+        If harmonics are asked for (an integer > 0) and the time coordinate holds no dates.
+    """
+    frac = year_fraction(time) if time is not None else None
+    if option == "auto":
+        if frac is None:
+            return 0, None
+        year = 360.0 if getattr(time.dt, "calendar", None) == "360_day" else 365.0
+        return (AUTO_HARMONICS, frac) if _span_days(time) >= year else (0, None)
+    k = int(option)
+    if k > 0 and frac is None:
+        what = "no time coordinate" if time is None else f"time coordinate of dtype {time.dtype}, not dates"
+        raise InputError(f"{label}: harmonics={k} needs the day of year of each step, but it has {what} "
+                         "(decode the times, or use harmonics=0)")
+    return k, (frac if k > 0 else None)
+
+
+def harmonic_design(frac: np.ndarray, k: int) -> np.ndarray:
+    """The (time, 2k + 1) design matrix: 1, then sqrt(2) cos(2 pi j f), sqrt(2) sin(2 pi j f) for j = 1..k.
+
+    The sqrt(2) makes the columns' mean squares 1 over a year, so that observations spread evenly
+    through the year give a normal matrix ``count * I`` (condition number 1)."""
+    cols = [np.ones_like(frac, dtype=np.float64)]
+    for j in range(1, k + 1):
+        arg = 2 * np.pi * j * np.asarray(frac, dtype=np.float64)
+        cols += [np.sqrt(2) * np.cos(arg), np.sqrt(2) * np.sin(arg)]
+    return np.stack(cols, axis=1)
+
+
+def harmonic_fit(gram: np.ndarray, rhs: np.ndarray, yy: np.ndarray, count: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Solve each pixel's normal equations with as many harmonics as its observations determine.
+
+    Parameters
+    ----------
+    gram : (n, p, p) per-pixel ``X^T X`` over its observed steps (``p = 2k + 1``, columns of
+        :func:`harmonic_design`).
+    rhs : (n, p) per-pixel ``X^T y``; ``y`` is the observation minus the pixel's mean.
+    yy : (n,) per-pixel ``y^T y``.
+    count : (n,) observations per pixel.
+    k : harmonics asked for.
+
+    Returns
+    -------
+    coef : (n, p) float64, zero beyond each pixel's own number of harmonics (and for pixels with none).
+    level : (n,) int, the harmonics fitted: the largest ``j <= k`` with at least
+        :data:`MIN_OBS_PER_PARAM` observations per parameter and the condition number of
+        ``X^T X / count`` (its leading 2j + 1 rows and columns) at most :data:`MAX_COND`; 0 falls
+        back to the mean.
+    rss : (n,) residual sum of squares about the fit (``yy`` where ``level`` is 0).
+    """
+    n, p = rhs.shape
+    count = np.asarray(count, dtype=np.float64)
+    level = np.zeros(n, dtype=np.int64)
+    coef = np.zeros((n, p))
+    for j in range(1, k + 1):
+        q = 2 * j + 1
+        cand = np.flatnonzero((level == j - 1) & (count >= MIN_OBS_PER_PARAM * q))
+        if not cand.size:
+            break
+        # leading principal blocks: their condition number never exceeds the whole one's, so the
+        # levels are nested and one pass upward finds each pixel's largest well-determined j
+        eig = np.linalg.eigvalsh(gram[cand, :q, :q] / count[cand, None, None])
+        ok = eig[:, 0] * MAX_COND >= eig[:, -1]
+        level[cand[ok]] = j
+    rss = np.asarray(yy, dtype=np.float64).copy()
+    for j in range(1, k + 1):
+        sel = np.flatnonzero(level == j)
+        if not sel.size:
+            continue
+        q = 2 * j + 1
+        c = np.linalg.solve(gram[sel, :q, :q], rhs[sel, :q, None])[..., 0]
+        coef[sel, :q] = c
+        # at the least-squares solution, |y - Xc|^2 = y'y - c'X'y; rounding can make it a hair negative
+        rss[sel] = np.maximum(rss[sel] - np.einsum("np,np->n", c, rhs[sel, :q]), 0.0)
+    return coef, level, rss
+
+
+def harmonic_sigma(rss: np.ndarray, count: np.ndarray, level: np.ndarray, fallback: float) -> np.ndarray:
+    """Residual std about each pixel's fit, ddof = its number of parameters (1 for the mean);
+    ``fallback`` where a pixel has too few observations for one (fewer than 2)."""
+    dof = np.asarray(count, dtype=np.float64) - (2 * level + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dof >= 1, np.sqrt(rss / dof), fallback)
+
+
+def harmonic_attrs(k: int, levels: np.ndarray, label: str) -> dict[str, Any]:
+    """The fit's output attributes: ``harmonics`` (k) and, for k > 0, ``harmonics_fallback_pixels``
+    (ocean pixels, ``levels >= 0``, that fitted fewer than k). Warns when none fitted any."""
+    attrs: dict[str, Any] = {"harmonics": int(k)}
+    if k:
+        sea = levels[levels >= 0]
+        attrs["harmonics_fallback_pixels"] = int((sea < k).sum())
+        if sea.size and not sea.any():
+            warnings.warn(f"{label}: harmonics={k}: no pixel's observations span the year well enough to fit a "
+                          f"seasonal cycle (see the climatology's fallback rule); every gap took its pixel's "
+                          "time mean", UserWarning, stacklevel=3)
+    return attrs
 
 
 class Climatology(Interpolator):
-    """Fill each gap with the per-pixel temporal mean of the observed values.
+    """Fill each gap with its pixel's seasonal cycle, or its temporal mean.
 
+    Options
+    -------
+    harmonics : "auto" or int, 0 to :data:`MAX_HARMONICS`, default "auto"
+        Annual harmonics fitted per pixel (mean + a_j cos(2 pi j f) + b_j sin(2 pi j f), ``f``
+        the fraction of the year, see :func:`year_fraction`). 0: the time mean. ``"auto"`` (the
+        default): 2 (annual and semi-annual) where the time coordinate holds dates covering at
+        least a year, else 0. A time mean ignores the seasonal cycle and on a multi-year cube is
+        a straw man, several degrees off in winter and summer: an oceanographer's climatology is
+        seasonal. A record shorter than a year cannot separate a seasonal cycle from a trend.
+
+    Notes
+    -----
+    Each pixel fits the largest number of harmonics ``j <= k`` its observations determine: at
+    least :data:`MIN_OBS_PER_PARAM` (3) observations per parameter (2j + 1) and observed days
+    spread through the year well enough that the condition number of its normalised normal matrix
+    is at most :data:`MAX_COND` (10; evenly spread days give 1, and one unobserved stretch of about
+    half the shortest period reaches 10). Fewer (down to the time mean) otherwise; the
+    ``harmonics_fallback_pixels`` attribute counts the ocean pixels that got fewer than ``k``.
     The mean is the one the base class removes (pixels with fewer than 2 observations take the
-    global mean), so the filled anomaly is 0. ``sigma`` is the per-pixel temporal standard
-    deviation of the observations (ddof=1; the global std where a pixel has fewer than 2): the
-    expected error of predicting the mean.
+    global mean). ``sigma`` is the per-pixel standard deviation of the observations about the
+    fit, ddof the number of parameters (1 for the mean; the global std where a pixel has fewer
+    than 2 observations): the expected error of the fill. Attributes after ``fit``:
+    ``harmonics_`` (k), ``levels_`` (lat, lon) the harmonics each pixel fitted (-1 on land),
+    ``coefficients_`` (2k + 1, lat, lon) in the data's units: mean, a_1, b_1, a_2, b_2, ...
     """
 
     name: ClassVar[str] = "climatology"
     gives_sigma: ClassVar[bool] = True
-    option_defaults: ClassVar[dict] = {}
+    option_defaults: ClassVar[dict] = {"harmonics": "auto"}
+
+    def _check_options(self) -> None:
+        h = self.options["harmonics"]
+        if h != "auto" and (isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 0 <= h <= MAX_HARMONICS):
+            raise InputError(f"method 'climatology': option harmonics must be 'auto' or an integer from 0 to "
+                             f"{MAX_HARMONICS}, got {h!r}")
 
     def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
-        count = obs.sum(axis=0)
-        sq = np.einsum("tij,tij->ij", x.astype(np.float64), x.astype(np.float64))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            std = np.sqrt(sq / (count - 1))
-        # x is scaled to unit global std, so 1 is the global fallback.
-        self._sigma = np.where(count >= 2, std, 1.0).astype(np.float32)
+        tdim = self.da_.dims[0]
+        time = self.da_[tdim] if tdim in self.da_.coords else None
+        name = getattr(self.da_, "name", None)
+        label = f"variable {name!r}" if name is not None else "input"
+        self.harmonics_, frac = resolve_harmonics(self.options["harmonics"], time, label)
+        self._label = label
         self._shape = x.shape
+        count = obs.sum(axis=0)
+        if self.harmonics_ == 0:
+            sq = np.einsum("tij,tij->ij", x.astype(np.float64), x.astype(np.float64))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                std = np.sqrt(sq / (count - 1))
+            # x is scaled to unit global std, so 1 is the global fallback.
+            self._sigma = np.where(count >= 2, std, 1.0).astype(np.float32)
+            self._design = None
+            self.levels_ = np.where(ocean, 0, -1)
+            return
+        k = self.harmonics_
+        design = harmonic_design(frac, k)
+        p = design.shape[1]
+        outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
+        n_t = x.shape[0]
+        xf, of, sea = x.reshape(n_t, -1), obs.reshape(n_t, -1), ocean.ravel()
+        n = int(sea.sum())
+        gram, rhs, yy = np.zeros((n, p * p)), np.zeros((n, p)), np.zeros(n)
+        step = max(1, 2**21 // max(n, 1))  # time chunks: no cube-sized float64 temporaries
+        for i in range(0, n_t, step):
+            w = of[i:i + step][:, sea].astype(np.float64)
+            y = xf[i:i + step][:, sea].astype(np.float64)  # 0 where not observed
+            gram += w.T @ outer[i:i + step]
+            rhs += y.T @ design[i:i + step]
+            yy += np.einsum("tn,tn->n", y, y)
+        coef, level, rss = harmonic_fit(gram.reshape(n, p, p), rhs, yy, count.ravel()[sea], k)
+        sigma = np.ones(ocean.shape)
+        sigma[ocean] = harmonic_sigma(rss, count.ravel()[sea], level, 1.0)  # 1: the global std
+        self._sigma = sigma.astype(np.float32)
+        self._design, self._coef = design, coef
+        self.levels_ = np.full(ocean.shape, -1)
+        self.levels_[ocean] = level
 
     def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
-        filled = np.zeros(self._shape, dtype=np.float32)
         sigma = np.broadcast_to(self._sigma, self._shape).copy()
-        return filled, sigma
+        if self._design is None:
+            return np.zeros(self._shape, dtype=np.float32), sigma
+        return self._from_matrix((self._design @ self._coef.T).astype(np.float32)), sigma
+
+    @property
+    def coefficients_(self) -> np.ndarray:
+        """(2k + 1, lat, lon) fitted coefficients in the data's units: the mean, then a_j, b_j of
+        ``a_j cos(2 pi j f) + b_j sin(2 pi j f)``; 0 beyond a pixel's own harmonics, NaN on land."""
+        k = self.harmonics_
+        out = np.full((2 * k + 1,) + self.ocean_.shape, np.nan)
+        out[:, self.ocean_] = 0.0
+        if k:
+            c = self._coef.T * self.scale_
+            c[1:] *= np.sqrt(2)  # the design's sqrt(2) columns
+            out[:, self.ocean_] = c
+        out[0] += self.mean_
+        return out
+
+    def _fit_attrs(self) -> dict[str, Any]:
+        return harmonic_attrs(self.harmonics_, self.levels_, self._label)
