@@ -660,3 +660,41 @@ def test_unwritable_output_folder_and_bad_model_sizes_are_usage_errors(runner, t
     for args in (["--size", "0"], ["--size", "-5"], ["--num-classes", "0"], ["--in-channels", "0"]):
         res = runner.invoke(cli, ["models", *args])
         assert res.exit_code == 2 and "parameters" not in res.output, (args, res.output)
+
+
+# heavy top-level packages whose import a command that does not use them should not pay for
+_HEAVY = ("torch", "torchvision", "segmentation_models_pytorch", "timm", "matplotlib", "rasterio", "PIL", "xarray",
+          "pandas", "netCDF4", "dask", "distributed", "scipy", "tqdm", "safetensors")
+
+
+def _imported_by(*argv: str, code: str | None = None, cwd=None) -> set[str]:
+    """The heavy packages a fresh interpreter has imported after running ``oceandl ARGV`` (or ``code``)."""
+    import sys
+
+    run = code if code is not None else ("import sys; from oceandl.cli.main import main; sys.argv[0] = 'oceandl'; "
+                                         f"code = main({list(argv)!r})")
+    probe = (f"{run}\nimport sys; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(_HEAVY)!r})))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(out.stdout.split())
+
+
+def test_classical_gap_filling_and_cloud_masks_do_not_import_torch(sst_file, tmp_path):
+    """`oceandl.datasets` imported every reader at once: cloud masks (and with them `interpolate
+    --method climatology|eof`, which withholds pixels by cloud-mask transfer) loaded torch and
+    torchvision, seconds on a cold start, for NumPy work."""
+    heavy = _imported_by(code="from oceandl.datasets import cloud_masks, withhold_by_cloud_transfer")
+    assert not heavy & {"torch", "torchvision", "PIL", "tqdm"}, heavy
+    for method in ("climatology", "eof"):
+        heavy = _imported_by("interpolate", str(sst_file), "--method", method, "-o", str(tmp_path / f"{method}.nc"))
+        assert (tmp_path / f"{method}.nc").exists()
+        assert not heavy & {"torch", "torchvision", "PIL", "tqdm"}, (method, heavy)
+    # the lazy names are the same objects as the modules' own, and the whole public list resolves
+    import oceandl.datasets as datasets
+    from oceandl.datasets import images, synthetic_images
+
+    assert datasets.read_image is images.read_image and datasets.sar_arrays is synthetic_images.sar_arrays
+    assert all(getattr(datasets, name) is not None for name in datasets.__all__)
+    assert set(datasets.__all__) <= set(dir(datasets))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        datasets.nope
