@@ -49,6 +49,56 @@ def test_models_prints_parameter_counts(runner):
     assert lines["cnn"][1] == "classification" and lines["unet"][1] == "reconstruction"
 
 
+def test_models_counts_without_allocating_the_weights(runner, monkeypatch):
+    """`oceandl models` built every model with real, randomly initialised weights only to count them
+    (vgg16 134 M, alexnet 57 M: 1.2 GB peak and 11 s): it builds them on torch's meta device, with
+    the same counts."""
+    import oceandl.models as models
+
+    allocated = []  # (model class, parameters with storage)
+    count = models.count_parameters
+
+    def spy(model, trainable_only=False):
+        allocated.append((type(model).__name__, sum(p.numel() for p in model.parameters() if p.device.type != "meta")))
+        return count(model, trainable_only)
+
+    monkeypatch.setattr(models, "count_parameters", spy)
+    res = runner.invoke(cli, ["models", "--size", "64", "--in-channels", "2", "--num-classes", "3"])
+    assert res.exit_code == 0, res.output
+    assert len(allocated) == len(models.MODELS)
+    # all on meta but smp_unet's first convolution, which smp re-makes for 2 bands with torch.Tensor(...)
+    assert sum(n for _, n in allocated) == 64 * 2 * 7 * 7, allocated
+    lines = {l.split()[0]: l.split()[2] for l in res.output.splitlines()[1:]}
+    assert len(lines) == len(models.MODELS) and not any(v == "n/a" for v in lines.values()), lines
+    for name in ("mlp", "vgg", "resnet18", "alexnet", "unet", "smp_unet"):  # the counts of real models
+        opts = {"input_size": 64} if "input_size" in models.model_options(name) else {}
+        args = (2, 3) if models.MODELS[name].task == "classification" else (2,)
+        assert lines[name] == f"{count(models.get_model(name, *args, **opts)):,}", name
+    assert lines["mlp"] == f"{2 * 64 * 64 * 512 + 512 + 512 * 256 + 256 + 256 * 3 + 3:,}"
+
+
+def test_models_builds_for_real_a_model_that_needs_values(runner, monkeypatch):
+    """A constructor that reads a value (``.item()``) cannot run on the meta device: that model is
+    built as before, and counted."""
+    import torch
+
+    import oceandl.models as models
+
+    class NeedsValues(torch.nn.Module):
+        task = "classification"
+
+        def __init__(self, in_channels: int = 1, num_classes: int = 10):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(in_channels, num_classes))
+            self.total = int(self.w.sum().item())  # 'Tensor.item() cannot be called on meta tensors'
+
+    monkeypatch.setitem(models.MODELS, "needs_values", NeedsValues)
+    res = runner.invoke(cli, ["models", "--in-channels", "2", "--num-classes", "3"])
+    assert res.exit_code == 0, res.output
+    assert [l.split() for l in res.output.splitlines() if l.startswith("needs_values")] == [
+        ["needs_values", "classification", "6"]]
+
+
 def test_interpolate_file_to_file(runner, sst_file, tmp_path):
     out = tmp_path / "filled.nc"
     res = runner.invoke(cli, ["interpolate", str(sst_file), "--var", "sst", "--method", "dineof", "--set", "max_modes=5",
