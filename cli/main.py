@@ -90,11 +90,30 @@ class OceandlGroup(click.Group):
             raise click.exceptions.Exit(1) from None
         except MemoryError:
             raise _Failure("out of memory (try a smaller --batch-size or tile)", 1) from None
+        except ModuleNotFoundError as exc:
+            if os.environ.get("OCEANDL_DEBUG") or not exc.name:
+                raise
+            raise _Failure(_missing_package(exc.name), 1) from None
         except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
             if os.environ.get("OCEANDL_DEBUG"):
                 raise
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise _Failure(f"{type(exc).__name__}: {msg} (set OCEANDL_DEBUG=1 for the traceback)", 1) from None
+
+
+# import names whose pip package is named otherwise (beyond '_' for '-', which pip takes either way)
+_PIP_NAMES = {"PIL": "pillow", "sklearn": "scikit-learn"}
+
+
+def _missing_package(module: str) -> str:
+    """The one-line error for a package imported where it is used but not installed: said as
+    'ModuleNotFoundError: No module named ... (set OCEANDL_DEBUG=1 for the traceback)', as if
+    oceandl had a bug, and without what to install (Pillow is imported as PIL)."""
+    top = module.split(".")[0]
+    pip = _PIP_NAMES.get(top, top.replace("_", "-"))
+    return (f"this needs the Python package {pip!r}, which is not installed (import {top}): pip install {pip}"
+            if top == module else f"module {module!r} not found: the installed {pip!r} is incomplete or of "
+            f"another version; pip install --force-reinstall {pip}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

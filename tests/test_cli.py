@@ -770,3 +770,27 @@ def test_help_and_completion_import_no_heavy_package():
              f"{set(_HEAVY)!r}))); from oceandl.cli.main import main; sys.argv[0] = 'oceandl'; main()")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=env)
     assert "plain,sst" in out.stdout.splitlines() and out.stdout.splitlines()[-1] == "[]", out
+
+
+@pytest.mark.parametrize("module, argv, pip", [
+    ("rasterio", ["synth", "sar", "--n", "1", "--size", "16"], "pip install rasterio"),
+    ("PIL", ["synth", "plankton", "--n", "1", "--size", "16"], "pip install pillow"),
+    ("segmentation_models_pytorch", ["interpolate", "SST", "--method", "smp_unet", "--set", "steps=1"],
+     "pip install segmentation-models-pytorch"),
+])
+def test_missing_package_is_one_line_naming_what_to_install(runner, sst_file, tmp_path, monkeypatch, module, argv,
+                                                            pip):
+    """A dependency imported where it is used and not installed said 'ModuleNotFoundError: No module
+    named ... (set OCEANDL_DEBUG=1 for the traceback)', as for a bug, and not what to install
+    (Pillow is imported as PIL)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # what `import` does for a package not installed
+    monkeypatch.delenv("OCEANDL_DEBUG", raising=False)
+    out = tmp_path / ("out.nc" if argv[0] == "interpolate" else "out")
+    res = runner.invoke(cli, [str(sst_file) if a == "SST" else a for a in argv] + ["-o", str(out)])
+    assert res.exit_code == 1 and not out.exists()
+    lines = res.output.strip().splitlines()
+    assert lines[-1] == f"Error: this needs the Python package {pip.split()[-1]!r}, which is not installed " \
+                        f"(import {module}): {pip}", lines
+    assert "OCEANDL_DEBUG" not in res.output
