@@ -13,9 +13,10 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from .errors import InputError, OceanDLError
 
@@ -43,6 +44,7 @@ __all__ = [
 
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a NumPy generator seeded with ``seed``."""
+    import numpy as np
     import torch
 
     random.seed(seed)
@@ -463,6 +465,8 @@ def data_root() -> Path | None:
 
 def _strict_json(o):
     """``o`` with NaN and infinities as ``None`` (JSON null), NumPy scalars and arrays as Python ones."""
+    import numpy as np  # here, not at the top: the CLI imports this module to start (45 ms of its 136)
+
     if isinstance(o, np.ndarray):
         o = o.tolist()
     elif isinstance(o, np.generic):
@@ -483,6 +487,8 @@ def write_json(obj, path: str | os.PathLike) -> None:
     parsers refuse the whole file (a benchmark's empty bin or undefined score made its
     results.json unreadable to them).
     """
+
+    import numpy as np
 
     def default(o):
         if isinstance(o, np.generic):

@@ -49,6 +49,56 @@ def test_models_prints_parameter_counts(runner):
     assert lines["cnn"][1] == "classification" and lines["unet"][1] == "reconstruction"
 
 
+def test_models_counts_without_allocating_the_weights(runner, monkeypatch):
+    """`oceandl models` built every model with real, randomly initialised weights only to count them
+    (vgg16 134 M, alexnet 57 M: 1.2 GB peak and 11 s): it builds them on torch's meta device, with
+    the same counts."""
+    import oceandl.models as models
+
+    allocated = []  # (model class, parameters with storage)
+    count = models.count_parameters
+
+    def spy(model, trainable_only=False):
+        allocated.append((type(model).__name__, sum(p.numel() for p in model.parameters() if p.device.type != "meta")))
+        return count(model, trainable_only)
+
+    monkeypatch.setattr(models, "count_parameters", spy)
+    res = runner.invoke(cli, ["models", "--size", "64", "--in-channels", "2", "--num-classes", "3"])
+    assert res.exit_code == 0, res.output
+    assert len(allocated) == len(models.MODELS)
+    # all on meta but smp_unet's first convolution, which smp re-makes for 2 bands with torch.Tensor(...)
+    assert sum(n for _, n in allocated) == 64 * 2 * 7 * 7, allocated
+    lines = {l.split()[0]: l.split()[2] for l in res.output.splitlines()[1:]}
+    assert len(lines) == len(models.MODELS) and not any(v == "n/a" for v in lines.values()), lines
+    for name in ("mlp", "vgg", "resnet18", "alexnet", "unet", "smp_unet"):  # the counts of real models
+        opts = {"input_size": 64} if "input_size" in models.model_options(name) else {}
+        args = (2, 3) if models.MODELS[name].task == "classification" else (2,)
+        assert lines[name] == f"{count(models.get_model(name, *args, **opts)):,}", name
+    assert lines["mlp"] == f"{2 * 64 * 64 * 512 + 512 + 512 * 256 + 256 + 256 * 3 + 3:,}"
+
+
+def test_models_builds_for_real_a_model_that_needs_values(runner, monkeypatch):
+    """A constructor that reads a value (``.item()``) cannot run on the meta device: that model is
+    built as before, and counted."""
+    import torch
+
+    import oceandl.models as models
+
+    class NeedsValues(torch.nn.Module):
+        task = "classification"
+
+        def __init__(self, in_channels: int = 1, num_classes: int = 10):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(in_channels, num_classes))
+            self.total = int(self.w.sum().item())  # 'Tensor.item() cannot be called on meta tensors'
+
+    monkeypatch.setitem(models.MODELS, "needs_values", NeedsValues)
+    res = runner.invoke(cli, ["models", "--in-channels", "2", "--num-classes", "3"])
+    assert res.exit_code == 0, res.output
+    assert [l.split() for l in res.output.splitlines() if l.startswith("needs_values")] == [
+        ["needs_values", "classification", "6"]]
+
+
 def test_interpolate_file_to_file(runner, sst_file, tmp_path):
     out = tmp_path / "filled.nc"
     res = runner.invoke(cli, ["interpolate", str(sst_file), "--var", "sst", "--method", "dineof", "--set", "max_modes=5",
@@ -693,3 +743,87 @@ def test_unwritable_output_folder_and_bad_model_sizes_are_usage_errors(runner, t
     for args in (["--size", "0"], ["--size", "-5"], ["--num-classes", "0"], ["--in-channels", "0"]):
         res = runner.invoke(cli, ["models", *args])
         assert res.exit_code == 2 and "parameters" not in res.output, (args, res.output)
+
+
+# heavy top-level packages whose import a command that does not use them should not pay for
+_HEAVY = ("torch", "torchvision", "segmentation_models_pytorch", "timm", "matplotlib", "rasterio", "PIL", "xarray",
+          "pandas", "netCDF4", "dask", "distributed", "scipy", "tqdm", "safetensors", "numpy")
+
+
+def _imported_by(*argv: str, code: str | None = None, cwd=None) -> set[str]:
+    """The heavy packages a fresh interpreter has imported after running ``oceandl ARGV`` (or ``code``)."""
+    import sys
+
+    run = code if code is not None else ("import sys; from oceandl.cli.main import main; sys.argv[0] = 'oceandl'; "
+                                         f"code = main({list(argv)!r})")
+    probe = (f"{run}\nimport sys; print('imported:', *sorted({{m.split('.')[0] for m in sys.modules}} & {set(_HEAVY)!r}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.splitlines()[-1].split()
+    assert last[0] == "imported:", out.stdout[-2000:]
+    return set(last[1:])
+
+
+def test_classical_gap_filling_and_cloud_masks_do_not_import_torch(sst_file, tmp_path):
+    """`oceandl.datasets` imported every reader at once: cloud masks (and with them `interpolate
+    --method climatology|eof`, which withholds pixels by cloud-mask transfer) loaded torch and
+    torchvision, seconds on a cold start, for NumPy work."""
+    heavy = _imported_by(code="from oceandl.datasets import cloud_masks, withhold_by_cloud_transfer")
+    assert not heavy & {"torch", "torchvision", "PIL", "tqdm"}, heavy
+    for method in ("climatology", "eof"):
+        heavy = _imported_by("interpolate", str(sst_file), "--method", method, "-o", str(tmp_path / f"{method}.nc"))
+        assert (tmp_path / f"{method}.nc").exists()
+        assert not heavy & {"torch", "torchvision", "PIL", "tqdm"}, (method, heavy)
+    # the lazy names are the same objects as the modules' own, and the whole public list resolves
+    import oceandl.datasets as datasets
+    from oceandl.datasets import images, synthetic_images
+
+    assert datasets.read_image is images.read_image and datasets.sar_arrays is synthetic_images.sar_arrays
+    assert all(getattr(datasets, name) is not None for name in datasets.__all__)
+    assert set(datasets.__all__) <= set(dir(datasets))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        datasets.nope
+
+
+def test_help_and_completion_import_no_heavy_package():
+    """`oceandl --help` (and shell completion, which runs the command at each TAB) imported xarray
+    and pandas through the accessor's registration (0.7 s of 0.9 s), then NumPy through
+    oceandl.utils (45 ms of 136). No command's --help imports any of them now, torch least of all."""
+    import os
+
+    for argv in ([], ["--version"], ["models"], ["train"], ["train", "classifier"], ["train", "interpolator"],
+                 ["classify"], ["interpolate"], ["eof"], ["synth"], ["benchmark"]):
+        heavy = _imported_by(*argv, "--help") if argv != ["--version"] else _imported_by(*argv)
+        assert not heavy, (argv, heavy)
+    # bash completion of a command and of the benchmark names
+    env = dict(os.environ, _OCEANDL_COMPLETE="bash_complete", COMP_WORDS="oceandl benchmark ", COMP_CWORD="2")
+    import sys
+
+    probe = ("import sys, atexit; atexit.register(lambda: print(sorted({m.split('.')[0] for m in sys.modules} & "
+             f"{set(_HEAVY)!r}))); from oceandl.cli.main import main; sys.argv[0] = 'oceandl'; main()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=env)
+    assert "plain,sst" in out.stdout.splitlines() and out.stdout.splitlines()[-1] == "[]", out
+
+
+@pytest.mark.parametrize("module, argv, pip", [
+    ("rasterio", ["synth", "sar", "--n", "1", "--size", "16"], "pip install rasterio"),
+    ("PIL", ["synth", "plankton", "--n", "1", "--size", "16"], "pip install pillow"),
+    ("segmentation_models_pytorch", ["interpolate", "SST", "--method", "smp_unet", "--set", "steps=1"],
+     "pip install segmentation-models-pytorch"),
+])
+def test_missing_package_is_one_line_naming_what_to_install(runner, sst_file, tmp_path, monkeypatch, module, argv,
+                                                            pip):
+    """A dependency imported where it is used and not installed said 'ModuleNotFoundError: No module
+    named ... (set OCEANDL_DEBUG=1 for the traceback)', as for a bug, and not what to install
+    (Pillow is imported as PIL)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # what `import` does for a package not installed
+    monkeypatch.delenv("OCEANDL_DEBUG", raising=False)
+    out = tmp_path / ("out.nc" if argv[0] == "interpolate" else "out")
+    res = runner.invoke(cli, [str(sst_file) if a == "SST" else a for a in argv] + ["-o", str(out)])
+    assert res.exit_code == 1 and not out.exists()
+    lines = res.output.strip().splitlines()
+    assert lines[-1] == f"Error: this needs the Python package {pip.split()[-1]!r}, which is not installed " \
+                        f"(import {module}): {pip}", lines
+    assert "OCEANDL_DEBUG" not in res.output

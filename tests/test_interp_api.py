@@ -525,6 +525,27 @@ def test_accessor_matches_functions(cube):
     assert vars(gappy.oceandl).keys() == {"_obj"}  # nothing fitted is kept on the accessor
 
 
+@pytest.mark.parametrize("order", ["oceandl first", "xarray first", "through oceandl.interpolate"])
+def test_import_oceandl_is_light_and_the_accessor_still_registers(order):
+    """`import oceandl` imported xarray (and pandas) to register the accessor: 95 % of its time, paid
+    by `oceandl --help` too. It imports neither now, nor torch nor matplotlib, and DataArrays get
+    `.oceandl` when xarray comes, in any order."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "torchvision", "matplotlib", "xarray", "pandas", "netCDF4", "dask", "scipy")
+    light = f"import sys, oceandl; print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(heavy)!r}))"
+    first, then = {"oceandl first": ("import oceandl", "import xarray as xr"),
+                   "xarray first": ("import xarray as xr", "import oceandl"),
+                   "through oceandl.interpolate": ("import oceandl", "oceandl.interpolate; import xarray as xr")}[order]
+    code = (f"{light}\n{first}\n{then}\nimport numpy as np\n"
+            "da = xr.DataArray(np.arange(24.0).reshape(2, 3, 4), dims=('time', 'lat', 'lon'))\n"
+            "print(type(da.oceandl).__name__, da.oceandl.interpolate('climatology').shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["[]", "OceanDLAccessor (2, 3, 4)"]
+
+
 def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_path):
     """A filled field carries its val_* scores; filled again without withholding (a complete field),
     the new result kept them from the input's attrs, and `oceandl interpolate` printed them as this
