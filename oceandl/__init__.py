@@ -51,10 +51,12 @@ def _register_accessor() -> None:
     A post-import hook (wrapt's), not ``import xarray`` here: xarray and pandas were 95 % of the
     time of ``import oceandl``, paid by ``oceandl --help``, shell completion and every command that
     reads no field. ``import oceandl`` then ``import xarray`` (either order) gives ``da.oceandl``.
+    wrapt is used where it is installed (most scientific environments have it), not required: a
+    start-up cost is not worth an install that can fail.
     """
     try:
         from wrapt import register_post_import_hook
-    except ImportError:  # an install without wrapt: registered now, as before
+    except ImportError:  # no wrapt: registered now (xarray imported with oceandl, as before)
         _add_accessor()
         return
     register_post_import_hook(_add_accessor, "xarray")
