@@ -472,8 +472,8 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     t = res["test"]
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "
           f"split {res['split_sizes']}")
-    click.echo(f"test accuracy {t['accuracy']:.4f}  macro F1 {t['macro_f1']:.4f}  log-loss {t['log_loss']:.4f}  "
-               f"ECE {t['ece']:.4f}")
+    click.echo(f"test accuracy {t['accuracy']:.4f}  macro F1 {t['macro_f1']:.4f}  weighted F1 {t['weighted_f1']:.4f}  "
+               f"log-loss {t['log_loss']:.4f}  ECE {t['ece']:.4f}")
     _echo(f"checkpoint written to {output} (use --model {output})")
 
 

@@ -1148,3 +1148,23 @@ def test_classes_too_small_to_split_are_left_out_and_recorded(digits, tmp_path):
     with pytest.raises(InputError, match=r"only one class \('b'\) with 3 images or more"), pytest.warns(UserWarning):
         train_classifier(TensorData(x[keep[:-int((y == 3).sum())]], y[keep[:-int((y == 3).sum())]],
                                     ["tiny a", "b", "Ceratium à cornes", "d"]), "cnn", None, cfg)
+
+
+def test_weighted_f1_beside_macro_f1_on_imbalanced_classes():
+    """Only macro F1 was reported: on 100+ long-tailed plankton classes a reader needs both (macro
+    weighs a class of 2 test images as one of 2000). weighted_f1 is sklearn's average='weighted'."""
+    y = np.array([0] * 90 + [1] * 8 + [2] * 2)
+    pred = y.copy()
+    pred[:5] = 1  # 5 of the large class taken for class 1
+    pred[98:] = 0  # the rare class never recognised
+    p = np.full((100, 3), 0.05)
+    p[np.arange(100), pred] = 0.9
+    m = classification_metrics(y, p)
+    sk = pytest.importorskip("sklearn.metrics")
+    assert m["weighted_f1"] == pytest.approx(sk.f1_score(y, pred, average="weighted", zero_division=0))
+    assert m["macro_f1"] == pytest.approx(sk.f1_score(y, pred, average="macro", zero_division=0))
+    assert m["weighted_f1"] == pytest.approx(0.9254, abs=1e-4) and m["macro_f1"] == pytest.approx(0.5741, abs=1e-4)
+    from oceandl.pipelines.imagebench import COLUMNS
+    from oceandl.training.classifier import _REPORTED
+
+    assert "weighted_f1" in _REPORTED and "test_weighted_f1" in COLUMNS

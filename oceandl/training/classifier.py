@@ -205,7 +205,7 @@ def _check_takes_images(net: torch.nn.Module, name: str, x: torch.Tensor) -> Non
 
 
 #: metric keys of :func:`classification_metrics` reported per model by :func:`compare_classifiers`.
-_REPORTED = ("accuracy", "macro_accuracy", "macro_f1", "top2_accuracy", "top3_accuracy", "log_loss", "ece")
+_REPORTED = ("accuracy", "macro_accuracy", "macro_f1", "weighted_f1", "top2_accuracy", "top3_accuracy", "log_loss", "ece")
 
 
 def compare_classifiers(data: TensorData, models: Sequence[str], config: TrainConfig = TrainConfig(), *,
@@ -226,7 +226,7 @@ def compare_classifiers(data: TensorData, models: Sequence[str], config: TrainCo
 
     Returns
     -------
-    ``{name: row}`` with ``test_<metric>`` for accuracy, macro accuracy, macro F1, top-2/3 accuracy,
+    ``{name: row}`` with ``test_<metric>`` for accuracy, macro accuracy, macro and weighted F1, top-2/3 accuracy,
     log-loss and ECE, then ``params``, ``epochs``, ``best_epoch``, ``train_seconds``,
     ``train_samples_per_s``, ``n_train``/``n_val``/``n_test`` and ``device``.
     """
