@@ -348,10 +348,14 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo))
 
 
-def _open_labelled(data: Path, size, channels, on_error):
-    from oceandl.datasets.images import open_image_dataset
+def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top"):
+    from oceandl.datasets.images import ImageFolderDataset, open_image_dataset
     from oceandl.datasets.mnist import MNISTDataset, find_mnist_files
 
+    if class_folders == "leaf":  # a taxonomy tree: only a folder of class folders has one
+        if not data.is_dir():
+            raise InputError(f"--class-folders leaf: {data} is not a folder of class folders")
+        return ImageFolderDataset(data, size=size, channels=channels, on_error=on_error, class_folders="leaf")
     if data.is_dir():
         splits = []
         for split in ("train", "test"):
@@ -393,6 +397,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @click.option("--set", "options", multiple=True, help="Model option key=value (e.g. --set freeze=backbone).")
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
+@click.option("--class-folders", type=click.Choice(["top", "leaf"]), default="top", show_default=True, help="top: each folder of --data is a class, sub-folders included; leaf: each folder holding images is a class named by its path (a taxonomy tree, e.g. Protista/Diatoms/Chaetoceros).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="bf16 autocast; auto: where the device computes bf16 natively (Ampere+ GPU, AVX512-BF16/AMX CPU).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
 @click.option("--fused-optimizer/--no-fused-optimizer", default=True, show_default=True, help="The optimizer's step as one fused kernel (CPU, CUDA).")
@@ -401,7 +406,7 @@ def _open_labelled(data: Path, size, channels, on_error):
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
                          augment, optimizer, weight_decay, grad_clip, warmup_epochs, class_weights, l1, l2,
-                         early_stopping, options, resume, on_error, precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
+                         early_stopping, options, resume, on_error, class_folders, precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
                          device):
     """Train a classifier on labelled images; test it once on a held-out split.
 
@@ -443,7 +448,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         augment = augment or "flip,rot90"
     if not data.exists():
         raise InputError(f"{data}: no such file or folder")
-    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error)
+    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders)
     try:
         fractions = tuple(float(s) for s in split.split(","))
     except ValueError:
@@ -467,8 +472,8 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     t = res["test"]
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "
           f"split {res['split_sizes']}")
-    click.echo(f"test accuracy {t['accuracy']:.4f}  macro F1 {t['macro_f1']:.4f}  log-loss {t['log_loss']:.4f}  "
-               f"ECE {t['ece']:.4f}")
+    click.echo(f"test accuracy {t['accuracy']:.4f}  macro F1 {t['macro_f1']:.4f}  weighted F1 {t['weighted_f1']:.4f}  "
+               f"log-loss {t['log_loss']:.4f}  ECE {t['ece']:.4f}")
     _echo(f"checkpoint written to {output} (use --model {output})")
 
 

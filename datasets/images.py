@@ -901,12 +901,20 @@ class ImageFolderDataset(_FileImageDataset):
         ``"skip"`` (warn once, list the files in ``.skipped``) or ``"raise"`` (InputError naming the file).
     verify
         ``"header"`` (open each header at construction) or ``"full"`` (decode each file).
+    class_folders
+        ``"top"``: each folder of ``root`` is a class, with the images of all its sub-folders (year
+        folders, links to them); a class whose images lie in two or more sub-folders is warned
+        about, as a taxonomy tree (``Protista/Diatoms/Chaetoceros``) read this way merges its taxa.
+        ``"leaf"``: each folder holding images is a class of the images directly in it, named by
+        its path below ``root`` (``"Protista/Diatoms/Chaetoceros"``); a fixed ``classes`` list then
+        names such paths.
 
     Attributes
     ----------
     classes : list[str]
         Class folder names, sorted (label = index); empty folders dropped with a warning
-        (unless ``classes`` was given).
+        (unless ``classes`` was given). With ``class_folders="leaf"``, paths below ``root``
+        (``/``-separated).
     targets : numpy.ndarray
         ``int64 (N,)``.
     files : list[Path]
@@ -926,26 +934,55 @@ class ImageFolderDataset(_FileImageDataset):
         transform: Callable[[dict], dict] | None = None,
         on_error: str = "skip",
         verify: str = "header",
+        class_folders: str = "top",
     ) -> None:
+        if class_folders not in ("top", "leaf"):
+            raise InputError(f"class_folders={class_folders!r}: use 'top' or 'leaf'")
         root = _check_dir(root)
         self.root = _class_root(root)
-        subs = sorted(d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if class_folders == "top":
+            subs = sorted(d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+            candidates = {d.name: _images_in(d) for d in subs}
+        else:
+            candidates = {}
+            for p in _images_in(self.root):
+                rel = p.parent.relative_to(self.root)
+                if rel.parts:  # images loose in root belong to no class, as in the "top" layout
+                    candidates.setdefault(rel.as_posix(), []).append(p)
+            candidates = dict(sorted(candidates.items()))
         if classes is not None:
             # Fixed class list (e.g. a trained model's): labels follow it; absent classes are kept.
             fixed = list(classes)
-            unknown = [d.name for d in subs if d.name not in fixed and _has_images(d)]
+            unknown = [c for c, found in candidates.items() if c not in fixed and found]
             if unknown:
                 raise InputError(f"{self.root}: class folder(s) {', '.join(unknown)} not among the classes {fixed}")
-            subs = [self.root / c for c in fixed if (self.root / c).is_dir()]
+            candidates = {c: candidates[c] for c in fixed if c in candidates}
         found_classes, files, labels, empty = [], [], [], []
-        for d in subs:
-            found = _images_in(d)
+        for name, found in candidates.items():
             if not found:
-                empty.append(d.name)
+                empty.append(name)
                 continue
             files += found
-            labels += [fixed.index(d.name) if classes is not None else len(found_classes)] * len(found)
-            found_classes.append(d.name)
+            labels += [fixed.index(name) if classes is not None else len(found_classes)] * len(found)
+            found_classes.append(name)
+        if class_folders == "top":
+            # a taxonomy tree read by its top folders merged its taxa into one class, without a word.
+            # Shards of one class (year or date folders, the same names under every class, as WHOI's
+            # <class>/2014 links) are not taxa: only sub-folders of a name of their own are
+            nested = {c: sorted({p.parent for p in candidates[c]}) for c in found_classes}
+            subnames = {c: {p.relative_to(self.root / c).parts[0] for p in ps if p != self.root / c}
+                        for c, ps in nested.items()}
+            shared = {n for c in subnames for n in subnames[c] if sum(n in v for v in subnames.values()) > 1}
+            nested = {c: ps for c, ps in nested.items() if len(ps) > 1 and self.root / c not in ps
+                      and any(not re.fullmatch(r"[\d_.-]+", n) and n not in shared for n in subnames[c])}
+            if nested:
+                c, ps = next(iter(nested.items()))
+                shown = ", ".join(p.relative_to(self.root).as_posix() for p in ps[:3])
+                warnings.warn(f"{self.root}: {len(nested)} class folder(s) ({', '.join(list(nested)[:5])}"
+                              f"{', ...' if len(nested) > 5 else ''}) hold images in several sub-folders, merged "
+                              f"into one class each (e.g. {c!r} from {shown}{', ...' if len(ps) > 3 else ''}); for one "
+                              "class per folder of images (a taxonomy tree) use class_folders='leaf' "
+                              "(--class-folders leaf)", stacklevel=2)
         if not found_classes:
             loose = any(_is_image(p) for p in self.root.iterdir())
             hint = " (images lie directly in it: use ImageFilesDataset for unlabelled images)" if loose else ""

@@ -94,13 +94,23 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
     _save(fig, path, dpi=110)
 
 
+#: above this many classes a confusion matrix has no number in its cells: 100 classes were 10,000
+#: labels, 15 s and 1.7 MB per figure, too small to read anyway (the counts are in the metrics)
+MAX_CELL_LABELS = 30
+
+
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike, normalize: bool = False,
                    title: str = "") -> None:
     """Confusion matrix (rows: true, columns: predicted), raw counts or row-normalised.
 
     The colour scale runs from 0 to the largest count, or from 0 to 1 when normalised (so that two
     models' matrices compare by colour); the colour bar says which. Normalised, the row of a class
-    with no sample is blank (``-``).
+    with no sample is blank (grey, ``-`` in its cells).
+
+    Up to :data:`MAX_CELL_LABELS` classes each cell shows its number; above, the matrix is drawn by
+    colour alone on a figure of at most 16 inches, every class named in a font small enough to
+    fit its row (plankton sets have 100+ classes: 10,000 numbers took most of the drawing time and
+    were too small to read). The numbers are in the metrics' ``confusion_matrix``.
     """
     cm = np.asarray(cm, float)
     if normalize:
@@ -109,26 +119,39 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | os.PathLi
         total = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, total, out=np.full_like(cm, np.nan), where=total > 0)
     n = len(classes)
-    fig = _figure(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    if n <= MAX_CELL_LABELS:
+        size = (1.0 + 0.55 * n, 0.8 + 0.5 * n)
+    else:
+        side = min(4.0 + 0.12 * n, 16.0)
+        size = (side + 1.5, side)
+    fig = _figure(figsize=size)
     ax = fig.subplots()
     _draw_confusion(fig, ax, cm, classes, normalize, title)
     _save(fig, path, dpi=110)
 
 
 def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: bool, title: str) -> None:
+    import matplotlib
+
     n = len(classes)
     # the scale starts at 0 (left to imshow, the smallest count was white: 2 read as none) and a
     # normalised matrix ends at 1 (else 0.6 was the darkest blue of a poor model, 1.0 of a good one)
     top = 1.0 if normalize else max(float(np.nanmax(cm, initial=0.0)), 1.0)
-    im = ax.imshow(cm, cmap="Blues", vmin=0.0, vmax=top)
-    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), classes, fontsize=8)
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="0.8")  # a row with no sample: grey, not "0"
+    im = ax.imshow(cm, cmap=cmap, vmin=0.0, vmax=top, interpolation="nearest")
+    labelled = n <= MAX_CELL_LABELS
+    # unlabelled cells: names in a font of about 0.6 of a row's height, so that they do not overlap
+    font = 8 if labelled else float(np.clip(0.6 * fig.get_figheight() * 72 / n, 2.5, 8))
+    ax.set_xticks(range(n), classes, rotation=60 if labelled else 90, ha="right" if labelled else "center",
+                  fontsize=font)
+    ax.set_yticks(range(n), classes, fontsize=font)
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title or ("normalised" if normalize else "counts"))
-    for i in range(n):
-        for j in range(n):
-            txt = "-" if np.isnan(cm[i, j]) else f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
-            ax.text(j, i, txt, ha="center", va="center", fontsize=6,
-                    color="white" if cm[i, j] > top / 2 else "black")
+    if labelled:
+        for i in range(n):
+            for j in range(n):
+                txt = "-" if np.isnan(cm[i, j]) else f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=6,
+                        color="white" if cm[i, j] > top / 2 else "black")
     cb = fig.colorbar(im, ax=ax, fraction=0.046)
     cb.set_label("fraction of the true class (rows sum to 1)" if normalize else "count", fontsize=8)
     fig.tight_layout()

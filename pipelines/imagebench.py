@@ -196,6 +196,6 @@ def run_benchmark(data: TensorData, cfg: ImageBenchConfig, ctx: RunContext, prep
     return results
 
 
-COLUMNS = ("test_accuracy", "test_macro_accuracy", "test_macro_f1", "test_top2_accuracy", "test_top3_accuracy",
-           "test_log_loss", "test_ece", "params", "epochs", "best_epoch", "train_seconds", "train_samples_per_s",
+COLUMNS = ("test_accuracy", "test_macro_accuracy", "test_macro_f1", "test_weighted_f1", "test_top2_accuracy",
+           "test_top3_accuracy", "test_log_loss", "test_ece", "params", "epochs", "best_epoch", "train_seconds", "train_samples_per_s",
            "device")

@@ -497,3 +497,23 @@ def test_train_classifier_demo_learns(tmp_path):
     assert acc > 0.4, res.output
     saved = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
     assert (saved["epochs"], saved["batch_size"]) == (12, 16)
+
+
+def test_train_on_a_taxonomy_tree_by_leaf_folders(tmp_path):
+    # a tree <group>/<taxon>/*.png was trained as one class per group (three taxa merged into
+    # 'Protista'), without a word; --class-folders leaf trains one class per taxon, named by its path
+    flat = make_plankton_images(tmp_path / "flat", n_per_class=4, size=24, seed=0)
+    tree = tmp_path / "tree"
+    for i, name in enumerate(PLANKTON_CLASSES):
+        shutil.copytree(flat / name, tree / ("Protista" if i < 3 else "Metazoa") / f"{name} sp.")
+    res = invoke("train", "classifier", "--data", tree, "--model", "cnn", "-o", tmp_path / "top", "--epochs", 1,
+                 "--device", "cpu", "--quiet", "--set", "channels=4,8", "--set", "hidden=8")
+    assert res.exit_code == 0 and "merged into one class each" in res.output, res.output
+    model = train(tree, tmp_path / "leaf", "--class-folders", "leaf")
+    leaves = [f"{'Protista' if i < 3 else 'Metazoa'}/{n} sp." for i, n in enumerate(PLANKTON_CLASSES)]
+    assert json.loads((model / "config.json").read_text())["classes"] == sorted(leaves)
+    out = tmp_path / "p.csv"
+    assert invoke("classify", "--model", model, tree, "-o", out, "--quiet").exit_code == 0
+    df = pd.read_csv(out)
+    assert len(df) == 24 and [c for c in df.columns if c.startswith("p_")] == [f"p_{c}" for c in sorted(leaves)]
+    assert set(df["predicted"]) <= set(leaves)

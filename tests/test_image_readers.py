@@ -797,3 +797,45 @@ def test_multi_frame_files_are_refused_not_cut_to_their_first_frame(tmp_path):
         dst.build_overviews([2, 4], Resampling.average)
         dst.write_mask(np.ones((64, 64), np.uint8) * 255)
     np.testing.assert_array_equal(read_image(tmp_path / "ov.tif"), ov)
+
+
+def test_taxonomy_tree_merged_with_a_warning_or_read_by_leaf_folders(tmp_path):
+    """A taxonomy tree (``Protista/Diatoms/Chaetoceros``) was read by its top folders: three taxa
+    became one class 'Protista', without a word. The top-folder reading now warns (year shards,
+    the same names under every class, do not), and class_folders='leaf' makes each folder of images
+    a class named by its path."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "tree"
+    counts = {"Protista/Diatoms/Chaetoceros": 3, "Protista/Diatoms/Thalassiosira": 2,
+              "Protista/Dinoflagellates/Ceratium à cornes": 4, "Copepoda calanoida": 5}
+    for cls, n in counts.items():
+        for i in range(n):
+            write_png(root / cls / f"{i}.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    with pytest.warns(UserWarning, match=r"1 class folder\(s\) \(Protista\) hold images in several sub-folders, "
+                                         r"merged into one class each .*class_folders='leaf'"):
+        top = ImageFolderDataset(root)
+    assert top.classes == ["Copepoda calanoida", "Protista"]
+    assert np.bincount(top.targets).tolist() == [5, 9]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        leaf = ImageFolderDataset(root, class_folders="leaf")
+    assert leaf.classes == sorted(counts)
+    assert np.bincount(leaf.targets).tolist() == [counts[c] for c in sorted(counts)]
+    assert all(leaf.classes[t] == f.parent.relative_to(root).as_posix() for f, t in zip(leaf.files, leaf.targets))
+    # a fixed class list (a trained model's) names the same paths; a leaf not in it is an error
+    order = sorted(counts, reverse=True) + ["Other"]
+    with pytest.warns(UserWarning, match="no images for class.*Other"):
+        fixed = ImageFolderDataset(root, class_folders="leaf", classes=order)
+    assert fixed.classes == order and np.bincount(fixed.targets).tolist() == [counts[c] for c in order[:4]]
+    with pytest.raises(InputError, match="Protista/Diatoms/Thalassiosira not among the classes"):
+        ImageFolderDataset(root, class_folders="leaf", classes=order[:1] + order[2:])
+    with pytest.raises(InputError, match="class_folders='nested'"):
+        ImageFolderDataset(root, class_folders="nested")
+    # year shards under every class are one class's images, not taxa: no warning
+    shards = tmp_path / "shards"
+    for cls in ("Chaetoceros", "Ditylum"):
+        for year in ("2013", "Spring_cruise"):
+            write_png(shards / cls / year / "0.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ImageFolderDataset(shards).classes == ["Chaetoceros", "Ditylum"]

@@ -1122,3 +1122,49 @@ def test_reconstruction_loss_is_taken_on_the_observed_pixels_of_gappy_images():
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     rec = predict(res.model, fields[24:], device="cpu")
     assert np.isfinite(rec).all()
+
+
+def test_classes_too_small_to_split_are_left_out_and_recorded(digits, tmp_path):
+    """A class of 1 or 2 images (the rarest taxa of a plankton archive) failed the whole run
+    ("class 'taxon_000' has 2 images: at least 3 are needed"), one class per attempt; now such
+    classes are left out of the model with one warning naming them all, and recorded."""
+    from oceandl.training.classifier import train_classifier
+
+    x, y = digits
+    keep = np.concatenate([np.flatnonzero(y.numpy() == 0)[:2], np.flatnonzero(y.numpy() == 1),
+                           np.flatnonzero(y.numpy() == 2)[:1], np.flatnonzero(y.numpy() == 3)])
+    data = TensorData(x[keep], y[keep], ["tiny a", "b", "Ceratium à cornes", "d"])
+    cfg = TrainConfig(epochs=1, batch_size=32, device="cpu", progress=False)
+    with pytest.warns(UserWarning, match=r"2 class\(es\) with fewer than 3 images .* left out of the model: "
+                                         r"tiny a \(2\), Ceratium à cornes \(1\)"):
+        res = train_classifier(data, "cnn", tmp_path / "ck", cfg)
+    n = int((y == 1).sum() + (y == 3).sum())
+    assert sum(res["split_sizes"]) == n
+    assert res["test"]["classes"] == ["b", "d"]
+    cfg_json = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert cfg_json["classes"] == ["b", "d"] and cfg_json["model_args"][1] == 2
+    assert cfg_json["left_out_classes"] == {"tiny a": 2, "Ceratium à cornes": 1}
+    # a single class left that can be split: an error, not a one-class model
+    with pytest.raises(InputError, match=r"only one class \('b'\) with 3 images or more"), pytest.warns(UserWarning):
+        train_classifier(TensorData(x[keep[:-int((y == 3).sum())]], y[keep[:-int((y == 3).sum())]],
+                                    ["tiny a", "b", "Ceratium à cornes", "d"]), "cnn", None, cfg)
+
+
+def test_weighted_f1_beside_macro_f1_on_imbalanced_classes():
+    """Only macro F1 was reported: on 100+ long-tailed plankton classes a reader needs both (macro
+    weighs a class of 2 test images as one of 2000). weighted_f1 is sklearn's average='weighted'."""
+    y = np.array([0] * 90 + [1] * 8 + [2] * 2)
+    pred = y.copy()
+    pred[:5] = 1  # 5 of the large class taken for class 1
+    pred[98:] = 0  # the rare class never recognised
+    p = np.full((100, 3), 0.05)
+    p[np.arange(100), pred] = 0.9
+    m = classification_metrics(y, p)
+    sk = pytest.importorskip("sklearn.metrics")
+    assert m["weighted_f1"] == pytest.approx(sk.f1_score(y, pred, average="weighted", zero_division=0))
+    assert m["macro_f1"] == pytest.approx(sk.f1_score(y, pred, average="macro", zero_division=0))
+    assert m["weighted_f1"] == pytest.approx(0.9254, abs=1e-4) and m["macro_f1"] == pytest.approx(0.5741, abs=1e-4)
+    from oceandl.pipelines.imagebench import COLUMNS
+    from oceandl.training.classifier import _REPORTED
+
+    assert "weighted_f1" in _REPORTED and "test_weighted_f1" in COLUMNS

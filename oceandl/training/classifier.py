@@ -46,8 +46,11 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     """Split ``dataset`` (seeded, stratified), train ``model`` with the best weights on validation,
     test once, and write the checkpoint folder ``out`` (metrics and preprocessing in its config).
 
-    Classes without any image (TenGeoP keeps all ten on a subset) are left out of the model, with
-    a warning; every other class needs at least 3 images (one each for training, validation, test).
+    Classes with fewer than 3 images (one each for training, validation and test) are left out of
+    the model, with a warning: those without any (TenGeoP keeps all ten on a subset) and those of
+    1 or 2 images (the rarest taxa of a plankton archive), which are named with their counts and
+    recorded in the checkpoint's ``config.json`` (``left_out_classes``: name -> images). At least
+    2 classes must remain.
 
     ``figures``: a folder for the test confusion matrices (counts and row-normalised), the reliability
     diagram and the training curves, named ``confusion[_TAG].png``, ``confusion_normalized[_TAG].png``,
@@ -74,26 +77,40 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     if not classes:
         classes = [str(i) for i in range(int(data.y.max()) + 1)]
     counts = np.bincount(data.targets, minlength=len(classes))
-    if (counts == 0).any() and len(counts) == len(classes):
+    dropped: dict[str, int] = {}
+    if len(counts) == len(classes) and (counts < 3).any():
         # TenGeoP (and a fixed class list) keep absent classes so labels mean the same on every
         # subset, but nothing can be learnt of them: a subset of the ten failed as "class 'Rain Cells'
-        # has 0 images: at least 3 are needed". The model is trained on the classes present.
-        present = np.flatnonzero(counts)
+        # has 0 images: at least 3 are needed". A class of 1 or 2 images (WHOI-Plankton has many)
+        # cannot be split into training, validation and test either: the whole run failed on the
+        # first such class, one class per attempt. The model is trained on the classes that can
+        # be split, as the plankton and SAR benchmarks do; those left out are named and recorded.
+        present = np.flatnonzero(counts >= 3)
         absent = [c for c, n in zip(classes, counts) if n == 0]
-        warnings.warn(f"no images of class(es) {', '.join(map(str, absent))}: the model is trained on the "
-                      f"{len(present)} classes present", stacklevel=2)
+        if absent:
+            warnings.warn(f"no images of class(es) {', '.join(map(str, absent))}: the model is trained on the "
+                          f"classes present", stacklevel=2)
+        dropped = {str(c): int(n) for c, n in zip(classes, counts) if 0 < n < 3}
+        if dropped:
+            warnings.warn(f"{len(dropped)} class(es) with fewer than 3 images (one each for training, validation "
+                          f"and test) left out of the model: " + ", ".join(f"{c} ({n})" for c, n in dropped.items()),
+                          stacklevel=2)
         relabel = np.full(len(classes), -1, dtype=np.int64)
         relabel[present] = np.arange(len(present))
         classes = [classes[i] for i in present]
-        data = TensorData(data.x, torch.from_numpy(relabel[data.targets]), classes)
+        keep = relabel[data.targets] >= 0
+        if keep.all():
+            data = TensorData(data.x, torch.from_numpy(relabel[data.targets]), classes)
+        else:
+            rows = torch.from_numpy(np.flatnonzero(keep))
+            data = TensorData(data.x[rows], torch.from_numpy(relabel[data.targets[keep]]), classes)
         counts = counts[present]
     if len(classes) < 2:
         # one class trained a model that always answers it (test accuracy 1.0, log-loss 0)
-        raise InputError(f"only one class ({classes[0]!r}): a classifier needs at least 2 classes")
-    if (counts < 3).any():
-        few = [c for c, n in zip(classes, counts) if n < 3]
-        raise InputError(f"class {few[0]!r} has {counts[classes.index(few[0])]} images: at least 3 are needed "
-                         "to split it into training, validation and test")
+        if not classes:
+            raise InputError("no class has the 3 images needed to split it into training, validation and test")
+        raise InputError(f"only one class ({classes[0]!r}) with 3 images or more: a classifier needs at least 2 "
+                         "classes")
     parts = split_indices(len(data), split, seed=config.seed, stratify=data.targets)
     if any(len(p) == 0 for p in parts):
         raise InputError(f"split {tuple(split)} of {len(data)} images leaves an empty part")
@@ -125,7 +142,8 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     # the split fractions too: with the seed they give the test set (a --resume with another split
     # silently mixed earlier training images into it)
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,
-            "classes": classes, "preprocessing": spec, "extra": {"split": [float(f) for f in split]}}
+            "classes": classes, "preprocessing": spec,
+            "extra": {"split": [float(f) for f in split], **({"left_out_classes": dropped} if dropped else {})}}
     res = fit(net, train, val, config, task="classification", out=out, checkpoint_meta=meta, resume=resume,
               overwrite=overwrite, log=log)
     # on the device the model trained on: under torchrun that is each rank's own GPU (LOCAL_RANK),
@@ -187,7 +205,7 @@ def _check_takes_images(net: torch.nn.Module, name: str, x: torch.Tensor) -> Non
 
 
 #: metric keys of :func:`classification_metrics` reported per model by :func:`compare_classifiers`.
-_REPORTED = ("accuracy", "macro_accuracy", "macro_f1", "top2_accuracy", "top3_accuracy", "log_loss", "ece")
+_REPORTED = ("accuracy", "macro_accuracy", "macro_f1", "weighted_f1", "top2_accuracy", "top3_accuracy", "log_loss", "ece")
 
 
 def compare_classifiers(data: TensorData, models: Sequence[str], config: TrainConfig = TrainConfig(), *,
@@ -208,7 +226,7 @@ def compare_classifiers(data: TensorData, models: Sequence[str], config: TrainCo
 
     Returns
     -------
-    ``{name: row}`` with ``test_<metric>`` for accuracy, macro accuracy, macro F1, top-2/3 accuracy,
+    ``{name: row}`` with ``test_<metric>`` for accuracy, macro accuracy, macro and weighted F1, top-2/3 accuracy,
     log-loss and ECE, then ``params``, ``epochs``, ``best_epoch``, ``train_seconds``,
     ``train_samples_per_s``, ``n_train``/``n_val``/``n_test`` and ``device``.
     """
