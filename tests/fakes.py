@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import xarray as xr
 
-__all__ = ["blob_clouds", "lowrank_cube", "cloud_transfer", "torch_threads", "synthetic_case"]
+__all__ = ["blob_clouds", "lowrank_cube", "seasonal_anomaly_cube", "cloud_transfer", "torch_threads", "synthetic_case"]
 
 
 def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
@@ -51,6 +51,46 @@ def lowrank_cube(nt: int, ny: int, nx: int, *, rank: int = 3, noise: float = 0.1
     attrs = {"units": "degC", "long_name": "sea surface temperature"} if dates else {}
     return (xr.DataArray(gappy.astype(dtype), dims=("time", "lat", "lon"), coords=coords, name="sst", attrs=attrs),
             xr.DataArray(truth, dims=("time", "lat", "lon"), coords=coords, name="sst"))
+
+
+def seasonal_anomaly_cube(nt: int = 730, ny: int = 12, nx: int = 16, *, rank: int = 2, noise: float = 0.1,
+                          cover: float = 0.75, seed: int = 0) -> tuple[xr.DataArray, xr.DataArray]:
+    """Daily (from 2019-01-01) per-pixel seasonal cycle + rank-``rank`` anomaly + white noise, blob clouds.
+
+    The cycle: a mean rising northward, an annual harmonic of 3-5 degC whose amplitude and phase
+    vary from pixel to pixel, a semi-annual one of ~0.8 degC; the anomaly: fixed patterns times
+    AR(1) amplitudes (0.95 a day, std 1.5 / (i + 1)), not periodic. Clouds cover ``cover`` of a
+    frame on average, ``cover + 0.2`` in January and ``cover - 0.2`` in July (winters are
+    cloudier, which biases a time mean of the observations), land at [3:7, 4:9].
+    Returns ``(gappy, truth)`` on (time, lat, lon).
+    """
+    rng = np.random.default_rng(seed)
+    times = xr.date_range("2019-01-01", periods=nt, freq="D")
+    frac = ((np.asarray(times.dayofyear) - 1) / np.where(np.asarray(times.is_leap_year), 366, 365))[:, None, None]
+    y = np.linspace(0, 1, ny)[:, None]
+    x = np.linspace(0, 1, nx)[None, :]
+    amp1 = 3 + 2 * y + 0.5 * rng.standard_normal((ny, nx))
+    ph1 = 0.8 * x + 0.3 * rng.standard_normal((ny, nx))
+    amp2 = 0.8 + 0.3 * rng.standard_normal((ny, nx))
+    ph2 = 2 * y + 0.5 * rng.standard_normal((ny, nx))
+    truth = 18 + 4 * y + amp1 * np.cos(2 * np.pi * frac - ph1) + amp2 * np.cos(4 * np.pi * frac - ph2)
+    for i in range(rank):
+        pattern = np.sin(np.pi * (i + 1) * x) * np.cos(np.pi * (i + 0.5) * y)
+        a, e = np.zeros(nt), rng.standard_normal(nt)
+        for t in range(1, nt):
+            a[t] = 0.95 * a[t - 1] + np.sqrt(1 - 0.95**2) * e[t]
+        truth = truth + 1.5 / (i + 1) * a[:, None, None] * pattern
+    truth = truth + noise * rng.standard_normal(truth.shape)
+    truth[:, 3:7, 4:9] = np.nan
+    winter = 0.5 + 0.5 * np.cos(2 * np.pi * frac[:, 0, 0])
+    covers = np.clip(cover - 0.2 + 0.4 * winter, 0.05, 0.97)
+    clouds = np.stack([blob_clouds(rng, 1, ny, nx, c)[0] for c in covers])
+    coords = {"time": times, "lat": np.linspace(40.0, 47.5, ny), "lon": np.linspace(-10.0, 0.0, nx)}
+
+    def label(v):
+        return xr.DataArray(v, dims=("time", "lat", "lon"), coords=coords, name="sst")
+
+    return label(np.where(clouds, np.nan, truth)), label(truth)
 
 
 def cloud_transfer(gappy: xr.DataArray, fraction_of_frames: float = 0.35, shift: int = 7, seed: int = 1) -> np.ndarray:

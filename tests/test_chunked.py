@@ -203,6 +203,48 @@ def test_seasonal_climatology_chunked_equals_in_memory(tmp_path):
     assert not (tmp_path / "x.nc").exists()
 
 
+@pytest.mark.parametrize("method", ["dineof", "eof"])
+def test_seasonal_cycle_of_dineof_blocks_is_the_global_one(tmp_path, method):
+    """DINEOF/EOF blocks fit their modes to anomalies from the whole record's per-pixel seasonal
+    cycle (dask sums, as the chunked climatology): one block over the cube is the in-memory fill
+    (measured 3e-5 degC apart), and a block of 60 days (40-day core) that cannot be fitted (one
+    observed day) takes the seasonal climatology, which a block's own fit of 60 days could not give
+    (its gaps in February 1.69 degC off the truth, the time mean's 4.40)."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    ds = synthetic_sst(n_time=400, ny=12, nx=14, cloud_cover=0.5, seed=1)
+    write_netcdf(ds[["sst"]], tmp_path / "sst.nc")
+    da = open_field(tmp_path / "sst.nc", "sst")
+    opts = {"n_modes": 3} if method == "dineof" else {}
+    ref = interpolate(da, method, return_dataset=True, device="cpu", **opts)
+    assert ref["sst"].attrs["harmonics"] == 2 and ref["sst"].attrs["harmonics_fallback_pixels"] == 1
+    interpolate_chunked(tmp_path / "sst.nc", tmp_path / "one.nc", method, chunks="lat=12,lon=14", device="cpu", **opts)
+    with xr.open_dataset(tmp_path / "one.nc") as out:
+        for key in ("harmonics", "harmonics_fallback_pixels"):
+            assert out["sst"].attrs[key] == ref["sst"].attrs[key]
+        np.testing.assert_allclose(out["sst"].values, ref["sst"].values, atol=1e-3)
+    # days 30-90 (block 1's read: core 40-80, halo 10; February, the coldest) cloudy but day 60: it falls back
+    cloudy = ds[["sst"]].copy(deep=True)
+    days = np.r_[30:60, 61:90]
+    cloudy["sst"][days] = np.nan
+    write_netcdf(cloudy, tmp_path / "cloudy.nc")
+    with pytest.warns(UserWarning, match="1 of 10 blocks could not be fitted"):
+        res = interpolate_chunked(tmp_path / "cloudy.nc", tmp_path / "t.nc", method, chunks="time=40,lat=12,lon=14",
+                                  device="cpu", **opts)
+    assert res.fallback_blocks == 1
+    clim = interpolate(open_field(tmp_path / "cloudy.nc", "sst"), "climatology").values
+    with xr.open_dataset(tmp_path / "t.nc") as out:
+        assert out["sst"].attrs["harmonics"] == 2
+        got = out["sst"].values
+    np.testing.assert_allclose(got[40:70], clim[40:70], atol=1e-4)  # block 2 blends into 70-80
+    gap = np.isnan(cloudy["sst"].values[40:70]) & np.isfinite(ds["sst_true"].values[40:70])
+    truth = ds["sst_true"].values[40:70][gap]
+    v = cloudy["sst"].values
+    mean_fill = np.broadcast_to(np.nansum(v, axis=0) / np.maximum(np.isfinite(v).sum(axis=0), 1), gap.shape)[gap]
+    rmse = lambda a: float(np.sqrt(np.mean((a - truth) ** 2)))  # noqa: E731
+    assert rmse(got[40:70][gap]) < 0.6 * rmse(mean_fill), (rmse(got[40:70][gap]), rmse(mean_fill))
+
+
 @pytest.mark.slow
 def test_numpy_peak_of_a_large_cube_stays_below_half_of_it(cube, tmp_path):
     """tracemalloc peak of the chunked path on a 35 MiB cube < half of it (measured ~14 MiB,

@@ -10,6 +10,8 @@ from oceandl.errors import InputError
 from oceandl.interp import interpolate
 from oceandl.interp.eof import EOF, eof
 
+from fakes import seasonal_anomaly_cube
+
 
 @pytest.fixture(scope="module")
 def example_sst():
@@ -247,6 +249,24 @@ def test_eof_method_fills_gaps_better_than_climatology(field):
     filled = out["sst"].values
     rmse = np.sqrt(np.mean((filled[truth_gaps] - field.values[truth_gaps]) ** 2))
     assert rmse < 0.2 * rmse_clim and rmse < 0.5 * rmse_zero
+
+
+def test_eof_method_removes_the_seasonal_cycle_first():
+    """Seasonal harmonics + a rank-2 anomaly, 75 % cloud (95 % in January): the gappy EOFs of the
+    anomalies from each pixel's cycle (the default on two years of dates) fill the gaps 0.54 degC
+    off the truth, those of the anomalies from the time mean 2.24 (measured, seed 0)."""
+    gappy, truth = seasonal_anomaly_cube()
+    gap = gappy.isnull().values & truth.notnull().values
+
+    def rmse(da):
+        return float(np.sqrt(np.mean((da.values[gap] - truth.values[gap]) ** 2)))
+
+    auto, mean = interpolate(gappy, "eof"), interpolate(gappy, "eof", harmonics=0)
+    assert auto.attrs["harmonics"] == 2 and auto.attrs["harmonics_fallback_pixels"] == 2
+    assert mean.attrs["harmonics"] == 0
+    assert rmse(auto) < 0.7 and rmse(auto) < 0.35 * rmse(mean), (rmse(auto), rmse(mean))
+    with pytest.raises(InputError, match="method 'eof': option harmonics must be 'auto' or an integer from 0 to 6"):
+        interpolate(gappy, "eof", harmonics=9)
 
 
 def test_project_matches_pixels_by_coordinate(field):

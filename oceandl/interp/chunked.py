@@ -32,6 +32,12 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     ((core + 2 halo) / core)^2 more work. A randomised SVD accumulated over time chunks would keep
     global modes but needs the full spatial field per iteration (many passes over the cube per
     DINEOF iteration), which is I/O-bound at the global scale.
+    The seasonal cycle these methods remove first (``harmonics``, default ``"auto"``) is *global*:
+    each pixel's harmonic fit from the whole record's normal equations, summed in the statistics
+    pass as for the climatology (exact, whatever the time chunks: a block of a few months could
+    not fit an annual cycle). Every block fits its modes to the anomalies from it and adds it back;
+    a block that cannot be fitted takes it, i.e. the seasonal climatology. The output has the
+    in-memory attributes ``harmonics`` (and ``harmonics_fallback_pixels``).
 
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
@@ -375,28 +381,40 @@ def _finish(filled: np.ndarray, values: np.ndarray, mean: np.ndarray, ocean: np.
     return filled, flag
 
 
+def _global_harmonics(stats: _Stats, design: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pixel's seasonal fit from the global normal equations of the statistics pass.
+
+    Returns ``coef`` (p, lat, lon) in the data's units about the pixel's mean (0 on land),
+    ``levels`` (lat, lon) the harmonics each pixel fitted (-1 on land) and ``sigma`` (lat, lon)
+    the residual std about the fit (the global scale where a pixel has too few observations):
+    the in-memory climatology's fit, pixel by pixel."""
+    from .climatology import harmonic_fit, harmonic_sigma
+
+    p = design.shape[1]
+    sea = stats.count > 0
+    gram = np.moveaxis(stats.gram[:, sea], -1, 0).reshape(-1, p, p)
+    coef, level, rss = harmonic_fit(gram, stats.rhs[:, sea].T, stats.sq[sea], stats.count[sea], (p - 1) // 2)
+    sigma = np.full(sea.shape, stats.scale)
+    sigma[sea] = harmonic_sigma(rss, stats.count[sea], level, stats.scale)
+    out = np.zeros((p,) + sea.shape)
+    out[:, sea] = coef.T
+    levels = np.full(sea.shape, -1)
+    levels[sea] = level
+    return out, levels, sigma
+
+
 class _ClimatologyBlock:
     """Gaps <- the global per-pixel mean, or its seasonal fit; sigma <- the per-pixel std about it
     (the in-memory method, from the global normal equations)."""
 
     def __init__(self, stats: _Stats, keep_observed: bool, design: np.ndarray | None = None):
-        from .climatology import harmonic_fit, harmonic_sigma
-
         self.keep_observed = keep_observed
         self.design, self.coef, self.levels = design, None, np.where(stats.count > 0, 0, -1)
         if design is None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.sigma = np.where(stats.count >= 2, np.sqrt(stats.sq / (stats.count - 1)), stats.scale)
             return
-        p = design.shape[1]
-        sea = stats.count > 0
-        gram = np.moveaxis(stats.gram[:, sea], -1, 0).reshape(-1, p, p)
-        coef, level, rss = harmonic_fit(gram, stats.rhs[:, sea].T, stats.sq[sea], stats.count[sea], (p - 1) // 2)
-        self.sigma = np.full(sea.shape, stats.scale)
-        self.sigma[sea] = harmonic_sigma(rss, stats.count[sea], level, stats.scale)
-        self.coef = np.zeros((p,) + sea.shape)
-        self.coef[:, sea] = coef.T
-        self.levels[sea] = level
+        self.coef, self.levels, self.sigma = _global_harmonics(stats, design)
 
     def fit_attrs(self, label: str) -> dict[str, Any]:
         """``harmonics`` (and ``harmonics_fallback_pixels``), as the in-memory method gives them."""
@@ -415,23 +433,37 @@ class _ClimatologyBlock:
 
 
 class _FitBlock:
-    """A fresh in-memory method fitted on each block (DINEOF, EOF): per-region fits."""
+    """A fresh in-memory method fitted on each block (DINEOF, EOF): per-region fits.
 
-    def __init__(self, cls, seed, device, keep_observed, options, dims):
+    With a seasonal ``design`` (time, p) and global ``coef`` (p, lat, lon) (see
+    :func:`_global_harmonics`), each block fits its modes to the anomalies from the global
+    per-pixel seasonal cycle (its own ``harmonics=0``) and the cycle is added back: the cycle is
+    the whole record's, as in memory, whatever the time chunks; a block that cannot be fitted
+    takes it (the seasonal climatology)."""
+
+    def __init__(self, cls, seed, device, keep_observed, options, dims, design=None, coef=None):
         self.cls, self.seed, self.device, self.keep_observed, self.options = cls, seed, device, keep_observed, options
         self.dims = dims
+        self.design, self.coef = design, coef
+        if "harmonics" in cls.option_defaults:
+            self.options = {**options, "harmonics": 0}  # removed here, globally
 
     def __call__(self, values, ext, coords, mean, ocean):
-        da = xr.DataArray(values, dims=self.dims, coords=coords)
+        season = np.broadcast_to(np.nan_to_num(mean), values.shape)
+        if self.design is not None:  # (time, p) x (p, lat, lon) of this block, about the pixel means
+            season = season + np.tensordot(self.design[ext[0]], self.coef[:, ext[1], ext[2]], axes=1)
+        da = xr.DataArray(values - season if self.design is not None else values, dims=self.dims, coords=coords)
         fallback, squares = False, None
         try:
             model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
             model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
             ds = model.fit(da).reconstruct()
             filled = np.asarray(ds[model.output_name_].values, dtype=np.float64)
+            if self.design is not None:
+                filled = filled + season
             squares = getattr(model, "cv_squares_", None)
         except InputError:  # a block too small or too cloudy to fit (options were checked up front)
-            filled, fallback = np.full(values.shape, np.nan), True
+            filled, fallback = np.array(season, dtype=np.float64), True
         filled, flag = _finish(filled, values, mean, ocean, self.keep_observed)
         return {"filled": filled, "flag": flag, "fallback": fallback, "cv_squares": squares}
 
@@ -805,15 +837,17 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
 
-    design = None
-    if kind == "climatology":  # the seasonal fit's design: its normal equations join the statistics pass
+    design, k = None, 0
+    if kind == "climatology" or "harmonics" in cls.option_defaults:
+        # the seasonal fit's design (climatology, and the cycle DINEOF/EOF remove): its normal
+        # equations join the statistics pass, over the whole record whatever the time chunks
         from .climatology import harmonic_design, resolve_harmonics
 
         k, frac = resolve_harmonics(options.get("harmonics", "auto"), da["time"] if "time" in da.coords else None,
                                     f"{where}variable {da.name!r}")
         design = harmonic_design(frac, k) if k else None
     t0 = _time.perf_counter()
-    stats = _global_stats(da, second_pass=kind != "fit", design=design)
+    stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design)
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
     train = _training_normalisation(da, stats, options, where) if kind == "neural" else None
@@ -829,7 +863,15 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         fn: Callable = _ClimatologyBlock(stats, keep_observed, design)
         hal = {ax: 0 for ax in _AXES}
     elif kind == "fit":
-        fn = _FitBlock(cls, seed, device, keep_observed, options, dims)
+        coef, season_attrs = None, {}
+        if "harmonics" in cls.option_defaults:
+            from .climatology import harmonic_attrs
+
+            levels = np.where(stats.count > 0, 0, -1)
+            if design is not None:
+                coef, levels, _ = _global_harmonics(stats, design)
+            season_attrs = harmonic_attrs(k, levels, f"{where}variable {da.name!r}")
+        fn = _FitBlock(cls, seed, device, keep_observed, options, dims, design, coef)
         hal = {ax: (0 if core[ax] >= n else max(1, core[ax] // 4)) for ax, n in zip(_AXES, shape)}
     else:
         if train is not None:  # the region only loads the network; the cube is normalised as it was trained
@@ -875,6 +917,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
              **(getattr(fn.fitted, "checkpoint_attrs_", {}) if kind == "neural" else {}),
              **({"normalisation": fn.fitted.normalisation_} if kind == "neural" else {}),
              **(fn.fit_attrs(f"{where}variable {da.name!r}") if kind == "climatology" else {}),
+             **(season_attrs if kind == "fit" else {}),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}

@@ -14,6 +14,7 @@ batched solve. The functions below are shared by both paths, so they fit the sam
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,7 +25,8 @@ from oceandl.errors import InputError
 from .base import Interpolator
 
 __all__ = ["Climatology", "year_fraction", "resolve_harmonics", "harmonic_design", "harmonic_fit", "harmonic_attrs",
-           "MAX_HARMONICS", "MIN_OBS_PER_PARAM", "MAX_COND"]
+           "check_harmonics", "fit_harmonics", "seasonal_cycle", "SeasonalCycle", "MAX_HARMONICS", "MIN_OBS_PER_PARAM",
+           "MAX_COND"]
 
 #: more harmonics than this (periods under 2 months) describe weather, not a seasonal cycle
 MAX_HARMONICS = 6
@@ -180,6 +182,101 @@ def harmonic_attrs(k: int, levels: np.ndarray, label: str) -> dict[str, Any]:
     return attrs
 
 
+def check_harmonics(method: str, value) -> None:
+    """Refuse a ``harmonics`` option other than ``"auto"`` or an integer from 0 to :data:`MAX_HARMONICS`.
+
+    Raises
+    ------
+    InputError
+        Naming ``method`` and the value.
+    """
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                            or not 0 <= value <= MAX_HARMONICS):
+        raise InputError(f"method {method!r}: option harmonics must be 'auto' or an integer from 0 to "
+                         f"{MAX_HARMONICS}, got {value!r}")
+
+
+def fit_harmonics(x: np.ndarray, obs: np.ndarray, ocean: np.ndarray, design: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each ocean pixel's harmonic fit (:func:`harmonic_fit`) to its observations, in memory.
+
+    Parameters
+    ----------
+    x : (time, lat, lon) anomalies about the pixels' means, any value where ``obs`` is False.
+    obs : bool (time, lat, lon), the observations to fit (withheld pixels excluded by the caller).
+    ocean : bool (lat, lon).
+    design : (time, 2k + 1) from :func:`harmonic_design`.
+
+    Returns
+    -------
+    coef, level, rss : as :func:`harmonic_fit`, for the ocean pixels in C order.
+    count : (n,) observations per ocean pixel.
+    """
+    p = design.shape[1]
+    k = (p - 1) // 2
+    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
+    n_t = x.shape[0]
+    xf, of, sea = x.reshape(n_t, -1), obs.reshape(n_t, -1), ocean.ravel()
+    n = int(sea.sum())
+    gram, rhs, yy = np.zeros((n, p * p)), np.zeros((n, p)), np.zeros(n)
+    step = max(1, 2**21 // max(n, 1))  # time chunks: no cube-sized float64 temporaries
+    for i in range(0, n_t, step):
+        w = of[i:i + step][:, sea].astype(np.float64)
+        y = np.where(w > 0, xf[i:i + step][:, sea].astype(np.float64), 0.0)  # the observed values only
+        gram += w.T @ outer[i:i + step]
+        rhs += y.T @ design[i:i + step]
+        yy += np.einsum("tn,tn->n", y, y)
+    count = of[:, sea].sum(axis=0)
+    coef, level, rss = harmonic_fit(gram.reshape(n, p, p), rhs, yy, count, k)
+    return coef, level, rss, count
+
+
+@dataclass
+class SeasonalCycle:
+    """A per-pixel seasonal cycle fitted on the observations (in the units of the anomalies fitted).
+
+    ``harmonics``: k (0: none); ``design`` (time, 2k + 1) and ``coef`` (n_ocean, 2k + 1), None for
+    k = 0; ``levels`` (lat, lon) the harmonics each pixel fitted, -1 on land."""
+
+    harmonics: int
+    design: np.ndarray | None
+    coef: np.ndarray | None
+    levels: np.ndarray
+
+    def matrix(self, dtype=np.float32) -> np.ndarray | None:
+        """The cycle at every step and ocean pixel, (time, n_ocean), or None for k = 0."""
+        return None if self.design is None else (self.design @ self.coef.T).astype(dtype)
+
+    def attrs(self, label: str) -> dict[str, Any]:
+        """``harmonics`` (and ``harmonics_fallback_pixels``), see :func:`harmonic_attrs`."""
+        return harmonic_attrs(self.harmonics, self.levels, label)
+
+
+def seasonal_cycle(option, da: xr.DataArray, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray,
+                   label: str) -> SeasonalCycle:
+    """The seasonal cycle the ``harmonics`` option asks for, fitted on ``obs`` of the anomalies ``x``.
+
+    ``da`` is the (time, lat, lon) input, whose time coordinate dates the steps (see
+    :func:`resolve_harmonics`). Shared by the climatology and the EOF methods (DINEOF, ``eof``),
+    which fit their modes to what is left: the same per-pixel model everywhere.
+
+    Raises
+    ------
+    InputError
+        If harmonics are asked for on a time coordinate without dates.
+    """
+    tdim = da.dims[0]
+    time = da[tdim] if tdim in da.coords else None
+    k, frac = resolve_harmonics(option, time, label)
+    if k == 0:
+        return SeasonalCycle(0, None, None, np.where(ocean, 0, -1))
+    design = harmonic_design(frac, k)
+    coef, level, _, _ = fit_harmonics(x, obs, ocean, design)
+    levels = np.full(ocean.shape, -1)
+    levels[ocean] = level
+    return SeasonalCycle(k, design, coef, levels)
+
+
 class Climatology(Interpolator):
     """Fill each gap with its pixel's seasonal cycle, or its temporal mean.
 
@@ -214,10 +311,7 @@ class Climatology(Interpolator):
     option_defaults: ClassVar[dict] = {"harmonics": "auto"}
 
     def _check_options(self) -> None:
-        h = self.options["harmonics"]
-        if h != "auto" and (isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 0 <= h <= MAX_HARMONICS):
-            raise InputError(f"method 'climatology': option harmonics must be 'auto' or an integer from 0 to "
-                             f"{MAX_HARMONICS}, got {h!r}")
+        check_harmonics(self.name, self.options["harmonics"])
 
     def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
         tdim = self.da_.dims[0]
@@ -239,22 +333,9 @@ class Climatology(Interpolator):
             return
         k = self.harmonics_
         design = harmonic_design(frac, k)
-        p = design.shape[1]
-        outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
-        n_t = x.shape[0]
-        xf, of, sea = x.reshape(n_t, -1), obs.reshape(n_t, -1), ocean.ravel()
-        n = int(sea.sum())
-        gram, rhs, yy = np.zeros((n, p * p)), np.zeros((n, p)), np.zeros(n)
-        step = max(1, 2**21 // max(n, 1))  # time chunks: no cube-sized float64 temporaries
-        for i in range(0, n_t, step):
-            w = of[i:i + step][:, sea].astype(np.float64)
-            y = xf[i:i + step][:, sea].astype(np.float64)  # 0 where not observed
-            gram += w.T @ outer[i:i + step]
-            rhs += y.T @ design[i:i + step]
-            yy += np.einsum("tn,tn->n", y, y)
-        coef, level, rss = harmonic_fit(gram.reshape(n, p, p), rhs, yy, count.ravel()[sea], k)
+        coef, level, rss, n_obs = fit_harmonics(x, obs, ocean, design)
         sigma = np.ones(ocean.shape)
-        sigma[ocean] = harmonic_sigma(rss, count.ravel()[sea], level, 1.0)  # 1: the global std
+        sigma[ocean] = harmonic_sigma(rss, n_obs, level, 1.0)  # 1: the global std
         self._sigma = sigma.astype(np.float32)
         self._design, self._coef = design, coef
         self.levels_ = np.full(ocean.shape, -1)

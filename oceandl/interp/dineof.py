@@ -29,7 +29,8 @@ import numpy as np
 from oceandl.errors import InputError
 from oceandl.utils import seed_torch, torch_rng_scope
 
-from .base import Interpolator, time_steps, unordered_step
+from .base import Interpolator, _label, time_steps, unordered_step
+from .climatology import check_harmonics, seasonal_cycle
 
 __all__ = ["DINEOF", "cv_points"]
 
@@ -153,6 +154,11 @@ class DINEOF(Interpolator):
 
     Algorithm (on the normalised anomaly matrix X, time x ocean pixels):
 
+    0. With ``harmonics`` (default ``"auto"``), each pixel's seasonal cycle (its mean plus annual
+       harmonics, the climatology's fit: :func:`~oceandl.interp.climatology.seasonal_cycle`) is
+       fitted on its observations and subtracted; the steps below reconstruct the anomalies from
+       it, and the cycle is added back to the result (Alvera-Azcarate et al. 2005 remove the
+       climatology first).
     1. Hide ``cv_fraction`` of the observed points as a CV set (clustered in squares of radius
        ``cv_radius``; see :func:`cv_points`).
     2. Gaps (and CV points) start at 0. For k = 1, 2, ...: repeat {rank-k SVD of X; gaps <- the
@@ -208,6 +214,19 @@ class DINEOF(Interpolator):
         Remove the column (pixel) means of the filled matrix before each SVD and add them back:
         the temporal means of the observations alone are biased by the gaps, which otherwise
         costs one extra mode.
+    harmonics : "auto" or int, 0 to 6, default "auto"
+        The seasonal cycle removed before the modes are fitted and added back after, per pixel:
+        mean + ``a_j cos(2 pi j f) + b_j sin(2 pi j f)``, j = 1..k (``f`` the fraction of the
+        year), least squares on the pixel's fitting observations (never the withheld ones), with
+        the climatology's fallback to fewer harmonics where a pixel's observed days do not span
+        the year (see :class:`~oceandl.interp.climatology.Climatology`). ``0``: anomalies from the
+        time mean alone, the modes then spend themselves on the seasonal cycle (classic DINEOF
+        input when the climatology was not removed beforehand). ``"auto"``: 2 (annual and
+        semi-annual) when the time coordinate holds dates covering at least a year, else 0 (a
+        shorter record cannot tell a seasonal cycle from a trend). Measured (``oceandl benchmark
+        sst``, 730 days x 64 x 64): see docs/benchmarks.md. The CV points are part of the
+        seasonal fit, as of the pixel means; the CV error compares mode counts, all of which
+        share that fit.
 
     Attributes (after fit)
     ----------------------
@@ -218,7 +237,10 @@ class DINEOF(Interpolator):
     says the mode count is uncertain),
     cv_unconverged_ : int (CV-stage fits, of ``len(cv_curve_) + len(shrink_curve_)``, stopped by
     ``max_iter`` before ``tol``; ``converged_`` is the final fit's),
-    shrink_ : float (the threshold used; 0 = classic), shrink_curve_ : list of (lambda, cv_rmse).
+    shrink_ : float (the threshold used; 0 = classic), shrink_curve_ : list of (lambda, cv_rmse),
+    seasonal_ : :class:`~oceandl.interp.climatology.SeasonalCycle` (``harmonics``, ``levels``:
+    the harmonics each pixel fitted). Output attrs ``harmonics`` (k) and, for k > 0,
+    ``harmonics_fallback_pixels`` (ocean pixels that fitted fewer than k).
     """
 
     name: ClassVar[str] = "dineof"
@@ -237,6 +259,7 @@ class DINEOF(Interpolator):
         "svd": "auto",
         "center": True,
         "shrink": "auto",
+        "harmonics": "auto",
     }
 
     def _check_options(self) -> None:
@@ -275,6 +298,7 @@ class DINEOF(Interpolator):
                              f"'subspace', got {o['svd']!r}")
         if not isinstance(o["center"], (bool, np.bool_)):
             raise InputError(f"method 'dineof': option center must be True or False, got {o['center']!r}")
+        check_harmonics(self.name, o["harmonics"])
 
     # ------------------------------------------------------------------ maths
     def _lowrank(self, A, k: int, out=None, work=None):
@@ -388,7 +412,16 @@ class DINEOF(Interpolator):
         dtype = torch.float64 if self.options["dtype"] == "float64" else torch.float32
         rng = np.random.default_rng(self.seed)
         nt = x.shape[0]
-        X = torch.from_numpy(self._to_matrix(x)).to(device=device, dtype=dtype)
+        # The seasonal cycle leaves first (fitted on the fitting observations only: the withheld
+        # pixels are not in ``obs``), so that the modes describe anomalies from it
+        self._label = _label(self.da_)
+        self.seasonal_ = seasonal_cycle(self.options["harmonics"], self.da_, x, obs, ocean, self._label)
+        season = self.seasonal_.matrix(np.float64 if self.options["dtype"] == "float64" else np.float32)
+        xm = self._to_matrix(x)
+        if season is not None:
+            xm = np.where(self._to_matrix(obs), xm - season, np.float32(0))
+        X = torch.from_numpy(xm).to(device=device, dtype=dtype)
+        del xm
         M = torch.from_numpy(self._to_matrix(obs)).to(device)
         n = X.shape[1]
         kmax = max(1, min(self.options["max_modes"], min(nt, n) - 1))
@@ -435,8 +468,11 @@ class DINEOF(Interpolator):
                 self._fit_cv(X, M, torch.from_numpy(self._to_matrix(cv)).to(device), kmax, auto)
         self._F = self._basis = None
         self.shrink_ = self._lam
-        self._filled = self._from_matrix(self._filled_m.to("cpu", torch.float32).numpy())
+        filled = self._filled_m.to("cpu").numpy()
         del self._filled_m
+        if season is not None:
+            filled = filled + season  # the cycle back: the output is the field's, not its anomaly's
+        self._filled = self._from_matrix(filled.astype(np.float32, copy=False))
 
     def _fit_fixed(self, X, M, k: int) -> None:
         filled = X * M
@@ -523,6 +559,7 @@ class DINEOF(Interpolator):
             "converged": bool(self.converged_),
         }
         attrs["shrink"] = float(self.shrink_)
+        attrs.update(self.seasonal_.attrs(self._label))
         if self.cv_curve_:
             attrs["cv_radius"] = self.cv_radius_
             attrs["cv_squares"] = self.cv_squares_

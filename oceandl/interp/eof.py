@@ -22,7 +22,8 @@ import xarray as xr
 
 from oceandl.errors import InputError
 
-from .base import Interpolator, append_history, as_dataarray, canonical_dims, oceandl_version
+from .base import Interpolator, _label, append_history, as_dataarray, canonical_dims, oceandl_version
+from .climatology import check_harmonics, seasonal_cycle
 
 __all__ = ["EOF", "eof", "EOFInterpolator"]
 
@@ -416,15 +417,24 @@ class EOFInterpolator(Interpolator):
        its column means, recompute the EOFs, re-project. ``em_iter=0`` is the classic one-pass
        gappy EOF.
 
+    With ``harmonics`` (default ``"auto"``) each pixel's seasonal cycle is fitted on its
+    observations and removed first, and added back to the result, as DINEOF does (see
+    :class:`~oceandl.interp.dineof.DINEOF`): the EOFs are those of the anomalies from it.
+
     Options
     -------
     n_modes : int, default 5
     ridge : float >= 0, default 0.01
     em_iter : int >= 0, default 10
+    harmonics : "auto" or int, 0 to 6, default "auto"
+        As DINEOF's: the per-pixel seasonal cycle (mean + k annual harmonics, the climatology's
+        fit on the fitting observations) removed before the EOFs; 0 keeps the time mean only;
+        ``"auto"`` is 2 when the dates cover a year, else 0. Output attrs ``harmonics`` (and
+        ``harmonics_fallback_pixels``).
     """
 
     name: ClassVar[str] = "eof"
-    option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 10}
+    option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 10, "harmonics": "auto"}
 
     def _check_options(self) -> None:
         o = self.options
@@ -435,10 +445,17 @@ class EOFInterpolator(Interpolator):
                                  f"got {v!r}")
         if not isinstance(o["ridge"], (int, float)) or not np.isfinite(o["ridge"]) or o["ridge"] < 0:
             raise InputError(f"method 'eof': option ridge must be a number >= 0, got {o['ridge']!r}")
+        check_harmonics(self.name, o["harmonics"])
 
     def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
         X = self._to_matrix(x).astype(np.float64)  # (time, n), 0 at gaps
         M = self._to_matrix(obs)
+        # the seasonal cycle out first (fitted on the fitting observations only), back at the end
+        self._label = _label(self.da_)
+        self.seasonal_ = seasonal_cycle(self.options["harmonics"], self.da_, x, obs, ocean, self._label)
+        season = self.seasonal_.matrix(np.float64)
+        if season is not None:
+            X = np.where(M, X - season, 0.0)
         n = X.shape[1]
         k = int(min(self.options["n_modes"], *X.shape))
         filled = X
@@ -455,10 +472,12 @@ class EOFInterpolator(Interpolator):
             recon = mu + A @ E
             filled = np.where(M, X, recon)
         self.n_modes_ = int(E.shape[0])
+        if season is not None:
+            recon = recon + season
         self._filled = self._from_matrix(recon.astype(np.float32))
 
     def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self._filled, None
 
     def _fit_attrs(self) -> dict[str, Any]:
-        return {"n_modes": self.n_modes_}
+        return {"n_modes": self.n_modes_, **self.seasonal_.attrs(self._label)}
