@@ -215,7 +215,7 @@ def test_seasonal_cycle_of_dineof_blocks_is_the_global_one(tmp_path, method):
     ds = synthetic_sst(n_time=400, ny=12, nx=14, cloud_cover=0.5, seed=1)
     write_netcdf(ds[["sst"]], tmp_path / "sst.nc")
     da = open_field(tmp_path / "sst.nc", "sst")
-    opts = {"n_modes": 3} if method == "dineof" else {}
+    opts = {"n_modes": 3, "harmonics": "auto"} if method == "dineof" else {"harmonics": "auto"}
     ref = interpolate(da, method, return_dataset=True, device="cpu", **opts)
     assert ref["sst"].attrs["harmonics"] == 2 and ref["sst"].attrs["harmonics_fallback_pixels"] == 1
     interpolate_chunked(tmp_path / "sst.nc", tmp_path / "one.nc", method, chunks="lat=12,lon=14", device="cpu", **opts)

@@ -393,7 +393,7 @@ def seasonal():
 
 def test_seasonal_cycle_removed_first_recovers_the_anomaly(seasonal):
     """Seasonal harmonics + a rank-2 anomaly under clouds that are thickest in winter: with the
-    per-pixel cycle removed first (the default on two years of dates) DINEOF's gaps are 0.30 degC
+    per-pixel cycle removed first (harmonics='auto' on two years of dates) DINEOF's gaps are 0.30 degC
     off the truth; from the time mean (harmonics=0) its modes spend themselves on the cycle, 0.73,
     and the seasonal climatology alone is 0.84 (measured, seed 0, max_modes 6, shrink 0)."""
     gappy, truth = seasonal
@@ -404,7 +404,7 @@ def test_seasonal_cycle_removed_first_recovers_the_anomaly(seasonal):
         return float(np.sqrt(np.mean((da.values[gap] - truth.values[gap]) ** 2)))
 
     with torch_threads(1):
-        auto = interpolate(gappy, "dineof", **opts)
+        auto = interpolate(gappy, "dineof", harmonics="auto", **opts)
         mean = interpolate(gappy, "dineof", harmonics=0, **opts)
     clim = interpolate(gappy, "climatology")
     # 2 pixels under the winter clouds see too little of the year for 2 harmonics: as in the climatology
@@ -426,9 +426,9 @@ def test_withheld_pixels_never_enter_the_seasonal_fit(seasonal):
     held = cloud_transfer(gappy)
     assert held.sum() > 1000
     with torch_threads(1):
-        a = DINEOF(n_modes=3, seed=0, device="cpu").fit(gappy.where(~held, 1000.0), withheld=held)
-        b = DINEOF(n_modes=3, seed=0, device="cpu").fit(gappy.where(~held))
-        c = DINEOF(n_modes=3, seed=0, device="cpu").fit(gappy, withheld=held)
+        a = DINEOF(n_modes=3, seed=0, device="cpu", harmonics="auto").fit(gappy.where(~held, 1000.0), withheld=held)
+        b = DINEOF(n_modes=3, seed=0, device="cpu", harmonics="auto").fit(gappy.where(~held))
+        c = DINEOF(n_modes=3, seed=0, device="cpu", harmonics="auto").fit(gappy, withheld=held)
     for other in (b, c):
         np.testing.assert_array_equal(a.seasonal_.coef, other.seasonal_.coef)
         np.testing.assert_array_equal(a.reconstruct()["sst"].values[held], other.reconstruct()["sst"].values[held])
@@ -441,14 +441,16 @@ def test_harmonics_auto_follows_the_dates_and_is_checked(seasonal):
     gappy, _ = seasonal
     short = gappy.isel(time=slice(0, 200))  # under a year: a cycle cannot be told from a trend
     with torch_threads(1):
-        ds = interpolate(short, "dineof", n_modes=2, device="cpu", return_dataset=True)
+        ds = interpolate(short, "dineof", n_modes=2, harmonics="auto", device="cpu", return_dataset=True)
         assert ds["sst"].attrs["harmonics"] == 0
         np.testing.assert_array_equal(ds["sst"].values,
                                       interpolate(short, "dineof", n_modes=2, harmonics=0, device="cpu").values)
         undated = gappy.assign_coords(time=np.arange(gappy.sizes["time"]))
-        assert interpolate(undated, "dineof", n_modes=2, device="cpu").attrs["harmonics"] == 0
+        assert interpolate(undated, "dineof", n_modes=2, harmonics="auto", device="cpu").attrs["harmonics"] == 0
         one = interpolate(gappy, "dineof", n_modes=2, harmonics=1, device="cpu")
         assert one.attrs["harmonics"] == 1 and one.attrs["harmonics_fallback_pixels"] == 0
+        # the default stays the classic input (anomalies from the time mean), even on two dated years
+        assert interpolate(gappy, "dineof", n_modes=2, device="cpu").attrs["harmonics"] == 0
     with pytest.raises(InputError, match=r"variable 'sst': harmonics=2 needs the day of year .* not dates"):
         interpolate(undated, "dineof", harmonics=2, device="cpu")
     for bad in (-1, 7, 1.5, True, "yes"):

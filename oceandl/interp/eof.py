@@ -417,7 +417,7 @@ class EOFInterpolator(Interpolator):
        its column means, recompute the EOFs, re-project. ``em_iter=0`` is the classic one-pass
        gappy EOF.
 
-    With ``harmonics`` (default ``"auto"``) each pixel's seasonal cycle is fitted on its
+    With ``harmonics`` (default 0: none) each pixel's seasonal cycle is fitted on its
     observations and removed first, and added back to the result, as DINEOF does (see
     :class:`~oceandl.interp.dineof.DINEOF`): the EOFs are those of the anomalies from it.
 
@@ -426,7 +426,7 @@ class EOFInterpolator(Interpolator):
     n_modes : int, default 5
     ridge : float >= 0, default 0.01
     em_iter : int >= 0, default 10
-    harmonics : "auto" or int, 0 to 6, default "auto"
+    harmonics : "auto" or int, 0 to 6, default 0
         As DINEOF's: the per-pixel seasonal cycle (mean + k annual harmonics, the climatology's
         fit on the fitting observations) removed before the EOFs; 0 keeps the time mean only;
         ``"auto"`` is 2 when the dates cover a year, else 0. Output attrs ``harmonics`` (and
@@ -434,7 +434,7 @@ class EOFInterpolator(Interpolator):
     """
 
     name: ClassVar[str] = "eof"
-    option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 10, "harmonics": "auto"}
+    option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 10, "harmonics": 0}
 
     def _check_options(self) -> None:
         o = self.options
