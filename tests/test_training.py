@@ -492,6 +492,23 @@ def test_cpu_inference_batch_keeps_the_largest_activation_small():
     assert (auto.argmax(1) == whole.argmax(1)).all()
 
 
+def test_predict_feeds_a_channels_last_network_channels_last_images():
+    """fit leaves a network in channels-last layout; predict gave it NCHW images, so each
+    convolution reordered its input first. The answer is the same to float rounding."""
+    torch.manual_seed(0)
+    model = get_model("cnn", 3, 4, channels=(8, 16)).eval()
+    seen = []
+    model.features[0].register_forward_pre_hook(
+        lambda m, i: seen.append(i[0].is_contiguous(memory_format=torch.channels_last) and not i[0].is_contiguous()))
+    x = torch.randn(6, 3, 16, 16)
+    ref = predict(model, x, batch_size=3, device="cpu")
+    assert seen == [False, False]  # a contiguous network is left as it is
+    seen.clear()
+    model = model.to(memory_format=torch.channels_last)
+    np.testing.assert_allclose(predict(model, x, batch_size=3, device="cpu"), ref, rtol=0, atol=1e-6)
+    assert seen == [True, True]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_classification_metrics_match_sklearn(seed):
     sk = pytest.importorskip("sklearn.metrics")

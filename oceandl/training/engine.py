@@ -966,6 +966,9 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_s
     reconstruct = getattr(model, "task", "classification") == "reconstruction"
     if batch_size is None:
         batch_size = inference_batch_size(model, x.shape[1:], dev, default=512) if len(x) else 1
+    # a network in channels-last layout (as fit leaves it) gets its images in that layout too
+    nhwc = x.ndim == 4 and any(p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last)
+                               and not p.is_contiguous() for p in model.parameters())
     outs = []
     for i in tqdm(range(0, len(x), batch_size), desc="reconstructing" if reconstruct else "classifying",
                   disable=not progress, leave=False):
@@ -980,7 +983,8 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_s
             views = [(flip, k) for flip in (False, True) for k in turns]
         p = 0
         for flip, k in views:
-            out = model(torch.rot90(xb.flip(-1) if flip else xb, k, (-2, -1))).float()
+            view = torch.rot90(xb.flip(-1) if flip else xb, k, (-2, -1))  # a copy, NCHW, also for k = 0
+            out = model(view.contiguous(memory_format=torch.channels_last) if nhwc else view).float()
             if reconstruct:  # back to the input's orientation
                 out = torch.rot90(out, -k, (-2, -1))
                 p = p + (out.flip(-1) if flip else out)
