@@ -484,7 +484,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.option("--min-confidence", type=float, default=0.0, show_default=True, help="Below it, the label is 'unassigned'.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation (flips and 90-degree rotations; non-square images: flips and 180 degrees).")
 @click.option("--var", default="image", show_default=True, help="Image variable of a netCDF stack.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per forward pass.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per forward pass (default: on the CPU as many as keep the model's largest activation under 8 MB, at most 256; on a GPU 256).")
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)

@@ -457,11 +457,56 @@ def test_predict_tta_keeps_the_shape_of_non_square_images():
             return torch.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], 1)
 
     x = torch.rand(3, 1, 4, 6)
-    p = predict(Record(), x, device="cpu", tta=True)
+    p = predict(Record(), x, batch_size=3, device="cpu", tta=True)  # a given size: no sizing pass
     assert set(shapes) == {(4, 6)} and len(shapes) == 4 and p.shape == (3, 2)
     shapes.clear()
-    predict(Record(), torch.rand(3, 1, 5, 5), device="cpu", tta=True)
+    predict(Record(), torch.rand(3, 1, 5, 5), batch_size=3, device="cpu", tta=True)
     assert len(shapes) == 8  # square: all 8 flips/rotations
+
+
+def test_cpu_inference_batch_keeps_the_largest_activation_small():
+    """predict's default was 512 images per pass on the CPU: the course CNN's first activation at
+    128 x 128 is 2 MB an image, a 1 GB tensor mapped fresh from the kernel at every batch (2.4x
+    slower than batch 4). The CPU default now keeps it under 8 MB; other devices keep 512/256."""
+    from oceandl.training import inference_batch_size
+
+    torch.manual_seed(0)
+    model = get_model("cnn", 1, 3)  # 32 channels at full resolution: 128 bytes a pixel
+    assert [inference_batch_size(model, (1, s, s), "cpu") for s in (32, 64, 128, 256, 512)] == [64, 16, 4, 1, 1]
+    assert inference_batch_size(model, (1, 128, 128), "cpu", default=2) == 2  # never above the default
+    assert inference_batch_size(model, (1, 128, 128), torch.device("cuda")) == 256  # no CUDA needed to answer
+    assert model.training  # the sizing pass leaves the model's mode alone
+
+    # batch norm with running statistics of its own, in eval mode: each image's answer is its own
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    sizes = []
+    model.features[0].register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
+    x = torch.randn(10, 1, 128, 128)
+    auto = predict(model, x, device="cpu")
+    assert sizes == [1, 4, 4, 2]  # the one-image sizing pass, then batches of 4
+    whole = predict(model, x, batch_size=10, device="cpu")
+    np.testing.assert_allclose(auto, whole, rtol=0, atol=1e-6)
+    assert (auto.argmax(1) == whole.argmax(1)).all()
+
+
+def test_predict_feeds_a_channels_last_network_channels_last_images():
+    """fit leaves a network in channels-last layout; predict gave it NCHW images, so each
+    convolution reordered its input first. The answer is the same to float rounding."""
+    torch.manual_seed(0)
+    model = get_model("cnn", 3, 4, channels=(8, 16)).eval()
+    seen = []
+    model.features[0].register_forward_pre_hook(
+        lambda m, i: seen.append(i[0].is_contiguous(memory_format=torch.channels_last) and not i[0].is_contiguous()))
+    x = torch.randn(6, 3, 16, 16)
+    ref = predict(model, x, batch_size=3, device="cpu")
+    assert seen == [False, False]  # a contiguous network is left as it is
+    seen.clear()
+    model = model.to(memory_format=torch.channels_last)
+    np.testing.assert_allclose(predict(model, x, batch_size=3, device="cpu"), ref, rtol=0, atol=1e-6)
+    assert seen == [True, True]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
