@@ -104,6 +104,17 @@ def test_fast_synthetic_run_writes_a_complete_run_folder(tmp_path, name, classes
     run = json.loads((out / "run.json").read_text())
     assert any("synthetic" in n for n in run["notes"]) and any("--fast" in n for n in run["notes"])
     assert not list(tmp_path.glob(".run.*"))  # no temporary folder left beside the run
+    # per-class scores: in results.json, and per_class.md worst F1 first, every class once per model
+    md = (out / "per_class.md").read_text().splitlines()
+    for model, r in on_disk.items():
+        per = r["per_class"]
+        assert len(per) == classes and sum(m["support"] for m in per.values()) == r["n_test"]
+        start = md.index(f"## {model}") + 4  # a blank line, the header and its rule
+        rows = [line.split(" | ") for line in md[start:start + classes]]
+        f1 = [float(cells[-1].rstrip(" |")) for cells in rows]
+        assert f1 == sorted(f1) and {cells[0].lstrip("| ") for cells in rows} == set(per)
+        worst = min(per.items(), key=lambda kv: (kv[1]["f1"], kv[1]["support"], kv[0]))
+        assert rows[0][0].lstrip("| ") == worst[0] and abs(f1[0] - worst[1]["f1"]) < 5e-4
 
 
 def test_sar_real_layout_through_the_cli_learns_above_chance(tmp_path, learnable_tengeop):

@@ -228,7 +228,8 @@ def compare_classifiers(data: TensorData, models: Sequence[str], config: TrainCo
     -------
     ``{name: row}`` with ``test_<metric>`` for accuracy, macro accuracy, macro and weighted F1, top-2/3 accuracy,
     log-loss and ECE, then ``params``, ``epochs``, ``best_epoch``, ``train_seconds``,
-    ``train_samples_per_s``, ``n_train``/``n_val``/``n_test`` and ``device``.
+    ``train_samples_per_s``, ``n_train``/``n_val``/``n_test``, ``device`` and ``per_class``
+    (``{class: {precision, recall, f1, accuracy, support}}`` on the test split).
     """
     from ..utils import resolve_device
 
@@ -243,8 +244,9 @@ def compare_classifiers(data: TensorData, models: Sequence[str], config: TrainCo
         row.update({"params": res["params"], "epochs": len(res["history"]), "best_epoch": res["best_epoch"],
                     "train_seconds": round(res["seconds"], 2), "train_samples_per_s": round(res["samples_per_s"], 1),
                     **dict(zip(("n_train", "n_val", "n_test"), res["split_sizes"])), "device": device})
-        results[name] = row
         if log:
             log(f"{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in row.items()))
+        row["per_class"] = t["per_class"]  # after the log line: 100 classes do not belong on one line
+        results[name] = row
     return results
