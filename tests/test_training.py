@@ -899,6 +899,13 @@ def test_freezing_random_weights_is_warned_about(digits):
         res = train_classifier(data, "resnet18", None, cfg, model_options={"freeze": "backbone"})
     trainable = [n for n, p in res["model"].named_parameters() if p.requires_grad]
     assert trainable and all(n.startswith("net.fc") for n in trainable)
+    # an invalid freeze is the model's own one-line error, without the warning about random weights first
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match="freeze='head': use none, backbone or all_but_last"):
+            train_classifier(data, "resnet18", None, cfg, model_options={"freeze": "head"})
 
 
 def test_imagenet_weights_on_unnormalised_pixels_are_warned_about(digits, tmp_path):

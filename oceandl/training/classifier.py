@@ -120,7 +120,9 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     spec = check_spec({**(preprocessing or {}), **({"fit": fitted} if fitted in ("crop", "pad") else {}),
                        "size": list(data.x.shape[-2:]), "channels": int(data.x.shape[1])})
     opts = dict(model_options or {})
-    if opts.get("freeze", "none") != "none" and not (opts.get("pretrained") or opts.get("weights")):
+    # a valid freeze only: an invalid one (freeze='head') is the model's own error, without this warning first
+    pretrained = opts.get("pretrained") or opts.get("weights")
+    if opts.get("freeze", "none") in ("backbone", "all_but_last") and not pretrained:
         # frozen random features: only the head learns, which reads like fine-tuning and is not
         warnings.warn(f"model {model!r}: freeze={opts['freeze']!r} without pretrained weights (pretrained=true "
                       "or weights=PATH) freezes random weights; only the unfrozen layers learn", UserWarning,
