@@ -324,8 +324,10 @@ class Interpolator:
         """Extra attrs describing the fit (e.g. the number of modes); added to the output."""
         return {}
 
-    def _given_normalisation(self, da: xr.DataArray, label: str) -> tuple[np.ndarray, float, float] | None:
-        """The statistics to normalise ``da`` with when the method brings its own, else None.
+    def _given_normalisation(self, da: xr.DataArray, values: np.ndarray,
+                             label: str) -> tuple[np.ndarray, float, float] | None:
+        """The statistics to normalise ``da`` (``values``: its data, read) with, when the method
+        brings its own; else None.
 
         None (the default): the input's own per-pixel mean and scale. A method that returns
         ``(mean, global_mean, scale)`` (``mean``: float64 (lat, lon), NaN where unknown) is
@@ -393,9 +395,6 @@ class Interpolator:
         dims = canonical_dims(da)
         self.input_dims_ = tuple(da.dims)
         da_c = da.transpose(*dims)
-        given = self._given_normalisation(da_c, label)
-        if given is None and da_c.sizes[dims[0]] < 2:
-            raise InputError(f"{label}: needs at least 2 time steps along {dims[0]!r}, got {da_c.sizes[dims[0]]}")
         if not np.issubdtype(da_c.dtype, np.number) or np.issubdtype(da_c.dtype, np.complexfloating):
             raise InputError(f"{label}: values must be real numbers, got dtype {da_c.dtype}")
         values = np.asarray(da_c.values)  # computes dask input
@@ -406,6 +405,9 @@ class Interpolator:
         observed = np.isfinite(values)
         if not observed.any():
             raise InputError(f"{label}: all values are NaN")
+        given = self._given_normalisation(da_c, values, label)
+        if given is None and da_c.sizes[dims[0]] < 2:
+            raise InputError(f"{label}: needs at least 2 time steps along {dims[0]!r}, got {da_c.sizes[dims[0]]}")
         vmin, vmax = float(values[observed].min()), float(values[observed].max())
         if vmin == vmax and given is None:
             raise InputError(f"{label}: all observed values are equal ({vmin}); nothing to interpolate from")

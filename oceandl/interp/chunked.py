@@ -283,6 +283,7 @@ class _Stats:
     scale: float = 1.0
     sq: np.ndarray | None = None  # (lat, lon) sum of squared anomalies
     known: np.ndarray | None = None  # (lat, lon) ocean of a checkpoint's training statistics
+    total: np.ndarray | None = None  # (lat, lon) float64 sum of the observations
     gram: np.ndarray | None = None  # (p * p, lat, lon) harmonic normal matrices (climatology with harmonics)
     rhs: np.ndarray | None = None   # (p, lat, lon) their right-hand sides
 
@@ -295,27 +296,19 @@ def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[st
                             where: str = "") -> _Stats | None:
     """The global statistics replaced by a checkpoint's training ones, when ``normalisation`` asks
     for them and they fit the whole cube (as the in-memory path decides); else None."""
-    from .neural import _stats_mismatch, read_training_stats
+    from .neural import fitting_training_stats
 
     ckpt, mode = options.get("checkpoint"), options.get("normalisation", "auto")
     if ckpt is None or mode == "input":
         return None
-    train = read_training_stats(ckpt)
-    problem = None
-    if train is None:
-        problem = "stores no normalisation statistics (saved by oceandl before they were kept)"
-    else:  # the per-pixel shift from the statistics pass (pixels with 2+ observations have their own mean)
-        both = (stats.count >= 2) & np.isfinite(train["mean"]) if train["mean"].shape == stats.count.shape else None
-        shift = (float(np.average(stats.mean[both] - train["mean"][both], weights=stats.count[both]))
-                 if both is not None and both.any() else None)
-        problem = _stats_mismatch(train, da, shift=shift)
+    train, problem = fitting_training_stats(ckpt, da, stats.count, stats.total)  # the statistics pass's sums
     if problem is not None:
         if mode == "training":
             raise InputError(f"{where}variable {da.name!r}: normalisation='training': checkpoint {ckpt} {problem}")
         return None
     known = np.isfinite(train["mean"])
     mean = np.where(known, train["mean"], train["global_mean"])
-    out = _Stats(stats.count, mean, train["global_mean"], train["scale"], stats.sq, known)
+    out = _Stats(stats.count, mean, train["global_mean"], train["scale"], stats.sq, known, stats.total)
     out.mean[~out.ocean] = np.nan
     return out
 
@@ -346,7 +339,7 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
     mean[count == 0] = np.nan
-    st = _Stats(count, mean, global_mean)
+    st = _Stats(count, mean, global_mean, total=np.asarray(total))
     if second_pass:
         m = np.nan_to_num(mean)
         anom = dsa.where(obs, v.astype(np.float64) - m, 0.0)

@@ -45,7 +45,8 @@ if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` sta
     from torch import nn
 
 __all__ = ["NeuralInterpolator", "ConvAEInterpolator", "UNetInterpolator", "ResAEInterpolator",
-           "SMPUnetInterpolator", "tile_starts", "blend_window", "hann_ramp", "read_training_stats"]
+           "SMPUnetInterpolator", "tile_starts", "blend_window", "hann_ramp", "read_training_stats",
+           "fitting_training_stats"]
 
 _LOGVAR_RANGE = (-12.0, 6.0)  # clamp of the predicted log-variance (normalised units) for stability
 
@@ -247,7 +248,7 @@ class NeuralInterpolator(Interpolator):
     gives_sigma = _GivesSigma()  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ normalisation
-    def _given_normalisation(self, da, label: str) -> tuple[np.ndarray, float, float] | None:
+    def _given_normalisation(self, da, values: np.ndarray, label: str) -> tuple[np.ndarray, float, float] | None:
         """The checkpoint's training statistics when ``normalisation`` asks for them and they fit
         ``da`` (same grid, same units), else None (the input's own). Sets ``normalisation_``."""
         o = self.options
@@ -258,9 +259,9 @@ class NeuralInterpolator(Interpolator):
             return self._given_stats
         if o["checkpoint"] is None or o["normalisation"] == "input":
             return None
-        stats = read_training_stats(o["checkpoint"])
-        problem = ("stores no normalisation statistics (saved by oceandl before they were kept)" if stats is None
-                   else _stats_mismatch(stats, da))
+        observed = np.isfinite(values)
+        stats, problem = fitting_training_stats(o["checkpoint"], da, observed.sum(axis=0),
+                                                values.sum(axis=0, where=observed, dtype=np.float64))
         if problem is None:
             self._training_stats = stats
             self.normalisation_ = "training"
@@ -741,12 +742,32 @@ def _unit(u) -> str | None:
     return _UNIT_ALIASES.get(text.lower().replace(" ", "_"), text)
 
 
-def _stats_mismatch(stats: dict, da, shift: float | None = None) -> str | None:
-    """Why a checkpoint's training statistics do not fit ``da`` (time, lat, lon), or None if they do.
+def fitting_training_stats(path, da, count: np.ndarray, total: np.ndarray) -> tuple[dict | None, str | None]:
+    """Checkpoint ``path``'s training statistics and why they do not fit ``da``, or None if they do.
 
-    ``shift``: the mean of ``da``'s observations minus the training per-pixel mean, when known (a
-    lazy cube's, from its statistics pass); else it is computed from ``da``. Per pixel, so that a
-    day observed only in the warm south of a basin is not taken for another unit."""
+    Parameters
+    ----------
+    path : an interpolation checkpoint folder.
+    da : xarray.DataArray (time, lat, lon), only its grid and ``units`` are read.
+    count, total : (lat, lon) observations per pixel and their sum (float64): the input's values,
+        read once by the caller (in memory, or the statistics pass of a lazy cube).
+
+    Returns
+    -------
+    (stats, problem) : :func:`read_training_stats`'s dict (None for a checkpoint without
+        statistics) and the reason they do not fit (None when they do).
+    """
+    stats = read_training_stats(path)
+    if stats is None:
+        return None, "stores no normalisation statistics (saved by oceandl before they were kept)"
+    return stats, _stats_mismatch(stats, da, count, total)
+
+
+def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> str | None:
+    """Why training statistics do not fit ``da`` with per-pixel ``count`` and ``total``, or None.
+
+    The value check is per pixel (the mean of value minus training mean over the observations), so
+    that a day observed only in the warm south of a basin is not taken for another unit."""
     shape = tuple(stats["mean"].shape)
     grid = tuple(da.shape[1:])
     if shape != grid:
@@ -762,14 +783,12 @@ def _stats_mismatch(stats: dict, da, shift: float | None = None) -> str | None:
     theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
     if theirs is not None and ours is not None and theirs != ours:
         return f"was trained in units {stats['units']!r}, this input is in {da.attrs['units']!r}"
-    if shift is None:
-        anomaly = np.asarray(da.values, dtype=np.float64) - stats["mean"][None]
-        finite = np.isfinite(anomaly)
-        shift = float(anomaly[finite].mean()) if finite.any() else None
-    # units not said (or said wrongly): kelvin against degC is hundreds of scales away, a season a few
-    if shift is not None and abs(shift) > _SHIFT_LIMIT * stats["scale"]:
-        return (f"was trained on values {abs(shift) / stats['scale']:.0f} training scales away from this input's "
-                f"(mean difference {shift:+.4g} per pixel: other units?)")
+    both = (count > 0) & np.isfinite(stats["mean"])
+    if both.any():  # units not said (or said wrongly): kelvin against degC is hundreds of scales away
+        shift = float((total[both] - count[both] * stats["mean"][both]).sum() / count[both].sum())
+        if abs(shift) > _SHIFT_LIMIT * stats["scale"]:
+            return (f"was trained on values {abs(shift) / stats['scale']:.0f} training scales away from this "
+                    f"input's (mean difference {shift:+.4g} per pixel: other units?)")
     return None
 
 

@@ -398,17 +398,11 @@ def _state_like_params(opt: torch.optim.Optimizer) -> None:
                 st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
-def _param_groups(params: list[nn.Parameter], cfg: TrainConfig) -> list[dict]:
-    """The optimizer's parameter groups (:func:`oceandl.utils.decay_groups`): ``weight_decay`` on
-    the weights (``ndim >= 2``, the rule of the l1/l2 penalties too), none on biases and
-    normalisation scales/shifts unless ``cfg.decay_biases``."""
-    return decay_groups(params, cfg.weight_decay, cfg.decay_biases)
-
-
 def _make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
     params = [p for p in model.parameters() if p.requires_grad]
     fused = fused_optimizer_kwargs(params, cfg.fused)
-    groups = _param_groups(params, cfg)
+    # weight decay on the weights only, not on biases and norm layers unless cfg.decay_biases
+    groups = decay_groups(params, cfg.weight_decay, cfg.decay_biases)
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
     elif cfg.optimizer == "adam":
