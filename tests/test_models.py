@@ -1,6 +1,8 @@
 """One generic test over the whole model registry, plus the models' specific contracts."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -378,3 +380,36 @@ def test_images_a_classifier_cannot_take_are_an_input_error(name, shape, words):
         model(torch.zeros(shape))
     ok = {"cnn": (1, 1, 4, 4), "vgg": (1, 1, 8, 8), "mlp": (2, 1, 28, 28)}[name]
     assert model(torch.zeros(ok)).shape == (ok[0], 10)
+
+
+@pytest.mark.parametrize("name, options", [("cnn", {}), ("cnn", {"batch_norm": False}), ("vgg", {"depth": 13})])
+def test_pool_before_relu_is_the_relu_then_pool_network(name, options):
+    """The classifiers pool before their last ReLU of a stage (a quarter of the ReLU work): the
+    parameter names are those of the conv-BN-ReLU-pool layout (old checkpoints load) and the
+    output and gradients are that layout's."""
+    torch.manual_seed(0)
+    m = get_model(name, 1, 10, **options).train()
+    keys = list(m.state_dict())
+    # the old layout: every ConvBNAct ends with its ReLU, then a bare max-pool
+    old = []
+    for layer in m.features:
+        if isinstance(layer, torch.nn.Sequential) and isinstance(layer[0], torch.nn.MaxPool2d):
+            old.append(torch.nn.MaxPool2d(2))
+        elif isinstance(layer[-1], torch.nn.ReLU):
+            old.append(layer)
+        else:
+            old.append(torch.nn.Sequential(*layer, torch.nn.ReLU()))
+    assert sum(isinstance(l, torch.nn.MaxPool2d) for l in old) >= 2
+    ref = copy.deepcopy(m)
+    ref.features = torch.nn.Sequential(*copy.deepcopy(old))
+    assert list(ref.state_dict()) == keys
+    x = torch.randn(4, 1, 28, 28)
+    torch.manual_seed(1)
+    out = m(x)
+    torch.manual_seed(1)  # the same dropout masks
+    expected = ref(x)
+    torch.testing.assert_close(out, expected)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    for (k, p), q in zip(m.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=k)

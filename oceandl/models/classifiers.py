@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .blocks import BasicBlock, ConvBNAct, Dropout, grad_like_input
+from .blocks import BasicBlock, ConvBNAct, Dropout, PoolAct, grad_like_input
 
 __all__ = ["MLP", "CourseCNN", "VGGNet", "ResNet"]
 
@@ -83,8 +83,8 @@ class CourseCNN(nn.Module):
         layers: list[nn.Module] = []
         cin = in_channels
         for c in channels:
-            layers += [ConvBNAct(cin, c, batch_norm=batch_norm), ConvBNAct(c, c, batch_norm=batch_norm),
-                       nn.MaxPool2d(2)]
+            layers += [ConvBNAct(cin, c, batch_norm=batch_norm), ConvBNAct(c, c, batch_norm=batch_norm, act=False),
+                       PoolAct()]
             cin = c
         self.features = nn.Sequential(*layers)
         self.n_pools = len(channels)
@@ -144,10 +144,10 @@ class VGGNet(nn.Module):
         cin = in_channels
         for i, r in enumerate(reps[:stages]):
             cout = width * min(2**i, 8)
-            for _ in range(r):
-                layers.append(ConvBNAct(cin, cout, batch_norm=batch_norm))
+            for j in range(r):
+                layers.append(ConvBNAct(cin, cout, batch_norm=batch_norm, act=j < r - 1))
                 cin = cout
-            layers.append(nn.MaxPool2d(2))
+            layers.append(PoolAct())
         self.features = nn.Sequential(*layers)
         self.n_pools = len(reps[:stages])
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), Dropout(dropout),
