@@ -31,7 +31,7 @@ from .errors import InputError, one_line
 from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS",
-           "SourceGrid", "source_grid", "to_source_grid"]
+           "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -764,6 +764,31 @@ def _clean_attrs(attrs: dict) -> dict:
     return {k: _attr_value(v) for k, v in attrs.items() if v is not None}
 
 
+def no_coordinate_fill(obj):
+    """``obj`` (a shallow copy) whose coordinates ``to_netcdf`` writes without a ``_FillValue``.
+
+    CF (section 5) says coordinate variables hold no missing values, yet xarray gives every float
+    coordinate a ``_FillValue = NaN`` unless its encoding says otherwise: the lat/lon of every
+    output carried one, which CF checkers flag and some tools (CDO) read as a gappy axis. A
+    coordinate whose encoding already names a ``_FillValue`` (an auxiliary ``nav_lat`` read from a
+    file that had one) keeps it.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+
+    Returns
+    -------
+    Same type as ``obj``.
+    """
+    obj = obj.copy(deep=False)
+    for name in obj.coords:
+        v = obj.coords[name].variable if isinstance(obj, xr.DataArray) else obj.variables[name]
+        v.encoding = {**v.encoding}
+        v.encoding.setdefault("_FillValue", None)
+    return obj
+
+
 def check_complevel(complevel) -> int:
     """``complevel`` if it is a zlib level 0-9 (0: uncompressed), else :class:`InputError`."""
     if isinstance(complevel, bool) or not isinstance(complevel, (int, np.integer)) or not 0 <= complevel <= 9:
@@ -818,6 +843,7 @@ def write_netcdf(
         ds = obj.copy()
     else:
         raise InputError(f"{path}: cannot write a {type(obj).__name__}; expected an xarray Dataset or DataArray")
+    ds = no_coordinate_fill(ds)
     ds.attrs = _clean_attrs(ds.attrs)
     for v in ds.variables.values():
         v.attrs = _clean_attrs(v.attrs)

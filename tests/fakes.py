@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 import xarray as xr
 
-__all__ = ["blob_clouds", "lowrank_cube", "seasonal_anomaly_cube", "cloud_transfer", "torch_threads", "synthetic_case"]
+__all__ = ["blob_clouds", "lowrank_cube", "seasonal_anomaly_cube", "cloud_transfer", "torch_threads", "synthetic_case",
+           "write_l4_sst", "L4_GLOBAL_ATTRS"]
 
 
 def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
@@ -131,3 +132,42 @@ def synthetic_case(n_time: int, size: int, cloud_cover: float, seed: int = 0, wi
     valid = np.isfinite(da.values)
     withheld = withhold_by_cloud_transfer(valid, fraction=withhold, seed=seed)
     return da, truth, valid, withheld, (~valid | withheld) & np.isfinite(truth)
+
+
+#: global attributes of :func:`write_l4_sst`'s file, as a GHRSST L4 product has them
+L4_GLOBAL_ATTRS = {"title": "Test L4 analysed SST", "institution": "Test Institute", "Conventions": "CF-1.7",
+                   "history": "2020-01-01T00:00:00Z created by the test", "summary": "a small GHRSST-like cube"}
+
+
+def write_l4_sst(path, nt: int = 12, ny: int = 16, nx: int = 20, seed: int = 0) -> None:
+    """A small file laid out like a GHRSST L4 product, written with netCDF4 (not xarray): packed int16
+    ``analysed_sst`` in kelvin (scale_factor, add_offset, _FillValue, valid_min/max), an unlimited
+    int32 ``time`` in 'seconds since 1981-01-01 00:00:00' with a calendar, float32 lat/lon with
+    units/axis/standard_name, CF-1.7 global attributes; 30 % of the pixels cloudy, a 2 x 3 land corner."""
+    import netCDF4
+
+    rng = np.random.default_rng(seed)
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.setncatts(L4_GLOBAL_ATTRS)
+        nc.createDimension("time", None)
+        nc.createDimension("lat", ny)
+        nc.createDimension("lon", nx)
+        t = nc.createVariable("time", "i4", ("time",))
+        t.setncatts({"units": "seconds since 1981-01-01 00:00:00", "calendar": "gregorian", "standard_name": "time",
+                     "axis": "T", "long_name": "reference time of sst field"})
+        t[:] = 1230768000 + 86400 * np.arange(nt)
+        for name, vals, std, units, axis in (("lat", np.linspace(40, 47.5, ny), "latitude", "degrees_north", "Y"),
+                                             ("lon", np.linspace(-10, -0.5, nx), "longitude", "degrees_east", "X")):
+            v = nc.createVariable(name, "f4", (name,))
+            v.setncatts({"units": units, "axis": axis, "standard_name": std, "long_name": std})
+            v[:] = vals
+        v = nc.createVariable("analysed_sst", "i2", ("time", "lat", "lon"), fill_value=np.int16(-32768))
+        v.setncatts({"scale_factor": np.float32(0.01), "add_offset": np.float32(273.15), "units": "kelvin",
+                     "standard_name": "sea_surface_foundation_temperature",
+                     "long_name": "analysed sea surface temperature", "valid_min": np.int16(-300),
+                     "valid_max": np.int16(4500)})
+        tt, yy, xx = np.ogrid[:nt, :ny, :nx]
+        sst = 288 + 0.3 * yy - 0.1 * xx + np.sin(tt / 3) + 0.2 * rng.standard_normal((nt, ny, nx))
+        mask = rng.random((nt, ny, nx)) < 0.3
+        mask[:, :2, :3] = True  # land
+        v[:] = np.ma.masked_array(sst, mask)

@@ -832,3 +832,38 @@ def test_missing_package_is_one_line_naming_what_to_install(runner, sst_file, tm
     assert lines[-1] == f"Error: this needs the Python package {pip.split()[-1]!r}, which is not installed " \
                         f"(import {module}): {pip}", lines
     assert "OCEANDL_DEBUG" not in res.output
+
+
+# ---------------------------------------------------------------- netCDF outputs other ocean tools read
+@pytest.fixture(scope="module")
+def l4_outputs(tmp_path_factory):
+    """A GHRSST-like L4 file (packed int16 kelvin, int32 seconds since 1981) and what `interpolate`
+    (in memory and --chunks) and `eof` write from it."""
+    from fakes import write_l4_sst
+
+    folder = tmp_path_factory.mktemp("l4")
+    src = folder / "l4.nc"
+    write_l4_sst(src)
+    runner = CliRunner()
+    argvs = {"memory": ["interpolate", str(src), "--method", "climatology", "--quiet"],
+             "chunks": ["interpolate", str(src), "--method", "climatology", "--chunks", "time=-1,lat=8,lon=10",
+                        "--quiet"],
+             "eof": ["eof", str(src), "-n", "2"]}
+    outs = {"input": src}
+    for key, argv in argvs.items():
+        outs[key] = folder / f"{key}.nc"
+        res = runner.invoke(cli, [*argv, "-o", str(outs[key])])
+        assert res.exit_code == 0, res.output
+    return outs
+
+
+@pytest.mark.parametrize("kind", ["memory", "chunks", "eof"])
+def test_outputs_have_no_fill_value_on_coordinates(l4_outputs, kind):
+    """CF 5: coordinate variables hold no missing values; xarray gave every float lat/lon of the
+    outputs a _FillValue = NaN (the input's had none)."""
+    import netCDF4
+
+    with netCDF4.Dataset(l4_outputs[kind]) as nc:
+        for name in ("lat", "lon", "time"):
+            assert "_FillValue" not in nc[name].ncattrs(), (kind, name)
+        assert nc["lat"].dtype == np.float32 and nc["lat"].units == "degrees_north"

@@ -306,3 +306,14 @@ def test_the_written_mean_says_its_units(field, tmp_path):
     bare = field.copy()
     bare.attrs = {}
     assert "units" not in eof(bare, n_modes=2).mean.attrs
+
+
+def test_to_dataset_writes_coordinates_without_fill_value(field, tmp_path):
+    """CF 5: coordinates hold no missing values; `res.to_dataset().to_netcdf()` gave the float
+    lat/lon a _FillValue = NaN (xarray's default)."""
+    import netCDF4
+
+    path = tmp_path / "eofs.nc"
+    field.oceandl.eof(n_modes=2).to_dataset().to_netcdf(path)
+    with netCDF4.Dataset(path) as nc:
+        assert "_FillValue" not in nc["lat"].ncattrs() and "_FillValue" not in nc["lon"].ncattrs()

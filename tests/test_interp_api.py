@@ -153,6 +153,11 @@ def test_dataset_writes_to_netcdf(result, tmp_path):
     with xr.open_dataset(path) as back:
         assert back.attrs["method"] == method
         np.testing.assert_array_equal(back["missing_flag"].values, ds["missing_flag"].values)
+    import netCDF4
+
+    # CF 5: no _FillValue on coordinates (xarray gives float ones NaN unless their encoding says not to)
+    with netCDF4.Dataset(path) as nc:
+        assert not {"_FillValue"} & {*nc["lat"].ncattrs(), *nc["lon"].ncattrs()}
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

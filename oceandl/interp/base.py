@@ -599,5 +599,7 @@ class Interpolator:
             sattrs = sigma_attrs(name, tmpl.attrs.get("units"))
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
         ds = xr.Dataset(data_vars, attrs=attrs).transpose(*self.input_dims_)
+        from oceandl.io import no_coordinate_fill
+
         self.output_name_ = name
-        return ds
+        return no_coordinate_fill(ds)  # written with to_netcdf, lat/lon got a NaN _FillValue (CF: none)

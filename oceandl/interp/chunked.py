@@ -606,7 +606,11 @@ def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: 
     if renamed:
         warnings.warn(f"variable {da.name!r}: coordinate(s) {', '.join(map(repr, renamed))} named like output "
                       f"variables; kept as {', '.join(map(repr, renamed.values()))}", UserWarning, stacklevel=3)
-    xr.Dataset(coords={**coords, **scalars}, attrs=attrs).to_netcdf(path, engine="netcdf4", format="NETCDF4")
+    from oceandl.io import no_coordinate_fill
+
+    # CF: no _FillValue on coordinates (xarray gives float ones NaN)
+    no_coordinate_fill(xr.Dataset(coords={**coords, **scalars}, attrs=attrs)).to_netcdf(
+        path, engine="netcdf4", format="NETCDF4")
     with _hdf5_lock():
         _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"), complevel,
                        coordinates=" ".join(scalars))
@@ -644,13 +648,13 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
     """
     import netCDF4
 
-    from oceandl.io import _file_dim_order, open_netcdf, to_source_grid
+    from oceandl.io import _file_dim_order, no_coordinate_fill, open_netcdf, to_source_grid
 
     # a temporary name clean_stale_parts recognises (a SIGKILL mid-pass leaves nothing for good)
     other = path.with_name(path.name.removesuffix(".part") + "g.part")
     try:
         with open_netcdf(path, warn=False) as ds:  # the input's time units, undecodable ones too
-            coords = to_source_grid(ds.coords.to_dataset(), grid).load()  # the file closes below
+            coords = no_coordinate_fill(to_source_grid(ds.coords.to_dataset(), grid).load())  # the file closes below
             coords.attrs = dict(ds.attrs)
             names = list(ds.data_vars)
             renamed = {n: tuple(grid.dims.get(str(d), d) for d in ds[n].dims) for n in names}

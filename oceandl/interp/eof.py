@@ -279,9 +279,12 @@ class EOF:
                  "total_variance": self.total_variance, "n_modes": self.n_modes,
                  "history": append_history(self._input_attrs.get("history"), f"EOF analysis {self.attrs['options']}"),
                  "Conventions": "CF-1.8"}
-        return xr.Dataset({"eofs": self.eofs, "pcs": self.pcs, "eigenvalues": self.eigenvalues,
-                           "variance_fraction": self.variance_fraction, "mean": self.mean, "weights": self.weights},
-                          attrs=attrs)
+        from oceandl.io import no_coordinate_fill
+
+        # written with to_netcdf, lat/lon got a NaN _FillValue (CF: coordinates have none)
+        return no_coordinate_fill(xr.Dataset({"eofs": self.eofs, "pcs": self.pcs, "eigenvalues": self.eigenvalues,
+                                              "variance_fraction": self.variance_fraction, "mean": self.mean,
+                                              "weights": self.weights}, attrs=attrs))
 
     def reconstruct(self, k: int | None = None) -> xr.DataArray:
         """Field rebuilt from the first ``k`` modes (all kept modes by default).
