@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from oceandl.errors import InputError
-from oceandl.interp import METHODS, Interpolator, get_method, interpolate
+from oceandl.interp import METHODS, Interpolator, eof, get_method, interpolate
 from oceandl.metrics.interpolation import interp_metrics
 
 from fakes import cloud_transfer, lowrank_cube, torch_threads
@@ -81,6 +81,24 @@ def test_output_keeps_shape_coords_attrs(result, cube):
         assert opts["seed"] == 0
         assert method in attrs["history"]
     assert ("sigma" in ds) == METHODS[method].gives_sigma
+
+
+def test_history_line_goes_in_front_of_the_inputs(cube, tmp_path):
+    """NCO and CDO write the newest history line first; oceandl put its line after the input's, so
+    a reader scanning the provenance from the top saw the oldest step as the last one. The accessor
+    (in memory) and interpolate_chunked now put it in front."""
+    import re
+
+    from oceandl.interp import interpolate_chunked
+
+    gappy = cube[0].copy()
+    gappy.attrs["history"] = "2020-01-01T00:00:00Z regridded\n2019-06-01T00:00:00Z created"
+    out = gappy.oceandl.interpolate(method="climatology").attrs["history"].splitlines()
+    assert len(out) == 3 and out[1:] == ["2020-01-01T00:00:00Z regridded", "2019-06-01T00:00:00Z created"]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ oceandl .*: gaps filled with method climatology", out[0])
+    res = interpolate_chunked(gappy, tmp_path / "c.nc", "climatology", chunks="time=-1,lat=8,lon=10")
+    assert res.attrs["history"].splitlines()[1:] == out[1:] and "chunked" in res.attrs["history"].splitlines()[0]
+    assert eof(gappy.fillna(0.0), n_modes=2).to_dataset().attrs["history"].splitlines()[1:] == out[1:]
 
 
 def test_land_nan_observed_kept_gaps_filled(result, cube, withheld):

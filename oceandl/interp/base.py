@@ -27,11 +27,15 @@ _MIN_PIXEL_OBS = 2
 
 
 def append_history(old: str | None, text: str) -> str:
-    """A CF ``history`` attribute: ``old`` (the input's, if any) and a new line
-    ``"<UTC time> oceandl <version>: <text>"``."""
+    """A CF ``history`` attribute: a new line ``"<UTC ISO time> oceandl <version>: <text>"`` in
+    front of ``old`` (the input's, if any).
+
+    The newest line comes first, as NCO and CDO write it (a new line at the end was read as the
+    oldest by whoever scanned the file's provenance from the top).
+    """
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     line = f"{stamp} oceandl {oceandl_version()}: {text}"
-    return f"{old}\n{line}" if old else line
+    return f"{line}\n{old}" if old else line
 
 
 def oceandl_version() -> str:

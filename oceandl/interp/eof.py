@@ -273,7 +273,7 @@ class EOF:
             ``eofs`` (mode, lat, lon), ``pcs`` (time, mode), ``eigenvalues``,
             ``variance_fraction`` (mode,), ``mean`` and ``weights`` (lat, lon); global attrs: the
             provenance (version, options, solver), the total variance, the analysed variable and a
-            ``history`` line appended to the input's.
+            ``history`` line put in front of the input's (newest first, as NCO and CDO write it).
         """
         attrs = {**self.attrs, "title": f"EOF analysis of {self._name or 'a field'}", "variable": str(self._name),
                  "total_variance": self.total_variance, "n_modes": self.n_modes,
