@@ -62,6 +62,10 @@ class OceandlGroup(click.Group):
     """Turns oceandl's exceptions (and unexpected ones) into one-line errors with the right code."""
 
     def parse_args(self, ctx, args):
+        import shlex
+
+        # the command line, for the history attribute of the netCDF files written (NCO/CDO record theirs)
+        ctx.meta["oceandl.command"] = shlex.join(["oceandl", *args])
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:  # 'oceandl --bogus'
@@ -223,6 +227,11 @@ def _method_options(input_path, demo: bool, options, epochs, batch_size, lr) -> 
         if v is not None:
             opts[k] = v
     return opts
+
+
+def _command_line() -> str | None:
+    """The command line being run (``oceandl interpolate sst.nc -o filled.nc``), for ``history``."""
+    return click.get_current_context().meta.get("oceandl.command")
 
 
 def _need_output(output: Path | None, what: str) -> Path:
@@ -710,7 +719,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
 
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                   device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
-                                  log=_echo, **opts)
+                                  log=_echo, command=_command_line(), **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
                    f"-> {output}")
         return
@@ -718,7 +727,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
         figure = output.with_suffix(".png")
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, options=opts,
                                 seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
-                                progress=_progress(quiet), complevel=complevel, log=_echo)
+                                progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line())
     click.echo(summary)
 
 
@@ -743,7 +752,7 @@ def eof(input_path, var, demo, n_modes, weights, solver, output, overwrite, seed
       oceandl eof --demo -n 5 -o demo_eofs.nc
     """
     from oceandl.interp import eof as run_eof
-    from oceandl.io import open_field, source_grid, to_source_grid, write_netcdf
+    from oceandl.io import file_attrs, open_field, source_grid, to_source_grid, write_netcdf
 
     output = _need_output(output, "EOF netCDF")
     # --demo, as interpolate and train have it: the one command that reads a field had no built-in one
@@ -766,6 +775,8 @@ def eof(input_path, var, demo, n_modes, weights, solver, output, overwrite, seed
         res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
     ds = to_source_grid(res.to_dataset(), source_grid(da))  # EOFs on the input's grid and dim names
     ds.attrs["source"] = str(input_path)
+    # the input file's global attributes (institution, references...), history with this command in front
+    ds.attrs = file_attrs(da, ds.attrs, command=_command_line())
     write_netcdf(ds, output, overwrite=overwrite)
     vf = res.variance_fraction.values
     click.echo("variance fractions: " + ", ".join(f"{v:.3f}" for v in vf[:10]))

@@ -31,7 +31,7 @@ from .errors import InputError, one_line
 from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS",
-           "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill"]
+           "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -680,6 +680,7 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     for d, v in scalars.items():
         out = out.assign_coords({d: v})
     out.encoding["source_grid"] = _source_grid(ds, roles, coords, out, tuple(da.dims))
+    out.encoding["source_attrs"] = dict(ds.attrs)  # the file's global attributes, for file_attrs
     return out
 
 
@@ -787,6 +788,48 @@ def no_coordinate_fill(obj):
         v.encoding = {**v.encoding}
         v.encoding.setdefault("_FillValue", None)
     return obj
+
+
+#: global attributes that name an input file itself, not its data: not carried onto what is written from it
+_INSTANCE_ATTRS = frozenset({"id", "uuid", "tracking_id", "date_created", "date_modified", "date_issued",
+                             "date_metadata_modified", "_NCProperties", "NCO", "CDI", "CDO", "history_of_appended_files"})
+#: the CF version oceandl's outputs follow
+CONVENTIONS = "CF-1.8"
+
+
+def file_attrs(field: xr.DataArray, attrs: dict, *, command: str | None = None, what: str = "") -> dict:
+    """Global attributes of a file written from ``field`` (read by :func:`open_field`).
+
+    The input file's global attributes are kept where they still hold (``title``,
+    ``institution``, ``source``, ``references``, ``summary``, the geospatial and time coverage...;
+    not the ones naming the input file itself: ``id``, ``uuid``, ``date_created``...), ``attrs``
+    (the output's own provenance) go over them, ``Conventions`` is ``CF-1.8`` and ``history`` is
+    the input file's with a line in front (newest first, as NCO and CDO write it): the command
+    line when given, else ``what``.
+
+    Parameters
+    ----------
+    field : xarray.DataArray
+        As :func:`open_field` returned it (it records the file's attributes in ``encoding``); other
+        arrays give no input attributes.
+    attrs : dict
+        The output's own global attributes (their ``history``, that of the variable, is replaced).
+    command : str, optional
+        The command line that writes the file (``oceandl interpolate sst.nc -o filled.nc``).
+    what : str
+        What was done, for the history line when there is no command line.
+
+    Returns
+    -------
+    dict
+    """
+    from .interp.base import append_history
+
+    source = dict(field.encoding.get("source_attrs") or {})
+    kept = {k: v for k, v in source.items() if k not in _INSTANCE_ATTRS and k != "history"}
+    own = {k: v for k, v in attrs.items() if k != "history"}
+    return {**kept, **own, "Conventions": CONVENTIONS,
+            "history": append_history(source.get("history") or None, what, command=command)}
 
 
 def check_complevel(complevel) -> int:

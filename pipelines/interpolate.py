@@ -92,15 +92,19 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                       method: str = "dineof", withhold: float = 0.1, options: dict | None = None, seed: int = 0,
                       device: str = "auto", overwrite: bool = False, figure: str | Path | None = None,
                       demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
-                      log: Callable[[str], None] = print) -> str:
+                      log: Callable[[str], None] = print, command: str | None = None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
     (float variables at zlib level ``complevel``, 0: uncompressed).
+
+    The output's global attributes are the input file's where they still hold, the fill's
+    provenance and ``history`` with a line in front: ``command`` (the command line) when given
+    (:func:`oceandl.io.file_attrs`).
 
     Returns a one-paragraph summary (method, time, validation metrics).
     """
     from oceandl.datasets.clouds import withhold_by_cloud_transfer
     from oceandl.interp import get_method, interpolate
-    from oceandl.io import check_complevel, open_field, source_grid, to_source_grid, write_netcdf
+    from oceandl.io import check_complevel, file_attrs, open_field, source_grid, to_source_grid, write_netcdf
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.utils import atomic_path, check_output_path
 
@@ -194,6 +198,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                                fmt=Path(figure).suffix[1:].lower() or "png",
                                land=~valid.any(axis=0),  # never observed: land to the methods
                                units=da.attrs.get("units"), extent=_map_extent(da), anomaly=is_anomaly(da))
+        # the input file's global attributes (title, institution...) were dropped, and its history
+        res.attrs = file_attrs(da, res.attrs, command=command,
+                               what=f"gaps filled with method {method} {res[name].attrs['options']}")
         # on the input's grid (its dim names, latitude order, longitude convention, coordinates):
         # `filled - observed` then lines up in xarray
         write_netcdf(to_source_grid(res, source_grid(da)), output, overwrite=overwrite, complevel=complevel)

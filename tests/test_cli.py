@@ -274,7 +274,7 @@ def test_synth_and_eof(runner, tmp_path):
     assert e["eofs"].attrs["solver"] == "full"  # auto, on a small field
     # global provenance: the input, the options, a history line, the total variance; mean and weights
     assert e.attrs["source"] == str(out) and e.attrs["variable"] == "sst_true" and e.attrs["method"] == "eof"
-    assert "EOF analysis" in e.attrs["history"] and e.attrs["total_variance"] > 0
+    assert "oceandl eof" in e.attrs["history"].splitlines()[0] and e.attrs["total_variance"] > 0
     assert e["mean"].dims == ("lat", "lon") and e["weights"].dims == ("lat", "lon")
     np.testing.assert_allclose(e["eigenvalues"].values / e.attrs["total_variance"], vf, rtol=1e-12)
     res = runner.invoke(cli, ["eof", str(out), "--var", "sst_true", "-n", "3", "--solver", "randomized", "--seed", "5",
@@ -867,3 +867,26 @@ def test_outputs_have_no_fill_value_on_coordinates(l4_outputs, kind):
         for name in ("lat", "lon", "time"):
             assert "_FillValue" not in nc[name].ncattrs(), (kind, name)
         assert nc["lat"].dtype == np.float32 and nc["lat"].units == "degrees_north"
+
+
+@pytest.mark.parametrize("kind", ["memory", "chunks", "eof"])
+def test_outputs_keep_the_inputs_global_attributes_and_history(l4_outputs, kind):
+    """The outputs had none of the input file's global attributes (title, institution, summary, its
+    history) and no Conventions (interpolate): NCO/CDO keep them, with the command line in front of
+    the history."""
+    import re
+
+    import netCDF4
+
+    from fakes import L4_GLOBAL_ATTRS
+
+    with netCDF4.Dataset(l4_outputs[kind]) as nc:
+        attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+    assert attrs["institution"] == L4_GLOBAL_ATTRS["institution"] and attrs["summary"] == L4_GLOBAL_ATTRS["summary"]
+    assert attrs["title"] == (L4_GLOBAL_ATTRS["title"] if kind != "eof" else "EOF analysis of analysed_sst")
+    assert attrs["Conventions"] == "CF-1.8"
+    first, *rest = attrs["history"].splitlines()
+    assert rest == [L4_GLOBAL_ATTRS["history"]]
+    command = "eof" if kind == "eof" else "interpolate"
+    assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ: oceandl {command} \S+l4\.nc .*-o \S+{kind}\.nc", first)
+    assert (kind == "chunks") == ("--chunks time=-1,lat=8,lon=10" in first)

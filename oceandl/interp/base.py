@@ -26,15 +26,16 @@ _ROLES = ("time", "lat", "lon")
 _MIN_PIXEL_OBS = 2
 
 
-def append_history(old: str | None, text: str) -> str:
-    """A CF ``history`` attribute: a new line ``"<UTC ISO time> oceandl <version>: <text>"`` in
-    front of ``old`` (the input's, if any).
+def append_history(old: str | None, text: str = "", *, command: str | None = None) -> str:
+    """A CF ``history`` attribute: a new line in front of ``old`` (the input's, if any):
+    ``"<UTC ISO time>: <command>"`` for a command line, else
+    ``"<UTC ISO time> oceandl <version>: <text>"``.
 
     The newest line comes first, as NCO and CDO write it (a new line at the end was read as the
     oldest by whoever scanned the file's provenance from the top).
     """
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    line = f"{stamp} oceandl {oceandl_version()}: {text}"
+    line = f"{stamp}: {command}" if command else f"{stamp} oceandl {oceandl_version()}: {text}"
     return f"{line}\n{old}" if old else line
 
 

@@ -766,7 +766,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         blend: bool = True, seed: int = 0, device: str = "auto", keep_observed: bool = True,
                         train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
-                        log: Callable[[str], None] | None = None, **options) -> ChunkedResult:
+                        log: Callable[[str], None] | None = None, command: str | None = None,
+                        **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
     Parameters
@@ -790,6 +791,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         slice}`` (index slices) loaded in memory to train the network.
     max_in_flight : blocks computed at once (default: twice the worker threads).
     overwrite, progress, log : replace ``output``; a progress bar; a callable for one-line notes.
+    command : the command line, put in front of the input file's ``history`` (default: the method and
+        its options); the file's other global attributes are kept (:func:`oceandl.io.file_attrs`).
     complevel : zlib level of the written variables, 0 (uncompressed) to 9; see
         :func:`oceandl.io.write_netcdf`.
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``).
@@ -920,7 +923,11 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}
     # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
     var_attrs["ancillary_variables"] = "missing_flag sigma" if with_sigma else "missing_flag"
-    file_attrs = {k: _netcdf_safe(v) for k, v in attrs.items()}
+    from oceandl.io import file_attrs as _file_attrs
+
+    # the input file's global attributes (title, institution...) and history were dropped
+    file_attrs = {k: _netcdf_safe(v) for k, v in _file_attrs(
+        da, attrs, command=command, what=f"gaps filled with method {method} {opts_json} (chunked)").items()}
     csize = (1, core["lat"], core["lon"])
     names = {"filled": name, "flag": "missing_flag", **({"sigma": "sigma"} if with_sigma else {})}
 
