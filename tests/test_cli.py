@@ -890,3 +890,11 @@ def test_outputs_keep_the_inputs_global_attributes_and_history(l4_outputs, kind)
     command = "eof" if kind == "eof" else "interpolate"
     assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ: oceandl {command} \S+l4\.nc .*-o \S+{kind}\.nc", first)
     assert (kind == "chunks") == ("--chunks time=-1,lat=8,lon=10" in first)
+
+
+def test_eof_of_a_packed_int16_file_is_written_in_float32(l4_outputs):
+    """`oceandl eof` of a packed int16 (float32 once decoded) field wrote float64 EOFs, PCs and maps."""
+    import netCDF4
+
+    with netCDF4.Dataset(l4_outputs["eof"]) as nc:
+        assert [nc[n].dtype for n in ("eofs", "pcs", "mean", "weights")] == [np.float32] * 4

@@ -317,3 +317,25 @@ def test_to_dataset_writes_coordinates_without_fill_value(field, tmp_path):
     field.oceandl.eof(n_modes=2).to_dataset().to_netcdf(path)
     with netCDF4.Dataset(path) as nc:
         assert "_FillValue" not in nc["lat"].ncattrs() and "_FillValue" not in nc["lon"].ncattrs()
+
+
+def test_float32_input_gives_float32_eofs_and_file(field, tmp_path):
+    """A float32 (or packed int16) field gave float64 EOFs, PCs, mean and weights: the written EOF
+    file was twice the size it needed. They are now in the input's precision (computed in float64),
+    the eigenvalues and variance fractions stay float64."""
+    import netCDF4
+
+    f32 = field.astype(np.float32)
+    res = f32.oceandl.eof(n_modes=3)
+    ref = field.oceandl.eof(n_modes=3)
+    for name in ("eofs", "pcs", "mean", "weights"):
+        assert getattr(res, name).dtype == np.float32, name
+        assert getattr(ref, name).dtype == np.float64, name
+    assert res.reconstruct(2).dtype == np.float32 and res.eigenvalues.dtype == np.float64
+    np.testing.assert_allclose(res.eofs.values, ref.eofs.values, atol=1e-5)
+    path = tmp_path / "e.nc"
+    res.to_dataset().to_netcdf(path)
+    with netCDF4.Dataset(path) as nc:
+        assert {n: nc[n].dtype for n in ("eofs", "pcs", "mean", "weights", "variance_fraction")} == {
+            "eofs": np.float32, "pcs": np.float32, "mean": np.float32, "weights": np.float32,
+            "variance_fraction": np.float64}

@@ -146,7 +146,10 @@ class EOF:
     Attributes
     ----------
     eofs : DataArray (mode, lat, lon)
-        Spatial patterns, weighted, unit norm over the ocean; NaN on land.
+        Spatial patterns, weighted, unit norm over the ocean; NaN on land. Like ``pcs``, ``mean``,
+        ``weights`` and :meth:`reconstruct`, in the input's float precision (float32 for a float32
+        or packed integer field; computed in float64); ``eigenvalues`` and ``variance_fraction``
+        are float64.
     pcs : DataArray (time, mode)
         Principal components (unscaled: ``U S``).
     eigenvalues : DataArray (mode,)
@@ -239,18 +242,21 @@ class EOF:
         self.attrs = prov
         self._input_attrs = dict(da.attrs)
 
-        eofs = np.full((k,) + ocean.shape, np.nan)
+        # computed in float64, given in the input's float precision (float32 for a float32 or packed
+        # int16 field, as the filled fields are): float64 EOFs, PCs and maps doubled the written file
+        self._dtype = np.result_type(da.dtype, np.float32)
+        eofs = np.full((k,) + ocean.shape, np.nan, dtype=self._dtype)
         eofs[:, ocean] = self._E
         self.eofs = xr.DataArray(eofs, dims=("mode", ydim, xdim), coords={"mode": mode, **space_coords},
                                  name="eofs", attrs={**prov, "long_name": "empirical orthogonal functions"})
-        self.pcs = xr.DataArray(self._P, dims=(tdim, "mode"), coords={"mode": mode, **time_coords},
+        self.pcs = xr.DataArray(self._P.astype(self._dtype), dims=(tdim, "mode"), coords={"mode": mode, **time_coords},
                                 name="pcs", attrs={**prov, "long_name": "principal components (unscaled)"})
         self.eigenvalues = xr.DataArray(eig, dims="mode", coords={"mode": mode}, name="eigenvalues",
                                         attrs={**prov, "long_name": "eigenvalues (variance of each PC)"})
         self.variance_fraction = xr.DataArray(eig / total, dims="mode", coords={"mode": mode},
                                               name="variance_fraction",
                                               attrs={**prov, "long_name": "fraction of the total variance"})
-        meanmap = np.full(ocean.shape, np.nan)
+        meanmap = np.full(ocean.shape, np.nan, dtype=self._dtype)
         meanmap[ocean] = mean
         # the mean is in the field's units: without them a written EOF file did not say (kelvin or degC?)
         mattrs = {"long_name": (f"time mean of {da.name if da.name is not None else 'the field'}, removed before "
@@ -258,7 +264,7 @@ class EOF:
                   **({"units": da.attrs["units"]} if "units" in da.attrs else {})}
         self.mean = xr.DataArray(meanmap, dims=(ydim, xdim), coords=space_coords, name="mean",
                                  attrs={**prov, **mattrs})
-        self.weights = xr.DataArray(w, dims=(ydim, xdim), coords=space_coords, name="weights")
+        self.weights = xr.DataArray(w.astype(self._dtype), dims=(ydim, xdim), coords=space_coords, name="weights")
 
     def __repr__(self) -> str:
         vf = float(self.variance_fraction.sum())
@@ -302,7 +308,7 @@ class EOF:
         with np.errstate(divide="ignore", invalid="ignore"):
             flat = (self._P[:, :k] @ self._E[:k]) / w + self._mean_flat
         flat[:, w == 0] = np.nan
-        out = np.full((self._P.shape[0],) + self._ocean.shape, np.nan)
+        out = np.full((self._P.shape[0],) + self._ocean.shape, np.nan, dtype=self._dtype)  # the input's precision
         out[:, self._ocean] = flat
         coords = {c: v for c, v in self.pcs.coords.items() if c != "mode"}
         coords.update({c: v for c, v in self.eofs.coords.items() if c != "mode"})
