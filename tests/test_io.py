@@ -542,6 +542,31 @@ def test_complevel_zero_writes_uncompressed_floats_with_the_same_values(tmp_path
     assert not (tmp_path / "bad.nc").exists()
 
 
+def test_time_cubes_are_chunked_one_day_per_chunk(tmp_path):
+    """write_netcdf left the chunks to netCDF-C, which cut a fixed-size (64, 256, 256) cube into
+    (32, 128, 128) chunks: reading one day (ncview, Panoply, a daily analysis) decompressed 32 days.
+    A compressed variable with a time axis (by name, or axis T) and 2 others is now chunked 1 along
+    time and whole fields up to 4 MiB; the rest is left as it was."""
+    import netCDF4
+
+    from oceandl.io import day_chunks
+
+    cube = np.zeros((64, 256, 256), dtype=np.float32)
+    ds = xr.Dataset({"sst": (("time", "lat", "lon"), cube), "flat": (("lat", "lon"), cube[0]),
+                     "moved": (("lon", "lat", "t"), cube.T)},
+                    coords={"t": ("t", np.arange(64), {"axis": "T"})})
+    path = write_netcdf(ds, tmp_path / "cube.nc")
+    with netCDF4.Dataset(path) as nc:
+        assert nc["sst"].chunking() == [1, 256, 256]
+        assert nc["moved"].chunking() == [256, 256, 1]
+        assert nc["flat"].chunking() != [1, 256, 256]
+    with netCDF4.Dataset(write_netcdf(ds, tmp_path / "c0.nc", complevel=0)) as nc:
+        assert nc["sst"].chunking() == "contiguous"  # uncompressed: one contiguous hyperslab a day
+    # a global 1/24 degree day is 149 MB: cut in 4 MiB or smaller pieces, along the longest axis first
+    big = xr.Dataset({"sst": (("time", "lat", "lon"), np.broadcast_to(np.float32(0), (2, 4320, 8640)))})
+    assert day_chunks(big, "sst") == (1, 540, 1080)
+
+
 @pytest.fixture
 def product(tmp_path) -> Path:
     """A file laid out like many products: (time, depth=1, latitude, longitude), latitude descending
