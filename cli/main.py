@@ -678,7 +678,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis).")
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
-@click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's float variables (0: uncompressed: written several times faster, about 1.5x larger).")
+@click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's data variables (0: uncompressed: written several times faster, about 1.5x larger).")
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF")

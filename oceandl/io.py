@@ -875,7 +875,7 @@ def write_netcdf(
     encoding: dict | None = None,
     complevel: int = 4,
 ) -> Path:
-    """Write ``obj`` to a netCDF-4 file atomically, float variables zlib-compressed.
+    """Write ``obj`` to a netCDF-4 file atomically, numeric variables zlib-compressed.
 
     The file is written under a temporary name in the target folder and renamed at the end, so
     a failure leaves no partial file and an existing file is only replaced with ``overwrite``.
@@ -892,7 +892,8 @@ def write_netcdf(
         a compressed variable with a time dim and 2 others is chunked one time step per chunk,
         :func:`day_chunks`).
     complevel : int, default 4
-        zlib level (1-9) of the float variables; 0 writes them uncompressed. A filled (64, 256,
+        zlib level (1-9) of the numeric data variables (the float fields and their integer flags);
+        0 writes them uncompressed. A filled (64, 256,
         256) float32 SST field with its int8 flag, on a 2-core CPU: 13.9 MB written in 0.22 s at
         level 4, 21.0 MB in 0.03 s at 0. Level 0 is for when writing bounds the run (GPU
         inference runs at hundreds of Mpx/s).
@@ -920,10 +921,12 @@ def write_netcdf(
     ds.attrs = _clean_attrs(ds.attrs)
     for v in ds.variables.values():
         v.attrs = _clean_attrs(v.attrs)
+    # integer data too: the int8 missing_flag, written uncompressed, was 1.05 of the 6.7 MB of a
+    # filled (64, 128, 128) cube; compressed it is 0.07
     enc = {
         n: {"zlib": True, "complevel": complevel} if complevel else {"zlib": False}
         for n, v in ds.data_vars.items()
-        if np.issubdtype(v.dtype, np.floating)
+        if np.issubdtype(v.dtype, np.number) or v.dtype == bool
     }
     for n, e in enc.items():  # compressed (time, lat, lon) data are read a day at a time; uncompressed, contiguous
         chunks = day_chunks(ds, n) if complevel else None

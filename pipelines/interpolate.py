@@ -94,7 +94,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                       demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
                       log: Callable[[str], None] = print, command: str | None = None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
-    (float variables at zlib level ``complevel``, 0: uncompressed).
+    (data variables at zlib level ``complevel``, 0: uncompressed).
 
     The output's global attributes are the input file's where they still hold, the fill's
     provenance and ``history`` with a line in front: ``command`` (the command line) when given

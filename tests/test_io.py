@@ -534,6 +534,12 @@ def test_complevel_zero_writes_uncompressed_floats_with_the_same_values(tmp_path
     with netCDF4.Dataset(plain) as a, netCDF4.Dataset(packed) as b:
         assert a["sst"].filters()["zlib"] is False
         assert b["sst"].filters()["zlib"] is True and b["sst"].filters()["complevel"] == 4
+    # the int8 flag of a filled field too: it was left uncompressed, 1 byte a pixel
+    flagged = ds.assign(missing_flag=ds["sst"].isnull().astype(np.int8))
+    with netCDF4.Dataset(write_netcdf(flagged, tmp_path / "f4.nc")) as b:
+        assert b["missing_flag"].filters()["zlib"] is True and b["missing_flag"].filters()["complevel"] == 4
+    with netCDF4.Dataset(write_netcdf(flagged, tmp_path / "f0.nc", complevel=0)) as a:
+        assert a["missing_flag"].filters()["zlib"] is False
     with xr.open_dataset(plain) as a, xr.open_dataset(packed) as b:
         xr.testing.assert_identical(a, b)
     for bad in (10, -1, 2.5, True, "4"):
