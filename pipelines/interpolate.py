@@ -167,8 +167,6 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         res[name].attrs.update(val)
         res.attrs.update(val)
     res[name].attrs["seconds"] = round(seconds, 3)
-    # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
-    res[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in res)
     if truth is not None:
         # the gaps of the field written: after a refit the withheld pixels were observations to it
         # (kept as given, so error 0 against the noise-free demo truth), which made 'all gaps' RMSE

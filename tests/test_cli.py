@@ -898,3 +898,19 @@ def test_eof_of_a_packed_int16_file_is_written_in_float32(l4_outputs):
 
     with netCDF4.Dataset(l4_outputs["eof"]) as nc:
         assert [nc[n].dtype for n in ("eofs", "pcs", "mean", "weights")] == [np.float32] * 4
+
+
+@pytest.mark.parametrize("kind", ["memory", "chunks"])
+def test_filled_l4_field_keeps_its_cf_attributes_and_says_what_it_is(l4_outputs, kind):
+    """The filled analysed_sst keeps units/standard_name/long_name, says in `comment` that its gaps
+    are a reconstruction (the --chunks output did not) and names its flag (ancillary_variables)."""
+    import netCDF4
+
+    with netCDF4.Dataset(l4_outputs[kind]) as nc:
+        v = nc["analysed_sst"]
+        assert (v.units, v.standard_name, v.long_name) == ("kelvin", "sea_surface_foundation_temperature",
+                                                           "analysed sea surface temperature")
+        assert v.dtype == np.float32 and np.isnan(v._FillValue)
+        assert v.comment.startswith("gaps (missing_flag 1) filled by the oceandl climatology method")
+        assert v.ancillary_variables.split() == ["missing_flag", "sigma"]
+        assert nc["sigma"].units == "kelvin" and nc["missing_flag"].flag_meanings.split()[1] == "originally_missing"

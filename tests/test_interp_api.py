@@ -83,6 +83,30 @@ def test_output_keeps_shape_coords_attrs(result, cube):
     assert ("sigma" in ds) == METHODS[method].gives_sigma
 
 
+def test_filled_field_says_what_it_is_and_names_its_flag_and_sigma(cube, tmp_path):
+    """Only `oceandl interpolate` linked the field to missing_flag/sigma (ancillary_variables); the
+    accessor's Dataset, written with to_netcdf, had three unlinked variables, and no variable said
+    that its values were partly a reconstruction (comment)."""
+    import netCDF4
+
+    gappy = cube[0].assign_attrs(comment="L3S collated")
+    ds = gappy.oceandl.interpolate(method="climatology", return_dataset=True)
+    ds.to_netcdf(tmp_path / "f.nc")
+    with netCDF4.Dataset(tmp_path / "f.nc") as nc:
+        field = nc["sst"]
+        assert field.ancillary_variables == "missing_flag sigma"
+        assert field.comment.splitlines() == [
+            "gaps (missing_flag 1) filled by the oceandl climatology method; observed values kept as given "
+            "(missing_flag 0); land (never observed) left missing", "L3S collated"]
+        assert field.units == "degC" and nc["sigma"].units == "degC"
+        assert list(nc["missing_flag"].flag_values) == [0, 1, 2] and len(nc["missing_flag"].flag_meanings.split()) == 3
+    # filled again: the earlier fill's line goes, the input's comment stays
+    again = ds["sst"].oceandl.interpolate(method="dineof", keep_observed=False)
+    assert again.attrs["comment"].splitlines() == [
+        "gaps (missing_flag 1) filled by the oceandl dineof method; every ocean value is the method's "
+        "reconstruction; land (never observed) left missing", "L3S collated"]
+
+
 def test_history_line_goes_in_front_of_the_inputs(cube, tmp_path):
     """NCO and CDO write the newest history line first; oceandl put its line after the input's, so
     a reader scanning the provenance from the top saw the oldest step as the last one. The accessor

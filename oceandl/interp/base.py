@@ -241,6 +241,18 @@ SIGMA_COMMENT = ("error std of the method's reconstruction; at observed pixels (
                  "keeps the observation (keep_observed, the default), whose error this is not")
 
 
+def filled_comment(method: str, keep_observed: bool, old: str | None = None) -> str:
+    """``comment`` of a filled field: what its values are (the input's own comment after it, less
+    the line an earlier oceandl fill wrote, which the new flag no longer describes)."""
+    head = "gaps (missing_flag 1) filled by the oceandl "
+    text = (f"{head}{method} method"
+            + ("; observed values kept as given (missing_flag 0)" if keep_observed
+               else "; every ocean value is the method's reconstruction")
+            + "; land (never observed) left missing")
+    old = "\n".join(line for line in str(old or "").splitlines() if not line.startswith(head))
+    return f"{text}\n{old}" if old else text
+
+
 def sigma_attrs(name, units=None) -> dict:
     """Attrs of the ``sigma`` variable of a filled field ``name`` (with ``units`` when known)."""
     return {"long_name": f"estimated error standard deviation of {name}", "comment": SIGMA_COMMENT,
@@ -520,7 +532,8 @@ class Interpolator:
             Dims and coords of the input (same dim order). Variables: the filled field (named like
             the input, or ``"filled"``), ``sigma`` (only if ``gives_sigma``), ``missing_flag``
             (int8: 0 observed or land, 1 originally missing ocean pixel, 2 withheld). Land stays
-            NaN. Attrs of the filled variable: the input's attrs plus ``oceandl_version``,
+            NaN. Attrs of the filled variable: the input's attrs plus ``comment`` (what its values
+            are, before the input's comment), ``ancillary_variables`` (``missing_flag sigma``), ``oceandl_version``,
             ``method``, ``options`` (JSON), ``history``, the method's fit attrs and, when pixels
             were withheld, ``val_rmse``, ``val_mae``, ``val_bias``, ``val_corr``,
             ``val_std_ratio``, ``val_n`` (and ``val_frac_within_*sigma``). The Dataset's attrs:
@@ -603,6 +616,10 @@ class Interpolator:
         if sigma is not None:
             sattrs = sigma_attrs(name, tmpl.attrs.get("units"))
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
+        # CF: the field says what it is and names its flag (and sigma); only `oceandl interpolate` did,
+        # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment
+        data_vars[name].attrs["comment"] = filled_comment(self.name, self.keep_observed, tmpl.attrs.get("comment"))
+        data_vars[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in data_vars)
         ds = xr.Dataset(data_vars, attrs=attrs).transpose(*self.input_dims_)
         from oceandl.io import no_coordinate_fill
 

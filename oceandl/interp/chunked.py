@@ -69,8 +69,8 @@ import xarray as xr
 
 from oceandl.errors import InputError, one_line
 
-from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, oceandl_version,
-                   output_coord_name, sigma_attrs)
+from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, filled_comment,
+                   oceandl_version, output_coord_name, sigma_attrs)
 from .dineof import _MIN_CV_SQUARES
 from .neural import hann_ramp
 
@@ -923,6 +923,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}
     # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
     var_attrs["ancillary_variables"] = "missing_flag sigma" if with_sigma else "missing_flag"
+    var_attrs["comment"] = filled_comment(method, keep_observed, da.attrs.get("comment"))
     from oceandl.io import file_attrs as _file_attrs
 
     # the input file's global attributes (title, institution...) and history were dropped
