@@ -486,7 +486,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.option("--var", default="image", show_default=True, help="Image variable of a netCDF stack.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per forward pass (default: on the CPU as many as keep the model's largest activation under 8 MB, at most 256; on a GPU 256).")
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")
-@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
+@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images (corrupt, truncated, no finite pixel): skip: their rows have an empty prediction and the reason in the error column (exit 2 if none is readable); raise: fail.")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="predictions (.csv or .nc)")
 def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_error, quiet, output, overwrite, seed,
@@ -496,7 +496,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     Writes one row per image: the predicted class, its probability, every class's probability
     (p_<class>) and, for TenGeoP-SARwv vignettes with a metadata table beside them, their latitude,
     longitude and time; a netCDF stack's rows keep its sample coordinate and the variables along it
-    (each image's time, position). Images below --min-confidence are 'unassigned'.
+    (each image's time, position). Images below --min-confidence are 'unassigned'; an image that
+    cannot be read has its row too, with an empty prediction and the reason in 'error'.
 
     \b
     Examples:
@@ -529,9 +530,11 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
         if config.get("task") != "classification":
             raise CheckpointError(f"{model_path}: a checkpoint of task {config.get('task')!r}, not a classifier "
                                   "(train one with `oceandl train classifier`)")
-        data, meta = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
+        data = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
         ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
-                          tta=tta, progress=_progress(quiet))
+                          tta=tta, progress=_progress(quiet), on_error=on_error)
+        # of every row's file, the unreadable ones included
+        meta = _image_metadata(ds["path"].values) if "path" in ds and "sample" in ds["path"].dims else None
         if meta:
             import numpy as np
 
@@ -546,7 +549,9 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
             shutil.rmtree(tmp, ignore_errors=True)
     counts = ds["predicted"].to_series().value_counts()
-    _echo(f"{ds['predicted'].size} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    failed = int(counts.pop("")) if "" in counts else 0
+    _echo(f"{ds['predicted'].size - failed} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + (f"; {failed} unreadable (see the error column)" if failed else ""))
     _echo(f"predictions written to {output}")
 
 
@@ -611,7 +616,7 @@ def _image_metadata(files) -> list[dict] | None:
 
 
 def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
-    """The dataset to classify (images at the checkpoint's size and channels) and per-image metadata."""
+    """The dataset to classify (images at the checkpoint's size and channels)."""
     from oceandl.datasets.images import ImageFilesDataset, NetCDFImageDataset
 
     paths = [Path(p) for p in inputs]
@@ -619,12 +624,14 @@ def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
     if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
-        return NetCDFImageDataset(paths[0], var=var, label_var=None), None
+        return NetCDFImageDataset(paths[0], var=var, label_var=None)
     channels = spec.get("channels") if spec.get("channels") in (1, 3) else None  # else preprocessing converts
     # fit: a model trained on padded or cropped images (the readers' fit=) gets its images so
-    ds = ImageFilesDataset(paths, size=spec.get("size"), channels=channels, fit=spec.get("fit") or "stretch",
-                           on_error=on_error)
-    return ds, _image_metadata(ds.files)
+    with warnings.catch_warnings():
+        # the unreadable files get their rows and one warning from classify, not a 'skipped' one too
+        warnings.filterwarnings("ignore", message=r".*: skipped \d+ unreadable image")
+        return ImageFilesDataset(paths, size=spec.get("size"), channels=channels,
+                                 fit=spec.get("fit") or "stretch", on_error=on_error)
 
 
 def _cf_time(ds):

@@ -496,6 +496,8 @@ class _FileImageDataset(Dataset):
         self.fit = fit
         self.skipped: list[Path] = []
         self.skip_reasons: dict[str, str] = {}
+        # every file given, readable or not: classify gives the skipped ones their rows
+        self.inputs: list[Path] = [Path(f) for f in files]
 
         keep_files, keep_labels, shapes, orientations = [], [], [], []
         for f, lab in zip(files, labels):
@@ -921,6 +923,8 @@ class ImageFolderDataset(_FileImageDataset):
         One per sample.
     skipped : list[Path]
         Unreadable files left out (reasons in ``skip_reasons``).
+    inputs : list[Path]
+        Every image file found, readable or not (``files`` and ``skipped``), in order.
     """
 
     def __init__(
@@ -1117,7 +1121,10 @@ class NetCDFImageDataset(Dataset):
     -----
     Unsigned-integer images (stored type, without scale_factor/add_offset) are divided by their
     type's maximum, to [0, 1], as image files are. Non-finite pixels are replaced by the image's
-    finite median (all-NaN image: InputError).
+    finite median. An image without a finite pixel (a vignette all cloud or land) is an InputError
+    naming it when it is read, as an unreadable file is, and not when the stack is opened: the
+    other images of the stack can still be classified (``oceandl classify`` gives it a row with
+    the reason in ``error``).
     """
 
     def __init__(
@@ -1158,10 +1165,14 @@ class NetCDFImageDataset(Dataset):
         if len(images) == 0:
             raise InputError(f"{where}: variable {var!r} holds no images")
         bad = ~np.isfinite(images)
+        # images without a finite pixel: an error when read (one all-NaN vignette made the whole
+        # stack unreadable, for classify too); kept in place, so that indices stay the file's
+        self._empty = set(np.flatnonzero(bad.reshape(len(images), -1).all(axis=1)).tolist())
         if bad.any():
-            for i in np.flatnonzero(bad.reshape(len(images), -1).all(axis=1))[:1]:
-                raise InputError(f"{where}: {var}[{i}] has no finite pixel (all NaN/inf)")
-            med = np.nanmedian(np.where(bad, np.nan, images), axis=(1, 2, 3), keepdims=True)
+            some = np.flatnonzero(bad.reshape(len(images), -1).any(axis=1))
+            some = some[~np.isin(some, list(self._empty))]
+            med = np.zeros((len(images), 1, 1, 1), np.float32)
+            med[some] = np.nanmedian(np.where(bad[some], np.nan, images[some]), axis=(1, 2, 3), keepdims=True)
             images = np.where(bad, med, images).astype(np.float32)
         self._images = torch.from_numpy(np.ascontiguousarray(images))
         self.targets, self.classes = self._labels(ds, da, label_var, where, len(images))
@@ -1223,6 +1234,8 @@ class NetCDFImageDataset(Dataset):
         return {}
 
     def __getitem__(self, index: int) -> dict:
+        if int(index) in self._empty:
+            raise InputError(f"{self.source}: {self.var}[{int(index)}] has no finite pixel (all NaN/inf)")
         sample = {
             "image": self._images[index].clone(),
             "label": torch.tensor(self.targets[index], dtype=torch.int64),

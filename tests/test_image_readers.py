@@ -500,7 +500,7 @@ def test_netcdf_errors(tmp_path):
         NetCDFImageDataset(ds.assign(label=("s", [0, -1])))
     nan = ds.assign(image=(("s", "y", "x"), np.stack([np.zeros((4, 4)), np.full((4, 4), np.nan)])))
     with pytest.raises(InputError, match=r"image\[1\] has no finite pixel"):
-        NetCDFImageDataset(nan)
+        NetCDFImageDataset(nan)[1]  # when read: the stack's other images can still be classified
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"not netcdf")
     with pytest.raises(InputError, match="junk.nc: cannot open as netCDF"):
