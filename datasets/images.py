@@ -14,7 +14,8 @@
 Common rules
 ------------
 Pixels: unsigned-integer images are divided by their type's maximum (to [0, 1]); signed-integer and
-float images (e.g. linear SAR intensities) are kept as stored; non-finite pixels are replaced by the
+float images (e.g. linear SAR intensities) are kept as stored; 16-bit images keep their 16 bits
+(grey, RGB and RGBA, PNG or TIFF: a 16-bit colour PNG, which PIL reduces to 8 bits, is read by GDAL); non-finite pixels are replaced by the
 image's finite median (an all-NaN image is an error), and so are the pixels equal to a TIFF's
 declared nodata value or masked by its GDAL mask band. Complex images (SAR SLC) are read as the
 intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``, as displayed: an EXIF/TIFF Orientation
@@ -258,6 +259,25 @@ def _open_pil(path: Path):
             raise _Unreadable(_bomb_reason(int(n.group(1))) if n else _short(exc)) from None
 
 
+def _png16_colour(path: Path) -> int | None:
+    """The PNG colour type (2 RGB, 4 grey + alpha, 6 RGBA) of a 16-bit colour or grey-alpha PNG, else None.
+
+    PIL opens these as 8-bit RGB/RGBA (it keeps 16 bits for plain grey only): 16-bit RGB pixels
+    came out quantised to 1/255 (an error up to 0.0036 of the range), and a 16-bit grey + alpha
+    one as 3 bands of 8 bits. GDAL reads them at full depth; the readers use it for them.
+    """
+    if path.suffix.lower() != ".png":
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)  # signature, IHDR length and type, width, height, bit depth, colour type
+    except OSError:
+        return None
+    if len(head) < 26 or head[12:16] != b"IHDR" or head[24] != 16 or head[25] not in (2, 4, 6):
+        return None
+    return head[25]
+
+
 def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     try:
         with _open_pil(path) as img:
@@ -265,7 +285,7 @@ def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
             w, h = img.size
             if _header_orientation(img) in _SWAPS_AXES:
                 w, h = h, w  # read as displayed (see _read_pil)
-            bands = _pil_bands(img.mode)
+            bands = 1 if _png16_colour(path) == 4 else _pil_bands(img.mode)  # PIL: RGBA
             if full:
                 img.load()
             elif img.format == "PNG":
@@ -423,7 +443,8 @@ def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarr
     """Read one image file as float32 ``(C, H, W)``.
 
     TIFFs are read with rasterio (all bands, any dtype, GeoTIFF or plain), falling back to PIL;
-    other formats with PIL. Pixel scaling follows the module rules (unsigned ints to [0, 1]). A
+    other formats with PIL, but for 16-bit colour (RGB, RGBA, grey + alpha) PNGs, which PIL reduces
+    to 8 bits: rasterio reads them at full depth. Pixel scaling follows the module rules (unsigned ints to [0, 1]). A
     band the file declares alpha is left out, as PIL does for an RGBA PNG (GDAL declares the 4th
     band of a 4-band byte TIFF alpha unless it is written with ``photometric="MINISBLACK"``).
 
@@ -445,7 +466,8 @@ def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarr
 def _read_image(path: Path, channels: int | None = None, orientation: int | None = None) -> np.ndarray:
     """:func:`read_image`, with a TIFF's Orientation tag when known (see :func:`_read_raster`)."""
     try:
-        arr = _read_raster(path, orientation) if path.suffix.lower() in _TIFF else None
+        # a 16-bit colour PNG by GDAL too: PIL reduces it to 8 bits
+        arr = _read_raster(path, orientation) if path.suffix.lower() in _TIFF or _png16_colour(path) else None
         if arr is None:
             try:
                 arr = _read_pil(path)

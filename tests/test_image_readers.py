@@ -369,6 +369,30 @@ def test_geotiff_multiband_and_integer_scaling(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "rgb.tif", channels=1), luma, rtol=1e-5)
 
 
+def test_16bit_images_keep_their_16_bits(tmp_path):
+    """16-bit grey PNG/TIFF kept 16 bits, but PIL opens a 16-bit RGB PNG as 8-bit RGB and a 16-bit
+    grey + alpha one as 8-bit RGBA: values 1 and 2 (of 65535) both read 0, an error up to 0.0036 of
+    the range, and the grey + alpha image came out as 3 bands. They are read at full depth now."""
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((3, 6, 7)) * 65535).astype(np.uint16)
+    rgb[:, 0, :3] = [[1, 2, 65535]] * 3
+    grey = rgb[0]
+    for name, bands, want in (("rgb.png", rgb, rgb), ("rgba.png", np.concatenate([rgb, np.full((1, 6, 7), 65535, np.uint16)]), rgb),
+                              ("ga.png", np.stack([grey, np.full_like(grey, 65535)]), grey[None]),
+                              ("g.png", grey[None], grey[None])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning
+            with rasterio.open(tmp_path / name, "w", driver="PNG", width=7, height=6, count=len(bands),
+                               dtype="uint16") as dst:
+                dst.write(bands)
+        got = read_image(tmp_path / name)
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want / 65535.0, rtol=0, atol=1e-7, err_msg=name)
+    ds = ImageFilesDataset([tmp_path / "ga.png", tmp_path / "g.png"])
+    assert ds.channels == 1 and ds[0]["image"].shape == (1, 6, 7)  # one band at the header check too
+    assert ImageFilesDataset(tmp_path / "rgb.png").channels == 3
+
+
 def test_geotiff_nodata_pixels_are_filled_like_nan(tmp_path):
     # A vignette with a declared fill value (-9999 off the swath, 0 in a uint16 file): those pixels
     # were read as data, -9999 in linear intensity (a -60 dB floor after ToDecibel).
