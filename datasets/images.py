@@ -5,7 +5,8 @@
   ``GeoTIFF/<letter>/*.tiff``), with an optional per-image metadata table (filename, class,
   latitude, longitude, time).
 * :class:`ImageFolderDataset` — one folder per class (PNG, JPEG, TIFF, grey or RGB, any size):
-  WHOI-Plankton (``<year>/<class>/*.png``: pass the year folder), ZooScanNet, Kaggle NDSB
+  WHOI-Plankton (``<year>/<class>/*.png``: pass a year folder, or the folder of years with
+  ``class_folders="leaf"``, which merges each class across the years), ZooScanNet, Kaggle NDSB
   (``train/<class>/*.jpg``: the ``train`` level is found by itself).
 * :class:`NetCDFImageDataset` — an xarray/netCDF stack ``image(sample, y, x)`` + ``label(sample)``.
 * :class:`ImageFilesDataset` / :func:`list_images` — unlabelled images to classify (label -1).
@@ -876,6 +877,19 @@ class TenGeoPDataset(_FileImageDataset):
 # --------------------------------------------------------------------------------------------
 # Generic class folders
 # --------------------------------------------------------------------------------------------
+# Year or date folders (2006, 2014-05, 20140501, 2014_05_01): shards of a class in time, not classes.
+_DATE_FOLDER = re.compile(r"(19|20)\d\d([-_.]?\d\d){0,2}")
+
+
+def _leaf_class(parts: tuple[str, ...]) -> str:
+    """The class of the images in folder ``parts`` (below the root) for ``class_folders="leaf"``:
+    its path without year/date folders, so that ``2006/Chaetoceros`` and ``2007/Chaetoceros`` (the
+    WHOI-Plankton layout) or ``Chaetoceros/2006`` and ``Chaetoceros/2007`` are one class,
+    ``Chaetoceros``; a path of date folders only is kept whole."""
+    named = [q for q in parts if not _DATE_FOLDER.fullmatch(q)]
+    return "/".join(named or parts)
+
+
 def _has_images(folder: Path) -> bool:
     return next(iter(_walk_images(folder)), None) is not None
 
@@ -930,8 +944,13 @@ class ImageFolderDataset(_FileImageDataset):
         folders, links to them); a class whose images lie in two or more sub-folders is warned
         about, as a taxonomy tree (``Protista/Diatoms/Chaetoceros``) read this way merges its taxa.
         ``"leaf"``: each folder holding images is a class of the images directly in it, named by
-        its path below ``root`` (``"Protista/Diatoms/Chaetoceros"``); a fixed ``classes`` list then
-        names such paths.
+        its path below ``root`` (``"Protista/Diatoms/Chaetoceros"``) less its year or date folders
+        (``2006``, ``2014-05``, ``20140501``): the folders of one taxon in several years, above it
+        (``2006/Chaetoceros``, ``2007/Chaetoceros``: WHOI-Plankton) or below it
+        (``Chaetoceros/2006``), are one class, ``"Chaetoceros"``; a fixed ``classes`` list then
+        names such paths. Class folders named by years in the ``"top"`` mode (the classes are then
+        the years) and leaf folders named by other numbers below a named folder (shards of a class?)
+        are warned about.
 
     Attributes
     ----------
@@ -974,8 +993,15 @@ class ImageFolderDataset(_FileImageDataset):
             for p in _images_in(self.root):
                 rel = p.parent.relative_to(self.root)
                 if rel.parts:  # images loose in root belong to no class, as in the "top" layout
-                    candidates.setdefault(rel.as_posix(), []).append(p)
+                    # 2006/Chaetoceros and 2007/Chaetoceros were two classes, one taxon split by year
+                    candidates.setdefault(_leaf_class(rel.parts), []).append(p)
             candidates = dict(sorted(candidates.items()))
+            numbered = [c for c in candidates if "/" in c and re.fullmatch(r"[\d_.-]+", c.rsplit("/", 1)[1])]
+            if numbered:
+                warnings.warn(f"{self.root}: {len(numbered)} class(es) named by a number below a folder "
+                              f"({', '.join(numbered[:3])}{', ...' if len(numbered) > 3 else ''}): if such "
+                              "folders are batches or days of one class, the class is the folder above: use "
+                              "class_folders='top' (--class-folders top)", stacklevel=2)
         if classes is not None:
             # Fixed class list (e.g. a trained model's): labels follow it; absent classes are kept.
             fixed = list(classes)
@@ -991,7 +1017,16 @@ class ImageFolderDataset(_FileImageDataset):
             files += found
             labels += [fixed.index(name) if classes is not None else len(found_classes)] * len(found)
             found_classes.append(name)
-        if class_folders == "top":
+        years = class_folders == "top" and found_classes and all(_DATE_FOLDER.fullmatch(c) for c in found_classes)
+        if years and any(p.parent != self.root / c for c in found_classes for p in candidates[c]):
+            # <year>/<class>/*.png (WHOI-Plankton) of several years: the years were the classes, each
+            # of every taxon, without a word
+            warnings.warn(f"{self.root}: the class folders ({', '.join(found_classes[:5])}"
+                          f"{', ...' if len(found_classes) > 5 else ''}) are years or dates, each holding "
+                          "sub-folders: the classes are probably the folders inside them (<year>/<class>); "
+                          "class_folders='leaf' (--class-folders leaf) reads them, one class per name across "
+                          "the years", stacklevel=2)
+        elif class_folders == "top":
             # a taxonomy tree read by its top folders merged its taxa into one class, without a word.
             # Shards of one class (year or date folders, the same names under every class, as WHOI's
             # <class>/2014 links) are not taxa: only sub-folders of a name of their own are

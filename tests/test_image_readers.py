@@ -863,3 +863,43 @@ def test_taxonomy_tree_merged_with_a_warning_or_read_by_leaf_folders(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ImageFolderDataset(shards).classes == ["Chaetoceros", "Ditylum"]
+
+
+def test_year_folders_above_or_below_the_classes(tmp_path):
+    """WHOI-Plankton's <year>/<class> of several years: read by top folders, the classes were the
+    years (each of every taxon), without a word; by leaf folders, each taxon was split into one class
+    per year ('2006/Chaetoceros', '2007/Chaetoceros'), as was <class>/<year> by leaf folders. The leaf
+    reading now leaves year/date folders out of the class name (one class per taxon, whichever side
+    the years are), and the top reading of year folders warns."""
+    rng = np.random.default_rng(0)
+    above, below = tmp_path / "above", tmp_path / "below"
+    n = {("2006", "Chaetoceros"): 2, ("2007", "Chaetoceros"): 3, ("2006", "Ditylum"): 1, ("2014-05", "Ditylum"): 2}
+    for (year, taxon), k in n.items():
+        for i in range(k):
+            write_png(above / year / taxon / f"{i}.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+            write_png(below / taxon / year / f"{i}.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for root in (above, below):
+            leaf = ImageFolderDataset(root, class_folders="leaf")
+            assert leaf.classes == ["Chaetoceros", "Ditylum"], root
+            assert np.bincount(leaf.targets).tolist() == [5, 3]
+        assert ImageFolderDataset(below).classes == ["Chaetoceros", "Ditylum"]  # top: years below merged
+    with pytest.warns(UserWarning, match=r"class folders \(2006, 2007, 2014-05\) are years or dates.*"
+                                         r"class_folders='leaf'"):
+        assert ImageFolderDataset(above).classes == ["2006", "2007", "2014-05"]
+    # a taxonomy path keeps its named folders; folders named by digits but not years are classes
+    # (MNIST-like 0..9), with a warning when they lie below a named folder (batches of one class?)
+    write_png(above / "2006" / "Protista" / "Diatoms" / "0.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    assert "Protista/Diatoms" in ImageFolderDataset(above, class_folders="leaf").classes
+    digits = tmp_path / "digits"
+    for d in ("0", "1"):
+        write_png(digits / d / "0.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ImageFolderDataset(digits, class_folders="leaf").classes == ["0", "1"]
+    for d in ("Chaetoceros/001", "Chaetoceros/002", "Ditylum/001"):
+        write_png(tmp_path / "batches" / d / "0.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    with pytest.warns(UserWarning, match=r"3 class\(es\) named by a number below a folder \(Chaetoceros/001, "
+                                         r".*class_folders='top'"):
+        ImageFolderDataset(tmp_path / "batches", class_folders="leaf")
