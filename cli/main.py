@@ -399,14 +399,14 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
 @click.option("--weight-decay", type=float, default=0.0, show_default=True, help="The optimizer's weight decay, on the weights only: not on biases or normalisation layers (0: none).")
 @click.option("--grad-clip", type=float, default=0.0, show_default=True, help="Clip the global norm of the gradients to this before each step (0: no clipping).")
 @click.option("--warmup-epochs", type=float, default=0.0, show_default=True, help="Ramp the learning rate up linearly over these epochs (fractions allowed), then decay it by a cosine over the rest (0: no warm-up).")
-@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none", show_default=True, help="Balance rare classes in the loss.")
+@click.option("--class-weights", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True, help="Weigh rare classes up in the loss: balanced: N/(K n_c), as scikit-learn (a class of 4 images among 300-image ones weighs 75x them); sqrt: 1/sqrt(n_c), milder (8.7x).")
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the weights (0: none).")
 @click.option("--l2", type=float, default=0.0, show_default=True, help="L2 penalty on the weights (0: none).")
 @click.option("--early-stopping", type=int, default=0, show_default=True, help="Stop after N epochs without validation improvement (0: never).")
 @click.option("--set", "options", multiple=True, help="Model option key=value (e.g. --set freeze=backbone).")
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
-@click.option("--class-folders", type=click.Choice(["top", "leaf"]), default="top", show_default=True, help="top: each folder of --data is a class, sub-folders included; leaf: each folder holding images is a class named by its path (a taxonomy tree, e.g. Protista/Diatoms/Chaetoceros).")
+@click.option("--class-folders", type=click.Choice(["top", "leaf"]), default="top", show_default=True, help="top: each folder of --data is a class, sub-folders included (<class>/<year>/); leaf: each folder holding images is a class named by its path less year/date folders (a taxonomy tree, e.g. Protista/Diatoms/Chaetoceros; WHOI-Plankton <year>/<class>/ of several years, one class per taxon).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="bf16 autocast; auto: where the device computes bf16 natively (Ampere+ GPU, AVX512-BF16/AMX CPU).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
 @click.option("--fused-optimizer/--no-fused-optimizer", default=True, show_default=True, help="The optimizer's step as one fused kernel (CPU, CUDA).")
@@ -495,7 +495,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @click.option("--var", default="image", show_default=True, help="Image variable of a netCDF stack.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per forward pass (default: on the CPU as many as keep the model's largest activation under 8 MB, at most 256; on a GPU 256).")
 @click.option("--demo", is_flag=True, help="Train a small model on synthetic vignettes and classify a held-out set.")
-@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
+@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images (corrupt, truncated, no finite pixel): skip: their rows have an empty prediction and the reason in the error column (exit 2 if none is readable); raise: fail.")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="predictions (.csv or .nc)")
 def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_error, quiet, output, overwrite, seed,
@@ -505,7 +505,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     Writes one row per image: the predicted class, its probability, every class's probability
     (p_<class>) and, for TenGeoP-SARwv vignettes with a metadata table beside them, their latitude,
     longitude and time; a netCDF stack's rows keep its sample coordinate and the variables along it
-    (each image's time, position). Images below --min-confidence are 'unassigned'.
+    (each image's time, position). Images below --min-confidence are 'unassigned'; an image that
+    cannot be read has its row too, with an empty prediction and the reason in 'error'.
 
     \b
     Examples:
@@ -538,9 +539,11 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
         if config.get("task") != "classification":
             raise CheckpointError(f"{model_path}: a checkpoint of task {config.get('task')!r}, not a classifier "
                                   "(train one with `oceandl train classifier`)")
-        data, meta = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
+        data = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
         ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
-                          tta=tta, progress=_progress(quiet))
+                          tta=tta, progress=_progress(quiet), on_error=on_error)
+        # of every row's file, the unreadable ones included
+        meta = _image_metadata(ds["path"].values) if "path" in ds and "sample" in ds["path"].dims else None
         if meta:
             import numpy as np
 
@@ -555,7 +558,9 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
             shutil.rmtree(tmp, ignore_errors=True)
     counts = ds["predicted"].to_series().value_counts()
-    _echo(f"{ds['predicted'].size} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    failed = int(counts.pop("")) if "" in counts else 0
+    _echo(f"{ds['predicted'].size - failed} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + (f"; {failed} unreadable (see the error column)" if failed else ""))
     _echo(f"predictions written to {output}")
 
 
@@ -620,7 +625,7 @@ def _image_metadata(files) -> list[dict] | None:
 
 
 def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
-    """The dataset to classify (images at the checkpoint's size and channels) and per-image metadata."""
+    """The dataset to classify (images at the checkpoint's size and channels)."""
     from oceandl.datasets.images import ImageFilesDataset, NetCDFImageDataset
 
     paths = [Path(p) for p in inputs]
@@ -628,12 +633,14 @@ def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
     if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
-        return NetCDFImageDataset(paths[0], var=var, label_var=None), None
+        return NetCDFImageDataset(paths[0], var=var, label_var=None)
     channels = spec.get("channels") if spec.get("channels") in (1, 3) else None  # else preprocessing converts
     # fit: a model trained on padded or cropped images (the readers' fit=) gets its images so
-    ds = ImageFilesDataset(paths, size=spec.get("size"), channels=channels, fit=spec.get("fit") or "stretch",
-                           on_error=on_error)
-    return ds, _image_metadata(ds.files)
+    with warnings.catch_warnings():
+        # the unreadable files get their rows and one warning from classify, not a 'skipped' one too
+        warnings.filterwarnings("ignore", message=r".*: skipped \d+ unreadable image")
+        return ImageFilesDataset(paths, size=spec.get("size"), channels=channels,
+                                 fit=spec.get("fit") or "stretch", on_error=on_error)
 
 
 def _cf_time(ds):

@@ -5,7 +5,8 @@
   ``GeoTIFF/<letter>/*.tiff``), with an optional per-image metadata table (filename, class,
   latitude, longitude, time).
 * :class:`ImageFolderDataset` — one folder per class (PNG, JPEG, TIFF, grey or RGB, any size):
-  WHOI-Plankton (``<year>/<class>/*.png``: pass the year folder), ZooScanNet, Kaggle NDSB
+  WHOI-Plankton (``<year>/<class>/*.png``: pass a year folder, or the folder of years with
+  ``class_folders="leaf"``, which merges each class across the years), ZooScanNet, Kaggle NDSB
   (``train/<class>/*.jpg``: the ``train`` level is found by itself).
 * :class:`NetCDFImageDataset` — an xarray/netCDF stack ``image(sample, y, x)`` + ``label(sample)``.
 * :class:`ImageFilesDataset` / :func:`list_images` — unlabelled images to classify (label -1).
@@ -14,7 +15,8 @@
 Common rules
 ------------
 Pixels: unsigned-integer images are divided by their type's maximum (to [0, 1]); signed-integer and
-float images (e.g. linear SAR intensities) are kept as stored; non-finite pixels are replaced by the
+float images (e.g. linear SAR intensities) are kept as stored; 16-bit images keep their 16 bits
+(grey, RGB and RGBA, PNG or TIFF: a 16-bit colour PNG, which PIL reduces to 8 bits, is read by GDAL); non-finite pixels are replaced by the
 image's finite median (an all-NaN image is an error), and so are the pixels equal to a TIFF's
 declared nodata value or masked by its GDAL mask band. Complex images (SAR SLC) are read as the
 intensity ``|z|^2``. Images come out as float32 ``(C, H, W)``, as displayed: an EXIF/TIFF Orientation
@@ -258,6 +260,25 @@ def _open_pil(path: Path):
             raise _Unreadable(_bomb_reason(int(n.group(1))) if n else _short(exc)) from None
 
 
+def _png16_colour(path: Path) -> int | None:
+    """The PNG colour type (2 RGB, 4 grey + alpha, 6 RGBA) of a 16-bit colour or grey-alpha PNG, else None.
+
+    PIL opens these as 8-bit RGB/RGBA (it keeps 16 bits for plain grey only): 16-bit RGB pixels
+    came out quantised to 1/255 (an error up to 0.0036 of the range), and a 16-bit grey + alpha
+    one as 3 bands of 8 bits. GDAL reads them at full depth; the readers use it for them.
+    """
+    if path.suffix.lower() != ".png":
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)  # signature, IHDR length and type, width, height, bit depth, colour type
+    except OSError:
+        return None
+    if len(head) < 26 or head[12:16] != b"IHDR" or head[24] != 16 or head[25] not in (2, 4, 6):
+        return None
+    return head[25]
+
+
 def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
     try:
         with _open_pil(path) as img:
@@ -265,7 +286,7 @@ def _probe_pil(path: Path, full: bool) -> tuple[int, int, int]:
             w, h = img.size
             if _header_orientation(img) in _SWAPS_AXES:
                 w, h = h, w  # read as displayed (see _read_pil)
-            bands = _pil_bands(img.mode)
+            bands = 1 if _png16_colour(path) == 4 else _pil_bands(img.mode)  # PIL: RGBA
             if full:
                 img.load()
             elif img.format == "PNG":
@@ -423,7 +444,8 @@ def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarr
     """Read one image file as float32 ``(C, H, W)``.
 
     TIFFs are read with rasterio (all bands, any dtype, GeoTIFF or plain), falling back to PIL;
-    other formats with PIL. Pixel scaling follows the module rules (unsigned ints to [0, 1]). A
+    other formats with PIL, but for 16-bit colour (RGB, RGBA, grey + alpha) PNGs, which PIL reduces
+    to 8 bits: rasterio reads them at full depth. Pixel scaling follows the module rules (unsigned ints to [0, 1]). A
     band the file declares alpha is left out, as PIL does for an RGBA PNG (GDAL declares the 4th
     band of a 4-band byte TIFF alpha unless it is written with ``photometric="MINISBLACK"``).
 
@@ -445,7 +467,8 @@ def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarr
 def _read_image(path: Path, channels: int | None = None, orientation: int | None = None) -> np.ndarray:
     """:func:`read_image`, with a TIFF's Orientation tag when known (see :func:`_read_raster`)."""
     try:
-        arr = _read_raster(path, orientation) if path.suffix.lower() in _TIFF else None
+        # a 16-bit colour PNG by GDAL too: PIL reduces it to 8 bits
+        arr = _read_raster(path, orientation) if path.suffix.lower() in _TIFF or _png16_colour(path) else None
         if arr is None:
             try:
                 arr = _read_pil(path)
@@ -496,6 +519,8 @@ class _FileImageDataset(Dataset):
         self.fit = fit
         self.skipped: list[Path] = []
         self.skip_reasons: dict[str, str] = {}
+        # every file given, readable or not: classify gives the skipped ones their rows
+        self.inputs: list[Path] = [Path(f) for f in files]
 
         keep_files, keep_labels, shapes, orientations = [], [], [], []
         for f, lab in zip(files, labels):
@@ -852,6 +877,19 @@ class TenGeoPDataset(_FileImageDataset):
 # --------------------------------------------------------------------------------------------
 # Generic class folders
 # --------------------------------------------------------------------------------------------
+# Year or date folders (2006, 2014-05, 20140501, 2014_05_01): shards of a class in time, not classes.
+_DATE_FOLDER = re.compile(r"(19|20)\d\d([-_.]?\d\d){0,2}")
+
+
+def _leaf_class(parts: tuple[str, ...]) -> str:
+    """The class of the images in folder ``parts`` (below the root) for ``class_folders="leaf"``:
+    its path without year/date folders, so that ``2006/Chaetoceros`` and ``2007/Chaetoceros`` (the
+    WHOI-Plankton layout) or ``Chaetoceros/2006`` and ``Chaetoceros/2007`` are one class,
+    ``Chaetoceros``; a path of date folders only is kept whole."""
+    named = [q for q in parts if not _DATE_FOLDER.fullmatch(q)]
+    return "/".join(named or parts)
+
+
 def _has_images(folder: Path) -> bool:
     return next(iter(_walk_images(folder)), None) is not None
 
@@ -906,8 +944,13 @@ class ImageFolderDataset(_FileImageDataset):
         folders, links to them); a class whose images lie in two or more sub-folders is warned
         about, as a taxonomy tree (``Protista/Diatoms/Chaetoceros``) read this way merges its taxa.
         ``"leaf"``: each folder holding images is a class of the images directly in it, named by
-        its path below ``root`` (``"Protista/Diatoms/Chaetoceros"``); a fixed ``classes`` list then
-        names such paths.
+        its path below ``root`` (``"Protista/Diatoms/Chaetoceros"``) less its year or date folders
+        (``2006``, ``2014-05``, ``20140501``): the folders of one taxon in several years, above it
+        (``2006/Chaetoceros``, ``2007/Chaetoceros``: WHOI-Plankton) or below it
+        (``Chaetoceros/2006``), are one class, ``"Chaetoceros"``; a fixed ``classes`` list then
+        names such paths. Class folders named by years in the ``"top"`` mode (the classes are then
+        the years) and leaf folders named by other numbers below a named folder (shards of a class?)
+        are warned about.
 
     Attributes
     ----------
@@ -921,6 +964,8 @@ class ImageFolderDataset(_FileImageDataset):
         One per sample.
     skipped : list[Path]
         Unreadable files left out (reasons in ``skip_reasons``).
+    inputs : list[Path]
+        Every image file found, readable or not (``files`` and ``skipped``), in order.
     """
 
     def __init__(
@@ -948,8 +993,15 @@ class ImageFolderDataset(_FileImageDataset):
             for p in _images_in(self.root):
                 rel = p.parent.relative_to(self.root)
                 if rel.parts:  # images loose in root belong to no class, as in the "top" layout
-                    candidates.setdefault(rel.as_posix(), []).append(p)
+                    # 2006/Chaetoceros and 2007/Chaetoceros were two classes, one taxon split by year
+                    candidates.setdefault(_leaf_class(rel.parts), []).append(p)
             candidates = dict(sorted(candidates.items()))
+            numbered = [c for c in candidates if "/" in c and re.fullmatch(r"[\d_.-]+", c.rsplit("/", 1)[1])]
+            if numbered:
+                warnings.warn(f"{self.root}: {len(numbered)} class(es) named by a number below a folder "
+                              f"({', '.join(numbered[:3])}{', ...' if len(numbered) > 3 else ''}): if such "
+                              "folders are batches or days of one class, the class is the folder above: use "
+                              "class_folders='top' (--class-folders top)", stacklevel=2)
         if classes is not None:
             # Fixed class list (e.g. a trained model's): labels follow it; absent classes are kept.
             fixed = list(classes)
@@ -965,7 +1017,16 @@ class ImageFolderDataset(_FileImageDataset):
             files += found
             labels += [fixed.index(name) if classes is not None else len(found_classes)] * len(found)
             found_classes.append(name)
-        if class_folders == "top":
+        years = class_folders == "top" and found_classes and all(_DATE_FOLDER.fullmatch(c) for c in found_classes)
+        if years and any(p.parent != self.root / c for c in found_classes for p in candidates[c]):
+            # <year>/<class>/*.png (WHOI-Plankton) of several years: the years were the classes, each
+            # of every taxon, without a word
+            warnings.warn(f"{self.root}: the class folders ({', '.join(found_classes[:5])}"
+                          f"{', ...' if len(found_classes) > 5 else ''}) are years or dates, each holding "
+                          "sub-folders: the classes are probably the folders inside them (<year>/<class>); "
+                          "class_folders='leaf' (--class-folders leaf) reads them, one class per name across "
+                          "the years", stacklevel=2)
+        elif class_folders == "top":
             # a taxonomy tree read by its top folders merged its taxa into one class, without a word.
             # Shards of one class (year or date folders, the same names under every class, as WHOI's
             # <class>/2014 links) are not taxa: only sub-folders of a name of their own are
@@ -1117,7 +1178,10 @@ class NetCDFImageDataset(Dataset):
     -----
     Unsigned-integer images (stored type, without scale_factor/add_offset) are divided by their
     type's maximum, to [0, 1], as image files are. Non-finite pixels are replaced by the image's
-    finite median (all-NaN image: InputError).
+    finite median. An image without a finite pixel (a vignette all cloud or land) is an InputError
+    naming it when it is read, as an unreadable file is, and not when the stack is opened: the
+    other images of the stack can still be classified (``oceandl classify`` gives it a row with
+    the reason in ``error``).
     """
 
     def __init__(
@@ -1158,10 +1222,14 @@ class NetCDFImageDataset(Dataset):
         if len(images) == 0:
             raise InputError(f"{where}: variable {var!r} holds no images")
         bad = ~np.isfinite(images)
+        # images without a finite pixel: an error when read (one all-NaN vignette made the whole
+        # stack unreadable, for classify too); kept in place, so that indices stay the file's
+        self._empty = set(np.flatnonzero(bad.reshape(len(images), -1).all(axis=1)).tolist())
         if bad.any():
-            for i in np.flatnonzero(bad.reshape(len(images), -1).all(axis=1))[:1]:
-                raise InputError(f"{where}: {var}[{i}] has no finite pixel (all NaN/inf)")
-            med = np.nanmedian(np.where(bad, np.nan, images), axis=(1, 2, 3), keepdims=True)
+            some = np.flatnonzero(bad.reshape(len(images), -1).any(axis=1))
+            some = some[~np.isin(some, list(self._empty))]
+            med = np.zeros((len(images), 1, 1, 1), np.float32)
+            med[some] = np.nanmedian(np.where(bad[some], np.nan, images[some]), axis=(1, 2, 3), keepdims=True)
             images = np.where(bad, med, images).astype(np.float32)
         self._images = torch.from_numpy(np.ascontiguousarray(images))
         self.targets, self.classes = self._labels(ds, da, label_var, where, len(images))
@@ -1223,6 +1291,8 @@ class NetCDFImageDataset(Dataset):
         return {}
 
     def __getitem__(self, index: int) -> dict:
+        if int(index) in self._empty:
+            raise InputError(f"{self.source}: {self.var}[{int(index)}] has no finite pixel (all NaN/inf)")
         sample = {
             "image": self._images[index].clone(),
             "label": torch.tensor(self.targets[index], dtype=torch.int64),

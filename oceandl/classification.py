@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,26 +60,30 @@ def _pixels(a):
 
 def _fill_nonfinite(x):
     """Non-finite pixels to their image's finite median, as the image readers do (a NaN pixel made
-    the whole image's probabilities NaN: 'unassigned' with no reason given)."""
+    the whole image's probabilities NaN: 'unassigned' with no reason given); ``(x, bad)`` with
+    ``bad`` the indices of the images without a finite pixel, which are zeroed (they have nothing
+    to classify: :func:`classify` gives them no prediction)."""
     import torch
 
     bad = ~torch.isfinite(x)
     if not bad.any():
-        return x
+        return x, np.zeros(0, dtype=np.int64)
     flat = x.detach().cpu().numpy().reshape(len(x), -1)
     nan = ~np.isfinite(flat)
-    for i in np.flatnonzero(nan.all(axis=1))[:1]:
-        raise InputError(f"images[{i}] has no finite pixel (all NaN/inf)")
-    med = np.nanmedian(np.where(nan, np.nan, flat), axis=1).astype(np.float32)
-    filled = np.where(nan, med[:, None], flat).reshape(x.shape)
-    return torch.from_numpy(filled).to(x.device)
+    empty = np.flatnonzero(nan.all(axis=1))
+    med = np.zeros(len(flat), np.float32)
+    some = np.flatnonzero(nan.any(axis=1) & ~nan.all(axis=1))
+    med[some] = np.nanmedian(np.where(nan[some], np.nan, flat[some]), axis=1)
+    filled = np.where(nan, med[:, None], flat).astype(np.float32).reshape(x.shape)
+    return torch.from_numpy(filled).to(x.device), empty
 
 
 def _as_images(images):
-    """(N, C, H, W) float tensor, sample coordinate, paths, sample dim and the other coords on it.
+    """(N, C, H, W) float tensor, sample coordinate, paths, sample dim, the other coords on it and
+    the indices of the images without a finite pixel (zeroed).
 
-    A dataset of samples is returned as it is, unread: :func:`_predict_dataset` reads it batch by
-    batch."""
+    A dataset of samples is returned as it is, unread (and no index): :func:`_predict_dataset`
+    reads it batch by batch."""
     import torch
     import xarray as xr
 
@@ -109,12 +114,14 @@ def _as_images(images):
         # per-image coords (time, lat, lon of each vignette) go to the predictions; they were dropped
         extra = {c: v.variable for c, v in images.coords.items()
                  if c != dim and v.dims == (dim,) and c not in _OUTPUT_NAMES}
-        return _fill_nonfinite(_pixels(images.values)), images[dim].values, None, dim, extra
+        x, empty = _fill_nonfinite(_pixels(images.values))
+        return x, images[dim].values, None, dim, extra, empty
     if isinstance(images, (np.ndarray, torch.Tensor)):
         x = _pixels(images)
         if x.ndim == 2:
             x = x[None]
-        return _fill_nonfinite(x), np.arange(len(x)), None, "sample", {}
+        x, empty = _fill_nonfinite(x)
+        return x, np.arange(len(x)), None, "sample", {}, empty
     if hasattr(images, "__getitem__") and hasattr(images, "__len__"):
         paths = [str(p) for p in getattr(images, "files", [])] or None
         # a netCDF stack's sample coordinate and per-image coords (NetCDFImageDataset.sample_coords)
@@ -122,18 +129,54 @@ def _as_images(images):
         n = len(images)
         coords = {k: v for k, v in (getattr(images, "sample_coords", None) or {}).items() if len(v) == n}
         sample = coords.pop(dim).values if dim in coords else np.arange(n)
-        return images, sample, paths, dim, {k: v for k, v in coords.items() if k not in _OUTPUT_NAMES}
+        return images, sample, paths, dim, {k: v for k, v in coords.items() if k not in _OUTPUT_NAMES}, None
     raise InputError(f"cannot classify a {type(images).__name__}: pass an array, DataArray or dataset")
 
 
+class _Unread:
+    """``dataset[i]`` with an image that cannot be read (InputError) as a NaN image of ``shape``, so
+    that one truncated file does not end the classification of a folder; picklable, for the
+    reading worker processes. The main process tells such images by their NaN and asks the reason."""
+
+    def __init__(self, dataset, shape: tuple[int, ...]):
+        self.dataset, self.shape = dataset, shape
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        try:
+            return self.dataset[index]
+        except InputError:
+            return {"image": torch.full(self.shape, float("nan")), "label": -1}
+
+
+def _unreadable_reason(dataset, index: int, paths: list[str] | None) -> str:
+    """Why sample ``index`` has no prediction: its read error (less the path, which is in the
+    ``path`` column), or no finite pixel."""
+    try:
+        dataset[index]
+    except InputError as exc:
+        msg = str(exc)
+        where = paths[index] if paths else getattr(dataset, "source", None)
+        return msg[len(where) + 2:] if where and msg.startswith(f"{where}: ") else msg
+    return "no finite pixel (all NaN/inf)"
+
+
 def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, device: str, tta: bool,
-                     progress: bool) -> np.ndarray:
+                     progress: bool, on_error: str = "skip") -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities of a dataset's images, read, preprocessed and classified ``batch_size``
     at a time: memory holds a batch, not the folder. Read whole, then preprocessed whole (copies),
     a folder took memory in proportion to its size (3000 128 x 128 GeoTIFFs at batch 16, one
     thread: a peak of 2024 MB above the loaded model, 765 MB batch by batch). The batches are the
     ones :func:`~oceandl.training.predict` made of the whole: the same probabilities (``None``: the
-    size :func:`~oceandl.training.inference_batch_size` chooses for the first batch's images)."""
+    size :func:`~oceandl.training.inference_batch_size` chooses for the first batch's images).
+
+    Returns the probabilities and the indices of the images that could not be read or have no
+    finite pixel (``on_error="skip"``; their rows are meaningless); ``"raise"``: the first such
+    image's InputError."""
     import torch
     from tqdm.auto import tqdm
 
@@ -141,7 +184,24 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
     from .training.engine import inference_batch_size, predict, read_batches
     from .utils import resolve_device
 
-    out, held, n_held = [], [], 0
+    if on_error == "skip":
+        # a file that passes the header check and fails to decode (a JPEG truncated in its pixel
+        # data, a float TIFF of NaN only) ended the whole run with no output: it gets no prediction
+        shape = None
+        for i in range(len(dataset)):
+            try:
+                shape = tuple(np.shape(dataset[i]["image"]))
+                break
+            except InputError:
+                continue
+        if shape is None:
+            paths = [str(p) for p in getattr(dataset, "files", [])] or None
+            shown = "; ".join(f"{paths[i] if paths else f'images[{i}]'} ({_unreadable_reason(dataset, i, paths)})"
+                              for i in range(min(3, len(dataset))))
+            raise InputError(f"no readable images: {len(dataset)} unreadable: {shown}"
+                             f"{'; ...' if len(dataset) > 3 else ''}")
+        dataset = _Unread(dataset, shape)
+    out, held, n_held, empty, seen = [], [], 0, [], 0
     bar = tqdm(total=len(dataset), desc="classifying", disable=not progress, leave=False)
 
     def classify_held(n: int) -> None:
@@ -152,6 +212,11 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
         bar.update(n)
 
     for imgs, _ in read_batches(dataset):
+        imgs, bad = _fill_nonfinite(imgs)
+        if len(bad) and on_error == "raise":
+            raise InputError(f"images[{seen + bad[0]}] has no finite pixel (all NaN/inf)")
+        empty += (bad + seen).tolist()
+        seen += len(imgs)
         if batch_size is None:  # the model's input is the preprocessed image (resized, channels)
             first = preprocess_batch(imgs[:1], spec)
             batch_size = inference_batch_size(net, first.shape[1:], resolve_device(device))
@@ -162,11 +227,11 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
     if n_held:
         classify_held(n_held)
     bar.close()
-    return np.concatenate(out)
+    return np.concatenate(out), np.asarray(empty, dtype=np.int64)
 
 
 def classify(images, model: str | os.PathLike, *, batch_size: int | None = None, device: str = "auto",
-             min_confidence: float = 0.0, tta: bool = False, progress: bool = False):
+             min_confidence: float = 0.0, tta: bool = False, progress: bool = False, on_error: str = "skip"):
     """Predict classes with the checkpoint folder ``model``.
 
     Parameters
@@ -184,7 +249,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         ``channel``/``band`` are found by name; otherwise the first dim is the sample.
         Pixels follow the image readers' rules, so that arrays get the predictions their files
         get: unsigned integers are divided by their type's maximum (uint8 to [0, 1]) and
-        non-finite pixels take their image's finite median (an all-NaN image is an error).
+        non-finite pixels take their image's finite median (an all-NaN image is unreadable, below).
     model : str or path
         Checkpoint folder written by ``oceandl train classifier`` (or its ``-o`` path). A model
         in memory goes to :func:`oceandl.training.predict` instead.
@@ -192,19 +257,26 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         The network runs in float32, in channels-last layout unless it was trained without it
         (``--no-channels-last``).
     tta : average over flips and 90-degree rotations.
+    on_error : ``"skip"`` (default): every input image has its row, so that predictions match
+        back to the files; an image that cannot be read (a corrupt or truncated file, one the
+        dataset left out as unreadable, listed in its ``skipped``) or has no finite pixel gets an
+        empty ``predicted``, ``label`` -2, NaN probabilities and the reason in ``error``, with one
+        warning giving their count. ``"raise"``: the first such image is an InputError. With no
+        image readable at all, InputError either way.
 
     Returns
     -------
-    xarray.Dataset on ``sample`` with ``predicted`` (class name), ``label`` (index, -1 unassigned),
-    ``probability`` (top class) and ``probabilities`` (sample, class); ``path`` when known. A
-    DataArray's sample dim and its other coordinates along it (e.g. each image's time) are kept, and
-    so are a :class:`~oceandl.datasets.NetCDFImageDataset`'s (its ``sample_coords``).
+    xarray.Dataset on ``sample`` with ``predicted`` (class name), ``label`` (index, -1 unassigned,
+    -2 unreadable), ``probability`` (top class), ``probabilities`` (sample, class) and ``error``
+    (why an image has no prediction; empty for the others); ``path`` when known. A DataArray's
+    sample dim and its other coordinates along it (e.g. each image's time) are kept, and so are a
+    :class:`~oceandl.datasets.NetCDFImageDataset`'s (its ``sample_coords``).
 
     Raises
     ------
     InputError
         Bad ``images``, ``model`` not a path, ``min_confidence`` or ``batch_size`` out of range, CUDA
-        asked for and absent.
+        asked for and absent; no readable image (or, with ``on_error="raise"``, one unreadable).
     CheckpointError
         ``model`` missing, corrupt, not a classifier, or with another number of class names than
         outputs.
@@ -227,35 +299,61 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
                                    or batch_size < 1):
         # else predict's range(0, n, 0) raised a bare ValueError
         raise InputError(f"batch_size={batch_size!r}: must be a positive integer or None")
+    if on_error not in ("skip", "raise"):
+        raise InputError(f"on_error={on_error!r}: use 'skip' or 'raise'")
     net, cfg = load_checkpoint(model, device=resolve_device(device), expect_task="classification")
     if (cfg.get("training") or {}).get("channels_last", True):
         # the layout it was trained in (weights are saved contiguous): fp32 inference on the CPU
         # 1.9x faster for the course CNN at 128 x 128, 1.1x ResNet, 1.6x VGG; the same to float rounding
         net = net.to(memory_format=torch.channels_last)
-    x, sample, paths, dim, extra = _as_images(images)
+    x, sample, paths, dim, extra, empty = _as_images(images)
     if len(x) == 0:
         raise InputError("no images to classify")
+    errors: dict[int, str] = {}
     if isinstance(x, torch.Tensor):
+        if len(empty) and (on_error == "raise" or len(empty) == len(x)):
+            raise InputError(f"images[{empty[0]}] has no finite pixel (all NaN/inf)"
+                             + (f" (as have all {len(x)})" if len(empty) == len(x) > 1 else ""))
+        errors = {int(i): "no finite pixel (all NaN/inf)" for i in empty}
         x = preprocess_batch(x, cfg.get("preprocessing"))
         if batch_size is None:
             batch_size = inference_batch_size(net, x.shape[1:], resolve_device(device))
         probs = predict(net, x, batch_size=batch_size, device=device, tta=tta, progress=progress)
     else:
-        probs = _predict_dataset(net, x, cfg.get("preprocessing"), batch_size, device, tta, progress)
+        skipped = list(getattr(x, "skipped", None) or [])
+        if skipped and on_error == "raise":  # the dataset left them out (its on_error="skip")
+            reasons = getattr(x, "skip_reasons", {})
+            raise InputError(f"{skipped[0]}: unreadable image ({reasons.get(str(skipped[0]), 'skipped')})")
+        probs, empty = _predict_dataset(net, x, cfg.get("preprocessing"), batch_size, device, tta, progress,
+                                        on_error)
+        errors = {int(i): _unreadable_reason(x, int(i), paths) for i in empty}
+        if len(errors) == len(probs):
+            shown = "; ".join(f"{paths[i] if paths else f'images[{i}]'} ({r})" for i, r in list(errors.items())[:3])
+            raise InputError(f"no readable images: {len(errors)} unreadable: {shown}"
+                             f"{'; ...' if len(errors) > 3 else ''}")
+        if skipped and len(getattr(x, "inputs", ())) == len(probs) + len(skipped):
+            # the files the dataset left out get their rows, in the order given
+            probs, errors, paths = _with_skipped(x, probs, errors)
+            sample = np.arange(len(probs))
     classes = list(cfg.get("classes") or range(probs.shape[1]))
     if len(classes) != probs.shape[1]:  # else a bare IndexError, or names shifted onto the wrong outputs
         from .errors import CheckpointError
 
         raise CheckpointError(f"{model}: config.json names {len(classes)} classes but the model has "
                               f"{probs.shape[1]} outputs")
-    top = probs.argmax(1)
+    failed = np.zeros(len(probs), bool)
+    failed[list(errors)] = True
+    probs[failed] = np.nan
+    top = np.where(failed, 0, np.nan_to_num(probs).argmax(1))
     conf = probs.max(1)
     keep = conf >= min_confidence
-    names = np.array([str(classes[i]) if k else UNASSIGNED for i, k in zip(top, keep)], dtype=object)
+    names = np.array(["" if f else str(classes[i]) if k else UNASSIGNED for i, k, f in zip(top, keep, failed)],
+                     dtype=object)
+    error = np.array([errors.get(i, "") for i in range(len(probs))], dtype=object)
     ds = xr.Dataset(
-        {"predicted": (dim, names.astype(str)), "label": (dim, np.where(keep, top, -1)),
+        {"predicted": (dim, names.astype(str)), "label": (dim, np.where(failed, -2, np.where(keep, top, -1))),
          "probability": (dim, conf.astype(np.float32)),
-         "probabilities": ((dim, "class"), probs.astype(np.float32))},
+         "probabilities": ((dim, "class"), probs.astype(np.float32)), "error": (dim, error.astype(str))},
         coords={dim: sample, **extra, "class": [str(c) for c in classes]},
         attrs={"model": str(Path(model)), "architecture": cfg["model"], "min_confidence": min_confidence,
                "tta": int(tta)},
@@ -264,9 +362,11 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         ds["path"] = (dim, np.array(paths, dtype=str))
     # a netCDF of predictions read without this code: what each variable is, and what -1 means
     ds["predicted"].attrs = {"long_name": "predicted class name",
-                             "comment": f"'{UNASSIGNED}' where the top probability is below min_confidence"}
+                             "comment": f"'{UNASSIGNED}' where the top probability is below min_confidence; "
+                                        "empty where the image could not be read (see error)"}
     ds["label"].attrs = {"long_name": "predicted class index into the class coordinate",
-                         "flag_values": np.int64(-1), "flag_meanings": UNASSIGNED}
+                         "flag_values": np.array([-2, -1], np.int64), "flag_meanings": f"unreadable {UNASSIGNED}"}
+    ds["error"].attrs = {"long_name": "why the image has no prediction (empty: classified)"}
     ds["probability"].attrs = {"long_name": "probability of the most probable class", "units": "1"}
     ds["probabilities"].attrs = {"long_name": "probability of each class", "units": "1"}
     if "path" in ds:
@@ -274,4 +374,26 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     from . import __version__
 
     ds.attrs["oceandl_version"] = __version__
+    if errors:
+        shown = ", ".join(f"{Path(paths[i]).name if paths else f'images[{i}]'} ({r})"
+                          for i, r in list(errors.items())[:5])
+        warnings.warn(f"{len(errors)} of {len(probs)} image(s) unreadable, given an empty prediction and the "
+                      f"reason in 'error': {shown}{', ...' if len(errors) > 5 else ''}", stacklevel=2)
     return ds
+
+
+def _with_skipped(dataset, probs: np.ndarray, errors: dict[int, str]):
+    """Probabilities, errors and paths over every file given to ``dataset`` (its ``inputs``), the
+    ones it left out as unreadable (``skipped``) with NaN and their reason, in the order given."""
+    files, reasons = dataset.files, getattr(dataset, "skip_reasons", {})
+    full = np.full((len(dataset.inputs), probs.shape[1]), np.nan, probs.dtype)
+    out_errors, k = {}, 0
+    for i, p in enumerate(dataset.inputs):
+        if k < len(files) and Path(files[k]) == Path(p):
+            full[i] = probs[k]
+            if k in errors:
+                out_errors[i] = errors[k]
+            k += 1
+        else:
+            out_errors[i] = reasons.get(str(p), "unreadable")
+    return full, dict(sorted(out_errors.items())), [str(p) for p in dataset.inputs]

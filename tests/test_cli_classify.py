@@ -129,8 +129,9 @@ def test_classify_to_netcdf_and_min_confidence(sar_tree, sar_model, tmp_path):
         assert ((ds["predicted"].values == "unassigned") == low).all()
         assert (ds["label"].values[low] == -1).all()
         assert np.isfinite(ds["latitude"].values).all()
-        # readable without this code: each variable says what it is, and what label -1 means
-        assert ds["label"].attrs["flag_values"] == -1 and ds["label"].attrs["flag_meanings"] == "unassigned"
+        # readable without this code: each variable says what it is, and what labels -1 and -2 mean
+        assert list(ds["label"].attrs["flag_values"]) == [-2, -1]
+        assert ds["label"].attrs["flag_meanings"] == "unreadable unassigned"
         assert all(ds[v].attrs.get("long_name") for v in ("predicted", "label", "probability", "probabilities"))
         assert ds["probability"].attrs["units"] == "1"
 
@@ -324,9 +325,11 @@ def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_
     filled = np.where(np.isnan(x), med, x)
     np.testing.assert_allclose(got["probabilities"].values,
                                classify(filled, model, device="cpu")["probabilities"].values)
-    x[1] = np.nan
+    x[1] = np.nan  # no pixel at all: its row has no prediction (on_error="raise": the error)
     with pytest.raises(InputError, match=r"images\[1\] has no finite pixel"):
-        classify(x, model, device="cpu")
+        classify(x, model, device="cpu", on_error="raise")
+    with pytest.warns(UserWarning, match=r"1 of 3 image\(s\) unreadable"):
+        assert classify(x, model, device="cpu")["label"].values[1] == -2
 
 
 def test_classify_a_folder_batch_by_batch(sar_tree, sar_model, monkeypatch):
@@ -507,19 +510,80 @@ def test_classify_errors_are_one_line(sar_tree, sar_model, tmp_path):
 
 
 def test_unreadable_image_raise_or_skip(sar_tree, sar_model, tmp_path):
+    """Every input file has its row: an unreadable one (not an image, a JPEG truncated in its pixel
+    data, a float TIFF of NaN only) gets an empty prediction, label -2 and the reason in 'error'.
+    The first had no row at all (the predictions could not be matched back to the files); the other
+    two ended the whole run with exit 2 and no output, for one bad file among thousands."""
+    from PIL import Image
+
     folder = tmp_path / "mixed"
     folder.mkdir()
     for f in sorted((sar_tree / "G").glob("*.tiff"))[:2]:
         shutil.copy(f, folder / f.name)
     (folder / "broken.tiff").write_bytes(b"II*\x00 definitely not a tiff")
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8)).save(tmp_path / "full.jpg", quality=95)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: int(len(data) * 0.7)])  # header intact, pixel data cut
+    import rasterio
+
+    with rasterio.open(folder / "nan.tif", "w", driver="GTiff", width=32, height=32, count=1,
+                       dtype="float32") as dst:
+        dst.write(np.full((1, 32, 32), np.nan, np.float32))
     res = invoke("classify", "--model", sar_model, folder, "-o", tmp_path / "p.csv", "--on-error", "raise")
     assert_one_line_error(res, "broken.tiff")
     assert not (tmp_path / "p.csv").exists()
     res = invoke("classify", "--model", sar_model, folder, "-o", tmp_path / "p.csv", "--quiet")
     assert res.exit_code == 0, res.output
-    assert "broken.tiff" in res.output  # the skipped file is named in a warning
-    df = pd.read_csv(tmp_path / "p.csv")
-    assert len(df) == 2 and not df["path"].str.contains("broken").any()
+    warns = [ln for ln in res.output.splitlines() if ln.startswith("warning")]
+    assert len(warns) == 1 and "3 of 5 image(s) unreadable" in warns[0], res.output  # one warning, with the count
+    df = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert [Path(p).name for p in df["path"]] == sorted(p.name for p in folder.iterdir())
+    bad = df[df["path"].str.contains("broken|cut|nan")]
+    assert len(bad) == 3 and (bad["predicted"] == "").all() and (bad["label"] == -2).all()
+    assert (bad["probability"] == "").all() and (bad["error"] != "").all()
+    assert "truncated" in bad["error"].iloc[1] and "no finite pixel" in bad["error"].iloc[2]
+    good = df[~df.index.isin(bad.index)]
+    assert len(good) == 2 and (good["error"] == "").all() and (good["label"] >= 0).all()
+    # only unreadable files: exit 2 and no output, whether they fail at the header or when decoded
+    for names in (["broken.tiff"], ["cut.jpg", "nan.tif"]):
+        only = tmp_path / "only" / names[0]
+        only.mkdir(parents=True)
+        for n in names:
+            shutil.copy(folder / n, only / n)
+        res = invoke("classify", "--model", sar_model, only, "-o", tmp_path / "q.csv", "--quiet")
+        assert_one_line_error(res, "no readable images", names[-1])
+        assert not (tmp_path / "q.csv").exists()
+
+
+def test_classify_a_stack_with_an_image_without_pixels(sar_model, tmp_path):
+    """A vignette all NaN (cloud, land) in a netCDF stack made the whole stack unreadable (exit 2,
+    'image[2] has no finite pixel'); it now gets its row with the reason, the others their classes."""
+    from oceandl.classification import classify
+    from oceandl.datasets.images import NetCDFImageDataset
+    from oceandl.errors import InputError
+
+    rng = np.random.default_rng(0)
+    img = rng.gamma(1.0, 0.05, (4, 32, 32)).astype(np.float32)
+    img[2] = np.nan
+    img[1, :3] = np.nan  # a few missing pixels: filled by the image's median, as before
+    path = tmp_path / "s.nc"
+    xr.Dataset({"image": (("obs", "y", "x"), img)}, coords={"obs": [10, 11, 12, 13]}).to_netcdf(path)
+    res = invoke("classify", "--model", sar_model, path, "-o", tmp_path / "p.nc", "--quiet")
+    assert res.exit_code == 0 and "1 of 4 image(s) unreadable" in res.output, res.output
+    with xr.open_dataset(tmp_path / "p.nc") as ds:
+        assert ds["obs"].values.tolist() == [10, 11, 12, 13]
+        assert ds["label"].values[2] == -2 and ds["predicted"].values[2] == ""
+        assert np.isnan(ds["probabilities"].values[2]).all() and "no finite pixel" in str(ds["error"].values[2])
+        assert np.isfinite(ds["probabilities"].values[[0, 1, 3]]).all() and (ds["label"].values[[0, 1, 3]] >= 0).all()
+    with pytest.raises(InputError, match=r"s\.nc: image\[2\] has no finite pixel"):
+        NetCDFImageDataset(path, label_var=None)[2]
+    with pytest.raises(InputError, match=r"s\.nc: image\[2\] has no finite pixel"):
+        classify(NetCDFImageDataset(path, label_var=None), sar_model, device="cpu", on_error="raise")
+    # arrays: the same rule
+    got = classify(img, sar_model, device="cpu")
+    assert got["label"].values.tolist()[2] == -2 and got["error"].values[2].startswith("no finite pixel")
+    assert (got["label"].values[[0, 1, 3]] >= 0).all()
 
 
 def test_classify_demo_end_to_end_small(tmp_path, monkeypatch):

@@ -369,6 +369,30 @@ def test_geotiff_multiband_and_integer_scaling(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "rgb.tif", channels=1), luma, rtol=1e-5)
 
 
+def test_16bit_images_keep_their_16_bits(tmp_path):
+    """16-bit grey PNG/TIFF kept 16 bits, but PIL opens a 16-bit RGB PNG as 8-bit RGB and a 16-bit
+    grey + alpha one as 8-bit RGBA: values 1 and 2 (of 65535) both read 0, an error up to 0.0036 of
+    the range, and the grey + alpha image came out as 3 bands. They are read at full depth now."""
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((3, 6, 7)) * 65535).astype(np.uint16)
+    rgb[:, 0, :3] = [[1, 2, 65535]] * 3
+    grey = rgb[0]
+    for name, bands, want in (("rgb.png", rgb, rgb), ("rgba.png", np.concatenate([rgb, np.full((1, 6, 7), 65535, np.uint16)]), rgb),
+                              ("ga.png", np.stack([grey, np.full_like(grey, 65535)]), grey[None]),
+                              ("g.png", grey[None], grey[None])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning
+            with rasterio.open(tmp_path / name, "w", driver="PNG", width=7, height=6, count=len(bands),
+                               dtype="uint16") as dst:
+                dst.write(bands)
+        got = read_image(tmp_path / name)
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want / 65535.0, rtol=0, atol=1e-7, err_msg=name)
+    ds = ImageFilesDataset([tmp_path / "ga.png", tmp_path / "g.png"])
+    assert ds.channels == 1 and ds[0]["image"].shape == (1, 6, 7)  # one band at the header check too
+    assert ImageFilesDataset(tmp_path / "rgb.png").channels == 3
+
+
 def test_geotiff_nodata_pixels_are_filled_like_nan(tmp_path):
     # A vignette with a declared fill value (-9999 off the swath, 0 in a uint16 file): those pixels
     # were read as data, -9999 in linear intensity (a -60 dB floor after ToDecibel).
@@ -500,7 +524,7 @@ def test_netcdf_errors(tmp_path):
         NetCDFImageDataset(ds.assign(label=("s", [0, -1])))
     nan = ds.assign(image=(("s", "y", "x"), np.stack([np.zeros((4, 4)), np.full((4, 4), np.nan)])))
     with pytest.raises(InputError, match=r"image\[1\] has no finite pixel"):
-        NetCDFImageDataset(nan)
+        NetCDFImageDataset(nan)[1]  # when read: the stack's other images can still be classified
     junk = tmp_path / "junk.nc"
     junk.write_bytes(b"not netcdf")
     with pytest.raises(InputError, match="junk.nc: cannot open as netCDF"):
@@ -839,3 +863,43 @@ def test_taxonomy_tree_merged_with_a_warning_or_read_by_leaf_folders(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ImageFolderDataset(shards).classes == ["Chaetoceros", "Ditylum"]
+
+
+def test_year_folders_above_or_below_the_classes(tmp_path):
+    """WHOI-Plankton's <year>/<class> of several years: read by top folders, the classes were the
+    years (each of every taxon), without a word; by leaf folders, each taxon was split into one class
+    per year ('2006/Chaetoceros', '2007/Chaetoceros'), as was <class>/<year> by leaf folders. The leaf
+    reading now leaves year/date folders out of the class name (one class per taxon, whichever side
+    the years are), and the top reading of year folders warns."""
+    rng = np.random.default_rng(0)
+    above, below = tmp_path / "above", tmp_path / "below"
+    n = {("2006", "Chaetoceros"): 2, ("2007", "Chaetoceros"): 3, ("2006", "Ditylum"): 1, ("2014-05", "Ditylum"): 2}
+    for (year, taxon), k in n.items():
+        for i in range(k):
+            write_png(above / year / taxon / f"{i}.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+            write_png(below / taxon / year / f"{i}.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for root in (above, below):
+            leaf = ImageFolderDataset(root, class_folders="leaf")
+            assert leaf.classes == ["Chaetoceros", "Ditylum"], root
+            assert np.bincount(leaf.targets).tolist() == [5, 3]
+        assert ImageFolderDataset(below).classes == ["Chaetoceros", "Ditylum"]  # top: years below merged
+    with pytest.warns(UserWarning, match=r"class folders \(2006, 2007, 2014-05\) are years or dates.*"
+                                         r"class_folders='leaf'"):
+        assert ImageFolderDataset(above).classes == ["2006", "2007", "2014-05"]
+    # a taxonomy path keeps its named folders; folders named by digits but not years are classes
+    # (MNIST-like 0..9), with a warning when they lie below a named folder (batches of one class?)
+    write_png(above / "2006" / "Protista" / "Diatoms" / "0.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    assert "Protista/Diatoms" in ImageFolderDataset(above, class_folders="leaf").classes
+    digits = tmp_path / "digits"
+    for d in ("0", "1"):
+        write_png(digits / d / "0.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ImageFolderDataset(digits, class_folders="leaf").classes == ["0", "1"]
+    for d in ("Chaetoceros/001", "Chaetoceros/002", "Ditylum/001"):
+        write_png(tmp_path / "batches" / d / "0.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    with pytest.warns(UserWarning, match=r"3 class\(es\) named by a number below a folder \(Chaetoceros/001, "
+                                         r".*class_folders='top'"):
+        ImageFolderDataset(tmp_path / "batches", class_folders="leaf")
