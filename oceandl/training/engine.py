@@ -29,7 +29,7 @@ from ..utils import (bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_f
                      resolve_precision, seed_torch, torch_rng_scope)
 from . import distributed as _dist
 from .augment import BatchAugment
-from .checkpoint import flatten_state, load_training_state, save_checkpoint
+from .checkpoint import flatten_state, load_training_state, save_checkpoint, with_optional_state
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "predict", "split_indices", "materialize", "read_batches", "TensorData",
            "evaluate_classifier", "inference_batch_size", "reading_workers", "streaming_workers",
@@ -588,6 +588,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     task : ``"classification"`` (cross-entropy on labels) or ``"reconstruction"`` (MSE on the image).
         A reconstruction's loss is taken on the finite pixels of the image only: gaps (NaN) are
         fed to the model as 0, the mean of normalised data, and do not count in the loss.
+        An auto-encoder built with ``centre=True`` (``linear_ae`` by default) gets its ``mean`` set
+        from the training images (their per-pixel mean, gaps left out) before the first epoch.
     out : checkpoint folder; written after each epoch (best weights, ``config.json``, ``log.csv``,
         ``curves.png`` and the resumable state), so a killed run can go on with ``resume=True``.
     checkpoint_meta : ``save_checkpoint`` keywords (model_name, model_args, model_options, classes, ...).
@@ -638,6 +640,12 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             raise InputError(f"{type(model).__name__} has a sigmoid output (values in [0, 1]) but the training images "
                              f"range over [{lo:.4g}, {hi:.4g}]: build it with output='linear' (anomalies, "
                              "normalised data), or scale the images to [0, 1]")
+    if task != "classification" and getattr(model, "centre", False) and hasattr(model, "fit_mean") and not resume:
+        # an auto-encoder that centres itself (linear_ae) owns the training images' mean: centred
+        # outside the model, its reconstructions of new images lacked the mean and a checkpoint did
+        # not carry it (a resumed run has it in its saved state)
+        model.fit_mean(train_b.x if train_b.x is not None
+                       else (x for x, _ in read_batches(train, num_workers=cfg.num_workers)))
     weights = None
     # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
     # any dataset of dicts, as documented) failed as a bare AttributeError
@@ -677,13 +685,15 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         if state is None:
             raise InputError(f"{out}: nothing to resume (no training state in that folder)")
         _check_same_run(out, model, cfg, checkpoint_meta or {})
-        model.load_state_dict(state["model"])
+        model.load_state_dict(with_optional_state(model, state["model"]))
         opt.load_state_dict(state["optimizer"])
         _state_like_params(opt)
         if sched is not None and state.get("scheduler") is not None:
             sched.load_state_dict(state["scheduler"])
         result.history, result.best_epoch, result.best_val = state["history"], state["best_epoch"], state["best_val"]
         best_state, bad_epochs = state["best_model"], state["bad_epochs"]
+        if best_state is not None:
+            best_state = with_optional_state(model, best_state)
         start_epoch = state["epoch"] + 1
         if cfg.early_stopping and bad_epochs >= cfg.early_stopping:
             # the run had stopped early: going on trained epochs an uninterrupted run never did
