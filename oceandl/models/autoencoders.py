@@ -31,6 +31,23 @@ def _check_output(output: str) -> str:
     return output
 
 
+def _check_sizes(noise_std: float, **sizes) -> None:
+    """Refuse a size below 1 or a noise level that is not a finite number >= 0 (:class:`InputError`).
+
+    latent=0 built a model with an empty code (its output a constant), width=0 or latent_channels=0
+    one that failed at its first image with torch's bare "expected weight to be at least 1 at
+    dimension 0", latent=-3 a bare RuntimeError "negative dimension"; a negative or NaN noise_std
+    silently trained a plain (not denoising) auto-encoder.
+    """
+    for name, value in sizes.items():
+        many = isinstance(value, (tuple, list))
+        for v in (value if many else [value]):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise InputError(f"{name}={value!r}: must be {'integers' if many else 'an integer'} >= 1")
+    if not (noise_std >= 0 and np.isfinite(noise_std)):
+        raise InputError(f"noise_std={noise_std!r}: must be a finite number >= 0 (0: no noise)")
+
+
 class _AEBase(nn.Module):
     task = "reconstruction"
     noise_std: float = 0.0
@@ -76,6 +93,7 @@ class DenseAE(_AEBase):
             raise ValueError(f"centre=True needs out_channels == in_channels (got {out_channels} and {in_channels}): "
                              "the input's mean is added back to the output")
         h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        _check_sizes(noise_std, input_size=input_size, hidden=hidden, latent=latent)
         self.out_shape = (out_channels, h, w)
         self.in_shape = (in_channels, h, w)
         self.noise_std = noise_std
@@ -192,6 +210,9 @@ class ConvAE(_AEBase):
         super().__init__()
         self.output = _check_output(output)
         out_channels = out_channels or in_channels
+        _check_sizes(noise_std, width=width, latent_channels=latent_channels, **({"latent": latent} if latent is not None else {}))
+        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
+            raise InputError(f"depth={depth!r}: must be an integer >= 0")
         self.noise_std = noise_std
         self.multiple = 2**depth
         enc: list[nn.Module] = []
@@ -212,7 +233,7 @@ class ConvAE(_AEBase):
         self.encoder = nn.Sequential(*enc)
         self.decoder = nn.Sequential(*dec)
         self.bottleneck = None
-        if latent:
+        if latent is not None:
             if input_size is None:
                 raise ValueError("ConvAE(latent=k) needs input_size=(H, W)")
             h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
