@@ -166,12 +166,9 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
             # cheap, and the last directions (close eigenvalues) converge slowly: train it longer
             tcfg = tcfg.update(scheduler="cosine", lr=5e-3, epochs=cfg.linear_ae_epochs)
         ctx.log(f"{name}: {count_parameters(model):,} parameters, {epochs} epochs")
-        tr_set, va_set, te_x, te_mean = train, val, xte, mean
-        if name == "linear_ae":
-            # the linear AE = PCA equivalence holds for centred data: train and test it on anomalies
-            tr_set, va_set = TensorData(train.x - mean), TensorData(val.x - mean)
-            te_x, te_mean = xte - mean, torch.zeros_like(mean)
-        res = fit(model, tr_set, va_set, tcfg, task=task)
+        # the linear AE = PCA equivalence holds for centred data: the model centres itself (centre=True,
+        # fit stores the training mean in it), so it takes and gives the images themselves
+        res = fit(model, train, val, tcfg, task=task)
         plot_history(res.history, ctx.folder / f"curves_{name}.png")
         row = {"params": count_parameters(model), "epochs": len(res.history), "best_epoch": res.best_epoch,
                "train_seconds": round(res.seconds, 2), "train_samples_per_s": round(res.samples_per_s, 1)}
@@ -184,7 +181,7 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
                 best_cls, best_acc = (name, m), m["accuracy"]
         else:
             model = res.model.cpu()
-            mse, ev = _explained(model, te_x, te_mean)
+            mse, ev = _explained(model, xte, mean)
             row.update({"test_mse": mse, "test_explained_variance": ev, "latent": cfg.latent})
             if name == "linear_ae":
                 flat = xtr[tr].reshape(len(tr), -1).numpy().astype(np.float64)
@@ -194,7 +191,7 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
                 row.update({"max_principal_angle_deg": float(ang.max()),
                             "mean_principal_angle_deg": float(ang.mean())})
             with torch.no_grad():
-                rec = (model(te_x[:10]) + (mean if name == "linear_ae" else 0)).numpy()[:, 0]
+                rec = model(xte[:10]).numpy()[:, 0]
             plot_image_grid([xte[:10, 0].numpy(), rec], ["input", f"{name} (k={cfg.latent})"],
                             ctx.folder / f"reconstructions_{name}.png")
         results[name] = row

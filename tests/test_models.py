@@ -64,6 +64,31 @@ def test_option_values_a_model_cannot_take_are_input_errors(name, options, word)
         get_model(name, 1, 10, **options)
 
 
+@pytest.mark.parametrize("name, options, words", [
+    ("dense_ae", {"latent": 0}, "latent=0: must be an integer >= 1"),
+    ("linear_ae", {"latent": 0}, "latent=0: must be an integer >= 1"),
+    ("dense_ae", {"hidden": (64, 0)}, r"hidden=\(64, 0\): must be integers >= 1"),
+    ("dense_ae", {"input_size": (28, 0)}, r"input_size=\(28, 0\): must be integers >= 1"),
+    ("dense_ae", {"noise_std": -0.1}, "noise_std=-0.1: must be a finite number >= 0"),
+    ("conv_ae", {"noise_std": float("nan")}, "noise_std=nan: must be a finite number >= 0"),
+    ("conv_ae", {"width": 0}, "width=0: must be an integer >= 1"),
+    ("conv_ae", {"latent_channels": 0}, "latent_channels=0: must be an integer >= 1"),
+    ("conv_ae", {"latent": -3, "input_size": 28}, "latent=-3: must be an integer >= 1"),
+    ("conv_ae", {"depth": -1}, "depth=-1: must be an integer >= 0"),
+])
+def test_autoencoder_sizes_below_one_are_input_errors(name, options, words):
+    """latent=0 built an auto-encoder with an empty code (its output one constant image for every
+    input); width=0 or latent_channels=0 one that failed at its first image with torch's bare
+    RuntimeError, latent=-3 a bare RuntimeError at construction; a negative or NaN noise_std
+    trained a plain auto-encoder where a denoising one was asked for, without a word."""
+    with pytest.raises(InputError, match=words):
+        get_model(name, 1, **options)
+    # the smallest sizes still build and run
+    x = torch.rand(2, 1, 8, 8)
+    assert get_model("dense_ae", 1, input_size=8, latent=1, hidden=(1,))(x).shape == x.shape
+    assert get_model("conv_ae", 1, width=1, latent_channels=1, depth=0)(x).shape == x.shape
+
+
 def test_course_mlp_is_784_512_256_10():
     m = get_model("mlp", 1, 10)
     linears = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]

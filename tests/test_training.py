@@ -305,26 +305,167 @@ def test_diverged_training_stops_with_the_epoch_named(tmp_path):
     assert all(np.isfinite(r["val_loss"]) for r in ok.history)
 
 
-def test_linear_ae_spans_pca_subspace():
+def _low_rank_images(rng, n, basis, offset):
+    """n images (N, 1, 8, 8) near a 4-dimensional subspace of 64 dims, about a mean ``offset``."""
+    z = rng.normal(size=(n, 4)) * np.array([5.0, 4.0, 3.0, 2.0])
+    return z @ basis.T + 0.1 * rng.normal(size=(n, 64)) + offset
+
+
+def test_linear_ae_centres_itself_and_spans_pca_subspace(tmp_path):
+    """The linear AE = PCA equivalence holds on centred data, which the pipeline used to centre
+    outside the model: a user's linear_ae trained by fit on the images themselves spent a code unit
+    on the mean (largest principal angle 77.5 degrees, explained variance on new images 0.874
+    against PCA's 0.989), and a checkpoint did not carry the mean. The model now owns the mean:
+    fit sets it, encode subtracts it, decode adds it back, and it is saved with the weights."""
     from oceandl.pipelines.mnist import principal_angles
 
     rng = np.random.default_rng(0)
-    # data with a clear 4-dimensional principal subspace in 64 dims
     basis = np.linalg.qr(rng.normal(size=(64, 4)))[0]
-    z = rng.normal(size=(600, 4)) * np.array([5.0, 4.0, 3.0, 2.0])
-    data = z @ basis.T + 0.1 * rng.normal(size=(600, 64)) + 1.5
-    # the equivalence holds for centred data (uncentred, the mean direction captures a code unit)
-    data = data - data.mean(0)
-    x = torch.tensor(data, dtype=torch.float32).reshape(600, 1, 8, 8)
+    offset = 1.5 + rng.normal(size=64)
+    data, new = _low_rank_images(rng, 600, basis, offset), _low_rank_images(rng, 200, basis, offset)
+    mean = data.mean(0)
+    vt = np.linalg.svd(data - mean, full_matrices=False)[2][:4]
+    pca_rec = mean + (new - mean) @ vt.T @ vt
+    sst = np.sum((new - mean) ** 2)
+    pca_ev = 1 - np.sum((pca_rec - new) ** 2) / sst  # 0.989
+    x, x_new = (torch.tensor(a, dtype=torch.float32).reshape(-1, 1, 8, 8) for a in (data, new))
+    cfg = TrainConfig(epochs=40, lr=1e-2, batch_size=64, progress=False, device="cpu")
+    fitted = {}
+    for centre in (True, False):
+        torch.manual_seed(0)
+        model = fit(get_model("linear_ae", 1, input_size=8, latent=4, centre=centre), TensorData(x), None, cfg,
+                    task="reconstruction").model
+        ang = principal_angles(model.decoder[0].weight.detach().double().numpy(), vt.T)
+        with torch.no_grad():
+            rec = model(x_new).reshape(200, 64).double().numpy()
+        fitted[centre] = (model, ang.max(), 1 - np.sum((rec - new) ** 2) / sst)
+    model, angle, ev = fitted[True]
+    np.testing.assert_allclose(model.mean.numpy().ravel(), mean, atol=1e-5)
+    assert angle < 2.0  # 0.80 degrees
+    assert abs(ev - pca_ev) < 0.002  # 0.9884 against 0.9891, on images the model never saw
+    # the control, trained on the same uncentred images: the test can fail
+    assert fitted[False][1] > 45 and fitted[False][2] < pca_ev - 0.05  # 77.5 degrees, 0.874
+    # the mean travels in the checkpoint: the reloaded model gives the same reconstructions
+    save_checkpoint(tmp_path / "lin", model, model_name="linear_ae", model_args=[1],
+                    model_options={"input_size": 8, "latent": 4}, task="reconstruction")
+    loaded, _ = load_checkpoint(tmp_path / "lin")
+    assert torch.equal(loaded.mean, model.mean)
+    with torch.no_grad():
+        assert torch.equal(loaded(x_new), model(x_new))
+    # a random subspace is far from PCA's
+    assert principal_angles(rng.normal(size=(64, 4)), vt.T).max() > 45
+
+
+def test_fit_mean_leaves_gaps_out_and_refuses_what_it_cannot_centre():
+    model = get_model("linear_ae", 1, input_size=4, latent=2)
+    assert torch.equal(model.mean, torch.zeros(1, 4, 4))  # no centring until fitted
+    x = torch.arange(3 * 16, dtype=torch.float32).reshape(3, 1, 4, 4)
+    x[0, 0, 0, 0] = float("nan")  # a gap: left out of that pixel's mean
+    x[:, 0, 3, 3] = float("nan")  # a pixel with no value: mean 0
+    assert model.fit_mean(x) is model
+    assert float(model.mean[0, 0, 0]) == 24.0  # (16 + 32) / 2
+    assert float(model.mean[0, 1, 1]) == 21.0 and float(model.mean[0, 3, 3]) == 0.0
+    # batches give the mean of all their images
+    model.fit_mean(iter([x[:1], x[1:]]))
+    assert float(model.mean[0, 0, 0]) == 24.0 and float(model.mean[0, 1, 1]) == 21.0
+    # encode subtracts it, decode adds it back
+    with torch.no_grad():
+        y = torch.rand(2, 1, 4, 4)
+        z = model.encode(y)
+        assert torch.allclose(z, model.encoder(y - model.mean))
+        assert torch.allclose(model.decode(z) - model.mean, model.decoder(z).view(2, 1, 4, 4))
+    with pytest.raises(InputError, match=r"LinearAE was built for images of \(1, 4, 4\) .*got \(1, 5, 5\)"):
+        model.fit_mean(torch.zeros(3, 1, 5, 5))
+    with pytest.raises(InputError, match="fit_mean: no images"):
+        model.fit_mean(torch.zeros(0, 1, 4, 4))
+    with pytest.raises(InputError, match="centre=False: it has no mean to fit"):
+        get_model("dense_ae", 1, input_size=4).fit_mean(x)
+    assert "mean" not in get_model("dense_ae", 1, input_size=4).state_dict()  # uncentred: state unchanged
+    with pytest.raises(InputError, match="centre=True needs output='linear'"):
+        get_model("dense_ae", 1, input_size=4, centre=True)
+    with pytest.raises(InputError, match="centre=True needs out_channels == in_channels"):
+        get_model("linear_ae", 1, 2, input_size=4)
+    dense = get_model("dense_ae", 1, input_size=4, latent=2, output="linear", centre=True).fit_mean(x)
+    assert float(dense.mean[0, 1, 1]) == 21.0
+
+
+def test_a_centred_autoencoder_is_fed_its_gaps_as_its_mean():
+    """Gaps (NaN) were fed to every reconstruction model as 0, the mean of normalised data: to a
+    linear_ae that centres itself on SST in degC that is an anomaly of -20 degC at each gap, and the
+    model learnt to ignore its input (RMSE on the gaps of new fields 0.495, on the observed pixels
+    0.510, where the time mean gives 0.489). Fed as the model's mean: 0.097 and 0.080."""
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(64, 4)))[0]
+    offset = 20 + 2 * rng.normal(size=64)
+    z = rng.normal(size=(800, 4)) * np.array([3.0, 2.0, 1.5, 1.0])
+    truth = z @ basis.T + 0.05 * rng.normal(size=(800, 64)) + offset
+    gap = rng.random(truth.shape) < 0.2
+    x = torch.tensor(np.where(gap, np.nan, truth), dtype=torch.float32).reshape(-1, 1, 8, 8)
     torch.manual_seed(0)
-    r = fit(get_model("linear_ae", 1, input_size=8, latent=4), TensorData(x), None,
-            TrainConfig(epochs=40, lr=1e-2, batch_size=64, progress=False, device="cpu"), task="reconstruction")
-    dec = r.model.decoder[0].weight.detach().numpy()
-    pcs = np.linalg.svd(data, full_matrices=False)[2][:4].T
-    ang = principal_angles(dec, pcs)
-    assert ang.max() < 3.0
-    # and a random subspace is far from it (the test can fail)
-    assert principal_angles(rng.normal(size=(64, 4)), pcs).max() > 45
+    model = fit(get_model("linear_ae", 1, input_size=8, latent=4), TensorData(x[:600]), TensorData(x[600:]),
+                TrainConfig(epochs=40, lr=1e-2, batch_size=64, progress=False, device="cpu"),
+                task="reconstruction").model
+    rec = predict(model, x[600:], device="cpu").reshape(200, 64)
+    err, g = rec - truth[600:], gap[600:]
+    time_mean = np.sqrt(np.mean((model.mean.numpy().reshape(64) - truth[600:])[g] ** 2))  # 0.489
+    assert np.sqrt(np.mean(err[g] ** 2)) < 0.3 * time_mean  # 0.097
+    assert np.sqrt(np.mean(err[~g] ** 2)) < 0.15  # 0.080
+
+
+def test_linear_ae_checkpoint_written_before_the_mean_loads_uncentred(tmp_path):
+    """A linear_ae checkpoint written before the model owned its mean has no `mean` tensor: loading
+    it failed ("missing tensor mean"); it loads with the mean of 0 it was trained with."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model = get_model("linear_ae", 1, input_size=8, latent=3)
+    save_checkpoint(tmp_path / "old", model, model_name="linear_ae", model_args=[1],
+                    model_options={"input_size": 8, "latent": 3}, task="reconstruction")
+    weights = tmp_path / "old" / "weights.safetensors"
+    state = load_file(str(weights))
+    del state["mean"]
+    save_file(state, str(weights))
+    loaded, _ = load_checkpoint(tmp_path / "old")
+    assert torch.equal(loaded.mean, torch.zeros(1, 8, 8))
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    # a tensor the model does not make optional is still required
+    del state["decoder.0.bias"]
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError, match="missing tensor decoder.0.bias"):
+        load_checkpoint(tmp_path / "old")
+
+
+@pytest.mark.parametrize("name, options, code", [
+    ("dense_ae", {"latent": 6, "hidden": [32]}, (6,)),
+    ("dense_ae", {"latent": 6, "hidden": [32], "output": "linear", "centre": True}, (6,)),
+    ("linear_ae", {"latent": 6}, (6,)),
+    ("conv_ae", {"width": 4}, (8, 3, 3)),
+    ("conv_ae", {"width": 4, "latent": 6, "input_size": 12}, (6,)),
+])
+def test_autoencoders_train_on_batches_of_one_and_round_trip_a_checkpoint(tmp_path, name, options, code):
+    """encode / decode give the documented shapes; a batch of one trains (batch norm in conv_ae
+    over a 3 x 3 map); the reloaded checkpoint gives the same reconstructions, bit for bit in the
+    same memory layout (fit leaves a network channels-last, a loaded one is contiguous)."""
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 12, 12)
+    opts = {"input_size": 12, **options} if name != "conv_ae" else options
+    model = get_model(name, 1, **opts)
+    z = model.train().encode(x[:1])
+    assert tuple(z.shape) == (1, *code) and tuple(model.decode(z).shape) == (1, 1, 12, 12)
+    res = fit(model, TensorData(x), TensorData(x[:2]), TrainConfig(epochs=2, batch_size=1, progress=False,
+                                                                    device="cpu"), task="reconstruction")
+    assert all(np.isfinite(r["train_loss"]) for r in res.history)
+    model = res.model
+    save_checkpoint(tmp_path / "ae", model, model_name=name, model_args=[1], model_options=opts,
+                    task="reconstruction")
+    loaded, _ = load_checkpoint(tmp_path / "ae")
+    loaded = loaded.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x)) and float(model(x).std()) > 0
+    if getattr(model, "mean", None) is not None:  # the training images' mean, saved and loaded
+        assert torch.allclose(loaded.mean, x.mean(0), atol=1e-6)
 
 
 def test_checkpoint_refuses_pickles_and_mismatches(tmp_path):

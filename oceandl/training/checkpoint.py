@@ -20,7 +20,7 @@ from ..errors import CheckpointError, InputError, one_line
 from ..utils import atomic_path, check_output_path, provenance, resolve_device
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_config", "save_training_state", "is_checkpoint_folder",
-           "load_training_state", "flatten_state", "unflatten_state", "FORMAT"]
+           "load_training_state", "flatten_state", "unflatten_state", "with_optional_state", "FORMAT"]
 
 FORMAT = "oceandl-checkpoint/1"
 WEIGHTS, CONFIG, STATE = "weights.safetensors", "config.json", "training_state"
@@ -235,6 +235,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{path}: cannot rebuild model {config['model']!r} ({exc})") from None
     own = model.state_dict()
+    state = with_optional_state(model, state)
     for k, v in state.items():
         if k not in own:
             raise CheckpointError(f"{path}: weights do not fit model {config['model']!r} (unexpected tensor {k})")
@@ -246,6 +247,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise CheckpointError(f"{path}: weights do not fit model {config['model']!r} (missing tensor {missing[0]})")
     model.load_state_dict(state)
     return model.to(device).eval(), config
+
+
+def with_optional_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with the tensors of ``model.optional_state`` it lacks taken from the model itself.
+
+    Those are tensors added to a model after checkpoints of it were written (linear_ae's ``mean``):
+    an earlier checkpoint failed to load ("missing tensor mean"), while the model's own value
+    (a mean of 0: no centring) is what it was trained with.
+    """
+    own = model.state_dict()
+    extra = {k: own[k] for k in getattr(model, "optional_state", ()) if k in own and k not in state}
+    return {**state, **extra} if extra else state
 
 
 def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:

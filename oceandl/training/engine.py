@@ -29,7 +29,7 @@ from ..utils import (bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_f
                      resolve_precision, seed_torch, torch_rng_scope)
 from . import distributed as _dist
 from .augment import BatchAugment
-from .checkpoint import flatten_state, load_training_state, save_checkpoint
+from .checkpoint import flatten_state, load_training_state, save_checkpoint, with_optional_state
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "predict", "split_indices", "materialize", "read_batches", "TensorData",
            "evaluate_classifier", "inference_batch_size", "reading_workers", "streaming_workers",
@@ -515,8 +515,13 @@ def _masked_mse(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return d.pow(2).sum() / ok.sum().clamp_min(1)
 
 
-def _fill_gaps(x: torch.Tensor) -> torch.Tensor:
-    """A reconstruction model's input with its NaN pixels set to 0 (the mean of normalised data)."""
+def _fill_gaps(x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+    """A reconstruction model's input with its NaN pixels set to 0 (the mean of normalised data),
+    or to the model's own per-pixel mean where it has one (an auto-encoder built with ``centre=True``):
+    filled with 0, the gaps of a linear_ae on SST in degC were anomalies of -20 degC."""
+    mean = getattr(model, "mean", None)
+    if isinstance(mean, torch.Tensor) and mean.shape == x.shape[1:]:
+        return torch.where(torch.isfinite(x), x, mean)
     return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -552,7 +557,7 @@ def _run_eval(model, batches: _Batches, loss_fn, device, cfg, classification: bo
     g = torch.Generator().manual_seed(0)
     for x, y in batches.epoch(g):
         with _autocast(device, cfg):
-            out = model(x if classification else _fill_gaps(x))
+            out = model(x if classification else _fill_gaps(x, model))
         # a class-weighted mean is sum(w_y * l) / sum(w_y): each batch's mean weighs by its sum of
         # weights, not its size. By size, the validation loss depended on the batching (batches of
         # the class-sorted validation set hold one class each, which cancels the weights: 0.825 for
@@ -605,6 +610,9 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     task : ``"classification"`` (cross-entropy on labels) or ``"reconstruction"`` (MSE on the image).
         A reconstruction's loss is taken on the finite pixels of the image only: gaps (NaN) are
         fed to the model as 0, the mean of normalised data, and do not count in the loss.
+        An auto-encoder built with ``centre=True`` (``linear_ae`` by default) gets its ``mean`` set
+        from the training images (their per-pixel mean, gaps left out) before the first epoch, and
+        its gaps are fed as that mean (an anomaly of 0) instead of 0.
     out : checkpoint folder; written after each epoch (best weights, ``config.json``, ``log.csv``,
         ``curves.png`` and the resumable state), so a killed run can go on with ``resume=True``.
     checkpoint_meta : ``save_checkpoint`` keywords (model_name, model_args, model_options, classes, ...).
@@ -655,6 +663,12 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             raise InputError(f"{type(model).__name__} has a sigmoid output (values in [0, 1]) but the training images "
                              f"range over [{lo:.4g}, {hi:.4g}]: build it with output='linear' (anomalies, "
                              "normalised data), or scale the images to [0, 1]")
+    if task != "classification" and getattr(model, "centre", False) and hasattr(model, "fit_mean") and not resume:
+        # an auto-encoder that centres itself (linear_ae) owns the training images' mean: centred
+        # outside the model, its reconstructions of new images lacked the mean and a checkpoint did
+        # not carry it (a resumed run has it in its saved state)
+        model.fit_mean(train_b.x if train_b.x is not None
+                       else (x for x, _ in read_batches(train, num_workers=cfg.num_workers)))
     weights = None
     # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
     # any dataset of dicts, as documented) failed as a bare AttributeError
@@ -694,13 +708,15 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         if state is None:
             raise InputError(f"{out}: nothing to resume (no training state in that folder)")
         _check_same_run(out, model, cfg, checkpoint_meta or {})
-        model.load_state_dict(state["model"])
+        model.load_state_dict(with_optional_state(model, state["model"]))
         opt.load_state_dict(state["optimizer"])
         _state_like_params(opt)
         if sched is not None and state.get("scheduler") is not None:
             sched.load_state_dict(state["scheduler"])
         result.history, result.best_epoch, result.best_val = state["history"], state["best_epoch"], state["best_val"]
         best_state, bad_epochs = state["best_model"], state["bad_epochs"]
+        if best_state is not None:
+            best_state = with_optional_state(model, best_state)
         start_epoch = state["epoch"] + 1
         if cfg.early_stopping and bad_epochs >= cfg.early_stopping:
             # the run had stopped early: going on trained epochs an uninterrupted run never did
@@ -737,7 +753,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             x = aug.geometric(x)
             inp = aug.corrupt(x)
             if task != "classification":
-                inp = _fill_gaps(inp)
+                inp = _fill_gaps(inp, model)
             if cfg.channels_last:
                 inp = inp.contiguous(memory_format=torch.channels_last)
             with _autocast(device, cfg):
@@ -943,7 +959,7 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_s
     """Class probabilities (N, num_classes) for images (N, C, H, W) (a tensor or NumPy array) or a
     dataset of dicts; for a reconstruction model (``model.task == "reconstruction"``: the
     auto-encoders, U-Net, ...) its output (N, C_out, H, W), e.g. the reconstructed images
-    (NaN input pixels are fed as 0, as :func:`fit` does).
+    (NaN input pixels are fed as 0, or as the model's mean where it has one, as :func:`fit` does).
 
     ``batch_size``: images per forward pass; ``None`` chooses it by :func:`inference_batch_size`
     (on the CPU by the size of the model's activations, at most 512; on a GPU 512).
@@ -984,8 +1000,8 @@ def predict(model: nn.Module, data: Dataset | torch.Tensor | np.ndarray, batch_s
     for i in tqdm(range(0, len(x), batch_size), desc="reconstructing" if reconstruct else "classifying",
                   disable=not progress, leave=False):
         xb = x[i:i + batch_size].to(dev).float()
-        if reconstruct:  # gaps are fed as 0, as in training
-            xb = _fill_gaps(xb)
+        if reconstruct:  # gaps are fed as in training (0, or the model's mean)
+            xb = _fill_gaps(xb, model)
         views = [(False, 0)]
         if tta:
             # a 90-degree turn of an H x W image is W x H: a fixed-size model (mlp) read it as
