@@ -171,10 +171,15 @@ def training_options(fn=None, *, defaults: dict | None = None):
     defaults = defaults or _NEURAL_DEFAULTS
 
     def deco(fn):
+        # ranges here, the same for every training command: `interpolate`/`train interpolator --epochs 0`
+        # trained nothing and wrote a randomly initialised network (exit 0), where `train classifier` refused it
         for opt in reversed([
-            click.option("--epochs", type=int, default=None, help=f"Training epochs ({defaults['epochs']})."),
-            click.option("--batch-size", type=int, default=None, help=f"Mini-batch size ({defaults['batch_size']})."),
-            click.option("--lr", type=float, default=None, help=f"Learning rate ({defaults['lr']})."),
+            click.option("--epochs", type=click.IntRange(min=1), default=None,
+                         help=f"Training epochs ({defaults['epochs']})."),
+            click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                         help=f"Mini-batch size ({defaults['batch_size']})."),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help=f"Learning rate ({defaults['lr']})."),
         ]):
             fn = opt(fn)
         return fn

@@ -452,7 +452,8 @@ def test_train_on_a_tengeop_subset_of_classes(sar_tree, tmp_path):
     assert set(pd.read_csv(out)["predicted"]) <= set(SAR_NAMES[:3])
 
 
-@pytest.mark.parametrize("flag, word", [("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr")])
+@pytest.mark.parametrize("flag, word", [("--epochs", "'--epochs'"), ("--batch-size", "'--batch-size'"),
+                                        ("--lr", "'--lr'")])
 def test_train_zero_epochs_batch_or_lr_is_refused(sar_tree, tmp_path, flag, word):
     # 0 was taken as "not given" and silently replaced by the default (--epochs 0 trained 10 epochs)
     res = invoke("train", "classifier", "--data", sar_tree.parent, "-o", tmp_path / "m", "--device", "cpu",
