@@ -424,7 +424,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     import tempfile
 
     from oceandl.training import TrainConfig
-    from oceandl.training.classifier import train_classifier
+    from oceandl.training.classifier import check_settings, train_classifier
 
     output = _need_output(output, "checkpoint folder")
     if not resume:
@@ -436,24 +436,12 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     if demo == (data is not None):
         raise click.UsageError("give either --data DIR or --demo")
     if demo:
-        from oceandl.datasets.synthetic_images import make_sar_vignettes
-
-        import shutil
-
-        tmp = tempfile.mkdtemp(prefix="oceandl-demo-")
-        # the vignettes are read once; remove them however the command ends
-        click.get_current_context().call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
-        _echo(f"--demo: writing synthetic SAR vignettes (TenGeoP layout) to {tmp}")
-        data = make_sar_vignettes(Path(tmp) / "sar", n_per_class=40, size=48, seed=seed)
         intensity = "db"
         # 280 training vignettes: at batch 64, 6 epochs were 30 steps and near chance (13-22 % on
         # 10 classes); batch 16 for 12 epochs is 216 steps, 62-68 % in about 10 s on 2 cores
         epochs = 12 if epochs is None else epochs
         batch_size = 16 if batch_size is None else batch_size
         augment = augment or "flip,rot90"
-    if not data.exists():
-        raise InputError(f"{data}: no such file or folder")
-    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders)
     try:
         fractions = tuple(float(s) for s in split.split(","))
     except ValueError:
@@ -472,8 +460,24 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     # they are already met and change nothing
     spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
             **({"channels": int(channels)} if channels else {})}
+    model_opts = _kv(options)
+    # every setting checked before the data is made or read (TrainConfig above: the numbers)
+    check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
+    if demo:
+        import shutil
+
+        from oceandl.datasets.synthetic_images import make_sar_vignettes
+
+        tmp = tempfile.mkdtemp(prefix="oceandl-demo-")
+        # the vignettes are read once; remove them however the command ends
+        click.get_current_context().call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
+        _echo(f"--demo: writing synthetic SAR vignettes (TenGeoP layout) to {tmp}")
+        data = make_sar_vignettes(Path(tmp) / "sar", n_per_class=40, size=48, seed=seed)
+    if not data.exists():
+        raise InputError(f"{data}: no such file or folder")
+    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders)
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
-                           overwrite=overwrite, preprocessing=spec, model_options=_kv(options), figures=output)
+                           overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output)
     t = res["test"]
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "
           f"split {res['split_sizes']}")
