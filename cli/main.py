@@ -736,7 +736,8 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
 @click.argument("input_path", required=False, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable (default: found from CF attributes; --demo: sst_true).")
 @click.option("--demo", is_flag=True, help="Analyse the built-in synthetic SST cube (its gap-free field).")
-@click.option("-n", "--n-modes", default=10, show_default=True, help="Number of modes.")
+# a range: -n 0 was refused by the analysis, after the field was read or the --demo cube made
+@click.option("-n", "--n-modes", type=click.IntRange(min=1), default=10, show_default=True, help="Number of modes.")
 @click.option("--weights", type=click.Choice(["coslat", "none"]), default="coslat", show_default=True, help="Area weights: sqrt(cos(latitude)) per pixel, or none.")
 @click.option("--solver", type=click.Choice(["auto", "full", "randomized"]), default="auto", show_default=True,
               help="SVD: full, randomized (truncated; large fields), or auto (randomized when the field is large "

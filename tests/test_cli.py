@@ -311,6 +311,19 @@ def test_eof_demo(runner, tmp_path):
     assert not (tmp_path / "x.nc").exists()
 
 
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_eof_modes_below_one_are_a_usage_error(runner, tmp_path, monkeypatch, n):
+    """`eof --demo -n 0` made the demo cube (1.1 s), then failed in the analysis's words, naming the
+    input instead of the flag ('--demo (synthetic SST cube): eof: n_modes must be a positive integer')."""
+    import oceandl.datasets.sst as sst
+
+    monkeypatch.setattr(sst, "synthetic_sst", lambda *a, **kw: pytest.fail("the demo cube was made first"))
+    res = runner.invoke(cli, ["eof", "--demo", "-n", n, "-o", str(tmp_path / "e.nc")])
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code == 2 and "'-n' / '--n-modes'" in last, res.output
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("args, flag", [(["sst", "--n", "0", "--size", "8"], "--n"),
                                         (["sst", "--n", "3", "--size", "0"], "--size"),
                                         (["sar", "--n", "0", "--size", "16"], "--n"),
