@@ -1,7 +1,7 @@
 """``oceandl``: classify ocean images and fill gappy SST fields from the shell.
 
 Conventions (every command that writes): ``-o/--output`` for what it writes, ``--overwrite`` to replace
-it, ``--seed``; ``--device auto|cpu|cuda`` where torch runs (not ``eof``, ``synth``); ``--demo`` where a
+it, ``--seed``, ``--quiet``; ``--device auto|cpu|cuda`` where torch runs (not ``eof``, ``synth``); ``--demo`` where a
 built-in default can serve. Exit codes: 0 success, 2 bad usage or bad input, 1 other failures, 130
 interrupted, 143 terminated; errors are one line on stderr.
 """
@@ -742,8 +742,9 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
 @click.option("--solver", type=click.Choice(["auto", "full", "randomized"]), default="auto", show_default=True,
               help="SVD: full, randomized (truncated; large fields), or auto (randomized when the field is large "
                    "and few modes are kept).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)  # nothing to silence yet: taken as by every writer
 @common(output="EOF netCDF", device=False)
-def eof(input_path, var, demo, n_modes, weights, solver, output, overwrite, seed):
+def eof(input_path, var, demo, n_modes, weights, solver, quiet, output, overwrite, seed):
     """EOF analysis of a (time, lat, lon) field: EOFs, PCs, eigenvalues, variance fractions.
 
     \b
@@ -842,8 +843,9 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 @click.option("--size", type=click.IntRange(min=4), default=None, help="Grid side (sst; default 128) or image side (default 64).")
 @click.option("--cloud-cover", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="sst: mean cloud cover, in (0, 1).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="synthetic data (.nc for sst, a folder for images)", device=False)
-def synth(kind, n, size, cloud_cover, output, overwrite, seed):
+def synth(kind, n, size, cloud_cover, quiet, output, overwrite, seed):
     """Write a synthetic data set (deterministic from --seed) in the real formats.
 
     \b

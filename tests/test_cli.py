@@ -754,6 +754,17 @@ def test_log_file_gets_lines_not_progress_bars_and_quiet_keeps_results(sst_file,
     assert bad.returncode == 2 and bad.stderr.startswith("Error: unknown augmentation"), bad.stderr
 
 
+def test_synth_and_eof_take_quiet(runner, tmp_path):
+    """Every command that writes takes --quiet: `synth` printed its 'sst written to ...' line with no
+    way to silence it, and `oceandl synth ... --quiet` in a script was 'No such option' (exit 2)."""
+    res = runner.invoke(cli, ["synth", "sst", "--n", "3", "--size", "8", "-o", str(tmp_path / "a.nc")])
+    assert res.exit_code == 0 and res.stderr == "sst written to " + str(tmp_path / "a.nc") + "\n", res.output
+    res = runner.invoke(cli, ["synth", "sst", "--n", "3", "--size", "8", "--quiet", "-o", str(tmp_path / "b.nc")])
+    assert res.exit_code == 0 and res.stderr == "" and (tmp_path / "b.nc").is_file(), res.output
+    res = runner.invoke(cli, ["eof", "--demo", "-n", "2", "--quiet", "-o", str(tmp_path / "e.nc")])
+    assert res.exit_code == 0 and res.stdout.startswith("variance fractions: ") and res.stderr == "", res.output
+
+
 def test_unwritable_output_folder_and_bad_model_sizes_are_usage_errors(runner, tmp_path, monkeypatch):
     """An output folder the user cannot write into failed after the work with 'PermissionError: ...
     .<name>.<host>-<pid>-<random>.part' (exit 1); it is now refused first, naming the folder (exit 2).
