@@ -495,6 +495,44 @@ def test_train_split_needs_three_fractions(sar_tree, tmp_path, split):
     assert not (tmp_path / "m").exists()
 
 
+def test_a_failed_overwrite_leaves_the_earlier_checkpoint_as_it_was(sar_tree, sar_model, tmp_path, monkeypatch):
+    """`train classifier --overwrite` replaced a finished checkpoint with the new run's first epoch
+    (and its metrics and figures only at the end): a run failing in epoch 2 left a half-trained
+    checkpoint without test metrics or confusion matrices where the finished one had been."""
+    import oceandl.training.engine as engine
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(sar_model, ckpt)
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    real, calls = engine._run_eval, []
+
+    def second_epoch_fails(how):
+        def run_eval(*a, **kw):
+            calls.append(1)
+            if len(calls) % 2 == 0:
+                if how == "raise":
+                    raise RuntimeError("disk on fire")
+                return {**real(*a, **kw), "loss": float("nan")}  # training diverged in epoch 2
+            return real(*a, **kw)
+        return run_eval
+
+    for how, code, says in (("raise", 1, "disk on fire"), ("nan", 1, "training diverged")):
+        monkeypatch.setattr(engine, "_run_eval", second_epoch_fails(how))
+        res = CliRunner().invoke(cli, [str(a) for a in ("train", "classifier", "--data", sar_tree.parent, "--model",
+                                 "cnn", "--set", "channels=4,8", "--set", "hidden=8", "--epochs", 3, "--device",
+                                 "cpu", "--quiet", "--overwrite", "-o", ckpt)])
+        assert res.exit_code == code and says in res.output, res.output
+        assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no staging folder left
+        if how == "nan":  # the error names the checkpoint, not the staging folder that is gone
+            assert res.output.strip().endswith(f"; {ckpt} is unchanged"), res.output
+    monkeypatch.setattr(engine, "_run_eval", real)
+    train(sar_tree.parent, ckpt, "--overwrite")  # a run that succeeds replaces it
+    after = json.loads((ckpt / "config.json").read_text())
+    assert after["training"]["epochs"] == 1 and "accuracy" in after["metrics"]
+    assert (ckpt / "confusion.png").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
 def test_config_records_the_split_and_resume_keeps_it(sar_tree, tmp_path):
     # the fractions were not in config.json: a run could not be reproduced from it, and a --resume
     # with another --split went on with other validation and test sets

@@ -95,6 +95,12 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     ``samples_per_s``, ``split_sizes`` and ``model`` (the trained module).
     """
     check_settings(model, config, split=split, preprocessing=preprocessing, model_options=model_options)
+    from .distributed import is_main_process
+
+    if out is not None and overwrite and not resume and Path(out).exists() and is_main_process():
+        return _replacing(out, figures, lambda stage, figs: train_classifier(
+            dataset, model, stage, config, split=split, preprocessing=preprocessing, model_options=model_options,
+            classes=classes, figures=figs, figure_tag=figure_tag, tta=tta, log=log))
     classes = list(classes or getattr(dataset, "classes", None) or [])
     data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers)
     if not classes:
@@ -204,6 +210,35 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     return {"test": test_metrics, "history": res.history, "params": count_parameters(res.model),
             "seconds": res.seconds, "samples_per_s": res.samples_per_s, "best_epoch": res.best_epoch,
             "split_sizes": [len(p) for p in parts], "model": res.model, "config": asdict(config)}
+
+
+def _replacing(out: str | Path, figures, run) -> dict:
+    """``run(stage, figures)`` into a folder beside the checkpoint ``out``, swapped in once it is done.
+
+    ``--overwrite`` of an earlier checkpoint replaced it with the new run's first epoch, and the
+    metrics and figures only at the end: a run that then failed (or was interrupted) left a
+    half-trained checkpoint without test metrics where a finished one had been. Now a failure
+    leaves the earlier checkpoint as it was (and nothing to resume: the run starts again).
+    """
+    import re
+
+    from ..errors import OceanDLError
+    from ..utils import atomic_path, check_output_path
+    from .checkpoint import is_checkpoint_folder
+
+    # never a folder of other things: refused before the work, as save_checkpoint would after it
+    check_output_path(out, True, kind="folder", replaceable=is_checkpoint_folder, what="checkpoint")
+    stage = None
+    try:
+        with atomic_path(out, overwrite=True) as stage:
+            same = figures is not None and Path(figures).resolve() == Path(out).resolve()
+            return run(stage, stage if same else figures)
+    except OceanDLError as exc:
+        if stage is None or str(stage) not in str(exc):
+            raise
+        # the staging folder is gone: say what became of the checkpoint instead
+        msg = re.sub(rf"; {re.escape(str(stage))} holds epoch \d+", "", str(exc)).replace(str(stage), str(out))
+        raise type(exc)(f"{msg}; {out} is unchanged") from exc
 
 
 def _check_takes_images(net: torch.nn.Module, name: str, x: torch.Tensor) -> None:
