@@ -1,7 +1,7 @@
 """``oceandl``: classify ocean images and fill gappy SST fields from the shell.
 
 Conventions (every command that writes): ``-o/--output`` for what it writes, ``--overwrite`` to replace
-it, ``--seed``; ``--device auto|cpu|cuda`` where torch runs (not ``eof``, ``synth``); ``--demo`` where a
+it, ``--seed``, ``--quiet``; ``--device auto|cpu|cuda`` where torch runs (not ``eof``, ``synth``); ``--demo`` where a
 built-in default can serve. Exit codes: 0 success, 2 bad usage or bad input, 1 other failures, 130
 interrupted, 143 terminated; errors are one line on stderr.
 """
@@ -175,10 +175,15 @@ def training_options(fn=None, *, defaults: dict | None = None):
     defaults = defaults or _NEURAL_DEFAULTS
 
     def deco(fn):
+        # ranges here, the same for every training command: `interpolate`/`train interpolator --epochs 0`
+        # trained nothing and wrote a randomly initialised network (exit 0), where `train classifier` refused it
         for opt in reversed([
-            click.option("--epochs", type=int, default=None, help=f"Training epochs ({defaults['epochs']})."),
-            click.option("--batch-size", type=int, default=None, help=f"Mini-batch size ({defaults['batch_size']})."),
-            click.option("--lr", type=float, default=None, help=f"Learning rate ({defaults['lr']})."),
+            click.option("--epochs", type=click.IntRange(min=1), default=None,
+                         help=f"Training epochs ({defaults['epochs']})."),
+            click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                         help=f"Mini-batch size ({defaults['batch_size']})."),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help=f"Learning rate ({defaults['lr']})."),
         ]):
             fn = opt(fn)
         return fn
@@ -428,7 +433,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     import tempfile
 
     from oceandl.training import TrainConfig
-    from oceandl.training.classifier import train_classifier
+    from oceandl.training.classifier import check_settings, train_classifier
 
     output = _need_output(output, "checkpoint folder")
     if not resume:
@@ -440,24 +445,12 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     if demo == (data is not None):
         raise click.UsageError("give either --data DIR or --demo")
     if demo:
-        from oceandl.datasets.synthetic_images import make_sar_vignettes
-
-        import shutil
-
-        tmp = tempfile.mkdtemp(prefix="oceandl-demo-")
-        # the vignettes are read once; remove them however the command ends
-        click.get_current_context().call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
-        _echo(f"--demo: writing synthetic SAR vignettes (TenGeoP layout) to {tmp}")
-        data = make_sar_vignettes(Path(tmp) / "sar", n_per_class=40, size=48, seed=seed)
         intensity = "db"
         # 280 training vignettes: at batch 64, 6 epochs were 30 steps and near chance (13-22 % on
         # 10 classes); batch 16 for 12 epochs is 216 steps, 62-68 % in about 10 s on 2 cores
         epochs = 12 if epochs is None else epochs
         batch_size = 16 if batch_size is None else batch_size
         augment = augment or "flip,rot90"
-    if not data.exists():
-        raise InputError(f"{data}: no such file or folder")
-    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders)
     try:
         fractions = tuple(float(s) for s in split.split(","))
     except ValueError:
@@ -476,8 +469,24 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     # they are already met and change nothing
     spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
             **({"channels": int(channels)} if channels else {})}
+    model_opts = _kv(options)
+    # every setting checked before the data is made or read (TrainConfig above: the numbers)
+    check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
+    if demo:
+        import shutil
+
+        from oceandl.datasets.synthetic_images import make_sar_vignettes
+
+        tmp = tempfile.mkdtemp(prefix="oceandl-demo-")
+        # the vignettes are read once; remove them however the command ends
+        click.get_current_context().call_on_close(lambda: shutil.rmtree(tmp, ignore_errors=True))
+        _echo(f"--demo: writing synthetic SAR vignettes (TenGeoP layout) to {tmp}")
+        data = make_sar_vignettes(Path(tmp) / "sar", n_per_class=40, size=48, seed=seed)
+    if not data.exists():
+        raise InputError(f"{data}: no such file or folder")
+    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders)
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
-                           overwrite=overwrite, preprocessing=spec, model_options=_kv(options), figures=output)
+                           overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output)
     t = res["test"]
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "
           f"split {res['split_sizes']}")
@@ -743,13 +752,15 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
 @click.argument("input_path", required=False, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable (default: found from CF attributes; --demo: sst_true).")
 @click.option("--demo", is_flag=True, help="Analyse the built-in synthetic SST cube (its gap-free field).")
-@click.option("-n", "--n-modes", default=10, show_default=True, help="Number of modes.")
+# a range: -n 0 was refused by the analysis, after the field was read or the --demo cube made
+@click.option("-n", "--n-modes", type=click.IntRange(min=1), default=10, show_default=True, help="Number of modes.")
 @click.option("--weights", type=click.Choice(["coslat", "none"]), default="coslat", show_default=True, help="Area weights: sqrt(cos(latitude)) per pixel, or none.")
 @click.option("--solver", type=click.Choice(["auto", "full", "randomized"]), default="auto", show_default=True,
               help="SVD: full, randomized (truncated; large fields), or auto (randomized when the field is large "
                    "and few modes are kept).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)  # nothing to silence yet: taken as by every writer
 @common(output="EOF netCDF", device=False)
-def eof(input_path, var, demo, n_modes, weights, solver, output, overwrite, seed):
+def eof(input_path, var, demo, n_modes, weights, solver, quiet, output, overwrite, seed):
     """EOF analysis of a (time, lat, lon) field: EOFs, PCs, eigenvalues, variance fractions.
 
     \b
@@ -850,8 +861,9 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 @click.option("--size", type=click.IntRange(min=4), default=None, help="Grid side (sst; default 128) or image side (default 64).")
 @click.option("--cloud-cover", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="sst: mean cloud cover, in (0, 1).")
+@click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="synthetic data (.nc for sst, a folder for images)", device=False)
-def synth(kind, n, size, cloud_cover, output, overwrite, seed):
+def synth(kind, n, size, cloud_cover, quiet, output, overwrite, seed):
     """Write a synthetic data set (deterministic from --seed) in the real formats.
 
     \b

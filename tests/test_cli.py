@@ -311,6 +311,19 @@ def test_eof_demo(runner, tmp_path):
     assert not (tmp_path / "x.nc").exists()
 
 
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_eof_modes_below_one_are_a_usage_error(runner, tmp_path, monkeypatch, n):
+    """`eof --demo -n 0` made the demo cube (1.1 s), then failed in the analysis's words, naming the
+    input instead of the flag ('--demo (synthetic SST cube): eof: n_modes must be a positive integer')."""
+    import oceandl.datasets.sst as sst
+
+    monkeypatch.setattr(sst, "synthetic_sst", lambda *a, **kw: pytest.fail("the demo cube was made first"))
+    res = runner.invoke(cli, ["eof", "--demo", "-n", n, "-o", str(tmp_path / "e.nc")])
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code == 2 and "'-n' / '--n-modes'" in last, res.output
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("args, flag", [(["sst", "--n", "0", "--size", "8"], "--n"),
                                         (["sst", "--n", "3", "--size", "0"], "--size"),
                                         (["sar", "--n", "0", "--size", "16"], "--n"),
@@ -325,6 +338,19 @@ def test_synth_zero_sizes_are_refused(runner, tmp_path, args, flag):
     last = res.output.strip().splitlines()[-1]
     assert res.exit_code == 2 and last.startswith("Error:") and f"'{flag}'" in last, res.output
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("cmd", [["interpolate", "--method", "unet"], ["train", "interpolator"]])
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--batch-size", "0"), ("--lr", "0")])
+def test_training_flags_out_of_range_are_usage_errors(runner, sst_file, tmp_path, cmd, flag, value):
+    """`interpolate --method unet --epochs 0` and `train interpolator --epochs 0` trained 0 steps and
+    wrote a randomly initialised network (exit 0; `train_steps` 0), where `train classifier`
+    refused it: every training command now refuses it as a usage error, before any work."""
+    out = tmp_path / ("o.nc" if cmd[0] == "interpolate" else "ckpt")
+    res = runner.invoke(cli, [*cmd, str(sst_file), "--var", "sst", flag, value, "--quiet", "-o", str(out)])
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code == 2 and last.startswith("Error:") and f"'{flag}'" in last, res.output
+    assert not list(tmp_path.iterdir())
 
 
 def test_negative_seed_is_refused(runner, tmp_path):
@@ -726,6 +752,17 @@ def test_log_file_gets_lines_not_progress_bars_and_quiet_keeps_results(sst_file,
     bad = subprocess.run([sys.executable, "-c", code, "train", "classifier", "--data", str(tree), "--augment", "bogus",
                           "-o", str(tmp_path / "ckpt")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("Error: unknown augmentation"), bad.stderr
+
+
+def test_synth_and_eof_take_quiet(runner, tmp_path):
+    """Every command that writes takes --quiet: `synth` printed its 'sst written to ...' line with no
+    way to silence it, and `oceandl synth ... --quiet` in a script was 'No such option' (exit 2)."""
+    res = runner.invoke(cli, ["synth", "sst", "--n", "3", "--size", "8", "-o", str(tmp_path / "a.nc")])
+    assert res.exit_code == 0 and res.stderr == "sst written to " + str(tmp_path / "a.nc") + "\n", res.output
+    res = runner.invoke(cli, ["synth", "sst", "--n", "3", "--size", "8", "--quiet", "-o", str(tmp_path / "b.nc")])
+    assert res.exit_code == 0 and res.stderr == "" and (tmp_path / "b.nc").is_file(), res.output
+    res = runner.invoke(cli, ["eof", "--demo", "-n", "2", "--quiet", "-o", str(tmp_path / "e.nc")])
+    assert res.exit_code == 0 and res.stdout.startswith("variance fractions: ") and res.stderr == "", res.output
 
 
 def test_unwritable_output_folder_and_bad_model_sizes_are_usage_errors(runner, tmp_path, monkeypatch):
