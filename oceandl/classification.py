@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, warn
 
 __all__ = ["classify", "UNASSIGNED"]
 
@@ -377,8 +376,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     if errors:
         shown = ", ".join(f"{Path(paths[i]).name if paths else f'images[{i}]'} ({r})"
                           for i, r in list(errors.items())[:5])
-        warnings.warn(f"{len(errors)} of {len(probs)} image(s) unreadable, given an empty prediction and the "
-                      f"reason in 'error': {shown}{', ...' if len(errors) > 5 else ''}", stacklevel=2)
+        warn(f"{len(errors)} of {len(probs)} image(s) unreadable, given an empty prediction and the "
+                      f"reason in 'error': {shown}{', ...' if len(errors) > 5 else ''}")
     return ds
 
 

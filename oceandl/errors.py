@@ -6,7 +6,10 @@ and name the file, variable or option at fault.
 """
 from __future__ import annotations
 
-__all__ = ["OceanDLError", "InputError", "CheckpointError", "MissingResourceError", "one_line"]
+import sys
+import warnings
+
+__all__ = ["OceanDLError", "InputError", "CheckpointError", "MissingResourceError", "one_line", "warn"]
 
 
 class OceanDLError(Exception):
@@ -40,3 +43,25 @@ def one_line(exc: BaseException, limit: int = 160, with_type: bool = True) -> st
     if not text:
         return type(exc).__name__
     return f"{type(exc).__name__}: {text}" if with_type else text
+
+
+def _internal(frame) -> bool:
+    """Whether ``frame`` runs oceandl's own code (any of its modules, wherever their files lie)."""
+    name = frame.f_globals.get("__name__") or ""
+    return name == "oceandl" or name.startswith("oceandl.")
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Issue a warning attributed to the first caller outside oceandl: the user's line.
+
+    A fixed ``stacklevel`` is right for one call path only: the same warning reached through
+    ``da.oceandl.interpolate()``, :func:`oceandl.interpolate` or ``Interpolator.fit`` named
+    ``oceandl/interp/base.py`` or ``accessor.py``, not the notebook cell or script that made the
+    call. The level is counted here instead, as pandas' ``find_stack_level`` does, by module
+    name (``warnings.warn``'s ``skip_file_prefixes`` needs Python 3.12, and oceandl's modules lie
+    in four source folders).
+    """
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and _internal(frame):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

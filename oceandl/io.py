@@ -28,6 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import InputError, one_line
+from .errors import warn as _warn  # open_netcdf's `warn` argument would shadow it
 from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS",
@@ -111,8 +112,8 @@ def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "datas
         # as if the file had one: say which and why, and how to take another
         others = [n for n in three_d if n != name]
         if others:
-            warnings.warn(f"{label}: using variable '{name}' ({why}); other 3-D variables: "
-                          f"{', '.join(others)} (choose with var= / --var)", UserWarning, stacklevel=3)
+            _warn(f"{label}: using variable '{name}' ({why}); other 3-D variables: "
+                          f"{', '.join(others)} (choose with var= / --var)", UserWarning)
         return name
 
     std = {n: str(ds[n].attrs.get("standard_name", "")).lower() for n in names}
@@ -436,8 +437,8 @@ def open_netcdf(path, *, warn: bool = True, **kwargs) -> xr.Dataset:
             raise
         ds = xr.open_dataset(path, decode_times=False, **kwargs)
         if warn:
-            warnings.warn(f"{path}: {str(exc).split('. ')[0]}; time is read as plain numbers in those units "
-                          "(and written back so)", UserWarning, stacklevel=2)
+            _warn(f"{path}: {str(exc).split('. ')[0]}; time is read as plain numbers in those units "
+                          "(and written back so)", UserWarning)
         return ds
 
 

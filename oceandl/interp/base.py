@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import warnings
 from typing import Any, ClassVar, Iterable
 
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError, OceanDLError, one_line
+from oceandl.errors import InputError, OceanDLError, one_line, warn
 
 __all__ = ["Interpolator", "canonical_dims", "as_dataarray", "cf_masked", "append_history", "oceandl_version"]
 
@@ -597,9 +596,9 @@ class Interpolator:
         self.renamed_coords_ = {k: output_coord_name(k, [*tmpl.coords, *dims]) for k in tmpl.coords
                                 if str(k) in outputs and k not in dims}
         if self.renamed_coords_:
-            warnings.warn(f"{_label(tmpl)}: coordinate(s) {', '.join(map(repr, self.renamed_coords_))} named like "
+            warn(f"{_label(tmpl)}: coordinate(s) {', '.join(map(repr, self.renamed_coords_))} named like "
                           f"output variables; kept as {', '.join(map(repr, self.renamed_coords_.values()))}",
-                          UserWarning, stacklevel=2)
+                          UserWarning)
         coords = {self.renamed_coords_.get(k, k): v.variable for k, v in tmpl.coords.items()}
         # a DataArray may share its name with one of its own coordinates (da.rename("depth") with a
         # scalar depth coord); as a Dataset variable that name would clash (xarray MergeError)

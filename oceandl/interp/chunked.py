@@ -67,7 +67,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError, one_line
+from oceandl.errors import InputError, one_line, warn
 
 from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, filled_comment,
                    oceandl_version, output_coord_name, sigma_attrs)
@@ -604,8 +604,8 @@ def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: 
     renamed = {k: output_coord_name(k, [*scalars, *_AXES]) for k in sorted(outputs & set(scalars))}
     scalars = {renamed.get(k, k): v for k, v in scalars.items()}
     if renamed:
-        warnings.warn(f"variable {da.name!r}: coordinate(s) {', '.join(map(repr, renamed))} named like output "
-                      f"variables; kept as {', '.join(map(repr, renamed.values()))}", UserWarning, stacklevel=3)
+        warn(f"variable {da.name!r}: coordinate(s) {', '.join(map(repr, renamed))} named like output "
+                      f"variables; kept as {', '.join(map(repr, renamed.values()))}", UserWarning)
     from oceandl.io import no_coordinate_fill
 
     # CF: no _FillValue on coordinates (xarray gives float ones NaN)
@@ -885,8 +885,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         blend_axes["time"] = False  # day t depends on days t-n..t+n only: the time halo is exact
     hal.update(user_halo)
     if kind == "neural" and hal["time"] < int(fn.fitted._cfg["neighbours"]):
-        warnings.warn(f"halo time={hal['time']} < neighbours={fn.fitted._cfg['neighbours']}: days at "
-                      "time-chunk edges lose neighbour context", stacklevel=2)
+        warn(f"halo time={hal['time']} < neighbours={fn.fitted._cfg['neighbours']}: days at "
+                      "time-chunk edges lose neighbour context")
 
     blocks = plan_blocks(shape, core, hal)
     read = {ax: _read_chunk(core[ax], hal[ax]) for ax in _AXES}
@@ -976,14 +976,14 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         # Each block chooses its own mode count by CV: on small blocks (16 x 12 x 12 px cores with a
         # 3 px halo) the CV set was 1-2 squares on 1-2 days, the choice noise, and gap errors reached
         # 21 degC where the in-memory fit of the whole 16 x 24 x 24 cube had 8; this went unsaid.
-        warnings.warn(f"{small_cv} of {len(squares)} blocks chose their number of modes on fewer than "
+        warn(f"{small_cv} of {len(squares)} blocks chose their number of modes on fewer than "
                       f"{_MIN_CV_SQUARES} cross-validation squares (the fewest: {min(squares)}): blocks of "
                       f"{max((b.ext_shape for b in blocks), key=np.prod)} (time, lat, lon) are too small for DINEOF's "
                       "cross-validation; use larger --chunks (default lat=128,lon=128) or fill in memory",
-                      UserWarning, stacklevel=2)
+                      UserWarning)
     if fallback:
-        warnings.warn(f"{fallback} of {len(blocks)} blocks could not be fitted (too few observations) and "
-                      "took the climatology", stacklevel=2)
+        warn(f"{fallback} of {len(blocks)} blocks could not be fitted (too few observations) and "
+                      "took the climatology")
     seconds = _time.perf_counter() - t_start
     res = ChunkedResult(output, method, shape, core, hal, len(blocks), seconds, stats_seconds, max_block, window,
                         fallback, attrs)

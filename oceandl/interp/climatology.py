@@ -13,14 +13,13 @@ batched solve. The functions below are shared by both paths, so they fit the sam
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, warn
 
 from .base import Interpolator
 
@@ -176,9 +175,9 @@ def harmonic_attrs(k: int, levels: np.ndarray, label: str) -> dict[str, Any]:
         sea = levels[levels >= 0]
         attrs["harmonics_fallback_pixels"] = int((sea < k).sum())
         if sea.size and not sea.any():
-            warnings.warn(f"{label}: harmonics={k}: no pixel's observations span the year well enough to fit a "
+            warn(f"{label}: harmonics={k}: no pixel's observations span the year well enough to fit a "
                           f"seasonal cycle (see the climatology's fallback rule); every gap took its pixel's "
-                          "time mean", UserWarning, stacklevel=3)
+                          "time mean", UserWarning)
     return attrs
 
 

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, warn
 from oceandl.utils import seed_torch, torch_rng_scope
 
 from .base import Interpolator, _label, time_steps, unordered_step
@@ -131,10 +130,10 @@ def _check_time_steps(da) -> None:
     ratio = np.asarray(steps / steps.min(), dtype=np.float64)  # timedelta / timedelta: a number
     if ratio.max() > 1.5:
         n_odd = int(np.count_nonzero(~np.isclose(ratio, np.median(ratio), rtol=0.1)))
-        warnings.warn(f"temporal_filter: the time steps are uneven ({n_odd} of {steps.size} differ from the "
+        warn(f"temporal_filter: the time steps are uneven ({n_odd} of {steps.size} differ from the "
                       f"median by over 10 %, the longest {ratio.max():.3g}x the shortest); the "
                       "filter treats consecutive steps as equally spaced (insert the missing days as "
-                      "all-NaN steps to keep them apart)", stacklevel=4)
+                      "all-NaN steps to keep them apart)")
 
 
 def _laplacian_filter(nt: int, alpha: float, n_apply: int):
@@ -465,12 +464,12 @@ class DINEOF(Interpolator):
                     obs[:, iy][:, :, ix], self.options["cv_fraction"], radius, rng)
                 if self.cv_squares_ < _MIN_CV_SQUARES and self._warn_small_cv:
                     side = 2 * radius + 1
-                    warnings.warn(
+                    warn(
                         f"method 'dineof': the cross-validation set is {self.cv_squares_} "
                         f"{'squares of %d x %d px' % (side, side) if radius else 'points'} ({int(cv.sum())} "
                         f"observations on {int(cv.any(axis=(1, 2)).sum())} of {nt} time steps), too few to choose "
                         f"the number of modes reliably; it is uncertain (use a longer or larger field)",
-                        UserWarning, stacklevel=4)
+                        UserWarning)
                 self._fit_cv(X, M, torch.from_numpy(self._to_matrix(cv)).to(device), kmax, auto)
         self._F = self._basis = None
         self.shrink_ = self._lam

@@ -14,13 +14,12 @@ repeated (EM: refill, recompute the EOFs, re-project).
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, warn
 
 from .base import Interpolator, _label, append_history, as_dataarray, canonical_dims, oceandl_version
 from .climatology import check_harmonics, seasonal_cycle
@@ -189,9 +188,9 @@ class EOF:
         land = nan.all(axis=0)
         partial = nan.any(axis=0) & ~land
         if partial.any():
-            warnings.warn(
+            warn(
                 f"eof: {int(partial.sum())} pixels of {label} are missing at some times only; they are left out "
-                "like land (fill the gaps first, e.g. with oceandl.interp.interpolate)", stacklevel=2)
+                "like land (fill the gaps first, e.g. with oceandl.interp.interpolate)")
         ocean = ~(land | partial)
         if not ocean.any():
             raise InputError(f"{label}: no pixel is observed at every time step; nothing to analyse")
@@ -207,8 +206,8 @@ class EOF:
             raise InputError(f"{label}: the (centred, weighted) field is zero everywhere; no variance to analyse")
         k = int(min(n_modes, *A.shape))
         if k < n_modes:  # the result had fewer modes than asked, without a word
-            warnings.warn(f"{label}: n_modes={n_modes}, but {A.shape[0]} time steps x {A.shape[1]} complete "
-                          f"pixels give at most {k}; keeping {k}", UserWarning, stacklevel=3)
+            warn(f"{label}: n_modes={n_modes}, but {A.shape[0]} time steps x {A.shape[1]} complete "
+                          f"pixels give at most {k}; keeping {k}", UserWarning)
         solver_used = _solver_for(A.shape, k, solver)
         U, S, Vt = _truncated_svd(A, k, solver_used, seed)
         # the total variance from the data, not from all eigenvalues: a truncated SVD has only k

@@ -31,12 +31,11 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from oceandl.errors import CheckpointError, InputError, OceanDLError
+from oceandl.errors import CheckpointError, InputError, OceanDLError, warn
 
 from .base import Interpolator, step_text, time_steps, unordered_step
 
@@ -311,10 +310,10 @@ class NeuralInterpolator(Interpolator):
         steps = time_steps(self.da_)
         if steps is not None and steps.max() > 1.5 * steps.min():
             # a missing day (a file not delivered) makes a 'neighbour' two days away, silently
-            warnings.warn(f"method {self.name!r}: {tdim} steps are irregular ({step_text(steps.min())} to "
+            warn(f"method {self.name!r}: {tdim} steps are irregular ({step_text(steps.min())} to "
                           f"{step_text(steps.max())}); the neighbours={self._cfg['neighbours']} channels are the "
                           "previous and next steps, not days (reindex to a regular series to fill missing days "
-                          "as gaps)", UserWarning, stacklevel=2)
+                          "as gaps)", UserWarning)
 
     def _day_of_year(self) -> np.ndarray | None:
         """Day of year (time,) from the input's time coordinate, or None if it holds no dates.
@@ -490,9 +489,9 @@ class NeuralInterpolator(Interpolator):
         training = read_config(path).get("training") or {}
         theirs, ours = training.get("standard_name"), self.da_.attrs.get("standard_name")
         if theirs and ours and str(theirs) != str(ours):
-            warnings.warn(f"method {self.name!r}: checkpoint {path} was trained on {theirs!r} (variable "
+            warn(f"method {self.name!r}: checkpoint {path} was trained on {theirs!r} (variable "
                           f"{training.get('variable')!r}), this input is {ours!r} (variable {str(self.da_.name)!r}): "
-                          "the network fills it as if it were the same quantity", UserWarning, stacklevel=2)
+                          "the network fills it as if it were the same quantity", UserWarning)
 
     def _n_steps(self, shape: tuple[int, int, int]) -> int:
         o = self.options
