@@ -46,7 +46,7 @@ def _add_accessor(xarray=None) -> None:
 
 
 def _register_accessor() -> None:
-    """Give DataArrays their ``.oceandl`` accessor when xarray is imported, at once if it already is.
+    """Give DataArrays and Datasets their ``.oceandl`` accessor when xarray is imported, at once if it already is.
 
     A post-import hook (wrapt's), not ``import xarray`` here: xarray and pandas were 95 % of the
     time of ``import oceandl``, paid by ``oceandl --help``, shell completion and every command that

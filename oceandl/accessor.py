@@ -1,9 +1,10 @@
-"""The ``.oceandl`` accessor of xarray DataArrays: ``da.oceandl.interpolate()``, ``da.oceandl.eof()``."""
+"""The ``.oceandl`` accessor of xarray objects: ``da.oceandl.interpolate()``, ``da.oceandl.eof()``, and
+the same on a Dataset, which picks its variable as ``oceandl interpolate --var`` does."""
 from __future__ import annotations
 
 import xarray as xr
 
-__all__ = ["OceanDLAccessor"]
+__all__ = ["OceanDLAccessor", "OceanDLDatasetAccessor"]
 
 
 @xr.register_dataarray_accessor("oceandl")
@@ -20,7 +21,41 @@ class OceanDLAccessor:
         return interpolate(self._obj, method, **kwargs)
 
     def eof(self, n_modes: int = 10, **kwargs):
-        """EOF analysis; see :func:`oceandl.interp.eof.eof` (``weights``, ``center``)."""
+        """EOF analysis; see :func:`oceandl.interp.eof.eof` (``weights``, ``center``, ``solver``, ``seed``)."""
         from oceandl.interp.eof import eof
 
         return eof(self._obj, n_modes=n_modes, **kwargs)
+
+
+@xr.register_dataset_accessor("oceandl")
+class OceanDLDatasetAccessor:
+    """oceandl methods on a Dataset (an opened file); holds nothing but the Dataset.
+
+    ``var`` names the field; without it the field is found as ``oceandl interpolate`` finds it
+    without ``--var`` (:func:`oceandl.io.find_variable`: a ``sea_surface_temperature``
+    standard name, then the only 3-D variable that is not a flag or an ancillary variable, with a
+    warning naming the others when there is a choice). The results are those of the variable's
+    own accessor, ``ds[var].oceandl``: the file's other variables are not touched.
+    """
+
+    def __init__(self, obj: xr.Dataset):
+        self._obj = obj
+
+    def _field(self, var: str | None) -> xr.DataArray:
+        from oceandl.io import find_variable
+
+        return self._obj[find_variable(self._obj, var, label="Dataset")]
+
+    def interpolate(self, method: str = "dineof", *, var: str | None = None, **kwargs):
+        """Fill the gaps of variable ``var``; see :func:`oceandl.interp.interpolate` (same keywords).
+
+        Raises
+        ------
+        InputError
+            ``var`` absent (close names suggested), or no field found / several without ``var``.
+        """
+        return self._field(var).oceandl.interpolate(method, **kwargs)
+
+    def eof(self, n_modes: int = 10, *, var: str | None = None, **kwargs):
+        """EOF analysis of variable ``var`` (found as by :meth:`interpolate`); see :func:`oceandl.interp.eof.eof`."""
+        return self._field(var).oceandl.eof(n_modes, **kwargs)

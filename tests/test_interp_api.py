@@ -572,6 +572,30 @@ def test_accessor_matches_functions(cube):
     assert vars(gappy.oceandl).keys() == {"_obj"}  # nothing fitted is kept on the accessor
 
 
+def test_dataset_accessor_picks_the_variable_as_the_cli_does(cube):
+    """A Dataset (an opened file) had no .oceandl (AttributeError): the variable is chosen as
+    `oceandl interpolate` chooses it, by var= (--var) or from CF attributes."""
+    import oceandl.accessor  # noqa: F401  (registers .oceandl)
+
+    gappy, truth = cube
+    ds = xr.Dataset({"sst": gappy, "sst_true": truth.astype(np.float32),
+                     "quality": (gappy.dims, np.zeros(gappy.shape, np.int8), {"flag_values": [0, 1]})})
+    with pytest.warns(UserWarning, match=r"^Dataset: using variable 'sst' \(a common SST name\); other "
+                                         r"3-D variables: sst_true \(choose with var=") as caught:
+        out = ds.oceandl.interpolate("climatology")
+    assert caught[0].filename == __file__
+    xr.testing.assert_equal(out, gappy.oceandl.interpolate("climatology"))
+    assert out.name == "sst" and out.attrs["method"] == "climatology"
+    full = ds.oceandl.interpolate("climatology", var="sst_true", return_dataset=True)
+    assert set(full.data_vars) == {"sst_true", "missing_flag", "sigma"} and int(full["missing_flag"].max()) == 0
+    e = ds.oceandl.eof(2, var="sst_true", weights=None)
+    np.testing.assert_allclose(e.eigenvalues.values, eof(ds["sst_true"], 2, weights=None).eigenvalues.values)
+    with pytest.raises(InputError, match=r"^Dataset: variable 'sst_tru' not found; did you mean 'sst_true'"):
+        ds.oceandl.interpolate("climatology", var="sst_tru")
+    with pytest.raises(InputError, match=r"several 3-D variables \(a, b\); choose one with var="):
+        xr.Dataset({"a": gappy.rename(None), "b": gappy.rename(None)}).oceandl.eof(2)
+
+
 @pytest.mark.parametrize("call", ["function", "accessor", "Interpolator"])
 def test_warnings_name_the_callers_line(call, cube):
     """Warnings had fixed stacklevels, right for one call path only: the same warning named
