@@ -205,9 +205,19 @@ def test_dataset_writes_to_netcdf(result, tmp_path):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_dask_and_transposed_input_give_the_same_result(method, cube):
     pytest.importorskip("dask")
+    from dask.callbacks import Callback
+
     gappy, _ = cube
-    ref = run(method, gappy)
-    lazy = run(method, gappy.chunk({"time": 5}))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        ref = run(method, gappy)
+    computes = []
+    # documented (interpolate, README): a dask field is read once, into memory, with nothing more said
+    with warnings.catch_warnings(record=True) as said_lazy, Callback(start=lambda dsk: computes.append(1)):
+        warnings.simplefilter("always")
+        lazy = run(method, gappy.chunk({"time": 5}))
+    assert len(computes) == 1 and isinstance(lazy.data, np.ndarray)
+    assert [str(w.message) for w in said_lazy] == [str(w.message) for w in said]
     np.testing.assert_allclose(lazy.values, ref.values, rtol=1e-6, atol=1e-6)
     renamed = gappy.rename(lat="latitude", lon="longitude").transpose("longitude", "time", "latitude")
     out = run(method, renamed)

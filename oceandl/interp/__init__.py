@@ -55,7 +55,11 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withheld=None, retu
     ----------
     da : xarray.DataArray (time, lat, lon), dims found by name or coordinate (see
         :func:`~oceandl.interp.base.canonical_dims`), NumPy or dask backed
-        NaN marks gaps; pixels never observed are land and stay NaN. A variable not CF-decoded
+        A dask-backed field (``xr.open_dataset(..., chunks=...)``) is computed into memory, at
+        once and silently: every method fits the whole cube, and the result is NumPy-backed. A
+        cube larger than memory is filled block by block into a netCDF file by
+        :func:`interpolate_chunked` (``oceandl interpolate --chunks``) instead; here it would
+        fail with MemoryError or be killed by the system. NaN marks gaps; pixels never observed are land and stay NaN. A variable not CF-decoded
         (``mask_and_scale=False``: packed integers, ``_FillValue``) is decoded, and values beyond
         ``valid_min``/``valid_max``/``valid_range`` are gaps, as ``oceandl interpolate`` reads a
         file (:func:`~oceandl.interp.base.cf_masked`).

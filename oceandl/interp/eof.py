@@ -363,7 +363,7 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
 
     Parameters
     ----------
-    da : DataArray (time, lat, lon), dims found by name, NumPy or dask backed
+    da : DataArray (time, lat, lon), dims found by name, NumPy or dask backed (computed into memory)
         Complete field (NaN only on land; pixels missing at some times are left out with a warning).
     n_modes : int
         Number of modes kept (at most min(n_time, n_ocean)).
