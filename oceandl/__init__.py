@@ -38,6 +38,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'oceandl' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # PEP 562's pair of __getattr__: without it dir(oceandl), and so a notebook's `oceandl.<Tab>`,
+    # listed none of the lazy functions (interpolate, eof, classify, get_model, MODELS)
+    return sorted({*globals(), *_LAZY})
+
+
 def _add_accessor(xarray=None) -> None:
     try:
         importlib.import_module("oceandl.accessor")

@@ -637,6 +637,15 @@ def test_warnings_name_the_callers_line(call, cube):
         assert hits, (text, [str(w.message) for w in caught])
         assert {(w.filename, w.category) for w in hits} == {(__file__, UserWarning)}, (text, hits[0].filename)
 
+def test_dir_lists_the_lazy_exports():
+    """dir(oceandl), what a notebook's `oceandl.<Tab>` lists, missed interpolate, eof, classify,
+    get_model and MODELS: they load on first use (module __getattr__) and had no __dir__."""
+    import oceandl
+
+    assert set(oceandl.__all__) <= set(dir(oceandl))
+    assert {"__version__", "InputError"} <= set(dir(oceandl))
+
+
 
 @pytest.mark.parametrize("order", ["oceandl first", "xarray first", "through oceandl.interpolate"])
 def test_import_oceandl_is_light_and_the_accessor_still_registers(order):
