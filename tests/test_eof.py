@@ -102,6 +102,17 @@ def test_variance_bookkeeping(field):
     np.testing.assert_allclose(few.variance_fraction.values, vf[:3])  # fraction of the total, not of 3 modes
 
 
+def test_repr_names_the_field_and_each_modes_share(field):
+    """A notebook showed 'EOF(n_modes=3, variance explained=0.998)': not which field, nor the
+    modes' shares, the first thing one reads off an EOF analysis."""
+    res = eof(field, n_modes=3)
+    vf = res.variance_fraction.values
+    assert repr(res) == (f"<oceandl EOF of 'sst' (time: 30, lat: 12, lon: 15): 3 modes, variance fraction "
+                         f"{vf[0]:.3g}, {vf[1]:.3g}, {vf[2]:.3g} (sum {vf.sum():.3f}), solver full>")
+    many = repr(eof(field.rename(None), n_modes=10))
+    assert many.startswith("<oceandl EOF of a field (time: 30,") and ", ..." in many and len(many) < 200
+
+
 def test_weights_project_and_provenance(field):
     plain = eof(field, n_modes=4, weights=None)
     coslat = eof(field, n_modes=4)

@@ -120,7 +120,8 @@ class ChunkedResult:
     max_block_bytes: int        # float32 bytes of the largest block read (core + halo)
     max_in_flight: int
     fallback_blocks: int = 0
-    attrs: dict[str, Any] = field(default_factory=dict)
+    # out of the repr: the output's provenance (options JSON, history) made it 800 characters
+    attrs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def mpx_per_s(self) -> float:

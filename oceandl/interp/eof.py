@@ -225,6 +225,7 @@ class EOF:
         self._E = Vt  # (k, n_ocean)
         self._P = U * S  # (time, k)
         self._name = da.name
+        self._sizes = dict(da.sizes)  # (time, lat, lon) order, for the repr
 
         tdim, ydim, xdim = dims
         mode = np.arange(1, k + 1)
@@ -266,8 +267,14 @@ class EOF:
         self.weights = xr.DataArray(w.astype(self._dtype), dims=(ydim, xdim), coords=space_coords, name="weights")
 
     def __repr__(self) -> str:
-        vf = float(self.variance_fraction.sum())
-        return f"EOF(n_modes={self.n_modes}, variance explained={vf:.3f})"
+        # what a notebook shows of `res`: the field, its grid and each mode's share, on one line
+        # (it was 'EOF(n_modes=3, variance explained=0.782)': no field, no per-mode fractions)
+        vf = self.variance_fraction.values
+        shown = ", ".join(f"{v:.3g}" for v in vf[:6]) + (", ..." if len(vf) > 6 else "")
+        grid = ", ".join(f"{d}: {n}" for d, n in self._sizes.items())
+        what = repr(str(self._name)) if self._name is not None else "a field"
+        return (f"<oceandl EOF of {what} ({grid}): {self.n_modes} mode{'s' * (self.n_modes != 1)}, variance "
+                f"fraction {shown} (sum {vf.sum():.3f}), solver {self.solver}>")
 
     def to_dataset(self) -> xr.Dataset:
         """The analysis as one Dataset, for writing to netCDF.
