@@ -224,10 +224,20 @@ def _auto(v: str):
 
 
 def _method_options(input_path, demo: bool, options, epochs, batch_size, lr) -> dict:
-    """An interpolation method's options from ``--set`` and the training flags (INPUT or --demo)."""
+    """An interpolation method's options from ``--set`` and the training flags (INPUT or --demo).
+
+    ``--set steps=0`` / ``epochs=0`` are usage errors here, as ``--epochs 0`` is: the library
+    allows 0 (a network built without training, for tests), a command line never wants it."""
     if demo == (input_path is not None):
         raise click.UsageError("give either INPUT.nc or --demo")
     opts = _kv(options)
+    for k in ("steps", "epochs"):
+        v = opts.get(k)
+        # the library allows 0 on purpose (a network built, not trained); from the command line it
+        # wrote an untrained network with exit 0, as --epochs 0 did before --epochs was ranged
+        if isinstance(v, int) and not isinstance(v, bool) and v == 0:
+            raise click.BadParameter(f"{k}=0 trains nothing (the output would be an untrained network): give "
+                                     f"{k} >= 1, or leave it out for the method's default", param_hint="'--set'")
     for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if v is not None:
             opts[k] = v

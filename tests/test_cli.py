@@ -341,15 +341,18 @@ def test_synth_zero_sizes_are_refused(runner, tmp_path, args, flag):
 
 
 @pytest.mark.parametrize("cmd", [["interpolate", "--method", "unet"], ["train", "interpolator"]])
-@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--batch-size", "0"), ("--lr", "0")])
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--batch-size", "0"), ("--lr", "0"),
+                                         ("--set", "steps=0"), ("--set", "epochs=0")])
 def test_training_flags_out_of_range_are_usage_errors(runner, sst_file, tmp_path, cmd, flag, value):
     """`interpolate --method unet --epochs 0` and `train interpolator --epochs 0` trained 0 steps and
     wrote a randomly initialised network (exit 0; `train_steps` 0), where `train classifier`
-    refused it: every training command now refuses it as a usage error, before any work."""
+    refused it: every training command now refuses it as a usage error, before any work. So do
+    `--set steps=0` and `--set epochs=0` (the library keeps 0: a network built, not trained)."""
     out = tmp_path / ("o.nc" if cmd[0] == "interpolate" else "ckpt")
     res = runner.invoke(cli, [*cmd, str(sst_file), "--var", "sst", flag, value, "--quiet", "-o", str(out)])
     last = res.output.strip().splitlines()[-1]
     assert res.exit_code == 2 and last.startswith("Error:") and f"'{flag}'" in last, res.output
+    assert flag != "--set" or value in last, res.output
     assert not list(tmp_path.iterdir())
 
 
