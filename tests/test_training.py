@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -278,6 +279,21 @@ def test_bad_config_is_input_error():
         from oceandl.training import BatchAugment
 
         BatchAugment(("warp",))
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0, -1e-3, "0.1", True, None])
+def test_one_learning_rate_rule_and_wording_everywhere(lr):
+    """The classifier's TrainConfig and the neural interpolators checked lr apart: nan was "must be a
+    number >= 0" for the interpolators and inf "a finite number > 0"; TrainConfig took True (1.0) and
+    failed on '0.1' or None as a bare TypeError. One rule now, one wording: a finite number > 0."""
+    from oceandl.interp import get_method
+
+    with pytest.raises(InputError, match=r"^lr must be a finite number > 0, got "):
+        TrainConfig(lr=lr)
+    with pytest.raises(InputError, match=rf"^method 'unet': option lr={re.escape(repr(lr))} must be a finite "
+                                         r"number > 0$"):
+        get_method("unet")(lr=lr)
+    assert TrainConfig(lr=np.float32(1e-3)).lr == np.float32(1e-3) and get_method("unet")(lr=1).options["lr"] == 1
 
 
 @pytest.mark.parametrize("option", ["early_stopping", "l1", "l2"])

@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError, OceanDLError
-from ..utils import (bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_freed_memory, resolve_device,
-                     resolve_precision, seed_torch, torch_rng_scope)
+from ..utils import (LR_RULE, bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_freed_memory,
+                     resolve_device, resolve_precision, seed_torch, torch_rng_scope, valid_lr)
 from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint, with_optional_state
@@ -104,9 +104,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        # inf passed (nan did not): an epoch was trained on NaN weights, then "training diverged" (exit 1)
-        if not (self.lr > 0 and self.lr != float("inf")):
-            raise InputError(f"lr must be a finite number > 0, got {self.lr}")
+        # inf passed (nan did not): an epoch was trained on NaN weights, then "training diverged" (exit 1);
+        # the interpolators' rule and words (utils.valid_lr)
+        if not valid_lr(self.lr):
+            raise InputError(f"lr {LR_RULE}, got {self.lr!r}")
         # a negative patience stopped every run after its first epoch; a negative penalty rewards
         # large weights (the loss runs to -inf)
         for name in ("early_stopping", "l1", "l2"):
