@@ -224,10 +224,20 @@ def _auto(v: str):
 
 
 def _method_options(input_path, demo: bool, options, epochs, batch_size, lr) -> dict:
-    """An interpolation method's options from ``--set`` and the training flags (INPUT or --demo)."""
+    """An interpolation method's options from ``--set`` and the training flags (INPUT or --demo).
+
+    ``--set steps=0`` / ``epochs=0`` are usage errors here, as ``--epochs 0`` is: the library
+    allows 0 (a network built without training, for tests), a command line never wants it."""
     if demo == (input_path is not None):
         raise click.UsageError("give either INPUT.nc or --demo")
     opts = _kv(options)
+    for k in ("steps", "epochs"):
+        v = opts.get(k)
+        # the library allows 0 on purpose (a network built, not trained); from the command line it
+        # wrote an untrained network with exit 0, as --epochs 0 did before --epochs was ranged
+        if isinstance(v, int) and not isinstance(v, bool) and v == 0:
+            raise click.BadParameter(f"{k}=0 trains nothing (the output would be an untrained network): give "
+                                     f"{k} >= 1, or leave it out for the method's default", param_hint="'--set'")
     for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if v is not None:
             opts[k] = v
@@ -410,7 +420,7 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
 @click.option("--early-stopping", type=int, default=0, show_default=True, help="Stop after N epochs without validation improvement (0: never).")
 @click.option("--set", "options", multiple=True, help="Model option key=value (e.g. --set freeze=backbone).")
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
-@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images: skip (listed) or fail.")
+@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images (at the header check, or failing to decode when read): skip (warned about, listed in the checkpoint's config.json) or fail.")
 @click.option("--class-folders", type=click.Choice(["top", "leaf"]), default="top", show_default=True, help="top: each folder of --data is a class, sub-folders included (<class>/<year>/); leaf: each folder holding images is a class named by its path less year/date folders (a taxonomy tree, e.g. Protista/Diatoms/Chaetoceros; WHOI-Plankton <year>/<class>/ of several years, one class per taxon).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True, help="bf16 autocast; auto: where the device computes bf16 natively (Ampere+ GPU, AVX512-BF16/AMX CPU).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory layout (faster convolutions on CPUs and tensor cores).")
@@ -486,10 +496,13 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         raise InputError(f"{data}: no such file or folder")
     dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders)
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
-                           overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output)
+                           overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output,
+                           on_error=on_error)
     t = res["test"]
+    bad = len(res["unreadable_images"])
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "
-          f"split {res['split_sizes']}")
+          f"split {res['split_sizes']}" + (f", {bad} unreadable image(s) left out (listed in "
+                                           f"{output / 'config.json'})" if bad else ""))
     click.echo(f"test accuracy {t['accuracy']:.4f}  macro F1 {t['macro_f1']:.4f}  weighted F1 {t['weighted_f1']:.4f}  "
                f"log-loss {t['log_loss']:.4f}  ECE {t['ece']:.4f}")
     _echo(f"checkpoint written to {output} (use --model {output})")

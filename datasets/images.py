@@ -36,7 +36,9 @@ every file at construction (catches truncated pixel data too, at the cost of rea
 Unreadable files are skipped with one warning listing them and recorded in ``dataset.skipped``
 (``on_error="skip"``, the default) or raise :class:`InputError` naming the file
 (``on_error="raise"``). A file that fails later, when a sample is read, always raises InputError
-naming it.
+naming it; the training engine (:func:`oceandl.training.materialize`, ``fit``, ``train_classifier``)
+then follows the dataset's ``on_error``: such a file is left out with one warning naming it
+(``"skip"``) or stops the run (``"raise"``).
 
 Classes: a class folder with no images is dropped with a warning (generic folders); TenGeoP always
 keeps its ten classes so labels mean the same thing on every subset, and warns about absent ones.
@@ -517,6 +519,8 @@ class _FileImageDataset(Dataset):
         self.classes = list(classes)
         self.transform = transform
         self.fit = fit
+        # also for the files that fail later, when read: the training engine leaves them out or raises
+        self.on_error = on_error
         self.skipped: list[Path] = []
         self.skip_reasons: dict[str, str] = {}
         # every file given, readable or not: classify gives the skipped ones their rows

@@ -861,6 +861,25 @@ def day_chunks(ds: xr.Dataset, name: Hashable) -> tuple[int, ...] | None:
     return tuple(max(1, n) for n in shape)
 
 
+def record_chunks(ds: xr.Dataset, name: Hashable) -> tuple[int, ...] | None:
+    """Chunk shape of variable ``name`` along an unlimited (record) time dim, or None (no time dim).
+
+    :func:`day_chunks` for a field with 2 other dims; the whole variable, up to 4 MiB along time,
+    for the others (PCs (time, mode)): netCDF-C's default on a record dim is 1 step per chunk, which
+    cut a (3650, 5) PC table into 3650 chunks of 20 bytes.
+    """
+    v = ds.variables[name]
+    if not any(_is_time_dim(ds, d) for d in v.dims):
+        return None
+    day = day_chunks(ds, name)
+    if day is not None:
+        return day
+    other = int(np.prod([1 if _is_time_dim(ds, d) else n for d, n in zip(v.dims, v.shape)])) * v.dtype.itemsize
+    along = max(1, min(max((int(n) for d, n in zip(v.dims, v.shape) if _is_time_dim(ds, d)), default=1),
+                       _CHUNK_BYTES // max(other, 1)))
+    return tuple(along if _is_time_dim(ds, d) else max(1, int(n)) for d, n in zip(v.dims, v.shape))
+
+
 def check_complevel(complevel) -> int:
     """``complevel`` if it is a zlib level 0-9 (0: uncompressed), else :class:`InputError`."""
     if isinstance(complevel, bool) or not isinstance(complevel, (int, np.integer)) or not 0 <= complevel <= 9:
@@ -890,8 +909,8 @@ def write_netcdf(
     overwrite : bool
     encoding : dict, optional
         Per-variable netCDF encoding, merged over the defaults (``zlib=True, complevel=complevel``;
-        a compressed variable with a time dim and 2 others is chunked one time step per chunk,
-        :func:`day_chunks`).
+        a variable with a time dim and 2 others is chunked one time step per chunk,
+        :func:`day_chunks`; other variables along time, whole up to 4 MiB: :func:`record_chunks`).
     complevel : int, default 4
         zlib level (1-9) of the numeric data variables (the float fields and their integer flags);
         0 writes them uncompressed. A filled (64, 256,
@@ -908,6 +927,14 @@ def write_netcdf(
     ------
     InputError
         If ``path`` exists (without ``overwrite``), its folder is missing, or writing fails.
+
+    Notes
+    -----
+    The time dimension (named so, or whose coordinate is a time axis) is written unlimited, the
+    record dimension of CF/NCO practice for daily products, whatever the input's: written
+    fixed-size, outputs could not be appended with ``ncrcat``. Its variables are then chunked
+    even uncompressed (netCDF-4 has no contiguous storage along an unlimited dim): one time step
+    per chunk for the fields, the layout a contiguous day had.
     """
     path = Path(path)
     check_complevel(complevel)
@@ -929,8 +956,10 @@ def write_netcdf(
         for n, v in ds.data_vars.items()
         if np.issubdtype(v.dtype, np.number) or v.dtype == bool
     }
-    for n, e in enc.items():  # compressed (time, lat, lon) data are read a day at a time; uncompressed, contiguous
-        chunks = day_chunks(ds, n) if complevel else None
+    # time is the record (unlimited) dimension, as NCO (ncrcat) and CF daily products have it
+    unlimited = [str(d) for d in ds.dims if _is_time_dim(ds, d)]
+    for n, e in enc.items():  # (time, lat, lon) data are read a day at a time: one time step per chunk
+        chunks = record_chunks(ds, n)
         if chunks is not None and 0 not in ds.variables[n].shape:
             e["chunksizes"] = chunks
     for n, e in (encoding or {}).items():
@@ -938,7 +967,7 @@ def write_netcdf(
     check_output_path(path, overwrite, kind="file", what="netCDF file")  # never replaces a folder
     with atomic_path(path, overwrite=overwrite) as tmp:
         try:
-            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc)
+            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc, unlimited_dims=unlimited)
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: cannot write netCDF ({one_line(exc)})") from exc
     return path

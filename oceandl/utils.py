@@ -42,6 +42,22 @@ __all__ = [
 ]
 
 
+#: the one wording of the learning-rate rule (:func:`valid_lr`), in every module that takes one
+LR_RULE = "must be a finite number > 0"
+
+
+def valid_lr(lr) -> bool:
+    """Whether ``lr`` is a learning rate: a real number (not a bool), finite and > 0.
+
+    The classifier's training and the neural interpolators checked it apart, with two rules and
+    three wordings (nan: "must be a number >= 0" in one, "a finite number > 0" in the other; the
+    string '0.1' a bare TypeError in TrainConfig, True accepted there as 1.0).
+    """
+    import numbers  # numpy's ints and floats are registered as Real; numpy itself is not imported here
+
+    return isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a NumPy generator seeded with ``seed``."""
     import numpy as np

@@ -319,6 +319,32 @@ def test_the_written_mean_says_its_units(field, tmp_path):
     assert "units" not in eof(bare, n_modes=2).mean.attrs
 
 
+def test_written_variables_say_what_they_are_and_provenance_is_global(field, tmp_path):
+    """The written `weights` and `mode` had no long_name nor units, and each of the 6 variables
+    repeated all the provenance (version, method, options, solver) that the global attributes hold.
+    Now every variable has a long_name (and units), the provenance is global only; the DataArrays of
+    the result keep it (each, written alone, says where it came from)."""
+    from oceandl.cli.main import main
+
+    src = tmp_path / "sst.nc"
+    field.to_dataset().to_netcdf(src)
+    out = tmp_path / "eofs.nc"
+    assert main(["eof", str(src), "-n", "2", "-o", str(out)]) == 0
+    res = eof(field, n_modes=2)
+    with xr.open_dataset(out) as e:
+        assert e.attrs["method"] == "eof" and e.attrs["solver"] == "full" and "oceandl_version" in e.attrs
+        for name in ("eofs", "pcs", "eigenvalues", "variance_fraction", "mean", "weights", "mode"):
+            assert e[name].attrs.get("long_name"), name
+            assert not set(res.attrs) & set(e[name].attrs), name  # no provenance repeated
+        units = {n: e[n].attrs.get("units") for n in ("weights", "mode", "eofs", "variance_fraction", "pcs", "mean")}
+        assert units == {"weights": "1", "mode": "1", "eofs": "1", "variance_fraction": "1", "pcs": "K", "mean": "K"}
+        assert "cosine of latitude" in e["weights"].attrs["long_name"]
+    for da in (res.eofs, res.pcs, res.weights, res.mean):
+        assert da.attrs["method"] == "eof" and da.attrs["solver"] == "full"
+    assert res.project(field)["mode"].attrs["long_name"].startswith("EOF mode number")
+    assert "unweighted" in eof(field, n_modes=2, weights=None).weights.attrs["long_name"]
+
+
 def test_to_dataset_writes_coordinates_without_fill_value(field, tmp_path):
     """CF 5: coordinates hold no missing values; `res.to_dataset().to_netcdf()` gave the float
     lat/lon a _FillValue = NaN (xarray's default)."""

@@ -567,7 +567,9 @@ def test_time_cubes_are_chunked_one_day_per_chunk(tmp_path):
         assert nc["moved"].chunking() == [256, 256, 1]
         assert nc["flat"].chunking() != [1, 256, 256]
     with netCDF4.Dataset(write_netcdf(ds, tmp_path / "c0.nc", complevel=0)) as nc:
-        assert nc["sst"].chunking() == "contiguous"  # uncompressed: one contiguous hyperslab a day
+        # uncompressed: one day per chunk too (a record dim has no contiguous storage), the layout a
+        # contiguous cube had
+        assert nc["sst"].chunking() == [1, 256, 256] and nc["sst"].filters()["zlib"] is False
     # a global 1/24 degree day is 149 MB: cut in 4 MiB or smaller pieces, along the longest axis first
     big = xr.Dataset({"sst": (("time", "lat", "lon"), np.broadcast_to(np.float32(0), (2, 4320, 8640)))})
     assert day_chunks(big, "sst") == (1, 540, 1080)
@@ -603,6 +605,39 @@ def _fill_in_memory_and_chunked(path: Path, tmp_path: Path) -> dict[str, Path]:
                                        "--quiet", *extra, "-o", str(outs[tag])])
         assert res.exit_code == 0, res.output
     return outs
+
+
+def test_time_is_the_unlimited_record_dimension_of_every_output(product, tmp_path):
+    """The input's unlimited time (the record dimension of daily products) came out fixed-size from
+    interpolate (in memory and --chunks), eof and synth, so ncrcat could not append outputs. Now time
+    is unlimited in all of them (a day can be appended), with the chunks they had: one day per chunk
+    for the fields, PCs whole (netCDF-C's default on a record dim would be one row per chunk)."""
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    unlimited = tmp_path / "unlimited.nc"
+    with xr.open_dataset(product) as ds:
+        ds.load().to_netcdf(unlimited, unlimited_dims=["time"])
+    outs = {**_fill_in_memory_and_chunked(unlimited, tmp_path), "eof": tmp_path / "eof.nc",
+            "synth": tmp_path / "synth.nc"}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["eof", str(unlimited), "-n", "2", "-o", str(outs["eof"])]).exit_code == 0
+    res = runner.invoke(cli, ["synth", "sst", "--n", "5", "--size", "16", "--quiet", "-o", str(outs["synth"])])
+    assert res.exit_code == 0, res.output
+    chunks = {"memory": [1, 24, 32], "chunks": [1, 8, 16], "synth": [1, 16, 16]}  # --chunks: its blocks
+    for tag, path in outs.items():
+        with netCDF4.Dataset(path, "a") as nc:
+            assert nc.dimensions["time"].isunlimited(), tag
+            n = len(nc.dimensions["time"])
+            if tag == "eof":
+                assert nc["pcs"].chunking() == [n, 2]
+                continue
+            v = nc["sst"]
+            assert v.filters()["zlib"] is True and v.filters()["complevel"] == 4, tag
+            assert v.chunking() == chunks[tag], tag
+            v[n] = np.zeros(v.shape[1:], v.dtype)  # ncrcat-like: a day appended along the record dim
+            assert len(nc.dimensions["time"]) == n + 1
 
 
 def test_results_are_written_on_the_input_grid(product, tmp_path):

@@ -150,9 +150,69 @@ def test_streamed_training_with_workers_matches_in_process(folder):
     assert histories[0][1][0] != histories[0][0][0]  # it trained
 
 
+def _corrupt_pixels(path):
+    """A file that passes the readers' header check and fails to decode: a PNG whose IDAT deflate
+    stream is garbled under a valid CRC, or a JPEG cut at 70 % of its bytes."""
+    import struct
+    import zlib
+
+    b = bytearray(path.read_bytes())
+    if path.suffix == ".jpg":
+        path.write_bytes(bytes(b[:int(len(b) * 0.7)]))
+        return path
+    i = b.find(b"IDAT")
+    n = struct.unpack(">I", b[i - 4:i])[0]
+    b[i + 6:i + 4 + n] = bytes(v ^ 0x5A for v in b[i + 6:i + 4 + n])  # the zlib header kept
+    b[i + 4 + n:i + 8 + n] = struct.pack(">I", zlib.crc32(bytes(b[i:i + 4 + n])))
+    path.write_bytes(bytes(b))
+    return path
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_files_failing_to_decode_are_left_out_under_skip(folder, workers):
+    """A file that passes the header check and fails to decode stopped the whole read (and training
+    run); with on_error="skip" it is left out, named in one warning, and the same files are left out
+    whether workers read or not."""
+    root, _ = folder
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(root / "a" / "03.jpg", quality=95)
+    ds = ImageFolderDataset(root)
+    bad = [ds.files.index(_corrupt_pixels(root / "a" / "03.jpg")), ds.files.index(_corrupt_pixels(root / "b" / "05.png")),
+           ds.files.index(_corrupt_pixels(root / "c" / "19.png"))]
+    assert ds.skipped == [] and len(ds) == 61  # the header check passes them
+    stats = {}
+    with pytest.warns(UserWarning, match=r"left out 3 image\(s\) .*03\.jpg: cannot read image.*05\.png.*19\.png"):
+        x, y = materialize(ds, num_workers=workers, on_error="skip", stats=stats)
+    assert sorted(stats["failed"]) == sorted(bad) and len(x) == len(y) == 58
+    good = [i for i in range(61) if i not in bad]
+    assert torch.equal(y, torch.as_tensor(ds.targets[good]))
+    assert torch.equal(x[-1], ds[good[-1]]["image"]) and torch.equal(x[0], ds[0]["image"])
+    with pytest.raises(InputError, match=r"03\.jpg: cannot read image"):
+        materialize(ds, num_workers=workers, on_error="raise")
+    with pytest.raises(InputError, match=r"no readable samples: 3 unreadable"):
+        materialize(ds, bad, num_workers=workers, on_error="skip")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_fit_follows_the_datasets_on_error_for_files_failing_to_decode(folder, stream):
+    """In memory and streamed (workers), training goes on without the bad file under the reader's
+    on_error="skip" (the default), named once; on_error="raise" stops at it."""
+    root, _ = folder
+    bad = _corrupt_pixels(root / "a" / "00.png")  # the first sample: it sizes the run, too
+    cfg = TrainConfig(epochs=2, batch_size=16, device="cpu", num_workers=2 if stream else 0, progress=False,
+                      max_materialize_mb=0 if stream else 4096, amp=False)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
+    with pytest.warns(UserWarning, match=r"left out 1 image\(s\).*00\.png") as rec:
+        res = fit(net, ImageFolderDataset(root), None, cfg)
+    assert len(res.history) == 2 and sum("left out" in str(w.message) for w in rec) == 1  # once, not per epoch
+    with pytest.raises(InputError, match=r"00\.png: cannot read image"):
+        fit(net, ImageFolderDataset(root, on_error="raise"), None, cfg)
+    assert bad.exists()
+
+
 def test_streamed_file_broken_after_opening_gives_one_line_error(folder):
     root, _ = folder
-    ds = ImageFolderDataset(root)
+    ds = ImageFolderDataset(root, on_error="raise")
     ds.files[5].write_bytes(ds.files[5].read_bytes()[:40])
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
     cfg = TrainConfig(epochs=1, batch_size=16, device="cpu", max_materialize_mb=0, num_workers=2, progress=False)

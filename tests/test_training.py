@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -278,6 +279,21 @@ def test_bad_config_is_input_error():
         from oceandl.training import BatchAugment
 
         BatchAugment(("warp",))
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), 0, -1e-3, "0.1", True, None])
+def test_one_learning_rate_rule_and_wording_everywhere(lr):
+    """The classifier's TrainConfig and the neural interpolators checked lr apart: nan was "must be a
+    number >= 0" for the interpolators and inf "a finite number > 0"; TrainConfig took True (1.0) and
+    failed on '0.1' or None as a bare TypeError. One rule now, one wording: a finite number > 0."""
+    from oceandl.interp import get_method
+
+    with pytest.raises(InputError, match=r"^lr must be a finite number > 0, got "):
+        TrainConfig(lr=lr)
+    with pytest.raises(InputError, match=rf"^method 'unet': option lr={re.escape(repr(lr))} must be a finite "
+                                         r"number > 0$"):
+        get_method("unet")(lr=lr)
+    assert TrainConfig(lr=np.float32(1e-3)).lr == np.float32(1e-3) and get_method("unet")(lr=1).options["lr"] == 1
 
 
 @pytest.mark.parametrize("option", ["early_stopping", "l1", "l2"])
@@ -1368,6 +1384,48 @@ def test_classes_too_small_to_split_are_left_out_and_recorded(digits, tmp_path):
     with pytest.raises(InputError, match=r"only one class \('b'\) with 3 images or more"), pytest.warns(UserWarning):
         train_classifier(TensorData(x[keep[:-int((y == 3).sum())]], y[keep[:-int((y == 3).sum())]],
                                     ["tiny a", "b", "Ceratium à cornes", "d"]), "cnn", None, cfg)
+
+
+def test_images_failing_to_decode_are_left_out_without_moving_others_between_splits(tmp_path):
+    """A JPEG truncated at 70 % of its bytes and a PNG with a corrupt IDAT chunk pass the header check
+    and failed to decode when read: the whole training run stopped. Now (on_error="skip", the default)
+    they are left out, named and recorded, and every other image keeps the part it had with the
+    files readable: the split is drawn over all files, the bad ones then taken out of theirs."""
+    from PIL import Image
+
+    from oceandl.datasets.images import ImageFolderDataset
+    from oceandl.training.classifier import train_classifier
+    from test_materialize import _corrupt_pixels
+
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate("abc"):
+        (tmp_path / "tree" / cls).mkdir(parents=True)
+        for i in range(10):
+            arr = (rng.random((16, 16)) * 60 + 80 * c).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / "tree" / cls / f"{i:02d}.{'jpg' if i == 3 else 'png'}", quality=95)
+    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", progress=False, seed=3)
+    parts_of = lambda ds, res: [{ds.files[i].name + ds.files[i].parent.name for i in p}  # noqa: E731
+                                for p in res["split_indices"]]
+    good = ImageFolderDataset(tmp_path / "tree")
+    before = parts_of(good, train_classifier(good, "mlp", None, cfg))
+    bad = [_corrupt_pixels(tmp_path / "tree" / "a" / "03.jpg"), _corrupt_pixels(tmp_path / "tree" / "b" / "05.png")]
+    ds = ImageFolderDataset(tmp_path / "tree")
+    assert len(ds) == 30 and not ds.skipped
+    with pytest.raises(InputError, match=r"03\.jpg: cannot read image"):
+        train_classifier(ds, "mlp", None, cfg, on_error="raise")
+    with pytest.warns(UserWarning, match=r"left out 2 image\(s\).*03\.jpg.*05\.png"):
+        res = train_classifier(ds, "mlp", tmp_path / "ck", cfg)
+    after = parts_of(ds, res)
+    names = {"03.jpga", "05.pngb"}
+    assert after == [p - names for p in before] and sum(res["split_sizes"]) == 28
+    # drawn over the readable images only, the same seed moved others between the parts
+    readable = np.setdiff1d(np.arange(30), [ds.files.index(p) for p in bad])
+    naive = split_indices(28, (0.7, 0.15, 0.15), seed=3, stratify=ds.targets[readable])
+    assert [{ds.files[i].name + ds.files[i].parent.name for i in readable[q]} for q in naive] != after
+    saved = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert sorted(saved["unreadable_images"]) == sorted(map(str, bad))
+    assert "truncated" in saved["unreadable_images"][str(bad[0])]
+    assert res["unreadable_images"] == saved["unreadable_images"]
 
 
 def test_weighted_f1_beside_macro_f1_on_imbalanced_classes():

@@ -610,8 +610,9 @@ def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: 
     from oceandl.io import no_coordinate_fill
 
     # CF: no _FillValue on coordinates (xarray gives float ones NaN)
+    # time unlimited, the record dimension, as the in-memory path writes it (write_netcdf): ncrcat appends
     no_coordinate_fill(xr.Dataset(coords={**coords, **scalars}, attrs=attrs)).to_netcdf(
-        path, engine="netcdf4", format="NETCDF4")
+        path, engine="netcdf4", format="NETCDF4", unlimited_dims=[_AXES[0]])
     with _hdf5_lock():
         _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"), complevel,
                        coordinates=" ".join(scalars))
@@ -662,7 +663,8 @@ def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None
             # the file's dim order too ((lon, lat, time) for some files): perm[n][k] = clean axis of file axis k
             perm = {n: _file_dim_order(renamed[n], grid) for n in names}
             new_dims = {n: tuple(renamed[n][i] for i in perm[n]) for n in names}
-        coords.to_netcdf(other, engine="netcdf4", format="NETCDF4")  # takes xarray's HDF5 lock itself
+        # takes xarray's HDF5 lock itself; time stays the unlimited (record) dimension under its file name
+        coords.to_netcdf(other, engine="netcdf4", format="NETCDF4", unlimited_dims=[grid.dims.get("time", "time")])
         take_lat, take_lon = grid.take["lat"], grid.take["lon"]
         band = max(1, int(chunks[1]))
         with _hdf5_lock(), netCDF4.Dataset(path) as src, netCDF4.Dataset(other, "r+") as dst:

@@ -228,7 +228,9 @@ class EOF:
         self._sizes = dict(da.sizes)  # (time, lat, lon) order, for the repr
 
         tdim, ydim, xdim = dims
-        mode = np.arange(1, k + 1)
+        # the mode coordinate says what it counts (it had no long_name, nor units)
+        mode = xr.Variable("mode", np.arange(1, k + 1),
+                           {"long_name": "EOF mode number (1: the mode of largest variance)", "units": "1"})
         space_coords = {c: v for c, v in da.coords.items() if tdim not in v.dims}
         time_coords = {c: v for c, v in da.coords.items() if set(v.dims) <= {tdim}}
         prov = {
@@ -248,14 +250,18 @@ class EOF:
         eofs = np.full((k,) + ocean.shape, np.nan, dtype=self._dtype)
         eofs[:, ocean] = self._E
         self.eofs = xr.DataArray(eofs, dims=("mode", ydim, xdim), coords={"mode": mode, **space_coords},
-                                 name="eofs", attrs={**prov, "long_name": "empirical orthogonal functions"})
+                                 name="eofs", attrs={**prov, "long_name": "empirical orthogonal functions "
+                                                                          "(unit-norm spatial patterns)", "units": "1"})
         self.pcs = xr.DataArray(self._P.astype(self._dtype), dims=(tdim, "mode"), coords={"mode": mode, **time_coords},
-                                name="pcs", attrs={**prov, "long_name": "principal components (unscaled)"})
+                                name="pcs", attrs={**prov, "long_name": "principal components (unscaled)",
+                                                   # weighted anomalies on unit-norm patterns: the field's units
+                                                   **({"units": da.attrs["units"]} if "units" in da.attrs else {})})
         self.eigenvalues = xr.DataArray(eig, dims="mode", coords={"mode": mode}, name="eigenvalues",
                                         attrs={**prov, "long_name": "eigenvalues (variance of each PC)"})
         self.variance_fraction = xr.DataArray(eig / total, dims="mode", coords={"mode": mode},
                                               name="variance_fraction",
-                                              attrs={**prov, "long_name": "fraction of the total variance"})
+                                              attrs={**prov, "long_name": "fraction of the total variance",
+                                                     "units": "1"})
         meanmap = np.full(ocean.shape, np.nan, dtype=self._dtype)
         meanmap[ocean] = mean
         # the mean is in the field's units: without them a written EOF file did not say (kelvin or degC?)
@@ -264,7 +270,11 @@ class EOF:
                   **({"units": da.attrs["units"]} if "units" in da.attrs else {})}
         self.mean = xr.DataArray(meanmap, dims=(ydim, xdim), coords=space_coords, name="mean",
                                  attrs={**prov, **mattrs})
-        self.weights = xr.DataArray(w.astype(self._dtype), dims=(ydim, xdim), coords=space_coords, name="weights")
+        kind = ("square root of the cosine of latitude" if isinstance(weights, str) else
+                 "1: unweighted" if weights is None else "given by the caller")
+        self.weights = xr.DataArray(w.astype(self._dtype), dims=(ydim, xdim), coords=space_coords, name="weights",
+                                    attrs={**prov, "long_name": f"weight of each pixel in the analysis ({kind})",
+                                           "units": "1"})
 
     def __repr__(self) -> str:
         # what a notebook shows of `res`: the field, its grid and each mode's share, on one line
@@ -286,6 +296,9 @@ class EOF:
             ``variance_fraction`` (mode,), ``mean`` and ``weights`` (lat, lon); global attrs: the
             provenance (version, options, solver), the total variance, the analysed variable and a
             ``history`` line put in front of the input's (newest first, as NCO and CDO write it).
+            The variables carry their ``long_name`` (and ``units``) only: the provenance is
+            global, once, not repeated on each variable (the DataArrays ``res.eofs``, ``res.pcs``
+            ... keep it in their ``attrs``, each written alone says where it came from).
         """
         attrs = {**self.attrs, "title": f"EOF analysis of {self._name or 'a field'}", "variable": str(self._name),
                  "total_variance": self.total_variance, "n_modes": self.n_modes,
@@ -293,10 +306,15 @@ class EOF:
                  "Conventions": "CF-1.8"}
         from oceandl.io import no_coordinate_fill
 
+        # the provenance once, in the global attrs: each of the 6 variables repeated all of it
+        variables = {}
+        for name, da in (("eofs", self.eofs), ("pcs", self.pcs), ("eigenvalues", self.eigenvalues),
+                         ("variance_fraction", self.variance_fraction), ("mean", self.mean), ("weights", self.weights)):
+            da = da.copy(deep=False)
+            da.attrs = {k: v for k, v in da.attrs.items() if k not in self.attrs}
+            variables[name] = da
         # written with to_netcdf, lat/lon got a NaN _FillValue (CF: coordinates have none)
-        return no_coordinate_fill(xr.Dataset({"eofs": self.eofs, "pcs": self.pcs, "eigenvalues": self.eigenvalues,
-                                              "variance_fraction": self.variance_fraction, "mean": self.mean,
-                                              "weights": self.weights}, attrs=attrs))
+        return no_coordinate_fill(xr.Dataset(variables, attrs=attrs))
 
     def reconstruct(self, k: int | None = None) -> xr.DataArray:
         """Field rebuilt from the first ``k`` modes (all kept modes by default).
@@ -360,7 +378,7 @@ class EOF:
             raise InputError("eof.project: the field has missing values over the analysed ocean pixels")
         P = ((X - self._mean_flat) * self._w[self._ocean]) @ self._E.T
         coords = {c: v for c, v in da.coords.items() if set(v.dims) <= {dims[0]}}
-        return xr.DataArray(P, dims=(dims[0], "mode"), coords={"mode": self.pcs["mode"].values, **coords},
+        return xr.DataArray(P, dims=(dims[0], "mode"), coords={"mode": self.pcs["mode"].variable, **coords},
                             name="pseudo_pcs", attrs=self.attrs)
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from oceandl.errors import CheckpointError, InputError, OceanDLError, warn
+from oceandl.utils import LR_RULE, valid_lr
 
 from .base import Interpolator, step_text, time_steps, unordered_step
 
@@ -183,11 +184,12 @@ class NeuralInterpolator(Interpolator):
         need("tile", o["tile"] is None or (is_int(o["tile"]) and o["tile"] >= 8), "must be None or an integer >= 8")
         need("overlap", is_int(o["overlap"]) and o["overlap"] >= 0
              and (o["tile"] is None or o["overlap"] < o["tile"]), "must be an integer in [0, tile)")
-        for key in ("lr", "weight_decay", "visible_weight"):
+        for key in ("weight_decay", "visible_weight"):
             need(key, isinstance(o[key], (int, float)) and not isinstance(o[key], bool) and o[key] >= 0,
                  "must be a number >= 0")
-        # inf passed: the steps ran on NaN weights, then "training diverged" (exit 1)
-        need("lr", 0 < o["lr"] < float("inf"), "must be a finite number > 0")
+        # inf passed: the steps ran on NaN weights, then "training diverged" (exit 1); nan was "a number
+        # >= 0": one rule and one wording with the classifier's TrainConfig
+        need("lr", valid_lr(o["lr"]), LR_RULE)
         need("model_options", o["model_options"] is None or isinstance(o["model_options"], dict), "must be a dict")
         for key in ("nll", "seasonal", "latlon", "channels_last", "fused"):
             need(key, isinstance(o[key], (bool, np.bool_)), "must be True or False")

@@ -16,17 +16,24 @@ from ..models import model_options as model_option_names
 from ..preprocess import check_spec, preprocess_batch
 from ..utils import seed_torch, torch_rng_scope
 from .augment import BatchAugment
-from .engine import TensorData, TrainConfig, evaluate_classifier, fit, materialize, split_indices
+from .engine import TensorData, TrainConfig, dataset_on_error, evaluate_classifier, fit, materialize, split_indices
 
 __all__ = ["train_classifier", "check_settings", "prepare_tensors", "compare_classifiers", "subsample_per_class"]
 
 
 def prepare_tensors(dataset: Dataset, preprocessing: dict | None, progress: bool = False,
-                    indices: Sequence[int] | None = None, num_workers: int | None = None) -> TensorData:
+                    indices: Sequence[int] | None = None, num_workers: int | None = None,
+                    on_error: str | None = None, stats: dict | None = None) -> TensorData:
     """Read a dataset once (only ``indices`` when given; in parallel worker processes when that
     pays, see :func:`~oceandl.training.materialize`), apply the preprocessing spec (``None``: keep
-    the pixels as read), return a :class:`TensorData` with the dataset's ``classes``."""
-    x, y = materialize(dataset, indices, progress=progress, desc="reading images", num_workers=num_workers)
+    the pixels as read), return a :class:`TensorData` with the dataset's ``classes``.
+
+    ``on_error`` (``None``: the dataset's own, else ``"raise"``) and ``stats`` are
+    :func:`~oceandl.training.materialize`'s: with ``"skip"`` a file that passed the header check
+    and fails to decode is left out, with a warning, and listed in ``stats["failed"]``."""
+    on_error = dataset_on_error(dataset) if on_error is None else on_error
+    x, y = materialize(dataset, indices, progress=progress, desc="reading images", num_workers=num_workers,
+                       on_error=on_error, stats=stats)
     return TensorData(preprocess_batch(x, preprocessing), y, getattr(dataset, "classes", None))
 
 
@@ -75,7 +82,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
                      *, split: Sequence[float] = (0.7, 0.15, 0.15), preprocessing: dict | None = None,
                      model_options: dict | None = None, classes: Sequence[str] | None = None,
                      resume: bool = False, overwrite: bool = False, figures: str | Path | None = None,
-                     figure_tag: str = "", tta: bool = False, log=None) -> dict:
+                     figure_tag: str = "", tta: bool = False, log=None, on_error: str | None = None) -> dict:
     """Split ``dataset`` (seeded, stratified), train ``model`` with the best weights on validation,
     test once, and write the checkpoint folder ``out`` (metrics and preprocessing in its config).
 
@@ -85,6 +92,15 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     recorded in the checkpoint's ``config.json`` (``left_out_classes``: name -> images). At least
     2 classes must remain.
 
+    ``on_error`` (``None``: the dataset's own, ``"skip"`` for the image readers; ``"raise"`` for
+    a dataset without one): an image that passed the reader's header check but fails to decode
+    (a truncated JPEG, a PNG with a corrupt IDAT chunk) is left out with one warning naming it
+    (``"skip"``) or stops the run (``"raise"``). The split is made as if it had been read, then
+    it is taken out of its part, so no other image changes part because a file is bad (unless
+    the class is left with fewer than 3 readable images and is left out itself). The files left
+    out, at the header check or when decoded, are listed with their reasons in the checkpoint's
+    ``config.json`` (``unreadable_images``: path -> reason) and in the result.
+
     ``figures``: a folder for the test confusion matrices (counts and row-normalised), the reliability
     diagram and the training curves, named ``confusion[_TAG].png``, ``confusion_normalized[_TAG].png``,
     ``reliability[_TAG].png`` and ``curves[_TAG].png`` with ``figure_tag``.
@@ -92,7 +108,8 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     Returns
     -------
     dict with ``test`` (the classification metrics), ``history``, ``params``, ``seconds``,
-    ``samples_per_s``, ``split_sizes`` and ``model`` (the trained module).
+    ``samples_per_s``, ``split_sizes``, ``split_indices`` (the dataset indices of the training,
+    validation and test images), ``unreadable_images`` and ``model`` (the trained module).
     """
     check_settings(model, config, split=split, preprocessing=preprocessing, model_options=model_options)
     from .distributed import is_main_process
@@ -100,9 +117,25 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     if out is not None and overwrite and not resume and Path(out).exists() and is_main_process():
         return _replacing(out, figures, lambda stage, figs: train_classifier(
             dataset, model, stage, config, split=split, preprocessing=preprocessing, model_options=model_options,
-            classes=classes, figures=figs, figure_tag=figure_tag, tta=tta, log=log))
+            classes=classes, figures=figs, figure_tag=figure_tag, tta=tta, log=log, on_error=on_error))
     classes = list(classes or getattr(dataset, "classes", None) or [])
-    data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers)
+    read: dict = {}
+    data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers,
+                           on_error=on_error, stats=read)
+    # the split is drawn over every image the dataset lists, the ones that failed to decode too (by
+    # the labels it knows without decoding), and those are then taken out of their parts: drawn
+    # over the readable ones only, one bad file moved other images between training and test
+    failed = read.get("failed", {})
+    rows = np.arange(len(data))  # each slot of the split: its row of `data`, -1 for a failed image
+    slot_y = data.targets
+    known = getattr(dataset, "targets", None)
+    if failed and known is not None and len(known) == len(data) + len(failed):
+        rows = np.full(len(known), -1)
+        rows[np.setdiff1d(np.arange(len(known)), list(failed))] = np.arange(len(data))
+        slot_y = np.asarray(known, dtype=np.int64).copy()
+        slot_y[rows >= 0] = data.targets
+    row_index = np.setdiff1d(np.arange(len(data) + len(failed)), list(failed))  # each row's dataset index
+    unreadable = _unreadable(dataset, failed)
     if not classes:
         classes = [str(i) for i in range(int(data.y.max()) + 1)]
     counts = np.bincount(data.targets, minlength=len(classes))
@@ -131,16 +164,24 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         if keep.all():
             data = TensorData(data.x, torch.from_numpy(relabel[data.targets]), classes)
         else:
-            rows = torch.from_numpy(np.flatnonzero(keep))
-            data = TensorData(data.x[rows], torch.from_numpy(relabel[data.targets[keep]]), classes)
+            kept = torch.from_numpy(np.flatnonzero(keep))
+            data = TensorData(data.x[kept], torch.from_numpy(relabel[data.targets[keep]]), classes)
         counts = counts[present]
+        # the slots of the split follow: the left-out classes' images go, the rows are renumbered
+        new_row = np.full(len(keep), -1)
+        new_row[keep] = np.arange(int(keep.sum()))
+        in_slot = relabel[slot_y] >= 0
+        rows = np.where(rows >= 0, new_row[np.maximum(rows, 0)], -1)[in_slot]
+        slot_y = relabel[slot_y[in_slot]]
+        row_index = row_index[keep]
     if len(classes) < 2:
         # one class trained a model that always answers it (test accuracy 1.0, log-loss 0)
         if not classes:
             raise InputError("no class has the 3 images needed to split it into training, validation and test")
         raise InputError(f"only one class ({classes[0]!r}) with 3 images or more: a classifier needs at least 2 "
                          "classes")
-    parts = split_indices(len(data), split, seed=config.seed, stratify=data.targets)
+    parts = [r[r >= 0] for r in (rows[p] for p in split_indices(len(rows), split, seed=config.seed,
+                                                                 stratify=slot_y))]
     if any(len(p) == 0 for p in parts):
         raise InputError(f"split {tuple(split)} of {len(data)} images leaves an empty part")
     train, val, test = (TensorData(data.x[p], data.y[p], classes) for p in parts)
@@ -190,6 +231,8 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         cfg = read_config(out)
         cfg["metrics"] = {k: v for k, v in test_metrics.items() if k not in ("reliability",)}
         cfg["split_sizes"] = [len(p) for p in parts]
+        if unreadable:
+            cfg["unreadable_images"] = unreadable
         import json
 
         tmp = Path(out) / f".{CONFIG}.part"
@@ -209,7 +252,20 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         plot_history(res.history, fig / f"curves{tag}.png")
     return {"test": test_metrics, "history": res.history, "params": count_parameters(res.model),
             "seconds": res.seconds, "samples_per_s": res.samples_per_s, "best_epoch": res.best_epoch,
-            "split_sizes": [len(p) for p in parts], "model": res.model, "config": asdict(config)}
+            "split_sizes": [len(p) for p in parts], "split_indices": [row_index[p] for p in parts],
+            "unreadable_images": unreadable, "model": res.model, "config": asdict(config)}
+
+
+def _unreadable(dataset: Dataset, failed: dict[int, str]) -> dict[str, str]:
+    """Path -> reason of the files left out as unreadable: at the dataset's header check
+    (``skip_reasons``) and when decoded (``failed``: dataset index -> the reader's message)."""
+    out = {str(k): str(v) for k, v in (getattr(dataset, "skip_reasons", None) or {}).items()}
+    files = getattr(dataset, "files", None)
+    for i, msg in failed.items():
+        name = str(files[i]) if files is not None and i < len(files) else f"sample {i}"
+        reason = msg[len(name) + 2:] if msg.startswith(f"{name}: ") else msg
+        out[name] = reason
+    return out
 
 
 def _replacing(out: str | Path, figures, run) -> dict:

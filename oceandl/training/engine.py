@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError, OceanDLError
-from ..utils import (bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_freed_memory, resolve_device,
-                     resolve_precision, seed_torch, torch_rng_scope)
+from ..utils import (LR_RULE, bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_freed_memory,
+                     resolve_device, resolve_precision, seed_torch, torch_rng_scope, valid_lr)
 from . import distributed as _dist
 from .augment import BatchAugment
 from .checkpoint import flatten_state, load_training_state, save_checkpoint, with_optional_state
@@ -104,9 +104,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        # inf passed (nan did not): an epoch was trained on NaN weights, then "training diverged" (exit 1)
-        if not (self.lr > 0 and self.lr != float("inf")):
-            raise InputError(f"lr must be a finite number > 0, got {self.lr}")
+        # inf passed (nan did not): an epoch was trained on NaN weights, then "training diverged" (exit 1);
+        # the interpolators' rule and words (utils.valid_lr)
+        if not valid_lr(self.lr):
+            raise InputError(f"lr {LR_RULE}, got {self.lr!r}")
         # a negative patience stopped every run after its first epoch; a negative penalty rewards
         # large weights (the loss runs to -inf)
         for name in ("early_stopping", "l1", "l2"):
@@ -169,10 +170,12 @@ class TensorData(Dataset):
 
 class _Failed:
     """An exception raised while reading a sample in a DataLoader worker, carried back as a value:
-    raised there, it would come back as a multi-line traceback instead of the reader's one line."""
+    raised there, it would come back as a multi-line traceback instead of the reader's one line.
+    ``index``: the dataset index of the sample (to skip and name it, ``on_error="skip"``)."""
 
-    def __init__(self, exc: BaseException):
+    def __init__(self, exc: BaseException, index: int = -1):
         self.kind, self.message, self.input_error = type(exc).__name__, str(exc), isinstance(exc, InputError)
+        self.index = int(index)
 
     def reraise(self):
         if self.input_error:
@@ -193,7 +196,7 @@ class _Reads(Dataset):
         try:
             return _read_sample(self.dataset, self.indices[j])
         except Exception as exc:  # noqa: BLE001 - carried to the main process and raised there
-            return _Failed(exc)
+            return _Failed(exc, self.indices[j])
 
 
 def _read_sample(dataset: Dataset, i) -> tuple[torch.Tensor, int]:
@@ -211,14 +214,54 @@ def _stack(items: list):
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
 
 
-def _collated(batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch from :func:`_stack` as ``(images, labels)``, or the error that kept it from stacking."""
+def _collated(batch, failed: dict[int, str] | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A batch from :func:`_stack` as ``(images, labels)``, or the error that kept it from stacking.
+
+    ``failed`` (``on_error="skip"``): the samples whose reader raised an InputError (a file that
+    passed the header check and fails to decode) are left out of the batch and recorded in it
+    (dataset index -> the reader's one-line message); ``None`` when none of the batch is left.
+    Any other failure is raised.
+    """
     if isinstance(batch, tuple):
         return batch
     for item in batch:
-        if isinstance(item, _Failed):
+        if isinstance(item, _Failed) and not (failed is not None and item.input_error):
             item.reraise()
+    if failed is not None:
+        for item in batch:
+            if isinstance(item, _Failed):
+                failed[item.index] = item.message
+        batch = [item for item in batch if not isinstance(item, _Failed)]
+        if not batch:
+            return None
+        batch = _stack(batch)
+        if isinstance(batch, tuple):
+            return batch
     raise _different_shapes({tuple(x.shape) for x, _ in batch})
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("skip", "raise"):
+        raise InputError(f"on_error={on_error!r}: use 'skip' or 'raise'")
+
+
+def dataset_on_error(dataset: Dataset) -> str:
+    """What to do with a sample that fails to read: the dataset's own ``on_error`` (the image
+    readers': ``"skip"`` by default), else ``"raise"`` (a dataset without one never promised to skip)."""
+    policy = getattr(dataset, "on_error", None)
+    return policy if policy in ("skip", "raise") else "raise"
+
+
+def warn_unreadable(failed: dict[int, str], where: str = "") -> None:
+    """One warning naming the samples that failed to read and were left out (at most 10 shown)."""
+    if not failed:
+        return
+    import warnings
+
+    msgs = [failed[i] for i in sorted(failed)]
+    shown = "; ".join(msgs[:10]) + (f"; and {len(msgs) - 10} more" if len(msgs) > 10 else "")
+    warnings.warn(f"{where}left out {len(msgs)} image(s) that passed the header check but cannot be read: {shown}",
+                  stacklevel=3)
 
 
 def _different_shapes(shapes: set) -> InputError:
@@ -265,7 +308,7 @@ def _cores_per_rank() -> int:
 
 def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress: bool = False,
                 desc: str = "loading", num_workers: int | None = None,
-                stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                stats: dict | None = None, on_error: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
     """Read every sample once into two tensors: images (N, C, H, W) float32, labels (N,) int64.
 
     Parameters
@@ -278,13 +321,18 @@ def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress
         is the same whatever the number: samples come back in order into one preallocated tensor
         (no list of per-sample tensors beside it: peak memory is the result plus a few batches).
     stats : a dict to receive ``workers`` (the number used) and ``per_sample_s`` (the time one
-        sample took in this process, which the automatic choice is made from).
+        sample took in this process, which the automatic choice is made from), and ``failed``
+        (dataset index -> the reader's message) of the samples left out by ``on_error="skip"``.
+    on_error : ``"raise"``: a sample whose reader raises an InputError (a file that passed the
+        header check and fails to decode) is that error; ``"skip"``: it is left out of the result,
+        which holds the other samples in order, with one warning naming them all. The same
+        samples are left out with workers or without.
 
     Raises
     ------
     InputError
-        Empty selection, images of different shapes, or the reader's own error for a bad sample
-        (its one-line message, also when a worker read it).
+        Empty selection, images of different shapes, the reader's own error for a bad sample
+        (its one-line message, also when a worker read it), or, skipping, no readable sample.
     """
     if isinstance(dataset, TensorData):
         if indices is None:
@@ -302,7 +350,7 @@ def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress
     bar = tqdm(total=len(indices), desc=desc, disable=not progress, leave=False)
     x = y = None
     j = 0
-    for imgs, labels in read_batches(dataset, indices, num_workers=num_workers, stats=stats):
+    for imgs, labels in read_batches(dataset, indices, num_workers=num_workers, stats=stats, on_error=on_error):
         if x is None:
             x = torch.empty((len(indices), *imgs.shape[1:]), dtype=torch.float32)
             y = torch.empty(len(indices), dtype=torch.long)
@@ -310,28 +358,42 @@ def materialize(dataset: Dataset, indices: Sequence[int] | None = None, progress
         j += len(imgs)
         bar.update(len(imgs))
     bar.close()
+    if j < len(indices):  # samples left out (on_error="skip")
+        x, y = x[:j], y[:j]
     return x, y
 
 
 def read_batches(dataset: Dataset, indices: Sequence[int] | None = None, num_workers: int | None = None,
-                 stats: dict | None = None):
+                 stats: dict | None = None, on_error: str = "raise"):
     """Samples of ``dataset`` as batches ``(images (B, C, H, W) float32, labels (B,) int64)``, in
     the order of ``indices`` (default: all), read as :func:`materialize` reads them (worker
     processes when that pays); what :func:`materialize` collects, for a caller that uses each
     batch and lets it go (``classify`` on a folder: its memory no longer grows with the folder).
 
     The first batch holds the first samples (at most 9), read in this process to time them;
-    the others at most 32 each. ``num_workers``, ``stats`` and the errors are :func:`materialize`'s.
+    the others at most 32 each. ``num_workers``, ``stats``, ``on_error`` and the errors are
+    :func:`materialize`'s (skipped samples are left out of the batches, which may then be smaller).
     """
+    _check_on_error(on_error)
     indices = list(range(len(dataset)) if indices is None else indices)
     if not indices:
         raise InputError("no samples to load (empty split)")
+    failed: dict[int, str] | None = {} if on_error == "skip" else None
+
+    def read(i):
+        if failed is None:
+            return _read_sample(dataset, i)
+        try:
+            return _read_sample(dataset, i)
+        except InputError as exc:  # as a worker carries it back: both paths leave out the same samples
+            return _Failed(exc, i)
+
     # the first samples in this process: the shape of the result, and the time a sample takes
-    head = [_read_sample(dataset, indices[0])]  # the first read also pays one-off costs (imports, caches)
+    head = [read(indices[0])]  # the first read also pays one-off costs (imports, caches)
     t0 = time.perf_counter()
-    head += [_read_sample(dataset, i) for i in indices[1:min(9, len(indices))]]
+    head += [read(i) for i in indices[1:min(9, len(indices))]]
     per_sample = (time.perf_counter() - t0) / max(len(head) - 1, 1)
-    shape = tuple(head[0][0].shape)
+    shape = None
     rest = indices[len(head):]
     workers = reading_workers(per_sample, len(rest), num_workers) if rest else 0
     if stats is not None:
@@ -339,12 +401,24 @@ def read_batches(dataset: Dataset, indices: Sequence[int] | None = None, num_wor
     if workers:
         batches = DataLoader(_Reads(dataset, rest), batch_size=32, num_workers=workers, collate_fn=_stack)
     else:
-        batches = (_stack([_read_sample(dataset, i) for i in rest[k:k + 32]]) for k in range(0, len(rest), 32))
+        batches = (_stack([read(i) for i in rest[k:k + 32]]) for k in range(0, len(rest), 32))
     for batch in itertools.chain([_stack(head)], batches):
-        imgs, labels = _collated(batch)
+        got = _collated(batch, failed)
+        if got is None:  # every sample of the batch left out
+            continue
+        imgs, labels = got
+        shape = shape or tuple(imgs.shape[1:])
         if tuple(imgs.shape[1:]) != shape:
             raise _different_shapes({shape, tuple(imgs.shape[1:])})
         yield imgs, labels
+    if failed is not None:
+        if stats is not None:
+            stats["failed"] = dict(sorted(failed.items()))
+        if shape is None:  # nothing was readable
+            msgs = [failed[i] for i in sorted(failed)]
+            raise InputError(f"no readable samples: {len(msgs)} unreadable: {'; '.join(msgs[:3])}"
+                             f"{'; ...' if len(msgs) > 3 else ''}")
+        warn_unreadable(failed)
 
 
 def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
@@ -436,13 +510,21 @@ class _Batches:
         # under torchrun batch_size is the global batch: each rank takes its share (distributed.py)
         self.batch_size, self.device, self.shuffle = _dist.local_batch_size(batch_size), device, shuffle
         self.n = len(dataset)
-        first = dataset[0]["image"]
+        # a sample that fails to read (a file that passed the header check and fails to decode)
+        # stopped the whole run; under the dataset's on_error="skip" (the image readers' default)
+        # it is left out, named in one warning, and `failed` lists it
+        self.on_error = dataset_on_error(dataset)
+        self.failed: dict[int, str] = {}
+        first = _first_image(dataset, self.on_error)
         mb = self.n * torch.as_tensor(first).numel() * 4 / 2**20
         self.x = self.y = None
         if mb <= cfg.max_materialize_mb:
+            stats: dict = {}
             x, y = materialize(dataset, progress=cfg.progress and self.n > 5000, desc=desc,
-                               num_workers=cfg.num_workers)
+                               num_workers=cfg.num_workers, on_error=self.on_error, stats=stats)
+            self.failed = stats.get("failed", {})
             self.x, self.y = x.to(device), y.to(device)
+            self.n = len(self.x)
         else:
             self.dataset, self.cfg = dataset, cfg
             self.workers = streaming_workers(device, cfg.num_workers)
@@ -474,9 +556,29 @@ class _Batches:
         # the generator also seeds the workers: a sample's random transform depends on (seed, epoch)
         loader = DataLoader(_Reads(self.dataset, order.tolist()), batch_size=self.batch_size, collate_fn=_stack,
                             num_workers=self.workers, pin_memory=self.device.type == "cuda", generator=generator)
+        failed: dict[int, str] | None = {} if self.on_error == "skip" else None
         for b in loader:
-            x, y = _collated(b)
+            got = _collated(b, failed)
+            if got is None:
+                continue
+            x, y = got
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        # the same files fail every epoch: named once, in the first epoch that read them
+        new = {i: m for i, m in (failed or {}).items() if i not in self.failed}
+        self.failed.update(new)
+        warn_unreadable(new)
+
+
+def _first_image(dataset: Dataset, on_error: str = "raise") -> torch.Tensor:
+    """The image of the first sample that can be read (the first sample's, or its error, with
+    ``on_error="raise"``): its shape sizes the run."""
+    for i in range(len(dataset)):
+        try:
+            return torch.as_tensor(dataset[i]["image"])
+        except InputError:
+            if on_error == "raise" or i == len(dataset) - 1:
+                raise
+    raise InputError("no samples to load (empty data set)")
 
 
 @torch.no_grad()
@@ -668,14 +770,15 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         # outside the model, its reconstructions of new images lacked the mean and a checkpoint did
         # not carry it (a resumed run has it in its saved state)
         model.fit_mean(train_b.x if train_b.x is not None
-                       else (x for x, _ in read_batches(train, num_workers=cfg.num_workers)))
+                       else (x for x, _ in read_batches(train, num_workers=cfg.num_workers,
+                                                        on_error=train_b.on_error)))
     weights = None
     # the labels read with the images: a dataset without a `targets` attribute (a torch Subset,
     # any dataset of dicts, as documented) failed as a bare AttributeError
     labels = train_b.y.cpu().numpy() if train_b.y is not None else getattr(train, "targets", None)
     if task == "classification":
         n_classes = _num_outputs(model, train_b.x[:1] if train_b.x is not None else
-                                 _read_sample(train, 0)[0][None].to(device))
+                                 _first_image(train, train_b.on_error).float()[None].to(device))
         for part, ys in (("training", labels), ("validation", val_b.y.cpu().numpy() if val_b and val_b.y is not None
                                                  else None)):
             _check_labels(ys, n_classes, part)
