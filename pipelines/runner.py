@@ -1,10 +1,24 @@
 """The benchmark runner: resolve a config, run a pipeline, write its run folder atomically.
 
-A run folder holds ``results.json`` (each model/method name mapped to its metrics), ``results.md``
-(the table, then the command that runs it again, the start date, the resolved config, seed,
-versions and git commit), ``run.json`` (the same provenance as JSON) and the pipeline's figures. It is written under a temporary name and renamed
+A run folder holds ``results.json``, ``results.md`` (the table, then the command that runs it
+again, the start date, the resolved config, seed, versions and git commit), ``run.json`` (the
+provenance alone) and the pipeline's figures. It is written under a temporary name and renamed
 when complete, so an interrupted run leaves no half-written folder and never replaces an old one
 without ``overwrite``.
+
+``results.json`` has the same top-level keys in every pipeline (:data:`RESULTS_KEYS`), so that the
+file alone says what ran and can be fed back (``--config results.json`` runs its config again):
+
+- ``pipeline``: the benchmark's name; ``results``: each row name (model, method, case) mapped to
+  its metrics (the pipeline's own; NaN and infinities as ``null``);
+- ``config``: the resolved config (a ``--fast`` run's smoke-run sizes included), ``seed``,
+  ``device``, ``command`` (the ``oceandl benchmark`` line that runs it again), ``started`` (UTC),
+  ``seconds`` (wall time), ``notes``;
+- ``versions`` (oceandl, torch, torchvision, numpy, xarray, segmentation-models-pytorch),
+  ``python``, ``platform``, ``git_commit``, ``git_dirty`` (tracked files changed since the
+  commit; ``null`` outside a checkout) and ``torch_threads``.
+
+``run.json`` holds the same keys less ``results``.
 """
 from __future__ import annotations
 
@@ -22,7 +36,11 @@ from oceandl.errors import InputError
 from oceandl.utils import atomic_path, check_output_path, provenance, resolve_device, write_json
 
 __all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pipeline", "markdown_table",
-           "rerun_command", "PIPELINES"]
+           "rerun_command", "PIPELINES", "RESULTS_KEYS"]
+
+#: the top-level keys of every run's ``results.json`` (see the module docstring)
+RESULTS_KEYS = ("pipeline", "results", "command", "started", "config", "seed", "device", "seconds", "notes",
+                "versions", "python", "platform", "git_commit", "git_dirty", "torch_threads")
 
 
 @dataclass
@@ -132,14 +150,14 @@ def _toml_reader():
 
 
 def _read_run_json(path, pipeline: str | None) -> dict:
-    """The resolved config of a run folder's ``run.json`` (or a JSON file of config values)."""
+    """The resolved config of a run folder's ``results.json`` or ``run.json`` (or a JSON file of config values)."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read JSON config ({exc})") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object of config values or a run folder's run.json")
-    if isinstance(data.get("config"), dict) and "pipeline" in data:  # a run.json
+        raise InputError(f"{path}: expected a JSON object of config values or a run folder's results.json")
+    if isinstance(data.get("config"), dict) and "pipeline" in data:  # a results.json or run.json
         if pipeline is not None and data["pipeline"] != pipeline:
             raise InputError(f"{path}: a run of benchmark {data['pipeline']!r}, not {pipeline!r}")
         data = data["config"]
@@ -302,7 +320,9 @@ def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0,
         seconds = time.perf_counter() - t0
         run = {"pipeline": pipeline.name, "command": command, "started": started, "config": asdict(config),
                "seed": getattr(config, "seed", None), "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
-        write_json(results, tmp / "results.json")
+        # results.json held the rows alone: the numbers said nothing of the config, seed, versions or
+        # commit that made them, and `--config results.json` was refused (unknown key 'eof@0.3')
+        write_json({"pipeline": pipeline.name, "results": results, **run}, tmp / "results.json")
         write_json(run, tmp / "run.json")
         figures = sorted(p.name for p in tmp.glob("*.png"))
         md = [f"# oceandl benchmark: {pipeline.name}", "", pipeline.description, "",
