@@ -63,7 +63,11 @@ class RunContext:
 class Pipeline:
     """A benchmark: a config dataclass, a function ``run(config, ctx) -> {name: metrics}``, the
     metric columns its Markdown table shows and ``fast``, the config values of its seconds-long
-    smoke run (``fast=True``; see :func:`resolve_fast`)."""
+    smoke run (``fast=True``; see :func:`resolve_fast`).
+
+    ``timings``: the metrics that measure time, speed or memory (or are chosen from such a
+    measurement), which differ between two runs of one config; every other value of a row is
+    reproduced by the same config and seed on the same machine and thread count."""
 
     name: str
     config_cls: type
@@ -71,6 +75,7 @@ class Pipeline:
     columns: tuple[str, ...]
     description: str = ""
     fast: dict[str, Any] = dataclasses.field(default_factory=dict)
+    timings: tuple[str, ...] = ()
 
 
 def resolve_fast(config, table: dict[str, Any], explicit: typing.AbstractSet[str] = frozenset()):
