@@ -228,7 +228,13 @@ def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
-    return "" if v is None else str(v)
+    return "" if v is None else _cell(str(v))
+
+
+def _cell(text: str) -> str:
+    """``text`` as one table cell: a ``|`` (in a row label such as ``climatology:a|b``) split the
+    cell, shifting every later column of the row under the wrong header; GFM reads ``\\|`` as ``|``."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(results: dict[str, dict], columns: tuple[str, ...]) -> str:
@@ -236,7 +242,7 @@ def markdown_table(results: dict[str, dict], columns: tuple[str, ...]) -> str:
     cols = [c for c in columns if any(c in r for r in results.values())]
     lines = ["| name | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+        lines.append(f"| {_cell(name)} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 
 

@@ -185,3 +185,15 @@ def test_config_results_json_reruns_the_same_numbers(runs):
     assert again["config"] == doc["config"] and again["seed"] == doc["seed"]
     assert list(again["results"]) == list(doc["results"])
     assert _without(again["results"], pipe.timings) == _without(doc["results"], pipe.timings), name
+
+
+def test_a_pipe_in_a_label_or_value_stays_in_its_cell():
+    """A ``|`` in a row label (``methods=climatology:time|mean``) split its cell: the row had 16
+    cells under 15 headers, every number one column to the right of its name."""
+    from oceandl.pipelines import markdown_table
+
+    md = markdown_table({"climatology:time|mean@0.5": {"val_rmse": 3.442, "device": "cpu|gpu"},
+                         "eof@0.5": {"val_rmse": 1.5}}, ("val_rmse", "device"))
+    header, rows = _table(md)
+    assert header == ["name", "val_rmse", "device"]
+    assert rows == [["climatology:time\\|mean@0.5", "3.442", "cpu\\|gpu"], ["eof@0.5", "1.5", ""]]
