@@ -460,6 +460,11 @@ def provenance() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
+    # torch's build, not its wheel's metadata: this torch reported 2.14.1 from its metadata while
+    # running as 2.14.1+cu130; the local tag (+cpu, +cu130, +rocm) says which kernels computed
+    import torch
+
+    versions["torch"] = torch.__version__
     return {
         "versions": versions,
         "python": platform.python_version(),

@@ -21,7 +21,7 @@ from oceandl.utils import seed_everything
 
 from .runner import RunContext, resolve_fast
 
-__all__ = ["ImageBenchConfig", "COLUMNS", "FAST", "PRETRAINABLE", "run_image_benchmark", "run_benchmark", "classifier_options",
+__all__ = ["ImageBenchConfig", "COLUMNS", "TIMINGS", "FAST", "PRETRAINABLE", "run_image_benchmark", "run_benchmark", "classifier_options",
            "shrink_for_fast", "per_class_markdown", "PER_CLASS"]
 
 
@@ -213,6 +213,9 @@ def per_class_markdown(results: dict[str, dict]) -> str:
         lines.append("")
     return "\n".join(lines)
 
+
+#: the row metrics of a classifier's training that measure time (see Pipeline.timings)
+TIMINGS = ("train_seconds", "train_samples_per_s")
 
 COLUMNS = ("test_accuracy", "test_macro_accuracy", "test_macro_f1", "test_weighted_f1", "test_top2_accuracy",
            "test_top3_accuracy", "test_log_loss", "test_ece", "params", "epochs", "best_epoch", "train_seconds", "train_samples_per_s",

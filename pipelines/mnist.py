@@ -230,7 +230,7 @@ def _plot_pca_vs_ae(ev: dict, results: dict, path: Path) -> None:
 
 
 PIPELINE = Pipeline(
-    name="mnist", config_cls=MNISTConfig, run=run, fast=FAST,
+    name="mnist", config_cls=MNISTConfig, run=run, fast=FAST, timings=("train_seconds", "train_samples_per_s"),
     columns=("test_accuracy", "test_macro_f1", "test_log_loss", "test_ece", "test_explained_variance",
              "max_principal_angle_deg", "params", "epochs", "train_seconds", "train_samples_per_s"),
     description="The course's MNIST sanity checks: classifiers on a held-out test set, auto-encoders vs PCA.",

@@ -139,6 +139,12 @@ _FAST = {
     "memory_time": 3, "dineof_cube": (24, 16, 16), "dineof_modes": 3, "interp_methods": ("unet",),
     "matmul_size": 256, "read_files": 200, "read_size": 32, "eof_cube": (60, 24, 24), "eof_modes": 3,
 }
+# what a case measures (time, speed, memory) or picks from a measurement (workers): everything else
+# in a row (units, references, losses, differences between methods) is reproduced by the config
+_TIMINGS = ("throughput", "runs", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak", "ceiling_ratio",
+            "ceiling_ratio_bf16", "compile_seconds", "fit_seconds", "setup_seconds", "seconds", "ms_per_iteration",
+            "peak_host_mb", "peak_device_mb", "added_host_mb", "working_host_mb", "inference_device_mb",
+            "page_faults", "workers")
 _FAST_MODELS = {"mlp": {"hidden": (64,)}, "cnn": {"channels": (8, 16), "hidden": 32},
                 "unet": {"width": 8, "depth": 2}, "resae": {"width": 8, "depth": 2},
                 "convae": {"width": 8, "depth": 2, "latent_channels": 8},
@@ -1048,7 +1054,7 @@ def _log_table(results: dict, ctx: RunContext) -> None:
 
 
 PIPELINE = Pipeline(
-    name="perf", config_cls=PerfConfig, run=run, fast=_FAST,
+    name="perf", config_cls=PerfConfig, run=run, fast=_FAST, timings=_TIMINGS,
     columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
              "ceiling_ratio", "ceiling_ratio_bf16", "compile_seconds", "working_host_mb", "workers", "precision",
              "page_faults",

@@ -21,7 +21,7 @@ import numpy as np
 from oceandl.training import TensorData
 from oceandl.training.classifier import prepare_tensors, subsample_per_class
 
-from .imagebench import FAST, COLUMNS, ImageBenchConfig, run_image_benchmark
+from .imagebench import FAST, COLUMNS, TIMINGS, ImageBenchConfig, run_image_benchmark
 from .runner import Pipeline, RunContext
 
 __all__ = ["PlanktonConfig", "PIPELINE", "run", "load_plankton"]
@@ -74,7 +74,7 @@ def run(cfg: PlanktonConfig, ctx: RunContext) -> dict:
 
 
 PIPELINE = Pipeline(
-    name="plankton", fast=FAST, config_cls=PlanktonConfig, run=run, columns=COLUMNS,
+    name="plankton", fast=FAST, config_cls=PlanktonConfig, run=run, columns=COLUMNS, timings=TIMINGS,
     description="Plankton morphotypes: the course CNN against a ResNet on one seeded split "
                 "(synthetic stand-in images unless data= points to real class folders).",
 )

@@ -1,10 +1,24 @@
 """The benchmark runner: resolve a config, run a pipeline, write its run folder atomically.
 
-A run folder holds ``results.json`` (each model/method name mapped to its metrics), ``results.md``
-(the table, then the command that runs it again, the start date, the resolved config, seed,
-versions and git commit), ``run.json`` (the same provenance as JSON) and the pipeline's figures. It is written under a temporary name and renamed
+A run folder holds ``results.json``, ``results.md`` (the table, then the command that runs it
+again, the start date, the resolved config, seed, versions and git commit), ``run.json`` (the
+provenance alone) and the pipeline's figures. It is written under a temporary name and renamed
 when complete, so an interrupted run leaves no half-written folder and never replaces an old one
 without ``overwrite``.
+
+``results.json`` has the same top-level keys in every pipeline (:data:`RESULTS_KEYS`), so that the
+file alone says what ran and can be fed back (``--config results.json`` runs its config again):
+
+- ``pipeline``: the benchmark's name; ``results``: each row name (model, method, case) mapped to
+  its metrics (the pipeline's own; NaN and infinities as ``null``);
+- ``config``: the resolved config (a ``--fast`` run's smoke-run sizes included), ``seed``,
+  ``device``, ``command`` (the ``oceandl benchmark`` line that runs it again), ``started`` (UTC),
+  ``seconds`` (wall time), ``notes``;
+- ``versions`` (oceandl, torch, torchvision, numpy, xarray, segmentation-models-pytorch),
+  ``python``, ``platform``, ``git_commit``, ``git_dirty`` (tracked files changed since the
+  commit; ``null`` outside a checkout) and ``torch_threads``.
+
+``run.json`` holds the same keys less ``results``.
 """
 from __future__ import annotations
 
@@ -22,7 +36,11 @@ from oceandl.errors import InputError
 from oceandl.utils import atomic_path, check_output_path, provenance, resolve_device, write_json
 
 __all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pipeline", "markdown_table",
-           "rerun_command", "PIPELINES"]
+           "rerun_command", "PIPELINES", "RESULTS_KEYS"]
+
+#: the top-level keys of every run's ``results.json`` (see the module docstring)
+RESULTS_KEYS = ("pipeline", "results", "command", "started", "config", "seed", "device", "seconds", "notes",
+                "versions", "python", "platform", "git_commit", "git_dirty", "torch_threads")
 
 
 @dataclass
@@ -45,7 +63,11 @@ class RunContext:
 class Pipeline:
     """A benchmark: a config dataclass, a function ``run(config, ctx) -> {name: metrics}``, the
     metric columns its Markdown table shows and ``fast``, the config values of its seconds-long
-    smoke run (``fast=True``; see :func:`resolve_fast`)."""
+    smoke run (``fast=True``; see :func:`resolve_fast`).
+
+    ``timings``: the metrics that measure time, speed or memory (or are chosen from such a
+    measurement), which differ between two runs of one config; every other value of a row is
+    reproduced by the same config and seed on the same machine and thread count."""
 
     name: str
     config_cls: type
@@ -53,6 +75,7 @@ class Pipeline:
     columns: tuple[str, ...]
     description: str = ""
     fast: dict[str, Any] = dataclasses.field(default_factory=dict)
+    timings: tuple[str, ...] = ()
 
 
 def resolve_fast(config, table: dict[str, Any], explicit: typing.AbstractSet[str] = frozenset()):
@@ -132,14 +155,14 @@ def _toml_reader():
 
 
 def _read_run_json(path, pipeline: str | None) -> dict:
-    """The resolved config of a run folder's ``run.json`` (or a JSON file of config values)."""
+    """The resolved config of a run folder's ``results.json`` or ``run.json`` (or a JSON file of config values)."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read JSON config ({exc})") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object of config values or a run folder's run.json")
-    if isinstance(data.get("config"), dict) and "pipeline" in data:  # a run.json
+        raise InputError(f"{path}: expected a JSON object of config values or a run folder's results.json")
+    if isinstance(data.get("config"), dict) and "pipeline" in data:  # a results.json or run.json
         if pipeline is not None and data["pipeline"] != pipeline:
             raise InputError(f"{path}: a run of benchmark {data['pipeline']!r}, not {pipeline!r}")
         data = data["config"]
@@ -205,7 +228,13 @@ def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
-    return "" if v is None else str(v)
+    return "" if v is None else _cell(str(v))
+
+
+def _cell(text: str) -> str:
+    """``text`` as one table cell: a ``|`` (in a row label such as ``climatology:a|b``) split the
+    cell, shifting every later column of the row under the wrong header; GFM reads ``\\|`` as ``|``."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(results: dict[str, dict], columns: tuple[str, ...]) -> str:
@@ -213,7 +242,7 @@ def markdown_table(results: dict[str, dict], columns: tuple[str, ...]) -> str:
     cols = [c for c in columns if any(c in r for r in results.values())]
     lines = ["| name | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+        lines.append(f"| {_cell(name)} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -302,7 +331,9 @@ def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0,
         seconds = time.perf_counter() - t0
         run = {"pipeline": pipeline.name, "command": command, "started": started, "config": asdict(config),
                "seed": getattr(config, "seed", None), "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
-        write_json(results, tmp / "results.json")
+        # results.json held the rows alone: the numbers said nothing of the config, seed, versions or
+        # commit that made them, and `--config results.json` was refused (unknown key 'eof@0.3')
+        write_json({"pipeline": pipeline.name, "results": results, **run}, tmp / "results.json")
         write_json(run, tmp / "run.json")
         figures = sorted(p.name for p in tmp.glob("*.png"))
         md = [f"# oceandl benchmark: {pipeline.name}", "", pipeline.description, "",

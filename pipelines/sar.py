@@ -21,7 +21,7 @@ import numpy as np
 from oceandl.training import TensorData
 from oceandl.training.classifier import prepare_tensors, subsample_per_class
 
-from .imagebench import (FAST, COLUMNS, ImageBenchConfig, classifier_options, run_benchmark, run_image_benchmark,
+from .imagebench import (FAST, COLUMNS, TIMINGS, ImageBenchConfig, classifier_options, run_benchmark, run_image_benchmark,
                          shrink_for_fast)
 from .runner import Pipeline, RunContext
 
@@ -79,7 +79,7 @@ def run(cfg: SARConfig, ctx: RunContext) -> dict:
 
 
 PIPELINE = Pipeline(
-    name="sar", fast=FAST, config_cls=SARConfig, run=run, columns=COLUMNS,
+    name="sar", fast=FAST, config_cls=SARConfig, run=run, columns=COLUMNS, timings=TIMINGS,
     description="TenGeoP-SARwv wave-mode classes (10): the course CNN against a ResNet on one seeded split "
                 "(synthetic stand-in vignettes unless data= points to the real GeoTIFF tree).",
 )

@@ -140,7 +140,7 @@ def run(cfg: ScalingConfig, ctx: RunContext) -> dict:
 
 
 PIPELINE = Pipeline(
-    name="scaling", config_cls=ScalingConfig, run=run, fast=FAST,
+    name="scaling", config_cls=ScalingConfig, run=run, fast=FAST, timings=("throughput", "epoch_seconds", "ratio"),
     columns=("processes", "threads", "throughput", "unit", "reference", "ratio", "first_epoch_train_loss",
              "loss_rel_diff", "final_val_accuracy"),
     description="Data-parallel training: one oceandl train command as 1 process and under torchrun, "

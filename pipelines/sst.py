@@ -220,7 +220,7 @@ def _change(new: float, ref: float) -> str:
 
 
 PIPELINE = Pipeline(
-    name="sst", config_cls=SSTConfig, run=run, fast=FAST,
+    name="sst", config_cls=SSTConfig, run=run, fast=FAST, timings=("seconds",),
     columns=("val_rmse", "val_mae", "val_bias", "val_corr", "val_std_ratio", "val_frac_within_1sigma", "truth_rmse",
              *(_bin_name(lo, hi) for lo, hi in COVER_BINS), "n_modes", "harmonics", "seconds", "device"),
     description="Gap filling of a synthetic cloudy SST cube: every method scored on identical withheld pixels.",

@@ -66,7 +66,7 @@ def learnable_plankton(tmp_path):
 
 
 def _check_run_folder(folder, results, models, seed=0):
-    on_disk = json.loads((folder / "results.json").read_text())
+    on_disk = json.loads((folder / "results.json").read_text())["results"]
     assert set(on_disk) == set(models) == set(results)
     for name in models:
         row = on_disk[name]
@@ -126,7 +126,7 @@ def test_sar_real_layout_through_the_cli_learns_above_chance(tmp_path, learnable
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     folder = tmp_path / "run"
-    results = _check_run_folder(folder, json.loads((folder / "results.json").read_text()), ("cnn",))
+    results = _check_run_folder(folder, json.loads((folder / "results.json").read_text())["results"], ("cnn",))
     # 3 classes present out of TenGeoP's ten: the absent ones are left out, chance is 1/3
     assert results["cnn"]["test_accuracy"] >= 0.66
     notes = json.loads((folder / "run.json").read_text())["notes"]

@@ -414,7 +414,7 @@ def test_benchmark_mnist_fast(runner, mnist_root, tmp_path):
     res = runner.invoke(cli, ["benchmark", "mnist", "--data-root", str(mnist_root), "--fast", "--quiet", "-o", str(out),
                               "--set", "models=mlp,linear_ae"])
     assert res.exit_code == 0, res.output
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text())["results"]
     assert set(results) == {"mlp", "linear_ae", "pca_16"}
     assert 0.5 < results["mlp"]["test_accuracy"] <= 1.0
     assert results["pca_16"]["test_explained_variance"] > results["linear_ae"]["test_explained_variance"] - 0.05
@@ -445,7 +445,7 @@ def test_mnist_benchmark_reaches_course_targets(runner, mnist_root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(cli, ["benchmark", "mnist", "--data-root", str(mnist_root), "--quiet", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    r = json.loads((out / "results.json").read_text())
+    r = json.loads((out / "results.json").read_text())["results"]
     assert r["cnn"]["test_accuracy"] >= 0.985
     assert r["mlp"]["test_accuracy"] >= 0.96
     # the linear AE spans the PCA subspace: same explained variance, small mean principal angle (the

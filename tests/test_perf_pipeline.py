@@ -29,7 +29,7 @@ def test_registered():
 
 def test_fast_run_cases_and_ratios(fast_run):
     folder, results = fast_run
-    on_disk = json.loads((folder / "results.json").read_text())
+    on_disk = json.loads((folder / "results.json").read_text())["results"]
     assert on_disk.keys() == results.keys()
     expected = {f"mnist_{m}_{k}" for m in ("mlp", "cnn") for k in ("course", "raw", "engine", "engine_bf16")}
     expected |= {"mnist_cnn_engine_channels_last", "interp_unet_train", "interp_unet_raw", "interp_infer_model",

@@ -63,6 +63,14 @@ def test_provenance_keys():
     assert prov["versions"]["oceandl"] is not None
 
 
+def test_torch_version_is_the_build_that_runs():
+    """The torch version came from the wheel's metadata, which can drop the build's local tag: a
+    run of torch 2.14.1+cu130 recorded 2.14.1, so the CUDA (or CPU-only) build was recorded nowhere."""
+    import torch
+
+    assert provenance()["versions"]["torch"] == torch.__version__
+
+
 def test_run_files_are_strict_json(tmp_path):
     """NaN (an empty bin, an undefined score) was written as a bare NaN, which jq, JavaScript and
     strict parsers refuse: the whole results.json was unreadable to them. It is null now."""

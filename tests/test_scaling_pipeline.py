@@ -15,7 +15,7 @@ def test_fast_run_one_process_against_two(tmp_path):
     folder, results = run_pipeline(get_pipeline("scaling"), tmp_path / "run",
                                    overrides={"fast": True, "layouts": ("1x1", "2x1"), "seed": 1},
                                    device="cpu", progress=False, log=lambda s: None)
-    on_disk = json.loads((folder / "results.json").read_text())
+    on_disk = json.loads((folder / "results.json").read_text())["results"]
     assert list(on_disk) == ["1x1", "2x1"]
     one, two = on_disk["1x1"], on_disk["2x1"]
     assert (one["processes"], one["threads"], two["processes"], two["threads"]) == (1, 1, 2, 1)

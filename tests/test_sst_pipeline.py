@@ -25,7 +25,7 @@ def fast_run(tmp_path_factory):
 
 def test_fast_run_rows_metrics_and_files(fast_run):
     folder, results = fast_run
-    on_disk = json.loads((folder / "results.json").read_text())
+    on_disk = json.loads((folder / "results.json").read_text())["results"]
     assert set(on_disk) == {f"{m}@{c:g}" for m in METHODS for c in (0.3, 0.7)}
     for name, row in on_disk.items():
         assert row["method"] == name.split("@")[0] and row["cloud_cover"] == float(name.split("@")[1])
@@ -147,7 +147,7 @@ TINY = {"fast": True, "methods": ("climatology", "eof"), "cloud_covers": (0.5,)}
 
 def _scores(folder):
     """results.json without the timings (the only fields that differ between identical runs)."""
-    rows = json.loads((folder / "results.json").read_text())
+    rows = json.loads((folder / "results.json").read_text())["results"]
     return {name: {k: v for k, v in row.items() if k != "seconds"} for name, row in rows.items()}
 
 
@@ -217,6 +217,26 @@ def test_run_json_fed_back_with_config_reproduces_the_run(tmp_path):
         cfg = pipe.config_cls()
         write_json({"pipeline": name, "config": dataclasses.asdict(cfg)}, tmp_path / f"{name}.json")
         assert dataclasses.replace(cfg, **_changes(cfg, None, tmp_path / f"{name}.json", name)) == cfg, name
+
+
+def test_results_json_says_what_ran_and_is_fed_back(tmp_path):
+    """results.json held the rows alone: the numbers carried neither config, seed, versions nor
+    commit, and `--config results.json` failed (exit 2, "unknown config key 'climatology@0.5'").
+    It holds the rows under "results" beside run.json's provenance now, and runs its config again."""
+    from oceandl.cli.main import main
+    from oceandl.pipelines.runner import RESULTS_KEYS
+
+    first, rows = run_pipeline(get_pipeline("sst"), tmp_path / "first", overrides={**TINY, "seed": 4, "n_time": 20},
+                               device="cpu", progress=False, log=lambda s: None)
+    doc = json.loads((first / "results.json").read_text())
+    run = json.loads((first / "run.json").read_text())
+    assert tuple(doc) == RESULTS_KEYS and doc == {**run, "results": doc["results"]}
+    assert doc["pipeline"] == "sst" and doc["seed"] == 4 and doc["config"]["n_time"] == 20
+    assert set(doc["results"]) == set(rows) == {"climatology@0.5", "eof@0.5"}
+    again = tmp_path / "again"
+    assert main(["benchmark", "sst", "--config", str(first / "results.json"), "--quiet", "-o", str(again)]) == 0
+    assert json.loads((again / "results.json").read_text())["config"] == doc["config"]
+    assert _scores(again) == _scores(first)
 
 
 def test_overwrite_replaces_only_a_run_folder(tmp_path):
