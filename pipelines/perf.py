@@ -52,7 +52,7 @@ ratios stay meaningful. Cases:
   LAPACK's full SVD against the randomized truncated one (``solver="auto"`` on large fields), with
   the largest relative difference of the eigenvalues and absolute difference of the EOFs.
 
-``results.json`` maps each case to ``throughput`` (median), ``unit``, ``reference``, ``ratio``
+``results.json`` (under ``results``) maps each case to ``throughput`` (median), ``unit``, ``reference``, ``ratio``
 (median over the passes of throughput / the reference's in the same pass), ``ratio_to_raw`` (engine
 cases), ``peak_host_mb`` (the process's peak resident memory during the case), ``peak_device_mb``
 (CUDA), ``device``, the torch and numpy versions, the torch threads and case-specific extras.
