@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import xarray as xr
 
 from oceandl.errors import InputError
+from oceandl.interp.withhold import withhold_by_cloud_transfer  # noqa: F401 - re-exported: its home is the core
 
 __all__ = ["cloud_masks", "withhold_by_cloud_transfer", "spectral_noise_filter"]
 
@@ -126,91 +126,3 @@ def cloud_masks(
         thr = np.quantile(day, 1.0 - covers[t])
         out[t] = day > thr
     return out
-
-
-def _as_valid(valid) -> tuple[np.ndarray, xr.DataArray | None, tuple | None]:
-    """Bool ``(time, y, x)`` array from ``valid``; the DataArray and its dim order if given one."""
-    template = order = None
-    if isinstance(valid, xr.DataArray):
-        template = valid
-        order = valid.dims
-        if "time" in valid.dims:
-            valid = valid.transpose("time", ...)
-        valid = valid.values
-    arr = np.asarray(valid)
-    if arr.ndim != 3:
-        raise InputError(f"valid mask: has {arr.ndim} dims; expected 3 (time, y, x)")
-    if arr.dtype != bool:
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise InputError(
-                f"valid mask: dtype {arr.dtype}; expected booleans (e.g. np.isfinite(sst))"
-            )
-        arr = arr != 0
-    return arr, template, order
-
-
-def withhold_by_cloud_transfer(valid, fraction: float = 0.1, seed: int = 0):
-    """Pixels to withhold for validation by transferring real cloud patterns to clean days.
-
-    As in DINEOF/DINCAE cross-validation: take the days with the most valid pixels first; on each,
-    impose the cloud (invalid ocean) pattern of another day drawn at random, and withhold the valid
-    pixels that fall under it; stop once at least ``fraction`` of all valid pixels are withheld.
-    The withheld pixels therefore have the size and shape of real gaps.
-
-    Parameters
-    ----------
-    valid : numpy.ndarray or xarray.DataArray of bool, shape ``(time, y, x)``
-        True where a value is observed. Pixels never valid (land) are never withheld.
-    fraction : float
-        Share of the valid pixels to withhold, in ``[0, 1)``.
-    seed : int
-        Seed of the choice of donor days.
-
-    Returns
-    -------
-    numpy.ndarray or xarray.DataArray of bool, shape ``(time, y, x)``
-        True where a valid pixel is withheld (a subset of ``valid``); a DataArray with the
-        input's dims and coords when given one.
-    """
-    arr, template, order = _as_valid(valid)
-    if not 0.0 <= fraction < 1.0:
-        raise InputError(f"withholding fraction {fraction!r}: must be in [0, 1)")
-    n_time = arr.shape[0]
-    ocean = arr.any(axis=0)  # pixels never valid are land (or never seen): never withheld
-    cloud = ~arr & ocean  # the gaps a donor day can lend
-    total = int(arr.sum())
-    target = math.ceil(fraction * total)
-    withheld = np.zeros_like(arr)
-    if target > 0:
-        if n_time < 2 or not cloud.any():
-            raise InputError(
-                "valid mask: no cloud pattern to transfer (needs >= 2 days and some gaps over ocean)"
-            )
-        rng = np.random.default_rng(seed)
-        counts = arr.reshape(n_time, -1).sum(axis=1)
-        cleanest = np.argsort(-counts, kind="stable")
-        done = 0
-        # Later passes stack a second donor's clouds on the same days, for large fractions.
-        for _ in range(20):
-            for d in cleanest:
-                donor = int(rng.integers(n_time - 1))
-                donor += donor >= d  # any day but d
-                new = arr[d] & ~withheld[d] & cloud[donor]
-                withheld[d] |= new
-                done += int(new.sum())
-                if done >= target:
-                    break
-            if done >= target:
-                break
-        else:
-            raise InputError(
-                f"valid mask: cannot withhold {fraction:.0%} of valid pixels by cloud transfer "
-                f"(reached {done / total:.0%})"
-            )
-    if template is None:
-        return withheld
-    dims = ("time",) + tuple(d for d in template.dims if d != "time") if "time" in order else order
-    out = xr.DataArray(withheld, dims=dims, coords=template.coords, name="withheld")
-    out.attrs["long_name"] = "valid pixels withheld for validation (cloud transfer)"
-    out.attrs["fraction"] = float(fraction)
-    return out.transpose(*order)

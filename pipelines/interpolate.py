@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -102,8 +101,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 
     Returns a one-paragraph summary (method, time, validation metrics).
     """
-    from oceandl.datasets.clouds import withhold_by_cloud_transfer
     from oceandl.interp import get_method, interpolate
+    from oceandl.interp.withhold import withhold_for_validation
     from oceandl.io import check_complevel, file_attrs, open_field, source_grid, to_source_grid, write_netcdf
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.utils import atomic_path, check_output_path
@@ -134,20 +133,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         da = open_field(input_path, var)
     where = "--demo" if demo else str(input_path)
     valid = np.isfinite(da.values)
-    withheld = None
     # one time step: the methods that fit the file refuse it (one Error line; a 'no gaps' warning before
-    # it was noise); a checkpoint fills it, without validation (said after the fill)
-    if withhold > 0 and valid.shape[0] >= 2:
-        if not (~valid & valid.any(axis=0)).any():
-            # nothing to copy: a complete field is filled without a validation score. A
-            # warning (`warning: ...` on the command line), as docs/robustness.md says: the score asked
-            # for with --withhold is not there
-            warnings.warn(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation",
-                          stacklevel=2)
-        else:
-            withheld = withhold_by_cloud_transfer(valid, fraction=withhold, seed=seed)
-            log(f"withheld {withheld.sum():,} of {valid.sum():,} valid pixels "
-                f"({withheld.sum() / valid.sum():.1%}) by cloud-mask transfer for validation")
+    # it was noise); a checkpoint fills it, without validation (said after the fill). The same function
+    # as oceandl.interpolate(withhold=...): the same file and seed withhold the same pixels from Python
+    withheld = withhold_for_validation(valid, withhold, seed, where, log=log)
 
     def fill(**kw):
         with _naming(where):

@@ -6,16 +6,18 @@ analysis of complete fields.
 """
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
 from oceandl.errors import InputError
 
-from .base import Interpolator
+from .base import Interpolator, _label, as_dataarray, canonical_dims
 from .chunked import interpolate_chunked
 from .climatology import Climatology
 from .dineof import DINEOF
 from .eof import EOF, EOFInterpolator, eof
 from .neural import ConvAEInterpolator, ResAEInterpolator, SMPUnetInterpolator, UNetInterpolator
+from .withhold import check_withhold, withhold_for_validation
 
 __all__ = [
     "Interpolator", "Climatology", "EOFInterpolator", "DINEOF", "EOF", "eof",
@@ -47,8 +49,9 @@ def get_method(name: str) -> type[Interpolator]:
         raise InputError(f"unknown interpolation method {name!r} (valid: {', '.join(sorted(METHODS))})") from None
 
 
-def interpolate(da: xr.DataArray, method: str = "dineof", *, withheld=None, return_dataset: bool = False,
-                seed: int = 0, device: str = "auto", progress: bool = False, **options):
+def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0.0, withheld=None,
+                return_dataset: bool = False, seed: int = 0, device: str = "auto", progress: bool = False,
+                **options):
     """Fill the gaps (NaN) of a (time, lat, lon) field.
 
     Parameters
@@ -65,8 +68,16 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withheld=None, retu
         file (:func:`~oceandl.interp.base.cf_masked`).
     method : str
         A key of :data:`METHODS` (``"climatology"``, ``"eof"``, ``"dineof"``, ...).
+    withhold : float
+        Share of the valid pixels to hide from the method and score it on (``val_*`` attrs), drawn
+        by cloud-mask transfer with ``seed``, in [0, 0.9). The default, 0, fits every observation:
+        a call from Python is the fill itself, and the pixels to score a method on are the
+        caller's choice. ``oceandl interpolate`` withholds 0.1 by default; ``withhold=0.1`` with
+        the same ``seed`` withholds the same pixels and gives the same field and scores as its file.
+        A field with a single time step or no gap over the ocean gets none (the latter warned).
     withheld : bool array-like of ``da``'s shape, optional
-        Observed pixels hidden from the method and used for the ``val_*`` scores.
+        Observed pixels hidden from the method and used for the ``val_*`` scores, chosen by the
+        caller (instead of ``withhold``).
     return_dataset : bool
         Return the whole :class:`xarray.Dataset` (field, ``missing_flag``, ``sigma`` if the method
         gives one) instead of the filled DataArray.
@@ -83,10 +94,23 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withheld=None, retu
     Raises
     ------
     InputError
-        Unknown method or option, or bad input (see :meth:`Interpolator.fit`).
+        Unknown method or option, ``withhold`` outside [0, 0.9) or given with ``withheld``, or bad
+        input (see :meth:`Interpolator.fit`).
     """
     cls = get_method(method)
     model = cls(seed=seed, device=device, progress=progress, **options)
+    check_withhold(withhold)
+    if withhold > 0:
+        da = as_dataarray(da).compute()  # a dask field read once, for the mask and the fit
+        if withheld is not None:
+            raise InputError(f"{_label(da)}: pass withhold (a fraction to draw) or withheld (a mask), not both")
+        dims = canonical_dims(da)
+        valid = np.isfinite(np.asarray(da.transpose(*dims).values))
+        # drawn in (time, lat, lon) order, as `oceandl interpolate` draws it on the file's field
+        # (pixel by pixel: a reversed latitude or another dim order gets the same pixels)
+        held = withhold_for_validation(valid, withhold, seed, _label(da))
+        if held is not None:
+            withheld = np.transpose(held, [dims.index(d) for d in da.dims])
     model.fit(da, withheld=withheld)
     if return_dataset:
         return model.reconstruct()
