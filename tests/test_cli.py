@@ -227,6 +227,30 @@ def test_interpolate_from_python_with_withhold_gives_the_clis_file(runner, sst_f
                 oceandl.interpolate(src["sst"], "climatology", **kw)
 
 
+def test_interpolate_a_depth_level_from_python_as_from_the_cli(runner, sst_file, tmp_path):
+    """A (time, depth=1, lat, lon) field: the CLI drops the level and fills it; oceandl.interpolate
+    refused it ('expected 3 dims (time, lat, lon), got 4 dims'). It now fills it as the CLI does and
+    gives it back with the input's dims, the depth its coordinate again."""
+    import oceandl
+
+    with xr.open_dataset(sst_file) as src:
+        src[["sst"]].expand_dims(depth=[5.0], axis=1).to_netcdf(tmp_path / "level.nc")
+    out = tmp_path / "filled.nc"
+    res = runner.invoke(cli, ["interpolate", str(tmp_path / "level.nc"), "--method", "climatology", "--seed", "3",
+                              "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "level.nc") as src, xr.open_dataset(out) as cli_ds:
+        py = oceandl.interpolate(src["sst"], "climatology", withhold=0.1, seed=3, return_dataset=True)
+        assert py["sst"].dims == py["missing_flag"].dims == ("time", "depth", "lat", "lon")
+        for v in ("sst", "missing_flag", "sigma"):
+            xr.testing.assert_allclose(cli_ds[v].expand_dims("depth", axis=1), py[v])
+        # the DataArray, and through the accessor in another dim order: the input's dims come back
+        da = src["sst"].transpose("lat", "depth", "time", "lon").oceandl.interpolate("climatology")
+        assert da.dims == ("lat", "depth", "time", "lon") and float(da["depth"][0]) == 5.0
+        xr.testing.assert_allclose(da, oceandl.interpolate(src["sst"].isel(depth=0), "climatology")
+                                   .expand_dims("depth", axis=1).transpose(*da.dims))
+
+
 @pytest.mark.parametrize("failing", ["netcdf", "figure"])
 def test_interpolate_failure_leaves_neither_output(runner, sst_file, tmp_path, monkeypatch, failing):
     """The netCDF and the figure are written together: when either fails (a full disk, say),

@@ -49,6 +49,28 @@ def get_method(name: str) -> type[Interpolator]:
         raise InputError(f"unknown interpolation method {name!r} (valid: {', '.join(sorted(METHODS))})") from None
 
 
+def _squeeze_levels(da) -> tuple:
+    """``da`` without its size-1 dims that are none of time, lat, lon (a depth level, a band), as
+    :func:`oceandl.io.open_field` reads a file for ``oceandl interpolate``; their coordinate stays
+    as a scalar. Also the input's dims (to put them back), or ``None`` when nothing was dropped."""
+    if not isinstance(da, xr.DataArray) or da.ndim <= 3:
+        return da, None
+    from oceandl.io import _role_from_attrs, _role_from_name
+
+    level = [d for d in da.dims if da.sizes[d] == 1 and _role_from_name(d) is None
+             and (d not in da.coords or _role_from_attrs(da[d].variable) is None)]
+    if not level or da.ndim - len(level) != 3:
+        return da, None  # fit() refuses it, naming its dims
+    return da.isel({d: 0 for d in level}), tuple(da.dims)
+
+
+def _unsqueeze(obj, dims: tuple, renamed: dict):
+    """``obj`` with the size-1 dims :func:`_squeeze_levels` dropped back, in the input's order
+    (a scalar coordinate of a dropped dim becomes its coordinate again)."""
+    dims = tuple(renamed.get(d, d) for d in dims)
+    return obj.expand_dims([d for d in dims if d not in obj.dims]).transpose(*dims)
+
+
 def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0.0, withheld=None,
                 return_dataset: bool = False, seed: int = 0, device: str = "auto", progress: bool = False,
                 **options):
@@ -58,6 +80,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     ----------
     da : xarray.DataArray (time, lat, lon), dims found by name or coordinate (see
         :func:`~oceandl.interp.base.canonical_dims`), NumPy or dask backed
+        Size-1 dims that are none of these (a depth or band of ``(time, depth=1, lat, lon)``)
+        are dropped for the fit, as ``oceandl interpolate`` reads a file, and put back in the result.
         A dask-backed field (``xr.open_dataset(..., chunks=...)``) is computed into memory, at
         once and silently: every method fits the whole cube, and the result is NumPy-backed. A
         cube larger than memory is filled block by block into a netCDF file by
@@ -89,7 +113,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     Returns
     -------
     xarray.DataArray or xarray.Dataset
-        Same dims, coords and attrs as ``da`` plus provenance (and ``val_*`` metrics) attrs.
+        Same dims (a dropped size-1 dim put back), coords and attrs as ``da`` plus provenance (and
+        ``val_*`` metrics) attrs.
 
     Raises
     ------
@@ -100,6 +125,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     cls = get_method(method)
     model = cls(seed=seed, device=device, progress=progress, **options)
     check_withhold(withhold)
+    # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where the CLI reads it
+    da, input_dims = _squeeze_levels(da)
     if withhold > 0:
         da = as_dataarray(da).compute()  # a dask field read once, for the mask and the fit
         if withheld is not None:
@@ -111,13 +138,18 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         held = withhold_for_validation(valid, withhold, seed, _label(da))
         if held is not None:
             withheld = np.transpose(held, [dims.index(d) for d in da.dims])
+    if input_dims is not None and withheld is not None and getattr(withheld, "ndim", np.ndim(withheld)) > 3:
+        withheld = withheld.squeeze([d for d in input_dims if d not in da.dims]) if isinstance(withheld, xr.DataArray) \
+            else np.squeeze(withheld, axis=tuple(i for i, d in enumerate(input_dims) if d not in da.dims))
     model.fit(da, withheld=withheld)
     if return_dataset:
-        return model.reconstruct()
+        ds = model.reconstruct()
+        return ds if input_dims is None else _unsqueeze(ds, input_dims, model.renamed_coords_)
     import warnings
 
     with warnings.catch_warnings():  # the renaming of a coordinate named like an output variable is undone here
         warnings.filterwarnings("ignore", message=".*named like output variables", category=UserWarning)
         ds = model.reconstruct()
     out = ds[model.output_name_]
-    return out.rename({new: old for old, new in model.renamed_coords_.items()}) if model.renamed_coords_ else out
+    out = out.rename({new: old for old, new in model.renamed_coords_.items()}) if model.renamed_coords_ else out
+    return out if input_dims is None else _unsqueeze(out, input_dims, {})
