@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, warn
 from oceandl.preprocess import convert_channels, fit_size, pixels_to_float
 
 __all__ = [
@@ -549,7 +549,7 @@ class _FileImageDataset(Dataset):
         if self.skipped:
             shown = ", ".join(f"{p.name} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
-            warnings.warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}", stacklevel=3)
+            warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}")
         self.files: list[Path] = keep_files
         self.targets = np.asarray(keep_labels, dtype=np.int64)
         # each TIFF's Orientation tag, read by the header probe: a read looked it up again with a
@@ -565,17 +565,16 @@ class _FileImageDataset(Dataset):
                 # as for sizes: one stray RGB file among grey plankton images made every image (and
                 # the model trained on them) 3-channel, without a word
                 counts = ", ".join(f"{n} of {b} band(s)" for b, n in sorted(bands.items()))
-                warnings.warn(f"{where}: images of different band counts ({counts}); converting all to "
-                              f"{channels} (pass channels= / --channels to choose)", stacklevel=3)
+                warn(f"{where}: images of different band counts ({counts}); converting all to "
+                     f"{channels} (pass channels= / --channels to choose)")
         self.channels = int(channels)
         if size is None:
             sizes = Counter((s[1], s[2]) for s in shapes)
             size = sizes.most_common(1)[0][0]
             if len(sizes) > 1:
-                warnings.warn(
+                warn(
                     f"{where}: images of {len(sizes)} different sizes; resizing all to {size[0]}x{size[1]} "
                     f"(the most common; pass size= to choose)",
-                    stacklevel=3,
                 )
         elif isinstance(size, int):
             size = (size, size)
@@ -816,8 +815,8 @@ class TenGeoPDataset(_FileImageDataset):
         self.root = class_root
         others = _other_image_folders(class_root)
         if others:  # else their images were left out without a word
-            warnings.warn(f"{class_root}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: their "
-                          "images are left out", stacklevel=2)
+            warn(f"{class_root}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: their "
+                 "images are left out")
         files, labels, absent = [], [], []
         for label, letter in enumerate(self.codes):
             found = _images_in(folders[letter]) if letter in folders else []
@@ -826,10 +825,9 @@ class TenGeoPDataset(_FileImageDataset):
             files += found
             labels += [label] * len(found)
         if absent:
-            warnings.warn(
+            warn(
                 f"{class_root}: no vignettes for class(es) {', '.join(absent)}; "
                 f"the labels keep their F..O = 0..9 numbering",
-                stacklevel=2,
             )
         if not files:
             raise InputError(f"{class_root}: the class folders hold no images")
@@ -1002,10 +1000,10 @@ class ImageFolderDataset(_FileImageDataset):
             candidates = dict(sorted(candidates.items()))
             numbered = [c for c in candidates if "/" in c and re.fullmatch(r"[\d_.-]+", c.rsplit("/", 1)[1])]
             if numbered:
-                warnings.warn(f"{self.root}: {len(numbered)} class(es) named by a number below a folder "
-                              f"({', '.join(numbered[:3])}{', ...' if len(numbered) > 3 else ''}): if such "
-                              "folders are batches or days of one class, the class is the folder above: use "
-                              "class_folders='top' (--class-folders top)", stacklevel=2)
+                warn(f"{self.root}: {len(numbered)} class(es) named by a number below a folder "
+                     f"({', '.join(numbered[:3])}{', ...' if len(numbered) > 3 else ''}): if such "
+                     "folders are batches or days of one class, the class is the folder above: use "
+                     "class_folders='top' (--class-folders top)")
         if classes is not None:
             # Fixed class list (e.g. a trained model's): labels follow it; absent classes are kept.
             fixed = list(classes)
@@ -1025,11 +1023,11 @@ class ImageFolderDataset(_FileImageDataset):
         if years and any(p.parent != self.root / c for c in found_classes for p in candidates[c]):
             # <year>/<class>/*.png (WHOI-Plankton) of several years: the years were the classes, each
             # of every taxon, without a word
-            warnings.warn(f"{self.root}: the class folders ({', '.join(found_classes[:5])}"
-                          f"{', ...' if len(found_classes) > 5 else ''}) are years or dates, each holding "
-                          "sub-folders: the classes are probably the folders inside them (<year>/<class>); "
-                          "class_folders='leaf' (--class-folders leaf) reads them, one class per name across "
-                          "the years", stacklevel=2)
+            warn(f"{self.root}: the class folders ({', '.join(found_classes[:5])}"
+                 f"{', ...' if len(found_classes) > 5 else ''}) are years or dates, each holding "
+                 "sub-folders: the classes are probably the folders inside them (<year>/<class>); "
+                 "class_folders='leaf' (--class-folders leaf) reads them, one class per name across "
+                 "the years")
         elif class_folders == "top":
             # a taxonomy tree read by its top folders merged its taxa into one class, without a word.
             # Shards of one class (year or date folders, the same names under every class, as WHOI's
@@ -1043,11 +1041,11 @@ class ImageFolderDataset(_FileImageDataset):
             if nested:
                 c, ps = next(iter(nested.items()))
                 shown = ", ".join(p.relative_to(self.root).as_posix() for p in ps[:3])
-                warnings.warn(f"{self.root}: {len(nested)} class folder(s) ({', '.join(list(nested)[:5])}"
-                              f"{', ...' if len(nested) > 5 else ''}) hold images in several sub-folders, merged "
-                              f"into one class each (e.g. {c!r} from {shown}{', ...' if len(ps) > 3 else ''}); for one "
-                              "class per folder of images (a taxonomy tree) use class_folders='leaf' "
-                              "(--class-folders leaf)", stacklevel=2)
+                warn(f"{self.root}: {len(nested)} class folder(s) ({', '.join(list(nested)[:5])}"
+                     f"{', ...' if len(nested) > 5 else ''}) hold images in several sub-folders, merged "
+                     f"into one class each (e.g. {c!r} from {shown}{', ...' if len(ps) > 3 else ''}); for one "
+                     "class per folder of images (a taxonomy tree) use class_folders='leaf' "
+                     "(--class-folders leaf)")
         if not found_classes:
             loose = any(_is_image(p) for p in self.root.iterdir())
             hint = " (images lie directly in it: use ImageFilesDataset for unlabelled images)" if loose else ""
@@ -1056,10 +1054,10 @@ class ImageFolderDataset(_FileImageDataset):
         if classes is not None:
             absent = [c for c in fixed if c not in found_classes]
             if absent:
-                warnings.warn(f"{self.root}: no images for class(es) {', '.join(absent)}", stacklevel=2)
+                warn(f"{self.root}: no images for class(es) {', '.join(absent)}")
             found_classes = fixed
         elif empty:
-            warnings.warn(f"{self.root}: dropped empty class folder(s): {', '.join(empty)}", stacklevel=2)
+            warn(f"{self.root}: dropped empty class folder(s): {', '.join(empty)}")
         super().__init__(
             files,
             labels,
@@ -1336,6 +1334,6 @@ def open_image_dataset(path: str | os.PathLike, **kw) -> Dataset:
         others = _other_image_folders(_tengeop_root(p))
         if not others or "metadata" in kw:
             return TenGeoPDataset(p, **kw)
-        warnings.warn(f"{p}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: every folder is read "
-                      "as a class (labels in sorted folder order)", stacklevel=2)
+        warn(f"{p}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: every folder is read "
+             "as a class (labels in sorted folder order)")
     return ImageFolderDataset(p, **kw)

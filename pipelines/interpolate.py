@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, warn
 
 __all__ = ["run_interpolation", "train_interpolator", "DEMO_SIZE", "plot_interpolation"]
 
@@ -142,8 +141,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             # nothing to copy: a complete field is filled without a validation score. A
             # warning (`warning: ...` on the command line), as docs/robustness.md says: the score asked
             # for with --withhold is not there
-            warnings.warn(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation",
-                          stacklevel=2)
+            warn(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation")
         else:
             withheld = withhold_by_cloud_transfer(valid, fraction=withhold, seed=seed)
             log(f"withheld {withheld.sum():,} of {valid.sum():,} valid pixels "

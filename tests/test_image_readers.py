@@ -214,6 +214,20 @@ def test_image_folder_classes_channels_sizes(plankton):
     assert torch.allclose(padded[:, 0], padded[:, -1])
 
 
+def test_warnings_name_the_callers_line(plankton, tengeop):
+    """The readers' warnings had fixed stacklevels: through open_image_dataset (the CLI's and the
+    pipelines' entry) they named datasets/images.py, not the user's line. Each names this file now."""
+    root, _, _ = plankton
+    (root / "empty_class").mkdir()
+    (root / "copepod" / "z.png").write_bytes(b"")
+    for make in (lambda: ImageFolderDataset(root), lambda: open_image_dataset(root), lambda: open_image_dataset(tengeop[0])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make()
+        assert caught
+        assert {(w.filename, w.category) for w in caught} == {(__file__, UserWarning)}, [w.filename for w in caught]
+
+
 def test_mixed_band_counts_are_said(plankton):
     # one RGB file among grey ones made every image (and the model) 3-channel without a word,
     # where mixed sizes were already said
