@@ -491,8 +491,31 @@ def _convert_channels(arr: np.ndarray, channels: int, path: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Base dataset over files
 # --------------------------------------------------------------------------------------------
+@contextmanager
+def _noting(notes: dict[tuple[type, str], list[Path]], path: Path):
+    """Collect the warnings the image libraries give about ``path`` into ``notes`` (by category and
+    text), to be said once for all the files: PIL's "Tag data larger than file" came once per
+    file and again at every read (a ``catch_warnings`` per read resets Python's once-per-line
+    memory), 60 lines for 30 JPEGs of a camera with a broken EXIF block."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                text = str(w.message).strip().splitlines()
+                paths = notes.setdefault((w.category, text[0] if text else w.category.__name__), [])
+                if path not in paths[-1:]:  # a file counted once, however many times it gave the warning
+                    paths.append(path)
+
+
 class _FileImageDataset(Dataset):
-    """Files + labels -> samples; header check, channel/size harmonisation (see module docstring)."""
+    """Files + labels -> samples; header check, channel/size harmonisation (see module docstring).
+
+    The image libraries' own warnings about the files (PIL's "Possibly corrupt EXIF data", ...)
+    are said once per text for all the files that gave it, with their count and the first names
+    (the header check's), and a text first seen when a sample is read once, naming its file.
+    """
 
     def __init__(
         self,
@@ -527,9 +550,11 @@ class _FileImageDataset(Dataset):
         self.inputs: list[Path] = [Path(f) for f in files]
 
         keep_files, keep_labels, shapes, orientations = [], [], [], []
+        notes: dict[tuple[type, str], list[Path]] = {}
         for f, lab in zip(files, labels):
             try:
-                shape = _probe(Path(f), full=verify == "full")
+                with _noting(notes, Path(f)):
+                    shape = _probe(Path(f), full=verify == "full")
             except _Unreadable as exc:
                 if on_error == "raise":
                     raise InputError(f"{f}: unreadable image ({exc})") from None
@@ -550,6 +575,15 @@ class _FileImageDataset(Dataset):
             shown = ", ".join(f"{p.name} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
             warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}")
+        skipped = set(self.skipped)
+        for (category, text), paths in notes.items():
+            paths = [p for p in paths if p not in skipped]  # a skipped file's reason is said above
+            if not paths:
+                continue
+            names = ", ".join(p.name for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+            warn(f"{where}: {len(paths)} image(s) ({names}): {text}", category)
+        # said once: a read of the same files (every epoch when streamed) says only what is new
+        self._said: set[tuple[type, str]] = set(notes)
         self.files: list[Path] = keep_files
         self.targets = np.asarray(keep_labels, dtype=np.int64)
         # each TIFF's Orientation tag, read by the header probe: a read looked it up again with a
@@ -583,9 +617,20 @@ class _FileImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def _read(self, index: int, channels: int | None) -> np.ndarray:
+        """:func:`_read_image` of sample ``index``; a library warning not said before is said once,
+        naming the file (see the class docstring)."""
+        notes: dict[tuple[type, str], list[Path]] = {}
+        with _noting(notes, self.files[index]):
+            arr = _read_image(self.files[index], channels, self._orientations[index])
+        for key in notes.keys() - self._said:
+            self._said.add(key)
+            warn(f"{self.files[index]}: {key[1]}", key[0])
+        return arr
+
     def load(self, index: int) -> torch.Tensor:
         """The image of sample ``index`` as float32 ``(C, H, W)`` (channels and size harmonised)."""
-        arr = _read_image(self.files[index], self.channels, self._orientations[index])
+        arr = self._read(index, self.channels)
         return fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
 
     def metadata(self, index: int) -> dict:
@@ -867,7 +912,7 @@ class TenGeoPDataset(_FileImageDataset):
 
     def load(self, index: int) -> torch.Tensor:
         """Band 1 of vignette ``index`` (all bands when ``channels`` is None), float32 ``(C, H, W)``."""
-        arr = _read_image(self.files[index], orientation=self._orientations[index])
+        arr = self._read(index, None)
         arr = arr[:1] if self.channels == 1 else _convert_channels(arr, self.channels, str(self.files[index]))
         return fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
 
