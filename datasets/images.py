@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, warn
 from oceandl.preprocess import convert_channels, fit_size, pixels_to_float
 
 __all__ = [
@@ -491,8 +491,31 @@ def _convert_channels(arr: np.ndarray, channels: int, path: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Base dataset over files
 # --------------------------------------------------------------------------------------------
+@contextmanager
+def _noting(notes: dict[tuple[type, str], list[Path]], path: Path):
+    """Collect the warnings the image libraries give about ``path`` into ``notes`` (by category and
+    text), to be said once for all the files: PIL's "Tag data larger than file" came once per
+    file and again at every read (a ``catch_warnings`` per read resets Python's once-per-line
+    memory), 60 lines for 30 JPEGs of a camera with a broken EXIF block."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                text = str(w.message).strip().splitlines()
+                paths = notes.setdefault((w.category, text[0] if text else w.category.__name__), [])
+                if path not in paths[-1:]:  # a file counted once, however many times it gave the warning
+                    paths.append(path)
+
+
 class _FileImageDataset(Dataset):
-    """Files + labels -> samples; header check, channel/size harmonisation (see module docstring)."""
+    """Files + labels -> samples; header check, channel/size harmonisation (see module docstring).
+
+    The image libraries' own warnings about the files (PIL's "Possibly corrupt EXIF data", ...)
+    are said once per text for all the files that gave it, with their count and the first names
+    (the header check's), and a text first seen when a sample is read once, naming its file.
+    """
 
     def __init__(
         self,
@@ -527,9 +550,11 @@ class _FileImageDataset(Dataset):
         self.inputs: list[Path] = [Path(f) for f in files]
 
         keep_files, keep_labels, shapes, orientations = [], [], [], []
+        notes: dict[tuple[type, str], list[Path]] = {}
         for f, lab in zip(files, labels):
             try:
-                shape = _probe(Path(f), full=verify == "full")
+                with _noting(notes, Path(f)):
+                    shape = _probe(Path(f), full=verify == "full")
             except _Unreadable as exc:
                 if on_error == "raise":
                     raise InputError(f"{f}: unreadable image ({exc})") from None
@@ -549,7 +574,16 @@ class _FileImageDataset(Dataset):
         if self.skipped:
             shown = ", ".join(f"{p.name} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
-            warnings.warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}", stacklevel=3)
+            warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}")
+        skipped = set(self.skipped)
+        for (category, text), paths in notes.items():
+            paths = [p for p in paths if p not in skipped]  # a skipped file's reason is said above
+            if not paths:
+                continue
+            names = ", ".join(p.name for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+            warn(f"{where}: {len(paths)} image(s) ({names}): {text}", category)
+        # said once: a read of the same files (every epoch when streamed) says only what is new
+        self._said: set[tuple[type, str]] = set(notes)
         self.files: list[Path] = keep_files
         self.targets = np.asarray(keep_labels, dtype=np.int64)
         # each TIFF's Orientation tag, read by the header probe: a read looked it up again with a
@@ -565,17 +599,16 @@ class _FileImageDataset(Dataset):
                 # as for sizes: one stray RGB file among grey plankton images made every image (and
                 # the model trained on them) 3-channel, without a word
                 counts = ", ".join(f"{n} of {b} band(s)" for b, n in sorted(bands.items()))
-                warnings.warn(f"{where}: images of different band counts ({counts}); converting all to "
-                              f"{channels} (pass channels= / --channels to choose)", stacklevel=3)
+                warn(f"{where}: images of different band counts ({counts}); converting all to "
+                     f"{channels} (pass channels= / --channels to choose)")
         self.channels = int(channels)
         if size is None:
             sizes = Counter((s[1], s[2]) for s in shapes)
             size = sizes.most_common(1)[0][0]
             if len(sizes) > 1:
-                warnings.warn(
+                warn(
                     f"{where}: images of {len(sizes)} different sizes; resizing all to {size[0]}x{size[1]} "
                     f"(the most common; pass size= to choose)",
-                    stacklevel=3,
                 )
         elif isinstance(size, int):
             size = (size, size)
@@ -584,9 +617,20 @@ class _FileImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def _read(self, index: int, channels: int | None) -> np.ndarray:
+        """:func:`_read_image` of sample ``index``; a library warning not said before is said once,
+        naming the file (see the class docstring)."""
+        notes: dict[tuple[type, str], list[Path]] = {}
+        with _noting(notes, self.files[index]):
+            arr = _read_image(self.files[index], channels, self._orientations[index])
+        for key in notes.keys() - self._said:
+            self._said.add(key)
+            warn(f"{self.files[index]}: {key[1]}", key[0])
+        return arr
+
     def load(self, index: int) -> torch.Tensor:
         """The image of sample ``index`` as float32 ``(C, H, W)`` (channels and size harmonised)."""
-        arr = _read_image(self.files[index], self.channels, self._orientations[index])
+        arr = self._read(index, self.channels)
         return fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
 
     def metadata(self, index: int) -> dict:
@@ -816,8 +860,8 @@ class TenGeoPDataset(_FileImageDataset):
         self.root = class_root
         others = _other_image_folders(class_root)
         if others:  # else their images were left out without a word
-            warnings.warn(f"{class_root}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: their "
-                          "images are left out", stacklevel=2)
+            warn(f"{class_root}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: their "
+                 "images are left out")
         files, labels, absent = [], [], []
         for label, letter in enumerate(self.codes):
             found = _images_in(folders[letter]) if letter in folders else []
@@ -826,10 +870,9 @@ class TenGeoPDataset(_FileImageDataset):
             files += found
             labels += [label] * len(found)
         if absent:
-            warnings.warn(
+            warn(
                 f"{class_root}: no vignettes for class(es) {', '.join(absent)}; "
                 f"the labels keep their F..O = 0..9 numbering",
-                stacklevel=2,
             )
         if not files:
             raise InputError(f"{class_root}: the class folders hold no images")
@@ -869,7 +912,7 @@ class TenGeoPDataset(_FileImageDataset):
 
     def load(self, index: int) -> torch.Tensor:
         """Band 1 of vignette ``index`` (all bands when ``channels`` is None), float32 ``(C, H, W)``."""
-        arr = _read_image(self.files[index], orientation=self._orientations[index])
+        arr = self._read(index, None)
         arr = arr[:1] if self.channels == 1 else _convert_channels(arr, self.channels, str(self.files[index]))
         return fit_size(torch.from_numpy(np.ascontiguousarray(arr)), self.size, self.fit)
 
@@ -1002,10 +1045,10 @@ class ImageFolderDataset(_FileImageDataset):
             candidates = dict(sorted(candidates.items()))
             numbered = [c for c in candidates if "/" in c and re.fullmatch(r"[\d_.-]+", c.rsplit("/", 1)[1])]
             if numbered:
-                warnings.warn(f"{self.root}: {len(numbered)} class(es) named by a number below a folder "
-                              f"({', '.join(numbered[:3])}{', ...' if len(numbered) > 3 else ''}): if such "
-                              "folders are batches or days of one class, the class is the folder above: use "
-                              "class_folders='top' (--class-folders top)", stacklevel=2)
+                warn(f"{self.root}: {len(numbered)} class(es) named by a number below a folder "
+                     f"({', '.join(numbered[:3])}{', ...' if len(numbered) > 3 else ''}): if such "
+                     "folders are batches or days of one class, the class is the folder above: use "
+                     "class_folders='top' (--class-folders top)")
         if classes is not None:
             # Fixed class list (e.g. a trained model's): labels follow it; absent classes are kept.
             fixed = list(classes)
@@ -1025,11 +1068,11 @@ class ImageFolderDataset(_FileImageDataset):
         if years and any(p.parent != self.root / c for c in found_classes for p in candidates[c]):
             # <year>/<class>/*.png (WHOI-Plankton) of several years: the years were the classes, each
             # of every taxon, without a word
-            warnings.warn(f"{self.root}: the class folders ({', '.join(found_classes[:5])}"
-                          f"{', ...' if len(found_classes) > 5 else ''}) are years or dates, each holding "
-                          "sub-folders: the classes are probably the folders inside them (<year>/<class>); "
-                          "class_folders='leaf' (--class-folders leaf) reads them, one class per name across "
-                          "the years", stacklevel=2)
+            warn(f"{self.root}: the class folders ({', '.join(found_classes[:5])}"
+                 f"{', ...' if len(found_classes) > 5 else ''}) are years or dates, each holding "
+                 "sub-folders: the classes are probably the folders inside them (<year>/<class>); "
+                 "class_folders='leaf' (--class-folders leaf) reads them, one class per name across "
+                 "the years")
         elif class_folders == "top":
             # a taxonomy tree read by its top folders merged its taxa into one class, without a word.
             # Shards of one class (year or date folders, the same names under every class, as WHOI's
@@ -1043,11 +1086,11 @@ class ImageFolderDataset(_FileImageDataset):
             if nested:
                 c, ps = next(iter(nested.items()))
                 shown = ", ".join(p.relative_to(self.root).as_posix() for p in ps[:3])
-                warnings.warn(f"{self.root}: {len(nested)} class folder(s) ({', '.join(list(nested)[:5])}"
-                              f"{', ...' if len(nested) > 5 else ''}) hold images in several sub-folders, merged "
-                              f"into one class each (e.g. {c!r} from {shown}{', ...' if len(ps) > 3 else ''}); for one "
-                              "class per folder of images (a taxonomy tree) use class_folders='leaf' "
-                              "(--class-folders leaf)", stacklevel=2)
+                warn(f"{self.root}: {len(nested)} class folder(s) ({', '.join(list(nested)[:5])}"
+                     f"{', ...' if len(nested) > 5 else ''}) hold images in several sub-folders, merged "
+                     f"into one class each (e.g. {c!r} from {shown}{', ...' if len(ps) > 3 else ''}); for one "
+                     "class per folder of images (a taxonomy tree) use class_folders='leaf' "
+                     "(--class-folders leaf)")
         if not found_classes:
             loose = any(_is_image(p) for p in self.root.iterdir())
             hint = " (images lie directly in it: use ImageFilesDataset for unlabelled images)" if loose else ""
@@ -1056,10 +1099,10 @@ class ImageFolderDataset(_FileImageDataset):
         if classes is not None:
             absent = [c for c in fixed if c not in found_classes]
             if absent:
-                warnings.warn(f"{self.root}: no images for class(es) {', '.join(absent)}", stacklevel=2)
+                warn(f"{self.root}: no images for class(es) {', '.join(absent)}")
             found_classes = fixed
         elif empty:
-            warnings.warn(f"{self.root}: dropped empty class folder(s): {', '.join(empty)}", stacklevel=2)
+            warn(f"{self.root}: dropped empty class folder(s): {', '.join(empty)}")
         super().__init__(
             files,
             labels,
@@ -1336,6 +1379,6 @@ def open_image_dataset(path: str | os.PathLike, **kw) -> Dataset:
         others = _other_image_folders(_tengeop_root(p))
         if not others or "metadata" in kw:
             return TenGeoPDataset(p, **kw)
-        warnings.warn(f"{p}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: every folder is read "
-                      "as a class (labels in sorted folder order)", stacklevel=2)
+        warn(f"{p}: folder(s) {', '.join(others)} are not TenGeoP-SARwv classes: every folder is read "
+             "as a class (labels in sorted folder order)")
     return ImageFolderDataset(p, **kw)

@@ -9,11 +9,12 @@ registered in pyplot, so no figure is left open however the drawing ends.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .errors import warn
 
 __all__ = ["plot_history", "plot_confusion", "plot_reliability", "plot_image_grid", "plot_fields"]
 
@@ -296,8 +297,8 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
         ax.patch.set_hatch("////")
         if not np.isfinite(full).any():
             # a blank panel read as a drawing failure (or as a field of the lowest colour): say why
-            warnings.warn(f"{os.fspath(path) if isinstance(path, (str, os.PathLike)) else 'figure'}: "
-                          f"panel {k!r} has no finite value; drawn blank", stacklevel=2)
+            warn(f"{os.fspath(path) if isinstance(path, (str, os.PathLike)) else 'figure'}: "
+                 f"panel {k!r} has no finite value; drawn blank")
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", fontsize=9,
                     color="0.3")
         ax.set_title(k, fontsize=9)

@@ -214,6 +214,69 @@ def test_image_folder_classes_channels_sizes(plankton):
     assert torch.allclose(padded[:, 0], padded[:, -1])
 
 
+def test_warnings_name_the_callers_line(plankton, tengeop):
+    """The readers' warnings had fixed stacklevels: through open_image_dataset (the CLI's and the
+    pipelines' entry) they named datasets/images.py, not the user's line. Each names this file now."""
+    root, _, _ = plankton
+    (root / "empty_class").mkdir()
+    (root / "copepod" / "z.png").write_bytes(b"")
+    for make in (lambda: ImageFolderDataset(root), lambda: open_image_dataset(root), lambda: open_image_dataset(tengeop[0])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            make()
+        assert caught
+        assert {(w.filename, w.category) for w in caught} == {(__file__, UserWarning)}, [w.filename for w in caught]
+
+
+def test_library_warnings_about_the_files_are_said_once_with_a_count(tmp_path):
+    """PIL warns about each JPEG whose EXIF block is cut short ("Tag data larger than file"): once
+    per file at the header check and again at every read (the readers' catch_warnings reset Python's
+    once-per-line memory): 60 lines on stderr for 30 such files trained 2 epochs. It is one warning
+    with the count now, and reading the samples (every epoch when streamed) adds none."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x010E, 2, 100, 26) + struct.pack("<I", 0)
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + b"abc"  # a 100-byte tag in 3 bytes
+    for c in "ab":
+        for i in range(5):
+            p = tmp_path / "cam" / c / f"{i}.jpg"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(p, exif=exif)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = ImageFolderDataset(tmp_path / "cam")
+        for _ in range(2):
+            for i in range(len(ds)):
+                ds[i]
+    assert [str(w.message) for w in caught] == [f"{tmp_path / 'cam'}: 10 image(s) (0.jpg, 1.jpg, 2.jpg, ...): "
+                                                 "Tag data larger than file. Skipping tag 270"]
+    assert caught[0].filename == __file__ and caught[0].category is UserWarning
+
+
+def test_library_warning_first_seen_at_a_read_is_said_once_naming_the_file(plankton, monkeypatch):
+    """A warning that the header check did not give, first seen reading a sample: said once, with
+    the file's name, not at every read of every file."""
+    import oceandl.datasets.images as images
+
+    root, _, _ = plankton
+    ds = ImageFolderDataset(root, channels=1, size=8)
+    read = images._read_image
+
+    def noisy(path, *a, **k):
+        warnings.warn("odd pixels", RuntimeWarning)
+        return read(path, *a, **k)
+
+    monkeypatch.setattr(images, "_read_image", noisy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            for i in range(len(ds)):
+                ds[i]
+    assert [(str(w.message), w.category, w.filename) for w in caught] == [
+        (f"{ds.files[0]}: odd pixels", RuntimeWarning, __file__)]
+
+
 def test_mixed_band_counts_are_said(plankton):
     # one RGB file among grey ones made every image (and the model) 3-channel without a word,
     # where mixed sizes were already said

@@ -2,6 +2,8 @@
 and the engine's streaming path with workers: same tensors, same errors, same training."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -208,6 +210,25 @@ def test_fit_follows_the_datasets_on_error_for_files_failing_to_decode(folder, s
     with pytest.raises(InputError, match=r"00\.png: cannot read image"):
         fit(net, ImageFolderDataset(root, on_error="raise"), None, cfg)
     assert bad.exists()
+
+
+def test_left_out_warning_names_the_callers_line(folder):
+    """'left out N image(s)' had stacklevel=3: from materialize and fit it named
+    oceandl/training/engine.py, not the user's line. It names this file now, in memory and streamed."""
+    root, _ = folder
+    _corrupt_pixels(root / "a" / "00.png")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
+    for stream in (False, True):
+        cfg = TrainConfig(epochs=1, batch_size=16, device="cpu", num_workers=0, progress=False,
+                          max_materialize_mb=0 if stream else 4096, amp=False)
+        for call in (lambda: materialize(ImageFolderDataset(root), num_workers=0, on_error="skip"),
+                     lambda: fit(net, ImageFolderDataset(root), None, cfg)):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                call()
+            hits = [w for w in caught if "left out 1 image(s)" in str(w.message)]
+            assert len(hits) == 1 and (hits[0].filename, hits[0].category) == (__file__, UserWarning), \
+                [(w.filename, str(w.message)[:40]) for w in caught]
 
 
 def test_streamed_file_broken_after_opening_gives_one_line_error(folder):

@@ -109,6 +109,22 @@ def test_interpolate_command_figure_has_date_land_and_sigma_scale(tmp_path, draw
     assert withheld > 0 and shown == observed - withheld
 
 
+def test_blank_panel_warning_names_the_callers_line(tmp_path, drawn):
+    """'no finite value; drawn blank' had stacklevel=2: through plot_interpolation it named
+    pipelines/interpolate.py, not the user's line. It names this file now, either way."""
+    import warnings
+
+    from oceandl.pipelines.interpolate import plot_interpolation
+
+    panels = {"a": np.full((4, 4), np.nan), "b": np.ones((4, 4))}
+    for draw in (plotting.plot_fields, plot_interpolation):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            draw(panels, tmp_path / "f.png")
+        assert [(w.filename, w.category) for w in caught] == [(__file__, UserWarning)], \
+            [(w.filename, str(w.message)) for w in caught]
+
+
 def test_error_panels_of_two_methods_share_one_scale(tmp_path, drawn):
     truth, _, filled, _, land = _day()
     big = filled + 3.0 * (filled - truth)

@@ -1360,6 +1360,27 @@ def test_reconstruction_loss_is_taken_on_the_observed_pixels_of_gappy_images():
     assert np.isfinite(rec).all()
 
 
+def test_training_warnings_name_the_callers_line(digits):
+    """train_classifier's warnings had stacklevel=2: through compare_classifiers they named
+    oceandl/training/classifier.py, not the user's line. They name this file now, either way."""
+    import warnings
+
+    from oceandl.training.classifier import compare_classifiers, train_classifier
+
+    x, y = digits
+    keep = np.concatenate([np.flatnonzero(y.numpy() == 0)[:2], np.flatnonzero(y.numpy() == 1),
+                           np.flatnonzero(y.numpy() == 3)])
+    data = TensorData(x[keep], y[keep], ["a", "b", "c", "d"])
+    cfg = TrainConfig(epochs=1, batch_size=32, device="cpu", progress=False)
+    for call in (lambda: train_classifier(data, "mlp", None, cfg), lambda: compare_classifiers(data, ["mlp"], cfg, log=None)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        hits = [w for w in caught if "no images of class(es) c" in str(w.message) or "fewer than 3" in str(w.message)]
+        assert len(hits) == 2, [str(w.message) for w in caught]
+        assert {(w.filename, w.category) for w in hits} == {(__file__, UserWarning)}, [w.filename for w in hits]
+
+
 def test_classes_too_small_to_split_are_left_out_and_recorded(digits, tmp_path):
     """A class of 1 or 2 images (the rarest taxa of a plankton archive) failed the whole run
     ("class 'taxon_000' has 2 images: at least 3 are needed"), one class per attempt; now such

@@ -7,12 +7,11 @@ same code: the same field and seed give the same mask from Python and from the s
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, warn
 
 __all__ = ["check_withhold", "withhold_by_cloud_transfer", "withhold_for_validation"]
 
@@ -147,8 +146,7 @@ def withhold_for_validation(valid: np.ndarray, fraction: float, seed: int, where
     if not (~valid & valid.any(axis=0)).any():
         # nothing to copy: a complete field is filled without a validation score. A warning
         # (`warning: ...` on the command line), as docs/robustness.md says: the score asked for is not there
-        warnings.warn(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation",
-                      stacklevel=3)
+        warn(f"{where}: no gaps over the ocean to copy onto other days; no pixels withheld for validation")
         return None
     withheld = withhold_by_cloud_transfer(valid, fraction=fraction, seed=seed)
     if log is not None:

@@ -1,7 +1,6 @@
 """Train and evaluate a classifier on any labelled image dataset, end to end (the nine steps)."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -10,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import InputError
+from ..errors import InputError, warn
 from ..models import count_parameters, get_model, model_task
 from ..models import model_options as model_option_names
 from ..preprocess import check_spec, preprocess_batch
@@ -150,13 +149,12 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         present = np.flatnonzero(counts >= 3)
         absent = [c for c, n in zip(classes, counts) if n == 0]
         if absent:
-            warnings.warn(f"no images of class(es) {', '.join(map(str, absent))}: the model is trained on the "
-                          f"classes present", stacklevel=2)
+            warn(f"no images of class(es) {', '.join(map(str, absent))}: the model is trained on the "
+                 f"classes present")
         dropped = {str(c): int(n) for c, n in zip(classes, counts) if 0 < n < 3}
         if dropped:
-            warnings.warn(f"{len(dropped)} class(es) with fewer than 3 images (one each for training, validation "
-                          f"and test) left out of the model: " + ", ".join(f"{c} ({n})" for c, n in dropped.items()),
-                          stacklevel=2)
+            warn(f"{len(dropped)} class(es) with fewer than 3 images (one each for training, validation "
+                 f"and test) left out of the model: " + ", ".join(f"{c} ({n})" for c, n in dropped.items()))
         relabel = np.full(len(classes), -1, dtype=np.int64)
         relabel[present] = np.arange(len(present))
         classes = [classes[i] for i in present]
@@ -194,17 +192,15 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     pretrained = opts.get("pretrained") or opts.get("weights")
     if opts.get("freeze", "none") in ("backbone", "all_but_last") and not pretrained:
         # frozen random features: only the head learns, which reads like fine-tuning and is not
-        warnings.warn(f"model {model!r}: freeze={opts['freeze']!r} without pretrained weights (pretrained=true "
-                      "or weights=PATH) freezes random weights; only the unfrozen layers learn", UserWarning,
-                      stacklevel=2)
+        warn(f"model {model!r}: freeze={opts['freeze']!r} without pretrained weights (pretrained=true "
+             "or weights=PATH) freezes random weights; only the unfrozen layers learn")
     if (opts.get("pretrained") or opts.get("weights")) and spec["normalize"] == "none":
         # ImageNet filters (first conv summed for grey) and batch-norm statistics expect standardised
         # pixels: linear sigma0 near 0.01 or dB near -20 reach them far off that scale, and a frozen
         # backbone cannot adapt its statistics
-        warnings.warn(f"model {model!r}: ImageNet weights expect standardised inputs (about zero mean, unit "
-                      f"variance), but normalize='none' gives them the pixels as read (intensity "
-                      f"{spec['intensity']}); use normalize per_image (--normalize per_image)", UserWarning,
-                      stacklevel=2)
+        warn(f"model {model!r}: ImageNet weights expect standardised inputs (about zero mean, unit "
+             f"variance), but normalize='none' gives them the pixels as read (intensity "
+             f"{spec['intensity']}); use normalize per_image (--normalize per_image)")
     if model in ("mlp",) and "input_size" not in opts:
         opts["input_size"] = list(data.x.shape[-2:])
     with torch_rng_scope():  # the initial weights follow --seed; the caller's global generator is left alone

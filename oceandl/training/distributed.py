@@ -32,14 +32,13 @@ import datetime as _dt
 import math
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, warn
 
 __all__ = ["DistContext", "env_world", "init_distributed", "current", "is_main_process", "barrier",
            "all_reduce_sum", "shard", "local_batch_size", "wrap_model", "broadcast_buffers", "rank_seed",
@@ -230,8 +229,8 @@ def local_batch_size(batch_size: int) -> int:
     if batch_size < w:
         raise InputError(f"--batch-size {batch_size} is the global batch: it must be >= the {w} processes")
     if batch_size % w:
-        warnings.warn(f"--batch-size {batch_size} is not a multiple of the {w} processes: "
-                      f"each takes {batch_size // w} (global batch {batch_size // w * w})", stacklevel=2)
+        warn(f"--batch-size {batch_size} is not a multiple of the {w} processes: "
+             f"each takes {batch_size // w} (global batch {batch_size // w * w})")
     return batch_size // w
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import InputError, OceanDLError
+from ..errors import InputError, OceanDLError, warn
 from ..utils import (LR_RULE, bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_freed_memory,
                      resolve_device, resolve_precision, seed_torch, torch_rng_scope, valid_lr)
 from . import distributed as _dist
@@ -256,12 +256,10 @@ def warn_unreadable(failed: dict[int, str], where: str = "") -> None:
     """One warning naming the samples that failed to read and were left out (at most 10 shown)."""
     if not failed:
         return
-    import warnings
 
     msgs = [failed[i] for i in sorted(failed)]
     shown = "; ".join(msgs[:10]) + (f"; and {len(msgs) - 10} more" if len(msgs) > 10 else "")
-    warnings.warn(f"{where}left out {len(msgs)} image(s) that passed the header check but cannot be read: {shown}",
-                  stacklevel=3)
+    warn(f"{where}left out {len(msgs)} image(s) that passed the header check but cannot be read: {shown}")
 
 
 def _different_shapes(shapes: set) -> InputError:
