@@ -11,7 +11,7 @@ and for ``pca_k`` alike, so the rows compare; results.md says so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from oceandl.models import count_parameters, get_model, model_task
 from oceandl.training import TensorData, TrainConfig, evaluate_classifier, fit, split_indices
 from oceandl.utils import data_root, seed_everything, seed_torch, torch_rng_scope
 
-from .runner import Pipeline, RunContext, resolve_fast
+from .runner import PATH, Pipeline, RunContext, resolve_fast
 
 __all__ = ["MNISTConfig", "PIPELINE", "run", "principal_angles", "pca_explained_variance", "load_mnist_splits"]
 
@@ -31,7 +31,7 @@ __all__ = ["MNISTConfig", "PIPELINE", "run", "principal_angles", "pca_explained_
 class MNISTConfig:
     """MNIST benchmark settings (``--set key=value`` overrides any of them)."""
 
-    data_root: str | None = None
+    data_root: str | None = field(default=None, metadata=PATH)
     seed: int = 0
     fast: bool = False
     models: tuple[str, ...] = ("mlp", "cnn", "resnet", "dense_ae", "linear_ae", "conv_ae")
