@@ -56,11 +56,18 @@ FAST = {"epochs": 1, "ae_epochs": 1, "linear_ae_epochs": 1, "cnn_channels": (8, 
         "resnet_blocks": (1, 1)}
 
 
+def mnist_root(root: str | Path | None) -> Path | None:
+    """The folder MNIST is read from: ``root``, else :func:`~oceandl.utils.data_root` (``$OCEANDL_DATA``
+    or ``../shared/data``), resolved; None when there is none."""
+    root = Path(root) if root else data_root()
+    return root.expanduser().resolve() if root is not None else None
+
+
 def load_mnist_splits(root: str | Path | None, seed: int = 0, fast: bool = False, log=print):
     """(train_x, train_y, test_x, test_y, note): images float32 (N, 1, 28, 28) in [0, 1]."""
     from oceandl.datasets.mnist import load_mnist
 
-    root = Path(root) if root else data_root()
+    root = mnist_root(root)
     if root is None:
         raise MissingResourceError("no MNIST data: pass --data-root DIR holding the IDX files "
                                    "(or set OCEANDL_DATA), or --download to fetch them through torchvision")
@@ -126,6 +133,7 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
     check_config(cfg)
     seed_everything(cfg.seed)
     xtr, ytr, xte, yte, note = load_mnist_splits(cfg.data_root, cfg.seed, cfg.fast, ctx.log)
+    ctx.found_data(mnist_root(cfg.data_root))  # data_root null when found through $OCEANDL_DATA: say where
     ctx.note(note)
     tr, va = split_indices(len(xtr), (1 - cfg.val_fraction, cfg.val_fraction), seed=cfg.seed, stratify=ytr.numpy())
     train, val, test = TensorData(xtr[tr], ytr[tr]), TensorData(xtr[va], ytr[va]), TensorData(xte, yte)

@@ -13,7 +13,9 @@ file alone says what ran and can be fed back (``--config results.json`` runs its
   its metrics (the pipeline's own; NaN and infinities as ``null``);
 - ``config``: the resolved config (a ``--fast`` run's smoke-run sizes included; its paths, such as
   ``data``, absolute: :func:`absolute_paths`), ``seed``, ``device``, ``command`` (the
-  ``oceandl benchmark`` line that runs it again, ``-o`` absolute too), ``started`` (UTC),
+  ``oceandl benchmark`` line that runs it again, ``-o`` absolute too), ``data_found`` (the absolute
+  path of the data the run read, however it was found, e.g. MNIST through ``$OCEANDL_DATA`` with
+  ``data_root`` null in the config; null for synthetic data), ``started`` (UTC),
   ``seconds`` (wall time), ``notes``;
 - ``versions`` (oceandl, torch, torchvision, numpy, xarray, segmentation-models-pytorch),
   ``python``, ``platform``, ``git_commit``, ``git_dirty`` (tracked files changed since the
@@ -40,7 +42,7 @@ __all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pip
            "rerun_command", "absolute_paths", "PATH", "PIPELINES", "RESULTS_KEYS"]
 
 #: the top-level keys of every run's ``results.json`` (see the module docstring)
-RESULTS_KEYS = ("pipeline", "results", "command", "started", "config", "seed", "device", "seconds", "notes",
+RESULTS_KEYS = ("pipeline", "results", "command", "started", "config", "data_found", "seed", "device", "seconds", "notes",
                 "versions", "python", "platform", "git_commit", "git_dirty", "torch_threads")
 
 
@@ -53,6 +55,17 @@ class RunContext:
     progress: bool = True
     log: Callable[[str], None] = print
     notes: list[str] = dataclasses.field(default_factory=list)
+    #: the data the pipeline read (set with :meth:`found_data`); None: synthetic
+    data_found: str | None = None
+
+    def found_data(self, path: str | Path) -> None:
+        """Record where the data the run reads came from, resolved: ``results.json``'s ``data_found``.
+
+        Kept beside the config, not in it: a config whose data were found through
+        ``$OCEANDL_DATA`` or ``../shared/data`` keeps ``data_root`` null, so its ``--config`` re-run
+        finds the data wherever they are on the machine that runs it.
+        """
+        self.data_found = str(Path(path).expanduser().resolve())
 
     def note(self, text: str) -> None:
         """A remark that goes into results.md (e.g. which data were used) and the log."""
@@ -361,7 +374,7 @@ def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0,
         results = pipeline.run(config, ctx)
         seconds = time.perf_counter() - t0
         run = {"pipeline": pipeline.name, "command": command, "started": started, "config": asdict(config),
-               "seed": getattr(config, "seed", None), "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
+               "data_found": ctx.data_found, "seed": getattr(config, "seed", None), "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
         # results.json held the rows alone: the numbers said nothing of the config, seed, versions or
         # commit that made them, and `--config results.json` was refused (unknown key 'eof@0.3')
         write_json({"pipeline": pipeline.name, "results": results, **run}, tmp / "results.json")
@@ -370,7 +383,8 @@ def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0,
         md = [f"# oceandl benchmark: {pipeline.name}", "", pipeline.description, "",
               markdown_table(results, pipeline.columns), ""]
         md += [f"- {n}" for n in ctx.notes]
-        md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}", f"- seed: {run['seed']}",
+        md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}",
+               f"- data: {ctx.data_found or 'synthetic'}", f"- seed: {run['seed']}",
                f"- device: {dev}, torch threads: {prov['torch_threads']}", f"- wall time: {seconds:.1f} s",
                f"- git commit: {prov['git_commit']}" + (" (with uncommitted changes)" if prov.get("git_dirty") else ""),
                "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
