@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import math
@@ -365,17 +366,60 @@ def clean_stale_parts(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+def _renameat2(a: Path, b: Path, flags: int) -> int | None:
+    """Linux ``renameat2(a, b, flags)``: 0 on success, else its errno; None where there is no
+    renameat2 (macOS, musl, Windows)."""
     import ctypes
 
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
-        return False
+        return None
     fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    at_fdcwd = -100
+    return 0 if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), flags) == 0 else ctypes.get_errno()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    return _renameat2(a, b, 2) == 0  # RENAME_EXCHANGE
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` (a file or a folder) to ``dst`` unless ``dst`` exists: FileExistsError then,
+    and ``src`` is left where it was.
+
+    ``os.replace`` replaces a file, and ``os.rename`` replaces an empty folder on POSIX: the check
+    of ``dst`` made when a run started cannot cover another run that writes it meanwhile. Linux's
+    ``renameat2(RENAME_NOREPLACE)`` tests and renames in one step; where it is missing (or the
+    file system refuses the flag), a file is hard-linked (which never replaces) and a folder's name
+    is taken with ``mkdir`` (which never replaces either) before the rename onto that empty folder.
+    """
+    err = _renameat2(src, dst, 1)  # RENAME_NOREPLACE
+    if err == 0:
+        return
+    if err == errno.EEXIST:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    if err not in (None, errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        raise OSError(err, os.strerror(err), str(src))
+    if src.is_dir() and not src.is_symlink():
+        os.mkdir(dst)  # FileExistsError if taken
+        try:
+            os.rename(src, dst)
+        except OSError:
+            os.rmdir(dst)
+            raise
+        return
+    try:
+        os.link(src, dst, follow_symlinks=False)  # FileExistsError if taken
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this file system: the small race of a test, then a rename
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst)) from None
+        os.rename(src, dst)
+        return
+    os.unlink(src)
 
 
 @contextlib.contextmanager
@@ -388,7 +432,10 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     untouched, but the ``.part`` stays behind; the next ``atomic_path`` on the same target
     removes such leftovers of dead processes of this host (:func:`clean_stale_parts`).
 
-    Files replace files with ``os.replace``. A folder is swapped in with one atomic
+    Without ``overwrite``, the final move never replaces anything: a ``path`` that appeared while
+    the block ran (another run writing the same output) is kept and :class:`InputError` raised,
+    the temporary removed (:func:`_rename_noreplace`). With it, files replace files with
+    ``os.replace``, and a folder is swapped in with one atomic
     ``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere the old folder is first renamed to
     ``.<name>.<host>-<pid>-<random>.old`` (so a kill between the two renames loses nothing).
     """
@@ -404,6 +451,15 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         yield tmp
         if not (tmp.exists() or tmp.is_symlink()):
             raise OceanDLError(f"{path}: nothing was written")
+        if not overwrite:
+            # `path` was checked when the block began; another run (same -o, no --overwrite either)
+            # may have written it since: its output is kept, never replaced (or deleted) by this one
+            try:
+                _rename_noreplace(tmp, path)
+            except FileExistsError:
+                raise InputError(f"{path}: already exists: written by another run while this one ran; it is "
+                                 "left as it was and this output is discarded (use --overwrite to replace it)") from None
+            return
         old_is_dir = path.is_dir() and not path.is_symlink()
         if old_is_dir or (tmp.is_dir() and path.exists()):
             if not _exchange(tmp, path):

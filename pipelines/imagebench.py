@@ -8,7 +8,7 @@ every model on one seeded split (:func:`run_benchmark`).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -19,7 +19,7 @@ from oceandl.training import TensorData, TrainConfig
 from oceandl.training.classifier import compare_classifiers
 from oceandl.utils import seed_everything
 
-from .runner import RunContext, resolve_fast
+from .runner import PATH, RunContext, resolve_fast
 
 __all__ = ["ImageBenchConfig", "COLUMNS", "TIMINGS", "FAST", "PRETRAINABLE", "run_image_benchmark", "run_benchmark", "classifier_options",
            "shrink_for_fast", "per_class_markdown", "PER_CLASS"]
@@ -38,7 +38,7 @@ class ImageBenchConfig:
     units); ``degrees``: range of the free-rotation augmentation.
     """
 
-    data: str | None = None
+    data: str | None = field(default=None, metadata=PATH)
     max_per_class: int = 0
     seed: int = 0
     fast: bool = False
@@ -57,7 +57,7 @@ class ImageBenchConfig:
     class_weights: str = "none"
     split: tuple[float, ...] = (0.7, 0.15, 0.15)
     tta: bool = False
-    weights: str | None = None
+    weights: str | None = field(default=None, metadata=PATH)
 
 
 C = TypeVar("C", bound=ImageBenchConfig)

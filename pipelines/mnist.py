@@ -11,7 +11,7 @@ and for ``pca_k`` alike, so the rows compare; results.md says so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from oceandl.models import count_parameters, get_model, model_task
 from oceandl.training import TensorData, TrainConfig, evaluate_classifier, fit, split_indices
 from oceandl.utils import data_root, seed_everything, seed_torch, torch_rng_scope
 
-from .runner import Pipeline, RunContext, resolve_fast
+from .runner import PATH, Pipeline, RunContext, resolve_fast
 
 __all__ = ["MNISTConfig", "PIPELINE", "run", "principal_angles", "pca_explained_variance", "load_mnist_splits"]
 
@@ -31,7 +31,7 @@ __all__ = ["MNISTConfig", "PIPELINE", "run", "principal_angles", "pca_explained_
 class MNISTConfig:
     """MNIST benchmark settings (``--set key=value`` overrides any of them)."""
 
-    data_root: str | None = None
+    data_root: str | None = field(default=None, metadata=PATH)
     seed: int = 0
     fast: bool = False
     models: tuple[str, ...] = ("mlp", "cnn", "resnet", "dense_ae", "linear_ae", "conv_ae")
@@ -56,11 +56,18 @@ FAST = {"epochs": 1, "ae_epochs": 1, "linear_ae_epochs": 1, "cnn_channels": (8, 
         "resnet_blocks": (1, 1)}
 
 
+def mnist_root(root: str | Path | None) -> Path | None:
+    """The folder MNIST is read from: ``root``, else :func:`~oceandl.utils.data_root` (``$OCEANDL_DATA``
+    or ``../shared/data``), resolved; None when there is none."""
+    root = Path(root) if root else data_root()
+    return root.expanduser().resolve() if root is not None else None
+
+
 def load_mnist_splits(root: str | Path | None, seed: int = 0, fast: bool = False, log=print):
     """(train_x, train_y, test_x, test_y, note): images float32 (N, 1, 28, 28) in [0, 1]."""
     from oceandl.datasets.mnist import load_mnist
 
-    root = Path(root) if root else data_root()
+    root = mnist_root(root)
     if root is None:
         raise MissingResourceError("no MNIST data: pass --data-root DIR holding the IDX files "
                                    "(or set OCEANDL_DATA), or --download to fetch them through torchvision")
@@ -126,6 +133,7 @@ def run(cfg: MNISTConfig, ctx: RunContext) -> dict:
     check_config(cfg)
     seed_everything(cfg.seed)
     xtr, ytr, xte, yte, note = load_mnist_splits(cfg.data_root, cfg.seed, cfg.fast, ctx.log)
+    ctx.found_data(mnist_root(cfg.data_root))  # data_root null when found through $OCEANDL_DATA: say where
     ctx.note(note)
     tr, va = split_indices(len(xtr), (1 - cfg.val_fraction, cfg.val_fraction), seed=cfg.seed, stratify=ytr.numpy())
     train, val, test = TensorData(xtr[tr], ytr[tr]), TensorData(xtr[va], ytr[va]), TensorData(xte, yte)

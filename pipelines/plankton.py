@@ -47,6 +47,7 @@ def load_plankton(cfg: PlanktonConfig, ctx: RunContext, workdir: Path) -> Tensor
     from oceandl.datasets.synthetic_images import make_plankton_images
 
     if cfg.data:
+        ctx.found_data(cfg.data)
         ds = ImageFolderDataset(cfg.data, size=cfg.size, channels=1, fit=cfg.fit, on_error="skip")
         idx = subsample_per_class(ds.targets, cfg.max_per_class, cfg.seed)
         counts = np.bincount(ds.targets[idx], minlength=len(ds.classes))

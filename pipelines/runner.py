@@ -11,8 +11,11 @@ file alone says what ran and can be fed back (``--config results.json`` runs its
 
 - ``pipeline``: the benchmark's name; ``results``: each row name (model, method, case) mapped to
   its metrics (the pipeline's own; NaN and infinities as ``null``);
-- ``config``: the resolved config (a ``--fast`` run's smoke-run sizes included), ``seed``,
-  ``device``, ``command`` (the ``oceandl benchmark`` line that runs it again), ``started`` (UTC),
+- ``config``: the resolved config (a ``--fast`` run's smoke-run sizes included; its paths, such as
+  ``data``, absolute: :func:`absolute_paths`), ``seed``, ``device``, ``command`` (the
+  ``oceandl benchmark`` line that runs it again, ``-o`` absolute too), ``data_found`` (the absolute
+  path of the data the run read, however it was found, e.g. MNIST through ``$OCEANDL_DATA`` with
+  ``data_root`` null in the config; null for synthetic data), ``started`` (UTC),
   ``seconds`` (wall time), ``notes``;
 - ``versions`` (oceandl, torch, torchvision, numpy, xarray, segmentation-models-pytorch),
   ``python``, ``platform``, ``git_commit``, ``git_dirty`` (tracked files changed since the
@@ -36,10 +39,10 @@ from oceandl.errors import InputError
 from oceandl.utils import atomic_path, check_output_path, provenance, resolve_device, write_json
 
 __all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pipeline", "markdown_table",
-           "rerun_command", "PIPELINES", "RESULTS_KEYS"]
+           "rerun_command", "absolute_paths", "PATH", "PIPELINES", "RESULTS_KEYS"]
 
 #: the top-level keys of every run's ``results.json`` (see the module docstring)
-RESULTS_KEYS = ("pipeline", "results", "command", "started", "config", "seed", "device", "seconds", "notes",
+RESULTS_KEYS = ("pipeline", "results", "command", "started", "config", "data_found", "seed", "device", "seconds", "notes",
                 "versions", "python", "platform", "git_commit", "git_dirty", "torch_threads")
 
 
@@ -52,6 +55,17 @@ class RunContext:
     progress: bool = True
     log: Callable[[str], None] = print
     notes: list[str] = dataclasses.field(default_factory=list)
+    #: the data the pipeline read (set with :meth:`found_data`); None: synthetic
+    data_found: str | None = None
+
+    def found_data(self, path: str | Path) -> None:
+        """Record where the data the run reads came from, resolved: ``results.json``'s ``data_found``.
+
+        Kept beside the config, not in it: a config whose data were found through
+        ``$OCEANDL_DATA`` or ``../shared/data`` keeps ``data_root`` null, so its ``--config`` re-run
+        finds the data wherever they are on the machine that runs it.
+        """
+        self.data_found = str(Path(path).expanduser().resolve())
 
     def note(self, text: str) -> None:
         """A remark that goes into results.md (e.g. which data were used) and the log."""
@@ -76,6 +90,34 @@ class Pipeline:
     description: str = ""
     fast: dict[str, Any] = dataclasses.field(default_factory=dict)
     timings: tuple[str, ...] = ()
+
+
+#: metadata of a config field that names a file or folder (``field(default=None, metadata=PATH)``):
+#: :func:`run_pipeline` records it absolute (see :func:`absolute_paths`)
+PATH = {"path": True}
+
+
+def absolute_paths(config):
+    """``config`` with each path field (metadata :data:`PATH`) absolute and resolved (``~`` expanded),
+    against the current folder.
+
+    The run folder recorded ``--data ../data`` as typed: its ``--config results.json`` and its re-run
+    command failed from any other folder ("../data: no such folder"), or read another folder of the
+    same relative name. Resolved once, at the start, a recorded path names the data that ran
+    wherever the run is repeated from (on another machine, ``--set data=...`` points elsewhere).
+    """
+    changes = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("path") and isinstance(value, str) and value.strip():
+            changes[f.name] = str(Path(value).expanduser().resolve())
+    if all(getattr(config, k) == v for k, v in changes.items()):
+        return config
+    resolved = getattr(config, _RESOLVED, False)
+    config = dataclasses.replace(config, **changes)
+    if resolved:
+        object.__setattr__(config, _RESOLVED, True)
+    return config
 
 
 def resolve_fast(config, table: dict[str, Any], explicit: typing.AbstractSet[str] = frozenset()):
@@ -290,11 +332,13 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, config=None, overrides=
     config = config or pipeline.config_cls()
     changes = _changes(config, overrides, toml_path, pipeline.name)
     # the config that runs, recorded as such: a smoke run's sizes, except those the user set
-    config = resolve_fast(dataclasses.replace(config, **changes), pipeline.fast, explicit=set(changes))
+    config = absolute_paths(dataclasses.replace(config, **changes))
+    config = resolve_fast(config, pipeline.fast, explicit=set(changes))
     dev = str(resolve_device(device))
     if overwrite:  # without it atomic_path refuses any existing out
         _check_run_folder(Path(out))
-    command = rerun_command(pipeline, config, dev, out)
+    # -o absolute too: the command is pasted from anywhere, and names the folder it wrote
+    command = rerun_command(pipeline, config, dev, Path(out).expanduser().resolve())
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     prov = provenance()  # at the start: the code that runs, even if the checkout moves on during a long run
     import torch
@@ -330,7 +374,7 @@ def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0,
         results = pipeline.run(config, ctx)
         seconds = time.perf_counter() - t0
         run = {"pipeline": pipeline.name, "command": command, "started": started, "config": asdict(config),
-               "seed": getattr(config, "seed", None), "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
+               "data_found": ctx.data_found, "seed": getattr(config, "seed", None), "device": dev, "seconds": seconds, "notes": ctx.notes, **prov}
         # results.json held the rows alone: the numbers said nothing of the config, seed, versions or
         # commit that made them, and `--config results.json` was refused (unknown key 'eof@0.3')
         write_json({"pipeline": pipeline.name, "results": results, **run}, tmp / "results.json")
@@ -339,7 +383,8 @@ def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0,
         md = [f"# oceandl benchmark: {pipeline.name}", "", pipeline.description, "",
               markdown_table(results, pipeline.columns), ""]
         md += [f"- {n}" for n in ctx.notes]
-        md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}", f"- seed: {run['seed']}",
+        md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}",
+               f"- data: {ctx.data_found or 'synthetic'}", f"- seed: {run['seed']}",
                f"- device: {dev}, torch threads: {prov['torch_threads']}", f"- wall time: {seconds:.1f} s",
                f"- git commit: {prov['git_commit']}" + (" (with uncommitted changes)" if prov.get("git_dirty") else ""),
                "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),

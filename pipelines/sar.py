@@ -53,6 +53,7 @@ def load_sar(cfg: SARConfig, ctx: RunContext, workdir: Path) -> TensorData:
     from oceandl.datasets.synthetic_images import make_sar_vignettes
 
     if cfg.data:
+        ctx.found_data(cfg.data)
         ds = TenGeoPDataset(cfg.data, size=cfg.size, channels=1, on_error="skip")
         idx = subsample_per_class(ds.targets, cfg.max_per_class, cfg.seed)
         counts = np.bincount(ds.targets[idx], minlength=len(ds.classes))

@@ -144,6 +144,42 @@ def test_plankton_real_layout_learns_above_chance(tmp_path, learnable_plankton):
     assert r["test_accuracy"] >= 0.66  # chance 1/3
 
 
+def test_run_recorded_with_relative_paths_reruns_from_another_folder(tmp_path, learnable_plankton, monkeypatch):
+    """``--data ../plankton -o runs/x`` was recorded as typed: ``--config results.json`` (and the
+    re-run command) from any other folder failed ("../plankton: no such folder", exit 2). The
+    paths are recorded absolute now, -o in the re-run command too."""
+    import shlex
+
+    from oceandl.cli.main import cli
+
+    (tmp_path / "proj").mkdir()
+    other = tmp_path / "a" / "b" / "c"
+    other.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "proj")
+    sets = ["--set", "models=cnn", "--set", "size=16", "--set", "epochs=1", "--set", "width=4"]
+    res = CliRunner().invoke(cli, ["benchmark", "plankton", "--fast", "--data", "../plankton", *sets,
+                                   "--device", "cpu", "--quiet", "-o", "runs/x"])
+    assert res.exit_code == 0, res.output
+    first = json.loads((tmp_path / "proj" / "runs" / "x" / "results.json").read_text())
+    assert first["config"]["data"] == str(learnable_plankton.resolve())
+    args = shlex.split(first["command"])
+    assert args[args.index("-o") + 1] == str((tmp_path / "proj" / "runs" / "x").resolve())
+    monkeypatch.chdir(other)
+    res = CliRunner().invoke(cli, ["benchmark", "plankton", "--config", "../../../proj/runs/x/results.json",
+                                   "--quiet", "-o", "y"])
+    assert res.exit_code == 0, res.output
+    again = json.loads((other / "y" / "results.json").read_text())
+    assert again["config"] == first["config"]
+    timings = get_pipeline("plankton").timings
+    strip = lambda r: {k: {m: v for m, v in row.items() if m not in timings} for k, row in r.items()}  # noqa: E731
+    assert strip(again["results"]) == strip(first["results"])
+    # the re-run command, pasted here: it runs (to another -o, as the recorded one exists)
+    args[args.index("-o") + 1] = "z"
+    res = CliRunner().invoke(cli, args[1:] + ["--quiet"])
+    assert res.exit_code == 0, res.output
+    assert strip(json.loads((other / "z" / "results.json").read_text())["results"]) == strip(first["results"])
+
+
 def test_bad_data_folder_is_one_input_error_and_leaves_nothing(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="TenGeoP"):

@@ -182,6 +182,57 @@ def test_existing_output_never_replaced_without_overwrite(tmp_path, field):
     assert out.read_bytes() == b"keep me" and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("noreplace", [True, False], ids=["renameat2", "link-mkdir"])
+@pytest.mark.parametrize("kind", ["file", "empty folder", "folder"])
+def test_output_written_meanwhile_never_replaced(tmp_path, monkeypatch, noreplace, kind):
+    """Two runs on the same -o without --overwrite both pass the check at their start: the later
+    one's final move replaced the earlier one's complete output (a folder was even swapped out and
+    deleted). It now refuses, keeps the other output as it was and removes its own temporary."""
+    import oceandl.utils as utils
+
+    if not noreplace:  # no renameat2 (macOS, musl) or a file system without RENAME_NOREPLACE
+        monkeypatch.setattr(utils, "_renameat2", lambda a, b, flags: None)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="written by another run while this one ran"):
+        with utils.atomic_path(out) as tmp:
+            if kind == "file":
+                tmp.write_text("this run")
+                out.write_text("the other run")  # the other run finishes first
+            else:
+                tmp.mkdir()
+                (tmp / "results.json").write_text("this run")
+                out.mkdir()
+                if kind == "folder":
+                    (out / "results.json").write_text("the other run")
+    if kind == "file":
+        assert out.read_text() == "the other run"
+    else:
+        assert [p.read_text() for p in out.iterdir()] == ([] if kind == "empty folder" else ["the other run"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # nothing there at the end: written as before
+    with utils.atomic_path(tmp_path / "new") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "new").read_text() == "x" and leftovers(tmp_path) == []
+
+
+def test_cli_output_written_meanwhile(tmp_path, monkeypatch):
+    """The command line: exit 2, one line, the other run's folder untouched."""
+    from oceandl.datasets import synthetic_images as si
+
+    out = tmp_path / "sar"
+    real = si.make_sar_vignettes
+
+    def and_another_run(folder, **kw):
+        real(folder, **kw)
+        real(out, **kw)  # `oceandl synth sar -o sar` started at the same time finishes first
+
+    monkeypatch.setattr(si, "make_sar_vignettes", and_another_run)
+    res = invoke("synth", "sar", "--n", 1, "--size", 16, "-o", out)
+    assert res.exit_code == 2, res.output
+    assert "written by another run" in res.output and "Traceback" not in res.output
+    assert len(list(out.rglob("*.*"))) > 0 and leftovers(tmp_path) == []
+
+
 # ------------------------------------------------------------------------------------------------
 # Atomic outputs, SIGKILL mid-write
 # ------------------------------------------------------------------------------------------------

@@ -202,3 +202,44 @@ def test_benchmark_row_does_not_depend_on_the_models_before_it(tmp_path):
         rows[models] = run(cfg, RunContext(folder, "cpu", progress=False, log=lambda *a: None))["cnn"]
     for k in ("test_accuracy", "test_log_loss", "test_macro_f1"):
         assert rows[("cnn",)][k] == rows[("mlp", "cnn")][k], k
+
+
+def test_run_records_where_the_data_were_found(tmp_path, monkeypatch):
+    """Found through $OCEANDL_DATA (or ../shared/data), the run recorded ``data_root: null`` and a
+    note with the variable's relative text: where the data came from was not recorded. It is now
+    ``data_found`` (resolved), beside the config, which keeps null: its --config re-run on another
+    machine finds the data where they are there."""
+    import json
+    import shutil
+
+    from oceandl.pipelines import get_pipeline, run_pipeline
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 20).astype(np.uint8)
+    images = (rng.random((200, 28, 28)) < 0.1 + 0.05 * labels[:, None, None]).astype(np.uint8) * 255
+    write_split(tmp_path / "data" / "mnist", images, labels, "test")
+    (tmp_path / "proj").mkdir()
+    monkeypatch.chdir(tmp_path / "proj")
+    monkeypatch.setenv("OCEANDL_DATA", "../data")
+    quiet = dict(device="cpu", progress=False, log=lambda *a: None)
+    out, _ = run_pipeline(get_pipeline("mnist"), "run", overrides={"fast": True, "models": ("mlp",)}, **quiet)
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["data_root"] is None
+    assert doc["data_found"] == str((tmp_path / "data").resolve())
+    assert f"- data: {doc['data_found']}" in (out / "results.md").read_text()
+    # "another machine": the data elsewhere, the same --config
+    shutil.move(tmp_path / "data", tmp_path / "elsewhere")
+    monkeypatch.setenv("OCEANDL_DATA", str(tmp_path / "elsewhere"))
+    again, _ = run_pipeline(get_pipeline("mnist"), "again", toml_path=str(out / "results.json"), **quiet)
+    redo = json.loads((again / "results.json").read_text())
+    assert redo["config"] == doc["config"] and redo["data_found"] == str((tmp_path / "elsewhere").resolve())
+    assert redo["results"]["mlp"]["test_accuracy"] == doc["results"]["mlp"]["test_accuracy"]
+    # given with --data-root: in the config (absolute) and found there
+    given, _ = run_pipeline(get_pipeline("mnist"), "given", overrides={"fast": True, "models": ("mlp",),
+                                                                     "data_root": "../elsewhere"}, **quiet)
+    doc = json.loads((given / "results.json").read_text())
+    assert doc["config"]["data_root"] == doc["data_found"] == str((tmp_path / "elsewhere").resolve())
+    # synthetic data: null
+    from oceandl.pipelines.runner import RunContext
+
+    assert RunContext(tmp_path, "cpu").data_found is None
