@@ -16,7 +16,8 @@ from ..models import model_options as model_option_names
 from ..preprocess import check_spec, preprocess_batch
 from ..utils import seed_torch, torch_rng_scope
 from .augment import BatchAugment
-from .engine import TensorData, TrainConfig, dataset_on_error, evaluate_classifier, fit, materialize, split_indices
+from .engine import (TensorData, TrainConfig, dataset_on_error, evaluate_classifier, fit, key_uniforms, materialize,
+                     split_indices)
 
 __all__ = ["train_classifier", "check_settings", "prepare_tensors", "compare_classifiers", "subsample_per_class"]
 
@@ -48,11 +49,22 @@ def prepare_tensors(dataset: Dataset, preprocessing: dict | None, progress: bool
     return TensorData(preprocess_batch(x, preprocessing), y, getattr(dataset, "classes", None), keys=keys)
 
 
-def subsample_per_class(targets: Sequence[int], max_per_class: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices keeping at most ``max_per_class`` samples of each label (seeded pick; 0 = all)."""
+def subsample_per_class(targets: Sequence[int], max_per_class: int, seed: int = 0,
+                        keys: Sequence[str] | None = None) -> np.ndarray:
+    """Sorted indices keeping at most ``max_per_class`` samples of each label (seeded pick; 0 = all).
+
+    ``keys`` (e.g. a reader's file paths below its folder): each class keeps its samples of the
+    smallest hash of ``(seed, key)`` (:func:`~oceandl.training.engine.key_uniforms`), so a file
+    added to the folder or unreadable changes the pick by at most itself and the one it displaces;
+    picked by a shuffle of the positions, it changed which images of its class were kept."""
     targets = np.asarray(targets)
     if max_per_class <= 0:
         return np.arange(len(targets))
+    if keys is not None:
+        u = key_uniforms(keys, seed)
+        keep = [g[np.argsort(u[g], kind="stable")[:max_per_class]]
+                for g in (np.flatnonzero(targets == c) for c in np.unique(targets))]
+        return np.sort(np.concatenate(keep))
     rng = np.random.default_rng(seed)
     keep = [rng.permutation(np.flatnonzero(targets == c))[:max_per_class] for c in np.unique(targets)]
     return np.sort(np.concatenate(keep))
