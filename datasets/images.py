@@ -628,6 +628,20 @@ class _FileImageDataset(Dataset):
             warn(f"{self.files[index]}: {key[1]}", key[0])
         return arr
 
+    @property
+    def keys(self) -> list[str]:
+        """Each readable file's path below the data folder (``root``; POSIX, e.g. ``b/07.png``), the
+        name the training split is keyed on: the same file is in the same part of every version of
+        the folder, whatever files are added, removed or unreadable (see ``split_indices``)."""
+        root = getattr(self, "root", None)
+        out = []
+        for f in self.files:
+            try:
+                out.append(f.relative_to(root).as_posix() if root is not None else f.name)
+            except ValueError:  # a file given from outside the root: its own path
+                out.append(f.as_posix())
+        return out
+
     def load(self, index: int) -> torch.Tensor:
         """The image of sample ``index`` as float32 ``(C, H, W)`` (channels and size harmonised)."""
         arr = self._read(index, self.channels)

@@ -22,7 +22,7 @@ from oceandl.utils import seed_everything
 from .runner import PATH, RunContext, resolve_fast
 
 __all__ = ["ImageBenchConfig", "COLUMNS", "TIMINGS", "FAST", "PRETRAINABLE", "run_image_benchmark", "run_benchmark", "classifier_options",
-           "shrink_for_fast", "per_class_markdown", "PER_CLASS"]
+           "shrink_for_fast", "per_class_markdown", "PER_CLASS", "read_images", "UNREADABLE"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,30 @@ def run_image_benchmark(cfg: ImageBenchConfig, ctx: RunContext, load: Callable[.
     return run_benchmark(data, cfg, ctx, preprocessing)
 
 
+#: the run folder's list of the images left out as unreadable (path -> reason)
+UNREADABLE = "unreadable_images.json"
+
+
+def read_images(ds, indices, ctx: RunContext, what: str = "image") -> TensorData:
+    """Read the images ``indices`` of an image reader ``ds`` (files that fail to decode are left
+    out, as those that failed its header check were) and record every file left out, with the
+    reason, in the run folder's :data:`UNREADABLE` (one note gives their count): a note naming one
+    of them was all a run kept of which files its numbers lack."""
+    import json
+
+    from oceandl.training.classifier import _unreadable, prepare_tensors
+
+    stats: dict = {}
+    data = prepare_tensors(ds, None, progress=ctx.progress, indices=indices, stats=stats)
+    bad = _unreadable(ds, stats.get("failed", {}))
+    if bad:
+        (ctx.folder / UNREADABLE).write_text(json.dumps(bad, indent=2))
+        ctx.note(f"{len(bad)} unreadable {what}(s) left out ({len(ds.skipped)} at the header check, "
+                 f"{len(bad) - len(ds.skipped)} when decoded), e.g. {next(iter(bad))}: all, with the reasons, "
+                 f"in {UNREADABLE}")
+    return data
+
+
 def _drop_rare(data: TensorData, ctx: RunContext, minimum: int = 3) -> TensorData:
     """Keep classes with at least ``minimum`` samples (relabelled 0..K-1), so a split is possible."""
     counts = np.bincount(data.targets, minlength=len(data.classes))
@@ -143,7 +167,9 @@ def _drop_rare(data: TensorData, ctx: RunContext, minimum: int = 3) -> TensorDat
     new[keep] = np.arange(len(keep))
     sel = torch.from_numpy(np.flatnonzero(np.isin(data.targets, keep)))
     y = torch.from_numpy(new[data.targets[sel.numpy()]])
-    return TensorData(data.x[sel], y, [data.classes[i] for i in keep])
+    # the files' keys go along: without them the split fell back to the order of the images
+    keys = None if data.keys is None else [data.keys[i] for i in sel.tolist()]
+    return TensorData(data.x[sel], y, [data.classes[i] for i in keep], keys=keys)
 
 
 def run_benchmark(data: TensorData, cfg: ImageBenchConfig, ctx: RunContext, preprocessing: dict) -> dict:
@@ -182,14 +208,15 @@ def run_benchmark(data: TensorData, cfg: ImageBenchConfig, ctx: RunContext, prep
     # split scores its share (7 of 10 images of one class: 0.700 against a stated chance of 0.500)
     from oceandl.training import split_indices
 
-    test_idx = split_indices(len(data), tuple(cfg.split), seed=cfg.seed, stratify=data.targets)[2]
+    test_idx = split_indices(len(data), tuple(cfg.split), seed=cfg.seed, stratify=data.targets, keys=data.keys)[2]
     test_counts = np.bincount(data.targets[test_idx], minlength=len(data.classes))
     majority = test_counts.max() / max(test_counts.sum(), 1)
     chance = f"chance accuracy {1 / len(data.classes):.3f}"
     if majority > 1 / len(data.classes) + 5e-4:
         chance += (f", always answering the largest class ({data.classes[int(test_counts.argmax())]}) "
                    f"scores {majority:.3f} accuracy, macro accuracy {1 / len(data.classes):.3f}")
-    ctx.note(f"seeded stratified split (seed {cfg.seed}): {some['n_train']} train / {some['n_val']} validation / "
+    ctx.note(f"seeded stratified split (seed {cfg.seed}{', keyed on the file paths' if data.keys is not None else ''}): "
+             f"{some['n_train']} train / {some['n_val']} validation / "
              f"{some['n_test']} test images, {len(data.classes)} classes ({chance}); the best epoch on "
              f"validation is tested once")
     ctx.note(f"preprocessing {preprocessing}; augmentation {', '.join(cfg.augment) or 'none'}; "

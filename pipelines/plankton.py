@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from oceandl.training import TensorData
-from oceandl.training.classifier import prepare_tensors, subsample_per_class
+from oceandl.training.classifier import subsample_per_class
 
-from .imagebench import FAST, COLUMNS, TIMINGS, ImageBenchConfig, run_image_benchmark
+from .imagebench import FAST, COLUMNS, TIMINGS, ImageBenchConfig, read_images, run_image_benchmark
 from .runner import Pipeline, RunContext
 
 __all__ = ["PlanktonConfig", "PIPELINE", "run", "load_plankton"]
@@ -49,15 +49,13 @@ def load_plankton(cfg: PlanktonConfig, ctx: RunContext, workdir: Path) -> Tensor
     if cfg.data:
         ctx.found_data(cfg.data)
         ds = ImageFolderDataset(cfg.data, size=cfg.size, channels=1, fit=cfg.fit, on_error="skip")
-        idx = subsample_per_class(ds.targets, cfg.max_per_class, cfg.seed)
+        idx = subsample_per_class(ds.targets, cfg.max_per_class, cfg.seed, keys=ds.keys)
         counts = np.bincount(ds.targets[idx], minlength=len(ds.classes))
         shown = ", ".join(f"{c} {n}" for c, n in list(zip(ds.classes, counts))[:20])
         more = f" and {len(ds.classes) - 20} more classes" if len(ds.classes) > 20 else ""
         ctx.note(f"plankton images from {ds.root}: {len(idx)} of {len(ds)} used "
                  f"({'all' if not cfg.max_per_class else f'at most {cfg.max_per_class} per class'}), "
                  f"grey, fitted into {cfg.size}x{cfg.size} ({cfg.fit}); per class {shown}{more}")
-        if ds.skipped:
-            ctx.note(f"{len(ds.skipped)} unreadable image(s) skipped, e.g. {ds.skipped[0]}")
     else:
         root = make_plankton_images(workdir / "plankton", n_per_class=cfg.n_per_class, size=cfg.size,
                                     seed=cfg.seed)
@@ -66,7 +64,7 @@ def load_plankton(cfg: PlanktonConfig, ctx: RunContext, workdir: Path) -> Tensor
         ctx.note(f"synthetic plankton morphotypes (seed {cfg.seed}): {len(ds.classes)} classes x "
                  f"{cfg.n_per_class} grey PNGs of about {cfg.size} px (jittered shapes), written as class "
                  f"folders and read back, fitted into {cfg.size}x{cfg.size} ({cfg.fit})")
-    return prepare_tensors(ds, None, progress=ctx.progress, indices=idx)
+    return read_images(ds, idx, ctx, "image")
 
 
 def run(cfg: PlanktonConfig, ctx: RunContext) -> dict:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from oceandl.training import TensorData
-from oceandl.training.classifier import prepare_tensors, subsample_per_class
+from oceandl.training.classifier import subsample_per_class
 
-from .imagebench import (FAST, COLUMNS, TIMINGS, ImageBenchConfig, classifier_options, run_benchmark, run_image_benchmark,
-                         shrink_for_fast)
+from .imagebench import (FAST, COLUMNS, TIMINGS, ImageBenchConfig, classifier_options, read_images, run_benchmark,
+                         run_image_benchmark, shrink_for_fast)
 from .runner import Pipeline, RunContext
 
 # run_benchmark, classifier_options and shrink_for_fast live in .imagebench; re-exported for callers of this module
@@ -55,14 +55,12 @@ def load_sar(cfg: SARConfig, ctx: RunContext, workdir: Path) -> TensorData:
     if cfg.data:
         ctx.found_data(cfg.data)
         ds = TenGeoPDataset(cfg.data, size=cfg.size, channels=1, on_error="skip")
-        idx = subsample_per_class(ds.targets, cfg.max_per_class, cfg.seed)
+        idx = subsample_per_class(ds.targets, cfg.max_per_class, cfg.seed, keys=ds.keys)
         counts = np.bincount(ds.targets[idx], minlength=len(ds.classes))
         ctx.note(f"TenGeoP-SARwv vignettes from {ds.root}: {len(idx)} of {len(ds)} used "
                  f"({'all' if not cfg.max_per_class else f'at most {cfg.max_per_class} per class'}), "
                  f"resized to {cfg.size}x{cfg.size}; per class " + ", ".join(
                      f"{c} {n}" for c, n in zip(ds.codes, counts)))
-        if ds.skipped:
-            ctx.note(f"{len(ds.skipped)} unreadable vignette(s) skipped, e.g. {ds.skipped[0]}")
     else:
         root = make_sar_vignettes(workdir / "TenGeoP-SARwv" / "GeoTIFF", n_per_class=cfg.n_per_class,
                                   size=cfg.size, seed=cfg.seed)
@@ -71,7 +69,7 @@ def load_sar(cfg: SARConfig, ctx: RunContext, workdir: Path) -> TensorData:
         ctx.note(f"synthetic TenGeoP-SARwv stand-ins (seed {cfg.seed}): 10 classes x {cfg.n_per_class} vignettes "
                  f"of {cfg.size}x{cfg.size} px, linear-intensity GeoTIFFs written in the archive layout "
                  f"and read back")
-    return prepare_tensors(ds, None, progress=ctx.progress, indices=idx)
+    return read_images(ds, idx, ctx, "vignette")
 
 
 def run(cfg: SARConfig, ctx: RunContext) -> dict:

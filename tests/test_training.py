@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +25,42 @@ def _sets(digits):
     x, y = digits
     tr, va = split_indices(len(x), (0.75, 0.25), seed=0, stratify=y.numpy())
     return TensorData(x[tr], y[tr]), TensorData(x[va], y[va])
+
+
+def test_split_keyed_on_file_paths_does_not_move_when_files_come_or_go():
+    """Drawn by a seeded shuffle of each class, one file added to a class moved others between
+    the parts (up to 6 of 30 images over seeds 0-9). Keyed on the paths, an image's part is a
+    function of its path and the seed only; a small class whose hash left a part empty still gets
+    one image in every part; large classes follow the fractions on average."""
+    keys = [f"{c}/{c}{i:02d}.png" for c in "abc" for i in range(10)]
+    y = np.repeat(np.arange(3), 10)
+    added = sorted(keys + ["b/b99.png"])
+    y2 = np.array(["abc".index(k[0]) for k in added])
+    named = lambda ks, parts: [{ks[i] for i in p} for p in parts]  # noqa: E731
+    moved_by_order, moved_by_path = [], []
+    for seed in range(10):
+        before = named(keys, split_indices(30, (0.7, 0.15, 0.15), seed=seed, stratify=y, keys=keys))
+        after = named(added, split_indices(31, (0.7, 0.15, 0.15), seed=seed, stratify=y2, keys=added))
+        moved = [k for p, q in zip(before, after) for k in p - q]
+        assert all(k.startswith("b/") for k in moved)  # never an image of another class
+        moved_by_path.append(len(moved))
+        shuffled = [named(k, split_indices(len(k), (0.7, 0.15, 0.15), seed=seed, stratify=t))
+                    for k, t in ((keys, y), (added, y2))]
+        moved_by_order.append(sum(len(p - q) for p, q in zip(shuffled[0], shuffled[1])))
+    assert max(moved_by_order) == 6
+    # seed 6: class b's 10 hashes left a part empty, filled by the image nearest its band, which
+    # b99's own hash then filled instead: the one move of a class of 10 (a 300-image one never needs it)
+    assert moved_by_path == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+    assert named(keys, split_indices(30, (0.7, 0.15, 0.15), seed=0, stratify=y, keys=keys))[1:] == [
+        {"a/a09.png", "b/b01.png", "c/c09.png"},
+        {"a/a08.png", "b/b05.png", "b/b08.png", "c/c02.png", "c/c04.png", "c/c07.png"}]
+    y = np.repeat(np.arange(3), [3000, 300, 3])
+    parts = split_indices(len(y), (0.7, 0.15, 0.15), seed=0, stratify=y, keys=[f"{i}.png" for i in range(len(y))])
+    assert [np.bincount(y[p], minlength=3).tolist() for p in parts] == [[2133, 213, 1], [398, 48, 1], [469, 39, 1]]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(y)))
+    assert [len(p) for p in split_indices(3, (0.8, 0.2, 0.0), keys=list("abc"))][2] == 0  # a zero fraction stays empty
+    with pytest.raises(InputError, match="2 keys for 3 items"):
+        split_indices(3, (0.8, 0.1, 0.1), keys=["a", "b"])
 
 
 def test_split_is_seeded_stratified_and_disjoint():
@@ -1447,6 +1486,51 @@ def test_images_failing_to_decode_are_left_out_without_moving_others_between_spl
     assert sorted(saved["unreadable_images"]) == sorted(map(str, bad))
     assert "truncated" in saved["unreadable_images"][str(bad[0])]
     assert res["unreadable_images"] == saved["unreadable_images"]
+
+
+def test_unreadable_or_added_files_move_no_other_image_between_splits(tmp_path):
+    """30 PNGs in 3 classes, seed 0. The split was drawn over the readable files' order: an
+    existing file that turned unreadable at the header check (a truncated copy) moved 4 of the 29
+    others between training, validation and test, and an added file (readable or failing to
+    decode) others still. Keyed on the files' paths, every other image keeps its part, and the
+    unreadable file is recorded with its reason."""
+    from PIL import Image
+
+    from oceandl.datasets.images import ImageFolderDataset
+    from oceandl.training.classifier import train_classifier
+    from test_materialize import _corrupt_pixels
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tree"
+    for c in "abc":
+        (root / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(root / c / f"{c}{i:02d}.png")
+    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", progress=False, seed=0)
+
+    def parts(**kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = ImageFolderDataset(root)
+            res = train_classifier(ds, "mlp", None, cfg, **kw)
+        return [{ds.keys[i] for i in p} for p in res["split_indices"]], res
+
+    before, _ = parts()
+    assert before[1:] == [{"a/a09.png", "b/b01.png", "c/c09.png"},
+                          {"a/a08.png", "b/b05.png", "b/b08.png", "c/c02.png", "c/c04.png", "c/c07.png"}]
+    assert len(before[0]) == 21
+    good = (root / "b" / "b03.png").read_bytes()
+    (root / "b" / "b03.png").write_bytes(good[:40])  # fails the header check: truncated
+    after, res = parts()
+    assert after == [p - {"b/b03.png"} for p in before]
+    assert list(res["unreadable_images"]) == [str(root / "b" / "b03.png")]
+    (root / "b" / "b03.png").write_bytes(good)
+    (root / "a" / "a99.png").write_bytes(b"not an image")  # a new file failing the header check
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "c" / "c99.png")  # and a good one
+    _corrupt_pixels(Path(shutil.copy(root / "b" / "b00.png", root / "b" / "b99.png")))  # one failing to decode
+    after, res = parts()
+    assert [p - {"c/c99.png"} for p in after] == before
+    assert sorted(res["unreadable_images"]) == [str(root / "a" / "a99.png"), str(root / "b" / "b99.png")]
 
 
 def test_weighted_f1_beside_macro_f1_on_imbalanced_classes():

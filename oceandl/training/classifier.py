@@ -15,7 +15,8 @@ from ..models import model_options as model_option_names
 from ..preprocess import check_spec, preprocess_batch
 from ..utils import seed_torch, torch_rng_scope
 from .augment import BatchAugment
-from .engine import TensorData, TrainConfig, dataset_on_error, evaluate_classifier, fit, materialize, split_indices
+from .engine import (TensorData, TrainConfig, dataset_on_error, evaluate_classifier, fit, key_uniforms, materialize,
+                     split_indices)
 
 __all__ = ["train_classifier", "check_settings", "prepare_tensors", "compare_classifiers", "subsample_per_class"]
 
@@ -29,18 +30,40 @@ def prepare_tensors(dataset: Dataset, preprocessing: dict | None, progress: bool
 
     ``on_error`` (``None``: the dataset's own, else ``"raise"``) and ``stats`` are
     :func:`~oceandl.training.materialize`'s: with ``"skip"`` a file that passed the header check
-    and fails to decode is left out, with a warning, and listed in ``stats["failed"]``."""
+    and fails to decode is left out, with a warning, and listed in ``stats["failed"]``.
+
+    The dataset's ``keys`` (an image reader's file paths below its folder) go with the images
+    read, so that the split made of them is keyed on the files (see :func:`split_indices`)."""
     on_error = dataset_on_error(dataset) if on_error is None else on_error
+    stats = {} if stats is None else stats
     x, y = materialize(dataset, indices, progress=progress, desc="reading images", num_workers=num_workers,
                        on_error=on_error, stats=stats)
-    return TensorData(preprocess_batch(x, preprocessing), y, getattr(dataset, "classes", None))
+    keys = getattr(dataset, "keys", None)
+    if keys is not None and not callable(keys):
+        read = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+        failed = stats.get("failed", {})
+        keys = [keys[int(i)] for i in read if int(i) not in failed]
+    else:
+        keys = None
+    return TensorData(preprocess_batch(x, preprocessing), y, getattr(dataset, "classes", None), keys=keys)
 
 
-def subsample_per_class(targets: Sequence[int], max_per_class: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices keeping at most ``max_per_class`` samples of each label (seeded pick; 0 = all)."""
+def subsample_per_class(targets: Sequence[int], max_per_class: int, seed: int = 0,
+                        keys: Sequence[str] | None = None) -> np.ndarray:
+    """Sorted indices keeping at most ``max_per_class`` samples of each label (seeded pick; 0 = all).
+
+    ``keys`` (e.g. a reader's file paths below its folder): each class keeps its samples of the
+    smallest hash of ``(seed, key)`` (:func:`~oceandl.training.engine.key_uniforms`), so a file
+    added to the folder or unreadable changes the pick by at most itself and the one it displaces;
+    picked by a shuffle of the positions, it changed which images of its class were kept."""
     targets = np.asarray(targets)
     if max_per_class <= 0:
         return np.arange(len(targets))
+    if keys is not None:
+        u = key_uniforms(keys, seed)
+        keep = [g[np.argsort(u[g], kind="stable")[:max_per_class]]
+                for g in (np.flatnonzero(targets == c) for c in np.unique(targets))]
+        return np.sort(np.concatenate(keep))
     rng = np.random.default_rng(seed)
     keep = [rng.permutation(np.flatnonzero(targets == c))[:max_per_class] for c in np.unique(targets)]
     return np.sort(np.concatenate(keep))
@@ -85,6 +108,15 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     """Split ``dataset`` (seeded, stratified), train ``model`` with the best weights on validation,
     test once, and write the checkpoint folder ``out`` (metrics and preprocessing in its config).
 
+    The split of a dataset of files (the image readers, and :class:`TensorData` with ``keys``) is
+    keyed on each file's path below the data folder and the seed (:func:`split_indices` with
+    ``keys``): a file is in the same part whatever other files are added to the folder, removed,
+    or left out as unreadable, so runs on successive versions of an archive are comparable; the
+    part sizes follow the fractions on average, not exactly. Other datasets are split by a seeded
+    shuffle of each class; there an image that fails to decode keeps its place in the split (it
+    is then taken out of its part). The checkpoint records which (``split_by``: ``path`` or
+    ``order``), and ``resume`` refuses a run split the other way.
+
     Classes with fewer than 3 images (one each for training, validation and test) are left out of
     the model, with a warning: those without any (TenGeoP keeps all ten on a subset) and those of
     1 or 2 images (the rarest taxa of a plankton archive), which are named with their counts and
@@ -94,9 +126,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     ``on_error`` (``None``: the dataset's own, ``"skip"`` for the image readers; ``"raise"`` for
     a dataset without one): an image that passed the reader's header check but fails to decode
     (a truncated JPEG, a PNG with a corrupt IDAT chunk) is left out with one warning naming it
-    (``"skip"``) or stops the run (``"raise"``). The split is made as if it had been read, then
-    it is taken out of its part, so no other image changes part because a file is bad (unless
-    the class is left with fewer than 3 readable images and is left out itself). The files left
+    (``"skip"``) or stops the run (``"raise"``). The files left
     out, at the header check or when decoded, are listed with their reasons in the checkpoint's
     ``config.json`` (``unreadable_images``: path -> reason) and in the result.
 
@@ -127,8 +157,13 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     failed = read.get("failed", {})
     rows = np.arange(len(data))  # each slot of the split: its row of `data`, -1 for a failed image
     slot_y = data.targets
+    # files (an image reader's): the split is keyed on each file's path below the folder, so a file
+    # added, removed or unreadable, at the header check or when decoded, moves no other one; drawn
+    # over the readable files' order it did (an existing file turned unreadable at the header check
+    # moved 4 of 29 others, a new file up to 13 of 30)
+    slot_keys = data.keys
     known = getattr(dataset, "targets", None)
-    if failed and known is not None and len(known) == len(data) + len(failed):
+    if failed and slot_keys is None and known is not None and len(known) == len(data) + len(failed):
         rows = np.full(len(known), -1)
         rows[np.setdiff1d(np.arange(len(known)), list(failed))] = np.arange(len(data))
         slot_y = np.asarray(known, dtype=np.int64).copy()
@@ -171,6 +206,8 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         in_slot = relabel[slot_y] >= 0
         rows = np.where(rows >= 0, new_row[np.maximum(rows, 0)], -1)[in_slot]
         slot_y = relabel[slot_y[in_slot]]
+        if slot_keys is not None:
+            slot_keys = [k for k, s in zip(slot_keys, in_slot) if s]
         row_index = row_index[keep]
     if len(classes) < 2:
         # one class trained a model that always answers it (test accuracy 1.0, log-loss 0)
@@ -179,7 +216,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         raise InputError(f"only one class ({classes[0]!r}) with 3 images or more: a classifier needs at least 2 "
                          "classes")
     parts = [r[r >= 0] for r in (rows[p] for p in split_indices(len(rows), split, seed=config.seed,
-                                                                 stratify=slot_y))]
+                                                                 stratify=slot_y, keys=slot_keys))]
     if any(len(p) == 0 for p in parts):
         raise InputError(f"split {tuple(split)} of {len(data)} images leaves an empty part")
     train, val, test = (TensorData(data.x[p], data.y[p], classes) for p in parts)
@@ -211,7 +248,8 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     # silently mixed earlier training images into it)
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,
             "classes": classes, "preprocessing": spec,
-            "extra": {"split": [float(f) for f in split], **({"left_out_classes": dropped} if dropped else {})}}
+            "extra": {"split": [float(f) for f in split], "split_by": "path" if slot_keys is not None else "order",
+                      **({"left_out_classes": dropped} if dropped else {})}}
     res = fit(net, train, val, config, task="classification", out=out, checkpoint_meta=meta, resume=resume,
               overwrite=overwrite, log=log)
     # on the device the model trained on: under torchrun that is each rank's own GPU (LOCAL_RANK),

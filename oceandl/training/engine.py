@@ -153,13 +153,20 @@ class TrainResult:
 
 
 class TensorData(Dataset):
-    """Images (N, C, H, W) float32 and targets (N,) as a map-style dataset of dicts."""
+    """Images (N, C, H, W) float32 and targets (N,) as a map-style dataset of dicts.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: Sequence[str] | None = None):
+    ``keys``: optional, one string per image naming where it came from (the path of its file below
+    the data folder): the classifier's split is then keyed on them (see :func:`split_indices`)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: Sequence[str] | None = None,
+                 keys: Sequence[str] | None = None):
         self.x = x
         self.y = y if y is not None else torch.full((len(x),), -1, dtype=torch.long)
         self.targets = self.y.numpy() if self.y.device.type == "cpu" else self.y.cpu().numpy()
         self.classes = list(classes) if classes is not None else None
+        if keys is not None and len(keys) != len(x):
+            raise InputError(f"TensorData: {len(keys)} keys for {len(x)} images")
+        self.keys = list(keys) if keys is not None else None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -419,12 +426,38 @@ def read_batches(dataset: Dataset, indices: Sequence[int] | None = None, num_wor
         warn_unreadable(failed)
 
 
+def key_uniforms(keys: Sequence[str], seed: int = 0) -> np.ndarray:
+    """A number in [0, 1) per key from a hash of ``(seed, key)`` (BLAKE2b): the same key and seed give
+    the same number on every machine, whatever other keys there are (Python's ``hash`` is salted)."""
+    import hashlib
+
+    return np.array([int.from_bytes(hashlib.blake2b(f"{int(seed)}\0{k}".encode(), digest_size=8).digest(), "big")
+                     for k in keys], dtype=np.float64) / 2.0**64
+
+
 def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-                  stratify: np.ndarray | None = None) -> list[np.ndarray]:
-    """Seeded split of ``range(n)`` into parts of the given fractions (stratified by label if given)."""
+                  stratify: np.ndarray | None = None, keys: Sequence[str] | None = None) -> list[np.ndarray]:
+    """Seeded split of ``range(n)`` into parts of the given fractions (stratified by label if given).
+
+    Without ``keys`` each class is shuffled (seeded) and cut at the fractions: exact proportions,
+    but which part an item lands in depends on every other item of its class, so one file added
+    to (or dropped from) a folder moved other images between training and test (up to 13 of 30).
+
+    ``keys`` (one string per item, e.g. the file's path below the data folder) key the split on a
+    hash of ``(seed, key)`` instead (:func:`key_uniforms`), as a split stable across data-set
+    updates is usually made (TensorFlow Datasets, scikit-learn's guide to hash-based test sets): an
+    item's number in [0, 1) against the cumulative fractions gives its part, whatever the other
+    items are, so files added, removed or unreadable never move another one. Each class's part
+    sizes then follow the fractions on average (binomially), not exactly. A class that has at least
+    one item per positive fraction but whose numbers leave a part empty (3 images at 70/15/15 often
+    do) gives it the item of its largest part nearest that part's band: only such a small class's
+    items can move when one of its own files comes or goes.
+    """
     fr = np.asarray(fractions, float)
     if (fr < 0).any() or not np.isclose(fr.sum(), 1.0):
         raise InputError(f"split fractions {tuple(fractions)} must be >= 0 and sum to 1")
+    if keys is not None:
+        return _keyed_split(n, fr, seed, stratify, keys)
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if stratify is None else [np.flatnonzero(stratify == c) for c in np.unique(stratify)]
     parts: list[list[np.ndarray]] = [[] for _ in fr]
@@ -442,6 +475,31 @@ def split_indices(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: in
         for p, chunk in zip(parts, np.split(g, cuts)):
             p.append(chunk)
     return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def _keyed_split(n: int, fr: np.ndarray, seed: int, stratify: np.ndarray | None,
+                 keys: Sequence[str]) -> list[np.ndarray]:
+    """:func:`split_indices` by a hash of each key (see there)."""
+    if len(keys) != n:
+        raise InputError(f"split: {len(keys)} keys for {n} items")
+    u = key_uniforms(keys, seed)
+    edges = np.cumsum(fr)
+    lo, hi = np.concatenate([[0.0], edges[:-1]]), edges
+    part = np.minimum(np.searchsorted(edges[:-1], u, side="right"), len(fr) - 1)
+    # a zero fraction's band is empty: searchsorted never lands in it
+    labels = np.zeros(n, dtype=np.int64) if stratify is None else np.asarray(stratify)
+    for c in np.unique(labels):
+        g = np.flatnonzero(labels == c)
+        if len(g) < np.count_nonzero(fr):
+            continue
+        for i in np.flatnonzero(fr > 0):
+            if (part[g] == i).any():
+                continue
+            sizes = np.bincount(part[g], minlength=len(fr))
+            donor = g[part[g] == int(np.argmax(sizes))]
+            gap = np.maximum(lo[i] - u[donor], u[donor] - hi[i])  # distance to the band [lo, hi)
+            part[donor[int(np.argmin(gap))]] = i
+    return [np.flatnonzero(part == i) for i in range(len(fr))]
 
 
 def _penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | float:
@@ -933,6 +991,8 @@ _FREE_ON_RESUME = ("progress", "num_workers", "device", "max_materialize_mb", "c
 #: settings added to TrainConfig later, with the value a run saved before (whose config lacks
 #: them) trained with: a resume is compared with that value
 _ADDED_SINCE = {"decay_biases": True, "grad_clip": 0.0, "warmup_epochs": 0.0}
+#: the same for the checkpoint's other settings: how the split was drawn
+_META_ADDED_SINCE = {"split_by": "order"}
 
 
 def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: dict) -> None:
@@ -951,6 +1011,9 @@ def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: d
     new = json.loads(json.dumps(new, default=str))  # tuples as lists, as the saved config has them
     old_training = saved.get("training") or {}
     pairs = [(k, v, saved[k]) for k, v in new.items() if k != "training" and k in saved]
+    # a run started before the split was keyed on file paths drew it by order: resumed with the
+    # keyed one, its earlier training images would be mixed into the test set
+    pairs += [(k, new[k], v) for k, v in _META_ADDED_SINCE.items() if k in new and k not in saved]
     pairs += [(k, v, old_training[k]) for k, v in new["training"].items() if k in old_training]
     if old_training:
         added = dict(_ADDED_SINCE)
