@@ -355,6 +355,77 @@ def test_climatology_harmonics_fall_back_where_the_observed_days_do_not_span_the
                                   run("climatology", gappy.isel(time=slice(0, 40)), harmonics=0).values)
 
 
+def _own_and_oracle_cycles(n_time, size, cover, seed=0, clear=False):
+    """A synthetic SST cube (the truth as the observations with ``clear``), its gaps, the
+    climatology's (shrunk) cycle, each pixel's own 2-harmonic fit of its observations and the same
+    fit of the truth over every day (the oracle), all (time, lat, lon) in degC."""
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.interp.climatology import fit_harmonics, harmonic_design, year_fraction
+
+    ds = synthetic_sst(n_time=n_time, ny=size, nx=size, cloud_cover=cover, seed=seed)
+    da = ds["sst_true"].rename("sst") if clear else ds["sst"]
+    truth = ds["sst_true"].values.astype(np.float64)
+    design = harmonic_design(year_fraction(da["time"]), 2)
+
+    def per_pixel(values, mask):
+        count = mask.sum(axis=0)
+        mean = np.where(mask, values, 0.0).sum(axis=0) / np.maximum(count, 1)
+        ocean = count > 0
+        cycle = np.broadcast_to(mean, values.shape).copy()
+        cycle[:, ocean] += design @ fit_harmonics(np.where(mask, values - mean, 0.0), mask, ocean, design)[0].T
+        return cycle
+
+    obs, sea = da.notnull().values, np.isfinite(truth)
+    model = get_method("climatology")(harmonics=2, keep_observed=False).fit(da)
+    shrunk = model.reconstruct()["sst"].values
+    return (model, ~obs & sea, sea, shrunk, per_pixel(np.nan_to_num(da.values.astype(np.float64)), obs),
+            per_pixel(np.where(sea, truth, 0.0), sea), truth)
+
+
+def test_shrunk_seasonal_cycle_beats_each_pixels_own_fit_at_high_cloud():
+    """A year at 80 % cloud (24 x 24 px): each pixel's own least-squares cycle is 1.18 degC (RMS, all
+    ocean pixels and days) off the same fit of the truth, the cycle shrunk toward the neighbours'
+    0.42 (measured); at the gaps the climatology is 1.71 -> 1.19 degC off the truth (273 of its
+    pixels are too cloudy for their own 2 harmonics)."""
+    model, gap, sea, shrunk, own, oracle, truth = _own_and_oracle_cycles(365, 24, 0.8)
+    info = model.shrinkage_
+    assert info["shrunk"] and info["pairs"] >= 20 and info["noise_factor"] > 1
+    err = lambda a, b, m: float(np.sqrt(np.mean((a - b)[m] ** 2)))  # noqa: E731
+    e_own, e_shrunk = err(own, oracle, sea), err(shrunk, oracle, sea)
+    assert e_shrunk < 0.5 * e_own, (e_shrunk, e_own)
+    assert err(shrunk, truth, gap) < 0.75 * err(own, truth, gap), (err(shrunk, truth, gap), err(own, truth, gap))
+    # pixels too cloudy for their own 2 harmonics (the fallback pixels) get their neighbours' cycle
+    assert model.reconstruct()["sst"].attrs["harmonics_fallback_pixels"] > 100
+    fb = (model.levels_ < 2) & (model.levels_ >= 0)
+    assert np.all(np.abs(model.coefficients_[1:3][:, fb]).max(axis=0) > 0)
+
+
+def test_shrinkage_vanishes_where_every_pixel_is_well_observed():
+    """Noise-free cycles that differ from pixel to pixel (half the days hidden): the shrunk fit is
+    each pixel's own, exactly; and on the cloud-free synthetic truth, where the eddies are the only
+    noise, the pull to the neighbours fades as the record grows: 0.21 degC (RMS) from the own fit
+    on 2 years, 0.08 on 10 (measured), against a cycle of 2.8 degC RMS."""
+    times = xr.date_range("2019-01-01", periods=730, freq="D")
+    frac = np.asarray((times.dayofyear - 1) / np.where(times.is_leap_year, 366, 365))
+    rng = np.random.default_rng(0)
+    coef = rng.standard_normal((5, 12, 12)) * np.array([3.0, 3.0, 2.0, 1.0, 0.5])[:, None, None]
+    coef[0] += 15
+    arg = 2 * np.pi * frac[:, None, None]
+    truth = (coef[0] + coef[1] * np.cos(arg) + coef[2] * np.sin(arg) + coef[3] * np.cos(2 * arg)
+             + coef[4] * np.sin(2 * arg))
+    gappy = np.where(rng.random(truth.shape) < 0.5, np.nan, truth)
+    da = xr.DataArray(gappy, dims=("time", "lat", "lon"), name="sst",
+                      coords={"time": times, "lat": np.arange(12.0), "lon": np.arange(12.0)})
+    model = get_method("climatology")(harmonics=2).fit(da)
+    assert model.shrinkage_["shrunk"]
+    np.testing.assert_allclose(model.coefficients_, coef, atol=1e-4)
+    shift = {}
+    for years in (2, 10):
+        _, _, sea, shrunk, own, _, _ = _own_and_oracle_cycles(365 * years, 12, 0.5, clear=True)
+        shift[years] = float(np.sqrt(np.mean((shrunk - own)[sea] ** 2)))
+    assert shift[10] < 0.5 * shift[2] and shift[10] < 0.1, shift
+
+
 def test_climatology_on_a_360_day_calendar_turns_once_in_360_days():
     pytest.importorskip("cftime")
     times = xr.date_range("2001-01-01", periods=720, freq="D", calendar="360_day", use_cftime=True)

@@ -12,7 +12,8 @@ Strategies by method
 ``climatology``
     Exact: the per-pixel mean (and std) are dask reductions over all time steps; each block
     then only fills its gaps with them (no halo). The seasonal fit (``harmonics``) too: its
-    per-pixel normal equations are sums over time, taken in the same pass as the std.
+    per-pixel normal equations are sums over time, taken in the same pass as the std, and its
+    shrinkage toward the neighbours' works on the whole grid of them, as in memory.
 neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     One network for the whole cube: loaded from ``checkpoint=`` or trained in memory on
     ``train_region`` (default: the first time chunk of a central spatial block; where that has
@@ -35,7 +36,8 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     The seasonal cycle these methods remove first (``harmonics``, default ``"auto"``) is *global*:
     each pixel's harmonic fit from the whole record's normal equations, summed in the statistics
     pass as for the climatology (exact, whatever the time chunks: a block of a few months could
-    not fit an annual cycle). Every block fits its modes to the anomalies from it and adds it back;
+    not fit an annual cycle), and shrunk toward its neighbours' over the whole grid, as in memory
+    (the two folds' sums of :func:`~oceandl.interp.climatology.shrink_harmonics` join the pass). Every block fits its modes to the anomalies from it and adds it back;
     a block that cannot be fitted takes it, i.e. the seasonal climatology. The output has the
     in-memory attributes ``harmonics`` (and ``harmonics_fallback_pixels``).
 
@@ -287,6 +289,8 @@ class _Stats:
     total: np.ndarray | None = None  # (lat, lon) float64 sum of the observations
     gram: np.ndarray | None = None  # (p * p, lat, lon) harmonic normal matrices (climatology with harmonics)
     rhs: np.ndarray | None = None   # (p, lat, lon) their right-hand sides
+    gram_a: np.ndarray | None = None  # the same over the steps of fold A (the shrunk fit of DINEOF / EOF)
+    rhs_a: np.ndarray | None = None
 
     @property
     def ocean(self) -> np.ndarray:
@@ -320,12 +324,15 @@ def _compute(*arrays):
     return dask.compute(*arrays)
 
 
-def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None = None) -> _Stats:
+def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None = None,
+                  fold: np.ndarray | None = None) -> _Stats:
     """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions.
 
     With a harmonic ``design`` (time, p) (see :func:`~oceandl.interp.climatology.harmonic_design`),
     the second pass also sums each pixel's normal equations over time: ``gram`` (p * p, lat, lon)
     ``X^T X`` over the observed steps and ``rhs`` (p, lat, lon) ``X^T (v - mean)``; exact, as in memory.
+    With a ``fold`` (time,) bool (:func:`~oceandl.interp.climatology.harmonic_folds`), also
+    ``gram_a`` and ``rhs_a``, the same sums over the fold's steps.
     """
     import dask.array as dsa
 
@@ -350,11 +357,14 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
             p = design.shape[1]
             outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
             tchunks = (v.chunks[0], -1)
-            sq, gram, rhs = _compute(
+            mats = [outer, design] + ([] if fold is None else [outer * fold[:, None], design * fold[:, None]])
+            sq, *sums = _compute(
                 anom.__pow__(2).sum(axis=0),
-                dsa.tensordot(dsa.from_array(outer, chunks=tchunks), obs.astype(np.float64), axes=([0], [0])),
-                dsa.tensordot(dsa.from_array(design, chunks=tchunks), anom, axes=([0], [0])))
-            st.gram, st.rhs = np.asarray(gram), np.asarray(rhs)
+                *(dsa.tensordot(dsa.from_array(m, chunks=tchunks), obs.astype(np.float64) if i % 2 == 0 else anom,
+                                axes=([0], [0])) for i, m in enumerate(mats)))
+            st.gram, st.rhs = np.asarray(sums[0]), np.asarray(sums[1])
+            if fold is not None:
+                st.gram_a, st.rhs_a = np.asarray(sums[2]), np.asarray(sums[3])
         st.sq = np.asarray(sq)
         scale = float(np.sqrt(st.sq.sum() / n_obs))
         vmax = float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else 1.0
@@ -381,15 +391,19 @@ def _global_harmonics(stats: _Stats, design: np.ndarray) -> tuple[np.ndarray, np
     Returns ``coef`` (p, lat, lon) in the data's units about the pixel's mean (0 on land),
     ``levels`` (lat, lon) the harmonics each pixel fitted (-1 on land) and ``sigma`` (lat, lon)
     the residual std about the fit (the global scale where a pixel has too few observations):
-    the in-memory climatology's fit, pixel by pixel."""
-    from .climatology import harmonic_fit, harmonic_sigma
+    the in-memory fit, pixel by pixel, shrunk toward the neighbours' fits
+    (:func:`~oceandl.interp.climatology.shrink_harmonics`, from the fold sums ``gram_a``, ``rhs_a``)."""
+    from .climatology import harmonic_rss, harmonic_sigma, shrink_harmonics
 
     p = design.shape[1]
     sea = stats.count > 0
     gram = np.moveaxis(stats.gram[:, sea], -1, 0).reshape(-1, p, p)
-    coef, level, rss = harmonic_fit(gram, stats.rhs[:, sea].T, stats.sq[sea], stats.count[sea], (p - 1) // 2)
+    gram_a = np.moveaxis(stats.gram_a[:, sea], -1, 0).reshape(-1, p, p)
+    rhs, yy, count = stats.rhs[:, sea].T, stats.sq[sea], stats.count[sea]
+    coef, level, _ = shrink_harmonics(gram, rhs, yy, count, gram_a, stats.rhs_a[:, sea].T, stats.mean[sea], sea,
+                                      (p - 1) // 2)
     sigma = np.full(sea.shape, stats.scale)
-    sigma[sea] = harmonic_sigma(rss, stats.count[sea], level, stats.scale)
+    sigma[sea] = harmonic_sigma(harmonic_rss(gram, rhs, yy, coef), count, level, stats.scale)
     out = np.zeros((p,) + sea.shape)
     out[:, sea] = coef.T
     levels = np.full(sea.shape, -1)
@@ -840,17 +854,20 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
 
-    design, k = None, 0
+    design, k, fold = None, 0, None
     if kind == "climatology" or "harmonics" in cls.option_defaults:
         # the seasonal fit's design (climatology, and the cycle DINEOF/EOF remove): its normal
         # equations join the statistics pass, over the whole record whatever the time chunks
-        from .climatology import harmonic_design, resolve_harmonics
+        from .climatology import harmonic_design, harmonic_folds, resolve_harmonics
 
         k, frac = resolve_harmonics(options.get("harmonics", "auto"), da["time"] if "time" in da.coords else None,
                                     f"{where}variable {da.name!r}")
         design = harmonic_design(frac, k) if k else None
+        # each pixel's cycle is shrunk toward its neighbours' (as in memory): the fold sums too
+        fold = harmonic_folds(frac, k) if k else None
     t0 = _time.perf_counter()
-    stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design)
+    stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design,
+                          fold=fold if design is not None else None)
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
     train = _training_normalisation(da, stats, options, where) if kind == "neural" else None

@@ -13,7 +13,7 @@ batched solve. The functions below are shared by both paths, so they fit the sam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,7 +25,7 @@ from .base import Interpolator
 
 __all__ = ["Climatology", "year_fraction", "resolve_harmonics", "harmonic_design", "harmonic_fit", "harmonic_attrs",
            "check_harmonics", "fit_harmonics", "seasonal_cycle", "SeasonalCycle", "MAX_HARMONICS", "MIN_OBS_PER_PARAM",
-           "MAX_COND"]
+           "MAX_COND", "harmonic_folds", "harmonic_normal_equations", "shrink_harmonics", "harmonic_rss"]
 
 #: more harmonics than this (periods under 2 months) describe weather, not a seasonal cycle
 MAX_HARMONICS = 6
@@ -38,6 +38,9 @@ MIN_OBS_PER_PARAM = 3
 MAX_COND = 10.0
 #: ``harmonics="auto"`` fits this many where the time coordinate spans a year (annual + semi-annual)
 AUTO_HARMONICS = 2
+#: :func:`shrink_harmonics` estimates its prior from neighbour pairs of well-observed pixels; with
+#: fewer than this it keeps each pixel's own fit (a prior from a handful of pairs is noise)
+MIN_SHRINK_PAIRS = 20
 
 
 def year_fraction(time: xr.DataArray) -> np.ndarray | None:
@@ -159,6 +162,12 @@ def harmonic_fit(gram: np.ndarray, rhs: np.ndarray, yy: np.ndarray, count: np.nd
     return coef, level, rss
 
 
+def harmonic_rss(gram: np.ndarray, rhs: np.ndarray, yy: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """(n,) residual sum of squares ``|y - X c|^2 = y'y - 2 c'X'y + c'X'X c`` of any coefficients
+    ``coef`` (n, p) from the normal equations (floored at 0 against rounding)."""
+    return np.maximum(yy - 2 * np.einsum("np,np->n", coef, rhs) + np.einsum("np,npq,nq->n", coef, gram, coef), 0.0)
+
+
 def harmonic_sigma(rss: np.ndarray, count: np.ndarray, level: np.ndarray, fallback: float) -> np.ndarray:
     """Residual std about each pixel's fit, ddof = its number of parameters (1 for the mean);
     ``fallback`` where a pixel has too few observations for one (fewer than 2)."""
@@ -195,6 +204,49 @@ def check_harmonics(method: str, value) -> None:
                          f"{MAX_HARMONICS}, got {value!r}")
 
 
+def harmonic_folds(frac: np.ndarray, k: int) -> np.ndarray:
+    """Bool (time,): the steps of fold A, alternate stretches of the year (B is the rest).
+
+    The year is cut into ``max(12, 4k)`` equal stretches (months for k <= 3; a quarter of the
+    shortest period beyond) and the even ones form fold A, so that each fold samples every
+    season and can fit the k harmonics on its own. :func:`shrink_harmonics` uses the two folds'
+    separate fits to measure how noisy a pixel's fit really is.
+    """
+    n = max(12, 4 * k)
+    return (np.floor(np.asarray(frac, dtype=np.float64) * n).astype(np.int64) % 2) == 0
+
+
+def harmonic_normal_equations(x: np.ndarray, obs: np.ndarray, ocean: np.ndarray, design: np.ndarray,
+                              fold: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Each ocean pixel's normal equations over its observed steps, in memory (time chunks).
+
+    Returns ``gram`` (n, p, p) ``X^T X``, ``rhs`` (n, p) ``X^T y``, ``yy`` (n,) and ``count``
+    (n,), for the ocean pixels in C order; with a ``fold`` (time,) bool, also ``gram`` and ``rhs``
+    over the fold's steps alone (the dask reductions of the ``--chunks`` path sum the same).
+    """
+    p = design.shape[1]
+    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
+    n_t = x.shape[0]
+    xf, of, sea = x.reshape(n_t, -1), obs.reshape(n_t, -1), ocean.ravel()
+    n = int(sea.sum())
+    gram, rhs, yy = np.zeros((n, p * p)), np.zeros((n, p)), np.zeros(n)
+    gram_a, rhs_a = np.zeros((n, p * p)), np.zeros((n, p))
+    step = max(1, 2**21 // max(n, 1))  # time chunks: no cube-sized float64 temporaries
+    for i in range(0, n_t, step):
+        w = of[i:i + step][:, sea].astype(np.float64)
+        y = np.where(w > 0, xf[i:i + step][:, sea].astype(np.float64), 0.0)  # the observed values only
+        gram += w.T @ outer[i:i + step]
+        rhs += y.T @ design[i:i + step]
+        yy += np.einsum("tn,tn->n", y, y)
+        if fold is not None:
+            f = fold[i:i + step, None]
+            gram_a += w.T @ (outer[i:i + step] * f)
+            rhs_a += y.T @ (design[i:i + step] * f)
+    count = of[:, sea].sum(axis=0)
+    out = (gram.reshape(n, p, p), rhs, yy, count)
+    return out if fold is None else out + (gram_a.reshape(n, p, p), rhs_a)
+
+
 def fit_harmonics(x: np.ndarray, obs: np.ndarray, ocean: np.ndarray, design: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each ocean pixel's harmonic fit (:func:`harmonic_fit`) to its observations, in memory.
@@ -211,23 +263,154 @@ def fit_harmonics(x: np.ndarray, obs: np.ndarray, ocean: np.ndarray, design: np.
     coef, level, rss : as :func:`harmonic_fit`, for the ocean pixels in C order.
     count : (n,) observations per ocean pixel.
     """
-    p = design.shape[1]
-    k = (p - 1) // 2
-    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
-    n_t = x.shape[0]
-    xf, of, sea = x.reshape(n_t, -1), obs.reshape(n_t, -1), ocean.ravel()
-    n = int(sea.sum())
-    gram, rhs, yy = np.zeros((n, p * p)), np.zeros((n, p)), np.zeros(n)
-    step = max(1, 2**21 // max(n, 1))  # time chunks: no cube-sized float64 temporaries
-    for i in range(0, n_t, step):
-        w = of[i:i + step][:, sea].astype(np.float64)
-        y = np.where(w > 0, xf[i:i + step][:, sea].astype(np.float64), 0.0)  # the observed values only
-        gram += w.T @ outer[i:i + step]
-        rhs += y.T @ design[i:i + step]
-        yy += np.einsum("tn,tn->n", y, y)
-    count = of[:, sea].sum(axis=0)
-    coef, level, rss = harmonic_fit(gram.reshape(n, p, p), rhs, yy, count, k)
+    k = (design.shape[1] - 1) // 2
+    gram, rhs, yy, count = harmonic_normal_equations(x, obs, ocean, design)
+    coef, level, rss = harmonic_fit(gram, rhs, yy, count, k)
     return coef, level, rss, count
+
+
+def _grid_laplacian(ocean: np.ndarray):
+    """The graph Laplacian (n, n, scipy CSR) of the ocean pixels (C order) joined to their 4
+    neighbours, and the pairs (i, j) of neighbours. Flipping an axis gives the same graph."""
+    import scipy.sparse as sp
+
+    idx = np.full(ocean.shape, -1)
+    n = int(ocean.sum())
+    idx[ocean] = np.arange(n)
+    a = np.concatenate([idx[1:, :].ravel(), idx[:, 1:].ravel()])
+    b = np.concatenate([idx[:-1, :].ravel(), idx[:, :-1].ravel()])
+    keep = (a >= 0) & (b >= 0)
+    a, b = a[keep], b[keep]
+    w = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(n, n))
+    w = (w + w.T).tocsr()
+    return sp.diags(np.asarray(w.sum(axis=1)).ravel()) - w, a, b
+
+
+def shrink_harmonics(gram: np.ndarray, rhs: np.ndarray, yy: np.ndarray, count: np.ndarray,
+                     gram_a: np.ndarray, rhs_a: np.ndarray, mean: np.ndarray, ocean: np.ndarray,
+                     k: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Each pixel's seasonal cycle shrunk toward its neighbours' by its own fit's uncertainty.
+
+    Empirical Bayes with a spatial smoothness prior. Each pixel's absolute coefficients
+    ``beta_i`` (mean + harmonics, columns of :func:`harmonic_design`) have the likelihood of its
+    observations, ``|y_i - X_i beta_i|^2 / (c s2_i)`` (``s2_i`` the residual variance about its
+    own fit, ``c`` how much more the fit really varies than white noise says: eddies with weeks
+    of memory and clustered cloudy spells), and the prior ``exp(-sum over 4-neighbour pairs
+    (beta_i - beta_j)^T T (beta_i - beta_j) / 2)``, ``T = diag(tau_q)``. The posterior mode
+    solves the sparse system ``(blockdiag(X_i^T X_i / (c s2_i)) + L (x) T) beta = X^T y / (c s2)``
+    (L the grid's Laplacian): each pixel's estimate is
+    ``(X_i^T X_i / (c s2_i) + d_i T)^-1 (X_i^T y_i / (c s2_i) + d_i T m_i)`` with ``m_i`` the mean
+    of its ``d_i`` neighbours', so a well-observed pixel keeps its own fit and one seen on few
+    (or clustered) days takes its neighbours', at a distance set by its uncertainty, not a pixel
+    scale. A pixel without ocean neighbours keeps its own fit (where its observations do not
+    determine one, the well-observed pixels' mean harmonics). The level (the constant) is then
+    refitted to each pixel's own observations given its shrunk harmonics, so that the anomalies
+    left have mean 0 over its observed days, as after its own fit.
+
+    The hyperparameters come from the data. The observations are split into two folds of
+    alternate stretches of the year (:func:`harmonic_folds`) and each well-observed pixel (k
+    harmonics determined by all its observations and by each fold's, :func:`harmonic_fit`'s
+    rule) fitted on each: half their difference is noise alone, with the fit's own error
+    structure (its spatial correlation between neighbours included). ``c`` is its mean
+    ``h^T V_h^-1 h / p`` (``V_h`` the folds' least-squares covariance); ``tau_q`` is
+    ``1 / (2 v_q)``, ``v_q`` the mean square of the neighbour differences of the coefficients
+    less that of the noise (the 2: the variance of a neighbour difference of a 2-D first-order
+    random field). With fewer than :data:`MIN_SHRINK_PAIRS` neighbour pairs of well-observed
+    pixels, nothing is shrunk.
+
+    Parameters
+    ----------
+    gram, rhs, yy, count : as :func:`harmonic_fit` (``rhs`` and ``yy`` about ``mean``), for the
+        ocean pixels in C order.
+    gram_a, rhs_a : the same sums over the fold-A steps alone.
+    mean : (n,) the pixels' means (in the units of ``rhs``), which the anomalies are about.
+    ocean : bool (lat, lon), the grid of the pixels.
+    k : harmonics.
+
+    Returns
+    -------
+    coef : (n, p) about ``mean``, as :func:`harmonic_fit`'s.
+    level : (n,) :func:`harmonic_fit`'s (the harmonics a pixel's own observations determine).
+    info : ``shrunk`` (bool), ``noise_factor`` (c), ``prior_std`` (sqrt(1 / tau_q), the
+        coefficients' units), ``pairs`` (neighbour pairs used).
+    """
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    n, p = rhs.shape
+    count = np.asarray(count, dtype=np.float64)
+    coef, level, rss = harmonic_fit(gram, rhs, yy, count, k)
+    info: dict[str, Any] = {"shrunk": False, "noise_factor": None, "prior_std": None, "pairs": 0}
+    dof = count - (2 * level + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2 = np.where(dof >= 1, rss / dof, np.nan)
+    if not np.isfinite(s2).any():
+        return coef, level, info
+    med = float(np.nanmedian(s2))
+    s2 = np.maximum(np.where(np.isfinite(s2), s2, med), 1e-6 * med)  # few observations: a typical pixel's
+    shift = np.asarray(mean, dtype=np.float64)
+    own = coef.copy()
+    own[:, 0] += shift
+    rhs_abs = rhs + gram[:, :, 0] * shift[:, None]  # the normal equations of the absolute values
+    gram_b, rhs_b = gram - gram_a, rhs_abs - (rhs_a + gram_a[:, :, 0] * shift[:, None])
+    rhs_a = rhs_a + gram_a[:, :, 0] * shift[:, None]
+    count_a = gram_a[:, 0, 0]
+    good = level == k
+    fold_coef = []
+    for g, r, c in ((gram_a, rhs_a, count_a), (gram_b, rhs_b, count - count_a)):
+        # only the levels matter here: a pixel must fit k harmonics on each fold
+        lev = harmonic_fit(g, r, np.zeros(n), c, k)[1]
+        good &= lev == k
+        fold_coef.append((g, r))
+    lap, ia, ib = _grid_laplacian(ocean)
+    pair = good[ia] & good[ib]
+    if pair.sum() < MIN_SHRINK_PAIRS:
+        return coef, level, info
+    sel = np.flatnonzero(good)
+    (ga, ra), (gb, rb) = (( g[sel], r[sel]) for g, r in fold_coef)
+    half = (np.linalg.solve(ga, ra[..., None]) - np.linalg.solve(gb, rb[..., None]))[..., 0] / 2
+    v_half = s2[sel, None, None] * (np.linalg.inv(ga) + np.linalg.inv(gb)) / 4
+    noise_factor = float(np.mean(np.einsum("np,npq,nq->n", half, np.linalg.inv(v_half), half)) / p)
+    noise_factor = max(noise_factor, 1.0)  # no less noisy than white noise
+    # the noise of the whole record's fit is the folds' scaled by the ratio of their variances
+    v_all = s2[sel, None] * np.diagonal(np.linalg.inv(gram[sel]), axis1=1, axis2=2)
+    ratio = v_all / np.diagonal(v_half, axis1=1, axis2=2)
+    h = np.zeros((n, p))
+    h[sel] = half
+    rt = np.zeros((n, p))
+    rt[sel] = ratio
+    a, b = ia[pair], ib[pair]
+    d2 = np.mean((own[a] - own[b]) ** 2, axis=0)
+    noise2 = np.mean((h[a] - h[b]) ** 2 * (rt[a] + rt[b]) / 2, axis=0)
+    var = np.maximum(d2 - noise2, 1e-2 * d2)  # noise-dominated differences: strong, not infinite, smoothing
+    var = np.maximum(var, 1e-12 * max(float(d2.max()), 1e-300))
+    tau = 1.0 / (2.0 * var)
+    # the posterior mode; a faint pull (1e-8 of a neighbour's) to the well-observed pixels' mean
+    # coefficients keeps it unique where a patch of pixels has no determined fit at all
+    eps = 1e-8
+    prior_mean = own[good].mean(axis=0)
+    w = 1.0 / (noise_factor * s2)
+    blocks = gram * w[:, None, None]
+    Q = (sp.block_diag(list(blocks), format="csr") + sp.kron(lap, sp.diags(tau), format="csr")
+         + sp.kron(sp.identity(n), sp.diags(eps * tau), format="csr"))
+    rhs_post = (rhs_abs * w[:, None]).ravel() + np.tile(eps * tau * prior_mean, n)
+    # conjugate gradients with each pixel's own block (data + its neighbours' pull) as preconditioner
+    deg = lap.diagonal()
+    inv = np.linalg.inv(blocks + (deg + eps)[:, None, None] * np.diag(tau)[None])
+    prec = spla.LinearOperator(Q.shape, matvec=lambda v: np.einsum("npq,nq->np", inv, v.reshape(n, p)).ravel())
+    x0 = (np.einsum("npq,nq->np", inv, rhs_post.reshape(n, p))).ravel()
+    beta, status = spla.cg(Q, rhs_post, x0=x0, M=prec, rtol=1e-10, atol=0.0, maxiter=100 * n)
+    if status != 0:  # not converged (never seen): the direct solve
+        beta = spla.spsolve(Q.tocsc(), rhs_post)
+    beta = beta.reshape(n, p)
+    # the level refitted to the pixel's own observations given the shrunk harmonics: the anomalies
+    # left have mean 0 over its observed days, as after its own least-squares fit, so that the
+    # methods that fit modes to them (in memory, or per block with --chunks, which removes a
+    # block's pixel means first) start from the same anomalies
+    beta[:, 0] = (rhs_abs[:, 0] - np.einsum("nq,nq->n", gram[:, 0, 1:], beta[:, 1:])) / gram[:, 0, 0]
+    beta[:, 0] -= shift
+    info.update(shrunk=True, noise_factor=noise_factor, prior_std=np.sqrt(1.0 / tau), pairs=int(pair.sum()))
+    return beta, level, info
 
 
 @dataclass
@@ -235,12 +418,14 @@ class SeasonalCycle:
     """A per-pixel seasonal cycle fitted on the observations (in the units of the anomalies fitted).
 
     ``harmonics``: k (0: none); ``design`` (time, 2k + 1) and ``coef`` (n_ocean, 2k + 1), None for
-    k = 0; ``levels`` (lat, lon) the harmonics each pixel fitted, -1 on land."""
+    k = 0; ``levels`` (lat, lon) the harmonics each pixel's own observations determine, -1 on
+    land; ``shrinkage``: :func:`shrink_harmonics`'s ``info`` where the fit was shrunk."""
 
     harmonics: int
     design: np.ndarray | None
     coef: np.ndarray | None
     levels: np.ndarray
+    shrinkage: dict[str, Any] = field(default_factory=dict)
 
     def matrix(self, dtype=np.float32) -> np.ndarray | None:
         """The cycle at every step and ocean pixel, (time, n_ocean), or None for k = 0."""
@@ -252,12 +437,15 @@ class SeasonalCycle:
 
 
 def seasonal_cycle(option, da: xr.DataArray, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray,
-                   label: str) -> SeasonalCycle:
+                   label: str, mean: np.ndarray | None = None) -> SeasonalCycle:
     """The seasonal cycle the ``harmonics`` option asks for, fitted on ``obs`` of the anomalies ``x``.
 
     ``da`` is the (time, lat, lon) input, whose time coordinate dates the steps (see
     :func:`resolve_harmonics`). Shared by the climatology and the EOF methods (DINEOF, ``eof``),
-    which fit their modes to what is left: the same per-pixel model everywhere.
+    which fit their modes to what is left. With the pixels' ``mean`` (lat, lon, in the units of
+    ``x``, which are anomalies about it) each pixel's fit is shrunk toward its neighbours' by its
+    own uncertainty (:func:`shrink_harmonics`, what DINEOF and ``eof`` do); without, each pixel's
+    own least-squares fit (:func:`harmonic_fit`).
 
     Raises
     ------
@@ -270,10 +458,17 @@ def seasonal_cycle(option, da: xr.DataArray, x: np.ndarray, obs: np.ndarray, oce
     if k == 0:
         return SeasonalCycle(0, None, None, np.where(ocean, 0, -1))
     design = harmonic_design(frac, k)
-    coef, level, _, _ = fit_harmonics(x, obs, ocean, design)
+    info: dict[str, Any] = {}
+    if mean is None:
+        coef, level, _, _ = fit_harmonics(x, obs, ocean, design)
+    else:
+        gram, rhs, yy, count, gram_a, rhs_a = harmonic_normal_equations(x, obs, ocean, design,
+                                                                        harmonic_folds(frac, k))
+        coef, level, info = shrink_harmonics(gram, rhs, yy, count, gram_a, rhs_a, np.asarray(mean)[ocean],
+                                             ocean, k)
     levels = np.full(ocean.shape, -1)
     levels[ocean] = level
-    return SeasonalCycle(k, design, coef, levels)
+    return SeasonalCycle(k, design, coef, levels, info)
 
 
 class Climatology(Interpolator):
@@ -291,17 +486,28 @@ class Climatology(Interpolator):
 
     Notes
     -----
-    Each pixel fits the largest number of harmonics ``j <= k`` its observations determine: at
-    least :data:`MIN_OBS_PER_PARAM` (3) observations per parameter (2j + 1) and observed days
-    spread through the year well enough that the condition number of its normalised normal matrix
-    is at most :data:`MAX_COND` (10; evenly spread days give 1, and one unobserved stretch of about
-    half the shortest period reaches 10). Fewer (down to the time mean) otherwise; the
-    ``harmonics_fallback_pixels`` attribute counts the ocean pixels that got fewer than ``k``.
+    Each pixel's fit is shrunk toward its neighbours' by its own uncertainty
+    (:func:`shrink_harmonics`, empirical Bayes with a spatial smoothness prior whose strength, and
+    the fits' real noise, are estimated from the data): a pixel seen on many days keeps its own
+    least-squares cycle, one seen on few or clustered days takes mostly its neighbours', with
+    its level refitted to its own observations. Measured (docs/experiments/seasonal_dineof.py,
+    a year of 48 x 48 synthetic SST, RMSE against the truth at the gaps, h=2): 1.139 -> 1.108
+    degC at 30 % cloud, 1.230 -> 1.139 at 60 %, 1.853 -> 1.194 at 80 %. Without neighbour pairs
+    enough to estimate the prior (fewer than :data:`MIN_SHRINK_PAIRS` between well-observed
+    pixels) each pixel keeps its own fit. That fit (and the ``levels_``) takes the largest number
+    of harmonics ``j <= k`` its observations determine: at least :data:`MIN_OBS_PER_PARAM` (3)
+    observations per parameter (2j + 1) and observed days spread through the year well enough that
+    the condition number of its normalised normal matrix is at most :data:`MAX_COND` (10; evenly
+    spread days give 1, and one unobserved stretch of about half the shortest period reaches 10).
+    Fewer (down to the time mean) otherwise; the ``harmonics_fallback_pixels`` attribute counts
+    the ocean pixels that got fewer than ``k`` on their own (with the shrinkage these take their
+    neighbours' harmonics).
     The mean is the one the base class removes (pixels with fewer than 2 observations take the
     global mean). ``sigma`` is the per-pixel standard deviation of the observations about the
     fit, ddof the number of parameters (1 for the mean; the global std where a pixel has fewer
     than 2 observations): the expected error of the fill. Attributes after ``fit``:
-    ``harmonics_`` (k), ``levels_`` (lat, lon) the harmonics each pixel fitted (-1 on land),
+    ``harmonics_`` (k), ``levels_`` (lat, lon) the harmonics each pixel's own observations
+    determine (-1 on land), ``shrinkage_`` (:func:`shrink_harmonics`'s ``info``; {} for k = 0),
     ``coefficients_`` (2k + 1, lat, lon) in the data's units: mean, a_1, b_1, a_2, b_2, ...
     """
 
@@ -329,10 +535,15 @@ class Climatology(Interpolator):
             self._sigma = np.where(count >= 2, std, 1.0).astype(np.float32)
             self._design = None
             self.levels_ = np.where(ocean, 0, -1)
+            self.shrinkage_ = {}
             return
         k = self.harmonics_
         design = harmonic_design(frac, k)
-        coef, level, rss, n_obs = fit_harmonics(x, obs, ocean, design)
+        gram, rhs, yy, n_obs, gram_a, rhs_a = harmonic_normal_equations(x, obs, ocean, design, harmonic_folds(frac, k))
+        # shrunk toward the neighbours' fits (x is about mean_, in units of scale_)
+        coef, level, self.shrinkage_ = shrink_harmonics(gram, rhs, yy, n_obs, gram_a, rhs_a,
+                                                        np.nan_to_num(self.mean_ / self.scale_)[ocean], ocean, k)
+        rss = harmonic_rss(gram, rhs, yy, coef)
         sigma = np.ones(ocean.shape)
         sigma[ocean] = harmonic_sigma(rss, n_obs, level, 1.0)  # 1: the global std
         self._sigma = sigma.astype(np.float32)

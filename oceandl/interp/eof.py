@@ -461,7 +461,8 @@ class EOFInterpolator(Interpolator):
     em_iter : int >= 0, default 10
     harmonics : "auto" or int, 0 to 6, default 0
         As DINEOF's: the per-pixel seasonal cycle (mean + k annual harmonics, the climatology's
-        fit on the fitting observations) removed before the EOFs; 0 keeps the time mean only;
+        fit on the fitting observations, shrunk toward the neighbours' by its uncertainty)
+        removed before the EOFs; 0 keeps the time mean only;
         ``"auto"`` is 2 when the dates cover a year, else 0. Output attrs ``harmonics`` (and
         ``harmonics_fallback_pixels``).
     """
@@ -485,7 +486,8 @@ class EOFInterpolator(Interpolator):
         M = self._to_matrix(obs)
         # the seasonal cycle out first (fitted on the fitting observations only), back at the end
         self._label = _label(self.da_)
-        self.seasonal_ = seasonal_cycle(self.options["harmonics"], self.da_, x, obs, ocean, self._label)
+        self.seasonal_ = seasonal_cycle(self.options["harmonics"], self.da_, x, obs, ocean, self._label,
+                                      mean=np.nan_to_num(self.mean_ / self.scale_))  # shrunk to the neighbours'
         season = self.seasonal_.matrix(np.float64)
         if season is not None:
             X = np.where(M, X - season, 0.0)
