@@ -369,8 +369,11 @@ def check_command_line(line: str) -> str | None:
         path.append(args.pop(0))
     if isinstance(cmd, click.Group):
         return f"oceandl {' '.join(path + args[:1])}: no such command"
+    # under a context of the group, as the CLI parses it: without one, click (8.2+) caches the
+    # command's help option as '--help' alone, and a later `oceandl CMD -h` in the same process fails
+    parent = click.Context(cli, info_name="oceandl", **cli.context_settings)
     try:
-        ctx = cmd.make_context(" ".join(path), list(args))
+        ctx = cmd.make_context(" ".join(path), list(args), parent=parent)
     except click.exceptions.Exit:
         return None
     except click.UsageError as exc:
