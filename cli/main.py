@@ -700,7 +700,8 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.argument("input_path", required=False, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to fill (default: found from CF attributes).")
 @click.option("--method", default="dineof", show_default=True, help="climatology, eof, dineof, convae, unet, resae, smp_unet.")
-@click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none.")
+@click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none. They are written as observed, flagged 2.")
+@click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
@@ -711,12 +712,13 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF")
-def interpolate(input_path, var, method, withhold, options, checkpoint, figure, demo, epochs, batch_size, lr, quiet,
-                output, overwrite, seed, device, chunks=None, halo=None, complevel=4):
+def interpolate(input_path, var, method, withhold, refit, options, checkpoint, figure, demo, epochs, batch_size, lr,
+                quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
-    pixels and the validation metrics on withheld pixels (in the attributes).
+    (1) and withheld (2) pixels and the validation metrics on the withheld pixels (in the
+    attributes). Every observation, withheld ones included, is written as given.
 
     \b
     Examples:
@@ -744,6 +746,8 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
         src = click.get_current_context().get_parameter_source("withhold")
         if withhold > 0 and src is not None and src.name != "DEFAULT":
             raise InputError("--withhold: not available with --chunks (withholding needs the whole cube in memory)")
+        if refit:
+            raise InputError("--refit: not available with --chunks (nothing is withheld there to refit without)")
         from oceandl.interp.chunked import interpolate_chunked
 
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
@@ -754,8 +758,12 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
         return
     if demo and figure is None:
         figure = output.with_suffix(".png")
-    summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, options=opts,
-                                seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
+    if refit and (withhold == 0 or checkpoint is not None):
+        # nothing withheld (or a trained model, which fits nothing): a refit would be the same fill again
+        raise InputError("--refit: needs pixels withheld (--withhold > 0) and a method that fits the file "
+                         "(not --model)")
+    summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, refit=refit,
+                                options=opts, seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
                                 progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line())
     click.echo(summary)
 

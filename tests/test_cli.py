@@ -198,6 +198,36 @@ def test_interpolate_seasonal_climatology(runner, tmp_path):
         assert "Traceback" not in res.output and not (tmp_path / "x.nc").exists()
 
 
+def test_interpolate_writes_withheld_pixels_as_observed_and_refits_on_request(runner, sst_file, tmp_path):
+    """The 10 % of the observations withheld to score the fill (flag 2) were written as the method's
+    estimates: the product lost them (climatology on this file: up to several degC off at the
+    withheld pixels). They are written as observed now; --refit fits again on every observation
+    and keeps the scores of the first fit."""
+    src = xr.open_dataset(sst_file)
+    base = ["interpolate", str(sst_file), "--var", "sst", "--method", "climatology", "--quiet", "--seed", "1"]
+    res = runner.invoke(cli, [*base, "-o", str(tmp_path / "a.nc")])
+    assert res.exit_code == 0, res.output
+    a = xr.open_dataset(tmp_path / "a.nc")
+    held = a["missing_flag"].values == 2
+    assert held.sum() > 50
+    np.testing.assert_allclose(a["sst"].values[held], src["sst"].values[held], rtol=1e-6)
+    n_gaps = int((a["missing_flag"].values == 1).sum())
+    assert f"filled {n_gaps:,} pixels" in res.output  # the withheld ones are not 'filled'
+    res = runner.invoke(cli, [*base, "--refit", "-o", str(tmp_path / "b.nc")])
+    assert res.exit_code == 0, res.output
+    b = xr.open_dataset(tmp_path / "b.nc")
+    assert not (b["missing_flag"].values == 2).any()  # every observation was fitted
+    np.testing.assert_allclose(b["sst"].values[held], src["sst"].values[held], rtol=1e-6)
+    assert b["sst"].attrs["val_rmse"] == pytest.approx(a["sst"].attrs["val_rmse"])
+    gaps = a["missing_flag"].values == 1
+    assert np.abs(b["sst"].values[gaps] - a["sst"].values[gaps]).max() > 1e-4  # a fit on more data
+    for extra, word in ((["--withhold", "0"], "--refit: needs pixels withheld"),
+                        (["--chunks", "time=-1,lat=8,lon=8"], "--refit: not available with --chunks")):
+        res = runner.invoke(cli, [*base, "--refit", *extra, "-o", str(tmp_path / "c.nc")])
+        assert res.exit_code == 2 and word in res.output.strip().splitlines()[-1], res.output
+        assert not (tmp_path / "c.nc").exists()
+
+
 @pytest.mark.parametrize("method", ["climatology", "dineof"])
 def test_interpolate_from_python_with_withhold_gives_the_clis_file(runner, sst_file, tmp_path, method):
     """`oceandl interpolate` withholds 10 % of the valid pixels by default; oceandl.interpolate withheld
@@ -216,7 +246,11 @@ def test_interpolate_from_python_with_withhold_gives_the_clis_file(runner, sst_f
             py = oceandl.interpolate(src["sst"], method, withhold=0.1, seed=3, device="cpu", return_dataset=True)
         assert (py["missing_flag"] == 2).sum() > 0
         xr.testing.assert_equal(cli_ds["missing_flag"], py["missing_flag"])
-        xr.testing.assert_allclose(cli_ds["sst"], py["sst"])
+        held = py["missing_flag"] == 2
+        xr.testing.assert_allclose(cli_ds["sst"].where(~held), py["sst"].where(~held))
+        # at the withheld pixels the file holds the observations, Python the values that were scored
+        np.testing.assert_allclose(cli_ds["sst"].values[held.values], src["sst"].values[held.values], rtol=1e-6)
+        assert np.abs(py["sst"].values[held.values] - src["sst"].values[held.values]).max() > 0.1
         scores = {k: v for k, v in cli_ds["sst"].attrs.items() if k.startswith("val_")}
         assert scores and scores == pytest.approx({k: py["sst"].attrs[k] for k in scores})
         # the default stays a fill on every observation; both ways of withholding at once are refused

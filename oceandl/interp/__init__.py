@@ -97,7 +97,9 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         by cloud-mask transfer with ``seed``, in [0, 0.9). The default, 0, fits every observation:
         a call from Python is the fill itself, and the pixels to score a method on are the
         caller's choice. ``oceandl interpolate`` withholds 0.1 by default; ``withhold=0.1`` with
-        the same ``seed`` withholds the same pixels and gives the same field and scores as its file.
+        the same ``seed`` withholds the same pixels and gives the same field and scores as its file,
+        but at the withheld pixels (``missing_flag`` 2): the field returned holds the method's values
+        there (what ``val_*`` scored), the file the observations.
         A field with a single time step or no gap over the ocean gets none (the latter warned).
     withheld : bool array-like of ``da``'s shape, optional
         Observed pixels hidden from the method and used for the ``val_*`` scores, chosen by the
