@@ -164,6 +164,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         values = res[name].values.copy()
         values[withheld] = da.values[withheld]
         res[name].values = values
+        res[name].attrs["comment"] = res[name].attrs.get("comment", "").replace(
+            "(missing_flag 0)", "(missing_flag 0; 2: withheld from the fit to score it)", 1)
     res[name].attrs["seconds"] = round(seconds, 3)
     if truth is not None:
         # the gaps of the field written: every observation (withheld or not) is written as given,

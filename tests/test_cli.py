@@ -211,6 +211,7 @@ def test_interpolate_writes_withheld_pixels_as_observed_and_refits_on_request(ru
     held = a["missing_flag"].values == 2
     assert held.sum() > 50
     np.testing.assert_allclose(a["sst"].values[held], src["sst"].values[held], rtol=1e-6)
+    assert "observed values kept as given (missing_flag 0; 2: withheld from the fit to score it)" in a["sst"].comment
     n_gaps = int((a["missing_flag"].values == 1).sum())
     assert f"filled {n_gaps:,} pixels" in res.output  # the withheld ones are not 'filled'
     res = runner.invoke(cli, [*base, "--refit", "-o", str(tmp_path / "b.nc")])
