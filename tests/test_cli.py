@@ -436,6 +436,31 @@ def test_fast_flag_and_set_fast_conflict(runner, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_benchmark_data_options_are_checked_by_name(runner, tmp_path, monkeypatch):
+    """`--data-root` / `--data` given to a benchmark without them said "--set data_root: unknown
+    config key" (an option never typed), and `mnist --download` without --data-root downloaded
+    nothing, then said "--download fetches them": it downloads into $OCEANDL_DATA now."""
+    for argv, says in ((["sst", "--data-root", str(tmp_path)], "--data-root: benchmark sst does not take it (mnist only)"),
+                       (["scaling", "--data", str(tmp_path)], "--data: benchmark scaling does not take it (sar and plankton only)"),
+                       (["mnist", "--data", str(tmp_path)], "--data: benchmark mnist does not take it (sar and plankton only)"),
+                       (["sar", "--download"], "--download: benchmark sar does not take it (mnist only)")):
+        res = runner.invoke(cli, ["benchmark", *argv, "--fast", "--quiet", "-o", str(tmp_path / "r")])
+        assert res.exit_code == 2 and res.output.strip().splitlines()[-1] == f"Error: {says}", res.output
+    import oceandl.datasets.mnist as mnist
+
+    got = []
+
+    def fake_download(root):  # no network in the tests: record where it would go, then stop the run
+        got.append(root)
+        raise InputError("offline")
+
+    monkeypatch.setattr(mnist, "download_mnist", fake_download)
+    monkeypatch.setenv("OCEANDL_DATA", str(tmp_path / "data"))
+    res = runner.invoke(cli, ["benchmark", "mnist", "--download", "--fast", "--quiet", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and got == [(tmp_path / "data").resolve()], res.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_benchmark_config_file_seed_is_kept(runner, tmp_path):
     """--seed's default 0 went in as an override even when not given: a --config file's seed was
     silently replaced by 0 (run.json said seed 0, and its scores were seed 0's)."""
