@@ -1,8 +1,9 @@
 """The benchmark runner: resolve a config, run a pipeline, write its run folder atomically.
 
-A run folder holds ``results.json``, ``results.md`` (the table, then the command that runs it
-again, the start date, the resolved config, seed, versions and git commit), ``run.json`` (the
-provenance alone) and the pipeline's figures. It is written under a temporary name and renamed
+A run folder holds ``results.json``, ``results.md`` (the table, what its columns mean and its
+rounding, the pipeline's notes, then the command that runs it again, the start date, the resolved
+config, seed, versions and git commit), ``run.json`` (the provenance alone) and the pipeline's
+figures. It is written under a temporary name and renamed
 when complete, so an interrupted run leaves no half-written folder and never replaces an old one
 without ``overwrite``.
 
@@ -81,7 +82,10 @@ class Pipeline:
 
     ``timings``: the metrics that measure time, speed or memory (or are chosen from such a
     measurement), which differ between two runs of one config; every other value of a row is
-    reproduced by the same config and seed on the same machine and thread count."""
+    reproduced by the same config and seed on the same machine and thread count.
+
+    ``legend``: what each column of the table means, with its unit; results.md shows it under the
+    table, with the rounding of the numbers."""
 
     name: str
     config_cls: type
@@ -90,6 +94,11 @@ class Pipeline:
     description: str = ""
     fast: dict[str, Any] = dataclasses.field(default_factory=dict)
     timings: tuple[str, ...] = ()
+    legend: str = ""
+
+
+#: under every results.md table: its numbers are not the full ones of results.json
+ROUNDING = "Numbers rounded to 4 significant digits; results.json holds them in full (NaN and infinities there as null)."
 
 
 #: metadata of a config field that names a file or folder (``field(default=None, metadata=PATH)``):
@@ -380,8 +389,12 @@ def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0,
         write_json({"pipeline": pipeline.name, "results": results, **run}, tmp / "results.json")
         write_json(run, tmp / "run.json")
         figures = sorted(p.name for p in tmp.glob("*.png"))
+        # the table's columns were not explained anywhere in the run folder (val_std_ratio, test_ece,
+        # truth_rmse_days_80_95 reading "nan"), nor its rounding to 4 digits against results.json
         md = [f"# oceandl benchmark: {pipeline.name}", "", pipeline.description, "",
               markdown_table(results, pipeline.columns), ""]
+        md += [f"Columns: {pipeline.legend}", ""] if pipeline.legend else []
+        md += [ROUNDING, ""]
         md += [f"- {n}" for n in ctx.notes]
         md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}",
                f"- data: {ctx.data_found or 'synthetic'}", f"- seed: {run['seed']}",
