@@ -847,7 +847,11 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
     # was silently replaced by 0 (and a run.json's config did not reproduce its run): only an
     # explicit --seed overrides now; without one the config's (TOML or the class default 0) stands.
     given = click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
-    overrides = {**({"seed": seed} if given else {}), **_kv(options)}
+    overrides = _kv(options)
+    if given:
+        if "seed" in overrides:  # else --set seed= silently replaced --seed (the run and its record said 2)
+            raise InputError("--seed and --set seed=...: give one of them")
+        overrides["seed"] = seed
     if fast:
         if "fast" in overrides:  # else --fast silently replaced it, even an invalid one
             raise InputError("--fast and --set fast=...: give one of them")

@@ -461,6 +461,15 @@ def test_benchmark_data_options_are_checked_by_name(runner, tmp_path, monkeypatc
     assert not (tmp_path / "r").exists()
 
 
+def test_seed_flag_and_set_seed_conflict(runner, tmp_path):
+    # `--seed 1 --set seed=2` ran seed 2 and recorded it, the --seed typed silently dropped
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "--seed", "1", "--set", "seed=2", "--set",
+                              "methods=climatology", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and res.output.strip().splitlines()[-1] == \
+        "Error: --seed and --set seed=...: give one of them", res.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_benchmark_config_file_seed_is_kept(runner, tmp_path):
     """--seed's default 0 went in as an override even when not given: a --config file's seed was
     silently replaced by 0 (run.json said seed 0, and its scores were seed 0's)."""
