@@ -205,8 +205,9 @@ def _toml_reader():
     return tomllib
 
 
-def _read_run_json(path, pipeline: str | None) -> dict:
-    """The resolved config of a run folder's ``results.json`` or ``run.json`` (or a JSON file of config values)."""
+def _read_run_json(path, pipeline: str | None) -> tuple[dict, bool]:
+    """The resolved config of a run folder's ``results.json`` or ``run.json`` (or a JSON file of config
+    values), and whether the file is such a run record."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -216,8 +217,8 @@ def _read_run_json(path, pipeline: str | None) -> dict:
     if isinstance(data.get("config"), dict) and "pipeline" in data:  # a results.json or run.json
         if pipeline is not None and data["pipeline"] != pipeline:
             raise InputError(f"{path}: a run of benchmark {data['pipeline']!r}, not {pipeline!r}")
-        data = data["config"]
-    return data
+        return data["config"], True
+    return data, False
 
 
 def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[str, Any]:
@@ -225,11 +226,15 @@ def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in fields(config)}
     changes: dict[str, Any] = {}
+    full_record = False
     if toml_path and Path(toml_path).suffix == ".json":
         # The run folder holds its resolved config only as JSON (run.json), which --config, reading
         # TOML only, refused: the recorded config could not be fed back. A .json file is read as
         # JSON now, a run.json's "config" taken (null is None), then checked like TOML values.
-        data = _read_run_json(toml_path, pipeline)
+        data, record = _read_run_json(toml_path, pipeline)
+        # a run's record (results.json, run.json) holds every value, all counted as set, so --fast
+        # shrank nothing: a full run's config with --fast ran the full cube, recorded as fast
+        full_record = record and data.get("fast") is False
     elif toml_path:
         tomllib = _toml_reader()
         try:
@@ -270,6 +275,9 @@ def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[
         except (ValueError, TypeError):
             raise InputError(f"--set {k}={text}: not a valid {hints[k]}") from None
         changes[k] = v
+    if full_record and changes.get("fast") is True:
+        raise InputError(f"{toml_path}: the record of a full run (fast = false), whose sizes are all kept: --fast "
+                         f"would not shrink them; drop --fast, or give smaller sizes with --set")
     seed = changes.get("seed")
     if isinstance(seed, int) and seed < 0:  # else NumPy's bare "expected non-negative integer", exit 1
         raise InputError(f"seed={seed}: must be a non-negative integer")

@@ -470,6 +470,29 @@ def test_seed_flag_and_set_seed_conflict(runner, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_fast_with_a_full_runs_record_is_refused(runner, tmp_path):
+    """`--fast --config FULL_RUN/results.json` shrank nothing (every recorded value counts as set):
+    it ran the 365 x 128 x 128 cube with the smoke run's method options, recorded as fast."""
+    import dataclasses
+
+    from oceandl.pipelines.sst import SSTConfig
+
+    record = tmp_path / "results.json"
+    record.write_text(json.dumps({"pipeline": "sst", "results": {}, "config": dataclasses.asdict(SSTConfig())}))
+    for extra in (["--fast"], ["--set", "fast=true"]):
+        res = runner.invoke(cli, ["benchmark", "sst", "--config", str(record), *extra, "--quiet", "-o",
+                                  str(tmp_path / "r")])
+        last = res.output.strip().splitlines()[-1]
+        assert res.exit_code == 2 and "record of a full run" in last and "drop --fast" in last, res.output
+    assert not (tmp_path / "r").exists()
+    # a fast run's record with --fast, and a full one without, are still fed back (sizes as recorded)
+    small = json.loads(json.dumps(dataclasses.asdict(SSTConfig(fast=True, n_time=6, size=8, cloud_covers=(0.5,),
+                                                                methods=("climatology",)))))
+    record.write_text(json.dumps({"pipeline": "sst", "results": {}, "config": small}))
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(record), "--fast", "--quiet", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0 and json.loads((tmp_path / "r" / "run.json").read_text())["config"] == small, res.output
+
+
 def test_benchmark_config_file_seed_is_kept(runner, tmp_path):
     """--seed's default 0 went in as an override even when not given: a --config file's seed was
     silently replaced by 0 (run.json said seed 0, and its scores were seed 0's)."""
