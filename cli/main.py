@@ -830,7 +830,7 @@ def eof(input_path, var, demo, n_modes, weights, solver, quiet, output, overwrit
 @click.option("--config", "toml_path", type=click.Path(path_type=Path),
               help="TOML file of config values, or a run folder's results.json or run.json (its resolved config).")
 @click.option("--set", "options", multiple=True, help="Config override key=value.")
-@click.option("--download", is_flag=True, help="MNIST: fetch the data through torchvision first (needs network).")
+@click.option("--download", is_flag=True, help="MNIST: fetch the data through torchvision first, into --data-root (default $OCEANDL_DATA or ../shared/data; needs network).")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="run folder")
 def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, output, overwrite, seed, device):
@@ -855,16 +855,35 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
     # was silently replaced by 0 (and a run.json's config did not reproduce its run): only an
     # explicit --seed overrides now; without one the config's (TOML or the class default 0) stands.
     given = click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.DEFAULT
-    overrides = {**({"seed": seed} if given else {}), **_kv(options)}
+    overrides = _kv(options)
+    if given:
+        if "seed" in overrides:  # else --set seed= silently replaced --seed (the run and its record said 2)
+            raise InputError("--seed and --set seed=...: give one of them")
+        overrides["seed"] = seed
     if fast:
         if "fast" in overrides:  # else --fast silently replaced it, even an invalid one
             raise InputError("--fast and --set fast=...: give one of them")
         overrides["fast"] = True
-    if data_root is not None:
-        if download:
-            from oceandl.datasets.mnist import download_mnist
+    # --data-root / --data / --download given to a benchmark without them were refused as "--set data:
+    # unknown config key" (an option the user never typed), and `mnist --download` without --data-root
+    # downloaded nothing, then said "--download fetches them": they are checked here, by their names
+    import dataclasses
 
-            download_mnist(data_root)
+    keys = {f.name for f in dataclasses.fields(pipe.config_cls)}
+    for flag, given_, key, who in (("--data-root", data_root is not None, "data_root", "mnist"),
+                                   ("--download", download, "data_root", "mnist"),
+                                   ("--data", data is not None, "data", "sar and plankton")):
+        if given_ and key not in keys:
+            raise InputError(f"{flag}: benchmark {name} does not take it ({who} only)")
+    if download:
+        from oceandl.datasets.mnist import download_mnist
+        from oceandl.pipelines.mnist import mnist_root
+
+        target = mnist_root(data_root)  # --data-root, else $OCEANDL_DATA or ../shared/data
+        if target is None:
+            raise InputError("--download: give --data-root DIR (or set OCEANDL_DATA) to say where to put MNIST")
+        download_mnist(target)
+    if data_root is not None:
         overrides["data_root"] = str(data_root)
     if data is not None:
         overrides["data"] = str(data)

@@ -21,7 +21,7 @@ from oceandl.utils import seed_everything
 
 from .runner import PATH, RunContext, resolve_fast
 
-__all__ = ["ImageBenchConfig", "COLUMNS", "TIMINGS", "FAST", "PRETRAINABLE", "run_image_benchmark", "run_benchmark", "classifier_options",
+__all__ = ["ImageBenchConfig", "COLUMNS", "LEGEND", "TIMINGS", "FAST", "PRETRAINABLE", "run_image_benchmark", "run_benchmark", "classifier_options",
            "shrink_for_fast", "per_class_markdown", "PER_CLASS", "read_images", "UNREADABLE"]
 
 
@@ -243,6 +243,15 @@ def per_class_markdown(results: dict[str, dict]) -> str:
 
 #: the row metrics of a classifier's training that measure time (see Pipeline.timings)
 TIMINGS = ("train_seconds", "train_samples_per_s")
+
+#: results.md's explanation of COLUMNS (Pipeline.legend of the SAR and plankton benchmarks)
+LEGEND = ("test_*: on the test split, tested once at the best validation epoch (fractions in [0, 1]): accuracy, "
+          "macro_accuracy (recall averaged over the classes, the balanced accuracy), macro_f1 and weighted_f1 "
+          "(F1 averaged over the classes, plain and by support), top2_accuracy and top3_accuracy (the true class among the 2 or "
+          "3 most probable), log_loss (mean negative log-likelihood, nats), ece (expected calibration error, 15 "
+          "confidence bins); params: trainable parameters; epochs: epochs run; best_epoch: the one tested; "
+          "train_seconds: training wall time (s); train_samples_per_s: training images per second; device: where "
+          "it ran.")
 
 COLUMNS = ("test_accuracy", "test_macro_accuracy", "test_macro_f1", "test_weighted_f1", "test_top2_accuracy",
            "test_top3_accuracy", "test_log_loss", "test_ece", "params", "epochs", "best_epoch", "train_seconds", "train_samples_per_s",

@@ -242,4 +242,10 @@ PIPELINE = Pipeline(
     columns=("test_accuracy", "test_macro_f1", "test_log_loss", "test_ece", "test_explained_variance",
              "max_principal_angle_deg", "params", "epochs", "train_seconds", "train_samples_per_s"),
     description="The course's MNIST sanity checks: classifiers on a held-out test set, auto-encoders vs PCA.",
+    legend="test_*: on the test images (fractions in [0, 1]): accuracy, macro_f1 (F1 averaged over the digits), "
+           "log_loss (mean negative log-likelihood, nats), ece (expected calibration error, 15 confidence bins); "
+           "test_explained_variance (auto-encoders and pca_LATENT): see below; max_principal_angle_deg: the "
+           "largest angle between the linear auto-encoder's and PCA's subspaces (degrees; 0: the same); params: "
+           "trainable parameters; epochs: epochs run; train_seconds: training wall time (s); "
+           "train_samples_per_s: training images per second.",
 )

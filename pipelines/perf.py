@@ -1055,6 +1055,15 @@ def _log_table(results: dict, ctx: RunContext) -> None:
 
 PIPELINE = Pipeline(
     name="perf", config_cls=PerfConfig, run=run, fast=_FAST, timings=_TIMINGS,
+    legend="throughput: the median over the passes, in unit; reference: the case ratio is taken against; ratio: "
+           "median over the passes of throughput / the reference's in the same pass; ratio_to_raw: against the "
+           "bare model step (engine cases); gflops: training GFLOP/s; fraction_of_peak: gflops / matmul_peak's; "
+           "ceiling_ratio, ceiling_ratio_bf16: that peak (fp32, bf16) / the course loop's GFLOP/s; compile_seconds: "
+           "torch.compile's compile time (s); working_host_mb: host memory added by tiled inference less its "
+           "outputs (MiB); workers: reader processes used; precision: the float format trained in; page_faults: "
+           "minor page faults of the case; peak_host_mb, peak_device_mb: the process's peak resident host and "
+           "CUDA memory during the case (MiB); device: where it ran. The module docstring of "
+           "oceandl.pipelines.perf describes each case.",
     columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
              "ceiling_ratio", "ceiling_ratio_bf16", "compile_seconds", "working_host_mb", "workers", "precision",
              "page_faults",

@@ -21,7 +21,7 @@ import numpy as np
 from oceandl.training import TensorData
 from oceandl.training.classifier import subsample_per_class
 
-from .imagebench import FAST, COLUMNS, TIMINGS, ImageBenchConfig, read_images, run_image_benchmark
+from .imagebench import FAST, COLUMNS, LEGEND, TIMINGS, ImageBenchConfig, read_images, run_image_benchmark
 from .runner import Pipeline, RunContext
 
 __all__ = ["PlanktonConfig", "PIPELINE", "run", "load_plankton"]
@@ -73,7 +73,7 @@ def run(cfg: PlanktonConfig, ctx: RunContext) -> dict:
 
 
 PIPELINE = Pipeline(
-    name="plankton", fast=FAST, config_cls=PlanktonConfig, run=run, columns=COLUMNS, timings=TIMINGS,
+    name="plankton", fast=FAST, config_cls=PlanktonConfig, run=run, columns=COLUMNS, timings=TIMINGS, legend=LEGEND,
     description="Plankton morphotypes: the course CNN against a ResNet on one seeded split "
                 "(synthetic stand-in images unless data= points to real class folders).",
 )

@@ -1,8 +1,9 @@
 """The benchmark runner: resolve a config, run a pipeline, write its run folder atomically.
 
-A run folder holds ``results.json``, ``results.md`` (the table, then the command that runs it
-again, the start date, the resolved config, seed, versions and git commit), ``run.json`` (the
-provenance alone) and the pipeline's figures. It is written under a temporary name and renamed
+A run folder holds ``results.json``, ``results.md`` (the table, what its columns mean and its
+rounding, the pipeline's notes, then the command that runs it again, the start date, the resolved
+config, seed, versions and git commit), ``run.json`` (the provenance alone) and the pipeline's
+figures. It is written under a temporary name and renamed
 when complete, so an interrupted run leaves no half-written folder and never replaces an old one
 without ``overwrite``.
 
@@ -81,7 +82,10 @@ class Pipeline:
 
     ``timings``: the metrics that measure time, speed or memory (or are chosen from such a
     measurement), which differ between two runs of one config; every other value of a row is
-    reproduced by the same config and seed on the same machine and thread count."""
+    reproduced by the same config and seed on the same machine and thread count.
+
+    ``legend``: what each column of the table means, with its unit; results.md shows it under the
+    table, with the rounding of the numbers."""
 
     name: str
     config_cls: type
@@ -90,6 +94,11 @@ class Pipeline:
     description: str = ""
     fast: dict[str, Any] = dataclasses.field(default_factory=dict)
     timings: tuple[str, ...] = ()
+    legend: str = ""
+
+
+#: under every results.md table: its numbers are not the full ones of results.json
+ROUNDING = "Numbers rounded to 4 significant digits; results.json holds them in full (NaN and infinities there as null)."
 
 
 #: metadata of a config field that names a file or folder (``field(default=None, metadata=PATH)``):
@@ -196,8 +205,9 @@ def _toml_reader():
     return tomllib
 
 
-def _read_run_json(path, pipeline: str | None) -> dict:
-    """The resolved config of a run folder's ``results.json`` or ``run.json`` (or a JSON file of config values)."""
+def _read_run_json(path, pipeline: str | None) -> tuple[dict, bool]:
+    """The resolved config of a run folder's ``results.json`` or ``run.json`` (or a JSON file of config
+    values), and whether the file is such a run record."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -207,8 +217,8 @@ def _read_run_json(path, pipeline: str | None) -> dict:
     if isinstance(data.get("config"), dict) and "pipeline" in data:  # a results.json or run.json
         if pipeline is not None and data["pipeline"] != pipeline:
             raise InputError(f"{path}: a run of benchmark {data['pipeline']!r}, not {pipeline!r}")
-        data = data["config"]
-    return data
+        return data["config"], True
+    return data, False
 
 
 def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[str, Any]:
@@ -216,11 +226,15 @@ def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in fields(config)}
     changes: dict[str, Any] = {}
+    full_record = False
     if toml_path and Path(toml_path).suffix == ".json":
         # The run folder holds its resolved config only as JSON (run.json), which --config, reading
         # TOML only, refused: the recorded config could not be fed back. A .json file is read as
         # JSON now, a run.json's "config" taken (null is None), then checked like TOML values.
-        data = _read_run_json(toml_path, pipeline)
+        data, record = _read_run_json(toml_path, pipeline)
+        # a run's record (results.json, run.json) holds every value, all counted as set, so --fast
+        # shrank nothing: a full run's config with --fast ran the full cube, recorded as fast
+        full_record = record and data.get("fast") is False
     elif toml_path:
         tomllib = _toml_reader()
         try:
@@ -261,6 +275,9 @@ def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[
         except (ValueError, TypeError):
             raise InputError(f"--set {k}={text}: not a valid {hints[k]}") from None
         changes[k] = v
+    if full_record and changes.get("fast") is True:
+        raise InputError(f"{toml_path}: the record of a full run (fast = false), whose sizes are all kept: --fast "
+                         f"would not shrink them; drop --fast, or give smaller sizes with --set")
     seed = changes.get("seed")
     if isinstance(seed, int) and seed < 0:  # else NumPy's bare "expected non-negative integer", exit 1
         raise InputError(f"seed={seed}: must be a non-negative integer")
@@ -380,8 +397,12 @@ def _run_into(pipeline, config, out, overwrite, dev, command, started, prov, t0,
         write_json({"pipeline": pipeline.name, "results": results, **run}, tmp / "results.json")
         write_json(run, tmp / "run.json")
         figures = sorted(p.name for p in tmp.glob("*.png"))
+        # the table's columns were not explained anywhere in the run folder (val_std_ratio, test_ece,
+        # truth_rmse_days_80_95 reading "nan"), nor its rounding to 4 digits against results.json
         md = [f"# oceandl benchmark: {pipeline.name}", "", pipeline.description, "",
               markdown_table(results, pipeline.columns), ""]
+        md += [f"Columns: {pipeline.legend}", ""] if pipeline.legend else []
+        md += [ROUNDING, ""]
         md += [f"- {n}" for n in ctx.notes]
         md += ["", "## Run", "", f"- re-run: `{command}`", f"- started: {started}",
                f"- data: {ctx.data_found or 'synthetic'}", f"- seed: {run['seed']}",

@@ -21,7 +21,7 @@ import numpy as np
 from oceandl.training import TensorData
 from oceandl.training.classifier import subsample_per_class
 
-from .imagebench import (FAST, COLUMNS, TIMINGS, ImageBenchConfig, classifier_options, read_images, run_benchmark,
+from .imagebench import (FAST, COLUMNS, LEGEND, TIMINGS, ImageBenchConfig, classifier_options, read_images, run_benchmark,
                          run_image_benchmark, shrink_for_fast)
 from .runner import Pipeline, RunContext
 
@@ -78,7 +78,7 @@ def run(cfg: SARConfig, ctx: RunContext) -> dict:
 
 
 PIPELINE = Pipeline(
-    name="sar", fast=FAST, config_cls=SARConfig, run=run, columns=COLUMNS, timings=TIMINGS,
+    name="sar", fast=FAST, config_cls=SARConfig, run=run, columns=COLUMNS, timings=TIMINGS, legend=LEGEND,
     description="TenGeoP-SARwv wave-mode classes (10): the course CNN against a ResNet on one seeded split "
                 "(synthetic stand-in vignettes unless data= points to the real GeoTIFF tree).",
 )

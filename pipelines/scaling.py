@@ -141,6 +141,10 @@ def run(cfg: ScalingConfig, ctx: RunContext) -> dict:
 
 PIPELINE = Pipeline(
     name="scaling", config_cls=ScalingConfig, run=run, fast=FAST, timings=("throughput", "epoch_seconds", "ratio"),
+    legend="name: PROCESSESxTHREADS, the processes and the threads of each; throughput: training samples per second over the timed epochs, in unit; "
+           "reference: the layout ratio is taken against; ratio, loss_rel_diff: see below; "
+           "first_epoch_train_loss: mean training loss of the first epoch; final_val_accuracy: validation "
+           "accuracy after the last epoch (fraction).",
     columns=("processes", "threads", "throughput", "unit", "reference", "ratio", "first_epoch_train_loss",
              "loss_rel_diff", "final_val_accuracy"),
     description="Data-parallel training: one oceandl train command as 1 process and under torchrun, "

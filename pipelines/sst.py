@@ -224,4 +224,12 @@ PIPELINE = Pipeline(
     columns=("val_rmse", "val_mae", "val_bias", "val_corr", "val_std_ratio", "val_frac_within_1sigma", "truth_rmse",
              *(_bin_name(lo, hi) for lo, hi in COVER_BINS), "n_modes", "harmonics", "seconds", "device"),
     description="Gap filling of a synthetic cloudy SST cube: every method scored on identical withheld pixels.",
+    legend="name: METHOD@COVER, the cube's mean cloud cover; val_*: on the pixels withheld by cloud-mask transfer "
+           "(never seen by the method): rmse, mae, bias (mean of fill - observed), corr (Pearson), std_ratio "
+           "(std of the fill / std of the observed; below 1: over-smoothed), frac_within_1sigma (share of "
+           "|error| <= the method's sigma, 0.683 when calibrated; methods that give a sigma only); truth_rmse: "
+           "against the cloud-free truth on every gap filled (clouds and withheld pixels); "
+           "truth_rmse_days_LO_HI: the same on the days whose gap fraction is in [LO, HI) percent (HI 100 "
+           "included; nan: no such day); n_modes: EOF modes used; harmonics: seasonal harmonics removed per pixel (0: the time mean); "
+           "seconds: the method's wall time; device: where it ran. Units below.",
 )

@@ -471,6 +471,63 @@ def test_fast_flag_and_set_fast_conflict(runner, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_benchmark_data_options_are_checked_by_name(runner, tmp_path, monkeypatch):
+    """`--data-root` / `--data` given to a benchmark without them said "--set data_root: unknown
+    config key" (an option never typed), and `mnist --download` without --data-root downloaded
+    nothing, then said "--download fetches them": it downloads into $OCEANDL_DATA now."""
+    for argv, says in ((["sst", "--data-root", str(tmp_path)], "--data-root: benchmark sst does not take it (mnist only)"),
+                       (["scaling", "--data", str(tmp_path)], "--data: benchmark scaling does not take it (sar and plankton only)"),
+                       (["mnist", "--data", str(tmp_path)], "--data: benchmark mnist does not take it (sar and plankton only)"),
+                       (["sar", "--download"], "--download: benchmark sar does not take it (mnist only)")):
+        res = runner.invoke(cli, ["benchmark", *argv, "--fast", "--quiet", "-o", str(tmp_path / "r")])
+        assert res.exit_code == 2 and res.output.strip().splitlines()[-1] == f"Error: {says}", res.output
+    import oceandl.datasets.mnist as mnist
+
+    got = []
+
+    def fake_download(root):  # no network in the tests: record where it would go, then stop the run
+        got.append(root)
+        raise InputError("offline")
+
+    monkeypatch.setattr(mnist, "download_mnist", fake_download)
+    monkeypatch.setenv("OCEANDL_DATA", str(tmp_path / "data"))
+    res = runner.invoke(cli, ["benchmark", "mnist", "--download", "--fast", "--quiet", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and got == [(tmp_path / "data").resolve()], res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_seed_flag_and_set_seed_conflict(runner, tmp_path):
+    # `--seed 1 --set seed=2` ran seed 2 and recorded it, the --seed typed silently dropped
+    res = runner.invoke(cli, ["benchmark", "sst", "--fast", "--quiet", "--seed", "1", "--set", "seed=2", "--set",
+                              "methods=climatology", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and res.output.strip().splitlines()[-1] == \
+        "Error: --seed and --set seed=...: give one of them", res.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_fast_with_a_full_runs_record_is_refused(runner, tmp_path):
+    """`--fast --config FULL_RUN/results.json` shrank nothing (every recorded value counts as set):
+    it ran the 365 x 128 x 128 cube with the smoke run's method options, recorded as fast."""
+    import dataclasses
+
+    from oceandl.pipelines.sst import SSTConfig
+
+    record = tmp_path / "results.json"
+    record.write_text(json.dumps({"pipeline": "sst", "results": {}, "config": dataclasses.asdict(SSTConfig())}))
+    for extra in (["--fast"], ["--set", "fast=true"]):
+        res = runner.invoke(cli, ["benchmark", "sst", "--config", str(record), *extra, "--quiet", "-o",
+                                  str(tmp_path / "r")])
+        last = res.output.strip().splitlines()[-1]
+        assert res.exit_code == 2 and "record of a full run" in last and "drop --fast" in last, res.output
+    assert not (tmp_path / "r").exists()
+    # a fast run's record with --fast, and a full one without, are still fed back (sizes as recorded)
+    small = json.loads(json.dumps(dataclasses.asdict(SSTConfig(fast=True, n_time=6, size=8, cloud_covers=(0.5,),
+                                                                methods=("climatology",)))))
+    record.write_text(json.dumps({"pipeline": "sst", "results": {}, "config": small}))
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(record), "--fast", "--quiet", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0 and json.loads((tmp_path / "r" / "run.json").read_text())["config"] == small, res.output
+
+
 def test_benchmark_config_file_seed_is_kept(runner, tmp_path):
     """--seed's default 0 went in as an override even when not given: a --config file's seed was
     silently replaced by 0 (run.json said seed 0, and its scores were seed 0's)."""

@@ -165,6 +165,23 @@ def test_markdown_table_holds_the_json_numbers(runs):
     assert json.loads(block) == doc["config"]
 
 
+def test_every_column_and_the_rounding_are_explained(runs):
+    """results.md showed val_std_ratio, test_ece, truth_rmse_days_80_95 ("nan") and the rest with no
+    word of what they are, nor that the table is rounded (4 digits) against results.json."""
+    name, pipe, doc, files, out = runs
+    md = files["results.md"].decode()
+    header, _ = _table(md)
+    legend = next((ln for ln in md.splitlines() if ln.startswith("Columns: ")), "")
+    assert legend, name
+    for col in header[1:]:
+        col = re.sub(r"_\d+_\d+$", "_LO_HI", col)  # truth_rmse_days_80_95: one entry for the bins
+        head, _, rest = col.partition("_")
+        named = re.search(rf"\b{re.escape(col)}\b", legend) or (
+            f"{head}_*" in legend and re.search(rf"\b{re.escape(rest)}\b", legend))  # val_*: rmse, ...
+        assert named, (name, col)
+    assert "rounded to 4 significant digits; results.json holds them in full" in md
+
+
 def test_figures_shown_exist(runs):
     name, pipe, doc, files, out = runs
     md = files["results.md"].decode()
