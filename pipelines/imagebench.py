@@ -215,10 +215,15 @@ def run_benchmark(data: TensorData, cfg: ImageBenchConfig, ctx: RunContext, prep
     if majority > 1 / len(data.classes) + 5e-4:
         chance += (f", always answering the largest class ({data.classes[int(test_counts.argmax())]}) "
                    f"scores {majority:.3f} accuracy, macro accuracy {1 / len(data.classes):.3f}")
-    ctx.note(f"seeded stratified split (seed {cfg.seed}{', keyed on the file paths' if data.keys is not None else ''}): "
-             f"{some['n_train']} train / {some['n_val']} validation / "
-             f"{some['n_test']} test images, {len(data.classes)} classes ({chance}); the best epoch on "
-             f"validation is tested once")
+    # keyed on the paths, each image's part is drawn from a hash of (seed, path): stable as files
+    # come and go, but a class's part sizes vary around the fractions, so "stratified" overstated it
+    how = (f"split keyed on the file paths (seed {cfg.seed}; per class, part sizes vary around "
+           f"{'/'.join(f'{f:g}' for f in cfg.split)}, at least one image in each)" if data.keys is not None
+           else f"seeded stratified split (seed {cfg.seed})")
+    per_class = ", ".join(f"{c} {n}" for c, n in list(zip(data.classes, test_counts))[:20])
+    ctx.note(f"{how}: {some['n_train']} train / {some['n_val']} validation / "
+             f"{some['n_test']} test images (per class {per_class}{', ...' if len(data.classes) > 20 else ''}), "
+             f"{len(data.classes)} classes ({chance}); the best epoch on validation is tested once")
     ctx.note(f"preprocessing {preprocessing}; augmentation {', '.join(cfg.augment) or 'none'}; "
              f"{cfg.epochs} epochs, AdamW lr {cfg.lr} one-cycle, batch {cfg.batch_size}, width {cfg.width}"
              + (", test-time augmentation (8 flips/rotations)" if cfg.tta else ""))

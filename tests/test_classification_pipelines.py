@@ -246,6 +246,8 @@ def test_imbalanced_folder_notes_the_majority_class_baseline(tmp_path):
     assert counts.tolist() == [2, 1, 6] and results["cnn"]["n_test"] == 9
     note = next(n for n in json.loads((out / "run.json").read_text())["notes"] if "chance accuracy" in n)
     assert "chance accuracy 0.333" in note and "largest class (stripes) scores 0.667" in note, note
+    assert note.startswith("split keyed on the file paths (seed 0; per class, part sizes vary around 0.7/0.15/0.15")
+    assert "9 test images (per class blob 2, checks 1, stripes 6)" in note, note
 
 
 def test_unreadable_or_added_files_barely_change_the_pick_or_split_and_are_recorded(tmp_path):
