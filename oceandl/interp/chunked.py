@@ -33,7 +33,8 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     ((core + 2 halo) / core)^2 more work. A randomised SVD accumulated over time chunks would keep
     global modes but needs the full spatial field per iteration (many passes over the cube per
     DINEOF iteration), which is I/O-bound at the global scale.
-    The seasonal cycle these methods remove first (``harmonics``, default ``"auto"``) is *global*:
+    The seasonal cycle these methods remove first with ``harmonics`` (default 0, as in memory: the
+    time mean; ``"auto"`` or k fits one) is *global*:
     each pixel's harmonic fit from the whole record's normal equations, summed in the statistics
     pass as for the climatology (exact, whatever the time chunks: a block of a few months could
     not fit an annual cycle), and shrunk toward its neighbours' over the whole grid, as in memory
@@ -860,8 +861,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         # equations join the statistics pass, over the whole record whatever the time chunks
         from .climatology import harmonic_design, harmonic_folds, resolve_harmonics
 
-        k, frac = resolve_harmonics(options.get("harmonics", "auto"), da["time"] if "time" in da.coords else None,
-                                    f"{where}variable {da.name!r}")
+        # the method's own default (DINEOF and eof: 0, the classic time mean; climatology: auto): an
+        # "auto" here fitted a seasonal cycle under --chunks that the same call without it did not
+        k, frac = resolve_harmonics(options.get("harmonics", cls.option_defaults["harmonics"]),
+                                    da["time"] if "time" in da.coords else None, f"{where}variable {da.name!r}")
         design = harmonic_design(frac, k) if k else None
         # each pixel's cycle is shrunk toward its neighbours' (as in memory): the fold sums too
         fold = harmonic_folds(frac, k) if k else None
