@@ -708,11 +708,12 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis).")
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's data variables (0: uncompressed: written several times faster, about 1.5x larger).")
+@click.option("--min-quality", type=click.IntRange(0, 5), default=None, help="GHRSST L2P/L3: values whose quality_level (0-5) is below this are missing (4 keeps the acceptable and best retrievals, as GDS 2.0 advises).")
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, options, checkpoint, figure, demo, epochs, batch_size, lr, quiet,
-                output, overwrite, seed, device, chunks=None, halo=None, complevel=4):
+                output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
@@ -738,6 +739,8 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
             raise InputError(f"--model: method {method!r} fits the file itself and takes no checkpoint "
                              f"(--model is for the neural methods: {neural})")
         opts["checkpoint"] = str(checkpoint)
+    if demo and min_quality is not None:  # the synthetic cube has no quality_level: it would be ignored
+        raise click.UsageError("--min-quality reads the quality_level of an INPUT file; --demo has none")
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
         if demo or figure is not None:
             raise click.UsageError("--chunks reads an INPUT file; it does not take --demo or --figure")
@@ -748,7 +751,7 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
 
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                   device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
-                                  log=_echo, command=_command_line(), **opts)
+                                  log=_echo, command=_command_line(), min_quality=min_quality, **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
                    f"-> {output}")
         return
@@ -756,7 +759,8 @@ def interpolate(input_path, var, method, withhold, options, checkpoint, figure, 
         figure = output.with_suffix(".png")
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, options=opts,
                                 seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
-                                progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line())
+                                progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line(),
+                                min_quality=min_quality)
     click.echo(summary)
 
 

@@ -240,7 +240,8 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
         ds.close()
 
 
-def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None) -> xr.DataArray:
+def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None,
+              min_quality: int | None = None) -> xr.DataArray:
     """The (time, lat, lon) field of ``source`` as a dask-backed DataArray (nothing loaded).
 
     Parameters
@@ -248,6 +249,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     source : path of a netCDF file, or an xarray Dataset/DataArray (NumPy or dask backed).
     var : variable name (found from CF attributes when omitted).
     chunks : dask chunk size per axis (``time``/``lat``/``lon``; -1 = whole axis).
+    min_quality : GHRSST ``quality_level`` below which values are missing (see :func:`oceandl.io.open_field`).
 
     Returns
     -------
@@ -270,9 +272,9 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
             warnings.simplefilter("ignore", UserWarning)
             ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
-        da = open_field(ds, name, label=str(path))
+        da = open_field(ds, name, label=str(path), min_quality=min_quality)
     else:
-        da = open_field(source, var)
+        da = open_field(source, var, min_quality=min_quality)
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
 
 
@@ -785,7 +787,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, command: str | None = None,
-                        **options) -> ChunkedResult:
+                        min_quality: int | None = None, **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
     Parameters
@@ -813,6 +815,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         its options); the file's other global attributes are kept (:func:`oceandl.io.file_attrs`).
     complevel : zlib level of the written variables, 0 (uncompressed) to 9; see
         :func:`oceandl.io.write_netcdf`.
+    min_quality : GHRSST L2P/L3: values whose ``quality_level`` is below it are missing
+        (:func:`oceandl.io.open_field`).
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``).
 
     Returns
@@ -849,7 +853,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if max_in_flight is not None and max_in_flight < 1:
         raise InputError(f"max_in_flight={max_in_flight}: must be >= 1")
 
-    da = open_lazy(source, var, core)  # stats pass chunks: the cores
+    da = open_lazy(source, var, core, min_quality)  # stats pass chunks: the cores
     shape = tuple(int(n) for n in da.shape)
     # named by the file, as every other refusal of its content (and the in-memory fill's) is
     where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
@@ -918,7 +922,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     else:  # finer input chunks: halos over-read less. The same file again: its warnings were given
         with warnings.catch_warnings():  # ('using variable ...' twice on stderr)
             warnings.simplefilter("ignore", UserWarning)
-            src = open_lazy(source, var, read)
+            src = open_lazy(source, var, read, min_quality)
     window = max_in_flight or _default_window()
     max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4
     say(f"{len(blocks)} blocks of core {core}, halo {hal}, at most {window} in flight "
