@@ -468,6 +468,7 @@ class _FitBlock:
         try:
             model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
             model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
+            model._warn_empty_steps = False  # DINEOF: not one warning per block
             ds = model.fit(da).reconstruct()
             filled = np.asarray(ds[model.output_name_].values, dtype=np.float64)
             if self.design is not None:
