@@ -211,10 +211,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 def train_interpolator(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
                        method: str = "unet", options: dict | None = None, seed: int = 0, device: str = "auto",
                        overwrite: bool = False, demo: bool = False, progress: bool = True,
-                       log: Callable[[str], None] = print) -> str:
+                       log: Callable[[str], None] = print, min_quality: int | None = None) -> str:
     """Train a neural gap filler on every observation of ``input_path`` (or the demo cube) and
     write it as a checkpoint folder ``output``: what ``interpolate --model`` (or
-    ``checkpoint=``) takes back to fill other files without training again.
+    ``checkpoint=``) takes back to fill other files without training again. ``min_quality``: as
+    for :func:`run_interpolation` (GHRSST values of a lower ``quality_level`` are missing).
 
     Returns a one-line summary (method, precision, steps, time, loss).
     """
@@ -243,7 +244,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         log(f"--demo: synthetic SST cube {DEMO_SIZE}")
         da = open_field(synthetic_sst(seed=seed, **DEMO_SIZE), "sst")
     else:
-        da = open_field(input_path, var)
+        da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
     t0 = time.perf_counter()
     with _naming(where):
