@@ -341,17 +341,27 @@ def train():
     """
 
 
+_MIN_QUALITY_HELP = ("GHRSST L2P/L3: values whose quality_level (0-5) is below this are missing (4 keeps the "
+                     "acceptable and best retrievals, as GDS 2.0 advises).")
+
+
+def _check_min_quality(demo: bool, min_quality) -> None:
+    if demo and min_quality is not None:  # the synthetic cube has no quality_level: it would be ignored
+        raise click.UsageError("--min-quality reads the quality_level of an INPUT file; --demo has none")
+
+
 @train.command("interpolator")
 @click.argument("input_path", required=False, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to learn from (default: found from CF attributes).")
 @click.option("--method", default="unet", show_default=True, help="A neural method: convae, unet, resae, smp_unet.")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
+@click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
-                           seed, device):
+                           seed, device, min_quality=None):
     """Train a neural gap filler on a (time, lat, lon) cube and write its checkpoint.
 
     The network learns from every observation of the cube (self-supervised: clouds of other days
@@ -367,9 +377,11 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     from oceandl.pipelines.interpolate import train_interpolator
 
     output = _need_output(output, "checkpoint folder")
+    _check_min_quality(demo, min_quality)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     click.echo(train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
-                                  overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo))
+                                  overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo,
+                                  min_quality=min_quality))
 
 
 def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top"):
@@ -709,11 +721,12 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis).")
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's data variables (0: uncompressed: written several times faster, about 1.5x larger).")
+@click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, refit, options, checkpoint, figure, demo, epochs, batch_size, lr,
-                quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4):
+                quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
@@ -740,6 +753,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
             raise InputError(f"--model: method {method!r} fits the file itself and takes no checkpoint "
                              f"(--model is for the neural methods: {neural})")
         opts["checkpoint"] = str(checkpoint)
+    _check_min_quality(demo, min_quality)
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
         if demo or figure is not None:
             raise click.UsageError("--chunks reads an INPUT file; it does not take --demo or --figure")
@@ -752,7 +766,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
 
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                   device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
-                                  log=_echo, command=_command_line(), **opts)
+                                  log=_echo, command=_command_line(), min_quality=min_quality, **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
                    f"-> {output}")
         return
@@ -764,7 +778,8 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                          "(not --model)")
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, refit=refit,
                                 options=opts, seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
-                                progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line())
+                                progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line(),
+                                min_quality=min_quality)
     click.echo(summary)
 
 

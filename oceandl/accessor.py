@@ -41,20 +41,27 @@ class OceanDLDatasetAccessor:
     def __init__(self, obj: xr.Dataset):
         self._obj = obj
 
-    def _field(self, var: str | None) -> xr.DataArray:
-        from oceandl.io import find_variable
+    def _field(self, var: str | None, min_quality: int | None = None) -> xr.DataArray:
+        from oceandl.io import _quality_masked, find_variable
 
-        return self._obj[find_variable(self._obj, var, label="Dataset")]
+        name = find_variable(self._obj, var, label="Dataset")
+        da = self._obj[name]
+        return da if min_quality is None else _quality_masked(self._obj, da, min_quality, f"Dataset: variable {name!r}")
 
-    def interpolate(self, method: str = "dineof", *, var: str | None = None, **kwargs):
+    def interpolate(self, method: str = "dineof", *, var: str | None = None, min_quality: int | None = None,
+                    **kwargs):
         """Fill the gaps of variable ``var``; see :func:`oceandl.interp.interpolate` (same keywords).
+
+        ``min_quality`` (GHRSST L2P/L3, as ``oceandl interpolate --min-quality``): values whose
+        ``quality_level`` is below it are gaps (4: the acceptable and best retrievals).
 
         Raises
         ------
         InputError
-            ``var`` absent (close names suggested), or no field found / several without ``var``.
+            ``var`` absent (close names suggested), or no field found / several without ``var``;
+            ``min_quality`` without a ``quality_level`` variable on the field's dims.
         """
-        return self._field(var).oceandl.interpolate(method, **kwargs)
+        return self._field(var, min_quality).oceandl.interpolate(method, **kwargs)
 
     def eof(self, n_modes: int = 10, *, var: str | None = None, **kwargs):
         """EOF analysis of variable ``var`` (found as by :meth:`interpolate`); see :func:`oceandl.interp.eof.eof`."""

@@ -533,6 +533,7 @@ def open_field(
     lon: str | None = None,
     time: str | None = None,
     label: str | None = None,
+    min_quality: int | None = None,
 ) -> xr.DataArray:
     """Read a gridded field as a clean DataArray with dims ``("time", "lat", "lon")``.
 
@@ -549,6 +550,11 @@ def open_field(
     label : str, optional
         How error messages name an in-memory source (default ``Dataset`` / ``DataArray 'name'``):
         the file it was opened from, when the caller opened it (lazily, with dask).
+    min_quality : int, optional
+        GHRSST L2P/L3 products: values whose ``quality_level`` (the variable of that name beside
+        the field, on its dims) is below ``min_quality`` (or missing) are missing. GDS 2.0 grades
+        0 (no data) to 5 (best); 4 and 5 are the levels advised for analysis, the lower ones are
+        mostly cloud-contaminated retrievals that a fill would otherwise take as observations.
 
     Returns
     -------
@@ -573,7 +579,8 @@ def open_field(
         ds = _open_path(path)
         try:
             check_groups(ds, path)
-            return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True)
+            return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True,
+                                       min_quality=min_quality)
         finally:
             ds.close()
     if isinstance(source, xr.DataArray):
@@ -581,12 +588,14 @@ def open_field(
         label = label or (f"DataArray '{name}'" if name is not None else "DataArray")
         key = name if name is not None and name not in source.coords else "__oceandl_field__"
         ds = source.to_dataset(name=key)
-        out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon})
+        out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon},
+                                  min_quality=min_quality)
         out.name = name
         return out
     if isinstance(source, xr.Dataset):
         label = label or "Dataset"
-        return _field_from_dataset(_decode(source, label), var, label, {"time": time, "lat": lat, "lon": lon})
+        return _field_from_dataset(_decode(source, label), var, label, {"time": time, "lat": lat, "lon": lon},
+                                   min_quality=min_quality)
     raise InputError(
         f"open_field: source of type {type(source).__name__}; expected a path, xarray.Dataset or DataArray"
     )
@@ -607,10 +616,29 @@ def _decode(ds: xr.Dataset, label: str) -> xr.Dataset:
         raise InputError(f"{label}: cannot decode CF attributes ({one_line(exc)})") from exc
 
 
-def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: bool = False) -> xr.DataArray:
+def _quality_masked(ds: xr.Dataset, da: xr.DataArray, min_quality, where: str) -> xr.DataArray:
+    """``da`` missing where the ``quality_level`` beside it is below ``min_quality`` or missing
+    (GHRSST GDS 2.0; see :func:`open_field`). Lazy input stays lazy."""
+    if isinstance(min_quality, bool) or not isinstance(min_quality, (int, np.integer)):
+        raise InputError(f"min_quality must be an integer (GHRSST quality_level, 0 to 5), got {min_quality!r}")
+    q = ds.variables.get("quality_level")
+    if q is None:
+        raise InputError(f"{where}: min_quality (--min-quality) needs a 'quality_level' variable beside it, as in GHRSST "
+                         f"L2P/L3 files; there is none (variables: {', '.join(map(str, ds.data_vars))})")
+    if not set(q.dims) <= set(da.dims):
+        raise InputError(f"{where}: quality_level has dims {tuple(q.dims)}, not the field's {tuple(da.dims)}")
+    masked = da.where(ds["quality_level"] >= int(min_quality))
+    masked.attrs, masked.encoding = da.attrs, da.encoding  # the valid range is unpacked from them below
+    return masked
+
+
+def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: bool = False,
+                        min_quality: int | None = None) -> xr.DataArray:
     name = find_variable(ds, var, label=label)
     da = ds[name]
     where = f"{label}: variable '{name}'" if not label.startswith("DataArray") else label
+    if min_quality is not None:
+        da = _quality_masked(ds, da, min_quality, where)
     if da.ndim < 3:
         raise InputError(f"{where}: has {da.ndim} dims {_dims_text(da)}; expected 3 (time, lat, lon)")
     roles = _assign_roles(ds, da, overrides, where)

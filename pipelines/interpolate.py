@@ -91,13 +91,16 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                       method: str = "dineof", withhold: float = 0.1, options: dict | None = None, seed: int = 0,
                       device: str = "auto", overwrite: bool = False, figure: str | Path | None = None,
                       demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
-                      log: Callable[[str], None] = print, command: str | None = None) -> str:
+                      log: Callable[[str], None] = print, command: str | None = None,
+                      min_quality: int | None = None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
     (data variables at zlib level ``complevel``, 0: uncompressed).
 
     The output's global attributes are the input file's where they still hold, the fill's
     provenance and ``history`` with a line in front: ``command`` (the command line) when given
     (:func:`oceandl.io.file_attrs`).
+    ``min_quality``: GHRSST values whose ``quality_level`` is below it are missing
+    (:func:`oceandl.io.open_field`).
 
     Returns a one-paragraph summary (method, time, validation metrics).
     """
@@ -130,7 +133,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         da = open_field(ds, "sst")
         truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
     else:
-        da = open_field(input_path, var)
+        da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
     valid = np.isfinite(da.values)
     # one time step: the methods that fit the file refuse it (one Error line; a 'no gaps' warning before
@@ -219,10 +222,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 def train_interpolator(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
                        method: str = "unet", options: dict | None = None, seed: int = 0, device: str = "auto",
                        overwrite: bool = False, demo: bool = False, progress: bool = True,
-                       log: Callable[[str], None] = print) -> str:
+                       log: Callable[[str], None] = print, min_quality: int | None = None) -> str:
     """Train a neural gap filler on every observation of ``input_path`` (or the demo cube) and
     write it as a checkpoint folder ``output``: what ``interpolate --model`` (or
-    ``checkpoint=``) takes back to fill other files without training again.
+    ``checkpoint=``) takes back to fill other files without training again. ``min_quality``: as
+    for :func:`run_interpolation` (GHRSST values of a lower ``quality_level`` are missing).
 
     Returns a one-line summary (method, precision, steps, time, loss).
     """
@@ -251,7 +255,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         log(f"--demo: synthetic SST cube {DEMO_SIZE}")
         da = open_field(synthetic_sst(seed=seed, **DEMO_SIZE), "sst")
     else:
-        da = open_field(input_path, var)
+        da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
     t0 = time.perf_counter()
     with _naming(where):

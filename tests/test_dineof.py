@@ -221,6 +221,35 @@ def test_temporal_filter_prefers_smooth_modes():
     assert rank1(temporal_filter=0.25, filter_iter=2) > 0.95
 
 
+def test_a_step_with_no_observation_is_said_and_the_filter_fills_it():
+    """An all-NaN day (a satellite outage) was filled with little more than each pixel's time mean
+    (no data sets the modes' amplitudes there), unsaid: RMSE 1.92 there on a 24-day 20 x 22 cube,
+    0.22 with temporal_filter=0.01 (here 0.70 and 0.23). The fill now says so."""
+    import warnings
+
+    gappy, truth = make_cube(nt=24, ny=16, nx=18, rank=2, cover=0.3, seed=2)
+    gappy = gappy.copy()
+    gappy[7] = np.nan
+    day = np.isfinite(truth.values[7])
+
+    def run(**opts):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = interpolate(gappy, "dineof", n_modes=2, seed=0, device="cpu", **opts)
+        said = [str(w.message) for w in caught if "no observation" in str(w.message)]
+        return out.values[7][day], said
+
+    plain, said = run()
+    assert len(said) == 1 and "1 time step(s) with no observation (the first: 7)" in said[0], said
+    assert "temporal_filter" in said[0]
+    # without re-centring, exactly the pixels' means: what the warning says
+    np.testing.assert_allclose(run(center=False)[0], gappy.mean("time").values[day], atol=1e-4)
+    smooth, said = run(temporal_filter=0.01)
+    assert said == []
+    rmse = lambda a: float(np.sqrt(np.mean((a - truth.values[7][day]) ** 2)))  # noqa: E731
+    assert rmse(smooth) < 0.5 * rmse(plain), (rmse(smooth), rmse(plain))
+
+
 @pytest.mark.parametrize("kind", ["datetime64", "cftime", "numbers"])
 def test_temporal_filter_warns_on_uneven_time_steps(kind, recwarn):
     """The filter treats consecutive steps as equally spaced: on a series with dropped days it

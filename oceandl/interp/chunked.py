@@ -33,7 +33,8 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     ((core + 2 halo) / core)^2 more work. A randomised SVD accumulated over time chunks would keep
     global modes but needs the full spatial field per iteration (many passes over the cube per
     DINEOF iteration), which is I/O-bound at the global scale.
-    The seasonal cycle these methods remove first (``harmonics``, default ``"auto"``) is *global*:
+    The seasonal cycle these methods remove first with ``harmonics`` (default 0, as in memory: the
+    time mean; ``"auto"`` or k fits one) is *global*:
     each pixel's harmonic fit from the whole record's normal equations, summed in the statistics
     pass as for the climatology (exact, whatever the time chunks: a block of a few months could
     not fit an annual cycle), and shrunk toward its neighbours' over the whole grid, as in memory
@@ -239,7 +240,8 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
         ds.close()
 
 
-def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None) -> xr.DataArray:
+def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None,
+              min_quality: int | None = None) -> xr.DataArray:
     """The (time, lat, lon) field of ``source`` as a dask-backed DataArray (nothing loaded).
 
     Parameters
@@ -247,6 +249,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     source : path of a netCDF file, or an xarray Dataset/DataArray (NumPy or dask backed).
     var : variable name (found from CF attributes when omitted).
     chunks : dask chunk size per axis (``time``/``lat``/``lon``; -1 = whole axis).
+    min_quality : GHRSST ``quality_level`` below which values are missing (see :func:`oceandl.io.open_field`).
 
     Returns
     -------
@@ -269,9 +272,9 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
             warnings.simplefilter("ignore", UserWarning)
             ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
-        da = open_field(ds, name, label=str(path))
+        da = open_field(ds, name, label=str(path), min_quality=min_quality)
     else:
-        da = open_field(source, var)
+        da = open_field(source, var, min_quality=min_quality)
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
 
 
@@ -465,6 +468,7 @@ class _FitBlock:
         try:
             model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
             model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
+            model._warn_empty_steps = False  # DINEOF: not one warning per block
             ds = model.fit(da).reconstruct()
             filled = np.asarray(ds[model.output_name_].values, dtype=np.float64)
             if self.design is not None:
@@ -784,7 +788,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, command: str | None = None,
-                        **options) -> ChunkedResult:
+                        min_quality: int | None = None, **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
     Parameters
@@ -812,6 +816,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         its options); the file's other global attributes are kept (:func:`oceandl.io.file_attrs`).
     complevel : zlib level of the written variables, 0 (uncompressed) to 9; see
         :func:`oceandl.io.write_netcdf`.
+    min_quality : GHRSST L2P/L3: values whose ``quality_level`` is below it are missing
+        (:func:`oceandl.io.open_field`).
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``).
 
     Returns
@@ -848,7 +854,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if max_in_flight is not None and max_in_flight < 1:
         raise InputError(f"max_in_flight={max_in_flight}: must be >= 1")
 
-    da = open_lazy(source, var, core)  # stats pass chunks: the cores
+    da = open_lazy(source, var, core, min_quality)  # stats pass chunks: the cores
     shape = tuple(int(n) for n in da.shape)
     # named by the file, as every other refusal of its content (and the in-memory fill's) is
     where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
@@ -860,8 +866,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         # equations join the statistics pass, over the whole record whatever the time chunks
         from .climatology import harmonic_design, harmonic_folds, resolve_harmonics
 
-        k, frac = resolve_harmonics(options.get("harmonics", "auto"), da["time"] if "time" in da.coords else None,
-                                    f"{where}variable {da.name!r}")
+        # the method's own default (DINEOF and eof: 0, the classic time mean; climatology: auto): an
+        # "auto" here fitted a seasonal cycle under --chunks that the same call without it did not
+        k, frac = resolve_harmonics(options.get("harmonics", cls.option_defaults["harmonics"]),
+                                    da["time"] if "time" in da.coords else None, f"{where}variable {da.name!r}")
         design = harmonic_design(frac, k) if k else None
         # each pixel's cycle is shrunk toward its neighbours' (as in memory): the fold sums too
         fold = harmonic_folds(frac, k) if k else None
@@ -915,7 +923,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     else:  # finer input chunks: halos over-read less. The same file again: its warnings were given
         with warnings.catch_warnings():  # ('using variable ...' twice on stderr)
             warnings.simplefilter("ignore", UserWarning)
-            src = open_lazy(source, var, read)
+            src = open_lazy(source, var, read, min_quality)
     window = max_in_flight or _default_window()
     max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4
     say(f"{len(blocks)} blocks of core {core}, halo {hal}, at most {window} in flight "

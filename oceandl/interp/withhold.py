@@ -43,7 +43,8 @@ def withhold_by_cloud_transfer(valid, fraction: float = 0.1, seed: int = 0):
     As in DINEOF/DINCAE cross-validation: take the days with the most valid pixels first; on each,
     impose the cloud (invalid ocean) pattern of another day drawn at random, and withhold the valid
     pixels that fall under it; stop once at least ``fraction`` of all valid pixels are withheld.
-    The withheld pixels therefore have the size and shape of real gaps.
+    The withheld pixels therefore have the size and shape of real gaps. Days with no valid pixel
+    (outages) lend no pattern: theirs would withhold a whole day.
 
     Parameters
     ----------
@@ -77,12 +78,17 @@ def withhold_by_cloud_transfer(valid, fraction: float = 0.1, seed: int = 0):
         rng = np.random.default_rng(seed)
         counts = arr.reshape(n_time, -1).sum(axis=1)
         cleanest = np.argsort(-counts, kind="stable")
+        # a day with no observation (a satellite outage) is no cloud pattern: lent, it withheld a
+        # whole clean day, which the output then held as the method's reconstruction
+        seen = np.flatnonzero(counts > 0)
         done = 0
         # Later passes stack a second donor's clouds on the same days, for large fractions.
         for _ in range(20):
             for d in cleanest:
-                donor = int(rng.integers(n_time - 1))
-                donor += donor >= d  # any day but d
+                pool = seen[seen != d]  # any observed day but d (all days but d: as before, draw for draw)
+                if pool.size == 0:
+                    continue
+                donor = int(pool[rng.integers(pool.size)])
                 new = arr[d] & ~withheld[d] & cloud[donor]
                 withheld[d] |= new
                 done += int(new.sum())
