@@ -372,14 +372,15 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo))
 
 
-def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top"):
+def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top", fit: str = "stretch"):
     from oceandl.datasets.images import ImageFolderDataset, open_image_dataset
     from oceandl.datasets.mnist import MNISTDataset, find_mnist_files
 
     if class_folders == "leaf":  # a taxonomy tree: only a folder of class folders has one
         if not data.is_dir():
             raise InputError(f"--class-folders leaf: {data} is not a folder of class folders")
-        return ImageFolderDataset(data, size=size, channels=channels, on_error=on_error, class_folders="leaf")
+        return ImageFolderDataset(data, size=size, channels=channels, on_error=on_error, class_folders="leaf",
+                                  fit=fit)
     if data.is_dir():
         splits = []
         for split in ("train", "test"):
@@ -394,7 +395,7 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
             # the training split when present; a corrupt file is an error, never a silent fallback
             x, y = load_mnist(data, splits[0])
             return MNISTDataset(x, y)
-        return open_image_dataset(data, size=size, channels=channels, on_error=on_error)
+        return open_image_dataset(data, size=size, channels=channels, on_error=on_error, fit=fit)
     return open_image_dataset(data)
 
 
@@ -406,6 +407,7 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
                             "lr": "default: 1e-3"})
 @click.option("--split", default="0.7,0.15,0.15", show_default=True, help="Train,validation,test fractions.")
 @click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE (default: their own size; mixed sizes are resized to the most common one, with a warning).")
+@click.option("--fit", type=click.Choice(["stretch", "crop", "pad"]), default="stretch", show_default=True, help="How an image of another shape reaches the size: stretch (resize), crop (resize to cover, centre-crop) or pad (resize to fit, keeping its aspect ratio, pad with the border mean: plankton, whose shape tells the class). Recorded in the checkpoint; classify fits images the same way.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
 @click.option("--intensity", type=click.Choice(["linear", "db"]), default="linear", show_default=True, help="SAR: linear or dB intensity (--demo: db).")
 @click.option("--normalize", type=click.Choice(["per_image", "none"]), default="per_image", show_default=True, help="per_image: zero mean, unit std per image and channel; none: values as read (recorded in the checkpoint, applied again by classify).")
@@ -428,7 +430,7 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
-def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
+def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, fit, channels, intensity, normalize,
                          augment, optimizer, weight_decay, grad_clip, warmup_epochs, class_weights, l1, l2,
                          early_stopping, options, resume, on_error, class_folders, precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
                          device):
@@ -478,7 +480,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     # image-folder readers take them), so they were silently ignored there; after a folder reader
     # they are already met and change nothing
     spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
-            **({"channels": int(channels)} if channels else {})}
+            **({"channels": int(channels)} if channels else {}), **({"fit": fit} if fit != "stretch" else {})}
     model_opts = _kv(options)
     # every setting checked before the data is made or read (TrainConfig above: the numbers)
     check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
@@ -494,7 +496,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         data = make_sar_vignettes(Path(tmp) / "sar", n_per_class=40, size=48, seed=seed)
     if not data.exists():
         raise InputError(f"{data}: no such file or folder")
-    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders)
+    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders, fit)
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output,
                            on_error=on_error)

@@ -383,6 +383,31 @@ def test_a_model_trained_on_padded_images_classifies_padded_images(tmp_path):
     np.testing.assert_allclose(classify(wide[None], model, device="cpu")["probabilities"].values, ref[:1], atol=1e-5)
 
 
+def test_train_classifier_fit_pad_keeps_the_aspect_ratio(tmp_path):
+    # `train classifier` had no --fit: plankton images of many shapes were always stretched to the
+    # size (a 10 x 40 chain to 16 x 16), while the plankton benchmark pads them
+    from PIL import Image
+
+    from oceandl.classification import classify
+    from oceandl.datasets import ImageFolderDataset
+
+    rng = np.random.default_rng(3)
+    for ci, (c, shape) in enumerate((("long", (10, 40)), ("round", (30, 30)))):
+        for i in range(6):
+            (tmp_path / "pl" / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random(shape) * 100 + 80 * ci).astype(np.uint8)).save(tmp_path / "pl" / c / f"{i}.png")
+    model = train(tmp_path / "pl", tmp_path / "m", "--size", 16, "--fit", "pad")
+    assert json.loads((model / "config.json").read_text())["preprocessing"]["fit"] == "pad"
+    out = tmp_path / "p.csv"
+    res = invoke("classify", "--model", model, tmp_path / "pl", "-o", out, "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(out)[["p_long", "p_round"]].values
+    padded = classify(ImageFolderDataset(tmp_path / "pl", size=16, fit="pad"), model, device="cpu")
+    stretched = classify(ImageFolderDataset(tmp_path / "pl", size=16), model, device="cpu")
+    np.testing.assert_allclose(got, padded["probabilities"].values, atol=1e-5)
+    assert np.abs(got - stretched["probabilities"].values).max() > 1e-3
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]
