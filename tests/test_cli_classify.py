@@ -408,6 +408,31 @@ def test_train_classifier_fit_pad_keeps_the_aspect_ratio(tmp_path):
     assert np.abs(got - stretched["probabilities"].values).max() > 1e-3
 
 
+def test_classify_warns_about_the_checkpoint_of_an_interrupted_run(tmp_path):
+    # the checkpoint an interrupted `train classifier` keeps for --resume (epoch 1 of 3, no test
+    # metrics) was used by classify without a word, as if it were the trained model
+    from oceandl.models import get_model
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    y = torch.arange(24) % 2
+    x = torch.from_numpy(rng.normal(size=(24, 1, 8, 8)).astype(np.float32)) + y[:, None, None, None].float()
+    cfg = TrainConfig(epochs=3, batch_size=8, device="cpu", progress=False)
+    meta = dict(model_name="cnn", model_args=[1, 2], model_options={"channels": [4], "hidden": 8},
+                classes=["a", "b"], preprocessing={"normalize": "none"})
+    net = lambda: get_model("cnn", 1, 2, channels=[4], hidden=8)  # noqa: E731
+    fit(net(), TensorData(x[:16], y[:16]), TensorData(x[16:], y[16:]), cfg, out=tmp_path / "m",
+        checkpoint_meta=meta, stop_after_epoch=1)
+    xr.Dataset({"image": (("sample", "y", "x"), x[:4, 0].numpy())}).to_netcdf(tmp_path / "s.nc")
+    res = invoke("classify", "--model", tmp_path / "m", tmp_path / "s.nc", "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "stopped at epoch 1 of 3" in res.output and "--resume" in res.output, res.output
+    fit(net(), TensorData(x[:16], y[:16]), TensorData(x[16:], y[16:]), cfg, out=tmp_path / "m",
+        checkpoint_meta=meta, resume=True)
+    res = invoke("classify", "--model", tmp_path / "m", tmp_path / "s.nc", "-o", tmp_path / "q.csv", "--quiet")
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]
