@@ -101,8 +101,30 @@ class OceandlGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
             if os.environ.get("OCEANDL_DEBUG"):
                 raise
+            # torch reports its allocators' failures as RuntimeError (torch.OutOfMemoryError on
+            # CUDA), not MemoryError: "RuntimeError: [enforce fail at alloc_cpu.cpp:127] ..."
+            oom = _out_of_memory(exc) if isinstance(exc, RuntimeError) else None
+            if oom is not None:
+                raise _Failure(oom, 1) from None
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise _Failure(f"{type(exc).__name__}: {msg} (set OCEANDL_DEBUG=1 for the traceback)", 1) from None
+
+
+def _out_of_memory(exc: BaseException) -> str | None:
+    """The one-line error for torch's out-of-memory ``RuntimeError`` (CPU or CUDA), with the size
+    asked for; ``None`` for any other error."""
+    import re
+
+    text = str(exc)
+    cpu = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", text)
+    if cpu is None and not (type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text):
+        return None
+    cuda = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", text)
+    asked = (f" ({int(cpu.group(1)) / 2**30:.1f} GiB asked for at once)" if cpu
+             else f" ({cuda.group(1)} asked for at once)" if cuda else "")
+    if cpu is not None:
+        return f"out of memory{asked}: try a smaller --batch-size or --size (or tile)"
+    return f"out of GPU memory{asked}: try a smaller --batch-size or --size (or tile), or --device cpu"
 
 
 # import names whose pip package is named otherwise (beyond '_' for '-', which pip takes either way)

@@ -622,6 +622,33 @@ def test_classify_errors_are_one_line(sar_tree, sar_model, tmp_path):
     assert len(pd.read_csv(tmp_path / "p.csv")) == 1
 
 
+@pytest.mark.parametrize("exc, says", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 40000000000 bytes. Error code 12 (Cannot allocate memory)"),
+     "out of memory (37.3 GiB asked for at once): try a smaller --batch-size or --size (or tile)"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8 GiB"),
+     "out of GPU memory (2.00 GiB asked for at once): try a smaller --batch-size or --size (or tile), or --device cpu"),
+])
+def test_torch_out_of_memory_is_one_line_with_the_size(sar_tree, sar_model, tmp_path, monkeypatch, exc, says):
+    # torch raises RuntimeError (OutOfMemoryError on CUDA), not MemoryError: the CLI said
+    # "RuntimeError: [enforce fail at alloc_cpu.cpp:127] ... (set OCEANDL_DEBUG=1 for the traceback)"
+    import oceandl.classification
+
+    def oom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(oceandl.classification, "classify", oom)
+    one = next((sar_tree / "F").glob("*.tiff"))
+    res = invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 1, res.output
+    assert res.output.strip().splitlines() == [f"Error: {says}"]
+    assert not (tmp_path / "p.csv").exists()
+    # any other RuntimeError keeps its own message
+    monkeypatch.setattr(oceandl.classification, "classify", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    res = invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 1 and "RuntimeError: x" in res.output, res.output
+
+
 def test_unreadable_image_raise_or_skip(sar_tree, sar_model, tmp_path):
     """Every input file has its row: an unreadable one (not an image, a JPEG truncated in its pixel
     data, a float TIFF of NaN only) gets an empty prediction, label -2 and the reason in 'error'.
