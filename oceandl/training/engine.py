@@ -1023,8 +1023,16 @@ def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: d
         pairs += [(k, new["training"][k], v) for k, v in added.items() if k not in old_training]
     for key, value, before in pairs:
         if value != before:
-            raise InputError(f"{out}: --resume with {key}={value!r}, but the run in that folder was started with "
-                             f"{key}={before!r} (resume with the same options, or start over with --overwrite)")
+            said = _RESUME_SAYS.get(key, "")
+            raise InputError(f"{out}: --resume with {key}={value!r}{said}, but the run in that folder was started "
+                             f"with {key}={before!r} (resume with the same options, or start over with --overwrite)")
+
+
+#: what a setting the resume check names is, where its name is not the option's: "model_args=[1, 6]"
+#: was a changed number of classes (a class folder added), "amp=False" was --precision fp32
+_RESUME_SAYS = {"model_args": " (image channels, classes: the data's classes changed?)",
+                "amp": " (--precision)", "amp_cpu": " (--precision)", "fused": " (--[no-]fused-optimizer)",
+                "channels_last": " (--[no-]channels-last)"}
 
 
 def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, bad_epochs, cfg, task, meta,
