@@ -565,7 +565,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     output = _need_output(output, "predictions")
     if output.suffix.lower() not in (".csv", ".nc"):
         raise InputError(f"{output}: the output must end in .csv or .nc")
-    check_output_path(output, overwrite, kind="file", what="predictions file")
+    # inputs: `-o stack.nc --overwrite` on the stack classified replaced the images with the predictions
+    check_output_path(output, overwrite, inputs, kind="file", what="predictions file")
     from oceandl.classification import classify as run_classify
     from oceandl.errors import CheckpointError
     from oceandl.training import read_config

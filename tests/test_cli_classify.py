@@ -455,6 +455,19 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
 
 
+def test_classify_never_writes_over_its_input_stack(stack, tmp_path):
+    # `classify stack.nc -o stack.nc --overwrite` replaced the images with the predictions
+    model = train(stack, tmp_path / "nc_cnn")
+    copy = tmp_path / "stack.nc"
+    shutil.copy(stack, copy)
+    (tmp_path / "link.nc").symlink_to(copy)
+    before = copy.read_bytes()
+    for out in (copy, tmp_path / "link.nc"):
+        res = invoke("classify", "--model", model, copy, "-o", out, "--overwrite", "--quiet")
+        assert_one_line_error(res, str(out), "is the input file")
+    assert copy.read_bytes() == before
+
+
 def test_classify_netcdf_stack_keeps_its_sample_coords(stack, tmp_path):
     # rows came out numbered 0..N-1 with the stack's sample coordinate and each image's time and
     # latitude dropped: the predictions could not be joined back to the file (a DataArray kept them)
