@@ -519,6 +519,12 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     if not data.exists():
         raise InputError(f"{data}: no such file or folder")
     dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders, fit)
+    root = getattr(dataset, "root", None)  # the folder of class folders (not an MNIST folder's or a stack's)
+    if not demo and root is not None and output.resolve().is_relative_to(Path(root).resolve()):
+        # the checkpoint's figures (confusion.png, curves.png, ...) were read by the next run on
+        # --data as the images of one more class, named after the checkpoint folder
+        raise InputError(f"{output}: inside the class folders of --data ({root}), where the next run would "
+                         "read the checkpoint's figures as images of a class; write it outside them")
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output,
                            on_error=on_error)

@@ -433,6 +433,18 @@ def test_classify_warns_about_the_checkpoint_of_an_interrupted_run(tmp_path):
     assert res.exit_code == 0 and "warning" not in res.output, res.output
 
 
+def test_train_refuses_a_checkpoint_inside_the_class_folders(tmp_path):
+    # `-o plankton/model` wrote confusion.png, curves.png, ... among the class folders: the next run
+    # on plankton/ trained a class 'model' on them (and made every image RGB, as the figures are)
+    root = make_plankton_images(tmp_path / "plankton", n_per_class=4, size=16, seed=0)
+    res = invoke("train", "classifier", "--data", root, "-o", root / "model", "--epochs", 1, "--quiet")
+    assert_one_line_error(res, str(root / "model"), "inside the class folders of --data")
+    assert sorted(p.name for p in root.iterdir()) == sorted(PLANKTON_CLASSES)
+    # beside the class folders of a Kaggle layout (data/train/<class>/) is outside them
+    shutil.copytree(root, tmp_path / "kaggle" / "train")
+    train(tmp_path / "kaggle", tmp_path / "kaggle" / "model")
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]
