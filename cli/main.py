@@ -101,8 +101,30 @@ class OceandlGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
             if os.environ.get("OCEANDL_DEBUG"):
                 raise
+            # torch reports its allocators' failures as RuntimeError (torch.OutOfMemoryError on
+            # CUDA), not MemoryError: "RuntimeError: [enforce fail at alloc_cpu.cpp:127] ..."
+            oom = _out_of_memory(exc) if isinstance(exc, RuntimeError) else None
+            if oom is not None:
+                raise _Failure(oom, 1) from None
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise _Failure(f"{type(exc).__name__}: {msg} (set OCEANDL_DEBUG=1 for the traceback)", 1) from None
+
+
+def _out_of_memory(exc: BaseException) -> str | None:
+    """The one-line error for torch's out-of-memory ``RuntimeError`` (CPU or CUDA), with the size
+    asked for; ``None`` for any other error."""
+    import re
+
+    text = str(exc)
+    cpu = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", text)
+    if cpu is None and not (type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text):
+        return None
+    cuda = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", text)
+    asked = (f" ({int(cpu.group(1)) / 2**30:.1f} GiB asked for at once)" if cpu
+             else f" ({cuda.group(1)} asked for at once)" if cuda else "")
+    if cpu is not None:
+        return f"out of memory{asked}: try a smaller --batch-size or --size (or tile)"
+    return f"out of GPU memory{asked}: try a smaller --batch-size or --size (or tile), or --device cpu"
 
 
 # import names whose pip package is named otherwise (beyond '_' for '-', which pip takes either way)
@@ -384,14 +406,15 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
                                   min_quality=min_quality))
 
 
-def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top"):
+def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top", fit: str = "stretch"):
     from oceandl.datasets.images import ImageFolderDataset, open_image_dataset
     from oceandl.datasets.mnist import MNISTDataset, find_mnist_files
 
     if class_folders == "leaf":  # a taxonomy tree: only a folder of class folders has one
         if not data.is_dir():
             raise InputError(f"--class-folders leaf: {data} is not a folder of class folders")
-        return ImageFolderDataset(data, size=size, channels=channels, on_error=on_error, class_folders="leaf")
+        return ImageFolderDataset(data, size=size, channels=channels, on_error=on_error, class_folders="leaf",
+                                  fit=fit)
     if data.is_dir():
         splits = []
         for split in ("train", "test"):
@@ -406,7 +429,7 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
             # the training split when present; a corrupt file is an error, never a silent fallback
             x, y = load_mnist(data, splits[0])
             return MNISTDataset(x, y)
-        return open_image_dataset(data, size=size, channels=channels, on_error=on_error)
+        return open_image_dataset(data, size=size, channels=channels, on_error=on_error, fit=fit)
     return open_image_dataset(data)
 
 
@@ -418,6 +441,7 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
                             "lr": "default: 1e-3"})
 @click.option("--split", default="0.7,0.15,0.15", show_default=True, help="Train,validation,test fractions.")
 @click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE (default: their own size; mixed sizes are resized to the most common one, with a warning).")
+@click.option("--fit", type=click.Choice(["stretch", "crop", "pad"]), default="stretch", show_default=True, help="How an image of another shape reaches the size: stretch (resize), crop (resize to cover, centre-crop) or pad (resize to fit, keeping its aspect ratio, pad with the border mean: plankton, whose shape tells the class). Recorded in the checkpoint; classify fits images the same way.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
 @click.option("--intensity", type=click.Choice(["linear", "db"]), default="linear", show_default=True, help="SAR: linear or dB intensity (--demo: db).")
 @click.option("--normalize", type=click.Choice(["per_image", "none"]), default="per_image", show_default=True, help="per_image: zero mean, unit std per image and channel; none: values as read (recorded in the checkpoint, applied again by classify).")
@@ -440,7 +464,7 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes that read the images (default: one per core when reading takes over a second; 0: this process).")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
-def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, channels, intensity, normalize,
+def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, fit, channels, intensity, normalize,
                          augment, optimizer, weight_decay, grad_clip, warmup_epochs, class_weights, l1, l2,
                          early_stopping, options, resume, on_error, class_folders, precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
                          device):
@@ -490,7 +514,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     # image-folder readers take them), so they were silently ignored there; after a folder reader
     # they are already met and change nothing
     spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
-            **({"channels": int(channels)} if channels else {})}
+            **({"channels": int(channels)} if channels else {}), **({"fit": fit} if fit != "stretch" else {})}
     model_opts = _kv(options)
     # every setting checked before the data is made or read (TrainConfig above: the numbers)
     check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
@@ -506,7 +530,13 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         data = make_sar_vignettes(Path(tmp) / "sar", n_per_class=40, size=48, seed=seed)
     if not data.exists():
         raise InputError(f"{data}: no such file or folder")
-    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders)
+    dataset = _open_labelled(data, size, int(channels) if channels else None, on_error, class_folders, fit)
+    root = getattr(dataset, "root", None)  # the folder of class folders (not an MNIST folder's or a stack's)
+    if not demo and root is not None and output.resolve().is_relative_to(Path(root).resolve()):
+        # the checkpoint's figures (confusion.png, curves.png, ...) were read by the next run on
+        # --data as the images of one more class, named after the checkpoint folder
+        raise InputError(f"{output}: inside the class folders of --data ({root}), where the next run would "
+                         "read the checkpoint's figures as images of a class; write it outside them")
     res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                            overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output,
                            on_error=on_error)
@@ -553,7 +583,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     output = _need_output(output, "predictions")
     if output.suffix.lower() not in (".csv", ".nc"):
         raise InputError(f"{output}: the output must end in .csv or .nc")
-    check_output_path(output, overwrite, kind="file", what="predictions file")
+    # inputs: `-o stack.nc --overwrite` on the stack classified replaced the images with the predictions
+    check_output_path(output, overwrite, inputs, kind="file", what="predictions file")
     from oceandl.classification import classify as run_classify
     from oceandl.errors import CheckpointError
     from oceandl.training import read_config

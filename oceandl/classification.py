@@ -251,7 +251,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         non-finite pixels take their image's finite median (an all-NaN image is unreadable, below).
     model : str or path
         Checkpoint folder written by ``oceandl train classifier`` (or its ``-o`` path). A model
-        in memory goes to :func:`oceandl.training.predict` instead.
+        in memory goes to :func:`oceandl.training.predict` instead. The checkpoint an interrupted
+        run keeps for ``--resume`` is used with a warning (its training stopped before the end).
     min_confidence : images whose top probability is below it are labelled ``"unassigned"``.
         The network runs in float32, in channels-last layout unless it was trained without it
         (``--no-channels-last``).
@@ -301,6 +302,11 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     if on_error not in ("skip", "raise"):
         raise InputError(f"on_error={on_error!r}: use 'skip' or 'raise'")
     net, cfg = load_checkpoint(model, device=resolve_device(device), expect_task="classification")
+    if cfg.get("finished") is False:
+        # the checkpoint an interrupted run keeps for --resume was used without a word, as if trained
+        warn(f"{model}: its training stopped at epoch {cfg.get('epochs_done')} of "
+             f"{(cfg.get('training') or {}).get('epochs')} (interrupted) and was not tested: these are the "
+             "best weights so far; finish it with `oceandl train classifier` and the same options plus --resume")
     if (cfg.get("training") or {}).get("channels_last", True):
         # the layout it was trained in (weights are saved contiguous): fp32 inference on the CPU
         # 1.9x faster for the course CNN at 128 x 128, 1.1x ResNet, 1.6x VGG; the same to float rounding

@@ -383,6 +383,68 @@ def test_a_model_trained_on_padded_images_classifies_padded_images(tmp_path):
     np.testing.assert_allclose(classify(wide[None], model, device="cpu")["probabilities"].values, ref[:1], atol=1e-5)
 
 
+def test_train_classifier_fit_pad_keeps_the_aspect_ratio(tmp_path):
+    # `train classifier` had no --fit: plankton images of many shapes were always stretched to the
+    # size (a 10 x 40 chain to 16 x 16), while the plankton benchmark pads them
+    from PIL import Image
+
+    from oceandl.classification import classify
+    from oceandl.datasets import ImageFolderDataset
+
+    rng = np.random.default_rng(3)
+    for ci, (c, shape) in enumerate((("long", (10, 40)), ("round", (30, 30)))):
+        for i in range(6):
+            (tmp_path / "pl" / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random(shape) * 100 + 80 * ci).astype(np.uint8)).save(tmp_path / "pl" / c / f"{i}.png")
+    model = train(tmp_path / "pl", tmp_path / "m", "--size", 16, "--fit", "pad")
+    assert json.loads((model / "config.json").read_text())["preprocessing"]["fit"] == "pad"
+    out = tmp_path / "p.csv"
+    res = invoke("classify", "--model", model, tmp_path / "pl", "-o", out, "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(out)[["p_long", "p_round"]].values
+    padded = classify(ImageFolderDataset(tmp_path / "pl", size=16, fit="pad"), model, device="cpu")
+    stretched = classify(ImageFolderDataset(tmp_path / "pl", size=16), model, device="cpu")
+    np.testing.assert_allclose(got, padded["probabilities"].values, atol=1e-5)
+    assert np.abs(got - stretched["probabilities"].values).max() > 1e-3
+
+
+def test_classify_warns_about_the_checkpoint_of_an_interrupted_run(tmp_path):
+    # the checkpoint an interrupted `train classifier` keeps for --resume (epoch 1 of 3, no test
+    # metrics) was used by classify without a word, as if it were the trained model
+    from oceandl.models import get_model
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    y = torch.arange(24) % 2
+    x = torch.from_numpy(rng.normal(size=(24, 1, 8, 8)).astype(np.float32)) + y[:, None, None, None].float()
+    cfg = TrainConfig(epochs=3, batch_size=8, device="cpu", progress=False)
+    meta = dict(model_name="cnn", model_args=[1, 2], model_options={"channels": [4], "hidden": 8},
+                classes=["a", "b"], preprocessing={"normalize": "none"})
+    net = lambda: get_model("cnn", 1, 2, channels=[4], hidden=8)  # noqa: E731
+    fit(net(), TensorData(x[:16], y[:16]), TensorData(x[16:], y[16:]), cfg, out=tmp_path / "m",
+        checkpoint_meta=meta, stop_after_epoch=1)
+    xr.Dataset({"image": (("sample", "y", "x"), x[:4, 0].numpy())}).to_netcdf(tmp_path / "s.nc")
+    res = invoke("classify", "--model", tmp_path / "m", tmp_path / "s.nc", "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "stopped at epoch 1 of 3" in res.output and "--resume" in res.output, res.output
+    fit(net(), TensorData(x[:16], y[:16]), TensorData(x[16:], y[16:]), cfg, out=tmp_path / "m",
+        checkpoint_meta=meta, resume=True)
+    res = invoke("classify", "--model", tmp_path / "m", tmp_path / "s.nc", "-o", tmp_path / "q.csv", "--quiet")
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+
+
+def test_train_refuses_a_checkpoint_inside_the_class_folders(tmp_path):
+    # `-o plankton/model` wrote confusion.png, curves.png, ... among the class folders: the next run
+    # on plankton/ trained a class 'model' on them (and made every image RGB, as the figures are)
+    root = make_plankton_images(tmp_path / "plankton", n_per_class=4, size=16, seed=0)
+    res = invoke("train", "classifier", "--data", root, "-o", root / "model", "--epochs", 1, "--quiet")
+    assert_one_line_error(res, str(root / "model"), "inside the class folders of --data")
+    assert sorted(p.name for p in root.iterdir()) == sorted(PLANKTON_CLASSES)
+    # beside the class folders of a Kaggle layout (data/train/<class>/) is outside them
+    shutil.copytree(root, tmp_path / "kaggle" / "train")
+    train(tmp_path / "kaggle", tmp_path / "kaggle" / "model")
+
+
 def test_plankton_folder_files_without_metadata(plankton_model, tmp_path):
     root, model = plankton_model
     files = [sorted((root / c).glob("*.png"))[0] for c in PLANKTON_CLASSES[:2]]
@@ -403,6 +465,19 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out)
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
+
+
+def test_classify_never_writes_over_its_input_stack(stack, tmp_path):
+    # `classify stack.nc -o stack.nc --overwrite` replaced the images with the predictions
+    model = train(stack, tmp_path / "nc_cnn")
+    copy = tmp_path / "stack.nc"
+    shutil.copy(stack, copy)
+    (tmp_path / "link.nc").symlink_to(copy)
+    before = copy.read_bytes()
+    for out in (copy, tmp_path / "link.nc"):
+        res = invoke("classify", "--model", model, copy, "-o", out, "--overwrite", "--quiet")
+        assert_one_line_error(res, str(out), "is the input file")
+    assert copy.read_bytes() == before
 
 
 def test_classify_netcdf_stack_keeps_its_sample_coords(stack, tmp_path):
@@ -570,6 +645,33 @@ def test_classify_errors_are_one_line(sar_tree, sar_model, tmp_path):
     assert invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv", "--overwrite",
                   "--quiet").exit_code == 0
     assert len(pd.read_csv(tmp_path / "p.csv")) == 1
+
+
+@pytest.mark.parametrize("exc, says", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                  "tried to allocate 40000000000 bytes. Error code 12 (Cannot allocate memory)"),
+     "out of memory (37.3 GiB asked for at once): try a smaller --batch-size or --size (or tile)"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8 GiB"),
+     "out of GPU memory (2.00 GiB asked for at once): try a smaller --batch-size or --size (or tile), or --device cpu"),
+])
+def test_torch_out_of_memory_is_one_line_with_the_size(sar_tree, sar_model, tmp_path, monkeypatch, exc, says):
+    # torch raises RuntimeError (OutOfMemoryError on CUDA), not MemoryError: the CLI said
+    # "RuntimeError: [enforce fail at alloc_cpu.cpp:127] ... (set OCEANDL_DEBUG=1 for the traceback)"
+    import oceandl.classification
+
+    def oom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(oceandl.classification, "classify", oom)
+    one = next((sar_tree / "F").glob("*.tiff"))
+    res = invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 1, res.output
+    assert res.output.strip().splitlines() == [f"Error: {says}"]
+    assert not (tmp_path / "p.csv").exists()
+    # any other RuntimeError keeps its own message
+    monkeypatch.setattr(oceandl.classification, "classify", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    res = invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 1 and "RuntimeError: x" in res.output, res.output
 
 
 def test_unreadable_image_raise_or_skip(sar_tree, sar_model, tmp_path):

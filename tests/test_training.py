@@ -188,6 +188,22 @@ def test_resume_with_other_settings_is_refused(digits, tmp_path):
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
 
 
+def test_resume_refusal_says_what_an_internal_setting_is(digits, tmp_path):
+    # "--resume with model_args=[1, 5]" (a class folder added) and "amp=False" (--precision
+    # fp32) named fields no option has
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=meta, stop_after_epoch=1)
+    with pytest.raises(InputError, match=r"--resume with model_args=\[1, 5\] \(image channels, classes: the data's "
+                                         r"classes changed\?\), but the run .* model_args=\[1, 4\]"):
+        fit(get_model("mlp", 1, 5), train, val, cfg, out=tmp_path / "ck", checkpoint_meta=dict(meta, model_args=[1, 5]),
+            resume=True)
+    with pytest.raises(InputError, match=r"--resume with amp=False \(--precision\), but the run"):
+        fit(get_model("mlp", 1, 4), train, val, cfg.update(amp=False), out=tmp_path / "ck", checkpoint_meta=meta,
+            resume=True)
+
+
 def test_resuming_a_run_saved_before_the_decay_exemption(digits, tmp_path):
     """A run saved before decay_biases existed decayed every parameter (one parameter group): it
     resumes with decay_biases=True; with the new default it is refused by name (its optimizer

@@ -974,7 +974,8 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         stop = cfg.early_stopping and bad_epochs >= cfg.early_stopping
         if out is not None and _dist.is_main_process():
             _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
-                        checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1)
+                        checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1,
+                        finished=bool(stop) or epoch >= cfg.epochs)
         _dist.barrier()  # the other ranks wait for rank 0's checkpoint
         if stop or (stop_after_epoch is not None and epoch >= stop_after_epoch):
             break
@@ -1022,12 +1023,20 @@ def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: d
         pairs += [(k, new["training"][k], v) for k, v in added.items() if k not in old_training]
     for key, value, before in pairs:
         if value != before:
-            raise InputError(f"{out}: --resume with {key}={value!r}, but the run in that folder was started with "
-                             f"{key}={before!r} (resume with the same options, or start over with --overwrite)")
+            said = _RESUME_SAYS.get(key, "")
+            raise InputError(f"{out}: --resume with {key}={value!r}{said}, but the run in that folder was started "
+                             f"with {key}={before!r} (resume with the same options, or start over with --overwrite)")
+
+
+#: what a setting the resume check names is, where its name is not the option's: "model_args=[1, 6]"
+#: was a changed number of classes (a class folder added), "amp=False" was --precision fp32
+_RESUME_SAYS = {"model_args": " (image channels, classes: the data's classes changed?)",
+                "amp": " (--precision)", "amp_cpu": " (--precision)", "fused": " (--[no-]fused-optimizer)",
+                "channels_last": " (--[no-]channels-last)"}
 
 
 def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, bad_epochs, cfg, task, meta,
-                overwrite):
+                overwrite, finished: bool = True):
     out = Path(out)
     live = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if best_state is not None:
@@ -1037,7 +1046,9 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
     meta.setdefault("model_options", {})
     extra = dict(meta.pop("extra", {}) or {})
     extra.update({"training": asdict(cfg), "precision": training_precision(next(model.parameters()).device, cfg),
-                  "best_epoch": result.best_epoch, "epochs_done": epoch})
+                  "best_epoch": result.best_epoch, "epochs_done": epoch,
+                  # False in the checkpoint an interrupted run leaves for --resume: classify warns
+                  "finished": finished})
     # the resumable state goes into the same atomic folder write: a kill can never leave a
     # checkpoint without the state that resumes it
     state = flatten_state({
