@@ -62,6 +62,11 @@ def test_parity_with_eofs_package(example_sst):
     np.testing.assert_allclose(sign * ours.pcs.values, ref_pcs, atol=1e-6)
     np.testing.assert_allclose(ours.variance_fraction.values, solver.varianceFraction(neigs=k).values, atol=1e-6)
     np.testing.assert_allclose(ours.eigenvalues.values, solver.eigenvalues(neigs=k).values, rtol=1e-6)
+    # North et al. typical errors, as eofs' northTest (11.64, 3.07, 1.69, 1.52... for these 50 winters)
+    np.testing.assert_allclose(ours.eigenvalue_errors.values, solver.northTest(neigs=k).values, rtol=1e-6)
+    np.testing.assert_allclose(ours.eigenvalue_errors.values / ours.total_variance,
+                               solver.northTest(neigs=k, vfscaled=True).values, rtol=1e-6)
+    assert ours.eigenvalue_errors.values[0] == pytest.approx(11.6387, rel=1e-4)
     assert ours.total_variance == pytest.approx(float(solver.totalAnomalyVariance()), rel=1e-9)
     # eofs reconstructs anomalies (no mean added back).
     np.testing.assert_allclose((ours.reconstruct(3) - ours.mean).values, solver.reconstructedField(3).values,
@@ -333,7 +338,9 @@ def test_written_variables_say_what_they_are_and_provenance_is_global(field, tmp
     res = eof(field, n_modes=2)
     with xr.open_dataset(out) as e:
         assert e.attrs["method"] == "eof" and e.attrs["solver"] == "full" and "oceandl_version" in e.attrs
-        for name in ("eofs", "pcs", "eigenvalues", "variance_fraction", "mean", "weights", "mode"):
+        np.testing.assert_allclose(e["eigenvalue_errors"].values, e["eigenvalues"].values * np.sqrt(2 / 30))
+        for name in ("eofs", "pcs", "eigenvalues", "eigenvalue_errors", "variance_fraction", "mean", "weights",
+                     "mode"):
             assert e[name].attrs.get("long_name"), name
             assert not set(res.attrs) & set(e[name].attrs), name  # no provenance repeated
         units = {n: e[n].attrs.get("units") for n in ("weights", "mode", "eofs", "variance_fraction", "pcs", "mean")}

@@ -155,6 +155,12 @@ class EOF:
         Variance of each PC, ``S^2 / (n_time - 1)``.
     variance_fraction : DataArray (mode,)
         Eigenvalue over the total variance (all modes, not only the ones kept).
+    eigenvalue_errors : DataArray (mode,)
+        North et al. (1982) typical error of each eigenvalue, ``eigenvalue * sqrt(2 / n_time)``
+        (the ``eofs`` package's ``northTest``; ``n_time`` counts the time steps as independent,
+        so with autocorrelated steps the true error is larger). A mode whose eigenvalue is
+        within this error of a neighbour's is not separated from it (its pattern can mix with
+        the neighbour's); over ``total_variance`` it is the variance fraction's error.
     mean : DataArray (lat, lon)
         Time mean removed (zeros if ``center=False``).
     weights : DataArray (lat, lon)
@@ -258,6 +264,11 @@ class EOF:
                                                    **({"units": da.attrs["units"]} if "units" in da.attrs else {})})
         self.eigenvalues = xr.DataArray(eig, dims="mode", coords={"mode": mode}, name="eigenvalues",
                                         attrs={**prov, "long_name": "eigenvalues (variance of each PC)"})
+        # North's rule of thumb: sampling error of an eigenvalue from n_time samples
+        self.eigenvalue_errors = xr.DataArray(eig * np.sqrt(2.0 / nt), dims="mode", coords={"mode": mode},
+                                              name="eigenvalue_errors",
+                                              attrs={**prov, "long_name": "typical error of each eigenvalue "
+                                                     "(North et al. 1982: eigenvalue * sqrt(2 / n_time))"})
         self.variance_fraction = xr.DataArray(eig / total, dims="mode", coords={"mode": mode},
                                               name="variance_fraction",
                                               attrs={**prov, "long_name": "fraction of the total variance",
@@ -293,7 +304,7 @@ class EOF:
         -------
         Dataset
             ``eofs`` (mode, lat, lon), ``pcs`` (time, mode), ``eigenvalues``,
-            ``variance_fraction`` (mode,), ``mean`` and ``weights`` (lat, lon); global attrs: the
+            ``eigenvalue_errors``, ``variance_fraction`` (mode,), ``mean`` and ``weights`` (lat, lon); global attrs: the
             provenance (version, options, solver), the total variance, the analysed variable and a
             ``history`` line put in front of the input's (newest first, as NCO and CDO write it).
             The variables carry their ``long_name`` (and ``units``) only: the provenance is
@@ -309,7 +320,7 @@ class EOF:
         # the provenance once, in the global attrs: each of the 6 variables repeated all of it
         variables = {}
         for name, da in (("eofs", self.eofs), ("pcs", self.pcs), ("eigenvalues", self.eigenvalues),
-                         ("variance_fraction", self.variance_fraction), ("mean", self.mean), ("weights", self.weights)):
+                         ("eigenvalue_errors", self.eigenvalue_errors), ("variance_fraction", self.variance_fraction), ("mean", self.mean), ("weights", self.weights)):
             da = da.copy(deep=False)
             da.attrs = {k: v for k, v in da.attrs.items() if k not in self.attrs}
             variables[name] = da
@@ -409,8 +420,8 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
     Returns
     -------
     EOF
-        With ``eofs`` (mode, lat, lon), ``pcs`` (time, mode), ``eigenvalues``,
-        ``variance_fraction``, ``reconstruct(k)``, ``project(da)``; provenance in ``attrs``.
+        With ``eofs`` (mode, lat, lon), ``pcs`` (time, mode), ``eigenvalues`` (and their North et
+        al. typical errors ``eigenvalue_errors``), ``variance_fraction``, ``reconstruct(k)``, ``project(da)``; provenance in ``attrs``.
 
     Raises
     ------
