@@ -68,6 +68,15 @@ def test_parity_with_eofs_package(example_sst):
                                solver.northTest(neigs=k, vfscaled=True).values, rtol=1e-6)
     assert ours.eigenvalue_errors.values[0] == pytest.approx(11.6387, rel=1e-4)
     assert ours.total_variance == pytest.approx(float(solver.totalAnomalyVariance()), rel=1e-9)
+    # unit-variance PCs and the EOFs as covariance / correlation maps, as eofs scales them
+    np.testing.assert_allclose(sign * ours.standardized_pcs().values, solver.pcs(npcs=k, pcscaling=1).values,
+                               atol=1e-6)
+    for kind, ref in (("covariance", solver.eofsAsCovariance(neofs=k)),
+                      ("correlation", solver.eofsAsCorrelation(neofs=k))):
+        got = ours.eofs_as(kind)
+        assert got.dims == ours.eofs.dims
+        np.testing.assert_array_equal(np.isnan(got.values), np.isnan(ref.values))
+        np.testing.assert_allclose(sign[:, None, None] * got.values, ref.values, atol=1e-6)
     # eofs reconstructs anomalies (no mean added back).
     np.testing.assert_allclose((ours.reconstruct(3) - ours.mean).values, solver.reconstructedField(3).values,
                                atol=1e-6)
@@ -383,3 +392,32 @@ def test_float32_input_gives_float32_eofs_and_file(field, tmp_path):
         assert {n: nc[n].dtype for n in ("eofs", "pcs", "mean", "weights", "variance_fraction")} == {
             "eofs": np.float32, "pcs": np.float32, "mean": np.float32, "weights": np.float32,
             "variance_fraction": np.float64}
+
+
+def test_standardized_pcs_and_eofs_as_covariance_and_correlation(field):
+    """The maps plotted from an EOF analysis (the field regressed on each unit-variance PC, in its
+    units; or correlated with it) and the unit-variance PCs had to be computed by hand: the EOFs
+    are unit-norm weighted patterns, the PCs in the field's units times sqrt(n) pixels."""
+    res = eof(field, n_modes=3)
+    z = res.standardized_pcs()
+    assert z.dims == ("time", "mode") and z.attrs["units"] == "1"
+    np.testing.assert_allclose(z.var("time", ddof=1).values, 1.0, rtol=1e-10)
+    anom = (field - field.mean("time")).values
+    cov = np.einsum("tk,tyx->kyx", z.values - z.values.mean(0), anom) / (field.sizes["time"] - 1)
+    got = res.eofs_as("covariance")
+    assert got.attrs["units"] == "K" and got.name == "eofs_covariance"
+    np.testing.assert_allclose(got.values, cov, atol=1e-10)  # NaN on land in both
+    corr = res.eofs_as("correlation")
+    assert corr.attrs["units"] == "1"
+    np.testing.assert_allclose(corr.values, cov / anom.std(0, ddof=1), atol=1e-10)
+    assert np.nanmax(np.abs(corr.values)) <= 1 + 1e-12 and np.nanmax(corr.values[0]) > 0.9
+    # the sum over all modes of the squared correlations is 1 at each pixel (all the variance)
+    every = eof(field, n_modes=30).eofs_as("correlation")
+    np.testing.assert_allclose((every**2).sum("mode").values[3:, 4:], 1.0, rtol=1e-9)
+    flat = field.copy()
+    flat[:, 5, 5] = 15.0  # a pixel that does not vary has no correlation
+    assert np.isnan(eof(flat, n_modes=2).eofs_as("correlation").values[:, 5, 5]).all()
+    with pytest.raises(InputError, match="eofs_as\\(kind\\) must be 'covariance' or 'correlation', got 'cov'"):
+        res.eofs_as("cov")
+    with pytest.raises(InputError, match="center=False"):
+        eof(field, n_modes=2, center=False).eofs_as()

@@ -207,6 +207,8 @@ class EOF:
         del values, nan
         mean = A.mean(axis=0) if center else np.zeros(A.shape[1])
         A -= mean
+        # each pixel's anomaly variance, for eofs_as("correlation") (a pass, no cube-sized temporary)
+        self._var_flat = np.einsum("ij,ij->j", A, A) / (nt - 1)
         A *= w[ocean]
         if not np.any(A):
             raise InputError(f"{label}: the (centred, weighted) field is zero everywhere; no variance to analyse")
@@ -327,6 +329,68 @@ class EOF:
         # written with to_netcdf, lat/lon got a NaN _FillValue (CF: coordinates have none)
         return no_coordinate_fill(xr.Dataset(variables, attrs=attrs))
 
+    def standardized_pcs(self) -> xr.DataArray:
+        """PCs scaled to unit variance (``pcs / sqrt(eigenvalues)``; the ``eofs`` package's
+        ``pcs(pcscaling=1)``), the dimensionless indices one correlates or regresses on.
+
+        Returns
+        -------
+        DataArray (time, mode)
+            NaN for a mode of zero variance.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            P = self._P / np.sqrt(self.eigenvalues.values)
+        out = self.pcs.copy(data=P.astype(self._dtype))
+        out.name = "standardized_pcs"
+        out.attrs = {**self.attrs, "long_name": "principal components scaled to unit variance", "units": "1"}
+        return out
+
+    def eofs_as(self, kind: str = "covariance") -> xr.DataArray:
+        """The EOFs as maps in the field's terms: covariance or correlation of each pixel's
+        (unweighted) anomaly with each standardized PC (the ``eofs`` package's
+        ``eofsAsCovariance()`` and ``eofsAsCorrelation()``).
+
+        Parameters
+        ----------
+        kind : "covariance" or "correlation"
+            ``"covariance"``: in the field's units, the anomaly regressed on the unit-variance PC
+            (the pattern of one standard deviation of the mode, ``sqrt(eigenvalue) * eof /
+            weights``); ``"correlation"``: that over each pixel's standard deviation, in [-1, 1].
+
+        Returns
+        -------
+        DataArray (mode, lat, lon)
+            NaN on land, where a weight is 0 and (correlation) where a pixel does not vary.
+
+        Raises
+        ------
+        InputError
+            For another ``kind``, or an analysis made with ``center=False`` (the PCs of an
+            uncentred field are not anomalies).
+        """
+        if kind not in ("covariance", "correlation"):
+            raise InputError(f"eof: eofs_as(kind) must be 'covariance' or 'correlation', got {kind!r}")
+        if not self.center:
+            raise InputError("eof: eofs_as() needs an analysis of anomalies (center=True); this one was made "
+                             "with center=False")
+        w = self._w[self._ocean]
+        # cov(anomaly, P_k / sqrt(eig_k)) = sqrt(eig_k) E_k / w, from U^T A = S V^T: exact, no data kept
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maps = np.sqrt(self.eigenvalues.values)[:, None] * self._E / w
+            if kind == "correlation":
+                maps = maps / np.sqrt(self._var_flat)
+        maps[:, w == 0] = np.nan
+        maps[~np.isfinite(maps)] = np.nan  # a pixel that does not vary has no correlation
+        full = np.full(self.eofs.shape, np.nan, dtype=self._dtype)
+        full[:, self._ocean] = maps
+        out = self.eofs.copy(data=full)
+        out.name = f"eofs_{kind}"
+        units = ({"units": "1"} if kind == "correlation" else
+                 {"units": self._input_attrs["units"]} if "units" in self._input_attrs else {})
+        out.attrs = {**self.attrs, "long_name": f"{kind} of {self._name or 'the field'} with each standardized "
+                                                "principal component", **units}
+        return out
+
     def reconstruct(self, k: int | None = None) -> xr.DataArray:
         """Field rebuilt from the first ``k`` modes (all kept modes by default).
 
@@ -421,7 +485,8 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
     -------
     EOF
         With ``eofs`` (mode, lat, lon), ``pcs`` (time, mode), ``eigenvalues`` (and their North et
-        al. typical errors ``eigenvalue_errors``), ``variance_fraction``, ``reconstruct(k)``, ``project(da)``; provenance in ``attrs``.
+        al. typical errors ``eigenvalue_errors``), ``variance_fraction``, ``reconstruct(k)``, ``project(da)``,
+        ``standardized_pcs()`` and ``eofs_as("covariance" | "correlation")``; provenance in ``attrs``.
 
     Raises
     ------
