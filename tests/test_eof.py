@@ -421,3 +421,35 @@ def test_standardized_pcs_and_eofs_as_covariance_and_correlation(field):
         res.eofs_as("cov")
     with pytest.raises(InputError, match="center=False"):
         eof(field, n_modes=2, center=False).eofs_as()
+
+
+def test_cli_coslat_refuses_a_file_without_latitudes(field, tmp_path):
+    """A file on (time, y, x) without latitudes was read with lat = 0, 1, 2... (the row index, labelled
+    degrees_north) and weighted by sqrt(cos(row index in degrees)), exit 0; it is refused now, while
+    2-D nav_lat on projected y/x in metres gives the weights of the latitudes."""
+    from oceandl.cli.main import main
+    from oceandl.io import open_field
+
+    ref = eof(field, n_modes=3)
+    grid = field.rename(lat="y", lon="x")
+    bare = tmp_path / "bare.nc"
+    grid.drop_vars(["y", "x"]).to_dataset().to_netcdf(bare)
+    out = tmp_path / "e.nc"
+    code = main(["eof", str(bare), "-n", "3", "-o", str(out)])
+    assert code == 2 and not out.exists()
+    with pytest.raises(InputError, match="no latitude coordinate along 'y'.*--weights none"):
+        eof(open_field(bare))
+    assert main(["eof", str(bare), "-n", "3", "--weights", "none", "-o", str(out)]) == 0
+    with xr.open_dataset(out) as e:
+        assert (e["weights"].values == 1).all()
+    nav = tmp_path / "nav.nc"
+    lat2d = np.repeat(field["lat"].values[:, None], field.sizes["lon"], 1)
+    grid.assign_coords(y=("y", np.arange(field.sizes["lat"]) * 1e5, {"units": "m"}),
+                       x=("x", np.arange(field.sizes["lon"]) * 1e5, {"units": "m"}),
+                       nav_lat=(("y", "x"), lat2d, {"units": "degrees_north"}),
+                       nav_lon=(("y", "x"), np.repeat(field["lon"].values[None], field.sizes["lat"], 0),
+                                {"units": "degrees_east"})).to_dataset().to_netcdf(nav)
+    out2 = tmp_path / "e2.nc"
+    assert main(["eof", str(nav), "-n", "3", "-o", str(out2)]) == 0
+    with xr.open_dataset(out2) as e:
+        np.testing.assert_allclose(e["eigenvalues"].values, ref.eigenvalues.values, rtol=1e-10)

@@ -27,17 +27,34 @@ from .climatology import check_harmonics, seasonal_cycle
 __all__ = ["EOF", "eof", "EOFInterpolator"]
 
 
+def _is_latitude(name, c) -> bool:
+    """Whether coordinate ``c`` is named or labelled (units, standard_name) as a latitude."""
+    units = str(c.attrs.get("units", "")).lower()
+    return (str(name).lower() in ("lat", "latitude", "nav_lat", "lats") or units.startswith("degree")
+            and units.endswith(("north", "_n")) or c.attrs.get("standard_name") == "latitude")
+
+
 def _latitude_coord(da: xr.DataArray, lat, lon) -> str | None:
     """The coordinate holding latitudes in degrees on the grid: the ``lat`` dim's own, or one
     along ``lat`` (and ``lon``) named or labelled as a latitude (``lat(y)``, ``nav_lat(y, x)``)."""
+    from oceandl.io import source_grid
+
+    grid = source_grid(da)
+    if grid is not None:
+        # read by open_field, whose 'lat' is the file's latitudes, or the row index 0, 1, 2... of a
+        # file without any (labelled degrees_north all the same): cos(row index) weighted it silently
+        ydim, xdim = grid.dims["lat"], grid.dims["lon"]
+        if not any(ydim in c.dims and set(c.dims) <= {ydim, xdim} and _is_latitude(n, c)
+                   for n, c in grid.coords.items()):
+            raise InputError(f"eof: weights='coslat' needs latitudes in degrees, but the file has no latitude "
+                             f"coordinate along {ydim!r} (a lat/latitude/nav_lat variable, or units degrees_north); "
+                             "add one, or pass weights=None (oceandl eof --weights none)")
     if lat in da.coords and str(lat).lower() not in ("y", "j", "nj", "row"):
         return lat
     for name, c in da.coords.items():
         if name == lat or lat not in c.dims or not set(c.dims) <= {lat, lon}:
             continue
-        units = str(c.attrs.get("units", "")).lower()
-        if (str(name).lower() in ("lat", "latitude", "nav_lat", "lats") or units.startswith("degree")
-                and units.endswith(("north", "_n")) or c.attrs.get("standard_name") == "latitude"):
+        if _is_latitude(name, c):
             return str(name)
     return lat if lat in da.coords else None
 
@@ -54,7 +71,8 @@ def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
         name = _latitude_coord(da, lat, lon)
         if name is None:
             raise InputError(f"eof: weights='coslat' needs a coordinate {lat!r} (latitude in degrees), or "
-                             f"a latitude coordinate along {lat!r} (units degrees_north); or pass weights=None")
+                             f"a latitude coordinate along {lat!r} (units degrees_north); or pass weights=None "
+                             "(oceandl eof --weights none)")
         latv = da[name].broadcast_like(da.isel({dims[0]: 0}, drop=True)).transpose(lat, lon).values
         latv = np.asarray(latv, dtype=np.float64)
         if np.nanmax(np.abs(latv)) > 90:
