@@ -453,3 +453,16 @@ def test_cli_coslat_refuses_a_file_without_latitudes(field, tmp_path):
     assert main(["eof", str(nav), "-n", "3", "-o", str(out2)]) == 0
     with xr.open_dataset(out2) as e:
         np.testing.assert_allclose(e["eigenvalues"].values, ref.eigenvalues.values, rtol=1e-10)
+
+
+def test_project_one_map(field):
+    """Projecting one map (today's anomaly; eofs' projectField takes it) was refused as 'expected 3
+    dims (time, lat, lon)'; it now gives the (mode,) pseudo-PCs, its time kept as a scalar."""
+    res = eof(field, n_modes=3)
+    day = field.isel(time=7)
+    got = res.project(day)
+    assert got.dims == ("mode",) and got["time"].item() == 7
+    np.testing.assert_allclose(got.values, res.pcs.isel(time=7).values, atol=1e-9)
+    np.testing.assert_allclose(res.project(day.drop_vars("time").transpose("lon", "lat")).values, got.values)
+    with pytest.raises(InputError, match="2-D field needs the analysis' spatial dims"):
+        res.project(field.isel(lat=0))

@@ -437,13 +437,14 @@ class EOF:
 
         Parameters
         ----------
-        da : DataArray (time, lat, lon) on the same grid, complete over this analysis' ocean
+        da : DataArray (time, lat, lon) or one map (lat, lon), on the same grid, complete over this
+            analysis' ocean
             Dims in any order; along a spatial dim whose coordinate holds the analysis' values in
             another order (latitudes descending), pixels are matched by coordinate.
 
         Returns
         -------
-        DataArray (time, mode)
+        DataArray (time, mode), or (mode,) for one map
             ``((da - mean) * weights) @ EOFs^T``; equals :attr:`pcs` for the analysed field.
 
         Raises
@@ -454,6 +455,12 @@ class EOF:
         from oceandl.metrics.interpolation import match_axis
 
         da = as_dataarray(da, "eof.project")
+        if da.ndim == 2:  # one map (today's anomaly, as eofs' projectField takes): a series of one
+            tdim = self._dims[0]
+            if tdim in da.dims:
+                raise InputError(f"eof.project: a 2-D field needs the analysis' spatial dims {self._dims[1:]}, "
+                                 f"got {tuple(da.dims)}")
+            return self.project(da.expand_dims(tdim)).isel({tdim: 0})
         dims = canonical_dims(da)
         da = da.transpose(*dims)
         if da.shape[1:] != self._ocean.shape:
