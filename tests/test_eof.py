@@ -466,3 +466,23 @@ def test_project_one_map(field):
     np.testing.assert_allclose(res.project(day.drop_vars("time").transpose("lon", "lat")).values, got.values)
     with pytest.raises(InputError, match="2-D field needs the analysis' spatial dims"):
         res.project(field.isel(lat=0))
+
+
+def test_weights_may_be_nan_on_land(field, example_sst):
+    """Weights that are NaN over land (an area or mask field; eofs takes them) were refused as 'weights
+    must be finite and non-negative'; they are taken now, and refused where the field has values."""
+    from eofs.xarray import Eof
+
+    sst = example_sst
+    w = np.sqrt(np.cos(np.deg2rad(sst["latitude"]))).broadcast_like(sst.isel(time=0, drop=True))
+    w = w.where(sst.isel(time=0, drop=True).notnull())
+    got = eof(sst, n_modes=3, weights=w)
+    np.testing.assert_allclose(got.eigenvalues.values, Eof(sst, weights=w.values).eigenvalues(neigs=3).values,
+                               rtol=1e-6)  # 58.19, 15.35, 8.47
+    np.testing.assert_allclose(got.eigenvalues.values, eof(sst, n_modes=3).eigenvalues.values, rtol=1e-6)
+    w2 = np.ones(field.shape[1:])
+    w2[5, 5] = np.nan  # an ocean pixel
+    with pytest.raises(InputError, match=r"weights are missing \(NaN\) at 1 pixels where variable 'sst' has values"):
+        eof(field, weights=w2)
+    with pytest.raises(InputError, match="finite and non-negative"):
+        eof(field, weights=-w2)

@@ -106,7 +106,9 @@ def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
         except ValueError:
             raise InputError(f"eof: weights of shape {np.shape(weights)} do not fit the grid {shape}") from None
     w = np.asarray(w, dtype=np.float64)
-    if not np.isfinite(w).all() or (w < 0).any():
+    # NaN is allowed where the field is land (area or mask weights are often NaN there; eofs takes
+    # them): EOF checks that none falls on an analysed pixel
+    if np.isinf(w).any() or (w < 0).any():
         raise InputError("eof: weights must be finite and non-negative")
     return w.copy()
 
@@ -216,6 +218,10 @@ class EOF:
                 f"eof: {int(partial.sum())} pixels of {label} are missing at some times only; they are left out "
                 "like land (fill the gaps first, e.g. with oceandl.interp.interpolate)")
         ocean = ~(land | partial)
+        unweighted = np.isnan(w) & ~land
+        if unweighted.any():
+            raise InputError(f"eof: weights are missing (NaN) at {int(unweighted.sum())} pixels where {label} has "
+                             "values; NaN weights are taken on land only")
         if not ocean.any():
             raise InputError(f"{label}: no pixel is observed at every time step; nothing to analyse")
 
@@ -494,7 +500,7 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
         Number of modes kept (at most min(n_time, n_ocean)).
     weights : "coslat", None, or array (lat,) / (lat, lon) / DataArray
         Multiplies the data before the SVD; ``"coslat"`` is ``sqrt(cos(lat))`` (area weighting of
-        the covariance), as in the ``eofs`` package.
+        the covariance), as in the ``eofs`` package. Non-negative; NaN only where the field is land.
     center : bool
         Remove the time mean first.
     solver : "auto", "full" or "randomized"
