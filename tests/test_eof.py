@@ -462,6 +462,8 @@ def test_project_one_map(field):
     day = field.isel(time=7)
     got = res.project(day)
     assert got.dims == ("mode",) and got["time"].item() == 7
+    assert got.attrs["units"] == "K" and got.attrs["long_name"].startswith("pseudo principal components")
+    assert got.attrs["method"] == "eof"
     np.testing.assert_allclose(got.values, res.pcs.isel(time=7).values, atol=1e-9)
     np.testing.assert_allclose(res.project(day.drop_vars("time").transpose("lon", "lat")).values, got.values)
     with pytest.raises(InputError, match="2-D field needs the analysis' spatial dims"):

@@ -485,7 +485,11 @@ class EOF:
         P = ((X - self._mean_flat) * self._w[self._ocean]) @ self._E.T
         coords = {c: v for c, v in da.coords.items() if set(v.dims) <= {dims[0]}}
         return xr.DataArray(P, dims=(dims[0], "mode"), coords={"mode": self.pcs["mode"].variable, **coords},
-                            name="pseudo_pcs", attrs=self.attrs)
+                            name="pseudo_pcs",
+                            # what they are, as every other result says (they had the provenance only)
+                            attrs={**self.attrs, "long_name": "pseudo principal components (the field's anomaly "
+                                   "from the analysis mean, projected on the EOFs)",
+                                   **({"units": self.pcs.attrs["units"]} if "units" in self.pcs.attrs else {})})
 
 
 def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = True, solver: str = "auto",
