@@ -1,6 +1,8 @@
 """Neural gap filling: reconstruction models (U-Net, ResAE, smp U-Net) and the neural interpolators."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -459,7 +461,8 @@ def test_training_statistics_are_used_only_where_they_fit(tiny, tmp_path):
     cases = {
         "grid": (sst.isel(lat=slice(0, 24)), r"trained on a 32 x 32 grid, this input is 24 x 32"),
         "coords": (sst.assign_coords(lat=sst["lat"] + 0.5), r"another grid \(lat differs by up to 0.5\)"),
-        "units": ((sst + 273.15).assign_attrs(units="K"), r"trained in units 'degree_Celsius', this input is in 'K'"),
+        "units": ((sst * 1.8 + 32).assign_attrs(units="degree_Fahrenheit"),
+                  r"trained in units 'degree_Celsius', this input is in 'degree_Fahrenheit'"),
         "values": ((sst + 273.15).drop_attrs(), r"scales away from this input's \(mean difference \+273.1 per pixel"),
     }
     for key, (da, words) in cases.items():
@@ -492,6 +495,34 @@ def test_training_statistics_are_used_only_where_they_fit(tiny, tmp_path):
         METHODS["unet"](normalisation="training")
     with pytest.raises(InputError, match="normalisation='pixel' must be 'auto', 'training' or 'input'"):
         METHODS["unet"](normalisation="pixel")
+
+
+def test_a_degc_checkpoint_normalises_a_kelvin_file_with_its_training_statistics(tiny, tmp_path):
+    """A degC network given the same grid in kelvin (GHRSST L3/L4) fell back to the file's own
+    statistics: a single day was refused ('trained in units ...') and a window's pixels cloudy all
+    window stayed NaN. The statistics are shifted by 273.15 (the scale is the same): the kelvin
+    fill is the degC one plus 273.15, every ocean pixel filled, and the reverse too."""
+    opts = dict(device="cpu", tile=None, precision="fp32")
+    for trained, given, offset in (("degree_Celsius", "K", 273.15), ("kelvin", "degC", -273.15)):
+        sst = (tiny if offset > 0 else tiny + 273.15).assign_attrs(units=trained)
+        path = _fit("unet", sst, steps=2, neighbours=0).save(tmp_path / trained)
+        other = (sst + offset).assign_attrs(units=given)
+        ocean = np.isfinite(sst.values).any(0)
+        for sl in (slice(5, 6), slice(3, 6)):
+            ref = METHODS["unet"](**opts, checkpoint=str(path)).fit(sst.isel(time=sl)).reconstruct()["sst"]
+            got = METHODS["unet"](**opts, checkpoint=str(path)).fit(other.isel(time=sl)).reconstruct()["sst"]
+            assert got.attrs["normalisation"] == "training" and got.attrs["units"] == given
+            np.testing.assert_allclose(got.values - offset, ref.values, atol=1e-3)
+            assert np.isfinite(got.values[:, ocean]).all()
+        assert (~np.isfinite(other.isel(time=slice(3, 6)).values).any(0) & ocean).any()  # never seen in the window
+        # saved again, the statistics are in the units it filled, and say so
+        again = METHODS["unet"](**opts, checkpoint=str(path)).fit(other.isel(time=slice(3, 6))).save(tmp_path / "again")
+        from oceandl.interp.neural import read_training_stats
+
+        a, b = read_training_stats(path), read_training_stats(again)
+        assert b["units"] == given and b["scale"] == a["scale"]
+        np.testing.assert_allclose(b["mean"] - offset, a["mean"], atol=1e-9)
+        shutil.rmtree(tmp_path / "again")
 
 
 def test_corrupt_training_statistics_are_a_checkpoint_error(tiny, tmp_path):

@@ -14,8 +14,9 @@ Normalisation: the anomaly is taken from a per-pixel mean and divided by one glo
 network trained here uses the input's own; a checkpoint stores those of its training data
 (``normalisation.safetensors``) and, with ``normalisation="auto"`` (the default), fills any
 input on the same grid with them: a short window (even a single day) is then normalised as the
-network was trained, and pixels it never observes are filled too. On another grid, or with
-``normalisation="input"``, each input is normalised by its own statistics.
+network was trained, and pixels it never observes are filled too (kelvin against degC: shifted by
+273.15). On another grid, or with ``normalisation="input"``, each input is normalised by its own
+statistics.
 
 Training (no clean truth needed): at each step a batch of (day, patch) samples is drawn and the
 cloud mask of another random day is laid over each day's observations (mask transfer); the loss is
@@ -87,6 +88,7 @@ STATS = "normalisation.safetensors"  # a checkpoint's training statistics (per-p
 _UNIT_ALIASES = {**dict.fromkeys(("degc", "deg_c", "degree_c", "degrees_c", "degree_celsius", "degrees_celsius",
                                   "celsius", "°c"), "degC"),
                  **dict.fromkeys(("k", "kelvin", "kelvins", "degree_kelvin", "degrees_kelvin"), "K")}
+_KELVIN = 273.15  # degC -> K
 _SHIFT_LIMIT = 10.0  # an input whose mean is further than this many scales from the training mean is another unit
 _TRAINING_ONLY = ("patch", "steps", "epochs", "batch_size", "lr", "weight_decay", "visible_weight",
                   "model_options", "fused")
@@ -147,7 +149,7 @@ class NeuralInterpolator(Interpolator):
     normalisation : "auto", "training" or "input"
         With ``checkpoint``: the per-pixel mean and scale to normalise the input with. ``"training"``:
         the checkpoint's (its training data's; the input must be on the same grid, in the same
-        units; a single time step is then enough, and pixels the input never observes are filled);
+        units or in kelvin against degC, converted; a single time step is then enough, and pixels the input never observes are filled);
         ``"input"``: the input's own; ``"auto"``: the checkpoint's when it has them and they fit
         the input, else the input's. Without a checkpoint the input's are always used. The
         output's ``normalisation`` attribute says which.
@@ -756,12 +758,28 @@ def fitting_training_stats(path, da, count: np.ndarray, total: np.ndarray) -> tu
     Returns
     -------
     (stats, problem) : :func:`read_training_stats`'s dict (None for a checkpoint without
-        statistics) and the reason they do not fit (None when they do).
+        statistics), in ``da``'s units when one is kelvin and the other degC, and the reason they
+        do not fit (None when they do).
     """
     stats = read_training_stats(path)
     if stats is None:
         return None, "stores no normalisation statistics (saved by oceandl before they were kept)"
+    stats = _in_units_of(stats, da)
     return stats, _stats_mismatch(stats, da, count, total)
+
+
+def _in_units_of(stats: dict, da) -> dict:
+    """``stats`` converted to ``da``'s units when they are kelvin and the checkpoint's degC or the
+    reverse (an offset: the scale is the same), else as they are.
+
+    A degC network given a kelvin file (GHRSST L4 and L3 are in kelvin) fell back to the file's own
+    statistics: a single day was refused and pixels cloudy all window were left unfilled."""
+    theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
+    offset = {("degC", "K"): _KELVIN, ("K", "degC"): -_KELVIN}.get((theirs, ours))
+    if offset is None:
+        return stats
+    return {**stats, "mean": stats["mean"] + offset, "global_mean": stats["global_mean"] + offset,
+            "units": str(da.attrs["units"])}
 
 
 def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> str | None:
