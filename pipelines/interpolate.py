@@ -7,6 +7,7 @@ These are the file-to-file jobs behind the commands; from Python call
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -158,8 +159,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         res = fill()
         res[name].attrs.update(val)
         res.attrs.update(val)
-    elif withheld is not None and withheld.any():
-        # the file is a product: a pixel withheld to score the fill is an observation and is written as
+    elif withheld is not None and withheld.any() and json.loads(res[name].attrs["options"]).get("keep_observed", True):
+        # (--set keep_observed=false asks for the reconstruction at every pixel: left so.) The file is a product: a pixel withheld to score the fill is an observation and is written as
         # observed (its flag, 2, says the fill did not use it; the method's values there gave val_*).
         # It held the method's estimate: 10 % of the observations (the default --withhold) were lost
         if res[name].dims != da.dims:

@@ -222,6 +222,11 @@ def test_interpolate_writes_withheld_pixels_as_observed_and_refits_on_request(ru
     assert b["sst"].attrs["val_rmse"] == pytest.approx(a["sst"].attrs["val_rmse"])
     gaps = a["missing_flag"].values == 1
     assert np.abs(b["sst"].values[gaps] - a["sst"].values[gaps]).max() > 1e-4  # a fit on more data
+    # --set keep_observed=false asks for the reconstruction everywhere: the withheld pixels keep it too
+    res = runner.invoke(cli, [*base, "--set", "keep_observed=false", "-o", str(tmp_path / "r.nc")])
+    assert res.exit_code == 0, res.output
+    r = xr.open_dataset(tmp_path / "r.nc")
+    assert np.abs(r["sst"].values[held] - src["sst"].values[held]).max() > 0.1
     for extra, word in ((["--withhold", "0"], "--refit: needs pixels withheld"),
                         (["--chunks", "time=-1,lat=8,lon=8"], "--refit: not available with --chunks")):
         res = runner.invoke(cli, [*base, "--refit", *extra, "-o", str(tmp_path / "c.nc")])
