@@ -874,7 +874,7 @@ def eof(input_path, var, demo, n_modes, weights, solver, quiet, output, overwrit
 @click.option("--data", type=click.Path(path_type=Path), help="SAR/plankton: run on a real data set folder instead of the synthetic one.")
 @click.option("--fast", is_flag=True, help="A seconds-long smoke run.")
 @click.option("--config", "toml_path", type=click.Path(path_type=Path),
-              help="TOML file of config values, or a run folder's results.json or run.json (its resolved config).")
+              help="TOML file of config values, or a run folder (its results.json), or a run's results.json or run.json (its resolved config).")
 @click.option("--set", "options", multiple=True, help="Config override key=value.")
 @click.option("--download", is_flag=True, help="MNIST: fetch the data through torchvision first, into --data-root (default $OCEANDL_DATA or ../shared/data; needs network).")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)

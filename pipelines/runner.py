@@ -227,6 +227,14 @@ def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[
     names = {f.name for f in fields(config)}
     changes: dict[str, Any] = {}
     full_record = False
+    if toml_path and Path(toml_path).is_dir():
+        # a run folder, as the docs call it (`--config RUN`): its record. It was read as a TOML file
+        # and failed with "cannot read TOML config ([Errno 21] Is a directory)"
+        record = Path(toml_path) / "results.json"
+        if not record.is_file():
+            raise InputError(f"{toml_path}: a folder without results.json; give a run folder or a "
+                             "config file (.toml, or a run's results.json / run.json)")
+        toml_path = str(record)
     if toml_path and Path(toml_path).suffix == ".json":
         # The run folder holds its resolved config only as JSON (run.json), which --config, reading
         # TOML only, refused: the recorded config could not be fed back. A .json file is read as

@@ -551,6 +551,25 @@ def test_benchmark_config_file_seed_is_kept(runner, tmp_path):
     assert res.exit_code == 0 and json.loads((tmp_path / "r0" / "run.json").read_text())["seed"] == 0, res.output
 
 
+def test_benchmark_config_takes_a_run_folder(runner, tmp_path):
+    """`--config RUN` (the run folder, as the docs name it) failed as "cannot read TOML config
+    ([Errno 21] Is a directory)"; it reads the folder's results.json now, and a folder without one is
+    one line (exit 2) naming what to give."""
+    toml = tmp_path / "c.toml"
+    toml.write_text('seed = 3\nfast = true\nn_time = 4\nsize = 8\nmethods = ["climatology"]\ncloud_covers = [0.5]\n')
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(toml), "--quiet", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(tmp_path / "r"), "--quiet", "-o", str(tmp_path / "again")])
+    assert res.exit_code == 0, res.output
+    first, again = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("r", "again"))
+    assert again["config"] == first["config"] and again["seed"] == 3
+    assert again["results"]["climatology@0.5"]["val_rmse"] == first["results"]["climatology@0.5"]["val_rmse"]
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(cli, ["benchmark", "sst", "--config", str(tmp_path / "empty"), "--quiet", "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "a folder without results.json" in res.output.strip().splitlines()[-1], res.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_benchmark_config_file_values_are_type_checked(runner, tmp_path):
     """TOML values were taken unchecked: size = "abc" ended in a TypeError deep in the run (exit 1),
     fast = "yes" ran and was recorded as the string "yes". Now the same checks as --set (exit 2)."""
