@@ -468,6 +468,10 @@ def test_project_one_map(field):
     np.testing.assert_allclose(res.project(day.drop_vars("time").transpose("lon", "lat")).values, got.values)
     with pytest.raises(InputError, match="2-D field needs the analysis' spatial dims"):
         res.project(field.isel(lat=0))
+    # in the analysis' precision, as its pcs (float64 for a float32 field before)
+    res32 = eof(field.astype(np.float32), n_modes=3)
+    assert res32.project(field.astype(np.float32)).dtype == res32.pcs.dtype == np.float32
+    assert got.dtype == res.pcs.dtype
 
 
 def test_weights_may_be_nan_on_land(field, example_sst):

@@ -482,7 +482,8 @@ class EOF:
         X = np.asarray(da.values, dtype=np.float64)[:, self._ocean]
         if not np.isfinite(X).all():
             raise InputError("eof.project: the field has missing values over the analysed ocean pixels")
-        P = ((X - self._mean_flat) * self._w[self._ocean]) @ self._E.T
+        # computed in float64, given in the analysis' float precision, as its pcs (float64 for float32 before)
+        P = (((X - self._mean_flat) * self._w[self._ocean]) @ self._E.T).astype(self._dtype)
         coords = {c: v for c, v in da.coords.items() if set(v.dims) <= {dims[0]}}
         return xr.DataArray(P, dims=(dims[0], "mode"), coords={"mode": self.pcs["mode"].variable, **coords},
                             name="pseudo_pcs",
