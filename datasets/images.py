@@ -608,7 +608,7 @@ class _FileImageDataset(Dataset):
             if len(sizes) > 1:
                 warn(
                     f"{where}: images of {len(sizes)} different sizes; resizing all to {size[0]}x{size[1]} "
-                    f"(the most common; pass size= to choose)",
+                    f"(the most common; pass size= / --size to choose)",
                 )
         elif isinstance(size, int):
             size = (size, size)
