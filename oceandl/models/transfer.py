@@ -188,4 +188,9 @@ class TransferClassifier(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        need = BACKBONES[self.backbone_name][2]
+        if x.ndim == 4 and min(x.shape[-2:]) < need:
+            # else torch's bare RuntimeError deep in the backbone ("Output size is too small")
+            raise InputError(f"{self.backbone_name} needs images of {need} px or more a side, got "
+                             f"{tuple(x.shape[-2:])}")
         return self.net(x)
