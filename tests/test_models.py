@@ -417,6 +417,9 @@ def test_images_too_small_for_a_backbone_are_an_input_error(name, need):
         with pytest.raises(InputError, match=rf"{name} needs images of {need} px or more a side, got \({need - 1}, 200\)"):
             model(torch.zeros(1, 1, need - 1, 200))
         assert model(torch.zeros(1, 1, need, need)).shape == (1, 3)
+    # resnet18 pools adaptively: 28 px MNIST digits (or smaller) go through it
+    with torch.no_grad():
+        assert get_model("resnet18", 1, 3).eval()(torch.zeros(1, 1, 5, 28)).shape == (1, 3)
 
 
 @pytest.mark.parametrize("name, options", [("cnn", {}), ("cnn", {"batch_norm": False}), ("vgg", {"depth": 13})])

@@ -21,7 +21,7 @@ __all__ = ["TransferClassifier", "BACKBONES", "pretrained_weights_path"]
 
 # backbone -> (torchvision builder name, weights enum name, default min input size)
 BACKBONES = {
-    "resnet18": ("resnet18", "ResNet18_Weights", 32),
+    "resnet18": ("resnet18", "ResNet18_Weights", 1),  # adaptive pooling: any size runs
     "vgg16": ("vgg16", "VGG16_Weights", 32),
     "alexnet": ("alexnet", "AlexNet_Weights", 63),
     "inception_v3": ("inception_v3", "Inception_V3_Weights", 75),
