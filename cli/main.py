@@ -320,6 +320,7 @@ def models(in_channels, size, num_classes):
       oceandl models --in-channels 1 --size 28 --num-classes 10
     """
     from oceandl.models import MODELS, model_options
+    from oceandl.models.transfer import BACKBONES
 
     click.echo(f"{'name':<14} {'task':<15} {'parameters':>12}  (input {in_channels}x{size}x{size})")
     for name, ctor in MODELS.items():
@@ -330,7 +331,9 @@ def models(in_channels, size, num_classes):
             n = f"{_parameter_count(name, args, opts):,}"
         except Exception as exc:  # noqa: BLE001
             n = f"n/a ({exc})"
-        click.echo(f"{name:<14} {task:<15} {n:>12}")
+        # the backbones' counts do not depend on the size, but alexnet cannot run on 28 px: say so
+        need = BACKBONES[name][2] if name in BACKBONES else 0
+        click.echo(f"{name:<14} {task:<15} {n:>12}" + (f"  (needs {need} px or more)" if size < need else ""))
 
 
 def _parameter_count(name: str, args: tuple, opts: dict) -> int:

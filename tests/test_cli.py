@@ -53,6 +53,19 @@ def test_models_prints_parameter_counts(runner):
     assert lines["cnn"][1] == "classification" and lines["unet"][1] == "reconstruction"
 
 
+def test_models_says_which_backbones_cannot_take_the_size(runner):
+    """At --size 28 alexnet, vgg16 and inception_v3 were listed like the others, with a count,
+    though each fails on 28 px images (they need 63, 32 and 75 px)."""
+    res = runner.invoke(cli, ["models", "--size", "28"])
+    assert res.exit_code == 0, res.output
+    rows = {l.split()[0]: l for l in res.output.splitlines()[1:]}
+    assert rows["alexnet"].endswith("(needs 63 px or more)") and rows["vgg16"].endswith("(needs 32 px or more)")
+    assert rows["inception_v3"].endswith("(needs 75 px or more)")
+    assert not any("needs" in rows[n] for n in ("resnet18", "cnn", "mlp", "unet"))
+    res = runner.invoke(cli, ["models", "--size", "75"])
+    assert "needs" not in res.output
+
+
 def test_models_counts_without_allocating_the_weights(runner, monkeypatch):
     """`oceandl models` built every model with real, randomly initialised weights only to count them
     (vgg16 134 M, alexnet 57 M: 1.2 GB peak and 11 s): it builds them on torch's meta device, with

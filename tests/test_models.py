@@ -407,6 +407,21 @@ def test_images_a_classifier_cannot_take_are_an_input_error(name, shape, words):
     assert model(torch.zeros(ok)).shape == (ok[0], 10)
 
 
+@pytest.mark.parametrize("name, need", [("alexnet", 63), ("inception_v3", 75)])
+def test_images_too_small_for_a_backbone_are_an_input_error(name, need):
+    """alexnet on 32 px or inception_v3 on 64 px (the plankton and SAR sizes) failed with torch's
+    bare RuntimeError 'Output size is too small' / 'Kernel size can't be greater than actual input
+    size' from inside the backbone; the side each needs is the one the train command names."""
+    model = get_model(name, 1, 3).eval()
+    with torch.no_grad():
+        with pytest.raises(InputError, match=rf"{name} needs images of {need} px or more a side, got \({need - 1}, 200\)"):
+            model(torch.zeros(1, 1, need - 1, 200))
+        assert model(torch.zeros(1, 1, need, need)).shape == (1, 3)
+    # resnet18 pools adaptively: 28 px MNIST digits (or smaller) go through it
+    with torch.no_grad():
+        assert get_model("resnet18", 1, 3).eval()(torch.zeros(1, 1, 5, 28)).shape == (1, 3)
+
+
 @pytest.mark.parametrize("name, options", [("cnn", {}), ("cnn", {"batch_norm": False}), ("vgg", {"depth": 13})])
 def test_pool_before_relu_is_the_relu_then_pool_network(name, options):
     """The classifiers pool before their last ReLU of a stage (a quarter of the ReLU work): the

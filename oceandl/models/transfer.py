@@ -21,7 +21,7 @@ __all__ = ["TransferClassifier", "BACKBONES", "pretrained_weights_path"]
 
 # backbone -> (torchvision builder name, weights enum name, default min input size)
 BACKBONES = {
-    "resnet18": ("resnet18", "ResNet18_Weights", 32),
+    "resnet18": ("resnet18", "ResNet18_Weights", 1),  # adaptive pooling: any size runs
     "vgg16": ("vgg16", "VGG16_Weights", 32),
     "alexnet": ("alexnet", "AlexNet_Weights", 63),
     "inception_v3": ("inception_v3", "Inception_V3_Weights", 75),
@@ -188,4 +188,9 @@ class TransferClassifier(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        need = BACKBONES[self.backbone_name][2]
+        if x.ndim == 4 and min(x.shape[-2:]) < need:
+            # else torch's bare RuntimeError deep in the backbone ("Output size is too small")
+            raise InputError(f"{self.backbone_name} needs images of {need} px or more a side, got "
+                             f"{tuple(x.shape[-2:])}")
         return self.net(x)
