@@ -22,6 +22,7 @@ import torch
 import xarray as xr
 
 from oceandl.errors import InputError
+from oceandl.utils import check_memory
 
 from .clouds import cloud_masks, spectral_noise_filter
 
@@ -128,7 +129,7 @@ def synthetic_sst(
     Raises
     ------
     InputError
-        For a bad size, box, cover or start date.
+        For a bad size, box, cover or start date, or a cube larger than this machine's memory.
     """
     if min(n_time, ny, nx) < 1 or ny < 4 or nx < 4:
         raise InputError(f"synthetic_sst shape ({n_time}, {ny}, {nx}): need n_time >= 1, ny, nx >= 4")
@@ -143,6 +144,10 @@ def synthetic_sst(
     except (ValueError, TypeError) as exc:
         raise InputError(f"start {start!r}: not a date ({exc})") from None
 
+    # truth and observation (float32), the cloud masks (bool, then int8), and the complex spectra
+    # of the day loop (a few complex128 grids): refused now rather than after hours of work
+    check_memory(n_time * ny * nx * 10 + ny * nx * 16 * 12, f"synthetic_sst shape ({n_time}, {ny}, {nx})",
+                 "ask for fewer days or a smaller grid")
     land_ss, ocean_ss, cloud_ss = np.random.SeedSequence(seed).spawn(3)
     dlat, dlon = (lat1 - lat0) / ny, (lon1 - lon0) / nx
     lat = lat0 + dlat * (np.arange(ny) + 0.5)

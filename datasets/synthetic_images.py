@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from oceandl.errors import InputError
+from oceandl.utils import check_memory
 
 from .images import TENGEOP_CLASSES
 
@@ -209,6 +210,8 @@ def _check_counts(n_per_class: int, size: int) -> None:
         raise InputError(f"n_per_class={n_per_class}: must be >= 1")
     if int(size) < 16:
         raise InputError(f"size={size}: must be >= 16 pixels")
+    # one image is built from a dozen float64 and complex working arrays of size x size
+    check_memory(int(size) ** 2 * 8 * 12, f"size={size}", "ask for smaller images")
 
 
 def sar_arrays(n_per_class: int = 20, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

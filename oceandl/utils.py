@@ -202,6 +202,29 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _USER_HEAP_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_")
 
 
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes, or ``None`` where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(need: int, what: str, advice: str) -> None:
+    """Refuse, before any work, a request whose arrays alone exceed this machine's memory.
+
+    Raises
+    ------
+    InputError
+        When ``need`` bytes are more than the physical memory (the run would fail or swap for
+        hours, then die with an out-of-memory error that names nothing the user asked for).
+    """
+    total = physical_memory()
+    if total is not None and need > total:
+        raise InputError(f"{what}: needs about {need / 2**30:.1f} GiB of memory, over this machine's "
+                         f"{total / 2**30:.1f} GiB: {advice}")
+
+
 def keep_freed_memory(device="cpu") -> bool:
     """Let the C heap keep the memory that freed tensors give back, for the next step to reuse.
 

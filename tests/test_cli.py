@@ -451,6 +451,19 @@ def test_synth_zero_sizes_are_refused(runner, tmp_path, args, flag):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("args", [["sst", "--n", "100000", "--size", "100000"], ["sst", "--n", "3650", "--size", "60000"],
+                                  ["sar", "--n", "1", "--size", "100000"], ["plankton", "--n", "1", "--size", "100000"]])
+def test_synth_beyond_memory_is_refused_before_work(runner, tmp_path, args):
+    """`synth sst --n 100000 --size 100000` ended in `Error: out of memory (try a smaller --batch-size
+    or tile)`, exit 1, naming an option synth does not have (a request just above the memory ran for
+    hours first); it is refused at once, exit 2, with the memory it needs."""
+    out = tmp_path / "out"
+    res = runner.invoke(cli, ["synth", *args, "-o", str(out)])
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code == 2 and last.startswith("Error:") and "GiB of memory" in last, res.output
+    assert "--batch-size" not in last and not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("cmd", [["interpolate", "--method", "unet"], ["train", "interpolator"]])
 @pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--batch-size", "0"), ("--lr", "0"),
                                          ("--set", "steps=0"), ("--set", "epochs=0")])
