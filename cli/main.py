@@ -363,6 +363,7 @@ def train():
       oceandl train classifier --demo -o sar_model
       oceandl classify --model sar_model vignettes/ -o predictions.csv
       oceandl train interpolator --demo -o demo_unet
+      oceandl train interpolator sst_2021.nc --method unet --init unet_sst --epochs 5 -o unet_sst_2021
     """
 
 
@@ -382,11 +383,14 @@ def _check_min_quality(demo: bool, min_quality) -> None:
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
 @click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)
+@click.option("--init", "init", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint folder (of the same --method) to start from: fine-tune its network on INPUT "
+                   "instead of training a new one.")
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
-                           seed, device, min_quality=None):
+                           seed, device, min_quality=None, init=None):
     """Train a neural gap filler on a (time, lat, lon) cube and write its checkpoint.
 
     The network learns from every observation of the cube (self-supervised: clouds of other days
@@ -398,12 +402,17 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
       oceandl train interpolator sst_2019.nc --var sst --method unet --epochs 20 -o unet_sst
       oceandl interpolate sst_2020.nc --method unet --model unet_sst -o filled_2020.nc
       oceandl train interpolator --demo -o demo_unet
+      oceandl train interpolator sst_2021.nc --method unet --init unet_sst --epochs 5 -o unet_sst_2021
     """
     from oceandl.pipelines.interpolate import train_interpolator
 
     output = _need_output(output, "checkpoint folder")
     _check_min_quality(demo, min_quality)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
+    if init is not None:
+        if "init" in opts:
+            raise click.UsageError("give the starting checkpoint once: --init or --set init=..., not both")
+        opts["init"] = str(init)
     click.echo(train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo,
                                   min_quality=min_quality))

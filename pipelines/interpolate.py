@@ -243,7 +243,8 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
                          f"{', '.join(neural)} (the others fit each file in `oceandl interpolate`)")
     options = dict(options or {})
     if "checkpoint" in options:
-        raise InputError("checkpoint: `train interpolator` writes a checkpoint; it does not start from one")
+        raise InputError("checkpoint: `train interpolator` writes a checkpoint; to start training from one, "
+                         "give it as --init (init=)")
     output = Path(output)
     from oceandl.training.checkpoint import is_checkpoint_folder
 
@@ -266,5 +267,6 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     loss = interp.loss_history_
     k = max(1, len(loss) // 10)  # first and last tenth of the steps: one step's loss is noisy
     trend = f", loss {np.mean(loss[:k]):.4g} -> {np.mean(loss[-k:]):.4g}" if loss else ""
-    return (f"{method} ({interp.precision_}): {interp.steps_} steps on {where} {dict(da.sizes)} in {seconds:.1f} s"
+    start = f" from {options['init']}" if options.get("init") is not None else ""
+    return (f"{method} ({interp.precision_}): {interp.steps_} steps{start} on {where} {dict(da.sizes)} in {seconds:.1f} s"
             f"{trend}; checkpoint written to {output} (use --method {method} --model {output})")

@@ -305,4 +305,4 @@ def test_unreadable_or_added_files_barely_change_the_pick_or_split_and_are_recor
     bad = json.loads((tmp_path / "after" / UNREADABLE).read_text())
     assert sorted(bad) == [str(root / "blob" / "blob_003.png"), str(root / "checks" / "checks_000.png")]
     assert all(bad.values())
-    assert any(f"2 unreadable image(s) left out (1 at the header check, 1 when decoded)" in n for n in ctx.notes)
+    assert any("2 unreadable image(s) left out (1 at the header check, 1 when decoded)" in n for n in ctx.notes)

@@ -678,6 +678,32 @@ def test_benchmark_overrides_parsed_values_coerced():
         apply_overrides(SSTConfig(), {"cloud_covers": "lots"})
 
 
+def test_train_interpolator_init_fine_tunes_a_checkpoint(runner, sst_file, tmp_path):
+    """`train interpolator --init CKPT` trains on from CKPT's network and says so; the new folder
+    records the starting weights; a network option against the checkpoint's is refused (exit 2)."""
+    small = ["--var", "sst", "--batch-size", "4", "--quiet", "--set", "patch=16"]
+    first = tmp_path / "first"
+    res = runner.invoke(cli, ["train", "interpolator", str(sst_file), *small, "--set", "steps=2",
+                              "--set", "model_options={\"width\": 8, \"depth\": 2}", "-o", str(first)])
+    assert res.exit_code == 0, res.output
+    tuned = tmp_path / "tuned"
+    res = runner.invoke(cli, ["train", "interpolator", str(sst_file), *small, "--set", "steps=3",
+                              "--init", str(first), "-o", str(tuned)])
+    assert res.exit_code == 0, res.output
+    assert f"3 steps from {first} on {sst_file}" in res.output
+    training = json.loads((tuned / "config.json").read_text())["training"]
+    assert training["init"]["checkpoint"] == str(first) and len(training["init"]["sha256"]) == 64
+    assert json.loads((tuned / "config.json").read_text())["model_options"]["width"] == 8  # the checkpoint's network
+    for args, words in [(["--set", "nll=true"], "differs from init checkpoint"),
+                        (["--method", "resae"], "not 'resae'"),
+                        (["--set", f"init={first}"], "--init or --set init"),
+                        (["--set", f"checkpoint={first}"], "give it as --init")]:
+        res = runner.invoke(cli, ["train", "interpolator", str(sst_file), *small, "--init", str(first), *args,
+                                  "-o", str(tmp_path / "bad")])
+        assert res.exit_code == 2 and words in res.output.strip().splitlines()[-1], (args, res.output)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_interpolator_then_fill_another_file_with_it(runner, sst_file, tmp_path):
     """`train interpolator -o CKPT` writes what `interpolate --model CKPT` takes back: the second
     run trains nothing and fills a file the network never saw, as the in-memory one would."""

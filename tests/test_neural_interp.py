@@ -295,6 +295,43 @@ def test_options_a_checkpoint_cannot_honour_are_refused(tiny, tmp_path):
         METHODS["unet"](steps=5, epochs=2)
 
 
+def test_init_fine_tunes_a_checkpoint_network(tiny, tmp_path):
+    """``init=`` trains on from a checkpoint's network (fine-tuning on another period or region):
+    with no steps it is the checkpoint's network exactly; with steps its loss starts where the
+    checkpoint's training ended, not where a new network's starts; the output and the new
+    checkpoint name the starting weights by hash; options that would change the network are refused."""
+    import hashlib
+    import json
+
+    path = _fit("unet", tiny, steps=6, patch=16).save(tmp_path / "c")
+    sha = hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()
+    other = _cube(12, 32, 32, 0.5, seed=3)
+    zero = METHODS["unet"](device="cpu", init=str(path), steps=0).fit(other).reconstruct()
+    loaded = METHODS["unet"](device="cpu", checkpoint=str(path), normalisation="input").fit(other).reconstruct()
+    np.testing.assert_allclose(zero["sst"].values, loaded["sst"].values, atol=1e-5)
+    tuned = _fit("unet", other, seed=1, init=str(path), model_options=None)
+    fresh = _fit("unet", other, seed=1)  # the same batches (same seed), a new network
+
+    def flat(model):
+        return torch.cat([p.detach().float().flatten() for p in model.parameters()])
+
+    start = flat(METHODS["unet"](device="cpu", checkpoint=str(path)).fit(other).model_)
+    moved, apart = (flat(tuned.model_) - start).norm(), (flat(fresh.model_) - start).norm()
+    assert tuned.steps_ == 4 and 0 < moved < 0.2 * apart, (moved, apart)  # trained on, near where it started
+    attrs = tuned.reconstruct()["sst"].attrs
+    assert attrs["init_checkpoint"] == str(path) and attrs["init_checkpoint_sha256"] == sha
+    assert "checkpoint" not in attrs and attrs["train_steps"] == 4
+    saved = json.loads((tuned.save(tmp_path / "tuned") / "config.json").read_text())["training"]
+    assert saved["init"] == {"checkpoint": str(path), "sha256": sha} and saved["train_steps"] == 4
+    for opts, words in [({"checkpoint": str(path)}, "init=.* and checkpoint=.* are both set"),
+                        ({"nll": True}, "nll=True differs from init checkpoint"),
+                        ({"model_options": {"width": 16}}, "cannot change the network of init checkpoint")]:
+        with pytest.raises(InputError, match=words):
+            METHODS["unet"](device="cpu", init=str(path), **opts)
+    with pytest.raises(CheckpointError, match="not 'resae'"):
+        METHODS["resae"](device="cpu", init=str(path))
+
+
 @pytest.mark.parametrize("options, word", [
     ({"neighbours": -1}, "neighbours"), ({"patch": 0}, "patch"), ({"tile": 16, "overlap": 16}, "overlap"),
     ({"model_options": {"nope": 1}}, "model_options"), ({"nll": "yes"}, "nll"), ({"lr": 0}, "lr"),

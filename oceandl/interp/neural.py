@@ -153,6 +153,12 @@ class NeuralInterpolator(Interpolator):
         ``"input"``: the input's own; ``"auto"``: the checkpoint's when it has them and they fit
         the input, else the input's. Without a checkpoint the input's are always used. The
         output's ``normalisation`` attribute says which.
+    init : str or None
+        A folder written by :meth:`save` to start training from (fine-tuning): its weights, model
+        options and inputs (``neighbours``, ``nll``, ``seasonal``, ``latlon``) are taken, then the
+        network is trained on this input with the training options given here, normalised by the
+        input's own statistics. The output's ``init_checkpoint`` and ``init_checkpoint_sha256``
+        attributes (and the saved checkpoint's ``training.init``) name the starting weights.
     """
 
     model_name: ClassVar[str] = ""
@@ -164,7 +170,7 @@ class NeuralInterpolator(Interpolator):
         "patch": 64, "steps": None, "epochs": None, "batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4,
         "visible_weight": 0.1, "tile": 128, "overlap": 32, "infer_batch": 8,
         "model_options": None, "checkpoint": None, "precision": "auto", "channels_last": True,
-        "fused": True, "normalisation": "auto",
+        "fused": True, "normalisation": "auto", "init": None,
     }
 
     # ------------------------------------------------------------------ options
@@ -210,6 +216,19 @@ class NeuralInterpolator(Interpolator):
         need("epochs", o["steps"] is None or o["epochs"] is None,
              f"and steps={o['steps']!r} are both set: give one (steps counts optimiser steps, epochs passes "
              "over every (day, patch) position)")
+        need("init", o["init"] is None or o["checkpoint"] is None,
+             f"and checkpoint={o['checkpoint']!r} are both set: give one (checkpoint fills with a trained "
+             "network as it is, init trains further from it)")
+        if o["init"] is not None:
+            # checked before any input is read, as checkpoint is; the network's shape and inputs are the
+            # checkpoint's, so options that would change them are refused rather than ignored
+            meta = self._checkpoint_meta(o["init"])
+            for key in sorted(self._given_options & set(_FROM_CHECKPOINT)):
+                need(key, key not in meta or bool(o[key] == meta[key]),
+                     f"differs from init checkpoint {o['init']}, trained with {key}={meta.get(key)!r} "
+                     "(training goes on from its network, with its inputs): drop it")
+            need("model_options", "model_options" not in self._given_options or not o["model_options"],
+                 f"cannot change the network of init checkpoint {o['init']}: drop it")
         if o["checkpoint"] is not None:
             # the JSON alone, before any input is read: a wrong checkpoint fails first, not after the fill's set-up
             meta = self._checkpoint_meta(o["checkpoint"])
@@ -476,9 +495,19 @@ class NeuralInterpolator(Interpolator):
             self._prepare_model()
             self.steps_ = 0
             return
-        self._setup_inputs(x, obs)
-        self._in_channels = self._n_inputs()
-        self.model_ = self._build_model(self._in_channels).to(self._device)
+        if o["init"] is not None:  # fine-tuning: the checkpoint's network, trained further on this input
+            self._load(o["init"])
+            self._check_quantity(o["init"])
+            # the attrs name the starting weights, not a network loaded as it is
+            self.checkpoint_attrs_ = {f"init_{k}": v for k, v in self.checkpoint_attrs_.items()}
+            self._setup_inputs(x, obs)
+            if self._in_channels != self._n_inputs():
+                raise InputError(f"method {self.name!r}: init checkpoint {o['init']} expects "
+                                 f"{self._in_channels} input channels, this input gives {self._n_inputs()}")
+        else:
+            self._setup_inputs(x, obs)
+            self._in_channels = self._n_inputs()
+            self.model_ = self._build_model(self._in_channels).to(self._device)
         self._prepare_model()
         self.steps_ = self._train(obs, rng)
 
@@ -637,6 +666,9 @@ class NeuralInterpolator(Interpolator):
                     **{k: str(self.da_.attrs[k]) for k in ("standard_name", "units") if k in self.da_.attrs}}
         if source is not None:
             training["source"] = str(source)
+        if self.options["init"] is not None:  # the weights it was fine-tuned from
+            training["init"] = {"checkpoint": str(self.options["init"]),
+                                "sha256": fit.get("init_checkpoint_sha256")}
         norm, tensors = self._stats_to_save()
         extra = {"interpolator": {"method": self.name, **cfg, "in_channels": self._in_channels,
                                   "multiple": self.multiple, "normalisation": norm}, "training": training}
