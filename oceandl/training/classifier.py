@@ -345,7 +345,10 @@ def _check_takes_images(net: torch.nn.Module, name: str, x: torch.Tensor) -> Non
     try:
         with torch.no_grad():
             net.eval()(x.float())
-    except (RuntimeError, InputError) as exc:  # the models that check their input say why in their words
+    except InputError as exc:  # the models that check their input say why, with the size and the remedy
+        raise InputError(f"model {name!r}: {one_line(exc, with_type=False)}; --size (or size= in the reader) "
+                         "resizes the images") from None
+    except RuntimeError as exc:
         least = f" to at least {BACKBONES[name][2]} px" if name in BACKBONES else ""
         raise InputError(f"model {name!r} cannot take images of {' x '.join(map(str, x.shape[1:]))} "
                          f"(channels x height x width): {one_line(exc, with_type=False)}; resize them{least} "
