@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, warn
 from oceandl.utils import atomic_path, check_output_path, provenance, resolve_device, write_json
 
 __all__ = ["RunContext", "Pipeline", "apply_overrides", "resolve_fast", "run_pipeline", "markdown_table",
@@ -217,8 +217,21 @@ def _read_run_json(path, pipeline: str | None) -> tuple[dict, bool]:
     if isinstance(data.get("config"), dict) and "pipeline" in data:  # a results.json or run.json
         if pipeline is not None and data["pipeline"] != pipeline:
             raise InputError(f"{path}: a run of benchmark {data['pipeline']!r}, not {pipeline!r}")
+        _warn_other_threads(path, data.get("torch_threads"))
         return data["config"], True
     return data, False
+
+
+def _warn_other_threads(path, threads) -> None:
+    """Warn when a run fed back with ``--config`` ran with another torch thread count than this one:
+    the same config and seed then give scores that differ in their last digits (the float sums are
+    ordered by thread), which read as a failure to reproduce."""
+    import torch
+
+    now = torch.get_num_threads()
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads != now:
+        warn(f"{path}: that run used {threads} torch thread{'s' * (threads != 1)}, this one {now}: its scores "
+             f"can differ in the last digits (OMP_NUM_THREADS={threads} repeats it exactly)")
 
 
 def _changes(config, overrides, toml_path, pipeline: str | None = None) -> dict[str, Any]:

@@ -214,3 +214,29 @@ def test_a_pipe_in_a_label_or_value_stays_in_its_cell():
     header, rows = _table(md)
     assert header == ["name", "val_rmse", "device"]
     assert rows == [["climatology:time\\|mean@0.5", "3.442", "cpu\\|gpu"], ["eof@0.5", "1.5", ""]]
+
+
+def test_a_run_fed_back_with_another_thread_count_is_warned_about(tmp_path):
+    """The thread count orders the float sums (a neural method's val_rmse moved in its 4th digit,
+    1 against 2 threads): a `--config results.json` re-run on another count gave other numbers
+    without a word, which reads as a failure to reproduce; now a warning names both counts."""
+    import warnings
+
+    from oceandl.pipelines.runner import _read_run_json
+
+    path = tmp_path / "results.json"
+    with torch_threads(1):
+        for threads, warned in ((1, False), (2, True), (None, False)):
+            path.write_text(json.dumps({"pipeline": "sst", "config": {"seed": 3}, "torch_threads": threads}))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                assert _read_run_json(path, "sst") == ({"seed": 3}, True)
+            msgs = [str(w.message) for w in caught]
+            assert bool(msgs) == warned, (threads, msgs)
+    with torch_threads(1), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path.write_text(json.dumps({"pipeline": "sst", "config": {}, "torch_threads": 2}))
+        _read_run_json(path, "sst")
+    assert [str(w.message) for w in caught] == [
+        f"{path}: that run used 2 torch threads, this one 1: its scores can differ in the last digits "
+        "(OMP_NUM_THREADS=2 repeats it exactly)"]
