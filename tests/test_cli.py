@@ -388,6 +388,17 @@ def test_synth_and_eof(runner, tmp_path):
     assert "oceandl eof" in e.attrs["history"].splitlines()[0] and e.attrs["total_variance"] > 0
     assert e["mean"].dims == ("lat", "lon") and e["weights"].dims == ("lat", "lon")
     np.testing.assert_allclose(e["eigenvalues"].values / e.attrs["total_variance"], vf, rtol=1e-12)
+    # the forms one plots and correlates, in the file: maps in the field's units per standard
+    # deviation of each mode (and correlations), unit-variance PCs; covariance = anomaly x PC / (n-1)
+    z = e["standardized_pcs"].values
+    assert e["standardized_pcs"].dims == ("time", "mode") and e["standardized_pcs"].attrs["units"] == "1"
+    np.testing.assert_allclose(z.var(0, ddof=1), 1.0, rtol=1e-5)
+    with xr.open_dataset(out) as src:
+        anom = (src["sst_true"] - src["sst_true"].mean("time")).values
+        assert e["eofs_covariance"].attrs["units"] == src["sst_true"].attrs["units"]
+    cov = np.einsum("tk,tyx->kyx", z, anom) / (anom.shape[0] - 1)
+    np.testing.assert_allclose(e["eofs_covariance"].values, cov, atol=2e-4 * np.nanmax(np.abs(cov)))
+    np.testing.assert_allclose(e["eofs_correlation"].values, cov / anom.std(0, ddof=1), atol=1e-4)
     res = runner.invoke(cli, ["eof", str(out), "--var", "sst_true", "-n", "3", "--solver", "randomized", "--seed", "5",
                               "-o", str(tmp_path / "r.nc")])
     assert res.exit_code == 0, res.output

@@ -421,6 +421,12 @@ def test_standardized_pcs_and_eofs_as_covariance_and_correlation(field):
         res.eofs_as("cov")
     with pytest.raises(InputError, match="center=False"):
         eof(field, n_modes=2, center=False).eofs_as()
+    # written with the analysis (`oceandl eof`'s file); not for an uncentred one, which has no anomalies
+    ds = res.to_dataset()
+    for name, da in (("eofs_covariance", got), ("eofs_correlation", corr), ("standardized_pcs", z)):
+        np.testing.assert_array_equal(ds[name].values, da.values)
+        assert ds[name].attrs["long_name"] == da.attrs["long_name"] and "options" not in ds[name].attrs
+    assert not {"eofs_covariance", "standardized_pcs"} & set(eof(field, n_modes=2, center=False).to_dataset())
 
 
 def test_cli_coslat_refuses_a_file_without_latitudes(field, tmp_path):

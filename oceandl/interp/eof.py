@@ -330,7 +330,10 @@ class EOF:
         -------
         Dataset
             ``eofs`` (mode, lat, lon), ``pcs`` (time, mode), ``eigenvalues``,
-            ``eigenvalue_errors``, ``variance_fraction`` (mode,), ``mean`` and ``weights`` (lat, lon); global attrs: the
+            ``eigenvalue_errors``, ``variance_fraction`` (mode,), ``mean`` and ``weights`` (lat, lon),
+            and for an analysis of anomalies (``center=True``) the forms one plots and correlates:
+            ``eofs_covariance`` and ``eofs_correlation`` (mode, lat, lon; :meth:`eofs_as`) and
+            ``standardized_pcs`` (time, mode; :meth:`standardized_pcs`); global attrs: the
             provenance (version, options, solver), the total variance, the analysed variable and a
             ``history`` line put in front of the input's (newest first, as NCO and CDO write it).
             The variables carry their ``long_name`` (and ``units``) only: the provenance is
@@ -345,8 +348,15 @@ class EOF:
 
         # the provenance once, in the global attrs: each of the 6 variables repeated all of it
         variables = {}
-        for name, da in (("eofs", self.eofs), ("pcs", self.pcs), ("eigenvalues", self.eigenvalues),
-                         ("eigenvalue_errors", self.eigenvalue_errors), ("variance_fraction", self.variance_fraction), ("mean", self.mean), ("weights", self.weights)):
+        parts = [("eofs", self.eofs), ("pcs", self.pcs), ("eigenvalues", self.eigenvalues),
+                 ("eigenvalue_errors", self.eigenvalue_errors), ("variance_fraction", self.variance_fraction),
+                 ("mean", self.mean), ("weights", self.weights)]
+        if self.center:
+            # the weighted unit-norm EOFs alone are not in the field's units: a file from `oceandl eof`
+            # gave no map a scientist plots (degC per standard deviation of the mode) nor unit-variance indices
+            parts += [("eofs_covariance", self.eofs_as("covariance")), ("eofs_correlation", self.eofs_as("correlation")),
+                      ("standardized_pcs", self.standardized_pcs())]
+        for name, da in parts:
             da = da.copy(deep=False)
             da.attrs = {k: v for k, v in da.attrs.items() if k not in self.attrs}
             variables[name] = da
