@@ -498,3 +498,18 @@ def test_weights_may_be_nan_on_land(field, example_sst):
         eof(field, weights=w2)
     with pytest.raises(InputError, match="finite and non-negative"):
         eof(field, weights=-w2)
+
+
+@pytest.mark.parametrize("units, expected", [("K", "K2"), ("degree_Celsius", "K2"), ("degrees_C", "K2"),
+                                             ("kelvin", "K2"), ("m", "m2"), ("1", "1"), ("m s-1", None), (None, None)])
+def test_eigenvalues_are_in_the_squared_units_of_the_field(field, units, expected):
+    """The eigenvalues (and their North errors) are variances, in the field's units squared: they
+    had no units attribute, so a reader could not tell degC**2 from a fraction. A temperature's
+    variance is K2 (UDUNITS cannot raise degree_Celsius, an offset unit, to a power); a compound
+    unit is left without rather than written wrongly."""
+    f = field.copy()
+    f.attrs = {} if units is None else {"units": units}
+    res = eof(f, n_modes=2)
+    for da in (res.eigenvalues, res.eigenvalue_errors, res.to_dataset()["eigenvalues"]):
+        assert da.attrs.get("units") == expected, da.name
+    assert res.pcs.attrs.get("units") == units  # the PCs keep the field's

@@ -159,6 +159,29 @@ def _truncated_svd(A: np.ndarray, k: int, solver: str, seed: int) -> tuple[np.nd
     return U * flip, S, Vt * flip[:, None]
 
 
+def _squared_units(units) -> dict[str, str]:
+    """``{"units": ...}`` of a variance of a field in ``units`` (UDUNITS syntax), or ``{}`` when
+    that cannot be written simply.
+
+    The eigenvalues had no units: a reader could not tell degC² from a fraction. A temperature's
+    variance is in K2 whatever the scale it was read in (degree_Celsius cannot be raised to a
+    power in UDUNITS: it has an offset); a one-word unit gets the power 2 (``m`` -> ``m2``); a
+    compound unit is left out rather than written wrongly.
+    """
+    import re
+
+    from .neural import _unit
+
+    u = _unit(units)
+    if u in ("degC", "K"):
+        return {"units": "K2"}
+    if u == "1":
+        return {"units": "1"}
+    if u is not None and re.fullmatch(r"[A-Za-z]+", u):
+        return {"units": f"{u}2"}
+    return {}
+
+
 class EOF:
     """EOF analysis of a (time, lat, lon) field; see :func:`eof`.
 
@@ -288,13 +311,14 @@ class EOF:
                                 name="pcs", attrs={**prov, "long_name": "principal components (unscaled)",
                                                    # weighted anomalies on unit-norm patterns: the field's units
                                                    **({"units": da.attrs["units"]} if "units" in da.attrs else {})})
+        squared = _squared_units(da.attrs.get("units"))
         self.eigenvalues = xr.DataArray(eig, dims="mode", coords={"mode": mode}, name="eigenvalues",
-                                        attrs={**prov, "long_name": "eigenvalues (variance of each PC)"})
+                                        attrs={**prov, "long_name": "eigenvalues (variance of each PC)", **squared})
         # North's rule of thumb: sampling error of an eigenvalue from n_time samples
         self.eigenvalue_errors = xr.DataArray(eig * np.sqrt(2.0 / nt), dims="mode", coords={"mode": mode},
                                               name="eigenvalue_errors",
                                               attrs={**prov, "long_name": "typical error of each eigenvalue "
-                                                     "(North et al. 1982: eigenvalue * sqrt(2 / n_time))"})
+                                                     "(North et al. 1982: eigenvalue * sqrt(2 / n_time))", **squared})
         self.variance_fraction = xr.DataArray(eig / total, dims="mode", coords={"mode": mode},
                                               name="variance_fraction",
                                               attrs={**prov, "long_name": "fraction of the total variance",
