@@ -31,7 +31,7 @@ from .errors import InputError, one_line
 from .errors import warn as _warn  # open_netcdf's `warn` argument would shadow it
 from .utils import atomic_path, check_output_path
 
-__all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS",
+__all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks"]
 
 DIMS = ("time", "lat", "lon")
@@ -276,6 +276,7 @@ class SourceGrid:
     take: dict
     coords: dict
     order: tuple = DIMS  # the roles in the file variable's dim order: ("lon", "lat", "time") for some files
+    lon_wrapped: bool = True  # longitudes in degrees, put in open_field's convention (not a projection's x)
 
     @property
     def is_clean(self) -> bool:
@@ -293,16 +294,18 @@ class SourceGrid:
         if lon is None or lon.ndim != 1:
             return False
         vals = np.asarray(lon.values, dtype=float)
-        return bool(np.array_equal(_lon_convention(vals), vals))
+        return bool(not self.lon_wrapped or np.array_equal(_lon_convention(vals), vals))
 
 
-def _source_grid(ds: xr.Dataset, roles: dict, coords: dict, out: xr.DataArray, file_dims: tuple) -> SourceGrid:
+def _source_grid(ds: xr.Dataset, roles: dict, coords: dict, out: xr.DataArray, file_dims: tuple,
+                 wrap_lon: bool = True) -> SourceGrid:
     """The :class:`SourceGrid` of ``out`` (the clean field) read from variable dims ``roles`` of ``ds``
-    (``file_dims``: that variable's dims, in the file's order)."""
+    (``file_dims``: that variable's dims, in the file's order; ``wrap_lon``: longitudes in degrees,
+    put in :func:`open_field`'s convention)."""
     take = {"time": None}
     for role in ("lat", "lon"):
         vals = np.asarray(coords[role][1], dtype=float)  # the file's order, as floats
-        if role == "lon":
+        if role == "lon" and wrap_lon:
             vals = _lon_convention(vals)
         idx = out.indexes[role].get_indexer(vals)
         take[role] = None if np.array_equal(idx, np.arange(out.sizes[role])) else idx
@@ -316,7 +319,7 @@ def _source_grid(ds: xr.Dataset, roles: dict, coords: dict, out: xr.DataArray, f
             if ds.variables[n].dims and set(ds.variables[n].dims) <= grid_dims}
     role_of = {dim: role for role, dim in dims.items()}
     order = tuple(role_of[d] for d in file_dims if d in role_of)
-    return SourceGrid(dims=dims, take=take, coords=keep, order=order if len(order) == 3 else DIMS)
+    return SourceGrid(dims=dims, take=take, coords=keep, order=order if len(order) == 3 else DIMS, lon_wrapped=wrap_lon)
 
 
 def source_grid(da: xr.DataArray) -> SourceGrid | None:
@@ -495,6 +498,22 @@ def _lon_convention(lon: np.ndarray) -> np.ndarray:
     return east if _splits_grid(wrapped) and not _splits_grid(east) else wrapped
 
 
+def in_degrees(attrs) -> bool:
+    """Whether a lat/lon coordinate with attributes ``attrs`` holds degrees (so longitudes wrap at
+    360): units starting with ``deg`` or ``°``, or no units (files often leave them out), and not a
+    projection's ``projection_x/y_coordinate``.
+
+    A projected grid's x in km (0, 10, ... 490) was wrapped as longitudes: columns 370..490 became
+    10..130, duplicates of existing ones, and were dropped, the rest reordered; the fill then
+    wrote other columns' values over the file's observations, with exit 0.
+    """
+    std = str(attrs.get("standard_name", "")).lower()
+    if std.startswith("projection_"):
+        return False
+    units = str(attrs.get("units", "")).strip().lower()
+    return not units or units.startswith(("deg", "\u00b0"))
+
+
 def normalize_longitude(da: xr.DataArray, dim: Hashable = "lon") -> xr.DataArray:
     """Longitudes in -180..180, sorted ascending (duplicates, e.g. 0 and 360, kept once).
 
@@ -670,7 +689,10 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     for role in DIMS:
         dim, v = roles[role]
         if v is None:
-            vals, attrs = np.arange(da.sizes[dim], dtype=float), {}
+            # a row or column index, not a latitude or longitude: labelled so (units "1"), never as degrees
+            vals = np.arange(da.sizes[dim], dtype=float)
+            attrs = {} if role == "time" else {"long_name": f"{role} index (the file has no coordinate along "
+                                                             f"{str(dim)!r})", "units": "1"}
         else:
             vals, attrs = _coordinate_values(v, dim, role, where), dict(v.attrs)
         if role != "time":
@@ -695,8 +717,11 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", *_VALID_ATTRS)}
     valid = _valid_range(da, where)
     out = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=name)
+    degrees = {role: in_degrees(coords[role][2]) and roles[role][1] is not None for role in ("lat", "lon")}
     for role, std, units, axis in (("lat", "latitude", "degrees_north", "Y"), ("lon", "longitude", "degrees_east", "X")):
-        out[role].attrs.update({"standard_name": std, "units": units, "axis": axis})
+        # a projection's x/y (metres, km) or an index keeps its own labels: called degrees_north,
+        # it was weighted by cos(y) and its columns wrapped at 360
+        out[role].attrs.update({"standard_name": std, "units": units, "axis": axis} if degrees[role] else {"axis": axis})
     out["time"].attrs.setdefault("axis", "T")
     ok = np.isfinite(out)  # inf is as good as missing
     if valid is not None:  # so is a value outside valid_min/valid_max/valid_range (CF)
@@ -704,11 +729,14 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     out = out.where(ok)
     if not out.indexes["lat"].is_monotonic_increasing:
         out = out.sortby("lat")
-    out = normalize_longitude(out)
+    if degrees["lon"]:
+        out = normalize_longitude(out)
+    elif not out.indexes["lon"].is_monotonic_increasing:
+        out = out.sortby("lon")
     _check_values(out, where)
     for d, v in scalars.items():
         out = out.assign_coords({d: v})
-    out.encoding["source_grid"] = _source_grid(ds, roles, coords, out, tuple(da.dims))
+    out.encoding["source_grid"] = _source_grid(ds, roles, coords, out, tuple(da.dims), wrap_lon=degrees["lon"])
     out.encoding["source_attrs"] = dict(ds.attrs)  # the file's global attributes, for file_attrs
     return out
 

@@ -836,3 +836,47 @@ def test_flags_and_ancillary_variables_are_not_fields(values, tmp_path):
             assert set(res.data_vars) == {"temp", "missing_flag", "sigma"}
             assert res["temp"].attrs["ancillary_variables"] == "missing_flag sigma"
         assert main(["eof", str(out), "-n", "2", "-o", str(tmp_path / f"eof_{tag}.nc")]) == 0, tag
+
+
+def test_a_projected_grid_in_km_is_not_wrapped_as_longitudes(tmp_path):
+    """A projected grid's x in km (0, 10, ... 490) was wrapped as longitudes: 370..490 became
+    10..130, duplicates, and were dropped (50 columns -> 36), the others reordered; the output,
+    put back on the file's grid, held other columns' values at the observed pixels (exit 0). Its
+    x and y were labelled degrees_east/north. Now they keep their own units and order, in memory
+    and with --chunks, and coslat weighting refuses them."""
+    import oceandl
+
+    rng = np.random.default_rng(0)
+    nt, ny, nx = 12, 20, 50
+    v = (15 + np.cumsum(rng.standard_normal((nt, ny, nx)), axis=2) / 5).astype(np.float32)
+    v[rng.random(v.shape) < 0.3] = np.nan
+    proj = {"units": "km", "standard_name": "projection_x_coordinate", "axis": "X"}
+    ds = xr.Dataset({"sst": (("time", "y", "x"), v, {"units": "degC"})},
+                    coords={"time": pd.date_range("2021-01-01", periods=nt),
+                            "y": ("y", np.arange(ny) * 10.0, {**proj, "standard_name": "projection_y_coordinate",
+                                                              "axis": "Y"}),
+                            "x": ("x", np.arange(nx) * 10.0, proj)})
+    path = tmp_path / "proj.nc"
+    ds.to_netcdf(path)
+    da = open_field(path, "sst")
+    assert da.shape == (nt, ny, nx)
+    np.testing.assert_array_equal(da["lon"].values, np.arange(nx) * 10.0)
+    np.testing.assert_array_equal(da.values, v)  # nothing moved
+    assert da["lon"].attrs["units"] == "km" and da["lat"].attrs["standard_name"] == "projection_y_coordinate"
+    seen = np.isfinite(v)
+    for tag, out in _fill_in_memory_and_chunked(path, tmp_path).items():
+        with xr.open_dataset(out) as got:
+            assert got["sst"].shape == v.shape, tag
+            np.testing.assert_array_equal(got["sst"].values[seen], v[seen])  # the observations, where they were
+            assert got["x"].attrs["units"] == "km"
+    for field in (da, da * 1.0):  # with the grid record, and after arithmetic without it
+        with pytest.raises(InputError, match="weights='coslat' needs"):
+            oceandl.eof(field.fillna(15.0), n_modes=2)
+    # a file without coordinates: its row and column indices are labelled as such, not as degrees
+    bare = tmp_path / "bare.nc"
+    xr.Dataset({"sst": (("time", "y", "x"), v)}, coords={"time": ds["time"]}).to_netcdf(bare)
+    idx = open_field(bare, "sst")
+    assert idx["lat"].attrs == {"long_name": "lat index (the file has no coordinate along 'y')", "units": "1",
+                                "axis": "Y"}
+    with pytest.raises(InputError, match="weights='coslat' needs a coordinate 'lat'"):
+        oceandl.eof(idx.fillna(15.0) * 1.0, n_modes=2)  # cos(row index) weighted it silently

@@ -91,7 +91,7 @@ def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
     """Index arrays ``(iy, ix)`` that put the (time, lat, lon) DataArray ``da``'s grid in the clean
     orientation open_field gives (latitude ascending, longitude ascending in -180..180, or 0..360
     across the dateline); ``arange`` along an axis without numeric 1-D coordinates."""
-    from oceandl.io import _lon_convention
+    from oceandl.io import _lon_convention, in_degrees
 
     out = []
     for k, dim in enumerate(da.dims[1:]):
@@ -101,7 +101,8 @@ def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
             out.append(np.arange(n))
             continue
         v = np.asarray(idx, dtype=np.float64)
-        out.append(np.argsort(_lon_convention(v) if k == 1 else v, kind="stable"))
+        wrap = k == 1 and in_degrees(da[dim].attrs)  # a projection's x (km) is not wrapped at 360
+        out.append(np.argsort(_lon_convention(v) if wrap else v, kind="stable"))
     return out[0], out[1]
 
 

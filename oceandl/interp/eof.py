@@ -30,8 +30,12 @@ __all__ = ["EOF", "eof", "EOFInterpolator"]
 def _is_latitude(name, c) -> bool:
     """Whether coordinate ``c`` is named or labelled (units, standard_name) as a latitude."""
     units = str(c.attrs.get("units", "")).lower()
-    return (str(name).lower() in ("lat", "latitude", "nav_lat", "lats") or units.startswith("degree")
-            and units.endswith(("north", "_n")) or c.attrs.get("standard_name") == "latitude")
+    if c.attrs.get("standard_name") == "latitude" or units.startswith("degree") and units.endswith(("north", "_n")):
+        return True
+    from oceandl.io import in_degrees
+
+    # labelled as something else (a projection's y in km, a row index of units "1"): not by its name
+    return in_degrees(c.attrs) and str(name).lower() in ("lat", "latitude", "nav_lat", "lats")
 
 
 def _latitude_coord(da: xr.DataArray, lat, lon) -> str | None:
@@ -49,14 +53,18 @@ def _latitude_coord(da: xr.DataArray, lat, lon) -> str | None:
             raise InputError(f"eof: weights='coslat' needs latitudes in degrees, but the file has no latitude "
                              f"coordinate along {ydim!r} (a lat/latitude/nav_lat variable, or units degrees_north); "
                              "add one, or pass weights=None (oceandl eof --weights none)")
-    if lat in da.coords and str(lat).lower() not in ("y", "j", "nj", "row"):
+    if lat in da.coords and str(lat).lower() not in ("y", "j", "nj", "row") and _is_latitude(lat, da[lat]):
         return lat
     for name, c in da.coords.items():
         if name == lat or lat not in c.dims or not set(c.dims) <= {lat, lon}:
             continue
         if _is_latitude(name, c):
             return str(name)
-    return lat if lat in da.coords else None
+    from oceandl.io import in_degrees
+
+    # an unlabelled coordinate is taken for latitudes (checked within +-90 below); one labelled in
+    # other units (a projection's km, a row index's "1") is not
+    return lat if lat in da.coords and in_degrees(da[lat].attrs) else None
 
 
 def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
