@@ -886,7 +886,10 @@ class TenGeoPDataset(_FileImageDataset):
         if absent:
             warn(
                 f"{class_root}: no vignettes for class(es) {', '.join(absent)}; "
-                f"the labels keep their F..O = 0..9 numbering",
+                # said alone, this read as if a model would keep ten classes; training then warned
+                # that it trains on the classes present: both are true, of the data set and the model
+                f"the data set keeps the ten F..O = 0..9 labels (a model trained on it learns only the classes "
+                f"present)",
             )
         if not files:
             raise InputError(f"{class_root}: the class folders hold no images")
