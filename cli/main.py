@@ -628,6 +628,10 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
                 vals = [np.nan if m.get(key) is None else m[key] for m in meta]
                 ds[key] = ("sample", np.array(vals, dtype=np.float64), {"units": units})
             ds["time"] = ("sample", np.array([m.get("time") or "" for m in meta], dtype=str))
+        if tmp is not None and "path" in ds:
+            # the demo's folder is deleted below: its absolute paths named files that no longer exist
+            ds["path"] = ds["path"].copy(data=[str(Path(p).relative_to(tmp)) for p in ds["path"].values])
+            ds["path"].attrs["comment"] = "relative to the --demo folder of synthetic vignettes, deleted after the run"
         _write_predictions(ds, output, overwrite)
     finally:
         if tmp is not None:

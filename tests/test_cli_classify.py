@@ -2,7 +2,6 @@
 through the installed console script)."""
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import shutil
@@ -753,15 +752,22 @@ def test_classify_a_stack_with_an_image_without_pixels(sar_model, tmp_path):
 
 def test_classify_demo_end_to_end_small(tmp_path, monkeypatch):
     # the same code path as --demo, with a smaller training set so that it runs in seconds
-    monkeypatch.setattr(cli_main, "_classify_demo",
-                        functools.partial(cli_main._classify_demo, n_per_class=6, size=32, epochs=1))
+    made, original = [], cli_main._classify_demo
+
+    def small_demo(*args, **kwargs):
+        made.append(original(*args, n_per_class=6, size=32, epochs=1, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(cli_main, "_classify_demo", small_demo)
     out = tmp_path / "demo.csv"
     res = invoke("classify", "--demo", "-o", out, "--quiet", "--device", "cpu")
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out)
     assert len(df) == 30 and df["latitude"].notna().all()  # 3 held-out vignettes per class, with metadata
-    tmp = Path(df["path"][0]).parents[2]
+    tmp = made[0][2]
     assert tmp.name.startswith("oceandl-demo-") and not tmp.exists()  # the temporary folder is removed
+    # and the rows do not name files in it (they named /tmp/oceandl-demo-.../heldout/F/...tiff)
+    assert all(p.startswith("heldout/") and p.endswith(".tiff") for p in df["path"]) and str(tmp) not in out.read_text()
 
 
 @pytest.mark.slow
