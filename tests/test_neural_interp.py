@@ -295,6 +295,28 @@ def test_options_a_checkpoint_cannot_honour_are_refused(tiny, tmp_path):
         METHODS["unet"](steps=5, epochs=2)
 
 
+def test_a_fill_outside_the_checkpoints_season_is_warned_about(tiny, tmp_path):
+    """A network trained on one season filled another without a word (January-March on April: a
+    bias of -0.4 to -0.96 degC): the checkpoint now records the days of the year it was trained
+    on, and a fill more than 7 days from all of them is warned about, with the count and the first date."""
+    import json
+    import warnings
+
+    path = _fit("unet", tiny, steps=2, patch=16).save(tmp_path / "c")  # 2021-03-01 .. 03-16: days 60-75
+    assert json.loads((path / "config.json").read_text())["training"]["days_of_year"] == list(range(60, 76))
+    june = tiny.assign_coords(time=pd.date_range("2022-05-25", periods=16))  # days 145-160
+    with pytest.warns(UserWarning, match=r"trained on days 60-75 of the year; 16 of this input's 16 time steps "
+                                         r"\(the first 2022-05-25\) are more than 7 days from them"):
+        METHODS["unet"](device="cpu", checkpoint=str(path)).fit(june)
+    edge = tiny.assign_coords(time=pd.date_range("2022-03-20", periods=16))  # days 79-94: 79-82 within 7
+    with pytest.warns(UserWarning, match=r"12 of this input's 16 time steps \(the first 2022-03-24\)"):
+        METHODS["unet"](device="cpu", checkpoint=str(path)).fit(edge)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # another year, the same season: no warning
+        METHODS["unet"](device="cpu", checkpoint=str(path)).fit(tiny.assign_coords(time=pd.date_range("2023-03-01",
+                                                                                                     periods=16)))
+
+
 def test_init_fine_tunes_a_checkpoint_network(tiny, tmp_path):
     """``init=`` trains on from a checkpoint's network (fine-tuning on another period or region):
     with no steps it is the checkpoint's network exactly; with steps its loss starts where the
