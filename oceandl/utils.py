@@ -135,15 +135,23 @@ def resolve_device(device: str | None = "auto"):
 def native_bf16(device) -> bool:
     """Whether ``device`` computes in bfloat16 natively, so that bf16 autocast pays.
 
-    CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and newer). CPU: AVX512-BF16 or AMX
-    instructions (measured here on an AVX512-BF16 CPU, 2 cores: a U-Net training step 1.75x
-    faster, inference 2.2x; without them bf16 is emulated and was 7x slower).
+    CUDA: compute capability 8.0 or above (Ampere and newer) of that GPU; ROCm: every GPU torch
+    supports. CPU: AVX512-BF16 or AMX instructions (measured here on an AVX512-BF16 CPU, 2 cores:
+    a U-Net training step 1.75x faster, inference 2.2x; without them bf16 is emulated and was 7x
+    slower).
     """
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if not torch.cuda.is_available():
+            return False
+        if torch.version.hip:
+            return bool(torch.cuda.is_bf16_supported())
+        # not torch.cuda.is_bf16_supported(): since torch 2.3 it is also True where bf16 is only
+        # emulated (V100, T4, sm < 80), which would train those GPUs in slow bf16; and it asks the
+        # current GPU, not this one
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         cpu = getattr(torch, "cpu", None)
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

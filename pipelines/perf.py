@@ -457,7 +457,8 @@ def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext, flops: 
             _Case(f"{base}_raw", "samples/s", f"{base}_course", raw),
             _Case(f"{base}_engine", "samples/s", f"{base}_course", engine),
         ]
-        if cfg.bf16 and (not cuda or torch.cuda.is_bf16_supported()):
+        # on CUDA the engine trains in bf16 only where it is native (amp_cpu forces the CPU alone)
+        if cfg.bf16 and (not cuda or native_bf16(device)):
             cases.append(_Case(f"{base}_engine_bf16", "samples/s", f"{base}_engine",
                                lambda e=engine: e(amp=True, amp_cpu=True)))
         if cfg.channels_last and name != "mlp":

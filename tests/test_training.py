@@ -1011,6 +1011,26 @@ def test_labels_the_loss_cannot_take_are_refused_before_training(labels, class_w
                 TrainConfig(epochs=1, class_weights=class_weights, **FAST))
 
 
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((7, 0), False), ((8, 0), True), ((9, 0), True)])
+def test_native_bf16_on_cuda_is_ampere_and_newer(monkeypatch, capability, native):
+    """A T4 or V100 (sm < 80) only emulates bf16: torch.cuda.is_bf16_supported() says True there
+    (torch >= 2.3), which made precision "auto" train and infer such a GPU in slow bf16."""
+    import oceandl.utils
+    from oceandl.training import training_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulation counted, as torch does
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    oceandl.utils.native_bf16.cache_clear()
+    try:
+        assert oceandl.utils.native_bf16(torch.device("cuda")) is native
+        assert oceandl.utils.resolve_precision("auto", torch.device("cuda")) == ("bf16" if native else "fp32")
+        assert training_precision(torch.device("cuda"), TrainConfig()) == ("bf16" if native else "fp32")
+    finally:
+        oceandl.utils.native_bf16.cache_clear()  # the real machine's answers again
+
+
 def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
     """amp: bf16 autocast where the device computes bf16 natively; amp_cpu forces the CPU either
     way; a GPU without bf16 trains in fp32 (fp16 would need loss scaling). The checkpoint says
