@@ -116,7 +116,7 @@ def resolve_device(device: str | None = "auto"):
     Raises
     ------
     InputError
-        If CUDA is asked for and not available.
+        If CUDA is asked for and not available, or ``cuda:N`` names a GPU this machine lacks.
     """
     import torch
 
@@ -126,9 +126,15 @@ def resolve_device(device: str | None = "auto"):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device}: CUDA is not available on this machine (use cpu or auto)")
     try:
-        return torch.device(name)
+        dev = torch.device(name)
     except RuntimeError as exc:
         raise InputError(f"--device {device}: not a device name (use auto, cpu or cuda)") from exc
+    # else the first tensor moved there failed, after the data was read, with torch's multi-line
+    # "CUDA error: invalid device ordinal"
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise InputError(f"--device {device}: this machine has {n} GPU(s) (cuda:0 to cuda:{n - 1}; or cuda)")
+    return dev
 
 
 @functools.lru_cache(maxsize=None)  # asked at every training step; the answer never changes
