@@ -66,9 +66,11 @@ def test_engine_cuda_switches_train(switch):
 
 
 def test_dineof_cuda_matches_cpu():
+    # as many modes as the cube's rank: a 4th mode of a rank-3 cube is noise, its eigenvector barely
+    # determined, and two correct float32 solvers' fills differed by 3.4e-3 (gram against full, CPU)
     gappy, _ = lowrank_cube(60, 24, 32, rank=3, seed=0)
-    cpu = DINEOF(seed=0, device="cpu", n_modes=4).fit(gappy).reconstruct()["sst"].values
-    gpu = DINEOF(seed=0, device="cuda", n_modes=4).fit(gappy).reconstruct()["sst"].values
+    cpu = DINEOF(seed=0, device="cpu", n_modes=3).fit(gappy).reconstruct()["sst"].values
+    gpu = DINEOF(seed=0, device="cuda", n_modes=3).fit(gappy).reconstruct()["sst"].values
     np.testing.assert_array_equal(np.isnan(cpu), np.isnan(gpu))
     assert np.nanmax(np.abs(cpu - gpu)) < 1e-3  # degrees; float32 on both
 
