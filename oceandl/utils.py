@@ -110,8 +110,8 @@ def seed_torch(seed: int, device=None) -> None:
             torch.cuda.manual_seed(seed)
 
 
-def resolve_device(device: str | None = "auto"):
-    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N"`` into a :class:`torch.device`.
+def resolve_device(device: "str | torch.device | None" = "auto"):
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N"`` (or a :class:`torch.device`) into a :class:`torch.device`.
 
     Raises
     ------
@@ -120,7 +120,8 @@ def resolve_device(device: str | None = "auto"):
     """
     import torch
 
-    name = (device or "auto").lower()
+    # str(): a torch.device, the PyTorch idiom, failed as a bare AttributeError (no .lower())
+    name = str(device or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

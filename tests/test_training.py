@@ -587,6 +587,27 @@ def test_load_checkpoint_resolves_the_device(tmp_path, monkeypatch):
         load_checkpoint(tmp_path / "ck", device="gpu")
 
 
+def test_a_torch_device_is_taken_where_a_device_name_is(tmp_path):
+    """device=torch.device(...), the PyTorch idiom, failed in fit, predict and every interpolator as a
+    bare AttributeError ('torch.device' object has no attribute 'lower'); in TrainConfig it then
+    broke the checkpoint's config.json (not JSON serialisable). Only load_checkpoint took one."""
+    from oceandl.interp import interpolate
+    from oceandl.utils import resolve_device
+
+    from fakes import lowrank_cube
+
+    cpu = torch.device("cpu")
+    assert resolve_device(cpu) == cpu
+    model = get_model("mlp", 1, 2, input_size=4, hidden=(4,))
+    x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1] * 3)
+    res = fit(model, TensorData(x, y), None, TrainConfig(epochs=1, device=cpu, progress=False), out=tmp_path / "ck")
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["training"]["device"] == "cpu"
+    assert predict(res.model, x, device=cpu).shape == (6, 2)
+    gappy, _ = lowrank_cube(10, 8, 8, rank=2, seed=0)
+    named = np.asarray(interpolate(gappy, "dineof", device="cpu", n_modes=2))
+    np.testing.assert_array_equal(np.asarray(interpolate(gappy, "dineof", device=cpu, n_modes=2)), named)
+
+
 def test_checkpoint_task_check(tmp_path):
     m = get_model("conv_ae", 1)
     save_checkpoint(tmp_path / "ae", m, model_name="conv_ae", model_args=[1], model_options={}, task="reconstruction")
