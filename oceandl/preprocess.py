@@ -72,7 +72,9 @@ def convert_channels(x: torch.Tensor, channels: int, what: str) -> torch.Tensor:
         return x
     if channels == 1:
         if c >= 3:
-            w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype)
+            # on the images' device: classify() of RGB images held on a GPU failed with torch's
+            # "Expected all tensors to be on the same device"
+            w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
             return torch.einsum("c,nchw->nhw", w, x[:, :3])[:, None]
         return x[:, :1]
     if channels == 3 and c == 1:

@@ -110,40 +110,55 @@ def seed_torch(seed: int, device=None) -> None:
             torch.cuda.manual_seed(seed)
 
 
-def resolve_device(device: str | None = "auto"):
-    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N"`` into a :class:`torch.device`.
+def resolve_device(device: "str | torch.device | None" = "auto"):
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N"`` (or a :class:`torch.device`) into a :class:`torch.device`.
 
     Raises
     ------
     InputError
-        If CUDA is asked for and not available.
+        If CUDA is asked for and not available, or ``cuda:N`` names a GPU this machine lacks.
     """
     import torch
 
-    name = (device or "auto").lower()
+    # str(): a torch.device, the PyTorch idiom, failed as a bare AttributeError (no .lower())
+    name = str(device or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device}: CUDA is not available on this machine (use cpu or auto)")
     try:
-        return torch.device(name)
+        dev = torch.device(name)
     except RuntimeError as exc:
         raise InputError(f"--device {device}: not a device name (use auto, cpu or cuda)") from exc
+    # else the first tensor moved there failed, after the data was read, with torch's multi-line
+    # "CUDA error: invalid device ordinal"
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise InputError(f"--device {device}: this machine has {n} GPU(s) (cuda:0 to cuda:{n - 1}; or cuda)")
+    return dev
 
 
 @functools.lru_cache(maxsize=None)  # asked at every training step; the answer never changes
 def native_bf16(device) -> bool:
     """Whether ``device`` computes in bfloat16 natively, so that bf16 autocast pays.
 
-    CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and newer). CPU: AVX512-BF16 or AMX
-    instructions (measured here on an AVX512-BF16 CPU, 2 cores: a U-Net training step 1.75x
-    faster, inference 2.2x; without them bf16 is emulated and was 7x slower).
+    CUDA: compute capability 8.0 or above (Ampere and newer) of that GPU; ROCm: every GPU torch
+    supports. CPU: AVX512-BF16 or AMX instructions (measured here on an AVX512-BF16 CPU, 2 cores:
+    a U-Net training step 1.75x faster, inference 2.2x; without them bf16 is emulated and was 7x
+    slower).
     """
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if not torch.cuda.is_available():
+            return False
+        if torch.version.hip:
+            return bool(torch.cuda.is_bf16_supported())
+        # not torch.cuda.is_bf16_supported(): since torch 2.3 it is also True where bf16 is only
+        # emulated (V100, T4, sm < 80), which would train those GPUs in slow bf16; and it asks the
+        # current GPU, not this one
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         cpu = getattr(torch, "cpu", None)
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -55,7 +55,8 @@ ratios stay meaningful. Cases:
 ``results.json`` (under ``results``) maps each case to ``throughput`` (median), ``unit``, ``reference``, ``ratio``
 (median over the passes of throughput / the reference's in the same pass), ``ratio_to_raw`` (engine
 cases), ``peak_host_mb`` (the process's peak resident memory during the case), ``peak_device_mb``
-(CUDA), ``device``, the torch and numpy versions, the torch threads and case-specific extras.
+(CUDA: the process's peak allocated GPU memory; for the cases run in a subprocess, ``tiled_memory_*``,
+that process's), ``device``, the torch and numpy versions, the torch threads and case-specific extras.
 """
 from __future__ import annotations
 
@@ -273,10 +274,12 @@ def _measure(case: _Case, device: torch.device) -> None:
         out = case.fn()
         _sync(device)
     case.runs.append(float(out.pop("throughput")))
-    # a case run in a subprocess reports that process's peak
+    # a case run in a subprocess reports that process's peaks (this one's are only what it holds)
     case.peak_host = max(case.peak_host, float(out.pop("peak_host_mb", None) or mem.peak))
+    dev_peak = out.pop("peak_device_mb", None)
     if device.type == "cuda":
-        case.peak_dev = max(case.peak_dev, torch.cuda.max_memory_allocated(device) / 2**20)
+        case.peak_dev = max(case.peak_dev, float(dev_peak) if dev_peak is not None
+                            else torch.cuda.max_memory_allocated(device) / 2**20)
     for k, v in out.items():  # extras: keep every run's value, reported as the median
         case.extra.setdefault(k, []).append(v)
 
@@ -457,7 +460,8 @@ def _mnist_cases(cfg: PerfConfig, device: torch.device, ctx: RunContext, flops: 
             _Case(f"{base}_raw", "samples/s", f"{base}_course", raw),
             _Case(f"{base}_engine", "samples/s", f"{base}_course", engine),
         ]
-        if cfg.bf16 and (not cuda or torch.cuda.is_bf16_supported()):
+        # on CUDA the engine trains in bf16 only where it is native (amp_cpu forces the CPU alone)
+        if cfg.bf16 and (not cuda or native_bf16(device)):
             cases.append(_Case(f"{base}_engine_bf16", "samples/s", f"{base}_engine",
                                lambda e=engine: e(amp=True, amp_cpu=True)))
         if cfg.channels_last and name != "mlp":
@@ -688,7 +692,8 @@ def _memory_probe(args: dict) -> dict:
            "working_host_mb": max(added - grid_arrays, 0.0), "peak_host_mb": mem.peak,
            "peak_exact": mem.exact}
     if device.type == "cuda":
-        res["peak_device_mb"] = (torch.cuda.max_memory_allocated(device) - dev0) / 2**20
+        peak = torch.cuda.max_memory_allocated(device)
+        res["added_device_mb"], res["peak_device_mb"] = (peak - dev0) / 2**20, peak / 2**20
     return res
 
 
@@ -723,8 +728,8 @@ def _memory_cases(cfg: PerfConfig, device: torch.device, checkpoint: Callable[[]
                    "added_host_mb": r["added_host_mb"], "grid_arrays_mb": r["grid_arrays_mb"],
                    "working_host_mb": r["working_host_mb"], "peak_host_mb": r["peak_host_mb"],
                    "memory_sampled": not r.get("peak_exact", True)}
-            if "peak_device_mb" in r:
-                out["inference_device_mb"] = r["peak_device_mb"]
+            if "peak_device_mb" in r:  # the probe's peak; this process's is its own data, the same at every grid
+                out["inference_device_mb"], out["peak_device_mb"] = r["added_device_mb"], r["peak_device_mb"]
             return out
 
         if tile is None:
@@ -1062,7 +1067,7 @@ PIPELINE = Pipeline(
            "torch.compile's compile time (s); working_host_mb: host memory added by tiled inference less its "
            "outputs (MiB); workers: reader processes used; precision: the float format trained in; page_faults: "
            "minor page faults of the case; peak_host_mb, peak_device_mb: the process's peak resident host and "
-           "CUDA memory during the case (MiB); device: where it ran. The module docstring of "
+           "CUDA memory during the case (MiB; that of the subprocess for the cases run in one); device: where it ran. The module docstring of "
            "oceandl.pipelines.perf describes each case.",
     columns=("throughput", "unit", "reference", "ratio", "ratio_to_raw", "gflops", "fraction_of_peak",
              "ceiling_ratio", "ceiling_ratio_bf16", "compile_seconds", "working_host_mb", "workers", "precision",

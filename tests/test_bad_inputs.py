@@ -447,6 +447,23 @@ def test_device_cuda_without_cuda(tmp_path, good_nc, sst):
         interpolate(sst.sst, "dineof", device="cuda")
 
 
+def test_device_cuda_index_beyond_the_gpus(monkeypatch, sst):
+    """cuda:N past the machine's GPUs was accepted, and the first tensor moved there failed with
+    torch's multi-line 'CUDA error: invalid device ordinal' after the data was read."""
+    from oceandl import interpolate
+    from oceandl.utils import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cuda") == torch.device("cuda")
+    with pytest.raises(InputError) as info:
+        resolve_device("cuda:2")
+    assert_one_line(info, "--device cuda:2", "has 2 GPU(s)", "cuda:0 to cuda:1")
+    with pytest.raises(InputError, match="has 2 GPU"):
+        interpolate(sst.sst, "dineof", device="cuda:5")
+
+
 def test_unknown_method(tmp_path, good_nc, sst):
     out = tmp_path / "filled.nc"
     res = invoke("interpolate", good_nc, "--method", "krigging", "-o", out, "--quiet")

@@ -13,6 +13,7 @@ import torch
 from oceandl.interp import DINEOF, get_method
 from oceandl.models import get_model
 from oceandl.training import TensorData, TrainConfig, fit
+from oceandl.utils import native_bf16
 
 from fakes import lowrank_cube
 
@@ -57,17 +58,19 @@ def test_engine_cuda_fp32_matches_cpu(exact_fp32):
 
 @pytest.mark.parametrize("switch", [{"amp": True}, {"channels_last": True}, {"compile": "reduce-overhead"}])
 def test_engine_cuda_switches_train(switch):
-    if switch.get("amp") and not torch.cuda.is_bf16_supported():
-        pytest.skip("no bf16 on this GPU (fp16 autocast is used instead; see the engine)")
+    if switch.get("amp") and not native_bf16("cuda"):
+        pytest.skip("no native bf16 on this GPU (the engine trains it in fp32; see training_precision)")
     ref, res = _train("cuda"), _train("cuda", **switch)
     assert res.history[-1]["train_accuracy"] > 0.95  # the task is separable: every switch must learn it
     assert res.history[-1]["train_loss"] == pytest.approx(ref.history[-1]["train_loss"], rel=0.2, abs=0.02)
 
 
 def test_dineof_cuda_matches_cpu():
+    # as many modes as the cube's rank: a 4th mode of a rank-3 cube is noise, its eigenvector barely
+    # determined, and two correct float32 solvers' fills differed by 3.4e-3 (gram against full, CPU)
     gappy, _ = lowrank_cube(60, 24, 32, rank=3, seed=0)
-    cpu = DINEOF(seed=0, device="cpu", n_modes=4).fit(gappy).reconstruct()["sst"].values
-    gpu = DINEOF(seed=0, device="cuda", n_modes=4).fit(gappy).reconstruct()["sst"].values
+    cpu = DINEOF(seed=0, device="cpu", n_modes=3).fit(gappy).reconstruct()["sst"].values
+    gpu = DINEOF(seed=0, device="cuda", n_modes=3).fit(gappy).reconstruct()["sst"].values
     np.testing.assert_array_equal(np.isnan(cpu), np.isnan(gpu))
     assert np.nanmax(np.abs(cpu - gpu)) < 1e-3  # degrees; float32 on both
 

@@ -709,6 +709,28 @@ def test_preprocessing_converts_channels_as_the_readers_do(tmp_path):
         check_spec({"size": 0})
 
 
+def test_rgb_to_grey_stays_on_the_images_device(monkeypatch):
+    """classify() takes tensors as they are, a GPU's too: RGB to grey weighed them with a CPU tensor,
+    which torch refuses next to CUDA images. No GPU here: the 'meta' device stands for one, and
+    einsum is watched for an operand on another device than the images (meta lets a mix pass)."""
+    from oceandl.preprocess import preprocess_batch
+
+    devices = []
+    einsum = torch.einsum
+
+    def watched(eq, *ops):
+        devices.append({o.device.type for o in ops})
+        return einsum(eq, *ops)
+
+    monkeypatch.setattr(torch, "einsum", watched)
+    out = preprocess_batch(torch.empty(2, 3, 8, 8, device="meta"), {"channels": 1, "size": 4})
+    assert out.device.type == "meta" and out.shape == (2, 1, 4, 4)
+    assert devices == [{"meta"}]
+    x = torch.rand(2, 3, 4, 4)  # the luminance itself, on the CPU
+    expected = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    assert torch.allclose(preprocess_batch(x, {"channels": 1})[:, 0], expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied_as_displayed(tmp_path, orientation):
     """A camera image held upright is stored as the sensor's landscape grid plus an Orientation tag:

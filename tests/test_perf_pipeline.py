@@ -240,3 +240,33 @@ def test_dineof_case_with_a_fixed_iteration_count():
     assert out["n_iter_total"] == 3 * 4 and out["throughput"] > 0
     default = perf._dineof_cases(PerfConfig(dineof_cube=(40, 16, 16), dineof_modes=3), torch.device("cpu"))[0].fn()
     assert default["n_iter_total"] != 12  # to convergence: another count
+
+
+def test_memory_case_reports_the_subprocess_device_peak(monkeypatch, tmp_path):
+    """On CUDA, tiled_memory_<G>'s peak_device_mb was this process's (what the parent held, the same
+    at every grid), while its peak_host_mb was the probe subprocess's: the grid's GPU cost was hidden.
+    torch.cuda is faked: the parent holds 300 MiB, the probe reports its own peaks."""
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 300 * 2**20)
+    by_grid = {32: 40.0, 64: 90.0}
+
+    def fake_subprocess(probe, args, env, what):
+        g = args["grid"]
+        return {"mpx": 1.0, "seconds": 0.5, "added_host_mb": 1.0, "grid_arrays_mb": 0.5, "working_host_mb": 0.5,
+                "peak_host_mb": 200.0, "peak_exact": True, "added_device_mb": by_grid[g] - 10,
+                "peak_device_mb": by_grid[g]}
+
+    monkeypatch.setattr(perf, "_in_subprocess", fake_subprocess)
+    cfg = PerfConfig(memory_grids=(32, 64), interp_methods=("unet",))
+    cuda = torch.device("cuda")
+    cases = perf._memory_cases(cfg, cuda, lambda: tmp_path / "ckpt")
+    for case in cases:
+        perf._measure(case, cuda)
+    peaks = {c.name: (c.peak_dev, c.extra["inference_device_mb"]) for c in cases}
+    assert peaks == {"tiled_memory_32": (40.0, [30.0]), "tiled_memory_64": (90.0, [80.0]),
+                     "untiled_memory_64": (90.0, [80.0])}
+    # an in-process case keeps this process's peak
+    plain = perf._Case("x", "Mpx/s", None, lambda: {"throughput": 1.0})
+    perf._measure(plain, cuda)
+    assert plain.peak_dev == 300.0

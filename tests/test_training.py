@@ -587,6 +587,27 @@ def test_load_checkpoint_resolves_the_device(tmp_path, monkeypatch):
         load_checkpoint(tmp_path / "ck", device="gpu")
 
 
+def test_a_torch_device_is_taken_where_a_device_name_is(tmp_path):
+    """device=torch.device(...), the PyTorch idiom, failed in fit, predict and every interpolator as a
+    bare AttributeError ('torch.device' object has no attribute 'lower'); in TrainConfig it then
+    broke the checkpoint's config.json (not JSON serialisable). Only load_checkpoint took one."""
+    from oceandl.interp import interpolate
+    from oceandl.utils import resolve_device
+
+    from fakes import lowrank_cube
+
+    cpu = torch.device("cpu")
+    assert resolve_device(cpu) == cpu
+    model = get_model("mlp", 1, 2, input_size=4, hidden=(4,))
+    x, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 1] * 3)
+    res = fit(model, TensorData(x, y), None, TrainConfig(epochs=1, device=cpu, progress=False), out=tmp_path / "ck")
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["training"]["device"] == "cpu"
+    assert predict(res.model, x, device=cpu).shape == (6, 2)
+    gappy, _ = lowrank_cube(10, 8, 8, rank=2, seed=0)
+    named = np.asarray(interpolate(gappy, "dineof", device="cpu", n_modes=2))
+    np.testing.assert_array_equal(np.asarray(interpolate(gappy, "dineof", device=cpu, n_modes=2)), named)
+
+
 def test_checkpoint_task_check(tmp_path):
     m = get_model("conv_ae", 1)
     save_checkpoint(tmp_path / "ae", m, model_name="conv_ae", model_args=[1], model_options={}, task="reconstruction")
@@ -1009,6 +1030,26 @@ def test_labels_the_loss_cannot_take_are_refused_before_training(labels, class_w
         with pytest.raises(InputError, match=words.replace("training", part)):
             fit(get_model("mlp", 1, 4, input_size=8, hidden=(8,)), train, val,
                 TrainConfig(epochs=1, class_weights=class_weights, **FAST))
+
+
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((7, 0), False), ((8, 0), True), ((9, 0), True)])
+def test_native_bf16_on_cuda_is_ampere_and_newer(monkeypatch, capability, native):
+    """A T4 or V100 (sm < 80) only emulates bf16: torch.cuda.is_bf16_supported() says True there
+    (torch >= 2.3), which made precision "auto" train and infer such a GPU in slow bf16."""
+    import oceandl.utils
+    from oceandl.training import training_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulation counted, as torch does
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    oceandl.utils.native_bf16.cache_clear()
+    try:
+        assert oceandl.utils.native_bf16(torch.device("cuda")) is native
+        assert oceandl.utils.resolve_precision("auto", torch.device("cuda")) == ("bf16" if native else "fp32")
+        assert training_precision(torch.device("cuda"), TrainConfig()) == ("bf16" if native else "fp32")
+    finally:
+        oceandl.utils.native_bf16.cache_clear()  # the real machine's answers again
 
 
 def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):

@@ -273,7 +273,7 @@ class Interpolator:
     ----------
     seed : int
         Seed of every random choice of the method (CV points, randomised SVD, weights init).
-    device : str
+    device : str or torch.device
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` for methods that use torch.
     progress : bool
         Show progress bars.

@@ -83,7 +83,7 @@ class TrainConfig:
     compile: str = "none"             # none | default | reduce-overhead (CUDA graphs) | max-autotune
     fused: bool = True                # one fused kernel per optimizer step where torch has it (utils.fused_optimizer_kwargs)
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"              # auto | cpu | cuda | cuda:N (a torch.device is taken as its name)
     # DataLoader worker processes: for the one-time read of a data set that fits in memory (None:
     # when reading in-process would take over a second) and for streaming one that does not
     # (None: on CUDA one per core but the one that drives the GPU; on the CPU none)
@@ -92,6 +92,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        if isinstance(self.device, torch.device):  # as a name: it goes into the checkpoint's config.json
+            object.__setattr__(self, "device", str(self.device))
         checks = {
             "optimizer": (self.optimizer, ("sgd", "adam", "adamw")),
             "scheduler": (self.scheduler, ("none", "cosine", "step", "plateau", "onecycle")),
