@@ -136,7 +136,8 @@ def test_sar_real_layout_through_the_cli_learns_above_chance(tmp_path, learnable
 
 def test_plankton_real_layout_learns_above_chance(tmp_path, learnable_plankton):
     out, results = run_pipeline(get_pipeline("plankton"), tmp_path / "run",
-                                # 10 epochs: on the split keyed on the paths (31/6/8 images) 6 epochs
+                                # 10 epochs: on the split keyed on the paths (31/6/8 images; 30/5/10 since the
+                                # pick hashes apart from the split) 6 epochs
                                 # reached 0.375 at seed 0 (1.0 at 10; 0.75-1.0 at 6 for seeds 1-5)
                                 overrides={**SMALL, "data": str(learnable_plankton), "max_per_class": 15,
                                            "epochs": 10},
@@ -294,13 +295,16 @@ def test_unreadable_or_added_files_barely_change_the_pick_or_split_and_are_recor
     part_before = {k: i for i, p in enumerate(before) for k in p}
     part_after = {k: i for i, p in enumerate(after) for k in p}
     # the pick: the two files left out, one each class's extra image took the place of (checks_010
-    # for checks_000; stripes_100 displaced stripes_008): nothing else
-    assert part_before.keys() - part_after.keys() == gone | {"stripes/stripes_008.png"}
+    # for checks_000; stripes_100 displaced stripes_003): nothing else
+    assert part_before.keys() - part_after.keys() == gone | {"stripes/stripes_003.png"}
     assert part_after.keys() - part_before.keys() == {"checks/checks_010.png", "stripes/stripes_100.png"}
     # the split: only where a class of 10 had a part filled by the nearest image (its hashes left it
-    # empty), which a file of that class coming or going can undo; one image at most per such class
+    # empty), which a file of that class coming or going can undo; one image at most per such class.
+    # None here (22/3/5 of 30; before the pick hashed apart from the split, which kept the 10 of
+    # each class of the split's smallest hashes, 23/4/3 with checks_001 and stripes_003 moved)
     moved = {k for k in part_before.keys() & part_after.keys() if part_before[k] != part_after[k]}
-    assert moved == {"checks/checks_001.png", "stripes/stripes_003.png"}
+    assert moved == set()
+    assert [len(p) for p in before] == [22, 3, 5]
     assert sum(len(p & gone) for p in before) == 2  # both had been picked
     bad = json.loads((tmp_path / "after" / UNREADABLE).read_text())
     assert sorted(bad) == [str(root / "blob" / "blob_003.png"), str(root / "checks" / "checks_000.png")]
