@@ -546,10 +546,13 @@ def test_train_zero_epochs_batch_or_lr_is_refused(sar_tree, tmp_path, flag, word
     (["--model", "unet"], "is not a classifier"),
     (["--weight-decay", "-1"], "weight_decay must be >= 0"),
     (["--augment", "speckle"], "augmentation 'speckle' multiplies linear intensities"),
+    # a zero part, or fractions not summing to 1, were refused once every image was read
+    (["--split", "0.8,0,0.2"], "split (0.8, 0.0, 0.2): the training, validation and test fractions must"),
+    (["--split", "0.7,0.2,0.2"], "must each be above 0 and sum to 1"),
 ])
 @pytest.mark.parametrize("source", ["--data", "--demo"])
 def test_train_settings_are_refused_before_the_data_is_read(sar_tree, tmp_path, monkeypatch, args, says, source):
-    """A bad --augment, --set, --model or --weight-decay was refused only after the data set was read
+    """A bad --augment, --set, --model, --weight-decay or --split was refused only after the data set was read
     (3.3 s for 400 vignettes: minutes for a real archive) or the --demo vignettes made (0.7 s)."""
     import oceandl.datasets.synthetic_images as si
 
