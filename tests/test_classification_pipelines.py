@@ -310,3 +310,21 @@ def test_unreadable_or_added_files_barely_change_the_pick_or_split_and_are_recor
     assert sorted(bad) == [str(root / "blob" / "blob_003.png"), str(root / "checks" / "checks_000.png")]
     assert all(bad.values())
     assert any(f"2 unreadable image(s) left out (1 at the header check, 1 when decoded)" in n for n in ctx.notes)
+
+
+def test_per_class_table_and_legend_state_the_zero_division_rule():
+    """A class never predicted was listed with precision 0.000 and F1 0.000 in per_class.md, and
+    counted so in the macro means of results.md, with nothing saying that 0/0 was taken as 0: a
+    reader could not tell it from a class predicted and always wrong."""
+    from oceandl.metrics import classification_metrics
+    from oceandl.pipelines.imagebench import LEGEND, per_class_markdown
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    p = np.full((6, 3), 0.1)
+    p[np.arange(6), [0, 0, 1, 0, 1, 1]] = 0.8  # class 2 never predicted
+    m = classification_metrics(y, p, ["a", "b", "c"])
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "accuracy": 0.0, "support": 2}
+    md = per_class_markdown({"cnn": {"per_class": m["per_class"]}})
+    assert "| c | 2 | 0.000 | 0.000 | 0.000 |" in md
+    assert "never predicted has precision 0 (0/0 counted as 0" in md
+    assert "a class never predicted counts as precision 0 and F1 0 in the macro means (0/0 as 0" in LEGEND
