@@ -428,9 +428,21 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
                 pass
         if splits:
             from oceandl.datasets.mnist import load_mnist
+            from oceandl.errors import warn
 
             # the training split when present; a corrupt file is an error, never a silent fallback
             x, y = load_mnist(data, splits[0])
+            # the test accuracy printed is on a part of this one file: read as MNIST's, it was the
+            # score on 15 % of the training file (the official test file unused), or of a model
+            # trained on most of the official test set
+            if splits == ["train", "test"]:
+                warn(f"{data}: MNIST's training file only, split into training, validation and test by --split; "
+                     "the official test file is not used, so the test accuracy is not MNIST's "
+                     "(`oceandl benchmark mnist` tests on it)")
+            elif splits == ["test"]:
+                warn(f"{data}: only MNIST's test file, split into training, validation and test by --split: the "
+                     "model trains on most of the official test set, so its test accuracy does not compare with "
+                     "MNIST's")
             return MNISTDataset(x, y)
         return open_image_dataset(data, size=size, channels=channels, on_error=on_error, fit=fit)
     return open_image_dataset(data)
