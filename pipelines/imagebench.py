@@ -106,6 +106,11 @@ def check_config(cfg: ImageBenchConfig) -> None:
         raise InputError(f"max_per_class={cfg.max_per_class}: must be >= 0 (0 = all)")
     if cfg.noise < 0 or cfg.degrees < 0:
         raise InputError(f"noise={cfg.noise}, degrees={cfg.degrees}: must be >= 0")
+    # else refused by train_classifier only once every image of data= was read
+    fr = np.asarray(cfg.split, dtype=float)
+    if len(fr) != 3 or not (np.isfinite(fr).all() and (fr > 0).all() and np.isclose(fr.sum(), 1.0)):
+        raise InputError(f"split={','.join(f'{f:g}' for f in cfg.split)}: three fractions (training, validation, "
+                         "test), each above 0, summing to 1")
     # weights= with only the course CNN / ResNet was ignored without a word (exit 0, no fine-tuning)
     if cfg.weights and not set(cfg.models) & set(PRETRAINABLE):
         raise InputError(f"weights={cfg.weights}: none of models={','.join(cfg.models)} takes ImageNet "

@@ -211,6 +211,24 @@ def test_settings_that_run_nothing_or_fail_late_are_input_errors(tmp_path, name,
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("split", [(0.8, 0.0, 0.2), (0.7, 0.2, 0.2), (0.8, 0.2)])
+def test_a_split_that_cannot_run_is_refused_before_the_images_are_read(tmp_path, learnable_plankton, monkeypatch,
+                                                                       split):
+    """`--set split=0.8,0,0.2` (or fractions not summing to 1, or two of them) was refused by
+    train_classifier, once every image of data= had been read."""
+    import oceandl.pipelines.plankton as plankton
+
+    def no(*a, **kw):
+        raise AssertionError("the images were read before the split was checked")
+
+    monkeypatch.setattr(plankton, "load_plankton", no)
+    with pytest.raises(InputError, match=r"split=.*: three fractions \(training, validation, test\), each above 0"):
+        run_pipeline(get_pipeline("plankton"), tmp_path / "run",
+                     overrides={"fast": True, "data": str(learnable_plankton), "split": split},
+                     device="cpu", progress=False, log=lambda s: None)
+    assert not (tmp_path / "run").exists()
+
+
 def test_backbone_without_weights_says_it_is_from_scratch_and_where_weights_go(tmp_path):
     """A resnet18 row with no weights= is trained from scratch: the run notes say so and name the
     file torchvision's ImageNet weights go to (the row read like a fine-tuned one, with no word)."""

@@ -98,7 +98,7 @@ def check_settings(model: str, config: TrainConfig = TrainConfig(), *, split: Se
     # else refused only once every image was read (a zero part as "leaves an empty part")
     if not (np.isfinite(fr).all() and (fr > 0).all() and np.isclose(fr.sum(), 1.0)):
         raise InputError(f"split {tuple(split)}: the training, validation and test fractions must each be "
-                         f"above 0 and sum to 1")
+                         "above 0 and sum to 1")
     BatchAugment(tuple(config.augment))  # the names: else checked when the first batch was drawn
     spec_in = check_spec(preprocessing)
     if "speckle" in config.augment and (spec_in["intensity"], spec_in["normalize"]) != ("linear", "none"):
