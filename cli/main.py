@@ -437,9 +437,21 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
                 pass
         if splits:
             from oceandl.datasets.mnist import load_mnist
+            from oceandl.errors import warn
 
             # the training split when present; a corrupt file is an error, never a silent fallback
             x, y = load_mnist(data, splits[0])
+            # the test accuracy printed is on a part of this one file: read as MNIST's, it was the
+            # score on 15 % of the training file (the official test file unused), or of a model
+            # trained on most of the official test set
+            if splits == ["train", "test"]:
+                warn(f"{data}: MNIST's training file only, split into training, validation and test by --split; "
+                     "the official test file is not used, so the test accuracy is not MNIST's "
+                     "(`oceandl benchmark mnist` tests on it)")
+            elif splits == ["test"]:
+                warn(f"{data}: only MNIST's test file, split into training, validation and test by --split: the "
+                     "model trains on most of the official test set, so its test accuracy does not compare with "
+                     "MNIST's")
             return MNISTDataset(x, y)
         return open_image_dataset(data, size=size, channels=channels, on_error=on_error, fit=fit)
     return open_image_dataset(data)
@@ -461,7 +473,9 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True, help="Optimizer.")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True, help="The optimizer's weight decay, on the weights only: not on biases or normalisation layers (0: none).")
 @click.option("--grad-clip", type=float, default=0.0, show_default=True, help="Clip the global norm of the gradients to this before each step (0: no clipping).")
-@click.option("--warmup-epochs", type=float, default=0.0, show_default=True, help="Ramp the learning rate up linearly over these epochs (fractions allowed), then decay it by a cosine over the rest (0: no warm-up).")
+@click.option("--warmup-epochs", type=float, default=0.0, show_default=True, help="Ramp the learning rate up linearly over these epochs (fractions allowed), then run --scheduler over the rest (0: no warm-up; not with onecycle or plateau).")
+@click.option("--scheduler", type=click.Choice(["cosine", "step", "plateau", "onecycle", "none"]), default="cosine", show_default=True, help="Learning-rate schedule: cosine (down to 0 at the last step), step (x0.1 after each third of the steps), onecycle (up, then down: as the SAR and plankton benchmarks train), plateau (x0.3 after 3 epochs without a lower validation loss) or none (constant).")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True, help="Label smoothing of the training loss, in [0, 1] (the validation loss, which picks the best epoch, is the plain cross-entropy).")
 @click.option("--class-weights", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True, help="Weigh rare classes up in the loss: balanced: N/(K n_c), as scikit-learn (a class of 4 images among 300-image ones weighs 75x them); sqrt: 1/sqrt(n_c), milder (8.7x).")
 @click.option("--l1", type=float, default=0.0, show_default=True, help="L1 penalty on the weights (0: none).")
 @click.option("--l2", type=float, default=0.0, show_default=True, help="L2 penalty on the weights (0: none).")
@@ -477,7 +491,8 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, size, fit, channels, intensity, normalize,
-                         augment, optimizer, weight_decay, grad_clip, warmup_epochs, class_weights, l1, l2,
+                         augment, optimizer, weight_decay, grad_clip, warmup_epochs, scheduler, label_smoothing,
+                         class_weights, l1, l2,
                          early_stopping, options, resume, on_error, class_folders, precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
                          device):
     """Train a classifier on labelled images; test it once on a held-out split.
@@ -518,6 +533,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                       lr=1e-3 if lr is None else lr, seed=seed, device=device,
                       optimizer=optimizer, weight_decay=weight_decay, class_weights=class_weights, l1=l1, l2=l2,
                       early_stopping=early_stopping, grad_clip=grad_clip, warmup_epochs=warmup_epochs,
+                      scheduler=scheduler, label_smoothing=label_smoothing,
                       augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
                       amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
                       channels_last=channels_last, fused=fused_optimizer,

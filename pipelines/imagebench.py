@@ -106,6 +106,11 @@ def check_config(cfg: ImageBenchConfig) -> None:
         raise InputError(f"max_per_class={cfg.max_per_class}: must be >= 0 (0 = all)")
     if cfg.noise < 0 or cfg.degrees < 0:
         raise InputError(f"noise={cfg.noise}, degrees={cfg.degrees}: must be >= 0")
+    # else refused by train_classifier only once every image of data= was read
+    fr = np.asarray(cfg.split, dtype=float)
+    if len(fr) != 3 or not (np.isfinite(fr).all() and (fr > 0).all() and np.isclose(fr.sum(), 1.0)):
+        raise InputError(f"split={','.join(f'{f:g}' for f in cfg.split)}: three fractions (training, validation, "
+                         "test), each above 0, summing to 1")
     # weights= with only the course CNN / ResNet was ignored without a word (exit 0, no fine-tuning)
     if cfg.weights and not set(cfg.models) & set(PRETRAINABLE):
         raise InputError(f"weights={cfg.weights}: none of models={','.join(cfg.models)} takes ImageNet "
@@ -236,7 +241,10 @@ PER_CLASS = "per_class.md"
 def per_class_markdown(results: dict[str, dict]) -> str:
     """Markdown tables, one per model, of its per-class test scores, worst F1 first (then the
     smaller class first): with a hundred plankton classes the classes that fail are the news."""
-    lines = ["# Per-class test scores", ""]
+    lines = ["# Per-class test scores", "",
+             # a paper quotes these: say what a 0/0 is (sklearn's zero_division=0, as the metrics compute it)
+             "A class never predicted has precision 0 (0/0 counted as 0, as scikit-learn's zero_division=0), "
+             "hence F1 0; every class has test images, so recall is always defined.", ""]
     for name, row in results.items():
         per = row.get("per_class") or {}
         lines += [f"## {name}", "", "| class | support | precision | recall | f1 |", "|---|---|---|---|---|"]
@@ -254,7 +262,8 @@ LEGEND = ("test_*: on the test split, tested once at the best validation epoch (
           "macro_accuracy (recall averaged over the classes, the balanced accuracy), macro_f1 and weighted_f1 "
           "(F1 averaged over the classes, plain and by support), top2_accuracy and top3_accuracy (the true class among the 2 or "
           "3 most probable), log_loss (mean negative log-likelihood, nats), ece (expected calibration error, 15 "
-          "confidence bins); params: trainable parameters; epochs: epochs run; best_epoch: the one tested; "
+          "confidence bins); a class never predicted counts as precision 0 and F1 0 in the macro means (0/0 as 0, "
+          "scikit-learn's zero_division=0); params: trainable parameters; epochs: epochs run; best_epoch: the one tested; "
           "train_seconds: training wall time (s); train_samples_per_s: training images per second; device: where "
           "it ran.")
 

@@ -803,6 +803,30 @@ def test_idx_with_only_the_train_split_is_mnist(tmp_path):
     assert json.loads((out / "config.json").read_text())["preprocessing"]["size"] == [28, 28]
 
 
+@pytest.mark.parametrize("keep, says", [
+    (("train", "t10k"), "MNIST's training file only, split into training, validation and test by --split; the "
+                        "official test file is not used, so the test accuracy is not MNIST's"),
+    (("t10k",), "only MNIST's test file, split into training, validation and test by --split: the model trains on "
+                "most of the official test set"),
+    (("train",), None),
+])
+def test_train_on_an_mnist_folder_says_what_its_test_split_is(tmp_path, keep, says):
+    """`train classifier --data mnist/` printed a 'test accuracy' on 15 % of the training file,
+    with the official test file beside it unused (or, with only that file, of a model trained on
+    most of MNIST's test set), without a word: read as MNIST's test accuracy it is not."""
+    root = make_mnist(tmp_path / "mnist")
+    for p in root.iterdir():
+        if not p.name.startswith(keep):
+            p.unlink()
+    res = invoke("train", "classifier", "--data", root, "-o", tmp_path / "model", "--epochs", "1", "--device", "cpu",
+                 "--quiet", "--model", "mlp")
+    assert res.exit_code == 0, res.output
+    said = [ln for ln in res.output.splitlines() if ln.startswith("warning:") and "MNIST" in ln]
+    assert said == ([f"warning: {root}: {says} (`oceandl benchmark mnist` tests on it)"] if keep == ("train", "t10k")
+                    else [f"warning: {root}: {says}, so its test accuracy does not compare with MNIST's"] if says
+                    else []), res.output
+
+
 def test_idx_header_overflow(tmp_path):
     from oceandl.datasets.mnist import read_idx
 

@@ -88,6 +88,26 @@ def test_optimisation_options_reach_the_checkpoint(sar_tree, tmp_path):
     assert not (tmp_path / "m2").exists()
 
 
+def test_scheduler_and_label_smoothing_are_command_line_options(sar_tree, tmp_path):
+    """The SAR and plankton benchmarks train with a one-cycle schedule, but `train classifier` could
+    only run the cosine (TrainConfig had step, plateau, onecycle, none and label smoothing; the
+    command line had no way to them). Each reaches the run, its checkpoint and the resume check."""
+    out = train(sar_tree.parent, tmp_path / "m", "--epochs", 3, "--scheduler", "step", "--label-smoothing", "0.1")
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["scheduler"] == "step" and training["label_smoothing"] == 0.1
+    lrs = [float(r.split(",")[2]) for r in (out / "log.csv").read_text().splitlines()[1:]]
+    assert lrs == pytest.approx([1e-3, 1e-4, 1e-5])  # x0.1 after each third (cosine: 1e-3, 7.5e-4, 2.5e-4)
+    res = invoke("train", "classifier", "--data", sar_tree.parent, "-o", out, "--epochs", 3, "--resume", "--quiet",
+                 "--set", "channels=4,8", "--set", "hidden=8", "--device", "cpu")
+    assert_one_line_error(res, "--resume with scheduler='cosine', but the run in that folder was started with "
+                               "scheduler='step'")
+    for args, says in ((["--scheduler", "plateau", "--warmup-epochs", "0.5"], "warmup_epochs with scheduler='plateau'"),
+                       (["--label-smoothing", "2"], "label_smoothing must be within [0, 1], got 2.0")):
+        res = invoke("train", "classifier", "--data", sar_tree.parent, "-o", tmp_path / "m2", "--quiet", *args)
+        assert_one_line_error(res, says)
+        assert not (tmp_path / "m2").exists()
+
+
 def test_train_writes_a_checkpoint_that_classify_takes_back(sar_model):
     cfg = json.loads((sar_model / "config.json").read_text())
     assert cfg["task"] == "classification" and cfg["classes"] == SAR_NAMES
@@ -545,10 +565,13 @@ def test_train_zero_epochs_batch_or_lr_is_refused(sar_tree, tmp_path, flag, word
     (["--model", "unet"], "is not a classifier"),
     (["--weight-decay", "-1"], "weight_decay must be >= 0"),
     (["--augment", "speckle"], "augmentation 'speckle' multiplies linear intensities"),
+    # a zero part, or fractions not summing to 1, were refused once every image was read
+    (["--split", "0.8,0,0.2"], "split (0.8, 0.0, 0.2): the training, validation and test fractions must"),
+    (["--split", "0.7,0.2,0.2"], "must each be above 0 and sum to 1"),
 ])
 @pytest.mark.parametrize("source", ["--data", "--demo"])
 def test_train_settings_are_refused_before_the_data_is_read(sar_tree, tmp_path, monkeypatch, args, says, source):
-    """A bad --augment, --set, --model or --weight-decay was refused only after the data set was read
+    """A bad --augment, --set, --model, --weight-decay or --split was refused only after the data set was read
     (3.3 s for 400 vignettes: minutes for a real archive) or the --demo vignettes made (0.7 s)."""
     import oceandl.datasets.synthetic_images as si
 

@@ -63,6 +63,23 @@ def test_split_keyed_on_file_paths_does_not_move_when_files_come_or_go():
         split_indices(3, (0.8, 0.1, 0.1), keys=["a", "b"])
 
 
+def test_images_picked_per_class_split_by_the_fractions():
+    """The benchmarks' max_per_class pick kept each class's images of the smallest hash of
+    (seed, path), the hash the keyed split puts below 0.7 into training: 20 kept of 200 per class
+    split 90/5/5 over 5 classes (one validation and one test image a class) instead of about
+    70/15/15. The pick now hashes apart from the split; it stays keyed on the paths."""
+    from oceandl.training.classifier import subsample_per_class
+
+    y = np.repeat(np.arange(5), 200)
+    keys = [f"c{c}/img_{i:05d}.png" for i, c in enumerate(y)]
+    idx = subsample_per_class(y, 20, seed=0, keys=keys)
+    assert np.bincount(y[idx]).tolist() == [20] * 5
+    parts = split_indices(len(idx), (0.7, 0.15, 0.15), seed=0, stratify=y[idx], keys=[keys[i] for i in idx])
+    assert [len(p) for p in parts] == [65, 14, 21]  # 90/5/5 before
+    # the pick of a file does not depend on the other files: one more file changes it by at most one
+    more = subsample_per_class(np.append(y, 0), 20, seed=0, keys=keys + ["c0/new.png"])
+    assert len(set(idx.tolist()) - set(more.tolist())) <= 1
+
 def test_split_is_seeded_stratified_and_disjoint():
     y = np.repeat(np.arange(3), [50, 30, 20])
     a = split_indices(100, (0.6, 0.2, 0.2), seed=1, stratify=y)

@@ -53,14 +53,18 @@ def subsample_per_class(targets: Sequence[int], max_per_class: int, seed: int = 
     """Sorted indices keeping at most ``max_per_class`` samples of each label (seeded pick; 0 = all).
 
     ``keys`` (e.g. a reader's file paths below its folder): each class keeps its samples of the
-    smallest hash of ``(seed, key)`` (:func:`~oceandl.training.engine.key_uniforms`), so a file
-    added to the folder or unreadable changes the pick by at most itself and the one it displaces;
-    picked by a shuffle of the positions, it changed which images of its class were kept."""
+    smallest hash of ``(seed, "pick", key)`` (:func:`~oceandl.training.engine.key_uniforms`), so a
+    file added to the folder or unreadable changes the pick by at most itself and the one it
+    displaces; picked by a shuffle of the positions, it changed which images of its class were
+    kept. The hash is not the keyed split's (:func:`~oceandl.training.split_indices`), so the
+    images kept fall into training, validation and test by the split's fractions."""
     targets = np.asarray(targets)
     if max_per_class <= 0:
         return np.arange(len(targets))
     if keys is not None:
-        u = key_uniforms(keys, seed)
+        # not the split's hash of (seed, key): the images of the smallest split hashes all fall in
+        # its training band (below 0.7), so 20 kept of 200 per class split 18/1/1, not 14/3/3
+        u = key_uniforms([f"pick\0{k}" for k in keys], seed)
         keep = [g[np.argsort(u[g], kind="stable")[:max_per_class]]
                 for g in (np.flatnonzero(targets == c) for c in np.unique(targets))]
         return np.sort(np.concatenate(keep))
@@ -90,6 +94,11 @@ def check_settings(model: str, config: TrainConfig = TrainConfig(), *, split: Se
                          f"{', '.join(model_option_names(model)) or 'none'}")
     if len(split) != 3:  # two fractions failed as a bare ValueError (unpacking), four as "an empty part"
         raise InputError(f"split {tuple(split)}: expected three fractions (train, validation, test)")
+    fr = np.asarray(split, dtype=float)
+    # else refused only once every image was read (a zero part as "leaves an empty part")
+    if not (np.isfinite(fr).all() and (fr > 0).all() and np.isclose(fr.sum(), 1.0)):
+        raise InputError(f"split {tuple(split)}: the training, validation and test fractions must each be "
+                         "above 0 and sum to 1")
     BatchAugment(tuple(config.augment))  # the names: else checked when the first batch was drawn
     spec_in = check_spec(preprocessing)
     if "speckle" in config.augment and (spec_in["intensity"], spec_in["normalize"]) != ("linear", "none"):
