@@ -348,6 +348,21 @@ def test_bad_options(opts, word):
         DINEOF(**opts)
 
 
+@pytest.mark.parametrize("opts,word", [
+    ({"filter_iter": 3}, "filter_iter has no effect without temporal_filter"),
+    ({"n_modes": 3, "max_modes": 10}, "max_modes has no effect with n_modes=3"),
+    ({"n_modes": 3, "cv_fraction": 0.1}, "cv_fraction has no effect"),
+    ({"n_modes": 3, "cv_radius": 1}, "cv_radius has no effect"),
+    ({"n_modes": 3, "patience": 5}, "patience has no effect"),
+])
+def test_options_without_effect_are_refused(opts, word):
+    # they were accepted and the fill was the same as without them, bit for bit
+    with pytest.raises(InputError, match=word):
+        DINEOF(**opts)
+    DINEOF(filter_iter=3, temporal_filter=0.01)  # together they act
+    DINEOF(max_modes=10, patience=5)
+
+
 def test_device_that_is_not_there(rank3):
     import torch
 

@@ -42,6 +42,8 @@ _SHRINK_PATH = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
 # days, and the mode count (and threshold) it picks is noise (16 x 24 x 24 synthetic SST: 3 squares,
 # 1 to 15 modes by seed, truth RMSE 1.2 to 2.0; 12 x 12 px --chunks blocks: 1-2 squares each).
 _MIN_CV_SQUARES = 10
+# The options of the cross-validation that chooses the number of modes: without effect when n_modes is set.
+_CV_OPTIONS = ("max_modes", "cv_fraction", "cv_radius", "patience")
 
 
 def cv_points(obs: np.ndarray, fraction: float, radius: int, rng: np.random.Generator) -> np.ndarray:
@@ -200,6 +202,8 @@ class DINEOF(Interpolator):
     -------
     max_modes : int, default 20
     n_modes : int or None, default None (choose by CV)
+        Fixed: no cross-validation runs, so ``max_modes``, ``cv_fraction``, ``cv_radius`` and
+        ``patience`` are refused with it (they would have no effect).
     tol : float, default 1e-3
     max_iter : int, default 100
     cv_fraction : float, default 0.03
@@ -211,6 +215,7 @@ class DINEOF(Interpolator):
         Filter strength alpha; the steps must be in time order (a time coordinate that does not
         increase is refused) and are treated as equally spaced (uneven steps are warned about).
     filter_iter : int, default 1
+        Applications of the filter (DINEOF's ``numit``); refused without ``temporal_filter``.
     dtype : "float32" or "float64", default "float32"
     svd : "auto", "gram", "full", "lowrank" or "subspace", default "auto"
         How the leading modes are computed: ``"gram"`` eigendecomposes the small covariance
@@ -326,6 +331,17 @@ class DINEOF(Interpolator):
         if not isinstance(o["center"], (bool, np.bool_)):
             raise InputError(f"method 'dineof': option center must be True or False, got {o['center']!r}")
         check_harmonics(self.name, o["harmonics"])
+        # options that act only with another were accepted and ignored without a word: filter_iter
+        # (DINEOF's numit) without temporal_filter, the cross-validation's options with n_modes fixed
+        given = self._given_options
+        if "filter_iter" in given and o["temporal_filter"] is None:
+            raise InputError("method 'dineof': option filter_iter has no effect without temporal_filter (the "
+                             "filter's strength, e.g. 0.01): set temporal_filter too, or drop filter_iter")
+        if o["n_modes"] is not None:
+            for key in _CV_OPTIONS:
+                if key in given:
+                    raise InputError(f"method 'dineof': option {key} has no effect with n_modes={o['n_modes']} "
+                                     "(the number of modes is fixed: no cross-validation runs); drop one of them")
 
     # ------------------------------------------------------------------ maths
     def _lowrank(self, A, k: int, out=None, work=None):
