@@ -221,6 +221,29 @@ def test_temporal_filter_prefers_smooth_modes():
     assert rank1(temporal_filter=0.25, filter_iter=2) > 0.95
 
 
+@pytest.mark.parametrize("svd", ["gram", "full"])
+def test_temporal_filter_reconstruction_is_dineofs(svd):
+    """With the filter, DINEOF (ssvd_lancz.F) takes v and s^2 from the filtered covariance
+    F X X^T F^T and the spatial mode u = X^T v / |X^T v|: each mode is the projection of X on v
+    scaled by s / |X^T v|. The bare projection was used (factor 1), which filled the synthetic SST's
+    gaps worse (truth RMSE 1.76 -> 1.61 at filter 0.01, 1.68 -> 1.47 with filter_iter=3)."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    nt, n, k = 30, 50, 3
+    A = rng.standard_normal((nt, 4)) @ rng.standard_normal((4, n)) + 0.3 * rng.standard_normal((nt, n))
+    F = _laplacian_filter(nt, 0.2, 2)
+    model = DINEOF(temporal_filter=0.2, filter_iter=2, center=False, shrink=0, svd=svd, dtype="float64")
+    model._F, model._lam = torch.from_numpy(F), 0.0
+    got = model._lowrank(torch.from_numpy(A), k).numpy()
+    w, V = np.linalg.eigh(F @ A @ A.T @ F.T)
+    V, s = V[:, -k:], np.sqrt(w[-k:])
+    P = V.T @ A
+    want = (V * s) @ (P / np.linalg.norm(P, axis=1, keepdims=True))
+    np.testing.assert_allclose(got, want, atol=1e-8)
+    assert not np.allclose(got, V @ P, atol=1e-3)  # not the bare projection
+
+
 def test_a_step_with_no_observation_is_said_and_the_filter_fills_it():
     """An all-NaN day (a satellite outage) was filled with little more than each pixel's time mean
     (no data sets the modes' amplitudes there), unsaid: RMSE 1.92 there on a 24-day 20 x 22 cube,
@@ -288,7 +311,9 @@ def test_temporal_filter_refuses_unordered_time(kind):
     """The filter smooths each step with the array's neighbouring steps: on a shuffled series it
     smoothed unrelated days together without a word (gap RMSE against the truth 0.63 against
     0.059 for the same days in order, rank-2 field, temporal_filter=0.25). Out-of-order,
-    reversed or repeated times are now refused; without the filter the order does not matter."""
+    reversed or repeated times are now refused; without the filter the order does not matter.
+    (In order: 0.107 since each mode is scaled by its filtered singular value as DINEOF does, which
+    damps this noiseless field's 17-day mode under the strongest filter.)"""
     rng = np.random.default_rng(1)
     nt = 40
     t = np.arange(nt)
@@ -301,7 +326,7 @@ def test_temporal_filter_refuses_unordered_time(kind):
     field = xr.DataArray(np.where(gaps, np.nan, truth), dims=("time", "lat", "lon"), coords={"time": days})
     opts = dict(n_modes=2, temporal_filter=0.25, filter_iter=3)
     ordered = interpolate(field, "dineof", **opts)
-    assert np.sqrt(np.mean((ordered.values - truth)[gaps] ** 2)) < 0.1
+    assert np.sqrt(np.mean((ordered.values - truth)[gaps] ** 2)) < 0.15
     for order in (rng.permutation(nt), t[::-1], np.r_[t[:5], t[4:-1]]):
         with pytest.raises(InputError, match=r"time is not increasing .*sortby\('time'\)"):
             interpolate(field.isel(time=order), "dineof", **opts)

@@ -142,8 +142,8 @@ def _warn_empty_steps(da, obs: np.ndarray, label: str) -> None:
     """Warn about time steps with no observation left to fit: no data set the temporal modes'
     amplitudes there, so without the temporal filter DINEOF fills them with little more than each
     pixel's mean (or seasonal cycle; exactly it with ``center=False``), unsaid (an all-NaN day of a
-    24-day 20 x 22 cube: RMSE 1.92 there against the truth, 0.22 with temporal_filter=0.01, which
-    carries the neighbouring days' amplitudes over it)."""
+    24-day 16 x 18 rank-2 cube: RMSE 0.70 there against the truth, 0.30 with temporal_filter=0.01
+    and 0.20 with filter_iter=3 too, which carry the neighbouring days' amplitudes over it)."""
     empty = np.flatnonzero(~obs.any(axis=(1, 2)))
     if empty.size == 0:
         return
@@ -196,7 +196,13 @@ class DINEOF(Interpolator):
     leading eigenvectors of the filtered temporal covariance ``F X X^T F^T``,
     ``F = (I + alpha L)^filter_iter`` (L: second difference in time, equally spaced steps
     assumed, with a warning when the time coordinate says otherwise; 0 < alpha <= 0.25 keeps the
-    explicit filter stable), and the reconstruction is the projection of X on them.
+    explicit filter stable); as in DINEOF, each mode of the reconstruction is ``u s v^T`` with
+    ``s`` the mode's filtered singular value and ``v`` the projection of X on it, normalised
+    (the projection scaled by ``s / |X^T u|``, which damps the modes the filter smooths most).
+    On the synthetic SST (60 x 32 x 32, 60 % cloud, seeds 0-2, filter 0.01) this fills better than
+    the bare projection this method used before (truth RMSE on the gaps 1.76 -> 1.61, 1.68 -> 1.47
+    with ``filter_iter=3``); on a noiseless low-rank field under a strong filter it damps the
+    signal a little (rank-2 test cube, ``temporal_filter=0.25, filter_iter=3``: 0.06 -> 0.11).
 
     Options
     -------
@@ -348,7 +354,8 @@ class DINEOF(Interpolator):
         """Rank-k reconstruction of A (time, n), column means removed first when ``center``.
 
         Without a temporal filter this is the truncated SVD; with it, the projection of A on the
-        leading eigenvectors of the filtered temporal covariance ``F A A^T F^T``. ``out`` (the
+        leading eigenvectors of the filtered temporal covariance ``F A A^T F^T``, each mode scaled
+        by its filtered singular value over its unfiltered one (DINEOF's). ``out`` (the
         result) and ``work`` (the centred A): tensors like A to write into, so that an iteration
         allocates no cube-sized tensor (above glibc's 32 MB mmap cap, every allocation is pages
         the kernel faults in and zeroes again).
@@ -371,16 +378,29 @@ class DINEOF(Interpolator):
             w, V = torch.linalg.eigh(A.T @ A)  # ascending eigenvalues
             V = V[:, -k:]
             R = mm(A @ V * self._shrunk(w[-k:].clamp(min=0).sqrt()), V.T)
-        elif method in ("gram", "gram_time"):
-            B = A if self._F is None else self._F @ A
-            w, U = torch.linalg.eigh(B @ B.T)
+        elif method == "gram":
+            w, U = torch.linalg.eigh(A @ A.T)
             U = U[:, -k:]
             R = mm(U * self._shrunk(w[-k:].clamp(min=0).sqrt()), U.T @ A)
+        elif self._F is not None:  # "gram_time", or "full" with the filter
+            B = self._F @ A
+            if method == "full":
+                U, S, _ = torch.linalg.svd(B, full_matrices=False)
+                U, S = U[:, :k], S[:k]
+            else:
+                w, U = torch.linalg.eigh(B @ B.T)
+                U, S = U[:, -k:], w[-k:].clamp(min=0).sqrt()
+            P = U.T @ A  # the temporal modes' spatial patterns, unfiltered: (k, n)
+            # As DINEOF (ssvd_lancz.F): each mode is u s v^T with s the filtered singular value and
+            # u = A v / |A v|, i.e. the projection scaled by s / |A v|, which damps the modes the
+            # filter smooths most. The bare projection (factor 1) filled worse: truth RMSE on the
+            # gaps 2.46 -> 1.82 on the synthetic SST (60 x 32 x 32, 60 % cloud, temporal_filter=0.01,
+            # filter_iter=3, shrink=0, seed 0).
+            scale = S / torch.linalg.vector_norm(P, dim=1).clamp(min=torch.finfo(P.dtype).tiny)
+            R = mm(U * (scale * self._shrunk(S)), P)
         elif method == "full":
-            B = A if self._F is None else self._F @ A
-            U, S, Vh = torch.linalg.svd(B, full_matrices=False)
-            f = self._shrunk(S[:k])
-            R = mm(U[:, :k] * (S[:k] * f), Vh[:k]) if self._F is None else mm(U[:, :k] * f, U[:, :k].T @ A)
+            U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+            R = mm(U[:, :k] * (S[:k] * self._shrunk(S[:k])), Vh[:k])
         elif method == "subspace":
             U, S, Vh = self._subspace(A, k)
             R = mm(U * (S * self._shrunk(S)), Vh)
