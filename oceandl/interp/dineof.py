@@ -43,7 +43,7 @@ _SHRINK_PATH = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
 # 1 to 15 modes by seed, truth RMSE 1.2 to 2.0; 12 x 12 px --chunks blocks: 1-2 squares each).
 _MIN_CV_SQUARES = 10
 # The options of the cross-validation that chooses the number of modes: without effect when n_modes is set.
-_CV_OPTIONS = ("max_modes", "cv_fraction", "cv_radius", "patience")
+_CV_OPTIONS = ("max_modes", "cv_fraction", "cv_radius", "cv_shape", "patience")
 
 
 def cv_points(obs: np.ndarray, fraction: float, radius: int, rng: np.random.Generator) -> np.ndarray:
@@ -87,6 +87,21 @@ def _cv_points(obs: np.ndarray, fraction: float, radius: int, rng: np.random.Gen
         if taken >= target:
             break
     return cv, squares
+
+
+def _cv_clouds(obs: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, int] | None:
+    """A cross-validation set of real cloud shapes, as DINEOF's ``dineof_cvp`` makes it: the cloud
+    patterns of random other days pasted onto the cleanest ones
+    (:func:`~oceandl.interp.withhold.withhold_by_cloud_transfer`), and the number of separate
+    cloud patches (4-connected, per day) holding it; None when there is no cloud pattern to paste."""
+    from scipy import ndimage
+
+    from .withhold import withhold_by_cloud_transfer
+
+    if obs.shape[0] < 2 or not (~obs & obs.any(axis=0)).any():
+        return None
+    cv = withhold_by_cloud_transfer(obs, fraction=fraction, seed=int(rng.integers(2**31)))
+    return cv, int(sum(ndimage.label(day)[1] for day in cv if day.any()))
 
 
 def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +193,7 @@ class DINEOF(Interpolator):
        it, and the cycle is added back to the result (Alvera-Azcarate et al. 2005 remove the
        climatology first).
     1. Hide ``cv_fraction`` of the observed points as a CV set (clustered in squares of radius
-       ``cv_radius``; see :func:`cv_points`).
+       ``cv_radius``, see :func:`cv_points`; or other days' clouds, ``cv_shape="clouds"``).
     2. Gaps (and CV points) start at 0. For k = 1, 2, ...: repeat {rank-k SVD of X; gaps <- the
        reconstruction} until the relative change of the gap values (L2) is below ``tol`` or
        ``max_iter`` iterations; record the CV RMSE (in the input's units). Each k starts from the
@@ -206,9 +221,10 @@ class DINEOF(Interpolator):
 
     Differences from the DINEOF program (Fortran, aida-alvera/DINEOF), deliberate:
 
-    * Cross-validation set: squares of ``2 cv_radius + 1`` px, ``cv_fraction`` (3 %) of the
-      observations; DINEOF draws random points (1 % of the matrix + 40, at most 3 %), or takes
-      cloud patterns pasted from other days onto the cleanest ones (its ``dineof_cvp`` script).
+    * Cross-validation set: squares of ``2 cv_radius + 1`` px by default, ``cv_fraction`` (3 %)
+      of the observations; DINEOF draws random points (1 % of the matrix + 40, at most 3 %), or
+      takes cloud patterns pasted from other days onto the cleanest ones (its ``dineof_cvp``
+      script; here ``cv_shape="clouds"``).
       Measured, truth RMSE on the gaps, synthetic SST (5 seeds), squares / pasted clouds: 60 x 32
       x 32 at 60 % cloud, default 1.41 / 1.47, ``shrink=0`` 2.30 / 2.10; 100 x 32 x 32 at 40 %,
       default 1.02 / 1.02, ``shrink=0`` 1.84 / 1.49: clouds choose the classic rank better, not the
@@ -247,6 +263,13 @@ class DINEOF(Interpolator):
     cv_radius : int, default 4 (9 x 9 pixel clusters: cloud-sized CV gaps; 3 x 3 squares picked too many modes on the synthetic SST, held-out RMSE 1.19 vs 0.99)
         The default is lowered on grids under 18 pixels a side, so that a square's side is at most
         half the grid's smaller side (radius 2 on 12 x 12, 0 on 4 x 5); a value given is used as is.
+    cv_shape : "squares" or "clouds", default "squares"
+        ``"clouds"``: the CV set is made as DINEOF's ``dineof_cvp`` makes it, the cloud patterns of
+        random other days pasted onto the cleanest days
+        (:func:`~oceandl.interp.withhold.withhold_by_cloud_transfer`, ``cv_fraction`` of the
+        observations; ``cv_radius`` is then refused); squares where there is no cloud to paste
+        (warned). It chooses the classic rank (``shrink=0``) better, not the default's threshold
+        (see the differences above).
     patience : int, default 3
     temporal_filter : float or None, default None
         Filter strength alpha; the steps must be in time order (a time coordinate that does not
@@ -297,9 +320,10 @@ class DINEOF(Interpolator):
     ----------------------
     n_modes_ : int, n_iter_ : int (iterations of the final fit), converged_ : bool,
     cv_curve_ : list of (k, cv_rmse) (empty with fixed ``n_modes``), cv_rmse_ : float or None,
-    cv_radius_ : int (the CV squares' radius used; only when CV ran),
-    cv_squares_ : int (the squares, or points with radius 0, holding the CV set; under 10 a warning
-    says the mode count is uncertain),
+    cv_radius_ : int (the CV squares' radius used; only when CV ran; None with cloud shapes),
+    cv_shape_ : "squares" or "clouds" (the CV set's shape; only when CV ran),
+    cv_squares_ : int (the squares, points with radius 0, or cloud patches holding the CV set; under
+    10 a warning says the mode count is uncertain),
     cv_unconverged_ : int (CV-stage fits, of ``len(cv_curve_) + len(shrink_curve_)``, stopped by
     ``max_iter`` before ``tol``; ``converged_`` is the final fit's),
     shrink_ : float (the threshold used; 0 = classic), shrink_curve_ : list of (lambda, cv_rmse),
@@ -318,6 +342,7 @@ class DINEOF(Interpolator):
         "max_iter": 100,
         "cv_fraction": 0.03,
         "cv_radius": 4,
+        "cv_shape": "squares",
         "patience": 3,
         "temporal_filter": None,
         "filter_iter": 1,
@@ -367,6 +392,8 @@ class DINEOF(Interpolator):
                              f"'subspace', got {o['svd']!r}")
         if not isinstance(o["center"], (bool, np.bool_)):
             raise InputError(f"method 'dineof': option center must be True or False, got {o['center']!r}")
+        if o["cv_shape"] not in ("squares", "clouds"):
+            raise InputError(f"method 'dineof': option cv_shape must be 'squares' or 'clouds', got {o['cv_shape']!r}")
         check_harmonics(self.name, o["harmonics"])
         # options that act only with another were accepted and ignored without a word: filter_iter
         # (DINEOF's numit) without temporal_filter, the cross-validation's options with n_modes fixed
@@ -374,6 +401,9 @@ class DINEOF(Interpolator):
         if "filter_iter" in given and o["temporal_filter"] is None:
             raise InputError("method 'dineof': option filter_iter has no effect without temporal_filter (the "
                              "filter's strength, e.g. 0.01): set temporal_filter too, or drop filter_iter")
+        if "cv_radius" in given and o["cv_shape"] == "clouds":
+            raise InputError("method 'dineof': option cv_radius has no effect with cv_shape='clouds' (the CV "
+                             "gaps are other days' clouds, not squares); drop one of them")
         if o["n_modes"] is not None:
             for key in _CV_OPTIONS:
                 if key in given:
@@ -550,15 +580,26 @@ class DINEOF(Interpolator):
                 # put back: drawn on the grid as given, the same field with latitudes descending
                 # (or longitudes 0..360) got another CV set, and another mode count than the CLI
                 # (open_field sorts the grid) gave (15 -> 3 modes, truth RMSE 1.05 -> 2.36).
-                iy, ix = _clean_axes(self.da_)
-                cv = np.empty_like(obs)
-                cv[:, iy[:, None], ix[None, :]], self.cv_squares_ = _cv_points(
-                    obs[:, iy][:, :, ix], self.options["cv_fraction"], radius, rng)
+                clouds = (_cv_clouds(obs, self.options["cv_fraction"], rng)
+                          if self.options["cv_shape"] == "clouds" else None)
+                if clouds is not None:
+                    cv, self.cv_squares_ = clouds
+                    self.cv_radius_, self.cv_shape_ = None, "clouds"
+                    what = "cloud patches"
+                else:
+                    if self.options["cv_shape"] == "clouds":
+                        warn(f"{self._label}: no cloud pattern to paste (a single step, or no gap over the ocean); "
+                             f"the cross-validation set is squares of radius {radius}", UserWarning)
+                    iy, ix = _clean_axes(self.da_)
+                    cv = np.empty_like(obs)
+                    cv[:, iy[:, None], ix[None, :]], self.cv_squares_ = _cv_points(
+                        obs[:, iy][:, :, ix], self.options["cv_fraction"], radius, rng)
+                    side, self.cv_shape_ = 2 * radius + 1, "squares"
+                    what = f"squares of {side} x {side} px" if radius else "points"
                 if self.cv_squares_ < _MIN_CV_SQUARES and self._warn_small_cv:
-                    side = 2 * radius + 1
                     warn(
                         f"method 'dineof': the cross-validation set is {self.cv_squares_} "
-                        f"{'squares of %d x %d px' % (side, side) if radius else 'points'} ({int(cv.sum())} "
+                        f"{what} ({int(cv.sum())} "
                         f"observations on {int(cv.any(axis=(1, 2)).sum())} of {nt} time steps), too few to choose "
                         f"the number of modes reliably; it is uncertain (use a longer or larger field)",
                         UserWarning)
@@ -658,7 +699,9 @@ class DINEOF(Interpolator):
         attrs["shrink"] = float(self.shrink_)
         attrs.update(self.seasonal_.attrs(self._label))
         if self.cv_curve_:
-            attrs["cv_radius"] = self.cv_radius_
+            attrs["cv_shape"] = self.cv_shape_
+            if self.cv_radius_ is not None:
+                attrs["cv_radius"] = self.cv_radius_
             attrs["cv_squares"] = self.cv_squares_
             attrs["cv_unconverged"] = self.cv_unconverged_
             attrs["cv_curve"] = json.dumps([[k, round(e, 8)] for k, e in self.cv_curve_])
