@@ -107,7 +107,7 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         for m in cfg.methods:
             if method_name(m) in ("convae", "unet", "resae", "smp_unet"):
                 opts[m] = {"steps": 20, "patch": 32, "tile": 32, "overlap": 8, **opts[m]}
-            if method_name(m) == "dineof":
+            if method_name(m) == "dineof" and "n_modes" not in opts[m]:  # max_modes acts only without it
                 opts[m] = {"max_modes": 6, **opts[m]}
     ctx.note(f"synthetic SST cube: {n_time} days x {size} x {size}, cloud covers {cfg.cloud_covers}, "
              f"{cfg.withhold:.0%} of the valid pixels withheld by cloud-mask transfer (seed {cfg.seed})")
