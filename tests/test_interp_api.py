@@ -791,3 +791,34 @@ def test_packed_and_out_of_range_values_are_missing_from_python_too(cube, tmp_pa
     out = interpolate(sentinel, "climatology")
     np.testing.assert_allclose(out.values, interpolate(cube[0], "climatology").values)
     assert "valid_min" not in out.attrs
+
+
+def test_outputs_of_an_oceandl_file_do_not_carry_its_run_provenance(cube, tmp_path):
+    """An oceandl output's global and variable attrs describe its run (method, options, n_modes,
+    converged, cv_*, harmonics...). Filled again (climatology, --withhold 0) or analysed (`oceandl eof`),
+    the new file kept them beside its own: a climatology refill of a DINEOF file said n_modes 3,
+    converged 1, cv_rmse and harmonics 0 of the DINEOF. Now the new file has the attribute names it
+    has from the original input, with this run's values; the earlier command is in history."""
+    from oceandl.cli.main import main
+
+    src = tmp_path / "sst.nc"
+    cube[0].to_dataset(name="sst").assign_attrs(title="test cube").to_netcdf(src)
+    dineof = tmp_path / "dineof.nc"
+    assert main(["interpolate", str(src), "--method", "dineof", "--set", "max_modes=3", "--quiet",
+                 "-o", str(dineof)]) == 0
+    with xr.open_dataset(dineof) as ds:
+        assert {"n_iter", "converged", "cv_rmse", "val_rmse"} <= set(ds.attrs) & set(ds["sst"].attrs)
+
+    def attrs_of(args, out):
+        assert main([*args, "--quiet", "-o", str(out)]) == 0
+        with xr.open_dataset(out) as ds:
+            return ds.attrs, ds[list(ds.data_vars)[0]].attrs
+
+    full = tmp_path / "full.nc"  # EOFs need a gap-free field
+    cube[1].to_dataset(name="sst").assign_attrs(title="test cube").to_netcdf(full)
+    for cmd, plain in ((["interpolate", "--method", "climatology", "--withhold", "0"], src), (["eof", "-n", "2"], full)):
+        (g0, v0), (g1, v1) = (attrs_of([cmd[0], str(f), *cmd[1:]], tmp_path / f"{cmd[0]}_{f.stem}.nc")
+                              for f in (plain, dineof))
+        assert set(g1) == set(g0) and set(v1) == set(v0), (cmd[0], set(g1) ^ set(g0), set(v1) ^ set(v0))
+        assert g1["method"] == cmd[0].replace("interpolate", "climatology") and g1["title"] == g0["title"]
+        assert "--method dineof" in g1["history"].splitlines()[1]
