@@ -741,6 +741,29 @@ def test_import_oceandl_is_light_and_the_accessor_still_registers(order):
     assert out.stdout.splitlines() == ["[]", "OceanDLAccessor (2, 3, 4)"]
 
 
+def test_subpackages_reachable_after_a_bare_import():
+    """README: `oceandl.interp.interpolate_chunked("sst.nc", "filled.nc", "dineof")` and
+    `oceandl.interp.get_method("unet")` after `import oceandl`. In a fresh interpreter they failed with
+    "module 'oceandl' has no attribute 'interp'" (models, training, io, datasets... the same) unless
+    something had imported the sub-package first. They now load on first access, and only then."""
+    import subprocess
+    import sys
+
+    code = ("import sys, oceandl\n"
+            "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'xarray'})\n"
+            "print(heavy())\n"
+            "print(callable(oceandl.interp.interpolate_chunked), callable(oceandl.interp.get_method),\n"
+            "      oceandl.models.__name__, oceandl.training.__name__, oceandl.io.__name__,\n"
+            "      oceandl.datasets.__name__, oceandl.metrics.__name__, oceandl.utils.__name__,\n"
+            "      oceandl.pipelines.__name__, {'interp', 'models'} <= set(dir(oceandl)))\n"
+            "print(hasattr(oceandl, 'nope'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [
+        "[]", "True True oceandl.models oceandl.training oceandl.io oceandl.datasets oceandl.metrics "
+        "oceandl.utils oceandl.pipelines True", "False"]
+
+
 def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_path):
     """A filled field carries its val_* scores; filled again without withholding (a complete field),
     the new result kept them from the input's attrs, and `oceandl interpolate` printed them as this
