@@ -947,7 +947,7 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 @click.argument("kind", type=click.Choice(["sst", "sar", "plankton"]))
 @click.option("--n", "n", type=click.IntRange(min=1), default=None,
               help="Time steps (sst; default 365) or images per class (sar, plankton; default 20).")
-@click.option("--size", type=click.IntRange(min=4), default=None, help="Grid side (sst; default 128) or image side (default 64).")
+@click.option("--size", type=click.IntRange(min=4), default=None, help="Grid side (sst; default 128) or image side (sar, plankton: default 64, at least 16; plankton images are drawn at 0.75-1.35 times it).")
 @click.option("--cloud-cover", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="sst: mean cloud cover, in (0, 1).")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
