@@ -831,6 +831,11 @@ def test_outputs_of_an_oceandl_file_do_not_carry_its_run_provenance(cube, tmp_pa
                  "-o", str(dineof)]) == 0
     with xr.open_dataset(dineof) as ds:
         assert {"n_iter", "converged", "cv_rmse", "val_rmse"} <= set(ds.attrs) & set(ds["sst"].attrs)
+    chunked = tmp_path / "chunked.nc"  # the block-by-block file's own: chunked, chunked_fallback_blocks
+    assert main(["interpolate", str(src), "--method", "dineof", "--set", "max_modes=3", "--chunks", "lat=8",
+                 "--quiet", "-o", str(chunked)]) == 0
+    with xr.open_dataset(chunked) as ds:
+        assert {"chunked", "chunked_fallback_blocks"} <= set(ds.attrs)
 
     def attrs_of(args, out):
         assert main([*args, "--quiet", "-o", str(out)]) == 0
@@ -840,8 +845,9 @@ def test_outputs_of_an_oceandl_file_do_not_carry_its_run_provenance(cube, tmp_pa
     full = tmp_path / "full.nc"  # EOFs need a gap-free field
     cube[1].to_dataset(name="sst").assign_attrs(title="test cube").to_netcdf(full)
     for cmd, plain in ((["interpolate", "--method", "climatology", "--withhold", "0"], src), (["eof", "-n", "2"], full)):
-        (g0, v0), (g1, v1) = (attrs_of([cmd[0], str(f), *cmd[1:]], tmp_path / f"{cmd[0]}_{f.stem}.nc")
-                              for f in (plain, dineof))
-        assert set(g1) == set(g0) and set(v1) == set(v0), (cmd[0], set(g1) ^ set(g0), set(v1) ^ set(v0))
-        assert g1["method"] == cmd[0].replace("interpolate", "climatology") and g1["title"] == g0["title"]
-        assert "--method dineof" in g1["history"].splitlines()[1]
+        g0, v0 = attrs_of([cmd[0], str(plain), *cmd[1:]], tmp_path / f"{cmd[0]}_{plain.stem}.nc")
+        for f in (dineof, chunked):
+            g1, v1 = attrs_of([cmd[0], str(f), *cmd[1:]], tmp_path / f"{cmd[0]}_{f.stem}.nc")
+            assert set(g1) == set(g0) and set(v1) == set(v0), (cmd[0], f.stem, set(g1) ^ set(g0), set(v1) ^ set(v0))
+            assert g1["method"] == cmd[0].replace("interpolate", "climatology") and g1["title"] == g0["title"]
+            assert "--method dineof" in g1["history"].splitlines()[1]

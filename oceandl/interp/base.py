@@ -229,12 +229,12 @@ def _netcdf_safe(value):
 #: what an oceandl run writes about itself (:meth:`Interpolator.reconstruct`, the methods' fit attrs,
 #: `oceandl interpolate`, `oceandl eof`, ``--chunks``); in an input written by oceandl they describe
 #: the run that made it, not a new one on it
-_RUN_ATTRS = frozenset({"oceandl_version", "method", "options", "seconds", "chunked", "solver", "variable",
+_RUN_ATTRS = frozenset({"oceandl_version", "method", "options", "seconds", "solver", "variable",
                         "total_variance", "n_modes", "n_modes_used", "n_iter", "n_iter_total", "converged",
                         "shrink", "shrink_curve", "harmonics", "harmonics_fallback_pixels", "model",
                         "model_options", "train_steps", "input_channels", "seasonal_channels", "precision",
                         "normalisation", "final_train_loss"})
-_RUN_PREFIXES = ("val_", "truth_", "cv_", "checkpoint")
+_RUN_PREFIXES = ("val_", "truth_", "cv_", "checkpoint", "chunked")  # chunked, chunked_fallback_blocks
 
 
 def _input_attrs(attrs: dict) -> dict:
