@@ -775,7 +775,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.argument("input_path", required=False, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to fill (default: found from CF attributes).")
 @click.option("--method", default="dineof", show_default=True, help="climatology, eof, dineof, convae, unet, resae, smp_unet.")
-@click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none. They are written as observed, flagged 2.")
+@click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none. They are written as observed, flagged 2. Not with --chunks (none withheld, no val_* scores).")
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
@@ -976,7 +976,7 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 @click.argument("kind", type=click.Choice(["sst", "sar", "plankton"]))
 @click.option("--n", "n", type=click.IntRange(min=1), default=None,
               help="Time steps (sst; default 365) or images per class (sar, plankton; default 20).")
-@click.option("--size", type=click.IntRange(min=4), default=None, help="Grid side (sst; default 128) or image side (default 64).")
+@click.option("--size", type=click.IntRange(min=4), default=None, help="Grid side (sst; default 128) or image side (sar, plankton: default 64, at least 16; plankton images are drawn at 0.75-1.35 times it).")
 @click.option("--cloud-cover", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="sst: mean cloud cover, in (0, 1).")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)

@@ -31,17 +31,25 @@ _LAZY = {
 }
 
 
+#: the public sub-packages, imported on first attribute access: the README's
+#: ``oceandl.interp.interpolate_chunked(...)`` after a bare ``import oceandl`` failed with
+#: "module 'oceandl' has no attribute 'interp'" unless something had imported it before
+_SUBPACKAGES = frozenset({"interp", "io", "models", "training", "metrics", "datasets", "utils", "pipelines"})
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"oceandl.{name}")
     raise AttributeError(f"module 'oceandl' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
     # PEP 562's pair of __getattr__: without it dir(oceandl), and so a notebook's `oceandl.<Tab>`,
     # listed none of the lazy functions (interpolate, eof, classify, get_model, MODELS)
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
 
 
 def _add_accessor(xarray=None) -> None:

@@ -235,15 +235,10 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
 
     Parameters
     ----------
-    images : array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays,
+    images : array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays, DataArray or dataset
         ``xarray.DataArray`` (sample, y, x) or (sample, channel, y, x), or a dataset of ``{"image"}``
         dicts (e.g. :class:`oceandl.datasets.ImageFilesDataset`, which reads a folder or files),
         read and classified ``batch_size`` images at a time (memory does not grow with it).
-    batch_size : images per forward pass. ``None`` (default): on the CPU as many as keep the
-        model's largest activation under 8 MB (:func:`oceandl.training.inference_batch_size`: 4
-        images of 128 x 128 for the course CNN), at most 256; on a GPU 256. Large CPU batches were
-        2-3x slower (fresh memory faulted in at every batch). Predictions do not depend on it
-        beyond float rounding (batch norm is in eval mode).
         A DataArray's dims named ``y``/``x`` (``lat``/``lon``, ``row``/``col``) and
         ``channel``/``band`` are found by name; otherwise the first dim is the sample.
         Pixels follow the image readers' rules, so that arrays get the predictions their files
@@ -253,11 +248,25 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         Checkpoint folder written by ``oceandl train classifier`` (or its ``-o`` path). A model
         in memory goes to :func:`oceandl.training.predict` instead. The checkpoint an interrupted
         run keeps for ``--resume`` is used with a warning (its training stopped before the end).
-    min_confidence : images whose top probability is below it are labelled ``"unassigned"``.
         The network runs in float32, in channels-last layout unless it was trained without it
         (``--no-channels-last``).
-    tta : average over flips and 90-degree rotations.
-    on_error : ``"skip"`` (default): every input image has its row, so that predictions match
+    batch_size : int, optional
+        Images per forward pass. ``None`` (default): on the CPU as many as keep the
+        model's largest activation under 8 MB (:func:`oceandl.training.inference_batch_size`: 4
+        images of 128 x 128 for the course CNN), at most 256; on a GPU 256. Large CPU batches were
+        2-3x slower (fresh memory faulted in at every batch). Predictions do not depend on it
+        beyond float rounding (batch norm is in eval mode).
+    device : "auto", "cpu" or "cuda"
+        Where to run the network.
+    min_confidence : float
+        Images whose top probability is below it are labelled ``"unassigned"`` (``label`` -1).
+    tta : bool
+        Average the probabilities over the 8 flips and 90-degree rotations (non-square images:
+        the 4 flips and 180-degree rotations).
+    progress : bool
+        Show a progress bar.
+    on_error : "skip" or "raise"
+        ``"skip"`` (default): every input image has its row, so that predictions match
         back to the files; an image that cannot be read (a corrupt or truncated file, one the
         dataset left out as unreadable, listed in its ``skipped``) or has no finite pixel gets an
         empty ``predicted``, ``label`` -2, NaN probabilities and the reason in ``error``, with one

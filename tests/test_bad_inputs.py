@@ -23,6 +23,7 @@ from PIL import Image
 from oceandl.cli.main import cli
 from oceandl.datasets.sst import synthetic_sst
 from oceandl.errors import CheckpointError, InputError
+from oceandl.interp import interpolate as oceandl_interpolate
 
 NT, NY, NX = 10, 8, 10
 
@@ -257,6 +258,35 @@ def test_field_without_gaps(tmp_path, sst):
     filled = _filled(out)
     _check_filled(filled, sst.sst_true.values)
     assert not any(k.startswith("val_") for k in filled.attrs)
+
+
+def test_field_with_too_few_gaps_to_withhold(tmp_path, sst):
+    """A nearly clear field (one 2 x 2 cloud on 4 of 10 days of a 5 x 6 grid) cannot lend enough clouds
+    for the default --withhold 0.1: `oceandl interpolate` failed, exit 2, with "Error: valid mask:
+    cannot withhold 10% of valid pixels by cloud transfer (reached 8%)", naming no file (oceandl.interpolate
+    with withhold=0.1 the same), though a field with no gap at all is filled with a warning. Now the
+    pixels the transfer reaches are withheld (24 of 284, 8.5 %) and a warning names the file."""
+    path, out = tmp_path / "clear.nc", tmp_path / "filled.nc"
+    v = 15 + np.random.default_rng(0).normal(size=(10, 5, 6)).astype("float32")
+    v[::3, 1:3, 2:4] = np.nan
+    da = xr.DataArray(v, dims=("time", "lat", "lon"), name="sst", attrs={"units": "degree_Celsius"},
+                      coords={"time": pd.date_range("2020-01-01", periods=10), "lat": np.arange(5.0),
+                              "lon": np.arange(6.0)})
+    da.to_dataset().to_netcdf(path)
+    res = invoke("interpolate", path, "--method", "climatology", "-o", out)
+    assert res.exit_code == 0, res.output
+    assert (f"warning: {path}: its gaps are too few to withhold 10% of the valid pixels by cloud-mask transfer; "
+            "8.5% withheld for validation") in res.stderr.splitlines()
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["val_n"] == 24 and int((ds["missing_flag"] == 2).sum()) == 24
+    with pytest.warns(UserWarning, match="too few to withhold 10%"):
+        assert oceandl_interpolate(da, "climatology", withhold=0.1).attrs["val_n"] == 24
+    # the function itself still refuses a fraction it cannot reach, unless asked for what it reaches
+    from oceandl.datasets import withhold_by_cloud_transfer
+
+    with pytest.raises(InputError, match="cannot withhold 10% of valid pixels"):
+        withhold_by_cloud_transfer(np.isfinite(v), 0.1)
+    assert withhold_by_cloud_transfer(np.isfinite(v), 0.1, at_most=True).sum() == 24
 
 
 def test_missing_variable_lists_names(good_nc):

@@ -495,3 +495,40 @@ def _resolves(dotted: str) -> bool:
             obj = getattr(obj, attr)
         return True
     return False
+
+
+def test_doc_set_options_exist():
+    """Each ``--set key=value`` the docs quote in prose (``--set precision=fp32``, ``--set svd=subspace``,
+    outside a full command line) names an option that exists: of an interpolation method (and its value
+    is one the method takes), a benchmark's config, or a registered model (``train classifier``)."""
+    from pathlib import Path
+
+    from oceandl.cli.main import _kv
+    from oceandl.interp import METHODS
+    from oceandl.models import MODELS, model_options
+    from oceandl.pipelines import PIPELINES, get_pipeline
+
+    root = Path(__file__).resolve().parent.parent
+    config_keys = {f for p in PIPELINES for f in vars(get_pipeline(p).config_cls())}
+    model_keys = {k for m in MODELS for k in model_options(m)}
+    problems, n = [], 0
+    for f in DOC_FILES:
+        for key, value in re.findall(r"--set ([a-z_]+)=([^`\s)]*)", (root / f).read_text()):
+            n += 1
+            takers = [m for m, cls in METHODS.items() if key in cls.option_defaults]
+            if not takers and key not in config_keys | model_keys:
+                problems.append(f"{f}: --set {key}=...: no method, benchmark or model has option {key!r}")
+            elif takers and key not in config_keys and re.fullmatch(r"[\w.+-]+", value) and value != "k":
+                errors = []
+                for m in takers:
+                    try:
+                        METHODS[m](**_kv([f"{key}={value}"]))
+                        break
+                    except Exception as exc:  # noqa: BLE001 (reported)
+                        if " needs " in str(exc):  # a value that another option goes with (checkpoint=)
+                            break
+                        errors.append(f"{m}: {exc}")
+                else:
+                    problems.append(f"{f}: --set {key}={value}: refused ({'; '.join(errors)})")
+    assert n > 20, f"only {n} --set spans found: the extraction broke"
+    assert not problems, "\n".join(problems)

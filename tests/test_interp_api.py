@@ -741,6 +741,29 @@ def test_import_oceandl_is_light_and_the_accessor_still_registers(order):
     assert out.stdout.splitlines() == ["[]", "OceanDLAccessor (2, 3, 4)"]
 
 
+def test_subpackages_reachable_after_a_bare_import():
+    """README: `oceandl.interp.interpolate_chunked("sst.nc", "filled.nc", "dineof")` and
+    `oceandl.interp.get_method("unet")` after `import oceandl`. In a fresh interpreter they failed with
+    "module 'oceandl' has no attribute 'interp'" (models, training, io, datasets... the same) unless
+    something had imported the sub-package first. They now load on first access, and only then."""
+    import subprocess
+    import sys
+
+    code = ("import sys, oceandl\n"
+            "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'xarray'})\n"
+            "print(heavy())\n"
+            "print(callable(oceandl.interp.interpolate_chunked), callable(oceandl.interp.get_method),\n"
+            "      oceandl.models.__name__, oceandl.training.__name__, oceandl.io.__name__,\n"
+            "      oceandl.datasets.__name__, oceandl.metrics.__name__, oceandl.utils.__name__,\n"
+            "      oceandl.pipelines.__name__, {'interp', 'models'} <= set(dir(oceandl)))\n"
+            "print(hasattr(oceandl, 'nope'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [
+        "[]", "True True oceandl.models oceandl.training oceandl.io oceandl.datasets oceandl.metrics "
+        "oceandl.utils oceandl.pipelines True", "False"]
+
+
 def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_path):
     """A filled field carries its val_* scores; filled again without withholding (a complete field),
     the new result kept them from the input's attrs, and `oceandl interpolate` printed them as this
@@ -791,3 +814,40 @@ def test_packed_and_out_of_range_values_are_missing_from_python_too(cube, tmp_pa
     out = interpolate(sentinel, "climatology")
     np.testing.assert_allclose(out.values, interpolate(cube[0], "climatology").values)
     assert "valid_min" not in out.attrs
+
+
+def test_outputs_of_an_oceandl_file_do_not_carry_its_run_provenance(cube, tmp_path):
+    """An oceandl output's global and variable attrs describe its run (method, options, n_modes,
+    converged, cv_*, harmonics...). Filled again (climatology, --withhold 0) or analysed (`oceandl eof`),
+    the new file kept them beside its own: a climatology refill of a DINEOF file said n_modes 3,
+    converged 1, cv_rmse and harmonics 0 of the DINEOF. Now the new file has the attribute names it
+    has from the original input, with this run's values; the earlier command is in history."""
+    from oceandl.cli.main import main
+
+    src = tmp_path / "sst.nc"
+    cube[0].to_dataset(name="sst").assign_attrs(title="test cube").to_netcdf(src)
+    dineof = tmp_path / "dineof.nc"
+    assert main(["interpolate", str(src), "--method", "dineof", "--set", "max_modes=3", "--quiet",
+                 "-o", str(dineof)]) == 0
+    with xr.open_dataset(dineof) as ds:
+        assert {"n_iter", "converged", "cv_rmse", "val_rmse"} <= set(ds.attrs) & set(ds["sst"].attrs)
+    chunked = tmp_path / "chunked.nc"  # the block-by-block file's own: chunked, chunked_fallback_blocks
+    assert main(["interpolate", str(src), "--method", "dineof", "--set", "max_modes=3", "--chunks", "lat=8",
+                 "--quiet", "-o", str(chunked)]) == 0
+    with xr.open_dataset(chunked) as ds:
+        assert {"chunked", "chunked_fallback_blocks"} <= set(ds.attrs)
+
+    def attrs_of(args, out):
+        assert main([*args, "--quiet", "-o", str(out)]) == 0
+        with xr.open_dataset(out) as ds:
+            return ds.attrs, ds[list(ds.data_vars)[0]].attrs
+
+    full = tmp_path / "full.nc"  # EOFs need a gap-free field
+    cube[1].to_dataset(name="sst").assign_attrs(title="test cube").to_netcdf(full)
+    for cmd, plain in ((["interpolate", "--method", "climatology", "--withhold", "0"], src), (["eof", "-n", "2"], full)):
+        g0, v0 = attrs_of([cmd[0], str(plain), *cmd[1:]], tmp_path / f"{cmd[0]}_{plain.stem}.nc")
+        for f in (dineof, chunked):
+            g1, v1 = attrs_of([cmd[0], str(f), *cmd[1:]], tmp_path / f"{cmd[0]}_{f.stem}.nc")
+            assert set(g1) == set(g0) and set(v1) == set(v0), (cmd[0], f.stem, set(g1) ^ set(g0), set(v1) ^ set(v0))
+            assert g1["method"] == cmd[0].replace("interpolate", "climatology") and g1["title"] == g0["title"]
+            assert "--method dineof" in g1["history"].splitlines()[1]

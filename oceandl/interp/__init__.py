@@ -100,7 +100,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         the same ``seed`` withholds the same pixels and gives the same field and scores as its file,
         but at the withheld pixels (``missing_flag`` 2): the field returned holds the method's values
         there (what ``val_*`` scored), the file the observations.
-        A field with a single time step or no gap over the ocean gets none (the latter warned).
+        A field with a single time step or no gap over the ocean gets none (the latter warned);
+        one whose gaps are too few to reach ``withhold`` gets what the transfer reaches (warned).
     withheld : bool array-like of ``da``'s shape, optional
         Observed pixels hidden from the method and used for the ``val_*`` scores, chosen by the
         caller (instead of ``withhold``).

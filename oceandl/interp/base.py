@@ -226,11 +226,27 @@ def _netcdf_safe(value):
     return value
 
 
+#: what an oceandl run writes about itself (:meth:`Interpolator.reconstruct`, the methods' fit attrs,
+#: `oceandl interpolate`, `oceandl eof`, ``--chunks``); in an input written by oceandl they describe
+#: the run that made it, not a new one on it
+_RUN_ATTRS = frozenset({"oceandl_version", "method", "options", "seconds", "solver", "variable",
+                        "total_variance", "n_modes", "n_modes_used", "n_iter", "n_iter_total", "converged",
+                        "shrink", "shrink_curve", "harmonics", "harmonics_fallback_pixels", "model",
+                        "model_options", "train_steps", "input_channels", "seasonal_channels", "precision",
+                        "normalisation", "final_train_loss"})
+_RUN_PREFIXES = ("val_", "truth_", "cv_", "checkpoint", "chunked")  # chunked, chunked_fallback_blocks
+
+
 def _input_attrs(attrs: dict) -> dict:
-    """The input's attrs to carry onto a result, less the scores of an earlier fill (``val_*``,
-    ``truth_*``): refilling an oceandl output without withholding kept them, and `oceandl
-    interpolate` reported them as this run's validation."""
-    return {k: v for k, v in attrs.items() if not str(k).startswith(("val_", "truth_"))}
+    """The input's attrs (a variable's or a file's) to carry onto a result, less the scores of an
+    earlier fill (``val_*``, ``truth_*``): refilling an oceandl output without withholding kept
+    them, and `oceandl interpolate` reported them as this run's validation. From an input that
+    oceandl wrote (``oceandl_version``), its run's provenance goes too (:data:`_RUN_ATTRS`): a
+    climatology refill of a DINEOF output, or the EOFs of it, said ``n_modes``, ``converged``,
+    ``cv_rmse`` and ``harmonics`` of the DINEOF as their own (its command stays in ``history``)."""
+    earlier = "oceandl_version" in attrs
+    return {k: v for k, v in attrs.items() if not str(k).startswith(("val_", "truth_"))
+            and not (earlier and (k in _RUN_ATTRS or str(k).startswith(_RUN_PREFIXES)))}
 
 
 #: ``comment`` of the ``sigma`` output: sigma at observed pixels was undocumented; there the field holds

@@ -21,7 +21,7 @@ import xarray as xr
 
 from oceandl.errors import InputError, warn
 
-from .base import Interpolator, _label, append_history, as_dataarray, canonical_dims, oceandl_version
+from .base import Interpolator, _input_attrs, _label, append_history, as_dataarray, canonical_dims, oceandl_version
 from .climatology import check_harmonics, seasonal_cycle
 
 __all__ = ["EOF", "eof", "EOFInterpolator"]
@@ -305,7 +305,7 @@ class EOF:
             "solver": solver_used,
         }
         self.attrs = prov
-        self._input_attrs = dict(da.attrs)
+        self._input_attrs = _input_attrs(da.attrs)  # less an earlier oceandl run's provenance
 
         # computed in float64, given in the input's float precision (float32 for a float32 or packed
         # int16 field, as the filled fields are): float64 EOFs, PCs and maps doubled the written file
