@@ -291,6 +291,26 @@ def test_chunked_default_harmonics_is_the_in_memory_one(tmp_path, method):
         np.testing.assert_allclose(out["sst"].values, ref.values, atol=1e-3)
 
 
+def test_time_chunked_eof_blocks_take_anomalies_from_the_record_mean(tmp_path):
+    """With harmonics=0 (the default) each block fitted its modes about its own time chunk's mean
+    (and, at a pixel seen once in the chunk, the block's spatial mean), where the docs promise the
+    whole record's: 15-day chunks of a 60 x 32 x 32 cube filled the gaps with RMSE 2.56 degC against
+    the truth (in memory: 1.44); about the record's mean, 1.43."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    ds = synthetic_sst(n_time=60, ny=32, nx=32, cloud_cover=0.5, seed=1)
+    write_netcdf(ds[["sst"]], tmp_path / "sst.nc")
+    da = open_field(tmp_path / "sst.nc", "sst")
+    truth = ds["sst_true"].values
+    gap = np.isnan(da.values) & np.isfinite(da.values).any(axis=0)
+    rmse = lambda a: float(np.sqrt(np.mean((a[gap] - truth[gap]) ** 2)))  # noqa: E731
+    ref = rmse(interpolate(da, "eof").values)
+    interpolate_chunked(tmp_path / "sst.nc", tmp_path / "c.nc", "eof", chunks="time=15,lat=-1,lon=-1")
+    with xr.open_dataset(tmp_path / "c.nc") as out:
+        got = rmse(out["sst"].values)
+    assert got < 1.3 * ref, (got, ref)
+
+
 @pytest.mark.slow
 def test_numpy_peak_of_a_large_cube_stays_below_half_of_it(cube, tmp_path):
     """tracemalloc peak of the chunked path on a 35 MiB cube < half of it (measured ~14 MiB,

@@ -446,11 +446,11 @@ class _ClimatologyBlock:
 class _FitBlock:
     """A fresh in-memory method fitted on each block (DINEOF, EOF): per-region fits.
 
-    With a seasonal ``design`` (time, p) and global ``coef`` (p, lat, lon) (see
-    :func:`_global_harmonics`), each block fits its modes to the anomalies from the global
-    per-pixel seasonal cycle (its own ``harmonics=0``) and the cycle is added back: the cycle is
-    the whole record's, as in memory, whatever the time chunks; a block that cannot be fitted
-    takes it (the seasonal climatology)."""
+    Each block fits its modes to the anomalies from the whole record's per-pixel mean (the
+    statistics pass's) or, with a seasonal ``design`` (time, p) and global ``coef`` (p, lat, lon)
+    (see :func:`_global_harmonics`), from its seasonal cycle (its own ``harmonics=0``), and the
+    mean or cycle is added back: it is the whole record's, as in memory, whatever the time chunks;
+    a block that cannot be fitted takes it (the climatology)."""
 
     def __init__(self, cls, seed, device, keep_observed, options, dims, design=None, coef=None):
         self.cls, self.seed, self.device, self.keep_observed, self.options = cls, seed, device, keep_observed, options
@@ -463,16 +463,16 @@ class _FitBlock:
         season = np.broadcast_to(np.nan_to_num(mean), values.shape)
         if self.design is not None:  # (time, p) x (p, lat, lon) of this block, about the pixel means
             season = season + np.tensordot(self.design[ext[0]], self.coef[:, ext[1], ext[2]], axes=1)
-        da = xr.DataArray(values - season if self.design is not None else values, dims=self.dims, coords=coords)
+        # anomalies from the record's mean too, not only from its cycle: a time chunk's own mean (and,
+        # at a pixel seen once in the chunk, the block's spatial mean) put degrees of error in the fill
+        da = xr.DataArray(values - season, dims=self.dims, coords=coords)
         fallback, squares = False, None
         try:
             model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
             model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
             model._warn_empty_steps = False  # DINEOF: not one warning per block
             ds = model.fit(da).reconstruct()
-            filled = np.asarray(ds[model.output_name_].values, dtype=np.float64)
-            if self.design is not None:
-                filled = filled + season
+            filled = np.asarray(ds[model.output_name_].values, dtype=np.float64) + season
             squares = getattr(model, "cv_squares_", None)
         except InputError:  # a block too small or too cloudy to fit (options were checked up front)
             filled, fallback = np.array(season, dtype=np.float64), True
