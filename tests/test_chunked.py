@@ -311,6 +311,34 @@ def test_time_chunked_eof_blocks_take_anomalies_from_the_record_mean(tmp_path):
     assert got < 1.3 * ref, (got, ref)
 
 
+@pytest.mark.parametrize("method, chunks, passes", [("climatology", "time=12,lat=20,lon=-1", 3.0),
+                                                    ("dineof", "time=-1,lat=20,lon=-1", 2.25)])
+def test_the_cube_is_read_once_per_statistics_pass_and_once_for_the_blocks(tmp_path, method, chunks, passes):
+    """A lazy cube is read by the statistics passes and the blocks only: the check of its values
+    (all missing, constant) was a pass of its own, run again when the blocks reopened the input
+    with finer chunks (climatology 4 cubes read; DINEOF 4.25, whose blocks read 1.25 with their
+    5-row halos). Counted on a dask array whose every chunk read is recorded."""
+    import dask.array as dsa
+    from oceandl.datasets.sst import synthetic_sst
+
+    field = synthetic_sst(n_time=24, ny=40, nx=44, cloud_cover=0.5, seed=1)["sst"].load()
+
+    class Counted:  # an array that dask reads chunk by chunk, counting the values it hands out
+        def __init__(self, a):
+            self.a, self.shape, self.dtype, self.ndim, self.read = a, a.shape, a.dtype, a.ndim, 0
+
+        def __getitem__(self, key):
+            out = self.a[key]
+            self.read += out.size
+            return out
+
+    src = Counted(field.values)
+    lazy = field.copy(data=dsa.from_array(src, chunks=(12, 5, 44)))
+    interpolate_chunked(lazy, tmp_path / "o.nc", method, chunks=chunks, **({"n_modes": 2} if method == "dineof" else {}))
+    assert (tmp_path / "o.nc").exists()
+    assert src.read / field.size == pytest.approx(passes), src.read / field.size
+
+
 @pytest.mark.slow
 def test_numpy_peak_of_a_large_cube_stays_below_half_of_it(cube, tmp_path):
     """tracemalloc peak of the chunked path on a 35 MiB cube < half of it (measured ~14 MiB,

@@ -241,7 +241,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
 
 
 def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None,
-              min_quality: int | None = None) -> xr.DataArray:
+              min_quality: int | None = None, check_values: bool = True) -> xr.DataArray:
     """The (time, lat, lon) field of ``source`` as a dask-backed DataArray (nothing loaded).
 
     Parameters
@@ -250,6 +250,8 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     var : variable name (found from CF attributes when omitted).
     chunks : dask chunk size per axis (``time``/``lat``/``lon``; -1 = whole axis).
     min_quality : GHRSST ``quality_level`` below which values are missing (see :func:`oceandl.io.open_field`).
+    check_values : refuse an all-missing or constant field, in one pass over the values (False:
+        the caller checks them, as :func:`interpolate_chunked` does in its statistics pass).
 
     Returns
     -------
@@ -272,9 +274,9 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
             warnings.simplefilter("ignore", UserWarning)
             ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
-        da = open_field(ds, name, label=str(path), min_quality=min_quality)
+        da = open_field(ds, name, label=str(path), min_quality=min_quality, check_values=check_values)
     else:
-        da = open_field(source, var, min_quality=min_quality)
+        da = open_field(source, var, min_quality=min_quality, check_values=check_values)
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
 
 
@@ -328,8 +330,11 @@ def _compute(*arrays):
 
 
 def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None = None,
-                  fold: np.ndarray | None = None) -> _Stats:
+                  fold: np.ndarray | None = None, label: str | None = None) -> _Stats:
     """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions.
+
+    The first pass also refuses an all-missing or constant field (:func:`oceandl.io.check_extremes`,
+    ``label`` naming it): :func:`open_lazy` then needs no pass of its own to check the values.
 
     With a harmonic ``design`` (time, p) (see :func:`~oceandl.interp.climatology.harmonic_design`),
     the second pass also sums each pixel's normal equations over time: ``gram`` (p * p, lat, lon)
@@ -339,13 +344,17 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     """
     import dask.array as dsa
 
+    from oceandl.io import check_extremes
+
     v = da.data
     obs = dsa.isfinite(v)
-    count, total = _compute(obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        count, total, lo, hi = _compute(obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0),
+                                        dsa.nanmin(v), dsa.nanmax(v))
+    check_extremes(lo, hi, label or f"variable {da.name!r}")
     count = np.asarray(count)
     n_obs = int(count.sum())
-    if n_obs == 0:
-        raise InputError(f"variable {da.name!r}: all values are NaN")
     global_mean = float(np.asarray(total).sum() / n_obs)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
@@ -854,7 +863,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if max_in_flight is not None and max_in_flight < 1:
         raise InputError(f"max_in_flight={max_in_flight}: must be >= 1")
 
-    da = open_lazy(source, var, core, min_quality)  # stats pass chunks: the cores
+    # stats pass chunks: the cores; the values are checked in that pass (a pass of its own read the cube once more)
+    da = open_lazy(source, var, core, min_quality, check_values=False)
     shape = tuple(int(n) for n in da.shape)
     # named by the file, as every other refusal of its content (and the in-memory fill's) is
     where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
@@ -875,7 +885,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         fold = harmonic_folds(frac, k) if k else None
     t0 = _time.perf_counter()
     stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design,
-                          fold=fold if design is not None else None)
+                          fold=fold if design is not None else None, label=f"{where}variable {da.name!r}")
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
     train = _training_normalisation(da, stats, options, where) if kind == "neural" else None
@@ -923,7 +933,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     else:  # finer input chunks: halos over-read less. The same file again: its warnings were given
         with warnings.catch_warnings():  # ('using variable ...' twice on stderr)
             warnings.simplefilter("ignore", UserWarning)
-            src = open_lazy(source, var, read, min_quality)
+            src = open_lazy(source, var, read, min_quality, check_values=False)  # checked in the stats pass
     window = max_in_flight or _default_window()
     max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4
     say(f"{len(blocks)} blocks of core {core}, halo {hal}, at most {window} in flight "
