@@ -451,6 +451,23 @@ def test_neural_default_region_is_one_with_observations(tmp_path, gap, one_torch
     assert not (tmp_path / "x.nc").exists()
 
 
+def test_irregular_time_steps_are_warned_about_once(tmp_path, one_torch_thread):
+    """A missing day in the series was warned about by every block that read it (8 identical
+    warnings from the 16 blocks here, 18 on the command line for 36 blocks of a 20-day cube); the
+    in-memory fill warns once."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    ds = synthetic_sst(n_time=13, ny=16, nx=16, cloud_cover=0.3, seed=0)[["sst"]].load()
+    write_netcdf(ds.isel(time=[i for i in range(13) if i != 6]), tmp_path / "sst.nc")
+    opts = dict(steps=1, patch=8, tile=8, overlap=2, model_options={"width": 4, "depth": 1}, device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        interpolate_chunked(tmp_path / "sst.nc", tmp_path / "out.nc", "unet", chunks="time=3,lat=8,lon=8", **opts)
+    irregular = [str(w.message) for w in caught if "irregular" in str(w.message)]
+    assert len(irregular) == 1, irregular
+    assert "1 day to 2 days" in irregular[0]
+
+
 def test_cli_chunks_passes_through(cube, tmp_path, capsys):
     from oceandl.cli.main import main
 

@@ -496,9 +496,16 @@ class _NeuralBlock:
     of the fitted interpolator whose inputs are replaced by the block's.
     """
 
-    def __init__(self, fitted, stats: _Stats, grid: tuple[int, int], keep_observed: bool):
+    def __init__(self, fitted, stats: _Stats, grid: tuple[int, int], keep_observed: bool,
+                 da: xr.DataArray | None = None):
         self.fitted, self.scale, self.keep_observed = fitted, stats.scale, keep_observed
         self.ny, self.nx = grid
+        if da is not None and fitted._cfg["neighbours"]:
+            # irregular time steps warned about once, for the whole cube: each block that saw the
+            # missing day warned again (18 lines for one missing day in 36 blocks)
+            whole = copy.copy(fitted)
+            whole.da_, whole._warn_time_steps = da, True
+            whole._check_time_order()
 
     def __call__(self, values, ext, coords, mean, ocean):
         m = copy.copy(self.fitted)  # shares the network; the per-block inputs live on the copy
@@ -917,7 +924,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             say(f"normalised with checkpoint {options['checkpoint']}'s training statistics (scale {stats.scale:.4g})")
         given = None if train is None else (stats.mean, stats.global_mean, stats.scale)
         fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given)
-        fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed)
+        fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed, da)
         ov = int(fitted.options["overlap"])
         hal = {"time": int(fitted._cfg["neighbours"]), "lat": ov, "lon": ov}
         blend_axes["time"] = False  # day t depends on days t-n..t+n only: the time halo is exact
@@ -1068,6 +1075,7 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
     say(f"{what} on region {dict(region.sizes)} ({where})")
     try:
         model = cls(seed=seed, device=device, **options)
+        model._warn_time_steps = False  # the region's and the blocks' steps: warned once for the cube (_NeuralBlock)
         if given is not None:
             model._given_stats = (given[0][train_region.get("lat", slice(None)), train_region.get("lon", slice(None))],
                                   *given[1:])

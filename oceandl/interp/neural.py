@@ -249,6 +249,8 @@ class NeuralInterpolator(Interpolator):
         return meta
 
     gives_sigma = _GivesSigma()  # type: ignore[assignment]
+    #: warn about irregular time steps; off on the blocks of interpolate_chunked, which warns once for the cube
+    _warn_time_steps: bool = True
 
     # ------------------------------------------------------------------ normalisation
     def _given_normalisation(self, da, values: np.ndarray, label: str) -> tuple[np.ndarray, float, float] | None:
@@ -311,7 +313,7 @@ class NeuralInterpolator(Interpolator):
             raise InputError(f"method {self.name!r}: {tdim} is not increasing (step {i}: {idx[i - 1]} then "
                              f"{idx[i]}); the neighbours={self._cfg['neighbours']} channels need the days in "
                              f"order: sort them (da.sortby({str(tdim)!r})) or set neighbours=0")
-        steps = time_steps(self.da_)
+        steps = time_steps(self.da_) if self._warn_time_steps else None
         if steps is not None and steps.max() > 1.5 * steps.min():
             # a missing day (a file not delivered) makes a 'neighbour' two days away, silently
             warn(f"method {self.name!r}: {tdim} steps are irregular ({step_text(steps.min())} to "
