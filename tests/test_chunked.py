@@ -451,6 +451,28 @@ def test_neural_default_region_is_one_with_observations(tmp_path, gap, one_torch
     assert not (tmp_path / "x.nc").exists()
 
 
+@pytest.mark.parametrize("method", ["dineof", "eof"])
+def test_an_all_land_block_is_not_a_failed_fit(tmp_path, method):
+    """A block of land only (a continent: no pixel observed in the record) was counted as a block
+    that 'could not be fitted (too few observations) and took the climatology': warned about and
+    in chunked_fallback_blocks (1 of 4 here; on a global cube, every continental block)."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    ds = synthetic_sst(n_time=20, ny=32, nx=32, cloud_cover=0.4, seed=1)[["sst"]].load()
+    ds["sst"][:, :21, :21] = np.nan  # block (0, 0) and its 4 px halo
+    write_netcdf(ds, tmp_path / "sst.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        res = interpolate_chunked(tmp_path / "sst.nc", tmp_path / "o.nc", method, chunks="time=-1,lat=16,lon=16",
+                                  **({"n_modes": 2} if method == "dineof" else {}))
+    assert res.fallback_blocks == 0
+    with xr.open_dataset(tmp_path / "o.nc") as out:
+        assert out.attrs["chunked_fallback_blocks"] == 0
+        assert np.isnan(out["sst"].values[:, :21, :21]).all() and (out["missing_flag"].values[:, :21, :21] == 0).all()
+        ocean = np.isfinite(ds["sst"].values).any(axis=0)
+        assert np.isfinite(out["sst"].values[:, ocean]).all() and ocean.sum() > 400
+
+
 def test_irregular_time_steps_are_warned_about_once(tmp_path, one_torch_thread):
     """A missing day in the series was warned about by every block that read it (8 identical
     warnings from the 16 blocks here, 18 on the command line for 36 blocks of a 20-day cube); the

@@ -469,6 +469,12 @@ class _FitBlock:
             self.options = {**options, "harmonics": 0}  # removed here, globally
 
     def __call__(self, values, ext, coords, mean, ocean):
+        if not ocean.any():
+            # all land (no pixel observed in the whole record): nothing to fit. Its failed fit was
+            # counted as a block that "could not be fitted (too few observations)", which a global
+            # cube's continents made hundreds of
+            filled, flag = _finish(np.full(values.shape, np.nan), values, mean, ocean, self.keep_observed)
+            return {"filled": filled, "flag": flag, "fallback": False, "cv_squares": None}
         season = np.broadcast_to(np.nan_to_num(mean), values.shape)
         if self.design is not None:  # (time, p) x (p, lat, lon) of this block, about the pixel means
             season = season + np.tensordot(self.design[ext[0]], self.coef[:, ext[1], ext[2]], axes=1)
