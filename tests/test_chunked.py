@@ -473,6 +473,17 @@ def test_an_all_land_block_is_not_a_failed_fit(tmp_path, method):
         assert np.isfinite(out["sst"].values[:, ocean]).all() and ocean.sum() > 400
 
 
+def test_options_attribute_records_every_option_as_in_memory(cube, tmp_path):
+    """The file's ``options`` held only the options given ({"keep_observed": true, "n_modes": 3,
+    "seed": 0} for eof), where the in-memory fill records every option with its value."""
+    path, _ = cube
+    ref = interpolate(open_field(path, "sst"), "eof", n_modes=3)
+    interpolate_chunked(path, tmp_path / "o.nc", "eof", chunks="lat=20,lon=24", n_modes=3)
+    with xr.open_dataset(tmp_path / "o.nc") as out:
+        assert json.loads(out["sst"].attrs["options"]) == json.loads(ref.attrs["options"])
+        assert json.loads(out.attrs["options"])["ridge"] == 0.01
+
+
 def test_irregular_time_steps_are_warned_about_once(tmp_path, one_torch_thread):
     """A missing day in the series was warned about by every block that read it (8 identical
     warnings from the 16 blocks here, 18 on the command line for 36 blocks of a 20-day cube); the

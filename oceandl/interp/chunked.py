@@ -956,8 +956,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     name = str(da.name) if da.name is not None and da.name not in ("sigma", "missing_flag") else "filled"
     dtype = np.result_type(da.dtype, np.float32)
     with_sigma = kind == "climatology" or (kind == "neural" and bool(fn.fitted._cfg["nll"]))
-    opts_json = json.dumps({**options, "seed": seed, "keep_observed": keep_observed}, sort_keys=True,
-                           default=_json_default)
+    # every option with its value, as the in-memory fill records them: the given ones alone (a DINEOF
+    # file said {"keep_observed": true, "seed": 0}) did not say what filled it
+    opts_json = json.dumps({**cls.option_defaults, **options, "seed": seed, "keep_observed": keep_observed},
+                           sort_keys=True, default=_json_default)
     plan = {"chunks": core, "halo": hal, "blend": {k: int(v) for k, v in blend_axes.items()},
             "blocks": len(blocks), "strategy": {"climatology": "global per-pixel statistics",
                                                 "fit": "per-region fits on overlapping blocks",
