@@ -61,6 +61,11 @@ def test_plan_partitions_the_cube_and_clips_halos():
     for bad in ("depth=3", "lat=x", "lat=0", "lat"):
         with pytest.raises(InputError, match="--chunks"):
             parse_chunks(bad)
+    assert parse_chunks("lat=0,time=2", "--halo") == {"lat": 0, "time": 2}
+    # a halo of -1 or 'all' ran the blocks with none (seams), reported as halo -1
+    for bad in ("lat=-1", "lon=all", "-1", -1):
+        with pytest.raises(InputError, match=r"--halo: (lat|lon)=-1 must be an integer >= 0"):
+            parse_chunks(bad, "--halo")
 
 
 def test_bad_input_is_one_line(cube, tmp_path):

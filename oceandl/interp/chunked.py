@@ -168,8 +168,11 @@ def parse_chunks(spec: str | Mapping[str, int] | None, what: str = "--chunks") -
             n = int(v)
         except (TypeError, ValueError):
             raise InputError(f"{what}: {k}={v!r} is not an integer") from None
-        if n < -1 or (n == 0 and what.startswith("--chunks")):
+        if what.startswith("--chunks") and (n < -1 or n == 0):
             raise InputError(f"{what}: {k}={n} must be a positive integer (or -1 for the whole axis)")
+        if not what.startswith("--chunks") and n < 0:
+            # a halo of -1 or 'all' was taken as 0 (no halo: seams), and reported as -1
+            raise InputError(f"{what}: {k}={n} must be an integer >= 0 (the pixels or days read beyond a block)")
         res[key] = n
     return res
 
