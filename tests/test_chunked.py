@@ -506,6 +506,20 @@ def test_irregular_time_steps_are_warned_about_once(tmp_path, one_torch_thread):
     assert "1 day to 2 days" in irregular[0]
 
 
+def test_progress_shows_the_region_training(tmp_path, capsys, one_torch_thread):
+    """progress=True (the command line on a terminal) drew the blocks' bar only: the network's
+    training on the region, minutes on a real cube, went by without a bar, as in memory it has."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    write_netcdf(synthetic_sst(n_time=6, ny=16, nx=16, cloud_cover=0.3, seed=0)[["sst"]], tmp_path / "sst.nc")
+    opts = dict(steps=3, patch=8, tile=8, overlap=2, model_options={"width": 4, "depth": 1}, device="cpu")
+    interpolate_chunked(tmp_path / "sst.nc", tmp_path / "out.nc", "unet", chunks="time=3,lat=8,lon=8", progress=True,
+                        **opts)
+    err = capsys.readouterr().err
+    assert "unet: training" in err and "unet: blocks" in err
+    assert "unet: inference" not in err  # the blocks' own tiles draw no bar of their own
+
+
 def test_cli_chunks_passes_through(cube, tmp_path, capsys):
     from oceandl.cli.main import main
 

@@ -932,7 +932,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             stats = train
             say(f"normalised with checkpoint {options['checkpoint']}'s training statistics (scale {stats.scale:.4g})")
         given = None if train is None else (stats.mean, stats.global_mean, stats.scale)
-        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given)
+        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given,
+                              progress)
         fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed, da)
         ov = int(fitted.options["overlap"])
         hal = {"time": int(fitted._cfg["neighbours"]), "lat": ov, "lon": ov}
@@ -1070,7 +1071,7 @@ def _default_region(da: xr.DataArray, core, shape, count: np.ndarray) -> dict[st
 
 
 def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say,
-                 count: np.ndarray | None = None, given: tuple | None = None):
+                 count: np.ndarray | None = None, given: tuple | None = None, progress: bool = False):
     """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region.
 
     ``given``: the whole grid's ``(mean, global_mean, scale)`` to normalise the region with (a
@@ -1085,7 +1086,8 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
     where = ", ".join(f"{ax} {s.start}:{s.stop}" for ax, s in train_region.items() if isinstance(s, slice))
     say(f"{what} on region {dict(region.sizes)} ({where})")
     try:
-        model = cls(seed=seed, device=device, **options)
+        # the training bar, as in memory: minutes of training on the region went by without one
+        model = cls(seed=seed, device=device, progress=progress, **options)
         model._warn_time_steps = False  # the region's and the blocks' steps: warned once for the cube (_NeuralBlock)
         if given is not None:
             model._given_stats = (given[0][train_region.get("lat", slice(None)), train_region.get("lon", slice(None))],
