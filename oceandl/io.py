@@ -553,6 +553,7 @@ def open_field(
     time: str | None = None,
     label: str | None = None,
     min_quality: int | None = None,
+    check_values: bool = True,
 ) -> xr.DataArray:
     """Read a gridded field as a clean DataArray with dims ``("time", "lat", "lon")``.
 
@@ -574,6 +575,10 @@ def open_field(
         the field, on its dims) is below ``min_quality`` (or missing) are missing. GDS 2.0 grades
         0 (no data) to 5 (best); 4 and 5 are the levels advised for analysis, the lower ones are
         mostly cloud-contaminated retrievals that a fill would otherwise take as observations.
+    check_values : bool
+        Refuse an all-missing or constant field (default). ``False`` skips that pass over the
+        values, for a caller that checks them in a pass of its own (:func:`check_extremes`): on a
+        lazy cube each pass reads the whole file.
 
     Returns
     -------
@@ -599,7 +604,7 @@ def open_field(
         try:
             check_groups(ds, path)
             return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True,
-                                       min_quality=min_quality)
+                                       min_quality=min_quality, check_values=check_values)
         finally:
             ds.close()
     if isinstance(source, xr.DataArray):
@@ -608,13 +613,13 @@ def open_field(
         key = name if name is not None and name not in source.coords else "__oceandl_field__"
         ds = source.to_dataset(name=key)
         out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon},
-                                  min_quality=min_quality)
+                                  min_quality=min_quality, check_values=check_values)
         out.name = name
         return out
     if isinstance(source, xr.Dataset):
         label = label or "Dataset"
         return _field_from_dataset(_decode(source, label), var, label, {"time": time, "lat": lat, "lon": lon},
-                                   min_quality=min_quality)
+                                   min_quality=min_quality, check_values=check_values)
     raise InputError(
         f"open_field: source of type {type(source).__name__}; expected a path, xarray.Dataset or DataArray"
     )
@@ -652,7 +657,7 @@ def _quality_masked(ds: xr.Dataset, da: xr.DataArray, min_quality, where: str) -
 
 
 def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: bool = False,
-                        min_quality: int | None = None) -> xr.DataArray:
+                        min_quality: int | None = None, check_values: bool = True) -> xr.DataArray:
     name = find_variable(ds, var, label=label)
     da = ds[name]
     where = f"{label}: variable '{name}'" if not label.startswith("DataArray") else label
@@ -733,7 +738,7 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
         out = normalize_longitude(out)
     elif not out.indexes["lon"].is_monotonic_increasing:
         out = out.sortby("lon")
-    _check_values(out, where)
+    _check_values(out, where, compute=check_values)
     for d, v in scalars.items():
         out = out.assign_coords({d: v})
     out.encoding["source_grid"] = _source_grid(ds, roles, coords, out, tuple(da.dims), wrap_lon=degrees["lon"])
@@ -782,10 +787,13 @@ def _check_time(values: np.ndarray, where: str) -> None:
         raise InputError(f"{where}: time is not increasing (step {i}: {idx[i - 1]} then {idx[i]})")
 
 
-def _check_values(da: xr.DataArray, where: str) -> None:
-    """All-missing and constant fields are refused (one pass, also for dask)."""
+def _check_values(da: xr.DataArray, where: str, compute: bool = True) -> None:
+    """All-missing and constant fields are refused (one pass, also for dask; with ``compute=False``
+    only the empty one: the caller checks the values in a pass of its own, :func:`check_extremes`)."""
     if da.size == 0:
         raise InputError(f"{where}: is empty (shape {da.shape})")
+    if not compute:
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
         lo, hi = da.min(skipna=True), da.max(skipna=True)
@@ -793,7 +801,13 @@ def _check_values(da: xr.DataArray, where: str) -> None:
             import dask
 
             lo, hi = dask.compute(lo, hi)
-        lo, hi = float(lo), float(hi)
+    check_extremes(lo, hi, where)
+
+
+def check_extremes(lo, hi, where: str) -> None:
+    """Refuse a field whose valid values' minimum ``lo`` and maximum ``hi`` (NaN: none) say it is
+    all missing or constant (the messages of :func:`open_field`)."""
+    lo, hi = float(lo), float(hi)
     if np.isnan(lo):
         raise InputError(f"{where}: all values are missing (NaN or fill value)")
     if lo == hi:

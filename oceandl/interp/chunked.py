@@ -168,8 +168,11 @@ def parse_chunks(spec: str | Mapping[str, int] | None, what: str = "--chunks") -
             n = int(v)
         except (TypeError, ValueError):
             raise InputError(f"{what}: {k}={v!r} is not an integer") from None
-        if n < -1 or (n == 0 and what.startswith("--chunks")):
+        if what.startswith("--chunks") and (n < -1 or n == 0):
             raise InputError(f"{what}: {k}={n} must be a positive integer (or -1 for the whole axis)")
+        if not what.startswith("--chunks") and n < 0:
+            # a halo of -1 or 'all' was taken as 0 (no halo: seams), and reported as -1
+            raise InputError(f"{what}: {k}={n} must be an integer >= 0 (the pixels or days read beyond a block)")
         res[key] = n
     return res
 
@@ -241,7 +244,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
 
 
 def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None,
-              min_quality: int | None = None) -> xr.DataArray:
+              min_quality: int | None = None, check_values: bool = True) -> xr.DataArray:
     """The (time, lat, lon) field of ``source`` as a dask-backed DataArray (nothing loaded).
 
     Parameters
@@ -250,6 +253,8 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     var : variable name (found from CF attributes when omitted).
     chunks : dask chunk size per axis (``time``/``lat``/``lon``; -1 = whole axis).
     min_quality : GHRSST ``quality_level`` below which values are missing (see :func:`oceandl.io.open_field`).
+    check_values : refuse an all-missing or constant field, in one pass over the values (False:
+        the caller checks them, as :func:`interpolate_chunked` does in its statistics pass).
 
     Returns
     -------
@@ -272,9 +277,9 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
             warnings.simplefilter("ignore", UserWarning)
             ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
-        da = open_field(ds, name, label=str(path), min_quality=min_quality)
+        da = open_field(ds, name, label=str(path), min_quality=min_quality, check_values=check_values)
     else:
-        da = open_field(source, var, min_quality=min_quality)
+        da = open_field(source, var, min_quality=min_quality, check_values=check_values)
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
 
 
@@ -328,8 +333,11 @@ def _compute(*arrays):
 
 
 def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None = None,
-                  fold: np.ndarray | None = None) -> _Stats:
+                  fold: np.ndarray | None = None, label: str | None = None) -> _Stats:
     """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions.
+
+    The first pass also refuses an all-missing or constant field (:func:`oceandl.io.check_extremes`,
+    ``label`` naming it): :func:`open_lazy` then needs no pass of its own to check the values.
 
     With a harmonic ``design`` (time, p) (see :func:`~oceandl.interp.climatology.harmonic_design`),
     the second pass also sums each pixel's normal equations over time: ``gram`` (p * p, lat, lon)
@@ -339,13 +347,17 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     """
     import dask.array as dsa
 
+    from oceandl.io import check_extremes
+
     v = da.data
     obs = dsa.isfinite(v)
-    count, total = _compute(obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        count, total, lo, hi = _compute(obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0),
+                                        dsa.nanmin(v), dsa.nanmax(v))
+    check_extremes(lo, hi, label or f"variable {da.name!r}")
     count = np.asarray(count)
     n_obs = int(count.sum())
-    if n_obs == 0:
-        raise InputError(f"variable {da.name!r}: all values are NaN")
     global_mean = float(np.asarray(total).sum() / n_obs)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
@@ -446,11 +458,11 @@ class _ClimatologyBlock:
 class _FitBlock:
     """A fresh in-memory method fitted on each block (DINEOF, EOF): per-region fits.
 
-    With a seasonal ``design`` (time, p) and global ``coef`` (p, lat, lon) (see
-    :func:`_global_harmonics`), each block fits its modes to the anomalies from the global
-    per-pixel seasonal cycle (its own ``harmonics=0``) and the cycle is added back: the cycle is
-    the whole record's, as in memory, whatever the time chunks; a block that cannot be fitted
-    takes it (the seasonal climatology)."""
+    Each block fits its modes to the anomalies from the whole record's per-pixel mean (the
+    statistics pass's) or, with a seasonal ``design`` (time, p) and global ``coef`` (p, lat, lon)
+    (see :func:`_global_harmonics`), from its seasonal cycle (its own ``harmonics=0``), and the
+    mean or cycle is added back: it is the whole record's, as in memory, whatever the time chunks;
+    a block that cannot be fitted takes it (the climatology)."""
 
     def __init__(self, cls, seed, device, keep_observed, options, dims, design=None, coef=None):
         self.cls, self.seed, self.device, self.keep_observed, self.options = cls, seed, device, keep_observed, options
@@ -460,19 +472,25 @@ class _FitBlock:
             self.options = {**options, "harmonics": 0}  # removed here, globally
 
     def __call__(self, values, ext, coords, mean, ocean):
+        if not ocean.any():
+            # all land (no pixel observed in the whole record): nothing to fit. Its failed fit was
+            # counted as a block that "could not be fitted (too few observations)", which a global
+            # cube's continents made hundreds of
+            filled, flag = _finish(np.full(values.shape, np.nan), values, mean, ocean, self.keep_observed)
+            return {"filled": filled, "flag": flag, "fallback": False, "cv_squares": None}
         season = np.broadcast_to(np.nan_to_num(mean), values.shape)
         if self.design is not None:  # (time, p) x (p, lat, lon) of this block, about the pixel means
             season = season + np.tensordot(self.design[ext[0]], self.coef[:, ext[1], ext[2]], axes=1)
-        da = xr.DataArray(values - season if self.design is not None else values, dims=self.dims, coords=coords)
+        # anomalies from the record's mean too, not only from its cycle: a time chunk's own mean (and,
+        # at a pixel seen once in the chunk, the block's spatial mean) put degrees of error in the fill
+        da = xr.DataArray(values - season, dims=self.dims, coords=coords)
         fallback, squares = False, None
         try:
             model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
             model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
             model._warn_empty_steps = False  # DINEOF: not one warning per block
             ds = model.fit(da).reconstruct()
-            filled = np.asarray(ds[model.output_name_].values, dtype=np.float64)
-            if self.design is not None:
-                filled = filled + season
+            filled = np.asarray(ds[model.output_name_].values, dtype=np.float64) + season
             squares = getattr(model, "cv_squares_", None)
         except InputError:  # a block too small or too cloudy to fit (options were checked up front)
             filled, fallback = np.array(season, dtype=np.float64), True
@@ -487,9 +505,16 @@ class _NeuralBlock:
     of the fitted interpolator whose inputs are replaced by the block's.
     """
 
-    def __init__(self, fitted, stats: _Stats, grid: tuple[int, int], keep_observed: bool):
+    def __init__(self, fitted, stats: _Stats, grid: tuple[int, int], keep_observed: bool,
+                 da: xr.DataArray | None = None):
         self.fitted, self.scale, self.keep_observed = fitted, stats.scale, keep_observed
         self.ny, self.nx = grid
+        if da is not None and fitted._cfg["neighbours"]:
+            # irregular time steps warned about once, for the whole cube: each block that saw the
+            # missing day warned again (18 lines for one missing day in 36 blocks)
+            whole = copy.copy(fitted)
+            whole.da_, whole._warn_time_steps = da, True
+            whole._check_time_order()
 
     def __call__(self, values, ext, coords, mean, ocean):
         m = copy.copy(self.fitted)  # shares the network; the per-block inputs live on the copy
@@ -854,7 +879,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if max_in_flight is not None and max_in_flight < 1:
         raise InputError(f"max_in_flight={max_in_flight}: must be >= 1")
 
-    da = open_lazy(source, var, core, min_quality)  # stats pass chunks: the cores
+    # stats pass chunks: the cores; the values are checked in that pass (a pass of its own read the cube once more)
+    da = open_lazy(source, var, core, min_quality, check_values=False)
     shape = tuple(int(n) for n in da.shape)
     # named by the file, as every other refusal of its content (and the in-memory fill's) is
     where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
@@ -875,7 +901,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         fold = harmonic_folds(frac, k) if k else None
     t0 = _time.perf_counter()
     stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design,
-                          fold=fold if design is not None else None)
+                          fold=fold if design is not None else None, label=f"{where}variable {da.name!r}")
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
     train = _training_normalisation(da, stats, options, where) if kind == "neural" else None
@@ -906,8 +932,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             stats = train
             say(f"normalised with checkpoint {options['checkpoint']}'s training statistics (scale {stats.scale:.4g})")
         given = None if train is None else (stats.mean, stats.global_mean, stats.scale)
-        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given)
-        fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed)
+        fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given,
+                              progress)
+        fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed, da)
         ov = int(fitted.options["overlap"])
         hal = {"time": int(fitted._cfg["neighbours"]), "lat": ov, "lon": ov}
         blend_axes["time"] = False  # day t depends on days t-n..t+n only: the time halo is exact
@@ -923,7 +950,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     else:  # finer input chunks: halos over-read less. The same file again: its warnings were given
         with warnings.catch_warnings():  # ('using variable ...' twice on stderr)
             warnings.simplefilter("ignore", UserWarning)
-            src = open_lazy(source, var, read, min_quality)
+            src = open_lazy(source, var, read, min_quality, check_values=False)  # checked in the stats pass
     window = max_in_flight or _default_window()
     max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4
     say(f"{len(blocks)} blocks of core {core}, halo {hal}, at most {window} in flight "
@@ -933,8 +960,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     name = str(da.name) if da.name is not None and da.name not in ("sigma", "missing_flag") else "filled"
     dtype = np.result_type(da.dtype, np.float32)
     with_sigma = kind == "climatology" or (kind == "neural" and bool(fn.fitted._cfg["nll"]))
-    opts_json = json.dumps({**options, "seed": seed, "keep_observed": keep_observed}, sort_keys=True,
-                           default=_json_default)
+    # every option with its value, as the in-memory fill records them: the given ones alone (a DINEOF
+    # file said {"keep_observed": true, "seed": 0}) did not say what filled it
+    opts_json = json.dumps({**cls.option_defaults, **options, "seed": seed, "keep_observed": keep_observed},
+                           sort_keys=True, default=_json_default)
     plan = {"chunks": core, "halo": hal, "blend": {k: int(v) for k, v in blend_axes.items()},
             "blocks": len(blocks), "strategy": {"climatology": "global per-pixel statistics",
                                                 "fit": "per-region fits on overlapping blocks",
@@ -1042,7 +1071,7 @@ def _default_region(da: xr.DataArray, core, shape, count: np.ndarray) -> dict[st
 
 
 def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say,
-                 count: np.ndarray | None = None, given: tuple | None = None):
+                 count: np.ndarray | None = None, given: tuple | None = None, progress: bool = False):
     """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region.
 
     ``given``: the whole grid's ``(mean, global_mean, scale)`` to normalise the region with (a
@@ -1057,7 +1086,9 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
     where = ", ".join(f"{ax} {s.start}:{s.stop}" for ax, s in train_region.items() if isinstance(s, slice))
     say(f"{what} on region {dict(region.sizes)} ({where})")
     try:
-        model = cls(seed=seed, device=device, **options)
+        # the training bar, as in memory: minutes of training on the region went by without one
+        model = cls(seed=seed, device=device, progress=progress, **options)
+        model._warn_time_steps = False  # the region's and the blocks' steps: warned once for the cube (_NeuralBlock)
         if given is not None:
             model._given_stats = (given[0][train_region.get("lat", slice(None)), train_region.get("lon", slice(None))],
                                   *given[1:])

@@ -125,7 +125,11 @@ class NeuralInterpolator(Interpolator):
     visible_weight : float
         Weight of the loss on pixels still visible to the network (the hidden ones weigh 1).
     tile, overlap : int
-        Inference tile side (None: the whole grid in one pass) and overlap between tiles.
+        Inference tile side (None: the whole grid in one pass) and overlap between tiles. Tiles
+        change the field where the network's view is cut, most along tile borders: for a U-Net
+        (width 8, depth 3, 150 steps) on 30 days of a 64 x 64 synthetic cube, the gap RMSE against
+        the truth was 1.3721 degC untiled, 1.3723 with tile=32, overlap=8 (largest change of a gap
+        pixel 0.16 degC; 0.05 with tile=48, overlap=16) and 1.3783 with tile=8, overlap=2 (0.94).
     infer_batch : int
         Time steps per forward pass at inference.
     model_options : dict or None
@@ -268,6 +272,8 @@ class NeuralInterpolator(Interpolator):
         return meta
 
     gives_sigma = _GivesSigma()  # type: ignore[assignment]
+    #: warn about irregular time steps; off on the blocks of interpolate_chunked, which warns once for the cube
+    _warn_time_steps: bool = True
 
     # ------------------------------------------------------------------ normalisation
     def _given_normalisation(self, da, values: np.ndarray, label: str) -> tuple[np.ndarray, float, float] | None:
@@ -330,7 +336,7 @@ class NeuralInterpolator(Interpolator):
             raise InputError(f"method {self.name!r}: {tdim} is not increasing (step {i}: {idx[i - 1]} then "
                              f"{idx[i]}); the neighbours={self._cfg['neighbours']} channels need the days in "
                              f"order: sort them (da.sortby({str(tdim)!r})) or set neighbours=0")
-        steps = time_steps(self.da_)
+        steps = time_steps(self.da_) if self._warn_time_steps else None
         if steps is not None and steps.max() > 1.5 * steps.min():
             # a missing day (a file not delivered) makes a 'neighbour' two days away, silently
             warn(f"method {self.name!r}: {tdim} steps are irregular ({step_text(steps.min())} to "
