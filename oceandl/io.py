@@ -831,7 +831,8 @@ def file_attrs(field: xr.DataArray, attrs: dict, *, command: str | None = None, 
 
     The input file's global attributes are kept where they still hold (``title``,
     ``institution``, ``source``, ``references``, ``summary``, the geospatial and time coverage...;
-    not the ones naming the input file itself: ``id``, ``uuid``, ``date_created``...), ``attrs``
+    not the ones naming the input file itself: ``id``, ``uuid``, ``date_created``..., nor, in an
+    earlier oceandl output, those of its run: ``method``, ``val_rmse``...), ``attrs``
     (the output's own provenance) go over them, ``Conventions`` is ``CF-1.8`` and ``history`` is
     the input file's with a line in front (newest first, as NCO and CDO write it): the command
     line when given, else ``what``.
@@ -852,10 +853,12 @@ def file_attrs(field: xr.DataArray, attrs: dict, *, command: str | None = None, 
     -------
     dict
     """
-    from .interp.base import append_history
+    from .interp.base import _input_attrs, append_history
 
     source = dict(field.encoding.get("source_attrs") or {})
-    kept = {k: v for k, v in source.items() if k not in _INSTANCE_ATTRS and k != "history"}
+    # an earlier oceandl output's run attributes (its method, scores, DINEOF's n_iter...) describe that
+    # run: kept, a climatology fill of a DINEOF file said method climatology beside DINEOF's n_iter
+    kept = {k: v for k, v in _input_attrs(source).items() if k not in _INSTANCE_ATTRS and k != "history"}
     own = {k: v for k, v in attrs.items() if k != "history"}
     return {**kept, **own, "Conventions": CONVENTIONS,
             "history": append_history(source.get("history") or None, what, command=command)}

@@ -1132,6 +1132,34 @@ def test_outputs_keep_the_inputs_global_attributes_and_history(l4_outputs, kind)
     assert (kind == "chunks") == ("--chunks time=-1,lat=8,lon=10" in first)
 
 
+@pytest.mark.parametrize("again", [["interpolate", "--method", "climatology"],
+                                   ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"]])
+def test_an_earlier_runs_attributes_are_not_carried_onto_the_next(l4_outputs, tmp_path, again):
+    """An oceandl output fed back kept the earlier run's attributes beside the new ones: a climatology
+    fill of an EOF-filled file said method climatology, n_modes 5 and the EOF fill's val_rmse (in the
+    file's attributes, and n_modes on the variable); `oceandl eof` of it the same. Only the input's
+    own attributes (title, institution...) are carried."""
+    import netCDF4
+
+    runner = CliRunner()
+    first, out = tmp_path / "eof_filled.nc", tmp_path / "again.nc"
+    res = runner.invoke(cli, ["interpolate", str(l4_outputs["input"]), "--method", "eof", "--quiet", "-o", str(first)])
+    assert res.exit_code == 0, res.output
+    with netCDF4.Dataset(first) as nc:
+        assert {"n_modes", "val_rmse"} <= set(nc.ncattrs()) and "n_modes" in nc["analysed_sst"].ncattrs()
+    res = runner.invoke(cli, [again[0], str(first), *again[1:], "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with netCDF4.Dataset(out) as nc:
+        assert nc.getncattr("method") == ("eof" if again[0] == "eof" else "climatology")
+        assert not {k for k in nc.ncattrs() if k.startswith("val_")} and "institution" in nc.ncattrs()
+        assert "em_iter" not in nc.getncattr("options")
+        if again[0] == "interpolate":
+            assert "n_modes" not in nc.ncattrs()
+            assert not {"n_modes", "val_rmse", "val_n"} & set(nc["analysed_sst"].ncattrs())
+        else:
+            assert nc.getncattr("n_modes") == 2
+
+
 def test_eof_of_a_packed_int16_file_is_written_in_float32(l4_outputs):
     """`oceandl eof` of a packed int16 (float32 once decoded) field wrote float64 EOFs, PCs and maps."""
     import netCDF4

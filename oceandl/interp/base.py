@@ -226,11 +226,33 @@ def _netcdf_safe(value):
     return value
 
 
+#: attributes an oceandl run writes about itself (on the filled variable and the file): those of an
+#: earlier run, read back from its output, describe that run, not the next one
+RUN_ATTRS = frozenset({
+    "oceandl_version", "method", "options", "seconds", "chunked", "harmonics", "harmonics_fallback_pixels",
+    # DINEOF and eof
+    "n_modes", "n_iter", "n_iter_total", "converged", "shrink", "shrink_curve",
+    # neural methods
+    "model", "model_options", "train_steps", "input_channels", "seasonal_channels", "precision",
+    "normalisation", "final_train_loss", "checkpoint",
+    # oceandl eof's file
+    "solver", "variable", "total_variance", "n_modes_used",
+})
+#: prefixes of run attributes: scores (val_*, truth_*), DINEOF's cross-validation (cv_*), the
+#: checkpoint used (checkpoint_*), the block plan of --chunks (chunked_*)
+RUN_ATTR_PREFIXES = ("val_", "truth_", "cv_", "checkpoint_", "chunked_")
+
+
 def _input_attrs(attrs: dict) -> dict:
     """The input's attrs to carry onto a result, less the scores of an earlier fill (``val_*``,
     ``truth_*``): refilling an oceandl output without withholding kept them, and `oceandl
-    interpolate` reported them as this run's validation."""
-    return {k: v for k, v in attrs.items() if not str(k).startswith(("val_", "truth_"))}
+    interpolate` reported them as this run's validation. The other attributes an earlier oceandl
+    run wrote about itself (:data:`RUN_ATTRS`: DINEOF's ``n_iter``, ``cv_curve``...; recognised by
+    the ``oceandl_version`` beside them) go too: a climatology fill of a DINEOF output said
+    ``method: climatology`` beside DINEOF's ``n_modes: 4`` and ``converged: 0``."""
+    earlier_run = "oceandl_version" in attrs
+    return {k: v for k, v in attrs.items() if not str(k).startswith(("val_", "truth_"))
+            and not (earlier_run and (k in RUN_ATTRS or str(k).startswith(RUN_ATTR_PREFIXES)))}
 
 
 #: ``comment`` of the ``sigma`` output: sigma at observed pixels was undocumented; there the field holds

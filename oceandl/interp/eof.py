@@ -21,7 +21,7 @@ import xarray as xr
 
 from oceandl.errors import InputError, warn
 
-from .base import Interpolator, _label, append_history, as_dataarray, canonical_dims, oceandl_version
+from .base import Interpolator, _input_attrs, _label, append_history, as_dataarray, canonical_dims, oceandl_version
 from .climatology import check_harmonics, seasonal_cycle
 
 __all__ = ["EOF", "eof", "EOFInterpolator"]
@@ -436,7 +436,7 @@ class EOF:
         coords = {c: v for c, v in self.pcs.coords.items() if c != "mode"}
         coords.update({c: v for c, v in self.eofs.coords.items() if c != "mode"})
         return xr.DataArray(out, dims=self._dims, coords=coords, name=self._name,
-                            attrs={**self._input_attrs, **self.attrs, "n_modes_used": int(k)})
+                            attrs={**_input_attrs(self._input_attrs), **self.attrs, "n_modes_used": int(k)})
 
     def project(self, da: xr.DataArray) -> xr.DataArray:
         """Pseudo-PCs of another field on these EOFs.
