@@ -826,6 +826,20 @@ _INSTANCE_ATTRS = frozenset({"id", "uuid", "tracking_id", "date_created", "date_
 CONVENTIONS = "CF-1.8"
 
 
+def conventions(old=None) -> str:
+    """The ``Conventions`` of a file written from one that declared ``old``: ``CF-1.8``, then the
+    input's other conventions (``ACDD-1.3`` of GHRSST and CMEMS products), whose attributes are kept.
+
+    ``"CF-1.7, ACDD-1.3"`` gives ``"CF-1.8, ACDD-1.3"``: outputs said ``CF-1.8`` alone, so an ACDD
+    checker or catalogue (ERDDAP, THREDDS) no longer read the ``title``, ``summary``... they carry.
+    """
+    old = str(old or "")
+    # CF 2.6.1: a comma-separated list when a name has blanks ("Unidata Dataset Discovery v1.0"), else blanks
+    names = [c.strip() for c in (old.split(",") if "," in old else old.split())]
+    others = [c for c in names if c and not c.upper().startswith(("CF-", "COARDS"))]
+    return ", ".join(dict.fromkeys([CONVENTIONS, *others]))
+
+
 def file_attrs(field: xr.DataArray, attrs: dict, *, command: str | None = None, what: str = "") -> dict:
     """Global attributes of a file written from ``field`` (read by :func:`open_field`).
 
@@ -833,7 +847,8 @@ def file_attrs(field: xr.DataArray, attrs: dict, *, command: str | None = None, 
     ``institution``, ``source``, ``references``, ``summary``, the geospatial and time coverage...;
     not the ones naming the input file itself: ``id``, ``uuid``, ``date_created``..., nor, in an
     earlier oceandl output, those of its run: ``method``, ``val_rmse``...), ``attrs``
-    (the output's own provenance) go over them, ``Conventions`` is ``CF-1.8`` and ``history`` is
+    (the output's own provenance) go over them, ``Conventions`` is ``CF-1.8`` (with the input's
+    other conventions, :func:`conventions`) and ``history`` is
     the input file's with a line in front (newest first, as NCO and CDO write it): the command
     line when given, else ``what``.
 
@@ -860,7 +875,7 @@ def file_attrs(field: xr.DataArray, attrs: dict, *, command: str | None = None, 
     # run: kept, a climatology fill of a DINEOF file said method climatology beside DINEOF's n_iter
     kept = {k: v for k, v in _input_attrs(source).items() if k not in _INSTANCE_ATTRS and k != "history"}
     own = {k: v for k, v in attrs.items() if k != "history"}
-    return {**kept, **own, "Conventions": CONVENTIONS,
+    return {**kept, **own, "Conventions": conventions(source.get("Conventions")),
             "history": append_history(source.get("history") or None, what, command=command)}
 
 

@@ -1112,8 +1112,8 @@ def test_outputs_have_no_fill_value_on_coordinates(l4_outputs, kind):
 @pytest.mark.parametrize("kind", ["memory", "chunks", "eof"])
 def test_outputs_keep_the_inputs_global_attributes_and_history(l4_outputs, kind):
     """The outputs had none of the input file's global attributes (title, institution, summary, its
-    history) and no Conventions (interpolate): NCO/CDO keep them, with the command line in front of
-    the history."""
+    history) and no Conventions (interpolate), then dropped its ACDD-1.3 from Conventions: NCO/CDO
+    keep them, with the command line in front of the history."""
     import re
 
     import netCDF4
@@ -1124,7 +1124,8 @@ def test_outputs_keep_the_inputs_global_attributes_and_history(l4_outputs, kind)
         attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
     assert attrs["institution"] == L4_GLOBAL_ATTRS["institution"] and attrs["summary"] == L4_GLOBAL_ATTRS["summary"]
     assert attrs["title"] == (L4_GLOBAL_ATTRS["title"] if kind != "eof" else "EOF analysis of analysed_sst")
-    assert attrs["Conventions"] == "CF-1.8"
+    # the input's ACDD-1.3 stays declared beside the CF version written (it said CF-1.8 alone)
+    assert attrs["Conventions"] == "CF-1.8, ACDD-1.3"
     first, *rest = attrs["history"].splitlines()
     assert rest == [L4_GLOBAL_ATTRS["history"]]
     command = "eof" if kind == "eof" else "interpolate"
