@@ -1172,7 +1172,8 @@ def test_eof_of_a_packed_int16_file_is_written_in_float32(l4_outputs):
 @pytest.mark.parametrize("kind", ["memory", "chunks"])
 def test_filled_l4_field_keeps_its_cf_attributes_and_says_what_it_is(l4_outputs, kind):
     """The filled analysed_sst keeps units/standard_name/long_name, says in `comment` that its gaps
-    are a reconstruction (the --chunks output did not) and names its flag (ancillary_variables)."""
+    are a reconstruction (the --chunks output did not) and names its flag (ancillary_variables);
+    its sigma is its standard_error."""
     import netCDF4
 
     with netCDF4.Dataset(l4_outputs[kind]) as nc:
@@ -1183,6 +1184,8 @@ def test_filled_l4_field_keeps_its_cf_attributes_and_says_what_it_is(l4_outputs,
         assert v.comment.startswith("gaps (missing_flag 1) filled by the oceandl climatology method")
         assert v.ancillary_variables.split() == ["missing_flag", "sigma"]
         assert nc["sigma"].units == "kelvin" and nc["missing_flag"].flag_meanings.split()[1] == "originally_missing"
+        # CF Appendix C: the field's uncertainty, by its standard name's modifier (sigma had no standard_name)
+        assert nc["sigma"].standard_name == "sea_surface_foundation_temperature standard_error"
 
 
 @pytest.mark.parametrize("chunks", [[], ["--chunks", "time=-1,lat=8,lon=10"]])

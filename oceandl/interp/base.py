@@ -274,9 +274,16 @@ def filled_comment(method: str, keep_observed: bool, old: str | None = None) -> 
     return f"{text}\n{old}" if old else text
 
 
-def sigma_attrs(name, units=None) -> dict:
-    """Attrs of the ``sigma`` variable of a filled field ``name`` (with ``units`` when known)."""
+def sigma_attrs(name, units=None, standard_name=None) -> dict:
+    """Attrs of the ``sigma`` variable of a filled field ``name`` (with ``units`` when known).
+
+    A field with a ``standard_name`` gives sigma that name with CF's ``standard_error`` modifier
+    (``sea_surface_temperature standard_error``, CF Appendix C): sigma had none, so CF tools could
+    not tell it was the field's uncertainty. A name that has a modifier already gives none.
+    """
+    sname = str(standard_name).strip() if standard_name is not None else ""
     return {"long_name": f"estimated error standard deviation of {name}", "comment": SIGMA_COMMENT,
+            **({"standard_name": f"{sname} standard_error"} if sname and " " not in sname else {}),
             **({"units": units} if units is not None else {})}
 
 
@@ -635,7 +642,7 @@ class Interpolator:
             }),
         }
         if sigma is not None:
-            sattrs = sigma_attrs(name, tmpl.attrs.get("units"))
+            sattrs = sigma_attrs(name, tmpl.attrs.get("units"), tmpl.attrs.get("standard_name"))
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
         # CF: the field says what it is and names its flag (and sigma); only `oceandl interpolate` did,
         # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment

@@ -645,7 +645,7 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, 
             "long_name": "gap-filling flag", "flag_values": np.array([0, 1, 2], dtype=np.int8),
             "flag_meanings": "observed_or_land originally_missing withheld_for_validation"})]
         if with_sigma:
-            specs.append(("sigma", dtype, np.nan, sigma_attrs(name, units)))
+            specs.append(("sigma", dtype, np.nan, sigma_attrs(name, units, var_attrs.get("standard_name"))))
         for vname, dt, fill, vattrs in specs:
             v = nc.createVariable(vname, dt, _AXES, zlib=complevel > 0, complevel=complevel, chunksizes=chunksizes,
                                   fill_value=fill if fill is not None else False)
