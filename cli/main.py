@@ -617,8 +617,16 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
             for key, units in (("latitude", "degrees_north"), ("longitude", "degrees_east")):
                 vals = [np.nan if m.get(key) is None else m[key] for m in meta]
-                ds[key] = ("sample", np.array(vals, dtype=np.float64), {"units": units})
+                ds[key] = ("sample", np.array(vals, dtype=np.float64), {"standard_name": key, "units": units})
             ds["time"] = ("sample", np.array([m.get("time") or "" for m in meta], dtype=str))
+        if output.suffix.lower() == ".nc":
+            from oceandl.interp.base import append_history
+            from oceandl.io import conventions
+
+            # a netCDF like the others oceandl writes: CF, with the command in front of a stack's history
+            stack = getattr(data, "attrs", {})
+            ds.attrs["Conventions"] = conventions(stack.get("Conventions"))
+            ds.attrs["history"] = append_history(stack.get("history") or None, "classify", command=_command_line())
         _write_predictions(ds, output, overwrite)
     finally:
         if tmp is not None:
