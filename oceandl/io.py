@@ -32,7 +32,8 @@ from .errors import warn as _warn  # open_netcdf's `warn` argument would shadow 
 from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "DIMS",
-           "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks"]
+           "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
+           "dangling_references"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -819,6 +820,32 @@ def no_coordinate_fill(obj):
     return obj
 
 
+def dangling_references(attrs: dict, names) -> list[str]:
+    """The attributes in ``attrs`` that name variables missing from ``names`` (those of the file written).
+
+    ``bounds`` (CF 7.1), ``grid_mapping`` (5.6; ``crs`` or ``crs: lat lon``) and ``cell_measures``
+    (7.2; ``area: cell_area``) carried from the input onto the coordinates and the field named
+    ``time_bnds``, ``lat_bnds``, ``crs``... that oceandl does not write: CF checkers report each as an
+    error and readers that follow them (CDO's remapping, xarray's ``decode_coords="all"``) fail or warn.
+    """
+    names = {str(n) for n in names}
+    out = []
+    for key in ("bounds", "grid_mapping", "cell_measures"):
+        value = attrs.get(key)
+        if not isinstance(value, str):
+            continue
+        words = value.split()
+        if key == "cell_measures":  # 'area: cell_area': the names follow the measures
+            refs = [w for w in words if not w.endswith(":")]
+        elif any(w.endswith(":") for w in words):  # 'crs: lat lon': the grid mappings end in ':'
+            refs = [w[:-1] for w in words if w.endswith(":")]
+        else:
+            refs = words
+        if any(r not in names for r in refs):
+            out.append(key)
+    return out
+
+
 #: global attributes that name an input file itself, not its data: not carried onto what is written from it
 _INSTANCE_ATTRS = frozenset({"id", "uuid", "tracking_id", "date_created", "date_modified", "date_issued",
                              "date_metadata_modified", "_NCProperties", "NCO", "CDI", "CDO", "history_of_appended_files"})
@@ -995,6 +1022,9 @@ def write_netcdf(
     ds.attrs = _clean_attrs(ds.attrs)
     for v in ds.variables.values():
         v.attrs = _clean_attrs(v.attrs)
+        # the input's time_bnds, crs... are not written: no attribute names them
+        for key in dangling_references(v.attrs, ds.variables):
+            del v.attrs[key]
     # integer data too: the int8 missing_flag, written uncompressed, was 1.05 of the 6.7 MB of a
     # filled (64, 128, 128) cube; compressed it is 0.07
     enc = {

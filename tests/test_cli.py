@@ -1161,6 +1161,40 @@ def test_an_earlier_runs_attributes_are_not_carried_onto_the_next(l4_outputs, tm
             assert nc.getncattr("n_modes") == 2
 
 
+def test_no_attribute_names_a_variable_the_output_lacks(tmp_path):
+    """The input's time_bnds/lat_bnds (CF 7.1) and crs (5.6) are not written, yet the outputs kept
+    'bounds: time_bnds', 'bounds: lat_bnds' and 'grid_mapping: crs' naming them: CF checkers report
+    each as an error, and tools that follow them (CDO, xarray decode_coords='all') fail or warn."""
+    import netCDF4
+
+    from fakes import write_l4_sst
+
+    src = tmp_path / "l4b.nc"
+    write_l4_sst(src)
+    with netCDF4.Dataset(src, "r+") as nc:
+        nc.createDimension("nv", 2)
+        for name, dim in (("time_bnds", "time"), ("lat_bnds", "lat")):
+            b = nc.createVariable(name, nc[dim].dtype, (dim, "nv"))
+            b[:] = np.stack([nc[dim][:], nc[dim][:]], axis=1)
+            nc[dim].bounds = name
+        crs = nc.createVariable("crs", "i4")
+        crs.grid_mapping_name = "latitude_longitude"
+        nc["analysed_sst"].grid_mapping = "crs"
+        nc["analysed_sst"].cell_methods = "time: mean"
+    runner = CliRunner()
+    for i, argv in enumerate((["interpolate", "--method", "climatology"],
+                              ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"])):
+        out = tmp_path / f"out{i}.nc"
+        res = runner.invoke(cli, [argv[0], str(src), *argv[1:], "--quiet", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        with netCDF4.Dataset(out) as nc:
+            refs = {(n, k): nc[n].getncattr(k) for n in nc.variables for k in ("bounds", "grid_mapping")
+                    if k in nc[n].ncattrs()}
+            assert refs == {}, argv
+            if argv[0] == "interpolate":  # what names nothing is kept
+                assert nc["analysed_sst"].cell_methods == "time: mean"
+
+
 def test_eof_of_a_packed_int16_file_is_written_in_float32(l4_outputs):
     """`oceandl eof` of a packed int16 (float32 once decoded) field wrote float64 EOFs, PCs and maps."""
     import netCDF4
