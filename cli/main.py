@@ -985,6 +985,10 @@ def synth(kind, n, size, cloud_cover, quiet, output, overwrite, seed):
         # `is None`, not `or`: an explicit --n 0 or --size 0 is refused, not replaced by the default
         n_time, grid = 365 if n is None else n, 128 if size is None else size
         ds = synthetic_sst(n_time=n_time, ny=grid, nx=grid, cloud_cover=cloud_cover, seed=seed)
+        from oceandl.interp.base import append_history
+
+        # how to make the file again, as every other netCDF oceandl writes says how it was made
+        ds.attrs["history"] = append_history(None, "synth sst", command=_command_line())
         write_netcdf(ds, output, overwrite=overwrite)
     else:
         from oceandl.datasets import synthetic_images as si

@@ -376,6 +376,9 @@ def test_synth_and_eof(runner, tmp_path):
     assert res.exit_code == 0, res.output
     ds = xr.open_dataset(out)
     assert ds["sst"].shape == (12, 16, 16)
+    # the file says how to make it again (it had no history): the command line, with its UTC time
+    made = ds.attrs["history"]
+    assert made.endswith(f": oceandl synth sst --n 12 --size 16 -o {out} --seed 4") and "\n" not in made
     res = runner.invoke(cli, ["eof", str(out), "--var", "sst_true", "-n", "3", "-o", str(tmp_path / "e.nc")])
     assert res.exit_code == 0, res.output
     e = xr.open_dataset(tmp_path / "e.nc")
@@ -386,6 +389,7 @@ def test_synth_and_eof(runner, tmp_path):
     # global provenance: the input, the options, a history line, the total variance; mean and weights
     assert e.attrs["source"] == str(out) and e.attrs["variable"] == "sst_true" and e.attrs["method"] == "eof"
     assert "oceandl eof" in e.attrs["history"].splitlines()[0] and e.attrs["total_variance"] > 0
+    assert e.attrs["history"].splitlines()[1:] == [made]
     assert e["mean"].dims == ("lat", "lon") and e["weights"].dims == ("lat", "lon")
     np.testing.assert_allclose(e["eigenvalues"].values / e.attrs["total_variance"], vf, rtol=1e-12)
     res = runner.invoke(cli, ["eof", str(out), "--var", "sst_true", "-n", "3", "--solver", "randomized", "--seed", "5",
