@@ -800,9 +800,10 @@ def no_coordinate_fill(obj):
 
     CF (section 5) says coordinate variables hold no missing values, yet xarray gives every float
     coordinate a ``_FillValue = NaN`` unless its encoding says otherwise: the lat/lon of every
-    output carried one, which CF checkers flag and some tools (CDO) read as a gappy axis. A
-    coordinate whose encoding already names a ``_FillValue`` (an auxiliary ``nav_lat`` read from a
-    file that had one) keeps it.
+    output carried one, which CF checkers flag and some tools (CDO) read as a gappy axis. An
+    auxiliary coordinate whose encoding already names a ``_FillValue`` (a ``nav_lat`` read from a
+    file that had one, with fills over land) keeps it; a dimension's own coordinate never does (the
+    lat/lon of a file written by xarray have ``_FillValue = NaN``, which the outputs kept).
 
     Parameters
     ----------
@@ -816,7 +817,10 @@ def no_coordinate_fill(obj):
     for name in obj.coords:
         v = obj.coords[name].variable if isinstance(obj, xr.DataArray) else obj.variables[name]
         v.encoding = {**v.encoding}
-        v.encoding.setdefault("_FillValue", None)
+        if v.dims == (name,):
+            v.encoding["_FillValue"] = None
+        else:
+            v.encoding.setdefault("_FillValue", None)
     return obj
 
 

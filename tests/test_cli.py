@@ -1113,6 +1113,26 @@ def test_outputs_have_no_fill_value_on_coordinates(l4_outputs, kind):
         assert nc["lat"].dtype == np.float32 and nc["lat"].units == "degrees_north"
 
 
+def test_no_fill_value_on_the_coordinates_of_an_input_written_by_xarray(sst_file, tmp_path):
+    """xarray writes float lat/lon with _FillValue = NaN; the outputs of such a file kept it on
+    their lat/lon (CF 5: coordinate variables hold no missing values; CDO reads a gappy axis)."""
+    import netCDF4
+
+    src = tmp_path / "xr.nc"
+    with xr.open_dataset(sst_file) as ds:
+        ds[["sst"]].to_netcdf(src)  # xarray's defaults
+    with netCDF4.Dataset(src) as nc:
+        assert "_FillValue" in nc["lat"].ncattrs()
+    runner = CliRunner()
+    for i, argv in enumerate((["interpolate", "--method", "climatology"],
+                              ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"])):
+        out = tmp_path / f"out{i}.nc"
+        res = runner.invoke(cli, [argv[0], str(src), *argv[1:], "--quiet", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        with netCDF4.Dataset(out) as nc:
+            assert [n for n in ("lat", "lon", "time") if "_FillValue" in nc[n].ncattrs()] == [], argv
+
+
 @pytest.mark.parametrize("kind", ["memory", "chunks", "eof"])
 def test_outputs_keep_the_inputs_global_attributes_and_history(l4_outputs, kind):
     """The outputs had none of the input file's global attributes (title, institution, summary, its
