@@ -642,12 +642,20 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
             for key, units in (("latitude", "degrees_north"), ("longitude", "degrees_east")):
                 vals = [np.nan if m.get(key) is None else m[key] for m in meta]
-                ds[key] = ("sample", np.array(vals, dtype=np.float64), {"units": units})
+                ds[key] = ("sample", np.array(vals, dtype=np.float64), {"standard_name": key, "units": units})
             ds["time"] = ("sample", np.array([m.get("time") or "" for m in meta], dtype=str))
         if tmp is not None and "path" in ds:
             # the demo's folder is deleted below: its absolute paths named files that no longer exist
             ds["path"] = ds["path"].copy(data=[str(Path(p).relative_to(tmp)) for p in ds["path"].values])
             ds["path"].attrs["comment"] = "relative to the --demo folder of synthetic vignettes, deleted after the run"
+        if output.suffix.lower() == ".nc":
+            from oceandl.interp.base import append_history
+            from oceandl.io import conventions
+
+            # a netCDF like the others oceandl writes: CF, with the command in front of a stack's history
+            stack = getattr(data, "attrs", {})
+            ds.attrs["Conventions"] = conventions(stack.get("Conventions"))
+            ds.attrs["history"] = append_history(stack.get("history") or None, "classify", command=_command_line())
         _write_predictions(ds, output, overwrite)
     finally:
         if tmp is not None:
@@ -1006,6 +1014,10 @@ def synth(kind, n, size, cloud_cover, quiet, output, overwrite, seed):
         # `is None`, not `or`: an explicit --n 0 or --size 0 is refused, not replaced by the default
         n_time, grid = 365 if n is None else n, 128 if size is None else size
         ds = synthetic_sst(n_time=n_time, ny=grid, nx=grid, cloud_cover=cloud_cover, seed=seed)
+        from oceandl.interp.base import append_history
+
+        # how to make the file again, as every other netCDF oceandl writes says how it was made
+        ds.attrs["history"] = append_history(None, "synth sst", command=_command_line())
         write_netcdf(ds, output, overwrite=overwrite)
     else:
         from oceandl.datasets import synthetic_images as si

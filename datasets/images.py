@@ -1268,6 +1268,7 @@ class NetCDFImageDataset(Dataset):
             except Exception as exc:  # netCDF4/h5netcdf/xarray raise many types for a bad file
                 raise InputError(f"{where}: cannot open as netCDF ({_short(exc)})") from None
         self.source = where
+        self.attrs = dict(ds.attrs)  # the file's global attributes (its history, for what is written from it)
         if var not in ds.variables:
             raise InputError(f"{where}: no variable {var!r} (variables: {', '.join(map(str, ds.variables))})")
         da = ds[var]

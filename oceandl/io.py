@@ -32,7 +32,8 @@ from .errors import warn as _warn  # open_netcdf's `warn` argument would shadow 
 from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
-           "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks"]
+           "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
+           "dangling_references"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -841,9 +842,10 @@ def no_coordinate_fill(obj):
 
     CF (section 5) says coordinate variables hold no missing values, yet xarray gives every float
     coordinate a ``_FillValue = NaN`` unless its encoding says otherwise: the lat/lon of every
-    output carried one, which CF checkers flag and some tools (CDO) read as a gappy axis. A
-    coordinate whose encoding already names a ``_FillValue`` (an auxiliary ``nav_lat`` read from a
-    file that had one) keeps it.
+    output carried one, which CF checkers flag and some tools (CDO) read as a gappy axis. An
+    auxiliary coordinate whose encoding already names a ``_FillValue`` (a ``nav_lat`` read from a
+    file that had one, with fills over land) keeps it; a dimension's own coordinate never does (the
+    lat/lon of a file written by xarray have ``_FillValue = NaN``, which the outputs kept).
 
     Parameters
     ----------
@@ -857,8 +859,37 @@ def no_coordinate_fill(obj):
     for name in obj.coords:
         v = obj.coords[name].variable if isinstance(obj, xr.DataArray) else obj.variables[name]
         v.encoding = {**v.encoding}
-        v.encoding.setdefault("_FillValue", None)
+        if v.dims == (name,):
+            v.encoding["_FillValue"] = None
+        else:
+            v.encoding.setdefault("_FillValue", None)
     return obj
+
+
+def dangling_references(attrs: dict, names) -> list[str]:
+    """The attributes in ``attrs`` that name variables missing from ``names`` (those of the file written).
+
+    ``bounds`` (CF 7.1), ``grid_mapping`` (5.6; ``crs`` or ``crs: lat lon``) and ``cell_measures``
+    (7.2; ``area: cell_area``) carried from the input onto the coordinates and the field named
+    ``time_bnds``, ``lat_bnds``, ``crs``... that oceandl does not write: CF checkers report each as an
+    error and readers that follow them (CDO's remapping, xarray's ``decode_coords="all"``) fail or warn.
+    """
+    names = {str(n) for n in names}
+    out = []
+    for key in ("bounds", "grid_mapping", "cell_measures"):
+        value = attrs.get(key)
+        if not isinstance(value, str):
+            continue
+        words = value.split()
+        if key == "cell_measures":  # 'area: cell_area': the names follow the measures
+            refs = [w for w in words if not w.endswith(":")]
+        elif any(w.endswith(":") for w in words):  # 'crs: lat lon': the grid mappings end in ':'
+            refs = [w[:-1] for w in words if w.endswith(":")]
+        else:
+            refs = words
+        if any(r not in names for r in refs):
+            out.append(key)
+    return out
 
 
 #: global attributes that name an input file itself, not its data: not carried onto what is written from it
@@ -868,14 +899,29 @@ _INSTANCE_ATTRS = frozenset({"id", "uuid", "tracking_id", "date_created", "date_
 CONVENTIONS = "CF-1.8"
 
 
+def conventions(old=None) -> str:
+    """The ``Conventions`` of a file written from one that declared ``old``: ``CF-1.8``, then the
+    input's other conventions (``ACDD-1.3`` of GHRSST and CMEMS products), whose attributes are kept.
+
+    ``"CF-1.7, ACDD-1.3"`` gives ``"CF-1.8, ACDD-1.3"``: outputs said ``CF-1.8`` alone, so an ACDD
+    checker or catalogue (ERDDAP, THREDDS) no longer read the ``title``, ``summary``... they carry.
+    """
+    old = str(old or "")
+    # CF 2.6.1: a comma-separated list when a name has blanks ("Unidata Dataset Discovery v1.0"), else blanks
+    names = [c.strip() for c in (old.split(",") if "," in old else old.split())]
+    others = [c for c in names if c and not c.upper().startswith(("CF-", "COARDS"))]
+    return ", ".join(dict.fromkeys([CONVENTIONS, *others]))
+
+
 def file_attrs(field: xr.DataArray, attrs: dict, *, command: str | None = None, what: str = "") -> dict:
     """Global attributes of a file written from ``field`` (read by :func:`open_field`).
 
     The input file's global attributes are kept where they still hold (``title``,
     ``institution``, ``source``, ``references``, ``summary``, the geospatial and time coverage...;
-    not the ones naming the input file itself: ``id``, ``uuid``, ``date_created``..., nor, in a
-    file oceandl wrote, its run's provenance: ``method``, ``options``, ``val_rmse``...), ``attrs``
-    (the output's own provenance) go over them, ``Conventions`` is ``CF-1.8`` and ``history`` is
+    not the ones naming the input file itself: ``id``, ``uuid``, ``date_created``..., nor, in an
+    earlier oceandl output, those of its run: ``method``, ``val_rmse``...), ``attrs``
+    (the output's own provenance) go over them, ``Conventions`` is ``CF-1.8`` (with the input's
+    other conventions, :func:`conventions`) and ``history`` is
     the input file's with a line in front (newest first, as NCO and CDO write it): the command
     line when given, else ``what``.
 
@@ -898,10 +944,11 @@ def file_attrs(field: xr.DataArray, attrs: dict, *, command: str | None = None, 
     from .interp.base import _input_attrs, append_history
 
     source = dict(field.encoding.get("source_attrs") or {})
-    # an earlier oceandl run's provenance (method, n_iter, val_rmse...) is not this output's
+    # an earlier oceandl output's run attributes (its method, scores, DINEOF's n_iter...) describe that
+    # run: kept, a climatology fill of a DINEOF file said method climatology beside DINEOF's n_iter
     kept = {k: v for k, v in _input_attrs(source).items() if k not in _INSTANCE_ATTRS and k != "history"}
     own = {k: v for k, v in attrs.items() if k != "history"}
-    return {**kept, **own, "Conventions": CONVENTIONS,
+    return {**kept, **own, "Conventions": conventions(source.get("Conventions")),
             "history": append_history(source.get("history") or None, what, command=command)}
 
 
@@ -1021,6 +1068,9 @@ def write_netcdf(
     ds.attrs = _clean_attrs(ds.attrs)
     for v in ds.variables.values():
         v.attrs = _clean_attrs(v.attrs)
+        # the input's time_bnds, crs... are not written: no attribute names them
+        for key in dangling_references(v.attrs, ds.variables):
+            del v.attrs[key]
     # integer data too: the int8 missing_flag, written uncompressed, was 1.05 of the 6.7 MB of a
     # filled (64, 128, 128) cube; compressed it is 0.07
     enc = {

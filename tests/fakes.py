@@ -135,7 +135,7 @@ def synthetic_case(n_time: int, size: int, cloud_cover: float, seed: int = 0, wi
 
 
 #: global attributes of :func:`write_l4_sst`'s file, as a GHRSST L4 product has them
-L4_GLOBAL_ATTRS = {"title": "Test L4 analysed SST", "institution": "Test Institute", "Conventions": "CF-1.7",
+L4_GLOBAL_ATTRS = {"title": "Test L4 analysed SST", "institution": "Test Institute", "Conventions": "CF-1.7, ACDD-1.3",
                    "history": "2020-01-01T00:00:00Z created by the test", "summary": "a small GHRSST-like cube"}
 
 
@@ -143,7 +143,7 @@ def write_l4_sst(path, nt: int = 12, ny: int = 16, nx: int = 20, seed: int = 0) 
     """A small file laid out like a GHRSST L4 product, written with netCDF4 (not xarray): packed int16
     ``analysed_sst`` in kelvin (scale_factor, add_offset, _FillValue, valid_min/max), an unlimited
     int32 ``time`` in 'seconds since 1981-01-01 00:00:00' with a calendar, float32 lat/lon with
-    units/axis/standard_name, CF-1.7 global attributes; 30 % of the pixels cloudy, a 2 x 3 land corner."""
+    units/axis/standard_name, CF-1.7 and ACDD-1.3 global attributes; 30 % of the pixels cloudy, a 2 x 3 land corner."""
     import netCDF4
 
     rng = np.random.default_rng(seed)

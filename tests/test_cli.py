@@ -376,6 +376,9 @@ def test_synth_and_eof(runner, tmp_path):
     assert res.exit_code == 0, res.output
     ds = xr.open_dataset(out)
     assert ds["sst"].shape == (12, 16, 16)
+    # the file says how to make it again (it had no history): the command line, with its UTC time
+    made = ds.attrs["history"]
+    assert made.endswith(f": oceandl synth sst --n 12 --size 16 -o {out} --seed 4") and "\n" not in made
     res = runner.invoke(cli, ["eof", str(out), "--var", "sst_true", "-n", "3", "-o", str(tmp_path / "e.nc")])
     assert res.exit_code == 0, res.output
     e = xr.open_dataset(tmp_path / "e.nc")
@@ -386,6 +389,7 @@ def test_synth_and_eof(runner, tmp_path):
     # global provenance: the input, the options, a history line, the total variance; mean and weights
     assert e.attrs["source"] == str(out) and e.attrs["variable"] == "sst_true" and e.attrs["method"] == "eof"
     assert "oceandl eof" in e.attrs["history"].splitlines()[0] and e.attrs["total_variance"] > 0
+    assert e.attrs["history"].splitlines()[1:] == [made]
     assert e["mean"].dims == ("lat", "lon") and e["weights"].dims == ("lat", "lon")
     np.testing.assert_allclose(e["eigenvalues"].values / e.attrs["total_variance"], vf, rtol=1e-12)
     # the forms one plots and correlates, in the file: maps in the field's units per standard
@@ -1146,11 +1150,31 @@ def test_outputs_have_no_fill_value_on_coordinates(l4_outputs, kind):
         assert nc["lat"].dtype == np.float32 and nc["lat"].units == "degrees_north"
 
 
+def test_no_fill_value_on_the_coordinates_of_an_input_written_by_xarray(sst_file, tmp_path):
+    """xarray writes float lat/lon with _FillValue = NaN; the outputs of such a file kept it on
+    their lat/lon (CF 5: coordinate variables hold no missing values; CDO reads a gappy axis)."""
+    import netCDF4
+
+    src = tmp_path / "xr.nc"
+    with xr.open_dataset(sst_file) as ds:
+        ds[["sst"]].to_netcdf(src)  # xarray's defaults
+    with netCDF4.Dataset(src) as nc:
+        assert "_FillValue" in nc["lat"].ncattrs()
+    runner = CliRunner()
+    for i, argv in enumerate((["interpolate", "--method", "climatology"],
+                              ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"])):
+        out = tmp_path / f"out{i}.nc"
+        res = runner.invoke(cli, [argv[0], str(src), *argv[1:], "--quiet", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        with netCDF4.Dataset(out) as nc:
+            assert [n for n in ("lat", "lon", "time") if "_FillValue" in nc[n].ncattrs()] == [], argv
+
+
 @pytest.mark.parametrize("kind", ["memory", "chunks", "eof"])
 def test_outputs_keep_the_inputs_global_attributes_and_history(l4_outputs, kind):
     """The outputs had none of the input file's global attributes (title, institution, summary, its
-    history) and no Conventions (interpolate): NCO/CDO keep them, with the command line in front of
-    the history."""
+    history) and no Conventions (interpolate), then dropped its ACDD-1.3 from Conventions: NCO/CDO
+    keep them, with the command line in front of the history."""
     import re
 
     import netCDF4
@@ -1161,12 +1185,75 @@ def test_outputs_keep_the_inputs_global_attributes_and_history(l4_outputs, kind)
         attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
     assert attrs["institution"] == L4_GLOBAL_ATTRS["institution"] and attrs["summary"] == L4_GLOBAL_ATTRS["summary"]
     assert attrs["title"] == (L4_GLOBAL_ATTRS["title"] if kind != "eof" else "EOF analysis of analysed_sst")
-    assert attrs["Conventions"] == "CF-1.8"
+    # the input's ACDD-1.3 stays declared beside the CF version written (it said CF-1.8 alone)
+    assert attrs["Conventions"] == "CF-1.8, ACDD-1.3"
     first, *rest = attrs["history"].splitlines()
     assert rest == [L4_GLOBAL_ATTRS["history"]]
     command = "eof" if kind == "eof" else "interpolate"
     assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ: oceandl {command} \S+l4\.nc .*-o \S+{kind}\.nc", first)
     assert (kind == "chunks") == ("--chunks time=-1,lat=8,lon=10" in first)
+
+
+@pytest.mark.parametrize("again", [["interpolate", "--method", "climatology"],
+                                   ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"]])
+def test_an_earlier_runs_attributes_are_not_carried_onto_the_next(l4_outputs, tmp_path, again):
+    """An oceandl output fed back kept the earlier run's attributes beside the new ones: a climatology
+    fill of an EOF-filled file said method climatology, n_modes 5 and the EOF fill's val_rmse (in the
+    file's attributes, and n_modes on the variable); `oceandl eof` of it the same. Only the input's
+    own attributes (title, institution...) are carried."""
+    import netCDF4
+
+    runner = CliRunner()
+    first, out = tmp_path / "eof_filled.nc", tmp_path / "again.nc"
+    res = runner.invoke(cli, ["interpolate", str(l4_outputs["input"]), "--method", "eof", "--quiet", "-o", str(first)])
+    assert res.exit_code == 0, res.output
+    with netCDF4.Dataset(first) as nc:
+        assert {"n_modes", "val_rmse"} <= set(nc.ncattrs()) and "n_modes" in nc["analysed_sst"].ncattrs()
+    res = runner.invoke(cli, [again[0], str(first), *again[1:], "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with netCDF4.Dataset(out) as nc:
+        assert nc.getncattr("method") == ("eof" if again[0] == "eof" else "climatology")
+        assert not {k for k in nc.ncattrs() if k.startswith("val_")} and "institution" in nc.ncattrs()
+        assert "em_iter" not in nc.getncattr("options")
+        if again[0] == "interpolate":
+            assert "n_modes" not in nc.ncattrs()
+            assert not {"n_modes", "val_rmse", "val_n"} & set(nc["analysed_sst"].ncattrs())
+        else:
+            assert nc.getncattr("n_modes") == 2
+
+
+def test_no_attribute_names_a_variable_the_output_lacks(tmp_path):
+    """The input's time_bnds/lat_bnds (CF 7.1) and crs (5.6) are not written, yet the outputs kept
+    'bounds: time_bnds', 'bounds: lat_bnds' and 'grid_mapping: crs' naming them: CF checkers report
+    each as an error, and tools that follow them (CDO, xarray decode_coords='all') fail or warn."""
+    import netCDF4
+
+    from fakes import write_l4_sst
+
+    src = tmp_path / "l4b.nc"
+    write_l4_sst(src)
+    with netCDF4.Dataset(src, "r+") as nc:
+        nc.createDimension("nv", 2)
+        for name, dim in (("time_bnds", "time"), ("lat_bnds", "lat")):
+            b = nc.createVariable(name, nc[dim].dtype, (dim, "nv"))
+            b[:] = np.stack([nc[dim][:], nc[dim][:]], axis=1)
+            nc[dim].bounds = name
+        crs = nc.createVariable("crs", "i4")
+        crs.grid_mapping_name = "latitude_longitude"
+        nc["analysed_sst"].grid_mapping = "crs"
+        nc["analysed_sst"].cell_methods = "time: mean"
+    runner = CliRunner()
+    for i, argv in enumerate((["interpolate", "--method", "climatology"],
+                              ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"])):
+        out = tmp_path / f"out{i}.nc"
+        res = runner.invoke(cli, [argv[0], str(src), *argv[1:], "--quiet", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        with netCDF4.Dataset(out) as nc:
+            refs = {(n, k): nc[n].getncattr(k) for n in nc.variables for k in ("bounds", "grid_mapping")
+                    if k in nc[n].ncattrs()}
+            assert refs == {}, argv
+            if argv[0] == "interpolate":  # what names nothing is kept
+                assert nc["analysed_sst"].cell_methods == "time: mean"
 
 
 def test_eof_of_a_packed_int16_file_is_written_in_float32(l4_outputs):
@@ -1180,7 +1267,8 @@ def test_eof_of_a_packed_int16_file_is_written_in_float32(l4_outputs):
 @pytest.mark.parametrize("kind", ["memory", "chunks"])
 def test_filled_l4_field_keeps_its_cf_attributes_and_says_what_it_is(l4_outputs, kind):
     """The filled analysed_sst keeps units/standard_name/long_name, says in `comment` that its gaps
-    are a reconstruction (the --chunks output did not) and names its flag (ancillary_variables)."""
+    are a reconstruction (the --chunks output did not) and names its flag (ancillary_variables);
+    its sigma is its standard_error."""
     import netCDF4
 
     with netCDF4.Dataset(l4_outputs[kind]) as nc:
@@ -1191,6 +1279,8 @@ def test_filled_l4_field_keeps_its_cf_attributes_and_says_what_it_is(l4_outputs,
         assert v.comment.startswith("gaps (missing_flag 1) filled by the oceandl climatology method")
         assert v.ancillary_variables.split() == ["missing_flag", "sigma"]
         assert nc["sigma"].units == "kelvin" and nc["missing_flag"].flag_meanings.split()[1] == "originally_missing"
+        # CF Appendix C: the field's uncertainty, by its standard name's modifier (sigma had no standard_name)
+        assert nc["sigma"].standard_name == "sea_surface_foundation_temperature standard_error"
 
 
 @pytest.mark.parametrize("chunks", [[], ["--chunks", "time=-1,lat=8,lon=10"]])

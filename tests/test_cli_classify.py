@@ -153,6 +153,9 @@ def test_classify_to_netcdf_and_min_confidence(sar_tree, sar_model, tmp_path):
         assert ds["label"].attrs["flag_meanings"] == "unreadable unassigned"
         assert all(ds[v].attrs.get("long_name") for v in ("predicted", "label", "probability", "probabilities"))
         assert ds["probability"].attrs["units"] == "1"
+        assert ds["latitude"].attrs["standard_name"] == "latitude" and ds.attrs["Conventions"] == "CF-1.8"
+        assert ds.attrs["history"].endswith(f"oceandl classify --model {sar_model} {' '.join(map(str, files))} "
+                                            f"-o {out} --min-confidence 0.99 --quiet")
 
 
 def test_classify_netcdf_time_of_the_metadata_is_a_cf_time(sar_tree, sar_model, tmp_path):
@@ -507,6 +510,7 @@ def test_classify_netcdf_stack_keeps_its_sample_coords(stack, tmp_path):
         ds = ds.drop_vars("label").rename(sample="obs").load()
     ds = ds.assign_coords(obs=np.arange(100, 130), time=("obs", pd.date_range("2020-01-01", periods=30)))
     ds["lat"] = ("obs", np.linspace(-30, 30, 30))  # a data variable along the sample dim, as many files have
+    ds.attrs = {"Conventions": "CF-1.6, ACDD-1.3", "history": "2020-01-01T00:00:00Z: made by the test"}
     path = tmp_path / "u.nc"
     ds.to_netcdf(path)
     res = invoke("classify", "--model", model, path, "-o", tmp_path / "p.nc", "--quiet")
@@ -516,6 +520,11 @@ def test_classify_netcdf_stack_keeps_its_sample_coords(stack, tmp_path):
         assert list(p["obs"].values) == list(range(100, 130))
         assert (p["time"].values == ds["time"].values).all()
         np.testing.assert_allclose(p["lat"].values, ds["lat"].values)
+        # a CF file as interpolate and eof write (it had no Conventions, and dropped the stack's history)
+        assert p.attrs["Conventions"] == "CF-1.8, ACDD-1.3"
+        first, rest = p.attrs["history"].split("\n")
+        assert first.endswith(f"oceandl classify --model {model} {path} -o {tmp_path / 'p.nc'} --quiet")
+        assert rest == ds.attrs["history"]
     assert invoke("classify", "--model", model, path, "-o", tmp_path / "p.csv", "--quiet").exit_code == 0
     df = pd.read_csv(tmp_path / "p.csv")
     assert list(df["obs"]) == list(range(100, 130)) and df["time"].iloc[2] == "2020-01-03"

@@ -783,6 +783,20 @@ def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_pa
             assert not [k for k in ds["sst"].attrs if k.startswith("val_")], extra
 
 
+def test_every_attribute_a_fill_adds_is_dropped_when_its_output_is_filled_again(result, cube):
+    """Refilling an oceandl output dropped only its val_* scores: a climatology fill of a DINEOF
+    result kept DINEOF's n_modes, n_iter, converged and cv_curve beside method 'climatology'.
+    What each method adds to the input's attrs is a run attribute (RUN_ATTRS, its prefixes), so a
+    method that grows a new one fails here until it is listed."""
+    from oceandl.interp.base import RUN_ATTR_PREFIXES, RUN_ATTRS
+
+    name, ds = result
+    added = set(ds[cube[0].name].attrs) - set(cube[0].attrs) - {"comment", "ancillary_variables", "history"}
+    assert {k for k in added if k not in RUN_ATTRS and not k.startswith(RUN_ATTR_PREFIXES)} == set(), name
+    again = run("climatology", ds[cube[0].name])
+    assert set(again.attrs) - set(cube[0].attrs) <= set(run("climatology", cube[0]).attrs), name
+
+
 def test_packed_and_out_of_range_values_are_missing_from_python_too(cube, tmp_path):
     """`oceandl interpolate` decodes a GHRSST-style int16 variable (scale_factor, add_offset,
     _FillValue) and masks values beyond valid_min/valid_max; oceandl.interpolate and eof on the

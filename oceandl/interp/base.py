@@ -226,27 +226,33 @@ def _netcdf_safe(value):
     return value
 
 
-#: what an oceandl run writes about itself (:meth:`Interpolator.reconstruct`, the methods' fit attrs,
-#: `oceandl interpolate`, `oceandl eof`, ``--chunks``); in an input written by oceandl they describe
-#: the run that made it, not a new one on it
-_RUN_ATTRS = frozenset({"oceandl_version", "method", "options", "seconds", "solver", "variable",
-                        "total_variance", "n_modes", "n_modes_used", "n_iter", "n_iter_total", "converged",
-                        "shrink", "shrink_curve", "harmonics", "harmonics_fallback_pixels", "model",
-                        "model_options", "train_steps", "input_channels", "seasonal_channels", "precision",
-                        "normalisation", "final_train_loss"})
-_RUN_PREFIXES = ("val_", "truth_", "cv_", "checkpoint", "chunked")  # chunked, chunked_fallback_blocks
+#: attributes an oceandl run writes about itself (on the filled variable and the file): those of an
+#: earlier run, read back from its output, describe that run, not the next one
+RUN_ATTRS = frozenset({
+    "oceandl_version", "method", "options", "seconds", "chunked", "harmonics", "harmonics_fallback_pixels",
+    # DINEOF and eof
+    "n_modes", "n_iter", "n_iter_total", "converged", "shrink", "shrink_curve",
+    # neural methods
+    "model", "model_options", "train_steps", "input_channels", "seasonal_channels", "precision",
+    "normalisation", "final_train_loss", "checkpoint",
+    # oceandl eof's file
+    "solver", "variable", "total_variance", "n_modes_used",
+})
+#: prefixes of run attributes: scores (val_*, truth_*), DINEOF's cross-validation (cv_*), the
+#: checkpoint used (checkpoint_*) or fine-tuned (init_checkpoint*), the block plan of --chunks (chunked_*)
+RUN_ATTR_PREFIXES = ("val_", "truth_", "cv_", "checkpoint_", "chunked_", "init_checkpoint")
 
 
 def _input_attrs(attrs: dict) -> dict:
-    """The input's attrs (a variable's or a file's) to carry onto a result, less the scores of an
-    earlier fill (``val_*``, ``truth_*``): refilling an oceandl output without withholding kept
-    them, and `oceandl interpolate` reported them as this run's validation. From an input that
-    oceandl wrote (``oceandl_version``), its run's provenance goes too (:data:`_RUN_ATTRS`): a
-    climatology refill of a DINEOF output, or the EOFs of it, said ``n_modes``, ``converged``,
-    ``cv_rmse`` and ``harmonics`` of the DINEOF as their own (its command stays in ``history``)."""
-    earlier = "oceandl_version" in attrs
+    """The input's attrs to carry onto a result, less the scores of an earlier fill (``val_*``,
+    ``truth_*``): refilling an oceandl output without withholding kept them, and `oceandl
+    interpolate` reported them as this run's validation. The other attributes an earlier oceandl
+    run wrote about itself (:data:`RUN_ATTRS`: DINEOF's ``n_iter``, ``cv_curve``...; recognised by
+    the ``oceandl_version`` beside them) go too: a climatology fill of a DINEOF output said
+    ``method: climatology`` beside DINEOF's ``n_modes: 4`` and ``converged: 0``."""
+    earlier_run = "oceandl_version" in attrs
     return {k: v for k, v in attrs.items() if not str(k).startswith(("val_", "truth_"))
-            and not (earlier and (k in _RUN_ATTRS or str(k).startswith(_RUN_PREFIXES)))}
+            and not (earlier_run and (k in RUN_ATTRS or str(k).startswith(RUN_ATTR_PREFIXES)))}
 
 
 #: ``comment`` of the ``sigma`` output: sigma at observed pixels was undocumented; there the field holds
@@ -268,9 +274,16 @@ def filled_comment(method: str, keep_observed: bool, old: str | None = None) -> 
     return f"{text}\n{old}" if old else text
 
 
-def sigma_attrs(name, units=None) -> dict:
-    """Attrs of the ``sigma`` variable of a filled field ``name`` (with ``units`` when known)."""
+def sigma_attrs(name, units=None, standard_name=None) -> dict:
+    """Attrs of the ``sigma`` variable of a filled field ``name`` (with ``units`` when known).
+
+    A field with a ``standard_name`` gives sigma that name with CF's ``standard_error`` modifier
+    (``sea_surface_temperature standard_error``, CF Appendix C): sigma had none, so CF tools could
+    not tell it was the field's uncertainty. A name that has a modifier already gives none.
+    """
+    sname = str(standard_name).strip() if standard_name is not None else ""
     return {"long_name": f"estimated error standard deviation of {name}", "comment": SIGMA_COMMENT,
+            **({"standard_name": f"{sname} standard_error"} if sname and " " not in sname else {}),
             **({"units": units} if units is not None else {})}
 
 
@@ -629,7 +642,7 @@ class Interpolator:
             }),
         }
         if sigma is not None:
-            sattrs = sigma_attrs(name, tmpl.attrs.get("units"))
+            sattrs = sigma_attrs(name, tmpl.attrs.get("units"), tmpl.attrs.get("standard_name"))
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
         # CF: the field says what it is and names its flag (and sigma); only `oceandl interpolate` did,
         # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment

@@ -670,13 +670,26 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, 
             "long_name": "gap-filling flag", "flag_values": np.array([0, 1, 2], dtype=np.int8),
             "flag_meanings": "observed_or_land originally_missing withheld_for_validation"})]
         if with_sigma:
-            specs.append(("sigma", dtype, np.nan, sigma_attrs(name, units)))
+            specs.append(("sigma", dtype, np.nan, sigma_attrs(name, units, var_attrs.get("standard_name"))))
         for vname, dt, fill, vattrs in specs:
             v = nc.createVariable(vname, dt, _AXES, zlib=complevel > 0, complevel=complevel, chunksizes=chunksizes,
                                   fill_value=fill if fill is not None else False)
             v.setncatts({k: val for k, val in vattrs.items() if k not in ("_FillValue", "coordinates")})
             if coordinates:
                 v.setncattr("coordinates", coordinates)
+
+
+def _drop_dangling_references(path: Path) -> None:
+    """Delete the attributes of ``path``'s variables that name variables it lacks (the input's
+    ``time_bnds``, ``crs``...; :func:`oceandl.io.dangling_references`), as ``write_netcdf`` does."""
+    import netCDF4
+
+    from oceandl.io import dangling_references
+
+    with _hdf5_lock(), netCDF4.Dataset(path, "r+") as nc:
+        for v in nc.variables.values():
+            for key in dangling_references({k: v.getncattr(k) for k in v.ncattrs()}, nc.variables):
+                v.delncattr(key)
 
 
 def _to_source_grid_file(path: Path, grid, chunks: tuple[int, int, int]) -> None:
@@ -1029,6 +1042,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             say(f"putting the result on the input's grid (dims {tuple(grid.dims.values())}, its order and "
                 "coordinates): one more pass over the output")
             _to_source_grid_file(tmp, grid, csize)
+        _drop_dangling_references(tmp)
     if squares and small_cv:
         # Each block chooses its own mode count by CV: on small blocks (16 x 12 x 12 px cores with a
         # 3 px halo) the CV set was 1-2 squares on 1-2 days, the choice noise, and gap errors reached
