@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
 from .errors import InputError, OceanDLError
 
