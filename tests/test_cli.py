@@ -1150,6 +1150,17 @@ def test_outputs_have_no_fill_value_on_coordinates(l4_outputs, kind):
         assert nc["lat"].dtype == np.float32 and nc["lat"].units == "degrees_north"
 
 
+def _outputs_of(src, tmp_path):
+    """``(argv, output)`` of interpolate (in memory and ``--chunks``) and eof run on ``src``."""
+    runner = CliRunner()
+    for i, argv in enumerate((["interpolate", "--method", "climatology"],
+                              ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"])):
+        out = tmp_path / f"out{i}.nc"
+        res = runner.invoke(cli, [argv[0], str(src), *argv[1:], "--quiet", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        yield argv, out
+
+
 def test_no_fill_value_on_the_coordinates_of_an_input_written_by_xarray(sst_file, tmp_path):
     """xarray writes float lat/lon with _FillValue = NaN; the outputs of such a file kept it on
     their lat/lon (CF 5: coordinate variables hold no missing values; CDO reads a gappy axis)."""
@@ -1160,12 +1171,7 @@ def test_no_fill_value_on_the_coordinates_of_an_input_written_by_xarray(sst_file
         ds[["sst"]].to_netcdf(src)  # xarray's defaults
     with netCDF4.Dataset(src) as nc:
         assert "_FillValue" in nc["lat"].ncattrs()
-    runner = CliRunner()
-    for i, argv in enumerate((["interpolate", "--method", "climatology"],
-                              ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"])):
-        out = tmp_path / f"out{i}.nc"
-        res = runner.invoke(cli, [argv[0], str(src), *argv[1:], "--quiet", "-o", str(out)])
-        assert res.exit_code == 0, res.output
+    for argv, out in _outputs_of(src, tmp_path):
         with netCDF4.Dataset(out) as nc:
             assert [n for n in ("lat", "lon", "time") if "_FillValue" in nc[n].ncattrs()] == [], argv
 
@@ -1242,12 +1248,7 @@ def test_no_attribute_names_a_variable_the_output_lacks(tmp_path):
         crs.grid_mapping_name = "latitude_longitude"
         nc["analysed_sst"].grid_mapping = "crs"
         nc["analysed_sst"].cell_methods = "time: mean"
-    runner = CliRunner()
-    for i, argv in enumerate((["interpolate", "--method", "climatology"],
-                              ["interpolate", "--method", "climatology", "--chunks", "lat=8"], ["eof", "-n", "2"])):
-        out = tmp_path / f"out{i}.nc"
-        res = runner.invoke(cli, [argv[0], str(src), *argv[1:], "--quiet", "-o", str(out)])
-        assert res.exit_code == 0, res.output
+    for argv, out in _outputs_of(src, tmp_path):
         with netCDF4.Dataset(out) as nc:
             refs = {(n, k): nc[n].getncattr(k) for n in nc.variables for k in ("bounds", "grid_mapping")
                     if k in nc[n].ncattrs()}
