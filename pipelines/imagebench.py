@@ -16,7 +16,7 @@ import numpy as np
 
 from oceandl.errors import InputError
 from oceandl.training import TensorData, TrainConfig
-from oceandl.training.classifier import compare_classifiers
+from oceandl.training.classifier import compare_classifiers, split_fractions_ok
 from oceandl.utils import seed_everything
 
 from .runner import PATH, RunContext, resolve_fast
@@ -107,8 +107,7 @@ def check_config(cfg: ImageBenchConfig) -> None:
     if cfg.noise < 0 or cfg.degrees < 0:
         raise InputError(f"noise={cfg.noise}, degrees={cfg.degrees}: must be >= 0")
     # else refused by train_classifier only once every image of data= was read
-    fr = np.asarray(cfg.split, dtype=float)
-    if len(fr) != 3 or not (np.isfinite(fr).all() and (fr > 0).all() and np.isclose(fr.sum(), 1.0)):
+    if not split_fractions_ok(cfg.split):
         raise InputError(f"split={','.join(f'{f:g}' for f in cfg.split)}: three fractions (training, validation, "
                          "test), each above 0, summing to 1")
     # weights= with only the course CNN / ResNet was ignored without a word (exit 0, no fine-tuning)

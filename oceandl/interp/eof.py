@@ -478,7 +478,7 @@ class EOF:
         coords = {c: v for c, v in self.pcs.coords.items() if c != "mode"}
         coords.update({c: v for c, v in self.eofs.coords.items() if c != "mode"})
         return xr.DataArray(out, dims=self._dims, coords=coords, name=self._name,
-                            attrs={**_input_attrs(self._input_attrs), **self.attrs, "n_modes_used": int(k)})
+                            attrs={**self._input_attrs, **self.attrs, "n_modes_used": int(k)})
 
     def project(self, da: xr.DataArray) -> xr.DataArray:
         """Pseudo-PCs of another field on these EOFs.

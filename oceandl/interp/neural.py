@@ -223,27 +223,22 @@ class NeuralInterpolator(Interpolator):
         need("init", o["init"] is None or o["checkpoint"] is None,
              f"and checkpoint={o['checkpoint']!r} are both set: give one (checkpoint fills with a trained "
              "network as it is, init trains further from it)")
-        if o["init"] is not None:
-            # checked before any input is read, as checkpoint is; the network's shape and inputs are the
-            # checkpoint's, so options that would change them are refused rather than ignored
-            meta = self._checkpoint_meta(o["init"])
-            for key in sorted(self._given_options & set(_FROM_CHECKPOINT)):
-                need(key, key not in meta or bool(o[key] == meta[key]),
-                     f"differs from init checkpoint {o['init']}, trained with {key}={meta.get(key)!r} "
-                     "(training goes on from its network, with its inputs): drop it")
-            need("model_options", "model_options" not in self._given_options or not o["model_options"],
-                 f"cannot change the network of init checkpoint {o['init']}: drop it")
-        if o["checkpoint"] is not None:
+        start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
+        if start is not None:
             # the JSON alone, before any input is read: a wrong checkpoint fails first, not after the fill's set-up
-            meta = self._checkpoint_meta(o["checkpoint"])
-            # options a loaded network cannot honour were ignored without a word (--model with --epochs)
-            for key in sorted(self._given_options & set(_TRAINING_ONLY)):
-                need(key, False, f"has no effect with checkpoint {o['checkpoint']} (the network is loaded, not "
-                                 "trained): drop it, or train without a checkpoint")
+            meta = self._checkpoint_meta(start)
+            if o["checkpoint"] is not None:
+                # options a loaded network cannot honour were ignored without a word (--model with --epochs)
+                for key in sorted(self._given_options & set(_TRAINING_ONLY)):
+                    need(key, False, f"has no effect with checkpoint {start} (the network is loaded, not "
+                                     "trained): drop it, or train without a checkpoint")
+            else:  # init: trained on, but the network is the checkpoint's
+                need("model_options", "model_options" not in self._given_options or not o["model_options"],
+                     f"cannot change the network of init checkpoint {start}: drop it")
             for key in sorted(self._given_options & set(_FROM_CHECKPOINT)):
                 need(key, key not in meta or bool(o[key] == meta[key]),
-                     f"differs from checkpoint {o['checkpoint']}, trained with {key}={meta.get(key)!r} "
-                     "(a loaded network keeps its inputs): drop it")
+                     f"differs from {what} {start}, trained with {key}={meta.get(key)!r} "
+                     "(the network keeps the inputs it was trained with): drop it")
 
     def _checkpoint_meta(self, path) -> dict:
         """The ``interpolator`` metadata of checkpoint ``path``; a :class:`CheckpointError` unless it
@@ -491,58 +486,51 @@ class NeuralInterpolator(Interpolator):
         self._cfg = {k: o[k] for k in _FROM_CHECKPOINT}
         self._model_opts = {**self.default_model_options, **(o["model_options"] or {})}
         rng = np.random.default_rng(self.seed)
-        if o["checkpoint"] is not None:
-            self._load(o["checkpoint"])
-            self._check_quantity(o["checkpoint"])
+        # checkpoint: its network fills as it is; init: its network is trained on (fine-tuning)
+        start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
+        if start is not None:
+            training = self._load(start)
+            self._check_quantity(start, training)
             self._setup_inputs(x, obs)
             if self._in_channels != self._n_inputs():
-                raise InputError(f"method {self.name!r}: checkpoint {o['checkpoint']} expects "
-                                 f"{self._in_channels} input channels, this input gives {self._n_inputs()}")
-            self._check_season(o["checkpoint"])
-            self._prepare_model()
-            self.steps_ = 0
-            return
-        if o["init"] is not None:  # fine-tuning: the checkpoint's network, trained further on this input
-            self._load(o["init"])
-            self._check_quantity(o["init"])
-            # the attrs name the starting weights, not a network loaded as it is
-            self.checkpoint_attrs_ = {f"init_{k}": v for k, v in self.checkpoint_attrs_.items()}
-            self._setup_inputs(x, obs)
-            if self._in_channels != self._n_inputs():
-                raise InputError(f"method {self.name!r}: init checkpoint {o['init']} expects "
+                raise InputError(f"method {self.name!r}: {what} {start} expects "
                                  f"{self._in_channels} input channels, this input gives {self._n_inputs()}")
         else:
             self._setup_inputs(x, obs)
             self._in_channels = self._n_inputs()
             self.model_ = self._build_model(self._in_channels).to(self._device)
+        if o["checkpoint"] is not None:
+            self._check_season(start, training)
+            self._prepare_model()
+            self.steps_ = 0
+            return
+        if o["init"] is not None:  # the attrs name the starting weights, not a network loaded as it is
+            self.checkpoint_attrs_ = {f"init_{k}": v for k, v in self.checkpoint_attrs_.items()}
         self._prepare_model()
         self.steps_ = self._train(obs, rng)
 
-    def _check_quantity(self, path) -> None:
+    def _check_quantity(self, path, training: dict) -> None:
         """Warn when the checkpoint was trained on another quantity (CF ``standard_name``) than the input.
 
         An SST network given a chlorophyll field filled it without a word. Units are compared where
         the checkpoint's statistics are used (``normalisation``); a file normalised by its own mean
-        and scale gives the same fill in kelvin and in degree_Celsius."""
-        from oceandl.training.checkpoint import read_config
-
-        training = read_config(path).get("training") or {}
+        and scale gives the same fill in kelvin and in degree_Celsius. ``training``: the checkpoint's
+        ``training`` record (:meth:`_load`)."""
         theirs, ours = training.get("standard_name"), self.da_.attrs.get("standard_name")
         if theirs and ours and str(theirs) != str(ours):
             warn(f"method {self.name!r}: checkpoint {path} was trained on {theirs!r} (variable "
                           f"{training.get('variable')!r}), this input is {ours!r} (variable {str(self.da_.name)!r}): "
                           "the network fills it as if it were the same quantity", UserWarning)
 
-    def _check_season(self, path, days: int = 7) -> None:
+    def _check_season(self, path, training: dict, days: int = 7) -> None:
         """Warn when input time steps lie more than ``days`` days of the year away from every day the
         checkpoint was trained on (its ``training.days_of_year``; a checkpoint trained on a year or
         more covers them all).
 
         A network trained on January-March filled April without a word, biased by -0.4 to -0.96
-        degC: its seasonal channels and its training statistics know only the season it saw."""
-        from oceandl.training.checkpoint import read_config
-
-        trained = (read_config(path).get("training") or {}).get("days_of_year")
+        degC: its seasonal channels and its training statistics know only the season it saw.
+        ``training``: the checkpoint's ``training`` record (:meth:`_load`)."""
+        trained = training.get("days_of_year")
         doy = self._day_of_year()
         if not isinstance(trained, list) or not trained or doy is None:
             return
@@ -739,7 +727,8 @@ class NeuralInterpolator(Interpolator):
                 "units": None if units is None else str(units), "shape": list(np.shape(mean))}
         return meta, tensors
 
-    def _load(self, path) -> None:
+    def _load(self, path) -> dict:
+        """Load checkpoint ``path``'s network and inputs; returns its ``training`` record ({} if none)."""
         from oceandl.training.checkpoint import load_checkpoint
 
         meta = self._checkpoint_meta(path)
@@ -754,6 +743,8 @@ class NeuralInterpolator(Interpolator):
         # retrained and overwritten), train_steps 0 and this run's default training options (patch 64,
         # steps None), not those that trained the network
         self.checkpoint_attrs_ = _checkpoint_provenance(path, config)
+        training = config.get("training")
+        return training if isinstance(training, dict) else {}
 
 
 def read_training_stats(path) -> dict[str, Any] | None:
@@ -917,9 +908,10 @@ class ConvAEInterpolator(NeuralInterpolator):
         self.multiple = 2 ** int(self._model_opts.get("depth", 2))
         return super()._build_model(in_channels)
 
-    def _load(self, path) -> None:
-        super()._load(path)
+    def _load(self, path) -> dict:
+        training = super()._load(path)
         self.multiple = 2 ** int(self._model_opts.get("depth", 2))
+        return training
 
 
 class UNetInterpolator(NeuralInterpolator):

@@ -18,7 +18,8 @@ from .augment import BatchAugment
 from .engine import (TensorData, TrainConfig, dataset_on_error, evaluate_classifier, fit, key_uniforms, materialize,
                      split_indices)
 
-__all__ = ["train_classifier", "check_settings", "prepare_tensors", "compare_classifiers", "subsample_per_class"]
+__all__ = ["train_classifier", "check_settings", "prepare_tensors", "compare_classifiers", "subsample_per_class",
+           "split_fractions_ok"]
 
 
 def prepare_tensors(dataset: Dataset, preprocessing: dict | None, progress: bool = False,
@@ -73,6 +74,13 @@ def subsample_per_class(targets: Sequence[int], max_per_class: int, seed: int = 
     return np.sort(np.concatenate(keep))
 
 
+def split_fractions_ok(split: Sequence[float]) -> bool:
+    """Whether ``split`` is three finite fractions (training, validation, test), each above 0,
+    summing to 1: what :func:`train_classifier` can split a data set by."""
+    fr = np.asarray(split, dtype=float)
+    return bool(fr.shape == (3,) and np.isfinite(fr).all() and (fr > 0).all() and np.isclose(fr.sum(), 1.0))
+
+
 def check_settings(model: str, config: TrainConfig = TrainConfig(), *, split: Sequence[float] = (0.7, 0.15, 0.15),
                    preprocessing: dict | None = None, model_options: dict | None = None) -> None:
     """Refuse settings :func:`train_classifier` cannot run with, before any image is read.
@@ -94,9 +102,8 @@ def check_settings(model: str, config: TrainConfig = TrainConfig(), *, split: Se
                          f"{', '.join(model_option_names(model)) or 'none'}")
     if len(split) != 3:  # two fractions failed as a bare ValueError (unpacking), four as "an empty part"
         raise InputError(f"split {tuple(split)}: expected three fractions (train, validation, test)")
-    fr = np.asarray(split, dtype=float)
     # else refused only once every image was read (a zero part as "leaves an empty part")
-    if not (np.isfinite(fr).all() and (fr > 0).all() and np.isclose(fr.sum(), 1.0)):
+    if not split_fractions_ok(split):
         raise InputError(f"split {tuple(split)}: the training, validation and test fractions must each be "
                          "above 0 and sum to 1")
     BatchAugment(tuple(config.augment))  # the names: else checked when the first batch was drawn
