@@ -258,8 +258,9 @@ def synthetic_sst(
     sst_attrs = {"standard_name": "sea_surface_temperature", "units": "degree_Celsius"}
     ds = xr.Dataset(
         {
-            # the long_name says what the field is, not where it is missing: a filled copy keeps it
-            "sst": (dims, observed, {**sst_attrs, "long_name": "observed sea surface temperature"}),
+            # the long_name says what the field is, not where it is missing: a filled copy keeps it, and
+            # "observed sea surface temperature" then named a field that is mostly the method's estimate
+            "sst": (dims, observed, {**sst_attrs, "long_name": "sea surface temperature"}),
             "sst_true": (dims, truth, {**sst_attrs,
                                        "long_name": "true cloud-free sea surface temperature"}),
             "cloud": (dims, clouds.astype(np.int8), {"long_name": "cloud mask", "flag_values": np.int8([0, 1]),

@@ -164,6 +164,22 @@ def _role_from_attrs(v: xr.Variable) -> str | None:
     return None
 
 
+# dims that are not time, by name: EOF outputs, vertical levels, bands, ensemble members
+_NOT_TIME = {"mode": "an EOF mode index", "modes": "an EOF mode index", "eof": "an EOF mode index",
+             "pc": "an EOF mode index", "component": "a component index", "band": "an image band",
+             "depth": "a vertical axis", "deptht": "a vertical axis", "z": "a vertical axis",
+             "lev": "a vertical axis", "level": "a vertical axis", "plev": "a vertical axis",
+             "member": "an ensemble member index", "realization": "an ensemble member index"}
+
+
+def _not_time(ds: xr.Dataset, dim: Hashable) -> str | None:
+    """What ``dim`` is when its name or coordinate says it is not time (None when it may be)."""
+    v = ds.variables.get(dim)
+    if v is not None and (str(v.attrs.get("axis", "")).upper() == "Z" or "positive" in v.attrs):
+        return "a vertical axis"
+    return _NOT_TIME.get(str(dim).lower())
+
+
 def _role_from_name(name: Hashable) -> str | None:
     low = str(name).lower()
     for role, names in _COORD_NAMES.items():
@@ -681,6 +697,11 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     if da.ndim != 3:
         raise InputError(f"{where}: has {da.ndim} dims {_dims_text(da)}; expected 3 (time, lat, lon)")
     missing = [r for r in DIMS if r not in roles]
+    if missing == ["time"] and len(extra) == 1 and (why := _not_time(ds, extra[0])):
+        # the one dim left over was taken as time whatever it was: `interpolate --var eofs` on an
+        # `oceandl eof` output filled its 3 modes as 3 days, and a (depth, lat, lon) field its levels
+        raise InputError(f"{where}: dim {str(extra[0])!r} is {why}, not time; the field needs a time axis "
+                         f"(if it is one, name it time, or pass time={str(extra[0])!r} in Python)")
     if len(missing) == 1 and len(extra) == 1:
         roles[missing[0]] = (extra[0], ds.variables.get(extra[0]))
     elif missing:

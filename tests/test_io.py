@@ -471,6 +471,23 @@ def test_2d_coordinates_with_fill_values_over_land(values):
         open_field(ds)
 
 
+@pytest.mark.parametrize("dim, attrs, what", [("mode", {}, "EOF mode"), ("depth", {}, "vertical"),
+                                              ("level_no", {"positive": "down"}, "vertical")])
+def test_leftover_dim_that_is_not_time_is_refused(values, dim, attrs, what):
+    # the one dim left over was taken as time whatever it was: `interpolate --var eofs` on an
+    # `oceandl eof` output filled its modes as days, with exit 0
+    _, lat, lon = _coords()
+    da = xr.DataArray(values, dims=(dim, "lat", "lon"), name="eofs",
+                      coords={dim: (dim, np.arange(1.0, NT + 1), attrs), "lat": lat, "lon": lon})
+    with pytest.raises(InputError) as e:
+        open_field(da)
+    _assert_message(e, "'eofs'", f"dim '{dim}'", what, "not time", f"time='{dim}'")
+    # named as time by the caller, it is read as time; any other name is still taken as time
+    assert open_field(da, time=dim).sizes["time"] == NT
+    day = da.rename({dim: "day"}).assign_coords(day=np.arange(1.0, NT + 1))
+    assert open_field(day).sizes["time"] == NT
+
+
 def test_unrecognisable_dims(values):
     with pytest.raises(InputError) as e:
         open_field(xr.DataArray(values, name="blob"))

@@ -74,8 +74,10 @@ def test_cf_attributes(cube):
         assert cube[name].attrs["standard_name"] == "sea_surface_temperature"
         assert cube[name].attrs["units"] == "degree_Celsius"
         assert cube[name].attrs["long_name"]
-    # a filled copy keeps the long_name: it must not say the field has gaps (that is in summary)
+    # a filled copy keeps the long_name: it must not say the field has gaps (that is in summary), nor
+    # that it is observed ("observed sea surface temperature" named fields that were mostly estimates)
     assert "NaN" not in cube.sst.attrs["long_name"] and "NaN under cloud" in cube.attrs["summary"]
+    assert "observed" not in cube.sst.attrs["long_name"]
     assert cube.lat.attrs["units"] == "degrees_north" and cube.lat.attrs["axis"] == "Y"
     assert cube.lon.attrs["units"] == "degrees_east" and cube.lon.attrs["axis"] == "X"
     assert cube.time.attrs["axis"] == "T"
