@@ -1054,7 +1054,7 @@ def test_native_bf16_on_cuda_is_ampere_and_newer(monkeypatch, capability, native
     """A T4 or V100 (sm < 80) only emulates bf16: torch.cuda.is_bf16_supported() says True there
     (torch >= 2.3), which made precision "auto" train and infer such a GPU in slow bf16."""
     import oceandl.utils
-    from oceandl.training import training_precision
+    from oceandl.training import engine, training_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.version, "hip", None)
@@ -1074,7 +1074,7 @@ def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
     way; a GPU without bf16 trains in fp32 (fp16 would need loss scaling). The checkpoint says
     which ran, and a bf16 run learns like an fp32 one."""
     import oceandl.utils
-    from oceandl.training import training_precision
+    from oceandl.training import engine, training_precision
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for native in (True, False):
@@ -1086,6 +1086,13 @@ def test_training_precision_follows_the_hardware(digits, monkeypatch, tmp_path):
         assert training_precision(cpu, TrainConfig(amp_cpu=True)) == "bf16"
         assert training_precision(cpu, TrainConfig(amp_cpu=False)) == "fp32"
         assert training_precision(cuda, TrainConfig(amp_cpu=False)) == auto  # amp_cpu is the CPU's
+        # --precision bf16 (amp_cpu=True) on a GPU without native bf16 trains in fp32: said so, once
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            engine._warn_unmet_bf16(cuda, TrainConfig(amp_cpu=True))
+            engine._warn_unmet_bf16(cuda, TrainConfig())  # auto asked for nothing
+            engine._warn_unmet_bf16(cpu, TrainConfig(amp_cpu=True))  # forced on the CPU: it is bf16
+        assert [str(w.message)[:30] for w in caught] == ([] if native else ["bf16 was asked for, but cuda h"])
     monkeypatch.undo()
     losses = {}
     for amp_cpu in (False, True):

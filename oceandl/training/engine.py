@@ -705,6 +705,14 @@ def training_precision(device: torch.device, cfg: TrainConfig) -> str:
     return resolve_precision("auto", device)
 
 
+def _warn_unmet_bf16(device: torch.device, cfg: TrainConfig) -> None:
+    """Warn when bf16 was asked for (``amp_cpu=True``: ``--precision bf16``) on a GPU that trains in fp32."""
+    if cfg.amp and cfg.amp_cpu and device.type != "cpu" and training_precision(device, cfg) == "fp32":
+        # `train classifier --precision bf16` on a T4/V100 trained in fp32 without a word
+        warn(f"bf16 was asked for, but {device} has no native bf16 (a GPU of compute capability below 8.0): "
+             "training in fp32 (emulated bf16 would be slower)")
+
+
 def _autocast(device: torch.device, cfg: TrainConfig):
     return bf16_autocast(device, training_precision(device, cfg) == "bf16")
 
@@ -806,6 +814,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
          log: Callable[[str], None] | None, stop_after_epoch: int | None) -> TrainResult:
     """:func:`fit` within its private random state."""
     seed_torch(cfg.seed, device)
+    _warn_unmet_bf16(device, cfg)
     keep_freed_memory(device)  # every step re-allocates the same activations: keep them off the page-fault path
     model = model.to(device)
     if cfg.channels_last:
