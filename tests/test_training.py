@@ -1054,7 +1054,7 @@ def test_native_bf16_on_cuda_is_ampere_and_newer(monkeypatch, capability, native
     """A T4 or V100 (sm < 80) only emulates bf16: torch.cuda.is_bf16_supported() says True there
     (torch >= 2.3), which made precision "auto" train and infer such a GPU in slow bf16."""
     import oceandl.utils
-    from oceandl.training import engine, training_precision
+    from oceandl.training import training_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.version, "hip", None)
