@@ -865,9 +865,11 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
 @click.option("--solver", type=click.Choice(["auto", "full", "randomized"]), default="auto", show_default=True,
               help="SVD: full, randomized (truncated; large fields), or auto (randomized when the field is large "
                    "and few modes are kept).")
+@click.option("--rotate", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Varimax-rotate the leading N modes (0: no rotation); the file then holds the N rotated modes.")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)  # nothing to silence yet: taken as by every writer
 @common(output="EOF netCDF", device=False)
-def eof(input_path, var, demo, n_modes, weights, solver, quiet, output, overwrite, seed):
+def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, overwrite, seed):
     """EOF analysis of a (time, lat, lon) field: EOFs, PCs, eigenvalues, variance fractions.
 
     \b
@@ -875,11 +877,14 @@ def eof(input_path, var, demo, n_modes, weights, solver, quiet, output, overwrit
       oceandl eof sst_anom.nc --var sst -n 5 -o eofs.nc
       oceandl eof sst_daily_10y.nc -n 20 --solver randomized -o eofs.nc
       oceandl eof --demo -n 5 -o demo_eofs.nc
+      oceandl eof sst_anom.nc -n 10 --rotate 4 -o rotated.nc   # varimax of the 4 leading modes
     """
     from oceandl.interp import eof as run_eof
     from oceandl.io import file_attrs, open_field, source_grid, to_source_grid, write_netcdf
 
     output = _need_output(output, "EOF netCDF")
+    if rotate == 1 or rotate > n_modes:  # refused before the field is read
+        raise click.UsageError(f"--rotate {rotate}: needs 2 <= N <= --n-modes ({n_modes}), or 0 for none")
     # --demo, as interpolate and train have it: the one command that reads a field had no built-in one
     if demo == (input_path is not None):
         raise click.UsageError("give either INPUT.nc or --demo")
@@ -898,6 +903,8 @@ def eof(input_path, var, demo, n_modes, weights, solver, quiet, output, overwrit
         da = open_field(input_path, var)
     with _naming(str(input_path)):  # the analysis names the variable only: 'Error: variable 'sst': ...' said no file
         res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
+        if rotate:
+            res = res.rotate(min(rotate, res.n_modes))  # fewer modes than asked were warned about
     ds = to_source_grid(res.to_dataset(), source_grid(da))  # EOFs on the input's grid and dim names
     ds.attrs["source"] = str(input_path)
     # the input file's global attributes (institution, references...), history with this command in front

@@ -513,3 +513,103 @@ def test_eigenvalues_are_in_the_squared_units_of_the_field(field, units, expecte
     for da in (res.eigenvalues, res.eigenvalue_errors, res.to_dataset()["eigenvalues"]):
         assert da.attrs.get("units") == expected, da.name
     assert res.pcs.attrs.get("units") == units  # the PCs keep the field's
+
+
+# ------------------------------------------------------------------------------------------------
+# Varimax rotation
+# ------------------------------------------------------------------------------------------------
+
+
+def test_varimax_matches_scikit_learn_on_real_sst(example_sst):
+    """The rotated loadings equal scikit-learn's varimax (FactorAnalysis' rotation) of the same
+    loadings, on the eofs package's real SST anomalies."""
+    fa = pytest.importorskip("sklearn.decomposition._factor_analysis", reason="scikit-learn is not installed")
+    if not hasattr(fa, "_ortho_rotation"):
+        pytest.skip("this scikit-learn has no _ortho_rotation")
+    res = eof(example_sst, n_modes=6)
+    rot = res.rotate(4, tol=1e-12)
+    L = res._E[:4].T * np.sqrt(res.eigenvalues.values[:4])
+    ref = fa._ortho_rotation(L, method="varimax", tol=1e-12, max_iter=1000).T  # (pixels, modes)
+    var = (ref**2).sum(axis=0)
+    order = np.argsort(-var)
+    np.testing.assert_allclose(rot.eigenvalues.values, var[order], rtol=1e-5)
+    patterns = (ref[:, order] / np.sqrt(var[order])).T
+    np.testing.assert_allclose(np.abs((patterns * rot._E).sum(axis=1)), 1.0, atol=1e-6)
+    # the rotation moved the modes: the first rotated pattern is not the first EOF
+    assert abs((rot._E[0] * res._E[0]).sum()) < 0.999
+
+
+def test_varimax_keeps_the_field_and_uncorrelated_pcs(field):
+    res = eof(field, n_modes=5)
+    rot = res.rotate(3)
+    assert rot.n_modes == 3 and rot.eofs.sizes["mode"] == 3 and res.n_modes == 5  # the original is untouched
+    np.testing.assert_allclose(rot.reconstruct().values, res.reconstruct(3).values, atol=1e-10)
+    np.testing.assert_allclose(rot.eigenvalues.sum(), res.eigenvalues[:3].sum(), rtol=1e-12)
+    assert (np.diff(rot.eigenvalues.values) <= 0).all()
+    corr = np.corrcoef(rot.pcs.values.T)
+    np.testing.assert_allclose(corr, np.eye(3), atol=1e-10)
+    R = rot.rotation_matrix.values
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(np.nansum(rot.eofs.values**2, axis=(1, 2)), 1.0, rtol=1e-6)
+    # standardized rotated PCs = unrotated standardized PCs times the rotation
+    np.testing.assert_allclose(rot.standardized_pcs().values, res.standardized_pcs().values[:, :3] @ R.T,
+                               atol=1e-8)
+    np.testing.assert_allclose(rot.project(field).values, rot.pcs.values, atol=1e-8)
+    assert rot.eigenvalue_errors is None and "varimax" in rot.attrs["rotation"] and "varimax" in repr(rot)
+    ds = rot.to_dataset()
+    assert "rotation_matrix" in ds and "eigenvalue_errors" not in ds and "Rotated" not in res.to_dataset().attrs["title"]
+    assert "varimax" in ds.attrs["history"] and ds.attrs["title"].startswith("Rotated")
+    assert "rotation" not in res.mean.attrs  # the unrotated analysis' arrays are not changed
+
+
+def test_varimax_separates_two_blobs_that_eofs_mix():
+    """Two independent patterns of equal variance on separate blobs: the EOFs are their sum and
+    difference (each half on both blobs); the rotated modes are the blobs."""
+    rng = np.random.default_rng(1)
+    nt, ny, nx = 200, 20, 30
+    y, x = np.mgrid[:ny, :nx]
+    blob_a = np.exp(-((y - 10) ** 2 + (x - 7) ** 2) / 10.0)
+    blob_b = np.exp(-((y - 10) ** 2 + (x - 22) ** 2) / 10.0)
+    a, b = rng.normal(size=(2, nt))
+    a = (a - a.mean()) / a.std()
+    b = b - b.mean()
+    b = b - a * (a @ b) / (a @ a) + 0.3 * a  # correlated 0.3 with equal variance: EOFs are a +- b
+    b /= b.std()
+    data = a[:, None, None] * blob_a + b[:, None, None] * blob_b + 0.01 * rng.normal(size=(nt, ny, nx))
+    da = xr.DataArray(data, dims=("time", "lat", "lon"), coords={"lat": np.linspace(-5, 5, ny)})
+    res = eof(da, n_modes=2, weights=None)
+    rot = res.rotate(2)
+    on_a = blob_a.ravel() > 0.05
+
+    def share_on_one_blob(patterns):
+        p = patterns.reshape(2, -1) ** 2
+        return np.maximum(p[:, on_a].sum(1), p[:, ~on_a].sum(1)) / p.sum(1)
+
+    assert share_on_one_blob(res.eofs.values).max() < 0.75     # each EOF is on both blobs
+    assert share_on_one_blob(rot.eofs.values).min() > 0.95     # each rotated mode on one
+
+
+def test_rotate_refuses_bad_arguments(field):
+    res = eof(field, n_modes=3)
+    for bad in (1, 4, 2.0, True):
+        with pytest.raises(InputError, match="rotate\\(n_modes\\)"):
+            res.rotate(bad)
+    with pytest.raises(InputError, match="rotated already"):
+        res.rotate(2).rotate(2)
+    with pytest.raises(InputError, match="max_iter"):
+        res.rotate(2, max_iter=0)
+
+
+def test_cli_eof_rotate(field, tmp_path):
+    from oceandl.cli.main import main
+
+    path = tmp_path / "f.nc"
+    field.to_dataset().to_netcdf(path)
+    out = tmp_path / "r.nc"
+    assert main(["eof", str(path), "-n", "4", "--rotate", "3", "-o", str(out)]) == 0
+    ref = eof(field, n_modes=4).rotate(3)
+    with xr.open_dataset(out) as e:
+        assert e.sizes["mode"] == 3 and "rotation_matrix" in e
+        np.testing.assert_allclose(e["eigenvalues"].values, ref.eigenvalues.values, rtol=1e-10)
+    bad = tmp_path / "bad.nc"
+    assert main(["eof", str(path), "-n", "4", "--rotate", "5", "-o", str(bad)]) == 2 and not bad.exists()
