@@ -190,6 +190,11 @@ def _squared_units(units) -> dict[str, str]:
     return {}
 
 
+def _is_int(v) -> bool:
+    """An int (numpy ints too), not a bool: ``True`` is no mode count."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
 def _varimax(L: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, int, bool]:
     """Orthogonal rotation maximising the varimax criterion of the loadings ``L`` (n, k).
 
@@ -256,7 +261,7 @@ class EOF:
         da = as_dataarray(da, "eof")
         dims = canonical_dims(da)
         label = f"variable {da.name!r}" if da.name is not None else "input"
-        if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 1:
+        if not _is_int(n_modes) or n_modes < 1:
             raise InputError(f"eof: n_modes must be a positive integer, got {n_modes!r}")
         _solver_for((1, 1), 1, solver)  # a bad solver name fails before the data are read
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -530,9 +535,9 @@ class EOF:
         if self.rotation_matrix is not None:
             raise InputError("eof: rotate() on an analysis rotated already; rotate the unrotated one")
         k = self.n_modes if n_modes is None else n_modes
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= self.n_modes:
+        if not _is_int(k) or not 2 <= k <= self.n_modes:
             raise InputError(f"eof: rotate(n_modes) needs 2 <= n_modes <= {self.n_modes} (the modes kept), got {k!r}")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        if not _is_int(max_iter) or max_iter < 1:
             raise InputError(f"eof: rotate(max_iter) must be a positive integer, got {max_iter!r}")
         if not tol > 0:
             raise InputError(f"eof: rotate(tol) must be positive, got {tol!r}")
@@ -597,7 +602,7 @@ class EOF:
         """
         if k is None:
             k = self.n_modes
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.n_modes:
+        if not _is_int(k) or not 1 <= k <= self.n_modes:
             raise InputError(f"eof: reconstruct(k) needs 1 <= k <= {self.n_modes}, got {k!r}")
         w = self._w[self._ocean]
         with np.errstate(divide="ignore", invalid="ignore"):
