@@ -21,7 +21,8 @@ import xarray as xr
 
 from oceandl.errors import InputError, warn
 
-from .base import Interpolator, _input_attrs, _label, append_history, as_dataarray, canonical_dims, oceandl_version
+from .base import (Interpolator, _input_attrs, _label, _squeeze_levels, append_history, as_dataarray, canonical_dims,
+                   oceandl_version)
 from .climatology import check_harmonics, seasonal_cycle
 
 __all__ = ["EOF", "eof", "EOFInterpolator"]
@@ -224,7 +225,9 @@ class EOF:
 
     def __init__(self, da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = True,
                  solver: str = "auto", seed: int = 0):
-        da = as_dataarray(da, "eof")
+        # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where interpolate() and
+        # `oceandl eof` (open_field) drop it: analysed as (time, lat, lon), the depth a scalar coordinate
+        da, _ = _squeeze_levels(as_dataarray(da, "eof"))
         dims = canonical_dims(da)
         label = f"variable {da.name!r}" if da.name is not None else "input"
         if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 1:
@@ -502,7 +505,7 @@ class EOF:
         """
         from oceandl.metrics.interpolation import match_axis
 
-        da = as_dataarray(da, "eof.project")
+        da, _ = _squeeze_levels(as_dataarray(da, "eof.project"))  # a depth=1 level, as the analysis drops it
         if da.ndim == 2:  # one map (today's anomaly, as eofs' projectField takes): a series of one
             tdim = self._dims[0]
             if tdim in da.dims:
@@ -543,6 +546,8 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
     ----------
     da : DataArray (time, lat, lon), dims found by name, NumPy or dask backed (computed into memory)
         Complete field (NaN only on land; pixels missing at some times are left out with a warning).
+        Size-1 dims that are none of these (the depth of ``(time, depth=1, lat, lon)``) are
+        dropped, as ``oceandl eof`` reads a file; their coordinate stays on the results as a scalar.
     n_modes : int
         Number of modes kept (at most min(n_time, n_ocean)).
     weights : "coslat", None, or array (lat,) / (lat, lon) / DataArray
