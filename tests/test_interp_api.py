@@ -787,6 +787,22 @@ def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_pa
             assert not [k for k in ds["sst"].attrs if k.startswith("val_")], extra
 
 
+def test_the_filled_dataarray_names_no_variable_it_does_not_hold(cube, tmp_path):
+    """The DataArray of interpolate() (no return_dataset) said ancillary_variables = "missing_flag
+    sigma": written alone with to_netcdf (a notebook's ``filled.to_netcdf(...)``), its file named two
+    variables it did not hold, an error to CF checkers. Only the Dataset's field names them now."""
+    import netCDF4
+
+    gappy = cube[0].assign_attrs(ancillary_variables="quality_level")
+    out = gappy.oceandl.interpolate("climatology")
+    assert "ancillary_variables" not in out.attrs and out.attrs["method"] == "climatology"
+    out.to_netcdf(tmp_path / "f.nc")
+    with netCDF4.Dataset(tmp_path / "f.nc") as nc:
+        assert "ancillary_variables" not in nc["sst"].ncattrs() and set(nc.variables) == {"sst", "time", "lat", "lon"}
+    ds = gappy.oceandl.interpolate("climatology", return_dataset=True)
+    assert ds["sst"].attrs["ancillary_variables"] == "missing_flag sigma"
+
+
 def test_every_attribute_a_fill_adds_is_dropped_when_its_output_is_filled_again(result, cube):
     """Refilling an oceandl output dropped only its val_* scores: a climatology fill of a DINEOF
     result kept DINEOF's n_modes, n_iter, converged and cv_curve beside method 'climatology'.

@@ -102,7 +102,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     -------
     xarray.DataArray or xarray.Dataset
         Same dims (a dropped size-1 dim put back), coords and attrs as ``da`` plus provenance (and
-        ``val_*`` metrics) attrs.
+        ``val_*`` metrics) attrs. The DataArray has no ``ancillary_variables`` (the Dataset's field
+        names its ``missing_flag`` and ``sigma`` there).
 
     Raises
     ------
@@ -140,4 +141,7 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         ds = model.reconstruct()
     out = ds[model.output_name_]
     out = out.rename({new: old for old, new in model.renamed_coords_.items()}) if model.renamed_coords_ else out
+    # the missing_flag and sigma it names come with return_dataset=True only: written alone with
+    # to_netcdf, the field named two variables its file did not hold (a CF error)
+    out.attrs.pop("ancillary_variables", None)
     return out if input_dims is None else _unsqueeze(out, input_dims, {})
