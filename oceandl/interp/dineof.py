@@ -123,6 +123,19 @@ def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
+def _time_order(da) -> np.ndarray:
+    """Indices that sort the (time, lat, lon) DataArray ``da``'s time steps by their coordinate
+    (``arange`` without a coordinate, or with values that do not compare)."""
+    n = da.sizes[da.dims[0]]
+    idx = da.indexes.get(da.dims[0])
+    if idx is None or unordered_step(da) is None:
+        return np.arange(n)
+    try:
+        return np.argsort(np.asarray(idx.values), kind="stable")
+    except TypeError:
+        return np.arange(n)
+
+
 def _check_time_steps(da) -> None:
     """Refuse a time coordinate that does not increase, and warn when the steps are uneven (days
     dropped, several passes a day): the temporal filter treats consecutive steps as equally
@@ -581,10 +594,14 @@ class DINEOF(Interpolator):
                 # put back: drawn on the grid as given, the same field with latitudes descending
                 # (or longitudes 0..360) got another CV set, and another mode count than the CLI
                 # (open_field sorts the grid) gave (15 -> 3 modes, truth RMSE 1.05 -> 2.36).
-                clouds = (_cv_clouds(obs, self.options["cv_fraction"], rng)
+                # and in time order: drawn on the steps as given, shuffled or reversed dates (which only
+                # `oceandl interpolate` refuses) got another CV set and another fill than sorted ones
+                it = _time_order(self.da_)
+                clouds = (_cv_clouds(obs[it], self.options["cv_fraction"], rng)
                           if self.options["cv_shape"] == "clouds" else None)
                 if clouds is not None:
-                    cv, self.cv_squares_ = clouds
+                    cv = np.empty_like(obs)
+                    cv[it], self.cv_squares_ = clouds
                     self.cv_radius_, self.cv_shape_ = None, "clouds"
                     what = "cloud patches"
                 else:
@@ -593,8 +610,8 @@ class DINEOF(Interpolator):
                              f"the cross-validation set is squares of radius {radius}", UserWarning)
                     iy, ix = _clean_axes(self.da_)
                     cv = np.empty_like(obs)
-                    cv[:, iy[:, None], ix[None, :]], self.cv_squares_ = _cv_points(
-                        obs[:, iy][:, :, ix], self.options["cv_fraction"], radius, rng)
+                    cv[it[:, None, None], iy[None, :, None], ix[None, None, :]], self.cv_squares_ = _cv_points(
+                        obs[it][:, iy][:, :, ix], self.options["cv_fraction"], radius, rng)
                     side, self.cv_shape_ = 2 * radius + 1, "squares"
                     what = f"squares of {side} x {side} px" if radius else "points"
                 if self.cv_squares_ < _MIN_CV_SQUARES and self._warn_small_cv:
