@@ -495,6 +495,21 @@ def test_reconstruct_before_fit_and_bad_option_values():
         interpolate(xr.Dataset({"a": ("t", [1.0]), "b": ("t", [2.0])}), "climatology")
 
 
+def test_numpy_scalars_are_numbers_for_the_options(cube):
+    """A NumPy float32 (a value from an array one sweeps) was refused as not a number: "option tol
+    must be a number in (0.0, inf], got np.float32(0.001)", also for cv_fraction, temporal_filter,
+    shrink and eof's ridge, while ridge=True was taken as ridge 1. They are now taken (as floats:
+    the options attribute stays JSON numbers) and True refused."""
+    opts = {"tol": np.float32(1e-3), "cv_fraction": np.float32(0.05), "temporal_filter": np.float32(0.01),
+            "shrink": np.float32(0.0)}
+    out = interpolate(cube[0], "dineof", max_modes=3, **opts)
+    assert {k: v for k, v in json.loads(out.attrs["options"]).items() if k in opts} == \
+        {k: float(v) for k, v in opts.items()}
+    assert json.loads(interpolate(cube[0], "eof", ridge=np.float32(0.5)).attrs["options"])["ridge"] == 0.5
+    with pytest.raises(InputError, match="ridge must be a number"):
+        METHODS["eof"](ridge=True)
+
+
 def test_unlabelled_numpy_input_and_ambiguous_dims(cube):
     gappy, _ = cube
     out = interpolate(gappy.values, "climatology")

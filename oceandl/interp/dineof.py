@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -384,8 +385,10 @@ class DINEOF(Interpolator):
             v = o[key]
             if v is None and allow_none:
                 return
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low < v <= high):
+            # numbers.Real: a NumPy float32 (from an array of values to sweep) was refused as 'not a number'
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (low < v <= high):
                 raise InputError(f"method 'dineof': option {key} must be a number in ({low}, {high}], got {v!r}")
+            o[key] = float(v)
 
         integer("max_modes", 1)
         integer("n_modes", 1, allow_none=True)
@@ -397,8 +400,12 @@ class DINEOF(Interpolator):
         number("cv_fraction", 0.0, 0.5)
         number("temporal_filter", 0.0, 0.25, allow_none=True)
         v = o["shrink"]
-        if v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0):
+        if isinstance(v, str) and v == "auto":
+            pass
+        elif isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v < 1.0:
             raise InputError(f"method 'dineof': option shrink must be 'auto' or a number in [0, 1), got {v!r}")
+        else:
+            o["shrink"] = float(v)
         if o["dtype"] not in ("float32", "float64"):
             raise InputError(f"method 'dineof': option dtype must be 'float32' or 'float64', got {o['dtype']!r}")
         if o["svd"] not in ("auto", "gram", "full", "lowrank", "subspace"):

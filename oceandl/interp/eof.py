@@ -14,6 +14,7 @@ repeated (EM: refill, recompute the EOFs, re-project).
 from __future__ import annotations
 
 import json
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -636,8 +637,11 @@ class EOFInterpolator(Interpolator):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if key == "n_modes" else 0):
                 raise InputError(f"method 'eof': option {key} must be an integer >= {1 if key == 'n_modes' else 0}, "
                                  f"got {v!r}")
-        if not isinstance(o["ridge"], (int, float)) or not np.isfinite(o["ridge"]) or o["ridge"] < 0:
+        # numbers.Real: a NumPy float32 was refused as 'not a number'; True was taken as ridge 1
+        if isinstance(o["ridge"], bool) or not isinstance(o["ridge"], numbers.Real) or not np.isfinite(o["ridge"]) \
+                or o["ridge"] < 0:
             raise InputError(f"method 'eof': option ridge must be a number >= 0, got {o['ridge']!r}")
+        o["ridge"] = float(o["ridge"])
         check_harmonics(self.name, o["harmonics"])
 
     def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
