@@ -118,6 +118,23 @@ def test_cv_set_does_not_depend_on_the_grid_orientation():
         np.testing.assert_allclose(back.values, ref.values, atol=1e-3)
 
 
+@pytest.mark.parametrize("cv_shape", ["squares", "clouds"])
+def test_cv_set_does_not_depend_on_the_order_of_the_time_steps(cv_shape):
+    """The CV set was drawn on the time steps as given: the same field with its days shuffled (or
+    reversed), which oceandl.interpolate takes where `oceandl interpolate` refuses it, got another CV
+    set and another fill than sorted (synthetic SST 40 x 24 x 24, seed 2: up to 2.34 degC apart, truth
+    RMSE on the gaps 1.221 sorted, 1.240 shuffled). Drawn in time order now: the same fill."""
+    gappy, _ = lowrank_cube(30, 20, 24, rank=3, seed=2)
+    gappy = gappy.assign_coords(time=np.datetime64("2020-01-01") + np.arange(30).astype("timedelta64[D]"))
+    ref = interpolate(gappy, "dineof", seed=0, device="cpu", shrink=0, cv_shape=cv_shape)
+    for order in (np.random.default_rng(0).permutation(30), np.arange(30)[::-1]):
+        out = interpolate(gappy.isel(time=order), "dineof", seed=0, device="cpu", shrink=0, cv_shape=cv_shape)
+        assert out.attrs["n_modes"] == ref.attrs["n_modes"]
+        np.testing.assert_allclose(np.array(json.loads(out.attrs["cv_curve"])),
+                                   np.array(json.loads(ref.attrs["cv_curve"])), rtol=5e-3)  # float32 SVDs
+        np.testing.assert_allclose(out.sortby("time").values, ref.values, atol=1e-2)  # float32 roundoff
+
+
 def test_cv_shape_clouds_pastes_other_days_clouds(rank3):
     """DINEOF's own cloud-shaped CV set (dineof_cvp: other days' clouds pasted onto the cleanest
     days) was not available; the squares are kept as the default. On the synthetic SST (60 x 32 x

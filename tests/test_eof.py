@@ -613,3 +613,18 @@ def test_cli_eof_rotate(field, tmp_path):
         np.testing.assert_allclose(e["eigenvalues"].values, ref.eigenvalues.values, rtol=1e-10)
     bad = tmp_path / "bad.nc"
     assert main(["eof", str(path), "-n", "4", "--rotate", "5", "-o", str(bad)]) == 2 and not bad.exists()
+
+
+def test_a_depth_level_is_analysed_as_interpolate_and_the_cli_read_it(field):
+    """A (time, depth=1, lat, lon) field: eof() refused it ('expected 3 dims (time, lat, lon), got 4
+    dims') where interpolate() and `oceandl eof` (open_field) drop the level. It is now analysed as the
+    (time, lat, lon) field, the depth a scalar coordinate of the results, and project() takes it too."""
+    level = field.expand_dims(depth=[5.0], axis=1)
+    ref, res = eof(field, n_modes=3), level.oceandl.eof(3)
+    assert res.eofs.dims == ("mode", "lat", "lon") and float(res.eofs["depth"]) == 5.0
+    np.testing.assert_allclose(res.eofs.values, ref.eofs.values, equal_nan=True)
+    np.testing.assert_allclose(res.pcs.values, ref.pcs.values)
+    np.testing.assert_allclose(res.project(level.transpose("lon", "depth", "lat", "time")).values, ref.pcs.values,
+                               rtol=1e-8, atol=1e-8)
+    with pytest.raises(InputError, match="expected 3 dims"):  # a real 4th dim is still refused
+        eof(field.expand_dims(depth=[5.0, 10.0], axis=1))

@@ -495,6 +495,21 @@ def test_reconstruct_before_fit_and_bad_option_values():
         interpolate(xr.Dataset({"a": ("t", [1.0]), "b": ("t", [2.0])}), "climatology")
 
 
+def test_numpy_scalars_are_numbers_for_the_options(cube):
+    """A NumPy float32 (a value from an array one sweeps) was refused as not a number: "option tol
+    must be a number in (0.0, inf], got np.float32(0.001)", also for cv_fraction, temporal_filter,
+    shrink and eof's ridge, while ridge=True was taken as ridge 1. They are now taken (as floats:
+    the options attribute stays JSON numbers) and True refused."""
+    opts = {"tol": np.float32(1e-3), "cv_fraction": np.float32(0.05), "temporal_filter": np.float32(0.01),
+            "shrink": np.float32(0.0)}
+    out = interpolate(cube[0], "dineof", max_modes=3, **opts)
+    assert {k: v for k, v in json.loads(out.attrs["options"]).items() if k in opts} == \
+        {k: float(v) for k, v in opts.items()}
+    assert json.loads(interpolate(cube[0], "eof", ridge=np.float32(0.5)).attrs["options"])["ridge"] == 0.5
+    with pytest.raises(InputError, match="ridge must be a number"):
+        METHODS["eof"](ridge=True)
+
+
 def test_unlabelled_numpy_input_and_ambiguous_dims(cube):
     gappy, _ = cube
     out = interpolate(gappy.values, "climatology")
@@ -785,6 +800,22 @@ def test_refilling_a_result_does_not_carry_its_old_scores(cube, withheld, tmp_pa
         assert main(["interpolate", str(src), "--method", "climatology", "--quiet", *extra, "-o", str(out)]) == 0
         with xr.open_dataset(out) as ds:
             assert not [k for k in ds["sst"].attrs if k.startswith("val_")], extra
+
+
+def test_the_filled_dataarray_names_no_variable_it_does_not_hold(cube, tmp_path):
+    """The DataArray of interpolate() (no return_dataset) said ancillary_variables = "missing_flag
+    sigma": written alone with to_netcdf (a notebook's ``filled.to_netcdf(...)``), its file named two
+    variables it did not hold, an error to CF checkers. Only the Dataset's field names them now."""
+    import netCDF4
+
+    gappy = cube[0].assign_attrs(ancillary_variables="quality_level")
+    out = gappy.oceandl.interpolate("climatology")
+    assert "ancillary_variables" not in out.attrs and out.attrs["method"] == "climatology"
+    out.to_netcdf(tmp_path / "f.nc")
+    with netCDF4.Dataset(tmp_path / "f.nc") as nc:
+        assert "ancillary_variables" not in nc["sst"].ncattrs() and set(nc.variables) == {"sst", "time", "lat", "lon"}
+    ds = gappy.oceandl.interpolate("climatology", return_dataset=True)
+    assert ds["sst"].attrs["ancillary_variables"] == "missing_flag sigma"
 
 
 def test_every_attribute_a_fill_adds_is_dropped_when_its_output_is_filled_again(result, cube):

@@ -11,7 +11,7 @@ import xarray as xr
 
 from oceandl.errors import InputError
 
-from .base import Interpolator, _label, as_dataarray, canonical_dims
+from .base import Interpolator, _label, _squeeze_levels, as_dataarray, canonical_dims
 from .chunked import interpolate_chunked
 from .climatology import Climatology
 from .dineof import DINEOF
@@ -47,21 +47,6 @@ def get_method(name: str) -> type[Interpolator]:
         return METHODS[name]
     except (KeyError, TypeError):
         raise InputError(f"unknown interpolation method {name!r} (valid: {', '.join(sorted(METHODS))})") from None
-
-
-def _squeeze_levels(da) -> tuple:
-    """``da`` without its size-1 dims that are none of time, lat, lon (a depth level, a band), as
-    :func:`oceandl.io.open_field` reads a file for ``oceandl interpolate``; their coordinate stays
-    as a scalar. Also the input's dims (to put them back), or ``None`` when nothing was dropped."""
-    if not isinstance(da, xr.DataArray) or da.ndim <= 3:
-        return da, None
-    from oceandl.io import _role_from_attrs, _role_from_name
-
-    level = [d for d in da.dims if da.sizes[d] == 1 and _role_from_name(d) is None
-             and (d not in da.coords or _role_from_attrs(da[d].variable) is None)]
-    if not level or da.ndim - len(level) != 3:
-        return da, None  # fit() refuses it, naming its dims
-    return da.isel({d: 0 for d in level}), tuple(da.dims)
 
 
 def _unsqueeze(obj, dims: tuple, renamed: dict):
@@ -117,7 +102,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     -------
     xarray.DataArray or xarray.Dataset
         Same dims (a dropped size-1 dim put back), coords and attrs as ``da`` plus provenance (and
-        ``val_*`` metrics) attrs.
+        ``val_*`` metrics) attrs. The DataArray has no ``ancillary_variables`` (the Dataset's field
+        names its ``missing_flag`` and ``sigma`` there).
 
     Raises
     ------
@@ -155,4 +141,7 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         ds = model.reconstruct()
     out = ds[model.output_name_]
     out = out.rename({new: old for old, new in model.renamed_coords_.items()}) if model.renamed_coords_ else out
+    # the missing_flag and sigma it names come with return_dataset=True only: written alone with
+    # to_netcdf, the field named two variables its file did not hold (a CF error)
+    out.attrs.pop("ancillary_variables", None)
     return out if input_dims is None else _unsqueeze(out, input_dims, {})

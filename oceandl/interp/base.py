@@ -126,6 +126,21 @@ def cf_masked(da: xr.DataArray, what: str = "input") -> xr.DataArray:
     return da
 
 
+def _squeeze_levels(da) -> tuple:
+    """``da`` without its size-1 dims that are none of time, lat, lon (a depth level, a band), as
+    :func:`oceandl.io.open_field` reads a file for ``oceandl interpolate``; their coordinate stays
+    as a scalar. Also the input's dims (to put them back), or ``None`` when nothing was dropped."""
+    if not isinstance(da, xr.DataArray) or da.ndim <= 3:
+        return da, None
+    from oceandl.io import _role_from_attrs, _role_from_name
+
+    level = [d for d in da.dims if da.sizes[d] == 1 and _role_from_name(d) is None
+             and (d not in da.coords or _role_from_attrs(da[d].variable) is None)]
+    if not level or da.ndim - len(level) != 3:
+        return da, None  # fit() refuses it, naming its dims
+    return da.isel({d: 0 for d in level}), tuple(da.dims)
+
+
 def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
     """Names of the (time, lat, lon) dims of a 3-D DataArray.
 

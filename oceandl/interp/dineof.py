@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -121,6 +122,19 @@ def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
         wrap = k == 1 and in_degrees(da[dim].attrs)  # a projection's x (km) is not wrapped at 360
         out.append(np.argsort(_lon_convention(v) if wrap else v, kind="stable"))
     return out[0], out[1]
+
+
+def _time_order(da) -> np.ndarray:
+    """Indices that sort the (time, lat, lon) DataArray ``da``'s time steps by their coordinate
+    (``arange`` without a coordinate, or with values that do not compare)."""
+    n = da.sizes[da.dims[0]]
+    idx = da.indexes.get(da.dims[0])
+    if idx is None or unordered_step(da) is None:
+        return np.arange(n)
+    try:
+        return np.argsort(np.asarray(idx.values), kind="stable")
+    except TypeError:
+        return np.arange(n)
 
 
 def _check_time_steps(da) -> None:
@@ -371,8 +385,10 @@ class DINEOF(Interpolator):
             v = o[key]
             if v is None and allow_none:
                 return
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low < v <= high):
+            # numbers.Real: a NumPy float32 (from an array of values to sweep) was refused as 'not a number'
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (low < v <= high):
                 raise InputError(f"method 'dineof': option {key} must be a number in ({low}, {high}], got {v!r}")
+            o[key] = float(v)
 
         integer("max_modes", 1)
         integer("n_modes", 1, allow_none=True)
@@ -384,8 +400,12 @@ class DINEOF(Interpolator):
         number("cv_fraction", 0.0, 0.5)
         number("temporal_filter", 0.0, 0.25, allow_none=True)
         v = o["shrink"]
-        if v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0):
+        if isinstance(v, str) and v == "auto":
+            pass
+        elif isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v < 1.0:
             raise InputError(f"method 'dineof': option shrink must be 'auto' or a number in [0, 1), got {v!r}")
+        else:
+            o["shrink"] = float(v)
         if o["dtype"] not in ("float32", "float64"):
             raise InputError(f"method 'dineof': option dtype must be 'float32' or 'float64', got {o['dtype']!r}")
         if o["svd"] not in ("auto", "gram", "full", "lowrank", "subspace"):
@@ -581,10 +601,14 @@ class DINEOF(Interpolator):
                 # put back: drawn on the grid as given, the same field with latitudes descending
                 # (or longitudes 0..360) got another CV set, and another mode count than the CLI
                 # (open_field sorts the grid) gave (15 -> 3 modes, truth RMSE 1.05 -> 2.36).
-                clouds = (_cv_clouds(obs, self.options["cv_fraction"], rng)
+                # and in time order: drawn on the steps as given, shuffled or reversed dates (which only
+                # `oceandl interpolate` refuses) got another CV set and another fill than sorted ones
+                it = _time_order(self.da_)
+                clouds = (_cv_clouds(obs[it], self.options["cv_fraction"], rng)
                           if self.options["cv_shape"] == "clouds" else None)
                 if clouds is not None:
-                    cv, self.cv_squares_ = clouds
+                    cv = np.empty_like(obs)
+                    cv[it], self.cv_squares_ = clouds
                     self.cv_radius_, self.cv_shape_ = None, "clouds"
                     what = "cloud patches"
                 else:
@@ -593,8 +617,8 @@ class DINEOF(Interpolator):
                              f"the cross-validation set is squares of radius {radius}", UserWarning)
                     iy, ix = _clean_axes(self.da_)
                     cv = np.empty_like(obs)
-                    cv[:, iy[:, None], ix[None, :]], self.cv_squares_ = _cv_points(
-                        obs[:, iy][:, :, ix], self.options["cv_fraction"], radius, rng)
+                    cv[it[:, None, None], iy[None, :, None], ix[None, None, :]], self.cv_squares_ = _cv_points(
+                        obs[it][:, iy][:, :, ix], self.options["cv_fraction"], radius, rng)
                     side, self.cv_shape_ = 2 * radius + 1, "squares"
                     what = f"squares of {side} x {side} px" if radius else "points"
                 if self.cv_squares_ < _MIN_CV_SQUARES and self._warn_small_cv:

@@ -14,6 +14,7 @@ repeated (EM: refill, recompute the EOFs, re-project).
 from __future__ import annotations
 
 import json
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,7 +22,8 @@ import xarray as xr
 
 from oceandl.errors import InputError, warn
 
-from .base import Interpolator, _input_attrs, _label, append_history, as_dataarray, canonical_dims, oceandl_version
+from .base import (Interpolator, _input_attrs, _label, _squeeze_levels, append_history, as_dataarray, canonical_dims,
+                   oceandl_version)
 from .climatology import check_harmonics, seasonal_cycle
 
 __all__ = ["EOF", "eof", "EOFInterpolator"]
@@ -258,7 +260,9 @@ class EOF:
 
     def __init__(self, da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = True,
                  solver: str = "auto", seed: int = 0):
-        da = as_dataarray(da, "eof")
+        # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where interpolate() and
+        # `oceandl eof` (open_field) drop it: analysed as (time, lat, lon), the depth a scalar coordinate
+        da, _ = _squeeze_levels(as_dataarray(da, "eof"))
         dims = canonical_dims(da)
         label = f"variable {da.name!r}" if da.name is not None else "input"
         if not _is_int(n_modes) or n_modes < 1:
@@ -637,7 +641,7 @@ class EOF:
         """
         from oceandl.metrics.interpolation import match_axis
 
-        da = as_dataarray(da, "eof.project")
+        da, _ = _squeeze_levels(as_dataarray(da, "eof.project"))  # a depth=1 level, as the analysis drops it
         if da.ndim == 2:  # one map (today's anomaly, as eofs' projectField takes): a series of one
             tdim = self._dims[0]
             if tdim in da.dims:
@@ -681,6 +685,8 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
     ----------
     da : DataArray (time, lat, lon), dims found by name, NumPy or dask backed (computed into memory)
         Complete field (NaN only on land; pixels missing at some times are left out with a warning).
+        Size-1 dims that are none of these (the depth of ``(time, depth=1, lat, lon)``) are
+        dropped, as ``oceandl eof`` reads a file; their coordinate stays on the results as a scalar.
     n_modes : int
         Number of modes kept (at most min(n_time, n_ocean)).
     weights : "coslat", None, or array (lat,) / (lat, lon) / DataArray
@@ -769,8 +775,11 @@ class EOFInterpolator(Interpolator):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if key == "n_modes" else 0):
                 raise InputError(f"method 'eof': option {key} must be an integer >= {1 if key == 'n_modes' else 0}, "
                                  f"got {v!r}")
-        if not isinstance(o["ridge"], (int, float)) or not np.isfinite(o["ridge"]) or o["ridge"] < 0:
+        # numbers.Real: a NumPy float32 was refused as 'not a number'; True was taken as ridge 1
+        if isinstance(o["ridge"], bool) or not isinstance(o["ridge"], numbers.Real) or not np.isfinite(o["ridge"]) \
+                or o["ridge"] < 0:
             raise InputError(f"method 'eof': option ridge must be a number >= 0, got {o['ridge']!r}")
+        o["ridge"] = float(o["ridge"])
         check_harmonics(self.name, o["harmonics"])
 
     def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
