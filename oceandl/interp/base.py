@@ -18,7 +18,7 @@ import xarray as xr
 
 from oceandl.errors import InputError, OceanDLError, one_line, warn
 
-__all__ = ["Interpolator", "canonical_dims", "as_dataarray", "cf_masked", "append_history", "oceandl_version"]
+__all__ = ["Interpolator", "canonical_dims", "clean_axes", "as_dataarray", "cf_masked", "append_history", "oceandl_version"]
 
 _ROLES = ("time", "lat", "lon")
 # Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
@@ -175,6 +175,33 @@ def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
             found[role] = hits[0]
     rest = iter(d for d in da.dims if d not in found.values())
     return tuple(found[r] if r in found else next(rest) for r in _ROLES)  # type: ignore[return-value]
+
+
+def clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays ``(iy, ix)`` that put the (time, lat, lon) DataArray ``da``'s grid in the clean
+    orientation open_field gives (latitude ascending, longitude ascending in -180..180, or 0..360
+    across the dateline); ``arange`` along an axis without numeric 1-D coordinates."""
+    return tuple(order for order, _ in _clean_grid(da))  # type: ignore[return-value]
+
+
+def _clean_grid(da) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """For the lat and lon dims of (time, lat, lon) ``da``: the index array that puts the axis in the
+    clean orientation (:func:`clean_axes`) and the coordinate's values in that order (longitudes in
+    open_field's convention), None without a numeric 1-D coordinate."""
+    from oceandl.io import _lon_convention, in_degrees
+
+    out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for k, dim in enumerate(da.dims[1:]):
+        idx = da.indexes.get(dim)
+        if idx is None or not np.issubdtype(idx.dtype, np.number):
+            out.append((np.arange(da.sizes[dim]), None))
+            continue
+        v = np.asarray(idx, dtype=np.float64)
+        if k == 1 and in_degrees(da[dim].attrs):  # a projection's x (km) is not wrapped at 360
+            v = _lon_convention(v)
+        order = np.argsort(v, kind="stable")
+        out.append((order, v[order]))
+    return out
 
 
 def time_steps(da: xr.DataArray) -> np.ndarray | None:

@@ -30,6 +30,7 @@ from oceandl.errors import InputError, warn
 from oceandl.utils import seed_torch, torch_rng_scope
 
 from .base import Interpolator, _label, time_steps, unordered_step
+from .base import clean_axes as _clean_axes
 from .climatology import check_harmonics, seasonal_cycle
 
 __all__ = ["DINEOF", "cv_points"]
@@ -103,25 +104,6 @@ def _cv_clouds(obs: np.ndarray, fraction: float, rng: np.random.Generator) -> tu
         return None
     cv = withhold_by_cloud_transfer(obs, fraction=fraction, seed=int(rng.integers(2**31)))
     return cv, int(sum(ndimage.label(day)[1] for day in cv if day.any()))
-
-
-def _clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
-    """Index arrays ``(iy, ix)`` that put the (time, lat, lon) DataArray ``da``'s grid in the clean
-    orientation open_field gives (latitude ascending, longitude ascending in -180..180, or 0..360
-    across the dateline); ``arange`` along an axis without numeric 1-D coordinates."""
-    from oceandl.io import _lon_convention, in_degrees
-
-    out = []
-    for k, dim in enumerate(da.dims[1:]):
-        n = da.sizes[dim]
-        idx = da.indexes.get(dim)
-        if idx is None or not np.issubdtype(idx.dtype, np.number):
-            out.append(np.arange(n))
-            continue
-        v = np.asarray(idx, dtype=np.float64)
-        wrap = k == 1 and in_degrees(da[dim].attrs)  # a projection's x (km) is not wrapped at 360
-        out.append(np.argsort(_lon_convention(v) if wrap else v, kind="stable"))
-    return out[0], out[1]
 
 
 def _time_order(da) -> np.ndarray:

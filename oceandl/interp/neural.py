@@ -4,7 +4,9 @@ Each time step ``t`` is filled by a fully convolutional network whose input chan
 
 * the normalised anomaly times the observation mask, and the mask, for day ``t`` and (with
   ``neighbours=n``) for days ``t-n .. t+n`` (zeros beyond the ends of the series);
-* the grid position: row and column scaled to [-1, 1] (``latlon=True``);
+* the grid position: row and column scaled to [-1, 1] (``latlon=True``), counted on the grid as
+  :func:`oceandl.io.open_field` gives it (latitude ascending, longitudes in one convention), whatever
+  the order the input stores it in: Python, the CLI and ``--chunks`` fill one file alike;
 * the season: cos and sin of the day of year (``seasonal=True`` and the time coordinate is a date).
 
 The output is the anomaly (1 channel) or, with ``nll=True``, a mean and a log-variance trained
@@ -39,7 +41,7 @@ import numpy as np
 from oceandl.errors import CheckpointError, InputError, OceanDLError, warn
 from oceandl.utils import LR_RULE, valid_lr
 
-from .base import Interpolator, step_text, time_steps, unordered_step
+from .base import Interpolator, _clean_grid, clean_axes, step_text, time_steps, unordered_step
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
     import torch
@@ -483,6 +485,12 @@ class NeuralInterpolator(Interpolator):
 
     def _fit_seeded(self, x: np.ndarray, obs: np.ndarray) -> None:
         o = self.options
+        # trained and filled on the grid as open_field gives it (latitude ascending, longitudes in one
+        # convention): on a file with latitudes descending the position channels were mirrored and the
+        # patches drawn elsewhere, so Python, the CLI and --chunks (which sort the grid) filled one file
+        # differently (0.66 degC apart from scratch; 0.72 with the same checkpoint)
+        self._iy, self._ix = clean_axes(self.da_)
+        x, obs = self._clean(x), self._clean(obs)
         self._cfg = {k: o[k] for k in _FROM_CHECKPOINT}
         self._model_opts = {**self.default_model_options, **(o["model_options"] or {})}
         rng = np.random.default_rng(self.seed)
@@ -649,8 +657,24 @@ class NeuralInterpolator(Interpolator):
             np.sqrt(acc[1], out=acc[1])
         return acc[0], (acc[1] if self._cfg["nll"] else None)
 
+    def _clean(self, a: np.ndarray) -> np.ndarray:
+        """(time, lat, lon) ``a`` in the input's order -> in the clean orientation (:func:`clean_axes`)."""
+        iy, ix = self._iy, self._ix
+        if np.array_equal(iy, np.arange(iy.size)) and np.array_equal(ix, np.arange(ix.size)):
+            return a
+        return a[:, iy[:, None], ix[None, :]]
+
+    def _unclean(self, a: np.ndarray | None) -> np.ndarray | None:
+        """The inverse of :meth:`_clean`: back to the input's order."""
+        if a is None or a is self._clean(a):
+            return a
+        out = np.empty_like(a)
+        out[:, self._iy[:, None], self._ix[None, :]] = a
+        return out
+
     def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
-        return self._predict()
+        mean, sigma = self._predict()
+        return self._unclean(mean), self._unclean(sigma)
 
     def _fit_attrs(self) -> dict[str, Any]:
         attrs = {"model": self.model_name, "model_options": self._model_opts, "train_steps": self.steps_,
@@ -708,18 +732,15 @@ class NeuralInterpolator(Interpolator):
 
         if getattr(self, "_training_stats", None) is not None:
             st = self._training_stats
-            mean, gmean, scale, units, coords = st["mean"], st["global_mean"], st["scale"], st["units"], st["coords"]
+            mean, gmean, scale, units = st["mean"], st["global_mean"], st["scale"], st["units"]
         else:
-            da = self.da_
             mean, gmean, scale = self.mean_, float(np.nanmean(self.mean_)), float(self.scale_)
-            units = da.attrs.get("units")
-            coords = {}
-            for key, dim in zip(("lat", "lon"), da.dims[1:]):
-                c = da.coords.get(dim)
-                if c is not None and c.ndim == 1 and np.issubdtype(c.dtype, np.number):
-                    coords[key] = np.asarray(c.values, dtype=np.float64)
+            units = self.da_.attrs.get("units")
             if self.obs_.any():  # the training observations' own global mean (pixel means weigh pixels equally)
                 gmean = float(self.values_[self.obs_].mean(dtype=np.float64))
+        # in the clean orientation, as the network was trained (older checkpoints: the file's order)
+        mean = self._clean(np.asarray(mean)[None])[0]
+        coords = {key: c for key, (_, c) in zip(("lat", "lon"), _clean_grid(self.da_)) if c is not None}
         # copies: arrays read from a safetensors file are read-only, which torch warns about
         tensors = {k: torch.from_numpy(np.array(v, dtype=np.float64, order="C"))
                    for k, v in {"mean": mean, **coords}.items()}
@@ -817,13 +838,14 @@ def fitting_training_stats(path, da, count: np.ndarray, total: np.ndarray) -> tu
     -------
     (stats, problem) : :func:`read_training_stats`'s dict (None for a checkpoint without
         statistics), in ``da``'s units when one is kelvin and the other degC, and the reason they
-        do not fit (None when they do).
+        do not fit (None when they do); when they fit, ``mean`` and ``coords`` are in ``da``'s
+        grid order (latitudes descending, longitudes 0..360: the checkpoint's are matched by value).
     """
     stats = read_training_stats(path)
     if stats is None:
         return None, "stores no normalisation statistics (saved by oceandl before they were kept)"
     stats = _in_units_of(stats, da)
-    return stats, _stats_mismatch(stats, da, count, total)
+    return _stats_mismatch(stats, da, count, total)
 
 
 def _in_units_of(stats: dict, da) -> dict:
@@ -840,33 +862,56 @@ def _in_units_of(stats: dict, da) -> dict:
             "units": str(da.attrs["units"])}
 
 
-def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> str | None:
-    """Why training statistics do not fit ``da`` with per-pixel ``count`` and ``total``, or None.
+def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tuple[dict, str | None]:
+    """``stats`` in ``da``'s grid order and why they do not fit ``da`` with per-pixel ``count`` and
+    ``total`` (None when they do).
 
-    The value check is per pixel (the mean of value minus training mean over the observations), so
-    that a day observed only in the warm south of a basin is not taken for another unit."""
+    Both grids are compared in the clean orientation (:func:`~oceandl.interp.base.clean_axes`): a
+    checkpoint trained on a file with latitudes descending (or longitudes 0..360) was taken for
+    another grid on the same file read by the CLI or ``--chunks`` (sorted), and the input's own
+    statistics were used. The value check is per pixel (the mean of value minus training mean over
+    the observations), so that a day observed only in the warm south of a basin is not taken for
+    another unit."""
     shape = tuple(stats["mean"].shape)
     grid = tuple(da.shape[1:])
     if shape != grid:
-        return f"was trained on a {shape[0]} x {shape[1]} grid, this input is {grid[0]} x {grid[1]}"
-    for key, ref in stats["coords"].items():
-        dim = da.dims[1 if key == "lat" else 2]
-        c = da.coords.get(dim)
-        if c is None or c.ndim != 1 or not np.issubdtype(c.dtype, np.number):
+        return stats, f"was trained on a {shape[0]} x {shape[1]} grid, this input is {grid[0]} x {grid[1]}"
+    from oceandl.io import _lon_convention, in_degrees
+
+    ours_clean = _clean_grid(da)
+    orders, coords = [], {}
+    for k, key in enumerate(("lat", "lon")):
+        (iy, c), ref = ours_clean[k], stats["coords"].get(key)
+        if ref is None:
+            orders.append(np.arange(shape[k]))
+            continue
+        wrap = k == 1 and c is not None and in_degrees(da[da.dims[2]].attrs)
+        if wrap:  # the checkpoint's longitudes in the convention of ours (0..360 against -180..180)
+            ref = _lon_convention(ref)
+        order = np.argsort(ref, kind="stable")  # saved clean since; older checkpoints: the file's order
+        orders.append(order)
+        coords[key] = np.empty_like(ref)
+        coords[key][iy] = ref[order]
+        if c is None:
             continue  # nothing to compare: the grid's size has to do
-        diff = float(np.max(np.abs(np.asarray(c.values, np.float64) - ref)))
-        if not diff <= 1e-4:  # about 10 m: the same grid written by another tool
-            return f"was trained on another grid ({dim} differs by up to {diff:.4g})"
+        diff = np.abs(c - ref[order])
+        if wrap:
+            diff = np.minimum(diff, np.abs(diff - 360.0))
+        if not float(diff.max()) <= 1e-4:  # about 10 m: the same grid written by another tool
+            return stats, f"was trained on another grid ({da.dims[1 + k]} differs by up to {float(diff.max()):.4g})"
+    mean = np.empty_like(stats["mean"])
+    mean[np.ix_(ours_clean[0][0], ours_clean[1][0])] = stats["mean"][np.ix_(*orders)]
+    stats = {**stats, "mean": mean, "coords": coords}
     theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
     if theirs is not None and ours is not None and theirs != ours:
-        return f"was trained in units {stats['units']!r}, this input is in {da.attrs['units']!r}"
+        return stats, f"was trained in units {stats['units']!r}, this input is in {da.attrs['units']!r}"
     both = (count > 0) & np.isfinite(stats["mean"])
     if both.any():  # units not said (or said wrongly): kelvin against degC is hundreds of scales away
         shift = float((total[both] - count[both] * stats["mean"][both]).sum() / count[both].sum())
         if abs(shift) > _SHIFT_LIMIT * stats["scale"]:
-            return (f"was trained on values {abs(shift) / stats['scale']:.0f} training scales away from this "
+            return stats, (f"was trained on values {abs(shift) / stats['scale']:.0f} training scales away from this "
                     f"input's (mean difference {shift:+.4g} per pixel: other units?)")
-    return None
+    return stats, None
 
 
 def _day_ranges(days: np.ndarray) -> str:
