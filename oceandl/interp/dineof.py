@@ -197,8 +197,11 @@ class DINEOF(Interpolator):
        k-1 solution. Stop after ``patience`` modes without improvement, or at ``max_modes``.
        With ``shrink="auto"``, then the threshold path: at k = ``max_modes``, the singular values
        lowered by lambda times the leading one (floored at 0), for lambda = 0.2, 0.1, 0.05, 0.03,
-       0.02, 0.01, 0.005 in turn (warm starts; stop after 2 without improvement); the path
-       whose best CV RMSE is lower wins.
+       0.02, 0.01, 0.005 in turn (warm starts; stop after 2 without improvement); the threshold
+       path wins unless the classic rank's CV error is lower by more than one standard error (the
+       paired difference per time step): the classic fit, unconstrained where data are thin, filled
+       -22 to 44 degC on 16 of 93 synthetic cubes (44 x 40 x 40, 50-90 % cloud) while its CV error
+       was within 2-5 % of the threshold's.
     3. Put the CV points back and iterate to convergence with the best k (and lambda), from its CV
        solution. At the observed points the output (with ``keep_observed=False``) is the fit.
 
@@ -659,6 +662,7 @@ class DINEOF(Interpolator):
         best_lam = self._lam
         if auto:
             # The threshold path at the largest rank, from a strong threshold down (warm starts).
+            rank_best, path_best = best, None
             filled, path_err, path_i = X * fit_mask, math.inf, 0
             for i, lam in enumerate(self._progress(_SHRINK_PATH, "shrink")):
                 self._lam = lam
@@ -670,9 +674,14 @@ class DINEOF(Interpolator):
                 if err < best_err:
                     best_err, best_k, best, best_lam = err, kmax, filled.clone(), lam
                 if err < path_err:
-                    path_err, path_i = err, i
+                    path_err, path_i, path_best, path_lam = err, i, filled.clone(), lam
                 elif i - path_i >= 2:
                     break
+            if best_lam == 0 and path_best is not None and not self._rank_clearly_better(rank_best, path_best, X, CV):
+                # one-standard-error rule: the threshold (the regularised fit) unless the rank
+                # beats it by more than the CV's noise
+                best_err, best_k, best, best_lam = path_err, kmax, path_best, path_lam
+            del rank_best, path_best
         self._lam = best_lam
         # Final fit: the CV points rejoin the observations; start from the best CV solution.
         filled = torch.where(M, X, best)
@@ -683,6 +692,31 @@ class DINEOF(Interpolator):
         self.n_modes_, self.n_iter_, self.converged_ = best_k, it, conv
         self.n_iter_total_ = total + it
         self._filled_m = self._final(filled, M, best_k)
+
+    @staticmethod
+    def _rank_clearly_better(rank, path, X, CV) -> bool:
+        """Whether the classic rank fit's CV error beats the threshold path's by more than one standard
+        error (Hastie, Tibshirani & Friedman, The Elements of Statistical Learning, 7.10: choose the
+        most regularised model within one standard error of the best).
+
+        The classic fit leaves the loadings of thinly observed pixels and the amplitudes of thinly
+        observed days unconstrained; the CV squares, centred on observations, rarely fall there, so
+        its CV error barely differs from the threshold's while its gaps go wild (synthetic SST 44 x 40
+        x 40, seeds 0-30: classic chosen on 16 of 93 cubes at 50-90 % cloud, all filled beyond the
+        observed range, up to -22 and 44 degC where the truth was 4-25, gap RMSE 2.1-2.9 against
+        1.0-1.7 on the others). The paired difference of squared CV errors is averaged per time
+        step (the squares of a step are one cloud-sized sample), its standard error across steps.
+        """
+        import torch
+
+        diff = (rank[CV] - X[CV]) ** 2 - (path[CV] - X[CV]) ** 2
+        step = torch.nonzero(CV)[:, 0]
+        steps, inv = torch.unique(step, return_inverse=True)
+        if steps.numel() < 2:
+            return bool(diff.mean() < 0)
+        per = torch.zeros(steps.numel(), dtype=diff.dtype, device=diff.device).index_add_(0, inv, diff)
+        per = per / torch.bincount(inv, minlength=steps.numel()).to(diff.dtype)
+        return bool(per.mean() + per.std() / math.sqrt(steps.numel()) < 0)
 
     def _final(self, filled, M, k: int):
         """Converged gap values, and the rank-k reconstruction at the observed points.
