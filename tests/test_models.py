@@ -227,6 +227,31 @@ def test_transfer_loads_local_weights_and_adapts_conv(tmp_path):
     assert torch.equal(m2.net.conv1.weight, m.net.conv1.weight)
 
 
+def test_transfer_weights_of_another_head_load_and_other_shapes_are_one_error(tmp_path):
+    """The ImageNet head is replaced: weights whose head scores 5 classes (fine-tuned before) failed
+    as torch's bare RuntimeError 'Error(s) in loading state_dict' (exit 1), as did a first conv
+    made grey before; the head is now left out, and any other shape is one CheckpointError."""
+    import torchvision
+
+    from oceandl.errors import CheckpointError
+
+    for backbone in ("resnet18", "alexnet"):
+        ref = getattr(torchvision.models, backbone)(weights=None, num_classes=5)
+        torch.save(ref.state_dict(), tmp_path / f"{backbone}.pth")
+        m = get_model(backbone, 1, 3, weights=str(tmp_path / f"{backbone}.pth"))
+        body = {k: v for k, v in ref.state_dict().items() if not k.startswith(("fc.", "classifier.6."))}
+        loaded = m.net.state_dict()
+        first = "conv1.weight" if backbone == "resnet18" else "features.0.weight"
+        assert torch.allclose(loaded[first], body.pop(first).sum(1, keepdim=True))
+        assert all(torch.equal(loaded[k], v) for k, v in body.items())
+    grey = torchvision.models.resnet18(weights=None)
+    grey.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    torch.save(grey.state_dict(), tmp_path / "grey.pth")
+    with pytest.raises(CheckpointError, match=r"grey.pth: weights do not fit torchvision resnet18: conv1.weight "
+                                              r"is \(64, 1, 7, 7\), torchvision's \(64, 3, 7, 7\);"):
+        get_model("resnet18", 1, 3, weights=str(tmp_path / "grey.pth"))
+
+
 def test_transfer_corrupt_safetensors_weights_are_a_checkpoint_error(tmp_path):
     # a truncated .safetensors raised safetensors' own SafetensorError (exit 1, "set OCEANDL_DEBUG")
     import torchvision

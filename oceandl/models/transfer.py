@@ -138,9 +138,20 @@ class TransferClassifier(nn.Module):
             if not path.is_file():
                 raise MissingResourceError(_missing_weights(backbone, path, given=bool(weights)))
             state = _load_state_dict(path)
-            state = {k: v for k, v in state.items() if not k.startswith("AuxLogits")}
+            # the ImageNet head is replaced below: a file whose head has another number of classes
+            # (weights fine-tuned before, Places365's) failed as torch's bare RuntimeError (exit 1)
+            head = ("fc." if backbone in ("resnet18", "inception_v3") else f"classifier.{len(net.classifier) - 1}.")
+            state = {k: v for k, v in state.items() if not k.startswith(("AuxLogits", head))}
+            own = net.state_dict()
+            odd = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+            if odd:  # e.g. a first convolution already made grey: torch's several-line RuntimeError
+                raise CheckpointError(f"{path}: weights do not fit torchvision {backbone}: {odd[0]} is "
+                                      f"{tuple(state[odd[0]].shape)}, torchvision's {tuple(own[odd[0]].shape)}"
+                                      + (f" (and {len(odd) - 1} more)" if len(odd) > 1 else "")
+                                      + "; pass the backbone's ImageNet (3-band) weights")
             missing, unexpected = net.load_state_dict(state, strict=False)
-            if unexpected or [k for k in missing if "AuxLogits" not in k]:
+            missing = [k for k in missing if "AuxLogits" not in k and not k.startswith(head)]
+            if unexpected or missing:
                 raise CheckpointError(f"{path}: weights do not fit torchvision {backbone} "
                                       f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
         # adapt the first conv: average RGB filters x3/in_channels keeps the activation scale
