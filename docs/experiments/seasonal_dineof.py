@@ -61,7 +61,7 @@ def main(n_time: int, covers: list[float], only: list[str] | None = None) -> Non
     def wanted(method, h):
         return only is None or f"{method}:{h}" in only or method in only
 
-    print(f"| cover | method | harmonics | truth_rmse | val_rmse | n_modes | cycle_err | seconds |")
+    print("| cover | method | harmonics | truth_rmse | val_rmse | n_modes | cycle_err | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for cover in covers:
         ds = synthetic_sst(n_time=n_time, ny=48, nx=48, cloud_cover=cover, seed=0)
