@@ -478,3 +478,66 @@ def test_pool_before_relu_is_the_relu_then_pool_network(name, options):
     expected.square().sum().backward()
     for (k, p), q in zip(m.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=k)
+
+
+@pytest.mark.parametrize("stride,size", [(2, 32), (2, 7), (3, 10), (1, 9)])
+def test_pointwise_conv_is_the_strided_1x1_conv(stride, size):
+    """Same outputs, input and weight gradients and state-dict keys as nn.Conv2d(k=1, stride)."""
+    from oceandl.models.blocks import PointwiseConv
+
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(8, 16, 1, stride=stride, bias=False)
+    ours = PointwiseConv(8, 16, stride)
+    assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight"]
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 8, size, size, dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref, ours = ref.double(), ours.double()
+    ya, yb = ref(xa), ours(xb)
+    assert ya.shape == yb.shape == (3, 16, -(-size // stride), -(-size // stride))
+    torch.testing.assert_close(yb, ya)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    torch.testing.assert_close(xb.grad, xa.grad)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+@pytest.mark.skipif("avx512_bf16" not in _cpu_flags(), reason="replays a oneDNN kernel that needs AVX512-BF16 (Linux)")
+def test_resnet_block_trains_in_bf16_on_the_avx512_bf16_kernels(tmp_path):
+    """BasicBlock(8, 16, stride=2), bf16 channels-last, odd batch, 2 threads, on the AVX512-BF16 kernels.
+
+    With nn.Conv2d(8, 16, 1, stride=2) as its shortcut this run aborted ("double free or
+    corruption", or a segfault) within 300 steps under oneDNN 3.12 (PyTorch 2.14): the --fast SAR
+    benchmark crashed the test suite on such a CPU. ONEDNN_MAX_CPU_ISA picks those kernels on a
+    CPU that also has AMX (whose kernels do not have the bug).
+    """
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "replay.py"
+    script.write_text(
+        "import torch\n"
+        "from oceandl.models.blocks import BasicBlock\n"
+        "torch.manual_seed(0)\n"
+        "torch.set_num_threads(2)\n"
+        "blk = BasicBlock(8, 16, stride=2).to(memory_format=torch.channels_last)\n"
+        "for _ in range(600):\n"
+        "    x = torch.randn(11, 8, 32, 32).contiguous(memory_format=torch.channels_last)\n"
+        "    with torch.autocast('cpu', dtype=torch.bfloat16):\n"
+        "        y = blk(x)\n"
+        "    y.float().square().mean().backward()\n"
+        "    blk.zero_grad(set_to_none=True)\n"
+        "print('trained', flush=True)\n")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "trained" in proc.stdout, (proc.returncode, proc.stderr[-500:])

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConvBNAct", "PoolAct", "BasicBlock", "Dropout", "conv3x3", "grad_like_input"]
+__all__ = ["ConvBNAct", "PoolAct", "BasicBlock", "PointwiseConv", "Dropout", "conv3x3", "grad_like_input"]
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -74,6 +75,30 @@ class PoolAct(nn.Sequential):
         super().__init__(nn.MaxPool2d(2), nn.ReLU(inplace=True))
 
 
+class PointwiseConv(nn.Conv2d):
+    """A bias-free 1 x 1 convolution with a stride, computed as a subsample then a stride-1 conv.
+
+    Input (N, cin, H, W) -> output (N, cout, ceil(H/stride), ceil(W/stride)): the same numbers,
+    parameters and state-dict keys as ``nn.Conv2d(cin, cout, 1, stride=stride, bias=False)``.
+
+    Why: the strided form trips a heap-corruption bug of oneDNN 3.12 (PyTorch 2.14) on CPUs with
+    AVX512-BF16 but no AMX. Its bf16 backward-weights kernel (``jit_bf16_1x1:avx512_core_bf16``),
+    run on 2+ threads with fewer than 16 input channels and an odd batch (the last, partial batch
+    of an epoch), corrupted the C heap: ``double free or corruption`` aborts, or segfaults, within
+    300 steps of ``BasicBlock(8, 16, stride=2)`` (the ``--fast`` SAR benchmark's ResNet). A stride-1
+    1 x 1 conv goes through another kernel; ``tests/test_models.py`` replays that case.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        if s != (1, 1):
+            x = x[..., :: s[0], :: s[1]]
+        return F.conv2d(x, self.weight)
+
+
 class BasicBlock(nn.Module):
     """The ResNet basic block (He et al. 2016): two 3x3 convs and an identity (or 1x1) shortcut.
 
@@ -88,9 +113,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
-            )
+            self.shortcut = nn.Sequential(PointwiseConv(cin, cout, stride), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
