@@ -511,21 +511,26 @@ def _cpu_flags() -> set[str]:
         return set()
 
 
-@pytest.mark.skipif("avx512_bf16" not in _cpu_flags(), reason="replays a oneDNN kernel that needs AVX512-BF16 (Linux)")
-def test_resnet_block_trains_in_bf16_on_the_avx512_bf16_kernels(tmp_path):
-    """BasicBlock(8, 16, stride=2), bf16 channels-last, odd batch, 2 threads, on the AVX512-BF16 kernels.
+@pytest.mark.parametrize("precision,isa", [("bf16", "AVX512_CORE_BF16"), ("fp32", None)])
+def test_resnet_block_trains_channels_last_on_avx512(tmp_path, precision, isa):
+    """BasicBlock(8, 16, stride=2), channels-last, odd batch, 2 threads, on oneDNN's AVX512 kernels.
 
     With nn.Conv2d(8, 16, 1, stride=2) as its shortcut this run aborted ("double free or
-    corruption", or a segfault) within 300 steps under oneDNN 3.12 (PyTorch 2.14): the --fast SAR
-    benchmark crashed the test suite on such a CPU. ONEDNN_MAX_CPU_ISA picks those kernels on a
-    CPU that also has AMX (whose kernels do not have the bug).
+    corruption", or a segfault) within 300 steps under oneDNN 3.12 (PyTorch 2.14), in bf16 on the
+    AVX512-BF16 kernels (the CI machine's; ONEDNN_MAX_CPU_ISA picks them on a CPU that also has
+    AMX) and in fp32 on any AVX512 CPU: the --fast SAR benchmark crashed the test suite.
     """
     import os
     import subprocess
     import sys
 
+    need = "avx512_bf16" if precision == "bf16" else "avx512f"
+    if need not in _cpu_flags():
+        pytest.skip(f"replays a oneDNN kernel that needs {need} (Linux)")
+    autocast = "torch.autocast('cpu', dtype=torch.bfloat16)" if precision == "bf16" else "contextlib.nullcontext()"
     script = tmp_path / "replay.py"
     script.write_text(
+        "import contextlib\n"
         "import torch\n"
         "from oceandl.models.blocks import BasicBlock\n"
         "torch.manual_seed(0)\n"
@@ -533,11 +538,14 @@ def test_resnet_block_trains_in_bf16_on_the_avx512_bf16_kernels(tmp_path):
         "blk = BasicBlock(8, 16, stride=2).to(memory_format=torch.channels_last)\n"
         "for _ in range(600):\n"
         "    x = torch.randn(11, 8, 32, 32).contiguous(memory_format=torch.channels_last)\n"
-        "    with torch.autocast('cpu', dtype=torch.bfloat16):\n"
+        f"    with {autocast}:\n"
         "        y = blk(x)\n"
         "    y.float().square().mean().backward()\n"
         "    blk.zero_grad(set_to_none=True)\n"
         "print('trained', flush=True)\n")
-    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
+    if isa:
+        env["ONEDNN_MAX_CPU_ISA"] = isa
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "trained" in proc.stdout, (proc.returncode, proc.stderr[-500:])

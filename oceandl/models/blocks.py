@@ -81,12 +81,12 @@ class PointwiseConv(nn.Conv2d):
     Input (N, cin, H, W) -> output (N, cout, ceil(H/stride), ceil(W/stride)): the same numbers,
     parameters and state-dict keys as ``nn.Conv2d(cin, cout, 1, stride=stride, bias=False)``.
 
-    Why: the strided form trips a heap-corruption bug of oneDNN 3.12 (PyTorch 2.14) on CPUs with
-    AVX512-BF16 but no AMX. Its bf16 backward-weights kernel (``jit_bf16_1x1:avx512_core_bf16``),
-    run on 2+ threads with fewer than 16 input channels and an odd batch (the last, partial batch
-    of an epoch), corrupted the C heap: ``double free or corruption`` aborts, or segfaults, within
+    Why: the strided form trips a heap-corruption bug of oneDNN 3.12 (PyTorch 2.14) in the
+    backward pass of a channels-last strided 1 x 1 conv with fewer than 16 input channels, an odd
+    batch (the last, partial batch of an epoch) and 2+ threads: in fp32 on AVX512 CPUs, in bf16 on
+    AVX512-BF16 CPUs without AMX. ``double free or corruption`` aborts, or segfaults, came within
     300 steps of ``BasicBlock(8, 16, stride=2)`` (the ``--fast`` SAR benchmark's ResNet). A stride-1
-    1 x 1 conv goes through another kernel; ``tests/test_models.py`` replays that case.
+    1 x 1 conv did not crash; ``tests/test_models.py`` replays the case (docs/robustness.md).
     """
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
