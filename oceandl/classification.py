@@ -164,17 +164,20 @@ def _unreadable_reason(dataset, index: int, paths: list[str] | None) -> str:
     return "no finite pixel (all NaN/inf)"
 
 
-def _check_bands(bands: int, config: dict, model) -> None:
-    """Refuse preprocessed images of ``bands`` bands for a checkpoint trained on another number.
+def _check_bands(x, config: dict, model) -> None:
+    """Refuse images ``x`` (N, C, H, W) or (N, H, W) whose band count after the checkpoint's
+    preprocessing is not the one it was trained on.
 
     The count trained on is the first of ``config["model_args"]`` (``in_channels``). A 1-band
     model given RGB images failed in the first convolution with torch's RuntimeError ("expected
     input[1, 3, 16, 16] to have 1 channels"): exit 1, naming neither the images nor the checkpoint.
     """
+    spec = config.get("preprocessing") or {}
+    # from the spec, not by preprocessing: a batch is preprocessed once, when it is classified
+    bands = spec.get("channels") or (x.shape[1] if x.ndim == 4 else 1)
     args = config.get("model_args") or []
     trained = args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
     if trained is not None and bands != trained:
-        spec = config.get("preprocessing") or {}
         # --channels 1 or 3 converts any image; a model without it takes the bands as they are
         how = ("" if spec.get("channels") else f" (give {trained}-band images"
                + (f", or train with --channels {trained}, which converts any image)" if trained in (1, 3) else ")"))
@@ -193,8 +196,8 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
 
     Returns the probabilities and the indices of the images that could not be read or have no
     finite pixel (``on_error="skip"``; their rows are meaningless); ``"raise"``: the first such
-    image's InputError. ``check`` is called with the first preprocessed image (1, C, H, W) before
-    any is classified."""
+    image's InputError. ``check`` is called with the first batch read (as read, not preprocessed)
+    before any image is classified."""
     import torch
     from tqdm.auto import tqdm
 
@@ -219,7 +222,7 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
             raise InputError(f"no readable images: {len(dataset)} unreadable: {shown}"
                              f"{'; ...' if len(dataset) > 3 else ''}")
         dataset = _Unread(dataset, shape)
-    out, held, n_held, empty, seen, first = [], [], 0, [], 0, None
+    out, held, n_held, empty, seen = [], [], 0, [], 0
     bar = tqdm(total=len(dataset), desc="classifying", disable=not progress, leave=False)
 
     def classify_held(n: int) -> None:
@@ -235,11 +238,11 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
             raise InputError(f"images[{seen + bad[0]}] has no finite pixel (all NaN/inf)")
         empty += (bad + seen).tolist()
         seen += len(imgs)
-        if first is None:  # the model's input is the preprocessed image (resized, channels)
+        if check is not None:
+            check(imgs)
+            check = None
+        if batch_size is None:  # the model's input is the preprocessed image (resized, channels)
             first = preprocess_batch(imgs[:1], spec)
-            if check is not None:
-                check(first)
-        if batch_size is None:
             batch_size = inference_batch_size(net, first.shape[1:], resolve_device(device))
         held.append(imgs)
         n_held += len(imgs)
@@ -352,7 +355,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
                              + (f" (as have all {len(x)})" if len(empty) == len(x) > 1 else ""))
         errors = {int(i): "no finite pixel (all NaN/inf)" for i in empty}
         x = preprocess_batch(x, cfg.get("preprocessing"))
-        _check_bands(x.shape[1], cfg, model)
+        _check_bands(x, cfg, model)
         if batch_size is None:
             batch_size = inference_batch_size(net, x.shape[1:], resolve_device(device))
         probs = predict(net, x, batch_size=batch_size, device=device, tta=tta, progress=progress)
@@ -362,7 +365,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
             reasons = getattr(x, "skip_reasons", {})
             raise InputError(f"{skipped[0]}: unreadable image ({reasons.get(str(skipped[0]), 'skipped')})")
         probs, empty = _predict_dataset(net, x, cfg.get("preprocessing"), batch_size, device, tta, progress,
-                                        on_error, check=lambda first: _check_bands(first.shape[1], cfg, model))
+                                        on_error, check=lambda imgs: _check_bands(imgs, cfg, model))
         errors = {int(i): _unreadable_reason(x, int(i), paths) for i in empty}
         if len(errors) == len(probs):
             shown = "; ".join(f"{paths[i] if paths else f'images[{i}]'} ({r})" for i, r in list(errors.items())[:3])
