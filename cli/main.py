@@ -517,6 +517,12 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                           what="checkpoint")
     if demo == (data is not None):
         raise click.UsageError("give either --data DIR or --demo")
+    from oceandl.preprocess import MAX_SIZE
+
+    if size is not None and not 1 <= size <= MAX_SIZE:
+        # named as the option here (the spec check says size=...); --size 100000 ran out of memory
+        # (37.3 GiB, exit 1) in the image reader
+        raise InputError(f"--size {size}: use 1 to {MAX_SIZE} pixels a side")
     if demo:
         intensity = "db"
         # 280 training vignettes: at batch 64, 6 epochs were 30 steps and near chance (13-22 % on

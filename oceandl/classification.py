@@ -164,8 +164,29 @@ def _unreadable_reason(dataset, index: int, paths: list[str] | None) -> str:
     return "no finite pixel (all NaN/inf)"
 
 
+def _check_bands(x, config: dict, model) -> None:
+    """Refuse images ``x`` (N, C, H, W) or (N, H, W) whose band count after the checkpoint's
+    preprocessing is not the one it was trained on.
+
+    The count trained on is the first of ``config["model_args"]`` (``in_channels``). A 1-band
+    model given RGB images failed in the first convolution with torch's RuntimeError ("expected
+    input[1, 3, 16, 16] to have 1 channels"): exit 1, naming neither the images nor the checkpoint.
+    """
+    spec = config.get("preprocessing") or {}
+    # from the spec, not by preprocessing: a batch is preprocessed once, when it is classified
+    bands = spec.get("channels") or (x.shape[1] if x.ndim == 4 else 1)
+    args = config.get("model_args") or []
+    trained = args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
+    if trained is not None and bands != trained:
+        # --channels 1 or 3 converts any image; a model without it takes the bands as they are
+        how = ("" if spec.get("channels") else f" (give {trained}-band images"
+               + (f", or train with --channels {trained}, which converts any image)" if trained in (1, 3) else ")"))
+        raise InputError(f"the images have {bands} band(s), but checkpoint {model} was trained on {trained}-band "
+                         f"images{how}")
+
+
 def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, device: str, tta: bool,
-                     progress: bool, on_error: str = "skip") -> tuple[np.ndarray, np.ndarray]:
+                     progress: bool, on_error: str = "skip", check=None) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities of a dataset's images, read, preprocessed and classified ``batch_size``
     at a time: memory holds a batch, not the folder. Read whole, then preprocessed whole (copies),
     a folder took memory in proportion to its size (3000 128 x 128 GeoTIFFs at batch 16, one
@@ -175,7 +196,8 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
 
     Returns the probabilities and the indices of the images that could not be read or have no
     finite pixel (``on_error="skip"``; their rows are meaningless); ``"raise"``: the first such
-    image's InputError."""
+    image's InputError. ``check`` is called with the first batch read (as read, not preprocessed)
+    before any image is classified."""
     import torch
     from tqdm.auto import tqdm
 
@@ -216,6 +238,9 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
             raise InputError(f"images[{seen + bad[0]}] has no finite pixel (all NaN/inf)")
         empty += (bad + seen).tolist()
         seen += len(imgs)
+        if check is not None:
+            check(imgs)
+            check = None
         if batch_size is None:  # the model's input is the preprocessed image (resized, channels)
             first = preprocess_batch(imgs[:1], spec)
             batch_size = inference_batch_size(net, first.shape[1:], resolve_device(device))
@@ -330,6 +355,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
                              + (f" (as have all {len(x)})" if len(empty) == len(x) > 1 else ""))
         errors = {int(i): "no finite pixel (all NaN/inf)" for i in empty}
         x = preprocess_batch(x, cfg.get("preprocessing"))
+        _check_bands(x, cfg, model)
         if batch_size is None:
             batch_size = inference_batch_size(net, x.shape[1:], resolve_device(device))
         probs = predict(net, x, batch_size=batch_size, device=device, tta=tta, progress=progress)
@@ -339,7 +365,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
             reasons = getattr(x, "skip_reasons", {})
             raise InputError(f"{skipped[0]}: unreadable image ({reasons.get(str(skipped[0]), 'skipped')})")
         probs, empty = _predict_dataset(net, x, cfg.get("preprocessing"), batch_size, device, tta, progress,
-                                        on_error)
+                                        on_error, check=lambda imgs: _check_bands(imgs, cfg, model))
         errors = {int(i): _unreadable_reason(x, int(i), paths) for i in empty}
         if len(errors) == len(probs):
             shown = "; ".join(f"{paths[i] if paths else f'images[{i}]'} ({r})" for i, r in list(errors.items())[:3])

@@ -13,13 +13,36 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-__all__ = ["DEFAULT_PREPROCESSING", "preprocess_batch", "check_spec", "convert_channels", "pixels_to_float", "fit_size"]
+__all__ = ["DEFAULT_PREPROCESSING", "MAX_SIZE", "preprocess_batch", "check_spec", "convert_channels", "pixels_to_float",
+           "fit_size"]
 
 DEFAULT_PREPROCESSING = {"size": None, "channels": None, "intensity": "linear", "normalize": "none"}
 
+#: the largest image side (pixels) a spec may ask for: 16384 x 16384 float32 is 1 GiB per band and
+#: image, past any classifier's input; an edited size of 100000 ran out of memory (37.3 GiB) in the
+#: reader instead of being refused
+MAX_SIZE = 16384
+
 
 def check_spec(spec: dict | None) -> dict:
-    """Fill defaults and validate a preprocessing spec."""
+    """Fill defaults and validate a preprocessing spec.
+
+    Parameters
+    ----------
+    spec : dict or None
+        ``size`` (int or ``[H, W]``, each side 1 to :data:`MAX_SIZE`), ``channels``, ``intensity``,
+        ``normalize`` and ``fit``; missing keys take :data:`DEFAULT_PREPROCESSING`.
+
+    Returns
+    -------
+    dict
+        The spec with every key, ``size`` as ``[H, W]`` or ``None``.
+
+    Raises
+    ------
+    InputError
+        A value of the wrong type or out of range, naming the key.
+    """
     out = {**DEFAULT_PREPROCESSING, **(spec or {})}
     size = out["size"]
     if size is not None:
@@ -27,6 +50,9 @@ def check_spec(spec: dict | None) -> dict:
         size = [size, size] if isinstance(size, (int, np.integer)) else list(size)
         if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in size):
             raise InputError(f"size={out['size']!r}: use a positive int or [H, W]")
+        if max(size) > MAX_SIZE:
+            # refused before any image is read (else an out-of-memory exit 1 in the reader)
+            raise InputError(f"size={out['size']!r}: at most {MAX_SIZE} pixels a side")
         out["size"] = [int(s) for s in size]
     ch = out["channels"]
     if ch is not None and (isinstance(ch, bool) or not isinstance(ch, (int, np.integer)) or ch < 1):

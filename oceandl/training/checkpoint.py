@@ -26,6 +26,11 @@ FORMAT = "oceandl-checkpoint/1"
 WEIGHTS, CONFIG, STATE = "weights.safetensors", "config.json", "training_state"
 _PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"}
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # protocol-2+ pickle, torch zip archive
+#: deepest nesting of lists/objects accepted in config.json (oceandl writes 4 or 5 levels)
+MAX_JSON_DEPTH = 64
+#: a model rebuilt from config.json may hold this many times the values of the weights file (plus
+#: ``_SPARE_VALUES``: buffers that older checkpoints lack) before it is refused unbuilt
+_SIZE_FACTOR, _SPARE_VALUES = 2, 1_000_000
 
 
 def is_checkpoint_folder(path: str | os.PathLike) -> bool:
@@ -151,8 +156,15 @@ def read_config(path: str | os.PathLike) -> dict:
     path = _check_folder(path)
     try:
         config = json.loads((path / CONFIG).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        # json's decoder recurses once per level: "[" * 100000 was a bare RecursionError (exit 1)
+        raise CheckpointError(f"{path / CONFIG}: JSON nested deeper than {MAX_JSON_DEPTH} levels, refused") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError; an integer of over 4300 digits
         raise CheckpointError(f"{path / CONFIG}: corrupt JSON ({exc})") from None
+    depth = _json_depth(config)
+    if depth > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path / CONFIG}: JSON nested {depth} levels deep, over the {MAX_JSON_DEPTH} "
+                              "accepted, refused")
     fmt = config.get("format") if isinstance(config, dict) else None
     if isinstance(fmt, str) and fmt.startswith("oceandl-checkpoint/") and fmt != FORMAT:
         raise CheckpointError(f"{path / CONFIG}: checkpoint format {fmt!r}, this oceandl reads {FORMAT!r} "
@@ -175,6 +187,17 @@ def read_config(path: str | os.PathLike) -> dict:
         except InputError as exc:
             raise CheckpointError(f"{path / CONFIG}: preprocessing {exc}") from None
     return config
+
+
+def _json_depth(obj: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar 0, ``[1]`` 1), counted without recursion."""
+    depth, stack = 0, [(obj, 0)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list)):
+            depth = max(depth, d + 1)
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return depth
 
 
 #: (key, types, in words) of the config.json entries that loading a checkpoint relies on
@@ -202,8 +225,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     Raises
     ------
     CheckpointError
-        Missing or corrupt files, a pickle, a task other than ``expect_task``, or weights that do
-        not fit the declared architecture (the message names the first mismatching tensor).
+        Missing or corrupt files, a pickle, a task other than ``expect_task``, weights that do not
+        fit the declared architecture (the message names the first mismatching tensor: its name,
+        shape or kind of dtype), a tensor with NaN or Inf values, or ``model_options`` that build a
+        model far larger than the weights file (refused before the model is allocated).
     InputError
         A device that is not a device name, or CUDA on a machine without it.
     """
@@ -230,23 +255,77 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     # could not be used on a machine without it ("pretrained weights for resnet18 not found").
     for key in getattr(MODELS.get(config["model"]), "init_options", ()):
         options.pop(key, None)
+    def build():
+        try:
+            return get_model(config["model"], *args, **options)
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"{path}: cannot rebuild model {config['model']!r} ({one_line(exc, with_type=False)})"
+                                  ) from None
+
+    # Built first on the meta device (shapes and dtypes, no memory): an edited config.json with
+    # hidden=10**7 allocated 5.7 GB for 20 s before the shape check refused it, and channels of
+    # 10**7 asked for 3.6 PB. A model that cannot be built there is built for real.
     try:
-        model = get_model(config["model"], *args, **options)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path}: cannot rebuild model {config['model']!r} ({exc})") from None
-    own = model.state_dict()
-    state = with_optional_state(model, state)
+        with torch.device("meta"):
+            skeleton = get_model(config["model"], *args, **options)
+    except Exception:  # noqa: BLE001 - reported by build() below, with the real build's error
+        skeleton = build()
+    own = skeleton.state_dict()
+    _check_weights(path, folder, config, state, own, getattr(skeleton, "optional_state", ()))
+    del skeleton, own
+    model = build()
+    model.load_state_dict(with_optional_state(model, state))
+    return model.to(device).eval(), config
+
+
+def _kind(dtype: torch.dtype) -> str:
+    """``"floating point"``, ``"complex"``, ``"bool"`` or ``"integer"``: what load_state_dict
+    would cast between without a word."""
+    if dtype.is_floating_point:
+        return "floating point"
+    if dtype.is_complex:
+        return "complex"
+    return "bool" if dtype == torch.bool else "integer"
+
+
+def _check_weights(path, folder: Path, config: dict, state: dict[str, torch.Tensor], own: dict,
+                   optional=()) -> None:
+    """Refuse weights that ``load_state_dict`` would not load as they are.
+
+    Parameters
+    ----------
+    path : the checkpoint as given (for the messages).
+    folder : the checkpoint folder.
+    config : its config.json.
+    state : the tensors of its weights file.
+    own : the rebuilt model's state dict (meta tensors: only names, shapes and dtypes are used).
+    optional : names of ``own`` a weights file may lack (see :func:`with_optional_state`).
+    """
+    name = config["model"]
+    own_values = sum(v.numel() for v in own.values())
+    file_values = sum(v.numel() for v in state.values())
+    if own_values > _SIZE_FACTOR * file_values + _SPARE_VALUES:
+        options = ", ".join(f"{k}={v!r}" for k, v in config.get("model_options", {}).items()) or "default options"
+        raise CheckpointError(f"{folder / CONFIG}: model {name!r} with {options:.120} has {own_values:,} values, "
+                              f"far more than the {file_values:,} of {WEIGHTS}; refused before building it")
     for k, v in state.items():
         if k not in own:
-            raise CheckpointError(f"{path}: weights do not fit model {config['model']!r} (unexpected tensor {k})")
+            raise CheckpointError(f"{path}: weights do not fit model {name!r} (unexpected tensor {k})")
         if own[k].shape != v.shape:
-            raise CheckpointError(f"{path}: weights do not fit model {config['model']!r} "
+            raise CheckpointError(f"{path}: weights do not fit model {name!r} "
                                   f"({k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)})")
-    missing = [k for k in own if k not in state]
+        if _kind(own[k].dtype) != _kind(v.dtype):
+            # load_state_dict copies with a cast: an int32 or bool tensor became whole-number weights
+            raise CheckpointError(f"{folder / WEIGHTS}: tensor {k} is {str(v.dtype).removeprefix('torch.')}, the "
+                                  f"model expects {_kind(own[k].dtype)} ({str(own[k].dtype).removeprefix('torch.')})")
+        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
+            # NaN weights made every prediction NaN, and the top class index 0, without a word
+            bad = int((~torch.isfinite(v)).sum())
+            raise CheckpointError(f"{folder / WEIGHTS}: tensor {k} has {bad} NaN/Inf value(s) of {v.numel()} "
+                                  "(a diverged or corrupted training)")
+    missing = [k for k in own if k not in state and k not in optional]
     if missing:
-        raise CheckpointError(f"{path}: weights do not fit model {config['model']!r} (missing tensor {missing[0]})")
-    model.load_state_dict(state)
-    return model.to(device).eval(), config
+        raise CheckpointError(f"{path}: weights do not fit model {name!r} (missing tensor {missing[0]})")
 
 
 def with_optional_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
