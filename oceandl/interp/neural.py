@@ -178,7 +178,8 @@ class NeuralInterpolator(Interpolator):
         checkpoint (``interpolator.sigma_calibration``) and applied when it is loaded; ``sigma``'s
         ``calibration_scale`` and ``calibration`` attributes say what was applied. Sigma learnt on
         the pixels the network fits is overconfident: on the demo cube (600 steps) 41-48 % of
-        withheld errors fell within 1 sigma, 63-69 % after (docs/benchmarks.md).
+        withheld errors fell within 1 sigma (a Gaussian: 68 %); docs/benchmarks.md measures the
+        calibration.
     calibration_fraction : float
         Share of the observations held out for ``calibrate``, in (0, 0.5); default 0.05.
     """
