@@ -1,6 +1,7 @@
 """Neural gap filling: reconstruction models (U-Net, ResAE, smp U-Net) and the neural interpolators."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -655,3 +656,92 @@ def test_the_fill_does_not_depend_on_how_the_file_stores_its_grid(tiny, tmp_path
                                   chunks="time=-1,lat=16,lon=16", checkpoint=str(path), precision="fp32")
         with xr.open_dataset(res.path) as ds:
             np.testing.assert_allclose(_on_clean_grid(ds["sst"]), ref, atol=1e-5)
+
+
+# ------------------------------------------------------------------ sigma calibration (calibrate)
+@pytest.mark.parametrize("options, words", [
+    ({"calibrate": True}, "needs nll=True"), ({"calibrate": "yes", "nll": True}, "calibrate"),
+    ({"nll": True, "calibration_fraction": 0}, "calibration_fraction"),
+    ({"nll": True, "calibration_fraction": 0.5}, "calibration_fraction"),
+    ({"nll": True, "calibration_fraction": True}, "calibration_fraction"),
+])
+def test_calibration_options_are_checked(options, words):
+    with pytest.raises(InputError, match=words):
+        METHODS["unet"](**options)
+    METHODS["unet"](calibrate=False)  # explicit off without nll is fine
+    METHODS["unet"](nll=True, calibrate=True, calibration_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    """An nll U-Net made overconfident (its sigma shrunk 2.5x, as a network that fits its own pixels
+    gives at the default 600 steps on the demo cube; too slow for a test), then calibrated."""
+    da = _cube(24, 32, 32, 0.5, seed=4)
+    held = _withhold(da, 0.15, seed=5)
+    own = NeuralInterpolator._predict_tiles
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(NeuralInterpolator, "_predict_tiles", lambda self: (lambda m, s: (m, s / 2.5))(*own(self)))
+        model = _fit("unet", da, withheld=held, seed=1, nll=True, steps=40, tile=None, lr=5e-3)
+        return da, held, model, model.reconstruct()
+
+
+def _z(ds, da, held, scale=1.0):
+    err = ds["sst"].values[held] - da.values[held]
+    return err / (ds["sigma"].values[held] / scale)
+
+
+def test_calibration_improves_the_coverage_of_an_overconfident_sigma(calibrated):
+    da, held, model, ds = calibrated
+    scale = ds["sigma"].attrs["calibration_scale"]
+    assert scale == model.sigma_calibration_ > 1.0
+    assert "held out of training" in ds["sigma"].attrs["calibration"]
+    assert json.loads(ds.attrs["options"])["calibrate"] is None  # the default, recorded (on with nll)
+    # training and the calibration never saw the scored pixels, and the fill took every observation
+    assert model.calibration_info_["n_used"] >= 200
+    assert model._mp[model._cfg["neighbours"]:][:len(da)].sum() == model.obs_.sum()
+    z_raw, z_cal = _z(ds, da, held, scale), _z(ds, da, held)
+    within_raw, within_cal = np.mean(np.abs(z_raw) <= 1), np.mean(np.abs(z_cal) <= 1)
+    assert within_raw < 0.60  # overconfident: a Gaussian gives 0.683
+    assert abs(within_cal - 0.683) < abs(within_raw - 0.683) - 0.05
+    assert abs(np.sqrt(np.mean(z_cal ** 2)) - 1) < abs(np.sqrt(np.mean(z_raw ** 2)) - 1)
+
+
+def test_the_calibration_scale_is_saved_and_applied_on_load(calibrated, tmp_path):
+    da, _, model, ds = calibrated
+    scale = ds["sigma"].attrs["calibration_scale"]
+    path = model.save(tmp_path / "cal")
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["interpolator"]["sigma_calibration"] == pytest.approx(scale)
+    loaded = METHODS["unet"](device="cpu", checkpoint=str(path), tile=None).fit(da).reconstruct()
+    # the same scale on the same network (unshrunk here): the network's sigma times the recorded scale
+    assert loaded["sigma"].attrs["calibration_scale"] == pytest.approx(scale)
+    assert "from checkpoint" in loaded["sigma"].attrs["calibration"]
+    # an old checkpoint (no key): the same network's sigma, uncalibrated (scale 1)
+    cfg["interpolator"].pop("sigma_calibration")
+    cfg["interpolator"].pop("sigma_calibration_text", None)
+    (path / "config.json").write_text(json.dumps(cfg))
+    old = METHODS["unet"](device="cpu", checkpoint=str(path), tile=None).fit(da).reconstruct()
+    assert old["sigma"].attrs["calibration_scale"] == 1.0 and "without a sigma calibration" in \
+        old["sigma"].attrs["calibration"]
+    ocean = np.isfinite(old["sigma"].values)
+    np.testing.assert_allclose(loaded["sigma"].values[ocean], scale * old["sigma"].values[ocean], rtol=1e-5)
+    np.testing.assert_array_equal(loaded["sst"].values, old["sst"].values)
+    # training options are refused with a checkpoint, as the others are
+    with pytest.raises(InputError, match="calibrate"):
+        METHODS["unet"](checkpoint=str(path), calibrate=False)
+
+
+def test_calibrate_false_leaves_sigma_as_the_network_gives_it(tiny):
+    model = _fit("resae", tiny, nll=True, steps=3, calibrate=False)
+    ds = model.reconstruct()
+    assert ds["sigma"].attrs["calibration_scale"] == 1.0
+    assert ds["sigma"].attrs["calibration"] == "none (calibrate=False)"
+    assert model._mp.sum() == np.isfinite(tiny.values).sum()  # nothing held out of training
+
+
+def test_too_few_held_out_pixels_leave_sigma_uncalibrated_with_a_warning():
+    da = _cube(6, 16, 16, 0.4, seed=2)
+    with pytest.warns(UserWarning, match="sigma is not calibrated"):
+        model = _fit("unet", da, nll=True, steps=2, patch=16, calibration_fraction=0.05)
+    assert model.sigma_calibration_ == 1.0
+    assert model.reconstruct()["sigma"].attrs["calibration_scale"] == 1.0

@@ -411,6 +411,10 @@ class Interpolator:
         """Extra attrs describing the fit (e.g. the number of modes); added to the output."""
         return {}
 
+    def _sigma_attrs(self) -> dict[str, Any]:
+        """Extra attrs of the ``sigma`` output (a neural method's ``calibration_scale``)."""
+        return {}
+
     def _given_normalisation(self, da: xr.DataArray, values: np.ndarray,
                              label: str) -> tuple[np.ndarray, float, float] | None:
         """The statistics to normalise ``da`` (``values``: its data, read) with, when the method
@@ -684,7 +688,8 @@ class Interpolator:
             }),
         }
         if sigma is not None:
-            sattrs = sigma_attrs(name, tmpl.attrs.get("units"), tmpl.attrs.get("standard_name"))
+            sattrs = {**sigma_attrs(name, tmpl.attrs.get("units"), tmpl.attrs.get("standard_name")),
+                      **self._sigma_attrs()}
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
         # CF: the field says what it is and names its flag (and sigma); only `oceandl interpolate` did,
         # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment

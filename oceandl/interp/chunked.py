@@ -633,7 +633,8 @@ class _Writer:
 
 
 def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: dict, var_attrs: dict,
-              chunksizes: tuple[int, int, int], dtype, complevel: int = 4, grid=None) -> None:
+              chunksizes: tuple[int, int, int], dtype, complevel: int = 4, grid=None,
+              sigma_extra: dict | None = None) -> None:
     """Create ``path`` with the coords (xarray encodes the time) and empty, compressed, chunked variables."""
     coords = {ax: da[ax].variable.to_base_variable() for ax in _AXES}
     if grid is not None and grid.is_clean:
@@ -658,11 +659,12 @@ def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: 
         path, engine="netcdf4", format="NETCDF4", unlimited_dims=[_AXES[0]])
     with _hdf5_lock():
         _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"), complevel,
+                       sigma_extra=sigma_extra,
                        coordinates=" ".join(scalars))
 
 
 def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, complevel: int = 4,
-                   coordinates: str = "") -> None:
+                   coordinates: str = "", sigma_extra: dict | None = None) -> None:
     import netCDF4
 
     with netCDF4.Dataset(path, "r+") as nc:
@@ -670,7 +672,8 @@ def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, 
             "long_name": "gap-filling flag", "flag_values": np.array([0, 1, 2], dtype=np.int8),
             "flag_meanings": "observed_or_land originally_missing withheld_for_validation"})]
         if with_sigma:
-            specs.append(("sigma", dtype, np.nan, sigma_attrs(name, units, var_attrs.get("standard_name"))))
+            specs.append(("sigma", dtype, np.nan, {**sigma_attrs(name, units, var_attrs.get("standard_name")),
+                                                    **{k: _netcdf_safe(v) for k, v in (sigma_extra or {}).items()}}))
         for vname, dt, fill, vattrs in specs:
             v = nc.createVariable(vname, dt, _AXES, zlib=complevel > 0, complevel=complevel, chunksizes=chunksizes,
                                   fill_value=fill if fill is not None else False)
@@ -1013,7 +1016,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     squares: list[int] = []  # DINEOF: each block's CV squares
     grid = source_grid(da)
     with atomic_path(output, overwrite=overwrite) as tmp:
-        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid)
+        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid,
+                  sigma_extra=fn.fitted._sigma_attrs() if kind == "neural" and with_sigma else None)
         writer = _Writer(tmp, names, keep_observed, blend_axes)
         try:
             from tqdm.auto import tqdm
