@@ -41,6 +41,10 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     (the two folds' sums of :func:`~oceandl.interp.climatology.shrink_harmonics` join the pass). Every block fits its modes to the anomalies from it and adds it back;
     a block that cannot be fitted takes it, i.e. the seasonal climatology. The output has the
     in-memory attributes ``harmonics`` (and ``harmonics_fallback_pixels``).
+    DINEOF's ``error_map=True``: each block's own ``sigma`` (its modes, its CV calibration), blended
+    over the halo as the field is; a block that takes the climatology gets each pixel's std about it
+    in that block. ``sigma`` has the blocks' median ``cv_sigma_scale`` and their
+    ``cv_sigma_scale_range``.
 
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
