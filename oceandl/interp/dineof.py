@@ -341,7 +341,9 @@ class DINEOF(Interpolator):
         counts, all of which share that fit.
     error_map : bool, default False
         Also return ``sigma``, the expected error std (see the differences above); costs one more
-        SVD and two (pixels x k^2) products per fit, twice with CV.
+        SVD and a few (pixels x k^2) products per fit, twice with CV, and holds a few cube-sized
+        float64 arrays while it runs. With ``temporal_filter`` the error model's modes are the
+        unfiltered SVD's of the filled matrix.
 
     Attributes (after fit)
     ----------------------
