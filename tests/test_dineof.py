@@ -587,3 +587,106 @@ def test_harmonics_auto_follows_the_dates_and_is_checked(seasonal):
     for bad in (-1, 7, 1.5, True, "yes"):
         with pytest.raises(InputError, match="method 'dineof': option harmonics must be 'auto' or an integer from 0 to 6"):
             DINEOF(harmonics=bad)
+
+
+# ------------------------------------------------------------------ error_map (sigma)
+@pytest.mark.parametrize("bad", ["true", "yes", 1, None])
+def test_error_map_option_checked(bad):
+    with pytest.raises(InputError, match="error_map must be True or False"):
+        DINEOF(error_map=bad)
+    assert DINEOF(error_map=np.bool_(True)).options["error_map"] is True
+    assert DINEOF(error_map=np.bool_(True)).gives_sigma and not DINEOF().gives_sigma and not DINEOF.gives_sigma
+
+
+def test_error_map_sigma_on_a_low_rank_cube(rank3, rank3_result):
+    """Rank 3 + white noise 0.1: the error is the noise, the same everywhere; sigma must say 0.1,
+    so that the withheld errors fall within 1 and 2 sigma as a Gaussian's do (0.68, 0.95), and the
+    fill is the one without the error map."""
+    gappy, truth = rank3
+    held = cloud_transfer(gappy)
+    with torch_threads(1):
+        out = interpolate(gappy, "dineof", withheld=held, return_dataset=True, seed=0, device="cpu", error_map=True)
+    assert "sigma" not in rank3_result
+    name = [v for v in out.data_vars if v not in ("sigma", "missing_flag")][0]
+    np.testing.assert_array_equal(out[name].values, rank3_result[name].values)  # the fill is untouched
+    sig = out.sigma.values
+    land = gappy.isnull().all(gappy.dims[0]).values
+    assert land.any() and np.isnan(sig[:, land]).all()
+    assert np.isfinite(sig[:, ~land]).all() and (sig[:, ~land] > 0).all()
+    z = np.abs(out[name].values[held] - gappy.values[held]) / sig[held]
+    assert 0.6 < np.mean(z <= 1) < 0.78 and np.mean(z <= 2) > 0.92
+    assert 0.05 < np.median(sig[:, ~land]) < 0.2  # the noise's 0.1
+    assert out.sigma.attrs["cv_sigma_scale"] > 0 and "Beckers" in out.sigma.attrs["error_model"]
+    assert json.loads(out[name].attrs["options"])["error_map"] is True
+    assert out.attrs["val_frac_within_1sigma"] == pytest.approx(np.mean(z <= 1))
+
+
+@pytest.fixture(scope="module")
+def sst_error_map():
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.io import open_field
+
+    ds = synthetic_sst(seed=1, n_time=40, ny=32, nx=32, cloud_cover=0.5)
+    gappy = open_field(ds, "sst")
+    truth = open_field(ds.assign(sst=ds["sst_true"]), "sst")
+    held = cloud_transfer(gappy)
+    with torch_threads(1):
+        out = interpolate(gappy, "dineof", withheld=held, return_dataset=True, seed=0, device="cpu", error_map=True)
+    return gappy, truth, held, out
+
+
+def test_error_map_follows_the_error_on_synthetic_sst(sst_error_map):
+    """Synthetic SST (40 x 32 x 32, 50 % cloud, seed 1): the fraction of withheld errors within one
+    sigma is in a sensible band (0.61 measured; a sigma 10x too small gives 0.07, 3x too large
+    0.93), sigma follows |error| (corr 0.52; a constant sigma: 0) and is smaller at observed pixels
+    than under the clouds (the loadings and amplitudes are seen there: 0.37 of the gaps' mean)."""
+    gappy, truth, held, out = sst_error_map
+    f, sig, flag = out.sst.values, out.sigma.values, out.missing_flag.values
+    err = np.abs(f[held] - gappy.values[held])
+    z = err / sig[held]
+    assert 0.5 < np.mean(z <= 1) < 0.9 and np.mean(z <= 2) > 0.8
+    assert np.corrcoef(sig[held], err)[0, 1] > 0.3
+    gap, seen = flag == 1, (flag == 0) & np.isfinite(sig)
+    assert sig[seen].mean() < 0.6 * sig[gap].mean()
+    zt = np.abs(f[gap] - truth.values[gap]) / sig[gap]  # against the truth under the clouds: sigma a bit small
+    assert 0.4 < np.mean(zt <= 1) < 0.9
+
+
+def test_error_map_with_fixed_modes_is_not_calibrated(rank3):
+    gappy, _ = rank3
+    with torch_threads(1):
+        out = interpolate(gappy, "dineof", return_dataset=True, n_modes=3, error_map=True, device="cpu")
+    assert out.sigma.attrs["cv_sigma_scale"] == 1.0 and "not calibrated" in out.sigma.attrs["error_model"]
+    sig = out.sigma.values[:, gappy.notnull().any(gappy.dims[0]).values]
+    assert np.isfinite(sig).all() and (sig > 0).all()
+
+
+def test_error_map_from_the_cli_and_with_chunks(rank3, tmp_path):
+    from oceandl.cli.main import main
+    from oceandl.interp.chunked import interpolate_chunked
+
+    gappy, _ = rank3
+    path = tmp_path / "in.nc"
+    gappy.rename("sst").to_dataset().to_netcdf(path)
+    out = tmp_path / "out.nc"
+    with torch_threads(1):
+        assert main(["interpolate", str(path), "--var", "sst", "--set", "error_map=true", "--set", "max_modes=5",
+                     "--quiet", "-o", str(out)]) == 0
+    with xr.open_dataset(out) as ds:
+        assert "sigma" in ds and ds.sigma.attrs["cv_sigma_scale"] > 0
+        assert "sigma" in ds.sst.attrs["ancillary_variables"]
+        land = ds.sst.isnull().all("time").values
+        assert np.isnan(ds.sigma.values[:, land]).all() and (ds.sigma.values[:, ~land] > 0).all()
+    with torch_threads(1):
+        interpolate_chunked(path, tmp_path / "chunked.nc", "dineof", chunks="lat=16,lon=20", halo=6,
+                            max_modes=5, error_map=True)
+        interpolate_chunked(path, tmp_path / "plain.nc", "dineof", chunks="lat=16,lon=20", halo=6, max_modes=5)
+    with xr.open_dataset(tmp_path / "chunked.nc") as ds, xr.open_dataset(tmp_path / "plain.nc") as plain:
+        assert "sigma" not in plain and "sigma" not in plain.sst.attrs["ancillary_variables"]
+        np.testing.assert_array_equal(ds.sst.values, plain.sst.values)
+        land = ds.sst.isnull().all("time").values
+        sig = ds.sigma.values
+        assert np.isnan(sig[:, land]).all() and np.isfinite(sig[:, ~land]).all() and (sig[:, ~land] > 0).all()
+        assert ds.sigma.attrs["cv_sigma_scale"] > 0 and len(ds.sigma.attrs["cv_sigma_scale_range"]) == 2
+        assert json.loads(ds.sst.attrs["options"])["error_map"] is True
+        assert 0.05 < np.median(sig[:, ~land]) < 0.2

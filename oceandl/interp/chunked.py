@@ -41,6 +41,10 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     (the two folds' sums of :func:`~oceandl.interp.climatology.shrink_harmonics` join the pass). Every block fits its modes to the anomalies from it and adds it back;
     a block that cannot be fitted takes it, i.e. the seasonal climatology. The output has the
     in-memory attributes ``harmonics`` (and ``harmonics_fallback_pixels``).
+    DINEOF's ``error_map=True``: each block's own ``sigma`` (its modes, its CV calibration), blended
+    over the halo as the field is; a block that takes the climatology gets each pixel's std about it
+    in that block. ``sigma`` has the blocks' median ``cv_sigma_scale`` and their
+    ``cv_sigma_scale_range``.
 
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
@@ -74,7 +78,7 @@ from oceandl.errors import InputError, one_line, warn
 
 from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, filled_comment,
                    oceandl_version, output_coord_name, sigma_attrs)
-from .dineof import _MIN_CV_SQUARES
+from .dineof import _MIN_CV_SQUARES, ERROR_MAP_TEXT
 from .neural import hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
@@ -484,7 +488,7 @@ class _FitBlock:
         # anomalies from the record's mean too, not only from its cycle: a time chunk's own mean (and,
         # at a pixel seen once in the chunk, the block's spatial mean) put degrees of error in the fill
         da = xr.DataArray(values - season, dims=self.dims, coords=coords)
-        fallback, squares = False, None
+        fallback, squares, sigma, sigma_scale = False, None, None, None
         try:
             model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
             model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
@@ -492,10 +496,28 @@ class _FitBlock:
             ds = model.fit(da).reconstruct()
             filled = np.asarray(ds[model.output_name_].values, dtype=np.float64) + season
             squares = getattr(model, "cv_squares_", None)
+            if "sigma" in ds:  # DINEOF's error_map
+                sigma = np.asarray(ds["sigma"].values, dtype=np.float64)
+                sigma_scale = ds["sigma"].attrs.get("cv_sigma_scale")
         except InputError:  # a block too small or too cloudy to fit (options were checked up front)
             filled, fallback = np.array(season, dtype=np.float64), True
+            if self.options.get("error_map"):
+                # the climatology's sigma: each pixel's std about the record's mean (or cycle) in the block
+                anom = values - season
+                with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    sd = np.nanstd(anom, axis=0)
+                    glob = np.nanstd(anom) if np.isfinite(anom).any() else np.nan
+                sd = np.where(np.isfinite(sd) & (np.sum(np.isfinite(anom), axis=0) >= 2), sd, glob)
+                sigma = np.broadcast_to(sd, values.shape).copy()
         filled, flag = _finish(filled, values, mean, ocean, self.keep_observed)
-        return {"filled": filled, "flag": flag, "fallback": fallback, "cv_squares": squares}
+        out = {"filled": filled, "flag": flag, "fallback": fallback, "cv_squares": squares}
+        if self.options.get("error_map"):
+            if sigma is None:  # an all-land block
+                sigma = np.full(values.shape, np.nan)
+            sigma[:, ~ocean] = np.nan
+            out["sigma"], out["cv_sigma_scale"] = sigma, sigma_scale
+        return out
 
 
 class _NeuralBlock:
@@ -592,9 +614,10 @@ class _Writer:
         with self.lock:
             self._commit(block, res)
 
-    def setattr(self, key: str, value) -> None:
+    def setattr(self, key: str, value, var: str | None = None) -> None:
+        """A global attribute, or one of variable ``var``."""
         with self.lock:
-            self.nc.setncattr(key, value)
+            (self.nc if var is None else self.nc[var]).setncattr(key, value)
 
     def _commit(self, block: Block, res: dict) -> None:
         ci = block.core_in_ext()
@@ -975,7 +998,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     # ---- output skeleton, then blocks streamed into it
     name = str(da.name) if da.name is not None and da.name not in ("sigma", "missing_flag") else "filled"
     dtype = np.result_type(da.dtype, np.float32)
-    with_sigma = kind == "climatology" or (kind == "neural" and bool(fn.fitted._cfg["nll"]))
+    with_sigma = (kind == "climatology" or (kind == "neural" and bool(fn.fitted._cfg["nll"]))
+                  or (kind == "fit" and bool({**cls.option_defaults, **options}.get("error_map", False))))
     # every option with its value, as the in-memory fill records them: the given ones alone (a DINEOF
     # file said {"keep_observed": true, "seed": 0}) did not say what filled it
     opts_json = json.dumps({**cls.option_defaults, **options, "seed": seed, "keep_observed": keep_observed},
@@ -1014,10 +1038,13 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     fallback = 0
     squares: list[int] = []  # DINEOF: each block's CV squares
+    sigma_scales: list[float] = []  # DINEOF error_map: each fitted block's cv_sigma_scale
     grid = source_grid(da)
     with atomic_path(output, overwrite=overwrite) as tmp:
         _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid,
-                  sigma_extra=fn.fitted._sigma_attrs() if kind == "neural" and with_sigma else None)
+                  sigma_extra=(fn.fitted._sigma_attrs() if kind == "neural" and with_sigma else
+                               {"error_model": ERROR_MAP_TEXT + " (per block: each block's own modes and "
+                                "cv_sigma_scale)"} if kind == "fit" and with_sigma else None))
         writer = _Writer(tmp, names, keep_observed, blend_axes)
         try:
             from tqdm.auto import tqdm
@@ -1032,6 +1059,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                     fallback += bool(r.get("fallback"))
                     if r.get("cv_squares") is not None:
                         squares.append(int(r["cv_squares"]))
+                    if r.get("cv_sigma_scale") is not None:
+                        sigma_scales.append(float(r["cv_sigma_scale"]))
                     writer.commit(blocks[nxt], r)
                     nxt += 1
                     bar.update()
@@ -1040,6 +1069,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             small_cv = sum(q < _MIN_CV_SQUARES for q in squares)
             if squares:
                 writer.setattr("chunked_small_cv_blocks", small_cv)
+            if sigma_scales and "sigma" in names:  # the blocks' calibration factors, on sigma
+                writer.setattr("cv_sigma_scale", float(np.median(sigma_scales)), var=names["sigma"])
+                writer.setattr("cv_sigma_scale_range", np.array([min(sigma_scales), max(sigma_scales)]),
+                               var=names["sigma"])
         finally:
             writer.close()
         if grid is not None and not grid.is_clean:

@@ -46,6 +46,22 @@ _SHRINK_PATH = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
 _MIN_CV_SQUARES = 10
 # The options of the cross-validation that chooses the number of modes: without effect when n_modes is set.
 _CV_OPTIONS = ("max_modes", "cv_fraction", "cv_radius", "cv_shape", "patience")
+# error_map: the per-pixel residual variance is shrunk toward the global one with the weight of this
+# many observations (a pixel seen on a few days has a residual near 0 there: its loadings fit them)
+_RESID_PRIOR_OBS = 10
+# error_map: entries of the (pixels, k * k) mode-product block computed at once
+_ERRMAP_BLOCK = 2**22
+ERROR_MAP_TEXT = ("DINEOF error map (after Beckers et al. 2006): cv_sigma_scale * sqrt(the optimal-interpolation "
+                  "error variance of the retained modes' amplitudes given the time step's observed pixels + that "
+                  "of the pixel's mode loadings given its observed time steps + the residual variance of the "
+                  "truncated fit at the pixel's observations)")
+
+
+class _ErrorMapFlag:
+    """``gives_sigma`` per instance (the ``error_map`` option); False on the class (the default)."""
+
+    def __get__(self, obj, objtype=None) -> bool:
+        return False if obj is None else bool(obj.options.get("error_map", False))
 
 
 def cv_points(obs: np.ndarray, fraction: float, radius: int, rng: np.random.Generator) -> np.ndarray:
@@ -240,9 +256,17 @@ class DINEOF(Interpolator):
     * Temporal filter: ``filter_iter`` defaults to 1 (DINEOF's example file: ``numit = 3``), and
       the steps are taken as equally spaced, where DINEOF's filter reads their spacing from its
       time file.
-    * No error map (DINEOF's optional expected-error field, Beckers et al. 2006): no ``sigma``;
-      the ``val_*`` scores on withheld pixels are the error estimate. No multivariate DINEOF,
-      no outlier detection.
+    * Error map (``error_map=True``, after Beckers et al. 2006): the error variance of a pixel at
+      a time step is the optimal-interpolation (OI) analysis variance of the k retained modes'
+      amplitudes given that step's observed pixels (prior: each amplitude's variance s_i^2 / nt;
+      observation noise: the residual variance r of the truncated fit at the observations),
+      projected on the pixel's loadings, ``v_p^T (diag(nt / s^2) + V_o^T V_o / r)^-1 v_p`` (one
+      k x k solve per step), plus the pixel's own unresolved variance ``r_p`` (r at that pixel,
+      shrunk toward the global one); sigma is its square root times one global factor,
+      ``cv_sigma_scale``, fitted so that rms(CV error / sigma) = 1 on the CV points (the model
+      evaluated with them hidden, at the chosen rank). DINEOF's own error map has no such
+      calibration. With ``n_modes`` fixed there are no CV points: the factor is 1 (said in the
+      sigma attrs). Measured: docs/benchmarks.md. No multivariate DINEOF, no outlier detection.
     * Nothing is dropped for too little data: a pixel never observed is land (left NaN), one
       observed once is filled, a time step with no observation is filled with a warning. DINEOF
       itself drops only the never-observed pixels; its users often remove the images above
@@ -315,6 +339,11 @@ class DINEOF(Interpolator):
         ``harmonics=2`` beats 0 at every cover (docs/experiments/seasonal_dineof.py). The CV
         points are part of the seasonal fit, as of the pixel means; the CV error compares mode
         counts, all of which share that fit.
+    error_map : bool, default False
+        Also return ``sigma``, the expected error std (see the differences above); costs one more
+        SVD and a few (pixels x k^2) products per fit, twice with CV, and holds a few cube-sized
+        float64 arrays while it runs. With ``temporal_filter`` the error model's modes are the
+        unfiltered SVD's of the filled matrix.
 
     Attributes (after fit)
     ----------------------
@@ -330,11 +359,13 @@ class DINEOF(Interpolator):
     seasonal_ : :class:`~oceandl.interp.climatology.SeasonalCycle` (``harmonics``, ``levels``:
     the harmonics each pixel fitted). Output attrs ``harmonics`` (k) and, for k > 0,
     ``harmonics_fallback_pixels`` (ocean pixels that fitted fewer than k).
+    cv_sigma_scale_ : float (with ``error_map``: the calibration factor; 1.0 with ``n_modes`` fixed).
     """
 
     name: ClassVar[str] = "dineof"
     _warn_small_cv: ClassVar[bool] = True  # interpolate_chunked sums the blocks' up in one warning
     _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
+    gives_sigma = _ErrorMapFlag()  # type: ignore[assignment]
     option_defaults: ClassVar[dict[str, Any]] = {
         "max_modes": 20,
         "n_modes": None,
@@ -354,6 +385,7 @@ class DINEOF(Interpolator):
         # cloud; the shrunk fit that replaced it beats 0 at 30-80 %, docs/benchmarks.md, but the
         # default stays what the benchmarks measured)
         "harmonics": 0,
+        "error_map": False,
     }
 
     def _check_options(self) -> None:
@@ -398,6 +430,9 @@ class DINEOF(Interpolator):
                              f"'subspace', got {o['svd']!r}")
         if not isinstance(o["center"], (bool, np.bool_)):
             raise InputError(f"method 'dineof': option center must be True or False, got {o['center']!r}")
+        if not isinstance(o["error_map"], (bool, np.bool_)):
+            raise InputError(f"method 'dineof': option error_map must be True or False, got {o['error_map']!r}")
+        o["error_map"] = bool(o["error_map"])
         if o["cv_shape"] not in ("squares", "clouds"):
             raise InputError(f"method 'dineof': option cv_shape must be 'squares' or 'clouds', got {o['cv_shape']!r}")
         check_harmonics(self.name, o["harmonics"])
@@ -618,6 +653,10 @@ class DINEOF(Interpolator):
         self.shrink_ = self._lam
         filled = self._filled_m.to("cpu").numpy()
         del self._filled_m
+        self._sigma = None
+        if self.options["error_map"]:
+            self._sigma = self._from_matrix(self._sigma_m.to("cpu").numpy().astype(np.float32), fill=np.nan)
+            del self._sigma_m
         if season is not None:
             filled = filled + season  # the cycle back: the output is the field's, not its anomaly's
         self._filled = self._from_matrix(filled.astype(np.float32, copy=False))
@@ -632,6 +671,9 @@ class DINEOF(Interpolator):
         self.cv_rmse_ = None
         self.n_modes_, self.n_iter_, self.converged_, self.n_iter_total_ = k, it, conv, total
         self._filled_m = self._final(filled, M, k)
+        if self.options["error_map"]:  # no CV points to calibrate on: the factor is 1
+            self.cv_sigma_scale_, self._sigma_calibrated = 1.0, False
+            self._sigma_m = self._error_var(filled, M, k).sqrt_()
 
     def _fit_cv(self, X, M, CV, kmax: int, auto: bool = False) -> None:
         import torch
@@ -683,6 +725,14 @@ class DINEOF(Interpolator):
                 best_err, best_k, best, best_lam = path_err, kmax, path_best, path_lam
             del rank_best, path_best
         self._lam = best_lam
+        if self.options["error_map"]:
+            # the calibration: the error model of the CV fit (CV points hidden), at its CV points
+            var = self._error_var(best, fit_mask, best_k)[CV]
+            z2 = ((best[CV] - xcv).double() ** 2 / var.clamp(min=torch.finfo(var.dtype).tiny))
+            c2 = float(z2.mean()) if z2.numel() else math.nan
+            self._sigma_calibrated = math.isfinite(c2) and c2 > 0
+            self.cv_sigma_scale_ = math.sqrt(c2) if self._sigma_calibrated else 1.0
+            del var, z2
         # Final fit: the CV points rejoin the observations; start from the best CV solution.
         filled = torch.where(M, X, best)
         filled, it, conv = self._iterate(filled, M, best_k)
@@ -692,6 +742,8 @@ class DINEOF(Interpolator):
         self.n_modes_, self.n_iter_, self.converged_ = best_k, it, conv
         self.n_iter_total_ = total + it
         self._filled_m = self._final(filled, M, best_k)
+        if self.options["error_map"]:
+            self._sigma_m = self._error_var(filled, M, best_k).sqrt_().mul_(self.cv_sigma_scale_)
 
     @staticmethod
     def _rank_clearly_better(rank, path, X, CV) -> bool:
@@ -727,8 +779,122 @@ class DINEOF(Interpolator):
 
         return torch.where(M, self._lowrank(filled, k), filled)
 
+    def _error_var(self, filled, mask, k: int):
+        """The error variance (time, n) of the rank-k fill ``filled`` whose observed points are
+        ``mask``, uncalibrated, in the normalised units, float64 (Beckers et al. 2006's OI analogy).
+
+        The leading k modes of the (centred) filled matrix ``A = U S V^T``; ``r_p``: the residual
+        variance of the rank-k fit at pixel p's observations, shrunk toward the global one with the
+        weight of ``_RESID_PRIOR_OBS`` observations. Three terms:
+
+        * amplitudes (Beckers et al. 2006): a time step's amplitudes (k) have the prior variance
+          ``s_i^2 / nt`` (``Lam``) and are seen at the step's observed pixels through ``V`` with
+          noise ``r_p`` times the inflation of :meth:`_residual_inflation` (the residual is
+          correlated in space: neighbouring pixels are not independent observations); the OI
+          analysis covariance ``P_t = (Lam^-1 + V^T diag(m_t / (f r)) V)^-1`` (one k x k inverse per
+          step) gives ``v_p^T P_t v_p`` (large on a clouded day);
+        * loadings, the same with time and space swapped: a pixel's loadings have the prior
+          variance ``s_i^2 / n`` and are seen at its observed steps through ``U``,
+          ``Q_p = (diag(n / s^2) + U^T diag(m_p / r_p) U)^-1``, giving ``u_t^T Q_p u_t`` (large at a
+          pixel rarely seen: its loadings fit a few days);
+        * ``r_p``, the pixel's own unresolved variance (what k modes do not hold).
+        """
+        import torch
+
+        nt, n = filled.shape
+        k = max(1, min(k, nt - 1 if self.options["center"] else nt, n))
+        A = filled.double()
+        mean = A.mean(dim=0, keepdim=True) if self.options["center"] else None
+        if mean is not None:
+            A = A - mean
+        if min(nt, n) <= _GRAM_MAX:
+            if nt <= n:
+                w, U = torch.linalg.eigh(A @ A.T)
+                s2 = w[-k:].clamp(min=0)
+                V = (A.T @ U[:, -k:]) / s2.sqrt().clamp(min=1e-300)
+            else:
+                w, V = torch.linalg.eigh(A.T @ A)
+                s2, V = w[-k:].clamp(min=0), V[:, -k:]
+        else:
+            _, S, V = torch.svd_lowrank(A, q=min(k + 10, nt, n), niter=4)
+            s2, V = S[:k] ** 2, V[:, :k]
+        keep = s2 > 1e-10 * s2.max().clamp(min=1e-300)  # modes of a (numerically) lower rank: none
+        if not bool(keep.all()):
+            s2, V = s2[keep], V[:, keep]
+            k = max(int(keep.sum()), 1)
+            if not bool(keep.any()):
+                s2, V = s2.new_ones(1) * 1e-300, V.new_zeros(n, 1)
+        m = mask.double()
+        res = (A @ V @ V.T - A) * m  # the rank-k fit's residual at the observations
+        count = m.sum(dim=0)
+        r_glob = float((res ** 2).sum() / count.sum().clamp(min=1))
+        r_glob = max(r_glob, 1e-12)
+        r = ((res ** 2).sum(dim=0) + _RESID_PRIOR_OBS * r_glob) / (count + _RESID_PRIOR_OBS)
+        infl = self._residual_inflation(res, mask)
+        del res, A
+        lam = (s2 / nt).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
+        r_oi = r * infl
+        # G_t = V^T diag(m_t / r) V for every step: (nt, n) @ (n, k*k), by blocks of pixels
+        step = max(1, _ERRMAP_BLOCK // (k * k))
+        G = torch.zeros(nt, k * k, dtype=torch.float64, device=filled.device)
+        for i in range(0, n, step):
+            Vb = V[i:i + step]
+            W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
+            G += m[:, i:i + step] @ (W / r_oi[i:i + step, None])
+        P = torch.linalg.inv(G.reshape(nt, k, k) + torch.diag(1 / lam)).reshape(nt, k * k)
+        P = (P + P.reshape(nt, k, k).transpose(1, 2).reshape(nt, k * k)) / 2
+        var = torch.empty(nt, n, dtype=torch.float64, device=filled.device)
+        for i in range(0, n, step):
+            Vb = V[i:i + step]
+            W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
+            var[:, i:i + step] = (P @ W.T).clamp_(min=0) + r[i:i + step]
+        # the dual term: each pixel's loadings b_p (k), prior variance s_i^2 / n, seen at its
+        # observed steps through the temporal modes u_t = A v / s: Q_p = (diag(n / s^2) +
+        # U^T diag(m_p / r_p) U)^-1, variance u_t^T Q_p u_t (large where a pixel is rarely seen)
+        U = (filled.double() - (mean if mean is not None else 0)) @ V / s2.sqrt().clamp(min=1e-300)
+        WU = (U[:, :, None] * U[:, None, :]).reshape(nt, k * k)
+        mu = (s2 / n).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
+        for i in range(0, n, step):
+            Gp = (m[:, i:i + step].T @ WU) / r[i:i + step, None]
+            Q = torch.linalg.inv(Gp.reshape(-1, k, k) + torch.diag(1 / mu)).reshape(-1, k * k)
+            var[:, i:i + step] += (WU @ Q.T).clamp_(min=0)
+        return var
+
+    def _residual_inflation(self, res, mask) -> float:
+        """How many neighbouring observations one independent one is worth: the residual of the
+        truncated fit is correlated in space (it is the unresolved small scales), so the OI must not
+        count each observed pixel as independent. With ``rho`` the lag-1 correlation of the residual
+        between observed neighbours along each grid axis (an AR(1) per axis), the factor is
+        ``(1 + rho_y) / (1 - rho_y) * (1 + rho_x) / (1 - rho_x)``, in [1, 100]."""
+        import torch
+
+        grid = torch.zeros((res.shape[0],) + self.ocean_.shape, dtype=res.dtype, device=res.device)
+        ok = torch.zeros(grid.shape, dtype=torch.bool, device=res.device)
+        oc = torch.from_numpy(self.ocean_).to(res.device)
+        grid[:, oc] = res
+        ok[:, oc] = mask
+        factor = 1.0
+        for ax in (1, 2):
+            if grid.shape[ax] < 2:
+                continue
+            a, b = grid.narrow(ax, 0, grid.shape[ax] - 1), grid.narrow(ax, 1, grid.shape[ax] - 1)
+            both = ok.narrow(ax, 0, grid.shape[ax] - 1) & ok.narrow(ax, 1, grid.shape[ax] - 1)
+            if int(both.sum()) < 10:
+                continue
+            a, b = a[both], b[both]
+            rho = float((a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum()).clamp(min=1e-300))
+            rho = min(max(rho, 0.0), 0.98)
+            factor *= (1 + rho) / (1 - rho)
+        return float(min(factor, 100.0))
+
     def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
-        return self._filled, None
+        return self._filled, self._sigma
+
+    def _sigma_attrs(self) -> dict[str, Any]:
+        """``cv_sigma_scale`` (the calibration factor) and what the error map is."""
+        how = (" (fitted so that rms(CV error / sigma) = 1 on the cross-validation points)" if self._sigma_calibrated
+               else " (1: not calibrated, no cross-validation points with n_modes fixed)")
+        return {"cv_sigma_scale": float(self.cv_sigma_scale_), "error_model": ERROR_MAP_TEXT + how}
 
     def _fit_attrs(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {
