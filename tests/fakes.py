@@ -171,3 +171,30 @@ def write_l4_sst(path, nt: int = 12, ny: int = 16, nx: int = 20, seed: int = 0) 
         mask = rng.random((nt, ny, nx)) < 0.3
         mask[:, :2, :3] = True  # land
         v[:] = np.ma.masked_array(sst, mask)
+
+
+def edit_checkpoint_config(src, dst, **changes):
+    """A copy of checkpoint folder ``src`` at ``dst`` with ``changes`` set in its config.json;
+    returns ``dst`` (the edited checkpoints the refusal tests load)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((Path(dst) / "config.json").read_text())
+    cfg.update(changes)
+    (Path(dst) / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def assert_cli_error(res, code: int, *parts) -> str:
+    """A click ``CliRunner`` result that exited ``code`` with no traceback, its last stderr line
+    ``Error: ...`` holding every part (the CLI's error contract); returns that line."""
+    assert res.exit_code == code, (res.exit_code, res.output, res.exception)
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
+    assert "Traceback" not in res.output
+    lines = res.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), res.stderr
+    for p in parts:
+        assert str(p) in lines[-1], (p, lines[-1])
+    return lines[-1]

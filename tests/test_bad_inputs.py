@@ -18,6 +18,7 @@ import pytest
 import torch
 import xarray as xr
 from click.testing import CliRunner
+from fakes import assert_cli_error, edit_checkpoint_config
 from PIL import Image
 
 from oceandl.cli.main import cli
@@ -34,18 +35,6 @@ NT, NY, NX = 10, 8, 10
 def invoke(*args):
     """Run ``oceandl ARGS`` in-process."""
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_cli_error(res, code: int, *parts: str) -> str:
-    """Exit ``code``, no traceback, the last stderr line is ``Error: ...`` holding every part."""
-    assert res.exit_code == code, (res.exit_code, res.output, res.exception)
-    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
-    assert "Traceback" not in res.output
-    lines = res.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), res.stderr
-    for p in parts:
-        assert str(p) in lines[-1], (p, lines[-1])
-    return lines[-1]
 
 
 def assert_one_line(exc_info, *parts: str) -> str:
@@ -883,14 +872,6 @@ def _checkpoint(path: Path, save_checkpoint=None) -> Path:
     return path
 
 
-def _edit_config(src: Path, dst: Path, **changes) -> Path:
-    shutil.copytree(src, dst)
-    cfg = json.loads((dst / "config.json").read_text())
-    cfg.update(changes)
-    (dst / "config.json").write_text(json.dumps(cfg))
-    return dst
-
-
 def _torch_pickle(path: Path) -> Path:
     torch.save({"w": torch.zeros(3)}, path)
     return path
@@ -903,11 +884,11 @@ def image(tmp_path) -> Path:
 
 
 CHECKPOINT_CASES = {
-    "other-architecture": (lambda good, d: _edit_config(good, d / "vgg", model="vgg"),
+    "other-architecture": (lambda good, d: edit_checkpoint_config(good, d / "vgg", model="vgg"),
                            ["weights do not fit model 'vgg'"]),
-    "other-num-classes": (lambda good, d: _edit_config(good, d / "five", model_args=[1, 5], classes=list("abcde")),
+    "other-num-classes": (lambda good, d: edit_checkpoint_config(good, d / "five", model_args=[1, 5], classes=list("abcde")),
                           ["weights do not fit model 'cnn'", "has shape (3,)", "expects (5,)"]),
-    "reconstruction-task": (lambda good, d: _edit_config(good, d / "rec", task="reconstruction"),
+    "reconstruction-task": (lambda good, d: edit_checkpoint_config(good, d / "rec", task="reconstruction"),
                             ["task 'reconstruction'", "classif"]),
     "pickle-file": (lambda good, d: _torch_pickle(d / "model.pt"),
                     ["refused", "pickle-based", "arbitrary code"]),
@@ -928,11 +909,11 @@ CHECKPOINT_CASES = {
                          ["not an oceandl checkpoint", "config.json is missing"]),
     # an edited preprocessing spec: size "x" or 0 was a bare ValueError/RuntimeError (exit 1) in the
     # image reader; channels "x" said "images: cannot convert 1 bands to x", naming no checkpoint
-    "preprocessing-size-text": (lambda good, d: _edit_config(good, d / "sz", preprocessing={"size": "x"}),
+    "preprocessing-size-text": (lambda good, d: edit_checkpoint_config(good, d / "sz", preprocessing={"size": "x"}),
                                 ["config.json: preprocessing size='x'"]),
-    "preprocessing-size-zero": (lambda good, d: _edit_config(good, d / "sz0", preprocessing={"size": 0}),
+    "preprocessing-size-zero": (lambda good, d: edit_checkpoint_config(good, d / "sz0", preprocessing={"size": 0}),
                                 ["config.json: preprocessing size=0"]),
-    "preprocessing-channels-text": (lambda good, d: _edit_config(good, d / "ch", preprocessing={"channels": "x"}),
+    "preprocessing-channels-text": (lambda good, d: edit_checkpoint_config(good, d / "ch", preprocessing={"channels": "x"}),
                                     ["config.json: preprocessing channels='x'"]),
 }
 

@@ -6,7 +6,6 @@ API. ``docs/robustness.md`` lists the same cases.
 """
 from __future__ import annotations
 
-import json
 import resource
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from fakes import assert_cli_error, edit_checkpoint_config
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -30,18 +30,6 @@ FILE_VALUES = "4,047"
 
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_cli_error(res, *parts) -> str:
-    """Exit 2, no traceback, the last stderr line is ``Error: ...`` holding every part."""
-    assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
-    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
-    assert "Traceback" not in res.output
-    lines = res.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), res.stderr
-    for p in parts:
-        assert str(p) in lines[-1], (p, lines[-1])
-    return lines[-1]
 
 
 def make_checkpoint(path: Path, bands: int = 1, **spec) -> tuple[Path, torch.nn.Module]:
@@ -81,14 +69,6 @@ def edit_weights(src: Path, dst: Path, change) -> Path:
     return dst
 
 
-def edit_config(src: Path, dst: Path, **changes) -> Path:
-    shutil.copytree(src, dst)
-    cfg = json.loads((dst / "config.json").read_text())
-    cfg.update(changes)
-    (dst / "config.json").write_text(json.dumps(cfg))
-    return dst
-
-
 def refused_everywhere(ckpt: Path, image: Path, tmp_path: Path, *parts) -> str:
     """``classify`` exits 2 with one line holding ``parts`` and writes nothing; ``load_checkpoint``
     and ``oceandl.classify`` raise a one-line CheckpointError holding them. Returns the CLI line."""
@@ -97,7 +77,7 @@ def refused_everywhere(ckpt: Path, image: Path, tmp_path: Path, *parts) -> str:
 
     out = tmp_path / "predictions.csv"
     line = assert_cli_error(invoke("classify", "--model", ckpt, image, "-o", out, "--device", "cpu", "--quiet"),
-                            *parts)
+                            2, *parts)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith((".part", ".old"))]
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(ckpt, expect_task="classification")
@@ -189,7 +169,7 @@ def test_optional_tensor_still_optional(tmp_path):
     ({"channels": [10**7, 8], "hidden": 16}, "900,000,890,002,759"),
 ])
 def test_giant_model_options_not_built(tmp_path, good, images, options, values):
-    ckpt = edit_config(good, tmp_path / "giant", model_options=options)
+    ckpt = edit_checkpoint_config(good, tmp_path / "giant", model_options=options)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     refused_everywhere(ckpt, images["grey"], tmp_path, ckpt / "config.json", f"has {values} values",
                        f"the {FILE_VALUES} of weights.safetensors", "refused before building it")
@@ -199,7 +179,7 @@ def test_giant_model_options_not_built(tmp_path, good, images, options, values):
 
 def test_slightly_other_options_name_the_tensor(tmp_path, good, images):
     """Options within reach of the weights (hidden 32 for 16) are built and name the first tensor."""
-    ckpt = edit_config(good, tmp_path / "wider", model_options={"channels": [8, 8], "hidden": 32})
+    ckpt = edit_checkpoint_config(good, tmp_path / "wider", model_options={"channels": [8, 8], "hidden": 32})
     refused_everywhere(ckpt, images["grey"], tmp_path, "weights do not fit model 'cnn'",
                        "head.2.bias has shape (16,), the model expects (32,)")
 
@@ -214,7 +194,7 @@ def _nested(depth: int):
 
 @pytest.mark.parametrize("depth", [65, 70])
 def test_deep_json_refused(tmp_path, good, images, depth):
-    ckpt = edit_config(good, tmp_path / "deep", metrics=_nested(depth))
+    ckpt = edit_checkpoint_config(good, tmp_path / "deep", metrics=_nested(depth))
     refused_everywhere(ckpt, images["grey"], tmp_path, ckpt / "config.json",
                        f"JSON nested {depth} levels deep, over the 64 accepted")
 
@@ -230,7 +210,7 @@ def test_very_deep_json_refused(tmp_path, good, images):
 def test_json_depth_64_accepted(tmp_path, good):
     from oceandl.training.checkpoint import _json_depth, read_config
 
-    ckpt = edit_config(good, tmp_path / "d64", metrics=_nested(64))
+    ckpt = edit_checkpoint_config(good, tmp_path / "d64", metrics=_nested(64))
     cfg = read_config(ckpt)
     assert _json_depth(cfg) == 64 and cfg["model_options"] == OPTIONS
 
@@ -241,7 +221,7 @@ def test_json_depth_64_accepted(tmp_path, good):
 @pytest.mark.parametrize("size", [[100000, 100000], [16, 16385], 20000])
 def test_checkpoint_size_over_max(tmp_path, good, images, size):
     """Was an out-of-memory exit 1 (37.3 GiB asked for) in the image reader."""
-    ckpt = edit_config(good, tmp_path / "big", preprocessing={"size": size, "normalize": "per_image"})
+    ckpt = edit_checkpoint_config(good, tmp_path / "big", preprocessing={"size": size, "normalize": "per_image"})
     line = refused_everywhere(ckpt, images["grey"], tmp_path, ckpt / "config.json",
                               f"preprocessing size={size!r}: at most 16384 pixels a side")
     assert "memory" not in line
@@ -268,7 +248,7 @@ def test_train_size_option_over_max(tmp_path, images, size, parts):
     out = tmp_path / "model"
     res = invoke("train", "classifier", "--data", tree, "--size", size, "--epochs", "1", "-o", out,
                  "--device", "cpu", "--quiet")
-    assert_cli_error(res, *parts)
+    assert_cli_error(res, 2, *parts)
     assert not out.exists()
 
 
@@ -288,7 +268,7 @@ def test_band_mismatch(tmp_path, images, bands, image, parts):
     ckpt, _ = make_checkpoint(tmp_path / f"b{bands}", bands=bands)
     out = tmp_path / "p.csv"
     res = invoke("classify", "--model", ckpt, images[image], "-o", out, "--device", "cpu", "--quiet")
-    assert_cli_error(res, str(ckpt), *parts)
+    assert_cli_error(res, 2, str(ckpt), *parts)
     assert not out.exists()
     other = 1 if image == "grey" else 3
     with pytest.raises(InputError) as info:
