@@ -60,7 +60,7 @@ import torch
 from torch.utils.data import Dataset
 
 from oceandl.errors import InputError, warn
-from oceandl.preprocess import convert_channels, fit_size, pixels_to_float
+from oceandl.preprocess import check_spec, convert_channels, fit_size, pixels_to_float
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -509,6 +509,14 @@ def _noting(notes: dict[tuple[type, str], list[Path]], path: Path):
                     paths.append(path)
 
 
+def _checked_size(size) -> tuple[int, int] | None:
+    """``size`` (an int or (height, width), each 1 to :data:`~oceandl.preprocess.MAX_SIZE`) as a
+    tuple, or None; an :class:`InputError` otherwise. Asked before any file is read: size=100000
+    asked for 37 GiB at the first batch (an out-of-memory exit 1), 0 or a string failed in the
+    resize as a bare error."""
+    return None if size is None else tuple(check_spec({"size": size})["size"])
+
+
 class _FileImageDataset(Dataset):
     """Files + labels -> samples; header check, channel/size harmonisation (see module docstring).
 
@@ -531,6 +539,7 @@ class _FileImageDataset(Dataset):
         verify: str = "header",
         where: str = "",
     ) -> None:
+        size = _checked_size(size)  # before any file is listed or probed
         if on_error not in ("skip", "raise"):
             raise InputError(f"on_error={on_error!r}: use 'skip' or 'raise'")
         if verify not in ("header", "full"):
@@ -863,6 +872,7 @@ class TenGeoPDataset(_FileImageDataset):
         on_error: str = "skip",
         verify: str = "header",
     ) -> None:
+        size = _checked_size(size)  # before any file is listed or probed
         root = _check_dir(root)
         class_root = _tengeop_root(root)
         folders = _tengeop_folders(class_root) if class_root is not None else {}
@@ -1045,6 +1055,7 @@ class ImageFolderDataset(_FileImageDataset):
         verify: str = "header",
         class_folders: str = "top",
     ) -> None:
+        size = _checked_size(size)  # before any file is listed or probed
         if class_folders not in ("top", "leaf"):
             raise InputError(f"class_folders={class_folders!r}: use 'top' or 'leaf'")
         root = _check_dir(root)
@@ -1184,6 +1195,7 @@ class ImageFilesDataset(_FileImageDataset):
         on_error: str = "skip",
         verify: str = "header",
     ) -> None:
+        size = _checked_size(size)  # before any file is listed or probed
         found = list_images(files)
         super().__init__(
             found,

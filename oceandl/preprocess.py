@@ -48,7 +48,9 @@ def check_spec(spec: dict | None) -> dict:
     if size is not None:
         # an int (as the readers and `--size` take) failed as a bare TypeError in preprocess_batch
         size = [size, size] if isinstance(size, (int, np.integer)) else list(size)
-        if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in size):
+        # True was taken as a side of 1 pixel
+        if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1
+                                     for s in size):
             raise InputError(f"size={out['size']!r}: use a positive int or [H, W]")
         if max(size) > MAX_SIZE:
             # refused before any image is read (else an out-of-memory exit 1 in the reader)

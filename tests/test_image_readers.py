@@ -990,3 +990,31 @@ def test_year_folders_above_or_below_the_classes(tmp_path):
     with pytest.warns(UserWarning, match=r"3 class\(es\) named by a number below a folder \(Chaetoceros/001, "
                                          r".*class_folders='top'"):
         ImageFolderDataset(tmp_path / "batches", class_folders="leaf")
+
+
+@pytest.mark.parametrize("size,words", [(100000, "at most 16384 pixels a side"), ((16, 16385), "at most 16384"),
+                                        (0, "positive int"), ("x", "positive int"), (True, "positive int"),
+                                        ((8, 8, 8), "positive int")])
+def test_a_size_no_image_can_take_is_refused_before_any_file_is_read(tmp_path, size, words):
+    """size=100000 asked for 37 GiB at the first batch (out of memory, exit 1); 0 or 'x' failed in the resize."""
+    from oceandl.datasets.images import ImageFilesDataset, ImageFolderDataset
+    from oceandl.errors import InputError
+
+    missing = [tmp_path / "not-there.png"]  # never probed: the size is refused first
+    with pytest.raises(InputError, match=words):
+        ImageFilesDataset(missing, size=size)
+    with pytest.raises(InputError, match=words):
+        ImageFolderDataset(tmp_path, size=size)
+
+
+def test_sizes_within_the_limit_are_taken_as_height_width(tmp_path):
+    from PIL import Image
+
+    from oceandl.datasets.images import ImageFilesDataset
+
+    f = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(f)
+    assert ImageFilesDataset([f], size=12).size == (12, 12)
+    assert ImageFilesDataset([f], size=np.int64(6)).size == (6, 6)
+    ds = ImageFilesDataset([f], size=[16384, 4])
+    assert ds.size == (16384, 4)
