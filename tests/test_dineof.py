@@ -637,9 +637,10 @@ def sst_error_map():
 
 def test_error_map_follows_the_error_on_synthetic_sst(sst_error_map):
     """Synthetic SST (40 x 32 x 32, 50 % cloud, seed 1): the fraction of withheld errors within one
-    sigma is in a sensible band (0.61 measured; a sigma 10x too small gives 0.07, 3x too large
-    0.93), sigma follows |error| (corr 0.52; a constant sigma: 0) and is smaller at observed pixels
-    than under the clouds (the loadings and amplitudes are seen there: 0.37 of the gaps' mean)."""
+    sigma is in a sensible band (0.75 measured, 0.61 with the former square-CV scale; a sigma 10x too
+    small gives 0.07, 3x too large 0.93), sigma follows |error| (corr 0.52; a constant sigma: 0) and
+    is smaller at observed pixels than under the clouds (the loadings and amplitudes are seen there:
+    0.37 of the gaps' mean); against the truth under the clouds 0.71 within 1 sigma."""
     gappy, truth, held, out = sst_error_map
     f, sig, flag = out.sst.values, out.sigma.values, out.missing_flag.values
     err = np.abs(f[held] - gappy.values[held])
@@ -648,17 +649,56 @@ def test_error_map_follows_the_error_on_synthetic_sst(sst_error_map):
     assert np.corrcoef(sig[held], err)[0, 1] > 0.3
     gap, seen = flag == 1, (flag == 0) & np.isfinite(sig)
     assert sig[seen].mean() < 0.6 * sig[gap].mean()
-    zt = np.abs(f[gap] - truth.values[gap]) / sig[gap]  # against the truth under the clouds: sigma a bit small
+    zt = np.abs(f[gap] - truth.values[gap]) / sig[gap]  # against the truth under the clouds
     assert 0.4 < np.mean(zt <= 1) < 0.9
 
 
-def test_error_map_with_fixed_modes_is_not_calibrated(rank3):
+def test_error_map_with_fixed_modes_is_calibrated_on_clouds(rank3):
+    """n_modes fixed: no CV points, but the cloud-shaped held-out set calibrates sigma (the scale is no
+    longer 1), the attrs say how, and the fill is the one without the error map."""
     gappy, _ = rank3
     with torch_threads(1):
         out = interpolate(gappy, "dineof", return_dataset=True, n_modes=3, error_map=True, device="cpu")
-    assert out.sigma.attrs["cv_sigma_scale"] == 1.0 and "not calibrated" in out.sigma.attrs["error_model"]
+        plain = interpolate(gappy, "dineof", return_dataset=True, n_modes=3, device="cpu")
+    np.testing.assert_array_equal(out.sst.values, plain.sst.values)
+    attrs = out.sigma.attrs
+    assert attrs["cv_sigma_scale"] != 1.0 and attrs["cv_sigma_scale"] > 0
+    assert attrs["sigma_calibration"] == "cloud_transfer" and attrs["sigma_calibration_points"] >= 200
+    assert 0.06 < attrs["sigma_calibration_fraction"] < 0.12
+    assert "cloud-mask transfer" in attrs["error_model"] and "not calibrated" not in attrs["error_model"]
     sig = out.sigma.values[:, gappy.notnull().any(gappy.dims[0]).values]
     assert np.isfinite(sig).all() and (sig > 0).all()
+
+
+@pytest.mark.filterwarnings("ignore:method .dineof.. the cross-validation set is")
+@pytest.mark.parametrize("opts", [{}, {"shrink": 0.0}, {"shrink": 0.05, "max_modes": 6}, {"n_modes": 4, "shrink": 0.02},
+                                  {"temporal_filter": 0.01}])
+def test_error_map_leaves_the_fill_bit_identical(opts):
+    """The calibration reruns the fill on other observations, after the fill: the filled field (and
+    the fit's attrs) are those of error_map=False, whatever the path (rank, threshold, fixed, filter)."""
+    gappy, _ = make_cube(nt=30, ny=20, nx=24, seed=3)
+    with torch_threads(1):
+        on = interpolate(gappy, "dineof", return_dataset=True, seed=5, device="cpu", error_map=True, **opts)
+        off = interpolate(gappy, "dineof", return_dataset=True, seed=5, device="cpu", **opts)
+    np.testing.assert_array_equal(on.sst.values, off.sst.values)
+    for key in ("n_modes", "n_iter_total", "shrink", "cv_curve"):
+        assert on.sst.attrs.get(key) == off.sst.attrs.get(key)
+    assert on.sigma.attrs["sigma_calibration"] == "cloud_transfer"
+
+
+@pytest.mark.filterwarnings("ignore:method .dineof.. the cross-validation set is")
+def test_error_map_falls_back_to_the_cv_squares_with_few_held_out_points():
+    """A small cube: under 200 cloud-shaped points, the square-CV scale, warned and said in the attrs;
+    with n_modes fixed as well, no calibration at all (scale 1)."""
+    gappy, _ = make_cube(nt=12, ny=10, nx=12, seed=2)
+    with torch_threads(1), pytest.warns(UserWarning, match="to calibrate sigma on"):
+        out = interpolate(gappy, "dineof", return_dataset=True, device="cpu", error_map=True, max_modes=4)
+    assert out.sigma.attrs["sigma_calibration"] == "cv_squares" and out.sigma.attrs["cv_sigma_scale"] != 1.0
+    assert "cross-validation points" in out.sigma.attrs["error_model"]
+    with torch_threads(1), pytest.warns(UserWarning, match="to calibrate sigma on"):
+        out = interpolate(gappy, "dineof", return_dataset=True, device="cpu", error_map=True, n_modes=2)
+    assert out.sigma.attrs["sigma_calibration"] == "none" and out.sigma.attrs["cv_sigma_scale"] == 1.0
+    assert "not calibrated" in out.sigma.attrs["error_model"]
 
 
 def test_error_map_from_the_cli_and_with_chunks(rank3, tmp_path):

@@ -7,7 +7,8 @@ by DINEOF with the default options, once with ``error_map=False`` and once with 
 Per seed: the fraction of the withheld pixels' errors within 1 and 2 sigma (Gaussian: 0.68, 0.95),
 rms(err / sigma) on them, the same two against the synthetic truth (``sst_true``) on every cloud
 gap (missing_flag 1), corr(sigma, |err|) on the withheld pixels and on the gaps, the mean sigma at
-observed pixels over that at gaps, ``cv_sigma_scale``, and the wall time of both fits.
+observed pixels over that at gaps, ``cv_sigma_scale`` (fitted on observations hidden by cloud-mask
+transfer after the fill; ``sigma_calibration`` in the attrs), and the wall time of both fits.
 
 Run: ``OMP_NUM_THREADS=1 python docs/experiments/dineof_error_map.py [SEEDS]`` (default 0,1,2;
 about 10 s per seed on one core).

@@ -51,10 +51,22 @@ _CV_OPTIONS = ("max_modes", "cv_fraction", "cv_radius", "cv_shape", "patience")
 _RESID_PRIOR_OBS = 10
 # error_map: entries of the (pixels, k * k) mode-product block computed at once
 _ERRMAP_BLOCK = 2**22
+# error_map: the share of the observations hidden by cloud-mask transfer, after the fill, to calibrate
+# sigma on (the fill is rerun at the chosen rank without them); fewer such points than
+# _SIGMA_MIN_POINTS: the square-CV calibration (1 with n_modes fixed), warned; |err / sigma| beyond
+# _SIGMA_CLIP robust stds (1.4826 x median |err / sigma|) are left out of the fit
+_SIGMA_FRACTION = 0.08
+_SIGMA_MIN_POINTS = 200
+_SIGMA_CLIP = 5.0
+_SIGMA_SEED_TAG = 0x51C3A  # the held-out set's own random stream: default_rng([seed, this])
 ERROR_MAP_TEXT = ("DINEOF error map (after Beckers et al. 2006): cv_sigma_scale * sqrt(the optimal-interpolation "
                   "error variance of the retained modes' amplitudes given the time step's observed pixels + that "
                   "of the pixel's mode loadings given its observed time steps + the residual variance of the "
                   "truncated fit at the pixel's observations)")
+_CLOUD_CAL_TEXT = (" (cv_sigma_scale fitted after the fill so that rms(error / sigma) = 1 on {points} observed pixels "
+                   "hidden by cloud-mask transfer ({fraction:.0%} of the observations, real cloud shapes pasted on "
+                   "other days; the fill rerun at the chosen rank without them, the error model of that run; "
+                   "{dropped} beyond {clip:g} robust stds left out); the fill itself is the one without error_map")
 
 
 class _ErrorMapFlag:
@@ -263,10 +275,18 @@ class DINEOF(Interpolator):
       projected on the pixel's loadings, ``v_p^T (diag(nt / s^2) + V_o^T V_o / r)^-1 v_p`` (one
       k x k solve per step), plus the pixel's own unresolved variance ``r_p`` (r at that pixel,
       shrunk toward the global one); sigma is its square root times one global factor,
-      ``cv_sigma_scale``, fitted so that rms(CV error / sigma) = 1 on the CV points (the model
-      evaluated with them hidden, at the chosen rank). DINEOF's own error map has no such
-      calibration. With ``n_modes`` fixed there are no CV points: the factor is 1 (said in the
-      sigma attrs). Measured: docs/benchmarks.md. No multivariate DINEOF, no outlier detection.
+      ``cv_sigma_scale``, fitted after the fill (which is therefore the one without the error
+      map, bit for bit) on 8 % of the observations hidden by cloud-mask transfer
+      (:func:`~oceandl.interp.withhold.withhold_by_cloud_transfer`, seeded from ``seed``): the
+      fill rerun at the chosen rank and threshold without them, the model of that run, the scale
+      rms(error / sigma) on them (|error / sigma| beyond 5 robust stds left out). The CV squares
+      are easier to fill than real clouds: fitted on them the scale was 1.3-1.4x too small (demo
+      cube: rms(error / sigma) on withheld clouds 1.27-1.43 -> 1.01-1.07, against the truth under
+      the clouds 1.76-1.87 -> 1.26-1.48). Under 200 such points: the scale fitted on the CV
+      points, or 1 (not calibrated) with ``n_modes`` fixed, warned; the sigma attrs say which
+      (``sigma_calibration``, ``sigma_calibration_points``, ``sigma_calibration_fraction``).
+      DINEOF's own error map has no such calibration. Measured: docs/benchmarks.md. No
+      multivariate DINEOF, no outlier detection.
     * Nothing is dropped for too little data: a pixel never observed is land (left NaN), one
       observed once is filled, a time step with no observation is filled with a warning. DINEOF
       itself drops only the never-observed pixels; its users often remove the images above
@@ -341,8 +361,8 @@ class DINEOF(Interpolator):
         counts, all of which share that fit.
     error_map : bool, default False
         Also return ``sigma``, the expected error std (see the differences above); costs one more
-        SVD and a few (pixels x k^2) products per fit, twice with CV, and holds a few cube-sized
-        float64 arrays while it runs. With ``temporal_filter`` the error model's modes are the
+        fill at the chosen rank (on the observations less the calibration's), one more SVD and a
+        few (pixels x k^2) products, twice, and holds a few cube-sized float64 arrays while it runs. With ``temporal_filter`` the error model's modes are the
         unfiltered SVD's of the filled matrix.
 
     Attributes (after fit)
@@ -359,7 +379,8 @@ class DINEOF(Interpolator):
     seasonal_ : :class:`~oceandl.interp.climatology.SeasonalCycle` (``harmonics``, ``levels``:
     the harmonics each pixel fitted). Output attrs ``harmonics`` (k) and, for k > 0,
     ``harmonics_fallback_pixels`` (ocean pixels that fitted fewer than k).
-    cv_sigma_scale_ : float (with ``error_map``: the calibration factor; 1.0 with ``n_modes`` fixed).
+    cv_sigma_scale_ : float (with ``error_map``: the calibration factor, on cloud-shaped held-out points;
+    on the CV points, or 1.0 with ``n_modes`` fixed, when they are too few).
     """
 
     name: ClassVar[str] = "dineof"
@@ -605,10 +626,16 @@ class DINEOF(Interpolator):
         self.shrink_curve_: list[tuple[float, float]] = []
         # Randomised SVD draws from torch's global generator: seed it in a private copy of the state
         # (torch.manual_seed would also re-seed every other GPU's generator, outside the copy)
+        # error_map: the observed pixels sigma is calibrated on, drawn now from their own stream (the
+        # CV set's and torch's draws, hence the fill, are those without error_map)
+        HO = None
+        if self.options["error_map"]:
+            held = self._sigma_points(obs)
+            HO = None if held is None else torch.from_numpy(self._to_matrix(held)).to(device)
         with torch_rng_scope(device):
             seed_torch(self.seed, device)
             if self.options["n_modes"] is not None:
-                self._fit_fixed(X, M, min(self.options["n_modes"], min(nt, n)))
+                self._fit_fixed(X, M, min(self.options["n_modes"], min(nt, n)), HO)
             else:
                 radius = self.options["cv_radius"]
                 if "cv_radius" not in self._given_options:
@@ -648,7 +675,7 @@ class DINEOF(Interpolator):
                         f"observations on {int(cv.any(axis=(1, 2)).sum())} of {nt} time steps), too few to choose "
                         f"the number of modes reliably; it is uncertain (use a longer or larger field)",
                         UserWarning)
-                self._fit_cv(X, M, torch.from_numpy(self._to_matrix(cv)).to(device), kmax, auto)
+                self._fit_cv(X, M, torch.from_numpy(self._to_matrix(cv)).to(device), kmax, auto, HO)
         self._F = self._basis = None
         self.shrink_ = self._lam
         filled = self._filled_m.to("cpu").numpy()
@@ -661,21 +688,77 @@ class DINEOF(Interpolator):
             filled = filled + season  # the cycle back: the output is the field's, not its anomaly's
         self._filled = self._from_matrix(filled.astype(np.float32, copy=False))
 
-    def _fit_fixed(self, X, M, k: int) -> None:
-        filled = X * M
-        total = 0
-        for kk in self._progress(range(1, k + 1), "modes"):
-            filled, it, conv = self._iterate(filled, M, kk)
-            total += it
+    def _fit_fixed(self, X, M, k: int, HO=None) -> None:
+        filled = self._fill_at_rank(X, M, k, ramp=True)
+        it, conv, total = self._last_fill
         self.cv_curve_: list[tuple[int, float]] = []
         self.cv_rmse_ = None
         self.n_modes_, self.n_iter_, self.converged_, self.n_iter_total_ = k, it, conv, total
         self._filled_m = self._final(filled, M, k)
-        if self.options["error_map"]:  # no CV points to calibrate on: the factor is 1
-            self.cv_sigma_scale_, self._sigma_calibrated = 1.0, False
+        if self.options["error_map"]:
             self._sigma_m = self._error_var(filled, M, k).sqrt_()
+            if not self._calibrate_on_clouds(X, M, HO, k):  # no CV points to fall back on: the factor is 1
+                self.cv_sigma_scale_, self._sigma_calibration = 1.0, None
+            self._sigma_m.mul_(self.cv_sigma_scale_)
 
-    def _fit_cv(self, X, M, CV, kmax: int, auto: bool = False) -> None:
+    def _fill_at_rank(self, X, mask, k: int, ramp: bool):
+        """The DINEOF fill of X at its observations ``mask``, at rank k from zero gaps: with ``ramp``,
+        ranks 1 to k in turn, each from the previous one's fill (as the fixed-rank fit and the CV
+        sweep do); else rank k at once (the threshold path: its soft-thresholded fixed point is
+        unique). ``self._last_fill``: the last rank's iterations, convergence, and all iterations."""
+        filled, total = X * mask, 0
+        for kk in self._progress(range(1 if ramp else k, k + 1), "modes"):
+            filled, it, conv = self._iterate(filled, mask, kk)
+            total += it
+        self._last_fill = (it, conv, total)
+        return filled
+
+    def _sigma_points(self, obs: np.ndarray) -> np.ndarray | None:
+        """The observations (a bool cube, subset of ``obs``) hidden to calibrate sigma on: cloud patterns
+        of random other days pasted on the cleanest ones, ``_SIGMA_FRACTION`` of the observations, in
+        time order, seeded from ``seed``; None where there is no cloud pattern to paste."""
+        from .withhold import withhold_by_cloud_transfer
+
+        it = _time_order(self.da_)
+        o = obs[it]
+        if o.shape[0] < 2 or not (~o & o.any(axis=0)).any():
+            return None
+        seed = int(np.random.default_rng([self.seed, _SIGMA_SEED_TAG]).integers(2**31))
+        held = np.empty_like(obs)
+        held[it] = withhold_by_cloud_transfer(o, fraction=_SIGMA_FRACTION, seed=seed, at_most=True)
+        return held
+
+    def _calibrate_on_clouds(self, X, M, HO, k: int) -> bool:
+        """``cv_sigma_scale_`` fitted on the cloud-shaped held-out points ``HO`` (a subset of ``M``):
+        the fill rerun at rank k (and the same threshold) with them hidden, the error model of that
+        run, the scale rms(err / sigma) on them, |err / sigma| beyond ``_SIGMA_CLIP`` robust stds
+        left out. False (and a warning) with fewer than ``_SIGMA_MIN_POINTS`` points: the caller
+        keeps its fallback. Runs after the fill: the fill does not depend on it."""
+        n_held = 0 if HO is None else int(HO.sum())
+        z = None
+        if n_held >= _SIGMA_MIN_POINTS:
+            fit = M & ~HO
+            self._basis = None  # svd="subspace": start this run afresh
+            filled = self._fill_at_rank(X, fit, k, ramp=self.options["n_modes"] is not None or not self._lam)
+            var = self._error_var(filled, fit, k)[HO]
+            z = ((filled[HO] - X[HO]).double() / var.sqrt().clamp(min=1e-150)).cpu().numpy()
+            del filled, var, fit
+            z = z[np.isfinite(z)]
+            robust = 1.4826 * float(np.median(np.abs(z))) if z.size else 0.0
+            z = z[np.abs(z) <= _SIGMA_CLIP * robust] if robust > 0 else z[:0]
+        if z is None or z.size < _SIGMA_MIN_POINTS:
+            fallback = "none (1)" if self.options["n_modes"] is not None else "on the cross-validation squares"
+            warn(f"{getattr(self, '_label', 'dineof')}: {0 if z is None else z.size} cloud-shaped held-out points "
+                 f"to calibrate sigma on (fewer than {_SIGMA_MIN_POINTS}); the calibration is {fallback}",
+                 UserWarning)
+            return False
+        total = int(M.sum())
+        self.cv_sigma_scale_ = float(np.sqrt(np.mean(z ** 2)))
+        self._sigma_calibration = {"method": "cloud_transfer", "points": int(z.size), "dropped": n_held - int(z.size),
+                                   "fraction": n_held / max(total, 1)}
+        return True
+
+    def _fit_cv(self, X, M, CV, kmax: int, auto: bool = False, HO=None) -> None:
         import torch
 
         fit_mask = M & ~CV
@@ -725,14 +808,6 @@ class DINEOF(Interpolator):
                 best_err, best_k, best, best_lam = path_err, kmax, path_best, path_lam
             del rank_best, path_best
         self._lam = best_lam
-        if self.options["error_map"]:
-            # the calibration: the error model of the CV fit (CV points hidden), at its CV points
-            var = self._error_var(best, fit_mask, best_k)[CV]
-            z2 = ((best[CV] - xcv).double() ** 2 / var.clamp(min=torch.finfo(var.dtype).tiny))
-            c2 = float(z2.mean()) if z2.numel() else math.nan
-            self._sigma_calibrated = math.isfinite(c2) and c2 > 0
-            self.cv_sigma_scale_ = math.sqrt(c2) if self._sigma_calibrated else 1.0
-            del var, z2
         # Final fit: the CV points rejoin the observations; start from the best CV solution.
         filled = torch.where(M, X, best)
         filled, it, conv = self._iterate(filled, M, best_k)
@@ -742,8 +817,19 @@ class DINEOF(Interpolator):
         self.n_modes_, self.n_iter_, self.converged_ = best_k, it, conv
         self.n_iter_total_ = total + it
         self._filled_m = self._final(filled, M, best_k)
-        if self.options["error_map"]:
-            self._sigma_m = self._error_var(filled, M, best_k).sqrt_().mul_(self.cv_sigma_scale_)
+        if self.options["error_map"]:  # after the fill, which is then the one without error_map
+            self._sigma_m = self._error_var(filled, M, best_k).sqrt_()
+            del filled
+            if not self._calibrate_on_clouds(X, M, HO, best_k):
+                # the fallback: the error model of the CV fit (CV points hidden), at its CV points
+                var = self._error_var(best, fit_mask, best_k)[CV]
+                z2 = ((best[CV] - xcv).double() ** 2 / var.clamp(min=torch.finfo(var.dtype).tiny))
+                c2 = float(z2.mean()) if z2.numel() else math.nan
+                ok = math.isfinite(c2) and c2 > 0
+                self.cv_sigma_scale_ = math.sqrt(c2) if ok else 1.0
+                self._sigma_calibration = {"method": "cv_squares", "points": int(z2.numel())} if ok else None
+                del var, z2
+            self._sigma_m.mul_(self.cv_sigma_scale_)
 
     @staticmethod
     def _rank_clearly_better(rank, path, X, CV) -> bool:
@@ -892,9 +978,22 @@ class DINEOF(Interpolator):
 
     def _sigma_attrs(self) -> dict[str, Any]:
         """``cv_sigma_scale`` (the calibration factor) and what the error map is."""
-        how = (" (fitted so that rms(CV error / sigma) = 1 on the cross-validation points)" if self._sigma_calibrated
-               else " (1: not calibrated, no cross-validation points with n_modes fixed)")
-        return {"cv_sigma_scale": float(self.cv_sigma_scale_), "error_model": ERROR_MAP_TEXT + how}
+        cal = self._sigma_calibration
+        attrs: dict[str, Any] = {"cv_sigma_scale": float(self.cv_sigma_scale_)}
+        if cal is None:
+            how = " (1: not calibrated, too few cloud-shaped held-out points and no cross-validation points)"
+            attrs["sigma_calibration"] = "none"
+        elif cal["method"] == "cloud_transfer":
+            how = _CLOUD_CAL_TEXT.format(points=cal["points"], fraction=cal["fraction"], dropped=cal["dropped"],
+                                         clip=_SIGMA_CLIP)
+            attrs.update(sigma_calibration="cloud_transfer", sigma_calibration_points=cal["points"],
+                         sigma_calibration_fraction=round(float(cal["fraction"]), 4))
+        else:
+            how = (f" (fitted so that rms(CV error / sigma) = 1 on the {cal['points']} cross-validation points: too "
+                   "few cloud-shaped held-out points)")
+            attrs.update(sigma_calibration="cv_squares", sigma_calibration_points=cal["points"])
+        attrs["error_model"] = ERROR_MAP_TEXT + how
+        return attrs
 
     def _fit_attrs(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {
