@@ -730,3 +730,15 @@ def test_error_map_from_the_cli_and_with_chunks(rank3, tmp_path):
         assert ds.sigma.attrs["cv_sigma_scale"] > 0 and len(ds.sigma.attrs["cv_sigma_scale_range"]) == 2
         assert json.loads(ds.sst.attrs["options"])["error_map"] is True
         assert 0.05 < np.median(sig[:, ~land]) < 0.2
+
+
+def test_error_map_calibration_has_its_own_progress_bar(rank3, capsys):
+    """The calibration's rerun fill showed a second bar labelled "modes", as if the fill started over."""
+    gappy, _ = rank3
+    with torch_threads(1):
+        interpolate(gappy, "dineof", n_modes=3, error_map=True, device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert "dineof: modes" in err and "dineof: error map calibration, modes" in err
+    with torch_threads(1):
+        interpolate(gappy, "dineof", n_modes=3, device="cpu", progress=True)
+    assert "error map calibration" not in capsys.readouterr().err

@@ -701,13 +701,14 @@ class DINEOF(Interpolator):
                 self.cv_sigma_scale_, self._sigma_calibration = 1.0, None
             self._sigma_m.mul_(self.cv_sigma_scale_)
 
-    def _fill_at_rank(self, X, mask, k: int, ramp: bool):
+    def _fill_at_rank(self, X, mask, k: int, ramp: bool, desc: str = "modes"):
         """The DINEOF fill of X at its observations ``mask``, at rank k from zero gaps: with ``ramp``,
         ranks 1 to k in turn, each from the previous one's fill (as the fixed-rank fit and the CV
         sweep do); else rank k at once (the threshold path: its soft-thresholded fixed point is
-        unique). ``self._last_fill``: the last rank's iterations, convergence, and all iterations."""
+        unique). ``self._last_fill``: the last rank's iterations, convergence, and all iterations.
+        ``desc``: the progress bar's label."""
         filled, total = X * mask, 0
-        for kk in self._progress(range(1 if ramp else k, k + 1), "modes"):
+        for kk in self._progress(range(1 if ramp else k, k + 1), desc):
             filled, it, conv = self._iterate(filled, mask, kk)
             total += it
         self._last_fill = (it, conv, total)
@@ -739,7 +740,9 @@ class DINEOF(Interpolator):
         if n_held >= _SIGMA_MIN_POINTS:
             fit = M & ~HO
             self._basis = None  # svd="subspace": start this run afresh
-            filled = self._fill_at_rank(X, fit, k, ramp=self.options["n_modes"] is not None or not self._lam)
+            # its own label: a second "modes" bar after the fill's read as the fill starting over
+            filled = self._fill_at_rank(X, fit, k, ramp=self.options["n_modes"] is not None or not self._lam,
+                                        desc="error map calibration, modes")
             var = self._error_var(filled, fit, k)[HO]
             z = ((filled[HO] - X[HO]).double() / var.sqrt().clamp(min=1e-150)).cpu().numpy()
             del filled, var, fit
