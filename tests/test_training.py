@@ -1638,3 +1638,38 @@ def test_weighted_f1_beside_macro_f1_on_imbalanced_classes():
     from oceandl.training.classifier import _REPORTED
 
     assert "weighted_f1" in _REPORTED and "test_weighted_f1" in COLUMNS
+
+
+def _strided_pointwise_net(cls=torch.nn.Conv2d):
+    from oceandl.models.blocks import PointwiseConv
+
+    conv = PointwiseConv(8, 16, 2) if cls is PointwiseConv else torch.nn.Conv2d(8, 16, 1, stride=2, bias=False)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), conv, torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "pointwise", "contiguous"])
+def test_a_strided_1x1_conv_oneDNN_corrupts_on_is_warned_about(kind):
+    """oneDNN 3.12 corrupts the heap in the channels-last backward of a strided 1x1 conv of 2-15
+    input channels on AVX512 CPUs (docs/robustness.md): a model of one's own with one is warned about;
+    PointwiseConv, or channels_last=False, is not."""
+    from fakes import torch_threads
+
+    from oceandl.models.blocks import PointwiseConv
+    from oceandl.training.engine import _onednn_version
+
+    if "AVX512" not in torch.backends.cpu.get_cpu_capability() or (_onednn_version() or (0, 0)) > (3, 12):
+        pytest.skip("warned about only on AVX512 CPUs with oneDNN 3.12 or older")
+    x, y = torch.randn(12, 1, 8, 8), torch.arange(12) % 3
+    net = _strided_pointwise_net(PointwiseConv if kind == "pointwise" else torch.nn.Conv2d)
+    cfg = TrainConfig(epochs=1, batch_size=4, progress=False, device="cpu", channels_last=kind != "contiguous",
+                      amp=False)  # batches of 4: an even batch, which the bug spares
+    with torch_threads(2), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(net, TensorData(x, y), None, cfg)
+    said = [str(w.message) for w in caught if "strided 1x1 convolution" in str(w.message)]
+    if kind == "conv2d":
+        assert len(said) == 1 and "layer 1:" in said[0] and "8 input channels" in said[0], said
+        assert "PointwiseConv" in said[0] and "--no-channels-last" in said[0]
+    else:
+        assert said == []

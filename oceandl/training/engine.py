@@ -713,6 +713,37 @@ def _warn_unmet_bf16(device: torch.device, cfg: TrainConfig) -> None:
              "training in fp32 (emulated bf16 would be slower)")
 
 
+def _onednn_version() -> tuple[int, ...] | None:
+    """The oneDNN version torch was built with (from ``torch.__config__.show()``), or None."""
+    import re
+
+    m = re.search(r"(?:MKL-DNN|oneDNN) v(\d+)\.(\d+)", torch.__config__.show())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _warn_strided_pointwise(model: nn.Module, device: torch.device, cfg: TrainConfig) -> None:
+    """Warn about a layer that meets oneDNN 3.12's heap-corruption bug (docs/robustness.md).
+
+    The backward pass of a channels-last ``nn.Conv2d`` with a 1 x 1 kernel, a stride and 2 to 15
+    input channels corrupted the C heap on AVX512 CPUs with 2+ threads (an abort or segfault
+    within a few hundred steps of odd batches). The registry's ResNet block avoids it
+    (:class:`~oceandl.models.blocks.PointwiseConv`); a model of one's own is only warned about.
+    """
+    if device.type != "cpu" or not cfg.channels_last or torch.get_num_threads() < 2:
+        return
+    if "AVX512" not in torch.backends.cpu.get_cpu_capability() or (_onednn_version() or (0, 0)) > (3, 12):
+        return
+    bad = [(name, m.in_channels) for name, m in model.named_modules()
+           if type(m) is nn.Conv2d and m.kernel_size == (1, 1) and m.stride != (1, 1) and 1 < m.in_channels < 16]
+    if bad:
+        name, cin = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        warn(f"layer {name or type(model).__name__}{more}: a strided 1x1 convolution of {cin} input channels "
+             "trained channels-last on this AVX512 CPU can corrupt memory and crash in oneDNN 3.12's backward "
+             "pass (docs/robustness.md): build it as oceandl.models.blocks.PointwiseConv, or train with "
+             "channels_last=False (--no-channels-last)")
+
+
 def _autocast(device: torch.device, cfg: TrainConfig):
     return bf16_autocast(device, training_precision(device, cfg) == "bf16")
 
@@ -815,6 +846,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     """:func:`fit` within its private random state."""
     seed_torch(cfg.seed, device)
     _warn_unmet_bf16(device, cfg)
+    _warn_strided_pointwise(model, device, cfg)
     keep_freed_memory(device)  # every step re-allocates the same activations: keep them off the page-fault path
     model = model.to(device)
     if cfg.channels_last:
