@@ -316,6 +316,32 @@ def filled_comment(method: str, keep_observed: bool, old: str | None = None) -> 
     return f"{text}\n{old}" if old else text
 
 
+#: the post-hoc sigma calibrations (neural ``calibrate``, DINEOF ``error_map``): held-out
+#: |error / sigma| beyond this many robust stds (1.4826 x median) are left out of the scale, and
+#: fewer points than ``SIGMA_MIN_POINTS`` kept leave sigma uncalibrated (warned by the caller)
+SIGMA_CLIP = 5.0
+SIGMA_MIN_POINTS = 200
+
+
+def calibration_z(z) -> np.ndarray:
+    """The standardised held-out errors ``z = error / sigma`` a calibration scale is fitted on.
+
+    Parameters
+    ----------
+    z : array of float, any shape
+
+    Returns
+    -------
+    ndarray, float64, 1-D
+        The finite ``z`` within :data:`SIGMA_CLIP` robust stds (1.4826 x median |z|); empty when
+        that median is 0. The scale is then ``sqrt(mean(kept ** 2))``.
+    """
+    z = np.asarray(z, dtype=np.float64).ravel()
+    z = z[np.isfinite(z)]
+    robust = 1.4826 * float(np.median(np.abs(z))) if z.size else 0.0
+    return z[np.abs(z) <= SIGMA_CLIP * robust] if robust > 0 else z[:0]
+
+
 def sigma_attrs(name, units=None, standard_name=None) -> dict:
     """Attrs of the ``sigma`` variable of a filled field ``name`` (with ``units`` when known).
 

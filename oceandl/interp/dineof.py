@@ -29,7 +29,7 @@ import numpy as np
 from oceandl.errors import InputError, warn
 from oceandl.utils import seed_torch, torch_rng_scope
 
-from .base import Interpolator, _label, time_steps, unordered_step
+from .base import SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _label, calibration_z, time_steps, unordered_step
 from .base import clean_axes as _clean_axes
 from .climatology import check_harmonics, seasonal_cycle
 
@@ -53,11 +53,9 @@ _RESID_PRIOR_OBS = 10
 _ERRMAP_BLOCK = 2**22
 # error_map: the share of the observations hidden by cloud-mask transfer, after the fill, to calibrate
 # sigma on (the fill is rerun at the chosen rank without them); fewer such points than
-# _SIGMA_MIN_POINTS: the square-CV calibration (1 with n_modes fixed), warned; |err / sigma| beyond
-# _SIGMA_CLIP robust stds (1.4826 x median |err / sigma|) are left out of the fit
+# base.SIGMA_MIN_POINTS: the square-CV calibration (1 with n_modes fixed), warned; |err / sigma| beyond
+# base.SIGMA_CLIP robust stds are left out of the fit (base.calibration_z)
 _SIGMA_FRACTION = 0.08
-_SIGMA_MIN_POINTS = 200
-_SIGMA_CLIP = 5.0
 _SIGMA_SEED_TAG = 0x51C3A  # the held-out set's own random stream: default_rng([seed, this])
 ERROR_MAP_TEXT = ("DINEOF error map (after Beckers et al. 2006): cv_sigma_scale * sqrt(the optimal-interpolation "
                   "error variance of the retained modes' amplitudes given the time step's observed pixels + that "
@@ -695,11 +693,16 @@ class DINEOF(Interpolator):
         self.cv_rmse_ = None
         self.n_modes_, self.n_iter_, self.converged_, self.n_iter_total_ = k, it, conv, total
         self._filled_m = self._final(filled, M, k)
-        if self.options["error_map"]:
-            self._sigma_m = self._error_var(filled, M, k).sqrt_()
-            if not self._calibrate_on_clouds(X, M, HO, k):  # no CV points to fall back on: the factor is 1
-                self.cv_sigma_scale_, self._sigma_calibration = 1.0, None
-            self._sigma_m.mul_(self.cv_sigma_scale_)
+        if self.options["error_map"]:  # no CV points to fall back on: the factor is 1
+            self._sigma_m = self._calibrated(self._error_var(filled, M, k).sqrt_(), X, M, HO, k)
+
+    def _calibrated(self, sigma, X, M, HO, k: int, fallback=None):
+        """``sigma`` (the uncalibrated error std, changed in place) times ``cv_sigma_scale_``: fitted
+        on the cloud-shaped held-out points ``HO`` (:meth:`_calibrate_on_clouds`); with too few,
+        ``fallback()`` gives ``(scale, calibration)``, else the scale is 1 (not calibrated)."""
+        if not self._calibrate_on_clouds(X, M, HO, k):
+            self.cv_sigma_scale_, self._sigma_calibration = fallback() if fallback is not None else (1.0, None)
+        return sigma.mul_(self.cv_sigma_scale_)
 
     def _fill_at_rank(self, X, mask, k: int, ramp: bool, desc: str = "modes"):
         """The DINEOF fill of X at its observations ``mask``, at rank k from zero gaps: with ``ramp``,
@@ -732,27 +735,25 @@ class DINEOF(Interpolator):
     def _calibrate_on_clouds(self, X, M, HO, k: int) -> bool:
         """``cv_sigma_scale_`` fitted on the cloud-shaped held-out points ``HO`` (a subset of ``M``):
         the fill rerun at rank k (and the same threshold) with them hidden, the error model of that
-        run, the scale rms(err / sigma) on them, |err / sigma| beyond ``_SIGMA_CLIP`` robust stds
-        left out. False (and a warning) with fewer than ``_SIGMA_MIN_POINTS`` points: the caller
+        run, the scale rms(err / sigma) on them, |err / sigma| beyond ``SIGMA_CLIP`` robust stds
+        left out (:func:`~oceandl.interp.base.calibration_z`). False (and a warning) with fewer than
+        ``SIGMA_MIN_POINTS`` points: the caller
         keeps its fallback. Runs after the fill: the fill does not depend on it."""
         n_held = 0 if HO is None else int(HO.sum())
         z = None
-        if n_held >= _SIGMA_MIN_POINTS:
+        if n_held >= SIGMA_MIN_POINTS:
             fit = M & ~HO
             self._basis = None  # svd="subspace": start this run afresh
             # its own label: a second "modes" bar after the fill's read as the fill starting over
             filled = self._fill_at_rank(X, fit, k, ramp=self.options["n_modes"] is not None or not self._lam,
                                         desc="error map calibration, modes")
             var = self._error_var(filled, fit, k)[HO]
-            z = ((filled[HO] - X[HO]).double() / var.sqrt().clamp(min=1e-150)).cpu().numpy()
+            z = calibration_z(((filled[HO] - X[HO]).double() / var.sqrt().clamp(min=1e-150)).cpu().numpy())
             del filled, var, fit
-            z = z[np.isfinite(z)]
-            robust = 1.4826 * float(np.median(np.abs(z))) if z.size else 0.0
-            z = z[np.abs(z) <= _SIGMA_CLIP * robust] if robust > 0 else z[:0]
-        if z is None or z.size < _SIGMA_MIN_POINTS:
+        if z is None or z.size < SIGMA_MIN_POINTS:
             fallback = "none (1)" if self.options["n_modes"] is not None else "on the cross-validation squares"
             warn(f"{getattr(self, '_label', 'dineof')}: {0 if z is None else z.size} cloud-shaped held-out points "
-                 f"to calibrate sigma on (fewer than {_SIGMA_MIN_POINTS}); the calibration is {fallback}",
+                 f"to calibrate sigma on (fewer than {SIGMA_MIN_POINTS}); the calibration is {fallback}",
                  UserWarning)
             return False
         total = int(M.sum())
@@ -821,18 +822,18 @@ class DINEOF(Interpolator):
         self.n_iter_total_ = total + it
         self._filled_m = self._final(filled, M, best_k)
         if self.options["error_map"]:  # after the fill, which is then the one without error_map
-            self._sigma_m = self._error_var(filled, M, best_k).sqrt_()
+            sigma = self._error_var(filled, M, best_k).sqrt_()
             del filled
-            if not self._calibrate_on_clouds(X, M, HO, best_k):
-                # the fallback: the error model of the CV fit (CV points hidden), at its CV points
+
+            def on_cv_points():  # the error model of the CV fit (CV points hidden), at its CV points
                 var = self._error_var(best, fit_mask, best_k)[CV]
                 z2 = ((best[CV] - xcv).double() ** 2 / var.clamp(min=torch.finfo(var.dtype).tiny))
                 c2 = float(z2.mean()) if z2.numel() else math.nan
-                ok = math.isfinite(c2) and c2 > 0
-                self.cv_sigma_scale_ = math.sqrt(c2) if ok else 1.0
-                self._sigma_calibration = {"method": "cv_squares", "points": int(z2.numel())} if ok else None
-                del var, z2
-            self._sigma_m.mul_(self.cv_sigma_scale_)
+                if not (math.isfinite(c2) and c2 > 0):
+                    return 1.0, None
+                return math.sqrt(c2), {"method": "cv_squares", "points": int(z2.numel())}
+
+            self._sigma_m = self._calibrated(sigma, X, M, HO, best_k, fallback=on_cv_points)
 
     @staticmethod
     def _rank_clearly_better(rank, path, X, CV) -> bool:
@@ -893,9 +894,8 @@ class DINEOF(Interpolator):
         nt, n = filled.shape
         k = max(1, min(k, nt - 1 if self.options["center"] else nt, n))
         A = filled.double()
-        mean = A.mean(dim=0, keepdim=True) if self.options["center"] else None
-        if mean is not None:
-            A = A - mean
+        if self.options["center"]:
+            A = A - A.mean(dim=0, keepdim=True)
         if min(nt, n) <= _GRAM_MAX:
             if nt <= n:
                 w, U = torch.linalg.eigh(A @ A.T)
@@ -920,6 +920,7 @@ class DINEOF(Interpolator):
         r_glob = max(r_glob, 1e-12)
         r = ((res ** 2).sum(dim=0) + _RESID_PRIOR_OBS * r_glob) / (count + _RESID_PRIOR_OBS)
         infl = self._residual_inflation(res, mask)
+        U = A @ V / s2.sqrt().clamp(min=1e-300)  # the temporal modes, for the loadings' term below
         del res, A
         lam = (s2 / nt).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
         r_oi = r * infl
@@ -940,7 +941,6 @@ class DINEOF(Interpolator):
         # the dual term: each pixel's loadings b_p (k), prior variance s_i^2 / n, seen at its
         # observed steps through the temporal modes u_t = A v / s: Q_p = (diag(n / s^2) +
         # U^T diag(m_p / r_p) U)^-1, variance u_t^T Q_p u_t (large where a pixel is rarely seen)
-        U = (filled.double() - (mean if mean is not None else 0)) @ V / s2.sqrt().clamp(min=1e-300)
         WU = (U[:, :, None] * U[:, None, :]).reshape(nt, k * k)
         mu = (s2 / n).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
         for i in range(0, n, step):
@@ -988,7 +988,7 @@ class DINEOF(Interpolator):
             attrs["sigma_calibration"] = "none"
         elif cal["method"] == "cloud_transfer":
             how = _CLOUD_CAL_TEXT.format(points=cal["points"], fraction=cal["fraction"], dropped=cal["dropped"],
-                                         clip=_SIGMA_CLIP)
+                                         clip=SIGMA_CLIP)
             attrs.update(sigma_calibration="cloud_transfer", sigma_calibration_points=cal["points"],
                          sigma_calibration_fraction=round(float(cal["fraction"]), 4))
         else:

@@ -41,7 +41,8 @@ import numpy as np
 from oceandl.errors import CheckpointError, InputError, OceanDLError, warn
 from oceandl.utils import LR_RULE, valid_lr
 
-from .base import Interpolator, _clean_grid, clean_axes, step_text, time_steps, unordered_step
+from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _clean_grid, calibration_z, clean_axes, step_text,
+                   time_steps, unordered_step)
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
     import torch
@@ -94,8 +95,6 @@ _KELVIN = 273.15  # degC -> K
 _SHIFT_LIMIT = 10.0  # an input whose mean is further than this many scales from the training mean is another unit
 _TRAINING_ONLY = ("patch", "steps", "epochs", "batch_size", "lr", "weight_decay", "visible_weight",
                   "model_options", "fused", "calibrate", "calibration_fraction")
-_CALIBRATION_MIN_POINTS = 200  # fewer held-out pixels than this: sigma is left as the network gives it (warned)
-_CALIBRATION_CLIP = 5.0  # held-out |z| beyond this many robust stds (1.4826 x median |z|) are outliers
 
 
 class _GivesSigma:
@@ -585,20 +584,19 @@ class NeuralInterpolator(Interpolator):
 
     def _calibrate(self, x: np.ndarray, held: np.ndarray) -> None:
         """Set ``sigma_calibration_``: the rms of ``err / sigma`` on the held-out pixels ``held``
-        (predicted while hidden), outliers beyond :data:`_CALIBRATION_CLIP` robust stds left out."""
+        (predicted while hidden), outliers beyond :data:`SIGMA_CLIP` robust stds left out."""
         mean, sigma = self._predict()
         z = (x[held] - mean[held]) / sigma[held]
+        kept = calibration_z(z)
         z = z[np.isfinite(z)].astype(np.float64)
         frac = float(self.options["calibration_fraction"])
         share = float(held.sum() / max(int(self.obs_.sum()), 1))
-        robust = 1.4826 * float(np.median(np.abs(z))) if z.size else 0.0
-        kept = z[np.abs(z) <= _CALIBRATION_CLIP * robust] if robust > 0 else z[:0]
         info = {"n_held_out": int(held.sum()), "n_used": int(kept.size), "fraction": frac,
                 "held_out_share": float(share)}
-        if kept.size < _CALIBRATION_MIN_POINTS:
+        if kept.size < SIGMA_MIN_POINTS:
             warn(f"method {self.name!r}: {kept.size} held-out pixels for the sigma calibration (fewer than "
-                 f"{_CALIBRATION_MIN_POINTS}); sigma is not calibrated (raise calibration_fraction)", UserWarning)
-            self.calibration_text_ = (f"none ({kept.size} held-out pixels, fewer than {_CALIBRATION_MIN_POINTS}; "
+                 f"{SIGMA_MIN_POINTS}); sigma is not calibrated (raise calibration_fraction)", UserWarning)
+            self.calibration_text_ = (f"none ({kept.size} held-out pixels, fewer than {SIGMA_MIN_POINTS}; "
                                       f"calibration_fraction {frac:g})")
             self.calibration_info_ = {**info, "scale": 1.0}
             return
@@ -609,7 +607,7 @@ class NeuralInterpolator(Interpolator):
                                   "within_1sigma_after": float(np.mean(np.abs(z) <= scale))}
         self.calibration_text_ = (f"x{scale:.4g}: rms(err/sigma) on {kept.size} of {int(held.sum())} "
                                   f"observations held out of training ({share:.1%}; calibration_fraction "
-                                  f"{frac:g}; {z.size - kept.size} beyond {_CALIBRATION_CLIP:g} robust stds left "
+                                  f"{frac:g}; {z.size - kept.size} beyond {SIGMA_CLIP:g} robust stds left "
                                   "out)")
 
     def _check_quantity(self, path, training: dict) -> None:

@@ -9,6 +9,7 @@ batched there; larger ones stream through a DataLoader, with workers and pinned 
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import math
@@ -713,6 +714,7 @@ def _warn_unmet_bf16(device: torch.device, cfg: TrainConfig) -> None:
              "training in fp32 (emulated bf16 would be slower)")
 
 
+@functools.lru_cache(maxsize=None)  # the build does not change in a process; show() formats the whole config
 def _onednn_version() -> tuple[int, ...] | None:
     """The oneDNN version torch was built with (from ``torch.__config__.show()``), or None."""
     import re
