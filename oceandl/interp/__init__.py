@@ -58,7 +58,7 @@ def _unsqueeze(obj, dims: tuple, renamed: dict):
 
 def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0.0, withheld=None,
                 return_dataset: bool = False, seed: int = 0, device: str = "auto", progress: bool = False,
-                **options):
+                fit_on: xr.DataArray | None = None, **options):
     """Fill the gaps (NaN) of a (time, lat, lon) field.
 
     Parameters
@@ -90,6 +90,10 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     withheld : bool array-like of ``da``'s shape, optional
         Observed pixels hidden from the method and used for the ``val_*`` scores, chosen by the
         caller (instead of ``withhold``).
+    fit_on : xarray.DataArray (time, lat, lon), optional
+        Fit the method on this field (an earlier period on the same grid) and fill ``da`` with
+        what it learned, without fitting on ``da`` (:meth:`~oceandl.interp.base.Interpolator.transform`;
+        the climatology, ``eof`` and ``dineof``). ``withhold`` and ``withheld`` then apply to ``da``.
     return_dataset : bool
         Return the whole :class:`xarray.Dataset` (field, ``missing_flag``, ``sigma`` if the method
         gives one) instead of the filled DataArray.
@@ -114,6 +118,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     cls = get_method(method)
     model = cls(seed=seed, device=device, progress=progress, **options)
     check_withhold(withhold)
+    if fit_on is not None and not cls.can_transform:
+        raise InputError(f"fit_on: method {method!r} cannot fill one field with a fit on another; {cls._no_transform}")
     # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where the CLI reads it
     da, input_dims = _squeeze_levels(da)
     if withhold > 0:
@@ -130,15 +136,22 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     if input_dims is not None and withheld is not None and getattr(withheld, "ndim", np.ndim(withheld)) > 3:
         withheld = withheld.squeeze([d for d in input_dims if d not in da.dims]) if isinstance(withheld, xr.DataArray) \
             else np.squeeze(withheld, axis=tuple(i for i, d in enumerate(input_dims) if d not in da.dims))
-    model.fit(da, withheld=withheld)
+    if fit_on is not None:
+        model.fit(_squeeze_levels(fit_on)[0])
+
+    def output():
+        return model.transform(da, withheld=withheld) if fit_on is not None else model.reconstruct()
+
+    if fit_on is None:
+        model.fit(da, withheld=withheld)
     if return_dataset:
-        ds = model.reconstruct()
+        ds = output()
         return ds if input_dims is None else _unsqueeze(ds, input_dims, model.renamed_coords_)
     import warnings
 
     with warnings.catch_warnings():  # the renaming of a coordinate named like an output variable is undone here
         warnings.filterwarnings("ignore", message=".*named like output variables", category=UserWarning)
-        ds = model.reconstruct()
+        ds = output()
     out = ds[model.output_name_]
     out = out.rename({new: old for old, new in model.renamed_coords_.items()}) if model.renamed_coords_ else out
     # the missing_flag and sigma it names come with return_dataset=True only: written alone with

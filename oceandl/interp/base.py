@@ -355,6 +355,58 @@ def sigma_attrs(name, units=None, standard_name=None) -> dict:
             **({"units": units} if units is not None else {})}
 
 
+def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
+    """``(to_fit, to_input)`` index arrays that put axis ``axis`` (1: lat, 2: lon) of ``new`` in the
+    order of ``old``'s and back (None, None when it already is), matched by coordinate value.
+
+    Raises
+    ------
+    InputError
+        Another number of points, or other coordinate values.
+    """
+    dn, do = new.dims[axis], old.dims[axis]
+    what = ("latitude", "longitude")[axis - 1]
+    if new.sizes[dn] != old.sizes[do]:
+        raise InputError(f"{label}: {new.sizes[dn]} {what}s ({dn!r}), the field fitted has {old.sizes[do]}; "
+                         "transform() fills a field on the fitted grid (regrid it first)")
+    if dn not in new.coords or do not in old.coords:
+        return None, None  # no coordinate to match: taken position by position
+    a, b = np.asarray(new[dn].values), np.asarray(old[do].values)
+    if not (np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
+        same = lambda u, v: bool(np.array_equal(u, v))  # noqa: E731
+    else:
+        tol = 1e-6 * max(1.0, float(np.nanmax(np.abs(b))) if b.size else 1.0)
+        same = lambda u, v: bool(np.allclose(u, v, rtol=0, atol=tol))  # noqa: E731
+    if same(a, b):
+        return None, None
+    on, oo = np.argsort(a, kind="stable"), np.argsort(b, kind="stable")
+    if not same(a[on], b[oo]):
+        bad = int(np.argmax(~np.isclose(a, b))) if a.dtype.kind in "fiu" and b.dtype.kind in "fiu" else 0
+        raise InputError(f"{label}: its {what}s ({dn!r}) are not the fitted field's (point {bad}: {a[bad]!r} "
+                         f"against {b[bad]!r}); transform() fills a field on the fitted grid (regrid it first)")
+    to_fit = np.empty_like(on)
+    to_fit[oo] = on  # new[to_fit] is in old's order
+    to_input = np.empty_like(to_fit)
+    to_input[to_fit] = np.arange(len(to_fit))
+    return to_fit, to_input
+
+
+def _period_text(da: xr.DataArray) -> str:
+    """``"variable 'sst', 365 steps, 2001-01-01 to 2001-12-31"`` (the dates when it has them)."""
+    tdim = da.dims[0]
+    text = f"{_label(da)}, {da.sizes[tdim]} step{'s' if da.sizes[tdim] != 1 else ''}"
+    if tdim in da.coords and da.sizes[tdim]:
+        t = da[tdim].values
+        if np.issubdtype(t.dtype, np.datetime64):
+            first, last = (np.datetime_as_string(v, unit="D") for v in (t.min(), t.max()))
+        elif t.dtype == object and hasattr(t[0], "strftime"):  # cftime dates
+            first, last = (v.strftime("%Y-%m-%d") for v in (min(t), max(t)))
+        else:
+            first, last = t.min(), t.max()
+        text += f", {tdim} {first} to {last}"
+    return text
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
@@ -507,21 +559,8 @@ class Interpolator:
             If ``da`` is not 3-D, has fewer than 2 time steps, is all NaN, constant, contains
             infinities, or ``withheld`` does not match it or hides every observation.
         """
-        da = as_dataarray(da)
-        label = _label(da)
-        dims = canonical_dims(da)
+        da, da_c, dims, label, values, observed = self._read(da)
         self.input_dims_ = tuple(da.dims)
-        da_c = da.transpose(*dims)
-        if not np.issubdtype(da_c.dtype, np.number) or np.issubdtype(da_c.dtype, np.complexfloating):
-            raise InputError(f"{label}: values must be real numbers, got dtype {da_c.dtype}")
-        values = np.asarray(da_c.values)  # computes dask input
-        if not np.issubdtype(values.dtype, np.floating):
-            values = values.astype(np.float64)
-        if np.isinf(values).any():
-            raise InputError(f"{label}: contains infinite values; mark missing values with NaN")
-        observed = np.isfinite(values)
-        if not observed.any():
-            raise InputError(f"{label}: all values are NaN")
         given = self._given_normalisation(da_c, values, label)
         if given is None and da_c.sizes[dims[0]] < 2:
             raise InputError(f"{label}: needs at least 2 time steps along {dims[0]!r}, got {da_c.sizes[dims[0]]}")
@@ -555,6 +594,32 @@ class Interpolator:
         self._fit(x, obs, ocean)
         self._fitted = True
         return self
+
+    @staticmethod
+    def _read(da) -> tuple[xr.DataArray, xr.DataArray, tuple[str, str, str], str, np.ndarray, np.ndarray]:
+        """``da`` checked and read: itself (a DataArray), transposed to (time, lat, lon), those dims,
+        its label, its values (float) and where they are observed.
+
+        Raises
+        ------
+        InputError
+            Not 3-D, not real numbers, infinities, or all NaN.
+        """
+        da = as_dataarray(da)
+        label = _label(da)
+        dims = canonical_dims(da)
+        da_c = da.transpose(*dims)
+        if not np.issubdtype(da_c.dtype, np.number) or np.issubdtype(da_c.dtype, np.complexfloating):
+            raise InputError(f"{label}: values must be real numbers, got dtype {da_c.dtype}")
+        values = np.asarray(da_c.values)  # computes dask input
+        if not np.issubdtype(values.dtype, np.floating):
+            values = values.astype(np.float64)
+        if np.isinf(values).any():
+            raise InputError(f"{label}: contains infinite values; mark missing values with NaN")
+        observed = np.isfinite(values)
+        if not observed.any():
+            raise InputError(f"{label}: all values are NaN")
+        return da, da_c, dims, label, values, observed
 
     @staticmethod
     def _normalise_given(given, values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
@@ -650,26 +715,121 @@ class Interpolator:
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before reconstruct()")
         filled_n, sigma_n = self._reconstruct()
-        shape = self.values_.shape
+        return self._dataset(filled_n, sigma_n, tmpl=self.da_, values=self.values_, observed=self.observed_,
+                             obs=self.obs_, withheld=self.withheld_, ocean=self.ocean_, mean=self.mean_)
+
+    def transform(self, da: xr.DataArray, withheld=None) -> xr.Dataset:
+        """Fill another field on the fitted grid (a later period, today's image) with what
+        :meth:`fit` learned, without fitting again.
+
+        The new field is normalised with the fitted pixel means and scale; each of its time steps
+        is filled from its own observations by the method's fitted model (the EOF methods: the
+        fitted spatial modes, their amplitudes solved on the step's observed pixels; the
+        climatology: the fitted seasonal cycle at the new dates). Fitting the modes of a decade once
+        and filling each new day with them is how an operational gap-filling chain runs; a method
+        fitted on the new field itself (:meth:`fit`) is what to use when it is long enough.
+
+        Parameters
+        ----------
+        da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
+            On the fitted grid: the same latitudes and longitudes (in either order; matched by
+            value), any number of time steps (dated when the fit removed a seasonal cycle).
+            Observations at pixels the fitted field never observed (land to the fit) are kept as
+            given (with ``keep_observed``, warned) and nothing is filled around them.
+        withheld : bool array-like of ``da``'s shape, optional
+            Observed pixels hidden from the fill and scored (``val_*`` attrs), as in :meth:`fit`.
+
+        Returns
+        -------
+        xarray.Dataset
+            As :meth:`reconstruct`'s, labelled like ``da``; attrs ``fitted_on`` (the field the
+            model was fitted on: its name, steps and dates) and the fit's attrs.
+
+        Raises
+        ------
+        InputError
+            If called before :meth:`fit`, by a method that cannot (the neural methods fill a new
+            field through their checkpoint), on another grid, without dates where a seasonal cycle
+            was fitted, or on bad input (see :meth:`fit`); no observation over the fitted ocean.
+        """
+        if not self.can_transform:
+            raise InputError(f"method {self.name!r}: transform() is not available; {self._no_transform}")
+        if not self._fitted:
+            raise InputError(f"method {self.name!r}: call fit() before transform()")
+        da, da_c, dims, label, values, observed = self._read(da)
+        fitted = self.da_
+        order = [_axis_order(da_c, fitted, i, label) for i in (1, 2)]
+        (fy, iy), (fx, ix) = order
+
+        def to_input(a):  # (lat, lon) or (..., lat, lon) of the fit -> the new field's order
+            return a if iy is None and ix is None else a[..., iy if iy is not None else slice(None), :][
+                ..., ix if ix is not None else slice(None)]
+
+        def to_fit(a):
+            return a if fy is None and fx is None else a[..., fy if fy is not None else slice(None), :][
+                ..., fx if fx is not None else slice(None)]
+
+        ocean, mean = to_input(self.ocean_), to_input(self.mean_)
+        held = self._withheld_mask(withheld, da, dims, label) & observed & ocean[None]
+        kept = observed & ~held
+        obs = kept & ocean[None]
+        if not obs.any():
+            raise InputError(f"{label}: no observation over the ocean of the field fitted"
+                             f"{' left once the withheld pixels are hidden' if held.any() else ''}; nothing to fill from")
+        outside = kept & ~ocean[None]
+        if outside.any():
+            warn(f"{label}: {int(outside.sum())} observations at {int(outside.any(axis=0).sum())} pixels the field "
+                 "fitted never observed (land to the fit): kept as given, nothing filled there", UserWarning)
+        x = np.zeros(values.shape, np.float32)
+        np.subtract(values, mean, out=x, where=obs, casting="same_kind")
+        x /= np.float32(self.scale_)
+        filled_n, sigma_n = self._transform(to_fit(x), to_fit(obs), da_c)
+        filled_n = to_input(np.asarray(filled_n))
+        sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))
+        fitted_on = _period_text(fitted)
+        opts = json.dumps({**self.options, "seed": self.seed, "keep_observed": self.keep_observed}, sort_keys=True,
+                          default=_json_default)
+        return self._dataset(filled_n, sigma_n, tmpl=da_c, values=values, observed=observed, obs=kept,
+                             withheld=held, ocean=ocean, mean=mean, extra_attrs={"fitted_on": fitted_on},
+                             history=f"gaps filled with method {self.name} {opts} fitted on {fitted_on}"
+                             ).transpose(*da.dims)
+
+    can_transform: ClassVar[bool] = False
+    _no_transform: ClassVar[str] = "fit it on the field to fill"
+
+    def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Normalised fill (and error std or None) of another field on the fitted grid.
+
+        ``x``, ``obs``: as :meth:`_fit`'s (time, lat, lon), normalised with the fitted statistics,
+        in the fitted grid's order; ``da``: the new field, (time, lat, lon), for its dates."""
+        raise NotImplementedError
+
+    def _dataset(self, filled_n, sigma_n, *, tmpl: xr.DataArray, values: np.ndarray, observed: np.ndarray,
+                 obs: np.ndarray, withheld: np.ndarray, ocean: np.ndarray, mean: np.ndarray,
+                 extra_attrs: dict[str, Any] | None = None, history: str | None = None) -> xr.Dataset:
+        """The output Dataset of a normalised fill ``filled_n`` (and ``sigma_n``) of ``tmpl``
+        (:meth:`reconstruct` of the field fitted, :meth:`transform` of another one): all arrays in
+        ``tmpl``'s (time, lat, lon) order; ``ocean`` (lat, lon), ``mean`` (lat, lon) its pixel means."""
+        shape = values.shape
         if np.shape(filled_n) != shape or (sigma_n is not None and np.shape(sigma_n) != shape):
             raise RuntimeError(f"method {self.name!r} returned shape {np.shape(filled_n)}, expected {shape}")
 
-        land = ~self.ocean_
-        filled = np.asarray(filled_n, dtype=np.float64) * self.scale_ + self.mean_
+        land = ~ocean
+        filled = np.asarray(filled_n, dtype=np.float64) * self.scale_ + mean
         filled[:, land] = np.nan
-        nonfinite = int((~np.isfinite(filled[:, self.ocean_])).sum())
+        nonfinite = int((~np.isfinite(filled[:, ocean])).sum())
         if nonfinite:  # a diverged fit: never write NaN gaps as a successful fill
             raise OceanDLError(f"method {self.name!r} produced {nonfinite} non-finite values over the ocean "
                                "(a diverged fit)")
         if self.keep_observed:
-            filled[self.obs_] = self.values_[self.obs_]
+            filled[obs] = values[obs]
         sigma = None
         if self.gives_sigma and sigma_n is not None:
             sigma = np.asarray(sigma_n, dtype=np.float64) * self.scale_
             sigma[:, land] = np.nan
         flag = np.zeros(shape, dtype=np.int8)
-        flag[~self.observed_ & self.ocean_[None]] = 1
-        flag[self.withheld_] = 2
+        flag[~observed & ocean[None]] = 1
+        flag[withheld] = 2
 
         from oceandl.metrics.interpolation import interp_metrics
 
@@ -680,15 +840,15 @@ class Interpolator:
                                   sort_keys=True, default=_json_default),
         }
         attrs.update({k: _netcdf_safe(v) for k, v in self._fit_attrs().items()})
+        attrs.update({k: _netcdf_safe(v) for k, v in (extra_attrs or {}).items()})
         self.val_metrics_: dict[str, Any] = {}
-        if self.withheld_.any():
-            self.val_metrics_ = interp_metrics(filled, self.values_, mask=self.withheld_, sigma=sigma)
+        if withheld.any():
+            self.val_metrics_ = interp_metrics(filled, values, mask=withheld, sigma=sigma)
             attrs.update({f"val_{k}": v for k, v in self.val_metrics_.items()})
-        attrs["history"] = append_history(self.da_.attrs.get("history"),
-                                          f"gaps filled with method {self.name} {attrs['options']}")
+        attrs["history"] = append_history(tmpl.attrs.get("history"),
+                                          history or f"gaps filled with method {self.name} {attrs['options']}")
 
-        dtype = np.result_type(self.da_.dtype, np.float32)
-        tmpl = self.da_
+        dtype = np.result_type(tmpl.dtype, np.float32)
         dims = tmpl.dims
         # a coordinate named like one of the Dataset's own variables (the scalar 'sigma' of a
         # (time, sigma=1, lat, lon) model level, which open_field keeps) made xr.Dataset fail with
@@ -704,7 +864,7 @@ class Interpolator:
         # a DataArray may share its name with one of its own coordinates (da.rename("depth") with a
         # scalar depth coord); as a Dataset variable that name would clash (xarray MergeError)
         taken = {"sigma", "missing_flag", *map(str, coords), *map(str, dims)}
-        name = self.da_.name if self.da_.name is not None and str(self.da_.name) not in taken else "filled"
+        name = tmpl.name if tmpl.name is not None and str(tmpl.name) not in taken else "filled"
         data_vars = {
             name: xr.DataArray(filled.astype(dtype), dims=dims, coords=coords, attrs={**_input_attrs(tmpl.attrs), **attrs}),
             "missing_flag": xr.DataArray(flag, dims=dims, coords=coords, attrs={

@@ -435,6 +435,29 @@ class SeasonalCycle:
         """``harmonics`` (and ``harmonics_fallback_pixels``), see :func:`harmonic_attrs`."""
         return harmonic_attrs(self.harmonics, self.levels, label)
 
+    def at(self, da: xr.DataArray, label: str, dtype=np.float32) -> np.ndarray | None:
+        """The cycle at the dates of another field ``da`` (time first), (time, n_ocean), or None for k = 0."""
+        return cycle_at(self.harmonics, self.coef, da, label, dtype)
+
+
+def cycle_at(k: int, coef: np.ndarray | None, da: xr.DataArray, label: str, dtype=np.float32) -> np.ndarray | None:
+    """A fitted cycle (``coef``: (n_ocean, 2k + 1)) at the dates of ``da`` (time first): (time, n_ocean),
+    or None for k = 0.
+
+    Raises
+    ------
+    InputError
+        If ``da``'s time coordinate holds no dates.
+    """
+    if not k:
+        return None
+    tdim = da.dims[0]
+    frac = year_fraction(da[tdim]) if tdim in da.coords else None
+    if frac is None:
+        raise InputError(f"{label}: the fit removed a seasonal cycle of {k} harmonic(s), which needs the day of year "
+                         f"of each step to fill, but its {tdim!r} coordinate holds no dates (decode the times)")
+    return (harmonic_design(frac, k) @ coef.T).astype(dtype)
+
 
 def seasonal_cycle(option, da: xr.DataArray, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray,
                    label: str, mean: np.ndarray | None = None) -> SeasonalCycle:
@@ -556,6 +579,14 @@ class Climatology(Interpolator):
         if self._design is None:
             return np.zeros(self._shape, dtype=np.float32), sigma
         return self._from_matrix((self._design @ self._coef.T).astype(np.float32)), sigma
+
+    can_transform: ClassVar[bool] = True
+
+    def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple[np.ndarray, np.ndarray | None]:
+        # the fitted cycle (or mean) at the new dates; the new observations change nothing
+        sigma = np.broadcast_to(self._sigma, x.shape).copy()
+        cycle = cycle_at(self.harmonics_, self._coef if self._design is not None else None, da, self._label)
+        return (np.zeros(x.shape, np.float32) if cycle is None else self._from_matrix(cycle)), sigma
 
     @property
     def coefficients_(self) -> np.ndarray:

@@ -892,10 +892,47 @@ class DINEOF(Interpolator):
         import torch
 
         nt, n = filled.shape
+        em = self._error_model(filled, mask, k, dual=True)
+        V, r, r_oi, lam, k = em["V"], em["r"], em["r_oi"], em["lam"], em["k"]
+        m = mask.double()
+        # G_t = V^T diag(m_t / r) V for every step: (nt, n) @ (n, k*k), by blocks of pixels
+        step = max(1, _ERRMAP_BLOCK // (k * k))
+        G = torch.zeros(nt, k * k, dtype=torch.float64, device=filled.device)
+        for i in range(0, n, step):
+            Vb = V[i:i + step]
+            W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
+            G += m[:, i:i + step] @ (W / r_oi[i:i + step, None])
+        P = torch.linalg.inv(G.reshape(nt, k, k) + torch.diag(1 / lam)).reshape(nt, k * k)
+        P = (P + P.reshape(nt, k, k).transpose(1, 2).reshape(nt, k * k)) / 2
+        var = torch.empty(nt, n, dtype=torch.float64, device=filled.device)
+        for i in range(0, n, step):
+            Vb = V[i:i + step]
+            W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
+            var[:, i:i + step] = (P @ W.T).clamp_(min=0) + r[i:i + step]
+        # the dual term: each pixel's loadings b_p (k), prior variance s_i^2 / n, seen at its
+        # observed steps through the temporal modes u_t = A v / s: Q_p = (diag(n / s^2) +
+        # U^T diag(m_p / r_p) U)^-1, variance u_t^T Q_p u_t (large where a pixel is rarely seen)
+        WU = (em["U"][:, :, None] * em["U"][:, None, :]).reshape(nt, k * k)
+        for i in range(0, n, step):
+            var[:, i:i + step] += (WU @ em["Q"](i, i + step).T).clamp_(min=0)
+        return var
+
+    def _error_model(self, filled, mask, k: int, dual: bool = False) -> dict[str, Any]:
+        """The pieces of the error model of the rank-k fill ``filled`` (torch, (time, n)) whose
+        observed points are ``mask``, float64 (see :meth:`_error_var`): ``mu`` (n,) the column means
+        removed (0 without ``center``), ``V`` (n, k) the spatial modes, ``s2`` (k,) their squared
+        singular values, ``lam`` (k,) the amplitudes' prior variance, ``r`` (n,) each pixel's
+        residual variance, ``r_oi`` (n,) it inflated for the residual's spatial correlation, ``k``
+        (the modes kept), and with ``dual`` ``U`` (time, k) the temporal modes and ``Q(i, j)`` the
+        loadings' covariances (j - i, k * k) of pixels i to j."""
+        import torch
+
+        nt, n = filled.shape
         k = max(1, min(k, nt - 1 if self.options["center"] else nt, n))
         A = filled.double()
+        mu = A.mean(dim=0, keepdim=True) if self.options["center"] else A.new_zeros(1, n)
         if self.options["center"]:
-            A = A - A.mean(dim=0, keepdim=True)
+            A = A - mu
         if min(nt, n) <= _GRAM_MAX:
             if nt <= n:
                 w, U = torch.linalg.eigh(A @ A.T)
@@ -920,34 +957,85 @@ class DINEOF(Interpolator):
         r_glob = max(r_glob, 1e-12)
         r = ((res ** 2).sum(dim=0) + _RESID_PRIOR_OBS * r_glob) / (count + _RESID_PRIOR_OBS)
         infl = self._residual_inflation(res, mask)
-        U = A @ V / s2.sqrt().clamp(min=1e-300)  # the temporal modes, for the loadings' term below
+        out: dict[str, Any] = {"mu": mu[0], "V": V, "s2": s2, "r": r, "r_oi": r * infl, "k": k,
+                               "lam": (s2 / nt).clamp(min=1e-12 * max(float(s2.max()), 1e-300))}
+        if dual:
+            U = A @ V / s2.sqrt().clamp(min=1e-300)  # the temporal modes, for the loadings' term
+            WU = (U[:, :, None] * U[:, None, :]).reshape(nt, k * k)
+            mu_l = (s2 / n).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
+
+            def Q(i, j):
+                Gp = (m[:, i:j].T @ WU) / r[i:j, None]
+                return torch.linalg.inv(Gp.reshape(-1, k, k) + torch.diag(1 / mu_l)).reshape(-1, k * k)
+
+            out.update(U=U, Q=Q)
         del res, A
-        lam = (s2 / nt).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
-        r_oi = r * infl
-        # G_t = V^T diag(m_t / r) V for every step: (nt, n) @ (n, k*k), by blocks of pixels
+        return out
+
+    can_transform: ClassVar[bool] = True
+
+    def _transform(self, x: np.ndarray, obs: np.ndarray, da) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each new step's amplitudes of the fitted spatial modes: the optimal interpolation of the
+        error model (:meth:`_error_var`) given the step's observations, ``a_t = P_t V^T diag(m_t / r)
+        x_t`` with ``P_t = (diag(nt / s^2) + V^T diag(m_t / r) V)^-1``; with ``error_map``, sigma
+        from ``P_t`` (and the loadings' and unresolved terms) times the fitted ``cv_sigma_scale_``."""
+        import torch
+
+        em = self._fitted_modes()
+        V, r, r_oi, lam, k, mu = em["V"], em["r"], em["r_oi"], em["lam"], em["k"], em["mu"]
+        X = torch.from_numpy(self._to_matrix(x)).double()
+        M = torch.from_numpy(self._to_matrix(obs))
+        season = self.seasonal_.at(da, _label(da), np.float64)
+        if season is not None:
+            X = X - torch.from_numpy(season)
+        m = M.double()
+        Xc = (X - mu) * m
+        nt2, n = X.shape
         step = max(1, _ERRMAP_BLOCK // (k * k))
-        G = torch.zeros(nt, k * k, dtype=torch.float64, device=filled.device)
+        G = torch.zeros(nt2, k * k, dtype=torch.float64)
+        for i in range(0, n, step):
+            Vb = V[i:i + step]
+            G += m[:, i:i + step] @ ((Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k) / r_oi[i:i + step, None])
+        P = torch.linalg.inv(G.reshape(nt2, k, k) + torch.diag(1 / lam))
+        P = (P + P.transpose(1, 2)) / 2
+        a = (P @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
+        recon = mu + a @ V.T
+        if season is not None:
+            recon = recon + torch.from_numpy(season)
+        filled = self._from_matrix(recon.numpy().astype(np.float32))
+        if not self.options["error_map"]:
+            return filled, None
+        var = torch.empty(nt2, n, dtype=torch.float64)
+        Pf = P.reshape(nt2, k * k)
+        # the new steps' temporal modes (amplitudes over the singular values): the loadings' term
+        u = a / em["s2"].sqrt().clamp(min=1e-300)
+        WU = (u[:, :, None] * u[:, None, :]).reshape(nt2, k * k)
         for i in range(0, n, step):
             Vb = V[i:i + step]
             W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
-            G += m[:, i:i + step] @ (W / r_oi[i:i + step, None])
-        P = torch.linalg.inv(G.reshape(nt, k, k) + torch.diag(1 / lam)).reshape(nt, k * k)
-        P = (P + P.reshape(nt, k, k).transpose(1, 2).reshape(nt, k * k)) / 2
-        var = torch.empty(nt, n, dtype=torch.float64, device=filled.device)
-        for i in range(0, n, step):
-            Vb = V[i:i + step]
-            W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
-            var[:, i:i + step] = (P @ W.T).clamp_(min=0) + r[i:i + step]
-        # the dual term: each pixel's loadings b_p (k), prior variance s_i^2 / n, seen at its
-        # observed steps through the temporal modes u_t = A v / s: Q_p = (diag(n / s^2) +
-        # U^T diag(m_p / r_p) U)^-1, variance u_t^T Q_p u_t (large where a pixel is rarely seen)
-        WU = (U[:, :, None] * U[:, None, :]).reshape(nt, k * k)
-        mu = (s2 / n).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
-        for i in range(0, n, step):
-            Gp = (m[:, i:i + step].T @ WU) / r[i:i + step, None]
-            Q = torch.linalg.inv(Gp.reshape(-1, k, k) + torch.diag(1 / mu)).reshape(-1, k * k)
-            var[:, i:i + step] += (WU @ Q.T).clamp_(min=0)
-        return var
+            var[:, i:i + step] = (Pf @ W.T).clamp_(min=0) + r[i:i + step] + (WU @ em["Q"](i, i + step).T).clamp_(min=0)
+        sigma = var.sqrt_().mul_(self.cv_sigma_scale_)
+        return filled, self._from_matrix(sigma.numpy().astype(np.float32), fill=np.nan)
+
+    def _fitted_modes(self) -> dict[str, Any]:
+        """:meth:`_error_model` of the fitted fill (the cycle removed), computed once, on the CPU."""
+        if getattr(self, "_modes", None) is None:
+            import torch
+
+            A = self._to_matrix(self._filled).astype(np.float64)
+            season = self.seasonal_.matrix(np.float64)
+            if season is not None:
+                A -= season
+            M = self._to_matrix(self.obs_)
+            # the fit's reconstruction at its observations (``_final``'s rank-k values) against them
+            X = (self._to_matrix(self.values_) - self.mean_[self.ocean_]) / self.scale_
+            if season is not None:
+                X -= season
+            # the error model reads the residual at the observations from ``filled``: the observed values there
+            filled = torch.from_numpy(np.where(M, X, A))
+            self._modes = self._error_model(filled, torch.from_numpy(M), self.n_modes_,
+                                            dual=bool(self.options["error_map"]))
+        return self._modes
 
     def _residual_inflation(self, res, mask) -> float:
         """How many neighbouring observations one independent one is worth: the residual of the

@@ -718,6 +718,15 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
     return EOF(da, n_modes=n_modes, weights=weights, center=center, solver=solver, seed=seed)
 
 
+def _gappy_amplitudes(E: np.ndarray, X: np.ndarray, M: np.ndarray, ridge: float) -> np.ndarray:
+    """Per time step, the amplitudes (time, k) of the modes ``E`` (k, n) fitting ``X`` (time, n) at
+    its observed points ``M``: ``(E_o E_o^T + ridge * (n_o / n) I) a_t = E_o x_o``."""
+    G = np.einsum("kn,tn,jn->tkj", E, M.astype(np.float64), E, optimize=True)  # E_o E_o^T per step
+    b = np.where(M, X, 0.0) @ E.T  # E_o x_o
+    G += (ridge * M.sum(axis=1) / X.shape[1] + 1e-12)[:, None, None] * np.eye(E.shape[0])
+    return np.linalg.solve(G, b[..., None])[..., 0]
+
+
 def _leading_eofs(A: np.ndarray, k: int) -> np.ndarray:
     """Leading k right singular vectors of A (time, n) as rows (k, n), from the smaller Gram matrix.
 
@@ -792,7 +801,6 @@ class EOFInterpolator(Interpolator):
         season = self.seasonal_.matrix(np.float64)
         if season is not None:
             X = np.where(M, X - season, 0.0)
-        n = X.shape[1]
         k = int(min(self.options["n_modes"], *X.shape))
         filled = X
         for _ in self._progress(range(self.options["em_iter"] + 1), "EM"):
@@ -800,20 +808,31 @@ class EOFInterpolator(Interpolator):
             # where gaps are not random in time (zero for the first pass).
             mu = filled.mean(axis=0)
             E = _leading_eofs(filled - mu, k)  # (k, n), orthonormal rows
-            G = np.einsum("kn,tn,jn->tkj", E, M.astype(np.float64), E, optimize=True)  # E_o E_o^T per step
-            b = (np.where(M, X - mu, 0.0)) @ E.T  # E_o (x_o - mu_o)
-            frac = M.sum(axis=1) / n
-            G += (self.options["ridge"] * frac + 1e-12)[:, None, None] * np.eye(E.shape[0])
-            A = np.linalg.solve(G, b[..., None])[..., 0]
-            recon = mu + A @ E
+            recon = mu + _gappy_amplitudes(E, X - mu, M, self.options["ridge"]) @ E
             filled = np.where(M, X, recon)
         self.n_modes_ = int(E.shape[0])
+        self._E, self._mu = E, mu  # the last pass's modes and centre: transform() projects on them
         if season is not None:
             recon = recon + season
         self._filled = self._from_matrix(recon.astype(np.float32))
 
     def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self._filled, None
+
+    can_transform: ClassVar[bool] = True
+
+    def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple[np.ndarray, np.ndarray | None]:
+        # the fit's last projection, on the new steps: the same modes, centre and ridge
+        X = self._to_matrix(x).astype(np.float64)
+        M = self._to_matrix(obs)
+        season = self.seasonal_.at(da, _label(da), np.float64)
+        if season is not None:
+            X = np.where(M, X - season, 0.0)
+        E, mu = self._E, self._mu
+        recon = mu + _gappy_amplitudes(E, X - mu, M, self.options["ridge"]) @ E
+        if season is not None:
+            recon = recon + season
+        return self._from_matrix(recon.astype(np.float32)), None
 
     def _fit_attrs(self) -> dict[str, Any]:
         return {"n_modes": self.n_modes_, **self.seasonal_.attrs(self._label)}

@@ -196,6 +196,9 @@ class NeuralInterpolator(Interpolator):
     }
 
     # ------------------------------------------------------------------ options
+    _no_transform: ClassVar[str] = ("a network fills another field through its checkpoint: save() it, then fit the new "
+                                     "field with checkpoint=PATH (oceandl interpolate --model)")
+
     def _check_options(self) -> None:
         o = self.options
 
