@@ -793,6 +793,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
+@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis).")
@@ -802,8 +803,8 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF")
-def interpolate(input_path, var, method, withhold, refit, options, checkpoint, figure, demo, epochs, batch_size, lr,
-                quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None):
+def interpolate(input_path, var, method, withhold, refit, options, checkpoint, fit_on, figure, demo, epochs, batch_size,
+                lr, quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
@@ -817,6 +818,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate sst.nc --method dineof --set max_modes=30 -o filled.nc
       oceandl interpolate sst.nc --method climatology --set harmonics=3 -o clim.nc
       oceandl interpolate big.nc --method dineof --chunks time=-1,lat=128,lon=128 -o filled.nc
+      oceandl interpolate today.nc --method dineof --fit-on 2015-2024.nc -o today_filled.nc
     """
     from oceandl.pipelines.interpolate import run_interpolation
 
@@ -831,6 +833,9 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                              f"(--model is for the neural methods: {neural})")
         opts["checkpoint"] = str(checkpoint)
     _check_min_quality(demo, min_quality)
+    if fit_on is not None and (chunks or checkpoint is not None):
+        raise InputError(f"--fit-on: not with {'--chunks' if chunks else '--model'} (it fits the method on another "
+                         "file in memory)")
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
         if demo or figure is not None:
             raise click.UsageError("--chunks reads an INPUT file; it does not take --demo or --figure")
@@ -856,7 +861,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, refit=refit,
                                 options=opts, seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
                                 progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line(),
-                                min_quality=min_quality)
+                                min_quality=min_quality, fit_on=fit_on)
     click.echo(summary)
 
 

@@ -93,9 +93,13 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                       device: str = "auto", overwrite: bool = False, figure: str | Path | None = None,
                       demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
                       log: Callable[[str], None] = print, command: str | None = None,
-                      min_quality: int | None = None) -> str:
+                      min_quality: int | None = None, fit_on: str | Path | None = None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
     (data variables at zlib level ``complevel``, 0: uncompressed).
+
+    ``fit_on``: a file (an earlier period on the same grid, the same variable) the method is fitted
+    on instead; ``input_path`` is then filled with what it learned
+    (:meth:`~oceandl.interp.base.Interpolator.transform`).
 
     The output's global attributes are the input file's where they still hold, the fill's
     provenance and ``history`` with a line in front: ``command`` (the command line) when given
@@ -114,17 +118,26 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    check_output_path(output, overwrite, inputs=() if demo else (input_path,), kind="file", what="filled netCDF")
+    inputs = (() if demo else (input_path,)) + (() if fit_on is None else (fit_on,))
+    check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
     check_complevel(complevel)
     if figure is not None:
         # checked before the fill: a figure that cannot be written failed after the netCDF was
         # (exit 1, the output left behind), and an existing one was replaced without --overwrite
-        check_output_path(figure, overwrite, inputs=() if demo else (input_path,), kind="file", what="figure")
+        check_output_path(figure, overwrite, inputs=inputs, kind="file", what="figure")
         _check_figure_format(Path(figure))
     # a bad method name or option fails before anything is read, withheld or logged
-    get_method(method)(seed=seed, device=device, **(options or {}))
+    cls = get_method(method)
+    cls(seed=seed, device=device, **(options or {}))
     if not 0 <= withhold < 0.9:
         raise InputError(f"--withhold {withhold}: must be in [0, 0.9)")
+    if fit_on is not None:
+        if not cls.can_transform:
+            raise InputError(f"--fit-on: method {method!r} cannot fill one file with a fit on another; "
+                             f"{cls._no_transform}")
+        if demo or refit:
+            raise InputError(f"--fit-on: not with {'--demo' if demo else '--refit'} (it fills INPUT with a fit on "
+                             "another file)")
     truth = None
     if demo:
         from oceandl.datasets.sst import synthetic_sst
@@ -136,6 +149,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     else:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
+    fit_da = None
+    if fit_on is not None:
+        fit_da = open_field(fit_on, var, min_quality=min_quality)
+        log(f"{method}: fitted on {fit_on} ({fit_da.sizes[fit_da.dims[0]]} steps), filling {where}")
     valid = np.isfinite(da.values)
     # one time step: the methods that fit the file refuse it (one Error line; a 'no gaps' warning before
     # it was noise); a checkpoint fills it, without validation (said after the fill). The same function
@@ -145,7 +162,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     def fill(**kw):
         with _naming(where):
             return interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
-                               **kw, **(options or {}))
+                               fit_on=fit_da, **kw, **(options or {}))
 
     t0 = time.perf_counter()
     res = fill(withheld=withheld)
@@ -200,8 +217,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                                land=~valid.any(axis=0),  # never observed: land to the methods
                                units=da.attrs.get("units"), extent=_map_extent(da), anomaly=is_anomaly(da))
         # the input file's global attributes (title, institution...) were dropped, and its history
+        fitted = "" if fit_on is None else f" fitted on {fit_on}"
         res.attrs = file_attrs(da, res.attrs, command=command,
-                               what=f"gaps filled with method {method} {res[name].attrs['options']}")
+                               what=f"gaps filled with method {method} {res[name].attrs['options']}{fitted}")
         # on the input's grid (its dim names, latitude order, longitude convention, coordinates):
         # `filled - observed` then lines up in xarray
         write_netcdf(to_source_grid(res, source_grid(da)), output, overwrite=overwrite, complevel=complevel)
