@@ -54,6 +54,8 @@ class OceanDLDatasetAccessor:
 
         ``min_quality`` (GHRSST L2P/L3, as ``oceandl interpolate --min-quality``): values whose
         ``quality_level`` is below it are gaps (4: the acceptable and best retrievals).
+        ``fit_on`` may be a Dataset too: its variable ``var`` (found as in this one, with the same
+        ``min_quality``) is the field fitted, as ``oceandl interpolate --fit-on`` reads its file.
 
         Raises
         ------
@@ -61,6 +63,8 @@ class OceanDLDatasetAccessor:
             ``var`` absent (close names suggested), or no field found / several without ``var``;
             ``min_quality`` without a ``quality_level`` variable on the field's dims.
         """
+        if isinstance(kwargs.get("fit_on"), xr.Dataset):
+            kwargs["fit_on"] = kwargs["fit_on"].oceandl._field(var, min_quality)
         return self._field(var, min_quality).oceandl.interpolate(method, **kwargs)
 
     def eof(self, n_modes: int = 10, *, var: str | None = None, **kwargs):

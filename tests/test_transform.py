@@ -271,3 +271,14 @@ def test_dineof_modes_of_35_real_winters_fill_the_next_15():
     clim = rmse(Climatology(harmonics=0).fit(fit).transform(new))  # one winter a year: no cycle to fit
     dineof = rmse(DINEOF(seed=0).fit(fit).transform(new))
     assert dineof < 0.8 * clim, (dineof, clim)  # measured 0.450 against 0.620 degC
+
+
+def test_accessors_take_fit_on(seasonal):
+    fit_on, new, _ = seasonal
+    ref = interpolate(new, "dineof", fit_on=fit_on, harmonics=2, n_modes=3, seed=0)
+    a = new.oceandl.interpolate("dineof", fit_on=fit_on, harmonics=2, n_modes=3, seed=0)
+    b = new.to_dataset().oceandl.interpolate("dineof", fit_on=fit_on.to_dataset().assign(other=fit_on * 2),
+                                             var="sst", harmonics=2, n_modes=3, seed=0)
+    for out in (a, b):
+        np.testing.assert_array_equal(out.values, ref.values)
+        assert out.attrs["fitted_on"] == ref.attrs["fitted_on"]
