@@ -282,3 +282,17 @@ def test_accessors_take_fit_on(seasonal):
     for out in (a, b):
         np.testing.assert_array_equal(out.values, ref.values)
         assert out.attrs["fitted_on"] == ref.attrs["fitted_on"]
+
+
+@pytest.mark.parametrize("names", [{"lat": "latitude", "lon": "longitude"}, {"lat": "y", "lon": "x", "time": "t"}])
+def test_new_field_with_dims_named_otherwise(names):
+    # the fitted field's (time, lat, lon), the new one's (time, latitude, longitude): the output
+    # was transposed to the fitted field's dim names (xarray ValueError)
+    gappy, _ = lowrank_cube(30, 12, 14, cover=0.4, seed=1, dates=True)
+    m = EOFInterpolator(n_modes=3).fit(gappy)
+    ref = m.transform(gappy)
+    new = gappy.rename(names).transpose(names.get("time", "time"), names["lon"], names["lat"])
+    out = m.transform(new)
+    assert out["sst"].dims == new.dims and out["missing_flag"].dims == new.dims
+    np.testing.assert_array_equal(out["sst"].transpose(*[names.get(d, d) for d in ref["sst"].dims]).values,
+                                  ref["sst"].values)

@@ -791,8 +791,8 @@ class Interpolator:
                           default=_json_default)
         return self._dataset(filled_n, sigma_n, tmpl=da_c, values=values, observed=observed, obs=kept,
                              withheld=held, ocean=ocean, mean=mean, extra_attrs={"fitted_on": fitted_on},
-                             history=f"gaps filled with method {self.name} {opts} fitted on {fitted_on}"
-                             ).transpose(*da.dims)
+                             history=f"gaps filled with method {self.name} {opts} fitted on {fitted_on}",
+                             out_dims=da.dims)
 
     can_transform: ClassVar[bool] = False
     _no_transform: ClassVar[str] = "fit it on the field to fill"
@@ -806,10 +806,12 @@ class Interpolator:
 
     def _dataset(self, filled_n, sigma_n, *, tmpl: xr.DataArray, values: np.ndarray, observed: np.ndarray,
                  obs: np.ndarray, withheld: np.ndarray, ocean: np.ndarray, mean: np.ndarray,
-                 extra_attrs: dict[str, Any] | None = None, history: str | None = None) -> xr.Dataset:
+                 extra_attrs: dict[str, Any] | None = None, history: str | None = None,
+                 out_dims: tuple | None = None) -> xr.Dataset:
         """The output Dataset of a normalised fill ``filled_n`` (and ``sigma_n``) of ``tmpl``
         (:meth:`reconstruct` of the field fitted, :meth:`transform` of another one): all arrays in
-        ``tmpl``'s (time, lat, lon) order; ``ocean`` (lat, lon), ``mean`` (lat, lon) its pixel means."""
+        ``tmpl``'s (time, lat, lon) order; ``ocean`` (lat, lon), ``mean`` (lat, lon) its pixel means;
+        ``out_dims`` the output's dim order (default: the fitted input's)."""
         shape = values.shape
         if np.shape(filled_n) != shape or (sigma_n is not None and np.shape(sigma_n) != shape):
             raise RuntimeError(f"method {self.name!r} returned shape {np.shape(filled_n)}, expected {shape}")
@@ -881,7 +883,8 @@ class Interpolator:
         # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment
         data_vars[name].attrs["comment"] = filled_comment(self.name, self.keep_observed, tmpl.attrs.get("comment"))
         data_vars[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in data_vars)
-        ds = xr.Dataset(data_vars, attrs=attrs).transpose(*self.input_dims_)
+        # transform(): the new field's dims, which may be named otherwise than the fitted field's
+        ds = xr.Dataset(data_vars, attrs=attrs).transpose(*(self.input_dims_ if out_dims is None else out_dims))
         from oceandl.io import no_coordinate_fill
 
         self.output_name_ = name
