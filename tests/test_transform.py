@@ -296,3 +296,24 @@ def test_new_field_with_dims_named_otherwise(names):
     assert out["sst"].dims == new.dims and out["missing_flag"].dims == new.dims
     np.testing.assert_array_equal(out["sst"].transpose(*[names.get(d, d) for d in ref["sst"].dims]).values,
                                   ref["sst"].values)
+
+
+@pytest.mark.parametrize("error_map", [False, True])
+def test_dineof_fitted_again_transforms_with_the_new_fit(error_map):
+    # transform() caches the fit's modes (_fitted_modes): a second fit() on another period kept
+    # filling with the first period's modes under the second period's means (48 degC off on
+    # seasonal_anomaly_cube)
+    gappy, _ = lowrank_cube(100, 12, 14, cover=0.4, seed=1, dates=True)
+    new = gappy[80:]
+    kw = dict(seed=0, n_modes=3, error_map=error_map)
+    m = DINEOF(**kw).fit(gappy[:40] * 2)
+    m.transform(new)
+    m.fit(gappy[40:80])
+    ref = DINEOF(**kw).fit(gappy[40:80]).transform(new)
+    out = m.transform(new)
+    for v in ref.data_vars:
+        np.testing.assert_array_equal(out[v].values, ref[v].values)
+    # another grid after that: the modes of this one, not a torch size error
+    gappy, _ = lowrank_cube(30, 10, 11, cover=0.4, seed=2, dates=True)
+    assert m.fit(gappy).transform(gappy)["sst"].shape == gappy.shape
+
