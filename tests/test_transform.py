@@ -317,3 +317,16 @@ def test_dineof_fitted_again_transforms_with_the_new_fit(error_map):
     gappy, _ = lowrank_cube(30, 10, 11, cover=0.4, seed=2, dates=True)
     assert m.fit(gappy).transform(gappy)["sst"].shape == gappy.shape
 
+
+def test_a_failed_fit_leaves_no_fit_to_transform_with():
+    # a refit that failed part-way (here: dates not increasing, refused by temporal_filter) had
+    # replaced the means and grid but not the modes: transform() filled with that mix, unsaid
+    gappy, _ = lowrank_cube(40, 12, 14, cover=0.4, seed=1, dates=True)
+    fit_on, new = gappy[:30], gappy[30:]
+    m = DINEOF(seed=0, n_modes=3, temporal_filter=0.1).fit(fit_on)
+    with pytest.raises(InputError, match="not increasing"):
+        m.fit(fit_on[::-1])
+    with pytest.raises(InputError, match="call fit\\(\\) before transform"):
+        m.transform(new)
+    with pytest.raises(InputError, match="call fit\\(\\) before reconstruct"):
+        m.reconstruct()

@@ -583,6 +583,9 @@ class Interpolator:
                                  "or more)")
             x, mean, scale, ocean = self._normalise_own(values, obs, observed, vmin, vmax)
 
+        # from here the previous fit's state is replaced: a fit failing part-way leaves no fit, not
+        # this field's means and grid with the previous field's modes (which transform() filled with)
+        self._fitted = False
         self.da_ = da_c
         self.values_ = values
         self.observed_ = observed
