@@ -752,15 +752,24 @@ class Interpolator:
         ------
         InputError
             If called before :meth:`fit`, by a method that cannot (the neural methods fill a new
-            field through their checkpoint), on another grid, without dates where a seasonal cycle
-            was fitted, or on bad input (see :meth:`fit`); no observation over the fitted ocean.
+            field through their checkpoint), on another grid, in other units (said, or observations
+            more than 10 fitted scales off the fitted means when not said), without dates where a
+            seasonal cycle was fitted, or on bad input (see :meth:`fit`); no observation over the
+            fitted ocean.
         """
         if not self.can_transform:
             raise InputError(f"method {self.name!r}: transform() is not available; {self._no_transform}")
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before transform()")
+        from .neural import _SHIFT_LIMIT, _unit  # the checkpoint's test of a field in other units
+
         da, da_c, dims, label, values, observed = self._read(da)
         fitted = self.da_
+        # kelvin filled with a fit in degC (or the reverse): anomalies of 273 "filled" by the modes
+        theirs, ours = _unit(fitted.attrs.get("units")), _unit(da_c.attrs.get("units"))
+        if theirs is not None and ours is not None and theirs != ours:
+            raise InputError(f"{label}: in units {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}; "
+                             "transform() fills a field in the fitted units (convert it first)")
         order = [_axis_order(da_c, fitted, i, label) for i in (1, 2)]
         (fy, iy), (fx, ix) = order
 
@@ -786,6 +795,11 @@ class Interpolator:
         x = np.zeros(values.shape, np.float32)
         np.subtract(values, mean, out=x, where=obs, casting="same_kind")
         x /= np.float32(self.scale_)
+        shift = float(x.sum(dtype=np.float64) / obs.sum())  # x is 0 off obs; in fitted scales
+        if (theirs is None or ours is None) and abs(shift) > _SHIFT_LIMIT:  # units not said: kelvin against degC
+            raise InputError(f"{label}: its observations are {shift * self.scale_:+.4g} from the fitted pixel means "
+                             f"on average ({abs(shift):.0f} fitted scales: other units?); transform() fills a field "
+                             "in the units of the field fitted")
         filled_n, sigma_n = self._transform(to_fit(x), to_fit(obs), da_c)
         filled_n = to_input(np.asarray(filled_n))
         sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))
