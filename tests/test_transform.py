@@ -348,3 +348,25 @@ def test_a_new_field_in_other_units_is_refused():
     ref = m.transform(gappy)["sst"].values
     for units in ("degree_Celsius", "Celsius", None):
         np.testing.assert_array_equal(m.transform(gappy.assign_attrs(units=units))["sst"].values, ref)
+
+
+def test_an_error_of_the_field_fitted_names_it(period_files, tmp_path):
+    # both fields are 'sst': the fit's refusal named the field filled ("new.nc: variable 'sst':
+    # needs at least 2 time steps") when the one-step file was the one given to --fit-on
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    from fakes import assert_cli_error
+
+    with xr.open_dataset(period_files / "past.nc") as ds:
+        past = ds["sst"].load()
+    with pytest.raises(InputError, match="^fit_on: variable 'sst': needs at least 2 time steps"):
+        interpolate(past, "eof", fit_on=past[:1])
+    one = tmp_path / "one.nc"
+    past[:1].to_netcdf(one)
+    out = tmp_path / "out.nc"
+    res = CliRunner().invoke(cli, ["interpolate", str(period_files / "past.nc"), "--method", "eof", "--fit-on", str(one),
+                                   "--quiet", "-o", str(out)])
+    line = assert_cli_error(res, 2, f"--fit-on {one}: variable 'sst': needs at least 2 time steps")
+    assert "past.nc" not in line and not out.exists()
