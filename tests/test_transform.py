@@ -370,3 +370,21 @@ def test_an_error_of_the_field_fitted_names_it(period_files, tmp_path):
                                    "--quiet", "-o", str(out)])
     line = assert_cli_error(res, 2, f"--fit-on {one}: variable 'sst': needs at least 2 time steps")
     assert "past.nc" not in line and not out.exists()
+
+
+def test_longitudes_in_the_other_convention_are_the_same_grid():
+    # fitted on -10..0 E, the new field on 350..360 (0..360, sorted: 0 first): the same pixels,
+    # refused as "not the fitted field's (regrid it first)" though the CLI (open_field) filled them
+    gappy, _ = lowrank_cube(30, 12, 14, cover=0.4, seed=1, dates=True)
+    m = DINEOF(n_modes=3, seed=0).fit(gappy)
+    ref = m.transform(gappy)["sst"]
+    east = gappy.assign_coords(lon=gappy.lon % 360).sortby("lon")
+    assert east.lon.values[0] == 0 and east.lon.values[-1] > 350
+    out = m.transform(east)["sst"]
+    np.testing.assert_array_equal(out.lon.values, east.lon.values)
+    np.testing.assert_array_equal(out.values, ref.assign_coords(lon=ref.lon % 360).sortby("lon").values)
+    # a projected x (km) does not wrap: 360 km is not 0 km
+    x = gappy.assign_coords(lon=np.arange(14) * 20.0).assign_coords(lon=lambda d: d.lon.assign_attrs(units="km"))
+    m = EOFInterpolator(n_modes=3).fit(x)
+    with pytest.raises(InputError, match="longitudes .* are not the fitted field's \\(point 0: 360.0 against 0.0\\)"):
+        m.transform(x.assign_coords(lon=x.lon + 360))

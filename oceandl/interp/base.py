@@ -357,7 +357,8 @@ def sigma_attrs(name, units=None, standard_name=None) -> dict:
 
 def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     """``(to_fit, to_input)`` index arrays that put axis ``axis`` (1: lat, 2: lon) of ``new`` in the
-    order of ``old``'s and back (None, None when it already is), matched by coordinate value.
+    order of ``old``'s and back (None, None when it already is), matched by coordinate value
+    (longitudes in degrees modulo 360).
 
     Raises
     ------
@@ -371,7 +372,15 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
                          "transform() fills a field on the fitted grid (regrid it first)")
     if dn not in new.coords or do not in old.coords:
         return None, None  # no coordinate to match: taken position by position
+    from oceandl.io import in_degrees
+
     a, b = np.asarray(new[dn].values), np.asarray(old[do].values)
+    shown = a.tolist(), b.tolist()  # the values as given, for the message
+    if axis == 2 and in_degrees(new[dn].attrs) and in_degrees(old[do].attrs) and a.dtype.kind in "fiu" \
+            and b.dtype.kind in "fiu":
+        # 350 E is -10 E: a field in the other convention (0..360 against -180..180) is on the
+        # fitted grid (refused as another grid, though `oceandl interpolate` filled the same files)
+        a, b = np.mod(a, 360.0), np.mod(b, 360.0)
     if not (np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
         same = lambda u, v: bool(np.array_equal(u, v))  # noqa: E731
     else:
@@ -382,8 +391,8 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     on, oo = np.argsort(a, kind="stable"), np.argsort(b, kind="stable")
     if not same(a[on], b[oo]):
         bad = int(np.argmax(~np.isclose(a, b))) if a.dtype.kind in "fiu" and b.dtype.kind in "fiu" else 0
-        raise InputError(f"{label}: its {what}s ({dn!r}) are not the fitted field's (point {bad}: {a[bad]!r} "
-                         f"against {b[bad]!r}); transform() fills a field on the fitted grid (regrid it first)")
+        raise InputError(f"{label}: its {what}s ({dn!r}) are not the fitted field's (point {bad}: {shown[0][bad]!r} "
+                         f"against {shown[1][bad]!r}); transform() fills a field on the fitted grid (regrid it first)")
     to_fit = np.empty_like(on)
     to_fit[oo] = on  # new[to_fit] is in old's order
     to_input = np.empty_like(to_fit)
@@ -735,8 +744,9 @@ class Interpolator:
         Parameters
         ----------
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
-            On the fitted grid: the same latitudes and longitudes (in either order; matched by
-            value), any number of time steps (dated when the fit removed a seasonal cycle).
+            On the fitted grid: the same latitudes and longitudes (in either order, longitudes in
+            either convention; matched by value), any number of time steps (dated when the fit
+            removed a seasonal cycle).
             Observations at pixels the fitted field never observed (land to the fit) are kept as
             given (with ``keep_observed``, warned) and nothing is filled around them.
         withheld : bool array-like of ``da``'s shape, optional
