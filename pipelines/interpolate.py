@@ -23,12 +23,15 @@ DEMO_SIZE = {"n_time": 90, "ny": 64, "nx": 64, "cloud_cover": 0.6}
 
 
 @contextlib.contextmanager
-def _naming(where: str):
+def _naming(where: str, fit_on=None):
     """Put ``where`` (the input file, or --demo) in front of a method's InputError: the method names
-    the variable, the user also needs the file (a checkpoint error, a subclass, names its own)."""
+    the variable, the user also needs the file (a checkpoint error, a subclass, names its own).
+    An error of the fit on ``fit_on`` (``interpolate``'s "fit_on: ...") names that file instead."""
     try:
         yield
     except InputError as exc:
+        if type(exc) is InputError and fit_on is not None and str(exc).startswith("fit_on: "):
+            raise InputError(f"--fit-on {fit_on}: {str(exc)[len('fit_on: '):]}") from None
         if type(exc) is InputError and where not in str(exc):
             raise InputError(f"{where}: {exc}") from None
         raise
@@ -160,7 +163,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     withheld = withhold_for_validation(valid, withhold, seed, where, log=log)
 
     def fill(**kw):
-        with _naming(where):
+        with _naming(where, fit_on):
             return interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
                                fit_on=fit_da, **kw, **(options or {}))
 

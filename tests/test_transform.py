@@ -282,3 +282,109 @@ def test_accessors_take_fit_on(seasonal):
     for out in (a, b):
         np.testing.assert_array_equal(out.values, ref.values)
         assert out.attrs["fitted_on"] == ref.attrs["fitted_on"]
+
+
+@pytest.mark.parametrize("names", [{"lat": "latitude", "lon": "longitude"}, {"lat": "y", "lon": "x", "time": "t"}])
+def test_new_field_with_dims_named_otherwise(names):
+    # the fitted field's (time, lat, lon), the new one's (time, latitude, longitude): the output
+    # was transposed to the fitted field's dim names (xarray ValueError)
+    gappy, _ = lowrank_cube(30, 12, 14, cover=0.4, seed=1, dates=True)
+    m = EOFInterpolator(n_modes=3).fit(gappy)
+    ref = m.transform(gappy)
+    new = gappy.rename(names).transpose(names.get("time", "time"), names["lon"], names["lat"])
+    out = m.transform(new)
+    assert out["sst"].dims == new.dims and out["missing_flag"].dims == new.dims
+    np.testing.assert_array_equal(out["sst"].transpose(*[names.get(d, d) for d in ref["sst"].dims]).values,
+                                  ref["sst"].values)
+
+
+@pytest.mark.parametrize("error_map", [False, True])
+def test_dineof_fitted_again_transforms_with_the_new_fit(error_map):
+    # transform() caches the fit's modes (_fitted_modes): a second fit() on another period kept
+    # filling with the first period's modes under the second period's means (48 degC off on
+    # seasonal_anomaly_cube)
+    gappy, _ = lowrank_cube(100, 12, 14, cover=0.4, seed=1, dates=True)
+    new = gappy[80:]
+    kw = dict(seed=0, n_modes=3, error_map=error_map)
+    m = DINEOF(**kw).fit(gappy[:40] * 2)
+    m.transform(new)
+    m.fit(gappy[40:80])
+    ref = DINEOF(**kw).fit(gappy[40:80]).transform(new)
+    out = m.transform(new)
+    for v in ref.data_vars:
+        np.testing.assert_array_equal(out[v].values, ref[v].values)
+    # another grid after that: the modes of this one, not a torch size error
+    gappy, _ = lowrank_cube(30, 10, 11, cover=0.4, seed=2, dates=True)
+    assert m.fit(gappy).transform(gappy)["sst"].shape == gappy.shape
+
+
+def test_a_failed_fit_leaves_no_fit_to_transform_with():
+    # a refit that failed part-way (here: dates not increasing, refused by temporal_filter) had
+    # replaced the means and grid but not the modes: transform() filled with that mix, unsaid
+    gappy, _ = lowrank_cube(40, 12, 14, cover=0.4, seed=1, dates=True)
+    fit_on, new = gappy[:30], gappy[30:]
+    m = DINEOF(seed=0, n_modes=3, temporal_filter=0.1).fit(fit_on)
+    with pytest.raises(InputError, match="not increasing"):
+        m.fit(fit_on[::-1])
+    with pytest.raises(InputError, match="call fit\\(\\) before transform"):
+        m.transform(new)
+    with pytest.raises(InputError, match="call fit\\(\\) before reconstruct"):
+        m.reconstruct()
+
+
+def test_a_new_field_in_other_units_is_refused():
+    # fitted in kelvin, filling degC: the fitted pixel means (~290) were taken from ~17 degC
+    # values, an anomaly of -273 that the modes "filled" (gap RMSE 271 degC), unsaid
+    gappy, _ = lowrank_cube(30, 12, 14, cover=0.4, seed=1, dates=True)
+    kelvin = (gappy + 273.15).assign_attrs(units="K")
+    for method in ("eof", "climatology", "dineof"):
+        m = get_method(method)(**({"n_modes": 2} if method != "climatology" else {"harmonics": 0})).fit(kelvin)
+        with pytest.raises(InputError, match="in units 'degree_Celsius', the field fitted in 'K'"):
+            m.transform(gappy.assign_attrs(units="degree_Celsius"))
+        with pytest.raises(InputError, match="-273.1 from the fitted pixel means.*other units"):  # units not said
+            m.transform(gappy.assign_attrs(units=None))
+    # the same unit spelled otherwise, or not said, with values where the fit's are: filled
+    m = EOFInterpolator(n_modes=2).fit(gappy.assign_attrs(units="degC"))
+    ref = m.transform(gappy)["sst"].values
+    for units in ("degree_Celsius", "Celsius", None):
+        np.testing.assert_array_equal(m.transform(gappy.assign_attrs(units=units))["sst"].values, ref)
+
+
+def test_an_error_of_the_field_fitted_names_it(period_files, tmp_path):
+    # both fields are 'sst': the fit's refusal named the field filled ("new.nc: variable 'sst':
+    # needs at least 2 time steps") when the one-step file was the one given to --fit-on
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    from fakes import assert_cli_error
+
+    with xr.open_dataset(period_files / "past.nc") as ds:
+        past = ds["sst"].load()
+    with pytest.raises(InputError, match="^fit_on: variable 'sst': needs at least 2 time steps"):
+        interpolate(past, "eof", fit_on=past[:1])
+    one = tmp_path / "one.nc"
+    past[:1].to_netcdf(one)
+    out = tmp_path / "out.nc"
+    res = CliRunner().invoke(cli, ["interpolate", str(period_files / "past.nc"), "--method", "eof", "--fit-on", str(one),
+                                   "--quiet", "-o", str(out)])
+    line = assert_cli_error(res, 2, f"--fit-on {one}: variable 'sst': needs at least 2 time steps")
+    assert "past.nc" not in line and not out.exists()
+
+
+def test_longitudes_in_the_other_convention_are_the_same_grid():
+    # fitted on -10..0 E, the new field on 350..360 (0..360, sorted: 0 first): the same pixels,
+    # refused as "not the fitted field's (regrid it first)" though the CLI (open_field) filled them
+    gappy, _ = lowrank_cube(30, 12, 14, cover=0.4, seed=1, dates=True)
+    m = DINEOF(n_modes=3, seed=0).fit(gappy)
+    ref = m.transform(gappy)["sst"]
+    east = gappy.assign_coords(lon=gappy.lon % 360).sortby("lon")
+    assert east.lon.values[0] == 0 and east.lon.values[-1] > 350
+    out = m.transform(east)["sst"]
+    np.testing.assert_array_equal(out.lon.values, east.lon.values)
+    np.testing.assert_array_equal(out.values, ref.assign_coords(lon=ref.lon % 360).sortby("lon").values)
+    # a projected x (km) does not wrap: 360 km is not 0 km
+    x = gappy.assign_coords(lon=np.arange(14) * 20.0).assign_coords(lon=lambda d: d.lon.assign_attrs(units="km"))
+    m = EOFInterpolator(n_modes=3).fit(x)
+    with pytest.raises(InputError, match="longitudes .* are not the fitted field's \\(point 0: 360.0 against 0.0\\)"):
+        m.transform(x.assign_coords(lon=x.lon + 360))

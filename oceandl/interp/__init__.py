@@ -113,7 +113,7 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     ------
     InputError
         Unknown method or option, ``withhold`` outside [0, 0.9) or given with ``withheld``, or bad
-        input (see :meth:`Interpolator.fit`).
+        input (see :meth:`Interpolator.fit`); one about ``fit_on`` starts with ``"fit_on: "``.
     """
     cls = get_method(method)
     model = cls(seed=seed, device=device, progress=progress, **options)
@@ -137,7 +137,13 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         withheld = withheld.squeeze([d for d in input_dims if d not in da.dims]) if isinstance(withheld, xr.DataArray) \
             else np.squeeze(withheld, axis=tuple(i for i, d in enumerate(input_dims) if d not in da.dims))
     if fit_on is not None:
-        model.fit(_squeeze_levels(fit_on)[0])
+        try:
+            model.fit(_squeeze_levels(fit_on)[0])
+        except InputError as exc:
+            if type(exc) is not InputError:
+                raise
+            # both fields are often 'sst': "variable 'sst': all values are NaN" did not say which
+            raise InputError(f"fit_on: {exc}") from None
 
     def output():
         return model.transform(da, withheld=withheld) if fit_on is not None else model.reconstruct()

@@ -357,7 +357,8 @@ def sigma_attrs(name, units=None, standard_name=None) -> dict:
 
 def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     """``(to_fit, to_input)`` index arrays that put axis ``axis`` (1: lat, 2: lon) of ``new`` in the
-    order of ``old``'s and back (None, None when it already is), matched by coordinate value.
+    order of ``old``'s and back (None, None when it already is), matched by coordinate value
+    (longitudes in degrees modulo 360).
 
     Raises
     ------
@@ -371,7 +372,15 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
                          "transform() fills a field on the fitted grid (regrid it first)")
     if dn not in new.coords or do not in old.coords:
         return None, None  # no coordinate to match: taken position by position
+    from oceandl.io import in_degrees
+
     a, b = np.asarray(new[dn].values), np.asarray(old[do].values)
+    shown = a.tolist(), b.tolist()  # the values as given, for the message
+    if axis == 2 and in_degrees(new[dn].attrs) and in_degrees(old[do].attrs) and a.dtype.kind in "fiu" \
+            and b.dtype.kind in "fiu":
+        # 350 E is -10 E: a field in the other convention (0..360 against -180..180) is on the
+        # fitted grid (refused as another grid, though `oceandl interpolate` filled the same files)
+        a, b = np.mod(a, 360.0), np.mod(b, 360.0)
     if not (np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
         same = lambda u, v: bool(np.array_equal(u, v))  # noqa: E731
     else:
@@ -382,8 +391,8 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     on, oo = np.argsort(a, kind="stable"), np.argsort(b, kind="stable")
     if not same(a[on], b[oo]):
         bad = int(np.argmax(~np.isclose(a, b))) if a.dtype.kind in "fiu" and b.dtype.kind in "fiu" else 0
-        raise InputError(f"{label}: its {what}s ({dn!r}) are not the fitted field's (point {bad}: {a[bad]!r} "
-                         f"against {b[bad]!r}); transform() fills a field on the fitted grid (regrid it first)")
+        raise InputError(f"{label}: its {what}s ({dn!r}) are not the fitted field's (point {bad}: {shown[0][bad]!r} "
+                         f"against {shown[1][bad]!r}); transform() fills a field on the fitted grid (regrid it first)")
     to_fit = np.empty_like(on)
     to_fit[oo] = on  # new[to_fit] is in old's order
     to_input = np.empty_like(to_fit)
@@ -583,6 +592,9 @@ class Interpolator:
                                  "or more)")
             x, mean, scale, ocean = self._normalise_own(values, obs, observed, vmin, vmax)
 
+        # from here the previous fit's state is replaced: a fit failing part-way leaves no fit, not
+        # this field's means and grid with the previous field's modes (which transform() filled with)
+        self._fitted = False
         self.da_ = da_c
         self.values_ = values
         self.observed_ = observed
@@ -732,8 +744,9 @@ class Interpolator:
         Parameters
         ----------
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
-            On the fitted grid: the same latitudes and longitudes (in either order; matched by
-            value), any number of time steps (dated when the fit removed a seasonal cycle).
+            On the fitted grid: the same latitudes and longitudes (in either order, longitudes in
+            either convention; matched by value), any number of time steps (dated when the fit
+            removed a seasonal cycle).
             Observations at pixels the fitted field never observed (land to the fit) are kept as
             given (with ``keep_observed``, warned) and nothing is filled around them.
         withheld : bool array-like of ``da``'s shape, optional
@@ -749,15 +762,24 @@ class Interpolator:
         ------
         InputError
             If called before :meth:`fit`, by a method that cannot (the neural methods fill a new
-            field through their checkpoint), on another grid, without dates where a seasonal cycle
-            was fitted, or on bad input (see :meth:`fit`); no observation over the fitted ocean.
+            field through their checkpoint), on another grid, in other units (said, or observations
+            more than 10 fitted scales off the fitted means when not said), without dates where a
+            seasonal cycle was fitted, or on bad input (see :meth:`fit`); no observation over the
+            fitted ocean.
         """
         if not self.can_transform:
             raise InputError(f"method {self.name!r}: transform() is not available; {self._no_transform}")
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before transform()")
+        from .neural import _SHIFT_LIMIT, _unit  # the checkpoint's test of a field in other units
+
         da, da_c, dims, label, values, observed = self._read(da)
         fitted = self.da_
+        # kelvin filled with a fit in degC (or the reverse): anomalies of 273 "filled" by the modes
+        theirs, ours = _unit(fitted.attrs.get("units")), _unit(da_c.attrs.get("units"))
+        if theirs is not None and ours is not None and theirs != ours:
+            raise InputError(f"{label}: in units {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}; "
+                             "transform() fills a field in the fitted units (convert it first)")
         order = [_axis_order(da_c, fitted, i, label) for i in (1, 2)]
         (fy, iy), (fx, ix) = order
 
@@ -783,6 +805,11 @@ class Interpolator:
         x = np.zeros(values.shape, np.float32)
         np.subtract(values, mean, out=x, where=obs, casting="same_kind")
         x /= np.float32(self.scale_)
+        shift = float(x.sum(dtype=np.float64) / obs.sum())  # x is 0 off obs; in fitted scales
+        if (theirs is None or ours is None) and abs(shift) > _SHIFT_LIMIT:  # units not said: kelvin against degC
+            raise InputError(f"{label}: its observations are {shift * self.scale_:+.4g} from the fitted pixel means "
+                             f"on average ({abs(shift):.0f} fitted scales: other units?); transform() fills a field "
+                             "in the units of the field fitted")
         filled_n, sigma_n = self._transform(to_fit(x), to_fit(obs), da_c)
         filled_n = to_input(np.asarray(filled_n))
         sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))
@@ -791,8 +818,8 @@ class Interpolator:
                           default=_json_default)
         return self._dataset(filled_n, sigma_n, tmpl=da_c, values=values, observed=observed, obs=kept,
                              withheld=held, ocean=ocean, mean=mean, extra_attrs={"fitted_on": fitted_on},
-                             history=f"gaps filled with method {self.name} {opts} fitted on {fitted_on}"
-                             ).transpose(*da.dims)
+                             history=f"gaps filled with method {self.name} {opts} fitted on {fitted_on}",
+                             out_dims=da.dims)
 
     can_transform: ClassVar[bool] = False
     _no_transform: ClassVar[str] = "fit it on the field to fill"
@@ -806,10 +833,12 @@ class Interpolator:
 
     def _dataset(self, filled_n, sigma_n, *, tmpl: xr.DataArray, values: np.ndarray, observed: np.ndarray,
                  obs: np.ndarray, withheld: np.ndarray, ocean: np.ndarray, mean: np.ndarray,
-                 extra_attrs: dict[str, Any] | None = None, history: str | None = None) -> xr.Dataset:
+                 extra_attrs: dict[str, Any] | None = None, history: str | None = None,
+                 out_dims: tuple | None = None) -> xr.Dataset:
         """The output Dataset of a normalised fill ``filled_n`` (and ``sigma_n``) of ``tmpl``
         (:meth:`reconstruct` of the field fitted, :meth:`transform` of another one): all arrays in
-        ``tmpl``'s (time, lat, lon) order; ``ocean`` (lat, lon), ``mean`` (lat, lon) its pixel means."""
+        ``tmpl``'s (time, lat, lon) order; ``ocean`` (lat, lon), ``mean`` (lat, lon) its pixel means;
+        ``out_dims`` the output's dim order (default: the fitted input's)."""
         shape = values.shape
         if np.shape(filled_n) != shape or (sigma_n is not None and np.shape(sigma_n) != shape):
             raise RuntimeError(f"method {self.name!r} returned shape {np.shape(filled_n)}, expected {shape}")
@@ -881,7 +910,8 @@ class Interpolator:
         # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment
         data_vars[name].attrs["comment"] = filled_comment(self.name, self.keep_observed, tmpl.attrs.get("comment"))
         data_vars[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in data_vars)
-        ds = xr.Dataset(data_vars, attrs=attrs).transpose(*self.input_dims_)
+        # transform(): the new field's dims, which may be named otherwise than the fitted field's
+        ds = xr.Dataset(data_vars, attrs=attrs).transpose(*(self.input_dims_ if out_dims is None else out_dims))
         from oceandl.io import no_coordinate_fill
 
         self.output_name_ = name

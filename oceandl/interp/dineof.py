@@ -596,6 +596,7 @@ class DINEOF(Interpolator):
         dtype = torch.float64 if self.options["dtype"] == "float64" else torch.float32
         rng = np.random.default_rng(self.seed)
         nt = x.shape[0]
+        self._modes = None  # transform()'s error model of the previous fit (_fitted_modes)
         # The seasonal cycle leaves first (fitted on the fitting observations only: the withheld
         # pixels are not in ``obs``), so that the modes describe anomalies from it
         self._label = _label(self.da_)
