@@ -91,6 +91,20 @@ def _check_figure_format(path: Path) -> None:
         raise InputError(f"{path}: cannot write a figure as '.{ext}' (use one of {', '.join(sorted(formats))})")
 
 
+def _has_variable(path, name) -> bool:
+    """Whether the netCDF file ``path`` has a variable ``name`` (False if it cannot be read: the
+    caller's :func:`~oceandl.io.open_field` says what is wrong with it)."""
+    if name is None:
+        return False
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, decode_cf=False, decode_times=False) as ds:
+            return name in ds.variables
+    except Exception:  # noqa: BLE001 - any unreadable file is open_field's to report
+        return False
+
+
 def run_interpolation(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
                       method: str = "dineof", withhold: float = 0.1, options: dict | None = None, seed: int = 0,
                       device: str = "auto", overwrite: bool = False, figure: str | Path | None = None,
@@ -154,8 +168,12 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     where = "--demo" if demo else str(input_path)
     fit_da = None
     if fit_on is not None:
-        fit_da = open_field(fit_on, var, min_quality=min_quality)
-        log(f"{method}: fitted on {fit_on} ({fit_da.sizes[fit_da.dims[0]]} steps), filling {where}")
+        # without --var: INPUT's variable where the fit file has it (found on its own, a file of sst and
+        # chl was refused as ambiguous, and one of chl alone was fitted to fill sst)
+        fit_var = var if var is not None else (da.name if _has_variable(fit_on, da.name) else None)
+        fit_da = open_field(fit_on, fit_var, min_quality=min_quality)
+        other = "" if fit_da.name == da.name else f" (its variable {fit_da.name!r}; INPUT's is {da.name!r})"
+        log(f"{method}: fitted on {fit_on}{other} ({fit_da.sizes[fit_da.dims[0]]} steps), filling {where}")
     valid = np.isfinite(da.values)
     # one time step: the methods that fit the file refuse it (one Error line; a 'no gaps' warning before
     # it was noise); a checkpoint fills it, without validation (said after the fill). The same function

@@ -298,6 +298,7 @@ def test_new_field_with_dims_named_otherwise(names):
                                   ref["sst"].values)
 
 
+@pytest.mark.filterwarnings("ignore:.*held-out points to calibrate sigma on")  # small cubes: not the point here
 @pytest.mark.parametrize("error_map", [False, True])
 def test_dineof_fitted_again_transforms_with_the_new_fit(error_map):
     # transform() caches the fit's modes (_fitted_modes): a second fit() on another period kept
@@ -388,3 +389,23 @@ def test_longitudes_in_the_other_convention_are_the_same_grid():
     m = EOFInterpolator(n_modes=3).fit(x)
     with pytest.raises(InputError, match="longitudes .* are not the fitted field's \\(point 0: 360.0 against 0.0\\)"):
         m.transform(x.assign_coords(lon=x.lon + 360))
+
+
+def test_cli_fit_on_without_var_fits_inputs_variable(period_files, tmp_path):
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    # a fit file of two fields: without --var, INPUT's (sst), not an "ambiguous" refusal
+    with xr.open_dataset(period_files / "past.nc") as past:
+        both = past.assign(chl=(past["sst"] * 0 + 0.3).assign_attrs(units="mg m-3", long_name="chlorophyll"))
+        both.to_netcdf(tmp_path / "both.nc")
+    new = tmp_path / "new_sst.nc"
+    with xr.open_dataset(period_files / "new.nc") as src:
+        src[["sst"]].to_netcdf(new)
+    out = tmp_path / "out.nc"
+    res = CliRunner().invoke(cli, ["interpolate", str(new), "--method", "eof", "--set", "n_modes=3",
+                                   "--fit-on", str(tmp_path / "both.nc"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as ds:
+        assert ds["sst"].attrs["fitted_on"].startswith("variable 'sst', 500 steps")

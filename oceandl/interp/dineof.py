@@ -965,8 +965,8 @@ class DINEOF(Interpolator):
             WU = (U[:, :, None] * U[:, None, :]).reshape(nt, k * k)
             mu_l = (s2 / n).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
 
-            def Q(i, j):
-                Gp = (m[:, i:j].T @ WU) / r[i:j, None]
+            def Q(i, j):  # the bool mask kept, not its float64 copy (8x the size, for transform's cache)
+                Gp = (mask[:, i:j].double().T @ WU) / r[i:j, None]
                 return torch.linalg.inv(Gp.reshape(-1, k, k) + torch.diag(1 / mu_l)).reshape(-1, k * k)
 
             out.update(U=U, Q=Q)
