@@ -364,6 +364,8 @@ def train():
       oceandl classify --model sar_model vignettes/ -o predictions.csv
       oceandl train interpolator --demo -o demo_unet
       oceandl train interpolator sst_2021.nc --method unet --init unet_sst --epochs 5 -o unet_sst_2021
+      oceandl train interpolator sst_2015-2024.nc --method dineof --set harmonics=2 -o dineof_decade
+      oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
     """
 
 
@@ -379,7 +381,7 @@ def _check_min_quality(demo: bool, min_quality) -> None:
 @train.command("interpolator")
 @click.argument("input_path", required=False, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to learn from (default: found from CF attributes).")
-@click.option("--method", default="unet", show_default=True, help="A neural method: convae, unet, resae, smp_unet.")
+@click.option("--method", default="unet", show_default=True, help="A neural method (convae, unet, resae, smp_unet), or climatology, eof, dineof: fitted and saved for `interpolate --fit-on`.")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
 @click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)
@@ -395,7 +397,9 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
 
     The network learns from every observation of the cube (self-supervised: clouds of other days
     are laid over clear pixels); `oceandl interpolate --model` then fills other files with it,
-    without training again.
+    without training again. A climatology, eof or dineof is fitted and saved the same way (its
+    modes, cycle and pixel means); `oceandl interpolate --fit-on FOLDER` fills other files on its
+    grid with it, without fitting again.
 
     \b
     Examples:
@@ -403,6 +407,8 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
       oceandl interpolate sst_2020.nc --method unet --model unet_sst -o filled_2020.nc
       oceandl train interpolator --demo -o demo_unet
       oceandl train interpolator sst_2021.nc --method unet --init unet_sst --epochs 5 -o unet_sst_2021
+      oceandl train interpolator sst_2015-2024.nc --method dineof --set harmonics=2 -o dineof_decade
+      oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
     """
     from oceandl.pipelines.interpolate import train_interpolator
 
@@ -793,7 +799,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
-@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image).")
+@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis).")
@@ -833,6 +839,13 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                              f"(--model is for the neural methods: {neural})")
         opts["checkpoint"] = str(checkpoint)
     _check_min_quality(demo, min_quality)
+    if fit_on is not None and Path(fit_on).is_dir():
+        from oceandl.interp.fitted import saved_method
+
+        src = click.get_current_context().get_parameter_source("method")
+        saved = saved_method(fit_on)
+        if saved is not None and (src is None or src.name == "DEFAULT"):
+            method = saved  # the saved fit's method, unless --method says another (then refused)
     if fit_on is not None and (chunks or checkpoint is not None):
         raise InputError(f"--fit-on: not with {'--chunks' if chunks else '--model'} (it fits the method on another "
                          "file in memory)")

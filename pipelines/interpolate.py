@@ -30,8 +30,10 @@ def _naming(where: str, fit_on=None):
     try:
         yield
     except InputError as exc:
-        if type(exc) is InputError and fit_on is not None and str(exc).startswith("fit_on: "):
-            raise InputError(f"--fit-on {fit_on}: {str(exc)[len('fit_on: '):]}") from None
+        if fit_on is not None and str(exc).startswith("fit_on: "):
+            rest = str(exc)[len("fit_on: "):]  # a saved fit's checkpoint error starts with its folder already
+            named = any(rest.startswith(f"{p}: ") for p in (Path(fit_on), Path(fit_on) / "config.json"))
+            raise type(exc)(rest if named else f"--fit-on {fit_on}: {rest}") from None
         if type(exc) is InputError and where not in str(exc):
             raise InputError(f"{where}: {exc}") from None
         raise
@@ -167,7 +169,17 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
     fit_da = None
-    if fit_on is not None:
+    from oceandl.interp.fitted import is_fitted_folder
+
+    if fit_on is not None and Path(fit_on).is_dir():
+        if not is_fitted_folder(fit_on):  # else the checkpoint loader's message, which names the folder
+            from oceandl.interp import load_fitted
+
+            with _naming(where, fit_on):
+                load_fitted(fit_on)
+        fit_da = str(fit_on)  # a saved fit: loaded and used as it is (no fitting)
+        log(f"{method}: the fit saved in {fit_on}, filling {where}")
+    elif fit_on is not None:
         # without --var: INPUT's variable where the fit file has it (found on its own, a file of sst and
         # chl was refused as ambiguous, and one of chl alone was fitted to fill sst)
         fit_var = var if var is not None else (da.name if _has_variable(fit_on, da.name) else None)
@@ -276,10 +288,10 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     from oceandl.utils import check_output_path
 
     cls = get_method(method)
-    if not issubclass(cls, NeuralInterpolator):
-        neural = sorted(n for n, c in METHODS.items() if issubclass(c, NeuralInterpolator))
-        raise InputError(f"--method {method}: not a neural method; a checkpoint is trained for one of "
-                         f"{', '.join(neural)} (the others fit each file in `oceandl interpolate`)")
+    if not issubclass(cls, NeuralInterpolator) and not cls.can_transform:
+        usable = sorted(n for n, c in METHODS.items() if issubclass(c, NeuralInterpolator) or c.can_transform)
+        raise InputError(f"--method {method}: cannot be saved to fill other files; a checkpoint is made for one "
+                         f"of {', '.join(usable)}")
     options = dict(options or {})
     if "checkpoint" in options:
         raise InputError("checkpoint: `train interpolator` writes a checkpoint; to start training from one, "
@@ -303,6 +315,10 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         interp.fit(da)
     seconds = time.perf_counter() - t0
     interp.save(output, overwrite=overwrite, source=where)
+    if not issubclass(cls, NeuralInterpolator):  # a fitted climatology, eof or dineof
+        modes = f" ({interp.n_modes_} modes)" if hasattr(interp, "n_modes_") else ""
+        return (f"{method}{modes}: fitted on {where} {dict(da.sizes)} in {seconds:.1f} s; written to {output} "
+                f"(fill other files on its grid with --method {method} --fit-on {output})")
     loss = interp.loss_history_
     k = max(1, len(loss) // 10)  # first and last tenth of the steps: one step's loss is noisy
     trend = f", loss {np.mean(loss[:k]):.4g} -> {np.mean(loss[-k:]):.4g}" if loss else ""

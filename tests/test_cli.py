@@ -768,10 +768,11 @@ def test_train_interpolator_then_fill_another_file_with_it(runner, sst_file, tmp
                               "--quiet", "-o", str(tmp_path / "f.nc")])
     assert res.exit_code == 2 and "epochs=5 has no effect with checkpoint" in res.output, res.output
     assert not (tmp_path / "f.nc").exists()
-    # refuses an existing folder (and leaves it as it was), a non-neural method, a bad option, a start checkpoint
+    # refuses an existing folder (and leaves it as it was), a training flag of a fitted method, a bad option, a start checkpoint
     before = (ckpt / "weights.safetensors").read_bytes()
     cases = [(["-o", str(ckpt)], "already exists"),
-             (["--method", "dineof", "-o", str(tmp_path / "a")], "not a neural method"),
+             # a classical fit is saved too (tests/test_fitted.py), but takes no training flags
+             (["--method", "dineof", "--epochs", "3", "-o", str(tmp_path / "a")], "unknown option 'epochs'"),
              (["--set", "bogus=1", "-o", str(tmp_path / "b")], "bogus"),
              (["--set", f"checkpoint={ckpt}", "-o", str(tmp_path / "c")], "checkpoint")]
     for args, words in cases:

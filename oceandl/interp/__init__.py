@@ -6,6 +6,8 @@ analysis of complete fields.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import xarray as xr
 
@@ -16,12 +18,13 @@ from .chunked import interpolate_chunked
 from .climatology import Climatology
 from .dineof import DINEOF
 from .eof import EOF, EOFInterpolator, eof
+from .fitted import load_fitted
 from .neural import ConvAEInterpolator, ResAEInterpolator, SMPUnetInterpolator, UNetInterpolator
 from .withhold import check_withhold, withhold_for_validation
 
 __all__ = [
     "Interpolator", "Climatology", "EOFInterpolator", "DINEOF", "EOF", "eof",
-    "METHODS", "get_method", "interpolate", "interpolate_chunked",
+    "METHODS", "get_method", "interpolate", "interpolate_chunked", "load_fitted",
 ]
 
 METHODS: dict[str, type[Interpolator]] = {
@@ -58,7 +61,7 @@ def _unsqueeze(obj, dims: tuple, renamed: dict):
 
 def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0.0, withheld=None,
                 return_dataset: bool = False, seed: int = 0, device: str = "auto", progress: bool = False,
-                fit_on: xr.DataArray | None = None, **options):
+                fit_on: xr.DataArray | Interpolator | str | os.PathLike | None = None, **options):
     """Fill the gaps (NaN) of a (time, lat, lon) field.
 
     Parameters
@@ -90,10 +93,12 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     withheld : bool array-like of ``da``'s shape, optional
         Observed pixels hidden from the method and used for the ``val_*`` scores, chosen by the
         caller (instead of ``withhold``).
-    fit_on : xarray.DataArray (time, lat, lon), optional
+    fit_on : xarray.DataArray (time, lat, lon), a fitted Interpolator, or a folder path, optional
         Fit the method on this field (an earlier period on the same grid) and fill ``da`` with
         what it learned, without fitting on ``da`` (:meth:`~oceandl.interp.base.Interpolator.transform`;
         the climatology, ``eof`` and ``dineof``). ``withhold`` and ``withheld`` then apply to ``da``.
+        A method already fitted, or the folder its ``save()`` wrote (:func:`load_fitted`), fills
+        ``da`` as it is: ``method`` must be its method, and no method options are taken.
     return_dataset : bool
         Return the whole :class:`xarray.Dataset` (field, ``missing_flag``, ``sigma`` if the method
         gives one) instead of the filled DataArray.
@@ -116,8 +121,24 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         input (see :meth:`Interpolator.fit`); one about ``fit_on`` starts with ``"fit_on: "``.
     """
     cls = get_method(method)
-    model = cls(seed=seed, device=device, progress=progress, **options)
     check_withhold(withhold)
+    fitted = None
+    if isinstance(fit_on, (str, os.PathLike, Interpolator)):  # a fit already made (in memory or saved)
+        if isinstance(fit_on, Interpolator):
+            fitted = fit_on
+        else:
+            try:
+                fitted = load_fitted(fit_on, device=device, progress=progress)
+            except InputError as exc:
+                raise type(exc)(f"fit_on: {exc}") from None
+        if fitted.name != method:
+            raise InputError(f"fit_on: a fitted {fitted.name!r}, not the method {method!r} asked for")
+        if options:
+            raise InputError(f"fit_on: a fitted method takes no options (got {', '.join(sorted(options))}); "
+                             "its fit's are used")
+        if fitted.can_transform and not fitted._fitted:
+            raise InputError(f"fit_on: method {method!r} is not fitted (call fit() first)")
+    model = fitted or cls(seed=seed, device=device, progress=progress, **options)
     if fit_on is not None and not cls.can_transform:
         raise InputError(f"fit_on: method {method!r} cannot fill one field with a fit on another; {cls._no_transform}")
     # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where the CLI reads it
@@ -136,7 +157,7 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     if input_dims is not None and withheld is not None and getattr(withheld, "ndim", np.ndim(withheld)) > 3:
         withheld = withheld.squeeze([d for d in input_dims if d not in da.dims]) if isinstance(withheld, xr.DataArray) \
             else np.squeeze(withheld, axis=tuple(i for i, d in enumerate(input_dims) if d not in da.dims))
-    if fit_on is not None:
+    if fit_on is not None and fitted is None:
         try:
             model.fit(_squeeze_levels(fit_on)[0])
         except InputError as exc:

@@ -595,6 +595,7 @@ class Interpolator:
         # from here the previous fit's state is replaced: a fit failing part-way leaves no fit, not
         # this field's means and grid with the previous field's modes (which transform() filled with)
         self._fitted = False
+        self._fitted_on = self._loaded_from = self._saved_attrs = None  # a loaded fit's, if any
         self.da_ = da_c
         self.values_ = values
         self.observed_ = observed
@@ -726,6 +727,9 @@ class Interpolator:
         """
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before reconstruct()")
+        if getattr(self, "_loaded_from", None):
+            raise InputError(f"method {self.name!r} loaded from {self._loaded_from}: it fills other fields with "
+                             "transform(); the field it was fitted on is not in the checkpoint")
         filled_n, sigma_n = self._reconstruct()
         return self._dataset(filled_n, sigma_n, tmpl=self.da_, values=self.values_, observed=self.observed_,
                              obs=self.obs_, withheld=self.withheld_, ocean=self.ocean_, mean=self.mean_)
@@ -813,7 +817,7 @@ class Interpolator:
         filled_n, sigma_n = self._transform(to_fit(x), to_fit(obs), da_c)
         filled_n = to_input(np.asarray(filled_n))
         sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))
-        fitted_on = _period_text(fitted)
+        fitted_on = self._fitted_on_text()
         opts = json.dumps({**self.options, "seed": self.seed, "keep_observed": self.keep_observed}, sort_keys=True,
                           default=_json_default)
         return self._dataset(filled_n, sigma_n, tmpl=da_c, values=values, observed=observed, obs=kept,
@@ -823,6 +827,31 @@ class Interpolator:
 
     can_transform: ClassVar[bool] = False
     _no_transform: ClassVar[str] = "fit it on the field to fill"
+
+    def _fitted_on_text(self) -> str:
+        """What the fit was on (``fitted_on``): the field's name, steps and dates (and the folder it
+        was loaded from)."""
+        return getattr(self, "_fitted_on", None) or _period_text(self.da_)
+
+    def save(self, path, overwrite: bool = False, source: str | None = None):
+        """Write the fit as a checkpoint folder that :func:`~oceandl.interp.fitted.load_fitted` (and
+        ``oceandl interpolate --fit-on FOLDER``) takes back to :meth:`transform` other fields.
+
+        Returns the path. Raises :class:`InputError` before :meth:`fit`, for a method without
+        ``transform``, or if ``path`` exists and not ``overwrite``.
+        """
+        from .fitted import save_fitted
+
+        return save_fitted(self, path, overwrite=overwrite, source=source)
+
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The method's fitted state for :meth:`save`: arrays (n_ocean first where per pixel) and JSON."""
+        raise NotImplementedError
+
+    def _restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], n_ocean: int, array) -> None:
+        """Set the state :meth:`_state` saved; ``array(key, shape, kind="f", finite=True)`` reads one
+        array checked (raises the loader's error); raise KeyError/TypeError/ValueError on a bad ``meta``."""
+        raise NotImplementedError
 
     def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple[np.ndarray, np.ndarray | None]:
         """Normalised fill (and error std or None) of another field on the fitted grid.
@@ -868,7 +897,8 @@ class Interpolator:
             "options": json.dumps({**self.options, "seed": self.seed, "keep_observed": self.keep_observed},
                                   sort_keys=True, default=_json_default),
         }
-        attrs.update({k: _netcdf_safe(v) for k, v in self._fit_attrs().items()})
+        saved = getattr(self, "_saved_attrs", None)  # a loaded fit's (its modes, CV curve, harmonics)
+        attrs.update({k: _netcdf_safe(v) for k, v in (saved[0] if saved else self._fit_attrs()).items()})
         attrs.update({k: _netcdf_safe(v) for k, v in (extra_attrs or {}).items()})
         self.val_metrics_: dict[str, Any] = {}
         if withheld.any():
@@ -904,7 +934,7 @@ class Interpolator:
         }
         if sigma is not None:
             sattrs = {**sigma_attrs(name, tmpl.attrs.get("units"), tmpl.attrs.get("standard_name")),
-                      **self._sigma_attrs()}
+                      **(saved[1] if saved else self._sigma_attrs())}
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
         # CF: the field says what it is and names its flag (and sigma); only `oceandl interpolate` did,
         # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment

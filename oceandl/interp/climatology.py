@@ -435,6 +435,20 @@ class SeasonalCycle:
         """``harmonics`` (and ``harmonics_fallback_pixels``), see :func:`harmonic_attrs`."""
         return harmonic_attrs(self.harmonics, self.levels, label)
 
+    @classmethod
+    def saved(cls, meta: dict, arrays: dict, n_ocean: int, ocean: np.ndarray, array) -> "SeasonalCycle":
+        """The cycle :meth:`state` saved (``array``: the loader's checked reader; ValueError on a bad meta)."""
+        k = meta["harmonics"]
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_HARMONICS:
+            raise ValueError(f"harmonics {k!r} is not an integer from 0 to {MAX_HARMONICS}")
+        coef = array("season_coef", (n_ocean, 2 * k + 1)) if k else None
+        return cls(k, None, coef, np.where(ocean, k, -1))
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and JSON to save the cycle (:meth:`saved` reads them back)."""
+        return ({"season_coef": np.asarray(self.coef, np.float64)} if self.harmonics else {},
+                {"harmonics": int(self.harmonics)})
+
     def at(self, da: xr.DataArray, label: str, dtype=np.float32) -> np.ndarray | None:
         """The cycle at the dates of another field ``da`` (time first), (time, n_ocean), or None for k = 0."""
         return cycle_at(self.harmonics, self.coef, da, label, dtype)
@@ -581,6 +595,19 @@ class Climatology(Interpolator):
         return self._from_matrix((self._design @ self._coef.T).astype(np.float32)), sigma
 
     can_transform: ClassVar[bool] = True
+
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {"sigma": np.asarray(self._sigma, np.float64)}
+        if self._design is not None:
+            arrays["season_coef"] = np.asarray(self._coef, np.float64)
+        return arrays, {"harmonics": int(self.harmonics_), "label": self._label}
+
+    def _restore(self, arrays, meta, n_ocean, array) -> None:
+        cycle = SeasonalCycle.saved(meta, arrays, n_ocean, self.ocean_, array)
+        self.harmonics_, self._label = cycle.harmonics, str(meta["label"])
+        self._sigma = array("sigma", self.ocean_.shape).astype(np.float32)
+        self._coef = cycle.coef
+        self._design = None if cycle.coef is None else np.empty((0, cycle.coef.shape[1]))
 
     def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple[np.ndarray, np.ndarray | None]:
         # the fitted cycle (or mean) at the new dates; the new observations change nothing

@@ -1018,6 +1018,41 @@ class DINEOF(Interpolator):
         sigma = var.sqrt_().mul_(self.cv_sigma_scale_)
         return filled, self._from_matrix(sigma.numpy().astype(np.float32), fill=np.nan)
 
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        em = self._fitted_modes()
+        arrays = {key: em[key].numpy() for key in ("mu", "V", "s2", "r", "r_oi", "lam")}
+        if self.options["error_map"]:  # the loadings' covariances, by blocks of pixels as the fill reads them
+            n, k = arrays["V"].shape
+            step = max(1, _ERRMAP_BLOCK // (k * k))
+            arrays["Q"] = np.concatenate([em["Q"](i, i + step).numpy() for i in range(0, n, step)])
+        season, meta = self.seasonal_.state()
+        return ({**arrays, **season},
+                {**meta, "k": int(em["k"]), "n_modes": int(self.n_modes_), "label": self._label,
+                 "cv_sigma_scale": float(getattr(self, "cv_sigma_scale_", 1.0))})
+
+    def _restore(self, arrays, meta, n_ocean, array) -> None:
+        import torch
+
+        from .climatology import SeasonalCycle
+
+        k, scale = meta["k"], meta["cv_sigma_scale"]
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_ocean:
+            raise ValueError(f"k {k!r} is not a number of modes from 1 to the {n_ocean} ocean pixels")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+            raise ValueError(f"cv_sigma_scale {scale!r} is not a positive number")
+        em: dict[str, Any] = {key: torch.from_numpy(array(key, shape)) for key, shape in (
+            ("mu", (n_ocean,)), ("V", (n_ocean, k)), ("s2", (k,)), ("r", (n_ocean,)), ("r_oi", (n_ocean,)),
+            ("lam", (k,)))}
+        if not (bool((em["r_oi"] > 0).all()) and bool((em["lam"] > 0).all()) and bool((em["s2"] >= 0).all())):
+            raise ValueError("variances r_oi, lam must be positive and s2 not negative")
+        em["k"] = k
+        if self.options["error_map"]:
+            Q = torch.from_numpy(array("Q", (n_ocean, k * k)))
+            em["Q"] = lambda i, j: Q[i:j]
+        self._modes = em
+        self.n_modes_, self._label, self.cv_sigma_scale_ = int(meta["n_modes"]), str(meta["label"]), float(scale)
+        self.seasonal_ = SeasonalCycle.saved(meta, arrays, n_ocean, self.ocean_, array)
+
     def _fitted_modes(self) -> dict[str, Any]:
         """:meth:`_error_model` of the fitted fill (the cycle removed), computed once, on the CPU."""
         if getattr(self, "_modes", None) is None:

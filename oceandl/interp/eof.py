@@ -821,6 +821,21 @@ class EOFInterpolator(Interpolator):
 
     can_transform: ClassVar[bool] = True
 
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays, meta = self.seasonal_.state()
+        return ({"E": np.asarray(self._E, np.float64), "mu": np.asarray(self._mu, np.float64), **arrays},
+                {**meta, "n_modes": int(self.n_modes_), "label": self._label})
+
+    def _restore(self, arrays, meta, n_ocean, array) -> None:
+        from .climatology import SeasonalCycle
+
+        k = meta["n_modes"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"n_modes {k!r} is not a positive integer")
+        self._E, self._mu = array("E", (k, n_ocean)), array("mu", (n_ocean,))
+        self.n_modes_, self._label = k, str(meta["label"])
+        self.seasonal_ = SeasonalCycle.saved(meta, arrays, n_ocean, self.ocean_, array)
+
     def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple[np.ndarray, np.ndarray | None]:
         # the fit's last projection, on the new steps: the same modes, centre and ridge
         X = self._to_matrix(x).astype(np.float64)

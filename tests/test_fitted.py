@@ -1,0 +1,182 @@
+"""A fitted climatology / eof / DINEOF saved to a checkpoint folder and loaded back to fill other periods."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from oceandl.cli.main import cli
+from oceandl.errors import CheckpointError, InputError
+from oceandl.interp import DINEOF, Climatology, EOFInterpolator, interpolate, load_fitted
+
+from fakes import assert_cli_error, seasonal_anomaly_cube
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FITS = {
+    "climatology": lambda: Climatology(harmonics=2),
+    "eof": lambda: EOFInterpolator(n_modes=3, harmonics=2),
+    "dineof": lambda: DINEOF(harmonics=2, n_modes=3, error_map=True, seed=0),
+}
+
+
+@pytest.fixture(scope="module")
+def periods():
+    gappy, truth = seasonal_anomaly_cube(nt=560, seed=3)
+    return gappy[:500], gappy[500:]
+
+
+@pytest.fixture(scope="module")
+def saved(periods, tmp_path_factory):
+    past, _ = periods
+    d = tmp_path_factory.mktemp("fits")
+    models = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the small cube's calibration warnings
+        for name, make in FITS.items():
+            models[name] = make().fit(past)
+            models[name].save(d / name)
+    return d, models
+
+
+@pytest.mark.parametrize("name", sorted(FITS))
+def test_a_saved_fit_fills_as_the_fit_in_memory(periods, saved, name):
+    _, new = periods
+    d, models = saved
+    loaded = load_fitted(d / name)
+    assert type(loaded) is type(models[name]) and loaded.options == models[name].options
+    a, b = models[name].transform(new), loaded.transform(new)
+    for v in a.data_vars:
+        np.testing.assert_array_equal(b[v].values, a[v].values)
+    assert b["sst"].attrs["fitted_on"] == a["sst"].attrs["fitted_on"] + f" (saved in {d / name})"
+    for k in ("method", "options", "harmonics") + (("n_modes",) if name != "climatology" else ()):
+        assert b["sst"].attrs[k] == a["sst"].attrs[k], k
+    if "sigma" in a:
+        assert b["sigma"].attrs == a["sigma"].attrs
+    with pytest.raises(InputError, match="loaded from .*transform\\(\\)"):
+        loaded.reconstruct()
+    # the Python one-call form, from the folder
+    c = interpolate(new, name, fit_on=d / name)
+    np.testing.assert_array_equal(c.values, a["sst"].values)
+
+
+def test_a_loaded_fit_fitted_again_is_an_ordinary_fit(periods, saved):
+    past, new = periods
+    d, _ = saved
+    m = load_fitted(d / "eof")
+    m.fit(past[:400])
+    ref = EOFInterpolator(n_modes=3, harmonics=2).fit(past[:400])
+    np.testing.assert_array_equal(m.reconstruct()["sst"].values, ref.reconstruct()["sst"].values)
+    assert "saved in" not in m.transform(new)["sst"].attrs["fitted_on"]
+
+
+def _edit(src, dst, config=None, arrays=None):
+    """A copy of the saved fit ``src`` at ``dst`` with config.json and tensors edited."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(src, dst)
+    if config is not None:
+        cfg = json.loads((dst / "config.json").read_text())
+        config(cfg)
+        (dst / "config.json").write_text(json.dumps(cfg))
+    if arrays is not None:
+        t = load_file(str(dst / "weights.safetensors"))
+        arrays(t)
+        save_file(t, str(dst / "weights.safetensors"))
+    return dst
+
+
+@pytest.mark.parametrize("edit, words", [
+    (dict(config=lambda c: c["fitted"]["state"].update(k=99)), "'V' has shape \\(172, 3\\), \\(172, 99\\) expected"),
+    (dict(config=lambda c: c["fitted"]["state"].update(k=9999)), "k 9999 is not"),
+    (dict(config=lambda c: c["fitted"]["state"].pop("label")), "state does not fit .*'label'"),
+    (dict(config=lambda c: c["fitted"].update(scale=-1.0)), "scale -1.0"),
+    (dict(config=lambda c: c["interpolator"].update(method="unet")), "'unet' is not one"),
+    (dict(config=lambda c: c["interpolator"]["options"].update(n_modes=0)), "n_modes"),
+    (dict(config=lambda c: c.update(task="classification")), "not a fitted climatology"),
+    (dict(config=lambda c: c["fitted"].update(shape=[3, 4])), "has shape"),
+    (dict(arrays=lambda t: t.__setitem__("V", t["V"] * np.nan)), "'V' holds NaN"),
+    (dict(arrays=lambda t: t.pop("Q")), "no 'Q'"),
+    (dict(arrays=lambda t: t.__setitem__("r_oi", -t["r_oi"])), "must be positive"),
+    (dict(arrays=lambda t: t.__setitem__("mean", np.nan_to_num(t["mean"]).astype(np.int64))), "'mean' is int64"),
+])
+def test_edited_or_damaged_fits_are_refused_naming_the_folder(saved, tmp_path, edit, words):
+    d, _ = saved
+    bad = _edit(d / "dineof", tmp_path / "bad", **edit)
+    with pytest.raises(CheckpointError, match=words) as err:
+        load_fitted(bad)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_corrupt_pickle_and_network_folders_are_refused(saved, tmp_path):
+    d, _ = saved
+    trunc = _edit(d / "eof", tmp_path / "trunc")
+    (trunc / "weights.safetensors").write_bytes((trunc / "weights.safetensors").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_fitted(trunc)
+    import pickle
+
+    (tmp_path / "fit.pkl").write_bytes(pickle.dumps({"E": 1}))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_fitted(tmp_path / "fit.pkl")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_fitted(tmp_path / "nothing")
+
+
+def test_save_refusals(periods, saved, tmp_path):
+    past, _ = periods
+    with pytest.raises(InputError, match="call fit\\(\\) before save"):
+        DINEOF().save(tmp_path / "x")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.txt").write_text("keep me")
+    m = Climatology(harmonics=0).fit(past[:50])
+    with pytest.raises(InputError, match="already exists"):
+        m.save(tmp_path / "data")
+    with pytest.raises(InputError, match="not an earlier checkpoint"):
+        m.save(tmp_path / "data", overwrite=True)
+    assert (tmp_path / "data" / "mine.txt").read_text() == "keep me"
+    d, _ = saved
+    with pytest.raises(InputError, match="fit_on: a fitted 'eof', not the method 'dineof'"):
+        interpolate(past, "dineof", fit_on=d / "eof")
+    with pytest.raises(InputError, match="takes no options"):
+        interpolate(past, "eof", fit_on=d / "eof", n_modes=4)
+
+
+def test_cli_train_then_fill_with_the_saved_fit(periods, tmp_path):
+    past, new = periods
+    past.to_netcdf(tmp_path / "past.nc")
+    new.to_netcdf(tmp_path / "new.nc")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["train", "interpolator", str(tmp_path / "past.nc"), "--method", "dineof", "--set",
+                              "harmonics=2", "--set", "n_modes=3", "--quiet", "-o", str(tmp_path / "decade")])
+    assert res.exit_code == 0, res.output
+    assert "dineof (3 modes): fitted on" in res.output and "--fit-on" in res.output
+    # --method left out: the saved fit's
+    res = runner.invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--fit-on", str(tmp_path / "decade"),
+                              "--withhold", "0", "--quiet", "-o", str(tmp_path / "out.nc")])
+    assert res.exit_code == 0, res.output
+    ref = DINEOF(harmonics=2, n_modes=3).fit(past).transform(new)
+    with xr.open_dataset(tmp_path / "out.nc") as ds:
+        np.testing.assert_allclose(ds["sst"].values, ref["sst"].values, rtol=0, atol=1e-5)
+        assert ds["sst"].attrs["method"] == "dineof" and "saved in" in ds["sst"].attrs["fitted_on"]
+    for args, parts in [
+        (["--method", "eof"], [f"--fit-on {tmp_path / 'decade'}: a fitted 'dineof', not the method 'eof'"]),
+        (["--set", "n_modes=4"], [f"--fit-on {tmp_path / 'decade'}: a fitted method takes no options"]),
+    ]:
+        res = runner.invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--fit-on", str(tmp_path / "decade"),
+                                  *args, "--quiet", "-o", str(tmp_path / "no.nc")])
+        assert_cli_error(res, 2, *parts)
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--fit-on", str(tmp_path / "empty"),
+                              "--quiet", "-o", str(tmp_path / "no.nc")])
+    assert_cli_error(res, 2, "empty", "not an oceandl checkpoint")
+    res = runner.invoke(cli, ["train", "interpolator", str(tmp_path / "past.nc"), "--method", "eof", "--epochs", "3",
+                              "-o", str(tmp_path / "e")])
+    assert_cli_error(res, 2, "epochs")
+    assert not (tmp_path / "no.nc").exists() and not (tmp_path / "e").exists()
