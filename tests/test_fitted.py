@@ -180,3 +180,22 @@ def test_cli_train_then_fill_with_the_saved_fit(periods, tmp_path):
                               "-o", str(tmp_path / "e")])
     assert_cli_error(res, 2, "epochs")
     assert not (tmp_path / "no.nc").exists() and not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("name", sorted(FITS))
+def test_a_loaded_fit_saved_again_round_trips(periods, saved, tmp_path, name):
+    # save() of a loaded fit read attributes only a fit in memory has (AttributeError)
+    _, new = periods
+    d, models = saved
+    loaded = load_fitted(d / name)
+    loaded.save(tmp_path / "again")
+    again = load_fitted(tmp_path / "again")
+    a, b = models[name].transform(new[:20]), again.transform(new[:20])
+    for v in a.data_vars:
+        np.testing.assert_array_equal(b[v].values, a[v].values)
+    for k in set(a["sst"].attrs) - {"fitted_on", "history"}:
+        assert str(b["sst"].attrs[k]) == str(a["sst"].attrs[k]), k
+    if "sigma" in a:
+        assert b["sigma"].attrs == a["sigma"].attrs
+    # what it was fitted on, once, and where it was last saved (not a chain of folders)
+    assert b["sst"].attrs["fitted_on"] == a["sst"].attrs["fitted_on"] + f" (saved in {tmp_path / 'again'})"

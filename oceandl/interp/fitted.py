@@ -72,7 +72,14 @@ def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str 
         if dim in da.coords and np.issubdtype(da[dim].dtype, np.number):
             arrays[f"coord_{role}"] = np.asarray(da[dim].values, np.float64)
             coords[role] = dim
-    fit_attrs = {k: _netcdf_safe(v) for k, v in model._fit_attrs().items()}
+    # a loaded fit has the attrs it was saved with, not the fit's own state (its CV curve, iterations)
+    saved = getattr(model, "_saved_attrs", None)
+    fit_attrs = {k: _netcdf_safe(v) for k, v in (saved[0] if saved else model._fit_attrs()).items()}
+    sigma_attrs = (saved[1] if saved else model._sigma_attrs()) if model.gives_sigma else {}
+    fitted_on = model._fitted_on_text()
+    loaded = getattr(model, "_loaded_from", None)
+    if loaded:  # what it was fitted on, not the chain of folders it was loaded from
+        fitted_on = fitted_on.removesuffix(f" (saved in {loaded})")
     config = {
         "format": FORMAT, "model": model.name, "model_args": [], "model_options": {}, "task": FITTED_TASK,
         "interpolator": {"method": model.name, "seed": model.seed, "keep_observed": model.keep_observed,
@@ -82,10 +89,9 @@ def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str 
         "fitted": {"scale": float(model.scale_), "dims": [str(d) for d in da.dims], "coords": coords,
                    "shape": [int(s) for s in model.ocean_.shape], "name": None if da.name is None else str(da.name),
                    "attrs": {k: str(da.attrs[k]) for k in _KEEP_ATTRS if k in da.attrs},
-                   "fitted_on": model._fitted_on_text(), "source": source,
+                   "fitted_on": fitted_on, "source": source,
                    "fit_attrs": json.loads(json.dumps(fit_attrs, default=_json_default)),
-                   "sigma_attrs": json.loads(json.dumps(model._sigma_attrs() if model.gives_sigma else {},
-                                                        default=_json_default)),
+                   "sigma_attrs": json.loads(json.dumps(sigma_attrs, default=_json_default)),
                    "state": meta},
         "provenance": provenance(),
     }
