@@ -199,3 +199,24 @@ def test_a_loaded_fit_saved_again_round_trips(periods, saved, tmp_path, name):
         assert b["sigma"].attrs == a["sigma"].attrs
     # what it was fitted on, once, and where it was last saved (not a chain of folders)
     assert b["sst"].attrs["fitted_on"] == a["sst"].attrs["fitted_on"] + f" (saved in {tmp_path / 'again'})"
+
+
+def test_save_gives_torch_writable_arrays(periods, tmp_path, monkeypatch):
+    # the grid's coordinates (read-only pandas index values) went to torch.from_numpy as they were:
+    # every save printed PyTorch's "The given NumPy array is not writable ... undefined behavior"
+    import torch
+
+    past, _ = periods
+    real, read_only = torch.from_numpy, []
+
+    def from_numpy(a):
+        if not a.flags.writeable:
+            read_only.append(a.shape)
+        return real(a)
+
+    monkeypatch.setattr(torch, "from_numpy", from_numpy)
+    Climatology(harmonics=0).fit(past[:50]).save(tmp_path / "c")
+    assert read_only == []
+    from safetensors.numpy import load_file
+
+    assert "coord_lat" in load_file(str(tmp_path / "c" / "weights.safetensors"))

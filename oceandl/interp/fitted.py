@@ -99,7 +99,9 @@ def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str 
     try:
         with atomic_path(path, overwrite=overwrite) as tmp:
             tmp.mkdir()
-            _save_tensors({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, tmp / WEIGHTS)
+            # writable copies: a coordinate's values are read-only, which torch warns of as undefined behaviour
+            _save_tensors({k: torch.from_numpy(np.require(v, requirements=("C", "W"))) for k, v in arrays.items()},
+                          tmp / WEIGHTS)
             (tmp / CONFIG).write_text(text)
     except OSError as exc:
         raise InputError(f"{path}: cannot write the checkpoint ({one_line(exc, with_type=False)})") from exc
