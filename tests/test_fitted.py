@@ -220,3 +220,16 @@ def test_save_gives_torch_writable_arrays(periods, tmp_path, monkeypatch):
     from safetensors.numpy import load_file
 
     assert "coord_lat" in load_file(str(tmp_path / "c" / "weights.safetensors"))
+
+
+@pytest.mark.parametrize("name, edit, words", [
+    # "false" is a true string: the fill kept the observations the file said not to
+    ("eof", dict(config=lambda c: c["interpolator"].update(keep_observed="false")), "keep_observed 'false' is not"),
+    ("climatology", dict(config=lambda c: c["interpolator"].update(keep_observed=0)), "keep_observed 0 is not"),
+])
+def test_edited_fits_other_methods_are_refused(saved, tmp_path, name, edit, words):
+    d, _ = saved
+    bad = _edit(d / name, tmp_path / "bad", **edit)
+    with pytest.raises(CheckpointError, match=words) as err:
+        load_fitted(bad)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)

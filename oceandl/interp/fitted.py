@@ -142,9 +142,11 @@ def load_fitted(path, *, device: str = "auto", progress: bool = False) -> Interp
     options = interp.get("options")
     if not isinstance(options, dict):
         raise bad("its options are not a JSON object")
+    keep = interp.get("keep_observed", True)
+    if not isinstance(keep, bool):  # bool("false") is True: the fill would keep what the file said not to
+        raise bad(f"keep_observed {keep!r} is not true or false")
     try:
-        model = cls(seed=interp.get("seed", 0), device=device, progress=progress,
-                    keep_observed=bool(interp.get("keep_observed", True)), **options)
+        model = cls(seed=interp.get("seed", 0), device=device, progress=progress, keep_observed=keep, **options)
     except InputError as exc:
         raise bad(f"config.json: {exc}") from None
     try:
