@@ -233,3 +233,28 @@ def test_edited_fits_other_methods_are_refused(saved, tmp_path, name, edit, word
     with pytest.raises(CheckpointError, match=words) as err:
         load_fitted(bad)
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def _bfloat16(path, key):
+    """The saved fit at ``path`` with tensor ``key`` in bfloat16 (a type NumPy has not)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(path / "weights.safetensors"))
+    t[key] = t[key].to(torch.bfloat16)
+    save_file(t, str(path / "weights.safetensors"))
+
+
+@pytest.mark.parametrize("name, key", [("climatology", "sigma"), ("eof", "E"), ("dineof", "V")])
+def test_arrays_of_lower_precision_are_refused(saved, tmp_path, name, key):
+    # save() writes float64: a float16 array (rounded to 3 digits) filled otherwise, silently, and a
+    # bfloat16 one (which NumPy cannot read) was a TypeError traceback
+    d, _ = saved
+    bad = _edit(d / name, tmp_path / "half", arrays=lambda t: t.__setitem__(key, t[key].astype(np.float16)))
+    with pytest.raises(CheckpointError, match=f"'{key}' is float16, float64 expected"):
+        load_fitted(bad)
+    bf = _edit(d / name, tmp_path / "bf")
+    _bfloat16(bf, key)
+    with pytest.raises(CheckpointError, match="weights.safetensors: corrupt or unreadable .*bfloat16") as err:
+        load_fitted(bf)
+    assert "\n" not in str(err.value)

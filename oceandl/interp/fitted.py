@@ -151,7 +151,7 @@ def load_fitted(path, *, device: str = "auto", progress: bool = False) -> Interp
         raise bad(f"config.json: {exc}") from None
     try:
         arrays = load_file(str(folder / WEIGHTS))
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:  # TypeError: a dtype NumPy has not (bfloat16)
         raise CheckpointError(f"{folder / WEIGHTS}: corrupt or unreadable ({one_line(exc, with_type=False)})") from None
     shape = fitted.get("shape")
     if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)):
@@ -199,14 +199,15 @@ def load_fitted(path, *, device: str = "auto", progress: bool = False) -> Interp
 
 
 def _array(arrays: dict, key: str, shape: tuple, bad, *, kind: str = "f", finite: bool = True) -> np.ndarray:
-    """``arrays[key]`` checked: present, of ``shape``, of dtype kind ``kind`` (float: finite)."""
+    """``arrays[key]`` checked: present, of ``shape``, of dtype kind ``kind`` (float: float64, finite)."""
     if key not in arrays:
         raise bad(f"weights.safetensors has no {key!r}")
     a = arrays[key]
     if a.shape != shape:
         raise bad(f"{key!r} has shape {a.shape}, {shape} expected")
-    if a.dtype.kind != kind:
-        raise bad(f"{key!r} is {a.dtype}, {'a float' if kind == 'f' else 'an integer mask'} expected")
+    # save() writes float64: a float16 copy would fill otherwise, rounded, without a word
+    if a.dtype.kind != kind or (kind == "f" and a.dtype != np.float64):
+        raise bad(f"{key!r} is {a.dtype}, {'float64' if kind == 'f' else 'an integer mask'} expected")
     if kind == "f":
         a = a.astype(np.float64)
         if finite and not np.isfinite(a).all():
