@@ -226,6 +226,8 @@ def test_save_gives_torch_writable_arrays(periods, tmp_path, monkeypatch):
     # "false" is a true string: the fill kept the observations the file said not to
     ("eof", dict(config=lambda c: c["interpolator"].update(keep_observed="false")), "keep_observed 'false' is not"),
     ("climatology", dict(config=lambda c: c["interpolator"].update(keep_observed=0)), "keep_observed 0 is not"),
+    # a negative error std was written to the output's sigma as it was
+    ("climatology", dict(arrays=lambda t: t.__setitem__("sigma", -t["sigma"])), "sigma .*negative"),
 ])
 def test_edited_fits_other_methods_are_refused(saved, tmp_path, name, edit, words):
     d, _ = saved

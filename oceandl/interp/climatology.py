@@ -605,7 +605,10 @@ class Climatology(Interpolator):
     def _restore(self, arrays, meta, n_ocean, array) -> None:
         cycle = SeasonalCycle.saved(meta, arrays, n_ocean, self.ocean_, array)
         self.harmonics_, self._label = cycle.harmonics, str(meta["label"])
-        self._sigma = array("sigma", self.ocean_.shape).astype(np.float32)
+        sigma = array("sigma", self.ocean_.shape)
+        if (sigma < 0).any():  # an error std: written to the output's sigma as it is
+            raise ValueError("sigma holds negative values")
+        self._sigma = sigma.astype(np.float32)
         self._coef = cycle.coef
         self._design = None if cycle.coef is None else np.empty((0, cycle.coef.shape[1]))
 
