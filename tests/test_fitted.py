@@ -260,3 +260,12 @@ def test_arrays_of_lower_precision_are_refused(saved, tmp_path, name, key):
     with pytest.raises(CheckpointError, match="weights.safetensors: corrupt or unreadable .*bfloat16") as err:
         load_fitted(bf)
     assert "\n" not in str(err.value)
+
+
+def test_save_source_may_be_a_path(periods, tmp_path):
+    # a pathlib.Path source (what the caller read the field from) was a JSON TypeError traceback
+    from pathlib import Path
+
+    past, _ = periods
+    Climatology(harmonics=0).fit(past[:50]).save(tmp_path / "c", source=Path("sst_2015-2024.nc"))
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["fitted"]["source"] == "sst_2015-2024.nc"

@@ -11,6 +11,7 @@ new day filled in seconds.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ def saved_method(path) -> str | None:
     return method if isinstance(method, str) else None
 
 
-def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str | None = None) -> Path:
+def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str | os.PathLike | None = None) -> Path:
     """Write fitted ``model`` (climatology, ``eof`` or DINEOF) as a checkpoint folder ``path``.
 
     Returns the path. Raises :class:`InputError` before ``fit``, for a method without
@@ -89,7 +90,7 @@ def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str 
         "fitted": {"scale": float(model.scale_), "dims": [str(d) for d in da.dims], "coords": coords,
                    "shape": [int(s) for s in model.ocean_.shape], "name": None if da.name is None else str(da.name),
                    "attrs": {k: str(da.attrs[k]) for k in _KEEP_ATTRS if k in da.attrs},
-                   "fitted_on": fitted_on, "source": source,
+                   "fitted_on": fitted_on, "source": None if source is None else str(source),  # a Path too
                    "fit_attrs": json.loads(json.dumps(fit_attrs, default=_json_default)),
                    "sigma_attrs": json.loads(json.dumps(sigma_attrs, default=_json_default)),
                    "state": meta},
