@@ -393,7 +393,8 @@ def _check_min_quality(demo: bool, min_quality) -> None:
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
                            seed, device, min_quality=None, init=None):
-    """Train a neural gap filler on a (time, lat, lon) cube and write its checkpoint.
+    """Train a neural gap filler (or fit a climatology, eof or dineof) on a (time, lat, lon) cube and
+    write its checkpoint.
 
     The network learns from every observation of the cube (self-supervised: clouds of other days
     are laid over clear pixels); `oceandl interpolate --model` then fills other files with it,
@@ -825,6 +826,8 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate sst.nc --method climatology --set harmonics=3 -o clim.nc
       oceandl interpolate big.nc --method dineof --chunks time=-1,lat=128,lon=128 -o filled.nc
       oceandl interpolate today.nc --method dineof --fit-on 2015-2024.nc -o today_filled.nc
+      oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade
+      oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
     """
     from oceandl.pipelines.interpolate import run_interpolation
 

@@ -269,3 +269,14 @@ def test_save_source_may_be_a_path(periods, tmp_path):
     past, _ = periods
     Climatology(harmonics=0).fit(past[:50]).save(tmp_path / "c", source=Path("sst_2015-2024.nc"))
     assert json.loads((tmp_path / "c" / "config.json").read_text())["fitted"]["source"] == "sst_2015-2024.nc"
+
+
+def test_help_shows_the_saved_fit():
+    # `interpolate --help` showed --fit-on with a file only, and `train interpolator --help` began
+    # "Train a neural gap filler", though it fits and saves the climatology, eof and dineof too
+    runner = CliRunner()
+    text = runner.invoke(cli, ["interpolate", "--help"]).output
+    assert "oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade" in text
+    assert "oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc" in text
+    text = runner.invoke(cli, ["train", "interpolator", "--help"]).output
+    assert "or fit a climatology, eof or dineof" in " ".join(text.split())
