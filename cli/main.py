@@ -835,7 +835,12 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None:
         from oceandl.interp import METHODS, get_method
+        from oceandl.interp.fitted import saved_method
 
+        fitted = saved_method(checkpoint)
+        if fitted is not None:  # else refused for the method, or for the checkpoint's task, never named a fit
+            raise InputError(f"--model {checkpoint}: a saved {fitted} fit, not a network's checkpoint; fill with "
+                             f"--fit-on {checkpoint}")
         if "checkpoint" not in get_method(method).option_defaults:  # else: "unknown option 'checkpoint'"
             neural = ", ".join(m for m, c in METHODS.items() if "checkpoint" in c.option_defaults)
             raise InputError(f"--model: method {method!r} fits the file itself and takes no checkpoint "

@@ -280,3 +280,17 @@ def test_help_shows_the_saved_fit():
     assert "oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc" in text
     text = runner.invoke(cli, ["train", "interpolator", "--help"]).output
     assert "or fit a climatology, eof or dineof" in " ".join(text.split())
+
+
+def test_cli_model_given_a_saved_fit_points_to_fit_on(periods, saved, tmp_path):
+    # `--model FOLDER` of a saved dineof said "method 'dineof' fits the file itself and takes no
+    # checkpoint" (or, with --method unet, "task 'interpolation' is needed"): never that FOLDER is a fit
+    _, new = periods
+    d, _ = saved
+    new.to_netcdf(tmp_path / "new.nc")
+    for method in ([], ["--method", "dineof"], ["--method", "unet"]):
+        res = CliRunner().invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--model", str(d / "dineof"), *method,
+                                       "--quiet", "-o", str(tmp_path / "out.nc")])
+        assert_cli_error(res, 2, f"--model {d / 'dineof'}: a saved dineof fit, not a network's checkpoint",
+                         f"--fit-on {d / 'dineof'}")
+    assert not (tmp_path / "out.nc").exists()
