@@ -157,6 +157,17 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         if demo or refit:
             raise InputError(f"--fit-on: not with {'--demo' if demo else '--refit'} (it fills INPUT with a fit on "
                              "another file)")
+    saved_fit = None
+    if fit_on is not None and Path(fit_on).is_dir():
+        from oceandl.interp import load_fitted
+
+        # loaded (and checked) before INPUT is read and withheld: a damaged folder is said at once
+        saved_fit = load_fitted(fit_on, device=device, progress=progress)
+        if saved_fit.name != method:
+            raise InputError(f"--fit-on {fit_on}: a fitted {saved_fit.name!r}, not the method {method!r} asked for")
+        if options:
+            raise InputError(f"--fit-on {fit_on}: a fitted method takes no options (got {', '.join(sorted(options))}); "
+                             "its fit's are used")
     truth = None
     if demo:
         from oceandl.datasets.sst import synthetic_sst
@@ -169,15 +180,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
     fit_da = None
-    from oceandl.interp.fitted import is_fitted_folder
-
-    if fit_on is not None and Path(fit_on).is_dir():
-        if not is_fitted_folder(fit_on):  # else the checkpoint loader's message, which names the folder
-            from oceandl.interp import load_fitted
-
-            with _naming(where, fit_on):
-                load_fitted(fit_on)
-        fit_da = str(fit_on)  # a saved fit: loaded and used as it is (no fitting)
+    if saved_fit is not None:
+        fit_da = saved_fit  # used as it is (no fitting)
         log(f"{method}: the fit saved in {fit_on}, filling {where}")
     elif fit_on is not None:
         # without --var: INPUT's variable where the fit file has it (found on its own, a file of sst and

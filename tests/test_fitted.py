@@ -294,3 +294,20 @@ def test_cli_model_given_a_saved_fit_points_to_fit_on(periods, saved, tmp_path):
         assert_cli_error(res, 2, f"--model {d / 'dineof'}: a saved dineof fit, not a network's checkpoint",
                          f"--fit-on {d / 'dineof'}")
     assert not (tmp_path / "out.nc").exists()
+
+
+def test_a_damaged_saved_fit_is_said_before_input_is_read_and_edited_attrs_keep_the_provenance(saved, periods,
+                                                                                               tmp_path):
+    d, _ = saved
+    _, new = periods
+    bad = _edit(d / "eof", tmp_path / "bad", arrays=lambda t: t.pop("E"))
+    res = CliRunner().invoke(cli, ["interpolate", str(tmp_path / "missing.nc"), "--fit-on", str(bad), "--quiet",
+                                   "-o", str(tmp_path / "o.nc")])
+    assert_cli_error(res, 2, str(bad), "no 'E'")  # the folder first, not the missing INPUT
+    res = CliRunner().invoke(cli, ["interpolate", str(tmp_path / "missing.nc"), "--fit-on", str(d / "eof"),
+                                   "--method", "dineof", "--quiet", "-o", str(tmp_path / "o.nc")])
+    assert_cli_error(res, 2, "a fitted 'eof', not the method 'dineof'")
+    edited = _edit(d / "eof", tmp_path / "edited",
+                   config=lambda c: c["fitted"]["fit_attrs"].update(method="kriging", n_modes=3))
+    out = load_fitted(edited).transform(new)["sst"]
+    assert out.attrs["method"] == "eof" and "gaps filled with method eof" in out.attrs["history"]
