@@ -847,8 +847,11 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                              f"(--model is for the neural methods: {neural})")
         opts["checkpoint"] = str(checkpoint)
     _check_min_quality(demo, min_quality)
+    if fit_on is not None:
+        from oceandl.interp.fitted import fitted_folder, saved_method
+
+        fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json names its folder
     if fit_on is not None and Path(fit_on).is_dir():
-        from oceandl.interp.fitted import saved_method
 
         src = click.get_current_context().get_parameter_source("method")
         saved = saved_method(fit_on)

@@ -158,6 +158,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             raise InputError(f"--fit-on: not with {'--demo' if demo else '--refit'} (it fills INPUT with a fit on "
                              "another file)")
     saved_fit = None
+    if fit_on is not None:
+        from oceandl.interp.fitted import fitted_folder
+
+        fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json (or weights) names its folder
     if fit_on is not None and Path(fit_on).is_dir():
         from oceandl.interp import load_fitted
 

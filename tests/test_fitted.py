@@ -311,3 +311,26 @@ def test_a_damaged_saved_fit_is_said_before_input_is_read_and_edited_attrs_keep_
                    config=lambda c: c["fitted"]["fit_attrs"].update(method="kriging", n_modes=3))
     out = load_fitted(edited).transform(new)["sst"]
     assert out.attrs["method"] == "eof" and "gaps filled with method eof" in out.attrs["history"]
+
+
+def test_a_loaded_fit_saved_again_keeps_its_source_and_config_json_names_the_folder(periods, tmp_path):
+    past, new = periods
+    past.to_netcdf(tmp_path / "past.nc")
+    new.to_netcdf(tmp_path / "new.nc")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["train", "interpolator", str(tmp_path / "past.nc"), "--method", "eof", "--set",
+                              "n_modes=3", "--quiet", "-o", str(tmp_path / "fit")])
+    assert res.exit_code == 0, res.output
+    load_fitted(tmp_path / "fit").save(tmp_path / "again")
+    cfg = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert cfg["fitted"]["source"] == str(tmp_path / "past.nc")
+    # the folder's config.json given for the folder: the same fill, not "not a readable netCDF file"
+    outs = []
+    for fit in (tmp_path / "fit", tmp_path / "fit" / "config.json"):
+        out = tmp_path / f"o{len(outs)}.nc"
+        res = runner.invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--fit-on", str(fit), "--withhold", "0",
+                                  "--quiet", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        with xr.open_dataset(out) as ds:
+            outs.append(ds["sst"].values)
+    np.testing.assert_array_equal(outs[0], outs[1])

@@ -595,7 +595,7 @@ class Interpolator:
         # from here the previous fit's state is replaced: a fit failing part-way leaves no fit, not
         # this field's means and grid with the previous field's modes (which transform() filled with)
         self._fitted = False
-        self._fitted_on = self._loaded_from = self._saved_attrs = None  # a loaded fit's, if any
+        self._fitted_on = self._loaded_from = self._saved_attrs = self._source = None  # a loaded fit's, if any
         self.da_ = da_c
         self.values_ = values
         self.observed_ = observed

@@ -21,7 +21,7 @@ from oceandl.errors import CheckpointError, InputError, one_line
 
 from .base import Interpolator, _json_default, _netcdf_safe
 
-__all__ = ["save_fitted", "load_fitted", "is_fitted_folder", "saved_method", "FITTED_TASK"]
+__all__ = ["save_fitted", "load_fitted", "is_fitted_folder", "fitted_folder", "saved_method", "FITTED_TASK"]
 
 FITTED_TASK = "interpolation-fitted"
 _KEEP_ATTRS = ("units", "standard_name", "long_name")
@@ -33,6 +33,16 @@ def is_fitted_folder(path) -> bool:
         return json.loads((Path(path) / "config.json").read_text()).get("task") == FITTED_TASK
     except (OSError, ValueError, AttributeError, RecursionError):
         return False
+
+
+def fitted_folder(path) -> Path | None:
+    """The saved fit's folder that ``path`` names (the folder, or its config.json or weights file),
+    or None if it names none."""
+    p = Path(path)
+    for folder in (p, p.parent) if p.name in ("config.json", "weights.safetensors") else (p,):
+        if folder.is_dir() and is_fitted_folder(folder):
+            return folder
+    return None
 
 
 def saved_method(path) -> str | None:
@@ -90,7 +100,8 @@ def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str 
         "fitted": {"scale": float(model.scale_), "dims": [str(d) for d in da.dims], "coords": coords,
                    "shape": [int(s) for s in model.ocean_.shape], "name": None if da.name is None else str(da.name),
                    "attrs": {k: str(da.attrs[k]) for k in _KEEP_ATTRS if k in da.attrs},
-                   "fitted_on": fitted_on, "source": None if source is None else str(source),  # a Path too
+                   # a Path too; a loaded fit saved again keeps the source it was fitted from
+                   "fitted_on": fitted_on, "source": str(source) if source is not None else getattr(model, "_source", None),
                    "fit_attrs": json.loads(json.dumps(fit_attrs, default=_json_default)),
                    "sigma_attrs": json.loads(json.dumps(sigma_attrs, default=_json_default)),
                    "state": meta},
@@ -198,6 +209,7 @@ def load_fitted(path, *, device: str = "auto", progress: bool = False) -> Interp
     text = fitted.get("fitted_on")
     model._fitted_on = f"{text} (saved in {folder})" if isinstance(text, str) else f"the fit saved in {folder}"
     model._loaded_from = str(folder)
+    model._source = fitted.get("source") if isinstance(fitted.get("source"), str) else None
     model._fitted = True
     return model
 
