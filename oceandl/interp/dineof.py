@@ -205,6 +205,40 @@ def _laplacian_filter(nt: int, alpha: float, n_apply: int):
     return np.linalg.matrix_power(F, n_apply)
 
 
+def _amplitude_cov(m, V, r_oi, lam):
+    """The OI analysis covariance of each step's amplitudes, (time, k * k) symmetrised:
+    ``P_t = (diag(1 / lam) + V^T diag(m_t / r_oi) V)^-1``; ``m`` (time, n) float mask, ``V`` (n, k)."""
+    import torch
+
+    nt, (n, k) = m.shape[0], V.shape
+    # G_t = V^T diag(m_t / r) V for every step: (nt, n) @ (n, k*k), by blocks of pixels
+    step = max(1, _ERRMAP_BLOCK // (k * k))
+    G = torch.zeros(nt, k * k, dtype=torch.float64, device=m.device)
+    for i in range(0, n, step):
+        Vb = V[i:i + step]
+        W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
+        G += m[:, i:i + step] @ (W / r_oi[i:i + step, None])
+    P = torch.linalg.inv(G.reshape(nt, k, k) + torch.diag(1 / lam)).reshape(nt, k * k)
+    return (P + P.reshape(nt, k, k).transpose(1, 2).reshape(nt, k * k)) / 2
+
+
+def _error_variance(P, V, r, U, Q):
+    """The error variance (time, n): the amplitudes' ``v_p^T P_t v_p``, the pixel's unresolved
+    ``r_p`` and the loadings' ``u_t^T Q_p u_t`` (``U`` (time, k) the temporal modes, ``Q(i, j)`` the
+    loadings' covariances of pixels i to j), by blocks of pixels."""
+    import torch
+
+    nt, (n, k) = P.shape[0], V.shape
+    step = max(1, _ERRMAP_BLOCK // (k * k))
+    WU = (U[:, :, None] * U[:, None, :]).reshape(nt, k * k)
+    var = torch.empty(nt, n, dtype=torch.float64, device=P.device)
+    for i in range(0, n, step):
+        Vb = V[i:i + step]
+        W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
+        var[:, i:i + step] = (P @ W.T).clamp_(min=0) + r[i:i + step] + (WU @ Q(i, i + step).T).clamp_(min=0)
+    return var
+
+
 class DINEOF(Interpolator):
     """Iterative truncated-SVD gap filling with the number of modes chosen by cross-validation.
 
@@ -890,33 +924,12 @@ class DINEOF(Interpolator):
           pixel rarely seen: its loadings fit a few days);
         * ``r_p``, the pixel's own unresolved variance (what k modes do not hold).
         """
-        import torch
-
-        nt, n = filled.shape
         em = self._error_model(filled, mask, k, dual=True)
-        V, r, r_oi, lam, k = em["V"], em["r"], em["r_oi"], em["lam"], em["k"]
-        m = mask.double()
-        # G_t = V^T diag(m_t / r) V for every step: (nt, n) @ (n, k*k), by blocks of pixels
-        step = max(1, _ERRMAP_BLOCK // (k * k))
-        G = torch.zeros(nt, k * k, dtype=torch.float64, device=filled.device)
-        for i in range(0, n, step):
-            Vb = V[i:i + step]
-            W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
-            G += m[:, i:i + step] @ (W / r_oi[i:i + step, None])
-        P = torch.linalg.inv(G.reshape(nt, k, k) + torch.diag(1 / lam)).reshape(nt, k * k)
-        P = (P + P.reshape(nt, k, k).transpose(1, 2).reshape(nt, k * k)) / 2
-        var = torch.empty(nt, n, dtype=torch.float64, device=filled.device)
-        for i in range(0, n, step):
-            Vb = V[i:i + step]
-            W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
-            var[:, i:i + step] = (P @ W.T).clamp_(min=0) + r[i:i + step]
+        P = _amplitude_cov(mask.double(), em["V"], em["r_oi"], em["lam"])
         # the dual term: each pixel's loadings b_p (k), prior variance s_i^2 / n, seen at its
         # observed steps through the temporal modes u_t = A v / s: Q_p = (diag(n / s^2) +
         # U^T diag(m_p / r_p) U)^-1, variance u_t^T Q_p u_t (large where a pixel is rarely seen)
-        WU = (em["U"][:, :, None] * em["U"][:, None, :]).reshape(nt, k * k)
-        for i in range(0, n, step):
-            var[:, i:i + step] += (WU @ em["Q"](i, i + step).T).clamp_(min=0)
-        return var
+        return _error_variance(P, em["V"], em["r"], em["U"], em["Q"])
 
     def _error_model(self, filled, mask, k: int, dual: bool = False) -> dict[str, Any]:
         """The pieces of the error model of the rank-k fill ``filled`` (torch, (time, n)) whose
@@ -991,31 +1004,17 @@ class DINEOF(Interpolator):
             X = X - torch.from_numpy(season)
         m = M.double()
         Xc = (X - mu) * m
-        nt2, n = X.shape
-        step = max(1, _ERRMAP_BLOCK // (k * k))
-        G = torch.zeros(nt2, k * k, dtype=torch.float64)
-        for i in range(0, n, step):
-            Vb = V[i:i + step]
-            G += m[:, i:i + step] @ ((Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k) / r_oi[i:i + step, None])
-        P = torch.linalg.inv(G.reshape(nt2, k, k) + torch.diag(1 / lam))
-        P = (P + P.transpose(1, 2)) / 2
-        a = (P @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
+        P = _amplitude_cov(m, V, r_oi, lam)
+        a = (P.reshape(-1, k, k) @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
         recon = mu + a @ V.T
         if season is not None:
             recon = recon + torch.from_numpy(season)
         filled = self._from_matrix(recon.numpy().astype(np.float32))
         if not self.options["error_map"]:
             return filled, None
-        var = torch.empty(nt2, n, dtype=torch.float64)
-        Pf = P.reshape(nt2, k * k)
         # the new steps' temporal modes (amplitudes over the singular values): the loadings' term
         u = a / em["s2"].sqrt().clamp(min=1e-300)
-        WU = (u[:, :, None] * u[:, None, :]).reshape(nt2, k * k)
-        for i in range(0, n, step):
-            Vb = V[i:i + step]
-            W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
-            var[:, i:i + step] = (Pf @ W.T).clamp_(min=0) + r[i:i + step] + (WU @ em["Q"](i, i + step).T).clamp_(min=0)
-        sigma = var.sqrt_().mul_(self.cv_sigma_scale_)
+        sigma = _error_variance(P, V, r, u, em["Q"]).sqrt_().mul_(self.cv_sigma_scale_)
         return filled, self._from_matrix(sigma.numpy().astype(np.float32), fill=np.nan)
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
