@@ -852,7 +852,6 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
 
         fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json names its folder
     if fit_on is not None and Path(fit_on).is_dir():
-
         src = click.get_current_context().get_parameter_source("method")
         saved = saved_method(fit_on)
         if saved is not None and (src is None or src.name == "DEFAULT"):

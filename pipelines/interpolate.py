@@ -163,15 +163,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 
         fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json (or weights) names its folder
     if fit_on is not None and Path(fit_on).is_dir():
-        from oceandl.interp import load_fitted
+        from oceandl.interp import fitted_model
 
         # loaded (and checked) before INPUT is read and withheld: a damaged folder is said at once
-        saved_fit = load_fitted(fit_on, device=device, progress=progress)
-        if saved_fit.name != method:
-            raise InputError(f"--fit-on {fit_on}: a fitted {saved_fit.name!r}, not the method {method!r} asked for")
-        if options:
-            raise InputError(f"--fit-on {fit_on}: a fitted method takes no options (got {', '.join(sorted(options))}); "
-                             "its fit's are used")
+        with _naming(str(input_path), fit_on):
+            saved_fit = fitted_model(str(fit_on), method, options or {}, device=device, progress=progress)
     truth = None
     if demo:
         from oceandl.datasets.sst import synthetic_sst

@@ -148,14 +148,21 @@ def test_save_refusals(periods, saved, tmp_path):
         interpolate(past, "eof", fit_on=d / "eof", n_modes=4)
 
 
-def test_cli_train_then_fill_with_the_saved_fit(periods, tmp_path):
+def _cli_fit(periods, tmp_path, out: str, *args):
+    """past.nc and new.nc written in ``tmp_path``, and ``train interpolator past.nc *args -o out`` run."""
     past, new = periods
     past.to_netcdf(tmp_path / "past.nc")
     new.to_netcdf(tmp_path / "new.nc")
-    runner = CliRunner()
-    res = runner.invoke(cli, ["train", "interpolator", str(tmp_path / "past.nc"), "--method", "dineof", "--set",
-                              "harmonics=2", "--set", "n_modes=3", "--quiet", "-o", str(tmp_path / "decade")])
+    res = CliRunner().invoke(cli, ["train", "interpolator", str(tmp_path / "past.nc"), *args, "--quiet",
+                                   "-o", str(tmp_path / out)])
     assert res.exit_code == 0, res.output
+    return res
+
+
+def test_cli_train_then_fill_with_the_saved_fit(periods, tmp_path):
+    past, new = periods
+    runner = CliRunner()
+    res = _cli_fit(periods, tmp_path, "decade", "--method", "dineof", "--set", "harmonics=2", "--set", "n_modes=3")
     assert "dineof (3 modes): fitted on" in res.output and "--fit-on" in res.output
     # --method left out: the saved fit's
     res = runner.invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--fit-on", str(tmp_path / "decade"),
@@ -314,13 +321,8 @@ def test_a_damaged_saved_fit_is_said_before_input_is_read_and_edited_attrs_keep_
 
 
 def test_a_loaded_fit_saved_again_keeps_its_source_and_config_json_names_the_folder(periods, tmp_path):
-    past, new = periods
-    past.to_netcdf(tmp_path / "past.nc")
-    new.to_netcdf(tmp_path / "new.nc")
     runner = CliRunner()
-    res = runner.invoke(cli, ["train", "interpolator", str(tmp_path / "past.nc"), "--method", "eof", "--set",
-                              "n_modes=3", "--quiet", "-o", str(tmp_path / "fit")])
-    assert res.exit_code == 0, res.output
+    _cli_fit(periods, tmp_path, "fit", "--method", "eof", "--set", "n_modes=3")
     load_fitted(tmp_path / "fit").save(tmp_path / "again")
     cfg = json.loads((tmp_path / "again" / "config.json").read_text())
     assert cfg["fitted"]["source"] == str(tmp_path / "past.nc")

@@ -59,6 +59,37 @@ def _unsqueeze(obj, dims: tuple, renamed: dict):
     return obj.expand_dims([d for d in dims if d not in obj.dims]).transpose(*dims)
 
 
+def fitted_model(fit_on, method: str, options: dict, *, device: str = "auto",
+                 progress: bool = False) -> Interpolator | None:
+    """The fit ``fit_on`` is when it is one already made (a fitted Interpolator, or the folder its
+    ``save()`` wrote, loaded), checked to be ``method``'s and given no ``options``; None when
+    ``fit_on`` is a field to fit (or None).
+
+    Raises
+    ------
+    InputError
+        Starting ``"fit_on: "``: another method, options given, not fitted, or the folder's
+        :class:`~oceandl.errors.CheckpointError`.
+    """
+    if not isinstance(fit_on, (str, os.PathLike, Interpolator)):
+        return None
+    if isinstance(fit_on, Interpolator):
+        fitted = fit_on
+    else:
+        try:
+            fitted = load_fitted(fit_on, device=device, progress=progress)
+        except InputError as exc:
+            raise type(exc)(f"fit_on: {exc}") from None
+    if fitted.name != method:
+        raise InputError(f"fit_on: a fitted {fitted.name!r}, not the method {method!r} asked for")
+    if options:
+        raise InputError(f"fit_on: a fitted method takes no options (got {', '.join(sorted(options))}); "
+                         "its fit's are used")
+    if fitted.can_transform and not fitted._fitted:
+        raise InputError(f"fit_on: method {method!r} is not fitted (call fit() first)")
+    return fitted
+
+
 def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0.0, withheld=None,
                 return_dataset: bool = False, seed: int = 0, device: str = "auto", progress: bool = False,
                 fit_on: xr.DataArray | Interpolator | str | os.PathLike | None = None, **options):
@@ -122,22 +153,7 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     """
     cls = get_method(method)
     check_withhold(withhold)
-    fitted = None
-    if isinstance(fit_on, (str, os.PathLike, Interpolator)):  # a fit already made (in memory or saved)
-        if isinstance(fit_on, Interpolator):
-            fitted = fit_on
-        else:
-            try:
-                fitted = load_fitted(fit_on, device=device, progress=progress)
-            except InputError as exc:
-                raise type(exc)(f"fit_on: {exc}") from None
-        if fitted.name != method:
-            raise InputError(f"fit_on: a fitted {fitted.name!r}, not the method {method!r} asked for")
-        if options:
-            raise InputError(f"fit_on: a fitted method takes no options (got {', '.join(sorted(options))}); "
-                             "its fit's are used")
-        if fitted.can_transform and not fitted._fitted:
-            raise InputError(f"fit_on: method {method!r} is not fitted (call fit() first)")
+    fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
     model = fitted or cls(seed=seed, device=device, progress=progress, **options)
     if fit_on is not None and not cls.can_transform:
         raise InputError(f"fit_on: method {method!r} cannot fill one field with a fit on another; {cls._no_transform}")

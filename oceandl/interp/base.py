@@ -400,6 +400,13 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     return to_fit, to_input
 
 
+def _take(a: np.ndarray, ys: np.ndarray | None, xs: np.ndarray | None) -> np.ndarray:
+    """``a`` (..., lat, lon) with its last two axes taken in the orders ``ys``, ``xs`` (None: as is)."""
+    if ys is not None:
+        a = a[..., ys, :]
+    return a if xs is None else a[..., xs]
+
+
 def _period_text(da: xr.DataArray) -> str:
     """``"variable 'sst', 365 steps, 2001-01-01 to 2001-12-31"`` (the dates when it has them)."""
     tdim = da.dims[0]
@@ -784,16 +791,13 @@ class Interpolator:
         if theirs is not None and ours is not None and theirs != ours:
             raise InputError(f"{label}: in units {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}; "
                              "transform() fills a field in the fitted units (convert it first)")
-        order = [_axis_order(da_c, fitted, i, label) for i in (1, 2)]
-        (fy, iy), (fx, ix) = order
+        (fy, iy), (fx, ix) = (_axis_order(da_c, fitted, i, label) for i in (1, 2))
 
-        def to_input(a):  # (lat, lon) or (..., lat, lon) of the fit -> the new field's order
-            return a if iy is None and ix is None else a[..., iy if iy is not None else slice(None), :][
-                ..., ix if ix is not None else slice(None)]
+        def to_input(a):  # (..., lat, lon) of the fit -> the new field's order
+            return _take(a, iy, ix)
 
         def to_fit(a):
-            return a if fy is None and fx is None else a[..., fy if fy is not None else slice(None), :][
-                ..., fx if fx is not None else slice(None)]
+            return _take(a, fy, fx)
 
         ocean, mean = to_input(self.ocean_), to_input(self.mean_)
         held = self._withheld_mask(withheld, da, dims, label) & observed & ocean[None]
@@ -817,12 +821,8 @@ class Interpolator:
         filled_n, sigma_n = self._transform(to_fit(x), to_fit(obs), da_c)
         filled_n = to_input(np.asarray(filled_n))
         sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))
-        fitted_on = self._fitted_on_text()
-        opts = json.dumps({**self.options, "seed": self.seed, "keep_observed": self.keep_observed}, sort_keys=True,
-                          default=_json_default)
         return self._dataset(filled_n, sigma_n, tmpl=da_c, values=values, observed=observed, obs=kept,
-                             withheld=held, ocean=ocean, mean=mean, extra_attrs={"fitted_on": fitted_on},
-                             history=f"gaps filled with method {self.name} {opts} fitted on {fitted_on}",
+                             withheld=held, ocean=ocean, mean=mean, fitted_on=self._fitted_on_text(),
                              out_dims=da.dims)
 
     can_transform: ClassVar[bool] = False
@@ -862,11 +862,11 @@ class Interpolator:
 
     def _dataset(self, filled_n, sigma_n, *, tmpl: xr.DataArray, values: np.ndarray, observed: np.ndarray,
                  obs: np.ndarray, withheld: np.ndarray, ocean: np.ndarray, mean: np.ndarray,
-                 extra_attrs: dict[str, Any] | None = None, history: str | None = None,
-                 out_dims: tuple | None = None) -> xr.Dataset:
+                 fitted_on: str | None = None, out_dims: tuple | None = None) -> xr.Dataset:
         """The output Dataset of a normalised fill ``filled_n`` (and ``sigma_n``) of ``tmpl``
         (:meth:`reconstruct` of the field fitted, :meth:`transform` of another one): all arrays in
         ``tmpl``'s (time, lat, lon) order; ``ocean`` (lat, lon), ``mean`` (lat, lon) its pixel means;
+        ``fitted_on`` (transform) what the fit was on, in the attrs and the history line;
         ``out_dims`` the output's dim order (default: the fitted input's)."""
         shape = values.shape
         if np.shape(filled_n) != shape or (sigma_n is not None and np.shape(sigma_n) != shape):
@@ -899,13 +899,15 @@ class Interpolator:
         }
         saved = getattr(self, "_saved_attrs", None)  # a loaded fit's (its modes, CV curve, harmonics)
         attrs.update({k: _netcdf_safe(v) for k, v in (saved[0] if saved else self._fit_attrs()).items()})
-        attrs.update({k: _netcdf_safe(v) for k, v in (extra_attrs or {}).items()})
+        if fitted_on is not None:
+            attrs["fitted_on"] = fitted_on
         self.val_metrics_: dict[str, Any] = {}
         if withheld.any():
             self.val_metrics_ = interp_metrics(filled, values, mask=withheld, sigma=sigma)
             attrs.update({f"val_{k}": v for k, v in self.val_metrics_.items()})
         attrs["history"] = append_history(tmpl.attrs.get("history"),
-                                          history or f"gaps filled with method {self.name} {attrs['options']}")
+                                          f"gaps filled with method {self.name} {attrs['options']}"
+                                          + ("" if fitted_on is None else f" fitted on {fitted_on}"))
 
         dtype = np.result_type(tmpl.dtype, np.float32)
         dims = tmpl.dims
