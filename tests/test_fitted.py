@@ -336,3 +336,11 @@ def test_a_loaded_fit_saved_again_keeps_its_source_and_config_json_names_the_fol
         with xr.open_dataset(out) as ds:
             outs.append(ds["sst"].values)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("device, words", [("bogus", "not a device name"), ("cuda:99", "cuda")])
+def test_load_refuses_a_device_it_cannot_use_before_reading(saved, device, words):
+    # a bogus device was accepted and failed only at the first transform
+    with pytest.raises(InputError, match=words):
+        load_fitted(saved[0] / "dineof", device=device)
+    assert load_fitted(saved[0] / "dineof", device="cpu").device == "cpu"

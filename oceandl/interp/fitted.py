@@ -125,6 +125,8 @@ def load_fitted(path, *, device: str = "auto", progress: bool = False) -> Interp
 
     Raises
     ------
+    InputError
+        ``device`` is not a device name, or names one this machine lacks.
     CheckpointError
         Not such a folder (missing, a pickle, a network's checkpoint, corrupt JSON or tensors),
         or a config or array that does not fit the rest (edited by hand).
@@ -133,9 +135,12 @@ def load_fitted(path, *, device: str = "auto", progress: bool = False) -> Interp
     from safetensors.numpy import load_file
 
     from oceandl.training.checkpoint import WEIGHTS, read_config
+    from oceandl.utils import resolve_device
 
     from . import METHODS
 
+    # checked before the folder is read: a bogus device was accepted here and failed at the first transform
+    resolve_device(device)
     config = read_config(path)
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     if config.get("task") != FITTED_TASK:
