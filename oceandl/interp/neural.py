@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -291,6 +292,19 @@ class NeuralInterpolator(Interpolator):
         need("init", o["init"] is None or o["checkpoint"] is None,
              f"and checkpoint={o['checkpoint']!r} are both set: give one (checkpoint fills with a trained "
              "network as it is, init trains further from it)")
+        need("checkpoint_every", o["checkpoint_every"] is None or (is_int(o["checkpoint_every"])
+                                                                 and o["checkpoint_every"] >= 1),
+             "must be None or a positive integer (steps)")
+        for key in ("save_to", "resume"):
+            need(key, o[key] is None or (isinstance(o[key], (str, os.PathLike)) and str(o[key]).strip() != ""),
+                 "must be None or a folder path")
+        if o["resume"] is not None:
+            for key in ("checkpoint", "init"):
+                need(key, o[key] is None, f"cannot be given with resume={str(o['resume'])!r}: the run goes on from "
+                     "the weights saved in its folder (the init checkpoint it started from is recorded there)")
+            need("save_to", o["save_to"] is None or _same_path(o["save_to"], o["resume"]),
+                 f"differs from resume={str(o['resume'])!r}: a resumed run writes to the folder it goes on from")
+            meta = self._check_resume()
         start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
         if start is not None:
             # the JSON alone, before any input is read: a wrong checkpoint fails first, not after the fill's set-up
@@ -307,21 +321,6 @@ class NeuralInterpolator(Interpolator):
                 need(key, key not in meta or bool(o[key] == meta[key]),
                      f"differs from {what} {start}, trained with {key}={meta.get(key)!r} "
                      "(the network keeps the inputs it was trained with): drop it")
-        need("checkpoint_every", o["checkpoint_every"] is None or (is_int(o["checkpoint_every"])
-                                                                 and o["checkpoint_every"] >= 1),
-             "must be None or a positive integer (steps)")
-        import os
-
-        for key in ("save_to", "resume"):
-            need(key, o[key] is None or (isinstance(o[key], (str, os.PathLike)) and str(o[key]).strip() != ""),
-                 "must be None or a folder path")
-        if o["resume"] is not None:
-            for key in ("checkpoint", "init"):
-                need(key, o[key] is None, f"cannot be given with resume={str(o['resume'])!r}: the run goes on from "
-                     "the weights saved in its folder (the init checkpoint it started from is recorded there)")
-            need("save_to", o["save_to"] is None or _same_path(o["save_to"], o["resume"]),
-                 f"differs from resume={str(o['resume'])!r}: a resumed run writes to the folder it goes on from")
-            meta = self._check_resume()
         nll = (meta["nll"] if (start is not None and o["init"] is not None) or o["resume"] is not None
                else o["nll"])
         need("calibrate", not (o["calibrate"] is True or o["calibrate"] is np.True_) or nll,
