@@ -81,6 +81,20 @@ def test_resumed_run_gives_the_uninterrupted_weights(cube, tmp_path):
     np.testing.assert_array_equal(resumed.reconstruct()["sst"].values, whole.reconstruct()["sst"].values)
 
 
+def test_a_run_killed_after_its_last_step_is_finished_by_resume(cube, tmp_path):
+    """Killed between its last state and the checkpoint: the resume trains no step, saves the
+    finished checkpoint, and has the uninterrupted weights and losses."""
+    cls, opts = METHODS["convae"], _opts("convae")
+    whole = cls(seed=0, device="cpu", **opts).fit(cube)
+    _interrupt(cls, cube, tmp_path / "cut", 6, **opts)
+    assert _training(tmp_path / "cut")["finished"] is False
+    resumed = cls(seed=0, device="cpu", resume=str(tmp_path / "cut"), **opts).fit(cube)
+    resumed.save(tmp_path / "cut")
+    assert _training(tmp_path / "cut")["finished"] is True and resumed.loss_history_ == whole.loss_history_
+    a, b = whole.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_failed_state_write_leaves_the_previous_state(cube, tmp_path, monkeypatch):
     """A state write that fails part-way (a kill, a full disk) leaves the previous state whole:
     the run resumes from it to the same weights."""

@@ -631,6 +631,7 @@ class NeuralInterpolator(Interpolator):
         if o["resume"] is not None:
             start, what = o["resume"], "the run in"
             self._resume_state = self._resume_network(o["resume"])
+            self._state_written = True  # the folder holds this run: save() replaces it, even with no step left
             self._setup_inputs(x, obs)
             if self._in_channels != self._n_inputs():
                 raise InputError(f"method {self.name!r}: {what} {start} expects "
@@ -951,7 +952,7 @@ class NeuralInterpolator(Interpolator):
         if self._device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self._device)
         # the first write replaces a folder only when it is the resumed run's (or --overwrite)
-        overwrite = self._state_written or self.options["resume"] is not None or self._save_to_overwrite
+        overwrite = self._state_written or self._save_to_overwrite
         self._write_checkpoint(folder, overwrite=overwrite, source=None, progress=(done, steps, history),
                                training_state=flatten_state(state))
         self._state_written = True
