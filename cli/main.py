@@ -388,11 +388,14 @@ def _check_min_quality(demo: bool, min_quality) -> None:
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None,
               help="Checkpoint folder (of the same --method) to start from: fine-tune its network on INPUT "
                    "instead of training a new one.")
+@click.option("--resume", is_flag=True, help="Go on from the training state an interrupted run left in the -o "
+              "folder (give the same INPUT, options and --seed; neural methods). The result is the checkpoint the "
+              "run would have written uninterrupted.")
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
-                           seed, device, min_quality=None, init=None):
+                           seed, device, min_quality=None, init=None, resume=False):
     """Train a neural gap filler (or fit a climatology, eof or dineof) on a (time, lat, lon) cube and
     write its checkpoint.
 
@@ -402,9 +405,15 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     modes, cycle and pixel means); `oceandl interpolate --fit-on FOLDER` fills other files on its
     grid with it, without fitting again.
 
+    While a network trains, the -o folder holds its resumable state (every tenth of the steps by
+    default, --set checkpoint_every=N steps): a killed run goes on with the same command plus
+    --resume, to the checkpoint it would have written uninterrupted. `interpolate --model` warns
+    about such an unfinished folder.
+
     \b
     Examples:
       oceandl train interpolator sst_2019.nc --var sst --method unet --epochs 20 -o unet_sst
+      oceandl train interpolator sst_2019.nc --var sst --method unet --epochs 20 -o unet_sst --resume
       oceandl interpolate sst_2020.nc --method unet --model unet_sst -o filled_2020.nc
       oceandl train interpolator --demo -o demo_unet
       oceandl train interpolator sst_2021.nc --method unet --init unet_sst --epochs 5 -o unet_sst_2021
@@ -422,7 +431,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
         opts["init"] = str(init)
     click.echo(train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo,
-                                  min_quality=min_quality))
+                                  min_quality=min_quality, resume=resume))
 
 
 def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top", fit: str = "stretch"):

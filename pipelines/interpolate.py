@@ -278,11 +278,18 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 def train_interpolator(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
                        method: str = "unet", options: dict | None = None, seed: int = 0, device: str = "auto",
                        overwrite: bool = False, demo: bool = False, progress: bool = True,
-                       log: Callable[[str], None] = print, min_quality: int | None = None) -> str:
+                       log: Callable[[str], None] = print, min_quality: int | None = None,
+                       resume: bool = False) -> str:
     """Train a neural gap filler on every observation of ``input_path`` (or the demo cube) and
     write it as a checkpoint folder ``output``: what ``interpolate --model`` (or
     ``checkpoint=``) takes back to fill other files without training again. ``min_quality``: as
     for :func:`run_interpolation` (GHRSST values of a lower ``quality_level`` are missing).
+
+    While a network trains, ``output`` holds its resumable state (an unfinished checkpoint,
+    rewritten every ``checkpoint_every`` steps); ``resume=True`` goes on from it, with the same
+    input, options and seed, to the weights an uninterrupted run gives. A resumed run is refused
+    with ``overwrite`` (which starts over), an ``init`` checkpoint (the run's own is recorded in
+    ``output``) or a method that does not train.
 
     Returns a one-line summary (method, precision, steps, time, loss).
     """
@@ -300,12 +307,35 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     if "checkpoint" in options:
         raise InputError("checkpoint: `train interpolator` writes a checkpoint; to start training from one, "
                          "give it as --init (init=)")
+    for key in ("save_to", "resume"):
+        if key in options:  # the folder is -o's
+            raise InputError(f"{key}: `train interpolator` writes its states to -o; go on with an interrupted run "
+                             "with --resume")
     output = Path(output)
     from oceandl.training.checkpoint import is_checkpoint_folder
 
-    check_output_path(output, overwrite, inputs=() if demo else (input_path,), kind="folder",
-                      replaceable=is_checkpoint_folder, what="checkpoint")
+    neural = issubclass(cls, NeuralInterpolator)
+    if resume:
+        if overwrite:
+            raise InputError(f"{output}: --resume goes on with the run in that folder, --overwrite starts it over: "
+                             "give one of them")
+        if not neural:
+            raise InputError(f"--resume: method {method!r} is fitted in one go, there is no training to resume "
+                             f"(neural methods: {', '.join(n for n, c in METHODS.items() if issubclass(c, NeuralInterpolator))})")
+        if options.get("init") is not None:
+            raise InputError(f"--resume with --init: the run goes on from the weights saved in {output} (the init "
+                             "checkpoint it was started from is recorded there): drop --init")
+        if not output.exists():
+            raise InputError(f"{output}: nothing to resume (no such folder); start the run without --resume")
+        options["resume"] = str(output)
+    else:
+        check_output_path(output, overwrite, inputs=() if demo else (input_path,), kind="folder",
+                          replaceable=is_checkpoint_folder, what="checkpoint")
+        if neural:  # the resumable state goes to -o while it trains
+            options["save_to"] = str(output)
     interp = cls(seed=seed, device=device, progress=progress, **options)  # options checked before reading
+    # --overwrite: the first state saved replaces the earlier checkpoint (as `train classifier`'s first epoch)
+    interp._save_to_overwrite = overwrite
     if demo:
         from oceandl.datasets.sst import synthetic_sst
 
@@ -327,5 +357,8 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     k = max(1, len(loss) // 10)  # first and last tenth of the steps: one step's loss is noisy
     trend = f", loss {np.mean(loss[:k]):.4g} -> {np.mean(loss[-k:]):.4g}" if loss else ""
     start = f" from {options['init']}" if options.get("init") is not None else ""
+    run = getattr(interp, "_run", None) or {}
+    if run.get("resumed_at"):
+        start += f" (resumed at step {run['resumed_at'][-1]})"
     return (f"{method} ({interp.precision_}): {interp.steps_} steps{start} on {where} {dict(da.sizes)} in {seconds:.1f} s"
             f"{trend}; checkpoint written to {output} (use --method {method} --model {output})")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -83,6 +84,13 @@ def blend_window(n: int, overlap: int) -> np.ndarray:
     return w
 
 
+def _same_path(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` name the same place (resolved; neither needs to exist)."""
+    from pathlib import Path
+
+    return Path(a).resolve() == Path(b).resolve()
+
+
 # Options a checkpoint fixes (its inputs) and options only training reads: with checkpoint= the
 # first must agree with it and the second must not be given.
 _FROM_CHECKPOINT = ("neighbours", "nll", "seasonal", "latlon")
@@ -94,7 +102,18 @@ _UNIT_ALIASES = {**dict.fromkeys(("degc", "deg_c", "degree_c", "degrees_c", "deg
 _KELVIN = 273.15  # degC -> K
 _SHIFT_LIMIT = 10.0  # an input whose mean is further than this many scales from the training mean is another unit
 _TRAINING_ONLY = ("patch", "steps", "epochs", "batch_size", "lr", "weight_decay", "visible_weight",
-                  "model_options", "fused", "calibrate", "calibration_fraction")
+                  "model_options", "fused", "calibrate", "calibration_fraction", "checkpoint_every", "save_to",
+                  "resume")
+#: options that say where a run writes its states and goes on from, not how it trains: a resumed run may
+#: give them otherwise (the init checkpoint it started from is read from its folder, not given again)
+_FREE_ON_RESUME = ("resume", "save_to", "checkpoint_every", "init")
+#: checkpoint_every=None: a training state every tenth of the steps, and at least this often (seconds)
+_STATE_SECONDS = 600.0
+
+
+class _TrainingStopped(Exception):
+    """Raised by the test hook ``_stop_after_step``: training ended there as a killed run would,
+    its state saved."""
 
 
 class _GivesSigma:
@@ -181,6 +200,25 @@ class NeuralInterpolator(Interpolator):
         calibration.
     calibration_fraction : float
         Share of the observations held out for ``calibrate``, in (0, 0.5); default 0.05.
+    save_to : str or None
+        The checkpoint folder this training writes (what :meth:`save` is then given): its resumable
+        state is saved there every ``checkpoint_every`` steps and after the last one, as a
+        checkpoint marked unfinished (``training.finished`` false; weights, optimiser, scheduler,
+        step, losses so far and the random states), each write atomic (a kill mid-write leaves the
+        previous state). The folder must not exist yet; ``save(save_to)`` replaces the unfinished
+        checkpoint with the finished one (no training state kept).
+    checkpoint_every : int or None
+        Steps between two saved training states (with ``save_to`` or ``resume``). None (the
+        default): every tenth of the steps, and at least every 10 minutes of training.
+    resume : str or None
+        The folder of an interrupted run (``save_to``) to go on from: its network, optimiser,
+        scheduler and random states are loaded and training goes on from the step it saved, giving
+        the weights the run would have had uninterrupted (bit-identical on the CPU); the states and
+        :meth:`save`'s checkpoint go to the same folder. The options (but ``checkpoint_every``),
+        the seed and the input must be those it was started with; a run started with ``init``
+        keeps its record (do not give ``init`` again). The held-out pixels of ``calibrate`` are
+        drawn from the seed, so the same ones are held out and sigma is calibrated at the end as
+        usual. A finished checkpoint has nothing to resume (refused).
     """
 
     model_name: ClassVar[str] = ""
@@ -193,7 +231,12 @@ class NeuralInterpolator(Interpolator):
         "visible_weight": 0.1, "tile": 128, "overlap": 32, "infer_batch": 8,
         "model_options": None, "checkpoint": None, "precision": "auto", "channels_last": True,
         "fused": True, "normalisation": "auto", "init": None, "calibrate": None, "calibration_fraction": 0.05,
+        "save_to": None, "checkpoint_every": None, "resume": None,
     }
+    #: test hook: end training after this step (its state saved), as a run killed there would
+    _stop_after_step: int | None = None
+    #: replace an existing checkpoint at ``save_to`` (``train interpolator --overwrite``); else it is refused
+    _save_to_overwrite: bool = False
 
     # ------------------------------------------------------------------ options
     _no_transform: ClassVar[str] = ("a network fills another field through its checkpoint: save() it, then fit the new "
@@ -249,6 +292,19 @@ class NeuralInterpolator(Interpolator):
         need("init", o["init"] is None or o["checkpoint"] is None,
              f"and checkpoint={o['checkpoint']!r} are both set: give one (checkpoint fills with a trained "
              "network as it is, init trains further from it)")
+        need("checkpoint_every", o["checkpoint_every"] is None or (is_int(o["checkpoint_every"])
+                                                                 and o["checkpoint_every"] >= 1),
+             "must be None or a positive integer (steps)")
+        for key in ("save_to", "resume"):
+            need(key, o[key] is None or (isinstance(o[key], (str, os.PathLike)) and str(o[key]).strip() != ""),
+                 "must be None or a folder path")
+        if o["resume"] is not None:
+            for key in ("checkpoint", "init"):
+                need(key, o[key] is None, f"cannot be given with resume={str(o['resume'])!r}: the run goes on from "
+                     "the weights saved in its folder (the init checkpoint it started from is recorded there)")
+            need("save_to", o["save_to"] is None or _same_path(o["save_to"], o["resume"]),
+                 f"differs from resume={str(o['resume'])!r}: a resumed run writes to the folder it goes on from")
+            meta = self._check_resume()
         start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
         if start is not None:
             # the JSON alone, before any input is read: a wrong checkpoint fails first, not after the fill's set-up
@@ -265,7 +321,8 @@ class NeuralInterpolator(Interpolator):
                 need(key, key not in meta or bool(o[key] == meta[key]),
                      f"differs from {what} {start}, trained with {key}={meta.get(key)!r} "
                      "(the network keeps the inputs it was trained with): drop it")
-        nll = meta["nll"] if start is not None and o["init"] is not None else o["nll"]
+        nll = (meta["nll"] if (start is not None and o["init"] is not None) or o["resume"] is not None
+               else o["nll"])
         need("calibrate", not (o["calibrate"] is True or o["calibrate"] is np.True_) or nll,
              "needs nll=True (it calibrates the error sigma that only an nll network gives)")
 
@@ -297,6 +354,45 @@ class NeuralInterpolator(Interpolator):
         if not isinstance(cal, (int, float)) or isinstance(cal, bool) or not math.isfinite(cal) or cal <= 0:
             raise CheckpointError(f"{_check_folder(path) / CONFIG}: interpolator.sigma_calibration must be a "
                                   f"finite number > 0, got {cal!r:.60}")
+        return meta
+
+    def _check_resume(self) -> dict:
+        """The ``interpolator`` metadata of the interrupted run in folder ``resume``; an
+        :class:`InputError` when there is nothing to resume there or it was started otherwise.
+
+        Read before any input: the options and the seed are compared here (like the classifier
+        engine's ``_check_same_run``), the input when it is read (:meth:`_resume_network`)."""
+        from pathlib import Path
+
+        from oceandl.training.checkpoint import CONFIG, STATE, read_config
+
+        from .base import _json_default
+
+        folder = Path(self.options["resume"])
+        if not folder.is_dir():
+            raise InputError(f"{folder}: nothing to resume ({'not a folder' if folder.exists() else 'no such folder'}"
+                             "); start the run without resume")
+        if not (folder / CONFIG).is_file():
+            raise InputError(f"{folder}: nothing to resume (no {CONFIG}: not the folder of an interrupted training run)")
+        meta = self._checkpoint_meta(folder)  # an interpolation checkpoint of this method
+        training = read_config(folder).get("training")
+        training = training if isinstance(training, dict) else {}
+        if training.get("finished") is not False:  # saved by save(), or before runs could be resumed
+            steps = training.get("train_steps")
+            raise InputError(f"{folder}: a finished checkpoint{f' ({steps} steps)' if steps is not None else ''}, "
+                             f"nothing to resume: fill with it (--model {folder}, checkpoint=), fine-tune it "
+                             "(--init), or train again with --overwrite")
+        if not all((folder / f"{STATE}{ext}").is_file() for ext in (".json", ".safetensors")):
+            raise InputError(f"{folder}: nothing to resume (no training state in that folder)")
+        saved = training.get("options") if isinstance(training.get("options"), dict) else {}
+        new = json.loads(json.dumps(self.options, default=_json_default))  # tuples as lists, as saved
+        pairs = [("seed", self.seed, training.get("seed"))]
+        pairs += [(k, v, saved[k]) for k, v in new.items() if k not in _FREE_ON_RESUME and k in saved]
+        for key, value, before in pairs:
+            if value != before:
+                raise InputError(f"{folder}: resumed with {key}={value!r}, but the run in that folder was started "
+                                 f"with {key}={before!r} (resume with the same options, or start over with "
+                                 "--overwrite)")
         return meta
 
     gives_sigma = _GivesSigma()  # type: ignore[assignment]
@@ -525,9 +621,22 @@ class NeuralInterpolator(Interpolator):
         self._cfg = {k: o[k] for k in _FROM_CHECKPOINT}
         self._model_opts = {**self.default_model_options, **(o["model_options"] or {})}
         rng = np.random.default_rng(self.seed)
+        self._resume_state = None
+        self._state_folder, self._state_written = self._training_folder(), False
+        if self._state_folder is not None:
+            # what the run was trained on: a resume on another file (or other withheld pixels) is refused
+            self._data_sha256 = _data_digest(x, obs)
         # checkpoint: its network fills as it is; init: its network is trained on (fine-tuning)
         start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
-        if start is not None:
+        if o["resume"] is not None:
+            start, what = o["resume"], "the run in"
+            self._resume_state = self._resume_network(o["resume"])
+            self._state_written = True  # the folder holds this run: save() replaces it, even with no step left
+            self._setup_inputs(x, obs)
+            if self._in_channels != self._n_inputs():
+                raise InputError(f"method {self.name!r}: {what} {start} expects "
+                                 f"{self._in_channels} input channels, this input gives {self._n_inputs()}")
+        elif start is not None:
             training = self._load(start)
             self._check_quantity(start, training)
             self._setup_inputs(x, obs)
@@ -558,6 +667,64 @@ class NeuralInterpolator(Interpolator):
         self.steps_ = self._train(fit_obs, rng)
         self._calibrate(x, held)  # predicted with them still hidden
         self._setup_inputs(x, obs)  # the fill takes every observation
+
+    def _training_folder(self):
+        """The folder training states are written to (``resume`` or ``save_to``), or None; a
+        ``save_to`` that exists is refused here, before any training (unless ``_save_to_overwrite``)."""
+        from pathlib import Path
+
+        o = self.options
+        if o["checkpoint"] is not None:
+            return None
+        if o["resume"] is not None:
+            return Path(o["resume"])
+        if o["save_to"] is None:
+            return None
+        from oceandl.training.checkpoint import is_checkpoint_folder
+        from oceandl.utils import check_output_path
+
+        return check_output_path(o["save_to"], self._save_to_overwrite, kind="folder",
+                                 replaceable=is_checkpoint_folder, what="checkpoint")
+
+    def _resume_network(self, folder) -> dict:
+        """Rebuild the network of the interrupted run in ``folder`` with its saved weights, after
+        checking that this input is the one it was trained on; returns its training state."""
+        from pathlib import Path
+
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from oceandl.errors import one_line
+        from oceandl.training.checkpoint import WEIGHTS, load_training_state, read_config
+
+        config = read_config(folder)
+        meta, training = config["interpolator"], config.get("training") or {}
+        sizes = {str(k): int(v) for k, v in self.da_.sizes.items()}
+        if training.get("variable") != str(self.da_.name) or training.get("sizes") != sizes:
+            raise InputError(f"{folder}: resumed on variable {str(self.da_.name)!r} {sizes}, but the run in that "
+                             f"folder was started on variable {training.get('variable')!r} {training.get('sizes')} "
+                             "(resume with the same input)")
+        if training.get("data_sha256") != self._data_sha256:
+            raise InputError(f"{folder}: resumed on other values than the run in that folder was started on (same "
+                             "variable and sizes: another file, period or withheld pixels?); resume with the same input")
+        folder = Path(folder)
+        state = load_training_state(folder)
+        self._cfg = {k: meta[k] for k in _FROM_CHECKPOINT}
+        self._model_opts = dict(config.get("model_options") or {})
+        self._in_channels = int(meta["in_channels"])
+        self.model_ = self._build_model(self._in_channels).to(self._device)
+        try:
+            weights = load_file(str(folder / WEIGHTS))
+            self.model_.load_state_dict(weights)
+            for key in ("optimizer", "scheduler", "step", "steps", "losses", "rng", "torch_rng"):
+                if key not in state:
+                    raise KeyError(f"no {key!r}")
+        except (OSError, SafetensorError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{folder}: corrupt training state ({one_line(exc)})") from None
+        init = training.get("init")  # the weights the run was started from, kept in its record
+        self.checkpoint_attrs_ = ({"init_checkpoint": init.get("checkpoint"), "init_checkpoint_sha256": init.get("sha256")}
+                                  if isinstance(init, dict) else {})
+        return state
 
     def _calibrating(self) -> bool:
         cal = self.options["calibrate"]
@@ -687,11 +854,16 @@ class NeuralInterpolator(Interpolator):
         opt = torch.optim.AdamW(decay_groups(params, o["weight_decay"]), lr=o["lr"],
                                 **fused_optimizer_kwargs(params, o["fused"]))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=0.02 * o["lr"])
+        run = {"start": 0, "before": [], "seconds": 0.0, "resumed_at": []}  # what earlier calls did
+        if self._resume_state is not None:
+            run = self._restore(self._resume_state, opt, sched, rng, steps)
+        self._run = run
         self.model_.train()
         src = self._sources()
         losses = []
-        t0 = time.perf_counter()
-        for _ in self._progress(range(steps), "training", total=steps):
+        folder, (every, by_clock) = self._state_folder, self._state_every(steps)
+        t0 = last = time.perf_counter()
+        for step in self._progress(range(run["start"], steps), "training", total=steps - run["start"]):
             # the draws are tiny and host-side (one seeded stream); the cutting is a gather in `src`
             t = rng.choice(days, bs)
             donor = (t + rng.integers(1, t_all, bs)) % t_all  # any other day
@@ -706,15 +878,84 @@ class NeuralInterpolator(Interpolator):
             opt.step()
             sched.step()
             losses.append(loss.detach())  # no float() here: it would wait for the GPU at every step
-        self.loss_history_: list[float] = torch.stack(losses).tolist() if losses else []
-        self.train_seconds_ = time.perf_counter() - t0  # the training loop alone (benchmarks)
-        bad = [i for i, v in enumerate(self.loss_history_) if not math.isfinite(v)]
-        if bad:  # else the gaps were filled with NaN and the run reported success
+            done, stop = step + 1, self._stop_after_step
+            if folder is not None and (done == steps or done == stop or done % every == 0
+                                       or (by_clock and time.perf_counter() - last > _STATE_SECONDS)):
+                history = run["before"] + torch.stack(losses).tolist()
+                self._check_finite(history, steps)  # a diverged state is not saved over a good one
+                self._save_state(folder, opt, sched, rng, done, steps, history,
+                                 run["seconds"] + time.perf_counter() - t0)
+                last = time.perf_counter()
+            if stop is not None and done >= stop:
+                raise _TrainingStopped(f"stopped after step {done} (_stop_after_step)")
+        self.loss_history_: list[float] = run["before"] + (torch.stack(losses).tolist() if losses else [])
+        self.train_seconds_ = run["seconds"] + time.perf_counter() - t0  # the training loop alone (benchmarks)
+        self._check_finite(self.loss_history_, steps)
+        self.model_.eval()
+        return steps
+
+    def _check_finite(self, history: list[float], steps: int) -> None:
+        """Refuse a training whose loss ``history`` is not finite: else the gaps were filled with NaN
+        and the run reported success."""
+        bad = [i for i, v in enumerate(history) if not math.isfinite(v)]
+        if bad:
             raise OceanDLError(f"method {self.name!r}: training diverged: the loss is not finite from step "
                                f"{bad[0] + 1} of {steps} (lower lr, now {self.options['lr']:g}, or set "
                                "precision=fp32)")
-        self.model_.eval()
-        return steps
+
+    def _state_every(self, steps: int) -> tuple[int, bool]:
+        """Steps between saved training states, and whether the clock adds states between them
+        (``checkpoint_every=None``: a tenth of the steps, and every :data:`_STATE_SECONDS`)."""
+        every = self.options["checkpoint_every"]
+        if every is not None:
+            return int(every), False
+        return max(1, math.ceil(steps / 10)), True
+
+    def _restore(self, state: dict, opt, sched, rng: np.random.Generator, steps: int) -> dict:
+        """Load a saved training state into the optimiser, scheduler and random generators; returns
+        the run so far (``start`` step, losses ``before``, ``seconds``, ``resumed_at``)."""
+        import torch
+
+        from oceandl.errors import one_line
+        from oceandl.training.engine import _state_like_params
+
+        folder = self.options["resume"]
+        if int(state["steps"]) != steps:
+            raise InputError(f"{folder}: the run in that folder trains {int(state['steps'])} steps, this one "
+                             f"{steps} (resume with the same options and input)")
+        try:
+            opt.load_state_dict(state["optimizer"])
+            _state_like_params(opt)  # the fused step pairs elements by memory position
+            sched.load_state_dict(state["scheduler"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])  # dropout and other draws of the forward pass
+            if self._device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], self._device)
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{folder}: corrupt training state ({one_line(exc)})") from None
+        start = int(state["step"])
+        return {"start": start, "before": [float(v) for v in state["losses"]],
+                "seconds": float(state.get("seconds", 0.0)),
+                "resumed_at": [*map(int, state.get("resumed_at", [])), start]}
+
+    def _save_state(self, folder, opt, sched, rng: np.random.Generator, done: int, steps: int,
+                    history: list[float], seconds: float) -> None:
+        """Write the checkpoint folder of the run so far, marked unfinished, with the state that
+        resumes it (one atomic folder write: a kill mid-write leaves the previous one)."""
+        import torch
+
+        from oceandl.training.checkpoint import flatten_state
+
+        state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": done, "steps": steps,
+                 "losses": history, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "seconds": seconds, "resumed_at": self._run["resumed_at"]}
+        if self._device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self._device)
+        # the first write replaces a folder only when it is the resumed run's (or --overwrite)
+        overwrite = self._state_written or self._save_to_overwrite
+        self._write_checkpoint(folder, overwrite=overwrite, source=None, progress=(done, steps, history),
+                               training_state=flatten_state(state))
+        self._state_written = True
 
     # ------------------------------------------------------------------ reconstruct
     def _predict(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -795,45 +1036,74 @@ class NeuralInterpolator(Interpolator):
         """Write the trained network as an oceandl checkpoint folder (reuse with ``checkpoint=path``).
 
         Its ``config.json`` also says how it was trained (``training``: every option, the seed,
-        steps, final loss, precision, the input variable and grid, ``source`` when given), with the
-        versions and git commit. Returns the path. Raises :class:`InputError` before :meth:`fit` or
-        if ``path`` exists and not ``overwrite``.
+        steps, the loss of every step, precision, the input variable and grid, ``source`` when
+        given; ``finished`` true), with the versions and git commit. Returns the path. Raises
+        :class:`InputError` before :meth:`fit` or if ``path`` exists and not ``overwrite``; the
+        unfinished checkpoint this fit's training wrote (``save_to``, ``resume``) is replaced.
         """
+        if not self._fitted:
+            raise InputError(f"method {self.name!r}: call fit() before save()")
+        own = getattr(self, "_state_written", False) and _same_path(path, self._state_folder)
+        return self._write_checkpoint(path, overwrite=overwrite or own, source=source)
+
+    def _write_checkpoint(self, path, *, overwrite: bool, source: str | None, progress: tuple | None = None,
+                          training_state: tuple[dict, dict] | None = None):
+        """Write the checkpoint folder: the finished network (``progress`` None) or, with
+        ``progress=(steps done, steps, losses so far)`` and ``training_state``, the run so far."""
         from oceandl.training.checkpoint import save_checkpoint
 
         from .base import _json_default
 
-        if not self._fitted:
-            raise InputError(f"method {self.name!r}: call fit() before save()")
         cfg = {k: self._cfg[k] for k in _FROM_CHECKPOINT}
-        # what it takes to train it again: the options alone were not recorded
-        fit = self._fit_attrs()
-        training = {"options": json.loads(json.dumps(self.options, default=_json_default)), "seed": self.seed,
+        # what it takes to train it again: the options alone were not recorded (where the states go is not a
+        # training option: a resumed run and an uninterrupted one record the same)
+        options = {k: v for k, v in self.options.items() if k not in ("save_to", "resume")}
+        init = getattr(self, "checkpoint_attrs_", {})
+        if self.options["resume"] is not None:  # the run's own record: it was started with or without init
+            options["init"] = init.get("init_checkpoint")
+        if progress is None:
+            fit = self._fit_attrs()
+            done, history = self.steps_, getattr(self, "loss_history_", [])
+        else:
+            done, steps, history = progress
+            fit = {"train_steps": steps, "precision": self.precision_,
+                   "final_train_loss": float(np.mean(history[-20:]))}
+        training = {"options": json.loads(json.dumps(options, default=_json_default)), "seed": self.seed,
                     **{k: fit[k] for k in ("train_steps", "precision", "final_train_loss") if k in fit},
+                    # False while training: `interpolate --model` warns, --resume goes on from it
+                    "finished": progress is None, "steps_done": done,
                     "variable": str(self.da_.name), "sizes": {str(k): int(v) for k, v in self.da_.sizes.items()},
                     # what the field is: a checkpoint applied to another quantity is warned about
                     **{k: str(self.da_.attrs[k]) for k in ("standard_name", "units") if k in self.da_.attrs}}
+        if getattr(self, "_data_sha256", None) is not None:  # what --resume checks the input against
+            training["data_sha256"] = self._data_sha256
+        if history:
+            training["loss_history"] = [float(v) for v in history]
+        run = getattr(self, "_run", None)
+        if run and run["resumed_at"]:
+            training["resumed_at"] = run["resumed_at"]
         if source is not None:
             training["source"] = str(source)
-        doy = self._day_of_year() if self.steps_ else None
+        doy = self._day_of_year() if done else None
         if doy is not None:  # the season the network saw (a fill outside it is warned about)
             training["days_of_year"] = sorted({int(d) for d in np.round(doy)})
-        if self.options["init"] is not None:  # the weights it was fine-tuned from
-            training["init"] = {"checkpoint": str(self.options["init"]),
-                                "sha256": fit.get("init_checkpoint_sha256")}
+        if "init_checkpoint" in init and (self.options["init"] is not None or self.options["resume"] is not None):
+            # the weights it was fine-tuned from
+            training["init"] = {"checkpoint": str(init["init_checkpoint"]), "sha256": init.get("init_checkpoint_sha256")}
         norm, tensors = self._stats_to_save()
         interp = {"method": self.name, **cfg, "in_channels": self._in_channels, "multiple": self.multiple,
                   "normalisation": norm}
         if self._cfg["nll"]:  # applied to sigma when the checkpoint is loaded
             interp["sigma_calibration"] = float(getattr(self, "sigma_calibration_", 1.0))
-            interp["sigma_calibration_text"] = str(getattr(self, "calibration_text_", "none"))
+            interp["sigma_calibration_text"] = (str(getattr(self, "calibration_text_", "none")) if progress is None
+                                                else f"none (training unfinished: step {done} of {progress[1]})")
         if getattr(self, "calibration_info_", None):
             training["calibration"] = self.calibration_info_
         extra = {"interpolator": interp, "training": training}
         return save_checkpoint(path, self.model_, model_name=self.model_name, model_options=self._model_opts,
                                model_args=[self._in_channels, 2 if self._cfg["nll"] else 1],
                                task="interpolation", extra=extra, overwrite=overwrite,
-                               extra_tensors={STATS: tensors})
+                               extra_tensors={STATS: tensors}, training_state=training_state)
 
     def _stats_to_save(self) -> tuple[dict, dict]:
         """The statistics the network was trained with: JSON metadata and tensors for :data:`STATS`.
@@ -881,7 +1151,13 @@ class NeuralInterpolator(Interpolator):
         # steps None), not those that trained the network
         self.checkpoint_attrs_ = _checkpoint_provenance(path, config)
         training = config.get("training")
-        return training if isinstance(training, dict) else {}
+        training = training if isinstance(training, dict) else {}
+        if training.get("finished") is False:
+            # the folder an interrupted `train interpolator` keeps for --resume was used as if trained
+            warn(f"{path}: its training stopped at step {training.get('steps_done')} of {training.get('train_steps')} "
+                 f"(interrupted{'; sigma not calibrated' if self._cfg['nll'] else ''}): these are the weights so far; "
+                 "finish it with `oceandl train interpolator` and the same options plus --resume", UserWarning)
+        return training
 
 
 def read_training_stats(path) -> dict[str, Any] | None:
@@ -1028,6 +1304,17 @@ def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tu
             return stats, (f"was trained on values {abs(shift) / stats['scale']:.0f} training scales away from this "
                     f"input's (mean difference {shift:+.4g} per pixel: other units?)")
     return stats, None
+
+
+def _data_digest(x: np.ndarray, obs: np.ndarray) -> str:
+    """SHA-256 of a training input (normalised values and observation mask), in blocks of days."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
+    for k in range(0, x.shape[0], 64):
+        digest.update(np.ascontiguousarray(x[k:k + 64]).tobytes())
+        digest.update(np.packbits(obs[k:k + 64]).tobytes())
+    return digest.hexdigest()
 
 
 def _day_ranges(days: np.ndarray) -> str:

@@ -1,0 +1,268 @@
+"""`oceandl train interpolator --resume` (``resume=`` in Python): a neural gap filler's training
+state saved while it trains, resumed to the same weights as an uninterrupted run (bit-identical on
+the CPU), each refusal one line with exit 2 and nothing overwritten, and an interrupted folder
+warned about by `interpolate --model`."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from fakes import assert_cli_error
+from safetensors.torch import load_file
+from test_neural_interp import TINY, _cube
+
+from oceandl.cli.main import cli
+from oceandl.errors import InputError
+from oceandl.interp import METHODS
+from oceandl.interp.neural import NeuralInterpolator, _TrainingStopped
+
+STATE = ("training_state.json", "training_state.safetensors")
+
+
+@pytest.fixture(scope="module")
+def cube():
+    return _cube(12, 24, 24, 0.4, seed=0)
+
+
+def _opts(name="unet", **extra):
+    return {"steps": 6, "batch_size": 4, "patch": 16, "model_options": TINY[name], "checkpoint_every": 2, **extra}
+
+
+def _interrupt(cls, da, folder, stop, **opts):
+    """Train into ``folder`` and stop after step ``stop``, as a run killed there would."""
+    net = cls(seed=0, device="cpu", save_to=str(folder), **opts)
+    net._stop_after_step = stop
+    with pytest.raises(_TrainingStopped):
+        net.fit(da)
+
+
+def _training(folder) -> dict:
+    return json.loads((Path(folder) / "config.json").read_text())["training"]
+
+
+def _same_weights(a, b) -> bool:
+    wa, wb = load_file(str(Path(a) / "weights.safetensors")), load_file(str(Path(b) / "weights.safetensors"))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _snapshot(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())} if Path(folder).exists() else {}
+
+
+def test_resumed_run_gives_the_uninterrupted_weights(cube, tmp_path):
+    """Stopped after step 3 of 6 and resumed, a U-Net with nll (and the sigma calibration's held-out
+    pixels) and dropout (torch's random state) ends with the uninterrupted run's weights, losses and
+    calibration, bit for bit."""
+    cls, opts = METHODS["unet"], _opts(nll=True, model_options={**TINY["unet"], "dropout": 0.3})
+    whole = cls(seed=0, device="cpu", save_to=str(tmp_path / "whole"), **opts).fit(cube)
+    whole.save(tmp_path / "whole")
+    _interrupt(cls, cube, tmp_path / "cut", 3, **opts)
+    cut = _training(tmp_path / "cut")
+    assert cut["finished"] is False and cut["steps_done"] == 3 and cut["train_steps"] == 6
+    assert len(cut["loss_history"]) == 3 and all((tmp_path / "cut" / f).is_file() for f in STATE)
+    resumed = cls(seed=0, device="cpu", resume=str(tmp_path / "cut"), **opts).fit(cube)
+    resumed.save(tmp_path / "cut")  # replaces the unfinished folder this fit wrote
+    a, b = whole.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_weights(tmp_path / "whole", tmp_path / "cut")
+    ta, tb = _training(tmp_path / "whole"), _training(tmp_path / "cut")
+    assert ta["loss_history"] == tb["loss_history"] == whole.loss_history_ and len(ta["loss_history"]) == 6
+    assert tb["finished"] is True and tb["resumed_at"] == [3] and "resumed_at" not in ta
+    assert tb["options"] == ta["options"] and tb["calibration"] == ta["calibration"]
+    assert resumed.sigma_calibration_ == whole.sigma_calibration_ != 1.0
+    # the finished checkpoint keeps no training state: nothing to resume in it
+    assert not any((tmp_path / "cut" / f).exists() for f in STATE)
+    np.testing.assert_array_equal(resumed.reconstruct()["sst"].values, whole.reconstruct()["sst"].values)
+
+
+def test_a_run_killed_after_its_last_step_is_finished_by_resume(cube, tmp_path):
+    """Killed between its last state and the checkpoint: the resume trains no step, saves the
+    finished checkpoint, and has the uninterrupted weights and losses."""
+    cls, opts = METHODS["convae"], _opts("convae")
+    whole = cls(seed=0, device="cpu", **opts).fit(cube)
+    _interrupt(cls, cube, tmp_path / "cut", 6, **opts)
+    assert _training(tmp_path / "cut")["finished"] is False
+    resumed = cls(seed=0, device="cpu", resume=str(tmp_path / "cut"), **opts).fit(cube)
+    resumed.save(tmp_path / "cut")
+    assert _training(tmp_path / "cut")["finished"] is True and resumed.loss_history_ == whole.loss_history_
+    a, b = whole.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_failed_state_write_leaves_the_previous_state(cube, tmp_path, monkeypatch):
+    """A state write that fails part-way (a kill, a full disk) leaves the previous state whole:
+    the run resumes from it to the same weights."""
+    import oceandl.training.checkpoint as ck
+
+    cls, opts = METHODS["convae"], _opts("convae")
+    whole = cls(seed=0, device="cpu", **opts).fit(cube)
+    real, calls = ck._save_tensors, []
+
+    def failing(tensors, path):
+        calls.append(path.name)
+        if calls.count("training_state.safetensors") == 2:  # the second state (step 4), mid-write
+            raise OSError(28, "No space left on device")
+        real(tensors, path)
+
+    monkeypatch.setattr(ck, "_save_tensors", failing)
+    with pytest.raises(InputError, match="the previous checkpoint there is unchanged"):
+        cls(seed=0, device="cpu", save_to=str(tmp_path / "run"), **opts).fit(cube)
+    monkeypatch.setattr(ck, "_save_tensors", real)
+    assert _training(tmp_path / "run")["steps_done"] == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    resumed = cls(seed=0, device="cpu", resume=str(tmp_path / "run"), **opts).fit(cube)
+    a, b = whole.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_state_interval():
+    """checkpoint_every=None: a tenth of the steps (and the clock); a number: exactly that."""
+    assert METHODS["unet"]()._state_every(600) == (60, True)
+    assert METHODS["unet"]()._state_every(3) == (1, True)
+    assert METHODS["unet"](checkpoint_every=7)._state_every(600) == (7, False)
+    with pytest.raises(InputError, match="checkpoint_every=0 must be None or a positive integer"):
+        METHODS["unet"](checkpoint_every=0)
+
+
+def test_python_refusals(cube, tmp_path):
+    """resume= with init=/checkpoint=/another save_to, on nothing, on a finished checkpoint, with
+    other options or another input: one line each, the folder untouched."""
+    cls, opts = METHODS["convae"], _opts("convae")
+    _interrupt(cls, cube, tmp_path / "cut", 2, **opts)
+    cls(seed=0, device="cpu", save_to=str(tmp_path / "done"), **opts).fit(cube).save(tmp_path / "done")
+    before = _snapshot(tmp_path / "cut")
+    (tmp_path / "empty").mkdir()
+    cut = str(tmp_path / "cut")
+    cases = [({"resume": cut, "init": str(tmp_path / "done")}, "init="),
+             ({"resume": cut, "save_to": str(tmp_path / "x")}, "save_to="),
+             ({"resume": str(tmp_path / "nowhere")}, "nothing to resume (no such folder)"),
+             ({"resume": str(tmp_path / "empty")}, "nothing to resume (no config.json"),
+             ({"resume": str(tmp_path / "done")}, "a finished checkpoint (6 steps), nothing to resume"),
+             ({"resume": cut, "steps": 8}, "resumed with steps=8, but the run in that folder was started with steps=6"),
+             ({"resume": cut, "lr": 1e-3}, "started with lr=0.002"),
+             ({"resume": cut, "seed": 1}, "started with seed=0")]
+    for extra, words in cases:
+        kw = {**opts, "seed": 0, **extra}
+        with pytest.raises(InputError) as err:
+            cls(device="cpu", **kw)
+        assert words in str(err.value) and "\n" not in str(err.value), (extra, str(err.value))
+    with pytest.raises(InputError, match="not 'unet'"):  # another method's run
+        METHODS["unet"](device="cpu", resume=cut, **_opts())
+    with pytest.raises(InputError, match="resumed on variable 'sst'"):  # another grid
+        cls(seed=0, device="cpu", resume=cut, **opts).fit(_cube(12, 24, 28, 0.4, seed=0))
+    with pytest.raises(InputError, match="other values"):  # the same grid, other values
+        cls(seed=0, device="cpu", resume=cut, **opts).fit(_cube(12, 24, 24, 0.4, seed=1))
+    with pytest.raises(InputError, match="already exists"):  # save_to is a new folder, checked before training
+        cls(seed=0, device="cpu", save_to=cut, **opts).fit(cube)
+    assert _snapshot(tmp_path / "cut") == before
+
+
+def test_interrupted_folder_is_warned_about_when_used(cube, tmp_path):
+    """checkpoint= (interpolate --model) and init= of an interrupted run's folder fill or train with
+    a warning naming the step it stopped at, not as a trained network without a word."""
+    cls, opts = METHODS["convae"], _opts("convae")
+    _interrupt(cls, cube, tmp_path / "cut", 2, **opts)
+    with pytest.warns(UserWarning, match=r"training stopped at step 2 of 6 \(interrupted\).*--resume"):
+        cls(device="cpu", checkpoint=str(tmp_path / "cut")).fit(cube)
+    with pytest.warns(UserWarning, match="training stopped at step 2 of 6"):
+        cls(device="cpu", init=str(tmp_path / "cut"), steps=1, batch_size=4, patch=16).fit(cube)
+    cls(seed=0, device="cpu", save_to=str(tmp_path / "done"), **opts).fit(cube).save(tmp_path / "done")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a finished checkpoint: no warning
+        cls(device="cpu", checkpoint=str(tmp_path / "done")).fit(cube)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+SMALL = ["--var", "sst", "--batch-size", "4", "--quiet", "--set", "patch=16", "--set", "steps=4",
+         "--set", 'model_options={"width": 8, "depth": 2}', "--set", "checkpoint_every=1"]
+
+
+@pytest.fixture(scope="module")
+def sst_file(tmp_path_factory):
+    from oceandl.datasets.sst import synthetic_sst
+
+    path = tmp_path_factory.mktemp("sst") / "cube.nc"
+    synthetic_sst(n_time=12, ny=24, nx=24, cloud_cover=0.5, seed=3).to_netcdf(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(sst_file, tmp_path_factory):
+    """An uninterrupted run's checkpoint and one killed after step 2 (of 4), through the CLI."""
+    base = tmp_path_factory.mktemp("runs")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["train", "interpolator", str(sst_file), *SMALL, "-o", str(base / "whole")])
+    assert res.exit_code == 0, res.output
+    mp = pytest.MonkeyPatch()
+    mp.setattr(NeuralInterpolator, "_stop_after_step", 2)
+    try:
+        res = runner.invoke(cli, ["train", "interpolator", str(sst_file), *SMALL, "-o", str(base / "cut")])
+    finally:
+        mp.undo()
+    assert res.exit_code != 0 and _training(base / "cut")["steps_done"] == 2, res.output
+    return base
+
+
+def test_cli_resume_gives_the_uninterrupted_checkpoint(runs, sst_file, tmp_path):
+    folder = tmp_path / "cut"
+    shutil.copytree(runs / "cut", folder)
+    res = CliRunner().invoke(cli, ["train", "interpolator", str(sst_file), *SMALL, "-o", str(folder), "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "4 steps (resumed at step 2)" in res.output and f"--model {folder}" in res.output
+    assert _same_weights(runs / "whole", folder)
+    ta, tb = _training(runs / "whole"), _training(folder)
+    assert ta["loss_history"] == tb["loss_history"] and len(ta["loss_history"]) == 4
+    assert tb["finished"] is True and tb["source"] == str(sst_file)
+    assert (folder / "normalisation.safetensors").read_bytes() == (runs / "whole" / "normalisation.safetensors").read_bytes()
+
+
+def test_cli_refusals_say_why_and_write_nothing(runs, sst_file, tmp_path):
+    from oceandl.datasets.sst import synthetic_sst
+
+    other = tmp_path / "other.nc"
+    synthetic_sst(n_time=12, ny=24, nx=24, cloud_cover=0.5, seed=4).to_netcdf(other)
+    (tmp_path / "empty").mkdir()
+    cut, whole = runs / "cut", runs / "whole"
+    before = {f: _snapshot(f) for f in (cut, whole)}
+    train = ["train", "interpolator"]
+    cases = [
+        ([str(sst_file), *SMALL, "-o", str(tmp_path / "nowhere")], str(tmp_path / "nowhere"), "nothing to resume"),
+        ([str(sst_file), *SMALL, "-o", str(tmp_path / "empty")], "nothing to resume (no config.json"),
+        ([str(sst_file), *SMALL, "-o", str(whole)], str(whole), "a finished checkpoint (4 steps), nothing to resume"),
+        ([str(sst_file), *SMALL, "--set", "steps=5", "-o", str(cut)], str(cut), "resumed with steps=5",
+         "started with steps=4"),
+        ([str(sst_file), *SMALL, "--batch-size", "2", "-o", str(cut)], "batch_size=2", "batch_size=4"),
+        ([str(sst_file), *SMALL, "--lr", "0.01", "-o", str(cut)], "lr=0.01", "lr=0.002"),
+        ([str(sst_file), *SMALL, "--set", "nll=true", "-o", str(cut)], "nll=True", "nll=False"),
+        ([str(sst_file), *SMALL, "--seed", "1", "-o", str(cut)], "seed=1", "seed=0"),
+        ([str(sst_file), *SMALL, "--method", "resae", "-o", str(cut)], "not 'resae'"),
+        ([str(other), *SMALL, "-o", str(cut)], str(cut), "other values"),
+        ([str(sst_file), *SMALL, "--overwrite", "-o", str(cut)], "--overwrite starts it over"),
+        ([str(sst_file), *SMALL, "--init", str(whole), "-o", str(cut)], "drop --init"),
+        ([str(sst_file), "--var", "sst", "--method", "dineof", "-o", str(cut)], "no training to resume"),
+        ([str(sst_file), *SMALL, "--set", f"resume={cut}", "-o", str(tmp_path / "n")], "with --resume"),
+    ]
+    for args, *words in cases:
+        res = CliRunner().invoke(cli, [*train, *args, "--resume"])
+        assert_cli_error(res, 2, *words)
+    assert {f: _snapshot(f) for f in (cut, whole)} == before
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "n").exists()
+    assert not any((tmp_path / "empty").iterdir())
+
+
+def test_interpolate_model_warns_about_an_interrupted_folder(runs, sst_file, tmp_path):
+    """`interpolate --model` of a killed run's folder fills with the weights so far and says so."""
+    out = tmp_path / "filled.nc"
+    res = CliRunner().invoke(cli, ["interpolate", str(sst_file), "--method", "unet", "--model", str(runs / "cut"),
+                                   "--withhold", "0", "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "training stopped at step 2 of 4 (interrupted)" in res.stderr and out.exists()
+    res = CliRunner().invoke(cli, ["interpolate", str(sst_file), "--method", "unet", "--model", str(runs / "whole"),
+                                   "--withhold", "0", "--quiet", "-o", str(tmp_path / "f2.nc")])
+    assert res.exit_code == 0 and "interrupted" not in res.stderr, res.output
