@@ -104,6 +104,9 @@ def _edit(src, dst, config=None, arrays=None):
     (dict(arrays=lambda t: t.__setitem__("V", t["V"] * np.nan)), "'V' holds NaN"),
     (dict(arrays=lambda t: t.pop("Q")), "no 'Q'"),
     (dict(arrays=lambda t: t.__setitem__("r_oi", -t["r_oi"])), "must be positive"),
+    (dict(arrays=lambda t: t.__setitem__("phi", t["phi"] + 1)), "phi .* must be in \\[0, 1\\)"),
+    (dict(config=lambda c: c["fitted"]["state"].update(time_step=[-1, "seconds"])), "time_step \\[-1, 'seconds'\\]"),
+    (dict(config=lambda c: c["fitted"]["state"].update(time_step=[86400, "days"])), "time_step .* is not"),
     (dict(arrays=lambda t: t.__setitem__("mean", np.nan_to_num(t["mean"]).astype(np.int64))), "'mean' is int64"),
 ])
 def test_edited_or_damaged_fits_are_refused_naming_the_folder(saved, tmp_path, edit, words):
@@ -146,6 +149,8 @@ def test_save_refusals(periods, saved, tmp_path):
         interpolate(past, "dineof", fit_on=d / "eof")
     with pytest.raises(InputError, match="takes no options"):
         interpolate(past, "eof", fit_on=d / "eof", n_modes=4)
+    with pytest.raises(InputError, match="takes no options \\(got transform_smoother\\)"):
+        interpolate(past, "eof", fit_on=d / "eof", transform_smoother=False)
 
 
 def _cli_fit(periods, tmp_path, out: str, *args):
@@ -174,11 +179,22 @@ def test_cli_train_then_fill_with_the_saved_fit(periods, tmp_path):
         assert ds["sst"].attrs["method"] == "dineof" and "saved in" in ds["sst"].attrs["fitted_on"]
     for args, parts in [
         (["--method", "eof"], [f"--fit-on {tmp_path / 'decade'}: a fitted 'dineof', not the method 'eof'"]),
-        (["--set", "n_modes=4"], [f"--fit-on {tmp_path / 'decade'}: a fitted method takes no options"]),
+        (["--set", "n_modes=4"], [f"--fit-on {tmp_path / 'decade'}: a fitted method takes no options but "
+                                  "transform_smoother, transform_calibration (got n_modes)"]),
+        (["--set", "transform_smoother=maybe"], ["transform_smoother must be True or False"]),
     ]:
         res = runner.invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--fit-on", str(tmp_path / "decade"),
                                   *args, "--quiet", "-o", str(tmp_path / "no.nc")])
         assert_cli_error(res, 2, *parts)
+    # the transform's own option is taken with a saved fit: each new day alone
+    res = runner.invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--fit-on", str(tmp_path / "decade"),
+                              "--set", "transform_smoother=false", "--withhold", "0", "--quiet",
+                              "-o", str(tmp_path / "alone.nc")])
+    assert res.exit_code == 0, res.output
+    alone = DINEOF(harmonics=2, n_modes=3, transform_smoother=False).fit(past).transform(new)
+    with xr.open_dataset(tmp_path / "alone.nc") as ds:
+        np.testing.assert_allclose(ds["sst"].values, alone["sst"].values, rtol=0, atol=1e-5)
+        assert np.nanmax(np.abs(ds["sst"].values - ref["sst"].values)[np.isnan(new.values)]) > 0.01
     (tmp_path / "empty").mkdir()
     res = runner.invoke(cli, ["interpolate", str(tmp_path / "new.nc"), "--fit-on", str(tmp_path / "empty"),
                               "--quiet", "-o", str(tmp_path / "no.nc")])
@@ -344,3 +360,33 @@ def test_load_refuses_a_device_it_cannot_use_before_reading(saved, device, words
     with pytest.raises(InputError, match=words):
         load_fitted(saved[0] / "dineof", device=device)
     assert load_fitted(saved[0] / "dineof", device="cpu").device == "cpu"
+
+
+def test_a_fit_saved_before_the_smoother_fills_each_step_alone(periods, saved, tmp_path):
+    # fits saved before transform_smoother have no phi and no time_step: they fill as they did then
+    d, models = saved
+    _, new = periods
+    old = _edit(d / "dineof", tmp_path / "old", arrays=lambda t: t.pop("phi"),
+                config=lambda c: c["fitted"]["state"].pop("time_step"))
+    alone = models["dineof"]
+    alone.options["transform_smoother"] = False  # the same fit, each step alone
+    try:
+        got, want = load_fitted(old).transform(new), alone.transform(new)
+    finally:
+        alone.options["transform_smoother"] = True
+    np.testing.assert_array_equal(got["sst"].values, want["sst"].values)
+    np.testing.assert_array_equal(got["sigma"].values, want["sigma"].values)
+    # and the saved fit of now smooths: not the same fill
+    assert not np.array_equal(load_fitted(d / "dineof").transform(new)["sst"].values, want["sst"].values)
+
+
+def test_fit_on_a_fitted_model_with_the_smoother_off_leaves_the_model_as_it_was(periods, saved):
+    _, models = saved
+    _, new = periods
+    m = models["dineof"]
+    off = interpolate(new, "dineof", fit_on=m, transform_smoother=False, return_dataset=True)
+    assert m.options["transform_smoother"] is True  # a copy took the option
+    on = interpolate(new, "dineof", fit_on=m, return_dataset=True)
+    gap = np.isnan(new.values)
+    assert np.nanmax(np.abs(off["sst"].values - on["sst"].values)[gap]) > 0.01
+    np.testing.assert_array_equal(on["sst"].values, m.transform(new)["sst"].values)

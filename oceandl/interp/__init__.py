@@ -6,6 +6,7 @@ analysis of complete fields.
 """
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -82,11 +83,17 @@ def fitted_model(fit_on, method: str, options: dict, *, device: str = "auto",
             raise type(exc)(f"fit_on: {exc}") from None
     if fitted.name != method:
         raise InputError(f"fit_on: a fitted {fitted.name!r}, not the method {method!r} asked for")
-    if options:
-        raise InputError(f"fit_on: a fitted method takes no options (got {', '.join(sorted(options))}); "
+    fit_opts = sorted(set(options) - set(fitted.transform_options))
+    if fit_opts:
+        allowed = f" but {', '.join(fitted.transform_options)}" if fitted.transform_options else ""
+        raise InputError(f"fit_on: a fitted method takes no options{allowed} (got {', '.join(fit_opts)}); "
                          "its fit's are used")
     if fitted.can_transform and not fitted._fitted:
         raise InputError(f"fit_on: method {method!r} is not fitted (call fit() first)")
+    if options:  # on a copy: the caller's fitted model keeps its own
+        fitted = copy.copy(fitted)
+        fitted.options = {**fitted.options, **options}
+        fitted._check_options()
     return fitted
 
 

@@ -818,15 +818,17 @@ class Interpolator:
             raise InputError(f"{label}: its observations are {shift * self.scale_:+.4g} from the fitted pixel means "
                              f"on average ({abs(shift):.0f} fitted scales: other units?); transform() fills a field "
                              "in the units of the field fitted")
-        filled_n, sigma_n = self._transform(to_fit(x), to_fit(obs), da_c)
+        filled_n, sigma_n, *extra = self._transform(to_fit(x), to_fit(obs), da_c)
         filled_n = to_input(np.asarray(filled_n))
         sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))
         return self._dataset(filled_n, sigma_n, tmpl=da_c, values=values, observed=observed, obs=kept,
                              withheld=held, ocean=ocean, mean=mean, fitted_on=self._fitted_on_text(),
-                             out_dims=da.dims)
+                             out_dims=da.dims, sigma_extra=extra[0] if extra else None)
 
     can_transform: ClassVar[bool] = False
     _no_transform: ClassVar[str] = "fit it on the field to fill"
+    #: options that act in :meth:`transform` only: a fit made (or saved) takes them anew
+    transform_options: ClassVar[tuple[str, ...]] = ()
 
     def _fitted_on_text(self) -> str:
         """What the fit was on (``fitted_on``): the field's name, steps and dates (and the folder it
@@ -853,8 +855,9 @@ class Interpolator:
         array checked (raises the loader's error); raise KeyError/TypeError/ValueError on a bad ``meta``."""
         raise NotImplementedError
 
-    def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Normalised fill (and error std or None) of another field on the fitted grid.
+    def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple:
+        """Normalised fill (and error std or None; optionally a third item, attrs for sigma) of
+        another field on the fitted grid.
 
         ``x``, ``obs``: as :meth:`_fit`'s (time, lat, lon), normalised with the fitted statistics,
         in the fitted grid's order; ``da``: the new field, (time, lat, lon), for its dates."""
@@ -862,12 +865,14 @@ class Interpolator:
 
     def _dataset(self, filled_n, sigma_n, *, tmpl: xr.DataArray, values: np.ndarray, observed: np.ndarray,
                  obs: np.ndarray, withheld: np.ndarray, ocean: np.ndarray, mean: np.ndarray,
-                 fitted_on: str | None = None, out_dims: tuple | None = None) -> xr.Dataset:
+                 fitted_on: str | None = None, out_dims: tuple | None = None,
+                 sigma_extra: dict | None = None) -> xr.Dataset:
         """The output Dataset of a normalised fill ``filled_n`` (and ``sigma_n``) of ``tmpl``
         (:meth:`reconstruct` of the field fitted, :meth:`transform` of another one): all arrays in
         ``tmpl``'s (time, lat, lon) order; ``ocean`` (lat, lon), ``mean`` (lat, lon) its pixel means;
         ``fitted_on`` (transform) what the fit was on, in the attrs and the history line;
-        ``out_dims`` the output's dim order (default: the fitted input's)."""
+        ``out_dims`` the output's dim order (default: the fitted input's); ``sigma_extra`` attrs
+        added to sigma's (transform: how its scale was fitted)."""
         shape = values.shape
         if np.shape(filled_n) != shape or (sigma_n is not None and np.shape(sigma_n) != shape):
             raise RuntimeError(f"method {self.name!r} returned shape {np.shape(filled_n)}, expected {shape}")
@@ -936,7 +941,7 @@ class Interpolator:
         }
         if sigma is not None:
             sattrs = {**sigma_attrs(name, tmpl.attrs.get("units"), tmpl.attrs.get("standard_name")),
-                      **(saved[1] if saved else self._sigma_attrs())}
+                      **(saved[1] if saved else self._sigma_attrs()), **(sigma_extra or {})}
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
         # CF: the field says what it is and names its flag (and sigma); only `oceandl interpolate` did,
         # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment

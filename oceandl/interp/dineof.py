@@ -25,6 +25,7 @@ import numbers
 from typing import Any, ClassVar
 
 import numpy as np
+import xarray as xr
 
 from oceandl.errors import InputError, warn
 from oceandl.utils import seed_torch, torch_rng_scope
@@ -205,21 +206,111 @@ def _laplacian_filter(nt: int, alpha: float, n_apply: int):
     return np.linalg.matrix_power(F, n_apply)
 
 
-def _amplitude_cov(m, V, r_oi, lam):
-    """The OI analysis covariance of each step's amplitudes, (time, k * k) symmetrised:
-    ``P_t = (diag(1 / lam) + V^T diag(m_t / r_oi) V)^-1``; ``m`` (time, n) float mask, ``V`` (n, k)."""
+def _amplitude_information(m, V, r_oi):
+    """Each step's ``G_t = V^T diag(m_t / r_oi) V``, (time, k, k): what its observed pixels tell of
+    its amplitudes; ``m`` (time, n) float mask, ``V`` (n, k)."""
     import torch
 
     nt, (n, k) = m.shape[0], V.shape
-    # G_t = V^T diag(m_t / r) V for every step: (nt, n) @ (n, k*k), by blocks of pixels
+    # (nt, n) @ (n, k*k), by blocks of pixels
     step = max(1, _ERRMAP_BLOCK // (k * k))
     G = torch.zeros(nt, k * k, dtype=torch.float64, device=m.device)
     for i in range(0, n, step):
         Vb = V[i:i + step]
         W = (Vb[:, :, None] * Vb[:, None, :]).reshape(-1, k * k)
         G += m[:, i:i + step] @ (W / r_oi[i:i + step, None])
-    P = torch.linalg.inv(G.reshape(nt, k, k) + torch.diag(1 / lam)).reshape(nt, k * k)
+    return G.reshape(nt, k, k)
+
+
+def _amplitude_cov(m, V, r_oi, lam):
+    """The OI analysis covariance of each step's amplitudes, (time, k * k) symmetrised:
+    ``P_t = (diag(1 / lam) + V^T diag(m_t / r_oi) V)^-1``; ``m`` (time, n) float mask, ``V`` (n, k)."""
+    import torch
+
+    nt, k = m.shape[0], V.shape[1]
+    P = torch.linalg.inv(_amplitude_information(m, V, r_oi) + torch.diag(1 / lam)).reshape(nt, k * k)
     return (P + P.reshape(nt, k, k).transpose(1, 2).reshape(nt, k * k)) / 2
+
+
+def _time_positions(da) -> tuple[np.ndarray, str] | None:
+    """The time coordinate of ``da`` (its first dim) as float positions, and their kind: seconds
+    since 1970-01-01 in the dates' calendar (``"seconds:<calendar>"``, datetime64 or cftime), or
+    the coordinate's own numbers (``"number"``); None without a coordinate, with values that are
+    neither (labels) or with NaT."""
+    idx = da.indexes.get(da.dims[0])
+    if idx is None or len(idx) == 0:
+        return None
+    vals = np.asarray(idx.values)
+    if np.issubdtype(vals.dtype, np.number) and not np.issubdtype(vals.dtype, np.bool_):
+        out = vals.astype(np.float64), "number"
+    elif np.issubdtype(vals.dtype, np.datetime64) or vals.dtype == object:
+        try:  # xarray's CF encoding: datetime64 and cftime dates alike
+            num, _, cal = xr.coding.times.encode_cf_datetime(vals, units="seconds since 1970-01-01")
+        except (TypeError, ValueError, AttributeError, OverflowError):
+            return None
+        cal = "standard" if cal in ("standard", "gregorian", "proleptic_gregorian") else str(cal)
+        out = np.asarray(num, dtype=np.float64), f"seconds:{cal}"
+    else:
+        return None
+    return out if np.isfinite(out[0]).all() else None
+
+
+def _fitted_step(da) -> tuple[float, str] | None:
+    """The fit's typical time step (the median of its positive steps) and its kind, or None."""
+    pos = _time_positions(da)
+    if pos is None or pos[0].size < 3:
+        return None
+    d = np.diff(pos[0])
+    d = d[d > 0]
+    return (float(np.median(d)), pos[1]) if d.size and np.isfinite(d).all() else None
+
+
+def _lag1(amp: np.ndarray, pos: np.ndarray | None, step: float | None) -> np.ndarray:
+    """Each column's lag-1 correlation over the pairs of consecutive steps one fitted ``step`` apart
+    (within 10 %; all consecutive pairs without positions), in [0, 0.99]; 0 with fewer than 2 pairs.
+    ``amp`` (time, k)."""
+    pair = np.ones(max(amp.shape[0] - 1, 0), dtype=bool)
+    if pos is not None and step is not None:
+        pair = np.isclose(np.diff(pos), step, rtol=0.1)
+    if pair.sum() < 2:
+        return np.zeros(amp.shape[1])
+    a, b = amp[:-1][pair], amp[1:][pair]
+    rho = (a * b).sum(axis=0) / np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0)).clip(min=1e-300)
+    # a negative lag-1 correlation is no persistence to borrow; 0.99 keeps the process noise positive
+    return np.clip(np.nan_to_num(rho), 0.0, 0.99)
+
+
+def _smoothed_amplitudes(G, b, lam, f):
+    """Kalman filter and Rauch-Tung-Striebel smoother of the mode amplitudes over the steps.
+
+    ``G`` (time, k, k) each step's ``V^T diag(m_t / r) V``, ``b`` (time, k) its ``V^T diag(m_t / r)
+    x_t``, ``lam`` (k,) the amplitudes' stationary variance, ``f`` (time, k) the AR(1) factor from
+    the step before (row 0 unused; 0: no memory, which gives each step's own optimal interpolation).
+    Returns the smoothed amplitudes (time, k) and their covariances (time, k * k), float64."""
+    import torch
+
+    nt, k = b.shape
+    af, Pf = torch.empty(nt, k, dtype=torch.float64), torch.empty(nt, k, k, dtype=torch.float64)
+    ap, Pp = torch.zeros(nt, k, dtype=torch.float64), torch.empty(nt, k, k, dtype=torch.float64)
+    Pp[0] = torch.diag(lam)
+    for t in range(nt):
+        if t:
+            ap[t] = f[t] * af[t - 1]
+            Pp[t] = f[t][:, None] * Pf[t - 1] * f[t][None, :] + torch.diag(lam * (1 - f[t] ** 2))
+        # information form: P = (Pp^-1 + G)^-1, a = P (Pp^-1 ap + b); k x k, whatever the pixel count
+        Li = torch.cholesky_inverse(torch.linalg.cholesky(Pp[t]))
+        P = torch.linalg.inv(Li + G[t])
+        Pf[t] = (P + P.T) / 2
+        af[t] = Pf[t] @ (Li @ ap[t] + b[t])
+    a, P = af.clone(), Pf.clone()
+    for t in range(nt - 2, -1, -1):
+        if not bool((f[t + 1] > 0).any()):
+            continue  # no memory across this step: the filter's estimate is the smoothed one
+        C = torch.linalg.solve(Pp[t + 1], (Pf[t] * f[t + 1][None, :]).T).T  # Pf Phi^T Pp^-1
+        a[t] = af[t] + C @ (a[t + 1] - ap[t + 1])
+        Pt = Pf[t] + C @ (P[t + 1] - Pp[t + 1]) @ C.T
+        P[t] = (Pt + Pt.T) / 2
+    return a, P.reshape(nt, k * k)
 
 
 def _error_variance(P, V, r, U, Q):
@@ -396,6 +487,19 @@ class DINEOF(Interpolator):
         fill at the chosen rank (on the observations less the calibration's), one more SVD and a
         few (pixels x k^2) products, twice, and holds a few cube-sized float64 arrays while it runs. With ``temporal_filter`` the error model's modes are the
         unfiltered SVD's of the filled matrix.
+    transform_smoother : bool, default True
+        :meth:`transform` only: the new steps' mode amplitudes go through a Kalman smoother across
+        the steps (each mode an AR(1) series whose lag-1 correlation is that of the fitted
+        amplitudes, per fitted time step, raised to the power of the new steps' spacing), so that a
+        clouded day borrows from the days around it, as the fit's own days do through the SVD.
+        ``False``: each step alone (the optimal interpolation of its own observations). Without
+        a time correlation in the fit (yearly steps, fewer than 3 steps) both are the same.
+    transform_calibration : bool, default True
+        :meth:`transform` with ``error_map`` only: sigma's scale is fitted on the new field's own
+        observations (8 % of them hidden by cloud-mask transfer, the fill rerun without them), as
+        the fit's is on the field fitted; ``False`` (or too few such observations: a single step)
+        keeps the fit's ``cv_sigma_scale_``, which is off where the modes describe the new period
+        less well than the fitted one.
 
     Attributes (after fit)
     ----------------------
@@ -439,6 +543,8 @@ class DINEOF(Interpolator):
         # default stays what the benchmarks measured)
         "harmonics": 0,
         "error_map": False,
+        "transform_smoother": True,
+        "transform_calibration": True,
     }
 
     def _check_options(self) -> None:
@@ -486,6 +592,14 @@ class DINEOF(Interpolator):
         if not isinstance(o["error_map"], (bool, np.bool_)):
             raise InputError(f"method 'dineof': option error_map must be True or False, got {o['error_map']!r}")
         o["error_map"] = bool(o["error_map"])
+        if not isinstance(o["transform_smoother"], (bool, np.bool_)):
+            raise InputError("method 'dineof': option transform_smoother must be True or False, got "
+                             f"{o['transform_smoother']!r}")
+        o["transform_smoother"] = bool(o["transform_smoother"])
+        if not isinstance(o["transform_calibration"], (bool, np.bool_)):
+            raise InputError("method 'dineof': option transform_calibration must be True or False, got "
+                             f"{o['transform_calibration']!r}")
+        o["transform_calibration"] = bool(o["transform_calibration"])
         if o["cv_shape"] not in ("squares", "clouds"):
             raise InputError(f"method 'dineof': option cv_shape must be 'squares' or 'clouds', got {o['cv_shape']!r}")
         check_harmonics(self.name, o["harmonics"])
@@ -752,13 +866,14 @@ class DINEOF(Interpolator):
         self._last_fill = (it, conv, total)
         return filled
 
-    def _sigma_points(self, obs: np.ndarray) -> np.ndarray | None:
+    def _sigma_points(self, obs: np.ndarray, da=None) -> np.ndarray | None:
         """The observations (a bool cube, subset of ``obs``) hidden to calibrate sigma on: cloud patterns
         of random other days pasted on the cleanest ones, ``_SIGMA_FRACTION`` of the observations, in
-        time order, seeded from ``seed``; None where there is no cloud pattern to paste."""
+        time order (of ``da``, default the field fitted), seeded from ``seed``; None where there is no
+        cloud pattern to paste."""
         from .withhold import withhold_by_cloud_transfer
 
-        it = _time_order(self.da_)
+        it = _time_order(self.da_ if da is None else da)
         o = obs[it]
         if o.shape[0] < 2 or not (~o & o.any(axis=0)).any():
             return None
@@ -987,25 +1102,62 @@ class DINEOF(Interpolator):
         return out
 
     can_transform: ClassVar[bool] = True
+    transform_options: ClassVar[tuple[str, ...]] = ("transform_smoother", "transform_calibration")
 
-    def _transform(self, x: np.ndarray, obs: np.ndarray, da) -> tuple[np.ndarray, np.ndarray | None]:
+    def _transform(self, x: np.ndarray, obs: np.ndarray, da):
         """Each new step's amplitudes of the fitted spatial modes: the optimal interpolation of the
         error model (:meth:`_error_var`) given the step's observations, ``a_t = P_t V^T diag(m_t / r)
         x_t`` with ``P_t = (diag(nt / s^2) + V^T diag(m_t / r) V)^-1``; with ``error_map``, sigma
-        from ``P_t`` (and the loadings' and unresolved terms) times the fitted ``cv_sigma_scale_``."""
+        from ``P_t`` (and the loadings' and unresolved terms) times a calibration scale.
+
+        With ``transform_smoother`` (default) the amplitudes are an AR(1) series per mode instead of
+        independent steps (:meth:`_transition`): the Kalman filter and smoother over the steps give
+        ``a_t`` and ``P_t`` from every step's observations, so a fully clouded day gets its
+        neighbours' amplitudes instead of 0 (the fitted mean).
+
+        The scale (``transform_calibration``, default): fitted on the new field itself, as the fit's
+        was on its own, so that rms(error / sigma) = 1 on ``_SIGMA_FRACTION`` of its observations
+        hidden by cloud-mask transfer (the fill rerun without them); the fit's ``cv_sigma_scale_``
+        with fewer than ``SIGMA_MIN_POINTS`` such points. The fit's scale alone is off on a period
+        the modes describe less well than the fitted one. Measured: docs/benchmarks.md. Returns
+        the fill, sigma and the sigma attrs saying which scale was used."""
+        em = self._fitted_modes()
+        pos = _time_positions(da)
+        if self.options["transform_smoother"] and pos is not None and (np.diff(pos[0]) < 0).any():
+            # smoothed in time order, returned in the caller's
+            order = np.argsort(pos[0], kind="stable")
+            back = np.argsort(order)
+            filled, sigma, attrs = self._transform(x[order], obs[order], da.isel({da.dims[0]: order}))
+            return filled[back], None if sigma is None else sigma[back], attrs
+        filled, var = self._amplitude_fill(x, obs, da, em)
+        if var is None:
+            return filled, None, {}
+        scale = float(self.cv_sigma_scale_)
+        attrs = {"transform_sigma_scale": scale,
+                 "transform_sigma_calibration": f"the fit's cv_sigma_scale x{scale:.4g} (transform_calibration=False)"}
+        if self.options["transform_calibration"]:
+            scale, attrs = self._transform_scale(x, obs, da, em)
+        sigma = var.sqrt_().mul_(scale)
+        return filled, self._from_matrix(sigma.numpy().astype(np.float32), fill=np.nan), attrs
+
+    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict):
+        """The fill (time, lat, lon) float32 of :meth:`_transform` from the observations ``obs``, and
+        with ``error_map`` its uncalibrated error variance (time, n_ocean) float64 torch (else None)."""
         import torch
 
-        em = self._fitted_modes()
         V, r, r_oi, lam, k, mu = em["V"], em["r"], em["r_oi"], em["lam"], em["k"], em["mu"]
         X = torch.from_numpy(self._to_matrix(x)).double()
-        M = torch.from_numpy(self._to_matrix(obs))
+        m = torch.from_numpy(self._to_matrix(obs)).double()
         season = self.seasonal_.at(da, _label(da), np.float64)
         if season is not None:
             X = X - torch.from_numpy(season)
-        m = M.double()
         Xc = (X - mu) * m
-        P = _amplitude_cov(m, V, r_oi, lam)
-        a = (P.reshape(-1, k, k) @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
+        f = self._transition(da, k)
+        if f is None:
+            P = _amplitude_cov(m, V, r_oi, lam)
+            a = (P.reshape(-1, k, k) @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
+        else:
+            a, P = _smoothed_amplitudes(_amplitude_information(m, V, r_oi), (Xc / r_oi) @ V, lam, f)
         recon = mu + a @ V.T
         if season is not None:
             recon = recon + torch.from_numpy(season)
@@ -1014,12 +1166,72 @@ class DINEOF(Interpolator):
             return filled, None
         # the new steps' temporal modes (amplitudes over the singular values): the loadings' term
         u = a / em["s2"].sqrt().clamp(min=1e-300)
-        sigma = _error_variance(P, V, r, u, em["Q"]).sqrt_().mul_(self.cv_sigma_scale_)
-        return filled, self._from_matrix(sigma.numpy().astype(np.float32), fill=np.nan)
+        return filled, _error_variance(P, V, r, u, em["Q"])
+
+    def _transform_scale(self, x: np.ndarray, obs: np.ndarray, da, em: dict) -> tuple[float, dict[str, Any]]:
+        """The sigma scale of :meth:`_transform` fitted on the new field's own cloud-shaped held-out
+        observations, and the sigma attrs that say so; the fit's scale with too few of them."""
+        fit_scale = float(self.cv_sigma_scale_)
+        held = self._sigma_points(obs, da)
+        pos, span = _time_positions(da), em.get("span")
+        inside = np.zeros(obs.shape[0], dtype=bool)
+        if held is not None and pos is not None and span is not None and pos[1] == span[2]:
+            # steps of the fitted period: their observations were the fit's, so held out there they
+            # were still seen by its modes (on the fitted field, a scale 3-6x too small)
+            inside = (pos[0] >= span[0]) & (pos[0] <= span[1])
+            held[inside] = False
+        n_held = 0 if held is None else int(held.sum())
+        if n_held >= SIGMA_MIN_POINTS:
+            filled, var = self._amplitude_fill(x, obs & ~held, da, em)
+            sd = self._from_matrix(var.sqrt_().numpy(), fill=np.nan)
+            kept = calibration_z(((filled - x) / sd)[held])
+            if kept.size >= SIGMA_MIN_POINTS:
+                scale = float(np.sqrt(np.mean(kept ** 2)))
+                return scale, {
+                    "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(kept.size),
+                    "transform_sigma_calibration": (
+                        f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {kept.size} of its {n_held} "
+                        f"observations hidden by cloud-mask transfer ({_SIGMA_FRACTION:.0%}; the fill rerun without "
+                        f"them; {n_held - kept.size} beyond {SIGMA_CLIP:g} robust stds left out); the fit's "
+                        f"cv_sigma_scale x{fit_scale:.4g} is not used")}
+        why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer (fewer than "
+               f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
+        if inside.all():
+            why = "this field's steps lie in the fitted period (the fit saw their observations)"
+        elif inside.any():
+            why += f" outside the fitted period ({int(inside.sum())} of its {inside.size} steps lie in it)"
+        return fit_scale, {"transform_sigma_scale": fit_scale,
+                           "transform_sigma_calibration": f"the fit's cv_sigma_scale x{fit_scale:.4g}: {why}"}
+
+    def _transition(self, da, k: int):
+        """The AR(1) factor of each new step's amplitudes from the step before, (time, k) float64
+        torch (:func:`_smoothed_amplitudes`), or None when the steps are filled each alone (option
+        ``transform_smoother`` off, no persistence fitted, a single step).
+
+        The fitted lag-1 correlation ``phi`` is per fitted time step; a new step ``d`` after the one
+        before gets ``phi ** (d / step)``, so a day missing from the new series counts as two steps
+        of decay. New steps out of time order are smoothed in time order (repeats: the same state).
+        Without a comparable time coordinate (none, or numbers against dates) consecutive new steps
+        are taken one fitted step apart."""
+        import torch
+
+        phi = self._modes.get("phi")
+        nt = da.sizes[da.dims[0]]
+        if not self.options["transform_smoother"] or phi is None or nt < 2 or not bool((phi > 0).any()):
+            return None
+        e = np.ones(nt)
+        pos, step = _time_positions(da), self._modes.get("step")
+        if pos is not None and step is not None and pos[1] == step[1]:
+            e = np.diff(pos[0], prepend=pos[0][0]) / step[0]
+            if (e[1:] < 0).any():  # out of order: _transform sorts the steps first
+                raise AssertionError("time steps must be sorted before smoothing")
+        f = phi.numpy()[None, :] ** e[:, None]
+        f[0] = 0.0
+        return torch.from_numpy(f)
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         em = self._fitted_modes()
-        arrays = {key: em[key].numpy() for key in ("mu", "V", "s2", "r", "r_oi", "lam")}
+        arrays = {key: em[key].numpy() for key in ("mu", "V", "s2", "r", "r_oi", "lam", "phi")}
         if self.options["error_map"]:  # the loadings' covariances, by blocks of pixels as the fill reads them
             n, k = arrays["V"].shape
             step = max(1, _ERRMAP_BLOCK // (k * k))
@@ -1027,7 +1239,9 @@ class DINEOF(Interpolator):
         season, meta = self.seasonal_.state()
         return ({**arrays, **season},
                 {**meta, "k": int(em["k"]), "n_modes": int(self.n_modes_), "label": self._label,
-                 "cv_sigma_scale": float(getattr(self, "cv_sigma_scale_", 1.0))})
+                 "cv_sigma_scale": float(getattr(self, "cv_sigma_scale_", 1.0)),
+                 "time_step": None if em["step"] is None else list(em["step"]),
+                 "time_span": None if em["span"] is None else list(em["span"])})
 
     def _restore(self, arrays, meta, n_ocean, array) -> None:
         import torch
@@ -1045,6 +1259,23 @@ class DINEOF(Interpolator):
         if not (bool((em["r_oi"] > 0).all()) and bool((em["lam"] > 0).all()) and bool((em["s2"] >= 0).all())):
             raise ValueError("variances r_oi, lam must be positive and s2 not negative")
         em["k"] = k
+        # fits saved before the smoother have no phi: each new step alone, as they were filled then
+        em["phi"] = torch.from_numpy(array("phi", (k,))) if "phi" in arrays else None
+        if em["phi"] is not None and not bool(((em["phi"] >= 0) & (em["phi"] < 1)).all()):
+            raise ValueError("phi (the amplitudes' lag-1 correlations) must be in [0, 1)")
+        step = meta.get("time_step")
+        if step is not None and not (isinstance(step, list) and len(step) == 2 and isinstance(step[1], str)
+                                     and (step[1] == "number" or step[1].startswith("seconds:"))
+                                     and isinstance(step[0], (int, float)) and not isinstance(step[0], bool)
+                                     and np.isfinite(step[0]) and step[0] > 0):
+            raise ValueError(f"time_step {step!r} is not [a positive number, 'seconds:<calendar>' or 'number']")
+        em["step"] = None if step is None else (float(step[0]), str(step[1]))
+        span = meta.get("time_span")
+        if span is not None and not (isinstance(span, list) and len(span) == 3 and isinstance(span[2], str)
+                                     and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and np.isfinite(v) for v in span[:2]) and span[0] <= span[1]):
+            raise ValueError(f"time_span {span!r} is not [first, last, kind]")
+        em["span"] = None if span is None else (float(span[0]), float(span[1]), str(span[2]))
         if self.options["error_map"]:
             Q = torch.from_numpy(array("Q", (n_ocean, k * k)))
             em["Q"] = lambda i, j: Q[i:j]
@@ -1068,8 +1299,16 @@ class DINEOF(Interpolator):
                 X -= season
             # the error model reads the residual at the observations from ``filled``: the observed values there
             filled = torch.from_numpy(np.where(M, X, A))
-            self._modes = self._error_model(filled, torch.from_numpy(M), self.n_modes_,
-                                            dual=bool(self.options["error_map"]))
+            em = self._error_model(filled, torch.from_numpy(M), self.n_modes_, dual=bool(self.options["error_map"]))
+            # the persistence of each mode's amplitudes from one fitted step to the next (transform's smoother)
+            step = _fitted_step(self.da_)
+            pos = _time_positions(self.da_)
+            amp = ((filled.double() - em["mu"]) @ em["V"]).numpy()
+            em["phi"] = torch.from_numpy(_lag1(amp, None if pos is None else pos[0], None if step is None else step[0]))
+            em["step"] = step
+            # the fitted period: transform's sigma is not calibrated on its steps (their observations were the fit's)
+            em["span"] = None if pos is None else (float(pos[0].min()), float(pos[0].max()), pos[1])
+            self._modes = em
         return self._modes
 
     def _residual_inflation(self, res, mask) -> float:
