@@ -52,6 +52,8 @@ _CV_OPTIONS = ("max_modes", "cv_fraction", "cv_radius", "cv_shape", "patience")
 _RESID_PRIOR_OBS = 10
 # error_map: entries of the (pixels, k * k) mode-product block computed at once
 _ERRMAP_BLOCK = 2**22
+# the error model's passes over the cube: values per block of steps (or pixels), 8 MB in float64
+_CUBE_BLOCK = 2**20
 # error_map: the share of the observations hidden by cloud-mask transfer, after the fill, to calibrate
 # sigma on (the fill is rerun at the chosen rank without them); fewer such points than
 # base.SIGMA_MIN_POINTS: the square-CV calibration (1 with n_modes fixed), warned; |err / sigma| beyond
@@ -311,6 +313,26 @@ def _smoothed_amplitudes(G, b, lam, f):
         Pt = Pf[t] + C @ (P[t + 1] - Pp[t + 1]) @ C.T
         P[t] = (Pt + Pt.T) / 2
     return a, P.reshape(nt, k * k)
+
+
+def _inflation_factor(stats: dict) -> float:
+    """How many neighbouring observations one independent one is worth: the residual of the
+    truncated fit is correlated in space (it is the unresolved small scales), so the OI must not
+    count each observed pixel as independent. With ``rho`` the lag-1 correlation of the residual
+    between observed neighbours along each grid axis (an AR(1) per axis; ``stats[axis]``: the sums
+    of a*b, a*a, b*b over the pairs and their count, ``DINEOF._inflation_sums``), the factor is
+    ``(1 + rho_y) / (1 - rho_y) * (1 + rho_x) / (1 - rho_x)``, in [1, 100]; an axis with fewer
+    than 10 pairs counts 1."""
+    import torch
+
+    factor = 1.0
+    for ab, aa, bb, pairs in stats.values():
+        if float(pairs) < 10:
+            continue
+        rho = float(ab / torch.sqrt(aa * bb).clamp(min=1e-300))
+        rho = min(max(rho, 0.0), 0.98)
+        factor *= (1 + rho) / (1 - rho)
+    return float(min(factor, 100.0))
 
 
 def _error_variance(P, V, r, U, Q):
@@ -1029,7 +1051,7 @@ class DINEOF(Interpolator):
 
         * amplitudes (Beckers et al. 2006): a time step's amplitudes (k) have the prior variance
           ``s_i^2 / nt`` (``Lam``) and are seen at the step's observed pixels through ``V`` with
-          noise ``r_p`` times the inflation of :meth:`_residual_inflation` (the residual is
+          noise ``r_p`` times the inflation of :func:`_inflation_factor` (the residual is
           correlated in space: neighbouring pixels are not independent observations); the OI
           analysis covariance ``P_t = (Lam^-1 + V^T diag(m_t / (f r)) V)^-1`` (one k x k inverse per
           step) gives ``v_p^T P_t v_p`` (large on a clouded day);
@@ -1053,25 +1075,52 @@ class DINEOF(Interpolator):
         singular values, ``lam`` (k,) the amplitudes' prior variance, ``r`` (n,) each pixel's
         residual variance, ``r_oi`` (n,) it inflated for the residual's spatial correlation, ``k``
         (the modes kept), and with ``dual`` ``U`` (time, k) the temporal modes and ``Q(i, j)`` the
-        loadings' covariances (j - i, k * k) of pixels i to j."""
+        loadings' covariances (j - i, k * k) of pixels i to j.
+
+        Computed by blocks of rows (steps) or columns (pixels) of about ``_CUBE_BLOCK`` values,
+        ``filled`` never copied whole (but for the randomised SVD of a cube over ``_GRAM_MAX`` on
+        both sides): the float64 copies of the cube (centred, residual, mask) made the first
+        transform of a 1000 x 96 x 96 fit peak at 7x the cube's float64 size."""
         import torch
 
         nt, n = filled.shape
         k = max(1, min(k, nt - 1 if self.options["center"] else nt, n))
-        A = filled.double()
-        mu = A.mean(dim=0, keepdim=True) if self.options["center"] else A.new_zeros(1, n)
+        rows, cols = max(1, _CUBE_BLOCK // n), max(1, _CUBE_BLOCK // nt)
+        f64 = dict(dtype=torch.float64, device=filled.device)
+        mu = torch.zeros(1, n, **f64)
         if self.options["center"]:
-            A = A - mu
+            for i in range(0, nt, rows):
+                mu += filled[i:i + rows].double().sum(dim=0, keepdim=True)
+            mu /= nt
+
+        def centred_rows(i):
+            return filled[i:i + rows].double() - mu
+
+        def centred_cols(j):
+            return filled[:, j:j + cols].double() - mu[:, j:j + cols]
+
         if min(nt, n) <= _GRAM_MAX:
             if nt <= n:
-                w, U = torch.linalg.eigh(A @ A.T)
-                s2 = w[-k:].clamp(min=0)
-                V = (A.T @ U[:, -k:]) / s2.sqrt().clamp(min=1e-300)
+                G = torch.zeros(nt, nt, **f64)
+                for j in range(0, n, cols):
+                    C = centred_cols(j)
+                    G += C @ C.T
+                w, U = torch.linalg.eigh(G)
+                s2, U = w[-k:].clamp(min=0), U[:, -k:]
+                V = torch.empty(n, k, **f64)
+                for j in range(0, n, cols):
+                    V[j:j + cols] = centred_cols(j).T @ U
+                V /= s2.sqrt().clamp(min=1e-300)
             else:
-                w, V = torch.linalg.eigh(A.T @ A)
+                G = torch.zeros(n, n, **f64)
+                for i in range(0, nt, rows):
+                    R = centred_rows(i)
+                    G += R.T @ R
+                w, V = torch.linalg.eigh(G)
                 s2, V = w[-k:].clamp(min=0), V[:, -k:]
+            del G
         else:
-            _, S, V = torch.svd_lowrank(A, q=min(k + 10, nt, n), niter=4)
+            _, S, V = torch.svd_lowrank(filled.double() - mu, q=min(k + 10, nt, n), niter=4)
             s2, V = S[:k] ** 2, V[:, :k]
         keep = s2 > 1e-10 * s2.max().clamp(min=1e-300)  # modes of a (numerically) lower rank: none
         if not bool(keep.all()):
@@ -1079,17 +1128,28 @@ class DINEOF(Interpolator):
             k = max(int(keep.sum()), 1)
             if not bool(keep.any()):
                 s2, V = s2.new_ones(1) * 1e-300, V.new_zeros(n, 1)
-        m = mask.double()
-        res = (A @ V @ V.T - A) * m  # the rank-k fit's residual at the observations
-        count = m.sum(dim=0)
-        r_glob = float((res ** 2).sum() / count.sum().clamp(min=1))
+        # the rank-k fit's residual at the observations, and its correlation between neighbours
+        sq, count, stats = torch.zeros(n, **f64), torch.zeros(n, **f64), {}
+        for i in range(0, nt, rows):
+            R = centred_rows(i)
+            m = mask[i:i + rows]
+            res = ((R @ V) @ V.T).sub_(R).mul_(m)
+            del R
+            sq += (res ** 2).sum(dim=0)
+            count += m.sum(dim=0)
+            self._inflation_sums(res, m, stats)
+            del res
+        r_glob = float(sq.sum() / count.sum().clamp(min=1))
         r_glob = max(r_glob, 1e-12)
-        r = ((res ** 2).sum(dim=0) + _RESID_PRIOR_OBS * r_glob) / (count + _RESID_PRIOR_OBS)
-        infl = self._residual_inflation(res, mask)
+        r = (sq + _RESID_PRIOR_OBS * r_glob) / (count + _RESID_PRIOR_OBS)
+        infl = _inflation_factor(stats)
         out: dict[str, Any] = {"mu": mu[0], "V": V, "s2": s2, "r": r, "r_oi": r * infl, "k": k,
                                "lam": (s2 / nt).clamp(min=1e-12 * max(float(s2.max()), 1e-300))}
         if dual:
-            U = A @ V / s2.sqrt().clamp(min=1e-300)  # the temporal modes, for the loadings' term
+            U = torch.empty(nt, k, **f64)  # the temporal modes, for the loadings' term
+            for i in range(0, nt, rows):
+                U[i:i + rows] = centred_rows(i) @ V
+            U /= s2.sqrt().clamp(min=1e-300)
             WU = (U[:, :, None] * U[:, None, :]).reshape(nt, k * k)
             mu_l = (s2 / n).clamp(min=1e-12 * max(float(s2.max()), 1e-300))
 
@@ -1098,7 +1158,6 @@ class DINEOF(Interpolator):
                 return torch.linalg.inv(Gp.reshape(-1, k, k) + torch.diag(1 / mu_l)).reshape(-1, k * k)
 
             out.update(U=U, Q=Q)
-        del res, A
         return out
 
     can_transform: ClassVar[bool] = True
@@ -1288,22 +1347,24 @@ class DINEOF(Interpolator):
         if getattr(self, "_modes", None) is None:
             import torch
 
+            M = self._to_matrix(self.obs_)
+            # the fit's fill with its observations put back (normalised, the cycle removed): the error
+            # model reads the residual of ``_final``'s rank-k values at the observations from it.
+            # One float64 cube, written in place (the cube-sized copies of before peaked at 7x its size)
             A = self._to_matrix(self._filled).astype(np.float64)
+            vals = self._to_matrix(self.values_)
+            A[M] = (vals[M] - np.broadcast_to(self.mean_[self.ocean_], M.shape)[M]) / self.scale_
+            del vals
             season = self.seasonal_.matrix(np.float64)
             if season is not None:
                 A -= season
-            M = self._to_matrix(self.obs_)
-            # the fit's reconstruction at its observations (``_final``'s rank-k values) against them
-            X = (self._to_matrix(self.values_) - self.mean_[self.ocean_]) / self.scale_
-            if season is not None:
-                X -= season
-            # the error model reads the residual at the observations from ``filled``: the observed values there
-            filled = torch.from_numpy(np.where(M, X, A))
+                del season
+            filled = torch.from_numpy(A)
             em = self._error_model(filled, torch.from_numpy(M), self.n_modes_, dual=bool(self.options["error_map"]))
             # the persistence of each mode's amplitudes from one fitted step to the next (transform's smoother)
             step = _fitted_step(self.da_)
             pos = _time_positions(self.da_)
-            amp = ((filled.double() - em["mu"]) @ em["V"]).numpy()
+            amp = (filled @ em["V"] - em["mu"] @ em["V"]).numpy()
             em["phi"] = torch.from_numpy(_lag1(amp, None if pos is None else pos[0], None if step is None else step[0]))
             em["step"] = step
             # the fitted period: transform's sigma is not calibrated on its steps (their observations were the fit's)
@@ -1311,12 +1372,9 @@ class DINEOF(Interpolator):
             self._modes = em
         return self._modes
 
-    def _residual_inflation(self, res, mask) -> float:
-        """How many neighbouring observations one independent one is worth: the residual of the
-        truncated fit is correlated in space (it is the unresolved small scales), so the OI must not
-        count each observed pixel as independent. With ``rho`` the lag-1 correlation of the residual
-        between observed neighbours along each grid axis (an AR(1) per axis), the factor is
-        ``(1 + rho_y) / (1 - rho_y) * (1 + rho_x) / (1 - rho_x)``, in [1, 100]."""
+    def _inflation_sums(self, res, mask, stats: dict) -> None:
+        """Add the products of the residual ``res`` (steps, n) between observed neighbours along
+        each grid axis (``mask`` (steps, n), bool) to ``stats`` (:func:`_inflation_factor`)."""
         import torch
 
         grid = torch.zeros((res.shape[0],) + self.ocean_.shape, dtype=res.dtype, device=res.device)
@@ -1324,19 +1382,14 @@ class DINEOF(Interpolator):
         oc = torch.from_numpy(self.ocean_).to(res.device)
         grid[:, oc] = res
         ok[:, oc] = mask
-        factor = 1.0
         for ax in (1, 2):
             if grid.shape[ax] < 2:
                 continue
             a, b = grid.narrow(ax, 0, grid.shape[ax] - 1), grid.narrow(ax, 1, grid.shape[ax] - 1)
             both = ok.narrow(ax, 0, grid.shape[ax] - 1) & ok.narrow(ax, 1, grid.shape[ax] - 1)
-            if int(both.sum()) < 10:
-                continue
             a, b = a[both], b[both]
-            rho = float((a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum()).clamp(min=1e-300))
-            rho = min(max(rho, 0.0), 0.98)
-            factor *= (1 + rho) / (1 - rho)
-        return float(min(factor, 100.0))
+            sums = torch.stack([(a * b).sum(), (a * a).sum(), (b * b).sum(), both.sum().double()])
+            stats[ax] = stats[ax] + sums if ax in stats else sums
 
     def _reconstruct(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self._filled, self._sigma
