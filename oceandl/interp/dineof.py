@@ -1231,7 +1231,8 @@ class DINEOF(Interpolator):
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         em = self._fitted_modes()
-        arrays = {key: em[key].numpy() for key in ("mu", "V", "s2", "r", "r_oi", "lam", "phi")}
+        # phi is None in a fit saved before the smoother (loaded, saved again): saved without it, as it was
+        arrays = {key: em[key].numpy() for key in ("mu", "V", "s2", "r", "r_oi", "lam", "phi") if em[key] is not None}
         if self.options["error_map"]:  # the loadings' covariances, by blocks of pixels as the fill reads them
             n, k = arrays["V"].shape
             step = max(1, _ERRMAP_BLOCK // (k * k))
