@@ -226,6 +226,17 @@ def test_the_smoother_decays_over_missing_steps_and_sorts_the_steps(smoothed_and
     np.testing.assert_array_equal(shuffled, in_order[np.argsort(np.argsort(perm))])
 
 
+def test_a_fit_on_steps_out_of_time_order_has_the_persistence_of_the_sorted_one():
+    # reversed: no fitted step (new dates ignored); shuffled: phi 0, the smoother silently off
+    gappy, _ = lowrank_cube(40, 10, 12, cover=0.4, seed=3, dates=True)
+    want = DINEOF(seed=0, n_modes=3).fit(gappy)._fitted_modes()
+    assert want["phi"].numpy().min() > 0.8
+    for perm in (np.arange(40)[::-1], np.random.default_rng(0).permutation(40)):
+        got = DINEOF(seed=0, n_modes=3).fit(gappy.isel(time=perm))._fitted_modes()
+        np.testing.assert_allclose(got["phi"].numpy(), want["phi"].numpy(), rtol=1e-6)
+        assert got["step"] == want["step"] == (86400.0, "seconds:standard")
+
+
 def test_options_of_the_smoother_are_checked():
     with pytest.raises(InputError, match="transform_smoother must be True or False"):
         DINEOF(transform_smoother="yes")

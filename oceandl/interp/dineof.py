@@ -256,11 +256,11 @@ def _time_positions(da) -> tuple[np.ndarray, str] | None:
 
 
 def _fitted_step(da) -> tuple[float, str] | None:
-    """The fit's typical time step (the median of its positive steps) and its kind, or None."""
+    """The fit's typical time step (the median of its positive steps, in time order) and its kind, or None."""
     pos = _time_positions(da)
     if pos is None or pos[0].size < 3:
         return None
-    d = np.diff(pos[0])
+    d = np.diff(np.sort(pos[0]))  # in time order: a fit on reversed steps had no step (None), shuffled ones a wrong one
     d = d[d > 0]
     return (float(np.median(d)), pos[1]) if d.size and np.isfinite(d).all() else None
 
@@ -1305,7 +1305,10 @@ class DINEOF(Interpolator):
             step = _fitted_step(self.da_)
             pos = _time_positions(self.da_)
             amp = ((filled.double() - em["mu"]) @ em["V"]).numpy()
-            em["phi"] = torch.from_numpy(_lag1(amp, None if pos is None else pos[0], None if step is None else step[0]))
+            order = np.arange(amp.shape[0]) if pos is None else np.argsort(pos[0], kind="stable")
+            # consecutive in time, not in the field's order: fitted on shuffled days phi was 0 (no smoothing)
+            em["phi"] = torch.from_numpy(_lag1(amp[order], None if pos is None else pos[0][order],
+                                               None if step is None else step[0]))
             em["step"] = step
             # the fitted period: transform's sigma is not calibrated on its steps (their observations were the fit's)
             em["span"] = None if pos is None else (float(pos[0].min()), float(pos[0].max()), pos[1])
