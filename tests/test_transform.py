@@ -237,6 +237,18 @@ def test_a_fit_on_steps_out_of_time_order_has_the_persistence_of_the_sorted_one(
         assert got["step"] == want["step"] == (86400.0, "seconds:standard")
 
 
+@pytest.mark.parametrize("fit_cal, new_cal", [("standard", "noleap"), ("noleap", "standard"), ("360_day", "noleap")])
+def test_new_dates_in_another_calendar_decay_by_their_durations(fit_cal, new_cal):
+    # the fit's step compared with the new steps only in the same calendar: other dates 2 and 5 days
+    # apart were taken one fitted step apart (phi, not phi ** 2 and phi ** 5)
+    gappy, _ = lowrank_cube(40, 10, 12, cover=0.4, seed=3)
+    past = gappy.assign_coords(time=xr.date_range("2001-01-01", periods=40, calendar=fit_cal, use_cftime=True))
+    m = DINEOF(seed=0, n_modes=3).fit(past)
+    phi = m._fitted_modes()["phi"].numpy()
+    new = gappy[:3].assign_coords(time=xr.date_range("2001-03-01", periods=8, calendar=new_cal, use_cftime=True)[[0, 2, 7]])
+    np.testing.assert_allclose(m._transition(new, len(phi)).numpy(), [np.zeros_like(phi), phi ** 2, phi ** 5])
+
+
 def test_options_of_the_smoother_are_checked():
     with pytest.raises(InputError, match="transform_smoother must be True or False"):
         DINEOF(transform_smoother="yes")

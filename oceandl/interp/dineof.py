@@ -1211,8 +1211,9 @@ class DINEOF(Interpolator):
         The fitted lag-1 correlation ``phi`` is per fitted time step; a new step ``d`` after the one
         before gets ``phi ** (d / step)``, so a day missing from the new series counts as two steps
         of decay. New steps out of time order are smoothed in time order (repeats: the same state).
-        Without a comparable time coordinate (none, or numbers against dates) consecutive new steps
-        are taken one fitted step apart."""
+        Dates in another calendar than the fit's compare by their durations. Without a comparable
+        time coordinate (none, or numbers against dates) consecutive new steps are taken one fitted
+        step apart."""
         import torch
 
         phi = self._modes.get("phi")
@@ -1221,7 +1222,9 @@ class DINEOF(Interpolator):
             return None
         e = np.ones(nt)
         pos, step = _time_positions(da), self._modes.get("step")
-        if pos is not None and step is not None and pos[1] == step[1]:
+        # durations compare across calendars (a day is 86400 s in each): a fit on noleap dates took new
+        # standard dates 2 days apart as one step (phi, not phi ** 2); only their absolute positions differ
+        if pos is not None and step is not None and pos[1].split(":")[0] == step[1].split(":")[0]:
             e = np.diff(pos[0], prepend=pos[0][0]) / step[0]
             if (e[1:] < 0).any():  # out of order: _transform sorts the steps first
                 raise AssertionError("time steps must be sorted before smoothing")
