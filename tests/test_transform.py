@@ -549,6 +549,20 @@ def test_transform_keeps_the_fits_scale_on_the_fitted_period_and_a_single_step(d
     assert mixed["transform_sigma_scale"] > 1.5 * model.cv_sigma_scale_
 
 
+def test_too_few_held_out_points_left_by_the_clip_is_said_as_such(drifting, monkeypatch):
+    # enough observations hidden but fewer than SIGMA_MIN_POINTS kept by the clip: the attr said
+    # "N observations ... could be hidden (fewer than 200; one step, or no cloud to paste)", N >= 200
+    import oceandl.interp.dineof as dineof_module
+
+    model, da, _ = drifting
+    monkeypatch.setattr(dineof_module, "calibration_z", lambda z: np.ravel(z)[:10])
+    attrs = model.transform(da[60:])["sigma"].attrs
+    assert attrs["transform_sigma_scale"] == pytest.approx(model.cv_sigma_scale_)
+    text = attrs["transform_sigma_calibration"]
+    assert "10 of the " in text and "are within 5 robust stds (fewer than 200)" in text, text
+    assert "could be hidden" not in text
+
+
 def test_a_saved_fit_keeps_its_fitted_period(drifting, tmp_path):
     from oceandl.interp import load_fitted
 

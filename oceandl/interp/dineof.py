@@ -1180,7 +1180,7 @@ class DINEOF(Interpolator):
             # were still seen by its modes (on the fitted field, a scale 3-6x too small)
             inside = (pos[0] >= span[0]) & (pos[0] <= span[1])
             held[inside] = False
-        n_held = 0 if held is None else int(held.sum())
+        n_held, kept = 0 if held is None else int(held.sum()), None
         if n_held >= SIGMA_MIN_POINTS:
             filled, var = self._amplitude_fill(x, obs & ~held, da, em)
             sd = self._from_matrix(var.sqrt_().numpy(), fill=np.nan)
@@ -1196,6 +1196,9 @@ class DINEOF(Interpolator):
                         f"cv_sigma_scale x{fit_scale:.4g} is not used")}
         why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer (fewer than "
                f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
+        if kept is not None:  # enough hidden, too few left within the clip: "250 ... (fewer than 200)" was said
+            why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
+                   f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
         if inside.all():
             why = "this field's steps lie in the fitted period (the fit saw their observations)"
         elif inside.any():
