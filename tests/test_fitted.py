@@ -380,6 +380,20 @@ def test_a_fit_saved_before_the_smoother_fills_each_step_alone(periods, saved, t
     assert not np.array_equal(load_fitted(d / "dineof").transform(new)["sst"].values, want["sst"].values)
 
 
+def test_a_fit_saved_before_the_smoother_saves_again(periods, saved, tmp_path):
+    # its phi is None once loaded: save() read phi.numpy() (AttributeError)
+    d, _ = saved
+    _, new = periods
+    old = load_fitted(_edit(d / "dineof", tmp_path / "old", arrays=lambda t: t.pop("phi"),
+                            config=lambda c: c["fitted"]["state"].pop("time_step")))
+    old.save(tmp_path / "again")
+    again = load_fitted(tmp_path / "again")
+    assert again._modes["phi"] is None
+    a, b = old.transform(new[:20]), again.transform(new[:20])
+    for v in a.data_vars:
+        np.testing.assert_array_equal(b[v].values, a[v].values)
+
+
 def test_fit_on_a_fitted_model_with_the_smoother_off_leaves_the_model_as_it_was(periods, saved):
     _, models = saved
     _, new = periods

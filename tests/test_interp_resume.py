@@ -163,6 +163,39 @@ def test_python_refusals(cube, tmp_path):
     assert _snapshot(tmp_path / "cut") == before
 
 
+def _edit_state(folder, key, value):
+    """Set the top-level ``key`` of the training state's JSON in ``folder`` to ``value``."""
+    path = Path(folder) / "training_state.json"
+    meta = json.loads(path.read_text())
+    meta["__dict__"] = [[k, value if k == key else v] for k, v in meta["__dict__"]]
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: (d / "training_state.json").write_text('{"__dict__": null}'),
+    lambda d: (d / "training_state.json").write_text("[1, 2]"),
+    lambda d: (d / "training_state.json").write_text('{"__dict__": [[{"__tensor__": "nowhere"}, 1]]}'),
+    lambda d: _edit_state(d, "steps", None),
+    lambda d: _edit_state(d, "step", "two"),
+    lambda d: _edit_state(d, "step", 9),
+    lambda d: _edit_state(d, "losses", None),
+    lambda d: (d / "training_state.safetensors").write_bytes((d / "training_state.safetensors").read_bytes()[:100]),
+])
+def test_an_edited_or_damaged_training_state_is_a_one_line_checkpoint_error(cube, tmp_path, edit):
+    # a state JSON that parses but is not the state (or its numbers not numbers) was a bare
+    # TypeError/KeyError/ValueError traceback (exit 1 at the CLI)
+    from oceandl.errors import CheckpointError
+
+    cls, opts = METHODS["convae"], _opts("convae")
+    _interrupt(cls, cube, tmp_path / "cut", 2, **opts)
+    edit(tmp_path / "cut")
+    before = _snapshot(tmp_path / "cut")
+    with pytest.raises(CheckpointError, match="cut: corrupt training state") as err:
+        cls(seed=0, device="cpu", resume=str(tmp_path / "cut"), **opts).fit(cube)
+    assert "\n" not in str(err.value)
+    assert _snapshot(tmp_path / "cut") == before
+
+
 def test_interrupted_folder_is_warned_about_when_used(cube, tmp_path):
     """checkpoint= (interpolate --model) and init= of an interrupted run's folder fill or train with
     a warning naming the step it stopped at, not as a trained network without a word."""

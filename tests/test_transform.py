@@ -226,6 +226,29 @@ def test_the_smoother_decays_over_missing_steps_and_sorts_the_steps(smoothed_and
     np.testing.assert_array_equal(shuffled, in_order[np.argsort(np.argsort(perm))])
 
 
+def test_a_fit_on_steps_out_of_time_order_has_the_persistence_of_the_sorted_one():
+    # reversed: no fitted step (new dates ignored); shuffled: phi 0, the smoother silently off
+    gappy, _ = lowrank_cube(40, 10, 12, cover=0.4, seed=3, dates=True)
+    want = DINEOF(seed=0, n_modes=3).fit(gappy)._fitted_modes()
+    assert want["phi"].numpy().min() > 0.8
+    for perm in (np.arange(40)[::-1], np.random.default_rng(0).permutation(40)):
+        got = DINEOF(seed=0, n_modes=3).fit(gappy.isel(time=perm))._fitted_modes()
+        np.testing.assert_allclose(got["phi"].numpy(), want["phi"].numpy(), rtol=1e-6)
+        assert got["step"] == want["step"] == (86400.0, "seconds:standard")
+
+
+@pytest.mark.parametrize("fit_cal, new_cal", [("standard", "noleap"), ("noleap", "standard"), ("360_day", "noleap")])
+def test_new_dates_in_another_calendar_decay_by_their_durations(fit_cal, new_cal):
+    # the fit's step compared with the new steps only in the same calendar: other dates 2 and 5 days
+    # apart were taken one fitted step apart (phi, not phi ** 2 and phi ** 5)
+    gappy, _ = lowrank_cube(40, 10, 12, cover=0.4, seed=3)
+    past = gappy.assign_coords(time=xr.date_range("2001-01-01", periods=40, calendar=fit_cal, use_cftime=True))
+    m = DINEOF(seed=0, n_modes=3).fit(past)
+    phi = m._fitted_modes()["phi"].numpy()
+    new = gappy[:3].assign_coords(time=xr.date_range("2001-03-01", periods=8, calendar=new_cal, use_cftime=True)[[0, 2, 7]])
+    np.testing.assert_allclose(m._transition(new, len(phi)).numpy(), [np.zeros_like(phi), phi ** 2, phi ** 5])
+
+
 def test_options_of_the_smoother_are_checked():
     with pytest.raises(InputError, match="transform_smoother must be True or False"):
         DINEOF(transform_smoother="yes")
@@ -524,6 +547,20 @@ def test_transform_keeps_the_fits_scale_on_the_fitted_period_and_a_single_step(d
     mixed = model.transform(da[30:90])["sigma"].attrs
     assert "fitted on this field" in mixed["transform_sigma_calibration"]
     assert mixed["transform_sigma_scale"] > 1.5 * model.cv_sigma_scale_
+
+
+def test_too_few_held_out_points_left_by_the_clip_is_said_as_such(drifting, monkeypatch):
+    # enough observations hidden but fewer than SIGMA_MIN_POINTS kept by the clip: the attr said
+    # "N observations ... could be hidden (fewer than 200; one step, or no cloud to paste)", N >= 200
+    import oceandl.interp.dineof as dineof_module
+
+    model, da, _ = drifting
+    monkeypatch.setattr(dineof_module, "calibration_z", lambda z: np.ravel(z)[:10])
+    attrs = model.transform(da[60:])["sigma"].attrs
+    assert attrs["transform_sigma_scale"] == pytest.approx(model.cv_sigma_scale_)
+    text = attrs["transform_sigma_calibration"]
+    assert "10 of the " in text and "are within 5 robust stds (fewer than 200)" in text, text
+    assert "could be hidden" not in text
 
 
 def test_a_saved_fit_keeps_its_fitted_period(drifting, tmp_path):

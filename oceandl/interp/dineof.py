@@ -258,11 +258,11 @@ def _time_positions(da) -> tuple[np.ndarray, str] | None:
 
 
 def _fitted_step(da) -> tuple[float, str] | None:
-    """The fit's typical time step (the median of its positive steps) and its kind, or None."""
+    """The fit's typical time step (the median of its positive steps, in time order) and its kind, or None."""
     pos = _time_positions(da)
     if pos is None or pos[0].size < 3:
         return None
-    d = np.diff(pos[0])
+    d = np.diff(np.sort(pos[0]))  # in time order: a fit on reversed steps had no step (None), shuffled ones a wrong one
     d = d[d > 0]
     return (float(np.median(d)), pos[1]) if d.size and np.isfinite(d).all() else None
 
@@ -1239,7 +1239,7 @@ class DINEOF(Interpolator):
             # were still seen by its modes (on the fitted field, a scale 3-6x too small)
             inside = (pos[0] >= span[0]) & (pos[0] <= span[1])
             held[inside] = False
-        n_held = 0 if held is None else int(held.sum())
+        n_held, kept = 0 if held is None else int(held.sum()), None
         if n_held >= SIGMA_MIN_POINTS:
             filled, var = self._amplitude_fill(x, obs & ~held, da, em)
             sd = self._from_matrix(var.sqrt_().numpy(), fill=np.nan)
@@ -1255,6 +1255,9 @@ class DINEOF(Interpolator):
                         f"cv_sigma_scale x{fit_scale:.4g} is not used")}
         why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer (fewer than "
                f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
+        if kept is not None:  # enough hidden, too few left within the clip: "250 ... (fewer than 200)" was said
+            why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
+                   f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
         if inside.all():
             why = "this field's steps lie in the fitted period (the fit saw their observations)"
         elif inside.any():
@@ -1270,8 +1273,9 @@ class DINEOF(Interpolator):
         The fitted lag-1 correlation ``phi`` is per fitted time step; a new step ``d`` after the one
         before gets ``phi ** (d / step)``, so a day missing from the new series counts as two steps
         of decay. New steps out of time order are smoothed in time order (repeats: the same state).
-        Without a comparable time coordinate (none, or numbers against dates) consecutive new steps
-        are taken one fitted step apart."""
+        Dates in another calendar than the fit's compare by their durations. Without a comparable
+        time coordinate (none, or numbers against dates) consecutive new steps are taken one fitted
+        step apart."""
         import torch
 
         phi = self._modes.get("phi")
@@ -1280,7 +1284,9 @@ class DINEOF(Interpolator):
             return None
         e = np.ones(nt)
         pos, step = _time_positions(da), self._modes.get("step")
-        if pos is not None and step is not None and pos[1] == step[1]:
+        # durations compare across calendars (a day is 86400 s in each): a fit on noleap dates took new
+        # standard dates 2 days apart as one step (phi, not phi ** 2); only their absolute positions differ
+        if pos is not None and step is not None and pos[1].split(":")[0] == step[1].split(":")[0]:
             e = np.diff(pos[0], prepend=pos[0][0]) / step[0]
             if (e[1:] < 0).any():  # out of order: _transform sorts the steps first
                 raise AssertionError("time steps must be sorted before smoothing")
@@ -1290,7 +1296,8 @@ class DINEOF(Interpolator):
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         em = self._fitted_modes()
-        arrays = {key: em[key].numpy() for key in ("mu", "V", "s2", "r", "r_oi", "lam", "phi")}
+        # phi is None in a fit saved before the smoother (loaded, saved again): saved without it, as it was
+        arrays = {key: em[key].numpy() for key in ("mu", "V", "s2", "r", "r_oi", "lam", "phi") if em[key] is not None}
         if self.options["error_map"]:  # the loadings' covariances, by blocks of pixels as the fill reads them
             n, k = arrays["V"].shape
             step = max(1, _ERRMAP_BLOCK // (k * k))
@@ -1365,7 +1372,10 @@ class DINEOF(Interpolator):
             step = _fitted_step(self.da_)
             pos = _time_positions(self.da_)
             amp = (filled @ em["V"] - em["mu"] @ em["V"]).numpy()
-            em["phi"] = torch.from_numpy(_lag1(amp, None if pos is None else pos[0], None if step is None else step[0]))
+            order = np.arange(amp.shape[0]) if pos is None else np.argsort(pos[0], kind="stable")
+            # consecutive in time, not in the field's order: fitted on shuffled days phi was 0 (no smoothing)
+            em["phi"] = torch.from_numpy(_lag1(amp[order], None if pos is None else pos[0][order],
+                                               None if step is None else step[0]))
             em["step"] = step
             # the fitted period: transform's sigma is not calibrated on its steps (their observations were the fit's)
             em["span"] = None if pos is None else (float(pos[0].min()), float(pos[0].max()), pos[1])

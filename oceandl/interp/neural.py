@@ -920,8 +920,17 @@ class NeuralInterpolator(Interpolator):
         from oceandl.training.engine import _state_like_params
 
         folder = self.options["resume"]
-        if int(state["steps"]) != steps:
-            raise InputError(f"{folder}: the run in that folder trains {int(state['steps'])} steps, this one "
+        try:  # the numbers too: an edited state's {"steps": null} was a bare TypeError traceback
+            saved_steps, start = int(state["steps"]), int(state["step"])
+            run = {"start": start, "before": [float(v) for v in state["losses"]],
+                   "seconds": float(state.get("seconds", 0.0)),
+                   "resumed_at": [*map(int, state.get("resumed_at", [])), start]}
+            if not 0 <= start <= saved_steps or len(run["before"]) != start:
+                raise ValueError(f"step {start} of {saved_steps} with {len(run['before'])} losses")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{folder}: corrupt training state ({one_line(exc)})") from None
+        if saved_steps != steps:
+            raise InputError(f"{folder}: the run in that folder trains {saved_steps} steps, this one "
                              f"{steps} (resume with the same options and input)")
         try:
             opt.load_state_dict(state["optimizer"])
@@ -933,10 +942,7 @@ class NeuralInterpolator(Interpolator):
                 torch.cuda.set_rng_state(state["cuda_rng"], self._device)
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{folder}: corrupt training state ({one_line(exc)})") from None
-        start = int(state["step"])
-        return {"start": start, "before": [float(v) for v in state["losses"]],
-                "seconds": float(state.get("seconds", 0.0)),
-                "resumed_at": [*map(int, state.get("resumed_at", [])), start]}
+        return run
 
     def _save_state(self, folder, opt, sched, rng: np.random.Generator, done: int, steps: int,
                     history: list[float], seconds: float) -> None:

@@ -400,6 +400,11 @@ def load_training_state(folder: str | os.PathLike) -> dict | None:
     try:
         meta = json.loads((folder / f"{STATE}.json").read_text())
         tensors = load_file(str(folder / f"{STATE}.safetensors"))
+        # a JSON that parses but is not the state's structure (edited, or another file's) was a bare
+        # TypeError/KeyError traceback out of unflatten_state: a corrupt state like the rest
+        state = unflatten_state(tensors, meta)
+        if not isinstance(state, dict):
+            raise TypeError(f"a JSON {type(state).__name__}, not the state's object")
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{folder}: corrupt training state ({exc})") from None
-    return unflatten_state(tensors, meta)
+        raise CheckpointError(f"{folder}: corrupt training state ({one_line(exc)})") from None
+    return state
