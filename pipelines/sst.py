@@ -5,7 +5,9 @@ Default size: a year of daily fields (365 days) on a 128 x 128 basin, at three c
 style) and every method is scored on exactly those pixels (``val_*``), and also against the
 synthetic truth on the gaps (``truth_rmse`` over ``truth_n`` of the ``gap_n`` gap pixels: a pixel
 never observed in the cube is land to the methods and stays unfilled; a note gives the count).
-``fast=True`` runs a tiny cube in seconds.
+``fast=True`` runs a tiny cube in seconds. ``transfer_days=N`` also fills the last N days of each
+cube with the climatology, eof and DINEOF fitted on the days before (``transform``, as
+``oceandl interpolate --fit-on`` does), beside the fill fitted on every day.
 
 A method entry may carry a label, ``NAME:LABEL``, to run one method twice with other options:
 ``methods=climatology:mean,climatology,dineof method_options=climatology:mean.harmonics=0``
@@ -38,6 +40,9 @@ class SSTConfig:
     withhold: float = 0.1
     methods: tuple[str, ...] = ("climatology", "eof", "dineof", "convae", "unet", "resae")
     method_options: tuple[str, ...] = ()
+    #: > 0: also fill the last ``transfer_days`` of each cube with the methods that can transform (the
+    #: climatology, eof, dineof) fitted on the days before (rows ``METHOD>transfer@COVER``)
+    transfer_days: int = 0
 
 
 FAST = {"n_time": 24, "size": 32}  # the smoke run's cube; its method options are set in run() and recorded per row
@@ -102,6 +107,11 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         get_method(method_name(m))
     cfg = resolve_fast(cfg, FAST)
     n_time, size = cfg.n_time, cfg.size
+    if isinstance(cfg.transfer_days, bool) or not isinstance(cfg.transfer_days, int) or cfg.transfer_days < 0:
+        raise InputError(f"transfer_days={cfg.transfer_days!r}: a number of days >= 0")
+    if cfg.transfer_days and not 2 <= cfg.transfer_days <= n_time - 3:
+        # the fit needs a few days, and a transfer of every day but one is no fit on another period
+        raise InputError(f"transfer_days={cfg.transfer_days}: between 2 and n_time - 3 ({n_time - 3}) days")
     opts = parse_method_options(cfg.method_options, cfg.methods)
     if cfg.fast:
         for m in cfg.methods:
@@ -145,6 +155,9 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
                 if k in out["sst"].attrs:
                     row[k] = out["sst"].attrs[k]
             results[f"{method}@{cover:g}"] = row
+            if cfg.transfer_days and get_method(method_name(method)).can_transform:
+                results[f"{method}>transfer@{cover:g}"] = _transfer_row(
+                    da, truth, withheld, filled, method, opts[method], cover, cfg, ctx)
             panels[method] = filled[day]
             panels[f"{method} error"] = filled[day] - truth[day]
             ctx.log(f"  val_rmse {val['rmse']:.4f}  truth_rmse {tru['rmse']:.4f}  {seconds:.1f} s")
@@ -161,6 +174,39 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
                     extent=_map_extent(da))
         _summary(results, cover, cfg.methods, ctx)
     return results
+
+
+def _transfer_row(da, truth, withheld, filled, method: str, opts: dict, cover: float, cfg, ctx) -> dict:
+    """``method`` fitted on all but the last ``cfg.transfer_days`` days of ``da`` and filling those
+    with :meth:`~oceandl.interp.base.Interpolator.transform`: scored as the main rows on their
+    withheld pixels and gaps, beside the fill of the whole cube (``filled``) on the same days."""
+    from oceandl.interp import get_method
+    from oceandl.metrics.interpolation import interp_metrics
+
+    cut = da.sizes["time"] - cfg.transfer_days
+    new, held = da.isel(time=slice(cut, None)), withheld[cut:]
+    t0 = time.perf_counter()
+    model = get_method(method_name(method))(seed=cfg.seed, device=ctx.device, progress=ctx.progress, **opts)
+    # the fit never sees the new days' withheld pixels: it never sees the new days at all
+    out = model.fit(da.isel(time=slice(0, cut))).transform(new, withheld=held)
+    seconds = time.perf_counter() - t0
+    fill = out["sst"].values
+    gaps = (~np.isfinite(new.values) | held) & np.isfinite(truth[cut:])
+    val = interp_metrics(fill, new.values, mask=held, sigma=out["sigma"].values if "sigma" in out else None)
+    tru = interp_metrics(fill, truth[cut:], mask=gaps)
+    # on the gaps the transfer filled: pixels never seen in the fitted days stay unfilled (land to its fit)
+    whole = interp_metrics(filled[cut:], truth[cut:], mask=gaps & np.isfinite(fill))
+    row = {"method": f"{method}>transfer", "cloud_cover": cover, **{f"val_{k}": v for k, v in val.items()},
+           "truth_rmse": tru["rmse"], "truth_n": tru["n"], "gap_n": int(gaps.sum()),
+           **truth_rmse_by_day_cover(fill, truth[cut:], gaps), "whole_cube_truth_rmse": whole["rmse"],
+           "fitted_days": int(cut), "transfer_days": int(cfg.transfer_days), "seconds": round(seconds, 2),
+           "device": ctx.device, "options": opts}
+    for k in ("n_modes", "harmonics"):
+        if k in out["sst"].attrs:
+            row[k] = out["sst"].attrs[k]
+    ctx.log(f"  {method} fitted on the first {cut} days, filling the last {cfg.transfer_days}: truth_rmse "
+            f"{tru['rmse']:.4f} (the fill of the whole cube there: {whole['rmse']:.4f})")
+    return row
 
 
 # Days binned by their gap fraction (clouds + withheld, over the ocean): what a fill is worth on a
@@ -201,6 +247,12 @@ def truth_rmse_by_day_cover(filled: np.ndarray, truth: np.ndarray, gaps: np.ndar
 def _summary(results: dict, cover: float, methods, ctx: RunContext) -> None:
     neural = [m for m in methods if method_name(m) in ("convae", "unet", "resae", "smp_unet")]
     rows = {m: results[f"{m}@{cover:g}"] for m in methods}
+    for m in methods:
+        tr = results.get(f"{m}>transfer@{cover:g}")
+        if tr is not None:
+            ctx.note(f"cover {cover:.0%}: {m} fitted on the first {tr['fitted_days']} days fills the last "
+                     f"{tr['transfer_days']} with RMSE {tr['truth_rmse']:.4f} against the truth at their gaps; "
+                     f"fitted on the whole cube, {tr['whole_cube_truth_rmse']:.4f} ({_change(tr['truth_rmse'], tr['whole_cube_truth_rmse'])})")
     if "dineof" in rows and "climatology" in rows:
         d, c = rows["dineof"]["val_rmse"], rows["climatology"]["val_rmse"]
         ctx.note(f"cover {cover:.0%}: DINEOF held-out RMSE {d:.4f} vs climatology {c:.4f} ({_change(d, c)})")
@@ -222,7 +274,8 @@ def _change(new: float, ref: float) -> str:
 PIPELINE = Pipeline(
     name="sst", config_cls=SSTConfig, run=run, fast=FAST, timings=("seconds",),
     columns=("val_rmse", "val_mae", "val_bias", "val_corr", "val_std_ratio", "val_frac_within_1sigma", "truth_rmse",
-             *(_bin_name(lo, hi) for lo, hi in COVER_BINS), "n_modes", "harmonics", "seconds", "device"),
+             *(_bin_name(lo, hi) for lo, hi in COVER_BINS), "whole_cube_truth_rmse", "n_modes", "harmonics", "seconds",
+             "device"),
     description="Gap filling of a synthetic cloudy SST cube: every method scored on identical withheld pixels.",
     legend="name: METHOD@COVER, the cube's mean cloud cover; val_*: on the pixels withheld by cloud-mask transfer "
            "(never seen by the method): rmse, mae, bias (mean of fill - observed), corr (Pearson), std_ratio "
@@ -230,6 +283,9 @@ PIPELINE = Pipeline(
            "|error| <= the method's sigma, 0.683 when calibrated; methods that give a sigma only); truth_rmse: "
            "against the cloud-free truth on every gap filled (clouds and withheld pixels); "
            "truth_rmse_days_LO_HI: the same on the days whose gap fraction is in [LO, HI) percent (HI 100 "
-           "included; nan: no such day); n_modes: EOF modes used; harmonics: seasonal harmonics removed per pixel (0: the time mean); "
+           "included; nan: no such day); METHOD>transfer@COVER (transfer_days > 0): METHOD fitted on the days "
+           "before the last transfer_days and filling those with transform(), never fitted on them, scored on "
+           "their withheld pixels and gaps; whole_cube_truth_rmse: the METHOD@COVER fill (fitted on every day) "
+           "on the same days and the gaps the transfer filled; n_modes: EOF modes used; harmonics: seasonal harmonics removed per pixel (0: the time mean); "
            "seconds: the method's wall time; device: where it ran. Units below.",
 )

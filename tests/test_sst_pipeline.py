@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -323,3 +324,38 @@ def test_demo_truth_scores_only_the_gaps_of_the_field_written(tmp_path, monkeypa
         assert res.attrs["truth_rmse"] == pytest.approx(np.sqrt(np.mean((filled - truth)[gaps] ** 2)), rel=1e-6)
         assert (res["missing_flag"].values == 2).sum() == (0 if refit else withheld.sum())
         np.testing.assert_allclose(filled[withheld], ds["sst"].values[withheld], rtol=1e-6)
+
+
+def test_transfer_rows_fill_the_last_days_with_a_fit_on_the_days_before(tmp_path):
+    from fakes import synthetic_case
+
+    from oceandl.interp import Climatology
+
+    notes = []
+    _, res = run_pipeline(get_pipeline("sst"), tmp_path / "run",
+                          overrides={**TINY, "cloud_covers": (0.3,), "methods": ("climatology", "eof", "unet"),
+                                     "transfer_days": 6}, device="cpu", progress=False, log=notes.append)
+    # the methods that transform have a transfer row; a network fills another field through its checkpoint
+    assert {k for k in res if ">transfer" in k} == {"climatology>transfer@0.3", "eof>transfer@0.3"}
+    row = res["climatology>transfer@0.3"]
+    assert row["fitted_days"] == 18 and row["transfer_days"] == 6 and row["method"] == "climatology>transfer"
+    # recomputed by hand: a climatology fitted on the first 18 days, its cycle on the last 6
+    da, truth, valid, withheld, gaps = synthetic_case(24, 32, 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # observations where the 18 days saw none: kept, warned
+        fill = Climatology(harmonics=0).fit(da[:18]).transform(da[18:], withheld=withheld[18:])["sst"].values
+    whole = res["climatology@0.3"]
+    g = gaps[18:] & np.isfinite(fill)
+    assert row["truth_n"] == g.sum() > 0
+    assert row["truth_rmse"] == pytest.approx(np.sqrt(np.mean((fill[g] - truth[18:][g]) ** 2)), rel=1e-5)
+    assert row["val_n"] == withheld[18:].sum()
+    assert np.isfinite(row["whole_cube_truth_rmse"]) and "whole_cube_truth_rmse" not in whole
+    assert any("climatology fitted on the first 18 days fills the last 6" in n for n in notes)
+
+
+@pytest.mark.parametrize("value", [1, 22, -1, True])
+def test_transfer_days_out_of_range_are_refused(tmp_path, value):
+    with pytest.raises(InputError, match="transfer_days"):
+        run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, "transfer_days": value}, device="cpu",
+                     progress=False, log=lambda s: None)
+    assert not list(tmp_path.iterdir())
