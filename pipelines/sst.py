@@ -83,7 +83,6 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
     from oceandl.datasets.sst import synthetic_sst
     from oceandl.interp import get_method, interpolate
     from oceandl.io import open_field
-    from oceandl.metrics.interpolation import interp_metrics
     from oceandl.plotting import plot_fields
 
     from .interpolate import _map_extent
@@ -143,24 +142,17 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
                               progress=ctx.progress, **opts[method])
             seconds = time.perf_counter() - t0
             filled = out["sst"].values
-            val = interp_metrics(filled, da.values, mask=withheld, sigma=out["sigma"].values if "sigma" in out else None)
-            tru = interp_metrics(filled, truth, mask=gaps)
-            by_cover = truth_rmse_by_day_cover(filled, truth, gaps)
+            scores = _scores(out, da.values, truth, withheld, gaps)
             row = {"method": method, "cloud_cover": cover, "observed_cover": float(1 - valid.sum() / np.isfinite(truth).sum()),
-                   **{f"val_{k}": v for k, v in val.items()}, "truth_rmse": tru["rmse"],
-                   "truth_n": tru["n"], "gap_n": int(gaps.sum()), **by_cover,
-                   "seconds": round(seconds, 2),
-                   "device": ctx.device, "options": opts[method]}
-            for k in ("n_modes", "cv_rmse", "harmonics"):
-                if k in out["sst"].attrs:
-                    row[k] = out["sst"].attrs[k]
+                   **scores, "seconds": round(seconds, 2), "device": ctx.device, "options": opts[method],
+                   **_fit_attrs(out, ("n_modes", "cv_rmse", "harmonics"))}
             results[f"{method}@{cover:g}"] = row
             if cfg.transfer_days and get_method(method_name(method)).can_transform:
                 results[f"{method}>transfer@{cover:g}"] = _transfer_row(
                     da, truth, withheld, filled, method, opts[method], cover, cfg, ctx)
             panels[method] = filled[day]
             panels[f"{method} error"] = filled[day] - truth[day]
-            ctx.log(f"  val_rmse {val['rmse']:.4f}  truth_rmse {tru['rmse']:.4f}  {seconds:.1f} s")
+            ctx.log(f"  val_rmse {scores['val_rmse']:.4f}  truth_rmse {scores['truth_rmse']:.4f}  {seconds:.1f} s")
         unscored = {m: results[f"{m}@{cover:g}"]["gap_n"] - results[f"{m}@{cover:g}"]["truth_n"] for m in cfg.methods}
         if any(unscored.values()):  # else truth_rmse reads as "every gap" while it left these out
             ctx.note(f"cover {cover:.0%}: gap pixels left unfilled, hence out of truth_rmse (pixels never observed "
@@ -190,23 +182,34 @@ def _transfer_row(da, truth, withheld, filled, method: str, opts: dict, cover: f
     # the fit never sees the new days' withheld pixels: it never sees the new days at all
     out = model.fit(da.isel(time=slice(0, cut))).transform(new, withheld=held)
     seconds = time.perf_counter() - t0
-    fill = out["sst"].values
     gaps = (~np.isfinite(new.values) | held) & np.isfinite(truth[cut:])
-    val = interp_metrics(fill, new.values, mask=held, sigma=out["sigma"].values if "sigma" in out else None)
-    tru = interp_metrics(fill, truth[cut:], mask=gaps)
+    scores = _scores(out, new.values, truth[cut:], held, gaps)
     # on the gaps the transfer filled: pixels never seen in the fitted days stay unfilled (land to its fit)
-    whole = interp_metrics(filled[cut:], truth[cut:], mask=gaps & np.isfinite(fill))
-    row = {"method": f"{method}>transfer", "cloud_cover": cover, **{f"val_{k}": v for k, v in val.items()},
-           "truth_rmse": tru["rmse"], "truth_n": tru["n"], "gap_n": int(gaps.sum()),
-           **truth_rmse_by_day_cover(fill, truth[cut:], gaps), "whole_cube_truth_rmse": whole["rmse"],
+    whole = interp_metrics(filled[cut:], truth[cut:], mask=gaps & np.isfinite(out["sst"].values))
+    row = {"method": f"{method}>transfer", "cloud_cover": cover, **scores, "whole_cube_truth_rmse": whole["rmse"],
            "fitted_days": int(cut), "transfer_days": int(cfg.transfer_days), "seconds": round(seconds, 2),
-           "device": ctx.device, "options": opts}
-    for k in ("n_modes", "harmonics"):
-        if k in out["sst"].attrs:
-            row[k] = out["sst"].attrs[k]
+           "device": ctx.device, "options": opts, **_fit_attrs(out, ("n_modes", "harmonics"))}
     ctx.log(f"  {method} fitted on the first {cut} days, filling the last {cfg.transfer_days}: truth_rmse "
-            f"{tru['rmse']:.4f} (the fill of the whole cube there: {whole['rmse']:.4f})")
+            f"{scores['truth_rmse']:.4f} (the fill of the whole cube there: {whole['rmse']:.4f})")
     return row
+
+
+def _scores(out, values: np.ndarray, truth: np.ndarray, withheld: np.ndarray, gaps: np.ndarray) -> dict:
+    """A row's scores of the fill ``out`` (the interpolation Dataset): ``val_*`` on the ``withheld``
+    pixels of ``values`` (with its sigma, if any), ``truth_rmse``/``truth_n`` on ``gaps``, ``gap_n`` and
+    the per-day-cover bins (:func:`truth_rmse_by_day_cover`)."""
+    from oceandl.metrics.interpolation import interp_metrics
+
+    fill = out["sst"].values
+    val = interp_metrics(fill, values, mask=withheld, sigma=out["sigma"].values if "sigma" in out else None)
+    tru = interp_metrics(fill, truth, mask=gaps)
+    return {**{f"val_{k}": v for k, v in val.items()}, "truth_rmse": tru["rmse"], "truth_n": tru["n"],
+            "gap_n": int(gaps.sum()), **truth_rmse_by_day_cover(fill, truth, gaps)}
+
+
+def _fit_attrs(out, keys: tuple[str, ...]) -> dict:
+    """The fill's attrs among ``keys`` (the modes used, harmonics...) that it has."""
+    return {k: out["sst"].attrs[k] for k in keys if k in out["sst"].attrs}
 
 
 # Days binned by their gap fraction (clouds + withheld, over the ocean): what a fill is worth on a

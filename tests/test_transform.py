@@ -23,6 +23,13 @@ def gap_rmse(ds, truth, gappy) -> float:
     return float(np.sqrt(np.mean((ds["sst"].values[gap] - t[gap]) ** 2)))
 
 
+def _transition(model, da):
+    """The model's AR(1) factors for the new field ``da`` (as transform computes them)."""
+    from oceandl.interp.dineof import _time_positions
+
+    return model._transition(da, model._fitted_modes(), _time_positions(da))
+
+
 @pytest.fixture(scope="module")
 def seasonal():
     # fixed patterns with AR(1) amplitudes on a seasonal cycle: the later days' amplitudes are new
@@ -215,10 +222,10 @@ def test_the_smoother_decays_over_missing_steps_and_sorts_the_steps(smoothed_and
     m = fits[True]
     phi = m._fitted_modes()["phi"].numpy()
     _, new, _ = seasonal
-    f = m._transition(new.isel(time=[0, 1, 3, 10]), len(phi)).numpy()
+    f = _transition(m, new.isel(time=[0, 1, 3, 10])).numpy()
     np.testing.assert_allclose(f, [np.zeros_like(phi), phi, phi ** 2, phi ** 7])
-    assert m._transition(new.isel(time=[0]), len(phi)) is None  # one step: nothing to smooth across
-    assert fits[False]._transition(new, len(phi)) is None
+    assert _transition(m, new.isel(time=[0])) is None  # one step: nothing to smooth across
+    assert _transition(fits[False], new) is None
     # steps out of time order are smoothed in time order and returned in the order given
     perm = np.random.default_rng(1).permutation(new.sizes["time"])[:60]
     shuffled = m.transform(new.isel(time=perm))["sst"].values
@@ -246,7 +253,7 @@ def test_new_dates_in_another_calendar_decay_by_their_durations(fit_cal, new_cal
     m = DINEOF(seed=0, n_modes=3).fit(past)
     phi = m._fitted_modes()["phi"].numpy()
     new = gappy[:3].assign_coords(time=xr.date_range("2001-03-01", periods=8, calendar=new_cal, use_cftime=True)[[0, 2, 7]])
-    np.testing.assert_allclose(m._transition(new, len(phi)).numpy(), [np.zeros_like(phi), phi ** 2, phi ** 5])
+    np.testing.assert_allclose(_transition(m, new).numpy(), [np.zeros_like(phi), phi ** 2, phi ** 5])
 
 
 def test_options_of_the_smoother_are_checked():

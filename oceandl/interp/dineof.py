@@ -257,9 +257,9 @@ def _time_positions(da) -> tuple[np.ndarray, str] | None:
     return out if np.isfinite(out[0]).all() else None
 
 
-def _fitted_step(da) -> tuple[float, str] | None:
-    """The fit's typical time step (the median of its positive steps, in time order) and its kind, or None."""
-    pos = _time_positions(da)
+def _fitted_step(pos: tuple[np.ndarray, str] | None) -> tuple[float, str] | None:
+    """The fit's typical time step (the median of its positive steps, in time order) and its kind, or
+    None; ``pos``: the fitted field's :func:`_time_positions`."""
     if pos is None or pos[0].size < 3:
         return None
     d = np.diff(np.sort(pos[0]))  # in time order: a fit on reversed steps had no step (None), shuffled ones a wrong one
@@ -1188,20 +1188,22 @@ class DINEOF(Interpolator):
             back = np.argsort(order)
             filled, sigma, attrs = self._transform(x[order], obs[order], da.isel({da.dims[0]: order}))
             return filled[back], None if sigma is None else sigma[back], attrs
-        filled, var = self._amplitude_fill(x, obs, da, em)
+        f = self._transition(da, em, pos)
+        filled, var = self._amplitude_fill(x, obs, da, em, f)
         if var is None:
             return filled, None, {}
         scale = float(self.cv_sigma_scale_)
         attrs = {"transform_sigma_scale": scale,
                  "transform_sigma_calibration": f"the fit's cv_sigma_scale x{scale:.4g} (transform_calibration=False)"}
         if self.options["transform_calibration"]:
-            scale, attrs = self._transform_scale(x, obs, da, em)
+            scale, attrs = self._transform_scale(x, obs, da, em, f, pos)
         sigma = var.sqrt_().mul_(scale)
         return filled, self._from_matrix(sigma.numpy().astype(np.float32), fill=np.nan), attrs
 
-    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict):
+    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f):
         """The fill (time, lat, lon) float32 of :meth:`_transform` from the observations ``obs``, and
-        with ``error_map`` its uncalibrated error variance (time, n_ocean) float64 torch (else None)."""
+        with ``error_map`` its uncalibrated error variance (time, n_ocean) float64 torch (else None);
+        ``f``: :meth:`_transition`'s AR(1) factors (None: each step alone)."""
         import torch
 
         V, r, r_oi, lam, k, mu = em["V"], em["r"], em["r_oi"], em["lam"], em["k"], em["mu"]
@@ -1211,7 +1213,6 @@ class DINEOF(Interpolator):
         if season is not None:
             X = X - torch.from_numpy(season)
         Xc = (X - mu) * m
-        f = self._transition(da, k)
         if f is None:
             P = _amplitude_cov(m, V, r_oi, lam)
             a = (P.reshape(-1, k, k) @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
@@ -1227,12 +1228,13 @@ class DINEOF(Interpolator):
         u = a / em["s2"].sqrt().clamp(min=1e-300)
         return filled, _error_variance(P, V, r, u, em["Q"])
 
-    def _transform_scale(self, x: np.ndarray, obs: np.ndarray, da, em: dict) -> tuple[float, dict[str, Any]]:
+    def _transform_scale(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f, pos) -> tuple[float, dict[str, Any]]:
         """The sigma scale of :meth:`_transform` fitted on the new field's own cloud-shaped held-out
-        observations, and the sigma attrs that say so; the fit's scale with too few of them."""
+        observations, and the sigma attrs that say so; the fit's scale with too few of them. ``f``,
+        ``pos``: the field's AR(1) factors and :func:`_time_positions`, as :meth:`_transform` has them."""
         fit_scale = float(self.cv_sigma_scale_)
         held = self._sigma_points(obs, da)
-        pos, span = _time_positions(da), em.get("span")
+        span = em.get("span")
         inside = np.zeros(obs.shape[0], dtype=bool)
         if held is not None and pos is not None and span is not None and pos[1] == span[2]:
             # steps of the fitted period: their observations were the fit's, so held out there they
@@ -1241,7 +1243,7 @@ class DINEOF(Interpolator):
             held[inside] = False
         n_held, kept = 0 if held is None else int(held.sum()), None
         if n_held >= SIGMA_MIN_POINTS:
-            filled, var = self._amplitude_fill(x, obs & ~held, da, em)
+            filled, var = self._amplitude_fill(x, obs & ~held, da, em, f)
             sd = self._from_matrix(var.sqrt_().numpy(), fill=np.nan)
             kept = calibration_z(((filled - x) / sd)[held])
             if kept.size >= SIGMA_MIN_POINTS:
@@ -1265,7 +1267,7 @@ class DINEOF(Interpolator):
         return fit_scale, {"transform_sigma_scale": fit_scale,
                            "transform_sigma_calibration": f"the fit's cv_sigma_scale x{fit_scale:.4g}: {why}"}
 
-    def _transition(self, da, k: int):
+    def _transition(self, da, em: dict, pos):
         """The AR(1) factor of each new step's amplitudes from the step before, (time, k) float64
         torch (:func:`_smoothed_amplitudes`), or None when the steps are filled each alone (option
         ``transform_smoother`` off, no persistence fitted, a single step).
@@ -1275,15 +1277,15 @@ class DINEOF(Interpolator):
         of decay. New steps out of time order are smoothed in time order (repeats: the same state).
         Dates in another calendar than the fit's compare by their durations. Without a comparable
         time coordinate (none, or numbers against dates) consecutive new steps are taken one fitted
-        step apart."""
+        step apart. ``em``: :meth:`_fitted_modes`; ``pos``: the new field's :func:`_time_positions`."""
         import torch
 
-        phi = self._modes.get("phi")
+        phi = em.get("phi")
         nt = da.sizes[da.dims[0]]
         if not self.options["transform_smoother"] or phi is None or nt < 2 or not bool((phi > 0).any()):
             return None
         e = np.ones(nt)
-        pos, step = _time_positions(da), self._modes.get("step")
+        step = em.get("step")
         # durations compare across calendars (a day is 86400 s in each): a fit on noleap dates took new
         # standard dates 2 days apart as one step (phi, not phi ** 2); only their absolute positions differ
         if pos is not None and step is not None and pos[1].split(":")[0] == step[1].split(":")[0]:
@@ -1369,8 +1371,8 @@ class DINEOF(Interpolator):
             filled = torch.from_numpy(A)
             em = self._error_model(filled, torch.from_numpy(M), self.n_modes_, dual=bool(self.options["error_map"]))
             # the persistence of each mode's amplitudes from one fitted step to the next (transform's smoother)
-            step = _fitted_step(self.da_)
             pos = _time_positions(self.da_)
+            step = _fitted_step(pos)
             amp = (filled @ em["V"] - em["mu"] @ em["V"]).numpy()
             order = np.arange(amp.shape[0]) if pos is None else np.argsort(pos[0], kind="stable")
             # consecutive in time, not in the field's order: fitted on shuffled days phi was 0 (no smoothing)
