@@ -7,10 +7,12 @@ interrupted, 143 terminated; errors are one line on stderr.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -39,6 +41,22 @@ def _on_sigterm(signum, frame):
 
 
 _QUIET_HELP = "No progress bars or progress messages (results, warnings and errors still print)."
+
+
+def _stopped(word: str, exc: KeyboardInterrupt) -> str:
+    """'interrupted', with what the training left to go on from (its message) when it says."""
+    return f"{word}: {str(exc).splitlines()[0]}" if str(exc).strip() else word
+
+
+@contextlib.contextmanager
+def _resume_hint() -> Iterator[None]:
+    """A training command stopped (Ctrl-C, SIGTERM) with its state saved: say how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if getattr(exc, "resumable", False):
+            exc.args = (f"{exc} (go on with the same command and --resume)",)
+        raise
 
 
 class _Usage(click.UsageError):
@@ -83,10 +101,10 @@ class OceandlGroup(click.Group):
             raise
         except OceanDLError as exc:
             raise _Failure(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
-        except _Terminated:
-            raise _Failure("terminated", 143) from None
-        except KeyboardInterrupt:
-            raise _Failure("interrupted", 130) from None
+        except _Terminated as exc:
+            raise _Failure(_stopped("terminated", exc), 143) from None
+        except KeyboardInterrupt as exc:
+            raise _Failure(_stopped("interrupted", exc), 130) from None
         except BrokenPipeError:
             # the reader went away (`oceandl models | head`): stop quietly, as other Unix tools do;
             # stdout to /dev/null so that flushing it at exit does not raise again
@@ -407,8 +425,8 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
 
     While a network trains, the -o folder holds its resumable state (every tenth of the steps by
     default, --set checkpoint_every=N steps): a killed run goes on with the same command plus
-    --resume, to the checkpoint it would have written uninterrupted. `interpolate --model` warns
-    about such an unfinished folder.
+    --resume, to the checkpoint it would have written uninterrupted; Ctrl-C or SIGTERM saves the
+    last whole step first. `interpolate --model` warns about such an unfinished folder.
 
     \b
     Examples:
@@ -429,9 +447,11 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
         if "init" in opts:
             raise click.UsageError("give the starting checkpoint once: --init or --set init=..., not both")
         opts["init"] = str(init)
-    click.echo(train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
+    with _resume_hint():
+        text = train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo,
-                                  min_quality=min_quality, resume=resume))
+                                  min_quality=min_quality, resume=resume)
+    click.echo(text)
 
 
 def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top", fit: str = "stretch"):
@@ -587,9 +607,10 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         # --data as the images of one more class, named after the checkpoint folder
         raise InputError(f"{output}: inside the class folders of --data ({root}), where the next run would "
                          "read the checkpoint's figures as images of a class; write it outside them")
-    res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
-                           overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output,
-                           on_error=on_error)
+    with _resume_hint():
+        res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
+                               overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output,
+                               on_error=on_error)
     t = res["test"]
     bad = len(res["unreadable_images"])
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "

@@ -121,6 +121,82 @@ def test_a_failed_state_write_leaves_the_previous_state(cube, tmp_path, monkeypa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _interrupted_fit(net, da, where: str, at: int, signal=KeyboardInterrupt) -> KeyboardInterrupt:
+    """Fit ``net`` and press Ctrl-C (``signal``) in step ``at`` (1-based): in its forward pass
+    (``where="forward"``), while its weights are updated (``"update"``: after AdamW's step, before
+    the scheduler's), or before it begins (``"between"``). Returns the exception raised."""
+    calls = {"n": 0}
+
+    def hit():
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise signal()
+
+    mp = pytest.MonkeyPatch()
+    if where == "forward":
+        real = net._forward
+
+        def forward(x):
+            out = real(x)  # batch norm's running statistics have moved: the state must not keep that
+            hit()
+            return out
+
+        mp.setattr(net, "_forward", forward)
+    elif where == "update":
+        real_step = torch.optim.AdamW.step
+
+        def step(self, *a, **k):
+            out = real_step(self, *a, **k)
+            hit()
+            return out
+
+        mp.setattr(torch.optim.AdamW, "step", step)
+    else:
+        real_progress = net._progress
+
+        def progress(it, *a, **k):
+            for i in real_progress(it, *a, **k):
+                hit()
+                yield i
+
+        mp.setattr(net, "_progress", progress)
+    try:
+        with pytest.raises(signal) as info:
+            net.fit(da)
+    finally:
+        mp.undo()
+    return info.value
+
+
+@pytest.mark.parametrize("where, at, state_step, said", [
+    ("forward", 4, 3, "the training state of step 3 of 6 is saved in"),
+    ("between", 4, 3, "the training state of step 3 of 6 is saved in"),
+    ("between", 5, 4, "the training state of step 4 of 6 stands in"),  # saved already (every 2 steps)
+    ("update", 5, 4, "interrupted while updating the weights: the training state of step 4 of 6 stands in"),
+    ("forward", 1, None, "no training state was saved in"),
+])
+def test_ctrl_c_saves_the_run_so_far(cube, tmp_path, where, at, state_step, said):
+    """Ctrl-C (or SIGTERM) mid-training saves the state of the last whole step, and the resume ends
+    with the uninterrupted weights, bit for bit: a step cut in its forward pass (batch norm's
+    statistics already moved, dropout drawn) is replayed whole. Cut while the weights are updated,
+    the last saved state stands (every 2 steps here)."""
+    cls = METHODS["unet"]
+    opts = _opts(nll=True, model_options={**TINY["unet"], "dropout": 0.3})
+    whole = cls(seed=0, device="cpu", **opts).fit(cube)
+    folder = tmp_path / "run"
+    exc = _interrupted_fit(cls(seed=0, device="cpu", save_to=str(folder), **opts), cube, where, at)
+    assert said in str(exc) and str(folder) in str(exc)
+    assert exc.resumable is (state_step is not None)
+    if state_step is None:
+        assert not folder.exists()
+        return
+    assert _training(folder)["steps_done"] == state_step and not _training(folder)["finished"]
+    resumed = cls(seed=0, device="cpu", resume=str(folder), **opts).fit(cube)
+    assert resumed.loss_history_ == whole.loss_history_
+    a, b = whole.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_state_interval():
     """checkpoint_every=None: a tenth of the steps (and the clock); a number: exactly that."""
     assert METHODS["unet"]()._state_every(600) == (60, True)
@@ -253,6 +329,46 @@ def test_cli_resume_gives_the_uninterrupted_checkpoint(runs, sst_file, tmp_path)
     assert ta["loss_history"] == tb["loss_history"] and len(ta["loss_history"]) == 4
     assert tb["finished"] is True and tb["source"] == str(sst_file)
     assert (folder / "normalisation.safetensors").read_bytes() == (runs / "whole" / "normalisation.safetensors").read_bytes()
+
+
+def test_sigterm_saves_the_run_and_the_cli_says_how_to_go_on(runs, sst_file, tmp_path):
+    """A real SIGTERM (a batch scheduler's time limit) in step 3's forward pass of a CLI run: exit
+    143, one line saying which step is saved and how to go on; `--resume` then writes the
+    uninterrupted run's checkpoint."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from test_faults import ROOT, child_env
+
+    folder = tmp_path / "run"
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from oceandl.interp.neural import NeuralInterpolator
+        real, calls = NeuralInterpolator._forward, []
+        def forward(self, x):
+            out = real(self, x)
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return out
+        NeuralInterpolator._forward = forward
+        from oceandl.cli.main import main
+        sys.exit(main())
+    """)
+    # checkpoint_every=100: no state is written before the signal, the one saved is the interruption's
+    args = ["train", "interpolator", str(sst_file), *SMALL, "--set", "checkpoint_every=100", "-o", str(folder)]
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=child_env(), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 143, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (f"Error: terminated: the training state of step 2 of 4 is saved "
+                                                    f"in {folder} (go on with the same command and --resume)")
+    assert _training(folder)["steps_done"] == 2
+    res = CliRunner().invoke(cli, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert _same_weights(runs / "whole", folder)
+    assert _training(folder)["loss_history"] == _training(runs / "whole")["loss_history"]
 
 
 def test_cli_refusals_say_why_and_write_nothing(runs, sst_file, tmp_path):

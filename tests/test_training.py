@@ -166,6 +166,35 @@ def test_resume_is_bit_identical(digits, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_ctrl_c_says_which_epoch_a_resume_goes_on_from(digits, tmp_path):
+    """Ctrl-C (or SIGTERM) in epoch 3 of 4: the state of epoch 2 is in the folder, the exception says
+    so (the CLI prints it), and the resume ends as the uninterrupted run; in epoch 1 nothing is saved."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=4, lr=2e-3, **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+
+    def ctrl_c_in(epoch):
+        def log(line):
+            if line.startswith(f"epoch={epoch} "):
+                raise KeyboardInterrupt
+        return log
+
+    torch.manual_seed(0)
+    full = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
+    torch.manual_seed(0)  # the same initial weights
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, log=ctrl_c_in(3))
+    assert str(info.value) == f"the training state of epoch 2 of 4 stands in {tmp_path / 'b'}"
+    assert info.value.resumable is True
+    resumed = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, resume=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    assert all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()))
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "c", checkpoint_meta=meta, log=ctrl_c_in(1))
+    assert str(info.value) == f"no training state was saved in {tmp_path / 'c'} yet"
+    assert info.value.resumable is False and not (tmp_path / "c").exists()
+
+
 def test_fit_leaves_the_global_torch_rng_alone(digits):
     """fit seeds its run (dropout, augmentation) on a private copy of torch's random state; it
     used to leave the global generator reset to the seed of its last epoch."""

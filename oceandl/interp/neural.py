@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from oceandl.errors import CheckpointError, InputError, OceanDLError, warn
+from oceandl.errors import CheckpointError, InputError, OceanDLError, one_line, warn
 from oceandl.utils import LR_RULE, valid_lr
 
 from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _clean_grid, calibration_z, clean_axes, step_text,
@@ -694,7 +694,6 @@ class NeuralInterpolator(Interpolator):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from oceandl.errors import one_line
         from oceandl.training.checkpoint import WEIGHTS, load_training_state, read_config
 
         config = read_config(folder)
@@ -863,31 +862,54 @@ class NeuralInterpolator(Interpolator):
         losses = []
         folder, (every, by_clock) = self._state_folder, self._state_every(steps)
         t0 = last = time.perf_counter()
-        for step in self._progress(range(run["start"], steps), "training", total=steps - run["start"]):
-            # the draws are tiny and host-side (one seeded stream); the cutting is a gather in `src`
-            t = rng.choice(days, bs)
-            donor = (t + rng.integers(1, t_all, bs)) % t_all  # any other day
-            i, j = rng.integers(0, h - ph + 1, bs), rng.integers(0, w - pw + 1, bs)
-            inp, target, weight = self._train_batch(src, t, donor, i, j, ph, pw)
-            out = self._forward(inp)
-            err2 = (out[:, 0] - target) ** 2
-            pix = 0.5 * (out[:, 1] + err2 * torch.exp(-out[:, 1])) if nll else err2
-            loss = (weight * pix).sum() / weight.sum().clamp_min(1.0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.detach())  # no float() here: it would wait for the GPU at every step
-            done, stop = step + 1, self._stop_after_step
-            if folder is not None and (done == steps or done == stop or done % every == 0
-                                       or (by_clock and time.perf_counter() - last > _STATE_SECONDS)):
-                history = run["before"] + torch.stack(losses).tolist()
-                self._check_finite(history, steps)  # a diverged state is not saved over a good one
-                self._save_state(folder, opt, sched, rng, done, steps, history,
-                                 run["seconds"] + time.perf_counter() - t0)
-                last = time.perf_counter()
-            if stop is not None and done >= stop:
-                raise _TrainingStopped(f"stopped after step {done} (_stop_after_step)")
+        # Ctrl-C or SIGTERM (a scheduler's time limit) saves the run so far: `pending` holds the random
+        # states at the start of the step in progress, so that a state saved mid-step replays it, and
+        # `kept` the buffers (batch norm's running statistics), which the forward pass has already moved
+        pending, updating, saved = None, False, run["start"]
+        buffers = list(self.model_.buffers()) if folder is not None else []
+        kept = [b.detach().clone() for b in buffers]
+        try:
+            for step in self._progress(range(run["start"], steps), "training", total=steps - run["start"]):
+                if folder is not None:
+                    pending = self._rng_states(rng)
+                    if buffers:
+                        torch._foreach_copy_(kept, buffers)  # one call, not one copy per layer
+                # the draws are tiny and host-side (one seeded stream); the cutting is a gather in `src`
+                t = rng.choice(days, bs)
+                donor = (t + rng.integers(1, t_all, bs)) % t_all  # any other day
+                i, j = rng.integers(0, h - ph + 1, bs), rng.integers(0, w - pw + 1, bs)
+                inp, target, weight = self._train_batch(src, t, donor, i, j, ph, pw)
+                out = self._forward(inp)
+                err2 = (out[:, 0] - target) ** 2
+                pix = 0.5 * (out[:, 1] + err2 * torch.exp(-out[:, 1])) if nll else err2
+                loss = (weight * pix).sum() / weight.sum().clamp_min(1.0)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                updating = True  # from here to the end of the step the weights are half-updated
+                opt.step()
+                sched.step()
+                losses.append(loss.detach())  # no float() here: it would wait for the GPU at every step
+                updating, pending = False, None
+                done, stop = step + 1, self._stop_after_step
+                if folder is not None and (done == steps or done == stop or done % every == 0
+                                           or (by_clock and time.perf_counter() - last > _STATE_SECONDS)):
+                    history = run["before"] + torch.stack(losses).tolist()
+                    self._check_finite(history, steps)  # a diverged state is not saved over a good one
+                    self._save_state(folder, opt, sched, rng, done, steps, history,
+                                     run["seconds"] + time.perf_counter() - t0)
+                    last, saved = time.perf_counter(), done
+                if stop is not None and done >= stop:
+                    raise _TrainingStopped(f"stopped after step {done} (_stop_after_step)")
+        except KeyboardInterrupt as exc:
+            if folder is not None:
+                if pending is not None and not updating and buffers:
+                    torch._foreach_copy_(buffers, kept)  # the weights' step: that before the step in progress
+                history = run["before"] + [float(v) for v in losses]
+                at = {"done": run["start"] + len(losses), "steps": steps, "saved": saved, "updating": updating}
+                text, exc.resumable = self._save_interrupted(folder, opt, sched, rng, pending, at, history,
+                                                             run["seconds"] + time.perf_counter() - t0)
+                exc.args = (text,)
+            raise
         self.loss_history_: list[float] = run["before"] + (torch.stack(losses).tolist() if losses else [])
         self.train_seconds_ = run["seconds"] + time.perf_counter() - t0  # the training loop alone (benchmarks)
         self._check_finite(self.loss_history_, steps)
@@ -916,7 +938,6 @@ class NeuralInterpolator(Interpolator):
         the run so far (``start`` step, losses ``before``, ``seconds``, ``resumed_at``)."""
         import torch
 
-        from oceandl.errors import one_line
         from oceandl.training.engine import _state_like_params
 
         folder = self.options["resume"]
@@ -944,19 +965,49 @@ class NeuralInterpolator(Interpolator):
             raise CheckpointError(f"{folder}: corrupt training state ({one_line(exc)})") from None
         return run
 
-    def _save_state(self, folder, opt, sched, rng: np.random.Generator, done: int, steps: int,
-                    history: list[float], seconds: float) -> None:
-        """Write the checkpoint folder of the run so far, marked unfinished, with the state that
-        resumes it (one atomic folder write: a kill mid-write leaves the previous one)."""
+    def _rng_states(self, rng: np.random.Generator) -> dict:
+        """The random states a training step draws from: the batches' (numpy), dropout's (torch)."""
         import torch
 
+        states = {"rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+        if self._device.type == "cuda":
+            states["cuda_rng"] = torch.cuda.get_rng_state(self._device)
+        return states
+
+    def _save_interrupted(self, folder, opt, sched, rng: np.random.Generator, pending: dict | None, at: dict,
+                          history: list[float], seconds: float) -> tuple[str, bool]:
+        """Save the run at an interruption (Ctrl-C, SIGTERM); returns the line that says what is saved
+        and whether the folder holds a state to resume from.
+
+        ``pending``: the random states at the start of the step in progress (None between steps).
+        ``at``: ``done`` (steps done), ``steps``, ``saved`` (the step of the state in ``folder``, 0 for
+        none) and ``updating``: the interruption came while the weights were updated, so that they are
+        neither those of one step nor of the next, and the saved state stands."""
+        done, steps, saved = at["done"], at["steps"], at["saved"]
+        kept = (f"the training state of step {saved} of {steps} stands in {folder}" if saved
+                else f"no training state was saved in {folder} yet")
+        if at["updating"]:
+            return f"interrupted while updating the weights: {kept}", bool(saved)
+        if done <= saved:
+            return kept, bool(saved)
+        if not all(math.isfinite(v) for v in history):  # a diverged state is not saved over a good one
+            return f"the loss is not finite: {kept}", bool(saved)
+        try:
+            self._save_state(folder, opt, sched, rng, done, steps, history, seconds, rngs=pending)
+        except OceanDLError as exc:  # the write failed: the previous state is left as it was
+            return f"{one_line(exc)}; {kept}", bool(saved)
+        return f"the training state of step {done} of {steps} is saved in {folder}", True
+
+    def _save_state(self, folder, opt, sched, rng: np.random.Generator, done: int, steps: int,
+                    history: list[float], seconds: float, rngs: dict | None = None) -> None:
+        """Write the checkpoint folder of the run so far, marked unfinished, with the state that
+        resumes it (one atomic folder write: a kill mid-write leaves the previous one). ``rngs``:
+        the random states to record (:meth:`_rng_states`), by default the current ones."""
         from oceandl.training.checkpoint import flatten_state
 
         state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": done, "steps": steps,
-                 "losses": history, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "losses": history, **(rngs or self._rng_states(rng)),
                  "seconds": seconds, "resumed_at": self._run["resumed_at"]}
-        if self._device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self._device)
         # the first write replaces a folder only when it is the resumed run's (or --overwrite)
         overwrite = self._state_written or self._save_to_overwrite
         self._write_checkpoint(folder, overwrite=overwrite, source=None, progress=(done, steps, history),

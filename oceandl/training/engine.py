@@ -935,95 +935,105 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="training",
                disable=not cfg.progress or not _dist.is_main_process(),
                initial=start_epoch - 1, total=cfg.epochs)
-    for epoch in bar:
-        # per-epoch seeding: the data order, dropout and augmentation of epoch e depend only on
-        # (seed, e), so a resumed run replays exactly what an uninterrupted one would have done
-        # (mod 2**64, torch's seed range: a --seed above ~1.8e14 overflowed it, "ValueError: Overflow when
-        # unpacking long long", exit 1; seeds below are unchanged, so are their runs)
-        epoch_seed = (cfg.seed * 100_003 + epoch) % 2**64
-        seed_torch(epoch_seed, device)
-        gen = torch.Generator().manual_seed(epoch_seed)
-        if dctx is not None:  # dropout/augmentation draws differ per rank; the data order (gen) does not
-            seed_torch(_dist.rank_seed(epoch_seed) % 2**64, device)
-        model.train()
-        tot, correct, n = 0.0, 0, 0
-        # the rate this epoch trained at: read after it, it was the next epoch's (a step schedule
-        # logged 1e-4 for an epoch run at 1e-3, a cosine 0 for its last one)
-        lr = opt.param_groups[0]["lr"]
-        te = time.perf_counter()
-        for x, y in train_b.epoch(gen):
-            # the target of a reconstruction follows the geometric augmentations; noise and speckle
-            # go on the input only (on both, the auto-encoder learnt to reproduce the noise)
-            x = aug.geometric(x)
-            inp = aug.corrupt(x)
-            if task != "classification":
-                inp = _fill_gaps(inp, model)
-            if cfg.channels_last:
-                inp = inp.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, cfg):
-                try:
-                    out_t = net(inp)
-                except ValueError as exc:
-                    if "more than 1 value per channel" not in str(exc):
-                        raise
-                    # one sample left for batch norm over a 1 x 1 map (batch_size=1, or one image)
-                    raise InputError(f"a training batch of {len(x)} image of {tuple(x.shape[-2:])} pixels: "
-                                     "batch norm needs more than one value per channel (use batch_size >= 2 "
-                                     "and more than one training image, or larger images)") from None
-                loss = loss_fn(out_t.float(), x, y)
-            total = loss + _penalty(model, cfg.l1, cfg.l2)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            if cfg.grad_clip:
-                # the gradients as they are: bf16 autocast needs no loss scaling (no GradScaler to
-                # unscale first); under DDP they are all-reduced already, the same norm on every rank
-                torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
-            opt.step()
-            if sched is not None and cfg.scheduler != "plateau":
-                sched.step()
-            # summed on the device: a float()/int() here would wait for the GPU at every step
-            tot += loss.detach() * len(x)
+    # the epoch whose resumable state is in `out` (0: none): what an interruption leaves to go on from
+    saved = start_epoch - 1 if out is not None else 0
+    try:
+        for epoch in bar:
+            # per-epoch seeding: the data order, dropout and augmentation of epoch e depend only on
+            # (seed, e), so a resumed run replays exactly what an uninterrupted one would have done
+            # (mod 2**64, torch's seed range: a --seed above ~1.8e14 overflowed it, "ValueError: Overflow when
+            # unpacking long long", exit 1; seeds below are unchanged, so are their runs)
+            epoch_seed = (cfg.seed * 100_003 + epoch) % 2**64
+            seed_torch(epoch_seed, device)
+            gen = torch.Generator().manual_seed(epoch_seed)
+            if dctx is not None:  # dropout/augmentation draws differ per rank; the data order (gen) does not
+                seed_torch(_dist.rank_seed(epoch_seed) % 2**64, device)
+            model.train()
+            tot, correct, n = 0.0, 0, 0
+            # the rate this epoch trained at: read after it, it was the next epoch's (a step schedule
+            # logged 1e-4 for an epoch run at 1e-3, a cosine 0 for its last one)
+            lr = opt.param_groups[0]["lr"]
+            te = time.perf_counter()
+            for x, y in train_b.epoch(gen):
+                # the target of a reconstruction follows the geometric augmentations; noise and speckle
+                # go on the input only (on both, the auto-encoder learnt to reproduce the noise)
+                x = aug.geometric(x)
+                inp = aug.corrupt(x)
+                if task != "classification":
+                    inp = _fill_gaps(inp, model)
+                if cfg.channels_last:
+                    inp = inp.contiguous(memory_format=torch.channels_last)
+                with _autocast(device, cfg):
+                    try:
+                        out_t = net(inp)
+                    except ValueError as exc:
+                        if "more than 1 value per channel" not in str(exc):
+                            raise
+                        # one sample left for batch norm over a 1 x 1 map (batch_size=1, or one image)
+                        raise InputError(f"a training batch of {len(x)} image of {tuple(x.shape[-2:])} pixels: "
+                                         "batch norm needs more than one value per channel (use batch_size >= 2 "
+                                         "and more than one training image, or larger images)") from None
+                    loss = loss_fn(out_t.float(), x, y)
+                total = loss + _penalty(model, cfg.l1, cfg.l2)
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if cfg.grad_clip:
+                    # the gradients as they are: bf16 autocast needs no loss scaling (no GradScaler to
+                    # unscale first); under DDP they are all-reduced already, the same norm on every rank
+                    torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
+                opt.step()
+                if sched is not None and cfg.scheduler != "plateau":
+                    sched.step()
+                # summed on the device: a float()/int() here would wait for the GPU at every step
+                tot += loss.detach() * len(x)
+                if task == "classification":
+                    correct += (out_t.argmax(1) == y).sum()
+                n += len(x)
+            tot, correct = float(tot), int(correct)
+            tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
+            correct, n = int(correct), int(n)
+            seen += n
+            row = {"epoch": epoch, "train_loss": tot / n, "lr": lr,
+                   "seconds": time.perf_counter() - te}
             if task == "classification":
-                correct += (out_t.argmax(1) == y).sum()
-            n += len(x)
-        tot, correct = float(tot), int(correct)
-        tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
-        correct, n = int(correct), int(n)
-        seen += n
-        row = {"epoch": epoch, "train_loss": tot / n, "lr": lr,
-               "seconds": time.perf_counter() - te}
-        if task == "classification":
-            row["train_accuracy"] = correct / n
-        if val_b is not None:
-            _dist.broadcast_buffers(model)
-            ev = _run_eval(model, val_b, val_loss_fn, device, cfg, task == "classification", weights)
-            row.update({f"val_{k}": v for k, v in ev.items()})
-        bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
-        if bad:
-            # else the later epochs trained on NaN and the "best" model's predictions were argmax(NaN)
-            kept = f"; {out} holds epoch {epoch - 1}" if out is not None and epoch > 1 else ""
-            raise OceanDLError(f"training diverged: {bad[0]} is not finite in epoch {epoch} (lower the learning "
-                               f"rate, now {cfg.lr:g}, or train in fp32){kept}")
-        result.history.append(row)
-        score = row.get("val_loss", row["train_loss"])
-        if sched is not None and cfg.scheduler == "plateau":
-            sched.step(score)
-        if score < result.best_val:
-            result.best_val, result.best_epoch, bad_epochs = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_"))})
-        if log and _dist.is_main_process():
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        stop = cfg.early_stopping and bad_epochs >= cfg.early_stopping
+                row["train_accuracy"] = correct / n
+            if val_b is not None:
+                _dist.broadcast_buffers(model)
+                ev = _run_eval(model, val_b, val_loss_fn, device, cfg, task == "classification", weights)
+                row.update({f"val_{k}": v for k, v in ev.items()})
+            bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
+            if bad:
+                # else the later epochs trained on NaN and the "best" model's predictions were argmax(NaN)
+                kept = f"; {out} holds epoch {epoch - 1}" if out is not None and epoch > 1 else ""
+                raise OceanDLError(f"training diverged: {bad[0]} is not finite in epoch {epoch} (lower the learning "
+                                   f"rate, now {cfg.lr:g}, or train in fp32){kept}")
+            result.history.append(row)
+            score = row.get("val_loss", row["train_loss"])
+            if sched is not None and cfg.scheduler == "plateau":
+                sched.step(score)
+            if score < result.best_val:
+                result.best_val, result.best_epoch, bad_epochs = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_"))})
+            if log and _dist.is_main_process():
+                log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            stop = cfg.early_stopping and bad_epochs >= cfg.early_stopping
+            if out is not None and _dist.is_main_process():
+                _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
+                            checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1,
+                            finished=bool(stop) or epoch >= cfg.epochs)
+                saved = epoch
+            _dist.barrier()  # the other ranks wait for rank 0's checkpoint
+            if stop or (stop_after_epoch is not None and epoch >= stop_after_epoch):
+                break
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: say what a --resume goes on from
         if out is not None and _dist.is_main_process():
-            _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
-                        checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1,
-                        finished=bool(stop) or epoch >= cfg.epochs)
-        _dist.barrier()  # the other ranks wait for rank 0's checkpoint
-        if stop or (stop_after_epoch is not None and epoch >= stop_after_epoch):
-            break
+            exc.args = (f"the training state of epoch {saved} of {cfg.epochs} stands in {out}" if saved
+                        else f"no training state was saved in {out} yet",)
+            exc.resumable = bool(saved)
+        raise
     result.seconds = time.perf_counter() - t0
     result.samples_per_s = seen / max(result.seconds, 1e-9)
     if best_state is not None:
