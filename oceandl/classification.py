@@ -412,8 +412,12 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     if "path" in ds:
         ds["path"].attrs = {"long_name": "image file"}
     from . import __version__
+    from .models.transfer import BACKBONES
+    from .utils import software_versions
 
     ds.attrs["oceandl_version"] = __version__
+    # the libraries whose code computed the probabilities (torchvision builds the transfer backbones)
+    ds.attrs["oceandl_software"] = software_versions("torch", *(("torchvision",) if cfg["model"] in BACKBONES else ()))
     if errors:
         shown = ", ".join(f"{Path(paths[i]).name if paths else f'images[{i}]'} ({r})"
                           for i, r in list(errors.items())[:5])

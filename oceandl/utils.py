@@ -37,6 +37,8 @@ __all__ = [
     "clean_stale_parts",
     "check_output_path",
     "provenance",
+    "package_version",
+    "software_versions",
     "git_commit",
     "git_dirty",
     "data_root",
@@ -545,21 +547,65 @@ def git_dirty(start: str | os.PathLike | None = None) -> bool | None:
     return bool(out.strip()) if out is not None else None
 
 
-def provenance() -> dict:
-    """Versions of oceandl and its main dependencies, the platform and the git commit."""
+def package_version(dist: str) -> str | None:
+    """Version of the distribution ``dist`` (``"numpy"``, ``"segmentation-models-pytorch"``), without
+    importing it; ``None`` when it is not installed.
+
+    Parameters
+    ----------
+    dist : str
+        The distribution's name, as pip knows it.
+
+    Returns
+    -------
+    str or None
+        The ``__version__`` of its module when that is already imported, else its installed metadata's.
+
+    Notes
+    -----
+    An imported module's own version wins: torch's carries its build (this torch is 2.14.1 in its
+    wheel's metadata but runs as 2.14.1+cu130; the local tag says which kernels computed), and the
+    oceandl that runs may be a source tree beside another installed one.
+    """
+    import sys
     from importlib import metadata
 
-    versions = {}
-    for pkg in ("oceandl", "torch", "torchvision", "numpy", "xarray", "segmentation-models-pytorch"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    # torch's build, not its wheel's metadata: this torch reported 2.14.1 from its metadata while
-    # running as 2.14.1+cu130; the local tag (+cpu, +cu130, +rocm) says which kernels computed
-    import torch
+    ver = getattr(sys.modules.get(dist.replace("-", "_")), "__version__", None)
+    if ver:
+        return str(ver)
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
-    versions["torch"] = torch.__version__
+
+def software_versions(*libraries: str) -> str:
+    """The software that computed a result, in one line for a file's ``oceandl_software`` attribute:
+    ``"oceandl 0.1.0; numpy 2.4.6; xarray 2026.9.0; torch 2.14.1+cu130"``.
+
+    Parameters
+    ----------
+    *libraries : str
+        Distributions whose code computed the result beside oceandl, numpy and xarray (always
+        listed): ``"torch"`` for a network or a torch SVD, ``"torchvision"``, ``"segmentation-models-pytorch"``.
+        Only those named are listed (a numpy-only fill does not say torch, nor imports it).
+
+    Returns
+    -------
+    str
+        ``"<name> <version>"`` pairs joined by ``"; "`` (``unknown`` for one not installed).
+    """
+    names = dict.fromkeys(("oceandl", "numpy", "xarray", *libraries))  # ordered, once each
+    return "; ".join(f"{n} {package_version(n) or 'unknown'}" for n in names)
+
+
+def provenance() -> dict:
+    """Versions of oceandl and its main dependencies, the platform and the git commit."""
+    # imported for torch's build, not its wheel's metadata (see package_version)
+    import torch  # noqa: F401
+
+    versions = {pkg: package_version(pkg) for pkg in
+                ("oceandl", "torch", "torchvision", "numpy", "xarray", "segmentation-models-pytorch")}
     return {
         "versions": versions,
         "python": platform.python_version(),

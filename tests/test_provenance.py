@@ -1,4 +1,5 @@
-"""Provenance recorded in run folders: the git commit and whether the checkout had uncommitted changes."""
+"""Provenance recorded in run folders (the git commit, whether the checkout had uncommitted changes, the
+versions) and in output files (`oceandl_software`: the libraries whose code computed them)."""
 from __future__ import annotations
 
 import os
@@ -90,3 +91,124 @@ def test_run_files_are_strict_json(tmp_path):
     got = json.loads(path.read_text(), parse_constant=refuse)
     assert got == {"a": {"rmse": 1.5, "corr": None, "bins": [1.0, None, None], "n": 3, "ok": True,
                          "pair": [None, 2]}}
+
+
+# ------------------------------------------------------------------ the software in output files
+def _versions():
+    from importlib import metadata
+
+    return metadata.version("numpy"), metadata.version("xarray")
+
+
+def _assert_software(value: str, *, torch_expected: bool) -> None:
+    """``oceandl_software``: the installed numpy and xarray, oceandl's version, torch's build only
+    where torch computed the numbers."""
+    import oceandl
+
+    numpy_v, xarray_v = _versions()
+    parts = value.split("; ")
+    assert parts[:3] == [f"oceandl {oceandl.__version__}", f"numpy {numpy_v}", f"xarray {xarray_v}"], value
+    if torch_expected:
+        import torch
+
+        assert f"torch {torch.__version__}" in parts, value
+    else:
+        assert "torch" not in value, value
+
+
+def _cube():
+    from tests.fakes import lowrank_cube
+
+    return lowrank_cube(8, 16, 16, seed=0, dates=True)[0].rename("sst")
+
+
+def test_software_versions_names_only_the_libraries_asked_and_imports_none():
+    """A numpy-only fill must not import torch to say its version (nor list it)."""
+    import sys
+
+    code = ("import sys; from oceandl.utils import software_versions as s; v = s(); "
+            "assert 'torch' not in sys.modules and 'torch' not in v, v; print(v)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    _assert_software(out.stdout.strip(), torch_expected=False)
+    from oceandl.utils import software_versions
+
+    _assert_software(software_versions("torch"), torch_expected=True)
+    assert software_versions("torch", "torch").count("torch") == 1
+
+
+@pytest.mark.parametrize("method", ["climatology", "unet"])
+def test_interpolation_output_records_its_software(method, tmp_path):
+    """A filled field recorded only oceandl's version: not the numpy, xarray (and torch, for a
+    network) whose numbers went into it."""
+    import xarray as xr
+
+    from oceandl.interp import interpolate
+
+    opts = {"steps": 2, "batch_size": 2, "patch": 16, "model_options": {"width": 4, "depth": 1}} if method == "unet" else {}
+    ds = interpolate(_cube(), method, return_dataset=True, device="cpu", **opts)
+    ds.to_netcdf(tmp_path / "f.nc")
+    with xr.open_dataset(tmp_path / "f.nc") as back:
+        for attrs in (back.attrs, back[next(iter(ds.data_vars))].attrs):
+            assert attrs["oceandl_version"]
+            _assert_software(attrs["oceandl_software"], torch_expected=method == "unet")
+
+
+def test_refill_and_chunked_and_eof_files_carry_one_fresh_value(tmp_path):
+    """A climatology fill of a DINEOF output (torch in its software) says its own software, no torch,
+    in the file and on the variable; so do the --chunks path and an `eof` file."""
+    import xarray as xr
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+    from oceandl.interp.base import _input_attrs
+
+    assert "oceandl_software" not in _input_attrs({"oceandl_version": "0.0.1", "oceandl_software": "stale"})
+    _cube().to_dataset(name="sst").to_netcdf(tmp_path / "in.nc")
+
+    def run(*args):
+        res = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+
+    run("interpolate", tmp_path / "in.nc", "--method", "dineof", "--withhold", 0, "--set", "max_modes=2",
+        "--device", "cpu", "--quiet", "-o", tmp_path / "dineof.nc")
+    with xr.open_dataset(tmp_path / "dineof.nc") as ds:
+        _assert_software(ds.attrs["oceandl_software"], torch_expected=True)  # DINEOF runs on torch
+    run("interpolate", tmp_path / "dineof.nc", "--var", "sst", "--method", "climatology", "--withhold", 0,
+        "--quiet", "-o", tmp_path / "refill.nc")
+    run("interpolate", tmp_path / "dineof.nc", "--var", "sst", "--method", "climatology", "--chunks",
+        "time=-1,lat=8,lon=8", "--quiet", "-o", tmp_path / "chunked.nc")
+    for name in ("refill.nc", "chunked.nc"):
+        with xr.open_dataset(tmp_path / name) as ds:
+            for attrs in (ds.attrs, ds["sst"].attrs):
+                _assert_software(attrs["oceandl_software"], torch_expected=False)
+    run("eof", tmp_path / "refill.nc", "--var", "sst", "--n-modes", 2, "-o", tmp_path / "eof.nc")
+    with xr.open_dataset(tmp_path / "eof.nc") as ds:
+        _assert_software(ds.attrs["oceandl_software"], torch_expected=False)  # the full (numpy) SVD
+        assert ds.attrs["solver"] == "full"
+
+
+def test_classify_predictions_record_their_software(tmp_path):
+    """`oceandl classify -o x.nc` recorded oceandl's version alone: the network ran in torch."""
+    import numpy as np
+    import xarray as xr
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+    from oceandl.models import get_model
+    from oceandl.preprocess import check_spec
+    from oceandl.training.checkpoint import save_checkpoint
+
+    options = {"channels": [4], "hidden": 4}
+    save_checkpoint(tmp_path / "ck", get_model("cnn", 1, 2, **options), model_name="cnn", model_args=[1, 2],
+                    model_options=options, task="classification", classes=["a", "b"],
+                    preprocessing=check_spec({"size": [16, 16], "normalize": "per_image"}))
+    img = np.random.default_rng(0).normal(size=(3, 16, 16)).astype(np.float32)
+    xr.Dataset({"image": (("sample", "y", "x"), img)}).to_netcdf(tmp_path / "stack.nc")
+    res = CliRunner().invoke(cli, ["classify", str(tmp_path / "stack.nc"), "--model", str(tmp_path / "ck"),
+                                   "--device", "cpu", "--quiet", "-o", str(tmp_path / "p.nc")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "p.nc") as ds:
+        assert ds.attrs["oceandl_version"]
+        _assert_software(ds.attrs["oceandl_software"], torch_expected=True)

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from oceandl.errors import InputError, OceanDLError, one_line, warn
+from oceandl.utils import package_version, software_versions
 
 __all__ = ["Interpolator", "canonical_dims", "clean_axes", "as_dataarray", "cf_masked", "append_history", "oceandl_version"]
 
@@ -40,18 +41,7 @@ def append_history(old: str | None, text: str = "", *, command: str | None = Non
 
 def oceandl_version() -> str:
     """Version string of oceandl (``"unknown"`` when it is neither imported nor installed)."""
-    import sys
-
-    pkg = sys.modules.get("oceandl")
-    ver = getattr(pkg, "__version__", None)
-    if ver:
-        return str(ver)
-    from importlib import metadata
-
-    try:
-        return metadata.version("oceandl")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return package_version("oceandl") or "unknown"
 
 
 def _label(da) -> str:
@@ -271,7 +261,7 @@ def _netcdf_safe(value):
 #: attributes an oceandl run writes about itself (on the filled variable and the file): those of an
 #: earlier run, read back from its output, describe that run, not the next one
 RUN_ATTRS = frozenset({
-    "oceandl_version", "method", "options", "seconds", "chunked", "harmonics", "harmonics_fallback_pixels",
+    "oceandl_version", "oceandl_software", "method", "options", "seconds", "chunked", "harmonics", "harmonics_fallback_pixels",
     # DINEOF and eof
     "n_modes", "n_iter", "n_iter_total", "converged", "shrink", "shrink_curve",
     # neural methods
@@ -460,6 +450,9 @@ class Interpolator:
     name: ClassVar[str] = "base"
     gives_sigma: ClassVar[bool] = False
     option_defaults: ClassVar[dict[str, Any]] = {}
+    #: distributions whose code computes the fill besides oceandl, numpy and xarray (``"torch"``):
+    #: listed in the output's ``oceandl_software``, which a numpy-only method keeps free of torch
+    libraries: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, seed: int = 0, device: str = "auto", progress: bool = False,
                  keep_observed: bool = True, **options):
@@ -719,9 +712,9 @@ class Interpolator:
             (int8: 0 observed or land, 1 originally missing ocean pixel, 2 withheld). Land stays
             NaN. Attrs of the filled variable: the input's attrs plus ``comment`` (what its values
             are, before the input's comment), ``ancillary_variables`` (``missing_flag sigma``), ``oceandl_version``,
-            ``method``, ``options`` (JSON), ``history``, the method's fit attrs and, when pixels
-            were withheld, ``val_rmse``, ``val_mae``, ``val_bias``, ``val_corr``,
-            ``val_std_ratio``, ``val_n`` (and ``val_frac_within_*sigma``). The Dataset's attrs:
+            ``oceandl_software`` (:func:`~oceandl.utils.software_versions`), ``method``, ``options``
+            (JSON), ``history``, the method's fit attrs and, when pixels were withheld, ``val_rmse``,
+            ``val_mae``, ``val_bias``, ``val_corr``, ``val_std_ratio``, ``val_n`` (and ``val_frac_within_*sigma``). The Dataset's attrs:
             the same without the input's (its units and names describe the variable, not the file).
             An input coordinate named like one of these variables (a scalar ``sigma`` level) is
             kept as ``<name>_coord``, with a warning (:func:`~oceandl.interp.interpolate` gives the
@@ -898,6 +891,8 @@ class Interpolator:
 
         attrs: dict[str, Any] = {
             "oceandl_version": oceandl_version(),
+            # the libraries' versions too: a fill reproduced a year later needs those its numbers came from
+            "oceandl_software": software_versions(*self.libraries),
             "method": self.name,
             "options": json.dumps({**self.options, "seed": self.seed, "keep_observed": self.keep_observed},
                                   sort_keys=True, default=_json_default),

@@ -75,6 +75,7 @@ import numpy as np
 import xarray as xr
 
 from oceandl.errors import InputError, one_line, warn
+from oceandl.utils import software_versions
 
 from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, filled_comment,
                    oceandl_version, output_coord_name, sigma_attrs)
@@ -1008,7 +1009,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             "blocks": len(blocks), "strategy": {"climatology": "global per-pixel statistics",
                                                 "fit": "per-region fits on overlapping blocks",
                                                 "neural": "one network, tiled inference per block"}[kind]}
-    attrs = {"oceandl_version": oceandl_version(), "method": method, "options": opts_json,
+    attrs = {"oceandl_version": oceandl_version(), "oceandl_software": software_versions(*cls.libraries),
+             "method": method, "options": opts_json,
              "chunked": json.dumps(plan, sort_keys=True),
              # the loaded network's identity (path, weights' SHA-256, how it was trained), as in memory
              **(getattr(fn.fitted, "checkpoint_attrs_", {}) if kind == "neural" else {}),

@@ -542,6 +542,7 @@ class DINEOF(Interpolator):
     """
 
     name: ClassVar[str] = "dineof"
+    libraries: ClassVar[tuple[str, ...]] = ("torch",)  # its SVDs and iterations run in torch
     _warn_small_cv: ClassVar[bool] = True  # interpolate_chunked sums the blocks' up in one warning
     _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
     gives_sigma = _ErrorMapFlag()  # type: ignore[assignment]

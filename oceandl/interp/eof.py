@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from oceandl.errors import InputError, warn
+from oceandl.utils import software_versions
 
 from .base import (Interpolator, _input_attrs, _label, _squeeze_levels, append_history, as_dataarray, canonical_dims,
                    oceandl_version)
@@ -337,6 +338,8 @@ class EOF:
         time_coords = {c: v for c, v in da.coords.items() if set(v.dims) <= {tdim}}
         prov = {
             "oceandl_version": oceandl_version(),
+            # torch only when its randomized SVD computed the modes
+            "oceandl_software": software_versions(*(("torch",) if solver_used == "randomized" else ())),
             "method": "eof",
             "options": json.dumps({"n_modes": int(n_modes), "center": bool(center),
                                    "weights": weights if isinstance(weights, str) or weights is None else "array",

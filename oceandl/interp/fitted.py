@@ -208,7 +208,7 @@ def load_fitted(path, *, device: str = "auto", progress: bool = False) -> Interp
     fit_attrs = fitted.get("fit_attrs") if isinstance(fitted.get("fit_attrs"), dict) else {}
     # never in a fit's attrs: an edited one must not rename the method or rewrite the provenance
     fit_attrs = {k: v for k, v in fit_attrs.items()
-                 if k not in ("oceandl_version", "method", "options", "history", "fitted_on", "comment")}
+                 if k not in ("oceandl_version", "oceandl_software", "method", "options", "history", "fitted_on", "comment")}
     sigma_attrs = fitted.get("sigma_attrs") if isinstance(fitted.get("sigma_attrs"), dict) else {}
     model._saved_attrs = (dict(fit_attrs), dict(sigma_attrs))  # what the output says of the fit
     text = fitted.get("fitted_on")

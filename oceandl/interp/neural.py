@@ -222,6 +222,7 @@ class NeuralInterpolator(Interpolator):
     """
 
     model_name: ClassVar[str] = ""
+    libraries: ClassVar[tuple[str, ...]] = ("torch",)  # the network computes the fill
     default_model_options: ClassVar[dict[str, Any]] = {}
     default_steps: ClassVar[int] = 600
     multiple: ClassVar[int] = 1  # the network needs H, W divisible by this (padded here)
@@ -1440,5 +1441,6 @@ class SMPUnetInterpolator(NeuralInterpolator):
 
     name = "smp_unet"
     model_name = "smp_unet"
+    libraries = ("torch", "segmentation-models-pytorch")  # smp's code builds the network
     default_model_options = {"encoder_name": "resnet18", "encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
     default_steps = 400  # ~3x the cost per step of the 16-wide U-Net
