@@ -358,7 +358,10 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     trend = f", loss {np.mean(loss[:k]):.4g} -> {np.mean(loss[-k:]):.4g}" if loss else ""
     start = f" from {options['init']}" if options.get("init") is not None else ""
     run = getattr(interp, "_run", None) or {}
+    took = f"{seconds:.1f} s"
     if run.get("resumed_at"):
         start += f" (resumed at step {run['resumed_at'][-1]})"
-    return (f"{method} ({interp.precision_}): {interp.steps_} steps{start} on {where} {dict(da.sizes)} in {seconds:.1f} s"
+        # this call's time alone said nothing of the run's: the training loops of every call, summed
+        took += f" ({interp.train_seconds_:.1f} s of training over the {len(run['resumed_at']) + 1} calls)"
+    return (f"{method} ({interp.precision_}): {interp.steps_} steps{start} on {where} {dict(da.sizes)} in {took}"
             f"{trend}; checkpoint written to {output} (use --method {method} --model {output})")

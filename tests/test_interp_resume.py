@@ -5,6 +5,7 @@ warned about by `interpolate --model`."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ from oceandl.cli.main import cli
 from oceandl.errors import InputError
 from oceandl.interp import METHODS
 from oceandl.interp.neural import NeuralInterpolator, _TrainingStopped
+from oceandl.training.checkpoint import load_training_state
 
 STATE = ("training_state.json", "training_state.safetensors")
 
@@ -324,6 +326,10 @@ def test_cli_resume_gives_the_uninterrupted_checkpoint(runs, sst_file, tmp_path)
     res = CliRunner().invoke(cli, ["train", "interpolator", str(sst_file), *SMALL, "-o", str(folder), "--resume"])
     assert res.exit_code == 0, res.output
     assert "4 steps (resumed at step 2)" in res.output and f"--model {folder}" in res.output
+    # the training time of both calls: the killed one's (in its state) and this one's
+    before = load_training_state(runs / "cut")["seconds"]
+    total = float(re.search(r"\(([\d.]+) s of training over the 2 calls\)", res.output).group(1))
+    assert total >= round(before, 1)
     assert _same_weights(runs / "whole", folder)
     ta, tb = _training(runs / "whole"), _training(folder)
     assert ta["loss_history"] == tb["loss_history"] and len(ta["loss_history"]) == 4
