@@ -718,6 +718,7 @@ def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, e
 
     40 per class for 16 epochs: test accuracy 0.65-0.70 over seeds 0-2 in 7.5 s on 2 cores (30 for
     10 epochs gave 0.22-0.38 in 6.2 s)."""
+    import shutil
     import tempfile
 
     from oceandl.datasets.images import open_image_dataset
@@ -727,13 +728,21 @@ def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, e
 
     tmp = Path(tempfile.mkdtemp(prefix="oceandl-demo-"))
     _echo(f"--demo: training a small CNN on synthetic SAR vignettes in {tmp}")
-    train_dir = make_sar_vignettes(tmp / "train", n_per_class=n_per_class, size=size, seed=seed)
-    test_dir = make_sar_vignettes(tmp / "heldout", n_per_class=3, size=size, seed=seed + 1)
-    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed, device=device, augment=("flip", "rot90"),
-                      scheduler="onecycle", progress=_progress(quiet))
-    res = train_classifier(open_image_dataset(train_dir), "cnn", tmp / "model", cfg,
-                           preprocessing={"intensity": "db", "normalize": "per_image"},
-                           model_options={"channels": (16, 32), "hidden": 64})
+    try:
+        train_dir = make_sar_vignettes(tmp / "train", n_per_class=n_per_class, size=size, seed=seed)
+        test_dir = make_sar_vignettes(tmp / "heldout", n_per_class=3, size=size, seed=seed + 1)
+        cfg = TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=seed, device=device, augment=("flip", "rot90"),
+                          scheduler="onecycle", progress=_progress(quiet))
+        res = train_classifier(open_image_dataset(train_dir), "cnn", tmp / "model", cfg,
+                               preprocessing={"intensity": "db", "normalize": "per_image"},
+                               model_options={"channels": (16, 32), "hidden": 64})
+    except BaseException as exc:
+        # the caller deletes the folder once it has it: stopped here, it was left in /tmp, and the
+        # error line named the training state kept in it
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            exc.args = ()
+        raise
     _echo(f"--demo: model test accuracy {res['test']['accuracy']:.3f} (chance 0.1); classifying {test_dir}")
     return tmp / "model", (test_dir,), tmp
 

@@ -802,6 +802,30 @@ def test_classify_demo_end_to_end_small(tmp_path, monkeypatch):
     assert all(p.startswith("heldout/") and p.endswith(".tiff") for p in df["path"]) and str(tmp) not in out.read_text()
 
 
+def test_classify_demo_interrupted_leaves_no_folder(tmp_path, monkeypatch):
+    """Ctrl-C while the demo trains: exit 130, 'Error: interrupted' alone (it named the training state
+    of a folder about to go), and its temporary folder removed (it was left in /tmp)."""
+    import tempfile
+
+    import oceandl.training.engine as engine
+
+    made, real_mkdtemp = [], tempfile.mkdtemp
+
+    def mkdtemp(*a, **k):
+        made.append(Path(real_mkdtemp(*a, dir=tmp_path, **k)))
+        return str(made[-1])
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(engine, "_save_epoch", ctrl_c)  # at the end of the first epoch
+    res = invoke("classify", "--demo", "-o", tmp_path / "demo.csv", "--quiet", "--device", "cpu")
+    assert res.exit_code == 130 and res.stderr.strip().splitlines()[-1] == "Error: interrupted", res.output
+    assert made and made[0].name.startswith("oceandl-demo-") and not made[0].exists()
+    assert not (tmp_path / "demo.csv").exists()
+
+
 @pytest.mark.slow
 def test_classify_demo_full(tmp_path):
     out = tmp_path / "demo.nc"
