@@ -621,11 +621,14 @@ def test_a_failed_overwrite_leaves_the_earlier_checkpoint_as_it_was(sar_tree, sa
             if len(calls) % 2 == 0:
                 if how == "raise":
                     raise RuntimeError("disk on fire")
+                if how == "ctrl_c":  # in epoch 2's validation: its state is saved in the staging folder
+                    raise KeyboardInterrupt
                 return {**real(*a, **kw), "loss": float("nan")}  # training diverged in epoch 2
             return real(*a, **kw)
         return run_eval
 
-    for how, code, says in (("raise", 1, "disk on fire"), ("nan", 1, "training diverged")):
+    for how, code, says in (("raise", 1, "disk on fire"), ("nan", 1, "training diverged"),
+                            ("ctrl_c", 130, f"interrupted: {ckpt} is unchanged (the new run is discarded)")):
         monkeypatch.setattr(engine, "_run_eval", second_epoch_fails(how))
         res = CliRunner().invoke(cli, [str(a) for a in ("train", "classifier", "--data", sar_tree.parent, "--model",
                                  "cnn", "--set", "channels=4,8", "--set", "hidden=8", "--epochs", 3, "--device",
@@ -640,6 +643,39 @@ def test_a_failed_overwrite_leaves_the_earlier_checkpoint_as_it_was(sar_tree, sa
     after = json.loads((ckpt / "config.json").read_text())
     assert after["training"]["epochs"] == 1 and "accuracy" in after["metrics"]
     assert (ckpt / "confusion.png").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_sigterm_inside_an_epoch_saves_it_and_resume_goes_on(sar_tree, tmp_path, monkeypatch):
+    """SIGTERM (a batch scheduler's time limit) inside an epoch keeps its batches done; the error line
+    says so, and the same command with --resume ends with the uninterrupted run's weights."""
+    import re
+
+    from safetensors.torch import load_file
+
+    from oceandl.training import engine
+
+    args = ("--epochs", 2, "--batch-size", 8)
+    ref = train(sar_tree.parent, tmp_path / "ref", *args)
+    real, calls = engine._penalty, [0]
+
+    def terminated_in_8th_batch(*a):
+        calls[0] += 1
+        if calls[0] == 8:  # epoch 2: after the forward pass, before the step
+            raise cli_main._Terminated()
+        return real(*a)
+
+    monkeypatch.setattr(engine, "_penalty", terminated_in_8th_batch)
+    out = tmp_path / "m"
+    res = invoke("train", "classifier", "--data", sar_tree.parent, "--model", "cnn", "-o", out, "--device", "cpu",
+                 "--quiet", "--set", "channels=4,8", "--set", "hidden=8", *args)
+    assert res.exit_code == 143, res.output
+    assert re.search(rf"Error: terminated: the training state of epoch 2 of 2, batch \d of \d, is saved in {re.escape(str(out))} "
+                     r"\(go on with the same command and --resume\)", res.output), res.output
+    monkeypatch.setattr(engine, "_penalty", real)
+    train(sar_tree.parent, out, *args, "--resume")
+    for name in ("weights.safetensors", "training_state.safetensors"):
+        a, b = load_file(ref / name), load_file(out / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_config_records_the_split_and_resume_keeps_it(sar_tree, tmp_path):

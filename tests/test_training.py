@@ -167,8 +167,9 @@ def test_resume_is_bit_identical(digits, tmp_path):
 
 
 def test_ctrl_c_says_which_epoch_a_resume_goes_on_from(digits, tmp_path):
-    """Ctrl-C (or SIGTERM) in epoch 3 of 4: the state of epoch 2 is in the folder, the exception says
-    so (the CLI prints it), and the resume ends as the uninterrupted run; in epoch 1 nothing is saved."""
+    """Ctrl-C (or SIGTERM) between epochs (after epoch 3's batches and validation, before its save):
+    the state of epoch 2 is in the folder, the exception says so (the CLI prints it), and the resume
+    ends as the uninterrupted run; after epoch 1's batches nothing is saved."""
     train, val = _sets(digits)
     cfg = TrainConfig(epochs=4, lr=2e-3, **FAST)
     meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
@@ -193,6 +194,123 @@ def test_ctrl_c_says_which_epoch_a_resume_goes_on_from(digits, tmp_path):
         fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "c", checkpoint_meta=meta, log=ctrl_c_in(1))
     assert str(info.value) == f"no training state was saved in {tmp_path / 'c'} yet"
     assert info.value.resumable is False and not (tmp_path / "c").exists()
+
+
+def _ctrl_c_in_call(model, k: int):
+    """``model`` whose ``k``-th training forward pass runs (dropout drawn, batch norm's running
+    statistics moved), then raises KeyboardInterrupt: Ctrl-C inside a batch."""
+    forward, calls = model.forward, [0]
+
+    def interrupted(x):
+        out = forward(x)
+        if model.training:
+            calls[0] += 1
+            if calls[0] == k:
+                raise KeyboardInterrupt
+        return out
+
+    model.forward = interrupted
+    return model
+
+
+def _same_run(a, b) -> None:
+    """Two fits' histories (but their clock) and final weights are equal."""
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in b.history] == \
+        [{k: v for k, v in h.items() if k != "seconds"} for h in a.history]
+    assert b.best_epoch == a.best_epoch
+    for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(x, y), k
+
+
+@pytest.mark.parametrize("with_val, scheduler, streamed", [(True, "cosine", False), (False, "cosine", False),
+                                                           (True, "plateau", False), (True, "cosine", True)])
+def test_ctrl_c_inside_an_epoch_saves_its_batches_done(digits, tmp_path, with_val, scheduler, streamed):
+    """Ctrl-C (or SIGTERM) in a batch's forward pass used to lose the whole epoch (an hour of
+    Sentinel-1 on a laptop). The batches done are saved (weights, optimizer, schedule, the epoch's
+    sums and random states, batch norm's statistics as before the cut batch); a resume skips them
+    unread and ends as the uninterrupted run, bit for bit (dropout, batch norm, augmentation), also
+    when interrupted again; with or without validation, a per-epoch (plateau) schedule, streamed."""
+    from oceandl.training.checkpoint import load_training_state, read_config
+
+    train, val = _sets(digits)
+    val = val if with_val else None
+    cfg = TrainConfig(epochs=3, lr=2e-3, scheduler=scheduler, augment=("flip", "noise"),
+                      max_materialize_mb=0 if streamed else 4096, **FAST)
+    meta = dict(model_name="cnn", model_args=[1, 4], model_options={"channels": [4, 8], "hidden": 16})
+
+    def net():
+        torch.manual_seed(0)
+        return get_model("cnn", 1, 4, channels=(4, 8), hidden=16)
+
+    full = fit(net(), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
+    out = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt) as info:  # 6 batches an epoch: the 9th is epoch 2's third
+        fit(_ctrl_c_in_call(net(), 9), train, val, cfg, out=out, checkpoint_meta=meta)
+    assert str(info.value) == f"the training state of epoch 2 of 3, batch 2 of 6, is saved in {out}"
+    assert info.value.resumable is True
+    saved = read_config(out)
+    assert saved["epochs_done"] == 1 and saved["finished"] is False  # classify warns
+    assert load_training_state(out)["batches_done"] == 2
+    with pytest.raises(KeyboardInterrupt) as info:  # resumed, cut again in the same epoch
+        fit(_ctrl_c_in_call(net(), 2), train, val, cfg, out=out, checkpoint_meta=meta, resume=True)
+    assert str(info.value) == f"the training state of epoch 2 of 3, batch 3 of 6, is saved in {out}"
+    resumed = fit(net(), train, val, cfg, out=out, checkpoint_meta=meta, resume=True)
+    _same_run(full, resumed)
+    a, b = load_training_state(tmp_path / "a"), load_training_state(out)
+    assert "batches_done" not in b and read_config(out)["finished"] is True
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])  # the last epoch's weights too
+
+
+def test_ctrl_c_in_the_first_epoch_saves_it(digits, tmp_path):
+    """Cut in epoch 1, the batches done are saved (no whole epoch yet: the weights so far are the
+    checkpoint's, epochs_done 0), and the resume ends as the uninterrupted run."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=2, lr=2e-3, augment=("flip",), **FAST)
+    meta = dict(model_name="cnn", model_args=[1, 4], model_options={"channels": [4, 8], "hidden": 16})
+
+    def net():
+        torch.manual_seed(0)
+        return get_model("cnn", 1, 4, channels=(4, 8), hidden=16)
+
+    full = fit(net(), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(_ctrl_c_in_call(net(), 5), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta)
+    assert str(info.value) == f"the training state of epoch 1 of 2, batch 4 of 6, is saved in {tmp_path / 'b'}"
+    assert load_checkpoint(tmp_path / "b")[1]["epochs_done"] == 0
+    _same_run(full, fit(net(), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta, resume=True))
+    with pytest.raises(KeyboardInterrupt) as info:  # in the first batch: nothing of the epoch to keep
+        fit(_ctrl_c_in_call(net(), 1), train, val, cfg, out=tmp_path / "c", checkpoint_meta=meta)
+    assert str(info.value) == f"no training state was saved in {tmp_path / 'c'} yet"
+    assert info.value.resumable is False and not (tmp_path / "c").exists()
+
+
+def test_ctrl_c_while_the_weights_are_updated_leaves_the_last_whole_epoch(digits, tmp_path, monkeypatch):
+    """Cut inside the optimizer step the weights are neither those of one batch nor of the next:
+    nothing is saved, the last whole epoch stands and the resume from it is the uninterrupted run."""
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, lr=2e-3, **FAST)
+    meta = dict(model_name="mlp", model_args=[1, 4], model_options={})
+    torch.manual_seed(0)
+    full = fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
+    real, calls = torch.optim.AdamW.step, [0]
+
+    def step(self, *a, **k):
+        out = real(self, *a, **k)
+        calls[0] += 1
+        if calls[0] == 9:  # epoch 2's third batch, its weights updated, its schedule and sums not
+            raise KeyboardInterrupt
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.optim.AdamW, "step", step)
+        torch.manual_seed(0)
+        with pytest.raises(KeyboardInterrupt) as info:
+            fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta)
+    assert str(info.value) == ("interrupted while updating the weights: the training state of epoch 1 of 3 stands "
+                               f"in {tmp_path / 'b'}")
+    assert info.value.resumable is True
+    _same_run(full, fit(get_model("mlp", 1, 4), train, val, cfg, out=tmp_path / "b", checkpoint_meta=meta,
+                        resume=True))
 
 
 def test_fit_leaves_the_global_torch_rng_alone(digits):

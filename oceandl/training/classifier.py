@@ -345,6 +345,10 @@ def _replacing(out: str | Path, figures, run) -> dict:
         # the staging folder is gone: say what became of the checkpoint instead
         msg = re.sub(rf"; {re.escape(str(stage))} holds epoch \d+", "", str(exc)).replace(str(stage), str(out))
         raise type(exc)(f"{msg}; {out} is unchanged") from exc
+    except KeyboardInterrupt as exc:
+        if stage is not None and hasattr(exc, "resumable"):  # the state it names went with the staging folder
+            exc.args, exc.resumable = (f"{out} is unchanged (the new run is discarded)",), False
+        raise
 
 
 def _check_takes_images(net: torch.nn.Module, name: str, x: torch.Tensor) -> None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import InputError, OceanDLError, warn
+from ..errors import CheckpointError, InputError, OceanDLError, one_line, warn
 from ..utils import (LR_RULE, bf16_autocast, decay_groups, fused_optimizer_kwargs, keep_freed_memory,
                      resolve_device, resolve_precision, seed_torch, torch_rng_scope, valid_lr)
 from . import distributed as _dist
@@ -574,6 +574,7 @@ class _Batches:
         # it is left out, named in one warning, and `failed` lists it
         self.on_error = dataset_on_error(dataset)
         self.failed: dict[int, str] = {}
+        self.at = -1  # the index of the batch `epoch` yielded last
         first = _first_image(dataset, self.on_error)
         mb = self.n * torch.as_tensor(first).numel() * 4 / 2**20
         self.x = self.y = None
@@ -603,20 +604,26 @@ class _Batches:
     def __len__(self) -> int:
         return math.ceil(len(self._trim(_dist.shard(torch.arange(self.n), pad=self.shuffle))) / self.batch_size)
 
-    def epoch(self, generator: torch.Generator):
+    def epoch(self, generator: torch.Generator, start: int = 0):
+        """The epoch's batches ``(x, y)`` in the order drawn from ``generator``, from batch ``start``
+        on (a resume inside the epoch: the batches before are not read). ``self.at``: the index in
+        the epoch of the batch yielded last (a batch whose samples all failed to read is not yielded)."""
         order = torch.randperm(self.n, generator=generator) if self.shuffle else torch.arange(self.n)
         order = self._trim(_dist.shard(order, pad=self.shuffle))  # this rank's share (all of it alone)
         if self.x is not None:
             order = order.to(self.device)
-            for i in range(0, len(order), self.batch_size):
+            for self.at, i in enumerate(range(start * self.batch_size, len(order), self.batch_size), start):
                 idx = order[i:i + self.batch_size]
                 yield self.x[idx], self.y[idx]
             return
-        # the generator also seeds the workers: a sample's random transform depends on (seed, epoch)
-        loader = DataLoader(_Reads(self.dataset, order.tolist()), batch_size=self.batch_size, collate_fn=_stack,
-                            num_workers=self.workers, pin_memory=self.device.type == "cuda", generator=generator)
+        # the generator also seeds the workers: a sample's random transform depends on (seed, epoch).
+        # From batch `start` on, the batches go to other workers than in a whole epoch: a dataset
+        # that draws at random in its workers then draws otherwise (in-process, num_workers=0, not)
+        loader = DataLoader(_Reads(self.dataset, order[start * self.batch_size:].tolist()), batch_size=self.batch_size,
+                            collate_fn=_stack, num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                            generator=generator)
         failed: dict[int, str] | None = {} if self.on_error == "skip" else None
-        for b in loader:
+        for self.at, b in enumerate(loader, start):
             got = _collated(b, failed)
             if got is None:
                 continue
@@ -796,6 +803,117 @@ def _class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
     return w * counts.sum() / (w * counts).sum()  # balanced: exactly N / (K * n_c)
 
 
+def _rng_states(device: torch.device) -> dict:
+    """torch's random states a training batch draws from (dropout, augmentation): the CPU
+    generator's and, on CUDA, the device's."""
+    states = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+class _EpochSoFar:
+    """Where the epoch in progress stands, for the state an interruption (Ctrl-C, SIGTERM) saves
+    and a resume goes on from as if uninterrupted.
+
+    The random states and the buffers (batch norm's running statistics) are snapshotted before each
+    batch: an interruption inside a batch has drawn from the one and moved the other, and the state
+    saved replays that batch whole. ``updating`` holds from the optimizer step to the end of the
+    batch, while the weights are neither those of one batch nor of the next: nothing is saved then.
+    ``on=False`` (no output folder; torch distributed, whose ranks each hold a share of the epoch):
+    only the last whole epoch is ever saved.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, on: bool):
+        self.on, self.device = on, device
+        self.buffers = list(model.buffers()) if on else []
+        self.kept = [b.detach().clone() for b in self.buffers]
+        self.epoch: int | None = None  # the epoch a save goes on in; None between epochs (not saved)
+        self.done, self.updating, self.lr, self.t0, self.rngs = 0, False, 0.0, 0.0, {}
+
+    def begin(self, epoch: int, done: int, lr: float, t0: float) -> None:
+        """The batches of ``epoch`` begin at batch ``done``; ``lr`` and ``t0`` go into its log row."""
+        self.batch_done(done)
+        self.lr, self.t0 = lr, t0
+        self.epoch = epoch if self.on else None  # last: an interruption before saves nothing of the epoch
+
+    def batch_done(self, done: int) -> None:
+        """``done`` batches of the epoch are trained (their step taken, their loss summed)."""
+        if self.on:
+            self.rngs = _rng_states(self.device)
+            if self.buffers:
+                torch._foreach_copy_(self.kept, self.buffers)  # one call, not one copy per layer
+        self.done, self.updating = done, False
+
+    def end(self) -> None:
+        """The epoch's batches and validation are done: from here its whole-epoch save stands in."""
+        self.epoch = None
+
+    def state(self, tot: float, correct: int, n: int) -> dict:
+        """The mid-epoch part of the training state (the model's buffers put back as they were
+        before the batch in progress): batches done, the epoch's sums, log row and random states."""
+        if self.buffers:
+            torch._foreach_copy_(self.buffers, self.kept)
+        return {"batches_done": self.done, "running": {"tot": float(tot), "correct": int(correct), "n": int(n)},
+                "lr": self.lr, "seconds": time.perf_counter() - self.t0, **self.rngs}
+
+
+def _in_epoch(state: dict, out, n_batches: int, distributed: bool) -> dict | None:
+    """The mid-epoch part of a resumed ``state`` (see :meth:`_EpochSoFar.state`), checked; ``None``
+    for a state saved after a whole epoch."""
+    if state.get("batches_done") is None:
+        return None
+    if distributed:  # each rank would skip its share of another order
+        raise InputError(f"{out}: the training state was saved inside an epoch, which resumes in one process only "
+                         "(not under torchrun)")
+    try:
+        run = state["running"]
+        mid = {"done": int(state["batches_done"]), "tot": float(run["tot"]), "correct": int(run["correct"]),
+               "n": int(run["n"]), "lr": float(state["lr"]), "seconds": float(state.get("seconds", 0.0)),
+               "torch_rng": state["torch_rng"], "cuda_rng": state.get("cuda_rng")}
+        if not 0 < mid["done"] <= n_batches:
+            raise ValueError(f"batch {mid['done']} of {n_batches}")
+        torch.Generator().set_state(mid["torch_rng"])  # a state torch takes
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{out}: corrupt training state ({one_line(exc)})") from None
+    return mid
+
+
+def _go_on_in_epoch(mid: dict, device: torch.device) -> tuple[int, tuple, float, float]:
+    """Put back the random states of a mid-epoch state; returns the batches done, the epoch's sums
+    ``(tot, correct, n)``, its learning rate and its start on the clock (the seconds before counted)."""
+    torch.set_rng_state(mid["torch_rng"])
+    if device.type == "cuda" and mid["cuda_rng"] is not None:  # saved on the CPU: seeded, not the same draws
+        torch.cuda.set_rng_state(mid["cuda_rng"], device)
+    return mid["done"], (mid["tot"], mid["correct"], mid["n"]), mid["lr"], time.perf_counter() - mid["seconds"]
+
+
+def _interrupted(out, cfg: TrainConfig, saved: int, so_far: _EpochSoFar, n_batches: int, sums: tuple,
+                 save: Callable[[dict], None]) -> tuple[str, bool]:
+    """Save the epoch so far at an interruption, if it can be resumed from; returns the line that
+    says what ``out`` holds and whether it holds a state to resume from.
+
+    ``saved``: the last whole epoch saved (0: none); ``sums``: the epoch's ``(tot, correct, n)``;
+    ``save(mid)`` writes the state of epoch ``saved`` with the mid-epoch part ``mid``.
+    """
+    kept = (f"the training state of epoch {saved} of {cfg.epochs} stands in {out}" if saved
+            else f"no training state was saved in {out} yet")
+    if so_far.epoch is None:  # between epochs: the last whole one stands
+        return kept, bool(saved)
+    if so_far.updating:
+        return f"interrupted while updating the weights: {kept}", bool(saved)
+    if so_far.done == 0:  # nothing of this epoch to keep
+        return kept, bool(saved)
+    if not math.isfinite(float(sums[0])):  # a diverged state is not saved over a good one
+        return f"the loss is not finite: {kept}", bool(saved)
+    try:
+        save(so_far.state(*sums))
+    except OceanDLError as exc:  # the write failed (a full disk): the previous state is left as it was
+        return f"{one_line(exc)}; {kept}", bool(saved)
+    return (f"the training state of epoch {so_far.epoch} of {cfg.epochs}, batch {so_far.done} of {n_batches}, "
+            f"is saved in {out}"), True
+
+
 def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConfig = TrainConfig(), *,
         task: str = "classification", out: str | Path | None = None, checkpoint_meta: dict | None = None,
         resume: bool = False, overwrite: bool = False, log: Callable[[str], None] | None = None,
@@ -831,6 +949,15 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None, config: TrainConf
     generator is the same after the call as before it. A training epoch that would end on a batch
     of one sample leaves that sample out (another one each epoch, as the order is reshuffled):
     batch norm cannot train on one sample over a 1 x 1 map.
+
+    A KeyboardInterrupt (Ctrl-C; the CLI raises one for SIGTERM) inside an epoch saves the batches of
+    it done so far in ``out`` (the weights, optimizer and schedule after them, the epoch's sums and
+    the random states before the batch cut): ``resume=True`` skips them unread and ends as the
+    uninterrupted run, bit for bit on the CPU. The exception's message says what ``out`` holds and
+    its ``resumable`` whether it holds a state to go on from. Cut in a weight update, or under torch
+    distributed, the last whole epoch stands. A streamed data set (over ``max_materialize_mb``) whose
+    reader draws at random in DataLoader workers draws otherwise after such a resume (its batches
+    go to other workers); read in-process (``num_workers=0``) it draws the same.
     """
     cfg = config
     dctx = _dist.init_distributed(cfg.device)  # None unless launched by torchrun with WORLD_SIZE > 1
@@ -906,7 +1033,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     aug = BatchAugment(tuple(cfg.augment), cfg.translate, cfg.degrees, cfg.scale, cfg.noise)
     result = TrainResult(model=model)
     start_epoch, bad_epochs = 1, 0
-    best_state = None
+    best_state = mid = None  # mid: where in its epoch a state saved at an interruption goes on
     if resume:
         state = load_training_state(out) if out and Path(out).exists() else None
         if state is None:
@@ -922,6 +1049,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
         if best_state is not None:
             best_state = with_optional_state(model, best_state)
         start_epoch = state["epoch"] + 1
+        mid = _in_epoch(state, out, len(train_b), dctx is not None)
         if cfg.early_stopping and bad_epochs >= cfg.early_stopping:
             # the run had stopped early: going on trained epochs an uninterrupted run never did
             # (and replaced its checkpoint with them)
@@ -937,6 +1065,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                initial=start_epoch - 1, total=cfg.epochs)
     # the epoch whose resumable state is in `out` (0: none): what an interruption leaves to go on from
     saved = start_epoch - 1 if out is not None else 0
+    # an interruption inside an epoch saves the batches done (one process only: a rank's share is not resumed)
+    so_far = _EpochSoFar(model, device, on=out is not None and dctx is None)
+    tot, correct, n = 0.0, 0, 0
     try:
         for epoch in bar:
             # per-epoch seeding: the data order, dropout and augmentation of epoch e depend only on
@@ -949,12 +1080,16 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             if dctx is not None:  # dropout/augmentation draws differ per rank; the data order (gen) does not
                 seed_torch(_dist.rank_seed(epoch_seed) % 2**64, device)
             model.train()
-            tot, correct, n = 0.0, 0, 0
+            start, tot, correct, n = 0, 0.0, 0, 0
             # the rate this epoch trained at: read after it, it was the next epoch's (a step schedule
             # logged 1e-4 for an epoch run at 1e-3, a cosine 0 for its last one)
             lr = opt.param_groups[0]["lr"]
             te = time.perf_counter()
-            for x, y in train_b.epoch(gen):
+            if mid is not None:  # resumed inside this epoch: its batches done are skipped, not read
+                start, (tot, correct, n), lr, te = _go_on_in_epoch(mid, device)
+                seen, mid = -n, None  # samples/s counts this call's samples only
+            so_far.begin(epoch, start, lr, te)
+            for x, y in train_b.epoch(gen, start):
                 # the target of a reconstruction follows the geometric augmentations; noise and speckle
                 # go on the input only (on both, the auto-encoder learnt to reproduce the noise)
                 x = aug.geometric(x)
@@ -981,6 +1116,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                     # the gradients as they are: bf16 autocast needs no loss scaling (no GradScaler to
                     # unscale first); under DDP they are all-reduced already, the same norm on every rank
                     torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
+                so_far.updating = True  # till batch_done the weights are half-updated: not saved
                 opt.step()
                 if sched is not None and cfg.scheduler != "plateau":
                     sched.step()
@@ -989,6 +1125,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                 if task == "classification":
                     correct += (out_t.argmax(1) == y).sum()
                 n += len(x)
+                so_far.batch_done(train_b.at + 1)
             tot, correct = float(tot), int(correct)
             tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
             correct, n = int(correct), int(n)
@@ -1001,6 +1138,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                 _dist.broadcast_buffers(model)
                 ev = _run_eval(model, val_b, val_loss_fn, device, cfg, task == "classification", weights)
                 row.update({f"val_{k}": v for k, v in ev.items()})
+            so_far.end()
             bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
             if bad:
                 # else the later epochs trained on NaN and the "best" model's predictions were argmax(NaN)
@@ -1028,11 +1166,14 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             _dist.barrier()  # the other ranks wait for rank 0's checkpoint
             if stop or (stop_after_epoch is not None and epoch >= stop_after_epoch):
                 break
-    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: say what a --resume goes on from
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: save the epoch so far, say what a --resume goes on from
         if out is not None and _dist.is_main_process():
-            exc.args = (f"the training state of epoch {saved} of {cfg.epochs} stands in {out}" if saved
-                        else f"no training state was saved in {out} yet",)
-            exc.resumable = bool(saved)
+            def save(at: dict) -> None:
+                _save_epoch(out, model, best_state, opt, sched, result, saved, bad_epochs, cfg, task,
+                            checkpoint_meta or {}, overwrite=overwrite or resume or saved > 0, finished=False, mid=at)
+
+            text, exc.resumable = _interrupted(out, cfg, saved, so_far, len(train_b), (tot, correct, n), save)
+            exc.args = (text,)
         raise
     result.seconds = time.perf_counter() - t0
     result.samples_per_s = seen / max(result.seconds, 1e-9)
@@ -1091,7 +1232,13 @@ _RESUME_SAYS = {"model_args": " (image channels, classes: the data's classes cha
 
 
 def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, bad_epochs, cfg, task, meta,
-                overwrite, finished: bool = True):
+                overwrite, finished: bool = True, mid: dict | None = None):
+    """Write the checkpoint of ``epoch`` (the best weights so far) with the state that resumes the run.
+
+    ``mid``: saved at an interruption inside epoch ``epoch + 1``, the model's weights are those of
+    the batches done, and ``mid`` says where in that epoch it stands (:meth:`_EpochSoFar.state`);
+    ``epochs_done`` stays ``epoch``, the log and curves those of the whole epochs.
+    """
     out = Path(out)
     live = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if best_state is not None:
@@ -1109,10 +1256,12 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
     state = flatten_state({
         "model": live, "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
         "history": result.history, "best_epoch": result.best_epoch, "best_val": result.best_val,
-        "best_model": best_state, "bad_epochs": bad_epochs, "epoch": epoch,
+        "best_model": best_state, "bad_epochs": bad_epochs, "epoch": epoch, **(mid or {}),
     })
     save_checkpoint(out, model, task=task, overwrite=overwrite, extra=extra, training_state=state, **meta)
     model.load_state_dict(live)
+    if mid is not None:  # the whole epochs' log and curves are written already
+        return
     try:
         with open(out / "log.csv", "w", newline="") as fh:
             keys = list(dict.fromkeys(k for h in result.history for k in h))
