@@ -1,5 +1,6 @@
-"""The ``.oceandl`` accessor of xarray objects: ``da.oceandl.interpolate()``, ``da.oceandl.eof()``, and
-the same on a Dataset, which picks its variable as ``oceandl interpolate --var`` does."""
+"""The ``.oceandl`` accessor of xarray objects: ``da.oceandl.interpolate()``, ``da.oceandl.eof()``,
+``da.oceandl.classify()``, and the same on a Dataset, which picks its variable as the commands'
+``--var`` does."""
 from __future__ import annotations
 
 import xarray as xr
@@ -25,6 +26,14 @@ class OceanDLAccessor:
         from oceandl.interp.eof import eof
 
         return eof(self._obj, n_modes=n_modes, **kwargs)
+
+    def classify(self, model, **kwargs):
+        """Classify a stack of images, (sample, y, x) or (sample, channel, y, x), with the checkpoint
+        folder ``model``; see :func:`oceandl.classify` (same keywords). Returns its predictions
+        Dataset (``predicted``, ``label``, ``confidence``, ``probability``...) along the sample dim."""
+        from oceandl.classification import classify
+
+        return classify(self._obj, model, **kwargs)
 
 
 @xr.register_dataset_accessor("oceandl")
@@ -70,3 +79,12 @@ class OceanDLDatasetAccessor:
     def eof(self, n_modes: int = 10, *, var: str | None = None, **kwargs):
         """EOF analysis of variable ``var`` (found as by :meth:`interpolate`); see :func:`oceandl.interp.eof.eof`."""
         return self._field(var).oceandl.eof(n_modes, **kwargs)
+
+    def classify(self, model, *, var: str = "image", **kwargs):
+        """Classify the image stack ``var`` (sample, [channel,] y, x), as ``oceandl classify STACK.nc
+        --var`` does; see :func:`oceandl.classify` (same keywords). The Dataset's 1-D variables along
+        the sample dim (each image's time, position) are kept in the predictions."""
+        from oceandl.classification import classify
+        from oceandl.datasets.images import NetCDFImageDataset
+
+        return classify(NetCDFImageDataset(self._obj, var=var, label_var=None), model, **kwargs)

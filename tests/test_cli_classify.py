@@ -489,6 +489,29 @@ def test_netcdf_stack_train_and_classify(stack, tmp_path):
     assert len(df) == 30 and {"p_calm", "p_front", "p_eddy"} <= set(df.columns)
 
 
+def test_accessor_classifies_a_stack_as_the_command_does(stack, tmp_path):
+    """``ds.oceandl.classify(model)`` and ``ds["image"].oceandl.classify(model)`` give the command's
+    predictions (the same probabilities) along the stack's sample dim, its time kept; a missing
+    variable is the command's one-line error."""
+    from oceandl.errors import InputError
+
+    model = train(stack, tmp_path / "nc_cnn")
+    out = tmp_path / "preds.nc"
+    res = invoke("classify", "--model", model, stack, "-o", out, "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(stack) as ds:
+        ds = ds.load().assign_coords(time=("sample", np.arange(30) * np.timedelta64(1, "D") + np.datetime64("2020-01-01")))
+    with xr.open_dataset(out) as cli_ds:
+        want, labels = cli_ds["probability"].values, cli_ds["predicted"].values.astype(str)
+    for got in (ds.oceandl.classify(model, device="cpu"), ds["image"].oceandl.classify(model, device="cpu")):
+        assert got["probability"].dims[0] == "sample" and got.sizes["sample"] == 30
+        np.testing.assert_allclose(got["probability"].values, want, atol=1e-6)
+        assert (got["predicted"].values.astype(str) == labels).all()
+    assert "time" in ds.oceandl.classify(model, device="cpu").coords
+    with pytest.raises(InputError, match="no variable 'vignette'"):
+        ds.oceandl.classify(model, var="vignette")
+
+
 def test_classify_never_writes_over_its_input_stack(stack, tmp_path):
     # `classify stack.nc -o stack.nc --overwrite` replaced the images with the predictions
     model = train(stack, tmp_path / "nc_cnn")
