@@ -319,6 +319,27 @@ def test_classify_api_inputs_and_one_line_errors(sar_model, tmp_path):
         classify(arr, bad, device="cpu")
 
 
+def test_classify_refuses_bands_last_arrays_and_lists_of_paths(sar_model, tmp_path):
+    """An (N, H, W, 1) array (np.asarray of PIL images, TensorFlow's layout) was read as H bands of
+    W x 1 px, converted to one band and stretched: on real MNIST 18 % right where the same images as
+    (N, 1, H, W) were 96 %, no error. A list of paths failed as a bare TypeError."""
+    from oceandl.classification import classify
+    from oceandl.errors import InputError
+
+    arr = np.random.default_rng(0).random((3, 32, 32), np.float32)
+    ref = classify(arr[:, None], sar_model, device="cpu")["probabilities"].values
+    with pytest.raises(InputError, match=r"\(3, 32, 32, 1\): looks like \(N, H, W, C\).*np.moveaxis"):
+        classify(arr[..., None], sar_model, device="cpu")
+    with pytest.raises(InputError, match=r"\(32, 32, 1\): looks like \(H, W, C\)"):
+        classify(arr[0, ..., None], sar_model, device="cpu")
+    with pytest.raises(InputError, match="looks like"):
+        classify(list(arr[..., None]), sar_model, device="cpu")
+    moved = classify(np.moveaxis(arr[..., None], -1, 1), sar_model, device="cpu")["probabilities"].values
+    np.testing.assert_allclose(moved, ref, atol=1e-6)
+    with pytest.raises(InputError, match="are paths: pass oceandl.datasets.ImageFilesDataset"):
+        classify([str(tmp_path / "a.png"), str(tmp_path / "b.png")], sar_model, device="cpu")
+
+
 def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_path):
     # uint8 arrays (np.asarray of a PIL image) went in as 0..255 where the model learnt the files'
     # 0..1, and one NaN pixel made an image's probabilities NaN ('unassigned'), where the readers
