@@ -868,6 +868,9 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     if fit_on is not None and (chunks or checkpoint is not None):
         raise InputError(f"--fit-on: not with {'--chunks' if chunks else '--model'} (it fits the method on another "
                          "file in memory)")
+    if halo is not None and not chunks:  # it was ignored: the in-memory fill has no blocks
+        raise InputError("--halo: only with --chunks (the halo read beyond each block); the fill in memory has no "
+                         "blocks")
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
         if demo or figure is not None:
             raise click.UsageError("--chunks reads an INPUT file; it does not take --demo or --figure")
