@@ -188,6 +188,16 @@ def test_batch_size_zero_is_refused(sar_tree, sar_model, tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_var_with_image_files_is_refused(sar_tree, sar_model, tmp_path):
+    # --var names a netCDF stack's image variable: with image files it was accepted and ignored
+    one = next((sar_tree / "F").glob("*.tiff"))
+    res = invoke("classify", "--model", sar_model, one, "--var", "sigma0", "-o", tmp_path / "p.csv", "--quiet")
+    assert_one_line_error(res, "--var sigma0", "image files")
+    assert not (tmp_path / "p.csv").exists()
+    res = invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 0 and len(pd.read_csv(tmp_path / "p.csv")) == 1
+
+
 def test_default_cpu_batch_is_chosen_by_the_models_activations(sar_tree, sar_model, tmp_path, monkeypatch):
     """The default was 256 images per pass whatever their size: on the CPU a batch's activations
     then went through memory mapped fresh at every batch (3,000 128 x 128 vignettes: 103 s against
