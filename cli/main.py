@@ -675,6 +675,11 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
         if config.get("task") != "classification":
             raise CheckpointError(f"{model_path}: a checkpoint of task {config.get('task')!r}, not a classifier "
                                   "(train one with `oceandl train classifier`)")
+        src = click.get_current_context().get_parameter_source("var")
+        stack = len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".nc", ".nc4")
+        if not stack and src is not None and src.name != "DEFAULT":  # it was ignored: image files have no variables
+            raise InputError(f"--var {var}: names the image variable of a netCDF stack; these inputs are image "
+                             "files (drop --var)")
         data = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
         ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
                           tta=tta, progress=_progress(quiet), on_error=on_error)
@@ -898,6 +903,9 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     if fit_on is not None and (chunks or checkpoint is not None):
         raise InputError(f"--fit-on: not with {'--chunks' if chunks else '--model'} (it fits the method on another "
                          "file in memory)")
+    if halo is not None and not chunks:  # it was ignored: the in-memory fill has no blocks
+        raise InputError("--halo: only with --chunks (the halo read beyond each block); the fill in memory has no "
+                         "blocks")
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
         if demo or figure is not None:
             raise click.UsageError("--chunks reads an INPUT file; it does not take --demo or --figure")

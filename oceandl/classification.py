@@ -90,6 +90,10 @@ def _as_images(images):
         # else a bare TypeError (a str) or AttributeError (a path) from the dataset reader
         raise InputError(f"images={str(images)!r} is a path: pass oceandl.datasets.ImageFilesDataset(path, "
                          "size=..., channels=...) (a folder, a file or a list of them), or the arrays")
+    if isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, os.PathLike)) for i in images):
+        # a list of files was read as a dataset of samples: a bare TypeError ('string indices')
+        raise InputError(f"images=[{str(images[0])!r}, ...] are paths: pass oceandl.datasets.ImageFilesDataset("
+                         "paths, size=..., channels=...) (a folder, a file or a list of them), or the arrays")
     if isinstance(images, (list, tuple)) and images and all(isinstance(i, (np.ndarray, torch.Tensor)) for i in images):
         shapes = {tuple(i.shape) for i in images}
         if len(shapes) > 1:
@@ -116,6 +120,14 @@ def _as_images(images):
         x, empty = _fill_nonfinite(_pixels(images.values))
         return x, images[dim].values, None, dim, extra, empty
     if isinstance(images, (np.ndarray, torch.Tensor)):
+        shape = tuple(images.shape)
+        if len(shape) in (3, 4) and shape[-1] <= 4 < shape[-2]:
+            # channels last (np.asarray of PIL images, TensorFlow's layout): (N, 28, 28, 1) was read
+            # as 28 bands of 28 x 1 px, converted and stretched to the model's size, no error
+            layout, how = (("(N, H, W, C)", "np.moveaxis(images, -1, 1)") if len(shape) == 4
+                           else ("(H, W, C)", "np.moveaxis(image, -1, 0)[None]"))
+            raise InputError(f"images of shape {shape}: looks like {layout}, bands last; pass (N, H, W) or "
+                             f"(N, C, H, W), e.g. {how}")
         x = _pixels(images)
         if x.ndim == 2:
             x = x[None]
@@ -261,6 +273,9 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     Parameters
     ----------
     images : array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays, DataArray or dataset
+        An array whose last dim is 4 or less below a longer one (bands last, ``(N, H, W, C)``) is
+        refused: pass it with its bands second. Paths are refused too: read them with
+        :class:`oceandl.datasets.ImageFilesDataset`.
         ``xarray.DataArray`` (sample, y, x) or (sample, channel, y, x), or a dataset of ``{"image"}``
         dicts (e.g. :class:`oceandl.datasets.ImageFilesDataset`, which reads a folder or files),
         read and classified ``batch_size`` images at a time (memory does not grow with it).

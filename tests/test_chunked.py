@@ -534,6 +534,11 @@ def test_cli_chunks_passes_through(cube, tmp_path, capsys):
     bad = ["interpolate", str(path), "--chunks", "lat=20", "--withhold", "0.2", "-o", str(tmp_path / "x.nc")]
     assert main(bad) == 2
     assert "--withhold" in capsys.readouterr().err
+    # --halo without --chunks was accepted and ignored (exit 0, the in-memory fill)
+    no_chunks = tmp_path / "halo.nc"
+    assert main(["interpolate", str(path), "--method", "climatology", "--halo", "lat=2", "--quiet",
+                 "-o", str(no_chunks)]) == 2
+    assert "--halo: only with --chunks" in capsys.readouterr().err and not no_chunks.exists()
 
 
 def test_source_grid_pass_is_written_by_the_client_not_the_workers(cube, cluster, tmp_path):

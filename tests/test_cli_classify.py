@@ -188,6 +188,16 @@ def test_batch_size_zero_is_refused(sar_tree, sar_model, tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_var_with_image_files_is_refused(sar_tree, sar_model, tmp_path):
+    # --var names a netCDF stack's image variable: with image files it was accepted and ignored
+    one = next((sar_tree / "F").glob("*.tiff"))
+    res = invoke("classify", "--model", sar_model, one, "--var", "sigma0", "-o", tmp_path / "p.csv", "--quiet")
+    assert_one_line_error(res, "--var sigma0", "image files")
+    assert not (tmp_path / "p.csv").exists()
+    res = invoke("classify", "--model", sar_model, one, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 0 and len(pd.read_csv(tmp_path / "p.csv")) == 1
+
+
 def test_default_cpu_batch_is_chosen_by_the_models_activations(sar_tree, sar_model, tmp_path, monkeypatch):
     """The default was 256 images per pass whatever their size: on the CPU a batch's activations
     then went through memory mapped fresh at every batch (3,000 128 x 128 vignettes: 103 s against
@@ -317,6 +327,27 @@ def test_classify_api_inputs_and_one_line_errors(sar_model, tmp_path):
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="names 2 classes but the model has"):
         classify(arr, bad, device="cpu")
+
+
+def test_classify_refuses_bands_last_arrays_and_lists_of_paths(sar_model, tmp_path):
+    """An (N, H, W, 1) array (np.asarray of PIL images, TensorFlow's layout) was read as H bands of
+    W x 1 px, converted to one band and stretched: on real MNIST 18 % right where the same images as
+    (N, 1, H, W) were 96 %, no error. A list of paths failed as a bare TypeError."""
+    from oceandl.classification import classify
+    from oceandl.errors import InputError
+
+    arr = np.random.default_rng(0).random((3, 32, 32), np.float32)
+    ref = classify(arr[:, None], sar_model, device="cpu")["probabilities"].values
+    with pytest.raises(InputError, match=r"\(3, 32, 32, 1\): looks like \(N, H, W, C\).*np.moveaxis"):
+        classify(arr[..., None], sar_model, device="cpu")
+    with pytest.raises(InputError, match=r"\(32, 32, 1\): looks like \(H, W, C\)"):
+        classify(arr[0, ..., None], sar_model, device="cpu")
+    with pytest.raises(InputError, match="looks like"):
+        classify(list(arr[..., None]), sar_model, device="cpu")
+    moved = classify(np.moveaxis(arr[..., None], -1, 1), sar_model, device="cpu")["probabilities"].values
+    np.testing.assert_allclose(moved, ref, atol=1e-6)
+    with pytest.raises(InputError, match="are paths: pass oceandl.datasets.ImageFilesDataset"):
+        classify([str(tmp_path / "a.png"), str(tmp_path / "b.png")], sar_model, device="cpu")
 
 
 def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_path):
