@@ -37,6 +37,14 @@ class _Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    import signal
+
+    # A scheduler signals the whole process group: DataLoader workers die of it too, and torch's
+    # SIGCHLD handler then raised from wherever this process was while it saved its state and shut
+    # them down ("DataLoader worker (pid N) is killed by signal: Terminated", a traceback printed
+    # beside the error line). The process is stopping: a worker's end is no longer news.
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     raise _Terminated()
 
 

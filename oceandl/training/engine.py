@@ -888,6 +888,20 @@ def _go_on_in_epoch(mid: dict, device: torch.device) -> tuple[int, tuple, float,
     return mid["done"], (mid["tot"], mid["correct"], mid["n"]), mid["lr"], time.perf_counter() - mid["seconds"]
 
 
+def _epochs_in(out, saved: int) -> int:
+    """The last whole epoch whose resumable state is in ``out``: ``saved``, or a later one when the
+    interruption came after its checkpoint was written and before the loop could record it."""
+    from .checkpoint import read_config
+
+    try:
+        config = read_config(out)
+    except (OceanDLError, OSError):  # no checkpoint yet
+        return saved
+    done = config.get("epochs_done")
+    # a finished checkpoint keeps no state to resume from
+    return max(saved, done) if isinstance(done, int) and config.get("finished") is False else saved
+
+
 def _interrupted(out, cfg: TrainConfig, saved: int, so_far: _EpochSoFar, n_batches: int, sums: tuple,
                  save: Callable[[dict], None]) -> tuple[str, bool]:
     """Save the epoch so far at an interruption, if it can be resumed from; returns the line that
@@ -1162,7 +1176,10 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                 _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
                             checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1,
                             finished=bool(stop) or epoch >= cfg.epochs)
+                # recorded before the log and the figure (seconds): an interruption while they are
+                # written has this epoch's state in `out`, and says so
                 saved = epoch
+                _write_epoch_log(out, result.history, epoch)
             _dist.barrier()  # the other ranks wait for rank 0's checkpoint
             if stop or (stop_after_epoch is not None and epoch >= stop_after_epoch):
                 break
@@ -1172,6 +1189,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                 _save_epoch(out, model, best_state, opt, sched, result, saved, bad_epochs, cfg, task,
                             checkpoint_meta or {}, overwrite=overwrite or resume or saved > 0, finished=False, mid=at)
 
+            saved = _epochs_in(out, saved)
             text, exc.resumable = _interrupted(out, cfg, saved, so_far, len(train_b), (tot, correct, n), save)
             exc.args = (text,)
         raise
@@ -1237,7 +1255,8 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
 
     ``mid``: saved at an interruption inside epoch ``epoch + 1``, the model's weights are those of
     the batches done, and ``mid`` says where in that epoch it stands (:meth:`_EpochSoFar.state`);
-    ``epochs_done`` stays ``epoch``, the log and curves those of the whole epochs.
+    ``epochs_done`` stays ``epoch``. The log and curves are :func:`_write_epoch_log`'s, of the
+    whole epochs.
     """
     out = Path(out)
     live = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -1260,21 +1279,24 @@ def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, 
     })
     save_checkpoint(out, model, task=task, overwrite=overwrite, extra=extra, training_state=state, **meta)
     model.load_state_dict(live)
-    if mid is not None:  # the whole epochs' log and curves are written already
-        return
+
+
+def _write_epoch_log(out, history: list[dict], epoch: int) -> None:
+    """``log.csv`` and ``curves.png`` of the whole epochs in ``out`` (after :func:`_save_epoch`)."""
+    out = Path(out)
     try:
         with open(out / "log.csv", "w", newline="") as fh:
-            keys = list(dict.fromkeys(k for h in result.history for k in h))
+            keys = list(dict.fromkeys(k for h in history for k in h))
             w = csv.DictWriter(fh, fieldnames=keys)
             w.writeheader()
-            w.writerows(result.history)
+            w.writerows(history)
     except OSError as exc:  # a full disk: one line, as for the checkpoint itself
         raise InputError(f"{out / 'log.csv'}: cannot write ({exc.strerror or exc}); the checkpoint of epoch "
                          f"{epoch} is written") from exc
     try:
         from ..plotting import plot_history
 
-        plot_history(result.history, out / "curves.png")
+        plot_history(history, out / "curves.png")
     except Exception:  # noqa: BLE001 - a figure must never kill a training run
         pass
 
