@@ -379,6 +379,36 @@ def _parameter_count(name: str, args: tuple, opts: dict) -> int:
         return count_parameters(get_model(name, *args, **opts))
 
 
+# ------------------------------------------------------------------------------------------- info
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object (for scripts).")
+def info(path, as_json):
+    """Say what a checkpoint folder, a saved fit or a netCDF file holds.
+
+    A checkpoint: its model and parameters, classes, how far its training went (and whether
+    --resume can go on), its test metrics or loss, the data it was trained on, and the versions
+    and git commit it was written with. A netCDF file: its dimensions and variables and, when
+    oceandl wrote it, the method, options, validation scores and software. Only headers are
+    read: no weights, no data.
+
+    \b
+    Examples:
+      oceandl info sar_model
+      oceandl info unet_sst
+      oceandl info filled.nc --json
+    """
+    from oceandl.describe import describe
+
+    facts = describe(path)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    width = max(map(len, facts))
+    for key, value in facts.items():
+        click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
 # ------------------------------------------------------------------------------------------ train
 @cli.group(cls=OceandlGroup)
 def train():

@@ -40,6 +40,11 @@ EXCEPTIONS: dict[str, dict[str, str]] = {
         "writes": "lists the registry on stdout: writes no file, so no -o/--overwrite/--seed/--quiet",
         "device": "counts parameters on torch's meta device: nothing is computed",
     },
+    "info": {
+        "writes": "prints what a file holds on stdout: writes no file, so no -o/--overwrite/--seed/--quiet",
+        "device": "reads JSON and file headers: nothing is computed",
+        "demo": "describes the user's own file: there is no built-in one worth describing",
+    },
     "eof": {"device": "a NumPy/SciPy SVD on the CPU; torch is not used"},
     "synth": {"device": "NumPy generators on the CPU; torch is not used"},
     "benchmark": {

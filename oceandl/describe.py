@@ -1,0 +1,306 @@
+"""What a file oceandl wrote holds (``oceandl info PATH``): a checkpoint folder (classifier,
+auto-encoder, neural gap filler, a fitted climatology / eof / DINEOF), or a netCDF file.
+
+Read from the JSON metadata, the safetensors headers and the netCDF header alone: no weights and
+no data are loaded, so a 100 MB checkpoint or a decade of SST is described in a fraction of a
+second. Loading never unpickles (the checkpoint reader refuses pickles).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from oceandl.errors import CheckpointError, InputError, one_line
+
+__all__ = ["describe"]
+
+#: the metrics of a classifier's test split worth a line, in that order
+_METRICS = ("accuracy", "macro_f1", "top2_accuracy", "log_loss", "ece", "n")
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """What ``path`` holds, as an ordered dict of labelled facts (what ``oceandl info`` prints).
+
+    Parameters
+    ----------
+    path : str or path
+        A checkpoint folder (or its ``config.json``) written by ``oceandl train``, a fit saved by
+        ``train interpolator --method climatology|eof|dineof``, or a netCDF file (an output of
+        ``oceandl interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other).
+
+    Returns
+    -------
+    dict
+        ``path``, ``kind`` and the facts of that kind: for a checkpoint its model, parameters,
+        training (epochs or steps done, finished, precision), test metrics or loss, the data it was
+        trained on, whether it holds a state ``--resume`` goes on from, and the versions and git
+        commit it was written with; for a netCDF file its dimensions, variables and, when oceandl
+        wrote it, the method, options, validation scores and software.
+
+    Raises
+    ------
+    InputError
+        ``path`` does not exist, or is neither a checkpoint folder nor a netCDF file.
+    CheckpointError
+        A checkpoint folder whose ``config.json`` is corrupt or missing.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if p.is_dir() or p.name == "config.json":
+        return _checkpoint(p if p.is_dir() else p.parent)
+    return _netcdf(p)
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def _checkpoint(folder: Path) -> dict[str, Any]:
+    from oceandl.training.checkpoint import read_config
+
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: not an oceandl checkpoint folder (no config.json in it)")
+    config = read_config(folder)  # validated: a pickle, a corrupt JSON, another format are one line
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{folder / 'config.json'}: not a JSON object")
+    task = config.get("task")
+    out: dict[str, Any] = {"path": str(folder)}
+    if task == "interpolation-fitted":
+        out.update(_fitted(config))
+    elif task == "interpolation":
+        out.update(_neural(config, folder))
+    elif task in ("classification", "reconstruction"):
+        out.update(_trained(config, task))
+    else:
+        raise CheckpointError(f"{folder}: a checkpoint of unknown task {task!r}")
+    params = _parameters(folder / "weights.safetensors")
+    if params is not None and task != "interpolation-fitted":
+        out["parameters"] = f"{params:,}"
+    state = _resume_state(folder)
+    if state and _unfinished(config):  # a finished run's state is not one to go on from
+        out["resumable"] = state
+    out.update(_provenance(config.get("provenance")))
+    return out
+
+
+def _unfinished(config: dict) -> bool:
+    """Whether the training that wrote ``config`` stopped before its end (Ctrl-C, a kill)."""
+    training = config.get("training") if isinstance(config.get("training"), dict) else {}
+    return config.get("finished") is False or training.get("finished") is False
+
+
+def _model(config: dict) -> str:
+    opts = config.get("model_options") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in opts.items())
+    return f"{config.get('model')}({shown})" if shown else str(config.get("model"))
+
+
+def _trained(config: dict, task: str) -> dict[str, Any]:
+    """A classifier's (or an auto-encoder's) facts."""
+    out: dict[str, Any] = {"kind": "classifier checkpoint" if task == "classification" else "auto-encoder checkpoint",
+                           "model": _model(config)}
+    args = config.get("model_args") or []
+    if args:
+        out["input channels"] = args[0]
+    classes = config.get("classes") or []
+    if classes:
+        out["classes"] = f"{len(classes)} (" + ", ".join(map(str, classes)) + ")"
+    pre = config.get("preprocessing") or {}
+    if pre:
+        out["preprocessing"] = ", ".join(f"{k}={v}" for k, v in pre.items())
+    training = config.get("training") or {}
+    epochs = training.get("epochs")
+    done = config.get("epochs_done")
+    if done is not None:
+        finished = config.get("finished", True)
+        out["training"] = (f"{done} of {epochs} epochs" if epochs is not None else f"{done} epochs") + \
+            ("" if finished else " (unfinished: stopped before the end)")
+    if config.get("best_epoch") is not None:
+        out["best epoch"] = config["best_epoch"]
+    if config.get("precision"):
+        out["precision"] = config["precision"]
+    if training:
+        out["optimiser"] = (f"{training.get('optimizer')} lr={training.get('lr')} batch_size={training.get('batch_size')} "
+                            f"scheduler={training.get('scheduler')} seed={training.get('seed')}")
+    if config.get("split_sizes"):
+        out["split (train, val, test)"] = ", ".join(map(str, config["split_sizes"]))
+    metrics = config.get("metrics") or {}
+    shown = [f"{k} {_num(metrics[k])}" for k in _METRICS if isinstance(metrics.get(k), (int, float))]
+    if shown:
+        out["test metrics"] = ", ".join(shown)
+    return out
+
+
+def _neural(config: dict, folder: Path) -> dict[str, Any]:
+    """A neural gap filler's facts (``oceandl train interpolator --method unet|resae|...``)."""
+    interp = config.get("interpolator") or {}
+    training = config.get("training") or {}
+    out: dict[str, Any] = {"kind": "neural gap filler checkpoint", "method": interp.get("method"),
+                           "model": _model(config)}
+    field = training.get("variable")
+    if field is not None:
+        units = f" ({training['units']})" if training.get("units") else ""
+        sizes = training.get("sizes") or {}
+        grid = " x ".join(f"{k} {v}" for k, v in sizes.items())
+        out["trained on"] = f"variable {field!r}{units}, {grid}" + \
+            (f", from {training['source']}" if training.get("source") else "")
+    steps, done = training.get("train_steps"), training.get("steps_done")
+    if done is not None:
+        out["training"] = f"{done} of {steps} steps" + ("" if training.get("finished", True)
+                                                        else " (unfinished: stopped before the end)")
+    losses = training.get("loss_history") or []
+    if losses:
+        k = max(1, len(losses) // 10)  # the first and last tenth: one step's loss is noisy
+        first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+        out["loss"] = f"{_num(first)} -> {_num(last)} (mean of the first and last {k} steps)"
+    if training.get("precision"):
+        out["precision"] = training["precision"]
+    if interp.get("nll"):
+        out["sigma"] = f"predicted (nll), calibration x{_num(interp.get('sigma_calibration', 1.0))}: " \
+            f"{interp.get('sigma_calibration_text', 'none')}"
+    days = training.get("days_of_year") or []
+    if days:
+        out["days of the year seen"] = _ranges(days)
+    init = training.get("init")
+    if isinstance(init, dict) and init.get("checkpoint"):
+        out["fine-tuned from"] = str(init["checkpoint"])
+    return out
+
+
+def _fitted(config: dict) -> dict[str, Any]:
+    """A saved climatology / eof / DINEOF fit's facts."""
+    interp = config.get("interpolator") or {}
+    fitted = config.get("fitted") or {}
+    out: dict[str, Any] = {"kind": "fitted gap filler (fill other files on its grid with --fit-on)",
+                           "method": interp.get("method")}
+    if fitted.get("fitted_on"):
+        out["fitted on"] = str(fitted["fitted_on"]) + (f", from {fitted['source']}" if fitted.get("source") else "")
+    shape = fitted.get("shape")
+    if isinstance(shape, list) and shape:
+        dims = (fitted.get("dims") or [])[1:]
+        out["grid"] = " x ".join(f"{d} {n}" for d, n in zip(dims, shape)) if len(dims) == len(shape) else \
+            " x ".join(map(str, shape))
+    options = interp.get("options") or {}
+    if options:
+        out["options"] = ", ".join(f"{k}={v}" for k, v in options.items())
+    attrs = fitted.get("fit_attrs") or {}
+    shown = {k: attrs[k] for k in ("n_modes", "harmonics", "converged", "n_iter_total", "shrink") if k in attrs}
+    if shown:
+        out["fit"] = ", ".join(f"{k}={v}" for k, v in shown.items())
+    return out
+
+
+#: buffers a state dict holds beside the parameters (batch norm's statistics): not parameters
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _parameters(path: Path) -> int | None:
+    """The parameters in a weights file, from its safetensors header (no tensor is read): the
+    values of its tensors, batch norm's running statistics left out, as ``oceandl models`` counts."""
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if not 0 < n < 100 << 20:
+                return None
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError):
+        return None
+    total = 0
+    for key, entry in header.items():
+        if key == "__metadata__" or not isinstance(entry, dict) or key.rsplit(".", 1)[-1] in _BUFFERS:
+            continue
+        count = 1
+        for d in entry.get("shape") or []:
+            count *= int(d)
+        total += count
+    return total
+
+
+def _resume_state(folder: Path) -> str | None:
+    """Where the training state in ``folder`` goes on from (its JSON part alone), or None."""
+    meta = folder / "training_state.json"
+    if not meta.is_file():
+        return None
+    try:
+        top = json.loads(meta.read_text())
+        state = dict(top["__dict__"]) if isinstance(top, dict) and "__dict__" in top else {}
+    except (OSError, ValueError, TypeError, KeyError):
+        return "a training state (unreadable)"
+    if "steps" in state:  # a neural gap filler's
+        return f"a training state at step {state.get('step')} of {state.get('steps')} (--resume goes on from it)"
+    if "epoch" in state:
+        where = f"epoch {state['epoch']}"
+        if state.get("batches_done") is not None:
+            where = f"epoch {state['epoch'] + 1}, batch {state['batches_done']}"
+        return f"a training state after {where} (--resume goes on from it)"
+    return "a training state"
+
+
+def _provenance(prov: Any) -> dict[str, Any]:
+    if not isinstance(prov, dict):
+        return {}
+    out: dict[str, Any] = {}
+    versions = prov.get("versions") or {}
+    if versions:
+        out["written with"] = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    if prov.get("git_commit"):
+        out["git commit"] = str(prov["git_commit"])[:12] + (" (with uncommitted changes)" if prov.get("git_dirty") else "")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- netCDF
+def _netcdf(path: Path) -> dict[str, Any]:
+    import xarray as xr
+
+    try:
+        # decode_times off: an undecodable calendar must not stop a description; lazily, no data read
+        ds = xr.open_dataset(path, decode_times=False)
+    except Exception as exc:  # noqa: BLE001 - netCDF4/h5netcdf/xarray raise many types for a bad file
+        if path.suffix.lower() not in (".nc", ".nc4", ".cdf", ".h5", ".hdf5"):
+            raise InputError(f"{path}: neither a checkpoint folder nor a netCDF file") from None
+        raise InputError(f"{path}: cannot read it as netCDF ({one_line(exc, limit=100)})") from None
+    with ds:
+        attrs = dict(ds.attrs)
+        out: dict[str, Any] = {"path": str(path)}
+        ours = "oceandl_version" in attrs or any("oceandl_version" in v.attrs for v in ds.data_vars.values())
+        out["kind"] = "netCDF written by oceandl" if ours else "netCDF file"
+        out["dimensions"] = ", ".join(f"{k} {v}" for k, v in ds.sizes.items())
+        out["variables"] = ", ".join(f"{k}{tuple(v.dims)}".replace("'", "").replace(",)", ")")
+                                     for k, v in ds.data_vars.items())
+        # the fill's own attributes are on its variable (and mostly on the file too)
+        main = next((v for v in ds.data_vars.values() if "method" in v.attrs), None)
+        where = {**attrs, **(dict(main.attrs) if main is not None else {})}
+        for key in ("method", "options", "oceandl_version", "oceandl_software"):
+            if key in where:
+                out[key.replace("_", " ")] = str(where[key])
+        scores = {k[4:]: where[k] for k in where if k.startswith("val_")}
+        if scores:
+            out["validation (withheld pixels)"] = ", ".join(f"{k} {_num(v)}" for k, v in scores.items())
+        history = str(attrs.get("history", "")).strip()
+        if history:
+            out["history (newest)"] = history.splitlines()[0]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ text
+def _num(v: Any) -> str:
+    """A number for a line: 4 significant digits, integers as they are."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return str(int(f)) if f.is_integer() and abs(f) < 1e15 else f"{f:.4g}"
+
+
+def _ranges(days: list) -> str:
+    """1, 2, 3, 7, 8 -> '1-3, 7-8' (the days of the year a network was trained on)."""
+    days = sorted({int(d) for d in days})
+    parts, start, prev = [], days[0], days[0]
+    for d in days[1:] + [None]:
+        if d is not None and d == prev + 1:
+            prev = d
+            continue
+        parts.append(f"{start}-{prev}" if prev != start else f"{start}")
+        if d is not None:
+            start = prev = d
+    return ", ".join(parts) + f" ({len(days)} days)"

@@ -1,0 +1,142 @@
+"""`oceandl info PATH` (:func:`oceandl.describe.describe`): what a checkpoint folder, a saved fit or a
+netCDF file holds, from headers alone; each fact checked against the file it describes."""
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from fakes import assert_cli_error
+from test_faults import _tree
+from test_interp_resume import _interrupt, _opts
+from test_neural_interp import _cube
+
+from oceandl.cli.main import cli
+from oceandl.describe import _num, describe
+from oceandl.interp import METHODS, interpolate
+from oceandl.models import count_parameters, get_model
+from oceandl.training import TensorData, TrainConfig, fit
+
+
+def _config(folder) -> dict:
+    return json.loads((folder / "config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def cube():
+    return _cube(12, 24, 24, 0.4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clf")
+    out = root / "ck"
+    res = CliRunner().invoke(cli, ["train", "classifier", "--data", str(_tree(root / "data")), "--model", "cnn",
+                                   "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--quiet", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_a_finished_classifier(classifier):
+    facts, cfg = describe(classifier), _config(classifier)
+    assert facts["kind"] == "classifier checkpoint" and facts["model"] == "cnn"
+    assert facts["classes"] == "3 (a, b, c)" and facts["input channels"] == 1
+    assert facts["training"] == "2 of 2 epochs" and facts["best epoch"] == cfg["best_epoch"]
+    assert facts["test metrics"].startswith(f"accuracy {_num(cfg['metrics']['accuracy'])}, macro_f1 ")
+    assert facts["split (train, val, test)"] == ", ".join(map(str, cfg["split_sizes"]))
+    n = count_parameters(get_model("cnn", *cfg["model_args"], **cfg["model_options"]))
+    assert facts["parameters"] == f"{n:,}"
+    assert "resumable" not in facts  # finished: its state is not one to go on from
+    assert f"torch {torch.__version__}" in facts["written with"]
+    if cfg["provenance"].get("git_commit"):
+        assert facts["git commit"].startswith(cfg["provenance"]["git_commit"][:12])
+
+
+def test_the_command_prints_the_facts_and_json(classifier):
+    res = CliRunner().invoke(cli, ["info", str(classifier)])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split(None, 1) == ["path:", str(classifier)]
+    assert any(line.startswith("classes:") and line.endswith("3 (a, b, c)") for line in lines)
+    res = CliRunner().invoke(cli, ["info", str(classifier / "config.json"), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout) == describe(classifier)
+
+
+def test_a_classifier_stopped_inside_an_epoch(tmp_path):
+    """Ctrl-C in epoch 2's second batch: the facts say the run is unfinished and where --resume
+    goes on (after epoch 2's first batch)."""
+    g = torch.Generator().manual_seed(0)
+    data = TensorData(torch.rand(64, 1, 16, 16, generator=g), torch.arange(64) % 2)
+    model = get_model("cnn", 1, 2, channels=(4, 8), hidden=8)
+    calls = []
+
+    def ctrl_c(module, args):
+        calls.append(module.training)  # the engine's probes of the output size run in eval mode
+        if calls.count(True) == 6:  # 4 batches an epoch: epoch 2, batch 2
+            raise KeyboardInterrupt
+
+    model.register_forward_pre_hook(ctrl_c)
+    meta = dict(model_name="cnn", model_args=[1, 2], model_options={"channels": [4, 8], "hidden": 8})
+    with pytest.raises(KeyboardInterrupt, match="epoch 2 of 2, batch 1 of 4, is saved"):
+        fit(model, data, None, TrainConfig(epochs=2, batch_size=16, progress=False, device="cpu"),
+            out=tmp_path / "ck", checkpoint_meta=meta)
+    facts = describe(tmp_path / "ck")
+    assert facts["training"] == "1 of 2 epochs (unfinished: stopped before the end)"
+    assert facts["resumable"] == "a training state after epoch 2, batch 1 (--resume goes on from it)"
+
+
+def test_an_interrupted_neural_gap_filler(cube, tmp_path):
+    _interrupt(METHODS["unet"], cube, tmp_path / "run", 3, **_opts())
+    facts, training = describe(tmp_path / "run"), _config(tmp_path / "run")["training"]
+    assert facts["kind"] == "neural gap filler checkpoint" and facts["method"] == "unet"
+    assert facts["training"] == "3 of 6 steps (unfinished: stopped before the end)"
+    assert facts["resumable"] == "a training state at step 3 of 6 (--resume goes on from it)"
+    assert facts["trained on"] == "variable 'sst', time 12 x lat 24 x lon 24"
+    losses = training["loss_history"]
+    assert facts["loss"] == f"{_num(losses[0])} -> {_num(losses[-1])} (mean of the first and last 1 steps)"
+    assert facts["days of the year seen"].endswith(f"({len(training['days_of_year'])} days)")
+
+
+def test_a_saved_dineof_fit(cube, tmp_path):
+    fitted = METHODS["dineof"](n_modes=2, seed=0).fit(cube)
+    fitted.save(tmp_path / "fit")
+    facts = describe(tmp_path / "fit")
+    assert facts["method"] == "dineof" and facts["kind"].startswith("fitted gap filler")
+    assert facts["grid"] == "lat 24 x lon 24" and "n_modes=2" in facts["fit"]
+    assert facts["fitted on"].startswith("variable 'sst', 12 steps")
+    assert "parameters" not in facts and "resumable" not in facts
+
+
+def test_netcdf_files(cube, tmp_path):
+    ds = interpolate(cube, "climatology", return_dataset=True, withhold=0.1, seed=0)
+    ds.to_netcdf(tmp_path / "filled.nc")
+    facts = describe(tmp_path / "filled.nc")
+    assert facts["kind"] == "netCDF written by oceandl" and facts["method"] == "climatology"
+    assert facts["dimensions"] == "time 12, lat 24, lon 24"
+    assert facts["validation (withheld pixels)"].startswith(f"rmse {_num(ds['sst'].attrs['val_rmse'])}, ")
+    assert f"numpy {metadata.version('numpy')}" in facts["oceandl software"]
+    cube.to_dataset().to_netcdf(tmp_path / "plain.nc")
+    facts = describe(tmp_path / "plain.nc")
+    assert facts["kind"] == "netCDF file" and facts["variables"] == "sst(time, lat, lon)" and "method" not in facts
+
+
+def test_bad_paths_are_one_line_errors(classifier, tmp_path):
+    (tmp_path / "notes.txt").write_text("not data")
+    (tmp_path / "broken.nc").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    (tmp_path / "bad" / "weights.safetensors").write_bytes(b"")
+    (tmp_path / "noweights").mkdir()
+    (tmp_path / "noweights" / "config.json").write_text("{}")
+    for path, says in ((tmp_path / "nothing", "no such file or folder"),
+                       (tmp_path / "notes.txt", "neither a checkpoint folder nor a netCDF file"),
+                       (tmp_path / "broken.nc", "cannot read it as netCDF"),
+                       (tmp_path / "empty", "not an oceandl checkpoint folder (no config.json in it)"),
+                       (tmp_path / "bad", "corrupt JSON"),
+                       (tmp_path / "noweights", "not an oceandl checkpoint (weights.safetensors is missing)")):
+        assert_cli_error(CliRunner().invoke(cli, ["info", str(path)]), 2, str(path.name), says)
+    assert np.all([p.exists() for p in (tmp_path / "notes.txt", tmp_path / "bad" / "config.json")])
