@@ -388,9 +388,9 @@ def info(path, as_json):
 
     A checkpoint: its model and parameters, classes, how far its training went (and whether
     --resume can go on), its test metrics or loss, the data it was trained on, and the versions
-    and git commit it was written with. A netCDF file: its dimensions and variables and, when
-    oceandl wrote it, the method, options, validation scores and software. Only headers are
-    read: no weights, no data.
+    and git commit it was written with. A netCDF file: its dimensions and variables and, for an
+    output of interpolate, eof or classify, the method, options, validation scores and software.
+    Only headers are read: no weights, no data.
 
     \b
     Examples:
