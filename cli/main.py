@@ -384,19 +384,21 @@ def _parameter_count(name: str, args: tuple, opts: dict) -> int:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object (for scripts).")
 def info(path, as_json):
-    """Say what a checkpoint folder, a saved fit or a netCDF file holds.
+    """Say what a checkpoint folder, a saved fit, a benchmark run folder or a netCDF file holds.
 
     A checkpoint: its model and parameters, classes, how far its training went (and whether
     --resume can go on), its test metrics or loss, the data it was trained on, and the versions
     and git commit it was written with. A netCDF file: its dimensions and variables and, for an
     output of interpolate, eof or classify, the method, options, validation scores and software.
-    Only headers are read: no weights, no data.
+    A run folder: the benchmark, its rows and the command that runs it again. Only headers are
+    read: no weights, no data.
 
     \b
     Examples:
       oceandl info sar_model
       oceandl info unet_sst
       oceandl info filled.nc --json
+      oceandl info runs/sst
     """
     from oceandl.describe import describe
 

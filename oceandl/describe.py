@@ -1,5 +1,6 @@
 """What a file oceandl wrote holds (``oceandl info PATH``): a checkpoint folder (classifier,
-auto-encoder, neural gap filler, a fitted climatology / eof / DINEOF), or a netCDF file.
+auto-encoder, neural gap filler, a fitted climatology / eof / DINEOF), a benchmark's run folder, or
+a netCDF file.
 
 Read from the JSON metadata, the safetensors headers and the netCDF header alone: no weights and
 no data are loaded, so a 100 MB checkpoint or a decade of SST is described in a fraction of a
@@ -27,8 +28,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     ----------
     path : str or path
         A checkpoint folder (or its ``config.json``) written by ``oceandl train``, a fit saved by
-        ``train interpolator --method climatology|eof|dineof``, or a netCDF file (an output of
-        ``oceandl interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other).
+        ``train interpolator --method climatology|eof|dineof``, the run folder of an ``oceandl
+        benchmark`` (or its ``results.json``), or a netCDF file (an output of ``oceandl
+        interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other).
 
     Returns
     -------
@@ -36,8 +38,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         ``path``, ``kind`` and the facts of that kind: for a checkpoint its model, parameters,
         training (epochs or steps done, finished, precision), test metrics or loss, the data it was
         trained on, whether it holds a state ``--resume`` goes on from, and the versions and git
-        commit it was written with; for a netCDF file its dimensions, variables and, when oceandl
-        wrote it, the method, options, validation scores and software.
+        commit it was written with; for a run folder the benchmark, its rows, seed, device, time,
+        the command that runs it again and the git commit; for a netCDF file its dimensions,
+        variables and, when oceandl wrote it, the method, options, validation scores and software.
 
     Raises
     ------
@@ -49,6 +52,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
+    if p.name == "results.json" or (p.is_dir() and (p / "results.json").is_file()
+                                    and not (p / "config.json").is_file()):
+        return _run(p.parent if p.name == "results.json" else p)
     if p.is_dir() or p.name == "config.json":
         return _checkpoint(p if p.is_dir() else p.parent)
     return _netcdf(p)
@@ -245,6 +251,32 @@ def _provenance(prov: Any) -> dict[str, Any]:
         out["written with"] = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     if prov.get("git_commit"):
         out["git commit"] = str(prov["git_commit"])[:12] + (" (with uncommitted changes)" if prov.get("git_dirty") else "")
+    return out
+
+
+# ------------------------------------------------------------------------------------ run folders
+def _run(folder: Path) -> dict[str, Any]:
+    """A benchmark run folder's facts (``results.json``; the table itself is ``results.md``)."""
+    try:
+        res = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"{folder / 'results.json'}: unreadable ({one_line(exc, limit=100)})") from None
+    if not isinstance(res, dict) or "pipeline" not in res:
+        raise InputError(f"{folder / 'results.json'}: not the results of an oceandl benchmark (no 'pipeline')")
+    rows = res.get("results") if isinstance(res.get("results"), dict) else {}
+    out: dict[str, Any] = {"path": str(folder), "kind": f"benchmark run ({res['pipeline']})"}
+    if rows:
+        out["rows"] = f"{len(rows)}: " + ", ".join(map(str, list(rows)[:12])) + (", ..." if len(rows) > 12 else "")
+    for key, label in (("seed", "seed"), ("device", "device"), ("started", "started"), ("data_found", "data")):
+        if res.get(key) is not None:
+            out[label] = res[key]
+    if isinstance(res.get("seconds"), (int, float)):
+        out["seconds"] = _num(res["seconds"])
+    if (folder / "results.md").is_file():
+        out["table"] = str(folder / "results.md")
+    if res.get("command"):
+        out["run it again"] = str(res["command"])
+    out.update(_provenance(res))
     return out
 
 

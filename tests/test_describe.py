@@ -123,6 +123,28 @@ def test_netcdf_files(cube, tmp_path):
     assert facts["kind"] == "netCDF file" and facts["variables"] == "sst(time, lat, lon)" and "method" not in facts
 
 
+def test_a_benchmark_run_folder(tmp_path):
+    """A run folder (results.json with the runner's keys, results.md beside it): the benchmark,
+    its rows, seed, device, the re-run command and the commit."""
+    from oceandl.pipelines.runner import RESULTS_KEYS
+
+    res = dict.fromkeys(RESULTS_KEYS)
+    res.update(pipeline="sst", results={"dineof@0.3": {"rmse": 0.4}, "eof@0.3": {"rmse": 0.5}}, seed=3, device="cpu",
+               command="oceandl benchmark sst --seed 3 -o /runs/sst", seconds=12.345, git_commit="0123456789abcdef0",
+               git_dirty=False, versions={"oceandl": "0.1.0", "torch": None})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(res))
+    (tmp_path / "run" / "results.md").write_text("| table |")
+    for path in (tmp_path / "run", tmp_path / "run" / "results.json"):
+        facts = describe(path)
+        assert facts["kind"] == "benchmark run (sst)" and facts["rows"] == "2: dineof@0.3, eof@0.3"
+        assert facts["seed"] == 3 and facts["seconds"] == "12.35" and facts["table"].endswith("results.md")
+        assert facts["run it again"] == res["command"] and facts["git commit"] == "0123456789ab"
+        assert facts["written with"] == "oceandl 0.1.0"  # a library not there is not listed
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"rows": []}))
+    assert_cli_error(CliRunner().invoke(cli, ["info", str(tmp_path / "run")]), 2, "not the results of an oceandl benchmark")
+
+
 def test_bad_paths_are_one_line_errors(classifier, tmp_path):
     (tmp_path / "notes.txt").write_text("not data")
     (tmp_path / "broken.nc").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
