@@ -702,6 +702,9 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
 
     if not 0 <= min_confidence <= 1:
         raise InputError(f"--min-confidence {min_confidence}: must be within [0, 1]")
+    if demo and (model_path is not None or inputs):  # they were ignored: the demo trains and classifies its own
+        raise click.UsageError("--demo trains a model on synthetic vignettes and classifies held-out ones: "
+                               "drop --model and the inputs")
     tmp = None
     try:
         if demo:
@@ -732,6 +735,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
                 vals = [np.nan if m.get(key) is None else m[key] for m in meta]
                 ds[key] = ("sample", np.array(vals, dtype=np.float64), {"standard_name": key, "units": units})
             ds["time"] = ("sample", np.array([m.get("time") or "" for m in meta], dtype=str))
+        if tmp is not None:  # the demo's model is deleted below with its folder: not a path to look for
+            ds.attrs["model"] = "--demo: a small CNN trained on synthetic SAR vignettes (not kept)"
         if tmp is not None and "path" in ds:
             # the demo's folder is deleted below: its absolute paths named files that no longer exist
             ds["path"] = ds["path"].copy(data=[str(Path(p).relative_to(tmp)) for p in ds["path"].values])

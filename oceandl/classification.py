@@ -334,7 +334,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     import xarray as xr
 
     from .preprocess import preprocess_batch
-    from .training.checkpoint import load_checkpoint
+    from .training.checkpoint import load_checkpoint, weights_sha256
     from .training.engine import inference_batch_size, predict
     from .utils import resolve_device
 
@@ -410,8 +410,11 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
          "probability": (dim, conf.astype(np.float32)),
          "probabilities": ((dim, "class"), probs.astype(np.float32)), "error": (dim, error.astype(str))},
         coords={dim: sample, **extra, "class": [str(c) for c in classes]},
-        attrs={"model": str(Path(model)), "architecture": cfg["model"], "min_confidence": min_confidence,
-               "tta": int(tta)},
+        # which weights made the predictions: the path alone named a folder that a later run may replace
+        attrs={"model": str(Path(model)), "model_sha256": weights_sha256(model), "architecture": cfg["model"],
+               **({"model_git_commit": str(cfg["provenance"]["git_commit"])}
+                  if isinstance(cfg.get("provenance"), dict) and cfg["provenance"].get("git_commit") else {}),
+               "min_confidence": min_confidence, "tta": int(tta)},
     )
     if paths is not None and len(paths) == len(sample):
         ds["path"] = (dim, np.array(paths, dtype=str))

@@ -543,6 +543,30 @@ def test_accessor_classifies_a_stack_as_the_command_does(stack, tmp_path):
         ds.oceandl.classify(model, var="vignette")
 
 
+def test_predictions_name_the_weights_that_made_them(stack, tmp_path):
+    """The predictions file records the SHA-256 of the checkpoint's weights and its git commit (the
+    path alone named a folder that a later --overwrite run replaces), the same as sha256sum's."""
+    import hashlib
+
+    model = train(stack, tmp_path / "nc_cnn")
+    out = tmp_path / "preds.nc"
+    res = invoke("classify", "--model", model, stack, "-o", out, "--quiet", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as ds:
+        attrs = dict(ds.attrs)
+    assert attrs["model_sha256"] == hashlib.sha256((model / "weights.safetensors").read_bytes()).hexdigest()
+    commit = json.loads((model / "config.json").read_text())["provenance"].get("git_commit")
+    assert attrs.get("model_git_commit") == commit
+
+
+def test_demo_with_a_model_or_inputs_is_refused(sar_model, stack, tmp_path):
+    """--demo trains and classifies its own: a --model or inputs given with it were ignored."""
+    for extra in (["--model", str(sar_model)], [str(stack)]):
+        res = invoke("classify", "--demo", *extra, "-o", tmp_path / "p.csv", "--quiet")
+        assert_one_line_error(res, "--demo trains a model on synthetic vignettes", "drop --model and the inputs")
+        assert not (tmp_path / "p.csv").exists()
+
+
 def test_classify_never_writes_over_its_input_stack(stack, tmp_path):
     # `classify stack.nc -o stack.nc --overwrite` replaced the images with the predictions
     model = train(stack, tmp_path / "nc_cnn")

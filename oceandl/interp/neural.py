@@ -1386,15 +1386,9 @@ def _day_ranges(days: np.ndarray) -> str:
 def _checkpoint_provenance(path, config: dict) -> dict[str, Any]:
     """Output attrs naming a loaded checkpoint: its path, the SHA-256 of its weights file and its
     ``training`` record (JSON: options, seed, steps, final loss, input variable and grid, source)."""
-    import hashlib
+    from oceandl.training.checkpoint import weights_sha256
 
-    from oceandl.training.checkpoint import WEIGHTS, _check_folder
-
-    digest = hashlib.sha256()
-    with open(_check_folder(path) / WEIGHTS, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    attrs: dict[str, Any] = {"checkpoint": str(path), "checkpoint_sha256": digest.hexdigest()}
+    attrs: dict[str, Any] = {"checkpoint": str(path), "checkpoint_sha256": weights_sha256(path)}
     if isinstance(config.get("training"), dict):
         attrs["checkpoint_training"] = json.dumps(config["training"], sort_keys=True)
     if isinstance(config.get("provenance"), dict) and config["provenance"].get("git_commit"):
