@@ -302,7 +302,9 @@ def _netcdf(path: Path) -> dict[str, Any]:
         # the fill's own attributes are on its variable (and mostly on the file too)
         main = next((v for v in ds.data_vars.values() if "method" in v.attrs), None)
         where = {**attrs, **(dict(main.attrs) if main is not None else {})}
-        for key in ("method", "options", "oceandl_version", "oceandl_software"):
+        # the weights it came from (interpolate --model, classify) beside the method and software
+        for key in ("method", "options", "checkpoint", "checkpoint_sha256", "model", "model_sha256", "architecture",
+                    "oceandl_version", "oceandl_software"):
             if key in where:
                 out[key.replace("_", " ")] = str(where[key])
         scores = {k[4:]: where[k] for k in where if k.startswith("val_")}

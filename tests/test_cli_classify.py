@@ -557,6 +557,10 @@ def test_predictions_name_the_weights_that_made_them(stack, tmp_path):
     assert attrs["model_sha256"] == hashlib.sha256((model / "weights.safetensors").read_bytes()).hexdigest()
     commit = json.loads((model / "config.json").read_text())["provenance"].get("git_commit")
     assert attrs.get("model_git_commit") == commit
+    from oceandl.describe import describe  # and `oceandl info` shows them
+
+    facts = describe(out)
+    assert facts["model sha256"] == attrs["model_sha256"] and facts["model"] == str(model)
 
 
 def test_demo_with_a_model_or_inputs_is_refused(sar_model, stack, tmp_path):
