@@ -97,3 +97,57 @@ def test_perf_fast_on_cuda(tmp_path):
     assert {"dineof_cuda", "mnist_cnn_engine_cuda_graphs"} <= set(res)
     assert res["dineof_cuda"]["max_abs_diff_vs_cpu"] < 1e-2
     assert all(r["peak_device_mb"] >= 0 and r["device"] != "cpu" for r in res.values())
+
+
+def test_neural_resume_on_cuda_goes_on_as_uninterrupted(tmp_path, exact_fp32):
+    """A CUDA run cut by Ctrl-C in step 3's forward pass (its CUDA random state saved with the rest)
+    and resumed ends as the uninterrupted CUDA run: the same loss history, weights to float
+    tolerance (cuDNN may pick other kernels, so not bit for bit)."""
+    gappy, _ = lowrank_cube(16, 32, 32, rank=3, seed=1, dates=True, dtype=np.float32)
+    opts = {"steps": 6, "batch_size": 4, "patch": 16, "precision": "fp32", "checkpoint_every": 100,
+            "model_options": {"width": 8, "depth": 2, "dropout": 0.2}}
+    cls = get_method("unet")
+    whole = cls(seed=0, device="cuda", **opts).fit(gappy)
+    net, calls = cls(seed=0, device="cuda", save_to=str(tmp_path / "run"), **opts), []
+    real = net._forward
+
+    def forward(x):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(x)
+
+    net._forward = forward
+    with pytest.raises(KeyboardInterrupt, match="step 2 of 6 is saved"):
+        net.fit(gappy)
+    resumed = cls(seed=0, device="cuda", resume=str(tmp_path / "run"), **opts).fit(gappy)
+    np.testing.assert_allclose(resumed.loss_history_, whole.loss_history_, rtol=1e-4)
+    for (k, a), b in zip(whole.model_.state_dict().items(), resumed.model_.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_classifier_mid_epoch_resume_on_cuda(tmp_path, exact_fp32):
+    """The same for the classifier engine, cut inside epoch 2 (dropout draws from the CUDA generator)."""
+    meta = dict(model_name="cnn", model_args=[1, 2], model_options={"channels": [8, 16], "hidden": 32})
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, optimizer="sgd", scheduler="none", amp=False,
+                      channels_last=False, seed=0, device="cuda", progress=False)
+
+    def model():
+        torch.manual_seed(0)
+        return get_model("cnn", 1, 2, channels=(8, 16), hidden=32, dropout=0.3)
+
+    whole = fit(model(), _digits(), None, cfg)
+    cut, calls = model(), []
+
+    def ctrl_c(module, args):
+        calls.append(module.training)
+        if calls.count(True) == 11:  # 8 batches an epoch: epoch 2, batch 3
+            raise KeyboardInterrupt
+
+    hook = cut.register_forward_pre_hook(ctrl_c)
+    with pytest.raises(KeyboardInterrupt, match="epoch 2 of 3, batch 2 of 8, is saved"):
+        fit(cut, _digits(), None, cfg, out=tmp_path / "ck", checkpoint_meta=meta)
+    hook.remove()
+    resumed = fit(model(), _digits(), None, cfg, out=tmp_path / "ck", checkpoint_meta=meta, resume=True)
+    for a, b in zip(whole.history, resumed.history):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
