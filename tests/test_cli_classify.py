@@ -350,6 +350,28 @@ def test_classify_refuses_bands_last_arrays_and_lists_of_paths(sar_model, tmp_pa
         classify([str(tmp_path / "a.png"), str(tmp_path / "b.png")], sar_model, device="cpu")
 
 
+def test_classify_takes_narrow_images_of_the_models_own_size(tmp_path):
+    """The bands-last refusal took any last dim of 4 or less below a longer one: a model trained on
+    16 x 4 px strips refused its own images as (N, 16, 4) and as (N, 1, 16, 4), the layout its
+    message asked for. Trailing dims of the checkpoint's size, or a band dim of 4 or less, are
+    images; (N, 20, 3) is still refused."""
+    from oceandl.classification import classify
+    from oceandl.errors import InputError
+    from oceandl.training import TensorData, TrainConfig
+    from oceandl.training.classifier import train_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 1, 16, 4, generator=g), torch.arange(40) % 2
+    x[y == 1, :, :8] += 1
+    train_classifier(TensorData(x, y), "mlp", tmp_path / "strips", TrainConfig(epochs=1, progress=False, device="cpu"),
+                     preprocessing={"size": [16, 4]}, classes=["a", "b"])
+    arr = x[:5, 0].numpy()
+    ref = classify(arr[:, None], tmp_path / "strips", device="cpu")["probabilities"].values
+    np.testing.assert_allclose(classify(arr, tmp_path / "strips", device="cpu")["probabilities"].values, ref)
+    with pytest.raises(InputError, match=r"\(5, 20, 3\): looks like \(H, W, C\)"):
+        classify(np.zeros((5, 20, 3), np.float32), tmp_path / "strips", device="cpu")
+
+
 def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_path):
     # uint8 arrays (np.asarray of a PIL image) went in as 0..255 where the model learnt the files'
     # 0..1, and one NaN pixel made an image's probabilities NaN ('unassigned'), where the readers
