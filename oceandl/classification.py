@@ -13,7 +13,7 @@ __all__ = ["classify", "UNASSIGNED"]
 
 UNASSIGNED = "unassigned"
 #: names of the variables and coords of :func:`classify`'s Dataset (input coords of these names are not kept).
-_OUTPUT_NAMES = ("predicted", "label", "probability", "probabilities", "class", "path")
+_OUTPUT_NAMES = ("predicted", "label", "probability", "probabilities", "error", "class", "path")
 
 
 #: dim names (lower case) read as an image's rows, columns and channels in a DataArray
@@ -380,6 +380,9 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     x, sample, paths, dim, extra, empty = _as_images(images, (cfg.get("preprocessing") or {}).get("size"))
     if len(x) == 0:
         raise InputError("no images to classify")
+    if dim in _OUTPUT_NAMES:  # else a bare ValueError from xarray, building the predictions
+        raise InputError(f"images: their sample dim is named {dim!r}, a name of the predictions' variables; "
+                         f"rename it, e.g. .rename({{{dim!r}: 'sample'}})")
     errors: dict[int, str] = {}
     if isinstance(x, torch.Tensor):
         if len(empty) and (on_error == "raise" or len(empty) == len(x)):

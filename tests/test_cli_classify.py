@@ -372,6 +372,25 @@ def test_classify_takes_narrow_images_of_the_models_own_size(tmp_path):
         classify(np.zeros((5, 20, 3), np.float32), tmp_path / "strips", device="cpu")
 
 
+def test_classify_a_stack_whose_names_are_those_of_the_predictions(sar_model):
+    """A per-image coordinate named ``error`` (a measurement's), or a sample dim named like a
+    variable of the predictions (``label``, ``class``), failed as xarray's bare ValueError ('found in
+    both data_vars and coords', 'conflicting sizes'). The coordinate is left out, as the other
+    names are; the dim is refused with one line."""
+    from oceandl.classification import classify
+    from oceandl.errors import InputError
+
+    arr = np.random.default_rng(0).random((3, 32, 32), np.float32)
+    ref = classify(arr, sar_model, device="cpu")["probabilities"].values
+    da = xr.DataArray(arr, dims=("time", "y", "x"), coords={"time": [1, 2, 3], "error": ("time", [0.1, 0.2, 0.3])})
+    got = da.oceandl.classify(sar_model, device="cpu")
+    np.testing.assert_allclose(got["probabilities"].values, ref, atol=1e-6)
+    assert got["error"].values.tolist() == ["", "", ""] and got["time"].values.tolist() == [1, 2, 3]
+    for name in ("label", "class"):
+        with pytest.raises(InputError, match=f"sample dim is named '{name}'.*rename"):
+            xr.DataArray(arr, dims=(name, "y", "x")).oceandl.classify(sar_model, device="cpu")
+
+
 def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_path):
     # uint8 arrays (np.asarray of a PIL image) went in as 0..255 where the model learnt the files'
     # 0..1, and one NaN pixel made an image's probabilities NaN ('unassigned'), where the readers
