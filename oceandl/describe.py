@@ -65,21 +65,23 @@ def _checkpoint(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder / 'config.json'}: not a JSON object")
     task = config.get("task")
     out: dict[str, Any] = {"path": str(folder)}
-    if task == "interpolation-fitted":
-        out.update(_fitted(config))
-    elif task == "interpolation":
-        out.update(_neural(config, folder))
-    elif task in ("classification", "reconstruction"):
-        out.update(_trained(config, task))
-    else:
+    kinds = {"interpolation-fitted": _fitted, "interpolation": _neural, "classification": _trained,
+             "reconstruction": _trained}
+    if task not in kinds:
         raise CheckpointError(f"{folder}: a checkpoint of unknown task {task!r}")
+    try:
+        out.update(kinds[task](config))
+        provenance = _provenance(config.get("provenance"))
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        # an edited value of another type ("training": "fast", a loss "a") was a bare AttributeError, exit 1
+        raise CheckpointError(f"{folder / 'config.json'}: a value of an unexpected type ({one_line(exc)})") from None
     params = _parameters(folder / "weights.safetensors")
     if params is not None and task != "interpolation-fitted":
         out["parameters"] = f"{params:,}"
     state = _resume_state(folder)
     if state and _unfinished(config):  # a finished run's state is not one to go on from
         out["resumable"] = state
-    out.update(_provenance(config.get("provenance")))
+    out.update(provenance)
     return out
 
 
@@ -95,8 +97,9 @@ def _model(config: dict) -> str:
     return f"{config.get('model')}({shown})" if shown else str(config.get("model"))
 
 
-def _trained(config: dict, task: str) -> dict[str, Any]:
+def _trained(config: dict) -> dict[str, Any]:
     """A classifier's (or an auto-encoder's) facts."""
+    task = config.get("task")
     out: dict[str, Any] = {"kind": "classifier checkpoint" if task == "classification" else "auto-encoder checkpoint",
                            "model": _model(config)}
     args = config.get("model_args") or []
@@ -131,7 +134,7 @@ def _trained(config: dict, task: str) -> dict[str, Any]:
     return out
 
 
-def _neural(config: dict, folder: Path) -> dict[str, Any]:
+def _neural(config: dict) -> dict[str, Any]:
     """A neural gap filler's facts (``oceandl train interpolator --method unet|resae|...``)."""
     interp = config.get("interpolator") or {}
     training = config.get("training") or {}

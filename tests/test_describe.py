@@ -140,3 +140,19 @@ def test_bad_paths_are_one_line_errors(classifier, tmp_path):
                        (tmp_path / "noweights", "not an oceandl checkpoint (weights.safetensors is missing)")):
         assert_cli_error(CliRunner().invoke(cli, ["info", str(path)]), 2, str(path.name), says)
     assert np.all([p.exists() for p in (tmp_path / "notes.txt", tmp_path / "bad" / "config.json")])
+
+
+def test_an_edited_config_of_other_types_is_a_one_line_error(classifier, tmp_path):
+    """A config.json whose values have other types than oceandl writes ("training": "fast", a
+    loss "a") stopped `info` with a bare AttributeError or TypeError (exit 1): now one line naming
+    the file (exit 2), as the checkpoint reader's own refusals."""
+    import shutil
+
+    for key, value in (("training", "fast"), ("metrics", [1]), ("provenance", {"versions": ["torch"]})):
+        folder = tmp_path / key
+        shutil.copytree(classifier, folder)
+        config = _config(folder)
+        config[key] = value
+        (folder / "config.json").write_text(json.dumps(config))
+        assert_cli_error(CliRunner().invoke(cli, ["info", str(folder)]), 2, str(folder / "config.json"),
+                         "a value of an unexpected type")
