@@ -270,9 +270,13 @@ def _netcdf(path: Path) -> dict[str, Any]:
         out["dimensions"] = ", ".join(f"{k} {v}" for k, v in ds.sizes.items())
         out["variables"] = ", ".join(f"{k}{tuple(v.dims)}".replace("'", "").replace(",)", ")")
                                      for k, v in ds.data_vars.items())
-        # the fill's own attributes are on its variable (and mostly on the file too)
-        main = next((v for v in ds.data_vars.values() if "method" in v.attrs), None)
-        where = {**attrs, **(dict(main.attrs) if main is not None else {})}
+        groups = _groups(path)
+        if groups:  # xarray opens the root group alone: its dimensions and variables are not all
+            out["groups"] = ", ".join(groups)
+        # the fill's own attributes are on its variable (and mostly on the file too); another
+        # tool's "method" or "val_*" attributes are not an oceandl run's
+        main = next((v for v in ds.data_vars.values() if "method" in v.attrs), None) if ours else None
+        where = {**attrs, **(dict(main.attrs) if main is not None else {})} if ours else {}
         for key in ("method", "options", "oceandl_version", "oceandl_software"):
             if key in where:
                 out[key.replace("_", " ")] = str(where[key])
@@ -283,6 +287,22 @@ def _netcdf(path: Path) -> dict[str, Any]:
         if history:
             out["history (newest)"] = history.splitlines()[0]
     return out
+
+
+def _groups(path: Path) -> list[str]:
+    """The groups of a netCDF-4 file below its root, with their variables (headers alone)."""
+    import xarray as xr
+
+    try:
+        tree = xr.open_groups(path, decode_times=False)
+    except Exception:  # noqa: BLE001 - netCDF-3, or an engine without groups: the root is all
+        return []
+    try:
+        return [f"{name} ({', '.join(map(str, ds.data_vars)) or 'no variables'})"
+                for name, ds in tree.items() if name != "/"]
+    finally:
+        for ds in tree.values():
+            ds.close()
 
 
 # ------------------------------------------------------------------------------------------ text
