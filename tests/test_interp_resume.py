@@ -199,6 +199,33 @@ def test_ctrl_c_saves_the_run_so_far(cube, tmp_path, where, at, state_step, said
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_ctrl_c_as_a_step_begins_keeps_that_steps_statistics(cube, tmp_path, monkeypatch):
+    """Ctrl-C as step 4 began, after its random states were noted and before batch norm's running
+    statistics were: the state saved put back step 3's statistics (those noted as step 3 began)
+    with step 4's random states, and the resume ended on other weights than the uninterrupted run."""
+    cls = METHODS["unet"]
+    opts = _opts(nll=True, model_options={**TINY["unet"], "dropout": 0.3})
+    whole = cls(seed=0, device="cpu", **opts).fit(cube)
+    real, calls = torch._foreach_copy_, [0]
+
+    def copy(dst, src):
+        calls[0] += 1
+        if calls[0] == 4:  # the snapshot of step 4 (one per step, the handler's put-back after it)
+            raise KeyboardInterrupt
+        return real(dst, src)
+
+    folder = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(torch, "_foreach_copy_", copy)
+        with pytest.raises(KeyboardInterrupt) as info:
+            cls(seed=0, device="cpu", save_to=str(folder), **opts).fit(cube)
+    assert "the training state of step 3 of 6 is saved in" in str(info.value)
+    resumed = cls(seed=0, device="cpu", resume=str(folder), **opts).fit(cube)
+    assert resumed.loss_history_ == whole.loss_history_
+    a, b = whole.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_state_interval():
     """checkpoint_every=None: a tenth of the steps (and the clock); a number: exactly that."""
     assert METHODS["unet"]()._state_every(600) == (60, True)
