@@ -404,6 +404,32 @@ def test_sigterm_saves_the_run_and_the_cli_says_how_to_go_on(runs, sst_file, tmp
     assert _training(folder)["loss_history"] == _training(runs / "whole")["loss_history"]
 
 
+@pytest.mark.parametrize("extra", ["--overwrite", "--init"])
+def test_the_resume_hint_leaves_out_what_resume_refuses(runs, sst_file, tmp_path, monkeypatch, extra):
+    """Ctrl-C in a run started with --overwrite or --init said "go on with the same command and
+    --resume", which `train interpolator` then refused ("give one of them", "drop --init"). The
+    hint names what to leave out, and the command so changed goes on."""
+    small = SMALL if extra == "--overwrite" else SMALL[:-4] + SMALL[-2:]  # the network is the init's
+    args = ["train", "interpolator", str(sst_file), *small, "-o", str(tmp_path / "run")]
+    given = ["--overwrite"] if extra == "--overwrite" else ["--init", str(runs / "whole")]
+    real, calls = NeuralInterpolator._forward, []
+
+    def forward(self, x):
+        out = real(self, x)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(NeuralInterpolator, "_forward", forward)
+        res = CliRunner().invoke(cli, [*args, *given])
+    assert res.exit_code == 130, res.output
+    assert res.output.strip().splitlines()[-1].endswith(f"(go on with the same command and --resume, without {extra})")
+    res = CliRunner().invoke(cli, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+
+
 def test_cli_refusals_say_why_and_write_nothing(runs, sst_file, tmp_path):
     from oceandl.datasets.sst import synthetic_sst
 
