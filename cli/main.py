@@ -57,13 +57,16 @@ def _stopped(word: str, exc: KeyboardInterrupt) -> str:
 
 
 @contextlib.contextmanager
-def _resume_hint() -> Iterator[None]:
-    """A training command stopped (Ctrl-C, SIGTERM) with its state saved: say how to go on."""
+def _resume_hint(*drop: str) -> Iterator[None]:
+    """A training command stopped (Ctrl-C, SIGTERM) with its state saved: say how to go on.
+    ``drop``: options of the command that --resume does not go with (``--overwrite``, ``--init``:
+    `train interpolator` refuses them with it)."""
     try:
         yield
     except KeyboardInterrupt as exc:
         if getattr(exc, "resumable", False):
-            exc.args = (f"{exc} (go on with the same command and --resume)",)
+            without = f", without {' and '.join(drop)}" if drop else ""
+            exc.args = (f"{exc} (go on with the same command and --resume{without})",)
         raise
 
 
@@ -487,7 +490,8 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
         if "init" in opts:
             raise click.UsageError("give the starting checkpoint once: --init or --set init=..., not both")
         opts["init"] = str(init)
-    with _resume_hint():
+    drop = [name for name, given in (("--overwrite", overwrite), ("--init", "init" in opts)) if given]
+    with _resume_hint(*drop):
         text = train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo,
                                   min_quality=min_quality, resume=resume)
@@ -647,7 +651,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         # --data as the images of one more class, named after the checkpoint folder
         raise InputError(f"{output}: inside the class folders of --data ({root}), where the next run would "
                          "read the checkpoint's figures as images of a class; write it outside them")
-    with _resume_hint():
+    with _resume_hint(*(["--overwrite"] if overwrite else [])):
         res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                                overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output,
                                on_error=on_error)

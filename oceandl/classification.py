@@ -13,7 +13,7 @@ __all__ = ["classify", "UNASSIGNED"]
 
 UNASSIGNED = "unassigned"
 #: names of the variables and coords of :func:`classify`'s Dataset (input coords of these names are not kept).
-_OUTPUT_NAMES = ("predicted", "label", "probability", "probabilities", "class", "path")
+_OUTPUT_NAMES = ("predicted", "label", "probability", "probabilities", "error", "class", "path")
 
 
 #: dim names (lower case) read as an image's rows, columns and channels in a DataArray
@@ -77,9 +77,25 @@ def _fill_nonfinite(x):
     return torch.from_numpy(filled).to(x.device), empty
 
 
-def _as_images(images):
+def _bands_last(shape: tuple[int, ...], size) -> bool:
+    """Whether an array of ``shape`` looks like images with their bands last, (N, H, W, C) or
+    (H, W, C): a last dim of 4 or less below a longer one. Not when the last two dims are the
+    image size ``size`` the checkpoint was trained on (its narrow images, 16 x 4 px), nor, 4-D,
+    when the dim before them is 4 or less: (N, 1, 16, 4) is one band of 16 x 4 px, not images
+    1 px high."""
+    if len(shape) not in (3, 4) or not shape[-1] <= 4 < shape[-2]:
+        return False
+    if size is not None:
+        size = [size, size] if isinstance(size, int) else list(size)
+        if list(shape[-2:]) == size:
+            return False
+    return len(shape) == 3 or shape[1] > 4
+
+
+def _as_images(images, size=None):
     """(N, C, H, W) float tensor, sample coordinate, paths, sample dim, the other coords on it and
-    the indices of the images without a finite pixel (zeroed).
+    the indices of the images without a finite pixel (zeroed). ``size``: the checkpoint's image
+    size (its ``preprocessing``), which tells a stack of narrow images from bands last.
 
     A dataset of samples is returned as it is, unread (and no index): :func:`_predict_dataset`
     reads it batch by batch."""
@@ -121,7 +137,7 @@ def _as_images(images):
         return x, images[dim].values, None, dim, extra, empty
     if isinstance(images, (np.ndarray, torch.Tensor)):
         shape = tuple(images.shape)
-        if len(shape) in (3, 4) and shape[-1] <= 4 < shape[-2]:
+        if _bands_last(shape, size):
             # channels last (np.asarray of PIL images, TensorFlow's layout): (N, 28, 28, 1) was read
             # as 28 bands of 28 x 1 px, converted and stretched to the model's size, no error
             layout, how = (("(N, H, W, C)", "np.moveaxis(images, -1, 1)") if len(shape) == 4
@@ -274,7 +290,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     ----------
     images : array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays, DataArray or dataset
         An array whose last dim is 4 or less below a longer one (bands last, ``(N, H, W, C)``) is
-        refused: pass it with its bands second. Paths are refused too: read them with
+        refused, unless its last two dims are the checkpoint's image size or (4-D) its second
+        is 4 or less: pass it with its bands second. Paths are refused too: read them with
         :class:`oceandl.datasets.ImageFilesDataset`.
         ``xarray.DataArray`` (sample, y, x) or (sample, channel, y, x), or a dataset of ``{"image"}``
         dicts (e.g. :class:`oceandl.datasets.ImageFilesDataset`, which reads a folder or files),
@@ -360,9 +377,12 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         # the layout it was trained in (weights are saved contiguous): fp32 inference on the CPU
         # 1.9x faster for the course CNN at 128 x 128, 1.1x ResNet, 1.6x VGG; the same to float rounding
         net = net.to(memory_format=torch.channels_last)
-    x, sample, paths, dim, extra, empty = _as_images(images)
+    x, sample, paths, dim, extra, empty = _as_images(images, (cfg.get("preprocessing") or {}).get("size"))
     if len(x) == 0:
         raise InputError("no images to classify")
+    if dim in _OUTPUT_NAMES:  # else a bare ValueError from xarray, building the predictions
+        raise InputError(f"images: their sample dim is named {dim!r}, a name of the predictions' variables; "
+                         f"rename it, e.g. .rename({{{dim!r}: 'sample'}})")
     errors: dict[int, str] = {}
     if isinstance(x, torch.Tensor):
         if len(empty) and (on_error == "raise" or len(empty) == len(x)):

@@ -71,21 +71,23 @@ def _checkpoint(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder / 'config.json'}: not a JSON object")
     task = config.get("task")
     out: dict[str, Any] = {"path": str(folder)}
-    if task == "interpolation-fitted":
-        out.update(_fitted(config))
-    elif task == "interpolation":
-        out.update(_neural(config, folder))
-    elif task in ("classification", "reconstruction"):
-        out.update(_trained(config, task))
-    else:
+    kinds = {"interpolation-fitted": _fitted, "interpolation": _neural, "classification": _trained,
+             "reconstruction": _trained}
+    if task not in kinds:
         raise CheckpointError(f"{folder}: a checkpoint of unknown task {task!r}")
+    try:
+        out.update(kinds[task](config))
+        provenance = _provenance(config.get("provenance"))
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        # an edited value of another type ("training": "fast", a loss "a") was a bare AttributeError, exit 1
+        raise CheckpointError(f"{folder / 'config.json'}: a value of an unexpected type ({one_line(exc)})") from None
     params = _parameters(folder / "weights.safetensors")
     if params is not None and task != "interpolation-fitted":
         out["parameters"] = f"{params:,}"
     state = _resume_state(folder)
     if state and _unfinished(config):  # a finished run's state is not one to go on from
         out["resumable"] = state
-    out.update(_provenance(config.get("provenance")))
+    out.update(provenance)
     return out
 
 
@@ -101,8 +103,9 @@ def _model(config: dict) -> str:
     return f"{config.get('model')}({shown})" if shown else str(config.get("model"))
 
 
-def _trained(config: dict, task: str) -> dict[str, Any]:
+def _trained(config: dict) -> dict[str, Any]:
     """A classifier's (or an auto-encoder's) facts."""
+    task = config.get("task")
     out: dict[str, Any] = {"kind": "classifier checkpoint" if task == "classification" else "auto-encoder checkpoint",
                            "model": _model(config)}
     args = config.get("model_args") or []
@@ -137,7 +140,7 @@ def _trained(config: dict, task: str) -> dict[str, Any]:
     return out
 
 
-def _neural(config: dict, folder: Path) -> dict[str, Any]:
+def _neural(config: dict) -> dict[str, Any]:
     """A neural gap filler's facts (``oceandl train interpolator --method unet|resae|...``)."""
     interp = config.get("interpolator") or {}
     training = config.get("training") or {}
@@ -299,9 +302,13 @@ def _netcdf(path: Path) -> dict[str, Any]:
         out["dimensions"] = ", ".join(f"{k} {v}" for k, v in ds.sizes.items())
         out["variables"] = ", ".join(f"{k}{tuple(v.dims)}".replace("'", "").replace(",)", ")")
                                      for k, v in ds.data_vars.items())
-        # the fill's own attributes are on its variable (and mostly on the file too)
-        main = next((v for v in ds.data_vars.values() if "method" in v.attrs), None)
-        where = {**attrs, **(dict(main.attrs) if main is not None else {})}
+        groups = _groups(path)
+        if groups:  # xarray opens the root group alone: its dimensions and variables are not all
+            out["groups"] = ", ".join(groups)
+        # the fill's own attributes are on its variable (and mostly on the file too); another
+        # tool's "method" or "val_*" attributes are not an oceandl run's
+        main = next((v for v in ds.data_vars.values() if "method" in v.attrs), None) if ours else None
+        where = {**attrs, **(dict(main.attrs) if main is not None else {})} if ours else {}
         # the weights it came from (interpolate --model, classify) beside the method and software
         for key in ("method", "options", "checkpoint", "checkpoint_sha256", "model", "model_sha256", "architecture",
                     "oceandl_version", "oceandl_software"):
@@ -314,6 +321,22 @@ def _netcdf(path: Path) -> dict[str, Any]:
         if history:
             out["history (newest)"] = history.splitlines()[0]
     return out
+
+
+def _groups(path: Path) -> list[str]:
+    """The groups of a netCDF-4 file below its root, with their variables (headers alone)."""
+    import xarray as xr
+
+    try:
+        tree = xr.open_groups(path, decode_times=False)
+    except Exception:  # noqa: BLE001 - netCDF-3, or an engine without groups: the root is all
+        return []
+    try:
+        return [f"{name} ({', '.join(map(str, ds.data_vars)) or 'no variables'})"
+                for name, ds in tree.items() if name != "/"]
+    finally:
+        for ds in tree.values():
+            ds.close()
 
 
 # ------------------------------------------------------------------------------------------ text

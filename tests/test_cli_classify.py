@@ -350,6 +350,47 @@ def test_classify_refuses_bands_last_arrays_and_lists_of_paths(sar_model, tmp_pa
         classify([str(tmp_path / "a.png"), str(tmp_path / "b.png")], sar_model, device="cpu")
 
 
+def test_classify_takes_narrow_images_of_the_models_own_size(tmp_path):
+    """The bands-last refusal took any last dim of 4 or less below a longer one: a model trained on
+    16 x 4 px strips refused its own images as (N, 16, 4) and as (N, 1, 16, 4), the layout its
+    message asked for. Trailing dims of the checkpoint's size, or a band dim of 4 or less, are
+    images; (N, 20, 3) is still refused."""
+    from oceandl.classification import classify
+    from oceandl.errors import InputError
+    from oceandl.training import TensorData, TrainConfig
+    from oceandl.training.classifier import train_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 1, 16, 4, generator=g), torch.arange(40) % 2
+    x[y == 1, :, :8] += 1
+    train_classifier(TensorData(x, y), "mlp", tmp_path / "strips", TrainConfig(epochs=1, progress=False, device="cpu"),
+                     preprocessing={"size": [16, 4]}, classes=["a", "b"])
+    arr = x[:5, 0].numpy()
+    ref = classify(arr[:, None], tmp_path / "strips", device="cpu")["probabilities"].values
+    np.testing.assert_allclose(classify(arr, tmp_path / "strips", device="cpu")["probabilities"].values, ref)
+    with pytest.raises(InputError, match=r"\(5, 20, 3\): looks like \(H, W, C\)"):
+        classify(np.zeros((5, 20, 3), np.float32), tmp_path / "strips", device="cpu")
+
+
+def test_classify_a_stack_whose_names_are_those_of_the_predictions(sar_model):
+    """A per-image coordinate named ``error`` (a measurement's), or a sample dim named like a
+    variable of the predictions (``label``, ``class``), failed as xarray's bare ValueError ('found in
+    both data_vars and coords', 'conflicting sizes'). The coordinate is left out, as the other
+    names are; the dim is refused with one line."""
+    from oceandl.classification import classify
+    from oceandl.errors import InputError
+
+    arr = np.random.default_rng(0).random((3, 32, 32), np.float32)
+    ref = classify(arr, sar_model, device="cpu")["probabilities"].values
+    da = xr.DataArray(arr, dims=("time", "y", "x"), coords={"time": [1, 2, 3], "error": ("time", [0.1, 0.2, 0.3])})
+    got = da.oceandl.classify(sar_model, device="cpu")
+    np.testing.assert_allclose(got["probabilities"].values, ref, atol=1e-6)
+    assert got["error"].values.tolist() == ["", "", ""] and got["time"].values.tolist() == [1, 2, 3]
+    for name in ("label", "class"):
+        with pytest.raises(InputError, match=f"sample dim is named '{name}'.*rename"):
+            xr.DataArray(arr, dims=(name, "y", "x")).oceandl.classify(sar_model, device="cpu")
+
+
 def test_classify_arrays_get_the_predictions_of_their_files(plankton_model, tmp_path):
     # uint8 arrays (np.asarray of a PIL image) went in as 0..255 where the model learnt the files'
     # 0..1, and one NaN pixel made an image's probabilities NaN ('unassigned'), where the readers

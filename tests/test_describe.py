@@ -162,3 +162,36 @@ def test_bad_paths_are_one_line_errors(classifier, tmp_path):
                        (tmp_path / "noweights", "not an oceandl checkpoint (weights.safetensors is missing)")):
         assert_cli_error(CliRunner().invoke(cli, ["info", str(path)]), 2, str(path.name), says)
     assert np.all([p.exists() for p in (tmp_path / "notes.txt", tmp_path / "bad" / "config.json")])
+
+
+def test_an_edited_config_of_other_types_is_a_one_line_error(classifier, tmp_path):
+    """A config.json whose values have other types than oceandl writes ("training": "fast", a
+    loss "a") stopped `info` with a bare AttributeError or TypeError (exit 1): now one line naming
+    the file (exit 2), as the checkpoint reader's own refusals."""
+    import shutil
+
+    for key, value in (("training", "fast"), ("metrics", [1]), ("provenance", {"versions": ["torch"]})):
+        folder = tmp_path / key
+        shutil.copytree(classifier, folder)
+        config = _config(folder)
+        config[key] = value
+        (folder / "config.json").write_text(json.dumps(config))
+        assert_cli_error(CliRunner().invoke(cli, ["info", str(folder)]), 2, str(folder / "config.json"),
+                         "a value of an unexpected type")
+
+
+def test_netcdf_facts_of_another_tool_and_of_groups(tmp_path):
+    """A file oceandl did not write showed its variables' ``method`` attribute as the fill's method
+    and a global ``val_*`` as validation scores of withheld pixels; a netCDF-4 file whose data are
+    in groups said it had no dimensions nor variables (xarray opens the root group alone)."""
+    import xarray as xr
+
+    ds = xr.Dataset({"v": ("t", np.arange(2.0), {"method": "linear"})}, attrs={"val_id": "abc", "method": "x"})
+    ds.to_netcdf(tmp_path / "other.nc")
+    facts = describe(tmp_path / "other.nc")
+    assert facts["kind"] == "netCDF file" and "method" not in facts and "validation (withheld pixels)" not in facts
+    xr.Dataset().to_netcdf(tmp_path / "grouped.nc")
+    ds.to_netcdf(tmp_path / "grouped.nc", group="obs", mode="a")
+    facts = describe(tmp_path / "grouped.nc")
+    assert facts["variables"] == "" and facts["groups"] == "/obs (v)"
+    assert "groups" not in describe(tmp_path / "other.nc")

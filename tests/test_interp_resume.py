@@ -199,6 +199,33 @@ def test_ctrl_c_saves_the_run_so_far(cube, tmp_path, where, at, state_step, said
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_ctrl_c_as_a_step_begins_keeps_that_steps_statistics(cube, tmp_path, monkeypatch):
+    """Ctrl-C as step 4 began, after its random states were noted and before batch norm's running
+    statistics were: the state saved put back step 3's statistics (those noted as step 3 began)
+    with step 4's random states, and the resume ended on other weights than the uninterrupted run."""
+    cls = METHODS["unet"]
+    opts = _opts(nll=True, model_options={**TINY["unet"], "dropout": 0.3})
+    whole = cls(seed=0, device="cpu", **opts).fit(cube)
+    real, calls = torch._foreach_copy_, [0]
+
+    def copy(dst, src):
+        calls[0] += 1
+        if calls[0] == 4:  # the snapshot of step 4 (one per step, the handler's put-back after it)
+            raise KeyboardInterrupt
+        return real(dst, src)
+
+    folder = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(torch, "_foreach_copy_", copy)
+        with pytest.raises(KeyboardInterrupt) as info:
+            cls(seed=0, device="cpu", save_to=str(folder), **opts).fit(cube)
+    assert "the training state of step 3 of 6 is saved in" in str(info.value)
+    resumed = cls(seed=0, device="cpu", resume=str(folder), **opts).fit(cube)
+    assert resumed.loss_history_ == whole.loss_history_
+    a, b = whole.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_state_interval():
     """checkpoint_every=None: a tenth of the steps (and the clock); a number: exactly that."""
     assert METHODS["unet"]()._state_every(600) == (60, True)
@@ -375,6 +402,32 @@ def test_sigterm_saves_the_run_and_the_cli_says_how_to_go_on(runs, sst_file, tmp
     assert res.exit_code == 0, res.output
     assert _same_weights(runs / "whole", folder)
     assert _training(folder)["loss_history"] == _training(runs / "whole")["loss_history"]
+
+
+@pytest.mark.parametrize("extra", ["--overwrite", "--init"])
+def test_the_resume_hint_leaves_out_what_resume_refuses(runs, sst_file, tmp_path, monkeypatch, extra):
+    """Ctrl-C in a run started with --overwrite or --init said "go on with the same command and
+    --resume", which `train interpolator` then refused ("give one of them", "drop --init"). The
+    hint names what to leave out, and the command so changed goes on."""
+    small = SMALL if extra == "--overwrite" else SMALL[:-4] + SMALL[-2:]  # the network is the init's
+    args = ["train", "interpolator", str(sst_file), *small, "-o", str(tmp_path / "run")]
+    given = ["--overwrite"] if extra == "--overwrite" else ["--init", str(runs / "whole")]
+    real, calls = NeuralInterpolator._forward, []
+
+    def forward(self, x):
+        out = real(self, x)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(NeuralInterpolator, "_forward", forward)
+        res = CliRunner().invoke(cli, [*args, *given])
+    assert res.exit_code == 130, res.output
+    assert res.output.strip().splitlines()[-1].endswith(f"(go on with the same command and --resume, without {extra})")
+    res = CliRunner().invoke(cli, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
 
 
 def test_cli_refusals_say_why_and_write_nothing(runs, sst_file, tmp_path):

@@ -284,6 +284,46 @@ def test_ctrl_c_in_the_first_epoch_saves_it(digits, tmp_path):
     assert info.value.resumable is False and not (tmp_path / "c").exists()
 
 
+def test_ctrl_c_in_a_run_over_another_unfinished_one_saves_its_own_epoch(digits, tmp_path, monkeypatch):
+    """fit(overwrite=True) over the folder of another interrupted run (epochs_done 2, unfinished),
+    cut in its own first epoch: the state saved was numbered with the old run's epoch (2), with the
+    new run's weights and no history, and a resume went on in epoch 3. An interruption right after
+    the new run writes an epoch's checkpoint still names that epoch."""
+    import oceandl.training.engine as engine
+    from oceandl.training.checkpoint import load_training_state, read_config
+
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, lr=2e-3, augment=("flip",), **FAST)
+    meta = dict(model_name="cnn", model_args=[1, 4], model_options={"channels": [4, 8], "hidden": 16})
+
+    def net():
+        torch.manual_seed(0)
+        return get_model("cnn", 1, 4, channels=(4, 8), hidden=16)
+
+    full = fit(net(), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
+    out = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):  # the old run: cut in epoch 3
+        fit(_ctrl_c_in_call(net(), 14), train, val, cfg, out=out, checkpoint_meta=meta)
+    assert read_config(out)["epochs_done"] == 2
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(_ctrl_c_in_call(net(), 3), train, val, cfg, out=out, checkpoint_meta=meta, overwrite=True)
+    assert str(info.value) == f"the training state of epoch 1 of 3, batch 2 of 6, is saved in {out}"
+    assert load_training_state(out)["epoch"] == 0 and read_config(out)["epochs_done"] == 0
+    _same_run(full, fit(net(), train, val, cfg, out=out, checkpoint_meta=meta, resume=True))
+
+    real = engine._save_epoch
+
+    def cut_after(*a, **k):  # Ctrl-C once epoch 1's checkpoint is written, before the loop records it
+        real(*a, **k)
+        if k.get("mid") is None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_save_epoch", cut_after)
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(net(), train, val, cfg, out=tmp_path / "c", checkpoint_meta=meta)
+    assert str(info.value) == f"the training state of epoch 1 of 3 stands in {tmp_path / 'c'}"
+
+
 def test_ctrl_c_while_the_weights_are_updated_leaves_the_last_whole_epoch(digits, tmp_path, monkeypatch):
     """Cut inside the optimizer step the weights are neither those of one batch nor of the next:
     nothing is saved, the last whole epoch stands and the resume from it is the uninterrupted run."""

@@ -872,9 +872,11 @@ class NeuralInterpolator(Interpolator):
         try:
             for step in self._progress(range(run["start"], steps), "training", total=steps - run["start"]):
                 if folder is not None:
-                    pending = self._rng_states(rng)
+                    # the buffers first: cut between the two, `pending` is still None and the unmoved
+                    # buffers are kept as they are (noted after, the last step's were put back)
                     if buffers:
                         torch._foreach_copy_(kept, buffers)  # one call, not one copy per layer
+                    pending = self._rng_states(rng)
                 # the draws are tiny and host-side (one seeded stream); the cutting is a gather in `src`
                 t = rng.choice(days, bs)
                 donor = (t + rng.integers(1, t_all, bs)) % t_all  # any other day

@@ -888,18 +888,20 @@ def _go_on_in_epoch(mid: dict, device: torch.device) -> tuple[int, tuple, float,
     return mid["done"], (mid["tot"], mid["correct"], mid["n"]), mid["lr"], time.perf_counter() - mid["seconds"]
 
 
-def _epochs_in(out, saved: int) -> int:
-    """The last whole epoch whose resumable state is in ``out``: ``saved``, or a later one when the
-    interruption came after its checkpoint was written and before the loop could record it."""
+def _epochs_in(out, saved: int, writing: int) -> int:
+    """The last whole epoch whose resumable state is in ``out``: ``saved``, or ``writing`` (the
+    epoch whose checkpoint was being written) when the interruption came after that checkpoint was
+    written and before the loop could record it."""
     from .checkpoint import read_config
 
+    if writing <= saved:  # no write in progress: `out` may hold another run's state (fit(overwrite=True))
+        return saved
     try:
         config = read_config(out)
     except (OceanDLError, OSError):  # no checkpoint yet
         return saved
-    done = config.get("epochs_done")
     # a finished checkpoint keeps no state to resume from
-    return max(saved, done) if isinstance(done, int) and config.get("finished") is False else saved
+    return writing if config.get("epochs_done") == writing and config.get("finished") is False else saved
 
 
 def _interrupted(out, cfg: TrainConfig, saved: int, so_far: _EpochSoFar, n_batches: int, sums: tuple,
@@ -1079,6 +1081,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                initial=start_epoch - 1, total=cfg.epochs)
     # the epoch whose resumable state is in `out` (0: none): what an interruption leaves to go on from
     saved = start_epoch - 1 if out is not None else 0
+    writing = saved  # the epoch whose checkpoint is being written (`out` holds it or `saved`'s)
     # an interruption inside an epoch saves the batches done (one process only: a rank's share is not resumed)
     so_far = _EpochSoFar(model, device, on=out is not None and dctx is None)
     tot, correct, n = 0.0, 0, 0
@@ -1173,6 +1176,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             stop = cfg.early_stopping and bad_epochs >= cfg.early_stopping
             if out is not None and _dist.is_main_process():
+                writing = epoch
                 _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
                             checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1,
                             finished=bool(stop) or epoch >= cfg.epochs)
@@ -1189,7 +1193,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                 _save_epoch(out, model, best_state, opt, sched, result, saved, bad_epochs, cfg, task,
                             checkpoint_meta or {}, overwrite=overwrite or resume or saved > 0, finished=False, mid=at)
 
-            saved = _epochs_in(out, saved)
+            saved = _epochs_in(out, saved, writing)
             text, exc.resumable = _interrupted(out, cfg, saved, so_far, len(train_b), (tot, correct, n), save)
             exc.args = (text,)
         raise
