@@ -222,6 +222,15 @@ def _same_run(a, b) -> None:
         assert torch.equal(x, y), k
 
 
+#: a small CNN with batch norm and dropout (the interruption tests), and what its checkpoint records
+_SMALL_META = dict(model_name="cnn", model_args=[1, 4], model_options={"channels": [4, 8], "hidden": 16})
+
+
+def _small_cnn():
+    torch.manual_seed(0)  # the same initial weights for every run compared
+    return get_model("cnn", 1, 4, channels=(4, 8), hidden=16)
+
+
 @pytest.mark.parametrize("with_val, scheduler, streamed", [(True, "cosine", False), (False, "cosine", False),
                                                            (True, "plateau", False), (True, "cosine", True)])
 def test_ctrl_c_inside_an_epoch_saves_its_batches_done(digits, tmp_path, with_val, scheduler, streamed):
@@ -236,11 +245,7 @@ def test_ctrl_c_inside_an_epoch_saves_its_batches_done(digits, tmp_path, with_va
     val = val if with_val else None
     cfg = TrainConfig(epochs=3, lr=2e-3, scheduler=scheduler, augment=("flip", "noise"),
                       max_materialize_mb=0 if streamed else 4096, **FAST)
-    meta = dict(model_name="cnn", model_args=[1, 4], model_options={"channels": [4, 8], "hidden": 16})
-
-    def net():
-        torch.manual_seed(0)
-        return get_model("cnn", 1, 4, channels=(4, 8), hidden=16)
+    meta, net = _SMALL_META, _small_cnn
 
     full = fit(net(), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
     out = tmp_path / "b"
@@ -266,11 +271,7 @@ def test_ctrl_c_in_the_first_epoch_saves_it(digits, tmp_path):
     checkpoint's, epochs_done 0), and the resume ends as the uninterrupted run."""
     train, val = _sets(digits)
     cfg = TrainConfig(epochs=2, lr=2e-3, augment=("flip",), **FAST)
-    meta = dict(model_name="cnn", model_args=[1, 4], model_options={"channels": [4, 8], "hidden": 16})
-
-    def net():
-        torch.manual_seed(0)
-        return get_model("cnn", 1, 4, channels=(4, 8), hidden=16)
+    meta, net = _SMALL_META, _small_cnn
 
     full = fit(net(), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
     with pytest.raises(KeyboardInterrupt) as info:
@@ -294,11 +295,7 @@ def test_ctrl_c_in_a_run_over_another_unfinished_one_saves_its_own_epoch(digits,
 
     train, val = _sets(digits)
     cfg = TrainConfig(epochs=3, lr=2e-3, augment=("flip",), **FAST)
-    meta = dict(model_name="cnn", model_args=[1, 4], model_options={"channels": [4, 8], "hidden": 16})
-
-    def net():
-        torch.manual_seed(0)
-        return get_model("cnn", 1, 4, channels=(4, 8), hidden=16)
+    meta, net = _SMALL_META, _small_cnn
 
     full = fit(net(), train, val, cfg, out=tmp_path / "a", checkpoint_meta=meta)
     out = tmp_path / "b"
