@@ -161,7 +161,8 @@ def _neural(config: dict) -> dict[str, Any]:
     if losses:
         k = max(1, len(losses) // 10)  # the first and last tenth: one step's loss is noisy
         first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
-        out["loss"] = f"{_num(first)} -> {_num(last)} (mean of the first and last {k} steps)"
+        out["loss"] = f"{_num(first)} -> {_num(last)} " + \
+            ("(first and last step)" if k == 1 else f"(mean of the first and last {k} steps)")
     if training.get("precision"):
         out["precision"] = training["precision"]
     if interp.get("nll"):
@@ -249,9 +250,10 @@ def _provenance(prov: Any) -> dict[str, Any]:
     if not isinstance(prov, dict):
         return {}
     out: dict[str, Any] = {}
-    versions = prov.get("versions") or {}
-    if versions:
-        out["written with"] = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    versions = prov.get("versions") or {}  # not a dict: an edited file, refused by the caller
+    known = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    if known:  # none known: no empty line
+        out["written with"] = known
     if prov.get("git_commit"):
         out["git commit"] = str(prov["git_commit"])[:12] + (" (with uncommitted changes)" if prov.get("git_dirty") else "")
     return out

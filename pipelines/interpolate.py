@@ -348,7 +348,8 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     with _naming(where):
         interp.fit(da)
     seconds = time.perf_counter() - t0
-    interp.save(output, overwrite=overwrite, source=where)
+    with getattr(interp, "_trained_state_kept", contextlib.nullcontext)():  # a network's: the last step is saved
+        interp.save(output, overwrite=overwrite, source=where)
     if not issubclass(cls, NeuralInterpolator):  # a fitted climatology, eof or dineof
         modes = f" ({interp.n_modes_} modes)" if hasattr(interp, "n_modes_") else ""
         return (f"{method}{modes}: fitted on {where} {dict(da.sizes)} in {seconds:.1f} s; written to {output} "

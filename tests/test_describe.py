@@ -96,7 +96,7 @@ def test_an_interrupted_neural_gap_filler(cube, tmp_path):
     assert facts["resumable"] == "a training state at step 3 of 6 (--resume goes on from it)"
     assert facts["trained on"] == "variable 'sst', time 12 x lat 24 x lon 24"
     losses = training["loss_history"]
-    assert facts["loss"] == f"{_num(losses[0])} -> {_num(losses[-1])} (mean of the first and last 1 steps)"
+    assert facts["loss"] == f"{_num(losses[0])} -> {_num(losses[-1])} (first and last step)"
     assert facts["days of the year seen"].endswith(f"({len(training['days_of_year'])} days)")
 
 

@@ -226,6 +226,28 @@ def test_ctrl_c_as_a_step_begins_keeps_that_steps_statistics(cube, tmp_path, mon
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_ctrl_c_after_the_last_step_says_resume_finishes_the_run(cube, tmp_path, monkeypatch):
+    """Cut in the sigma calibration, once every step is trained: the line said a bare 'interrupted';
+    it now names the state of the last step, and the resume finishes the run without training
+    again (the uninterrupted weights and calibration)."""
+    cls, opts = METHODS["unet"], _opts(nll=True)
+    whole = cls(seed=0, device="cpu", **opts).fit(cube)
+    net = cls(seed=0, device="cpu", save_to=str(tmp_path / "run"), **opts)
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(net, "_calibrate", ctrl_c)
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(cube)
+    assert str(info.value) == f"the training state of step 6 of 6 stands in {tmp_path / 'run'} (every step trained)"
+    assert info.value.resumable is True and _training(tmp_path / "run")["steps_done"] == 6
+    resumed = cls(seed=0, device="cpu", resume=str(tmp_path / "run"), **opts).fit(cube)
+    assert resumed.loss_history_ == whole.loss_history_ and resumed.sigma_calibration_ == whole.sigma_calibration_
+    a, b = whole.model_.state_dict(), resumed.model_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_state_interval():
     """checkpoint_every=None: a tenth of the steps (and the clock); a number: exactly that."""
     assert METHODS["unet"]()._state_every(600) == (60, True)

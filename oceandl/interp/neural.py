@@ -31,6 +31,7 @@ grow with the grid.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -666,8 +667,24 @@ class NeuralInterpolator(Interpolator):
         fit_x = np.where(held, np.float32(0), x)
         self._setup_inputs(fit_x, fit_obs)  # the held-out pixels are no input, no target
         self.steps_ = self._train(fit_obs, rng)
-        self._calibrate(x, held)  # predicted with them still hidden
+        with self._trained_state_kept():
+            self._calibrate(x, held)  # predicted with them still hidden
         self._setup_inputs(x, obs)  # the fill takes every observation
+
+    @contextlib.contextmanager
+    def _trained_state_kept(self):
+        """Ctrl-C or SIGTERM once every step is trained (the calibration, the final write): the
+        folder holds the state of the last step, and ``--resume`` finishes the run from it without
+        training again; the interruption says so (it said a bare 'interrupted')."""
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            folder = getattr(self, "_state_folder", None)
+            if folder is not None and getattr(self, "_state_written", False) and not str(exc):
+                exc.args = (f"the training state of step {self.steps_} of {self.steps_} stands in {folder} "
+                            "(every step trained)",)
+                exc.resumable = True
+            raise
 
     def _training_folder(self):
         """The folder training states are written to (``resume`` or ``save_to``), or None; a
