@@ -196,9 +196,10 @@ def test_ctrl_c_says_which_epoch_a_resume_goes_on_from(digits, tmp_path):
     assert info.value.resumable is False and not (tmp_path / "c").exists()
 
 
-def _ctrl_c_in_call(model, k: int):
+def _ctrl_c_in_call(model, k: int, error: type[BaseException] = KeyboardInterrupt):
     """``model`` whose ``k``-th training forward pass runs (dropout drawn, batch norm's running
-    statistics moved), then raises KeyboardInterrupt: Ctrl-C inside a batch."""
+    statistics moved), then raises ``error``: Ctrl-C inside a batch (another error: a crash that
+    saves nothing, as a SIGKILL)."""
     forward, calls = model.forward, [0]
 
     def interrupted(x):
@@ -206,7 +207,7 @@ def _ctrl_c_in_call(model, k: int):
         if model.training:
             calls[0] += 1
             if calls[0] == k:
-                raise KeyboardInterrupt
+                raise error
         return out
 
     model.forward = interrupted
@@ -283,6 +284,42 @@ def test_ctrl_c_in_the_first_epoch_saves_it(digits, tmp_path):
         fit(_ctrl_c_in_call(net(), 1), train, val, cfg, out=tmp_path / "c", checkpoint_meta=meta)
     assert str(info.value) == f"no training state was saved in {tmp_path / 'c'} yet"
     assert info.value.resumable is False and not (tmp_path / "c").exists()
+
+
+def test_a_long_epoch_is_saved_by_the_clock(digits, tmp_path, monkeypatch):
+    """MID_EPOCH_STATE_SECONDS: a long epoch's batches done are saved as it goes, so a run killed
+    without warning (SIGKILL, the OOM killer: no Ctrl-C handler runs) resumes from the last of them
+    and ends as the uninterrupted run. With 0 s, every batch: killed in epoch 2's third batch, the
+    folder holds epoch 2's second; a Ctrl-C then cut during a weight update names that state."""
+    import oceandl.training.engine as engine
+    from oceandl.training.checkpoint import load_training_state
+
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=3, lr=2e-3, augment=("flip",), **FAST)
+    full = fit(_small_cnn(), train, val, cfg, out=tmp_path / "a", checkpoint_meta=_SMALL_META)
+    monkeypatch.setattr(engine, "MID_EPOCH_STATE_SECONDS", 0.0)
+    out = tmp_path / "b"
+    with pytest.raises(RuntimeError):  # 6 batches an epoch: epoch 2, batch 3
+        fit(_ctrl_c_in_call(_small_cnn(), 9, RuntimeError), train, val, cfg, out=out, checkpoint_meta=_SMALL_META)
+    state = load_training_state(out)
+    assert (state["epoch"], state["batches_done"]) == (1, 2)
+    _same_run(full, fit(_small_cnn(), train, val, cfg, out=out, checkpoint_meta=_SMALL_META, resume=True))
+    real_step = torch.optim.AdamW.step
+    steps = []
+
+    def step(self, *a, **k):  # Ctrl-C inside the 9th update (epoch 2, batch 3)
+        out_ = real_step(self, *a, **k)
+        steps.append(1)
+        if len(steps) == 9:
+            raise KeyboardInterrupt
+        return out_
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(_small_cnn(), train, val, cfg, out=tmp_path / "c", checkpoint_meta=_SMALL_META)
+    assert str(info.value) == ("interrupted while updating the weights: the training state of epoch 2 of 3, batch 2 "
+                               f"of 6, stands in {tmp_path / 'c'}")
+    assert info.value.resumable is True
 
 
 def test_ctrl_c_in_a_run_over_another_unfinished_one_saves_its_own_epoch(digits, tmp_path, monkeypatch):

@@ -803,6 +803,12 @@ def _class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
     return w * counts.sum() / (w * counts).sum()  # balanced: exactly N / (K * n_c)
 
 
+#: a long epoch's batches done are saved at least this often (seconds): Ctrl-C and SIGTERM save them
+#: when they come, but a SIGKILL, the OOM killer or a lost node saves nothing, and an epoch of
+#: Sentinel-1 vignettes on a laptop CPU takes an hour
+MID_EPOCH_STATE_SECONDS = 600.0
+
+
 def _rng_states(device: torch.device) -> dict:
     """torch's random states a training batch draws from (dropout, augmentation): the CPU
     generator's and, on CUDA, the device's."""
@@ -830,6 +836,20 @@ class _EpochSoFar:
         self.kept = [b.detach().clone() for b in self.buffers]
         self.epoch: int | None = None  # the epoch a save goes on in; None between epochs (not saved)
         self.done, self.updating, self.lr, self.t0, self.rngs = 0, False, 0.0, 0.0, {}
+        # the clock of the last state written (whole epoch or not), and the (epoch, batch) of the
+        # last mid-epoch one: `out` then exists, and holds that state
+        self.last, self.mid_at = time.perf_counter(), None
+
+    def due(self) -> bool:
+        """Whether the batches done are to be saved now (:data:`MID_EPOCH_STATE_SECONDS`)."""
+        return (self.epoch is not None and self.done > 0
+                and time.perf_counter() - self.last > MID_EPOCH_STATE_SECONDS)
+
+    def saved(self) -> None:
+        """A state was written: the whole epoch's (between epochs) or the batches done."""
+        self.last = time.perf_counter()
+        if self.epoch is not None:
+            self.mid_at = (self.epoch, self.done)
 
     def begin(self, epoch: int, done: int, lr: float, t0: float) -> None:
         """The batches of ``epoch`` begin at batch ``done``; ``lr`` and ``t0`` go into its log row."""
@@ -912,20 +932,25 @@ def _interrupted(out, cfg: TrainConfig, saved: int, so_far: _EpochSoFar, n_batch
     ``saved``: the last whole epoch saved (0: none); ``sums``: the epoch's ``(tot, correct, n)``;
     ``save(mid)`` writes the state of epoch ``saved`` with the mid-epoch part ``mid``.
     """
-    kept = (f"the training state of epoch {saved} of {cfg.epochs} stands in {out}" if saved
-            else f"no training state was saved in {out} yet")
+    mid = so_far.mid_at if so_far.mid_at is not None and so_far.mid_at[0] == so_far.epoch else None
+    if mid is not None:  # the periodic save of this epoch's batches (MID_EPOCH_STATE_SECONDS)
+        kept = f"the training state of epoch {mid[0]} of {cfg.epochs}, batch {mid[1]} of {n_batches}, stands in {out}"
+    else:
+        kept = (f"the training state of epoch {saved} of {cfg.epochs} stands in {out}" if saved
+                else f"no training state was saved in {out} yet")
+    there = bool(saved) or mid is not None
     if so_far.epoch is None:  # between epochs: the last whole one stands
         return kept, bool(saved)
     if so_far.updating:
-        return f"interrupted while updating the weights: {kept}", bool(saved)
+        return f"interrupted while updating the weights: {kept}", there
     if so_far.done == 0:  # nothing of this epoch to keep
-        return kept, bool(saved)
+        return kept, there
     if not math.isfinite(float(sums[0])):  # a diverged state is not saved over a good one
-        return f"the loss is not finite: {kept}", bool(saved)
+        return f"the loss is not finite: {kept}", there
     try:
         save(so_far.state(*sums))
     except OceanDLError as exc:  # the write failed (a full disk): the previous state is left as it was
-        return f"{one_line(exc)}; {kept}", bool(saved)
+        return f"{one_line(exc)}; {kept}", there
     return (f"the training state of epoch {so_far.epoch} of {cfg.epochs}, batch {so_far.done} of {n_batches}, "
             f"is saved in {out}"), True
 
@@ -1085,6 +1110,12 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
     # an interruption inside an epoch saves the batches done (one process only: a rank's share is not resumed)
     so_far = _EpochSoFar(model, device, on=out is not None and dctx is None)
     tot, correct, n = 0.0, 0, 0
+
+    def save_mid(at: dict) -> None:
+        """Write the state of the last whole epoch with the batches done of the next (``at``)."""
+        _save_epoch(out, model, best_state, opt, sched, result, saved, bad_epochs, cfg, task, checkpoint_meta or {},
+                    overwrite=overwrite or resume or saved > 0 or so_far.mid_at is not None, finished=False, mid=at)
+
     try:
         for epoch in bar:
             # per-epoch seeding: the data order, dropout and augmentation of epoch e depend only on
@@ -1143,6 +1174,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                     correct += (out_t.argmax(1) == y).sum()
                 n += len(x)
                 so_far.batch_done(train_b.at + 1)
+                if so_far.due():  # a long epoch: its batches done, every MID_EPOCH_STATE_SECONDS
+                    save_mid(so_far.state(tot, correct, n))
+                    so_far.saved()
             tot, correct = float(tot), int(correct)
             tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
             correct, n = int(correct), int(n)
@@ -1178,8 +1212,9 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             if out is not None and _dist.is_main_process():
                 writing = epoch
                 _save_epoch(out, model, best_state, opt, sched, result, epoch, bad_epochs, cfg, task,
-                            checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1,
+                            checkpoint_meta or {}, overwrite=overwrite or resume or epoch > 1 or so_far.mid_at is not None,
                             finished=bool(stop) or epoch >= cfg.epochs)
+                so_far.saved()
                 # recorded before the log and the figure (seconds): an interruption while they are
                 # written has this epoch's state in `out`, and says so
                 saved = epoch
@@ -1189,12 +1224,8 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                 break
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: save the epoch so far, say what a --resume goes on from
         if out is not None and _dist.is_main_process():
-            def save(at: dict) -> None:
-                _save_epoch(out, model, best_state, opt, sched, result, saved, bad_epochs, cfg, task,
-                            checkpoint_meta or {}, overwrite=overwrite or resume or saved > 0, finished=False, mid=at)
-
             saved = _epochs_in(out, saved, writing)
-            text, exc.resumable = _interrupted(out, cfg, saved, so_far, len(train_b), (tot, correct, n), save)
+            text, exc.resumable = _interrupted(out, cfg, saved, so_far, len(train_b), (tot, correct, n), save_mid)
             exc.args = (text,)
         raise
     result.seconds = time.perf_counter() - t0
