@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -290,8 +291,11 @@ def _netcdf(path: Path) -> dict[str, Any]:
     import xarray as xr
 
     try:
-        # decode_times off: an undecodable calendar must not stop a description; lazily, no data read
-        ds = xr.open_dataset(path, decode_times=False)
+        # decode_times off: an undecodable calendar must not stop a description; lazily, no data read.
+        # xarray's decoding warnings (several fill values...) are about reading the data, not done here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = xr.open_dataset(path, decode_times=False)
     except Exception as exc:  # noqa: BLE001 - netCDF4/h5netcdf/xarray raise many types for a bad file
         if path.suffix.lower() not in (".nc", ".nc4", ".cdf", ".h5", ".hdf5"):
             raise InputError(f"{path}: neither a checkpoint folder nor a netCDF file") from None
@@ -330,7 +334,9 @@ def _groups(path: Path) -> list[str]:
     import xarray as xr
 
     try:
-        tree = xr.open_groups(path, decode_times=False)
+        with warnings.catch_warnings():  # decoding warnings again (see _netcdf)
+            warnings.simplefilter("ignore")
+            tree = xr.open_groups(path, decode_times=False)
     except Exception:  # noqa: BLE001 - netCDF-3, or an engine without groups: the root is all
         return []
     try:
