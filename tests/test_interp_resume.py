@@ -496,3 +496,33 @@ def test_interpolate_model_warns_about_an_interrupted_folder(runs, sst_file, tmp
     res = CliRunner().invoke(cli, ["interpolate", str(sst_file), "--method", "unet", "--model", str(runs / "whole"),
                                    "--withhold", "0", "--quiet", "-o", str(tmp_path / "f2.nc")])
     assert res.exit_code == 0 and "interrupted" not in res.stderr, res.output
+
+
+@pytest.mark.parametrize("written", [False, True])
+def test_ctrl_c_in_the_final_write_names_a_state_only_while_there_is_one(sst_file, tmp_path, monkeypatch, written):
+    """Ctrl-C in `train interpolator`'s final write: before the finished checkpoint replaced the last
+    step's state, the line names that state and --resume finishes the run; once it has (cut as the
+    old folder is removed, as save() returns), the line said so too, and --resume was refused
+    ('a finished checkpoint, nothing to resume')."""
+    out = tmp_path / "run"
+    args = ["train", "interpolator", str(sst_file), *SMALL, "-o", str(out)]
+    real = NeuralInterpolator.save
+
+    def save(self, *a, **k):
+        if written:
+            real(self, *a, **k)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(NeuralInterpolator, "save", save)
+        res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 130, res.output
+    last = res.output.strip().splitlines()[-1]
+    if written:
+        assert "--resume" not in last and "stands" not in last and _training(out)["finished"] is True
+    else:
+        assert last == (f"Error: interrupted: the training state of step 4 of 4 stands in {out} (every step trained) "
+                        "(go on with the same command and --resume)"), last
+        res = CliRunner().invoke(cli, [*args, "--resume"])
+        assert res.exit_code == 0, res.output
+        assert _training(out)["finished"] is True

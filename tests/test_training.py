@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import warnings
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from oceandl.errors import CheckpointError, InputError
+from oceandl.errors import CheckpointError, InputError, OceanDLError
 from oceandl.metrics import classification_metrics
 from oceandl.models import get_model
 from oceandl.training import (TensorData, TrainConfig, evaluate_classifier, fit, load_checkpoint, predict,
@@ -320,6 +321,66 @@ def test_a_long_epoch_is_saved_by_the_clock(digits, tmp_path, monkeypatch):
     assert str(info.value) == ("interrupted while updating the weights: the training state of epoch 2 of 3, batch 2 "
                                f"of 6, stands in {tmp_path / 'c'}")
     assert info.value.resumable is True
+
+
+def test_a_state_saved_by_the_clock_is_named_at_an_interruption_between_epochs(digits, tmp_path, monkeypatch):
+    """Every batch of epoch 1 saved by the clock, then Ctrl-C after its batches and before its whole
+    save is written (its log line): the folder holds epoch 1's last batch, but the line said 'no
+    training state was saved' and no --resume. So for a run resumed from such a state and cut there
+    again (the resumed process has not saved yet). The resume still ends as the uninterrupted run."""
+    import oceandl.training.engine as engine
+    from oceandl.training.checkpoint import load_training_state
+
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=2, lr=2e-3, augment=("flip",), **FAST)
+    full = fit(_small_cnn(), train, val, cfg, out=tmp_path / "a", checkpoint_meta=_SMALL_META)
+
+    def ctrl_c(line):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "b"
+    monkeypatch.setattr(engine, "MID_EPOCH_STATE_SECONDS", 0.0)
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(_small_cnn(), train, val, cfg, out=out, checkpoint_meta=_SMALL_META, log=ctrl_c)
+    assert str(info.value) == f"the training state of epoch 1 of 2, batch 6 of 6, stands in {out}"
+    assert info.value.resumable is True
+    assert (load_training_state(out)["epoch"], load_training_state(out)["batches_done"]) == (0, 6)
+    monkeypatch.setattr(engine, "MID_EPOCH_STATE_SECONDS", 600.0)
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(_small_cnn(), train, val, cfg, out=out, checkpoint_meta=_SMALL_META, resume=True, log=ctrl_c)
+    assert str(info.value) == f"the training state of epoch 1 of 2, batch 6 of 6, stands in {out}"
+    assert info.value.resumable is True
+    _same_run(full, fit(_small_cnn(), train, val, cfg, out=out, checkpoint_meta=_SMALL_META, resume=True))
+
+
+def test_a_diverged_epoch_is_not_saved_by_the_clock(digits, tmp_path, monkeypatch):
+    """A loss gone NaN inside an epoch: the clock's save wrote that state over the good one (which
+    a Ctrl-C refuses to do, and the 'training diverged' error says the folder holds the epoch before)."""
+    import oceandl.training.engine as engine
+    from oceandl.training.checkpoint import load_training_state
+
+    train, val = _sets(digits)
+    cfg = TrainConfig(epochs=2, lr=2e-3, **FAST)
+    real = engine._loss_fn
+    calls = []
+
+    def loss_fn(*a, **k):
+        f = real(*a, **k)
+
+        def g(out_t, x, y):
+            calls.append(1)
+            loss = f(out_t, x, y)
+            return loss * float("nan") if len(calls) == 9 else loss  # epoch 2, batch 3
+        return g
+
+    monkeypatch.setattr(engine, "_loss_fn", loss_fn)
+    monkeypatch.setattr(engine, "MID_EPOCH_STATE_SECONDS", 0.0)
+    out = tmp_path / "b"
+    with pytest.raises(OceanDLError, match="training diverged"):
+        fit(_small_cnn(), train, None, cfg, out=out, checkpoint_meta=_SMALL_META)
+    state = load_training_state(out)
+    assert (state["epoch"], state["batches_done"]) == (1, 2)
+    assert math.isfinite(state["running"]["tot"])
 
 
 def test_ctrl_c_in_a_run_over_another_unfinished_one_saves_its_own_epoch(digits, tmp_path, monkeypatch):

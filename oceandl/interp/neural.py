@@ -127,6 +127,17 @@ class _GivesSigma:
         return bool(cfg["nll"])
 
 
+def _unfinished(folder) -> bool:
+    """Whether checkpoint ``folder`` holds an unfinished run (``training.finished`` false)."""
+    from oceandl.training.checkpoint import read_config
+
+    try:
+        training = read_config(folder).get("training")
+    except (OceanDLError, OSError, ValueError):
+        return False
+    return isinstance(training, dict) and training.get("finished") is False
+
+
 class NeuralInterpolator(Interpolator):
     """Base class of the neural gap-filling methods (see the module docstring).
 
@@ -680,7 +691,8 @@ class NeuralInterpolator(Interpolator):
             yield
         except KeyboardInterrupt as exc:
             folder = getattr(self, "_state_folder", None)
-            if folder is not None and getattr(self, "_state_written", False) and not str(exc):
+            if (folder is not None and getattr(self, "_state_written", False) and not str(exc)
+                    and _unfinished(folder)):  # cut after save() replaced it: a finished network, nothing to resume
                 exc.args = (f"the training state of step {self.steps_} of {self.steps_} stands in {folder} "
                             "(every step trained)",)
                 exc.resumable = True

@@ -932,15 +932,17 @@ def _interrupted(out, cfg: TrainConfig, saved: int, so_far: _EpochSoFar, n_batch
     ``saved``: the last whole epoch saved (0: none); ``sums``: the epoch's ``(tot, correct, n)``;
     ``save(mid)`` writes the state of epoch ``saved`` with the mid-epoch part ``mid``.
     """
-    mid = so_far.mid_at if so_far.mid_at is not None and so_far.mid_at[0] == so_far.epoch else None
+    # the periodic save of the epoch after `saved` stands in `out` until that epoch's whole save is
+    # written: inside the epoch and between its batches and that write (validation, the write itself)
+    mid = so_far.mid_at if so_far.mid_at is not None and so_far.mid_at[0] == saved + 1 else None
     if mid is not None:  # the periodic save of this epoch's batches (MID_EPOCH_STATE_SECONDS)
         kept = f"the training state of epoch {mid[0]} of {cfg.epochs}, batch {mid[1]} of {n_batches}, stands in {out}"
     else:
         kept = (f"the training state of epoch {saved} of {cfg.epochs} stands in {out}" if saved
                 else f"no training state was saved in {out} yet")
     there = bool(saved) or mid is not None
-    if so_far.epoch is None:  # between epochs: the last whole one stands
-        return kept, bool(saved)
+    if so_far.epoch is None:  # between epochs: the last whole one stands (or the next one's batches saved)
+        return kept, there
     if so_far.updating:
         return f"interrupted while updating the weights: {kept}", there
     if so_far.done == 0:  # nothing of this epoch to keep
@@ -1135,6 +1137,7 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
             te = time.perf_counter()
             if mid is not None:  # resumed inside this epoch: its batches done are skipped, not read
                 start, (tot, correct, n), lr, te = _go_on_in_epoch(mid, device)
+                so_far.mid_at = (epoch, start)  # `out` holds this state till a newer one is written
                 seen, mid = -n, None  # samples/s counts this call's samples only
             so_far.begin(epoch, start, lr, te)
             for x, y in train_b.epoch(gen, start):
@@ -1175,8 +1178,12 @@ def _fit(model: nn.Module, train: Dataset, val: Dataset | None, cfg: TrainConfig
                 n += len(x)
                 so_far.batch_done(train_b.at + 1)
                 if so_far.due():  # a long epoch: its batches done, every MID_EPOCH_STATE_SECONDS
-                    save_mid(so_far.state(tot, correct, n))
-                    so_far.saved()
+                    at = so_far.state(tot, correct, n)
+                    if math.isfinite(at["running"]["tot"]):  # a diverged state is not saved over a good one
+                        save_mid(at)
+                        so_far.saved()
+                    else:
+                        so_far.last = time.perf_counter()  # not again at every batch (a wait for the GPU each)
             tot, correct = float(tot), int(correct)
             tot, correct, n = _dist.all_reduce_sum(tot, correct, n)  # identical logs and choices on all ranks
             correct, n = int(correct), int(n)
