@@ -680,7 +680,7 @@ class NeuralInterpolator(Interpolator):
         self.steps_ = self._train(fit_obs, rng)
         with self._trained_state_kept():
             self._calibrate(x, held)  # predicted with them still hidden
-        self._setup_inputs(x, obs)  # the fill takes every observation
+            self._setup_inputs(x, obs)  # the fill takes every observation
 
     @contextlib.contextmanager
     def _trained_state_kept(self):
