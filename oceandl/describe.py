@@ -93,9 +93,18 @@ def _checkpoint(folder: Path) -> dict[str, Any]:
 
 
 def _unfinished(config: dict) -> bool:
-    """Whether the training that wrote ``config`` stopped before its end (Ctrl-C, a kill)."""
+    """Whether the training that wrote ``config`` stopped before its end (Ctrl-C, a kill).
+
+    Classifier checkpoints written before the ``finished`` key (1 December 2026) say it by their
+    epochs: fewer done than asked, without early stopping (which may end a run early on purpose)."""
     training = config.get("training") if isinstance(config.get("training"), dict) else {}
-    return config.get("finished") is False or training.get("finished") is False
+    if config.get("finished") is False or training.get("finished") is False:
+        return True
+    if "finished" in config or "finished" in training:
+        return False
+    done, epochs = config.get("epochs_done"), training.get("epochs")
+    return (isinstance(done, int) and isinstance(epochs, int) and done < epochs
+            and not training.get("early_stopping"))
 
 
 def _model(config: dict) -> str:
@@ -122,9 +131,8 @@ def _trained(config: dict) -> dict[str, Any]:
     epochs = training.get("epochs")
     done = config.get("epochs_done")
     if done is not None:
-        finished = config.get("finished", True)
         out["training"] = (f"{done} of {epochs} epochs" if epochs is not None else f"{done} epochs") + \
-            ("" if finished else " (unfinished: stopped before the end)")
+            (" (unfinished: stopped before the end)" if _unfinished(config) else "")
     if config.get("best_epoch") is not None:
         out["best epoch"] = config["best_epoch"]
     if config.get("precision"):

@@ -87,6 +87,14 @@ def test_a_classifier_stopped_inside_an_epoch(tmp_path):
     facts = describe(tmp_path / "ck")
     assert facts["training"] == "1 of 2 epochs (unfinished: stopped before the end)"
     assert facts["resumable"] == "a training state after epoch 2, batch 1 (--resume goes on from it)"
+    # a checkpoint written before the `finished` key: told by its epochs (fewer done, no early stopping)
+    config = _config(tmp_path / "ck")
+    del config["finished"]
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(config))
+    assert describe(tmp_path / "ck")["training"] == "1 of 2 epochs (unfinished: stopped before the end)"
+    config["training"]["early_stopping"] = 3  # it may have stopped early on purpose: not said
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(config))
+    assert describe(tmp_path / "ck")["training"] == "1 of 2 epochs"
 
 
 def test_an_interrupted_neural_gap_filler(cube, tmp_path):
