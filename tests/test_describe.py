@@ -97,6 +97,20 @@ def test_a_classifier_stopped_inside_an_epoch(tmp_path):
     assert describe(tmp_path / "ck")["training"] == "1 of 2 epochs"
 
 
+def test_an_auto_encoder(tmp_path):
+    """A reconstruction checkpoint (trained by the engine): its kind, model and parameters, no classes."""
+    g = torch.Generator().manual_seed(0)
+    model = get_model("conv_ae", 1, width=4, depth=2)
+    fit(model, TensorData(torch.rand(32, 1, 16, 16, generator=g)), None,
+        TrainConfig(epochs=1, batch_size=16, progress=False, device="cpu"), task="reconstruction",
+        out=tmp_path / "ae", checkpoint_meta=dict(model_name="conv_ae", model_args=[1],
+                                                  model_options={"width": 4, "depth": 2}))
+    facts = describe(tmp_path / "ae")
+    assert facts["kind"] == "auto-encoder checkpoint" and facts["model"] == "conv_ae(width=4, depth=2)"
+    assert facts["parameters"] == f"{count_parameters(model):,}" and "classes" not in facts
+    assert facts["training"] == "1 of 1 epochs" and "resumable" not in facts
+
+
 def test_an_interrupted_neural_gap_filler(cube, tmp_path):
     _interrupt(METHODS["unet"], cube, tmp_path / "run", 3, **_opts())
     facts, training = describe(tmp_path / "run"), _config(tmp_path / "run")["training"]
