@@ -148,6 +148,11 @@ def _probe(path: Path, full: bool) -> tuple[int, int, int, int | None]:
             except Exception as exc:  # GDAL read errors come in several types
                 raise _Unreadable(_short(exc)) from None
         orientation = _tiff_orientation(path)
+        if full:
+            # decoded by the reader itself: GDAL reports some errors at the first call that asks,
+            # so the probe's calls in its own order passed a file whose read then failed (a
+            # StripOffsets tag of the wrong type, found by tests/test_fuzz.py)
+            _read_raster(path, orientation)
         return (bands, w, h, orientation) if orientation in _SWAPS_AXES else (bands, h, w, orientation)
     return (*_probe_pil(path, full), None)
 

@@ -179,6 +179,18 @@ def test_image_mutated(workdir, suffix, data):
     _check_image(path)
 
 
+def test_a_tiff_that_reads_only_in_another_order_is_refused_by_the_full_check(workdir):
+    """Found by test_image_mutated (cut at 118 bytes, byte 72 set to 0: a StripOffsets tag of the
+    wrong type): GDAL reports the error at the first call that asks, so verify="full" read the
+    pixels and passed the file, and the dataset's first read then failed. The full check now reads
+    the file as the reader does."""
+    raw = bytearray(VALID_IMAGES[".tif"])[:118]
+    raw[72] = 0
+    path = workdir / "strip_offsets.tif"
+    path.write_bytes(bytes(raw))
+    _check_image(path)
+
+
 # ------------------------------------------------------------------------------------------------
 # Interpolation entry point
 # ------------------------------------------------------------------------------------------------
