@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from oceandl.errors import CheckpointError, InputError, one_line
 
 __all__ = ["describe"]
@@ -179,7 +181,9 @@ def _neural(config: dict) -> dict[str, Any]:
             f"{interp.get('sigma_calibration_text', 'none')}"
     days = training.get("days_of_year") or []
     if days:
-        out["days of the year seen"] = _ranges(days)
+        from oceandl.interp.neural import _day_ranges
+
+        out["days of the year seen"] = f"{_day_ranges(np.asarray(days, dtype=float))} ({len(set(days))} days)"
     init = training.get("init")
     if isinstance(init, dict) and init.get("checkpoint"):
         out["fine-tuned from"] = str(init["checkpoint"])
@@ -364,16 +368,3 @@ def _num(v: Any) -> str:
         return str(v)
     return str(int(f)) if f.is_integer() and abs(f) < 1e15 else f"{f:.4g}"
 
-
-def _ranges(days: list) -> str:
-    """1, 2, 3, 7, 8 -> '1-3, 7-8' (the days of the year a network was trained on)."""
-    days = sorted({int(d) for d in days})
-    parts, start, prev = [], days[0], days[0]
-    for d in days[1:] + [None]:
-        if d is not None and d == prev + 1:
-            prev = d
-            continue
-        parts.append(f"{start}-{prev}" if prev != start else f"{start}")
-        if d is not None:
-            start = prev = d
-    return ", ".join(parts) + f" ({len(days)} days)"

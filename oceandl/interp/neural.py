@@ -876,6 +876,7 @@ class NeuralInterpolator(Interpolator):
             raise InputError(f"method {self.name!r}: batch_size={bs} with training patches of {ph} x {pw} px "
                              f"leaves one value per channel at the network's deepest stage (1/{s} of the "
                              "patch), where batch norm needs two or more: use batch_size >= 2 or a larger patch")
+        from oceandl.training.engine import _KeptBuffers
         from oceandl.utils import decay_groups, fused_optimizer_kwargs
 
         params = list(self.model_.parameters())
@@ -894,17 +895,15 @@ class NeuralInterpolator(Interpolator):
         t0 = last = time.perf_counter()
         # Ctrl-C or SIGTERM (a scheduler's time limit) saves the run so far: `pending` holds the random
         # states at the start of the step in progress, so that a state saved mid-step replays it, and
-        # `kept` the buffers (batch norm's running statistics), which the forward pass has already moved
+        # `kept` the buffers (batch norm's running statistics) as the step began
         pending, updating, saved = None, False, run["start"]
-        buffers = list(self.model_.buffers()) if folder is not None else []
-        kept = [b.detach().clone() for b in buffers]
+        kept = _KeptBuffers(self.model_, folder is not None)
         try:
             for step in self._progress(range(run["start"], steps), "training", total=steps - run["start"]):
                 if folder is not None:
                     # the buffers first: cut between the two, `pending` is still None and the unmoved
                     # buffers are kept as they are (noted after, the last step's were put back)
-                    if buffers:
-                        torch._foreach_copy_(kept, buffers)  # one call, not one copy per layer
+                    kept.note()
                     pending = self._rng_states(rng)
                 # the draws are tiny and host-side (one seeded stream); the cutting is a gather in `src`
                 t = rng.choice(days, bs)
@@ -934,8 +933,8 @@ class NeuralInterpolator(Interpolator):
                     raise _TrainingStopped(f"stopped after step {done} (_stop_after_step)")
         except KeyboardInterrupt as exc:
             if folder is not None:
-                if pending is not None and not updating and buffers:
-                    torch._foreach_copy_(buffers, kept)  # the weights' step: that before the step in progress
+                if pending is not None and not updating:
+                    kept.restore()  # the weights' step: that before the step in progress
                 history = run["before"] + [float(v) for v in losses]
                 at = {"done": run["start"] + len(losses), "steps": steps, "saved": saved, "updating": updating}
                 text, exc.resumable = self._save_interrupted(folder, opt, sched, rng, pending, at, history,
@@ -968,9 +967,8 @@ class NeuralInterpolator(Interpolator):
     def _restore(self, state: dict, opt, sched, rng: np.random.Generator, steps: int) -> dict:
         """Load a saved training state into the optimiser, scheduler and random generators; returns
         the run so far (``start`` step, losses ``before``, ``seconds``, ``resumed_at``)."""
-        import torch
 
-        from oceandl.training.engine import _state_like_params
+        from oceandl.training.engine import _set_rng_states, _state_like_params
 
         folder = self.options["resume"]
         try:  # the numbers too: an edited state's {"steps": null} was a bare TypeError traceback
@@ -990,21 +988,16 @@ class NeuralInterpolator(Interpolator):
             _state_like_params(opt)  # the fused step pairs elements by memory position
             sched.load_state_dict(state["scheduler"])
             rng.bit_generator.state = state["rng"]
-            torch.set_rng_state(state["torch_rng"])  # dropout and other draws of the forward pass
-            if self._device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"], self._device)
+            _set_rng_states(state, self._device)  # dropout and other draws of the forward pass
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{folder}: corrupt training state ({one_line(exc)})") from None
         return run
 
     def _rng_states(self, rng: np.random.Generator) -> dict:
         """The random states a training step draws from: the batches' (numpy), dropout's (torch)."""
-        import torch
+        from oceandl.training.engine import _rng_states
 
-        states = {"rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-        if self._device.type == "cuda":
-            states["cuda_rng"] = torch.cuda.get_rng_state(self._device)
-        return states
+        return {"rng": rng.bit_generator.state, **_rng_states(self._device)}
 
     def _save_interrupted(self, folder, opt, sched, rng: np.random.Generator, pending: dict | None, at: dict,
                           history: list[float], seconds: float) -> tuple[str, bool]:

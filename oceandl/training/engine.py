@@ -811,11 +811,37 @@ MID_EPOCH_STATE_SECONDS = 600.0
 
 def _rng_states(device: torch.device) -> dict:
     """torch's random states a training batch draws from (dropout, augmentation): the CPU
-    generator's and, on CUDA, the device's."""
+    generator's and, on CUDA, the device's (the classifier's and the gap filler's states alike)."""
     states = {"torch_rng": torch.get_rng_state()}
     if device.type == "cuda":
         states["cuda_rng"] = torch.cuda.get_rng_state(device)
     return states
+
+
+def _set_rng_states(states: dict, device: torch.device) -> None:
+    """Put back :func:`_rng_states` (``cuda_rng`` None or absent: a state saved on the CPU, whose
+    CUDA draws are then seeded, not the same)."""
+    torch.set_rng_state(states["torch_rng"])
+    if device.type == "cuda" and states.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(states["cuda_rng"], device)
+
+
+class _KeptBuffers:
+    """A model's buffers (batch norm's running statistics) noted before each step, put back when the
+    step is cut: its forward pass has already moved them, and the state saved replays it whole.
+    Empty (nothing copied) when ``on`` is false."""
+
+    def __init__(self, model: nn.Module, on: bool):
+        self.live = list(model.buffers()) if on else []
+        self.kept = [b.detach().clone() for b in self.live]
+
+    def note(self) -> None:
+        if self.live:
+            torch._foreach_copy_(self.kept, self.live)  # one call, not one copy per layer
+
+    def restore(self) -> None:
+        if self.live:
+            torch._foreach_copy_(self.live, self.kept)
 
 
 class _EpochSoFar:
@@ -832,8 +858,7 @@ class _EpochSoFar:
 
     def __init__(self, model: nn.Module, device: torch.device, on: bool):
         self.on, self.device = on, device
-        self.buffers = list(model.buffers()) if on else []
-        self.kept = [b.detach().clone() for b in self.buffers]
+        self.buffers = _KeptBuffers(model, on)
         self.epoch: int | None = None  # the epoch a save goes on in; None between epochs (not saved)
         self.done, self.updating, self.lr, self.t0, self.rngs = 0, False, 0.0, 0.0, {}
         # the clock of the last state written (whole epoch or not), and the (epoch, batch) of the
@@ -861,8 +886,7 @@ class _EpochSoFar:
         """``done`` batches of the epoch are trained (their step taken, their loss summed)."""
         if self.on:
             self.rngs = _rng_states(self.device)
-            if self.buffers:
-                torch._foreach_copy_(self.kept, self.buffers)  # one call, not one copy per layer
+            self.buffers.note()
         self.done, self.updating = done, False
 
     def end(self) -> None:
@@ -872,8 +896,7 @@ class _EpochSoFar:
     def state(self, tot: float, correct: int, n: int) -> dict:
         """The mid-epoch part of the training state (the model's buffers put back as they were
         before the batch in progress): batches done, the epoch's sums, log row and random states."""
-        if self.buffers:
-            torch._foreach_copy_(self.buffers, self.kept)
+        self.buffers.restore()
         return {"batches_done": self.done, "running": {"tot": float(tot), "correct": int(correct), "n": int(n)},
                 "lr": self.lr, "seconds": time.perf_counter() - self.t0, **self.rngs}
 
@@ -902,9 +925,7 @@ def _in_epoch(state: dict, out, n_batches: int, distributed: bool) -> dict | Non
 def _go_on_in_epoch(mid: dict, device: torch.device) -> tuple[int, tuple, float, float]:
     """Put back the random states of a mid-epoch state; returns the batches done, the epoch's sums
     ``(tot, correct, n)``, its learning rate and its start on the clock (the seconds before counted)."""
-    torch.set_rng_state(mid["torch_rng"])
-    if device.type == "cuda" and mid["cuda_rng"] is not None:  # saved on the CPU: seeded, not the same draws
-        torch.cuda.set_rng_state(mid["cuda_rng"], device)
+    _set_rng_states(mid, device)
     return mid["done"], (mid["tot"], mid["correct"], mid["n"]), mid["lr"], time.perf_counter() - mid["seconds"]
 
 
