@@ -439,9 +439,16 @@ def _check_min_quality(demo: bool, min_quality) -> None:
         raise click.UsageError("--min-quality reads the quality_level of an INPUT file; --demo has none")
 
 
+_AUX_HELP = ("Auxiliary variable of the same file (repeat for several), on the field's days and grid: a covariate "
+             "the network takes as input beside the field (a passive-microwave SST that sees through clouds, the "
+             "wind); neural methods. With --model or --init: default, those it was trained with. --demo has "
+             "sst_mw.")
+
+
 @train.command("interpolator")
 @click.argument("input_path", required=False, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to learn from (default: found from CF attributes).")
+@click.option("--aux", "aux", multiple=True, help=_AUX_HELP)
 @click.option("--method", default="unet", show_default=True, help="A neural method (convae, unet, resae, smp_unet), or climatology, eof, dineof: fitted and saved for `interpolate --fit-on`.")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
@@ -456,7 +463,7 @@ def _check_min_quality(demo: bool, min_quality) -> None:
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
-                           seed, device, min_quality=None, init=None, resume=False):
+                           seed, device, min_quality=None, init=None, resume=False, aux=()):
     """Train a neural gap filler (or fit a climatology, eof or dineof) on a (time, lat, lon) cube and
     write its checkpoint.
 
@@ -480,6 +487,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
       oceandl train interpolator sst_2021.nc --method unet --init unet_sst --epochs 5 -o unet_sst_2021
       oceandl train interpolator sst_2015-2024.nc --method dineof --set harmonics=2 -o dineof_decade
       oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
+      oceandl train interpolator sst_mw_2019.nc --var sst --aux sst_mw -o unet_mw   # microwave SST as input
     """
     from oceandl.pipelines.interpolate import train_interpolator
 
@@ -494,7 +502,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     with _resume_hint(*drop):
         text = train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo,
-                                  min_quality=min_quality, resume=resume)
+                                  min_quality=min_quality, resume=resume, aux=aux)
     click.echo(text)
 
 
@@ -888,6 +896,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @cli.command()
 @click.argument("input_path", required=False, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to fill (default: found from CF attributes).")
+@click.option("--aux", "aux", multiple=True, help=_AUX_HELP)
 @click.option("--method", default="dineof", show_default=True, help="climatology, eof, dineof, convae, unet, resae, smp_unet.")
 @click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none. They are written as observed, flagged 2. Not with --chunks (none withheld, no val_* scores).")
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
@@ -904,7 +913,8 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, refit, options, checkpoint, fit_on, figure, demo, epochs, batch_size,
-                lr, quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None):
+                lr, quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None,
+                aux=()):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
@@ -921,6 +931,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate today.nc --method dineof --fit-on 2015-2024.nc -o today_filled.nc
       oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade
       oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
+      oceandl interpolate sst.nc --var sst --method unet --aux sst_mw -o filled.nc   # microwave SST as input
     """
     from oceandl.pipelines.interpolate import run_interpolation
 
@@ -952,6 +963,15 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     if fit_on is not None and (chunks or checkpoint is not None):
         raise InputError(f"--fit-on: not with {'--chunks' if chunks else '--model'} (it fits the method on another "
                          "file in memory)")
+    if aux and chunks:
+        raise InputError("--aux: not with --chunks (the block-by-block fill takes the field alone)")
+    if chunks and checkpoint is not None:
+        from oceandl.pipelines.interpolate import checkpoint_aux
+
+        if checkpoint_aux(checkpoint):  # else each block failed asking for --aux, which --chunks refuses
+            raise InputError(f"--chunks: --model {checkpoint} takes auxiliary variables "
+                             f"({', '.join(checkpoint_aux(checkpoint))}), which the block-by-block fill does not give; "
+                             "fill in memory (without --chunks)")
     if halo is not None and not chunks:  # it was ignored: the in-memory fill has no blocks
         raise InputError("--halo: only with --chunks (the halo read beyond each block); the fill in memory has no "
                          "blocks")
@@ -980,7 +1000,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, refit=refit,
                                 options=opts, seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
                                 progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line(),
-                                min_quality=min_quality, fit_on=fit_on)
+                                min_quality=min_quality, fit_on=fit_on, aux=aux)
     click.echo(summary)
 
 

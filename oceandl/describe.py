@@ -164,6 +164,10 @@ def _neural(config: dict) -> dict[str, Any]:
         grid = " x ".join(f"{k} {v}" for k, v in sizes.items())
         out["trained on"] = f"variable {field!r}{units}, {grid}" + \
             (f", from {training['source']}" if training.get("source") else "")
+    aux = interp.get("aux") or []
+    if isinstance(aux, list) and aux:  # covariates the network takes: --model needs them in the file
+        out["auxiliary variables"] = ", ".join(
+            str(st.get("name")) + (f" ({st['units']})" if st.get("units") else "") for st in aux if isinstance(st, dict))
     steps, done = training.get("train_steps"), training.get("steps_done")
     if done is not None:
         out["training"] = f"{done} of {steps} steps" + ("" if training.get("finished", True)

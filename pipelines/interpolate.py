@@ -10,7 +10,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -107,14 +107,66 @@ def _has_variable(path, name) -> bool:
         return False
 
 
+def checkpoint_aux(path) -> list[str]:
+    """The auxiliary variables interpolation checkpoint ``path`` was trained with (its
+    ``interpolator.aux`` names, in channel order; [] when none or unreadable: loading it says why)."""
+    from oceandl.training.checkpoint import read_config
+
+    try:
+        aux = (read_config(path).get("interpolator") or {}).get("aux") or []
+        return [str(st["name"]) for st in aux]
+    except Exception:  # noqa: BLE001 - a bad checkpoint is refused, with its reason, where it is loaded
+        return []
+
+
+def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> list[str]:
+    """The auxiliary variables to read: ``aux`` as given, else those of the checkpoint the network
+    is loaded from (``checkpoint`` or ``init`` in ``options``; logged); refused for a method that
+    takes none."""
+    aux = [str(a) for a in (aux or ())]
+    start = options.get("checkpoint") or options.get("init")
+    if not aux and start is not None and cls.takes_aux:
+        aux = checkpoint_aux(start)
+        if aux:
+            log(f"auxiliary variables of {start}: {', '.join(aux)} (--aux)")
+    if aux and not cls.takes_aux:
+        from oceandl.interp import METHODS
+
+        takers = ", ".join(k for k, c in METHODS.items() if c.takes_aux)
+        raise InputError(f"--aux: method {cls.name!r} takes no auxiliary variables (the ones that do: {takers})")
+    if len(set(aux)) != len(aux):
+        raise InputError(f"--aux: {', '.join(sorted({a for a in aux if aux.count(a) > 1}))} given twice")
+    return aux
+
+
+def _read_aux(source, names: list[str], da, where: str) -> dict | None:
+    """The auxiliary variables ``names`` of ``source`` (a file or the demo Dataset), read as the
+    field is (:func:`~oceandl.io.open_field`: grid sorted, CF decoded), or None without names."""
+    from oceandl.io import open_field
+
+    if not names:
+        return None
+    out = {}
+    for name in names:
+        if name == da.name:
+            raise InputError(f"--aux {name}: the variable being filled (--var); give other variables as aux")
+        out[name] = open_field(source, name, label=None if isinstance(source, (str, Path)) else where)
+    return out
+
+
 def run_interpolation(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
                       method: str = "dineof", withhold: float = 0.1, options: dict | None = None, seed: int = 0,
                       device: str = "auto", overwrite: bool = False, figure: str | Path | None = None,
                       demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
                       log: Callable[[str], None] = print, command: str | None = None,
-                      min_quality: int | None = None, fit_on: str | Path | None = None) -> str:
+                      min_quality: int | None = None, fit_on: str | Path | None = None,
+                      aux: Sequence[str] | None = None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
     (data variables at zlib level ``complevel``, 0: uncompressed).
+
+    ``aux``: names of auxiliary variables of the same file (covariates on the field's grid, for
+    the neural methods); with a checkpoint (``options["checkpoint"]``) and no ``aux``, those it
+    was trained with. The demo cube has ``sst_mw``, a synthetic passive-microwave SST.
 
     ``fit_on``: a file (an earlier period on the same grid, the same variable) the method is fitted
     on instead; ``input_path`` is then filled with what it learned
@@ -150,6 +202,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     cls(seed=seed, device=device, **(options or {}))
     if not 0 <= withhold < 0.9:
         raise InputError(f"--withhold {withhold}: must be in [0, 0.9)")
+    aux = _resolve_aux(aux, cls, options or {}, log)
+    if aux and fit_on is not None:
+        raise InputError("--aux: not with --fit-on (the methods fitted on another file take no auxiliary variables)")
     if fit_on is not None:
         if not cls.can_transform:
             raise InputError(f"--fit-on: method {method!r} cannot fill one file with a fit on another; "
@@ -172,13 +227,14 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     if demo:
         from oceandl.datasets.sst import synthetic_sst
 
-        ds = synthetic_sst(seed=seed, **DEMO_SIZE)
+        ds = synthetic_sst(seed=seed, **DEMO_SIZE, microwave=bool(aux))
         log(f"--demo: synthetic SST cube {dict(ds.sizes)}, cloud cover {DEMO_SIZE['cloud_cover']:.0%}")
         da = open_field(ds, "sst")
         truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
     else:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
+    aux_das = _read_aux(ds if demo else input_path, aux, da, where)
     fit_da = None
     if saved_fit is not None:
         fit_da = saved_fit  # used as it is (no fitting)
@@ -199,7 +255,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     def fill(**kw):
         with _naming(where, fit_on):
             return interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
-                               fit_on=fit_da, **kw, **(options or {}))
+                               fit_on=fit_da, aux=aux_das, **kw, **(options or {}))
 
     t0 = time.perf_counter()
     res = fill(withheld=withheld)
@@ -279,7 +335,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
                        method: str = "unet", options: dict | None = None, seed: int = 0, device: str = "auto",
                        overwrite: bool = False, demo: bool = False, progress: bool = True,
                        log: Callable[[str], None] = print, min_quality: int | None = None,
-                       resume: bool = False) -> str:
+                       resume: bool = False, aux: Sequence[str] | None = None) -> str:
     """Train a neural gap filler on every observation of ``input_path`` (or the demo cube) and
     write it as a checkpoint folder ``output``: what ``interpolate --model`` (or
     ``checkpoint=``) takes back to fill other files without training again. ``min_quality``: as
@@ -290,6 +346,9 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     input, options and seed, to the weights an uninterrupted run gives. A resumed run is refused
     with ``overwrite`` (which starts over), an ``init`` checkpoint (the run's own is recorded in
     ``output``) or a method that does not train.
+
+    ``aux``: names of auxiliary variables of the same file, covariates the network takes as input
+    channels (see :func:`run_interpolation`); with ``init`` and no ``aux``, those it was trained with.
 
     Returns a one-line summary (method, precision, steps, time, loss).
     """
@@ -334,19 +393,22 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         if neural:  # the resumable state goes to -o while it trains
             options["save_to"] = str(output)
     interp = cls(seed=seed, device=device, progress=progress, **options)  # options checked before reading
+    aux = _resolve_aux(aux, cls, options, log)
     # --overwrite: the first state saved replaces the earlier checkpoint (as `train classifier`'s first epoch)
     interp._save_to_overwrite = overwrite
     if demo:
         from oceandl.datasets.sst import synthetic_sst
 
         log(f"--demo: synthetic SST cube {DEMO_SIZE}")
-        da = open_field(synthetic_sst(seed=seed, **DEMO_SIZE), "sst")
+        ds = synthetic_sst(seed=seed, **DEMO_SIZE, microwave=bool(aux))
+        da = open_field(ds, "sst")
     else:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
+    aux_das = _read_aux(ds if demo else input_path, aux, da, where)
     t0 = time.perf_counter()
     with _naming(where):
-        interp.fit(da)
+        interp.fit(da, **({} if aux_das is None else {"aux": aux_das}))
     seconds = time.perf_counter() - t0
     with getattr(interp, "_trained_state_kept", contextlib.nullcontext)():  # a network's: the last step is saved
         interp.save(output, overwrite=overwrite, source=where)

@@ -99,7 +99,7 @@ def fitted_model(fit_on, method: str, options: dict, *, device: str = "auto",
 
 def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0.0, withheld=None,
                 return_dataset: bool = False, seed: int = 0, device: str = "auto", progress: bool = False,
-                fit_on: xr.DataArray | Interpolator | str | os.PathLike | None = None, **options):
+                fit_on: xr.DataArray | Interpolator | str | os.PathLike | None = None, aux=None, **options):
     """Fill the gaps (NaN) of a (time, lat, lon) field.
 
     Parameters
@@ -137,6 +137,12 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         the climatology, ``eof`` and ``dineof``). ``withhold`` and ``withheld`` then apply to ``da``.
         A method already fitted, or the folder its ``save()`` wrote (:func:`load_fitted`), fills
         ``da`` as it is: ``method`` must be its method, and no method options are taken.
+    aux : DataArray, list or dict of DataArrays, or Dataset, optional
+        Auxiliary variables (covariates) on ``da``'s days and grid, for the neural methods
+        (``takes_aux``): each becomes input channels of the network beside the field (a passive
+        microwave SST that sees through clouds, the wind). NaN marks their own gaps. A network
+        loaded with ``checkpoint=`` needs the variables it was trained with, by name. Not with
+        ``fit_on``. See :func:`~oceandl.interp.base.read_aux`.
     return_dataset : bool
         Return the whole :class:`xarray.Dataset` (field, ``missing_flag``, ``sigma`` if the method
         gives one) instead of the filled DataArray.
@@ -160,6 +166,9 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     """
     cls = get_method(method)
     check_withhold(withhold)
+    if aux is not None and fit_on is not None:
+        raise InputError("aux: not with fit_on (the methods that fill one field with a fit on another take no "
+                         "auxiliary variables)")
     fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
     model = fitted or cls(seed=seed, device=device, progress=progress, **options)
     if fit_on is not None and not cls.can_transform:
@@ -193,7 +202,7 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         return model.transform(da, withheld=withheld) if fit_on is not None else model.reconstruct()
 
     if fit_on is None:
-        model.fit(da, withheld=withheld)
+        model.fit(da, withheld=withheld, **({} if aux is None else {"aux": aux}))
     if return_dataset:
         ds = output()
         return ds if input_dims is None else _unsqueeze(ds, input_dims, model.renamed_coords_)

@@ -19,7 +19,8 @@ import xarray as xr
 from oceandl.errors import InputError, OceanDLError, one_line, warn
 from oceandl.utils import package_version, software_versions
 
-__all__ = ["Interpolator", "canonical_dims", "clean_axes", "as_dataarray", "cf_masked", "append_history", "oceandl_version"]
+__all__ = ["Interpolator", "canonical_dims", "clean_axes", "as_dataarray", "cf_masked", "append_history", "oceandl_version",
+           "read_aux"]
 
 _ROLES = ("time", "lat", "lon")
 # Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
@@ -266,7 +267,7 @@ RUN_ATTRS = frozenset({
     "n_modes", "n_iter", "n_iter_total", "converged", "shrink", "shrink_curve",
     # neural methods
     "model", "model_options", "train_steps", "input_channels", "seasonal_channels", "precision",
-    "normalisation", "final_train_loss", "checkpoint",
+    "normalisation", "final_train_loss", "checkpoint", "aux_variables",
     # oceandl eof's file
     "solver", "variable", "total_variance", "n_modes_used",
 })
@@ -421,6 +422,105 @@ def _json_default(o):
     return str(o)
 
 
+def _aux_takers() -> list[str]:
+    """The registered methods that take auxiliary variables (for a message)."""
+    from oceandl.interp import METHODS
+
+    return [k for k, cls in METHODS.items() if cls.takes_aux]
+
+
+def _aux_items(aux, label: str) -> list[tuple[Any, Any]]:
+    """``aux`` as (name, array) pairs, in the order given."""
+    if isinstance(aux, xr.DataArray):
+        return [(aux.name, aux)]
+    if isinstance(aux, xr.Dataset):
+        return list(aux.data_vars.items())
+    if isinstance(aux, dict):
+        return list(aux.items())
+    if isinstance(aux, (list, tuple)):
+        return [(getattr(a, "name", None), a) for a in aux]
+    raise InputError(f"{label}: aux must be a DataArray, a list or dict of DataArrays, or a Dataset; "
+                     f"got {type(aux).__name__}")
+
+
+def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str],
+             label: str) -> tuple[list[str], list[np.ndarray], list[str | None]]:
+    """Auxiliary variables (covariates) checked and read on the field's grid.
+
+    Parameters
+    ----------
+    aux : DataArray, list or dict of DataArrays, Dataset, or None
+        Each a named (time, lat, lon) DataArray on ``da``'s dims (a size-1 level dropped, as for
+        the field), its coordinates ``da``'s (in any order: matched by value); a dict names them
+        (its values may then be arrays of ``da``'s shape and dim order). NaN marks missing values
+        (and CF fill values, as :func:`cf_masked` decodes them).
+    da : DataArray
+        The field, as given; ``dims`` its (time, lat, lon) dims.
+
+    Returns
+    -------
+    names : list of str
+    values : list of float32 ndarray (time, lat, lon)
+        In ``dims`` order, NaN where missing.
+    units : list of str or None
+
+    Raises
+    ------
+    InputError
+        Unnamed or repeated names, the field itself, other dims, sizes or coordinates, not real
+        numbers, infinities, all NaN, or constant.
+    """
+    if aux is None:
+        return [], [], []
+    items = _aux_items(aux, label)
+    names: list[str] = []
+    values: list[np.ndarray] = []
+    units: list[str | None] = []
+    for name, a in items:
+        if name is None or not str(name).strip():
+            raise InputError(f"{label}: an auxiliary variable has no name; name it (da.rename('wind')) or pass "
+                             "aux as a dict {name: array}")
+        name = str(name)
+        what = f"aux {name!r}"
+        if name in names:
+            raise InputError(f"{label}: {what} is given twice")
+        if da.name is not None and name == str(da.name):
+            raise InputError(f"{label}: {what} is the field being filled; give other variables as aux")
+        if isinstance(a, xr.DataArray):
+            a, _ = _squeeze_levels(a)
+        elif isinstance(a, np.ndarray) or hasattr(a, "__array_function__"):
+            if np.shape(a) != tuple(da.shape):
+                raise InputError(f"{label}: {what} has shape {np.shape(a)}, the field {tuple(da.shape)}")
+            a = xr.DataArray(a, dims=da.dims, coords={d: da[d] for d in da.dims if d in da.coords})
+        else:
+            raise InputError(f"{label}: {what} must be a DataArray, got {type(a).__name__}")
+        a = cf_masked(a, what)
+        if set(a.dims) != set(da.dims):
+            raise InputError(f"{label}: {what} has dims {tuple(a.dims)}, the field {tuple(da.dims)} (an auxiliary "
+                             "variable is given on the field's days and grid)")
+        for d in da.dims:
+            if a.sizes[d] != da.sizes[d]:
+                raise InputError(f"{label}: {what} has {a.sizes[d]} points along {d!r}, the field "
+                                 f"{da.sizes[d]} (an auxiliary variable is given on the field's days and grid)")
+        from oceandl.metrics.interpolation import _reorder_like
+
+        a = _reorder_like(a, da, name=what, where=label, other="the field")
+        if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+            raise InputError(f"{label}: {what}: values must be real numbers, got dtype {a.dtype}")
+        v = np.asarray(a.transpose(*dims).values, dtype=np.float32)
+        if np.isinf(v).any():
+            raise InputError(f"{label}: {what} contains infinite values; mark missing values with NaN")
+        finite = v[np.isfinite(v)]
+        if not finite.size:
+            raise InputError(f"{label}: {what}: all values are NaN")
+        if finite.min() == finite.max():
+            raise InputError(f"{label}: {what}: all values are equal ({finite.min()}); it tells the method nothing")
+        names.append(name)
+        values.append(v)
+        units.append(None if a.attrs.get("units") is None else str(a.attrs["units"]))
+    return names, values, units
+
+
 class Interpolator:
     """Abstract gap-filling method, fitted on one gappy field (xeofs-style).
 
@@ -449,6 +549,9 @@ class Interpolator:
 
     name: ClassVar[str] = "base"
     gives_sigma: ClassVar[bool] = False
+    #: the method takes auxiliary variables, ``fit(da, aux=...)``: covariates on the field's grid and days
+    #: (a microwave SST, the wind) given to it beside the field; the others refuse them
+    takes_aux: ClassVar[bool] = False
     option_defaults: ClassVar[dict[str, Any]] = {}
     #: distributions whose code computes the fill besides oceandl, numpy and xarray (``"torch"``):
     #: listed in the output's ``oceandl_software``, which a numpy-only method keeps free of torch
@@ -545,7 +648,7 @@ class Interpolator:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}(seed={self.seed}{', ' if opts else ''}{opts})"
 
-    def fit(self, da: xr.DataArray, withheld=None) -> "Interpolator":
+    def fit(self, da: xr.DataArray, withheld=None, aux=None) -> "Interpolator":
         """Fit the method on a gappy field.
 
         Parameters
@@ -557,6 +660,10 @@ class Interpolator:
             where its coordinates are ``da``'s in another order), optional
             Observed pixels hidden from the method and used to score the result (``val_*`` attrs
             of :meth:`reconstruct`). Missing pixels in ``withheld`` are ignored.
+        aux : DataArray, list or dict of DataArrays, or Dataset, optional
+            Auxiliary variables (covariates) for the methods that take them (``takes_aux``: the
+            neural ones): each (time, lat, lon) on ``da``'s dims, days and grid (matched by
+            coordinate), NaN where missing; see :func:`read_aux`.
 
         Returns
         -------
@@ -566,9 +673,14 @@ class Interpolator:
         ------
         InputError
             If ``da`` is not 3-D, has fewer than 2 time steps, is all NaN, constant, contains
-            infinities, or ``withheld`` does not match it or hides every observation.
+            infinities, or ``withheld`` does not match it or hides every observation; ``aux`` given
+            to a method that takes none, or bad (see :func:`read_aux`).
         """
         da, da_c, dims, label, values, observed = self._read(da)
+        if aux is not None and not self.takes_aux:
+            takers = ", ".join(sorted(_aux_takers())) or "none"
+            raise InputError(f"method {self.name!r}: takes no auxiliary variables (aux); the methods that do: {takers}")
+        aux_names, aux_values, aux_units = read_aux(aux, da, dims, label)
         self.input_dims_ = tuple(da.dims)
         given = self._given_normalisation(da_c, values, label)
         if given is None and da_c.sizes[dims[0]] < 2:
@@ -597,6 +709,7 @@ class Interpolator:
         self._fitted = False
         self._fitted_on = self._loaded_from = self._saved_attrs = self._source = None  # a loaded fit's, if any
         self.da_ = da_c
+        self.aux_names_, self.aux_, self.aux_units_ = aux_names, aux_values, aux_units
         self.values_ = values
         self.observed_ = observed
         self.withheld_ = held

@@ -7,7 +7,10 @@ Each time step ``t`` is filled by a fully convolutional network whose input chan
 * the grid position: row and column scaled to [-1, 1] (``latlon=True``), counted on the grid as
   :func:`oceandl.io.open_field` gives it (latitude ascending, longitudes in one convention), whatever
   the order the input stores it in: Python, the CLI and ``--chunks`` fill one file alike;
-* the season: cos and sin of the day of year (``seasonal=True`` and the time coordinate is a date).
+* the season: cos and sin of the day of year (``seasonal=True`` and the time coordinate is a date);
+* auxiliary variables given to ``fit(da, aux=...)`` (covariates on the same days and grid: a
+  passive-microwave SST that sees through clouds, the wind, chlorophyll), as in DINCAE 2: each
+  normalised by its mean and std and 0 where missing, and its mask, for the same days as the field.
 
 The output is the anomaly (1 channel) or, with ``nll=True``, a mean and a log-variance trained
 with the Gaussian negative log-likelihood (Barth et al. 2020), which gives an error ``sigma``.
@@ -43,7 +46,7 @@ import numpy as np
 from oceandl.errors import CheckpointError, InputError, OceanDLError, one_line, warn
 from oceandl.utils import LR_RULE, valid_lr
 
-from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _clean_grid, calibration_z, clean_axes, step_text,
+from .base import (_MIN_PIXEL_OBS, SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _clean_grid, calibration_z, clean_axes, step_text,
                    time_steps, unordered_step)
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
@@ -96,6 +99,7 @@ def _same_path(a, b) -> bool:
 # first must agree with it and the second must not be given.
 _FROM_CHECKPOINT = ("neighbours", "nll", "seasonal", "latlon")
 STATS = "normalisation.safetensors"  # a checkpoint's training statistics (per-pixel mean, grid coordinates)
+AUX_MEAN = "aux_mean."  # + name: an auxiliary variable's per-pixel mean in STATS
 # spellings of the two temperature units of SST products (CF/UDUNITS names and common variants)
 _UNIT_ALIASES = {**dict.fromkeys(("degc", "deg_c", "degree_c", "degrees_c", "degree_celsius", "degrees_celsius",
                                   "celsius", "°c"), "degC"),
@@ -235,6 +239,7 @@ class NeuralInterpolator(Interpolator):
 
     model_name: ClassVar[str] = ""
     libraries: ClassVar[tuple[str, ...]] = ("torch",)  # the network computes the fill
+    takes_aux: ClassVar[bool] = True  # covariates are more input channels
     default_model_options: ClassVar[dict[str, Any]] = {}
     default_steps: ClassVar[int] = 600
     multiple: ClassVar[int] = 1  # the network needs H, W divisible by this (padded here)
@@ -248,6 +253,10 @@ class NeuralInterpolator(Interpolator):
     }
     #: test hook: end training after this step (its state saved), as a run killed there would
     _stop_after_step: int | None = None
+    #: the auxiliary variables' statistics and values (:meth:`_setup_aux`); none until a fit sets them
+    _aux_stats: list = []
+    _aux_means: list = []
+    _aux_inputs: list = []
     #: replace an existing checkpoint at ``save_to`` (``train interpolator --overwrite``); else it is refused
     _save_to_overwrite: bool = False
 
@@ -363,6 +372,18 @@ class NeuralInterpolator(Interpolator):
             if key not in meta or not ok(meta[key]):
                 got = f"got {meta[key]!r:.60}" if key in meta else "missing"
                 raise CheckpointError(f"{_check_folder(path) / CONFIG}: interpolator.{key} must be {what}, {got}")
+        aux = meta.get("aux", [])
+
+        def aux_ok(st) -> bool:
+            num = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))  # noqa: E731
+            return (isinstance(st, dict) and isinstance(st.get("name"), str) and st["name"] != ""
+                    and num(st.get("global_mean")) and num(st.get("scale")) and st["scale"] > 0
+                    and (st.get("units") is None or isinstance(st.get("units"), str)))
+
+        if not isinstance(aux, list) or not all(aux_ok(st) for st in aux) \
+                or len({st["name"] for st in aux}) != len(aux):
+            raise CheckpointError(f"{_check_folder(path) / CONFIG}: interpolator.aux must be a list of "
+                                  f"{{name, units, scale, global_mean}} with distinct names, got {aux!r:.60}")
         cal = meta.get("sigma_calibration", 1.0)  # absent: saved before calibration (scale 1)
         if not isinstance(cal, (int, float)) or isinstance(cal, bool) or not math.isfinite(cal) or cal <= 0:
             raise CheckpointError(f"{_check_folder(path) / CONFIG}: interpolator.sigma_calibration must be a "
@@ -449,6 +470,16 @@ class NeuralInterpolator(Interpolator):
         self._mp = np.zeros((t + 2 * n, h, w), bool)
         self._xp[n:n + t] = x
         self._mp[n:n + t] = obs
+        self._ap = self._amp = None
+        if self._aux_stats:  # (time, variable, lat, lon): a day's variables are gathered together
+            a = len(self._aux_stats)
+            self._ap = np.zeros((t + 2 * n, a, h, w), np.float32)
+            self._amp = np.zeros((t + 2 * n, a, h, w), bool)
+            for k, (values, st) in enumerate(zip(self._aux_inputs, self._aux_stats)):  # noqa: B007
+                seen = np.isfinite(values)
+                self._amp[n:n + t, k] = seen
+                np.subtract(values, self._aux_means[k], out=self._ap[n:n + t, k], where=seen)
+                self._ap[n:n + t, k] /= np.float32(st["scale"])
         # Centre first, then the neighbours outward.
         self._offsets = np.array([0] + [s * k for k in range(1, n + 1) for s in (-1, 1)], dtype=np.int64)
         yy, xx = np.meshgrid(np.linspace(-1, 1, h, dtype=np.float32), np.linspace(-1, 1, w, dtype=np.float32),
@@ -501,7 +532,65 @@ class NeuralInterpolator(Interpolator):
         return doy
 
     def _n_inputs(self) -> int:
-        return 2 * (1 + 2 * self._cfg["neighbours"]) + 2 * self._cfg["latlon"] + 2 * self._cfg["seasonal"]
+        return (2 * (1 + 2 * self._cfg["neighbours"]) * (1 + len(self._aux_stats)) + 2 * self._cfg["latlon"]
+                + 2 * self._cfg["seasonal"])
+
+    # ------------------------------------------------------------------ auxiliary variables
+    def _setup_aux(self, saved: list[dict] | None, what: str | None, start) -> None:
+        """The auxiliary variables' order and normalisation (``_aux_stats``: name, units, scale,
+        global_mean; ``_aux_means``: per-pixel means) and their values (``_aux_inputs``), all in
+        the clean orientation and in channel order.
+
+        Each variable is normalised as the field is (DINCAE removes each input's temporal mean
+        too): minus its per-pixel temporal mean (its global mean where a pixel has fewer than 2
+        values), over one global scale, so that a covariate's anomaly lines up with the field's.
+        The statistics follow the field's ``normalisation``: the checkpoint's training statistics
+        when the field is normalised with them (a short window, a single day), else the input's own.
+
+        ``saved``: the variables of the network loaded (``checkpoint``, ``init``, ``resume``;
+        ``what`` names it, ``start`` its folder), or None for a network trained here: a loaded
+        network takes the variables it was trained with, by name.
+        """
+        given = dict(zip(self.aux_names_, zip(self.aux_, self.aux_units_)))
+        if saved is not None:
+            names = [st["name"] for st in saved]
+            missing = [k for k in names if k not in given]
+            extra = [k for k in given if k not in names]
+            if missing or extra:
+                had = f"auxiliary variables {', '.join(map(repr, names))}" if names else "no auxiliary variable"
+                fix = (f"give {', '.join(map(repr, missing))} as aux (--aux)" if missing
+                       else f"drop {', '.join(map(repr, extra))}")
+                raise InputError(f"method {self.name!r}: {what} {start} was trained with {had}; {fix}")
+        else:
+            names = list(given)
+        training = getattr(self, "_training_stats", None) if getattr(self, "normalisation_", None) == "training" else None
+        theirs_means = (training or {}).get("aux_mean") or {}
+        self._aux_stats, self._aux_means, self._aux_inputs = [], [], []
+        for i, name in enumerate(names):
+            values, units = given[name]
+            values = self._clean(values)
+            if training is not None and name in theirs_means:
+                st = dict(saved[i])
+                a, b = _unit(st.get("units")), _unit(units)
+                if a is not None and b is not None and a != b:
+                    raise InputError(f"method {self.name!r}: aux {name!r} is in {units!r}, {what} {start} was "
+                                     f"trained with it in {st['units']!r} (convert it first)")
+                mean = self._clean(np.asarray(theirs_means[name])[None])[0].astype(np.float32)
+            else:
+                seen = np.isfinite(values)
+                count = seen.sum(axis=0)
+                total = values.sum(axis=0, where=seen, dtype=np.float64)
+                gmean = float(total.sum() / count.sum())
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), gmean).astype(np.float32)
+                anom = np.where(seen, values - mean, np.float32(0))
+                scale = float(np.sqrt(np.square(anom, dtype=np.float64).sum() / count.sum()))
+                if not scale > 0:  # constant at every pixel: no anomaly to scale
+                    scale = 1.0
+                st = {"name": name, "units": units, "scale": scale, "global_mean": gmean}
+            self._aux_stats.append(st)
+            self._aux_means.append(mean)
+            self._aux_inputs.append(values)
 
     # ------------------------------------------------------------------ patches, cut where the data lives
     def _sources(self) -> tuple:
@@ -515,23 +604,29 @@ class NeuralInterpolator(Interpolator):
         import torch
 
         dev = self._device
-        if dev.type == "cuda" and self._xp.nbytes + self._mp.nbytes > torch.cuda.mem_get_info(dev)[0] // 2:
+        size = sum(a.nbytes for a in (self._xp, self._mp, self._ap, self._amp) if a is not None)
+        if dev.type == "cuda" and size > torch.cuda.mem_get_info(dev)[0] // 2:
             dev = torch.device("cpu")
 
         def tensor(a):
             return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(dev)
 
         return (tensor(self._xp), tensor(self._mp), tensor(self._pos), tensor(self._season),
-                torch.as_tensor(self._offsets, device=dev))
+                torch.as_tensor(self._offsets, device=dev), tensor(self._ap), tensor(self._amp))
 
     @staticmethod
-    def _assemble(data, mask, pos, season) -> "torch.Tensor":
-        """Network input (B, C, h, w) from days' data and masks (B, K, h, w), positions (B, P, h, w)
-        and season (B, 2) or None: [data_0, mask_0, data_1, mask_1, ..., positions, season]."""
+    def _assemble(data, mask, pos, season, aux=None, aux_mask=None) -> "torch.Tensor":
+        """Network input (B, C, h, w) from days' data and masks (B, K, h, w), positions (B, P, h, w),
+        season (B, 2) or None, and the auxiliary variables' data and masks (B, K, A, h, w) or None:
+        [data_0, mask_0, data_1, mask_1, ..., aux, positions, season], the aux as [day 0: variable 0's
+        data, its mask, variable 1's..., day 1: ...]."""
         import torch
 
         b, k, h, w = data.shape
-        chans = [torch.stack([data, mask], 2).reshape(b, 2 * k, h, w), pos]
+        chans = [torch.stack([data, mask], 2).reshape(b, 2 * k, h, w)]
+        if aux is not None:
+            chans.append(torch.stack([aux, aux_mask], 3).reshape(b, 2 * aux.shape[1] * aux.shape[2], h, w))
+        chans.append(pos)
         if season is not None:
             chans.append(season[:, :, None, None].expand(b, 2, h, w))
         return torch.cat(chans, 1)
@@ -547,7 +642,7 @@ class NeuralInterpolator(Interpolator):
         """
         import torch
 
-        xp, mp, pos, season, offsets = src
+        xp, mp, pos, season, offsets, ap, amp = src
         dev, n = xp.device, self._cfg["neighbours"]
 
         def patches(a):  # a view (..., H - ph + 1, W - pw + 1, ph, pw): [..., i, j] is the patch at (i, j)
@@ -563,8 +658,12 @@ class NeuralInterpolator(Interpolator):
         keep = seen * mu[torch.as_tensor(donor, device=dev) + n, i[:, 0], j[:, 0]].to(data.dtype)
         mask[:, 0] = keep
         data[:, 0] *= keep
+        aux = aux_mask = None
+        if ap is not None:  # the days' variables at the same patches: (B, K, A, ph, pw)
+            aux = patches(ap)[days, :, i, j]
+            aux_mask = patches(amp)[days, :, i, j].to(data.dtype)
         inp = self._assemble(data, mask, patches(pos)[:, i[:, 0], j[:, 0]].transpose(0, 1),
-                             None if season is None else season[t])
+                             None if season is None else season[t], aux, aux_mask)
         weight = seen - keep + self.options["visible_weight"] * keep  # keep is a subset of seen
         return tuple(a.to(self._device, non_blocking=True) for a in (inp, target, weight))  # type: ignore[return-value]
 
@@ -572,12 +671,14 @@ class NeuralInterpolator(Interpolator):
         """Network input (B, C, h, w) for the days ``times`` over the window ``(ys, xs)``."""
         import torch
 
-        xp, mp, pos, season, offsets = src
+        xp, mp, pos, season, offsets, ap, amp = src
         days = torch.arange(times.start, times.stop, device=xp.device)[:, None] + offsets + self._cfg["neighbours"]
         data = xp[:, ys, xs][days]  # the window's view, then the days: only the tile is gathered
         mask = mp[:, ys, xs][days].to(data.dtype)
+        aux = None if ap is None else ap[..., ys, xs][days]
+        aux_mask = None if amp is None else amp[..., ys, xs][days].to(data.dtype)
         inp = self._assemble(data, mask, pos[:, ys, xs][None].expand(len(days), -1, -1, -1),
-                             None if season is None else season[times])
+                             None if season is None else season[times], aux, aux_mask)
         return inp.to(self._device, non_blocking=True)
 
     def _forward(self, inp: "torch.Tensor") -> "torch.Tensor":
@@ -638,7 +739,7 @@ class NeuralInterpolator(Interpolator):
         self._state_folder, self._state_written = self._training_folder(), False
         if self._state_folder is not None:
             # what the run was trained on: a resume on another file (or other withheld pixels) is refused
-            self._data_sha256 = _data_digest(x, obs)
+            self._data_sha256 = _data_digest(x, obs, [a for _, a in sorted(zip(self.aux_names_, self.aux_))])
         # checkpoint: its network fills as it is; init: its network is trained on (fine-tuning)
         start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
         if o["resume"] is not None:
@@ -652,11 +753,13 @@ class NeuralInterpolator(Interpolator):
         elif start is not None:
             training = self._load(start)
             self._check_quantity(start, training)
+            self._setup_aux(self._checkpoint_meta(start).get("aux", []), what, start)
             self._setup_inputs(x, obs)
             if self._in_channels != self._n_inputs():
                 raise InputError(f"method {self.name!r}: {what} {start} expects "
                                  f"{self._in_channels} input channels, this input gives {self._n_inputs()}")
         else:
+            self._setup_aux(None, None, None)
             self._setup_inputs(x, obs)
             self._in_channels = self._n_inputs()
             self.model_ = self._build_model(self._in_channels).to(self._device)
@@ -733,6 +836,8 @@ class NeuralInterpolator(Interpolator):
             raise InputError(f"{folder}: resumed on variable {str(self.da_.name)!r} {sizes}, but the run in that "
                              f"folder was started on variable {training.get('variable')!r} {training.get('sizes')} "
                              "(resume with the same input)")
+        # the covariates by name first: without them the digest below differs, which said "other values"
+        self._setup_aux(meta.get("aux", []), "the run in", folder)
         if training.get("data_sha256") != self._data_sha256:
             raise InputError(f"{folder}: resumed on other values than the run in that folder was started on (same "
                              "variable and sizes: another file, period or withheld pixels?); resume with the same input")
@@ -1110,6 +1215,8 @@ class NeuralInterpolator(Interpolator):
                  "precision": self.precision_, "normalisation": getattr(self, "normalisation_", "input")}
         if getattr(self, "loss_history_", None):
             attrs["final_train_loss"] = float(np.mean(self.loss_history_[-20:]))
+        if self._aux_stats:
+            attrs["aux_variables"] = " ".join(st["name"] for st in self._aux_stats)
         attrs.update(getattr(self, "checkpoint_attrs_", {}))
         return attrs
 
@@ -1175,6 +1282,8 @@ class NeuralInterpolator(Interpolator):
         norm, tensors = self._stats_to_save()
         interp = {"method": self.name, **cfg, "in_channels": self._in_channels, "multiple": self.multiple,
                   "normalisation": norm}
+        if self._aux_stats:  # the covariates it takes, in channel order, with their training statistics
+            interp["aux"] = [dict(st) for st in self._aux_stats]
         if self._cfg["nll"]:  # applied to sigma when the checkpoint is loaded
             interp["sigma_calibration"] = float(getattr(self, "sigma_calibration_", 1.0))
             interp["sigma_calibration_text"] = (str(getattr(self, "calibration_text_", "none")) if progress is None
@@ -1205,8 +1314,10 @@ class NeuralInterpolator(Interpolator):
         mean = self._clean(np.asarray(mean)[None])[0]
         coords = {key: c for key, (_, c) in zip(("lat", "lon"), _clean_grid(self.da_)) if c is not None}
         # copies: arrays read from a safetensors file are read-only, which torch warns about
+        # each auxiliary variable's per-pixel mean beside the field's (clean orientation, as used)
+        aux = {f"{AUX_MEAN}{st['name']}": m for st, m in zip(self._aux_stats, self._aux_means)}
         tensors = {k: torch.from_numpy(np.array(v, dtype=np.float64, order="C"))
-                   for k, v in {"mean": mean, **coords}.items()}
+                   for k, v in {"mean": mean, **coords, **aux}.items()}
         meta = {"file": STATS, "scale": float(scale), "global_mean": float(gmean),
                 "units": None if units is None else str(units), "shape": list(np.shape(mean))}
         return meta, tensors
@@ -1287,8 +1398,12 @@ def read_training_stats(path) -> dict[str, Any] | None:
     for k, c in coords.items():
         if c.shape != (mean.shape[0 if k == "lat" else 1],):
             raise CheckpointError(f"{folder / STATS}: '{k}' has shape {c.shape}, the mean {mean.shape}")
+    aux = {k[len(AUX_MEAN):]: v.astype(np.float64) for k, v in tensors.items() if k.startswith(AUX_MEAN)}
+    for k, v in aux.items():
+        if v.shape != mean.shape or not np.isfinite(v).all():
+            raise CheckpointError(f"{folder / STATS}: '{AUX_MEAN}{k}' must be finite, of the mean's shape {mean.shape}")
     return {"mean": mean.astype(np.float64), "global_mean": float(meta["global_mean"]), "scale": float(meta["scale"]),
-            "units": meta.get("units"), "coords": coords}
+            "units": meta.get("units"), "coords": coords, "aux_mean": aux}
 
 
 def _unit(u) -> str | None:
@@ -1373,9 +1488,13 @@ def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tu
             diff = np.minimum(diff, np.abs(diff - 360.0))
         if not float(diff.max()) <= 1e-4:  # about 10 m: the same grid written by another tool
             return stats, f"was trained on another grid ({da.dims[1 + k]} differs by up to {float(diff.max()):.4g})"
-    mean = np.empty_like(stats["mean"])
-    mean[np.ix_(ours_clean[0][0], ours_clean[1][0])] = stats["mean"][np.ix_(*orders)]
-    stats = {**stats, "mean": mean, "coords": coords}
+    def to_ours(a):
+        out = np.empty_like(a)
+        out[np.ix_(ours_clean[0][0], ours_clean[1][0])] = a[np.ix_(*orders)]
+        return out
+
+    stats = {**stats, "mean": to_ours(stats["mean"]), "coords": coords,
+             "aux_mean": {k: to_ours(v) for k, v in (stats.get("aux_mean") or {}).items()}}
     theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
     if theirs is not None and ours is not None and theirs != ours:
         return stats, f"was trained in units {stats['units']!r}, this input is in {da.attrs['units']!r}"
@@ -1388,14 +1507,18 @@ def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tu
     return stats, None
 
 
-def _data_digest(x: np.ndarray, obs: np.ndarray) -> str:
-    """SHA-256 of a training input (normalised values and observation mask), in blocks of days."""
+def _data_digest(x: np.ndarray, obs: np.ndarray, aux: list[np.ndarray] = ()) -> str:
+    """SHA-256 of a training input (normalised values and observation mask, and the auxiliary
+    variables' values, NaN included), in blocks of days."""
     import hashlib
 
     digest = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
     for k in range(0, x.shape[0], 64):
         digest.update(np.ascontiguousarray(x[k:k + 64]).tobytes())
         digest.update(np.packbits(obs[k:k + 64]).tobytes())
+    for a in aux:  # none: the digest of a run without them, as before
+        for k in range(0, a.shape[0], 64):
+            digest.update(np.ascontiguousarray(a[k:k + 64]).tobytes())
     return digest.hexdigest()
 
 

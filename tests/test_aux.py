@@ -1,0 +1,246 @@
+"""Auxiliary variables (covariates) of the neural gap fillers: ``fit(da, aux=...)``,
+``interpolate(..., aux=)``, ``oceandl interpolate|train interpolator --aux``.
+
+A covariate that knows the field under the clouds (a passive-microwave SST) must lower the gap
+error; checkpoints keep the variables and their statistics and take them back by name; every
+misuse is one line naming the variable, and a resumed run stays bit-identical."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+from fakes import assert_cli_error
+from test_interp_resume import _interrupt, _same_weights
+from test_neural_interp import TINY
+
+from oceandl.cli.main import cli
+from oceandl.errors import CheckpointError, InputError
+from oceandl.interp import METHODS, interpolate
+from oceandl.interp.neural import UNetInterpolator
+
+OPTS = {"steps": 150, "batch_size": 8, "patch": 32, "model_options": TINY["unet"], "seasonal": False}
+
+
+def _scene(n_time=30, ny=32, nx=32, cover=0.6, seed=0):
+    """(field with clouds and noise, covariate, truth): the covariate is the truth seen coarsely
+    (0.1 noise) with its own 15 % random gaps, on the field's grid."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_time)[:, None, None]
+    y = np.linspace(0, 1, ny)[None, :, None]
+    x = np.linspace(0, 1, nx)[None, None, :]
+    truth = 20 + 4 * y + 1.5 * np.sin(2 * np.pi * (2 * x + 0.07 * t)) * np.cos(3 * np.pi * y + 0.2 * t) \
+        + np.zeros((n_time, 1, 1))
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    for k in range(n_time):  # warm and cold patches of a day: the other days do not tell where they are
+        for _ in range(4):
+            cy, cx, amp = rng.uniform(0, ny), rng.uniform(0, nx), rng.choice([-1.5, 1.5])
+            truth[k] += amp * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 4.0 ** 2))
+    field = truth + 0.1 * rng.standard_normal(truth.shape)
+    cloud = np.zeros(truth.shape, bool)
+    for k in range(n_time):
+        while cloud[k].mean() < cover:
+            cy, cx, r = rng.integers(0, ny), rng.integers(0, nx), rng.integers(3, 9)
+            cloud[k] |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    coords = {"time": np.datetime64("2020-01-01") + np.arange(n_time).astype("timedelta64[D]"),
+              "lat": np.linspace(30, 40, ny), "lon": np.linspace(-60, -50, nx)}
+    dims = ("time", "lat", "lon")
+    da = xr.DataArray(np.where(cloud, np.nan, field).astype(np.float32), dims=dims, coords=coords, name="sst",
+                      attrs={"units": "degree_Celsius"})
+    cov = truth + 0.1 * rng.standard_normal(truth.shape)
+    cov[rng.random(truth.shape) < 0.15] = np.nan
+    aux = xr.DataArray(cov.astype(np.float32), dims=dims, coords=coords, name="sst_mw", attrs={"units": "degC"})
+    return da, aux, xr.DataArray(truth, dims=dims, coords=coords)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return _scene()
+
+
+def _gap_rmse(out, da, truth) -> float:
+    gap = np.isnan(da.values) & np.isfinite(out.values)  # a pixel never observed is land to the methods
+    return float(np.sqrt(np.mean((out.values[gap] - truth.values[gap]) ** 2)))
+
+
+def test_a_covariate_that_sees_under_the_clouds_lowers_the_gap_error(scene):
+    """Same seed, steps and network: the U-Net given the covariate fills the gaps closer to the
+    truth (measured 0.40 against 0.72 degC on this scene, CPU), and says what it took."""
+    da, aux, truth = scene
+    alone = interpolate(da, "unet", seed=0, device="cpu", **OPTS)
+    helped = interpolate(da, "unet", seed=0, device="cpu", aux=aux, **OPTS)
+    r_alone, r_helped = _gap_rmse(alone, da, truth), _gap_rmse(helped, da, truth)
+    assert r_helped < 0.75 * r_alone, (r_helped, r_alone)
+    assert helped.attrs["aux_variables"] == "sst_mw" and "aux_variables" not in alone.attrs
+    # 1 day (neighbours=1: 3 days) x (field + 1 covariate) x (value, mask) + 2 position channels
+    assert alone.attrs["input_channels"] == 3 * 2 + 2 and helped.attrs["input_channels"] == 3 * 2 * 2 + 2
+    # observations are kept as given, the covariate is not written anywhere
+    obs = np.isfinite(da.values)
+    np.testing.assert_array_equal(helped.values[obs], da.values[obs])
+
+
+def test_aux_forms_and_coordinate_order_give_one_fill(scene):
+    """A DataArray, a list, a dict and a Dataset are the same covariate; one stored with latitudes
+    descending is matched by coordinate, not by position."""
+    da, aux, _ = scene
+    opts = {**OPTS, "steps": 3}
+    ref = interpolate(da, "unet", seed=0, device="cpu", aux=aux, **opts).values
+    for form in ([aux], {"sst_mw": aux.values}, aux.to_dataset(), aux.isel(lat=slice(None, None, -1))):
+        np.testing.assert_array_equal(interpolate(da, "unet", seed=0, device="cpu", aux=form, **opts).values, ref)
+    # the values are used (a static offset or a global factor would not change them: each
+    # covariate is normalised by its per-pixel mean and one scale)
+    shifted = aux.copy(data=np.roll(aux.values, 1, axis=0))
+    other = interpolate(da, "unet", seed=0, device="cpu", aux=shifted, **opts).values
+    assert not np.array_equal(other, ref)
+    same = interpolate(da, "unet", seed=0, device="cpu", aux=(2 * aux + np.cos(aux.lat)).rename("sst_mw"), **opts).values
+    np.testing.assert_allclose(same, ref, atol=1e-4)
+
+
+def test_checkpoint_keeps_the_covariates_and_takes_them_back_by_name(scene, tmp_path):
+    da, aux, truth = scene
+    wind = (aux * 0 + np.random.default_rng(1).standard_normal(aux.shape)).rename("wind")
+    net = UNetInterpolator(seed=0, device="cpu", **{**OPTS, "steps": 20}).fit(da, aux=[aux, wind])
+    net.save(tmp_path / "ck")
+    meta = json.loads((tmp_path / "ck" / "config.json").read_text())["interpolator"]
+    assert [st["name"] for st in meta["aux"]] == ["sst_mw", "wind"]
+    assert meta["aux"][0]["units"] == "degC" and meta["aux"][0]["scale"] > 0
+    filled = net.reconstruct()["sst"].values
+    # given in another order, as a dict: matched by name
+    again = UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(da, aux={"wind": wind, "sst_mw": aux})
+    np.testing.assert_array_equal(again.reconstruct()["sst"].values, filled)
+    # one day, normalised with the training statistics: the covariate's per-pixel means are the
+    # checkpoint's (its own would be the day itself, an anomaly of 0 everywhere)
+    day = {"time": slice(10, 11)}
+    one = UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck"))
+    a = one.fit(da.isel(day), aux=[aux.isel(day), wind.isel(day)]).reconstruct()["sst"]
+    assert a.attrs["normalisation"] == "training"
+    np.testing.assert_allclose(one._aux_means[0], net._aux_means[0])
+    b = UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(
+        da.isel(day), aux=[aux.isel(day) + 1.0, wind.isel(day)]).reconstruct()["sst"]
+    gap = np.isnan(da.isel(day).values)
+    assert float(np.abs(a.values - b.values)[gap].mean()) > 0.05  # a warmer covariate moves the fill
+    with pytest.raises(InputError, match=r"trained with auxiliary variables 'sst_mw', 'wind'; give 'wind'"):
+        UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(da, aux=aux)
+    with pytest.raises(InputError, match="drop 'extra'"):
+        UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(
+            da, aux=[aux, wind, wind.rename("extra")])
+    with pytest.raises(InputError, match=r"aux 'sst_mw' is in 'K', checkpoint .* in 'degC'"):
+        UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(
+            da.isel(day), aux=[aux.isel(day).assign_attrs(units="K") + 273.15, wind.isel(day)])
+    # a network trained without covariates refuses them
+    plain = UNetInterpolator(seed=0, device="cpu", **{**OPTS, "steps": 2}).fit(da)
+    plain.save(tmp_path / "plain")
+    with pytest.raises(InputError, match="trained with no auxiliary variable; drop 'sst_mw'"):
+        UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "plain")).fit(da, aux=aux)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["aux"][0].update(scale=0),
+    lambda m: m["aux"][0].pop("name"),
+    lambda m: m.update(aux=[m["aux"][0], m["aux"][0]]),
+    lambda m: m.update(aux="sst_mw"),
+])
+def test_an_edited_aux_record_is_a_checkpoint_error(scene, tmp_path, edit):
+    da, aux, _ = scene
+    UNetInterpolator(seed=0, device="cpu", **{**OPTS, "steps": 2}).fit(da, aux=aux).save(tmp_path / "ck")
+    cfg_path = tmp_path / "ck" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    edit(cfg["interpolator"])
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="interpolator.aux must be"):
+        UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(da, aux=aux)
+
+
+def test_bad_covariates_are_refused_naming_them(scene):
+    da, aux, _ = scene
+    fit = UNetInterpolator(seed=0, device="cpu", **{**OPTS, "steps": 1}).fit
+    cases = [
+        (aux.isel(lat=slice(1, None)), "aux 'sst_mw' has 31 points along 'lat', the field 32"),
+        (aux.assign_coords(lat=aux.lat + 0.5), "aux 'sst_mw' and the field have other 'lat' coordinates"),
+        (aux.rename(lat="y"), "aux 'sst_mw' has dims ('time', 'y', 'lon')"),
+        (aux * np.nan, "aux 'sst_mw': all values are NaN"),
+        (aux * 0 + 3.0, "aux 'sst_mw': all values are equal"),
+        (aux.where(aux.time != aux.time[0], np.inf), "aux 'sst_mw' contains infinite values"),
+        ([aux, aux], "aux 'sst_mw' is given twice"),
+        (aux.rename(None), "an auxiliary variable has no name"),
+        (da, "aux 'sst' is the field being filled"),
+        ("sst_mw", "aux must be a DataArray"),
+        ({"x": np.zeros((2, 2))}, "aux 'x' has shape (2, 2)"),
+    ]
+    for bad, said in cases:
+        with pytest.raises(InputError) as err:
+            fit(da, aux=bad)
+        assert said in str(err.value), (said, str(err.value))
+    for name, cls in METHODS.items():
+        if not cls.takes_aux:
+            with pytest.raises(InputError, match=f"method '{name}': takes no auxiliary variables"):
+                interpolate(da, name, aux=aux)
+    with pytest.raises(InputError, match="aux: not with fit_on"):
+        interpolate(da, "dineof", fit_on=da, aux=aux)
+
+
+def test_resume_with_covariates_is_bit_identical_and_checks_them(scene, tmp_path):
+    da, aux, _ = scene
+    opts = {**OPTS, "steps": 6, "checkpoint_every": 2}
+    whole = UNetInterpolator(seed=0, device="cpu", save_to=str(tmp_path / "whole"), **opts).fit(da, aux=aux)
+    whole.save(tmp_path / "whole")
+    net = UNetInterpolator(seed=0, device="cpu", save_to=str(tmp_path / "cut"), **opts)
+    net._stop_after_step = 3
+    with pytest.raises(Exception, match="stop"):  # the test hook's _TrainingStopped
+        net.fit(da, aux=aux)
+    with pytest.raises(InputError, match="give 'sst_mw' as aux"):
+        UNetInterpolator(seed=0, device="cpu", resume=str(tmp_path / "cut"), **opts).fit(da)
+    with pytest.raises(InputError, match="other values than the run"):
+        UNetInterpolator(seed=0, device="cpu", resume=str(tmp_path / "cut"), **opts).fit(da, aux=aux + 0.5)
+    resumed = UNetInterpolator(seed=0, device="cpu", resume=str(tmp_path / "cut"), **opts).fit(da, aux=aux)
+    resumed.save(tmp_path / "cut")
+    assert _same_weights(tmp_path / "whole", tmp_path / "cut")
+
+
+@pytest.fixture(scope="module")
+def aux_file(tmp_path_factory, scene):
+    da, aux, _ = scene
+    path = tmp_path_factory.mktemp("aux") / "sst_mw.nc"
+    xr.Dataset({"sst": da, "sst_mw": aux}).to_netcdf(path)
+    return path
+
+
+def test_cli_aux_round_trip_and_refusals(aux_file, tmp_path):
+    run = CliRunner().invoke
+    ck = tmp_path / "ck"
+    res = run(cli, ["train", "interpolator", str(aux_file), "--var", "sst", "--aux", "sst_mw", "--set", "steps=3",
+                    "--set", "patch=16", "--device", "cpu", "--quiet", "-o", str(ck)])
+    assert res.exit_code == 0, res.output
+    # --model without --aux: the checkpoint's covariates, read from the file, and said
+    res = run(cli, ["interpolate", str(aux_file), "--var", "sst", "--method", "unet", "--model", str(ck),
+                    "--device", "cpu", "-o", str(tmp_path / "a.nc")])
+    assert res.exit_code == 0, res.output
+    assert f"auxiliary variables of {ck}: sst_mw" in res.output
+    with xr.open_dataset(tmp_path / "a.nc") as out:
+        assert out["sst"].attrs["aux_variables"] == "sst_mw"
+    res = run(cli, ["info", str(ck)])
+    assert res.exit_code == 0 and "auxiliary variables:   sst_mw (degC)" in res.output
+    unet = ["--method", "unet", "--set", "steps=1"]
+    refusals = [
+        (["--method", "dineof", "--aux", "sst_mw"], "--aux: method 'dineof' takes no auxiliary variables"),
+        ([*unet, "--aux", "sst"], "--aux sst: the variable being filled"),
+        ([*unet, "--aux", "wind"], "variable 'wind' not found"),
+        ([*unet, "--aux", "sst_mw", "--aux", "sst_mw"], "--aux: sst_mw given twice"),
+        ([*unet, "--aux", "sst_mw", "--chunks", "time=-1,lat=16,lon=16"], "--aux: not with --chunks"),
+        (["--method", "unet", "--model", str(ck), "--chunks", "time=-1,lat=16,lon=16"],
+         "takes auxiliary variables (sst_mw), which the block-by-block fill does not give"),
+        (["--method", "dineof", "--fit-on", str(aux_file), "--aux", "sst_mw"], "--aux: method 'dineof'"),
+        (["--method", "climatology", "--aux", "sst_mw"], "--aux: method 'climatology'"),
+    ]
+    out = tmp_path / "refused.nc"
+    for extra, said in refusals:
+        res = run(cli, ["interpolate", str(aux_file), "--var", "sst", *extra, "--quiet", "-o", str(out)])
+        assert_cli_error(res, 2, said)
+        assert not out.exists()
+    res = run(cli, ["train", "interpolator", str(aux_file), "--var", "sst", "--method", "dineof", "--aux", "sst_mw",
+                    "-o", str(tmp_path / "fit")])
+    assert_cli_error(res, 2, "--aux: method 'dineof' takes no auxiliary variables")
+    assert not (tmp_path / "fit").exists()
