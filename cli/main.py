@@ -1144,14 +1144,16 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 @click.option("--size", type=click.IntRange(min=4), default=None, help="Grid side (sst; default 128) or image side (sar, plankton: default 64, at least 16; plankton images are drawn at 0.75-1.35 times it).")
 @click.option("--cloud-cover", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="sst: mean cloud cover, in (0, 1).")
+@click.option("--microwave", is_flag=True, help="sst: also write sst_mw, a synthetic passive-microwave SST: coarse, noisier, gaps near land, in swaths and rain; a covariate for `--aux`.")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="synthetic data (.nc for sst, a folder for images)", device=False)
-def synth(kind, n, size, cloud_cover, quiet, output, overwrite, seed):
+def synth(kind, n, size, cloud_cover, microwave, quiet, output, overwrite, seed):
     """Write a synthetic data set (deterministic from --seed) in the real formats.
 
     \b
     Examples:
       oceandl synth sst --n 365 --size 128 --cloud-cover 0.6 -o sst.nc
+      oceandl synth sst --microwave -o sst.nc   # with sst_mw, a passive-microwave covariate
       oceandl synth sar --n 100 -o sar_vignettes
     """
     from oceandl.utils import atomic_path, check_output_path
@@ -1159,6 +1161,8 @@ def synth(kind, n, size, cloud_cover, quiet, output, overwrite, seed):
     output = _need_output(output, "synthetic data")
     if kind != "sst" and size is not None and size < 16:  # else "size=8: must be >= 16", the Python name
         raise click.BadParameter(f"{size}: {kind} images need at least 16 pixels", param_hint="'--size'")
+    if kind != "sst" and microwave:  # a flag that changed nothing would let a script believe it had sst_mw
+        raise click.BadParameter(f"{kind}: only synth sst writes a microwave field", param_hint="'--microwave'")
     if kind == "sst":
         check_output_path(output, overwrite, kind="file", what="netCDF file")
     else:
@@ -1170,7 +1174,7 @@ def synth(kind, n, size, cloud_cover, quiet, output, overwrite, seed):
 
         # `is None`, not `or`: an explicit --n 0 or --size 0 is refused, not replaced by the default
         n_time, grid = 365 if n is None else n, 128 if size is None else size
-        ds = synthetic_sst(n_time=n_time, ny=grid, nx=grid, cloud_cover=cloud_cover, seed=seed)
+        ds = synthetic_sst(n_time=n_time, ny=grid, nx=grid, cloud_cover=cloud_cover, seed=seed, microwave=microwave)
         from oceandl.interp.base import append_history
 
         # how to make the file again, as every other netCDF oceandl writes says how it was made

@@ -10,7 +10,10 @@ The truth is built from physical pieces on a regular lat/lon grid:
   flow (the jet along the front plus a slowly evolving eddy streamfunction) and renewed by a slow
   AR(1) process; warm anomalies also push the front poleward, which makes rings and streamers;
 * a west-side continent with a ragged coast and one or two islands;
-* clouds from :func:`oceandl.datasets.clouds.cloud_masks`.
+* clouds from :func:`oceandl.datasets.clouds.cloud_masks`;
+* optionally (``microwave=True``) a passive-microwave SST, the classic covariate of infrared SST
+  under clouds (AMSR2-like: it sees through clouds but not rain, and is coarse, noisier and missing
+  near land and between the day's swaths).
 """
 from __future__ import annotations
 
@@ -31,6 +34,16 @@ __all__ = ["synthetic_sst"]
 KM_PER_DEG = 111.32
 KM_PER_DAY_PER_MS = 86.4
 MEM_KM = 200.0
+
+# Passive-microwave SST (AMSR2-like, the 6.9/10.7 GHz channels)
+MW_FOOTPRINT_KM = 50.0  # full width at half maximum of the Gaussian footprint
+MW_NOISE = 0.4  # degC, retrieval noise (correlated at the footprint scale)
+MW_COAST_KM = 75.0  # side-lobe land contamination: no retrieval this close to land
+MW_SWATH_KM = 1450.0  # AMSR2 swath width
+MW_ORBITS_PER_DAY = 233 / 16  # GCOM-W: 233 orbits in a 16-day repeat cycle
+MW_INCLINATION = 98.186  # degrees, GCOM-W's sun-synchronous orbit
+MW_RAIN_FRACTION = 0.1  # of the cloudy ocean pixels: flagged in rain
+MW_RAIN_KM = 40.0  # size of the rain cells
 
 
 def _smooth_noise(rng: np.random.Generator, ny: int, nx: int, scale: float, slope: float = 4.0,
@@ -88,6 +101,97 @@ def _derivative_filters(ny: int, nx: int, dy: float, dx: float) -> tuple[np.ndar
     return ky, kx
 
 
+def _swath_edges(lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the day's tracks cross each latitude, and how far their swaths reach: both ``(2, ny, 1)``.
+
+    A circular sun-synchronous orbit (AMSR2's: inclination ``MW_INCLINATION``, ``MW_ORBITS_PER_DAY``)
+    seen from the rotating Earth. For the ascending (0) and descending (1) passes of the orbit whose
+    ascending node is at longitude 0: the longitude of the nadir track at each latitude, and the
+    east-west half width of the ``MW_SWATH_KM`` swath there (in degrees; wide where the track turns
+    east-west, near 82 deg, where the swaths of successive orbits overlap).
+    """
+    spacing = 360.0 / MW_ORBITS_PER_DAY  # degrees of longitude between successive ascending nodes
+    inc = math.radians(MW_INCLINATION)
+    phi = np.radians(lat)[:, None]
+    cos_phi = np.maximum(np.cos(phi), 1e-6)
+    ascending = np.arcsin(np.clip(np.sin(phi) / math.sin(inc), -1.0, 1.0))  # argument of latitude
+    nadir, half = [], []
+    for u in (ascending, np.pi - ascending):
+        # the orbit's longitude less the Earth's turn since the node (one spacing per orbit)
+        nadir.append(np.degrees(np.arctan2(math.cos(inc) * np.sin(u), np.cos(u)) - u * spacing / 360.0))
+        north = math.sin(inc) * np.cos(u) / cos_phi  # d lat / d u
+        east = (math.cos(inc) / cos_phi**2 - spacing / 360.0) * cos_phi  # d lon / d u, as a distance
+        slant = np.hypot(north, east) / np.maximum(np.abs(north), 1e-9)  # 1 / cos(track angle from north)
+        half.append(0.5 * MW_SWATH_KM / (KM_PER_DEG * cos_phi) * slant)
+    return np.stack(nadir), np.stack(half)
+
+
+def _swath_gaps(day: int, node: float, edges: tuple[np.ndarray, np.ndarray], lon: np.ndarray) -> np.ndarray:
+    """Where no pass of ``day`` sees, ``(ny, nx)`` bool: the diamonds between the swaths.
+
+    ``node``: the longitude of an ascending node on day 0, in orbit spacings; the pattern moves on by
+    the fractional part of ``MW_ORBITS_PER_DAY`` spacings a day (and repeats after 16 days).
+    ``edges``: :func:`_swath_edges` of the latitudes. A pixel is missing where it lies outside the
+    swaths of both directions: between orbits, and between their ascending and descending passes.
+    The seam of the UTC day (where its first and last orbits overlap) is not modelled.
+    """
+    spacing = 360.0 / MW_ORBITS_PER_DAY
+    nadir, half = edges
+    shift = (node + day * (MW_ORBITS_PER_DAY % 1.0)) * spacing
+    off = ((lon[None, None, :] - shift - nadir) / spacing + 0.5) % 1.0 - 0.5  # to the nearest track (spacings)
+    return (np.abs(off) * spacing > half).all(axis=0)
+
+
+def _microwave(
+    ss: np.random.SeedSequence,
+    truth: np.ndarray,
+    land_mask: np.ndarray,
+    clouds: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    dy_km: float,
+    dx_km: float,
+) -> np.ndarray:
+    """Synthetic passive-microwave SST ``(n_time, ny, nx)`` float32 from ``truth`` (NaN on land).
+
+    The truth seen through a Gaussian footprint (normalised convolution over the ocean, so that land
+    does not bleed in), plus noise correlated at the footprint scale; NaN on land and within
+    ``MW_COAST_KM`` of it, in the gaps between swaths (:func:`_swath_gaps`) and in rain: blobs of about
+    ``MW_RAIN_KM`` covering ``MW_RAIN_FRACTION`` of each day's cloudy ocean pixels.
+    """
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    n_time, ny, nx = truth.shape
+    rng = np.random.default_rng(ss)
+    node = rng.uniform(0.0, 1.0)
+    edges = _swath_edges(lat)
+    sd_km = MW_FOOTPRINT_KM / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    sigma = (sd_km / dy_km, sd_km / dx_km)  # pixels
+    ocean = ~land_mask
+    weight = gaussian_filter(ocean.astype(float), sigma)
+    # the noise: white noise through the footprint (periodic: the same variance up to the edges), scaled
+    # by the kernel's norm to MW_NOISE
+    impulse = np.zeros((ny, nx))
+    impulse[0, 0] = 1.0
+    noise_gain = MW_NOISE / math.sqrt((gaussian_filter(impulse, sigma, mode="wrap") ** 2).sum())
+    if land_mask.any():
+        coast = distance_transform_edt(ocean, sampling=(dy_km, dx_km)) <= MW_COAST_KM
+    else:
+        coast = land_mask
+    rain_filter = spectral_noise_filter(ny, nx, MW_RAIN_KM, 4.0, dy_km, dx_km)
+    out = np.empty(truth.shape, dtype=np.float32)
+    for t in range(n_time):
+        seen = gaussian_filter(np.where(ocean, truth[t], 0.0), sigma) / np.maximum(weight, 1e-12)
+        seen += noise_gain * gaussian_filter(rng.standard_normal((ny, nx)), sigma, mode="wrap")
+        missing = coast | _swath_gaps(t, node, edges, lon)
+        cells = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((ny, nx))) * rain_filter, s=(ny, nx))
+        cloudy = clouds[t] & ocean
+        if cloudy.any():
+            missing |= cloudy & (cells >= np.quantile(cells[cloudy], 1.0 - MW_RAIN_FRACTION))
+        out[t] = np.where(missing, np.nan, seen)
+    return out
+
+
 def synthetic_sst(
     n_time: int = 365,
     ny: int = 128,
@@ -98,6 +202,7 @@ def synthetic_sst(
     lat_range: tuple[float, float] = (25.0, 45.0),
     lon_range: tuple[float, float] = (-70.0, -50.0),
     land: bool = True,
+    microwave: bool = False,
 ) -> xr.Dataset:
     """A realistic daily SST cube with clouds, land and the cloud-free truth.
 
@@ -115,6 +220,9 @@ def synthetic_sst(
         Edges of the box in degrees north / east (cells are centred inside).
     land : bool
         Add a continent and islands (else all ocean).
+    microwave : bool
+        Also make ``sst_mw``, a passive-microwave SST (a covariate: it sees under clouds). It has its
+        own random stream: the other variables are the same as without it.
 
     Returns
     -------
@@ -124,7 +232,13 @@ def synthetic_sst(
         * ``sst`` (time, lat, lon) float32, degC: the observation, NaN under cloud and on land;
         * ``sst_true`` (time, lat, lon) float32, degC: the truth, NaN only on land;
         * ``cloud`` (time, lat, lon) int8: 1 where cloudy;
-        * ``land`` (lat, lon) int8: 1 on land.
+        * ``land`` (lat, lon) int8: 1 on land;
+        * with ``microwave``, ``sst_mw`` (time, lat, lon) float32, degC: the truth seen through a
+          50 km (FWHM) Gaussian footprint plus 0.4 degC noise correlated at that scale, NaN on land
+          and within 75 km of it, in the diamond-shaped gaps between the day's ascending and
+          descending swaths (AMSR2's orbit: 1450 km wide, a 16-day repeat; in the default box 18 %
+          of the ocean on average, 0-26 % on a given day) and in rain (10 % of the cloudy ocean
+          pixels). It has no ``standard_name``: the field to fill is still found as ``sst``.
 
     Raises
     ------
@@ -145,10 +259,12 @@ def synthetic_sst(
         raise InputError(f"start {start!r}: not a date ({exc})") from None
 
     # truth and observation (float32), the cloud masks (bool, then int8), and the complex spectra
-    # of the day loop (a few complex128 grids): refused now rather than after hours of work
-    check_memory(n_time * ny * nx * 10 + ny * nx * 16 * 12, f"synthetic_sst shape ({n_time}, {ny}, {nx})",
-                 "ask for fewer days or a smaller grid")
-    land_ss, ocean_ss, cloud_ss = np.random.SeedSequence(seed).spawn(3)
+    # of the day loop (a few complex128 grids); with microwave, sst_mw (float32) and its day loop's
+    # float64 grids: refused now rather than after hours of work
+    check_memory(n_time * ny * nx * (14 if microwave else 10) + ny * nx * 16 * 12,
+                 f"synthetic_sst shape ({n_time}, {ny}, {nx})", "ask for fewer days or a smaller grid")
+    # spawn(4)'s first three children are spawn(3)'s: the microwave stream leaves the others as they were
+    land_ss, ocean_ss, cloud_ss, mw_ss = np.random.SeedSequence(seed).spawn(4)
     dlat, dlon = (lat1 - lat0) / ny, (lon1 - lon0) / nx
     lat = lat0 + dlat * (np.arange(ny) + 0.5)
     lon = lon0 + dlon * (np.arange(nx) + 0.5)
@@ -256,24 +372,40 @@ def synthetic_sst(
     }
     dims = ("time", "lat", "lon")
     sst_attrs = {"standard_name": "sea_surface_temperature", "units": "degree_Celsius"}
+    variables = {
+        # the long_name says what the field is, not where it is missing: a filled copy keeps it, and
+        # "observed sea surface temperature" then named a field that is mostly the method's estimate
+        "sst": (dims, observed, {**sst_attrs, "long_name": "sea surface temperature"}),
+        "sst_true": (dims, truth, {**sst_attrs, "long_name": "true cloud-free sea surface temperature"}),
+        "cloud": (dims, clouds.astype(np.int8), {"long_name": "cloud mask", "flag_values": np.int8([0, 1]),
+                                                 "flag_meanings": "clear cloud"}),
+        "land": (("lat", "lon"), land_mask.astype(np.int8), {"long_name": "land mask",
+                                                             "flag_values": np.int8([0, 1]),
+                                                             "flag_meanings": "ocean land"}),
+    }
+    summary = ("sst: the observation, NaN under cloud and on land; sst_true: the cloud-free truth; "
+               "cloud, land: the masks")
+    if microwave:
+        # no standard_name: find_variable takes a sea_surface_temperature first, and a third one would make
+        # it a choice among names rather than the field's role
+        variables["sst_mw"] = (dims, _microwave(mw_ss, truth, land_mask, clouds, lat, lon, dy_km, dx_km), {
+            "long_name": "passive microwave sea surface temperature (synthetic)",
+            "units": "degree_Celsius",
+            "comment": f"sst_true seen through a Gaussian footprint of {MW_FOOTPRINT_KM:g} km (FWHM; over the "
+                       f"ocean only), plus Gaussian noise of {MW_NOISE:g} degC correlated at that scale; missing "
+                       f"on land and within {MW_COAST_KM:g} km of it, in the diamond-shaped gaps between the "
+                       f"day's ascending and descending swaths ({MW_SWATH_KM:g} km wide, "
+                       f"{MW_ORBITS_PER_DAY:g} orbits a day, a 16-day repeat) and in rain "
+                       f"({MW_RAIN_FRACTION:.0%} of the cloudy ocean pixels)",
+        })
+        summary += ("; sst_mw: a passive-microwave SST (coarse, noisier, missing near land, between swaths "
+                    "and in rain)")
     ds = xr.Dataset(
-        {
-            # the long_name says what the field is, not where it is missing: a filled copy keeps it, and
-            # "observed sea surface temperature" then named a field that is mostly the method's estimate
-            "sst": (dims, observed, {**sst_attrs, "long_name": "sea surface temperature"}),
-            "sst_true": (dims, truth, {**sst_attrs,
-                                       "long_name": "true cloud-free sea surface temperature"}),
-            "cloud": (dims, clouds.astype(np.int8), {"long_name": "cloud mask", "flag_values": np.int8([0, 1]),
-                                                     "flag_meanings": "clear cloud"}),
-            "land": (("lat", "lon"), land_mask.astype(np.int8), {"long_name": "land mask",
-                                                                 "flag_values": np.int8([0, 1]),
-                                                                 "flag_meanings": "ocean land"}),
-        },
+        variables,
         coords=coords,
         attrs={
             "title": "Synthetic gappy sea surface temperature",
-            "summary": "sst: the observation, NaN under cloud and on land; sst_true: the cloud-free truth; "
-                       "cloud, land: the masks",
+            "summary": summary,
             "source": "oceandl synthetic",
             "seed": int(seed),
             "cloud_cover": float(cloud_cover),
