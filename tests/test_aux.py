@@ -7,14 +7,13 @@ misuse is one line naming the variable, and a resumed run stays bit-identical.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
 from fakes import assert_cli_error
-from test_interp_resume import _interrupt, _same_weights
+from test_interp_resume import _same_weights
 from test_neural_interp import TINY
 
 from oceandl.cli.main import cli
