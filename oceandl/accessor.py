@@ -65,15 +65,24 @@ class OceanDLDatasetAccessor:
         ``quality_level`` is below it are gaps (4: the acceptable and best retrievals).
         ``fit_on`` may be a Dataset too: its variable ``var`` (found as in this one, with the same
         ``min_quality``) is the field fitted, as ``oceandl interpolate --fit-on`` reads its file.
+        ``aux`` may name variables of this Dataset (a name or a list of names), as ``--aux`` does.
 
         Raises
         ------
         InputError
             ``var`` absent (close names suggested), or no field found / several without ``var``;
-            ``min_quality`` without a ``quality_level`` variable on the field's dims.
+            ``min_quality`` without a ``quality_level`` variable on the field's dims; an ``aux``
+            name absent.
         """
         if isinstance(kwargs.get("fit_on"), xr.Dataset):
             kwargs["fit_on"] = kwargs["fit_on"].oceandl._field(var, min_quality)
+        aux = kwargs.get("aux")
+        names = [aux] if isinstance(aux, str) else aux
+        if isinstance(names, (list, tuple)) and names and all(isinstance(a, str) for a in names):
+            from oceandl.io import find_variable
+
+            # as --aux reads them: each found by name (close names suggested), the field's quality mask not applied
+            kwargs["aux"] = [self._obj[find_variable(self._obj, a, label="Dataset")] for a in names]
         return self._field(var, min_quality).oceandl.interpolate(method, **kwargs)
 
     def eof(self, n_modes: int = 10, *, var: str | None = None, **kwargs):

@@ -12,6 +12,10 @@ cube with the climatology, eof and DINEOF fitted on the days before (``transform
 A method entry may carry a label, ``NAME:LABEL``, to run one method twice with other options:
 ``methods=climatology:mean,climatology,dineof method_options=climatology:mean.harmonics=0``
 scores the time mean and the seasonal climatology side by side (rows ``climatology:mean@<cover>``).
+
+A method option ``aux=NAME`` (names joined by ``+``) gives the method the cube's auxiliary
+variables: ``sst_mw``, the synthetic passive-microwave SST (made only when asked for):
+``methods=unet,unet:mw method_options=unet:mw.aux=sst_mw`` scores the U-Net with and without it.
 """
 from __future__ import annotations
 
@@ -112,6 +116,15 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         # the fit needs a few days, and a transfer of every day but one is no fit on another period
         raise InputError(f"transfer_days={cfg.transfer_days}: between 2 and n_time - 3 ({n_time - 3}) days")
     opts = parse_method_options(cfg.method_options, cfg.methods)
+    # auxiliary variables of the cube, by name (the method takes them as DataArrays, read below)
+    aux_of = {m: str(opts[m].pop("aux")).split("+") for m in cfg.methods if "aux" in opts[m]}
+    for m, names in aux_of.items():
+        if not get_method(method_name(m)).takes_aux:
+            raise InputError(f"method_options {m}.aux: method {method_name(m)!r} takes no auxiliary variables")
+        unknown = [n for n in names if n != "sst_mw"]
+        if unknown:
+            raise InputError(f"method_options {m}.aux={'+'.join(names)}: the synthetic cube's auxiliary variable "
+                             f"is sst_mw, not {unknown[0]!r}")
     if cfg.fast:
         for m in cfg.methods:
             if method_name(m) in ("convae", "unet", "resae", "smp_unet"):
@@ -122,7 +135,8 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
              f"{cfg.withhold:.0%} of the valid pixels withheld by cloud-mask transfer (seed {cfg.seed})")
     results: dict[str, dict] = {}
     for cover in cfg.cloud_covers:
-        ds = synthetic_sst(n_time=n_time, ny=size, nx=size, cloud_cover=cover, seed=cfg.seed)
+        ds = synthetic_sst(n_time=n_time, ny=size, nx=size, cloud_cover=cover, seed=cfg.seed,
+                           microwave=bool(aux_of))
         da = open_field(ds, "sst")
         if cover == cfg.cloud_covers[0]:
             # results.md gave the errors without their unit (the data set says it: degree_Celsius)
@@ -138,16 +152,18 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         for method in cfg.methods:
             ctx.log(f"cloud cover {cover:.0%}: {method} {opts[method] or ''}")
             t0 = time.perf_counter()
+            aux = [open_field(ds, n) for n in aux_of[method]] if method in aux_of else None
             out = interpolate(da, method_name(method), withheld=withheld, return_dataset=True, seed=cfg.seed, device=ctx.device,
-                              progress=ctx.progress, **opts[method])
+                              progress=ctx.progress, aux=aux, **opts[method])
             seconds = time.perf_counter() - t0
             filled = out["sst"].values
             scores = _scores(out, da.values, truth, withheld, gaps)
             row = {"method": method, "cloud_cover": cover, "observed_cover": float(1 - valid.sum() / np.isfinite(truth).sum()),
                    **scores, "seconds": round(seconds, 2), "device": ctx.device, "options": opts[method],
+                   **({"aux": "+".join(aux_of[method])} if method in aux_of else {}),
                    **_fit_attrs(out, ("n_modes", "cv_rmse", "harmonics"))}
             results[f"{method}@{cover:g}"] = row
-            if cfg.transfer_days and get_method(method_name(method)).can_transform:
+            if cfg.transfer_days and get_method(method_name(method)).can_transform and method not in aux_of:
                 results[f"{method}>transfer@{cover:g}"] = _transfer_row(
                     da, truth, withheld, filled, method, opts[method], cover, cfg, ctx)
             panels[method] = filled[day]

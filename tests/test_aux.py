@@ -243,3 +243,18 @@ def test_cli_aux_round_trip_and_refusals(aux_file, tmp_path):
                     "-o", str(tmp_path / "fit")])
     assert_cli_error(res, 2, "--aux: method 'dineof' takes no auxiliary variables")
     assert not (tmp_path / "fit").exists()
+
+
+def test_dataset_accessor_takes_aux_by_name():
+    """``ds.oceandl.interpolate(var=, aux="name")`` reads the covariate from the Dataset, as ``--aux``
+    reads it from the file: the same fill as passing the DataArray; a wrong name suggests close ones."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    ds = synthetic_sst(n_time=12, ny=16, nx=16, seed=0, microwave=True)
+    opts = {"steps": 2, "patch": 16, "model_options": TINY["unet"], "device": "cpu"}
+    by_name = ds.oceandl.interpolate("unet", var="sst", aux=["sst_mw"], **opts)
+    given = ds["sst"].oceandl.interpolate("unet", aux=ds["sst_mw"], **opts)
+    assert by_name.attrs["aux_variables"] == "sst_mw"
+    np.testing.assert_array_equal(by_name.values, given.values)
+    with pytest.raises(InputError, match="'sst_mv' not found; did you mean 'sst_mw'"):
+        ds.oceandl.interpolate("unet", var="sst", aux="sst_mv", **opts)

@@ -359,3 +359,22 @@ def test_transfer_days_out_of_range_are_refused(tmp_path, value):
         run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides={**TINY, "transfer_days": value}, device="cpu",
                      progress=False, log=lambda s: None)
     assert not list(tmp_path.iterdir())
+
+
+def test_aux_rows_score_a_method_with_the_microwave_covariate(tmp_path):
+    """``method_options=unet:mw.aux=sst_mw`` gives that row the cube's synthetic microwave SST: the
+    same withheld pixels are scored, the row records its covariate, and the fill differs from the
+    U-Net's without it; a method without covariates or another name is refused before any run."""
+    overrides = {"fast": True, "n_time": 16, "size": 24, "cloud_covers": (0.6,), "methods": ("unet", "unet:mw"),
+                 "method_options": ("unet:mw.aux=sst_mw",)}
+    folder, res = run_pipeline(get_pipeline("sst"), tmp_path / "run", overrides=overrides, device="cpu",
+                               progress=False, log=lambda s: None)
+    plain, mw = res["unet@0.6"], res["unet:mw@0.6"]
+    assert mw["aux"] == "sst_mw" and "aux" not in plain and mw["options"] == plain["options"]
+    assert mw["val_n"] == plain["val_n"] > 0 and mw["val_rmse"] != plain["val_rmse"]
+    for bad, word in ((("climatology:mw", "climatology:mw.aux=sst_mw"), "takes no auxiliary variables"),
+                      (("unet:mw", "unet:mw.aux=wind"), "is sst_mw, not 'wind'")):
+        with pytest.raises(InputError, match=word):
+            run_pipeline(get_pipeline("sst"), tmp_path / "bad", overrides={**overrides, "methods": (bad[0],),
+                         "method_options": (bad[1],)}, device="cpu", progress=False, log=lambda s: None)
+        assert not (tmp_path / "bad").exists()
