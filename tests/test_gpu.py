@@ -89,6 +89,23 @@ def test_neural_interpolation_cuda_cuts_patches_on_the_device(exact_fp32):
     assert np.nanmax(np.abs(a - b)) < 1e-2
 
 
+def test_neural_interpolation_with_aux_on_cuda_matches_cpu(exact_fp32):
+    """A covariate (its own gaps included) goes to the device with the cube: training losses and the
+    fill match the CPU's to float tolerance, as without covariates."""
+    gappy, truth = lowrank_cube(16, 32, 32, rank=3, seed=1, dates=True, dtype=np.float32)
+    rng = np.random.default_rng(2)
+    cov = (truth + 0.2 * rng.standard_normal(truth.shape)).where(rng.random(truth.shape) > 0.2).rename("cov")
+    opts = {"steps": 3, "batch_size": 4, "patch": 16, "tile": 16, "overlap": 4, "infer_batch": 4,
+            "precision": "fp32", "model_options": {"width": 8, "depth": 2}}
+    cpu = get_method("unet")(seed=0, device="cpu", **opts).fit(gappy, aux=cov)
+    gpu = get_method("unet")(seed=0, device="cuda", **opts).fit(gappy, aux=cov)
+    src = gpu._sources()
+    assert src[5].device.type == "cuda" and src[6].dtype == torch.bool  # the covariate moved with the cube
+    np.testing.assert_allclose(gpu.loss_history_, cpu.loss_history_, rtol=1e-3)
+    a, b = cpu.reconstruct()["sst"].values, gpu.reconstruct()["sst"].values
+    assert np.nanmax(np.abs(a - b)) < 1e-2
+
+
 def test_perf_fast_on_cuda(tmp_path):
     from oceandl.pipelines import get_pipeline, run_pipeline
 
