@@ -576,6 +576,14 @@ class NeuralInterpolator(Interpolator):
                     raise InputError(f"method {self.name!r}: aux {name!r} is in {units!r}, {what} {start} was "
                                      f"trained with it in {st['units']!r} (convert it first)")
                 mean = self._clean(np.asarray(theirs_means[name])[None])[0].astype(np.float32)
+                # as the field's statistics are checked (_stats_mismatch): a covariate in kelvin without
+                # units (or said wrongly) went in some 240 training scales off, and the fill with it
+                seen = np.isfinite(values)
+                shift = float(np.mean(values[seen] - mean[np.nonzero(seen)[1:]], dtype=np.float64))
+                if abs(shift) > _SHIFT_LIMIT * st["scale"]:
+                    raise InputError(f"method {self.name!r}: aux {name!r}: values {abs(shift) / st['scale']:.0f} "
+                                     f"training scales away from those {what} {start} was trained with (mean "
+                                     f"difference {shift:+.4g} per pixel: other units?)")
             else:
                 seen = np.isfinite(values)
                 count = seen.sum(axis=0)
@@ -1374,7 +1382,8 @@ def read_training_stats(path) -> dict[str, Any] | None:
     from oceandl.training.checkpoint import CONFIG, _check_folder, read_config
 
     folder = _check_folder(path)
-    meta = (read_config(folder).get("interpolator") or {}).get("normalisation")
+    interp = read_config(folder).get("interpolator") or {}
+    meta = interp.get("normalisation")
     if meta is None and not (folder / STATS).exists():
         return None
     where = f"{folder / CONFIG}: interpolator.normalisation"
@@ -1402,6 +1411,13 @@ def read_training_stats(path) -> dict[str, Any] | None:
     for k, v in aux.items():
         if v.shape != mean.shape or not np.isfinite(v).all():
             raise CheckpointError(f"{folder / STATS}: '{AUX_MEAN}{k}' must be finite, of the mean's shape {mean.shape}")
+    # a covariate without its mean was normalised by the input's own statistics instead, silently (a
+    # single day: by its own spatial mean and spread, not what the network was trained on)
+    names = [st.get("name") for st in interp.get("aux") or [] if isinstance(st, dict)]
+    for name in names:
+        if isinstance(name, str) and name not in aux:
+            raise CheckpointError(f"{folder / STATS}: no '{AUX_MEAN}{name}' tensor for auxiliary variable {name!r} "
+                                  f"of {CONFIG} interpolator.aux (the checkpoint is damaged or edited)")
     return {"mean": mean.astype(np.float64), "global_mean": float(meta["global_mean"]), "scale": float(meta["scale"]),
             "units": meta.get("units"), "coords": coords, "aux_mean": aux}
 
