@@ -747,7 +747,9 @@ class NeuralInterpolator(Interpolator):
         self._state_folder, self._state_written = self._training_folder(), False
         if self._state_folder is not None:
             # what the run was trained on: a resume on another file (or other withheld pixels) is refused
-            self._data_sha256 = _data_digest(x, obs, [a for _, a in sorted(zip(self.aux_names_, self.aux_))])
+            # the covariates in the clean orientation too, as x: by the file's order a run started in Python on
+            # a file with latitudes descending was refused on --resume by the CLI (which sorts the grid)
+            self._data_sha256 = _data_digest(x, obs, [self._clean(a) for _, a in sorted(zip(self.aux_names_, self.aux_))])
         # checkpoint: its network fills as it is; init: its network is trained on (fine-tuning)
         start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
         if o["resume"] is not None:
@@ -1525,7 +1527,7 @@ def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tu
 
 def _data_digest(x: np.ndarray, obs: np.ndarray, aux: list[np.ndarray] = ()) -> str:
     """SHA-256 of a training input (normalised values and observation mask, and the auxiliary
-    variables' values, NaN included), in blocks of days."""
+    variables' values and masks, in the clean orientation), in blocks of days."""
     import hashlib
 
     digest = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
@@ -1534,7 +1536,10 @@ def _data_digest(x: np.ndarray, obs: np.ndarray, aux: list[np.ndarray] = ()) -> 
         digest.update(np.packbits(obs[k:k + 64]).tobytes())
     for a in aux:  # none: the digest of a run without them, as before
         for k in range(0, a.shape[0], 64):
-            digest.update(np.ascontiguousarray(a[k:k + 64]).tobytes())
+            # values 0 where missing and the mask, as the field's: NaN bit patterns differ between readers
+            seen = np.isfinite(a[k:k + 64])
+            digest.update(np.where(seen, a[k:k + 64], np.float32(0)).tobytes())
+            digest.update(np.packbits(seen).tobytes())
     return digest.hexdigest()
 
 
