@@ -108,15 +108,11 @@ def _has_variable(path, name) -> bool:
 
 
 def checkpoint_aux(path) -> list[str]:
-    """The auxiliary variables interpolation checkpoint ``path`` was trained with (its
-    ``interpolator.aux`` names, in channel order; [] when none or unreadable: loading it says why)."""
-    from oceandl.training.checkpoint import read_config
+    """The auxiliary variables interpolation checkpoint ``path`` was trained with
+    (:func:`oceandl.interp.neural.checkpoint_aux`)."""
+    from oceandl.interp.neural import checkpoint_aux as names
 
-    try:
-        aux = (read_config(path).get("interpolator") or {}).get("aux") or []
-        return [str(st["name"]) for st in aux]
-    except Exception:  # noqa: BLE001 - a bad checkpoint is refused, with its reason, where it is loaded
-        return []
+    return names(path)
 
 
 def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> list[str]:

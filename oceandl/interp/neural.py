@@ -1363,6 +1363,18 @@ class NeuralInterpolator(Interpolator):
         return training
 
 
+def checkpoint_aux(path) -> list[str]:
+    """The auxiliary variables interpolation checkpoint ``path`` was trained with (its
+    ``interpolator.aux`` names, in channel order; [] when none or unreadable: loading it says why)."""
+    from oceandl.training.checkpoint import read_config
+
+    try:
+        aux = (read_config(path).get("interpolator") or {}).get("aux") or []
+        return [str(st["name"]) for st in aux]
+    except Exception:  # noqa: BLE001 - a bad checkpoint is refused, with its reason, where it is loaded
+        return []
+
+
 def read_training_stats(path) -> dict[str, Any] | None:
     """The normalisation statistics stored in interpolation checkpoint ``path``, or None if it has none.
 
