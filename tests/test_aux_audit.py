@@ -169,3 +169,18 @@ def test_the_benchmark_refuses_a_covariate_given_twice_before_any_run(tmp_path):
                      log=said.append)
     assert not any("cloud cover" in s for s in said), said
     assert not (tmp_path / "run").exists()
+
+
+def test_a_name_among_the_covariates_is_read_or_said_to_be_a_name(scene):
+    """ds.oceandl.interpolate(aux=["sst_mw", wind]) reads the name as it reads a list of names; a
+    name given to a DataArray's fill is said to be one (it was "an auxiliary variable has no name")."""
+    da, aux, _ = scene
+    wind = (aux * 0 + np.random.default_rng(1).standard_normal(aux.shape)).rename("wind")
+    ds = xr.Dataset({"sst": da, "sst_mw": aux})
+    opts = {**OPTS, "steps": 1}
+    mixed = ds.oceandl.interpolate("unet", var="sst", aux=["sst_mw", wind], **opts)
+    given = interpolate(da, "unet", aux=[aux, wind], **opts)
+    assert mixed.attrs["aux_variables"] == "sst_mw wind"
+    np.testing.assert_array_equal(mixed.values, given.values)
+    with pytest.raises(InputError, match=r"aux 'sst_mw' is a name, not a DataArray"):
+        interpolate(da, "unet", aux=["sst_mw", wind], **opts)

@@ -438,6 +438,10 @@ def _aux_items(aux, label: str) -> list[tuple[Any, Any]]:
     if isinstance(aux, dict):
         return list(aux.items())
     if isinstance(aux, (list, tuple)):
+        for a in aux:
+            if isinstance(a, str):  # was "an auxiliary variable has no name", for a name
+                raise InputError(f"{label}: aux {a!r} is a name, not a DataArray: pass the variable (ds[{a!r}]), or "
+                                 "name it to a Dataset's ds.oceandl.interpolate(aux=...)")
         return [(getattr(a, "name", None), a) for a in aux]
     raise InputError(f"{label}: aux must be a DataArray, a list or dict of DataArrays, or a Dataset; "
                      f"got {type(aux).__name__}")
