@@ -184,3 +184,11 @@ def test_a_name_among_the_covariates_is_read_or_said_to_be_a_name(scene):
     np.testing.assert_array_equal(mixed.values, given.values)
     with pytest.raises(InputError, match=r"aux 'sst_mw' is a name, not a DataArray"):
         interpolate(da, "unet", aux=["sst_mw", wind], **opts)
+
+
+def test_another_covariate_than_the_checkpoints_is_said_both_ways(scene, ck):
+    da, aux, _ = scene
+    other = aux.rename("sst_ir")
+    with pytest.raises(InputError, match=r"trained with auxiliary variables 'sst_mw'; give 'sst_mw' as aux \(--aux\) "
+                                         r"and drop 'sst_ir'"):
+        UNetInterpolator(device="cpu", checkpoint=str(ck)).fit(da, aux=other)

@@ -558,8 +558,10 @@ class NeuralInterpolator(Interpolator):
             extra = [k for k in given if k not in names]
             if missing or extra:
                 had = f"auxiliary variables {', '.join(map(repr, names))}" if names else "no auxiliary variable"
-                fix = (f"give {', '.join(map(repr, missing))} as aux (--aux)" if missing
-                       else f"drop {', '.join(map(repr, extra))}")
+                # both said: one covariate for another (--aux sst_true for sst_mw) was told only to give the
+                # missing one, then on the next try to drop the other
+                fix = " and ".join(([f"give {', '.join(map(repr, missing))} as aux (--aux)"] if missing else [])
+                                   + ([f"drop {', '.join(map(repr, extra))}"] if extra else []))
                 raise InputError(f"method {self.name!r}: {what} {start} was trained with {had}; {fix}")
         else:
             names = list(given)
