@@ -78,11 +78,13 @@ class OceanDLDatasetAccessor:
             kwargs["fit_on"] = kwargs["fit_on"].oceandl._field(var, min_quality)
         aux = kwargs.get("aux")
         names = [aux] if isinstance(aux, str) else aux
-        if isinstance(names, (list, tuple)) and names and all(isinstance(a, str) for a in names):
+        if isinstance(names, (list, tuple)) and any(isinstance(a, str) for a in names):
             from oceandl.io import find_variable
 
-            # as --aux reads them: each found by name (close names suggested), the field's quality mask not applied
-            kwargs["aux"] = [self._obj[find_variable(self._obj, a, label="Dataset")] for a in names]
+            # as --aux reads them: each found by name (close names suggested), the field's quality mask not
+            # applied; names beside DataArrays too (a name among them was "an auxiliary variable has no name")
+            kwargs["aux"] = [self._obj[find_variable(self._obj, a, label="Dataset")] if isinstance(a, str) else a
+                             for a in names]
         return self._field(var, min_quality).oceandl.interpolate(method, **kwargs)
 
     def eof(self, n_modes: int = 10, *, var: str | None = None, **kwargs):

@@ -336,6 +336,9 @@ def _netcdf(path: Path) -> dict[str, Any]:
                     "oceandl_version", "oceandl_software"):
             if key in where:
                 out[key.replace("_", " ")] = str(where[key])
+        # the covariates the network took (neither in options nor, with --model, on the command line)
+        if str(where.get("aux_variables", "")).strip():
+            out["auxiliary variables"] = ", ".join(str(where["aux_variables"]).split())
         scores = {k[4:]: where[k] for k in where if k.startswith("val_")}
         if scores:
             out["validation (withheld pixels)"] = ", ".join(f"{k} {_num(v)}" for k, v in scores.items())

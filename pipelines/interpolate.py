@@ -108,27 +108,25 @@ def _has_variable(path, name) -> bool:
 
 
 def checkpoint_aux(path) -> list[str]:
-    """The auxiliary variables interpolation checkpoint ``path`` was trained with (its
-    ``interpolator.aux`` names, in channel order; [] when none or unreadable: loading it says why)."""
-    from oceandl.training.checkpoint import read_config
+    """The auxiliary variables interpolation checkpoint ``path`` was trained with
+    (:func:`oceandl.interp.neural.checkpoint_aux`)."""
+    from oceandl.interp.neural import checkpoint_aux as names
 
-    try:
-        aux = (read_config(path).get("interpolator") or {}).get("aux") or []
-        return [str(st["name"]) for st in aux]
-    except Exception:  # noqa: BLE001 - a bad checkpoint is refused, with its reason, where it is loaded
-        return []
+    return names(path)
 
 
-def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> list[str]:
+def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> tuple[list[str], str | None]:
     """The auxiliary variables to read: ``aux`` as given, else those of the checkpoint the network
     is loaded from (``checkpoint`` or ``init`` in ``options``; logged); refused for a method that
-    takes none."""
+    takes none. Also that checkpoint when they are its own (None when given)."""
     aux = [str(a) for a in (aux or ())]
     start = options.get("checkpoint") or options.get("init")
+    taken = None
     if not aux and start is not None and cls.takes_aux:
         aux = checkpoint_aux(start)
         if aux:
             log(f"auxiliary variables of {start}: {', '.join(aux)} (--aux)")
+            taken = f"--model {start}" if options.get("checkpoint") else f"init checkpoint {start}"
     if aux and not cls.takes_aux:
         from oceandl.interp import METHODS
 
@@ -136,12 +134,13 @@ def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> list[st
         raise InputError(f"--aux: method {cls.name!r} takes no auxiliary variables (the ones that do: {takers})")
     if len(set(aux)) != len(aux):
         raise InputError(f"--aux: {', '.join(sorted({a for a in aux if aux.count(a) > 1}))} given twice")
-    return aux
+    return aux, taken
 
 
-def _read_aux(source, names: list[str], da, where: str) -> dict | None:
+def _read_aux(source, names: list[str], da, where: str, taken: str | None = None) -> dict | None:
     """The auxiliary variables ``names`` of ``source`` (a file or the demo Dataset), read as the
-    field is (:func:`~oceandl.io.open_field`: grid sorted, CF decoded), or None without names."""
+    field is (:func:`~oceandl.io.open_field`: grid sorted, CF decoded), or None without names.
+    ``taken``: the checkpoint option they come from (not given as --aux), said when one is missing."""
     from oceandl.io import open_field
 
     if not names:
@@ -150,7 +149,15 @@ def _read_aux(source, names: list[str], da, where: str) -> dict | None:
     for name in names:
         if name == da.name:
             raise InputError(f"--aux {name}: the variable being filled (--var); give other variables as aux")
-        out[name] = open_field(source, name, label=None if isinstance(source, (str, Path)) else where)
+        try:
+            out[name] = open_field(source, name, label=None if isinstance(source, (str, Path)) else where)
+        except InputError as exc:
+            if taken is None or type(exc) is not InputError:
+                raise
+            # "variable 'sst_mw' not found; did you mean 'sst'?" alone (with --quiet) did not say why it was
+            # looked for, in a command that never named it
+            raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
+                             "it as input: give a file that has it)") from None
     return out
 
 
@@ -202,7 +209,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     cls(seed=seed, device=device, **(options or {}))
     if not 0 <= withhold < 0.9:
         raise InputError(f"--withhold {withhold}: must be in [0, 0.9)")
-    aux = _resolve_aux(aux, cls, options or {}, log)
+    aux, taken = _resolve_aux(aux, cls, options or {}, log)
     if aux and fit_on is not None:
         raise InputError("--aux: not with --fit-on (the methods fitted on another file take no auxiliary variables)")
     if fit_on is not None:
@@ -234,7 +241,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     else:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
-    aux_das = _read_aux(ds if demo else input_path, aux, da, where)
+    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken)
     fit_da = None
     if saved_fit is not None:
         fit_da = saved_fit  # used as it is (no fitting)
@@ -393,7 +400,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         if neural:  # the resumable state goes to -o while it trains
             options["save_to"] = str(output)
     interp = cls(seed=seed, device=device, progress=progress, **options)  # options checked before reading
-    aux = _resolve_aux(aux, cls, options, log)
+    aux, taken = _resolve_aux(aux, cls, options, log)
     # --overwrite: the first state saved replaces the earlier checkpoint (as `train classifier`'s first epoch)
     interp._save_to_overwrite = overwrite
     if demo:
@@ -405,7 +412,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     else:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
-    aux_das = _read_aux(ds if demo else input_path, aux, da, where)
+    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken)
     t0 = time.perf_counter()
     with _naming(where):
         interp.fit(da, **({} if aux_das is None else {"aux": aux_das}))

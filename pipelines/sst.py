@@ -125,6 +125,9 @@ def run(cfg: SSTConfig, ctx: RunContext) -> dict:
         if unknown:
             raise InputError(f"method_options {m}.aux={'+'.join(names)}: the synthetic cube's auxiliary variable "
                              f"is sst_mw, not {unknown[0]!r}")
+        if len(set(names)) != len(names):  # refused by the method only once the methods before it had run
+            raise InputError(f"method_options {m}.aux={'+'.join(names)}: "
+                             f"{', '.join(sorted({n for n in names if names.count(n) > 1}))} given twice")
     if cfg.fast:
         for m in cfg.methods:
             if method_name(m) in ("convae", "unet", "resae", "smp_unet"):

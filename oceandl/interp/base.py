@@ -438,9 +438,36 @@ def _aux_items(aux, label: str) -> list[tuple[Any, Any]]:
     if isinstance(aux, dict):
         return list(aux.items())
     if isinstance(aux, (list, tuple)):
+        for a in aux:
+            if isinstance(a, str):  # was "an auxiliary variable has no name", for a name
+                raise InputError(f"{label}: aux {a!r} is a name, not a DataArray: pass the variable (ds[{a!r}]), or "
+                                 "name it to a Dataset's ds.oceandl.interpolate(aux=...)")
         return [(getattr(a, "name", None), a) for a in aux]
     raise InputError(f"{label}: aux must be a DataArray, a list or dict of DataArrays, or a Dataset; "
                      f"got {type(aux).__name__}")
+
+
+def _lon_like(a: xr.DataArray, da: xr.DataArray, dim) -> xr.DataArray:
+    """``a`` with its longitudes (dim ``dim``) written in ``da``'s convention (-180..180 or 0..360),
+    sorted, when it holds other values than ``da`` there: then matched by value, as the rest.
+
+    A covariate in 0..360 (ERA5 winds) for a field in -180..180 (GHRSST) was refused, with advice to
+    pass .values, which lines the columns up by position: across Greenwich, 180 degrees apart. The
+    CLI read both right (open_field puts every variable in one convention)."""
+    from oceandl.io import in_degrees
+    from oceandl.metrics.interpolation import match_axis
+
+    ia, ir = a.indexes.get(dim), da.indexes.get(dim)
+    if (ia is None or ir is None or len(ia) != len(ir) or len(ir) < 2 or not np.issubdtype(ia.dtype, np.number)
+            or not np.issubdtype(ir.dtype, np.number) or not in_degrees(a[dim].attrs)
+            or not in_degrees(da[dim].attrs) or match_axis(ia, ir) is not None):
+        return a
+    lon = np.asarray(ia, dtype=np.float64)
+    ref = np.asarray(ir, dtype=np.float64)
+    mine = np.mod(lon + 180.0, 360.0) - 180.0 if ref.min() < 0 else np.mod(lon, 360.0)
+    if np.array_equal(mine, lon):
+        return a  # the same convention: another grid, refused as such
+    return a.assign_coords({dim: (dim, mine, a[dim].attrs)}).sortby(dim)
 
 
 def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str],
@@ -504,6 +531,7 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str],
                                  f"{da.sizes[d]} (an auxiliary variable is given on the field's days and grid)")
         from oceandl.metrics.interpolation import _reorder_like
 
+        a = _lon_like(a, da, dims[2])
         a = _reorder_like(a, da, name=what, where=label, other="the field")
         if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
             raise InputError(f"{label}: {what}: values must be real numbers, got dtype {a.dtype}")

@@ -914,6 +914,16 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     from .neural import NeuralInterpolator
 
     kind = "climatology" if method == "climatology" else "neural" if issubclass(cls, NeuralInterpolator) else "fit"
+    start = (options.get("checkpoint") or options.get("init")) if kind == "neural" else None
+    if start is not None:
+        from .neural import checkpoint_aux
+
+        # each block failed, once read, asking for the covariates "as aux (--aux)", which the blocks never take
+        names = checkpoint_aux(start)
+        if names:
+            what = "checkpoint" if options.get("checkpoint") else "init"
+            raise InputError(f"{what} {start} takes auxiliary variables ({', '.join(names)}), which the "
+                             "block-by-block fill does not give; fill in memory (oceandl.interpolate with aux=)")
     core = {**_DEFAULT_CHUNKS[kind], **parse_chunks(chunks)}
     user_halo = parse_chunks(halo, "--halo")
     if max_in_flight is not None and max_in_flight < 1:

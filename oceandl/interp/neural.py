@@ -558,8 +558,10 @@ class NeuralInterpolator(Interpolator):
             extra = [k for k in given if k not in names]
             if missing or extra:
                 had = f"auxiliary variables {', '.join(map(repr, names))}" if names else "no auxiliary variable"
-                fix = (f"give {', '.join(map(repr, missing))} as aux (--aux)" if missing
-                       else f"drop {', '.join(map(repr, extra))}")
+                # both said: one covariate for another (--aux sst_true for sst_mw) was told only to give the
+                # missing one, then on the next try to drop the other
+                fix = " and ".join(([f"give {', '.join(map(repr, missing))} as aux (--aux)"] if missing else [])
+                                   + ([f"drop {', '.join(map(repr, extra))}"] if extra else []))
                 raise InputError(f"method {self.name!r}: {what} {start} was trained with {had}; {fix}")
         else:
             names = list(given)
@@ -576,6 +578,14 @@ class NeuralInterpolator(Interpolator):
                     raise InputError(f"method {self.name!r}: aux {name!r} is in {units!r}, {what} {start} was "
                                      f"trained with it in {st['units']!r} (convert it first)")
                 mean = self._clean(np.asarray(theirs_means[name])[None])[0].astype(np.float32)
+                # as the field's statistics are checked (_stats_mismatch): a covariate in kelvin without
+                # units (or said wrongly) went in some 240 training scales off, and the fill with it
+                seen = np.isfinite(values)
+                shift = float(np.mean(values[seen] - mean[np.nonzero(seen)[1:]], dtype=np.float64))
+                if abs(shift) > _SHIFT_LIMIT * st["scale"]:
+                    raise InputError(f"method {self.name!r}: aux {name!r}: values {abs(shift) / st['scale']:.0f} "
+                                     f"training scales away from those {what} {start} was trained with (mean "
+                                     f"difference {shift:+.4g} per pixel: other units?)")
             else:
                 seen = np.isfinite(values)
                 count = seen.sum(axis=0)
@@ -739,7 +749,9 @@ class NeuralInterpolator(Interpolator):
         self._state_folder, self._state_written = self._training_folder(), False
         if self._state_folder is not None:
             # what the run was trained on: a resume on another file (or other withheld pixels) is refused
-            self._data_sha256 = _data_digest(x, obs, [a for _, a in sorted(zip(self.aux_names_, self.aux_))])
+            # the covariates in the clean orientation too, as x: by the file's order a run started in Python on
+            # a file with latitudes descending was refused on --resume by the CLI (which sorts the grid)
+            self._data_sha256 = _data_digest(x, obs, [self._clean(a) for _, a in sorted(zip(self.aux_names_, self.aux_))])
         # checkpoint: its network fills as it is; init: its network is trained on (fine-tuning)
         start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
         if o["resume"] is not None:
@@ -1353,6 +1365,18 @@ class NeuralInterpolator(Interpolator):
         return training
 
 
+def checkpoint_aux(path) -> list[str]:
+    """The auxiliary variables interpolation checkpoint ``path`` was trained with (its
+    ``interpolator.aux`` names, in channel order; [] when none or unreadable: loading it says why)."""
+    from oceandl.training.checkpoint import read_config
+
+    try:
+        aux = (read_config(path).get("interpolator") or {}).get("aux") or []
+        return [str(st["name"]) for st in aux]
+    except Exception:  # noqa: BLE001 - a bad checkpoint is refused, with its reason, where it is loaded
+        return []
+
+
 def read_training_stats(path) -> dict[str, Any] | None:
     """The normalisation statistics stored in interpolation checkpoint ``path``, or None if it has none.
 
@@ -1374,7 +1398,8 @@ def read_training_stats(path) -> dict[str, Any] | None:
     from oceandl.training.checkpoint import CONFIG, _check_folder, read_config
 
     folder = _check_folder(path)
-    meta = (read_config(folder).get("interpolator") or {}).get("normalisation")
+    interp = read_config(folder).get("interpolator") or {}
+    meta = interp.get("normalisation")
     if meta is None and not (folder / STATS).exists():
         return None
     where = f"{folder / CONFIG}: interpolator.normalisation"
@@ -1402,6 +1427,13 @@ def read_training_stats(path) -> dict[str, Any] | None:
     for k, v in aux.items():
         if v.shape != mean.shape or not np.isfinite(v).all():
             raise CheckpointError(f"{folder / STATS}: '{AUX_MEAN}{k}' must be finite, of the mean's shape {mean.shape}")
+    # a covariate without its mean was normalised by the input's own statistics instead, silently (a
+    # single day: by its own spatial mean and spread, not what the network was trained on)
+    names = [st.get("name") for st in interp.get("aux") or [] if isinstance(st, dict)]
+    for name in names:
+        if isinstance(name, str) and name not in aux:
+            raise CheckpointError(f"{folder / STATS}: no '{AUX_MEAN}{name}' tensor for auxiliary variable {name!r} "
+                                  f"of {CONFIG} interpolator.aux (the checkpoint is damaged or edited)")
     return {"mean": mean.astype(np.float64), "global_mean": float(meta["global_mean"]), "scale": float(meta["scale"]),
             "units": meta.get("units"), "coords": coords, "aux_mean": aux}
 
@@ -1509,7 +1541,7 @@ def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tu
 
 def _data_digest(x: np.ndarray, obs: np.ndarray, aux: list[np.ndarray] = ()) -> str:
     """SHA-256 of a training input (normalised values and observation mask, and the auxiliary
-    variables' values, NaN included), in blocks of days."""
+    variables' values and masks, in the clean orientation), in blocks of days."""
     import hashlib
 
     digest = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
@@ -1518,7 +1550,10 @@ def _data_digest(x: np.ndarray, obs: np.ndarray, aux: list[np.ndarray] = ()) -> 
         digest.update(np.packbits(obs[k:k + 64]).tobytes())
     for a in aux:  # none: the digest of a run without them, as before
         for k in range(0, a.shape[0], 64):
-            digest.update(np.ascontiguousarray(a[k:k + 64]).tobytes())
+            # values 0 where missing and the mask, as the field's: NaN bit patterns differ between readers
+            seen = np.isfinite(a[k:k + 64])
+            digest.update(np.where(seen, a[k:k + 64], np.float32(0)).tobytes())
+            digest.update(np.packbits(seen).tobytes())
     return digest.hexdigest()
 
 
