@@ -193,3 +193,19 @@ def test_another_covariate_than_the_checkpoints_is_said_both_ways(scene, ck):
     with pytest.raises(InputError, match=r"trained with auxiliary variables 'sst_mw'; give 'sst_mw' as aux \(--aux\) "
                                          r"and drop 'sst_ir'"):
         UNetInterpolator(device="cpu", checkpoint=str(ck)).fit(da, aux=other)
+
+
+def test_a_covariate_constant_in_time_is_refused_not_taken_as_zeros(scene):
+    """Each covariate goes in minus its per-pixel temporal mean: a static field (the depth) broadcast
+    over the days was a channel of zeros, trained on and saved without a word."""
+    da, aux, _ = scene
+    rng = np.random.default_rng(0)
+    depth = xr.DataArray(np.broadcast_to(rng.uniform(100, 5000, (1,) + aux.shape[1:]), aux.shape).astype(np.float32),
+                         dims=aux.dims, coords=aux.coords, name="depth")
+    for static in (depth, depth.where(rng.random(depth.shape) > 0.3)):  # with gaps too
+        with pytest.raises(InputError, match="aux 'depth' does not change in time at any pixel"):
+            UNetInterpolator(seed=0, **OPTS).fit(da, aux=static)
+    # one pixel that changes is a covariate (it is scaled by that change)
+    moving = depth.copy(data=depth.values.copy())
+    moving.values[3, 5, 5] += 10.0
+    assert UNetInterpolator(seed=0, **{**OPTS, "steps": 1}).fit(da, aux=moving)._aux_stats[0]["scale"] > 0

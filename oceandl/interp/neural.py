@@ -595,8 +595,12 @@ class NeuralInterpolator(Interpolator):
                     mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), gmean).astype(np.float32)
                 anom = np.where(seen, values - mean, np.float32(0))
                 scale = float(np.sqrt(np.square(anom, dtype=np.float64).sum() / count.sum()))
-                if not scale > 0:  # constant at every pixel: no anomaly to scale
-                    scale = 1.0
+                if not scale > 0:
+                    # constant in time at every pixel (a depth, a distance to the coast broadcast over the days):
+                    # minus its per-pixel mean it was a channel of zeros, taken and saved without a word
+                    raise InputError(f"method {self.name!r}: aux {name!r} does not change in time at any pixel: "
+                                     "minus its per-pixel mean (as each covariate is normalised) it is 0 everywhere "
+                                     "and tells the network nothing; give covariates that vary from day to day")
                 st = {"name": name, "units": units, "scale": scale, "global_mean": gmean}
             self._aux_stats.append(st)
             self._aux_means.append(mean)
