@@ -209,3 +209,12 @@ def test_a_covariate_constant_in_time_is_refused_not_taken_as_zeros(scene):
     moving = depth.copy(data=depth.values.copy())
     moving.values[3, 5, 5] += 10.0
     assert UNetInterpolator(seed=0, **{**OPTS, "steps": 1}).fit(da, aux=moving)._aux_stats[0]["scale"] > 0
+
+
+def test_aux_as_a_method_option_points_at_the_way_to_give_it(ck):
+    with pytest.raises(InputError, match=r"unknown option 'aux' .*; auxiliary variables are given to fit\(da, aux="):
+        UNetInterpolator(aux="sst_mw")
+    res = CliRunner().invoke(cli, ["interpolate", str(ck.parent / "f.nc"), "--var", "sst", "--method", "unet",
+                                   "--set", "aux=sst_mw", "--quiet", "-o", str(ck.parent / "never.nc")])
+    assert_cli_error(res, 2, "unknown option 'aux'", "or --aux")
+    assert not (ck.parent / "never.nc").exists()
