@@ -55,9 +55,9 @@ def ck(scene, tmp_path_factory):
 
 
 def test_a_missing_aux_mean_tensor_is_a_checkpoint_error(scene, ck, tmp_path):
-    from safetensors.numpy import load_file, save_file
-
     import shutil
+
+    from safetensors.numpy import load_file, save_file
 
     da, aux, _ = scene
     shutil.copytree(ck, tmp_path / "ck")

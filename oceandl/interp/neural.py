@@ -755,7 +755,8 @@ class NeuralInterpolator(Interpolator):
             # what the run was trained on: a resume on another file (or other withheld pixels) is refused
             # the covariates in the clean orientation too, as x: by the file's order a run started in Python on
             # a file with latitudes descending was refused on --resume by the CLI (which sorts the grid)
-            self._data_sha256 = _data_digest(x, obs, [self._clean(a) for _, a in sorted(zip(self.aux_names_, self.aux_))])
+            aux = [self._clean(a) for _, a in sorted(zip(self.aux_names_, self.aux_))]
+            self._data_sha256 = _data_digest(x, obs, aux)
         # checkpoint: its network fills as it is; init: its network is trained on (fine-tuning)
         start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
         if o["resume"] is not None:
