@@ -15,7 +15,11 @@ did that the first tests (test_aux.py) did not, each failing before its fix.
   (--aux)", which --chunks refuses (interpolate_chunked in Python likewise, per block);
 - `interpolate --model` on a file without the checkpoint's covariate said only "variable
   'sst_mw' not found; did you mean 'sst'?" (with --quiet, nothing said why it was looked for);
-- the sst benchmark ran its first methods before refusing aux=sst_mw+sst_mw."""
+- the sst benchmark ran its first methods before refusing aux=sst_mw+sst_mw;
+- a name beside DataArrays in ds.oceandl.interpolate(aux=[...]) was "a variable with no name";
+- another covariate than the checkpoint's was told to give the missing one, then to drop the other;
+- a covariate constant in time at every pixel (the depth) went in as a channel of zeros;
+- --set aux=NAME (the benchmark's spelling) was "unknown option" without pointing at --aux."""
 from __future__ import annotations
 
 import json
