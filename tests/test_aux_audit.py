@@ -15,7 +15,11 @@ did that the first tests (test_aux.py) did not, each failing before its fix.
   (--aux)", which --chunks refuses (interpolate_chunked in Python likewise, per block);
 - `interpolate --model` on a file without the checkpoint's covariate said only "variable
   'sst_mw' not found; did you mean 'sst'?" (with --quiet, nothing said why it was looked for);
-- the sst benchmark ran its first methods before refusing aux=sst_mw+sst_mw."""
+- the sst benchmark ran its first methods before refusing aux=sst_mw+sst_mw;
+- a name beside DataArrays in ds.oceandl.interpolate(aux=[...]) was "a variable with no name";
+- another covariate than the checkpoint's was told to give the missing one, then to drop the other;
+- a covariate constant in time at every pixel (the depth) went in as a channel of zeros;
+- --set aux=NAME (the benchmark's spelling) was "unknown option" without pointing at --aux."""
 from __future__ import annotations
 
 import json
@@ -55,9 +59,9 @@ def ck(scene, tmp_path_factory):
 
 
 def test_a_missing_aux_mean_tensor_is_a_checkpoint_error(scene, ck, tmp_path):
-    from safetensors.numpy import load_file, save_file
-
     import shutil
+
+    from safetensors.numpy import load_file, save_file
 
     da, aux, _ = scene
     shutil.copytree(ck, tmp_path / "ck")
@@ -193,3 +197,28 @@ def test_another_covariate_than_the_checkpoints_is_said_both_ways(scene, ck):
     with pytest.raises(InputError, match=r"trained with auxiliary variables 'sst_mw'; give 'sst_mw' as aux \(--aux\) "
                                          r"and drop 'sst_ir'"):
         UNetInterpolator(device="cpu", checkpoint=str(ck)).fit(da, aux=other)
+
+
+def test_a_covariate_constant_in_time_is_refused_not_taken_as_zeros(scene):
+    """Each covariate goes in minus its per-pixel temporal mean: a static field (the depth) broadcast
+    over the days was a channel of zeros, trained on and saved without a word."""
+    da, aux, _ = scene
+    rng = np.random.default_rng(0)
+    depth = xr.DataArray(np.broadcast_to(rng.uniform(100, 5000, (1,) + aux.shape[1:]), aux.shape).astype(np.float32),
+                         dims=aux.dims, coords=aux.coords, name="depth")
+    for static in (depth, depth.where(rng.random(depth.shape) > 0.3)):  # with gaps too
+        with pytest.raises(InputError, match="aux 'depth' does not change in time at any pixel"):
+            UNetInterpolator(seed=0, **OPTS).fit(da, aux=static)
+    # one pixel that changes is a covariate (it is scaled by that change)
+    moving = depth.copy(data=depth.values.copy())
+    moving.values[3, 5, 5] += 10.0
+    assert UNetInterpolator(seed=0, **{**OPTS, "steps": 1}).fit(da, aux=moving)._aux_stats[0]["scale"] > 0
+
+
+def test_aux_as_a_method_option_points_at_the_way_to_give_it(ck):
+    with pytest.raises(InputError, match=r"unknown option 'aux' .*; auxiliary variables are given to fit\(da, aux="):
+        UNetInterpolator(aux="sst_mw")
+    res = CliRunner().invoke(cli, ["interpolate", str(ck.parent / "f.nc"), "--var", "sst", "--method", "unet",
+                                   "--set", "aux=sst_mw", "--quiet", "-o", str(ck.parent / "never.nc")])
+    assert_cli_error(res, 2, "unknown option 'aux'", "or --aux")
+    assert not (ck.parent / "never.nc").exists()

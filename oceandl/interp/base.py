@@ -590,7 +590,10 @@ class Interpolator:
         unknown = sorted(set(options) - set(self.option_defaults))
         if unknown:
             valid = ", ".join(sorted(self.option_defaults)) or "none"
-            raise InputError(f"method {self.name!r}: unknown option {unknown[0]!r} (valid options: {valid})")
+            # the sst benchmark's method option aux=NAME, tried as --set aux=NAME, did not point at --aux
+            hint = ("; auxiliary variables are given to fit(da, aux=...), interpolate(..., aux=) or --aux"
+                    if "aux" in unknown else "")
+            raise InputError(f"method {self.name!r}: unknown option {unknown[0]!r} (valid options: {valid}){hint}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise InputError(f"method {self.name!r}: seed must be an integer, got {seed!r}")
         self.seed = int(seed)

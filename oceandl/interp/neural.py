@@ -595,8 +595,12 @@ class NeuralInterpolator(Interpolator):
                     mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), gmean).astype(np.float32)
                 anom = np.where(seen, values - mean, np.float32(0))
                 scale = float(np.sqrt(np.square(anom, dtype=np.float64).sum() / count.sum()))
-                if not scale > 0:  # constant at every pixel: no anomaly to scale
-                    scale = 1.0
+                if not scale > 0:
+                    # constant in time at every pixel (a depth, a distance to the coast broadcast over the days):
+                    # minus its per-pixel mean it was a channel of zeros, taken and saved without a word
+                    raise InputError(f"method {self.name!r}: aux {name!r} does not change in time at any pixel: "
+                                     "minus its per-pixel mean (as each covariate is normalised) it is 0 everywhere "
+                                     "and tells the network nothing; give covariates that vary from day to day")
                 st = {"name": name, "units": units, "scale": scale, "global_mean": gmean}
             self._aux_stats.append(st)
             self._aux_means.append(mean)
@@ -751,7 +755,8 @@ class NeuralInterpolator(Interpolator):
             # what the run was trained on: a resume on another file (or other withheld pixels) is refused
             # the covariates in the clean orientation too, as x: by the file's order a run started in Python on
             # a file with latitudes descending was refused on --resume by the CLI (which sorts the grid)
-            self._data_sha256 = _data_digest(x, obs, [self._clean(a) for _, a in sorted(zip(self.aux_names_, self.aux_))])
+            aux = [self._clean(a) for _, a in sorted(zip(self.aux_names_, self.aux_))]
+            self._data_sha256 = _data_digest(x, obs, aux)
         # checkpoint: its network fills as it is; init: its network is trained on (fine-tuning)
         start, what = (o["checkpoint"], "checkpoint") if o["init"] is None else (o["init"], "init checkpoint")
         if o["resume"] is not None:
