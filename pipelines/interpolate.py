@@ -117,16 +117,18 @@ def checkpoint_aux(path) -> list[str]:
 
 def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> tuple[list[str], str | None]:
     """The auxiliary variables to read: ``aux`` as given, else those of the checkpoint the network
-    is loaded from (``checkpoint`` or ``init`` in ``options``; logged); refused for a method that
+    is loaded from (``checkpoint``, ``init`` or ``resume`` in ``options``; logged); refused for a method that
     takes none. Also that checkpoint when they are its own (None when given)."""
     aux = [str(a) for a in (aux or ())]
-    start = options.get("checkpoint") or options.get("init")
+    # --resume too: "the same command plus --resume" is what a killed run is told to give
+    start = options.get("checkpoint") or options.get("init") or options.get("resume")
     taken = None
     if not aux and start is not None and cls.takes_aux:
         aux = checkpoint_aux(start)
         if aux:
             log(f"auxiliary variables of {start}: {', '.join(aux)} (--aux)")
-            taken = f"--model {start}" if options.get("checkpoint") else f"init checkpoint {start}"
+            taken = (f"--model {start}" if options.get("checkpoint") else f"init checkpoint {start}"
+                     if options.get("init") else f"the run in {start}")
     if aux and not cls.takes_aux:
         from oceandl.interp import METHODS
 

@@ -126,9 +126,14 @@ def test_checkpoint_keeps_the_covariates_and_takes_them_back_by_name(scene, tmp_
     with pytest.raises(InputError, match="drop 'extra'"):
         UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(
             da, aux=[aux, wind, wind.rename("extra")])
-    with pytest.raises(InputError, match=r"aux 'sst_mw' is in 'K', checkpoint .* in 'degC'"):
+    # in kelvin (GHRSST and AMSR2 files are) for a network trained in degC: converted, as the field is
+    kelvin = (aux.isel(day) + 273.15).assign_attrs(units="K")
+    k = UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(
+        da.isel(day), aux=[kelvin, wind.isel(day)]).reconstruct()["sst"]
+    np.testing.assert_allclose(k.values, a.values, atol=1e-3)
+    with pytest.raises(InputError, match=r"aux 'sst_mw' is in 'm s-1', checkpoint .* in 'degC'"):
         UNetInterpolator(device="cpu", checkpoint=str(tmp_path / "ck")).fit(
-            da.isel(day), aux=[aux.isel(day).assign_attrs(units="K") + 273.15, wind.isel(day)])
+            da.isel(day), aux=[aux.isel(day).assign_attrs(units="m s-1"), wind.isel(day)])
     # a network trained without covariates refuses them
     plain = UNetInterpolator(seed=0, device="cpu", **{**OPTS, "steps": 2}).fit(da)
     plain.save(tmp_path / "plain")
@@ -258,3 +263,22 @@ def test_dataset_accessor_takes_aux_by_name():
     np.testing.assert_array_equal(by_name.values, given.values)
     with pytest.raises(InputError, match="'sst_mv' not found; did you mean 'sst_mw'"):
         ds.oceandl.interpolate("unet", var="sst", aux="sst_mv", **opts)
+
+
+def test_cli_resume_takes_the_runs_covariates_back(aux_file, tmp_path, monkeypatch):
+    """A `train interpolator --aux` run killed after step 2, then the same command plus --resume
+    without --aux: the run's covariates are read again (and said), to the uninterrupted weights."""
+    from oceandl.interp.neural import NeuralInterpolator
+
+    run = CliRunner().invoke
+    small = ["train", "interpolator", str(aux_file), "--var", "sst", "--set", "steps=4", "--set", "patch=16",
+             "--set", "checkpoint_every=1", "--batch-size", "4", "--device", "cpu"]
+    assert run(cli, [*small, "--aux", "sst_mw", "--quiet", "-o", str(tmp_path / "whole")]).exit_code == 0
+    with monkeypatch.context() as mp:
+        mp.setattr(NeuralInterpolator, "_stop_after_step", 2)
+        res = run(cli, [*small, "--aux", "sst_mw", "--quiet", "-o", str(tmp_path / "cut")])
+    assert res.exit_code != 0
+    res = run(cli, [*small, "--resume", "-o", str(tmp_path / "cut")])
+    assert res.exit_code == 0, res.output
+    assert f"auxiliary variables of {tmp_path / 'cut'}: sst_mw" in res.output and "resumed at step 2" in res.output
+    assert _same_weights(tmp_path / "whole", tmp_path / "cut")

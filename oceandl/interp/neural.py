@@ -574,7 +574,10 @@ class NeuralInterpolator(Interpolator):
             if training is not None and name in theirs_means:
                 st = dict(saved[i])
                 a, b = _unit(st.get("units")), _unit(units)
-                if a is not None and b is not None and a != b:
+                offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((a, b))
+                if offset is not None:  # as the field is: a kelvin file (GHRSST, AMSR2) for a degC network
+                    values = values + np.float32(offset)
+                elif a is not None and b is not None and a != b:
                     raise InputError(f"method {self.name!r}: aux {name!r} is in {units!r}, {what} {start} was "
                                      f"trained with it in {st['units']!r} (convert it first)")
                 mean = self._clean(np.asarray(theirs_means[name])[None])[0].astype(np.float32)
