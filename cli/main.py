@@ -439,10 +439,11 @@ def _check_min_quality(demo: bool, min_quality) -> None:
         raise click.UsageError("--min-quality reads the quality_level of an INPUT file; --demo has none")
 
 
-_AUX_HELP = ("Auxiliary variable of the same file (repeat for several), on the field's days and grid: a covariate "
-             "the network takes as input beside the field (a passive-microwave SST that sees through clouds, the "
-             "wind); neural methods. With --model or --init: default, those it was trained with. --demo has "
-             "sst_mw.")
+_AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or FILE:VAR of another: a covariate the "
+             "network takes as input beside the field (a passive-microwave SST that sees through clouds, the wind); "
+             "neural methods. On another grid or at other times it is put on the field's (nearest day, linear "
+             "interpolation, a finer grid block-averaged first; said). With --model, --init or --resume: default, "
+             "those it was trained with. --demo has sst_mw.")
 
 
 @train.command("interpolator")

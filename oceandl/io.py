@@ -33,7 +33,7 @@ from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
-           "dangling_references"]
+           "dangling_references", "to_field_grid"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -1114,3 +1114,99 @@ def write_netcdf(
         except (OSError, RuntimeError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: cannot write netCDF ({one_line(exc)})") from exc
     return path
+
+
+def _step(values: np.ndarray) -> float:
+    """Median spacing of sorted 1-D coordinate values (0 for fewer than 2)."""
+    return float(np.median(np.diff(values))) if values.size > 1 else 0.0
+
+
+def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None = None) -> tuple[xr.DataArray, list[str]]:
+    """A covariate put on a field's days and grid, as an auxiliary variable is needed
+    (``oceandl interpolate --aux FILE:VAR`` does it for a covariate of another file or grid).
+
+    A microwave SST comes on a 0.25 degree grid at its own times, the infrared field on a finer
+    one: the covariate's days are matched to the field's (the nearest within half the field's
+    step; a field day without one is a missing day of the covariate), a finer grid is first
+    block-averaged to about the field's spacing (linear interpolation alone would alias it), and
+    the grid is then interpolated linearly to the field's latitudes and longitudes (a field pixel
+    next to a missing covariate value, or outside its box, is missing). Longitudes are taken in
+    the field's convention (-180..180 or 0..360).
+
+    Parameters
+    ----------
+    cov, field : xarray.DataArray (time, lat, lon)
+        As :func:`open_field` gives them (dims so named, latitudes and longitudes ascending).
+    label : str, optional
+        How messages name the covariate (default ``aux 'NAME'``).
+
+    Returns
+    -------
+    (xarray.DataArray, list of str)
+        The covariate on ``field``'s coordinates, and what was done to it (empty when it was on
+        them already, and then returned as it is).
+
+    Raises
+    ------
+    InputError
+        No dates to match other time steps by, none of its days near the field's, or no value
+        left on the field's grid (another region).
+    """
+    label = label or f"aux {cov.name!r}"
+    done: list[str] = []
+    for d in DIMS:
+        if d not in cov.dims or d not in field.dims:
+            raise InputError(f"{label}: needs dims {DIMS} (as open_field gives them), got {tuple(cov.dims)}")
+    tc, tf = cov["time"].values if "time" in cov.coords else None, field["time"].values if "time" in field.coords else None
+    same_days = tc is not None and tf is not None and tc.shape == tf.shape and bool(np.all(tc == tf))
+    if not same_days:
+        if tc is None or tf is None or not (np.issubdtype(tc.dtype, np.datetime64) and np.issubdtype(tf.dtype, np.datetime64)):
+            if cov.sizes["time"] == field.sizes["time"] and (tc is None or tf is None):
+                pass  # no dates on one side: the steps are taken position by position, as the field's own
+            else:
+                raise InputError(f"{label}: {cov.sizes['time']} time steps, not the field's {field.sizes['time']}, "
+                                 "and no dates on both to match them by")
+        else:
+            half = (np.median(np.diff(tf)) if tf.size > 1 else np.timedelta64(1, "D")) / 2
+            cov = cov.sortby("time")
+            cov = cov.isel(time=~pd.Index(cov["time"].values).duplicated())
+            cov = cov.reindex(time=tf, method="nearest", tolerance=half)
+            has = np.isfinite(np.asarray(cov.values)).any(axis=(1, 2))
+            if not has.any():
+                raise InputError(f"{label}: none of its time steps is within half a step of the field's "
+                                 f"({np.datetime_as_string(tf[0], unit='D')} to {np.datetime_as_string(tf[-1], unit='D')})")
+            done.append(f"times matched to the field's {tf.size} (nearest within half its step"
+                        + (f"; {int((~has).sum())} without one" if (~has).any() else "") + ")")
+    lat_f, lon_f = field["lat"].values, field["lon"].values
+    lat_c, lon_c = cov["lat"].values, cov["lon"].values
+    if in_degrees(cov["lon"].attrs) and in_degrees(field["lon"].attrs):
+        east = lon_f.max() > 180.0  # the field's convention
+        new = np.mod(lon_c, 360.0) if east else np.where(lon_c > 180.0, lon_c - 360.0, lon_c)
+        if not np.array_equal(new, lon_c):
+            cov = cov.assign_coords(lon=new).sortby("lon")
+            lon_c = cov["lon"].values
+
+    def same(a, b):
+        return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=1e-4))
+
+    if not (same(lat_c, lat_f) and same(lon_c, lon_f)):
+        shape = f"{lat_c.size} x {lon_c.size}"
+        factors = {}
+        for d, c, f in (("lat", lat_c, lat_f), ("lon", lon_c, lon_f)):
+            k = int(round(_step(f) / _step(c))) if _step(c) > 0 and _step(f) > 0 else 1
+            if k >= 2:
+                factors[d] = k
+        if factors:  # a finer grid block-averaged first: linear interpolation alone samples it
+            cov = cov.coarsen(factors, boundary="trim").mean()
+        cov = cov.interp(lat=lat_f, lon=lon_f, method="linear")
+        if not np.isfinite(np.asarray(cov.values)).any():
+            raise InputError(f"{label}: no value on the field's grid (latitudes {lat_f[0]:g} to {lat_f[-1]:g}, "
+                             f"longitudes {lon_f[0]:g} to {lon_f[-1]:g}): another region?")
+        done.append(f"its {shape} grid" + (f" block-averaged ({', '.join(f'{k} x {v}' for k, v in factors.items())}) and"
+                                           if factors else "")
+                    + f" interpolated (linear) to the field's {lat_f.size} x {lon_f.size}")
+    if not done:
+        return cov, done
+    cov = cov.assign_coords(time=field["time"], lat=field["lat"], lon=field["lon"]) if "time" in field.coords \
+        else cov.assign_coords(lat=field["lat"], lon=field["lon"])
+    return cov.transpose(*DIMS), done

@@ -139,20 +139,38 @@ def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> tuple[l
     return aux, taken
 
 
-def _read_aux(source, names: list[str], da, where: str, taken: str | None = None) -> dict | None:
-    """The auxiliary variables ``names`` of ``source`` (a file or the demo Dataset), read as the
-    field is (:func:`~oceandl.io.open_field`: grid sorted, CF decoded), or None without names.
-    ``taken``: the checkpoint option they come from (not given as --aux), said when one is missing."""
-    from oceandl.io import open_field
+def _aux_source(entry: str, source):
+    """``(source, variable)`` of an ``--aux`` entry: ``VAR`` (of ``source``, the field's file or the
+    demo Dataset) or ``FILE:VAR`` (of another file; split at the last colon, when FILE exists)."""
+    if ":" in entry:
+        path, var = entry.rsplit(":", 1)
+        if path and var and Path(path).is_file():
+            return Path(path), var
+        if path and var and not Path(path).exists() and ("/" in path or path.endswith((".nc", ".nc4"))):
+            raise InputError(f"--aux {entry}: no such file {path!r} (FILE:VAR reads VAR from FILE)")
+    return source, entry
+
+
+def _read_aux(source, names: list[str], da, where: str, taken: str | None = None,
+              log: Callable[[str], None] = print) -> dict | None:
+    """The auxiliary variables ``names`` (``VAR`` of ``source``, a file or the demo Dataset, or
+    ``FILE:VAR``), read as the field is (:func:`~oceandl.io.open_field`: grid sorted, CF decoded)
+    and, when their days or grid are not the field's, put on them
+    (:func:`~oceandl.io.to_field_grid`, logged); None without names. ``taken``: the checkpoint
+    option they come from (not given as --aux), said when one is missing."""
+    from oceandl.io import open_field, to_field_grid
 
     if not names:
         return None
     out = {}
-    for name in names:
-        if name == da.name:
+    for entry in names:
+        src, name = _aux_source(entry, source)
+        if name == da.name and src is source:
             raise InputError(f"--aux {name}: the variable being filled (--var); give other variables as aux")
+        if name in out:
+            raise InputError(f"--aux: {name} given twice")
         try:
-            out[name] = open_field(source, name, label=None if isinstance(source, (str, Path)) else where)
+            cov = open_field(src, name, label=None if isinstance(src, (str, Path)) else where)
         except InputError as exc:
             if taken is None or type(exc) is not InputError:
                 raise
@@ -160,6 +178,10 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
             # looked for, in a command that never named it
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
                              "it as input: give a file that has it)") from None
+        cov, done = to_field_grid(cov, da, label=f"--aux {entry}")
+        if done:  # another product's grid and times: said, as they change what the network is given
+            log(f"--aux {entry}: {'; '.join(done)}")
+        out[name] = cov
     return out
 
 
@@ -243,7 +265,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     else:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
-    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken)
+    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log)
     fit_da = None
     if saved_fit is not None:
         fit_da = saved_fit  # used as it is (no fitting)
@@ -414,7 +436,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     else:
         da = open_field(input_path, var, min_quality=min_quality)
     where = "--demo" if demo else str(input_path)
-    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken)
+    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log)
     t0 = time.perf_counter()
     with _naming(where):
         interp.fit(da, **({} if aux_das is None else {"aux": aux_das}))

@@ -528,7 +528,8 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str],
         for d in da.dims:
             if a.sizes[d] != da.sizes[d]:
                 raise InputError(f"{label}: {what} has {a.sizes[d]} points along {d!r}, the field "
-                                 f"{da.sizes[d]} (an auxiliary variable is given on the field's days and grid)")
+                                 f"{da.sizes[d]} (an auxiliary variable is given on the field's days and grid: "
+                                 "oceandl.io.to_field_grid(cov, field) puts it there)")
         from oceandl.metrics.interpolation import _reorder_like
 
         a = _lon_like(a, da, dims[2])
