@@ -440,8 +440,9 @@ def _check_min_quality(demo: bool, min_quality) -> None:
 
 
 _AUX_HELP = ("Auxiliary variable of the same file (repeat for several), on the field's days and grid: a covariate "
-             "the network takes as input beside the field (a passive-microwave SST that sees through clouds, the "
-             "wind); neural methods. With --model or --init: default, those it was trained with. --demo has "
+             "the method takes beside the field (a passive-microwave SST that sees through clouds, the wind): "
+             "input channels of a network, more columns of DINEOF's matrix (multivariate DINEOF); neural "
+             "methods and dineof. With --model or --init: default, those it was trained with. --demo has "
              "sst_mw.")
 
 
