@@ -440,8 +440,9 @@ def _check_min_quality(demo: bool, min_quality) -> None:
 
 
 _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or FILE:VAR of another: a covariate the "
-             "network takes as input beside the field (a passive-microwave SST that sees through clouds, the wind); "
-             "neural methods. On another grid or at other times it is put on the field's (nearest day, linear "
+             "method takes beside the field (a passive-microwave SST that sees through clouds, the wind): input "
+             "channels of a network, more columns of DINEOF's matrix (multivariate DINEOF); neural methods and "
+             "dineof. On another grid or at other times it is put on the field's (nearest day, linear "
              "interpolation, a finer grid block-averaged first; said). With --model, --init or --resume: default, "
              "those it was trained with. --demo has sst_mw.")
 

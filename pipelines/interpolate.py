@@ -196,7 +196,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     (data variables at zlib level ``complevel``, 0: uncompressed).
 
     ``aux``: names of auxiliary variables of the same file (covariates on the field's grid, for
-    the neural methods); with a checkpoint (``options["checkpoint"]``) and no ``aux``, those it
+    the neural methods and dineof); with a checkpoint (``options["checkpoint"]``) and no ``aux``, those it
     was trained with. The demo cube has ``sst_mw``, a synthetic passive-microwave SST.
 
     ``fit_on``: a file (an earlier period on the same grid, the same variable) the method is fitted
@@ -425,6 +425,10 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
             options["save_to"] = str(output)
     interp = cls(seed=seed, device=device, progress=progress, **options)  # options checked before reading
     aux, taken = _resolve_aux(aux, cls, options, log)
+    if aux and not neural:  # said before the fit, not by save() after it
+        raise InputError(f"--aux: a {method} fit with auxiliary variables cannot be saved to fill other files (it "
+                         f"would need their covariates, which --fit-on does not read); fill each file with "
+                         f"`oceandl interpolate --method {method} --aux`")
     # --overwrite: the first state saved replaces the earlier checkpoint (as `train classifier`'s first epoch)
     interp._save_to_overwrite = overwrite
     if demo:

@@ -1,4 +1,4 @@
-"""Auxiliary variables (covariates) of the neural gap fillers: ``fit(da, aux=...)``,
+"""Auxiliary variables (covariates) of the neural gap fillers (DINEOF's: test_dineof_aux.py): ``fit(da, aux=...)``,
 ``interpolate(..., aux=)``, ``oceandl interpolate|train interpolator --aux``.
 
 A covariate that knows the field under the clouds (a passive-microwave SST) must lower the gap
@@ -178,10 +178,11 @@ def test_bad_covariates_are_refused_naming_them(scene):
         with pytest.raises(InputError) as err:
             fit(da, aux=bad)
         assert said in str(err.value), (said, str(err.value))
-    for name, cls in METHODS.items():
-        if not cls.takes_aux:
-            with pytest.raises(InputError, match=f"method '{name}': takes no auxiliary variables"):
-                interpolate(da, name, aux=aux)
+    refusing = [name for name, cls in METHODS.items() if not cls.takes_aux]
+    assert {"climatology", "eof"} <= set(refusing) and "dineof" not in refusing  # multivariate DINEOF takes them
+    for name in refusing:
+        with pytest.raises(InputError, match=f"method '{name}': takes no auxiliary variables"):
+            interpolate(da, name, aux=aux)
     with pytest.raises(InputError, match="aux: not with fit_on"):
         interpolate(da, "dineof", fit_on=da, aux=aux)
 
@@ -229,14 +230,14 @@ def test_cli_aux_round_trip_and_refusals(aux_file, tmp_path):
     assert res.exit_code == 0 and "auxiliary variables:   sst_mw (degC)" in res.output
     unet = ["--method", "unet", "--set", "steps=1"]
     refusals = [
-        (["--method", "dineof", "--aux", "sst_mw"], "--aux: method 'dineof' takes no auxiliary variables"),
+        (["--method", "eof", "--aux", "sst_mw"], "--aux: method 'eof' takes no auxiliary variables"),
         ([*unet, "--aux", "sst"], "--aux sst: the variable being filled"),
         ([*unet, "--aux", "wind"], "variable 'wind' not found"),
         ([*unet, "--aux", "sst_mw", "--aux", "sst_mw"], "--aux: sst_mw given twice"),
         ([*unet, "--aux", "sst_mw", "--chunks", "time=-1,lat=16,lon=16"], "--aux: not with --chunks"),
         (["--method", "unet", "--model", str(ck), "--chunks", "time=-1,lat=16,lon=16"],
          "takes auxiliary variables (sst_mw), which the block-by-block fill does not give"),
-        (["--method", "dineof", "--fit-on", str(aux_file), "--aux", "sst_mw"], "--aux: method 'dineof'"),
+        (["--method", "dineof", "--fit-on", str(aux_file), "--aux", "sst_mw"], "--aux: not with --fit-on"),
         (["--method", "climatology", "--aux", "sst_mw"], "--aux: method 'climatology'"),
     ]
     out = tmp_path / "refused.nc"
@@ -244,10 +245,12 @@ def test_cli_aux_round_trip_and_refusals(aux_file, tmp_path):
         res = run(cli, ["interpolate", str(aux_file), "--var", "sst", *extra, "--quiet", "-o", str(out)])
         assert_cli_error(res, 2, said)
         assert not out.exists()
-    res = run(cli, ["train", "interpolator", str(aux_file), "--var", "sst", "--method", "dineof", "--aux", "sst_mw",
-                    "-o", str(tmp_path / "fit")])
-    assert_cli_error(res, 2, "--aux: method 'dineof' takes no auxiliary variables")
-    assert not (tmp_path / "fit").exists()
+    for method, said in (("climatology", "--aux: method 'climatology' takes no auxiliary variables"),
+                         ("dineof", "--aux: a dineof fit with auxiliary variables cannot be saved to fill other files")):
+        res = run(cli, ["train", "interpolator", str(aux_file), "--var", "sst", "--method", method, "--aux", "sst_mw",
+                        "-o", str(tmp_path / "fit")])
+        assert_cli_error(res, 2, said)
+        assert not (tmp_path / "fit").exists()
 
 
 def test_dataset_accessor_takes_aux_by_name():

@@ -138,9 +138,10 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         A method already fitted, or the folder its ``save()`` wrote (:func:`load_fitted`), fills
         ``da`` as it is: ``method`` must be its method, and no method options are taken.
     aux : DataArray, list or dict of DataArrays, or Dataset, optional
-        Auxiliary variables (covariates) on ``da``'s days and grid, for the neural methods
-        (``takes_aux``): each becomes input channels of the network beside the field (a passive
-        microwave SST that sees through clouds, the wind). NaN marks their own gaps. A network
+        Auxiliary variables (covariates) on ``da``'s days and grid, for the neural methods and
+        ``dineof`` (``takes_aux``): each becomes input channels of the network beside the field,
+        or a block of columns of DINEOF's matrix (multivariate DINEOF) (a passive microwave SST
+        that sees through clouds, the wind). NaN marks their own gaps. A network
         loaded with ``checkpoint=`` needs the variables it was trained with, by name. Not with
         ``fit_on``. See :func:`~oceandl.interp.base.read_aux`.
     return_dataset : bool

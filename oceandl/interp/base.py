@@ -694,7 +694,7 @@ class Interpolator:
             of :meth:`reconstruct`). Missing pixels in ``withheld`` are ignored.
         aux : DataArray, list or dict of DataArrays, or Dataset, optional
             Auxiliary variables (covariates) for the methods that take them (``takes_aux``: the
-            neural ones): each (time, lat, lon) on ``da``'s dims, days and grid (matched by
+            neural ones and DINEOF): each (time, lat, lon) on ``da``'s dims, days and grid (matched by
             coordinate), NaN where missing; see :func:`read_aux`.
 
         Returns
