@@ -967,17 +967,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                          "file in memory)")
     if aux and chunks:
         raise InputError("--aux: not with --chunks (the block-by-block fill takes the field alone)")
-    # --model, or --set checkpoint= / init= (which went past this check to blocks asking for --aux)
-    start = opts.get("checkpoint") or opts.get("init")
-    if chunks and start is not None:
-        from oceandl.pipelines.interpolate import checkpoint_aux
-
-        if checkpoint_aux(start):  # else each block failed asking for --aux, which --chunks refuses
-            how = f"--model {start}" if checkpoint is not None else \
-                f"--set {'checkpoint' if opts.get('checkpoint') else 'init'}={start}"
-            raise InputError(f"--chunks: {how} takes auxiliary variables "
-                             f"({', '.join(checkpoint_aux(start))}), which the block-by-block fill does not give; "
-                             "fill in memory (without --chunks)")
+    # a network with covariates under --chunks: interpolate_chunked refuses it before reading anything
     if halo is not None and not chunks:  # it was ignored: the in-memory fill has no blocks
         raise InputError("--halo: only with --chunks (the halo read beyond each block); the fill in memory has no "
                          "blocks")

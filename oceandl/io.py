@@ -515,6 +515,15 @@ def _lon_convention(lon: np.ndarray) -> np.ndarray:
     return east if _splits_grid(wrapped) and not _splits_grid(east) else wrapped
 
 
+def lon_convention_of(lon: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Longitudes ``lon`` (degrees) written in the convention of ``ref``'s: -180..180 when ``ref``
+    holds negative values, else 0..360 (a covariate's grid matched to the field's)."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lo = -180.0 if np.min(ref) < 0 else 0.0
+    # values already in range kept as they are, to the bit (np.mod(lon + 180, 360) - 180 rounds them)
+    return np.where(lon < lo, lon + 360.0, np.where(lon >= lo + 360.0, lon - 360.0, lon))
+
+
 def in_degrees(attrs) -> bool:
     """Whether a lat/lon coordinate with attributes ``attrs`` holds degrees (so longitudes wrap at
     360): units starting with ``deg`` or ``°``, or no units (files often leave them out), and not a
@@ -1180,8 +1189,7 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     lat_f, lon_f = field["lat"].values, field["lon"].values
     lat_c, lon_c = cov["lat"].values, cov["lon"].values
     if in_degrees(cov["lon"].attrs) and in_degrees(field["lon"].attrs):
-        east = lon_f.max() > 180.0  # the field's convention
-        new = np.mod(lon_c, 360.0) if east else np.where(lon_c > 180.0, lon_c - 360.0, lon_c)
+        new = lon_convention_of(lon_c, lon_f)
         if not np.array_equal(new, lon_c):
             cov = cov.assign_coords(lon=new).sortby("lon")
             lon_c = cov["lon"].values

@@ -107,14 +107,6 @@ def _has_variable(path, name) -> bool:
         return False
 
 
-def checkpoint_aux(path) -> list[str]:
-    """The auxiliary variables interpolation checkpoint ``path`` was trained with
-    (:func:`oceandl.interp.neural.checkpoint_aux`)."""
-    from oceandl.interp.neural import checkpoint_aux as names
-
-    return names(path)
-
-
 def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> tuple[list[str], str | None]:
     """The auxiliary variables to read: ``aux`` as given, else those of the checkpoint the network
     is loaded from (``checkpoint``, ``init`` or ``resume`` in ``options``; logged); refused for a method that
@@ -124,6 +116,8 @@ def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> tuple[l
     start = options.get("checkpoint") or options.get("init") or options.get("resume")
     taken = None
     if not aux and start is not None and cls.takes_aux:
+        from oceandl.interp.neural import checkpoint_aux
+
         aux = checkpoint_aux(start)
         if aux:
             log(f"auxiliary variables of {start}: {', '.join(aux)} (--aux)")
@@ -134,8 +128,6 @@ def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> tuple[l
 
         takers = ", ".join(k for k, c in METHODS.items() if c.takes_aux)
         raise InputError(f"--aux: method {cls.name!r} takes no auxiliary variables (the ones that do: {takers})")
-    if len(set(aux)) != len(aux):
-        raise InputError(f"--aux: {', '.join(sorted({a for a in aux if aux.count(a) > 1}))} given twice")
     return aux, taken
 
 

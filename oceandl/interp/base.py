@@ -20,7 +20,7 @@ from oceandl.errors import InputError, OceanDLError, one_line, warn
 from oceandl.utils import package_version, software_versions
 
 __all__ = ["Interpolator", "canonical_dims", "clean_axes", "as_dataarray", "cf_masked", "append_history", "oceandl_version",
-           "read_aux"]
+           "read_aux", "aux_anomaly"]
 
 _ROLES = ("time", "lat", "lon")
 # Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
@@ -454,7 +454,7 @@ def _lon_like(a: xr.DataArray, da: xr.DataArray, dim) -> xr.DataArray:
     A covariate in 0..360 (ERA5 winds) for a field in -180..180 (GHRSST) was refused, with advice to
     pass .values, which lines the columns up by position: across Greenwich, 180 degrees apart. The
     CLI read both right (open_field puts every variable in one convention)."""
-    from oceandl.io import in_degrees
+    from oceandl.io import in_degrees, lon_convention_of
     from oceandl.metrics.interpolation import match_axis
 
     ia, ir = a.indexes.get(dim), da.indexes.get(dim)
@@ -463,11 +463,42 @@ def _lon_like(a: xr.DataArray, da: xr.DataArray, dim) -> xr.DataArray:
             or not in_degrees(da[dim].attrs) or match_axis(ia, ir) is not None):
         return a
     lon = np.asarray(ia, dtype=np.float64)
-    ref = np.asarray(ir, dtype=np.float64)
-    mine = np.mod(lon + 180.0, 360.0) - 180.0 if ref.min() < 0 else np.mod(lon, 360.0)
+    mine = lon_convention_of(lon, np.asarray(ir, dtype=np.float64))
     if np.array_equal(mine, lon):
         return a  # the same convention: another grid, refused as such
     return a.assign_coords({dim: (dim, mine, a[dim].attrs)}).sortby(dim)
+
+
+def aux_anomaly(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """A covariate normalised as the field is: minus its per-pixel temporal mean (its global mean
+    where a pixel has fewer than ``_MIN_PIXEL_OBS`` values), over one global rms scale.
+
+    Parameters
+    ----------
+    values : float ndarray (time, lat, lon), NaN where missing
+
+    Returns
+    -------
+    anom : float32 ndarray (time, lat, lon)
+        The anomaly over ``scale``, 0 where missing.
+    mean : float32 ndarray (lat, lon)
+    scale : float
+        0 when the covariate does not change in time at any pixel (``anom`` is then left unscaled,
+        all 0): the caller decides what that means.
+    global_mean : float
+    """
+    seen = np.isfinite(values)
+    count = seen.sum(axis=0)
+    total = values.sum(axis=0, where=seen, dtype=np.float64)
+    gmean = float(total.sum() / count.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), gmean)
+    anom = np.zeros(values.shape, np.float32)
+    np.subtract(values, mean, out=anom, where=seen, casting="same_kind")  # in float64, stored as float32
+    scale = float(np.sqrt(np.square(anom, dtype=np.float64).sum() / count.sum()))
+    if scale > 0:
+        anom /= np.float32(scale)
+    return anom, mean.astype(np.float32), scale, gmean
 
 
 def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str],

@@ -923,7 +923,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         if names:
             what = "checkpoint" if options.get("checkpoint") else "init"
             raise InputError(f"{what} {start} takes auxiliary variables ({', '.join(names)}), which the "
-                             "block-by-block fill does not give; fill in memory (oceandl.interpolate with aux=)")
+                             "block-by-block fill does not give; fill in memory (without --chunks; oceandl.interpolate with aux=)")
     core = {**_DEFAULT_CHUNKS[kind], **parse_chunks(chunks)}
     user_halo = parse_chunks(halo, "--halo")
     if max_in_flight is not None and max_in_flight < 1:

@@ -33,7 +33,7 @@ import xarray as xr
 from oceandl.errors import InputError, warn
 from oceandl.utils import seed_torch, torch_rng_scope
 
-from .base import (_MIN_PIXEL_OBS, SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _label, calibration_z, time_steps,
+from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _label, aux_anomaly, calibration_z, time_steps,
                    unordered_step)
 from .base import clean_axes as _clean_axes
 from .climatology import check_harmonics, seasonal_cycle
@@ -821,18 +821,8 @@ class DINEOF(Interpolator):
         values, masks, pixels = [], [], []
         for a in self.aux_:
             seen = np.isfinite(a)
-            count = seen.sum(axis=0)
-            total = a.sum(axis=0, where=seen, dtype=np.float64)
-            gmean = float(total.sum() / count.sum())
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), gmean)
-            anom = np.zeros(a.shape, np.float32)
-            np.subtract(a, mean, out=anom, where=seen, casting="same_kind")
-            scale = float(np.sqrt(np.square(anom, dtype=np.float64).sum() / count.sum()))
-            if not scale > 0:  # constant at every pixel: no anomaly to scale
-                scale = 1.0
-            anom /= np.float32(scale)
-            cols = count > 0  # a pixel the covariate never sees is no column of its block
+            anom = aux_anomaly(a)[0]  # constant at every pixel: all 0, unscaled
+            cols = seen.any(axis=0)  # a pixel the covariate never sees is no column of its block
             block, m = anom[:, cols], seen[:, cols]
             del anom
             values.append((block * np.float32(w)).astype(dtype, copy=False))

@@ -46,7 +46,7 @@ import numpy as np
 from oceandl.errors import CheckpointError, InputError, OceanDLError, one_line, warn
 from oceandl.utils import LR_RULE, valid_lr
 
-from .base import (_MIN_PIXEL_OBS, SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _clean_grid, calibration_z, clean_axes, step_text,
+from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, aux_anomaly, _clean_grid, calibration_z, clean_axes, step_text,
                    time_steps, unordered_step)
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
@@ -590,14 +590,7 @@ class NeuralInterpolator(Interpolator):
                                      f"training scales away from those {what} {start} was trained with (mean "
                                      f"difference {shift:+.4g} per pixel: other units?)")
             else:
-                seen = np.isfinite(values)
-                count = seen.sum(axis=0)
-                total = values.sum(axis=0, where=seen, dtype=np.float64)
-                gmean = float(total.sum() / count.sum())
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), gmean).astype(np.float32)
-                anom = np.where(seen, values - mean, np.float32(0))
-                scale = float(np.sqrt(np.square(anom, dtype=np.float64).sum() / count.sum()))
+                _, mean, scale, gmean = aux_anomaly(values)  # the anomaly itself is made in _setup_inputs
                 if not scale > 0:
                     # constant in time at every pixel (a depth, a distance to the coast broadcast over the days):
                     # minus its per-pixel mean it was a channel of zeros, taken and saved without a word
