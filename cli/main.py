@@ -274,6 +274,12 @@ def _auto(v: str):
     return v
 
 
+def _inputs(paths: tuple[Path, ...]):
+    """INPUT as the library takes it: None, one path, or a tuple of several (a file per day, as the
+    shell expands ``l3s/*.nc``; a folder or a quoted pattern is one path, expanded by the reader)."""
+    return None if not paths else paths[0] if len(paths) == 1 else tuple(paths)
+
+
 def _method_options(input_path, demo: bool, options, epochs, batch_size, lr) -> dict:
     """An interpolation method's options from ``--set`` and the training flags (INPUT or --demo).
 
@@ -448,7 +454,7 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
 
 
 @train.command("interpolator")
-@click.argument("input_path", required=False, type=click.Path(path_type=Path))
+@click.argument("input_path", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to learn from (default: found from CF attributes).")
 @click.option("--aux", "aux", multiple=True, help=_AUX_HELP)
 @click.option("--method", default="unet", show_default=True, help="A neural method (convae, unet, resae, smp_unet), or climatology, eof, dineof: fitted and saved for `interpolate --fit-on`.")
@@ -494,6 +500,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     from oceandl.pipelines.interpolate import train_interpolator
 
     output = _need_output(output, "checkpoint folder")
+    input_path = _inputs(input_path)
     _check_min_quality(demo, min_quality)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if init is not None:
@@ -896,7 +903,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 
 # ------------------------------------------------------------------------------------ interpolate
 @cli.command()
-@click.argument("input_path", required=False, type=click.Path(path_type=Path))
+@click.argument("input_path", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to fill (default: found from CF attributes).")
 @click.option("--aux", "aux", multiple=True, help=_AUX_HELP)
 @click.option("--method", default="dineof", show_default=True, help="climatology, eof, dineof, convae, unet, resae, smp_unet.")
@@ -929,6 +936,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate sst.nc --var analysed_sst --method unet --epochs 30 -o filled.nc
       oceandl interpolate sst.nc --method dineof --set max_modes=30 -o filled.nc
       oceandl interpolate sst.nc --method climatology --set harmonics=3 -o clim.nc
+      oceandl interpolate l3s_2020/ --min-quality 4 -o filled_2020.nc   # a file per day (or 'l3s/2020*.nc')
       oceandl interpolate big.nc --method dineof --chunks time=-1,lat=128,lon=128 -o filled.nc
       oceandl interpolate today.nc --method dineof --fit-on 2015-2024.nc -o today_filled.nc
       oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade
@@ -938,6 +946,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     from oceandl.pipelines.interpolate import run_interpolation
 
     output = _need_output(output, "filled netCDF")
+    input_path = _inputs(input_path)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None:
         from oceandl.interp import METHODS, get_method
@@ -1002,7 +1011,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
 
 # -------------------------------------------------------------------------------------------- eof
 @cli.command()
-@click.argument("input_path", required=False, type=click.Path(path_type=Path))
+@click.argument("input_path", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable (default: found from CF attributes; --demo: sst_true).")
 @click.option("--demo", is_flag=True, help="Analyse the built-in synthetic SST cube (its gap-free field).")
 # a range: -n 0 was refused by the analysis, after the field was read or the --demo cube made
@@ -1026,9 +1035,10 @@ def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, 
       oceandl eof sst_anom.nc -n 10 --rotate 4 -o rotated.nc   # varimax of the 4 leading modes
     """
     from oceandl.interp import eof as run_eof
-    from oceandl.io import file_attrs, open_field, source_grid, to_source_grid, write_netcdf
+    from oceandl.io import describe_source, file_attrs, open_field, source_grid, source_paths, to_source_grid, write_netcdf
 
     output = _need_output(output, "EOF netCDF")
+    input_path = _inputs(input_path)
     if rotate == 1 or rotate > n_modes:  # refused before the field is read
         raise click.UsageError(f"--rotate {rotate}: needs 2 <= N <= --n-modes ({n_modes}), or 0 for none")
     # --demo, as interpolate and train have it: the one command that reads a field had no built-in one
@@ -1036,7 +1046,8 @@ def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, 
         raise click.UsageError("give either INPUT.nc or --demo")
     from oceandl.utils import check_output_path
 
-    check_output_path(output, overwrite, inputs=() if demo else (input_path,), kind="file", what="EOF netCDF")
+    check_output_path(output, overwrite, inputs=() if demo else source_paths(input_path), kind="file",
+                      what="EOF netCDF")
     from oceandl.pipelines.interpolate import DEMO_SIZE, _naming
 
     if demo:
@@ -1047,6 +1058,7 @@ def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, 
         input_path = "--demo (synthetic SST cube)"
     else:
         da = open_field(input_path, var)
+        input_path = describe_source(input_path)
     with _naming(str(input_path)):  # the analysis names the variable only: 'Error: variable 'sst': ...' said no file
         res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)
         if rotate:

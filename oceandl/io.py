@@ -15,6 +15,8 @@ input.
 from __future__ import annotations
 
 import difflib
+import glob
+import itertools
 import json
 import os
 import re
@@ -33,7 +35,8 @@ from .utils import atomic_path, check_output_path
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
-           "dangling_references", "to_field_grid"]
+           "dangling_references", "to_field_grid", "open_files", "input_files", "describe_source",
+           "source_paths", "NETCDF_SUFFIXES"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -414,7 +417,7 @@ def _check_input_path(path: Path) -> None:
         raise InputError(f"{path}: empty file (0 bytes)")
 
 
-def _open_path(path: Path) -> xr.Dataset:
+def _open_path(path: Path, **kwargs) -> xr.Dataset:
     _check_input_path(path)
     with open(path, "rb") as fh:
         head = fh.read(8)
@@ -429,8 +432,8 @@ def _open_path(path: Path) -> xr.Dataset:
         engines.insert(0, "scipy")
     for engine in engines:
         try:
-            kwargs = {"mmap": False} if engine == "scipy" else {}
-            return open_netcdf(path, engine=engine, **kwargs)
+            extra = {"mmap": False} if engine == "scipy" else {}
+            return open_netcdf(path, engine=engine, **extra, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
             scipy_missing = isinstance(exc, ImportError) or "unrecognized engine" in str(exc)
             if engine == "scipy" and scipy_missing:
@@ -496,6 +499,221 @@ def _has_hdf5_signature(path: Path, head: bytes) -> bool:
             if fh.read(8) == sig:
                 return True
     return False
+
+
+# --------------------------------------------------------------------------------------------
+# Many files: a time series kept as a file per day (GHRSST L3, CMEMS and OSI SAF daily products)
+# --------------------------------------------------------------------------------------------
+
+#: what a folder of data files is read for
+NETCDF_SUFFIXES = (".nc", ".nc4")
+
+
+def input_files(source) -> list[Path] | None:
+    """The files a many-file input names, or None when ``source`` is one file (or not a path).
+
+    ``source`` names several files as a list or tuple of paths, a folder (its ``*.nc`` and
+    ``*.nc4`` files, hidden ones left out) or a glob pattern (``"l3s/2020*.nc"``; quoted in a
+    shell, which would otherwise expand it itself). The files come sorted by name, each once;
+    :func:`open_files` puts them in time order. A pattern or folder of one file gives that file.
+
+    Raises
+    ------
+    InputError
+        An empty list, a folder without netCDF files, a pattern that matches no file.
+    """
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise InputError("no input file given")
+        files = [Path(p).expanduser() for p in source]
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if path.is_dir():
+            files = sorted(f for f in path.iterdir() if f.suffix.lower() in NETCDF_SUFFIXES
+                           and not f.name.startswith(".") and not f.is_dir())
+            if not files:
+                raise InputError(f"{path}: is a folder with no netCDF files (*.nc, *.nc4) in it; give a file, "
+                                 f"a folder of them or a quoted pattern such as '{path}/*.nc'")
+        elif not path.exists() and any(c in str(path) for c in "*?["):
+            files = sorted(Path(f) for f in glob.glob(str(path)) if not Path(f).is_dir())
+            if not files:
+                raise InputError(f"{path}: no file matches this pattern")
+        else:
+            return None
+    else:
+        return None
+    seen: set[str] = set()
+    unique = []
+    for f in files:  # 'a.nc a.nc' or a pattern and a list naming one file twice: read once
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def describe_source(source, files: list[Path] | None = None) -> str:
+    """How messages and provenance name an input: the path, or for several files the folder or
+    pattern (or the first and last file) with their number."""
+    files = input_files(source) if files is None else files
+    if not files or len(files) == 1:
+        return str(files[0] if files else source)
+    if isinstance(source, (list, tuple)):
+        return f"{files[0]} ... {files[-1]} ({len(files)} files)"
+    return f"{Path(source).expanduser()} ({len(files)} files)"
+
+
+def source_paths(source) -> tuple:
+    """The files ``source`` reads (one path, or those of a many-file input), for the checks that
+    an output does not replace an input."""
+    if source is None or not isinstance(source, (str, os.PathLike, list, tuple)):
+        return ()
+    return tuple(input_files(source) or (source,))
+
+
+class _Part:
+    """One file of a many-file input: its dataset (the field along a time dim), the name of that
+    dim, and the file's first and last time."""
+
+    def __init__(self, path: Path, ds: xr.Dataset, name: str, tdim: Hashable):
+        self.path, self.ds, self.name, self.tdim = path, ds, name, tdim
+        t = ds[tdim].values
+        self.first, self.last = t[0], t[-1]
+
+
+def _part(path: Path, ds: xr.Dataset, var: str | None, time: str | None) -> _Part:
+    name = find_variable(ds, var, label=str(path))
+    where = f"{path}: variable '{name}'"
+    v = ds[name]
+    if time is not None and time not in v.dims and time in ds.variables and ds.variables[time].ndim == 0:
+        ds = ds.set_coords(time).expand_dims(time)  # a 2-D file whose date is a scalar coordinate
+        v = ds[name]
+    roles = _assign_roles(ds, v, {"time": time}, where)
+    if "time" in roles:
+        tdim = roles["time"][0]
+    else:
+        scalar = [n for n, c in ds.variables.items() if c.ndim == 0 and n not in v.dims
+                  and (_role_from_attrs(c) == "time" or _role_from_name(n) == "time")]
+        taken = {roles[r][0] for r in ("lat", "lon") if r in roles}
+        left = [d for d in v.dims if d not in taken]
+        if len(left) == 1 and v.ndim >= 3:
+            tdim = left[0]
+        elif scalar and v.ndim == 2:
+            ds = ds.set_coords(scalar[0]).expand_dims(scalar[0])
+            tdim = scalar[0]
+        else:
+            raise InputError(f"{where}: has no time axis {_dims_text(v)} and no time coordinate giving the file's "
+                             "date; each file of a many-file input holds one or more time steps")
+    if tdim not in ds.variables:
+        raise InputError(f"{where}: dim {str(tdim)!r} has no coordinate values; the files of a many-file input "
+                         "are put in time order by them")
+    if ds.sizes[tdim] == 0:
+        raise InputError(f"{where}: no time steps (dim {str(tdim)!r} has length 0)")
+    return _Part(path, ds, name, tdim)
+
+
+def _same_grid(part: _Part, ref: _Part) -> None:
+    """Refuse a file whose grid (every coordinate of the field without time) is not the first file's."""
+    v, r = part.ds[part.name], ref.ds[ref.name]
+    dims = [d for d in r.dims if d != ref.tdim]
+    other = [d for d in v.dims if d != part.tdim]
+    if other != dims:
+        raise InputError(f"{part.path}: variable '{part.name}' has dims {_dims_text(v)}, the first file's "
+                         f"{ref.path} {_dims_text(r)}; the files of one product share one grid")
+    for n, c in r.coords.items():
+        if ref.tdim in c.dims or c.ndim == 0:
+            continue
+        mine = v.coords.get(n)
+        a = np.asarray(c.values)
+        b = None if mine is None else np.asarray(mine.values)
+        if b is None or a.shape != b.shape:
+            size = "none" if b is None else f"{b.size} values"
+            raise InputError(f"{part.path}: coordinate {str(n)!r} has {size} against {a.size} in the first file "
+                             f"{ref.path}; the files of one product share one grid")
+        if not np.array_equal(a, b, equal_nan=a.dtype.kind == "f" and b.dtype.kind == "f"):
+            diff = (f" (largest difference {np.nanmax(np.abs(a.astype(float) - b.astype(float))):.3g})"
+                    if np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number) else "")
+            raise InputError(f"{part.path}: coordinate {str(n)!r} differs from the first file's {ref.path}{diff}; "
+                             "the files of one product share one grid (regrid them first)")
+
+
+def open_files(files, var: str | None = None, *, time: str | None = None, label: str | None = None) -> xr.Dataset:
+    """Open several netCDF files, each one or more time steps of one field on one grid, as one
+    lazy Dataset along time (a file per day, as GHRSST L3 and CMEMS products come).
+
+    Parameters
+    ----------
+    files : sequence of paths (or anything :func:`input_files` takes)
+        In any order: they are put in time order by their time coordinate.
+    var : str, optional
+        The field's name (found from CF attributes in the first file when omitted), looked for
+        in every file.
+    time : str, optional
+        Name of the time coordinate when it cannot be recognised; also a scalar (0-d) coordinate
+        that dates a 2-D ``(lat, lon)`` file.
+    label : str, optional
+        How messages about the whole name it (default: :func:`describe_source`).
+
+    Returns
+    -------
+    xarray.Dataset
+        The files' variables that have the time dim, concatenated along it (dask-backed: a
+        chunk per file, nothing read), the others and the global attributes from the first
+        file in time. ``close()`` closes every file.
+
+    Raises
+    ------
+    InputError
+        A file that is missing, unreadable, without the variable or a time coordinate (named);
+        a file on another grid than the first's; files whose times overlap (two versions of a day).
+    """
+    files = input_files(files) or [Path(files)]
+    label = label or describe_source(files, files)
+    opened: list[xr.Dataset] = []
+    try:
+        parts = []
+        for path in files:
+            ds = _open_path(path, chunks={})  # dask, a chunk per file: nothing read before it is used
+            opened.append(ds)
+            check_groups(ds, path)
+            parts.append(_part(path, ds, var if var is not None else (parts[0].name if parts else None), time))
+        parts.sort(key=lambda p: p.first)
+        ref = parts[0]
+        for prev, part in itertools.pairwise(parts):
+            _same_grid(part, ref)
+            if part.tdim != ref.tdim:
+                raise InputError(f"{part.path}: time dim {str(part.tdim)!r}, the first file's {str(ref.tdim)!r}")
+            if not part.first > prev.last:
+                raise InputError(f"{part.path}: its first time {_when(part.first)} is not after the last of "
+                                 f"{prev.path} ({_when(prev.last)}): the files overlap in time (two versions of one "
+                                 "day?); give each once")
+        units = {str(p.ds[p.tdim].attrs.get("units")) for p in parts if p.ds[p.tdim].dtype.kind in "iuf"}
+        if len(units) > 1:  # times left as numbers (units xarray cannot decode) in different units: no order
+            raise InputError(f"{label}: the files' times are numbers in different units ({', '.join(sorted(units))})")
+        try:
+            out = xr.concat([p.ds for p in parts], dim=ref.tdim, data_vars="minimal", coords="minimal",
+                            compat="override", join="override", combine_attrs="override")
+        except Exception as exc:  # noqa: BLE001 - a variable in some files only, clashing types...
+            raise InputError(f"{label}: the files cannot be put together along {str(ref.tdim)!r} "
+                             f"({one_line(exc)})") from exc
+    except BaseException:
+        for ds in opened:
+            ds.close()
+        raise
+    out.set_close(lambda: [ds.close() for ds in opened])
+    # the first file's global attributes, but the time covered is the whole series' (ACDD, GHRSST)
+    last = parts[-1].ds.attrs
+    out.attrs.update({k: last[k] for k in ("time_coverage_end", "stop_time", "stop_date", "end_time") if k in last})
+    out.attrs.pop("time_coverage_duration", None)
+    return out
+
+
+def _when(t) -> str:
+    """A time for a message: '2020-01-02' or '2020-01-02 06:00:00', not numpy's nanoseconds."""
+    if isinstance(t, np.datetime64):
+        ts = pd.Timestamp(t)
+        return str(ts.date()) if ts == ts.normalize() else str(ts)
+    return str(t)
 
 
 def _splits_grid(lon: np.ndarray) -> bool:
@@ -585,9 +803,10 @@ def open_field(
 
     Parameters
     ----------
-    source : str, pathlib.Path, xarray.Dataset or xarray.DataArray
-        A netCDF file or an in-memory object (a dask-backed one stays lazy, apart from one pass
-        that checks the values).
+    source : str, pathlib.Path, list of paths, xarray.Dataset or xarray.DataArray
+        A netCDF file; several, as a list, a folder or a glob pattern (a file per day: put in
+        time order and read as one field, see :func:`open_files`); or an in-memory object (a
+        dask-backed one stays lazy, apart from one pass that checks the values).
     var : str, optional
         Variable name; found from CF attributes when omitted (see :func:`find_variable`).
     lat, lon, time : str, optional
@@ -623,6 +842,17 @@ def open_field(
         Missing, empty or unreadable file; missing variable (close names suggested); wrong
         number of dims; time not increasing or duplicated; all values missing; constant field.
     """
+    files = input_files(source)
+    if files is not None and len(files) > 1:
+        label = label or describe_source(source, files)
+        ds = open_files(files, var, time=time, label=label)
+        try:
+            return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True,
+                                       min_quality=min_quality, check_values=check_values)
+        finally:
+            ds.close()
+    if files is not None:
+        source = files[0]
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         label = str(path)

@@ -7,6 +7,7 @@ These are the file-to-file jobs behind the commands; from Python call
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import time
 from pathlib import Path
@@ -94,14 +95,17 @@ def _check_figure_format(path: Path) -> None:
 
 
 def _has_variable(path, name) -> bool:
-    """Whether the netCDF file ``path`` has a variable ``name`` (False if it cannot be read: the
-    caller's :func:`~oceandl.io.open_field` says what is wrong with it)."""
+    """Whether the netCDF file ``path`` (the first of a many-file input) has a variable ``name``
+    (False if it cannot be read: the caller's :func:`~oceandl.io.open_field` says what is wrong
+    with it)."""
     if name is None:
         return False
     import xarray as xr
 
+    from oceandl.io import input_files
+
     try:
-        with xr.open_dataset(path, decode_cf=False, decode_times=False) as ds:
+        with xr.open_dataset((input_files(path) or [path])[0], decode_cf=False, decode_times=False) as ds:
             return name in ds.variables
     except Exception:  # noqa: BLE001 - any unreadable file is open_field's to report
         return False
@@ -131,13 +135,25 @@ def _resolve_aux(aux, cls, options: dict, log: Callable[[str], None]) -> tuple[l
     return aux, taken
 
 
+def _data_folder(path) -> bool:
+    """Whether folder ``path`` holds netCDF files (a file per day to read), not a saved fit."""
+    from oceandl.interp.fitted import is_fitted_folder
+    from oceandl.io import NETCDF_SUFFIXES
+
+    p = Path(path)
+    return not is_fitted_folder(p) and any(f.suffix.lower() in NETCDF_SUFFIXES for f in p.iterdir())
+
+
 def _aux_source(entry: str, source):
-    """``(source, variable)`` of an ``--aux`` entry: ``VAR`` (of ``source``, the field's file or the
-    demo Dataset) or ``FILE:VAR`` (of another file; split at the last colon, when FILE exists)."""
+    """``(source, variable)`` of an ``--aux`` entry: ``VAR`` (of ``source``, the field's file(s) or the
+    demo Dataset) or ``FILE:VAR`` (of another file, or a folder or quoted pattern of them; split at
+    the last colon, when FILE exists)."""
     if ":" in entry:
         path, var = entry.rsplit(":", 1)
-        if path and var and Path(path).is_file():
+        if path and var and (Path(path).is_file() or (Path(path).is_dir() and _data_folder(path))):
             return Path(path), var
+        if path and var and any(c in path for c in "*?[") and glob.glob(path):
+            return path, var
         if path and var and not Path(path).exists() and ("/" in path or path.endswith((".nc", ".nc4"))):
             raise InputError(f"--aux {entry}: no such file {path!r} (FILE:VAR reads VAR from FILE)")
     return source, entry
@@ -205,14 +221,15 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     """
     from oceandl.interp import get_method, interpolate
     from oceandl.interp.withhold import withhold_for_validation
-    from oceandl.io import check_complevel, file_attrs, open_field, source_grid, to_source_grid, write_netcdf
+    from oceandl.io import (check_complevel, describe_source, file_attrs, open_field, source_grid, source_paths,
+                            to_source_grid, write_netcdf)
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.utils import atomic_path, check_output_path
 
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    inputs = (() if demo else (input_path,)) + (() if fit_on is None else (fit_on,))
+    inputs = (() if demo else source_paths(input_path)) + (() if fit_on is None else source_paths(fit_on))
     check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
     check_complevel(complevel)
     if figure is not None:
@@ -240,11 +257,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         from oceandl.interp.fitted import fitted_folder
 
         fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json (or weights) names its folder
-    if fit_on is not None and Path(fit_on).is_dir():
+    if fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on):
         from oceandl.interp import fitted_model
 
         # loaded (and checked) before INPUT is read and withheld: a damaged folder is said at once
-        with _naming(str(input_path), fit_on):
+        with _naming(describe_source(input_path), fit_on):
             saved_fit = fitted_model(str(fit_on), method, options or {}, device=device, progress=progress)
     truth = None
     if demo:
@@ -256,7 +273,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
     else:
         da = open_field(input_path, var, min_quality=min_quality)
-    where = "--demo" if demo else str(input_path)
+    where = "--demo" if demo else describe_source(input_path)
     aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log)
     fit_da = None
     if saved_fit is not None:
@@ -268,7 +285,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         fit_var = var if var is not None else (da.name if _has_variable(fit_on, da.name) else None)
         fit_da = open_field(fit_on, fit_var, min_quality=min_quality)
         other = "" if fit_da.name == da.name else f" (its variable {fit_da.name!r}; INPUT's is {da.name!r})"
-        log(f"{method}: fitted on {fit_on}{other} ({fit_da.sizes[fit_da.dims[0]]} steps), filling {where}")
+        log(f"{method}: fitted on {describe_source(fit_on)}{other} ({fit_da.sizes[fit_da.dims[0]]} steps), "
+            f"filling {where}")
     valid = np.isfinite(da.values)
     # one time step: the methods that fit the file refuse it (one Error line; a 'no gaps' warning before
     # it was noise); a checkpoint fills it, without validation (said after the fill). The same function
@@ -333,7 +351,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                                land=~valid.any(axis=0),  # never observed: land to the methods
                                units=da.attrs.get("units"), extent=_map_extent(da), anomaly=is_anomaly(da))
         # the input file's global attributes (title, institution...) were dropped, and its history
-        fitted = "" if fit_on is None else f" fitted on {fit_on}"
+        fitted = "" if fit_on is None else f" fitted on {describe_source(fit_on)}"
         res.attrs = file_attrs(da, res.attrs, command=command,
                                what=f"gaps filled with method {method} {res[name].attrs['options']}{fitted}")
         # on the input's grid (its dim names, latitude order, longitude convention, coordinates):
@@ -377,7 +395,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     """
     from oceandl.interp import METHODS, get_method
     from oceandl.interp.neural import NeuralInterpolator
-    from oceandl.io import open_field
+    from oceandl.io import describe_source, open_field, source_paths
     from oceandl.utils import check_output_path
 
     cls = get_method(method)
@@ -411,7 +429,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
             raise InputError(f"{output}: nothing to resume (no such folder); start the run without --resume")
         options["resume"] = str(output)
     else:
-        check_output_path(output, overwrite, inputs=() if demo else (input_path,), kind="folder",
+        check_output_path(output, overwrite, inputs=() if demo else source_paths(input_path), kind="folder",
                           replaceable=is_checkpoint_folder, what="checkpoint")
         if neural:  # the resumable state goes to -o while it trains
             options["save_to"] = str(output)
@@ -431,7 +449,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         da = open_field(ds, "sst")
     else:
         da = open_field(input_path, var, min_quality=min_quality)
-    where = "--demo" if demo else str(input_path)
+    where = "--demo" if demo else describe_source(input_path)
     aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log)
     t0 = time.perf_counter()
     with _naming(where):

@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["blob_clouds", "lowrank_cube", "seasonal_anomaly_cube", "cloud_transfer", "torch_threads", "synthetic_case",
-           "write_l4_sst", "L4_GLOBAL_ATTRS"]
+           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days"]
 
 
 def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
@@ -171,6 +171,68 @@ def write_l4_sst(path, nt: int = 12, ny: int = 16, nx: int = 20, seed: int = 0) 
         mask = rng.random((nt, ny, nx)) < 0.3
         mask[:, :2, :3] = True  # land
         v[:] = np.ma.masked_array(sst, mask)
+
+
+def write_l3_days(folder, nt: int = 20, ny: int = 16, nx: int = 20, seed: int = 0, whole=None,
+                  names=None) -> np.ndarray:
+    """A file per day laid out like a GHRSST L3 product, written with netCDF4: a length-1 unlimited
+    ``time`` in seconds since 1981, packed int16 ``sea_surface_temperature`` in kelvin with a
+    ``quality_level`` (int8, 0-5; 20 % below 4) beside it, a ``microwave`` field (another variable of
+    the same files), ACDD time coverage per file. ``whole``: also this one file holding every day.
+    ``names``: the file names (default ``YYYYMMDD-L3.nc``). Returns the stored kelvin values, NaN where
+    missing (nt, ny, nx)."""
+    import netCDF4
+    from pathlib import Path
+
+    rng = np.random.default_rng(seed)
+    tt, yy, xx = np.ogrid[:nt, :ny, :nx]
+    sst = 288 + 0.3 * yy - 0.1 * xx + 1.5 * np.sin(2 * np.pi * tt / 15 + xx / 6) + 0.2 * rng.standard_normal((nt, ny, nx))
+    mw = sst + 0.3 * rng.standard_normal((nt, ny, nx))
+    mask = blob_clouds(rng, nt, ny, nx, 0.4)
+    mask[:, :2, :3] = True  # land
+    quality = np.where(rng.random((nt, ny, nx)) < 0.2, 2, 5).astype(np.int8)
+    seconds = 1230681600 + 86400 * np.arange(nt)  # from 2020-01-01
+    days = np.datetime64("1981-01-01") + seconds.astype("timedelta64[s]")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(path, sl):
+        with netCDF4.Dataset(path, "w") as nc:
+            day0, day1 = str(days[sl][0])[:10], str(days[sl][-1])[:10]
+            nc.setncatts({**L4_GLOBAL_ATTRS, "title": "Test L3 SST", "time_coverage_start": f"{day0}T00:00:00Z",
+                          "time_coverage_end": f"{day1}T23:59:59Z", "time_coverage_duration": "P1D",
+                          "date_created": "2021-01-01T00:00:00Z"})
+            nc.createDimension("time", None)
+            nc.createDimension("lat", ny)
+            nc.createDimension("lon", nx)
+            t = nc.createVariable("time", "i4", ("time",))
+            t.setncatts({"units": "seconds since 1981-01-01 00:00:00", "calendar": "gregorian",
+                         "standard_name": "time", "axis": "T"})
+            t[:] = seconds[sl]
+            for name, vals, std, units in (("lat", np.linspace(40, 47.5, ny), "latitude", "degrees_north"),
+                                           ("lon", np.linspace(-10, -0.5, nx), "longitude", "degrees_east")):
+                v = nc.createVariable(name, "f4", (name,))
+                v.setncatts({"units": units, "standard_name": std})
+                v[:] = vals
+            v = nc.createVariable("sea_surface_temperature", "i2", ("time", "lat", "lon"), fill_value=np.int16(-32768))
+            v.setncatts({"scale_factor": np.float32(0.01), "add_offset": np.float32(273.15), "units": "kelvin",
+                         "standard_name": "sea_surface_skin_temperature"})
+            v[:] = np.ma.masked_array(sst[sl], mask[sl])
+            q = nc.createVariable("quality_level", "i1", ("time", "lat", "lon"))
+            q.setncatts({"flag_values": np.arange(6, dtype=np.int8),
+                         "flag_meanings": "no_data bad_data worst_quality low_quality acceptable_quality best_quality"})
+            q[:] = quality[sl]
+            m = nc.createVariable("microwave", "f4", ("time", "lat", "lon"))
+            m.setncatts({"units": "kelvin", "long_name": "passive microwave SST"})
+            m[:] = mw[sl]
+
+    for i in range(nt):
+        name = names[i] if names is not None else f"{str(days[i])[:10].replace('-', '')}-L3.nc"
+        write(folder / name, slice(i, i + 1))
+    if whole is not None:
+        write(whole, slice(0, nt))
+    stored = np.round((sst - 273.15) / 0.01) * 0.01 + 273.15  # as packed (int16, 0.01 K)
+    return np.where(mask, np.nan, stored)
 
 
 def edit_checkpoint_config(src, dst, **changes):

@@ -131,7 +131,7 @@ NETCDF_REFUSED = [
     ("truncated-netcdf3", _truncated3, None, ["truncated or corrupt"]),
     ("empty", _empty, None, ["empty file (0 bytes)"]),
     ("missing-file", _missing, None, ["file not found"]),
-    ("a-folder", _folder, None, ["is a folder, not a netCDF file"]),
+    ("a-folder", _folder, None, ["is a folder with no netCDF files"]),
     ("not-netcdf", _text, None, ["not a readable netCDF file", "no netCDF-3 or netCDF-4/HDF5 signature"]),
     ("misspelled-var", None, "sts", ["variable 'sts' not found", "did you mean 'sst'"]),
     ("no-field-var", _no_field, None, ["no 3-D (time, lat, lon) variable", "land (lat, lon)"]),

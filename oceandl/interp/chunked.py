@@ -254,7 +254,8 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
 
     Parameters
     ----------
-    source : path of a netCDF file, or an xarray Dataset/DataArray (NumPy or dask backed).
+    source : path of a netCDF file, several (a list, a folder, a glob pattern; :func:`oceandl.io.open_files`),
+        or an xarray Dataset/DataArray (NumPy or dask backed).
     var : variable name (found from CF attributes when omitted).
     chunks : dask chunk size per axis (``time``/``lat``/``lon``; -1 = whole axis).
     min_quality : GHRSST ``quality_level`` below which values are missing (see :func:`oceandl.io.open_field`).
@@ -271,10 +272,19 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     InputError
         As :func:`oceandl.io.open_field` (missing file or variable, bad dims, all NaN...).
     """
-    from oceandl.io import open_field, open_netcdf
+    from oceandl.io import describe_source, input_files, open_field, open_files, open_netcdf
 
     sizes = {ax: -1 for ax in _AXES}
     sizes.update(chunks or {})
+    files = input_files(source)
+    if files is not None and len(files) > 1:
+        # a file per day: a dask chunk per file, rechunked into the blocks' cores below
+        label = describe_source(source, files)
+        ds = open_files(files, var, label=label)
+        da = open_field(ds, var, label=label, min_quality=min_quality, check_values=check_values)
+        return da.chunk({ax: sizes[ax] for ax in _AXES})
+    if files is not None:
+        source = files[0]
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         name, dim_chunks = _file_chunks(path, var, sizes)
@@ -858,7 +868,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     Parameters
     ----------
-    source : netCDF path (opened lazily with dask), or an xarray Dataset/DataArray (NumPy or dask).
+    source : netCDF path (opened lazily with dask); several (a list, a folder or a glob pattern: a file per
+        day, see :func:`oceandl.io.open_files`); or an xarray Dataset/DataArray (NumPy or dask).
     output : the netCDF file to write (atomically: a temporary beside it, renamed at the end).
     method : ``"climatology"``, ``"dineof"``, ``"eof"`` or a neural method (``"unet"``, ``"resae"``,
         ``"convae"``, ``"smp_unet"``); see the module docstring for each strategy.
@@ -904,9 +915,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    check_output_path(output, overwrite, inputs=(source,) if isinstance(source, (str, os.PathLike)) else (),
-                      kind="file", what="filled netCDF")
-    from oceandl.io import check_complevel, source_grid
+    from oceandl.io import check_complevel, describe_source, source_grid, source_paths
+
+    check_output_path(output, overwrite, inputs=source_paths(source), kind="file", what="filled netCDF")
 
     check_complevel(complevel)
     cls = get_method(method)
@@ -933,7 +944,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     da = open_lazy(source, var, core, min_quality, check_values=False)
     shape = tuple(int(n) for n in da.shape)
     # named by the file, as every other refusal of its content (and the in-memory fill's) is
-    where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
+    where = f"{describe_source(source)}: " if isinstance(source, (str, os.PathLike, list, tuple)) else ""
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
 
     design, k, fold = None, 0, None
