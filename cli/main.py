@@ -936,6 +936,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade
       oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
       oceandl interpolate sst.nc --var sst --method unet --aux sst_mw -o filled.nc   # microwave SST as input
+      oceandl interpolate big.nc --method unet --model unet_mw --chunks time=64,lat=256,lon=256 -o filled.nc
     """
     from oceandl.pipelines.interpolate import run_interpolation
 

@@ -149,7 +149,7 @@ def test_a_covariate_is_read_as_the_field_is_never_whole(tmp_path):
 
 
 def test_bad_covariates_are_one_line_and_leave_no_output(neural, tmp_path):
-    path, ck, field, cov = neural
+    _, ck, field, cov = neural
     f = tmp_path / "bad.nc"
     xr.Dataset({"sst": field, "sst_mw": cov, "empty": cov * np.nan, "flat": cov * 0 + 3.0,
                 "depth": cov * 0 + xr.DataArray(np.arange(28.0), dims="lon", coords={"lon": cov["lon"]})}).to_netcdf(f)

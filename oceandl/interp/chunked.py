@@ -46,6 +46,23 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     in that block. ``sigma`` has the blocks' median ``cv_sigma_scale`` and their
     ``cv_sigma_scale_range``.
 
+Covariates (``aux``)
+    The neural methods and DINEOF take auxiliary variables as in memory (``--aux``; a
+    checkpoint's own by name): each is read lazily on the field's grid, block by block over the
+    same core + halo as the field (never whole), and normalised with *global* statistics: its
+    per-pixel count and sum (its mean, the global mean where a pixel has fewer than 2 values) join
+    the field's first dask pass and its squared anomalies (its one scale) the second, as
+    :func:`~oceandl.interp.base.aux_anomaly` makes them in memory; its values are refused there as
+    :func:`~oceandl.interp.base.read_aux` refuses them (all NaN, constant, infinite; constant in
+    time at every pixel). A network loaded from ``checkpoint`` takes its training means and scales
+    where the field takes its training statistics (kelvin converted for a degC network, as in
+    memory), else the cube's (and so does the region it is loaded or fine-tuned (``init``) on); one
+    trained from scratch on ``train_region`` is trained with the region's own, as the field's. A DINEOF block is a multivariate DINEOF with the block's covariates, each
+    normalised with the cube's mean and scale times the block's field scale over the cube's: the
+    block's state matrix is the in-memory one's over the block, times one factor (one block over
+    the cube is the in-memory fit). A covariate of another file must already be on the field's
+    days and grid (:func:`oceandl.io.to_field_grid` reads it whole). The output has ``aux_variables``.
+
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
     its *lower* halo (the part of its read region that lies in earlier blocks' cores, already
@@ -56,7 +73,7 @@ Blending
 
 The output has the variables of :meth:`Interpolator.reconstruct` (the filled field, ``missing_flag``,
 ``sigma`` when the method gives one) and the attributes ``method``, ``options``, ``chunked``
-(chunks, halo, blend, blocks).
+(chunks, halo, blend, blocks) and, with covariates, ``aux_variables``.
 """
 from __future__ import annotations
 
