@@ -450,7 +450,9 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
              "channels of a network, more columns of DINEOF's matrix (multivariate DINEOF); neural methods and "
              "dineof. On another grid or at other times it is put on the field's (nearest day, linear "
              "interpolation, a finer grid block-averaged first; said). With --model, --init or --resume: default, "
-             "those it was trained with. --demo has sst_mw.")
+             "those it was trained with. --demo has sst_mw. With interpolate --chunks: read block by block with "
+             "the field's halo and normalised with the whole cube's statistics (a --model's: its training ones); "
+             "FILE:VAR must then be on the field's days and grid already.")
 
 
 @train.command("interpolator")
@@ -914,7 +916,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
-@click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis).")
+@click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis). Takes --aux (and a --model's covariates) as in memory; not --withhold, --refit, --fit-on, --figure, --demo.")
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's data variables (0: uncompressed: written several times faster, about 1.5x larger).")
 @click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)
@@ -942,6 +944,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade
       oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
       oceandl interpolate sst.nc --var sst --method unet --aux sst_mw -o filled.nc   # microwave SST as input
+      oceandl interpolate big.nc --method unet --model unet_mw --chunks time=64,lat=256,lon=256 -o filled.nc
     """
     from oceandl.pipelines.interpolate import run_interpolation
 
@@ -974,9 +977,6 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     if fit_on is not None and (chunks or checkpoint is not None):
         raise InputError(f"--fit-on: not with {'--chunks' if chunks else '--model'} (it fits the method on another "
                          "file in memory)")
-    if aux and chunks:
-        raise InputError("--aux: not with --chunks (the block-by-block fill takes the field alone)")
-    # a network with covariates under --chunks: interpolate_chunked refuses it before reading anything
     if halo is not None and not chunks:  # it was ignored: the in-memory fill has no blocks
         raise InputError("--halo: only with --chunks (the halo read beyond each block); the fill in memory has no "
                          "blocks")
@@ -988,11 +988,16 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
             raise InputError("--withhold: not available with --chunks (withholding needs the whole cube in memory)")
         if refit:
             raise InputError("--refit: not available with --chunks (nothing is withheld there to refit without)")
+        from oceandl.interp import get_method
         from oceandl.interp.chunked import interpolate_chunked
+        from oceandl.pipelines.interpolate import _resolve_aux
 
+        if aux:  # refused for a method that takes none as in memory; without --aux, a --model's own (said there)
+            _resolve_aux(aux, get_method(method), opts, _echo)
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                   device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
-                                  log=_echo, command=_command_line(), min_quality=min_quality, **opts)
+                                  log=_echo, command=_command_line(), min_quality=min_quality,
+                                  aux=list(aux) or None, **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
                    f"-> {output}")
         return

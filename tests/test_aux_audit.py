@@ -12,7 +12,8 @@ did that the first tests (test_aux.py) did not, each failing before its fix.
   pass .values, which lines columns up by position: across Greenwich, 180 degrees off;
 - `oceandl info` on a filled file did not say which covariates the fill took;
 - --chunks with --set checkpoint=/init= of a network with covariates said "give it as aux
-  (--aux)", which --chunks refuses (interpolate_chunked in Python likewise, per block);
+  (--aux)", which --chunks refused (interpolate_chunked in Python likewise, per block); --chunks
+  now takes them (tests/test_chunked_aux.py);
 - `interpolate --model` on a file without the checkpoint's covariate said only "variable
   'sst_mw' not found; did you mean 'sst'?" (with --quiet, nothing said why it was looked for);
 - the sst benchmark ran its first methods before refusing aux=sst_mw+sst_mw;
@@ -137,20 +138,29 @@ def test_info_on_a_filled_file_names_its_covariates(scene, tmp_path):
 
 
 @pytest.mark.parametrize("key", ["checkpoint", "init"])
-def test_chunks_refuses_a_network_with_covariates_however_it_is_given(ck, tmp_path, key):
+def test_chunks_takes_a_networks_covariates_however_it_is_given(ck, tmp_path, key):
+    """--chunks with --set checkpoint=/init= of a network with covariates: refused before (the
+    blocks took the field alone); now its covariates are read from the file by name, said, and
+    recorded, as in memory."""
     from oceandl.interp.chunked import interpolate_chunked
 
     f = ck.parent / "f.nc"
-    said = "takes auxiliary variables (sst_mw), which the block-by-block fill does not give"
+    train = ["--set", "steps=1", "--set", "patch=16", "--set", "batch_size=2"] if key == "init" else []
     res = CliRunner().invoke(cli, ["interpolate", str(f), "--var", "sst", "--method", "unet", "--set",
-                                   f"{key}={ck}", "--chunks", "time=-1,lat=16,lon=16", "--device", "cpu", "--quiet",
+                                   f"{key}={ck}", *train, "--chunks", "time=-1,lat=16,lon=16", "--device", "cpu",
                                    "-o", str(tmp_path / "out.nc")])
-    assert_cli_error(res, 2, said)
-    assert "--aux" not in res.stderr.strip().splitlines()[-1]
-    with pytest.raises(InputError, match=re.escape(said)):
-        interpolate_chunked(f, tmp_path / "out.nc", "unet", var="sst", device="cpu", progress=False,
-                            log=lambda s: None, **{key: str(ck)})
-    assert not (tmp_path / "out.nc").exists()
+    assert res.exit_code == 0, res.output
+    assert f"auxiliary variables of {ck}: sst_mw" in res.output
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        assert out["sst"].attrs["aux_variables"] == "sst_mw" == out.attrs["aux_variables"]
+    # a file without the covariate: one line saying why it was looked for, no output
+    da = xr.open_dataset(f)["sst"].load()
+    da.to_dataset().to_netcdf(tmp_path / "plain.nc")
+    with pytest.raises(InputError, match=f"variable 'sst_mw' not found.*{key} {re.escape(str(ck))} was trained "
+                                         "with it as an auxiliary variable"):
+        interpolate_chunked(tmp_path / "plain.nc", tmp_path / "o2.nc", "unet", var="sst", device="cpu",
+                            progress=False, **{key: str(ck)})
+    assert not (tmp_path / "o2.nc").exists()
 
 
 def test_model_on_a_file_without_its_covariate_says_why_it_was_looked_for(scene, ck, tmp_path):

@@ -20,7 +20,7 @@ from oceandl.errors import InputError, OceanDLError, one_line, warn
 from oceandl.utils import package_version, software_versions
 
 __all__ = ["Interpolator", "canonical_dims", "clean_axes", "as_dataarray", "cf_masked", "append_history", "oceandl_version",
-           "read_aux", "aux_anomaly"]
+           "read_aux", "aux_anomaly", "aux_arrays", "check_aux_values"]
 
 _ROLES = ("time", "lat", "lon")
 # Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
@@ -501,46 +501,41 @@ def aux_anomaly(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, floa
     return anom, mean.astype(np.float32), scale, gmean
 
 
-def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str],
-             label: str) -> tuple[list[str], list[np.ndarray], list[str | None]]:
-    """Auxiliary variables (covariates) checked and read on the field's grid.
+def check_aux_values(what: str, lo: float, hi: float, has_inf: bool, label: str) -> None:
+    """Refuse a covariate with infinities, no value, or one value everywhere (``lo``, ``hi``: its
+    finite minimum and maximum, NaN when it has none): :func:`read_aux`'s checks, shared with the
+    block-by-block fill (:mod:`oceandl.interp.chunked`), which takes them from a dask pass."""
+    if has_inf:
+        raise InputError(f"{label}: {what} contains infinite values; mark missing values with NaN")
+    if not np.isfinite(lo):
+        raise InputError(f"{label}: {what}: all values are NaN")
+    if lo == hi:
+        raise InputError(f"{label}: {what}: all values are equal ({lo}); it tells the method nothing")
 
-    Parameters
-    ----------
-    aux : DataArray, list or dict of DataArrays, Dataset, or None
-        Each a named (time, lat, lon) DataArray on ``da``'s dims (a size-1 level dropped, as for
-        the field), its coordinates ``da``'s (in any order: matched by value); a dict names them
-        (its values may then be arrays of ``da``'s shape and dim order). NaN marks missing values
-        (and CF fill values, as :func:`cf_masked` decodes them).
-    da : DataArray
-        The field, as given; ``dims`` its (time, lat, lon) dims.
 
-    Returns
-    -------
-    names : list of str
-    values : list of float32 ndarray (time, lat, lon)
-        In ``dims`` order, NaN where missing.
-    units : list of str or None
+def aux_arrays(aux, da: xr.DataArray, dims: tuple[str, str, str],
+               label: str) -> list[tuple[str, xr.DataArray, str | None]]:
+    """Auxiliary variables checked against the field's dims, sizes and coordinates, not read.
+
+    The part of :func:`read_aux` that needs no values: a dask-backed covariate stays lazy (the
+    block-by-block fill reads it block by block). Returns ``(name, array in dims order, units)``.
 
     Raises
     ------
     InputError
         Unnamed or repeated names, the field itself, other dims, sizes or coordinates, not real
-        numbers, infinities, all NaN, or constant.
+        numbers.
     """
     if aux is None:
-        return [], [], []
-    items = _aux_items(aux, label)
-    names: list[str] = []
-    values: list[np.ndarray] = []
-    units: list[str | None] = []
-    for name, a in items:
+        return []
+    out: list[tuple[str, xr.DataArray, str | None]] = []
+    for name, a in _aux_items(aux, label):
         if name is None or not str(name).strip():
             raise InputError(f"{label}: an auxiliary variable has no name; name it (da.rename('wind')) or pass "
                              "aux as a dict {name: array}")
         name = str(name)
         what = f"aux {name!r}"
-        if name in names:
+        if any(name == n for n, _, _ in out):
             raise InputError(f"{label}: {what} is given twice")
         if da.name is not None and name == str(da.name):
             raise InputError(f"{label}: {what} is the field being filled; give other variables as aux")
@@ -567,17 +562,51 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str],
         a = _reorder_like(a, da, name=what, where=label, other="the field")
         if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
             raise InputError(f"{label}: {what}: values must be real numbers, got dtype {a.dtype}")
-        v = np.asarray(a.transpose(*dims).values, dtype=np.float32)
-        if np.isinf(v).any():
-            raise InputError(f"{label}: {what} contains infinite values; mark missing values with NaN")
-        finite = v[np.isfinite(v)]
-        if not finite.size:
-            raise InputError(f"{label}: {what}: all values are NaN")
-        if finite.min() == finite.max():
-            raise InputError(f"{label}: {what}: all values are equal ({finite.min()}); it tells the method nothing")
+        out.append((name, a.transpose(*dims), None if a.attrs.get("units") is None else str(a.attrs["units"])))
+    return out
+
+
+def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
+             check_values: bool = True) -> tuple[list[str], list[np.ndarray], list[str | None]]:
+    """Auxiliary variables (covariates) checked and read on the field's grid.
+
+    Parameters
+    ----------
+    aux : DataArray, list or dict of DataArrays, Dataset, or None
+        Each a named (time, lat, lon) DataArray on ``da``'s dims (a size-1 level dropped, as for
+        the field), its coordinates ``da``'s (in any order: matched by value); a dict names them
+        (its values may then be arrays of ``da``'s shape and dim order). NaN marks missing values
+        (and CF fill values, as :func:`cf_masked` decodes them).
+    da : DataArray
+        The field, as given; ``dims`` its (time, lat, lon) dims.
+    check_values : refuse infinities, all-NaN and constant covariates (False: the caller checked
+        them on the whole cube, as the blocks of :mod:`oceandl.interp.chunked` are).
+
+    Returns
+    -------
+    names : list of str
+    values : list of float32 ndarray (time, lat, lon)
+        In ``dims`` order, NaN where missing.
+    units : list of str or None
+
+    Raises
+    ------
+    InputError
+        Unnamed or repeated names, the field itself, other dims, sizes or coordinates, not real
+        numbers, infinities, all NaN, or constant.
+    """
+    names: list[str] = []
+    values: list[np.ndarray] = []
+    units: list[str | None] = []
+    for name, a, unit in aux_arrays(aux, da, dims, label):
+        v = np.asarray(a.values, dtype=np.float32)
+        if check_values:
+            finite = v[np.isfinite(v)]
+            lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
+            check_aux_values(f"aux {name!r}", lo, hi, bool(np.isinf(v).any()), label)
         names.append(name)
         values.append(v)
-        units.append(None if a.attrs.get("units") is None else str(a.attrs["units"]))
+        units.append(unit)
     return names, values, units
 
 
@@ -612,6 +641,9 @@ class Interpolator:
     #: the method takes auxiliary variables, ``fit(da, aux=...)``: covariates on the field's grid and days
     #: (a microwave SST, the wind) given to it beside the field; the others refuse them
     takes_aux: ClassVar[bool] = False
+    #: refuse all-NaN or constant covariates in fit(); off on the blocks of interpolate_chunked, whose
+    #: covariates were checked on the whole cube (a constant one within a block is no error there)
+    _check_aux_values: bool = True
     option_defaults: ClassVar[dict[str, Any]] = {}
     #: distributions whose code computes the fill besides oceandl, numpy and xarray (``"torch"``):
     #: listed in the output's ``oceandl_software``, which a numpy-only method keeps free of torch
@@ -743,7 +775,7 @@ class Interpolator:
         if aux is not None and not self.takes_aux:
             takers = ", ".join(sorted(_aux_takers())) or "none"
             raise InputError(f"method {self.name!r}: takes no auxiliary variables (aux); the methods that do: {takers}")
-        aux_names, aux_values, aux_units = read_aux(aux, da, dims, label)
+        aux_names, aux_values, aux_units = read_aux(aux, da, dims, label, check_values=self._check_aux_values)
         self.input_dims_ = tuple(da.dims)
         given = self._given_normalisation(da_c, values, label)
         if given is None and da_c.sizes[dims[0]] < 2:

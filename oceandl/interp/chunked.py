@@ -46,6 +46,23 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     in that block. ``sigma`` has the blocks' median ``cv_sigma_scale`` and their
     ``cv_sigma_scale_range``.
 
+Covariates (``aux``)
+    The neural methods and DINEOF take auxiliary variables as in memory (``--aux``; a
+    checkpoint's own by name): each is read lazily on the field's grid, block by block over the
+    same core + halo as the field (never whole), and normalised with *global* statistics: its
+    per-pixel count and sum (its mean, the global mean where a pixel has fewer than 2 values) join
+    the field's first dask pass and its squared anomalies (its one scale) the second, as
+    :func:`~oceandl.interp.base.aux_anomaly` makes them in memory; its values are refused there as
+    :func:`~oceandl.interp.base.read_aux` refuses them (all NaN, constant, infinite; constant in
+    time at every pixel). A network loaded from ``checkpoint`` takes its training means and scales
+    where the field takes its training statistics (kelvin converted for a degC network, as in
+    memory), else the cube's (and so does the region it is loaded or fine-tuned (``init``) on); one
+    trained from scratch on ``train_region`` is trained with the region's own, as the field's. A DINEOF block is a multivariate DINEOF with the block's covariates, each
+    normalised with the cube's mean and scale times the block's field scale over the cube's: the
+    block's state matrix is the in-memory one's over the block, times one factor (one block over
+    the cube is the in-memory fit). A covariate of another file must already be on the field's
+    days and grid (:func:`oceandl.io.to_field_grid` reads it whole). The output has ``aux_variables``.
+
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
     its *lower* halo (the part of its read region that lies in earlier blocks' cores, already
@@ -56,7 +73,7 @@ Blending
 
 The output has the variables of :meth:`Interpolator.reconstruct` (the filled field, ``missing_flag``,
 ``sigma`` when the method gives one) and the attributes ``method``, ``options``, ``chunked``
-(chunks, halo, blend, blocks).
+(chunks, halo, blend, blocks) and, with covariates, ``aux_variables``.
 """
 from __future__ import annotations
 
@@ -125,7 +142,7 @@ class ChunkedResult:
     n_blocks: int
     seconds: float
     stats_seconds: float
-    max_block_bytes: int        # float32 bytes of the largest block read (core + halo)
+    max_block_bytes: int        # float32 bytes of the largest block read (core + halo), covariates included
     max_in_flight: int
     fallback_blocks: int = 0
     # out of the repr: the output's provenance (options JSON, history) made it 800 characters
@@ -298,7 +315,92 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
 
 
+def _aux_entries(aux) -> list[tuple[str | None, Any]]:
+    """``aux`` of :func:`interpolate_chunked` as (name, entry) pairs: an entry is a variable name
+    (``"VAR"``, ``"FILE:VAR"``) or an array; a DataArray's name, a dict's or a Dataset's keys."""
+    if aux is None:
+        return []
+    if isinstance(aux, (str, xr.DataArray)):
+        aux = [aux]
+    if isinstance(aux, xr.Dataset):
+        return list(aux.data_vars.items())
+    if isinstance(aux, Mapping):
+        return list(aux.items())
+    if isinstance(aux, (list, tuple)):
+        return [(None, a) if isinstance(a, str) else (getattr(a, "name", None), a) for a in aux]
+    raise InputError(f"aux must be variable names, DataArrays (a list or dict of them) or a Dataset; "
+                     f"got {type(aux).__name__}")
+
+
+def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: str,
+              taken: str | None = None) -> list[tuple[str, xr.DataArray, str | None]]:
+    """The covariates, lazily on the field's grid: ``(name, dask array (time, lat, lon), units)``.
+
+    A name (``"VAR"``) is a variable of ``source`` (a file or Dataset), ``"FILE:VAR"`` one of
+    another file, read as :func:`open_lazy` reads the field (CF decoded, grid sorted), chunked as
+    ``chunks``; a DataArray is taken as it is (a NumPy one cut into ``chunks``). Each is checked against the field's
+    dims, sizes and coordinates as in memory (:func:`~oceandl.interp.base.aux_arrays`); its values
+    are checked in the statistics pass. ``taken``: the checkpoint they come from, said when one is
+    missing. Nothing is read.
+    """
+    from .base import aux_arrays
+
+    items: dict[str, Any] = {}
+    label = f"{where}variable {da.name!r}"
+    for key, entry in _aux_entries(aux):
+        if not isinstance(entry, str):
+            items[key] = entry  # aux_arrays names an unnamed one
+            continue
+        src, name, other = source, entry, False
+        if ":" in entry:
+            path, var = entry.rsplit(":", 1)
+            if path and var and (Path(path).expanduser().is_file() or path.endswith((".nc", ".nc4"))):
+                src, name, other = Path(path).expanduser(), var, True
+        if not other and not isinstance(source, (str, os.PathLike, xr.Dataset)):
+            raise InputError(f"{label}: aux {entry!r} is a name, but the field is a DataArray: pass the covariate "
+                             "itself (a DataArray on the field's grid)")
+        if not other and name == da.name:
+            raise InputError(f"{label}: aux {name!r} is the field being filled; give other variables as aux")
+        if name in items:
+            raise InputError(f"{label}: aux {name!r} is given twice")
+        try:
+            with warnings.catch_warnings():  # 'chunks separate the stored chunks': chosen on purpose (halos)
+                warnings.simplefilter("ignore", UserWarning)
+                a = open_lazy(src, name, chunks, check_values=False)  # its values: checked in the stats pass
+        except InputError as exc:
+            if taken is None or type(exc) is not InputError:
+                raise
+            raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes it "
+                             "as input: give a file that has it)") from None
+        if other and (a.shape != da.shape or any(not np.array_equal(a[ax].values, da[ax].values) for ax in _AXES)):
+            # to_field_grid reads the whole covariate to match days and interpolate the grid: not lazily
+            raise InputError(f"--aux {entry}: not on the field's days and grid ({dict(a.sizes)} against "
+                             f"{dict(da.sizes)}); with --chunks a covariate of another file must be on them "
+                             "already: put it there first (oceandl.io.to_field_grid) or fill in memory "
+                             "(without --chunks)")
+        items[name] = a.rename(name)
+    out = []
+    for name, a, units in aux_arrays(items, da, _AXES, label):
+        a = a.rename({d: ax for d, ax in zip(a.dims, _AXES)})
+        # a dask-backed one keeps its chunks, as the field does (open_lazy); a NumPy one is cut into them
+        out.append((name, a if a.chunks is not None else a.chunk({ax: chunks.get(ax, -1) for ax in _AXES}), units))
+    return out
+
+
 # ------------------------------------------------------------------------------------------ stats
+@dataclass
+class _AuxStats:
+    """A covariate's global statistics, as :func:`~oceandl.interp.base.aux_anomaly` makes them in memory."""
+
+    name: str
+    units: str | None
+    count: np.ndarray   # (lat, lon) values per pixel
+    total: np.ndarray   # (lat, lon) float64 sum of the values
+    mean: np.ndarray    # (lat, lon) float64 per-pixel mean, the global mean where count < 2
+    global_mean: float
+    scale: float = 0.0  # rms of the anomaly from ``mean``; 0: constant in time at every pixel
+
+
 @dataclass
 class _Stats:
     """Global per-pixel statistics of the observations, as the in-memory base class computes them."""
@@ -314,6 +416,8 @@ class _Stats:
     rhs: np.ndarray | None = None   # (p, lat, lon) their right-hand sides
     gram_a: np.ndarray | None = None  # the same over the steps of fold A (the shrunk fit of DINEOF / EOF)
     rhs_a: np.ndarray | None = None
+    aux: list[_AuxStats] = field(default_factory=list)  # the covariates', in the order given
+    train_aux: dict | None = None  # a checkpoint's training per-pixel means of its covariates (grid order)
 
     @property
     def ocean(self) -> np.ndarray:
@@ -336,7 +440,8 @@ def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[st
         return None
     known = np.isfinite(train["mean"])
     mean = np.where(known, train["mean"], train["global_mean"])
-    out = _Stats(stats.count, mean, train["global_mean"], train["scale"], stats.sq, known, stats.total)
+    out = _Stats(stats.count, mean, train["global_mean"], train["scale"], stats.sq, known, stats.total,
+                 aux=stats.aux, train_aux=train.get("aux_mean") or {})
     out.mean[~out.ocean] = np.nan
     return out
 
@@ -348,7 +453,8 @@ def _compute(*arrays):
 
 
 def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None = None,
-                  fold: np.ndarray | None = None, label: str | None = None) -> _Stats:
+                  fold: np.ndarray | None = None, label: str | None = None,
+                  aux: list[tuple[str, xr.DataArray, str | None]] = ()) -> _Stats:
     """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions.
 
     The first pass also refuses an all-missing or constant field (:func:`oceandl.io.check_extremes`,
@@ -359,30 +465,54 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     ``X^T X`` over the observed steps and ``rhs`` (p, lat, lon) ``X^T (v - mean)``; exact, as in memory.
     With a ``fold`` (time,) bool (:func:`~oceandl.interp.climatology.harmonic_folds`), also
     ``gram_a`` and ``rhs_a``, the same sums over the fold's steps.
+
+    ``aux``: covariates ``(name, lazy array on the field's grid, units)``; their per-pixel count and
+    sum, extremes and infinities join the first pass (refused as :func:`~oceandl.interp.base.read_aux`
+    refuses them), the sums of their squared anomalies the second (which they imply): ``stats.aux``.
     """
     import dask.array as dsa
 
     from oceandl.io import check_extremes
 
+    from .base import check_aux_values
+
     v = da.data
     obs = dsa.isfinite(v)
+    lazy = [obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0), dsa.nanmin(v), dsa.nanmax(v)]
+    for _, a, _ in aux:  # each covariate's sums, extremes and infinities in the same pass
+        seen = dsa.isfinite(a.data)
+        lazy += [seen.sum(axis=0), dsa.where(seen, a.data, 0).astype(np.float64).sum(axis=0),
+                 dsa.nanmin(dsa.where(seen, a.data, np.nan)), dsa.nanmax(dsa.where(seen, a.data, np.nan)),
+                 dsa.isinf(a.data).any()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
-        count, total, lo, hi = _compute(obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0),
-                                        dsa.nanmin(v), dsa.nanmax(v))
+        count, total, lo, hi, *aux_sums = _compute(*lazy)
     check_extremes(lo, hi, label or f"variable {da.name!r}")
+    aux_stats = []
+    for i, (name, _, units) in enumerate(aux):
+        a_count, a_total, a_lo, a_hi, a_inf = aux_sums[5 * i:5 * i + 5]
+        check_aux_values(f"aux {name!r}", float(a_lo), float(a_hi), bool(a_inf), label or f"variable {da.name!r}")
+        a_count, a_total = np.asarray(a_count), np.asarray(a_total)
+        gmean = float(a_total.sum() / a_count.sum())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a_mean = np.where(a_count >= _MIN_PIXEL_OBS, a_total / np.maximum(a_count, 1), gmean)
+        aux_stats.append(_AuxStats(name, units, a_count, a_total, a_mean, gmean))
+    second_pass = second_pass or bool(aux)
     count = np.asarray(count)
     n_obs = int(count.sum())
     global_mean = float(np.asarray(total).sum() / n_obs)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
     mean[count == 0] = np.nan
-    st = _Stats(count, mean, global_mean, total=np.asarray(total))
+    st = _Stats(count, mean, global_mean, total=np.asarray(total), aux=aux_stats)
     if second_pass:
         m = np.nan_to_num(mean)
         anom = dsa.where(obs, v.astype(np.float64) - m, 0.0)
+        # the covariates' squared anomalies from their per-pixel means (their scales), in the same pass
+        aux_sq = [dsa.where(dsa.isfinite(a.data), a.data.astype(np.float64) - st_a.mean, 0.0).__pow__(2).sum()
+                  for (_, a, _), st_a in zip(aux, aux_stats)]
         if design is None:
-            (sq,) = _compute(anom.__pow__(2).sum(axis=0))
+            sq, *aux_sq = _compute(anom.__pow__(2).sum(axis=0), *aux_sq)
         else:  # the same pass: sums over time of the design's products with the mask and the anomaly
             p = design.shape[1]
             outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), p * p)
@@ -391,10 +521,13 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
             sq, *sums = _compute(
                 anom.__pow__(2).sum(axis=0),
                 *(dsa.tensordot(dsa.from_array(m, chunks=tchunks), obs.astype(np.float64) if i % 2 == 0 else anom,
-                                axes=([0], [0])) for i, m in enumerate(mats)))
+                                axes=([0], [0])) for i, m in enumerate(mats)), *aux_sq)
+            sums, aux_sq = sums[:len(mats)], sums[len(mats):]
             st.gram, st.rhs = np.asarray(sums[0]), np.asarray(sums[1])
             if fold is not None:
                 st.gram_a, st.rhs_a = np.asarray(sums[2]), np.asarray(sums[3])
+        for st_a, q in zip(aux_stats, aux_sq):
+            st_a.scale = float(np.sqrt(float(q) / st_a.count.sum()))
         st.sq = np.asarray(sq)
         scale = float(np.sqrt(st.sq.sum() / n_obs))
         vmax = float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else 1.0
@@ -460,7 +593,7 @@ class _ClimatologyBlock:
 
         return harmonic_attrs(0 if self.design is None else (self.design.shape[1] - 1) // 2, self.levels, label)
 
-    def __call__(self, values, ext, coords, mean, ocean):
+    def __call__(self, values, ext, coords, mean, ocean, aux=()):
         fit = np.broadcast_to(mean, values.shape)
         if self.design is not None:  # (time, p) x (p, lat, lon) of this block
             fit = mean[None] + np.tensordot(self.design[ext[0]], self.coef[:, ext[1], ext[2]], axes=1)
@@ -477,16 +610,39 @@ class _FitBlock:
     statistics pass's) or, with a seasonal ``design`` (time, p) and global ``coef`` (p, lat, lon)
     (see :func:`_global_harmonics`), from its seasonal cycle (its own ``harmonics=0``), and the
     mean or cycle is added back: it is the whole record's, as in memory, whatever the time chunks;
-    a block that cannot be fitted takes it (the climatology)."""
+    a block that cannot be fitted takes it (the climatology).
 
-    def __init__(self, cls, seed, device, keep_observed, options, dims, design=None, coef=None):
+    With covariates (``aux``: their :class:`_AuxStats`, in the order the blocks read them, and the
+    field's global ``scale``), each block is a multivariate DINEOF with the block's covariates,
+    normalised with the whole cube's per-pixel means and scales (``DINEOF._aux_norm``): its state
+    matrix is the in-memory one's over the block, times one factor. A covariate with no value in
+    a block adds no column there and is left out of it."""
+
+    def __init__(self, cls, seed, device, keep_observed, options, dims, design=None, coef=None,
+                 aux: list[_AuxStats] = (), scale: float = 1.0):
         self.cls, self.seed, self.device, self.keep_observed, self.options = cls, seed, device, keep_observed, options
         self.dims = dims
         self.design, self.coef = design, coef
+        self.aux, self.scale = list(aux), scale
         if "harmonics" in cls.option_defaults:
             self.options = {**options, "harmonics": 0}  # removed here, globally
 
-    def __call__(self, values, ext, coords, mean, ocean):
+    def _model(self, ext, coords, aux):
+        """The block's fresh model and its covariates (a dict for ``fit``, or None)."""
+        given = {st.name: a for st, a in zip(self.aux, aux) if np.isfinite(a).any()}
+        options = self.options if given or not self.aux else {k: v for k, v in self.options.items()
+                                                                 if k != "aux_weight"}
+        model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **options)
+        model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
+        model._warn_empty_steps = False  # DINEOF: not one warning per block
+        if not given:
+            return model, None
+        model._check_aux_values = False  # checked on the whole cube (a block's may be constant)
+        model._aux_norm = {st.name: (st.mean[ext[1], ext[2]], st.scale) for st in self.aux if st.name in given}
+        model._aux_field_scale = self.scale
+        return model, {k: xr.DataArray(a, dims=self.dims, coords=coords) for k, a in given.items()}
+
+    def __call__(self, values, ext, coords, mean, ocean, aux=()):
         if not ocean.any():
             # all land (no pixel observed in the whole record): nothing to fit. Its failed fit was
             # counted as a block that "could not be fitted (too few observations)", which a global
@@ -501,10 +657,8 @@ class _FitBlock:
         da = xr.DataArray(values - season, dims=self.dims, coords=coords)
         fallback, squares, sigma, sigma_scale = False, None, None, None
         try:
-            model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **self.options)
-            model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
-            model._warn_empty_steps = False  # DINEOF: not one warning per block
-            ds = model.fit(da).reconstruct()
+            model, covariates = self._model(ext, coords, aux)
+            ds = model.fit(da, aux=covariates).reconstruct()
             filled = np.asarray(ds[model.output_name_].values, dtype=np.float64) + season
             squares = getattr(model, "cv_squares_", None)
             if "sigma" in ds:  # DINEOF's error_map
@@ -539,9 +693,11 @@ class _NeuralBlock:
     """
 
     def __init__(self, fitted, stats: _Stats, grid: tuple[int, int], keep_observed: bool,
-                 da: xr.DataArray | None = None):
+                 da: xr.DataArray | None = None, aux: list[tuple[np.ndarray, dict]] = ()):
         self.fitted, self.scale, self.keep_observed = fitted, stats.scale, keep_observed
         self.ny, self.nx = grid
+        # the covariates' whole-grid per-pixel means (float32) and statistics, in the network's channel order
+        self.aux = list(aux)
         if da is not None and fitted._cfg["neighbours"]:
             # irregular time steps warned about once, for the whole cube: each block that saw the
             # missing day warned again (18 lines for one missing day in 36 blocks)
@@ -549,11 +705,15 @@ class _NeuralBlock:
             whole.da_, whole._warn_time_steps = da, True
             whole._check_time_order()
 
-    def __call__(self, values, ext, coords, mean, ocean):
+    def __call__(self, values, ext, coords, mean, ocean, aux=()):
         m = copy.copy(self.fitted)  # shares the network; the per-block inputs live on the copy
         m._cfg = dict(self.fitted._cfg)
         m.progress = False
         m.da_ = xr.DataArray(values, dims=("time", "lat", "lon"), coords=coords)
+        if self.aux:  # the block's covariates, normalised with the whole cube's statistics (_setup_inputs)
+            m._aux_inputs = [np.asarray(a, dtype=np.float32) for a in aux]
+            m._aux_means = [mu[ext[1], ext[2]] for mu, _ in self.aux]
+            m._aux_stats = [st for _, st in self.aux]
         obs = np.isfinite(values)
         x = np.where(obs, (values - np.nan_to_num(mean)[None]) / self.scale, 0.0).astype(np.float32)
         m._setup_inputs(x, obs)
@@ -574,19 +734,24 @@ class _NeuralBlock:
 
 class _Reader:
     """Reads one block of the lazy input inside the task (dask's synchronous scheduler, only the
-    chunks the block touches), so that no task graph of the whole cube travels with each block."""
+    chunks the block touches), so that no task graph of the whole cube travels with each block.
+    The covariates (``aux``, lazy on the field's grid) are read over the same region."""
 
-    def __init__(self, da: xr.DataArray):
+    def __init__(self, da: xr.DataArray, aux: list[xr.DataArray] = ()):
         self.data = da.data
+        self.aux = [a.data for a in aux]
 
-    def __call__(self, ext: tuple[slice, slice, slice]) -> np.ndarray:
-        return np.asarray(self.data[ext].compute(scheduler="synchronous"))
+    def __call__(self, ext: tuple[slice, slice, slice]) -> tuple[np.ndarray, list[np.ndarray]]:
+        import dask
+
+        values, *aux = dask.compute(self.data[ext], *(a[ext] for a in self.aux), scheduler="synchronous")
+        return np.asarray(values), [np.asarray(a, dtype=np.float32) for a in aux]
 
 
 def _run_block(fn, reader: _Reader, ext, coords, mean, ocean):
     """The task a worker runs: read the block (core + halo), fill it (results in the output dtype)."""
-    values = reader(ext)
-    out = fn(values, ext, coords, mean, ocean)
+    values, aux = reader(ext)
+    out = fn(values, ext, coords, mean, ocean, aux)
     dtype = np.result_type(values.dtype, np.float32)  # float32 data: half the bytes held and sent
     for key in ("filled", "sigma"):
         if key in out:
@@ -863,7 +1028,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, command: str | None = None,
-                        min_quality: int | None = None, **options) -> ChunkedResult:
+                        min_quality: int | None = None, aux=None, **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
     Parameters
@@ -894,6 +1059,12 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         :func:`oceandl.io.write_netcdf`.
     min_quality : GHRSST L2P/L3: values whose ``quality_level`` is below it are missing
         (:func:`oceandl.io.open_field`).
+    aux : auxiliary variables (covariates) for the neural methods and DINEOF: names of variables of
+        ``source`` (``"sst_mw"``; ``"FILE:VAR"`` for another file already on the field's days and
+        grid), and/or DataArrays on the field's grid (lazily opened: each block reads its part),
+        as a list, a dict or a Dataset. With a ``checkpoint`` (or ``init``) whose network takes
+        covariates and no ``aux``, those it was trained with, by name from ``source``. Normalised
+        with the whole cube's statistics (see the module docstring).
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``).
 
     Returns
@@ -904,7 +1075,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     ------
     InputError
         Bad input (see :func:`open_lazy`), unknown method or option, bad chunks or halo, output
-        that exists without ``overwrite``.
+        that exists without ``overwrite``; covariates given to a method that takes none, missing,
+        on another grid, all NaN, constant, or (neural methods, DINEOF) constant in time at every
+        pixel; not the ones a checkpoint was trained with.
     """
     from oceandl.utils import atomic_path, check_output_path
 
@@ -926,15 +1099,22 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     kind = "climatology" if method == "climatology" else "neural" if issubclass(cls, NeuralInterpolator) else "fit"
     start = (options.get("checkpoint") or options.get("init")) if kind == "neural" else None
+    saved_aux, taken = None, None
     if start is not None:
         from .neural import checkpoint_aux
 
-        # each block failed, once read, asking for the covariates "as aux (--aux)", which the blocks never take
-        names = checkpoint_aux(start)
-        if names:
-            what = "checkpoint" if options.get("checkpoint") else "init"
-            raise InputError(f"{what} {start} takes auxiliary variables ({', '.join(names)}), which the "
-                             "block-by-block fill does not give; fill in memory (without --chunks; oceandl.interpolate with aux=)")
+        saved_aux = checkpoint_aux(start)  # the covariates the network takes, in channel order
+        if aux is None and saved_aux:  # as `oceandl interpolate --model` takes them: by name, from the file
+            aux, taken = list(saved_aux), f"{'checkpoint' if options.get('checkpoint') else 'init'} {start}"
+            say(f"auxiliary variables of {start}: {', '.join(saved_aux)} (--aux)")
+    if aux is not None and not cls.takes_aux:
+        from .base import _aux_takers
+
+        takers = ", ".join(sorted(_aux_takers())) or "none"
+        raise InputError(f"method {method!r}: takes no auxiliary variables (aux); the methods that do: {takers}")
+    if aux is None and "aux_weight" in options:  # else every block failed on it, and took the climatology
+        raise InputError("method 'dineof': option aux_weight has no effect without auxiliary variables (aux): "
+                         "give aux, or drop aux_weight")
     core = {**_DEFAULT_CHUNKS[kind], **parse_chunks(chunks)}
     user_halo = parse_chunks(halo, "--halo")
     if max_in_flight is not None and max_in_flight < 1:
@@ -946,6 +1126,17 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     # named by the file, as every other refusal of its content (and the in-memory fill's) is
     where = f"{describe_source(source)}: " if isinstance(source, (str, os.PathLike, list, tuple)) else ""
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
+    covariates = _open_aux(aux, source, da, core, where, taken)  # lazy, checked against the field's grid
+    if saved_aux is not None and kind == "neural":
+        given = [c[0] for c in covariates]
+        missing, extra = [k for k in saved_aux if k not in given], [k for k in given if k not in saved_aux]
+        if missing or extra:  # said before the statistics pass, as the in-memory fit says it
+            what = "checkpoint" if options.get("checkpoint") else "init checkpoint"
+            had = f"auxiliary variables {', '.join(map(repr, saved_aux))}" if saved_aux else "no auxiliary variable"
+            fix = " and ".join(([f"give {', '.join(map(repr, missing))} as aux (--aux)"] if missing else [])
+                               + ([f"drop {', '.join(map(repr, extra))}"] if extra else []))
+            raise InputError(f"method {method!r}: {what} {start} was trained with {had}; {fix}")
+        covariates.sort(key=lambda c: saved_aux.index(c[0]))  # the network's channel order
 
     design, k, fold = None, 0, None
     if kind == "climatology" or "harmonics" in cls.option_defaults:
@@ -962,7 +1153,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         fold = harmonic_folds(frac, k) if k else None
     t0 = _time.perf_counter()
     stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design,
-                          fold=fold if design is not None else None, label=f"{where}variable {da.name!r}")
+                          fold=fold if design is not None else None, label=f"{where}variable {da.name!r}",
+                          aux=covariates)
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
     train = _training_normalisation(da, stats, options, where) if kind == "neural" else None
@@ -986,16 +1178,19 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             if design is not None:
                 coef, levels, _ = _global_harmonics(stats, design)
             season_attrs = harmonic_attrs(k, levels, f"{where}variable {da.name!r}")
-        fn = _FitBlock(cls, seed, device, keep_observed, options, dims, design, coef)
+        _constant_in_time(stats.aux, method, where, da.name)
+        fn = _FitBlock(cls, seed, device, keep_observed, options, dims, design, coef, stats.aux, stats.scale)
         hal = {ax: (0 if core[ax] >= n else max(1, core[ax] // 4)) for ax, n in zip(_AXES, shape)}
     else:
         if train is not None:  # the region only loads the network; the cube is normalised as it was trained
             stats = train
             say(f"normalised with checkpoint {options['checkpoint']}'s training statistics (scale {stats.scale:.4g})")
         given = None if train is None else (stats.mean, stats.global_mean, stats.scale)
+        aux_norm = _neural_aux_norm(stats, train is not None, options, start, method, where, da.name)
         fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given,
-                              progress)
-        fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed, da)
+                              progress, covariates, aux_norm if start is not None else None)
+        fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed, da,
+                          [aux_norm[st["name"]] for st in fitted._aux_stats])
         ov = int(fitted.options["overlap"])
         hal = {"time": int(fitted._cfg["neighbours"]), "lat": ov, "lon": ov}
         blend_axes["time"] = False  # day t depends on days t-n..t+n only: the time halo is exact
@@ -1012,8 +1207,13 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         with warnings.catch_warnings():  # ('using variable ...' twice on stderr)
             warnings.simplefilter("ignore", UserWarning)
             src = open_lazy(source, var, read, min_quality, check_values=False)  # checked in the stats pass
+            covariates = _open_aux(aux, source, da, read, where, taken) if covariates else covariates
+    if kind == "neural":  # the blocks read them in the network's channel order
+        order = [st["name"] for st in fn.fitted._aux_stats]
+        covariates.sort(key=lambda c: order.index(c[0]))
     window = max_in_flight or _default_window()
-    max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4
+    # the field and each covariate over the block
+    max_block = max(int(np.prod(b.ext_shape)) for b in blocks) * 4 * (1 + len(covariates))
     say(f"{len(blocks)} blocks of core {core}, halo {hal}, at most {window} in flight "
         f"(largest read {max_block / 2**20:.1f} MiB as float32)")
 
@@ -1038,6 +1238,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
              **({"normalisation": fn.fitted.normalisation_} if kind == "neural" else {}),
              **(fn.fit_attrs(f"{where}variable {da.name!r}") if kind == "climatology" else {}),
              **(season_attrs if kind == "fit" else {}),
+             **({"aux_variables": " ".join(c[0] for c in covariates)} if covariates else {}),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}
@@ -1075,7 +1276,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             bar = tqdm(total=len(blocks), desc=f"{method}: blocks", disable=not progress, leave=False)
             waiting: dict[int, dict] = {}
             nxt = 0
-            for i, res in _stream(fn, _Reader(src), [block_args(b) for b in blocks], window):
+            reader = _Reader(src, [c[1] for c in covariates])
+            for i, res in _stream(fn, reader, [block_args(b) for b in blocks], window):
                 waiting[i] = res
                 while nxt in waiting:  # commit in raster order: lower halos blend into written cores
                     r = waiting.pop(nxt)
@@ -1122,6 +1324,57 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     return res
 
 
+def _constant_in_time(aux: list[_AuxStats], method: str, where: str, var) -> None:
+    """Refuse a covariate that does not change in time at any pixel (its scale is 0): minus its
+    per-pixel mean, as each covariate is normalised, it is 0 everywhere."""
+    for st in aux:
+        if not st.scale > 0:
+            raise InputError(f"{where}variable {var!r}: method {method!r}: aux {st.name!r} does not change in time "
+                             "at any pixel: minus its per-pixel mean (as each covariate is normalised) it is 0 "
+                             "everywhere and tells the method nothing; give covariates that vary from day to day")
+
+
+def _neural_aux_norm(stats: _Stats, training: bool, options, start, method: str, where: str,
+                     var) -> dict[str, tuple[np.ndarray, dict]]:
+    """Each covariate's per-pixel mean (float32, (lat, lon), in its file's units) and statistics
+    ``{name, units, scale, global_mean}`` for the network's input, as the in-memory fit takes them
+    (:meth:`~oceandl.interp.neural.NeuralInterpolator._setup_aux`): a checkpoint's training ones
+    when the field is normalised with its training statistics (``training``; a kelvin covariate for
+    a degC network converted, values far from them refused), else the whole cube's, from the
+    statistics pass."""
+    from .neural import _KELVIN, _SHIFT_LIMIT, _unit
+
+    saved = {}
+    if training:
+        from oceandl.training.checkpoint import read_config
+
+        saved = {st["name"]: st for st in (read_config(start).get("interpolator") or {}).get("aux") or []}
+    out = {}
+    for a in stats.aux:
+        theirs = (stats.train_aux or {}).get(a.name) if training else None
+        if theirs is None or a.name not in saved:
+            _constant_in_time([a], method, where, var)
+            out[a.name] = (a.mean.astype(np.float32),
+                           {"name": a.name, "units": a.units, "scale": a.scale, "global_mean": a.global_mean})
+            continue
+        st = dict(saved[a.name])
+        theirs_u, ours_u = _unit(st.get("units")), _unit(a.units)
+        offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((theirs_u, ours_u))
+        if offset is None and theirs_u is not None and ours_u is not None and theirs_u != ours_u:
+            raise InputError(f"method {method!r}: aux {a.name!r} is in {a.units!r}, checkpoint {start} was "
+                             f"trained with it in {st['units']!r} (convert it first)")
+        # in memory the values are converted (+ offset); here the mean is (- offset): the same anomaly
+        mean = np.asarray(theirs, dtype=np.float64) - (offset or 0.0)
+        seen = a.count > 0
+        shift = float((a.total[seen] - a.count[seen] * mean[seen]).sum() / a.count[seen].sum())
+        if abs(shift) > _SHIFT_LIMIT * st["scale"]:
+            raise InputError(f"method {method!r}: aux {a.name!r}: values {abs(shift) / st['scale']:.0f} training "
+                             f"scales away from those checkpoint {start} was trained with (mean difference "
+                             f"{shift:+.4g} per pixel: other units?)")
+        out[a.name] = (mean.astype(np.float32), st)
+    return out
+
+
 def _default_region(da: xr.DataArray, core, shape, count: np.ndarray) -> dict[str, slice]:
     """The first time chunk of the central spatial block or, when that has fewer than 2 observed
     days (land there, or a cloudy start), the spatial block with the most observations over its
@@ -1145,11 +1398,15 @@ def _default_region(da: xr.DataArray, core, shape, count: np.ndarray) -> dict[st
 
 
 def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say,
-                 count: np.ndarray | None = None, given: tuple | None = None, progress: bool = False):
+                 count: np.ndarray | None = None, given: tuple | None = None, progress: bool = False,
+                 covariates: list = (), aux_norm: dict | None = None):
     """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region.
 
     ``given``: the whole grid's ``(mean, global_mean, scale)`` to normalise the region with (a
-    checkpoint's training statistics; the region alone is not the grid they were checked on)."""
+    checkpoint's training statistics; the region alone is not the grid they were checked on).
+    ``covariates``: ``(name, lazy array, units)``, read over the region too; ``aux_norm``: their
+    whole-grid normalisation (:func:`_neural_aux_norm`) for a loaded network (a region of one day
+    cannot give a covariate's temporal statistics); without it the region's own, as the field's."""
     if train_region is None:
         train_region = _default_region(da, core, shape, count if count is not None else np.ones(shape[1:]))
     bad = set(train_region) - set(_AXES)
@@ -1163,10 +1420,14 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
         # the training bar, as in memory: minutes of training on the region went by without one
         model = cls(seed=seed, device=device, progress=progress, **options)
         model._warn_time_steps = False  # the region's and the blocks' steps: warned once for the cube (_NeuralBlock)
+        ys, xs = train_region.get("lat", slice(None)), train_region.get("lon", slice(None))
         if given is not None:
-            model._given_stats = (given[0][train_region.get("lat", slice(None)), train_region.get("lon", slice(None))],
-                                  *given[1:])
-        return model.fit(region)
+            model._given_stats = (given[0][ys, xs], *given[1:])
+        if aux_norm is not None:
+            model._given_aux = {k: (mean[ys, xs], st) for k, (mean, st) in aux_norm.items()}
+            model._check_aux_values = False  # checked on the whole cube
+        aux = {name: a.isel(train_region).load() for name, a, _ in covariates} or None
+        return model.fit(region, aux=aux)
     except InputError as exc:  # the region's fault, not the whole variable's: say which region
         if type(exc) is not InputError:
             raise

@@ -580,6 +580,10 @@ class DINEOF(Interpolator):
 
     name: ClassVar[str] = "dineof"
     takes_aux: ClassVar[bool] = True  # multivariate DINEOF: covariates are more columns of the state matrix
+    #: interpolate_chunked's blocks: name -> (per-pixel mean (lat, lon), scale) of the whole cube, and
+    #: the cube's field scale they go with (None: each covariate's own statistics, :func:`aux_anomaly`)
+    _aux_norm: dict | None = None
+    _aux_field_scale: float = 1.0
     libraries: ClassVar[tuple[str, ...]] = ("torch",)  # its SVDs and iterations run in torch
     _warn_small_cv: ClassVar[bool] = True  # interpolate_chunked sums the blocks' up in one warning
     _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
@@ -819,9 +823,19 @@ class DINEOF(Interpolator):
         """
         w = self.options["aux_weight"]
         values, masks, pixels = [], [], []
-        for a in self.aux_:
+        whole = self._aux_norm
+        for name, a in zip(self.aux_names_, self.aux_):
             seen = np.isfinite(a)
-            anom = aux_anomaly(a)[0]  # constant at every pixel: all 0, unscaled
+            if whole is None:
+                anom = aux_anomaly(a)[0]  # constant at every pixel: all 0, unscaled
+            else:
+                # a block of interpolate_chunked: the whole cube's per-pixel mean and scale, the scale
+                # times this block's field scale over the cube's (its field is normalised by the
+                # block's own): the block's state matrix is the in-memory one's, times one factor
+                mean, scale = whole[name]
+                anom = np.zeros(a.shape, np.float32)
+                np.subtract(a, mean, out=anom, where=seen, casting="same_kind")
+                anom /= np.float32(scale * self.scale_ / self._aux_field_scale)
             cols = seen.any(axis=0)  # a pixel the covariate never sees is no column of its block
             block, m = anom[:, cols], seen[:, cols]
             del anom

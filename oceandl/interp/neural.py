@@ -257,6 +257,9 @@ class NeuralInterpolator(Interpolator):
     _aux_stats: list = []
     _aux_means: list = []
     _aux_inputs: list = []
+    #: name -> (per-pixel mean (lat, lon) in the covariate's units, {name, units, scale, global_mean}):
+    #: the covariates normalised with these (the whole cube's, set by interpolate_chunked) in _setup_aux
+    _given_aux: dict | None = None
     #: replace an existing checkpoint at ``save_to`` (``train interpolator --overwrite``); else it is refused
     _save_to_overwrite: bool = False
 
@@ -567,11 +570,17 @@ class NeuralInterpolator(Interpolator):
             names = list(given)
         training = getattr(self, "_training_stats", None) if getattr(self, "normalisation_", None) == "training" else None
         theirs_means = (training or {}).get("aux_mean") or {}
+        # the whole cube's (interpolate_chunked: the region fitted here is a part of it, already checked)
+        whole = getattr(self, "_given_aux", None) or {}
         self._aux_stats, self._aux_means, self._aux_inputs = [], [], []
         for i, name in enumerate(names):
             values, units = given[name]
             values = self._clean(values)
-            if training is not None and name in theirs_means:
+            if name in whole:
+                mean, st = whole[name]
+                mean = self._clean(np.asarray(mean)[None])[0].astype(np.float32)
+                st = dict(st)
+            elif training is not None and name in theirs_means:
                 st = dict(saved[i])
                 a, b = _unit(st.get("units")), _unit(units)
                 offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((a, b))
