@@ -445,6 +445,30 @@ def _check_min_quality(demo: bool, min_quality) -> None:
         raise click.UsageError("--min-quality reads the quality_level of an INPUT file; --demo has none")
 
 
+def _parse_cut(ctx, param, value):
+    """--bbox W,S,E,N / --dates START:END, parsed and checked (exit 2 with the reason)."""
+    if value is None:
+        return None
+    from oceandl.io import parse_bbox, parse_dates
+
+    try:
+        return parse_bbox(value) if param.name == "bbox" else parse_dates(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+
+def subset_options(f):
+    """--bbox and --dates: the region and period of INPUT that is read (the rest never is)."""
+    f = click.option("--dates", callback=_parse_cut, metavar="START:END",
+                     help="Only the time steps from START to END (ISO dates, inclusive to the end of their precision; "
+                          "either side may be left open), or in one period: 2020-01-01:2020-03-31, 2020-06:, :2021, "
+                          "2020-02 (February).")(f)
+    return click.option("--bbox", callback=_parse_cut, metavar="W,S,E,N",
+                        help="Only the grid points inside this box, in degrees (either longitude convention; W > E "
+                             "crosses the dateline): a region of a global product, e.g. --bbox=-10,40,0,48 (with '=' "
+                             "when W is negative).")(f)
+
+
 _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or FILE:VAR of another: a covariate the "
              "method takes beside the field (a passive-microwave SST that sees through clouds, the wind): input "
              "channels of a network, more columns of DINEOF's matrix (multivariate DINEOF); neural methods and "
@@ -469,11 +493,12 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
 @click.option("--resume", is_flag=True, help="Go on from the training state an interrupted run left in the -o "
               "folder (give the same INPUT, options and --seed; neural methods). The result is the checkpoint the "
               "run would have written uninterrupted.")
+@subset_options
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
-                           seed, device, min_quality=None, init=None, resume=False, aux=()):
+                           seed, device, min_quality=None, init=None, resume=False, aux=(), bbox=None, dates=None):
     """Train a neural gap filler (or fit a climatology, eof or dineof) on a (time, lat, lon) cube and
     write its checkpoint.
 
@@ -513,7 +538,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     with _resume_hint(*drop):
         text = train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo,
-                                  min_quality=min_quality, resume=resume, aux=aux)
+                                  min_quality=min_quality, resume=resume, aux=aux, bbox=bbox, dates=dates)
     click.echo(text)
 
 
@@ -920,12 +945,13 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's data variables (0: uncompressed: written several times faster, about 1.5x larger).")
 @click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)
+@subset_options
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, refit, options, checkpoint, fit_on, figure, demo, epochs, batch_size,
                 lr, quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None,
-                aux=()):
+                aux=(), bbox=None, dates=None):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
@@ -997,7 +1023,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                   device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
                                   log=_echo, command=_command_line(), min_quality=min_quality,
-                                  aux=list(aux) or None, **opts)
+                                  aux=list(aux) or None, bbox=bbox, dates=dates, **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
                    f"-> {output}")
         return
@@ -1010,7 +1036,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, refit=refit,
                                 options=opts, seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
                                 progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line(),
-                                min_quality=min_quality, fit_on=fit_on, aux=aux)
+                                min_quality=min_quality, fit_on=fit_on, aux=aux, bbox=bbox, dates=dates)
     click.echo(summary)
 
 
@@ -1027,9 +1053,11 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                    "and few modes are kept).")
 @click.option("--rotate", type=click.IntRange(min=0), default=0, show_default=True,
               help="Varimax-rotate the leading N modes (0: no rotation); the file then holds the N rotated modes.")
+@subset_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)  # nothing to silence yet: taken as by every writer
 @common(output="EOF netCDF", device=False)
-def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, overwrite, seed):
+def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, overwrite, seed, bbox=None,
+        dates=None):
     """EOF analysis of a (time, lat, lon) field: EOFs, PCs, eigenvalues, variance fractions.
 
     \b
@@ -1059,10 +1087,11 @@ def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, 
         from oceandl.datasets.sst import synthetic_sst
 
         # the clear-sky truth: EOFs need every pixel at every time (the cloudy 'sst' would leave most out)
-        da = open_field(synthetic_sst(seed=seed, **DEMO_SIZE), var or "sst_true", label="--demo")
+        da = open_field(synthetic_sst(seed=seed, **DEMO_SIZE), var or "sst_true", label="--demo", bbox=bbox,
+                        dates=dates)
         input_path = "--demo (synthetic SST cube)"
     else:
-        da = open_field(input_path, var)
+        da = open_field(input_path, var, bbox=bbox, dates=dates)
         input_path = describe_source(input_path)
     with _naming(str(input_path)):  # the analysis names the variable only: 'Error: variable 'sst': ...' said no file
         res = run_eof(da, n_modes=n_modes, weights=None if weights == "none" else weights, solver=solver, seed=seed)

@@ -36,7 +36,7 @@ from .utils import atomic_path, check_output_path
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
            "dangling_references", "to_field_grid", "open_files", "input_files", "describe_source",
-           "source_paths", "NETCDF_SUFFIXES"]
+           "source_paths", "NETCDF_SUFFIXES", "Subset", "parse_bbox", "parse_dates"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -798,6 +798,9 @@ def open_field(
     label: str | None = None,
     min_quality: int | None = None,
     check_values: bool = True,
+    bbox: tuple[float, float, float, float] | None = None,
+    dates: tuple[str | None, str | None] | None = None,
+    pad: int = 0,
 ) -> xr.DataArray:
     """Read a gridded field as a clean DataArray with dims ``("time", "lat", "lon")``.
 
@@ -824,6 +827,15 @@ def open_field(
         Refuse an all-missing or constant field (default). ``False`` skips that pass over the
         values, for a caller that checks them in a pass of its own (:func:`check_extremes`): on a
         lazy cube each pass reads the whole file.
+    bbox : (west, south, east, north), optional
+        Only the grid points inside this box (degrees; either longitude convention; west > east
+        crosses the dateline) are read: a region of a global product, loaded alone.
+    dates : (start, end), optional
+        Only the time steps from ``start`` to ``end`` (ISO dates, inclusive to the end of their
+        precision: ``("2020-01", "2020-03")`` is the first quarter; ``None`` leaves a side open).
+    pad : int
+        Grid points and time steps kept beyond each side of ``bbox`` and ``dates`` (a covariate to be
+        interpolated onto the field's grid needs its neighbours outside the box).
 
     Returns
     -------
@@ -842,13 +854,14 @@ def open_field(
         Missing, empty or unreadable file; missing variable (close names suggested); wrong
         number of dims; time not increasing or duplicated; all values missing; constant field.
     """
+    subset = Subset(bbox, dates, pad) if bbox is not None or dates is not None else None
     files = input_files(source)
     if files is not None and len(files) > 1:
         label = label or describe_source(source, files)
         ds = open_files(files, var, time=time, label=label)
         try:
             return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True,
-                                       min_quality=min_quality, check_values=check_values)
+                                       min_quality=min_quality, check_values=check_values, subset=subset)
         finally:
             ds.close()
     if files is not None:
@@ -860,7 +873,7 @@ def open_field(
         try:
             check_groups(ds, path)
             return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True,
-                                       min_quality=min_quality, check_values=check_values)
+                                       min_quality=min_quality, check_values=check_values, subset=subset)
         finally:
             ds.close()
     if isinstance(source, xr.DataArray):
@@ -869,13 +882,13 @@ def open_field(
         key = name if name is not None and name not in source.coords else "__oceandl_field__"
         ds = source.to_dataset(name=key)
         out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon},
-                                  min_quality=min_quality, check_values=check_values)
+                                  min_quality=min_quality, check_values=check_values, subset=subset)
         out.name = name
         return out
     if isinstance(source, xr.Dataset):
         label = label or "Dataset"
         return _field_from_dataset(_decode(source, label), var, label, {"time": time, "lat": lat, "lon": lon},
-                                   min_quality=min_quality, check_values=check_values)
+                                   min_quality=min_quality, check_values=check_values, subset=subset)
     raise InputError(
         f"open_field: source of type {type(source).__name__}; expected a path, xarray.Dataset or DataArray"
     )
@@ -912,8 +925,140 @@ def _quality_masked(ds: xr.Dataset, da: xr.DataArray, min_quality, where: str) -
     return masked
 
 
+@dataclass(frozen=True)
+class Subset:
+    """A region and period to read of a field (:func:`open_field`'s ``bbox`` and ``dates``).
+
+    ``bbox``: ``(west, south, east, north)`` in degrees, either longitude convention; west > east
+    crosses the dateline (``(170, -10, -170, 10)``). ``dates``: ``(start, end)``, each an ISO date
+    or ``None`` (open), inclusive to the end of its precision: ``("2020-01", "2020-03")`` is the
+    first quarter. ``pad``: grid points (and time steps) kept beyond each side, for a covariate of
+    another product that is then interpolated onto the field's grid and days.
+    """
+
+    bbox: tuple[float, float, float, float] | None = None
+    dates: tuple[str | None, str | None] | None = None
+    pad: int = 0
+
+    def __post_init__(self):
+        if self.bbox is not None:
+            w, s, e, n = (float(v) for v in self.bbox)
+            if not all(np.isfinite([w, s, e, n])) or not -90 <= s <= n <= 90:
+                raise InputError(f"bbox {self.bbox}: west, south, east, north in degrees, -90 <= south <= north <= 90")
+            object.__setattr__(self, "bbox", (w, s, e, n))
+        if self.dates is not None:
+            lo, hi = (_period(d, "start") if d not in (None, "") else None for d in self.dates)
+            if lo is not None and hi is not None and _period(self.dates[1], "end") < lo:
+                raise InputError(f"dates {self.dates[0]}:{self.dates[1]}: the end is before the start")
+
+    def indices(self, roles: dict, where: str) -> dict:
+        """``{dim: slice or index array}`` of the field's time, lat and lon dims (``roles``:
+        :func:`_assign_roles`' mapping) inside the region and period."""
+        sel = {}
+        if self.dates is not None:
+            dim, v = roles["time"]
+            sel[dim] = self._pad(self._time_index(v, where), v.sizes[dim] if v is not None else 0)
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
+            for role in ("lat", "lon"):
+                dim, v = roles[role]
+                if v is None or not in_degrees(v.attrs):
+                    raise InputError(f"{where}: bbox: the grid's {role} is not in degrees (a projection's x/y or an index "
+                                     "has no longitude-latitude box); cut it with xarray first")
+                vals = np.asarray(_coordinate_values(v, dim, role, where), dtype=float)
+                if role == "lat":
+                    inside = (vals >= s) & (vals <= n)
+                else:
+                    lon, west, east = (((x + 180.0) % 360.0) - 180.0 for x in (vals, w, e))
+                    if e - w >= 360:
+                        inside = np.ones(vals.shape, bool)
+                    else:  # west > east once in -180..180: across the dateline
+                        inside = (lon >= west) & (lon <= east) if west <= east else (lon >= west) | (lon <= east)
+                idx = np.flatnonzero(inside)
+                if not idx.size:
+                    lo_, hi_ = np.nanmin(vals), np.nanmax(vals)
+                    raise InputError(f"{where}: bbox {w:g},{s:g},{e:g},{n:g} holds no grid {role} (the file's {role} "
+                                     f"spans {lo_:g} to {hi_:g})")
+                sel[dim] = self._pad(idx, vals.size)
+        return sel
+
+    def _time_index(self, v, where: str) -> np.ndarray:
+        start, end = self.dates
+        span = f"{start or ''}:{end or ''}"
+        t = None if v is None else np.asarray(v.values)
+        if t is None or not (np.issubdtype(t.dtype, np.datetime64) or t.dtype == object):
+            raise InputError(f"{where}: dates {span}: the time coordinate holds no dates (numbers in units xarray "
+                             "cannot decode, or none); select the steps with xarray first")
+        ok = np.ones(t.shape, bool)
+        for bound, side in ((start, "start"), (end, "end")):
+            if bound in (None, ""):
+                continue
+            b = _period(bound, side)
+            if t.dtype == object:  # cftime dates (a model calendar): the same instant in it
+                b = type(t[0])(b.year, b.month, b.day, b.hour, b.minute, b.second, calendar=t[0].calendar)
+            else:
+                b = np.datetime64(b.to_datetime64())
+            ok &= (t >= b) if side == "start" else (t <= b)
+        idx = np.flatnonzero(ok)
+        if not idx.size:
+            raise InputError(f"{where}: dates {span} hold no time step (the file's time spans {_when(t[0])} to "
+                             f"{_when(t[-1])})")
+        return idx
+
+    def _pad(self, idx: np.ndarray, size: int):
+        """A slice where the indices are contiguous (a hyperslab read), padded by ``pad`` each side."""
+        if idx.size and np.all(np.diff(idx) == 1):
+            return slice(max(0, int(idx[0]) - self.pad), min(size, int(idx[-1]) + 1 + self.pad))
+        return idx  # across the dateline on a -180..180 grid: two pieces, joined by normalize_longitude
+
+
+def _period(text: str, side: str) -> pd.Timestamp:
+    """The first (``side="start"``) or last instant of the period an ISO date names ('2020',
+    '2020-03', '2020-03-01', '2020-03-01T06:00')."""
+    try:
+        p = pd.Period(str(text))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"dates: {text!r} is not a date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from exc
+    return p.start_time if side == "start" else p.end_time
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``"W,S,E,N"`` (the ``--bbox`` option) as four floats, checked."""
+    try:
+        vals = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 4:
+        raise InputError(f"--bbox {text}: give W,S,E,N in degrees (e.g. -10,40,0,48; W > E crosses the dateline)")
+    Subset(bbox=vals)  # the range checks
+    return vals  # type: ignore[return-value]
+
+
+def parse_dates(text: str) -> tuple[str | None, str | None]:
+    """``"START:END"`` (the ``--dates`` option; either side may be empty), or one period
+    (``"2020-02"``: February, ``"2021"``: the year), as a ``(start, end)`` pair, checked."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d{4}(-\d\d(-\d\d([T ]\d\d(:\d\d(:\d\d)?)?)?)?)?", text):
+        Subset(dates=(text, text))  # a real date (no 2020-13)
+        return text, text
+    if ":" not in text:
+        raise InputError(f"--dates {text}: give START:END or one period (e.g. 2020-01-01:2020-03-31, 2020-06:, "
+                         ":2021, 2020-02)")
+    # split at the colon between the dates, not one inside a time of day (2020-01-01T06:00)
+    m = re.fullmatch(r"\s*([^:]*?(?:T\d\d(?::\d\d){0,2})?)\s*:\s*([^:]*?(?:T\d\d(?::\d\d){0,2})?)\s*", str(text))
+    if m is None:
+        raise InputError(f"--dates {text}: give START:END or one period (e.g. 2020-01-01:2020-03-31, 2020-06:, "
+                         ":2021, 2020-02)")
+    start, end = (g or None for g in m.groups())
+    if start is None and end is None:
+        raise InputError(f"--dates {text}: give a start, an end or both")
+    Subset(dates=(start, end))
+    return start, end
+
+
 def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: bool = False,
-                        min_quality: int | None = None, check_values: bool = True) -> xr.DataArray:
+                        min_quality: int | None = None, check_values: bool = True,
+                        subset: Subset | None = None) -> xr.DataArray:
     name = find_variable(ds, var, label=label)
     da = ds[name]
     where = f"{label}: variable '{name}'" if not label.startswith("DataArray") else label
@@ -948,6 +1093,15 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
             f"{where}: cannot tell which of the dims {_dims_text(da)} is {' / '.join(missing)}; "
             f"name them time, lat, lon or pass {', '.join(m + '=' for m in missing)}"
         )
+    if subset is not None and (subset.bbox is not None or subset.dates is not None):
+        # before anything is read: of a global L3 file (or a year of them) only the region is loaded
+        sel = subset.indices(roles, where)
+        # the roles' coordinates by name, so that the source grid (written back) is the region's too
+        named = {r: next((n for n, w in ds.variables.items() if w is v), None) for r, (_, v) in roles.items()}
+        ds = ds.isel({d: i for d, i in sel.items() if d in ds.dims})
+        da = da.isel({d: i for d, i in sel.items() if d in da.dims})
+        roles = {r: (d, None if v is None else ds.variables[named[r]] if named[r] is not None
+                     else v.isel({k: i for k, i in sel.items() if k in v.dims})) for r, (d, v) in roles.items()}
     if not np.issubdtype(da.dtype, np.number) and da.dtype != bool:
         raise InputError(f"{where}: dtype {da.dtype} is not numeric")
 
@@ -1369,8 +1523,9 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     step; a field day without one is a missing day of the covariate), a finer grid is first
     block-averaged to about the field's spacing (linear interpolation alone would alias it), and
     the grid is then interpolated linearly to the field's latitudes and longitudes (a field pixel
-    next to a missing covariate value, or outside its box, is missing). Longitudes are taken in
-    the field's convention (-180..180 or 0..360).
+    next to a missing covariate value, or outside its box, is missing); a grid the field's is part
+    of (the same product over a wider region) is cut to it, its values kept as they are. Longitudes
+    are taken in the field's convention (-180..180 or 0..360).
 
     Parameters
     ----------
@@ -1427,7 +1582,18 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     def same(a, b):
         return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=1e-4))
 
-    if not (same(lat_c, lat_f) and same(lon_c, lon_f)):
+    def within(c, f):
+        """Positions of ``f``'s values in ascending ``c`` (to 1e-4 degree), or None if one is not there."""
+        i = np.minimum(np.searchsorted(c, f - 1e-4), c.size - 1)
+        return i if c.size and np.all(np.abs(c[i] - f) <= 1e-4) else None
+
+    rows, cols = within(lat_c, lat_f), within(lon_c, lon_f)
+    if not (same(lat_c, lat_f) and same(lon_c, lon_f)) and rows is not None and cols is not None:
+        # the field's grid is part of the covariate's (one product, a wider region read): its values as
+        # they are, not interpolated (which rounds them, and changes their dtype)
+        done.append(f"cut from its {lat_c.size} x {lon_c.size} grid to the field's {lat_f.size} x {lon_f.size}")
+        cov = cov.isel(lat=rows, lon=cols)
+    elif not (same(lat_c, lat_f) and same(lon_c, lon_f)):
         shape = f"{lat_c.size} x {lon_c.size}"
         factors = {}
         for d, c, f in (("lat", lat_c, lat_f), ("lon", lon_c, lon_f)):

@@ -160,12 +160,14 @@ def _aux_source(entry: str, source):
 
 
 def _read_aux(source, names: list[str], da, where: str, taken: str | None = None,
-              log: Callable[[str], None] = print) -> dict | None:
+              log: Callable[[str], None] = print, cut: dict | None = None) -> dict | None:
     """The auxiliary variables ``names`` (``VAR`` of ``source``, a file or the demo Dataset, or
     ``FILE:VAR``), read as the field is (:func:`~oceandl.io.open_field`: grid sorted, CF decoded)
     and, when their days or grid are not the field's, put on them
     (:func:`~oceandl.io.to_field_grid`, logged); None without names. ``taken``: the checkpoint
-    option they come from (not given as --aux), said when one is missing."""
+    option they come from (not given as --aux), said when one is missing. ``cut``: the field's
+    ``bbox`` and ``dates`` (read the same region and period of the same file; of another product,
+    with two grid points and days to spare, for the interpolation onto the field's)."""
     from oceandl.io import open_field, to_field_grid
 
     if not names:
@@ -178,7 +180,8 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
         if name in out:
             raise InputError(f"--aux: {name} given twice")
         try:
-            cov = open_field(src, name, label=None if isinstance(src, (str, Path)) else where)
+            cov = open_field(src, name, label=None if isinstance(src, (str, Path)) else where,
+                             **_cut(cut, pad=0 if src is source else 2))
         except InputError as exc:
             if taken is None or type(exc) is not InputError:
                 raise
@@ -193,13 +196,19 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
     return out
 
 
+def _cut(cut: dict | None, pad: int = 0) -> dict:
+    """open_field's keywords for the region and period ``cut`` (``bbox``, ``dates``; None values: all)."""
+    cut = {k: v for k, v in (cut or {}).items() if v is not None}
+    return {**cut, "pad": pad} if cut else {}
+
+
 def run_interpolation(input_path: str | Path | None, output: str | Path, *, var: str | None = None,
                       method: str = "dineof", withhold: float = 0.1, options: dict | None = None, seed: int = 0,
                       device: str = "auto", overwrite: bool = False, figure: str | Path | None = None,
                       demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
                       log: Callable[[str], None] = print, command: str | None = None,
                       min_quality: int | None = None, fit_on: str | Path | None = None,
-                      aux: Sequence[str] | None = None) -> str:
+                      aux: Sequence[str] | None = None, bbox=None, dates=None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
     (data variables at zlib level ``complevel``, 0: uncompressed).
 
@@ -227,6 +236,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     from oceandl.utils import atomic_path, check_output_path
 
     output = Path(output)
+    cut = _cut({"bbox": bbox, "dates": dates})
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
     inputs = (() if demo else source_paths(input_path)) + (() if fit_on is None else source_paths(fit_on))
@@ -269,12 +279,12 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 
         ds = synthetic_sst(seed=seed, **DEMO_SIZE, microwave=bool(aux))
         log(f"--demo: synthetic SST cube {dict(ds.sizes)}, cloud cover {DEMO_SIZE['cloud_cover']:.0%}")
-        da = open_field(ds, "sst")
-        truth = open_field(ds.assign(sst=ds["sst_true"]), "sst").values
+        da = open_field(ds, "sst", **cut)
+        truth = open_field(ds.assign(sst=ds["sst_true"]), "sst", **cut).values
     else:
-        da = open_field(input_path, var, min_quality=min_quality)
+        da = open_field(input_path, var, min_quality=min_quality, **cut)
     where = "--demo" if demo else describe_source(input_path)
-    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log)
+    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log, cut=cut)
     fit_da = None
     if saved_fit is not None:
         fit_da = saved_fit  # used as it is (no fitting)
@@ -283,7 +293,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         # without --var: INPUT's variable where the fit file has it (found on its own, a file of sst and
         # chl was refused as ambiguous, and one of chl alone was fitted to fill sst)
         fit_var = var if var is not None else (da.name if _has_variable(fit_on, da.name) else None)
-        fit_da = open_field(fit_on, fit_var, min_quality=min_quality)
+        fit_da = open_field(fit_on, fit_var, min_quality=min_quality, bbox=bbox)  # its own period, INPUT's region
         other = "" if fit_da.name == da.name else f" (its variable {fit_da.name!r}; INPUT's is {da.name!r})"
         log(f"{method}: fitted on {describe_source(fit_on)}{other} ({fit_da.sizes[fit_da.dims[0]]} steps), "
             f"filling {where}")
@@ -376,7 +386,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
                        method: str = "unet", options: dict | None = None, seed: int = 0, device: str = "auto",
                        overwrite: bool = False, demo: bool = False, progress: bool = True,
                        log: Callable[[str], None] = print, min_quality: int | None = None,
-                       resume: bool = False, aux: Sequence[str] | None = None) -> str:
+                       resume: bool = False, aux: Sequence[str] | None = None, bbox=None, dates=None) -> str:
     """Train a neural gap filler on every observation of ``input_path`` (or the demo cube) and
     write it as a checkpoint folder ``output``: what ``interpolate --model`` (or
     ``checkpoint=``) takes back to fill other files without training again. ``min_quality``: as
@@ -412,6 +422,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
             raise InputError(f"{key}: `train interpolator` writes its states to -o; go on with an interrupted run "
                              "with --resume")
     output = Path(output)
+    cut = _cut({"bbox": bbox, "dates": dates})
     from oceandl.training.checkpoint import is_checkpoint_folder
 
     neural = issubclass(cls, NeuralInterpolator)
@@ -446,11 +457,11 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
 
         log(f"--demo: synthetic SST cube {DEMO_SIZE}")
         ds = synthetic_sst(seed=seed, **DEMO_SIZE, microwave=bool(aux))
-        da = open_field(ds, "sst")
+        da = open_field(ds, "sst", **cut)
     else:
-        da = open_field(input_path, var, min_quality=min_quality)
+        da = open_field(input_path, var, min_quality=min_quality, **cut)
     where = "--demo" if demo else describe_source(input_path)
-    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log)
+    aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log, cut=cut)
     t0 = time.perf_counter()
     with _naming(where):
         interp.fit(da, **({} if aux_das is None else {"aux": aux_das}))

@@ -266,7 +266,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
 
 
 def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None,
-              min_quality: int | None = None, check_values: bool = True) -> xr.DataArray:
+              min_quality: int | None = None, check_values: bool = True, bbox=None, dates=None) -> xr.DataArray:
     """The (time, lat, lon) field of ``source`` as a dask-backed DataArray (nothing loaded).
 
     Parameters
@@ -278,6 +278,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     min_quality : GHRSST ``quality_level`` below which values are missing (see :func:`oceandl.io.open_field`).
     check_values : refuse an all-missing or constant field, in one pass over the values (False:
         the caller checks them, as :func:`interpolate_chunked` does in its statistics pass).
+    bbox, dates : the region and period read (see :func:`oceandl.io.open_field`); nothing else is.
 
     Returns
     -------
@@ -298,7 +299,8 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
         # a file per day: a dask chunk per file, rechunked into the blocks' cores below
         label = describe_source(source, files)
         ds = open_files(files, var, label=label)
-        da = open_field(ds, var, label=label, min_quality=min_quality, check_values=check_values)
+        da = open_field(ds, var, label=label, min_quality=min_quality, check_values=check_values, bbox=bbox,
+                        dates=dates)
         return da.chunk({ax: sizes[ax] for ax in _AXES})
     if files is not None:
         source = files[0]
@@ -309,10 +311,13 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
             warnings.simplefilter("ignore", UserWarning)
             ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
-        da = open_field(ds, name, label=str(path), min_quality=min_quality, check_values=check_values)
+        da = open_field(ds, name, label=str(path), min_quality=min_quality, check_values=check_values, bbox=bbox,
+                        dates=dates)
     else:
-        da = open_field(source, var, min_quality=min_quality, check_values=check_values)
-    return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None else da
+        da = open_field(source, var, min_quality=min_quality, check_values=check_values, bbox=bbox, dates=dates)
+    # a region cut out of the file's chunks: rechunked so that the blocks' cores line up with them again
+    subset = bbox is not None or dates is not None
+    return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None or subset else da
 
 
 def _aux_entries(aux) -> list[tuple[str | None, Any]]:
@@ -333,7 +338,7 @@ def _aux_entries(aux) -> list[tuple[str | None, Any]]:
 
 
 def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: str,
-              taken: str | None = None) -> list[tuple[str, xr.DataArray, str | None]]:
+              taken: str | None = None, bbox=None, dates=None) -> list[tuple[str, xr.DataArray, str | None]]:
     """The covariates, lazily on the field's grid: ``(name, dask array (time, lat, lon), units)``.
 
     A name (``"VAR"``) is a variable of ``source`` (a file or Dataset), ``"FILE:VAR"`` one of
@@ -366,7 +371,8 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
         try:
             with warnings.catch_warnings():  # 'chunks separate the stored chunks': chosen on purpose (halos)
                 warnings.simplefilter("ignore", UserWarning)
-                a = open_lazy(src, name, chunks, check_values=False)  # its values: checked in the stats pass
+                # its values: checked in the stats pass; the field's region and period, on its grid
+                a = open_lazy(src, name, chunks, check_values=False, bbox=bbox, dates=dates)
         except InputError as exc:
             if taken is None or type(exc) is not InputError:
                 raise
@@ -1028,7 +1034,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, command: str | None = None,
-                        min_quality: int | None = None, aux=None, **options) -> ChunkedResult:
+                        min_quality: int | None = None, aux=None, bbox=None, dates=None,
+                        **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
     Parameters
@@ -1059,6 +1066,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         :func:`oceandl.io.write_netcdf`.
     min_quality : GHRSST L2P/L3: values whose ``quality_level`` is below it are missing
         (:func:`oceandl.io.open_field`).
+    bbox, dates : only this region ``(west, south, east, north)`` and period ``(start, end)`` of
+        ``source`` are read and filled (:func:`oceandl.io.open_field`); covariates named as
+        variables of the file are cut the same way.
     aux : auxiliary variables (covariates) for the neural methods and DINEOF: names of variables of
         ``source`` (``"sst_mw"``; ``"FILE:VAR"`` for another file already on the field's days and
         grid), and/or DataArrays on the field's grid (lazily opened: each block reads its part),
@@ -1121,12 +1131,12 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         raise InputError(f"max_in_flight={max_in_flight}: must be >= 1")
 
     # stats pass chunks: the cores; the values are checked in that pass (a pass of its own read the cube once more)
-    da = open_lazy(source, var, core, min_quality, check_values=False)
+    da = open_lazy(source, var, core, min_quality, check_values=False, bbox=bbox, dates=dates)
     shape = tuple(int(n) for n in da.shape)
     # named by the file, as every other refusal of its content (and the in-memory fill's) is
     where = f"{describe_source(source)}: " if isinstance(source, (str, os.PathLike, list, tuple)) else ""
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
-    covariates = _open_aux(aux, source, da, core, where, taken)  # lazy, checked against the field's grid
+    covariates = _open_aux(aux, source, da, core, where, taken, bbox, dates)  # lazy, checked against the field's grid
     if saved_aux is not None and kind == "neural":
         given = [c[0] for c in covariates]
         missing, extra = [k for k in saved_aux if k not in given], [k for k in given if k not in saved_aux]
@@ -1206,8 +1216,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     else:  # finer input chunks: halos over-read less. The same file again: its warnings were given
         with warnings.catch_warnings():  # ('using variable ...' twice on stderr)
             warnings.simplefilter("ignore", UserWarning)
-            src = open_lazy(source, var, read, min_quality, check_values=False)  # checked in the stats pass
-            covariates = _open_aux(aux, source, da, read, where, taken) if covariates else covariates
+            src = open_lazy(source, var, read, min_quality, check_values=False, bbox=bbox, dates=dates)
+            covariates = _open_aux(aux, source, da, read, where, taken, bbox, dates) if covariates else covariates
     if kind == "neural":  # the blocks read them in the network's channel order
         order = [st["name"] for st in fn.fitted._aux_stats]
         covariates.sort(key=lambda c: order.index(c[0]))
