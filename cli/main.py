@@ -398,7 +398,9 @@ def info(path, as_json):
     A checkpoint: its model and parameters, classes, how far its training went (and whether
     --resume can go on), its test metrics or loss, the data it was trained on, and the versions
     and git commit it was written with. A netCDF file: its dimensions and variables and, for an
-    output of interpolate, eof or classify, the method, options, validation scores and software.
+    output of interpolate, eof or classify, the method, options, validation scores and software;
+    for data, the field --var would pick, its time span (--dates), grid extent and step and the
+    --bbox of the whole grid; a folder or quoted pattern of daily files, the same of the series.
     A run folder: the benchmark, its rows and the command that runs it again. Only headers are
     read: no weights, no data.
 
@@ -407,6 +409,7 @@ def info(path, as_json):
       oceandl info sar_model
       oceandl info unet_sst
       oceandl info filled.nc --json
+      oceandl info l3s_2020/                # a folder of daily files: time span, grid, --bbox
       oceandl info runs/sst
     """
     from oceandl.describe import describe

@@ -43,7 +43,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         trained on, whether it holds a state ``--resume`` goes on from, and the versions and git
         commit it was written with; for a run folder the benchmark, its rows, seed, device, time,
         the command that runs it again and the git commit; for a netCDF file its dimensions,
-        variables and, when oceandl wrote it, the method, options, validation scores and software.
+        variables and, when oceandl wrote it, the method, options, validation scores and software;
+        for data, the field ``--var`` would pick, its time span, grid extent and step and the
+        ``--bbox`` of the whole grid (a folder or glob pattern of daily files: the same, of the series).
 
     Raises
     ------
@@ -53,8 +55,13 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         A checkpoint folder whose ``config.json`` is corrupt or missing.
     """
     p = Path(path)
+    if not p.exists() and any(c in str(p) for c in "*?["):
+        return _series(str(p))  # a quoted pattern of daily files
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
+    if p.is_dir() and not (p / "config.json").is_file() and not (p / "results.json").is_file() \
+            and any(f.suffix.lower() in (".nc", ".nc4") for f in p.iterdir()):
+        return _series(p)  # a folder of daily files
     if p.name == "results.json" or (p.is_dir() and (p / "results.json").is_file()
                                     and not (p / "config.json").is_file()):
         return _run(p.parent if p.name == "results.json" else p)
@@ -345,6 +352,64 @@ def _netcdf(path: Path) -> dict[str, Any]:
         history = str(attrs.get("history", "")).strip()
         if history:
             out["history (newest)"] = history.splitlines()[0]
+    if not ours or "method" not in out:  # a data file: what --var, --bbox and --dates would work with
+        out.update(_field_facts(path))
+    return out
+
+
+def _series(source) -> dict[str, Any]:
+    """A folder or pattern of files read as one series (a file per day): their number and the field's facts."""
+    from oceandl.io import describe_source, input_files
+
+    files = input_files(source)
+    out: dict[str, Any] = {"path": str(source), "kind": f"{len(files)} netCDF files read as one series"}
+    out["files"] = f"{files[0].name} ... {files[-1].name}" if len(files) > 1 else files[0].name
+    facts = _field_facts(files, label=describe_source(source, files), strict=True)
+    return {**out, **facts}
+
+
+def _field_facts(source, label: str | None = None, strict: bool = False) -> dict[str, Any]:
+    """The field ``open_field`` would read from ``source`` (headers and coordinates only): its name,
+    time span, grid extent and step, and the ``--bbox`` of the whole grid. Empty when there is no
+    such field (``strict``: the reason is raised, as the commands would say it)."""
+    from oceandl.io import open_field, open_files
+
+    try:
+        with warnings.catch_warnings():  # 'using variable X': said below as the field
+            warnings.simplefilter("ignore")
+            if isinstance(source, list) and len(source) > 1:
+                ds = open_files(source, label=label)
+            else:
+                import xarray as xr
+
+                ds = xr.open_dataset(source[0] if isinstance(source, list) else source, chunks={})
+            with ds:
+                da = open_field(ds, label=label or str(source), check_values=False)  # lazy: no data read
+    except InputError:
+        if strict:
+            raise
+        return {}
+    except Exception:  # noqa: BLE001 - an undecodable file: the headers above are what can be said
+        if strict:
+            raise
+        return {}
+    out: dict[str, Any] = {"field (--var)": f"{da.name} ({da.attrs.get('units', 'no units')})"}
+    t = da["time"].values
+    if t.size:
+        from oceandl.io import _when
+
+        step = ""
+        if t.size > 1 and np.issubdtype(t.dtype, np.datetime64):
+            dt = np.median(np.diff(t)) / np.timedelta64(1, "h")
+            step = ", daily" if dt == 24 else f", every {dt:g} h" if dt < 24 else f", every {dt / 24:g} days"
+        out["time (--dates)"] = f"{_when(t[0])} to {_when(t[-1])}, {t.size} steps{step}"
+    for role in ("lat", "lon"):
+        v = np.asarray(da[role].values, dtype=float)
+        step = f", step {np.median(np.diff(v)):.4g}" if v.size > 1 else ""
+        out[role] = f"{v.min():.4g} to {v.max():.4g}, {v.size} points{step}"
+    if da["lat"].attrs.get("units") == "degrees_north":
+        lon, lat = da["lon"].values, da["lat"].values
+        out["whole grid (--bbox)"] = f"--bbox={lon.min():.6g},{lat.min():.6g},{lon.max():.6g},{lat.max():.6g}"
     return out
 
 

@@ -222,3 +222,26 @@ def test_netcdf_facts_of_another_tool_and_of_groups(tmp_path):
     facts = describe(tmp_path / "grouped.nc")
     assert facts["variables"] == "" and facts["groups"] == "/obs (v)"
     assert "groups" not in describe(tmp_path / "other.nc")
+
+
+def test_info_on_data_says_what_var_bbox_and_dates_would_work_with(tmp_path):
+    """A data file, a folder of daily files and a quoted pattern: the field, its time span and step,
+    the grid's extent and the --bbox of the whole grid (headers and coordinates only)."""
+    from fakes import write_l3_days
+
+    write_l3_days(tmp_path / "days", nt=6, ny=16, nx=20, whole=tmp_path / "whole.nc")
+    one = describe(tmp_path / "whole.nc")
+    assert one["kind"] == "netCDF file"
+    assert one["field (--var)"].startswith("sea_surface_temperature (kelvin)")
+    assert one["time (--dates)"] == "2020-01-01 to 2020-01-06, 6 steps, daily"
+    assert one["lat"] == "40 to 47.5, 16 points, step 0.5"
+    assert one["whole grid (--bbox)"] == "--bbox=-10,40,-0.5,47.5"
+    for source in (tmp_path / "days", str(tmp_path / "days" / "2020010*.nc")):
+        many = describe(source)
+        assert many["kind"] == "6 netCDF files read as one series"
+        assert many["files"] == "20200101-L3.nc ... 20200106-L3.nc"
+        assert {k: many[k] for k in ("field (--var)", "time (--dates)", "lat", "lon", "whole grid (--bbox)")} == \
+            {k: one[k] for k in ("field (--var)", "time (--dates)", "lat", "lon", "whole grid (--bbox)")}
+    (tmp_path / "days" / "20200103-L3.nc").write_bytes(b"not netCDF")  # the series fails as the commands would
+    res = CliRunner().invoke(cli, ["info", str(tmp_path / "days")], prog_name="oceandl")
+    assert_cli_error(res, 2, "20200103-L3.nc", "not a readable netCDF file")
