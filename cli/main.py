@@ -1190,15 +1190,18 @@ def benchmark(name, data_root, data, fast, toml_path, options, download, quiet, 
 @click.option("--cloud-cover", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="sst: mean cloud cover, in (0, 1).")
 @click.option("--microwave", is_flag=True, help="sst: also write sst_mw, a synthetic passive-microwave SST: coarse, noisier, gaps near land, in swaths and rain; a covariate for `--aux`.")
+@click.option("--daily", is_flag=True, help="sst: a folder with a file per day (sst_YYYYMMDD.nc), as L3 products come, "
+              "instead of one file; what `interpolate FOLDER` reads as one series.")
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="synthetic data (.nc for sst, a folder for images)", device=False)
-def synth(kind, n, size, cloud_cover, microwave, quiet, output, overwrite, seed):
+def synth(kind, n, size, cloud_cover, microwave, quiet, output, overwrite, seed, daily=False):
     """Write a synthetic data set (deterministic from --seed) in the real formats.
 
     \b
     Examples:
       oceandl synth sst --n 365 --size 128 --cloud-cover 0.6 -o sst.nc
       oceandl synth sst --microwave -o sst.nc   # with sst_mw, a passive-microwave covariate
+      oceandl synth sst --daily --n 90 -o sst_days   # a file per day
       oceandl synth sar --n 100 -o sar_vignettes
     """
     from oceandl.utils import atomic_path, check_output_path
@@ -1208,7 +1211,12 @@ def synth(kind, n, size, cloud_cover, microwave, quiet, output, overwrite, seed)
         raise click.BadParameter(f"{size}: {kind} images need at least 16 pixels", param_hint="'--size'")
     if kind != "sst" and microwave:  # a flag that changed nothing would let a script believe it had sst_mw
         raise click.BadParameter(f"{kind}: only synth sst writes a microwave field", param_hint="'--microwave'")
-    if kind == "sst":
+    if kind != "sst" and daily:
+        raise click.BadParameter(f"{kind}: only synth sst writes daily files", param_hint="'--daily'")
+    if kind == "sst" and daily:
+        check_output_path(output, overwrite, kind="folder", replaceable=_is_synth_folder("sst-daily"),
+                          what="folder of daily synthetic SST files")
+    elif kind == "sst":
         check_output_path(output, overwrite, kind="file", what="netCDF file")
     else:
         check_output_path(output, overwrite, kind="folder", replaceable=_is_synth_folder(kind),
@@ -1224,7 +1232,16 @@ def synth(kind, n, size, cloud_cover, microwave, quiet, output, overwrite, seed)
 
         # how to make the file again, as every other netCDF oceandl writes says how it was made
         ds.attrs["history"] = append_history(None, "synth sst", command=_command_line())
-        write_netcdf(ds, output, overwrite=overwrite)
+        if daily:  # a file per day, named by its date: a folder of L3-like files
+            with atomic_path(output, overwrite=overwrite) as tmp:
+                tmp.mkdir()
+                days = [str(t)[:10].replace("-", "") for t in ds["time"].values]
+                from tqdm.auto import tqdm
+
+                for i, day in enumerate(tqdm(days, desc="days", unit="file", disable=not _progress(quiet))):
+                    write_netcdf(ds.isel(time=[i]), tmp / f"sst_{day}.nc")
+        else:
+            write_netcdf(ds, output, overwrite=overwrite)
     else:
         from oceandl.datasets import synthetic_images as si
 
@@ -1241,6 +1258,8 @@ def _is_synth_folder(kind: str):
         from oceandl.datasets import synthetic_images as si
         from oceandl.datasets.images import TENGEOP_CLASSES
 
+        if kind == "sst-daily":
+            return all(p.name.startswith("sst_") and p.suffix == ".nc" for p in path.iterdir())
         names = set(TENGEOP_CLASSES) | {"metadata.csv"} if kind == "sar" else set(si.PLANKTON_CLASSES)
         return all(p.name in names for p in path.iterdir())
 

@@ -209,3 +209,22 @@ def test_cli_output_among_the_inputs_is_refused_and_kept(l3, tmp_path):
     res = _run("interpolate", days, "--var", VAR, "--method", "climatology", "--overwrite", "-o", target)
     assert_cli_error(res, 2, "is the input file")
     assert target.read_bytes() == before
+
+
+def test_synth_daily_writes_the_cube_as_a_file_per_day(tmp_path):
+    res = _run("synth", "sst", "--daily", "--n", "6", "--size", "12", "--microwave", "-o", tmp_path / "days")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "days").iterdir()) == [f"sst_2020010{d}.nc" for d in range(1, 7)]
+    res = _run("synth", "sst", "--n", "6", "--size", "12", "--microwave", "-o", tmp_path / "cube.nc")
+    assert res.exit_code == 0, res.output
+    for name in ("sst", "sst_mw", "sst_true"):
+        np.testing.assert_array_equal(open_field(tmp_path / "days", name).values,
+                                      open_field(tmp_path / "cube.nc", name).values)
+    # a folder of other files is not replaced by --overwrite; an earlier daily set is
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.nc").write_bytes(b"x")
+    assert_cli_error(_run("synth", "sst", "--daily", "--n", "2", "--size", "8", "--overwrite", "-o", tmp_path / "mine"),
+                     2, "not an earlier")
+    res = _run("synth", "sst", "--daily", "--n", "2", "--size", "8", "--overwrite", "-o", tmp_path / "days")
+    assert res.exit_code == 0 and len(list((tmp_path / "days").iterdir())) == 2
+    assert_cli_error(_run("synth", "sar", "--daily", "-o", tmp_path / "sar"), 2, "only synth sst writes daily files")
