@@ -568,7 +568,10 @@ def source_paths(source) -> tuple:
     an output does not replace an input."""
     if source is None or not isinstance(source, (str, os.PathLike, list, tuple)):
         return ()
-    return tuple(input_files(source) or (source,))
+    try:
+        return tuple(input_files(source) or (source,))
+    except InputError:  # a saved fit's folder (--fit-on), or what the reader refuses later with the reason
+        return (source,)
 
 
 class _Part:
