@@ -555,7 +555,11 @@ def input_files(source) -> list[Path] | None:
 def describe_source(source, files: list[Path] | None = None) -> str:
     """How messages and provenance name an input: the path, or for several files the folder or
     pattern (or the first and last file) with their number."""
-    files = input_files(source) if files is None else files
+    if files is None:
+        try:
+            files = input_files(source)
+        except InputError:  # a saved fit's folder, or a source the reader refuses with the reason
+            files = None
     if not files or len(files) == 1:
         return str(files[0] if files else source)
     if isinstance(source, (list, tuple)):
