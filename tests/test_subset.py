@@ -152,3 +152,29 @@ def test_cli_fills_the_box_as_it_fills_the_box_cut_beforehand(cube, tmp_path):
     res = _run("eof", root / "whole.nc", "--var", "sst_true", "-n", "2", *cut_args, "-o", tmp_path / "e.nc")
     assert res.exit_code == 0, res.output
     assert xr.open_dataset(tmp_path / "e.nc").sizes["lat"] == xr.open_dataset(root / "cut.nc").sizes["lat"]
+
+
+def test_min_quality_with_a_box_reads_the_box_only(tmp_path, monkeypatch):
+    """--min-quality masked the field before the cut: xarray's where read the whole (lazily indexed)
+    variable and its quality_level, so a region of a global L3 file loaded the file."""
+    from xarray.backends.netCDF4_ import NetCDF4ArrayWrapper
+
+    truth = write_l3_days(tmp_path / "days", nt=3, ny=16, nx=20, whole=tmp_path / "whole.nc")
+    read = []
+    original = NetCDF4ArrayWrapper._getitem
+
+    def counting(self, key):
+        out = original(self, key)
+        read.append((self.variable_name, np.size(out)))
+        return out
+
+    monkeypatch.setattr(NetCDF4ArrayWrapper, "_getitem", counting)
+    box = (-8, 41, -3, 45)
+    da = open_field(tmp_path / "whole.nc", "sea_surface_temperature", bbox=box, min_quality=4)
+    for name in ("sea_surface_temperature", "quality_level"):
+        sizes = [n for v, n in read if v == name]
+        assert sizes and max(sizes) == da.size < 3 * 16 * 20, (name, sizes)
+    monkeypatch.undo()
+    full = open_field(tmp_path / "whole.nc", "sea_surface_temperature", min_quality=4)
+    np.testing.assert_array_equal(da.values, full.sel(lat=da.lat, lon=da.lon).values)
+    assert np.isfinite(da.values).sum() < np.isfinite(truth).sum()
