@@ -178,3 +178,32 @@ def test_min_quality_with_a_box_reads_the_box_only(tmp_path, monkeypatch):
     full = open_field(tmp_path / "whole.nc", "sea_surface_temperature", min_quality=4)
     np.testing.assert_array_equal(da.values, full.sel(lat=da.lat, lon=da.lon).values)
     assert np.isfinite(da.values).sum() < np.isfinite(truth).sum()
+
+
+def test_bbox_with_a_saved_fit(cube, tmp_path):
+    """--fit-on a saved fit's folder failed on every fill ('is a folder with no netCDF files', the
+    many-file reader taking it for data); with --bbox, the full-grid fit is refused naming --bbox,
+    and a fit saved of the box fills the box."""
+    root, _, _ = cube
+    full, boxed = tmp_path / "fit_full", tmp_path / "fit_box"
+    box = ",".join(f"{b:g}" for b in BOX)
+    assert _run("train", "interpolator", root / "whole.nc", "--var", "sst", "--method", "eof", "--set", "n_modes=3",
+                "--dates", ":2020-01-20", "-o", full, "--quiet").exit_code == 0
+    assert _run("train", "interpolator", root / "whole.nc", "--var", "sst", "--method", "eof", "--set", "n_modes=3",
+                "--dates", ":2020-01-20", f"--bbox={box}", "-o", boxed, "--quiet").exit_code == 0
+    out = tmp_path / "out.nc"
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", full, "--dates", "2020-01-21:",
+               "--withhold", "0", "-o", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    whole = xr.open_dataset(out)
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", full, f"--bbox={box}", "-o",
+               tmp_path / "never.nc", "--quiet")
+    assert_cli_error(res, 2, f"--bbox {box}: the fit saved in {full} is on its own 24 x 32 grid", "12 x 16")
+    assert not (tmp_path / "never.nc").exists()
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", boxed, f"--bbox={box}",
+               "--dates", "2020-01-21:", "--withhold", "0", "-o", tmp_path / "box.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "box.nc") as ds:
+        assert ds["sst"].shape == (20, 12, 16) and (ds["missing_flag"].values == 1).any()
+        assert ds["sst"].shape[1:] != whole["sst"].shape[1:]
+    whole.close()
