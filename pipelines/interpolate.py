@@ -294,6 +294,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                          f"{fitted_grid.shape[1]} x {fitted_grid.shape[2]} grid, the box of {where} is {da.shape[1]} x "
                          f"{da.shape[2]}; a saved fit fills its whole grid (leave out --bbox, or save a fit of the box "
                          "with `train interpolator --bbox`)")
+    if (options or {}).get("checkpoint") is not None:
+        from oceandl.interp.neural import check_box_grid
+
+        check_box_grid(options["checkpoint"], options, bbox, da.shape[1:], f"{where}: ")
     aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log, cut=cut)
     fit_da = None
     if saved_fit is not None:

@@ -207,3 +207,37 @@ def test_bbox_with_a_saved_fit(cube, tmp_path):
         assert ds["sst"].shape == (20, 12, 16) and (ds["missing_flag"].values == 1).any()
         assert ds["sst"].shape[1:] != whole["sst"].shape[1:]
     whole.close()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_bbox_with_a_model_trained_on_the_whole_grid(cube, tmp_path):
+    """A checkpoint's training statistics are per pixel (and its position channels span its grid): a
+    box of that grid was normalised by its own statistics without a word and filled otherwise than
+    the whole grid is there. Refused naming --bbox and both grids (in memory and --chunks), unless
+    normalisation=input is asked for; a box covering the whole grid is the grid."""
+    from test_neural_interp import TINY
+
+    from oceandl.interp import get_method
+
+    root, _, _ = cube
+    ck = tmp_path / "ck"
+    get_method("unet")(steps=2, patch=16, batch_size=2, model_options=TINY["unet"], seasonal=False,
+                       device="cpu").fit(open_field(root / "whole.nc", "sst")).save(ck)
+    box = ",".join(f"{b:g}" for b in BOX)
+    net = ["--method", "unet", "--model", ck, "--device", "cpu", "--withhold", "0", "--quiet"]
+    for extra in ([], ["--chunks", "time=20"]):
+        res = _run("interpolate", root / "whole.nc", "--var", "sst", *net, f"--bbox={box}", *extra,
+                   "-o", tmp_path / "never.nc")
+        assert_cli_error(res, 2, f"--bbox {box}: checkpoint {ck} was trained on a 24 x 32 grid, the box is 12 x 16",
+                         "normalisation=input")
+        assert not (tmp_path / "never.nc").exists()
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", *net, f"--bbox={box}", "--set",
+               "normalisation=input", "-o", tmp_path / "own.nc")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "own.nc") as ds:
+        assert ds["sst"].shape == (40, 12, 16) and ds.attrs["normalisation"] == "input"
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", *net, "--bbox=-180,-90,180,90",
+               "-o", tmp_path / "all.nc")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "all.nc") as ds:
+        assert ds["sst"].shape == (40, 24, 32) and ds.attrs["normalisation"] == "training"
