@@ -1016,6 +1016,8 @@ class Subset:
         """A slice where the indices are contiguous (a hyperslab read), padded by ``pad`` each side."""
         if idx.size and np.all(np.diff(idx) == 1):
             return slice(max(0, int(idx[0]) - self.pad), min(size, int(idx[-1]) + 1 + self.pad))
+        if self.pad and idx.size:  # each piece padded too: a covariate across the dateline had no neighbours
+            idx = np.unique(np.clip((idx[:, None] + np.arange(-self.pad, self.pad + 1)).ravel(), 0, size - 1))
         return idx  # across the dateline on a -180..180 grid: two pieces, joined by normalize_longitude
 
 

@@ -241,3 +241,20 @@ def test_bbox_with_a_model_trained_on_the_whole_grid(cube, tmp_path):
     assert res.exit_code == 0, res.output
     with xr.open_dataset(tmp_path / "all.nc") as ds:
         assert ds["sst"].shape == (40, 24, 32) and ds.attrs["normalisation"] == "training"
+
+
+def test_pad_holds_on_both_pieces_of_a_box_across_the_dateline(tmp_path):
+    """pad (a covariate of another product, to be interpolated onto the field's grid) was ignored for a
+    box across the dateline on a -180..180 grid (two pieces, an index array): no neighbour outside the box."""
+    lon = np.arange(-180, 180, 10.0)
+    ds = xr.Dataset({"sst": (("time", "lat", "lon"), np.random.default_rng(0).random((2, 3, lon.size)))},
+                    coords={"time": np.array(["2020-01-01", "2020-01-02"], dtype="datetime64[ns]"),
+                            "lat": [-10.0, 0, 10], "lon": lon})
+    ds.to_netcdf(tmp_path / "g.nc")
+    np.testing.assert_array_equal(open_field(tmp_path / "g.nc", "sst", bbox=(160, -10, -170, 10))["lon"].values,
+                                  [160, 170, 180, 190])
+    padded = open_field(tmp_path / "g.nc", "sst", bbox=(160, -10, -170, 10), pad=1)
+    np.testing.assert_array_equal(padded["lon"].values, [150, 160, 170, 180, 190, 200])
+    # a contiguous box is padded as before
+    np.testing.assert_array_equal(open_field(tmp_path / "g.nc", "sst", bbox=(0, 0, 20, 0), pad=1)["lon"].values,
+                                  [-10, 0, 10, 20, 30])
