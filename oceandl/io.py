@@ -916,18 +916,25 @@ def _decode(ds: xr.Dataset, label: str) -> xr.Dataset:
         raise InputError(f"{label}: cannot decode CF attributes ({one_line(exc)})") from exc
 
 
-def _quality_masked(ds: xr.Dataset, da: xr.DataArray, min_quality, where: str) -> xr.DataArray:
+def _quality_masked(ds: xr.Dataset, da: xr.DataArray, min_quality, where: str,
+                    check_only: bool = False) -> xr.DataArray | None:
     """``da`` missing where the ``quality_level`` beside it is below ``min_quality`` or missing
-    (GHRSST GDS 2.0; see :func:`open_field`). Lazy input stays lazy."""
+    (GHRSST GDS 2.0; see :func:`open_field`). Lazy input stays lazy. ``check_only``: only the
+    refusals (no quality_level, other dims), nothing read; a singleton dim of quality_level that
+    ``da`` no longer has (a depth level dropped) is dropped from it too."""
     if isinstance(min_quality, bool) or not isinstance(min_quality, (int, np.integer)):
         raise InputError(f"min_quality must be an integer (GHRSST quality_level, 0 to 5), got {min_quality!r}")
     q = ds.variables.get("quality_level")
     if q is None:
         raise InputError(f"{where}: min_quality (--min-quality) needs a 'quality_level' variable beside it, as in GHRSST "
                          f"L2P/L3 files; there is none (variables: {', '.join(map(str, ds.data_vars))})")
-    if not set(q.dims) <= set(da.dims):
+    if any(d not in da.dims and q.sizes[d] != 1 for d in q.dims):  # (one of size 1: the field's dropped level)
         raise InputError(f"{where}: quality_level has dims {tuple(q.dims)}, not the field's {tuple(da.dims)}")
-    masked = da.where(ds["quality_level"] >= int(min_quality))
+    if check_only:
+        return None
+    q = ds["quality_level"]
+    q = q.isel({d: 0 for d in q.dims if d not in da.dims and q.sizes[d] == 1}, drop=True)
+    masked = da.where(q >= int(min_quality))
     masked.attrs, masked.encoding = da.attrs, da.encoding  # the valid range is unpacked from them below
     return masked
 
@@ -1016,6 +1023,8 @@ class Subset:
         """A slice where the indices are contiguous (a hyperslab read), padded by ``pad`` each side."""
         if idx.size and np.all(np.diff(idx) == 1):
             return slice(max(0, int(idx[0]) - self.pad), min(size, int(idx[-1]) + 1 + self.pad))
+        if self.pad and idx.size:  # each piece padded too: a covariate across the dateline had no neighbours
+            idx = np.unique(np.clip((idx[:, None] + np.arange(-self.pad, self.pad + 1)).ravel(), 0, size - 1))
         return idx  # across the dateline on a -180..180 grid: two pieces, joined by normalize_longitude
 
 
@@ -1070,7 +1079,7 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     da = ds[name]
     where = f"{label}: variable '{name}'" if not label.startswith("DataArray") else label
     if min_quality is not None:
-        da = _quality_masked(ds, da, min_quality, where)
+        _quality_masked(ds, da, min_quality, where, check_only=True)  # refused before anything is read
     if da.ndim < 3:
         raise InputError(f"{where}: has {da.ndim} dims {_dims_text(da)}; expected 3 (time, lat, lon)")
     roles = _assign_roles(ds, da, overrides, where)
@@ -1109,6 +1118,10 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
         da = da.isel({d: i for d, i in sel.items() if d in da.dims})
         roles = {r: (d, None if v is None else ds.variables[named[r]] if named[r] is not None
                      else v.isel({k: i for k, i in sel.items() if k in v.dims})) for r, (d, v) in roles.items()}
+    if min_quality is not None:
+        # after the cut: masked before it, a region of a global file loaded the whole file (xarray's where
+        # reads a lazily indexed netCDF variable in full), and its quality_level with it
+        da = _quality_masked(ds, da, min_quality, where)
     if not np.issubdtype(da.dtype, np.number) and da.dtype != bool:
         raise InputError(f"{where}: dtype {da.dtype} is not numeric")
 

@@ -239,7 +239,14 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     cut = _cut({"bbox": bbox, "dates": dates})
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    inputs = (() if demo else source_paths(input_path)) + (() if fit_on is None else source_paths(fit_on))
+    # a saved fit's folder (config.json, weights) is no data to read: source_paths refused it as 'a folder with
+    # no netCDF files', so --fit-on FOLDER of `train interpolator` failed before anything was done
+    if fit_on is not None:
+        from oceandl.interp.fitted import fitted_folder
+
+        fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json (or weights) names its folder
+    fit_data = fit_on is not None and not (Path(fit_on).is_dir() and not _data_folder(fit_on))
+    inputs = (() if demo else source_paths(input_path)) + (source_paths(fit_on) if fit_data else ())
     check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
     check_complevel(complevel)
     if figure is not None:
@@ -263,10 +270,6 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             raise InputError(f"--fit-on: not with {'--demo' if demo else '--refit'} (it fills INPUT with a fit on "
                              "another file)")
     saved_fit = None
-    if fit_on is not None:
-        from oceandl.interp.fitted import fitted_folder
-
-        fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json (or weights) names its folder
     if fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on):
         from oceandl.interp import fitted_model
 
@@ -284,6 +287,17 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     else:
         da = open_field(input_path, var, min_quality=min_quality, **cut)
     where = "--demo" if demo else describe_source(input_path)
+    fitted_grid = getattr(saved_fit, "da_", None)
+    if bbox is not None and fitted_grid is not None and fitted_grid.shape[1:] != da.shape[1:]:
+        # transform() said '12 latitudes, the field fitted has 24 ... (regrid it first)': no word of --bbox
+        raise InputError(f"--bbox {','.join(f'{b:g}' for b in bbox)}: the fit saved in {fit_on} is on its own "
+                         f"{fitted_grid.shape[1]} x {fitted_grid.shape[2]} grid, the box of {where} is {da.shape[1]} x "
+                         f"{da.shape[2]}; a saved fit fills its whole grid (leave out --bbox, or save a fit of the box "
+                         "with `train interpolator --bbox`)")
+    if (options or {}).get("checkpoint") is not None:
+        from oceandl.interp.neural import check_box_grid
+
+        check_box_grid(options["checkpoint"], options, bbox, da.shape[1:], f"{where}: ")
     aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log, cut=cut)
     fit_da = None
     if saved_fit is not None:
@@ -361,7 +375,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                                land=~valid.any(axis=0),  # never observed: land to the methods
                                units=da.attrs.get("units"), extent=_map_extent(da), anomaly=is_anomaly(da))
         # the input file's global attributes (title, institution...) were dropped, and its history
-        fitted = "" if fit_on is None else f" fitted on {describe_source(fit_on)}"
+        fitted = "" if fit_on is None else f" fitted on {describe_source(fit_on) if fit_data else fit_on}"
         res.attrs = file_attrs(da, res.attrs, command=command,
                                what=f"gaps filled with method {method} {res[name].attrs['options']}{fitted}")
         # on the input's grid (its dim names, latitude order, longitude convention, coordinates):

@@ -152,3 +152,109 @@ def test_cli_fills_the_box_as_it_fills_the_box_cut_beforehand(cube, tmp_path):
     res = _run("eof", root / "whole.nc", "--var", "sst_true", "-n", "2", *cut_args, "-o", tmp_path / "e.nc")
     assert res.exit_code == 0, res.output
     assert xr.open_dataset(tmp_path / "e.nc").sizes["lat"] == xr.open_dataset(root / "cut.nc").sizes["lat"]
+
+
+def test_min_quality_with_a_box_reads_the_box_only(tmp_path, monkeypatch):
+    """--min-quality masked the field before the cut: xarray's where read the whole (lazily indexed)
+    variable and its quality_level, so a region of a global L3 file loaded the file."""
+    from xarray.backends.netCDF4_ import NetCDF4ArrayWrapper
+
+    truth = write_l3_days(tmp_path / "days", nt=3, ny=16, nx=20, whole=tmp_path / "whole.nc")
+    read = []
+    original = NetCDF4ArrayWrapper._getitem
+
+    def counting(self, key):
+        out = original(self, key)
+        read.append((self.variable_name, np.size(out)))
+        return out
+
+    monkeypatch.setattr(NetCDF4ArrayWrapper, "_getitem", counting)
+    box = (-8, 41, -3, 45)
+    da = open_field(tmp_path / "whole.nc", "sea_surface_temperature", bbox=box, min_quality=4)
+    for name in ("sea_surface_temperature", "quality_level"):
+        sizes = [n for v, n in read if v == name]
+        assert sizes and max(sizes) == da.size < 3 * 16 * 20, (name, sizes)
+    monkeypatch.undo()
+    full = open_field(tmp_path / "whole.nc", "sea_surface_temperature", min_quality=4)
+    np.testing.assert_array_equal(da.values, full.sel(lat=da.lat, lon=da.lon).values)
+    assert np.isfinite(da.values).sum() < np.isfinite(truth).sum()
+
+
+def test_bbox_with_a_saved_fit(cube, tmp_path):
+    """--fit-on a saved fit's folder failed on every fill ('is a folder with no netCDF files', the
+    many-file reader taking it for data); with --bbox, the full-grid fit is refused naming --bbox,
+    and a fit saved of the box fills the box."""
+    root, _, _ = cube
+    full, boxed = tmp_path / "fit_full", tmp_path / "fit_box"
+    box = ",".join(f"{b:g}" for b in BOX)
+    assert _run("train", "interpolator", root / "whole.nc", "--var", "sst", "--method", "eof", "--set", "n_modes=3",
+                "--dates", ":2020-01-20", "-o", full, "--quiet").exit_code == 0
+    assert _run("train", "interpolator", root / "whole.nc", "--var", "sst", "--method", "eof", "--set", "n_modes=3",
+                "--dates", ":2020-01-20", f"--bbox={box}", "-o", boxed, "--quiet").exit_code == 0
+    out = tmp_path / "out.nc"
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", full, "--dates", "2020-01-21:",
+               "--withhold", "0", "-o", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    whole = xr.open_dataset(out)
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", full, f"--bbox={box}", "-o",
+               tmp_path / "never.nc", "--quiet")
+    assert_cli_error(res, 2, f"--bbox {box}: the fit saved in {full} is on its own 24 x 32 grid", "12 x 16")
+    assert not (tmp_path / "never.nc").exists()
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", boxed, f"--bbox={box}",
+               "--dates", "2020-01-21:", "--withhold", "0", "-o", tmp_path / "box.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "box.nc") as ds:
+        assert ds["sst"].shape == (20, 12, 16) and (ds["missing_flag"].values == 1).any()
+        assert ds["sst"].shape[1:] != whole["sst"].shape[1:]
+    whole.close()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_bbox_with_a_model_trained_on_the_whole_grid(cube, tmp_path):
+    """A checkpoint's training statistics are per pixel (and its position channels span its grid): a
+    box of that grid was normalised by its own statistics without a word and filled otherwise than
+    the whole grid is there. Refused naming --bbox and both grids (in memory and --chunks), unless
+    normalisation=input is asked for; a box covering the whole grid is the grid."""
+    from test_neural_interp import TINY
+
+    from oceandl.interp import get_method
+
+    root, _, _ = cube
+    ck = tmp_path / "ck"
+    get_method("unet")(steps=2, patch=16, batch_size=2, model_options=TINY["unet"], seasonal=False,
+                       device="cpu").fit(open_field(root / "whole.nc", "sst")).save(ck)
+    box = ",".join(f"{b:g}" for b in BOX)
+    net = ["--method", "unet", "--model", ck, "--device", "cpu", "--withhold", "0", "--quiet"]
+    for extra in ([], ["--chunks", "time=20"]):
+        res = _run("interpolate", root / "whole.nc", "--var", "sst", *net, f"--bbox={box}", *extra,
+                   "-o", tmp_path / "never.nc")
+        assert_cli_error(res, 2, f"--bbox {box}: checkpoint {ck} was trained on a 24 x 32 grid, the box is 12 x 16",
+                         "normalisation=input")
+        assert not (tmp_path / "never.nc").exists()
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", *net, f"--bbox={box}", "--set",
+               "normalisation=input", "-o", tmp_path / "own.nc")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "own.nc") as ds:
+        assert ds["sst"].shape == (40, 12, 16) and ds.attrs["normalisation"] == "input"
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", *net, "--bbox=-180,-90,180,90",
+               "-o", tmp_path / "all.nc")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "all.nc") as ds:
+        assert ds["sst"].shape == (40, 24, 32) and ds.attrs["normalisation"] == "training"
+
+
+def test_pad_holds_on_both_pieces_of_a_box_across_the_dateline(tmp_path):
+    """pad (a covariate of another product, to be interpolated onto the field's grid) was ignored for a
+    box across the dateline on a -180..180 grid (two pieces, an index array): no neighbour outside the box."""
+    lon = np.arange(-180, 180, 10.0)
+    ds = xr.Dataset({"sst": (("time", "lat", "lon"), np.random.default_rng(0).random((2, 3, lon.size)))},
+                    coords={"time": np.array(["2020-01-01", "2020-01-02"], dtype="datetime64[ns]"),
+                            "lat": [-10.0, 0, 10], "lon": lon})
+    ds.to_netcdf(tmp_path / "g.nc")
+    np.testing.assert_array_equal(open_field(tmp_path / "g.nc", "sst", bbox=(160, -10, -170, 10))["lon"].values,
+                                  [160, 170, 180, 190])
+    padded = open_field(tmp_path / "g.nc", "sst", bbox=(160, -10, -170, 10), pad=1)
+    np.testing.assert_array_equal(padded["lon"].values, [150, 160, 170, 180, 190, 200])
+    # a contiguous box is padded as before
+    np.testing.assert_array_equal(open_field(tmp_path / "g.nc", "sst", bbox=(0, 0, 20, 0), pad=1)["lon"].values,
+                                  [-10, 0, 10, 20, 30])

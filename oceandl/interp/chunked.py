@@ -1135,6 +1135,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     shape = tuple(int(n) for n in da.shape)
     # named by the file, as every other refusal of its content (and the in-memory fill's) is
     where = f"{describe_source(source)}: " if isinstance(source, (str, os.PathLike, list, tuple)) else ""
+    if options.get("checkpoint") is not None and kind == "neural":
+        from .neural import check_box_grid
+
+        check_box_grid(options["checkpoint"], options, bbox, shape[1:], where)
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
     covariates = _open_aux(aux, source, da, core, where, taken, bbox, dates)  # lazy, checked against the field's grid
     if saved_aux is not None and kind == "neural":

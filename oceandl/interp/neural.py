@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` sta
 
 __all__ = ["NeuralInterpolator", "ConvAEInterpolator", "UNetInterpolator", "ResAEInterpolator",
            "SMPUnetInterpolator", "tile_starts", "blend_window", "hann_ramp", "read_training_stats",
-           "fitting_training_stats"]
+           "fitting_training_stats", "check_box_grid"]
 
 _LOGVAR_RANGE = (-12.0, 6.0)  # clamp of the predicted log-variance (normalised units) for stability
 
@@ -1453,6 +1453,27 @@ def _unit(u) -> str | None:
         return None
     text = str(u).strip()
     return _UNIT_ALIASES.get(text.lower().replace(" ", "_"), text)
+
+
+def check_box_grid(checkpoint, options: dict, bbox, shape, where: str) -> None:
+    """Refuse ``--bbox`` with a checkpoint trained on another grid than the box's ``(lat, lon)``
+    ``shape``, unless ``normalisation="input"`` is asked for (an :class:`InputError` naming both grids).
+
+    The network's training statistics are per pixel and its grid-position channels span the
+    training grid: a box cut from that grid fell back to the box's own statistics without a word
+    (``normalisation="auto"``), positions rescaled to the box, and filled the box otherwise than
+    the whole grid's fill does there.
+    """
+    if bbox is None or checkpoint is None or (options or {}).get("normalisation") == "input":
+        return
+    stats = read_training_stats(checkpoint)
+    if stats is None or tuple(stats["mean"].shape) == tuple(shape):
+        return
+    ny, nx = stats["mean"].shape
+    raise InputError(f"{where}--bbox {','.join(f'{b:g}' for b in bbox)}: checkpoint {checkpoint} was trained on a "
+                     f"{ny} x {nx} grid, the box is {shape[0]} x {shape[1]}; its per-pixel training statistics "
+                     "are that grid's (fill the whole grid and cut the output, train on the box with "
+                     "`train interpolator --bbox`, or --set normalisation=input to normalise the box by its own)")
 
 
 def fitting_training_stats(path, da, count: np.ndarray, total: np.ndarray) -> tuple[dict | None, str | None]:
