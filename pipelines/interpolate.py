@@ -237,7 +237,7 @@ def _read_mask(source, entry: str | None, da, where: str):
         raise InputError(f"{label}: {str(exc).split(': ', 2)[-1]}") from None
     dims = canonical_dims(da)[1:]
     out = xr.DataArray(sea, dims=dims, coords={d: da[d] for d in dims if d in da.coords}, name=name)
-    out.attrs["comment"] = f"read from {entry} ({how})"
+    out.attrs["oceandl_mask"] = f"--mask {entry}: {how}"  # said in the output's land_sea_mask attribute
     return out
 
 
@@ -287,7 +287,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     cut = _cut({"bbox": bbox, "dates": dates})
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc)")
-    inputs = (() if demo else source_paths(input_path)) + (() if fit_on is None else source_paths(fit_on))
+    # a saved fit's folder (or one taken for it, refused as such below) holds no netCDF file: source_paths
+    # refused it as "a folder with no netCDF files"
+    fit_files = () if fit_on is None or (Path(fit_on).is_dir() and not _data_folder(fit_on)) else source_paths(fit_on)
+    inputs = (() if demo else source_paths(input_path)) + fit_files
     check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
     check_complevel(complevel)
     if figure is not None:
@@ -417,7 +420,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                                else ~np.asarray(mask_da.transpose(*da.dims[1:]).values, dtype=bool),
                                units=da.attrs.get("units"), extent=_map_extent(da), anomaly=is_anomaly(da))
         # the input file's global attributes (title, institution...) were dropped, and its history
-        fitted = "" if fit_on is None else f" fitted on {describe_source(fit_on)}"
+        fitted = "" if fit_on is None else f" fitted on {describe_source(fit_on) if saved_fit is None else fit_on}"
         res.attrs = file_attrs(da, res.attrs, command=command,
                                what=f"gaps filled with method {method} {res[name].attrs['options']}{fitted}")
         # on the input's grid (its dim names, latitude order, longitude convention, coordinates):
