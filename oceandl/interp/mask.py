@@ -54,8 +54,8 @@ def _ocean_from_values(m: xr.DataArray, what: str) -> tuple[np.ndarray, str]:
     """(lat, lon)-shaped ocean bool of the values of ``m`` by the conventions above, and which one."""
     v = np.asarray(m.values)
     attrs = m.attrs
-    if v.dtype == bool:
-        return v, "True = ocean"
+    if v.dtype == bool:  # (a mask read already says how, e.g. by --mask: kept for the output's attribute)
+        return v, str(attrs.get("oceandl_mask", "True = ocean"))
     if not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating):
         raise InputError(f"{what}: values must be booleans or numbers, got dtype {v.dtype}")
     meanings = str(attrs.get("flag_meanings", "")).split()
@@ -69,6 +69,9 @@ def _ocean_from_values(m: xr.DataArray, what: str) -> tuple[np.ndarray, str]:
         if not land_flags:
             raise InputError(f"{what}: no flag of {' '.join(meanings)!r} names land (land, lake, river)")
         finite = np.isfinite(v) if np.issubdtype(v.dtype, np.floating) else np.ones(v.shape, bool)
+        if key == "flag_values" and not np.isin(v[finite], flags).all():
+            bad = v[finite & ~np.isin(v, flags)].ravel()[0].item()
+            raise InputError(f"{what}: value {bad:g} is none of its flag_values {flags.tolist()}")
         if key == "flag_values":
             land = np.isin(v, land_flags) | ~finite
         else:
@@ -91,8 +94,8 @@ def _ocean_from_values(m: xr.DataArray, what: str) -> tuple[np.ndarray, str]:
     with np.errstate(invalid="ignore"):
         odd = np.isfinite(v) & (v != 0) & (v != 1) if np.issubdtype(v.dtype, np.floating) else (v != 0) & (v != 1)
     if odd.any():
-        bad = v[odd].ravel()[0]
-        raise InputError(f"{what}: values must be 1 (ocean) and 0 (land), got {bad!r}; a land fraction needs a "
+        bad = v[odd].ravel()[0].item()
+        raise InputError(f"{what}: values must be 1 (ocean) and 0 (land), got {bad:g}; a land fraction needs a "
                          "land name or standard_name (land_area_fraction), a flag variable its flag_values and "
                          "flag_meanings")
     return v == 1, "1 = ocean, 0 = land"
