@@ -482,10 +482,21 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
              "FILE:VAR must then be on the field's days and grid already.")
 
 
+_MASK_HELP = ("Land-sea mask: VAR of the same file or FILE:VAR of another, (lat, lon) on the field's grid (matched "
+              "by coordinate, either longitude convention; a larger grid is cut to it), e.g. --mask land or "
+              "--mask lsm.nc:lsm. 1/True = ocean; a CF flag variable is read by its flag_meanings (land, lake, "
+              "river = land), a land fraction named land/lsm (or standard_name land_area_fraction) is ocean below "
+              "0.5. Observations on its land are dropped (missing_flag 3); ocean pixels never observed (cloudy all "
+              "period) are filled by the neural methods, left missing by climatology, eof, dineof (warned, "
+              "missing_flag 4). Without it, never observed = land. Kept in a checkpoint (train interpolator), "
+              "which applies it to a file on its grid. Not with --chunks.")
+
+
 @train.command("interpolator")
 @click.argument("input_path", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to learn from (default: found from CF attributes).")
 @click.option("--aux", "aux", multiple=True, help=_AUX_HELP)
+@click.option("--mask", "mask", default=None, metavar="VAR|FILE:VAR", help=_MASK_HELP)
 @click.option("--method", default="unet", show_default=True, help="A neural method (convae, unet, resae, smp_unet), or climatology, eof, dineof: fitted and saved for `interpolate --fit-on`.")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set steps=2000, --set nll=true).")
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
@@ -501,7 +512,8 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
-                           seed, device, min_quality=None, init=None, resume=False, aux=(), bbox=None, dates=None):
+                           seed, device, min_quality=None, init=None, resume=False, aux=(), bbox=None, dates=None,
+                           mask=None):
     """Train a neural gap filler (or fit a climatology, eof or dineof) on a (time, lat, lon) cube and
     write its checkpoint.
 
@@ -526,6 +538,7 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
       oceandl train interpolator sst_2015-2024.nc --method dineof --set harmonics=2 -o dineof_decade
       oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
       oceandl train interpolator sst_mw_2019.nc --var sst --aux sst_mw -o unet_mw   # microwave SST as input
+      oceandl train interpolator sst_2019.nc --var sst --mask land -o unet_sst   # land-sea mask, kept
     """
     from oceandl.pipelines.interpolate import train_interpolator
 
@@ -541,7 +554,8 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     with _resume_hint(*drop):
         text = train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
                                   overwrite=overwrite, demo=demo, progress=_progress(quiet), log=_echo,
-                                  min_quality=min_quality, resume=resume, aux=aux, bbox=bbox, dates=dates)
+                                  min_quality=min_quality, resume=resume, aux=aux, bbox=bbox, dates=dates,
+                                  mask=mask)
     click.echo(text)
 
 
@@ -936,6 +950,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.argument("input_path", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--var", default=None, help="Variable to fill (default: found from CF attributes).")
 @click.option("--aux", "aux", multiple=True, help=_AUX_HELP)
+@click.option("--mask", "mask", default=None, metavar="VAR|FILE:VAR", help=_MASK_HELP)
 @click.option("--method", default="dineof", show_default=True, help="climatology, eof, dineof, convae, unet, resae, smp_unet.")
 @click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none. They are written as observed, flagged 2. Not with --chunks (none withheld, no val_* scores).")
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
@@ -954,7 +969,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @common(output="filled netCDF")
 def interpolate(input_path, var, method, withhold, refit, options, checkpoint, fit_on, figure, demo, epochs, batch_size,
                 lr, quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None,
-                aux=(), bbox=None, dates=None):
+                aux=(), bbox=None, dates=None, mask=None):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
@@ -974,6 +989,8 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
       oceandl interpolate sst.nc --var sst --method unet --aux sst_mw -o filled.nc   # microwave SST as input
       oceandl interpolate big.nc --method unet --model unet_mw --chunks time=64,lat=256,lon=256 -o filled.nc
+      oceandl interpolate sst.nc --method unet --mask land -o filled.nc   # fills ocean cloudy every day
+      oceandl interpolate sst.nc --method dineof --mask lsm_era5.nc:lsm -o filled.nc
     """
     from oceandl.pipelines.interpolate import run_interpolation
 
@@ -1010,6 +1027,9 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         raise InputError("--halo: only with --chunks (the halo read beyond each block); the fill in memory has no "
                          "blocks")
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
+        if mask is not None:
+            raise InputError("--mask: not available with --chunks (the block-by-block fill takes no land-sea mask; "
+                             "fill in memory, cut with --bbox/--dates)")
         if demo or figure is not None:
             raise click.UsageError("--chunks reads an INPUT file; it does not take --demo or --figure")
         src = click.get_current_context().get_parameter_source("withhold")
@@ -1039,7 +1059,8 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     summary = run_interpolation(input_path, output, var=var, method=method, withhold=withhold, refit=refit,
                                 options=opts, seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
                                 progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line(),
-                                min_quality=min_quality, fit_on=fit_on, aux=aux, bbox=bbox, dates=dates)
+                                min_quality=min_quality, fit_on=fit_on, aux=aux, bbox=bbox, dates=dates,
+                                mask=mask)
     click.echo(summary)
 
 

@@ -65,7 +65,9 @@ class OceanDLDatasetAccessor:
         ``quality_level`` is below it are gaps (4: the acceptable and best retrievals).
         ``fit_on`` may be a Dataset too: its variable ``var`` (found as in this one, with the same
         ``min_quality``) is the field fitted, as ``oceandl interpolate --fit-on`` reads its file.
-        ``aux`` may name variables of this Dataset (a name or a list of names), as ``--aux`` does.
+        ``aux`` may name variables of this Dataset (a name or a list of names), as ``--aux`` does;
+        ``mask`` too (a land-sea mask, e.g. ``mask="land"``; see :func:`oceandl.interp.interpolate`),
+        as ``--mask`` does.
 
         Raises
         ------
@@ -74,6 +76,10 @@ class OceanDLDatasetAccessor:
             ``min_quality`` without a ``quality_level`` variable on the field's dims; an ``aux``
             name absent.
         """
+        if isinstance(kwargs.get("mask"), str):
+            from oceandl.io import find_variable
+
+            kwargs["mask"] = self._obj[find_variable(self._obj, kwargs["mask"], label="Dataset")]
         if isinstance(kwargs.get("fit_on"), xr.Dataset):
             kwargs["fit_on"] = kwargs["fit_on"].oceandl._field(var, min_quality)
         aux = kwargs.get("aux")

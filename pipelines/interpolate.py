@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import xarray as xr
 
 from oceandl.errors import InputError
 
@@ -196,6 +197,50 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
     return out
 
 
+def _read_mask(source, entry: str | None, da, where: str):
+    """The land-sea mask of ``--mask``: ``VAR`` of ``source`` (the field's file, the first of a
+    many-file input, or the demo Dataset) or ``FILE:VAR``, as a DataArray on the field ``da``'s
+    grid (matched by coordinate value, either longitude convention; a larger grid, the file before
+    ``--bbox``, cut to the field's). None without ``entry``.
+
+    Raises
+    ------
+    InputError
+        ``--mask ...``: no such file or variable, or a mask that does not fit the field
+        (:func:`~oceandl.interp.mask.read_mask`).
+    """
+    if entry is None:
+        return None
+    from oceandl.interp.base import canonical_dims
+    from oceandl.interp.mask import read_mask
+    from oceandl.io import find_variable, source_paths
+
+    src, name = _aux_source(entry, source)
+    label = f"--mask {entry}"
+    if isinstance(src, xr.Dataset):
+        ds = src
+    else:
+        paths = source_paths(src)
+        if not paths or not Path(paths[0]).is_file():
+            raise InputError(f"{label}: no file to read it from")
+        try:
+            ds = xr.open_dataset(paths[0])
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is the input's fault
+            raise InputError(f"{label}: cannot open {paths[0]} ({str(exc).splitlines()[0][:200]})") from None
+    if name == da.name and src is source:
+        raise InputError(f"{label}: the variable being filled (--var); give the land-sea mask variable")
+    m = ds[find_variable(ds, name, label=label)].load()
+    try:
+        sea, how = read_mask(m, da.transpose(*canonical_dims(da)), label)
+    except InputError as exc:
+        # the mask's own messages start with the field's label: said once, as the option
+        raise InputError(f"{label}: {str(exc).split(': ', 2)[-1]}") from None
+    dims = canonical_dims(da)[1:]
+    out = xr.DataArray(sea, dims=dims, coords={d: da[d] for d in dims if d in da.coords}, name=name)
+    out.attrs["oceandl_mask"] = f"--mask {entry}: {how}"  # said in the output's land_sea_mask attribute
+    return out
+
+
 def _cut(cut: dict | None, pad: int = 0) -> dict:
     """open_field's keywords for the region and period ``cut`` (``bbox``, ``dates``; None values: all)."""
     cut = {k: v for k, v in (cut or {}).items() if v is not None}
@@ -208,9 +253,12 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                       demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
                       log: Callable[[str], None] = print, command: str | None = None,
                       min_quality: int | None = None, fit_on: str | Path | None = None,
-                      aux: Sequence[str] | None = None, bbox=None, dates=None) -> str:
+                      aux: Sequence[str] | None = None, bbox=None, dates=None, mask: str | None = None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
     (data variables at zlib level ``complevel``, 0: uncompressed).
+
+    ``mask``: the land-sea mask, ``VAR`` of the input file (of its first file) or ``FILE:VAR``
+    (see :func:`oceandl.interp.interpolate`'s ``mask`` and :mod:`oceandl.interp.mask`).
 
     ``aux``: names of auxiliary variables of the same file (covariates on the field's grid, for
     the neural methods and dineof); with a checkpoint (``options["checkpoint"]``) and no ``aux``, those it
@@ -270,6 +318,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             raise InputError(f"--fit-on: not with {'--demo' if demo else '--refit'} (it fills INPUT with a fit on "
                              "another file)")
     saved_fit = None
+    if fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on) and mask is not None:
+        raise InputError(f"--mask: not with --fit-on {fit_on}, a fit already made (it fills with the mask it was "
+                         "fitted with, if any: give --mask to `train interpolator`)")
     if fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on):
         from oceandl.interp import fitted_model
 
@@ -299,6 +350,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 
         check_box_grid(options["checkpoint"], options, bbox, da.shape[1:], f"{where}: ")
     aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log, cut=cut)
+    mask_da = _read_mask(ds if demo else input_path, mask, da, where)
     fit_da = None
     if saved_fit is not None:
         fit_da = saved_fit  # used as it is (no fitting)
@@ -312,6 +364,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         log(f"{method}: fitted on {describe_source(fit_on)}{other} ({fit_da.sizes[fit_da.dims[0]]} steps), "
             f"filling {where}")
     valid = np.isfinite(da.values)
+    if mask_da is not None:  # observations on the mask's land are dropped: none is withheld (nor written back)
+        valid &= np.asarray(mask_da.broadcast_like(da).transpose(*da.dims).values, dtype=bool)
     # one time step: the methods that fit the file refuse it (one Error line; a 'no gaps' warning before
     # it was noise); a checkpoint fills it, without validation (said after the fill). The same function
     # as oceandl.interpolate(withhold=...): the same file and seed withhold the same pixels from Python
@@ -320,7 +374,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     def fill(**kw):
         with _naming(where, fit_on):
             return interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
-                               fit_on=fit_da, aux=aux_das, **kw, **(options or {}))
+                               fit_on=fit_da, aux=aux_das, mask=mask_da, **kw, **(options or {}))
 
     t0 = time.perf_counter()
     res = fill(withheld=withheld)
@@ -372,7 +426,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             when = str(da["time"].values[day])[:10] if "time" in da.coords else f"step {day}"
             plot_interpolation(panels, fig_tmp, title=f"{method}: {da.name or 'field'} on {when}",
                                fmt=Path(figure).suffix[1:].lower() or "png",
-                               land=~valid.any(axis=0),  # never observed: land to the methods
+                               # never observed: land to the methods (the mask's land, with one)
+                               land=~valid.any(axis=0) if mask_da is None
+                               else ~np.asarray(mask_da.transpose(*da.dims[1:]).values, dtype=bool),
                                units=da.attrs.get("units"), extent=_map_extent(da), anomaly=is_anomaly(da))
         # the input file's global attributes (title, institution...) were dropped, and its history
         fitted = "" if fit_on is None else f" fitted on {describe_source(fit_on) if fit_data else fit_on}"
@@ -387,6 +443,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     # flag 2 (withheld) pixels are written as observed: not counted as filled
     parts = [f"{method}{how}: filled {int((res['missing_flag'].values == 1).sum()):,} pixels in {seconds:.1f} s "
              f"-> {output}"]
+    if mask_da is not None:
+        flag = res["missing_flag"].values
+        parts[0] += (f"; land-sea mask {mask}: {int((flag == 3).sum()):,} observations on its land dropped, "
+                     f"{int((flag == 4).sum()):,} ocean values never observed left missing")
     if val:
         parts.append("withheld pixels: " + ", ".join(
             f"{k[4:]} {v:.4g}" for k, v in val.items() if k in ("val_rmse", "val_mae", "val_bias", "val_corr",
@@ -400,7 +460,8 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
                        method: str = "unet", options: dict | None = None, seed: int = 0, device: str = "auto",
                        overwrite: bool = False, demo: bool = False, progress: bool = True,
                        log: Callable[[str], None] = print, min_quality: int | None = None,
-                       resume: bool = False, aux: Sequence[str] | None = None, bbox=None, dates=None) -> str:
+                       resume: bool = False, aux: Sequence[str] | None = None, bbox=None, dates=None,
+                       mask: str | None = None) -> str:
     """Train a neural gap filler on every observation of ``input_path`` (or the demo cube) and
     write it as a checkpoint folder ``output``: what ``interpolate --model`` (or
     ``checkpoint=``) takes back to fill other files without training again. ``min_quality``: as
@@ -414,6 +475,10 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
 
     ``aux``: names of auxiliary variables of the same file, covariates the network takes as input
     channels (see :func:`run_interpolation`); with ``init`` and no ``aux``, those it was trained with.
+
+    ``mask``: the land-sea mask (``VAR`` or ``FILE:VAR``, as for :func:`run_interpolation`), kept in
+    the checkpoint (a network's: applied to a file on its grid filled with ``--model`` and no
+    ``--mask``; a saved fit's: applied by ``--fit-on``).
 
     Returns a one-line summary (method, precision, steps, time, loss).
     """
@@ -476,9 +541,10 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         da = open_field(input_path, var, min_quality=min_quality, **cut)
     where = "--demo" if demo else describe_source(input_path)
     aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log, cut=cut)
+    mask_da = _read_mask(ds if demo else input_path, mask, da, where)
     t0 = time.perf_counter()
     with _naming(where):
-        interp.fit(da, **({} if aux_das is None else {"aux": aux_das}))
+        interp.fit(da, **({} if aux_das is None else {"aux": aux_das}), **({} if mask_da is None else {"mask": mask_da}))
     seconds = time.perf_counter() - t0
     with getattr(interp, "_trained_state_kept", contextlib.nullcontext)():  # a network's: the last step is saved
         interp.save(output, overwrite=overwrite, source=where)

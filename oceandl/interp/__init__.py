@@ -99,7 +99,8 @@ def fitted_model(fit_on, method: str, options: dict, *, device: str = "auto",
 
 def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0.0, withheld=None,
                 return_dataset: bool = False, seed: int = 0, device: str = "auto", progress: bool = False,
-                fit_on: xr.DataArray | Interpolator | str | os.PathLike | None = None, aux=None, **options):
+                fit_on: xr.DataArray | Interpolator | str | os.PathLike | None = None, aux=None, mask=None,
+                **options):
     """Fill the gaps (NaN) of a (time, lat, lon) field.
 
     Parameters
@@ -144,6 +145,16 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         that sees through clouds, the wind). NaN marks their own gaps. A network
         loaded with ``checkpoint=`` needs the variables it was trained with, by name. Not with
         ``fit_on``. See :func:`~oceandl.interp.base.read_aux`.
+    mask : xarray.DataArray (lat, lon) or array-like (lat, lon), optional
+        Land-sea mask, True/1 = ocean, on ``da``'s grid (matched by coordinate value, either
+        longitude convention; a larger grid is cut to the field's). A CF flag variable is read by
+        its ``flag_meanings`` and a land fraction (named ``land``, ``lsm``..., or standard_name
+        ``land_area_fraction``/``land_binary_mask``) is ocean below 0.5: see
+        :mod:`oceandl.interp.mask`. Observations on its land are dropped (NaN in the result,
+        ``missing_flag`` 3); its ocean pixels never observed are filled by the neural methods and
+        left NaN, with a warning, by climatology, eof and dineof (``missing_flag`` 4). Without it,
+        pixels never observed are land. With ``fit_on`` a field: the mask of that fit (and of the
+        fill); not with ``fit_on`` a fit already made (it keeps the mask it was fitted with).
     return_dataset : bool
         Return the whole :class:`xarray.Dataset` (field, ``missing_flag``, ``sigma`` if the method
         gives one) instead of the filled DataArray.
@@ -171,6 +182,9 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         raise InputError("aux: not with fit_on (the methods that fill one field with a fit on another take no "
                          "auxiliary variables)")
     fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
+    if mask is not None and fitted is not None:
+        raise InputError("mask: not with fit_on a fit already made (it fills with the mask it was fitted with, "
+                         "if any)")
     model = fitted or cls(seed=seed, device=device, progress=progress, **options)
     if fit_on is not None and not cls.can_transform:
         raise InputError(f"fit_on: method {method!r} cannot fill one field with a fit on another; {cls._no_transform}")
@@ -182,6 +196,11 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
             raise InputError(f"{_label(da)}: pass withhold (a fraction to draw) or withheld (a mask), not both")
         dims = canonical_dims(da)
         valid = np.isfinite(np.asarray(da.transpose(*dims).values))
+        if mask is not None:  # observations on the mask's land are dropped: none of them is withheld
+            from .mask import read_mask
+
+            sea, _ = read_mask(mask, da.transpose(*dims), _label(da))
+            valid &= sea[None]
         # drawn in (time, lat, lon) order, as `oceandl interpolate` draws it on the file's field
         # (pixel by pixel: a reversed latitude or another dim order gets the same pixels)
         held = withhold_for_validation(valid, withhold, seed, _label(da))
@@ -192,7 +211,7 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
             else np.squeeze(withheld, axis=tuple(i for i, d in enumerate(input_dims) if d not in da.dims))
     if fit_on is not None and fitted is None:
         try:
-            model.fit(_squeeze_levels(fit_on)[0])
+            model.fit(_squeeze_levels(fit_on)[0], **({} if mask is None else {"mask": mask}))
         except InputError as exc:
             if type(exc) is not InputError:
                 raise
@@ -203,7 +222,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         return model.transform(da, withheld=withheld) if fit_on is not None else model.reconstruct()
 
     if fit_on is None:
-        model.fit(da, withheld=withheld, **({} if aux is None else {"aux": aux}))
+        model.fit(da, withheld=withheld, **({} if aux is None else {"aux": aux}),
+                  **({} if mask is None else {"mask": mask}))
     if return_dataset:
         ds = output()
         return ds if input_dims is None else _unsqueeze(ds, input_dims, model.renamed_coords_)

@@ -19,6 +19,8 @@ import xarray as xr
 from oceandl.errors import InputError, OceanDLError, one_line, warn
 from oceandl.utils import package_version, software_versions
 
+from .mask import MASK_FLAG_MEANINGS, MASK_FLAG_VALUES
+
 __all__ = ["Interpolator", "canonical_dims", "clean_axes", "as_dataarray", "cf_masked", "append_history", "oceandl_version",
            "read_aux", "aux_anomaly", "aux_arrays", "check_aux_values"]
 
@@ -267,7 +269,7 @@ RUN_ATTRS = frozenset({
     "n_modes", "n_iter", "n_iter_total", "converged", "shrink", "shrink_curve",
     # neural methods
     "model", "model_options", "train_steps", "input_channels", "seasonal_channels", "precision",
-    "normalisation", "final_train_loss", "checkpoint", "aux_variables",
+    "normalisation", "final_train_loss", "checkpoint", "aux_variables", "land_sea_mask",
     # oceandl eof's file
     "solver", "variable", "total_variance", "n_modes_used",
 })
@@ -295,14 +297,17 @@ SIGMA_COMMENT = ("error std of the method's reconstruction; at observed pixels (
                  "keeps the observation (keep_observed, the default), whose error this is not")
 
 
-def filled_comment(method: str, keep_observed: bool, old: str | None = None) -> str:
+def filled_comment(method: str, keep_observed: bool, old: str | None = None, masked: bool = False) -> str:
     """``comment`` of a filled field: what its values are (the input's own comment after it, less
-    the line an earlier oceandl fill wrote, which the new flag no longer describes)."""
+    the line an earlier oceandl fill wrote, which the new flag no longer describes); ``masked``: a
+    fill with a land-sea mask (land is the mask's, its observations dropped)."""
     head = "gaps (missing_flag 1) filled by the oceandl "
     text = (f"{head}{method} method"
             + ("; observed values kept as given (missing_flag 0)" if keep_observed
                else "; every ocean value is the method's reconstruction")
-            + "; land (never observed) left missing")
+            + ("; land (never observed) left missing" if not masked else
+               "; land of the land_sea_mask left missing, observations there dropped (missing_flag 3); ocean "
+               "pixels never observed and not filled by the method left missing (missing_flag 4)"))
     old = "\n".join(line for line in str(old or "").splitlines() if not line.startswith(head))
     return f"{text}\n{old}" if old else text
 
@@ -610,6 +615,62 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
     return names, values, units
 
 
+def _drop_land(values: np.ndarray, observed: np.ndarray, sea: np.ndarray,
+               label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The observations on the mask's land dropped (spurious retrievals over land, lakes, the coast).
+
+    Parameters
+    ----------
+    values : float ndarray (time, lat, lon); observed : its bool finite mask; sea : bool (lat, lon)
+
+    Returns
+    -------
+    values : a copy with NaN on land where there were observations (``values`` itself when none)
+    observed : ``observed & sea``
+    land_obs : bool (time, lat, lon), the observations dropped, or None when there were none
+
+    Raises
+    ------
+    InputError
+        If fewer observations are left over the mask's ocean than fall on its land (none included).
+    """
+    land_obs = observed & ~sea[None]
+    if not land_obs.any():
+        return values, observed, None
+    observed = observed & ~land_obs
+    n_land, n_sea = int(land_obs.sum()), int(observed.sum())
+    if n_land > n_sea:  # spurious retrievals are a few; most of the field on 'land' is a mask upside down
+        raise InputError(f"{label}: more observations on the mask's land ({n_land}) than on its ocean ({n_sea}); "
+                         "is the mask's convention inverted (True/1 = ocean)?")
+    values = values.copy()
+    values[land_obs] = np.nan
+    return values, observed, land_obs
+
+
+def _nearest_mean(mean: np.ndarray, ocean: np.ndarray, sea: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel means over the whole ``sea`` of a mask: a pixel never observed takes the mean of the
+    nearest observed one (grid distance). Its anomaly is then the network's estimate from its
+    neighbours, around a mean close to theirs (the global mean stood 4 degC off across a basin).
+
+    Parameters
+    ----------
+    mean : float64 (lat, lon), NaN off ``ocean``; ocean : bool (lat, lon), the observed pixels;
+    sea : bool (lat, lon), the mask's ocean
+
+    Returns
+    -------
+    mean : float64 (lat, lon), finite on ``sea``, NaN elsewhere
+    ocean : ``sea``
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    have = ocean & sea
+    idx = distance_transform_edt(~have, return_distances=False, return_indices=True)
+    out = mean[idx[0], idx[1]]
+    out[~sea] = np.nan
+    return out, sea.copy()
+
+
 class Interpolator:
     """Abstract gap-filling method, fitted on one gappy field (xeofs-style).
 
@@ -641,6 +702,9 @@ class Interpolator:
     #: the method takes auxiliary variables, ``fit(da, aux=...)``: covariates on the field's grid and days
     #: (a microwave SST, the wind) given to it beside the field; the others refuse them
     takes_aux: ClassVar[bool] = False
+    #: the method fills a pixel it never observed from its neighbours (the networks); with a land-sea
+    #: mask, such ocean pixels are then filled, else left missing (no mode or cycle is known there)
+    fills_unseen: ClassVar[bool] = False
     #: refuse all-NaN or constant covariates in fit(); off on the blocks of interpolate_chunked, whose
     #: covariates were checked on the whole cube (a constant one within a block is no error there)
     _check_aux_values: bool = True
@@ -743,7 +807,7 @@ class Interpolator:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}(seed={self.seed}{', ' if opts else ''}{opts})"
 
-    def fit(self, da: xr.DataArray, withheld=None, aux=None) -> "Interpolator":
+    def fit(self, da: xr.DataArray, withheld=None, aux=None, mask=None) -> "Interpolator":
         """Fit the method on a gappy field.
 
         Parameters
@@ -759,6 +823,15 @@ class Interpolator:
             Auxiliary variables (covariates) for the methods that take them (``takes_aux``: the
             neural ones and DINEOF): each (time, lat, lon) on ``da``'s dims, days and grid (matched by
             coordinate), NaN where missing; see :func:`read_aux`.
+        mask : xarray.DataArray (lat, lon) or array-like (lat, lon), optional
+            Land-sea mask, True/1 = ocean (a CF flag variable, or a land fraction named so, is read
+            by its convention: :mod:`oceandl.interp.mask`), on ``da``'s grid (matched by coordinate
+            value, either longitude convention; a larger grid is cut to the field's). Observations on
+            its land are dropped (not fitted, NaN in the output, ``missing_flag`` 3); its ocean
+            pixels never observed are filled by the methods that can (``fills_unseen``: the neural
+            ones) and left NaN, warned, by the others (``missing_flag`` 4). Without a mask, pixels
+            never observed are land. A neural checkpoint trained with a mask applies its own when
+            none is given and its statistics fit the grid.
 
         Returns
         -------
@@ -769,15 +842,26 @@ class Interpolator:
         InputError
             If ``da`` is not 3-D, has fewer than 2 time steps, is all NaN, constant, contains
             infinities, or ``withheld`` does not match it or hides every observation; ``aux`` given
-            to a method that takes none, or bad (see :func:`read_aux`).
+            to a method that takes none, or bad (see :func:`read_aux`); a bad ``mask``
+            (:func:`~oceandl.interp.mask.read_mask`), or no observation over its ocean.
         """
         da, da_c, dims, label, values, observed = self._read(da)
+        sea = sea_how = land_obs = None
+        if mask is not None:
+            from .mask import read_mask
+
+            sea, sea_how = read_mask(mask, da_c, label)
+            values, observed, land_obs = _drop_land(values, observed, sea, label)
         if aux is not None and not self.takes_aux:
             takers = ", ".join(sorted(_aux_takers())) or "none"
             raise InputError(f"method {self.name!r}: takes no auxiliary variables (aux); the methods that do: {takers}")
         aux_names, aux_values, aux_units = read_aux(aux, da, dims, label, check_values=self._check_aux_values)
         self.input_dims_ = tuple(da.dims)
         given = self._given_normalisation(da_c, values, label)
+        if sea is None and given is not None and getattr(self, "_checkpoint_sea", None) is not None:
+            # the mask the network was trained with, on this grid (the statistics fit it)
+            sea, sea_how = self._checkpoint_sea
+            values, observed, land_obs = _drop_land(values, observed, sea, label)
         if given is None and da_c.sizes[dims[0]] < 2:
             raise InputError(f"{label}: needs at least 2 time steps along {dims[0]!r}, got {da_c.sizes[dims[0]]}")
         vmin, vmax = float(values[observed].min()), float(values[observed].max())
@@ -789,7 +873,7 @@ class Interpolator:
         if given is not None:
             if not obs.any():
                 raise InputError(f"{label}: every observation is withheld; nothing is left to fill from")
-            mean, scale, ocean = self._normalise_given(given, values, observed)
+            mean, scale, ocean = self._normalise_given(given, values, observed, sea)
             x = np.zeros(values.shape, np.float32)
             np.subtract(values, mean, out=x, where=obs, casting="same_kind")
             x /= np.float32(scale)
@@ -798,6 +882,13 @@ class Interpolator:
                 raise InputError(f"{label}: too few observations left to fit (need observations at 2 time steps "
                                  "or more)")
             x, mean, scale, ocean = self._normalise_own(values, obs, observed, vmin, vmax)
+            if sea is not None and self.fills_unseen:
+                mean, ocean = _nearest_mean(mean, ocean, sea)
+        unfilled = None if sea is None else sea & ~ocean
+        if unfilled is not None and unfilled.any():
+            warn(f"{label}: {int(unfilled.sum())} ocean pixels of the mask are never observed; method {self.name!r} "
+                 "cannot fill a pixel without observations: left missing (missing_flag 4; the neural methods fill "
+                 "them)", UserWarning)
 
         # from here the previous fit's state is replaced: a fit failing part-way leaves no fit, not
         # this field's means and grid with the previous field's modes (which transform() filled with)
@@ -812,6 +903,8 @@ class Interpolator:
         self.ocean_ = ocean
         self.mean_ = mean
         self.scale_ = scale
+        self.sea_, self.sea_how_ = sea, sea_how
+        self.land_obs_ = land_obs
         self._fit(x, obs, ocean)
         self._fitted = True
         return self
@@ -843,15 +936,17 @@ class Interpolator:
         return da, da_c, dims, label, values, observed
 
     @staticmethod
-    def _normalise_given(given, values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    def _normalise_given(given, values: np.ndarray, observed: np.ndarray,
+                         sea: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray]:
         """Per-pixel mean, scale and ocean mask from statistics the method brings (a checkpoint's).
 
         The ocean is where the statistics know the sea or this input observes it: a pixel under
         cloud for the whole of a short file is still filled. Where the statistics have no mean
-        (a pixel never observed in training), their global mean stands in."""
+        (a pixel never observed in training), their global mean stands in. With a land-sea mask
+        ``sea`` (lat, lon), the ocean is the mask's."""
         mean_t, global_mean, scale = given
         known = np.isfinite(mean_t)
-        ocean = observed.any(axis=0) | known
+        ocean = observed.any(axis=0) | known if sea is None else sea.copy()
         mean = np.where(known, mean_t, float(global_mean)).astype(np.float64)
         mean[~ocean] = np.nan
         return mean, float(scale), ocean
@@ -917,8 +1012,10 @@ class Interpolator:
         xarray.Dataset
             Dims and coords of the input (same dim order). Variables: the filled field (named like
             the input, or ``"filled"``), ``sigma`` (only if ``gives_sigma``), ``missing_flag``
-            (int8: 0 observed or land, 1 originally missing ocean pixel, 2 withheld). Land stays
-            NaN. Attrs of the filled variable: the input's attrs plus ``comment`` (what its values
+            (int8: 0 observed or land, 1 originally missing ocean pixel, 2 withheld; with a ``mask``
+            also 3, an observation on the mask's land dropped, and 4, an ocean pixel of the mask
+            never observed, left missing by a method that cannot fill it). Land stays NaN.
+            With a mask, the field's ``land_sea_mask`` attr says which and how it was read. Attrs of the filled variable: the input's attrs plus ``comment`` (what its values
             are, before the input's comment), ``ancillary_variables`` (``missing_flag sigma``), ``oceandl_version``,
             ``oceandl_software`` (:func:`~oceandl.utils.software_versions`), ``method``, ``options``
             (JSON), ``history``, the method's fit attrs and, when pixels were withheld, ``val_rmse``,
@@ -940,7 +1037,8 @@ class Interpolator:
                              "transform(); the field it was fitted on is not in the checkpoint")
         filled_n, sigma_n = self._reconstruct()
         return self._dataset(filled_n, sigma_n, tmpl=self.da_, values=self.values_, observed=self.observed_,
-                             obs=self.obs_, withheld=self.withheld_, ocean=self.ocean_, mean=self.mean_)
+                             obs=self.obs_, withheld=self.withheld_, ocean=self.ocean_, mean=self.mean_,
+                             sea=getattr(self, "sea_", None), land_obs=getattr(self, "land_obs_", None))
 
     def transform(self, da: xr.DataArray, withheld=None) -> xr.Dataset:
         """Fill another field on the fitted grid (a later period, today's image) with what
@@ -1001,6 +1099,15 @@ class Interpolator:
             return _take(a, fy, fx)
 
         ocean, mean = to_input(self.ocean_), to_input(self.mean_)
+        sea = land_obs = None
+        if getattr(self, "sea_", None) is not None:  # the fit's land-sea mask: its land observations dropped
+            sea = to_input(self.sea_)
+            land_obs = observed & ~sea[None]
+            if land_obs.any():
+                values = np.where(land_obs, np.nan, values)
+                observed = observed & ~land_obs
+            else:
+                land_obs = None
         held = self._withheld_mask(withheld, da, dims, label) & observed & ocean[None]
         kept = observed & ~held
         obs = kept & ocean[None]
@@ -1024,7 +1131,7 @@ class Interpolator:
         sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))
         return self._dataset(filled_n, sigma_n, tmpl=da_c, values=values, observed=observed, obs=kept,
                              withheld=held, ocean=ocean, mean=mean, fitted_on=self._fitted_on_text(),
-                             out_dims=da.dims, sigma_extra=extra[0] if extra else None)
+                             out_dims=da.dims, sigma_extra=extra[0] if extra else None, sea=sea, land_obs=land_obs)
 
     can_transform: ClassVar[bool] = False
     _no_transform: ClassVar[str] = "fit it on the field to fill"
@@ -1067,13 +1174,15 @@ class Interpolator:
     def _dataset(self, filled_n, sigma_n, *, tmpl: xr.DataArray, values: np.ndarray, observed: np.ndarray,
                  obs: np.ndarray, withheld: np.ndarray, ocean: np.ndarray, mean: np.ndarray,
                  fitted_on: str | None = None, out_dims: tuple | None = None,
-                 sigma_extra: dict | None = None) -> xr.Dataset:
+                 sigma_extra: dict | None = None, sea: np.ndarray | None = None,
+                 land_obs: np.ndarray | None = None) -> xr.Dataset:
         """The output Dataset of a normalised fill ``filled_n`` (and ``sigma_n``) of ``tmpl``
         (:meth:`reconstruct` of the field fitted, :meth:`transform` of another one): all arrays in
         ``tmpl``'s (time, lat, lon) order; ``ocean`` (lat, lon), ``mean`` (lat, lon) its pixel means;
         ``fitted_on`` (transform) what the fit was on, in the attrs and the history line;
         ``out_dims`` the output's dim order (default: the fitted input's); ``sigma_extra`` attrs
-        added to sigma's (transform: how its scale was fitted)."""
+        added to sigma's (transform: how its scale was fitted); ``sea`` (lat, lon) the land-sea mask
+        (None without one), ``land_obs`` (time, lat, lon) the observations on its land dropped (or None)."""
         shape = values.shape
         if np.shape(filled_n) != shape or (sigma_n is not None and np.shape(sigma_n) != shape):
             raise RuntimeError(f"method {self.name!r} returned shape {np.shape(filled_n)}, expected {shape}")
@@ -1094,6 +1203,10 @@ class Interpolator:
         flag = np.zeros(shape, dtype=np.int8)
         flag[~observed & ocean[None]] = 1
         flag[withheld] = 2
+        if sea is not None:  # values 3 and 4 only with a mask: the flags of a fill without one are unchanged
+            if land_obs is not None:
+                flag[land_obs] = 3
+            flag[~observed & (sea & ~ocean)[None]] = 4
 
         from oceandl.metrics.interpolation import interp_metrics
 
@@ -1109,6 +1222,10 @@ class Interpolator:
         attrs.update({k: _netcdf_safe(v) for k, v in (saved[0] if saved else self._fit_attrs()).items()})
         if fitted_on is not None:
             attrs["fitted_on"] = fitted_on
+        if sea is not None:
+            from .mask import mask_text
+
+            attrs["land_sea_mask"] = mask_text(sea, getattr(self, "sea_how_", None) or "given")
         self.val_metrics_: dict[str, Any] = {}
         if withheld.any():
             self.val_metrics_ = interp_metrics(filled, values, mask=withheld, sigma=sigma)
@@ -1140,7 +1257,8 @@ class Interpolator:
                 "long_name": "gap-filling flag",
                 "flag_values": np.array([0, 1, 2], dtype=np.int8),
                 "flag_meanings": "observed_or_land originally_missing withheld_for_validation",
-            }),
+            } if sea is None else {"long_name": "gap-filling flag", "flag_values": MASK_FLAG_VALUES,
+                                   "flag_meanings": MASK_FLAG_MEANINGS}),
         }
         if sigma is not None:
             sattrs = {**sigma_attrs(name, tmpl.attrs.get("units"), tmpl.attrs.get("standard_name")),
@@ -1148,7 +1266,8 @@ class Interpolator:
             data_vars["sigma"] = xr.DataArray(sigma.astype(dtype), dims=dims, coords=coords, attrs=sattrs)
         # CF: the field says what it is and names its flag (and sigma); only `oceandl interpolate` did,
         # so the accessor's Dataset written with to_netcdf had three unlinked variables and no comment
-        data_vars[name].attrs["comment"] = filled_comment(self.name, self.keep_observed, tmpl.attrs.get("comment"))
+        data_vars[name].attrs["comment"] = filled_comment(self.name, self.keep_observed, tmpl.attrs.get("comment"),
+                                                          masked=sea is not None)
         data_vars[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in data_vars)
         # transform(): the new field's dims, which may be named otherwise than the fitted field's
         ds = xr.Dataset(data_vars, attrs=attrs).transpose(*(self.input_dims_ if out_dims is None else out_dims))

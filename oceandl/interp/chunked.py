@@ -444,6 +444,11 @@ def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[st
         if mode == "training":
             raise InputError(f"{where}variable {da.name!r}: normalisation='training': checkpoint {ckpt} {problem}")
         return None
+    if train.get("sea") is not None and bool((stats.count[~train["sea"]] > 0).any()):
+        # the block-by-block fill takes no mask: said, as the in-memory fill drops these observations
+        warn(f"{where}checkpoint {ckpt} was trained with a land-sea mask; --chunks does not apply it: the "
+             f"observations at {int((stats.count[~train['sea']] > 0).sum())} pixels of its land are filled as sea "
+             "(fill in memory to drop them)", UserWarning)
     known = np.isfinite(train["mean"])
     mean = np.where(known, train["mean"], train["global_mean"])
     out = _Stats(stats.count, mean, train["global_mean"], train["scale"], stats.sq, known, stats.total,

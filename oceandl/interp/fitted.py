@@ -78,6 +78,8 @@ def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str 
     state, meta = model._state()
     arrays: dict[str, np.ndarray] = {"ocean": model.ocean_.astype(np.uint8), "mean": np.asarray(model.mean_, np.float64),
                                      **state}
+    if getattr(model, "sea_", None) is not None:  # the land-sea mask fitted with: transform() drops its land
+        arrays["sea"] = model.sea_.astype(np.uint8)
     coords = {}
     for role, dim in zip(("lat", "lon"), da.dims[1:]):
         if dim in da.coords and np.issubdtype(da[dim].dtype, np.number):
@@ -193,13 +195,19 @@ def load_fitted(path, *, device: str = "auto", progress: bool = False) -> Interp
     model.da_ = xr.DataArray(np.empty((0, *shape), np.float32), dims=dims, coords=coords, name=fitted.get("name"),
                              attrs={k: str(v) for k, v in attrs.items() if k in _KEEP_ATTRS})
     model.ocean_, model.mean_, model.scale_ = ocean, mean, float(scale)
+    model.sea_ = model.sea_how_ = None
+    if "sea" in arrays:
+        sea = _array(arrays, "sea", tuple(shape), bad, kind="u").astype(bool)
+        if (ocean & ~sea).any():
+            raise bad("its land-sea mask has land where the fit has ocean")
+        model.sea_, model.sea_how_ = sea, f"the mask of the fit saved in {folder}"
     model.input_dims_ = tuple(dims)
     n_ocean = int(ocean.sum())
     state = fitted.get("state")
     if not isinstance(state, dict):
         raise bad("its method state is not a JSON object")
     try:
-        model._restore({k: v for k, v in arrays.items() if k not in ("ocean", "mean", "coord_lat", "coord_lon")},
+        model._restore({k: v for k, v in arrays.items() if k not in ("ocean", "mean", "coord_lat", "coord_lon", "sea")},
                        state, n_ocean, lambda key, shp, **kw: _array(arrays, key, shp, bad, **kw))
     except CheckpointError:  # an array's own (an InputError is a ValueError too)
         raise

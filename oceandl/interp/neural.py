@@ -100,6 +100,7 @@ def _same_path(a, b) -> bool:
 _FROM_CHECKPOINT = ("neighbours", "nll", "seasonal", "latlon")
 STATS = "normalisation.safetensors"  # a checkpoint's training statistics (per-pixel mean, grid coordinates)
 AUX_MEAN = "aux_mean."  # + name: an auxiliary variable's per-pixel mean in STATS
+SEA = "land_sea_mask"  # in STATS: the land-sea mask (1 = ocean) the network was trained with, if any
 # spellings of the two temperature units of SST products (CF/UDUNITS names and common variants)
 _UNIT_ALIASES = {**dict.fromkeys(("degc", "deg_c", "degree_c", "degrees_c", "degree_celsius", "degrees_celsius",
                                   "celsius", "°c"), "degC"),
@@ -240,6 +241,7 @@ class NeuralInterpolator(Interpolator):
     model_name: ClassVar[str] = ""
     libraries: ClassVar[tuple[str, ...]] = ("torch",)  # the network computes the fill
     takes_aux: ClassVar[bool] = True  # covariates are more input channels
+    fills_unseen: ClassVar[bool] = True  # a pixel never observed is filled from its neighbours (with a mask)
     default_model_options: ClassVar[dict[str, Any]] = {}
     default_steps: ClassVar[int] = 600
     multiple: ClassVar[int] = 1  # the network needs H, W divisible by this (padded here)
@@ -443,6 +445,7 @@ class NeuralInterpolator(Interpolator):
         o = self.options
         self.normalisation_ = "input"
         self._training_stats = None
+        self._checkpoint_sea = None
         if getattr(self, "_given_stats", None) is not None:  # checked on the whole grid (chunked filling)
             self.normalisation_ = "training"
             return self._given_stats
@@ -454,6 +457,8 @@ class NeuralInterpolator(Interpolator):
         if problem is None:
             self._training_stats = stats
             self.normalisation_ = "training"
+            if stats.get("sea") is not None:  # applied by fit() when no mask is given (same grid: the stats fit)
+                self._checkpoint_sea = (stats["sea"], f"the mask checkpoint {o['checkpoint']} was trained with")
             return stats["mean"], stats["global_mean"], stats["scale"]
         if o["normalisation"] == "training":
             raise InputError(f"{label}: normalisation='training': checkpoint {o['checkpoint']} {problem}")
@@ -1338,6 +1343,11 @@ class NeuralInterpolator(Interpolator):
         # copies: arrays read from a safetensors file are read-only, which torch warns about
         # each auxiliary variable's per-pixel mean beside the field's (clean orientation, as used)
         aux = {f"{AUX_MEAN}{st['name']}": m for st, m in zip(self._aux_stats, self._aux_means)}
+        # the land-sea mask trained with: a file on this grid is filled with it when none is given
+        sea = (self._training_stats.get("sea") if getattr(self, "_training_stats", None) is not None
+               else getattr(self, "sea_", None))
+        if sea is not None:
+            aux[SEA] = self._clean(np.asarray(sea)[None])[0]
         tensors = {k: torch.from_numpy(np.array(v, dtype=np.float64, order="C"))
                    for k, v in {"mean": mean, **coords, **aux}.items()}
         meta = {"file": STATS, "scale": float(scale), "global_mean": float(gmean),
@@ -1395,7 +1405,8 @@ def read_training_stats(path) -> dict[str, Any] | None:
     dict or None
         ``mean`` float64 (lat, lon), NaN where never observed; ``global_mean``, ``scale`` (floats);
         ``units`` (str or None); ``coords``: ``{"lat": (lat,), "lon": (lon,)}`` float64, those of
-        the training grid's 1-D coordinates it had.
+        the training grid's 1-D coordinates it had; ``sea``: bool (lat, lon), the land-sea mask it
+        was trained with (True = ocean), or None.
 
     Raises
     ------
@@ -1434,6 +1445,9 @@ def read_training_stats(path) -> dict[str, Any] | None:
         if c.shape != (mean.shape[0 if k == "lat" else 1],):
             raise CheckpointError(f"{folder / STATS}: '{k}' has shape {c.shape}, the mean {mean.shape}")
     aux = {k[len(AUX_MEAN):]: v.astype(np.float64) for k, v in tensors.items() if k.startswith(AUX_MEAN)}
+    sea = tensors.get(SEA)
+    if sea is not None and (sea.shape != mean.shape or not np.isin(sea, (0, 1)).all() or not sea.any()):
+        raise CheckpointError(f"{folder / STATS}: '{SEA}' must be 0 and 1 (some 1), of the mean's shape {mean.shape}")
     for k, v in aux.items():
         if v.shape != mean.shape or not np.isfinite(v).all():
             raise CheckpointError(f"{folder / STATS}: '{AUX_MEAN}{k}' must be finite, of the mean's shape {mean.shape}")
@@ -1445,7 +1459,8 @@ def read_training_stats(path) -> dict[str, Any] | None:
             raise CheckpointError(f"{folder / STATS}: no '{AUX_MEAN}{name}' tensor for auxiliary variable {name!r} "
                                   f"of {CONFIG} interpolator.aux (the checkpoint is damaged or edited)")
     return {"mean": mean.astype(np.float64), "global_mean": float(meta["global_mean"]), "scale": float(meta["scale"]),
-            "units": meta.get("units"), "coords": coords, "aux_mean": aux}
+            "units": meta.get("units"), "coords": coords, "aux_mean": aux,
+            "sea": None if sea is None else sea.astype(bool)}
 
 
 def _unit(u) -> str | None:
@@ -1557,6 +1572,7 @@ def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tu
         return out
 
     stats = {**stats, "mean": to_ours(stats["mean"]), "coords": coords,
+             "sea": None if stats.get("sea") is None else to_ours(stats["sea"]),
              "aux_mean": {k: to_ours(v) for k, v in (stats.get("aux_mean") or {}).items()}}
     theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
     if theirs is not None and ours is not None and theirs != ours:
