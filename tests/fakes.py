@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["blob_clouds", "lowrank_cube", "seasonal_anomaly_cube", "cloud_transfer", "torch_threads", "synthetic_case",
-           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days"]
+           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days", "CountedArray"]
 
 
 def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
@@ -260,3 +260,16 @@ def assert_cli_error(res, code: int, *parts) -> str:
     for p in parts:
         assert str(p) in lines[-1], (p, lines[-1])
     return lines[-1]
+
+
+class CountedArray:
+    """An array that dask reads chunk by chunk (``dask.array.from_array``), counting the values it
+    hands out in ``read``: what a lazy path loads, measured without a timing or memory threshold."""
+
+    def __init__(self, a):
+        self.a, self.shape, self.dtype, self.ndim, self.read = a, a.shape, a.dtype, a.ndim, 0
+
+    def __getitem__(self, key):
+        out = self.a[key]
+        self.read += out.size
+        return out

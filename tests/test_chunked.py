@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from fakes import CountedArray
 
 from oceandl.errors import InputError
 from oceandl.interp import get_method, interpolate
@@ -328,16 +329,7 @@ def test_the_cube_is_read_once_per_statistics_pass_and_once_for_the_blocks(tmp_p
 
     field = synthetic_sst(n_time=24, ny=40, nx=44, cloud_cover=0.5, seed=1)["sst"].load()
 
-    class Counted:  # an array that dask reads chunk by chunk, counting the values it hands out
-        def __init__(self, a):
-            self.a, self.shape, self.dtype, self.ndim, self.read = a, a.shape, a.dtype, a.ndim, 0
-
-        def __getitem__(self, key):
-            out = self.a[key]
-            self.read += out.size
-            return out
-
-    src = Counted(field.values)
+    src = CountedArray(field.values)
     lazy = field.copy(data=dsa.from_array(src, chunks=(12, 5, 44)))
     interpolate_chunked(lazy, tmp_path / "o.nc", method, chunks=chunks, **({"n_modes": 2} if method == "dineof" else {}))
     assert (tmp_path / "o.nc").exists()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from fakes import assert_cli_error
+from fakes import CountedArray, assert_cli_error
 from test_aux import _scene
 from test_dineof_aux import _scene as _dineof_scene
 from test_neural_interp import TINY
@@ -129,16 +129,7 @@ def test_a_covariate_is_read_as_the_field_is_never_whole(tmp_path):
 
     ds = synthetic_sst(n_time=24, ny=40, nx=44, cloud_cover=0.5, seed=1, microwave=True)[["sst", "sst_mw"]].load()
 
-    class Counted:  # an array that dask reads chunk by chunk, counting the values it hands out
-        def __init__(self, a):
-            self.a, self.shape, self.dtype, self.ndim, self.read = a, a.shape, a.dtype, a.ndim, 0
-
-        def __getitem__(self, key):
-            out = self.a[key]
-            self.read += out.size
-            return out
-
-    src, cov = Counted(ds["sst"].values), Counted(ds["sst_mw"].values)
+    src, cov = CountedArray(ds["sst"].values), CountedArray(ds["sst_mw"].values)
     lazy = ds["sst"].copy(data=dsa.from_array(src, chunks=(12, 5, 44)))
     aux = ds["sst_mw"].copy(data=dsa.from_array(cov, chunks=(12, 5, 44)))
     interpolate_chunked(lazy, tmp_path / "o.nc", "dineof", chunks="time=-1,lat=20,lon=-1", n_modes=2, aux=[aux])
