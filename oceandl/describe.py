@@ -94,6 +94,9 @@ def _checkpoint(folder: Path) -> dict[str, Any]:
     params = _parameters(folder / "weights.safetensors")
     if params is not None and task != "interpolation-fitted":
         out["parameters"] = f"{params:,}"
+    mask = _stored_mask(folder, task) if task.startswith("interpolation") else None
+    if mask:
+        out["land-sea mask"] = mask
     state = _resume_state(folder)
     if state and _unfinished(config):  # a finished run's state is not one to go on from
         out["resumable"] = state
@@ -228,9 +231,8 @@ def _fitted(config: dict) -> dict[str, Any]:
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def _parameters(path: Path) -> int | None:
-    """The parameters in a weights file, from its safetensors header (no tensor is read): the
-    values of its tensors, batch norm's running statistics left out, as ``oceandl models`` counts."""
+def _header(path: Path) -> dict | None:
+    """The header of a safetensors file (tensor names, dtypes, shapes), no tensor read; None if unreadable."""
     try:
         with open(path, "rb") as fh:
             n = int.from_bytes(fh.read(8), "little")
@@ -238,6 +240,26 @@ def _parameters(path: Path) -> int | None:
                 return None
             header = json.loads(fh.read(n))
     except (OSError, ValueError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _stored_mask(folder: Path, task: str) -> str | None:
+    """Whether a gap filler's checkpoint holds the land-sea mask it was trained with (``--mask``), and its grid."""
+    path, key = (folder / "normalisation.safetensors", "land_sea_mask") if task == "interpolation" \
+        else (folder / "weights.safetensors", "sea")
+    entry = (_header(path) or {}).get(key)
+    if not isinstance(entry, dict):
+        return None
+    shape = " x ".join(str(n) for n in entry.get("shape", [])[-2:])
+    return f"stored ({shape}): applied to files on its grid when no --mask is given"
+
+
+def _parameters(path: Path) -> int | None:
+    """The parameters in a weights file, from its safetensors header (no tensor is read): the
+    values of its tensors, batch norm's running statistics left out, as ``oceandl models`` counts."""
+    header = _header(path)
+    if header is None:
         return None
     total = 0
     for key, entry in header.items():

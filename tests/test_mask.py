@@ -172,6 +172,9 @@ def test_checkpoint_keeps_the_mask(cube, tmp_path):
     ds, (ys, xs) = cube
     net = UNetInterpolator(**NET).fit(ds["sst"], mask=ds["land"])
     net.save(tmp_path / "unet")
+    from oceandl.describe import describe
+
+    assert describe(tmp_path / "unet")["land-sea mask"].startswith(f"stored ({ds.sizes['lat']} x {ds.sizes['lon']})")
     out = interpolate(ds["sst"].isel(time=slice(0, 10)), "unet", checkpoint=str(tmp_path / "unet"),
                       return_dataset=True)  # no mask given: the checkpoint's
     assert out["sst"].attrs["normalisation"] == "training"
@@ -187,6 +190,15 @@ def test_saved_dineof_fit_keeps_the_mask(cube, tmp_path):
         warnings.simplefilter("ignore")
         fit.fit(ds["sst"], mask=ds["land"])
     fit.save(tmp_path / "fit")
+    from oceandl.describe import describe
+
+    assert describe(tmp_path / "fit")["land-sea mask"].startswith("stored (")
+    fit_nomask = DINEOF(**DINEOF_OPTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_nomask.fit(ds["sst"])
+    fit_nomask.save(tmp_path / "fit_nomask")
+    assert "land-sea mask" not in describe(tmp_path / "fit_nomask")
     out = load_fitted(tmp_path / "fit").transform(ds["sst"].isel(time=slice(0, 7)))
     assert (out["missing_flag"].values[::3, ys, xs] == 3).all()
     assert np.isnan(out["sst"].values[:, ys, xs]).all()
