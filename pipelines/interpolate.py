@@ -547,7 +547,10 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         interp.fit(da, **({} if aux_das is None else {"aux": aux_das}), **({} if mask_da is None else {"mask": mask_da}))
     seconds = time.perf_counter() - t0
     with getattr(interp, "_trained_state_kept", contextlib.nullcontext)():  # a network's: the last step is saved
-        interp.save(output, overwrite=overwrite, source=where)
+        # the region and period too: 'from sst.nc' did not say which part of it the network learnt
+        cut_text = "".join(f" {k}" for k in (f"--bbox={','.join(f'{b:g}' for b in bbox)}" if bbox else "",
+                                             f"--dates {dates[0] or ''}:{dates[1] or ''}" if dates else "") if k)
+        interp.save(output, overwrite=overwrite, source=where + cut_text)
     if not issubclass(cls, NeuralInterpolator):  # a fitted climatology, eof or dineof
         modes = f" ({interp.n_modes_} modes)" if hasattr(interp, "n_modes_") else ""
         return (f"{method}{modes}: fitted on {where} {dict(da.sizes)} in {seconds:.1f} s; written to {output} "

@@ -149,6 +149,9 @@ def test_cli_fills_the_box_as_it_fills_the_box_cut_beforehand(cube, tmp_path):
     res = _run("train", "interpolator", root / "whole.nc", "--var", "sst", "--method", "climatology", *cut_args,
                "--quiet", "-o", tmp_path / "clim")
     assert res.exit_code == 0, res.output
+    from oceandl.describe import describe
+
+    assert describe(tmp_path / "clim")["fitted on"].endswith("whole.nc --bbox=-66,30,-56,40 --dates 2020-01-05:2020-01")
     res = _run("eof", root / "whole.nc", "--var", "sst_true", "-n", "2", *cut_args, "-o", tmp_path / "e.nc")
     assert res.exit_code == 0, res.output
     assert xr.open_dataset(tmp_path / "e.nc").sizes["lat"] == xr.open_dataset(root / "cut.nc").sizes["lat"]
