@@ -489,7 +489,8 @@ _MASK_HELP = ("Land-sea mask: VAR of the same file or FILE:VAR of another, (lat,
               "0.5. Observations on its land are dropped (missing_flag 3); ocean pixels never observed (cloudy all "
               "period) are filled by the neural methods, left missing by climatology, eof, dineof (warned, "
               "missing_flag 4). Without it, never observed = land. Kept in a checkpoint (train interpolator), "
-              "which applies it to a file on its grid. Not with --chunks.")
+              "which applies it to a file on its grid (with --chunks too: each block drops its land observations, the "
+              "global statistics are computed without them).")
 
 
 @train.command("interpolator")
@@ -1027,9 +1028,6 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         raise InputError("--halo: only with --chunks (the halo read beyond each block); the fill in memory has no "
                          "blocks")
     if chunks:  # larger than memory: oceandl.interp.chunked (docs/distributed.md)
-        if mask is not None:
-            raise InputError("--mask: not available with --chunks (the block-by-block fill takes no land-sea mask; "
-                             "fill in memory, cut with --bbox/--dates)")
         if demo or figure is not None:
             raise click.UsageError("--chunks reads an INPUT file; it does not take --demo or --figure")
         src = click.get_current_context().get_parameter_source("withhold")
@@ -1046,7 +1044,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                   device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
                                   log=_echo, command=_command_line(), min_quality=min_quality,
-                                  aux=list(aux) or None, bbox=bbox, dates=dates, **opts)
+                                  aux=list(aux) or None, bbox=bbox, dates=dates, mask=mask, **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
                    f"-> {output}")
         return

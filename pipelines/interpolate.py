@@ -145,10 +145,10 @@ def _data_folder(path) -> bool:
     return not is_fitted_folder(p) and any(f.suffix.lower() in NETCDF_SUFFIXES for f in p.iterdir())
 
 
-def _aux_source(entry: str, source):
-    """``(source, variable)`` of an ``--aux`` entry: ``VAR`` (of ``source``, the field's file(s) or the
-    demo Dataset) or ``FILE:VAR`` (of another file, or a folder or quoted pattern of them; split at
-    the last colon, when FILE exists)."""
+def _aux_source(entry: str, source, option: str = "--aux"):
+    """``(source, variable)`` of an ``--aux`` (or ``option``: ``--mask``) entry: ``VAR`` (of ``source``,
+    the field's file(s) or the demo Dataset) or ``FILE:VAR`` (of another file, or a folder or quoted
+    pattern of them; split at the last colon, when FILE exists)."""
     if ":" in entry:
         path, var = entry.rsplit(":", 1)
         if path and var and (Path(path).is_file() or (Path(path).is_dir() and _data_folder(path))):
@@ -156,7 +156,7 @@ def _aux_source(entry: str, source):
         if path and var and any(c in path for c in "*?[") and glob.glob(path):
             return path, var
         if path and var and not Path(path).exists() and ("/" in path or path.endswith((".nc", ".nc4"))):
-            raise InputError(f"--aux {entry}: no such file {path!r} (FILE:VAR reads VAR from FILE)")
+            raise InputError(f"{option} {entry}: no such file {path!r} (FILE:VAR reads VAR from FILE)")
     return source, entry
 
 
@@ -215,7 +215,7 @@ def _read_mask(source, entry: str | None, da, where: str):
     from oceandl.interp.mask import read_mask
     from oceandl.io import find_variable, source_paths
 
-    src, name = _aux_source(entry, source)
+    src, name = _aux_source(entry, source, "--mask")
     label = f"--mask {entry}"
     if isinstance(src, xr.Dataset):
         ds = src

@@ -261,7 +261,7 @@ def test_cli_train_interpolator_mask(files, cube, tmp_path):
 @pytest.mark.parametrize("args, parts", [
     (["--mask", "lands"], ["--mask lands", "'lands' not found"]),
     (["--mask", "sst"], ["--mask sst", "the variable being filled"]),
-    (["--mask", "land", "--chunks", "time=-1,lat=16,lon=16"], ["--mask: not available with --chunks"]),
+    (["--mask", "lands", "--chunks", "time=-1,lat=16,lon=16"], ["--mask lands", "'lands' not found"]),
     (["--mask", "LSM:lsm"], ["lsm_shifted.nc:lsm: its latitudes", "do not hold the field's"]),
 ])
 def test_cli_mask_refusals(files, args, parts):

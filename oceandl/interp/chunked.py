@@ -97,6 +97,7 @@ from oceandl.utils import software_versions
 from .base import (_MIN_PIXEL_OBS, _input_attrs, _json_default, _netcdf_safe, append_history, filled_comment,
                    oceandl_version, output_coord_name, sigma_attrs)
 from .dineof import _MIN_CV_SQUARES, ERROR_MAP_TEXT
+from .mask import MASK_FLAG_MEANINGS, MASK_FLAG_VALUES, mask_text
 from .neural import hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
@@ -424,6 +425,7 @@ class _Stats:
     rhs_a: np.ndarray | None = None
     aux: list[_AuxStats] = field(default_factory=list)  # the covariates', in the order given
     train_aux: dict | None = None  # a checkpoint's training per-pixel means of its covariates (grid order)
+    land_obs: int = 0  # observations on a land-sea mask's land, dropped
 
     @property
     def ocean(self) -> np.ndarray:
@@ -431,9 +433,14 @@ class _Stats:
 
 
 def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[str, Any],
-                            where: str = "") -> _Stats | None:
+                            where: str = "", sea: np.ndarray | None = None) -> tuple[_Stats | None, np.ndarray | None]:
     """The global statistics replaced by a checkpoint's training ones, when ``normalisation`` asks
-    for them and they fit the whole cube (as the in-memory path decides); else None."""
+    for them and they fit the whole cube (as the in-memory path decides); else None. And the
+    land-sea mask the fill takes: ``sea`` (given) or, without one, the checkpoint's own where it
+    stores one (its land's observations then dropped from ``stats``' counts, as in memory).
+
+    With a mask the ocean is the mask's, its pixels without a training mean taking the training
+    global mean (:meth:`~oceandl.interp.base.Interpolator._normalise_given`)."""
     from .neural import fitting_training_stats
 
     ckpt, mode = options.get("checkpoint"), options.get("normalisation", "auto")
@@ -443,18 +450,31 @@ def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[st
     if problem is not None:
         if mode == "training":
             raise InputError(f"{where}variable {da.name!r}: normalisation='training': checkpoint {ckpt} {problem}")
-        return None
-    if train.get("sea") is not None and bool((stats.count[~train["sea"]] > 0).any()):
-        # the block-by-block fill takes no mask: said, as the in-memory fill drops these observations
-        warn(f"{where}checkpoint {ckpt} was trained with a land-sea mask; --chunks does not apply it: the "
-             f"observations at {int((stats.count[~train['sea']] > 0).sum())} pixels of its land are filled as sea "
-             "(fill in memory to drop them)", UserWarning)
+        return None, sea
+    count, total = stats.count, stats.total
+    if sea is None and train.get("sea") is not None:  # the mask it was trained with (same grid: the stats fit)
+        sea = np.asarray(train["sea"], dtype=bool)
+        count, total, _ = _drop_land_counts(count, total, sea, f"{where}variable {da.name!r}")
     known = np.isfinite(train["mean"])
     mean = np.where(known, train["mean"], train["global_mean"])
-    out = _Stats(stats.count, mean, train["global_mean"], train["scale"], stats.sq, known, stats.total,
-                 aux=stats.aux, train_aux=train.get("aux_mean") or {})
+    out = _Stats(count, mean, train["global_mean"], train["scale"], stats.sq, known if sea is None else sea.copy(),
+                 total, aux=stats.aux, train_aux=train.get("aux_mean") or {})
     out.mean[~out.ocean] = np.nan
-    return out
+    return out, sea
+
+
+def _drop_land_counts(count: np.ndarray, total: np.ndarray | None, sea: np.ndarray,
+                      label: str) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Per-pixel ``count`` and ``total`` without the observations on the mask's land (0 there), and
+    how many those were; refused as :func:`~oceandl.interp.base._drop_land` refuses a mask upside down."""
+    n_land = int(count[~sea].sum())
+    count = np.where(sea, count, 0)
+    total = None if total is None else np.where(sea, total, 0.0)
+    n_sea = int(count.sum())
+    if n_land > n_sea:  # spurious retrievals are a few; most of the field on 'land' is a mask upside down
+        raise InputError(f"{label}: more observations on the mask's land ({n_land}) than on its ocean ({n_sea}); "
+                         "is the mask's convention inverted (True/1 = ocean)?")
+    return count, total, n_land
 
 
 def _compute(*arrays):
@@ -465,8 +485,11 @@ def _compute(*arrays):
 
 def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None = None,
                   fold: np.ndarray | None = None, label: str | None = None,
-                  aux: list[tuple[str, xr.DataArray, str | None]] = ()) -> _Stats:
+                  aux: list[tuple[str, xr.DataArray, str | None]] = (), sea: np.ndarray | None = None) -> _Stats:
     """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions.
+
+    ``sea``: a land-sea mask (lat, lon), True = ocean: the observations on its land are left out
+    of every statistic (counted in ``stats.land_obs``), as the in-memory fit drops them.
 
     The first pass also refuses an all-missing or constant field (:func:`oceandl.io.check_extremes`,
     ``label`` naming it): :func:`open_lazy` then needs no pass of its own to check the values.
@@ -499,6 +522,11 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
         count, total, lo, hi, *aux_sums = _compute(*lazy)
     check_extremes(lo, hi, label or f"variable {da.name!r}")
+    n_land = 0
+    if sea is not None:  # the mask's land: its observations dropped from every statistic
+        count, total, n_land = _drop_land_counts(np.asarray(count), np.asarray(total), sea,
+                                                 label or f"variable {da.name!r}")
+        obs = obs & dsa.from_array(sea, chunks=v.chunks[1:])[None]
     aux_stats = []
     for i, (name, _, units) in enumerate(aux):
         a_count, a_total, a_lo, a_hi, a_inf = aux_sums[5 * i:5 * i + 5]
@@ -515,7 +543,7 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
     mean[count == 0] = np.nan
-    st = _Stats(count, mean, global_mean, total=np.asarray(total), aux=aux_stats)
+    st = _Stats(count, mean, global_mean, total=np.asarray(total), aux=aux_stats, land_obs=n_land)
     if second_pass:
         m = np.nan_to_num(mean)
         anom = dsa.where(obs, v.astype(np.float64) - m, 0.0)
@@ -759,10 +787,23 @@ class _Reader:
         return np.asarray(values), [np.asarray(a, dtype=np.float32) for a in aux]
 
 
-def _run_block(fn, reader: _Reader, ext, coords, mean, ocean):
-    """The task a worker runs: read the block (core + halo), fill it (results in the output dtype)."""
+def _run_block(fn, reader: _Reader, ext, coords, mean, ocean, sea=None):
+    """The task a worker runs: read the block (core + halo), fill it (results in the output dtype).
+
+    ``sea``: the block's part of a land-sea mask (lat, lon): its land's observations dropped before
+    the fill (``missing_flag`` 3), its ocean pixels off ``ocean`` (never observed, not filled) flagged 4."""
     values, aux = reader(ext)
+    land_obs = None
+    if sea is not None:
+        land_obs = np.isfinite(values) & ~sea[None]
+        if land_obs.any():
+            values = np.array(values, dtype=np.result_type(values.dtype, np.float32))
+            values[land_obs] = np.nan
     out = fn(values, ext, coords, mean, ocean, aux)
+    if sea is not None:  # as Interpolator._dataset flags them
+        flag = out["flag"]
+        flag[land_obs] = 3
+        flag[np.isnan(values) & (sea & ~ocean)[None]] = 4
     dtype = np.result_type(values.dtype, np.float32)  # float32 data: half the bytes held and sent
     for key in ("filled", "sigma"):
         if key in out:
@@ -844,7 +885,7 @@ class _Writer:
 
 def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: dict, var_attrs: dict,
               chunksizes: tuple[int, int, int], dtype, complevel: int = 4, grid=None,
-              sigma_extra: dict | None = None) -> None:
+              sigma_extra: dict | None = None, masked: bool = False) -> None:
     """Create ``path`` with the coords (xarray encodes the time) and empty, compressed, chunked variables."""
     coords = {ax: da[ax].variable.to_base_variable() for ax in _AXES}
     if grid is not None and grid.is_clean:
@@ -869,18 +910,18 @@ def _skeleton(da: xr.DataArray, path: Path, name: str, with_sigma: bool, attrs: 
         path, engine="netcdf4", format="NETCDF4", unlimited_dims=[_AXES[0]])
     with _hdf5_lock():
         _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, da.attrs.get("units"), complevel,
-                       sigma_extra=sigma_extra,
-                       coordinates=" ".join(scalars))
+                       sigma_extra=sigma_extra, coordinates=" ".join(scalars), masked=masked)
 
 
 def _add_variables(path, name, with_sigma, var_attrs, chunksizes, dtype, units, complevel: int = 4,
-                   coordinates: str = "", sigma_extra: dict | None = None) -> None:
+                   coordinates: str = "", sigma_extra: dict | None = None, masked: bool = False) -> None:
     import netCDF4
 
     with netCDF4.Dataset(path, "r+") as nc:
         specs = [(name, dtype, np.nan, var_attrs), ("missing_flag", np.int8, None, {
             "long_name": "gap-filling flag", "flag_values": np.array([0, 1, 2], dtype=np.int8),
-            "flag_meanings": "observed_or_land originally_missing withheld_for_validation"})]
+            "flag_meanings": "observed_or_land originally_missing withheld_for_validation"} if not masked else {
+            "long_name": "gap-filling flag", "flag_values": MASK_FLAG_VALUES, "flag_meanings": MASK_FLAG_MEANINGS})]
         if with_sigma:
             specs.append(("sigma", dtype, np.nan, {**sigma_attrs(name, units, var_attrs.get("standard_name")),
                                                     **{k: _netcdf_safe(v) for k, v in (sigma_extra or {}).items()}}))
@@ -1039,7 +1080,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         train_region: Mapping[str, slice] | None = None, max_in_flight: int | None = None,
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, command: str | None = None,
-                        min_quality: int | None = None, aux=None, bbox=None, dates=None,
+                        min_quality: int | None = None, aux=None, bbox=None, dates=None, mask=None,
                         **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
@@ -1080,6 +1121,14 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         as a list, a dict or a Dataset. With a ``checkpoint`` (or ``init``) whose network takes
         covariates and no ``aux``, those it was trained with, by name from ``source``. Normalised
         with the whole cube's statistics (see the module docstring).
+    mask : a land-sea mask, True/1 = ocean (:mod:`oceandl.interp.mask`'s conventions): a (lat, lon)
+        DataArray on the field's grid (matched by coordinate; a larger grid is cut to it) or the name
+        of a variable of ``source`` (``"FILE:VAR"`` of another file). Loaded whole (it is 2-D). As in
+        memory: the observations on its land are dropped (from the global statistics too; NaN,
+        ``missing_flag`` 3), its ocean pixels never observed are filled by the neural methods and
+        left NaN, with one warning, by the others (``missing_flag`` 4); the output has
+        ``land_sea_mask``. Without one, a ``checkpoint`` that stores a mask applies its own where its
+        training statistics fit the cube (as in memory).
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``).
 
     Returns
@@ -1092,7 +1141,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         Bad input (see :func:`open_lazy`), unknown method or option, bad chunks or halo, output
         that exists without ``overwrite``; covariates given to a method that takes none, missing,
         on another grid, all NaN, constant, or (neural methods, DINEOF) constant in time at every
-        pixel; not the ones a checkpoint was trained with.
+        pixel; not the ones a checkpoint was trained with; a bad ``mask``
+        (:func:`~oceandl.interp.mask.read_mask`), or more observations on its land than on its ocean.
     """
     from oceandl.utils import atomic_path, check_output_path
 
@@ -1145,6 +1195,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
         check_box_grid(options["checkpoint"], options, bbox, shape[1:], where)
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
+    sea, sea_how = _open_mask(mask, source, da, where)  # whole: (lat, lon) bool on the field's (clean) grid
     covariates = _open_aux(aux, source, da, core, where, taken, bbox, dates)  # lazy, checked against the field's grid
     if saved_aux is not None and kind == "neural":
         given = [c[0] for c in covariates]
@@ -1173,10 +1224,27 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     t0 = _time.perf_counter()
     stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design,
                           fold=fold if design is not None else None, label=f"{where}variable {da.name!r}",
-                          aux=covariates)
+                          aux=covariates, sea=sea)
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
-    train = _training_normalisation(da, stats, options, where) if kind == "neural" else None
+    train = None
+    if kind == "neural":
+        train, ckpt_sea = _training_normalisation(da, stats, options, where, sea)
+        if sea is None and ckpt_sea is not None:  # the mask the network was trained with, as in memory
+            sea, sea_how = ckpt_sea, f"the mask checkpoint {options['checkpoint']} was trained with"
+            stats.land_obs = int(stats.count[~sea].sum())
+    if sea is not None:
+        say(f"land-sea mask ({sea_how}): {stats.land_obs:,} observations on its land dropped")
+    label = f"{where}variable {da.name!r}"
+    if sea is not None and kind == "neural" and train is None:  # the networks fill every ocean pixel of the mask
+        from .base import _nearest_mean
+
+        stats.mean, stats.known = _nearest_mean(stats.mean, stats.count > 0, sea)
+    unfilled = None if sea is None or kind == "neural" else sea & ~stats.ocean
+    if unfilled is not None and unfilled.any():  # one warning for the cube, as the in-memory fit's
+        warn(f"{label}: {int(unfilled.sum())} ocean pixels of the mask are never observed; method {method!r} "
+             "cannot fill a pixel without observations: left missing (missing_flag 4; the neural methods fill "
+             "them)", UserWarning)
     if shape[0] < 2 and train is None:
         raise InputError(f"{where}variable {da.name!r}: needs at least 2 time steps, got {shape[0]}")
     say(f"global statistics of {shape} in {stats_seconds:.1f} s "
@@ -1207,7 +1275,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         given = None if train is None else (stats.mean, stats.global_mean, stats.scale)
         aux_norm = _neural_aux_norm(stats, train is not None, options, start, method, where, da.name)
         fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given,
-                              progress, covariates, aux_norm if start is not None else None)
+                              progress, covariates, aux_norm if start is not None else None, sea)
         fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed, da,
                           [aux_norm[st["name"]] for st in fitted._aux_stats])
         ov = int(fitted.options["overlap"])
@@ -1258,12 +1326,13 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
              **(fn.fit_attrs(f"{where}variable {da.name!r}") if kind == "climatology" else {}),
              **(season_attrs if kind == "fit" else {}),
              **({"aux_variables": " ".join(c[0] for c in covariates)} if covariates else {}),
+             **({"land_sea_mask": mask_text(sea, sea_how)} if sea is not None else {}),
              "history": append_history(da.attrs.get("history"), f"gaps filled with method {method} {opts_json} "
                                                                 "(chunked)")}
     var_attrs = {k: _netcdf_safe(v) for k, v in {**_input_attrs(da.attrs), **attrs}.items()}
     # CF: the flag (and sigma) belong to the field; read back, the file is one field, not three
     var_attrs["ancillary_variables"] = "missing_flag sigma" if with_sigma else "missing_flag"
-    var_attrs["comment"] = filled_comment(method, keep_observed, da.attrs.get("comment"))
+    var_attrs["comment"] = filled_comment(method, keep_observed, da.attrs.get("comment"), masked=sea is not None)
     from oceandl.io import file_attrs as _file_attrs
 
     # the input file's global attributes (title, institution...) and history were dropped
@@ -1277,7 +1346,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     def block_args(b: Block) -> tuple:
         ys, xs = b.ext[1], b.ext[2]
         coords = {"time": coords_of["time"][b.ext[0]], "lat": coords_of["lat"][ys], "lon": coords_of["lon"][xs]}
-        return b.ext, coords, stats.mean[ys, xs], stats.ocean[ys, xs]
+        return b.ext, coords, stats.mean[ys, xs], stats.ocean[ys, xs], None if sea is None else sea[ys, xs]
 
     fallback = 0
     squares: list[int] = []  # DINEOF: each block's CV squares
@@ -1287,7 +1356,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid,
                   sigma_extra=(fn.fitted._sigma_attrs() if kind == "neural" and with_sigma else
                                {"error_model": ERROR_MAP_TEXT + " (per block: each block's own modes and "
-                                "cv_sigma_scale)"} if kind == "fit" and with_sigma else None))
+                                "cv_sigma_scale)"} if kind == "fit" and with_sigma else None), masked=sea is not None)
         writer = _Writer(tmp, names, keep_observed, blend_axes)
         try:
             from tqdm.auto import tqdm
@@ -1341,6 +1410,24 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         fallback, attrs)
     say(f"{method}: {np.prod(shape) / 1e6:.1f} Mpx in {seconds:.1f} s ({res.mpx_per_s:.2f} Mpx/s) -> {output}")
     return res
+
+
+def _open_mask(mask, source, da: xr.DataArray, where: str) -> tuple[np.ndarray | None, str | None]:
+    """The land-sea ``mask`` of :func:`interpolate_chunked` on the lazy field ``da``'s grid, read
+    whole: ``(sea, how)`` (:func:`~oceandl.interp.mask.read_mask`), or ``(None, None)``."""
+    if mask is None:
+        return None, None
+    if isinstance(mask, str):  # VAR of the source, or FILE:VAR, as `oceandl interpolate --mask` reads it
+        if isinstance(source, xr.DataArray):
+            raise InputError(f"{where}variable {da.name!r}: mask {mask!r} is a name, but the field is a DataArray: "
+                             "pass the mask as a DataArray")
+        from oceandl.pipelines.interpolate import _read_mask
+
+        m = _read_mask(source, mask, da, where)
+        return np.asarray(m.values, dtype=bool), str(m.attrs["oceandl_mask"])
+    from .mask import read_mask
+
+    return read_mask(mask, da, f"{where}variable {da.name!r}")
 
 
 def _constant_in_time(aux: list[_AuxStats], method: str, where: str, var) -> None:
@@ -1418,14 +1505,15 @@ def _default_region(da: xr.DataArray, core, shape, count: np.ndarray) -> dict[st
 
 def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say,
                  count: np.ndarray | None = None, given: tuple | None = None, progress: bool = False,
-                 covariates: list = (), aux_norm: dict | None = None):
+                 covariates: list = (), aux_norm: dict | None = None, sea: np.ndarray | None = None):
     """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region.
 
     ``given``: the whole grid's ``(mean, global_mean, scale)`` to normalise the region with (a
     checkpoint's training statistics; the region alone is not the grid they were checked on).
     ``covariates``: ``(name, lazy array, units)``, read over the region too; ``aux_norm``: their
     whole-grid normalisation (:func:`_neural_aux_norm`) for a loaded network (a region of one day
-    cannot give a covariate's temporal statistics); without it the region's own, as the field's."""
+    cannot give a covariate's temporal statistics); without it the region's own, as the field's.
+    ``sea``: the land-sea mask (lat, lon) of the whole grid, the region's part given to the fit."""
     if train_region is None:
         train_region = _default_region(da, core, shape, count if count is not None else np.ones(shape[1:]))
     bad = set(train_region) - set(_AXES)
@@ -1446,7 +1534,7 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
             model._given_aux = {k: (mean[ys, xs], st) for k, (mean, st) in aux_norm.items()}
             model._check_aux_values = False  # checked on the whole cube
         aux = {name: a.isel(train_region).load() for name, a, _ in covariates} or None
-        return model.fit(region, aux=aux)
+        return model.fit(region, aux=aux, **({} if sea is None else {"mask": sea[ys, xs]}))
     except InputError as exc:  # the region's fault, not the whole variable's: say which region
         if type(exc) is not InputError:
             raise
