@@ -63,6 +63,17 @@ Covariates (``aux``)
     the cube is the in-memory fit). A covariate of another file must already be on the field's
     days and grid (:func:`oceandl.io.to_field_grid` reads it whole). The output has ``aux_variables``.
 
+Land-sea mask (``mask``)
+    As in memory (:mod:`oceandl.interp.mask`), read whole (2-D) on the field's grid: the statistics
+    pass leaves out the observations on its land (per-pixel counts and sums zeroed there before the
+    second pass, whose anomalies and seasonal sums run over its ocean only); each block drops its
+    land's observations before the fill (NaN, ``missing_flag`` 3) and flags 4 the mask's ocean
+    pixels never observed, which climatology, eof and dineof leave NaN (one warning for the cube)
+    and the networks fill (each such pixel's mean the nearest observed one's, or with a
+    checkpoint's training statistics its training mean). A ``checkpoint`` trained with a mask
+    applies its own when none is given and its training statistics fit the cube. The output has
+    ``land_sea_mask`` and the flag values 0-4.
+
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
     its *lower* halo (the part of its read region that lies in earlier blocks' cores, already
@@ -73,7 +84,7 @@ Blending
 
 The output has the variables of :meth:`Interpolator.reconstruct` (the filled field, ``missing_flag``,
 ``sigma`` when the method gives one) and the attributes ``method``, ``options``, ``chunked``
-(chunks, halo, blend, blocks) and, with covariates, ``aux_variables``.
+(chunks, halo, blend, blocks) and, with covariates, ``aux_variables``; with a mask, ``land_sea_mask``.
 """
 from __future__ import annotations
 
