@@ -456,7 +456,7 @@ def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[st
 
     ckpt, mode = options.get("checkpoint"), options.get("normalisation", "auto")
     if ckpt is None or mode == "input":
-        return None
+        return None, sea
     train, problem = fitting_training_stats(ckpt, da, stats.count, stats.total)  # the statistics pass's sums
     if problem is not None:
         if mode == "training":
