@@ -150,3 +150,20 @@ def test_cli_chunks_mask_refusals_are_one_line(scene, tmp_path, args, parts):
                                    "--chunks", "time=16,lat=10,lon=12", "-o", str(out), "--quiet"])
     assert_cli_error(res, 2, *parts)
     assert not out.exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_network_trained_on_the_region_fills_the_masks_ocean(scene, tmp_path):
+    """No checkpoint: the network is trained on the region (its land's observations dropped) and
+    normalised with the cube's statistics without them; every ocean pixel of the mask is filled."""
+    path, _, ds, (ys, xs) = scene
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        interpolate_chunked(path, tmp_path / "t.nc", "unet", var="sst", chunks="time=20,lat=-1,lon=-1", mask="land",
+                            steps=3, patch=16, batch_size=4, model_options=TINY["unet"], seasonal=False, **NET)
+    assert not _never_observed_warnings(caught)
+    sea = ds["land"].values == 0
+    with xr.open_dataset(tmp_path / "t.nc") as out:
+        got, flag = out["sst"].values, out["missing_flag"].values
+    assert np.isfinite(got[:, sea]).all() and np.isnan(got[:, ~sea]).all()
+    assert (flag[::3, ys, xs] == 3).all() and not (flag == 4).any()
