@@ -348,7 +348,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     if (options or {}).get("checkpoint") is not None:
         from oceandl.interp.neural import check_box_grid
 
-        check_box_grid(options["checkpoint"], options, bbox, da.shape[1:], f"{where}: ")
+        check_box_grid(options["checkpoint"], options, bbox, da, f"{where}: ")
     aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log, cut=cut)
     mask_da = _read_mask(ds if demo else input_path, mask, da, where)
     fit_da = None

@@ -437,6 +437,7 @@ class _Stats:
     aux: list[_AuxStats] = field(default_factory=list)  # the covariates', in the order given
     train_aux: dict | None = None  # a checkpoint's training per-pixel means of its covariates (grid order)
     land_obs: int = 0  # observations on a land-sea mask's land, dropped
+    pos: tuple | None = None  # a box of a checkpoint's training grid: its rows' and columns' position values
 
     @property
     def ocean(self) -> np.ndarray:
@@ -469,7 +470,7 @@ def _training_normalisation(da: xr.DataArray, stats: _Stats, options: Mapping[st
     known = np.isfinite(train["mean"])
     mean = np.where(known, train["mean"], train["global_mean"])
     out = _Stats(count, mean, train["global_mean"], train["scale"], stats.sq, known if sea is None else sea.copy(),
-                 total, aux=stats.aux, train_aux=train.get("aux_mean") or {})
+                 total, aux=stats.aux, train_aux=train.get("aux_mean") or {}, pos=train.get("pos"))
     out.mean[~out.ocean] = np.nan
     return out, sea
 
@@ -746,6 +747,7 @@ class _NeuralBlock:
                  da: xr.DataArray | None = None, aux: list[tuple[np.ndarray, dict]] = ()):
         self.fitted, self.scale, self.keep_observed = fitted, stats.scale, keep_observed
         self.ny, self.nx = grid
+        self.pos = stats.pos  # a box of the checkpoint's training grid: the positions that grid gives it
         # the covariates' whole-grid per-pixel means (float32) and statistics, in the network's channel order
         self.aux = list(aux)
         if da is not None and fitted._cfg["neighbours"]:
@@ -768,8 +770,9 @@ class _NeuralBlock:
         x = np.where(obs, (values - np.nan_to_num(mean)[None]) / self.scale, 0.0).astype(np.float32)
         m._setup_inputs(x, obs)
         if m._cfg["latlon"]:  # positions on the whole grid, as the in-memory path gives them
-            yy = np.linspace(-1, 1, self.ny, dtype=np.float32)[ext[1]]
-            xx = np.linspace(-1, 1, self.nx, dtype=np.float32)[ext[2]]
+            yy, xx = self.pos if self.pos is not None else (np.linspace(-1, 1, self.ny, dtype=np.float32),
+                                                           np.linspace(-1, 1, self.nx, dtype=np.float32))
+            yy, xx = yy[ext[1]], xx[ext[2]]
             m._pos = np.stack(np.meshgrid(yy, xx, indexing="ij"))
         mean_n, sigma_n = m._predict()
         filled = mean_n.astype(np.float64) * self.scale + np.nan_to_num(mean)[None]
@@ -1204,7 +1207,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if options.get("checkpoint") is not None and kind == "neural":
         from .neural import check_box_grid
 
-        check_box_grid(options["checkpoint"], options, bbox, shape[1:], where)
+        check_box_grid(options["checkpoint"], options, bbox, da, where)
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
     sea, sea_how = _open_mask(mask, source, da, where)  # whole: (lat, lon) bool on the field's (clean) grid
     covariates = _open_aux(aux, source, da, core, where, taken, bbox, dates)  # lazy, checked against the field's grid

@@ -20,8 +20,9 @@ network trained here uses the input's own; a checkpoint stores those of its trai
 (``normalisation.safetensors``) and, with ``normalisation="auto"`` (the default), fills any
 input on the same grid with them: a short window (even a single day) is then normalised as the
 network was trained, and pixels it never observes are filled too (kelvin against degC: shifted by
-273.15). On another grid, or with ``normalisation="input"``, each input is normalised by its own
-statistics.
+273.15); a block of the training grid (a box of it) takes them cut to its pixels, with the
+training grid's positions there. On another grid, or with ``normalisation="input"``, each input is
+normalised by its own statistics.
 
 Training (no clean truth needed): at each step a batch of (day, patch) samples is drawn and the
 cloud mask of another random day is laid over each day's observations (mask transfer); the loss is
@@ -446,6 +447,7 @@ class NeuralInterpolator(Interpolator):
         self.normalisation_ = "input"
         self._training_stats = None
         self._checkpoint_sea = None
+        self._box_pos = None  # a box of the training grid: the position channels' values there (da's order)
         if getattr(self, "_given_stats", None) is not None:  # checked on the whole grid (chunked filling)
             self.normalisation_ = "training"
             return self._given_stats
@@ -456,6 +458,7 @@ class NeuralInterpolator(Interpolator):
                                                 values.sum(axis=0, where=observed, dtype=np.float64))
         if problem is None:
             self._training_stats = stats
+            self._box_pos = stats.get("pos")
             self.normalisation_ = "training"
             if stats.get("sea") is not None:  # applied by fit() when no mask is given (same grid: the stats fit)
                 self._checkpoint_sea = (stats["sea"], f"the mask checkpoint {o['checkpoint']} was trained with")
@@ -492,6 +495,10 @@ class NeuralInterpolator(Interpolator):
         self._offsets = np.array([0] + [s * k for k in range(1, n + 1) for s in (-1, 1)], dtype=np.int64)
         yy, xx = np.meshgrid(np.linspace(-1, 1, h, dtype=np.float32), np.linspace(-1, 1, w, dtype=np.float32),
                              indexing="ij")
+        box = getattr(self, "_box_pos", None)
+        if box is not None and (box[0].size, box[1].size) == (h, w):
+            # a box of the checkpoint's training grid: the positions that grid gives its pixels (clean order)
+            yy, xx = np.meshgrid(box[0][self._iy], box[1][self._ix], indexing="ij")
         self._pos = np.stack([yy, xx]) if self._cfg["latlon"] else np.zeros((0, h, w), np.float32)
         doy = self._day_of_year()
         if self._cfg["seasonal"] and doy is None and "trained_seasonal" in self._cfg:
@@ -1329,6 +1336,15 @@ class NeuralInterpolator(Interpolator):
         A loaded checkpoint saved again keeps its training statistics (not those of the file it filled)."""
         import torch
 
+        whole = (getattr(self, "_training_stats", None) or {}).get("whole")
+        if whole is not None:  # a box of the training grid filled: the checkpoint's whole-grid statistics, as read
+            tensors = {"mean": whole["mean"], **whole["coords"],
+                       **{f"{AUX_MEAN}{k}": v for k, v in (whole.get("aux_mean") or {}).items()},
+                       **({} if whole.get("sea") is None else {SEA: whole["sea"]})}
+            meta = {"file": STATS, "scale": float(whole["scale"]), "global_mean": float(whole["global_mean"]),
+                    "units": None if whole["units"] is None else str(whole["units"]),
+                    "shape": list(np.shape(whole["mean"]))}
+            return meta, {k: torch.from_numpy(np.array(v, dtype=np.float64, order="C")) for k, v in tensors.items()}
         if getattr(self, "_training_stats", None) is not None:
             st = self._training_stats
             mean, gmean, scale, units = st["mean"], st["global_mean"], st["scale"], st["units"]
@@ -1470,25 +1486,87 @@ def _unit(u) -> str | None:
     return _UNIT_ALIASES.get(text.lower().replace(" ", "_"), text)
 
 
-def check_box_grid(checkpoint, options: dict, bbox, shape, where: str) -> None:
-    """Refuse ``--bbox`` with a checkpoint trained on another grid than the box's ``(lat, lon)``
-    ``shape``, unless ``normalisation="input"`` is asked for (an :class:`InputError` naming both grids).
+def check_box_grid(checkpoint, options: dict, bbox, da, where: str) -> None:
+    """Refuse ``--bbox`` with a checkpoint whose training grid does not hold the box's grid (``da``,
+    (time, lat, lon), lazy or not: only its coordinates are read), unless ``normalisation="input"``
+    is asked for (an :class:`InputError` naming both grids).
 
     The network's training statistics are per pixel and its grid-position channels span the
-    training grid: a box cut from that grid fell back to the box's own statistics without a word
-    (``normalisation="auto"``), positions rescaled to the box, and filled the box otherwise than
-    the whole grid's fill does there.
+    training grid. A box whose every latitude and longitude is one of the training grid's (to
+    1e-4 degree, either longitude convention), consecutive rows and columns of it, is filled with those statistics cut to its pixels
+    and the training grid's positions there (:func:`_sub_grid`), as the whole grid's fill fills
+    it (but for the network's receptive field at the box's edges). A box of another region or
+    resolution (every other point of it included) fell back to the box's own statistics without a word (``normalisation="auto"``),
+    positions rescaled to the box, and is refused.
     """
     if bbox is None or checkpoint is None or (options or {}).get("normalisation") == "input":
         return
     stats = read_training_stats(checkpoint)
-    if stats is None or tuple(stats["mean"].shape) == tuple(shape):
+    if stats is None:
         return
+    shape = tuple(int(n) for n in da.shape[1:])
+    if _sub_grid(stats, da) is not None or (tuple(stats["mean"].shape) == shape and len(stats["coords"]) < 2):
+        return  # part of the training grid (or the grid itself, of a checkpoint without coordinates)
     ny, nx = stats["mean"].shape
     raise InputError(f"{where}--bbox {','.join(f'{b:g}' for b in bbox)}: checkpoint {checkpoint} was trained on a "
-                     f"{ny} x {nx} grid, the box is {shape[0]} x {shape[1]}; its per-pixel training statistics "
-                     "are that grid's (fill the whole grid and cut the output, train on the box with "
+                     f"{ny} x {nx} grid, the box is {shape[0]} x {shape[1]} and not part of it; its per-pixel training "
+                     "statistics are that grid's (fill the whole grid and cut the output, train on the box with "
                      "`train interpolator --bbox`, or --set normalisation=input to normalise the box by its own)")
+
+
+def _find_values(ref: np.ndarray, c: np.ndarray, wrap: bool) -> np.ndarray | None:
+    """Indices into ``ref`` of each value of ``c`` (to 1e-4; modulo 360 when ``wrap``), or None if one
+    is not there (or two are the same)."""
+    if wrap:
+        ref, c = np.mod(ref, 360.0), np.mod(c, 360.0)
+    order = np.argsort(ref, kind="stable")
+    s = ref[order]
+    j = np.minimum(np.searchsorted(s, c - 1e-4), s.size - 1)
+    d = np.abs(s[j] - c)
+    if wrap:  # across 0/360: the other end of the sorted values
+        j2 = np.where(c > 180.0, 0, s.size - 1)
+        d2 = 360.0 - np.abs(s[j2] - c)
+        j, d = np.where(d2 < d, j2, j), np.minimum(d, d2)
+    if not (s.size and np.all(d <= 1e-4)) or np.unique(j).size != j.size:
+        return None
+    return order[j]
+
+
+def _sub_grid(stats: dict, da) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """Where ``da``'s grid lies in checkpoint ``stats``' training grid, a block of it: for lat and lon, the training
+    grid's index (in the checkpoint's stored order) of each of ``da``'s rows and columns, and the
+    position channel's value there (row or column scaled to [-1, 1] over the training grid in its
+    clean orientation, as the whole grid's fill gives it), both in ``da``'s grid order. None if
+    one of ``da``'s latitudes or longitudes is not among the checkpoint's coordinates (to 1e-4
+    degree, either longitude convention), if they are not consecutive rows and columns of it
+    (every other point, or across its edge), or if either grid has no such coordinates."""
+    from oceandl.io import _lon_convention, in_degrees
+
+    from .base import _clean_grid
+
+    index, pos = [], []
+    for k, ((iy, c), key) in enumerate(zip(_clean_grid(da), ("lat", "lon"))):
+        ref = stats["coords"].get(key)
+        if ref is None or c is None:
+            return None
+        ref = np.asarray(ref, dtype=np.float64)
+        wrap = k == 1 and in_degrees(da[da.dims[2]].attrs)
+        found = _find_values(ref, c, wrap)
+        if found is None:
+            return None
+        # the training grid's clean orientation (its own longitude convention): its position channel's order
+        rank = np.empty(ref.size, np.int64)
+        rank[np.argsort(_lon_convention(ref) if wrap else ref, kind="stable")] = np.arange(ref.size)
+        if np.any(np.diff(rank[found]) != 1):
+            # every other point (another resolution), or across the training grid's edge: the network sees
+            # other neighbours there than on the training grid
+            return None
+        at, p = np.empty(c.size, np.int64), np.empty(c.size, np.float32)
+        at[iy] = found
+        p[iy] = np.linspace(-1, 1, ref.size, dtype=np.float32)[rank[found]]
+        index.append(at)
+        pos.append(p)
+    return index, pos
 
 
 def fitting_training_stats(path, da, count: np.ndarray, total: np.ndarray) -> tuple[dict | None, str | None]:
@@ -1542,7 +1620,17 @@ def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tu
     shape = tuple(stats["mean"].shape)
     grid = tuple(da.shape[1:])
     if shape != grid:
-        return stats, f"was trained on a {shape[0]} x {shape[1]} grid, this input is {grid[0]} x {grid[1]}"
+        cut = _sub_grid(stats, da)
+        if cut is None:
+            return stats, f"was trained on a {shape[0]} x {shape[1]} grid, this input is {grid[0]} x {grid[1]}"
+        # a box of the training grid: its pixels' statistics, and the training grid's positions there
+        (rows, cols), pos = cut
+        at = np.ix_(rows, cols)
+        stats = {**stats, "mean": stats["mean"][at], "pos": tuple(pos), "whole": stats,
+                 "coords": {key: np.asarray(stats["coords"][key], np.float64)[i] for key, i in (("lat", rows), ("lon", cols))},
+                 "sea": None if stats.get("sea") is None else stats["sea"][at],
+                 "aux_mean": {k: v[at] for k, v in (stats.get("aux_mean") or {}).items()}}
+        return _units_mismatch(stats, da, count, total)
     from oceandl.io import _lon_convention, in_degrees
 
     ours_clean = _clean_grid(da)
@@ -1574,6 +1662,11 @@ def _stats_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tu
     stats = {**stats, "mean": to_ours(stats["mean"]), "coords": coords,
              "sea": None if stats.get("sea") is None else to_ours(stats["sea"]),
              "aux_mean": {k: to_ours(v) for k, v in (stats.get("aux_mean") or {}).items()}}
+    return _units_mismatch(stats, da, count, total)
+
+
+def _units_mismatch(stats: dict, da, count: np.ndarray, total: np.ndarray) -> tuple[dict, str | None]:
+    """``stats`` (on ``da``'s grid) and why their units or values do not fit ``da``'s (None when they do)."""
     theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
     if theirs is not None and ours is not None and theirs != ours:
         return stats, f"was trained in units {stats['units']!r}, this input is in {da.attrs['units']!r}"
