@@ -55,7 +55,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         A checkpoint folder whose ``config.json`` is corrupt or missing.
     """
     p = Path(path)
-    if not p.exists() and any(c in str(p) for c in "*?["):
+    from oceandl.io import is_pattern
+
+    if not p.exists() and is_pattern(p):
         return _series(str(p))  # a quoted pattern of daily files
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")

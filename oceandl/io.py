@@ -36,7 +36,7 @@ from .utils import atomic_path, check_output_path
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
            "dangling_references", "to_field_grid", "open_files", "input_files", "describe_source",
-           "source_paths", "NETCDF_SUFFIXES", "Subset", "parse_bbox", "parse_dates"]
+           "source_paths", "NETCDF_SUFFIXES", "Subset", "parse_bbox", "parse_dates", "is_pattern", "split_file_var"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -534,7 +534,7 @@ def input_files(source) -> list[Path] | None:
             if not files:
                 raise InputError(f"{path}: is a folder with no netCDF files (*.nc, *.nc4) in it; give a file, "
                                  f"a folder of them or a quoted pattern such as '{path}/*.nc'")
-        elif not path.exists() and any(c in str(path) for c in "*?["):
+        elif not path.exists() and is_pattern(path):
             files = sorted(Path(f) for f in glob.glob(str(path)) if not Path(f).is_dir())
             if not files:
                 raise InputError(f"{path}: no file matches this pattern")
@@ -550,6 +550,34 @@ def input_files(source) -> list[Path] | None:
             seen.add(key)
             unique.append(f)
     return unique
+
+
+def is_pattern(text) -> bool:
+    """Whether a path is a glob pattern (``*``, ``?`` or ``[``): files to expand, not a file's name."""
+    return any(c in str(text) for c in "*?[")
+
+
+def split_file_var(entry: str, source, option: str = "--aux"):
+    """``(source, variable)`` of a ``VAR`` or ``FILE:VAR`` entry (``--aux``, ``--mask``): ``VAR`` is a
+    variable of ``source`` (the field's file(s) or Dataset); ``FILE:VAR`` one of another file, a folder
+    of them or a glob pattern, split at the last colon when FILE names one.
+
+    Raises
+    ------
+    InputError
+        ``FILE`` looks like a path (a ``/`` or a netCDF suffix) and there is no such file.
+    """
+    if ":" in entry:
+        path, var = entry.rsplit(":", 1)
+        p = Path(path).expanduser()
+        if path and var:
+            if is_pattern(path) and glob.glob(str(p)):
+                return str(p), var
+            if p.is_file() or (p.is_dir() and any(f.suffix.lower() in NETCDF_SUFFIXES for f in p.iterdir())):
+                return p, var
+            if not p.exists() and ("/" in path or path.lower().endswith(NETCDF_SUFFIXES)):
+                raise InputError(f"{option} {entry}: no such file {path!r} (FILE:VAR reads VAR from FILE)")
+    return source, entry
 
 
 def describe_source(source, files: list[Path] | None = None) -> str:
@@ -863,22 +891,17 @@ def open_field(
     """
     subset = Subset(bbox, dates, pad) if bbox is not None or dates is not None else None
     files = input_files(source)
-    if files is not None and len(files) > 1:
-        label = label or describe_source(source, files)
-        ds = open_files(files, var, time=time, label=label)
+    if files is not None or isinstance(source, (str, os.PathLike)):
+        if files is not None and len(files) > 1:  # a file per day: one series (each file checked as it opens)
+            label = label or describe_source(source, files)
+            ds = open_files(files, var, time=time, label=label)
+        else:
+            path = Path(files[0] if files else source).expanduser()
+            label = str(path)
+            ds = _open_path(path)
         try:
-            return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True,
-                                       min_quality=min_quality, check_values=check_values, subset=subset)
-        finally:
-            ds.close()
-    if files is not None:
-        source = files[0]
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source).expanduser()
-        label = str(path)
-        ds = _open_path(path)
-        try:
-            check_groups(ds, path)
+            if files is None or len(files) == 1:
+                check_groups(ds, path)
             return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True,
                                        min_quality=min_quality, check_values=check_values, subset=subset)
         finally:

@@ -7,14 +7,12 @@ These are the file-to-file jobs behind the commands; from Python call
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import xarray as xr
 
 from oceandl.errors import InputError
 
@@ -103,10 +101,10 @@ def _has_variable(path, name) -> bool:
         return False
     import xarray as xr
 
-    from oceandl.io import input_files
+    from oceandl.io import source_paths
 
     try:
-        with xr.open_dataset((input_files(path) or [path])[0], decode_cf=False, decode_times=False) as ds:
+        with xr.open_dataset(source_paths(path)[0], decode_cf=False, decode_times=False) as ds:
             return name in ds.variables
     except Exception:  # noqa: BLE001 - any unreadable file is open_field's to report
         return False
@@ -145,21 +143,6 @@ def _data_folder(path) -> bool:
     return not is_fitted_folder(p) and any(f.suffix.lower() in NETCDF_SUFFIXES for f in p.iterdir())
 
 
-def _aux_source(entry: str, source, option: str = "--aux"):
-    """``(source, variable)`` of an ``--aux`` (or ``option``: ``--mask``) entry: ``VAR`` (of ``source``,
-    the field's file(s) or the demo Dataset) or ``FILE:VAR`` (of another file, or a folder or quoted
-    pattern of them; split at the last colon, when FILE exists)."""
-    if ":" in entry:
-        path, var = entry.rsplit(":", 1)
-        if path and var and (Path(path).is_file() or (Path(path).is_dir() and _data_folder(path))):
-            return Path(path), var
-        if path and var and any(c in path for c in "*?[") and glob.glob(path):
-            return path, var
-        if path and var and not Path(path).exists() and ("/" in path or path.endswith((".nc", ".nc4"))):
-            raise InputError(f"{option} {entry}: no such file {path!r} (FILE:VAR reads VAR from FILE)")
-    return source, entry
-
-
 def _read_aux(source, names: list[str], da, where: str, taken: str | None = None,
               log: Callable[[str], None] = print, cut: dict | None = None) -> dict | None:
     """The auxiliary variables ``names`` (``VAR`` of ``source``, a file or the demo Dataset, or
@@ -169,13 +152,13 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
     option they come from (not given as --aux), said when one is missing. ``cut``: the field's
     ``bbox`` and ``dates`` (read the same region and period of the same file; of another product,
     with two grid points and days to spare, for the interpolation onto the field's)."""
-    from oceandl.io import open_field, to_field_grid
+    from oceandl.io import open_field, split_file_var, to_field_grid
 
     if not names:
         return None
     out = {}
     for entry in names:
-        src, name = _aux_source(entry, source)
+        src, name = split_file_var(entry, source)
         if name == da.name and src is source:
             raise InputError(f"--aux {name}: the variable being filled (--var); give other variables as aux")
         if name in out:
@@ -211,11 +194,13 @@ def _read_mask(source, entry: str | None, da, where: str):
     """
     if entry is None:
         return None
+    import xarray as xr
+
     from oceandl.interp.base import canonical_dims
     from oceandl.interp.mask import read_mask
-    from oceandl.io import find_variable, source_paths
+    from oceandl.io import find_variable, source_paths, split_file_var
 
-    src, name = _aux_source(entry, source, "--mask")
+    src, name = split_file_var(entry, source, "--mask")
     label = f"--mask {entry}"
     if isinstance(src, xr.Dataset):
         ds = src
@@ -229,7 +214,11 @@ def _read_mask(source, entry: str | None, da, where: str):
             raise InputError(f"{label}: cannot open {paths[0]} ({str(exc).splitlines()[0][:200]})") from None
     if name == da.name and src is source:
         raise InputError(f"{label}: the variable being filled (--var); give the land-sea mask variable")
-    m = ds[find_variable(ds, name, label=label)].load()
+    try:
+        m = ds[find_variable(ds, name, label=label)].load()  # 2-D: loaded, and the file closed
+    finally:
+        if ds is not src:
+            ds.close()
     try:
         sea, how = read_mask(m, da.transpose(*canonical_dims(da)), label)
     except InputError as exc:
@@ -239,6 +228,12 @@ def _read_mask(source, entry: str | None, da, where: str):
     out = xr.DataArray(sea, dims=dims, coords={d: da[d] for d in dims if d in da.coords}, name=name)
     out.attrs["oceandl_mask"] = f"--mask {entry}: {how}"  # said in the output's land_sea_mask attribute
     return out
+
+
+def _cut_text(bbox, dates) -> str:
+    """The options ``--bbox=W,S,E,N --dates START:END`` as given (empty without them)."""
+    return " ".join(filter(None, (f"--bbox={','.join(f'{b:g}' for b in bbox)}" if bbox else "",
+                                  f"--dates {dates[0] or ''}:{dates[1] or ''}" if dates else "")))
 
 
 def _cut(cut: dict | None, pad: int = 0) -> dict:
@@ -293,7 +288,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         from oceandl.interp.fitted import fitted_folder
 
         fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json (or weights) names its folder
-    fit_data = fit_on is not None and not (Path(fit_on).is_dir() and not _data_folder(fit_on))
+    fit_saved = fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on)
+    fit_data = fit_on is not None and not fit_saved
     inputs = (() if demo else source_paths(input_path)) + (source_paths(fit_on) if fit_data else ())
     check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
     check_complevel(complevel)
@@ -318,10 +314,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             raise InputError(f"--fit-on: not with {'--demo' if demo else '--refit'} (it fills INPUT with a fit on "
                              "another file)")
     saved_fit = None
-    if fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on) and mask is not None:
+    if fit_saved and mask is not None:
         raise InputError(f"--mask: not with --fit-on {fit_on}, a fit already made (it fills with the mask it was "
                          "fitted with, if any: give --mask to `train interpolator`)")
-    if fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on):
+    if fit_saved:
         from oceandl.interp import fitted_model
 
         # loaded (and checked) before INPUT is read and withheld: a damaged folder is said at once
@@ -548,9 +544,7 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
     seconds = time.perf_counter() - t0
     with getattr(interp, "_trained_state_kept", contextlib.nullcontext)():  # a network's: the last step is saved
         # the region and period too: 'from sst.nc' did not say which part of it the network learnt
-        cut_text = "".join(f" {k}" for k in (f"--bbox={','.join(f'{b:g}' for b in bbox)}" if bbox else "",
-                                             f"--dates {dates[0] or ''}:{dates[1] or ''}" if dates else "") if k)
-        interp.save(output, overwrite=overwrite, source=where + cut_text)
+        interp.save(output, overwrite=overwrite, source=" ".join(filter(None, (where, _cut_text(bbox, dates)))))
     if not issubclass(cls, NeuralInterpolator):  # a fitted climatology, eof or dineof
         modes = f" ({interp.n_modes_} modes)" if hasattr(interp, "n_modes_") else ""
         return (f"{method}{modes}: fitted on {where} {dict(da.sizes)} in {seconds:.1f} s; written to {output} "

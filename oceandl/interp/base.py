@@ -615,6 +615,14 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
     return names, values, units
 
 
+def check_mask_orientation(n_land: int, n_sea: int, label: str) -> None:
+    """Refuse a mask with more observations on its land than on its ocean: spurious retrievals are a
+    few; most of the field on 'land' is a mask upside down."""
+    if n_land > n_sea:
+        raise InputError(f"{label}: more observations on the mask's land ({n_land}) than on its ocean ({n_sea}); "
+                         "is the mask's convention inverted (True/1 = ocean)?")
+
+
 def _drop_land(values: np.ndarray, observed: np.ndarray, sea: np.ndarray,
                label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The observations on the mask's land dropped (spurious retrievals over land, lakes, the coast).
@@ -638,10 +646,7 @@ def _drop_land(values: np.ndarray, observed: np.ndarray, sea: np.ndarray,
     if not land_obs.any():
         return values, observed, None
     observed = observed & ~land_obs
-    n_land, n_sea = int(land_obs.sum()), int(observed.sum())
-    if n_land > n_sea:  # spurious retrievals are a few; most of the field on 'land' is a mask upside down
-        raise InputError(f"{label}: more observations on the mask's land ({n_land}) than on its ocean ({n_sea}); "
-                         "is the mask's convention inverted (True/1 = ocean)?")
+    check_mask_orientation(int(land_obs.sum()), int(observed.sum()), label)
     values = values.copy()
     values[land_obs] = np.nan
     return values, observed, land_obs

@@ -360,6 +360,8 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
     are checked in the statistics pass. ``taken``: the checkpoint they come from, said when one is
     missing. Nothing is read.
     """
+    from oceandl.io import split_file_var
+
     from .base import aux_arrays
 
     items: dict[str, Any] = {}
@@ -368,11 +370,8 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
         if not isinstance(entry, str):
             items[key] = entry  # aux_arrays names an unnamed one
             continue
-        src, name, other = source, entry, False
-        if ":" in entry:
-            path, var = entry.rsplit(":", 1)
-            if path and var and (Path(path).expanduser().is_file() or path.endswith((".nc", ".nc4"))):
-                src, name, other = Path(path).expanduser(), var, True
+        src, name = split_file_var(entry, source)
+        other = src is not source
         if not other and not isinstance(source, (str, os.PathLike, xr.Dataset)):
             raise InputError(f"{label}: aux {entry!r} is a name, but the field is a DataArray: pass the covariate "
                              "itself (a DataArray on the field's grid)")
@@ -479,13 +478,12 @@ def _drop_land_counts(count: np.ndarray, total: np.ndarray | None, sea: np.ndarr
                       label: str) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Per-pixel ``count`` and ``total`` without the observations on the mask's land (0 there), and
     how many those were; refused as :func:`~oceandl.interp.base._drop_land` refuses a mask upside down."""
+    from .base import check_mask_orientation
+
     n_land = int(count[~sea].sum())
     count = np.where(sea, count, 0)
     total = None if total is None else np.where(sea, total, 0.0)
-    n_sea = int(count.sum())
-    if n_land > n_sea:  # spurious retrievals are a few; most of the field on 'land' is a mask upside down
-        raise InputError(f"{label}: more observations on the mask's land ({n_land}) than on its ocean ({n_sea}); "
-                         "is the mask's convention inverted (True/1 = ocean)?")
+    check_mask_orientation(n_land, int(count.sum()), label)
     return count, total, n_land
 
 
