@@ -186,10 +186,16 @@ def _check_device(ctx, param, value):
 
 
 def _check_output_option(ctx, param, value):
-    """`-o ""` (click makes it '.') or `-o .` names the current folder, never an output."""
-    if value is not None and str(value) == ".":
+    """`-o ""` (click makes it '.') or `-o .` names the current folder, never an output.
+
+    Returns a Path; whether the text ended in a slash (``-o filled/``: a folder, which Path forgets)
+    is kept in ``ctx.meta["oceandl.output_folder"]``."""
+    if value is not None and value.strip() in ("", "."):
         raise click.BadParameter("empty, or the current folder; name the file or folder to write", ctx, param)
-    return value
+    if value is None:
+        return None
+    ctx.meta["oceandl.output_folder"] = value.endswith(("/", os.sep))
+    return Path(value)
 
 
 def common(f=None, *, output: str | None = "output file", seed: bool = True, device: bool = True):
@@ -206,7 +212,7 @@ def common(f=None, *, output: str | None = "output file", seed: bool = True, dev
                               help="Random seed (>= 0).")(fn)
         if output:
             fn = click.option("--overwrite", is_flag=True, help="Replace an existing output.")(fn)
-            fn = click.option("-o", "--output", type=click.Path(path_type=Path), callback=_check_output_option,
+            fn = click.option("-o", "--output", type=click.Path(), callback=_check_output_option,
                               help=f"Write the {output} here.")(fn)
         return fn
 
@@ -967,7 +973,8 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @subset_options
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
-@common(output="filled netCDF")
+@common(output="filled netCDF (a folder, FOLDER/ or one that exists: a file per input file, named as it, with its "
+               "days)")
 def interpolate(input_path, var, method, withhold, refit, options, checkpoint, fit_on, figure, demo, epochs, batch_size,
                 lr, quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None,
                 aux=(), bbox=None, dates=None, mask=None):
@@ -984,6 +991,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate sst.nc --method dineof --set max_modes=30 -o filled.nc
       oceandl interpolate sst.nc --method climatology --set harmonics=3 -o clim.nc
       oceandl interpolate l3s_2020/ --min-quality 4 -o filled_2020.nc   # a file per day (or 'l3s/2020*.nc')
+      oceandl interpolate l3s_2020/ -o l4_2020/   # and back: a file per input file, named as it
       oceandl interpolate big.nc --method dineof --chunks time=-1,lat=128,lon=128 -o filled.nc
       oceandl interpolate today.nc --method dineof --fit-on 2015-2024.nc -o today_filled.nc
       oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade
@@ -996,6 +1004,9 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     from oceandl.pipelines.interpolate import run_interpolation
 
     output = _need_output(output, "filled netCDF")
+    # -o FOLDER/ (or an existing folder): a file per input file, named as it (a folder of daily L3 files in,
+    # a folder of daily filled files out)
+    per_file = bool(click.get_current_context().meta.get("oceandl.output_folder")) or output.is_dir()
     input_path = _inputs(input_path)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None:
@@ -1044,9 +1055,10 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                   device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
                                   log=_echo, command=_command_line(), min_quality=min_quality,
-                                  aux=list(aux) or None, bbox=bbox, dates=dates, mask=mask, **opts)
+                                  aux=list(aux) or None, bbox=bbox, dates=dates, mask=mask, per_file=per_file,
+                                  **opts)
         click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
-                   f"-> {output}")
+                   f"-> {output}{'/' if per_file else ''}")
         return
     if demo and figure is None:
         figure = output.with_suffix(".png")
@@ -1058,7 +1070,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                                 options=opts, seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
                                 progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line(),
                                 min_quality=min_quality, fit_on=fit_on, aux=aux, bbox=bbox, dates=dates,
-                                mask=mask)
+                                mask=mask, per_file=per_file)
     click.echo(summary)
 
 
@@ -1258,7 +1270,10 @@ def synth(kind, n, size, cloud_cover, microwave, quiet, output, overwrite, seed,
                 from tqdm.auto import tqdm
 
                 for i, day in enumerate(tqdm(days, desc="days", unit="file", disable=not _progress(quiet))):
-                    write_netcdf(ds.isel(time=[i]), tmp / f"sst_{day}.nc")
+                    one = ds.isel(time=[i])
+                    # each file says the day it covers, as L3 products' ACDD attributes do
+                    one.attrs.update(time_coverage_start=f"{day}T000000Z", time_coverage_end=f"{day}T235959Z")
+                    write_netcdf(one, tmp / f"sst_{day}.nc")
         else:
             write_netcdf(ds, output, overwrite=overwrite)
     else:

@@ -23,7 +23,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable
+from typing import Hashable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,9 @@ from .utils import atomic_path, check_output_path
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
            "dangling_references", "to_field_grid", "open_files", "input_files", "describe_source",
-           "source_paths", "NETCDF_SUFFIXES", "Subset", "parse_bbox", "parse_dates", "is_pattern", "split_file_var"]
+           "source_paths", "NETCDF_SUFFIXES", "Subset", "parse_bbox", "parse_dates", "is_pattern", "split_file_var",
+           "FileSpan", "series_spans", "PerFilePlan", "plan_per_file",
+           "write_per_file"]
 
 DIMS = ("time", "lat", "lon")
 
@@ -70,8 +72,10 @@ def _dims_text(obj) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "dataset") -> str:
+def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "dataset", warn: bool = True) -> str:
     """Name of the field variable of ``ds``.
+
+    ``warn``: say which variable was taken when several could be (False: the caller says it).
 
     With ``var`` given, that variable (an :class:`InputError` suggesting close names if absent).
     Otherwise, in order: a variable whose CF ``standard_name`` is ``sea_surface_temperature``
@@ -115,7 +119,7 @@ def find_variable(ds: xr.Dataset, var: str | None = None, *, label: str = "datas
         # a silent choice among several fields (sst and sst_true, analysed_sst and its error) read
         # as if the file had one: say which and why, and how to take another
         others = [n for n in three_d if n != name]
-        if others:
+        if others and warn:
             _warn(f"{label}: using variable '{name}' ({why}); other 3-D variables: "
                           f"{', '.join(others)} (choose with var= / --var)", UserWarning)
         return name
@@ -617,7 +621,8 @@ class _Part:
 
 
 def _part(path: Path, ds: xr.Dataset, var: str | None, time: str | None) -> _Part:
-    name = find_variable(ds, var, label=str(path))
+    # the choice among several variables is said once, for the series (open_field), not again for its first file
+    name = find_variable(ds, var, label=str(path), warn=False)
     where = f"{path}: variable '{name}'"
     v = ds[name]
     if time is not None and time not in v.dims and time in ds.variables and ds.variables[time].ndim == 0:
@@ -742,6 +747,166 @@ def open_files(files, var: str | None = None, *, time: str | None = None, label:
     out.attrs.pop("time_coverage_duration", None)
     return out
 
+
+# --------------------------------------------------------------------------------------------
+# A file per input file: the output of a many-file input written as it came (a file per day)
+# --------------------------------------------------------------------------------------------
+
+#: global attributes that say which times one file covers: each output file takes its input's own
+_COVERAGE_ATTRS = ("time_coverage_start", "time_coverage_end", "time_coverage_duration", "start_time", "stop_time",
+                   "start_date", "stop_date", "end_time")
+
+
+class FileSpan(NamedTuple):
+    """One input file of a series: its path, first and last time, and global attributes."""
+
+    path: Path
+    first: object
+    last: object
+    attrs: dict
+
+
+def series_spans(source, var: str | None = None, *, time: str | None = None) -> list[FileSpan]:
+    """The input files of ``source`` (one file, a list, a folder or a pattern) in time order, each
+    with the times it covers and its global attributes: what :func:`write_per_file` splits an
+    output by. Only headers and time coordinates are read.
+
+    Raises
+    ------
+    InputError
+        As :func:`open_files` (a file without the variable or a time coordinate...).
+    """
+    files = input_files(source) or [Path(source).expanduser()]
+    spans = []
+    for path in files:
+        ds = _open_path(path, chunks={})
+        try:
+            part = _part(path, ds, var, time)
+            var = part.name  # the first file's field, looked for in the others (as open_files does)
+            spans.append(FileSpan(path, part.first, part.last, dict(ds.attrs)))
+        finally:
+            ds.close()
+    return sorted(spans, key=lambda s: s.first)
+
+
+def _span_attrs(attrs: dict, first: dict, own: dict) -> dict:
+    """Global attributes of one output file of a series: the series output's ``attrs`` (which took
+    the first input file's, :func:`file_attrs`), with this input file's time coverage and history."""
+    out = dict(attrs)
+    for k in _COVERAGE_ATTRS:
+        out.pop(k, None)
+        if k in own:
+            out[k] = own[k]
+    history, old = str(out.get("history", "")), str(first.get("history", "") or "")
+    if old and history.endswith(old):  # the fill's line in front of this file's own history
+        mine = str(own.get("history", "") or "")
+        out["history"] = history[: len(history) - len(old)].rstrip("\n") + (f"\n{mine}" if mine else "")
+    return out
+
+
+class PerFilePlan(NamedTuple):
+    """Which time steps (indices along time) of a series go to which output file."""
+
+    folder: Path
+    files: list[tuple[FileSpan, np.ndarray, Path]]  # (input file, its steps, output file)
+    first_attrs: dict  # the first input file's global attributes (the series output took them)
+
+
+def plan_per_file(folder: str | os.PathLike, spans: Sequence[FileSpan], times, *, overwrite: bool = False,
+                  inputs=()) -> PerFilePlan:
+    """Check, before any work, that a series with time coordinate ``times`` can be written as a
+    file per input file into ``folder`` (:func:`write_per_file`), and say which steps go where.
+
+    A file none of whose times are in ``times`` (cut away by ``--dates``) gives no output file.
+    ``inputs``: files read by the run; an output that is one of them is refused even with
+    ``overwrite``.
+
+    Raises
+    ------
+    InputError
+        ``folder`` is a file or its parent is missing; two input files with one name; an output
+        that exists (without ``overwrite``) or is an input; a time in no input file's period.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: is a file; a file per input file is written into a folder (give a folder, or "
+                         "a file name ending in .nc for one file)")
+    parent = folder.parent if str(folder.parent) else Path(".")
+    if not folder.exists() and not parent.is_dir():
+        raise InputError(f"{folder}: its folder {parent} does not exist")
+    times = np.asarray(times)
+    files, used, names = [], np.zeros(times.size, dtype=bool), {}
+    for span in spans:
+        idx = np.flatnonzero((times >= span.first) & (times <= span.last))
+        if not idx.size:
+            continue
+        used[idx] = True
+        if span.path.name in names:
+            raise InputError(f"{folder}: the input files {names[span.path.name]} and {span.path} have one name; a file "
+                             "per input file needs different names (or write one file: -o NAME.nc)")
+        names[span.path.name] = span.path
+        target = folder / span.path.name
+        if folder.exists():  # (a folder to be made holds nothing yet)
+            check_output_path(target, overwrite, inputs=inputs, kind="file", what="filled netCDF")
+        files.append((span, idx, target))
+    if not used.all():
+        raise InputError(f"{folder}: time {_when(times[np.argmin(used)])} is in no input file's period; cannot tell "
+                         "which file it goes to")
+    return PerFilePlan(folder, files, spans[0].attrs if spans else {})
+
+
+def write_per_file(ds: xr.Dataset, plan: PerFilePlan, *, overwrite: bool = False, complevel: int = 4,
+                   progress: bool = False) -> list[Path]:
+    """Write ``ds`` (a series along time) as a file per input file, as ``plan`` says
+    (:func:`plan_per_file`): each named as its input file, holding that file's time steps, with its
+    time coverage and history (a year of daily L3 files filled into a year of daily files).
+
+    Every file is written under a temporary name first and all are renamed together at the end
+    (:func:`~oceandl.utils.atomic_paths`): a failure leaves no new file, and no existing one is
+    replaced without ``overwrite``. A missing folder is created (its parent must exist) and
+    removed again if the writing fails.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The output, with one time dim (found by name or by its coordinate's attributes) whose
+        values are the ``times`` the plan was made for; in memory or dask-backed (each file's steps
+        are then read in turn).
+    plan : PerFilePlan
+    overwrite, complevel
+        As :func:`write_netcdf`.
+    progress : bool
+        A progress bar over the files.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in time order.
+    """
+    from tqdm.auto import tqdm
+
+    from .utils import atomic_paths
+
+    tdims = [d for d in ds.dims if _is_time_dim(ds, d)]
+    if len(tdims) != 1:
+        raise InputError(f"{plan.folder}: the output has {'no' if not tdims else 'several'} time dims; a file per "
+                         "input file splits it along one")
+    tdim = tdims[0]
+    targets = [target for _, _, target in plan.files]
+    created = not plan.folder.exists()
+    plan.folder.mkdir(exist_ok=True)
+    try:
+        with atomic_paths(targets, overwrite=overwrite) as tmps:
+            for (span, idx, _), tmp in tqdm(list(zip(plan.files, tmps)), desc="files", unit="file",
+                                            disable=not progress):
+                part = ds.isel({tdim: idx})
+                part.attrs = _span_attrs(ds.attrs, plan.first_attrs, span.attrs)
+                write_netcdf(part, tmp, complevel=complevel)
+    except BaseException:
+        if created and not any(plan.folder.iterdir()):
+            plan.folder.rmdir()
+        raise
+    return targets
 
 def _when(t) -> str:
     """A time for a message: '2020-01-02' or '2020-01-02 06:00:00', not numpy's nanoseconds."""

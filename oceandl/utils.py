@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "decay_groups",
     "keep_freed_memory",
     "atomic_path",
+    "atomic_paths",
     "clean_stale_parts",
     "check_output_path",
     "provenance",
@@ -514,6 +515,48 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     finally:
         if tmp.exists() or tmp.is_symlink():
             _remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike], overwrite: bool = False) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for several files written together (a file per day): yield a temporary
+    path beside each; move them all onto their targets only if the block succeeds.
+
+    Every target is checked before the block (none may exist without ``overwrite``) and again
+    before the first move: a failure in the block, or a target another run wrote meanwhile, leaves
+    every target as it was and removes the temporaries. The moves themselves are renames in one
+    folder, so a kill can interrupt them only between two renames.
+    """
+    paths = [check_output_path(p, overwrite) for p in paths]
+    tmps = []
+    try:
+        for path in paths:
+            clean_stale_parts(path)
+            parent = path.parent if str(path.parent) else Path(".")
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_tmp_tag()}-", suffix=".part", dir=parent)
+            os.close(fd)
+            os.unlink(tmp)  # the writer creates it
+            tmps.append(Path(tmp))
+        yield list(tmps)
+        for tmp, path in zip(tmps, paths):
+            if not (tmp.exists() or tmp.is_symlink()):
+                raise OceanDLError(f"{path}: nothing was written")
+            if not overwrite and (path.exists() or path.is_symlink()):
+                raise InputError(f"{path}: already exists: written by another run while this one ran; every "
+                                 "output of this one is discarded (use --overwrite to replace them)")
+        for tmp, path in zip(tmps, paths):
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                try:
+                    _rename_noreplace(tmp, path)
+                except FileExistsError:
+                    raise InputError(f"{path}: already exists: written by another run while this one ran; it "
+                                     "is left as it was (use --overwrite to replace it)") from None
+    finally:
+        for tmp in tmps:
+            if tmp.exists() or tmp.is_symlink():
+                _remove(tmp)
 
 
 def _git(args: list[str], start: str | os.PathLike | None) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -248,7 +249,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                       demo: bool = False, progress: bool = True, refit: bool = False, complevel: int = 4,
                       log: Callable[[str], None] = print, command: str | None = None,
                       min_quality: int | None = None, fit_on: str | Path | None = None,
-                      aux: Sequence[str] | None = None, bbox=None, dates=None, mask: str | None = None) -> str:
+                      aux: Sequence[str] | None = None, bbox=None, dates=None, mask: str | None = None,
+                      per_file: bool | None = None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
     (data variables at zlib level ``complevel``, 0: uncompressed).
 
@@ -269,19 +271,30 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     ``min_quality``: GHRSST values whose ``quality_level`` is below it are missing
     (:func:`oceandl.io.open_field`).
 
+    ``per_file``: ``output`` is a folder, and the fill is written into it as a file per input file,
+    each named as its input and holding its time steps (:func:`oceandl.io.write_per_file`): a
+    folder of daily L3 files gives a folder of daily filled files. Default: when ``output`` is an
+    existing folder or a string ending in ``/``.
+
     Returns a one-paragraph summary (method, time, validation metrics).
     """
     from oceandl.interp import get_method, interpolate
     from oceandl.interp.withhold import withhold_for_validation
-    from oceandl.io import (check_complevel, describe_source, file_attrs, open_field, source_grid, source_paths,
-                            to_source_grid, write_netcdf)
+    from oceandl.io import (check_complevel, describe_source, file_attrs, open_field, plan_per_file, series_spans,
+                            source_grid, source_paths, to_source_grid, write_netcdf, write_per_file)
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.utils import atomic_path, check_output_path
 
+    if per_file is None:
+        per_file = Path(output).is_dir() or str(output).endswith(("/", os.sep))
     output = Path(output)
     cut = _cut({"bbox": bbox, "dates": dates})
-    if output.suffix.lower() not in (".nc", ".nc4"):
-        raise InputError(f"{output}: the output must be a netCDF file (.nc)")
+    if per_file and demo:
+        raise InputError(f"{output}: a folder output holds a file per input file; --demo has no input file (give a "
+                         "file name ending in .nc)")
+    if not per_file and output.suffix.lower() not in (".nc", ".nc4"):
+        raise InputError(f"{output}: the output must be a netCDF file (.nc), or a folder (an existing one, or "
+                         f"{output}/ with a trailing slash) for a file per input file")
     # a saved fit's folder (config.json, weights) is no data to read: source_paths refused it as 'a folder with
     # no netCDF files', so --fit-on FOLDER of `train interpolator` failed before anything was done
     if fit_on is not None:
@@ -291,7 +304,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     fit_saved = fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on)
     fit_data = fit_on is not None and not fit_saved
     inputs = (() if demo else source_paths(input_path)) + (source_paths(fit_on) if fit_data else ())
-    check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
+    if not per_file:
+        check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
     check_complevel(complevel)
     if figure is not None:
         # checked before the fill: a figure that cannot be written failed after the netCDF was
@@ -334,6 +348,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     else:
         da = open_field(input_path, var, min_quality=min_quality, **cut)
     where = "--demo" if demo else describe_source(input_path)
+    plan = None
+    if per_file:  # checked before the fill: an output file that exists is said now, not after it
+        plan = plan_per_file(output, series_spans(input_path, da.name), da["time"].values, overwrite=overwrite,
+                             inputs=inputs)
     fitted_grid = getattr(saved_fit, "da_", None)
     if bbox is not None and fitted_grid is not None and fitted_grid.shape[1:] != da.shape[1:]:
         # transform() said '12 latitudes, the field fitted has 24 ... (regrid it first)': no word of --bbox
@@ -432,13 +450,18 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                                what=f"gaps filled with method {method} {res[name].attrs['options']}{fitted}")
         # on the input's grid (its dim names, latitude order, longitude convention, coordinates):
         # `filled - observed` then lines up in xarray
-        write_netcdf(to_source_grid(res, source_grid(da)), output, overwrite=overwrite, complevel=complevel)
+        if plan is not None:
+            write_per_file(to_source_grid(res, source_grid(da)), plan, overwrite=overwrite, complevel=complevel,
+                           progress=progress)
+        else:
+            write_netcdf(to_source_grid(res, source_grid(da)), output, overwrite=overwrite, complevel=complevel)
     if figure is not None:
         log(f"figure of day {day} written to {figure}")
     how = f" ({res.attrs['precision']})" if "precision" in res.attrs else ""  # neural methods: bf16 or fp32
     # flag 2 (withheld) pixels are written as observed: not counted as filled
+    written = f"{output}" if plan is None else f"{output}/ ({len(plan.files)} files)"
     parts = [f"{method}{how}: filled {int((res['missing_flag'].values == 1).sum()):,} pixels in {seconds:.1f} s "
-             f"-> {output}"]
+             f"-> {written}"]
     if mask_da is not None:
         flag = res["missing_flag"].values
         parts[0] += (f"; land-sea mask {mask}: {int((flag == 3).sum()):,} observations on its land dropped, "

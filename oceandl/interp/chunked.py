@@ -1085,6 +1085,39 @@ def _default_window() -> int:
 
 
 # ------------------------------------------------------------------------------------------ main
+def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> ChunkedResult:
+    """:func:`interpolate_chunked` with ``per_file``: the series is filled into a hidden file of
+    ``folder``, then split into a file per input file (:func:`oceandl.io.write_per_file`)."""
+    import tempfile
+
+    from oceandl.io import check_complevel, plan_per_file, series_spans, source_paths, write_per_file
+    from oceandl.utils import _tmp_tag
+
+    check_complevel(kwargs["complevel"])  # refused before the folder is made
+    da = open_lazy(source, kwargs["var"], None, kwargs["min_quality"], check_values=False, bbox=kwargs["bbox"],
+                   dates=kwargs["dates"])  # its times only: nothing is read
+    plan = plan_per_file(folder, series_spans(source, da.name), da["time"].values, overwrite=overwrite,
+                         inputs=source_paths(source))
+    created = not folder.exists()
+    folder.mkdir(exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".oceandl-series.{_tmp_tag()}-", suffix=".nc", dir=folder)
+    os.close(fd)
+    os.unlink(name)
+    series = Path(name)
+    try:
+        res = interpolate_chunked(source, series, overwrite=False, per_file=False, **kwargs)
+        with xr.open_dataset(series, engine="netcdf4", chunks={}) as ds:
+            write_per_file(ds, plan, overwrite=overwrite, complevel=kwargs["complevel"],
+                           progress=kwargs["progress"])
+    finally:
+        if series.exists():
+            series.unlink()
+        if created and folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+    res.path = folder
+    return res
+
+
 def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof", *, var: str | None = None,
                         chunks: str | Mapping[str, int] | None = None,
                         halo: str | int | Mapping[str, int] | None = None,
@@ -1093,7 +1126,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, command: str | None = None,
                         min_quality: int | None = None, aux=None, bbox=None, dates=None, mask=None,
-                        **options) -> ChunkedResult:
+                        per_file: bool | None = None, **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
     Parameters
@@ -1118,6 +1151,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         slice}`` (index slices) loaded in memory to train the network.
     max_in_flight : blocks computed at once (default: twice the worker threads).
     overwrite, progress, log : replace ``output``; a progress bar; a callable for one-line notes.
+    per_file : ``output`` is a folder, and the fill is written into it as a file per input file
+        (each named as its input, with its time steps: :func:`oceandl.io.write_per_file`), from a
+        hidden series file in that folder, removed at the end (the disk holds the output twice
+        meanwhile). Default: when ``output`` is an existing folder or a string ending in ``/``.
     command : the command line, put in front of the input file's ``history`` (default: the method and
         its options); the file's other global attributes are kept (:func:`oceandl.io.file_attrs`).
     complevel : zlib level of the written variables, 0 (uncompressed) to 9; see
@@ -1162,9 +1199,18 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     t_start = _time.perf_counter()
     say = log or (lambda _msg: None)
+    if per_file is None:
+        per_file = Path(output).is_dir() or str(output).endswith(("/", os.sep))
+    if per_file:
+        return _chunked_per_file(source, Path(output), dict(
+            method=method, var=var, chunks=chunks, halo=halo, blend=blend, seed=seed, device=device,
+            keep_observed=keep_observed, train_region=train_region, max_in_flight=max_in_flight, progress=progress,
+            complevel=complevel, log=log, command=command, min_quality=min_quality, aux=aux, bbox=bbox, dates=dates,
+            mask=mask, **options), overwrite=overwrite)
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
-        raise InputError(f"{output}: the output must be a netCDF file (.nc)")
+        raise InputError(f"{output}: the output must be a netCDF file (.nc), or a folder (an existing one, or "
+                         f"{output}/ with a trailing slash) for a file per input file")
     from oceandl.io import check_complevel, describe_source, source_grid, source_paths
 
     check_output_path(output, overwrite, inputs=source_paths(source), kind="file", what="filled netCDF")
