@@ -388,8 +388,17 @@ def _series(source) -> dict[str, Any]:
     files = input_files(source)
     out: dict[str, Any] = {"path": str(source), "kind": f"{len(files)} netCDF files read as one series"}
     out["files"] = f"{files[0].name} ... {files[-1].name}" if len(files) > 1 else files[0].name
+    first = _netcdf(files[0])
+    run = {}
+    if first["kind"] == "netCDF written by oceandl" and "method" in first:
+        # a fill written as a file per input file (interpolate -o FOLDER/): each holds the run's method,
+        # options and scores (of the whole series); said once, from the first file
+        out["kind"] = f"{len(files)} netCDF files written by oceandl (a file per input file), read as one series"
+        skip = {"path", "kind", "dimensions", "variables", "groups"}
+        run = {k: v for k, v in first.items() if k not in skip and not k.startswith(("field", "time", "lat", "lon",
+                                                                                        "whole grid"))}
     facts = _field_facts(files, label=describe_source(source, files), strict=True)
-    return {**out, **facts}
+    return {**out, **run, **facts}
 
 
 def _field_facts(source, label: str | None = None, strict: bool = False) -> dict[str, Any]:

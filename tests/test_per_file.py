@@ -161,3 +161,16 @@ def test_one_input_file_into_a_folder(days, tmp_path):
                "--quiet", "-o", out)
     assert res.exit_code == 0, res.output
     assert _listing(out) == ["20200104-L3.nc", "20200105-L3.nc"]
+
+
+def test_info_says_the_folder_is_a_fill_and_of_what(days, tmp_path):
+    out = tmp_path / "l4"
+    run_interpolation(days, f"{out}/", var=VAR, method="climatology", progress=False, log=lambda m: None)
+    res = _run("info", out)
+    assert res.exit_code == 0, res.output
+    assert f"{NT} netCDF files written by oceandl (a file per input file)" in res.stdout
+    assert "method:" in res.stdout and "climatology" in res.stdout
+    assert "validation (withheld pixels): rmse" in res.stdout
+    assert f"2020-01-01 to 2020-01-{NT:02d}, {NT} steps, daily" in res.stdout
+    res = _run("info", days)  # the inputs: data, no run
+    assert res.exit_code == 0 and "written by oceandl" not in res.stdout and "method:" not in res.stdout
