@@ -37,7 +37,7 @@ __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "no
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
            "dangling_references", "to_field_grid", "open_files", "input_files", "describe_source",
            "source_paths", "NETCDF_SUFFIXES", "Subset", "parse_bbox", "parse_dates", "is_pattern", "split_file_var",
-           "FileSpan", "series_spans", "PerFilePlan", "plan_per_file",
+           "FileSpan", "names_folder", "series_spans", "PerFilePlan", "plan_per_file",
            "write_per_file"]
 
 DIMS = ("time", "lat", "lon")
@@ -764,6 +764,12 @@ class FileSpan(NamedTuple):
     first: object
     last: object
     attrs: dict
+
+
+def names_folder(output) -> bool:
+    """Whether an output path names a folder for a file per input file: one that exists, or a
+    string written with a trailing slash (``"l4_2020/"``; a Path has forgotten it)."""
+    return Path(output).is_dir() or str(output).endswith(("/", os.sep))
 
 
 def series_spans(source, var: str | None = None, *, time: str | None = None) -> list[FileSpan]:

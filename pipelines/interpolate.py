@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -280,13 +279,13 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     """
     from oceandl.interp import get_method, interpolate
     from oceandl.interp.withhold import withhold_for_validation
-    from oceandl.io import (check_complevel, describe_source, file_attrs, open_field, plan_per_file, series_spans,
-                            source_grid, source_paths, to_source_grid, write_netcdf, write_per_file)
+    from oceandl.io import (check_complevel, describe_source, file_attrs, names_folder, open_field, plan_per_file,
+                            series_spans, source_grid, source_paths, to_source_grid, write_netcdf, write_per_file)
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.utils import atomic_path, check_output_path
 
     if per_file is None:
-        per_file = Path(output).is_dir() or str(output).endswith(("/", os.sep))
+        per_file = names_folder(output)
     output = Path(output)
     cut = _cut({"bbox": bbox, "dates": dates})
     if per_file and demo:

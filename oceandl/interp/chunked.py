@@ -1200,7 +1200,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     t_start = _time.perf_counter()
     say = log or (lambda _msg: None)
     if per_file is None:
-        per_file = Path(output).is_dir() or str(output).endswith(("/", os.sep))
+        from oceandl.io import names_folder
+
+        per_file = names_folder(output)
     if per_file:
         return _chunked_per_file(source, Path(output), dict(
             method=method, var=var, chunks=chunks, halo=halo, blend=blend, seed=seed, device=device,
