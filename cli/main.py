@@ -1001,12 +1001,13 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate sst.nc --method unet --mask land -o filled.nc   # fills ocean cloudy every day
       oceandl interpolate sst.nc --method dineof --mask lsm_era5.nc:lsm -o filled.nc
     """
+    from oceandl.io import names_folder
     from oceandl.pipelines.interpolate import run_interpolation
 
     output = _need_output(output, "filled netCDF")
     # -o FOLDER/ (or an existing folder): a file per input file, named as it (a folder of daily L3 files in,
     # a folder of daily filled files out)
-    per_file = bool(click.get_current_context().meta.get("oceandl.output_folder")) or output.is_dir()
+    per_file = bool(click.get_current_context().meta.get("oceandl.output_folder")) or names_folder(output)
     input_path = _inputs(input_path)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None:

@@ -767,9 +767,12 @@ class FileSpan(NamedTuple):
 
 
 def names_folder(output) -> bool:
-    """Whether an output path names a folder for a file per input file: one that exists, or a
-    string written with a trailing slash (``"l4_2020/"``; a Path has forgotten it)."""
-    return Path(output).is_dir() or str(output).endswith(("/", os.sep))
+    """Whether an output path names a folder for a file per input file: a string written with a
+    trailing slash (``"l4_2020/"``; a Path has forgotten it), or a folder that exists, unless its
+    name ends in .nc (``-o filled.nc`` where a folder of that name is in the way is refused as such,
+    not filled into)."""
+    path = Path(output)
+    return str(output).endswith(("/", os.sep)) or (path.is_dir() and path.suffix.lower() not in NETCDF_SUFFIXES)
 
 
 def series_spans(source, var: str | None = None, *, time: str | None = None) -> list[FileSpan]:
