@@ -902,7 +902,8 @@ class Interpolator:
         aux : DataArray, list or dict of DataArrays, or Dataset, optional
             Auxiliary variables (covariates) for the methods that take them (``takes_aux``: the
             neural ones and DINEOF): each (time, lat, lon) on ``da``'s dims, days and grid (matched by
-            coordinate), NaN where missing; see :func:`read_aux`.
+            coordinate), NaN where missing, or static: a (lat, lon) map on its grid (bathymetry; the
+            neural methods only, DINEOF refuses it); see :func:`read_aux`.
         mask : xarray.DataArray (lat, lon) or array-like (lat, lon), optional
             Land-sea mask, True/1 = ocean (a CF flag variable, or a land fraction named so, is read
             by its convention: :mod:`oceandl.interp.mask`), on ``da``'s grid (matched by coordinate

@@ -1473,7 +1473,8 @@ def _constant_in_time(aux: list[_AuxStats], method: str, where: str, var) -> Non
         if not st.scale > 0 and not st.static:
             raise InputError(f"{where}variable {var!r}: method {method!r}: aux {st.name!r} does not change in time "
                              "at any pixel: minus its per-pixel mean (as each covariate is normalised) it is 0 "
-                             "everywhere and tells the method nothing; give covariates that vary from day to day")
+                             "everywhere and tells the method nothing; give covariates that vary from day to day (a "
+                             "static one as a (lat, lon) variable: an input channel of the neural methods)")
 
 
 def _neural_aux_norm(stats: _Stats, training: bool, options, start, method: str, where: str,
