@@ -485,7 +485,9 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
              "interpolation, a finer grid block-averaged first; said). With --model, --init or --resume: default, "
              "those it was trained with. --demo has sst_mw. With interpolate --chunks: read block by block with "
              "the field's halo and normalised with the whole cube's statistics (a --model's: its training ones); "
-             "FILE:VAR must then be on the field's days and grid already.")
+             "FILE:VAR must then be on the field's days and grid already. A (lat, lon) VAR (bathymetry) is a static "
+             "covariate: an input channel the same every day, normalised by its global mean and std (kept in "
+             "the checkpoint); neural methods only.")
 
 
 _MASK_HELP = ("Land-sea mask: VAR of the same file or FILE:VAR of another, (lat, lon) on the field's grid (matched "

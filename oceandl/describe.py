@@ -179,7 +179,9 @@ def _neural(config: dict) -> dict[str, Any]:
     aux = interp.get("aux") or []
     if isinstance(aux, list) and aux:  # covariates the network takes: --model needs them in the file
         out["auxiliary variables"] = ", ".join(
-            str(st.get("name")) + (f" ({st['units']})" if st.get("units") else "") for st in aux if isinstance(st, dict))
+            str(st.get("name")) + (f" ({', '.join(filter(None, (st.get('units'), 'static' if st.get('static') else '')))})"
+                                   if st.get("units") or st.get("static") else "")
+            for st in aux if isinstance(st, dict))
     steps, done = training.get("train_steps"), training.get("steps_done")
     if done is not None:
         out["training"] = f"{done} of {steps} steps" + ("" if training.get("finished", True)

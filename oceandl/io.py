@@ -1010,6 +1010,7 @@ def open_field(
     bbox: tuple[float, float, float, float] | None = None,
     dates: tuple[str | None, str | None] | None = None,
     pad: int = 0,
+    allow_static: bool = False,
 ) -> xr.DataArray:
     """Read a gridded field as a clean DataArray with dims ``("time", "lat", "lon")``.
 
@@ -1045,6 +1046,10 @@ def open_field(
     pad : int
         Grid points and time steps kept beyond each side of ``bbox`` and ``dates`` (a covariate to be
         interpolated onto the field's grid needs its neighbours outside the box).
+    allow_static : bool
+        Also read a 2-D (lat, lon) variable (a static covariate: bathymetry, distance to the coast),
+        as a field of one time step (index 0) with ``encoding["oceandl_static"]`` True; ``dates``
+        does not apply to it.
 
     Returns
     -------
@@ -1061,7 +1066,8 @@ def open_field(
     ------
     InputError
         Missing, empty or unreadable file; missing variable (close names suggested); wrong
-        number of dims; time not increasing or duplicated; all values missing; constant field.
+        number of dims (a 2-D one without ``allow_static``, or whose dims are not lat and lon); time
+        not increasing or duplicated; all values missing; constant field.
     """
     subset = Subset(bbox, dates, pad) if bbox is not None or dates is not None else None
     files = input_files(source)
@@ -1077,7 +1083,8 @@ def open_field(
             if files is None or len(files) == 1:
                 check_groups(ds, path)
             return _field_from_dataset(ds, var, label, {"time": time, "lat": lat, "lon": lon}, load=True,
-                                       min_quality=min_quality, check_values=check_values, subset=subset)
+                                       min_quality=min_quality, check_values=check_values, subset=subset,
+                                       allow_static=allow_static)
         finally:
             ds.close()
     if isinstance(source, xr.DataArray):
@@ -1086,13 +1093,15 @@ def open_field(
         key = name if name is not None and name not in source.coords else "__oceandl_field__"
         ds = source.to_dataset(name=key)
         out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon},
-                                  min_quality=min_quality, check_values=check_values, subset=subset)
+                                  min_quality=min_quality, check_values=check_values, subset=subset,
+                                  allow_static=allow_static)
         out.name = name
         return out
     if isinstance(source, xr.Dataset):
         label = label or "Dataset"
         return _field_from_dataset(_decode(source, label), var, label, {"time": time, "lat": lat, "lon": lon},
-                                   min_quality=min_quality, check_values=check_values, subset=subset)
+                                   min_quality=min_quality, check_values=check_values, subset=subset,
+                                   allow_static=allow_static)
     raise InputError(
         f"open_field: source of type {type(source).__name__}; expected a path, xarray.Dataset or DataArray"
     )
@@ -1271,12 +1280,15 @@ def parse_dates(text: str) -> tuple[str | None, str | None]:
 
 def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: bool = False,
                         min_quality: int | None = None, check_values: bool = True,
-                        subset: Subset | None = None) -> xr.DataArray:
+                        subset: Subset | None = None, allow_static: bool = False) -> xr.DataArray:
     name = find_variable(ds, var, label=label)
     da = ds[name]
     where = f"{label}: variable '{name}'" if not label.startswith("DataArray") else label
     if min_quality is not None:
         _quality_masked(ds, da, min_quality, where, check_only=True)  # refused before anything is read
+    static = allow_static and da.ndim == 2
+    if static:
+        da, ds, subset = _as_one_step(ds, da, name, overrides, where, subset)
     if da.ndim < 3:
         raise InputError(f"{where}: has {da.ndim} dims {_dims_text(da)}; expected 3 (time, lat, lon)")
     roles = _assign_roles(ds, da, overrides, where)
@@ -1375,7 +1387,35 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
         out = out.assign_coords({d: v})
     out.encoding["source_grid"] = _source_grid(ds, roles, coords, out, tuple(da.dims), wrap_lon=degrees["lon"])
     out.encoding["source_attrs"] = dict(ds.attrs)  # the file's global attributes, for file_attrs
+    if static:
+        out.encoding["oceandl_static"] = True
     return out
+
+
+_STATIC_DIM = "__oceandl_static_step__"
+
+
+def _as_one_step(ds: xr.Dataset, da: xr.DataArray, name: Hashable, overrides: dict, where: str,
+                 subset: Subset | None) -> tuple[xr.DataArray, xr.Dataset, Subset | None]:
+    """A 2-D (lat, lon) variable as a field of one time step (:func:`open_field`'s ``allow_static``),
+    its two dims checked to be latitude and longitude; ``subset`` without its dates.
+
+    Raises
+    ------
+    InputError
+        One of its dims is not recognised as latitude or longitude (a (depth, lat) section, or an
+        index grid without coordinates).
+    """
+    roles = _assign_roles(ds, da, {k: v for k, v in overrides.items() if k != "time"}, where)
+    if {roles[r][0] for r in ("lat", "lon") if r in roles} != set(da.dims):
+        raise InputError(f"{where}: has 2 dims {_dims_text(da)}, not recognised as (lat, lon); a static "
+                         "covariate is a (lat, lon) variable (name the dims lat and lon, or give their "
+                         "coordinates CF units)")
+    da = da.expand_dims(_STATIC_DIM)
+    ds = ds.drop_vars(name).assign({name: da})
+    if subset is not None and subset.dates is not None:
+        subset = Subset(subset.bbox, None, subset.pad) if subset.bbox is not None else None
+    return da, ds, subset
 
 
 _VALID_ATTRS = ("valid_min", "valid_max", "valid_range")
@@ -1744,10 +1784,14 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     of (the same product over a wider region) is cut to it, its values kept as they are. Longitudes
     are taken in the field's convention (-180..180 or 0..360).
 
+    A static covariate (``cov`` of dims (lat, lon): bathymetry) has no days to match: its grid
+    alone is put on the field's, the same way.
+
     Parameters
     ----------
     cov, field : xarray.DataArray (time, lat, lon)
-        As :func:`open_field` gives them (dims so named, latitudes and longitudes ascending).
+        As :func:`open_field` gives them (dims so named, latitudes and longitudes ascending);
+        ``cov`` may be (lat, lon).
     label : str, optional
         How messages name the covariate (default ``aux 'NAME'``).
 
@@ -1765,11 +1809,13 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     """
     label = label or f"aux {cov.name!r}"
     done: list[str] = []
+    static = cov.dims == DIMS[1:]
     for d in DIMS:
-        if d not in cov.dims or d not in field.dims:
-            raise InputError(f"{label}: needs dims {DIMS} (as open_field gives them), got {tuple(cov.dims)}")
+        if (d not in cov.dims and not (static and d == "time")) or d not in field.dims:
+            raise InputError(f"{label}: needs dims {DIMS} or {DIMS[1:]} (as open_field gives them), "
+                             f"got {tuple(cov.dims)}")
     tc, tf = cov["time"].values if "time" in cov.coords else None, field["time"].values if "time" in field.coords else None
-    same_days = tc is not None and tf is not None and tc.shape == tf.shape and bool(np.all(tc == tf))
+    same_days = static or (tc is not None and tf is not None and tc.shape == tf.shape and bool(np.all(tc == tf)))
     if not same_days:
         if tc is None or tf is None or not (np.issubdtype(tc.dtype, np.datetime64) and np.issubdtype(tf.dtype, np.datetime64)):
             if cov.sizes["time"] == field.sizes["time"] and (tc is None or tf is None):
@@ -1828,6 +1874,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
                     + f" interpolated (linear) to the field's {lat_f.size} x {lon_f.size}")
     if not done:
         return cov, done
+    if static:
+        return cov.assign_coords(lat=field["lat"], lon=field["lon"]).transpose(*DIMS[1:]), done
     cov = cov.assign_coords(time=field["time"], lat=field["lat"], lon=field["lon"]) if "time" in field.coords \
         else cov.assign_coords(lat=field["lat"], lon=field["lon"])
     return cov.transpose(*DIMS), done

@@ -151,7 +151,9 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
     (:func:`~oceandl.io.to_field_grid`, logged); None without names. ``taken``: the checkpoint
     option they come from (not given as --aux), said when one is missing. ``cut``: the field's
     ``bbox`` and ``dates`` (read the same region and period of the same file; of another product,
-    with two grid points and days to spare, for the interpolation onto the field's)."""
+    with two grid points and days to spare, for the interpolation onto the field's). A static
+    covariate (a (lat, lon) variable, or one with a single time step while the field has more:
+    bathymetry, a distance to the coast) comes back as a (lat, lon) map on the field's grid."""
     from oceandl.io import open_field, split_file_var, to_field_grid
 
     if not names:
@@ -164,7 +166,7 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
         if name in out:
             raise InputError(f"--aux: {name} given twice")
         try:
-            cov = open_field(src, name, label=None if isinstance(src, (str, Path)) else where,
+            cov = open_field(src, name, label=None if isinstance(src, (str, Path)) else where, allow_static=True,
                              **_cut(cut, pad=0 if src is source else 2))
         except InputError as exc:
             if taken is None or type(exc) is not InputError:
@@ -173,6 +175,9 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
             # looked for, in a command that never named it
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
                              "it as input: give a file that has it)") from None
+        if cov.encoding.get("oceandl_static") or (cov.sizes["time"] == 1 and da.sizes["time"] > 1):
+            # a static map (bathymetry): an input channel that is the same every day (neural methods)
+            cov = cov.isel(time=0, drop=True)
         cov, done = to_field_grid(cov, da, label=f"--aux {entry}")
         if done:  # another product's grid and times: said, as they change what the network is given
             log(f"--aux {entry}: {'; '.join(done)}")

@@ -22,7 +22,7 @@ from oceandl.utils import package_version, software_versions
 from .mask import MASK_FLAG_MEANINGS, MASK_FLAG_VALUES
 
 __all__ = ["Interpolator", "canonical_dims", "clean_axes", "as_dataarray", "cf_masked", "append_history", "oceandl_version",
-           "read_aux", "aux_anomaly", "aux_arrays", "check_aux_values"]
+           "read_aux", "aux_anomaly", "static_stats", "aux_arrays", "check_aux_values"]
 
 _ROLES = ("time", "lat", "lon")
 # Fewer observations than this at a pixel: its mean is too uncertain, use the global mean.
@@ -506,6 +506,17 @@ def aux_anomaly(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, floa
     return anom, mean.astype(np.float32), scale, gmean
 
 
+def static_stats(values: np.ndarray) -> tuple[float, float]:
+    """A static covariate's normalisation: the global mean and standard deviation of its (lat, lon)
+    map over its finite pixels (NaN, land, left out), in float64. Its per-pixel temporal mean
+    (:func:`aux_anomaly`) would be the map itself and its anomaly 0."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return float("nan"), 0.0
+    return float(v.mean()), float(v.std())
+
+
 def check_aux_values(what: str, lo: float, hi: float, has_inf: bool, label: str) -> None:
     """Refuse a covariate with infinities, no value, or one value everywhere (``lo``, ``hi``: its
     finite minimum and maximum, NaN when it has none): :func:`read_aux`'s checks, shared with the
@@ -518,12 +529,46 @@ def check_aux_values(what: str, lo: float, hi: float, has_inf: bool, label: str)
         raise InputError(f"{label}: {what}: all values are equal ({lo}); it tells the method nothing")
 
 
+def _static_aux(a, da: xr.DataArray, dims: tuple[str, str, str], what: str, label: str):
+    """``a`` as a static covariate broadcast over ``da``'s time dim (float32, no copy), or None when it
+    is not one: a (lat, lon) DataArray on ``da``'s spatial dims (in either order), a NumPy array of
+    ``da``'s spatial shape, or a DataArray with a time dim of length 1 while the field has more."""
+    t, y, x = dims
+    if isinstance(a, xr.DataArray):
+        a, _ = _squeeze_levels(a)
+        if a.ndim == 3 and t in a.dims and a.sizes[t] == 1 and da.sizes[t] > 1 and set(a.dims) == set(dims):
+            a = a.isel({t: 0}, drop=True)
+        if a.ndim != 2:
+            return None
+        if set(a.dims) != {y, x}:
+            raise InputError(f"{label}: {what} has dims {tuple(a.dims)}; a static covariate has the field's "
+                             f"({y}, {x}) dims, a covariate in time its {tuple(da.dims)}")
+    elif isinstance(a, np.ndarray) or hasattr(a, "__array_function__"):
+        space = tuple(d for d in da.dims if d != t)
+        if np.ndim(a) != 2:
+            return None
+        if np.shape(a) != tuple(da.sizes[d] for d in space):
+            raise InputError(f"{label}: {what} has shape {np.shape(a)}, the field's grid "
+                             f"{tuple(da.sizes[d] for d in space)} ({', '.join(space)})")
+        a = xr.DataArray(a, dims=space, coords={d: da[d] for d in space if d in da.coords})
+    else:
+        return None
+    a = cf_masked(a, what)
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise InputError(f"{label}: {what}: values must be real numbers, got dtype {a.dtype}")
+    # float32 before the broadcast: one (lat, lon) map in memory, seen on every day
+    a = a.astype(np.float32).expand_dims({t: da.sizes[t]})
+    return a.assign_coords({t: da[t]}) if t in da.coords else a
+
+
 def aux_arrays(aux, da: xr.DataArray, dims: tuple[str, str, str],
-               label: str) -> list[tuple[str, xr.DataArray, str | None]]:
+               label: str) -> list[tuple[str, xr.DataArray, str | None, bool]]:
     """Auxiliary variables checked against the field's dims, sizes and coordinates, not read.
 
     The part of :func:`read_aux` that needs no values: a dask-backed covariate stays lazy (the
-    block-by-block fill reads it block by block). Returns ``(name, array in dims order, units)``.
+    block-by-block fill reads it block by block). Returns ``(name, array in dims order, units,
+    static)``: a static covariate (a (lat, lon) one, or one with a single time step while the field
+    has more) is broadcast over the field's days, and ``static`` True.
 
     Raises
     ------
@@ -533,18 +578,22 @@ def aux_arrays(aux, da: xr.DataArray, dims: tuple[str, str, str],
     """
     if aux is None:
         return []
-    out: list[tuple[str, xr.DataArray, str | None]] = []
+    out: list[tuple[str, xr.DataArray, str | None, bool]] = []
     for name, a in _aux_items(aux, label):
         if name is None or not str(name).strip():
             raise InputError(f"{label}: an auxiliary variable has no name; name it (da.rename('wind')) or pass "
                              "aux as a dict {name: array}")
         name = str(name)
         what = f"aux {name!r}"
-        if any(name == n for n, _, _ in out):
+        if any(name == n for n, *_ in out):
             raise InputError(f"{label}: {what} is given twice")
         if da.name is not None and name == str(da.name):
             raise InputError(f"{label}: {what} is the field being filled; give other variables as aux")
-        if isinstance(a, xr.DataArray):
+        units = a.attrs.get("units") if isinstance(a, xr.DataArray) else None
+        static = _static_aux(a, da, dims, what, label)
+        if static is not None:
+            a = static
+        elif isinstance(a, xr.DataArray):
             a, _ = _squeeze_levels(a)
         elif isinstance(a, np.ndarray) or hasattr(a, "__array_function__"):
             if np.shape(a) != tuple(da.shape):
@@ -552,10 +601,11 @@ def aux_arrays(aux, da: xr.DataArray, dims: tuple[str, str, str],
             a = xr.DataArray(a, dims=da.dims, coords={d: da[d] for d in da.dims if d in da.coords})
         else:
             raise InputError(f"{label}: {what} must be a DataArray, got {type(a).__name__}")
-        a = cf_masked(a, what)
+        if static is None:
+            a = cf_masked(a, what)
         if set(a.dims) != set(da.dims):
             raise InputError(f"{label}: {what} has dims {tuple(a.dims)}, the field {tuple(da.dims)} (an auxiliary "
-                             "variable is given on the field's days and grid)")
+                             "variable is given on the field's days and grid, or as a static (lat, lon) map)")
         for d in da.dims:
             if a.sizes[d] != da.sizes[d]:
                 raise InputError(f"{label}: {what} has {a.sizes[d]} points along {d!r}, the field "
@@ -567,12 +617,13 @@ def aux_arrays(aux, da: xr.DataArray, dims: tuple[str, str, str],
         a = _reorder_like(a, da, name=what, where=label, other="the field")
         if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
             raise InputError(f"{label}: {what}: values must be real numbers, got dtype {a.dtype}")
-        out.append((name, a.transpose(*dims), None if a.attrs.get("units") is None else str(a.attrs["units"])))
+        units = a.attrs.get("units", units)
+        out.append((name, a.transpose(*dims), None if units is None else str(units), static is not None))
     return out
 
 
 def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
-             check_values: bool = True) -> tuple[list[str], list[np.ndarray], list[str | None]]:
+             check_values: bool = True) -> tuple[list[str], list[np.ndarray], list[str | None], list[bool]]:
     """Auxiliary variables (covariates) checked and read on the field's grid.
 
     Parameters
@@ -581,7 +632,9 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
         Each a named (time, lat, lon) DataArray on ``da``'s dims (a size-1 level dropped, as for
         the field), its coordinates ``da``'s (in any order: matched by value); a dict names them
         (its values may then be arrays of ``da``'s shape and dim order). NaN marks missing values
-        (and CF fill values, as :func:`cf_masked` decodes them).
+        (and CF fill values, as :func:`cf_masked` decodes them). A static covariate (bathymetry, a
+        distance to the coast) is a (lat, lon) one on ``da``'s spatial dims (an array: of its
+        spatial shape), or one with a time dim of length 1: it is broadcast over the days.
     da : DataArray
         The field, as given; ``dims`` its (time, lat, lon) dims.
     check_values : refuse infinities, all-NaN and constant covariates (False: the caller checked
@@ -591,8 +644,9 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
     -------
     names : list of str
     values : list of float32 ndarray (time, lat, lon)
-        In ``dims`` order, NaN where missing.
+        In ``dims`` order, NaN where missing (a static one: a read-only broadcast of its map).
     units : list of str or None
+    static : list of bool
 
     Raises
     ------
@@ -603,16 +657,34 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
     names: list[str] = []
     values: list[np.ndarray] = []
     units: list[str | None] = []
-    for name, a, unit in aux_arrays(aux, da, dims, label):
-        v = np.asarray(a.values, dtype=np.float32)
+    statics: list[bool] = []
+    for name, a, unit, static in aux_arrays(aux, da, dims, label):
+        if static:  # one map, seen on every day: read once, broadcast without a copy
+            v2 = np.asarray(a.isel({dims[0]: 0}).values, dtype=np.float32)
+            v = np.broadcast_to(v2[None], a.shape)
+        else:
+            v = v2 = np.asarray(a.values, dtype=np.float32)
         if check_values:
-            finite = v[np.isfinite(v)]
+            finite = v2[np.isfinite(v2)]
             lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
-            check_aux_values(f"aux {name!r}", lo, hi, bool(np.isinf(v).any()), label)
+            check_aux_values(f"aux {name!r}", lo, hi, bool(np.isinf(v2).any()), label)
         names.append(name)
         values.append(v)
         units.append(unit)
-    return names, values, units
+        statics.append(static)
+    return names, values, units, statics
+
+
+def refuse_static_aux(method: str, static: list[str], label: str) -> None:
+    """Refuse static covariates ``static`` (names) for ``method`` (DINEOF): a (lat, lon) map is the
+    same every day, its temporal anomaly is 0, and it adds nothing to the modes."""
+    if static:
+        from . import METHODS
+
+        takers = ", ".join(k for k, c in METHODS.items() if c.takes_aux and c.takes_static_aux)
+        raise InputError(f"{label}: method {method!r}: aux {static[0]!r} is static (a (lat, lon) map, the same every "
+                         f"day): its temporal anomaly is 0 and adds nothing to multivariate DINEOF's modes; the "
+                         f"neural methods take it as an input channel ({takers})")
 
 
 def check_mask_orientation(n_land: int, n_sea: int, label: str) -> None:
@@ -707,6 +779,9 @@ class Interpolator:
     #: the method takes auxiliary variables, ``fit(da, aux=...)``: covariates on the field's grid and days
     #: (a microwave SST, the wind) given to it beside the field; the others refuse them
     takes_aux: ClassVar[bool] = False
+    #: of those, the method takes static (lat, lon) covariates too (a constant input channel); False:
+    #: refused with why (:func:`refuse_static_aux`)
+    takes_static_aux: ClassVar[bool] = True
     #: the method fills a pixel it never observed from its neighbours (the networks); with a land-sea
     #: mask, such ocean pixels are then filled, else left missing (no mode or cycle is known there)
     fills_unseen: ClassVar[bool] = False
@@ -827,7 +902,8 @@ class Interpolator:
         aux : DataArray, list or dict of DataArrays, or Dataset, optional
             Auxiliary variables (covariates) for the methods that take them (``takes_aux``: the
             neural ones and DINEOF): each (time, lat, lon) on ``da``'s dims, days and grid (matched by
-            coordinate), NaN where missing; see :func:`read_aux`.
+            coordinate), NaN where missing, or static: a (lat, lon) map on its grid (bathymetry; the
+            neural methods only, DINEOF refuses it); see :func:`read_aux`.
         mask : xarray.DataArray (lat, lon) or array-like (lat, lon), optional
             Land-sea mask, True/1 = ocean (a CF flag variable, or a land fraction named so, is read
             by its convention: :mod:`oceandl.interp.mask`), on ``da``'s grid (matched by coordinate
@@ -860,7 +936,10 @@ class Interpolator:
         if aux is not None and not self.takes_aux:
             takers = ", ".join(sorted(_aux_takers())) or "none"
             raise InputError(f"method {self.name!r}: takes no auxiliary variables (aux); the methods that do: {takers}")
-        aux_names, aux_values, aux_units = read_aux(aux, da, dims, label, check_values=self._check_aux_values)
+        aux_names, aux_values, aux_units, aux_static = read_aux(aux, da, dims, label,
+                                                                check_values=self._check_aux_values)
+        if not self.takes_static_aux:
+            refuse_static_aux(self.name, [n for n, st in zip(aux_names, aux_static) if st], label)
         self.input_dims_ = tuple(da.dims)
         given = self._given_normalisation(da_c, values, label)
         if sea is None and given is not None and getattr(self, "_checkpoint_sea", None) is not None:
@@ -901,6 +980,7 @@ class Interpolator:
         self._fitted_on = self._loaded_from = self._saved_attrs = self._source = None  # a loaded fit's, if any
         self.da_ = da_c
         self.aux_names_, self.aux_, self.aux_units_ = aux_names, aux_values, aux_units
+        self.aux_static_ = aux_static  # which are static (lat, lon) maps, broadcast over the days
         self.values_ = values
         self.observed_ = observed
         self.withheld_ = held

@@ -278,7 +278,8 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
 
 
 def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None,
-              min_quality: int | None = None, check_values: bool = True, bbox=None, dates=None) -> xr.DataArray:
+              min_quality: int | None = None, check_values: bool = True, bbox=None, dates=None,
+              allow_static: bool = False) -> xr.DataArray:
     """The (time, lat, lon) field of ``source`` as a dask-backed DataArray (nothing loaded).
 
     Parameters
@@ -291,6 +292,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     check_values : refuse an all-missing or constant field, in one pass over the values (False:
         the caller checks them, as :func:`interpolate_chunked` does in its statistics pass).
     bbox, dates : the region and period read (see :func:`oceandl.io.open_field`); nothing else is.
+    allow_static : a (lat, lon) variable too, as one time step (see :func:`oceandl.io.open_field`).
 
     Returns
     -------
@@ -312,7 +314,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
         label = describe_source(source, files)
         ds = open_files(files, var, label=label)
         da = open_field(ds, var, label=label, min_quality=min_quality, check_values=check_values, bbox=bbox,
-                        dates=dates)
+                        dates=dates, allow_static=allow_static)
         return da.chunk({ax: sizes[ax] for ax in _AXES})
     if files is not None:
         source = files[0]
@@ -324,9 +326,10 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
             ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
         da = open_field(ds, name, label=str(path), min_quality=min_quality, check_values=check_values, bbox=bbox,
-                        dates=dates)
+                        dates=dates, allow_static=allow_static)
     else:
-        da = open_field(source, var, min_quality=min_quality, check_values=check_values, bbox=bbox, dates=dates)
+        da = open_field(source, var, min_quality=min_quality, check_values=check_values, bbox=bbox, dates=dates,
+                        allow_static=allow_static)
     # a region cut out of the file's chunks: rechunked so that the blocks' cores line up with them again
     subset = bbox is not None or dates is not None
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None or subset else da
@@ -350,8 +353,13 @@ def _aux_entries(aux) -> list[tuple[str | None, Any]]:
 
 
 def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: str,
-              taken: str | None = None, bbox=None, dates=None) -> list[tuple[str, xr.DataArray, str | None]]:
-    """The covariates, lazily on the field's grid: ``(name, dask array (time, lat, lon), units)``.
+              taken: str | None = None, bbox=None,
+              dates=None) -> list[tuple[str, xr.DataArray, str | None, bool]]:
+    """The covariates, lazily on the field's grid: ``(name, dask array (time, lat, lon), units, static)``.
+
+    A static one (a (lat, lon) variable, or one of a single time step while the field has more) is
+    small: read whole, put on the field's grid when it is another's (:func:`oceandl.io.to_field_grid`),
+    and broadcast over the days (each block reads its window, halo included).
 
     A name (``"VAR"``) is a variable of ``source`` (a file or Dataset), ``"FILE:VAR"`` one of
     another file, read as :func:`open_lazy` reads the field (CF decoded, grid sorted), chunked as
@@ -360,7 +368,7 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
     are checked in the statistics pass. ``taken``: the checkpoint they come from, said when one is
     missing. Nothing is read.
     """
-    from oceandl.io import split_file_var
+    from oceandl.io import split_file_var, to_field_grid
 
     from .base import aux_arrays
 
@@ -383,12 +391,19 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
             with warnings.catch_warnings():  # 'chunks separate the stored chunks': chosen on purpose (halos)
                 warnings.simplefilter("ignore", UserWarning)
                 # its values: checked in the stats pass; the field's region and period, on its grid
-                a = open_lazy(src, name, chunks, check_values=False, bbox=bbox, dates=dates)
+                a = open_lazy(src, name, chunks, check_values=False, bbox=bbox, dates=dates, allow_static=True)
         except InputError as exc:
             if taken is None or type(exc) is not InputError:
                 raise
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes it "
                              "as input: give a file that has it)") from None
+        if a.encoding.get("oceandl_static") or (a.sizes["time"] == 1 and da.sizes["time"] > 1):
+            # a static map: loaded (lat x lon values), on the field's grid; aux_arrays broadcasts it
+            a = a.isel(time=0, drop=True).load()
+            if other:
+                a, _ = to_field_grid(a, da, label=f"--aux {entry}")
+            items[name] = a.rename(name)
+            continue
         if other and (a.shape != da.shape or any(not np.array_equal(a[ax].values, da[ax].values) for ax in _AXES)):
             # to_field_grid reads the whole covariate to match days and interpolate the grid: not lazily
             raise InputError(f"--aux {entry}: not on the field's days and grid ({dict(a.sizes)} against "
@@ -397,10 +412,11 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
                              "(without --chunks)")
         items[name] = a.rename(name)
     out = []
-    for name, a, units in aux_arrays(items, da, _AXES, label):
+    for name, a, units, static in aux_arrays(items, da, _AXES, label):
         a = a.rename({d: ax for d, ax in zip(a.dims, _AXES)})
         # a dask-backed one keeps its chunks, as the field does (open_lazy); a NumPy one is cut into them
-        out.append((name, a if a.chunks is not None else a.chunk({ax: chunks.get(ax, -1) for ax in _AXES}), units))
+        out.append((name, a if a.chunks is not None else a.chunk({ax: chunks.get(ax, -1) for ax in _AXES}), units,
+                    static))
     return out
 
 
@@ -416,6 +432,7 @@ class _AuxStats:
     mean: np.ndarray    # (lat, lon) float64 per-pixel mean, the global mean where count < 2
     global_mean: float
     scale: float = 0.0  # rms of the anomaly from ``mean``; 0: constant in time at every pixel
+    static: bool = False  # a (lat, lon) map: ``mean`` is its global mean everywhere, ``scale`` its std
 
 
 @dataclass
@@ -510,7 +527,7 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     With a ``fold`` (time,) bool (:func:`~oceandl.interp.climatology.harmonic_folds`), also
     ``gram_a`` and ``rhs_a``, the same sums over the fold's steps.
 
-    ``aux``: covariates ``(name, lazy array on the field's grid, units)``; their per-pixel count and
+    ``aux``: covariates ``(name, lazy array on the field's grid, units, static)``; their per-pixel count and
     sum, extremes and infinities join the first pass (refused as :func:`~oceandl.interp.base.read_aux`
     refuses them), the sums of their squared anomalies the second (which they imply): ``stats.aux``.
     """
@@ -523,7 +540,7 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     v = da.data
     obs = dsa.isfinite(v)
     lazy = [obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0), dsa.nanmin(v), dsa.nanmax(v)]
-    for _, a, _ in aux:  # each covariate's sums, extremes and infinities in the same pass
+    for _, a, *_ in aux:  # each covariate's sums, extremes and infinities in the same pass
         seen = dsa.isfinite(a.data)
         lazy += [seen.sum(axis=0), dsa.where(seen, a.data, 0).astype(np.float64).sum(axis=0),
                  dsa.nanmin(dsa.where(seen, a.data, np.nan)), dsa.nanmax(dsa.where(seen, a.data, np.nan)),
@@ -538,14 +555,16 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
                                                  label or f"variable {da.name!r}")
         obs = obs & dsa.from_array(sea, chunks=v.chunks[1:])[None]
     aux_stats = []
-    for i, (name, _, units) in enumerate(aux):
+    for i, (name, _, units, static) in enumerate(aux):
         a_count, a_total, a_lo, a_hi, a_inf = aux_sums[5 * i:5 * i + 5]
         check_aux_values(f"aux {name!r}", float(a_lo), float(a_hi), bool(a_inf), label or f"variable {da.name!r}")
         a_count, a_total = np.asarray(a_count), np.asarray(a_total)
         gmean = float(a_total.sum() / a_count.sum())
         with np.errstate(invalid="ignore", divide="ignore"):
             a_mean = np.where(a_count >= _MIN_PIXEL_OBS, a_total / np.maximum(a_count, 1), gmean)
-        aux_stats.append(_AuxStats(name, units, a_count, a_total, a_mean, gmean))
+        if static:  # its per-pixel mean would be the map itself: the anomaly from its global mean (its std)
+            a_mean = np.full(a_count.shape, gmean)
+        aux_stats.append(_AuxStats(name, units, a_count, a_total, a_mean, gmean, static=static))
     second_pass = second_pass or bool(aux)
     count = np.asarray(count)
     n_obs = int(count.sum())
@@ -559,7 +578,7 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
         anom = dsa.where(obs, v.astype(np.float64) - m, 0.0)
         # the covariates' squared anomalies from their per-pixel means (their scales), in the same pass
         aux_sq = [dsa.where(dsa.isfinite(a.data), a.data.astype(np.float64) - st_a.mean, 0.0).__pow__(2).sum()
-                  for (_, a, _), st_a in zip(aux, aux_stats)]
+                  for (_, a, *_), st_a in zip(aux, aux_stats)]
         if design is None:
             sq, *aux_sq = _compute(anom.__pow__(2).sum(axis=0), *aux_sq)
         else:  # the same pass: sums over time of the design's products with the mask and the anomaly
@@ -1257,6 +1276,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
     sea, sea_how = _open_mask(mask, source, da, where)  # whole: (lat, lon) bool on the field's (clean) grid
     covariates = _open_aux(aux, source, da, core, where, taken, bbox, dates)  # lazy, checked against the field's grid
+    if not cls.takes_static_aux:  # before the statistics pass, as in memory before the fit
+        from .base import refuse_static_aux
+
+        refuse_static_aux(method, [c[0] for c in covariates if c[3]], f"{where}variable {da.name!r}")
     if saved_aux is not None and kind == "neural":
         given = [c[0] for c in covariates]
         missing, extra = [k for k in saved_aux if k not in given], [k for k in given if k not in saved_aux]
@@ -1335,7 +1358,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         given = None if train is None else (stats.mean, stats.global_mean, stats.scale)
         aux_norm = _neural_aux_norm(stats, train is not None, options, start, method, where, da.name)
         fitted = _fit_network(cls, da, core, shape, train_region, seed, device, options, say, stats.count, given,
-                              progress, covariates, aux_norm if start is not None else None, sea)
+                              progress, covariates, aux_norm if start is not None else None, sea,
+                              {st.name: aux_norm[st.name] for st in stats.aux if st.static})
         fn = _NeuralBlock(fitted, stats, shape[1:], keep_observed, da,
                           [aux_norm[st["name"]] for st in fitted._aux_stats])
         ov = int(fitted.options["overlap"])
@@ -1494,10 +1518,11 @@ def _constant_in_time(aux: list[_AuxStats], method: str, where: str, var) -> Non
     """Refuse a covariate that does not change in time at any pixel (its scale is 0): minus its
     per-pixel mean, as each covariate is normalised, it is 0 everywhere."""
     for st in aux:
-        if not st.scale > 0:
+        if not st.scale > 0 and not st.static:
             raise InputError(f"{where}variable {var!r}: method {method!r}: aux {st.name!r} does not change in time "
                              "at any pixel: minus its per-pixel mean (as each covariate is normalised) it is 0 "
-                             "everywhere and tells the method nothing; give covariates that vary from day to day")
+                             "everywhere and tells the method nothing; give covariates that vary from day to day (a "
+                             "static one as a (lat, lon) variable: an input channel of the neural methods)")
 
 
 def _neural_aux_norm(stats: _Stats, training: bool, options, start, method: str, where: str,
@@ -1507,17 +1532,29 @@ def _neural_aux_norm(stats: _Stats, training: bool, options, start, method: str,
     (:meth:`~oceandl.interp.neural.NeuralInterpolator._setup_aux`): a checkpoint's training ones
     when the field is normalised with its training statistics (``training``; a kelvin covariate for
     a degC network converted, values far from them refused), else the whole cube's, from the
-    statistics pass."""
+    statistics pass. A static covariate (a (lat, lon) map): its global mean and standard deviation,
+    a checkpoint's training ones whenever a network is loaded (as in memory)."""
     from .neural import _KELVIN, _SHIFT_LIMIT, _unit
 
     saved = {}
-    if training:
+    if start is not None:
         from oceandl.training.checkpoint import read_config
 
         saved = {st["name"]: st for st in (read_config(start).get("interpolator") or {}).get("aux") or []}
     out = {}
     for a in stats.aux:
+        was = saved.get(a.name, {}).get("static", False)
+        if a.static != was and a.name in saved:
+            how = "static (a (lat, lon) map)" if was else "changing in time"
+            raise InputError(f"method {method!r}: aux {a.name!r} is {'static' if a.static else 'given in time'}, "
+                             f"checkpoint {start} was trained with it {how}")
         theirs = (stats.train_aux or {}).get(a.name) if training else None
+        if a.static and a.name in saved:  # the training values, whatever the region filled
+            theirs = np.full(a.count.shape, saved[a.name]["global_mean"])
+        elif a.static:
+            out[a.name] = (a.mean.astype(np.float32), {"name": a.name, "units": a.units, "scale": a.scale,
+                                                       "global_mean": a.global_mean, "static": True})
+            continue
         if theirs is None or a.name not in saved:
             _constant_in_time([a], method, where, var)
             out[a.name] = (a.mean.astype(np.float32),
@@ -1565,7 +1602,8 @@ def _default_region(da: xr.DataArray, core, shape, count: np.ndarray) -> dict[st
 
 def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device, options, say,
                  count: np.ndarray | None = None, given: tuple | None = None, progress: bool = False,
-                 covariates: list = (), aux_norm: dict | None = None, sea: np.ndarray | None = None):
+                 covariates: list = (), aux_norm: dict | None = None, sea: np.ndarray | None = None,
+                 static_norm: dict | None = None):
     """The network of a neural method: loaded (``checkpoint``) or trained on an in-memory region.
 
     ``given``: the whole grid's ``(mean, global_mean, scale)`` to normalise the region with (a
@@ -1573,7 +1611,8 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
     ``covariates``: ``(name, lazy array, units)``, read over the region too; ``aux_norm``: their
     whole-grid normalisation (:func:`_neural_aux_norm`) for a loaded network (a region of one day
     cannot give a covariate's temporal statistics); without it the region's own, as the field's.
-    ``sea``: the land-sea mask (lat, lon) of the whole grid, the region's part given to the fit."""
+    ``sea``: the land-sea mask (lat, lon) of the whole grid, the region's part given to the fit.
+    ``static_norm``: the static covariates' whole-grid normalisation, given without ``aux_norm`` too."""
     if train_region is None:
         train_region = _default_region(da, core, shape, count if count is not None else np.ones(shape[1:]))
     bad = set(train_region) - set(_AXES)
@@ -1593,7 +1632,13 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
         if aux_norm is not None:
             model._given_aux = {k: (mean[ys, xs], st) for k, (mean, st) in aux_norm.items()}
             model._check_aux_values = False  # checked on the whole cube
-        aux = {name: a.isel(train_region).load() for name, a, _ in covariates} or None
+        elif static_norm:  # a static map's statistics are the whole grid's (a region's part of it may be flat)
+            model._given_aux = {k: (mean[ys, xs], st) for k, (mean, st) in static_norm.items()}
+            model._check_aux_values = False
+        # a static one as its (lat, lon) map: taken as static by the fit
+        aux = {name: (a.isel(time=0, drop=True) if static else a).isel(
+            {k: v for k, v in train_region.items() if not static or k != "time"}).load()
+            for name, a, _, static in covariates} or None
         return model.fit(region, aux=aux, **({} if sea is None else {"mask": sea[ys, xs]}))
     except InputError as exc:  # the region's fault, not the whole variable's: say which region
         if type(exc) is not InputError:

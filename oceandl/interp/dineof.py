@@ -580,6 +580,8 @@ class DINEOF(Interpolator):
 
     name: ClassVar[str] = "dineof"
     takes_aux: ClassVar[bool] = True  # multivariate DINEOF: covariates are more columns of the state matrix
+    # a static (lat, lon) covariate's columns have no temporal anomaly: nothing for the modes to use
+    takes_static_aux: ClassVar[bool] = False
     #: interpolate_chunked's blocks: name -> (per-pixel mean (lat, lon), scale) of the whole cube, and
     #: the cube's field scale they go with (None: each covariate's own statistics, :func:`aux_anomaly`)
     _aux_norm: dict | None = None

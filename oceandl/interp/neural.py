@@ -48,7 +48,7 @@ from oceandl.errors import CheckpointError, InputError, OceanDLError, one_line, 
 from oceandl.utils import LR_RULE, valid_lr
 
 from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, aux_anomaly, _clean_grid, calibration_z, clean_axes, step_text,
-                   time_steps, unordered_step)
+                   static_stats, time_steps, unordered_step)
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
     import torch
@@ -384,12 +384,13 @@ class NeuralInterpolator(Interpolator):
             num = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))  # noqa: E731
             return (isinstance(st, dict) and isinstance(st.get("name"), str) and st["name"] != ""
                     and num(st.get("global_mean")) and num(st.get("scale")) and st["scale"] > 0
-                    and (st.get("units") is None or isinstance(st.get("units"), str)))
+                    and (st.get("units") is None or isinstance(st.get("units"), str))
+                    and isinstance(st.get("static", False), bool))
 
         if not isinstance(aux, list) or not all(aux_ok(st) for st in aux) \
                 or len({st["name"] for st in aux}) != len(aux):
             raise CheckpointError(f"{_check_folder(path) / CONFIG}: interpolator.aux must be a list of "
-                                  f"{{name, units, scale, global_mean}} with distinct names, got {aux!r:.60}")
+                                  f"{{name, units, scale, global_mean[, static]}} with distinct names, got {aux!r:.60}")
         cal = meta.get("sigma_calibration", 1.0)  # absent: saved before calibration (scale 1)
         if not isinstance(cal, (int, float)) or isinstance(cal, bool) or not math.isfinite(cal) or cal <= 0:
             raise CheckpointError(f"{_check_folder(path) / CONFIG}: interpolator.sigma_calibration must be a "
@@ -566,7 +567,9 @@ class NeuralInterpolator(Interpolator):
         ``what`` names it, ``start`` its folder), or None for a network trained here: a loaded
         network takes the variables it was trained with, by name.
         """
+        statics = getattr(self, "aux_static_", None) or [False] * len(self.aux_names_)
         given = dict(zip(self.aux_names_, zip(self.aux_, self.aux_units_)))
+        given_static = dict(zip(self.aux_names_, statics))
         if saved is not None:
             names = [st["name"] for st in saved]
             missing = [k for k in names if k not in given]
@@ -588,7 +591,12 @@ class NeuralInterpolator(Interpolator):
         for i, name in enumerate(names):
             values, units = given[name]
             values = self._clean(values)
-            if name in whole:
+            static = self._aux_is_static(name, values, given_static[name], None if saved is None else saved[i],
+                                         what, start)
+            if static and name not in whole:
+                st, mean, values = self._static_aux_stats(name, values, units,
+                                                          None if saved is None else saved[i], what, start)
+            elif name in whole:
                 mean, st = whole[name]
                 mean = self._clean(np.asarray(mean)[None])[0].astype(np.float32)
                 st = dict(st)
@@ -616,12 +624,66 @@ class NeuralInterpolator(Interpolator):
                     # constant in time at every pixel (a depth, a distance to the coast broadcast over the days):
                     # minus its per-pixel mean it was a channel of zeros, taken and saved without a word
                     raise InputError(f"method {self.name!r}: aux {name!r} does not change in time at any pixel: "
-                                     "minus its per-pixel mean (as each covariate is normalised) it is 0 everywhere "
-                                     "and tells the network nothing; give covariates that vary from day to day")
+                                     "minus its per-pixel mean (as each covariate is normalised) it is 0 everywhere; "
+                                     "give a static covariate as a (lat, lon) variable (a static channel)")
                 st = {"name": name, "units": units, "scale": scale, "global_mean": gmean}
             self._aux_stats.append(st)
             self._aux_means.append(mean)
             self._aux_inputs.append(values)
+
+    def _aux_is_static(self, name: str, values: np.ndarray, static: bool, saved: dict | None, what, start) -> bool:
+        """Whether covariate ``name`` is taken as static: given as a (lat, lon) map, or (a network
+        trained with it static) the same on every day given (a single day's fill). Refused when
+        the loaded network took it the other way."""
+        was = None if saved is None else bool(saved.get("static", False))
+        if was and not static and values.shape[0] > 1:
+            same = (values == values[:1]) | (np.isnan(values) & np.isnan(values[:1]))
+            if not same.all():
+                raise InputError(f"method {self.name!r}: aux {name!r} changes in time, {what} {start} was trained "
+                                 "with it static (a (lat, lon) map): give that map")
+        if was is None:
+            return static
+        if not was and static:
+            raise InputError(f"method {self.name!r}: aux {name!r} is static (a (lat, lon) map), {what} {start} was "
+                             "trained with it changing in time: give it on the field's days")
+        return was
+
+    def _static_aux_stats(self, name: str, values: np.ndarray, units, saved: dict | None, what,
+                          start) -> tuple[dict, np.ndarray, np.ndarray]:
+        """A static covariate's statistics, its 'per-pixel mean' and its values (clean orientation).
+
+        Its per-pixel temporal mean would be the map itself and its anomaly 0: it is normalised
+        over the map instead, minus its global mean over its global standard deviation (the
+        'per-pixel mean' returned is that global mean everywhere, so it is saved and cut like the
+        others' means). A network loaded from a checkpoint applies its training values, whatever
+        region or period it fills: the network learnt what a depth of 3000 m means, not a
+        depth relative to the region filled.
+        """
+        if saved is not None:
+            st = dict(saved)
+            a, b = _unit(st.get("units")), _unit(units)
+            offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((a, b))
+            if offset is not None:
+                values = values + np.float32(offset)
+            elif a is not None and b is not None and a != b:
+                raise InputError(f"method {self.name!r}: aux {name!r} is in {units!r}, {what} {start} was "
+                                 f"trained with it in {st['units']!r} (convert it first)")
+            seen = values[0][np.isfinite(values[0])]
+            if not seen.size:
+                raise InputError(f"method {self.name!r}: aux {name!r}: all values are NaN")
+            shift = float(np.mean(seen, dtype=np.float64)) - st["global_mean"]
+            if abs(shift) > _SHIFT_LIMIT * st["scale"]:
+                raise InputError(f"method {self.name!r}: aux {name!r}: values {abs(shift) / st['scale']:.0f} "
+                                 f"training scales away from those {what} {start} was trained with (mean "
+                                 f"difference {shift:+.4g}: other units?)")
+        else:
+            gmean, scale = static_stats(values[0])
+            if not scale > 0:  # read_aux refuses a constant one; said here for a caller that skipped it
+                raise InputError(f"method {self.name!r}: aux {name!r} is static and the same everywhere: "
+                                 "it tells the network nothing")
+            st = {"name": name, "units": units, "scale": scale, "global_mean": gmean, "static": True}
+        mean = np.full(values.shape[1:], st["global_mean"], np.float32)
+        return st, mean, values
 
     # ------------------------------------------------------------------ patches, cut where the data lives
     def _sources(self) -> tuple:
