@@ -868,9 +868,10 @@ class EOFInterpolator(Interpolator):
         q = np.concatenate([s ** 2 * n / sel.size, np.zeros(max(k - s.size, 0))])
         weak = int((q < _CUT_SEEN).sum())
         if weak:
+            why = (f"fewer than the fit's {k} modes" if sel.size < k else
+                   f"the modes' condition number there {s.max() / max(s.min(), 1e-300):.3g}")
             warn(f"{label}: the box's {sel.size} ocean pixels see {weak} of the {k} combinations of the eof fit's modes "
-                 f"at under {_CUT_SEEN:.0%} of their share of its grid (condition number "
-                 f"{s.max() / s.min() if s.min() > 0 and s.size == k else np.inf:.3g}): their amplitudes are poorly "
+                 f"at under {_CUT_SEEN:.0%} of their share of its grid ({why}): their amplitudes are poorly "
                  "determined from the box and its fill may be far from the whole grid's (fill the whole grid and cut "
                  "the output, use a larger box, or fewer modes)", UserWarning)
         new._E, new._mu = self._E[:, sel], self._mu[sel]
