@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from fakes import assert_cli_error
+from fakes import assert_cli_error, torch_threads
 
 from oceandl.cli.main import cli
 from oceandl.datasets.sst import synthetic_sst
@@ -49,7 +49,8 @@ def cube(tmp_path_factory):
     ds.isel(time=slice(45, None)).to_netcdf(root / "new.nc")
     past = open_field(root / "past.nc", "sst")
     fits = {}
-    with warnings.catch_warnings():
+    # one torch thread (the test's own fixture comes after this module's): DINEOF's fit took 15 s, not 0.3
+    with warnings.catch_warnings(), torch_threads(1):
         warnings.simplefilter("ignore")  # the small cube's calibration warnings
         for name, make in FITS.items():
             fits[name] = make().fit(past)
