@@ -356,13 +356,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     if per_file:  # checked before the fill: an output file that exists is said now, not after it
         plan = plan_per_file(output, series_spans(input_path, da.name), da["time"].values, overwrite=overwrite,
                              inputs=inputs)
-    fitted_grid = getattr(saved_fit, "da_", None)
-    if bbox is not None and fitted_grid is not None and fitted_grid.shape[1:] != da.shape[1:]:
-        # transform() said '12 latitudes, the field fitted has 24 ... (regrid it first)': no word of --bbox
-        raise InputError(f"--bbox {','.join(f'{b:g}' for b in bbox)}: the fit saved in {fit_on} is on its own "
-                         f"{fitted_grid.shape[1]} x {fitted_grid.shape[2]} grid, the box of {where} is {da.shape[1]} x "
-                         f"{da.shape[2]}; a saved fit fills its whole grid (leave out --bbox, or save a fit of the box "
-                         "with `train interpolator --bbox`)")
+    if bbox is not None and saved_fit is not None:
+        # the fit's per-pixel state (means, masks, cycle, modes) cut to the box's block of its grid; another grid
+        # (shifted, every other point, partly outside) is refused here, naming --bbox, before anything is withheld
+        box = f"--bbox {','.join(f'{b:g}' for b in bbox)}: the {da.shape[1]} x {da.shape[2]} box of {where}"
+        saved_fit = saved_fit.cut(da, label=box)
     if (options or {}).get("checkpoint") is not None:
         from oceandl.interp.neural import check_box_grid
 

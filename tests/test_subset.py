@@ -185,8 +185,9 @@ def test_min_quality_with_a_box_reads_the_box_only(tmp_path, monkeypatch):
 
 def test_bbox_with_a_saved_fit(cube, tmp_path):
     """--fit-on a saved fit's folder failed on every fill ('is a folder with no netCDF files', the
-    many-file reader taking it for data); with --bbox, the full-grid fit is refused naming --bbox,
-    and a fit saved of the box fills the box."""
+    many-file reader taking it for data); with --bbox, the full-grid fit fills the box (its state cut
+    to it: tests/test_fit_box.py), a grid not part of it is refused naming --bbox, and a fit saved of
+    the box fills the box."""
     root, _, _ = cube
     full, boxed = tmp_path / "fit_full", tmp_path / "fit_box"
     box = ",".join(f"{b:g}" for b in BOX)
@@ -199,9 +200,16 @@ def test_bbox_with_a_saved_fit(cube, tmp_path):
                "--withhold", "0", "-o", out, "--quiet")
     assert res.exit_code == 0, res.output
     whole = xr.open_dataset(out)
-    res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", full, f"--bbox={box}", "-o",
+    res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", full, f"--bbox={box}",
+               "--dates", "2020-01-21:", "--withhold", "0", "-o", tmp_path / "cut.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "cut.nc") as ds:
+        assert ds["sst"].shape == (20, 12, 16) and "cut to the 12 x 16 box" in ds["sst"].attrs["fitted_on"]
+    with xr.open_dataset(root / "whole.nc") as ds:
+        ds.isel(lat=slice(0, None, 2), lon=slice(0, None, 2)).to_netcdf(tmp_path / "coarse.nc")
+    res = _run("interpolate", tmp_path / "coarse.nc", "--var", "sst", "--fit-on", full, f"--bbox={box}", "-o",
                tmp_path / "never.nc", "--quiet")
-    assert_cli_error(res, 2, f"--bbox {box}: the fit saved in {full} is on its own 24 x 32 grid", "12 x 16")
+    assert_cli_error(res, 2, f"--bbox {box}: the 6 x 8 box of", f"the fit saved in {full} is on a 24 x 32 grid")
     assert not (tmp_path / "never.nc").exists()
     res = _run("interpolate", root / "whole.nc", "--var", "sst", "--fit-on", boxed, f"--bbox={box}",
                "--dates", "2020-01-21:", "--withhold", "0", "-o", tmp_path / "box.nc", "--quiet")

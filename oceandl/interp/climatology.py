@@ -449,6 +449,12 @@ class SeasonalCycle:
         return ({"season_coef": np.asarray(self.coef, np.float64)} if self.harmonics else {},
                 {"harmonics": int(self.harmonics)})
 
+    def cut(self, sel: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> "SeasonalCycle":
+        """The cycle of the ocean pixels ``sel`` (indices into ``coef``'s rows) of the box of rows ``iy`` and
+        columns ``ix`` of the grid (:meth:`Interpolator.cut`), for :meth:`at` (the fitted steps' design is dropped)."""
+        return SeasonalCycle(self.harmonics, None, None if self.coef is None else self.coef[sel],
+                             self.levels[np.ix_(iy, ix)], dict(self.shrinkage))
+
     def at(self, da: xr.DataArray, label: str, dtype=np.float32) -> np.ndarray | None:
         """The cycle at the dates of another field ``da`` (time first), (time, n_ocean), or None for k = 0."""
         return cycle_at(self.harmonics, self.coef, da, label, dtype)
@@ -617,6 +623,14 @@ class Climatology(Interpolator):
         sigma = np.broadcast_to(self._sigma, x.shape).copy()
         cycle = cycle_at(self.harmonics_, self._coef if self._design is not None else None, da, self._label)
         return (np.zeros(x.shape, np.float32) if cycle is None else self._from_matrix(cycle)), sigma
+
+    def _cut_state(self, new, sel: np.ndarray, iy: np.ndarray, ix: np.ndarray, label: str) -> None:
+        new._sigma = self._sigma[np.ix_(iy, ix)]
+        if self._design is not None:
+            new._coef = self._coef[sel]
+            new._design = np.empty((0, self._coef.shape[1]))  # a cycle to give at new dates (no fitted steps)
+        if getattr(self, "levels_", None) is not None:
+            new.levels_ = self.levels_[np.ix_(iy, ix)]
 
     @property
     def coefficients_(self) -> np.ndarray:

@@ -1503,6 +1503,27 @@ class DINEOF(Interpolator):
         self.n_modes_, self._label, self.cv_sigma_scale_ = int(meta["n_modes"]), str(meta["label"]), float(scale)
         self.seasonal_ = SeasonalCycle.saved(meta, arrays, n_ocean, self.ocean_, array)
 
+    def _cut_state(self, new, sel: np.ndarray, iy: np.ndarray, ix: np.ndarray, label: str) -> None:
+        import torch
+
+        self._refuse_aux("cut()")
+        em = dict(self._fitted_modes())
+        at = torch.from_numpy(sel)
+        for key in ("mu", "V", "r", "r_oi"):  # per pixel; s2, lam, phi (per mode) and the time step are kept
+            em[key] = em[key][at].clone()
+        if self.options["error_map"]:  # the loadings' covariances of the box's pixels, by blocks as they are read
+            n, k = self._fitted_modes()["V"].shape
+            step = max(1, _ERRMAP_BLOCK // (k * k))
+            order = np.sort(sel)
+            Q = self._fitted_modes()["Q"]
+            parts = [Q(i, i + step)[torch.from_numpy(order[(order >= i) & (order < i + step)] - i)]
+                     for i in range(0, n, step) if ((order >= i) & (order < i + step)).any()]
+            Qc = torch.cat(parts)[torch.from_numpy(np.searchsorted(order, sel))].clone()
+            em["Q"] = lambda i, j: Qc[i:j]
+        new._modes = em
+        new._blocks = None
+        new.seasonal_ = self.seasonal_.cut(sel, iy, ix)
+
     def _fitted_modes(self) -> dict[str, Any]:
         """:meth:`_error_model` of the fitted fill (the cycle removed), computed once, on the CPU."""
         if getattr(self, "_modes", None) is None:

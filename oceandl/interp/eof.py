@@ -27,6 +27,9 @@ from .base import (Interpolator, _input_attrs, _label, _squeeze_levels, append_h
                    oceandl_version)
 from .climatology import check_harmonics, seasonal_cycle
 
+#: a box that sees a combination of the modes at under this fraction of its share of the grid is warned of (cut())
+_CUT_SEEN = 0.1
+
 __all__ = ["EOF", "eof", "EOFInterpolator"]
 
 
@@ -721,12 +724,13 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
     return EOF(da, n_modes=n_modes, weights=weights, center=center, solver=solver, seed=seed)
 
 
-def _gappy_amplitudes(E: np.ndarray, X: np.ndarray, M: np.ndarray, ridge: float) -> np.ndarray:
+def _gappy_amplitudes(E: np.ndarray, X: np.ndarray, M: np.ndarray, ridge: float, n: int | None = None) -> np.ndarray:
     """Per time step, the amplitudes (time, k) of the modes ``E`` (k, n) fitting ``X`` (time, n) at
-    its observed points ``M``: ``(E_o E_o^T + ridge * (n_o / n) I) a_t = E_o x_o``."""
+    its observed points ``M``: ``(E_o E_o^T + ridge * (n_o / n) I) a_t = E_o x_o``; ``n`` (default
+    X's columns): the pixels the modes are orthonormal over (a fit cut to a box: its whole grid's)."""
     G = np.einsum("kn,tn,jn->tkj", E, M.astype(np.float64), E, optimize=True)  # E_o E_o^T per step
     b = np.where(M, X, 0.0) @ E.T  # E_o x_o
-    G += (ridge * M.sum(axis=1) / X.shape[1] + 1e-12)[:, None, None] * np.eye(E.shape[0])
+    G += (ridge * M.sum(axis=1) / (X.shape[1] if n is None else n) + 1e-12)[:, None, None] * np.eye(E.shape[0])
     return np.linalg.solve(G, b[..., None])[..., 0]
 
 
@@ -847,10 +851,33 @@ class EOFInterpolator(Interpolator):
         if season is not None:
             X = np.where(M, X - season, 0.0)
         E, mu = self._E, self._mu
-        recon = mu + _gappy_amplitudes(E, X - mu, M, self.options["ridge"]) @ E
+        # cut to a box, the ridge stays relative to the whole grid's pixels: the box's fill is the whole
+        # grid's of a step observed in the box only
+        recon = mu + _gappy_amplitudes(E, X - mu, M, self.options["ridge"], getattr(self, "_ridge_n", None)) @ E
         if season is not None:
             recon = recon + season
         return self._from_matrix(recon.astype(np.float32)), None
+
+    def _cut_state(self, new, sel: np.ndarray, iy: np.ndarray, ix: np.ndarray, label: str) -> None:
+        # The cut modes are not orthonormal: a combination of them the box hardly sees (a box far smaller
+        # than the modes' scale: they look alike over it) has its amplitude solved from little signal,
+        # with a ridge of 1 % of the observed share, and the noise it amplifies fills the gaps. q: each
+        # combination's energy in the box over its even share of the grid (1: as much as anywhere)
+        n, k = self._E.shape[1], self._E.shape[0]
+        s = np.linalg.svd(self._E[:, sel], compute_uv=False)
+        q = np.concatenate([s ** 2 * n / sel.size, np.zeros(max(k - s.size, 0))])
+        weak = int((q < _CUT_SEEN).sum())
+        if weak:
+            why = (f"fewer than the fit's {k} modes" if sel.size < k else
+                   f"the modes' condition number there {s.max() / max(s.min(), 1e-300):.3g}")
+            warn(f"{label}: the box's {sel.size} ocean pixels see {weak} of the {k} combinations of the eof fit's modes "
+                 f"at under {_CUT_SEEN:.0%} of their share of its grid ({why}): their amplitudes are poorly "
+                 "determined from the box and its fill may be far from the whole grid's (fill the whole grid and cut "
+                 "the output, use a larger box, or fewer modes)", UserWarning)
+        new._E, new._mu = self._E[:, sel], self._mu[sel]
+        new._ridge_n = getattr(self, "_ridge_n", None) or self._E.shape[1]
+        new.seasonal_ = self.seasonal_.cut(sel, iy, ix)
+        new._filled = None
 
     def _fit_attrs(self) -> dict[str, Any]:
         return {"n_modes": self.n_modes_, **self.seasonal_.attrs(self._label)}

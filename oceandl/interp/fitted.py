@@ -73,6 +73,10 @@ def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str 
                          f"{model._no_transform}")
     if not model._fitted:
         raise InputError(f"method {model.name!r}: call fit() before save()")
+    if getattr(model, "_cut_from", None):
+        # its ridge and fill are the whole grid's on the box: saved, it would read as a fit of the box
+        raise InputError(f"method {model.name!r}: a fit cut to a box of its grid is not saved; save the fit it was cut "
+                         "from (it fills the box with --bbox), or fit the box itself")
     check_output_path(path, overwrite, kind="folder", replaceable=is_checkpoint_folder, what="checkpoint")
     da = model.da_
     state, meta = model._state()
