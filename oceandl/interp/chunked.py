@@ -60,8 +60,9 @@ Covariates (``aux``)
     trained from scratch on ``train_region`` is trained with the region's own, as the field's. A DINEOF block is a multivariate DINEOF with the block's covariates, each
     normalised with the cube's mean and scale times the block's field scale over the cube's: the
     block's state matrix is the in-memory one's over the block, times one factor (one block over
-    the cube is the in-memory fit). A covariate of another file must already be on the field's
-    days and grid (:func:`oceandl.io.to_field_grid` reads it whole). The output has ``aux_variables``.
+    the cube is the in-memory fit). A covariate of another file on other days or another grid is
+    put on the field's lazily (:func:`oceandl.io.to_field_grid` with ``chunks``), each block reading
+    only its window of it; its statistics are the regridded cube's. The output has ``aux_variables``.
 
 Land-sea mask (``mask``)
     As in memory (:mod:`oceandl.interp.mask`), read whole (2-D) on the field's grid: the statistics
@@ -1194,8 +1195,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         ``source`` are read and filled (:func:`oceandl.io.open_field`); covariates named as
         variables of the file are cut the same way.
     aux : auxiliary variables (covariates) for the neural methods and DINEOF: names of variables of
-        ``source`` (``"sst_mw"``; ``"FILE:VAR"`` for another file already on the field's days and
-        grid), and/or DataArrays on the field's grid (lazily opened: each block reads its part),
+        ``source`` (``"sst_mw"``; ``"FILE:VAR"`` for another file, put on the field's days and grid
+        lazily when on others, as in memory), and/or DataArrays on the field's grid (lazily opened: each block reads its part),
         as a list, a dict or a Dataset. With a ``checkpoint`` (or ``init``) whose network takes
         covariates and no ``aux``, those it was trained with, by name from ``source``. Normalised
         with the whole cube's statistics (see the module docstring).
