@@ -122,6 +122,14 @@ def test_a_regridded_covariate_is_never_read_whole():
     whole = on.data.compute(scheduler="synchronous")
     assert counted.read / counted.a.size < 1.5  # once, and the windows' margins where they cross chunks
     np.testing.assert_array_equal(whole, to_field_grid(coarse, field)[0].values)
+    # days matched (at noon) and longitudes put in the field's convention (0..360 sorted): lazily too
+    shifted = coarse.assign_coords(time=coarse.time + np.timedelta64(12, "h"), lon=coarse.lon % 360).sortby("lon")
+    counted = CountedArray(shifted.values)
+    on, done = to_field_grid(shifted.copy(data=dsa.from_array(counted, chunks=(4, 8, 8))), field,
+                             chunks={"time": 4, "lat": 16, "lon": 16})
+    assert counted.read == 0 and done[0] == "times matched to the field's 8 (nearest within half its step)"
+    np.testing.assert_array_equal(on.values, to_field_grid(shifted, field)[0].values)
+    assert counted.read == counted.a.size
 
 
 def test_what_cannot_be_put_on_the_fields_grid_is_one_line_and_no_output(scene, tmp_path):
