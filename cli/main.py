@@ -485,7 +485,8 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
              "interpolation, a finer grid block-averaged first; said). With --model, --init or --resume: default, "
              "those it was trained with. --demo has sst_mw. With interpolate --chunks: read block by block with "
              "the field's halo and normalised with the whole cube's statistics (a --model's: its training ones); "
-             "FILE:VAR must then be on the field's days and grid already. A (lat, lon) VAR (bathymetry) is a static "
+             "FILE:VAR on another grid or other days is put on the field's lazily, each block reading its "
+             "window of it. A (lat, lon) VAR (bathymetry) is a static "
              "covariate: an input channel the same every day, normalised by its global mean and std (kept in "
              "the checkpoint); neural methods only.")
 
@@ -968,7 +969,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it.")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
-@click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis). Takes --aux (and a --model's covariates) as in memory; not --withhold, --refit, --fit-on, --figure, --demo.")
+@click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis). Takes --aux (and a --model's covariates) as in memory, FILE:VAR of another grid or other days put on the field's block by block; not --withhold, --refit, --fit-on, --figure, --demo.")
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's data variables (0: uncompressed: written several times faster, about 1.5x larger).")
 @click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)

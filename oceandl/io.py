@@ -1771,7 +1771,8 @@ def _step(values: np.ndarray) -> float:
     return float(np.median(np.diff(values))) if values.size > 1 else 0.0
 
 
-def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None = None) -> tuple[xr.DataArray, list[str]]:
+def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None = None,
+                  chunks: dict[str, int] | None = None) -> tuple[xr.DataArray, list[str]]:
     """A covariate put on a field's days and grid, as an auxiliary variable is needed
     (``oceandl interpolate --aux FILE:VAR`` does it for a covariate of another file or grid).
 
@@ -1794,12 +1795,19 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
         ``cov`` may be (lat, lon).
     label : str, optional
         How messages name the covariate (default ``aux 'NAME'``).
+    chunks : dict, optional
+        Lazily (``interpolate --chunks``): nothing is read, the result is a dask array of these
+        chunk sizes per dim (``time``/``lat``/``lon``; -1: whole) whose every chunk reads only its
+        own window of ``cov`` (the bracketing points of its latitudes and longitudes, its days):
+        the same values as without, read block by block. The checks that need the values (a field
+        day whose matched covariate day is all missing; no value left on the field's grid) are
+        then made on the coordinates alone, the values being checked when they are read.
 
     Returns
     -------
     (xarray.DataArray, list of str)
         The covariate on ``field``'s coordinates, and what was done to it (empty when it was on
-        them already, and then returned as it is).
+        them already, and then returned as it is; with ``chunks``, chunked so).
 
     Raises
     ------
@@ -1810,6 +1818,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     label = label or f"aux {cov.name!r}"
     done: list[str] = []
     static = cov.dims == DIMS[1:]
+    if static:  # a (lat, lon) map is small: put on the grid at once
+        chunks = None
     for d in DIMS:
         if (d not in cov.dims and not (static and d == "time")) or d not in field.dims:
             raise InputError(f"{label}: needs dims {DIMS} or {DIMS[1:]} (as open_field gives them), "
@@ -1827,8 +1837,11 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
             half = (np.median(np.diff(tf)) if tf.size > 1 else np.timedelta64(1, "D")) / 2
             cov = cov.sortby("time")
             cov = cov.isel(time=~pd.Index(cov["time"].values).duplicated())
+            if chunks is not None:  # the days matched, from the coordinates (the values: not read here)
+                has = pd.Index(cov["time"].values).get_indexer(tf, method="nearest", tolerance=half) >= 0
             cov = cov.reindex(time=tf, method="nearest", tolerance=half)
-            has = np.isfinite(np.asarray(cov.values)).any(axis=(1, 2))
+            if chunks is None:
+                has = np.isfinite(np.asarray(cov.values)).any(axis=(1, 2))
             if not has.any():
                 raise InputError(f"{label}: none of its time steps is within half a step of the field's "
                                  f"({np.datetime_as_string(tf[0], unit='D')} to {np.datetime_as_string(tf[-1], unit='D')})")
@@ -1864,14 +1877,26 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
             if k >= 2:
                 factors[d] = k
         if factors:  # a finer grid block-averaged first: linear interpolation alone samples it
+            if chunks is not None and cov.chunks is not None:  # whole blocks of the average in each dask chunk
+                cov = cov.chunk({d: k * max(1, -(-max(cov.chunksizes[d]) // k)) for d, k in factors.items()})
             cov = cov.coarsen(factors, boundary="trim").mean()
-        cov = cov.interp(lat=lat_f, lon=lon_f, method="linear")
-        if not np.isfinite(np.asarray(cov.values)).any():
+        if chunks is not None:
+            lat_k, lon_k = cov["lat"].values, cov["lon"].values
+            # no value can come out of a grid that does not reach the field's (the values: checked when read)
+            empty = lat_k.size < 2 or lon_k.size < 2 or not (
+                ((lat_f >= lat_k[0]) & (lat_f <= lat_k[-1])).any() and ((lon_f >= lon_k[0]) & (lon_f <= lon_k[-1])).any())
+            cov = None if empty else _interp_lazy(cov, lat_f, lon_f, chunks)
+        else:
+            cov = cov.interp(lat=lat_f, lon=lon_f, method="linear")
+            empty = not np.isfinite(np.asarray(cov.values)).any()
+        if empty:
             raise InputError(f"{label}: no value on the field's grid (latitudes {lat_f[0]:g} to {lat_f[-1]:g}, "
                              f"longitudes {lon_f[0]:g} to {lon_f[-1]:g}): another region?")
         done.append(f"its {shape} grid" + (f" block-averaged ({', '.join(f'{k} x {v}' for k, v in factors.items())}) and"
                                            if factors else "")
                     + f" interpolated (linear) to the field's {lat_f.size} x {lon_f.size}")
+    if chunks is not None:
+        cov = cov.chunk({d: chunks.get(d, -1) for d in cov.dims})
     if not done:
         return cov, done
     if static:
@@ -1879,3 +1904,52 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     cov = cov.assign_coords(time=field["time"], lat=field["lat"], lon=field["lon"]) if "time" in field.coords \
         else cov.assign_coords(lat=field["lat"], lon=field["lon"])
     return cov.transpose(*DIMS), done
+
+
+def _interp_window(block: np.ndarray, lat_c: np.ndarray, lon_c: np.ndarray, lat_f: np.ndarray,
+                   lon_f: np.ndarray) -> np.ndarray:
+    """A window (time, lat, lon) of a covariate interpolated (linear) to ``lat_f`` x ``lon_f``, by the
+    call :func:`to_field_grid` makes on the whole grid (a linear value needs only its bracketing points)."""
+    a = xr.DataArray(block, dims=DIMS, coords={"lat": lat_c, "lon": lon_c})
+    return np.asarray(a.interp(lat=lat_f, lon=lon_f, method="linear").values)
+
+
+def _interp_lazy(cov: xr.DataArray, lat_f: np.ndarray, lon_f: np.ndarray, chunks: dict[str, int]) -> xr.DataArray:
+    """``cov.interp(lat=lat_f, lon=lon_f, method="linear")`` as a dask array of ``chunks``, each chunk
+    computed from the window of ``cov`` that brackets its latitudes and longitudes (and its days).
+
+    xarray's own interp on dask puts each interpolated dim in one chunk: every block would read and
+    interpolate the whole (lat, lon) grid of its days."""
+    import dask.array as dsa
+    from functools import partial
+
+    c = cov.transpose(*DIMS)
+    lat_c, lon_c = c["lat"].values, c["lon"].values
+    data = c.data if c.chunks is not None else dsa.from_array(c.values, chunks=-1)
+
+    def spans(n: int, size: int) -> list[tuple[int, int]]:
+        size = n if size is None or size < 0 else max(1, size)
+        return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def window(src: np.ndarray, lo: float, hi: float) -> slice:
+        """The points of ``src`` bracketing ``lo``..``hi``, with one to spare each side."""
+        return slice(max(int(np.searchsorted(src, lo, "right")) - 2, 0),
+                     min(int(np.searchsorted(src, hi, "left")) + 2, src.size))
+
+    nt = c.sizes["time"]
+    data = data.rechunk({0: tuple(b - a for a, b in spans(nt, chunks.get("time", -1)))})
+    dtype = _interp_window(np.zeros((1, 2, 2), c.dtype), np.arange(2.0), np.arange(2.0), np.array([0.5]),
+                           np.array([0.5])).dtype
+    rows = []
+    for y0, y1 in spans(lat_f.size, chunks.get("lat", -1)):
+        ys = window(lat_c, lat_f[y0], lat_f[y1 - 1])
+        row = []
+        for x0, x1 in spans(lon_f.size, chunks.get("lon", -1)):
+            xs = window(lon_c, lon_f[x0], lon_f[x1 - 1])
+            piece = data[:, ys, xs].rechunk({1: -1, 2: -1})  # the window: a few of the covariate's chunks
+            fn = partial(_interp_window, lat_c=lat_c[ys], lon_c=lon_c[xs], lat_f=lat_f[y0:y1], lon_f=lon_f[x0:x1])
+            row.append(piece.map_blocks(fn, chunks=(piece.chunks[0], (y1 - y0,), (x1 - x0,)), dtype=dtype))
+        rows.append(row)
+    out = dsa.block([rows])
+    return xr.DataArray(out, dims=DIMS, coords={"time": c["time"], "lat": lat_f, "lon": lon_f},
+                        name=cov.name, attrs=cov.attrs)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from fakes import CountedArray, assert_cli_error
+from fakes import CountedArray
 from test_aux import _scene
 from test_dineof_aux import _scene as _dineof_scene
 from test_neural_interp import TINY
@@ -144,15 +144,13 @@ def test_bad_covariates_are_one_line_and_leave_no_output(neural, tmp_path):
     f = tmp_path / "bad.nc"
     xr.Dataset({"sst": field, "sst_mw": cov, "empty": cov * np.nan, "flat": cov * 0 + 3.0,
                 "depth": cov * 0 + xr.DataArray(np.arange(28.0), dims="lon", coords={"lon": cov["lon"]})}).to_netcdf(f)
-    # another grid: the covariate of another file, then the same as a DataArray
-    cov.isel(lat=slice(0, 20)).to_dataset(name="mw").to_netcdf(tmp_path / "other.nc")
+    # another grid as a DataArray (FILE:VAR of another grid is put on the field's: test_chunked_aux_regrid.py)
     out = tmp_path / "o.nc"
     cases = [
         ({"aux": ["wind"]}, "variable 'wind' not found"),
         ({"aux": ["empty"]}, "aux 'empty': all values are NaN"),
         ({"aux": ["flat"]}, "aux 'flat': all values are equal"),
         ({"aux": ["depth"]}, "aux 'depth' does not change in time at any pixel"),
-        ({"aux": [f"{tmp_path / 'other.nc'}:mw"]}, "not on the field's days and grid"),
         ({"aux": [cov.isel(lat=slice(0, 20))]}, "aux 'sst_mw' has 20 points along 'lat', the field 24"),
         ({"aux": ["sst"]}, "aux 'sst' is the field being filled"),
     ]
@@ -185,8 +183,11 @@ def test_cli_chunks_takes_the_models_covariates_and_aux(neural, tmp_path):
     for name in ("m.nc", "d.nc"):
         with xr.open_dataset(tmp_path / name) as out:
             assert out["sst"].attrs["aux_variables"] == "sst_mw"
+    # FILE:VAR of another (smaller) grid: put on the field's lazily, said as in memory
     open_field(path, "sst_mw").isel(lon=slice(0, 20)).to_dataset(name="mw").to_netcdf(tmp_path / "other.nc")
     res = run(cli, ["interpolate", str(path), "--var", "sst", "--method", "dineof", "--aux",
-                    f"{tmp_path / 'other.nc'}:mw", "--chunks", "lat=12", "--quiet", "-o", str(tmp_path / "x.nc")])
-    assert_cli_error(res, 2, "not on the field's days and grid", "fill in memory (without --chunks)")
-    assert not (tmp_path / "x.nc").exists()
+                    f"{tmp_path / 'other.nc'}:mw", "--chunks", "lat=12", "-o", str(tmp_path / "x.nc")])
+    assert res.exit_code == 0, res.output
+    assert "its 24 x 20 grid interpolated (linear) to the field's 24 x 28" in res.stderr
+    with xr.open_dataset(tmp_path / "x.nc") as out:
+        assert out["sst"].attrs["aux_variables"] == "mw"

@@ -60,8 +60,9 @@ Covariates (``aux``)
     trained from scratch on ``train_region`` is trained with the region's own, as the field's. A DINEOF block is a multivariate DINEOF with the block's covariates, each
     normalised with the cube's mean and scale times the block's field scale over the cube's: the
     block's state matrix is the in-memory one's over the block, times one factor (one block over
-    the cube is the in-memory fit). A covariate of another file must already be on the field's
-    days and grid (:func:`oceandl.io.to_field_grid` reads it whole). The output has ``aux_variables``.
+    the cube is the in-memory fit). A covariate of another file on other days or another grid is
+    put on the field's lazily (:func:`oceandl.io.to_field_grid` with ``chunks``), each block reading
+    only its window of it; its statistics are the regridded cube's. The output has ``aux_variables``.
 
 Land-sea mask (``mask``)
     As in memory (:mod:`oceandl.interp.mask`), read whole (2-D) on the field's grid: the statistics
@@ -279,7 +280,7 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
 
 def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None = None,
               min_quality: int | None = None, check_values: bool = True, bbox=None, dates=None,
-              allow_static: bool = False) -> xr.DataArray:
+              allow_static: bool = False, pad: int = 0) -> xr.DataArray:
     """The (time, lat, lon) field of ``source`` as a dask-backed DataArray (nothing loaded).
 
     Parameters
@@ -293,6 +294,8 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
         the caller checks them, as :func:`interpolate_chunked` does in its statistics pass).
     bbox, dates : the region and period read (see :func:`oceandl.io.open_field`); nothing else is.
     allow_static : a (lat, lon) variable too, as one time step (see :func:`oceandl.io.open_field`).
+    pad : grid points and time steps read beyond each side of ``bbox`` and ``dates`` (a covariate
+        of another grid, to be interpolated onto the field's; see :func:`oceandl.io.open_field`).
 
     Returns
     -------
@@ -314,7 +317,7 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
         label = describe_source(source, files)
         ds = open_files(files, var, label=label)
         da = open_field(ds, var, label=label, min_quality=min_quality, check_values=check_values, bbox=bbox,
-                        dates=dates, allow_static=allow_static)
+                        dates=dates, allow_static=allow_static, pad=pad)
         return da.chunk({ax: sizes[ax] for ax in _AXES})
     if files is not None:
         source = files[0]
@@ -326,10 +329,10 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
             ds = open_netcdf(path, warn=False, chunks=dim_chunks)
         # stays lazy: one streaming min/max pass checks the values; errors name the file
         da = open_field(ds, name, label=str(path), min_quality=min_quality, check_values=check_values, bbox=bbox,
-                        dates=dates, allow_static=allow_static)
+                        dates=dates, allow_static=allow_static, pad=pad)
     else:
         da = open_field(source, var, min_quality=min_quality, check_values=check_values, bbox=bbox, dates=dates,
-                        allow_static=allow_static)
+                        allow_static=allow_static, pad=pad)
     # a region cut out of the file's chunks: rechunked so that the blocks' cores line up with them again
     subset = bbox is not None or dates is not None
     return da.chunk({ax: sizes[ax] for ax in _AXES}) if da.chunks is None or subset else da
@@ -353,13 +356,19 @@ def _aux_entries(aux) -> list[tuple[str | None, Any]]:
 
 
 def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: str,
-              taken: str | None = None, bbox=None,
-              dates=None) -> list[tuple[str, xr.DataArray, str | None, bool]]:
+              taken: str | None = None, bbox=None, dates=None,
+              log=None) -> list[tuple[str, xr.DataArray, str | None, bool]]:
     """The covariates, lazily on the field's grid: ``(name, dask array (time, lat, lon), units, static)``.
 
     A static one (a (lat, lon) variable, or one of a single time step while the field has more) is
     small: read whole, put on the field's grid when it is another's (:func:`oceandl.io.to_field_grid`),
     and broadcast over the days (each block reads its window, halo included).
+
+    One of another file on other days or another grid (``FILE:VAR``) is put on the field's lazily
+    (:func:`oceandl.io.to_field_grid` with ``chunks``: the nearest day, a finer grid block-averaged,
+    linear interpolation), read over the field's region and period with two points and days to
+    spare as in memory: each chunk reads only the covariate's window around it. What was done is
+    said with ``log`` (a callable; None: nothing said).
 
     A name (``"VAR"``) is a variable of ``source`` (a file or Dataset), ``"FILE:VAR"`` one of
     another file, read as :func:`open_lazy` reads the field (CF decoded, grid sorted), chunked as
@@ -391,7 +400,9 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
             with warnings.catch_warnings():  # 'chunks separate the stored chunks': chosen on purpose (halos)
                 warnings.simplefilter("ignore", UserWarning)
                 # its values: checked in the stats pass; the field's region and period, on its grid
-                a = open_lazy(src, name, chunks, check_values=False, bbox=bbox, dates=dates, allow_static=True)
+                # another product: two points and days to spare for the interpolation, as in memory
+                a = open_lazy(src, name, chunks, check_values=False, bbox=bbox, dates=dates, allow_static=True,
+                              pad=2 if other and (bbox is not None or dates is not None) else 0)
         except InputError as exc:
             if taken is None or type(exc) is not InputError:
                 raise
@@ -401,15 +412,15 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
             # a static map: loaded (lat x lon values), on the field's grid; aux_arrays broadcasts it
             a = a.isel(time=0, drop=True).load()
             if other:
-                a, _ = to_field_grid(a, da, label=f"--aux {entry}")
+                a, done = to_field_grid(a, da, label=f"--aux {entry}")
+                if done and log is not None:
+                    log(f"--aux {entry}: {'; '.join(done)}")
             items[name] = a.rename(name)
             continue
-        if other and (a.shape != da.shape or any(not np.array_equal(a[ax].values, da[ax].values) for ax in _AXES)):
-            # to_field_grid reads the whole covariate to match days and interpolate the grid: not lazily
-            raise InputError(f"--aux {entry}: not on the field's days and grid ({dict(a.sizes)} against "
-                             f"{dict(da.sizes)}); with --chunks a covariate of another file must be on them "
-                             "already: put it there first (oceandl.io.to_field_grid) or fill in memory "
-                             "(without --chunks)")
+        if other:  # lazily: each chunk on the field's grid reads its own window of the covariate
+            a, done = to_field_grid(a, da, label=f"--aux {entry}", chunks=dict(chunks))
+            if done and log is not None:  # said as in memory: it changes what the method is given
+                log(f"--aux {entry}: {'; '.join(done)}")
         items[name] = a.rename(name)
     out = []
     for name, a, units, static in aux_arrays(items, da, _AXES, label):
@@ -1184,8 +1195,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         ``source`` are read and filled (:func:`oceandl.io.open_field`); covariates named as
         variables of the file are cut the same way.
     aux : auxiliary variables (covariates) for the neural methods and DINEOF: names of variables of
-        ``source`` (``"sst_mw"``; ``"FILE:VAR"`` for another file already on the field's days and
-        grid), and/or DataArrays on the field's grid (lazily opened: each block reads its part),
+        ``source`` (``"sst_mw"``; ``"FILE:VAR"`` for another file, put on the field's days and grid
+        lazily when on others, as in memory), and/or DataArrays on the field's grid (lazily opened: each block reads its part),
         as a list, a dict or a Dataset. With a ``checkpoint`` (or ``init``) whose network takes
         covariates and no ``aux``, those it was trained with, by name from ``source``. Normalised
         with the whole cube's statistics (see the module docstring).
@@ -1275,7 +1286,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         check_box_grid(options["checkpoint"], options, bbox, da, where)
     core = {ax: (n if core[ax] < 0 else min(core[ax], n)) for ax, n in zip(_AXES, shape)}
     sea, sea_how = _open_mask(mask, source, da, where)  # whole: (lat, lon) bool on the field's (clean) grid
-    covariates = _open_aux(aux, source, da, core, where, taken, bbox, dates)  # lazy, checked against the field's grid
+    # lazy, checked against the field's grid (another's put on it, said)
+    covariates = _open_aux(aux, source, da, core, where, taken, bbox, dates, log=say)
     if not cls.takes_static_aux:  # before the statistics pass, as in memory before the fit
         from .base import refuse_static_aux
 
