@@ -800,8 +800,22 @@ def series_spans(source, var: str | None = None, *, time: str | None = None) -> 
 
 def _span_attrs(attrs: dict, first: dict, own: dict) -> dict:
     """Global attributes of one output file of a series: the series output's ``attrs`` (which took
-    the first input file's, :func:`file_attrs`), with this input file's time coverage and history."""
+    the first input file's, :func:`file_attrs`), with this input file's time coverage and history,
+    and this file's own value of every other attribute the output took from the first file (its
+    ``platform``, ``sensor``, ``comment``...: a day of S-NPP said NOAA-20, the first day's)."""
+    from .interp.base import _input_attrs
+
     out = dict(attrs)
+    mine = {k: v for k, v in _input_attrs(own).items() if k not in _INSTANCE_ATTRS}
+    skip = {"history", "Conventions", *_COVERAGE_ATTRS}
+    for k, v in _input_attrs(first).items():
+        if k in skip or k in _INSTANCE_ATTRS or k not in out or not _same_attr(out[k], v):
+            continue  # not taken from the first file (the fill's own, or the file has no such attribute)
+        if k in mine:
+            out[k] = mine[k]
+        else:
+            del out[k]
+    out.update({k: v for k, v in mine.items() if k not in skip and k not in first and k not in out})
     for k in _COVERAGE_ATTRS:
         out.pop(k, None)
         if k in own:
@@ -811,6 +825,14 @@ def _span_attrs(attrs: dict, first: dict, own: dict) -> dict:
         mine = str(own.get("history", "") or "")
         out["history"] = history[: len(history) - len(old)].rstrip("\n") + (f"\n{mine}" if mine else "")
     return out
+
+
+def _same_attr(a, b) -> bool:
+    """Whether two attribute values are equal (strings, numbers or arrays)."""
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return False
 
 
 class PerFilePlan(NamedTuple):
