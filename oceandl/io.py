@@ -961,6 +961,11 @@ def _lon_convention(lon: np.ndarray) -> np.ndarray:
     """``lon`` (degrees east) in -180..180, or in 0..360 where -180..180 would cut the grid in two."""
     wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
     east = np.mod(lon, 360.0)
+    pair = np.unique(wrapped[np.isfinite(wrapped)])
+    if pair.size == 2:  # two columns (a --bbox 175,S,185,N): no spacing to tell a hole by; the closer pair
+        # 176.25 and 183.75 were -176.25, 176.25: the box's columns swapped, refused as 'one in 47 of the
+        # points' of a saved global fit's grid
+        return east if np.ptp(np.mod(pair, 360.0)) < np.ptp(pair) else wrapped
     return east if _splits_grid(wrapped) and not _splits_grid(east) else wrapped
 
 
