@@ -1345,6 +1345,11 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
             f"{where}: cannot tell which of the dims {_dims_text(da)} is {' / '.join(missing)}; "
             f"name them time, lat, lon or pass {', '.join(m + '=' for m in missing)}"
         )
+    if allow_static and subset is not None and subset.dates is not None and da.sizes[roles["time"][0]] == 1:
+        # a map of one time step (a bathymetry dated 1990-01-01) is a static covariate whatever its date:
+        # --dates cut it to nothing ('dates ... hold no time step'), so the same map given with --dates
+        # was refused and without them taken
+        subset = Subset(bbox=subset.bbox, pad=subset.pad)
     if subset is not None and (subset.bbox is not None or subset.dates is not None):
         # before anything is read: of a global L3 file (or a year of them) only the region is loaded
         sel = subset.indices(roles, where)
@@ -1796,6 +1801,23 @@ def write_netcdf(
 def _step(values: np.ndarray) -> float:
     """Median spacing of sorted 1-D coordinate values (0 for fewer than 2)."""
     return float(np.median(np.diff(values))) if values.size > 1 else 0.0
+
+
+def is_static_map(cov: xr.DataArray, field: xr.DataArray) -> bool:
+    """Whether covariate ``cov`` (time, lat, lon; as :func:`open_field` reads it with ``allow_static``)
+    is a static map of ``field``'s: a (lat, lon) variable, or one of a single time step while the
+    field has more, or while the field's one day is more than a day from it (a bathymetry dated
+    1990-01-01 beside one day's fill: it was refused as on none of the field's days)."""
+    if cov.encoding.get("oceandl_static"):
+        return True
+    if cov.sizes["time"] != 1:
+        return False
+    if field.sizes["time"] > 1:
+        return True
+    a, b = cov["time"].values[0], field["time"].values[0]
+    if isinstance(a, np.datetime64) and isinstance(b, np.datetime64):
+        return bool(abs(a - b) > np.timedelta64(1, "D"))
+    return False
 
 
 def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None = None) -> tuple[xr.DataArray, list[str]]:

@@ -83,3 +83,60 @@ def test_a_two_column_box_across_the_dateline_is_filled_by_a_saved_fit(tmp_path)
             np.testing.assert_array_equal(b["lon"].values, [176.25, 183.75])
             want = w["sst"].sel(lon=[176.25, 183.75], lat=b["lat"].values)
             np.testing.assert_allclose(b["sst"].values, want.values, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def depth_files(tmp_path_factory):
+    """f.nc: sst (20 days) and depth (lat, lon); map.nc: that depth; dated.nc: it with a time dim
+    of length 1 dated 1990-01-01 (as bathymetry products stamp it)."""
+    from test_static_aux import _scene
+
+    da, dep = _scene()
+    root = tmp_path_factory.mktemp("depth")
+    xr.Dataset({"sst": da, "depth": dep}).to_netcdf(root / "f.nc")
+    dep.to_dataset().to_netcdf(root / "map.nc")
+    dep.expand_dims(time=[np.datetime64("1990-01-01")]).to_dataset().to_netcdf(root / "dated.nc")
+    return root
+
+
+UNET = ["--var", "sst", "--method", "unet", "--set", "steps=2", "--set", "patch=16", "--device", "cpu",
+        "--withhold", "0", "--quiet"]
+
+
+def test_a_dated_static_map_is_taken_with_dates(depth_files, tmp_path):
+    """--aux dated.nc:depth (one time step, 1990) is a static map: taken without --dates, it was refused
+    with them ('dates 2020-01-03:2020-01-10 hold no time step'). The fill is the undated map's."""
+    f = depth_files / "f.nc"
+    for name in ("map", "dated"):
+        for chunks in ((), ("--chunks", "time=4,lat=32,lon=32")):
+            out = tmp_path / f"{name}{len(chunks)}.nc"
+            res = _run("interpolate", f, *UNET, "--aux", f"{depth_files / name}.nc:depth", "--dates",
+                       "2020-01-03:2020-01-10", *chunks, "-o", out)
+            assert res.exit_code == 0, res.output
+    for k in (0, 2):
+        with xr.open_dataset(tmp_path / f"map{k}.nc") as a, xr.open_dataset(tmp_path / f"dated{k}.nc") as b:
+            assert a.sizes["time"] == 8
+            np.testing.assert_array_equal(a["sst"].values, b["sst"].values)
+
+
+def test_one_day_filled_with_a_dated_static_map(depth_files, tmp_path):
+    """A network trained with a static depth fills one day (--dates) with the map dated 1990 (time
+    length 1): it was refused as 'none of its time steps is within half a step of the field's', and
+    under --chunks as 'not on the field's days and grid ({'time': 1, ...} against {'time': 1, ...})'."""
+    f, ck = depth_files / "f.nc", tmp_path / "ck"
+    res = _run("train", "interpolator", f, "--var", "sst", "--aux", "depth", "--set", "steps=2", "--set", "patch=16",
+               "--device", "cpu", "--quiet", "-o", ck)
+    assert res.exit_code == 0, res.output
+    fill = ["interpolate", f, "--var", "sst", "--method", "unet", "--model", ck, "--device", "cpu", "--quiet",
+            "--dates", "2020-01-05:2020-01-05"]
+    outs = []
+    for name in ("map", "dated"):
+        for chunks in ((), ("--chunks", "time=1,lat=32,lon=32")):
+            outs.append(tmp_path / f"{name}{len(chunks)}.nc")
+            res = _run(*fill, "--aux", f"{depth_files / name}.nc:depth", *chunks, "-o", outs[-1])
+            assert res.exit_code == 0, res.output
+    with xr.open_dataset(outs[0]) as ref:
+        assert ref.sizes["time"] == 1
+        for out in outs[1:]:
+            with xr.open_dataset(out) as o:
+                np.testing.assert_allclose(o["sst"].values, ref["sst"].values, rtol=0, atol=1e-4)

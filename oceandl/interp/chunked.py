@@ -368,7 +368,7 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
     are checked in the statistics pass. ``taken``: the checkpoint they come from, said when one is
     missing. Nothing is read.
     """
-    from oceandl.io import split_file_var, to_field_grid
+    from oceandl.io import is_static_map, split_file_var, to_field_grid
 
     from .base import aux_arrays
 
@@ -397,7 +397,7 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
                 raise
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes it "
                              "as input: give a file that has it)") from None
-        if a.encoding.get("oceandl_static") or (a.sizes["time"] == 1 and da.sizes["time"] > 1):
+        if is_static_map(a, da):
             # a static map: loaded (lat x lon values), on the field's grid; aux_arrays broadcasts it
             a = a.isel(time=0, drop=True).load()
             if other:
