@@ -421,6 +421,27 @@ def _check_input_path(path: Path) -> None:
         raise InputError(f"{path}: empty file (0 bytes)")
 
 
+def static_in_series(files: Sequence[Path], var) -> bool:
+    """Whether variable ``var`` of the first of ``files`` (a file per day) is a static (lat, lon)
+    map: two dims, neither of them time, and no scalar time coordinate dating the file (a 2-D field
+    of one day). Each daily file of some products carries the same bathymetry or distance to the
+    coast; read as a series, each file's was refused as 'has no time axis'."""
+    if var is None:
+        return False
+    try:
+        ds = _open_path(Path(files[0]), chunks={})
+    except (InputError, OSError, ValueError):
+        return False  # said where the files are opened as a series
+    try:
+        v = ds.variables.get(var)
+        if v is None or v.ndim != 2 or any(_is_time_dim(ds, d) for d in v.dims):
+            return False
+        return not any(c.ndim == 0 and (_role_from_attrs(c) == "time" or _role_from_name(n) == "time")
+                       for n, c in ds.variables.items())
+    finally:
+        ds.close()
+
+
 def _open_path(path: Path, **kwargs) -> xr.Dataset:
     _check_input_path(path)
     with open(path, "rb") as fh:
@@ -1076,7 +1097,8 @@ def open_field(
     allow_static : bool
         Also read a 2-D (lat, lon) variable (a static covariate: bathymetry, distance to the coast),
         as a field of one time step (index 0) with ``encoding["oceandl_static"]`` True; ``dates``
-        does not apply to it.
+        does not apply to it. Of a many-file input, a (lat, lon) variable is read from the first
+        file (as ``--mask``): the same map in each daily file.
 
     Returns
     -------
@@ -1099,6 +1121,8 @@ def open_field(
     subset = Subset(bbox, dates, pad) if bbox is not None or dates is not None else None
     files = input_files(source)
     if files is not None or isinstance(source, (str, os.PathLike)):
+        if allow_static and files is not None and len(files) > 1 and static_in_series(files, var):
+            files = files[:1]  # a (lat, lon) map beside a file per day's field: the first file's
         if files is not None and len(files) > 1:  # a file per day: one series (each file checked as it opens)
             label = label or describe_source(source, files)
             ds = open_files(files, var, time=time, label=label)

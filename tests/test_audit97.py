@@ -140,3 +140,28 @@ def test_one_day_filled_with_a_dated_static_map(depth_files, tmp_path):
         for out in outs[1:]:
             with xr.open_dataset(out) as o:
                 np.testing.assert_allclose(o["sst"].values, ref["sst"].values, rtol=0, atol=1e-4)
+
+
+def test_a_static_map_in_each_daily_file_is_a_covariate(depth_files, tmp_path):
+    """A file per day, each with sst (time=1) and the same depth (lat, lon): --aux depth was refused,
+    exit 2, 'variable 'depth': has no time axis ... each file of a many-file input holds one or more
+    time steps'. It is the first file's map: the fill is the one-file input's, in memory and under
+    --chunks, into one file or a folder."""
+    with xr.open_dataset(depth_files / "f.nc") as ds:
+        ds = ds.load()
+    days = tmp_path / "days"
+    days.mkdir()
+    for k in range(6):
+        ds.isel(time=[k]).to_netcdf(days / f"d{k:02d}.nc")
+    ds.isel(time=slice(0, 6)).to_netcdf(tmp_path / "one.nc")
+    for chunks in ((), ("--chunks", "time=3,lat=32,lon=32")):
+        tag = len(chunks)
+        for src, out in ((tmp_path / "one.nc", tmp_path / f"one{tag}.nc"), (days, tmp_path / f"days{tag}.nc"),
+                         (days, f"{tmp_path / f'folder{tag}'}/")):
+            res = _run("interpolate", src, *UNET, "--aux", "depth", *chunks, "-o", out)
+            assert res.exit_code == 0, res.output
+        with xr.open_dataset(tmp_path / f"one{tag}.nc") as a, xr.open_dataset(tmp_path / f"days{tag}.nc") as b, \
+                xr.open_mfdataset(sorted((tmp_path / f"folder{tag}").iterdir())) as c:
+            assert b["sst"].attrs["aux_variables"] == "depth"
+            np.testing.assert_array_equal(a["sst"].values, b["sst"].values)
+            np.testing.assert_array_equal(a["sst"].values, c["sst"].values)

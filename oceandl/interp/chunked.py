@@ -304,11 +304,14 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     InputError
         As :func:`oceandl.io.open_field` (missing file or variable, bad dims, all NaN...).
     """
-    from oceandl.io import describe_source, input_files, open_field, open_files, open_netcdf
+    from oceandl.io import describe_source, input_files, open_field, open_files, open_netcdf, static_in_series
 
     sizes = {ax: -1 for ax in _AXES}
     sizes.update(chunks or {})
     files = input_files(source)
+    if allow_static and files is not None and len(files) > 1 and static_in_series(files, var):
+        files = files[:1]  # a (lat, lon) map beside a file per day's field: the first file's
+        source = files[0]
     if files is not None and len(files) > 1:
         # a file per day: a dask chunk per file, rechunked into the blocks' cores below
         label = describe_source(source, files)
