@@ -165,3 +165,22 @@ def test_a_static_map_in_each_daily_file_is_a_covariate(depth_files, tmp_path):
             assert b["sst"].attrs["aux_variables"] == "depth"
             np.testing.assert_array_equal(a["sst"].values, b["sst"].values)
             np.testing.assert_array_equal(a["sst"].values, c["sst"].values)
+
+
+def test_info_says_a_folder_holds_files_of_two_runs(days, tmp_path):
+    """A climatology fill of every day, then a DINEOF fill of the last four --overwrite into the same
+    folder: `oceandl info out/` said 'method: climatology' and the climatology's scores for the whole
+    folder. It now says the files come from two runs, which files and what each was."""
+    out = tmp_path / "out"
+    fill = ["interpolate", days, "--var", VAR, "--quiet", "-o", f"{out}/"]
+    assert _run(*fill, "--method", "climatology").exit_code == 0
+    res = _run(*fill, "--method", "dineof", "--dates", "2020-01-03:2020-01-06", "--overwrite")
+    assert res.exit_code == 0, res.output
+    res = _run("info", out)
+    assert res.exit_code == 0, res.output
+    assert "from 2 different runs (method climatology, dineof)" in res.output
+    runs = next(line for line in res.output.splitlines() if line.startswith("runs:"))
+    assert "2 files" in runs and "climatology" in runs and "4 files" in runs and "dineof" in runs
+    assert "of the first file's run" in res.output
+    res = _run("info", days)  # the input folder: no run said
+    assert res.exit_code == 0 and "different runs" not in res.output and "runs:" not in res.output
