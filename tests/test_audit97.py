@@ -184,3 +184,16 @@ def test_info_says_a_folder_holds_files_of_two_runs(days, tmp_path):
     assert "of the first file's run" in res.output
     res = _run("info", days)  # the input folder: no run said
     assert res.exit_code == 0 and "different runs" not in res.output and "runs:" not in res.output
+
+
+def test_chunked_folder_output_says_each_warning_once(days, tmp_path):
+    """--chunks with -o FOLDER/ opened the input twice and said its warnings twice ('using variable
+    ...' on two lines); -o FILE.nc says them once."""
+    lines = {}
+    for out in (tmp_path / "one.nc", f"{tmp_path / 'folder'}/"):
+        res = _run("interpolate", days, "--method", "climatology", "--chunks", "time=-1,lat=8,lon=8", "--quiet",
+                   "-o", out)
+        assert res.exit_code == 0, res.output
+        lines[str(out)] = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    one, folder = lines.values()
+    assert one and folder == one

@@ -1116,8 +1116,10 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
     from oceandl.utils import _tmp_tag
 
     check_complevel(kwargs["complevel"])  # refused before the folder is made
-    da = open_lazy(source, kwargs["var"], None, kwargs["min_quality"], check_values=False, bbox=kwargs["bbox"],
-                   dates=kwargs["dates"])  # its times only: nothing is read
+    with warnings.catch_warnings():  # the fill opens it again and says them ('using variable ...' was said twice)
+        warnings.simplefilter("ignore", UserWarning)
+        da = open_lazy(source, kwargs["var"], None, kwargs["min_quality"], check_values=False, bbox=kwargs["bbox"],
+                       dates=kwargs["dates"])  # its times only: nothing is read
     plan = plan_per_file(folder, series_spans(source, da.name), da["time"].values, overwrite=overwrite,
                          inputs=source_paths(source))
     created = not folder.exists()
