@@ -197,3 +197,34 @@ def test_chunked_folder_output_says_each_warning_once(days, tmp_path):
         lines[str(out)] = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
     one, folder = lines.values()
     assert one and folder == one
+
+
+def test_a_killed_chunked_folder_run_leaves_no_series_for_good(days, tmp_path):
+    """A --chunks -o FOLDER/ run killed (SIGKILL, out of memory) left its hidden series file (its
+    temporary '..oceandl-series.<host>-<pid>-*.nc.<host>-<pid>-*.part', as large as the output) in
+    the folder: no later run removed it. The next run into the folder removes a dead writer's, and
+    keeps a running one's."""
+    import subprocess
+    import sys
+
+    from oceandl.utils import _tmp_tag
+
+    host = _tmp_tag().rsplit("-", 1)[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [f"..oceandl-series.{host}-{dead}-abc.nc.{host}-{dead}-def.part", f".oceandl-series.{host}-{dead}-abc.nc"]
+    running = f"..oceandl-series.{host}-{live.pid}-abc.nc.{host}-{live.pid}-def.part"
+    try:
+        for name in (*stale, running):
+            (out / name).write_bytes(b"x" * 100)
+        res = _run("interpolate", days, "--var", VAR, "--method", "climatology", "--chunks", "time=-1,lat=8,lon=8",
+                   "--quiet", "-o", out)
+        assert res.exit_code == 0, res.output
+        hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+        assert hidden == [running]
+    finally:
+        live.kill()
+        live.wait()

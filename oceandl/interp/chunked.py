@@ -1113,7 +1113,7 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
     import tempfile
 
     from oceandl.io import check_complevel, plan_per_file, series_spans, source_paths, write_per_file
-    from oceandl.utils import _tmp_tag
+    from oceandl.utils import _tmp_tag, clean_stale_series
 
     check_complevel(kwargs["complevel"])  # refused before the folder is made
     with warnings.catch_warnings():  # the fill opens it again and says them ('using variable ...' was said twice)
@@ -1124,6 +1124,8 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
                          inputs=source_paths(source))
     created = not folder.exists()
     folder.mkdir(exist_ok=True)
+    # a run killed (SIGKILL, out of memory) left its series (as large as the output) in the folder for good
+    clean_stale_series(folder)
     fd, name = tempfile.mkstemp(prefix=f".oceandl-series.{_tmp_tag()}-", suffix=".nc", dir=folder)
     os.close(fd)
     os.unlink(name)
