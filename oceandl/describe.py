@@ -399,8 +399,29 @@ def _series(source) -> dict[str, Any]:
         skip = {"path", "kind", "dimensions", "variables", "groups"}
         run = {k: v for k, v in first.items() if k not in skip and not k.startswith(("field", "time", "lat", "lon",
                                                                                         "whole grid"))}
+        runs: dict[tuple, list[str]] = {}
+        for f in files:  # (files of an earlier run left beside a later one's: the first's method was said for all)
+            runs.setdefault(_run_key(f), []).append(f.name)
+        if len(runs) > 1:
+            out["kind"] += f"; from {len(runs)} different runs (method {', '.join(dict.fromkeys(k[0] for k in runs))})"
+            out["runs"] = "; ".join(f"{len(names)} file{'s' if len(names) > 1 else ''} ({names[0]}"
+                                    f"{' ...' if len(names) > 1 else ''}): {key[0]}, {key[2]}"
+                                    for key, names in runs.items())
+            run = {"method, options, scores": "of the first file's run (see runs)", **run}
     facts = _field_facts(files, label=describe_source(source, files), strict=True)
     return {**out, **run, **facts}
+
+
+def _run_key(path) -> tuple:
+    """What identifies the oceandl run that wrote a file: its method, options and newest history line."""
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path) as nc:
+            attrs = {k: nc.getncattr(k) for k in ("method", "options", "history") if k in nc.ncattrs()}
+    except OSError:
+        return (None, None, None)
+    return (str(attrs.get("method")), str(attrs.get("options")), str(attrs.get("history", "")).split("\n")[0])
 
 
 def _field_facts(source, label: str | None = None, strict: bool = False) -> dict[str, Any]:

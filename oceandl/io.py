@@ -421,6 +421,27 @@ def _check_input_path(path: Path) -> None:
         raise InputError(f"{path}: empty file (0 bytes)")
 
 
+def static_in_series(files: Sequence[Path], var) -> bool:
+    """Whether variable ``var`` of the first of ``files`` (a file per day) is a static (lat, lon)
+    map: two dims, neither of them time, and no scalar time coordinate dating the file (a 2-D field
+    of one day). Each daily file of some products carries the same bathymetry or distance to the
+    coast; read as a series, each file's was refused as 'has no time axis'."""
+    if var is None:
+        return False
+    try:
+        ds = _open_path(Path(files[0]), chunks={})
+    except (InputError, OSError, ValueError):
+        return False  # said where the files are opened as a series
+    try:
+        v = ds.variables.get(var)
+        if v is None or v.ndim != 2 or any(_is_time_dim(ds, d) for d in v.dims):
+            return False
+        return not any(c.ndim == 0 and (_role_from_attrs(c) == "time" or _role_from_name(n) == "time")
+                       for n, c in ds.variables.items())
+    finally:
+        ds.close()
+
+
 def _open_path(path: Path, **kwargs) -> xr.Dataset:
     _check_input_path(path)
     with open(path, "rb") as fh:
@@ -800,8 +821,22 @@ def series_spans(source, var: str | None = None, *, time: str | None = None) -> 
 
 def _span_attrs(attrs: dict, first: dict, own: dict) -> dict:
     """Global attributes of one output file of a series: the series output's ``attrs`` (which took
-    the first input file's, :func:`file_attrs`), with this input file's time coverage and history."""
+    the first input file's, :func:`file_attrs`), with this input file's time coverage and history,
+    and this file's own value of every other attribute the output took from the first file (its
+    ``platform``, ``sensor``, ``comment``...: a day of S-NPP said NOAA-20, the first day's)."""
+    from .interp.base import _input_attrs
+
     out = dict(attrs)
+    mine = {k: v for k, v in _input_attrs(own).items() if k not in _INSTANCE_ATTRS}
+    skip = {"history", "Conventions", *_COVERAGE_ATTRS}
+    for k, v in _input_attrs(first).items():
+        if k in skip or k in _INSTANCE_ATTRS or k not in out or not _same_attr(out[k], v):
+            continue  # not taken from the first file (the fill's own, or the file has no such attribute)
+        if k in mine:
+            out[k] = mine[k]
+        else:
+            del out[k]
+    out.update({k: v for k, v in mine.items() if k not in skip and k not in first and k not in out})
     for k in _COVERAGE_ATTRS:
         out.pop(k, None)
         if k in own:
@@ -811,6 +846,14 @@ def _span_attrs(attrs: dict, first: dict, own: dict) -> dict:
         mine = str(own.get("history", "") or "")
         out["history"] = history[: len(history) - len(old)].rstrip("\n") + (f"\n{mine}" if mine else "")
     return out
+
+
+def _same_attr(a, b) -> bool:
+    """Whether two attribute values are equal (strings, numbers or arrays)."""
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return False
 
 
 class PerFilePlan(NamedTuple):
@@ -939,6 +982,11 @@ def _lon_convention(lon: np.ndarray) -> np.ndarray:
     """``lon`` (degrees east) in -180..180, or in 0..360 where -180..180 would cut the grid in two."""
     wrapped = np.where(lon > 180.0, lon - 360.0, np.where(lon < -180.0, lon + 360.0, lon))
     east = np.mod(lon, 360.0)
+    pair = np.unique(wrapped[np.isfinite(wrapped)])
+    if pair.size == 2:  # two columns (a --bbox 175,S,185,N): no spacing to tell a hole by; the closer pair
+        # 176.25 and 183.75 were -176.25, 176.25: the box's columns swapped, refused as 'one in 47 of the
+        # points' of a saved global fit's grid
+        return east if np.ptp(np.mod(pair, 360.0)) < np.ptp(pair) else wrapped
     return east if _splits_grid(wrapped) and not _splits_grid(east) else wrapped
 
 
@@ -1049,7 +1097,8 @@ def open_field(
     allow_static : bool
         Also read a 2-D (lat, lon) variable (a static covariate: bathymetry, distance to the coast),
         as a field of one time step (index 0) with ``encoding["oceandl_static"]`` True; ``dates``
-        does not apply to it.
+        does not apply to it. Of a many-file input, a (lat, lon) variable is read from the first
+        file (as ``--mask``): the same map in each daily file.
 
     Returns
     -------
@@ -1072,6 +1121,8 @@ def open_field(
     subset = Subset(bbox, dates, pad) if bbox is not None or dates is not None else None
     files = input_files(source)
     if files is not None or isinstance(source, (str, os.PathLike)):
+        if allow_static and files is not None and len(files) > 1 and static_in_series(files, var):
+            files = files[:1]  # a (lat, lon) map beside a file per day's field: the first file's
         if files is not None and len(files) > 1:  # a file per day: one series (each file checked as it opens)
             label = label or describe_source(source, files)
             ds = open_files(files, var, time=time, label=label)
@@ -1318,6 +1369,11 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
             f"{where}: cannot tell which of the dims {_dims_text(da)} is {' / '.join(missing)}; "
             f"name them time, lat, lon or pass {', '.join(m + '=' for m in missing)}"
         )
+    if allow_static and subset is not None and subset.dates is not None and da.sizes[roles["time"][0]] == 1:
+        # a map of one time step (a bathymetry dated 1990-01-01) is a static covariate whatever its date:
+        # --dates cut it to nothing ('dates ... hold no time step'), so the same map given with --dates
+        # was refused and without them taken
+        subset = Subset(bbox=subset.bbox, pad=subset.pad)
     if subset is not None and (subset.bbox is not None or subset.dates is not None):
         # before anything is read: of a global L3 file (or a year of them) only the region is loaded
         sel = subset.indices(roles, where)
@@ -1769,6 +1825,23 @@ def write_netcdf(
 def _step(values: np.ndarray) -> float:
     """Median spacing of sorted 1-D coordinate values (0 for fewer than 2)."""
     return float(np.median(np.diff(values))) if values.size > 1 else 0.0
+
+
+def is_static_map(cov: xr.DataArray, field: xr.DataArray) -> bool:
+    """Whether covariate ``cov`` (time, lat, lon; as :func:`open_field` reads it with ``allow_static``)
+    is a static map of ``field``'s: a (lat, lon) variable, or one of a single time step while the
+    field has more, or while the field's one day is more than a day from it (a bathymetry dated
+    1990-01-01 beside one day's fill: it was refused as on none of the field's days)."""
+    if cov.encoding.get("oceandl_static"):
+        return True
+    if cov.sizes["time"] != 1:
+        return False
+    if field.sizes["time"] > 1:
+        return True
+    a, b = cov["time"].values[0], field["time"].values[0]
+    if isinstance(a, np.datetime64) and isinstance(b, np.datetime64):
+        return bool(abs(a - b) > np.timedelta64(1, "D"))
+    return False
 
 
 def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None = None,

@@ -408,6 +408,26 @@ def clean_stale_parts(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def clean_stale_series(folder: str | os.PathLike, prefix: str = ".oceandl-series.") -> list[Path]:
+    """Remove, from ``folder``, the hidden series files (``<prefix><host>-<pid>-<random>.nc``) and
+    their temporaries (``.<that name>.<host>-<pid>-<random>.part``) that killed writers of this host
+    left; return them. A writer still running (here or on another host) keeps its files."""
+    folder = Path(folder)
+    host = _tmp_tag().rsplit("-", 1)[0]
+    pat = re.compile(rf"^\.?{re.escape(prefix)}{re.escape(host)}-(\d+)-")
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = pat.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            _remove(p)
+            removed.append(p)
+    return removed
+
+
 def _renameat2(a: Path, b: Path, flags: int) -> int | None:
     """Linux ``renameat2(a, b, flags)``: 0 on success, else its errno; None where there is no
     renameat2 (macOS, musl, Windows)."""

@@ -154,7 +154,7 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
     with two grid points and days to spare, for the interpolation onto the field's). A static
     covariate (a (lat, lon) variable, or one with a single time step while the field has more:
     bathymetry, a distance to the coast) comes back as a (lat, lon) map on the field's grid."""
-    from oceandl.io import open_field, split_file_var, to_field_grid
+    from oceandl.io import is_static_map, open_field, split_file_var, to_field_grid
 
     if not names:
         return None
@@ -175,7 +175,7 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
             # looked for, in a command that never named it
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
                              "it as input: give a file that has it)") from None
-        if cov.encoding.get("oceandl_static") or (cov.sizes["time"] == 1 and da.sizes["time"] > 1):
+        if is_static_map(cov, da):
             # a static map (bathymetry): an input channel that is the same every day (neural methods)
             cov = cov.isel(time=0, drop=True)
         cov, done = to_field_grid(cov, da, label=f"--aux {entry}")

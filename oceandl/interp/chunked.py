@@ -307,11 +307,14 @@ def open_lazy(source, var: str | None = None, chunks: Mapping[str, int] | None =
     InputError
         As :func:`oceandl.io.open_field` (missing file or variable, bad dims, all NaN...).
     """
-    from oceandl.io import describe_source, input_files, open_field, open_files, open_netcdf
+    from oceandl.io import describe_source, input_files, open_field, open_files, open_netcdf, static_in_series
 
     sizes = {ax: -1 for ax in _AXES}
     sizes.update(chunks or {})
     files = input_files(source)
+    if allow_static and files is not None and len(files) > 1 and static_in_series(files, var):
+        files = files[:1]  # a (lat, lon) map beside a file per day's field: the first file's
+        source = files[0]
     if files is not None and len(files) > 1:
         # a file per day: a dask chunk per file, rechunked into the blocks' cores below
         label = describe_source(source, files)
@@ -377,7 +380,7 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
     are checked in the statistics pass. ``taken``: the checkpoint they come from, said when one is
     missing. Nothing is read.
     """
-    from oceandl.io import split_file_var, to_field_grid
+    from oceandl.io import is_static_map, split_file_var, to_field_grid
 
     from .base import aux_arrays
 
@@ -408,7 +411,7 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
                 raise
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes it "
                              "as input: give a file that has it)") from None
-        if a.encoding.get("oceandl_static") or (a.sizes["time"] == 1 and da.sizes["time"] > 1):
+        if is_static_map(a, da):
             # a static map: loaded (lat x lon values), on the field's grid; aux_arrays broadcasts it
             a = a.isel(time=0, drop=True).load()
             if other:
@@ -1121,15 +1124,19 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
     import tempfile
 
     from oceandl.io import check_complevel, plan_per_file, series_spans, source_paths, write_per_file
-    from oceandl.utils import _tmp_tag
+    from oceandl.utils import _tmp_tag, clean_stale_series
 
     check_complevel(kwargs["complevel"])  # refused before the folder is made
-    da = open_lazy(source, kwargs["var"], None, kwargs["min_quality"], check_values=False, bbox=kwargs["bbox"],
-                   dates=kwargs["dates"])  # its times only: nothing is read
+    with warnings.catch_warnings():  # the fill opens it again and says them ('using variable ...' was said twice)
+        warnings.simplefilter("ignore", UserWarning)
+        da = open_lazy(source, kwargs["var"], None, kwargs["min_quality"], check_values=False, bbox=kwargs["bbox"],
+                       dates=kwargs["dates"])  # its times only: nothing is read
     plan = plan_per_file(folder, series_spans(source, da.name), da["time"].values, overwrite=overwrite,
                          inputs=source_paths(source))
     created = not folder.exists()
     folder.mkdir(exist_ok=True)
+    # a run killed (SIGKILL, out of memory) left its series (as large as the output) in the folder for good
+    clean_stale_series(folder)
     fd, name = tempfile.mkstemp(prefix=f".oceandl-series.{_tmp_tag()}-", suffix=".nc", dir=folder)
     os.close(fd)
     os.unlink(name)
