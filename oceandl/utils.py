@@ -394,10 +394,16 @@ def clean_stale_parts(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     host = _tmp_tag().rsplit("-", 1)[0]
-    pat = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(host)}-(\d+)-[^.]*\.(part|old)$")
+    return _remove_dead(parent, rf"^\.{re.escape(path.name)}\.{re.escape(host)}-(\d+)-[^.]*\.(part|old)$")
+
+
+def _remove_dead(folder: Path, pattern: str) -> list[Path]:
+    """Remove the entries of ``folder`` whose name matches ``pattern`` (its group 1: the writer's
+    pid, on this host) and whose writer is gone; return them."""
+    pat = re.compile(pattern)
     removed = []
     try:
-        entries = list(parent.iterdir())
+        entries = list(folder.iterdir())
     except OSError:
         return removed
     for p in entries:
@@ -412,20 +418,8 @@ def clean_stale_series(folder: str | os.PathLike, prefix: str = ".oceandl-series
     """Remove, from ``folder``, the hidden series files (``<prefix><host>-<pid>-<random>.nc``) and
     their temporaries (``.<that name>.<host>-<pid>-<random>.part``) that killed writers of this host
     left; return them. A writer still running (here or on another host) keeps its files."""
-    folder = Path(folder)
     host = _tmp_tag().rsplit("-", 1)[0]
-    pat = re.compile(rf"^\.?{re.escape(prefix)}{re.escape(host)}-(\d+)-")
-    removed = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return removed
-    for p in entries:
-        m = pat.match(p.name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
-            _remove(p)
-            removed.append(p)
-    return removed
+    return _remove_dead(Path(folder), rf"^\.?{re.escape(prefix)}{re.escape(host)}-(\d+)-")
 
 
 def _renameat2(a: Path, b: Path, flags: int) -> int | None:
