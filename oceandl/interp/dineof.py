@@ -418,7 +418,7 @@ class DINEOF(Interpolator):
     covariates' values; :meth:`save` keeps them (not :meth:`cut`). Fit on days 1-60 of the
     synthetic 90 x 32 x 32 cube, fill 61-90 (tests/test_dineof_fit_aux.py): gap RMSE 1.321 -> 1.255
     with ``sst_mw``; the 60 days' modes hardly span the new days (the truth's own projection on
-    them: 1.28 on a day of them), which bounds what the covariate can bring.
+    them: 1.28 on day 71, 0.73 on a fitted day), which bounds what the covariate can bring.
     Measured (docs/experiments/dineof_aux.py; synthetic SST 90 x 64 x 64, 60 % cloud, seeds 0 / 1
     / 2, ``sst_mw``: 0.5 degC RMS, 40 % missing), RMSE against the truth on the cloud gaps:
     1.259 / 1.362 / 1.242 alone, 1.217 / 1.312 / 1.201 with ``aux_weight=1``, 1.194 / 1.296 /
