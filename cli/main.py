@@ -483,7 +483,9 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
              "channels of a network, more columns of DINEOF's matrix (multivariate DINEOF); neural methods and "
              "dineof. On another grid or at other times it is put on the field's (nearest day, linear "
              "interpolation, a finer grid block-averaged first; said). With --model, --init or --resume: default, "
-             "those it was trained with. --demo has sst_mw. With interpolate --chunks: read block by block with "
+             "those it was trained with. With --fit-on (dineof): a multivariate fit on another period fills INPUT "
+             "with INPUT's covariates (read from the --fit-on file too for its fit; a saved fit's by default, "
+             "`train interpolator --aux` saves them). --demo has sst_mw. With interpolate --chunks: read block by block with "
              "the field's halo and normalised with the whole cube's statistics (a --model's: its training ones); "
              "FILE:VAR on another grid or other days is put on the field's lazily, each block reading its "
              "window of it. A (lat, lon) VAR (bathymetry) is a static "
@@ -966,7 +968,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
-@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it.")
+@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it (not a fit with --aux). Dineof with --aux: the joint modes of the field and the covariates, fitted on the file's own covariates, are solved each day on INPUT's observed pixels and INPUT's covariates (a saved fit's covariates are read from INPUT by default).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis). Takes --aux (and a --model's covariates) as in memory, FILE:VAR of another grid or other days put on the field's block by block; not --withhold, --refit, --fit-on, --figure, --demo.")

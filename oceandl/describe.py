@@ -228,6 +228,15 @@ def _fitted(config: dict) -> dict[str, Any]:
     shown = {k: attrs[k] for k in ("n_modes", "harmonics", "converged", "n_iter_total", "shrink") if k in attrs}
     if shown:
         out["fit"] = ", ".join(f"{k}={v}" for k, v in shown.items())
+    # a multivariate DINEOF's covariates: --fit-on reads them from INPUT by these names
+    aux = (fitted.get("state") or {}).get("aux") if isinstance(fitted.get("state"), dict) else None
+    names = aux.get("names") if isinstance(aux, dict) else None
+    if isinstance(names, list) and names:
+        units = aux.get("units") if isinstance(aux.get("units"), list) else []
+        said = [f"{n} ({u})" if isinstance(u, str) and u else str(n) for n, u in zip(names, units + [None] * len(names))]
+        weight = aux.get("weight")
+        out["auxiliary variables"] = ", ".join(said) + (f"; aux_weight {weight:g}" if isinstance(weight, (int, float))
+                                                       else "") + " (read from INPUT by --fit-on)"
     return out
 
 

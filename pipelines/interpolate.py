@@ -173,6 +173,9 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
                 raise
             # "variable 'sst_mw' not found; did you mean 'sst'?" alone (with --quiet) did not say why it was
             # looked for, in a command that never named it
+            if taken.startswith("the fit saved in"):  # a multivariate DINEOF's covariates, read from INPUT
+                raise InputError(f"{exc}; {taken} was fitted with it as an auxiliary variable (its modes take "
+                                 "it: give a file that has it, or --aux FILE:VAR)") from None
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
                              "it as input: give a file that has it)") from None
         if is_static_map(cov, da):
@@ -322,8 +325,6 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     if not 0 <= withhold < 0.9:
         raise InputError(f"--withhold {withhold}: must be in [0, 0.9)")
     aux, taken = _resolve_aux(aux, cls, options or {}, log)
-    if aux and fit_on is not None:
-        raise InputError("--aux: not with --fit-on (the methods fitted on another file take no auxiliary variables)")
     if fit_on is not None:
         if not cls.can_transform:
             raise InputError(f"--fit-on: method {method!r} cannot fill one file with a fit on another; "
@@ -341,6 +342,22 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         # loaded (and checked) before INPUT is read and withheld: a damaged folder is said at once
         with _naming(describe_source(input_path), fit_on):
             saved_fit = fitted_model(str(fit_on), method, options or {}, device=device, progress=progress)
+        fit_aux = list(getattr(saved_fit, "aux_names_", None) or [])
+        if aux and not fit_aux:
+            raise InputError(f"--aux: the fit saved in {fit_on} takes no auxiliary variables (it was fitted without "
+                             "--aux); drop --aux, or fit it with them")
+        from oceandl.io import split_file_var
+
+        if aux and sorted(split_file_var(e, input_path)[1] for e in aux) != sorted(fit_aux):
+            raise InputError(f"--aux {' '.join(aux)}: the fit saved in {fit_on} was fitted with "
+                             f"{', '.join(fit_aux)}; give those (its covariates on INPUT's days)")
+        if fit_aux and not aux:  # as --model does for a network: its covariates, read from INPUT
+            aux, taken = fit_aux, f"the fit saved in {fit_on}"
+            log(f"auxiliary variables of the fit saved in {fit_on}: {', '.join(aux)} (--aux), read from INPUT")
+        if fit_aux and bbox is not None:  # said as --bbox, before anything is read (cut() refuses it too)
+            raise InputError(f"--bbox: not with --fit-on {fit_on}, a fit with auxiliary variables ({', '.join(fit_aux)}: "
+                             "their columns are not cut to a box); fill the whole grid and cut the output, or fit "
+                             "the box itself")
     truth = None
     if demo:
         from oceandl.datasets.sst import synthetic_sst
@@ -367,7 +384,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         check_box_grid(options["checkpoint"], options, bbox, da, f"{where}: ")
     aux_das = _read_aux(ds if demo else input_path, aux, da, where, taken, log=log, cut=cut)
     mask_da = _read_mask(ds if demo else input_path, mask, da, where)
-    fit_da = None
+    fit_da = fit_aux_das = None
     if saved_fit is not None:
         fit_da = saved_fit  # used as it is (no fitting)
         log(f"{method}: the fit saved in {fit_on}, filling {where}")
@@ -379,6 +396,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         other = "" if fit_da.name == da.name else f" (its variable {fit_da.name!r}; INPUT's is {da.name!r})"
         log(f"{method}: fitted on {describe_source(fit_on)}{other} ({fit_da.sizes[fit_da.dims[0]]} steps), "
             f"filling {where}")
+        # multivariate DINEOF: the joint modes are fitted on the fit file's covariates (the same names, or
+        # FILE:VAR put on its days and grid), INPUT's are today's, projected on them with the field
+        fit_aux_das = _read_aux(fit_on, aux, fit_da, describe_source(fit_on), log=log,
+                                cut={"bbox": bbox} if bbox is not None else None)
     valid = np.isfinite(da.values)
     if mask_da is not None:  # observations on the mask's land are dropped: none is withheld (nor written back)
         valid &= np.asarray(mask_da.broadcast_like(da).transpose(*da.dims).values, dtype=bool)
@@ -390,7 +411,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     def fill(**kw):
         with _naming(where, fit_on):
             return interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
-                               fit_on=fit_da, aux=aux_das, mask=mask_da, **kw, **(options or {}))
+                               fit_on=fit_da, aux=aux_das, mask=mask_da,
+                               **({} if fit_aux_das is None else {"fit_aux": fit_aux_das}), **kw, **(options or {}))
 
     t0 = time.perf_counter()
     res = fill(withheld=withheld)
@@ -546,10 +568,6 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
             options["save_to"] = str(output)
     interp = cls(seed=seed, device=device, progress=progress, **options)  # options checked before reading
     aux, taken = _resolve_aux(aux, cls, options, log)
-    if aux and not neural:  # said before the fit, not by save() after it
-        raise InputError(f"--aux: a {method} fit with auxiliary variables cannot be saved to fill other files (it "
-                         f"would need their covariates, which --fit-on does not read); fill each file with "
-                         f"`oceandl interpolate --method {method} --aux`")
     # --overwrite: the first state saved replaces the earlier checkpoint (as `train classifier`'s first epoch)
     interp._save_to_overwrite = overwrite
     if demo:

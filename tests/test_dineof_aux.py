@@ -2,7 +2,7 @@
 
 A covariate that sees the days the field does not must fill them; the cross-validation and the
 sigma calibration are the field's, whatever the covariate; ``aux_weight`` is checked and acts; a
-fit with covariates refuses save() and transform(), each in one line; the error map is the field's."""
+fit with covariates transforms and saves with them (refused without them); the error map is the field's."""
 from __future__ import annotations
 
 import warnings
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from fakes import assert_cli_error, blob_clouds
+from fakes import blob_clouds
 from scipy.ndimage import gaussian_filter
 
 from oceandl.cli.main import cli
@@ -147,22 +147,24 @@ def test_aux_weight_is_checked_and_down_weights_a_covariate(scene):
     assert low < 1.1 * alone and one > 2 * alone, (alone, low, one)
 
 
-def test_a_fit_with_covariates_refuses_save_and_transform(scene, tmp_path):
+def test_a_fit_with_covariates_transforms_and_saves_with_them(scene, tmp_path):
+    """transform() and save() take the covariates now (tests/test_dineof_fit_aux.py); without them
+    a fit made with them refuses transform() in one line."""
     da, aux, _, _ = scene
     model = DINEOF(seed=0, device="cpu", n_modes=4).fit(da, aux=aux)
     with pytest.raises(InputError) as err:
-        model.save(tmp_path / "fit")
-    msg = str(err.value)
-    assert msg.startswith("method 'dineof': save() of a fit made with auxiliary variables (cov) is not available")
-    assert "\n" not in msg and not (tmp_path / "fit").exists()
-    with pytest.raises(InputError, match=r"transform\(\) of a fit made with auxiliary variables \(cov\)"):
         model.transform(da.isel(time=slice(0, 5)))
-    with pytest.raises(InputError, match=r"transform\(\) of a fit made with auxiliary variables"):
+    msg = str(err.value)
+    assert "the fit was made with auxiliary variables (cov); give them" in msg and "\n" not in msg
+    with pytest.raises(InputError, match=r"the fit was made with auxiliary variables"):
         interpolate(da, "dineof", fit_on=model)
-    # fitted again without them, the same model saves and transforms
-    model.fit(da)
+    out = model.transform(da.isel(time=slice(0, 5)), aux=aux.isel(time=slice(0, 5)))
+    assert np.isfinite(out["sst"].values[:, ~np.isnan(da.values).all(0)]).all()
     model.save(tmp_path / "fit")
     assert (tmp_path / "fit").is_dir()
+    # fitted again without them, the same model saves and transforms without
+    model.fit(da)
+    model.save(tmp_path / "fit0")
     assert np.isfinite(model.transform(da.isel(time=slice(0, 5)))["sst"].values[:, ~np.isnan(da.values).all(0)]).all()
 
 
@@ -206,8 +208,8 @@ def test_cli_interpolate_dineof_with_aux(scene, tmp_path):
         assert out["sst"].attrs["aux_variables"] == "cov"
         gaps = (da.isnull() & truth.notnull()).values
         assert _rmse(out["sst"].values, truth, gaps) < 0.1
-    # fitted once to fill other files: refused before the fit, in one line
+    # fitted once to fill other files: saved with its covariates (tests/test_dineof_fit_aux.py)
     res = run(cli, ["train", "interpolator", str(path), "--var", "sst", "--method", "dineof", "--aux", "cov",
-                    "-o", str(tmp_path / "fit")])
-    assert_cli_error(res, 2, "--aux: a dineof fit with auxiliary variables cannot be saved to fill other files")
-    assert not (tmp_path / "fit").exists()
+                    "--set", "n_modes=4", "--device", "cpu", "--quiet", "-o", str(tmp_path / "fit")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "fit" / "config.json").is_file()

@@ -100,7 +100,7 @@ def fitted_model(fit_on, method: str, options: dict, *, device: str = "auto",
 def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0.0, withheld=None,
                 return_dataset: bool = False, seed: int = 0, device: str = "auto", progress: bool = False,
                 fit_on: xr.DataArray | Interpolator | str | os.PathLike | None = None, aux=None, mask=None,
-                **options):
+                fit_aux=None, **options):
     """Fill the gaps (NaN) of a (time, lat, lon) field.
 
     Parameters
@@ -143,8 +143,14 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         ``dineof`` (``takes_aux``): each becomes input channels of the network beside the field,
         or a block of columns of DINEOF's matrix (multivariate DINEOF) (a passive microwave SST
         that sees through clouds, the wind). NaN marks their own gaps. A network
-        loaded with ``checkpoint=`` needs the variables it was trained with, by name. Not with
-        ``fit_on``. See :func:`~oceandl.interp.base.read_aux`.
+        loaded with ``checkpoint=`` needs the variables it was trained with, by name. With
+        ``fit_on`` (``dineof``): today's covariates of a multivariate fit on another period, by the
+        names it was fitted with (``fit_aux``, or those of the fit already made): each new day's
+        amplitudes of the joint modes are solved on its observed field pixels and its covariates'
+        values, normalised with the fit's statistics. See :func:`~oceandl.interp.base.read_aux`.
+    fit_aux : DataArray, list or dict of DataArrays, or Dataset, optional
+        With ``fit_on`` a field and ``aux``: the same covariates on ``fit_on``'s days and grid,
+        for its multivariate fit.
     mask : xarray.DataArray (lat, lon) or array-like (lat, lon), optional
         Land-sea mask, True/1 = ocean, on ``da``'s grid (matched by coordinate value, either
         longitude convention; a larger grid is cut to the field's). A CF flag variable is read by
@@ -178,10 +184,14 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     """
     cls = get_method(method)
     check_withhold(withhold)
-    if aux is not None and fit_on is not None:
-        raise InputError("aux: not with fit_on (the methods that fill one field with a fit on another take no "
-                         "auxiliary variables)")
     fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
+    if fit_aux is not None and (fit_on is None or fitted is not None):
+        raise InputError("fit_aux: the covariates of fit_on's days, for fit_on a field to fit (a fit already made "
+                         "has its own)" if fit_on is not None else "fit_aux: only with fit_on (a field to fit)")
+    if aux is not None and fit_on is not None and fitted is None and fit_aux is None:
+        # today's covariates alone cannot fit the joint modes: the period fitted needs its own
+        raise InputError("aux: with fit_on a field, give the same covariates on its days as fit_aux (the joint "
+                         "modes are fitted on both)")
     if mask is not None and fitted is not None:
         raise InputError("mask: not with fit_on a fit already made (it fills with the mask it was fitted with, "
                          "if any)")
@@ -211,7 +221,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
             else np.squeeze(withheld, axis=tuple(i for i, d in enumerate(input_dims) if d not in da.dims))
     if fit_on is not None and fitted is None:
         try:
-            model.fit(_squeeze_levels(fit_on)[0], **({} if mask is None else {"mask": mask}))
+            model.fit(_squeeze_levels(fit_on)[0], **({} if mask is None else {"mask": mask}),
+                      **({} if fit_aux is None else {"aux": fit_aux}))
         except InputError as exc:
             if type(exc) is not InputError:
                 raise
@@ -219,7 +230,9 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
             raise InputError(f"fit_on: {exc}") from None
 
     def output():
-        return model.transform(da, withheld=withheld) if fit_on is not None else model.reconstruct()
+        if fit_on is None:
+            return model.reconstruct()
+        return model.transform(da, withheld=withheld, **({} if aux is None else {"aux": aux}))
 
     if fit_on is None:
         model.fit(da, withheld=withheld, **({} if aux is None else {"aux": aux}),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 import xarray as xr
@@ -1208,7 +1208,7 @@ class Interpolator:
                              obs=self.obs_, withheld=self.withheld_, ocean=self.ocean_, mean=self.mean_,
                              sea=getattr(self, "sea_", None), land_obs=getattr(self, "land_obs_", None))
 
-    def transform(self, da: xr.DataArray, withheld=None) -> xr.Dataset:
+    def transform(self, da: xr.DataArray, withheld=None, aux=None) -> xr.Dataset:
         """Fill another field on the fitted grid (a later period, today's image) with what
         :meth:`fit` learned, without fitting again.
 
@@ -1229,6 +1229,11 @@ class Interpolator:
             given (with ``keep_observed``, warned) and nothing is filled around them.
         withheld : bool array-like of ``da``'s shape, optional
             Observed pixels hidden from the fill and scored (``val_*`` attrs), as in :meth:`fit`.
+        aux : DataArray, list or dict of DataArrays, or Dataset, optional
+            The covariates of a fit made with them (DINEOF's multivariate fit), by the same names, on
+            ``da``'s days and grid (see :meth:`fit`): normalised with the fit's statistics, they set
+            each new step's amplitudes with the field's observations. Refused by a fit without them,
+            and required by one with them.
 
         Returns
         -------
@@ -1266,6 +1271,7 @@ class Interpolator:
         def to_fit(a):
             return _take(a, fy, fx)
 
+        aux_kw = self._transform_aux(aux, da, dims, label, to_fit)  # refused (or read) before the fill
         ocean, mean = to_input(self.ocean_), to_input(self.mean_)
         sea = land_obs = None
         if getattr(self, "sea_", None) is not None:  # the fit's land-sea mask: its land observations dropped
@@ -1294,7 +1300,7 @@ class Interpolator:
             raise InputError(f"{label}: its observations are {shift * self.scale_:+.4g} from the fitted pixel means "
                              f"on average ({abs(shift):.0f} fitted scales: other units?); transform() fills a field "
                              "in the units of the field fitted")
-        filled_n, sigma_n, *extra = self._transform(to_fit(x), to_fit(obs), da_c)
+        filled_n, sigma_n, *extra = self._transform(to_fit(x), to_fit(obs), da_c, **aux_kw)
         filled_n = to_input(np.asarray(filled_n))
         sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))
         return self._dataset(filled_n, sigma_n, tmpl=da_c, values=values, observed=observed, obs=kept,
@@ -1422,6 +1428,16 @@ class Interpolator:
         """Set the state :meth:`_state` saved; ``array(key, shape, kind="f", finite=True)`` reads one
         array checked (raises the loader's error); raise KeyError/TypeError/ValueError on a bad ``meta``."""
         raise NotImplementedError
+
+    def _transform_aux(self, aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
+                       to_fit: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+        """The keyword arguments of :meth:`_transform` that carry the new field's covariates ``aux``
+        (``to_fit``: a (..., lat, lon) array of ``da`` onto the fitted grid's order); ``{}`` without.
+        Here (no method's fit but DINEOF's takes covariates into transform) any ``aux`` is refused."""
+        if aux is not None:
+            raise InputError(f"{label}: method {self.name!r}: transform() takes no auxiliary variables (aux); "
+                             "a multivariate DINEOF fit does (fit it with aux)")
+        return {}
 
     def _transform(self, x: np.ndarray, obs: np.ndarray, da: xr.DataArray) -> tuple:
         """Normalised fill (and error std or None; optionally a third item, attrs for sigma) of

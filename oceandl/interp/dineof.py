@@ -286,6 +286,21 @@ def _lag1(amp: np.ndarray, pos: np.ndarray | None, step: float | None) -> np.nda
     return np.clip(np.nan_to_num(rho), 0.0, 0.99)
 
 
+def _aux_block(a: np.ndarray, mean, div: float, cols: np.ndarray, weight: float,
+               dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A covariate's block of the state matrix: ``(a - mean) / div * weight`` at its ``cols`` pixels
+    ((time, m) ``dtype``, 0 where missing) and where it is observed ((time, m) bool). ``a`` (time,
+    lat, lon), NaN where missing; ``mean`` (lat, lon) or a number; the fit and :meth:`DINEOF.transform`
+    share it, so that a new period's covariate is normalised with the fit's statistics."""
+    seen = np.isfinite(a)
+    anom = np.zeros(a.shape, np.float32)
+    np.subtract(a, mean, out=anom, where=seen, casting="same_kind")  # in float64, stored as float32
+    anom /= np.float32(div)
+    block, m = anom[:, cols], seen[:, cols]
+    del anom
+    return (block * np.float32(weight)).astype(dtype, copy=False), m
+
+
 def _smoothed_amplitudes(G, b, lam, f):
     """Kalman filter and Rauch-Tung-Striebel smoother of the mode amplitudes over the steps.
 
@@ -397,8 +412,13 @@ class DINEOF(Interpolator):
     among the field's observations only: the covariates are inputs, never scored. With
     ``error_map``, sigma is the field's (the covariates' observations inform each step's
     amplitudes; each block has its own residual variance and spatial correlation). A fit with
-    covariates cannot :meth:`save` or :meth:`transform` (another field would need its
-    covariates, which ``transform`` does not take): fit on that field with ``aux``.
+    covariates keeps their normalisation (per-pixel mean, scale, weight, names, units) and its
+    modes span their columns: :meth:`transform` of another period takes that period's covariates
+    (``aux=``, the fit's names), each day's amplitudes solved on its observed field pixels and its
+    covariates' values; :meth:`save` keeps them (not :meth:`cut`). Fit on days 1-60 of the
+    synthetic 90 x 32 x 32 cube, fill 61-90 (tests/test_dineof_fit_aux.py): gap RMSE 1.321 -> 1.255
+    with ``sst_mw``; the 60 days' modes hardly span the new days (the truth's own projection on
+    them: 1.28 on day 71, 0.73 on a fitted day), which bounds what the covariate can bring.
     Measured (docs/experiments/dineof_aux.py; synthetic SST 90 x 64 x 64, 60 % cloud, seeds 0 / 1
     / 2, ``sst_mw``: 0.5 degC RMS, 40 % missing), RMSE against the truth on the cloud gaps:
     1.259 / 1.362 / 1.242 alone, 1.217 / 1.312 / 1.201 with ``aux_weight=1``, 1.194 / 1.296 /
@@ -824,26 +844,32 @@ class DINEOF(Interpolator):
         test cube (0.15 against 0.11).
         """
         w = self.options["aux_weight"]
-        values, masks, pixels = [], [], []
+        values, masks, pixels, means, divs = [], [], [], [], []
         whole = self._aux_norm
         for name, a in zip(self.aux_names_, self.aux_):
             seen = np.isfinite(a)
+            cols = seen.any(axis=0)  # a pixel the covariate never sees is no column of its block
             if whole is None:
-                anom = aux_anomaly(a)[0]  # constant at every pixel: all 0, unscaled
+                anom, mean, scale, _ = aux_anomaly(a)
+                div = scale if scale > 0 else 1.0  # constant at every pixel: all 0, unscaled
+                block, m = (anom[:, cols] * np.float32(w)).astype(dtype, copy=False), seen[:, cols]
+                del anom
             else:
                 # a block of interpolate_chunked: the whole cube's per-pixel mean and scale, the scale
                 # times this block's field scale over the cube's (its field is normalised by the
                 # block's own): the block's state matrix is the in-memory one's, times one factor
                 mean, scale = whole[name]
-                anom = np.zeros(a.shape, np.float32)
-                np.subtract(a, mean, out=anom, where=seen, casting="same_kind")
-                anom /= np.float32(scale * self.scale_ / self._aux_field_scale)
-            cols = seen.any(axis=0)  # a pixel the covariate never sees is no column of its block
-            block, m = anom[:, cols], seen[:, cols]
-            del anom
-            values.append((block * np.float32(w)).astype(dtype, copy=False))
+                div = scale * self.scale_ / self._aux_field_scale
+                block, m = _aux_block(a, mean, div, cols, w, dtype)
+            values.append(block)
             masks.append(m)
             pixels.append(cols)
+            means.append(np.broadcast_to(np.asarray(mean, np.float32), cols.shape))
+            divs.append(float(div))
+        # what transform() normalises a new period's covariates with (the fit's statistics, not theirs)
+        self._aux_stats = {"names": list(self.aux_names_), "units": list(getattr(self, "aux_units_", None)
+                                                                       or [None] * len(self.aux_names_)),
+                           "mean": means, "scale": divs, "cols": pixels, "weight": float(w)}
         return values, masks, pixels
 
     def _blocks_of(self, n: int) -> list[tuple[int, int, np.ndarray]]:
@@ -869,20 +895,52 @@ class DINEOF(Interpolator):
         if self._fitted and getattr(self, "aux_names_", None):
             names = ", ".join(self.aux_names_)
             raise InputError(f"method 'dineof': {what} of a fit made with auxiliary variables ({names}) is not "
-                             "available: filling another field would need its covariates, which transform() does "
-                             "not take; fit DINEOF on that field with aux instead")
+                             "available (the covariates' columns are not cut to a box); fill the whole grid and "
+                             "cut the output, or fit the box itself")
 
-    def transform(self, da, withheld=None):
-        self._refuse_aux("transform()")
-        return super().transform(da, withheld=withheld)
+    def _transform_aux(self, aux, da, dims, label, to_fit) -> dict[str, Any]:
+        """The new field's covariates as the fit's blocks of columns: ``{"aux": (values (time, m)
+        float64, observed (time, m) bool)}``, each covariate normalised with the fit's per-pixel mean,
+        scale and ``aux_weight`` (not its own: the fit's modes hold the fit's anomalies); ``{}`` for a
+        fit without covariates and no ``aux``. Refused: ``aux`` missing for a fit with covariates,
+        given to one without, names that are not the fit's, static maps, other units."""
+        from .base import read_aux, refuse_static_aux
+        from .neural import _unit
+
+        st = getattr(self, "_aux_stats", None) if getattr(self, "aux_names_", None) else None
+        names = [] if st is None else st["names"]
+        if aux is None:
+            if names:
+                raise InputError(f"{label}: method 'dineof': the fit was made with auxiliary variables "
+                                 f"({', '.join(names)}); give them on this field's days and grid (aux=)")
+            return {}
+        if not names:
+            raise InputError(f"{label}: method 'dineof': the fit takes no auxiliary variables (it was made without "
+                             "aux); drop aux, or fit with it")
+        got, values, units, static = read_aux(aux, da, dims, label)
+        missing, extra = [n for n in names if n not in got], [n for n in got if n not in names]
+        if missing or extra:
+            said = "; ".join(t for t in (f"missing: {', '.join(missing)}" if missing else "",
+                                         f"not the fit's: {', '.join(map(str, extra))}" if extra else "") if t)
+            raise InputError(f"{label}: aux: the fit's auxiliary variables are {', '.join(names)} ({said})")
+        refuse_static_aux(self.name, [n for n, s_ in zip(got, static) if s_], label)
+        blocks, masks = [], []
+        for i, name in enumerate(names):
+            j = got.index(name)
+            theirs, ours = _unit(st["units"][i]), _unit(units[j])
+            if theirs is not None and ours is not None and theirs != ours:
+                raise InputError(f"{label}: aux {name!r} is in units {units[j]!r}, the fit's in {st['units'][i]!r} "
+                                 "(convert it first)")
+            b, m = _aux_block(to_fit(values[j]), st["mean"][i], st["scale"][i], st["cols"][i], st["weight"],
+                              np.float64)
+            blocks.append(b)
+            masks.append(m)
+        return {"aux": (np.concatenate(blocks, axis=1), np.concatenate(masks, axis=1))}
+
+    def transform(self, da, withheld=None, aux=None):
+        return super().transform(da, withheld=withheld, aux=aux)
 
     transform.__doc__ = Interpolator.transform.__doc__
-
-    def save(self, path, overwrite: bool = False, source: str | None = None):
-        self._refuse_aux("save()")
-        return super().save(path, overwrite=overwrite, source=source)
-
-    save.__doc__ = Interpolator.save.__doc__
 
     def _fit(self, x: np.ndarray, obs: np.ndarray, ocean: np.ndarray) -> None:
         import torch
@@ -892,6 +950,7 @@ class DINEOF(Interpolator):
         rng = np.random.default_rng(self.seed)
         nt = x.shape[0]
         self._modes = None  # transform()'s error model of the previous fit (_fitted_modes)
+        self._aux_stats = None  # the covariates' normalisation (_aux_matrix), for transform()
         # The seasonal cycle leaves first (fitted on the fitting observations only: the withheld
         # pixels are not in ``obs``), so that the modes describe anomalies from it
         self._label = _label(self.da_)
@@ -989,7 +1048,13 @@ class DINEOF(Interpolator):
                 self._fit_cv(X, M, self._widen(torch.from_numpy(self._to_matrix(cv)).to(device)), kmax, auto, HO)
         self._F = self._basis = None
         self.shrink_ = self._lam
-        filled = self._filled_m[:, :nf].to("cpu").numpy()  # the covariates' blocks are discarded
+        self._aux_filled = self._aux_mask = None
+        if self.aux_names_:
+            # the covariates' blocks (their observations put back) are kept: the joint modes that
+            # transform() projects a new period's field and covariates on are fitted on them too
+            self._aux_filled = torch.where(M[:, nf:], X[:, nf:], self._filled_m[:, nf:]).to("cpu").numpy()
+            self._aux_mask = M[:, nf:].to("cpu").numpy()
+        filled = self._filled_m[:, :nf].to("cpu").numpy()  # the output is the field's block
         del self._filled_m
         self._sigma = None
         if self.options["error_map"]:  # (time, nf): _error_var computes the field's columns only
@@ -1315,7 +1380,7 @@ class DINEOF(Interpolator):
     can_transform: ClassVar[bool] = True
     transform_options: ClassVar[tuple[str, ...]] = ("transform_smoother", "transform_calibration")
 
-    def _transform(self, x: np.ndarray, obs: np.ndarray, da):
+    def _transform(self, x: np.ndarray, obs: np.ndarray, da, aux=None):
         """Each new step's amplitudes of the fitted spatial modes: the optimal interpolation of the
         error model (:meth:`_error_var`) given the step's observations, ``a_t = P_t V^T diag(m_t / r)
         x_t`` with ``P_t = (diag(nt / s^2) + V^T diag(m_t / r) V)^-1``; with ``error_map``, sigma
@@ -1338,38 +1403,49 @@ class DINEOF(Interpolator):
             # smoothed in time order, returned in the caller's
             order = np.argsort(pos[0], kind="stable")
             back = np.argsort(order)
-            filled, sigma, attrs = self._transform(x[order], obs[order], da.isel({da.dims[0]: order}))
+            filled, sigma, attrs = self._transform(x[order], obs[order], da.isel({da.dims[0]: order}),
+                                                   None if aux is None else (aux[0][order], aux[1][order]))
             return filled[back], None if sigma is None else sigma[back], attrs
         f = self._transition(da, em, pos)
-        filled, var = self._amplitude_fill(x, obs, da, em, f)
+        filled, var = self._amplitude_fill(x, obs, da, em, f, aux)
         if var is None:
             return filled, None, {}
         scale = float(self.cv_sigma_scale_)
         attrs = {"transform_sigma_scale": scale,
                  "transform_sigma_calibration": f"the fit's cv_sigma_scale x{scale:.4g} (transform_calibration=False)"}
         if self.options["transform_calibration"]:
-            scale, attrs = self._transform_scale(x, obs, da, em, f, pos)
+            scale, attrs = self._transform_scale(x, obs, da, em, f, pos, aux)
         sigma = var.sqrt_().mul_(scale)
         return filled, self._from_matrix(sigma.numpy().astype(np.float32), fill=np.nan), attrs
 
-    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f):
+    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f, aux=None):
         """The fill (time, lat, lon) float32 of :meth:`_transform` from the observations ``obs``, and
         with ``error_map`` its uncalibrated error variance (time, n_ocean) float64 torch (else None);
-        ``f``: :meth:`_transition`'s AR(1) factors (None: each step alone)."""
+        ``f``: :meth:`_transition`'s AR(1) factors (None: each step alone); ``aux``: the covariates'
+        columns (values, observed), (time, m) each, of a multivariate fit (:meth:`_transform_aux`)."""
         import torch
 
         V, r, r_oi, lam, k, mu = em["V"], em["r"], em["r_oi"], em["lam"], em["k"], em["mu"]
         X = torch.from_numpy(self._to_matrix(x)).double()
         m = torch.from_numpy(self._to_matrix(obs)).double()
+        nf = X.shape[1]
         season = self.seasonal_.at(da, _label(da), np.float64)
         if season is not None:
             X = X - torch.from_numpy(season)
+        if aux is not None:
+            # multivariate: the covariates' observations of the day are more rows of its least squares
+            # (the optimal interpolation of its amplitudes); the output is the field's columns
+            X = torch.cat([X, torch.from_numpy(aux[0]).double()], dim=1)
+            m = torch.cat([m, torch.from_numpy(aux[1]).double()], dim=1)
+        if X.shape[1] != V.shape[0]:
+            raise AssertionError(f"{X.shape[1]} columns against the fit's {V.shape[0]}")
         Xc = (X - mu) * m
         if f is None:
             P = _amplitude_cov(m, V, r_oi, lam)
             a = (P.reshape(-1, k, k) @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
         else:
             a, P = _smoothed_amplitudes(_amplitude_information(m, V, r_oi), (Xc / r_oi) @ V, lam, f)
+        V, r, mu = V[:nf], r[:nf], mu[:nf]
         recon = mu + a @ V.T
         if season is not None:
             recon = recon + torch.from_numpy(season)
@@ -1378,9 +1454,11 @@ class DINEOF(Interpolator):
             return filled, None
         # the new steps' temporal modes (amplitudes over the singular values): the loadings' term
         u = a / em["s2"].sqrt().clamp(min=1e-300)
-        return filled, _error_variance(P, V, r, u, em["Q"])
+        Q = em["Q"]
+        return filled, _error_variance(P, V, r, u, lambda i, j: Q(i, min(j, nf)))
 
-    def _transform_scale(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f, pos) -> tuple[float, dict[str, Any]]:
+    def _transform_scale(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f, pos,
+                         aux=None) -> tuple[float, dict[str, Any]]:
         """The sigma scale of :meth:`_transform` fitted on the new field's own cloud-shaped held-out
         observations, and the sigma attrs that say so; the fit's scale with too few of them. ``f``,
         ``pos``: the field's AR(1) factors and :func:`_time_positions`, as :meth:`_transform` has them."""
@@ -1395,7 +1473,7 @@ class DINEOF(Interpolator):
             held[inside] = False
         n_held, kept = 0 if held is None else int(held.sum()), None
         if n_held >= SIGMA_MIN_POINTS:
-            filled, var = self._amplitude_fill(x, obs & ~held, da, em, f)
+            filled, var = self._amplitude_fill(x, obs & ~held, da, em, f, aux)
             sd = self._from_matrix(var.sqrt_().numpy(), fill=np.nan)
             kept = calibration_z(((filled - x) / sd)[held])
             if kept.size >= SIGMA_MIN_POINTS:
@@ -1453,15 +1531,53 @@ class DINEOF(Interpolator):
         # phi is None in a fit saved before the smoother (loaded, saved again): saved without it, as it was
         arrays = {key: em[key].numpy() for key in ("mu", "V", "s2", "r", "r_oi", "lam", "phi") if em[key] is not None}
         if self.options["error_map"]:  # the loadings' covariances, by blocks of pixels as the fill reads them
-            n, k = arrays["V"].shape
+            n, k = int(self.ocean_.sum()), arrays["V"].shape[1]  # the field's pixels: sigma is the field's
             step = max(1, _ERRMAP_BLOCK // (k * k))
-            arrays["Q"] = np.concatenate([em["Q"](i, i + step).numpy() for i in range(0, n, step)])
+            arrays["Q"] = np.concatenate([em["Q"](i, min(i + step, n)).numpy() for i in range(0, n, step)])
         season, meta = self.seasonal_.state()
+        aux = None
+        st = getattr(self, "_aux_stats", None) if getattr(self, "aux_names_", None) else None
+        if st is not None:  # multivariate: mu, V, r, r_oi hold the covariates' columns after the field's
+            arrays["aux_mean"] = np.stack([np.asarray(m, np.float64) for m in st["mean"]])
+            arrays["aux_cols"] = np.stack(st["cols"]).astype(np.uint8)
+            aux = {"names": [str(n) for n in st["names"]], "units": list(st["units"]),
+                   "scale": [float(v) for v in st["scale"]], "weight": float(st["weight"])}
         return ({**arrays, **season},
                 {**meta, "k": int(em["k"]), "n_modes": int(self.n_modes_), "label": self._label,
                  "cv_sigma_scale": float(getattr(self, "cv_sigma_scale_", 1.0)),
                  "time_step": None if em["step"] is None else list(em["step"]),
-                 "time_span": None if em["span"] is None else list(em["span"])})
+                 "time_span": None if em["span"] is None else list(em["span"]),
+                 **({} if aux is None else {"aux": aux})})
+
+    def _restore_aux(self, aux, n_ocean: int, array) -> int:
+        """Set the covariates' statistics saved by :meth:`_state` (``meta["aux"]``; None: a fit
+        without them, or saved before they could be) and return the state matrix's column count."""
+        self._aux_stats, self._blocks = None, None
+        if aux is None:
+            return n_ocean
+        names, units, scale, weight = aux["names"], aux["units"], aux["scale"], aux["weight"]
+        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+                and len(set(names)) == len(names)):
+            raise ValueError(f"aux names {names!r} are not distinct names")
+        if not (isinstance(units, list) and len(units) == len(names)
+                and all(u is None or isinstance(u, str) for u in units)):
+            raise ValueError(f"aux units {units!r} are not one unit (or null) per covariate")
+        for v in (*scale, weight) if isinstance(scale, list) and len(scale) == len(names) else (None,):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
+                raise ValueError(f"aux scale {scale!r} or weight {weight!r} is not a positive number per covariate")
+        shape = (len(names), *self.ocean_.shape)
+        means = array("aux_mean", shape).astype(np.float32)
+        cols = array("aux_cols", shape, kind="u").astype(bool)
+        if not cols.any(axis=(1, 2)).all():
+            raise ValueError("a covariate's columns (aux_cols) are empty")
+        self._aux_stats = {"names": list(names), "units": list(units), "mean": list(means),
+                           "scale": [float(v) for v in scale], "cols": list(cols), "weight": float(weight)}
+        self.aux_names_, self.aux_units_ = list(names), list(units)
+        blocks = [(0, n_ocean, self.ocean_)]
+        for c in cols:
+            blocks.append((blocks[-1][1], blocks[-1][1] + int(c.sum()), c))
+        self._blocks = blocks
+        return blocks[-1][1]
 
     def _restore(self, arrays, meta, n_ocean, array) -> None:
         import torch
@@ -1473,9 +1589,10 @@ class DINEOF(Interpolator):
             raise ValueError(f"k {k!r} is not a number of modes from 1 to the {n_ocean} ocean pixels")
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
             raise ValueError(f"cv_sigma_scale {scale!r} is not a positive number")
+        # a multivariate fit's modes span the covariates' columns too; fits saved before: none
+        n = self._restore_aux(meta.get("aux"), n_ocean, array)
         em: dict[str, Any] = {key: torch.from_numpy(array(key, shape)) for key, shape in (
-            ("mu", (n_ocean,)), ("V", (n_ocean, k)), ("s2", (k,)), ("r", (n_ocean,)), ("r_oi", (n_ocean,)),
-            ("lam", (k,)))}
+            ("mu", (n,)), ("V", (n, k)), ("s2", (k,)), ("r", (n,)), ("r_oi", (n,)), ("lam", (k,)))}
         if not (bool((em["r_oi"] > 0).all()) and bool((em["lam"] > 0).all()) and bool((em["s2"] >= 0).all())):
             raise ValueError("variances r_oi, lam must be positive and s2 not negative")
         em["k"] = k
@@ -1541,6 +1658,11 @@ class DINEOF(Interpolator):
             if season is not None:
                 A -= season
                 del season
+            if getattr(self, "_aux_filled", None) is not None:
+                # multivariate: the modes of the whole state matrix, the covariates' columns after the
+                # field's (as the fit's _blocks say), so that transform() reads a day's amplitudes off both
+                A = np.concatenate([A, self._aux_filled.astype(np.float64)], axis=1)
+                M = np.concatenate([M, self._aux_mask], axis=1)
             filled = torch.from_numpy(A)
             em = self._error_model(filled, torch.from_numpy(M), self.n_modes_, dual=bool(self.options["error_map"]))
             # the persistence of each mode's amplitudes from one fitted step to the next (transform's smoother)
