@@ -47,3 +47,59 @@ def test_cftime_calendars_are_matched_by_date(chunks):
     v = on.values
     assert np.isnan(v[4]).all() and np.isfinite(v[[0, 1, 2, 3]]).all()
     np.testing.assert_array_equal(v[5], c2.values[4])  # noleap's 1 March is the field's 1 March
+
+
+@pytest.fixture(scope="module")
+def periods(tmp_path_factory):
+    """dec.nc (days 1-16) and today.nc (17-24) of a small synthetic cube with sst_mw; mw_today.nc:
+    today's covariate alone, 2x coarser and at 06:00 (another product, today's days only)."""
+    from oceandl.datasets.sst import synthetic_sst
+
+    folder = tmp_path_factory.mktemp("audit99")
+    ds = synthetic_sst(n_time=24, ny=16, nx=16, seed=0, microwave=True)[["sst", "sst_mw"]]
+    ds.isel(time=slice(0, 16)).to_netcdf(folder / "dec.nc")
+    today = ds.isel(time=slice(16, 24))
+    today.to_netcdf(folder / "today.nc")
+    mw = today["sst_mw"].coarsen(lat=2, lon=2, boundary="trim").mean()
+    mw.assign_coords(time=mw.time + np.timedelta64(6, "h")).to_dataset().to_netcdf(folder / "mw_today.nc")
+    nan = today.copy()
+    nan["sst_mw"] = today["sst_mw"] * np.nan
+    nan.to_netcdf(folder / "today_nan.nc")
+    return folder
+
+
+def test_fit_on_with_a_file_var_covariate_of_inputs_days_only_says_which_field(periods, tmp_path):
+    """--fit-on dec.nc --aux FILE:VAR: the covariate is put on dec.nc's days too; one of today's days
+    only was refused with 'none of its time steps is within half a step of the field's (<dec.nc's
+    dates>)', naming neither --fit-on nor why INPUT's covariate was matched to those dates."""
+    from click.testing import CliRunner
+    from fakes import assert_cli_error
+
+    from oceandl.cli.main import cli
+
+    f, out = periods, tmp_path / "o.nc"
+    res = CliRunner().invoke(cli, ["interpolate", str(f / "today.nc"), "--var", "sst", "--method", "dineof",
+                                   "--fit-on", str(f / "dec.nc"), "--aux", f"{f / 'mw_today.nc'}:sst_mw",
+                                   "--set", "n_modes=2", "--quiet", "-o", str(out)])
+    assert_cli_error(res, 2, "none of its time steps is within half a step", "--fit-on", "dec.nc",
+                     "read for the fitted period too")
+    assert not out.exists()
+
+
+def test_a_saved_fits_covariate_all_missing_on_inputs_days_is_not_said_absent(periods, tmp_path):
+    """A saved multivariate fit, INPUT's sst_mw all NaN: the refusal told to 'give a file that has
+    it', INPUT having it."""
+    from click.testing import CliRunner
+    from fakes import assert_cli_error
+
+    from oceandl.cli.main import cli
+
+    f, out = periods, tmp_path / "o.nc"
+    run = CliRunner().invoke
+    res = run(cli, ["train", "interpolator", str(f / "dec.nc"), "--var", "sst", "--method", "dineof", "--aux",
+                    "sst_mw", "--set", "n_modes=2", "--quiet", "-o", str(tmp_path / "fit")])
+    assert res.exit_code == 0, res.output
+    res = run(cli, ["interpolate", str(f / "today_nan.nc"), "--var", "sst", "--fit-on", str(tmp_path / "fit"),
+                    "--quiet", "-o", str(out)])
+    line = assert_cli_error(res, 2, "all values are missing", "give its values on INPUT's days")
+    assert "give a file that has it" not in line and not out.exists()
