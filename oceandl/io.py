@@ -1900,24 +1900,30 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     tc, tf = cov["time"].values if "time" in cov.coords else None, field["time"].values if "time" in field.coords else None
     same_days = static or (tc is not None and tf is not None and tc.shape == tf.shape and bool(np.all(tc == tf)))
     if not same_days:
-        if tc is None or tf is None or not (np.issubdtype(tc.dtype, np.datetime64) and np.issubdtype(tf.dtype, np.datetime64)):
+        nc, nf = (None, None) if tc is None or tf is None else _date_numbers(tc, tf)
+        if nc is None:
             if cov.sizes["time"] == field.sizes["time"] and (tc is None or tf is None):
                 pass  # no dates on one side: the steps are taken position by position, as the field's own
             else:
                 raise InputError(f"{label}: {cov.sizes['time']} time steps, not the field's {field.sizes['time']}, "
                                  "and no dates on both to match them by")
         else:
-            half = (np.median(np.diff(tf)) if tf.size > 1 else np.timedelta64(1, "D")) / 2
-            cov = cov.sortby("time")
-            cov = cov.isel(time=~pd.Index(cov["time"].values).duplicated())
-            if chunks is not None:  # the days matched, from the coordinates (the values: not read here)
-                has = pd.Index(cov["time"].values).get_indexer(tf, method="nearest", tolerance=half) >= 0
-            cov = cov.reindex(time=tf, method="nearest", tolerance=half)
-            if chunks is None:
-                has = np.isfinite(np.asarray(cov.values)).any(axis=(1, 2))
+            # seconds in the field's calendar (a model's cftime one, noleap or 360_day, too); a covariate
+            # date that does not exist in it (29 February in noleap) is dropped
+            keep = np.isfinite(nc)
+            order = np.argsort(np.where(keep, nc, np.inf), kind="stable")[:int(keep.sum())]
+            order = order[~pd.Index(nc[order]).duplicated()]
+            cov, nc = cov.isel(time=order), nc[order]
+            half = (np.median(np.diff(nf)) if nf.size > 1 else 86400.0) / 2
+            idx = pd.Index(nc).get_indexer(nf, method="nearest", tolerance=half) if nc.size else np.full(nf.size, -1)
+            if not (idx >= 0).any():
+                raise InputError(f"{label}: none of its time steps is within half a step of the field's "
+                                 f"({_when(tf[0])} to {_when(tf[-1])})")
+            cov = cov.isel(time=np.maximum(idx, 0)).where(xr.DataArray(idx >= 0, dims="time"))
+            has = idx >= 0 if chunks is not None else np.isfinite(np.asarray(cov.values)).any(axis=(1, 2))
             if not has.any():
                 raise InputError(f"{label}: none of its time steps is within half a step of the field's "
-                                 f"({np.datetime_as_string(tf[0], unit='D')} to {np.datetime_as_string(tf[-1], unit='D')})")
+                                 f"({_when(tf[0])} to {_when(tf[-1])})")
             done.append(f"times matched to the field's {tf.size} (nearest within half its step"
                         + (f"; {int((~has).sum())} without one" if (~has).any() else "") + ")")
     lat_f, lon_f = field["lat"].values, field["lon"].values
@@ -1977,6 +1983,50 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     cov = cov.assign_coords(time=field["time"], lat=field["lat"], lon=field["lon"]) if "time" in field.coords \
         else cov.assign_coords(lat=field["lat"], lon=field["lon"])
     return cov.transpose(*DIMS), done
+
+def _date_numbers(tc: np.ndarray, tf: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Dates ``tc`` (a covariate's) and ``tf`` (the field's) as seconds in the field's calendar
+    (datetime64, or cftime dates of a model calendar; either side may be either), NaN for a ``tc``
+    date that does not exist in it (29 February in noleap, 30 February in the standard one);
+    (None, None) when one side holds no dates."""
+    def kind(v):
+        if np.issubdtype(v.dtype, np.datetime64):
+            return "np"
+        if v.dtype == object and v.size and all(hasattr(x, "calendar") for x in v.flat):
+            return "cf"
+        return None
+
+    kc, kf = kind(tc), kind(tf)
+    if kc is None or kf is None:
+        return None, None
+    if kf == "np":
+        nf = tf.astype("datetime64[ns]").astype(np.int64) / 1e9
+        if kc == "np":
+            return tc.astype("datetime64[ns]").astype(np.int64) / 1e9, nf
+        fields = [(x.year, x.month, x.day, x.hour, x.minute, x.second) for x in tc]
+        out = np.full(len(fields), np.nan)
+        for i, f in enumerate(fields):
+            try:
+                out[i] = pd.Timestamp(*f).value / 1e9
+            except ValueError:  # not a date of the standard calendar (30 February)
+                pass
+        return out, nf
+    import cftime
+
+    cal, units = tf.flat[0].calendar, "seconds since 1970-01-01"
+    nf = np.asarray(cftime.date2num(list(tf), units, calendar=cal), float)
+    if kc == "cf" and all(x.calendar == cal for x in tc):
+        return np.asarray(cftime.date2num(list(tc), units, calendar=cal), float), nf
+    out = np.full(tc.size, np.nan)
+    for i, x in enumerate(tc):
+        x = pd.Timestamp(x) if kc == "np" else x
+        try:
+            d = cftime.datetime(x.year, x.month, x.day, x.hour, x.minute, x.second, calendar=cal)
+        except ValueError:  # not a date of the field's calendar
+            continue
+        out[i] = cftime.date2num(d, units, calendar=cal)
+    return out, nf
+
 
 
 def _interp_window(block: np.ndarray, lat_c: np.ndarray, lon_c: np.ndarray, lat_f: np.ndarray,

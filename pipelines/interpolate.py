@@ -174,8 +174,10 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
             # "variable 'sst_mw' not found; did you mean 'sst'?" alone (with --quiet) did not say why it was
             # looked for, in a command that never named it
             if taken.startswith("the fit saved in"):  # a multivariate DINEOF's covariates, read from INPUT
+                # 'give a file that has it' misled where the file has it, all missing on INPUT's days
+                want = "give a file that has it" if "not found" in str(exc) else "give its values on INPUT's days"
                 raise InputError(f"{exc}; {taken} was fitted with it as an auxiliary variable (its modes take "
-                                 "it: give a file that has it, or --aux FILE:VAR)") from None
+                                 f"it: {want}, or --aux FILE:VAR)") from None
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
                              "it as input: give a file that has it)") from None
         if is_static_map(cov, da):
@@ -398,8 +400,17 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             f"filling {where}")
         # multivariate DINEOF: the joint modes are fitted on the fit file's covariates (the same names, or
         # FILE:VAR put on its days and grid), INPUT's are today's, projected on them with the field
-        fit_aux_das = _read_aux(fit_on, aux, fit_da, describe_source(fit_on), log=log,
-                                cut={"bbox": bbox} if bbox is not None else None)
+        try:
+            fit_aux_das = _read_aux(fit_on, aux, fit_da, describe_source(fit_on), log=log,
+                                    cut={"bbox": bbox} if bbox is not None else None)
+        except InputError as exc:
+            if type(exc) is not InputError or not str(exc).startswith("--aux "):
+                raise
+            # "none of its time steps is within half a step of the field's (2020-01-01 to ...)": of which
+            # field? INPUT's days were not those: the covariate was being put on --fit-on's
+            raise InputError(f"{exc}; that is --fit-on {describe_source(fit_on)}'s field: a FILE:VAR covariate is "
+                             "read for the fitted period too, and must cover its days and grid (or fit in Python "
+                             "with fit_aux=)") from None
     valid = np.isfinite(da.values)
     if mask_da is not None:  # observations on the mask's land are dropped: none is withheld (nor written back)
         valid &= np.asarray(mask_da.broadcast_like(da).transpose(*da.dims).values, dtype=bool)

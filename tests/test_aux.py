@@ -183,7 +183,8 @@ def test_bad_covariates_are_refused_naming_them(scene):
     for name in refusing:
         with pytest.raises(InputError, match=f"method '{name}': takes no auxiliary variables"):
             interpolate(da, name, aux=aux)
-    with pytest.raises(InputError, match="aux: not with fit_on"):
+    # multivariate DINEOF fitted on another period takes that period's covariates too (fit_aux)
+    with pytest.raises(InputError, match="aux: with fit_on a field, give the same covariates on its days as fit_aux"):
         interpolate(da, "dineof", fit_on=da, aux=aux)
 
 
