@@ -246,8 +246,9 @@ def test_cli_aux_round_trip_and_refusals(aux_file, tmp_path):
         res = run(cli, ["interpolate", str(aux_file), "--var", "sst", *extra, "--quiet", "-o", str(out)])
         assert_cli_error(res, 2, said)
         assert not out.exists()
+    # (a dineof fit with covariates is saved since audit98: tests/test_dineof_fit_aux.py)
     for method, said in (("climatology", "--aux: method 'climatology' takes no auxiliary variables"),
-                         ("dineof", "--aux: a dineof fit with auxiliary variables cannot be saved to fill other files")):
+                         ("eof", "--aux: method 'eof' takes no auxiliary variables")):
         res = run(cli, ["train", "interpolator", str(aux_file), "--var", "sst", "--method", method, "--aux", "sst_mw",
                         "-o", str(tmp_path / "fit")])
         assert_cli_error(res, 2, said)
