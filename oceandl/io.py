@@ -1952,7 +1952,9 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
         shape = f"{lat_c.size} x {lon_c.size}"
         factors = {}
         for d, c, f in (("lat", lat_c, lat_f), ("lon", lon_c, lon_f)):
-            k = int(round(_step(f) / _step(c))) if _step(c) > 0 and _step(f) > 0 else 1
+            # the whole cells of the covariate's that fit in one of the field's (2.97 is 3: float steps): a
+            # 1.5x finer grid averaged by round(1.5) = 2 came out coarser than the field's, smoothed twice
+            k = int(np.floor(_step(f) / _step(c) + 0.05)) if _step(c) > 0 and _step(f) > 0 else 1
             if k >= 2:
                 factors[d] = k
         if factors:  # a finer grid block-averaged first: linear interpolation alone samples it
