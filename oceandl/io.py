@@ -762,6 +762,9 @@ def open_files(files, var: str | None = None, *, time: str | None = None, label:
             ds.close()
         raise
     out.set_close(lambda: [ds.close() for ds in opened])
+    # which file holds which times, and its own global attributes: what a file-per-input output is split by
+    # (series_spans, without opening every file once more)
+    out.encoding["file_spans"] = [FileSpan(p.path, p.first, p.last, dict(p.ds.attrs)) for p in parts]
     # the first file's global attributes, but the time covered is the whole series' (ACDD, GHRSST)
     last = parts[-1].ds.attrs
     out.attrs.update({k: last[k] for k in ("time_coverage_end", "stop_time", "stop_date", "end_time") if k in last})
@@ -796,16 +799,19 @@ def names_folder(output) -> bool:
     return str(output).endswith(("/", os.sep)) or (path.is_dir() and path.suffix.lower() not in NETCDF_SUFFIXES)
 
 
-def series_spans(source, var: str | None = None, *, time: str | None = None) -> list[FileSpan]:
+def series_spans(source, var: str | None = None, *, time: str | None = None, field=None) -> list[FileSpan]:
     """The input files of ``source`` (one file, a list, a folder or a pattern) in time order, each
     with the times it covers and its global attributes: what :func:`write_per_file` splits an
-    output by. Only headers and time coordinates are read.
+    output by. Only headers and time coordinates are read; nothing when ``field`` (the series
+    :func:`open_field` read from ``source``) recorded them as it opened the files.
 
     Raises
     ------
     InputError
         As :func:`open_files` (a file without the variable or a time coordinate...).
     """
+    if field is not None and field.encoding.get("file_spans"):
+        return list(field.encoding["file_spans"])
     files = input_files(source) or [Path(source).expanduser()]
     spans = []
     for path in files:
@@ -1443,6 +1449,8 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
         out = out.assign_coords({d: v})
     out.encoding["source_grid"] = _source_grid(ds, roles, coords, out, tuple(da.dims), wrap_lon=degrees["lon"])
     out.encoding["source_attrs"] = dict(ds.attrs)  # the file's global attributes, for file_attrs
+    if "file_spans" in ds.encoding:  # a many-file input's files (open_files)
+        out.encoding["file_spans"] = ds.encoding["file_spans"]
     if static:
         out.encoding["oceandl_static"] = True
     return out

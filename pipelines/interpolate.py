@@ -373,8 +373,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     where = "--demo" if demo else describe_source(input_path)
     plan = None
     if per_file:  # checked before the fill: an output file that exists is said now, not after it
-        plan = plan_per_file(output, series_spans(input_path, da.name), da["time"].values, overwrite=overwrite,
-                             inputs=inputs)
+        plan = plan_per_file(output, series_spans(input_path, da.name, field=da), da["time"].values,
+                             overwrite=overwrite, inputs=inputs)
     if bbox is not None and saved_fit is not None:
         # the fit's per-pixel state (means, masks, cycle, modes) cut to the box's block of its grid; another grid
         # (shifted, every other point, partly outside) is refused here, naming --bbox, before anything is withheld

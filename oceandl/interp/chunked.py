@@ -1131,7 +1131,7 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
         warnings.simplefilter("ignore", UserWarning)
         da = open_lazy(source, kwargs["var"], None, kwargs["min_quality"], check_values=False, bbox=kwargs["bbox"],
                        dates=kwargs["dates"])  # its times only: nothing is read
-    plan = plan_per_file(folder, series_spans(source, da.name), da["time"].values, overwrite=overwrite,
+    plan = plan_per_file(folder, series_spans(source, da.name, field=da), da["time"].values, overwrite=overwrite,
                          inputs=source_paths(source))
     created = not folder.exists()
     folder.mkdir(exist_ok=True)
