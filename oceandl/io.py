@@ -1862,7 +1862,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     step; a field day without one is a missing day of the covariate), a finer grid is first
     block-averaged to about the field's spacing (linear interpolation alone would alias it), and
     the grid is then interpolated linearly to the field's latitudes and longitudes (a field pixel
-    next to a missing covariate value, or outside its box, is missing); a grid the field's is part
+    next to a missing covariate value, or outside its box, is missing; one between its outer cells'
+    centres and their edges takes the outer cell's value); a grid the field's is part
     of (the same product over a wider region) is cut to it, its values kept as they are. Longitudes
     are taken in the field's convention (-180..180 or 0..360).
 
@@ -1969,14 +1970,17 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
             if chunks is not None and cov.chunks is not None:  # whole blocks of the average in each dask chunk
                 cov = cov.chunk({d: k * max(1, -(-max(cov.chunksizes[d]) // k)) for d, k in factors.items()})
             cov = cov.coarsen(factors, boundary="trim").mean()
+        lat_k, lon_k = cov["lat"].values, cov["lon"].values
+        # a coarser grid's outer cells cover half a cell beyond their centres: the field's points there
+        # take the edge cell's value (linear interpolation alone left a NaN ring round the field)
+        lat_q, lon_q = _edge_clamped(lat_f, lat_k), _edge_clamped(lon_f, lon_k)
         if chunks is not None:
-            lat_k, lon_k = cov["lat"].values, cov["lon"].values
             # no value can come out of a grid that does not reach the field's (the values: checked when read)
             empty = lat_k.size < 2 or lon_k.size < 2 or not (
-                ((lat_f >= lat_k[0]) & (lat_f <= lat_k[-1])).any() and ((lon_f >= lon_k[0]) & (lon_f <= lon_k[-1])).any())
-            cov = None if empty else _interp_lazy(cov, lat_f, lon_f, chunks)
+                ((lat_q >= lat_k[0]) & (lat_q <= lat_k[-1])).any() and ((lon_q >= lon_k[0]) & (lon_q <= lon_k[-1])).any())
+            cov = None if empty else _interp_lazy(cov, lat_q, lon_q, chunks)
         else:
-            cov = cov.interp(lat=lat_f, lon=lon_f, method="linear")
+            cov = cov.interp(lat=lat_q, lon=lon_q, method="linear")
             empty = not np.isfinite(np.asarray(cov.values)).any()
         if empty:
             raise InputError(f"{label}: no value on the field's grid (latitudes {lat_f[0]:g} to {lat_f[-1]:g}, "
@@ -1993,6 +1997,16 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     cov = cov.assign_coords(time=field["time"], lat=field["lat"], lon=field["lon"]) if "time" in field.coords \
         else cov.assign_coords(lat=field["lat"], lon=field["lon"])
     return cov.transpose(*DIMS), done
+
+def _edge_clamped(f: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Field coordinates ``f`` with those outside ascending grid ``c`` by at most half its step moved
+    onto its edge point (inside its outer cells), the others as they are."""
+    h = _step(c) / 2
+    if c.size < 2 or h <= 0:
+        return f
+    out = np.where((f < c[0]) & (f >= c[0] - h - 1e-9), c[0], f)
+    return np.where((out > c[-1]) & (out <= c[-1] + h + 1e-9), c[-1], out)
+
 
 def _date_numbers(tc: np.ndarray, tf: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Dates ``tc`` (a covariate's) and ``tf`` (the field's) as seconds in the field's calendar

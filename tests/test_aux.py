@@ -379,3 +379,34 @@ def test_a_finer_grid_not_a_whole_multiple_is_averaged_by_the_whole_cells_that_f
             old = cov.coarsen(lat=2, lon=2, boundary="trim").mean().interp(lat=lat_f, lon=lon_f)
             err_old = np.sqrt(np.nanmean((np.asarray(old.values) - truth) ** 2))
             assert err < 0.5 * err_old, (err, err_old)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_coarser_covariate_fills_the_fields_edge_pixels_inside_its_outer_cells(lazy):
+    """A 0.25 degree covariate over the field's 0.05 degree box: the field's points between its outer
+    cell centres and the cells' edges were NaN (a ring round the field: linear interpolation does not
+    extrapolate). They lie inside the outer cells and now take their value; a point beyond half a
+    cell (outside the covariate's box) is still missing."""
+    from oceandl.io import to_field_grid
+
+    t = np.array(["2020-01-01", "2020-01-02"], dtype="datetime64[ns]")
+    lat_f = (np.arange(20) + 0.5) * 0.05            # 0.025 .. 0.975
+    lon_f = (np.arange(-2, 20) + 0.5) * 0.05        # 2 columns west of the covariate's box
+    lat_c = (np.arange(4) + 0.5) * 0.25             # 0.125 .. 0.875
+    vals = np.arange(2 * 4 * 4, dtype="f8").reshape(2, 4, 4)
+    cov = xr.DataArray(vals, dims=("time", "lat", "lon"), coords={"time": t, "lat": lat_c, "lon": lat_c})
+    field = xr.DataArray(np.zeros((2, lat_f.size, lon_f.size)), dims=("time", "lat", "lon"),
+                         coords={"time": t, "lat": lat_f, "lon": lon_f})
+    if lazy:
+        cov = cov.chunk({"time": 1, "lat": 2, "lon": 2})
+    on, _ = to_field_grid(cov, field, chunks={"time": 1, "lat": 8, "lon": 8} if lazy else None)
+    got = np.asarray(on.values)
+    inside = lon_f >= 0
+    assert np.isfinite(got[:, :, inside]).all()             # no ring: 144 of 400 points were NaN before
+    assert np.isnan(got[:, :, ~inside]).all()               # beyond the covariate's box: missing still
+    # the corner point (0.025, 0.025) is inside cell (0, 0): its value, as is every point of that cell's
+    # outer quarter
+    np.testing.assert_array_equal(got[:, 0, 2], vals[:, 0, 0])
+    np.testing.assert_array_equal(got[:, -1, -1], vals[:, -1, -1])
+    # between the centres, linear as before
+    assert got[1, 4, 6] == pytest.approx(float(cov.isel(time=1).interp(lat=lat_f[4], lon=lon_f[6])))
