@@ -1933,8 +1933,13 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
             if not has.any():
                 raise InputError(f"{label}: none of its time steps is within half a step of the field's "
                                  f"({_when(tf[0])} to {_when(tf[-1])})")
-            done.append(f"times matched to the field's {tf.size} (nearest within half its step"
-                        + (f"; {int((~has).sum())} without one" if (~has).any() else "") + ")")
+            n_cov = int(order.size)
+            if (idx >= 0).all() and np.array_equal(nc[idx], nf):  # no day moved: say so, not "matched"
+                done.append(f"the field's {tf.size} time steps taken from its {n_cov}"
+                            + (f" ({int((~has).sum())} of them all missing)" if (~has).any() else ""))
+            else:
+                done.append(f"times matched to the field's {tf.size} (nearest within half its step"
+                            + (f"; {int((~has).sum())} without one" if (~has).any() else "") + ")")
     lat_f, lon_f = field["lat"].values, field["lon"].values
     lat_c, lon_c = cov["lat"].values, cov["lon"].values
     if in_degrees(cov["lon"].attrs) and in_degrees(field["lon"].attrs):

@@ -410,3 +410,19 @@ def test_a_coarser_covariate_fills_the_fields_edge_pixels_inside_its_outer_cells
     np.testing.assert_array_equal(got[:, -1, -1], vals[:, -1, -1])
     # between the centres, linear as before
     assert got[1, 4, 6] == pytest.approx(float(cov.isel(time=1).interp(lat=lat_f[4], lon=lon_f[6])))
+
+
+def test_a_covariate_of_a_longer_period_says_its_days_were_taken_not_matched():
+    """The field a period of the covariate's (``--dates`` on the field, the covariate's whole year):
+    no day moves, and the message said "times matched ... nearest within half its step" as if one
+    had; it now says the field's days were taken from the covariate's, and the values are those days'."""
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.io import open_field, to_field_grid
+
+    ds = synthetic_sst(n_time=10, ny=16, nx=16, seed=0, microwave=True)
+    field, mw = open_field(ds, "sst").isel(time=slice(3, 8)), open_field(ds, "sst_mw")
+    on, done = to_field_grid(mw, field)
+    assert done == ["the field's 5 time steps taken from its 10"]
+    np.testing.assert_array_equal(on.values, mw.isel(time=slice(3, 8)).values)
+    shifted = mw.assign_coords(time=mw.time + np.timedelta64(6, "h"))
+    assert to_field_grid(shifted, field)[1] == ["times matched to the field's 5 (nearest within half its step)"]
