@@ -1842,11 +1842,21 @@ def is_static_map(cov: xr.DataArray, field: xr.DataArray) -> bool:
     1990-01-01 beside one day's fill: it was refused as on none of the field's days)."""
     if cov.encoding.get("oceandl_static"):
         return True
-    if cov.sizes["time"] != 1:
-        return False
-    if field.sizes["time"] > 1:
+    return cov.sizes["time"] == 1 and one_step_is_static(
+        cov["time"].values if "time" in cov.coords else None,
+        field["time"].values if "time" in field.coords else None, field.sizes["time"])
+
+
+def one_step_is_static(cov_time: np.ndarray | None, field_time: np.ndarray | None, n_field: int) -> bool:
+    """Whether a covariate of one time step (dated ``cov_time``, or undated: None) is a static map
+    beside a field of ``n_field`` steps dated ``field_time``: the field has more steps, or its one day
+    is more than a day from the covariate's. The one rule for files (:func:`is_static_map`) and for
+    arrays given from Python (``aux=``)."""
+    if n_field > 1:
         return True
-    a, b = cov["time"].values[0], field["time"].values[0]
+    if cov_time is None or field_time is None or not np.size(cov_time) or not np.size(field_time):
+        return False
+    a, b = np.asarray(cov_time).ravel()[0], np.asarray(field_time).ravel()[0]
     if isinstance(a, np.datetime64) and isinstance(b, np.datetime64):
         return bool(abs(a - b) > np.timedelta64(1, "D"))
     return False

@@ -183,3 +183,22 @@ def test_interpolate_function_takes_a_static_map(scene):
     da, dep = scene
     ds = interpolate(da, method="unet", aux={"depth": dep}, seed=0, device="cpu", return_dataset=True, **OPTS)
     assert ds["sst"].attrs["aux_variables"] == "depth"
+
+
+def test_a_map_dated_once_is_static_beside_one_day_from_python_as_from_a_file():
+    """One rule for a covariate of one time step: from a file (``io.is_static_map``) a bathymetry
+    dated 1990-01-01 beside one day's field was static, but the same map passed from Python as
+    ``aux=`` was refused ("other 'time' coordinates"); both now call ``io.one_step_is_static``.
+    Dated the field's own day, it is that day's covariate on both paths."""
+    from oceandl.interp.base import aux_arrays
+    from oceandl.io import is_static_map
+
+    field, depth = _scene(n_time=1)
+    dated = depth.expand_dims(time=np.array(["1990-01-01"], "datetime64[ns]"))
+    (name, arr, _, static), = aux_arrays({"depth": dated}, field, _DIMS, "fill")
+    assert static and is_static_map(dated, field)
+    assert arr.shape == field.shape
+    np.testing.assert_array_equal(arr.values[0], depth.values.astype("f4"))
+    same_day = dated.assign_coords(time=field.time.values)
+    assert not aux_arrays({"depth": same_day}, field, _DIMS, "fill")[0][3]
+    assert not is_static_map(same_day, field)

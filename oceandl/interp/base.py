@@ -612,12 +612,17 @@ def check_aux_values(what: str, lo: float, hi: float, has_inf: bool, label: str)
 def _static_aux(a, da: xr.DataArray, dims: tuple[str, str, str], what: str, label: str):
     """``a`` as a static covariate broadcast over ``da``'s time dim (float32, no copy), or None when it
     is not one: a (lat, lon) DataArray on ``da``'s spatial dims (in either order), a NumPy array of
-    ``da``'s spatial shape, or a DataArray with a time dim of length 1 while the field has more."""
+    ``da``'s spatial shape, or a DataArray with a time dim of length 1 while the field has more or its one
+    day is more than a day from it (:func:`oceandl.io.one_step_is_static`)."""
     t, y, x = dims
     if isinstance(a, xr.DataArray):
         a, _ = _squeeze_levels(a)
-        if a.ndim == 3 and t in a.dims and a.sizes[t] == 1 and da.sizes[t] > 1 and set(a.dims) == set(dims):
-            a = a.isel({t: 0}, drop=True)
+        if a.ndim == 3 and t in a.dims and a.sizes[t] == 1 and set(a.dims) == set(dims):
+            from oceandl.io import one_step_is_static
+
+            if one_step_is_static(a[t].values if t in a.coords else None,
+                                  da[t].values if t in da.coords else None, da.sizes[t]):
+                a = a.isel({t: 0}, drop=True)
         if a.ndim != 2:
             return None
         if set(a.dims) != {y, x}:
