@@ -514,8 +514,8 @@ _MASK_HELP = ("Land-sea mask: VAR of the same file or FILE:VAR of another, (lat,
 @click.option("--demo", is_flag=True, help="Train on the built-in synthetic cloudy SST cube.")
 @click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None,
-              help="Checkpoint folder (of the same --method) to start from: fine-tune its network on INPUT "
-                   "instead of training a new one.")
+              help="Checkpoint folder to start from (its method is the default --method): fine-tune its network "
+                   "on INPUT instead of training a new one.")
 @click.option("--resume", is_flag=True, help="Go on from the training state an interrupted run left in the -o "
               "folder (give the same INPUT, options and --seed; neural methods). The result is the checkpoint the "
               "run would have written uninterrupted.")
@@ -562,6 +562,9 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
         if "init" in opts:
             raise click.UsageError("give the starting checkpoint once: --init or --set init=..., not both")
         opts["init"] = str(init)
+    start = opts.get("init") or (output if resume else None)
+    if start is not None:
+        method = _checkpoint_method_unless_given(method, start)
     drop = [name for name, given in (("--overwrite", overwrite), ("--init", "init" in opts)) if given]
     with _resume_hint(*drop):
         text = train_interpolator(input_path, output, var=var, method=method, options=opts, seed=seed, device=device,
@@ -569,6 +572,18 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
                                   min_quality=min_quality, resume=resume, aux=aux, bbox=bbox, dates=dates,
                                   mask=mask)
     click.echo(text)
+
+
+def _checkpoint_method_unless_given(method: str, path) -> str:
+    """The method a network checkpoint ``path`` (``--model``, ``--init``, ``--resume``'s output) was
+    trained for when ``--method`` was left at its default, as ``--fit-on`` takes a saved fit's; a
+    ``--method`` given is kept (a checkpoint of another is then refused by the loader, naming both)."""
+    from oceandl.interp import METHODS
+    from oceandl.interp.fitted import checkpoint_method
+
+    src = click.get_current_context().get_parameter_source("method")
+    trained = checkpoint_method(path)
+    return trained if trained in METHODS and (src is None or src.name == "DEFAULT") else method
 
 
 def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top", fit: str = "stretch"):
@@ -967,7 +982,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none. They are written as observed, flagged 2. Not with --chunks (none withheld, no val_* scores).")
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
-@click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
+@click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods; its method is the default --method): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
 @click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it (not a fit with --aux). Dineof with --aux: the joint modes of the field and the covariates, fitted on the file's own covariates, are solved each day on INPUT's observed pixels and INPUT's covariates (a saved fit's covariates are read from INPUT by default).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
@@ -1023,6 +1038,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         if fitted is not None:  # else refused for the method, or for the checkpoint's task, never named a fit
             raise InputError(f"--model {checkpoint}: a saved {fitted} fit, not a network's checkpoint; fill with "
                              f"--fit-on {checkpoint}")
+        method = _checkpoint_method_unless_given(method, checkpoint)
         if "checkpoint" not in get_method(method).option_defaults:  # else: "unknown option 'checkpoint'"
             neural = ", ".join(m for m, c in METHODS.items() if "checkpoint" in c.option_defaults)
             raise InputError(f"--model: method {method!r} fits the file itself and takes no checkpoint "

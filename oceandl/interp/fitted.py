@@ -56,6 +56,18 @@ def saved_method(path) -> str | None:
     return method if isinstance(method, str) else None
 
 
+def checkpoint_method(path) -> str | None:
+    """The gap-filling method a network checkpoint folder ``path`` was trained for (its
+    ``config.json``'s ``interpolator.method``), or None if it is not one or is unreadable (the
+    loader then says why)."""
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+        method = cfg.get("interpolator", {}).get("method") if cfg.get("task") == "interpolation" else None
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return method if isinstance(method, str) else None
+
+
 def save_fitted(model: Interpolator, path, overwrite: bool = False, source: str | os.PathLike | None = None) -> Path:
     """Write fitted ``model`` (climatology, ``eof`` or DINEOF) as a checkpoint folder ``path``.
 
