@@ -426,14 +426,16 @@ def test_a_failed_fit_leaves_no_fit_to_transform_with():
 
 
 def test_a_new_field_in_other_units_is_refused():
-    # fitted in kelvin, filling degC: the fitted pixel means (~290) were taken from ~17 degC
-    # values, an anomaly of -273 that the modes "filled" (gap RMSE 271 degC), unsaid
+    # fitted in kelvin, filling degree_Fahrenheit: refused (kelvin against degC is converted:
+    # tests/test_fit_units.py); units not said, with values 273 off the fit's: refused too, as the
+    # fitted pixel means (~290) were taken from ~17 degC values, an anomaly of -273 that the modes
+    # "filled" (gap RMSE 271 degC), unsaid
     gappy, _ = lowrank_cube(30, 12, 14, cover=0.4, seed=1, dates=True)
     kelvin = (gappy + 273.15).assign_attrs(units="K")
     for method in ("eof", "climatology", "dineof"):
         m = get_method(method)(**({"n_modes": 2} if method != "climatology" else {"harmonics": 0})).fit(kelvin)
-        with pytest.raises(InputError, match="in units 'degree_Celsius', the field fitted in 'K'"):
-            m.transform(gappy.assign_attrs(units="degree_Celsius"))
+        with pytest.raises(InputError, match="in units 'degree_Fahrenheit', the field fitted in 'K'"):
+            m.transform(gappy.assign_attrs(units="degree_Fahrenheit"))
         with pytest.raises(InputError, match="-273.1 from the fitted pixel means.*other units"):  # units not said
             m.transform(gappy.assign_attrs(units=None))
     # the same unit spelled otherwise, or not said, with values where the fit's are: filled

@@ -1259,15 +1259,21 @@ class Interpolator:
             raise InputError(f"method {self.name!r}: transform() is not available; {self._no_transform}")
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before transform()")
-        from .neural import _SHIFT_LIMIT, _unit  # the checkpoint's test of a field in other units
+        from .neural import _KELVIN, _SHIFT_LIMIT, _unit  # the checkpoint's test of a field in other units
 
         da, da_c, dims, label, values, observed = self._read(da)
         fitted = self.da_
-        # kelvin filled with a fit in degC (or the reverse): anomalies of 273 "filled" by the modes
+        # kelvin (GHRSST L3) filled with a fit in degC, or the reverse: the fit's pixel means are put in the
+        # field's units (its scale, modes and cycle are of normalised anomalies, the same in both); other
+        # units said are refused (anomalies of 273 were "filled" by the modes before the units were read)
         theirs, ours = _unit(fitted.attrs.get("units")), _unit(da_c.attrs.get("units"))
-        if theirs is not None and ours is not None and theirs != ours:
+        offset = {("degC", "K"): _KELVIN, ("K", "degC"): -_KELVIN}.get((theirs, ours), 0.0)
+        if theirs is not None and ours is not None and theirs != ours and not offset:
             raise InputError(f"{label}: in units {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}; "
                              "transform() fills a field in the fitted units (convert it first)")
+        if offset:
+            warn(f"{label}: in {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}: the fit's means "
+                 f"converted to {da_c.attrs['units']!r}, the fill in them", UserWarning)
         (fy, iy), (fx, ix) = (_axis_order(da_c, fitted, i, label) for i in (1, 2))
 
         def to_input(a):  # (..., lat, lon) of the fit -> the new field's order
@@ -1278,6 +1284,8 @@ class Interpolator:
 
         aux_kw = self._transform_aux(aux, da, dims, label, to_fit)  # refused (or read) before the fill
         ocean, mean = to_input(self.ocean_), to_input(self.mean_)
+        if offset:
+            mean = (mean + offset).astype(mean.dtype)
         sea = land_obs = None
         if getattr(self, "sea_", None) is not None:  # the fit's land-sea mask: its land observations dropped
             sea = to_input(self.sea_)

@@ -905,7 +905,7 @@ class DINEOF(Interpolator):
         fit without covariates and no ``aux``. Refused: ``aux`` missing for a fit with covariates,
         given to one without, names that are not the fit's, static maps, other units."""
         from .base import read_aux, refuse_static_aux
-        from .neural import _unit
+        from .neural import _KELVIN, _unit
 
         st = getattr(self, "_aux_stats", None) if getattr(self, "aux_names_", None) else None
         names = [] if st is None else st["names"]
@@ -928,10 +928,14 @@ class DINEOF(Interpolator):
         for i, name in enumerate(names):
             j = got.index(name)
             theirs, ours = _unit(st["units"][i]), _unit(units[j])
-            if theirs is not None and ours is not None and theirs != ours:
+            # a kelvin covariate (AMSR2, GHRSST) for a fit of it in degC, or the reverse: converted, as the
+            # networks convert theirs; other units said are refused
+            offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((theirs, ours), 0.0)
+            if theirs is not None and ours is not None and theirs != ours and not offset:
                 raise InputError(f"{label}: aux {name!r} is in units {units[j]!r}, the fit's in {st['units'][i]!r} "
                                  "(convert it first)")
-            b, m = _aux_block(to_fit(values[j]), st["mean"][i], st["scale"][i], st["cols"][i], st["weight"],
+            v = values[j] + np.float32(offset) if offset else values[j]
+            b, m = _aux_block(to_fit(v), st["mean"][i], st["scale"][i], st["cols"][i], st["weight"],
                               np.float64)
             blocks.append(b)
             masks.append(m)
