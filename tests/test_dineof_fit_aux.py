@@ -102,7 +102,6 @@ def test_refusals_each_in_one_line(cube):
         (lambda: model.transform(new["sst"], aux={"wind": mw}), "(missing: sst_mw; not the fit's: wind)"),
         (lambda: model.transform(new["sst"], aux={"sst_mw": mw.assign_attrs(units="K")}), "in units 'K'"),
         (lambda: plain.transform(new["sst"], aux=mw), "the fit takes no auxiliary variables"),
-        (lambda: model.cut(new["sst"].isel(lat=slice(4, 12), lon=slice(4, 12))), "cut() of a fit made with"),
         (lambda: interpolate(new["sst"], "dineof", fit_on=past["sst"], aux=mw), "give the same covariates"),
         (lambda: interpolate(new["sst"], "dineof", fit_on=model, fit_aux=mw, aux=mw), "fit_aux: the covariates"),
         (lambda: interpolate(new["sst"], "eof", fit_on=past["sst"], fit_aux=past["sst_mw"], aux=mw),
