@@ -154,8 +154,8 @@ def test_cli_fit_on_file_and_saved_fit(cube, tmp_path):
                     "--aux", "sst_true", "--quiet", "-o", str(tmp_path / "c.nc")])
     assert_cli_error(res, 2, "--aux sst_true: the fit saved in", "was fitted with sst_mw")
     res = run(cli, ["interpolate", str(tmp_path / "today.nc"), *common, "--fit-on", str(tmp_path / "fit"),
-                    "--bbox=-66,30,-60,36", "--quiet", "-o", str(tmp_path / "c.nc")])
-    assert_cli_error(res, 2, "--bbox: not with --fit-on")
+                    "--bbox=-66,30,-60,36", "--quiet", "-o", str(tmp_path / "box.nc")])
+    assert res.exit_code == 0, res.output  # the fit and its covariates cut to the box (tests/test_fit_box_aux.py)
     res = run(cli, ["train", "interpolator", str(tmp_path / "decade.nc"), "--var", "sst", "--method", "dineof",
                     "--device", "cpu", "--quiet", "-o", str(tmp_path / "fit0")])
     assert res.exit_code == 0, res.output
