@@ -983,7 +983,8 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods; its method is the default --method): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
-@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it (not a fit with --aux). Dineof with --aux: the joint modes of the field and the covariates, fitted on the file's own covariates, are solved each day on INPUT's observed pixels and INPUT's covariates (a saved fit's covariates are read from INPUT by default).")
+@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it (its covariates too). Dineof with --aux: the joint modes of the field and the covariates, fitted on the file's own covariates (or --fit-aux's), are solved each day on INPUT's observed pixels and INPUT's covariates (a saved fit's covariates are read from INPUT by default).")
+@click.option("--fit-aux", "fit_aux", multiple=True, metavar="VAR|FILE:VAR", help="With --fit-on FILE and --aux: where each covariate is read for the fitted period, one per --aux in its order: VAR of the --fit-on file or FILE:VAR of another (e.g. --aux mw_today.nc:sst_mw --fit-aux mw_decade.nc:sst_mw). Default: each --aux itself (VAR of the --fit-on file; FILE:VAR the same file, which must then cover both periods).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis). Takes --aux (and a --model's covariates) as in memory, FILE:VAR of another grid or other days put on the field's block by block; not --withhold, --refit, --fit-on, --figure, --demo.")
@@ -997,7 +998,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
                "days)")
 def interpolate(input_path, var, method, withhold, refit, options, checkpoint, fit_on, figure, demo, epochs, batch_size,
                 lr, quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None,
-                aux=(), bbox=None, dates=None, mask=None):
+                aux=(), bbox=None, dates=None, mask=None, fit_aux=()):
     """Fill the gaps (clouds) of a (time, lat, lon) field.
 
     Writes the filled variable, its sigma when the method gives one, a flag of originally missing
@@ -1014,6 +1015,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate l3s_2020/ -o l4_2020/   # and back: a file per input file, named as it
       oceandl interpolate big.nc --method dineof --chunks time=-1,lat=128,lon=128 -o filled.nc
       oceandl interpolate today.nc --method dineof --fit-on 2015-2024.nc -o today_filled.nc
+      oceandl interpolate today.nc --method dineof --fit-on 2015-2024.nc --aux mw_today.nc:sst_mw --fit-aux mw_2015-2024.nc:sst_mw -o today_filled.nc
       oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade
       oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
       oceandl interpolate sst.nc --var sst --method unet --aux sst_mw -o filled.nc   # microwave SST as input
@@ -1054,6 +1056,9 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         saved = saved_method(fit_on)
         if saved is not None and (src is None or src.name == "DEFAULT"):
             method = saved  # the saved fit's method, unless --method says another (then refused)
+    if fit_aux and (fit_on is None or chunks):  # read by the fit on --fit-on FILE in memory only
+        raise InputError("--fit-aux: the covariates of the fitted period, only with --fit-on FILE"
+                         + (" (not with --chunks)" if chunks else ""))
     if fit_on is not None and (chunks or checkpoint is not None):
         raise InputError(f"--fit-on: not with {'--chunks' if chunks else '--model'} (it fits the method on another "
                          "file in memory)")
@@ -1092,7 +1097,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                                 options=opts, seed=seed, device=device, overwrite=overwrite, figure=figure, demo=demo,
                                 progress=_progress(quiet), complevel=complevel, log=_echo, command=_command_line(),
                                 min_quality=min_quality, fit_on=fit_on, aux=aux, bbox=bbox, dates=dates,
-                                mask=mask, per_file=per_file)
+                                mask=mask, per_file=per_file, fit_aux=fit_aux)
     click.echo(summary)
 
 

@@ -144,7 +144,7 @@ def _data_folder(path) -> bool:
 
 
 def _read_aux(source, names: list[str], da, where: str, taken: str | None = None,
-              log: Callable[[str], None] = print, cut: dict | None = None) -> dict | None:
+              log: Callable[[str], None] = print, cut: dict | None = None, option: str = "--aux") -> dict | None:
     """The auxiliary variables ``names`` (``VAR`` of ``source``, a file or the demo Dataset, or
     ``FILE:VAR``), read as the field is (:func:`~oceandl.io.open_field`: grid sorted, CF decoded)
     and, when their days or grid are not the field's, put on them
@@ -153,18 +153,19 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
     ``bbox`` and ``dates`` (read the same region and period of the same file; of another product,
     with two grid points and days to spare, for the interpolation onto the field's). A static
     covariate (a (lat, lon) variable, or one with a single time step while the field has more:
-    bathymetry, a distance to the coast) comes back as a (lat, lon) map on the field's grid."""
+    bathymetry, a distance to the coast) comes back as a (lat, lon) map on the field's grid.
+    ``option``: the option named in messages (``--fit-aux`` for the fitted period's covariates)."""
     from oceandl.io import is_static_map, open_field, split_file_var, to_field_grid
 
     if not names:
         return None
     out = {}
     for entry in names:
-        src, name = split_file_var(entry, source)
+        src, name = split_file_var(entry, source, option)
         if name == da.name and src is source:
-            raise InputError(f"--aux {name}: the variable being filled (--var); give other variables as aux")
+            raise InputError(f"{option} {name}: the variable being filled (--var); give other variables as aux")
         if name in out:
-            raise InputError(f"--aux: {name} given twice")
+            raise InputError(f"{option}: {name} given twice")
         try:
             cov = open_field(src, name, label=None if isinstance(src, (str, Path)) else where, allow_static=True,
                              **_cut(cut, pad=0 if src is source else 2))
@@ -183,9 +184,9 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
         if is_static_map(cov, da):
             # a static map (bathymetry): an input channel that is the same every day (neural methods)
             cov = cov.isel(time=0, drop=True)
-        cov, done = to_field_grid(cov, da, label=f"--aux {entry}")
+        cov, done = to_field_grid(cov, da, label=f"{option} {entry}")
         if done:  # another product's grid and times: said, as they change what the network is given
-            log(f"--aux {entry}: {'; '.join(done)}")
+            log(f"{option} {entry}: {'; '.join(done)}")
         out[name] = cov
     return out
 
@@ -259,7 +260,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
                       log: Callable[[str], None] = print, command: str | None = None,
                       min_quality: int | None = None, fit_on: str | Path | None = None,
                       aux: Sequence[str] | None = None, bbox=None, dates=None, mask: str | None = None,
-                      per_file: bool | None = None) -> str:
+                      per_file: bool | None = None, fit_aux: Sequence[str] | None = None) -> str:
     """Fill ``input_path`` (or the synthetic demo cube) with ``method`` and write ``output``
     (data variables at zlib level ``complevel``, 0: uncompressed).
 
@@ -273,6 +274,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     ``fit_on``: a file (an earlier period on the same grid, the same variable) the method is fitted
     on instead; ``input_path`` is then filled with what it learned
     (:meth:`~oceandl.interp.base.Interpolator.transform`).
+
+    ``fit_aux``: with ``fit_on`` a file and ``aux``, where each covariate of ``aux`` is read for the
+    fitted period, one entry per ``aux`` entry in its order (``VAR`` of ``fit_on``, or ``FILE:VAR``);
+    default: each ``aux`` entry itself (``VAR`` of ``fit_on``, ``FILE:VAR`` the same file).
 
     The output's global attributes are the input file's where they still hold, the fill's
     provenance and ``history`` with a line in front: ``command`` (the command line) when given
@@ -327,6 +332,15 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     if not 0 <= withhold < 0.9:
         raise InputError(f"--withhold {withhold}: must be in [0, 0.9)")
     aux, taken = _resolve_aux(aux, cls, options or {}, log)
+    fit_aux_entries = [str(e) for e in (fit_aux or ())]
+    if fit_aux_entries:  # the fitted period's covariates, where they are not in --fit-on's file (or today's)
+        if not fit_data:
+            raise InputError("--fit-aux: the covariates of the fitted period, only with --fit-on FILE (a fit on "
+                             "another file's days)" + (f"; the fit saved in {fit_on} was made with its own"
+                                                       if fit_saved else ""))
+        if len(fit_aux_entries) != len(aux):
+            raise InputError(f"--fit-aux {' '.join(fit_aux_entries)}: one per --aux, in its order (--aux "
+                             f"{' '.join(aux) or 'not given'})")
     if fit_on is not None:
         if not cls.can_transform:
             raise InputError(f"--fit-on: method {method!r} cannot fill one file with a fit on another; "
@@ -356,10 +370,6 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         if fit_aux and not aux:  # as --model does for a network: its covariates, read from INPUT
             aux, taken = fit_aux, f"the fit saved in {fit_on}"
             log(f"auxiliary variables of the fit saved in {fit_on}: {', '.join(aux)} (--aux), read from INPUT")
-        if fit_aux and bbox is not None:  # said as --bbox, before anything is read (cut() refuses it too)
-            raise InputError(f"--bbox: not with --fit-on {fit_on}, a fit with auxiliary variables ({', '.join(fit_aux)}: "
-                             "their columns are not cut to a box); fill the whole grid and cut the output, or fit "
-                             "the box itself")
     truth = None
     if demo:
         from oceandl.datasets.sst import synthetic_sst
@@ -401,16 +411,26 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         # multivariate DINEOF: the joint modes are fitted on the fit file's covariates (the same names, or
         # FILE:VAR put on its days and grid), INPUT's are today's, projected on them with the field
         try:
-            fit_aux_das = _read_aux(fit_on, aux, fit_da, describe_source(fit_on), log=log,
-                                    cut={"bbox": bbox} if bbox is not None else None)
+            fit_cut = {"bbox": bbox} if bbox is not None else None
+            if fit_aux_entries:  # each keyed by its --aux name: the fit's covariates are today's by name
+                from oceandl.io import split_file_var
+
+                fit_aux_das = {}
+                for entry, own in zip(aux, fit_aux_entries):
+                    got = _read_aux(fit_on, [own], fit_da, describe_source(fit_on), log=log, cut=fit_cut,
+                                    option="--fit-aux")
+                    name = split_file_var(entry, input_path)[1]
+                    fit_aux_das[name] = next(iter(got.values())).rename(name)
+            else:
+                fit_aux_das = _read_aux(fit_on, aux, fit_da, describe_source(fit_on), log=log, cut=fit_cut)
         except InputError as exc:
             if type(exc) is not InputError or not str(exc).startswith("--aux "):
                 raise
             # "none of its time steps is within half a step of the field's (2020-01-01 to ...)": of which
             # field? INPUT's days were not those: the covariate was being put on --fit-on's
             raise InputError(f"{exc}; that is --fit-on {describe_source(fit_on)}'s field: a FILE:VAR covariate is "
-                             "read for the fitted period too, and must cover its days and grid (or fit in Python "
-                             "with fit_aux=)") from None
+                             "read for the fitted period too, and must cover its days and grid (or give the "
+                             "fitted period's with --fit-aux FILE:VAR)") from None
     valid = np.isfinite(da.values)
     if mask_da is not None:  # observations on the mask's land are dropped: none is withheld (nor written back)
         valid &= np.asarray(mask_da.broadcast_like(da).transpose(*da.dims).values, dtype=bool)

@@ -1229,7 +1229,9 @@ class Interpolator:
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
             On the fitted grid: the same latitudes and longitudes (in either order, longitudes in
             either convention; matched by value), any number of time steps (dated when the fit
-            removed a seasonal cycle).
+            removed a seasonal cycle). On fewer latitudes or longitudes, a block of consecutive rows
+            and columns of the fitted grid: the fit is cut to it first (:meth:`cut`, warned; cut
+            once to fill several fields of one box), another grid is refused.
             Observations at pixels the fitted field never observed (land to the fit) are kept as
             given (with ``keep_observed``, warned) and nothing is filled around them.
         withheld : bool array-like of ``da``'s shape, optional
@@ -1261,6 +1263,9 @@ class Interpolator:
             raise InputError(f"method {self.name!r}: call fit() before transform()")
         from .neural import _KELVIN, _SHIFT_LIMIT, _unit  # the checkpoint's test of a field in other units
 
+        box = self._auto_cut(da)
+        if box is not None:
+            return box.transform(da, withheld=withheld, aux=aux)
         da, da_c, dims, label, values, observed = self._read(da)
         fitted = self.da_
         # kelvin (GHRSST L3) filled with a fit in degC, or the reverse: the fit's pixel means are put in the
@@ -1325,8 +1330,9 @@ class Interpolator:
 
         A fit of a whole (global) grid fills a region of it (``oceandl interpolate --fit-on FOLDER
         --bbox``): its per-pixel state (pixel means, ocean and land-sea masks, seasonal coefficients,
-        the climatology's sigma, the spatial modes and their error model) is cut to the box's pixels;
-        the global ones (scale, mode variances, persistence) are kept. Each new step is then filled as
+        the climatology's sigma, the spatial modes and their error model; a multivariate DINEOF's
+        covariates' pixel means and columns of the modes) is cut to the box's pixels; the global ones
+        (scale, mode variances, persistence, the covariates' scales and weight) are kept. Each new step is then filled as
         the whole grid's fill fills the box on a step whose observations all lie in the box (the same
         least squares of the cut modes on the observed pixels: ``eof``'s ridge stays relative to the
         whole grid's pixel count, DINEOF's optimal interpolation keeps its prior). The whole grid's
@@ -1405,6 +1411,26 @@ class Interpolator:
                           f"{int(iy.min())}-{int(iy.max())}, columns {int(ix.min())}-{int(ix.max())} of its {ny} x {nx} grid")
         self._cut_state(new, sel, iy, ix, label)
         return new
+
+    def _auto_cut(self, da) -> "Interpolator | None":
+        """:meth:`transform` of a field on fewer latitudes or longitudes than the fit's: this fit cut
+        to its grid (:meth:`cut`, warned), as ``--bbox`` cuts a saved fit; refused in one line when
+        that grid is not a block of the fit's. None for a field as large as the fit's grid (matched
+        or refused by :meth:`transform` itself)."""
+        try:
+            d = _squeeze_levels(as_dataarray(da))[0]
+            dims = canonical_dims(d)
+        except Exception:  # noqa: BLE001 - not a field: _read says why, as before
+            return None
+        ny, nx = self.ocean_.shape
+        n = (d.sizes[dims[1]], d.sizes[dims[2]])
+        if n == (ny, nx) or n[0] > ny or n[1] > nx:
+            return None
+        label = _label(da)
+        box = self.cut(d.transpose(*dims), label=label)  # a grid that is not a block of the fit's: refused here
+        warn(f"{label}: its {n[0]} x {n[1]} grid is a block of the fit's {ny} x {nx}: filled with the fit cut to it "
+             "(cut() it once to fill several fields of that box)", UserWarning)
+        return box
 
     def _cut_state(self, new: "Interpolator", sel: np.ndarray, iy: np.ndarray, ix: np.ndarray, label: str) -> None:
         """Set on ``new`` (a shallow copy) the method's state cut to a box of the grid: ``sel`` the

@@ -415,7 +415,7 @@ class DINEOF(Interpolator):
     covariates keeps their normalisation (per-pixel mean, scale, weight, names, units) and its
     modes span their columns: :meth:`transform` of another period takes that period's covariates
     (``aux=``, the fit's names), each day's amplitudes solved on its observed field pixels and its
-    covariates' values; :meth:`save` keeps them (not :meth:`cut`). Fit on days 1-60 of the
+    covariates' values; :meth:`save` keeps them and :meth:`cut` cuts them to a box with the field's. Fit on days 1-60 of the
     synthetic 90 x 32 x 32 cube, fill 61-90 (tests/test_dineof_fit_aux.py): gap RMSE 1.321 -> 1.255
     with ``sst_mw``; the 60 days' modes hardly span the new days (the truth's own projection on
     them: 1.28 on day 71, 0.73 on a fitted day), which bounds what the covariate can bring.
@@ -890,13 +890,6 @@ class DINEOF(Interpolator):
     def _field(self, T):
         """The field's columns of a state-matrix-wide tensor (the inverse of :meth:`_widen`)."""
         return T[:, :self._blocks[0][1]]
-
-    def _refuse_aux(self, what: str) -> None:
-        if self._fitted and getattr(self, "aux_names_", None):
-            names = ", ".join(self.aux_names_)
-            raise InputError(f"method 'dineof': {what} of a fit made with auxiliary variables ({names}) is not "
-                             "available (the covariates' columns are not cut to a box); fill the whole grid and "
-                             "cut the output, or fit the box itself")
 
     def _transform_aux(self, aux, da, dims, label, to_fit) -> dict[str, Any]:
         """The new field's covariates as the fit's blocks of columns: ``{"aux": (values (time, m)
@@ -1627,13 +1620,29 @@ class DINEOF(Interpolator):
     def _cut_state(self, new, sel: np.ndarray, iy: np.ndarray, ix: np.ndarray, label: str) -> None:
         import torch
 
-        self._refuse_aux("cut()")
         em = dict(self._fitted_modes())
-        at = torch.from_numpy(sel)
+        nf = int(self.ocean_.sum())
+        blocks = [(0, sel.size, new.ocean_)]
+        st = getattr(self, "_aux_stats", None) if getattr(self, "aux_names_", None) else None
+        if st is not None:
+            # multivariate: each covariate's columns in the box too (its pixels in the box's C order, as
+            # the field's), after the field's; its per-pixel mean and its pixels cut, its scale kept
+            start, cut_st = nf, {**st, "mean": [], "cols": []}
+            for mean, cols in zip(st["mean"], st["cols"]):
+                pix = np.full(cols.shape, -1, np.int64)
+                pix[cols] = np.arange(start, start + int(cols.sum()))
+                box = pix[np.ix_(iy, ix)]
+                sel = np.concatenate([sel, box[box >= 0]])  # the state matrix's columns in the box
+                cut_st["mean"].append(np.asarray(mean)[np.ix_(iy, ix)])
+                cut_st["cols"].append(cols[np.ix_(iy, ix)])
+                blocks.append((blocks[-1][1], blocks[-1][1] + int((box >= 0).sum()), cut_st["cols"][-1]))
+                start += int(cols.sum())
+            new._aux_stats = cut_st
+        at, sel = torch.from_numpy(sel), sel[:blocks[0][1]]  # sel: the field's columns from here on
         for key in ("mu", "V", "r", "r_oi"):  # per pixel; s2, lam, phi (per mode) and the time step are kept
             em[key] = em[key][at].clone()
         if self.options["error_map"]:  # the loadings' covariances of the box's pixels, by blocks as they are read
-            n, k = self._fitted_modes()["V"].shape
+            n, k = nf, self._fitted_modes()["V"].shape[1]  # sigma is the field's: its columns only
             step = max(1, _ERRMAP_BLOCK // (k * k))
             order = np.sort(sel)
             Q = self._fitted_modes()["Q"]
@@ -1642,7 +1651,7 @@ class DINEOF(Interpolator):
             Qc = torch.cat(parts)[torch.from_numpy(np.searchsorted(order, sel))].clone()
             em["Q"] = lambda i, j: Qc[i:j]
         new._modes = em
-        new._blocks = None
+        new._blocks = blocks if st is not None else None
         new.seasonal_ = self.seasonal_.cut(sel, iy, ix)
 
     def _fitted_modes(self) -> dict[str, Any]:
