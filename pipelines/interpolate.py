@@ -634,4 +634,4 @@ def train_interpolator(input_path: str | Path | None, output: str | Path, *, var
         # this call's time alone said nothing of the run's: the training loops of every call, summed
         took += f" ({interp.train_seconds_:.1f} s of training over the {len(run['resumed_at']) + 1} calls)"
     return (f"{method} ({interp.precision_}): {interp.steps_} steps{start} on {where} {dict(da.sizes)} in {took}"
-            f"{trend}; checkpoint written to {output} (use --method {method} --model {output})")
+            f"{trend}; checkpoint written to {output} (fill with --model {output})")
