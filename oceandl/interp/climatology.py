@@ -41,6 +41,9 @@ AUTO_HARMONICS = 2
 #: :func:`shrink_harmonics` estimates its prior from neighbour pairs of well-observed pixels; with
 #: fewer than this it keeps each pixel's own fit (a prior from a handful of pairs is noise)
 MIN_SHRINK_PAIRS = 20
+#: residual variance, over the observations', below which the harmonic fits are exact to rounding
+#: (the residual sums of squares, ``y'y - c'X'y``, cancel to 0 there): :func:`shrink_harmonics`'s floor
+_EXACT_FIT = 1e-10
 
 
 def year_fraction(time: xr.DataArray) -> np.ndarray | None:
@@ -347,7 +350,13 @@ def shrink_harmonics(gram: np.ndarray, rhs: np.ndarray, yy: np.ndarray, count: n
     if not np.isfinite(s2).any():
         return coef, level, info
     med = float(np.nanmedian(s2))
-    s2 = np.maximum(np.where(np.isfinite(s2), s2, med), 1e-6 * med)  # few observations: a typical pixel's
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = float(np.nanmedian(np.where(count > 0, yy / count, np.nan)))
+    # a cycle that fits the observations to rounding (a synthetic or model field on a cftime calendar)
+    # left residual variances of exactly 0 (y'y - c'X'y cancels): the folds' covariance was singular,
+    # a bare LinAlgError; the rounding level is their floor
+    floor = max(1e-6 * med, _EXACT_FIT * spread, np.finfo(np.float64).tiny)
+    s2 = np.maximum(np.where(np.isfinite(s2), s2, med), floor)  # few observations: a typical pixel's
     shift = np.asarray(mean, dtype=np.float64)
     own = coef.copy()
     own[:, 0] += shift
