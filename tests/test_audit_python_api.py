@@ -26,3 +26,29 @@ def test_climatology_of_an_exact_seasonal_cycle_is_not_a_linalg_error(calendar):
     out = interpolate(da, "climatology", harmonics=1)
     assert out.attrs["harmonics"] == 1
     assert float(np.abs(out.values[gap] - truth[gap]).max()) < 1e-6  # measured 2e-7
+
+
+def _global_field(seed=0):
+    rng = np.random.default_rng(seed)
+    lon, lat = np.arange(0, 360, 30.0), np.arange(-60, 61, 30.0)
+    f = xr.DataArray(rng.standard_normal((10, lat.size, lon.size)), dims=("time", "lat", "lon"), name="sst",
+                     coords={"lat": ("lat", lat, {"units": "degrees_north"}),
+                             "lon": ("lon", lon, {"units": "degrees_east"})})
+    return f, f.assign_coords(lon=("lon", (lon + 180) % 360 - 180, f.lon.attrs)).sortby("lon")
+
+
+def test_eof_weights_and_project_take_the_other_longitude_convention():
+    """Area weights read from a grid file in 0..360 for a field open_field put in -180..180 (and a
+    map projected from a product in the other convention) were refused: "the weights' coordinate
+    'lon' differs from the field's". They are matched by value, as a mask or a covariate is."""
+    from oceandl.interp.eof import eof
+
+    f360, f180 = _global_field()
+    w = np.cos(np.deg2rad(f360.lat)) * xr.DataArray(np.linspace(1, 2, 12), dims="lon", coords={"lon": f360.lon})
+    ref = eof(f360, 3, weights=w)
+    got = eof(f180, 3, weights=w)
+    np.testing.assert_allclose(got.eigenvalues.values, ref.eigenvalues.values, rtol=1e-12)  # 14.53, ...
+    # pixel by pixel: the first EOF at lon -150 is the reference's at 210
+    np.testing.assert_allclose(got.eofs.sel(lon=-150.0).values, ref.eofs.sel(lon=210.0).values, atol=1e-12)
+    np.testing.assert_allclose(ref.project(f180).values, ref.pcs.values, atol=1e-10)
+    np.testing.assert_allclose(got.project(f360.isel(time=4)).values, got.pcs.isel(time=4).values, atol=1e-10)

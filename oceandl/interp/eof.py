@@ -23,8 +23,8 @@ import xarray as xr
 from oceandl.errors import InputError, warn
 from oceandl.utils import software_versions
 
-from .base import (Interpolator, _input_attrs, _label, _squeeze_levels, append_history, as_dataarray, canonical_dims,
-                   oceandl_version)
+from .base import (Interpolator, _input_attrs, _label, _lon_like, _squeeze_levels, append_history, as_dataarray,
+                   canonical_dims, oceandl_version)
 from .climatology import check_harmonics, seasonal_cycle
 
 #: a box that sees a combination of the modes at under this fraction of its share of the grid is warned of (cut())
@@ -102,6 +102,8 @@ def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
         # with latitudes ascending on a field with them descending in sorted order, while the
         # result labelled them with the field's (each row weighted with its mirror's weight), and
         # weights on part of the grid became NaN ("must be finite")
+        if lon in weights.dims:  # area weights from a grid file in 0..360 for a field in -180..180 were refused
+            weights = _lon_like(weights, da, lon)
         for d in weights.dims:
             if weights.sizes[d] != da.sizes[d]:
                 raise InputError(f"eof: weights has {weights.sizes[d]} values along {d!r}, the field {da.sizes[d]}")
@@ -660,6 +662,8 @@ class EOF:
             raise InputError(f"eof.project: grid {da.shape[1:]} differs from the analysis grid {self._ocean.shape}")
         # matched by coordinate, not position: a field with latitudes descending (as many L3 files
         # store them) was projected pixel by pixel onto the mirrored EOFs, a silent wrong answer
+        if dims[2] == self._dims[2]:  # longitudes in the other convention (0..360 / -180..180) matched by value
+            da = _lon_like(da, self.eofs, dims[2])
         for d, ref in zip(dims[1:], self._dims[1:]):
             if d in da.indexes and ref in self.eofs.indexes:
                 pos = match_axis(da.indexes[d], self.eofs.indexes[ref])
