@@ -52,3 +52,44 @@ def test_eof_weights_and_project_take_the_other_longitude_convention():
     np.testing.assert_allclose(got.eofs.sel(lon=-150.0).values, ref.eofs.sel(lon=210.0).values, atol=1e-12)
     np.testing.assert_allclose(ref.project(f180).values, ref.pcs.values, atol=1e-10)
     np.testing.assert_allclose(got.project(f360.isel(time=4)).values, got.pcs.isel(time=4).values, atol=1e-10)
+
+
+def _gappy(nt=24, ny=8, nx=9, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(nt)
+    truth = (15 + np.sin(2 * np.pi * t / 12)[:, None, None] * np.linspace(1, 2, nx)[None, None]
+             + np.linspace(0, 3, ny)[None, :, None] + 0.05 * rng.standard_normal((nt, ny, nx)))
+    gap = rng.random(truth.shape) < 0.3
+    return xr.DataArray(np.where(gap, np.nan, truth), dims=("time", "lat", "lon"), name="sst",
+                        coords={"time": np.datetime64("2020-01-01") + t.astype("timedelta64[D]"),
+                                "lat": np.linspace(30, 40, ny), "lon": np.linspace(-20, -4, nx)},
+                        attrs={"units": "degC"})
+
+
+@pytest.mark.parametrize("method", ["dineof", "eof", "climatology"])
+def test_fit_and_transform_take_a_depth_level_and_one_days_map(method):
+    """README's ``DINEOF().fit(past["sst"])`` / ``.transform(new["sst"])`` refused a (time, depth=1,
+    lat, lon) variable ('expected 3 dims') that interpolate() and eof() read, and one day's map
+    (``new.sel(time=day)``, "today's image") had to be expanded by hand; interpolate(day, fit_on=...)
+    gives the map back as a map, its time a scalar coordinate."""
+    from oceandl.interp import get_method
+
+    da = _gappy()
+    past, new = da.isel(time=slice(0, 16)), da.isel(time=slice(16, None))
+    opts = {"n_modes": 2} if method == "dineof" else {}
+    ref_model = get_method(method)(**opts).fit(past)
+    ref = ref_model.transform(new)["sst"]
+    model = get_method(method)(**opts).fit(past.expand_dims(depth=[0.5], axis=1))
+    np.testing.assert_allclose(model.reconstruct()["sst"].values, ref_model.reconstruct()["sst"].values, atol=1e-6)
+    got = model.transform(new.expand_dims(depth=[0.5], axis=1))["sst"]
+    assert got.dims == ("time", "lat", "lon") and float(got["depth"]) == 0.5  # kept as a scalar coordinate
+    np.testing.assert_allclose(got.values, ref.values, atol=1e-6)
+    day = new.isel(time=3)  # a 2-D map with its date as a scalar coordinate
+    one = ref_model.transform(day)["sst"]
+    assert one.dims == ("time", "lat", "lon") and one["time"].values[0] == day["time"].values
+    expect = ref_model.transform(new.isel(time=[3]))["sst"]
+    np.testing.assert_allclose(one.values, expect.values, atol=1e-6)
+    filled = interpolate(day, method, fit_on=past, **opts)
+    assert filled.dims == ("lat", "lon") and filled["time"].values == day["time"].values
+    np.testing.assert_allclose(filled.values, expect.values[0], atol=1e-6)
+    assert np.isfinite(filled.values).all() and filled.attrs["method"] == method

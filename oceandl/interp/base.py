@@ -135,6 +135,22 @@ def _squeeze_levels(da) -> tuple:
     return da.isel({d: 0 for d in level}), tuple(da.dims)
 
 
+def _one_step(da):
+    """A (lat, lon) map as a (time, lat, lon) field of one step, its scalar time coordinate (a day
+    selected with ``.sel(time=...)``) the step's; other DataArrays as they are."""
+    if not isinstance(da, xr.DataArray) or da.ndim != 2:
+        return da
+    from oceandl.io import _role_from_attrs, _role_from_name
+
+    def is_time(name) -> bool:
+        return _role_from_name(name) == "time" or (name in da.coords and _role_from_attrs(da[name].variable) == "time")
+
+    if any(is_time(d) for d in da.dims):
+        return da  # (time, lat) or the like: refused as not 3-D
+    tname = next((c for c in da.coords if da[c].ndim == 0 and is_time(c)), "time")
+    return da.expand_dims(tname)
+
+
 def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
     """Names of the (time, lat, lon) dims of a 3-D DataArray.
 
@@ -974,7 +990,10 @@ class Interpolator:
         ----------
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
             The field; NaN marks missing values (and CF fill values and values outside the valid
-            range, see :func:`cf_masked`); pixels never observed are land.
+            range, see :func:`cf_masked`); pixels never observed are land. A size-1 dim that is
+            none of these (a depth level) is dropped, its coordinate kept as a scalar one, as
+            :func:`~oceandl.io.open_field` reads it; a (lat, lon) map is a field of one step
+            (its scalar time coordinate the step's).
         withheld : bool array-like, same shape (or a DataArray with the same dims, matched by coordinate
             where its coordinates are ``da``'s in another order), optional
             Observed pixels hidden from the method and used to score the result (``val_*`` attrs
@@ -1084,7 +1103,9 @@ class Interpolator:
         InputError
             Not 3-D, not real numbers, infinities, or all NaN.
         """
-        da = as_dataarray(da)
+        # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where interpolate(), eof() and
+        # open_field drop it; one map of a day (ds.sst.sel(time=day), "today's image" to transform) too
+        da = _one_step(_squeeze_levels(as_dataarray(da))[0])
         label = _label(da)
         dims = canonical_dims(da)
         da_c = da.transpose(*dims)
@@ -1224,7 +1245,8 @@ class Interpolator:
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
             On the fitted grid: the same latitudes and longitudes (in either order, longitudes in
             either convention; matched by value), any number of time steps (dated when the fit
-            removed a seasonal cycle).
+            removed a seasonal cycle): one day's (lat, lon) map (``new.sel(time=day)``) is a field
+            of one step, and a size-1 depth level is dropped, as in :meth:`fit`.
             Observations at pixels the fitted field never observed (land to the fit) are kept as
             given (with ``keep_observed``, warned) and nothing is filled around them.
         withheld : bool array-like of ``da``'s shape, optional
