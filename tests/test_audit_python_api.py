@@ -93,3 +93,19 @@ def test_fit_and_transform_take_a_depth_level_and_one_days_map(method):
     assert filled.dims == ("lat", "lon") and filled["time"].values == day["time"].values
     np.testing.assert_allclose(filled.values, expect.values[0], atol=1e-6)
     assert np.isfinite(filled.values).all() and filled.attrs["method"] == method
+
+
+def test_eof_of_a_field_with_a_missing_day_names_the_day_and_the_remedy():
+    """One all-NaN day (a satellite outage) makes every pixel 'missing at some times'; eof() said
+    only "no pixel is observed at every time step". It names the day and how to drop it, and the
+    analysis without it runs."""
+    from oceandl.errors import InputError
+    from oceandl.interp.eof import eof
+
+    da = _gappy().fillna(15.0)
+    da[5] = np.nan
+    with pytest.warns(UserWarning, match="missing at some times only"), \
+            pytest.raises(InputError, match=r"1 time step\(s\) have no value at all \(the first: 2020-01-06 "
+                                            r"00:00:00\); drop them \(da.dropna\('time', how='all'\) in Python\)"):
+        eof(da, 2)
+    assert eof(da.dropna("time", how="all"), 2).pcs.sizes["time"] == 23

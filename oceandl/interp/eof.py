@@ -298,7 +298,16 @@ class EOF:
             raise InputError(f"eof: weights are missing (NaN) at {int(unweighted.sum())} pixels where {label} has "
                              "values; NaN weights are taken on land only")
         if not ocean.any():
-            raise InputError(f"{label}: no pixel is observed at every time step; nothing to analyse")
+            # one missing day (a satellite outage: an all-NaN step) made every pixel partial, and the
+            # message did not say which step, nor what to do
+            empty = np.flatnonzero(nan.all(axis=(1, 2)))
+            hint = " (fill the gaps first: oceandl interpolate, or oceandl.interpolate in Python)"
+            if empty.size:
+                idx = da.indexes.get(dims[0])
+                first = idx[empty[0]] if idx is not None else f"index {empty[0]}"
+                hint = (f": {empty.size} time step(s) have no value at all (the first: {first}); drop them "
+                        f"(da.dropna({str(dims[0])!r}, how='all') in Python) or fill the gaps first")
+            raise InputError(f"{label}: no pixel is observed at every time step; nothing to analyse{hint}")
 
         # centred and weighted in place: a 10-year daily 256 x 256 cube is 1.9 GB in float64, and
         # each temporary would be another
