@@ -109,3 +109,18 @@ def test_eof_of_a_field_with_a_missing_day_names_the_day_and_the_remedy():
                                             r"00:00:00\); drop them \(da.dropna\('time', how='all'\) in Python\)"):
         eof(da, 2)
     assert eof(da.dropna("time", how="all"), 2).pcs.sizes["time"] == 23
+
+
+def test_withheld_mask_in_the_other_longitude_convention_is_matched_by_value():
+    """A withheld mask (a cloud mask from another product) with longitudes in -180..180 for a field
+    in 0..360 across the dateline was refused, with advice to pass .values: position by position,
+    which for the sorted mask withholds pixels 180 degrees of columns away. Matched by value now."""
+    da = _gappy().assign_coords(lon=("lon", np.linspace(170, 186, 9), {"units": "degrees_east"}))
+    held = xr.zeros_like(da, dtype=bool)
+    held[:, 3, 3] = held[:, 4, 7] = True  # lon 176 and 184 (-176)
+    ref = interpolate(da, "climatology", withheld=held)
+    other = held.assign_coords(lon=("lon", (da.lon.values + 180) % 360 - 180, da.lon.attrs))
+    for w in (other, other.sortby("lon")):
+        got = interpolate(da, "climatology", withheld=w)
+        assert got.attrs["val_n"] == ref.attrs["val_n"] == int((held & da.notnull()).sum())
+        assert got.attrs["val_rmse"] == ref.attrs["val_rmse"]

@@ -1175,6 +1175,9 @@ class Interpolator:
 
             # matched by coordinate too: a mask with latitudes in the other order withheld mirrored pixels
             # named as what it is: the message spoke of interp_metrics' 'truth and pred', which the caller never passed
+            # longitudes in the other convention matched by value, as a mask's and aux's (refused, with advice to
+            # pass .values: position by position, 180 degrees off once sorted)
+            withheld = _lon_like(withheld, da, dims[2])
             w = np.asarray(_reorder_like(withheld, da, name="withheld", where=label, other="the field")
                            .transpose(*dims).values)
         else:
