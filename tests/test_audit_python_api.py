@@ -185,3 +185,31 @@ def test_eof_matches_eofs_on_its_real_sst_as_files_come(eofs_sst, case):
     # the first mode's share, as eofs gives it: 49.0 % with coslat weights, 46.0 % unweighted, 43.8 % uncentred
     expected = {"unweighted": 0.46010, "uncentred": 0.43777}.get(case, 0.48986)
     assert ours.variance_fraction.values[0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_step_without_a_date_is_refused_where_a_seasonal_cycle_needs_it():
+    """A time fill value decoded as NaT (a file's broken step) reached the harmonic design matrix:
+    a bare ``LinAlgError: Eigenvalues did not converge`` from the fit. It is an InputError naming
+    the step and the remedy, in fit and transform; a fit that needs no dates still runs."""
+    from oceandl.errors import InputError
+    from oceandl.interp import Climatology, DINEOF
+
+    rng = np.random.default_rng(0)
+    time = xr.date_range("2001-01-01", periods=400, freq="D").values.copy()
+    da = xr.DataArray(15 + np.sin(np.arange(400) / 58.0)[:, None, None] + 0.1 * rng.standard_normal((400, 4, 5)),
+                      dims=("time", "lat", "lon"), coords={"time": time}, name="sst")
+    broken = da.copy()
+    broken["time"] = np.where(np.arange(400) == 7, np.datetime64("NaT"), time)
+    msg = r"1 time step\(s\) have no date \(NaT; the first: step 7\).*da.isel\(time=da.time.notnull\(\)\)"
+    for kw in ({}, {"harmonics": 1}):  # auto: 400 days span a year, so it fits 2 harmonics
+        with pytest.raises(InputError, match=msg):
+            interpolate(broken, "climatology", **kw)
+    with pytest.raises(InputError, match=msg):
+        DINEOF(harmonics=1, n_modes=1).fit(broken)
+    for model in (Climatology(harmonics=1), DINEOF(harmonics=1, n_modes=1)):
+        model.fit(da)
+        with pytest.raises(InputError, match=msg):
+            model.transform(broken)
+    assert interpolate(broken, "climatology", harmonics=0).attrs["harmonics"] == 0
+    ok = interpolate(broken.isel(time=broken.time.notnull()), "climatology")
+    assert ok.attrs["harmonics"] == 2 and ok.sizes["time"] == 399

@@ -1397,6 +1397,7 @@ class DINEOF(Interpolator):
         with fewer than ``SIGMA_MIN_POINTS`` such points. The fit's scale alone is off on a period
         the modes describe less well than the fitted one. Measured: docs/benchmarks.md. Returns
         the fill, sigma and the sigma attrs saying which scale was used."""
+        self.seasonal_.check_dates(da, _label(da))
         em = self._fitted_modes()
         pos = _time_positions(da)
         if self.options["transform_smoother"] and pos is not None and (np.diff(pos[0]) < 0).any():
