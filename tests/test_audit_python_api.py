@@ -213,3 +213,23 @@ def test_a_step_without_a_date_is_refused_where_a_seasonal_cycle_needs_it():
     assert interpolate(broken, "climatology", harmonics=0).attrs["harmonics"] == 0
     ok = interpolate(broken.isel(time=broken.time.notnull()), "climatology")
     assert ok.attrs["harmonics"] == 2 and ok.sizes["time"] == 399
+
+
+def test_neural_and_dineof_time_channels_refuse_a_step_without_a_date():
+    """With a NaT step the neural methods advised "sort them (da.sortby('time'))", which leaves NaT
+    out of order, and with neighbours=0 their seasonal channels went NaN: "training diverged ...
+    (lower lr)". DINEOF's temporal_filter gave the same sorting advice. Each now names the step
+    and how to drop it; without time channels the network still trains."""
+    from oceandl.errors import InputError
+
+    da = _gappy()
+    da["time"] = np.where(np.arange(da.sizes["time"]) == 5, np.datetime64("NaT"), da["time"].values)
+    msg = r"1 time step\(s\) have no date \(NaT; the first: step 5\), which {} cannot do without; drop them"
+    for kw, need in (({}, "the neighbours=1 channels and the seasonal channels"),
+                     ({"neighbours": 0}, "the seasonal channels")):
+        with pytest.raises(InputError, match=msg.format(need)):
+            interpolate(da, "convae", epochs=1, **kw)
+    with pytest.raises(InputError, match=msg.format("temporal_filter")):
+        interpolate(da, "dineof", n_modes=2, temporal_filter=0.01)
+    out = interpolate(da, "convae", epochs=1, neighbours=0, seasonal=False, seed=0)
+    assert np.isfinite(out.values).all()

@@ -242,6 +242,31 @@ def unordered_step(da: xr.DataArray) -> int | None:
     return None if later.all() else int(np.flatnonzero(~later)[0]) + 1
 
 
+def refuse_undated(da: xr.DataArray, label: str, need: str) -> None:
+    """Refuse a time coordinate (``da``'s first dim) with a step that has no date (NaT, a time fill
+    value in the file), which ``need`` (what uses the dates, for the message) cannot do without.
+
+    Sorting does not help (NaT goes to the end, still "not increasing"), and a NaN day of year
+    made the neural methods' seasonal channels NaN: "training diverged ... lower lr".
+
+    Raises
+    ------
+    InputError
+        Naming the first such step and how to drop the steps.
+    """
+    tdim = da.dims[0]
+    idx = da.indexes.get(tdim)
+    if idx is None:
+        return
+    try:
+        bad = np.flatnonzero(np.asarray(idx.isna(), dtype=bool))
+    except (TypeError, ValueError, NotImplementedError):
+        return
+    if bad.size:
+        raise InputError(f"{label}: {bad.size} time step(s) have no date (NaT; the first: step {bad[0]}), which "
+                         f"{need} cannot do without; drop them (da.isel({tdim}=da.{tdim}.notnull()))")
+
+
 def step_text(step) -> str:
     """A time step for a message: '1 day', '5 days', '6 hours' (or the value as it is)."""
     try:
