@@ -233,3 +233,26 @@ def test_neural_and_dineof_time_channels_refuse_a_step_without_a_date():
         interpolate(da, "dineof", n_modes=2, temporal_filter=0.01)
     out = interpolate(da, "convae", epochs=1, neighbours=0, seasonal=False, seed=0)
     assert np.isfinite(out.values).all()
+
+
+def test_unpacked_floats_with_packing_attrs_are_warned_of():
+    """Values unpacked already (netCDF4-python scales by default) with the variable's attrs copied
+    beside them were unpacked a second time, silently: 288 K filled as 276 K. CF unpacking is
+    still applied (float packing is legal), with a warning naming the attrs; whole-number packed
+    values are decoded without one."""
+    rng = np.random.default_rng(0)
+    kelvin = 288 + rng.standard_normal((12, 4, 5))
+    kelvin[rng.random(kelvin.shape) < 0.3] = np.nan
+    attrs = {"scale_factor": 0.01, "add_offset": 273.15, "_FillValue": -32768, "units": "kelvin"}
+    unpacked = xr.DataArray(kelvin, dims=("time", "lat", "lon"), name="sst", attrs=attrs)
+    with pytest.warns(UserWarning, match=r"variable 'sst': holds floats with fractions .* drop those attrs first"):
+        out = interpolate(unpacked, "climatology")
+    seen = np.isfinite(kelvin)
+    np.testing.assert_allclose(out.values[seen], 0.01 * kelvin[seen] + 273.15)  # as CF says
+    packed = unpacked.copy(data=np.where(np.isnan(kelvin), -32768, np.round((kelvin - 273.15) / 0.01)))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = interpolate(packed, "climatology")
+    np.testing.assert_allclose(out.values[seen], kelvin[seen], atol=0.0051)

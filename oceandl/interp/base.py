@@ -101,6 +101,7 @@ def cf_masked(da: xr.DataArray, what: str = "input") -> xr.DataArray:
 
     # packed int16 kelvin with its -32768 fill was fitted as data: fills of -32768, means off by 355 K
     if any(k in da.attrs for k in _PACKING_ATTRS):
+        _warn_unpacked(da, what)
         try:
             var = xr.conventions.decode_cf_variable(da.name, da.variable, decode_times=False,
                                                     decode_timedelta=False)
@@ -118,6 +119,24 @@ def cf_masked(da: xr.DataArray, what: str = "input") -> xr.DataArray:
         da = da.where((da >= valid[0]) & (da <= valid[1]))
         da.attrs = attrs
     return da
+
+
+def _warn_unpacked(da: xr.DataArray, what: str) -> None:
+    """Warn when ``da`` holds floats with fractions beside ``scale_factor``/``add_offset`` attrs:
+    values unpacked already (netCDF4-python's ``variables[...][:]`` scales by default) whose attrs
+    were copied with them are unpacked a second time (288.4 K became 276.0 K), silently. Packed
+    values are whole numbers; one time step (or the first 10^5 values) is looked at."""
+    if not np.issubdtype(da.dtype, np.floating) or not any(k in da.attrs for k in ("scale_factor", "add_offset")):
+        return
+    first = da.isel({da.dims[0]: 0}) if da.ndim > 1 else da
+    v = np.asarray(first.values).ravel()[:100_000]
+    v = v[np.isfinite(v)]
+    if v.size and not np.array_equal(v, np.round(v)):
+        label = _label(da) if what == "input" else what
+        warn(f"{label}: holds floats with fractions (e.g. {float(v[np.flatnonzero(v != np.round(v))[0]]):g}) but its "
+             "attrs hold scale_factor/add_offset, which packed whole numbers carry: unpacked as CF says "
+             "(value * scale_factor + add_offset); if the values are unpacked already (netCDF4-python scales by "
+             "default), drop those attrs first", UserWarning)
 
 
 def _squeeze_levels(da) -> tuple:
