@@ -256,3 +256,27 @@ def test_unpacked_floats_with_packing_attrs_are_warned_of():
         warnings.simplefilter("error")
         out = interpolate(packed, "climatology")
     np.testing.assert_allclose(out.values[seen], kelvin[seen], atol=0.0051)
+
+
+def test_transform_of_a_box_of_the_fitted_grid_says_to_cut_the_fit():
+    """A region of the fitted grid given to transform() (or interpolate(fit_on=model)) was told
+    "regrid it first", though it is on the fitted grid and cut() fills it as it is (what
+    `oceandl interpolate --fit-on FOLDER --bbox` does). The message says so; the advice works."""
+    from oceandl.errors import InputError
+    from oceandl.interp import DINEOF
+
+    da = _gappy()
+    past, new = da.isel(time=slice(0, 16)), da.isel(time=slice(16, None))
+    model = DINEOF(n_modes=2).fit(past)
+    box = new.isel(lat=slice(2, 6), lon=slice(3, 9))
+    for call in (lambda: model.transform(box), lambda: interpolate(box, "dineof", fit_on=model)):
+        with pytest.raises(InputError, match=r"4 latitudes \('lat'\), the field fitted has 8; .* a box of it, so "
+                                             r"cut the fit to it first \(model.cut\(da\).transform\(da\)"):
+            call()
+    filled = interpolate(box, "dineof", fit_on=model.cut(box))
+    assert filled.shape == box.shape and np.isfinite(filled.values).all()
+    np.testing.assert_allclose(filled.values[box.notnull().values], box.values[box.notnull().values])
+    other = new.assign_coords(lat=new.lat + 100.0).isel(lat=slice(2, 6))  # not on the grid: regrid
+    with pytest.raises(InputError, match=r"the field fitted has 8; transform\(\) fills a field on the fitted grid "
+                                         r"\(regrid it first\)"):
+        model.transform(other)

@@ -425,8 +425,13 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     dn, do = new.dims[axis], old.dims[axis]
     what = ("latitude", "longitude")[axis - 1]
     if new.sizes[dn] != old.sizes[do]:
+        # a region of the fitted grid was told to regrid, where cut() (--fit-on with --bbox) fills it as it is
+        smaller = all(a <= b for a, b in zip(new.shape[1:], old.shape[1:]))
+        box = smaller and grid_block(old, new)[0] is not None
         raise InputError(f"{label}: {new.sizes[dn]} {what}s ({dn!r}), the field fitted has {old.sizes[do]}; "
-                         "transform() fills a field on the fitted grid (regrid it first)")
+                         "transform() fills a field on the fitted grid" +
+                         (": this one is a box of it, so cut the fit to it first (model.cut(da).transform(da), "
+                          "or fit_on=model.cut(da))" if box else " (regrid it first)"))
     if dn not in new.coords or do not in old.coords:
         return None, None  # no coordinate to match: taken position by position
     from oceandl.io import in_degrees
