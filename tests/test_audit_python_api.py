@@ -280,3 +280,24 @@ def test_transform_of_a_box_of_the_fitted_grid_says_to_cut_the_fit():
     with pytest.raises(InputError, match=r"the field fitted has 8; transform\(\) fills a field on the fitted grid "
                                          r"\(regrid it first\)"):
         model.transform(other)
+
+
+def test_a_files_dataset_is_read_as_its_field_not_refused_with_a_bounds_variable(eofs_sst):
+    """oceandl.eof(ds) / interpolate(ds) on a file's Dataset (its sst beside bounds_time,
+    bounds_latitude...) were refused "pass one DataArray, e.g. ds['bounds_time']": the suggestion
+    was a bounds variable. The field is found as ds.oceandl.eof() finds it; a Dataset with no
+    clear field is still refused, naming var=."""
+    import oceandl
+    from oceandl.errors import InputError
+
+    with xr.open_dataset(eofs_sst) as ds:
+        ds = ds.load()
+    got = oceandl.eof(ds, 3)
+    np.testing.assert_allclose(got.eigenvalues.values, ds.oceandl.eof(3).eigenvalues.values, rtol=1e-12)
+    np.testing.assert_allclose(got.eigenvalues.values, oceandl.eof(ds["sst"], 3).eigenvalues.values, rtol=1e-12)
+    filled = oceandl.interpolate(ds, "climatology", harmonics=0)
+    assert filled.name == "sst" and filled.dims == ds["sst"].dims
+    two = xr.Dataset({"a": ds["sst"], "b": ds["sst"] * 2})
+    with pytest.raises(InputError, match=r"a Dataset with variables \['a', 'b'\]; pass one DataArray \(ds\['name'\]\), "
+                                         r"or name it: ds.oceandl.interpolate\(var=...\)"):
+        oceandl.interpolate(two, "climatology")

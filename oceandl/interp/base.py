@@ -56,13 +56,15 @@ def _label(da) -> str:
 def as_dataarray(obj, what: str = "input") -> xr.DataArray:
     """Return ``obj`` as a DataArray.
 
-    A Dataset with one data variable gives that variable; a NumPy or dask array of 3 dims is
-    labelled (time, lat, lon).
+    A Dataset with one data variable gives that variable, one with several its field as
+    :func:`oceandl.io.find_variable` finds it (a ``sea_surface_temperature`` standard name, then the
+    only 3-D variable, with a warning naming the others when there is a choice), as
+    ``ds.oceandl.interpolate()`` does; a NumPy or dask array of 3 dims is labelled (time, lat, lon).
 
     Raises
     ------
     InputError
-        For other types, or a Dataset with several variables.
+        For other types, or a Dataset with several variables of which none is found to be the field.
     """
     if isinstance(obj, xr.DataArray):
         return cf_masked(obj, what)
@@ -70,7 +72,16 @@ def as_dataarray(obj, what: str = "input") -> xr.DataArray:
         names = list(obj.data_vars)
         if len(names) == 1:
             return cf_masked(obj[names[0]], what)
-        raise InputError(f"{what}: a Dataset with variables {names}; pass one DataArray, e.g. ds[{names[0]!r}]")
+        from oceandl.io import find_variable
+
+        # a file's Dataset (its sst beside time_bnds, lat_bnds...) was refused with "e.g. ds['time_bnds']":
+        # its field is found as ds.oceandl.interpolate() and `oceandl interpolate` without --var find it
+        try:
+            name = find_variable(obj, None, label=f"{what}: a Dataset")
+        except InputError:
+            raise InputError(f"{what}: a Dataset with variables {names}; pass one DataArray (ds['name']), or "
+                             "name it: ds.oceandl.interpolate(var=...)") from None
+        return cf_masked(obj[name], what)
     if isinstance(obj, np.ndarray) or hasattr(obj, "__array_function__"):
         ndim = getattr(obj, "ndim", None)
         if ndim != 3:
