@@ -301,3 +301,22 @@ def test_a_files_dataset_is_read_as_its_field_not_refused_with_a_bounds_variable
     with pytest.raises(InputError, match=r"a Dataset with variables \['a', 'b'\]; pass one DataArray \(ds\['name'\]\), "
                                          r"or name it: ds.oceandl.interpolate\(var=...\)"):
         oceandl.interpolate(two, "climatology")
+
+
+def test_an_aux_dataset_from_a_file_leaves_its_cell_bounds_out():
+    """aux=ds, a covariate file as opened (its wind beside time_bnds(time, nv), lat_bnds...), was
+    refused: "aux 'time_bnds' has dims ('time', 'nv')". Cell bounds are no covariates: they are
+    left out, and the fill equals the one with the covariate alone; bounds only are refused."""
+    from oceandl.errors import InputError
+
+    da = _gappy()
+    rng = np.random.default_rng(3)
+    wind = xr.DataArray(rng.standard_normal(da.shape), dims=da.dims, coords=da.coords, name="wind")
+    lat = da["lat"].assign_attrs(bounds="lat_bnds")
+    aux = xr.Dataset({"wind": wind, "time_bnds": (("time", "nv"), np.zeros((da.sizes["time"], 2))),
+                      "lat_bnds": (("lat", "bnds2"), np.zeros((da.sizes["lat"], 2)))}).assign_coords(lat=lat)
+    got = interpolate(da, "dineof", aux=aux, n_modes=2)
+    ref = interpolate(da, "dineof", aux=wind, n_modes=2)
+    np.testing.assert_array_equal(got.values, ref.values)
+    with pytest.raises(InputError, match=r"aux is a Dataset of cell bounds only \(time_bnds, lat_bnds\)"):
+        interpolate(da, "dineof", aux=aux.drop_vars("wind"), n_modes=2)

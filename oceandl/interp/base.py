@@ -590,12 +590,23 @@ def _aux_takers() -> list[str]:
     return [k for k, cls in METHODS.items() if cls.takes_aux]
 
 
+#: dims of CF cell-bounds variables (the vertices of each cell), skipped in an aux Dataset
+_BOUNDS_DIMS = frozenset({"nv", "bnds", "bounds", "bound", "nb2", "d2", "nvertex"})
+
+
 def _aux_items(aux, label: str) -> list[tuple[Any, Any]]:
     """``aux`` as (name, array) pairs, in the order given."""
     if isinstance(aux, xr.DataArray):
         return [(aux.name, aux)]
     if isinstance(aux, xr.Dataset):
-        return list(aux.data_vars.items())
+        # a file's cell bounds (time_bnds(time, nv), lat_bnds...) are no covariates: aux=ds was refused for them
+        bounds = {str(v.attrs.get("bounds", v.encoding.get("bounds", ""))) for v in aux.variables.values()}
+        items = [(n, v) for n, v in aux.data_vars.items()
+                 if str(n) not in bounds and not any(str(d).lower() in _BOUNDS_DIMS for d in v.dims)]
+        if aux.data_vars and not items:  # else no covariate at all, silently
+            raise InputError(f"{label}: aux is a Dataset of cell bounds only ({', '.join(map(str, aux.data_vars))}); "
+                             "pass the covariates")
+        return items
     if isinstance(aux, dict):
         return list(aux.items())
     if isinstance(aux, (list, tuple)):
@@ -787,7 +798,8 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
     aux : DataArray, list or dict of DataArrays, Dataset, or None
         Each a named (time, lat, lon) DataArray on ``da``'s dims (a size-1 level dropped, as for
         the field), its coordinates ``da``'s (in any order: matched by value); a dict names them
-        (its values may then be arrays of ``da``'s shape and dim order). NaN marks missing values
+        (its values may then be arrays of ``da``'s shape and dim order); of a Dataset, each data
+        variable but the CF cell bounds (``time_bnds(time, nv)``...). NaN marks missing values
         (and CF fill values, as :func:`cf_masked` decodes them). A static covariate (bathymetry, a
         distance to the coast) is a (lat, lon) one on ``da``'s spatial dims (an array: of its
         spatial shape), or one with a time dim of length 1: it is broadcast over the days.
