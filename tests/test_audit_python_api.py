@@ -320,3 +320,20 @@ def test_an_aux_dataset_from_a_file_leaves_its_cell_bounds_out():
     np.testing.assert_array_equal(got.values, ref.values)
     with pytest.raises(InputError, match=r"aux is a Dataset of cell bounds only \(time_bnds, lat_bnds\)"):
         interpolate(da, "dineof", aux=aux.drop_vars("wind"), n_modes=2)
+
+
+def test_the_eof_method_warns_of_a_day_without_observation_as_dineof_does():
+    """An all-NaN day (a satellite outage) was "filled" by method eof with each pixel's mean
+    (no observation sets the modes' amplitudes), flagged as filled, without a word; DINEOF warns
+    of it. The eof method now does too, naming the day."""
+    da = _gappy()
+    da[5] = np.nan
+    with pytest.warns(UserWarning, match=r"variable 'sst': 1 time step\(s\) with no observation \(the first: "
+                                         r"2020-01-06 00:00:00\); .* the modes' mean state"):
+        out = interpolate(da, "eof", return_dataset=True)
+    day = out["sst"].isel(time=5).values
+    assert (out["missing_flag"].isel(time=5).values == 1).all()
+    # no amplitude: the modes' centre (the EM's mean state, within 0.30 of the observations' mean here),
+    # while the days around it swing by +-0.5..1 (the cycle of _gappy)
+    np.testing.assert_allclose(day, da.mean("time").values, atol=0.35)
+    assert float(np.abs(out["sst"].isel(time=3).values - da.mean("time").values).mean()) > 0.5

@@ -796,6 +796,7 @@ class EOFInterpolator(Interpolator):
 
     name: ClassVar[str] = "eof"
     option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 10, "harmonics": 0}
+    _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
 
     def _check_options(self) -> None:
         o = self.options
@@ -821,6 +822,13 @@ class EOFInterpolator(Interpolator):
         season = self.seasonal_.matrix(np.float64)
         if season is not None:
             X = np.where(M, X - season, 0.0)
+        empty = np.flatnonzero(~M.any(axis=1))
+        if empty.size and self._warn_empty_steps:
+            # an all-NaN day was "filled" with the pixel means (amplitudes 0), unsaid, where DINEOF warns
+            idx = self.da_.indexes.get(self.da_.dims[0])
+            first = idx[empty[0]] if idx is not None else f"step {empty[0]}"
+            warn(f"{self._label}: {empty.size} time step(s) with no observation (the first: {first}); no data sets "
+                 "the modes' amplitudes there, so they get the modes' mean state (or seasonal cycle), not a fill")
         k = int(min(self.options["n_modes"], *X.shape))
         filled = X
         for _ in self._progress(range(self.options["em_iter"] + 1), "EM"):
