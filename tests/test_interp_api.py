@@ -461,8 +461,10 @@ def test_climatology_harmonics_need_dates(cube):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_bad_inputs_raise_input_error(method, cube):
     gappy, _ = cube
+    with pytest.raises(InputError, match="needs at least 2 time steps along 'time', got 1"):
+        run(method, gappy.isel(time=0))  # one day's map: a field of one step (audit103), too short to fit
     with pytest.raises(InputError, match="3 dims"):
-        run(method, gappy.isel(time=0))
+        run(method, gappy.isel(lat=0))
     with pytest.raises(InputError, match="all values are NaN"):
         run(method, xr.full_like(gappy, np.nan))
     with pytest.raises(InputError, match="equal"):

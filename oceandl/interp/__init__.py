@@ -14,7 +14,7 @@ import xarray as xr
 
 from oceandl.errors import InputError
 
-from .base import Interpolator, _label, _squeeze_levels, as_dataarray, canonical_dims
+from .base import Interpolator, _label, _one_step, _squeeze_levels, as_dataarray, canonical_dims
 from .chunked import interpolate_chunked
 from .climatology import Climatology
 from .dineof import DINEOF
@@ -109,6 +109,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         :func:`~oceandl.interp.base.canonical_dims`), NumPy or dask backed
         Size-1 dims that are none of these (a depth or band of ``(time, depth=1, lat, lon)``)
         are dropped for the fit, as ``oceandl interpolate`` reads a file, and put back in the result.
+        One day's (lat, lon) map (``new.sel(time=day)``), filled with ``fit_on``, is given back as a
+        map (its time a scalar coordinate).
         A dask-backed field (``xr.open_dataset(..., chunks=...)``) is computed into memory, at
         once and silently: every method fits the whole cube, and the result is NumPy-backed. A
         cube larger than memory is filled block by block into a netCDF file by
@@ -200,6 +202,15 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         raise InputError(f"fit_on: method {method!r} cannot fill one field with a fit on another; {cls._no_transform}")
     # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where the CLI reads it
     da, input_dims = _squeeze_levels(da)
+    # one map (ds.sst.sel(time=day)) filled with a fit made: a field of one step, given back as a map
+    one_map = _one_step(da) if isinstance(da, xr.DataArray) and da.ndim == 2 else None
+    if one_map is not None and one_map.ndim == 3:
+        step = next(d for d in one_map.dims if d not in da.dims)
+        da = one_map
+        if withheld is not None and np.ndim(withheld) == 2:
+            withheld = withheld.expand_dims(step) if isinstance(withheld, xr.DataArray) else np.asarray(withheld)[None]
+    else:
+        step = None
     if withhold > 0:
         da = as_dataarray(da).compute()  # a dask field read once, for the mask and the fit
         if withheld is not None:
@@ -239,6 +250,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
                   **({} if mask is None else {"mask": mask}))
     if return_dataset:
         ds = output()
+        if step is not None:
+            return ds.isel({step: 0})
         return ds if input_dims is None else _unsqueeze(ds, input_dims, model.renamed_coords_)
     import warnings
 
@@ -250,4 +263,6 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     # the missing_flag and sigma it names come with return_dataset=True only: written alone with
     # to_netcdf, the field named two variables its file did not hold (a CF error)
     out.attrs.pop("ancillary_variables", None)
+    if step is not None:
+        return out.isel({step: 0})
     return out if input_dims is None else _unsqueeze(out, input_dims, {})

@@ -56,13 +56,15 @@ def _label(da) -> str:
 def as_dataarray(obj, what: str = "input") -> xr.DataArray:
     """Return ``obj`` as a DataArray.
 
-    A Dataset with one data variable gives that variable; a NumPy or dask array of 3 dims is
-    labelled (time, lat, lon).
+    A Dataset with one data variable gives that variable, one with several its field as
+    :func:`oceandl.io.find_variable` finds it (a ``sea_surface_temperature`` standard name, then the
+    only 3-D variable, with a warning naming the others when there is a choice), as
+    ``ds.oceandl.interpolate()`` does; a NumPy or dask array of 3 dims is labelled (time, lat, lon).
 
     Raises
     ------
     InputError
-        For other types, or a Dataset with several variables.
+        For other types, or a Dataset with several variables of which none is found to be the field.
     """
     if isinstance(obj, xr.DataArray):
         return cf_masked(obj, what)
@@ -70,7 +72,16 @@ def as_dataarray(obj, what: str = "input") -> xr.DataArray:
         names = list(obj.data_vars)
         if len(names) == 1:
             return cf_masked(obj[names[0]], what)
-        raise InputError(f"{what}: a Dataset with variables {names}; pass one DataArray, e.g. ds[{names[0]!r}]")
+        from oceandl.io import find_variable
+
+        # a file's Dataset (its sst beside time_bnds, lat_bnds...) was refused with "e.g. ds['time_bnds']":
+        # its field is found as ds.oceandl.interpolate() and `oceandl interpolate` without --var find it
+        try:
+            name = find_variable(obj, None, label=f"{what}: a Dataset")
+        except InputError:
+            raise InputError(f"{what}: a Dataset with variables {names}; pass one DataArray (ds['name']), or "
+                             "name it: ds.oceandl.interpolate(var=...)") from None
+        return cf_masked(obj[name], what)
     if isinstance(obj, np.ndarray) or hasattr(obj, "__array_function__"):
         ndim = getattr(obj, "ndim", None)
         if ndim != 3:
@@ -101,6 +112,7 @@ def cf_masked(da: xr.DataArray, what: str = "input") -> xr.DataArray:
 
     # packed int16 kelvin with its -32768 fill was fitted as data: fills of -32768, means off by 355 K
     if any(k in da.attrs for k in _PACKING_ATTRS):
+        _warn_unpacked(da, what)
         try:
             var = xr.conventions.decode_cf_variable(da.name, da.variable, decode_times=False,
                                                     decode_timedelta=False)
@@ -120,6 +132,24 @@ def cf_masked(da: xr.DataArray, what: str = "input") -> xr.DataArray:
     return da
 
 
+def _warn_unpacked(da: xr.DataArray, what: str) -> None:
+    """Warn when ``da`` holds floats with fractions beside ``scale_factor``/``add_offset`` attrs:
+    values unpacked already (netCDF4-python's ``variables[...][:]`` scales by default) whose attrs
+    were copied with them are unpacked a second time (288.4 K became 276.0 K), silently. Packed
+    values are whole numbers; one time step (or the first 10^5 values) is looked at."""
+    if not np.issubdtype(da.dtype, np.floating) or not any(k in da.attrs for k in ("scale_factor", "add_offset")):
+        return
+    first = da.isel({da.dims[0]: 0}) if da.ndim > 1 else da
+    v = np.asarray(first.values).ravel()[:100_000]
+    v = v[np.isfinite(v)]
+    if v.size and not np.array_equal(v, np.round(v)):
+        label = _label(da) if what == "input" else what
+        warn(f"{label}: holds floats with fractions (e.g. {float(v[np.flatnonzero(v != np.round(v))[0]]):g}) but its "
+             "attrs hold scale_factor/add_offset, which packed whole numbers carry: unpacked as CF says "
+             "(value * scale_factor + add_offset); if the values are unpacked already (netCDF4-python scales by "
+             "default), drop those attrs first", UserWarning)
+
+
 def _squeeze_levels(da) -> tuple:
     """``da`` without its size-1 dims that are none of time, lat, lon (a depth level, a band), as
     :func:`oceandl.io.open_field` reads a file for ``oceandl interpolate``; their coordinate stays
@@ -133,6 +163,22 @@ def _squeeze_levels(da) -> tuple:
     if not level or da.ndim - len(level) != 3:
         return da, None  # fit() refuses it, naming its dims
     return da.isel({d: 0 for d in level}), tuple(da.dims)
+
+
+def _one_step(da):
+    """A (lat, lon) map as a (time, lat, lon) field of one step, its scalar time coordinate (a day
+    selected with ``.sel(time=...)``) the step's; other DataArrays as they are."""
+    if not isinstance(da, xr.DataArray) or da.ndim != 2:
+        return da
+    from oceandl.io import _role_from_attrs, _role_from_name
+
+    def is_time(name) -> bool:
+        return _role_from_name(name) == "time" or (name in da.coords and _role_from_attrs(da[name].variable) == "time")
+
+    if any(is_time(d) for d in da.dims):
+        return da  # (time, lat) or the like: refused as not 3-D
+    tname = next((c for c in da.coords if da[c].ndim == 0 and is_time(c)), "time")
+    return da.expand_dims(tname)
 
 
 def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
@@ -224,6 +270,31 @@ def unordered_step(da: xr.DataArray) -> int | None:
     except TypeError:
         return None
     return None if later.all() else int(np.flatnonzero(~later)[0]) + 1
+
+
+def refuse_undated(da: xr.DataArray, label: str, need: str) -> None:
+    """Refuse a time coordinate (``da``'s first dim) with a step that has no date (NaT, a time fill
+    value in the file), which ``need`` (what uses the dates, for the message) cannot do without.
+
+    Sorting does not help (NaT goes to the end, still "not increasing"), and a NaN day of year
+    made the neural methods' seasonal channels NaN: "training diverged ... lower lr".
+
+    Raises
+    ------
+    InputError
+        Naming the first such step and how to drop the steps.
+    """
+    tdim = da.dims[0]
+    idx = da.indexes.get(tdim)
+    if idx is None:
+        return
+    try:
+        bad = np.flatnonzero(np.asarray(idx.isna(), dtype=bool))
+    except (TypeError, ValueError, NotImplementedError):
+        return
+    if bad.size:
+        raise InputError(f"{label}: {bad.size} time step(s) have no date (NaT; the first: step {bad[0]}), which "
+                         f"{need} cannot do without; drop them (da.isel({tdim}=da.{tdim}.notnull()))")
 
 
 def step_text(step) -> str:
@@ -365,8 +436,13 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     dn, do = new.dims[axis], old.dims[axis]
     what = ("latitude", "longitude")[axis - 1]
     if new.sizes[dn] != old.sizes[do]:
+        # a region of the fitted grid was told to regrid, where cut() (--fit-on with --bbox) fills it as it is
+        smaller = all(a <= b for a, b in zip(new.shape[1:], old.shape[1:]))
+        box = smaller and grid_block(old, new)[0] is not None
         raise InputError(f"{label}: {new.sizes[dn]} {what}s ({dn!r}), the field fitted has {old.sizes[do]}; "
-                         "transform() fills a field on the fitted grid (regrid it first)")
+                         "transform() fills a field on the fitted grid" +
+                         (": this one is a box of it, so cut the fit to it first (model.cut(da).transform(da), "
+                          "or fit_on=model.cut(da))" if box else " (regrid it first)"))
     if dn not in new.coords or do not in old.coords:
         return None, None  # no coordinate to match: taken position by position
     from oceandl.io import in_degrees
@@ -514,12 +590,23 @@ def _aux_takers() -> list[str]:
     return [k for k, cls in METHODS.items() if cls.takes_aux]
 
 
+#: dims of CF cell-bounds variables (the vertices of each cell), skipped in an aux Dataset
+_BOUNDS_DIMS = frozenset({"nv", "bnds", "bounds", "bound", "nb2", "d2", "nvertex"})
+
+
 def _aux_items(aux, label: str) -> list[tuple[Any, Any]]:
     """``aux`` as (name, array) pairs, in the order given."""
     if isinstance(aux, xr.DataArray):
         return [(aux.name, aux)]
     if isinstance(aux, xr.Dataset):
-        return list(aux.data_vars.items())
+        # a file's cell bounds (time_bnds(time, nv), lat_bnds...) are no covariates: aux=ds was refused for them
+        bounds = {str(v.attrs.get("bounds", v.encoding.get("bounds", ""))) for v in aux.variables.values()}
+        items = [(n, v) for n, v in aux.data_vars.items()
+                 if str(n) not in bounds and not any(str(d).lower() in _BOUNDS_DIMS for d in v.dims)]
+        if aux.data_vars and not items:  # else no covariate at all, silently
+            raise InputError(f"{label}: aux is a Dataset of cell bounds only ({', '.join(map(str, aux.data_vars))}); "
+                             "pass the covariates")
+        return items
     if isinstance(aux, dict):
         return list(aux.items())
     if isinstance(aux, (list, tuple)):
@@ -716,7 +803,8 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
     aux : DataArray, list or dict of DataArrays, Dataset, or None
         Each a named (time, lat, lon) DataArray on ``da``'s dims (a size-1 level dropped, as for
         the field), its coordinates ``da``'s (in any order: matched by value); a dict names them
-        (its values may then be arrays of ``da``'s shape and dim order). NaN marks missing values
+        (its values may then be arrays of ``da``'s shape and dim order); of a Dataset, each data
+        variable but the CF cell bounds (``time_bnds(time, nv)``...). NaN marks missing values
         (and CF fill values, as :func:`cf_masked` decodes them). A static covariate (bathymetry, a
         distance to the coast) is a (lat, lon) one on ``da``'s spatial dims (an array: of its
         spatial shape), or one with a time dim of length 1: it is broadcast over the days.
@@ -979,7 +1067,10 @@ class Interpolator:
         ----------
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
             The field; NaN marks missing values (and CF fill values and values outside the valid
-            range, see :func:`cf_masked`); pixels never observed are land.
+            range, see :func:`cf_masked`); pixels never observed are land. A size-1 dim that is
+            none of these (a depth level) is dropped, its coordinate kept as a scalar one, as
+            :func:`~oceandl.io.open_field` reads it; a (lat, lon) map is a field of one step
+            (its scalar time coordinate the step's).
         withheld : bool array-like, same shape (or a DataArray with the same dims, matched by coordinate
             where its coordinates are ``da``'s in another order), optional
             Observed pixels hidden from the method and used to score the result (``val_*`` attrs
@@ -1089,7 +1180,9 @@ class Interpolator:
         InputError
             Not 3-D, not real numbers, infinities, or all NaN.
         """
-        da = as_dataarray(da)
+        # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where interpolate(), eof() and
+        # open_field drop it; one map of a day (ds.sst.sel(time=day), "today's image" to transform) too
+        da = _one_step(_squeeze_levels(as_dataarray(da))[0])
         label = _label(da)
         dims = canonical_dims(da)
         da_c = da.transpose(*dims)
@@ -1159,6 +1252,9 @@ class Interpolator:
 
             # matched by coordinate too: a mask with latitudes in the other order withheld mirrored pixels
             # named as what it is: the message spoke of interp_metrics' 'truth and pred', which the caller never passed
+            # longitudes in the other convention matched by value, as a mask's and aux's (refused, with advice to
+            # pass .values: position by position, 180 degrees off once sorted)
+            withheld = _lon_like(withheld, da, dims[2])
             w = np.asarray(_reorder_like(withheld, da, name="withheld", where=label, other="the field")
                            .transpose(*dims).values)
         else:
@@ -1229,9 +1325,11 @@ class Interpolator:
         da : xarray.DataArray (time, lat, lon), dims in any order, NumPy or dask backed
             On the fitted grid: the same latitudes and longitudes (in either order, longitudes in
             either convention; matched by value), any number of time steps (dated when the fit
-            removed a seasonal cycle). On fewer latitudes or longitudes, a block of consecutive rows
-            and columns of the fitted grid: the fit is cut to it first (:meth:`cut`, warned; cut
-            once to fill several fields of one box), another grid is refused.
+            removed a seasonal cycle): one day's (lat, lon) map (``new.sel(time=day)``) is a field
+            of one step, and a size-1 depth level is dropped, as in :meth:`fit`. On fewer latitudes
+            or longitudes, a block of consecutive rows and columns of the fitted grid: the fit is cut
+            to it first (:meth:`cut`, warned; cut once to fill several fields of one box), another
+            grid is refused.
             Observations at pixels the fitted field never observed (land to the fit) are kept as
             given (with ``keep_observed``, warned) and nothing is filled around them.
         withheld : bool array-like of ``da``'s shape, optional
@@ -1265,7 +1363,10 @@ class Interpolator:
 
         box = self._auto_cut(da)
         if box is not None:
-            return box.transform(da, withheld=withheld, aux=aux)
+            out = box.transform(da, withheld=withheld, aux=aux)
+            # what this read named, as a transform of its own sets it (interpolate(fit_on=model) reads it here)
+            self.output_name_, self.renamed_coords_ = box.output_name_, box.renamed_coords_
+            return out
         da, da_c, dims, label, values, observed = self._read(da)
         fitted = self.da_
         # kelvin (GHRSST L3) filled with a fit in degC, or the reverse: the fit's pixel means are put in the

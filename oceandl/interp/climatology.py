@@ -41,6 +41,9 @@ AUTO_HARMONICS = 2
 #: :func:`shrink_harmonics` estimates its prior from neighbour pairs of well-observed pixels; with
 #: fewer than this it keeps each pixel's own fit (a prior from a handful of pairs is noise)
 MIN_SHRINK_PAIRS = 20
+#: residual variance, over the observations', below which the harmonic fits are exact to rounding
+#: (the residual sums of squares, ``y'y - c'X'y``, cancel to 0 there): :func:`shrink_harmonics`'s floor
+_EXACT_FIT = 1e-10
 
 
 def year_fraction(time: xr.DataArray) -> np.ndarray | None:
@@ -92,13 +95,31 @@ def resolve_harmonics(option, time: xr.DataArray | None, label: str = "input") -
         if frac is None:
             return 0, None
         year = 360.0 if getattr(time.dt, "calendar", None) == "360_day" else 365.0
-        return (AUTO_HARMONICS, frac) if _span_days(time) >= year else (0, None)
+        dated = time[np.isfinite(frac)] if np.isnan(frac).any() else time
+        if _span_days(dated) < year:
+            return 0, None
+        _check_dated(frac, time, AUTO_HARMONICS, label)
+        return AUTO_HARMONICS, frac
     k = int(option)
     if k > 0 and frac is None:
         what = "no time coordinate" if time is None else f"time coordinate of dtype {time.dtype}, not dates"
         raise InputError(f"{label}: harmonics={k} needs the day of year of each step, but it has {what} "
                          "(decode the times, or use harmonics=0)")
+    if k > 0:
+        _check_dated(frac, time, k, label)
     return k, (frac if k > 0 else None)
+
+
+def _check_dated(frac: np.ndarray, time: xr.DataArray, k: int, label: str) -> None:
+    """Refuse steps without a date (NaT: a fill value in the file's time) where a cycle is fitted or
+    evaluated: their NaN year fraction reached the design matrix, a bare LinAlgError ("Eigenvalues
+    did not converge") from the fit, NaN from a fill."""
+    bad = np.flatnonzero(np.isnan(frac))
+    if bad.size:
+        tdim = time.dims[0]
+        raise InputError(f"{label}: {bad.size} time step(s) have no date (NaT; the first: step {bad[0]}), and the "
+                         f"seasonal cycle of {k} harmonic(s) needs the day of year of each; drop them "
+                         f"(da.isel({tdim}=da.{tdim}.notnull())) or use harmonics=0")
 
 
 def harmonic_design(frac: np.ndarray, k: int) -> np.ndarray:
@@ -347,7 +368,13 @@ def shrink_harmonics(gram: np.ndarray, rhs: np.ndarray, yy: np.ndarray, count: n
     if not np.isfinite(s2).any():
         return coef, level, info
     med = float(np.nanmedian(s2))
-    s2 = np.maximum(np.where(np.isfinite(s2), s2, med), 1e-6 * med)  # few observations: a typical pixel's
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = float(np.nanmedian(np.where(count > 0, yy / count, np.nan)))
+    # a cycle that fits the observations to rounding (a synthetic or model field on a cftime calendar)
+    # left residual variances of exactly 0 (y'y - c'X'y cancels): the folds' covariance was singular,
+    # a bare LinAlgError; the rounding level is their floor
+    floor = max(1e-6 * med, _EXACT_FIT * spread, np.finfo(np.float64).tiny)
+    s2 = np.maximum(np.where(np.isfinite(s2), s2, med), floor)  # few observations: a typical pixel's
     shift = np.asarray(mean, dtype=np.float64)
     own = coef.copy()
     own[:, 0] += shift
@@ -455,6 +482,14 @@ class SeasonalCycle:
         return SeasonalCycle(self.harmonics, None, None if self.coef is None else self.coef[sel],
                              self.levels[np.ix_(iy, ix)], dict(self.shrinkage))
 
+    def check_dates(self, da: xr.DataArray, label: str) -> None:
+        """Refuse ``da``'s steps without a date (NaT) before a fill splits or reorders the steps (a
+        part's step numbers are not the caller's)."""
+        tdim = da.dims[0]
+        frac = year_fraction(da[tdim]) if self.harmonics and tdim in da.coords else None
+        if frac is not None:
+            _check_dated(frac, da[tdim], self.harmonics, label)
+
     def at(self, da: xr.DataArray, label: str, dtype=np.float32) -> np.ndarray | None:
         """The cycle at the dates of another field ``da`` (time first), (time, n_ocean), or None for k = 0."""
         return cycle_at(self.harmonics, self.coef, da, label, dtype)
@@ -476,6 +511,7 @@ def cycle_at(k: int, coef: np.ndarray | None, da: xr.DataArray, label: str, dtyp
     if frac is None:
         raise InputError(f"{label}: the fit removed a seasonal cycle of {k} harmonic(s), which needs the day of year "
                          f"of each step to fill, but its {tdim!r} coordinate holds no dates (decode the times)")
+    _check_dated(frac, da[tdim], k, label)
     return (harmonic_design(frac, k) @ coef.T).astype(dtype)
 
 

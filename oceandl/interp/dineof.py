@@ -33,8 +33,8 @@ import xarray as xr
 from oceandl.errors import InputError, warn
 from oceandl.utils import seed_torch, torch_rng_scope
 
-from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _label, aux_anomaly, calibration_z, time_steps,
-                   unordered_step)
+from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _label, aux_anomaly, calibration_z, refuse_undated,
+                   time_steps, unordered_step)
 from .base import clean_axes as _clean_axes
 from .climatology import check_harmonics, seasonal_cycle
 
@@ -163,6 +163,7 @@ def _check_time_steps(da) -> None:
     InputError
         If the time coordinate is shuffled, reversed or repeated.
     """
+    refuse_undated(da, "method 'dineof'", "temporal_filter")  # sorting would not help: NaT stays out of order
     i = unordered_step(da)
     if i is not None:
         # shuffled days were smoothed with each other, unsaid: gap RMSE 0.63 against 0.059 sorted
@@ -1394,6 +1395,7 @@ class DINEOF(Interpolator):
         with fewer than ``SIGMA_MIN_POINTS`` such points. The fit's scale alone is off on a period
         the modes describe less well than the fitted one. Measured: docs/benchmarks.md. Returns
         the fill, sigma and the sigma attrs saying which scale was used."""
+        self.seasonal_.check_dates(da, _label(da))
         em = self._fitted_modes()
         pos = _time_positions(da)
         if self.options["transform_smoother"] and pos is not None and (np.diff(pos[0]) < 0).any():

@@ -23,8 +23,8 @@ import xarray as xr
 from oceandl.errors import InputError, warn
 from oceandl.utils import software_versions
 
-from .base import (Interpolator, _input_attrs, _label, _squeeze_levels, append_history, as_dataarray, canonical_dims,
-                   oceandl_version)
+from .base import (Interpolator, _input_attrs, _label, _lon_like, _squeeze_levels, append_history, as_dataarray,
+                   canonical_dims, oceandl_version)
 from .climatology import check_harmonics, seasonal_cycle
 
 #: a box that sees a combination of the modes at under this fraction of its share of the grid is warned of (cut())
@@ -102,6 +102,8 @@ def _weights(da: xr.DataArray, dims, weights) -> np.ndarray:
         # with latitudes ascending on a field with them descending in sorted order, while the
         # result labelled them with the field's (each row weighted with its mirror's weight), and
         # weights on part of the grid became NaN ("must be finite")
+        if lon in weights.dims:  # area weights from a grid file in 0..360 for a field in -180..180 were refused
+            weights = _lon_like(weights, da, lon)
         for d in weights.dims:
             if weights.sizes[d] != da.sizes[d]:
                 raise InputError(f"eof: weights has {weights.sizes[d]} values along {d!r}, the field {da.sizes[d]}")
@@ -296,7 +298,16 @@ class EOF:
             raise InputError(f"eof: weights are missing (NaN) at {int(unweighted.sum())} pixels where {label} has "
                              "values; NaN weights are taken on land only")
         if not ocean.any():
-            raise InputError(f"{label}: no pixel is observed at every time step; nothing to analyse")
+            # one missing day (a satellite outage: an all-NaN step) made every pixel partial, and the
+            # message did not say which step, nor what to do
+            empty = np.flatnonzero(nan.all(axis=(1, 2)))
+            hint = " (fill the gaps first: oceandl interpolate, or oceandl.interpolate in Python)"
+            if empty.size:
+                idx = da.indexes.get(dims[0])
+                first = idx[empty[0]] if idx is not None else f"index {empty[0]}"
+                hint = (f": {empty.size} time step(s) have no value at all (the first: {first}); drop them "
+                        f"(da.dropna({str(dims[0])!r}, how='all') in Python) or fill the gaps first")
+            raise InputError(f"{label}: no pixel is observed at every time step; nothing to analyse{hint}")
 
         # centred and weighted in place: a 10-year daily 256 x 256 cube is 1.9 GB in float64, and
         # each temporary would be another
@@ -660,6 +671,8 @@ class EOF:
             raise InputError(f"eof.project: grid {da.shape[1:]} differs from the analysis grid {self._ocean.shape}")
         # matched by coordinate, not position: a field with latitudes descending (as many L3 files
         # store them) was projected pixel by pixel onto the mirrored EOFs, a silent wrong answer
+        if dims[2] == self._dims[2]:  # longitudes in the other convention (0..360 / -180..180) matched by value
+            da = _lon_like(da, self.eofs, dims[2])
         for d, ref in zip(dims[1:], self._dims[1:]):
             if d in da.indexes and ref in self.eofs.indexes:
                 pos = match_axis(da.indexes[d], self.eofs.indexes[ref])
@@ -783,6 +796,7 @@ class EOFInterpolator(Interpolator):
 
     name: ClassVar[str] = "eof"
     option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 10, "harmonics": 0}
+    _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
 
     def _check_options(self) -> None:
         o = self.options
@@ -808,6 +822,13 @@ class EOFInterpolator(Interpolator):
         season = self.seasonal_.matrix(np.float64)
         if season is not None:
             X = np.where(M, X - season, 0.0)
+        empty = np.flatnonzero(~M.any(axis=1))
+        if empty.size and self._warn_empty_steps:
+            # an all-NaN day was "filled" with the pixel means (amplitudes 0), unsaid, where DINEOF warns
+            idx = self.da_.indexes.get(self.da_.dims[0])
+            first = idx[empty[0]] if idx is not None else f"step {empty[0]}"
+            warn(f"{self._label}: {empty.size} time step(s) with no observation (the first: {first}); no data sets "
+                 "the modes' amplitudes there, so they get the modes' mean state (or seasonal cycle), not a fill")
         k = int(min(self.options["n_modes"], *X.shape))
         filled = X
         for _ in self._progress(range(self.options["em_iter"] + 1), "EM"):

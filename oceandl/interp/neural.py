@@ -48,7 +48,7 @@ from oceandl.errors import CheckpointError, InputError, OceanDLError, one_line, 
 from oceandl.utils import LR_RULE, valid_lr
 
 from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, aux_anomaly, _clean_grid, calibration_z, clean_axes, step_text,
-                   static_stats, time_steps, unordered_step)
+                   refuse_undated, static_stats, time_steps, unordered_step)
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
     import torch
@@ -476,6 +476,10 @@ class NeuralInterpolator(Interpolator):
         """Pad the cube in time and prepare the static/seasonal channels."""
         n = self._cfg["neighbours"]
         t, h, w = x.shape
+        if n or self._cfg["seasonal"]:
+            what = " and ".join(k for k, on in ((f"the neighbours={n} channels", n),
+                                               ("the seasonal channels", self._cfg["seasonal"])) if on)
+            refuse_undated(self.da_, f"method {self.name!r}", what)
         if n:
             self._check_time_order()
         self._xp = np.zeros((t + 2 * n, h, w), np.float32)
