@@ -609,6 +609,11 @@ class DINEOF(Interpolator):
     libraries: ClassVar[tuple[str, ...]] = ("torch",)  # its SVDs and iterations run in torch
     _warn_small_cv: ClassVar[bool] = True  # interpolate_chunked sums the blocks' up in one warning
     _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
+    #: interpolate_chunked with ``fit_on``, streaming transform() by time blocks with the smoother on: None,
+    #: or ``{"mode": "collect", "G": [], "b": []}`` (each block's steps' information and projections are
+    #: gathered, the fill left 0) then ``{"mode": "apply", "a": (time, k), "P": (time, k * k), "t0": first
+    #: step of the block}`` (the whole series' smoothed amplitudes, each block reading its own steps)
+    _stream: dict | None = None
     gives_sigma = _ErrorMapFlag()  # type: ignore[assignment]
     option_defaults: ClassVar[dict[str, Any]] = {
         "max_modes": 20,
@@ -917,7 +922,8 @@ class DINEOF(Interpolator):
         if not names:
             raise InputError(f"{label}: method 'dineof': the fit takes no auxiliary variables (it was made without "
                              "aux); drop aux, or fit with it")
-        got, values, units, static = read_aux(aux, da, dims, label)
+        # a time block of interpolate_chunked: a covariate all NaN (or constant) there is no error
+        got, values, units, static = read_aux(aux, da, dims, label, check_values=not self._time_block)
         missing, extra = [n for n in names if n not in got], [n for n in got if n not in names]
         if missing or extra:
             said = "; ".join(t for t in (f"missing: {', '.join(missing)}" if missing else "",
@@ -1399,6 +1405,15 @@ class DINEOF(Interpolator):
         the fill, sigma and the sigma attrs saying which scale was used."""
         em = self._fitted_modes()
         pos = _time_positions(da)
+        if self._time_block:  # a time block of interpolate_chunked: the whole series' amplitudes are _stream's
+            filled, var = self._amplitude_fill(x, obs, da, em, None, aux)
+            if var is None:
+                return filled, None, {}
+            scale = float(self.cv_sigma_scale_)
+            return filled, self._from_matrix(var.sqrt_().mul_(scale).numpy().astype(np.float32), fill=np.nan), {
+                "transform_sigma_scale": scale,
+                "transform_sigma_calibration": f"the fit's cv_sigma_scale x{scale:.4g} (filled by time blocks, "
+                                               "interpolate_chunked: the calibration on the new field needs it whole)"}
         if self.options["transform_smoother"] and pos is not None and (np.diff(pos[0]) < 0).any():
             # smoothed in time order, returned in the caller's
             order = np.argsort(pos[0], kind="stable")
@@ -1440,7 +1455,15 @@ class DINEOF(Interpolator):
         if X.shape[1] != V.shape[0]:
             raise AssertionError(f"{X.shape[1]} columns against the fit's {V.shape[0]}")
         Xc = (X - mu) * m
-        if f is None:
+        stream = self._stream if self._time_block else None
+        if stream is not None and stream["mode"] == "collect":  # the smoother runs once all blocks are read
+            stream["G"].append(_amplitude_information(m, V, r_oi))
+            stream["b"].append((Xc / r_oi) @ V)
+            return np.zeros(x.shape, np.float32), None
+        if stream is not None:
+            t0 = stream["t0"]
+            a, P = stream["a"][t0:t0 + X.shape[0]], stream["P"][t0:t0 + X.shape[0]]
+        elif f is None:
             P = _amplitude_cov(m, V, r_oi, lam)
             a = (P.reshape(-1, k, k) @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
         else:
