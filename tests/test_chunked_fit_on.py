@@ -110,8 +110,8 @@ def test_saved_multivariate_fit_streamed_and_per_file(cube, tmp_path):
 
 
 def test_bad_inputs_refused_before_writing(cube, tmp_path):
-    """Another grid, a covariate the fit needs missing from the input, --halo: one line, exit 2, nothing
-    written."""
+    """Another grid, a covariate the fit needs missing from the input, --halo, --withhold, --mask or fit
+    options with a saved fit: one line, exit 2, nothing written."""
     other = synthetic_sst(seed=1, n_time=10, ny=12, nx=20)
     other.to_netcdf(tmp_path / "other.nc")
     runner = CliRunner()
@@ -121,6 +121,8 @@ def test_bad_inputs_refused_before_writing(cube, tmp_path):
         ([str(cube / "new_no_mw.nc"), "--fit-on", str(cube / "dineof_mw")], "sst_mw"),
         ([str(cube / "new.nc"), "--fit-on", str(cube / "climatology"), "--halo", "lat=2"], "halo"),
         ([str(cube / "new.nc"), "--fit-on", str(cube / "climatology"), "--withhold", "0.1"], "--withhold"),
+        ([str(cube / "new.nc"), "--fit-on", str(cube / "climatology"), "--mask", "land"], "a fit already made"),
+        ([str(cube / "new.nc"), "--fit-on", str(cube / "climatology"), "--set", "harmonics=2"], "takes no options"),
     ]
     for args, part in cases:
         r = runner.invoke(cli, ["interpolate", *args, "--var", "sst", "--chunks", "time=5", "--quiet", "-o", str(out)])

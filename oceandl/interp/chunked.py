@@ -1722,8 +1722,9 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
     label = f"{where}variable {da.name!r}"
     if fitted is not None:
         if mask is not None:
-            raise InputError("mask: not with fit_on a fit already made (it fills with the mask it was fitted with, "
-                             "if any)")
+            named = f" {fit_on}" if isinstance(fit_on, (str, os.PathLike)) else ""
+            raise InputError(f"mask: not with fit_on{named}, a fit already made (it fills with the mask it was "
+                             "fitted with, if any: give the mask when fitting, `train interpolator --mask`)")
         fit_aux = list(getattr(fitted, "aux_names_", None) or [])
         if aux is None and fit_aux:  # as in memory: a saved fit's covariates, read from the input
             aux = fit_aux
