@@ -35,6 +35,7 @@ def cube(tmp_path_factory):
     ds.isel(time=slice(0, 40)).to_netcdf(root / "past.nc")
     ds.isel(time=slice(40, None)).to_netcdf(root / "new.nc")
     ds.isel(time=slice(40, None)).drop_vars("sst_mw").to_netcdf(root / "new_no_mw.nc")
+    ds[["sst_mw"]].rename(sst_mw="mw").to_netcdf(root / "mw_all.nc")  # another file's covariate, both periods
     past = open_field(root / "past.nc", "sst")
     with warnings.catch_warnings(), torch_threads(1):
         warnings.simplefilter("ignore")  # the small cube's calibration warnings
@@ -107,6 +108,21 @@ def test_saved_multivariate_fit_streamed_and_per_file(cube, tmp_path):
     mem = interpolate(new, "dineof", fit_on=cube / "dineof_mw", aux={"sst_mw": mw}, return_dataset=True)
     with xr.open_dataset(tmp_path / "out" / "new.nc") as c:
         _same(c, mem, sigma=False)
+
+
+def test_fit_on_file_multivariate_dineof_cli_streamed(cube, tmp_path):
+    """`--fit-on past.nc --aux mw_all.nc:mw --chunks`: the joint modes fitted in memory on the past and
+    its days of the covariate, the new days streamed with theirs: the in-memory file."""
+    args = ["interpolate", str(cube / "new.nc"), "--var", "sst", "--method", "dineof", "--set", "n_modes=3",
+            "--aux", f"{cube / 'mw_all.nc'}:mw", "--fit-on", str(cube / "past.nc"), "--quiet"]
+    runner = CliRunner()
+    r = runner.invoke(cli, [*args, "--chunks", "time=6", "-o", str(tmp_path / "c.nc")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, [*args, "--withhold", "0", "-o", str(tmp_path / "m.nc")])
+    assert r.exit_code == 0, r.output
+    with xr.open_dataset(tmp_path / "c.nc") as c, xr.open_dataset(tmp_path / "m.nc") as m:
+        _same(c, m, sigma=False)
+        assert c["sst"].attrs["aux_variables"] == "mw"
 
 
 def test_bad_inputs_refused_before_writing(cube, tmp_path):

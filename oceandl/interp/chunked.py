@@ -1728,7 +1728,7 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
         fit_aux = list(getattr(fitted, "aux_names_", None) or [])
         if aux is None and fit_aux:  # as in memory: a saved fit's covariates, read from the input
             aux = fit_aux
-            say(f"auxiliary variables of the fit: {', '.join(fit_aux)} (aux), read from the input")
+            say(f"auxiliary variables of the fit{_fit_name(fit_on)}: {', '.join(fit_aux)} (aux), read from the input")
         if bbox is not None:  # the fit's per-pixel state cut to the box's block of its grid, as in memory
             box = f"bbox {','.join(f'{b:g}' for b in bbox)}: the {da.shape[1]} x {da.shape[2]} box of {where or 'the input'}"
             fitted = fitted.cut(da, label=box)
@@ -1746,11 +1746,21 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
         fit_aux = None
         if aux is not None:  # DINEOF's joint modes are fitted on the fit field's own covariates, by name
             names = [e for _, e in _aux_entries(aux)]
-            if any(not isinstance(e, str) or ":" in e for e in names):
-                raise InputError("aux: with fit_on a field to fit, give the covariates by name (variables of both "
-                                 "files); FILE:VAR or arrays: fit in memory with fit_aux=, or save the fit first "
-                                 "(train interpolator) and apply it")
-            fit_aux = {name: a.load() for name, a, *_ in _open_aux(names, fit_on, fit_lazy, {}, "")}
+            if any(not isinstance(e, str) for e in names) or not isinstance(fit_on, (str, os.PathLike)):
+                raise InputError("aux: with fit_on a field to fit, give the covariates by name (VAR, or FILE:VAR), "
+                                 "read for the fitted field too; or fit in memory with fit_aux=, save the fit "
+                                 "(save(), train interpolator) and give that as fit_on")
+            from oceandl.pipelines.interpolate import _read_aux
+
+            # as `oceandl interpolate --fit-on FILE --aux` reads them: FILE:VAR put on the fitted days and grid
+            try:
+                fit_aux = _read_aux(fit_on, names, fit_da, _source_text(fit_on), log=say,
+                                    cut={"bbox": bbox} if bbox is not None else None)
+            except InputError as exc:
+                if type(exc) is not InputError or not str(exc).startswith("--aux "):
+                    raise
+                raise InputError(f"{exc}; that is the field fitted on: a FILE:VAR covariate is read for the fitted "
+                                 "period too, and must cover its days and grid") from None
     except InputError as exc:
         if type(exc) is not InputError:
             raise
@@ -1779,6 +1789,10 @@ def _is_fit_folder(path) -> bool:
 
     p = fitted_folder(path) or Path(path)
     return p.is_dir() and not _data_folder(p)
+
+
+def _fit_name(fit_on) -> str:
+    return f" saved in {fit_on}" if isinstance(fit_on, (str, os.PathLike)) else ""
 
 
 def _source_text(src) -> str:
@@ -1820,13 +1834,22 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
         say(f"chunks {', '.join(f'{ax}={asked[ax]}' for ax in _AXES[1:] if ax in asked)}: a fit fills whole days "
             f"(each day's modes are solved on its whole grid): blocks of {t_core} days over the whole "
             f"{shape[1]} x {shape[2]} grid")
+    given_aux = aux
     model, aux = _fit_for_chunks(fit_on, method, cls, dict(options), source, da, var=var, seed=seed, device=device,
                                  keep_observed=keep_observed, progress=progress, min_quality=min_quality, bbox=bbox,
                                  aux=aux, mask=mask, where=where, say=say)
     model = copy.copy(model)  # the caller's fit is left as it was
     model._time_block, model._stream = True, None
     core = {"time": t_core, "lat": shape[1], "lon": shape[2]}
-    covariates = _open_aux(aux, source, da, core, where, None, bbox, dates, log=say) if aux is not None else []
+    try:
+        covariates = _open_aux(aux, source, da, core, where, None, bbox, dates, log=say) if aux is not None else []
+    except InputError as exc:
+        if given_aux is not None or type(exc) is not InputError:
+            raise
+        # not given: the saved fit's own, read from the input by name (said as in memory)
+        want = "give a file that has it" if "not found" in str(exc) else "give its values on the input's days"
+        raise InputError(f"{exc}; the fit{_fit_name(fit_on)} was fitted with it as an auxiliary variable (its modes "
+                         f"take it: {want}, or aux FILE:VAR)") from None
     blocks = plan_blocks(shape, core, {})
 
     def block(b: Block):
