@@ -70,10 +70,14 @@ def test_saved_dineof_fit_streamed_equals_in_memory(cube, tmp_path):
         # each day alone (no smoother): what blocks filled independently would give at best; it differs
         alone = interpolate(new, "dineof", fit_on=cube / "dineof", return_dataset=True, transform_calibration=False,
                             transform_smoother=False)
+        # without the smoother each day is filled alone: one pass, each block its own
+        interpolate_chunked(cube / "new.nc", tmp_path / "alone.nc", "dineof", var="sst", fit_on=cube / "dineof",
+                            chunks={"time": 6}, transform_smoother=False)
     assert res.n_blocks == 4 and res.shape == (20, 16, 20)
     assert any("smoothed over the whole series" in s for s in said), said
-    with xr.open_dataset(tmp_path / "c.nc") as out:
+    with xr.open_dataset(tmp_path / "c.nc") as out, xr.open_dataset(tmp_path / "alone.nc") as out_alone:
         _same(out, mem, sigma=True)
+        _same(out_alone, alone, sigma=True)
         assert np.nanmax(np.abs(out["sst"].values - alone["sst"].values)) > 1e-3
         assert out["sst"].attrs["method"] == "dineof" and "fitted_on" in out["sst"].attrs
         assert "fit" in out["sst"].attrs["chunked"]
