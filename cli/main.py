@@ -1072,8 +1072,9 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                                       complevel=complevel, log=_echo, command=_command_line(),
                                       min_quality=min_quality, aux=list(aux) or None, bbox=bbox, dates=dates,
                                       mask=mask, per_file=per_file, fit_on=fit_on, **opts)
-        click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
-                   f"-> {output}{'/' if per_file else ''}")
+        plan = (f"{res.n_blocks} blocks of {res.chunks}, halo {res.halo}" if fit_on is None else
+                f"fit {fit_on} applied in {res.n_blocks} blocks of {res.chunks['time']} days over the whole grid")
+        click.echo(f"{method}: {plan}: {res.mpx_per_s:.2f} Mpx/s -> {output}{'/' if per_file else ''}")
         return
     if demo and figure is None:
         figure = output.with_suffix(".png")

@@ -1868,7 +1868,9 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                              "filled by time blocks reads them in time order (sort the files, or set "
                              "transform_smoother=false)")
         smoother = model._transition(da, em, pos)
-    fitted = "" if fit_on is None else f" fitted on {_source_text(fit_on) if not isinstance(fit_on, (str, os.PathLike)) or not Path(fit_on).is_dir() else fit_on}"
+    # the history line's, as in memory: the file fitted on, or the folder of the fit saved
+    saved = isinstance(fit_on, (str, os.PathLike)) and _is_fit_folder(fit_on)
+    fitted = f" fitted on {fit_on if saved else _source_text(fit_on)}"
     bar = None
     try:
         from tqdm.auto import tqdm
@@ -1883,8 +1885,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
             G, rhs = torch.cat(model._stream["G"]), torch.cat(model._stream["b"])
             a, P = _smoothed_amplitudes(G, rhs, em["lam"], smoother)
             model._stream = {"mode": "apply", "a": a, "P": P, "t0": 0}
-            say(f"{method}: the mode amplitudes of {shape[0]} steps smoothed over the whole series "
-                f"({len(blocks)} blocks read once for it)")
+            say(f"{method}: the mode amplitudes of {shape[0]} steps smoothed over the whole series (the input read "
+                "once for it, block by block)")
         n_obs = n_out = 0
         out_pix = np.zeros(shape[1:], bool)
         grid = source_grid(da)
@@ -1911,10 +1913,9 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                             da, {**dict(ds.attrs), "chunked": attrs["chunked"]}, command=command,
                             what=f"gaps filled with method {method} {opts}{fitted}").items()}
                         masked = int(np.asarray(ds["missing_flag"].attrs["flag_values"]).max()) > 2
-                        _skeleton(da, tmp, name, with_sigma, fattrs, var_attrs,
-                            (1, shape[1], shape[2]), np.result_type(da.dtype, np.float32), complevel, grid=grid,
-                            sigma_extra=({k: v for k, v in ds["sigma"].attrs.items()} if with_sigma else None),
-                            masked=masked)
+                        _skeleton(da, tmp, name, with_sigma, fattrs, var_attrs, (1, shape[1], shape[2]),
+                                  np.result_type(da.dtype, np.float32), complevel, grid=grid,
+                                  sigma_extra=dict(ds["sigma"].attrs) if with_sigma else None, masked=masked)
                         writer = _Writer(tmp, {"filled": name, "flag": "missing_flag",
                                                **({"sigma": "sigma"} if with_sigma else {})}, keep_observed,
                                          {ax: False for ax in _AXES})
