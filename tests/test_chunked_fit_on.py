@@ -19,7 +19,7 @@ from fakes import assert_cli_error, torch_threads
 
 from oceandl.cli.main import cli
 from oceandl.datasets.sst import synthetic_sst
-from oceandl.interp import DINEOF, Climatology, interpolate, interpolate_chunked
+from oceandl.interp import DINEOF, Climatology, interpolate, interpolate_chunked, load_fitted
 from oceandl.io import open_field
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -59,20 +59,21 @@ def _same(chunked: xr.Dataset, mem: xr.Dataset, sigma: bool) -> None:
 
 def test_saved_dineof_fit_streamed_equals_in_memory(cube, tmp_path):
     """A saved DINEOF fit (error map) applied by blocks of 6 days: the in-memory transform's field, flags
-    and sigma; its smoother ran over the whole series (the blocks' edges are not independent days)."""
+    and sigma (its calibration on the new field off in both); its smoother ran over the whole series
+    (the blocks' edges are not independent days). Without the smoother: each day alone, as in memory."""
     new = open_field(cube / "new.nc", "sst")
     said = []
+    fit = cube / "dineof"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = interpolate_chunked(cube / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=cube / "dineof",
-                                  chunks={"time": 6}, log=said.append)
-        mem = interpolate(new, "dineof", fit_on=cube / "dineof", return_dataset=True, transform_calibration=False)
+        res = interpolate_chunked(cube / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fit,
+                                  chunks={"time": 6}, log=said.append, transform_calibration=False)
+        mem = interpolate(new, "dineof", fit_on=fit, return_dataset=True, transform_calibration=False)
         # each day alone (no smoother): what blocks filled independently would give at best; it differs
-        alone = interpolate(new, "dineof", fit_on=cube / "dineof", return_dataset=True, transform_calibration=False,
+        alone = interpolate(new, "dineof", fit_on=fit, return_dataset=True, transform_calibration=False,
                             transform_smoother=False)
-        # without the smoother each day is filled alone: one pass, each block its own
-        interpolate_chunked(cube / "new.nc", tmp_path / "alone.nc", "dineof", var="sst", fit_on=cube / "dineof",
-                            chunks={"time": 6}, transform_smoother=False)
+        interpolate_chunked(cube / "new.nc", tmp_path / "alone.nc", "dineof", var="sst", fit_on=fit,
+                            chunks={"time": 6}, transform_smoother=False, transform_calibration=False)
     assert res.n_blocks == 4 and res.shape == (20, 16, 20)
     assert any("smoothed over the whole series" in s for s in said), said
     with xr.open_dataset(tmp_path / "c.nc") as out, xr.open_dataset(tmp_path / "alone.nc") as out_alone:
@@ -81,6 +82,32 @@ def test_saved_dineof_fit_streamed_equals_in_memory(cube, tmp_path):
         assert np.nanmax(np.abs(out["sst"].values - alone["sst"].values)) > 1e-3
         assert out["sst"].attrs["method"] == "dineof" and "fitted_on" in out["sst"].attrs
         assert "fit" in out["sst"].attrs["chunked"]
+
+
+def test_streamed_sigma_calibrated_on_the_new_field(cube, tmp_path):
+    """DINEOF's sigma calibrated on the new field (transform_calibration, the default) under chunks: its
+    observations hidden by cloud-mask transfer block by block, the scale fitted on all blocks' at the
+    end. One block of the whole series: the in-memory sigma itself; blocks of 5 days: the same field,
+    a scale near the in-memory one (each block pastes its own days' clouds), not the fit's."""
+    new = open_field(cube / "new.nc", "sst")
+    fit = cube / "dineof"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = interpolate(new, "dineof", fit_on=fit, return_dataset=True)
+        for t in (-1, 5):
+            interpolate_chunked(cube / "new.nc", tmp_path / f"c{t}.nc", "dineof", var="sst", fit_on=fit,
+                                chunks={"time": t})
+    fit_scale = float(load_fitted(fit).cv_sigma_scale_)
+    theirs = mem["sigma"].attrs["transform_sigma_scale"]
+    assert "transform_sigma_calibration_points" in mem["sigma"].attrs and abs(theirs / fit_scale - 1) > 0.2
+    with xr.open_dataset(tmp_path / "c-1.nc") as whole, xr.open_dataset(tmp_path / "c5.nc") as blocks:
+        _same(whole, mem, sigma=True)
+        assert whole["sigma"].attrs["transform_sigma_scale"] == pytest.approx(theirs, rel=1e-12)
+        ours = blocks["sigma"].attrs["transform_sigma_scale"]
+        assert "pasted within each time block of 5 days" in blocks["sigma"].attrs["transform_sigma_calibration"]
+        np.testing.assert_allclose(blocks["sst"].values, mem["sst"].values, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(blocks["sigma"].values, mem["sigma"].values * ours / theirs, rtol=1e-5)
+        assert abs(ours / theirs - 1) < abs(fit_scale / theirs - 1) / 3
 
 
 def test_fit_on_file_climatology_cli_streamed_with_mask(cube, tmp_path):

@@ -81,8 +81,11 @@ A fit applied (``fit_on``)
     whole days over the whole grid (a day's mode amplitudes are solved on its whole grid: ``lat``
     and ``lon`` chunks are not used, said). DINEOF's smoother couples the days: the input is read
     twice, each step's information first, the whole series smoothed once, then each block filled
-    with its own amplitudes. The in-memory ``transform``'s values, flags and sigma (DINEOF's scaled
-    by the fit's ``cv_sigma_scale``: its calibration on the new field needs the field whole).
+    with its own amplitudes. The in-memory ``transform``'s values, flags and sigma. DINEOF's sigma
+    (``error_map``) is calibrated on the new field as in memory (``transform_calibration``): its
+    observations hidden by cloud-mask transfer block by block (the clouds of the block's own days),
+    filled again from the series' amplitudes without them, the scale fitted on every block's at the
+    end and sigma rescaled in the file (one block of the whole series: the in-memory sigma itself).
 
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
@@ -1231,7 +1234,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         covariates by the same names, and ``mask`` applied to it). ``source`` is then filled by
         the fit's ``transform`` in blocks of ``chunks["time"]`` days (default 64) over the whole grid
         (see the module docstring): the in-memory ``interpolate(..., fit_on=)`` values, flags and
-        sigma (DINEOF's with ``transform_calibration=False``); no ``halo`` or ``train_region``.
+        sigma (DINEOF's calibration scale fitted on clouds pasted within each block: with one block,
+        or ``transform_calibration=False``, the in-memory sigma); no ``halo`` or ``train_region``.
         A saved fit's covariates are read from ``source`` by name when ``aux`` is not given.
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``); with a fit
         already made, only its transform options (``transform_smoother``).
@@ -1810,8 +1814,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     pixels); DINEOF's smoother (``transform_smoother``) couples the days, so it reads the input twice:
     each step's information and projection first (k x k and k numbers), then the whole series'
     smoothed amplitudes, each block filled with its own. The result is the in-memory ``transform``'s,
-    but for DINEOF's sigma, scaled by the fit's ``cv_sigma_scale`` (its calibration on the new field
-    needs it whole) and nothing is withheld (no ``val_*``)."""
+    but DINEOF's sigma scale is fitted on clouds pasted within each block (:meth:`DINEOF.stream_scale`)
+    and nothing is withheld (no ``val_*``)."""
     import torch
 
     from oceandl.io import describe_source, file_attrs, source_grid
@@ -1877,14 +1881,24 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
 
         n_pass = len(blocks) * (2 if smoother is not None else 1)
         bar = tqdm(total=n_pass, desc=f"{method}: blocks", disable=not progress, leave=False)
+        calibrate = isinstance(model, DINEOF) and bool(model.options["error_map"]) and bool(
+            model.options["transform_calibration"])
+        if smoother is not None or calibrate:
+            # DINEOF._stream: the blocks' steps smoothed over the whole series, sigma's calibration on all blocks
+            model._stream = {"mode": "collect" if smoother is not None else "apply", "smooth": smoother is not None,
+                             "calibrate": calibrate, "G": [], "b": [], "Gheld": [], "bheld": [], "z": [],
+                             "n_held": 0, "inside": 0, "t0": 0}
         if smoother is not None:  # pass 1: each step's information, the whole series smoothed once
-            model._stream = {"mode": "collect", "G": [], "b": []}
+            stream = model._stream
             for b in blocks:
+                stream["t0"] = b.core[0].start
                 block(b)
                 bar.update()
-            G, rhs = torch.cat(model._stream["G"]), torch.cat(model._stream["b"])
-            a, P = _smoothed_amplitudes(G, rhs, em["lam"], smoother)
-            model._stream = {"mode": "apply", "a": a, "P": P, "t0": 0}
+            for which in ("", "held") if calibrate else ("",):  # the held-out run's too
+                G, rhs = torch.cat(stream["G" + which]), torch.cat(stream["b" + which])
+                stream["a" + which], stream["P" + which] = _smoothed_amplitudes(G, rhs, em["lam"], smoother)
+                stream["G" + which] = stream["b" + which] = None
+            stream["mode"] = "apply"
             say(f"{method}: the mode amplitudes of {shape[0]} steps smoothed over the whole series (the input read "
                 "once for it, block by block)")
         n_obs = n_out = 0
@@ -1925,6 +1939,15 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                         out["sigma"] = ds["sigma"].transpose("time", "lat", "lon").values
                     writer.commit(b, out)
                     bar.update()
+                if calibrate and with_sigma:  # sigma was written unscaled: its scale fitted on every block's
+                    scale, sattrs = model.stream_scale(len(blocks), t_core)
+                    with writer.lock:
+                        v = writer.nc["sigma"]
+                        for t in range(shape[0]):  # a day at a time
+                            v[t] = np.asarray(v[t], np.float64) * scale
+                    for k, val in sattrs.items():
+                        writer.setattr(k, _netcdf_safe(val), var="sigma")
+                    say(f"{method}: sigma {sattrs['transform_sigma_calibration']}")
             finally:
                 if writer is not None:
                     writer.close()
