@@ -573,7 +573,9 @@ class DINEOF(Interpolator):
         observations (8 % of them hidden by cloud-mask transfer, the fill rerun without them), as
         the fit's is on the field fitted; ``False`` (or too few such observations: a single step)
         keeps the fit's ``cv_sigma_scale_``, which is off where the modes describe the new period
-        less well than the fitted one.
+        less well than the fitted one. Filled by time blocks (:func:`~oceandl.interp.chunked.interpolate_chunked`
+        with ``fit_on``), each block's observations are hidden with its own days' clouds, the scale
+        fitted on all blocks' (:meth:`stream_scale`).
     aux_weight : float > 0, default 1.0
         With auxiliary variables (``aux``) only (refused without): each covariate's normalised
         block is multiplied by it (1: as much weight as the field's, unit rms each), to
