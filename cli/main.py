@@ -983,11 +983,11 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods; its method is the default --method): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
-@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it (its covariates too). Dineof with --aux: the joint modes of the field and the covariates, fitted on the file's own covariates (or --fit-aux's), are solved each day on INPUT's observed pixels and INPUT's covariates (a saved fit's covariates are read from INPUT by default).")
+@click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it (its covariates too). Dineof with --aux: the joint modes of the field and the covariates, fitted on the file's own covariates (or --fit-aux's), are solved each day on INPUT's observed pixels and INPUT's covariates (a saved fit's covariates are read from INPUT by default). With --chunks: INPUT larger than memory, streamed by time blocks (a file to fit on is read whole).")
 @click.option("--fit-aux", "fit_aux", multiple=True, metavar="VAR|FILE:VAR", help="With --fit-on FILE and --aux: where each covariate is read for the fitted period, one per --aux in its order: VAR of the --fit-on file or FILE:VAR of another (e.g. --aux mw_today.nc:sst_mw --fit-aux mw_decade.nc:sst_mw). Default: each --aux itself (VAR of the --fit-on file; FILE:VAR the same file, which must then cover both periods).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
-@click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis). Takes --aux (and a --model's covariates) as in memory, FILE:VAR of another grid or other days put on the field's block by block; not --withhold, --refit, --fit-on, --figure, --demo.")
+@click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis). Takes --aux (and a --model's covariates) as in memory, FILE:VAR of another grid or other days put on the field's block by block. With --fit-on: INPUT streamed by time blocks of whole days over the whole grid (lat/lon chunks are not used: said), the in-memory fill's values (nothing withheld; dineof's sigma calibrated on clouds pasted within each block). Not --withhold, --refit, --figure, --demo.")
 @click.option("--halo", default=None, help="With --chunks: halo per axis, e.g. lat=32,lon=32 (default: the method's).")
 @click.option("--complevel", type=click.IntRange(0, 9), default=4, show_default=True, help="zlib level of the output's data variables (0: uncompressed: written several times faster, about 1.5x larger).")
 @click.option("--min-quality", type=click.IntRange(0, 5), default=None, help=_MIN_QUALITY_HELP)
@@ -1018,6 +1018,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
       oceandl interpolate today.nc --method dineof --fit-on 2015-2024.nc --aux mw_today.nc:sst_mw --fit-aux mw_2015-2024.nc:sst_mw -o today_filled.nc
       oceandl train interpolator sst_2015-2024.nc --method dineof -o dineof_decade
       oceandl interpolate today.nc --fit-on dineof_decade -o today_filled.nc
+      oceandl interpolate l3s_2025/ --fit-on dineof_decade --chunks time=30 -o l4_2025/   # larger than memory
       oceandl interpolate sst.nc --var sst --method unet --aux sst_mw -o filled.nc   # microwave SST as input
       oceandl interpolate big.nc --method unet --model unet_mw --chunks time=64,lat=256,lon=256 -o filled.nc
       oceandl interpolate sst.nc --method unet --mask land -o filled.nc   # fills ocean cloudy every day
@@ -1059,9 +1060,12 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     if fit_aux and (fit_on is None or chunks):  # read by the fit on --fit-on FILE in memory only
         raise InputError("--fit-aux: the covariates of the fitted period, only with --fit-on FILE"
                          + (" (not with --chunks)" if chunks else ""))
-    if fit_on is not None and (chunks or checkpoint is not None):
-        raise InputError(f"--fit-on: not with {'--chunks' if chunks else '--model'} (it fits the method on another "
-                         "file in memory)")
+    if fit_on is not None and checkpoint is not None:
+        raise InputError("--fit-on: not with --model (it fills with a fit of climatology, eof or dineof, not a "
+                         "network)")
+    if halo is not None and fit_on is not None:  # whole days over the whole grid: no block has a halo
+        raise InputError("--halo: not with --fit-on (a fit is applied by time blocks of whole days over the whole "
+                         "grid, without halos)")
     if halo is not None and not chunks:  # it was ignored: the in-memory fill has no blocks
         raise InputError("--halo: only with --chunks (the halo read beyond each block); the fill in memory has no "
                          "blocks")
@@ -1077,15 +1081,21 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         from oceandl.interp.chunked import interpolate_chunked
         from oceandl.pipelines.interpolate import _resolve_aux
 
+        from oceandl.io import describe_source
+        from oceandl.pipelines.interpolate import _naming
+
         if aux:  # refused for a method that takes none as in memory; without --aux, a --model's own (said there)
             _resolve_aux(aux, get_method(method), opts, _echo)
-        res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
-                                  device=device, overwrite=overwrite, progress=_progress(quiet), complevel=complevel,
-                                  log=_echo, command=_command_line(), min_quality=min_quality,
-                                  aux=list(aux) or None, bbox=bbox, dates=dates, mask=mask, per_file=per_file,
-                                  **opts)
-        click.echo(f"{method}: {res.n_blocks} blocks of {res.chunks}, halo {res.halo}: {res.mpx_per_s:.2f} Mpx/s "
-                   f"-> {output}{'/' if per_file else ''}")
+        # --fit-on: the fit (saved, or made on that file in memory) applied by time blocks over the whole grid
+        with _naming(describe_source(input_path), fit_on) if fit_on is not None else contextlib.nullcontext():
+            res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
+                                      device=device, overwrite=overwrite, progress=_progress(quiet),
+                                      complevel=complevel, log=_echo, command=_command_line(),
+                                      min_quality=min_quality, aux=list(aux) or None, bbox=bbox, dates=dates,
+                                      mask=mask, per_file=per_file, fit_on=fit_on, **opts)
+        plan = (f"{res.n_blocks} blocks of {res.chunks}, halo {res.halo}" if fit_on is None else
+                f"fit {fit_on} applied in {res.n_blocks} blocks of {res.chunks['time']} days over the whole grid")
+        click.echo(f"{method}: {plan}: {res.mpx_per_s:.2f} Mpx/s -> {output}{'/' if per_file else ''}")
         return
     if demo and figure is None:
         figure = output.with_suffix(".png")

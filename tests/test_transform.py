@@ -315,7 +315,8 @@ def test_cli_fit_on_fills_a_file_with_a_fit_on_another(period_files, tmp_path):
 @pytest.mark.parametrize("args, parts", [
     (["--method", "unet"], ["--fit-on: method 'unet'", "checkpoint"]),
     (["--method", "dineof", "--refit"], ["--fit-on: not with --refit"]),
-    (["--method", "dineof", "--chunks", "time=-1,lat=10,lon=12"], ["--fit-on: not with --chunks"]),
+    (["--method", "dineof", "--chunks", "time=5", "--halo", "lat=2"], ["--halo: not with --fit-on"]),
+    (["--method", "dineof", "--chunks", "time=5", "--fit-on-other", "smaller.nc"], ["12 latitudes", "has 10"]),
     (["--method", "eof", "--fit-on-other", "smaller.nc"], ["12 latitudes", "the field fitted has 10"]),
     (["--method", "eof", "--fit-on-other", "missing.nc"], ["missing.nc"]),
     (["--method", "eof", "--out-is-fit"], ["is the input file"]),

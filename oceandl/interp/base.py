@@ -961,6 +961,10 @@ class Interpolator:
     #: refuse all-NaN or constant covariates in fit(); off on the blocks of interpolate_chunked, whose
     #: covariates were checked on the whole cube (a constant one within a block is no error there)
     _check_aux_values: bool = True
+    #: transform() fills one time block of a longer field (interpolate_chunked with ``fit_on``): a block
+    #: with no observation is no error there (the whole field's are counted), and the observations at
+    #: pixels the fit never saw are counted in ``outside_`` instead of warned of block by block
+    _time_block: bool = False
     option_defaults: ClassVar[dict[str, Any]] = {}
     #: distributions whose code computes the fill besides oceandl, numpy and xarray (``"torch"``):
     #: listed in the output's ``oceandl_software``, which a numpy-only method keeps free of torch
@@ -1171,9 +1175,11 @@ class Interpolator:
         return self
 
     @staticmethod
-    def _read(da) -> tuple[xr.DataArray, xr.DataArray, tuple[str, str, str], str, np.ndarray, np.ndarray]:
+    def _read(da, allow_empty: bool = False) -> tuple[xr.DataArray, xr.DataArray, tuple[str, str, str], str,
+                                                      np.ndarray, np.ndarray]:
         """``da`` checked and read: itself (a DataArray), transposed to (time, lat, lon), those dims,
-        its label, its values (float) and where they are observed.
+        its label, its values (float) and where they are observed (``allow_empty``: all NaN too, a
+        cloudy time block of a longer field).
 
         Raises
         ------
@@ -1194,7 +1200,7 @@ class Interpolator:
         if np.isinf(values).any():
             raise InputError(f"{label}: contains infinite values; mark missing values with NaN")
         observed = np.isfinite(values)
-        if not observed.any():
+        if not observed.any() and not allow_empty:
             raise InputError(f"{label}: all values are NaN")
         return da, da_c, dims, label, values, observed
 
@@ -1367,7 +1373,7 @@ class Interpolator:
             # what this read named, as a transform of its own sets it (interpolate(fit_on=model) reads it here)
             self.output_name_, self.renamed_coords_ = box.output_name_, box.renamed_coords_
             return out
-        da, da_c, dims, label, values, observed = self._read(da)
+        da, da_c, dims, label, values, observed = self._read(da, allow_empty=self._time_block)
         fitted = self.da_
         # kelvin (GHRSST L3) filled with a fit in degC, or the reverse: the fit's pixel means are put in the
         # field's units (its scale, modes and cycle are of normalised anomalies, the same in both); other
@@ -1404,17 +1410,18 @@ class Interpolator:
         held = self._withheld_mask(withheld, da, dims, label) & observed & ocean[None]
         kept = observed & ~held
         obs = kept & ocean[None]
-        if not obs.any():
+        if not obs.any() and not self._time_block:
             raise InputError(f"{label}: no observation over the ocean of the field fitted"
                              f"{' left once the withheld pixels are hidden' if held.any() else ''}; nothing to fill from")
         outside = kept & ~ocean[None]
-        if outside.any():
+        self.outside_ = (int(outside.sum()), outside.any(axis=0), int(obs.sum()))
+        if outside.any() and not self._time_block:
             warn(f"{label}: {int(outside.sum())} observations at {int(outside.any(axis=0).sum())} pixels the field "
                  "fitted never observed (land to the fit): kept as given, nothing filled there", UserWarning)
         x = np.zeros(values.shape, np.float32)
         np.subtract(values, mean, out=x, where=obs, casting="same_kind")
         x /= np.float32(self.scale_)
-        shift = float(x.sum(dtype=np.float64) / obs.sum())  # x is 0 off obs; in fitted scales
+        shift = float(x.sum(dtype=np.float64) / max(int(obs.sum()), 1))  # x is 0 off obs; in fitted scales
         if (theirs is None or ours is None) and abs(shift) > _SHIFT_LIMIT:  # units not said: kelvin against degC
             raise InputError(f"{label}: its observations are {shift * self.scale_:+.4g} from the fitted pixel means "
                              f"on average ({abs(shift):.0f} fitted scales: other units?); transform() fills a field "

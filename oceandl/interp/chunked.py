@@ -75,6 +75,18 @@ Land-sea mask (``mask``)
     applies its own when none is given and its training statistics fit the cube. The output has
     ``land_sea_mask`` and the flag values 0-4.
 
+A fit applied (``fit_on``)
+    A fit made (an Interpolator, or the folder its ``save()`` wrote) or one made here, in memory, on
+    another field (the smaller one) fills the series by its ``transform``, streamed by time blocks of
+    whole days over the whole grid (a day's mode amplitudes are solved on its whole grid: ``lat``
+    and ``lon`` chunks are not used, said). DINEOF's smoother couples the days: the input is read
+    twice, each step's information first, the whole series smoothed once, then each block filled
+    with its own amplitudes. The in-memory ``transform``'s values, flags and sigma. DINEOF's sigma
+    (``error_map``) is calibrated on the new field as in memory (``transform_calibration``): its
+    observations hidden by cloud-mask transfer block by block (the clouds of the block's own days),
+    filled again from the series' amplitudes without them, the scale fitted on every block's at the
+    end and sigma rescaled in the file (one block of the whole series: the in-memory sigma itself).
+
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
     its *lower* halo (the part of its read region that lies in earlier blocks' cores, already
@@ -1163,7 +1175,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, command: str | None = None,
                         min_quality: int | None = None, aux=None, bbox=None, dates=None, mask=None,
-                        per_file: bool | None = None, **options) -> ChunkedResult:
+                        per_file: bool | None = None, fit_on=None, **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
     Parameters
@@ -1215,7 +1227,18 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         left NaN, with one warning, by the others (``missing_flag`` 4); the output has
         ``land_sea_mask``. Without one, a ``checkpoint`` that stores a mask applies its own where its
         training statistics fit the cube (as in memory).
-    **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``).
+    fit_on : a fit to apply instead of fitting the blocks (climatology, ``eof``, ``dineof``), as
+        :func:`~oceandl.interp.interpolate`'s ``fit_on``: a fitted Interpolator, the folder its
+        ``save()`` wrote (``oceandl train interpolator``), or a field to fit in memory first (a
+        netCDF path or a DataArray, on ``source``'s grid, read whole over ``bbox``; with ``aux``, its
+        covariates by the same names, and ``mask`` applied to it). ``source`` is then filled by
+        the fit's ``transform`` in blocks of ``chunks["time"]`` days (default 64) over the whole grid
+        (see the module docstring): the in-memory ``interpolate(..., fit_on=)`` values, flags and
+        sigma (DINEOF's calibration scale fitted on clouds pasted within each block: with one block,
+        or ``transform_calibration=False``, the in-memory sigma); no ``halo`` or ``train_region``.
+        A saved fit's covariates are read from ``source`` by name when ``aux`` is not given.
+    **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``); with a fit
+        already made, only its transform options (``transform_smoother``).
 
     Returns
     -------
@@ -1245,16 +1268,28 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             method=method, var=var, chunks=chunks, halo=halo, blend=blend, seed=seed, device=device,
             keep_observed=keep_observed, train_region=train_region, max_in_flight=max_in_flight, progress=progress,
             complevel=complevel, log=log, command=command, min_quality=min_quality, aux=aux, bbox=bbox, dates=dates,
-            mask=mask, **options), overwrite=overwrite)
+            mask=mask, fit_on=fit_on, **options), overwrite=overwrite)
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc), or a folder (an existing one, or "
                          f"{output}/ with a trailing slash) for a file per input file")
     from oceandl.io import check_complevel, describe_source, source_grid, source_paths
 
-    check_output_path(output, overwrite, inputs=source_paths(source), kind="file", what="filled netCDF")
+    inputs = source_paths(source)
+    if isinstance(fit_on, (str, os.PathLike)) and not _is_fit_folder(fit_on):
+        inputs = inputs + source_paths(fit_on)  # the file fitted on is never overwritten by the fill
+    check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
 
     check_complevel(complevel)
+    if fit_on is not None:  # a fit (made, saved, or of another field) applied block by block
+        refused = [k for k, v in (("halo", halo), ("train_region", train_region)) if v is not None]
+        if refused:
+            raise InputError(f"{refused[0]}: not with fit_on (a fit is applied to whole days over the whole grid, "
+                             "without halos or a network to train)")
+        return _transform_chunked(source, output, method, fit_on, var=var, chunks=chunks, seed=seed, device=device,
+                                  keep_observed=keep_observed, overwrite=overwrite, progress=progress,
+                                  complevel=complevel, say=say, command=command, min_quality=min_quality, aux=aux,
+                                  bbox=bbox, dates=dates, mask=mask, options=options, t_start=t_start)
     cls = get_method(method)
     cls(seed=seed, device=device, keep_observed=keep_observed, **options)  # options checked before reading
     from .neural import NeuralInterpolator
@@ -1663,3 +1698,276 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
         if type(exc) is not InputError:
             raise
         raise InputError(f"{what} on region {where}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------ a fit applied
+def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.DataArray, *, var, seed, device,
+                    keep_observed, progress, min_quality, bbox, aux, mask, where: str, say) -> tuple[Any, Any]:
+    """The fitted method that :func:`interpolate_chunked` with ``fit_on`` applies, and the covariates
+    to read from the input (``aux``, or a saved fit's own names).
+
+    A fit already made (an Interpolator, or the folder its ``save()`` wrote) is loaded (and cut to
+    ``bbox``'s block of its grid); a field (a file, or a DataArray) is read whole in memory over
+    ``bbox`` and fitted there, with ``mask`` (on the input's grid) and, for DINEOF, the same
+    covariates read from it by name. Errors about the fit start with ``"fit_on: "``, as
+    :func:`~oceandl.interp.interpolate`'s."""
+    from . import fitted_model
+    from .base import Interpolator
+
+    fitted = None
+    if isinstance(fit_on, (str, os.PathLike)):
+        from .fitted import fitted_folder
+
+        fit_on = fitted_folder(fit_on) or fit_on
+        if _is_fit_folder(fit_on):  # a saved fit's folder, as in memory
+            fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
+    elif isinstance(fit_on, Interpolator):
+        fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
+    label = f"{where}variable {da.name!r}"
+    if fitted is not None:
+        if mask is not None:
+            named = f" {fit_on}" if isinstance(fit_on, (str, os.PathLike)) else ""
+            raise InputError(f"mask: not with fit_on{named}, a fit already made (it fills with the mask it was "
+                             "fitted with, if any: give the mask when fitting, `train interpolator --mask`)")
+        fit_aux = list(getattr(fitted, "aux_names_", None) or [])
+        if aux is None and fit_aux:  # as in memory: a saved fit's covariates, read from the input
+            aux = fit_aux
+            say(f"auxiliary variables of the fit{_fit_name(fit_on)}: {', '.join(fit_aux)} (aux), read from the input")
+        if bbox is not None:  # the fit's per-pixel state cut to the box's block of its grid, as in memory
+            box = f"bbox {','.join(f'{b:g}' for b in bbox)}: the {da.shape[1]} x {da.shape[2]} box of {where or 'the input'}"
+            fitted = fitted.cut(da, label=box)
+        return fitted, aux
+    # a field to fit: read whole (the smaller one, by assumption), over the input's region
+    if isinstance(fit_on, (str, os.PathLike)):
+        from oceandl.pipelines.interpolate import _has_variable
+
+        fit_var = var if var is not None else (da.name if _has_variable(fit_on, da.name) else None)
+    else:
+        fit_var = var
+    try:
+        fit_lazy = open_lazy(fit_on, fit_var, None, min_quality, bbox=bbox)
+        fit_da = fit_lazy.load()
+        fit_aux = None
+        if aux is not None:  # DINEOF's joint modes are fitted on the fit field's own covariates, by name
+            names = [e for _, e in _aux_entries(aux)]
+            if any(not isinstance(e, str) for e in names) or not isinstance(fit_on, (str, os.PathLike)):
+                raise InputError("aux: with fit_on a field to fit, give the covariates by name (VAR, or FILE:VAR), "
+                                 "read for the fitted field too; or fit in memory with fit_aux=, save the fit "
+                                 "(save(), train interpolator) and give that as fit_on")
+            from oceandl.pipelines.interpolate import _read_aux
+
+            # as `oceandl interpolate --fit-on FILE --aux` reads them: FILE:VAR put on the fitted days and grid
+            try:
+                fit_aux = _read_aux(fit_on, names, fit_da, _source_text(fit_on), log=say,
+                                    cut={"bbox": bbox} if bbox is not None else None)
+            except InputError as exc:
+                if type(exc) is not InputError or not str(exc).startswith("--aux "):
+                    raise
+                raise InputError(f"{exc}; that is the field fitted on: a FILE:VAR covariate is read for the fitted "
+                                 "period too, and must cover its days and grid") from None
+    except InputError as exc:
+        if type(exc) is not InputError:
+            raise
+        raise InputError(f"fit_on: {exc}") from None
+    sea = None
+    if mask is not None:
+        sea_arr, _ = _open_mask(mask, source, da, where)
+        sea = xr.DataArray(sea_arr, dims=("lat", "lon"), coords={"lat": da["lat"].values, "lon": da["lon"].values})
+    model = cls(seed=seed, device=device, keep_observed=keep_observed, progress=progress, **options)
+    try:
+        model.fit(fit_da, **({} if sea is None else {"mask": sea}), **({} if fit_aux is None else {"aux": fit_aux}))
+    except InputError as exc:
+        if type(exc) is not InputError:
+            raise
+        raise InputError(f"fit_on: {exc}") from None
+    say(f"{method}: fitted on {_source_text(fit_on)} ({fit_da.shape[0]} steps), filling {where.rstrip(': ') or label}")
+    return model, aux
+
+
+def _is_fit_folder(path) -> bool:
+    """Whether ``fit_on`` path names a fit already made (a folder, or its config.json), not data to fit:
+    as `oceandl interpolate --fit-on` tells them apart (a folder of netCDF files is data)."""
+    from oceandl.pipelines.interpolate import _data_folder
+
+    from .fitted import fitted_folder
+
+    p = fitted_folder(path) or Path(path)
+    return p.is_dir() and not _data_folder(p)
+
+
+def _fit_name(fit_on) -> str:
+    return f" saved in {fit_on}" if isinstance(fit_on, (str, os.PathLike)) else ""
+
+
+def _source_text(src) -> str:
+    from oceandl.io import describe_source
+
+    return describe_source(src) if isinstance(src, (str, os.PathLike, list, tuple)) else "the field given"
+
+
+def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks, seed, device, keep_observed,
+                       overwrite, progress, complevel, say, command, min_quality, aux, bbox, dates, mask,
+                       options: dict, t_start: float) -> ChunkedResult:
+    """:func:`interpolate_chunked` with ``fit_on``: the fit's ``transform`` streamed over time blocks.
+
+    Each block is whole days over the whole grid (a day's mode amplitudes are solved on that day's
+    pixels); DINEOF's smoother (``transform_smoother``) couples the days, so it reads the input twice:
+    each step's information and projection first (k x k and k numbers), then the whole series'
+    smoothed amplitudes, each block filled with its own. The result is the in-memory ``transform``'s,
+    but DINEOF's sigma scale is fitted on clouds pasted within each block (:meth:`DINEOF.stream_scale`)
+    and nothing is withheld (no ``val_*``)."""
+    import torch
+
+    from oceandl.io import describe_source, file_attrs, source_grid
+    from oceandl.utils import atomic_path
+
+    from . import get_method
+    from .dineof import DINEOF, _smoothed_amplitudes, _time_positions
+
+    cls = get_method(method)
+    if not cls.can_transform:
+        raise InputError(f"fit_on: method {method!r} cannot fill one field with a fit on another; {cls._no_transform}")
+    asked = parse_chunks(chunks)
+    t_core = asked.get("time", _DEFAULT_CHUNKS["climatology"]["time"])
+    da = open_lazy(source, var, {"time": t_core, "lat": -1, "lon": -1}, min_quality, check_values=False, bbox=bbox,
+                   dates=dates)
+    shape = tuple(int(n) for n in da.shape)
+    t_core = shape[0] if t_core < 0 else min(t_core, shape[0])
+    where = f"{describe_source(source)}: " if isinstance(source, (str, os.PathLike, list, tuple)) else ""
+    if any(0 < asked.get(ax, -1) < n for ax, n in zip(_AXES[1:], shape[1:])):
+        say(f"chunks {', '.join(f'{ax}={asked[ax]}' for ax in _AXES[1:] if ax in asked)}: a fit fills whole days "
+            f"(each day's modes are solved on its whole grid): blocks of {t_core} days over the whole "
+            f"{shape[1]} x {shape[2]} grid")
+    given_aux = aux
+    model, aux = _fit_for_chunks(fit_on, method, cls, dict(options), source, da, var=var, seed=seed, device=device,
+                                 keep_observed=keep_observed, progress=progress, min_quality=min_quality, bbox=bbox,
+                                 aux=aux, mask=mask, where=where, say=say)
+    model = copy.copy(model)  # the caller's fit is left as it was
+    model._time_block, model._stream = True, None
+    core = {"time": t_core, "lat": shape[1], "lon": shape[2]}
+    try:
+        covariates = _open_aux(aux, source, da, core, where, None, bbox, dates, log=say) if aux is not None else []
+    except InputError as exc:
+        if given_aux is not None or type(exc) is not InputError:
+            raise
+        # not given: the saved fit's own, read from the input by name (said as in memory)
+        want = "give a file that has it" if "not found" in str(exc) else "give its values on the input's days"
+        raise InputError(f"{exc}; the fit{_fit_name(fit_on)} was fitted with it as an auxiliary variable (its modes "
+                         f"take it: {want}, or aux FILE:VAR)") from None
+    blocks = plan_blocks(shape, core, {})
+
+    def block(b: Block):
+        """The block's field and covariates, in memory, and its filled Dataset."""
+        t = b.core[0]
+        field = da.isel(time=t).load()
+        ax = {name: a.isel(time=t).load() for name, a, *_ in covariates}
+        return model.transform(field, aux=ax or None)
+
+    smoother = None
+    if isinstance(model, DINEOF):
+        em = model._fitted_modes()
+        pos = _time_positions(da)
+        if pos is not None and (np.diff(pos[0]) < 0).any() and model.options["transform_smoother"]:
+            raise InputError(f"{where}variable {da.name!r}: time steps out of order; the smoother of a DINEOF fit "
+                             "filled by time blocks reads them in time order (sort the files, or set "
+                             "transform_smoother=false)")
+        smoother = model._transition(da, em, pos)
+    # the history line's, as in memory: the file fitted on, or the folder of the fit saved
+    saved = isinstance(fit_on, (str, os.PathLike)) and _is_fit_folder(fit_on)
+    fitted = f" fitted on {fit_on if saved else _source_text(fit_on)}"
+    bar = None
+    try:
+        from tqdm.auto import tqdm
+
+        n_pass = len(blocks) * (2 if smoother is not None else 1)
+        bar = tqdm(total=n_pass, desc=f"{method}: blocks", disable=not progress, leave=False)
+        calibrate = isinstance(model, DINEOF) and bool(model.options["error_map"]) and bool(
+            model.options["transform_calibration"])
+        if smoother is not None or calibrate:
+            # DINEOF._stream: the blocks' steps smoothed over the whole series, sigma's calibration on all blocks
+            model._stream = {"mode": "collect" if smoother is not None else "apply", "smooth": smoother is not None,
+                             "calibrate": calibrate, "G": [], "b": [], "Gheld": [], "bheld": [], "z": [],
+                             "n_held": 0, "inside": 0, "t0": 0}
+        if smoother is not None:  # pass 1: each step's information, the whole series smoothed once
+            stream = model._stream
+            for b in blocks:
+                stream["t0"] = b.core[0].start
+                block(b)
+                bar.update()
+            for which in ("", "held") if calibrate else ("",):  # the held-out run's too
+                G, rhs = torch.cat(stream["G" + which]), torch.cat(stream["b" + which])
+                stream["a" + which], stream["P" + which] = _smoothed_amplitudes(G, rhs, em["lam"], smoother)
+                stream["G" + which] = stream["b" + which] = None
+            stream["mode"] = "apply"
+            say(f"{method}: the mode amplitudes of {shape[0]} steps smoothed over the whole series (the input read "
+                "once for it, block by block)")
+        n_obs = n_out = 0
+        out_pix = np.zeros(shape[1:], bool)
+        grid = source_grid(da)
+        with atomic_path(output, overwrite=overwrite) as tmp:
+            writer = None
+            try:
+                for b in blocks:
+                    if model._stream is not None:
+                        model._stream["t0"] = b.core[0].start
+                    ds = block(b)
+                    n_out += model.outside_[0]
+                    out_pix |= model.outside_[1]
+                    n_obs += model.outside_[2]
+                    name = model.output_name_
+                    if writer is None:  # the first block's attributes are the whole fill's
+                        with_sigma = "sigma" in ds
+                        attrs = dict(ds[name].attrs)
+                        opts = attrs.get("options", "")
+                        plan = {"chunks": core, "blocks": len(blocks), "fit_on": True,
+                                "strategy": "a fit applied by time blocks over the whole grid"}
+                        attrs["chunked"] = json.dumps(plan, sort_keys=True)
+                        var_attrs = {k: _netcdf_safe(v) for k, v in attrs.items()}
+                        fattrs = {k: _netcdf_safe(v) for k, v in file_attrs(
+                            da, {**dict(ds.attrs), "chunked": attrs["chunked"]}, command=command,
+                            what=f"gaps filled with method {method} {opts}{fitted}").items()}
+                        masked = int(np.asarray(ds["missing_flag"].attrs["flag_values"]).max()) > 2
+                        _skeleton(da, tmp, name, with_sigma, fattrs, var_attrs, (1, shape[1], shape[2]),
+                                  np.result_type(da.dtype, np.float32), complevel, grid=grid,
+                                  sigma_extra=dict(ds["sigma"].attrs) if with_sigma else None, masked=masked)
+                        writer = _Writer(tmp, {"filled": name, "flag": "missing_flag",
+                                               **({"sigma": "sigma"} if with_sigma else {})}, keep_observed,
+                                         {ax: False for ax in _AXES})
+                    out = {"filled": ds[name].transpose("time", "lat", "lon").values,
+                           "flag": ds["missing_flag"].transpose("time", "lat", "lon").values}
+                    if "sigma" in ds:
+                        out["sigma"] = ds["sigma"].transpose("time", "lat", "lon").values
+                    writer.commit(b, out)
+                    bar.update()
+                if calibrate and with_sigma:  # sigma was written unscaled: its scale fitted on every block's
+                    scale, sattrs = model.stream_scale(len(blocks), t_core)
+                    with writer.lock:
+                        v = writer.nc["sigma"]
+                        for t in range(shape[0]):  # a day at a time
+                            v[t] = np.asarray(v[t], np.float64) * scale
+                    for k, val in sattrs.items():
+                        writer.setattr(k, _netcdf_safe(val), var="sigma")
+                    say(f"{method}: sigma {sattrs['transform_sigma_calibration']}")
+            finally:
+                if writer is not None:
+                    writer.close()
+            if not n_obs:  # as in memory, for the whole field (a cloudy block alone is no error)
+                raise InputError(f"{where}variable {da.name!r}: no observation over the ocean of the field fitted; "
+                                 "nothing to fill from")
+            if grid is not None and not grid.is_clean:
+                say(f"putting the result on the input's grid (dims {tuple(grid.dims.values())}, its order and "
+                    "coordinates): one more pass over the output")
+                _to_source_grid_file(tmp, grid, (1, shape[1], shape[2]))
+            _drop_dangling_references(tmp)
+    finally:
+        if bar is not None:
+            bar.close()
+    if n_out:  # one warning for the whole field, as in memory
+        warn(f"{where}variable {da.name!r}: {n_out} observations at {int(out_pix.sum())} pixels the field fitted "
+             "never observed (land to the fit): kept as given, nothing filled there", UserWarning)
+    seconds = _time.perf_counter() - t_start
+    max_block = t_core * shape[1] * shape[2] * 4 * (1 + len(covariates))
+    res = ChunkedResult(output, method, shape, core, {ax: 0 for ax in _AXES}, len(blocks), seconds, 0.0, max_block, 1,
+                        0, attrs)
+    say(f"{method}: {np.prod(shape) / 1e6:.1f} Mpx in {seconds:.1f} s ({res.mpx_per_s:.2f} Mpx/s) -> {output}")
+    return res

@@ -574,7 +574,9 @@ class DINEOF(Interpolator):
         observations (8 % of them hidden by cloud-mask transfer, the fill rerun without them), as
         the fit's is on the field fitted; ``False`` (or too few such observations: a single step)
         keeps the fit's ``cv_sigma_scale_``, which is off where the modes describe the new period
-        less well than the fitted one.
+        less well than the fitted one. Filled by time blocks (:func:`~oceandl.interp.chunked.interpolate_chunked`
+        with ``fit_on``), each block's observations are hidden with its own days' clouds, the scale
+        fitted on all blocks' (:meth:`stream_scale`).
     aux_weight : float > 0, default 1.0
         With auxiliary variables (``aux``) only (refused without): each covariate's normalised
         block is multiplied by it (1: as much weight as the field's, unit rms each), to
@@ -610,6 +612,11 @@ class DINEOF(Interpolator):
     libraries: ClassVar[tuple[str, ...]] = ("torch",)  # its SVDs and iterations run in torch
     _warn_small_cv: ClassVar[bool] = True  # interpolate_chunked sums the blocks' up in one warning
     _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
+    #: interpolate_chunked with ``fit_on``, streaming transform() by time blocks with the smoother on: None,
+    #: or ``{"mode": "collect", "G": [], "b": []}`` (each block's steps' information and projections are
+    #: gathered, the fill left 0) then ``{"mode": "apply", "a": (time, k), "P": (time, k * k), "t0": first
+    #: step of the block}`` (the whole series' smoothed amplitudes, each block reading its own steps)
+    _stream: dict | None = None
     gives_sigma = _ErrorMapFlag()  # type: ignore[assignment]
     option_defaults: ClassVar[dict[str, Any]] = {
         "max_modes": 20,
@@ -911,7 +918,8 @@ class DINEOF(Interpolator):
         if not names:
             raise InputError(f"{label}: method 'dineof': the fit takes no auxiliary variables (it was made without "
                              "aux); drop aux, or fit with it")
-        got, values, units, static = read_aux(aux, da, dims, label)
+        # a time block of interpolate_chunked: a covariate all NaN (or constant) there is no error
+        got, values, units, static = read_aux(aux, da, dims, label, check_values=not self._time_block)
         missing, extra = [n for n in names if n not in got], [n for n in got if n not in names]
         if missing or extra:
             said = "; ".join(t for t in (f"missing: {', '.join(missing)}" if missing else "",
@@ -1398,6 +1406,8 @@ class DINEOF(Interpolator):
         self.seasonal_.check_dates(da, _label(da))
         em = self._fitted_modes()
         pos = _time_positions(da)
+        if self._time_block:  # a time block of interpolate_chunked: the whole series' amplitudes are _stream's
+            return self._block_transform(x, obs, da, em, pos, aux)
         if self.options["transform_smoother"] and pos is not None and (np.diff(pos[0]) < 0).any():
             # smoothed in time order, returned in the caller's
             order = np.argsort(pos[0], kind="stable")
@@ -1417,7 +1427,69 @@ class DINEOF(Interpolator):
         sigma = var.sqrt_().mul_(scale)
         return filled, self._from_matrix(sigma.numpy().astype(np.float32), fill=np.nan), attrs
 
-    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f, aux=None):
+    def _block_transform(self, x: np.ndarray, obs: np.ndarray, da, em: dict, pos, aux=None):
+        """:meth:`_transform` of a time block of interpolate_chunked (``_stream``, see there): the fill from
+        the whole series' (smoothed) amplitudes; with ``error_map``, sigma unscaled when the stream
+        calibrates it (``calibrate``: the block's observations hidden by cloud-mask transfer, as
+        :meth:`_transform_scale` hides the whole field's, filled again from the series' amplitudes
+        without them; their error / sigma gathered in ``stream["z"]``, the scale fitted on all of them
+        once the blocks are done), else scaled by the fit's ``cv_sigma_scale_``."""
+        stream = self._stream or {}
+        held = None
+        if stream.get("calibrate"):
+            first = stream["mode"] == "collect" or not stream.get("smooth")  # each block counted once
+            held = self._sigma_points(obs, da)
+            held = np.zeros(obs.shape, bool) if held is None else held
+            span = em.get("span")
+            if pos is not None and span is not None and pos[1] == span[2]:  # as _transform_scale: not the fitted days
+                inside = (pos[0] >= span[0]) & (pos[0] <= span[1])
+                held[inside] = False
+                stream["inside"] += int(inside.sum()) if first else 0
+            stream["n_held"] += int(held.sum()) if first else 0
+        filled, var = self._amplitude_fill(x, obs, da, em, None, aux)
+        if held is not None and stream["mode"] == "collect":  # the held-out run's information too
+            self._amplitude_fill(x, obs & ~held, da, em, None, aux, which="held")
+        if var is None:
+            return filled, None, {}
+        if held is not None:
+            f_h, var_h = self._amplitude_fill(x, obs & ~held, da, em, None, aux, which="held")
+            sd = self._from_matrix(var_h.sqrt_().numpy(), fill=np.nan)
+            stream["z"].append(np.asarray(((f_h - x) / sd)[held], np.float64))
+            return filled, self._from_matrix(var.sqrt_().numpy().astype(np.float32), fill=np.nan), {}
+        scale = float(self.cv_sigma_scale_)
+        return filled, self._from_matrix(var.sqrt_().mul_(scale).numpy().astype(np.float32), fill=np.nan), {
+            "transform_sigma_scale": scale,
+            "transform_sigma_calibration": f"the fit's cv_sigma_scale x{scale:.4g} (transform_calibration=False)"}
+
+    def stream_scale(self, n_blocks: int, days: int) -> tuple[float, dict[str, Any]]:
+        """The sigma scale of a field filled by time blocks with ``calibrate`` (interpolate_chunked),
+        from the z of every block's hidden observations, and the sigma attrs that say so, as
+        :meth:`_transform_scale` says them; the fit's scale with too few."""
+        stream = self._stream
+        fit_scale = float(self.cv_sigma_scale_)
+        n_held = int(stream["n_held"])
+        kept = calibration_z(np.concatenate(stream["z"])) if stream["z"] else np.zeros(0)
+        where = "" if n_blocks < 2 else f", pasted within each time block of {days} days"
+        if kept.size >= SIGMA_MIN_POINTS:
+            scale = float(np.sqrt(np.mean(kept ** 2)))
+            return scale, {
+                "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(kept.size),
+                "transform_sigma_calibration": (
+                    f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {kept.size} of its {n_held} "
+                    f"observations hidden by cloud-mask transfer ({_SIGMA_FRACTION:.0%}{where}; the fill rerun "
+                    f"without them; {n_held - kept.size} beyond {SIGMA_CLIP:g} robust stds left out); the fit's "
+                    f"cv_sigma_scale x{fit_scale:.4g} is not used")}
+        why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer{where} (fewer than "
+               f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
+        if stream["z"]:
+            why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
+                   f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
+        if stream["inside"]:
+            why += f" ({stream['inside']} of its steps lie in the fitted period)"
+        return fit_scale, {"transform_sigma_scale": fit_scale,
+                           "transform_sigma_calibration": f"the fit's cv_sigma_scale x{fit_scale:.4g}: {why}"}
+
+    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f, aux=None, which: str = ""):
         """The fill (time, lat, lon) float32 of :meth:`_transform` from the observations ``obs``, and
         with ``error_map`` its uncalibrated error variance (time, n_ocean) float64 torch (else None);
         ``f``: :meth:`_transition`'s AR(1) factors (None: each step alone); ``aux``: the covariates'
@@ -1439,7 +1511,15 @@ class DINEOF(Interpolator):
         if X.shape[1] != V.shape[0]:
             raise AssertionError(f"{X.shape[1]} columns against the fit's {V.shape[0]}")
         Xc = (X - mu) * m
-        if f is None:
+        stream = self._stream if self._time_block and (self._stream or {}).get("smooth") else None
+        if stream is not None and stream["mode"] == "collect":  # the smoother runs once all blocks are read
+            stream["G" + which].append(_amplitude_information(m, V, r_oi))
+            stream["b" + which].append((Xc / r_oi) @ V)
+            return np.zeros(x.shape, np.float32), None
+        if stream is not None:
+            t0 = stream["t0"]
+            a, P = stream["a" + which][t0:t0 + X.shape[0]], stream["P" + which][t0:t0 + X.shape[0]]
+        elif f is None:
             P = _amplitude_cov(m, V, r_oi, lam)
             a = (P.reshape(-1, k, k) @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
         else:
