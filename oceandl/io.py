@@ -1875,7 +1875,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     next to a missing covariate value, or outside its box, is missing; one between its outer cells'
     centres and their edges takes the outer cell's value); a grid the field's is part
     of (the same product over a wider region) is cut to it, its values kept as they are. Longitudes
-    are taken in the field's convention (-180..180 or 0..360).
+    are taken in the field's convention (-180..180 or 0..360); a covariate's grid that goes round
+    the globe wraps (a field point between its last and first longitudes is interpolated between them).
 
     A static covariate (``cov`` of dims (lat, lon): bathymetry) has no days to match: its grid
     alone is put on the field's, the same way.
@@ -1952,7 +1953,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
                             + (f"; {int((~has).sum())} without one" if (~has).any() else "") + ")")
     lat_f, lon_f = field["lat"].values, field["lon"].values
     lat_c, lon_c = cov["lat"].values, cov["lon"].values
-    if in_degrees(cov["lon"].attrs) and in_degrees(field["lon"].attrs):
+    degrees = in_degrees(cov["lon"].attrs) and in_degrees(field["lon"].attrs)
+    if degrees:
         new = lon_convention_of(lon_c, lon_f)
         if not np.array_equal(new, lon_c):
             cov = cov.assign_coords(lon=new).sortby("lon")
@@ -1985,6 +1987,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
             if chunks is not None and cov.chunks is not None:  # whole blocks of the average in each dask chunk
                 cov = cov.chunk({d: k * max(1, -(-max(cov.chunksizes[d]) // k)) for d, k in factors.items()})
             cov = cov.coarsen(factors, boundary="trim").mean()
+        if degrees:
+            cov = _lon_wrapped(cov)
         lat_k, lon_k = cov["lat"].values, cov["lon"].values
         # a coarser grid's outer cells cover half a cell beyond their centres: the field's points there
         # take the edge cell's value (linear interpolation alone left a NaN ring round the field)
@@ -2012,6 +2016,19 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     cov = cov.assign_coords(time=field["time"], lat=field["lat"], lon=field["lon"]) if "time" in field.coords \
         else cov.assign_coords(lat=field["lat"], lon=field["lon"])
     return cov.transpose(*DIMS), done
+
+def _lon_wrapped(cov: xr.DataArray) -> xr.DataArray:
+    """``cov`` with its last longitude repeated 360 degrees below its first and its first 360 above
+    its last when its grid goes round the globe (ERA5's 0..359.75), so that a field's points across
+    its seam (179.9 beside a covariate ending at 179.75) are interpolated, not missing; else as it is."""
+    lon = cov["lon"].values
+    step = _step(lon)
+    if lon.size < 2 or not step > 0 or abs(lon.size * step - 360.0) > step / 2 or lon[-1] - lon[0] >= 360.0:
+        return cov
+    ends = [cov.isel(lon=[-1]).assign_coords(lon=[lon[-1] - 360.0]), cov,
+            cov.isel(lon=[0]).assign_coords(lon=[lon[0] + 360.0])]
+    return xr.concat(ends, dim="lon", coords="minimal", compat="override", join="override")
+
 
 def _edge_clamped(f: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Field coordinates ``f`` with those outside ascending grid ``c`` by at most half its step moved

@@ -57,3 +57,30 @@ def test_dineof_fit_refuses_a_kelvin_covariate_without_units(cube):
     nounits.attrs.pop("units", None)
     with pytest.raises(InputError, match="aux 'sst_mw'"):
         back.transform(new["sst"], aux={"sst_mw": nounits})
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_global_covariate_wraps_round_the_dateline(lazy):
+    # ERA5-like 0.25 degree covariate on 0..359.75 beside a global 0.05 degree field on
+    # -179.975..179.975: the field's columns past 179.875 lay between the covariate's last column
+    # (179.75) and its first (-180 = 180), and were left missing (2 columns of NaN at the dateline)
+    import xarray as xr
+
+    from oceandl.io import to_field_grid
+
+    lat = np.arange(-0.975, 1, 0.05)
+    lon_f = np.round(np.arange(-179.975, 180, 0.05), 3)
+    field = xr.DataArray(np.zeros((2, lat.size, lon_f.size), np.float32), dims=("time", "lat", "lon"), name="sst",
+                         coords={"time": np.array(["2020-01-01", "2020-01-02"], "datetime64[ns]"), "lat": lat,
+                                 "lon": lon_f})
+    lat_c, lon_c = np.arange(-1.0, 1.01, 0.25), np.arange(0, 360, 0.25)
+    wave = 10 * np.sin(np.deg2rad(lon_c))
+    cov = xr.DataArray(np.broadcast_to(wave, (2, lat_c.size, lon_c.size)).astype(np.float32), name="u10",
+                       dims=("time", "lat", "lon"), coords={"time": field["time"].values, "lat": lat_c, "lon": lon_c})
+    out, done = to_field_grid(cov, field, chunks={"time": -1, "lat": 20, "lon": 1000} if lazy else None)
+    values = np.asarray(out.values)
+    assert np.isfinite(values).all(), lon_f[np.isnan(values).any(axis=(0, 1))]
+    # linear between 179.75 and 180 (the covariate's 0), as anywhere else between two of its columns
+    want = np.interp(lon_f % 360, np.append(lon_c, 360.0), np.append(wave, wave[0]))
+    np.testing.assert_allclose(values[0, 5], want, atol=1e-5)
+    assert done == ["its 9 x 1440 grid interpolated (linear) to the field's 40 x 7200"]
