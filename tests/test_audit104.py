@@ -84,3 +84,80 @@ def test_a_global_covariate_wraps_round_the_dateline(lazy):
     want = np.interp(lon_f % 360, np.append(lon_c, 360.0), np.append(wave, wave[0]))
     np.testing.assert_allclose(values[0, 5], want, atol=1e-5)
     assert done == ["its 9 x 1440 grid interpolated (linear) to the field's 40 x 7200"]
+
+
+_EXTENTS = {"geospatial_lat_min": -90.0, "geospatial_lat_max": 90.0, "geospatial_lon_min": -180.0,
+            "geospatial_lon_max": 180.0, "southernmost_latitude": -90.0, "northernmost_latitude": 90.0,
+            "westernmost_longitude": -180.0, "easternmost_longitude": 180.0,
+            "geospatial_bounds": "POLYGON((-180 -90, 180 -90, 180 90, -180 90, -180 -90))",
+            "time_coverage_start": "20200101T000000Z", "time_coverage_end": "20200106T235959Z",
+            "time_coverage_duration": "P6D"}
+
+
+def _global_file(path):
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    lat, lon = np.arange(-7.5, 8, 1.0), np.arange(-179.5, 180, 1.0)
+    sst = 20 + rng.standard_normal((6, lat.size, lon.size)).astype(np.float32)
+    sst[:, ::3, ::4] = np.nan
+    ds = xr.Dataset({"sst": (("time", "lat", "lon"), sst, {"units": "degC"})},
+                    coords={"time": np.arange("2020-01-01", "2020-01-07", dtype="datetime64[D]").astype("datetime64[ns]"),
+                            "lat": ("lat", lat, {"units": "degrees_north"}),
+                            "lon": ("lon", lon, {"units": "degrees_east"})}, attrs=dict(_EXTENTS))
+    ds.to_netcdf(path)
+
+
+@pytest.mark.parametrize("bbox, lon_min, lon_max", [("-20,-3,10,4", -20.0, 10.0), ("170,-3,-170,4", 170.0, -170.0)])
+def test_a_box_and_period_of_a_file_say_their_own_extent_and_time_coverage(tmp_path, bbox, lon_min, lon_max):
+    # --bbox of a global file kept its geospatial_lat_min -90... and --dates its whole time coverage
+    import xarray as xr
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    _global_file(tmp_path / "g.nc")
+    res = CliRunner().invoke(cli, ["interpolate", str(tmp_path / "g.nc"), "--method", "climatology", f"--bbox={bbox}",
+                                   "--dates", "2020-01-02:2020-01-04", "--withhold", "0", "--quiet",
+                                   "-o", str(tmp_path / "o.nc")])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "o.nc") as ds:
+        a = ds.attrs
+        assert ds.sizes["lat"] == 7 and ds.sizes["time"] == 3
+    # the cells of the box (centres -2.5..3.5, half a degree each side)
+    assert (a["geospatial_lat_min"], a["geospatial_lat_max"]) == (-3.0, 4.0)
+    assert (a["southernmost_latitude"], a["northernmost_latitude"]) == (-3.0, 4.0)
+    assert (a["geospatial_lon_min"], a["geospatial_lon_max"]) == (lon_min, lon_max)
+    assert (a["westernmost_longitude"], a["easternmost_longitude"]) == (lon_min, lon_max)
+    # the whole file's polygon and its days 1 and 5-6 are no longer what the file holds
+    for k in ("geospatial_bounds", "time_coverage_start", "time_coverage_end", "time_coverage_duration"):
+        assert k not in a, k
+
+
+def test_dates_of_a_series_say_the_kept_files_coverage(tmp_path):
+    # a folder of daily L3 files filled --dates 2020-01-02:2020-01-04 said the series' 01 to 06
+    import xarray as xr
+    from click.testing import CliRunner
+    from fakes import write_l3_days
+
+    from oceandl.cli.main import cli
+
+    write_l3_days(tmp_path / "days", nt=6, ny=8, nx=10)
+    (tmp_path / "multi").mkdir()
+    write_l3_days(tmp_path / "spare", nt=6, ny=8, nx=10, whole=tmp_path / "multi" / "six_days.nc")
+    run = CliRunner().invoke
+    common = ["--method", "climatology", "--dates", "2020-01-02:2020-01-04", "--withhold", "0", "--quiet"]
+    res = run(cli, ["interpolate", str(tmp_path / "days"), *common, "-o", str(tmp_path / "one.nc")])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "one.nc") as ds:
+        assert ds.sizes["time"] == 3
+        assert (ds.attrs["time_coverage_start"], ds.attrs["time_coverage_end"]) == ("2020-01-02T00:00:00Z",
+                                                                                    "2020-01-04T23:59:59Z")
+    # a file per input file, of part of a six-day file: its coverage of six days is not written
+    res = run(cli, ["interpolate", str(tmp_path / "multi"), *common, "-o", str(tmp_path / "out") + "/"])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "out" / "six_days.nc") as ds:
+        assert ds.sizes["time"] == 3
+        for k in ("time_coverage_start", "time_coverage_end", "time_coverage_duration"):
+            assert k not in ds.attrs, k
+        assert ds.attrs["title"] == "Test L3 SST"
