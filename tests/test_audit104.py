@@ -161,3 +161,18 @@ def test_dates_of_a_series_say_the_kept_files_coverage(tmp_path):
         for k in ("time_coverage_start", "time_coverage_end", "time_coverage_duration"):
             assert k not in ds.attrs, k
         assert ds.attrs["title"] == "Test L3 SST"
+
+
+def test_a_days_covariate_for_another_day_is_refused_saying_why(cube):
+    # a covariate file of 2020-01-18 beside the field's 2020-01-16 was refused as "static (a (lat, lon)
+    # map, the same every day)": the user had given a daily covariate, for the wrong day
+    from oceandl.interp.dineof import DINEOF
+
+    past = cube.isel(time=slice(0, 15))
+    fit = DINEOF(device="cpu", n_modes=4).fit(past["sst"], aux=past["sst_mw"])
+    day = cube["sst"].isel(time=[15])
+    wrong = cube["sst_mw"].isel(time=[17])
+    with pytest.raises(InputError, match=r"is static .*more than a day from the field's one.*on the field's days"):
+        fit.transform(day, aux={"sst_mw": wrong})
+    out = fit.transform(day, aux={"sst_mw": cube["sst_mw"].isel(time=[15])})  # its own day: taken
+    assert np.isfinite(out["sst"].values).sum() > np.isfinite(day.values).sum()

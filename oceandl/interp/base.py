@@ -767,9 +767,12 @@ def refuse_static_aux(method: str, static: list[str], label: str) -> None:
         from . import METHODS
 
         takers = ", ".join(k for k, c in METHODS.items() if c.takes_aux and c.takes_static_aux)
+        # a day's covariate given for another day is taken as such a map (io.one_step_is_static): say so
         raise InputError(f"{label}: method {method!r}: aux {static[0]!r} is static (a (lat, lon) map, the same every "
                          f"day): its temporal anomaly is 0 and adds nothing to multivariate DINEOF's modes; the "
-                         f"neural methods take it as an input channel ({takers})")
+                         f"neural methods take it as an input channel ({takers}). A single time step beside a field "
+                         "of several, or more than a day from the field's one, is such a map: give a covariate "
+                         "that changes in time on the field's days")
 
 
 def check_mask_orientation(n_land: int, n_sea: int, label: str) -> None:
