@@ -176,3 +176,29 @@ def test_a_days_covariate_for_another_day_is_refused_saying_why(cube):
         fit.transform(day, aux={"sst_mw": wrong})
     out = fit.transform(day, aux={"sst_mw": cube["sst_mw"].isel(time=[15])})  # its own day: taken
     assert np.isfinite(out["sst"].values).sum() > np.isfinite(day.values).sum()
+
+
+def test_a_networks_covariate_missing_from_input_says_aux_file_var(tmp_path):
+    # a network trained with --aux depth.nc:depth, filling a file without depth: "give a file that
+    # has it" alone, where the depth is in its own file and --aux FILE:VAR gives it
+    import xarray as xr
+    from click.testing import CliRunner
+    from fakes import assert_cli_error
+
+    from oceandl.cli.main import cli
+
+    cube = synthetic_sst(n_time=3, ny=16, nx=16, seed=0)
+    cube[["sst"]].to_netcdf(tmp_path / "sst.nc")
+    depth = xr.DataArray(np.linspace(10, 3000, 256, dtype=np.float32).reshape(16, 16), dims=("lat", "lon"),
+                         coords={"lat": cube["lat"], "lon": cube["lon"]}, name="depth", attrs={"units": "m"})
+    depth.to_dataset().to_netcdf(tmp_path / "depth.nc")
+    run = CliRunner().invoke
+    res = run(cli, ["train", "interpolator", str(tmp_path / "sst.nc"), "--method", "unet", "--aux",
+                    f"{tmp_path / 'depth.nc'}:depth", "--set", "steps=1", "--set", "patch=16", "--set",
+                    'model_options={"width": 8, "depth": 2}', "--batch-size", "4", "--device", "cpu", "--quiet",
+                    "-o", str(tmp_path / "net")])
+    assert res.exit_code == 0, res.output
+    res = run(cli, ["interpolate", str(tmp_path / "sst.nc"), "--model", str(tmp_path / "net"), "--device", "cpu",
+                    "--quiet", "-o", str(tmp_path / "out.nc")])
+    assert_cli_error(res, 2, "'depth' not found", "or --aux FILE:VAR")
+    assert not (tmp_path / "out.nc").exists()
