@@ -834,7 +834,8 @@ def _cut_attrs(attrs: dict, whole: dict, cut: dict, spans=None) -> dict:
         for keys, value in ((lows, lo), (highs, hi)):
             for k in keys:
                 if k in out:
-                    out[k] = type(out[k])(value) if isinstance(out[k], (int, float, np.number)) else value
+                    # a float32 attribute stays one; an integer one (-90) would round the cells' edges
+                    out[k] = type(out[k])(value) if isinstance(out[k], (float, np.floating)) else float(value)
     if any(r in cut and cut[r] is not None and whole.get(r) is not None and cut[r].size < whole[r].size
            for r in ("lat", "lon")):
         out.pop("geospatial_bounds", None)  # a WKT polygon of the whole file's

@@ -202,3 +202,16 @@ def test_a_networks_covariate_missing_from_input_says_aux_file_var(tmp_path):
                     "--quiet", "-o", str(tmp_path / "out.nc")])
     assert_cli_error(res, 2, "'depth' not found", "or --aux FILE:VAR")
     assert not (tmp_path / "out.nc").exists()
+
+
+def test_integer_extents_of_a_cut_are_written_unrounded():
+    # geospatial_lat_min = -90 stored as an integer: the box's edge 30.25 was not to be cut to 30
+    from oceandl.io import _cut_attrs
+
+    whole = {"time": None, "lat": np.arange(-89.75, 90, 0.5), "lon": np.arange(0.25, 360, 0.5)}
+    cut = {"time": None, "lat": np.arange(30.5, 32, 0.5), "lon": np.arange(10.25, 12, 0.5)}
+    out = _cut_attrs({"geospatial_lat_min": -90, "geospatial_lat_max": np.float32(90), "geospatial_lon_min": 0,
+                      "title": "t"}, whole, cut)
+    assert out == {"geospatial_lat_min": 30.25, "geospatial_lat_max": np.float32(31.75), "geospatial_lon_min": 10.0,
+                   "title": "t"}
+    assert isinstance(out["geospatial_lat_max"], np.float32)
