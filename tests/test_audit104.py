@@ -215,3 +215,16 @@ def test_integer_extents_of_a_cut_are_written_unrounded():
     assert out == {"geospatial_lat_min": 30.25, "geospatial_lat_max": np.float32(31.75), "geospatial_lon_min": 10.0,
                    "title": "t"}
     assert isinstance(out["geospatial_lat_max"], np.float32)
+
+
+def test_info_of_a_saved_fit_says_its_units(cube, tmp_path):
+    # `oceandl info FIT` said nothing of the units fitted in, which --fit-on now converts kelvin and degC by
+    from oceandl.describe import describe
+
+    sst = cube["sst"].isel(time=slice(0, 15))
+    get_method("climatology")(device="cpu").fit(_in_kelvin(sst, "kelvin")).save(tmp_path / "fitK")
+    assert describe(tmp_path / "fitK")["units"] == "kelvin (fills a field in kelvin or degC, in the field's units)"
+    odd = sst.copy()
+    odd.attrs["units"] = "degree_Fahrenheit"
+    get_method("climatology")(device="cpu").fit(odd).save(tmp_path / "fitF")
+    assert describe(tmp_path / "fitF")["units"] == "degree_Fahrenheit"
