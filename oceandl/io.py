@@ -1923,10 +1923,12 @@ def one_step_is_static(cov_time: np.ndarray | None, field_time: np.ndarray | Non
         return True
     if cov_time is None or field_time is None or not np.size(cov_time) or not np.size(field_time):
         return False
-    a, b = np.asarray(cov_time).ravel()[0], np.asarray(field_time).ravel()[0]
-    if isinstance(a, np.datetime64) and isinstance(b, np.datetime64):
-        return bool(abs(a - b) > np.timedelta64(1, "D"))
-    return False
+    # seconds in the field's calendar: a model's cftime one (noleap, 360_day) too, where a bathymetry dated
+    # 1990-01-01 beside one day was taken as a covariate of that day (and refused as on none of its days)
+    nc, nf = _date_numbers(np.asarray(cov_time).ravel()[:1], np.asarray(field_time).ravel()[:1])
+    if nc is None:
+        return False
+    return bool(not np.isfinite(nc[0]) or abs(nc[0] - nf[0]) > 86400.0)  # NaN: no date of the field's calendar
 
 
 def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None = None,

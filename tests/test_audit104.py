@@ -228,3 +228,22 @@ def test_info_of_a_saved_fit_says_its_units(cube, tmp_path):
     odd.attrs["units"] = "degree_Fahrenheit"
     get_method("climatology")(device="cpu").fit(odd).save(tmp_path / "fitF")
     assert describe(tmp_path / "fitF")["units"] == "degree_Fahrenheit"
+
+
+def test_one_step_is_static_in_model_calendars_too():
+    # a (one-step) bathymetry dated 1990 beside one day of a noleap model run was taken as that day's
+    # covariate, then refused as on none of the field's days; datetime64 dates were already a map
+    import cftime
+
+    from oceandl.io import one_step_is_static
+
+    def noleap(*ymd):
+        return np.array([cftime.DatetimeNoLeap(*ymd)], dtype=object)
+
+    day = noleap(2020, 2, 5)
+    assert one_step_is_static(noleap(1990, 1, 1), day, 1)
+    assert one_step_is_static(np.array(["1990-01-01"], "datetime64[ns]"), day, 1)
+    assert not one_step_is_static(noleap(2020, 2, 5), day, 1)  # the field's day: a covariate of it
+    assert not one_step_is_static(np.array(["2020-02-05T12"], "datetime64[ns]"), day, 1)
+    assert one_step_is_static(np.array(["1990-01-01"], "datetime64[ns]"), np.array(["2020-02-05"], "datetime64[ns]"), 1)
+    assert not one_step_is_static(None, day, 1) and one_step_is_static(None, None, 3)
