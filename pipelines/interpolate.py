@@ -515,7 +515,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         log(f"figure of day {day} written to {figure}")
     how = f" ({res.attrs['precision']})" if "precision" in res.attrs else ""  # neural methods: bf16 or fp32
     # flag 2 (withheld) pixels are written as observed: not counted as filled
-    written = f"{output}" if plan is None else f"{output}/ ({len(plan.files)} files)"
+    written = f"{output}" if plan is None else f"{output}/ ({len(plan.files)} file{'s' if len(plan.files) != 1 else ''})"
     parts = [f"{method}{how}: filled {int((res['missing_flag'].values == 1).sum()):,} pixels in {seconds:.1f} s "
              f"-> {written}"]
     if mask_da is not None:

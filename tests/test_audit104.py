@@ -247,3 +247,19 @@ def test_one_step_is_static_in_model_calendars_too():
     assert not one_step_is_static(np.array(["2020-02-05T12"], "datetime64[ns]"), day, 1)
     assert one_step_is_static(np.array(["1990-01-01"], "datetime64[ns]"), np.array(["2020-02-05"], "datetime64[ns]"), 1)
     assert not one_step_is_static(None, day, 1) and one_step_is_static(None, None, 3)
+
+
+def test_one_file_into_a_folder_says_one_file(tmp_path, cube):
+    import xarray as xr
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    cube[["sst"]].isel(time=slice(0, 6)).to_netcdf(tmp_path / "a.nc")
+    run = CliRunner().invoke
+    res = run(cli, ["interpolate", str(tmp_path / "a.nc"), "--method", "climatology", "-o", f"{tmp_path / 'out'}/"])
+    assert res.exit_code == 0, res.output
+    assert "out/ (1 file)" in res.stdout, res.stdout  # was "(1 files)"
+    res = run(cli, ["interpolate", str(tmp_path / "a.nc"), "--method", "climatology", "-o", str(tmp_path / "b.nc")])
+    with xr.open_dataset(tmp_path / "out" / "a.nc") as a, xr.open_dataset(tmp_path / "b.nc") as b:
+        np.testing.assert_array_equal(a["sst"].values, b["sst"].values)
