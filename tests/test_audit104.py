@@ -178,7 +178,7 @@ def test_a_days_covariate_for_another_day_is_refused_saying_why(cube):
     assert np.isfinite(out["sst"].values).sum() > np.isfinite(day.values).sum()
 
 
-def test_a_networks_covariate_missing_from_input_says_aux_file_var(tmp_path):
+def test_a_network_with_a_file_covariate_by_set_checkpoint_and_without_it(tmp_path):
     # a network trained with --aux depth.nc:depth, filling a file without depth: "give a file that
     # has it" alone, where the depth is in its own file and --aux FILE:VAR gives it
     import xarray as xr
@@ -202,6 +202,17 @@ def test_a_networks_covariate_missing_from_input_says_aux_file_var(tmp_path):
                     "--quiet", "-o", str(tmp_path / "out.nc")])
     assert_cli_error(res, 2, "'depth' not found", "or --aux FILE:VAR")
     assert not (tmp_path / "out.nc").exists()
+    # --set checkpoint=NET (the option --model sets) takes the network's method too, as --set init= does
+    # for train interpolator; it was refused by the default dineof ("unknown option 'checkpoint'")
+    aux = ["--aux", f"{tmp_path / 'depth.nc'}:depth", "--device", "cpu", "--quiet"]
+    res = run(cli, ["interpolate", str(tmp_path / "sst.nc"), "--set", f"checkpoint={tmp_path / 'net'}", *aux,
+                    "-o", str(tmp_path / "out.nc")])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "out.nc") as ds:
+        assert ds.attrs["method"] == "unet" and np.isfinite(ds["sst"].values).sum() > 0
+    res = run(cli, ["interpolate", str(tmp_path / "sst.nc"), "--set", f"checkpoint={tmp_path / 'net'}", "--model",
+                    str(tmp_path / "net"), *aux, "-o", str(tmp_path / "twice.nc")])
+    assert_cli_error(res, 2, "--model or --set checkpoint")
 
 
 def test_integer_extents_of_a_cut_are_written_unrounded():
