@@ -274,3 +274,28 @@ def test_one_file_into_a_folder_says_one_file(tmp_path, cube):
     res = run(cli, ["interpolate", str(tmp_path / "a.nc"), "--method", "climatology", "-o", str(tmp_path / "b.nc")])
     with xr.open_dataset(tmp_path / "out" / "a.nc") as a, xr.open_dataset(tmp_path / "b.nc") as b:
         np.testing.assert_array_equal(a["sst"].values, b["sst"].values)
+
+
+def test_a_fit_of_a_box_filling_a_larger_file_names_the_box(cube):
+    # a fit of a box (train interpolator --bbox) filling the next global file: "regrid it first", where
+    # the field only needed cutting to the fit's box, which the message did not give
+    import re
+
+    import xarray as xr
+
+    from oceandl.io import open_field
+
+    sst = cube["sst"]
+    fit = get_method("climatology")(device="cpu").fit(sst.isel(time=slice(0, 15), lat=slice(4, 12), lon=slice(2, 10)))
+    new = sst.isel(time=slice(15, 20))
+    with pytest.raises(InputError, match=r"the fit's is a box .*cut the field to it first \(oceandl interpolate "
+                                         r"--bbox=") as err:
+        fit.transform(new)
+    assert "regrid" not in str(err.value)
+    w, s, e, n = (float(v) for v in re.search(r"--bbox=([^)]+)\)", str(err.value)).group(1).split(","))
+    box = open_field(xr.Dataset({"sst": new}), "sst", bbox=(w, s, e, n))  # the box it names: the fit's grid
+    np.testing.assert_allclose(box["lat"].values, sst["lat"].values[4:12])
+    np.testing.assert_allclose(box["lon"].values, sst["lon"].values[2:10])
+    # a field on another grid of as many points is still told to regrid
+    with pytest.raises(InputError, match=r"not the fitted field's.*regrid it first"):
+        fit.transform(new.isel(lat=slice(0, 8), lon=slice(0, 8)))

@@ -352,6 +352,32 @@ def sigma_attrs(name, units=None, standard_name=None) -> dict:
             **({"units": units} if units is not None else {})}
 
 
+def _fit_box_hint(old: xr.DataArray) -> str:
+    """For a field on a larger grid than the fit's (a fit of a box filling a global file): the fit's
+    box, edges half a step beyond its outer points, as ``--bbox`` takes it ('' without coordinates)."""
+    from oceandl.io import _step
+
+    edges = []
+    for d in old.dims[1:3]:
+        if d not in old.coords or old[d].dtype.kind not in "fiu" or old.sizes[d] < 1:
+            return ""
+        v = np.sort(np.asarray(old[d].values, dtype=float))
+        if d == old.dims[2]:  # longitudes: the box runs east from the point after the widest gap (the dateline)
+            v = np.sort(np.mod(v, 360.0))
+            j = int(np.argmax(np.diff(np.append(v, v[0] + 360.0))))
+            lo, hi = v[(j + 1) % v.size], v[j]
+        else:
+            lo, hi = v[0], v[-1]
+        half = _step(v) / 2
+        lo, hi = lo - half, hi + half
+        if d == old.dims[2]:  # in -180..180, as --bbox writes a box (W > E across the dateline)
+            lo, hi = ((lo + 180.0) % 360.0) - 180.0, ((hi + 180.0) % 360.0) - 180.0
+        edges.append((lo, hi))
+    (s, n), (w, e) = edges
+    return (f": the fit's is a box (latitudes {s:.6g} to {n:.6g}, longitudes {w:.6g} to {e:.6g}), cut the field to it "
+            f"first (oceandl interpolate --bbox={w:.6g},{s:.6g},{e:.6g},{n:.6g})")
+
+
 def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     """``(to_fit, to_input)`` index arrays that put axis ``axis`` (1: lat, 2: lon) of ``new`` in the
     order of ``old``'s and back (None, None when it already is), matched by coordinate value
@@ -365,8 +391,9 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     dn, do = new.dims[axis], old.dims[axis]
     what = ("latitude", "longitude")[axis - 1]
     if new.sizes[dn] != old.sizes[do]:
+        box = _fit_box_hint(old) if new.sizes[dn] > old.sizes[do] else ""  # a fit of a box, a global file
         raise InputError(f"{label}: {new.sizes[dn]} {what}s ({dn!r}), the field fitted has {old.sizes[do]}; "
-                         "transform() fills a field on the fitted grid (regrid it first)")
+                         f"transform() fills a field on the fitted grid{box or ' (regrid it first)'}")
     if dn not in new.coords or do not in old.coords:
         return None, None  # no coordinate to match: taken position by position
     from oceandl.io import in_degrees
