@@ -1033,6 +1033,10 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     per_file = bool(click.get_current_context().meta.get("oceandl.output_folder")) or names_folder(output)
     input_path = _inputs(input_path)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
+    if checkpoint is not None and "checkpoint" in opts:  # --model's would replace it without a word
+        raise click.UsageError("give the checkpoint once: --model or --set checkpoint=..., not both")
+    if "checkpoint" in opts:  # as --set init= does for train interpolator: the network's method by default
+        method = _checkpoint_method_unless_given(method, opts["checkpoint"])
     if checkpoint is not None:
         from oceandl.interp import METHODS, get_method
         from oceandl.interp.fitted import saved_method

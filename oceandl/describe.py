@@ -216,6 +216,14 @@ def _fitted(config: dict) -> dict[str, Any]:
                            "method": interp.get("method")}
     if fitted.get("fitted_on"):
         out["fitted on"] = str(fitted["fitted_on"]) + (f", from {fitted['source']}" if fitted.get("source") else "")
+    # the fit's units, as a network's 'trained on' says them: it fills a field in kelvin or degC in that
+    # field's own (the means shifted) and refuses others, so which it was fitted in is worth a line
+    units = (fitted.get("attrs") or {}).get("units") if isinstance(fitted.get("attrs"), dict) else None
+    if isinstance(units, str) and units:
+        from oceandl.interp.neural import _unit
+
+        out["units"] = units + (" (fills a field in kelvin or degC, in the field's units)"
+                                if _unit(units) in ("K", "degC") else "")
     shape = fitted.get("shape")
     if isinstance(shape, list) and shape:
         dims = (fitted.get("dims") or [])[1:]

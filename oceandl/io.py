@@ -781,6 +781,67 @@ _COVERAGE_ATTRS = ("time_coverage_start", "time_coverage_end", "time_coverage_du
                    "start_date", "stop_date", "end_time")
 
 
+_START_ATTRS = ("time_coverage_start", "start_time", "start_date")
+_END_ATTRS = ("time_coverage_end", "stop_time", "stop_date", "end_time")
+#: ACDD and GHRSST (GDS 2.0) names of a file's southern, northern, western and eastern limits
+_EXTENT_ATTRS = {"lat": (("geospatial_lat_min", "southernmost_latitude"), ("geospatial_lat_max", "northernmost_latitude")),
+                 "lon": (("geospatial_lon_min", "westernmost_longitude"), ("geospatial_lon_max", "easternmost_longitude"))}
+
+
+def _coverage_moved(attrs: dict, start: bool, end: bool) -> dict:
+    """``attrs`` less the time coverage at the ends a cut moved (``start``, ``end``): a file's
+    coverage no longer says when the steps kept begin or end (the duration goes with either)."""
+    drop = (_START_ATTRS if start else ()) + (_END_ATTRS if end else ()) + (("time_coverage_duration",)
+                                                                          if start or end else ())
+    return {k: v for k, v in attrs.items() if k not in drop}
+
+
+def _cut_attrs(attrs: dict, whole: dict, cut: dict, spans=None) -> dict:
+    """Global attributes of a file (or series) cut to a region and period (``--bbox``, ``--dates``).
+
+    Its extents (ACDD ``geospatial_lat_min``..., GHRSST ``southernmost_latitude``...) are set to
+    the cut grid's cells (a box of a global L3 file said -90..90); its time coverage is that of
+    the first and last file kept (``spans``, a series' files) where the cut starts or ends with one,
+    else dropped at an end the cut moved (a period of one file, or part of a file). ``whole`` and
+    ``cut``: the time, lat and lon coordinate values (by role) before and after the cut."""
+    out = dict(attrs)
+    t0, t1 = whole.get("time"), cut.get("time")
+    if t0 is not None and t1 is not None and t1.size and t1.size < t0.size:
+        moved = [bool(t1[0] != t0[0]), bool(t1[-1] != t0[-1])]
+        for i, (keys, t) in enumerate(((_START_ATTRS, t1[0]), (_END_ATTRS, t1[-1]))):
+            span = next((sp for sp in spans or () if sp.first <= t <= sp.last), None)
+            if moved[i] and span is not None and t == (span.first if i == 0 else span.last):
+                for k in keys:  # the series starts (ends) with this file: its own coverage
+                    out.pop(k, None)
+                    if k in span.attrs:
+                        out[k] = span.attrs[k]
+                moved[i] = False
+        out = _coverage_moved(out, *moved) if any(moved) else out
+    for role, (lows, highs) in _EXTENT_ATTRS.items():
+        v0, v1 = whole.get(role), cut.get(role)
+        if v0 is None or v1 is None or not v1.size or v1.size >= v0.size or v1.ndim != 1:
+            continue
+        vals = np.asarray(v1, dtype=float)
+        half = _step(np.sort(vals)) / 2
+        if role == "lat":
+            lo, hi = max(vals.min() - half, -90.0), min(vals.max() + half, 90.0)
+        else:  # the box runs east from the column after the widest gap: across the dateline min > max (ACDD)
+            ring = np.sort(vals % 360.0)
+            j = int(np.argmax(np.diff(np.append(ring, ring[0] + 360.0))))
+            west, east = ring[(j + 1) % ring.size], ring[j]
+            lo, hi = (float(x) for x in lon_convention_of(np.array([west - half, east + half]) % 360.0,
+                                                          np.asarray(v0, dtype=float)))
+        for keys, value in ((lows, lo), (highs, hi)):
+            for k in keys:
+                if k in out:
+                    # a float32 attribute stays one; an integer one (-90) would round the cells' edges
+                    out[k] = type(out[k])(value) if isinstance(out[k], (float, np.floating)) else float(value)
+    if any(r in cut and cut[r] is not None and whole.get(r) is not None and cut[r].size < whole[r].size
+           for r in ("lat", "lon")):
+        out.pop("geospatial_bounds", None)  # a WKT polygon of the whole file's
+    return out
+
+
 class FileSpan(NamedTuple):
     """One input file of a series: its path, first and last time, and global attributes."""
 
@@ -903,6 +964,9 @@ def plan_per_file(folder: str | os.PathLike, spans: Sequence[FileSpan], times, *
             raise InputError(f"{folder}: the input files {names[span.path.name]} and {span.path} have one name; a file "
                              "per input file needs different names (or write one file: -o NAME.nc)")
         names[span.path.name] = span.path
+        moved = bool(times[idx[0]] != span.first), bool(times[idx[-1]] != span.last)
+        if any(moved):  # part of the file's steps (--dates): its coverage no longer says theirs
+            span = span._replace(attrs=_coverage_moved(span.attrs, *moved))
         target = folder / span.path.name
         if folder.exists():  # (a folder to be made holds nothing yet)
             check_output_path(target, overwrite, inputs=inputs, kind="file", what="filled netCDF")
@@ -1385,10 +1449,13 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
         sel = subset.indices(roles, where)
         # the roles' coordinates by name, so that the source grid (written back) is the region's too
         named = {r: next((n for n, w in ds.variables.items() if w is v), None) for r, (_, v) in roles.items()}
+        whole = {r: None if v is None else np.asarray(v.values) for r, (_, v) in roles.items()}
         ds = ds.isel({d: i for d, i in sel.items() if d in ds.dims})
         da = da.isel({d: i for d, i in sel.items() if d in da.dims})
         roles = {r: (d, None if v is None else ds.variables[named[r]] if named[r] is not None
                      else v.isel({k: i for k, i in sel.items() if k in v.dims})) for r, (d, v) in roles.items()}
+        ds.attrs = _cut_attrs(ds.attrs, whole, {r: None if v is None else np.asarray(v.values)
+                                                for r, (_, v) in roles.items()}, ds.encoding.get("file_spans"))
     if min_quality is not None:
         # after the cut: masked before it, a region of a global file loaded the whole file (xarray's where
         # reads a lazily indexed netCDF variable in full), and its quality_level with it
@@ -1856,10 +1923,12 @@ def one_step_is_static(cov_time: np.ndarray | None, field_time: np.ndarray | Non
         return True
     if cov_time is None or field_time is None or not np.size(cov_time) or not np.size(field_time):
         return False
-    a, b = np.asarray(cov_time).ravel()[0], np.asarray(field_time).ravel()[0]
-    if isinstance(a, np.datetime64) and isinstance(b, np.datetime64):
-        return bool(abs(a - b) > np.timedelta64(1, "D"))
-    return False
+    # seconds in the field's calendar: a model's cftime one (noleap, 360_day) too, where a bathymetry dated
+    # 1990-01-01 beside one day was taken as a covariate of that day (and refused as on none of its days)
+    nc, nf = _date_numbers(np.asarray(cov_time).ravel()[:1], np.asarray(field_time).ravel()[:1])
+    if nc is None:
+        return False
+    return bool(not np.isfinite(nc[0]) or abs(nc[0] - nf[0]) > 86400.0)  # NaN: no date of the field's calendar
 
 
 def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None = None,
@@ -1875,7 +1944,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     next to a missing covariate value, or outside its box, is missing; one between its outer cells'
     centres and their edges takes the outer cell's value); a grid the field's is part
     of (the same product over a wider region) is cut to it, its values kept as they are. Longitudes
-    are taken in the field's convention (-180..180 or 0..360).
+    are taken in the field's convention (-180..180 or 0..360); a covariate's grid that goes round
+    the globe wraps (a field point between its last and first longitudes is interpolated between them).
 
     A static covariate (``cov`` of dims (lat, lon): bathymetry) has no days to match: its grid
     alone is put on the field's, the same way.
@@ -1952,7 +2022,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
                             + (f"; {int((~has).sum())} without one" if (~has).any() else "") + ")")
     lat_f, lon_f = field["lat"].values, field["lon"].values
     lat_c, lon_c = cov["lat"].values, cov["lon"].values
-    if in_degrees(cov["lon"].attrs) and in_degrees(field["lon"].attrs):
+    degrees = in_degrees(cov["lon"].attrs) and in_degrees(field["lon"].attrs)
+    if degrees:
         new = lon_convention_of(lon_c, lon_f)
         if not np.array_equal(new, lon_c):
             cov = cov.assign_coords(lon=new).sortby("lon")
@@ -1985,6 +2056,8 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
             if chunks is not None and cov.chunks is not None:  # whole blocks of the average in each dask chunk
                 cov = cov.chunk({d: k * max(1, -(-max(cov.chunksizes[d]) // k)) for d, k in factors.items()})
             cov = cov.coarsen(factors, boundary="trim").mean()
+        if degrees:
+            cov = _lon_wrapped(cov)
         lat_k, lon_k = cov["lat"].values, cov["lon"].values
         # a coarser grid's outer cells cover half a cell beyond their centres: the field's points there
         # take the edge cell's value (linear interpolation alone left a NaN ring round the field)
@@ -2012,6 +2085,19 @@ def to_field_grid(cov: xr.DataArray, field: xr.DataArray, *, label: str | None =
     cov = cov.assign_coords(time=field["time"], lat=field["lat"], lon=field["lon"]) if "time" in field.coords \
         else cov.assign_coords(lat=field["lat"], lon=field["lon"])
     return cov.transpose(*DIMS), done
+
+def _lon_wrapped(cov: xr.DataArray) -> xr.DataArray:
+    """``cov`` with its last longitude repeated 360 degrees below its first and its first 360 above
+    its last when its grid goes round the globe (ERA5's 0..359.75), so that a field's points across
+    its seam (179.9 beside a covariate ending at 179.75) are interpolated, not missing; else as it is."""
+    lon = cov["lon"].values
+    step = _step(lon)
+    if lon.size < 2 or not step > 0 or abs(lon.size * step - 360.0) > step / 2 or lon[-1] - lon[0] >= 360.0:
+        return cov
+    ends = [cov.isel(lon=[-1]).assign_coords(lon=[lon[-1] - 360.0]), cov,
+            cov.isel(lon=[0]).assign_coords(lon=[lon[0] + 360.0])]
+    return xr.concat(ends, dim="lon", coords="minimal", compat="override", join="override")
+
 
 def _edge_clamped(f: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Field coordinates ``f`` with those outside ascending grid ``c`` by at most half its step moved

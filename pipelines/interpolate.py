@@ -179,8 +179,9 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
                 want = "give a file that has it" if "not found" in str(exc) else "give its values on INPUT's days"
                 raise InputError(f"{exc}; {taken} was fitted with it as an auxiliary variable (its modes take "
                                  f"it: {want}, or --aux FILE:VAR)") from None
+            # a bathymetry from its own file (--aux depth.nc:depth at training) is never in INPUT: say how
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
-                             "it as input: give a file that has it)") from None
+                             "it as input: give a file that has it, or --aux FILE:VAR)") from None
         if is_static_map(cov, da):
             # a static map (bathymetry): an input channel that is the same every day (neural methods)
             cov = cov.isel(time=0, drop=True)
@@ -514,7 +515,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         log(f"figure of day {day} written to {figure}")
     how = f" ({res.attrs['precision']})" if "precision" in res.attrs else ""  # neural methods: bf16 or fp32
     # flag 2 (withheld) pixels are written as observed: not counted as filled
-    written = f"{output}" if plan is None else f"{output}/ ({len(plan.files)} files)"
+    written = f"{output}" if plan is None else f"{output}/ ({len(plan.files)} file{'s' if len(plan.files) != 1 else ''})"
     parts = [f"{method}{how}: filled {int((res['missing_flag'].values == 1).sum()):,} pixels in {seconds:.1f} s "
              f"-> {written}"]
     if mask_da is not None:

@@ -423,6 +423,32 @@ def sigma_attrs(name, units=None, standard_name=None) -> dict:
             **({"units": units} if units is not None else {})}
 
 
+def _fit_box_hint(old: xr.DataArray) -> str:
+    """For a field on a larger grid than the fit's (a fit of a box filling a global file): the fit's
+    box, edges half a step beyond its outer points, as ``--bbox`` takes it ('' without coordinates)."""
+    from oceandl.io import _step
+
+    edges = []
+    for d in old.dims[1:3]:
+        if d not in old.coords or old[d].dtype.kind not in "fiu" or old.sizes[d] < 1:
+            return ""
+        v = np.sort(np.asarray(old[d].values, dtype=float))
+        if d == old.dims[2]:  # longitudes: the box runs east from the point after the widest gap (the dateline)
+            v = np.sort(np.mod(v, 360.0))
+            j = int(np.argmax(np.diff(np.append(v, v[0] + 360.0))))
+            lo, hi = v[(j + 1) % v.size], v[j]
+        else:
+            lo, hi = v[0], v[-1]
+        half = _step(v) / 2
+        lo, hi = lo - half, hi + half
+        if d == old.dims[2]:  # in -180..180, as --bbox writes a box (W > E across the dateline)
+            lo, hi = ((lo + 180.0) % 360.0) - 180.0, ((hi + 180.0) % 360.0) - 180.0
+        edges.append((lo, hi))
+    (s, n), (w, e) = edges
+    return (f": the fit's is a box (latitudes {s:.6g} to {n:.6g}, longitudes {w:.6g} to {e:.6g}), cut the field to it "
+            f"first (oceandl interpolate --bbox={w:.6g},{s:.6g},{e:.6g},{n:.6g})")
+
+
 def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     """``(to_fit, to_input)`` index arrays that put axis ``axis`` (1: lat, 2: lon) of ``new`` in the
     order of ``old``'s and back (None, None when it already is), matched by coordinate value
@@ -436,13 +462,16 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     dn, do = new.dims[axis], old.dims[axis]
     what = ("latitude", "longitude")[axis - 1]
     if new.sizes[dn] != old.sizes[do]:
-        # a region of the fitted grid was told to regrid, where cut() (--fit-on with --bbox) fills it as it is
+        # a region of the fitted grid was told to regrid, where cut() (--fit-on with --bbox) fills it as it is;
+        # a fit of a box given a larger (global) file is told which box to cut it to
         smaller = all(a <= b for a, b in zip(new.shape[1:], old.shape[1:]))
-        box = smaller and grid_block(old, new)[0] is not None
+        if smaller and grid_block(old, new)[0] is not None:
+            hint = ": this one is a box of it, so cut the fit to it first (model.cut(da).transform(da), or " \
+                   "fit_on=model.cut(da))"
+        else:
+            hint = (_fit_box_hint(old) if new.sizes[dn] > old.sizes[do] else "") or " (regrid it first)"
         raise InputError(f"{label}: {new.sizes[dn]} {what}s ({dn!r}), the field fitted has {old.sizes[do]}; "
-                         "transform() fills a field on the fitted grid" +
-                         (": this one is a box of it, so cut the fit to it first (model.cut(da).transform(da), "
-                          "or fit_on=model.cut(da))" if box else " (regrid it first)"))
+                         f"transform() fills a field on the fitted grid{hint}")
     if dn not in new.coords or do not in old.coords:
         return None, None  # no coordinate to match: taken position by position
     from oceandl.io import in_degrees
@@ -855,9 +884,12 @@ def refuse_static_aux(method: str, static: list[str], label: str) -> None:
         from . import METHODS
 
         takers = ", ".join(k for k, c in METHODS.items() if c.takes_aux and c.takes_static_aux)
+        # a day's covariate given for another day is taken as such a map (io.one_step_is_static): say so
         raise InputError(f"{label}: method {method!r}: aux {static[0]!r} is static (a (lat, lon) map, the same every "
                          f"day): its temporal anomaly is 0 and adds nothing to multivariate DINEOF's modes; the "
-                         f"neural methods take it as an input channel ({takers})")
+                         f"neural methods take it as an input channel ({takers}). A single time step beside a field "
+                         "of several, or more than a day from the field's one, is such a map: give a covariate "
+                         "that changes in time on the field's days")
 
 
 def check_mask_orientation(n_land: int, n_sea: int, label: str) -> None:

@@ -906,7 +906,7 @@ class DINEOF(Interpolator):
         fit without covariates and no ``aux``. Refused: ``aux`` missing for a fit with covariates,
         given to one without, names that are not the fit's, static maps, other units."""
         from .base import read_aux, refuse_static_aux
-        from .neural import _KELVIN, _unit
+        from .neural import _KELVIN, _SHIFT_LIMIT, _unit
 
         st = getattr(self, "_aux_stats", None) if getattr(self, "aux_names_", None) else None
         names = [] if st is None else st["names"]
@@ -939,6 +939,13 @@ class DINEOF(Interpolator):
             v = values[j] + np.float32(offset) if offset else values[j]
             b, m = _aux_block(to_fit(v), st["mean"][i], st["scale"][i], st["cols"][i], st["weight"],
                               np.float64)
+            # units not said on one side, as transform() tests the field: a kelvin covariate is hundreds
+            # of fitted scales off a degC fit's means, and was taken as anomalies of 273
+            shift = float(b[m].mean()) / st["weight"] if m.any() and (theirs is None or ours is None) else 0.0
+            if abs(shift) > _SHIFT_LIMIT:
+                raise InputError(f"{label}: aux {name!r}: its values are {shift * st['scale'][i]:+.4g} from the "
+                                 f"fit's pixel means of it on average ({abs(shift):.0f} fitted scales: other units?); "
+                                 "give it in the units it was fitted in")
             blocks.append(b)
             masks.append(m)
         return {"aux": (np.concatenate(blocks, axis=1), np.concatenate(masks, axis=1))}

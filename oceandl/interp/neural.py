@@ -103,9 +103,11 @@ STATS = "normalisation.safetensors"  # a checkpoint's training statistics (per-p
 AUX_MEAN = "aux_mean."  # + name: an auxiliary variable's per-pixel mean in STATS
 SEA = "land_sea_mask"  # in STATS: the land-sea mask (1 = ocean) the network was trained with, if any
 # spellings of the two temperature units of SST products (CF/UDUNITS names and common variants)
+# (UDUNITS also spells kelvin degK, degreeK, degree_K, deg_K: such a file was refused as "other units")
 _UNIT_ALIASES = {**dict.fromkeys(("degc", "deg_c", "degree_c", "degrees_c", "degree_celsius", "degrees_celsius",
-                                  "celsius", "°c"), "degC"),
-                 **dict.fromkeys(("k", "kelvin", "kelvins", "degree_kelvin", "degrees_kelvin"), "K")}
+                                  "celsius", "°c", "degreec", "degreesc"), "degC"),
+                 **dict.fromkeys(("k", "kelvin", "kelvins", "degree_kelvin", "degrees_kelvin", "degk", "deg_k",
+                                  "degree_k", "degrees_k", "degreek", "degreesk", "°k"), "K")}
 _KELVIN = 273.15  # degC -> K
 _SHIFT_LIMIT = 10.0  # an input whose mean is further than this many scales from the training mean is another unit
 _TRAINING_ONLY = ("patch", "steps", "epochs", "batch_size", "lr", "weight_decay", "visible_weight",
