@@ -64,3 +64,19 @@ def test_resume_takes_the_interrupted_runs_method(tmp_path, monkeypatch):
     res = run(cli, [*args, "--resume"])  # no --method: the default unet was refused against the run's resae
     assert res.exit_code == 0, res.output
     assert "resae" in res.output and "resumed at step 2" in res.output
+
+
+def test_init_from_a_saved_fit_says_it_is_a_fit_not_a_network(tmp_path):
+    """``train interpolator --init FIT`` (a saved dineof fit) was told "a checkpoint of task
+    'interpolation-fitted' ... (train one with `oceandl train interpolator`)", though FIT was made by that
+    command: it now says FIT is a saved fit, what fills with it (--fit-on) and what trains a network."""
+    src = tmp_path / "sst.nc"
+    synthetic_sst(n_time=12, ny=16, nx=16, seed=0).to_netcdf(src)
+    run = CliRunner().invoke
+    res = run(cli, ["train", "interpolator", str(src), "--var", "sst", "--method", "dineof", "--quiet",
+                    "-o", str(tmp_path / "fit")])
+    assert res.exit_code == 0, res.output
+    res = run(cli, ["train", "interpolator", str(src), "--var", "sst", "--init", str(tmp_path / "fit"), *SMALL[:4],
+                    *SMALL[6:], "-o", str(tmp_path / "net")])
+    assert_cli_error(res, 2, "a saved dineof fit, not a network's checkpoint", f"--fit-on {tmp_path / 'fit'}")
+    assert not (tmp_path / "net").exists()

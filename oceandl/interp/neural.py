@@ -362,6 +362,11 @@ class NeuralInterpolator(Interpolator):
         from oceandl.training.checkpoint import CONFIG, _check_folder, read_config
 
         config = read_config(path)
+        if config.get("task") == "interpolation-fitted":  # a saved climatology/eof/dineof: no network to load
+            method = (config.get("interpolator") or {}).get("method")
+            raise CheckpointError(f"{path}: a saved {method} fit, not a network's checkpoint: it fills other files "
+                                  f"with --fit-on {path} (fit_on= in Python); a network is trained with `oceandl "
+                                  "train interpolator --method unet` (or convae, resae, smp_unet)")
         if config.get("task") != "interpolation":
             raise CheckpointError(f"{path}: a checkpoint of task {config.get('task')!r}, but task 'interpolation' "
                                   "is needed (train one with `oceandl train interpolator`)")
