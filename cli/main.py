@@ -752,7 +752,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @common(output="predictions (.csv or .nc)")
 def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_error, quiet, output, overwrite, seed,
              device):
-    """Classify images (folders, files or a netCDF stack) with a trained checkpoint.
+    """Classify images (folders, files, quoted patterns or a netCDF stack) with a trained checkpoint.
 
     Writes one row per image: the predicted class, its probability, every class's probability
     (p_<class>) and, for TenGeoP-SARwv vignettes with a metadata table beside them, their latitude,
@@ -763,6 +763,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     \b
     Examples:
       oceandl classify --model sar_model vignettes/*.tiff -o predictions.csv
+      oceandl classify --model sar_model 'GeoTIFF/*/*.tiff' -o all.csv   # quoted: too many for the shell
       oceandl classify --model sar_model stack.nc --var image --min-confidence 0.6 -o predictions.nc
       oceandl classify --demo -o demo_predictions.csv
     """
@@ -912,9 +913,11 @@ def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
     """The dataset to classify (images at the checkpoint's size and channels)."""
     from oceandl.datasets.images import ImageFilesDataset, NetCDFImageDataset
 
+    from oceandl.io import is_pattern
+
     paths = [Path(p) for p in inputs]
     for p in paths:
-        if not p.exists():
+        if not p.exists() and not is_pattern(p):  # a quoted pattern: ImageFilesDataset expands it
             raise InputError(f"{p}: no such file or folder")
     if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
         return NetCDFImageDataset(paths[0], var=var, label_var=None)

@@ -1154,18 +1154,36 @@ class ImageFolderDataset(_FileImageDataset):
 # Unlabelled files
 # --------------------------------------------------------------------------------------------
 def list_images(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files from a folder (searched recursively, sorted), a file, or a list of both.
+    """Image files from a folder (searched recursively, sorted), a file, a glob pattern
+    (``"GeoTIFF/*/*.tiff"``), or a list of them.
+
+    A pattern that names no existing path is expanded (sorted; ``**`` recursive), as a quoted one
+    given to ``oceandl classify`` is: a shell's expansion of TenGeoP-SARwv's 37,553 vignettes passes
+    its argument limit. Of the files it matches, those not of an image type (``metadata.csv``)
+    are left out; the folders it matches are searched.
 
     Raises
     ------
     InputError
-        A path that does not exist, a file that is not an image type, or no images at all.
+        A path that does not exist, a file that is not an image type, a pattern that matches no
+        image, or no images at all.
     """
+    import glob
+
+    from oceandl.io import is_pattern
+
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if not p.exists() and is_pattern(p):
+            matched = [Path(m) for m in sorted(glob.glob(str(p), recursive=True))]
+            found = [m for m in matched if m.is_dir() or _is_image(m)]
+            found = [f for m in found for f in (_images_in(m) if m.is_dir() else [m])]
+            if not found:
+                raise InputError(f"{p}: no image file matches this pattern (extensions {', '.join(IMAGE_EXTENSIONS)})")
+            out += found
+        elif p.is_dir():
             out += _images_in(p)
         elif p.is_file():
             if p.suffix.lower() not in IMAGE_EXTENSIONS:

@@ -1,0 +1,55 @@
+"""Audit 102: the classification side as a first-time user meets it (train classifier, classify, info)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from oceandl.cli.main import cli
+from oceandl.datasets.synthetic_images import make_sar_vignettes
+
+from fakes import assert_cli_error
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def sar_tree(tmp_path_factory):
+    """A small TenGeoP-SARwv layout: <F..O>/*.tiff + metadata.csv."""
+    return make_sar_vignettes(tmp_path_factory.mktemp("a102") / "GeoTIFF", n_per_class=3, size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sar_model(sar_tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ck") / "sar"
+    res = invoke("train", "classifier", "--data", sar_tree, "--epochs", 1, "--device", "cpu", "--quiet",
+                 "--set", "channels=4,8", "--set", "hidden=8", "-o", out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_classify_takes_a_quoted_pattern(sar_tree, sar_model, tmp_path):
+    """`classify 'GeoTIFF/*/*.tiff'` (quoted: TenGeoP-SARwv's 37,553 vignettes pass the shell's
+    argument limit) reads the files it matches, as `interpolate 'l3s/2020*.nc'` does; it was
+    'no such file or folder'. Files of other types a pattern matches (metadata.csv) are not images
+    to classify; a pattern matching no image is one error line."""
+    res = invoke("classify", "--model", sar_model, f"{sar_tree}/*", "-o", tmp_path / "all.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    every = pd.read_csv(tmp_path / "all.csv")
+    assert len(every) == 30 and every["error"].isna().all()  # 10 classes x 3; metadata.csv left out
+    res = invoke("classify", "--model", sar_model, f"{sar_tree}/[FG]/*.tiff", "-o", tmp_path / "fg.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    fg = pd.read_csv(tmp_path / "fg.csv")
+    assert len(fg) == 6 and {p.split("/")[-2] for p in fg["path"]} == {"F", "G"}
+    # the same rows, probabilities and positions as when the folder is given
+    merged = fg.merge(every, on="path", suffixes=("", "_all"))
+    assert len(merged) == 6
+    assert (merged["probability"] == merged["probability_all"]).all()
+    assert (merged["latitude"] == merged["latitude_all"]).all()
+    res = invoke("classify", "--model", sar_model, f"{sar_tree}/*.png", "-o", tmp_path / "none.csv")
+    assert_cli_error(res, 2, "*.png", "no image file matches")
+    res = invoke("classify", "--model", sar_model, f"{sar_tree}/*.csv", "-o", tmp_path / "none.csv")
+    assert_cli_error(res, 2, "*.csv", "no image file matches")
+    assert not (tmp_path / "none.csv").exists()
