@@ -53,3 +53,46 @@ def test_classify_takes_a_quoted_pattern(sar_tree, sar_model, tmp_path):
     res = invoke("classify", "--model", sar_model, f"{sar_tree}/*.csv", "-o", tmp_path / "none.csv")
     assert_cli_error(res, 2, "*.csv", "no image file matches")
     assert not (tmp_path / "none.csv").exists()
+
+
+@pytest.mark.parametrize("n", [2, 3, 12])
+def test_confusion_figure_holds_long_class_names(tmp_path, monkeypatch, n):
+    """A taxonomy tree's classes (`--class-folders leaf`: 'Protista/Diatoms/Chaetoceros sp') are
+    long names: at 3 classes the figure was 2.65 x 2.3 inches whatever the names, so matplotlib's
+    tight layout gave up ('warning: Tight layout not applied') and the names were cut at the
+    figure's edges ('ros sp', '/dino'). Every name, the axis labels and the title now lie inside
+    the figure, with no warning, and the cells keep their size; so does the title of a 2-class
+    matrix, which ran off its right edge ('test accuracy 0.719 (cou')."""
+    import warnings
+
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from oceandl import plotting
+
+    figures = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), save(self, *a, **k))[1])
+    names = [f"Protista/Diatoms/Chaetoceros sp{i}" if i % 2 else f"Metazoa/Arthropoda/copepod {i}" for i in range(n)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 'Tight layout not applied' was a UserWarning
+        plotting.plot_confusion(np.eye(n) * 3 + 1, names, tmp_path / "cm.png", normalize=n == 2,
+                                title="cnn: test accuracy 0.719 (counts)")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figures[-1]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # as saved: labels placed by the draw
+    r = canvas.get_renderer()
+    box = fig.bbox
+    ax = fig.axes[0]
+    texts = ax.get_xticklabels() + ax.get_yticklabels() + [ax.xaxis.label, ax.yaxis.label, ax.title,
+                                                           fig.axes[1].yaxis.label]  # the colour bar's
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    for t in texts:
+        e = t.get_window_extent(r)
+        assert e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1 and e.y0 >= box.y0 - 1 and e.y1 <= box.y1 + 1, \
+            (t.get_text(), e, box)
+    # the matrix is not squeezed to make room: each cell at least 0.25 inch
+    cell = ax.get_window_extent(r).width / n / fig.dpi
+    assert cell >= 0.25, cell
