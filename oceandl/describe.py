@@ -156,6 +156,14 @@ def _trained(config: dict) -> dict[str, Any]:
                             f"scheduler={training.get('scheduler')} seed={training.get('seed')}")
     if config.get("split_sizes"):
         out["split (train, val, test)"] = ", ".join(map(str, config["split_sizes"]))
+    # what the model never saw: a class left out reads, in the class list, as one that never existed
+    left = config.get("left_out_classes") or {}
+    if isinstance(left, dict) and left:
+        out["left out classes"] = ", ".join(f"{k} ({v} image{'' if v == 1 else 's'})" for k, v in left.items()) + \
+            ": too few for training, validation and test"
+    bad = config.get("unreadable_images") or {}
+    if isinstance(bad, dict) and bad:
+        out["unreadable images"] = f"{len(bad)}, left out (listed in config.json: unreadable_images)"
     metrics = config.get("metrics") or {}
     shown = [f"{k} {_num(metrics[k])}" for k in _METRICS if isinstance(metrics.get(k), (int, float))]
     if shown:

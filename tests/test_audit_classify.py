@@ -1,6 +1,8 @@
 """Audit 102: the classification side as a first-time user meets it (train classifier, classify, info)."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -96,3 +98,29 @@ def test_confusion_figure_holds_long_class_names(tmp_path, monkeypatch, n):
     # the matrix is not squeezed to make room: each cell at least 0.25 inch
     cell = ax.get_window_extent(r).width / n / fig.dpi
     assert cell >= 0.25, cell
+
+
+def test_info_says_what_the_model_was_not_trained_on(sar_tree, tmp_path):
+    """A class of 1 or 2 images is left out of the model and an unreadable image out of the data
+    (both listed in config.json), but `oceandl info` said neither: a user reading '9 classes' could
+    not tell that Iceberg was never learnt. It now names the classes left out, with their images,
+    and counts the unreadable images."""
+    import shutil
+
+    data = tmp_path / "GeoTIFF"
+    shutil.copytree(sar_tree, data)
+    for extra in sorted((data / "L").glob("*.tiff"))[1:]:  # Iceberg: one vignette left
+        extra.unlink()
+    (data / "F" / "broken.tiff").write_bytes(b"II*\x00garbage")
+    out = tmp_path / "m"
+    res = invoke("train", "classifier", "--data", data, "--epochs", 1, "--device", "cpu", "--quiet",
+                 "--set", "channels=4,8", "--set", "hidden=8", "-o", out)
+    assert res.exit_code == 0, res.output
+    res = invoke("info", out)
+    assert res.exit_code == 0, res.output
+    lines = {ln.split(":", 1)[0]: ln.split(":", 1)[1].strip() for ln in res.stdout.splitlines()}
+    assert lines["classes"].startswith("9 (") and "Iceberg" not in lines["classes"]
+    assert lines["left out classes"] == "Iceberg (1 image): too few for training, validation and test"
+    assert lines["unreadable images"] == "1, left out (listed in config.json: unreadable_images)"
+    facts = json.loads(invoke("info", out, "--json").stdout)
+    assert facts["left out classes"].startswith("Iceberg (1 image)")
