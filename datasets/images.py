@@ -1126,7 +1126,10 @@ class ImageFolderDataset(_FileImageDataset):
                      "(--class-folders leaf)")
         if not found_classes:
             loose = any(_is_image(p) for p in self.root.iterdir())
-            hint = " (images lie directly in it: use ImageFilesDataset for unlabelled images)" if loose else ""
+            # said to shell users too: the Python class alone left them without a command
+            hint = (" (images lie directly in it: to train, put each class's images in a sub-folder per class "
+                    "named after it; to label these with a trained model: oceandl classify --model MODEL "
+                    "FOLDER, or ImageFilesDataset in Python)") if loose else ""
             hint += f" (empty: {', '.join(empty)})" if empty else ""
             raise InputError(f"{self.root}: no class sub-folders with images (expected <class>/*.png|jpg|tif){hint}")
         if classes is not None:

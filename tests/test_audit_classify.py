@@ -124,3 +124,19 @@ def test_info_says_what_the_model_was_not_trained_on(sar_tree, tmp_path):
     assert lines["unreadable images"] == "1, left out (listed in config.json: unreadable_images)"
     facts = json.loads(invoke("info", out, "--json").stdout)
     assert facts["left out classes"].startswith("Iceberg (1 image)")
+
+
+def test_training_on_a_flat_folder_says_what_to_do_in_the_shell(sar_tree, tmp_path):
+    """`train classifier --data` on a folder of images without class folders told a shell user to
+    'use ImageFilesDataset for unlabelled images', a Python class; it now says how to lay out the
+    classes, and that unlabelled images go to `oceandl classify`."""
+    import shutil
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted((sar_tree / "F").glob("*.tiff")):
+        shutil.copy(f, flat)
+    res = invoke("train", "classifier", "--data", flat, "--epochs", 1, "-o", tmp_path / "m")
+    line = assert_cli_error(res, 2, "images lie directly in it", "a sub-folder per class", "oceandl classify")
+    assert "ImageFilesDataset" not in line.split("oceandl classify")[0]
+    assert not (tmp_path / "m").exists()
