@@ -140,3 +140,66 @@ def test_training_on_a_flat_folder_says_what_to_do_in_the_shell(sar_tree, tmp_pa
     line = assert_cli_error(res, 2, "images lie directly in it", "a sub-folder per class", "oceandl classify")
     assert "ImageFilesDataset" not in line.split("oceandl classify")[0]
     assert not (tmp_path / "m").exists()
+
+
+def _geotiffs(root, db: bool, n: int = 4, noise_removed: bool = False):
+    """Two classes of 16 x 16 float32 GeoTIFF vignettes: linear sigma0, or the same in dB (as SNAP
+    exports it); ``noise_removed``: linear with a few slightly negative pixels, as thermal-noise
+    subtraction leaves them."""
+    import warnings
+
+    import numpy as np
+    import rasterio
+
+    rng = np.random.default_rng(0)
+    for c, k in (("A", 1.0), ("B", 3.0)):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            lin = rng.gamma(k, 0.01, (16, 16))
+            if c == "A":
+                lin[:8] *= 5
+            if noise_removed:
+                lin[0, :3] = -1e-4
+            a = (10 * np.log10(lin) if db else lin).astype(np.float32)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # not georeferenced
+                with rasterio.open(root / c / f"{i}.tif", "w", driver="GTiff", width=16, height=16, count=1,
+                                   dtype="float32") as dst:
+                    dst.write(a[None])
+    return root
+
+
+def test_intensity_db_refuses_images_already_in_db(tmp_path):
+    """`--intensity db` takes 10 log10 of linear intensities, floored at 1e-6. Vignettes already in
+    dB (sigma0 of -35 to 0 dB, as SNAP exports them) were floored whole to -60 dB: every image the
+    same, the model at chance (log-loss ln 2 = 0.6933 on 2 classes) and every prediction the same
+    class and probability (B, 0.50757), with no word. Training and classify now refuse them (one
+    line, exit 2, no output); linear images with a few negative pixels (thermal-noise subtraction)
+    are still taken."""
+    import numpy as np
+
+    from oceandl.errors import InputError
+    from oceandl.preprocess import preprocess_batch
+
+    lin = _geotiffs(tmp_path / "lin", db=False, noise_removed=True)
+    db = _geotiffs(tmp_path / "db", db=True)
+    opts = ("--epochs", 1, "--device", "cpu", "--quiet", "--set", "channels=4,8", "--set", "hidden=8",
+            "--intensity", "db")
+    res = invoke("train", "classifier", "--data", db, *opts, "-o", tmp_path / "m_db")
+    assert_cli_error(res, 2, "intensity=db", "8 of 8", "median -", "already in dB", "--intensity linear")
+    assert not (tmp_path / "m_db").exists()
+    res = invoke("train", "classifier", "--data", lin, *opts, "-o", tmp_path / "m")
+    assert res.exit_code == 0, res.output
+    res = invoke("classify", "--model", tmp_path / "m", db, "-o", tmp_path / "p.csv")
+    assert_cli_error(res, 2, "intensity=db", "already in dB")
+    assert not (tmp_path / "p.csv").exists()
+    res = invoke("classify", "--model", tmp_path / "m", lin, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 0 and len(pd.read_csv(tmp_path / "p.csv")) == 8
+    # the rule itself: a few negative pixels pass, an image mostly negative does not
+    x = np.full((2, 1, 4, 4), 0.01, np.float32)
+    x[0, 0, 0, :2] = -1e-4
+    out = preprocess_batch(x, {"intensity": "db"})
+    assert float(out[0, 0, 1, 1]) == pytest.approx(-20.0, abs=1e-4)
+    x[1] = -20.0
+    with pytest.raises(InputError, match="1 of 2 image"):
+        preprocess_batch(x, {"intensity": "db"})
