@@ -203,3 +203,35 @@ def test_intensity_db_refuses_images_already_in_db(tmp_path):
     x[1] = -20.0
     with pytest.raises(InputError, match="1 of 2 image"):
         preprocess_batch(x, {"intensity": "db"})
+
+
+def test_resume_on_other_images_is_refused(sar_tree, tmp_path):
+    """`--resume` checked the options, seed and classes, not the images: resumed with another
+    --data of the same ten classes (another archive, a typo'd path), the run went on and finished
+    (exit 0), trained and tested on images it never started with. The checkpoint now records how
+    many images it read and a hash of their paths below --data; a resume on others is one line
+    (exit 2) and leaves the folder as it was, and the same data still resumes."""
+    import shutil
+
+    other = make_sar_vignettes(tmp_path / "other", n_per_class=3, size=16, seed=1)
+    opts = ("--epochs", 1, "--device", "cpu", "--quiet", "--set", "channels=4,8", "--set", "hidden=8")
+    out = tmp_path / "m"
+    res = invoke("train", "classifier", "--data", sar_tree, *opts, "-o", out)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["data"]["images"] == 30 and len(cfg["data"]["files_sha256"]) == 16
+    before = (out / "weights.safetensors").read_bytes()
+    res = invoke("train", "classifier", "--data", other, *opts, "-o", out, "--resume")
+    assert_cli_error(res, 2, "--resume with data=", "another --data", "started with data=")
+    assert (out / "weights.safetensors").read_bytes() == before
+    # a file gone from the archive: other images too
+    fewer = tmp_path / "fewer"
+    shutil.copytree(sar_tree, fewer)
+    next((fewer / "G").glob("*.tiff")).unlink()
+    assert_cli_error(invoke("train", "classifier", "--data", fewer, *opts, "-o", out, "--resume"), 2,
+                     "--resume with data=")
+    # the same images, from another place: the paths below --data are what count
+    moved = tmp_path / "moved"
+    shutil.copytree(sar_tree, moved)
+    res = invoke("train", "classifier", "--data", moved, *opts, "-o", out, "--resume")
+    assert res.exit_code == 0, res.output
