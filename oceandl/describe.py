@@ -30,7 +30,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     Parameters
     ----------
     path : str or path
-        A checkpoint folder (or its ``config.json``) written by ``oceandl train``, a fit saved by
+        A checkpoint folder (or its ``config.json`` or weights file) written by ``oceandl train``, a fit saved by
         ``train interpolator --method climatology|eof|dineof``, the run folder of an ``oceandl
         benchmark`` (or its ``results.json``), or a netCDF file (an output of ``oceandl
         interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other).
@@ -67,7 +67,11 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     if p.name == "results.json" or (p.is_dir() and (p / "results.json").is_file()
                                     and not (p / "config.json").is_file()):
         return _run(p.parent if p.name == "results.json" else p)
-    if p.is_dir() or p.name == "config.json":
+    # a file of a checkpoint folder (tab completion stops in it) is that checkpoint, as `classify
+    # --model` takes it: its weights file was "neither a checkpoint folder nor a netCDF file"
+    if p.is_dir() or p.name == "config.json" or (p.name in ("weights.safetensors", "training_state.safetensors",
+                                                              "training_state.json")
+                                                 and (p.parent / "config.json").is_file()):
         return _checkpoint(p if p.is_dir() else p.parent)
     return _netcdf(p)
 

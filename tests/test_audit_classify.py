@@ -235,3 +235,14 @@ def test_resume_on_other_images_is_refused(sar_tree, tmp_path):
     shutil.copytree(sar_tree, moved)
     res = invoke("train", "classifier", "--data", moved, *opts, "-o", out, "--resume")
     assert res.exit_code == 0, res.output
+
+
+def test_info_of_a_checkpoints_weights_file_is_the_checkpoint(sar_model):
+    """`classify --model sar/weights.safetensors` runs the checkpoint, but `info` of the same path
+    was 'neither a checkpoint folder nor a netCDF file' (exit 2): it now describes the checkpoint,
+    as for its config.json."""
+    folder = json.loads(invoke("info", sar_model, "--json").stdout)
+    for name in ("weights.safetensors", "config.json"):
+        res = invoke("info", sar_model / name, "--json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout) == folder
