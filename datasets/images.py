@@ -586,7 +586,8 @@ class _FileImageDataset(Dataset):
                 raise InputError(f"{where}: no readable images: {len(self.skipped)} unreadable: {named}{more}")
             raise InputError(f"{where}: no readable images")
         if self.skipped:
-            shown = ", ".join(f"{p.name} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
+            named = _display_names(self.skipped)
+            shown = ", ".join(f"{named[p]} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
             warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}")
         skipped = set(self.skipped)
@@ -679,6 +680,28 @@ class _FileImageDataset(Dataset):
             f"{type(self).__name__}({len(self)} images, {len(self.classes)} classes, "
             f"{self.channels}x{self.size[0]}x{self.size[1]})"
         )
+
+
+def _display_names(paths: Iterable[str | os.PathLike]) -> dict[Path, str]:
+    """How a warning names each of ``paths``: its file name, or, where several share it (``bad.png``
+    in two class folders, WHOI's ``2006/Chaetoceros`` and ``2007/Chaetoceros``), its path below the
+    folder they have in common: 'skipped 2 unreadable image(s): bad.png (...), bad.png (...)' did
+    not say which."""
+    paths = [Path(p) for p in paths]
+    counts = Counter(p.name for p in paths)
+    try:
+        base = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else None
+    except ValueError:  # relative and absolute paths together: no common folder
+        base = None
+    out = {}
+    for p in paths:
+        out[p] = p.name
+        if counts[p.name] > 1:
+            try:
+                out[p] = p.relative_to(base).as_posix() if base is not None else str(p)
+            except ValueError:
+                out[p] = str(p)
+    return out
 
 
 def _is_image(p: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:

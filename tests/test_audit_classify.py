@@ -246,3 +246,35 @@ def test_info_of_a_checkpoints_weights_file_is_the_checkpoint(sar_model):
         res = invoke("info", sar_model / name, "--json")
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout) == folder
+
+
+def test_unreadable_images_of_one_name_are_told_apart(tmp_path):
+    """'skipped 2 unreadable image(s): bad.png (...), bad.png (...)' (a bad.png in two class folders,
+    or a WHOI year layout) did not say which files: names shared by several are now given with
+    their folder (A/bad.png, B/bad.png), in training's warning and in classify's; unique names
+    stay short."""
+    import warnings
+
+    from oceandl.datasets.images import _display_names
+
+    data = _geotiffs(tmp_path / "data", db=False)
+    for c in ("A", "B"):
+        (data / c / "bad.tif").write_bytes(b"II*\x00junk")
+    (data / "B" / "odd.tif").write_bytes(b"II*\x00junk")
+    out = tmp_path / "m"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = invoke("train", "classifier", "--data", data, "--epochs", 1, "--device", "cpu", "--quiet",
+                     "--set", "channels=4,8", "--set", "hidden=8", "-o", out)
+    assert res.exit_code == 0, res.output
+    said = " ".join([res.stderr] + [str(w.message) for w in caught])
+    assert "skipped 3 unreadable image(s): A/bad.tif (" in said and ", B/bad.tif (" in said, said
+    assert ", odd.tif (" in said
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = invoke("classify", "--model", out, data, "-o", tmp_path / "p.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    said = " ".join([res.stderr] + [str(w.message) for w in caught])
+    assert "3 of 11 image(s) unreadable" in said and "A/bad.tif (" in said and "B/bad.tif (" in said, said
+    names = _display_names(["x/2006/Chaetoceros/a.png", "x/2007/Chaetoceros/a.png", "x/2007/Dino/b.png"])
+    assert list(names.values()) == ["2006/Chaetoceros/a.png", "2007/Chaetoceros/a.png", "b.png"]
