@@ -278,3 +278,17 @@ def test_unreadable_images_of_one_name_are_told_apart(tmp_path):
     assert "3 of 11 image(s) unreadable" in said and "A/bad.tif (" in said and "B/bad.tif (" in said, said
     names = _display_names(["x/2006/Chaetoceros/a.png", "x/2007/Chaetoceros/a.png", "x/2007/Dino/b.png"])
     assert list(names.values()) == ["2006/Chaetoceros/a.png", "2007/Chaetoceros/a.png", "b.png"]
+
+
+def test_train_classifier_lists_the_classifiers(tmp_path):
+    """A wrong `--model` listed every registered network, the gap fillers' (unet, conv_ae, smp_unet)
+    among them, and `--model unet` then said only 'is not a classifier': both now list the
+    classifiers alone, before any image is read."""
+    from oceandl.models import MODELS, model_task
+
+    wanted = ", ".join(sorted(k for k in MODELS if model_task(k) == "classification"))
+    assert "cnn" in wanted and "unet" not in wanted.split(", ")
+    for name, says in (("resnt", "unknown model 'resnt'"), ("unet", "model 'unet' is not a classifier")):
+        res = invoke("train", "classifier", "--data", tmp_path / "absent", "--model", name, "-o", tmp_path / "m")
+        line = assert_cli_error(res, 2, says, f"classifiers: {wanted}")
+        assert "conv_ae" not in line

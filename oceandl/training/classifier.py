@@ -94,8 +94,13 @@ def check_settings(model: str, config: TrainConfig = TrainConfig(), *, split: Se
     InputError
         Naming the first setting that cannot be used.
     """
+    from ..models import MODELS
+
+    classifiers = ", ".join(sorted(k for k in MODELS if model_task(k) == "classification"))
+    if model not in MODELS:  # the registry's list named the gap fillers' networks (unet, conv_ae...) too
+        raise InputError(f"unknown model {model!r}; classifiers: {classifiers}")
     if model_task(model) != "classification":
-        raise InputError(f"model {model!r} is not a classifier")
+        raise InputError(f"model {model!r} is not a classifier; classifiers: {classifiers}")
     bad = [k for k in (model_options or {}) if k not in model_option_names(model)]
     if bad:  # get_model's own words; it runs once the images are read
         raise InputError(f"model {model!r} has no option {bad[0]!r}; options: "
