@@ -635,7 +635,7 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
 @click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE (default: their own size; mixed sizes are resized to the most common one, with a warning).")
 @click.option("--fit", type=click.Choice(["stretch", "crop", "pad"]), default="stretch", show_default=True, help="How an image of another shape reaches the size: stretch (resize), crop (resize to cover, centre-crop) or pad (resize to fit, keeping its aspect ratio, pad with the border mean: plankton, whose shape tells the class). Recorded in the checkpoint; classify fits images the same way.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
-@click.option("--intensity", type=click.Choice(["linear", "db"]), default="linear", show_default=True, help="SAR: linear or dB intensity (--demo: db).")
+@click.option("--intensity", type=click.Choice(["linear", "db"]), default="linear", show_default=True, help="SAR: linear, or db: 10 log10 of linear intensities (sigma0; images already in dB, mostly negative, are refused: use linear for them; --demo: db).")
 @click.option("--normalize", type=click.Choice(["per_image", "none"]), default="per_image", show_default=True, help="per_image: zero mean, unit std per image and channel; none: values as read (recorded in the checkpoint, applied again by classify).")
 @click.option("--augment", default="", help="Comma list of batch augmentations: flip,rot90,rotate,translate,scale,noise,speckle (speckle: linear intensities only, --intensity linear --normalize none; default: none; flip,rot90 with --demo).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="adamw", show_default=True, help="Optimizer.")
@@ -767,7 +767,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
 @common(output="predictions (.csv or .nc)")
 def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_error, quiet, output, overwrite, seed,
              device):
-    """Classify images (folders, files or a netCDF stack) with a trained checkpoint.
+    """Classify images (folders, files, quoted patterns or a netCDF stack) with a trained checkpoint.
 
     Writes one row per image: the predicted class, its probability, every class's probability
     (p_<class>) and, for TenGeoP-SARwv vignettes with a metadata table beside them, their latitude,
@@ -778,6 +778,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     \b
     Examples:
       oceandl classify --model sar_model vignettes/*.tiff -o predictions.csv
+      oceandl classify --model sar_model 'GeoTIFF/*/*.tiff' -o all.csv   # quoted: too many for the shell
       oceandl classify --model sar_model stack.nc --var image --min-confidence 0.6 -o predictions.nc
       oceandl classify --demo -o demo_predictions.csv
     """
@@ -858,8 +859,9 @@ def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, e
     """Train a narrow CNN on synthetic TenGeoP vignettes (seconds on a CPU) in a temporary folder;
     return the checkpoint, the held-out vignettes (with their metadata table) and the folder.
 
-    40 per class for 16 epochs: test accuracy 0.65-0.70 over seeds 0-2 in 7.5 s on 2 cores (30 for
-    10 epochs gave 0.22-0.38 in 6.2 s)."""
+    40 per class for 16 epochs: test accuracy 0.65-0.70 over seeds 0-2 in 7.5 s on 2 cores when
+    chosen (30 for 10 epochs gave 0.22-0.38 in 6.2 s); measured again at commit 0f624c5 (audit 102):
+    0.789, 0.507, 0.623 for seeds 0, 1, 2, 12 s each (a test split of about 60 images)."""
     import shutil
     import tempfile
 
@@ -927,9 +929,11 @@ def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
     """The dataset to classify (images at the checkpoint's size and channels)."""
     from oceandl.datasets.images import ImageFilesDataset, NetCDFImageDataset
 
+    from oceandl.io import is_pattern
+
     paths = [Path(p) for p in inputs]
     for p in paths:
-        if not p.exists():
+        if not p.exists() and not is_pattern(p):  # a quoted pattern: ImageFilesDataset expands it
             raise InputError(f"{p}: no such file or folder")
     if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
         return NetCDFImageDataset(paths[0], var=var, label_var=None)

@@ -586,7 +586,8 @@ class _FileImageDataset(Dataset):
                 raise InputError(f"{where}: no readable images: {len(self.skipped)} unreadable: {named}{more}")
             raise InputError(f"{where}: no readable images")
         if self.skipped:
-            shown = ", ".join(f"{p.name} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
+            named = _display_names(self.skipped)
+            shown = ", ".join(f"{named[p]} ({self.skip_reasons[str(p)]})" for p in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
             warn(f"{where}: skipped {len(self.skipped)} unreadable image(s): {shown}{more}")
         skipped = set(self.skipped)
@@ -679,6 +680,28 @@ class _FileImageDataset(Dataset):
             f"{type(self).__name__}({len(self)} images, {len(self.classes)} classes, "
             f"{self.channels}x{self.size[0]}x{self.size[1]})"
         )
+
+
+def _display_names(paths: Iterable[str | os.PathLike]) -> dict[Path, str]:
+    """How a warning names each of ``paths``: its file name, or, where several share it (``bad.png``
+    in two class folders, WHOI's ``2006/Chaetoceros`` and ``2007/Chaetoceros``), its path below the
+    folder they have in common: 'skipped 2 unreadable image(s): bad.png (...), bad.png (...)' did
+    not say which."""
+    paths = [Path(p) for p in paths]
+    counts = Counter(p.name for p in paths)
+    try:
+        base = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else None
+    except ValueError:  # relative and absolute paths together: no common folder
+        base = None
+    out = {}
+    for p in paths:
+        out[p] = p.name
+        if counts[p.name] > 1:
+            try:
+                out[p] = p.relative_to(base).as_posix() if base is not None else str(p)
+            except ValueError:
+                out[p] = str(p)
+    return out
 
 
 def _is_image(p: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:
@@ -1126,7 +1149,10 @@ class ImageFolderDataset(_FileImageDataset):
                      "(--class-folders leaf)")
         if not found_classes:
             loose = any(_is_image(p) for p in self.root.iterdir())
-            hint = " (images lie directly in it: use ImageFilesDataset for unlabelled images)" if loose else ""
+            # said to shell users too: the Python class alone left them without a command
+            hint = (" (images lie directly in it: to train, put each class's images in a sub-folder per class "
+                    "named after it; to label these with a trained model: oceandl classify --model MODEL "
+                    "FOLDER, or ImageFilesDataset in Python)") if loose else ""
             hint += f" (empty: {', '.join(empty)})" if empty else ""
             raise InputError(f"{self.root}: no class sub-folders with images (expected <class>/*.png|jpg|tif){hint}")
         if classes is not None:
@@ -1154,18 +1180,36 @@ class ImageFolderDataset(_FileImageDataset):
 # Unlabelled files
 # --------------------------------------------------------------------------------------------
 def list_images(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files from a folder (searched recursively, sorted), a file, or a list of both.
+    """Image files from a folder (searched recursively, sorted), a file, a glob pattern
+    (``"GeoTIFF/*/*.tiff"``), or a list of them.
+
+    A pattern that names no existing path is expanded (sorted; ``**`` recursive), as a quoted one
+    given to ``oceandl classify`` is: a shell's expansion of TenGeoP-SARwv's 37,553 vignettes passes
+    its argument limit. Of the files it matches, those not of an image type (``metadata.csv``)
+    are left out; the folders it matches are searched.
 
     Raises
     ------
     InputError
-        A path that does not exist, a file that is not an image type, or no images at all.
+        A path that does not exist, a file that is not an image type, a pattern that matches no
+        image, or no images at all.
     """
+    import glob
+
+    from oceandl.io import is_pattern
+
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if not p.exists() and is_pattern(p):
+            matched = [Path(m) for m in sorted(glob.glob(str(p), recursive=True))]
+            found = [m for m in matched if m.is_dir() or _is_image(m)]
+            found = [f for m in found for f in (_images_in(m) if m.is_dir() else [m])]
+            if not found:
+                raise InputError(f"{p}: no image file matches this pattern (extensions {', '.join(IMAGE_EXTENSIONS)})")
+            out += found
+        elif p.is_dir():
             out += _images_in(p)
         elif p.is_file():
             if p.suffix.lower() not in IMAGE_EXTENSIONS:

@@ -457,7 +457,10 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     # the libraries whose code computed the probabilities (torchvision builds the transfer backbones)
     ds.attrs["oceandl_software"] = software_versions("torch", *(("torchvision",) if cfg["model"] in BACKBONES else ()))
     if errors:
-        shown = ", ".join(f"{Path(paths[i]).name if paths else f'images[{i}]'} ({r})"
+        from oceandl.datasets.images import _display_names
+
+        named = _display_names([paths[i] for i in errors]) if paths else {}
+        shown = ", ".join(f"{named[Path(paths[i])] if paths else f'images[{i}]'} ({r})"
                           for i, r in list(errors.items())[:5])
         warn(f"{len(errors)} of {len(probs)} image(s) unreadable, given an empty prediction and the "
                       f"reason in 'error': {shown}{', ...' if len(errors) > 5 else ''}")

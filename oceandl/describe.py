@@ -30,7 +30,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     Parameters
     ----------
     path : str or path
-        A checkpoint folder (or its ``config.json``) written by ``oceandl train``, a fit saved by
+        A checkpoint folder (or its ``config.json`` or weights file) written by ``oceandl train``, a fit saved by
         ``train interpolator --method climatology|eof|dineof``, the run folder of an ``oceandl
         benchmark`` (or its ``results.json``), or a netCDF file (an output of ``oceandl
         interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other).
@@ -67,7 +67,11 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     if p.name == "results.json" or (p.is_dir() and (p / "results.json").is_file()
                                     and not (p / "config.json").is_file()):
         return _run(p.parent if p.name == "results.json" else p)
-    if p.is_dir() or p.name == "config.json":
+    # a file of a checkpoint folder (tab completion stops in it) is that checkpoint, as `classify
+    # --model` takes it: its weights file was "neither a checkpoint folder nor a netCDF file"
+    if p.is_dir() or p.name == "config.json" or (p.name in ("weights.safetensors", "training_state.safetensors",
+                                                              "training_state.json")
+                                                 and (p.parent / "config.json").is_file()):
         return _checkpoint(p if p.is_dir() else p.parent)
     return _netcdf(p)
 
@@ -156,6 +160,14 @@ def _trained(config: dict) -> dict[str, Any]:
                             f"scheduler={training.get('scheduler')} seed={training.get('seed')}")
     if config.get("split_sizes"):
         out["split (train, val, test)"] = ", ".join(map(str, config["split_sizes"]))
+    # what the model never saw: a class left out reads, in the class list, as one that never existed
+    left = config.get("left_out_classes") or {}
+    if isinstance(left, dict) and left:
+        out["left out classes"] = ", ".join(f"{k} ({v} image{'' if v == 1 else 's'})" for k, v in left.items()) + \
+            ": too few for training, validation and test"
+    bad = config.get("unreadable_images") or {}
+    if isinstance(bad, dict) and bad:
+        out["unreadable images"] = f"{len(bad)}, left out (listed in config.json: unreadable_images)"
     metrics = config.get("metrics") or {}
     shown = [f"{k} {_num(metrics[k])}" for k in _METRICS if isinstance(metrics.get(k), (int, float))]
     if shown:

@@ -155,7 +155,50 @@ def _draw_confusion(fig, ax, cm: np.ndarray, classes: Sequence[str], normalize: 
                         color="white" if cm[i, j] > top / 2 else "black")
     cb = fig.colorbar(im, ax=ax, fraction=0.046)
     cb.set_label("fraction of the true class (rows sum to 1)" if normalize else "count", fontsize=8)
+    _room_for_names(fig, ax, n, cell=0.4 if labelled else 1.4 * font / 72)
     fig.tight_layout()
+    _crop_to_drawing(fig)
+
+
+def _room_for_names(fig, ax, n: int, cell: float) -> None:
+    """Widen and heighten ``fig`` so that ``n`` cells of ``cell`` inches and the class names
+    around them fit: the size was set by the number of classes alone, so a few long names (a
+    taxonomy tree's 'Protista/Diatoms/Chaetoceros sp') left tight_layout no room ('Tight layout
+    not applied') and were cut at the figure's edges."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    r = FigureCanvasAgg(fig).get_renderer()  # this figure's own canvas: pyplot's backend is left alone
+    dpi = fig.dpi
+    names_w = max((t.get_window_extent(r).width for t in ax.get_yticklabels()), default=0.0) / dpi
+    names_h = max((t.get_window_extent(r).height for t in ax.get_xticklabels()), default=0.0) / dpi
+    title_w = ax.title.get_window_extent(r).width / dpi
+    # beside the cells: the names, the 'true' label and margins (0.6), the colour bar and its label (1.0);
+    # below and above: the names, the 'predicted' label (0.4), the title (0.4) and margins (0.2)
+    width = max(n * cell + names_w + 1.6, title_w + names_w + 0.8)
+    height = n * cell + names_h + 1.0
+    w, h = fig.get_size_inches()
+    if width > w or height > h:
+        fig.set_size_inches(max(w, width), max(h, height))
+
+
+def _crop_to_drawing(fig, pad: float = 0.1) -> None:
+    """Resize ``fig`` to what is drawn on it plus ``pad`` inches, the axes kept at their size in
+    inches: as ``savefig(bbox_inches="tight")`` does, for every format and caller. A title wider
+    than a 2-class matrix ran off the figure ('test accuracy 0.719 (cou'); the matrix, kept
+    square, left blank bands where the figure was made room for long names."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    r = FigureCanvasAgg(fig).get_renderer()
+    for a in fig.axes:
+        a.apply_aspect()  # the square box drawn, not the cell tight_layout gave it
+    bb = fig.get_tightbbox(r)  # inches, in the figure's frame (beyond it where something runs off)
+    w, h = fig.get_size_inches()
+    x0, y0 = bb.x0 - pad, bb.y0 - pad
+    nw, nh = bb.width + 2 * pad, bb.height + 2 * pad
+    for a in fig.axes:
+        p = a.get_position()
+        a.set_position([(p.x0 * w - x0) / nw, (p.y0 * h - y0) / nh, p.width * w / nw, p.height * h / nh])
+    fig.set_size_inches(nw, nh)
 
 
 def plot_reliability(reliability: dict, path: str | os.PathLike, ece: float | None = None) -> None:

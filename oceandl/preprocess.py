@@ -118,7 +118,8 @@ def preprocess_batch(x: torch.Tensor, spec: dict | None) -> torch.Tensor:
     Channels are converted as the image readers do (RGB to grey: 0.299 R + 0.587 G + 0.114 B; two
     bands to one: the first; one to three: repeated; more than three to three: the first three).
     ``db``: 10 log10 of the linear intensity (SAR sigma0; floored at 1e-6 so speckle zeros stay
-    finite); ``per_image``: zero mean, unit standard deviation per image and channel.
+    finite; images whose median is negative, in dB already, are an InputError); ``per_image``:
+    zero mean, unit standard deviation per image and channel.
     """
     spec = check_spec(spec)
     x = torch.as_tensor(x).float()
@@ -135,12 +136,33 @@ def preprocess_batch(x: torch.Tensor, spec: dict | None) -> torch.Tensor:
         else:
             x = F.interpolate(x, size=tuple(spec["size"]), mode="bilinear", align_corners=False, antialias=True)
     if spec["intensity"] == "db":
+        _check_linear(x)
         x = 10 * torch.log10(x.clamp_min(1e-6))
     if spec["normalize"] == "per_image":
         mean = x.mean((-2, -1), keepdim=True)
         std = x.std((-2, -1), keepdim=True).clamp_min(1e-6)
         x = (x - mean) / std
     return x.contiguous()
+
+
+def _check_linear(x: torch.Tensor) -> None:
+    """Refuse images (N, C, H, W) that are mostly negative, before ``intensity=db`` takes their log.
+
+    Linear intensities (sigma0) are >= 0 but for a few pixels that thermal-noise subtraction
+    leaves slightly negative, which the 1e-6 floor takes; an image whose median is negative is in
+    dB already (a SNAP export: -35 to 0 dB). Floored whole to -60 dB, every such image was the same
+    constant: a model trained on them was at chance, and classify gave each the same prediction.
+    """
+    if not len(x):
+        return
+    med = x.flatten(1).median(dim=1).values
+    bad = med < 0
+    if bad.any():
+        raise InputError(
+            f"intensity=db takes linear intensities (sigma0 >= 0), but {int(bad.sum())} of {len(x)} image(s) are "
+            f"mostly negative (median {float(med[bad].min()):.3g}): already in dB? Train on them with "
+            "--intensity linear (intensity='linear'); a model trained with --intensity db needs them linear "
+            "(10**(dB/10))")
 
 
 def fit_size(x: torch.Tensor, size: tuple[int, int], fit: str) -> torch.Tensor:

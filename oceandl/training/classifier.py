@@ -94,8 +94,13 @@ def check_settings(model: str, config: TrainConfig = TrainConfig(), *, split: Se
     InputError
         Naming the first setting that cannot be used.
     """
+    from ..models import MODELS
+
+    classifiers = ", ".join(sorted(k for k in MODELS if model_task(k) == "classification"))
+    if model not in MODELS:  # the registry's list named the gap fillers' networks (unet, conv_ae...) too
+        raise InputError(f"unknown model {model!r}; classifiers: {classifiers}")
     if model_task(model) != "classification":
-        raise InputError(f"model {model!r} is not a classifier")
+        raise InputError(f"model {model!r} is not a classifier; classifiers: {classifiers}")
     bad = [k for k in (model_options or {}) if k not in model_option_names(model)]
     if bad:  # get_model's own words; it runs once the images are read
         raise InputError(f"model {model!r} has no option {bad[0]!r}; options: "
@@ -236,6 +241,14 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     if any(len(p) == 0 for p in parts):
         raise InputError(f"split {tuple(split)} of {len(data)} images leaves an empty part")
     train, val, test = (TensorData(data.x[p], data.y[p], classes) for p in parts)
+    # which images the run is on, for --resume to check: resumed with another --data (same classes,
+    # options and seed) it went on, silently, training and testing on images the run never started with
+    import hashlib
+
+    used = sorted(k for k, r in zip(slot_keys, rows) if r >= 0) if slot_keys is not None else None
+    digest = hashlib.sha256("\n".join(used).encode() if used is not None else data.y.numpy().tobytes())
+    data_id = {"images": int(len(data)),
+               ("files_sha256" if used is not None else "labels_sha256"): digest.hexdigest()[:16]}
     # the reader's fit (crop, pad) too: classify stretched images of a model trained on padded ones
     fitted = getattr(dataset, "fit", None)
     spec = check_spec({**(preprocessing or {}), **({"fit": fitted} if fitted in ("crop", "pad") else {}),
@@ -265,7 +278,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,
             "classes": classes, "preprocessing": spec,
             "extra": {"split": [float(f) for f in split], "split_by": "path" if slot_keys is not None else "order",
-                      **({"left_out_classes": dropped} if dropped else {})}}
+                      "data": data_id, **({"left_out_classes": dropped} if dropped else {})}}
     res = fit(net, train, val, config, task="classification", out=out, checkpoint_meta=meta, resume=resume,
               overwrite=overwrite, log=log)
     # on the device the model trained on: under torchrun that is each rank's own GPU (LOCAL_RANK),

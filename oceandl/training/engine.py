@@ -1309,7 +1309,9 @@ def _check_same_run(out: str | Path, model: nn.Module, cfg: TrainConfig, meta: d
 #: was a changed number of classes (a class folder added), "amp=False" was --precision fp32
 _RESUME_SAYS = {"model_args": " (image channels, classes: the data's classes changed?)",
                 "amp": " (--precision)", "amp_cpu": " (--precision)", "fused": " (--[no-]fused-optimizer)",
-                "channels_last": " (--[no-]channels-last)"}
+                "channels_last": " (--[no-]channels-last)",
+                "data": " (the images read, by their paths below --data: another --data, or files added, removed "
+                        "or unreadable since)"}
 
 
 def _save_epoch(out, model, best_state, opt, sched, result: TrainResult, epoch, bad_epochs, cfg, task, meta,
