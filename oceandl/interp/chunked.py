@@ -72,8 +72,10 @@ Land-sea mask (``mask``)
     pixels never observed, which climatology, eof and dineof leave NaN (one warning for the cube)
     and the networks fill (each such pixel's mean the nearest observed one's, or with a
     checkpoint's training statistics its training mean). A ``checkpoint`` trained with a mask
-    applies its own when none is given and its training statistics fit the cube. The output has
-    ``land_sea_mask`` and the flag values 0-4.
+    applies its own when none is given and its training statistics fit the cube. The mask drops
+    the field's observations only: a covariate's statistics are taken over every pixel it has
+    values at, its land included, as in memory (:func:`~oceandl.interp.base.aux_anomaly`; the
+    same fill, tests/test_chunked_mask_aux.py). The output has ``land_sea_mask`` and the flag values 0-4.
 
 A fit applied (``fit_on``)
     A fit made (an Interpolator, or the folder its ``save()`` wrote) or one made here, in memory, on
@@ -542,7 +544,8 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions.
 
     ``sea``: a land-sea mask (lat, lon), True = ocean: the observations on its land are left out
-    of every statistic (counted in ``stats.land_obs``), as the in-memory fit drops them.
+    of every statistic of the field (counted in ``stats.land_obs``), as the in-memory fit drops them;
+    the covariates' keep their land, as in memory (:func:`~oceandl.interp.base.aux_anomaly`).
 
     The first pass also refuses an all-missing or constant field (:func:`oceandl.io.check_extremes`,
     ``label`` naming it): :func:`open_lazy` then needs no pass of its own to check the values.
