@@ -1178,7 +1178,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                         overwrite: bool = False, progress: bool = False, complevel: int = 4,
                         log: Callable[[str], None] | None = None, command: str | None = None,
                         min_quality: int | None = None, aux=None, bbox=None, dates=None, mask=None,
-                        per_file: bool | None = None, fit_on=None, **options) -> ChunkedResult:
+                        per_file: bool | None = None, fit_on=None, fit_aux=None, **options) -> ChunkedResult:
     """Fill the gaps of a (time, lat, lon) cube block by block and write it chunk by chunk to netCDF.
 
     Parameters
@@ -1240,6 +1240,12 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         sigma (DINEOF's calibration scale fitted on clouds pasted within each block: with one block,
         or ``transform_calibration=False``, the in-memory sigma); no ``halo`` or ``train_region``.
         A saved fit's covariates are read from ``source`` by name when ``aux`` is not given.
+    fit_aux : with ``fit_on`` a field to fit and ``aux``, the fitted period's covariates, where they
+        are not ``aux``'s names in the ``fit_on`` file (as ``oceandl interpolate --fit-aux``): one entry
+        per ``aux`` entry, in its order, ``"VAR"`` of the ``fit_on`` file or ``"FILE:VAR"`` of another
+        (put on the fitted days and grid), each taken as the covariate of its ``aux`` name; or, as
+        :func:`~oceandl.interp.interpolate`'s ``fit_aux``, DataArrays (a list, a dict or a Dataset)
+        named as ``aux``'s on the fitted field's grid. Read whole, as the fitted field is.
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``); with a fit
         already made, only its transform options (``transform_smoother``).
 
@@ -1271,7 +1277,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             method=method, var=var, chunks=chunks, halo=halo, blend=blend, seed=seed, device=device,
             keep_observed=keep_observed, train_region=train_region, max_in_flight=max_in_flight, progress=progress,
             complevel=complevel, log=log, command=command, min_quality=min_quality, aux=aux, bbox=bbox, dates=dates,
-            mask=mask, fit_on=fit_on, **options), overwrite=overwrite)
+            mask=mask, fit_on=fit_on, fit_aux=fit_aux, **options), overwrite=overwrite)
     output = Path(output)
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc), or a folder (an existing one, or "
@@ -1284,6 +1290,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
 
     check_complevel(complevel)
+    if fit_aux is not None and fit_on is None:  # as interpolate(fit_aux=) refuses it
+        raise InputError("fit_aux: only with fit_on (a field to fit)")
     if fit_on is not None:  # a fit (made, saved, or of another field) applied block by block
         refused = [k for k, v in (("halo", halo), ("train_region", train_region)) if v is not None]
         if refused:
@@ -1292,7 +1300,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         return _transform_chunked(source, output, method, fit_on, var=var, chunks=chunks, seed=seed, device=device,
                                   keep_observed=keep_observed, overwrite=overwrite, progress=progress,
                                   complevel=complevel, say=say, command=command, min_quality=min_quality, aux=aux,
-                                  bbox=bbox, dates=dates, mask=mask, options=options, t_start=t_start)
+                                  bbox=bbox, dates=dates, mask=mask, options=options, t_start=t_start,
+                                  fit_aux=fit_aux)
     cls = get_method(method)
     cls(seed=seed, device=device, keep_observed=keep_observed, **options)  # options checked before reading
     from .neural import NeuralInterpolator
@@ -1705,15 +1714,16 @@ def _fit_network(cls, da: xr.DataArray, core, shape, train_region, seed, device,
 
 # ------------------------------------------------------------------------------------------ a fit applied
 def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.DataArray, *, var, seed, device,
-                    keep_observed, progress, min_quality, bbox, aux, mask, where: str, say) -> tuple[Any, Any]:
+                    keep_observed, progress, min_quality, bbox, aux, mask, where: str, say,
+                    fit_aux=None) -> tuple[Any, Any]:
     """The fitted method that :func:`interpolate_chunked` with ``fit_on`` applies, and the covariates
     to read from the input (``aux``, or a saved fit's own names).
 
     A fit already made (an Interpolator, or the folder its ``save()`` wrote) is loaded (and cut to
     ``bbox``'s block of its grid); a field (a file, or a DataArray) is read whole in memory over
     ``bbox`` and fitted there, with ``mask`` (on the input's grid) and, for DINEOF, the same
-    covariates read from it by name. Errors about the fit start with ``"fit_on: "``, as
-    :func:`~oceandl.interp.interpolate`'s."""
+    covariates read from it by name, or from ``fit_aux`` (:func:`interpolate_chunked`). Errors about
+    the fit start with ``"fit_on: "``, as :func:`~oceandl.interp.interpolate`'s."""
     from . import fitted_model
     from .base import Interpolator
 
@@ -1728,6 +1738,9 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
         fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
     label = f"{where}variable {da.name!r}"
     if fitted is not None:
+        if fit_aux is not None:  # as interpolate(fit_aux=) refuses it
+            raise InputError("fit_aux: the covariates of fit_on's days, for fit_on a field to fit (a fit already "
+                             "made has its own)")
         if mask is not None:
             named = f" {fit_on}" if isinstance(fit_on, (str, os.PathLike)) else ""
             raise InputError(f"mask: not with fit_on{named}, a fit already made (it fills with the mask it was "
@@ -1750,41 +1763,72 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
     try:
         fit_lazy = open_lazy(fit_on, fit_var, None, min_quality, bbox=bbox)
         fit_da = fit_lazy.load()
-        fit_aux = None
-        if aux is not None:  # DINEOF's joint modes are fitted on the fit field's own covariates, by name
+        covs = None  # the fitted period's covariates
+        if fit_aux is None and aux is not None:  # DINEOF's joint modes: the fit field's own covariates, by name
             names = [e for _, e in _aux_entries(aux)]
             if any(not isinstance(e, str) for e in names) or not isinstance(fit_on, (str, os.PathLike)):
                 raise InputError("aux: with fit_on a field to fit, give the covariates by name (VAR, or FILE:VAR), "
-                                 "read for the fitted field too; or fit in memory with fit_aux=, save the fit "
-                                 "(save(), train interpolator) and give that as fit_on")
+                                 "read for the fitted field too, or give the fitted period's as fit_aux")
             from oceandl.pipelines.interpolate import _read_aux
 
             # as `oceandl interpolate --fit-on FILE --aux` reads them: FILE:VAR put on the fitted days and grid
             try:
-                fit_aux = _read_aux(fit_on, names, fit_da, _source_text(fit_on), log=say,
-                                    cut={"bbox": bbox} if bbox is not None else None)
+                covs = _read_aux(fit_on, names, fit_da, _source_text(fit_on), log=say,
+                                 cut={"bbox": bbox} if bbox is not None else None)
             except InputError as exc:
                 if type(exc) is not InputError or not str(exc).startswith("--aux "):
                     raise
                 raise InputError(f"{exc}; that is the field fitted on: a FILE:VAR covariate is read for the fitted "
-                                 "period too, and must cover its days and grid") from None
+                                 "period too, and must cover its days and grid (or give the fitted period's as "
+                                 "fit_aux, --fit-aux FILE:VAR)") from None
     except InputError as exc:
         if type(exc) is not InputError:
             raise
         raise InputError(f"fit_on: {exc}") from None
+    if fit_aux is not None:  # said as --fit-aux's, as in memory (not as the fit's)
+        covs = _fit_aux(fit_aux, aux, fit_on, source, fit_da, bbox, say)
     sea = None
     if mask is not None:
         sea_arr, _ = _open_mask(mask, source, da, where)
         sea = xr.DataArray(sea_arr, dims=("lat", "lon"), coords={"lat": da["lat"].values, "lon": da["lon"].values})
     model = cls(seed=seed, device=device, keep_observed=keep_observed, progress=progress, **options)
     try:
-        model.fit(fit_da, **({} if sea is None else {"mask": sea}), **({} if fit_aux is None else {"aux": fit_aux}))
+        model.fit(fit_da, **({} if sea is None else {"mask": sea}), **({} if covs is None else {"aux": covs}))
     except InputError as exc:
         if type(exc) is not InputError:
             raise
         raise InputError(f"fit_on: {exc}") from None
     say(f"{method}: fitted on {_source_text(fit_on)} ({fit_da.shape[0]} steps), filling {where.rstrip(': ') or label}")
     return model, aux
+
+
+def _fit_aux(fit_aux, aux, fit_on, source, fit_da: xr.DataArray, bbox, say):
+    """The fitted period's covariates (``fit_aux`` of :func:`interpolate_chunked`) for ``model.fit``:
+    entries ``VAR`` / ``FILE:VAR`` read on ``fit_da``'s days and grid as ``oceandl interpolate
+    --fit-aux`` reads them, each named as its ``aux`` entry; DataArrays passed on as they are."""
+    from oceandl.io import split_file_var
+
+    entries = [fit_aux] if isinstance(fit_aux, str) else fit_aux
+    if not isinstance(entries, (list, tuple)) or not all(isinstance(e, str) for e in entries):
+        return fit_aux  # DataArrays (a list, dict or Dataset): checked by the fit, as in memory
+    given = _aux_entries(aux)
+    if len(entries) != len(given):
+        raise InputError(f"fit_aux {' '.join(entries)}: one per aux entry, in its order (aux "
+                         f"{' '.join(str(e) if isinstance(e, str) else str(k) for k, e in given) or 'not given'})")
+    if not isinstance(fit_on, (str, os.PathLike)) and any(split_file_var(e, None, "--fit-aux")[0] is None
+                                                             for e in entries):
+        raise InputError("fit_aux: a name (VAR) is a variable of the fit_on file, but fit_on is a DataArray: give "
+                         "FILE:VAR, or the covariates themselves")
+    from oceandl.pipelines.interpolate import _read_aux
+
+    out = {}
+    for (key, entry), own in zip(given, entries):
+        name = split_file_var(entry, source)[1] if isinstance(entry, str) else str(key if key is not None else
+                                                                                   getattr(entry, "name", ""))
+        got = _read_aux(fit_on, [own], fit_da, _source_text(fit_on), log=say,
+                        cut={"bbox": bbox} if bbox is not None else None, option="--fit-aux")
+        out[name] = next(iter(got.values())).rename(name)
+    return out
 
 
 def _is_fit_folder(path) -> bool:
@@ -1810,7 +1854,7 @@ def _source_text(src) -> str:
 
 def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks, seed, device, keep_observed,
                        overwrite, progress, complevel, say, command, min_quality, aux, bbox, dates, mask,
-                       options: dict, t_start: float) -> ChunkedResult:
+                       options: dict, t_start: float, fit_aux=None) -> ChunkedResult:
     """:func:`interpolate_chunked` with ``fit_on``: the fit's ``transform`` streamed over time blocks.
 
     Each block is whole days over the whole grid (a day's mode amplitudes are solved on that day's
@@ -1844,7 +1888,7 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     given_aux = aux
     model, aux = _fit_for_chunks(fit_on, method, cls, dict(options), source, da, var=var, seed=seed, device=device,
                                  keep_observed=keep_observed, progress=progress, min_quality=min_quality, bbox=bbox,
-                                 aux=aux, mask=mask, where=where, say=say)
+                                 aux=aux, mask=mask, where=where, say=say, fit_aux=fit_aux)
     model = copy.copy(model)  # the caller's fit is left as it was
     model._time_block, model._stream = True, None
     core = {"time": t_core, "lat": shape[1], "lon": shape[2]}
