@@ -1085,6 +1085,10 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
 
         if aux:  # refused for a method that takes none as in memory; without --aux, a --model's own (said there)
             _resolve_aux(aux, get_method(method), opts, _echo)
+        if per_file and fit_on is not None:  # said in the options' words, as in memory
+            from oceandl.interp.fitted import refuse_fit_folder_output
+
+            refuse_fit_folder_output(output, fit_on, "--fit-on")
         if fit_aux:  # refused as in memory (run_interpolation), in the options' words
             from oceandl.interp.chunked import _is_fit_folder
 

@@ -40,10 +40,9 @@ def files(tmp_path_factory):
     return root
 
 
-def _run(root, out, *extra):
+def _run(root, out, *extra, opts=("--set", "n_modes=3")):
     return CliRunner().invoke(cli, ["interpolate", str(root / "sst_new.nc"), "--var", "sst", "--method", "dineof",
-                                    "--set", "n_modes=3", "--device", "cpu", "--quiet", *map(str, extra),
-                                    "-o", str(out)])
+                                    *opts, "--device", "cpu", "--quiet", *map(str, extra), "-o", str(out)])
 
 
 def test_fit_aux_with_chunks_is_the_in_memory_fill(files, tmp_path):
@@ -107,3 +106,35 @@ def test_fit_aux_refusals_with_chunks_are_one_line(files, tmp_path):
     with pytest.raises(InputError, match="a fit already made has its own"):
         interpolate_chunked(root / "sst_new.nc", never, "dineof", var="sst", fit_on=root / "fit", fit_aux=[mw_past])
     assert not never.exists()
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunks", "time=4"]])
+def test_a_folder_output_never_replaces_the_fit_on_file_or_fills_the_fits_folder(files, tmp_path, chunks):
+    """-o FOLDER/ writes a file per input file named as it: the --fit-on file of that name in that
+    folder is the input file (refused even with --overwrite, as in memory it was and under --chunks
+    it was replaced); a saved fit's folder is not where the filled files go (`-o FIT` for `-o x.nc`)."""
+    import shutil
+
+    root = files
+    (tmp_path / "old").mkdir()
+    fitted = tmp_path / "old" / "sst_new.nc"  # another period under INPUT's name
+    shutil.copy(root / "sst_past.nc", fitted)
+    before = fitted.read_bytes()
+    res = _run(root, f"{tmp_path / 'old'}/", "--fit-on", fitted, "--overwrite", "--withhold", "0", *chunks)
+    assert_cli_error(res, 2, f"{fitted}: is the input file")
+    assert fitted.read_bytes() == before and sorted(p.name for p in (tmp_path / "old").iterdir()) == ["sst_new.nc"]
+    fit = tmp_path / "fit"
+    shutil.copytree(root / "fit", fit)
+    res = _run(root, fit, "--fit-on", fit, "--aux", f"{root / 'mw_new.nc'}:sst_mw", "--withhold", "0", *chunks,
+               opts=())
+    assert_cli_error(res, 2, f"{fit}: is the folder of the fit applied (--fit-on {fit})")
+    assert sorted(p.name for p in fit.iterdir()) == ["config.json", "weights.safetensors"]
+    if chunks:  # the Python API as well
+        with pytest.raises(InputError, match=r"is the folder of the fit applied \(fit_on "):
+            interpolate_chunked(root / "sst_new.nc", fit, "dineof", var="sst", fit_on=fit, chunks={"time": 4},
+                                aux=[f"{root / 'mw_new.nc'}:sst_mw"])
+        with pytest.raises(InputError, match="is the input file"):
+            interpolate_chunked(root / "sst_new.nc", f"{tmp_path / 'old'}/", "dineof", var="sst", fit_on=fitted,
+                                chunks={"time": 4}, overwrite=True, n_modes=2)
+        assert fitted.read_bytes() == before and sorted(p.name for p in fit.iterdir()) == ["config.json",
+                                                                                          "weights.safetensors"]

@@ -1142,12 +1142,21 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
     from oceandl.utils import _tmp_tag, clean_stale_series
 
     check_complevel(kwargs["complevel"])  # refused before the folder is made
+    inputs = source_paths(source)
+    fit_on = kwargs.get("fit_on")
+    if isinstance(fit_on, (str, os.PathLike)):
+        from .fitted import refuse_fit_folder_output
+
+        if _is_fit_folder(fit_on):  # the filled files are not put among the fit's own
+            refuse_fit_folder_output(folder, fit_on)
+        else:  # the file fitted on is never overwritten by a file of the fill, as in memory
+            inputs = inputs + source_paths(fit_on)
     with warnings.catch_warnings():  # the fill opens it again and says them ('using variable ...' was said twice)
         warnings.simplefilter("ignore", UserWarning)
         da = open_lazy(source, kwargs["var"], None, kwargs["min_quality"], check_values=False, bbox=kwargs["bbox"],
                        dates=kwargs["dates"])  # its times only: nothing is read
     plan = plan_per_file(folder, series_spans(source, da.name, field=da), da["time"].values, overwrite=overwrite,
-                         inputs=source_paths(source))
+                         inputs=inputs)
     created = not folder.exists()
     folder.mkdir(exist_ok=True)
     # a run killed (SIGKILL, out of memory) left its series (as large as the output) in the folder for good
