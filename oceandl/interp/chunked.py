@@ -1214,8 +1214,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     overwrite, progress, log : replace ``output``; a progress bar; a callable for one-line notes.
     per_file : ``output`` is a folder, and the fill is written into it as a file per input file
         (each named as its input, with its time steps: :func:`oceandl.io.write_per_file`), from a
-        hidden series file in that folder, removed at the end (the disk holds the output twice
-        meanwhile). Default: when ``output`` is an existing folder or a string ending in ``/``.
+        hidden series file in that folder, removed at the end (meanwhile the disk holds both: a peak
+        of 1.4x the output measured on 60 daily 64 x 64 files, 1.7x on 128 x 128, nearer 2x as
+        grids grow; the files are not written from the blocks directly, as the series' last
+        passes (blending, sigma's scale, the source grid's order) rewrite it). Default: when ``output`` is an existing folder or a string ending in ``/``.
     command : the command line, put in front of the input file's ``history`` (default: the method and
         its options); the file's other global attributes are kept (:func:`oceandl.io.file_attrs`).
     complevel : zlib level of the written variables, 0 (uncompressed) to 9; see
