@@ -988,7 +988,7 @@ def _write_predictions(ds, output: Path, overwrite: bool) -> None:
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods; its method is the default --method): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")
 @click.option("--fit-on", type=click.Path(path_type=Path), help="Fit the method (climatology, eof, dineof) on this file, an earlier period on INPUT's grid, and fill INPUT with what it learned, without fitting on INPUT (a decade's modes filling today's image); or a folder `train interpolator` saved such a fit in (its method is the default --method), which with --bbox fills a block of its grid, the fit cut to it (its covariates too). Dineof with --aux: the joint modes of the field and the covariates, fitted on the file's own covariates (or --fit-aux's), are solved each day on INPUT's observed pixels and INPUT's covariates (a saved fit's covariates are read from INPUT by default). With --chunks: INPUT larger than memory, streamed by time blocks (a file to fit on is read whole).")
-@click.option("--fit-aux", "fit_aux", multiple=True, metavar="VAR|FILE:VAR", help="With --fit-on FILE and --aux: where each covariate is read for the fitted period, one per --aux in its order: VAR of the --fit-on file or FILE:VAR of another (e.g. --aux mw_today.nc:sst_mw --fit-aux mw_decade.nc:sst_mw). Default: each --aux itself (VAR of the --fit-on file; FILE:VAR the same file, which must then cover both periods).")
+@click.option("--fit-aux", "fit_aux", multiple=True, metavar="VAR|FILE:VAR", help="With --fit-on FILE and --aux: where each covariate is read for the fitted period, one per --aux in its order: VAR of the --fit-on file or FILE:VAR of another (e.g. --aux mw_today.nc:sst_mw --fit-aux mw_decade.nc:sst_mw). Default: each --aux itself (VAR of the --fit-on file; FILE:VAR the same file, which must then cover both periods). With --chunks too (read whole, as the --fit-on file).")
 @click.option("--figure", type=click.Path(path_type=Path), help="Also save a PNG of one day (--demo: OUTPUT with .png by default).")
 @click.option("--demo", is_flag=True, help="Run on the built-in synthetic cloudy SST cube.")
 @click.option("--chunks", default=None, help="Larger than memory: block by block on dask, e.g. time=100,lat=256,lon=256 (-1: whole axis). Takes --aux (and a --model's covariates) as in memory, FILE:VAR of another grid or other days put on the field's block by block. With --fit-on: INPUT streamed by time blocks of whole days over the whole grid (lat/lon chunks are not used: said), the in-memory fill's values (nothing withheld; dineof's sigma calibrated on clouds pasted within each block). Not --withhold, --refit, --figure, --demo.")
@@ -1065,9 +1065,8 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         saved = saved_method(fit_on)
         if saved is not None and (src is None or src.name == "DEFAULT"):
             method = saved  # the saved fit's method, unless --method says another (then refused)
-    if fit_aux and (fit_on is None or chunks):  # read by the fit on --fit-on FILE in memory only
-        raise InputError("--fit-aux: the covariates of the fitted period, only with --fit-on FILE"
-                         + (" (not with --chunks)" if chunks else ""))
+    if fit_aux and fit_on is None:  # read by the fit on --fit-on FILE (in memory, --chunks too)
+        raise InputError("--fit-aux: the covariates of the fitted period, only with --fit-on FILE")
     if fit_on is not None and checkpoint is not None:
         raise InputError("--fit-on: not with --model (it fills with a fit of climatology, eof or dineof, not a "
                          "network)")
@@ -1094,13 +1093,27 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
 
         if aux:  # refused for a method that takes none as in memory; without --aux, a --model's own (said there)
             _resolve_aux(aux, get_method(method), opts, _echo)
+        if per_file and fit_on is not None:  # said in the options' words, as in memory
+            from oceandl.interp.fitted import refuse_fit_folder_output
+
+            refuse_fit_folder_output(output, fit_on, "--fit-on")
+        if fit_aux:  # refused as in memory (run_interpolation), in the options' words
+            from oceandl.interp.chunked import _is_fit_folder
+
+            if _is_fit_folder(fit_on):
+                raise InputError("--fit-aux: the covariates of the fitted period, only with --fit-on FILE (a fit on "
+                                 f"another file's days); the fit saved in {fit_on} was made with its own")
+            if len(fit_aux) != len(aux):
+                raise InputError(f"--fit-aux {' '.join(fit_aux)}: one per --aux, in its order (--aux "
+                                 f"{' '.join(aux) or 'not given'})")
         # --fit-on: the fit (saved, or made on that file in memory) applied by time blocks over the whole grid
         with _naming(describe_source(input_path), fit_on) if fit_on is not None else contextlib.nullcontext():
             res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                       device=device, overwrite=overwrite, progress=_progress(quiet),
                                       complevel=complevel, log=_echo, command=_command_line(),
                                       min_quality=min_quality, aux=list(aux) or None, bbox=bbox, dates=dates,
-                                      mask=mask, per_file=per_file, fit_on=fit_on, **opts)
+                                      mask=mask, per_file=per_file, fit_on=fit_on,
+                                      fit_aux=list(fit_aux) or None, **opts)
         plan = (f"{res.n_blocks} blocks of {res.chunks}, halo {res.halo}" if fit_on is None else
                 f"fit {fit_on} applied in {res.n_blocks} blocks of {res.chunks['time']} days over the whole grid")
         click.echo(f"{method}: {plan}: {res.mpx_per_s:.2f} Mpx/s -> {output}{'/' if per_file else ''}")

@@ -317,6 +317,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 
         fit_on = fitted_folder(fit_on) or fit_on  # a saved fit's config.json (or weights) names its folder
     fit_saved = fit_on is not None and Path(fit_on).is_dir() and not _data_folder(fit_on)
+    if per_file and fit_saved:  # the filled files are not put among the fit's own
+        from oceandl.interp.fitted import refuse_fit_folder_output
+
+        refuse_fit_folder_output(output, fit_on, "--fit-on")
     fit_data = fit_on is not None and not fit_saved
     inputs = (() if demo else source_paths(input_path)) + (source_paths(fit_on) if fit_data else ())
     if not per_file:

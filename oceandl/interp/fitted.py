@@ -45,6 +45,24 @@ def fitted_folder(path) -> Path | None:
     return None
 
 
+def refuse_fit_folder_output(folder, fit_on, option: str = "fit_on") -> None:
+    """Refuse ``folder``, where a fill's files are to be written (a file per input file), when it is
+    the folder of the saved fit ``fit_on`` (a path) that the fill applies: ``-o FIT`` for
+    ``-o filled.nc`` mixed the day files into the fit's folder.
+
+    Raises
+    ------
+    InputError
+        ``folder`` is that fit's folder (the same folder by any path).
+    """
+    if not isinstance(fit_on, (str, os.PathLike)):
+        return
+    fit = fitted_folder(fit_on)
+    if fit is not None and Path(folder).is_dir() and os.path.samefile(folder, fit):
+        raise InputError(f"{folder}: is the folder of the fit applied ({option} {fit}); write the filled files to "
+                         "another folder")
+
+
 def saved_method(path) -> str | None:
     """The method of the fit saved in folder ``path`` (None if it is not one, or unreadable)."""
     if not is_fitted_folder(path):
