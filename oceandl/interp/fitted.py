@@ -21,7 +21,8 @@ from oceandl.errors import CheckpointError, InputError, one_line
 
 from .base import Interpolator, _json_default, _netcdf_safe
 
-__all__ = ["save_fitted", "load_fitted", "is_fitted_folder", "fitted_folder", "saved_method", "FITTED_TASK"]
+__all__ = ["save_fitted", "load_fitted", "is_fitted_folder", "fitted_folder", "saved_method", "checkpoint_method",
+           "refuse_fit_folder_output", "FITTED_TASK"]
 
 FITTED_TASK = "interpolation-fitted"
 _KEEP_ATTRS = ("units", "standard_name", "long_name")
