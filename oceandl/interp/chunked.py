@@ -1842,6 +1842,9 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     model, aux = _fit_for_chunks(fit_on, method, cls, dict(options), source, da, var=var, seed=seed, device=device,
                                  keep_observed=keep_observed, progress=progress, min_quality=min_quality, bbox=bbox,
                                  aux=aux, mask=mask, where=where, say=say)
+    # an input on a box of the fit's grid (a file already cut, no bbox): the fit cut to it once, as transform()
+    # cuts it in memory (warned once), not a cut copy per block that the stream's state never reaches
+    model = model._auto_cut(da) or model
     model = copy.copy(model)  # the caller's fit is left as it was
     model._time_block, model._stream = True, None
     core = {"time": t_core, "lat": shape[1], "lon": shape[2]}

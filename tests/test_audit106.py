@@ -1,0 +1,60 @@
+"""Audit of ``interpolate --fit-on FIT --chunks time=N`` (a fit applied by time blocks): the cases a
+user filling years of daily files with a decade's fit meets, compared with the in-memory fill."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from fakes import torch_threads
+
+from oceandl.datasets.sst import synthetic_sst
+from oceandl.interp import DINEOF, EOFInterpolator, interpolate, interpolate_chunked
+from oceandl.io import open_field
+
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.filterwarnings("ignore:.*the field fitted never observed:UserWarning")]
+
+
+@pytest.fixture(scope="module")
+def fits(tmp_path_factory):
+    """past.nc (24 days) and new.nc (the next 12) of a 16 x 16 synthetic cube; an eof and a DINEOF
+    (error map) fit of the past, saved."""
+    root = tmp_path_factory.mktemp("audit106")
+    ds = synthetic_sst(seed=3, n_time=36, ny=16, nx=16)
+    ds.isel(time=slice(0, 24)).to_netcdf(root / "past.nc")
+    ds.isel(time=slice(24, None)).to_netcdf(root / "new.nc")
+    past = open_field(root / "past.nc", "sst")
+    with warnings.catch_warnings(), torch_threads(1):
+        warnings.simplefilter("ignore")  # the small cube's calibration warnings
+        EOFInterpolator(n_modes=3).fit(past).save(root / "eof")
+        DINEOF(n_modes=3, error_map=True, seed=0).fit(past).save(root / "dineof")
+    return root
+
+
+@pytest.mark.parametrize("method", ["eof", "dineof"])
+def test_an_input_already_cut_to_a_box_of_the_fit_streams_as_in_memory(fits, tmp_path, method):
+    """A file on a box of the fit's grid (cut before, no bbox): in memory the fit is cut to it (warned);
+    by time blocks it raised AttributeError: 'outside_' (each block's cut copy never reached the stream).
+    Now the fit is cut once, warned once, and the file is the in-memory fill."""
+    box = xr.open_dataset(fits / "new.nc").isel(lat=slice(3, 11), lon=slice(5, 14))
+    box.to_netcdf(tmp_path / "box.nc")
+    kw = {"transform_calibration": False} if method == "dineof" else {}
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        interpolate_chunked(tmp_path / "box.nc", tmp_path / "c.nc", method, var="sst", fit_on=fits / method,
+                            chunks={"time": 5}, **kw)
+    cuts = [w for w in said if "is a block of the fit's 16 x 16" in str(w.message)]
+    assert len(cuts) == 1, [str(w.message) for w in said]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = interpolate(open_field(tmp_path / "box.nc", "sst"), method, fit_on=fits / method, return_dataset=True,
+                          **kw)
+    with xr.open_dataset(tmp_path / "c.nc") as out:
+        assert out["sst"].shape == (12, 8, 9)
+        assert np.array_equal(out["missing_flag"].values, mem["missing_flag"].values)
+        assert int((out["missing_flag"].values == 1).sum()) > 50
+        np.testing.assert_allclose(out["sst"].values, mem["sst"].values, rtol=0, atol=1e-5)
+        if method == "dineof":
+            np.testing.assert_allclose(out["sigma"].values, mem["sigma"].values, rtol=1e-5, atol=1e-6)
