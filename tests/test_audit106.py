@@ -10,7 +10,7 @@ import xarray as xr
 from fakes import torch_threads
 
 from oceandl.datasets.sst import synthetic_sst
-from oceandl.interp import DINEOF, EOFInterpolator, interpolate, interpolate_chunked
+from oceandl.interp import DINEOF, EOFInterpolator, interpolate, interpolate_chunked, load_fitted
 from oceandl.io import open_field
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -58,3 +58,22 @@ def test_an_input_already_cut_to_a_box_of_the_fit_streams_as_in_memory(fits, tmp
         np.testing.assert_allclose(out["sst"].values, mem["sst"].values, rtol=0, atol=1e-5)
         if method == "dineof":
             np.testing.assert_allclose(out["sigma"].values, mem["sigma"].values, rtol=1e-5, atol=1e-6)
+
+
+def test_streamed_sigma_fallback_says_why_as_in_memory(fits, tmp_path):
+    """Blocks of 1 day have no other day's clouds to paste: nothing is hidden and sigma keeps the fit's
+    scale. The file said "0 of the 0 observations ... hidden by cloud-mask transfer are within 5 robust
+    stds (fewer than 200)" (a clip that left nothing out); now, as in memory, that none could be hidden,
+    and that larger blocks calibrate it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpolate_chunked(fits / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fits / "dineof",
+                            chunks={"time": 1})
+        fit = load_fitted(fits / "dineof")
+    with xr.open_dataset(tmp_path / "c.nc") as out:
+        said = out["sigma"].attrs["transform_sigma_calibration"]
+        assert said.startswith("the fit's cv_sigma_scale x"), said
+        assert "0 observations of this field could be hidden by cloud-mask transfer, pasted within each time block " \
+               "of 1 days" in said, said
+        assert "robust stds" not in said and said.endswith("blocks of more than 1 day calibrate it"), said
+        assert out["sigma"].attrs["transform_sigma_scale"] == pytest.approx(float(fit.cv_sigma_scale_))

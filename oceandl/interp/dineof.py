@@ -1481,11 +1481,13 @@ class DINEOF(Interpolator):
                     f"cv_sigma_scale x{fit_scale:.4g} is not used")}
         why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer{where} (fewer than "
                f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
-        if stream["z"]:
+        if n_held >= SIGMA_MIN_POINTS:  # enough hidden, too few within the clip (as _transform_scale says it)
             why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
                    f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
         if stream["inside"]:
             why += f" ({stream['inside']} of its steps lie in the fitted period)"
+        if days == 1 and n_blocks > 1:  # a day alone has no other day's clouds to paste over it
+            why += "; blocks of more than 1 day calibrate it"
         return fit_scale, {"transform_sigma_scale": fit_scale,
                            "transform_sigma_calibration": f"the fit's cv_sigma_scale x{fit_scale:.4g}: {why}"}
 
