@@ -77,3 +77,21 @@ def test_streamed_sigma_fallback_says_why_as_in_memory(fits, tmp_path):
                "of 1 days" in said, said
         assert "robust stds" not in said and said.endswith("blocks of more than 1 day calibrate it"), said
         assert out["sigma"].attrs["transform_sigma_scale"] == pytest.approx(float(fit.cv_sigma_scale_))
+
+
+def test_info_says_the_fit_the_blocks_and_sigma_scale_of_a_streamed_fill(fits, tmp_path):
+    """`oceandl info` on the file of `interpolate --fit-on FIT --chunks time=5` said the method and its
+    options only: not the fit applied (fitted_on), nor the blocks (chunked), nor how sigma was scaled."""
+    from oceandl.describe import describe
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpolate_chunked(fits / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fits / "dineof",
+                            chunks={"time": 5})
+    facts = describe(tmp_path / "c.nc")
+    assert facts["method"] == "dineof"
+    assert facts["fitted on"].startswith("variable 'sst', 24 steps") and "(saved in " in facts["fitted on"], facts
+    assert facts["chunked"] == "3 blocks of time 5 x lat 16 x lon 16: a fit applied by time blocks over the whole grid"
+    with xr.open_dataset(tmp_path / "c.nc") as out:
+        assert facts["sigma"] == out["sigma"].attrs["transform_sigma_calibration"]
+    assert "pasted within each time block of 5 days" in facts["sigma"], facts["sigma"]
