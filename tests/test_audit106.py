@@ -95,3 +95,20 @@ def test_info_says_the_fit_the_blocks_and_sigma_scale_of_a_streamed_fill(fits, t
     with xr.open_dataset(tmp_path / "c.nc") as out:
         assert facts["sigma"] == out["sigma"].attrs["transform_sigma_calibration"]
     assert "pasted within each time block of 5 days" in facts["sigma"], facts["sigma"]
+
+
+def test_keep_observed_false_with_a_fit_made_is_refused_not_ignored(fits, tmp_path):
+    """interpolate(..., fit_on=FIT, keep_observed=False) is refused in memory (an option of the fit);
+    interpolate_chunked(..., fit_on=FIT, keep_observed=False) wrote the observations as given anyway
+    (the file equal to the one with keep_observed=True). Now refused the same way, nothing written."""
+    from oceandl.errors import InputError
+
+    new = open_field(fits / "new.nc", "sst")
+    with pytest.raises(InputError) as mem:
+        interpolate(new, "eof", fit_on=fits / "eof", keep_observed=False)
+    with pytest.raises(InputError) as chunked:
+        interpolate_chunked(fits / "new.nc", tmp_path / "c.nc", "eof", var="sst", fit_on=fits / "eof",
+                            chunks={"time": 5}, keep_observed=False)
+    assert str(chunked.value) == str(mem.value)
+    assert "(got keep_observed)" in str(chunked.value)
+    assert not (tmp_path / "c.nc").exists()

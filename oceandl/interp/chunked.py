@@ -1715,14 +1715,16 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
     from .base import Interpolator
 
     fitted = None
+    # keep_observed=False is an option of the fit, refused for a fit made as in memory (not ignored)
+    given = {**options, **({} if keep_observed else {"keep_observed": False})}
     if isinstance(fit_on, (str, os.PathLike)):
         from .fitted import fitted_folder
 
         fit_on = fitted_folder(fit_on) or fit_on
         if _is_fit_folder(fit_on):  # a saved fit's folder, as in memory
-            fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
+            fitted = fitted_model(fit_on, method, given, device=device, progress=progress)
     elif isinstance(fit_on, Interpolator):
-        fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
+        fitted = fitted_model(fit_on, method, given, device=device, progress=progress)
     label = f"{where}variable {da.name!r}"
     if fitted is not None:
         if mask is not None:
