@@ -112,3 +112,28 @@ def test_keep_observed_false_with_a_fit_made_is_refused_not_ignored(fits, tmp_pa
     assert str(chunked.value) == str(mem.value)
     assert "(got keep_observed)" in str(chunked.value)
     assert not (tmp_path / "c.nc").exists()
+
+
+def test_kelvin_input_with_a_degc_fit_is_warned_once_by_time_blocks(fits, tmp_path):
+    """A kelvin series (GHRSST L3) filled with a degC fit: the fit's means are converted (the fill in
+    kelvin, equal to the in-memory one). In memory that is one warning; by time blocks it was one per
+    block and per pass (6 for 3 blocks with DINEOF's smoother), without the file's name. Now one, named."""
+    ds = xr.open_dataset(fits / "new.nc")
+    k = ds[["sst"]].copy()
+    k["sst"] = (ds["sst"] + 273.15).assign_attrs({**ds["sst"].attrs, "units": "kelvin"})
+    k.to_netcdf(tmp_path / "new_K.nc")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        interpolate_chunked(tmp_path / "new_K.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fits / "dineof",
+                            chunks={"time": 5}, transform_calibration=False)
+    units = [str(w.message) for w in said if "the fit's means converted to 'kelvin'" in str(w.message)]
+    assert units == [f"{tmp_path / 'new_K.nc'}: variable 'sst': in 'kelvin', the field fitted in "
+                     "'degree_Celsius': the fit's means converted to 'kelvin', the fill in them"], units
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = interpolate(open_field(tmp_path / "new_K.nc", "sst"), "dineof", fit_on=fits / "dineof",
+                          return_dataset=True, transform_calibration=False)
+    with xr.open_dataset(tmp_path / "c.nc") as out:
+        np.testing.assert_allclose(out["sst"].values, mem["sst"].values, rtol=0, atol=1e-4)
+        assert float(np.nanmin(out["sst"].values)) > 250  # the fill is in kelvin
+        assert np.array_equal(out["missing_flag"].values, mem["missing_flag"].values)

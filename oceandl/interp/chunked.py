@@ -1921,6 +1921,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                     n_obs += model.outside_[2]
                     name = model.output_name_
                     if writer is None:  # the first block's attributes are the whole fill's
+                        if model.units_note_:  # kelvin against a degC fit: one warning, not one per block
+                            warn(f"{where}variable {da.name!r}: {model.units_note_}", UserWarning)
                         with_sigma = "sigma" in ds
                         attrs = dict(ds[name].attrs)
                         opts = attrs.get("options", "")
