@@ -137,3 +137,29 @@ def test_kelvin_input_with_a_degc_fit_is_warned_once_by_time_blocks(fits, tmp_pa
         np.testing.assert_allclose(out["sst"].values, mem["sst"].values, rtol=0, atol=1e-4)
         assert float(np.nanmin(out["sst"].values)) > 250  # the fill is in kelvin
         assert np.array_equal(out["missing_flag"].values, mem["missing_flag"].values)
+
+
+def test_streamed_calibration_hides_its_fraction_of_the_observations_not_a_paste_per_block(fits, tmp_path):
+    """Sigma's calibration by time blocks hides 8 % of the observations by cloud-mask transfer, as in
+    memory (the attrs say so). A paste hides a donor day's clouds at once, a quarter of a 2-day block:
+    every block overshot, and blocks of 2 days hid 3-4 times the 8 % (32 % on GHRSST-like days at
+    quality >= 4), so sigma's scale was fitted on a far harder fill than the field's. Now each block
+    hides 8 % of the observations read so far less those hidden already: at most one paste over."""
+    import re
+
+    # 40 new days on the fit's grid, after its period, clouded as L3 days at quality >= 4
+    new = synthetic_sst(seed=4, n_time=40, ny=16, nx=16, cloud_cover=0.7)
+    new.assign_coords(time=np.arange("2021-01-01", "2021-02-10", dtype="datetime64[D]").astype("datetime64[ns]")
+                      ).to_netcdf(tmp_path / "new.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpolate_chunked(tmp_path / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fits / "dineof",
+                            chunks={"time": 2})
+    fit = load_fitted(fits / "dineof")
+    obs = np.isfinite(open_field(tmp_path / "new.nc", "sst").values) & fit.ocean_[None]
+    day = int(obs.sum(axis=(1, 2)).max())  # one paste hides at most a day's observations
+    with xr.open_dataset(tmp_path / "c.nc") as out:
+        said = out["sigma"].attrs["transform_sigma_calibration"]
+    held = int(re.search(r"of its (\d+) observations hidden", said).group(1))
+    assert "(8%, pasted within each time block of 2 days" in said, said
+    assert np.ceil(0.08 * obs.sum()) <= held <= np.ceil(0.08 * obs.sum()) + day, (held, int(obs.sum()), day)
