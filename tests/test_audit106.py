@@ -163,3 +163,22 @@ def test_streamed_calibration_hides_its_fraction_of_the_observations_not_a_paste
     held = int(re.search(r"of its (\d+) observations hidden", said).group(1))
     assert "(8%, pasted within each time block of 2 days" in said, said
     assert np.ceil(0.08 * obs.sum()) <= held <= np.ceil(0.08 * obs.sum()) + day, (held, int(obs.sum()), day)
+
+
+def test_the_cli_last_line_names_a_field_fitted_on_as_such(fits, tmp_path):
+    """`interpolate new.nc --fit-on past.nc --chunks time=12` fits on past.nc in memory: its last line said
+    "fit past.nc applied in 1 blocks of 12 days", as for a saved fit. Now "a fit on past.nc applied in
+    1 block of 12 days"; a saved fit keeps "fit FOLDER applied in 3 blocks of 5 days"."""
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    runner = CliRunner()
+    args = ["interpolate", str(fits / "new.nc"), "--var", "sst", "--method", "eof", "--quiet"]
+    res = runner.invoke(cli, args + ["--fit-on", str(fits / "past.nc"), "--set", "n_modes=3", "--chunks", "time=12",
+                                     "-o", str(tmp_path / "a.nc")])
+    assert res.exit_code == 0, res.output
+    assert f"eof: a fit on {fits / 'past.nc'} applied in 1 block of 12 days over the whole grid" in res.output
+    res = runner.invoke(cli, args + ["--fit-on", str(fits / "eof"), "--chunks", "time=5", "-o", str(tmp_path / "b.nc")])
+    assert res.exit_code == 0, res.output
+    assert f"eof: fit {fits / 'eof'} applied in 3 blocks of 5 days over the whole grid" in res.output
