@@ -1445,7 +1445,7 @@ class DINEOF(Interpolator):
             seen, hid = stream.get("seen_" + stream["mode"], 0), stream.get("hid_" + stream["mode"], 0)
             n_obs = int(obs.sum())
             want = math.ceil(_SIGMA_FRACTION * (seen + n_obs)) - hid
-            held = self._sigma_points(obs, da, fraction=min(want / n_obs, 0.9)) if want > 0 else None
+            held = self._sigma_points(obs, da, fraction=min(want / n_obs, 0.9)) if want > 0 and n_obs else None
             held = np.zeros(obs.shape, bool) if held is None else held
             stream["seen_" + stream["mode"]], stream["hid_" + stream["mode"]] = seen + n_obs, hid + int(held.sum())
             span = em.get("span")
