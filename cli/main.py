@@ -1114,8 +1114,14 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                                       min_quality=min_quality, aux=list(aux) or None, bbox=bbox, dates=dates,
                                       mask=mask, per_file=per_file, fit_on=fit_on,
                                       fit_aux=list(fit_aux) or None, **opts)
-        plan = (f"{res.n_blocks} blocks of {res.chunks}, halo {res.halo}" if fit_on is None else
-                f"fit {fit_on} applied in {res.n_blocks} blocks of {res.chunks['time']} days over the whole grid")
+        if fit_on is None:
+            plan = f"{res.n_blocks} blocks of {res.chunks}, halo {res.halo}"
+        else:  # a saved fit by its folder; a field's, fitted here on it ("fit past.nc" read as a saved one)
+            from oceandl.interp.chunked import _is_fit_folder
+
+            days = res.chunks["time"]
+            plan = (f"{'fit' if _is_fit_folder(fit_on) else 'a fit on'} {fit_on} applied in {res.n_blocks} "
+                    f"block{'s' * (res.n_blocks != 1)} of {days} day{'s' * (days != 1)} over the whole grid")
         click.echo(f"{method}: {plan}: {res.mpx_per_s:.2f} Mpx/s -> {output}{'/' if per_file else ''}")
         return
     if demo and figure is None:

@@ -398,6 +398,14 @@ def _netcdf(path: Path) -> dict[str, Any]:
                     "oceandl_version", "oceandl_software"):
             if key in where:
                 out[key.replace("_", " ")] = str(where[key])
+        # a fit applied (--fit-on) and the blocks of a --chunks fill: what filled it, beside the method
+        if str(where.get("fitted_on", "")).strip():
+            out["fitted on"] = str(where["fitted_on"])
+        if "chunked" in where:
+            out["chunked"] = _chunked_text(where["chunked"])
+        calibration = ds["sigma"].attrs.get("transform_sigma_calibration") if "sigma" in ds and ours else None
+        if calibration:
+            out["sigma"] = str(calibration)
         # the covariates the network took (neither in options nor, with --model, on the command line)
         if str(where.get("aux_variables", "")).strip():
             out["auxiliary variables"] = ", ".join(str(where["aux_variables"]).split())
@@ -410,6 +418,22 @@ def _netcdf(path: Path) -> dict[str, Any]:
     if not ours or "method" not in out:  # a data file: what --var, --bbox and --dates would work with
         out.update(_field_facts(path))
     return out
+
+
+def _chunked_text(plan: Any) -> str:
+    """The ``chunked`` attribute of an ``interpolate --chunks`` output in words: its blocks, their
+    size and halo, and the strategy (as written when it is not the JSON expected)."""
+    try:
+        p = json.loads(str(plan))
+        # sorted keys in the file: time first, as the blocks are cut
+        size = " x ".join(f"{ax} {n}" for ax, n in sorted(p["chunks"].items(), key=lambda kv: kv[0] != "time"))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return str(plan)
+    text = f"{p.get('blocks', '?')} blocks of {size}"
+    halo = {ax: n for ax, n in (p.get("halo") or {}).items() if n}
+    if halo:
+        text += " (halo " + ", ".join(f"{ax} {n}" for ax, n in halo.items()) + ")"
+    return text + (f": {p['strategy']}" if p.get("strategy") else "")
 
 
 def _series(source) -> dict[str, Any]:

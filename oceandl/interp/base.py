@@ -1415,9 +1415,12 @@ class Interpolator:
         if theirs is not None and ours is not None and theirs != ours and not offset:
             raise InputError(f"{label}: in units {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}; "
                              "transform() fills a field in the fitted units (convert it first)")
-        if offset:
-            warn(f"{label}: in {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}: the fit's means "
-                 f"converted to {da_c.attrs['units']!r}, the fill in them", UserWarning)
+        self.units_note_ = None
+        if offset:  # a time block of interpolate_chunked: said once for the whole field, by it
+            self.units_note_ = (f"in {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}: the fit's "
+                                f"means converted to {da_c.attrs['units']!r}, the fill in them")
+            if not self._time_block:
+                warn(f"{label}: {self.units_note_}", UserWarning)
         (fy, iy), (fx, ix) = (_axis_order(da_c, fitted, i, label) for i in (1, 2))
 
         def to_input(a):  # (..., lat, lon) of the fit -> the new field's order

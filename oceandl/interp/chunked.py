@@ -1739,14 +1739,16 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
     from .base import Interpolator
 
     fitted = None
+    # keep_observed=False is an option of the fit, refused for a fit made as in memory (not ignored)
+    given = {**options, **({} if keep_observed else {"keep_observed": False})}
     if isinstance(fit_on, (str, os.PathLike)):
         from .fitted import fitted_folder
 
         fit_on = fitted_folder(fit_on) or fit_on
         if _is_fit_folder(fit_on):  # a saved fit's folder, as in memory
-            fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
+            fitted = fitted_model(fit_on, method, given, device=device, progress=progress)
     elif isinstance(fit_on, Interpolator):
-        fitted = fitted_model(fit_on, method, options, device=device, progress=progress)
+        fitted = fitted_model(fit_on, method, given, device=device, progress=progress)
     label = f"{where}variable {da.name!r}"
     if fitted is not None:
         if fit_aux is not None:  # as interpolate(fit_aux=) refuses it
@@ -1900,6 +1902,9 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     model, aux = _fit_for_chunks(fit_on, method, cls, dict(options), source, da, var=var, seed=seed, device=device,
                                  keep_observed=keep_observed, progress=progress, min_quality=min_quality, bbox=bbox,
                                  aux=aux, mask=mask, where=where, say=say, fit_aux=fit_aux)
+    # an input on a box of the fit's grid (a file already cut, no bbox): the fit cut to it once, as transform()
+    # cuts it in memory (warned once), not a cut copy per block that the stream's state never reaches
+    model = model._auto_cut(da) or model
     model = copy.copy(model)  # the caller's fit is left as it was
     model._time_block, model._stream = True, None
     core = {"time": t_core, "lat": shape[1], "lon": shape[2]}
@@ -1974,6 +1979,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                     n_obs += model.outside_[2]
                     name = model.output_name_
                     if writer is None:  # the first block's attributes are the whole fill's
+                        if model.units_note_:  # kelvin against a degC fit: one warning, not one per block
+                            warn(f"{where}variable {da.name!r}: {model.units_note_}", UserWarning)
                         with_sigma = "sigma" in ds
                         attrs = dict(ds[name].attrs)
                         opts = attrs.get("options", "")

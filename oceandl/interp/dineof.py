@@ -1108,11 +1108,11 @@ class DINEOF(Interpolator):
         self._last_fill = (it, conv, total)
         return filled
 
-    def _sigma_points(self, obs: np.ndarray, da=None) -> np.ndarray | None:
+    def _sigma_points(self, obs: np.ndarray, da=None, fraction: float = _SIGMA_FRACTION) -> np.ndarray | None:
         """The observations (a bool cube, subset of ``obs``) hidden to calibrate sigma on: cloud patterns
-        of random other days pasted on the cleanest ones, ``_SIGMA_FRACTION`` of the observations, in
-        time order (of ``da``, default the field fitted), seeded from ``seed``; None where there is no
-        cloud pattern to paste."""
+        of random other days pasted on the cleanest ones, ``fraction`` (default ``_SIGMA_FRACTION``) of
+        the observations, in time order (of ``da``, default the field fitted), seeded from ``seed``;
+        None where there is no cloud pattern to paste."""
         from .withhold import withhold_by_cloud_transfer
 
         it = _time_order(self.da_ if da is None else da)
@@ -1121,7 +1121,7 @@ class DINEOF(Interpolator):
             return None
         seed = int(np.random.default_rng([self.seed, _SIGMA_SEED_TAG]).integers(2**31))
         held = np.empty_like(obs)
-        held[it] = withhold_by_cloud_transfer(o, fraction=_SIGMA_FRACTION, seed=seed, at_most=True)
+        held[it] = withhold_by_cloud_transfer(o, fraction=fraction, seed=seed, at_most=True)
         return held
 
     def _calibrate_on_clouds(self, X, M, HO, k: int) -> bool:
@@ -1445,8 +1445,16 @@ class DINEOF(Interpolator):
         held = None
         if stream.get("calibrate"):
             first = stream["mode"] == "collect" or not stream.get("smooth")  # each block counted once
-            held = self._sigma_points(obs, da)
+            # _SIGMA_FRACTION of the observations read so far, less those already hidden: a paste hides a
+            # donor day's clouds at once (a quarter of a 2-day block, not 8 %), so the blocks after one
+            # that overshot hide less, as the whole field's transfer overshoots by one paste at most
+            # (counted per pass: both passes of the smoother hide the same points)
+            seen, hid = stream.get("seen_" + stream["mode"], 0), stream.get("hid_" + stream["mode"], 0)
+            n_obs = int(obs.sum())
+            want = math.ceil(_SIGMA_FRACTION * (seen + n_obs)) - hid
+            held = self._sigma_points(obs, da, fraction=min(want / n_obs, 0.9)) if want > 0 and n_obs else None
             held = np.zeros(obs.shape, bool) if held is None else held
+            stream["seen_" + stream["mode"]], stream["hid_" + stream["mode"]] = seen + n_obs, hid + int(held.sum())
             span = em.get("span")
             if pos is not None and span is not None and pos[1] == span[2]:  # as _transform_scale: not the fitted days
                 inside = (pos[0] >= span[0]) & (pos[0] <= span[1])
@@ -1488,11 +1496,13 @@ class DINEOF(Interpolator):
                     f"cv_sigma_scale x{fit_scale:.4g} is not used")}
         why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer{where} (fewer than "
                f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
-        if stream["z"]:
+        if n_held >= SIGMA_MIN_POINTS:  # enough hidden, too few within the clip (as _transform_scale says it)
             why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
                    f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
         if stream["inside"]:
             why += f" ({stream['inside']} of its steps lie in the fitted period)"
+        if days == 1 and n_blocks > 1:  # a day alone has no other day's clouds to paste over it
+            why += "; blocks of more than 1 day calibrate it"
         return fit_scale, {"transform_sigma_scale": fit_scale,
                            "transform_sigma_calibration": f"the fit's cv_sigma_scale x{fit_scale:.4g}: {why}"}
 
