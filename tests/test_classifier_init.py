@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -164,3 +165,23 @@ def test_refusals_write_nothing(sar3, base, tmp_path):
     with pytest.raises(Exception, match="1-channel images, these are 3-channel"):
         train_classifier(data, "cnn", out, config(), model_options=SMALL, init=base)
     assert not out.exists()
+
+
+def test_other_classes_through_the_command(sar3, base, tmp_path):
+    # two of its classes and a new one (G): the head is new, said on one line, recorded, and `info` says it
+    data = tmp_path / "data"
+    make_sar_vignettes(tmp_path / "all", n_per_class=6, size=32, seed=1)
+    for c, src in (("F", sar3), ("K", sar3), ("G", tmp_path / "all")):
+        shutil.copytree(src / c, data / c)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # the command prints each as a line, whatever filter pytest runs under
+        res = invoke("train", "classifier", "--data", data, "--init", base, "--epochs", 1, "--batch-size", 8,
+                     "--precision", "fp32", "--device", "cpu", "--quiet", "-o", tmp_path / "tuned")
+    assert res.exit_code == 0, res.output
+    said = [ln for ln in res.output.splitlines() if "other classes" in ln]
+    assert said == [f"warning: init {base}: other classes (new: {TENGEOP_CLASSES['G']}; dropped: "
+                    f"{TENGEOP_CLASSES['N']}): its backbone is loaded, the classifier head re-initialised for 3 "
+                    "classes"], said
+    cfg = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert cfg["init"]["head"] == "re-initialised" and cfg["init"]["sha256"] == weights_sha256(base)
+    assert "its backbone, the head new for other classes" in invoke("info", tmp_path / "tuned").output
