@@ -185,3 +185,31 @@ def test_other_classes_through_the_command(sar3, base, tmp_path):
     cfg = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert cfg["init"]["head"] == "re-initialised" and cfg["init"]["sha256"] == weights_sha256(base)
     assert "its backbone, the head new for other classes" in invoke("info", tmp_path / "tuned").output
+
+
+def test_interrupted_fine_tuning_resumes_without_init(sar3, base, tmp_path, monkeypatch):
+    import oceandl.training.engine as engine
+    from safetensors.torch import load_file
+
+    args = ("train", "classifier", "--data", sar3, "--epochs", 2, "--batch-size", 8, "--precision", "fp32",
+            "--device", "cpu", "--quiet")
+    whole = invoke(*args, "--init", base, "-o", tmp_path / "whole")
+    assert whole.exit_code == 0, whole.output
+    real, calls = engine._save_epoch, []
+
+    def ctrl_c_at_the_second_epoch(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine, "_save_epoch", ctrl_c_at_the_second_epoch)
+    res = invoke(*args, "--init", base, "-o", tmp_path / "tuned")
+    assert res.exit_code == 130 and "--resume, without --init" in res.output, res.output
+    monkeypatch.setattr(engine, "_save_epoch", real)
+    res = invoke(*args, "--resume", "-o", tmp_path / "tuned")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert cfg["epochs_done"] == 2 and cfg["init"]["sha256"] == weights_sha256(base)
+    a, b = (load_file(str(tmp_path / f / "weights.safetensors")) for f in ("whole", "tuned"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the checkpoint the run would have written uninterrupted
