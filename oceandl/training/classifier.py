@@ -30,6 +30,18 @@ INIT_FREE_OPTIONS = ("freeze",)
 def init_checkpoint_config(path, what: str = "init") -> dict:
     """The config of classifier checkpoint ``path`` to fine-tune from (``init``), validated.
 
+    Parameters
+    ----------
+    path : str or path
+        The checkpoint folder (``oceandl train classifier -o``).
+    what : str
+        How the messages name it (``"--init"`` on the command line).
+
+    Returns
+    -------
+    dict
+        Its ``config.json``, read without loading the weights.
+
     Raises
     ------
     CheckpointError
@@ -48,7 +60,7 @@ def init_checkpoint_config(path, what: str = "init") -> dict:
     if task != "classification":
         kind = {"interpolation": "a gap filler's network (train interpolator)",
                 "interpolation-fitted": "a saved gap-filling fit (train interpolator --method climatology/eof/dineof)",
-                "reconstruction": "an auto-encoder's"}.get(task, f"a checkpoint of task {task!r}")
+                "reconstruction": "an auto-encoder"}.get(task, f"a checkpoint of task {task!r}")
         raise CheckpointError(f"{what} {path}: {kind}, not a classifier checkpoint (train classifier -o)")
     if not config.get("classes") or not config.get("model_args"):
         raise CheckpointError(f"{what} {path}: a classifier checkpoint without its classes or input channels "
