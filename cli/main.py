@@ -586,6 +586,52 @@ def _checkpoint_method_unless_given(method: str, path) -> str:
     return trained if trained in METHODS and (src is None or src.name == "DEFAULT") else method
 
 
+def _network_of(start: Path, what: str, **given):
+    """The network and preprocessing options of `train classifier` taken from checkpoint ``start``
+    (``--init``'s, or the folder of a run started with it): those left at their defaults become its
+    own, those given must be its own (refused in one line naming each that is not).
+
+    Returns model name, model options, size, fit, intensity, normalize."""
+    from oceandl.training.classifier import INIT_FREE_OPTIONS, init_checkpoint_config
+
+    ctx = click.get_current_context()
+    config = init_checkpoint_config(start, what)
+    pre = config.get("preprocessing") or {}
+    from oceandl.models import MODELS
+
+    dropped = set(getattr(MODELS.get(config["model"]), "init_options", ()))  # its weights replace ImageNet's
+    theirs_opts = {k: v for k, v in (config.get("model_options") or {}).items() if k not in dropped}
+    size = pre.get("size")
+    theirs = {"model_name": config["model"], "size": size, "fit": pre.get("fit", "stretch"),
+              "intensity": pre.get("intensity", "linear"), "normalize": pre.get("normalize", "none")}
+
+    def given_(name):
+        src = ctx.get_parameter_source(name)
+        return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    bad = []
+    for name, value in theirs.items():
+        mine = given["size"] and [given["size"]] * 2 if name == "size" else given[name]
+        if given_(name) and mine != value:
+            flag = "--model" if name == "model_name" else f"--{name}"
+            bad.append(f"{flag} {given[name]} (it has {value if name != 'size' else ' x '.join(map(str, value))})")
+    channels = given["channels"]
+    if channels and int(channels) != int(config["model_args"][0]):
+        bad.append(f"--channels {channels} (it takes {config['model_args'][0]})")
+    opts = dict(theirs_opts)
+    for k, v in given["options"].items():
+        if k in INIT_FREE_OPTIONS:
+            opts[k] = v
+        elif theirs_opts.get(k, object()) != v:
+            bad.append(f"--set {k}={v} (it has {k}={theirs_opts.get(k)!r})" if k in theirs_opts
+                       else f"--set {k}={v} (it has none)")
+    if bad:
+        raise InputError(f"{what} {start}: fine-tuning trains its network as it was built: drop "
+                         + ", ".join(bad))
+    return config["model"], opts, (tuple(size) if size else None), theirs["fit"], theirs["intensity"], \
+        theirs["normalize"]
+
+
 def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "top", fit: str = "stretch"):
     from oceandl.datasets.images import ImageFolderDataset, open_image_dataset
     from oceandl.datasets.mnist import MNISTDataset, find_mnist_files
@@ -649,6 +695,12 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
 @click.option("--l2", type=float, default=0.0, show_default=True, help="L2 penalty on the weights (0: none).")
 @click.option("--early-stopping", type=int, default=0, show_default=True, help="Stop after N epochs without validation improvement (0: never).")
 @click.option("--set", "options", multiple=True, help="Model option key=value (e.g. --set freeze=backbone).")
+@click.option("--init", "init", type=click.Path(path_type=Path), default=None,
+              help="Classifier checkpoint folder (train classifier -o) to fine-tune on --data instead of training a "
+                   "new network. Its network and preprocessing are taken: --model, --set options (but freeze), --size, "
+                   "--fit, --intensity and --normalize default to its own, another is refused; the images must have "
+                   "its channels (--channels converts them). Same classes (any order): every weight is loaded; other "
+                   "classes: its backbone, with a new head (said). Not with --resume.")
 @click.option("--resume", is_flag=True, help="Go on from the training state in the -o folder.")
 @click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True, help="Unreadable images (at the header check, or failing to decode when read): skip (warned about, listed in the checkpoint's config.json) or fail.")
 @click.option("--class-folders", type=click.Choice(["top", "leaf"]), default="top", show_default=True, help="top: each folder of --data is a class, sub-folders included (<class>/<year>/); leaf: each folder holding images is a class named by its path less year/date folders (a taxonomy tree, e.g. Protista/Diatoms/Chaetoceros; WHOI-Plankton <year>/<class>/ of several years, one class per taxon).")
@@ -662,7 +714,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
                          augment, optimizer, weight_decay, grad_clip, warmup_epochs, scheduler, label_smoothing,
                          class_weights, l1, l2,
                          early_stopping, options, resume, on_error, class_folders, precision, channels_last, fused_optimizer, num_workers, quiet, output, overwrite, seed,
-                         device):
+                         device, init=None):
     """Train a classifier on labelled images; test it once on a held-out split.
 
     \b
@@ -670,6 +722,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
       oceandl train classifier --data TenGeoP-SARwv/GeoTIFF --model resnet --size 128 \\
           --intensity db --augment flip,rot90 --epochs 20 -o sar_resnet
       oceandl train classifier --demo -o demo_model
+      oceandl train classifier --data vignettes_2026 --init sar_resnet --epochs 5 -o sar_resnet_2026
     """
     import tempfile
 
@@ -687,7 +740,7 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         raise click.UsageError("give either --data DIR or --demo")
     from oceandl.preprocess import MAX_SIZE
 
-    if size is not None and not 1 <= size <= MAX_SIZE:
+    if isinstance(size, int) and not 1 <= size <= MAX_SIZE:  # a tuple: --init's, checked when read
         # named as the option here (the spec check says size=...); --size 100000 ran out of memory
         # (37.3 GiB, exit 1) in the image reader
         raise InputError(f"--size {size}: use 1 to {MAX_SIZE} pixels a side")
@@ -698,6 +751,20 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         epochs = 12 if epochs is None else epochs
         batch_size = 16 if batch_size is None else batch_size
         augment = augment or "flip,rot90"
+    model_opts = _kv(options)
+    start = init
+    if start is None and resume and (output / "config.json").is_file():
+        from oceandl.training.checkpoint import read_config
+
+        # a run started with --init goes on without it: its network is the one recorded in its folder
+        start = output if isinstance(read_config(output).get("init"), dict) else None
+    if start is not None:
+        if init is not None and resume:
+            raise InputError(f"--resume with --init: the run goes on from the weights saved in {output} (the init "
+                             "checkpoint it was started from is recorded there): drop --init")
+        model_name, model_opts, size, fit, intensity, normalize = _network_of(
+            start, "--init" if init is not None else "the run in", model_name=model_name, options=model_opts,
+            size=size, fit=fit, intensity=intensity, normalize=normalize, channels=channels)
     try:
         fractions = tuple(float(s) for s in split.split(","))
     except ValueError:
@@ -717,7 +784,6 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
     # they are already met and change nothing
     spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
             **({"channels": int(channels)} if channels else {}), **({"fit": fit} if fit != "stretch" else {})}
-    model_opts = _kv(options)
     # every setting checked before the data is made or read (TrainConfig above: the numbers)
     check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
     if demo:
@@ -739,10 +805,11 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         # --data as the images of one more class, named after the checkpoint folder
         raise InputError(f"{output}: inside the class folders of --data ({root}), where the next run would "
                          "read the checkpoint's figures as images of a class; write it outside them")
-    with _resume_hint(*(["--overwrite"] if overwrite else [])):
+    drop = [name for name, given in (("--overwrite", overwrite), ("--init", init is not None)) if given]
+    with _resume_hint(*drop):
         res = train_classifier(dataset, model_name, output, cfg, split=fractions, resume=resume,
                                overwrite=overwrite, preprocessing=spec, model_options=model_opts, figures=output,
-                               on_error=on_error)
+                               on_error=on_error, init=init)
     t = res["test"]
     bad = len(res["unreadable_images"])
     _echo(f"{model_name}: {res['params']:,} parameters, best epoch {res['best_epoch']}, "

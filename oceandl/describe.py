@@ -168,6 +168,11 @@ def _trained(config: dict) -> dict[str, Any]:
     bad = config.get("unreadable_images") or {}
     if isinstance(bad, dict) and bad:
         out["unreadable images"] = f"{len(bad)}, left out (listed in config.json: unreadable_images)"
+    init = config.get("init")
+    if isinstance(init, dict) and init.get("checkpoint"):  # fine-tuned (train classifier --init)
+        out["fine-tuned from"] = str(init["checkpoint"]) + (
+            ": every weight" if init.get("head") == "loaded" else
+            ": its backbone, the head new for other classes" if init.get("head") == "re-initialised" else "")
     metrics = config.get("metrics") or {}
     shown = [f"{k} {_num(metrics[k])}" for k in _METRICS if isinstance(metrics.get(k), (int, float))]
     if shown:

@@ -19,7 +19,115 @@ from .engine import (TensorData, TrainConfig, dataset_on_error, evaluate_classif
                      split_indices)
 
 __all__ = ["train_classifier", "check_settings", "prepare_tensors", "compare_classifiers", "subsample_per_class",
-           "split_fractions_ok"]
+           "split_fractions_ok", "init_checkpoint_config", "INIT_FREE_OPTIONS"]
+
+#: model options a fine-tuned network may take other than its init checkpoint's: they choose what
+#: is trained, not the network's shape (the ImageNet weights options are dropped: the checkpoint's
+#: weights replace them)
+INIT_FREE_OPTIONS = ("freeze",)
+
+
+def init_checkpoint_config(path, what: str = "init") -> dict:
+    """The config of classifier checkpoint ``path`` to fine-tune from (``init``), validated.
+
+    Parameters
+    ----------
+    path : str or path
+        The checkpoint folder (``oceandl train classifier -o``).
+    what : str
+        How the messages name it (``"--init"`` on the command line).
+
+    Returns
+    -------
+    dict
+        Its ``config.json``, read without loading the weights.
+
+    Raises
+    ------
+    CheckpointError
+        ``path`` is not a checkpoint (missing, corrupt, a pickle) or not a classifier's (a gap
+        filler's network, a saved climatology / eof / dineof fit, an auto-encoder); the message
+        begins with ``what`` (the option's name).
+    """
+    from ..errors import CheckpointError
+    from .checkpoint import read_config
+
+    try:
+        config = read_config(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{what} {exc}") from None
+    task = config.get("task")
+    if task != "classification":
+        kind = {"interpolation": "a gap filler's network (train interpolator)",
+                "interpolation-fitted": "a saved gap-filling fit (train interpolator --method climatology/eof/dineof)",
+                "reconstruction": "an auto-encoder"}.get(task, f"a checkpoint of task {task!r}")
+        raise CheckpointError(f"{what} {path}: {kind}, not a classifier checkpoint (train classifier -o)")
+    if not config.get("classes") or not config.get("model_args"):
+        raise CheckpointError(f"{what} {path}: a classifier checkpoint without its classes or input channels "
+                              "(config.json edited?)")
+    return config
+
+
+def _architecture(model: str, options: dict) -> dict:
+    """``options`` less those that do not change the network's weights' shapes."""
+    from ..models import MODELS
+
+    free = set(INIT_FREE_OPTIONS) | set(getattr(MODELS.get(model), "init_options", ()))
+    return {k: v for k, v in options.items() if k not in free}
+
+
+def _head_keys(model: str, in_channels: int, n_classes: int, options: dict) -> dict[str, int]:
+    """The weights of ``model``'s classifier head: name -> the dimension along the classes, found as
+    those whose shape follows the number of classes (built on the meta device: no memory)."""
+    def shapes(n):
+        try:
+            with torch.device("meta"):
+                return {k: v.shape for k, v in get_model(model, in_channels, n, **options).state_dict().items()}
+        except Exception:  # noqa: BLE001 - a model that cannot be built there is built for real
+            return {k: v.shape for k, v in get_model(model, in_channels, n, **options).state_dict().items()}
+
+    a, b = shapes(n_classes), shapes(n_classes + 1)
+    out = {}
+    for k, sa in a.items():
+        if sa != b.get(k):
+            dims = [d for d, (x, y) in enumerate(zip(sa, b[k])) if x != y]
+            out[k] = dims[0]
+    return out
+
+
+def _start_from(net: torch.nn.Module, init, model: str, options: dict, classes: list[str]) -> dict:
+    """Load init checkpoint ``init`` into ``net`` (built for ``classes``): every weight when its classes
+    are these (by name, any order: the head's rows reordered), else the backbone only (the head kept
+    as initialised, said). Returns the record kept in the checkpoint (``init``)."""
+    from .checkpoint import load_checkpoint, weights_sha256, with_optional_state
+
+    old, config = load_checkpoint(init, expect_task="classification")
+    theirs = old.state_dict()
+    old_classes = [str(c) for c in config["classes"]]
+    free = {k: v for k, v in options.items() if k in INIT_FREE_OPTIONS}
+    head = _head_keys(model, int(config["model_args"][0]), len(old_classes),
+                      {**_architecture(model, dict(config.get("model_options") or {})), **free})
+    same = sorted(old_classes) == sorted(map(str, classes))
+    state = net.state_dict()
+    for k, v in theirs.items():
+        if k not in state:
+            continue
+        if k not in head:
+            state[k] = v
+        elif same:  # row i of the new head is the old head's row of class i
+            order = torch.tensor([old_classes.index(str(c)) for c in classes])
+            state[k] = v.index_select(head[k], order)
+    net.load_state_dict(with_optional_state(net, state))
+    record = {"checkpoint": str(init), "sha256": weights_sha256(init), "classes": old_classes,
+              "head": "loaded" if same else "re-initialised"}
+    if not same:
+        new = [c for c in classes if c not in old_classes]
+        dropped = [c for c in old_classes if c not in classes]
+        warn(f"init {init}: other classes (new: {', '.join(map(str, new)) or 'none'}; dropped: "
+             f"{', '.join(dropped) or 'none'}): its backbone is loaded, the classifier head re-initialised for "
+             f"{len(classes)} classes")
+    return record
+
 
 
 def prepare_tensors(dataset: Dataset, preprocessing: dict | None, progress: bool = False,
@@ -125,7 +233,8 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
                      *, split: Sequence[float] = (0.7, 0.15, 0.15), preprocessing: dict | None = None,
                      model_options: dict | None = None, classes: Sequence[str] | None = None,
                      resume: bool = False, overwrite: bool = False, figures: str | Path | None = None,
-                     figure_tag: str = "", tta: bool = False, log=None, on_error: str | None = None) -> dict:
+                     figure_tag: str = "", tta: bool = False, log=None, on_error: str | None = None,
+                     init: str | Path | None = None) -> dict:
     """Split ``dataset`` (seeded, stratified), train ``model`` with the best weights on validation,
     test once, and write the checkpoint folder ``out`` (metrics and preprocessing in its config).
 
@@ -155,6 +264,15 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     diagram and the training curves, named ``confusion[_TAG].png``, ``confusion_normalized[_TAG].png``,
     ``reliability[_TAG].png`` and ``curves[_TAG].png`` with ``figure_tag``.
 
+    ``init``: a classifier checkpoint folder to fine-tune (``oceandl train classifier -o``). Its
+    network is trained on: ``model``, ``model_options`` (but ``freeze``) and ``preprocessing``
+    must be its own (refused otherwise, naming the first that differs), and so must the images'
+    channels. Of the same classes (by name, any order) every weight is loaded, the head's rows in
+    the new class order; of other classes the backbone is loaded and the head initialised for them
+    (a warning names the classes new and dropped). The checkpoint records it (``init``: path,
+    weights' sha256, its classes, ``head`` loaded or re-initialised). Not with ``resume`` (the run
+    goes on from its own saved weights and keeps its record).
+
     Returns
     -------
     dict with ``test`` (the classification metrics), ``history``, ``params``, ``seconds``,
@@ -164,10 +282,20 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     check_settings(model, config, split=split, preprocessing=preprocessing, model_options=model_options)
     from .distributed import is_main_process
 
+    start = None  # the init checkpoint's config, checked before any image is read
+    if init is not None:
+        if resume:
+            raise InputError(f"--resume with --init: the run goes on from the weights saved in {out} (the init "
+                             "checkpoint it was started from is recorded there): drop --init")
+        start = init_checkpoint_config(init)
+        _check_init(init, start, model, model_options or {}, preprocessing or {})
+        # what is not given is the checkpoint's (its channels are the images' own: checked once read)
+        preprocessing = {**{k: v for k, v in (start.get("preprocessing") or {}).items() if k != "channels"},
+                         **(preprocessing or {})}
     if out is not None and overwrite and not resume and Path(out).exists() and is_main_process():
         return _replacing(out, figures, lambda stage, figs: train_classifier(
             dataset, model, stage, config, split=split, preprocessing=preprocessing, model_options=model_options,
-            classes=classes, figures=figs, figure_tag=figure_tag, tta=tta, log=log, on_error=on_error))
+            classes=classes, figures=figs, figure_tag=figure_tag, tta=tta, log=log, on_error=on_error, init=init))
     classes = list(classes or getattr(dataset, "classes", None) or [])
     read: dict = {}
     data = prepare_tensors(dataset, preprocessing, progress=config.progress, num_workers=config.num_workers,
@@ -255,11 +383,11 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
                        "size": list(data.x.shape[-2:]), "channels": int(data.x.shape[1])})
     opts = dict(model_options or {})
     # a valid freeze only: an invalid one (freeze='head') is the model's own error, without this warning first
-    pretrained = opts.get("pretrained") or opts.get("weights")
+    pretrained = opts.get("pretrained") or opts.get("weights") or init is not None
     if opts.get("freeze", "none") in ("backbone", "all_but_last") and not pretrained:
         # frozen random features: only the head learns, which reads like fine-tuning and is not
-        warn(f"model {model!r}: freeze={opts['freeze']!r} without pretrained weights (pretrained=true "
-             "or weights=PATH) freezes random weights; only the unfrozen layers learn")
+        warn(f"model {model!r}: freeze={opts['freeze']!r} without pretrained weights (pretrained=true, "
+             "weights=PATH or --init) freezes random weights; only the unfrozen layers learn")
     if (opts.get("pretrained") or opts.get("weights")) and spec["normalize"] == "none":
         # ImageNet filters (first conv summed for grey) and batch-norm statistics expect standardised
         # pixels: linear sigma0 near 0.01 or dB near -20 reach them far off that scale, and a frozen
@@ -272,13 +400,26 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     with torch_rng_scope():  # the initial weights follow --seed; the caller's global generator is left alone
         seed_torch(config.seed)
         net = get_model(model, int(data.x.shape[1]), len(classes), **opts)
+    if start is not None:
+        if int(start["model_args"][0]) != int(data.x.shape[1]):
+            raise InputError(f"init {init}: its network takes {start['model_args'][0]}-channel images, these are "
+                             f"{int(data.x.shape[1])}-channel: convert them (--channels {start['model_args'][0]}), or "
+                             "fine-tune a checkpoint trained on such images")
+        started = _start_from(net, init, model, opts, classes)
+    elif resume and out is not None and (Path(out) / "config.json").is_file():
+        from .checkpoint import read_config
+
+        started = read_config(out).get("init")  # a run started from a checkpoint keeps its record
+    else:
+        started = None
     _check_takes_images(net, model, data.x[:1])
     # the split fractions too: with the seed they give the test set (a --resume with another split
     # silently mixed earlier training images into it)
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,
             "classes": classes, "preprocessing": spec,
             "extra": {"split": [float(f) for f in split], "split_by": "path" if slot_keys is not None else "order",
-                      "data": data_id, **({"left_out_classes": dropped} if dropped else {})}}
+                      "data": data_id, **({"left_out_classes": dropped} if dropped else {}),
+                      **({"init": started} if started else {})}}
     res = fit(net, train, val, config, task="classification", out=out, checkpoint_meta=meta, resume=resume,
               overwrite=overwrite, log=log)
     # on the device the model trained on: under torchrun that is each rank's own GPU (LOCAL_RANK),
@@ -317,6 +458,23 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
             "seconds": res.seconds, "samples_per_s": res.samples_per_s, "best_epoch": res.best_epoch,
             "split_sizes": [len(p) for p in parts], "split_indices": [row_index[p] for p in parts],
             "unreadable_images": unreadable, "model": res.model, "config": asdict(config)}
+
+
+def _check_init(init, config: dict, model: str, options: dict, preprocessing: dict) -> None:
+    """Refuse a network or preprocessing other than init checkpoint ``init``'s (``config``)."""
+    if model != config["model"]:
+        raise InputError(f"init {init}: a {config['model']!r} network, not {model!r}: fine-tuning trains its own "
+                         "network (drop the model, or train a new one without init)")
+    mine, theirs = _architecture(model, options), _architecture(model, dict(config.get("model_options") or {}))
+    for k in sorted(set(mine) | set(theirs)):
+        if mine.get(k) != theirs.get(k):
+            raise InputError(f"init {init}: model option {k}={mine.get(k)!r}, but its network was built with "
+                             f"{k}={theirs.get(k)!r}: fine-tuning cannot change the network")
+    spec, saved = check_spec(preprocessing), check_spec(config.get("preprocessing") or {})
+    for k in ("intensity", "normalize", "fit", "size"):
+        if k in preprocessing and spec.get(k, "stretch") != saved.get(k, "stretch"):
+            raise InputError(f"init {init}: preprocessing {k}={spec.get(k, 'stretch')!r}, but it was trained with "
+                             f"{k}={saved.get(k, 'stretch')!r}: give its own (or leave it out)")
 
 
 def _unreadable(dataset: Dataset, failed: dict[int, str]) -> dict[str, str]:
