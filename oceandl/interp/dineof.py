@@ -1486,19 +1486,9 @@ class DINEOF(Interpolator):
         kept = calibration_z(np.concatenate(stream["z"])) if stream["z"] else np.zeros(0)
         where = "" if n_blocks < 2 else f", pasted within each time block of {days} days"
         if kept.size >= SIGMA_MIN_POINTS:
-            scale = float(np.sqrt(np.mean(kept ** 2)))
-            return scale, {
-                "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(kept.size),
-                "transform_sigma_calibration": (
-                    f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {kept.size} of its {n_held} "
-                    f"observations hidden by cloud-mask transfer ({_SIGMA_FRACTION:.0%}{where}; the fill rerun "
-                    f"without them; {n_held - kept.size} beyond {SIGMA_CLIP:g} robust stds left out); the fit's "
-                    f"cv_sigma_scale x{fit_scale:.4g} is not used")}
-        why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer{where} (fewer than "
-               f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
-        if n_held >= SIGMA_MIN_POINTS:  # enough hidden, too few within the clip (as _transform_scale says it)
-            why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
-                   f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
+            return _calibrated(kept, n_held, fit_scale, where)
+        # enough hidden, too few within the clip (as _transform_scale says it)
+        why = _too_few_hidden(n_held, kept.size if n_held >= SIGMA_MIN_POINTS else None, where)
         if stream["inside"]:
             why += f" ({stream['inside']} of its steps lie in the fitted period)"
         if days == 1 and n_blocks > 1:  # a day alone has no other day's clouds to paste over it
@@ -1573,19 +1563,9 @@ class DINEOF(Interpolator):
             sd = self._from_matrix(var.sqrt_().numpy(), fill=np.nan)
             kept = calibration_z(((filled - x) / sd)[held])
             if kept.size >= SIGMA_MIN_POINTS:
-                scale = float(np.sqrt(np.mean(kept ** 2)))
-                return scale, {
-                    "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(kept.size),
-                    "transform_sigma_calibration": (
-                        f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {kept.size} of its {n_held} "
-                        f"observations hidden by cloud-mask transfer ({_SIGMA_FRACTION:.0%}; the fill rerun without "
-                        f"them; {n_held - kept.size} beyond {SIGMA_CLIP:g} robust stds left out); the fit's "
-                        f"cv_sigma_scale x{fit_scale:.4g} is not used")}
-        why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer (fewer than "
-               f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
-        if kept is not None:  # enough hidden, too few left within the clip: "250 ... (fewer than 200)" was said
-            why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
-                   f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
+                return _calibrated(kept, n_held, fit_scale)
+        # enough hidden, too few left within the clip: "250 ... (fewer than 200)" was said
+        why = _too_few_hidden(n_held, None if kept is None else kept.size)
         if inside.all():
             why = "this field's steps lie in the fitted period (the fit saw their observations)"
         elif inside.any():
@@ -1856,3 +1836,27 @@ class DINEOF(Interpolator):
         if self.shrink_curve_:
             attrs["shrink_curve"] = json.dumps([[lam, round(e, 8)] for lam, e in self.shrink_curve_])
         return attrs
+
+
+def _calibrated(kept: np.ndarray, n_held: int, fit_scale: float, where: str = "") -> tuple[float, dict]:
+    """The sigma scale fitted on a new field's hidden observations (``kept``: their error / sigma
+    within the clip, of ``n_held`` hidden) and the attrs that say so; ``where``: how they were hidden
+    by time blocks (``interpolate --chunks``), after the fraction."""
+    scale = float(np.sqrt(np.mean(kept ** 2)))
+    return scale, {
+        "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(kept.size),
+        "transform_sigma_calibration": (
+            f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {kept.size} of its {n_held} "
+            f"observations hidden by cloud-mask transfer ({_SIGMA_FRACTION:.0%}{where}; the fill rerun without "
+            f"them; {n_held - kept.size} beyond {SIGMA_CLIP:g} robust stds left out); the fit's cv_sigma_scale "
+            f"x{fit_scale:.4g} is not used")}
+
+
+def _too_few_hidden(n_held: int, n_kept: int | None, where: str = "") -> str:
+    """Why a new field's sigma keeps the fit's scale: too few observations could be hidden, or (``n_kept``
+    given) too few of those hidden lie within the clip."""
+    if n_kept is not None:
+        return (f"{n_kept} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
+                f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
+    return (f"{n_held} observations of this field could be hidden by cloud-mask transfer{where} (fewer than "
+            f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
