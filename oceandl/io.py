@@ -620,6 +620,24 @@ def describe_source(source, files: list[Path] | None = None) -> str:
     return f"{Path(source).expanduser()} ({len(files)} files)"
 
 
+def entry_paths(*entries) -> tuple:
+    """The files of other files' ``FILE:VAR`` entries (``--aux``, ``--fit-aux``, ``--mask``; each an
+    entry, a list of them or None; a ``VAR`` of the field's own file and an array add none), for the
+    checks that an output does not replace an input: ``-o mw.nc --overwrite`` beside ``--aux
+    mw.nc:sst_mw`` replaced the covariate's file with the fill."""
+    out: tuple = ()
+    for group in entries:
+        # one entry, a list or tuple of them; an array (aux=, mask= from Python) names no file
+        for entry in ([group] if isinstance(group, str) else group if isinstance(group, (list, tuple)) else ()):
+            if isinstance(entry, str):
+                try:
+                    src, _ = split_file_var(entry, None)
+                except InputError:  # no such file: said by the reader, with the option
+                    continue
+                out += source_paths(src) if src is not None else ()
+    return out
+
+
 def source_paths(source) -> tuple:
     """The files ``source`` reads (one path, or those of a many-file input), for the checks that
     an output does not replace an input."""

@@ -295,8 +295,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     """
     from oceandl.interp import get_method, interpolate
     from oceandl.interp.withhold import withhold_for_validation
-    from oceandl.io import (check_complevel, describe_source, file_attrs, names_folder, open_field, plan_per_file,
-                            series_spans, source_grid, source_paths, to_source_grid, write_netcdf, write_per_file)
+    from oceandl.io import (check_complevel, describe_source, entry_paths, file_attrs, names_folder, open_field,
+                            plan_per_file, series_spans, source_grid, source_paths, to_source_grid, write_netcdf,
+                            write_per_file)
     from oceandl.metrics.interpolation import interp_metrics
     from oceandl.utils import atomic_path, check_output_path
 
@@ -322,7 +323,8 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
 
         refuse_fit_folder_output(output, fit_on, "--fit-on")
     fit_data = fit_on is not None and not fit_saved
-    inputs = (() if demo else source_paths(input_path)) + (source_paths(fit_on) if fit_data else ())
+    inputs = (() if demo else source_paths(input_path)) + (source_paths(fit_on) if fit_data else ()) \
+        + entry_paths(aux, fit_aux, mask)  # a covariate's or a mask's own file is never replaced either
     if not per_file:
         check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
     check_complevel(complevel)

@@ -1138,11 +1138,11 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
     ``folder``, then split into a file per input file (:func:`oceandl.io.write_per_file`)."""
     import tempfile
 
-    from oceandl.io import check_complevel, plan_per_file, series_spans, source_paths, write_per_file
+    from oceandl.io import check_complevel, entry_paths, plan_per_file, series_spans, source_paths, write_per_file
     from oceandl.utils import _tmp_tag, clean_stale_series
 
     check_complevel(kwargs["complevel"])  # refused before the folder is made
-    inputs = source_paths(source)
+    inputs = source_paths(source) + entry_paths(kwargs.get("aux"), kwargs.get("fit_aux"), kwargs.get("mask"))
     fit_on = kwargs.get("fit_on")
     if isinstance(fit_on, (str, os.PathLike)):
         from .fitted import refuse_fit_folder_output
@@ -1293,9 +1293,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc), or a folder (an existing one, or "
                          f"{output}/ with a trailing slash) for a file per input file")
-    from oceandl.io import check_complevel, describe_source, source_grid, source_paths
+    from oceandl.io import check_complevel, describe_source, entry_paths, source_grid, source_paths
 
-    inputs = source_paths(source)
+    inputs = source_paths(source) + entry_paths(aux, fit_aux, mask)  # a covariate's or a mask's file too
     if isinstance(fit_on, (str, os.PathLike)) and not _is_fit_folder(fit_on):
         inputs = inputs + source_paths(fit_on)  # the file fitted on is never overwritten by the fill
     check_output_path(output, overwrite, inputs=inputs, kind="file", what="filled netCDF")
