@@ -143,6 +143,17 @@ def _data_folder(path) -> bool:
     return not is_fitted_folder(p) and any(f.suffix.lower() in NETCDF_SUFFIXES for f in p.iterdir())
 
 
+def _read_fit_aux(fit_on, pairs, fit_da, where: str, log, cut=None) -> dict:
+    """The fitted period's covariates of ``--fit-aux`` (in memory and under ``--chunks``): each
+    ``(name, entry)`` of ``pairs`` read from ``entry`` (``VAR`` of the ``fit_on`` file or ``FILE:VAR``)
+    on ``fit_da``'s days and grid, named as its ``--aux`` (the fit's covariates are today's by name)."""
+    out = {}
+    for name, own in pairs:
+        got = _read_aux(fit_on, [own], fit_da, where, log=log, cut=cut, option="--fit-aux")
+        out[name] = next(iter(got.values())).rename(name)
+    return out
+
+
 def _read_aux(source, names: list[str], da, where: str, taken: str | None = None,
               log: Callable[[str], None] = print, cut: dict | None = None, option: str = "--aux") -> dict | None:
     """The auxiliary variables ``names`` (``VAR`` of ``source``, a file or the demo Dataset, or
@@ -422,12 +433,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
             if fit_aux_entries:  # each keyed by its --aux name: the fit's covariates are today's by name
                 from oceandl.io import split_file_var
 
-                fit_aux_das = {}
-                for entry, own in zip(aux, fit_aux_entries):
-                    got = _read_aux(fit_on, [own], fit_da, describe_source(fit_on), log=log, cut=fit_cut,
-                                    option="--fit-aux")
-                    name = split_file_var(entry, input_path)[1]
-                    fit_aux_das[name] = next(iter(got.values())).rename(name)
+                fit_aux_das = _read_fit_aux(fit_on, [(split_file_var(e, input_path)[1], own)
+                                                    for e, own in zip(aux, fit_aux_entries)],
+                                           fit_da, describe_source(fit_on), log=log, cut=fit_cut)
             else:
                 fit_aux_das = _read_aux(fit_on, aux, fit_da, describe_source(fit_on), log=log, cut=fit_cut)
         except InputError as exc:

@@ -462,14 +462,9 @@ def _axis_order(new: xr.DataArray, old: xr.DataArray, axis: int, label: str):
     dn, do = new.dims[axis], old.dims[axis]
     what = ("latitude", "longitude")[axis - 1]
     if new.sizes[dn] != old.sizes[do]:
-        # a region of the fitted grid was told to regrid, where cut() (--fit-on with --bbox) fills it as it is;
-        # a fit of a box given a larger (global) file is told which box to cut it to
-        smaller = all(a <= b for a, b in zip(new.shape[1:], old.shape[1:]))
-        if smaller and grid_block(old, new)[0] is not None:
-            hint = ": this one is a box of it, so cut the fit to it first (model.cut(da).transform(da), or " \
-                   "fit_on=model.cut(da))"
-        else:
-            hint = (_fit_box_hint(old) if new.sizes[dn] > old.sizes[do] else "") or " (regrid it first)"
+        # a smaller grid never gets here (transform() cuts the fit to a block of its grid, or refuses it); a fit
+        # of a box given a larger (global) file is told which box to cut it to
+        hint = (_fit_box_hint(old) if new.sizes[dn] > old.sizes[do] else "") or " (regrid it first)"
         raise InputError(f"{label}: {new.sizes[dn]} {what}s ({dn!r}), the field fitted has {old.sizes[do]}; "
                          f"transform() fills a field on the fitted grid{hint}")
     if dn not in new.coords or do not in old.coords:

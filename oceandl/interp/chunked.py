@@ -1832,16 +1832,12 @@ def _fit_aux(fit_aux, aux, fit_on, source, fit_da: xr.DataArray, bbox, say):
                                                              for e in entries):
         raise InputError("fit_aux: a name (VAR) is a variable of the fit_on file, but fit_on is a DataArray: give "
                          "FILE:VAR, or the covariates themselves")
-    from oceandl.pipelines.interpolate import _read_aux
+    from oceandl.pipelines.interpolate import _read_fit_aux
 
-    out = {}
-    for (key, entry), own in zip(given, entries):
-        name = split_file_var(entry, source)[1] if isinstance(entry, str) else str(key if key is not None else
-                                                                                   getattr(entry, "name", ""))
-        got = _read_aux(fit_on, [own], fit_da, _source_text(fit_on), log=say,
-                        cut={"bbox": bbox} if bbox is not None else None, option="--fit-aux")
-        out[name] = next(iter(got.values())).rename(name)
-    return out
+    names = [split_file_var(entry, source)[1] if isinstance(entry, str) else
+             str(key if key is not None else getattr(entry, "name", "")) for key, entry in given]
+    return _read_fit_aux(fit_on, list(zip(names, entries)), fit_da, _source_text(fit_on), log=say,
+                        cut={"bbox": bbox} if bbox is not None else None)
 
 
 def _is_fit_folder(path) -> bool:
