@@ -840,7 +840,10 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     (p_<class>) and, for TenGeoP-SARwv vignettes with a metadata table beside them, their latitude,
     longitude and time; a netCDF stack's rows keep its sample coordinate and the variables along it
     (each image's time, position). Images below --min-confidence are 'unassigned'; an image that
-    cannot be read has its row too, with an empty prediction and the reason in 'error'.
+    cannot be read has its row too, with an empty prediction and the reason in 'error'. Images in
+    folders named as the model's classes (the tree it was trained on, TenGeoP letter folders, a
+    class folder given alone) have their 'true_class', and the accuracy over them is printed; a
+    folder named otherwise, or above the one given, is no label.
 
     \b
     Examples:
@@ -884,6 +887,10 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
             raise InputError(f"--var {var}: names the image variable of a netCDF stack; these inputs are image "
                              "files (drop --var)")
         data = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
+        if hasattr(data, "inputs"):  # image files: the true class of those in folders named as the model's classes
+            from oceandl.classification import true_classes
+
+            data.true_classes = true_classes(inputs, data.inputs, config.get("classes") or [])
         ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
                           tta=tta, progress=_progress(quiet), on_error=on_error)
         # of every row's file, the unreadable ones included
@@ -919,7 +926,25 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     failed = int(counts.pop("")) if "" in counts else 0
     _echo(f"{ds['predicted'].size - failed} images classified: " + ", ".join(f"{k} {v}" for k, v in counts.items())
           + (f"; {failed} unreadable (see the error column)" if failed else ""))
+    if "true_class" in ds:
+        _echo_accuracy(ds)
     _echo(f"predictions written to {output}")
+
+
+def _echo_accuracy(ds) -> None:
+    """The accuracy of the predictions of the images whose folder names their class (a result, on
+    stdout): over the labelled images that could be read; 'unassigned' ones count as wrong."""
+    from oceandl.classification import UNASSIGNED
+
+    true, pred = ds["true_class"].values, ds["predicted"].values
+    scored = (true != "") & (ds["error"].values == "")
+    n, right = int(scored.sum()), int((pred == true)[scored].sum())
+    if not n:
+        click.echo(f"accuracy: none of the {int((true != '').sum())} labelled images could be read")
+        return
+    unassigned = int((pred[scored] == UNASSIGNED).sum())
+    click.echo(f"accuracy {right / n:.4f}: {right} of {n} labelled images (those in folders named as the model's "
+               f"classes, readable) right" + (f"; {unassigned} unassigned, counted wrong" if unassigned else ""))
 
 
 def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, epochs: int = 16):

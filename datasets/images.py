@@ -762,19 +762,23 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z]", "", name.lower())
 
 
+def tengeop_letter(name: str) -> str | None:
+    """The TenGeoP-SARwv class letter a folder ``name`` stands for (its letter ``F``, its full name
+    ``Pure Ocean Waves`` in any case and spacing, or ``F_Pure_Ocean_Waves``), else None."""
+    n = _norm(name)
+    if name.upper() in TENGEOP_CLASSES:
+        return name.upper()
+    for k, v in TENGEOP_CLASSES.items():
+        if n == _norm(v) or (len(n) > 1 and n[0].upper() == k and n[1:] == _norm(v)):
+            return k
+    return None
+
+
 def _tengeop_folders(root: Path) -> dict[str, Path]:
     """Class letter -> folder, for folders named by letter, full name, or ``F_Pure_Ocean_Waves``."""
     found: dict[str, Path] = {}
-    names = {_norm(v): k for k, v in TENGEOP_CLASSES.items()}
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        n = _norm(d.name)
-        letter = None
-        if d.name.upper() in TENGEOP_CLASSES:
-            letter = d.name.upper()
-        elif n in names:
-            letter = names[n]
-        elif len(n) > 1 and n[0].upper() in TENGEOP_CLASSES and n[1:] == _norm(TENGEOP_CLASSES[n[0].upper()]):
-            letter = n[0].upper()
+        letter = tengeop_letter(d.name)
         if letter is not None and letter not in found:
             found[letter] = d
     return found

@@ -13,7 +13,7 @@ __all__ = ["classify", "UNASSIGNED"]
 
 UNASSIGNED = "unassigned"
 #: names of the variables and coords of :func:`classify`'s Dataset (input coords of these names are not kept).
-_OUTPUT_NAMES = ("predicted", "label", "probability", "probabilities", "error", "class", "path")
+_OUTPUT_NAMES = ("predicted", "label", "probability", "probabilities", "error", "class", "path", "true_class")
 
 
 #: dim names (lower case) read as an image's rows, columns and channels in a DataArray
@@ -158,6 +158,93 @@ def _as_images(images, size=None):
         sample = coords.pop(dim).values if dim in coords else np.arange(n)
         return images, sample, paths, dim, {k: v for k, v in coords.items() if k not in _OUTPUT_NAMES}, None
     raise InputError(f"cannot classify a {type(images).__name__}: pass an array, DataArray or dataset")
+
+
+def _class_names(classes) -> tuple[dict[str, str], dict[str, str]]:
+    """The model's class names (name -> name), and letter -> name of those that are TenGeoP-SARwv
+    classes (``Pure Ocean Waves``), whose folders the TenGeoP reader also takes by other names."""
+    from oceandl.datasets.images import TENGEOP_CLASSES
+
+    names = {str(c): str(c) for c in classes}
+    return names, {k: v for k, v in TENGEOP_CLASSES.items() if v in names}
+
+
+def _folder_class(parts: tuple[str, ...], names: dict[str, str], tengeop: dict[str, str]) -> str:
+    """The model's class that the folders ``parts`` (top down, from the folder given to classify)
+    above an image name, or ``""``: a class path of several folders (``--class-folders leaf``:
+    ``Protista/Diatoms/Chaetoceros``, year and date folders left out, as the reader names it)
+    ending at the image's folder, the longest first; else the topmost folder named as a class, as
+    ``--class-folders top`` reads ``<class>/<any sub-folders>/``. A folder named otherwise is no label."""
+    from oceandl.datasets.images import _DATE_FOLDER, tengeop_letter
+
+    named = [p for p in parts if not _DATE_FOLDER.fullmatch(p)] or list(parts)
+    for i in range(len(named) - 1):
+        hit = names.get("/".join(named[i:]))
+        if hit:
+            return hit
+    for p in parts:
+        if p in names:
+            return names[p]
+        letter = tengeop_letter(p) if tengeop else None
+        if letter in tengeop:
+            return tengeop[letter]
+    return ""
+
+
+def true_classes(inputs, files, classes) -> dict[str, str]:
+    """The true class of each image file, read from its folders: path -> one of ``classes`` (the
+    model's), for the files whose folder names one.
+
+    Parameters
+    ----------
+    inputs : path or list of paths
+        What was given to classify: folders, files, quoted patterns. Only the folders from the one
+        given down to the image count, that folder's own name included (``classify tree/F/``): the
+        folders above it name no class.
+    files : list of paths
+        The image files found in ``inputs`` (:func:`~oceandl.datasets.list_images`).
+    classes : list of str
+        The checkpoint's class names. A folder named otherwise (a class the model was not trained
+        on, ``2014``, ``images``) gives no label. The TenGeoP-SARwv classes also match their
+        letter folders (``F``..``O``) and the other names the TenGeoP reader takes.
+
+    Returns
+    -------
+    dict
+        ``str(path)`` -> class name, for the labelled files only.
+    """
+    from oceandl.io import is_pattern
+
+    names, tengeop = _class_names(classes)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    scopes = []  # the folder each input is read from: its name and those below it count
+    for p in map(Path, inputs):
+        if not p.exists() and is_pattern(p):  # a quoted pattern: the folder before its first wildcard
+            base = []
+            for q in p.parts:
+                if is_pattern(q):
+                    break
+                base.append(q)
+            scopes.append(Path(*base) if base else Path("."))
+        else:
+            scopes.append(p if p.is_dir() else p.parent)
+    tops = [Path(os.path.abspath(scope)).name for scope in scopes]
+    out, seen = {}, {}
+    for f in map(Path, files):
+        folder = f.parent
+        if folder not in seen:  # a folder's images share their label: found once (37,553 TenGeoP files)
+            seen[folder] = ""
+            for scope, top in zip(scopes, tops):
+                try:
+                    rel = folder.relative_to(scope)
+                except ValueError:
+                    continue
+                seen[folder] = _folder_class(((top,) if top else ()) + rel.parts, names, tengeop)
+                break
+        if seen[folder]:
+            out[str(f)] = seen[folder]
+    return out
 
 
 class _Unread:
@@ -384,6 +471,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         raise InputError(f"images: their sample dim is named {dim!r}, a name of the predictions' variables; "
                          f"rename it, e.g. .rename({{{dim!r}: 'sample'}})")
     errors: dict[int, str] = {}
+    truth = getattr(x, "true_classes", None)  # path -> class, of images opened from class folders
     if isinstance(x, torch.Tensor):
         if len(empty) and (on_error == "raise" or len(empty) == len(x)):
             raise InputError(f"images[{empty[0]}] has no finite pixel (all NaN/inf)"
@@ -438,6 +526,10 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     )
     if paths is not None and len(paths) == len(sample):
         ds["path"] = (dim, np.array(paths, dtype=str))
+        known = np.array([truth.get(str(p), "") for p in paths], dtype=str) if truth else None
+        if known is not None and (known != "").any():
+            ds["true_class"] = (dim, known, {"long_name": "true class, named by the image's folder",
+                                             "comment": "empty where no folder names a class of the model"})
     # a netCDF of predictions read without this code: what each variable is, and what -1 means
     ds["predicted"].attrs = {"long_name": "predicted class name",
                              "comment": f"'{UNASSIGNED}' where the top probability is below min_confidence; "

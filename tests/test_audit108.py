@@ -1,0 +1,148 @@
+"""Audit 108: classify's true labels, paths from Python, CSV provenance and formula cells; info's
+left-out classes; --init's recorded path."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from oceandl.cli.main import cli
+from oceandl.datasets.images import TENGEOP_CLASSES
+from oceandl.datasets.synthetic_images import make_sar_vignettes
+
+from fakes import assert_cli_error, torch_threads
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def train(data, out, *extra):
+    res = invoke("train", "classifier", "--data", data, "--epochs", 1, "--device", "cpu", "--quiet",
+                 "--set", "channels=4,8", "--set", "hidden=8", "-o", out, *extra)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with torch_threads(1):  # tiny networks: two threads' synchronisation costs more than it saves
+        yield
+
+
+@pytest.fixture(scope="module")
+def sar_tree(tmp_path_factory):
+    """A small TenGeoP-SARwv layout: <F..O>/*.tiff + metadata.csv (3 vignettes a class, 16 x 16)."""
+    return make_sar_vignettes(tmp_path_factory.mktemp("a108") / "GeoTIFF", n_per_class=3, size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sar_model(sar_tree, tmp_path_factory):
+    return train(sar_tree, tmp_path_factory.mktemp("ck") / "sar")
+
+
+def _pngs(root: Path, classes, n: int = 4, seed: int = 0) -> Path:
+    """``root/<class>/<i>.png``: 16 x 16 grey images, brighter for each class in turn."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for k, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = np.clip(rng.normal(40 + 60 * k, 20, (16, 16)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / c / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree_model(tmp_path_factory):
+    """A model of three generic classes (calm, eddy, front) and the tree it was trained on."""
+    root = _pngs(tmp_path_factory.mktemp("tree") / "train", ["calm", "eddy", "front"])
+    return root, train(root, tmp_path_factory.mktemp("ck") / "tree")
+
+
+# ------------------------------------------------------------------ 1. true labels of a labelled tree
+def _accuracy_line(res) -> str:
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("accuracy")]
+    assert len(lines) == 1, res.output
+    return lines[0]
+
+
+def test_classify_a_tengeop_tree_gives_each_image_its_true_class(sar_tree, sar_model, tmp_path):
+    """`classify --model M GeoTIFF/` on the tree the model's classes come from wrote no true label:
+    the TenGeoP letter folders (F..O) are named as the model's classes (Pure Ocean Waves, ...) in a
+    ``true_class`` column, and the accuracy over them is printed, with the count."""
+    out = tmp_path / "p.csv"
+    res = invoke("classify", "--model", sar_model, sar_tree, "-o", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out, keep_default_na=False)
+    assert len(df) == 30
+    letters = df["path"].map(lambda p: Path(p).parent.name)
+    assert (df["true_class"] == letters.map(TENGEOP_CLASSES)).all()
+    right = int((df["predicted"] == df["true_class"]).sum())
+    assert _accuracy_line(res).startswith(f"accuracy {right / 30:.4f}: {right} of 30 labelled images")
+    # the netCDF output has it too, along sample
+    res = invoke("classify", "--model", sar_model, sar_tree, "-o", tmp_path / "p.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "p.nc") as ds:
+        assert ds["true_class"].dims == ("sample",)
+        assert list(ds["true_class"].values) == list(df["true_class"])
+    # files given one by one: their own folder names the class
+    files = sorted((sar_tree / "K").glob("*.tiff"))[:2]
+    res = invoke("classify", "--model", sar_model, *files, "-o", tmp_path / "k.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert list(pd.read_csv(tmp_path / "k.csv")["true_class"]) == ["Sea Ice", "Sea Ice"]
+
+
+def test_true_class_only_from_folders_named_as_the_models_classes(tree_model, tmp_path):
+    """A folder not named as a class of the model (a class it was not trained on, a year folder)
+    gives an empty true_class, and is not counted in the accuracy; an unreadable image neither.
+    Folders above the one given are not read as labels; images without a labelled folder have no
+    true_class column at all, and no accuracy line."""
+    root, model = tree_model
+    data = tmp_path / "new"
+    shutil.copytree(root / "calm", data / "calm" / "2014")  # <class>/<year>/: the class, as training reads it
+    shutil.copytree(root / "front", data / "front")
+    shutil.copytree(root / "eddy", data / "ship")  # not a class of the model
+    (data / "front" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\njunk")
+    out = tmp_path / "p.csv"
+    res = invoke("classify", "--model", model, data, "-o", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out, keep_default_na=False)
+    folder = df["path"].map(lambda p: Path(p).relative_to(data).parts[0])
+    want = folder.map({"calm": "calm", "front": "front", "ship": ""})
+    assert (df["true_class"] == want).all() and len(df) == 13
+    scored = (df["true_class"] != "") & (df["error"] == "")
+    assert scored.sum() == 8  # 4 calm + 4 front, not the broken file nor the ship folder
+    right = int((df["predicted"] == df["true_class"])[scored].sum())
+    assert _accuracy_line(res).startswith(f"accuracy {right / 8:.4f}: {right} of 8 labelled images")
+    # images loose in a folder whose parent is named as a class: not labelled by the folders above
+    loose = tmp_path / "calm" / "batch"
+    shutil.copytree(root / "eddy", loose)
+    res = invoke("classify", "--model", model, loose, "-o", tmp_path / "loose.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "true_class" not in pd.read_csv(tmp_path / "loose.csv").columns
+    assert not [ln for ln in res.stdout.splitlines() if ln.startswith("accuracy")]
+    # ... but the folder given is its own label when it is named as a class
+    res = invoke("classify", "--model", model, tmp_path / "calm", "-o", tmp_path / "calm.csv", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert set(pd.read_csv(tmp_path / "calm.csv")["true_class"]) == {"calm"}
+
+
+def test_true_class_of_a_taxonomy_tree(tmp_path):
+    """A model trained with --class-folders leaf names its classes by their path
+    (``Protista/Diatoms``), less year folders: the images of such a tree get those names."""
+    from oceandl.classification import true_classes
+
+    classes = ["Metazoa", "Protista/Diatoms", "Protista/Dinoflagellata"]
+    files = ["t/Protista/Diatoms/2014/a.png", "t/Protista/Dinoflagellata/b.png", "t/Metazoa/copepod/c.png",
+             "t/Protista/d.png", "t/2014/Protista/Diatoms/e.png"]
+    got = true_classes("t", files, classes)
+    assert got == {files[0]: "Protista/Diatoms", files[1]: "Protista/Dinoflagellata", files[2]: "Metazoa",
+                   files[4]: "Protista/Diatoms"}
