@@ -860,8 +860,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     # inputs: `-o stack.nc --overwrite` on the stack classified replaced the images with the predictions
     check_output_path(output, overwrite, inputs, kind="file", what="predictions file")
     from oceandl.classification import classify as run_classify
-    from oceandl.errors import CheckpointError
-    from oceandl.training import read_config
+    from oceandl.classification import open_images
 
     if not 0 <= min_confidence <= 1:
         raise InputError(f"--min-confidence {min_confidence}: must be within [0, 1]")
@@ -876,32 +875,16 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
             raise click.UsageError("--model CHECKPOINT is required (or --demo)")
         if not inputs:
             raise click.UsageError("give the images to classify: folders, files or a .nc stack")
-        # a wrong --model fails before any image is read
-        config = read_config(model_path)
-        if config.get("task") != "classification":
-            raise CheckpointError(f"{model_path}: a checkpoint of task {config.get('task')!r}, not a classifier "
-                                  "(train one with `oceandl train classifier`)")
         src = click.get_current_context().get_parameter_source("var")
         stack = len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".nc", ".nc4")
         if not stack and src is not None and src.name != "DEFAULT":  # it was ignored: image files have no variables
             raise InputError(f"--var {var}: names the image variable of a netCDF stack; these inputs are image "
                              "files (drop --var)")
-        data = _open_unlabelled(inputs, var, config.get("preprocessing") or {}, on_error)
-        if hasattr(data, "inputs"):  # image files: the true class of those in folders named as the model's classes
-            from oceandl.classification import true_classes
-
-            data.true_classes = true_classes(inputs, data.inputs, config.get("classes") or [])
+        # the images as the library opens a path given to oceandl.classify (a wrong --model fails
+        # first); opened here for a stack's attributes (its history)
+        data = open_images(list(inputs), model_path, var=var if stack else None, on_error=on_error)
         ds = run_classify(data, model_path, batch_size=batch_size, device=device, min_confidence=min_confidence,
                           tta=tta, progress=_progress(quiet), on_error=on_error)
-        # of every row's file, the unreadable ones included
-        meta = _image_metadata(ds["path"].values) if "path" in ds and "sample" in ds["path"].dims else None
-        if meta:
-            import numpy as np
-
-            for key, units in (("latitude", "degrees_north"), ("longitude", "degrees_east")):
-                vals = [np.nan if m.get(key) is None else m[key] for m in meta]
-                ds[key] = ("sample", np.array(vals, dtype=np.float64), {"standard_name": key, "units": units})
-            ds["time"] = ("sample", np.array([m.get("time") or "" for m in meta], dtype=str))
         if tmp is not None:  # the demo's model is deleted below with its folder: not a path to look for
             ds.attrs["model"] = "--demo: a small CNN trained on synthetic SAR vignettes (not kept)"
         if tmp is not None and "path" in ds:
@@ -981,61 +964,6 @@ def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, e
         raise
     _echo(f"--demo: model test accuracy {res['test']['accuracy']:.3f} (chance 0.1); classifying {test_dir}")
     return tmp / "model", (test_dir,), tmp
-
-
-def _image_metadata(files) -> list[dict] | None:
-    """Latitude, longitude and time of each file from a TenGeoP-SARwv metadata table beside it.
-
-    Tables (CSV/TXT with a filename column) are looked for in the file's folder and, when that
-    folder is a TenGeoP class folder, in the class root and its parent (the archive layout), as
-    :class:`~oceandl.datasets.images.TenGeoPDataset` does. ``None`` when no file is found in one.
-    """
-    from oceandl.datasets.images import _read_metadata_table, is_tengeop_root
-
-    tables: dict[Path, list[dict]] = {}
-    roots: dict[Path, bool] = {}
-
-    def tables_in(folder: Path) -> list[dict]:
-        if folder not in tables:
-            try:
-                cands = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".txt"))
-            except OSError:  # an unlistable folder just has no metadata
-                cands = []
-            tables[folder] = [t for t in map(_read_metadata_table, cands) if t]
-        return tables[folder]
-
-    out = []
-    for f in map(Path, files):
-        folders = [f.parent]
-        up = f.parent.parent
-        if up not in roots:
-            roots[up] = is_tengeop_root(up)
-        if roots[up]:
-            folders += [up, up.parent]
-        rec = next((t[f.stem] for d in folders for t in tables_in(d) if f.stem in t), {})
-        out.append(rec)
-    return out if any(out) else None
-
-
-def _open_unlabelled(inputs, var, spec: dict, on_error: str = "skip"):
-    """The dataset to classify (images at the checkpoint's size and channels)."""
-    from oceandl.datasets.images import ImageFilesDataset, NetCDFImageDataset
-
-    from oceandl.io import is_pattern
-
-    paths = [Path(p) for p in inputs]
-    for p in paths:
-        if not p.exists() and not is_pattern(p):  # a quoted pattern: ImageFilesDataset expands it
-            raise InputError(f"{p}: no such file or folder")
-    if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
-        return NetCDFImageDataset(paths[0], var=var, label_var=None)
-    channels = spec.get("channels") if spec.get("channels") in (1, 3) else None  # else preprocessing converts
-    # fit: a model trained on padded or cropped images (the readers' fit=) gets its images so
-    with warnings.catch_warnings():
-        # the unreadable files get their rows and one warning from classify, not a 'skipped' one too
-        warnings.filterwarnings("ignore", message=r".*: skipped \d+ unreadable image")
-        return ImageFilesDataset(paths, size=spec.get("size"), channels=channels,
-                                 fit=spec.get("fit") or "stretch", on_error=on_error)
 
 
 def _cf_time(ds):

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import InputError, warn
 
-__all__ = ["classify", "UNASSIGNED"]
+__all__ = ["classify", "open_images", "true_classes", "UNASSIGNED"]
 
 UNASSIGNED = "unassigned"
 #: names of the variables and coords of :func:`classify`'s Dataset (input coords of these names are not kept).
@@ -102,14 +102,6 @@ def _as_images(images, size=None):
     import torch
     import xarray as xr
 
-    if isinstance(images, (str, os.PathLike)):
-        # else a bare TypeError (a str) or AttributeError (a path) from the dataset reader
-        raise InputError(f"images={str(images)!r} is a path: pass oceandl.datasets.ImageFilesDataset(path, "
-                         "size=..., channels=...) (a folder, a file or a list of them), or the arrays")
-    if isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, os.PathLike)) for i in images):
-        # a list of files was read as a dataset of samples: a bare TypeError ('string indices')
-        raise InputError(f"images=[{str(images[0])!r}, ...] are paths: pass oceandl.datasets.ImageFilesDataset("
-                         "paths, size=..., channels=...) (a folder, a file or a list of them), or the arrays")
     if isinstance(images, (list, tuple)) and images and all(isinstance(i, (np.ndarray, torch.Tensor)) for i in images):
         shapes = {tuple(i.shape) for i in images}
         if len(shapes) > 1:
@@ -158,6 +150,80 @@ def _as_images(images, size=None):
         sample = coords.pop(dim).values if dim in coords else np.arange(n)
         return images, sample, paths, dim, {k: v for k, v in coords.items() if k not in _OUTPUT_NAMES}, None
     raise InputError(f"cannot classify a {type(images).__name__}: pass an array, DataArray or dataset")
+
+
+def _is_paths(images) -> bool:
+    """Whether ``images`` names files: a path, or a non-empty list of them."""
+    if isinstance(images, (str, os.PathLike)):
+        return True
+    return (isinstance(images, (list, tuple)) and len(images) > 0
+            and all(isinstance(i, (str, os.PathLike)) for i in images))
+
+
+def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_error: str = "skip"):
+    """Open image files as checkpoint ``model`` takes them, as ``oceandl classify`` does.
+
+    Parameters
+    ----------
+    images : path or list of paths
+        A folder (searched recursively), image files, quoted glob patterns
+        (``"GeoTIFF/*/*.tiff"``; see :func:`~oceandl.datasets.list_images`), or one netCDF stack
+        (``.nc``/``.nc4``).
+    model : str or path
+        Classifier checkpoint folder: the images are read at its size and band count, fitted to
+        its size as it was trained (``fit``: stretch, crop or pad).
+    var : str, optional
+        The image variable of a netCDF stack (default ``"image"``); refused for image files.
+    on_error : "skip" or "raise"
+        An unreadable file: kept, for :func:`classify` to give it a row with the reason
+        (``"skip"``, without the readers' own warning: classify gives one), or an InputError.
+
+    Returns
+    -------
+    ImageFilesDataset or NetCDFImageDataset
+        An ImageFilesDataset also has ``true_classes``: path -> class of the model, for the
+        images in folders named as its classes (:func:`true_classes`), which :func:`classify`
+        writes as ``true_class``.
+
+    Raises
+    ------
+    InputError
+        A path that does not exist, no image found, ``var`` with image files.
+    CheckpointError
+        ``model`` missing, corrupt or not a classifier (before any image is read).
+    """
+    import warnings
+
+    from oceandl.datasets.images import ImageFilesDataset, NetCDFImageDataset
+
+    from .errors import CheckpointError
+    from .io import is_pattern
+    from .training.checkpoint import read_config
+
+    if not _is_paths(images):
+        raise InputError(f"images: expected a path or a list of paths, got {type(images).__name__}")
+    config = read_config(model)  # a wrong model fails before any image is read
+    if config.get("task") != "classification":
+        raise CheckpointError(f"{model}: a checkpoint of task {config.get('task')!r}, not a classifier "
+                              "(train one with `oceandl train classifier`)")
+    spec = config.get("preprocessing") or {}
+    paths = [Path(images)] if isinstance(images, (str, os.PathLike)) else [Path(p) for p in images]
+    for p in paths:
+        if not p.exists() and not is_pattern(p):  # a quoted pattern: ImageFilesDataset expands it
+            raise InputError(f"{p}: no such file or folder")
+    if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
+        return NetCDFImageDataset(paths[0], var=var or "image", label_var=None)
+    if var is not None:  # it would be ignored: image files have no variables
+        raise InputError(f"var={var!r}: names the image variable of a netCDF stack; these images are files")
+    channels = spec.get("channels") if spec.get("channels") in (1, 3) else None  # else preprocessing converts
+    # fit: a model trained on padded or cropped images (the readers' fit=) gets its images so
+    with warnings.catch_warnings():
+        # the unreadable files get their rows and one warning from classify, not a 'skipped' one too
+        warnings.filterwarnings("ignore", message=r".*: skipped \d+ unreadable image")
+        data = ImageFilesDataset(paths, size=spec.get("size"), channels=channels,
+                                 fit=spec.get("fit") or "stretch", on_error=on_error)
+    data.true_classes = true_classes(paths, data.inputs, config.get("classes") or [])
+    return data
 
 
 def _class_names(classes) -> tuple[dict[str, str], dict[str, str]]:
@@ -370,16 +436,20 @@ def _predict_dataset(net, dataset, spec: dict | None, batch_size: int | None, de
 
 
 def classify(images, model: str | os.PathLike, *, batch_size: int | None = None, device: str = "auto",
-             min_confidence: float = 0.0, tta: bool = False, progress: bool = False, on_error: str = "skip"):
+             min_confidence: float = 0.0, tta: bool = False, progress: bool = False, on_error: str = "skip",
+             var: str | None = None):
     """Predict classes with the checkpoint folder ``model``.
 
     Parameters
     ----------
-    images : array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays, DataArray or dataset
+    images : path(s), array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays, DataArray or dataset
+        A folder, image files, quoted patterns or a netCDF stack (a path or a list of them) are
+        read as ``oceandl classify`` reads them (:func:`open_images`: the checkpoint's size, bands
+        and fit), with the same predictions; images in folders named as the model's classes
+        get their ``true_class`` (:func:`true_classes`).
         An array whose last dim is 4 or less below a longer one (bands last, ``(N, H, W, C)``) is
         refused, unless its last two dims are the checkpoint's image size or (4-D) its second
-        is 4 or less: pass it with its bands second. Paths are refused too: read them with
-        :class:`oceandl.datasets.ImageFilesDataset`.
+        is 4 or less: pass it with its bands second.
         ``xarray.DataArray`` (sample, y, x) or (sample, channel, y, x), or a dataset of ``{"image"}``
         dicts (e.g. :class:`oceandl.datasets.ImageFilesDataset`, which reads a folder or files),
         read and classified ``batch_size`` images at a time (memory does not grow with it).
@@ -416,12 +486,17 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         empty ``predicted``, ``label`` -2, NaN probabilities and the reason in ``error``, with one
         warning giving their count. ``"raise"``: the first such image is an InputError. With no
         image readable at all, InputError either way.
+    var : str, optional
+        The image variable of a netCDF stack given by its path (default ``"image"``, as ``--var``).
 
     Returns
     -------
     xarray.Dataset on ``sample`` with ``predicted`` (class name), ``label`` (index, -1 unassigned,
     -2 unreadable), ``probability`` (top class), ``probabilities`` (sample, class) and ``error``
-    (why an image has no prediction; empty for the others); ``path`` when known. A DataArray's
+    (why an image has no prediction; empty for the others); ``path`` when known; ``true_class``
+    when some images lie in folders named as the model's classes (empty for the others);
+    ``latitude``, ``longitude`` and ``time`` (text, as in the table) of TenGeoP-SARwv vignettes with
+    a metadata table beside them. A DataArray's
     sample dim and its other coordinates along it (e.g. each image's time) are kept, and so are a
     :class:`~oceandl.datasets.NetCDFImageDataset`'s (its ``sample_coords``).
 
@@ -454,6 +529,11 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         raise InputError(f"batch_size={batch_size!r}: must be a positive integer or None")
     if on_error not in ("skip", "raise"):
         raise InputError(f"on_error={on_error!r}: use 'skip' or 'raise'")
+    if _is_paths(images):  # read as `oceandl classify` reads them (a wrong model fails first)
+        images = open_images(images, model, var=var, on_error=on_error)
+    elif var is not None:
+        raise InputError(f"var={var!r}: names the image variable of a netCDF stack given by its path; for a "
+                         "Dataset use ds.oceandl.classify(model, var=...)")
     net, cfg = load_checkpoint(model, device=resolve_device(device), expect_task="classification")
     if cfg.get("finished") is False:
         # the checkpoint an interrupted run keeps for --resume was used without a word, as if trained
@@ -541,6 +621,13 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     ds["probabilities"].attrs = {"long_name": "probability of each class", "units": "1"}
     if "path" in ds:
         ds["path"].attrs = {"long_name": "image file"}
+        # of every row's file, the unreadable ones included
+        meta = _image_metadata(ds["path"].values)
+        for key, units in (("latitude", "degrees_north"), ("longitude", "degrees_east")) if meta else ():
+            vals = [np.nan if m.get(key) is None else m[key] for m in meta]
+            ds[key] = (dim, np.array(vals, dtype=np.float64), {"standard_name": key, "units": units})
+        if meta:
+            ds["time"] = (dim, np.array([m.get("time") or "" for m in meta], dtype=str))
     from . import __version__
     from .models.transfer import BACKBONES
     from .utils import software_versions
@@ -557,6 +644,40 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         warn(f"{len(errors)} of {len(probs)} image(s) unreadable, given an empty prediction and the "
                       f"reason in 'error': {shown}{', ...' if len(errors) > 5 else ''}")
     return ds
+
+
+def _image_metadata(files) -> list[dict] | None:
+    """Latitude, longitude and time of each file from a TenGeoP-SARwv metadata table beside it.
+
+    Tables (CSV/TXT with a filename column) are looked for in the file's folder and, when that
+    folder is a TenGeoP class folder, in the class root and its parent (the archive layout), as
+    :class:`~oceandl.datasets.images.TenGeoPDataset` does. ``None`` when no file is found in one.
+    """
+    from oceandl.datasets.images import _read_metadata_table, is_tengeop_root
+
+    tables: dict[Path, list[dict]] = {}
+    roots: dict[Path, bool] = {}
+
+    def tables_in(folder: Path) -> list[dict]:
+        if folder not in tables:
+            try:
+                cands = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".txt"))
+            except OSError:  # an unlistable folder just has no metadata
+                cands = []
+            tables[folder] = [t for t in map(_read_metadata_table, cands) if t]
+        return tables[folder]
+
+    out = []
+    for f in map(Path, files):
+        folders = [f.parent]
+        up = f.parent.parent
+        if up not in roots:
+            roots[up] = is_tengeop_root(up)
+        if roots[up]:
+            folders += [up, up.parent]
+        rec = next((t[f.stem] for d in folders for t in tables_in(d) if f.stem in t), {})
+        out.append(rec)
+    return out if any(out) else None
 
 
 def _with_skipped(dataset, probs: np.ndarray, errors: dict[int, str]):

@@ -146,3 +146,39 @@ def test_true_class_of_a_taxonomy_tree(tmp_path):
     got = true_classes("t", files, classes)
     assert got == {files[0]: "Protista/Diatoms", files[1]: "Protista/Dinoflagellata", files[2]: "Metazoa",
                    files[4]: "Protista/Diatoms"}
+
+
+# ------------------------------------------------------------------ 2. oceandl.classify takes paths
+def test_python_classify_of_paths_is_the_commands(sar_tree, sar_model, tmp_path):
+    """`oceandl.classify("folder/", model)` told the user to build an ImageFilesDataset (and which
+    size, bands and fit were the checkpoint's was theirs to find); a folder, a list of files and a
+    netCDF stack are now read as `oceandl classify` reads them: the same probabilities, true
+    classes and metadata as its netCDF output."""
+    import oceandl
+
+    res = invoke("classify", "--model", sar_model, sar_tree, "-o", tmp_path / "cli.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    got = oceandl.classify(str(sar_tree), sar_model, device="cpu")
+    with xr.open_dataset(tmp_path / "cli.nc") as cli_ds:
+        np.testing.assert_array_equal(got["probabilities"].values, cli_ds["probabilities"].values)
+        for v in ("predicted", "path", "true_class"):
+            assert list(got[v].values) == list(cli_ds[v].values), v
+        np.testing.assert_array_equal(got["latitude"].values, cli_ds["latitude"].values)
+    files = sorted((sar_tree / "G").glob("*.tiff"))
+    few = oceandl.classify(files, sar_model, device="cpu")  # a list of Paths
+    rows = [list(got["path"].values).index(str(f)) for f in files]
+    np.testing.assert_array_equal(few["probabilities"].values, got["probabilities"].values[rows])
+    assert set(few["true_class"].values) == {"Wind Streaks"}
+    # a netCDF stack by its path (var= as --var), as the command classifies it
+    stack = tmp_path / "stack.nc"
+    arr = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    xr.Dataset({"img": (("sample", "y", "x"), arr)}).to_netcdf(stack)
+    res = invoke("classify", "--model", sar_model, stack, "--var", "img", "-o", tmp_path / "s.nc", "--quiet")
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(tmp_path / "s.nc") as cli_ds:
+        np.testing.assert_array_equal(oceandl.classify(stack, sar_model, var="img", device="cpu")["probabilities"],
+                                      cli_ds["probabilities"].values)
+    from oceandl.errors import InputError
+
+    with pytest.raises(InputError, match="var='img': names the image variable of a netCDF stack"):
+        oceandl.classify(files, sar_model, var="img", device="cpu")

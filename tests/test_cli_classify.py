@@ -316,7 +316,7 @@ def test_classify_api_inputs_and_one_line_errors(sar_model, tmp_path):
 
     with pytest.raises(InputError, match="model: expected a checkpoint folder.*predict"):
         classify(arr, load_checkpoint(sar_model)[0], device="cpu")
-    with pytest.raises(InputError, match="is a path: pass oceandl.datasets.ImageFilesDataset"):
+    with pytest.raises(InputError, match="no image files found"):  # a path is read as `oceandl classify` reads it
         classify(str(tmp_path), sar_model, device="cpu")
     with pytest.raises(InputError, match="min_confidence='0.5'"):
         classify(arr, sar_model, min_confidence="0.5", device="cpu")
@@ -332,7 +332,7 @@ def test_classify_api_inputs_and_one_line_errors(sar_model, tmp_path):
 def test_classify_refuses_bands_last_arrays_and_lists_of_paths(sar_model, tmp_path):
     """An (N, H, W, 1) array (np.asarray of PIL images, TensorFlow's layout) was read as H bands of
     W x 1 px, converted to one band and stretched: on real MNIST 18 % right where the same images as
-    (N, 1, H, W) were 96 %, no error. A list of paths failed as a bare TypeError."""
+    (N, 1, H, W) were 96 %, no error. A list of paths failed as a bare TypeError (now read as files)."""
     from oceandl.classification import classify
     from oceandl.errors import InputError
 
@@ -346,7 +346,7 @@ def test_classify_refuses_bands_last_arrays_and_lists_of_paths(sar_model, tmp_pa
         classify(list(arr[..., None]), sar_model, device="cpu")
     moved = classify(np.moveaxis(arr[..., None], -1, 1), sar_model, device="cpu")["probabilities"].values
     np.testing.assert_allclose(moved, ref, atol=1e-6)
-    with pytest.raises(InputError, match="are paths: pass oceandl.datasets.ImageFilesDataset"):
+    with pytest.raises(InputError, match="a.png: no such file or folder"):  # paths are read, as the CLI reads them
         classify([str(tmp_path / "a.png"), str(tmp_path / "b.png")], sar_model, device="cpu")
 
 
