@@ -843,7 +843,11 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     cannot be read has its row too, with an empty prediction and the reason in 'error'. Images in
     folders named as the model's classes (the tree it was trained on, TenGeoP letter folders, a
     class folder given alone) have their 'true_class', and the accuracy over them is printed; a
-    folder named otherwise, or above the one given, is no label.
+    folder named otherwise, or above the one given, is no label. A CSV is plain (pandas and
+    spreadsheets read it as it is); its provenance, what a .nc output holds in its attributes (the
+    model's absolute path and weights' SHA-256, its classes, the command, oceandl's version,
+    --min-confidence, --tta, the date), is written with it in OUTPUT.json: both or neither, and
+    --overwrite replaces both.
 
     \b
     Examples:
@@ -859,6 +863,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
         raise InputError(f"{output}: the output must end in .csv or .nc")
     # inputs: `-o stack.nc --overwrite` on the stack classified replaced the images with the predictions
     check_output_path(output, overwrite, inputs, kind="file", what="predictions file")
+    if output.suffix.lower() == ".csv":  # its provenance beside it, written with it: both or neither
+        check_output_path(_sidecar(output), overwrite, inputs, kind="file", what="predictions' provenance file")
     from oceandl.classification import classify as run_classify
     from oceandl.classification import open_images
 
@@ -899,7 +905,8 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
             stack = getattr(data, "attrs", {})
             ds.attrs["Conventions"] = conventions(stack.get("Conventions"))
             ds.attrs["history"] = append_history(stack.get("history") or None, "classify", command=_command_line())
-        _write_predictions(ds, output, overwrite)
+        model_named = ds.attrs["model"] if tmp is not None else str(Path(model_path).resolve())
+        _write_predictions(ds, output, overwrite, model=model_named)
     finally:
         if tmp is not None:
             import shutil
@@ -981,19 +988,44 @@ def _cf_time(ds):
                            {"standard_name": "time", "long_name": "acquisition time (UTC), from the metadata table"}))
 
 
-def _write_predictions(ds, output: Path, overwrite: bool) -> None:
-    from oceandl.utils import atomic_path
+def _sidecar(output: Path) -> Path:
+    """Where a CSV of predictions has its provenance: ``<output>.json`` beside it."""
+    return output.with_name(output.name + ".json")
 
-    with atomic_path(output, overwrite=overwrite) as tmp:
-        if output.suffix.lower() == ".nc":
+
+def _csv_provenance(ds, output: Path, model: str) -> dict:
+    """What the .nc output's attributes say, for its CSV: a CSV has no place for them (comment
+    lines would break pandas' and spreadsheets' reading), so they go in ``<output>.json``."""
+    from datetime import datetime, timezone
+
+    attrs = ds.attrs
+    return {"predictions": output.name, "model": model,
+            **{k: attrs[k] for k in ("model_sha256", "architecture", "model_git_commit") if k in attrs},
+            "classes": [str(c) for c in ds["class"].values], "min_confidence": float(attrs["min_confidence"]),
+            "tta": bool(attrs["tta"]), "command": _command_line(), "oceandl_version": attrs.get("oceandl_version"),
+            "oceandl_software": attrs.get("oceandl_software"),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _write_predictions(ds, output: Path, overwrite: bool, model: str | None = None) -> None:
+    """``ds`` to ``output``: a netCDF file, or a CSV (one row per image, ``p_<class>`` columns) and its
+    provenance ``<output>.json`` (:func:`_csv_provenance`), written together: both or neither.
+    ``model``: the checkpoint as the JSON names it (an absolute path)."""
+    from oceandl.utils import atomic_path, atomic_paths
+
+    if output.suffix.lower() == ".nc":
+        with atomic_path(output, overwrite=overwrite) as tmp:
             # the metadata's time was written as text ('2016-04-10T06:30:59Z'): no time axis to
             # match the vignettes with other data; the CSV keeps the table's text
             _cf_time(ds).to_netcdf(tmp)
-        else:
-            df = ds[[v for v in ds.data_vars if v != "probabilities"]].to_dataframe()
-            for c in ds["class"].values:
-                df[f"p_{c}"] = ds["probabilities"].sel({"class": c}).values
-            df.to_csv(tmp, float_format="%.5f")
+        return
+    df = ds[[v for v in ds.data_vars if v != "probabilities"]].to_dataframe()
+    for c in ds["class"].values:
+        df[f"p_{c}"] = ds["probabilities"].sel({"class": c}).values
+    with atomic_paths([output, _sidecar(output)], overwrite=overwrite) as (tmp, tmp_json):
+        df.to_csv(tmp, float_format="%.5f")
+        prov = _csv_provenance(ds, output, model or str(ds.attrs.get("model")))
+        tmp_json.write_text(json.dumps(prov, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------ interpolate

@@ -182,3 +182,53 @@ def test_python_classify_of_paths_is_the_commands(sar_tree, sar_model, tmp_path)
 
     with pytest.raises(InputError, match="var='img': names the image variable of a netCDF stack"):
         oceandl.classify(files, sar_model, var="img", device="cpu")
+
+
+# ------------------------------------------------------------------ 3. the CSV's provenance
+def test_csv_has_its_provenance_in_a_json_beside_it(sar_tree, sar_model, tmp_path, monkeypatch):
+    """The .nc of predictions names its model, command and versions; the CSV said nothing. It stays
+    plain (its first line is the header: pandas reads it as before) and `<output>.json` holds the
+    provenance, written with it: both or neither, refused when either exists without --overwrite."""
+    import hashlib
+    import importlib
+
+    cli_main = importlib.import_module("oceandl.cli.main")
+    out = tmp_path / "p.csv"
+    side = tmp_path / "p.csv.json"
+    monkeypatch.chdir(sar_model.parent)  # the model given relative: the JSON names it absolute
+    args = ("classify", "--model", sar_model.name, sar_tree / "F", "-o", out, "--min-confidence", 0.2, "--quiet")
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    assert out.read_text().splitlines()[0].startswith("sample,predicted,")
+    assert len(pd.read_csv(out)) == 3
+    prov = json.loads(side.read_text())
+    assert prov["model"] == str(sar_model.resolve()) and Path(prov["model"]).is_absolute()
+    assert prov["model_sha256"] == hashlib.sha256((sar_model / "weights.safetensors").read_bytes()).hexdigest()
+    assert prov["classes"] == list(TENGEOP_CLASSES.values()) and prov["predictions"] == "p.csv"
+    assert prov["min_confidence"] == 0.2 and prov["tta"] is False
+    assert prov["command"] == f"oceandl classify --model {sar_model.name} {sar_tree / 'F'} -o {out} " \
+                              "--min-confidence 0.2 --quiet"
+    import oceandl
+
+    assert prov["oceandl_version"] == oceandl.__version__
+    assert pd.Timestamp(prov["date"]).tzinfo is not None
+    # either one there: refused without --overwrite, nothing written
+    out.unlink()
+    assert_cli_error(invoke(*args), 2, "p.csv.json: already exists", "--overwrite")
+    assert not out.exists()
+    # --overwrite replaces both; a failure while writing them leaves both as they were
+    res = invoke(*args, "--overwrite")
+    assert res.exit_code == 0 and out.exists(), res.output
+    before = out.read_bytes(), side.read_bytes()
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cli_main, "_csv_provenance", fail)
+    res = invoke(*args, "--overwrite")
+    assert res.exit_code == 1 and "disk full" in res.output
+    assert (out.read_bytes(), side.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "p.csv.json"]  # no temporary left
+    # a .nc has its provenance in its attributes: no sidecar
+    res = invoke("classify", "--model", sar_model.name, sar_tree / "F", "-o", tmp_path / "p.nc", "--quiet")
+    assert res.exit_code == 0 and not (tmp_path / "p.nc.json").exists()
