@@ -560,6 +560,8 @@ class _FileImageDataset(Dataset):
         self.on_error = on_error
         self.skipped: list[Path] = []
         self.skip_reasons: dict[str, str] = {}
+        # and their labels: a class whose files are all unreadable is named as left out, not absent
+        self.skip_labels: dict[str, int] = {}
         # every file given, readable or not: classify gives the skipped ones their rows
         self.inputs: list[Path] = [Path(f) for f in files]
 
@@ -574,6 +576,7 @@ class _FileImageDataset(Dataset):
                     raise InputError(f"{f}: unreadable image ({exc})") from None
                 self.skipped.append(Path(f))
                 self.skip_reasons[str(f)] = str(exc)
+                self.skip_labels[str(f)] = int(lab)
                 continue
             keep_files.append(Path(f))
             keep_labels.append(int(lab))

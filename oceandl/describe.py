@@ -163,7 +163,10 @@ def _trained(config: dict) -> dict[str, Any]:
     # what the model never saw: a class left out reads, in the class list, as one that never existed
     left = config.get("left_out_classes") or {}
     if isinstance(left, dict) and left:
-        out["left out classes"] = ", ".join(f"{k} ({v} image{'' if v == 1 else 's'})" for k, v in left.items()) + \
+        def images(n) -> str:  # 0: every image of the class was unreadable
+            return "no readable image" if n == 0 else f"{n} image{'' if n == 1 else 's'}"
+
+        out["left out classes"] = ", ".join(f"{k} ({images(v)})" for k, v in left.items()) + \
             ": too few for training, validation and test"
     bad = config.get("unreadable_images") or {}
     if isinstance(bad, dict) and bad:

@@ -277,3 +277,36 @@ def test_csv_text_cells_are_never_formulas(tree_model, tmp_path, monkeypatch):
     assert [_no_formula(v) for v in ("=1+1", "+A1", "-A1", "@SUM(A1)", "\tx", "\rx", "-1.5", "+3", "-inf", "a=b",
                                      "", 3)] == ["'=1+1", "'+A1", "'-A1", "'@SUM(A1)", "'\tx", "'\rx", "-1.5", "+3",
                                                 "-inf", "a=b", "", 3]
+
+
+# ------------------------------------------------------------------ 5. info: classes all unreadable
+def test_a_class_of_unreadable_images_only_is_a_left_out_class(sar_tree, tree_model, tmp_path):
+    """A class folder whose images are all unreadable was 'no images of class(es) Iceberg', as a
+    class without a folder, and `oceandl info` did not list it among the left-out classes: a user
+    reading the class list could not tell Iceberg's folder was there, its files corrupt. It is now
+    named (0 readable images in config.json), at the header check and when decoding fails."""
+    from PIL import Image
+
+    data = tmp_path / "GeoTIFF"
+    shutil.copytree(sar_tree, data)
+    for f in (data / "L").glob("*.tiff"):  # Iceberg: every file corrupt
+        f.write_bytes(b"II*\x00garbage")
+    out = train(data, tmp_path / "m")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["left_out_classes"] == {"Iceberg": 0} and "Iceberg" not in cfg["classes"]
+    lines = {ln.split(":", 1)[0]: ln.split(":", 1)[1].strip() for ln in invoke("info", out).stdout.splitlines()}
+    assert lines["left out classes"] == "Iceberg (no readable image): too few for training, validation and test"
+    assert lines["unreadable images"].startswith("3, left out")
+    # JPEGs whose header reads but whose pixels are cut: found when decoded, in a class of their own
+    root, _ = tree_model
+    tree = tmp_path / "tree"
+    shutil.copytree(root, tree)
+    (tree / "ship").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tree / "ship" / f"{i}.jpg", quality=95)
+        p = tree / "ship" / f"{i}.jpg"
+        p.write_bytes(p.read_bytes()[:-200])
+    out = train(tree, tmp_path / "m2")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["classes"] == ["calm", "eddy", "front"] and cfg["left_out_classes"] == {"ship": 0}
+    assert len(cfg["unreadable_images"]) == 3

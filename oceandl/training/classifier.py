@@ -250,8 +250,9 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     Classes with fewer than 3 images (one each for training, validation and test) are left out of
     the model, with a warning: those without any (TenGeoP keeps all ten on a subset) and those of
     1 or 2 images (the rarest taxa of a plankton archive), which are named with their counts and
-    recorded in the checkpoint's ``config.json`` (``left_out_classes``: name -> images). At least
-    2 classes must remain.
+    recorded in the checkpoint's ``config.json`` (``left_out_classes``: name -> images), as are
+    those whose images are all unreadable (with 0: a class folder of corrupt files is no absent
+    class). At least 2 classes must remain.
 
     ``on_error`` (``None``: the dataset's own, ``"skip"`` for the image readers; ``"raise"`` for
     a dataset without one): an image that passed the reader's header check but fails to decode
@@ -322,7 +323,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     if not classes:
         classes = [str(i) for i in range(int(data.y.max()) + 1)]
     counts = np.bincount(data.targets, minlength=len(classes))
-    dropped: dict[str, int] = {}
+    left_out: dict[str, int] = {}
     if len(counts) == len(classes) and (counts < 3).any():
         # TenGeoP (and a fixed class list) keep absent classes so labels mean the same on every
         # subset, but nothing can be learnt of them: a subset of the ten failed as "class 'Rain Cells'
@@ -331,11 +332,21 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
         # first such class, one class per attempt. The model is trained on the classes that can
         # be split, as the plankton and SAR benchmarks do; those left out are named and recorded.
         present = np.flatnonzero(counts >= 3)
-        absent = [c for c, n in zip(classes, counts) if n == 0]
+        # a class folder whose files are all unreadable was 'no images', as a class without a folder
+        # (TenGeoP's ten on a subset), and was not among the left-out classes of the checkpoint
+        unread = np.bincount([lab for lab in _unreadable_labels(dataset, failed) if 0 <= lab < len(classes)],
+                             minlength=len(classes))
+        absent = [c for c, n, u in zip(classes, counts, unread) if n == 0 and not u]
         if absent:
             warn(f"no images of class(es) {', '.join(map(str, absent))}: the model is trained on the "
                  f"classes present")
+        lost = {str(c): int(u) for c, n, u in zip(classes, counts, unread) if n == 0 and u}
+        if lost:
+            warn(f"{len(lost)} class(es) whose images are all unreadable left out of the model: "
+                 + ", ".join(f"{c} ({u} unreadable)" for c, u in lost.items()))
         dropped = {str(c): int(n) for c, n in zip(classes, counts) if 0 < n < 3}
+        # recorded, in class order: 0 readable images for those all unreadable
+        left_out = {str(c): int(n) for c, n in zip(classes, counts) if str(c) in dropped or str(c) in lost}
         if dropped:
             warn(f"{len(dropped)} class(es) with fewer than 3 images (one each for training, validation "
                  f"and test) left out of the model: " + ", ".join(f"{c} ({n})" for c, n in dropped.items()))
@@ -418,7 +429,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     meta = {"model_name": model, "model_args": [int(data.x.shape[1]), len(classes)], "model_options": opts,
             "classes": classes, "preprocessing": spec,
             "extra": {"split": [float(f) for f in split], "split_by": "path" if slot_keys is not None else "order",
-                      "data": data_id, **({"left_out_classes": dropped} if dropped else {}),
+                      "data": data_id, **({"left_out_classes": left_out} if left_out else {}),
                       **({"init": started} if started else {})}}
     res = fit(net, train, val, config, task="classification", out=out, checkpoint_meta=meta, resume=resume,
               overwrite=overwrite, log=log)
@@ -475,6 +486,16 @@ def _check_init(init, config: dict, model: str, options: dict, preprocessing: di
         if k in preprocessing and spec.get(k, "stretch") != saved.get(k, "stretch"):
             raise InputError(f"init {init}: preprocessing {k}={spec.get(k, 'stretch')!r}, but it was trained with "
                              f"{k}={saved.get(k, 'stretch')!r}: give its own (or leave it out)")
+
+
+def _unreadable_labels(dataset: Dataset, failed: dict[int, str]) -> list[int]:
+    """The labels of the files left out as unreadable: at the header check (``skip_labels``) and
+    when decoded (``failed``: dataset indices, labelled by its ``targets``)."""
+    labels = [int(v) for v in (getattr(dataset, "skip_labels", None) or {}).values()]
+    known = getattr(dataset, "targets", None)
+    if known is not None:
+        labels += [int(known[i]) for i in failed if 0 <= i < len(known)]
+    return labels
 
 
 def _unreadable(dataset: Dataset, failed: dict[int, str]) -> dict[str, str]:
