@@ -82,7 +82,7 @@ def test_same_classes_starts_from_the_checkpoint(sar3, base, tmp_path):
     # the network and preprocessing are the checkpoint's, not the command's defaults (cnn's own widths)
     assert tuned_cfg["model"] == "cnn" and tuned_cfg["model_options"] == SMALL
     assert tuned_cfg["preprocessing"]["normalize"] == "per_image"
-    assert tuned_cfg["init"]["checkpoint"] == str(base)
+    assert tuned_cfg["init"]["checkpoint"] == str(base.resolve())
     assert tuned_cfg["init"]["sha256"] == weights_sha256(base)
     assert tuned_cfg["init"]["head"] == "loaded"
     # --resume goes on without --init: the network and the record are the run's own
@@ -185,6 +185,19 @@ def test_other_classes_through_the_command(sar3, base, tmp_path):
     cfg = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert cfg["init"]["head"] == "re-initialised" and cfg["init"]["sha256"] == weights_sha256(base)
     assert "its backbone, the head new for other classes" in invoke("info", tmp_path / "tuned").output
+
+
+def test_init_given_relative_is_recorded_absolute(sar3, base, tmp_path, monkeypatch):
+    """`--init ../base` was recorded as given: read from another folder (`info`, a colleague's
+    copy), the checkpoint named a folder relative to wherever the run had been."""
+    monkeypatch.chdir(base.parent)
+    res = invoke("train", "classifier", "--data", sar3, "--init", base.name, "--epochs", 1, "--batch-size", 8,
+                 "--precision", "fp32", "--device", "cpu", "--quiet", "-o", tmp_path / "tuned")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert cfg["init"]["checkpoint"] == str(base.resolve()) and cfg["init"]["checkpoint"].startswith("/")
+    facts = json.loads(invoke("info", tmp_path / "tuned", "--json").stdout)
+    assert facts["fine-tuned from"].startswith(f"{base.resolve()}: every weight")
 
 
 def test_interrupted_fine_tuning_resumes_without_init(sar3, base, tmp_path, monkeypatch):

@@ -118,7 +118,8 @@ def _start_from(net: torch.nn.Module, init, model: str, options: dict, classes: 
             order = torch.tensor([old_classes.index(str(c)) for c in classes])
             state[k] = v.index_select(head[k], order)
     net.load_state_dict(with_optional_state(net, state))
-    record = {"checkpoint": str(init), "sha256": weights_sha256(init), "classes": old_classes,
+    # absolute: `--init ../sar_resnet` named, in the checkpoint, a folder relative to wherever the run was
+    record = {"checkpoint": str(Path(init).resolve()), "sha256": weights_sha256(init), "classes": old_classes,
               "head": "loaded" if same else "re-initialised"}
     if not same:
         new = [c for c in classes if c not in old_classes]
@@ -270,7 +271,7 @@ def train_classifier(dataset: Dataset, model: str, out: str | Path | None, confi
     must be its own (refused otherwise, naming the first that differs), and so must the images'
     channels. Of the same classes (by name, any order) every weight is loaded, the head's rows in
     the new class order; of other classes the backbone is loaded and the head initialised for them
-    (a warning names the classes new and dropped). The checkpoint records it (``init``: path,
+    (a warning names the classes new and dropped). The checkpoint records it (``init``: its absolute path,
     weights' sha256, its classes, ``head`` loaded or re-initialised). Not with ``resume`` (the run
     goes on from its own saved weights and keeps its record).
 
