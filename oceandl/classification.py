@@ -297,19 +297,20 @@ def true_classes(inputs, files, classes) -> dict[str, str]:
             scopes.append(p if p.is_dir() else p.parent)
     tops = [Path(os.path.abspath(scope)).name for scope in scopes]
     out, seen = {}, {}
-    for f in map(Path, files):
-        folder = f.parent
+    for f in files:
+        f = str(f) if isinstance(f, Path) else str(Path(f))  # as classify names its rows' files
+        folder = os.path.dirname(f)
         if folder not in seen:  # a folder's images share their label: found once (37,553 TenGeoP files)
             seen[folder] = ""
             for scope, top in zip(scopes, tops):
                 try:
-                    rel = folder.relative_to(scope)
+                    rel = Path(folder).relative_to(scope)
                 except ValueError:
                     continue
                 seen[folder] = _folder_class(((top,) if top else ()) + rel.parts, names, tengeop)
                 break
         if seen[folder]:
-            out[str(f)] = seen[folder]
+            out[f] = seen[folder]
     return out
 
 
