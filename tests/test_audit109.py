@@ -125,3 +125,32 @@ def test_open_field_and_the_cli_read_by_position_and_say_it(tmp_path):
     levels = _bare(da, ("depth", "eta", "xi"))
     with pytest.raises(InputError, match="dim 'depth' is a vertical axis, not time"):
         open_field(levels)
+
+
+# ----------------------------------------------------------------------------- 2. withhold= is recorded
+def test_withhold_is_recorded_in_the_attrs_as_the_cli_writes_it(tmp_path):
+    """interpolate(withhold=0.1) wrote the scores (val_*) but not what they were scored on: the fraction,
+    the seed and the draw were in no attribute, from Python or in the CLI's file (whose history holds
+    the command line, without the default --withhold 0.1). Both record them now, alike."""
+    from oceandl.cli.main import cli
+
+    da = _field()
+    ds = interpolate(da, "climatology", withhold=0.2, seed=3, return_dataset=True)
+    held = int((ds["missing_flag"] == 2).sum())
+    want = {"val_withhold": 0.2, "val_withheld_fraction": held / int(np.isfinite(da.values).sum()),
+            "val_withhold_method": "cloud-mask transfer", "val_withhold_seed": 3}
+    assert held > 0
+    for attrs in (ds["sst"].attrs, ds.attrs, interpolate(da, "climatology", withhold=0.2, seed=3).attrs):
+        assert {k: attrs[k] for k in want} == pytest.approx(want)
+    assert want["val_withheld_fraction"] >= 0.2  # whole cloud patterns: at least the share asked
+    assert not any(k.startswith("val_") for k in interpolate(da, "climatology").attrs)  # nothing withheld
+    # the CLI's file: the same pixels, scores and records for the same seed
+    src, out = tmp_path / "sst.nc", tmp_path / "filled.nc"
+    da.to_dataset().to_netcdf(src)
+    res = CliRunner().invoke(cli, ["interpolate", str(src), "-o", str(out), "--method", "climatology",
+                                   "--withhold", "0.2", "--seed", "3", "--quiet"])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as f:
+        for attrs in (f["sst"].attrs, f.attrs):
+            assert {k: attrs[k] for k in want} == pytest.approx(want)
+        assert f["sst"].attrs["val_rmse"] == pytest.approx(ds["sst"].attrs["val_rmse"], rel=1e-12)
