@@ -154,3 +154,40 @@ def test_withhold_is_recorded_in_the_attrs_as_the_cli_writes_it(tmp_path):
         for attrs in (f["sst"].attrs, f.attrs):
             assert {k: attrs[k] for k in want} == pytest.approx(want)
         assert f["sst"].attrs["val_rmse"] == pytest.approx(ds["sst"].attrs["val_rmse"], rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- 3. a packed input's encoding
+def test_a_packed_input_is_filled_to_floats_as_the_cli_writes_it(tmp_path):
+    """A GHRSST-style packed input (int16, scale_factor, add_offset, _FillValue, chunked) opened with
+    xarray: `oceandl interpolate` writes the fill as floats (its packing not kept: a filled value may
+    lie outside the packed range, which xarray wraps on writing), and the Python result mirrors it:
+    none of the input's encoding (packing, chunksizes, source, original_shape) is carried, and
+    ``to_netcdf`` writes the dtype the CLI writes. (A test of the rule as it stands: no change.)"""
+    import netCDF4
+
+    from oceandl.cli.main import cli
+
+    src = tmp_path / "packed.nc"
+    _field().to_dataset().to_netcdf(src, encoding={"sst": {
+        "dtype": "int16", "scale_factor": np.float32(0.01), "add_offset": np.float32(20.0),
+        "_FillValue": np.int16(-32768), "zlib": True, "chunksizes": (1, NY, NX)}})
+    res = CliRunner().invoke(cli, ["interpolate", str(src), "-o", str(tmp_path / "cli.nc"), "--method", "climatology",
+                                   "--withhold", "0", "--quiet"])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(src) as ds:
+        da = ds["sst"].load()
+        assert da.encoding["dtype"] == np.int16 and "scale_factor" in da.encoding  # packed, as read
+        results = [interpolate(da, "climatology"), da.oceandl.interpolate("climatology"),
+                   ds.oceandl.interpolate("climatology"),
+                   interpolate(da, "climatology", return_dataset=True)["sst"]]
+    for k, out in enumerate(results):
+        assert out.dtype == np.float32  # the decoded input's precision
+        assert not set(out.encoding) & {"dtype", "scale_factor", "add_offset", "_FillValue", "missing_value",
+                                        "chunksizes", "source", "original_shape"}, out.encoding
+        np.testing.assert_array_equal(out.values[np.isfinite(da.values)], da.values[np.isfinite(da.values)])
+        out.to_netcdf(tmp_path / f"py{k}.nc")
+    with netCDF4.Dataset(tmp_path / "cli.nc") as f_cli, netCDF4.Dataset(tmp_path / "py0.nc") as f_py:
+        assert f_cli["sst"].dtype == f_py["sst"].dtype == np.float32
+        assert not {"scale_factor", "add_offset"} & set(f_cli["sst"].ncattrs())
+        f_cli.set_auto_mask(False)
+        np.testing.assert_array_equal(f_cli["sst"][:], results[0].values)
