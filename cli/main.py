@@ -1066,7 +1066,7 @@ def _write_predictions(ds, output: Path, overwrite: bool, model: str | None = No
 @click.option("--aux", "aux", multiple=True, help=_AUX_HELP)
 @click.option("--mask", "mask", default=None, metavar="VAR|FILE:VAR", help=_MASK_HELP)
 @click.option("--method", default="dineof", show_default=True, help="climatology, eof, dineof, convae, unet, resae, smp_unet.")
-@click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none. They are written as observed, flagged 2. Not with --chunks (none withheld, no val_* scores).")
+@click.option("--withhold", type=float, default=0.1, show_default=True, help="Fraction of valid pixels withheld (cloud-mask transfer) to measure skill; 0 = none. They are written as observed, flagged 2; the fraction, seed and draw are recorded (val_withhold* attributes). Not with --chunks (none withheld, no val_* scores).")
 @click.option("--refit", is_flag=True, help="After scoring on the withheld pixels, fit again on every observation and write that fill (as DINEOF does; twice the time).")
 @click.option("--set", "options", multiple=True, help="Method option key=value (e.g. --set n_modes=8, --set epochs=20).")
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), help="A trained interpolation checkpoint (neural methods; its method is the default --method): fills without training, so --epochs, --lr, --batch-size and training --set options (steps, patch, ...) are refused. A file on its grid is normalised with its training statistics (a single day is enough); --set normalisation=input uses the file's own.")

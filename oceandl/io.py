@@ -187,6 +187,21 @@ def _not_time(ds: xr.Dataset, dim: Hashable) -> str | None:
     return _NOT_TIME.get(str(dim).lower())
 
 
+#: the names xarray gives the dims of an array given none (``xr.DataArray(values)``): a NumPy array's
+#: dims, read as (time, lat, lon) by position as documented, without a word
+_DEFAULT_DIM = re.compile(r"dim_\d+")
+
+
+def _say_by_position(pairs: Sequence[tuple[Hashable, str]], where: str) -> None:
+    """Warn that the dims of ``pairs`` (``(dim, role)``, in the array's order) were given their roles
+    by position, none of them recognised by name or coordinate: a (y, x, time) array of other names
+    was fitted along its rows as time, silently. Said only when the order decided (two dims or more)
+    and one of them has a name of its own (``dim_0``... of a bare NumPy array go as documented)."""
+    if len(pairs) > 1 and any(not _DEFAULT_DIM.fullmatch(str(d)) for d, _ in pairs):
+        _warn(f"{where}: dims read by position: {', '.join(f'{d} as {r}' for d, r in pairs)}; rename them "
+              "(time, lat, lon) or give them coordinates (dates, CF axis or units) to say otherwise", UserWarning)
+
+
 def _role_from_name(name: Hashable) -> str | None:
     low = str(name).lower()
     for role, names in _COORD_NAMES.items():
@@ -1160,7 +1175,11 @@ def open_field(
         Variable name; found from CF attributes when omitted (see :func:`find_variable`).
     lat, lon, time : str, optional
         Names of the coordinates (variables or dims) when they cannot be recognised from CF
-        attributes (``axis``, ``standard_name``, ``units``) or common names.
+        attributes (``axis``, ``standard_name``, ``units``) or common names. Dims still not
+        recognised take the roles left in their order (time, lat, lon, as CF orders them), as
+        :func:`oceandl.interpolate` reads an array; when that order decided for two dims or more
+        with names of their own (``(ocean_time, eta_rho, xi_rho)`` without coordinates), a warning
+        names the reading (``dim_0``... of a bare array go silently).
     label : str, optional
         How error messages name an in-memory source (default ``Dataset`` / ``DataArray 'name'``):
         the file it was opened from, when the caller opened it (lazily, with dask).
@@ -1203,8 +1222,9 @@ def open_field(
     ------
     InputError
         Missing, empty or unreadable file; missing variable (close names suggested); wrong
-        number of dims (a 2-D one without ``allow_static``, or whose dims are not lat and lon); time
-        not increasing or duplicated; all values missing; constant field.
+        number of dims (a 2-D one without ``allow_static``, or whose dims are not lat and lon); a
+        dim left to be time that says it is not (``depth``, ``mode``...); time not increasing or
+        duplicated; all values missing; constant field.
     """
     subset = Subset(bbox, dates, pad) if bbox is not None or dates is not None else None
     files = input_files(source)
@@ -1445,13 +1465,18 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     if da.ndim != 3:
         raise InputError(f"{where}: has {da.ndim} dims {_dims_text(da)}; expected 3 (time, lat, lon)")
     missing = [r for r in DIMS if r not in roles]
-    if missing == ["time"] and len(extra) == 1 and (why := _not_time(ds, extra[0])):
+    # the dims left take the roles left in their order (CF's T, Y, X), as interpolate() reads an array
+    # (canonical_dims): (ocean_time, eta_rho, xi_rho) without coordinates was refused here and read so there
+    by_position = list(zip(extra, missing)) if missing and len(missing) == len(extra) else []
+    tdim = next((d for d, r in by_position if r == "time"), None)
+    if tdim is not None and (why := _not_time(ds, tdim)):
         # the one dim left over was taken as time whatever it was: `interpolate --var eofs` on an
         # `oceandl eof` output filled its 3 modes as 3 days, and a (depth, lat, lon) field its levels
-        raise InputError(f"{where}: dim {str(extra[0])!r} is {why}, not time; the field needs a time axis "
-                         f"(if it is one, name it time, or pass time={str(extra[0])!r} in Python)")
-    if len(missing) == 1 and len(extra) == 1:
-        roles[missing[0]] = (extra[0], ds.variables.get(extra[0]))
+        raise InputError(f"{where}: dim {str(tdim)!r} is {why}, not time; the field needs a time axis "
+                         f"(if it is one, name it time, or pass time={str(tdim)!r} in Python)")
+    if by_position:
+        _say_by_position(by_position, where)
+        roles.update({r: (d, ds.variables.get(d)) for d, r in by_position})
     elif missing:
         raise InputError(
             f"{where}: cannot tell which of the dims {_dims_text(da)} is {' / '.join(missing)}; "

@@ -305,7 +305,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     Returns a one-paragraph summary (method, time, validation metrics).
     """
     from oceandl.interp import get_method, interpolate
-    from oceandl.interp.withhold import withhold_for_validation
+    from oceandl.interp.withhold import withhold_attrs, withhold_for_validation
     from oceandl.io import (check_complevel, describe_source, entry_paths, file_attrs, names_folder, open_field,
                             plan_per_file, series_spans, source_grid, source_paths, to_source_grid, write_netcdf,
                             write_per_file)
@@ -466,6 +466,10 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         log(f"{where}: one time step, no other day's clouds to copy: no pixels withheld for validation")
     seconds = time.perf_counter() - t0
     name = [v for v in res.data_vars if v not in ("sigma", "missing_flag")][0]
+    if withheld is not None:  # what was withheld, how, with which seed (the default --withhold is on no command line)
+        held = withhold_attrs(withheld, valid, withhold, seed)
+        res[name].attrs.update(held)
+        res.attrs.update(held)
     val = {k: v for k, v in res[name].attrs.items() if k.startswith("val_")}
     if refit and withheld is not None:
         log("refitting on every observation (the validation scores above stay in the attributes)")

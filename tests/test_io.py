@@ -489,9 +489,20 @@ def test_leftover_dim_that_is_not_time_is_refused(values, dim, attrs, what):
 
 
 def test_unrecognisable_dims(values):
-    with pytest.raises(InputError) as e:
-        open_field(xr.DataArray(values, name="blob"))
-    _assert_message(e, "'blob'", "dim_0", "lat=")
+    """Dims neither named nor coordinated as time, lat, lon take those roles in their order, as
+    interpolate() reads an array (they were refused here): silently for xarray's dim_0, dim_1, dim_2
+    (a bare array, (time, lat, lon) as documented), with a warning naming the reading otherwise."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        da = open_field(xr.DataArray(values, name="blob"))
+    assert da.dims == ("time", "lat", "lon") and da.encoding["source_grid"].dims == {
+        "time": "dim_0", "lat": "dim_1", "lon": "dim_2"}
+    np.testing.assert_array_equal(da.values, values)
+    with pytest.warns(UserWarning, match=r"'blob': dims read by position: a as time, b as lat, c as lon; rename"):
+        da = open_field(xr.DataArray(values, name="blob", dims=("a", "b", "c")))
+    np.testing.assert_array_equal(da.values, values)
 
 
 # ------------------------------------------------------------------------------------------------

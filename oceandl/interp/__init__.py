@@ -21,7 +21,7 @@ from .dineof import DINEOF
 from .eof import EOF, EOFInterpolator, eof
 from .fitted import load_fitted
 from .neural import ConvAEInterpolator, ResAEInterpolator, SMPUnetInterpolator, UNetInterpolator
-from .withhold import check_withhold, withhold_for_validation
+from .withhold import check_withhold, withhold_attrs, withhold_for_validation
 
 __all__ = [
     "Interpolator", "Climatology", "EOFInterpolator", "DINEOF", "EOF", "eof",
@@ -131,6 +131,9 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         there (what ``val_*`` scored), the file the observations.
         A field with a single time step or no gap over the ocean gets none (the latter warned);
         one whose gaps are too few to reach ``withhold`` gets what the transfer reaches (warned).
+        The result's attrs say what was withheld, as the CLI's file does: ``val_withhold``,
+        ``val_withheld_fraction``, ``val_withhold_method``, ``val_withhold_seed``
+        (:func:`~oceandl.interp.withhold.withhold_attrs`).
     withheld : bool array-like of ``da``'s shape, optional
         Observed pixels hidden from the method and used for the ``val_*`` scores, chosen by the
         caller (instead of ``withhold``).
@@ -176,7 +179,12 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     xarray.DataArray or xarray.Dataset
         Same dims (a dropped size-1 dim put back), coords and attrs as ``da`` plus provenance (and
         ``val_*`` metrics) attrs. The DataArray has no ``ancillary_variables`` (the Dataset's field
-        names its ``missing_flag`` and ``sigma`` there).
+        names its ``missing_flag`` and ``sigma`` there). Floats in ``da``'s decoded precision, as
+        ``oceandl interpolate`` writes them: the packing of a packed input (int16 ``scale_factor``,
+        ``add_offset``, ``_FillValue`` in ``da.encoding``) is not carried into the result's
+        ``encoding``, nor its ``chunksizes``, ``source``, ``original_shape`` (a filled value may lie
+        outside the packed range, which xarray wraps silently on writing); pass the packing to
+        ``to_netcdf(encoding=...)`` to write it packed.
 
     Raises
     ------
@@ -211,6 +219,7 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
             withheld = withheld.expand_dims(step) if isinstance(withheld, xr.DataArray) else np.asarray(withheld)[None]
     else:
         step = None
+    held_attrs: dict = {}
     if withhold > 0:
         da = as_dataarray(da).compute()  # a dask field read once, for the mask and the fit
         if withheld is not None:
@@ -227,6 +236,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         held = withhold_for_validation(valid, withhold, seed, _label(da))
         if held is not None:
             withheld = np.transpose(held, [dims.index(d) for d in da.dims])
+            # the fraction, seed and draw beside the scores, as `oceandl interpolate` writes them
+            held_attrs = withhold_attrs(held, valid, withhold, seed)
     if input_dims is not None and withheld is not None and getattr(withheld, "ndim", np.ndim(withheld)) > 3:
         withheld = withheld.squeeze([d for d in input_dims if d not in da.dims]) if isinstance(withheld, xr.DataArray) \
             else np.squeeze(withheld, axis=tuple(i for i, d in enumerate(input_dims) if d not in da.dims))
@@ -242,8 +253,12 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
 
     def output():
         if fit_on is None:
-            return model.reconstruct()
-        return model.transform(da, withheld=withheld, **({} if aux is None else {"aux": aux}))
+            ds = model.reconstruct()
+        else:
+            ds = model.transform(da, withheld=withheld, **({} if aux is None else {"aux": aux}))
+        ds[model.output_name_].attrs.update(held_attrs)  # on the field and the Dataset, as the val_* scores
+        ds.attrs.update(held_attrs)
+        return ds
 
     if fit_on is None:
         model.fit(da, withheld=withheld, **({} if aux is None else {"aux": aux}),

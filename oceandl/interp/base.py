@@ -181,22 +181,31 @@ def _one_step(da):
     return da.expand_dims(tname)
 
 
-def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
+def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     """Names of the (time, lat, lon) dims of a 3-D DataArray.
 
     Dims are recognised by name (case-insensitive, the names :func:`oceandl.io.open_field`
     knows): ``time``/``t``/``times``/``date``/``time_counter``, ``lat``/``latitude``/``y``/...,
     ``lon``/``longitude``/``x``/...; then, for dims not named so, by their coordinate: dates
     (datetime64, cftime, numbers in "days since ..."), CF ``axis``, ``standard_name`` or
-    ``units`` (``degrees_north``...). Dims still not recognised take the remaining roles in their
-    order, so an unlabelled array is read as (time, lat, lon).
+    ``units`` (``degrees_north``...); then by another coordinate along them (ROMS'
+    ``lat_rho(eta_rho, xi_rho)``, a ``latitude`` along ``eta``), as open_field reads a file.
+    Dims still not recognised take the remaining roles in their order, so an unlabelled array
+    (``dim_0``, ``dim_1``, ``dim_2``) is read as (time, lat, lon).
+
+    Parameters
+    ----------
+    da : xarray.DataArray, 3-D
+    say : bool
+        Warn when two dims or more with names of their own got their roles by position (the
+        reading of a field: once per field, not at every look at its dims).
 
     Raises
     ------
     InputError
         If ``da`` is not 3-D or two dims claim one role.
     """
-    from oceandl.io import _role_from_attrs, _role_from_name
+    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position
 
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
@@ -213,8 +222,37 @@ def canonical_dims(da: xr.DataArray) -> tuple[str, str, str]:
             if len(hits) > 1:
                 raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
             found[role] = hits[0]
-    rest = iter(d for d in da.dims if d not in found.values())
-    return tuple(found[r] if r in found else next(rest) for r in _ROLES)  # type: ignore[return-value]
+    # ROMS' (ocean_time, eta_rho, xi_rho) with lat_rho/lon_rho beside them: open_field places them so, and
+    # a warning that they were read by position (rename them, or give coordinates) would be wrong
+    for role, dim in (_roles_from_other_coords(da) if len(found) < 3 else {}).items():
+        if role not in found and dim not in found.values():
+            found[role] = dim
+    rest = [d for d in da.dims if d not in found.values()]
+    left = [r for r in _ROLES if r not in found]
+    if say:
+        _say_by_position(list(zip(rest, left)), _label(da))
+    found.update(zip(left, rest))
+    return tuple(found[r] for r in _ROLES)  # type: ignore[return-value]
+
+
+def _roles_from_other_coords(da: xr.DataArray) -> dict[str, Any]:
+    """Roles the coordinates of ``da`` that are not dim coordinates give its dims: a 1-D one by its
+    attributes or name (a ``latitude`` along ``eta``), a 2-D numeric lat or lon along the dim it
+    varies most along (``lat_rho(eta_rho, xi_rho)``, as :func:`oceandl.io.open_field` reads it).
+    A role claimed for two dims, or a dim for two roles, is left out."""
+    from oceandl.io import _role_from_attrs, _role_from_name, _varying_dim
+
+    claims: dict[str, set] = {}
+    for name, c in da.coords.items():
+        if name in da.dims or c.ndim not in (1, 2) or not set(c.dims) <= set(da.dims):
+            continue
+        role = _role_from_attrs(c.variable) or _role_from_name(name)
+        if role is None or (c.ndim == 2 and (role == "time" or not np.issubdtype(c.dtype, np.number))):
+            continue
+        claims.setdefault(role, set()).add(_varying_dim(c.variable) if c.ndim == 2 else c.dims[0])
+    one = {role: next(iter(dims)) for role, dims in claims.items() if len(dims) == 1}
+    dims = list(one.values())
+    return {role: dim for role, dim in one.items() if dims.count(dim) == 1}
 
 
 def clean_axes(da) -> tuple[np.ndarray, np.ndarray]:
@@ -1217,7 +1255,7 @@ class Interpolator:
         # open_field drop it; one map of a day (ds.sst.sel(time=day), "today's image" to transform) too
         da = _one_step(_squeeze_levels(as_dataarray(da))[0])
         label = _label(da)
-        dims = canonical_dims(da)
+        dims = canonical_dims(da, say=True)  # the field read: dims taken by position are said here, once
         da_c = da.transpose(*dims)
         if not np.issubdtype(da_c.dtype, np.number) or np.issubdtype(da_c.dtype, np.complexfloating):
             raise InputError(f"{label}: values must be real numbers, got dtype {da_c.dtype}")

@@ -269,7 +269,7 @@ class EOF:
         # a (time, depth=1, lat, lon) level was refused ('expected 3 dims') where interpolate() and
         # `oceandl eof` (open_field) drop it: analysed as (time, lat, lon), the depth a scalar coordinate
         da, _ = _squeeze_levels(as_dataarray(da, "eof"))
-        dims = canonical_dims(da)
+        dims = canonical_dims(da, say=True)
         label = f"variable {da.name!r}" if da.name is not None else "input"
         if not _is_int(n_modes) or n_modes < 1:
             raise InputError(f"eof: n_modes must be a positive integer, got {n_modes!r}")
@@ -665,7 +665,7 @@ class EOF:
                 raise InputError(f"eof.project: a 2-D field needs the analysis' spatial dims {self._dims[1:]}, "
                                  f"got {tuple(da.dims)}")
             return self.project(da.expand_dims(tdim)).isel({tdim: 0})
-        dims = canonical_dims(da)
+        dims = canonical_dims(da, say=True)
         da = da.transpose(*dims)
         if da.shape[1:] != self._ocean.shape:
             raise InputError(f"eof.project: grid {da.shape[1:]} differs from the analysis grid {self._ocean.shape}")

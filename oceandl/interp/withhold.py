@@ -13,7 +13,7 @@ import xarray as xr
 
 from oceandl.errors import InputError, warn
 
-__all__ = ["check_withhold", "withhold_by_cloud_transfer", "withhold_for_validation"]
+__all__ = ["check_withhold", "withhold_by_cloud_transfer", "withhold_for_validation", "withhold_attrs"]
 
 
 def _as_valid(valid) -> tuple[np.ndarray, xr.DataArray | None, tuple | None]:
@@ -183,3 +183,31 @@ def withhold_for_validation(valid: np.ndarray, fraction: float, seed: int, where
         log(f"withheld {withheld.sum():,} of {valid.sum():,} valid pixels "
             f"({withheld.sum() / valid.sum():.1%}) by cloud-mask transfer for validation")
     return withheld
+
+
+def withhold_attrs(withheld: np.ndarray, valid: np.ndarray, fraction: float, seed: int) -> dict:
+    """The attributes that say how the pixels scored by ``val_*`` were chosen, written by
+    ``oceandl interpolate --withhold`` and :func:`oceandl.interpolate` (``withhold=``) alike.
+
+    Only the scores were written: how many pixels were hidden, by which draw, was in no file (the
+    command line of ``history`` does not hold the default ``--withhold 0.1``), and a result of
+    ``interpolate(withhold=...)`` said nothing of it.
+
+    Parameters
+    ----------
+    withheld, valid : bool ndarray (time, lat, lon)
+        The pixels withheld (from :func:`withhold_for_validation`) and those it drew from.
+    fraction : float
+        The share asked for; seed : int, the draw's.
+
+    Returns
+    -------
+    dict
+        ``val_withhold`` (the share asked for), ``val_withheld_fraction`` (the share withheld: more
+        where whole cloud patterns overshoot, less where the gaps are too few),
+        ``val_withhold_method`` (``"cloud-mask transfer"``) and ``val_withhold_seed``.
+    """
+    n = int(np.count_nonzero(valid))
+    return {"val_withhold": float(fraction),
+            "val_withheld_fraction": float(np.count_nonzero(withheld) / n) if n else 0.0,
+            "val_withhold_method": "cloud-mask transfer", "val_withhold_seed": int(seed)}
