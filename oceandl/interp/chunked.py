@@ -1254,8 +1254,8 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         covariates by the same names, and ``mask`` applied to it). ``source`` is then filled by
         the fit's ``transform`` in blocks of ``chunks["time"]`` days (default 64) over the whole grid
         (see the module docstring): the in-memory ``interpolate(..., fit_on=)`` values, flags and
-        sigma (DINEOF's calibration scale fitted on clouds pasted within each block: with one block,
-        or ``transform_calibration=False``, the in-memory sigma); no ``halo`` or ``train_region``.
+        sigma (DINEOF's calibration on the observations the in-memory fill hides, whatever the
+        blocks); no ``halo`` or ``train_region``.
         A saved fit's covariates are read from ``source`` by name when ``aux`` is not given.
     fit_aux : with ``fit_on`` a field to fit and ``aux``, the fitted period's covariates, where they
         are not ``aux``'s names in the ``fit_on`` file (as ``oceandl interpolate --fit-aux``): one entry

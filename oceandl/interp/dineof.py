@@ -1513,8 +1513,8 @@ class DINEOF(Interpolator):
         :meth:`_transform_scale` hides the whole field's (:meth:`_sigma_points`: the same cleanest days,
         the same donors drawn from the whole series, the same seed; none on the fitted period's steps).
         Sets ``_stream``'s ``pasted`` (a bool per step), ``n_held`` and ``inside``, and the hidden bits
-        (``bits[t, 1]``); returns the steps with hidden observations, in time order of ``da`` (the lazy
-        field, for its time coordinate)."""
+        (``bits[t, 1]``); returns the indices of the steps with hidden observations. ``da``: the lazy field
+        (its time coordinate, which orders the transfer as in memory)."""
         from .withhold import cloud_transfer_days
 
         stream = self._stream
