@@ -61,26 +61,34 @@ def test_an_input_already_cut_to_a_box_of_the_fit_streams_as_in_memory(fits, tmp
 
 
 def test_streamed_sigma_fallback_says_why_as_in_memory(fits, tmp_path):
-    """Blocks of 1 day have no other day's clouds to paste: nothing is hidden and sigma keeps the fit's
-    scale. The file said "0 of the 0 observations ... hidden by cloud-mask transfer are within 5 robust
-    stds (fewer than 200)" (a clip that left nothing out); now, as in memory, that none could be hidden,
-    and that larger blocks calibrate it. A day without observation is such a block (it divided by its 0
-    observations when b0b1e5e took each block's share of the 8 %)."""
-    ds = xr.open_dataset(fits / "new.nc")
-    ds["sst"][4] = np.nan  # a day with no observation (a satellite outage): a block with nothing to hide
+    """Blocks of 1 day had no other day's clouds to paste: nothing was hidden and sigma kept the fit's
+    scale. Now the clouds are the whole series' (audit110): 1-day blocks, a day without observation (a
+    satellite outage) among them, give the in-memory sigma and attrs. A field of one day has nothing to
+    paste: the fit's scale, said as in memory."""
+    # 40 new days on the fit's grid, after its period (its 12 days hide fewer than 200 observations)
+    ds = synthetic_sst(seed=4, n_time=40, ny=16, nx=16).assign_coords(
+        time=np.arange("2021-01-01", "2021-02-10", dtype="datetime64[D]").astype("datetime64[ns]"))
+    ds["sst"][4] = np.nan  # a day with no observation: a block with nothing to hide
     ds.to_netcdf(tmp_path / "new.nc")
+    ds.isel(time=slice(0, 1)).to_netcdf(tmp_path / "one.nc")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        interpolate_chunked(tmp_path / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fits / "dineof",
-                            chunks={"time": 1})
+        for name in ("new", "one"):
+            interpolate_chunked(tmp_path / f"{name}.nc", tmp_path / f"c_{name}.nc", "dineof", var="sst",
+                                fit_on=fits / "dineof", chunks={"time": 1})
+        mem = {name: interpolate(open_field(tmp_path / f"{name}.nc", "sst"), "dineof", fit_on=fits / "dineof",
+                                 return_dataset=True) for name in ("new", "one")}
         fit = load_fitted(fits / "dineof")
-    with xr.open_dataset(tmp_path / "c.nc") as out:
-        said = out["sigma"].attrs["transform_sigma_calibration"]
-        assert said.startswith("the fit's cv_sigma_scale x"), said
-        assert "0 observations of this field could be hidden by cloud-mask transfer, pasted within each time block " \
-               "of 1 days" in said, said
-        assert "robust stds" not in said and said.endswith("blocks of more than 1 day calibrate it"), said
-        assert out["sigma"].attrs["transform_sigma_scale"] == pytest.approx(float(fit.cv_sigma_scale_))
+    for name in ("new", "one"):
+        with xr.open_dataset(tmp_path / f"c_{name}.nc") as out:
+            ours, theirs = out["sigma"].attrs, mem[name]["sigma"].attrs
+            assert ours["transform_sigma_calibration"] == theirs["transform_sigma_calibration"]
+            assert ours["transform_sigma_scale"] == pytest.approx(theirs["transform_sigma_scale"], rel=1e-12)
+            np.testing.assert_allclose(out["sigma"].values, mem[name]["sigma"].values, rtol=1e-5)
+    assert mem["new"]["sigma"].attrs["transform_sigma_calibration"].startswith("x")  # calibrated
+    said = mem["one"]["sigma"].attrs["transform_sigma_calibration"]
+    assert said.startswith("the fit's cv_sigma_scale x") and "0 observations of this field could be hidden" in said
+    assert mem["one"]["sigma"].attrs["transform_sigma_scale"] == pytest.approx(float(fit.cv_sigma_scale_))
 
 
 def test_info_says_the_fit_the_blocks_and_sigma_scale_of_a_streamed_fill(fits, tmp_path):
@@ -98,7 +106,7 @@ def test_info_says_the_fit_the_blocks_and_sigma_scale_of_a_streamed_fill(fits, t
     assert facts["chunked"] == "3 blocks of time 5 x lat 16 x lon 16: a fit applied by time blocks over the whole grid"
     with xr.open_dataset(tmp_path / "c.nc") as out:
         assert facts["sigma"] == out["sigma"].attrs["transform_sigma_calibration"]
-    assert "pasted within each time block of 5 days" in facts["sigma"], facts["sigma"]
+    assert "hidden by cloud-mask transfer" in facts["sigma"], facts["sigma"]
 
 
 def test_keep_observed_false_with_a_fit_made_is_refused_not_ignored(fits, tmp_path):
@@ -147,8 +155,8 @@ def test_streamed_calibration_hides_its_fraction_of_the_observations_not_a_paste
     """Sigma's calibration by time blocks hides 8 % of the observations by cloud-mask transfer, as in
     memory (the attrs say so). A paste hides a donor day's clouds at once, a quarter of a 2-day block:
     every block overshot, and blocks of 2 days hid 3-4 times the 8 % (32 % on GHRSST-like days at
-    quality >= 4), so sigma's scale was fitted on a far harder fill than the field's. Now each block
-    hides 8 % of the observations read so far less those hidden already: at most one paste over."""
+    quality >= 4). Then each block hid 8 % of the observations read so far (its own days' clouds only);
+    now the whole series' transfer, once: the in-memory hidden set, at most one paste over the 8 %."""
     import re
 
     # 40 new days on the fit's grid, after its period, clouded as L3 days at quality >= 4
@@ -159,13 +167,15 @@ def test_streamed_calibration_hides_its_fraction_of_the_observations_not_a_paste
         warnings.simplefilter("ignore")
         interpolate_chunked(tmp_path / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fits / "dineof",
                             chunks={"time": 2})
+        mem = interpolate(open_field(tmp_path / "new.nc", "sst"), "dineof", fit_on=fits / "dineof",
+                          return_dataset=True)
     fit = load_fitted(fits / "dineof")
     obs = np.isfinite(open_field(tmp_path / "new.nc", "sst").values) & fit.ocean_[None]
     day = int(obs.sum(axis=(1, 2)).max())  # one paste hides at most a day's observations
     with xr.open_dataset(tmp_path / "c.nc") as out:
         said = out["sigma"].attrs["transform_sigma_calibration"]
     held = int(re.search(r"of its (\d+) observations hidden", said).group(1))
-    assert "(8%, pasted within each time block of 2 days" in said, said
+    assert "(8%; the fill rerun" in said and said == mem["sigma"].attrs["transform_sigma_calibration"], said
     assert np.ceil(0.08 * obs.sum()) <= held <= np.ceil(0.08 * obs.sum()) + day, (held, int(obs.sum()), day)
 
 

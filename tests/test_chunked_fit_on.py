@@ -85,10 +85,11 @@ def test_saved_dineof_fit_streamed_equals_in_memory(cube, tmp_path):
 
 
 def test_streamed_sigma_calibrated_on_the_new_field(cube, tmp_path):
-    """DINEOF's sigma calibrated on the new field (transform_calibration, the default) under chunks: its
-    observations hidden by cloud-mask transfer block by block, the scale fitted on all blocks' at the
-    end. One block of the whole series: the in-memory sigma itself; blocks of 5 days: the same field,
-    a scale near the in-memory one (each block pastes its own days' clouds), not the fit's."""
+    """DINEOF's sigma calibrated on the new field (transform_calibration, the default) under chunks: the
+    observations the in-memory transform hides (the whole series' clouds pasted on its cleanest days), found
+    once the first pass has read them, filled again from the series' amplitudes without them, the scale
+    fitted on all at the end. Any blocks give the in-memory sigma and its attrs (blocks of 5 days pasted
+    only their own days' clouds: x3.28 against x3.90 here), not the fit's scale."""
     new = open_field(cube / "new.nc", "sst")
     fit = cube / "dineof"
     with warnings.catch_warnings():
@@ -100,14 +101,12 @@ def test_streamed_sigma_calibrated_on_the_new_field(cube, tmp_path):
     fit_scale = float(load_fitted(fit).cv_sigma_scale_)
     theirs = mem["sigma"].attrs["transform_sigma_scale"]
     assert "transform_sigma_calibration_points" in mem["sigma"].attrs and abs(theirs / fit_scale - 1) > 0.2
-    with xr.open_dataset(tmp_path / "c-1.nc") as whole, xr.open_dataset(tmp_path / "c5.nc") as blocks:
-        _same(whole, mem, sigma=True)
-        assert whole["sigma"].attrs["transform_sigma_scale"] == pytest.approx(theirs, rel=1e-12)
-        ours = blocks["sigma"].attrs["transform_sigma_scale"]
-        assert "pasted within each time block of 5 days" in blocks["sigma"].attrs["transform_sigma_calibration"]
-        np.testing.assert_allclose(blocks["sst"].values, mem["sst"].values, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(blocks["sigma"].values, mem["sigma"].values * ours / theirs, rtol=1e-5)
-        assert abs(ours / theirs - 1) < abs(fit_scale / theirs - 1) / 3
+    for t in (-1, 5):
+        with xr.open_dataset(tmp_path / f"c{t}.nc") as out:
+            _same(out, mem, sigma=True)
+            assert out["sigma"].attrs["transform_sigma_scale"] == pytest.approx(theirs, rel=1e-12)
+            for key in ("transform_sigma_calibration", "transform_sigma_calibration_points"):
+                assert out["sigma"].attrs[key] == mem["sigma"].attrs[key]
 
 
 def test_fit_on_file_climatology_cli_streamed_with_mask(cube, tmp_path):

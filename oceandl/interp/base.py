@@ -448,6 +448,30 @@ def calibration_z(z) -> np.ndarray:
     return z[np.abs(z) <= SIGMA_CLIP * robust] if robust > 0 else z[:0]
 
 
+def check_units_shift(label: str, total: float, n: int, scale: float) -> None:
+    """Refuse a field whose observations lie, on average, more than ``_SHIFT_LIMIT`` fitted scales from the
+    fitted pixel means: in other units than the field fitted, not said (kelvin against degC).
+
+    Parameters
+    ----------
+    label : names the field in the message (its file and variable).
+    total, n : the sum of the observations' departures from the fitted means, in fitted scales, and
+        their number (:attr:`Interpolator.shift_`, summed over the time blocks of a chunked fill).
+    scale : the fitted scale, to say the mean departure in the field's units.
+
+    Raises
+    ------
+    InputError
+    """
+    from .neural import _SHIFT_LIMIT
+
+    shift = total / max(n, 1)
+    if abs(shift) > _SHIFT_LIMIT:
+        raise InputError(f"{label}: its observations are {shift * scale:+.4g} from the fitted pixel means on average "
+                         f"({abs(shift):.0f} fitted scales: other units?); transform() fills a field in the units of "
+                         "the field fitted")
+
+
 def sigma_attrs(name, units=None, standard_name=None) -> dict:
     """Attrs of the ``sigma`` variable of a filled field ``name`` (with ``units`` when known).
 
@@ -1030,6 +1054,9 @@ class Interpolator:
     #: with no observation is no error there (the whole field's are counted), and the observations at
     #: pixels the fit never saw are counted in ``outside_`` instead of warned of block by block
     _time_block: bool = False
+    #: :meth:`transform` of a field without units: the sum of its observations' departures from the fitted
+    #: means, in fitted scales, and their number (None when both say their units); :func:`check_units_shift`
+    shift_: tuple[float, int] | None = None
     option_defaults: ClassVar[dict[str, Any]] = {}
     #: distributions whose code computes the fill besides oceandl, numpy and xarray (``"torch"``):
     #: listed in the output's ``oceandl_software``, which a numpy-only method keeps free of torch
@@ -1430,7 +1457,7 @@ class Interpolator:
             raise InputError(f"method {self.name!r}: transform() is not available; {self._no_transform}")
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before transform()")
-        from .neural import _KELVIN, _SHIFT_LIMIT, _unit  # the checkpoint's test of a field in other units
+        from .neural import _KELVIN, _unit
 
         box = self._auto_cut(da)
         if box is not None:
@@ -1489,11 +1516,11 @@ class Interpolator:
         x = np.zeros(values.shape, np.float32)
         np.subtract(values, mean, out=x, where=obs, casting="same_kind")
         x /= np.float32(self.scale_)
-        shift = float(x.sum(dtype=np.float64) / max(int(obs.sum()), 1))  # x is 0 off obs; in fitted scales
-        if (theirs is None or ours is None) and abs(shift) > _SHIFT_LIMIT:  # units not said: kelvin against degC
-            raise InputError(f"{label}: its observations are {shift * self.scale_:+.4g} from the fitted pixel means "
-                             f"on average ({abs(shift):.0f} fitted scales: other units?); transform() fills a field "
-                             "in the units of the field fitted")
+        # units not said: kelvin against degC is hundreds of fitted scales off (x is 0 off obs). A time block
+        # of interpolate_chunked keeps its sums, added over the series there and tested once
+        self.shift_ = (float(x.sum(dtype=np.float64)), int(obs.sum())) if theirs is None or ours is None else None
+        if self.shift_ is not None and not self._time_block:
+            check_units_shift(label, *self.shift_, self.scale_)
         filled_n, sigma_n, *extra = self._transform(to_fit(x), to_fit(obs), da_c, **aux_kw)
         filled_n = to_input(np.asarray(filled_n))
         sigma_n = None if sigma_n is None else to_input(np.asarray(sigma_n))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from collections.abc import MutableMapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -575,8 +576,9 @@ class DINEOF(Interpolator):
         the fit's is on the field fitted; ``False`` (or too few such observations: a single step)
         keeps the fit's ``cv_sigma_scale_``, which is off where the modes describe the new period
         less well than the fitted one. Filled by time blocks (:func:`~oceandl.interp.chunked.interpolate_chunked`
-        with ``fit_on``), each block's observations are hidden with its own days' clouds, the scale
-        fitted on all blocks' (:meth:`stream_scale`).
+        with ``fit_on``), the same observations are hidden (:meth:`stream_held`, from the observed
+        pixels of the whole series kept as bits by its first pass), the same scale fitted once
+        (:meth:`stream_scale`): the in-memory sigma, whatever the blocks.
     aux_weight : float > 0, default 1.0
         With auxiliary variables (``aux``) only (refused without): each covariate's normalised
         block is multiplied by it (1: as much weight as the field's, unit rms each), to
@@ -612,10 +614,12 @@ class DINEOF(Interpolator):
     libraries: ClassVar[tuple[str, ...]] = ("torch",)  # its SVDs and iterations run in torch
     _warn_small_cv: ClassVar[bool] = True  # interpolate_chunked sums the blocks' up in one warning
     _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
-    #: interpolate_chunked with ``fit_on``, streaming transform() by time blocks with the smoother on: None,
-    #: or ``{"mode": "collect", "G": [], "b": []}`` (each block's steps' information and projections are
-    #: gathered, the fill left 0) then ``{"mode": "apply", "a": (time, k), "P": (time, k * k), "t0": first
-    #: step of the block}`` (the whole series' smoothed amplitudes, each block reading its own steps)
+    #: interpolate_chunked with ``fit_on``, streaming transform() by time blocks (smoother or sigma's calibration
+    #: on): None, or a dict: ``mode`` "collect" (each block's steps' information and projections gathered in
+    #: ``G``, ``b``, the fill left 0), then "apply" (the whole series' smoothed amplitudes ``a``, ``P``, each
+    #: block reading its ``days``: their indices in the series), then "calibrate" (the steps with hidden
+    #: observations read again, their error / sigma gathered in ``z``); with ``calibrate``, the first pass
+    #: (``first``) keeps every step's observed pixels (:meth:`_stream_keep`) for :meth:`stream_held`
     _stream: dict | None = None
     gives_sigma = _ErrorMapFlag()  # type: ignore[assignment]
     option_defaults: ClassVar[dict[str, Any]] = {
@@ -1437,73 +1441,128 @@ class DINEOF(Interpolator):
     def _block_transform(self, x: np.ndarray, obs: np.ndarray, da, em: dict, pos, aux=None):
         """:meth:`_transform` of a time block of interpolate_chunked (``_stream``, see there): the fill from
         the whole series' (smoothed) amplitudes; with ``error_map``, sigma unscaled when the stream
-        calibrates it (``calibrate``: the block's observations hidden by cloud-mask transfer, as
-        :meth:`_transform_scale` hides the whole field's, filled again from the series' amplitudes
-        without them; their error / sigma gathered in ``stream["z"]``, the scale fitted on all of them
-        once the blocks are done), else scaled by the fit's ``cv_sigma_scale_``."""
+        calibrates it (``calibrate``: the series' observations hidden as :meth:`_transform_scale` hides
+        them, by :meth:`stream_held` once the first pass has kept them, their error / sigma gathered by a
+        pass over the days of the hidden ones, the scale fitted on all once: :meth:`stream_scale`), else
+        scaled by the fit's ``cv_sigma_scale_``."""
         stream = self._stream or {}
-        held = None
+        days = stream.get("days")
         if stream.get("calibrate"):
-            first = stream["mode"] == "collect" or not stream.get("smooth")  # each block counted once
-            # _SIGMA_FRACTION of the observations read so far, less those already hidden: a paste hides a
-            # donor day's clouds at once (a quarter of a 2-day block, not 8 %), so the blocks after one
-            # that overshot hide less, as the whole field's transfer overshoots by one paste at most
-            # (counted per pass: both passes of the smoother hide the same points)
-            seen, hid = stream.get("seen_" + stream["mode"], 0), stream.get("hid_" + stream["mode"], 0)
-            n_obs = int(obs.sum())
-            want = math.ceil(_SIGMA_FRACTION * (seen + n_obs)) - hid
-            held = self._sigma_points(obs, da, fraction=min(want / n_obs, 0.9)) if want > 0 and n_obs else None
-            held = np.zeros(obs.shape, bool) if held is None else held
-            stream["seen_" + stream["mode"]], stream["hid_" + stream["mode"]] = seen + n_obs, hid + int(held.sum())
-            span = em.get("span")
-            if pos is not None and span is not None and pos[1] == span[2]:  # as _transform_scale: not the fitted days
-                inside = (pos[0] >= span[0]) & (pos[0] <= span[1])
-                held[inside] = False
-                stream["inside"] += int(inside.sum()) if first else 0
-            stream["n_held"] += int(held.sum()) if first else 0
+            if stream.get("first"):  # the first pass over the series: its observations kept for the transfer
+                self._stream_keep(obs, days)
+            if stream["mode"] == "calibrate":  # the days of hidden observations: their fill without them
+                held = self._stream_hidden(days, obs.shape)
+                f_h, var_h = self._amplitude_fill(x, obs & ~held, da, em, None, aux, which="held")
+                sd = self._from_matrix(var_h.sqrt_().numpy(), fill=np.nan)
+                stream["z"].append(np.asarray(((f_h - x) / sd)[held], np.float64))
+                return np.zeros(x.shape, np.float32), None, {}
+            if stream.get("smooth") and stream.get("pasted") is not None:
+                # the smoother of the run without them: these days' information less their hidden observations
+                sel = np.flatnonzero(stream["pasted"][days])
+                if sel.size:
+                    held = self._stream_hidden(days[sel], (sel.size,) + obs.shape[1:])
+                    G, b = self._information(x[sel], obs[sel] & ~held, da.isel({da.dims[0]: sel}), em,
+                                             None if aux is None else (aux[0][sel], aux[1][sel]))
+                    at = _torch_index(days[sel])
+                    stream["Gheld"][at], stream["bheld"][at] = G, b
         filled, var = self._amplitude_fill(x, obs, da, em, None, aux)
-        if held is not None and stream["mode"] == "collect":  # the held-out run's information too
-            self._amplitude_fill(x, obs & ~held, da, em, None, aux, which="held")
         if var is None:
             return filled, None, {}
-        if held is not None:
-            f_h, var_h = self._amplitude_fill(x, obs & ~held, da, em, None, aux, which="held")
-            sd = self._from_matrix(var_h.sqrt_().numpy(), fill=np.nan)
-            stream["z"].append(np.asarray(((f_h - x) / sd)[held], np.float64))
+        if stream.get("calibrate"):
             return filled, self._from_matrix(var.sqrt_().numpy().astype(np.float32), fill=np.nan), {}
         scale = float(self.cv_sigma_scale_)
         return filled, self._from_matrix(var.sqrt_().mul_(scale).numpy().astype(np.float32), fill=np.nan), {
             "transform_sigma_scale": scale,
             "transform_sigma_calibration": f"the fit's cv_sigma_scale x{scale:.4g} (transform_calibration=False)"}
 
-    def stream_scale(self, n_blocks: int, days: int) -> tuple[float, dict[str, Any]]:
+    def _stream_keep(self, obs: np.ndarray, days: np.ndarray) -> None:
+        """Keep the observed pixels ``obs`` (steps, lat, lon) of the series' steps ``days`` in ``_stream``:
+        packed bits (``bits[t, 0]``) in a file-backed array (``_stream["open_bits"](steps, bytes)``, or in
+        memory), each step's count and the pixels ever observed: what :meth:`stream_held` reads."""
+        stream = self._stream
+        flat = obs.reshape(obs.shape[0], -1)
+        if stream.get("bits") is None:
+            n, nbytes = stream["n_steps"], (flat.shape[1] + 7) // 8
+            opener = stream.get("open_bits")
+            stream["bits"] = opener((n, 2, nbytes)) if opener is not None else np.zeros((n, 2, nbytes), np.uint8)
+            stream["counts"] = np.zeros(n, np.int64)
+            stream["ocean"] = np.zeros(obs.shape[1:], bool)
+            stream["pixels"] = obs.shape[1:]
+        stream["bits"][days, 0] = np.packbits(flat, axis=1)
+        stream["counts"][days] = flat.sum(axis=1)
+        stream["ocean"] |= obs.any(axis=0)
+
+    def _stream_day(self, t: int, which: int = 0) -> np.ndarray:
+        """Step ``t``'s observed (``which`` 0) or hidden (1) pixels kept in ``_stream``, bool (lat, lon)."""
+        shape = self._stream["pixels"]
+        bits = np.unpackbits(np.asarray(self._stream["bits"][t, which]), count=int(np.prod(shape)))
+        return bits.view(bool).reshape(shape)
+
+    def _stream_hidden(self, days: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The hidden observations of the series' steps ``days``, bool ``shape`` (steps, lat, lon)."""
+        pasted = self._stream["pasted"]
+        held = np.zeros(shape, bool)
+        for i, t in enumerate(days):
+            if pasted[t]:
+                held[i] = self._stream_day(int(t), 1)
+        return held
+
+    def stream_held(self, da) -> np.ndarray:
+        """The observations a field filled by time blocks (interpolate_chunked, ``calibrate``) hides to
+        calibrate sigma on, from those its first pass kept (:meth:`_stream_keep`): as
+        :meth:`_transform_scale` hides the whole field's (:meth:`_sigma_points`: the same cleanest days,
+        the same donors drawn from the whole series, the same seed; none on the fitted period's steps).
+        Sets ``_stream``'s ``pasted`` (a bool per step), ``n_held`` and ``inside``, and the hidden bits
+        (``bits[t, 1]``); returns the indices of the steps with hidden observations. ``da``: the lazy field
+        (its time coordinate, which orders the transfer as in memory)."""
+        from .withhold import cloud_transfer_days
+
+        stream = self._stream
+        n = da.sizes[da.dims[0]]
+        stream["pasted"], stream["n_held"] = np.zeros(n, bool), 0
+        stream["inside"] = np.zeros(n, bool)
+        counts, ocean = stream.get("counts"), stream.get("ocean")
+        # as _sigma_points: no transfer with one step or no cloud over the ocean
+        if counts is None or n < 2 or int(counts.sum()) >= n * int(ocean.sum()):
+            return np.zeros(0, np.int64)
+        it = _time_order(da)
+        seed = int(np.random.default_rng([self.seed, _SIGMA_SEED_TAG]).integers(2**31))
+        target = math.ceil(_SIGMA_FRACTION * int(counts.sum()))
+        taken, _ = cloud_transfer_days(lambda p: self._stream_day(int(it[p])), counts[it], ocean, target, seed,
+                                       withheld=_HiddenRows(self, it))
+        pos, span = _time_positions(da), self._fitted_modes().get("span")
+        if pos is not None and span is not None and pos[1] == span[2]:  # not the fitted days, as in memory
+            stream["inside"] = (pos[0] >= span[0]) & (pos[0] <= span[1])
+        for p in taken:
+            t = int(it[p])
+            if not stream["inside"][t]:
+                stream["pasted"][t] = True
+                stream["n_held"] += int(taken.count(p))
+        return np.flatnonzero(stream["pasted"])
+
+    def stream_scale(self) -> tuple[float, dict[str, Any]]:
         """The sigma scale of a field filled by time blocks with ``calibrate`` (interpolate_chunked),
-        from the z of every block's hidden observations, and the sigma attrs that say so, as
+        from the z of the hidden observations (:meth:`stream_held`), and the sigma attrs that say so, as
         :meth:`_transform_scale` says them; the fit's scale with too few."""
         stream = self._stream
-        fit_scale = float(self.cv_sigma_scale_)
         n_held = int(stream["n_held"])
-        kept = calibration_z(np.concatenate(stream["z"])) if stream["z"] else np.zeros(0)
-        where = "" if n_blocks < 2 else f", pasted within each time block of {days} days"
-        if kept.size >= SIGMA_MIN_POINTS:
-            return _calibrated(kept, n_held, fit_scale, where)
-        # enough hidden, too few within the clip (as _transform_scale says it)
-        why = _too_few_hidden(n_held, kept.size if n_held >= SIGMA_MIN_POINTS else None, where)
-        if stream["inside"]:
-            why += f" ({stream['inside']} of its steps lie in the fitted period)"
-        if days == 1 and n_blocks > 1:  # a day alone has no other day's clouds to paste over it
-            why += "; blocks of more than 1 day calibrate it"
-        return fit_scale, {"transform_sigma_scale": fit_scale,
-                           "transform_sigma_calibration": f"the fit's cv_sigma_scale x{fit_scale:.4g}: {why}"}
+        kept = None
+        if n_held >= SIGMA_MIN_POINTS:
+            kept = calibration_z(np.concatenate(stream["z"])) if stream["z"] else np.zeros(0)
+        return _scale_and_attrs(kept, n_held, stream["inside"], float(self.cv_sigma_scale_))
 
-    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f, aux=None, which: str = ""):
-        """The fill (time, lat, lon) float32 of :meth:`_transform` from the observations ``obs``, and
-        with ``error_map`` its uncalibrated error variance (time, n_ocean) float64 torch (else None);
-        ``f``: :meth:`_transition`'s AR(1) factors (None: each step alone); ``aux``: the covariates'
-        columns (values, observed), (time, m) each, of a multivariate fit (:meth:`_transform_aux`)."""
+    def _information(self, x: np.ndarray, obs: np.ndarray, da, em: dict, aux=None):
+        """Each step's information ``V^T diag(m_t / r) V`` (time, k * k) and projection (time, k) of
+        :meth:`_amplitude_fill` from the observations ``obs``: what the smoother reads."""
+        Xc, m, _, _ = self._centred(x, obs, da, em, aux)
+        return _amplitude_information(m, em["V"], em["r_oi"]), (Xc / em["r_oi"]) @ em["V"]
+
+    def _centred(self, x: np.ndarray, obs: np.ndarray, da, em: dict, aux=None):
+        """The state matrix's rows of the steps of ``x`` at their observations ``obs``, less the fitted
+        mean (and cycle), zero elsewhere (time, columns) float64 torch; the mask (time, columns); the
+        cycle (None without); the field's columns."""
         import torch
 
-        V, r, r_oi, lam, k, mu = em["V"], em["r"], em["r_oi"], em["lam"], em["k"], em["mu"]
         X = torch.from_numpy(self._to_matrix(x)).double()
         m = torch.from_numpy(self._to_matrix(obs)).double()
         nf = X.shape[1]
@@ -1515,17 +1574,27 @@ class DINEOF(Interpolator):
             # (the optimal interpolation of its amplitudes); the output is the field's columns
             X = torch.cat([X, torch.from_numpy(aux[0]).double()], dim=1)
             m = torch.cat([m, torch.from_numpy(aux[1]).double()], dim=1)
-        if X.shape[1] != V.shape[0]:
-            raise AssertionError(f"{X.shape[1]} columns against the fit's {V.shape[0]}")
-        Xc = (X - mu) * m
+        if X.shape[1] != em["V"].shape[0]:
+            raise AssertionError(f"{X.shape[1]} columns against the fit's {em['V'].shape[0]}")
+        return (X - em["mu"]) * m, m, season, nf
+
+    def _amplitude_fill(self, x: np.ndarray, obs: np.ndarray, da, em: dict, f, aux=None, which: str = ""):
+        """The fill (time, lat, lon) float32 of :meth:`_transform` from the observations ``obs``, and
+        with ``error_map`` its uncalibrated error variance (time, n_ocean) float64 torch (else None);
+        ``f``: :meth:`_transition`'s AR(1) factors (None: each step alone); ``aux``: the covariates'
+        columns (values, observed), (time, m) each, of a multivariate fit (:meth:`_transform_aux`)."""
+        import torch
+
+        V, r, r_oi, lam, k, mu = em["V"], em["r"], em["r_oi"], em["lam"], em["k"], em["mu"]
+        Xc, m, season, nf = self._centred(x, obs, da, em, aux)
         stream = self._stream if self._time_block and (self._stream or {}).get("smooth") else None
         if stream is not None and stream["mode"] == "collect":  # the smoother runs once all blocks are read
             stream["G" + which].append(_amplitude_information(m, V, r_oi))
             stream["b" + which].append((Xc / r_oi) @ V)
             return np.zeros(x.shape, np.float32), None
         if stream is not None:
-            t0 = stream["t0"]
-            a, P = stream["a" + which][t0:t0 + X.shape[0]], stream["P" + which][t0:t0 + X.shape[0]]
+            at = _torch_index(stream["days"])
+            a, P = stream["a" + which][at], stream["P" + which][at]
         elif f is None:
             P = _amplitude_cov(m, V, r_oi, lam)
             a = (P.reshape(-1, k, k) @ ((Xc / r_oi) @ V)[:, :, None])[..., 0]  # (time, k)
@@ -1562,16 +1631,7 @@ class DINEOF(Interpolator):
             filled, var = self._amplitude_fill(x, obs & ~held, da, em, f, aux)
             sd = self._from_matrix(var.sqrt_().numpy(), fill=np.nan)
             kept = calibration_z(((filled - x) / sd)[held])
-            if kept.size >= SIGMA_MIN_POINTS:
-                return _calibrated(kept, n_held, fit_scale)
-        # enough hidden, too few left within the clip: "250 ... (fewer than 200)" was said
-        why = _too_few_hidden(n_held, None if kept is None else kept.size)
-        if inside.all():
-            why = "this field's steps lie in the fitted period (the fit saw their observations)"
-        elif inside.any():
-            why += f" outside the fitted period ({int(inside.sum())} of its {inside.size} steps lie in it)"
-        return fit_scale, {"transform_sigma_scale": fit_scale,
-                           "transform_sigma_calibration": f"the fit's cv_sigma_scale x{fit_scale:.4g}: {why}"}
+        return _scale_and_attrs(kept, n_held, inside, fit_scale)
 
     def _transition(self, da, em: dict, pos):
         """The AR(1) factor of each new step's amplitudes from the step before, (time, k) float64
@@ -1838,25 +1898,66 @@ class DINEOF(Interpolator):
         return attrs
 
 
-def _calibrated(kept: np.ndarray, n_held: int, fit_scale: float, where: str = "") -> tuple[float, dict]:
-    """The sigma scale fitted on a new field's hidden observations (``kept``: their error / sigma
-    within the clip, of ``n_held`` hidden) and the attrs that say so; ``where``: how they were hidden
-    by time blocks (``interpolate --chunks``), after the fraction."""
-    scale = float(np.sqrt(np.mean(kept ** 2)))
-    return scale, {
-        "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(kept.size),
-        "transform_sigma_calibration": (
-            f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {kept.size} of its {n_held} "
-            f"observations hidden by cloud-mask transfer ({_SIGMA_FRACTION:.0%}{where}; the fill rerun without "
-            f"them; {n_held - kept.size} beyond {SIGMA_CLIP:g} robust stds left out); the fit's cv_sigma_scale "
-            f"x{fit_scale:.4g} is not used")}
+class _HiddenRows(MutableMapping):
+    """The observations :meth:`DINEOF.stream_held` hides, by position in time order, kept as packed bits
+    in the stream's ``bits[t, 1]`` (a file) instead of a (lat, lon) array per step in memory."""
+
+    def __init__(self, model, order: np.ndarray):
+        self._model, self._order, self._counts = model, order, {}
+
+    def __getitem__(self, p: int) -> np.ndarray:
+        if p not in self._counts:
+            raise KeyError(p)
+        return self._model._stream_day(int(self._order[p]), 1)
+
+    def __setitem__(self, p: int, w: np.ndarray) -> None:
+        self._model._stream["bits"][int(self._order[p]), 1] = np.packbits(w.ravel())
+        self._counts[p] = int(w.sum())
+
+    def __delitem__(self, p: int) -> None:
+        raise NotImplementedError
+
+    def __iter__(self):
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def count(self, p: int) -> int:
+        """The hidden pixels of position ``p``."""
+        return self._counts[p]
 
 
-def _too_few_hidden(n_held: int, n_kept: int | None, where: str = "") -> str:
-    """Why a new field's sigma keeps the fit's scale: too few observations could be hidden, or (``n_kept``
-    given) too few of those hidden lie within the clip."""
-    if n_kept is not None:
-        return (f"{n_kept} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
-                f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
-    return (f"{n_held} observations of this field could be hidden by cloud-mask transfer{where} (fewer than "
-            f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
+def _torch_index(steps) -> Any:
+    """Steps (an int array) as a torch index."""
+    import torch
+
+    return torch.as_tensor(np.asarray(steps, dtype=np.int64))
+
+
+def _scale_and_attrs(kept: np.ndarray | None, n_held: int, inside: np.ndarray, fit_scale: float) -> tuple[float, dict]:
+    """The sigma scale of :meth:`DINEOF.transform` and the attrs that say it: fitted on a new field's
+    hidden observations (``kept``: their error / sigma within the clip, of ``n_held`` hidden; None when
+    too few were hidden to fill again), else the fit's ``fit_scale`` and why; ``inside``: the field's
+    steps in the fitted period (bool per step), which hide nothing."""
+    if kept is not None and kept.size >= SIGMA_MIN_POINTS:
+        scale = float(np.sqrt(np.mean(kept ** 2)))
+        return scale, {
+            "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(kept.size),
+            "transform_sigma_calibration": (
+                f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {kept.size} of its {n_held} "
+                f"observations hidden by cloud-mask transfer ({_SIGMA_FRACTION:.0%}; the fill rerun without "
+                f"them; {n_held - kept.size} beyond {SIGMA_CLIP:g} robust stds left out); the fit's cv_sigma_scale "
+                f"x{fit_scale:.4g} is not used")}
+    if kept is not None:  # enough hidden, too few left within the clip: "250 ... (fewer than 200)" was said
+        why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
+               f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
+    else:
+        why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer (fewer than "
+               f"{SIGMA_MIN_POINTS}; one step, or no cloud to paste)")
+    if inside.all():
+        why = "this field's steps lie in the fitted period (the fit saw their observations)"
+    elif inside.any():
+        why += f" outside the fitted period ({int(inside.sum())} of its {inside.size} steps lie in it)"
+    return fit_scale, {"transform_sigma_scale": fit_scale,
+                       "transform_sigma_calibration": f"the fit's cv_sigma_scale x{fit_scale:.4g}: {why}"}

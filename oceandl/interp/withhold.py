@@ -7,13 +7,15 @@ same code: the same field and seed give the same mask from Python and from the s
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping
 
 import numpy as np
 import xarray as xr
 
 from oceandl.errors import InputError, warn
 
-__all__ = ["check_withhold", "withhold_by_cloud_transfer", "withhold_for_validation", "withhold_attrs"]
+__all__ = ["check_withhold", "cloud_transfer_days", "withhold_by_cloud_transfer", "withhold_for_validation",
+           "withhold_attrs"]
 
 
 def _as_valid(valid) -> tuple[np.ndarray, xr.DataArray | None, tuple | None]:
@@ -75,44 +77,81 @@ def withhold_by_cloud_transfer(valid, fraction: float = 0.1, seed: int = 0, *, a
         raise InputError(f"withholding fraction {fraction!r}: must be in [0, 1)")
     n_time = arr.shape[0]
     ocean = arr.any(axis=0)  # pixels never valid are land (or never seen): never withheld
-    cloud = ~arr & ocean  # the gaps a donor day can lend
     total = int(arr.sum())
     target = math.ceil(fraction * total)
     withheld = np.zeros_like(arr)
     if target > 0:
-        if (n_time < 2 or not cloud.any()) and not at_most:
+        if (n_time < 2 or not (~arr & ocean).any()) and not at_most:
             raise InputError(
                 "valid mask: no cloud pattern to transfer (needs >= 2 days and some gaps over ocean)"
             )
-        rng = np.random.default_rng(seed)
-        counts = arr.reshape(n_time, -1).sum(axis=1)
-        cleanest = np.argsort(-counts, kind="stable")
-        # a day with no observation (a satellite outage) is no cloud pattern: lent, it withheld a
-        # whole clean day, which the output then held as the method's reconstruction
-        seen = np.flatnonzero(counts > 0)
-        done = 0
-        # Later passes stack a second donor's clouds on the same days, for large fractions.
-        for _ in range(20):
-            for d in cleanest:
-                pool = seen[seen != d]  # any observed day but d (all days but d: as before, draw for draw)
-                if pool.size == 0:
-                    continue
-                donor = int(pool[rng.integers(pool.size)])
-                new = arr[d] & ~withheld[d] & cloud[donor]
-                withheld[d] |= new
-                done += int(new.sum())
-                if done >= target:
-                    break
-            if done >= target:
-                break
-        else:
-            if at_most:
-                return _labelled(withheld, template, order, fraction)
+        taken, done = cloud_transfer_days(arr.__getitem__, arr.reshape(n_time, -1).sum(axis=1), ocean, target, seed)
+        for d, w in taken.items():
+            withheld[d] = w
+        if done < target and not at_most:
             raise InputError(
                 f"valid mask: cannot withhold {fraction:.0%} of valid pixels by cloud transfer "
                 f"(reached {done / total:.0%})"
             )
     return _labelled(withheld, template, order, fraction)
+
+
+def cloud_transfer_days(day, counts: np.ndarray, ocean: np.ndarray, target: int, seed: int,
+                        withheld: MutableMapping[int, np.ndarray] | None = None
+                        ) -> tuple[MutableMapping[int, np.ndarray], int]:
+    """The draws of :func:`withhold_by_cloud_transfer`, one day at a time: for a series read in
+    blocks, whose days are not all in memory at once (``interpolate --chunks``'s calibration).
+
+    Parameters
+    ----------
+    day : callable
+        ``day(i)``: the bool ``(y, x)`` valid mask of day ``i`` (0 <= i < ``len(counts)``).
+    counts : int ndarray (time,)
+        The valid pixels of each day.
+    ocean : bool ndarray (y, x)
+        The pixels valid on some day (the others are never withheld nor lend a gap).
+    target : int
+        Withhold at least this many valid pixels, when the gaps allow.
+    seed : int
+        Seed of the choice of donor days.
+    withheld : mapping of int to bool ndarray (y, x), optional
+        Where to keep the pixels withheld by day (default: a new dict), empty: one that keeps them
+        out of memory (packed bits in a file) for a long series of large days.
+
+    Returns
+    -------
+    withheld : mapping of int to bool ndarray (y, x)
+        The pixels withheld on each day that has some.
+    done : int
+        Their number (below ``target`` when the gaps are too few).
+    """
+    rng = np.random.default_rng(seed)
+    cleanest = np.argsort(-np.asarray(counts), kind="stable")
+    # a day with no observation (a satellite outage) is no cloud pattern: lent, it withheld a
+    # whole clean day, which the output then held as the method's reconstruction
+    seen = np.flatnonzero(np.asarray(counts) > 0)
+    withheld = {} if withheld is None else withheld
+    done = 0
+    # Later passes stack a second donor's clouds on the same days, for large fractions.
+    for _ in range(20):
+        for d in cleanest:
+            pool = seen[seen != d]  # any observed day but d (all days but d: as before, draw for draw)
+            if pool.size == 0:
+                continue
+            donor = int(pool[rng.integers(pool.size)])
+            new = day(int(d)) & ~day(donor) & ocean  # the donor's gaps over the ocean
+            d = int(d)
+            if d in withheld:
+                before = withheld[d]
+                new &= ~before
+                if new.any():
+                    withheld[d] = before | new
+            elif new.any():
+                withheld[d] = new
+            done += int(new.sum())
+            if done >= target:
+                return withheld, done
+    return withheld, done
 
 
 def _labelled(withheld: np.ndarray, template: xr.DataArray | None, order: tuple | None, fraction: float):
