@@ -132,6 +132,9 @@ class PerfConfig:
     # EOF analysis: the randomized truncated SVD against the full one (0 time steps: no such case)
     eof_cube: tuple[int, ...] = (730, 96, 96)
     eof_modes: int = 10
+    # the C heap's setting (oceandl.utils.keep_freed_memory) against glibc's default: heap_* cases,
+    # each side in a fresh process (seconds apiece; glibc only)
+    heap: bool = True
 
 
 _FAST = {
@@ -966,7 +969,7 @@ def _run(cfg: PerfConfig, ctx: RunContext) -> dict:
         interp, checkpoint = _interp_cases(cfg, device, workdir) if cfg.interp_methods else ([], None)
         cases += interp + (_read_cases(cfg, device, workdir) if cfg.read_files else []) + _dineof_cases(cfg, device)
         cases += _eof_cases(cfg) if cfg.eof_cube[0] else []
-        if env["heap_kept"]:
+        if env["heap_kept"] and cfg.heap:
             cases += _heap_cases(cfg, checkpoint)
         for r in range(cfg.repeats):
             for case in cases:

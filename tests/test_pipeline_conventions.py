@@ -36,7 +36,7 @@ SMALL: dict[str, tuple[str, ...]] = {
     "scaling": ("layouts=1x1", "n_per_class=4", "size=16", "batch_size=8"),
     "perf": ("classifiers=mlp", "interp_methods=", "read_files=0", "eof_cube=0,0,0", "bf16=false",
              "channels_last=false", "dineof_cube=8,8,8", "dineof_subspace=false", "memory_grids=",
-             "n_samples=50", "matmul_size=64"),
+             "n_samples=50", "matmul_size=64", "heap=false"),
 }
 SEED = 1
 
@@ -54,9 +54,9 @@ def runs(request, tmp_path_factory):
     pipe = get_pipeline(name)
     # one torch thread: on these tiny sizes OpenMP synchronisation dominates (DINEOF 0.1 s on one
     # thread, 32 s on two of a busy 2-core machine); the runs record the count (torch_threads)
-    with pytest.MonkeyPatch.context() as mp, torch_threads(1):
-        # perf: the C heap cases each start two Python processes, seconds apiece; they have a test of their own
-        mp.setenv("OCEANDL_KEEP_FREED_MEMORY", "0")
+    # perf: heap=false (SMALL): its C heap cases start Python processes, seconds apiece; they have a
+    # test of their own (an environment setting was no switch: the setting is read once per process)
+    with torch_threads(1):
         from oceandl.utils import data_root
 
         root = data_root()

@@ -11,6 +11,7 @@ from oceandl.pipelines import get_pipeline, run_pipeline
 from oceandl.pipelines.scaling import parse_layout
 
 
+@pytest.mark.slow  # two launches of processes (15 s); test_distributed covers two processes against one
 def test_fast_run_one_process_against_two(tmp_path):
     folder, results = run_pipeline(get_pipeline("scaling"), tmp_path / "run",
                                    overrides={"fast": True, "layouts": ("1x1", "2x1"), "seed": 1},
