@@ -185,13 +185,16 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     """Names of the (time, lat, lon) dims of a 3-D DataArray.
 
     Dims are recognised by name (case-insensitive, the names :func:`oceandl.io.open_field`
-    knows): ``time``/``t``/``times``/``date``/``time_counter``, ``lat``/``latitude``/``y``/...,
-    ``lon``/``longitude``/``x``/...; then, for dims not named so, by their coordinate: dates
+    knows): ``time``/``t``/``times``/``date``/``time_counter``/``ocean_time``,
+    ``lat``/``latitude``/``y``/``nj``/``eta_rho``/``YC``/..., ``lon``/``longitude``/``x``/``ni``/
+    ``xi_rho``/``XC``/... (ROMS, NEMO, GHRSST L2 and MITgcm grid dims); then, for dims not named so, by their coordinate: dates
     (datetime64, cftime, numbers in "days since ..."), CF ``axis``, ``standard_name`` or
     ``units`` (``degrees_north``...); then by another coordinate along them (ROMS'
     ``lat_rho(eta_rho, xi_rho)``, a ``latitude`` along ``eta``), as open_field reads a file.
     Dims still not recognised take the remaining roles in their order, so an unlabelled array
-    (``dim_0``, ``dim_1``, ``dim_2``) is read as (time, lat, lon).
+    (``dim_0``, ``dim_1``, ``dim_2``) is read as (time, lat, lon); but not a dim left to be time
+    whose name or coordinate says it is something else (``mode``, ``depth``, axis Z), refused as
+    :func:`oceandl.io.open_field` refuses it.
 
     Parameters
     ----------
@@ -203,9 +206,9 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     Raises
     ------
     InputError
-        If ``da`` is not 3-D or two dims claim one role.
+        If ``da`` is not 3-D, two dims claim one role, or the dim left to be time is not one.
     """
-    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position
+    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position, refuse_not_time
 
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
@@ -229,6 +232,9 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
             found[role] = dim
     rest = [d for d in da.dims if d not in found.values()]
     left = [r for r in _ROLES if r not in found]
+    tdim = dict(zip(left, rest)).get("time")
+    if tdim is not None:  # an `eof` output's (mode, lat, lon) had its modes filled as days, silently
+        refuse_not_time(tdim, da[tdim].variable if tdim in da.coords else None, _label(da))
     if say:
         _say_by_position(list(zip(rest, left)), _label(da))
     found.update(zip(left, rest))

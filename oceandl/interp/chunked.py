@@ -293,7 +293,11 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
         v3 = v.isel({d: 0 for d in v.dims if v.sizes[d] == 1}) if v.ndim > 3 else v
         if v3.ndim != 3:  # open_field gives the full message
             return name, {}
-        return name, {d: sizes[ax] for d, ax in zip(canonical_dims(v3), _AXES)}
+        try:
+            dims = canonical_dims(v3)
+        except InputError:  # a (mode, lat, lon) eof output: open_field says why, naming the file
+            return name, {}
+        return name, {d: sizes[ax] for d, ax in zip(dims, _AXES)}
     finally:
         ds.close()
 
