@@ -148,3 +148,30 @@ def test_time_by_elimination_still_reads_other_names():
     da = _field().rename(time="step")
     assert interpolate(da, "climatology").sizes["step"] == NT
     assert canonical_dims(da) == ("step", "lat", "lon")
+
+
+# ----------------------------------------------------------------------------- (c) chunked vs in memory
+@pytest.mark.parametrize("method, opts", [("dineof", {"n_modes": 2}), ("eof", {})])
+def test_one_chunked_block_is_the_in_memory_fill_at_pixels_seen_once(tmp_path, method, opts):
+    """A block's input is the anomaly from the record's per-pixel mean (the global mean at a pixel seen
+    once); the block's fit centred it again, on the mean of its anomalies, which is not 0 at the pixels
+    seen once (their anomalies' sum over all the observations): one block over the whole cube differed
+    from the in-memory fill there (before: DINEOF 0.208 degC, eof 0.911, on this cube). The same now,
+    to float rounding (measured: bit for bit)."""
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.interp.chunked import interpolate_chunked
+    from oceandl.io import write_netcdf
+
+    ds = synthetic_sst(n_time=24, ny=12, nx=12, cloud_cover=0.8, seed=1)
+    src, out = tmp_path / "sst.nc", tmp_path / "c.nc"
+    write_netcdf(ds[["sst"]], src)
+    da = open_field(src, "sst")
+    seen = np.isfinite(da.values)
+    once = (seen.sum(axis=0) == 1)[None] & ~seen
+    assert np.count_nonzero(once.any(axis=0)) >= 10  # pixels seen once: their gaps
+    ref = interpolate(da, method, device="cpu", **opts).values
+    interpolate_chunked(src, out, method, chunks="time=-1,lat=-1,lon=-1", device="cpu", **opts)
+    with xr.open_dataset(out) as f:
+        got = f["sst"].values
+    np.testing.assert_allclose(got[once], ref[once], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
