@@ -297,8 +297,8 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
             return name, {}
         try:
             dims = canonical_dims(v3)
-        except InputError:  # a (mode, lat, lon) eof output: open_field says why, naming the file
-            return name, {}
+        except InputError as exc:  # a (mode, lat, lon) eof output: said as open_field says it, naming the file
+            raise InputError(f"{path}: {exc}") from None
         return name, {d: sizes[ax] for d, ax in zip(dims, _AXES)}
     finally:
         ds.close()
