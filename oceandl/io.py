@@ -42,11 +42,17 @@ __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "no
 
 DIMS = ("time", "lat", "lon")
 
-# Common names of coordinates, lower case, most specific first.
+# Common names of coordinates and dims, lower case: the one table open_field (files) and
+# canonical_dims (Python arrays) read dims by. Ocean models' grid dims too (ROMS' ocean_time,
+# eta_*/xi_* at its rho, u, v and psi points; NEMO's time_counter, y, x; GHRSST L2 swaths' nj, ni;
+# MITgcm's YC/XC and YG/XG), which were read by position and warned about; not the ambiguous ones
+# (i, j, k, eta, xi: ROMS' zeta and MITgcm's Eta are sea surface heights).
 _COORD_NAMES = {
-    "time": ("time", "t", "times", "date", "time_counter"),
-    "lat": ("lat", "latitude", "nav_lat", "lats", "y"),
-    "lon": ("lon", "longitude", "nav_lon", "lons", "long", "x"),
+    "time": ("time", "t", "times", "date", "time_counter", "ocean_time"),
+    "lat": ("lat", "latitude", "nav_lat", "lats", "y", "nj", "yc", "yg",
+            "eta_rho", "eta_u", "eta_v", "eta_psi"),
+    "lon": ("lon", "longitude", "nav_lon", "lons", "long", "x", "ni", "xc", "xg",
+            "xi_rho", "xi_u", "xi_v", "xi_psi"),
 }
 _AXIS = {"T": "time", "Y": "lat", "X": "lon"}
 _STANDARD_NAMES = {
@@ -179,12 +185,28 @@ _NOT_TIME = {"mode": "an EOF mode index", "modes": "an EOF mode index", "eof": "
              "member": "an ensemble member index", "realization": "an ensemble member index"}
 
 
-def _not_time(ds: xr.Dataset, dim: Hashable) -> str | None:
-    """What ``dim`` is when its name or coordinate says it is not time (None when it may be)."""
-    v = ds.variables.get(dim)
+def _not_time(dim: Hashable, v: xr.Variable | None) -> str | None:
+    """What ``dim`` is when its name or its coordinate ``v`` says it is not time (None when it may be)."""
     if v is not None and (str(v.attrs.get("axis", "")).upper() == "Z" or "positive" in v.attrs):
         return "a vertical axis"
     return _NOT_TIME.get(str(dim).lower())
+
+
+def refuse_not_time(dim: Hashable, v: xr.Variable | None, where: str) -> None:
+    """Refuse ``dim``, left over to be read as time by position, when its name or its coordinate ``v``
+    says it is something else: `interpolate --var eofs` on an `oceandl eof` output filled its modes as
+    days, and a (depth, lat, lon) field its levels. One message for open_field (files, the CLI) and
+    :func:`~oceandl.interp.base.canonical_dims` (arrays given in Python).
+
+    Raises
+    ------
+    InputError
+        Naming the dim, what it is and how to have it read as time if it is one.
+    """
+    why = _not_time(dim, v)
+    if why:
+        raise InputError(f"{where}: dim {str(dim)!r} is {why}, not time; the field needs a time axis "
+                         f"(if it is one, name it time, or pass time={str(dim)!r} to open_field)")
 
 
 #: the names xarray gives the dims of an array given none (``xr.DataArray(values)``): a NumPy array's
@@ -1469,11 +1491,8 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     # (canonical_dims): (ocean_time, eta_rho, xi_rho) without coordinates was refused here and read so there
     by_position = list(zip(extra, missing)) if missing and len(missing) == len(extra) else []
     tdim = next((d for d, r in by_position if r == "time"), None)
-    if tdim is not None and (why := _not_time(ds, tdim)):
-        # the one dim left over was taken as time whatever it was: `interpolate --var eofs` on an
-        # `oceandl eof` output filled its 3 modes as 3 days, and a (depth, lat, lon) field its levels
-        raise InputError(f"{where}: dim {str(tdim)!r} is {why}, not time; the field needs a time axis "
-                         f"(if it is one, name it time, or pass time={str(tdim)!r} in Python)")
+    if tdim is not None:
+        refuse_not_time(tdim, ds.variables.get(tdim), where)
     if by_position:
         _say_by_position(by_position, where)
         roles.update({r: (d, ds.variables.get(d)) for d, r in by_position})

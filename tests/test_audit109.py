@@ -41,25 +41,25 @@ def _position_warnings(record) -> list[str]:
 
 # ----------------------------------------------------------------------------- 1. dims read by position
 def test_dims_read_by_position_are_said_once_naming_the_reading():
-    """A (eta_rho, xi_rho, ocean_time) array built in Python (time last, names oceandl does not know, no
+    """A (row, col, step) array built in Python (time last, names oceandl does not know, no
     coordinates) was read by position as (time, lat, lon), silently: fitted along its rows as time.
     It is still read so (the documented rule), but said once per field, naming the reading."""
     from oceandl.interp.eof import eof
 
     da = _field()
-    last = _bare(da.transpose("lat", "lon", "time"), ("eta_rho", "xi_rho", "ocean_time"))
+    last = _bare(da.transpose("lat", "lon", "time"), ("row", "col", "step"))
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         interpolate(last, "climatology", withhold=0.1)  # its dims looked at twice: said once
     said = _position_warnings(rec)
-    assert said == ["variable 'sst': dims read by position: eta_rho as time, xi_rho as lat, ocean_time as lon; rename "
+    assert said == ["variable 'sst': dims read by position: row as time, col as lat, step as lon; rename "
                     "them (time, lat, lon) or give them coordinates (dates, CF axis or units) to say otherwise"]
     assert rec[[str(w.message) for w in rec].index(said[0])].filename == __file__  # the caller's line
     # two left to the order: one found by name (t), the two others by position
     with pytest.warns(UserWarning, match=r"dims read by position: eta as lat, xi as lon;"):
         interpolate(_bare(da.transpose("lat", "lon", "time"), ("eta", "xi", "t")), "climatology")
-    with pytest.warns(UserWarning, match="dims read by position: ocean_time as time, eta_rho as lat"):
-        eof(_bare(da.fillna(0.0), ("ocean_time", "eta_rho", "xi_rho")), n_modes=2, weights=None)
+    with pytest.warns(UserWarning, match="dims read by position: step as time, row as lat"):
+        eof(_bare(da.fillna(0.0), ("step", "row", "col")), n_modes=2, weights=None)
 
 
 def test_arrays_whose_dims_say_their_roles_are_read_without_a_warning():
@@ -76,18 +76,19 @@ def test_arrays_whose_dims_say_their_roles_are_read_without_a_warning():
 
 
 def test_a_roms_array_is_placed_by_its_2d_coordinates():
-    """xarray opens a ROMS file as (ocean_time, eta_rho, xi_rho) with lat_rho(eta_rho, xi_rho) and
-    lon_rho beside it; open_field places its dims by them. interpolate() did not look at them: the
-    array in (eta_rho, xi_rho, ocean_time) order was filled along eta_rho as time. It is placed by
-    them now, and filled as the same field time-first, without a warning."""
+    """A model's array of dims named nothing oceandl knows, (step, eta, xi), with lat_rho(eta, xi) and
+    lon_rho beside it as in a ROMS file: open_field places its dims by them. interpolate() did not look
+    at them: the array in (eta, xi, step) order was filled along eta as time. It is placed by them now,
+    and filled as the same field time-first, without a warning. (ROMS' own eta_rho, xi_rho are known
+    by name since audit112.)"""
     da = _field()
     lat2, lon2 = np.meshgrid(da.lat.values, da.lon.values, indexing="ij")
-    roms = _bare(da, ("ocean_time", "eta_rho", "xi_rho")).assign_coords(
-        ocean_time=da.time.values,
-        lat_rho=(("eta_rho", "xi_rho"), lat2, {"units": "degree_north"}),
-        lon_rho=(("eta_rho", "xi_rho"), lon2, {"units": "degree_east"}))
+    roms = _bare(da, ("step", "eta", "xi")).assign_coords(
+        step=da.time.values,
+        lat_rho=(("eta", "xi"), lat2, {"units": "degree_north"}),
+        lon_rho=(("eta", "xi"), lon2, {"units": "degree_east"}))
     ref = interpolate(roms, "climatology")
-    last = roms.drop_vars("ocean_time").transpose("eta_rho", "xi_rho", "ocean_time")
+    last = roms.drop_vars("step").transpose("eta", "xi", "step")
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*dims read by position")
         got = interpolate(last, "climatology")
@@ -102,23 +103,23 @@ def test_open_field_and_the_cli_read_by_position_and_say_it(tmp_path):
     from oceandl.cli.main import cli
 
     da = _field()
-    bare = _bare(da, ("ocean_time", "eta_rho", "xi_rho"))
-    with pytest.warns(UserWarning, match="dims read by position: ocean_time as time, eta_rho as lat, xi_rho as lon"):
+    bare = _bare(da, ("step", "row", "col"))
+    with pytest.warns(UserWarning, match="dims read by position: step as time, row as lat, col as lon"):
         read = open_field(bare)
     np.testing.assert_array_equal(read.values, da.values)
-    src, out = tmp_path / "roms.nc", tmp_path / "filled.nc"
+    src, out = tmp_path / "model.nc", tmp_path / "filled.nc"
     bare.to_dataset().to_netcdf(src)
     res = CliRunner().invoke(cli, ["interpolate", str(src), "-o", str(out), "--method", "climatology", "--quiet"])
     assert res.exit_code == 0, res.output
     said = [line for line in res.stderr.splitlines() if "dims read by position" in line]
-    assert said == [f"warning: {src}: variable 'sst': dims read by position: ocean_time as time, eta_rho as lat, "
-                    "xi_rho as lon; rename them (time, lat, lon) or give them coordinates (dates, CF axis or units) "
+    assert said == [f"warning: {src}: variable 'sst': dims read by position: step as time, row as lat, "
+                    "col as lon; rename them (time, lat, lon) or give them coordinates (dates, CF axis or units) "
                     "to say otherwise"]
     with pytest.warns(UserWarning, match="dims read by position"):
         py = interpolate(bare, "climatology", withhold=0.1)  # the CLI's default withholding, its seed
     seen = np.isfinite(da.values)
     with xr.open_dataset(out) as f:
-        assert f["sst"].dims == ("ocean_time", "eta_rho", "xi_rho")
+        assert f["sst"].dims == ("step", "row", "col")
         np.testing.assert_array_equal(f["sst"].values[seen], da.values[seen])  # every observation, as given
         np.testing.assert_allclose(f["sst"].values[~seen], py.values[~seen], rtol=1e-12)  # the same fill
     # a dim left to be time that says it is something else is refused, as when it was the only one left

@@ -534,15 +534,17 @@ def test_dims_recognised_by_their_coordinates(cube):
     gappy, _ = cube
     ref = interpolate(gappy, "climatology")
     lat_units = {"units": "degrees_north"}
-    for names in (("time_counter", "nj", "ni"), ("when", "row", "col")):
+    for names in (("time_counter", "nj", "ni"), ("when", "row", "col"), ("time_counter", "r", "c")):
         named = gappy.rename(dict(zip(gappy.dims, names)))
         named[names[1]].attrs = lat_units if names[0] == "when" else {}
         last = named.transpose(*names[1:], names[0])
         assert canonical_dims(last) == names
-        if names[0] == "when":  # every dim found: nothing said
-            filled = interpolate(last, "climatology")
-        else:  # nj, ni: neither named nor coordinated as lat, lon: read by position, and said
-            with pytest.warns(UserWarning, match="dims read by position: nj as lat, ni as lon"):
+        if names[1] != "r":  # every dim found (nj, ni by name, a GHRSST L2 swath's): nothing said
+            with warnings.catch_warnings():
+                warnings.filterwarnings("error", message=".*dims read by position")
+                filled = interpolate(last, "climatology")
+        else:  # r, c: neither named nor coordinated as lat, lon: read by position, and said
+            with pytest.warns(UserWarning, match="dims read by position: r as lat, c as lon"):
                 filled = interpolate(last, "climatology")
         np.testing.assert_array_equal(filled.transpose(*names).values, ref.values)
     # a CF axis on the coordinate decides too; unrecognised dims still go by position

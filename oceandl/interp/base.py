@@ -185,13 +185,16 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     """Names of the (time, lat, lon) dims of a 3-D DataArray.
 
     Dims are recognised by name (case-insensitive, the names :func:`oceandl.io.open_field`
-    knows): ``time``/``t``/``times``/``date``/``time_counter``, ``lat``/``latitude``/``y``/...,
-    ``lon``/``longitude``/``x``/...; then, for dims not named so, by their coordinate: dates
+    knows): ``time``/``t``/``times``/``date``/``time_counter``/``ocean_time``,
+    ``lat``/``latitude``/``y``/``nj``/``eta_rho``/``YC``/..., ``lon``/``longitude``/``x``/``ni``/
+    ``xi_rho``/``XC``/... (ROMS, NEMO, GHRSST L2 and MITgcm grid dims); then, for dims not named so, by their coordinate: dates
     (datetime64, cftime, numbers in "days since ..."), CF ``axis``, ``standard_name`` or
     ``units`` (``degrees_north``...); then by another coordinate along them (ROMS'
     ``lat_rho(eta_rho, xi_rho)``, a ``latitude`` along ``eta``), as open_field reads a file.
     Dims still not recognised take the remaining roles in their order, so an unlabelled array
-    (``dim_0``, ``dim_1``, ``dim_2``) is read as (time, lat, lon).
+    (``dim_0``, ``dim_1``, ``dim_2``) is read as (time, lat, lon); but not a dim left to be time
+    whose name or coordinate says it is something else (``mode``, ``depth``, axis Z), refused as
+    :func:`oceandl.io.open_field` refuses it.
 
     Parameters
     ----------
@@ -203,9 +206,9 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     Raises
     ------
     InputError
-        If ``da`` is not 3-D or two dims claim one role.
+        If ``da`` is not 3-D, two dims claim one role, or the dim left to be time is not one.
     """
-    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position
+    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position, refuse_not_time
 
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
@@ -229,6 +232,9 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
             found[role] = dim
     rest = [d for d in da.dims if d not in found.values()]
     left = [r for r in _ROLES if r not in found]
+    tdim = dict(zip(left, rest)).get("time")
+    if tdim is not None:  # an `eof` output's (mode, lat, lon) had its modes filled as days, silently
+        refuse_not_time(tdim, da[tdim].variable if tdim in da.coords else None, _label(da))
     if say:
         _say_by_position(list(zip(rest, left)), _label(da))
     found.update(zip(left, rest))
@@ -1050,6 +1056,11 @@ class Interpolator:
     #: refuse all-NaN or constant covariates in fit(); off on the blocks of interpolate_chunked, whose
     #: covariates were checked on the whole cube (a constant one within a block is no error there)
     _check_aux_values: bool = True
+    #: fit() is given anomalies from the whole record's per-pixel means (a block of interpolate_chunked):
+    #: a pixel seen fewer than ``_MIN_PIXEL_OBS`` times in it is centred on 0, the record's centre for it,
+    #: not on the mean of the block's anomalies. That mean (0.0021 degC on `oceandl synth sst --n 40 --size
+    #: 24`: the once-seen pixels' own anomalies over all observations) shifted them off the in-memory fill
+    _record_anomalies: bool = False
     #: transform() fills one time block of a longer field (interpolate_chunked with ``fit_on``): a block
     #: with no observation is no error there (the whole field's are counted), and the observations at
     #: pixels the fit never saw are counted in ``outside_`` instead of warned of block by block
@@ -1237,7 +1248,8 @@ class Interpolator:
             if obs.sum() < 3 or np.count_nonzero(obs.any(axis=(1, 2))) < 2:
                 raise InputError(f"{label}: too few observations left to fit (need observations at 2 time steps "
                                  "or more)")
-            x, mean, scale, ocean = self._normalise_own(values, obs, observed, vmin, vmax)
+            rare = 0.0 if self._record_anomalies else None
+            x, mean, scale, ocean = self._normalise_own(values, obs, observed, vmin, vmax, rare=rare)
             if sea is not None and self.fills_unseen:
                 mean, ocean = _nearest_mean(mean, ocean, sea)
         unfilled = None if sea is None else sea & ~ocean
@@ -1314,8 +1326,10 @@ class Interpolator:
 
     @staticmethod
     def _normalise_own(values: np.ndarray, obs: np.ndarray, observed: np.ndarray, vmin: float,
-                       vmax: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-        """The normalised anomaly (float32), per-pixel mean, scale and ocean mask of the input itself."""
+                       vmax: float, rare: float | None = None) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        """The normalised anomaly (float32), per-pixel mean, scale and ocean mask of the input itself;
+        ``rare``: the centre of the pixels with fewer than ``_MIN_PIXEL_OBS`` observations (None: the
+        global mean of the observations)."""
         ocean = observed.any(axis=0)
 
         # Normalisation: per-pixel mean of the fitting observations (global mean where a pixel has
@@ -1324,7 +1338,7 @@ class Interpolator:
         # ten-year cube each one was 2 GB; the anomaly is made once, in the float32 every method takes.
         count = obs.sum(axis=0)
         total = values.sum(axis=0, where=obs, dtype=np.float64)
-        global_mean = float(total.sum() / count.sum())
+        global_mean = float(total.sum() / count.sum()) if rare is None else float(rare)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
         mean[~ocean] = np.nan

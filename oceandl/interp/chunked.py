@@ -39,6 +39,8 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     pass as for the climatology (exact, whatever the time chunks: a block of a few months could
     not fit an annual cycle), and shrunk toward its neighbours' over the whole grid, as in memory
     (the two folds' sums of :func:`~oceandl.interp.climatology.shrink_harmonics` join the pass). Every block fits its modes to the anomalies from it and adds it back;
+    a pixel seen fewer than twice in the block keeps it as its centre (``_record_anomalies``), so one
+    block over the cube is the in-memory fill, bit for bit;
     a block that cannot be fitted takes it, i.e. the seasonal climatology. The output has the
     in-memory attributes ``harmonics`` (and ``harmonics_fallback_pixels``).
     DINEOF's ``error_map=True``: each block's own ``sigma`` (its modes, its CV calibration), blended
@@ -293,7 +295,11 @@ def _file_chunks(path: Path, var: str | None, sizes: Mapping[str, int]) -> tuple
         v3 = v.isel({d: 0 for d in v.dims if v.sizes[d] == 1}) if v.ndim > 3 else v
         if v3.ndim != 3:  # open_field gives the full message
             return name, {}
-        return name, {d: sizes[ax] for d, ax in zip(canonical_dims(v3), _AXES)}
+        try:
+            dims = canonical_dims(v3)
+        except InputError as exc:  # a (mode, lat, lon) eof output: said as open_field says it, naming the file
+            raise InputError(f"{path}: {exc}") from None
+        return name, {d: sizes[ax] for d, ax in zip(dims, _AXES)}
     finally:
         ds.close()
 
@@ -738,6 +744,7 @@ class _FitBlock:
         model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **options)
         model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
         model._warn_empty_steps = False  # DINEOF: not one warning per block
+        model._record_anomalies = True  # anomalies from the record's means: a pixel seen once stays on its record's centre
         if not given:
             return model, None
         model._check_aux_values = False  # checked on the whole cube (a block's may be constant)
