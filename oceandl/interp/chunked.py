@@ -86,7 +86,8 @@ A fit applied (``fit_on``)
     with its own amplitudes. The in-memory ``transform``'s values, flags and sigma. DINEOF's sigma
     (``error_map``) is calibrated on the new field as in memory (``transform_calibration``): the
     first pass keeps each step's observed pixels as bits (with the hidden ones, 2 bits a pixel, 1/16
-    of the float32 field, in an unlinked file beside the output: memory stays a block's), the
+    of the float32 field, in an unlinked file beside the output, its room taken at once: a full disk
+    is an error, not a SIGBUS; memory stays a block's), the
     observations the in-memory transform hides are found from them (the whole series' clouds pasted
     on its cleanest days, the same seed), the series' amplitudes smoothed without them, the steps
     that hold them read again (6-25 % of the steps on the synthetic cube at 70-30 % cloud cover),
@@ -1867,6 +1868,36 @@ def _source_text(src) -> str:
     return describe_source(src) if isinstance(src, (str, os.PathLike, list, tuple)) else "the field given"
 
 
+def _reserve(f, size: int, where: Path) -> None:
+    """Give the file ``f`` its ``size`` bytes on disk now (zeros), for a memory map of them: a map over a
+    sparse file on a full disk died of SIGBUS at its first page that found no room (no message, exit
+    135). A disk without room is then an OceanDLError naming ``where`` and the size."""
+    try:
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+            return
+        except AttributeError:  # not on macOS: zeros written instead
+            pass
+        except OSError as exc:
+            import errno
+
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a filesystem without it
+                raise
+        zeros = bytes(min(size, 1 << 20))
+        f.seek(0)
+        for start in range(0, size, len(zeros) or 1):
+            f.write(zeros[:size - start])
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as exc:
+        from oceandl.errors import OceanDLError
+
+        raise OceanDLError(f"{where}: no room for the {size / 2**20:.3g} MiB that sigma's calibration keeps "
+                           f"beside the output (each step's observed pixels, 2 bits a pixel): "
+                           f"{exc.strerror or exc}; free some, write the output elsewhere, or set transform_calibration=false "
+                           "(sigma with the fit's scale)") from None
+
+
 def _calibration_pass(model, block, pasted: np.ndarray, days: int, smoother, em: dict, bar) -> None:
     """DINEOF's sigma calibration of a fit applied by time blocks (:meth:`DINEOF.stream_held` has hidden the
     observations): the whole series' amplitudes without them smoothed (with ``smoother``), then the steps
@@ -1982,7 +2013,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     def open_bits(shape):
         f = tempfile.TemporaryFile(prefix=".oceandl-observed-", dir=Path(output).parent)
         bit_files.append(f)
-        return np.memmap(f, dtype=np.uint8, mode="w+", shape=shape)
+        _reserve(f, int(np.prod(shape)), Path(output).parent)
+        return np.memmap(f, dtype=np.uint8, mode="r+", shape=shape)
 
     try:
         from tqdm.auto import tqdm

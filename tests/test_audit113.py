@@ -1,0 +1,73 @@
+"""Audit 113: the chunked DINEOF sigma's bit file on a full disk; classify's true labels under a folder
+named as a class, paths from Python as pandas and NumPy hold them, the .nc's model path."""
+from __future__ import annotations
+
+import errno
+import os
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+from fakes import assert_cli_error, torch_threads
+
+from oceandl.cli.main import cli
+from oceandl.datasets.sst import synthetic_sst
+from oceandl.interp import DINEOF, interpolate, interpolate_chunked
+from oceandl.io import open_field
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*the field fitted never observed:UserWarning")
+
+
+# ------------------------------------------------------------ 1. the chunked sigma's bits on a full disk
+@pytest.fixture(scope="module")
+def fit(tmp_path_factory):
+    """past.nc (24 days) and new.nc (the next 20) of a 16 x 16 synthetic cube; a 3-mode DINEOF with its
+    error map fitted on the past and saved."""
+    root = tmp_path_factory.mktemp("audit113")
+    ds = synthetic_sst(seed=3, n_time=44, ny=16, nx=16)
+    ds.isel(time=slice(0, 24)).to_netcdf(root / "past.nc")
+    ds.isel(time=slice(24, None)).to_netcdf(root / "new.nc")
+    with warnings.catch_warnings(), torch_threads(1):
+        warnings.simplefilter("ignore")  # the small cube's calibration warnings
+        DINEOF(n_modes=3, error_map=True, seed=0).fit(open_field(root / "past.nc", "sst")).save(root / "dineof")
+    return root
+
+
+def _no_room(fd, offset, size):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_no_room_for_the_bits_beside_the_output_is_one_line_not_a_bus_error(fit, tmp_path, monkeypatch):
+    """The observed pixels' bits of sigma's calibration were memory-mapped over a sparse file beside the
+    output: on a disk without room for them the process died of SIGBUS at the first page written (exit
+    135, no message, measured on a 200 KiB tmpfs). Their room is now taken when the file is made: a full
+    disk is one line naming the folder and the size, and nothing is written."""
+    monkeypatch.setattr(os, "posix_fallocate", _no_room)
+    res = CliRunner().invoke(cli, ["interpolate", str(fit / "new.nc"), "--var", "sst", "--fit-on",
+                                   str(fit / "dineof"), "--withhold", "0", "--chunks", "time=5", "--quiet",
+                                   "-o", str(tmp_path / "c.nc")])
+    assert_cli_error(res, 1, f"{tmp_path}: no room for the ", "MiB", "No space left on device",
+                     "transform_calibration=false")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_bits_on_a_filesystem_without_fallocate_are_written_as_zeros(fit, tmp_path, monkeypatch):
+    """A filesystem that cannot allocate (EOPNOTSUPP) gets the bits' room written as zeros: the same
+    sigma as in memory."""
+    def unsupported(fd, offset, size):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = interpolate(open_field(fit / "new.nc", "sst"), "dineof", fit_on=fit / "dineof", return_dataset=True)
+        interpolate_chunked(fit / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fit / "dineof",
+                            chunks={"time": 6})
+    with xr.open_dataset(tmp_path / "c.nc") as out:
+        assert out["sigma"].attrs["transform_sigma_calibration"] == mem["sigma"].attrs["transform_sigma_calibration"]
+        np.testing.assert_allclose(out["sigma"].values, mem["sigma"].values, rtol=1e-6)
+    assert os.listdir(tmp_path) == ["c.nc"]
