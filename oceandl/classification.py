@@ -235,12 +235,14 @@ def _class_names(classes) -> tuple[dict[str, str], dict[str, str]]:
     return names, {k: v for k, v in TENGEOP_CLASSES.items() if v in names}
 
 
-def _folder_class(parts: tuple[str, ...], names: dict[str, str], tengeop: dict[str, str]) -> str:
+def _folder_class(parts: tuple[str, ...], names: dict[str, str], tengeop: dict[str, str], given: bool = True) -> str:
     """The model's class that the folders ``parts`` (top down, from the folder given to classify)
     above an image name, or ``""``: a class path of several folders (``--class-folders leaf``:
     ``Protista/Diatoms/Chaetoceros``, year and date folders left out, as the reader names it)
-    ending at the image's folder, the longest first; else the topmost folder named as a class, as
-    ``--class-folders top`` reads ``<class>/<any sub-folders>/``. A folder named otherwise is no label."""
+    ending at the image's folder, the longest first; else the topmost folder below the one given
+    named as a class, as ``--class-folders top`` reads ``<class>/<any sub-folders>/`` of the tree
+    given; else the folder given itself (``given``: ``parts[0]`` is its name), a class folder given
+    alone. A folder named otherwise is no label."""
     from oceandl.datasets.images import _DATE_FOLDER, tengeop_letter
 
     named = [p for p in parts if not _DATE_FOLDER.fullmatch(p)] or list(parts)
@@ -248,7 +250,10 @@ def _folder_class(parts: tuple[str, ...], names: dict[str, str], tengeop: dict[s
         hit = names.get("/".join(named[i:]))
         if hit:
             return hit
-    for p in parts:
+    # the folder given last: `classify survey/front/` of front/{calm,eddy}/ labelled every image 'front',
+    # where training on that folder reads calm and eddy
+    order = [*parts[1:], parts[0]] if given and parts else list(parts)
+    for p in order:
         if p in names:
             return names[p]
         letter = tengeop_letter(p) if tengeop else None
@@ -265,8 +270,9 @@ def true_classes(inputs, files, classes) -> dict[str, str]:
     ----------
     inputs : path or list of paths
         What was given to classify: folders, files, quoted patterns. Only the folders from the one
-        given down to the image count, that folder's own name included (``classify tree/F/``): the
-        folders above it name no class.
+        given down to the image count, read as training reads that folder (``--class-folders top``:
+        the topmost class-named folder below it); the folder's own name when none below it names a
+        class (``classify tree/F/``). The folders above it name no class.
     files : list of paths
         The image files found in ``inputs`` (:func:`~oceandl.datasets.list_images`).
     classes : list of str
@@ -307,7 +313,7 @@ def true_classes(inputs, files, classes) -> dict[str, str]:
                     rel = Path(folder).relative_to(scope)
                 except ValueError:
                     continue
-                seen[folder] = _folder_class(((top,) if top else ()) + rel.parts, names, tengeop)
+                seen[folder] = _folder_class(((top,) if top else ()) + rel.parts, names, tengeop, given=bool(top))
                 break
         if seen[folder]:
             out[f] = seen[folder]

@@ -71,3 +71,33 @@ def test_bits_on_a_filesystem_without_fallocate_are_written_as_zeros(fit, tmp_pa
         assert out["sigma"].attrs["transform_sigma_calibration"] == mem["sigma"].attrs["transform_sigma_calibration"]
         np.testing.assert_allclose(out["sigma"].values, mem["sigma"].values, rtol=1e-6)
     assert os.listdir(tmp_path) == ["c.nc"]
+
+
+# ------------------------------------------------------------ 2. classify: a folder given named as a class
+def test_a_folder_given_named_as_a_class_is_read_as_training_reads_it(tmp_path):
+    """`classify survey/front/` of front/{calm,eddy}/*.png gave every image the true class 'front' (the
+    folder given, topmost), and the accuracy over them was of the wrong labels, where training on that
+    folder reads calm and eddy. The class folders below the one given now come first; its own name
+    labels only images with no class folder below it (a class folder given alone)."""
+    from oceandl.classification import true_classes
+
+    classes = ["calm", "eddy", "front"]
+    given = tmp_path / "survey" / "front"
+    files = [given / "calm" / "a.png", given / "eddy" / "2014" / "b.png", given / "c.png", given / "misc" / "d.png"]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+    got = true_classes(given, files, classes)
+    assert got == {str(files[0]): "calm", str(files[1]): "eddy", str(files[2]): "front", str(files[3]): "front"}
+    # the same through a quoted pattern and a file given alone; a class folder given alone keeps its name
+    assert true_classes(str(given / "*" / "*.png"), files[:1], classes) == {str(files[0]): "calm"}
+    assert true_classes([files[0]], files[:1], classes) == {str(files[0]): "calm"}
+    assert true_classes(given / "eddy", files[1:2], classes) == {str(files[1]): "eddy"}
+    # digits (an MNIST model): the folder given '3' holds class folders of its own
+    digits = [str(i) for i in range(10)]
+    run = tmp_path / "runs" / "3"
+    imgs = [run / "7" / "x.png", run / "y.png"]
+    for f in imgs:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+    assert true_classes(run, imgs, digits) == {str(imgs[0]): "7", str(imgs[1]): "3"}
