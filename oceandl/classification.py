@@ -160,15 +160,37 @@ def _is_paths(images) -> bool:
             and all(isinstance(i, (str, os.PathLike)) for i in images))
 
 
+def _as_listed(images):
+    """``images`` with paths held as pandas and NumPy hold them, or as a generator yields them, as a
+    list: ``df["file"]`` was read as a dataset of samples (a bare TypeError), ``df["file"].values`` as
+    pixels ("could not convert string to float"), ``Path(d).glob("*.png")`` was "cannot classify a
+    generator". Anything else is returned as it is (a generator as the list of what it yields)."""
+    import sys
+    from collections.abc import Iterator
+
+    if isinstance(images, Iterator):  # Path.glob, map, a generator: read once, here
+        return list(images)
+    if isinstance(images, np.ndarray) and images.ndim == 1 and images.size and (
+            images.dtype.kind == "U" or (images.dtype == object
+                                         and all(isinstance(i, (str, os.PathLike)) for i in images))):
+        return images.tolist()
+    pd = sys.modules.get("pandas")  # a Series or Index of paths: only if pandas is in use
+    if pd is not None and isinstance(images, (pd.Series, pd.Index)) and len(images) and all(
+            isinstance(i, (str, os.PathLike)) for i in images):
+        return list(images)
+    return images
+
+
 def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_error: str = "skip"):
     """Open image files as checkpoint ``model`` takes them, as ``oceandl classify`` does.
 
     Parameters
     ----------
-    images : path or list of paths
+    images : path or paths
         A folder (searched recursively), image files, quoted glob patterns
         (``"GeoTIFF/*/*.tiff"``; see :func:`~oceandl.datasets.list_images`), or one netCDF stack
-        (``.nc``/``.nc4``).
+        (``.nc``/``.nc4``); several in a list or tuple, a pandas Series or Index (``df["file"]``),
+        a 1-D NumPy array of them, or a generator (``Path(d).glob("*.png")``).
     model : str or path
         Classifier checkpoint folder: the images are read at its size and band count, fitted to
         its size as it was trained (``fit``: stretch, crop or pad).
@@ -200,6 +222,7 @@ def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_
     from .io import is_pattern
     from .training.checkpoint import read_config
 
+    images = _as_listed(images)
     if not _is_paths(images):
         raise InputError(f"images: expected a path or a list of paths, got {type(images).__name__}")
     config = read_config(model)  # a wrong model fails before any image is read
@@ -450,7 +473,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     Parameters
     ----------
     images : path(s), array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays, DataArray or dataset
-        A folder, image files, quoted patterns or a netCDF stack (a path or a list of them) are
+        A folder, image files, quoted patterns or a netCDF stack (a path, or several in a list,
+        pandas Series, NumPy array of text or generator, as :func:`open_images` takes them) are
         read as ``oceandl classify`` reads them (:func:`open_images`: the checkpoint's size, bands
         and fit), with the same predictions; images in folders named as the model's classes
         get their ``true_class`` (:func:`true_classes`).
@@ -536,6 +560,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         raise InputError(f"batch_size={batch_size!r}: must be a positive integer or None")
     if on_error not in ("skip", "raise"):
         raise InputError(f"on_error={on_error!r}: use 'skip' or 'raise'")
+    images = _as_listed(images)
     if _is_paths(images):  # read as `oceandl classify` reads them (a wrong model fails first)
         images = open_images(images, model, var=var, on_error=on_error)
     elif var is not None:

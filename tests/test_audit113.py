@@ -101,3 +101,57 @@ def test_a_folder_given_named_as_a_class_is_read_as_training_reads_it(tmp_path):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.touch()
     assert true_classes(run, imgs, digits) == {str(imgs[0]): "7", str(imgs[1]): "3"}
+
+
+# ------------------------------------------------------------ 3. classify from Python: paths as pandas holds them
+def _pngs(root, classes, n: int = 3, seed: int = 0):
+    """``root/<class>/<i>.png``: 16 x 16 grey images, brighter for each class in turn."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for k, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(np.clip(rng.normal(40 + 60 * k, 20, (16, 16)), 0, 255).astype(np.uint8)).save(
+                root / c / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree_model(tmp_path_factory):
+    """An untrained tiny classifier of three classes (calm, eddy, front; the predictions' numbers are not
+    what is tested) and a tree of images in folders named so."""
+    from oceandl.models import get_model
+    from oceandl.training import save_checkpoint
+
+    root = _pngs(tmp_path_factory.mktemp("tree") / "train", ["calm", "eddy", "front"])
+    opts = {"channels": [4, 8], "hidden": 8}
+    out = save_checkpoint(tmp_path_factory.mktemp("ck") / "tree", get_model("cnn", 1, 3, **opts), model_name="cnn",
+                          model_options=opts, model_args=[1, 3], task="classification",
+                          classes=["calm", "eddy", "front"],
+                          preprocessing={"size": [16, 16], "channels": 1, "intensity": "linear",
+                                         "normalize": "per_image"})
+    return root, out
+
+
+def test_python_classify_takes_paths_in_a_series_an_array_or_a_generator(tree_model):
+    """Paths from a table (``df["file"]``) failed as a bare TypeError (a Series read as a dataset of
+    samples), ``df["file"].values`` as "could not convert string to float" (read as pixels), and
+    ``Path(d).glob("*.png")`` as "cannot classify a generator". Each is now the list of its paths: the
+    predictions and true classes of the list."""
+    import pandas as pd
+
+    import oceandl
+
+    root, model = tree_model
+    files = [str(root / "calm" / "0.png"), str(root / "front" / "1.png")]
+    with torch_threads(1):
+        want = oceandl.classify(files, model, device="cpu")
+        for given in (pd.Series(files, name="file"), np.array(files, dtype=object), (f for f in files)):
+            got = oceandl.classify(given, model, device="cpu")
+            assert list(got["path"].values) == files, type(given)
+            assert list(got["true_class"].values) == ["calm", "front"]
+            np.testing.assert_array_equal(got["probabilities"].values, want["probabilities"].values)
+        globbed = oceandl.classify((root / "eddy").glob("*.png"), model, device="cpu")
+    assert sorted(globbed["path"].values) == sorted(str(p) for p in (root / "eddy").glob("*.png"))
+    assert set(globbed["true_class"].values) == {"eddy"}
