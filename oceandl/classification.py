@@ -630,8 +630,9 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
          "probability": (dim, conf.astype(np.float32)),
          "probabilities": ((dim, "class"), probs.astype(np.float32)), "error": (dim, error.astype(str))},
         coords={dim: sample, **extra, "class": [str(c) for c in classes]},
-        # which weights made the predictions: the path alone named a folder that a later run may replace
-        attrs={"model": str(Path(model)), "model_sha256": weights_sha256(model), "architecture": cfg["model"],
+        # which weights made the predictions: the path alone named a folder that a later run may replace;
+        # absolute, as the CSV's JSON and --init's record name it ('model: m' said nothing once moved)
+        attrs={"model": str(Path(model).resolve()), "model_sha256": weights_sha256(model), "architecture": cfg["model"],
                **({"model_git_commit": str(cfg["provenance"]["git_commit"])}
                   if isinstance(cfg.get("provenance"), dict) and cfg["provenance"].get("git_commit") else {}),
                "min_confidence": min_confidence, "tta": int(tta)},

@@ -155,3 +155,21 @@ def test_python_classify_takes_paths_in_a_series_an_array_or_a_generator(tree_mo
         globbed = oceandl.classify((root / "eddy").glob("*.png"), model, device="cpu")
     assert sorted(globbed["path"].values) == sorted(str(p) for p in (root / "eddy").glob("*.png"))
     assert set(globbed["true_class"].values) == {"eddy"}
+
+
+def test_predictions_name_their_model_by_its_absolute_path(tree_model, tmp_path, monkeypatch):
+    """`classify --model m -o p.nc` wrote ``model: m`` (as given: a folder relative to wherever the run
+    was), while the CSV's JSON and --init's record name it absolute, and the help says the .nc holds the
+    absolute path. Both, and the Dataset of oceandl.classify, now name it absolute."""
+    import oceandl
+
+    root, model = tree_model
+    monkeypatch.chdir(model.parent)
+    with torch_threads(1):
+        res = CliRunner().invoke(cli, ["classify", "--model", model.name, str(root / "calm"), "-o",
+                                       str(tmp_path / "p.nc"), "--quiet", "--device", "cpu"])
+        assert res.exit_code == 0, res.output
+        got = oceandl.classify(root / "calm", model.name, device="cpu")
+    with xr.open_dataset(tmp_path / "p.nc") as ds:
+        assert ds.attrs["model"] == str(model.resolve())
+    assert got.attrs["model"] == str(model.resolve())
