@@ -173,3 +173,80 @@ def test_predictions_name_their_model_by_its_absolute_path(tree_model, tmp_path,
     with xr.open_dataset(tmp_path / "p.nc") as ds:
         assert ds.attrs["model"] == str(model.resolve())
     assert got.attrs["model"] == str(model.resolve())
+
+
+# ------------------------------------------------------------ 4. the chunked sigma's z out of memory
+def test_calibration_scale_from_chunks_is_calibration_z_s_with_a_chunk_s_memory():
+    """The error / sigma of the observations hidden to calibrate a chunked fill's sigma (8 % of the
+    series' observations) were a list of arrays in memory, joined at the end to fit the scale: 5 bits per
+    observed pixel, twice that joined, more than the bits' file on disk, growing with the series where
+    `--chunks` promises a block's memory. They are now in a file, and the scale is fitted from chunks of
+    it: the same kept count and rms as calibration_z of them all (NaN, inf, ties, an even count), with
+    the memory of a chunk (a median found by radix selection, not by sorting them all)."""
+    import tracemalloc
+
+    from oceandl.interp.base import _kth_smallest, calibration_scale, calibration_z
+
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        z = rng.standard_t(3, int(rng.integers(0, 2000))) * rng.uniform(0.1, 10)
+        if trial % 3 == 0 and z.size:
+            z[rng.integers(0, z.size, 4)] = [np.nan, np.inf, -np.inf, 0.0]
+        if trial % 4 == 0:
+            z = np.round(z)  # ties and zeros
+        kept = calibration_z(z)
+        parts = np.array_split(z, int(rng.integers(1, 7)))
+        n, rms = calibration_scale(lambda parts=parts: iter(parts))
+        assert n == kept.size
+        if kept.size:
+            assert rms == pytest.approx(float(np.sqrt(np.mean(kept ** 2))), rel=1e-13)
+    a = np.abs(rng.normal(size=20000))
+    parts = np.array_split(a, 5)
+    for k in (0, 1, 9999, 10000, 19999):  # narrowed 16 bits at a time down to a bin of at most 10
+        assert _kth_smallest(lambda: iter(parts), k, limit=10) == np.sort(a)[k]
+
+    def chunks():  # 2**21 values (16 MiB), made a chunk at a time
+        for i in range(32):
+            yield np.random.default_rng(i).standard_t(3, 1 << 16)
+
+    tracemalloc.start()
+    try:
+        n, rms = calibration_scale(chunks)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20, peak  # joined, the z alone were 16 MiB
+    kept = calibration_z(np.concatenate(list(chunks())))
+    assert n == kept.size > 0.98 * 2**21  # t(3): about 1 % beyond 5 robust stds
+    assert rms == pytest.approx(float(np.sqrt(np.mean(kept ** 2))), rel=1e-12)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_chunked_calibration_keeps_its_z_in_a_file(fit, tmp_path, monkeypatch):
+    """The run's z go to a file beside the output, read back a chunk at a time (here 50 values): the
+    in-memory sigma and its attrs; nothing is left beside the output."""
+    from oceandl.interp import chunked
+
+    monkeypatch.setattr(chunked, "_SPILL_CHUNK", 50)
+    seen = []
+    scale = DINEOF.stream_scale
+
+    def spy(self):
+        seen.append((type(self._stream["z"]).__name__, len(self._stream["z"]), self._stream["n_held"]))
+        return scale(self)
+
+    monkeypatch.setattr(DINEOF, "stream_scale", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = interpolate(open_field(fit / "new.nc", "sst"), "dineof", fit_on=fit / "dineof", return_dataset=True)
+        interpolate_chunked(fit / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fit / "dineof",
+                            chunks={"time": 3})
+    assert seen and seen[0][0] == "_Spill" and seen[0][1] == seen[0][2] > 200
+    theirs = mem["sigma"].attrs
+    assert theirs["transform_sigma_calibration"].startswith("x")  # calibrated on the field's own z
+    with xr.open_dataset(tmp_path / "c.nc") as out:
+        for key in ("transform_sigma_calibration", "transform_sigma_calibration_points"):
+            assert out["sigma"].attrs[key] == theirs[key]
+        assert out["sigma"].attrs["transform_sigma_scale"] == pytest.approx(theirs["transform_sigma_scale"], rel=1e-12)
+        np.testing.assert_allclose(out["sigma"].values, mem["sigma"].values, rtol=1e-6)
+    assert os.listdir(tmp_path) == ["c.nc"]
