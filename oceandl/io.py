@@ -179,9 +179,12 @@ _NOT_TIME = {"mode": "an EOF mode index", "modes": "an EOF mode index", "eof": "
              "member": "an ensemble member index", "realization": "an ensemble member index"}
 
 
-def _not_time(ds: xr.Dataset, dim: Hashable) -> str | None:
+def _not_time(ds: xr.Dataset | xr.DataArray, dim: Hashable) -> str | None:
     """What ``dim`` is when its name or coordinate says it is not time (None when it may be)."""
-    v = ds.variables.get(dim)
+    if isinstance(ds, xr.DataArray):
+        v = ds.coords[dim].variable if dim in ds.coords else None
+    else:
+        v = ds.variables.get(dim)
     if v is not None and (str(v.attrs.get("axis", "")).upper() == "Z" or "positive" in v.attrs):
         return "a vertical axis"
     return _NOT_TIME.get(str(dim).lower())

@@ -250,3 +250,39 @@ def test_the_chunked_calibration_keeps_its_z_in_a_file(fit, tmp_path, monkeypatc
         assert out["sigma"].attrs["transform_sigma_scale"] == pytest.approx(theirs["transform_sigma_scale"], rel=1e-12)
         np.testing.assert_allclose(out["sigma"].values, mem["sigma"].values, rtol=1e-6)
     assert os.listdir(tmp_path) == ["c.nc"]
+
+
+# ------------------------------------------------------------ 5. interpolate(): a dim left to be time that is not
+def test_interpolate_refuses_levels_bands_or_modes_as_time_as_open_field_does():
+    """A CMEMS (time, depth, lat, lon) profile cube with one day picked, ``thetao.isel(time=0)``, is
+    (depth, lat, lon): interpolate() filled its levels as if they were days, without a word (depth was
+    the one dim left, so not even the by-position warning), and so were a raster's bands and an EOF
+    result's modes; open_field refuses the same file ('dim 'depth' is a vertical axis, not time'). Now
+    interpolate() and eof() refuse them too, naming the dim and how to say it is time."""
+    import oceandl
+    from oceandl.errors import InputError
+
+    rng = np.random.default_rng(0)
+    vals = (15 + rng.normal(size=(5, 6, 8, 9))).astype("float32")
+    vals[rng.random(vals.shape) < 0.3] = np.nan
+    cube = xr.DataArray(vals, dims=("time", "depth", "lat", "lon"), name="thetao",
+                        coords={"time": np.arange(5), "depth": [0.5, 10, 50, 100, 200, 500],
+                                "lat": np.linspace(40, 45, 8), "lon": np.linspace(-10, -5, 9)})
+    day = cube.isel(time=0)
+    with pytest.raises(InputError, match=r"thetao.*dim 'depth' is a vertical axis, not time.*rename\(\{'depth': 'time'\}\)"):
+        interpolate(day, "climatology")
+    with pytest.raises(InputError, match="dim 'depth' is a vertical axis, not time"):
+        oceandl.eof(day, n_modes=2)
+    lev = day.rename(depth="level_m").assign_coords(level_m=("level_m", day["depth"].values, {"axis": "Z"}))
+    with pytest.raises(InputError, match="dim 'level_m' is a vertical axis, not time"):
+        interpolate(lev, "climatology")  # said by its coordinate's CF axis
+    for dims, why in ((("band", "y", "x"), "an image band"), (("lat", "lon", "mode"), "an EOF mode index")):
+        arr = xr.DataArray(np.moveaxis(vals[0], 0, 0 if dims[0] == "band" else -1), dims=dims)
+        with pytest.raises(InputError, match=f"dim '{dims[0] if dims[0] == 'band' else 'mode'}' is {why}"):
+            interpolate(arr, "climatology")
+    # a level picked (size 1) is dropped as before, and a time dim named otherwise still reads by position
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        filled = interpolate(cube.isel(depth=[0]), "climatology")
+        assert filled.dims == ("time", "depth", "lat", "lon")
+        assert interpolate(cube.isel(depth=0).rename(time="step"), "climatology").dims == ("step", "lat", "lon")

@@ -203,9 +203,10 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     Raises
     ------
     InputError
-        If ``da`` is not 3-D or two dims claim one role.
+        If ``da`` is not 3-D, two dims claim one role, or the dim left to be time says it is not
+        (``depth``, ``band``, ``mode``..., or a coordinate with CF ``axis: Z``), as open_field refuses it.
     """
-    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position
+    from oceandl.io import _not_time, _role_from_attrs, _role_from_name, _say_by_position
 
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
@@ -229,6 +230,12 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
             found[role] = dim
     rest = [d for d in da.dims if d not in found.values()]
     left = [r for r in _ROLES if r not in found]
+    tdim = dict(zip(left, rest)).get("time")
+    if tdim is not None and (why := _not_time(da, tdim)):
+        # ds.thetao.isel(time=0), (depth, lat, lon), had its levels filled as days, and an EOF result's
+        # (mode, lat, lon) its modes, without a word, where open_field refuses that file
+        raise InputError(f"{_label(da)}: dim {str(tdim)!r} is {why}, not time; the field needs a time axis (if it "
+                         f"is one, rename it: da.rename({{{str(tdim)!r}: 'time'}}))")
     if say:
         _say_by_position(list(zip(rest, left)), _label(da))
     found.update(zip(left, rest))
