@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,25 @@ def test_interpolate_refuses_levels_bands_or_modes_as_time_as_open_field_does():
         filled = interpolate(cube.isel(depth=[0]), "climatology")
         assert filled.dims == ("time", "depth", "lat", "lon")
         assert interpolate(cube.isel(depth=0).rename(time="step"), "climatology").dims == ("step", "lat", "lon")
+
+
+# ------------------------------------------------------------ 6. -o FOLDER/ where the folder cannot be made
+def test_per_file_output_under_a_read_only_folder_is_refused_before_the_fill(fit, tmp_path, monkeypatch):
+    """`interpolate DAYS/ -o RO/out/` with RO read-only (a read-only mount) filled the whole series, then
+    failed as "OSError: [Errno 30] Read-only file system: 'RO/out'" (exit 1); a single -o file there was
+    refused at once. The folder to be made is now checked as a file's: one line, exit 2, before the work
+    (os.access stands for the mount here: the tests may run as root)."""
+    days = tmp_path / "days"
+    days.mkdir()
+    ds = xr.open_dataset(fit / "new.nc")
+    for i in (0, 10):
+        ds.isel(time=slice(i, i + 10)).to_netcdf(days / f"d{i:02d}.nc")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == ro else real(p, mode, **kw))
+    for chunks in ([], ["--chunks", "time=5"]):
+        res = CliRunner().invoke(cli, ["interpolate", str(days), "--var", "sst", "--method", "climatology", "--quiet",
+                                       "--withhold", "0", *chunks, "-o", str(ro / "out") + "/"])
+        assert_cli_error(res, 2, f"{ro / 'out'}: its folder {ro} is not writable")
+    assert os.listdir(ro) == []
