@@ -309,3 +309,32 @@ def test_per_file_output_under_a_read_only_folder_is_refused_before_the_fill(fit
                                        "--withhold", "0", *chunks, "-o", str(ro / "out") + "/"])
         assert_cli_error(res, 2, f"{ro / 'out'}: its folder {ro} is not writable")
     assert os.listdir(ro) == []
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_no_room_for_the_z_file_is_one_line(fit, tmp_path, monkeypatch):
+    """The hidden observations' error / sigma file beside the output, on a disk that fills while it is
+    written: the same one line as the bits' (the folder, what, the ways out), exit 1, nothing left."""
+    import tempfile
+
+    from oceandl.interp import chunked
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    made = tempfile.TemporaryFile
+    monkeypatch.setattr(chunked.tempfile, "TemporaryFile",
+                        lambda *a, **k: Full(made(*a, **k)) if k.get("prefix") == ".oceandl-z-" else made(*a, **k))
+    res = CliRunner().invoke(cli, ["interpolate", str(fit / "new.nc"), "--var", "sst", "--fit-on",
+                                   str(fit / "dineof"), "--withhold", "0", "--chunks", "time=5", "--quiet",
+                                   "-o", str(tmp_path / "c.nc")])
+    assert_cli_error(res, 1, f"{tmp_path}: no room for the error / sigma of the hidden observations",
+                     "No space left on device", "transform_calibration=false")
+    assert os.listdir(tmp_path) == []

@@ -1918,13 +1918,16 @@ class _Spill:
         self.file = tempfile.TemporaryFile(prefix=".oceandl-z-", dir=folder)
         self.size = 0
 
+    def _no_room(self, exc: OSError):
+        return _no_room(self.folder, "the error / sigma of the hidden observations",
+                        f"8 bytes each, {self.size * 8 / 2**20:.3g} MiB so far", exc)
+
     def append(self, values) -> None:
         a = np.ascontiguousarray(values, dtype=np.float64).ravel()
         try:
             self.file.write(memoryview(a).cast("B"))
         except OSError as exc:
-            raise _no_room(self.folder, f"{a.size} more error / sigma values (8 bytes each)",
-                           "the hidden observations'", exc) from None
+            raise self._no_room(exc) from None
         self.size += a.size
 
     def __len__(self) -> int:
@@ -1932,7 +1935,10 @@ class _Spill:
 
     def chunks(self):
         """The values appended, ``_SPILL_CHUNK`` at a time (a new pass from the start each call)."""
-        self.file.flush()
+        try:
+            self.file.flush()  # a full disk may say so only now
+        except OSError as exc:
+            raise self._no_room(exc) from None
         self.file.seek(0)
         while True:
             b = self.file.read(_SPILL_CHUNK * 8)
