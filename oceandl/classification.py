@@ -164,12 +164,16 @@ def _as_listed(images):
     """``images`` with paths held as pandas and NumPy hold them, or as a generator yields them, as a
     list: ``df["file"]`` was read as a dataset of samples (a bare TypeError), ``df["file"].values`` as
     pixels ("could not convert string to float"), ``Path(d).glob("*.png")`` was "cannot classify a
-    generator". Anything else is returned as it is (a generator as the list of what it yields)."""
+    generator", an earlier predictions' ``ds["path"]`` "expected (sample, y, x)". Anything else is
+    returned as it is (a generator as the list of what it yields)."""
     import sys
     from collections.abc import Iterator
 
     if isinstance(images, Iterator):  # Path.glob, map, a generator: read once, here
         return list(images)
+    xr = sys.modules.get("xarray")  # a predictions file's `path` (1-D text): the files it names
+    if xr is not None and isinstance(images, xr.DataArray) and images.ndim == 1 and images.dtype.kind in "UO":
+        images = images.values
     if isinstance(images, np.ndarray) and images.ndim == 1 and images.size and (
             images.dtype.kind == "U" or (images.dtype == object
                                          and all(isinstance(i, (str, os.PathLike)) for i in images))):
@@ -190,7 +194,8 @@ def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_
         A folder (searched recursively), image files, quoted glob patterns
         (``"GeoTIFF/*/*.tiff"``; see :func:`~oceandl.datasets.list_images`), or one netCDF stack
         (``.nc``/``.nc4``); several in a list or tuple, a pandas Series or Index (``df["file"]``),
-        a 1-D NumPy array of them, or a generator (``Path(d).glob("*.png")``).
+        a 1-D NumPy array or DataArray of them (an earlier predictions' ``path``), or a generator
+        (``Path(d).glob("*.png")``).
     model : str or path
         Classifier checkpoint folder: the images are read at its size and band count, fitted to
         its size as it was trained (``fit``: stretch, crop or pad).

@@ -148,7 +148,8 @@ def test_python_classify_takes_paths_in_a_series_an_array_or_a_generator(tree_mo
     files = [str(root / "calm" / "0.png"), str(root / "front" / "1.png")]
     with torch_threads(1):
         want = oceandl.classify(files, model, device="cpu")
-        for given in (pd.Series(files, name="file"), np.array(files, dtype=object), (f for f in files)):
+        for given in (pd.Series(files, name="file"), np.array(files, dtype=object), (f for f in files),
+                      want["path"]):  # the files of earlier predictions
             got = oceandl.classify(given, model, device="cpu")
             assert list(got["path"].values) == files, type(given)
             assert list(got["true_class"].values) == ["calm", "front"]
