@@ -339,3 +339,33 @@ def test_no_room_for_the_z_file_is_one_line(fit, tmp_path, monkeypatch):
     assert_cli_error(res, 1, f"{tmp_path}: no room for the error / sigma of the hidden observations",
                      "No space left on device", "transform_calibration=false")
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------ 7. a full disk said when writing fails
+def test_a_write_failing_on_a_full_disk_says_the_disk_is_full(fit, tmp_path, monkeypatch):
+    """A filled field written to a full disk failed as "cannot write netCDF (RuntimeError: NetCDF: HDF
+    error)" in memory, and as "RuntimeError: NetCDF: HDF error" naming no file with --chunks (HDF5
+    reports no room so, or as "Permission denied"; measured on a full tmpfs). A write that fails where
+    the disk has less than 1 MiB free now says so, with the folder; with room the message is as it was."""
+    import shutil
+    from collections import namedtuple
+
+    from oceandl import utils
+
+    def hdf_error(self, *a, **k):
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", hdf_error)
+    usage = namedtuple("usage", "total used free")
+    args = ["interpolate", str(fit / "new.nc"), "--var", "sst", "--method", "climatology", "--quiet", "--withhold", "0"]
+    for free, said in ((0, True), (50 << 20, False)):
+        monkeypatch.setattr(utils.shutil, "disk_usage", lambda p, free=free: usage(1 << 30, (1 << 30) - free, free))
+        line = assert_cli_error(CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "f.nc")]), 2,
+                                f"{tmp_path / 'f.nc'}: cannot write netCDF (RuntimeError: NetCDF: HDF error)")
+        assert (f"; the disk of {tmp_path} is full (0 bytes free); nothing was written" in line) == said, line
+        assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0))
+    with pytest.raises(Exception, match=r"f.nc: cannot write it \(RuntimeError: NetCDF: HDF error\); the disk of .* is "
+                                        r"full \(0 bytes free\)"):
+        with utils.atomic_path(tmp_path / "f.nc"):
+            raise RuntimeError("NetCDF: HDF error")  # the chunked writer's, raised as it is
