@@ -907,8 +907,7 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
             stack = getattr(data, "attrs", {})
             ds.attrs["Conventions"] = conventions(stack.get("Conventions"))
             ds.attrs["history"] = append_history(stack.get("history") or None, "classify", command=_command_line())
-        model_named = ds.attrs["model"] if tmp is not None else str(Path(model_path).resolve())
-        _write_predictions(ds, output, overwrite, model=model_named)
+        _write_predictions(ds, output, overwrite, model=ds.attrs["model"])  # absolute (classify's), or the demo's
     finally:
         if tmp is not None:
             import shutil

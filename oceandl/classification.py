@@ -160,15 +160,42 @@ def _is_paths(images) -> bool:
             and all(isinstance(i, (str, os.PathLike)) for i in images))
 
 
+def _as_listed(images):
+    """``images`` with paths held as pandas and NumPy hold them, or as a generator yields them, as a
+    list: ``df["file"]`` was read as a dataset of samples (a bare TypeError), ``df["file"].values`` as
+    pixels ("could not convert string to float"), ``Path(d).glob("*.png")`` was "cannot classify a
+    generator", an earlier predictions' ``ds["path"]`` "expected (sample, y, x)". Anything else is
+    returned as it is (a generator as the list of what it yields)."""
+    import sys
+    from collections.abc import Iterator
+
+    if isinstance(images, Iterator):  # Path.glob, map, a generator: read once, here
+        return list(images)
+    xr = sys.modules.get("xarray")  # a predictions file's `path` (1-D text): the files it names
+    if xr is not None and isinstance(images, xr.DataArray) and images.ndim == 1 and images.dtype.kind in "UO":
+        images = images.values
+    if isinstance(images, np.ndarray) and images.ndim == 1 and images.size and (
+            images.dtype.kind == "U" or (images.dtype == object
+                                         and all(isinstance(i, (str, os.PathLike)) for i in images))):
+        return images.tolist()
+    pd = sys.modules.get("pandas")  # a Series or Index of paths: only if pandas is in use
+    if pd is not None and isinstance(images, (pd.Series, pd.Index)) and len(images) and all(
+            isinstance(i, (str, os.PathLike)) for i in images):
+        return list(images)
+    return images
+
+
 def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_error: str = "skip"):
     """Open image files as checkpoint ``model`` takes them, as ``oceandl classify`` does.
 
     Parameters
     ----------
-    images : path or list of paths
+    images : path or paths
         A folder (searched recursively), image files, quoted glob patterns
         (``"GeoTIFF/*/*.tiff"``; see :func:`~oceandl.datasets.list_images`), or one netCDF stack
-        (``.nc``/``.nc4``).
+        (``.nc``/``.nc4``); several in a list or tuple, a pandas Series or Index (``df["file"]``),
+        a 1-D NumPy array or DataArray of them (an earlier predictions' ``path``), or a generator
+        (``Path(d).glob("*.png")``).
     model : str or path
         Classifier checkpoint folder: the images are read at its size and band count, fitted to
         its size as it was trained (``fit``: stretch, crop or pad).
@@ -200,6 +227,7 @@ def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_
     from .io import is_pattern
     from .training.checkpoint import read_config
 
+    images = _as_listed(images)
     if not _is_paths(images):
         raise InputError(f"images: expected a path or a list of paths, got {type(images).__name__}")
     config = read_config(model)  # a wrong model fails before any image is read
@@ -235,12 +263,14 @@ def _class_names(classes) -> tuple[dict[str, str], dict[str, str]]:
     return names, {k: v for k, v in TENGEOP_CLASSES.items() if v in names}
 
 
-def _folder_class(parts: tuple[str, ...], names: dict[str, str], tengeop: dict[str, str]) -> str:
+def _folder_class(parts: tuple[str, ...], names: dict[str, str], tengeop: dict[str, str], given: bool = True) -> str:
     """The model's class that the folders ``parts`` (top down, from the folder given to classify)
     above an image name, or ``""``: a class path of several folders (``--class-folders leaf``:
     ``Protista/Diatoms/Chaetoceros``, year and date folders left out, as the reader names it)
-    ending at the image's folder, the longest first; else the topmost folder named as a class, as
-    ``--class-folders top`` reads ``<class>/<any sub-folders>/``. A folder named otherwise is no label."""
+    ending at the image's folder, the longest first; else the topmost folder below the one given
+    named as a class, as ``--class-folders top`` reads ``<class>/<any sub-folders>/`` of the tree
+    given; else the folder given itself (``given``: ``parts[0]`` is its name), a class folder given
+    alone. A folder named otherwise is no label."""
     from oceandl.datasets.images import _DATE_FOLDER, tengeop_letter
 
     named = [p for p in parts if not _DATE_FOLDER.fullmatch(p)] or list(parts)
@@ -248,7 +278,10 @@ def _folder_class(parts: tuple[str, ...], names: dict[str, str], tengeop: dict[s
         hit = names.get("/".join(named[i:]))
         if hit:
             return hit
-    for p in parts:
+    # the folder given last: `classify survey/front/` of front/{calm,eddy}/ labelled every image 'front',
+    # where training on that folder reads calm and eddy
+    order = [*parts[1:], parts[0]] if given and parts else list(parts)
+    for p in order:
         if p in names:
             return names[p]
         letter = tengeop_letter(p) if tengeop else None
@@ -265,8 +298,9 @@ def true_classes(inputs, files, classes) -> dict[str, str]:
     ----------
     inputs : path or list of paths
         What was given to classify: folders, files, quoted patterns. Only the folders from the one
-        given down to the image count, that folder's own name included (``classify tree/F/``): the
-        folders above it name no class.
+        given down to the image count, read as training reads that folder (``--class-folders top``:
+        the topmost class-named folder below it); the folder's own name when none below it names a
+        class (``classify tree/F/``). The folders above it name no class.
     files : list of paths
         The image files found in ``inputs`` (:func:`~oceandl.datasets.list_images`).
     classes : list of str
@@ -307,7 +341,7 @@ def true_classes(inputs, files, classes) -> dict[str, str]:
                     rel = Path(folder).relative_to(scope)
                 except ValueError:
                     continue
-                seen[folder] = _folder_class(((top,) if top else ()) + rel.parts, names, tengeop)
+                seen[folder] = _folder_class(((top,) if top else ()) + rel.parts, names, tengeop, given=bool(top))
                 break
         if seen[folder]:
             out[f] = seen[folder]
@@ -444,7 +478,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     Parameters
     ----------
     images : path(s), array (N, H, W) / (N, C, H, W), torch tensor, a list of same-shape arrays, DataArray or dataset
-        A folder, image files, quoted patterns or a netCDF stack (a path or a list of them) are
+        A folder, image files, quoted patterns or a netCDF stack (a path, or several in a list,
+        pandas Series, NumPy array of text or generator, as :func:`open_images` takes them) are
         read as ``oceandl classify`` reads them (:func:`open_images`: the checkpoint's size, bands
         and fit), with the same predictions; images in folders named as the model's classes
         get their ``true_class`` (:func:`true_classes`).
@@ -530,6 +565,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         raise InputError(f"batch_size={batch_size!r}: must be a positive integer or None")
     if on_error not in ("skip", "raise"):
         raise InputError(f"on_error={on_error!r}: use 'skip' or 'raise'")
+    images = _as_listed(images)
     if _is_paths(images):  # read as `oceandl classify` reads them (a wrong model fails first)
         images = open_images(images, model, var=var, on_error=on_error)
     elif var is not None:
@@ -599,8 +635,9 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
          "probability": (dim, conf.astype(np.float32)),
          "probabilities": ((dim, "class"), probs.astype(np.float32)), "error": (dim, error.astype(str))},
         coords={dim: sample, **extra, "class": [str(c) for c in classes]},
-        # which weights made the predictions: the path alone named a folder that a later run may replace
-        attrs={"model": str(Path(model)), "model_sha256": weights_sha256(model), "architecture": cfg["model"],
+        # which weights made the predictions: the path alone named a folder that a later run may replace;
+        # absolute, as the CSV's JSON and --init's record name it ('model: m' said nothing once moved)
+        attrs={"model": str(Path(model).resolve()), "model_sha256": weights_sha256(model), "architecture": cfg["model"],
                **({"model_git_commit": str(cfg["provenance"]["git_commit"])}
                   if isinstance(cfg.get("provenance"), dict) and cfg["provenance"].get("git_commit") else {}),
                "min_confidence": min_confidence, "tta": int(tta)},

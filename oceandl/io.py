@@ -998,7 +998,8 @@ def plan_per_file(folder: str | os.PathLike, spans: Sequence[FileSpan], times, *
     Raises
     ------
     InputError
-        ``folder`` is a file or its parent is missing; two input files with one name; an output
+        ``folder`` is a file or its parent is missing (or, the folder to be made, not writable); two
+        input files with one name; an output
         that exists (without ``overwrite``) or is an input; a time in no input file's period.
     """
     folder = Path(folder)
@@ -1008,6 +1009,9 @@ def plan_per_file(folder: str | os.PathLike, spans: Sequence[FileSpan], times, *
     parent = folder.parent if str(folder.parent) else Path(".")
     if not folder.exists() and not parent.is_dir():
         raise InputError(f"{folder}: its folder {parent} does not exist")
+    if not folder.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        # else "OSError: [Errno 30] Read-only file system" (exit 1) once the whole fill was done
+        raise InputError(f"{folder}: its folder {parent} is not writable (the folder cannot be made there)")
     times = np.asarray(times)
     files, used, names = [], np.zeros(times.size, dtype=bool), {}
     for span in spans:

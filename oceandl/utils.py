@@ -478,6 +478,28 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
     os.unlink(src)
 
 
+#: free bytes below which a folder's disk is taken as full when writing there fails
+_FULL_DISK = 1 << 20
+
+
+def _say_full_disk(exc: BaseException, path: Path, folder: Path) -> None:
+    """Raise ``exc`` saying that the disk of ``folder`` is full, when it is (a write to ``path`` failed):
+    netCDF's HDF5 reports no room as "RuntimeError: NetCDF: HDF error" (or "Permission denied"),
+    naming neither the file nor the cause. Returns (the caller re-raises ``exc``) when there is room."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free >= _FULL_DISK or "is full (" in str(exc):  # room, or said by an atomic_path inside this one
+        return
+    note = f"the disk of {folder} is full ({free:,} bytes free); nothing was written"
+    if isinstance(exc, OceanDLError):
+        raise type(exc)(f"{str(exc).rstrip('.')}; {note}") from exc
+    from .errors import one_line
+
+    raise OceanDLError(f"{path}: cannot write it ({one_line(exc)}); {note}") from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
@@ -504,7 +526,11 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     os.unlink(tmp)  # the writer creates it (file or folder)
     tmp = Path(tmp)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except (OSError, RuntimeError, OceanDLError) as exc:
+            _say_full_disk(exc, path, parent)
+            raise
         if not (tmp.exists() or tmp.is_symlink()):
             raise OceanDLError(f"{path}: nothing was written")
         if not overwrite:
@@ -551,7 +577,11 @@ def atomic_paths(paths: Sequence[str | os.PathLike], overwrite: bool = False) ->
             os.close(fd)
             os.unlink(tmp)  # the writer creates it
             tmps.append(Path(tmp))
-        yield list(tmps)
+        try:
+            yield list(tmps)
+        except (OSError, RuntimeError, OceanDLError) as exc:
+            _say_full_disk(exc, paths[0], paths[0].parent if str(paths[0].parent) else Path("."))
+            raise
         for tmp, path in zip(tmps, paths):
             if not (tmp.exists() or tmp.is_symlink()):
                 raise OceanDLError(f"{path}: nothing was written")

@@ -88,7 +88,9 @@ A fit applied (``fit_on``)
     with its own amplitudes. The in-memory ``transform``'s values, flags and sigma. DINEOF's sigma
     (``error_map``) is calibrated on the new field as in memory (``transform_calibration``): the
     first pass keeps each step's observed pixels as bits (with the hidden ones, 2 bits a pixel, 1/16
-    of the float32 field, in an unlinked file beside the output: memory stays a block's), the
+    of the float32 field, in an unlinked file beside the output, its room taken at once: a full disk
+    is an error, not a SIGBUS; the hidden observations' error / sigma in a second one, read back
+    2 MiB at a time to fit the scale: memory stays a block's), the
     observations the in-memory transform hides are found from them (the whole series' clouds pasted
     on its cleanest days, the same seed), the series' amplitudes smoothed without them, the steps
     that hold them read again (6-25 % of the steps on the synthetic cube at 70-30 % cloud cover),
@@ -1874,6 +1876,84 @@ def _source_text(src) -> str:
     return describe_source(src) if isinstance(src, (str, os.PathLike, list, tuple)) else "the field given"
 
 
+def _reserve(f, size: int, where: Path) -> None:
+    """Give the file ``f`` its ``size`` bytes on disk now (zeros), for a memory map of them: a map over a
+    sparse file on a full disk died of SIGBUS at its first page that found no room (no message, exit
+    135). A disk without room is then an OceanDLError naming ``where`` and the size."""
+    try:
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+            return
+        except AttributeError:  # not on macOS: zeros written instead
+            pass
+        except OSError as exc:
+            import errno
+
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a filesystem without it
+                raise
+        zeros = bytes(min(size, 1 << 20))
+        f.seek(0)
+        for start in range(0, size, len(zeros) or 1):
+            f.write(zeros[:size - start])
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as exc:
+        raise _no_room(where, f"the {size / 2**20:.3g} MiB", "each step's observed pixels, 2 bits a pixel", exc) from None
+
+
+def _no_room(where: Path, what: str, kept: str, exc: OSError):
+    """The error of a disk without room for what sigma's calibration keeps beside the output."""
+    from oceandl.errors import OceanDLError
+
+    return OceanDLError(f"{where}: no room for {what} that sigma's calibration keeps beside the output ({kept}): "
+                        f"{exc.strerror or exc}; free some, write the output elsewhere, or set "
+                        "transform_calibration=false (sigma with the fit's scale)")
+
+
+#: values of :class:`_Spill` read back at a time (2 MiB)
+_SPILL_CHUNK = 1 << 18
+
+
+class _Spill:
+    """Float64 values appended to an unlinked temporary file in ``folder``, read back in chunks
+    (:meth:`chunks`): the error / sigma of sigma's calibration of a fill by time blocks, 8 % of the
+    series' observations, which a list of arrays held in memory (5 bits per observed pixel, then twice
+    that when joined to fit the scale: more than the bits' file on disk, and growing with the series)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.file = tempfile.TemporaryFile(prefix=".oceandl-z-", dir=folder)
+        self.size = 0
+
+    def _no_room(self, exc: OSError):
+        return _no_room(self.folder, "the error / sigma of the hidden observations",
+                        f"8 bytes each, {self.size * 8 / 2**20:.3g} MiB so far", exc)
+
+    def append(self, values) -> None:
+        a = np.ascontiguousarray(values, dtype=np.float64).ravel()
+        try:
+            self.file.write(memoryview(a).cast("B"))
+        except OSError as exc:
+            raise self._no_room(exc) from None
+        self.size += a.size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self):
+        """The values appended, ``_SPILL_CHUNK`` at a time (a new pass from the start each call)."""
+        try:
+            self.file.flush()  # a full disk may say so only now
+        except OSError as exc:
+            raise self._no_room(exc) from None
+        self.file.seek(0)
+        while True:
+            b = self.file.read(_SPILL_CHUNK * 8)
+            if not b:
+                return
+            yield np.frombuffer(b, dtype=np.float64)
+
+
 def _calibration_pass(model, block, pasted: np.ndarray, days: int, smoother, em: dict, bar) -> None:
     """DINEOF's sigma calibration of a fit applied by time blocks (:meth:`DINEOF.stream_held` has hidden the
     observations): the whole series' amplitudes without them smoothed (with ``smoother``), then the steps
@@ -1989,7 +2069,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     def open_bits(shape):
         f = tempfile.TemporaryFile(prefix=".oceandl-observed-", dir=Path(output).parent)
         bit_files.append(f)
-        return np.memmap(f, dtype=np.uint8, mode="w+", shape=shape)
+        _reserve(f, int(np.prod(shape)), Path(output).parent)
+        return np.memmap(f, dtype=np.uint8, mode="r+", shape=shape)
 
     try:
         from tqdm.auto import tqdm
@@ -2005,6 +2086,9 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
             model._stream = {"mode": "collect" if smoother is not None else "apply", "smooth": smoother is not None,
                              "calibrate": calibrate, "first": True, "n_steps": shape[0], "open_bits": open_bits,
                              "G": [], "b": [], "z": [], "days": None}
+            if calibrate:  # the hidden observations' error / sigma: in a file beside the output, as the bits
+                model._stream["z"] = _Spill(Path(output).parent)
+                bit_files.append(model._stream["z"].file)
         stream = model._stream
         if smoother is not None:  # pass 1: each step's information, the whole series smoothed once
             for b in blocks:

@@ -34,8 +34,8 @@ import xarray as xr
 from oceandl.errors import InputError, warn
 from oceandl.utils import seed_torch, torch_rng_scope
 
-from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _label, aux_anomaly, calibration_z, refuse_undated,
-                   time_steps, unordered_step)
+from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, _label, aux_anomaly, calibration_scale, calibration_z,
+                   refuse_undated, time_steps, unordered_step)
 from .base import clean_axes as _clean_axes
 from .climatology import check_harmonics, seasonal_cycle
 
@@ -1547,8 +1547,9 @@ class DINEOF(Interpolator):
         stream = self._stream
         n_held = int(stream["n_held"])
         kept = None
-        if n_held >= SIGMA_MIN_POINTS:
-            kept = calibration_z(np.concatenate(stream["z"])) if stream["z"] else np.zeros(0)
+        if n_held >= SIGMA_MIN_POINTS:  # z kept out of memory (interpolate_chunked's file: 8 % of the series' observations)
+            z = stream["z"]
+            kept = calibration_scale(z.chunks if hasattr(z, "chunks") else lambda: iter(z))
         return _scale_and_attrs(kept, n_held, stream["inside"], float(self.cv_sigma_scale_))
 
     def _information(self, x: np.ndarray, obs: np.ndarray, da, em: dict, aux=None):
@@ -1630,7 +1631,8 @@ class DINEOF(Interpolator):
         if n_held >= SIGMA_MIN_POINTS:
             filled, var = self._amplitude_fill(x, obs & ~held, da, em, f, aux)
             sd = self._from_matrix(var.sqrt_().numpy(), fill=np.nan)
-            kept = calibration_z(((filled - x) / sd)[held])
+            z = calibration_z(((filled - x) / sd)[held])
+            kept = (z.size, float(np.sqrt(np.mean(z ** 2))) if z.size else float("nan"))
         return _scale_and_attrs(kept, n_held, inside, fit_scale)
 
     def _transition(self, da, em: dict, pos):
@@ -1935,22 +1937,23 @@ def _torch_index(steps) -> Any:
     return torch.as_tensor(np.asarray(steps, dtype=np.int64))
 
 
-def _scale_and_attrs(kept: np.ndarray | None, n_held: int, inside: np.ndarray, fit_scale: float) -> tuple[float, dict]:
+def _scale_and_attrs(kept: tuple[int, float] | None, n_held: int, inside: np.ndarray,
+                     fit_scale: float) -> tuple[float, dict]:
     """The sigma scale of :meth:`DINEOF.transform` and the attrs that say it: fitted on a new field's
-    hidden observations (``kept``: their error / sigma within the clip, of ``n_held`` hidden; None when
-    too few were hidden to fill again), else the fit's ``fit_scale`` and why; ``inside``: the field's
-    steps in the fitted period (bool per step), which hide nothing."""
-    if kept is not None and kept.size >= SIGMA_MIN_POINTS:
-        scale = float(np.sqrt(np.mean(kept ** 2)))
+    hidden observations (``kept``: the number of their error / sigma within the clip, of ``n_held``
+    hidden, and its rms; None when too few were hidden to fill again), else the fit's ``fit_scale``
+    and why; ``inside``: the field's steps in the fitted period (bool per step), which hide nothing."""
+    if kept is not None and kept[0] >= SIGMA_MIN_POINTS:
+        n_kept, scale = kept
         return scale, {
-            "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(kept.size),
+            "transform_sigma_scale": scale, "transform_sigma_calibration_points": int(n_kept),
             "transform_sigma_calibration": (
-                f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {kept.size} of its {n_held} "
+                f"x{scale:.4g} fitted on this field: rms(error / sigma) = 1 on {n_kept} of its {n_held} "
                 f"observations hidden by cloud-mask transfer ({_SIGMA_FRACTION:.0%}; the fill rerun without "
-                f"them; {n_held - kept.size} beyond {SIGMA_CLIP:g} robust stds left out); the fit's cv_sigma_scale "
+                f"them; {n_held - n_kept} beyond {SIGMA_CLIP:g} robust stds left out); the fit's cv_sigma_scale "
                 f"x{fit_scale:.4g} is not used")}
     if kept is not None:  # enough hidden, too few left within the clip: "250 ... (fewer than 200)" was said
-        why = (f"{kept.size} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
+        why = (f"{kept[0]} of the {n_held} observations of this field hidden by cloud-mask transfer are within "
                f"{SIGMA_CLIP:g} robust stds (fewer than {SIGMA_MIN_POINTS})")
     else:
         why = (f"{n_held} observations of this field could be hidden by cloud-mask transfer (fewer than "
