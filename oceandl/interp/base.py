@@ -1012,6 +1012,41 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
     return names, values, units, statics
 
 
+#: a fitted period's covariate with values on fewer of its days than this share is warned of
+#: (:func:`warn_partial_fit_aux`); at 75 % and more the fill was within 0.02 of that with it on every day
+#: (and better than without it), at 50 % and less up to 0.47 worse than without it
+PARTIAL_AUX_SHARE = 0.75
+
+
+def warn_partial_fit_aux(model: "Interpolator", label: str = "fit_on") -> None:
+    """Warn, in one line each, of the covariates of ``model``'s fit (``fit(da, aux=...)``, the fitted
+    period's: ``interpolate(fit_on=, fit_aux=)``, ``--fit-aux``) with values on fewer than
+    :data:`PARTIAL_AUX_SHARE` of the fitted days. A multivariate DINEOF fits its joint modes with
+    the covariate missing on the other days (its gaps iterated on, as any gap), and the fill of
+    another period with it can then be worse than without it. A static one is never partial.
+
+    Measured (synthetic 90 x 32 x 32 cube, DINEOF fitted on days 1-60 with ``sst_mw`` on part of
+    them, days 61-90 filled with theirs; gap RMSE against the truth, seeds 0 / 1): 1.321 / 1.253
+    without the covariate, 1.255 / 1.185 with it on all 60 days; on the first or last 25 % of them
+    1.401 or 1.764 / 1.721 or 1.281, 50 % 1.281 or 1.311 / 1.200 or 1.568, 75 % 1.257 or 1.265 /
+    1.186 or 1.178, 90 % 1.254 or 1.262 / 1.182 or 1.170; on days drawn at random less harm (25 %:
+    1.306 / 1.216). Neither fitting on the covered days only (25 / 50 / 75 %, first days, seed 0:
+    1.738 / 1.562 / 1.300) nor an ``aux_weight`` of the share (1.320 / 1.279 / 1.381, and 1.568 at
+    50 % last) was a better default; nor is the covariate's mean over the covered days the cause
+    (today's shifted by its bias to the whole period's: 1.790 for 1.764)."""
+    n_days = int(model.values_.shape[0])
+    for name, a, static in zip(model.aux_names_ or (), model.aux_ or (), model.aux_static_ or ()):
+        if static:
+            continue
+        seen = int(np.isfinite(a).any(axis=(1, 2)).sum())
+        if seen < PARTIAL_AUX_SHARE * n_days:
+            warn(f"{label}: aux {name!r}, the fitted period's covariate (fit_aux, --fit-aux), has values on {seen} "
+                 f"of its {n_days} days ({seen / n_days:.0%}): the joint modes are fitted without it on the others, "
+                 "and the fill with it can be worse than without it (synthetic cube, fit on 60 days: gap RMSE 1.76 "
+                 "with it on their last quarter, 1.32 without it, 1.26 with it on all): give it over the whole "
+                 "fitted period, or fill without it", UserWarning)
+
+
 def refuse_static_aux(method: str, static: list[str], label: str) -> None:
     """Refuse static covariates ``static`` (names) for ``method`` (DINEOF): a (lat, lon) map is the
     same every day, its temporal anomaly is 0, and it adds nothing to the modes."""

@@ -1273,7 +1273,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         per ``aux`` entry, in its order, ``"VAR"`` of the ``fit_on`` file or ``"FILE:VAR"`` of another
         (put on the fitted days and grid), each taken as the covariate of its ``aux`` name; or, as
         :func:`~oceandl.interp.interpolate`'s ``fit_aux``, DataArrays (a list, a dict or a Dataset)
-        named as ``aux``'s on the fitted field's grid. Read whole, as the fitted field is.
+        named as ``aux``'s on the fitted field's grid. Read whole, as the fitted field is; one with
+        values on fewer than 75 % of the fitted days is warned of, as in memory
+        (:func:`~oceandl.interp.base.warn_partial_fit_aux`).
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``); with a fit
         already made, only its transform options (``transform_smoother``).
 
@@ -1830,6 +1832,10 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
         if type(exc) is not InputError:
             raise
         raise InputError(f"fit_on: {exc}") from None
+    if covs is not None:  # as in memory: a covariate on part of the fitted days
+        from .base import warn_partial_fit_aux
+
+        warn_partial_fit_aux(model)
     say(f"{method}: fitted on {_source_text(fit_on)} ({fit_da.shape[0]} steps), filling {where.rstrip(': ') or label}")
     return model, aux
 
