@@ -126,6 +126,9 @@ def test_cli_refuses_units_that_lie_in_one_line_writing_nothing(files, tmp_path,
         ([str(files / "lie.nc")], "lie.nc: variable 'sst': its units say 'degC' but its values look like kelvin"),
         ([str(files / "lie.nc"), "--fit-on", str(files / "past.nc")],
          "lie.nc: variable 'sst': its units say 'degC' but its values look like kelvin"),
+        # without the smoother, the chunked fill tests the series as it writes it: the file it wrote removed
+        ([str(files / "lie.nc"), "--fit-on", str(files / "past.nc"), "--set", "transform_smoother=false"],
+         "lie.nc: variable 'sst': its units say 'degC' but its values look like kelvin"),
         ([str(files / "new.nc"), "--fit-on", str(files / "lie.nc")],
          f"--fit-on {files / 'lie.nc'}: variable 'sst': its units say 'degC'"),
         # today's covariate: read whole (named as the option) or lazily (as the field's, by the chunked fill)
@@ -139,6 +142,7 @@ def test_cli_refuses_units_that_lie_in_one_line_writing_nothing(files, tmp_path,
         line = res.output.strip().splitlines()[-1]
         assert res.exit_code == 2 and words in line and "look like kelvin (median 2" in line, (args, res.output)
         assert "ncatted -a units," in line and not out.exists(), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary left beside it
 
 
 # ---- 3. a fitted period's covariate on part of its days

@@ -353,7 +353,7 @@ def test_written_variables_say_what_they_are_and_provenance_is_global(field, tmp
             assert e[name].attrs.get("long_name"), name
             assert not set(res.attrs) & set(e[name].attrs), name  # no provenance repeated
         units = {n: e[n].attrs.get("units") for n in ("weights", "mode", "eofs", "variance_fraction", "pcs", "mean")}
-        assert units == {"weights": "1", "mode": "1", "eofs": "1", "variance_fraction": "1", "pcs": "K", "mean": "K"}
+        assert units == {"weights": "1", "mode": "1", "eofs": "1", "variance_fraction": "1", "pcs": "degC", "mean": "degC"}
         assert "cosine of latitude" in e["weights"].attrs["long_name"]
     for da in (res.eofs, res.pcs, res.weights, res.mean):
         assert da.attrs["method"] == "eof" and da.attrs["solver"] == "full"
