@@ -36,7 +36,7 @@ def field():
     data[:, :3, :4] = np.nan
     return xr.DataArray(data, dims=("time", "lat", "lon"), name="sst",
                         coords={"time": np.arange(nt), "lat": np.linspace(-60, 60, ny), "lon": np.arange(nx) * 2.0},
-                        attrs={"units": "K"})
+                        attrs={"units": "degC"})  # values near 15: degC (in "K" they are refused)
 
 
 def _align_signs(ref, ours, axis_sum):
@@ -88,7 +88,7 @@ def test_reconstruct_all_modes_is_exact_and_keeps_land(field):
     res = eof(field, n_modes=100)
     assert res.n_modes == 30  # min(n_time, n_ocean)
     rec = res.reconstruct()
-    assert rec.dims == field.dims and rec.name == "sst" and rec.attrs["units"] == "K"
+    assert rec.dims == field.dims and rec.name == "sst" and rec.attrs["units"] == "degC"
     np.testing.assert_array_equal(np.isnan(rec.values), np.isnan(field.values))
     np.testing.assert_allclose(rec.values, field.values, atol=1e-10)
     assert np.isnan(res.eofs.values[:, :3, :4]).all() and np.isnan(res.mean.values[:3, :4]).all()
@@ -326,7 +326,7 @@ def test_the_written_mean_says_its_units(field, tmp_path):
     out = tmp_path / "eofs.nc"
     assert main(["eof", str(src), "-n", "2", "-o", str(out)]) == 0
     with xr.open_dataset(out) as e:
-        assert e["mean"].attrs["units"] == "K" and "mean" in e["mean"].attrs["long_name"]
+        assert e["mean"].attrs["units"] == "degC" and "mean" in e["mean"].attrs["long_name"]
         np.testing.assert_allclose(e["mean"].values, field.mean("time", skipna=False).values)
     bare = field.copy()
     bare.attrs = {}
@@ -353,7 +353,7 @@ def test_written_variables_say_what_they_are_and_provenance_is_global(field, tmp
             assert e[name].attrs.get("long_name"), name
             assert not set(res.attrs) & set(e[name].attrs), name  # no provenance repeated
         units = {n: e[n].attrs.get("units") for n in ("weights", "mode", "eofs", "variance_fraction", "pcs", "mean")}
-        assert units == {"weights": "1", "mode": "1", "eofs": "1", "variance_fraction": "1", "pcs": "K", "mean": "K"}
+        assert units == {"weights": "1", "mode": "1", "eofs": "1", "variance_fraction": "1", "pcs": "degC", "mean": "degC"}
         assert "cosine of latitude" in e["weights"].attrs["long_name"]
     for da in (res.eofs, res.pcs, res.weights, res.mean):
         assert da.attrs["method"] == "eof" and da.attrs["solver"] == "full"
@@ -405,7 +405,7 @@ def test_standardized_pcs_and_eofs_as_covariance_and_correlation(field):
     anom = (field - field.mean("time")).values
     cov = np.einsum("tk,tyx->kyx", z.values - z.values.mean(0), anom) / (field.sizes["time"] - 1)
     got = res.eofs_as("covariance")
-    assert got.attrs["units"] == "K" and got.name == "eofs_covariance"
+    assert got.attrs["units"] == "degC" and got.name == "eofs_covariance"
     np.testing.assert_allclose(got.values, cov, atol=1e-10)  # NaN on land in both
     corr = res.eofs_as("correlation")
     assert corr.attrs["units"] == "1"
@@ -468,7 +468,7 @@ def test_project_one_map(field):
     day = field.isel(time=7)
     got = res.project(day)
     assert got.dims == ("mode",) and got["time"].item() == 7
-    assert got.attrs["units"] == "K" and got.attrs["long_name"].startswith("pseudo principal components")
+    assert got.attrs["units"] == "degC" and got.attrs["long_name"].startswith("pseudo principal components")
     assert got.attrs["method"] == "eof"
     np.testing.assert_allclose(got.values, res.pcs.isel(time=7).values, atol=1e-9)
     np.testing.assert_allclose(res.project(day.drop_vars("time").transpose("lon", "lat")).values, got.values)

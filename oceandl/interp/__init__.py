@@ -14,7 +14,7 @@ import xarray as xr
 
 from oceandl.errors import InputError
 
-from .base import Interpolator, _label, _one_step, _squeeze_levels, as_dataarray, canonical_dims
+from .base import Interpolator, _label, _one_step, _squeeze_levels, as_dataarray, canonical_dims, warn_partial_fit_aux
 from .chunked import interpolate_chunked
 from .climatology import Climatology
 from .dineof import DINEOF
@@ -155,7 +155,9 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
         values, normalised with the fit's statistics. See :func:`~oceandl.interp.base.read_aux`.
     fit_aux : DataArray, list or dict of DataArrays, or Dataset, optional
         With ``fit_on`` a field and ``aux``: the same covariates on ``fit_on``'s days and grid,
-        for its multivariate fit.
+        for its multivariate fit. One with values on fewer than 75 % of those days is warned of:
+        the fill with it can be worse than without it
+        (:func:`~oceandl.interp.base.warn_partial_fit_aux`).
     mask : xarray.DataArray (lat, lon) or array-like (lat, lon), optional
         Land-sea mask, True/1 = ocean, on ``da``'s grid (matched by coordinate value, either
         longitude convention; a larger grid is cut to the field's). A CF flag variable is read by
@@ -250,6 +252,8 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
                 raise
             # both fields are often 'sst': "variable 'sst': all values are NaN" did not say which
             raise InputError(f"fit_on: {exc}") from None
+        if fit_aux is not None:  # a covariate on part of the fitted days: said in an info line only, and it fills worse
+            warn_partial_fit_aux(model)
 
     def output():
         if fit_on is None:

@@ -96,7 +96,9 @@ A fit applied (``fit_on``)
     that hold them read again (6-25 % of the steps on the synthetic cube at 70-30 % cloud cover),
     and the scale fitted once on all: sigma rescaled in the file, the in-memory sigma whatever the
     blocks (1-day blocks too). A field without units is tested against the fit's units (kelvin
-    against degC) on the whole series once the first pass has read it, as in memory.
+    against degC) on the whole series once the first pass has read it, as in memory; so are the
+    field's and covariates' values against their temperature units (degC said, kelvin values, or the
+    reverse: the median of their pixel means).
 
 Blending
     Blocks are committed in raster order (time, lat, lon). A block writes its core, then, over
@@ -131,7 +133,7 @@ from oceandl.errors import InputError, one_line, warn
 from oceandl.utils import software_versions
 
 from .base import (_MIN_PIXEL_OBS, SIGMA_MIN_POINTS, _input_attrs, _json_default, _netcdf_safe, append_history,
-                   check_units_shift, filled_comment, oceandl_version, output_coord_name, sigma_attrs)
+                   check_units_shift, check_units_values, filled_comment, oceandl_version, output_coord_name, sigma_attrs)
 from .dineof import _MIN_CV_SQUARES, ERROR_MAP_TEXT
 from .mask import MASK_FLAG_MEANINGS, MASK_FLAG_VALUES, mask_text
 from .neural import hann_ramp
@@ -578,7 +580,7 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
 
     from oceandl.io import check_extremes
 
-    from .base import check_aux_values
+    from .base import check_aux_values, check_units_values
 
     v = da.data
     obs = dsa.isfinite(v)
@@ -592,6 +594,15 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
         count, total, lo, hi, *aux_sums = _compute(*lazy)
     check_extremes(lo, hi, label or f"variable {da.name!r}")
+    # degC values said to be kelvin (or the reverse), from the pixel means as in memory: once for the cube,
+    # before the second pass and anything written
+    with np.errstate(invalid="ignore", divide="ignore"):
+        check_units_values(label or f"variable {da.name!r}", da, da.attrs.get("units"),
+                           np.where(count > 0, total / np.maximum(count, 1), np.nan))
+        for i, (name, a, units, _) in enumerate(aux):
+            a_count, a_total = aux_sums[5 * i], aux_sums[5 * i + 1]
+            check_units_values(f"{label or f'variable {da.name!r}'}: aux {name!r}", a, units,
+                               np.where(a_count > 0, a_total / np.maximum(a_count, 1), np.nan))
     n_land = 0
     if sea is not None:  # the mask's land: its observations dropped from every statistic
         count, total, n_land = _drop_land_counts(np.asarray(count), np.asarray(total), sea,
@@ -1271,7 +1282,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         per ``aux`` entry, in its order, ``"VAR"`` of the ``fit_on`` file or ``"FILE:VAR"`` of another
         (put on the fitted days and grid), each taken as the covariate of its ``aux`` name; or, as
         :func:`~oceandl.interp.interpolate`'s ``fit_aux``, DataArrays (a list, a dict or a Dataset)
-        named as ``aux``'s on the fitted field's grid. Read whole, as the fitted field is.
+        named as ``aux``'s on the fitted field's grid. Read whole, as the fitted field is; one with
+        values on fewer than 75 % of the fitted days is warned of, as in memory
+        (:func:`~oceandl.interp.base.warn_partial_fit_aux`).
     **options : the method's options (e.g. ``n_modes=8``, ``checkpoint="unet_model"``); with a fit
         already made, only its transform options (``transform_smoother``).
 
@@ -1285,7 +1298,9 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         Bad input (see :func:`open_lazy`), unknown method or option, bad chunks or halo, output
         that exists without ``overwrite``; covariates given to a method that takes none, missing,
         on another grid, all NaN, constant, or (neural methods, DINEOF) constant in time at every
-        pixel; not the ones a checkpoint was trained with; a bad ``mask``
+        pixel; not the ones a checkpoint was trained with; a field or covariate whose values contradict
+        its temperature units (:func:`~oceandl.interp.base.check_units_values`, from the statistics
+        pass's pixel means, once for the cube); a bad ``mask``
         (:func:`~oceandl.interp.mask.read_mask`), or more observations on its land than on its ocean.
     """
     from oceandl.utils import atomic_path, check_output_path
@@ -1826,6 +1841,10 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
         if type(exc) is not InputError:
             raise
         raise InputError(f"fit_on: {exc}") from None
+    if covs is not None:  # as in memory: a covariate on part of the fitted days
+        from .base import warn_partial_fit_aux
+
+        warn_partial_fit_aux(model)
     say(f"{method}: fitted on {_source_text(fit_on)} ({fit_da.shape[0]} steps), filling {where.rstrip(': ') or label}")
     return model, aux
 
@@ -2036,9 +2055,15 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
         field = da.isel(time=t).load()
         ax = {name: a.isel(time=t).load() for name, a, *_ in covariates}
         ds = model.transform(field, aux=ax or None)
-        if first_pass and model.shift_ is not None:  # a field without units: its shift from the fit, summed
-            shift[0] += model.shift_[0]
-            shift[1] += model.shift_[1]
+        if first_pass:
+            if model.shift_ is not None:  # a field without units: its shift from the fit, summed
+                shift[0] += model.shift_[0]
+                shift[1] += model.shift_[1]
+            for key, a in (("", field), *ax.items()):  # the pixel sums the units are tested on
+                v = np.asarray(a.transpose("time", "lat", "lon").values if key else a.values)
+                seen = np.isfinite(v)
+                sums[key][0] += np.where(seen, v, 0).sum(axis=0, dtype=np.float64)
+                sums[key][1] += seen.sum(axis=0)
         return ds
 
     smoother = None
@@ -2054,13 +2079,21 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     saved = isinstance(fit_on, (str, os.PathLike)) and _is_fit_folder(fit_on)
     fitted = f" fitted on {fit_on if saved else _source_text(fit_on)}"
     first_pass, shift = True, [0.0, 0]
+    # per pixel, the sum and count of the field's (key "") and each covariate's observations over the first pass
+    sums = {key: [np.zeros(shape[1:]), np.zeros(shape[1:])] for key in ("", *(c[0] for c in covariates))}
     label = f"{where}variable {da.name!r}"
 
     def check_units():
-        """The test of a field without units against the fit's (kelvin against degC), on the whole series
-        once its first pass is read, as in memory (a block's alone was tested, and named no file)."""
+        """The tests of the units on the whole series once its first pass is read, as in memory (a block's
+        alone was tested, and named no file): degC values said to be kelvin or the reverse (field and
+        covariates, from their pixel means), and a field without units against the fit's (kelvin against degC)."""
         nonlocal first_pass
         first_pass = False
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = {key: np.where(n > 0, t / np.maximum(n, 1), np.nan) for key, (t, n) in sums.items()}
+        check_units_values(label, da, da.attrs.get("units"), means[""])
+        for name, a, units, _ in covariates:
+            check_units_values(f"{label}: aux {name!r}", a, units, means[name])
         check_units_shift(label, shift[0], shift[1], model.scale_)
 
     bar = None

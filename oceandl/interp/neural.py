@@ -204,7 +204,8 @@ class NeuralInterpolator(Interpolator):
         options and inputs (``neighbours``, ``nll``, ``seasonal``, ``latlon``) are taken, then the
         network is trained on this input with the training options given here, normalised by the
         input's own statistics. The output's ``init_checkpoint`` and ``init_checkpoint_sha256``
-        attributes (and the saved checkpoint's ``training.init``) name the starting weights.
+        attributes (and the saved checkpoint's ``training.init`` and ``training.options.init``) name
+        the starting weights, by their absolute path.
     calibrate : bool or None
         Post-hoc calibration of ``sigma`` on held-out observations (None, the default: on when
         ``nll`` is; True without ``nll`` is an error). Before training, ``calibration_fraction`` of
@@ -877,6 +878,8 @@ class NeuralInterpolator(Interpolator):
             return
         if o["init"] is not None:  # the attrs name the starting weights, not a network loaded as it is
             self.checkpoint_attrs_ = {f"init_{k}": v for k, v in self.checkpoint_attrs_.items()}
+            # absolute: `--init ../unet_2019` named, in the checkpoint, a folder relative to wherever the run was
+            self.checkpoint_attrs_["init_checkpoint"] = _absolute(o["init"])
         self._prepare_model()
         # a network trained here: the init checkpoint's calibration was for its weights, not these
         self.sigma_calibration_, self.calibration_text_, self.calibration_info_ = 1.0, "none (calibrate=False)", None
@@ -1357,6 +1360,8 @@ class NeuralInterpolator(Interpolator):
         init = getattr(self, "checkpoint_attrs_", {})
         if self.options["resume"] is not None:  # the run's own record: it was started with or without init
             options["init"] = init.get("init_checkpoint")
+        elif options.get("init") is not None:  # by its absolute path, as training.init records it
+            options["init"] = _absolute(options["init"])
         if progress is None:
             fit = self._fit_attrs()
             done, history = self.steps_, getattr(self, "loss_history_", [])
@@ -1776,6 +1781,14 @@ def _day_ranges(days: np.ndarray) -> str:
     breaks = np.flatnonzero(np.diff(d) > 1)
     starts, ends = np.r_[d[0], d[breaks + 1]], np.r_[d[breaks], d[-1]]
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in zip(starts, ends))
+
+
+def _absolute(path) -> str:
+    """``path`` (a checkpoint folder, its config.json or weights file) as its absolute resolved path:
+    what a checkpoint records of the one it started from, readable from any folder."""
+    from pathlib import Path
+
+    return str(Path(path).expanduser().resolve())
 
 
 def _checkpoint_provenance(path, config: dict) -> dict[str, Any]:
