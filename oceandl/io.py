@@ -1078,11 +1078,14 @@ def write_per_file(ds: xr.Dataset, plan: PerFilePlan, *, overwrite: bool = False
     plan.folder.mkdir(exist_ok=True)
     try:
         with atomic_paths(targets, overwrite=overwrite) as tmps:
-            for (span, idx, _), tmp in tqdm(list(zip(plan.files, tmps)), desc="files", unit="file",
-                                            disable=not progress):
+            for (span, idx, target), tmp in tqdm(list(zip(plan.files, tmps)), desc="files", unit="file",
+                                                 disable=not progress):
                 part = ds.isel({tdim: idx})
                 part.attrs = _span_attrs(ds.attrs, plan.first_attrs, span.attrs)
-                write_netcdf(part, tmp, complevel=complevel)
+                # written straight to atomic_paths' temporary, a failure naming the file asked for:
+                # write_netcdf(part, tmp) named the hidden .part, and wrote under a second temporary
+                ready, enc, unlimited = _netcdf_ready(part, target, None, complevel)
+                _to_netcdf(ready, tmp, target, enc, unlimited)
     except BaseException:
         if created and not any(plan.folder.iterdir()):
             plan.folder.rmdir()
@@ -1914,6 +1917,8 @@ def write_netcdf(
     ------
     InputError
         If ``path`` exists (without ``overwrite``), its folder is missing, or writing fails.
+    OceanDLError
+        If writing fails on a full disk (exit 1 on the command line: not the input's fault).
 
     Notes
     -----
@@ -1924,6 +1929,17 @@ def write_netcdf(
     per chunk for the fields, the layout a contiguous day had.
     """
     path = Path(path)
+    ds, enc, unlimited = _netcdf_ready(obj, path, encoding, complevel)
+    check_output_path(path, overwrite, kind="file", what="netCDF file")  # never replaces a folder
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        _to_netcdf(ds, tmp, path, enc, unlimited)
+    return path
+
+
+def _netcdf_ready(obj: xr.Dataset | xr.DataArray, path: Path, encoding: dict | None,
+                  complevel: int) -> tuple[xr.Dataset, dict, list[str]]:
+    """``obj`` as :func:`write_netcdf` writes it to ``path``: the Dataset, its encoding and its
+    unlimited dims."""
     check_complevel(complevel)
     if isinstance(obj, xr.DataArray):
         name = obj.name if obj.name is not None and obj.name not in obj.coords else "field"
@@ -1954,13 +1970,16 @@ def write_netcdf(
             e["chunksizes"] = chunks
     for n, e in (encoding or {}).items():
         enc[n] = {**enc.get(n, {}), **e}
-    check_output_path(path, overwrite, kind="file", what="netCDF file")  # never replaces a folder
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        try:
-            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc, unlimited_dims=unlimited)
-        except (OSError, RuntimeError, ValueError, TypeError) as exc:
-            raise InputError(f"{path}: cannot write netCDF ({one_line(exc)})") from exc
-    return path
+    return ds, enc, unlimited
+
+
+def _to_netcdf(ds: xr.Dataset, dest: Path, path: Path, enc: dict, unlimited: list[str]) -> None:
+    """Write ``ds`` (as :func:`_netcdf_ready` made it) to ``dest``, the temporary of ``path``: a
+    failure names ``path``, the file asked for, not the hidden ``.part`` (the -o FOLDER/ files)."""
+    try:
+        ds.to_netcdf(dest, engine="netcdf4", format="NETCDF4", encoding=enc, unlimited_dims=unlimited)
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: cannot write netCDF ({one_line(exc)})") from exc
 
 
 def _step(values: np.ndarray) -> float:

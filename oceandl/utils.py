@@ -485,7 +485,8 @@ _FULL_DISK = 1 << 20
 def _say_full_disk(exc: BaseException, path: Path, folder: Path) -> None:
     """Raise ``exc`` saying that the disk of ``folder`` is full, when it is (a write to ``path`` failed):
     netCDF's HDF5 reports no room as "RuntimeError: NetCDF: HDF error" (or "Permission denied"),
-    naming neither the file nor the cause. Returns (the caller re-raises ``exc``) when there is room."""
+    naming neither the file nor the cause. Raised as an :class:`OceanDLError` (exit 1), never an
+    :class:`InputError`. Returns (the caller re-raises ``exc``) when there is room."""
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
@@ -494,7 +495,9 @@ def _say_full_disk(exc: BaseException, path: Path, folder: Path) -> None:
         return
     note = f"the disk of {folder} is full ({free:,} bytes free); nothing was written"
     if isinstance(exc, OceanDLError):
-        raise type(exc)(f"{str(exc).rstrip('.')}; {note}") from exc
+        # an OceanDLError (exit 1) whatever the writer raised: write_netcdf's failures are InputErrors
+        # (exit 2, a bad value or path), but a full disk is no fault of the input
+        raise OceanDLError(f"{str(exc).rstrip('.')}; {note}") from exc
     from .errors import one_line
 
     raise OceanDLError(f"{path}: cannot write it ({one_line(exc)}); {note}") from exc

@@ -87,16 +87,16 @@ def test_other_files_of_the_folder_are_kept_and_dates_write_their_files_only(day
 
 
 def test_a_failed_write_leaves_nothing(days, tmp_path, monkeypatch):
-    real = oceandl.io.write_netcdf
+    real = oceandl.io._to_netcdf  # what write_per_file writes each file's temporary with
     calls = []
 
-    def failing(obj, path, **kw):
+    def failing(ds, dest, path, *a):
         calls.append(path)
         if len(calls) == 5:
             raise InputError(f"{path}: disk full")
-        return real(obj, path, **kw)
+        return real(ds, dest, path, *a)
 
-    monkeypatch.setattr(oceandl.io, "write_netcdf", failing)
+    monkeypatch.setattr(oceandl.io, "_to_netcdf", failing)
     out = tmp_path / "new"
     with pytest.raises(InputError, match="disk full"):
         run_interpolation(days, f"{out}/", var=VAR, method="climatology", withhold=0, progress=False,

@@ -131,7 +131,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import xarray as xr
 
-from oceandl.errors import InputError, one_line, warn
+from oceandl.errors import InputError, OceanDLError, one_line, warn
 from oceandl.utils import software_versions
 
 from .base import (_MIN_PIXEL_OBS, SIGMA_MIN_POINTS, _input_attrs, _json_default, _netcdf_safe, append_history,
@@ -1232,7 +1232,15 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
     os.unlink(name)
     series = Path(name)
     try:
-        res = interpolate_chunked(source, series, overwrite=False, per_file=False, **kwargs)
+        try:
+            res = interpolate_chunked(source, series, overwrite=False, per_file=False, **kwargs)
+        except OceanDLError as exc:
+            if not str(exc).startswith(f"{series}: "):
+                raise
+            # a write of the hidden series (a full disk) named it alone: the user asked for the folder
+            raise type(exc)(f"{folder}{os.sep}: {str(exc)[len(str(series)) + 2:].rstrip('.')} (writing the whole "
+                            f"filled series first, as {series.name}, to split it into a file per input "
+                            "file)") from exc
         with xr.open_dataset(series, engine="netcdf4", chunks={}) as ds:
             write_per_file(ds, plan, overwrite=overwrite, complevel=kwargs["complevel"],
                            progress=kwargs["progress"])
