@@ -368,6 +368,18 @@ class _Unread:
             return {"image": torch.full(self.shape, float("nan")), "label": -1}
 
 
+def _sample_name(dim: str, value) -> str:
+    """How a message names an image without a file: as the predictions' rows do, by its value of the
+    sample coordinate (``obs='c'``, ``time=2020-01-03``, ``sample=2``), not its index into the input."""
+    if isinstance(value, np.datetime64):  # .item() of nanoseconds is an int
+        return f"{dim}={np.datetime_as_string(value, unit='auto')}"
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return f"{dim}={value!r}" if isinstance(value, str) else f"{dim}={value}"
+
+
 def _unreadable_reason(dataset, index: int, paths: list[str] | None) -> str:
     """Why sample ``index`` has no prediction: its read error (less the path, which is in the
     ``path`` column), or no finite pixel."""
@@ -608,7 +620,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
                                         on_error, check=lambda imgs: _check_bands(imgs, cfg, model))
         errors = {int(i): _unreadable_reason(x, int(i), paths) for i in empty}
         if len(errors) == len(probs):
-            shown = "; ".join(f"{paths[i] if paths else f'images[{i}]'} ({r})" for i, r in list(errors.items())[:3])
+            shown = "; ".join(f"{paths[i] if paths else _sample_name(dim, sample[i])} ({r})"
+                              for i, r in list(errors.items())[:3])
             raise InputError(f"no readable images: {len(errors)} unreadable: {shown}"
                              f"{'; ...' if len(errors) > 3 else ''}")
         if skipped and len(getattr(x, "inputs", ())) == len(probs) + len(skipped):
@@ -677,7 +690,8 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
         from oceandl.datasets.images import _display_names
 
         named = _display_names([paths[i] for i in errors]) if paths else {}
-        shown = ", ".join(f"{named[Path(paths[i])] if paths else f'images[{i}]'} ({r})"
+        # a stack's image by its row's name (obs='c'), not images[2]: its index, which no output shows
+        shown = ", ".join(f"{named[Path(paths[i])] if paths else _sample_name(dim, sample[i])} ({r})"
                           for i, r in list(errors.items())[:5])
         warn(f"{len(errors)} of {len(probs)} image(s) unreadable, given an empty prediction and the "
                       f"reason in 'error': {shown}{', ...' if len(errors) > 5 else ''}")

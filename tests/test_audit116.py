@@ -4,8 +4,10 @@ rows' sample coordinate."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections import namedtuple
 
+import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
@@ -92,3 +94,64 @@ def test_a_per_file_write_error_names_the_output_file(days, tmp_path, monkeypatc
                             f"{out / 'd00.nc'}: cannot write netCDF (RuntimeError: NetCDF: HDF error)")
     assert ".part" not in line, line
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------ 3. classify a stack: unreadable images by their row's name
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained 3-class classifier of 16 x 16 grey images (its predictions are not what is tested)."""
+    from oceandl.models import get_model
+    from oceandl.training import save_checkpoint
+
+    opts = {"channels": [4, 8], "hidden": 8}
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "tiny", get_model("cnn", 1, 3, **opts), model_name="cnn",
+                           model_options=opts, model_args=[1, 3], task="classification",
+                           classes=["calm", "eddy", "front"],
+                           preprocessing={"size": [16, 16], "channels": 1, "intensity": "linear",
+                                          "normalize": "per_image"})
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("coord,named", [
+    ({"obs": ["a", "b", "c", "d", "e"]}, ("obs='c'", "obs='e'")),
+    ({"obs": [10, 11, 12, 13, 14]}, ("obs=12", "obs=14")),
+    ({"time": np.array(["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-04", "2020-01-05"], "datetime64[ns]")},
+     ("time=2020-01-03", "time=2020-01-05")),
+    ({}, ("sample=2", "sample=4")),
+], ids=["strings", "ints", "times", "none"])
+def test_classify_names_a_stacks_unreadable_images_as_its_rows_do(tiny_model, tmp_path, coord, named):
+    """`classify stack.nc` with images 2 and 4 all NaN warned "images[2] (...), images[4] (...)": an index
+    into nothing the user gave (the rows are named by the stack's sample coordinate). The warning now
+    names each by its row: the sample dim and its coordinate value, or its index along a dim without one."""
+    rng = np.random.default_rng(0)
+    img = rng.random((5, 16, 16)).astype(np.float32)
+    img[[2, 4]] = np.nan
+    dim = next(iter(coord), "sample")
+    xr.Dataset({"image": ((dim, "y", "x"), img)}, coords=coord).to_netcdf(tmp_path / "s.nc")
+    res = CliRunner().invoke(cli, ["classify", str(tmp_path / "s.nc"), "--model", str(tiny_model), "--device", "cpu",
+                                   "--quiet", "-o", str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    warning = next(ln for ln in res.stderr.splitlines() if "unreadable" in ln)
+    assert "2 of 5 image(s) unreadable" in warning and "images[" not in warning, warning
+    for n, i in zip(named, (2, 4)):
+        assert f"{n} (image[{i}] has no finite pixel (all NaN/inf))" in warning, warning
+    # the rows the warning names are the ones with the error
+    rows = xr.Dataset.from_dataframe(__import__("pandas").read_csv(tmp_path / "p.csv"))
+    assert (rows["error"].fillna("").values != "").tolist() == [False, False, True, False, True]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_classify_python_names_unreadable_images_of_a_dataarray_by_its_coordinate(tiny_model):
+    """From Python too: a DataArray of vignettes along time warns with the times of its empty ones."""
+    import oceandl
+
+    img = np.random.default_rng(1).random((3, 16, 16)).astype(np.float32)
+    img[1] = np.nan
+    da = xr.DataArray(img, dims=("time", "y", "x"),
+                      coords={"time": np.array(["2021-06-01", "2021-06-02", "2021-06-03"], "datetime64[ns]")})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = oceandl.classify(da, tiny_model, device="cpu")
+    said = [str(w.message) for w in seen if "unreadable" in str(w.message)]
+    assert len(said) == 1 and "time=2021-06-02 (no finite pixel (all NaN/inf))" in said[0], said
+    assert got["label"].values.tolist()[1] == -2
