@@ -189,12 +189,13 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     ``lat``/``latitude``/``y``/``nj``/``eta_rho``/``YC``/..., ``lon``/``longitude``/``x``/``ni``/
     ``xi_rho``/``XC``/... (ROMS, NEMO, GHRSST L2 and MITgcm grid dims); then, for dims not named so, by their coordinate: dates
     (datetime64, cftime, numbers in "days since ..."), CF ``axis``, ``standard_name`` or
-    ``units`` (``degrees_north``...); then by another coordinate along them (ROMS'
+    ``units`` (``degrees_north``...), which go first; then by another coordinate along them (ROMS'
     ``lat_rho(eta_rho, xi_rho)``, a ``latitude`` along ``eta``), as open_field reads a file.
     Dims still not recognised take the remaining roles in their order, so an unlabelled array
     (``dim_0``, ``dim_1``, ``dim_2``) is read as (time, lat, lon); but not a dim left to be time
-    whose name or coordinate says it is something else (``mode``, ``depth``, axis Z), refused as
-    :func:`oceandl.io.open_field` refuses it.
+    whose name or coordinate says it is something else (``mode``, ``depth``, axis Z), nor a dim
+    whose name says a role another dim took (``y`` of ``(time, lat, y)``, left to be lon), both
+    refused as :func:`oceandl.io.open_field` refuses them.
 
     Parameters
     ----------
@@ -206,24 +207,28 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     Raises
     ------
     InputError
-        If ``da`` is not 3-D, two dims claim one role, or the dim left to be time is not one.
+        If ``da`` is not 3-D, two dims claim one role by their coordinates, a dim named for one role is
+        left to be another, or the dim left to be time is not one.
     """
-    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position, refuse_not_time
+    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position, refuse_against_name, refuse_not_time
 
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
-    # (nj, ni, time_counter) was read by position as (time, lat, lon): a fit along the wrong axis, unsaid
+    # (nj, ni, time_counter) was read by position as (time, lat, lon): a fit along the wrong axis, unsaid.
+    # A dim's coordinate (CF attributes, dates) before its name, as open_field reads a file: (time, lat, y)
+    # with y in degrees_east was read so there and refused here
+    by_coord = {d: _role_from_attrs(da[d].variable) if d in da.coords else None for d in da.dims}
     by_name = {d: _role_from_name(d) for d in da.dims}
-    by_coord = {d: _role_from_attrs(da[d].variable) if d in da.coords and by_name[d] is None else None
-                for d in da.dims}
     found: dict[str, Any] = {}
-    for how in (by_name, by_coord):
+    for how in (by_coord, by_name):
         for role in _ROLES:
             hits = [d for d in da.dims if how[d] == role and d not in found.values()]
             if role in found or not hits:
                 continue
-            if len(hits) > 1:
+            if len(hits) > 1 and how is by_coord:
                 raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
+            # two dims of one role by name (lat and y): the first takes it, as open_field takes it, and
+            # the other, left to the order, is refused below (refuse_against_name), as open_field refuses it
             found[role] = hits[0]
     # ROMS' (ocean_time, eta_rho, xi_rho) with lat_rho/lon_rho beside them: open_field places them so, and
     # a warning that they were read by position (rename them, or give coordinates) would be wrong
@@ -232,6 +237,7 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
             found[role] = dim
     rest = [d for d in da.dims if d not in found.values()]
     left = [r for r in _ROLES if r not in found]
+    refuse_against_name(list(zip(rest, left)), da.dims, _label(da))
     tdim = dict(zip(left, rest)).get("time")
     if tdim is not None:  # an `eof` output's (mode, lat, lon) had its modes filled as days, silently
         refuse_not_time(tdim, da[tdim].variable if tdim in da.coords else None, _label(da))
