@@ -66,3 +66,58 @@ def test_a_coordinate_tells_two_latitude_names_apart_in_both_readers():
     got = interpolate(named, "climatology")
     ref = interpolate(da, "climatology")
     np.testing.assert_allclose(got.values, ref.values, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- 2. the EOF analysis's units
+def _complete(units: str | None, offset: float = 0.0, name: str = "sst") -> xr.DataArray:
+    da = _field().fillna(15.0) + offset
+    da.name = name
+    if units is not None:
+        da.attrs["units"] = units
+    return da
+
+
+def test_the_eof_analysis_refuses_values_that_contradict_their_units(tmp_path):
+    """oceandl.eof() / `oceandl eof` do not go through Interpolator.fit: a kelvin field said to be in degC
+    was analysed, its EOFs labelled degC (squared). Refused now as interpolate() refuses it."""
+    import oceandl
+
+    with pytest.raises(InputError, match=r"variable 'sst': its units say 'degC' but its values look like kelvin "
+                                         r"\(median 2\d\d\.\d"):
+        oceandl.eof(_complete("degC", 273.15), n_modes=2)
+    with pytest.raises(InputError, match="its units say 'K' but its values look like degC"):
+        oceandl.eof(_complete("K"), n_modes=2)
+    src, out = tmp_path / "k.nc", tmp_path / "eofs.nc"
+    _complete("degC", 273.15).to_dataset().to_netcdf(src)
+    res = CliRunner().invoke(cli, ["eof", str(src), "-n", "2", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(f"Error: {src}: variable 'sst': its units say 'degC' but its values look like kelvin")
+    assert "Traceback" not in res.output and not out.exists()
+
+
+def test_the_eof_analysis_takes_departures_and_fields_without_units():
+    """What the check leaves alone: a field as its units say, an anomaly in kelvin (named so), no units."""
+    import oceandl
+
+    ref = oceandl.eof(_complete("degC"), n_modes=2).eigenvalues.values
+    np.testing.assert_allclose(oceandl.eof(_complete("K", 273.15), n_modes=2).eigenvalues.values, ref, rtol=1e-9)
+    anom = _complete("K", -15.0, name="sst_anom")
+    np.testing.assert_allclose(oceandl.eof(anom, n_modes=2).eigenvalues.values, ref, rtol=1e-9)
+    np.testing.assert_allclose(oceandl.eof(_complete(None), n_modes=2).eigenvalues.values, ref, rtol=1e-9)
+
+
+def test_the_eofs_package_example_is_still_analysed(tmp_path):
+    """eofs' sst_ndjfm_anom.nc (no units attribute) goes through `oceandl eof` as before."""
+    eofs = pytest.importorskip("eofs")
+    from pathlib import Path
+
+    src = Path(eofs.__file__).parent / "examples" / "example_data" / "sst_ndjfm_anom.nc"
+    if not src.exists():
+        pytest.skip("eofs example data not installed")
+    with xr.open_dataset(src) as f:
+        assert "units" not in f["sst"].attrs
+    out = tmp_path / "eofs.nc"
+    res = CliRunner().invoke(cli, ["eof", str(src), "--var", "sst", "-n", "3", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with xr.open_dataset(out) as f:
+        assert f["eofs"].sizes["mode"] == 3
