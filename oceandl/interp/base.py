@@ -9,10 +9,12 @@ only :meth:`Interpolator._fit` and :meth:`Interpolator._reconstruct` on plain Nu
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import datetime as _dt
 import json
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 import numpy as np
 import xarray as xr
@@ -1092,12 +1094,32 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
 PARTIAL_AUX_SHARE = 0.75
 
 
+#: how the command line names each fitted-period covariate (aux name -> its option and entry), set around a
+#: fill by :func:`fit_aux_words`; unset from Python, whose messages name the keyword arguments
+_FIT_AUX_WORDS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("oceandl_fit_aux_words",
+                                                                                         default=None)
+
+
+@contextlib.contextmanager
+def fit_aux_words(words: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, :func:`warn_partial_fit_aux` names each covariate as ``words`` do (aux name ->
+    ``"--fit-aux FILE:VAR"``, the command line's words), not by the keyword arguments: `oceandl
+    interpolate --fit-aux FILE:VAR` was told of ``fit_on: aux 'VAR' ... (fit_aux, --fit-aux)``."""
+    token = _FIT_AUX_WORDS.set(dict(words))
+    try:
+        yield
+    finally:
+        _FIT_AUX_WORDS.reset(token)
+
+
 def warn_partial_fit_aux(model: "Interpolator", label: str = "fit_on") -> None:
     """Warn, in one line each, of the covariates of ``model``'s fit (``fit(da, aux=...)``, the fitted
     period's: ``interpolate(fit_on=, fit_aux=)``, ``--fit-aux``) with values on fewer than
     :data:`PARTIAL_AUX_SHARE` of the fitted days. A multivariate DINEOF fits its joint modes with
     the covariate missing on the other days (its gaps iterated on, as any gap), and the fill of
     another period with it can then be worse than without it. A static one is never partial.
+    Each is named ``{label}: aux 'VAR'`` (the keyword arguments), or as :func:`fit_aux_words` says
+    around the call (the command line's ``--fit-aux FILE:VAR``).
 
     Measured (synthetic 90 x 32 x 32 cube, DINEOF fitted on days 1-60 with ``sst_mw`` on part of
     them, days 61-90 filled with theirs; gap RMSE against the truth, seeds 0 / 1): 1.321 / 1.253
@@ -1109,13 +1131,18 @@ def warn_partial_fit_aux(model: "Interpolator", label: str = "fit_on") -> None:
     50 % last) was a better default; nor is the covariate's mean over the covered days the cause
     (today's shifted by its bias to the whole period's: 1.790 for 1.764)."""
     n_days = int(model.values_.shape[0])
+    words = _FIT_AUX_WORDS.get() or {}
     for name, a, static in zip(model.aux_names_ or (), model.aux_ or (), model.aux_static_ or ()):
         if static:
             continue
         seen = int(np.isfinite(a).any(axis=(1, 2)).sum())
         if seen < PARTIAL_AUX_SHARE * n_days:
-            warn(f"{label}: aux {name!r}, the fitted period's covariate (fit_aux, --fit-aux), has values on {seen} "
-                 f"of its {n_days} days ({seen / n_days:.0%}): the joint modes are fitted without it on the others, "
+            # the command line's option and FILE:VAR (fit_aux_words), as its other --fit-aux messages; else
+            # the keyword arguments
+            head = (f"{words[name]}: the fitted period's covariate" if name in words
+                    else f"{label}: aux {name!r}, the fitted period's covariate (fit_aux),")
+            warn(f"{head} has values on {seen} of its {n_days} days ({seen / n_days:.0%}): the joint modes are "
+                 "fitted without it on the others, "
                  "and the fill with it can be worse than without it (synthetic cube, fit on 60 days: gap RMSE 1.76 "
                  "with it on their last quarter, 1.32 without it, 1.26 with it on all): give it over the whole "
                  "fitted period, or fill without it", UserWarning)
