@@ -1189,7 +1189,13 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
                 raise InputError(f"--fit-aux {' '.join(fit_aux)}: one per --aux, in its order (--aux "
                                  f"{' '.join(aux) or 'not given'})")
         # --fit-on: the fit (saved, or made on that file in memory) applied by time blocks over the whole grid
-        with _naming(describe_source(input_path), fit_on) if fit_on is not None else contextlib.nullcontext():
+        from oceandl.interp.base import fit_aux_words
+        from oceandl.pipelines.interpolate import cli_fit_aux_words
+
+        # a covariate on part of the fitted days is warned of in the options' words, as in memory
+        words = cli_fit_aux_words(aux, fit_aux, fit_on, input_path) if fit_on is not None else {}
+        with (_naming(describe_source(input_path), fit_on) if fit_on is not None else contextlib.nullcontext()), \
+                fit_aux_words(words):
             res = interpolate_chunked(input_path, output, method, var=var, chunks=chunks, halo=halo, seed=seed,
                                       device=device, overwrite=overwrite, progress=_progress(quiet),
                                       complevel=complevel, log=_echo, command=_command_line(),

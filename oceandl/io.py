@@ -224,6 +224,27 @@ def _say_by_position(pairs: Sequence[tuple[Hashable, str]], where: str) -> None:
               "(time, lat, lon) or give them coordinates (dates, CF axis or units) to say otherwise", UserWarning)
 
 
+def refuse_against_name(pairs: Sequence[tuple[Hashable, str]], dims: Sequence[Hashable], where: str) -> None:
+    """Refuse the reading by position ``pairs`` (``(dim, role)``) when it gives a dim a role other
+    than the one its name says, which another dim of ``dims`` took: ``(time, lat, y)`` without
+    coordinates (``lat`` and ``y`` both latitude names) had ``y`` read as lon in a file
+    (:func:`open_field`) and was refused as an array (:func:`~oceandl.interp.base.canonical_dims`).
+    Nothing tells which of the two is the latitude: the one rule, for both, is to refuse.
+
+    Raises
+    ------
+    InputError
+        Naming the dims that claim one role and how to tell them apart.
+    """
+    for dim, role in pairs:
+        named = _role_from_name(dim)
+        if named is not None and named != role:
+            same = [str(d) for d in dims if _role_from_name(d) == named]
+            raise InputError(f"{where}: dims {same} are all read as {named} by their names, and {str(dim)!r} is "
+                             f"left to be {role}; rename it {role} if it is one, or give the dims coordinates "
+                             "(CF axis or units) to tell them apart")
+
+
 def _role_from_name(name: Hashable) -> str | None:
     low = str(name).lower()
     for role, names in _COORD_NAMES.items():
@@ -1497,6 +1518,7 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     # the dims left take the roles left in their order (CF's T, Y, X), as interpolate() reads an array
     # (canonical_dims): (ocean_time, eta_rho, xi_rho) without coordinates was refused here and read so there
     by_position = list(zip(extra, missing)) if missing and len(missing) == len(extra) else []
+    refuse_against_name(by_position, da.dims, where)  # (time, lat, y): y was read as lon, silently
     tdim = next((d for d, r in by_position if r == "time"), None)
     if tdim is not None:
         refuse_not_time(tdim, ds.variables.get(tdim), where)

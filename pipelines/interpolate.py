@@ -143,6 +143,27 @@ def _data_folder(path) -> bool:
     return not is_fitted_folder(p) and any(f.suffix.lower() in NETCDF_SUFFIXES for f in p.iterdir())
 
 
+def cli_fit_aux_words(aux: Sequence[str] | None, fit_aux: Sequence[str] | None, fit_on, source) -> dict[str, str]:
+    """How the command line names each covariate of the fitted period (aux name -> words), for
+    :func:`~oceandl.interp.base.warn_partial_fit_aux`: ``--fit-aux FILE:VAR`` as given, or without
+    --fit-aux the ``--aux`` entry read for the fitted period (``--aux FILE:VAR``, ``FIT_ON: --aux VAR``),
+    as :func:`_read_aux` names them in its messages."""
+    from oceandl.io import describe_source, split_file_var
+
+    out = {}
+    for i, entry in enumerate(aux or ()):
+        try:
+            name = split_file_var(entry, source)[1]
+            own = split_file_var(entry, fit_on)[0] is not fit_on
+        except InputError:  # a FILE that is not there: refused where it is read
+            continue
+        if fit_aux and i < len(fit_aux):
+            out[name] = f"--fit-aux {fit_aux[i]}"
+        else:
+            out[name] = f"--aux {entry}" if own else f"{describe_source(fit_on)}: --aux {entry}"
+    return out
+
+
 def _read_fit_aux(fit_on, pairs, fit_da, where: str, log, cut=None) -> dict:
     """The fitted period's covariates of ``--fit-aux`` (in memory and under ``--chunks``): each
     ``(name, entry)`` of ``pairs`` read from ``entry`` (``VAR`` of the ``fit_on`` file or ``FILE:VAR``)
@@ -310,6 +331,7 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     Returns a one-paragraph summary (method, time, validation metrics).
     """
     from oceandl.interp import get_method, interpolate
+    from oceandl.interp.base import fit_aux_words
     from oceandl.interp.withhold import withhold_attrs, withhold_for_validation
     from oceandl.io import (check_complevel, describe_source, entry_paths, file_attrs, names_folder, open_field,
                             plan_per_file, series_spans, source_grid, source_paths, to_source_grid, write_netcdf,
@@ -459,8 +481,11 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
     # as oceandl.interpolate(withhold=...): the same file and seed withhold the same pixels from Python
     withheld = withhold_for_validation(valid, withhold, seed, where, log=log)
 
+    # a covariate on part of the fitted days is warned of in the options' words (--fit-aux FILE:VAR), not fit_on's
+    words = cli_fit_aux_words(aux, fit_aux_entries, fit_on, ds if demo else input_path) if fit_da is not None else {}
+
     def fill(**kw):
-        with _naming(where, fit_on):
+        with _naming(where, fit_on), fit_aux_words(words):
             return interpolate(da, method, return_dataset=True, seed=seed, device=device, progress=progress,
                                fit_on=fit_da, aux=aux_das, mask=mask_da,
                                **({} if fit_aux_das is None else {"fit_aux": fit_aux_das}), **kw, **(options or {}))

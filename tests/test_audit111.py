@@ -161,8 +161,9 @@ def test_a_fitted_covariate_on_part_of_the_fitted_days_is_warned_of(cube):
 
     past, new = cube
     kw = dict(device="cpu", n_modes=2, fit_on=past["sst"], aux=new["sst_mw"])
-    with pytest.warns(UserWarning, match=r"^fit_on: aux 'sst_mw', the fitted period's covariate \(fit_aux, "
-                                         r"--fit-aux\), has values on 3 of its 12 days \(25%\): the joint modes are "
+    # named by the keyword arguments from Python (the CLI names its options: audit115)
+    with pytest.warns(UserWarning, match=r"^fit_on: aux 'sst_mw', the fitted period's covariate \(fit_aux\), "
+                                         r"has values on 3 of its 12 days \(25%\): the joint modes are "
                                          r"fitted without it on the others, and the fill with it can be worse") as rec:
         interpolate(new["sst"], "dineof", fit_aux=_partial(past, 3), **kw)
     assert sum("fitted period's covariate" in str(w.message) for w in rec) == 1
@@ -174,14 +175,25 @@ def test_a_fitted_covariate_on_part_of_the_fitted_days_is_warned_of(cube):
 
 
 @pytest.mark.parametrize("chunks", [[], ["--chunks", "time=5"]])
-def test_cli_warns_of_a_fitted_covariate_on_part_of_the_fitted_days(files, cube, tmp_path, chunks):
+@pytest.mark.parametrize("given", ["--fit-aux", "--fit-on's sst_mw"])
+def test_cli_warns_of_a_fitted_covariate_on_part_of_the_fitted_days(files, cube, tmp_path, chunks, given):
+    """Named as the command line gave it (audit115: it began 'fit_on: aux 'sst_mw' ... (fit_aux, --fit-aux)',
+    the keyword arguments, while the other --fit-aux messages name the option and its FILE:VAR)."""
     past, _ = cube
-    _partial(past, 4).to_dataset().to_netcdf(tmp_path / "mw_part.nc")
+    part = tmp_path / "mw_part.nc"
+    if given == "--fit-aux":
+        _partial(past, 4).to_dataset().to_netcdf(part)
+        fit_on, extra, head = files / "past.nc", ["--fit-aux", f"{part}:sst_mw"], f"--fit-aux {part}:sst_mw"
+    else:  # no --fit-aux: the fitted period's sst_mw, read from --fit-on's file by its --aux name
+        fit_on, extra = tmp_path / "past_part.nc", []
+        past.assign(sst_mw=_partial(past, 4)).to_netcdf(fit_on)
+        head = f"{fit_on}: --aux sst_mw"
     res = CliRunner().invoke(cli, ["interpolate", str(files / "new.nc"), "--var", "sst", "--method", "dineof",
-                                   "--set", "n_modes=2", "--device", "cpu", "--fit-on", str(files / "past.nc"),
-                                   "--aux", "sst_mw", "--fit-aux", f"{tmp_path / 'mw_part.nc'}:sst_mw", *chunks,
-                                   "-o", str(tmp_path / "o.nc")])
+                                   "--set", "n_modes=2", "--device", "cpu", "--fit-on", str(fit_on),
+                                   "--aux", "sst_mw", *extra, *chunks, "-o", str(tmp_path / "o.nc")])
     assert res.exit_code == 0, res.output
     said = [line for line in res.output.splitlines() if "fitted period's covariate" in line]
-    assert len(said) == 1 and said[0].startswith("warning: fit_on: aux 'sst_mw'"), res.output
-    assert "has values on 4 of its 12 days (33%)" in said[0] and "can be worse than without it" in said[0]
+    assert len(said) == 1, res.output
+    assert said[0].startswith(f"warning: {head}: the fitted period's covariate has values on 4 of its 12 days "
+                              "(33%): the joint modes are fitted without it"), said[0]
+    assert "fit_on" not in said[0] and "fit_aux" not in said[0] and "can be worse than without it" in said[0]

@@ -9,10 +9,12 @@ only :meth:`Interpolator._fit` and :meth:`Interpolator._reconstruct` on plain Nu
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import datetime as _dt
 import json
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 import numpy as np
 import xarray as xr
@@ -189,12 +191,13 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     ``lat``/``latitude``/``y``/``nj``/``eta_rho``/``YC``/..., ``lon``/``longitude``/``x``/``ni``/
     ``xi_rho``/``XC``/... (ROMS, NEMO, GHRSST L2 and MITgcm grid dims); then, for dims not named so, by their coordinate: dates
     (datetime64, cftime, numbers in "days since ..."), CF ``axis``, ``standard_name`` or
-    ``units`` (``degrees_north``...); then by another coordinate along them (ROMS'
+    ``units`` (``degrees_north``...), which go first; then by another coordinate along them (ROMS'
     ``lat_rho(eta_rho, xi_rho)``, a ``latitude`` along ``eta``), as open_field reads a file.
     Dims still not recognised take the remaining roles in their order, so an unlabelled array
     (``dim_0``, ``dim_1``, ``dim_2``) is read as (time, lat, lon); but not a dim left to be time
-    whose name or coordinate says it is something else (``mode``, ``depth``, axis Z), refused as
-    :func:`oceandl.io.open_field` refuses it.
+    whose name or coordinate says it is something else (``mode``, ``depth``, axis Z), nor a dim
+    whose name says a role another dim took (``y`` of ``(time, lat, y)``, left to be lon), both
+    refused as :func:`oceandl.io.open_field` refuses them.
 
     Parameters
     ----------
@@ -206,24 +209,28 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     Raises
     ------
     InputError
-        If ``da`` is not 3-D, two dims claim one role, or the dim left to be time is not one.
+        If ``da`` is not 3-D, two dims claim one role by their coordinates, a dim named for one role is
+        left to be another, or the dim left to be time is not one.
     """
-    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position, refuse_not_time
+    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position, refuse_against_name, refuse_not_time
 
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
-    # (nj, ni, time_counter) was read by position as (time, lat, lon): a fit along the wrong axis, unsaid
+    # (nj, ni, time_counter) was read by position as (time, lat, lon): a fit along the wrong axis, unsaid.
+    # A dim's coordinate (CF attributes, dates) before its name, as open_field reads a file: (time, lat, y)
+    # with y in degrees_east was read so there and refused here
+    by_coord = {d: _role_from_attrs(da[d].variable) if d in da.coords else None for d in da.dims}
     by_name = {d: _role_from_name(d) for d in da.dims}
-    by_coord = {d: _role_from_attrs(da[d].variable) if d in da.coords and by_name[d] is None else None
-                for d in da.dims}
     found: dict[str, Any] = {}
-    for how in (by_name, by_coord):
+    for how in (by_coord, by_name):
         for role in _ROLES:
             hits = [d for d in da.dims if how[d] == role and d not in found.values()]
             if role in found or not hits:
                 continue
-            if len(hits) > 1:
+            if len(hits) > 1 and how is by_coord:
                 raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
+            # two dims of one role by name (lat and y): the first takes it, as open_field takes it, and
+            # the other, left to the order, is refused below (refuse_against_name), as open_field refuses it
             found[role] = hits[0]
     # ROMS' (ocean_time, eta_rho, xi_rho) with lat_rho/lon_rho beside them: open_field places them so, and
     # a warning that they were read by position (rename them, or give coordinates) would be wrong
@@ -232,6 +239,7 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
             found[role] = dim
     rest = [d for d in da.dims if d not in found.values()]
     left = [r for r in _ROLES if r not in found]
+    refuse_against_name(list(zip(rest, left)), da.dims, _label(da))
     tdim = dict(zip(left, rest)).get("time")
     if tdim is not None:  # an `eof` output's (mode, lat, lon) had its modes filled as days, silently
         refuse_not_time(tdim, da[tdim].variable if tdim in da.coords else None, _label(da))
@@ -1086,12 +1094,32 @@ def read_aux(aux, da: xr.DataArray, dims: tuple[str, str, str], label: str,
 PARTIAL_AUX_SHARE = 0.75
 
 
+#: how the command line names each fitted-period covariate (aux name -> its option and entry), set around a
+#: fill by :func:`fit_aux_words`; unset from Python, whose messages name the keyword arguments
+_FIT_AUX_WORDS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("oceandl_fit_aux_words",
+                                                                                         default=None)
+
+
+@contextlib.contextmanager
+def fit_aux_words(words: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, :func:`warn_partial_fit_aux` names each covariate as ``words`` do (aux name ->
+    ``"--fit-aux FILE:VAR"``, the command line's words), not by the keyword arguments: `oceandl
+    interpolate --fit-aux FILE:VAR` was told of ``fit_on: aux 'VAR' ... (fit_aux, --fit-aux)``."""
+    token = _FIT_AUX_WORDS.set(dict(words))
+    try:
+        yield
+    finally:
+        _FIT_AUX_WORDS.reset(token)
+
+
 def warn_partial_fit_aux(model: "Interpolator", label: str = "fit_on") -> None:
     """Warn, in one line each, of the covariates of ``model``'s fit (``fit(da, aux=...)``, the fitted
     period's: ``interpolate(fit_on=, fit_aux=)``, ``--fit-aux``) with values on fewer than
     :data:`PARTIAL_AUX_SHARE` of the fitted days. A multivariate DINEOF fits its joint modes with
     the covariate missing on the other days (its gaps iterated on, as any gap), and the fill of
     another period with it can then be worse than without it. A static one is never partial.
+    Each is named ``{label}: aux 'VAR'`` (the keyword arguments), or as :func:`fit_aux_words` says
+    around the call (the command line's ``--fit-aux FILE:VAR``).
 
     Measured (synthetic 90 x 32 x 32 cube, DINEOF fitted on days 1-60 with ``sst_mw`` on part of
     them, days 61-90 filled with theirs; gap RMSE against the truth, seeds 0 / 1): 1.321 / 1.253
@@ -1103,13 +1131,18 @@ def warn_partial_fit_aux(model: "Interpolator", label: str = "fit_on") -> None:
     50 % last) was a better default; nor is the covariate's mean over the covered days the cause
     (today's shifted by its bias to the whole period's: 1.790 for 1.764)."""
     n_days = int(model.values_.shape[0])
+    words = _FIT_AUX_WORDS.get() or {}
     for name, a, static in zip(model.aux_names_ or (), model.aux_ or (), model.aux_static_ or ()):
         if static:
             continue
         seen = int(np.isfinite(a).any(axis=(1, 2)).sum())
         if seen < PARTIAL_AUX_SHARE * n_days:
-            warn(f"{label}: aux {name!r}, the fitted period's covariate (fit_aux, --fit-aux), has values on {seen} "
-                 f"of its {n_days} days ({seen / n_days:.0%}): the joint modes are fitted without it on the others, "
+            # the command line's option and FILE:VAR (fit_aux_words), as its other --fit-aux messages; else
+            # the keyword arguments
+            head = (f"{words[name]}: the fitted period's covariate" if name in words
+                    else f"{label}: aux {name!r}, the fitted period's covariate (fit_aux),")
+            warn(f"{head} has values on {seen} of its {n_days} days ({seen / n_days:.0%}): the joint modes are "
+                 "fitted without it on the others, "
                  "and the fill with it can be worse than without it (synthetic cube, fit on 60 days: gap RMSE 1.76 "
                  "with it on their last quarter, 1.32 without it, 1.26 with it on all): give it over the whole "
                  "fitted period, or fill without it", UserWarning)

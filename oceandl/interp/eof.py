@@ -24,7 +24,7 @@ from oceandl.errors import InputError, warn
 from oceandl.utils import software_versions
 
 from .base import (Interpolator, _input_attrs, _label, _lon_like, _squeeze_levels, append_history, as_dataarray,
-                   canonical_dims, oceandl_version)
+                   canonical_dims, check_units_values, oceandl_version, pixel_means)
 from .climatology import check_harmonics, seasonal_cycle
 
 #: a box that sees a combination of the modes at under this fraction of its share of the grid is warned of (cut())
@@ -283,6 +283,9 @@ class EOF:
         values = np.asarray(da.values, dtype=np.float64)
         if np.isinf(values).any():
             raise InputError(f"{label}: contains infinite values")
+        # kelvin said to be degC (or the reverse), refused as interpolate() and every fill refuse it: the
+        # analysis does not go through Interpolator.fit, and its 'units' (squared) went on into the EOFs
+        check_units_values(label, da, da.attrs.get("units"), pixel_means(values))
         w = _weights(da, dims, weights)
 
         nan = np.isnan(values)
@@ -732,7 +735,9 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
     Raises
     ------
     InputError
-        For a non 3-D field, fewer than 2 time steps, no complete pixel, bad weights.
+        For a non 3-D field, fewer than 2 time steps, no complete pixel, bad weights, or values that
+        contradict the field's temperature units (kelvin said to be degC, or the reverse:
+        :func:`~oceandl.interp.base.check_units_values`).
     """
     return EOF(da, n_modes=n_modes, weights=weights, center=center, solver=solver, seed=seed)
 
