@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["blob_clouds", "lowrank_cube", "seasonal_anomaly_cube", "cloud_transfer", "torch_threads", "synthetic_case",
-           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days", "CountedArray"]
+           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days", "CountedArray", "small_field", "saved_dineof_fit"]
 
 
 def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
@@ -273,3 +273,43 @@ class CountedArray:
         out = self.a[key]
         self.read += out.size
         return out
+
+
+def small_field(nt: int = 6, ny: int = 8, nx: int = 10, *, seed: int = 0, land: bool = True,
+                coords: bool = True) -> xr.DataArray:
+    """A tiny (time, lat, lon) SST-like field in degC named ``sst``: a cycle in time, gradients in space,
+    30 % gaps and (``land``) one land pixel at (0, 0); with ``coords``, daily dates from 2020-01-01 and
+    degree coordinates (lat 40..47, lon -10..-1), else no coordinates at all."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    t, y, x = np.ogrid[:nt, :ny, :nx]
+    v = 15 + np.sin(t / 2.0) + 0.3 * y + 0.1 * x + 0.05 * rng.standard_normal((nt, ny, nx))
+    v[rng.random(v.shape) < 0.3] = np.nan
+    if land:
+        v[:, 0, 0] = np.nan
+    if not coords:
+        return xr.DataArray(v, dims=("time", "lat", "lon"), name="sst")
+    return xr.DataArray(v, dims=("time", "lat", "lon"), name="sst",
+                        coords={"time": pd.date_range("2020-01-01", periods=nt),
+                                "lat": ("lat", np.linspace(40, 47, ny), {"units": "degrees_north"}),
+                                "lon": ("lon", np.linspace(-10, -1, nx), {"units": "degrees_east"})})
+
+
+def saved_dineof_fit(root, n_time: int, past: int = 24, size: int = 16, seed: int = 3):
+    """``root``/past.nc (the first ``past`` days) and ``root``/new.nc (the rest) of a ``size`` x ``size``
+    synthetic cube of ``n_time`` days, and ``root``/dineof: a 3-mode DINEOF with its error map fitted on
+    the past and saved. Returns ``root``."""
+    import warnings
+
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.interp import DINEOF
+    from oceandl.io import open_field
+
+    ds = synthetic_sst(seed=seed, n_time=n_time, ny=size, nx=size)
+    ds.isel(time=slice(0, past)).to_netcdf(root / "past.nc")
+    ds.isel(time=slice(past, None)).to_netcdf(root / "new.nc")
+    with warnings.catch_warnings(), torch_threads(1):
+        warnings.simplefilter("ignore")  # the small cube's calibration warnings
+        DINEOF(n_modes=3, error_map=True, seed=0).fit(open_field(root / "past.nc", "sst")).save(root / "dineof")
+    return root

@@ -5,10 +5,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from fakes import small_field
 
 from oceandl.errors import InputError
 from oceandl.interp import interpolate
@@ -19,15 +19,7 @@ NT, NY, NX = 6, 8, 10
 
 def _field(seed: int = 0) -> xr.DataArray:
     """A (time, lat, lon) 6 x 8 x 10 field with a cycle in time, gradients in space, 30 % gaps and land."""
-    rng = np.random.default_rng(seed)
-    t, y, x = np.ogrid[:NT, :NY, :NX]
-    v = 15 + np.sin(t / 2.0) + 0.3 * y + 0.1 * x + 0.05 * rng.standard_normal((NT, NY, NX))
-    v[rng.random(v.shape) < 0.3] = np.nan
-    v[:, 0, 0] = np.nan  # land
-    return xr.DataArray(v, dims=("time", "lat", "lon"), name="sst",
-                        coords={"time": pd.date_range("2020-01-01", periods=NT),
-                                "lat": ("lat", np.linspace(40, 47, NY), {"units": "degrees_north"}),
-                                "lon": ("lon", np.linspace(-10, -1, NX), {"units": "degrees_east"})})
+    return small_field(NT, NY, NX, seed=seed)
 
 
 def _bare(da: xr.DataArray, names) -> xr.DataArray:

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from fakes import torch_threads
+from fakes import saved_dineof_fit
 
 from oceandl.cli.main import cli
-from oceandl.datasets.sst import synthetic_sst
 from oceandl.errors import InputError
-from oceandl.interp import DINEOF, interpolate, interpolate_chunked
+from oceandl.interp import interpolate, interpolate_chunked
 from oceandl.io import open_field
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -29,14 +28,7 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
 def fit(tmp_path_factory):
     """past.nc (24 days) and new.nc (the next 40) of a 16 x 16 synthetic cube; a 3-mode DINEOF with its
     error map fitted on the past and saved."""
-    root = tmp_path_factory.mktemp("audit110")
-    ds = synthetic_sst(seed=3, n_time=64, ny=16, nx=16)
-    ds.isel(time=slice(0, 24)).to_netcdf(root / "past.nc")
-    ds.isel(time=slice(24, None)).to_netcdf(root / "new.nc")
-    with warnings.catch_warnings(), torch_threads(1):
-        warnings.simplefilter("ignore")  # the small cube's calibration warnings
-        DINEOF(n_modes=3, error_map=True, seed=0).fit(open_field(root / "past.nc", "sst")).save(root / "dineof")
-    return root
+    return saved_dineof_fit(tmp_path_factory.mktemp("audit110"), 64)
 
 
 @pytest.mark.parametrize("days, smoother", [(1, True), (7, True), (7, False)])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from fakes import small_field
 
 from oceandl.errors import InputError
 from oceandl.interp import interpolate
@@ -21,12 +22,7 @@ NT, NY, NX = 6, 5, 7
 
 def _field(seed: int = 0) -> xr.DataArray:
     """A (time, lat, lon) 6 x 5 x 7 field: a cycle in time, gradients in space, 30 % gaps, one land pixel."""
-    rng = np.random.default_rng(seed)
-    t, y, x = np.ogrid[:NT, :NY, :NX]
-    v = 15 + np.sin(t / 2.0) + 0.3 * y + 0.1 * x + 0.05 * rng.standard_normal((NT, NY, NX))
-    v[rng.random(v.shape) < 0.3] = np.nan
-    v[:, 0, 0] = np.nan
-    return xr.DataArray(v, dims=("time", "lat", "lon"), name="sst")
+    return small_field(NT, NY, NX, seed=seed, coords=False)
 
 
 # the grid dims of ocean models' outputs, (time, lat-role, lon-role), none with a coordinate

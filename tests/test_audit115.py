@@ -4,10 +4,10 @@ CLI's wording of the partial-covariate warning."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from fakes import small_field
 
 from oceandl.cli.main import cli
 from oceandl.errors import InputError
@@ -20,14 +20,7 @@ NT, NY, NX = 6, 8, 10
 
 def _field(seed: int = 0) -> xr.DataArray:
     """A (time, lat, lon) 6 x 8 x 10 SST-like field (degC) with 30 % gaps."""
-    rng = np.random.default_rng(seed)
-    t, y, x = np.ogrid[:NT, :NY, :NX]
-    v = 15 + np.sin(t / 2.0) + 0.3 * y + 0.1 * x + 0.05 * rng.standard_normal((NT, NY, NX))
-    v[rng.random(v.shape) < 0.3] = np.nan
-    return xr.DataArray(v, dims=("time", "lat", "lon"), name="sst",
-                        coords={"time": pd.date_range("2020-01-01", periods=NT),
-                                "lat": ("lat", np.linspace(40, 47, NY), {"units": "degrees_north"}),
-                                "lon": ("lon", np.linspace(-10, -1, NX), {"units": "degrees_east"})})
+    return small_field(NT, NY, NX, seed=seed, land=False)
 
 
 # ----------------------------------------------------------------------------- 1. (time, lat, y)
