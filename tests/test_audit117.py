@@ -1,0 +1,62 @@
+"""Audit 117: the units plausibility check refuses no kelvin spread or uncertainty (``sst_sd``, ``ssta``,
+an NEdT) as degC; a bad input found inside an atomic write block on a nearly full disk stays bad input
+(exit 2), not "the disk is full"."""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from oceandl.cli.main import cli
+from oceandl.datasets.sst import synthetic_sst
+from oceandl.errors import InputError
+from oceandl.interp.base import check_units_values, pixel_means
+
+def _check(name, values, units, **attrs):
+    da = xr.DataArray(np.asarray(values, np.float32), dims=("time", "lat", "lon"), name=name,
+                      attrs={"units": units, **attrs})
+    check_units_values("f.nc: variable", da, units, pixel_means(da.values))
+
+
+# ------------------------------------------------------------ 1. kelvin departures are not refused as degC
+@pytest.mark.parametrize("name, level", [("sst_sd", 0.4), ("ssta", 0.2), ("sst_spread", 0.4), ("sigma", 0.4),
+                                         ("nedt", 0.1), ("sst_rmsd", 0.5), ("diurnal_amplitude", 1.5),
+                                         ("cool_skin", -0.2), ("band1", 0.3), ("sst_annual_range", 9.0)])
+def test_a_kelvin_spread_or_anomaly_is_not_refused_as_degc(name, level):
+    """GHRSST-style uncertainties and spreads in kelvin (0.1 to 2 K) whose names lacked the departure
+    words (sd, ssta, spread, sigma, NEdT...) were refused: "its units say 'K' but its values look like
+    degC (median 0.4, below 100)". Below 5 K any name is a departure; above it, the names said."""
+    rng = np.random.default_rng(0)
+    _check(name, level + 0.05 * rng.standard_normal((4, 3, 3)), "K")
+
+
+@pytest.mark.parametrize("units", ["K", "kelvin", "Kelvin", "degrees K"])
+def test_a_degc_field_said_kelvin_is_still_refused(units):
+    """The check still catches what it was made for: 15 "K" (degC values), 290 "degC" (kelvin values)."""
+    rng = np.random.default_rng(1)
+    with pytest.raises(InputError, match=r"its units say .* but its values look like degC \(median 15"):
+        _check("sst", 15 + 0.1 * rng.standard_normal((4, 3, 3)), units)
+    with pytest.raises(InputError, match=r"values look like kelvin \(median 290"):
+        _check("sst", 290 + 0.1 * rng.standard_normal((4, 3, 3)), "degree_Celsius")
+
+
+def test_a_packed_ghrsst_field_with_a_kelvin_sd_covariate_fills(tmp_path):
+    """An int16-packed analysed_sst in kelvin (most of it under sea ice, 271.35 K) with a covariate
+    sst_sd in K (0.4): refused as degC before, in memory and with --chunks; now filled, exit 0."""
+    ds = synthetic_sst(seed=3, n_time=12, ny=8, nx=8)
+    k = ds.sst.values + 273.15
+    k[:, :6] = np.where(np.isfinite(k[:, :6]), 271.35, np.nan)
+    sd = (0.4 + 0.05 * np.random.default_rng(2).random(k.shape)).astype("f4")
+    xr.Dataset({"analysed_sst": (ds.sst.dims, k.astype("f4"), {"units": "kelvin"}),
+                "sst_sd": (ds.sst.dims, sd, {"units": "K"})}, coords=ds.coords).to_netcdf(
+        tmp_path / "g.nc", encoding={"analysed_sst": {"dtype": "int16", "scale_factor": 0.01, "add_offset": 273.15,
+                                                      "_FillValue": np.int16(-32768)}})
+    for extra in ([], ["--chunks", "time=4"]):
+        out = tmp_path / f"o{len(extra)}.nc"
+        res = CliRunner().invoke(cli, ["interpolate", str(tmp_path / "g.nc"), "--var", "analysed_sst", "--method",
+                                       "dineof", "--aux", "sst_sd", "--quiet", *extra, "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        with xr.open_dataset(out) as f:
+            assert 260 < float(np.nanmedian(f["analysed_sst"].values)) < 310
