@@ -3,16 +3,23 @@ an NEdT) as degC; a bad input found inside an atomic write block on a nearly ful
 (exit 2), not "the disk is full"."""
 from __future__ import annotations
 
+import os
+from collections import namedtuple
 
 import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from fakes import assert_cli_error
 
+from oceandl import utils
 from oceandl.cli.main import cli
 from oceandl.datasets.sst import synthetic_sst
-from oceandl.errors import InputError
+from oceandl.errors import InputError, OceanDLError
 from oceandl.interp.base import check_units_values, pixel_means
+
+_usage = namedtuple("usage", "total used free")
+
 
 def _check(name, values, units, **attrs):
     da = xr.DataArray(np.asarray(values, np.float32), dims=("time", "lat", "lon"), name=name,
@@ -60,3 +67,51 @@ def test_a_packed_ghrsst_field_with_a_kelvin_sd_covariate_fills(tmp_path):
         assert res.exit_code == 0, res.output
         with xr.open_dataset(out) as f:
             assert 260 < float(np.nanmedian(f["analysed_sst"].values)) < 310
+
+
+# ------------------------------------------------------------ 2. bad input on a nearly full disk stays bad input
+def test_an_input_error_in_an_atomic_block_on_a_full_disk_is_not_the_disk(tmp_path, monkeypatch):
+    """_say_full_disk relabelled every OceanDLError raised inside atomic_path(s) while under 1 MiB was
+    free: a missing variable or units that lie, found while writing (the chunked fill checks its units
+    there), became "...; the disk of DIR is full (0 bytes free)", exit 1. Only a write's failure (an
+    OSError, netCDF's RuntimeError, or an error raised from one) is said to be the disk's now."""
+    monkeypatch.setattr(utils.shutil, "disk_usage", lambda p: _usage(1 << 30, 1 << 30, 0))
+    for exc in (InputError("f.nc: no variable 'sst'"), FileNotFoundError(2, "No such file", "aux.nc"),
+                RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), OceanDLError("fit diverged")):
+        for ctx in (utils.atomic_path(tmp_path / "f.nc"), utils.atomic_paths([tmp_path / "a.nc", tmp_path / "b.nc"])):
+            with pytest.raises(type(exc)) as got:
+                with ctx:
+                    raise exc
+            assert got.value is exc and "is full" not in str(got.value)
+    # a write's failure is still said: netCDF's bare RuntimeError, and write_netcdf's InputError raised from it
+    for cause in (RuntimeError("NetCDF: HDF error"), OSError(28, "No space left on device")):
+        wrapped = InputError("f.nc: cannot write netCDF")
+        wrapped.__cause__ = cause
+        for exc in (cause, wrapped):
+            with pytest.raises(OceanDLError, match=r"the disk of .* is full \(0 bytes free\)") as got:
+                with utils.atomic_path(tmp_path / "f.nc"):
+                    raise exc
+            assert not isinstance(got.value, InputError)
+    assert os.listdir(tmp_path) == []
+
+
+def test_chunked_units_refusal_on_a_full_disk_is_exit_2(tmp_path, monkeypatch):
+    """`interpolate --fit-on FIT --chunks` of a field whose units say degC over kelvin values, on a disk
+    with 0 bytes free: exit 1, "...; the disk of DIR is full" (its units check runs in the write block);
+    now exit 2 with the units message alone, and nothing written."""
+    ds = synthetic_sst(seed=5, n_time=10, ny=8, nx=8)
+    ds.to_netcdf(tmp_path / "c.nc")
+    ds["sst"] = ds.sst + 273.15  # kelvin values, its units still degree_Celsius
+    ds.to_netcdf(tmp_path / "k.nc")
+    res = CliRunner().invoke(cli, ["train", "interpolator", str(tmp_path / "c.nc"), "--var", "sst", "--method",
+                                   "climatology", "--quiet", "-o", str(tmp_path / "fit")])
+    assert res.exit_code == 0, res.output
+    monkeypatch.setattr(utils.shutil, "disk_usage", lambda p: _usage(1 << 30, 1 << 30, 0))
+    out = tmp_path / "out"
+    out.mkdir()
+    res = CliRunner().invoke(cli, ["interpolate", str(tmp_path / "k.nc"), "--var", "sst", "--fit-on",
+                                   str(tmp_path / "fit"), "--chunks", "time=5", "--quiet", "--withhold", "0",
+                                   "-o", str(out / "f.nc")])
+    line = assert_cli_error(res, 2, "its units say 'degree_Celsius' but its values look like kelvin (median 2")
+    assert "is full" not in line, line
+    assert os.listdir(out) == []
