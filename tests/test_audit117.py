@@ -115,3 +115,26 @@ def test_chunked_units_refusal_on_a_full_disk_is_exit_2(tmp_path, monkeypatch):
     line = assert_cli_error(res, 2, "its units say 'degree_Celsius' but its values look like kelvin (median 2")
     assert "is full" not in line, line
     assert os.listdir(out) == []
+
+
+# ------------------------------------------------------------ 3. a folder of files in different units
+@pytest.mark.parametrize("chunks", [[], ["--chunks", "time=5"]], ids=["memory", "chunks"])
+def test_files_in_different_units_are_refused(tmp_path, chunks):
+    """Five 5-day files, the last in kelvin (and said so): put together as they were, under the first
+    file's degC, and filled without a word (fill median 21.7 from 15 degC and 288 K). Now refused, naming
+    the files and their units; 'Celsius' beside 'degree_Celsius' is one unit and is filled."""
+    ds = synthetic_sst(seed=5, n_time=25, ny=8, nx=8)
+    for sub, last in (("k", ("K", 273.15)), ("c", ("Celsius", 0.0))):
+        (tmp_path / sub).mkdir()
+        for i in range(5):
+            part = ds.isel(time=slice(5 * i, 5 * i + 5))
+            if i == 4:
+                part = part.assign(sst=(part.sst + last[1]).assign_attrs(units=last[0]))
+            part.to_netcdf(tmp_path / sub / f"d{i}.nc")
+    args = ["interpolate", "--var", "sst", "--method", "climatology", "--quiet", "--withhold", "0", *chunks]
+    res = CliRunner().invoke(cli, [args[0], str(tmp_path / "k"), *args[1:], "-o", str(tmp_path / "o.nc")])
+    assert_cli_error(res, 2, "variable 'sst' is in different units in its files: 'degree_Celsius' (",
+                     f"'K' ({tmp_path / 'k' / 'd4.nc'})")
+    assert not (tmp_path / "o.nc").exists()
+    res = CliRunner().invoke(cli, [args[0], str(tmp_path / "c"), *args[1:], "-o", str(tmp_path / "o.nc")])
+    assert res.exit_code == 0, res.output
