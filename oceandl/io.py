@@ -717,6 +717,26 @@ class _Part:
         self.first, self.last = t[0], t[-1]
 
 
+def _same_units(parts: list[_Part], label: str) -> None:
+    """Refuse files whose variables along time (the field, its covariates) say different units: a
+    year of daily files in degC with one in kelvin was put together as they were, the first file's
+    units kept, and filled (its median 21.7 degC from 15 degC and 288 K), without a word. Units that
+    name the same unit (degC, Celsius, degree_Celsius) are the same; a file without any is not compared."""
+    from oceandl.interp.neural import _unit
+
+    for name in parts[0].ds.data_vars:
+        seen: dict[str, tuple[str, Path]] = {}
+        for p in parts:
+            v = p.ds.variables.get(name)
+            if v is None or p.tdim not in v.dims or v.attrs.get("units") is None:
+                continue
+            seen.setdefault(str(_unit(v.attrs["units"])), (str(v.attrs["units"]), p.path))
+        if len(seen) > 1:
+            said = ", ".join(f"{u!r} ({path})" for u, path in seen.values())
+            raise InputError(f"{label}: variable {str(name)!r} is in different units in its files: {said}; the files "
+                             "are put together as they are, in one unit: convert them to one first")
+
+
 def _part(path: Path, ds: xr.Dataset, var: str | None, time: str | None) -> _Part:
     # the choice among several variables is said once, for the series (open_field), not again for its first file
     name = find_variable(ds, var, label=str(path), warn=False)
@@ -824,6 +844,7 @@ def open_files(files, var: str | None = None, *, time: str | None = None, label:
                 raise InputError(f"{part.path}: its first time {_when(part.first)} is not after the last of "
                                  f"{prev.path} ({_when(prev.last)}): the files overlap in time (two versions of one "
                                  "day?); give each once")
+        _same_units(parts, label)
         units = {str(p.ds[p.tdim].attrs.get("units")) for p in parts if p.ds[p.tdim].dtype.kind in "iuf"}
         if len(units) > 1:  # times left as numbers (units xarray cannot decode) in different units: no order
             raise InputError(f"{label}: the files' times are numbers in different units ({', '.join(sorted(units))})")

@@ -482,11 +482,37 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 _FULL_DISK = 1 << 20
 
 
+#: a RuntimeError with one of these (lower case) may be a write that found no room: netCDF/HDF5's
+#: "NetCDF: HDF error", "Permission denied", torch.save's "file write failed"
+_WRITE_WORDS = ("netcdf", "hdf", "permission denied", "no space", "write", "disk", "quota")
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) can be a write that found no room: an
+    OSError other than a path's (not found, not a folder, a folder, taken), or a RuntimeError that
+    says it wrote (:data:`_WRITE_WORDS`; not CUDA's out of memory). An error of the input found
+    inside an atomic block (an InputError of its own: units that lie, a missing variable) is not."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and not isinstance(
+                exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError)):
+            return True
+        if isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in _WRITE_WORDS):
+            return True
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return False
+
+
 def _say_full_disk(exc: BaseException, path: Path, folder: Path) -> None:
     """Raise ``exc`` saying that the disk of ``folder`` is full, when it is (a write to ``path`` failed):
     netCDF's HDF5 reports no room as "RuntimeError: NetCDF: HDF error" (or "Permission denied"),
     naming neither the file nor the cause. Raised as an :class:`OceanDLError` (exit 1), never an
-    :class:`InputError`. Returns (the caller re-raises ``exc``) when there is room."""
+    :class:`InputError`. Returns (the caller re-raises ``exc``) when there is room, or when ``exc``
+    is no write's failure (:func:`_is_write_failure`): a bad input found inside the atomic block
+    (the chunked fill checks its units there) stays the InputError it is (exit 2), whatever the disk."""
+    if not _is_write_failure(exc):
+        return
     try:
         free = shutil.disk_usage(folder).free
     except OSError:

@@ -555,7 +555,16 @@ _DEGC_OR_KELVIN = 100.0
 #: error) in kelvin: near 0 with its units right (GHRSST's dt_analysis, sses_bias, sses_standard_deviation),
 #: not tested against 100 K
 _DEPARTURE_WORDS = ("anom", "diff", "deviation", "departure", "delta", "minus", "bias", "error", "uncertaint",
-                    "std", "variance", "increment", "dt_", "gradient", "trend", "warming")
+                    "std", "variance", "increment", "dt_", "gradient", "trend", "warming", "spread", "sigma",
+                    "amplitude", "range", "noise", "correction", "adjustment", "cool_skin", "warm_layer", "nonlinear",
+                    "residual")
+#: a name with one of these words (whole, between non-letters: ``sst_sd``, ``ssta``) is a departure too:
+#: short abbreviations (spreads, errors, NEdT) that would match inside other words as substrings
+_DEPARTURE_TOKENS = ("sd", "se", "rms", "rmsd", "rmse", "ssta", "sta", "nedt", "err", "unc", "mad", "iqr", "amp")
+#: a field in kelvin whose median is below this is a departure (an anomaly, an uncertainty, a spread:
+#: GHRSST's are 0.1 to 2 K) whatever its name, and not refused: a degC field mislabelled kelvin is caught
+#: above it (most of the ocean), missed in polar seas (-1.9 to 5 degC) rather than refusing valid data
+_KELVIN_FLOOR = 5.0
 
 
 def pixel_means(values: np.ndarray) -> np.ndarray:
@@ -575,15 +584,24 @@ def pixel_means(values: np.ndarray) -> np.ndarray:
 
 
 def _is_departure(da) -> bool:
-    names = (getattr(da, "name", None), *(getattr(da, "attrs", {}).get(k) for k in ("standard_name", "long_name")))
-    return any(w in str(n).lower() for n in names if n for w in _DEPARTURE_WORDS)
+    """Whether ``da``'s name, standard_name or long_name says it is a departure (an anomaly, a
+    difference, an error or a spread): one of :data:`_DEPARTURE_WORDS` in it, or of
+    :data:`_DEPARTURE_TOKENS` as a word of it."""
+    import re
+
+    names = [str(n).lower() for n in (getattr(da, "name", None),
+                                       *(getattr(da, "attrs", {}).get(k) for k in ("standard_name", "long_name"))) if n]
+    return any(w in n for n in names for w in _DEPARTURE_WORDS) or any(
+        t in _DEPARTURE_TOKENS for n in names for t in re.split(r"[^a-z]+", n))
 
 
 def check_units_values(label: str, da, units, means) -> None:
     """Refuse a temperature whose values contradict its units: the median over the pixels of their
-    temporal means (``means``) above 100 in degC (kelvin values), or below 100 in kelvin (degC
-    values; not a departure, :data:`_DEPARTURE_WORDS`). Other units, or none (:func:`check_units_shift`
-    tests those against a fit), are not tested here.
+    temporal means (``means``) above 100 in degC (kelvin values), or from 5 to 100 in kelvin (degC
+    values; not a departure, :func:`_is_departure`; below :data:`_KELVIN_FLOOR` a departure's
+    values, whatever its name). Other units, or none (:func:`check_units_shift` tests those against
+    a fit), are not tested here. A refusal of valid data costs more than a miss: a spread or an
+    uncertainty in kelvin named ``sst_sd`` or ``ssta`` was refused as degC.
 
     A 289 K field said to be in degC was filled by a degC fit as degC, without a word (its fill's
     mean 175); a degC field said to be in kelvin was converted by 273 degrees.
@@ -613,7 +631,7 @@ def check_units_values(label: str, da, units, means) -> None:
     median = float(np.median(s))
     if unit == "degC" and median > _DEGC_OR_KELVIN:
         looks, right, side, also = "kelvin", "K", "above", ""
-    elif unit == "K" and median < _DEGC_OR_KELVIN and not _is_departure(da):
+    elif unit == "K" and _KELVIN_FLOOR <= median < _DEGC_OR_KELVIN and not _is_departure(da):
         looks, right, side = "degC", "degC", "below"
         also = "; a departure in kelvin (an anomaly) is taken as one when its name, standard_name or long_name says so"
     else:
