@@ -721,7 +721,9 @@ def _same_units(parts: list[_Part], label: str) -> None:
     """Refuse files whose variables along time (the field, its covariates) say different units: a
     year of daily files in degC with one in kelvin was put together as they were, the first file's
     units kept, and filled (its median 21.7 degC from 15 degC and 288 K), without a word. Units that
-    name the same unit (degC, Celsius, degree_Celsius) are the same; a file without any is not compared."""
+    name the same unit (degC, Celsius, degree_Celsius) are the same; a file without any is not compared.
+    Only a temperature's units (degC against kelvin) are refused: other spellings (``m s-1`` and
+    ``m/s`` across a product's versions, of a variable the fill may not even read) are not told apart."""
     from oceandl.interp.neural import _unit
 
     for name in parts[0].ds.data_vars:
@@ -731,7 +733,7 @@ def _same_units(parts: list[_Part], label: str) -> None:
             if v is None or p.tdim not in v.dims or v.attrs.get("units") is None:
                 continue
             seen.setdefault(str(_unit(v.attrs["units"])), (str(v.attrs["units"]), p.path))
-        if len(seen) > 1:
+        if len(seen) > 1 and {"degC", "K"} & set(seen):
             said = ", ".join(f"{u!r} ({path})" for u, path in seen.values())
             raise InputError(f"{label}: variable {str(name)!r} is in different units in its files: {said}; the files "
                              "are put together as they are, in one unit: convert them to one first")

@@ -138,3 +138,12 @@ def test_files_in_different_units_are_refused(tmp_path, chunks):
     assert not (tmp_path / "o.nc").exists()
     res = CliRunner().invoke(cli, [args[0], str(tmp_path / "c"), *args[1:], "-o", str(tmp_path / "o.nc")])
     assert res.exit_code == 0, res.output
+    # a variable that is no temperature, spelled 'm s-1' in some files and 'm/s' in others (a product's
+    # versions): not told apart, and not a reason to refuse the series
+    (tmp_path / "w").mkdir()
+    for i in range(5):
+        part = ds[["sst"]].isel(time=slice(5 * i, 5 * i + 5))
+        wind = (part.sst * 0 + 7.0).assign_attrs(units="m/s" if i == 4 else "m s-1")
+        part.assign(wind=wind).to_netcdf(tmp_path / "w" / f"d{i}.nc")
+    res = CliRunner().invoke(cli, [args[0], str(tmp_path / "w"), *args[1:], "-o", str(tmp_path / "w.nc")])
+    assert res.exit_code == 0, res.output
