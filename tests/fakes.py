@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["blob_clouds", "lowrank_cube", "seasonal_anomaly_cube", "cloud_transfer", "torch_threads", "synthetic_case",
-           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days", "CountedArray", "small_field", "saved_dineof_fit"]
+           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days", "CountedArray", "small_field", "saved_dineof_fit", "assert_one_line_error"]
 
 
 def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
@@ -260,6 +260,15 @@ def assert_cli_error(res, code: int, *parts) -> str:
     for p in parts:
         assert str(p) in lines[-1], (p, lines[-1])
     return lines[-1]
+
+
+def assert_one_line_error(res, *words):
+    """Exit code 2, one 'Error:' line (in stdout and stderr together) naming ``words``, no traceback."""
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in res.output, res.output
+    for w in words:
+        assert w in errors[0], errors[0]
 
 
 class CountedArray:

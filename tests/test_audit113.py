@@ -28,6 +28,16 @@ def fit(tmp_path_factory):
     return saved_dineof_fit(tmp_path_factory.mktemp("audit113"), 44)
 
 
+def _in_memory_and_chunked(fit, out, days: int):
+    """The saved fit's in-memory fill of new.nc (returned, a Dataset) and its chunked fill in blocks of
+    ``days`` written to ``out``, the small cube's warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = interpolate(open_field(fit / "new.nc", "sst"), "dineof", fit_on=fit / "dineof", return_dataset=True)
+        interpolate_chunked(fit / "new.nc", out, "dineof", var="sst", fit_on=fit / "dineof", chunks={"time": days})
+    return mem
+
+
 def _no_room(fd, offset, size):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -55,11 +65,7 @@ def test_bits_on_a_filesystem_without_fallocate_are_written_as_zeros(fit, tmp_pa
         raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
 
     monkeypatch.setattr(os, "posix_fallocate", unsupported)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mem = interpolate(open_field(fit / "new.nc", "sst"), "dineof", fit_on=fit / "dineof", return_dataset=True)
-        interpolate_chunked(fit / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fit / "dineof",
-                            chunks={"time": 6})
+    mem = _in_memory_and_chunked(fit, tmp_path / "c.nc", 6)
     with xr.open_dataset(tmp_path / "c.nc") as out:
         assert out["sigma"].attrs["transform_sigma_calibration"] == mem["sigma"].attrs["transform_sigma_calibration"]
         np.testing.assert_allclose(out["sigma"].values, mem["sigma"].values, rtol=1e-6)
@@ -230,11 +236,7 @@ def test_the_chunked_calibration_keeps_its_z_in_a_file(fit, tmp_path, monkeypatc
         return scale(self)
 
     monkeypatch.setattr(DINEOF, "stream_scale", spy)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mem = interpolate(open_field(fit / "new.nc", "sst"), "dineof", fit_on=fit / "dineof", return_dataset=True)
-        interpolate_chunked(fit / "new.nc", tmp_path / "c.nc", "dineof", var="sst", fit_on=fit / "dineof",
-                            chunks={"time": 3})
+    mem = _in_memory_and_chunked(fit, tmp_path / "c.nc", 3)
     assert seen and seen[0][0] == "_Spill" and seen[0][1] == seen[0][2] > 200
     theirs = mem["sigma"].attrs
     assert theirs["transform_sigma_calibration"].startswith("x")  # calibrated on the field's own z

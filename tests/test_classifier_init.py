@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 from click.testing import CliRunner
-from fakes import torch_threads
+from fakes import assert_one_line_error, torch_threads
 
 from oceandl.cli.main import cli
 from oceandl.datasets.images import TENGEOP_CLASSES, open_image_dataset
@@ -24,14 +24,6 @@ SMALL = {"channels": [8, 16], "hidden": 16}
 
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_line_error(res, *words):
-    assert res.exit_code == 2, res.output
-    errors = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
-    assert len(errors) == 1 and "Traceback" not in res.output, res.output
-    for w in words:
-        assert w in errors[0], errors[0]
 
 
 def config(**kw):
@@ -142,20 +134,20 @@ def test_refusals_write_nothing(sar3, base, tmp_path):
         cfg = json.loads((other / "config.json").read_text())
         cfg["task"] = task
         (other / "config.json").write_text(json.dumps(cfg))
-        one_line_error(invoke("train", "classifier", "--data", sar3, "--init", other, "-o", out),
+        assert_one_line_error(invoke("train", "classifier", "--data", sar3, "--init", other, "-o", out),
                        "--init", words, "not a classifier checkpoint")
     # corrupt weights: refused once read, nothing written
     bad = tmp_path / "corrupt"
     shutil.copytree(base, bad)
     (bad / "weights.safetensors").write_bytes((bad / "weights.safetensors").read_bytes()[:200])
-    one_line_error(invoke("train", "classifier", "--data", sar3, "--init", bad, "--epochs", 1, "--quiet",
+    assert_one_line_error(invoke("train", "classifier", "--data", sar3, "--init", bad, "--epochs", 1, "--quiet",
                           "--device", "cpu", "-o", out), "corrupt")
     # the network or preprocessing changed: each named
-    one_line_error(invoke("train", "classifier", "--data", sar3, "--init", base, "--model", "resnet", "--size", 48,
+    assert_one_line_error(invoke("train", "classifier", "--data", sar3, "--init", base, "--model", "resnet", "--size", 48,
                           "--set", "hidden=32", "-o", out), "--model resnet", "--size 48", "--set hidden=32 (it has hidden=16)")
-    one_line_error(invoke("train", "classifier", "--data", sar3, "--init", base, "--channels", 3, "-o", out),
+    assert_one_line_error(invoke("train", "classifier", "--data", sar3, "--init", base, "--channels", 3, "-o", out),
                    "--channels 3 (it takes 1)")
-    one_line_error(invoke("train", "classifier", "--data", sar3, "--init", base, "--resume", "-o", out),
+    assert_one_line_error(invoke("train", "classifier", "--data", sar3, "--init", base, "--resume", "-o", out),
                    "--resume with --init")
     assert not out.exists()
     # images of other channels (a 3-band stack), through the Python API

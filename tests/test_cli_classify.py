@@ -15,6 +15,7 @@ import pytest
 import torch
 import xarray as xr
 from click.testing import CliRunner
+from fakes import assert_one_line_error
 
 from oceandl.cli.main import cli
 from oceandl.datasets.images import TENGEOP_CLASSES
@@ -26,15 +27,6 @@ cli_main = importlib.import_module("oceandl.cli.main")  # the module (oceandl.cl
 
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_one_line_error(res, *words):
-    """Exit code 2, one 'Error:' line naming ``words``, no traceback."""
-    assert res.exit_code == 2, res.output
-    errors = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
-    assert len(errors) == 1 and "Traceback" not in res.output, res.output
-    for w in words:
-        assert w in errors[0], errors[0]
 
 
 def train(data, out, *extra):
