@@ -843,7 +843,9 @@ def classify(inputs, model_path, min_confidence, tta, var, batch_size, demo, on_
     cannot be read has its row too, with an empty prediction and the reason in 'error'. Images in
     folders named as the model's classes (the tree it was trained on, TenGeoP letter folders, a
     class folder given alone) have their 'true_class', and the accuracy over them is printed; a
-    folder named otherwise, or above the one given, is no label. A CSV is plain (pandas and
+    folder named otherwise, or above the one given, is no label. A netCDF stack's 'label' variable
+    gives its images' 'true_class' (its class names from the label's 'classes' or flag_meanings
+    attributes or the file's 'classes', else the labels are positions in the model's classes). A CSV is plain (pandas and
     spreadsheets read it as it is); its provenance, what a .nc output holds in its attributes (the
     model's absolute path and weights' SHA-256, its classes, the command, oceandl's version,
     --min-confidence, --tta, the date), is written with it in OUTPUT.json: both or neither, and
@@ -934,8 +936,11 @@ def _echo_accuracy(ds) -> None:
         click.echo(f"accuracy: none of the {int((true != '').sum())} labelled images could be read")
         return
     unassigned = int((pred[scored] == UNASSIGNED).sum())
-    click.echo(f"accuracy {right / n:.4f}: {right} of {n} labelled images (those in folders named as the model's "
-               f"classes, readable) right" + (f"; {unassigned} unassigned, counted wrong" if unassigned else ""))
+    # a stack's labels are its label variable's, not folders'
+    how = ("those in folders named as the model's classes" if "path" in ds
+           else "by the stack's label variable, of the model's classes")
+    click.echo(f"accuracy {right / n:.4f}: {right} of {n} labelled images ({how}, readable) right"
+               + (f"; {unassigned} unassigned, counted wrong" if unassigned else ""))
 
 
 def _classify_demo(seed, device, quiet, n_per_class: int = 40, size: int = 48, epochs: int = 16):

@@ -221,7 +221,7 @@ def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_
     """
     import warnings
 
-    from oceandl.datasets.images import ImageFilesDataset, NetCDFImageDataset
+    from oceandl.datasets.images import ImageFilesDataset
 
     from .errors import CheckpointError
     from .io import is_pattern
@@ -240,7 +240,7 @@ def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_
         if not p.exists() and not is_pattern(p):  # a quoted pattern: ImageFilesDataset expands it
             raise InputError(f"{p}: no such file or folder")
     if len(paths) == 1 and paths[0].suffix.lower() in (".nc", ".nc4"):
-        return NetCDFImageDataset(paths[0], var=var or "image", label_var=None)
+        return _open_stack(paths[0], var or "image")
     if var is not None:  # it would be ignored: image files have no variables
         raise InputError(f"var={var!r}: names the image variable of a netCDF stack; these images are files")
     channels = spec.get("channels") if spec.get("channels") in (1, 3) else None  # else preprocessing converts
@@ -252,6 +252,68 @@ def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_
                                  fit=spec.get("fit") or "stretch", on_error=on_error)
     data.true_classes = true_classes(paths, data.inputs, config.get("classes") or [])
     return data
+
+
+def _open_stack(path: Path, var: str):
+    """A netCDF stack with its ``label`` variable read (``classes``/``targets``, which
+    :func:`classify` writes as ``true_class``); unlabelled when it has none, and with a warning when
+    its labels cannot be read (negative, non-integer): the images can still be classified."""
+    from oceandl.datasets.images import NetCDFImageDataset
+
+    try:
+        return NetCDFImageDataset(path, var=var, label_var="label")
+    except InputError as exc:
+        msg = str(exc)
+        # only a label problem falls back to no labels; the rest (no image variable, ...) stands
+        if not msg.startswith((f"{path}: label 'label'", f"{path}: no label variable")):
+            raise
+        if not msg.startswith(f"{path}: no label variable"):
+            warn(f"{msg}: classified without true_class (fix or drop the label variable)")
+    return NetCDFImageDataset(path, var=var, label_var=None)
+
+
+def _dataset_true_classes(data, model_classes, model) -> np.ndarray | None:
+    """The true class of each sample of a labelled dataset without files (a netCDF stack's
+    ``label``: its ``targets`` and ``classes``), as a class of the model, or ``None``.
+
+    The stack's class names (its label's ``classes``/``flag_meanings``, its ``classes`` attribute)
+    are matched to the model's by name. A stack that names none (``"0"``..) has its labels read as
+    positions in the model's classes. Labels naming classes that the model lacks get an empty
+    ``true_class`` (not scored), with a warning; none of them a model's class, or integers beyond
+    the model's classes: no ``true_class``, with a warning."""
+    targets, names = getattr(data, "targets", None), getattr(data, "classes", None)
+    if targets is None or not names:
+        return None
+    targets = np.asarray(targets, dtype=np.int64)
+    labelled = targets >= 0
+    if not labelled.any():
+        return None
+    model_classes = [str(c) for c in model_classes]
+    names = [str(c) for c in names]
+    where = getattr(data, "source", "images")
+    if names == [str(i) for i in range(len(names))] and not set(names) <= set(model_classes):
+        # integer labels without names: the positions in the model's classes (as training numbers them)
+        if targets.max() >= len(model_classes):
+            warn(f"{where}: label value {int(targets.max())} but model {model} has {len(model_classes)} classes "
+                 f"({', '.join(model_classes[:10])}): no true_class; name the stack's classes in the label's "
+                 "'classes' attribute")
+            return None
+        names = model_classes
+    out = np.array([names[t] if t >= 0 else "" for t in targets], dtype=object)
+    given = sorted(set(out[labelled].tolist()))
+    unknown = [c for c in given if c not in model_classes]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        known = ", ".join(model_classes[:10]) + (", ..." if len(model_classes) > 10 else "")
+        if len(unknown) == len(given):
+            warn(f"{where}: its labels name class(es) {shown}, none of model {model}'s ({known}): no true_class "
+                 "and no accuracy (is it the model for these images?)")
+            return None
+        n = int(np.isin(out, unknown).sum())
+        warn(f"{where}: {n} image(s) labelled {shown}, not a class of model {model} ({known}): their "
+             "true_class is empty (not scored)")
+        out[np.isin(out, unknown)] = ""
+    return out.astype(str)
 
 
 def _class_names(classes) -> tuple[dict[str, str], dict[str, str]]:
@@ -383,13 +445,28 @@ def _sample_name(dim: str, value) -> str:
 def _unreadable_reason(dataset, index: int, paths: list[str] | None) -> str:
     """Why sample ``index`` has no prediction: its read error (less the path, which is in the
     ``path`` column), or no finite pixel."""
+    source = None if paths else getattr(dataset, "source", None)
     try:
         dataset[index]
     except InputError as exc:
         msg = str(exc)
-        where = paths[index] if paths else getattr(dataset, "source", None)
-        return msg[len(where) + 2:] if where and msg.startswith(f"{where}: ") else msg
-    return "no finite pixel (all NaN/inf)"
+        where = paths[index] if paths else source
+        msg = msg[len(where) + 2:] if where and msg.startswith(f"{where}: ") else msg
+        if source is None:
+            return msg
+        # a stack's image: 'image[2] has no finite pixel' named an index into nothing shown; now
+        # the file (as the path column names a file's) and the image's index along its sample dim
+        var = getattr(dataset, "var", None)
+        for lead in (f"{var}[{index}] has ", f"{var}[{index}] ", f"{var}[{index}]: "):
+            if var and msg.startswith(lead):
+                msg = msg[len(lead):]
+                break
+    else:
+        msg = "no finite pixel (all NaN/inf)"
+    if source is None:
+        return msg
+    name = Path(source).name if source != "dataset" else (getattr(dataset, "var", None) or "images")
+    return f"{name}[{index}]: {msg}"
 
 
 def _check_bands(x, config: dict, model) -> None:
@@ -601,6 +678,9 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
                          f"rename it, e.g. .rename({{{dim!r}: 'sample'}})")
     errors: dict[int, str] = {}
     truth = getattr(x, "true_classes", None)  # path -> class, of images opened from class folders
+    # a labelled stack's own labels (its `label` variable): it has no folders to name them
+    stack_truth = (_dataset_true_classes(x, cfg.get("classes") or [], model)
+                   if truth is None and paths is None and not isinstance(x, torch.Tensor) else None)
     if isinstance(x, torch.Tensor):
         if len(empty) and (on_error == "raise" or len(empty) == len(x)):
             raise InputError(f"images[{empty[0]}] has no finite pixel (all NaN/inf)"
@@ -655,6 +735,9 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
                   if isinstance(cfg.get("provenance"), dict) and cfg["provenance"].get("git_commit") else {}),
                "min_confidence": min_confidence, "tta": int(tta)},
     )
+    if stack_truth is not None and len(stack_truth) == len(probs) and (stack_truth != "").any():
+        ds["true_class"] = (dim, stack_truth, {"long_name": "true class, from the stack's label variable",
+                                               "comment": "empty where the label is not a class of the model"})
     if paths is not None and len(paths) == len(sample):
         ds["path"] = (dim, np.array(paths, dtype=str))
         known = np.array([truth.get(str(p), "") for p in paths], dtype=str) if truth else None

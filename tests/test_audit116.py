@@ -134,7 +134,7 @@ def test_classify_names_a_stacks_unreadable_images_as_its_rows_do(tiny_model, tm
     warning = next(ln for ln in res.stderr.splitlines() if "unreadable" in ln)
     assert "2 of 5 image(s) unreadable" in warning and "images[" not in warning, warning
     for n, i in zip(named, (2, 4)):
-        assert f"{n} (image[{i}] has no finite pixel (all NaN/inf))" in warning, warning
+        assert f"{n} (s.nc[{i}]: no finite pixel (all NaN/inf))" in warning, warning
     # the rows the warning names are the ones with the error
     rows = xr.Dataset.from_dataframe(__import__("pandas").read_csv(tmp_path / "p.csv"))
     assert (rows["error"].fillna("").values != "").tolist() == [False, False, True, False, True]
