@@ -1604,6 +1604,10 @@ def _field_from_dataset(ds: xr.Dataset, var, label: str, overrides: dict, load: 
     data = da.transpose(roles["time"][0], roles["lat"][0], roles["lon"][0]).variable.data
     if not np.issubdtype(data.dtype, np.floating) or data.dtype == np.float16:
         data = data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64)
+    elif data.dtype != output_dtype(da):
+        # an int16 packed with a float64 scale_factor, decoded float64 by xarray: its 16 bits fit in
+        # float32, as the same int16 unpacked (above) or packed with a float32 scale_factor is read
+        data = data.astype(output_dtype(da))
     # the valid range is applied here and not carried on: on the float output, packed-unit bounds
     # mean nothing, and readers that apply them would hide filled values beyond them
     attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", *_VALID_ATTRS)}
@@ -1915,6 +1919,25 @@ def record_chunks(ds: xr.Dataset, name: Hashable) -> tuple[int, ...] | None:
     return tuple(along if _is_time_dim(ds, d) else max(1, int(n)) for d, n in zip(v.dims, v.shape))
 
 
+def output_dtype(da) -> np.dtype:
+    """The float type a field ``da`` (decoded) is filled and written in: its own float precision,
+    float32 at least, and float32 for a field packed in 8- or 16-bit integers.
+
+    xarray decodes an int16 with a float64 ``scale_factor`` (the netCDF default of many writers) to
+    float64: its filled field was written float64, twice the bytes of the float32 its 16 bits hold
+    (float32 has 24 bits of mantissa). The packed type is the ``dtype`` in ``da.encoding``.
+    """
+    dtype = np.dtype(np.result_type(getattr(da, "dtype", np.float32), np.float32))
+    packed = (getattr(da, "encoding", None) or {}).get("dtype")
+    try:
+        packed = np.dtype(packed) if packed is not None else None
+    except TypeError:
+        packed = None
+    if dtype == np.float64 and packed is not None and packed.kind in "iu" and packed.itemsize <= 2:
+        return np.dtype(np.float32)
+    return dtype
+
+
 def check_complevel(complevel) -> int:
     """``complevel`` if it is a zlib level 0-9 (0: uncompressed), else :class:`InputError`."""
     if isinstance(complevel, bool) or not isinstance(complevel, (int, np.integer)) or not 0 <= complevel <= 9:
@@ -1981,6 +2004,41 @@ def write_netcdf(
     return path
 
 
+def compression_encoding(ds: xr.Dataset, complevel: int = 4) -> dict[Hashable, dict]:
+    """The netCDF encoding :func:`write_netcdf` gives the numeric data variables of ``ds``:
+    ``zlib`` at ``complevel`` (0: ``zlib=False``) and, along time, :func:`record_chunks` (one time
+    step per chunk for a (time, lat, lon) field)."""
+    # integer data too: the int8 missing_flag, written uncompressed, was 1.05 of the 6.7 MB of a
+    # filled (64, 128, 128) cube; compressed it is 0.07
+    enc: dict[Hashable, dict] = {
+        n: {"zlib": True, "complevel": complevel} if complevel else {"zlib": False}
+        for n, v in ds.data_vars.items()
+        if np.issubdtype(v.dtype, np.number) or v.dtype == bool
+    }
+    for n, e in enc.items():  # (time, lat, lon) data are read a day at a time: one time step per chunk
+        chunks = record_chunks(ds, n)
+        if chunks is not None and 0 not in ds.variables[n].shape:
+            e["chunksizes"] = chunks
+    return enc
+
+
+def with_compression_encoding(ds: xr.Dataset, complevel: int = 4) -> xr.Dataset:
+    """``ds`` with the ``encoding`` of its numeric data variables set as :func:`write_netcdf` writes
+    them (:func:`compression_encoding`), so that ``ds.to_netcdf(path)`` of a result made from Python
+    is compressed as ``oceandl interpolate``'s file is (it was written uncompressed: a (64, 256, 256)
+    float32 fill and its flag 21.0 MB against 13.9). In place; returned for chaining.
+
+    ``original_shape`` is set beside the chunks: xarray drops the chunks (and keeps the
+    compression) of a variable cut to another shape (``ds.isel(lat=slice(0, 8))``), where chunks
+    larger than the variable would fail to write. Keys set by :func:`write_netcdf`'s own
+    ``encoding`` replace these; other encoding keys of the variables are kept.
+    """
+    for n, e in compression_encoding(ds, complevel).items():
+        v = ds.variables[n]
+        v.encoding = {**v.encoding, **e, **({"original_shape": v.shape} if "chunksizes" in e else {})}
+    return ds
+
+
 def _netcdf_ready(obj: xr.Dataset | xr.DataArray, path: Path, encoding: dict | None,
                   complevel: int) -> tuple[xr.Dataset, dict, list[str]]:
     """``obj`` as :func:`write_netcdf` writes it to ``path``: the Dataset, its encoding and its
@@ -2000,19 +2058,9 @@ def _netcdf_ready(obj: xr.Dataset | xr.DataArray, path: Path, encoding: dict | N
         # the input's time_bnds, crs... are not written: no attribute names them
         for key in dangling_references(v.attrs, ds.variables):
             del v.attrs[key]
-    # integer data too: the int8 missing_flag, written uncompressed, was 1.05 of the 6.7 MB of a
-    # filled (64, 128, 128) cube; compressed it is 0.07
-    enc = {
-        n: {"zlib": True, "complevel": complevel} if complevel else {"zlib": False}
-        for n, v in ds.data_vars.items()
-        if np.issubdtype(v.dtype, np.number) or v.dtype == bool
-    }
+    enc = compression_encoding(ds, complevel)
     # time is the record (unlimited) dimension, as NCO (ncrcat) and CF daily products have it
     unlimited = [str(d) for d in ds.dims if _is_time_dim(ds, d)]
-    for n, e in enc.items():  # (time, lat, lon) data are read a day at a time: one time step per chunk
-        chunks = record_chunks(ds, n)
-        if chunks is not None and 0 not in ds.variables[n].shape:
-            e["chunksizes"] = chunks
     for n, e in (encoding or {}).items():
         enc[n] = {**enc.get(n, {}), **e}
     return ds, enc, unlimited

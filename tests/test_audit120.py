@@ -118,3 +118,110 @@ def test_a_stacks_unreadable_image_is_named_by_file_and_index(tiny_model, tmp_pa
         warnings.simplefilter("ignore")
         got = oceandl.classify(path, tiny_model, device="cpu")
     assert got["error"].values.tolist() == err
+
+
+# ------------------------------------------------------------ B. a fill from Python is written compressed
+def _field(nt=8, ny=12, nx=14, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    lat, lon = np.linspace(10, 12, ny), np.linspace(20, 23, nx)
+    yy, xx = np.meshgrid(lat, lon, indexing="ij")
+    f = 15 + np.sin(np.arange(nt) / 3)[:, None, None] + 0.5 * np.cos(yy)[None] + 0.3 * np.sin(xx)[None]
+    f = f + 0.05 * rng.standard_normal(f.shape)
+    f[rng.random(f.shape) < 0.3] = np.nan
+    return xr.DataArray(f.astype(dtype), dims=("time", "lat", "lon"), name="sst", attrs={"units": "degC"},
+                        coords={"time": pd.date_range("2020-01-01", periods=nt), "lat": lat, "lon": lon})
+
+
+@pytest.mark.parametrize("method", ["climatology", "eof", "dineof"])
+def test_a_fill_from_python_is_written_as_the_cli_writes_it(method, tmp_path):
+    """`oceandl.interpolate(...)` returned a Dataset whose to_netcdf() wrote every variable
+    uncompressed, where `oceandl interpolate` writes zlib 4, one day per chunk. Its variables'
+    encoding now says so: the same compression and chunks, from Python and from the CLI."""
+    import netCDF4
+
+    import oceandl
+
+    da = _field()
+    opts = {"n_modes": 2, "max_iter": 10} if method == "dineof" else {}  # no cross-validation: fast
+    ds = oceandl.interpolate(da, method, return_dataset=True, **opts)
+    for name in ds.data_vars:
+        assert ds[name].encoding["zlib"] is True and ds[name].encoding["complevel"] == 4, name
+        assert ds[name].encoding["chunksizes"] == (1, 12, 14), name
+    ds.to_netcdf(tmp_path / "py.nc")
+    shown = () if method == "dineof" else ("da.nc", "acc.nc")  # the same code for every method; dineof is slow
+    if shown:
+        oceandl.interpolate(da, method, **opts).to_netcdf(tmp_path / "da.nc")  # the DataArray too
+        da.oceandl.interpolate(method, **opts).to_netcdf(tmp_path / "acc.nc")  # and the accessor's
+    da.to_dataset().to_netcdf(tmp_path / "in.nc")
+    res = CliRunner().invoke(cli, ["interpolate", str(tmp_path / "in.nc"), "-o", str(tmp_path / "cli.nc"),
+                                   "--method", method, "--withhold", "0", "--quiet",
+                                   *[a for k, v in opts.items() for a in ("--set", f"{k}={v}")]])
+    assert res.exit_code == 0, res.output
+    with netCDF4.Dataset(tmp_path / "py.nc") as py, netCDF4.Dataset(tmp_path / "cli.nc") as cl:
+        assert set(py.variables) >= {"sst", "missing_flag"}
+        for name in ("sst", "missing_flag", *(("sigma",) if "sigma" in ds else ())):
+            for f in (py, cl):
+                assert f[name].filters()["zlib"] and f[name].filters()["complevel"] == 4, name
+                assert f[name].chunking() == [1, 12, 14], name
+    for f in shown:
+        with netCDF4.Dataset(tmp_path / f) as nc:
+            assert nc["sst"].filters()["complevel"] == 4 and nc["sst"].chunking() == [1, 12, 14], f
+    # a result cut to a smaller grid keeps its compression and drops the day chunks that no longer fit
+    ds.isel(lat=slice(0, 5)).to_netcdf(tmp_path / "cut.nc")
+    with netCDF4.Dataset(tmp_path / "cut.nc") as nc:
+        assert nc["sst"].filters()["complevel"] == 4 and nc["sst"].shape == (8, 5, 14)
+
+
+def test_the_cli_still_writes_its_own_complevel(tmp_path):
+    """The encoding set on the result does not override --complevel 0 (the CLI's encoding replaces it)."""
+    import netCDF4
+
+    _field().to_dataset().to_netcdf(tmp_path / "in.nc")
+    res = CliRunner().invoke(cli, ["interpolate", str(tmp_path / "in.nc"), "-o", str(tmp_path / "o.nc"),
+                                   "--method", "climatology", "--complevel", "0", "--quiet"])
+    assert res.exit_code == 0, res.output
+    with netCDF4.Dataset(tmp_path / "o.nc") as nc:
+        assert not nc["sst"].filters()["zlib"] and not nc["missing_flag"].filters()["zlib"]
+
+
+# ------------------------------------------------------------ C. int16 with a float64 scale_factor
+@pytest.fixture()
+def packed64(tmp_path):
+    path = tmp_path / "packed.nc"
+    _field(dtype=np.float64).to_dataset().to_netcdf(path, encoding={"sst": {
+        "dtype": "int16", "scale_factor": np.float64(0.01), "add_offset": np.float64(15.0),
+        "_FillValue": np.int16(-32768)}})
+    return path
+
+
+def test_int16_with_a_float64_scale_factor_is_filled_as_float32_from_python(packed64):
+    """xarray decodes an int16 with a float64 scale_factor to float64, and the fill was float64:
+    twice the bytes of the float32 its 16 bits fit in. It is now float32, as the same int16 packed
+    with a float32 scale_factor is."""
+    import oceandl
+
+    with xr.open_dataset(packed64) as ds:
+        da = ds["sst"].load()
+    assert da.dtype == np.float64 and da.encoding["dtype"] == np.int16  # as xarray reads it
+    ds = oceandl.interpolate(da, "climatology", return_dataset=True)
+    assert ds["sst"].dtype == np.float32 and ds["sigma"].dtype == np.float32
+    obs = np.isfinite(da.values)
+    np.testing.assert_allclose(ds["sst"].values[obs], da.values[obs], rtol=1e-6)
+    assert oceandl.interpolate(da, "dineof", n_modes=2, max_iter=10).dtype == np.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pixels missing at some times: left out by the EOF analysis
+        assert oceandl.eof(da, n_modes=2).eofs.dtype == np.float32
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunks", "time=4"]], ids=["memory", "chunks"])
+def test_int16_with_a_float64_scale_factor_is_written_float32_by_the_cli(packed64, tmp_path, chunks):
+    import netCDF4
+
+    res = CliRunner().invoke(cli, ["interpolate", str(packed64), "-o", str(tmp_path / "o.nc"), "--method",
+                                   "climatology", "--withhold", "0", "--quiet", *chunks])
+    assert res.exit_code == 0, res.output
+    with netCDF4.Dataset(tmp_path / "o.nc") as nc, xr.open_dataset(packed64) as src:
+        assert nc["sst"].dtype == np.float32 and nc["sigma"].dtype == np.float32
+        got, want = np.ma.filled(nc["sst"][:], np.nan), src["sst"].values
+        obs = np.isfinite(want)
+        np.testing.assert_allclose(got[obs], want[obs], rtol=1e-6)

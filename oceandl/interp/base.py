@@ -1999,7 +1999,9 @@ class Interpolator:
                                           f"gaps filled with method {self.name} {attrs['options']}"
                                           + ("" if fitted_on is None else f" fitted on {fitted_on}"))
 
-        dtype = np.result_type(tmpl.dtype, np.float32)
+        from oceandl.io import output_dtype
+
+        dtype = output_dtype(tmpl)  # float32 for an int16 field, whatever its scale_factor's type
         dims = tmpl.dims
         # a coordinate named like one of the Dataset's own variables (the scalar 'sigma' of a
         # (time, sigma=1, lat, lon) model level, which open_field keeps) made xr.Dataset fail with
@@ -2036,7 +2038,9 @@ class Interpolator:
         data_vars[name].attrs["ancillary_variables"] = " ".join(v for v in ("missing_flag", "sigma") if v in data_vars)
         # transform(): the new field's dims, which may be named otherwise than the fitted field's
         ds = xr.Dataset(data_vars, attrs=attrs).transpose(*(self.input_dims_ if out_dims is None else out_dims))
-        from oceandl.io import no_coordinate_fill
+        from oceandl.io import no_coordinate_fill, with_compression_encoding
 
         self.output_name_ = name
-        return no_coordinate_fill(ds)  # written with to_netcdf, lat/lon got a NaN _FillValue (CF: none)
+        # written with to_netcdf, lat/lon got a NaN _FillValue (CF: none), and the variables were
+        # uncompressed where `oceandl interpolate` writes them zlib 4, one day per chunk
+        return with_compression_encoding(no_coordinate_fill(ds))

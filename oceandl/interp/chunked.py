@@ -1371,7 +1371,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     if output.suffix.lower() not in (".nc", ".nc4"):
         raise InputError(f"{output}: the output must be a netCDF file (.nc), or a folder (an existing one, or "
                          f"{output}/ with a trailing slash) for a file per input file")
-    from oceandl.io import check_complevel, describe_source, entry_paths, source_grid, source_paths
+    from oceandl.io import check_complevel, describe_source, output_dtype, entry_paths, source_grid, source_paths
 
     inputs = source_paths(source) + entry_paths(aux, fit_aux, mask)  # a covariate's or a mask's file too
     if isinstance(fit_on, (str, os.PathLike)) and not _is_fit_folder(fit_on):
@@ -1546,7 +1546,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
     # ---- output skeleton, then blocks streamed into it
     name = str(da.name) if da.name is not None and da.name not in ("sigma", "missing_flag") else "filled"
-    dtype = np.result_type(da.dtype, np.float32)
+    dtype = output_dtype(da)  # float32 for an int16 field, whatever its scale_factor's type
     with_sigma = (kind == "climatology" or (kind == "neural" and bool(fn.fitted._cfg["nll"]))
                   or (kind == "fit" and bool({**cls.option_defaults, **options}.get("error_map", False))))
     # every option with its value, as the in-memory fill records them: the given ones alone (a DINEOF
@@ -2055,7 +2055,7 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     ``val_*``)."""
     import torch
 
-    from oceandl.io import describe_source, file_attrs, source_grid
+    from oceandl.io import describe_source, file_attrs, output_dtype, source_grid
     from oceandl.utils import atomic_path
 
     from . import get_method
@@ -2214,7 +2214,7 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                             what=f"gaps filled with method {method} {opts}{fitted}").items()}
                         masked = int(np.asarray(ds["missing_flag"].attrs["flag_values"]).max()) > 2
                         _skeleton(da, tmp, name, with_sigma, fattrs, var_attrs, (1, shape[1], shape[2]),
-                                  np.result_type(da.dtype, np.float32), complevel, grid=grid,
+                                  output_dtype(da), complevel, grid=grid,
                                   sigma_extra=dict(ds["sigma"].attrs) if with_sigma else None, masked=masked)
                         writer = _Writer(tmp, {"filled": name, "flag": "missing_flag",
                                                **({"sigma": "sigma"} if with_sigma else {})}, keep_observed,

@@ -368,7 +368,9 @@ class EOF:
 
         # computed in float64, given in the input's float precision (float32 for a float32 or packed
         # int16 field, as the filled fields are): float64 EOFs, PCs and maps doubled the written file
-        self._dtype = np.result_type(da.dtype, np.float32)
+        from oceandl.io import output_dtype
+
+        self._dtype = output_dtype(da)
         eofs = np.full((k,) + ocean.shape, np.nan, dtype=self._dtype)
         eofs[:, ocean] = self._E
         self.eofs = xr.DataArray(eofs, dims=("mode", ydim, xdim), coords={"mode": mode, **space_coords},
