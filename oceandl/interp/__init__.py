@@ -181,12 +181,16 @@ def interpolate(da: xr.DataArray, method: str = "dineof", *, withhold: float = 0
     xarray.DataArray or xarray.Dataset
         Same dims (a dropped size-1 dim put back), coords and attrs as ``da`` plus provenance (and
         ``val_*`` metrics) attrs. The DataArray has no ``ancillary_variables`` (the Dataset's field
-        names its ``missing_flag`` and ``sigma`` there). Floats in ``da``'s decoded precision, as
+        names its ``missing_flag`` and ``sigma`` there). Floats in ``da``'s decoded precision
+        (float32 for 8- or 16-bit packed integers, whatever the type of their ``scale_factor``), as
         ``oceandl interpolate`` writes them: the packing of a packed input (int16 ``scale_factor``,
         ``add_offset``, ``_FillValue`` in ``da.encoding``) is not carried into the result's
-        ``encoding``, nor its ``chunksizes``, ``source``, ``original_shape`` (a filled value may lie
-        outside the packed range, which xarray wraps silently on writing); pass the packing to
-        ``to_netcdf(encoding=...)`` to write it packed.
+        ``encoding``, nor its ``chunksizes``, ``source`` (a filled value may lie outside the packed
+        range, which xarray wraps silently on writing); pass the packing to
+        ``to_netcdf(encoding=...)`` to write it packed. The ``encoding`` is the CLI's instead
+        (:func:`~oceandl.io.compression_encoding`: zlib level 4, one time step per chunk, with the
+        ``original_shape`` that lets xarray drop the chunks of a result cut to another shape), so
+        that ``to_netcdf(path)`` writes the file ``oceandl interpolate`` writes.
 
     Raises
     ------
