@@ -210,7 +210,9 @@ def open_images(images, model: str | os.PathLike, *, var: str | None = None, on_
     ImageFilesDataset or NetCDFImageDataset
         An ImageFilesDataset also has ``true_classes``: path -> class of the model, for the
         images in folders named as its classes (:func:`true_classes`), which :func:`classify`
-        writes as ``true_class``.
+        writes as ``true_class``. A NetCDFImageDataset has the stack's ``label`` variable, when
+        it has one (``targets``, ``classes``; unlabelled, with a warning, when it cannot be read),
+        which :func:`classify` writes as ``true_class`` too.
 
     Raises
     ------
@@ -618,8 +620,12 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     -------
     xarray.Dataset on ``sample`` with ``predicted`` (class name), ``label`` (index, -1 unassigned,
     -2 unreadable), ``probability`` (top class), ``probabilities`` (sample, class) and ``error``
-    (why an image has no prediction; empty for the others); ``path`` when known; ``true_class``
-    when some images lie in folders named as the model's classes (empty for the others);
+    (why an image has no prediction; empty for the others; a stack's image named
+    ``stack.nc[i]: reason``); ``path`` when known; ``true_class``
+    when some images lie in folders named as the model's classes (empty for the others), or from
+    a labelled stack's labels or dataset's ``targets`` and ``classes`` (by class name; integer
+    labels without names are positions in the model's classes; labels not of the model's classes
+    are warned of and left empty);
     ``latitude``, ``longitude`` and ``time`` (text, as in the table) of TenGeoP-SARwv vignettes with
     a metadata table beside them. A DataArray's
     sample dim and its other coordinates along it (e.g. each image's time) are kept, and so are a
