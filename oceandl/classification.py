@@ -624,7 +624,7 @@ def classify(images, model: str | os.PathLike, *, batch_size: int | None = None,
     ``stack.nc[i]: reason``); ``path`` when known; ``true_class``
     when some images lie in folders named as the model's classes (empty for the others), or from
     a labelled stack's labels, or a dataset without files that has ``targets`` and ``classes``
-    (a :class:`~oceandl.datasets.NetCDFImageDataset`, MNIST) (by class name; integer
+    (a :class:`~oceandl.datasets.NetCDFImageDataset`) (by class name; integer
     labels without names are positions in the model's classes; labels not of the model's classes
     are warned of and left empty);
     ``latitude``, ``longitude`` and ``time`` (text, as in the table) of TenGeoP-SARwv vignettes with
