@@ -577,10 +577,11 @@ _ABSOLUTE_NAMES = ("sea_surface_temperature", "sea_water_temperature", "sea_surf
                    "sea_ice_surface_temperature", "sea_surface_bulk_temperature")
 
 
-def pixel_means(values: np.ndarray) -> np.ndarray:
+def pixel_means(values: np.ndarray, counts: np.ndarray | None = None, unit: str | None = None) -> np.ndarray:
     """Each pixel's temporal mean of its observations (float64 (lat, lon), NaN where never observed)
     of ``values`` (time, lat, lon; a (lat, lon) map: itself), summed a few steps at a time (no copy
-    of the field): what :func:`check_units_values` takes, as the chunked fill's statistics pass gives it."""
+    of the field): what :func:`check_units_values` takes, as the chunked fill's statistics pass gives it.
+    ``counts`` (int64 (time, 5)), when given, gets :func:`step_counts` (for ``unit``) in the same pass."""
     if values.ndim == 2:
         return np.asarray(values, dtype=np.float64)
     total, count = np.zeros(values.shape[1:]), np.zeros(values.shape[1:])
@@ -589,6 +590,8 @@ def pixel_means(values: np.ndarray) -> np.ndarray:
         seen = np.isfinite(block)
         total += np.where(seen, block, 0).sum(axis=0, dtype=np.float64)
         count += seen.sum(axis=0)
+        if counts is not None:
+            counts[i:i + 16] = _count_steps(block, seen, unit)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
@@ -651,11 +654,16 @@ def check_units_field(label: str, da, values: np.ndarray) -> None:
     """:func:`check_units_values` on a field read in memory (``values`` (time, lat, lon) of ``da``), then
     on each of its files when it is a series of several (:func:`check_units_files`: one kelvin file
     among degC ones)."""
+    from .neural import _unit
+
     units = da.attrs.get("units")
-    check_units_values(label, da, units, pixel_means(values))
     spans = getattr(da, "encoding", {}).get("file_spans")
-    if spans and len(spans) > 1 and values.ndim == 3:
-        check_units_files(label, da, units, step_counts(values), spans)
+    many = bool(spans) and len(spans) > 1 and values.ndim == 3 and _unit(units) in ("degC", "K", "degF")
+    # each step's numbers counted in the pixel means' pass (the values are read once)
+    counts = np.zeros((values.shape[0], 5), np.int64) if many else None
+    check_units_values(label, da, units, pixel_means(values, counts, _unit(units)))
+    if many:
+        check_units_files(label, da, units, counts, spans)
 
 
 def _absolute_temperature(da) -> bool:
@@ -688,16 +696,32 @@ def _refuse_units(label: str, da, units, unit: str, median: float, name: str, pa
                      f"in Python da.attrs['units'] = {right!r}){also}")
 
 
-def step_counts(values: np.ndarray) -> np.ndarray:
+def step_counts(values: np.ndarray, unit: str | None = None) -> np.ndarray:
     """Per time step of ``values`` (time, lat, lon), the numbers of its observations: all of them, those
     below :data:`_KELVIN_FLOOR`, those below :data:`_DEGC_OR_KELVIN`, those above it, those above
-    :data:`_DEGF_OR_KELVIN` (int64, (time, 5)):
-    what :func:`check_units_files` tells each file's median's side from, without sorting anything."""
-    v = values.reshape(values.shape[0], -1)
+    :data:`_DEGF_OR_KELVIN` (int64, (time, 5)): what :func:`check_units_files` tells each file's
+    median's side from, without sorting anything. With ``unit`` (``_unit``'s), only the numbers its
+    test reads are counted (the others 0)."""
+    out = np.zeros((values.shape[0], 5), np.int64)
+    for i in range(0, values.shape[0], 16):  # a few steps at a time: no (time, lat, lon) boolean copy
+        block = values[i:i + 16]
+        out[i:i + 16] = _count_steps(block, np.isfinite(block), unit)
+    return out
+
+
+def _count_steps(block: np.ndarray, seen: np.ndarray, unit: str | None) -> np.ndarray:
+    """:func:`step_counts` of a few steps, ``seen`` their finite values."""
+    v = block.reshape(block.shape[0], -1)
+    out = np.zeros((v.shape[0], 5), np.int64)
+    out[:, 0] = np.count_nonzero(seen.reshape(v.shape), axis=1)
+    want = {"degC": (3,), "K": (1, 2), "degF": (4,)}.get(unit, (1, 2, 3, 4))
+    limits = {1: (np.less, _KELVIN_FLOOR), 2: (np.less, _DEGC_OR_KELVIN), 3: (np.greater, _DEGC_OR_KELVIN),
+              4: (np.greater, _DEGF_OR_KELVIN)}
     with np.errstate(invalid="ignore"):
-        return np.stack([np.isfinite(v).sum(axis=1), (v < _KELVIN_FLOOR).sum(axis=1),
-                         (v < _DEGC_OR_KELVIN).sum(axis=1), (v > _DEGC_OR_KELVIN).sum(axis=1),
-                         (v > _DEGF_OR_KELVIN).sum(axis=1)], axis=1)
+        for k in want:
+            op, limit = limits[k]
+            out[:, k] = np.count_nonzero(op(v, limit), axis=1)
+    return out
 
 
 def check_units_files(label: str, da, units, counts: np.ndarray, spans=None) -> None:

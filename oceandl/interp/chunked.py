@@ -139,7 +139,7 @@ from .base import (_MIN_PIXEL_OBS, SIGMA_MIN_POINTS, _input_attrs, _json_default
                    output_coord_name, sigma_attrs, step_counts)
 from .dineof import _MIN_CV_SQUARES, ERROR_MAP_TEXT
 from .mask import MASK_FLAG_MEANINGS, MASK_FLAG_VALUES, mask_text
-from .neural import hann_ramp
+from .neural import _unit, hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
 
@@ -2124,7 +2124,7 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                 sums[key][0] += np.where(seen, v, 0).sum(axis=0, dtype=np.float64)
                 sums[key][1] += seen.sum(axis=0)
                 if not key and step_n is not None:  # each step's side of 100, for each file's test
-                    step_n[t] = step_counts(v)
+                    step_n[t] = step_counts(v, _unit(da.attrs.get("units")))
         return ds
 
     smoother = None
