@@ -233,3 +233,14 @@ def test_eof_project_refuses_kelvin_said_degc_and_converts_kelvin():
     with pytest.raises(InputError, match=r"eof\.project: the field is in units 'degF', the analysis in 'degC'.*"
                                          r"convert it first"):
         e.project(f_)
+
+
+def test_one_kelvin_file_of_a_covariate_series_is_named(tmp_path):
+    """--aux FOLDER:VAR, a covariate series with one kelvin file said degC: tested per file too."""
+    field = _series(tmp_path / "g", n=6)
+    cov = _series(tmp_path / "c", n=6, kelvin_file=3)
+    out = tmp_path / "o.nc"
+    res = CliRunner().invoke(cli, ["interpolate", str(field), "--method", "dineof", "--aux", f"{cov}:sst",
+                                   "-o", str(out), "--quiet"])
+    assert_cli_error(res, 2, "--aux", str(cov / "d003.nc"), "look like kelvin")
+    assert not out.exists()
