@@ -244,3 +244,28 @@ def test_one_kelvin_file_of_a_covariate_series_is_named(tmp_path):
                                    "-o", str(out), "--quiet"])
     assert_cli_error(res, 2, "--aux", str(cov / "d003.nc"), "look like kelvin")
     assert not out.exists()
+
+
+def test_one_degc_file_said_kelvin_in_a_kelvin_series_is_named(tmp_path):
+    """The reverse: five kelvin files and one in degC, all "K" (series median 288 K): refused, the file
+    named. A series of kelvin anomaly files (values near 0 "K") stays accepted."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    ds = synthetic_sst(seed=3, n_time=6, ny=8, nx=8)
+    for i in range(6):
+        d = ds.isel(time=[i])
+        v = d.sst.values + (0.0 if i == 2 else 273.15)
+        xr.Dataset({"sst": (d.sst.dims, v.astype("f4"), {"units": "K"})}, coords=d.coords).to_netcdf(
+            folder / f"d{i:03d}.nc")
+    with open_field(folder) as da, pytest.raises(InputError, match=r"file .*d002\.nc: its units say 'K' but its "
+                                                                      r"values look like degC \(median 1\d\."):
+        oceandl.interpolate(da, "climatology")
+    anom = tmp_path / "a"
+    anom.mkdir()
+    for i in range(6):
+        d = ds.isel(time=[i])
+        v = d.sst.values - np.nanmean(ds.sst.values)
+        xr.Dataset({"sst": (d.sst.dims, v.astype("f4"), {"units": "K"})}, coords=d.coords).to_netcdf(
+            anom / f"d{i:03d}.nc")
+    with open_field(anom) as da:
+        assert np.isfinite(oceandl.interpolate(da, "climatology").values).any()
