@@ -187,7 +187,7 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
     covariate (a (lat, lon) variable, or one with a single time step while the field has more:
     bathymetry, a distance to the coast) comes back as a (lat, lon) map on the field's grid.
     ``option``: the option named in messages (``--fit-aux`` for the fitted period's covariates)."""
-    from oceandl.interp.base import check_units_values, pixel_means
+    from oceandl.interp.base import check_units_field
     from oceandl.io import is_static_map, open_field, split_file_var, to_field_grid
 
     if not names:
@@ -223,8 +223,9 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
             log(f"{option} {entry}: {'; '.join(done)}")
         # degC values said to be kelvin (or the reverse), named by the option and file they come from
         # (the fit's own check named --fit-on's file for a --fit-aux FILE:VAR)
-        check_units_values(f"{option} {entry}" if src is not source else f"{where}: {option} {entry}", cov,
-                           cov.attrs.get("units"), pixel_means(np.asarray(cov.values)))
+        # (and each of its files, a many-file covariate on the field's grid and times)
+        check_units_field(f"{option} {entry}" if src is not source else f"{where}: {option} {entry}", cov,
+                          np.asarray(cov.values))
         out[name] = cov
     return out
 

@@ -551,6 +551,9 @@ def check_units_shift(label: str, total: float, n: int, scale: float) -> None:
 #: a sea (or air) temperature in degC lies below it, one in kelvin above it: a field whose units say one
 #: while the median of its values lies on the other side is mislabelled (289 "degC", 15 "K")
 _DEGC_OR_KELVIN = 100.0
+#: the same for degrees Fahrenheit: the hottest sea (95 degF) and air (135 degF) lie below it, the
+#: coldest air in kelvin (184 K) above it
+_DEGF_OR_KELVIN = 150.0
 #: a name, standard_name or long_name with one of these is a departure (an anomaly, a difference, an
 #: error) in kelvin: near 0 with its units right (GHRSST's dt_analysis, sses_bias, sses_standard_deviation),
 #: not tested against 100 K
@@ -565,12 +568,20 @@ _DEPARTURE_TOKENS = ("sd", "se", "rms", "rmsd", "rmse", "ssta", "sta", "nedt", "
 #: GHRSST's are 0.1 to 2 K) whatever its name, and not refused: a degC field mislabelled kelvin is caught
 #: above it (most of the ocean), missed in polar seas (-1.9 to 5 degC) rather than refusing valid data
 _KELVIN_FLOOR = 5.0
+#: standard_names of a temperature itself (CF): in kelvin above 100, whatever the sea (271 K freezing);
+#: their departures and errors have names of their own (``sea_surface_temperature_anomaly``, or a modifier
+#: ``standard_error``), so a field named so in kelvin with values below 100 is in degC (a polar sea)
+_ABSOLUTE_NAMES = ("sea_surface_temperature", "sea_water_temperature", "sea_surface_foundation_temperature",
+                   "sea_surface_skin_temperature", "sea_surface_subskin_temperature", "sea_water_potential_temperature",
+                   "sea_water_conservative_temperature", "air_temperature", "surface_temperature",
+                   "sea_ice_surface_temperature", "sea_surface_bulk_temperature")
 
 
-def pixel_means(values: np.ndarray) -> np.ndarray:
+def pixel_means(values: np.ndarray, counts: np.ndarray | None = None, unit: str | None = None) -> np.ndarray:
     """Each pixel's temporal mean of its observations (float64 (lat, lon), NaN where never observed)
     of ``values`` (time, lat, lon; a (lat, lon) map: itself), summed a few steps at a time (no copy
-    of the field): what :func:`check_units_values` takes, as the chunked fill's statistics pass gives it."""
+    of the field): what :func:`check_units_values` takes, as the chunked fill's statistics pass gives it.
+    ``counts`` (int64 (time, 5)), when given, gets :func:`step_counts` (for ``unit``) in the same pass."""
     if values.ndim == 2:
         return np.asarray(values, dtype=np.float64)
     total, count = np.zeros(values.shape[1:]), np.zeros(values.shape[1:])
@@ -579,6 +590,8 @@ def pixel_means(values: np.ndarray) -> np.ndarray:
         seen = np.isfinite(block)
         total += np.where(seen, block, 0).sum(axis=0, dtype=np.float64)
         count += seen.sum(axis=0)
+        if counts is not None:
+            counts[i:i + 16] = _count_steps(block, seen, unit)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
@@ -599,9 +612,13 @@ def check_units_values(label: str, da, units, means) -> None:
     """Refuse a temperature whose values contradict its units: the median over the pixels of their
     temporal means (``means``) above 100 in degC (kelvin values), or from 5 to 100 in kelvin (degC
     values; not a departure, :func:`_is_departure`; below :data:`_KELVIN_FLOOR` a departure's
-    values, whatever its name). Other units, or none (:func:`check_units_shift` tests those against
-    a fit), are not tested here. A refusal of valid data costs more than a miss: a spread or an
-    uncertainty in kelvin named ``sst_sd`` or ``ssta`` was refused as degC.
+    values, whatever its name, unless its standard_name is a temperature itself,
+    :data:`_ABSOLUTE_NAMES`: a polar sea in degC), or above 150 in degrees Fahrenheit (kelvin
+    values; a field in degF is filled in degF, as any unit: the fill is linear). The units' spellings
+    are read by :func:`~oceandl.interp.neural._unit` ("C", "deg C", "Celsius", "K", "degF"...).
+    Other units, or none (:func:`check_units_shift` tests those against a fit), are not tested
+    here. A refusal of valid data costs more than a miss: a spread or an uncertainty in kelvin
+    named ``sst_sd`` or ``ssta`` was refused as degC.
 
     A 289 K field said to be in degC was filled by a degC fit as degC, without a word (its fill's
     mean 175); a degC field said to be in kelvin was converted by 273 degrees.
@@ -622,24 +639,136 @@ def check_units_values(label: str, da, units, means) -> None:
     from .neural import _unit
 
     unit = _unit(units)
-    if unit not in ("degC", "K"):
+    name = getattr(da, "name", None) or "VAR"
+    if unit not in ("degC", "K", "degF"):
         return
     s = np.asarray(means, dtype=np.float64).ravel()
     s = s[np.isfinite(s)]
     if not s.size:
         return
     median = float(np.median(s))
+    _refuse_units(label, da, units, unit, median, name)
+
+
+def check_units_field(label: str, da, values: np.ndarray) -> None:
+    """:func:`check_units_values` on a field read in memory (``values`` (time, lat, lon) of ``da``), then
+    on each of its files when it is a series of several (:func:`check_units_files`: one kelvin file
+    among degC ones)."""
+    from .neural import _unit
+
+    units = da.attrs.get("units")
+    spans = getattr(da, "encoding", {}).get("file_spans")
+    many = bool(spans) and len(spans) > 1 and values.ndim == 3 and _unit(units) in ("degC", "K", "degF")
+    # each step's numbers counted in the pixel means' pass (the values are read once)
+    counts = np.zeros((values.shape[0], 5), np.int64) if many else None
+    check_units_values(label, da, units, pixel_means(values, counts, _unit(units)))
+    if many:
+        check_units_files(label, da, units, counts, spans)
+
+
+def _absolute_temperature(da) -> bool:
+    """Whether ``da``'s standard_name is a temperature itself (``sea_surface_temperature``...: CF's
+    names of a departure or an error say so, :data:`_ABSOLUTE_NAMES`) and none of its names a departure."""
+    sname = str(getattr(da, "attrs", {}).get("standard_name") or "").strip().lower()
+    return sname in _ABSOLUTE_NAMES and not _is_departure(da)
+
+
+def _refuse_units(label: str, da, units, unit: str, median: float, name: str, path=None) -> None:
+    """The test of :func:`check_units_values` on the ``median`` of a field (or of its file ``path``) in ``unit``."""
     if unit == "degC" and median > _DEGC_OR_KELVIN:
-        looks, right, side, also = "kelvin", "K", "above", ""
+        looks, right, side, also = "kelvin", "K", f"above {_DEGC_OR_KELVIN:g}", ""
+    elif unit == "degF" and median > _DEGF_OR_KELVIN:
+        looks, right, side, also = "kelvin", "K", f"above {_DEGF_OR_KELVIN:g}", ""
     elif unit == "K" and _KELVIN_FLOOR <= median < _DEGC_OR_KELVIN and not _is_departure(da):
-        looks, right, side = "degC", "degC", "below"
+        looks, right, side = "degC", "degC", f"below {_DEGC_OR_KELVIN:g}"
         also = "; a departure in kelvin (an anomaly) is taken as one when its name, standard_name or long_name says so"
+    elif unit == "K" and median < _DEGC_OR_KELVIN and _absolute_temperature(da):
+        # a polar degC field (-1.9 to 5) said to be kelvin is below the floor, as departures are: its
+        # standard_name says a temperature, which in kelvin is above 100 (sea water freezes at 271 K)
+        sname = da.attrs["standard_name"]
+        looks, right = "degC", "degC"
+        side = f"below {_DEGC_OR_KELVIN:g}, while its standard_name {sname!r} is a temperature, not a departure"
+        also = "; an anomaly or an error keeps a standard_name of its own (sea_surface_temperature_anomaly...)"
     else:
         return
-    name = getattr(da, "name", None) or "VAR"
     raise InputError(f"{label}: its units say {str(units)!r} but its values look like {looks} (median {median:.4g}, "
-                     f"{side} {_DEGC_OR_KELVIN:g}): fix its units attribute (ncatted -a units,{name},o,c,{right} FILE; "
+                     f"{side}): fix its units attribute (ncatted -a units,{name},o,c,{right} {path or 'FILE'}; "
                      f"in Python da.attrs['units'] = {right!r}){also}")
+
+
+def step_counts(values: np.ndarray, unit: str | None = None) -> np.ndarray:
+    """Per time step of ``values`` (time, lat, lon), the numbers of its observations: all of them, those
+    below :data:`_KELVIN_FLOOR`, those below :data:`_DEGC_OR_KELVIN`, those above it, those above
+    :data:`_DEGF_OR_KELVIN` (int64, (time, 5)): what :func:`check_units_files` tells each file's
+    median's side from, without sorting anything. With ``unit`` (``_unit``'s), only the numbers its
+    test reads are counted (the others 0)."""
+    out = np.zeros((values.shape[0], 5), np.int64)
+    for i in range(0, values.shape[0], 16):  # a few steps at a time: no (time, lat, lon) boolean copy
+        block = values[i:i + 16]
+        out[i:i + 16] = _count_steps(block, np.isfinite(block), unit)
+    return out
+
+
+def _count_steps(block: np.ndarray, seen: np.ndarray, unit: str | None) -> np.ndarray:
+    """:func:`step_counts` of a few steps, ``seen`` their finite values."""
+    v = block.reshape(block.shape[0], -1)
+    out = np.zeros((v.shape[0], 5), np.int64)
+    out[:, 0] = np.count_nonzero(seen.reshape(v.shape), axis=1)
+    want = {"degC": (3,), "K": (1, 2), "degF": (4,)}.get(unit, (1, 2, 3, 4))
+    limits = {1: (np.less, _KELVIN_FLOOR), 2: (np.less, _DEGC_OR_KELVIN), 3: (np.greater, _DEGC_OR_KELVIN),
+              4: (np.greater, _DEGF_OR_KELVIN)}
+    with np.errstate(invalid="ignore"):
+        for k in want:
+            op, limit = limits[k]
+            out[:, k] = np.count_nonzero(op(v, limit), axis=1)
+    return out
+
+
+def check_units_files(label: str, da, units, counts: np.ndarray, spans=None) -> None:
+    """:func:`check_units_values` on each file of a many-file series on its own, naming the file: one
+    kelvin file labelled degC among a year of degC files moved the series' median by nothing, and was
+    filled as degC (288 taken for 288 degC). A file's median is that of its observations (its pixels'
+    means, for a file of one step), told from ``counts`` (:func:`step_counts` of the series); only a
+    file refused has its values read again, for the median the message says.
+
+    Parameters
+    ----------
+    label : names the series in the message.
+    da : the series (time, lat, lon), lazy or not, with a ``time`` coordinate.
+    units : its ``units`` attribute.
+    counts : (time, 5) :func:`step_counts` of its values, as read for the fill.
+    spans : the files' :class:`~oceandl.io.FileSpan` (default ``da.encoding["file_spans"]``, as
+        :func:`~oceandl.io.open_files` records them); fewer than two files: nothing tested.
+
+    Raises
+    ------
+    InputError
+    """
+    from .neural import _unit
+
+    spans = spans if spans is not None else getattr(da, "encoding", {}).get("file_spans")
+    unit = _unit(units)
+    if not spans or len(spans) < 2 or unit not in ("degC", "K", "degF") or "time" not in getattr(da, "coords", {}):
+        return
+    times = np.asarray(da["time"].values)
+    counts = np.asarray(counts)
+    for span in spans:
+        idx = np.flatnonzero((times >= span.first) & (times <= span.last))
+        if not idx.size:
+            continue  # a file cut away by --dates
+        n, below_floor, below, above, above_f = counts[idx].sum(axis=0)
+        if not n:
+            continue
+        # the side of the median from the counts: above 100 when more than half are, and so on
+        half = n / 2
+        suspect = (unit == "degC" and above > half) or (unit == "degF" and above_f > half) or (
+            unit == "K" and below > half and (
+            below_floor <= half and not _is_departure(da) or _absolute_temperature(da)))
+        if suspect:
+            v = np.asarray(da.isel(time=idx).values, dtype=np.float64)
+            median = float(np.nanmedian(v))
+            name = getattr(da, "name", None) or "VAR"
+            _refuse_units(f"{label}: file {span.path}", da, units, unit, median, name, span.path)
 
 
 def sigma_attrs(name, units=None, standard_name=None) -> dict:
@@ -1439,7 +1568,7 @@ class Interpolator:
         """
         da, da_c, dims, label, values, observed = self._read(da)
         # a degC field holding kelvin (or the reverse) refused before anything is fitted on it
-        check_units_values(label, da_c, da_c.attrs.get("units"), pixel_means(values))
+        check_units_field(label, da_c, values)
         sea = sea_how = land_obs = None
         if mask is not None:
             from .mask import read_mask
@@ -1712,7 +1841,7 @@ class Interpolator:
             return out
         da, da_c, dims, label, values, observed = self._read(da, allow_empty=self._time_block)
         if not self._time_block:  # interpolate_chunked tests the whole series once, before its blocks
-            check_units_values(label, da_c, da_c.attrs.get("units"), pixel_means(values))
+            check_units_field(label, da_c, values)
         fitted = self.da_
         # kelvin (GHRSST L3) filled with a fit in degC, or the reverse: the fit's pixel means are put in the
         # field's units (its scale, modes and cycle are of normalised anomalies, the same in both); other

@@ -135,10 +135,11 @@ from oceandl.errors import InputError, OceanDLError, one_line, warn
 from oceandl.utils import software_versions
 
 from .base import (_MIN_PIXEL_OBS, SIGMA_MIN_POINTS, _input_attrs, _json_default, _netcdf_safe, append_history,
-                   check_units_shift, check_units_values, filled_comment, oceandl_version, output_coord_name, sigma_attrs)
+                   check_units_files, check_units_shift, check_units_values, filled_comment, oceandl_version,
+                   output_coord_name, sigma_attrs, step_counts)
 from .dineof import _MIN_CV_SQUARES, ERROR_MAP_TEXT
 from .mask import MASK_FLAG_MEANINGS, MASK_FLAG_VALUES, mask_text
-from .neural import hann_ramp
+from .neural import _unit, hann_ramp
 
 __all__ = ["Block", "ChunkedResult", "plan_blocks", "open_lazy", "parse_chunks", "interpolate_chunked"]
 
@@ -582,11 +583,17 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
 
     from oceandl.io import check_extremes
 
-    from .base import check_aux_values, check_units_values
+    from .base import _DEGC_OR_KELVIN, _DEGF_OR_KELVIN, _KELVIN_FLOOR, check_aux_values, check_units_files, check_units_values
 
     v = da.data
     obs = dsa.isfinite(v)
     lazy = [obs.sum(axis=0), dsa.where(obs, v, 0).astype(np.float64).sum(axis=0), dsa.nanmin(v), dsa.nanmax(v)]
+    spans = da.encoding.get("file_spans")
+    many = bool(spans) and len(spans) > 1 and v.ndim == 3
+    if many:  # a series of files: each file's side of 100 (kelvin or degC) from counts of the same pass
+        lazy.append(dsa.stack([obs.sum(axis=(1, 2)), (v < _KELVIN_FLOOR).sum(axis=(1, 2)),
+                               (v < _DEGC_OR_KELVIN).sum(axis=(1, 2)), (v > _DEGC_OR_KELVIN).sum(axis=(1, 2)),
+                               (v > _DEGF_OR_KELVIN).sum(axis=(1, 2))], axis=1))
     for _, a, *_ in aux:  # each covariate's sums, extremes and infinities in the same pass
         seen = dsa.isfinite(a.data)
         lazy += [seen.sum(axis=0), dsa.where(seen, a.data, 0).astype(np.float64).sum(axis=0),
@@ -595,12 +602,15 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
         count, total, lo, hi, *aux_sums = _compute(*lazy)
+    counts = aux_sums.pop(0) if many else None
     check_extremes(lo, hi, label or f"variable {da.name!r}")
     # degC values said to be kelvin (or the reverse), from the pixel means as in memory: once for the cube,
     # before the second pass and anything written
     with np.errstate(invalid="ignore", divide="ignore"):
         check_units_values(label or f"variable {da.name!r}", da, da.attrs.get("units"),
                            np.where(count > 0, total / np.maximum(count, 1), np.nan))
+        if counts is not None:  # then each file of a series (one kelvin file among degC ones)
+            check_units_files(label or f"variable {da.name!r}", da, da.attrs.get("units"), counts, spans)
         for i, (name, a, units, _) in enumerate(aux):
             a_count, a_total = aux_sums[5 * i], aux_sums[5 * i + 1]
             check_units_values(f"{label or f'variable {da.name!r}'}: aux {name!r}", a, units,
@@ -2113,6 +2123,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                 seen = np.isfinite(v)
                 sums[key][0] += np.where(seen, v, 0).sum(axis=0, dtype=np.float64)
                 sums[key][1] += seen.sum(axis=0)
+                if not key and step_n is not None:  # each step's side of 100, for each file's test
+                    step_n[t] = step_counts(v, _unit(da.attrs.get("units")))
         return ds
 
     smoother = None
@@ -2131,6 +2143,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     # per pixel, the sum and count of the field's (key "") and each covariate's observations over the first pass
     sums = {key: [np.zeros(shape[1:]), np.zeros(shape[1:])] for key in ("", *(c[0] for c in covariates))}
     label = f"{where}variable {da.name!r}"
+    spans = da.encoding.get("file_spans")
+    step_n = np.zeros((shape[0], 5), np.int64) if spans and len(spans) > 1 else None
 
     def check_units():
         """The tests of the units on the whole series once its first pass is read, as in memory (a block's
@@ -2141,6 +2155,8 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
         with np.errstate(invalid="ignore", divide="ignore"):
             means = {key: np.where(n > 0, t / np.maximum(n, 1), np.nan) for key, (t, n) in sums.items()}
         check_units_values(label, da, da.attrs.get("units"), means[""])
+        if step_n is not None:  # then each file of a series
+            check_units_files(label, da, da.attrs.get("units"), step_n, spans)
         for name, a, units, _ in covariates:
             check_units_values(f"{label}: aux {name!r}", a, units, means[name])
         check_units_shift(label, shift[0], shift[1], model.scale_)

@@ -24,7 +24,7 @@ from oceandl.errors import InputError, warn
 from oceandl.utils import software_versions
 
 from .base import (Interpolator, _input_attrs, _label, _lon_like, _squeeze_levels, append_history, as_dataarray,
-                   canonical_dims, check_units_values, oceandl_version, pixel_means)
+                   canonical_dims, check_units_field, oceandl_version)
 from .climatology import check_harmonics, seasonal_cycle
 
 #: a box that sees a combination of the modes at under this fraction of its share of the grid is warned of (cut())
@@ -191,6 +191,8 @@ def _squared_units(units) -> dict[str, str]:
     u = _unit(units)
     if u in ("degC", "K"):
         return {"units": "K2"}
+    if u == "degF":  # (degF)2 has no UDUNITS spelling either (an offset); degree_R2 is not widely read
+        return {}
     if u == "1":
         return {"units": "1"}
     if u is not None and re.fullmatch(r"[A-Za-z]+", u):
@@ -285,7 +287,7 @@ class EOF:
             raise InputError(f"{label}: contains infinite values")
         # kelvin said to be degC (or the reverse), refused as interpolate() and every fill refuse it: the
         # analysis does not go through Interpolator.fit, and its 'units' (squared) went on into the EOFs
-        check_units_values(label, da, da.attrs.get("units"), pixel_means(values))
+        check_units_field(label, da, values)  # and each file of a series (one kelvin file among degC ones)
         w = _weights(da, dims, weights)
 
         nan = np.isnan(values)
@@ -659,7 +661,9 @@ class EOF:
         Raises
         ------
         InputError
-            For another grid (shape or coordinate values), or missing values over the analysed ocean.
+            For another grid (shape or coordinate values), missing values over the analysed ocean, or
+            values that contradict the field's temperature units (:func:`~oceandl.interp.base.check_units_values`).
+            A field in kelvin on an analysis in degC (or the reverse) is converted to the analysis' units.
         """
         from oceandl.metrics.interpolation import match_axis
 
@@ -684,9 +688,24 @@ class EOF:
                 if pos is None:
                     raise InputError(f"eof.project: coordinate {d!r} differs from the analysis grid's {ref!r}")
                 da = da.isel({d: pos})
-        X = np.asarray(da.values, dtype=np.float64)[:, self._ocean]
+        values = np.asarray(da.values, dtype=np.float64)
+        # kelvin said to be degC (or the reverse) refused as the analysis refuses it (project did not test
+        # them: 288 "degC" was projected as 288 degC, its pseudo-PCs off by hundreds of standard deviations)
+        check_units_field(f"eof.project: variable {da.name!r}" if da.name is not None else "eof.project", da, values)
+        X = values[:, self._ocean]
         if not np.isfinite(X).all():
             raise InputError("eof.project: the field has missing values over the analysed ocean pixels")
+        from .neural import _KELVIN, _unit
+
+        # a field in kelvin projected on an analysis in degC (or the reverse) is put in the analysis' units
+        # first, as Interpolator.transform puts a fit's means in the field's: its anomaly is the same in both
+        theirs, ours = _unit(self._input_attrs.get("units")), _unit(da.attrs.get("units"))
+        offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((theirs, ours), 0.0)
+        if theirs is not None and ours is not None and theirs != ours and not offset:  # degF on degC, m on cm...
+            raise InputError(f"eof.project: the field is in units {da.attrs['units']!r}, the analysis in "
+                             f"{self._input_attrs['units']!r}; its anomaly from the analysis mean is taken in the "
+                             "analysis' units (convert it first)")
+        X = X + offset
         # computed in float64, given in the analysis' float precision, as its pcs (float64 for float32 before)
         P = ((X - self._mean_flat) * self._w[self._ocean]) @ self._E.T
         if self.rotation_matrix is not None:  # rotated patterns are not orthogonal: least-squares amplitudes
