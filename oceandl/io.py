@@ -2024,7 +2024,10 @@ def _to_netcdf(ds: xr.Dataset, dest: Path, path: Path, enc: dict, unlimited: lis
     try:
         ds.to_netcdf(dest, engine="netcdf4", format="NETCDF4", encoding=enc, unlimited_dims=unlimited)
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        raise InputError(f"{path}: cannot write netCDF ({one_line(exc)})") from exc
+        err = InputError(f"{path}: cannot write netCDF ({one_line(exc)})")
+        # netCDF's own failure (no bad value or encoding): a write that a full disk may explain (utils._say_full_disk)
+        err.write_failure = isinstance(exc, (OSError, RuntimeError))
+        raise err from exc
 
 
 def _step(values: np.ndarray) -> float:
