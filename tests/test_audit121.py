@@ -10,6 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
+import xarray as xr
 from click.testing import CliRunner
 from fakes import assert_cli_error
 
@@ -126,3 +127,78 @@ def test_only_a_write_on_a_nearly_full_disk_gets_the_note(tmp_path, monkeypatch)
             raise RuntimeError("[enforce fail at inline_container.cc:595] . PytorchStreamWriter failed writing file "
                                "data/0: file write failed")
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------ 4. two dims with latitude coordinates
+def _two_lat(a_attrs, b_attrs, names=("a", "b")):
+    rng = np.random.default_rng(0)
+    return xr.DataArray(15 + rng.random((4, 5, 6)).astype("f4"), dims=("time", *names), name="sst",
+                        coords={"time": np.arange(4).astype("datetime64[D]"),
+                                names[0]: (names[0], np.arange(5.0), a_attrs),
+                                names[1]: (names[1], 10 + np.arange(6.0), b_attrs)}, attrs={"units": "degC"})
+
+
+def _roles_both(da):
+    """The (time, lat, lon) dims as canonical_dims (arrays from Python) and open_field (files, the CLI) read them."""
+    from oceandl.interp.base import canonical_dims
+    from oceandl.io import open_field
+
+    grid = open_field(da.to_dataset()).encoding["source_grid"]
+    return canonical_dims(da), tuple(grid.dims[r] for r in ("time", "lat", "lon"))
+
+
+@pytest.mark.parametrize("a, b, names, lat", [
+    ({"units": "degrees_north"}, {"standard_name": "latitude", "units": "degrees_north"}, ("a", "b"), "b"),
+    ({"units": "degrees_north"}, {"units": "degrees_north"}, ("lat", "lon"), "lat"),
+    ({"units": "degrees_north"}, {"axis": "Y"}, ("a", "b"), "b")], ids=["standard_name", "name", "axis"])
+def test_two_latitude_dims_one_said_exactly(a, b, names, lat):
+    """Two dims whose coordinates both say latitude: canonical_dims refused the array ("rename all but
+    one") while open_field took the first in the file's order (units alone over standard_name latitude,
+    the other read as lon). Both now take the one said exactly (standard_name, axis, or its own name)."""
+    da = _two_lat(a, b, names)
+    other = next(n for n in names if n != lat)
+    assert _roles_both(da) == (("time", lat, other),) * 2
+
+
+def test_two_latitude_dims_none_said_exactly_are_refused_alike():
+    """Both in degrees_north only: open_field read the first as latitude, the second as longitude, without
+    a word. Both now refuse, naming the dims and how to tell them apart."""
+    from oceandl.errors import InputError
+    from oceandl.interp.base import canonical_dims
+    from oceandl.io import open_field
+
+    da = _two_lat({"units": "degrees_north"}, {"units": "degrees_north"})
+    for read in (canonical_dims, lambda d: open_field(d.to_dataset())):
+        with pytest.raises(InputError, match=r"dims \['a', 'b'\] all have latitude coordinates \('a': units "
+                                             r"'degrees_north'; 'b': units 'degrees_north'\).*rename that dim 'lat' "
+                                             r"\(ncrename -d a,lat"):
+            read(da)
+
+
+# ------------------------------------------------------------ 5. a bare (lat, lon, time) array
+@pytest.fixture(scope="module")
+def sst_values():
+    """A (time, lat, lon) cube with land (21% of its pixels never observed) and clouds."""
+    return synthetic_sst(seed=3, n_time=30, ny=16, nx=20).sst.values
+
+
+def test_a_lat_lon_time_array_is_warned_of(sst_values):
+    """A NumPy array in (lat, lon, time) order was filled as (time, lat, lon), its 16 latitudes as days,
+    without a word. Its land along the last axis now warns, naming the fix."""
+    import warnings
+
+    import oceandl
+    from oceandl.interp.base import as_dataarray
+
+    with pytest.warns(UserWarning, match=r"shape \(16, 20, 30\) is read as \(time, lat, lon\) \(16 steps\), but it "
+                                         r"looks like \(lat, lon, time\): 21% .*np.moveaxis\(a, -1, 0\)"):
+        oceandl.interpolate(np.moveaxis(sst_values, 0, -1), method="climatology", withhold=0)
+    rng = np.random.default_rng(1)
+    no_land = 15 + rng.random((30, 16, 20))
+    no_land[rng.random(no_land.shape) < 0.3] = np.nan  # clouds, no land
+    no_land[:3] = np.nan  # three fully cloudy days
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for ok in (sst_values, no_land, np.nan_to_num(np.moveaxis(sst_values, 0, -1), nan=15.0),
+                   sst_values[:, :, :6].copy()):  # (time, lat, lon) as documented; no gaps, no sign
+            as_dataarray(ok)
