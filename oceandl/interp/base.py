@@ -96,7 +96,7 @@ def as_dataarray(obj, what: str = "input") -> xr.DataArray:
 
 #: the least share of (axis 0, axis 1) positions NaN along the whole last axis (a land mask) taken as
 #: a sign that the last axis is time, and how many times the share along either other axis it must be
-_LAND_SHARE, _LAND_RATIO, _MIN_STEPS = 0.02, 4.0, 8
+_LAND_SHARE, _LAND_RATIO, _MIN_STEPS = 0.02, 2.0, 8
 
 
 def _warn_time_last(values: np.ndarray, what: str) -> None:
