@@ -279,6 +279,44 @@ def _varying_dim(v: xr.Variable) -> Hashable:
     return v.dims[0] if spread[0] >= spread[1] else v.dims[1]
 
 
+#: the CF ``standard_name`` that says exactly a role (not ``grid_latitude``, not units alone)
+_EXACT_STANDARD = {"time": "time", "lat": "latitude", "lon": "longitude"}
+_ROLE_WORD = {"time": "time", "lat": "latitude", "lon": "longitude"}
+
+
+def pick_by_coordinate(role: str, hits: Sequence[tuple[Hashable, xr.Variable | None]], where: str) -> Hashable:
+    """The one of several dims whose coordinates' CF attributes all say ``role`` to take as it: the
+    only one said so exactly, by its coordinate's ``standard_name`` (``latitude``) or ``axis`` (``Y``)
+    or by its own name (``lat``), beside ones said so by units alone (``degrees_north``). The one rule of
+    :func:`open_field` and :func:`~oceandl.interp.base.canonical_dims`: a file read the first such dim as
+    the latitude (the other, its coordinate in degrees_north, as the longitude), and the same array
+    given from Python was refused.
+
+    Raises
+    ------
+    InputError
+        When no one of them, or more than one, is said exactly: naming the dims and how to tell them apart.
+    """
+    def exact(dim, v) -> bool:
+        attrs = v.attrs if v is not None else {}
+        return (str(attrs.get("standard_name", "")).lower() == _EXACT_STANDARD[role]
+                or _AXIS.get(str(attrs.get("axis", "")).upper()) == role or _role_from_name(dim) == role)
+
+    best = [d for d, v in hits if exact(d, v)]
+    if len(best) == 1:
+        return best[0]
+    said = "; ".join(f"{str(d)!r}: " + ", ".join(f"{k} {str(v.attrs[k])!r}" for k in ("standard_name", "axis", "units")
+                                                   if v is not None and k in v.attrs) for d, v in hits)
+    names = [str(d) for d, _ in hits]
+    other = "other's" if len(names) == 2 else "others'"
+    fix = (f"correct the standard_name, axis and units of the one{'s' if len(names) > 2 else ''} that "
+           f"{'are' if len(names) > 2 else 'is'} not" if best else
+           f"rename that dim {role!r} (ncrename -d {names[0]},{role} in a file, da.rename({{{names[0]!r}: {role!r}}}) "
+           f"in Python), or correct the {other} standard_name, axis and units")
+    raise InputError(f"{where}: dims {names} all have {_ROLE_WORD[role]} coordinates ({said}), and nothing tells which "
+                     f"is the {_ROLE_WORD[role]}; {fix}")
+
+
 def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str) -> dict:
     """Map each role (time, lat, lon) to ``(dim, coordinate Variable or None)``."""
     dims = list(da.dims)
@@ -322,6 +360,13 @@ def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str)
         role = _role_from_name(d)
         if role:
             cands.append((2, role, d, None))
+    # two dims whose own coordinates' attributes say one role (both in degrees_north): the first in the
+    # file's order took it, the other read as lon without a word, where canonical_dims refused the array
+    for role in DIMS:
+        hits = [d for d in dims if role not in found and (0, role, d, d) in cands]
+        if len(hits) > 1:
+            keep = pick_by_coordinate(role, [(d, ds.variables.get(d)) for d in hits], where)
+            cands = [c for c in cands if not (c[0] == 0 and c[1] == role and c[2] == c[3] and c[2] != keep)]
     taken = {dim for dim, _ in found.values()}
     # Within a priority, a dim's own coordinate goes before other 1-D variables along it.
     for _, role, dim, name in sorted(cands, key=lambda c: (c[0], c[3] != c[2])):
@@ -2072,7 +2117,10 @@ def _to_netcdf(ds: xr.Dataset, dest: Path, path: Path, enc: dict, unlimited: lis
     try:
         ds.to_netcdf(dest, engine="netcdf4", format="NETCDF4", encoding=enc, unlimited_dims=unlimited)
     except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        raise InputError(f"{path}: cannot write netCDF ({one_line(exc)})") from exc
+        err = InputError(f"{path}: cannot write netCDF ({one_line(exc)})")
+        # netCDF's own failure (no bad value or encoding): a write that a full disk may explain (utils._say_full_disk)
+        err.write_failure = isinstance(exc, (OSError, RuntimeError))
+        raise err from exc
 
 
 def _step(values: np.ndarray) -> float:

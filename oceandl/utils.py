@@ -481,45 +481,111 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 #: free bytes below which a folder's disk is taken as full when writing there fails
 _FULL_DISK = 1 << 20
 
+#: the errnos of a write that found no room: no space left, or the user's disk quota reached
+_NO_ROOM = (errno.ENOSPC, getattr(errno, "EDQUOT", 122))
 
-#: a RuntimeError with one of these (lower case) may be a write that found no room: netCDF/HDF5's
-#: "NetCDF: HDF error", "Permission denied", torch.save's "file write failed"
-_WRITE_WORDS = ("netcdf", "hdf", "permission denied", "no space", "write", "disk", "quota")
+#: a RuntimeError that says this (lower case) is a write's failure whatever raised it: torch.save's
+#: "PytorchStreamWriter failed writing file ...: file write failed"
+_WRITE_WORDS = ("file write failed", "failed writing")
+
+#: a RuntimeError that says this (lower case) is a write that found no room (the errno's text)
+_NO_ROOM_WORDS = ("no space left on device", "disk quota exceeded")
 
 
-def _is_write_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an error it was raised from) can be a write that found no room: an
-    OSError other than a path's (not found, not a folder, a folder, taken), or a RuntimeError that
-    says it wrote (:data:`_WRITE_WORDS`; not CUDA's out of memory). An error of the input found
-    inside an atomic block (an InputError of its own: units that lie, a missing variable) is not."""
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Say that an error in the block is writing ``path``'s failure: an OSError or a RuntimeError
+    (netCDF/HDF5's "NetCDF: HDF error", naming no file) is raised again as one line naming ``path``,
+    an :class:`OceanDLError` (exit 1) marked as a write's (:func:`_is_write_failure`).
+
+    Only the output's own calls go in it (the chunked writer's netCDF calls): the same "NetCDF: HDF
+    error" from reading a corrupt input, inside the same atomic block, is no write and never said to
+    be the disk's."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, OceanDLError) or _out_of_memory_text(exc):
+            raise
+        from .errors import one_line
+
+        err = OceanDLError(f"{path}: cannot write it ({one_line(exc)})")
+        err.write_failure = True
+        raise err from exc
+
+
+def _out_of_memory_text(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the errors it was raised from (its cause, else its unsuppressed context)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and not isinstance(
-                exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError)):
-            return True
-        if isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in _WRITE_WORDS):
-            return True
+        yield exc
         exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+
+
+def _no_room(exc: BaseException) -> str | None:
+    """"quota" or "full" when ``exc`` (or an error it was raised from) is a write that found no room:
+    errno EDQUOT / ENOSPC (or their text in a RuntimeError); None otherwise."""
+    for e in _chain(exc):
+        text = str(e).lower()
+        if (isinstance(e, OSError) and e.errno == _NO_ROOM[1]) or (
+                isinstance(e, RuntimeError) and "disk quota exceeded" in text):
+            return "quota"
+        if (isinstance(e, OSError) and e.errno == _NO_ROOM[0]) or (
+                isinstance(e, RuntimeError) and "no space left on device" in text):
+            return "full"
+    return None
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is a write's failure, which a nearly full disk
+    explains: one found no room (:func:`_no_room`), one raised by :func:`writing` or by
+    :func:`oceandl.io.write_netcdf` (marked ``write_failure``), or a RuntimeError saying it wrote
+    (:data:`_WRITE_WORDS`). Not an input's error found inside an atomic block (an InputError of its
+    own, a path not found), nor netCDF's "NetCDF: HDF error" or a PermissionError of a read: a
+    corrupt input read lazily inside the chunked write said so, and an unreadable file, whenever the
+    disk had under 1 MiB free."""
+    if _no_room(exc):
+        return True
+    for e in _chain(exc):
+        if getattr(e, "write_failure", False):
+            return True
+        if isinstance(e, RuntimeError) and any(w in str(e).lower() for w in _WRITE_WORDS):
+            return True
     return False
 
 
 def _say_full_disk(exc: BaseException, path: Path, folder: Path) -> None:
-    """Raise ``exc`` saying that the disk of ``folder`` is full, when it is (a write to ``path`` failed):
-    netCDF's HDF5 reports no room as "RuntimeError: NetCDF: HDF error" (or "Permission denied"),
-    naming neither the file nor the cause. Raised as an :class:`OceanDLError` (exit 1), never an
-    :class:`InputError`. Returns (the caller re-raises ``exc``) when there is room, or when ``exc``
-    is no write's failure (:func:`_is_write_failure`): a bad input found inside the atomic block
-    (the chunked fill checks its units there) stays the InputError it is (exit 2), whatever the disk."""
-    if not _is_write_failure(exc):
+    """Raise ``exc`` saying that the disk of ``folder`` is full, or the user's quota there reached, when
+    it is (a write to ``path`` failed): netCDF's HDF5 reports no room as "RuntimeError: NetCDF: HDF error"
+    (or "Permission denied"), naming neither the file nor the cause. Raised as an :class:`OceanDLError`
+    (exit 1), never an :class:`InputError`: a full disk or a quota is no fault of the input.
+
+    Said for an errno ENOSPC / EDQUOT whatever the free space reported (a quota leaves the disk's room;
+    no inodes left, too), and for another write's failure (:func:`_is_write_failure`) while under
+    :data:`_FULL_DISK` bytes are free. Returns (the caller re-raises ``exc``) otherwise: a bad input
+    found inside the atomic block (the chunked fill checks its units there, and reads its input)
+    stays the error it is (exit 2 for an InputError), whatever the disk."""
+    kind = _no_room(exc)
+    if kind is None and not _is_write_failure(exc):
         return
+    if any(w in str(exc) for w in ("is full (", "(it is full)", "disk quota on ")):
+        return  # said by an atomic_path inside this one
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
-        return
-    if free >= _FULL_DISK or "is full (" in str(exc):  # room, or said by an atomic_path inside this one
-        return
-    note = f"the disk of {folder} is full ({free:,} bytes free); nothing was written"
+        free = None
+    if kind is None and (free is None or free >= _FULL_DISK):
+        return  # room: the failure is something else, said as it is
+    if kind == "quota":
+        note = f"your disk quota on {folder} is exceeded; nothing was written (free some of it, or write elsewhere)"
+    elif free is None or free >= _FULL_DISK:  # ENOSPC with room reported: no inodes left, or reserved blocks
+        note = f"no space left on the disk of {folder} (it is full); nothing was written"
+    else:
+        note = f"the disk of {folder} is full ({free:,} bytes free); nothing was written"
     if isinstance(exc, OceanDLError):
         # an OceanDLError (exit 1) whatever the writer raised: write_netcdf's failures are InputErrors
         # (exit 2, a bad value or path), but a full disk is no fault of the input

@@ -21,6 +21,15 @@ from oceandl.interp.base import check_units_values, pixel_means
 _usage = namedtuple("usage", "total used free")
 
 
+def _written(exc):
+    """``exc`` as the chunked writer raises it: through utils.writing, marked as a write's failure."""
+    try:
+        with utils.writing("f.nc"):
+            raise exc
+    except OceanDLError as err:
+        return err
+
+
 def _check(name, values, units, **attrs):
     da = xr.DataArray(np.asarray(values, np.float32), dims=("time", "lat", "lon"), name=name,
                       attrs={"units": units, **attrs})
@@ -83,10 +92,12 @@ def test_an_input_error_in_an_atomic_block_on_a_full_disk_is_not_the_disk(tmp_pa
                 with ctx:
                     raise exc
             assert got.value is exc and "is full" not in str(got.value)
-    # a write's failure is still said: netCDF's bare RuntimeError, and write_netcdf's InputError raised from it
-    for cause in (RuntimeError("NetCDF: HDF error"), OSError(28, "No space left on device")):
+    # a write's failure is still said: ENOSPC, netCDF's RuntimeError raised by the writer (utils.writing; a bare
+    # one may be a corrupt input's read, audit 121), and write_netcdf's InputError raised from either
+    for cause in (_written(RuntimeError("NetCDF: HDF error")), OSError(28, "No space left on device")):
         wrapped = InputError("f.nc: cannot write netCDF")
         wrapped.__cause__ = cause
+        wrapped.write_failure = True
         for exc in (cause, wrapped):
             with pytest.raises(OceanDLError, match=r"the disk of .* is full \(0 bytes free\)") as got:
                 with utils.atomic_path(tmp_path / "f.nc"):

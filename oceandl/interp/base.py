@@ -88,8 +88,38 @@ def as_dataarray(obj, what: str = "input") -> xr.DataArray:
         ndim = getattr(obj, "ndim", None)
         if ndim != 3:
             raise InputError(f"{what}: expected 3 dims (time, lat, lon), got an array of {ndim} dims")
+        if isinstance(obj, np.ndarray):
+            _warn_time_last(obj, what)
         return xr.DataArray(obj, dims=("time", "lat", "lon"))
     raise InputError(f"{what}: expected an xarray.DataArray, got {type(obj).__name__}")
+
+
+#: the least share of (axis 0, axis 1) positions NaN along the whole last axis (a land mask) taken as
+#: a sign that the last axis is time, and how many times the share along either other axis it must be
+_LAND_SHARE, _LAND_RATIO, _MIN_STEPS = 0.02, 2.0, 8
+
+
+def _warn_time_last(values: np.ndarray, what: str) -> None:
+    """Warn when a bare NumPy array, read as (time, lat, lon) as documented, looks like (lat, lon, time)
+    (MATLAB's and many scripts' order): its land (pixels NaN at every step) lies along its last axis.
+
+    The sign is the land mask, cheap and hard to fake: the share of positions NaN along the whole last
+    axis is at least :data:`_LAND_SHARE` and :data:`_LAND_RATIO` times that along either other axis
+    (whole cloudy days, fully-land rows). A (time, lat, lon) field with land has its never-observed
+    pixels along axis 0 instead; one without land or gaps gives no sign and no warning. The last axis
+    must have :data:`_MIN_STEPS` steps or more (a row of a few pixels is often all cloud)."""
+    if values.ndim != 3 or values.shape[2] < _MIN_STEPS or not np.issubdtype(values.dtype, np.floating):
+        return
+    nan = np.isnan(values)
+    if not nan.any():
+        return
+    share = [float(nan.all(axis=k).mean()) for k in range(3)]
+    if share[2] >= _LAND_SHARE and share[2] >= _LAND_RATIO * max(share[0], share[1]):
+        n = values.shape
+        warn(f"{what}: a NumPy array of shape {n} is read as (time, lat, lon) ({n[0]} steps), but it looks like "
+             f"(lat, lon, time): {share[2]:.0%} of its (axis 0, axis 1) positions are NaN at all {n[2]} positions "
+             f"of its last axis, as land is at every time step; if time is last, pass np.moveaxis(a, -1, 0), or "
+             "a DataArray with named dims", UserWarning)
 
 
 #: attributes that a CF-decoded variable no longer holds (xarray moves them to ``encoding``)
@@ -212,7 +242,8 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
         If ``da`` is not 3-D, two dims claim one role by their coordinates, a dim named for one role is
         left to be another, or the dim left to be time is not one.
     """
-    from oceandl.io import _role_from_attrs, _role_from_name, _say_by_position, refuse_against_name, refuse_not_time
+    from oceandl.io import (_role_from_attrs, _role_from_name, _say_by_position, pick_by_coordinate,
+                            refuse_against_name, refuse_not_time)
 
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
@@ -227,8 +258,8 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
             hits = [d for d in da.dims if how[d] == role and d not in found.values()]
             if role in found or not hits:
                 continue
-            if len(hits) > 1 and how is by_coord:
-                raise InputError(f"{_label(da)}: dims {hits} are all read as {role}; rename all but one")
+            if len(hits) > 1 and how is by_coord:  # the one said exactly (standard_name latitude), as open_field
+                hits = [pick_by_coordinate(role, [(d, da[d].variable) for d in hits], _label(da))]
             # two dims of one role by name (lat and y): the first takes it, as open_field takes it, and
             # the other, left to the order, is refused below (refuse_against_name), as open_field refuses it
             found[role] = hits[0]

@@ -912,14 +912,23 @@ class _Reader:
     chunks the block touches), so that no task graph of the whole cube travels with each block.
     The covariates (``aux``, lazy on the field's grid) are read over the same region."""
 
-    def __init__(self, da: xr.DataArray, aux: list[xr.DataArray] = ()):
+    def __init__(self, da: xr.DataArray, aux: list[xr.DataArray] = (), where: str = ""):
         self.data = da.data
         self.aux = [a.data for a in aux]
+        self.where, self.name = where, da.name
 
     def __call__(self, ext: tuple[slice, slice, slice]) -> tuple[np.ndarray, list[np.ndarray]]:
         import dask
 
-        values, *aux = dask.compute(self.data[ext], *(a[ext] for a in self.aux), scheduler="synchronous")
+        try:
+            values, *aux = dask.compute(self.data[ext], *(a[ext] for a in self.aux), scheduler="synchronous")
+        except (OSError, RuntimeError) as exc:
+            # a corrupt input read lazily inside the write said only "NetCDF: HDF error", naming no file
+            if "out of memory" in str(exc).lower():
+                raise
+            rows = ", ".join(f"{ax} {s.start}:{s.stop}" for ax, s in zip(_AXES, ext))
+            raise InputError(f"{self.where}variable {self.name!r}: cannot read its values at {rows} "
+                             f"({one_line(exc)}): a corrupt or unreadable input file") from exc
         return np.asarray(values), [np.asarray(a, dtype=np.float32) for a in aux]
 
 
@@ -964,23 +973,28 @@ def _hdf5_lock():
 class _Writer:
     """Region writes into a netCDF file whose variables were created up front."""
 
-    def __init__(self, path: Path, names: dict[str, str], keep_observed: bool, blend: Mapping[str, bool]):
+    def __init__(self, path: Path, names: dict[str, str], keep_observed: bool, blend: Mapping[str, bool],
+                 shown: Path | None = None):
         import netCDF4
 
+        from oceandl.utils import writing
+
+        # netCDF's failures ("NetCDF: HDF error", naming no file) said as the output's, ``shown``, not the .part's
+        self.writing = lambda: writing(shown if shown is not None else path)
         self.lock = _hdf5_lock()
-        with self.lock:
+        with self.lock, self.writing():
             self.nc = netCDF4.Dataset(path, "r+")
             self.nc.set_auto_maskandscale(False)  # raw values: NaN stays NaN, flags stay int8
         self.names, self.keep_observed = names, keep_observed
         self.blend = [bool(blend.get(ax, False)) for ax in _AXES]
 
     def commit(self, block: Block, res: dict) -> None:
-        with self.lock:
+        with self.lock, self.writing():
             self._commit(block, res)
 
     def setattr(self, key: str, value, var: str | None = None) -> None:
         """A global attribute, or one of variable ``var``."""
-        with self.lock:
+        with self.lock, self.writing():
             (self.nc if var is None else self.nc[var]).setncattr(key, value)
 
     def _commit(self, block: Block, res: dict) -> None:
@@ -1015,7 +1029,7 @@ class _Writer:
             v[region] = old.astype(v.dtype)
 
     def close(self) -> None:
-        with self.lock:
+        with self.lock, self.writing():
             self.nc.close()
 
 
@@ -1361,7 +1375,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         pass's pixel means, once for the cube); a bad ``mask``
         (:func:`~oceandl.interp.mask.read_mask`), or more observations on its land than on its ocean.
     """
-    from oceandl.utils import atomic_path, check_output_path
+    from oceandl.utils import atomic_path, check_output_path, writing
 
     from . import get_method
 
@@ -1603,18 +1617,20 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     sigma_scales: list[float] = []  # DINEOF error_map: each fitted block's cv_sigma_scale
     grid = source_grid(da)
     with atomic_path(output, overwrite=overwrite) as tmp:
-        _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid,
-                  sigma_extra=(fn.fitted._sigma_attrs() if kind == "neural" and with_sigma else
-                               {"error_model": ERROR_MAP_TEXT + " (per block: each block's own modes and "
-                                "cv_sigma_scale)"} if kind == "fit" and with_sigma else None), masked=sea is not None)
-        writer = _Writer(tmp, names, keep_observed, blend_axes)
+        with writing(output):
+            _skeleton(da, tmp, name, with_sigma, file_attrs, var_attrs, csize, dtype, complevel, grid=grid,
+                      sigma_extra=(fn.fitted._sigma_attrs() if kind == "neural" and with_sigma else
+                                   {"error_model": ERROR_MAP_TEXT + " (per block: each block's own modes and "
+                                    "cv_sigma_scale)"} if kind == "fit" and with_sigma else None),
+                      masked=sea is not None)
+        writer = _Writer(tmp, names, keep_observed, blend_axes, shown=output)
         try:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(blocks), desc=f"{method}: blocks", disable=not progress, leave=False)
             waiting: dict[int, dict] = {}
             nxt = 0
-            reader = _Reader(src, [c[1] for c in covariates])
+            reader = _Reader(src, [c[1] for c in covariates], where)
             for i, res in _stream(fn, reader, [block_args(b) for b in blocks], window):
                 waiting[i] = res
                 while nxt in waiting:  # commit in raster order: lower halos blend into written cores
@@ -1641,8 +1657,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
         if grid is not None and not grid.is_clean:
             say(f"putting the result on the input's grid (dims {tuple(grid.dims.values())}, its order and "
                 "coordinates): one more pass over the output")
-            _to_source_grid_file(tmp, grid, csize)
-        _drop_dangling_references(tmp)
+            with writing(output):
+                _to_source_grid_file(tmp, grid, csize)
+        with writing(output):
+            _drop_dangling_references(tmp)
     if squares and small_cv:
         # Each block chooses its own mode count by CV: on small blocks (16 x 12 x 12 px cores with a
         # 3 px halo) the CV set was 1-2 squares on 1-2 days, the choice noise, and gap errors reached
@@ -2066,7 +2084,7 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
     import torch
 
     from oceandl.io import describe_source, file_attrs, output_dtype, source_grid
-    from oceandl.utils import atomic_path
+    from oceandl.utils import atomic_path, writing
 
     from . import get_method
     from .dineof import DINEOF, _smoothed_amplitudes, _time_positions
@@ -2229,12 +2247,13 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                             da, {**dict(ds.attrs), "chunked": attrs["chunked"]}, command=command,
                             what=f"gaps filled with method {method} {opts}{fitted}").items()}
                         masked = int(np.asarray(ds["missing_flag"].attrs["flag_values"]).max()) > 2
-                        _skeleton(da, tmp, name, with_sigma, fattrs, var_attrs, (1, shape[1], shape[2]),
-                                  output_dtype(da), complevel, grid=grid,
-                                  sigma_extra=dict(ds["sigma"].attrs) if with_sigma else None, masked=masked)
+                        with writing(output):
+                            _skeleton(da, tmp, name, with_sigma, fattrs, var_attrs, (1, shape[1], shape[2]),
+                                      output_dtype(da), complevel, grid=grid,
+                                      sigma_extra=dict(ds["sigma"].attrs) if with_sigma else None, masked=masked)
                         writer = _Writer(tmp, {"filled": name, "flag": "missing_flag",
                                                **({"sigma": "sigma"} if with_sigma else {})}, keep_observed,
-                                         {ax: False for ax in _AXES})
+                                         {ax: False for ax in _AXES}, shown=output)
                     out = {"filled": ds[name].transpose("time", "lat", "lon").values,
                            "flag": ds["missing_flag"].transpose("time", "lat", "lon").values}
                     if "sigma" in ds:
@@ -2248,7 +2267,7 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
                     if stream["n_held"] >= SIGMA_MIN_POINTS:
                         _calibration_pass(model, block, pasted, t_core, smoother, em, bar)
                     scale, sattrs = model.stream_scale()
-                    with writer.lock:
+                    with writer.lock, writer.writing():
                         v = writer.nc["sigma"]
                         for t in range(shape[0]):  # a day at a time
                             v[t] = np.asarray(v[t], np.float64) * scale
@@ -2264,8 +2283,10 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
             if grid is not None and not grid.is_clean:
                 say(f"putting the result on the input's grid (dims {tuple(grid.dims.values())}, its order and "
                     "coordinates): one more pass over the output")
-                _to_source_grid_file(tmp, grid, (1, shape[1], shape[2]))
-            _drop_dangling_references(tmp)
+                with writing(output):
+                    _to_source_grid_file(tmp, grid, (1, shape[1], shape[2]))
+            with writing(output):
+                _drop_dangling_references(tmp)
     finally:
         if bar is not None:
             bar.close()
