@@ -801,6 +801,7 @@ class EOFInterpolator(Interpolator):
 
     name: ClassVar[str] = "eof"
     option_defaults: ClassVar[dict[str, Any]] = {"n_modes": 5, "ridge": 0.01, "em_iter": 10, "harmonics": 0}
+    _rare_neighbours: ClassVar[bool] = True  # a pixel seen once: centred on its neighbours' means
     _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
 
     def _check_options(self) -> None:
