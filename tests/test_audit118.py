@@ -3,6 +3,8 @@ global mean in memory (and in every chunked block its modes reached), degrees of
 is now centred on its neighbours' means (one function, rare_centre), in memory and in every block."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -99,3 +101,52 @@ def test_a_fit_keeps_the_neighbours_centre_for_transform():
         assert np.abs(m.mean_[px] - gmean).max() > 1.0
     clim = get_method("climatology")().fit(da)
     np.testing.assert_allclose(clim.mean_[px], gmean, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- no pixel seen twice
+def _each_pixel_once() -> xr.DataArray:
+    """10 days of an 8 x 8 box, 5 to 25 degC west to east, each pixel observed on one day only."""
+    rng = np.random.default_rng(0)
+    nt, ny, nx = 10, 8, 8
+    v = np.full((nt, ny, nx), np.nan)
+    day = rng.integers(0, nt, (ny, nx))
+    for i in range(ny):
+        for j in range(nx):
+            v[day[i, j], i, j] = 5 + 20 * j / (nx - 1) - 0.5 + rng.random()
+    return xr.DataArray(v, dims=("time", "lat", "lon"), name="sst",
+                        coords={"time": np.arange(nt), "lat": np.arange(ny), "lon": np.arange(nx)})
+
+
+MSG = "no pixel is observed at 2 time steps or more"
+
+
+def test_eof_warns_when_no_pixel_is_seen_twice():
+    """EOF's fill of such a record left the observed range far (here -3.9 to 34.1 degC from 4.6 to 25.5;
+    -120 to 171 on another), unsaid: said now, once. A record with pixels seen twice is not warned of."""
+    da = _each_pixel_once()
+    with pytest.warns(UserWarning, match=MSG) as rec:
+        got = interpolate(da, "eof", device="cpu").values
+    assert sum(MSG in str(w.message) for w in rec) == 1
+    assert np.nanmin(got) < float(da.min()) - 5  # what the warning is about
+    seen = da.copy()
+    seen[1] = da[0]  # day 1 repeats day 0's observations: those pixels are seen twice
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=f".*{MSG}")
+        interpolate(seen, "eof", device="cpu")
+
+
+def test_eof_warns_once_chunked_and_on_the_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+    from oceandl.interp.chunked import interpolate_chunked
+
+    src = tmp_path / "once.nc"
+    _each_pixel_once().to_dataset().to_netcdf(src)
+    with pytest.warns(UserWarning, match=MSG) as rec:
+        interpolate_chunked(src, tmp_path / "c.nc", "eof", chunks="time=5", device="cpu", progress=False)
+    assert sum(MSG in str(w.message) for w in rec) == 1  # for the cube, not one per block
+    res = CliRunner().invoke(cli, ["interpolate", str(src), "-o", str(tmp_path / "o.nc"), "--method", "eof",
+                                   "--withhold", "0"])
+    assert res.exit_code == 0, res.output
+    assert sum(MSG in line for line in res.stderr.splitlines()) == 1

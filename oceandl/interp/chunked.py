@@ -771,6 +771,7 @@ class _FitBlock:
         model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **options)
         model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
         model._warn_empty_steps = False  # DINEOF: not one warning per block
+        model._warn_no_repeat = False  # EOF: said once for the cube, from interpolate_chunked
         model._record_anomalies = True  # anomalies from the record's means: a pixel seen once stays on its record's centre
         if not given:
             return model, None
@@ -1480,6 +1481,10 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                 coef, levels, _ = _global_harmonics(stats, design)
             season_attrs = harmonic_attrs(k, levels, f"{where}variable {da.name!r}")
         _constant_in_time(stats.aux, method, where, da.name)
+        if getattr(cls, "_warn_no_repeat", False) and not (stats.count >= _MIN_PIXEL_OBS).any():
+            from .eof import warn_no_repeat
+
+            warn_no_repeat(label, int(stats.count.sum()))
         fn = _FitBlock(cls, seed, device, keep_observed, options, dims, design, coef, stats.aux, stats.scale)
         hal = {ax: (0 if core[ax] >= n else max(1, core[ax] // 4)) for ax, n in zip(_AXES, shape)}
     else:
