@@ -1607,8 +1607,8 @@ class Interpolator:
         mean of the observations or, with ``neighbours``, their neighbours' means (:func:`rare_centre`)."""
         ocean = observed.any(axis=0)
 
-        # Normalisation: per-pixel mean of the fitting observations (global mean where a pixel has
-        # fewer than 2), one global scale so that all methods see unit-variance anomalies.
+        # Normalisation: per-pixel mean of the fitting observations (where a pixel has fewer than 2: the
+        # global mean, or for DINEOF/EOF its neighbours' means), one global scale so that all methods see unit-variance anomalies.
         # Written without cube-sized float64 temporaries (``where=``, ``out=``, time chunks): on a
         # ten-year cube each one was 2 GB; the anomaly is made once, in the float32 every method takes.
         count = obs.sum(axis=0)
