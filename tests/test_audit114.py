@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from oceandl.interp.chunked import _Stats, _unreached_centre, interpolate_chunked
+from oceandl.interp.base import rare_centre
+from oceandl.interp.chunked import interpolate_chunked
 
 
 def test_the_centre_of_a_pixel_seen_once_is_its_neighbours_mean():
@@ -16,7 +17,7 @@ def test_the_centre_of_a_pixel_seen_once_is_its_neighbours_mean():
     count[0, 0] = 0  # land: no centre of its own, not a neighbour
     mean = np.arange(25, dtype=float).reshape(5, 5)
     mean[2, 2], mean[0, 0] = -1.0, np.nan  # the global mean at the once-seen pixel
-    centre = _unreached_centre(_Stats(count, mean, -1.0))
+    centre = rare_centre(mean, count, count > 0)
     nb = [mean[i, j] for i in (1, 2, 3) for j in (1, 2, 3) if (i, j) != (2, 2)]
     assert centre[2, 2] == pytest.approx(np.mean(nb))
     keep = count != 1

@@ -41,9 +41,9 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     (the two folds' sums of :func:`~oceandl.interp.climatology.shrink_harmonics` join the pass). Every block fits its modes to the anomalies from it and adds it back;
     a pixel seen fewer than twice in the block keeps it as its centre (``_record_anomalies``), so one
     block over the cube is the in-memory fill, bit for bit;
-    a block that cannot be fitted takes it, i.e. the seasonal climatology. Where a block's modes do not
-    reach a pixel seen once in the record (its one observation in another block), the cycle is centred on
-    its neighbours' record means, not the global mean that is its record mean. The output has the
+    a block that cannot be fitted takes it, i.e. the seasonal climatology. A pixel seen once in the record
+    is centred on its neighbours' record means (:func:`~oceandl.interp.base.rare_centre`), in every block
+    as in memory, not on the global mean. The output has the
     in-memory attributes ``harmonics`` (and ``harmonics_fallback_pixels``).
     DINEOF's ``error_map=True``: each block's own ``sigma`` (its modes, its CV calibration), blended
     over the halo as the field is; a block that takes the climatology gets each pixel's std about it
@@ -136,7 +136,7 @@ from oceandl.utils import software_versions
 
 from .base import (_MIN_PIXEL_OBS, SIGMA_MIN_POINTS, _input_attrs, _json_default, _netcdf_safe, append_history,
                    check_units_files, check_units_shift, check_units_values, filled_comment, oceandl_version,
-                   output_coord_name, sigma_attrs, step_counts)
+                   output_coord_name, rare_centre, sigma_attrs, step_counts)
 from .dineof import _MIN_CV_SQUARES, ERROR_MAP_TEXT
 from .mask import MASK_FLAG_MEANINGS, MASK_FLAG_VALUES, mask_text
 from .neural import _unit, hann_ramp
@@ -487,7 +487,7 @@ class _Stats:
     """Global per-pixel statistics of the observations, as the in-memory base class computes them."""
 
     count: np.ndarray      # (lat, lon) observations per pixel
-    mean: np.ndarray       # (lat, lon) float64, NaN on land, the global mean where count < 2
+    mean: np.ndarray       # (lat, lon) float64, NaN on land; where count < 2 the global mean (DINEOF/EOF: rare_centre)
     global_mean: float
     scale: float = 1.0
     sq: np.ndarray | None = None  # (lat, lon) sum of squared anomalies
@@ -559,8 +559,13 @@ def _compute(*arrays):
 
 def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None = None,
                   fold: np.ndarray | None = None, label: str | None = None,
-                  aux: list[tuple[str, xr.DataArray, str | None]] = (), sea: np.ndarray | None = None) -> _Stats:
+                  aux: list[tuple[str, xr.DataArray, str | None]] = (), sea: np.ndarray | None = None,
+                  neighbours: bool = False) -> _Stats:
     """Per-pixel count and mean (and the sum of squared anomalies) by dask reductions.
+
+    ``neighbours``: the mean of a pixel seen fewer than ``_MIN_PIXEL_OBS`` times is its neighbours' means
+    (:func:`~oceandl.interp.base.rare_centre`, as DINEOF's and EOF's in-memory fit centres it), else the
+    global mean; before the second pass, whose anomalies (and scale) are then the in-memory ones.
 
     ``sea``: a land-sea mask (lat, lon), True = ocean: the observations on its land are left out
     of every statistic of the field (counted in ``stats.land_obs``), as the in-memory fit drops them;
@@ -637,6 +642,8 @@ def _global_stats(da: xr.DataArray, second_pass: bool, design: np.ndarray | None
     global_mean = float(np.asarray(total).sum() / n_obs)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
+    if neighbours:
+        mean = rare_centre(mean, count, count > 0)
     mean[count == 0] = np.nan
     st = _Stats(count, mean, global_mean, total=np.asarray(total), aux=aux_stats, land_obs=n_land)
     if second_pass:
@@ -708,33 +715,6 @@ def _global_harmonics(stats: _Stats, design: np.ndarray) -> tuple[np.ndarray, np
     return out, levels, sigma
 
 
-def _unreached_centre(stats: _Stats) -> np.ndarray:
-    """The centre of a DINEOF/EOF block's fill where its modes do not reach a pixel: the record's mean
-    (``stats.mean``), but at a pixel seen once in the record (whose record mean is the global mean, as in
-    memory, where the modes fitted to the whole record reach it) the mean of its neighbours' record means
-    (pixels seen at least ``_MIN_PIXEL_OBS`` times, in the smallest square window of 3, 5, 9... 65 px that
-    holds one; the global mean beyond). The neighbours' mean beat the pixel's one observation and that one
-    shrunk toward them (gap RMSE at once-seen pixels, `synth sst --n 40 --size 24`, time=20 blocks)."""
-    from scipy.ndimage import uniform_filter
-
-    once = stats.count == 1
-    centre = np.array(stats.mean, dtype=np.float64)
-    if not once.any():
-        return centre
-    good = (stats.count >= _MIN_PIXEL_OBS) & np.isfinite(stats.mean)
-    value, weight = np.where(good, stats.mean, 0.0), good.astype(np.float64)
-    todo = once.copy()
-    for size in (3, 5, 9, 17, 33, 65):
-        num = uniform_filter(value, size=size, mode="constant")
-        den = uniform_filter(weight, size=size, mode="constant")
-        hit = todo & (den > 1e-9)  # uniform_filter's float sums leave ~1e-17 where the window holds none
-        centre[hit] = num[hit] / den[hit]
-        todo &= ~hit
-        if not todo.any():
-            break
-    return centre
-
-
 class _ClimatologyBlock:
     """Gaps <- the global per-pixel mean, or its seasonal fit; sigma <- the per-pixel std about it
     (the in-memory method, from the global normal equations)."""
@@ -774,8 +754,8 @@ class _FitBlock:
     a block that cannot be fitted takes it (the climatology).
 
     Where the block's modes do not reach a pixel (never observed in the block, or a block that took the
-    climatology), the cycle is centred on ``centre`` (lat, lon; :func:`_unreached_centre`) instead of the
-    record's mean: the same but at the pixels seen once in the record, whose record mean is the global one.
+    climatology), the fill is the record's mean or cycle: at a pixel seen once in the record, about its
+    neighbours' means (:func:`~oceandl.interp.base.rare_centre`, the statistics pass's ``mean``).
 
     With covariates (``aux``: their :class:`_AuxStats`, in the order the blocks read them, and the
     field's global ``scale``), each block is a multivariate DINEOF with the block's covariates,
@@ -784,9 +764,8 @@ class _FitBlock:
     a block adds no column there and is left out of it."""
 
     def __init__(self, cls, seed, device, keep_observed, options, dims, design=None, coef=None,
-                 aux: list[_AuxStats] = (), scale: float = 1.0, centre: np.ndarray | None = None):
+                 aux: list[_AuxStats] = (), scale: float = 1.0):
         self.cls, self.seed, self.device, self.keep_observed, self.options = cls, seed, device, keep_observed, options
-        self.centre = centre  # (lat, lon): where a block's modes do not reach, see _unreached_centre
         self.dims = dims
         self.design, self.coef = design, coef
         self.aux, self.scale = list(aux), scale
@@ -801,6 +780,7 @@ class _FitBlock:
         model = self.cls(seed=self.seed, device=self.device, keep_observed=self.keep_observed, **options)
         model._warn_small_cv = False  # DINEOF: one warning for all blocks, from interpolate_chunked
         model._warn_empty_steps = False  # DINEOF: not one warning per block
+        model._warn_no_repeat = False  # EOF: said once for the cube, from interpolate_chunked
         model._record_anomalies = True  # anomalies from the record's means: a pixel seen once stays on its record's centre
         if not given:
             return model, None
@@ -842,12 +822,8 @@ class _FitBlock:
                     glob = np.nanstd(anom) if np.isfinite(anom).any() else np.nan
                 sd = np.where(np.isfinite(sd) & (np.sum(np.isfinite(anom), axis=0) >= 2), sd, glob)
                 sigma = np.broadcast_to(sd, values.shape).copy()
-        if self.centre is not None:
-            # pixels the block's modes do not reach: the cycle about the better centre (a pixel seen once in
-            # the record sat on the global mean there, 4-6 degC off on `synth sst --n 40 --size 24`)
-            unreached = np.ones(filled.shape, bool) if fallback else ~np.isfinite(filled)
-            shift = np.nan_to_num(self.centre[ext[1], ext[2]] - mean)
-            filled = np.where(unreached & ocean[None], season + shift[None], filled)
+        if not fallback:  # pixels the block's modes do not reach: the record's cycle, not only its mean
+            filled = np.where(~np.isfinite(filled) & ocean[None], season, filled)
         filled, flag = _finish(filled, values, mean, ocean, self.keep_observed)
         out = {"filled": filled, "flag": flag, "fallback": fallback, "cv_squares": squares}
         if self.options.get("error_map"):
@@ -1486,7 +1462,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     t0 = _time.perf_counter()
     stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design,
                           fold=fold if design is not None else None, label=f"{where}variable {da.name!r}",
-                          aux=covariates, sea=sea)
+                          aux=covariates, sea=sea, neighbours=kind == "fit" and cls._rare_neighbours)
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
     train = None
@@ -1528,8 +1504,11 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
                 coef, levels, _ = _global_harmonics(stats, design)
             season_attrs = harmonic_attrs(k, levels, f"{where}variable {da.name!r}")
         _constant_in_time(stats.aux, method, where, da.name)
-        fn = _FitBlock(cls, seed, device, keep_observed, options, dims, design, coef, stats.aux, stats.scale,
-                       centre=_unreached_centre(stats))
+        if getattr(cls, "_warn_no_repeat", False) and not (stats.count >= _MIN_PIXEL_OBS).any():
+            from .eof import warn_no_repeat
+
+            warn_no_repeat(label, int(stats.count.sum()))
+        fn = _FitBlock(cls, seed, device, keep_observed, options, dims, design, coef, stats.aux, stats.scale)
         hal = {ax: (0 if core[ax] >= n else max(1, core[ax] // 4)) for ax, n in zip(_AXES, shape)}
     else:
         if train is not None:  # the region only loads the network; the cube is normalised as it was trained

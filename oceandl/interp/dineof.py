@@ -612,6 +612,7 @@ class DINEOF(Interpolator):
     _aux_norm: dict | None = None
     _aux_field_scale: float = 1.0
     libraries: ClassVar[tuple[str, ...]] = ("torch",)  # its SVDs and iterations run in torch
+    _rare_neighbours: ClassVar[bool] = True  # a pixel seen once: centred on its neighbours' means
     _warn_small_cv: ClassVar[bool] = True  # interpolate_chunked sums the blocks' up in one warning
     _warn_empty_steps: ClassVar[bool] = True  # off in interpolate_chunked's blocks (one per block)
     #: interpolate_chunked with ``fit_on``, streaming transform() by time blocks (smoother or sigma's calibration
