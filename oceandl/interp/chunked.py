@@ -1253,6 +1253,22 @@ def _chunked_per_file(source, folder: Path, kwargs: dict, overwrite: bool) -> Ch
     return res
 
 
+def _reusing_opened(fn: Callable) -> Callable:
+    """``fn`` run within :func:`oceandl.io.reusing_opened`: a series of files opened once per call
+    (its times, the statistics pass, the blocks' reads), each file's header read once."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from oceandl.io import reusing_opened
+
+        with reusing_opened():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@_reusing_opened
 def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof", *, var: str | None = None,
                         chunks: str | Mapping[str, int] | None = None,
                         halo: str | int | Mapping[str, int] | None = None,
