@@ -15,6 +15,7 @@ input.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import glob
 import itertools
@@ -842,8 +843,9 @@ def _same_grid(part: _Part, ref: _Part) -> None:
                              "the files of one product share one grid (regrid them first)")
 
 
-#: while :func:`reusing_opened` is active: the series :func:`open_files` opened, by (files, var, time)
-_OPENED: dict | None = None
+#: while :func:`reusing_opened` is active (in this thread): the series :func:`open_files` opened, by
+#: (files, var, time); a context variable, so that two fills in two threads do not share (nor close) one
+_OPENED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("oceandl_opened_series", default=None)
 
 
 @contextlib.contextmanager
@@ -855,15 +857,15 @@ def reusing_opened():
     input file, the statistics pass's chunks, the blocks' read chunks): as many header reads of
     every file (seconds over a year of daily L3 files on a network disk). The files are closed
     when the outermost block ends. Nested blocks share the outer one's cache."""
-    global _OPENED
-    if _OPENED is not None:
+    if _OPENED.get() is not None:
         yield
         return
-    _OPENED = {}
+    token = _OPENED.set({})
     try:
         yield
     finally:
-        opened, _OPENED = _OPENED, None
+        opened = _OPENED.get()
+        _OPENED.reset(token)
         for ds in opened.values():
             ds.close()
 
@@ -900,8 +902,9 @@ def open_files(files, var: str | None = None, *, time: str | None = None, label:
     """
     files = input_files(files) or [Path(files)]
     key = (tuple(str(Path(f).resolve()) for f in files), var, time)
-    if _OPENED is not None and key in _OPENED:  # checked when first opened; its headers are not read again
-        return _OPENED[key].copy(deep=False)
+    cache = _OPENED.get()
+    if cache is not None and key in cache:  # checked when first opened; its headers are not read again
+        return cache[key].copy(deep=False)
     label = label or describe_source(files, files)
     opened: list[xr.Dataset] = []
     try:
@@ -943,8 +946,8 @@ def open_files(files, var: str | None = None, *, time: str | None = None, label:
     last = parts[-1].ds.attrs
     out.attrs.update({k: last[k] for k in ("time_coverage_end", "stop_time", "stop_date", "end_time") if k in last})
     out.attrs.pop("time_coverage_duration", None)
-    if _OPENED is not None:
-        _OPENED[key] = out
+    if cache is not None:
+        cache[key] = out
         return out.copy(deep=False)  # a caller's close() or edits leave the cached one as it is
     return out
 

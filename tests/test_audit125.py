@@ -85,4 +85,19 @@ def test_an_error_ends_the_reuse(days, tmp_path):
 
     with pytest.raises(Exception):  # noqa: B017 - any refusal; the cache must not outlive the call
         interpolate_chunked(days, tmp_path / "x.nc", method="climatology", var="no_such_variable", chunks="time=3")
-    assert oceandl.io._OPENED is None
+    assert oceandl.io._OPENED.get() is None
+
+
+def test_the_reuse_is_the_calling_threads_own():
+    import threading
+
+    import oceandl.io
+
+    seen = []
+    with oceandl.io.reusing_opened():
+        assert oceandl.io._OPENED.get() == {}
+        # a fill in another thread neither takes nor closes this one's series
+        t = threading.Thread(target=lambda: seen.append(oceandl.io._OPENED.get()))
+        t.start()
+        t.join()
+    assert seen == [None] and oceandl.io._OPENED.get() is None
