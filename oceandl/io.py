@@ -14,6 +14,8 @@ input.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import glob
 import itertools
@@ -841,6 +843,33 @@ def _same_grid(part: _Part, ref: _Part) -> None:
                              "the files of one product share one grid (regrid them first)")
 
 
+#: while :func:`reusing_opened` is active (in this thread): the series :func:`open_files` opened, by
+#: (files, var, time); a context variable, so that two fills in two threads do not share (nor close) one
+_OPENED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("oceandl_opened_series", default=None)
+
+
+@contextlib.contextmanager
+def reusing_opened():
+    """Within it, :func:`open_files` gives a series it already opened (the same files, variable and
+    time coordinate) again, as a shallow copy, without reading every file's header once more.
+
+    A chunked fill of a folder opened the series two or three times (its times for a file per
+    input file, the statistics pass's chunks, the blocks' read chunks): as many header reads of
+    every file (seconds over a year of daily L3 files on a network disk). The files are closed
+    when the outermost block ends. Nested blocks share the outer one's cache."""
+    if _OPENED.get() is not None:
+        yield
+        return
+    token = _OPENED.set({})
+    try:
+        yield
+    finally:
+        opened = _OPENED.get()
+        _OPENED.reset(token)
+        for ds in opened.values():
+            ds.close()
+
+
 def open_files(files, var: str | None = None, *, time: str | None = None, label: str | None = None) -> xr.Dataset:
     """Open several netCDF files, each one or more time steps of one field on one grid, as one
     lazy Dataset along time (a file per day, as GHRSST L3 and CMEMS products come).
@@ -872,6 +901,10 @@ def open_files(files, var: str | None = None, *, time: str | None = None, label:
         a file on another grid than the first's; files whose times overlap (two versions of a day).
     """
     files = input_files(files) or [Path(files)]
+    key = (tuple(str(Path(f).resolve()) for f in files), var, time)
+    cache = _OPENED.get()
+    if cache is not None and key in cache:  # checked when first opened; its headers are not read again
+        return cache[key].copy(deep=False)
     label = label or describe_source(files, files)
     opened: list[xr.Dataset] = []
     try:
@@ -913,6 +946,9 @@ def open_files(files, var: str | None = None, *, time: str | None = None, label:
     last = parts[-1].ds.attrs
     out.attrs.update({k: last[k] for k in ("time_coverage_end", "stop_time", "stop_date", "end_time") if k in last})
     out.attrs.pop("time_coverage_duration", None)
+    if cache is not None:
+        cache[key] = out
+        return out.copy(deep=False)  # a caller's close() or edits leave the cached one as it is
     return out
 
 
