@@ -39,3 +39,18 @@ def test_a_centred_analysis_keeps_no_null_mode():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert eof(da, n_modes=5).n_modes == 5  # exactly the rank: no warning
+
+
+def test_info_on_a_file_that_is_not_netcdf_says_so_as_eof_does(tmp_path, capsys):
+    """`oceandl info junk.nc` said "cannot read it as netCDF (ValueError: did not find a match in
+    any of xarray's currently installed IO backends ['netcdf4', 'scipy']. Con...)", where `oceandl
+    eof junk.nc` says the file has no netCDF signature and shows its first bytes."""
+    from oceandl.cli.main import main
+
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"garbage" * 10)
+    assert main(["info", str(junk)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "no netCDF-3 or netCDF-4/HDF5 signature; it starts with b'garbageg'" in err
+    assert "IO backends" not in err
