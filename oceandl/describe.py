@@ -385,7 +385,17 @@ def _netcdf(path: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - netCDF4/h5netcdf/xarray raise many types for a bad file
         if path.suffix.lower() not in (".nc", ".nc4", ".cdf", ".h5", ".hdf5"):
             raise InputError(f"{path}: neither a checkpoint folder nor a netCDF file") from None
-        raise InputError(f"{path}: cannot read it as netCDF ({one_line(exc, limit=100)})") from None
+        # the same words as `oceandl eof`/`interpolate` give for the file: info said "did not find a
+        # match in any of xarray's currently installed IO backends ['netcdf4', 'scipy']. Con..."
+        from oceandl.io import _has_hdf5_signature
+
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if not (head[:4] in (b"CDF\x01", b"CDF\x02", b"CDF\x05") or _has_hdf5_signature(path, head)):
+            raise InputError(f"{path}: not a readable netCDF file (no netCDF-3 or netCDF-4/HDF5 signature; "
+                             f"it starts with {head[:8]!r})") from None
+        raise InputError(f"{path}: not a readable netCDF file, truncated or corrupt "
+                         f"({one_line(exc, limit=100)})") from None
     with ds:
         attrs = dict(ds.attrs)
         out: dict[str, Any] = {"path": str(path)}

@@ -183,7 +183,7 @@ def test_bad_paths_are_one_line_errors(classifier, tmp_path):
     (tmp_path / "noweights" / "config.json").write_text("{}")
     for path, says in ((tmp_path / "nothing", "no such file or folder"),
                        (tmp_path / "notes.txt", "neither a checkpoint folder nor a netCDF file"),
-                       (tmp_path / "broken.nc", "cannot read it as netCDF"),
+                       (tmp_path / "broken.nc", "not a readable netCDF file, truncated or corrupt"),
                        (tmp_path / "empty", "not an oceandl checkpoint folder (no config.json in it)"),
                        (tmp_path / "bad", "corrupt JSON"),
                        (tmp_path / "noweights", "not an oceandl checkpoint (weights.safetensors is missing)")):

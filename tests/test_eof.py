@@ -86,7 +86,7 @@ def test_parity_with_eofs_package(example_sst):
 
 def test_reconstruct_all_modes_is_exact_and_keeps_land(field):
     res = eof(field, n_modes=100)
-    assert res.n_modes == 30  # min(n_time, n_ocean)
+    assert res.n_modes == 29  # min(n_time - 1, n_ocean): the centred field's rank; still exact
     rec = res.reconstruct()
     assert rec.dims == field.dims and rec.name == "sst" and rec.attrs["units"] == "degC"
     np.testing.assert_array_equal(np.isnan(rec.values), np.isnan(field.values))
@@ -98,15 +98,15 @@ def test_reconstruct_all_modes_is_exact_and_keeps_land(field):
 
 
 def test_variance_bookkeeping(field):
-    res = eof(field, n_modes=30)
+    res = eof(field, n_modes=29)  # the centred field's rank (30 time steps less the mean)
     vf = res.variance_fraction.values
     assert vf.sum() == pytest.approx(1.0, abs=1e-12)
     assert (np.diff(vf) <= 0).all()
     assert vf[:5].sum() > 0.99
     # Eigenvalues are the PC variances; PCs are orthogonal, EOFs orthonormal over the ocean.
     np.testing.assert_allclose(res.pcs.var("time", ddof=1).values, res.eigenvalues.values, rtol=1e-9,
-                               atol=1e-12 * float(res.eigenvalues[0]))  # the last one is 0 (centred data)
-    E = res.eofs.values.reshape(30, -1)
+                               atol=1e-12 * float(res.eigenvalues[0]))
+    E = res.eofs.values.reshape(29, -1)
     E = E[:, np.isfinite(E[0])]
     np.testing.assert_allclose(E[:10] @ E[:10].T, np.eye(10), atol=1e-10)
     P = res.pcs.values[:, :10]
@@ -311,9 +311,10 @@ def test_project_matches_pixels_by_coordinate(field):
 def test_fewer_modes_than_asked_are_warned_about(field):
     """eof -n 1000 kept min(time, pixels) modes without a word."""
     short = field.isel(time=slice(0, 6))
-    with pytest.warns(UserWarning, match=r"n_modes=50, but 6 time steps x \d+ complete pixels give at most 6"):
+    with pytest.warns(UserWarning, match=r"n_modes=50, but 6 time steps \(less 1: the mean is removed\) x \d+ "
+                      r"complete pixels give at most 5"):
         res = eof(short, n_modes=50)
-    assert res.eofs.sizes["mode"] == 6
+    assert res.eofs.sizes["mode"] == 5
 
 
 def test_the_written_mean_says_its_units(field, tmp_path):

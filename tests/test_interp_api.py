@@ -718,7 +718,7 @@ def test_warnings_name_the_callers_line(call, cube):
     cases = {
         "named like output variables": lambda: fill(gappy.assign_coords(sigma=-0.5)),
         "seasonal cycle": lambda: fill(gappy.where(gappy["time"].dt.day < 20), harmonics=2),  # 24 days, no year
-        "give at most 3": lambda: analyse(short),  # 3 time steps, 5 modes asked for
+        "give at most 2": lambda: analyse(short),  # 3 time steps (2 once centred), 5 modes asked for
         "missing at some times only": lambda: analyse(gappy.where(gappy["time"].dt.day > 1)),
     }
     for text, do in cases.items():

@@ -325,9 +325,14 @@ class EOF:
         A *= w[ocean]
         if not np.any(A):
             raise InputError(f"{label}: the (centred, weighted) field is zero everywhere; no variance to analyse")
-        k = int(min(n_modes, *A.shape))
+        # removing the time mean takes one degree of freedom: a centred field of n_time steps has
+        # rank n_time - 1 at most, and a mode past it was a null mode (eigenvalue ~1e-29) whose
+        # standardized PC, pcs / sqrt(~0), was a constant 0.99 written as if it were an index
+        rank = nt - 1 if center else nt
+        k = int(min(n_modes, rank, A.shape[1]))
         if k < n_modes:  # the result had fewer modes than asked, without a word
-            warn(f"{label}: n_modes={n_modes}, but {A.shape[0]} time steps x {A.shape[1]} complete "
+            steps = f"{nt} time steps{' (less 1: the mean is removed)' if center else ''}"
+            warn(f"{label}: n_modes={n_modes}, but {steps} x {A.shape[1]} complete "
                           f"pixels give at most {k}; keeping {k}", UserWarning)
         solver_used = _solver_for(A.shape, k, solver)
         U, S, Vt = _truncated_svd(A, k, solver_used, seed)
@@ -731,7 +736,8 @@ def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = Tr
         Size-1 dims that are none of these (the depth of ``(time, depth=1, lat, lon)``) are
         dropped, as ``oceandl eof`` reads a file; their coordinate stays on the results as a scalar.
     n_modes : int
-        Number of modes kept (at most min(n_time, n_ocean)).
+        Number of modes kept (at most min(n_time - 1, n_ocean) with ``center=True``: removing the
+        mean takes one degree of freedom; min(n_time, n_ocean) without).
     weights : "coslat", None, or array (lat,) / (lat, lon) / DataArray
         Multiplies the data before the SVD; ``"coslat"`` is ``sqrt(cos(lat))`` (area weighting of
         the covariance), as in the ``eofs`` package. Non-negative; NaN only where the field is land.
