@@ -31,7 +31,7 @@ import xarray as xr
 
 from .errors import InputError, one_line
 from .errors import warn as _warn  # open_netcdf's `warn` argument would shadow it
-from .utils import atomic_path, check_output_path
+from .utils import WRITE_ERRORS, atomic_path, check_output_path, write_error
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
@@ -2029,9 +2029,11 @@ def write_netcdf(
     Raises
     ------
     InputError
-        If ``path`` exists (without ``overwrite``), its folder is missing, or writing fails.
+        If ``path`` exists (without ``overwrite``), its folder is missing, or netCDF cannot store
+        what ``obj`` holds (a name, an attribute, complex data: :func:`oceandl.utils.write_error`).
     OceanDLError
-        If writing fails on a full disk (exit 1 on the command line: not the input's fault).
+        If writing fails for I/O (an HDF error, EIO, a permission, a full disk: exit 1 on the
+        command line, not the input's fault).
 
     Notes
     -----
@@ -2116,11 +2118,9 @@ def _to_netcdf(ds: xr.Dataset, dest: Path, path: Path, enc: dict, unlimited: lis
     failure names ``path``, the file asked for, not the hidden ``.part`` (the -o FOLDER/ files)."""
     try:
         ds.to_netcdf(dest, engine="netcdf4", format="NETCDF4", encoding=enc, unlimited_dims=unlimited)
-    except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        err = InputError(f"{path}: cannot write netCDF ({one_line(exc)})")
-        # netCDF's own failure (no bad value or encoding): a write that a full disk may explain (utils._say_full_disk)
-        err.write_failure = isinstance(exc, (OSError, RuntimeError))
-        raise err from exc
+    except WRITE_ERRORS as exc:
+        # the chunked writer's rule (utils.writing): exit 2 for what netCDF cannot store, 1 for an I/O failure
+        raise write_error(path, exc) from exc
 
 
 def _step(values: np.ndarray) -> float:

@@ -1,0 +1,92 @@
+"""Audit 124: one rule for a netCDF write's exit code, in memory and with --chunks (2 for what netCDF
+cannot store, 1 for an I/O failure); ..."""
+from __future__ import annotations
+
+import errno
+import os
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+from fakes import assert_cli_error
+
+from oceandl import utils
+from oceandl.cli.main import cli
+from oceandl.datasets.sst import synthetic_sst
+from oceandl.errors import InputError, OceanDLError
+from oceandl.interp import chunked
+from oceandl.io import write_netcdf
+
+_usage = namedtuple("usage", "total used free")
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audit124") / "c.nc"
+    synthetic_sst(seed=4, n_time=10, ny=8, nx=8).to_netcdf(path)
+    return path
+
+
+def _free(monkeypatch, free: int):
+    monkeypatch.setattr(utils.shutil, "disk_usage", lambda p: _usage(1 << 30, (1 << 30) - free, free))
+
+
+def _fails(monkeypatch, where, exc):
+    def fail(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(*where, fail)
+
+
+def _interpolate(src, out, *extra):
+    return CliRunner().invoke(cli, ["interpolate", str(src), "--var", "sst", "--method", "climatology", "--quiet",
+                                    "--withhold", "0", *extra, "-o", str(out)])
+
+
+# ------------------------------------------------------------ 1. a write's exit code: its cause, in both paths
+_CASES = [(RuntimeError("NetCDF: HDF error"), 1), (OSError(errno.EIO, "Input/output error"), 1),
+          (PermissionError(errno.EACCES, "Permission denied"), 1),
+          (RuntimeError("NetCDF: Name contains illegal characters: (variable 'sst', group '/')"), 2),
+          (TypeError("illegal data type for attribute b'history', must be one of dict_keys([...])"), 2)]
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunks", "time=5"]], ids=["memory", "chunks"])
+@pytest.mark.parametrize("exc,code", _CASES, ids=["hdf", "eio", "eacces", "badname", "badattr"])
+def test_a_write_failure_exits_by_its_cause_in_both_paths(cube, tmp_path, monkeypatch, chunks, exc, code):
+    """In memory every write failure was an InputError (exit 2: an HDF error, EIO, a permission as bad
+    input); with --chunks every one was exit 1 (netCDF refusing a name as an I/O failure), and a TypeError
+    of an attribute escaped bare. Now both apply one rule (utils.write_error): what netCDF cannot store
+    is bad input, exit 2; an I/O failure exit 1. The one line names the output, nothing is left."""
+    _free(monkeypatch, 1 << 30)
+    _fails(monkeypatch, (chunked._Writer, "_commit") if chunks else (chunked.xr.Dataset, "to_netcdf"), exc)
+    out = tmp_path / "f.nc"
+    line = assert_cli_error(_interpolate(cube, out, *chunks), code, f"{out}: cannot write",
+                            f"({type(exc).__name__}: {str(exc)[:20]}")
+    assert "is full" not in line and "OCEANDL_DEBUG" not in line, line
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_name_netcdf_refuses_is_bad_input_even_on_a_full_disk(tmp_path, monkeypatch):
+    """A variable name with a control character (netCDF-C: "Name contains illegal characters") was an
+    InputError marked as a write's failure: on a nearly full disk it became "...; the disk of DIR is
+    full", exit 1. It is the data's fault: an InputError, without the disk note."""
+    _free(monkeypatch, 0)
+    ds = xr.Dataset({"sst\x01": ("x", np.arange(3.0))})
+    with pytest.raises(InputError, match=r"f.nc: cannot write netCDF \(RuntimeError: NetCDF: Name contains "
+                                         r"illegal characters") as got:
+        write_netcdf(ds, tmp_path / "f.nc")
+    assert "is full" not in str(got.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_error_rule():
+    """The shared rule's units: an attribute xarray refuses (ValueError) is the input's; an HDF error is
+    the write's, marked so the disk can be said."""
+    bad = utils.write_error("f.nc", ValueError("Invalid name for attr ''"))
+    io = utils.write_error("f.nc", RuntimeError("NetCDF: HDF error"), "cannot write it")
+    assert isinstance(bad, InputError) and not bad.write_failure
+    assert str(bad) == "f.nc: cannot write netCDF (ValueError: Invalid name for attr '')"
+    assert type(io) is OceanDLError and io.write_failure and io.exit_code == 1
+    assert str(io) == "f.nc: cannot write it (RuntimeError: NetCDF: HDF error)"
