@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -90,3 +91,52 @@ def test_write_error_rule():
     assert str(bad) == "f.nc: cannot write netCDF (ValueError: Invalid name for attr '')"
     assert type(io) is OceanDLError and io.write_failure and io.exit_code == 1
     assert str(io) == "f.nc: cannot write it (RuntimeError: NetCDF: HDF error)"
+
+
+# ------------------------------------------------------------ 2. --fit-on --chunks: a corrupt input named
+@pytest.fixture(scope="module")
+def fit(tmp_path_factory):
+    """past.nc (20 days, fitted on) and new.nc (the next 10, with a covariate sst_mw) of a 8 x 8 cube."""
+    root = tmp_path_factory.mktemp("audit124_fit")
+    ds = synthetic_sst(seed=6, n_time=30, ny=8, nx=8, microwave=True)
+    ds.isel(time=slice(0, 20)).to_netcdf(root / "past.nc")
+    ds.isel(time=slice(20, None)).to_netcdf(root / "new.nc")
+    from oceandl.interp import DINEOF
+    from oceandl.io import open_field
+
+    past = open_field(root / "past.nc", "sst")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the small cube's calibration warnings
+        DINEOF(n_modes=2, seed=0, transform_smoother=False).fit(
+            past, aux={"sst_mw": open_field(root / "past.nc", "sst_mw")}).save(root / "dineof_mw")
+    return root
+
+
+@pytest.mark.parametrize("which,exc", [("sst", RuntimeError("NetCDF: HDF error")),
+                                       ("sst", OSError(errno.EIO, "Input/output error")),
+                                       ("sst_mw", RuntimeError("NetCDF: HDF error"))], ids=["hdf", "eio", "aux"])
+def test_fit_on_chunks_names_a_corrupt_input(fit, tmp_path, monkeypatch, exc, which):
+    """`interpolate NEW --fit-on PAST --chunks time=5` read each time block directly (not through the
+    blocks' reader): a corrupt input (netCDF's "HDF error" when a block is read) failed as the bare
+    "RuntimeError: NetCDF: HDF error", exit 1, naming no file. It now names the file, the variable (or
+    the covariate) and the steps, exit 2, as the other chunked fills do; nothing written."""
+    _free(monkeypatch, 1 << 30)
+    real = chunked.open_lazy
+
+    def corrupt(source, var=None, *a, **k):  # the new file's blocks fail when read (the fit's file reads fine)
+        da = real(source, var, *a, **k)
+        if str(source).endswith("new.nc") and var == which:
+            da = da.copy(data=da.data.map_blocks(lambda b: (_ for _ in ()).throw(exc), dtype=da.dtype))
+        return da
+
+    monkeypatch.setattr(chunked, "open_lazy", corrupt)
+    out = tmp_path / "f.nc"
+    # a covariate: a saved DINEOF fit with it (the climatology takes none; a fit made here takes seconds)
+    fit_on = (["--method", "dineof", "--fit-on", str(fit / "dineof_mw"), "--aux", "sst_mw"] if which == "sst_mw"
+              else ["--method", "climatology", "--fit-on", str(fit / "past.nc")])
+    res = CliRunner().invoke(cli, ["interpolate", str(fit / "new.nc"), "--var", "sst", *fit_on, "--chunks", "time=5",
+                                   "--quiet", "-o", str(out)])
+    said = "variable 'sst': aux 'sst_mw'" if which == "sst_mw" else "variable 'sst'"
+    assert_cli_error(res, 2, f"{fit / 'new.nc'}: {said}: cannot read its values at time 0:5",
+                     f"({type(exc).__name__}: ", "a corrupt or unreadable input file")
+    assert os.listdir(tmp_path) == []
