@@ -140,3 +140,45 @@ def test_fit_on_chunks_names_a_corrupt_input(fit, tmp_path, monkeypatch, exc, wh
     assert_cli_error(res, 2, f"{fit / 'new.nc'}: {said}: cannot read its values at time 0:5",
                      f"({type(exc).__name__}: ", "a corrupt or unreadable input file")
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------ 3. a dim in degrees_north beside the latitude
+def _two_lat(a_attrs, b_attrs, names=("a", "b"), a_values=None):
+    rng = np.random.default_rng(0)
+    return xr.DataArray(15 + rng.random((4, 5, 6)).astype("f4"), dims=("time", *names), name="sst",
+                        coords={"time": np.arange(4).astype("datetime64[D]"),
+                                names[0]: (names[0], np.arange(5.0) if a_values is None else a_values, a_attrs),
+                                names[1]: (names[1], 10 + np.arange(6.0), b_attrs)}, attrs={"units": "degC"})
+
+
+@pytest.mark.parametrize("b_attrs, by", [({"standard_name": "latitude", "units": "degrees_north"},
+                                          "its standard_name 'latitude'"), ({"axis": "Y"}, "its axis 'Y'")],
+                         ids=["standard_name", "axis"])
+@pytest.mark.parametrize("read", ["open_field", "canonical_dims"])
+def test_a_dim_in_degrees_north_not_taken_as_latitude_is_said(b_attrs, by, read):
+    """(time, a, b), b said to be the latitude exactly and a in degrees_north: a was read as the longitude
+    by position, without a word (audit 121 made open_field and canonical_dims agree on b). Its units or
+    b's attributes are wrong, which only the user can tell: one warning says what a was read as, its
+    values and what to correct, from a file (open_field) and from Python (canonical_dims, say=True)."""
+    import warnings
+
+    from oceandl.interp.base import canonical_dims
+    from oceandl.io import open_field
+
+    da = _two_lat({"units": "degrees_north"}, b_attrs, a_values=np.array([100.0, 101, 102, 103, 104]))
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        if read == "open_field":
+            assert open_field(da.to_dataset()).encoding["source_grid"].dims == {"time": "time", "lat": "b", "lon": "a"}
+        else:
+            assert canonical_dims(da, say=True) == ("time", "b", "a")
+    said = [str(w.message) for w in got if "degrees_north" in str(w.message)]
+    assert len(said) == 1, [str(w.message) for w in got]
+    assert (f"variable 'sst': dim 'a' has latitude coordinates (units 'degrees_north', values 100 to 104), but 'b' "
+            f"is the latitude ({by}): 'a' is read as the longitude; if it is one, correct its units (degrees_east), "
+            "else the standard_name, axis and units of 'b'") in said[0], said
+    with warnings.catch_warnings():  # not said without say (every look at an array's dims), nor of one latitude
+        warnings.simplefilter("error")
+        canonical_dims(da)
+        canonical_dims(_two_lat({"units": "degrees_east"}, b_attrs), say=True)
+        open_field(_two_lat({"units": "degrees_east"}, b_attrs).to_dataset())
