@@ -182,3 +182,44 @@ def test_a_dim_in_degrees_north_not_taken_as_latitude_is_said(b_attrs, by, read)
         canonical_dims(da)
         canonical_dims(_two_lat({"units": "degrees_east"}, b_attrs), say=True)
         open_field(_two_lat({"units": "degrees_east"}, b_attrs).to_dataset())
+
+
+# ------------------------------------------------------------ 4. colour bars: every spelling of degC/degF/K
+@pytest.mark.parametrize("units, label", [("C", "°C"), ("degF", "°F")])
+def test_map_colour_bar_labels_any_spelling_of_the_units(tmp_path, monkeypatch, units, label):
+    """plotting had its own list of Celsius spellings: a field in "C", "deg C" or "degF" (read as degC and
+    degF by the interpolators, oceandl.units) had the raw string as its colour bar's label. Both now read
+    one list: °C, °F, K for any of their spellings; other units as given."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from oceandl import plotting
+    from oceandl.units import unit_label
+
+    drawn = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(self), save(self, *a, **k))[1])
+    plotting.plot_fields({"a": np.ones((4, 4)), "b": np.zeros((4, 4))}, tmp_path / "f.png", units=units)
+    (fig,) = drawn
+    bars = {ax.get_ylabel() for ax in fig.axes if not ax.get_title()}
+    assert bars == {label}, bars
+    said = {u: unit_label(u) for u in ("deg C", "degree_Celsius", "℃", "degree_Fahrenheit", "kelvin", "degK", "m")}
+    assert said == {"deg C": "°C", "degree_Celsius": "°C", "℃": "°C", "degree_Fahrenheit": "°F", "kelvin": "K",
+                    "degK": "K", "m": "m"}
+
+
+def test_plotting_reads_the_units_without_the_interpolators():
+    """The shared spellings live in a light module: importing oceandl.plotting imports neither the
+    interpolators (xarray) nor torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, oceandl.plotting; from oceandl.units import unit_label; "
+            "print(unit_label('C'), 'oceandl.interp' in sys.modules, 'torch' in sys.modules)")
+    import oceandl
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(oceandl.__file__)))  # this checkout's, not an installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=env).stdout.split()
+    assert out == ["°C", "False", "False"], out

@@ -652,7 +652,7 @@ def check_units_values(label: str, da, units, means) -> None:
     values, whatever its name, unless its standard_name is a temperature itself,
     :data:`_ABSOLUTE_NAMES`: a polar sea in degC), or above 150 in degrees Fahrenheit (kelvin
     values; a field in degF is filled in degF, as any unit: the fill is linear). The units' spellings
-    are read by :func:`~oceandl.interp.neural._unit` ("C", "deg C", "Celsius", "K", "degF"...).
+    are read by :func:`~oceandl.units._unit` ("C", "deg C", "Celsius", "K", "degF"...).
     Other units, or none (:func:`check_units_shift` tests those against a fit), are not tested
     here. A refusal of valid data costs more than a miss: a spread or an uncertainty in kelvin
     named ``sst_sd`` or ``ssta`` was refused as degC.
