@@ -223,3 +223,40 @@ def test_plotting_reads_the_units_without_the_interpolators():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=env).stdout.split()
     assert out == ["°C", "False", "False"], out
+
+
+# ------------------------------------------------------------ 5. an EOF analysis from Python written as the CLI writes it
+@pytest.mark.parametrize("rotate", [0, 2], ids=["eof", "rotated"])
+def test_an_eof_result_from_python_is_written_as_the_cli_writes_it(tmp_path, rotate):
+    """`oceandl.eof(da).to_dataset().to_netcdf()` (and `res.eofs.to_netcdf()`) wrote every variable
+    uncompressed, where `oceandl eof` writes zlib 4 and the PCs in one chunk along time (the fills got
+    this in audit 120, the EOF analysis not). Its results' encoding now says so: each variable
+    compressed and chunked as in the CLI's file, the rotated analysis' too."""
+    import netCDF4
+    import pandas as pd
+
+    import oceandl
+
+    rng = np.random.default_rng(0)
+    nt, ny, nx = 40, 12, 14
+    da = xr.DataArray((15 + rng.standard_normal((nt, ny, nx))).astype("f4"), dims=("time", "lat", "lon"), name="sst",
+                      attrs={"units": "degC"}, coords={"time": pd.date_range("2020-01-01", periods=nt),
+                                                        "lat": np.linspace(10, 12, ny), "lon": np.linspace(20, 23, nx)})
+    res = oceandl.eof(da, n_modes=3)
+    res = res.rotate(rotate) if rotate else res
+    res.to_dataset().to_netcdf(tmp_path / "py.nc")
+    res.pcs.to_netcdf(tmp_path / "pcs.nc")  # a result written alone
+    da.to_dataset().to_netcdf(tmp_path / "in.nc")
+    out = CliRunner().invoke(cli, ["eof", str(tmp_path / "in.nc"), "-n", "3", "--rotate", str(rotate),
+                                   "-o", str(tmp_path / "cli.nc")])
+    assert out.exit_code == 0, out.output
+
+    def layout(path):
+        with netCDF4.Dataset(path) as nc:
+            return {k: (nc[k].filters()["zlib"], nc[k].filters()["complevel"], nc[k].chunking())
+                    for k in nc.variables if k not in nc.dimensions}
+
+    py, cl = layout(tmp_path / "py.nc"), layout(tmp_path / "cli.nc")
+    assert py == cl, (py, cl)
+    assert py["eofs"] == (True, 4, [3 if not rotate else 2, 12, 14]) and py["pcs"] == (True, 4, [40, rotate or 3])
+    assert layout(tmp_path / "pcs.nc")["pcs"] == py["pcs"]
