@@ -1,5 +1,7 @@
 """Audit 124: one rule for a netCDF write's exit code, in memory and with --chunks (2 for what netCDF
-cannot store, 1 for an I/O failure); ..."""
+cannot store, 1 for an I/O failure); --fit-on --chunks names a corrupt input; a dim in degrees_north
+beside the latitude said exactly is warned of; colour bars label any spelling of degC/degF/K; an EOF
+analysis from Python is written compressed as the CLI writes it."""
 from __future__ import annotations
 
 import errno
