@@ -25,7 +25,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable, NamedTuple, Sequence
+from typing import Hashable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ import xarray as xr
 
 from .errors import InputError, one_line
 from .errors import warn as _warn  # open_netcdf's `warn` argument would shadow it
-from .utils import atomic_path, check_output_path
+from .utils import WRITE_ERRORS, atomic_path, check_output_path, write_error
 
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
@@ -319,8 +319,46 @@ def pick_by_coordinate(role: str, hits: Sequence[tuple[Hashable, xr.Variable | N
                      f"is the {_ROLE_WORD[role]}; {fix}")
 
 
-def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str) -> dict:
-    """Map each role (time, lat, lon) to ``(dim, coordinate Variable or None)``."""
+def _exactly_by(role: str, dim: Hashable, v: xr.Variable | None) -> str:
+    """How ``dim`` (its coordinate ``v``) says ``role`` exactly, as :func:`pick_by_coordinate` takes it."""
+    attrs = v.attrs if v is not None else {}
+    if str(attrs.get("standard_name", "")).lower() == _EXACT_STANDARD[role]:
+        return f"its standard_name {str(attrs['standard_name'])!r}"
+    if _AXIS.get(str(attrs.get("axis", "")).upper()) == role:
+        return f"its axis {str(attrs['axis'])!r}"
+    return "its name"
+
+
+def say_not_taken(role: str, winner: tuple[Hashable, xr.Variable | None],
+                  losers: Sequence[tuple[Hashable, xr.Variable | None]],
+                  final: Mapping[Hashable, str | None], where: str) -> None:
+    """Warn that the dims ``losers`` (``(dim, coordinate)``), whose coordinates also say ``role`` (units
+    ``degrees_north``), were not taken as it (:func:`pick_by_coordinate` took ``winner``, said so
+    exactly), and what each was read as (``final``: dim -> its role, or None when not known here).
+
+    A (time, a, b) file with ``b`` of standard_name latitude and ``a`` in degrees_north read ``a`` as
+    the longitude by position, without a word. Its units (or the winner's standard_name) are wrong, and
+    which of them only the user can tell: the loser's range of values is said (beyond +-90: a longitude
+    whose units are wrong). Warned rather than refused: the file's own exact attribute decides, as CF reads it."""
+    for dim, v in losers:
+        attrs = v.attrs if v is not None else {}
+        said = ", ".join(f"{k} {str(attrs[k])!r}" for k in ("standard_name", "axis", "units") if k in attrs)
+        span = ""
+        if v is not None and v.ndim == 1 and v.size and np.issubdtype(v.dtype, np.number):
+            vals = np.asarray(v.values, dtype=np.float64)
+            if np.isfinite(vals).any():
+                span = f", values {np.nanmin(vals):g} to {np.nanmax(vals):g}"
+        got = final.get(dim)
+        as_what = f"read as the {_ROLE_WORD[got]}" if got else "left to be read by its position"
+        _warn(f"{where}: dim {str(dim)!r} has {_ROLE_WORD[role]} coordinates ({said}{span}), but {str(winner[0])!r} "
+              f"is the {_ROLE_WORD[role]} ({_exactly_by(role, *winner)}): {str(dim)!r} is {as_what}; if it is one, "
+              f"correct its units{' (degrees_east)' if role == 'lat' else ' (degrees_north)' if role == 'lon' else ''}"
+              f", else the standard_name, axis and units of {str(winner[0])!r}", UserWarning)
+
+
+def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str, say: bool = True) -> dict:
+    """Map each role (time, lat, lon) to ``(dim, coordinate Variable or None)``. ``say``: warn of a dim
+    whose coordinates say a role another dim took (:func:`say_not_taken`), once per field (not per file)."""
     dims = list(da.dims)
     found: dict[str, tuple[Hashable, xr.Variable | None]] = {}
     for role, name in overrides.items():
@@ -364,11 +402,14 @@ def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str)
             cands.append((2, role, d, None))
     # two dims whose own coordinates' attributes say one role (both in degrees_north): the first in the
     # file's order took it, the other read as lon without a word, where canonical_dims refused the array
+    not_taken = []  # (role, the dim taken, the others)
     for role in DIMS:
         hits = [d for d in dims if role not in found and (0, role, d, d) in cands]
         if len(hits) > 1:
             keep = pick_by_coordinate(role, [(d, ds.variables.get(d)) for d in hits], where)
             cands = [c for c in cands if not (c[0] == 0 and c[1] == role and c[2] == c[3] and c[2] != keep)]
+            not_taken.append((role, (keep, ds.variables.get(keep)),
+                              [(d, ds.variables.get(d)) for d in hits if d != keep]))
     taken = {dim for dim, _ in found.values()}
     # Within a priority, a dim's own coordinate goes before other 1-D variables along it.
     for _, role, dim, name in sorted(cands, key=lambda c: (c[0], c[3] != c[2])):
@@ -376,6 +417,13 @@ def _assign_roles(ds: xr.Dataset, da: xr.DataArray, overrides: dict, where: str)
             continue
         found[role] = (dim, ds.variables[name] if name is not None else ds.variables.get(dim))
         taken.add(dim)
+    if say and not_taken:
+        final: dict[Hashable, str | None] = {dim: r for r, (dim, _) in found.items()}
+        rest, left = [d for d in dims if d not in final], [r for r in DIMS if r not in found]
+        if len(rest) == len(left):  # the dims left take the roles left in their order (open_field)
+            final.update(zip(rest, left))
+        for role, keep, others in not_taken:
+            say_not_taken(role, keep, others, final, where)
     return found
 
 
@@ -794,7 +842,7 @@ def _part(path: Path, ds: xr.Dataset, var: str | None, time: str | None) -> _Par
     if time is not None and time not in v.dims and time in ds.variables and ds.variables[time].ndim == 0:
         ds = ds.set_coords(time).expand_dims(time)  # a 2-D file whose date is a scalar coordinate
         v = ds[name]
-    roles = _assign_roles(ds, v, {"time": time}, where)
+    roles = _assign_roles(ds, v, {"time": time}, where, say=False)  # said once, for the series (open_field)
     if "time" in roles:
         tdim = roles["time"][0]
     else:
@@ -2065,9 +2113,11 @@ def write_netcdf(
     Raises
     ------
     InputError
-        If ``path`` exists (without ``overwrite``), its folder is missing, or writing fails.
+        If ``path`` exists (without ``overwrite``), its folder is missing, or netCDF cannot store
+        what ``obj`` holds (a name, an attribute, complex data: :func:`oceandl.utils.write_error`).
     OceanDLError
-        If writing fails on a full disk (exit 1 on the command line: not the input's fault).
+        If writing fails for I/O (an HDF error, EIO, a permission, a full disk: exit 1 on the
+        command line, not the input's fault).
 
     Notes
     -----
@@ -2152,11 +2202,9 @@ def _to_netcdf(ds: xr.Dataset, dest: Path, path: Path, enc: dict, unlimited: lis
     failure names ``path``, the file asked for, not the hidden ``.part`` (the -o FOLDER/ files)."""
     try:
         ds.to_netcdf(dest, engine="netcdf4", format="NETCDF4", encoding=enc, unlimited_dims=unlimited)
-    except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        err = InputError(f"{path}: cannot write netCDF ({one_line(exc)})")
-        # netCDF's own failure (no bad value or encoding): a write that a full disk may explain (utils._say_full_disk)
-        err.write_failure = isinstance(exc, (OSError, RuntimeError))
-        raise err from exc
+    except WRITE_ERRORS as exc:
+        # the chunked writer's rule (utils.writing): exit 2 for what netCDF cannot store, 1 for an I/O failure
+        raise write_error(path, exc) from exc
 
 
 def _step(values: np.ndarray) -> float:

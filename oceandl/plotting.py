@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import warn
+from .units import unit_label
 
 __all__ = ["plot_history", "plot_confusion", "plot_reliability", "plot_image_grid", "plot_fields"]
 
@@ -57,11 +58,6 @@ def _thin(a: np.ndarray) -> np.ndarray:
     axis: what the panel's nearest-neighbour drawing shows anyway, without resampling the full grid."""
     step = -(-max(a.shape[:2]) // MAX_PANEL_PIXELS)
     return a[::step, ::step] if step > 1 else a
-
-
-# CF spellings of temperature units, written as a reader expects them on a colour bar
-_UNIT_LABELS = {"degree_Celsius": "°C", "degrees_Celsius": "°C", "degree_C": "°C", "degC": "°C", "Celsius": "°C",
-                "celsius": "°C"}
 
 
 def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
@@ -355,7 +351,8 @@ def plot_fields(fields: dict, path: str | os.PathLike, cmap: str = "RdYlBu_r", v
                 ax.set_ylabel("latitude (°N)", fontsize=8)
         cb = fig.colorbar(im, ax=ax, fraction=0.046)
         if units:
-            cb.set_label(_UNIT_LABELS.get(units, units), fontsize=8)
+            # any spelling the interpolators read as degC, degF or kelvin ("C", "degF"), as a reader expects it
+            cb.set_label(unit_label(units), fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     if title:

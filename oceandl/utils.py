@@ -492,25 +492,53 @@ _WRITE_WORDS = ("file write failed", "failed writing")
 _NO_ROOM_WORDS = ("no space left on device", "disk quota exceeded")
 
 
+#: netCDF-C's messages (nc_strerror, lower case) of a write refused for what it was given (a name,
+#: an attribute or value netCDF cannot store), not for the disk: bad input, exit 2
+_NETCDF_INPUT_WORDS = ("name contains illegal characters", "string match to name in use",
+                       "not a valid data type", "attempt to convert between text & numbers",
+                       "numeric conversion not representable", "nc_max_name exceeded", "bad chunk sizes")
+
+#: the errors a netCDF write raises; :func:`write_error` says each as the input's or the write's
+WRITE_ERRORS = (OSError, RuntimeError, ValueError, TypeError, OverflowError)
+
+
+def write_error(path: str | os.PathLike, exc: BaseException, what: str = "cannot write netCDF") -> OceanDLError:
+    """The one-line error of a failed write of ``path`` (``"{path}: {what} ({exc})"``), by its cause:
+    the one rule of the in-memory (:func:`oceandl.io.write_netcdf`) and chunked (:func:`writing`) writes.
+
+    Refused for the data or attributes given (xarray's ValueError/TypeError: an attribute netCDF cannot
+    store, a '/' in a name, complex or mixed object data; netCDF-C's "Name contains illegal characters"
+    and the like, :data:`_NETCDF_INPUT_WORDS`): an :class:`InputError` (exit 2), the user's to fix.
+    An I/O failure (an OSError: EIO, a permission, a full disk, a quota; netCDF/HDF5's other errors,
+    "NetCDF: HDF error"): an :class:`OceanDLError` (exit 1), marked ``write_failure`` so that
+    :func:`atomic_path` says a full disk when it is one. In-memory HDF errors and EIO were exit 2 (bad
+    input) until audit 124, the same with ``--chunks`` exit 1."""
+    from .errors import one_line
+
+    text = str(exc).lower()
+    to_input = isinstance(exc, (ValueError, TypeError, OverflowError)) or (
+        isinstance(exc, RuntimeError) and any(w in text for w in _NETCDF_INPUT_WORDS))
+    err = (InputError if to_input else OceanDLError)(f"{path}: {what} ({one_line(exc)})")
+    err.write_failure = not to_input
+    return err
+
+
 @contextlib.contextmanager
 def writing(path: str | os.PathLike) -> Iterator[None]:
-    """Say that an error in the block is writing ``path``'s failure: an OSError or a RuntimeError
-    (netCDF/HDF5's "NetCDF: HDF error", naming no file) is raised again as one line naming ``path``,
-    an :class:`OceanDLError` (exit 1) marked as a write's (:func:`_is_write_failure`).
+    """Say that an error in the block is writing ``path``'s failure: one of :data:`WRITE_ERRORS`
+    (netCDF/HDF5's "NetCDF: HDF error" names no file) is raised again as one line naming ``path``
+    (:func:`write_error`: exit 2 for what netCDF cannot store, 1 for an I/O failure, marked as a
+    write's for :func:`_is_write_failure`).
 
     Only the output's own calls go in it (the chunked writer's netCDF calls): the same "NetCDF: HDF
     error" from reading a corrupt input, inside the same atomic block, is no write and never said to
     be the disk's."""
     try:
         yield
-    except (OSError, RuntimeError) as exc:
+    except WRITE_ERRORS as exc:
         if isinstance(exc, OceanDLError) or _out_of_memory_text(exc):
             raise
-        from .errors import one_line
-
-        err = OceanDLError(f"{path}: cannot write it ({one_line(exc)})")
-        err.write_failure = True
-        raise err from exc
+        raise write_error(path, exc, "cannot write it") from exc
 
 
 def _out_of_memory_text(exc: BaseException) -> bool:

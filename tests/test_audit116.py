@@ -72,10 +72,11 @@ def test_a_full_disk_is_exit_1_not_bad_input(days, tmp_path, monkeypatch, chunks
 
 
 def test_a_write_error_with_room_is_still_said_as_it_was(days, tmp_path, monkeypatch):
-    """With room on the disk, the failure is write_netcdf's as before (exit 2, no disk note)."""
+    """With room on the disk, the failure is write_netcdf's, without the disk note; an HDF error is an
+    I/O failure, exit 1 (it was 2, as bad input, until audit 124; --chunks said it exit 1)."""
     _hdf_error(monkeypatch)
     monkeypatch.setattr(utils.shutil, "disk_usage", lambda p: _usage(1 << 30, 0, 1 << 30))
-    line = assert_cli_error(_interpolate(days / "all.nc", str(tmp_path / "f.nc")), 2,
+    line = assert_cli_error(_interpolate(days / "all.nc", str(tmp_path / "f.nc")), 1,
                             f"{tmp_path / 'f.nc'}: cannot write netCDF (RuntimeError: NetCDF: HDF error)")
     assert "is full" not in line
     assert os.listdir(tmp_path) == []
@@ -86,11 +87,12 @@ def test_a_write_error_with_room_is_still_said_as_it_was(days, tmp_path, monkeyp
 def test_a_per_file_write_error_names_the_output_file(days, tmp_path, monkeypatch, chunks):
     """`interpolate DAYS/ -o OUT/` whose write failed said "OUT/.d00.nc.<host>-<pid>-<random>.part: cannot
     write netCDF (...)": a hidden temporary the user never asked for (and removed by then). It now names
-    OUT/d00.nc; nothing is left in OUT (nor OUT itself, which the run made)."""
+    OUT/d00.nc; nothing is left in OUT (nor OUT itself, which the run made). Exit 1, an I/O failure
+    (2 until audit 124)."""
     _hdf_error(monkeypatch, series=False)
     monkeypatch.setattr(utils.shutil, "disk_usage", lambda p: _usage(1 << 30, 0, 1 << 30))
     out = tmp_path / "out"
-    line = assert_cli_error(_interpolate(days / "days", str(out) + "/", *chunks), 2,
+    line = assert_cli_error(_interpolate(days / "days", str(out) + "/", *chunks), 1,
                             f"{out / 'd00.nc'}: cannot write netCDF (RuntimeError: NetCDF: HDF error)")
     assert ".part" not in line, line
     assert os.listdir(tmp_path) == []

@@ -21,7 +21,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from oceandl.cli.main import cli
-from oceandl.errors import InputError
+from oceandl.errors import InputError, OceanDLError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +94,8 @@ def test_write_netcdf_failure_keeps_old_file(tmp_path, field, monkeypatch, error
         raise error
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", broken)
-    with pytest.raises(InputError if isinstance(error, OSError) else KeyboardInterrupt) as info:
+    # an OSError is an I/O failure, exit 1 (an InputError, exit 2, until audit 124)
+    with pytest.raises(OceanDLError if isinstance(error, OSError) else KeyboardInterrupt) as info:
         write_netcdf(field * 2, out, overwrite=True)
     if isinstance(error, OSError):
         assert str(out) in str(info.value) and "cannot write netCDF" in str(info.value)
@@ -116,7 +117,7 @@ def test_cli_write_failure_keeps_old_output(tmp_path, field, monkeypatch):
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", broken)
     res = invoke("interpolate", src, "--method", "climatology", "-o", out, "--overwrite", "--quiet")
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output  # a full disk: no bad input (exit 2 until audit 116)
     assert "cannot write netCDF" in res.stderr and "No space left on device" in res.stderr
     assert out.read_bytes() == b"previous result" and leftovers(tmp_path) == []
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from oceandl.errors import InputError
+from oceandl.errors import InputError, OceanDLError
 from oceandl.io import DIMS, find_variable, normalize_longitude, open_field, write_netcdf
 
 NT, NY, NX = 5, 6, 8
@@ -532,8 +532,10 @@ def test_failure_mid_write_leaves_no_partial_file(tmp_path, values, monkeypatch,
         raise OSError("disk full")
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", broken)
-    with pytest.raises(InputError, match="disk full") as e:
+    # an I/O failure, exit 1 (an InputError, exit 2, until audit 124)
+    with pytest.raises(OceanDLError, match="disk full") as e:
         write_netcdf(_dataset(values), path, overwrite=True)
+    assert not isinstance(e.value, InputError)
     _assert_message(e, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == (["out.nc"] if existing else [])
     if existing:

@@ -243,7 +243,7 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
         left to be another, or the dim left to be time is not one.
     """
     from oceandl.io import (_role_from_attrs, _role_from_name, _say_by_position, pick_by_coordinate,
-                            refuse_against_name, refuse_not_time)
+                            refuse_against_name, refuse_not_time, say_not_taken)
 
     if da.ndim != 3:
         raise InputError(f"{_label(da)}: expected 3 dims (time, lat, lon), got {da.ndim} dims {tuple(da.dims)}")
@@ -253,13 +253,16 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     by_coord = {d: _role_from_attrs(da[d].variable) if d in da.coords else None for d in da.dims}
     by_name = {d: _role_from_name(d) for d in da.dims}
     found: dict[str, Any] = {}
+    not_taken: list = []  # (role, the dim taken, the others whose coordinates said it too)
     for how in (by_coord, by_name):
         for role in _ROLES:
             hits = [d for d in da.dims if how[d] == role and d not in found.values()]
             if role in found or not hits:
                 continue
             if len(hits) > 1 and how is by_coord:  # the one said exactly (standard_name latitude), as open_field
-                hits = [pick_by_coordinate(role, [(d, da[d].variable) for d in hits], _label(da))]
+                keep = pick_by_coordinate(role, [(d, da[d].variable) for d in hits], _label(da))
+                not_taken.append((role, (keep, da[keep].variable), [(d, da[d].variable) for d in hits if d != keep]))
+                hits = [keep]
             # two dims of one role by name (lat and y): the first takes it, as open_field takes it, and
             # the other, left to the order, is refused below (refuse_against_name), as open_field refuses it
             found[role] = hits[0]
@@ -277,6 +280,9 @@ def canonical_dims(da: xr.DataArray, say: bool = False) -> tuple[str, str, str]:
     if say:
         _say_by_position(list(zip(rest, left)), _label(da))
     found.update(zip(left, rest))
+    if say:  # a dim in degrees_north beside the latitude said exactly: what it was read as, said as open_field says it
+        for role, keep, others in not_taken:
+            say_not_taken(role, keep, others, {d: r for r, d in found.items()}, _label(da))
     return tuple(found[r] for r in _ROLES)  # type: ignore[return-value]
 
 
@@ -646,7 +652,7 @@ def check_units_values(label: str, da, units, means) -> None:
     values, whatever its name, unless its standard_name is a temperature itself,
     :data:`_ABSOLUTE_NAMES`: a polar sea in degC), or above 150 in degrees Fahrenheit (kelvin
     values; a field in degF is filled in degF, as any unit: the fill is linear). The units' spellings
-    are read by :func:`~oceandl.interp.neural._unit` ("C", "deg C", "Celsius", "K", "degF"...).
+    are read by :func:`~oceandl.units._unit` ("C", "deg C", "Celsius", "K", "degF"...).
     Other units, or none (:func:`check_units_shift` tests those against a fit), are not tested
     here. A refusal of valid data costs more than a miss: a spread or an uncertainty in kelvin
     named ``sst_sd`` or ``ssta`` was refused as degC.

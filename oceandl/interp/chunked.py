@@ -116,6 +116,7 @@ The output has the variables of :meth:`Interpolator.reconstruct` (the filled fie
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -896,16 +897,34 @@ class _Reader:
     def __call__(self, ext: tuple[slice, slice, slice]) -> tuple[np.ndarray, list[np.ndarray]]:
         import dask
 
-        try:
+        rows = ", ".join(f"{ax} {s.start}:{s.stop}" for ax, s in zip(_AXES, ext))
+        with _reading(f"{self.where}variable {self.name!r}", rows):
             values, *aux = dask.compute(self.data[ext], *(a[ext] for a in self.aux), scheduler="synchronous")
-        except (OSError, RuntimeError) as exc:
-            # a corrupt input read lazily inside the write said only "NetCDF: HDF error", naming no file
-            if "out of memory" in str(exc).lower():
-                raise
-            rows = ", ".join(f"{ax} {s.start}:{s.stop}" for ax, s in zip(_AXES, ext))
-            raise InputError(f"{self.where}variable {self.name!r}: cannot read its values at {rows} "
-                             f"({one_line(exc)}): a corrupt or unreadable input file") from exc
         return np.asarray(values), [np.asarray(a, dtype=np.float32) for a in aux]
+
+
+@contextlib.contextmanager
+def _reading(label: str, rows: str) -> Iterator[None]:
+    """Say a read's failure in the block as the input's: an OSError or RuntimeError (a corrupt input read
+    lazily said only "NetCDF: HDF error", naming no file) raised again as an :class:`InputError` (exit 2)
+    naming ``label`` (the file and variable) and ``rows`` (where it was read). An out-of-memory error and
+    oceandl's own errors pass as they are. The one rule of the blocks' reader (:class:`_Reader`) and of
+    ``--fit-on``'s time blocks (:func:`_transform_chunked`)."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, OceanDLError) or "out of memory" in str(exc).lower():
+            raise
+        raise InputError(f"{label}: cannot read its values at {rows} ({one_line(exc)}): a corrupt or unreadable "
+                         "input file") from exc
+
+
+def _time_rows(t: slice | np.ndarray) -> str:
+    """The time steps ``t`` (a slice or positions) as a read's failure names them."""
+    if isinstance(t, slice):
+        return f"time {t.start}:{t.stop}"
+    t = np.atleast_1d(np.asarray(t))
+    return f"time step(s) {', '.join(map(str, t[:5].tolist()))}{', ...' if t.size > 5 else ''}"
 
 
 def _run_block(fn, reader: _Reader, ext, coords, mean, ocean, sea=None):
@@ -2141,8 +2160,13 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
         t = b.core[0] if isinstance(b, Block) else b
         if model._stream is not None:
             model._stream["days"] = np.arange(t.start, t.stop) if isinstance(t, slice) else t
-        field = da.isel(time=t).load()
-        ax = {name: a.isel(time=t).load() for name, a, *_ in covariates}
+        # read through _reading, as _Reader reads: a corrupt input named (exit 2), not a bare "NetCDF: HDF error"
+        with _reading(label, _time_rows(t)):
+            field = da.isel(time=t).load()
+        ax = {}
+        for name, a, *_ in covariates:
+            with _reading(f"{label}: aux {name!r}", _time_rows(t)):
+                ax[name] = a.isel(time=t).load()
         ds = model.transform(field, aux=ax or None)
         if first_pass:
             if model.shift_ is not None:  # a field without units: its shift from the fit, summed

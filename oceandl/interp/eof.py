@@ -412,6 +412,23 @@ class EOF:
         self.weights = xr.DataArray(w.astype(self._dtype), dims=(ydim, xdim), coords=space_coords, name="weights",
                                     attrs={**prov, "long_name": f"weight of each pixel in the analysis ({kind})",
                                            "units": "1"})
+        self._compress()
+
+    #: the results written to netCDF: each DataArray's ``encoding`` is write_netcdf's (:meth:`_compress`)
+    _RESULTS = ("eofs", "pcs", "eigenvalues", "eigenvalue_errors", "variance_fraction", "mean", "weights",
+                "rotation_matrix")
+
+    def _compress(self) -> None:
+        """Give the results (``eofs``, ``pcs``...) the netCDF encoding ``oceandl eof`` writes them with (zlib
+        level 4; PCs chunked along time, :func:`oceandl.io.with_compression_encoding`), so that
+        ``res.eofs.to_netcdf(path)`` from Python is compressed as the CLI's file is; it was written
+        uncompressed (:meth:`to_dataset` sets it on its variables too)."""
+        from oceandl.io import with_compression_encoding
+
+        for name in self._RESULTS:
+            da = getattr(self, name, None)
+            if da is not None:
+                da.encoding = dict(with_compression_encoding(da.to_dataset(name=name))[name].encoding)
 
     def __repr__(self) -> str:
         # what a notebook shows of `res`: the field, its grid and each mode's share, on one line
@@ -446,7 +463,7 @@ class EOF:
         attrs = {**self.attrs, "title": f"{'Rotated ' if rotated else ''}EOF analysis of {self._name or 'a field'}",
                  "variable": str(self._name), "total_variance": self.total_variance, "n_modes": self.n_modes,
                  "history": append_history(self._input_attrs.get("history"), what), "Conventions": "CF-1.8"}
-        from oceandl.io import no_coordinate_fill
+        from oceandl.io import no_coordinate_fill, with_compression_encoding
 
         # the provenance once, in the global attrs: each of the 6 variables repeated all of it
         variables = {}
@@ -463,8 +480,9 @@ class EOF:
             da = da.copy(deep=False)
             da.attrs = {k: v for k, v in da.attrs.items() if k not in self.attrs}
             variables[name] = da
-        # written with to_netcdf, lat/lon got a NaN _FillValue (CF: coordinates have none)
-        return no_coordinate_fill(xr.Dataset(variables, attrs=attrs))
+        # written with to_netcdf, lat/lon got a NaN _FillValue (CF: coordinates have none); compressed (zlib 4,
+        # PCs chunked along time) as `oceandl eof` writes them: ds.to_netcdf() wrote them uncompressed
+        return with_compression_encoding(no_coordinate_fill(xr.Dataset(variables, attrs=attrs)))
 
     def standardized_pcs(self) -> xr.DataArray:
         """PCs scaled to unit variance (``pcs / sqrt(eigenvalues)``; the ``eofs`` package's
@@ -623,6 +641,7 @@ class EOF:
                                            "the unrotated standardized PCs' weights in rotated PC i"})
         out.mean, out.weights = (da.copy(deep=False).assign_attrs(rotation=out.attrs["rotation"])
                                  for da in (self.mean, self.weights))
+        out._compress()  # the rotated ones are new arrays (fewer modes): their chunks and compression anew
         return out
 
     def reconstruct(self, k: int | None = None) -> xr.DataArray:

@@ -39,13 +39,13 @@ import contextlib
 import json
 import math
 import os
-import re
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from oceandl.errors import CheckpointError, InputError, OceanDLError, one_line, warn
+from oceandl.units import _UNIT_ALIASES, _unit  # noqa: F401  (imported from here by the other modules)
 from oceandl.utils import LR_RULE, valid_lr
 
 from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, aux_anomaly, _clean_grid, calibration_z, clean_axes, step_text,
@@ -103,22 +103,7 @@ _FROM_CHECKPOINT = ("neighbours", "nll", "seasonal", "latlon")
 STATS = "normalisation.safetensors"  # a checkpoint's training statistics (per-pixel mean, grid coordinates)
 AUX_MEAN = "aux_mean."  # + name: an auxiliary variable's per-pixel mean in STATS
 SEA = "land_sea_mask"  # in STATS: the land-sea mask (1 = ocean) the network was trained with, if any
-# spellings of the two temperature units of SST products (CF/UDUNITS names and common variants)
-# (UDUNITS also spells kelvin degK, degreeK, degree_K, deg_K: such a file was refused as "other units")
-#: spellings of a temperature's units (lower case, spaces as "_"), CF/udunits and what files say. A bare
-#: "C" (udunits: coulomb) and "F" (farad) are Celsius and Fahrenheit here: oceandl reads temperatures
-#: and their covariates, where a charge or a capacitance does not occur and "C" is how many SST files
-#: say Celsius. Fahrenheit ("degF") is refused by check_units_values with the conversion to make.
-_UNIT_ALIASES = {**dict.fromkeys(("degc", "deg_c", "degree_c", "degrees_c", "degree_celsius", "degrees_celsius",
-                                  "celsius", "°c", "degreec", "degreesc", "c", "deg_celsius", "degs_c", "deg._c",
-                                  "degc.", "℃", "°_c", "º_c", "ºc", "centigrade", "degree_centigrade",
-                                  "degrees_centigrade", "celcius", "degree_celcius", "degrees_celcius",
-                                  "deg_cel", "degcel"), "degC"),
-                 **dict.fromkeys(("k", "kelvin", "kelvins", "degree_kelvin", "degrees_kelvin", "degk", "deg_k",
-                                  "degree_k", "degrees_k", "degreek", "degreesk", "°k", "°_k", "ºk"), "K"),
-                 **dict.fromkeys(("degf", "deg_f", "degree_f", "degrees_f", "degreef", "degreesf", "fahrenheit",
-                                  "degree_fahrenheit", "degrees_fahrenheit", "°f", "°_f", "ºf", "℉", "f",
-                                  "deg_fahrenheit"), "degF")}
+# the temperature units' spellings and their parser live in oceandl.units (light: plotting reads them too)
 _KELVIN = 273.15  # degC -> K
 _SHIFT_LIMIT = 10.0  # an input whose mean is further than this many scales from the training mean is another unit
 _TRAINING_ONLY = ("patch", "steps", "epochs", "batch_size", "lr", "weight_decay", "visible_weight",
@@ -1566,14 +1551,6 @@ def read_training_stats(path) -> dict[str, Any] | None:
     return {"mean": mean.astype(np.float64), "global_mean": float(meta["global_mean"]), "scale": float(meta["scale"]),
             "units": meta.get("units"), "coords": coords, "aux_mean": aux,
             "sea": None if sea is None else sea.astype(bool)}
-
-
-def _unit(u) -> str | None:
-    if u is None:
-        return None
-    text = str(u).strip()
-    # "degrees C", "deg. C", "degree_C": case, spaces and underscores aside, one spelling
-    return _UNIT_ALIASES.get(re.sub(r"[\s_]+", "_", text.lower()), text)
 
 
 def check_box_grid(checkpoint, options: dict, bbox, da, where: str) -> None:
