@@ -14,7 +14,8 @@ __all__ = ["unit_label"]
 #: spellings of a temperature's units (lower case, spaces as "_"), CF/udunits and what files say. A bare
 #: "C" (udunits: coulomb) and "F" (farad) are Celsius and Fahrenheit here: oceandl reads temperatures
 #: and their covariates, where a charge or a capacitance does not occur and "C" is how many SST files
-#: say Celsius. Fahrenheit ("degF") is refused by check_units_values with the conversion to make.
+#: say Celsius. A field in Fahrenheit ("degF") is filled in degF (the fill is linear); check_units_values
+#: refuses one whose values look like kelvin.
 _UNIT_ALIASES = {**dict.fromkeys(("degc", "deg_c", "degree_c", "degrees_c", "degree_celsius", "degrees_celsius",
                                   "celsius", "°c", "degreec", "degreesc", "c", "deg_celsius", "degs_c", "deg._c",
                                   "degc.", "℃", "°_c", "º_c", "ºc", "centigrade", "degree_centigrade",
