@@ -14,7 +14,6 @@ from oceandl.cli.main import cli
 from oceandl.datasets.sst import synthetic_sst
 from oceandl.errors import InputError
 from oceandl.interp import DINEOF
-from oceandl.io import aux_key, aux_mapping
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -50,6 +49,8 @@ def _same(a, b) -> None:
 
 
 def test_entry_parsing():
+    from oceandl.io import aux_key, aux_mapping
+
     assert aux_mapping("sst_mw=analysed_sst") == ("sst_mw", "analysed_sst")
     assert aux_mapping("sst_mw=mw_2020.nc:analysed_sst") == ("sst_mw", "mw_2020.nc:analysed_sst")
     assert aux_mapping("mw.nc:sst_mw") == (None, "mw.nc:sst_mw")
@@ -136,3 +137,19 @@ def test_unet_model_takes_the_covariate_under_its_new_name(files, tmp_path):
         assert res.exit_code == 0, res.output
         with xr.open_dataset(tmp_path / name) as out:
             assert out["sst"].attrs["aux_variables"] == "sst_mw"
+
+
+def test_accessor_maps_a_dataset_variable_to_the_fit_name(files):
+    """ds.oceandl.interpolate(aux="sst_mw=analysed_sst") or aux={"sst_mw": "analysed_sst"}: the fit's
+    sst_mw read from this Dataset's analysed_sst (was: variable 'sst_mw=analysed_sst' not found)."""
+    import oceandl  # noqa: F401 - registers the accessor
+    from oceandl.interp import interpolate, load_fitted
+
+    fit = load_fitted(files / "fit")
+    today, new = xr.open_dataset(files / "today.nc"), xr.open_dataset(files / "renamed.nc")
+    ref = interpolate(today["sst"], "dineof", fit_on=fit, aux=today["sst_mw"], device="cpu")
+    for aux in ("sst_mw=analysed_sst", {"sst_mw": "analysed_sst"}):
+        got = new.oceandl.interpolate("dineof", var="sst", fit_on=fit, aux=aux, device="cpu")
+        np.testing.assert_allclose(got.values, ref.values, atol=1e-5)
+    with pytest.raises(InputError, match="sst_mw=analysed_sst"):
+        new.oceandl.interpolate("dineof", var="sst", fit_on=fit, aux="analysed_sst", device="cpu")
