@@ -212,10 +212,11 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
                 # 'give a file that has it' misled where the file has it, all missing on INPUT's days
                 want = "give a file that has it" if "not found" in str(exc) else "give its values on INPUT's days"
                 raise InputError(f"{exc}; {taken} was fitted with it as an auxiliary variable (its modes take "
-                                 f"it: {want}, or --aux FILE:VAR)") from None
+                                 f"it: {want}, or --aux FILE:VAR; named otherwise: --aux {name}=VAR)") from None
             # a bathymetry from its own file (--aux depth.nc:depth at training) is never in INPUT: say how
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
-                             "it as input: give a file that has it, or --aux FILE:VAR)") from None
+                             "it as input: give a file that has it, or --aux FILE:VAR; named otherwise: "
+                             f"--aux {name}=VAR)") from None
         if is_static_map(cov, da):
             # a static map (bathymetry): an input channel that is the same every day (neural methods)
             cov = cov.isel(time=0, drop=True)

@@ -66,6 +66,10 @@ def test_saved_fit_takes_the_covariate_under_its_new_name(files, tmp_path):
                     "-o", str(tmp_path / "x.nc")])
     assert_cli_error(res, 2, "was fitted with sst_mw", "--aux sst_mw=analysed_sst")
     assert not (tmp_path / "x.nc").exists()
+    # no --aux: the fit's sst_mw looked for by name, not found, and how to name it said (by blocks too)
+    for extra, said in (([], "named otherwise: --aux sst_mw=VAR"), (["--chunks", "time=4"], "aux sst_mw=VAR")):
+        res = run(cli, ["interpolate", str(files / "renamed.nc"), *COMMON, *fit, *extra, "-o", str(tmp_path / "x.nc")])
+        assert_cli_error(res, 2, "variable 'sst_mw' not found", said)
     # mapped: the same fill as the file naming it sst_mw, in memory and by blocks
     for name, extra in (("a.nc", ["--aux", "sst_mw=analysed_sst"]),
                         ("b.nc", ["--aux", "sst_mw=analysed_sst", "--chunks", "time=4"]),

@@ -445,7 +445,7 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
             if taken is None or type(exc) is not InputError:
                 raise
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes it "
-                             "as input: give a file that has it)") from None
+                             f"as input: give a file that has it; named otherwise: --aux {key}=VAR)") from None
         if is_static_map(a, da):
             # a static map: loaded (lat x lon values), on the field's grid; aux_arrays broadcasts it
             a = a.isel(time=0, drop=True).load()
@@ -2138,8 +2138,9 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
             raise
         # not given: the saved fit's own, read from the input by name (said as in memory)
         want = "give a file that has it" if "not found" in str(exc) else "give its values on the input's days"
+        named = f"{aux[0]}=VAR" if isinstance(aux, (list, tuple)) and len(aux) == 1 else "NAME=VAR"
         raise InputError(f"{exc}; the fit{_fit_name(fit_on)} was fitted with it as an auxiliary variable (its modes "
-                         f"take it: {want}, or aux FILE:VAR)") from None
+                         f"take it: {want}, or aux FILE:VAR; named otherwise: aux {named})") from None
     blocks = plan_blocks(shape, core, {})
 
     def block(b: Block | np.ndarray):
