@@ -490,7 +490,10 @@ _AUX_HELP = ("Auxiliary variable (repeat for several): VAR of the same file, or 
              "FILE:VAR on another grid or other days is put on the field's lazily, each block reading its "
              "window of it. A (lat, lon) VAR (bathymetry) is a static "
              "covariate: an input channel the same every day, normalised by its global mean and std (kept in "
-             "the checkpoint); neural methods only.")
+             "the checkpoint); neural methods only. A --model's or saved fit's covariates are matched by name: "
+             "one a new file names otherwise is given as NAME=VAR or NAME=FILE:VAR (e.g. --aux "
+             "sst_mw=mw_2020.nc:analysed_sst: the sst_mw the model was trained with, read from analysed_sst; "
+             "never guessed, even one for one), also with --fit-aux, --chunks and train interpolator.")
 
 
 _MASK_HELP = ("Land-sea mask: VAR of the same file or FILE:VAR of another, (lat, lon) on the field's grid (matched "

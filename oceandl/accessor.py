@@ -66,6 +66,8 @@ class OceanDLDatasetAccessor:
         ``fit_on`` may be a Dataset too: its variable ``var`` (found as in this one, with the same
         ``min_quality``) is the field fitted, as ``oceandl interpolate --fit-on`` reads its file.
         ``aux`` may name variables of this Dataset (a name or a list of names), as ``--aux`` does;
+        ``"NAME=VAR"`` (or ``{NAME: "VAR"}``) gives its VAR as the covariate NAME (a saved model's
+        or fit's, named otherwise in this Dataset);
         ``mask`` too (a land-sea mask, e.g. ``mask="land"``; see :func:`oceandl.interp.interpolate`),
         as ``--mask`` does.
 
@@ -84,13 +86,21 @@ class OceanDLDatasetAccessor:
             kwargs["fit_on"] = kwargs["fit_on"].oceandl._field(var, min_quality)
         aux = kwargs.get("aux")
         names = [aux] if isinstance(aux, str) else aux
+        if isinstance(names, dict) and any(isinstance(a, str) for a in names.values()):
+            # {NAME: "VAR"}: the covariate a model knows as NAME, this Dataset's VAR (named otherwise here)
+            names = [f"{k}={a}" if isinstance(a, str) else a.rename(k) for k, a in names.items()]
         if isinstance(names, (list, tuple)) and any(isinstance(a, str) for a in names):
-            from oceandl.io import find_variable
+            from oceandl.io import aux_mapping, find_variable
 
-            # as --aux reads them: each found by name (close names suggested), the field's quality mask not
-            # applied; names beside DataArrays too (a name among them was "an auxiliary variable has no name")
-            kwargs["aux"] = [self._obj[find_variable(self._obj, a, label="Dataset")] if isinstance(a, str) else a
-                             for a in names]
+            def read(entry: str):
+                # as --aux reads them: found by name (close names suggested), the field's quality mask not applied;
+                # NAME=VAR: VAR given as NAME (a saved model's covariate, named otherwise in this Dataset)
+                key, name = aux_mapping(entry)
+                a = self._obj[find_variable(self._obj, name, label="Dataset")]
+                return a if key is None else a.rename(key)
+
+            # names beside DataArrays too (a name among them was "an auxiliary variable has no name")
+            kwargs["aux"] = [read(a) if isinstance(a, str) else a for a in names]
         return self._field(var, min_quality).oceandl.interpolate(method, **kwargs)
 
     def eof(self, n_modes: int = 10, *, var: str | None = None, **kwargs):

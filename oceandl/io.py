@@ -38,7 +38,7 @@ from .utils import WRITE_ERRORS, atomic_path, check_output_path, write_error
 __all__ = ["open_field", "write_netcdf", "check_complevel", "find_variable", "normalize_longitude", "in_degrees", "DIMS",
            "SourceGrid", "source_grid", "to_source_grid", "no_coordinate_fill", "file_attrs", "day_chunks",
            "dangling_references", "to_field_grid", "open_files", "input_files", "describe_source",
-           "source_paths", "NETCDF_SUFFIXES", "Subset", "parse_bbox", "parse_dates", "is_pattern", "split_file_var",
+           "source_paths", "NETCDF_SUFFIXES", "aux_mapping", "aux_key", "Subset", "parse_bbox", "parse_dates", "is_pattern", "split_file_var",
            "FileSpan", "names_folder", "series_spans", "PerFilePlan", "plan_per_file",
            "write_per_file"]
 
@@ -745,6 +745,7 @@ def split_file_var(entry: str, source, option: str = "--aux"):
     InputError
         ``FILE`` looks like a path (a ``/`` or a netCDF suffix) and there is no such file.
     """
+    entry = aux_mapping(entry)[1]  # NAME=VAR, NAME=FILE:VAR: VAR is read (named NAME by aux_key)
     if ":" in entry:
         path, var = entry.rsplit(":", 1)
         p = Path(path).expanduser()
@@ -756,6 +757,28 @@ def split_file_var(entry: str, source, option: str = "--aux"):
             if not p.exists() and ("/" in path or path.lower().endswith(NETCDF_SUFFIXES)):
                 raise InputError(f"{option} {entry}: no such file {path!r} (FILE:VAR reads VAR from FILE)")
     return source, entry
+
+
+#: ``NAME=`` before an entry: the covariate's name (the one a model was trained or fitted with), the
+#: rest the VAR or FILE:VAR it is read from
+_AUX_NAME = re.compile(r"^([A-Za-z_][\w.\-]*)=(.+)$")
+
+
+def aux_mapping(entry: str) -> tuple[str | None, str]:
+    """``(NAME, rest)`` of an ``--aux NAME=VAR`` / ``NAME=FILE:VAR`` entry (the covariate a model knows
+    as NAME, read from VAR: next year's file calls it otherwise), ``(None, entry)`` without ``NAME=``
+    (or where the whole entry is a file's path that holds a ``=``)."""
+    m = _AUX_NAME.match(entry)
+    if m is None or Path(entry.rsplit(":", 1)[0]).expanduser().exists():
+        return None, entry
+    return m.group(1), m.group(2)
+
+
+def aux_key(entry: str, source) -> str:
+    """The name a covariate ``entry`` (``VAR``, ``FILE:VAR``, ``NAME=VAR``, ``NAME=FILE:VAR``) is given
+    to the method by: NAME where said, else VAR."""
+    name, _ = aux_mapping(entry)
+    return name if name is not None else split_file_var(entry, source)[1]
 
 
 def describe_source(source, files: list[Path] | None = None) -> str:

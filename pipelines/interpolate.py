@@ -148,12 +148,12 @@ def cli_fit_aux_words(aux: Sequence[str] | None, fit_aux: Sequence[str] | None, 
     :func:`~oceandl.interp.base.warn_partial_fit_aux`: ``--fit-aux FILE:VAR`` as given, or without
     --fit-aux the ``--aux`` entry read for the fitted period (``--aux FILE:VAR``, ``FIT_ON: --aux VAR``),
     as :func:`_read_aux` names them in its messages."""
-    from oceandl.io import describe_source, split_file_var
+    from oceandl.io import aux_key, describe_source, split_file_var
 
     out = {}
     for i, entry in enumerate(aux or ()):
         try:
-            name = split_file_var(entry, source)[1]
+            name = aux_key(entry, source)
             own = split_file_var(entry, fit_on)[0] is not fit_on
         except InputError:  # a FILE that is not there: refused where it is read
             continue
@@ -188,17 +188,18 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
     bathymetry, a distance to the coast) comes back as a (lat, lon) map on the field's grid.
     ``option``: the option named in messages (``--fit-aux`` for the fitted period's covariates)."""
     from oceandl.interp.base import check_units_field
-    from oceandl.io import is_static_map, open_field, split_file_var, to_field_grid
+    from oceandl.io import aux_key, is_static_map, open_field, split_file_var, to_field_grid
 
     if not names:
         return None
     out = {}
     for entry in names:
         src, name = split_file_var(entry, source, option)
+        key = aux_key(entry, source)  # NAME=FILE:VAR: the name the method knows it by
         if name == da.name and src is source:
             raise InputError(f"{option} {name}: the variable being filled (--var); give other variables as aux")
-        if name in out:
-            raise InputError(f"{option}: {name} given twice")
+        if key in out:
+            raise InputError(f"{option}: {key} given twice")
         try:
             cov = open_field(src, name, label=None if isinstance(src, (str, Path)) else where, allow_static=True,
                              **_cut(cut, pad=0 if src is source else 2))
@@ -211,10 +212,11 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
                 # 'give a file that has it' misled where the file has it, all missing on INPUT's days
                 want = "give a file that has it" if "not found" in str(exc) else "give its values on INPUT's days"
                 raise InputError(f"{exc}; {taken} was fitted with it as an auxiliary variable (its modes take "
-                                 f"it: {want}, or --aux FILE:VAR)") from None
+                                 f"it: {want}, or --aux FILE:VAR; named otherwise: --aux {name}=VAR)") from None
             # a bathymetry from its own file (--aux depth.nc:depth at training) is never in INPUT: say how
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes "
-                             "it as input: give a file that has it, or --aux FILE:VAR)") from None
+                             "it as input: give a file that has it, or --aux FILE:VAR; named otherwise: "
+                             f"--aux {name}=VAR)") from None
         if is_static_map(cov, da):
             # a static map (bathymetry): an input channel that is the same every day (neural methods)
             cov = cov.isel(time=0, drop=True)
@@ -226,7 +228,7 @@ def _read_aux(source, names: list[str], da, where: str, taken: str | None = None
         # (and each of its files, a many-file covariate on the field's grid and times)
         check_units_field(f"{option} {entry}" if src is not source else f"{where}: {option} {entry}", cov,
                           np.asarray(cov.values))
-        out[name] = cov
+        out[key] = cov.rename(key)
     return out
 
 
@@ -408,11 +410,18 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         if aux and not fit_aux:
             raise InputError(f"--aux: the fit saved in {fit_on} takes no auxiliary variables (it was fitted without "
                              "--aux); drop --aux, or fit it with them")
-        from oceandl.io import split_file_var
+        from oceandl.io import aux_key, aux_mapping
 
-        if aux and sorted(split_file_var(e, input_path)[1] for e in aux) != sorted(fit_aux):
+        keys = [aux_key(e, input_path) for e in aux]
+        if aux and sorted(keys) != sorted(fit_aux):
+            # next year's file names sst_mw otherwise: mapped by name (NAME=VAR), never guessed
+            missing = [n for n in fit_aux if n not in keys]
+            one = len(aux) == 1 and len(missing) == 1 and aux_mapping(aux[0])[0] is None
+            how = (f"--aux {missing[0]}={aux[0]}" if one else
+                   f"--aux {missing[0]}=VAR or {missing[0]}=FILE:VAR" if missing else "")
             raise InputError(f"--aux {' '.join(aux)}: the fit saved in {fit_on} was fitted with "
-                             f"{', '.join(fit_aux)}; give those (its covariates on INPUT's days)")
+                             f"{', '.join(fit_aux)}; give those (its covariates on INPUT's days)"
+                             + (f", a variable named otherwise as {how}" if how else ""))
         if fit_aux and not aux:  # as --model does for a network: its covariates, read from INPUT
             aux, taken = fit_aux, f"the fit saved in {fit_on}"
             log(f"auxiliary variables of the fit saved in {fit_on}: {', '.join(aux)} (--aux), read from INPUT")
@@ -459,9 +468,9 @@ def run_interpolation(input_path: str | Path | None, output: str | Path, *, var:
         try:
             fit_cut = {"bbox": bbox} if bbox is not None else None
             if fit_aux_entries:  # each keyed by its --aux name: the fit's covariates are today's by name
-                from oceandl.io import split_file_var
+                from oceandl.io import aux_key
 
-                fit_aux_das = _read_fit_aux(fit_on, [(split_file_var(e, input_path)[1], own)
+                fit_aux_das = _read_fit_aux(fit_on, [(aux_key(e, input_path), own)
                                                     for e, own in zip(aux, fit_aux_entries)],
                                            fit_da, describe_source(fit_on), log=log, cut=fit_cut)
             else:

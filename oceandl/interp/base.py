@@ -1332,6 +1332,17 @@ def warn_partial_fit_aux(model: "Interpolator", label: str = "fit_on") -> None:
                  "fitted period, or fill without it", UserWarning)
 
 
+def aux_naming_hint(missing: list[str], extra: list[str] = ()) -> str:
+    """How to give covariates under the names a model knows them by, for its refusals: one given
+    under another name (next year's file calls ``sst_mw`` ``analysed_sst``) is mapped by name, never
+    guessed at (the truth ``sst_true`` is in the same units as ``sst_mw``)."""
+    if not missing:
+        return ""
+    n = str(missing[0])
+    v = str(extra[0]) if len(extra) == 1 and len(missing) == 1 else "VAR"
+    return f" (to read {n!r} from a variable named otherwise: --aux {n}={v} or {n}=FILE:{v}; aux={{{n!r}: da}})"
+
+
 def refuse_static_aux(method: str, static: list[str], label: str) -> None:
     """Refuse static covariates ``static`` (names) for ``method`` (DINEOF): a (lat, lon) map is the
     same every day, its temporal anomaly is 0, and it adds nothing to the modes."""

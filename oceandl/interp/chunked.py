@@ -414,7 +414,7 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
     are checked in the statistics pass. ``taken``: the checkpoint they come from, said when one is
     missing. Nothing is read.
     """
-    from oceandl.io import is_static_map, split_file_var, to_field_grid
+    from oceandl.io import aux_key, is_static_map, split_file_var, to_field_grid
 
     from .base import aux_arrays
 
@@ -425,14 +425,16 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
             items[key] = entry  # aux_arrays names an unnamed one
             continue
         src, name = split_file_var(entry, source)
+        # the name the method knows it by: a dict's key, NAME of NAME=FILE:VAR, else VAR
+        key = key if key is not None else aux_key(entry, source)
         other = src is not source
         if not other and not isinstance(source, (str, os.PathLike, xr.Dataset)):
             raise InputError(f"{label}: aux {entry!r} is a name, but the field is a DataArray: pass the covariate "
                              "itself (a DataArray on the field's grid)")
         if not other and name == da.name:
             raise InputError(f"{label}: aux {name!r} is the field being filled; give other variables as aux")
-        if name in items:
-            raise InputError(f"{label}: aux {name!r} is given twice")
+        if key in items:
+            raise InputError(f"{label}: aux {key!r} is given twice")
         try:
             with warnings.catch_warnings():  # 'chunks separate the stored chunks': chosen on purpose (halos)
                 warnings.simplefilter("ignore", UserWarning)
@@ -444,7 +446,7 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
             if taken is None or type(exc) is not InputError:
                 raise
             raise InputError(f"{exc}; {taken} was trained with it as an auxiliary variable (the network takes it "
-                             "as input: give a file that has it)") from None
+                             f"as input: give a file that has it; named otherwise: --aux {key}=VAR)") from None
         if is_static_map(a, da):
             # a static map: loaded (lat x lon values), on the field's grid; aux_arrays broadcasts it
             a = a.isel(time=0, drop=True).load()
@@ -452,13 +454,13 @@ def _open_aux(aux, source, da: xr.DataArray, chunks: Mapping[str, int], where: s
                 a, done = to_field_grid(a, da, label=f"--aux {entry}")
                 if done and log is not None:
                     log(f"--aux {entry}: {'; '.join(done)}")
-            items[name] = a.rename(name)
+            items[key] = a.rename(key)
             continue
         if other:  # lazily: each chunk on the field's grid reads its own window of the covariate
             a, done = to_field_grid(a, da, label=f"--aux {entry}", chunks=dict(chunks))
             if done and log is not None:  # said as in memory: it changes what the method is given
                 log(f"--aux {entry}: {'; '.join(done)}")
-        items[name] = a.rename(name)
+        items[key] = a.rename(key)
     out = []
     for name, a, units, static in aux_arrays(items, da, _AXES, label):
         a = a.rename({d: ax for d, ax in zip(a.dims, _AXES)})
@@ -1488,14 +1490,17 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
 
         refuse_static_aux(method, [c[0] for c in covariates if c[3]], f"{where}variable {da.name!r}")
     if saved_aux is not None and kind == "neural":
+        from .base import aux_naming_hint
+
         given = [c[0] for c in covariates]
+        what = "checkpoint" if options.get("checkpoint") else "init checkpoint"
         missing, extra = [k for k in saved_aux if k not in given], [k for k in given if k not in saved_aux]
         if missing or extra:  # said before the statistics pass, as the in-memory fit says it
-            what = "checkpoint" if options.get("checkpoint") else "init checkpoint"
             had = f"auxiliary variables {', '.join(map(repr, saved_aux))}" if saved_aux else "no auxiliary variable"
             fix = " and ".join(([f"give {', '.join(map(repr, missing))} as aux (--aux)"] if missing else [])
                                + ([f"drop {', '.join(map(repr, extra))}"] if extra else []))
-            raise InputError(f"method {method!r}: {what} {start} was trained with {had}; {fix}")
+            raise InputError(f"method {method!r}: {what} {start} was trained with {had}; {fix}"
+                             f"{aux_naming_hint(missing, extra)}")
         covariates.sort(key=lambda c: saved_aux.index(c[0]))  # the network's channel order
 
     design, k, fold = None, 0, None
@@ -1916,7 +1921,8 @@ def _fit_for_chunks(fit_on, method: str, cls, options: dict, source, da: xr.Data
         fit_da = fit_lazy.load()
         covs = None  # the fitted period's covariates
         if fit_aux is None and aux is not None:  # DINEOF's joint modes: the fit field's own covariates, by name
-            names = [e for _, e in _aux_entries(aux)]
+            # a dict's key is the covariate's name: NAME=ENTRY, as the command line's
+            names = [e if k is None or not isinstance(e, str) else f"{k}={e}" for k, e in _aux_entries(aux)]
             if any(not isinstance(e, str) for e in names) or not isinstance(fit_on, (str, os.PathLike)):
                 raise InputError("aux: with fit_on a field to fit, give the covariates by name (VAR, or FILE:VAR), "
                                  "read for the fitted field too, or give the fitted period's as fit_aux")
@@ -1961,7 +1967,7 @@ def _fit_aux(fit_aux, aux, fit_on, source, fit_da: xr.DataArray, bbox, say):
     """The fitted period's covariates (``fit_aux`` of :func:`interpolate_chunked`) for ``model.fit``:
     entries ``VAR`` / ``FILE:VAR`` read on ``fit_da``'s days and grid as ``oceandl interpolate
     --fit-aux`` reads them, each named as its ``aux`` entry; DataArrays passed on as they are."""
-    from oceandl.io import split_file_var
+    from oceandl.io import aux_key, split_file_var
 
     entries = [fit_aux] if isinstance(fit_aux, str) else fit_aux
     if not isinstance(entries, (list, tuple)) or not all(isinstance(e, str) for e in entries):
@@ -1976,7 +1982,7 @@ def _fit_aux(fit_aux, aux, fit_on, source, fit_da: xr.DataArray, bbox, say):
                          "FILE:VAR, or the covariates themselves")
     from oceandl.pipelines.interpolate import _read_fit_aux
 
-    names = [split_file_var(entry, source)[1] if isinstance(entry, str) else
+    names = [aux_key(entry, source) if isinstance(entry, str) and key is None else
              str(key if key is not None else getattr(entry, "name", "")) for key, entry in given]
     return _read_fit_aux(fit_on, list(zip(names, entries)), fit_da, _source_text(fit_on), log=say,
                         cut={"bbox": bbox} if bbox is not None else None)
@@ -2151,8 +2157,9 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
             raise
         # not given: the saved fit's own, read from the input by name (said as in memory)
         want = "give a file that has it" if "not found" in str(exc) else "give its values on the input's days"
+        named = f"{aux[0]}=VAR" if isinstance(aux, (list, tuple)) and len(aux) == 1 else "NAME=VAR"
         raise InputError(f"{exc}; the fit{_fit_name(fit_on)} was fitted with it as an auxiliary variable (its modes "
-                         f"take it: {want}, or aux FILE:VAR)") from None
+                         f"take it: {want}, or aux FILE:VAR; named otherwise: aux {named})") from None
     blocks = plan_blocks(shape, core, {})
 
     def block(b: Block | np.ndarray):

@@ -910,7 +910,7 @@ class DINEOF(Interpolator):
         scale and ``aux_weight`` (not its own: the fit's modes hold the fit's anomalies); ``{}`` for a
         fit without covariates and no ``aux``. Refused: ``aux`` missing for a fit with covariates,
         given to one without, names that are not the fit's, static maps, other units."""
-        from .base import read_aux, refuse_static_aux
+        from .base import aux_naming_hint, read_aux, refuse_static_aux
         from .neural import _KELVIN, _SHIFT_LIMIT, _unit
 
         st = getattr(self, "_aux_stats", None) if getattr(self, "aux_names_", None) else None
@@ -929,7 +929,8 @@ class DINEOF(Interpolator):
         if missing or extra:
             said = "; ".join(t for t in (f"missing: {', '.join(missing)}" if missing else "",
                                          f"not the fit's: {', '.join(map(str, extra))}" if extra else "") if t)
-            raise InputError(f"{label}: aux: the fit's auxiliary variables are {', '.join(names)} ({said})")
+            raise InputError(f"{label}: aux: the fit's auxiliary variables are {', '.join(names)} ({said})"
+                             f"{aux_naming_hint(missing, extra)}")
         refuse_static_aux(self.name, [n for n, s_ in zip(got, static) if s_], label)
         blocks, masks = [], []
         for i, name in enumerate(names):

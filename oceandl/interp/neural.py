@@ -49,7 +49,7 @@ from oceandl.units import _UNIT_ALIASES, _unit  # noqa: F401  (imported from her
 from oceandl.utils import LR_RULE, valid_lr
 
 from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, aux_anomaly, _clean_grid, calibration_z, clean_axes, step_text,
-                   refuse_undated, static_stats, time_steps, unordered_step)
+                   aux_naming_hint, refuse_undated, static_stats, time_steps, unordered_step)
 
 if TYPE_CHECKING:  # torch is imported on first use: `import oceandl.interp` stays light
     import torch
@@ -588,7 +588,8 @@ class NeuralInterpolator(Interpolator):
                 # missing one, then on the next try to drop the other
                 fix = " and ".join(([f"give {', '.join(map(repr, missing))} as aux (--aux)"] if missing else [])
                                    + ([f"drop {', '.join(map(repr, extra))}"] if extra else []))
-                raise InputError(f"method {self.name!r}: {what} {start} was trained with {had}; {fix}")
+                raise InputError(f"method {self.name!r}: {what} {start} was trained with {had}; {fix}"
+                                 f"{aux_naming_hint(missing, extra)}")
         else:
             names = list(given)
         training = getattr(self, "_training_stats", None) if getattr(self, "normalisation_", None) == "training" else None
