@@ -318,6 +318,16 @@ def _need_output(output: Path | None, what: str) -> Path:
     return output
 
 
+def _netcdf_output(output: Path, what: str, folder: str | None = None) -> None:
+    """Refuse an output name that does not end in .nc/.nc4, before any work: ``eof -o x.txt`` wrote
+    netCDF under a .txt name (``classify -o p.txt`` refused it). ``folder``: how a folder is named
+    where the command also writes one (said in the message)."""
+    from oceandl.io import NETCDF_SUFFIXES
+
+    if output.suffix.lower() not in NETCDF_SUFFIXES:
+        raise InputError(f"{output}: the {what} must end in .nc" + (f", or {folder}" if folder else ""))
+
+
 def _echo(msg: str) -> None:
     """A progress message on stderr; none with --quiet (results go to stdout, warnings always print)."""
     ctx = click.get_current_context(silent=True)
@@ -1122,6 +1132,8 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     # -o FOLDER/ (or an existing folder): a file per input file, named as it (a folder of daily L3 files in,
     # a folder of daily filled files out)
     per_file = bool(click.get_current_context().meta.get("oceandl.output_folder")) or names_folder(output)
+    if not per_file:
+        _netcdf_output(output, "filled netCDF", folder="name a folder (FOLDER/) for a file per input file")
     input_path = _inputs(input_path)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None and "checkpoint" in opts:  # --model's would replace it without a word
@@ -1262,6 +1274,7 @@ def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, 
     from oceandl.io import describe_source, file_attrs, open_field, source_grid, source_paths, to_source_grid, write_netcdf
 
     output = _need_output(output, "EOF netCDF")
+    _netcdf_output(output, "EOF netCDF")
     input_path = _inputs(input_path)
     if rotate == 1 or rotate > n_modes:  # refused before the field is read
         raise click.UsageError(f"--rotate {rotate}: needs 2 <= N <= --n-modes ({n_modes}), or 0 for none")
@@ -1405,6 +1418,7 @@ def synth(kind, n, size, cloud_cover, microwave, quiet, output, overwrite, seed,
         check_output_path(output, overwrite, kind="folder", replaceable=_is_synth_folder("sst-daily"),
                           what="folder of daily synthetic SST files")
     elif kind == "sst":
+        _netcdf_output(output, "synthetic SST file", folder="use --daily for a folder of daily files")
         check_output_path(output, overwrite, kind="file", what="netCDF file")
     else:
         check_output_path(output, overwrite, kind="folder", replaceable=_is_synth_folder(kind),
