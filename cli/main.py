@@ -681,6 +681,52 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
     return open_image_dataset(data)
 
 
+def _split_option(split: str) -> tuple[float, ...]:
+    """``--split`` as three fractions, its errors naming the option (the library's said "split (0.5, 0.5)")."""
+    from oceandl.training.classifier import split_fractions_ok
+
+    example = "train,val,test, e.g. 0.8,0.1,0.1"
+    try:
+        fractions = tuple(float(s) for s in split.split(","))
+    except ValueError:
+        raise InputError(f"--split {split}: expected three numbers {example}") from None
+    if len(fractions) != 3:
+        raise InputError(f"--split {split}: expected three fractions {example}")
+    if not split_fractions_ok(fractions):
+        raise InputError(f"--split {split}: the three fractions (train,val,test) must each be above 0 and sum "
+                         "to 1, e.g. 0.8,0.1,0.1")
+    return fractions
+
+
+#: TrainConfig's fields that are `train classifier` options: its errors say the option, not the field
+_TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "grad_clip", "warmup_epochs", "label_smoothing",
+                 "l1", "l2", "early_stopping", "num_workers")
+
+
+@contextlib.contextmanager
+def _as_options(augment: str | None = None) -> Iterator[None]:
+    """The library's errors about settings in the words of the command line: "label_smoothing must be
+    within [0, 1]" -> "--label-smoothing must be ...", "unknown augmentation 'x'" -> "--augment x: ..."."""
+    import re
+
+    try:
+        yield
+    except InputError as exc:
+        msg = str(exc)
+        m = re.match(r"([a-z0-9_]+)(?=[ =])", msg)
+        if m and m.group(1) in _TRAIN_FIELDS:
+            msg = "--" + m.group(1).replace("_", "-") + msg[m.end():]
+        msg = re.sub(r"scheduler='(\w+)'", r"--scheduler \1", msg)
+        msg = msg.replace("below epochs (", "below --epochs (")
+        if augment is not None and msg.startswith("unknown augmentation"):
+            msg = f"--augment {augment}: {msg}"
+        elif re.match(r"model '[^']*' has no option", msg):
+            msg = f"--set: {msg}"
+        if msg == str(exc):
+            raise
+        raise InputError(msg) from None
+
+
 @train.command("classifier")
 @click.option("--data", type=click.Path(path_type=Path), help="Class folders (TenGeoP-SARwv, plankton), a netCDF stack, or an MNIST folder.")
 @click.option("--demo", is_flag=True, help="Train on synthetic SAR vignettes made on the fly.")
@@ -775,27 +821,26 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         model_name, model_opts, size, fit, intensity, normalize = _network_of(
             start, "--init" if init is not None else "the run in", model_name=model_name, options=model_opts,
             size=size, fit=fit, intensity=intensity, normalize=normalize, channels=channels)
-    try:
-        fractions = tuple(float(s) for s in split.split(","))
-    except ValueError:
-        raise InputError(f"--split {split}: expected three numbers like 0.7,0.15,0.15") from None
+    fractions = _split_option(split)
     # `is None`, not `or`: an explicit 0 is refused by TrainConfig (it was silently the default)
-    cfg = TrainConfig(epochs=10 if epochs is None else epochs, batch_size=64 if batch_size is None else batch_size,
-                      lr=1e-3 if lr is None else lr, seed=seed, device=device,
-                      optimizer=optimizer, weight_decay=weight_decay, class_weights=class_weights, l1=l1, l2=l2,
-                      early_stopping=early_stopping, grad_clip=grad_clip, warmup_epochs=warmup_epochs,
-                      scheduler=scheduler, label_smoothing=label_smoothing,
-                      augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
-                      amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
-                      channels_last=channels_last, fused=fused_optimizer,
-                      progress=_progress(quiet))
+    with _as_options():
+        cfg = TrainConfig(epochs=10 if epochs is None else epochs, batch_size=64 if batch_size is None else batch_size,
+                          lr=1e-3 if lr is None else lr, seed=seed, device=device,
+                          optimizer=optimizer, weight_decay=weight_decay, class_weights=class_weights, l1=l1, l2=l2,
+                          early_stopping=early_stopping, grad_clip=grad_clip, warmup_epochs=warmup_epochs,
+                          scheduler=scheduler, label_smoothing=label_smoothing,
+                          augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
+                          amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
+                          channels_last=channels_last, fused=fused_optimizer,
+                          progress=_progress(quiet))
     # --size and --channels in the spec too: a netCDF stack or MNIST folder is read as stored (only the
     # image-folder readers take them), so they were silently ignored there; after a folder reader
     # they are already met and change nothing
     spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
             **({"channels": int(channels)} if channels else {}), **({"fit": fit} if fit != "stretch" else {})}
     # every setting checked before the data is made or read (TrainConfig above: the numbers)
-    check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
+    with _as_options(augment=augment):
+        check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
     if demo:
         import shutil
 

@@ -39,3 +39,22 @@ def test_netcdf_writers_still_take_nc_and_folders(tmp_path, sst_file):
                                    "-o", f"{tmp_path / 'filled'}/"])
     assert res.exit_code == 0, res.output
     assert [p.name for p in (tmp_path / "filled").iterdir()] == ["sst.nc"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--split", "0.5,0.5"], "--split 0.5,0.5: expected three fractions train,val,test, e.g. 0.8,0.1,0.1"),
+    (["--split", "0.5,0.6,0.1"], "--split 0.5,0.6,0.1: the three fractions (train,val,test) must each be above 0"),
+    (["--split", "a,b,c"], "--split a,b,c: expected three numbers"),
+    (["--label-smoothing", "2"], "--label-smoothing must be within [0, 1]"),
+    (["--early-stopping", "-1"], "--early-stopping must be >= 0"),
+    (["--epochs", "2", "--warmup-epochs", "3"], "--warmup-epochs must be >= 0 and below --epochs (2)"),
+    (["--warmup-epochs", "1", "--scheduler", "onecycle"], "--warmup-epochs with --scheduler onecycle"),
+    (["--augment", "flip,bogus"], "--augment flip,bogus: unknown augmentation 'bogus'"),
+    (["--set", "bogus=1"], "--set: model 'cnn' has no option 'bogus'"),
+])
+def test_train_classifier_errors_name_the_option(tmp_path, args, says):
+    """`--split 0.5,0.5` said "split (0.5, 0.5): expected three fractions", TrainConfig's errors its
+    field names (label_smoothing, warmup_epochs): the option given is named, before any data is read."""
+    res = CliRunner().invoke(cli, ["train", "classifier", "--data", str(tmp_path / "missing"), *args,
+                                   "-o", str(tmp_path / "m")])
+    assert_cli_error(res, 2, says)
