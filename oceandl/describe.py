@@ -52,7 +52,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     InputError
         ``path`` does not exist, or is neither a checkpoint folder nor a netCDF file.
     CheckpointError
-        A checkpoint folder whose ``config.json`` is corrupt or missing.
+        A checkpoint folder whose ``config.json`` or ``weights.safetensors`` is missing, corrupt or
+        truncated (the safetensors header is checked against the file's size; no tensor is read).
     """
     p = Path(path)
     from oceandl.io import is_pattern
@@ -100,6 +101,13 @@ def _checkpoint(folder: Path) -> dict[str, Any]:
     params = _parameters(folder / "weights.safetensors")
     if params is not None and task != "interpolation-fitted":
         out["parameters"] = f"{params:,}"
+    # a truncated or corrupt tensor file (an interrupted copy) read as a normal checkpoint here, while
+    # classify, --model and --init refused it: refused as a missing one is (read_config), exit 2
+    for name in ("weights.safetensors", "normalisation.safetensors"):
+        why = _tensor_file_problem(folder / name) if (folder / name).is_file() else None
+        if why:
+            raise CheckpointError(f"{folder / name}: corrupt or truncated ({why}); classify, --model, --init and "
+                                  "--fit-on refuse this checkpoint: copy it again or retrain")
     mask = _stored_mask(folder, task) if task.startswith("interpolation") else None
     if mask:
         out["land-sea mask"] = mask
@@ -283,6 +291,21 @@ def _header(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return header if isinstance(header, dict) else None
+
+
+def _tensor_file_problem(path: Path) -> str | None:
+    """Why the safetensors file ``path`` cannot be loaded (truncated, corrupt), or None.
+
+    ``safe_open`` parses the header and checks it against the file's size (the tensors' offsets
+    end where the file does): no tensor is read, nothing is unpickled."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            fh.keys()
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, and a header of bad JSON
+        return one_line(exc, limit=100, with_type=False)
+    return None
 
 
 def _stored_mask(folder: Path, task: str) -> str | None:

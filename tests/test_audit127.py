@@ -58,3 +58,43 @@ def test_train_classifier_errors_name_the_option(tmp_path, args, says):
     res = CliRunner().invoke(cli, ["train", "classifier", "--data", str(tmp_path / "missing"), *args,
                                    "-o", str(tmp_path / "m")])
     assert_cli_error(res, 2, says)
+
+
+@pytest.fixture(scope="module")
+def classifier_checkpoint(tmp_path_factory):
+    """A classifier checkpoint folder without training (save_checkpoint of a tiny cnn)."""
+    from oceandl.models import get_model
+    from oceandl.training.checkpoint import save_checkpoint
+
+    model = get_model("cnn", 1, 2, channels=(4,), hidden=4)
+    folder = tmp_path_factory.mktemp("a127") / "ck"
+    save_checkpoint(folder, model, model_name="cnn", model_options={"channels": [4], "hidden": 4}, task="classification",
+                    model_args=[1, 2], classes=["a", "b"])
+    return folder
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda b: b[:-10], "incomplete metadata"),  # truncated: an interrupted copy
+    (lambda b: b"\xff" * 8 + b[8:], "header too large"),
+    (lambda b: b[:8] + b"{not json" + b[17:], ""),
+])
+def test_info_refuses_unreadable_weights(tmp_path, classifier_checkpoint, damage, says):
+    """`info` read a checkpoint with a truncated or corrupt weights.safetensors as a normal one (its
+    parameters counted from the header), while classify refused it: it now refuses it as it does a
+    missing one (exit 2), from the header and the file size alone."""
+    import shutil
+
+    from oceandl.describe import describe
+    from oceandl.errors import CheckpointError
+
+    good = describe(classifier_checkpoint)
+    assert good["kind"] == "classifier checkpoint" and "parameters" in good
+    folder = tmp_path / "ck"
+    shutil.copytree(classifier_checkpoint, folder)
+    weights = folder / "weights.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    for target in (folder, weights):
+        res = CliRunner().invoke(cli, ["info", str(target)])
+        assert_cli_error(res, 2, "weights.safetensors: corrupt or truncated", says, "classify, --model, --init")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        describe(folder)
