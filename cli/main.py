@@ -409,7 +409,8 @@ def _parameter_count(name: str, args: tuple, opts: dict) -> int:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object (for scripts).")
 def info(path, as_json):
-    """Say what a checkpoint folder, a saved fit, a benchmark run folder or a netCDF file holds.
+    """Say what a checkpoint folder, a saved fit, a benchmark run folder, a netCDF file or a folder of
+    images holds.
 
     A checkpoint: its model and parameters, classes, how far its training went (and whether
     --resume can go on), its test metrics or loss, the data it was trained on, and the versions
@@ -417,8 +418,9 @@ def info(path, as_json):
     output of interpolate, eof or classify, the method, options, validation scores and software;
     for data, the field --var would pick, its time span (--dates), grid extent and step and the
     --bbox of the whole grid; a folder or quoted pattern of daily files, the same of the series.
-    A run folder: the benchmark, its rows and the command that runs it again. Only headers are
-    read: no weights, no data.
+    A run folder: the benchmark, its rows and the command that runs it again. A folder of class
+    folders (synth sar/plankton, TenGeoP-SARwv) or a netCDF image stack: its classes, the images
+    of each and their size. Only headers are read: no weights, no data.
 
     \b
     Examples:
@@ -427,6 +429,7 @@ def info(path, as_json):
       oceandl info filled.nc --json
       oceandl info l3s_2020/                # a folder of daily files: time span, grid, --bbox
       oceandl info runs/sst
+      oceandl info sar_vignettes/           # class folders: classes, images per class, sizes
     """
     from oceandl.describe import describe
 

@@ -98,3 +98,44 @@ def test_info_refuses_unreadable_weights(tmp_path, classifier_checkpoint, damage
         assert_cli_error(res, 2, "weights.safetensors: corrupt or truncated", says, "classify, --model, --init")
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         describe(folder)
+
+
+def test_info_describes_image_folders(tmp_path):
+    """`info` on a folder `synth sar` / `synth plankton` wrote said "not an oceandl checkpoint folder
+    (no config.json in it)": it now says its classes, images per class and sizes (headers only)."""
+    from oceandl.datasets.synthetic_images import make_plankton_images, make_sar_vignettes
+    from oceandl.describe import describe
+
+    sar = make_sar_vignettes(tmp_path / "sar", n_per_class=2, size=16, seed=0)
+    facts = describe(sar)
+    assert facts["kind"].startswith("TenGeoP-SARwv image folder")
+    assert facts["classes"].startswith("10 (F Pure Ocean Waves: 2, G Wind Streaks: 2,")
+    assert facts["images"] == "20" and facts["image size (headers of 10)"] == "16 x 16, 1 band"
+    assert facts["metadata"].endswith("metadata.csv") and f"train classifier --data {sar}" in facts["use with"]
+    pk = make_plankton_images(tmp_path / "pk", n_per_class=2, size=16, seed=0)
+    res = CliRunner().invoke(cli, ["info", str(pk)])
+    assert res.exit_code == 0, res.output
+    assert "classes:" in res.output and "copepod: 2" in res.output and "mixed, " in res.output
+    facts = describe(pk / "copepod")  # one class folder: images to classify
+    assert facts["kind"] == "image folder, without class folders (unlabelled)" and facts["images"] == "2"
+    assert facts["use with"] == f"classify --model CHECKPOINT {pk / 'copepod'}"
+
+
+def test_info_describes_a_netcdf_image_stack(tmp_path):
+    """A stack (sample, y, x) was described as an SST field: time '0.0 to 5.0', lat and lon of pixel indices."""
+    import numpy as np
+    import xarray as xr
+
+    from oceandl.describe import describe
+
+    img = np.zeros((5, 12, 10), np.float32)
+    path = tmp_path / "stack.nc"
+    xr.Dataset({"image": (("sample", "y", "x"), img),
+                "label": (("sample",), np.array([0, 1, 1, 2, 1]), {"classes": "ship ice wave"})}).to_netcdf(path)
+    facts = describe(path)
+    assert facts["kind"] == "netCDF image stack" and facts["images (--var image)"] == "5 of 12 x 10"
+    assert facts["classes"] == "3 (ship: 1, ice: 3, wave: 1)"
+    assert "time (--dates)" not in facts and "lat" not in facts
+    xr.Dataset({"image": (("sample", "y", "x"), img)}).to_netcdf(tmp_path / "u.nc")
+    facts = describe(tmp_path / "u.nc")
+    assert facts["labels (label)"] == "none (unlabelled)" and facts["use with"].startswith("classify ")
