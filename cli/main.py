@@ -318,6 +318,16 @@ def _need_output(output: Path | None, what: str) -> Path:
     return output
 
 
+def _netcdf_output(output: Path, what: str, folder: str | None = None) -> None:
+    """Refuse an output name that does not end in .nc/.nc4, before any work: ``eof -o x.txt`` wrote
+    netCDF under a .txt name (``classify -o p.txt`` refused it). ``folder``: how a folder is named
+    where the command also writes one (said in the message)."""
+    from oceandl.io import NETCDF_SUFFIXES
+
+    if output.suffix.lower() not in NETCDF_SUFFIXES:
+        raise InputError(f"{output}: the {what} must end in .nc" + (f", or {folder}" if folder else ""))
+
+
 def _echo(msg: str) -> None:
     """A progress message on stderr; none with --quiet (results go to stdout, warnings always print)."""
     ctx = click.get_current_context(silent=True)
@@ -399,7 +409,8 @@ def _parameter_count(name: str, args: tuple, opts: dict) -> int:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object (for scripts).")
 def info(path, as_json):
-    """Say what a checkpoint folder, a saved fit, a benchmark run folder or a netCDF file holds.
+    """Say what a checkpoint folder, a saved fit, a benchmark run folder, a netCDF file or a folder of
+    images holds.
 
     A checkpoint: its model and parameters, classes, how far its training went (and whether
     --resume can go on), its test metrics or loss, the data it was trained on, and the versions
@@ -407,8 +418,9 @@ def info(path, as_json):
     output of interpolate, eof or classify, the method, options, validation scores and software;
     for data, the field --var would pick, its time span (--dates), grid extent and step and the
     --bbox of the whole grid; a folder or quoted pattern of daily files, the same of the series.
-    A run folder: the benchmark, its rows and the command that runs it again. Only headers are
-    read: no weights, no data.
+    A run folder: the benchmark, its rows and the command that runs it again. A folder of class
+    folders (synth sar/plankton, TenGeoP-SARwv) or a netCDF image stack: its classes, the images
+    of each and their size. Only headers are read: no weights, no data.
 
     \b
     Examples:
@@ -417,6 +429,7 @@ def info(path, as_json):
       oceandl info filled.nc --json
       oceandl info l3s_2020/                # a folder of daily files: time span, grid, --bbox
       oceandl info runs/sst
+      oceandl info sar_vignettes/           # class folders: classes, images per class, sizes
     """
     from oceandl.describe import describe
 
@@ -674,6 +687,52 @@ def _open_labelled(data: Path, size, channels, on_error, class_folders: str = "t
     return open_image_dataset(data)
 
 
+def _split_option(split: str) -> tuple[float, ...]:
+    """``--split`` as three fractions, its errors naming the option (the library's said "split (0.5, 0.5)")."""
+    from oceandl.training.classifier import split_fractions_ok
+
+    example = "train,val,test, e.g. 0.8,0.1,0.1"
+    try:
+        fractions = tuple(float(s) for s in split.split(","))
+    except ValueError:
+        raise InputError(f"--split {split}: expected three numbers {example}") from None
+    if len(fractions) != 3:
+        raise InputError(f"--split {split}: expected three fractions {example}")
+    if not split_fractions_ok(fractions):
+        raise InputError(f"--split {split}: the three fractions (train,val,test) must each be above 0 and sum "
+                         "to 1, e.g. 0.8,0.1,0.1")
+    return fractions
+
+
+#: TrainConfig's fields that are `train classifier` options: its errors say the option, not the field
+_TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "grad_clip", "warmup_epochs", "label_smoothing",
+                 "l1", "l2", "early_stopping", "num_workers")
+
+
+@contextlib.contextmanager
+def _as_options(augment: str | None = None) -> Iterator[None]:
+    """The library's errors about settings in the words of the command line: "label_smoothing must be
+    within [0, 1]" -> "--label-smoothing must be ...", "unknown augmentation 'x'" -> "--augment x: ..."."""
+    import re
+
+    try:
+        yield
+    except InputError as exc:
+        msg = str(exc)
+        m = re.match(r"([a-z0-9_]+)(?=[ =])", msg)
+        if m and m.group(1) in _TRAIN_FIELDS:
+            msg = "--" + m.group(1).replace("_", "-") + msg[m.end():]
+        msg = re.sub(r"scheduler='(\w+)'", r"--scheduler \1", msg)
+        msg = msg.replace("below epochs (", "below --epochs (")
+        if augment is not None and msg.startswith("unknown augmentation"):
+            msg = f"--augment {augment}: {msg}"
+        elif re.match(r"model '[^']*' has no option", msg):
+            msg = f"--set: {msg}"
+        if msg == str(exc):
+            raise
+        raise InputError(msg) from None
+
+
 @train.command("classifier")
 @click.option("--data", type=click.Path(path_type=Path), help="Class folders (TenGeoP-SARwv, plankton), a netCDF stack, or an MNIST folder.")
 @click.option("--demo", is_flag=True, help="Train on synthetic SAR vignettes made on the fly.")
@@ -768,27 +827,26 @@ def train_classifier_cmd(data, demo, model_name, epochs, batch_size, lr, split, 
         model_name, model_opts, size, fit, intensity, normalize = _network_of(
             start, "--init" if init is not None else "the run in", model_name=model_name, options=model_opts,
             size=size, fit=fit, intensity=intensity, normalize=normalize, channels=channels)
-    try:
-        fractions = tuple(float(s) for s in split.split(","))
-    except ValueError:
-        raise InputError(f"--split {split}: expected three numbers like 0.7,0.15,0.15") from None
+    fractions = _split_option(split)
     # `is None`, not `or`: an explicit 0 is refused by TrainConfig (it was silently the default)
-    cfg = TrainConfig(epochs=10 if epochs is None else epochs, batch_size=64 if batch_size is None else batch_size,
-                      lr=1e-3 if lr is None else lr, seed=seed, device=device,
-                      optimizer=optimizer, weight_decay=weight_decay, class_weights=class_weights, l1=l1, l2=l2,
-                      early_stopping=early_stopping, grad_clip=grad_clip, warmup_epochs=warmup_epochs,
-                      scheduler=scheduler, label_smoothing=label_smoothing,
-                      augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
-                      amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
-                      channels_last=channels_last, fused=fused_optimizer,
-                      progress=_progress(quiet))
+    with _as_options():
+        cfg = TrainConfig(epochs=10 if epochs is None else epochs, batch_size=64 if batch_size is None else batch_size,
+                          lr=1e-3 if lr is None else lr, seed=seed, device=device,
+                          optimizer=optimizer, weight_decay=weight_decay, class_weights=class_weights, l1=l1, l2=l2,
+                          early_stopping=early_stopping, grad_clip=grad_clip, warmup_epochs=warmup_epochs,
+                          scheduler=scheduler, label_smoothing=label_smoothing,
+                          augment=tuple(a for a in augment.split(",") if a), num_workers=num_workers,
+                          amp=precision != "fp32", amp_cpu={"auto": None, "bf16": True, "fp32": False}[precision],
+                          channels_last=channels_last, fused=fused_optimizer,
+                          progress=_progress(quiet))
     # --size and --channels in the spec too: a netCDF stack or MNIST folder is read as stored (only the
     # image-folder readers take them), so they were silently ignored there; after a folder reader
     # they are already met and change nothing
     spec = {"intensity": intensity, "normalize": normalize, **({"size": size} if size is not None else {}),
             **({"channels": int(channels)} if channels else {}), **({"fit": fit} if fit != "stretch" else {})}
     # every setting checked before the data is made or read (TrainConfig above: the numbers)
-    check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
+    with _as_options(augment=augment):
+        check_settings(model_name, cfg, split=fractions, preprocessing=spec, model_options=model_opts)
     if demo:
         import shutil
 
@@ -1125,6 +1183,8 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     # -o FOLDER/ (or an existing folder): a file per input file, named as it (a folder of daily L3 files in,
     # a folder of daily filled files out)
     per_file = bool(click.get_current_context().meta.get("oceandl.output_folder")) or names_folder(output)
+    if not per_file:
+        _netcdf_output(output, "filled netCDF", folder="name a folder (FOLDER/) for a file per input file")
     input_path = _inputs(input_path)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None and "checkpoint" in opts:  # --model's would replace it without a word
@@ -1265,6 +1325,7 @@ def eof(input_path, var, demo, n_modes, weights, solver, rotate, quiet, output, 
     from oceandl.io import describe_source, file_attrs, open_field, source_grid, source_paths, to_source_grid, write_netcdf
 
     output = _need_output(output, "EOF netCDF")
+    _netcdf_output(output, "EOF netCDF")
     input_path = _inputs(input_path)
     if rotate == 1 or rotate > n_modes:  # refused before the field is read
         raise click.UsageError(f"--rotate {rotate}: needs 2 <= N <= --n-modes ({n_modes}), or 0 for none")
@@ -1408,6 +1469,7 @@ def synth(kind, n, size, cloud_cover, microwave, quiet, output, overwrite, seed,
         check_output_path(output, overwrite, kind="folder", replaceable=_is_synth_folder("sst-daily"),
                           what="folder of daily synthetic SST files")
     elif kind == "sst":
+        _netcdf_output(output, "synthetic SST file", folder="use --daily for a folder of daily files")
         check_output_path(output, overwrite, kind="file", what="netCDF file")
     else:
         check_output_path(output, overwrite, kind="folder", replaceable=_is_synth_folder(kind),

@@ -1,6 +1,6 @@
 """What a file oceandl wrote holds (``oceandl info PATH``): a checkpoint folder (classifier,
-auto-encoder, neural gap filler, a fitted climatology / eof / DINEOF), a benchmark's run folder, or
-a netCDF file.
+auto-encoder, neural gap filler, a fitted climatology / eof / DINEOF), a benchmark's run folder, a
+netCDF file (an image stack among them), or a folder of images (class folders).
 
 Read from the JSON metadata, the safetensors headers and the netCDF header alone: no weights and
 no data are loaded, so a 100 MB checkpoint or a decade of SST is described in a fraction of a
@@ -52,7 +52,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     InputError
         ``path`` does not exist, or is neither a checkpoint folder nor a netCDF file.
     CheckpointError
-        A checkpoint folder whose ``config.json`` is corrupt or missing.
+        A checkpoint folder whose ``config.json`` or ``weights.safetensors`` is missing, corrupt or
+        truncated (the safetensors header is checked against the file's size; no tensor is read).
     """
     p = Path(path)
     from oceandl.io import is_pattern
@@ -67,6 +68,10 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     if p.name == "results.json" or (p.is_dir() and (p / "results.json").is_file()
                                     and not (p / "config.json").is_file()):
         return _run(p.parent if p.name == "results.json" else p)
+    if p.is_dir() and not (p / "config.json").is_file() and not (p / "weights.safetensors").is_file():
+        images = _image_folder(p)  # a folder of class folders (synth sar/plankton, TenGeoP, WHOI)
+        if images is not None:
+            return images
     # a file of a checkpoint folder (tab completion stops in it) is that checkpoint, as `classify
     # --model` takes it: its weights file was "neither a checkpoint folder nor a netCDF file"
     if p.is_dir() or p.name == "config.json" or (p.name in ("weights.safetensors", "training_state.safetensors",
@@ -100,6 +105,13 @@ def _checkpoint(folder: Path) -> dict[str, Any]:
     params = _parameters(folder / "weights.safetensors")
     if params is not None and task != "interpolation-fitted":
         out["parameters"] = f"{params:,}"
+    # a truncated or corrupt tensor file (an interrupted copy) read as a normal checkpoint here, while
+    # classify, --model and --init refused it: refused as a missing one is (read_config), exit 2
+    for name in ("weights.safetensors", "normalisation.safetensors"):
+        why = _tensor_file_problem(folder / name) if (folder / name).is_file() else None
+        if why:
+            raise CheckpointError(f"{folder / name}: corrupt or truncated ({why}); classify, --model, --init and "
+                                  "--fit-on refuse this checkpoint: copy it again or retrain")
     mask = _stored_mask(folder, task) if task.startswith("interpolation") else None
     if mask:
         out["land-sea mask"] = mask
@@ -285,6 +297,21 @@ def _header(path: Path) -> dict | None:
     return header if isinstance(header, dict) else None
 
 
+def _tensor_file_problem(path: Path) -> str | None:
+    """Why the safetensors file ``path`` cannot be loaded (truncated, corrupt), or None.
+
+    ``safe_open`` parses the header and checks it against the file's size (the tensors' offsets
+    end where the file does): no tensor is read, nothing is unpickled."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            fh.keys()
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, and a header of bad JSON
+        return one_line(exc, limit=100, with_type=False)
+    return None
+
+
 def _stored_mask(folder: Path, task: str) -> str | None:
     """Whether a gap filler's checkpoint holds the land-sea mask it was trained with (``--mask``), and its grid."""
     path, key = (folder / "normalisation.safetensors", "land_sea_mask") if task == "interpolation" \
@@ -343,6 +370,68 @@ def _provenance(prov: Any) -> dict[str, Any]:
         out["written with"] = known
     if prov.get("git_commit"):
         out["git commit"] = str(prov["git_commit"])[:12] + (" (with uncommitted changes)" if prov.get("git_dirty") else "")
+    return out
+
+
+# ---------------------------------------------------------------------------------- image folders
+#: at most this many images have their header read for the sizes (one per class first)
+_SIZE_SAMPLE = 20
+
+
+def _image_folder(folder: Path) -> dict[str, Any] | None:
+    """A folder of images (class folders, as ``train classifier --data`` reads them, or images
+    to ``classify``): its classes, the images in each and the sizes of a sample (headers only),
+    or None when it holds no image. "not an oceandl checkpoint folder" was said of them."""
+    from oceandl.datasets.images import (TENGEOP_CLASSES, _class_root, _images_in, _is_image, _probe, _Unreadable,
+                                         _tengeop_root, tengeop_letter)
+
+    tengeop = _tengeop_root(folder)
+    root = tengeop or _class_root(folder)
+    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    files = {d.name: _images_in(d) for d in subs}
+    files = {k: v for k, v in files.items() if v}
+    loose = sorted(p for p in root.iterdir() if _is_image(p))
+    if not files and not loose:
+        return None
+    out: dict[str, Any] = {"path": str(folder)}
+    if files:
+        out["kind"] = ("TenGeoP-SARwv image folder" if tengeop else "image folder") + \
+            f": a folder per class{'' if root == folder else f' (in {root.relative_to(folder)})'}"
+
+        def named(name: str) -> str:
+            letter = tengeop_letter(name) if tengeop else None
+            return f"{name} {TENGEOP_CLASSES[letter]}" if letter and letter == name else name
+
+        shown = [f"{named(k)}: {len(v)}" for k, v in files.items()]
+        out["classes"] = f"{len(files)} (" + ", ".join(shown[:30]) + (", ..." if len(shown) > 30 else "") + ")"
+        out["images"] = str(sum(map(len, files.values()))) + (
+            f" (and {len(loose)} beside the class folders, not read by train classifier)" if loose else "")
+        out["use with"] = f"train classifier --data {folder}; classify --model CHECKPOINT {folder}"
+    else:
+        out["kind"] = "image folder, without class folders (unlabelled)"
+        out["images"] = str(len(loose))
+        out["use with"] = f"classify --model CHECKPOINT {folder}"
+    if (root / "metadata.csv").is_file():
+        out["metadata"] = str(root / "metadata.csv")
+    # one image of each class first, then more of the first ones: headers only (_probe without full)
+    sample = [v[0] for v in files.values()][:_SIZE_SAMPLE] + loose[:max(0, _SIZE_SAMPLE - len(files))]
+    shapes, bad = [], 0
+    for path in sample:
+        try:
+            shapes.append(_probe(path, full=False)[:3])  # (bands, height, width)
+        except _Unreadable:
+            bad += 1
+    if shapes or bad:
+        bands = "/".join(str(b) for b in sorted({b for b, _, _ in shapes}))
+        bands = f", {bands} band{'' if bands == '1' else 's'}" if bands else ""
+        distinct = sorted({(h, w) for _, h, w in shapes})
+        if len(distinct) <= 3:
+            said = ", ".join(f"{h} x {w}" for h, w in distinct) + bands
+        else:  # plankton: every image its own size
+            hs, ws = [h for _, h, _ in shapes], [w for _, _, w in shapes]
+            said = f"mixed, {min(hs)} to {max(hs)} x {min(ws)} to {max(ws)}{bands} (--size resizes them)"
+        out[f"image size (headers of {len(sample)})"] = (said or "none readable") + (f"; {bad} unreadable" if bad else "")
+    out["use with"] = out.pop("use with")  # last: what to do with it
     return out
 
 
@@ -433,8 +522,43 @@ def _netcdf(path: Path) -> dict[str, Any]:
         history = str(attrs.get("history", "")).strip()
         if history:
             out["history (newest)"] = history.splitlines()[0]
+        stack = _image_stack(ds, path) if not ours else {}
+        out.update(stack)
+    if stack:  # (sample, y, x) read as (time, lat, lon) gave a time span and grid of pixel indices
+        return out
     if not ours or "method" not in out:  # a data file: what --var, --bbox and --dates would work with
         out.update(_field_facts(path))
+    return out
+
+
+def _image_stack(ds, path: Path) -> dict[str, Any]:
+    """A netCDF stack of images, as ``train classifier --data`` and ``classify`` read it (variable
+    ``image``, (sample, [channel,] y, x), labels in ``label``): the images, their size and the
+    images of each class (the label vector alone is read); empty for any other file."""
+    da = ds.data_vars.get("image")
+    if da is None or da.ndim not in (3, 4):
+        return {}
+    from oceandl.datasets.images import NetCDFImageDataset
+    from oceandl.io import _COORD_NAMES
+
+    if str(da.dims[0]).lower() in _COORD_NAMES["time"]:  # a (time, y, x) field named image: no stack
+        return {}
+    n, (h, w) = da.shape[0], da.shape[-2:]
+    channels = f", {da.shape[1]} channels" if da.ndim == 4 else ""
+    out: dict[str, Any] = {"kind": "netCDF image stack", "images (--var image)": f"{n} of {h} x {w}{channels}"}
+    if "label" in ds.variables:
+        try:
+            targets, classes = NetCDFImageDataset._labels(ds, da, "label", str(path), n)
+        except InputError as exc:
+            out["labels (label)"] = f"unusable: {str(exc).removeprefix(f'{path}: ')}"
+            out["use with"] = f"classify --model CHECKPOINT {path} (train classifier refuses these labels)"
+        else:
+            counts = np.bincount(targets, minlength=len(classes))
+            out["classes"] = f"{len(classes)} (" + ", ".join(f"{c}: {k}" for c, k in zip(classes, counts)) + ")"
+            out["use with"] = f"train classifier --data {path}; classify --model CHECKPOINT {path}"
+    else:
+        out["labels (label)"] = "none (unlabelled)"
+        out["use with"] = f"classify --model CHECKPOINT {path}"
     return out
 
 

@@ -76,7 +76,7 @@ def test_optimisation_options_reach_the_checkpoint(sar_tree, tmp_path):
     assert training["grad_clip"] == 1.0 and training["warmup_epochs"] == 0.5
     res = invoke("train", "classifier", "--data", sar_tree.parent, "-o", tmp_path / "m2", "--epochs", 1,
                  "--warmup-epochs", 1, "--quiet")
-    assert_one_line_error(res, "warmup_epochs must be >= 0 and below epochs (1), got 1.0")
+    assert_one_line_error(res, "--warmup-epochs must be >= 0 and below --epochs (1), got 1.0")
     assert not (tmp_path / "m2").exists()
 
 
@@ -93,8 +93,8 @@ def test_scheduler_and_label_smoothing_are_command_line_options(sar_tree, tmp_pa
                  "--set", "channels=4,8", "--set", "hidden=8", "--device", "cpu")
     assert_one_line_error(res, "--resume with scheduler='cosine', but the run in that folder was started with "
                                "scheduler='step'")
-    for args, says in ((["--scheduler", "plateau", "--warmup-epochs", "0.5"], "warmup_epochs with scheduler='plateau'"),
-                       (["--label-smoothing", "2"], "label_smoothing must be within [0, 1], got 2.0")):
+    for args, says in ((["--scheduler", "plateau", "--warmup-epochs", "0.5"], "--warmup-epochs with --scheduler plateau"),
+                       (["--label-smoothing", "2"], "--label-smoothing must be within [0, 1], got 2.0")):
         res = invoke("train", "classifier", "--data", sar_tree.parent, "-o", tmp_path / "m2", "--quiet", *args)
         assert_one_line_error(res, says)
         assert not (tmp_path / "m2").exists()
@@ -687,10 +687,10 @@ def test_train_zero_epochs_batch_or_lr_is_refused(sar_tree, tmp_path, flag, word
     (["--augment", "flip,bogus"], "unknown augmentation 'bogus'"),
     (["--set", "bogus=1"], "has no option 'bogus'"),
     (["--model", "unet"], "is not a classifier"),
-    (["--weight-decay", "-1"], "weight_decay must be >= 0"),
+    (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
     (["--augment", "speckle"], "augmentation 'speckle' multiplies linear intensities"),
     # a zero part, or fractions not summing to 1, were refused once every image was read
-    (["--split", "0.8,0,0.2"], "split (0.8, 0.0, 0.2): the training, validation and test fractions must"),
+    (["--split", "0.8,0,0.2"], "--split 0.8,0,0.2: the three fractions (train,val,test) must"),
     (["--split", "0.7,0.2,0.2"], "must each be above 0 and sum to 1"),
 ])
 @pytest.mark.parametrize("source", ["--data", "--demo"])
