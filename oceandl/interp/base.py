@@ -1504,7 +1504,8 @@ class Interpolator:
     #: 24`: the once-seen pixels' own anomalies over all observations) shifted them off the in-memory fill
     _record_anomalies: bool = False
     #: a pixel seen fewer than ``_MIN_PIXEL_OBS`` times is centred on its neighbours' means
-    #: (:func:`rare_centre`), not on the global mean (DINEOF, EOF; interpolate_chunked's statistics too)
+    #: (:func:`rare_centre`), not on the global mean (DINEOF, EOF, the climatology and the networks;
+    #: interpolate_chunked's statistics too)
     _rare_neighbours: ClassVar[bool] = False
     #: transform() fills one time block of a longer field (interpolate_chunked with ``fit_on``): a block
     #: with no observation is no error there (the whole field's are counted), and the observations at
@@ -1785,7 +1786,7 @@ class Interpolator:
         ocean = observed.any(axis=0)
 
         # Normalisation: per-pixel mean of the fitting observations (where a pixel has fewer than 2: the
-        # global mean, or for DINEOF/EOF its neighbours' means), one global scale so that all methods see unit-variance anomalies.
+        # global mean, or with _rare_neighbours its neighbours' means), one global scale so that all methods see unit-variance anomalies.
         # Written without cube-sized float64 temporaries (``where=``, ``out=``, time chunks): on a
         # ten-year cube each one was 2 GB; the anomaly is made once, in the float32 every method takes.
         count = obs.sum(axis=0)

@@ -490,7 +490,7 @@ class _Stats:
     """Global per-pixel statistics of the observations, as the in-memory base class computes them."""
 
     count: np.ndarray      # (lat, lon) observations per pixel
-    mean: np.ndarray       # (lat, lon) float64, NaN on land; where count < 2 the global mean (DINEOF/EOF: rare_centre)
+    mean: np.ndarray       # (lat, lon) float64, NaN on land; where count < 2 rare_centre's (the global mean without neighbours)
     global_mean: float
     scale: float = 1.0
     sq: np.ndarray | None = None  # (lat, lon) sum of squared anomalies
@@ -1519,7 +1519,7 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
     t0 = _time.perf_counter()
     stats = _global_stats(da, second_pass=kind != "fit" or design is not None, design=design,
                           fold=fold if design is not None else None, label=f"{where}variable {da.name!r}",
-                          aux=covariates, sea=sea, neighbours=kind == "fit" and cls._rare_neighbours)
+                          aux=covariates, sea=sea, neighbours=cls._rare_neighbours)
     stats_seconds = _time.perf_counter() - t0
     # a checkpoint's training statistics, where they fit: a single day is then enough
     train = None
