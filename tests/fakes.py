@@ -12,7 +12,8 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["blob_clouds", "lowrank_cube", "seasonal_anomaly_cube", "cloud_transfer", "torch_threads", "synthetic_case",
-           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days", "CountedArray", "small_field", "saved_dineof_fit", "assert_one_line_error"]
+           "write_l4_sst", "L4_GLOBAL_ATTRS", "write_l3_days", "CountedArray", "small_field", "saved_dineof_fit", "assert_one_line_error",
+           "set_free_disk", "make_raise", "cli_climatology", "once_seen_cube", "rmse", "tiny_classifier"]
 
 
 def blob_clouds(rng: np.random.Generator, nt: int, ny: int, nx: int, cover: float, width: float = 2.5) -> np.ndarray:
@@ -322,3 +323,65 @@ def saved_dineof_fit(root, n_time: int, past: int = 24, size: int = 16, seed: in
         warnings.simplefilter("ignore")  # the small cube's calibration warnings
         DINEOF(n_modes=3, error_map=True, seed=0).fit(open_field(root / "past.nc", "sst")).save(root / "dineof")
     return root
+
+
+def set_free_disk(monkeypatch, free: int) -> None:
+    """Make every disk report ``free`` bytes free (of 1 GiB), as oceandl's full-disk checks read it."""
+    from collections import namedtuple
+
+    from oceandl import utils
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(utils.shutil, "disk_usage", lambda p: usage(1 << 30, (1 << 30) - free, free))
+
+
+def make_raise(monkeypatch, where: tuple, exc: BaseException) -> None:
+    """Replace ``getattr(*where)`` by a function raising ``exc``."""
+    def fail(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(*where, fail)
+
+
+def cli_climatology(src, out, *extra):
+    """``oceandl interpolate SRC --method climatology --withhold 0 ... -o OUT`` through click's runner."""
+    from click.testing import CliRunner
+
+    from oceandl.cli.main import cli
+
+    return CliRunner().invoke(cli, ["interpolate", str(src), "--var", "sst", "--method", "climatology", "--quiet",
+                                    "--withhold", "0", *extra, "-o", str(out)])
+
+
+def once_seen_cube():
+    """24 days of a 12 x 12 box under 80 % cloud: 12 pixels seen once, 276 gaps at them, 1282 in all.
+
+    Returns ``(ds, da, once, truth)``: the synthetic Dataset, its field, the gaps at once-seen pixels
+    (time, lat, lon bool) and the true field."""
+    from oceandl.datasets.sst import synthetic_sst
+    from oceandl.io import open_field
+
+    ds = synthetic_sst(n_time=24, ny=12, nx=12, cloud_cover=0.8, seed=1)
+    da = open_field(ds, "sst")
+    seen = np.isfinite(da.values)
+    once = ~seen & (seen.sum(axis=0) == 1)[None]
+    assert once.sum() == 276
+    return ds, da, once, ds["sst_true"].values
+
+
+def rmse(a, b) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+
+def tiny_classifier(path):
+    """An untrained 3-class classifier checkpoint of 16 x 16 grey images at ``path`` (its predictions are
+    not what is tested)."""
+    from oceandl.models import get_model
+    from oceandl.training import save_checkpoint
+
+    opts = {"channels": [4, 8], "hidden": 8}
+    return save_checkpoint(path, get_model("cnn", 1, 3, **opts), model_name="cnn",
+                           model_options=opts, model_args=[1, 3], task="classification",
+                           classes=["calm", "eddy", "front"],
+                           preprocessing={"size": [16, 16], "channels": 1, "intensity": "linear",
+                                          "normalize": "per_image"})

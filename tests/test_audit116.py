@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from fakes import assert_cli_error
+from fakes import tiny_classifier, assert_cli_error
 
 from oceandl import utils
 from oceandl.cli.main import cli
@@ -101,16 +101,7 @@ def test_a_per_file_write_error_names_the_output_file(days, tmp_path, monkeypatc
 # ------------------------------------------------------------ 3. classify a stack: unreadable images by their row's name
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """An untrained 3-class classifier of 16 x 16 grey images (its predictions are not what is tested)."""
-    from oceandl.models import get_model
-    from oceandl.training import save_checkpoint
-
-    opts = {"channels": [4, 8], "hidden": 8}
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "tiny", get_model("cnn", 1, 3, **opts), model_name="cnn",
-                           model_options=opts, model_args=[1, 3], task="classification",
-                           classes=["calm", "eddy", "front"],
-                           preprocessing={"size": [16, 16], "channels": 1, "intensity": "linear",
-                                          "normalize": "per_image"})
+    return tiny_classifier(tmp_path_factory.mktemp("ck") / "tiny")
 
 
 @pytest.mark.usefixtures("one_torch_thread")

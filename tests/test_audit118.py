@@ -8,26 +8,13 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from fakes import once_seen_cube, rmse
 
 from oceandl.interp import interpolate
 from oceandl.interp.base import rare_centre
 
 
-def _cube():
-    """24 days of a 12 x 12 box under 80 % cloud: 12 pixels seen once, 276 gaps at them, 1282 in all."""
-    from oceandl.datasets.sst import synthetic_sst
-    from oceandl.io import open_field
-
-    ds = synthetic_sst(n_time=24, ny=12, nx=12, cloud_cover=0.8, seed=1)
-    da = open_field(ds, "sst")
-    seen = np.isfinite(da.values)
-    once = ~seen & (seen.sum(axis=0) == 1)[None]
-    assert once.sum() == 276
-    return ds, da, once, ds["sst_true"].values
-
-
-def _rmse(a, b):
-    return float(np.sqrt(np.mean((a - b) ** 2)))
+_cube, _rmse = once_seen_cube, rmse
 
 
 def test_the_centre_of_a_rare_pixel_is_its_nearest_neighbours_means():

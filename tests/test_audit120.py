@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from fakes import tiny_classifier
 
 from oceandl.cli.main import cli
 
@@ -17,16 +18,7 @@ from oceandl.cli.main import cli
 # ------------------------------------------------------------ A. classify a labelled stack
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """An untrained 3-class classifier of 16 x 16 grey images (its predictions are not what is tested)."""
-    from oceandl.models import get_model
-    from oceandl.training import save_checkpoint
-
-    opts = {"channels": [4, 8], "hidden": 8}
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "tiny", get_model("cnn", 1, 3, **opts), model_name="cnn",
-                           model_options=opts, model_args=[1, 3], task="classification",
-                           classes=["calm", "eddy", "front"],
-                           preprocessing={"size": [16, 16], "channels": 1, "intensity": "linear",
-                                          "normalize": "per_image"})
+    return tiny_classifier(tmp_path_factory.mktemp("ck") / "tiny")
 
 
 def _stack(path, labels, label_attrs=None, attrs=None, empty=()):

@@ -7,13 +7,12 @@ from __future__ import annotations
 import errno
 import os
 import warnings
-from collections import namedtuple
 
 import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from fakes import assert_cli_error
+from fakes import cli_climatology, make_raise, set_free_disk, assert_cli_error
 
 from oceandl import utils
 from oceandl.cli.main import cli
@@ -22,9 +21,6 @@ from oceandl.errors import InputError, OceanDLError
 from oceandl.interp import chunked
 from oceandl.io import write_netcdf
 
-_usage = namedtuple("usage", "total used free")
-
-
 @pytest.fixture(scope="module")
 def cube(tmp_path_factory):
     path = tmp_path_factory.mktemp("audit124") / "c.nc"
@@ -32,20 +28,7 @@ def cube(tmp_path_factory):
     return path
 
 
-def _free(monkeypatch, free: int):
-    monkeypatch.setattr(utils.shutil, "disk_usage", lambda p: _usage(1 << 30, (1 << 30) - free, free))
-
-
-def _fails(monkeypatch, where, exc):
-    def fail(*a, **k):
-        raise exc
-
-    monkeypatch.setattr(*where, fail)
-
-
-def _interpolate(src, out, *extra):
-    return CliRunner().invoke(cli, ["interpolate", str(src), "--var", "sst", "--method", "climatology", "--quiet",
-                                    "--withhold", "0", *extra, "-o", str(out)])
+_free, _fails, _interpolate = set_free_disk, make_raise, cli_climatology
 
 
 # ------------------------------------------------------------ 1. a write's exit code: its cause, in both paths
