@@ -137,3 +137,26 @@ def test_eof_warns_once_chunked_and_on_the_cli(tmp_path):
                                    "--withhold", "0"])
     assert res.exit_code == 0, res.output
     assert sum(MSG in line for line in res.stderr.splitlines()) == 1
+
+
+def test_the_neighbours_are_those_on_the_earth_not_in_the_array():
+    """A box across Greenwich given in 0..360 and sorted puts 5E beside 354E in the array; the centre
+    of a pixel seen once was taken from array neighbours, so the same field in -180..180 filled
+    otherwise (found by test_aux_audit's longitude test once the networks took this centre). The
+    neighbours are now taken in the clean orientation open_field gives."""
+    _, da, once, _ = _cube()
+    lon = np.arange(-6.0, 6.0)
+    west = da.assign_coords(lon=lon)
+    east = west.assign_coords(lon=np.mod(lon, 360.0)).sortby("lon")
+    ref = interpolate(west, "eof", device="cpu", **OPTS["eof"])
+    got = interpolate(east, "eof", device="cpu", **OPTS["eof"])
+    back = got.assign_coords(lon=np.where(got.lon > 180, got.lon - 360, got.lon)).sortby("lon")
+    np.testing.assert_allclose(back.values, ref.values, rtol=0, atol=1e-4)
+    # the fix matters here: array neighbours give another centre at a once-seen pixel by the seam
+    seen = np.isfinite(west.values)
+    count = seen.sum(axis=0)
+    mean = np.where(count >= 2, np.nansum(west.values, axis=0) / np.maximum(count, 1), 0.0)
+    sorted_ = np.argsort(np.mod(lon, 360.0))
+    by_array = rare_centre(mean[:, sorted_], count[:, sorted_], count[:, sorted_] > 0)[:, np.argsort(sorted_)]
+    by_earth = rare_centre(mean, count, count > 0)
+    assert np.abs(by_array - by_earth)[count == 1].max() > 0.05

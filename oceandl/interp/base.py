@@ -1419,7 +1419,8 @@ def _nearest_mean(mean: np.ndarray, ocean: np.ndarray, sea: np.ndarray) -> tuple
     return out, sea.copy()
 
 
-def rare_centre(mean: np.ndarray, count: np.ndarray, ocean: np.ndarray) -> np.ndarray:
+def rare_centre(mean: np.ndarray, count: np.ndarray, ocean: np.ndarray,
+                order: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``mean`` with each ``ocean`` pixel seen fewer than ``_MIN_PIXEL_OBS`` times centred on its
     neighbours' means: those of the pixels seen at least ``_MIN_PIXEL_OBS`` times in the smallest
     square window of 3, 5, 9, 17, 33 or 65 px that holds one (its own ``mean``, the global mean, beyond).
@@ -1434,6 +1435,9 @@ def rare_centre(mean: np.ndarray, count: np.ndarray, ocean: np.ndarray) -> np.nd
     mean : float64 (lat, lon), the pixel means (any value where ``count < _MIN_PIXEL_OBS``)
     count : int (lat, lon), observations per pixel
     ocean : bool (lat, lon), the pixels to centre (others keep ``mean``)
+    order : (iy, ix) index arrays putting the grid in the clean orientation (:func:`clean_axes`), where
+        neighbours in the array are neighbours on the earth (a 0..360 grid across Greenwich sorted puts
+        9E beside 350E); None: the arrays' order is that one
 
     Returns
     -------
@@ -1441,6 +1445,11 @@ def rare_centre(mean: np.ndarray, count: np.ndarray, ocean: np.ndarray) -> np.nd
     """
     from scipy.ndimage import uniform_filter
 
+    if order is not None:
+        grid = np.ix_(*order)
+        out = np.array(mean, dtype=np.float64)
+        out[grid] = rare_centre(out[grid], np.asarray(count)[grid], np.asarray(ocean)[grid])
+        return out
     centre = np.array(mean, dtype=np.float64)
     todo = ocean & (count < _MIN_PIXEL_OBS)
     if not todo.any():
@@ -1700,7 +1709,7 @@ class Interpolator:
                                  "or more)")
             rare = 0.0 if self._record_anomalies else None
             x, mean, scale, ocean = self._normalise_own(values, obs, observed, vmin, vmax, rare=rare,
-                                                        neighbours=self._rare_neighbours)
+                                                        neighbours=self._rare_neighbours and clean_axes(da_c))
             if sea is not None and self.fills_unseen:
                 mean, ocean = _nearest_mean(mean, ocean, sea)
         unfilled = None if sea is None else sea & ~ocean
@@ -1778,11 +1787,12 @@ class Interpolator:
     @staticmethod
     def _normalise_own(values: np.ndarray, obs: np.ndarray, observed: np.ndarray, vmin: float,
                        vmax: float, rare: float | None = None,
-                       neighbours: bool = False) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+                       neighbours: bool | tuple = False) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         """The normalised anomaly (float32), per-pixel mean, scale and ocean mask of the input itself;
         ``rare``: the centre of the pixels with fewer than ``_MIN_PIXEL_OBS`` observations (a block of
         interpolate_chunked: 0, its input being the anomaly from the record's centres). None: the global
-        mean of the observations or, with ``neighbours``, their neighbours' means (:func:`rare_centre`)."""
+        mean of the observations or, with ``neighbours``, their neighbours' means (:func:`rare_centre`;
+        ``neighbours`` may be the (iy, ix) clean orientation of the grid, in which they are taken)."""
         ocean = observed.any(axis=0)
 
         # Normalisation: per-pixel mean of the fitting observations (where a pixel has fewer than 2: the
@@ -1795,7 +1805,7 @@ class Interpolator:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count >= _MIN_PIXEL_OBS, total / np.maximum(count, 1), global_mean)
         if rare is None and neighbours:
-            mean = rare_centre(mean, count, ocean)
+            mean = rare_centre(mean, count, ocean, None if neighbours is True else neighbours)
         mean[~ocean] = np.nan
         x = np.zeros(values.shape, np.float32)
         np.subtract(values, mean, out=x, where=obs, casting="same_kind")  # in float64, stored as float32
