@@ -488,7 +488,8 @@ def info(path, as_json):
     --bbox of the whole grid; a folder or quoted pattern of daily files, the same of the series.
     A run folder: the benchmark, its rows and the command that runs it again. A folder of class
     folders (synth sar/plankton, TenGeoP-SARwv) or a netCDF image stack: its classes, the images
-    of each and their size. Only headers are read: no weights, no data.
+    of each and their size. An MNIST folder: the images and labels of each split (IDX headers).
+    Only headers are read: no weights, no data.
 
     \b
     Examples:

@@ -48,3 +48,47 @@ def test_library_messages_keep_the_field_names():
     """Python callers gave no --set: the method's own words are kept."""
     with pytest.raises(InputError, match="^method 'eof': option n_modes must be an integer >= 1, got 0$"):
         get_method("eof")(n_modes=0)
+
+
+def test_info_of_an_empty_or_unknown_folder_says_what_it_describes(tmp_path):
+    """An empty folder was "not an oceandl checkpoint folder (no config.json in it)"; a folder missing
+    only its config.json (weights beside) is still said to be a checkpoint without one."""
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(cli, ["info", str(tmp_path / "empty")])
+    assert_cli_error(res, 2, "empty: an empty folder; info describes a checkpoint folder, a saved fit, a benchmark "
+                             "run folder, a netCDF field or image stack, a folder of daily netCDF files, a folder of "
+                             "class images or an MNIST folder (IDX files)")
+    (tmp_path / "junk").mkdir()
+    for name in ("a.txt", "b.csv"):
+        (tmp_path / "junk" / name).write_text("x")
+    assert_cli_error(CliRunner().invoke(cli, ["info", str(tmp_path / "junk")]), 2,
+                     "junk: holds nothing info knows (2 entries: a.txt, b.csv); info describes a checkpoint folder")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "weights.safetensors").write_bytes(b"")
+    assert_cli_error(CliRunner().invoke(cli, ["info", str(tmp_path / "ckpt")]), 2, "no config.json in it")
+
+
+def _idx(path, shape, magic, gz):
+    import gzip
+    import struct
+
+    import numpy as np
+
+    data = struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in shape) + np.zeros(shape, np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+
+
+def test_info_describes_an_mnist_folder_from_the_idx_headers(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _idx(raw / "t10k-images-idx3-ubyte.gz", (7, 28, 28), 2051, True)
+    _idx(raw / "t10k-labels-idx1-ubyte", (7,), 2049, False)
+    _idx(tmp_path / "train-images-idx3-ubyte", (12, 28, 28), 2051, False)
+    _idx(tmp_path / "train-labels-idx1-ubyte.gz", (11,), 2049, True)
+    from oceandl.describe import describe
+
+    facts = describe(tmp_path)
+    assert facts["kind"] == "MNIST folder (IDX files)"
+    assert facts["test"] == "7 images of 28 x 28, 7 labels (MNIST/raw/t10k-images-idx3-ubyte.gz)"
+    assert facts["train"].startswith("12 images of 28 x 28, 11 labels (train-images-idx3-ubyte); the counts differ")
+    assert facts["use with"] == f"benchmark mnist --data-root {tmp_path}; train classifier --data {tmp_path}"
