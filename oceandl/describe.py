@@ -32,8 +32,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     path : str or path
         A checkpoint folder (or its ``config.json`` or weights file) written by ``oceandl train``, a fit saved by
         ``train interpolator --method climatology|eof|dineof``, the run folder of an ``oceandl
-        benchmark`` (or its ``results.json``), or a netCDF file (an output of ``oceandl
-        interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other).
+        benchmark`` (or its ``results.json``), a netCDF file (an output of ``oceandl
+        interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other), a folder of daily files,
+        a folder of images or an MNIST folder (the IDX files).
 
     Returns
     -------
@@ -50,7 +51,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     Raises
     ------
     InputError
-        ``path`` does not exist, or is neither a checkpoint folder nor a netCDF file.
+        ``path`` does not exist, is none of these (an empty folder: said, with what is described),
+        or is neither a checkpoint folder nor a netCDF file.
     CheckpointError
         A checkpoint folder whose ``config.json`` or ``weights.safetensors`` is missing, corrupt or
         truncated (the safetensors header is checked against the file's size; no tensor is read).
