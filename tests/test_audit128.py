@@ -92,3 +92,42 @@ def test_info_describes_an_mnist_folder_from_the_idx_headers(tmp_path):
     assert facts["test"] == "7 images of 28 x 28, 7 labels (MNIST/raw/t10k-images-idx3-ubyte.gz)"
     assert facts["train"].startswith("12 images of 28 x 28, 11 labels (train-images-idx3-ubyte); the counts differ")
     assert facts["use with"] == f"benchmark mnist --data-root {tmp_path}; train classifier --data {tmp_path}"
+
+
+def _failing(shape):
+    """A dask array whose read fails as a corrupt netCDF file's does."""
+    import dask
+    import dask.array as dsa
+    import numpy as np
+
+    def boom():
+        raise OSError("NetCDF: HDF error")
+
+    return dsa.from_delayed(dask.delayed(boom)(), shape=shape, dtype=np.float32)
+
+
+def test_reader_names_the_covariate_whose_read_failed(tmp_path, sst_file):
+    """The block reader said "f.nc: variable 'sst': cannot read its values" when a covariate of
+    another file failed: the covariate and its file are named; a failed field read still names the field."""
+    import dask.array as dsa
+    import numpy as np
+    import xarray as xr
+
+    from oceandl.interp.chunked import _Reader, _aux_labels
+
+    dims = ("time", "lat", "lon")
+    good = xr.DataArray(dsa.zeros((2, 3, 4), chunks=-1), dims=dims, name="sst")
+    bad = xr.DataArray(_failing((2, 3, 4)), dims=dims, name="mw")
+    other = tmp_path / "other.nc"
+    other.write_bytes(sst_file.read_bytes())
+    labels = _aux_labels([f"mw={other}:sst_mw", "wind"], str(sst_file), "f.nc: ")
+    assert labels == {"mw": f"{other}: variable 'sst_mw' (aux 'mw')", "wind": "f.nc: variable 'wind' (aux)"}
+    ext = (slice(0, 2), slice(0, 3), slice(0, 4))
+    reader = _Reader(good, [good.rename("wind"), bad], "f.nc: ", [labels["wind"], labels["mw"]])
+    with pytest.raises(InputError, match=r"other\.nc: variable 'sst_mw' \(aux 'mw'\): cannot read its values at "
+                                         r"time 0:2, lat 0:3, lon 0:4 \(OSError: NetCDF: HDF error\)"):
+        reader(ext)
+    with pytest.raises(InputError, match=r"^f\.nc: variable 'sst': cannot read its values"):
+        _Reader(bad.rename("sst"), [good.rename("wind")], "f.nc: ", [labels["wind"]])(ext)
+    values, aux = _Reader(good, [good.rename("wind")], "f.nc: ")(ext)
+    assert values.shape == (2, 3, 4) and np.all(aux[0] == 0)
