@@ -131,3 +131,23 @@ def test_reader_names_the_covariate_whose_read_failed(tmp_path, sst_file):
         _Reader(bad.rename("sst"), [good.rename("wind")], "f.nc: ", [labels["wind"]])(ext)
     values, aux = _Reader(good, [good.rename("wind")], "f.nc: ")(ext)
     assert values.shape == (2, 3, 4) and np.all(aux[0] == 0)
+
+
+def test_eof_reconstruct_and_project_are_compressed_as_the_other_results(tmp_path):
+    """reconstruct() and project() were written uncompressed by to_netcdf, eofs and pcs compressed."""
+    import numpy as np
+    import xarray as xr
+
+    from oceandl.interp import eof
+
+    field = synthetic_sst(seed=0, n_time=6, ny=8, nx=8)["sst_true"]
+    res = eof(field, n_modes=2)
+    rec, pp, one = res.reconstruct(), res.project(field), res.project(field.isel(time=0))
+    assert rec.encoding["zlib"] and rec.encoding["complevel"] == 4 and rec.encoding["chunksizes"] == (1, 8, 8)
+    assert pp.encoding["zlib"] and pp.encoding["chunksizes"] == (6, 2)
+    assert one.encoding["zlib"] and one.encoding.get("chunksizes", (2,)) == (2,)
+    for name, da in (("rec", rec), ("pp", pp), ("one", one)):
+        da.to_netcdf(tmp_path / f"{name}.nc")
+        with xr.open_dataarray(tmp_path / f"{name}.nc") as back:
+            assert back.encoding["zlib"] and back.encoding["complevel"] == 4
+            np.testing.assert_array_equal(back.values, da.values)
