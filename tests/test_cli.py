@@ -996,7 +996,7 @@ def test_log_file_gets_lines_not_progress_bars_and_quiet_keeps_results(sst_file,
     tree = make_sar_vignettes(tmp_path / "sar", n_per_class=3, size=16, seed=0)
     bad = subprocess.run([sys.executable, "-c", code, "train", "classifier", "--data", str(tree), "--augment", "bogus",
                           "-o", str(tmp_path / "ckpt")], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and bad.stderr.startswith("Error: unknown augmentation"), bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: --augment bogus: unknown augmentation"), bad.stderr
 
 
 def test_synth_and_eof_take_quiet(runner, tmp_path):
