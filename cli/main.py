@@ -307,6 +307,74 @@ def _method_options(input_path, demo: bool, options, epochs, batch_size, lr) -> 
     return opts
 
 
+def _typed_method_options(options: tuple[str, ...], flags: dict) -> dict[str, tuple[str, str]]:
+    """Each method option the command line gave, keyed by the option's name: its name and itself as
+    typed, ``{'n_modes': ('--set n-modes', '--set n-modes=0'), 'epochs': ('--epochs', '--epochs 3')}``
+    (a flag wins over ``--set``, as in :func:`_method_options`)."""
+    typed = {}
+    for item in options:
+        if "=" in item:
+            k = item.split("=", 1)[0].strip()
+            typed[k.replace("-", "_")] = (f"--set {k}", f"--set {item}")
+    for k, v in flags.items():
+        if v is not None:
+            flag = "--" + k.replace("_", "-")
+            typed[k] = (flag, f"{flag} {v}")
+    return typed
+
+
+def _method_errors_as_typed(fn):
+    """`train interpolator` and `interpolate`: the methods' errors about their options in the words of the
+    command line. "method 'eof': option n_modes must be an integer >= 1, got 0" -> "method 'eof': --set
+    n_modes must be ...", "option epochs=3 and steps=10 are both set" -> "--epochs 3 and --set steps=10
+    are both set", "unknown option 'lr'" prefixed with "--lr 0.1: ". The library's own messages (Python
+    callers) keep the field names; an option the command line did not give (a checkpoint's) is left so."""
+    import functools
+    import re
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        typed = _typed_method_options(kwargs.get("options") or (), {k: kwargs.get(k) for k in
+                                                                    ("epochs", "batch_size", "lr")})
+        parsed = {}
+        with contextlib.suppress(InputError):
+            parsed = _kv(kwargs.get("options") or ())
+
+        def named(key: str, rest: str) -> tuple[str, str] | None:
+            """Option ``key`` as typed, and the message's ``rest`` after it (less the library's
+            ``=repr`` of the value, which the typed option shows); None: not one the command line gave."""
+            if key not in typed:
+                return None
+            name, whole = typed[key]
+            if not rest.startswith("="):  # "option harmonics must be ...": the option's name
+                return name, rest
+            value = parsed.get(key) if name.startswith("--set ") else kwargs.get(key)
+            rep = f"={value!r}"
+            return (whole, rest[len(rep):]) if rest.startswith(rep) else None
+
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            msg = str(exc)
+            new = msg
+            m = re.search(r"(method '[^']*': )option (\w+)(?=[ =])", msg)
+            u = re.search(r"method '[^']*': unknown option '(\w+)'", msg)
+            if m and (got := named(m.group(2), msg[m.end():])) is not None:
+                shown, rest = got
+                # "option epochs=3 and steps=10 are both set": the second named as typed too
+                both = re.match(r" and (\w+)(?==)", rest)
+                if both and (g2 := named(both.group(1), rest[both.end():])) is not None:
+                    rest = f" and {g2[0]}{g2[1]}"
+                new = msg[:m.start()] + m.group(1) + shown + rest
+            elif u and u.group(1) in typed:
+                new = f"{typed[u.group(1)][1]}: {msg}"
+            if new == msg:
+                raise
+            raise InputError(new) from None
+
+    return wrapper
+
+
 def _command_line() -> str | None:
     """The command line being run (``oceandl interpolate sst.nc -o filled.nc``), for ``history``."""
     return click.get_current_context().meta.get("oceandl.command")
@@ -420,7 +488,8 @@ def info(path, as_json):
     --bbox of the whole grid; a folder or quoted pattern of daily files, the same of the series.
     A run folder: the benchmark, its rows and the command that runs it again. A folder of class
     folders (synth sar/plankton, TenGeoP-SARwv) or a netCDF image stack: its classes, the images
-    of each and their size. Only headers are read: no weights, no data.
+    of each and their size. An MNIST folder: the images and labels of each split (IDX headers).
+    Only headers are read: no weights, no data.
 
     \b
     Examples:
@@ -539,6 +608,7 @@ _MASK_HELP = ("Land-sea mask: VAR of the same file or FILE:VAR of another, (lat,
 @training_options
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="checkpoint folder")
+@_method_errors_as_typed
 def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch_size, lr, quiet, output, overwrite,
                            seed, device, min_quality=None, init=None, resume=False, aux=(), bbox=None, dates=None,
                            mask=None):
@@ -1148,6 +1218,7 @@ def _write_predictions(ds, output: Path, overwrite: bool, model: str | None = No
 @click.option("--quiet", is_flag=True, help=_QUIET_HELP)
 @common(output="filled netCDF (a folder, FOLDER/ or one that exists: a file per input file, named as it, with its "
                "days)")
+@_method_errors_as_typed
 def interpolate(input_path, var, method, withhold, refit, options, checkpoint, fit_on, figure, demo, epochs, batch_size,
                 lr, quiet, output, overwrite, seed, device, chunks=None, halo=None, complevel=4, min_quality=None,
                 aux=(), bbox=None, dates=None, mask=None, fit_aux=()):

@@ -32,8 +32,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     path : str or path
         A checkpoint folder (or its ``config.json`` or weights file) written by ``oceandl train``, a fit saved by
         ``train interpolator --method climatology|eof|dineof``, the run folder of an ``oceandl
-        benchmark`` (or its ``results.json``), or a netCDF file (an output of ``oceandl
-        interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other).
+        benchmark`` (or its ``results.json``), a netCDF file (an output of ``oceandl
+        interpolate`` / ``eof`` / ``classify`` / ``synth``, or any other), a folder of daily files,
+        a folder of images or an MNIST folder (the IDX files).
 
     Returns
     -------
@@ -50,7 +51,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     Raises
     ------
     InputError
-        ``path`` does not exist, or is neither a checkpoint folder nor a netCDF file.
+        ``path`` does not exist, is none of these (an empty folder: said, with what is described),
+        or is neither a checkpoint folder nor a netCDF file.
     CheckpointError
         A checkpoint folder whose ``config.json`` or ``weights.safetensors`` is missing, corrupt or
         truncated (the safetensors header is checked against the file's size; no tensor is read).
@@ -72,6 +74,16 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         images = _image_folder(p)  # a folder of class folders (synth sar/plankton, TenGeoP, WHOI)
         if images is not None:
             return images
+        mnist = _mnist_folder(p)
+        if mnist is not None:
+            return mnist
+        if not any((p / name).is_file() for name in _CHECKPOINT_FILES):
+            # "not an oceandl checkpoint folder (no config.json in it)" was said of an empty folder too
+            entries = sorted(e.name for e in p.iterdir() if not e.name.startswith("."))
+            held = ("an empty folder" if not entries else
+                    f"holds nothing info knows ({len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: "
+                    + ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "") + ")")
+            raise InputError(f"{p}: {held}; info describes {_KNOWN}")
     # a file of a checkpoint folder (tab completion stops in it) is that checkpoint, as `classify
     # --model` takes it: its weights file was "neither a checkpoint folder nor a netCDF file"
     if p.is_dir() or p.name == "config.json" or (p.name in ("weights.safetensors", "training_state.safetensors",
@@ -79,6 +91,59 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
                                                  and (p.parent / "config.json").is_file()):
         return _checkpoint(p if p.is_dir() else p.parent)
     return _netcdf(p)
+
+
+#: what `info` describes, said where a folder holds none of it
+_KNOWN = ("a checkpoint folder, a saved fit, a benchmark run folder, a netCDF field or image stack, a folder of "
+          "daily netCDF files, a folder of class images or an MNIST folder (IDX files)")
+#: the files of a checkpoint folder besides config.json: a folder with one of them is a checkpoint missing it
+_CHECKPOINT_FILES = ("weights.safetensors", "training_state.safetensors", "training_state.json",
+                     "normalisation.safetensors")
+
+
+# ------------------------------------------------------------------------------------------ mnist
+def _idx_shape(path: Path) -> tuple[int, ...]:
+    """The shape an IDX file's header declares (gzip or raw): its first bytes only, no data."""
+    import gzip
+    import struct
+
+    with path.open("rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gz else path.open("rb")) as f:
+        head = f.read(4)
+        if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 0x08:
+            raise ValueError("not an unsigned-byte IDX header")
+        dims = f.read(4 * head[3])
+        if len(dims) < 4 * head[3]:
+            raise ValueError("truncated IDX header")
+    return struct.unpack(f">{head[3]}I", dims)
+
+
+def _mnist_folder(folder: Path) -> dict[str, Any] | None:
+    """An MNIST folder (the IDX files, as ``benchmark mnist --data-root`` and ``train classifier
+    --data`` read them): images and labels per split from the IDX headers, or None when it holds no
+    split. Only the headers are read (a gzip file's first bytes)."""
+    from oceandl.datasets.mnist import find_mnist_files
+    from oceandl.errors import MissingResourceError
+
+    out: dict[str, Any] = {"path": str(folder), "kind": "MNIST folder (IDX files)"}
+    for split in ("train", "test"):
+        try:
+            images, labels = find_mnist_files(folder, split)
+        except MissingResourceError:
+            continue
+        try:
+            shape, n_labels = _idx_shape(images), _idx_shape(labels)[0]
+        except (OSError, EOFError, ValueError) as exc:
+            out[split] = f"unreadable header ({one_line(exc)}): {images.name}, {labels.name}"
+            continue
+        size = " x ".join(map(str, shape[1:]))
+        out[split] = f"{shape[0]:,} images of {size}, {n_labels:,} labels ({images.relative_to(folder)})" + (
+            "" if n_labels == shape[0] else "; the counts differ: the split is refused when read")
+    if len(out) == 2:
+        return None
+    out["use with"] = f"benchmark mnist --data-root {folder}; train classifier --data {folder}"
+    return out
 
 
 # ------------------------------------------------------------------------------------ checkpoints

@@ -121,7 +121,7 @@ def test_fit_on_chunks_names_a_corrupt_input(fit, tmp_path, monkeypatch, exc, wh
               else ["--method", "climatology", "--fit-on", str(fit / "past.nc")])
     res = CliRunner().invoke(cli, ["interpolate", str(fit / "new.nc"), "--var", "sst", *fit_on, "--chunks", "time=5",
                                    "--quiet", "-o", str(out)])
-    said = "variable 'sst': aux 'sst_mw'" if which == "sst_mw" else "variable 'sst'"
+    said = "variable 'sst_mw' (aux)" if which == "sst_mw" else "variable 'sst'"
     assert_cli_error(res, 2, f"{fit / 'new.nc'}: {said}: cannot read its values at time 0:5",
                      f"({type(exc).__name__}: ", "a corrupt or unreadable input file")
     assert os.listdir(tmp_path) == []

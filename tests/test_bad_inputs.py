@@ -700,7 +700,7 @@ def test_infinite_lr_is_refused(tmp_path, good_nc):
     for cmd in (["interpolate", good_nc, "--method", "unet"], ["train", "interpolator", good_nc]):
         res = invoke(*cmd, "--var", "sst", "--set", "steps=1", "--lr", "inf", "-o", tmp_path / "o.nc",
                      "--device", "cpu", "--quiet")
-        assert_cli_error(res, 2, "lr=inf must be a finite number > 0")
+        assert_cli_error(res, 2, "--lr inf must be a finite number > 0")
     assert not (tmp_path / "model").exists() and not (tmp_path / "o.nc").exists()
 
 

@@ -204,7 +204,7 @@ def test_interpolate_seasonal_climatology(runner, tmp_path):
         assert np.sqrt(np.mean((ds["sst"].values[gap] - truth[gap]) ** 2)) < 0.1  # the time mean is ~2.8 off
     xr.Dataset({"sst": (("time", "lat", "lon"), v)}, coords={**coords, "time": t}).to_netcdf(tmp_path / "undated.nc")
     for args, word in ((["undated.nc", "harmonics=2"], "harmonics=2 needs the day of year"),
-                       (["two.nc", "harmonics=9"], "option harmonics must be 'auto' or an integer from 0 to 6")):
+                       (["two.nc", "harmonics=9"], "--set harmonics must be 'auto' or an integer from 0 to 6")):
         res = runner.invoke(cli, ["interpolate", str(tmp_path / args[0]), "--method", "climatology", "--set", args[1],
                                   "-o", str(tmp_path / "x.nc")])
         assert res.exit_code == 2 and word in res.output.strip().splitlines()[-1], res.output
@@ -766,7 +766,7 @@ def test_train_interpolator_then_fill_another_file_with_it(runner, sst_file, tmp
     # a training flag with --model is refused, not ignored; the output is not written
     res = runner.invoke(cli, ["interpolate", str(other), "--method", "unet", "--model", str(ckpt), "--epochs", "5",
                               "--quiet", "-o", str(tmp_path / "f.nc")])
-    assert res.exit_code == 2 and "epochs=5 has no effect with checkpoint" in res.output, res.output
+    assert res.exit_code == 2 and "--epochs 5 has no effect with checkpoint" in res.output, res.output
     assert not (tmp_path / "f.nc").exists()
     # refuses an existing folder (and leaves it as it was), a training flag of a fitted method, a bad option, a start checkpoint
     before = (ckpt / "weights.safetensors").read_bytes()
@@ -996,7 +996,7 @@ def test_log_file_gets_lines_not_progress_bars_and_quiet_keeps_results(sst_file,
     tree = make_sar_vignettes(tmp_path / "sar", n_per_class=3, size=16, seed=0)
     bad = subprocess.run([sys.executable, "-c", code, "train", "classifier", "--data", str(tree), "--augment", "bogus",
                           "-o", str(tmp_path / "ckpt")], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and bad.stderr.startswith("Error: unknown augmentation"), bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("Error: --augment bogus: unknown augmentation"), bad.stderr
 
 
 def test_synth_and_eof_take_quiet(runner, tmp_path):

@@ -184,7 +184,7 @@ def test_bad_paths_are_one_line_errors(classifier, tmp_path):
     for path, says in ((tmp_path / "nothing", "no such file or folder"),
                        (tmp_path / "notes.txt", "neither a checkpoint folder nor a netCDF file"),
                        (tmp_path / "broken.nc", "not a readable netCDF file, truncated or corrupt"),
-                       (tmp_path / "empty", "not an oceandl checkpoint folder (no config.json in it)"),
+                       (tmp_path / "empty", "an empty folder; info describes a checkpoint folder"),
                        (tmp_path / "bad", "corrupt JSON"),
                        (tmp_path / "noweights", "not an oceandl checkpoint (weights.safetensors is missing)")):
         assert_cli_error(CliRunner().invoke(cli, ["info", str(path)]), 2, str(path.name), says)

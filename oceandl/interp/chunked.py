@@ -889,20 +889,51 @@ class _NeuralBlock:
 class _Reader:
     """Reads one block of the lazy input inside the task (dask's synchronous scheduler, only the
     chunks the block touches), so that no task graph of the whole cube travels with each block.
-    The covariates (``aux``, lazy on the field's grid) are read over the same region."""
+    The covariates (``aux``, lazy on the field's grid) are read over the same region.
 
-    def __init__(self, da: xr.DataArray, aux: list[xr.DataArray] = (), where: str = ""):
+    ``aux_labels``: how a failed read of each covariate names it (its file and variable, see
+    :func:`_aux_labels`); default: ``where`` and its name."""
+
+    def __init__(self, da: xr.DataArray, aux: list[xr.DataArray] = (), where: str = "",
+                 aux_labels: list[str] | None = None):
         self.data = da.data
         self.aux = [a.data for a in aux]
         self.where, self.name = where, da.name
+        self.aux_labels = list(aux_labels) if aux_labels is not None else [f"{where}aux {a.name!r}" for a in aux]
 
     def __call__(self, ext: tuple[slice, slice, slice]) -> tuple[np.ndarray, list[np.ndarray]]:
         import dask
 
         rows = ", ".join(f"{ax} {s.start}:{s.stop}" for ax, s in zip(_AXES, ext))
-        with _reading(f"{self.where}variable {self.name!r}", rows):
-            values, *aux = dask.compute(self.data[ext], *(a[ext] for a in self.aux), scheduler="synchronous")
+        label = f"{self.where}variable {self.name!r}"
+        try:
+            with _reading(label, rows):
+                values, *aux = dask.compute(self.data[ext], *(a[ext] for a in self.aux), scheduler="synchronous")
+        except InputError as exc:
+            if not self.aux or not isinstance(exc.__cause__, (OSError, RuntimeError)):
+                raise
+            # one read of them all failed: which one, read again alone (a covariate of another file was
+            # said to be the field's variable, naming the wrong file)
+            for data, what in zip(self.aux, self.aux_labels):
+                with _reading(what, rows):
+                    dask.compute(data[ext], scheduler="synchronous")
+            raise
         return np.asarray(values), [np.asarray(a, dtype=np.float32) for a in aux]
+
+
+def _aux_labels(aux, source, where: str) -> dict[str, str]:
+    """How a failed read names each covariate given by name: ``"other.nc: variable 'sst_mw' (aux 'mw')"``
+    for one of another file, ``where`` (the field's file) for one of the field's; none for an array."""
+    from oceandl.io import aux_key, describe_source, split_file_var
+
+    out = {}
+    for key, entry in _aux_entries(aux):
+        if isinstance(entry, str):
+            src, name = split_file_var(entry, source)
+            key = key if key is not None else aux_key(entry, source)
+            file = f"{describe_source(src)}: " if src is not source else where
+            out[key] = f"{file}variable {name!r}" + (f" (aux {key!r})" if key != name else " (aux)")
+    return out
 
 
 @contextlib.contextmanager
@@ -1666,7 +1697,12 @@ def interpolate_chunked(source, output: str | os.PathLike, method: str = "dineof
             bar = tqdm(total=len(blocks), desc=f"{method}: blocks", disable=not progress, leave=False)
             waiting: dict[int, dict] = {}
             nxt = 0
-            reader = _Reader(src, [c[1] for c in covariates], where)
+            try:
+                labels = _aux_labels(aux, source, where)
+            except InputError:  # a covariate's file was checked when opened: said by name alone then
+                labels = {}
+            reader = _Reader(src, [c[1] for c in covariates], where,
+                             [labels.get(c[0], f"{where}aux {c[0]!r}") for c in covariates])
             for i, res in _stream(fn, reader, [block_args(b) for b in blocks], window):
                 waiting[i] = res
                 while nxt in waiting:  # commit in raster order: lower halos blend into written cores
@@ -2161,6 +2197,10 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
         raise InputError(f"{exc}; the fit{_fit_name(fit_on)} was fitted with it as an auxiliary variable (its modes "
                          f"take it: {want}, or aux FILE:VAR; named otherwise: aux {named})") from None
     blocks = plan_blocks(shape, core, {})
+    try:  # a covariate's failed read names its own file, not the field's
+        aux_labels = _aux_labels(aux, source, where) if aux is not None else {}
+    except InputError:
+        aux_labels = {}
 
     def block(b: Block | np.ndarray):
         """The block's field and covariates (or those of the steps given), in memory, and its filled Dataset."""
@@ -2172,7 +2212,7 @@ def _transform_chunked(source, output: Path, method: str, fit_on, *, var, chunks
             field = da.isel(time=t).load()
         ax = {}
         for name, a, *_ in covariates:
-            with _reading(f"{label}: aux {name!r}", _time_rows(t)):
+            with _reading(aux_labels.get(name, f"{label}: aux {name!r}"), _time_rows(t)):
                 ax[name] = a.isel(time=t).load()
         ds = model.transform(field, aux=ax or None)
         if first_pass:

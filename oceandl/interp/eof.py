@@ -423,12 +423,10 @@ class EOF:
         level 4; PCs chunked along time, :func:`oceandl.io.with_compression_encoding`), so that
         ``res.eofs.to_netcdf(path)`` from Python is compressed as the CLI's file is; it was written
         uncompressed (:meth:`to_dataset` sets it on its variables too)."""
-        from oceandl.io import with_compression_encoding
-
         for name in self._RESULTS:
             da = getattr(self, name, None)
             if da is not None:
-                da.encoding = dict(with_compression_encoding(da.to_dataset(name=name))[name].encoding)
+                _compressed(da, name)
 
     def __repr__(self) -> str:
         # what a notebook shows of `res`: the field, its grid and each mode's share, on one line
@@ -664,8 +662,9 @@ class EOF:
         out[:, self._ocean] = flat
         coords = {c: v for c, v in self.pcs.coords.items() if c != "mode"}
         coords.update({c: v for c, v in self.eofs.coords.items() if c != "mode"})
-        return xr.DataArray(out, dims=self._dims, coords=coords, name=self._name,
-                            attrs={**self._input_attrs, **self.attrs, "n_modes_used": int(k)})
+        # compressed as the other results (_compress): to_netcdf of the rebuilt field was written uncompressed
+        return _compressed(xr.DataArray(out, dims=self._dims, coords=coords, name=self._name,
+                                        attrs={**self._input_attrs, **self.attrs, "n_modes_used": int(k)}))
 
     def project(self, da: xr.DataArray) -> xr.DataArray:
         """Pseudo-PCs of another field on these EOFs.
@@ -697,7 +696,9 @@ class EOF:
             if tdim in da.dims:
                 raise InputError(f"eof.project: a 2-D field needs the analysis' spatial dims {self._dims[1:]}, "
                                  f"got {tuple(da.dims)}")
-            return self.project(da.expand_dims(tdim)).isel({tdim: 0})
+            one = self.project(da.expand_dims(tdim)).isel({tdim: 0})
+            one.encoding = {}  # the series' chunks (1, modes) do not fit one map's (modes,): its own
+            return _compressed(one)
         dims = canonical_dims(da, say=True)
         da = da.transpose(*dims)
         if da.shape[1:] != self._ocean.shape:
@@ -736,12 +737,23 @@ class EOF:
             P = np.linalg.solve(self._E @ self._E.T, P.T).T
         P = P.astype(self._dtype)
         coords = {c: v for c, v in da.coords.items() if set(v.dims) <= {dims[0]}}
-        return xr.DataArray(P, dims=(dims[0], "mode"), coords={"mode": self.pcs["mode"].variable, **coords},
-                            name="pseudo_pcs",
-                            # what they are, as every other result says (they had the provenance only)
-                            attrs={**self.attrs, "long_name": "pseudo principal components (the field's anomaly "
-                                   "from the analysis mean, projected on the EOFs)",
-                                   **({"units": self.pcs.attrs["units"]} if "units" in self.pcs.attrs else {})})
+        return _compressed(xr.DataArray(
+            P, dims=(dims[0], "mode"), coords={"mode": self.pcs["mode"].variable, **coords}, name="pseudo_pcs",
+            # what they are, as every other result says (they had the provenance only)
+            attrs={**self.attrs, "long_name": "pseudo principal components (the field's anomaly from the analysis "
+                   "mean, projected on the EOFs)",
+                   **({"units": self.pcs.attrs["units"]} if "units" in self.pcs.attrs else {})}))
+
+
+def _compressed(da: xr.DataArray, name: str | None = None) -> xr.DataArray:
+    """``da`` with the netCDF encoding ``oceandl eof`` writes its results with (zlib level 4, chunks:
+    :func:`oceandl.io.with_compression_encoding`), so that ``da.to_netcdf(path)`` from Python is
+    compressed. In place; returned for chaining."""
+    from oceandl.io import with_compression_encoding
+
+    name = name or (str(da.name) if da.name is not None else "field")
+    da.encoding = dict(with_compression_encoding(da.to_dataset(name=name))[name].encoding)
+    return da
 
 
 def eof(da: xr.DataArray, n_modes: int = 10, weights="coslat", center: bool = True, solver: str = "auto",
