@@ -940,7 +940,7 @@ def test_overwrite_never_replaces_other_things(runner, sst_file, tmp_path, monke
         (["train", "interpolator", str(sst_file), "--set", "steps=1", "-o", "data"], "not an earlier checkpoint"),
         (["synth", "sar", "--n", "1", "--size", "16", "-o", "data"], "not an earlier synthetic sar"),
         (["synth", "plankton", "--n", "1", "--size", "16", "-o", "data"], "not an earlier synthetic plankton"),
-        (["synth", "sst", "--n", "3", "--size", "8", "-o", "data"], "is a folder"),
+        (["synth", "sst", "--n", "3", "--size", "8", "-o", "data"], "must end in .nc"),  # refused before any look
         (["eof", str(sst_file), "-o", "stack.nc"], "is a folder"),
         (["interpolate", str(sst_file), "--method", "climatology", "-o", "stack.nc"], "is a folder"),
         (["classify", "--model", "data", str(data), "-o", "stack.nc"], "is a folder"),
