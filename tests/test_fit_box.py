@@ -95,7 +95,8 @@ def test_the_box_is_filled_as_the_whole_grid_fills_a_day_observed_in_the_box_onl
             np.testing.assert_allclose(got[v].values, whole[v].values[:, ROWS, COLS], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, rms", [("eof", 1.47), ("dineof", 0.59)])
+# eof 1.47 before a pixel seen once took its neighbours' centre in the fit's mean (audit118)
+@pytest.mark.parametrize("name, rms", [("eof", 1.38), ("dineof", 0.59)])
 def test_how_far_the_box_fill_is_from_the_whole_grids(cube, name, rms):
     """What the observations outside the box add to the whole grid's fill of it, measured at the box's
     gaps: well under the difference to the whole grid's fill one row off (a wrong cut)."""

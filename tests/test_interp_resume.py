@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from test_neural_interp import TINY, _cube
 
 from oceandl.cli.main import cli
-from oceandl.errors import InputError
+from oceandl.errors import InputError, OceanDLError
 from oceandl.interp import METHODS
 from oceandl.interp.neural import NeuralInterpolator, _TrainingStopped
 from oceandl.training.checkpoint import load_training_state
@@ -113,8 +113,10 @@ def test_a_failed_state_write_leaves_the_previous_state(cube, tmp_path, monkeypa
         real(tensors, path)
 
     monkeypatch.setattr(ck, "_save_tensors", failing)
-    with pytest.raises(InputError, match="the previous checkpoint there is unchanged"):
+    # a full disk is no bad input: exit 1 (OceanDLError, not InputError), saying the state is still whole
+    with pytest.raises(OceanDLError, match="no space left on the disk.*the previous checkpoint there is unchanged") as got:
         cls(seed=0, device="cpu", save_to=str(tmp_path / "run"), **opts).fit(cube)
+    assert not isinstance(got.value, InputError)
     monkeypatch.setattr(ck, "_save_tensors", real)
     assert _training(tmp_path / "run")["steps_done"] == 2
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, InputError, one_line
+from ..errors import CheckpointError, InputError, OceanDLError, one_line
 from ..utils import atomic_path, check_output_path, provenance, resolve_device
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_config", "weights_sha256", "save_training_state", "is_checkpoint_folder",
@@ -86,6 +86,12 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: st
         # serializing: I/O error: ..." without the folder, and the CLI added a traceback hint
         kept = "the previous checkpoint there is unchanged" if existed else "nothing was written"
         raise InputError(f"{path}: cannot write the checkpoint ({one_line(exc, with_type=False)}); {kept}") from exc
+    except OceanDLError as exc:
+        # a full disk or quota, said by atomic_path (exit 1, whatever room the disk reports): and that a
+        # training run's previous state is still whole, to resume from
+        if not existed or isinstance(exc, InputError):
+            raise
+        raise OceanDLError(f"{str(exc).rstrip('.')}; the previous checkpoint there is unchanged") from exc
     return Path(path)
 
 
