@@ -1255,7 +1255,7 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
     # a folder of daily filled files out)
     per_file = bool(click.get_current_context().meta.get("oceandl.output_folder")) or names_folder(output)
     if not per_file:
-        _netcdf_output(output, "filled netCDF", folder="name a folder (FOLDER/) for a file per input file")
+        _netcdf_output(output, "filled netCDF", folder="name a folder with a trailing slash (FOLDER/) for a file per input file")
     input_path = _inputs(input_path)
     opts = _method_options(input_path, demo, options, epochs, batch_size, lr)
     if checkpoint is not None and "checkpoint" in opts:  # --model's would replace it without a word
