@@ -40,6 +40,17 @@ def _unit(u) -> str | None:
     return _UNIT_ALIASES.get(re.sub(r"[\s_]+", "_", text.lower()), text)
 
 
+#: degC -> K
+KELVIN = 273.15
+
+
+def kelvin_offset(src, dst) -> float | None:
+    """What to add to a value in units ``src`` to have it in units ``dst`` (any spellings) when one is
+    degC and the other kelvin: ``+273.15`` or ``-273.15``; None for any other pair (the same units,
+    units not said, or units no offset converts)."""
+    return {("degC", "K"): KELVIN, ("K", "degC"): -KELVIN}.get((_unit(src), _unit(dst)))
+
+
 def unit_label(u) -> str:
     """The label of a colour bar in units ``u``: ``°C``, ``°F`` or ``K`` for any spelling of them
     (``C``, ``degree_Celsius``, ``degF``, ``kelvin``), else ``u`` as given (``m``, ``1``)."""

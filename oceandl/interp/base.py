@@ -1937,7 +1937,7 @@ class Interpolator:
             raise InputError(f"method {self.name!r}: transform() is not available; {self._no_transform}")
         if not self._fitted:
             raise InputError(f"method {self.name!r}: call fit() before transform()")
-        from .neural import _KELVIN, _unit
+        from oceandl.units import _unit, kelvin_offset
 
         box = self._auto_cut(da)
         if box is not None:
@@ -1953,7 +1953,7 @@ class Interpolator:
         # field's units (its scale, modes and cycle are of normalised anomalies, the same in both); other
         # units said are refused (anomalies of 273 were "filled" by the modes before the units were read)
         theirs, ours = _unit(fitted.attrs.get("units")), _unit(da_c.attrs.get("units"))
-        offset = {("degC", "K"): _KELVIN, ("K", "degC"): -_KELVIN}.get((theirs, ours), 0.0)
+        offset = kelvin_offset(theirs, ours) or 0.0
         if theirs is not None and ours is not None and theirs != ours and not offset:
             raise InputError(f"{label}: in units {da_c.attrs['units']!r}, the field fitted in {fitted.attrs['units']!r}; "
                              "transform() fills a field in the fitted units (convert it first)")

@@ -1790,7 +1790,7 @@ def _neural_aux_norm(stats: _Stats, training: bool, options, start, method: str,
     a degC network converted, values far from them refused), else the whole cube's, from the
     statistics pass. A static covariate (a (lat, lon) map): its global mean and standard deviation,
     a checkpoint's training ones whenever a network is loaded (as in memory)."""
-    from .neural import _KELVIN, _SHIFT_LIMIT, _unit
+    from .neural import _SHIFT_LIMIT, _unit, kelvin_offset
 
     saved = {}
     if start is not None:
@@ -1818,7 +1818,7 @@ def _neural_aux_norm(stats: _Stats, training: bool, options, start, method: str,
             continue
         st = dict(saved[a.name])
         theirs_u, ours_u = _unit(st.get("units")), _unit(a.units)
-        offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((theirs_u, ours_u))
+        offset = kelvin_offset(ours_u, theirs_u)
         if offset is None and theirs_u is not None and ours_u is not None and theirs_u != ours_u:
             raise InputError(f"method {method!r}: aux {a.name!r} is in {a.units!r}, checkpoint {start} was "
                              f"trained with it in {st['units']!r} (convert it first)")

@@ -911,7 +911,7 @@ class DINEOF(Interpolator):
         fit without covariates and no ``aux``. Refused: ``aux`` missing for a fit with covariates,
         given to one without, names that are not the fit's, static maps, other units."""
         from .base import aux_naming_hint, read_aux, refuse_static_aux
-        from .neural import _KELVIN, _SHIFT_LIMIT, _unit
+        from .neural import _SHIFT_LIMIT, _unit, kelvin_offset
 
         st = getattr(self, "_aux_stats", None) if getattr(self, "aux_names_", None) else None
         names = [] if st is None else st["names"]
@@ -938,7 +938,7 @@ class DINEOF(Interpolator):
             theirs, ours = _unit(st["units"][i]), _unit(units[j])
             # a kelvin covariate (AMSR2, GHRSST) for a fit of it in degC, or the reverse: converted, as the
             # networks convert theirs; other units said are refused
-            offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((theirs, ours), 0.0)
+            offset = kelvin_offset(ours, theirs) or 0.0
             if theirs is not None and ours is not None and theirs != ours and not offset:
                 raise InputError(f"{label}: aux {name!r} is in units {units[j]!r}, the fit's in {st['units'][i]!r} "
                                  "(convert it first)")

@@ -720,12 +720,12 @@ class EOF:
         X = values[:, self._ocean]
         if not np.isfinite(X).all():
             raise InputError("eof.project: the field has missing values over the analysed ocean pixels")
-        from .neural import _KELVIN, _unit
+        from oceandl.units import _unit, kelvin_offset
 
         # a field in kelvin projected on an analysis in degC (or the reverse) is put in the analysis' units
         # first, as Interpolator.transform puts a fit's means in the field's: its anomaly is the same in both
         theirs, ours = _unit(self._input_attrs.get("units")), _unit(da.attrs.get("units"))
-        offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((theirs, ours), 0.0)
+        offset = kelvin_offset(ours, theirs) or 0.0
         if theirs is not None and ours is not None and theirs != ours and not offset:  # degF on degC, m on cm...
             raise InputError(f"eof.project: the field is in units {da.attrs['units']!r}, the analysis in "
                              f"{self._input_attrs['units']!r}; its anomaly from the analysis mean is taken in the "

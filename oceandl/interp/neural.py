@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from oceandl.errors import CheckpointError, InputError, OceanDLError, one_line, warn
-from oceandl.units import _UNIT_ALIASES, _unit  # noqa: F401  (imported from here by the other modules)
+from oceandl.units import _UNIT_ALIASES, _unit, kelvin_offset  # noqa: F401  (imported from here by the other modules)
 from oceandl.utils import LR_RULE, valid_lr
 
 from .base import (SIGMA_CLIP, SIGMA_MIN_POINTS, Interpolator, aux_anomaly, _clean_grid, calibration_z, clean_axes, step_text,
@@ -104,7 +104,6 @@ STATS = "normalisation.safetensors"  # a checkpoint's training statistics (per-p
 AUX_MEAN = "aux_mean."  # + name: an auxiliary variable's per-pixel mean in STATS
 SEA = "land_sea_mask"  # in STATS: the land-sea mask (1 = ocean) the network was trained with, if any
 # the temperature units' spellings and their parser live in oceandl.units (light: plotting reads them too)
-_KELVIN = 273.15  # degC -> K
 _SHIFT_LIMIT = 10.0  # an input whose mean is further than this many scales from the training mean is another unit
 _TRAINING_ONLY = ("patch", "steps", "epochs", "batch_size", "lr", "weight_decay", "visible_weight",
                   "model_options", "fused", "calibrate", "calibration_fraction", "checkpoint_every", "save_to",
@@ -615,7 +614,7 @@ class NeuralInterpolator(Interpolator):
             elif training is not None and name in theirs_means:
                 st = dict(saved[i])
                 a, b = _unit(st.get("units")), _unit(units)
-                offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((a, b))
+                offset = kelvin_offset(b, a)
                 if offset is not None:  # as the field is: a kelvin file (GHRSST, AMSR2) for a degC network
                     values = values + np.float32(offset)
                 elif a is not None and b is not None and a != b:
@@ -674,7 +673,7 @@ class NeuralInterpolator(Interpolator):
         if saved is not None:
             st = dict(saved)
             a, b = _unit(st.get("units")), _unit(units)
-            offset = {("degC", "K"): -_KELVIN, ("K", "degC"): _KELVIN}.get((a, b))
+            offset = kelvin_offset(b, a)
             if offset is not None:
                 values = values + np.float32(offset)
             elif a is not None and b is not None and a != b:
@@ -1671,7 +1670,7 @@ def _in_units_of(stats: dict, da) -> dict:
     A degC network given a kelvin file (GHRSST L4 and L3 are in kelvin) fell back to the file's own
     statistics: a single day was refused and pixels cloudy all window were left unfilled."""
     theirs, ours = _unit(stats["units"]), _unit(da.attrs.get("units"))
-    offset = {("degC", "K"): _KELVIN, ("K", "degC"): -_KELVIN}.get((theirs, ours))
+    offset = kelvin_offset(theirs, ours)
     if offset is None:
         return stats
     return {**stats, "mean": stats["mean"] + offset, "global_mean": stats["global_mean"] + offset,
