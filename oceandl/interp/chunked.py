@@ -28,8 +28,14 @@ neural methods (``unet``, ``resae``, ``convae``, ``smp_unet``)
     (its own modes and cross-validated number of modes), and neighbouring blocks are blended
     over the halo. Trade-off: modes are local (basin-scale patterns wider than a block are
     represented only piecewise, and a block too small or too cloudy to fit falls back to the
-    climatology, counted in ``fallback_blocks``), but memory per task is bounded by one block
-    (time x (core + 2 halo)^2) and blocks run in parallel; the halo costs
+    climatology, counted in ``fallback_blocks``). Each block chooses its own number of modes (or
+    shrinkage) by its own cross-validation; on small blocks that choice is noisier (warned), but
+    costs little since a rank fit ``max_iter`` stopped yields to the threshold path (DINEOF's
+    ``_fit_cv``): gap RMSE against the truth at pixels observed more than 5 times, synthetic 40 x 24
+    x 24, 50 / 70 % cloud, seeds 0-2, chunked minus in memory: ``time=20`` -0.03..+0.01 degC,
+    ``time=10`` -0.07..+0.07, 12 x 12 px blocks -0.01..+0.04 (before that rule, ``time=20`` at 70 %
+    cloud, seed 0: 1.59 against 1.30, fills to 31.5 degC; tests/test_audit129.py). Memory per task
+    is bounded by one block (time x (core + 2 halo)^2) and blocks run in parallel; the halo costs
     ((core + 2 halo) / core)^2 more work. A randomised SVD accumulated over time chunks would keep
     global modes but needs the full spatial field per iteration (many passes over the cube per
     DINEOF iteration), which is I/O-bound at the global scale.
