@@ -45,3 +45,62 @@ def test_set_none_is_accepted_where_the_message_offers_it(tmp_path, sst_file):
 def test_library_says_none_as_python_does():
     with pytest.raises(InputError, match=r"^method 'unet': option steps=-1 must be an integer >= 0, or None for "):
         get_method("unet")(steps=-1)
+
+
+@pytest.fixture(scope="module")
+def _ae(tmp_path_factory):
+    """An auto-encoder checkpoint as an interrupted run leaves it (finished False), with its state."""
+    import json
+
+    import torch
+
+    from oceandl.models import get_model
+    from oceandl.training import TensorData, TrainConfig, fit
+
+    tmp_path = tmp_path_factory.mktemp("ae")
+    g = torch.Generator().manual_seed(0)
+    fit(get_model("conv_ae", 1, width=4, depth=2), TensorData(torch.rand(16, 1, 16, 16, generator=g)), None,
+        TrainConfig(epochs=1, batch_size=16, progress=False, device="cpu"), task="reconstruction",
+        out=tmp_path / "ae", checkpoint_meta=dict(model_name="conv_ae", model_args=[1],
+                                                  model_options={"width": 4, "depth": 2}))
+    config = json.loads((tmp_path / "ae" / "config.json").read_text())
+    config["finished"] = False
+    (tmp_path / "ae" / "config.json").write_text(json.dumps(config))
+    return tmp_path / "ae"
+
+
+@pytest.fixture
+def interrupted_ae(_ae, tmp_path):
+    import shutil
+
+    return shutil.copytree(_ae, tmp_path / "ae")
+
+
+def test_info_says_where_a_training_state_resumes(interrupted_ae):
+    from oceandl.describe import describe
+
+    assert describe(interrupted_ae)["resumable"] == "a training state after epoch 1 (--resume goes on from it)"
+
+
+@pytest.mark.parametrize("name, damage, says", [
+    ("training_state.safetensors", lambda b: b[: len(b) // 2], "corrupt or truncated"),
+    ("training_state.safetensors", lambda b: b"\x00" * 8 + b[8:], "corrupt or truncated"),
+    ("training_state.json", lambda b: b[:-3], "corrupt or truncated"),
+    ("training_state.safetensors", None, "missing beside training_state.json"),
+])
+def test_info_refuses_a_corrupt_training_state(interrupted_ae, name, damage, says):
+    """A truncated training_state.safetensors was described as "a training state after epoch 1
+    (--resume goes on from it)", and --resume then failed: info refuses it in one line, exit 2."""
+    from oceandl.errors import CheckpointError
+    from oceandl.training.checkpoint import load_training_state
+
+    path = interrupted_ae / name
+    if damage is None:
+        path.unlink()
+    else:
+        path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CheckpointError):  # what --resume says of it: info agrees
+        load_training_state(interrupted_ae)
+    res = CliRunner().invoke(cli, ["info", str(interrupted_ae)])
+    assert_cli_error(res, 2, f"{name}: {says}", "--resume refuses this checkpoint (its weights are whole)")
+    assert len(res.output.strip().splitlines()) == 1
