@@ -104,3 +104,29 @@ def test_info_refuses_a_corrupt_training_state(interrupted_ae, name, damage, say
     res = CliRunner().invoke(cli, ["info", str(interrupted_ae)])
     assert_cli_error(res, 2, f"{name}: {says}", "--resume refuses this checkpoint (its weights are whole)")
     assert len(res.output.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------ 3. one wording for a failed netCDF write
+@pytest.mark.parametrize("exc", [RuntimeError("NetCDF: HDF error"), OSError(5, "Input/output error")],
+                         ids=["hdf", "eio"])
+def test_a_write_failure_reads_the_same_in_memory_and_chunked(sst_file, tmp_path, monkeypatch, exc):
+    """In memory "f.nc: cannot write netCDF (...)", with --chunks "f.nc: cannot write it (...)": one
+    wording, the output and the cause, whichever writer failed."""
+    import os
+
+    from fakes import cli_climatology, make_raise, set_free_disk
+
+    from oceandl.interp import chunked
+
+    set_free_disk(monkeypatch, 1 << 30)
+    lines = []
+    for target, chunks in (((chunked.xr.Dataset, "to_netcdf"), []), ((chunked._Writer, "_commit"),
+                                                                      ["--chunks", "time=2"])):
+        out = tmp_path / "o" / "f.nc"
+        out.parent.mkdir(exist_ok=True)
+        with monkeypatch.context() as m:
+            make_raise(m, target, exc)
+            line = assert_cli_error(cli_climatology(sst_file, out, *chunks), 1)
+        assert not os.listdir(out.parent)
+        lines.append(line)
+    assert lines[0] == lines[1] == f"Error: {out}: cannot write netCDF ({type(exc).__name__}: {exc})", lines
