@@ -130,3 +130,27 @@ def test_a_write_failure_reads_the_same_in_memory_and_chunked(sst_file, tmp_path
         assert not os.listdir(out.parent)
         lines.append(line)
     assert lines[0] == lines[1] == f"Error: {out}: cannot write netCDF ({type(exc).__name__}: {exc})", lines
+
+
+# ------------------------------------------------------------ 4. time unlimited in a file written from Python
+def test_a_fill_written_from_python_has_an_unlimited_time(tmp_path):
+    """``result.to_netcdf()`` wrote time fixed-size, where the CLI's file has it unlimited (ncrcat
+    appends along it); a slice without time still writes."""
+    import warnings
+
+    import netCDF4
+
+    from oceandl.interp import interpolate
+
+    ds = synthetic_sst(seed=0, n_time=6, ny=8, nx=8)
+    res = interpolate(ds["sst"], method="climatology", return_dataset=True)
+    assert "time" in res.encoding["unlimited_dims"]
+    res.to_netcdf(tmp_path / "r.nc")
+    with netCDF4.Dataset(tmp_path / "r.nc") as nc:
+        assert nc.dimensions["time"].isunlimited() and len(nc.dimensions["time"]) == 6
+        assert not nc.dimensions["lat"].isunlimited()
+    with warnings.catch_warnings():  # xarray's note that time is gone, as for any file opened with one
+        warnings.simplefilter("ignore", UserWarning)
+        res.isel(time=0).to_netcdf(tmp_path / "one.nc")
+    with netCDF4.Dataset(tmp_path / "one.nc") as nc:
+        assert "time" not in nc.dimensions and nc.variables["sst"].shape == (8, 8)
