@@ -1476,6 +1476,8 @@ def open_field(
         label = label or (f"DataArray '{name}'" if name is not None else "DataArray")
         key = name if name is not None and name not in source.coords else "__oceandl_field__"
         ds = source.to_dataset(name=key)
+        if "file_spans" in source.encoding:  # to_dataset drops them: each file's units test needs them
+            ds.encoding["file_spans"] = source.encoding["file_spans"]
         out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon},
                                   min_quality=min_quality, check_values=check_values, subset=subset,
                                   allow_static=allow_static)

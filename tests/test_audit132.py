@@ -154,3 +154,29 @@ def test_a_fill_written_from_python_has_an_unlimited_time(tmp_path):
         res.isel(time=0).to_netcdf(tmp_path / "one.nc")
     with netCDF4.Dataset(tmp_path / "one.nc") as nc:
         assert "time" not in nc.dimensions and nc.variables["sst"].shape == (8, 8)
+
+
+# ------------------------------------------------------------ 5. each file's units test whatever time is named
+@pytest.mark.parametrize("how, dim", [("memory", "t"), ("chunks", "t"), ("chunks", "time"), ("eof", "t")])
+def test_one_kelvin_file_is_named_when_time_is_renamed(tmp_path, how, dim):
+    """A series with one kelvin file said degC, its time dim renamed 't' from Python: each file's test
+    looked for a dim named 'time' and was skipped (the kelvin day filled as 288 degC). A DataArray
+    given to interpolate_chunked lost its files (to_dataset drops the encoding), whatever its time's name."""
+    import oceandl
+    from oceandl.interp.chunked import interpolate_chunked
+    from oceandl.interp.eof import eof
+    from oceandl.io import open_field
+    from test_audit119 import _series
+
+    folder = _series(tmp_path / "s", n=6, kelvin_file=3)
+    with open_field(folder) as da:
+        renamed = da.rename(time=dim) if dim != "time" else da
+        assert len(renamed.encoding["file_spans"]) == 6
+        with pytest.raises(InputError, match=r"file .*d003\.nc: its units say 'degC' but its values look like kelvin"):
+            if how == "memory":
+                oceandl.interpolate(renamed, method="climatology")
+            elif how == "chunks":
+                interpolate_chunked(renamed, tmp_path / "o.nc", method="climatology", chunks={dim: 2})
+            else:
+                eof(renamed)
+    assert not (tmp_path / "o.nc").exists()
