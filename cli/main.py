@@ -365,6 +365,9 @@ def _method_errors_as_typed(fn):
                 both = re.match(r" and (\w+)(?==)", rest)
                 if both and (g2 := named(both.group(1), rest[both.end():])) is not None:
                     rest = f" and {g2[0]}{g2[1]}"
+                if shown.startswith("--set ") and rest.startswith(" must be"):
+                    # "must be ..., or None for ...": None is Python's; --set spells it none
+                    rest = re.sub(r"\bNone\b", "none", rest)
                 new = msg[:m.start()] + m.group(1) + shown + rest
             elif u and u.group(1) in typed:
                 new = f"{typed[u.group(1)][1]}: {msg}"

@@ -177,6 +177,11 @@ def _checkpoint(folder: Path) -> dict[str, Any]:
         if why:
             raise CheckpointError(f"{folder / name}: corrupt or truncated ({why}); classify, --model, --init and "
                                   "--fit-on refuse this checkpoint: copy it again or retrain")
+    # a truncated training state read as a checkpoint to resume ("--resume goes on from it"), and
+    # --resume then said "corrupt training state": the same header-and-size check, and one line
+    state_problem = _state_problem(folder)
+    if state_problem:
+        raise CheckpointError(state_problem)
     mask = _stored_mask(folder, task) if task.startswith("interpolation") else None
     if mask:
         out["land-sea mask"] = mask
@@ -403,6 +408,28 @@ def _parameters(path: Path) -> int | None:
             count *= int(d)
         total += count
     return total
+
+
+def _state_problem(folder: Path) -> str | None:
+    """Why the training state in ``folder`` (``training_state.safetensors`` + ``.json``) cannot be
+    resumed from (a truncated or corrupt file, one of the pair missing), or None: none there or whole.
+    Headers and the file size only, as for the weights: no tensor is read."""
+    tensors, meta = folder / "training_state.safetensors", folder / "training_state.json"
+    if not tensors.is_file() and not meta.is_file():
+        return None
+    # the weights beside are not the state's: classify, --model and --init still read them
+    refused = "--resume refuses this checkpoint (its weights are whole): copy it again, or train again without --resume"
+    if not tensors.is_file() or not meta.is_file():
+        gone, there = (tensors, meta) if meta.is_file() else (meta, tensors)
+        return f"{gone}: missing beside {there.name}; {refused}"
+    why = _tensor_file_problem(tensors)
+    if why:
+        return f"{tensors}: corrupt or truncated ({why}); {refused}"
+    try:
+        json.loads(meta.read_text())
+    except (OSError, ValueError) as exc:
+        return f"{meta}: corrupt or truncated ({one_line(exc, limit=100, with_type=False)}); {refused}"
+    return None
 
 
 def _resume_state(folder: Path) -> str | None:

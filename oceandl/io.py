@@ -1482,6 +1482,8 @@ def open_field(
         label = label or (f"DataArray '{name}'" if name is not None else "DataArray")
         key = name if name is not None and name not in source.coords else "__oceandl_field__"
         ds = source.to_dataset(name=key)
+        if "file_spans" in source.encoding:  # to_dataset drops them: each file's units test needs them
+            ds.encoding["file_spans"] = source.encoding["file_spans"]
         out = _field_from_dataset(_decode(ds, label), key, label, {"time": time, "lat": lat, "lon": lon},
                                   min_quality=min_quality, check_values=check_values, subset=subset,
                                   allow_static=allow_static)
@@ -2191,11 +2193,18 @@ def with_compression_encoding(ds: xr.Dataset, complevel: int = 4) -> xr.Dataset:
     ``original_shape`` is set beside the chunks: xarray drops the chunks (and keeps the
     compression) of a variable cut to another shape (``ds.isel(lat=slice(0, 8))``), where chunks
     larger than the variable would fail to write. Keys set by :func:`write_netcdf`'s own
-    ``encoding`` replace these; other encoding keys of the variables are kept.
+    ``encoding`` replace these; other encoding keys of the variables are kept. The time dim is
+    made the record (unlimited) dim (``ds.encoding['unlimited_dims']``), as in the CLI's file.
     """
     for n, e in compression_encoding(ds, complevel).items():
         v = ds.variables[n]
         v.encoding = {**v.encoding, **e, **({"original_shape": v.shape} if "chunksizes" in e else {})}
+    # time the record (unlimited) dim, as write_netcdf writes it: a file from Python could not be
+    # appended to with ncrcat/ncks as the CLI's could (to_netcdf reads this when given no unlimited_dims)
+    time = [str(d) for d in ds.dims if _is_time_dim(ds, d)]
+    if time:
+        had = ds.encoding.get("unlimited_dims") or ()
+        ds.encoding = {**ds.encoding, "unlimited_dims": {*([had] if isinstance(had, str) else had), *time}}
     return ds
 
 

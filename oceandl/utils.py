@@ -538,7 +538,7 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
     except WRITE_ERRORS as exc:
         if isinstance(exc, OceanDLError) or _out_of_memory_text(exc):
             raise
-        raise write_error(path, exc, "cannot write it") from exc
+        raise write_error(path, exc) from exc  # the in-memory write's words: one wording for both
 
 
 def _out_of_memory_text(exc: BaseException) -> bool:

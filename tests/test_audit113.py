@@ -361,7 +361,7 @@ def test_a_write_failing_on_a_full_disk_says_the_disk_is_full(fit, tmp_path, mon
         assert (f"; the disk of {tmp_path} is full (0 bytes free); nothing was written" in line) == said, line
         assert os.listdir(tmp_path) == []
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0))
-    with pytest.raises(Exception, match=r"f.nc: cannot write it \(RuntimeError: NetCDF: HDF error\); the disk of .* is "
+    with pytest.raises(Exception, match=r"f.nc: cannot write netCDF \(RuntimeError: NetCDF: HDF error\); the disk of .* is "
                                         r"full \(0 bytes free\)"):
         with utils.atomic_path(tmp_path / "f.nc"), utils.writing(tmp_path / "f.nc"):
             raise RuntimeError("NetCDF: HDF error")  # the chunked writer's, through utils.writing (audit 121)

@@ -37,7 +37,7 @@ def test_a_chunked_write_failure_with_room_names_the_output(cube, tmp_path, monk
     _fails(monkeypatch, (chunked._Writer, "_commit"), exc)
     out = tmp_path / "f.nc"
     line = assert_cli_error(_interpolate(cube, out, "--chunks", "time=5"), 1,
-                            f"{out}: cannot write it ({type(exc).__name__}: ")
+                            f"{out}: cannot write netCDF ({type(exc).__name__}: ")
     assert "is full" not in line and "OCEANDL_DEBUG" not in line, line
     assert os.listdir(tmp_path) == []
 
@@ -100,7 +100,7 @@ def test_only_a_write_on_a_nearly_full_disk_gets_the_note(tmp_path, monkeypatch)
     for exc, said in ((RuntimeError("NetCDF: HDF error"), r"is full \(0 bytes free\)"),
                       (PermissionError(errno.EACCES, "Permission denied"), r"is full \(0 bytes free\)"),
                       (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk quota on")):
-        with pytest.raises(utils.OceanDLError, match=rf"f.nc: cannot write it \({type(exc).__name__}: .*{said}"):
+        with pytest.raises(utils.OceanDLError, match=rf"f.nc: cannot write netCDF \({type(exc).__name__}: .*{said}"):
             with utils.atomic_path(tmp_path / "f.nc"), utils.writing(tmp_path / "f.nc"):
                 raise exc
     with pytest.raises(utils.OceanDLError, match=r"file write failed\); the disk of .* is full"):

@@ -71,11 +71,11 @@ def test_write_error_rule():
     """The shared rule's units: an attribute xarray refuses (ValueError) is the input's; an HDF error is
     the write's, marked so the disk can be said."""
     bad = utils.write_error("f.nc", ValueError("Invalid name for attr ''"))
-    io = utils.write_error("f.nc", RuntimeError("NetCDF: HDF error"), "cannot write it")
+    io = utils.write_error("f.nc", RuntimeError("NetCDF: HDF error"))
     assert isinstance(bad, InputError) and not bad.write_failure
     assert str(bad) == "f.nc: cannot write netCDF (ValueError: Invalid name for attr '')"
     assert type(io) is OceanDLError and io.write_failure and io.exit_code == 1
-    assert str(io) == "f.nc: cannot write it (RuntimeError: NetCDF: HDF error)"
+    assert str(io) == "f.nc: cannot write netCDF (RuntimeError: NetCDF: HDF error)"
 
 
 # ------------------------------------------------------------ 2. --fit-on --chunks: a corrupt input named

@@ -255,7 +255,7 @@ def test_state_interval():
     assert METHODS["unet"]()._state_every(600) == (60, True)
     assert METHODS["unet"]()._state_every(3) == (1, True)
     assert METHODS["unet"](checkpoint_every=7)._state_every(600) == (7, False)
-    with pytest.raises(InputError, match="checkpoint_every=0 must be None or a positive integer"):
+    with pytest.raises(InputError, match=r"checkpoint_every=0 must be a positive integer \(steps\), or None"):
         METHODS["unet"](checkpoint_every=0)
 
 

@@ -771,7 +771,8 @@ def check_units_files(label: str, da, units, counts: np.ndarray, spans=None) -> 
     Parameters
     ----------
     label : names the series in the message.
-    da : the series (time, lat, lon), lazy or not, with a ``time`` coordinate.
+    da : the series (time, lat, lon), lazy or not, with a coordinate of dates along its time dim
+        (named ``time`` or not, :func:`canonical_dims`).
     units : its ``units`` attribute.
     counts : (time, 5) :func:`step_counts` of its values, as read for the fill.
     spans : the files' :class:`~oceandl.io.FileSpan` (default ``da.encoding["file_spans"]``, as
@@ -785,9 +786,17 @@ def check_units_files(label: str, da, units, counts: np.ndarray, spans=None) -> 
 
     spans = spans if spans is not None else getattr(da, "encoding", {}).get("file_spans")
     unit = _unit(units)
-    if not spans or len(spans) < 2 or unit not in ("degC", "K", "degF") or "time" not in getattr(da, "coords", {}):
+    if not spans or len(spans) < 2 or unit not in ("degC", "K", "degF"):
         return
-    times = np.asarray(da["time"].values)
+    # the time dim by its role, not its name: a series whose time was renamed ('t', 'date') skipped
+    # every file's test (one kelvin file among degC ones filled as degC)
+    try:
+        tdim = canonical_dims(da)[0] if getattr(da, "ndim", 0) == 3 else "time"
+    except InputError:
+        return  # refused where the field is read; nothing to tell the files apart here
+    if tdim not in getattr(da, "coords", {}):
+        return  # no dates: the files' spans cannot be found in it
+    times = np.asarray(da[tdim].values)
     counts = np.asarray(counts)
     for span in spans:
         idx = np.flatnonzero((times >= span.first) & (times <= span.last))
@@ -802,7 +811,7 @@ def check_units_files(label: str, da, units, counts: np.ndarray, spans=None) -> 
             unit == "K" and below > half and (
             below_floor <= half and not _is_departure(da) or _absolute_temperature(da)))
         if suspect:
-            v = np.asarray(da.isel(time=idx).values, dtype=np.float64)
+            v = np.asarray(da.isel({tdim: idx}).values, dtype=np.float64)
             median = float(np.nanmedian(v))
             name = getattr(da, "name", None) or "VAR"
             _refuse_units(f"{label}: file {span.path}", da, units, unit, median, name, span.path)

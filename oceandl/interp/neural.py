@@ -285,8 +285,8 @@ class NeuralInterpolator(Interpolator):
         for key in ("patch", "batch_size", "infer_batch"):
             need(key, is_int(o[key]) and o[key] >= 1, "must be a positive integer")
         for key in ("steps", "epochs"):
-            need(key, o[key] is None or (is_int(o[key]) and o[key] >= 0), "must be None or an integer >= 0")
-        need("tile", o["tile"] is None or (is_int(o["tile"]) and o["tile"] >= 8), "must be None or an integer >= 8")
+            need(key, o[key] is None or (is_int(o[key]) and o[key] >= 0), "must be an integer >= 0, or None for the method's default")
+        need("tile", o["tile"] is None or (is_int(o["tile"]) and o["tile"] >= 8), "must be an integer >= 8, or None for the whole grid in one pass")
         need("overlap", is_int(o["overlap"]) and o["overlap"] >= 0
              and (o["tile"] is None or o["overlap"] < o["tile"]), "must be an integer in [0, tile)")
         for key in ("weight_decay", "visible_weight"):
@@ -299,7 +299,7 @@ class NeuralInterpolator(Interpolator):
         for key in ("nll", "seasonal", "latlon", "channels_last", "fused"):
             need(key, isinstance(o[key], (bool, np.bool_)), "must be True or False")
         need("calibrate", o["calibrate"] is None or isinstance(o["calibrate"], (bool, np.bool_)),
-             "must be None, True or False")
+             "must be True or False, or None for on when nll is")
         frac = o["calibration_fraction"]
         need("calibration_fraction", isinstance(frac, (int, float, np.integer, np.floating))
              and not isinstance(frac, (bool, np.bool_)) and 0 < frac < 0.5, "must be a number in (0, 0.5)")
@@ -323,10 +323,10 @@ class NeuralInterpolator(Interpolator):
              "network as it is, init trains further from it)")
         need("checkpoint_every", o["checkpoint_every"] is None or (is_int(o["checkpoint_every"])
                                                                  and o["checkpoint_every"] >= 1),
-             "must be None or a positive integer (steps)")
-        for key in ("save_to", "resume"):
+             "must be a positive integer (steps), or None for every tenth of the steps")
+        for key, none in (("save_to", "to save no training state"), ("resume", "for a run from the start")):
             need(key, o[key] is None or (isinstance(o[key], (str, os.PathLike)) and str(o[key]).strip() != ""),
-                 "must be None or a folder path")
+                 f"must be a folder path, or None {none}")
         if o["resume"] is not None:
             for key in ("checkpoint", "init"):
                 need(key, o[key] is None, f"cannot be given with resume={str(o['resume'])!r}: the run goes on from "
