@@ -17,3 +17,31 @@ def test_interpolate_with_a_classifier_checkpoint_names_its_task(tmp_path):
                                    "-o", str(tmp_path / "y.nc")])
     assert_cli_error(res, 2, "'classification'", "train interpolator", "classify --model")
     assert not (tmp_path / "y.nc").exists()
+
+
+def _write_mnist(folder, split: str = "train", n: int = 12):
+    """Tiny IDX files of ``split`` (random 28 x 28 digits, labels 0-9) in ``folder``."""
+    import struct
+
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "train" if split == "train" else "t10k"
+    x = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    (folder / f"{stem}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + x.tobytes())
+    (folder / f"{stem}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n)
+                                                      + (np.arange(n) % 10).astype(np.uint8).tobytes())
+
+
+def test_classify_an_mnist_folder_says_what_it_is(tmp_path):
+    # the folder `train classifier --data` reads as MNIST was "no image files found" to classify
+    _write_mnist(tmp_path / "mn")
+    tiny_classifier(tmp_path / "clf")
+    res = CliRunner().invoke(cli, ["classify", "--model", str(tmp_path / "clf"), str(tmp_path / "mn"),
+                                   "-o", str(tmp_path / "p.csv")])
+    assert_cli_error(res, 2, "MNIST IDX", "load_mnist(", "'train'")
+    assert not (tmp_path / "p.csv").exists()
+    (tmp_path / "empty").mkdir()  # a folder of nothing keeps its message
+    res = CliRunner().invoke(cli, ["classify", "--model", str(tmp_path / "clf"), str(tmp_path / "empty"),
+                                   "-o", str(tmp_path / "p.csv")])
+    assert_cli_error(res, 2, "no image files found")
