@@ -45,3 +45,17 @@ def test_classify_an_mnist_folder_says_what_it_is(tmp_path):
     res = CliRunner().invoke(cli, ["classify", "--model", str(tmp_path / "clf"), str(tmp_path / "empty"),
                                    "-o", str(tmp_path / "p.csv")])
     assert_cli_error(res, 2, "no image files found")
+
+
+def test_info_of_a_classifier_says_what_it_was_trained_on(tmp_path):
+    # `info --help`: "the data it was trained on"; a classifier's config holds its images and the
+    # hash of their paths ('data'), which info did not show (an interpolator's did, 'trained on')
+    from fakes import edit_checkpoint_config
+
+    tiny_classifier(tmp_path / "clf")
+    edit_checkpoint_config(tmp_path / "clf", tmp_path / "clf2", data={"images": 60, "files_sha256": "28ea9828da475d17"})
+    res = CliRunner().invoke(cli, ["info", str(tmp_path / "clf2")])
+    assert res.exit_code == 0, res.output
+    assert "trained on:" in res.output and "60 images (sha256 of its files' paths: 28ea9828da475d17)" in res.output
+    res = CliRunner().invoke(cli, ["info", str(tmp_path / "clf")])  # none recorded: no line
+    assert res.exit_code == 0 and "trained on" not in res.output, res.output
