@@ -663,6 +663,15 @@ def train_interpolator_cmd(input_path, var, method, options, demo, epochs, batch
     click.echo(text)
 
 
+def _checkpoint_task(path) -> str | None:
+    """The ``task`` of checkpoint folder ``path``'s ``config.json``, or None if it has none or is unreadable."""
+    try:
+        task = json.loads((Path(path) / "config.json").read_text()).get("task")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return task if isinstance(task, str) else None
+
+
 def _checkpoint_method_unless_given(method: str, path) -> str:
     """The method a network checkpoint ``path`` (``--model``, ``--init``, ``--resume``'s output) was
     trained for when ``--method`` was left at its default, as ``--fit-on`` takes a saved fit's; a
@@ -1276,6 +1285,12 @@ def interpolate(input_path, var, method, withhold, refit, options, checkpoint, f
         method = _checkpoint_method_unless_given(method, checkpoint)
         if "checkpoint" not in get_method(method).option_defaults:  # else: "unknown option 'checkpoint'"
             neural = ", ".join(m for m, c in METHODS.items() if "checkpoint" in c.option_defaults)
+            task = _checkpoint_task(checkpoint)
+            if task not in (None, "interpolation"):
+                # a classifier's folder left --method at dineof, which was then said to take no checkpoint
+                raise InputError(f"--model {checkpoint}: a checkpoint of task {task!r}, not a gap filler's network "
+                                 f"(train one with `oceandl train interpolator`; a classifier's is for `oceandl "
+                                 f"classify --model {checkpoint}`)")
             raise InputError(f"--model: method {method!r} fits the file itself and takes no checkpoint "
                              f"(--model is for the neural methods: {neural})")
         opts["checkpoint"] = str(checkpoint)

@@ -711,6 +711,19 @@ def _is_image(p: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:
     return p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
 
 
+def _mnist_split(folder: Path) -> str | None:
+    """``"test"`` or ``"train"``: the MNIST split whose IDX files ``folder`` holds (the test one first), or None."""
+    from .mnist import find_mnist_files
+
+    for split in ("test", "train"):
+        try:
+            find_mnist_files(folder, split)
+            return split
+        except InputError:
+            pass
+    return None
+
+
 def _images_in(folder: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
     # Recursive and sorted, so the order (and hence seeded splits) is the same on every machine;
     # hidden folders (.thumbs, .ipynb_checkpoints, .Trash) hold copies or caches, not samples.
@@ -1225,6 +1238,12 @@ def list_images(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
         else:
             raise InputError(f"{p}: no such file or folder")
     if not out:
+        for p in map(Path, paths):
+            # the folder `train classifier --data` read as MNIST was "no image files found" here
+            if p.is_dir() and _mnist_split(p):
+                raise InputError(f"{p}: MNIST IDX files, which classify does not read (image files or a netCDF "
+                                 f"stack): from Python, oceandl.classify(load_mnist({str(p)!r}, "
+                                 f"{_mnist_split(p)!r})[0], model=...) (load_mnist: oceandl.datasets.mnist)")
         raise InputError(f"{', '.join(map(str, paths))}: no image files found")
     return list(dict.fromkeys(out))
 

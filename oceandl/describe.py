@@ -240,6 +240,12 @@ def _trained(config: dict) -> dict[str, Any]:
     if training:
         out["optimiser"] = (f"{training.get('optimizer')} lr={training.get('lr')} batch_size={training.get('batch_size')} "
                             f"scheduler={training.get('scheduler')} seed={training.get('seed')}")
+    data = config.get("data")
+    if isinstance(data, dict) and isinstance(data.get("images"), int):
+        # the help promised "the data it was trained on"; a classifier's said nothing of it
+        digest = data.get("files_sha256") or data.get("labels_sha256")
+        kind = "its files' paths" if data.get("files_sha256") else "its labels"
+        out["trained on"] = f"{data['images']} images" + (f" (sha256 of {kind}: {digest})" if digest else "")
     if config.get("split_sizes"):
         out["split (train, val, test)"] = ", ".join(map(str, config["split_sizes"]))
     # what the model never saw: a class left out reads, in the class list, as one that never existed
