@@ -22,9 +22,11 @@ on the withheld pixels 1.11 -> 0.99; on a clean rank-3 cube CV keeps the classic
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
+import threading
 from collections.abc import MutableMapping
 from typing import Any, ClassVar
 
@@ -44,6 +46,13 @@ __all__ = ["DINEOF", "cv_points"]
 # Up to this many time steps (or pixels) the modes come from the eigendecomposition of the small
 # covariance matrix (exact, and much faster than a LAPACK SVD of the data); beyond, randomised SVD.
 _GRAM_MAX = 4096
+# DINEOF's iterations on a matrix whose Gram product (min(nt, n)^2 max(nt, n) multiply-adds) is at most
+# this many run on one torch thread: each iteration is then a few small products and a small eigh
+# (40 x 576: 1 ms on one thread), and an OpenMP team of two on a busy 2-core machine waited for its
+# descheduled second thread in every parallel region: 6-50 ms per 40 x 40 eigh against 0.7, the
+# in-memory fill of synthetic_sst(40, 24, 24, cloud 0.7) took 30-60 s against 2 (its 1181
+# iterations, which --chunks blocks ran on dask threads, one OpenMP thread each, in about 1 s)
+_ONE_THREAD_MAX = 2**25
 # The thresholds (fractions of the leading singular value) that shrink="auto" tries, strongest first.
 _SHRINK_PATH = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
 # Fewer CV squares than this: the CV error of each k is that of a few cloud-sized patches on a few
@@ -138,6 +147,27 @@ def _cv_clouds(obs: np.ndarray, fraction: float, rng: np.random.Generator) -> tu
         return None
     cv = withhold_by_cloud_transfer(obs, fraction=fraction, seed=int(rng.integers(2**31)))
     return cv, int(sum(ndimage.label(day)[1] for day in cv if day.any()))
+
+
+@contextlib.contextmanager
+def _one_thread_if_small(A):
+    """One torch intra-op thread while the body runs, when ``A`` (time, n) is a small CPU matrix
+    (see ``_ONE_THREAD_MAX``) and this is the main thread: ``torch.set_num_threads`` is
+    process-wide, so two threads setting and restoring it could leave it at 1 (dask's worker
+    threads, where chunked blocks are filled, already ran their small products on one thread)."""
+    import torch
+
+    nt, n = A.shape
+    before = torch.get_num_threads()
+    if (A.device.type != "cpu" or before <= 1 or min(nt, n) ** 2 * max(nt, n) > _ONE_THREAD_MAX
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _time_order(da) -> np.ndarray:
@@ -821,14 +851,19 @@ class DINEOF(Interpolator):
 
     def _iterate(self, filled, mask, k: int):
         """Gaps of ``filled`` (where ``~mask``) <- rank-k reconstruction, until converged."""
-        import torch
-
         # In place (``filled`` is updated; callers pass a tensor of their own): the cube-sized
         # tensors alive at once are the data, ``filled``, R and one work tensor, where a functional
         # update held seven; R and work are allocated once per call, not per iteration.
         # masked_fill is element-wise, no boolean gather.
         if bool(mask.all()):
             return filled, 0, True
+        with _one_thread_if_small(filled):  # small products: thread hand-offs cost more than they save
+            return self._iterations(filled, mask, k)
+
+    def _iterations(self, filled, mask, k: int):
+        """:meth:`_iterate`'s loop."""
+        import torch
+
         tol, max_iter = self.options["tol"], self.options["max_iter"]
         R, work = torch.empty_like(filled), torch.empty_like(filled)  # reused by every iteration
         for it in range(1, max_iter + 1):
